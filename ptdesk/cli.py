@@ -1,0 +1,63 @@
+"""Command line. Bare `ptdesk` opens the dashboard; every dashboard action is also a command here.
+
+Commands live in ptdesk/commands/<topic>.py; this module only assembles them and turns
+PtdeskErrors into one clear line on stderr and a non-zero exit code.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from ptdesk import __version__
+from ptdesk.errors import PtdeskError
+
+
+class PtdeskGroup(click.Group):
+    """A click group that reports PtdeskErrors as one line (plus a hint), never a traceback."""
+
+    def invoke(self, ctx: click.Context):  # type: ignore[override]
+        try:
+            return super().invoke(ctx)
+        except PtdeskError as exc:
+            report_error(exc)
+            ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("ptdesk: interrupted.", err=True)
+            ctx.exit(130)
+
+
+def report_error(exc: PtdeskError) -> None:
+    click.echo(f"ptdesk: {exc.message}", err=True)
+    if exc.hint:
+        click.echo(f"  hint: {exc.hint}", err=True)
+
+
+@click.group(cls=PtdeskGroup, invoke_without_command=True,
+             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="ptdesk")
+@click.pass_context
+def main(ctx: click.Context) -> None:
+    """ptdesk: the desk for a shared GPU workstation.
+
+    Run without a command to open the live dashboard. Every dashboard action is also a command
+    below; add --json to any listing for scripts.
+    """
+    if ctx.invoked_subcommand is None:
+        from ptdesk.commands.dashboard import open_dashboard
+
+        open_dashboard()
+
+
+def _register() -> None:
+    from ptdesk.commands import COMMANDS
+
+    for command in COMMANDS:
+        main.add_command(command)
+
+
+_register()
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,173 @@
+"""Settings, resolved once: defaults, then `PTDESK_HOME/config.toml`, then environment variables.
+
+PTDESK_HOME (default: the platformdirs user data dir) holds config.toml, the SQLite state database,
+the 0700 `keys/` folder and the default workspaces.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+from platformdirs import user_data_dir
+
+from ptdesk.core.models import Limits
+from ptdesk.errors import ConfigError
+
+# The default base is a real PyTorch CUDA runtime; tests build FROM a local Debian base instead.
+DEFAULT_BASE_IMAGE = "pytorch/pytorch:2.9.0-cuda12.8-cudnn9-runtime"
+_SIZE = re.compile(r"^\d+(\.\d+)?[bkmg]?$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Config:
+    home: Path
+    bind_address: str = "127.0.0.1"
+    ssh_image: str = "ptdesk/ssh:latest"
+    jupyter_image: str = "ptdesk/jupyter:latest"
+    base_image: str = DEFAULT_BASE_IMAGE
+    limits: Limits = field(default_factory=Limits)
+    # Default workspace root: each experiment gets <workspace_root>/<name> unless --workspace is given.
+    workspace_root: Path | None = None
+    # Host user whose uid/gid the container user runs as, so workspace files belong to them.
+    uid: int = 1000
+    gid: int = 1000
+    # Separates independent ptdesk installations sharing one engine (and test runs from each other).
+    instance: str = "default"
+    # Seconds a launch may take to become ready before it is rolled back.
+    ready_timeout: float = 90.0
+    ca_bundle: Path | None = None
+    # Jupyter/SSH idle limit for `ptdesk cull` (seconds; 0 disables automatic culling).
+    idle_cull_seconds: int = 0
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.home / "keys"
+
+    @property
+    def state_path(self) -> Path:
+        return self.home / "state.db"
+
+    @property
+    def config_path(self) -> Path:
+        return self.home / "config.toml"
+
+    @property
+    def workspaces(self) -> Path:
+        return self.workspace_root or (self.home / "workspaces")
+
+
+def default_home() -> Path:
+    return Path(user_data_dir("ptdesk", appauthor=False))
+
+
+def _default_ids() -> tuple[int, int]:
+    """The invoking user's ids; under sudo/root the real user's, falling back to 1000."""
+    uid, gid = os.getuid(), os.getgid()
+    if uid == 0:
+        uid = int(os.environ.get("SUDO_UID", "1000"))
+        gid = int(os.environ.get("SUDO_GID", str(uid)))
+    return uid, gid
+
+
+def load_config(env: dict[str, str] | None = None) -> Config:
+    """Resolve the settings once; raise ConfigError with the bad key named."""
+    env = dict(os.environ) if env is None else env
+    home = Path(env.get("PTDESK_HOME") or default_home()).expanduser().absolute()
+    uid, gid = _default_ids()
+    config = Config(home=home, uid=uid, gid=gid)
+    path = config.config_path
+    if path.exists():
+        try:
+            data = tomllib.loads(path.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"{path} cannot be read: {exc}.", "Fix the TOML syntax or remove the file.") from exc
+        config = _apply(config, data, str(path))
+    overrides = {
+        "bind_address": env.get("PTDESK_BIND_ADDRESS"),
+        "instance": env.get("PTDESK_INSTANCE"),
+        "ssh_image": env.get("PTDESK_SSH_IMAGE"),
+        "jupyter_image": env.get("PTDESK_JUPYTER_IMAGE"),
+    }
+    config = _apply(config, {k: v for k, v in overrides.items() if v}, "the environment")
+    return config
+
+
+def _apply(config: Config, data: dict, origin: str) -> Config:
+    known = {f.name for f in fields(Config)} - {"home"}
+    unknown = set(data) - known
+    if unknown:
+        raise ConfigError(
+            f"Unknown setting {sorted(unknown)[0]!r} in {origin}.",
+            f"Known settings: {', '.join(sorted(known))}.",
+        )
+    changes: dict = {}
+    for key, value in data.items():
+        if key == "limits":
+            changes[key] = _limits(config.limits, value, origin)
+        elif key in ("workspace_root", "ca_bundle"):
+            changes[key] = Path(str(value)).expanduser()
+        elif key in ("uid", "gid", "idle_cull_seconds"):
+            changes[key] = _int(key, value, origin)
+        elif key == "ready_timeout":
+            changes[key] = _number(key, value, origin)
+        else:
+            changes[key] = str(value)
+    config = replace(config, **changes)
+    _validate(config, origin)
+    return config
+
+
+def _limits(current: Limits, value: object, origin: str) -> Limits:
+    if not isinstance(value, dict):
+        raise ConfigError(f"'limits' in {origin} must be a table.", "Write it as [limits] with memory, cpus, ...")
+    allowed = {f.name for f in fields(Limits)}
+    for key in value:
+        if key not in allowed:
+            raise ConfigError(f"Unknown limit {key!r} in {origin}.", f"Known limits: {', '.join(sorted(allowed))}.")
+    merged = replace(
+        current,
+        **{k: (_number(k, v, origin) if k == "cpus" else _int(k, v, origin) if k == "pids" else str(v))
+           for k, v in value.items()},
+    )
+    for key in ("memory", "shm_size"):
+        check_size(key, getattr(merged, key))
+    return merged
+
+
+def check_size(name: str, value: str) -> str:
+    """Accept Docker-style sizes (512m, 16g); anything else is a ConfigError naming the setting."""
+    if not _SIZE.match(value):
+        raise ConfigError(f"{name} {value!r} is not a size.", "Use a number with b, k, m or g, like 16g.")
+    return value
+
+
+def _int(key: str, value: object, origin: str) -> int:
+    try:
+        return int(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key} in {origin} must be a whole number, not {value!r}.") from None
+
+
+def _number(key: str, value: object, origin: str) -> float:
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key} in {origin} must be a number, not {value!r}.") from None
+
+
+def _validate(config: Config, origin: str) -> None:
+    try:
+        ipaddress.ip_address(config.bind_address)
+    except ValueError:
+        raise ConfigError(
+            f"bind_address {config.bind_address!r} in {origin} is not an IP address.",
+            "Use 127.0.0.1 (default) or the one address collaborators reach.",
+        ) from None
+    if not re.fullmatch(r"[a-z0-9][a-z0-9_.-]{0,62}", config.instance):
+        raise ConfigError(f"instance {config.instance!r} in {origin} is not a valid name.",
+                          "Use lower-case letters, digits, '.', '_' or '-'.")

@@ -1,0 +1,1 @@
+"""ptdesk's core: everything that is true without a screen. Never imports textual."""

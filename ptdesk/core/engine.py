@@ -1,0 +1,248 @@
+"""The one place that talks to Docker (docker SDK). Everything else asks this module.
+
+Engine errors become PtdeskErrors here, once, so no caller has to know docker-py's exceptions.
+"""
+
+from __future__ import annotations
+
+import io
+import tarfile
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import docker
+import docker.errors
+import requests
+
+from ptdesk.core.models import LABEL_INSTANCE, LABEL_MANAGED
+from ptdesk.errors import EngineUnavailable, GpuUnavailable, ImageMissing, NotFound, PtdeskError
+
+ENGINE_HINT = "Start the Docker engine (sudo systemctl start docker, or scripts/docker-engine) and try again."
+
+
+@dataclass(frozen=True)
+class FileSpec:
+    """A file to place in a container with put_archive (owner and mode travel in the tar header)."""
+
+    name: str  # path relative to the archive's destination folder
+    data: bytes
+    mode: int = 0o600
+    uid: int = 0
+    gid: int = 0
+
+
+@contextmanager
+def translated_errors(what: str) -> Iterator[None]:
+    """Turn docker-py/requests failures into one-sentence PtdeskErrors."""
+    try:
+        yield
+    except PtdeskError:
+        raise
+    except docker.errors.ImageNotFound as exc:
+        raise ImageMissing(f"{what}: image not found ({_explain(exc)}).", "Build it with: ptdesk images build") from None
+    except docker.errors.NotFound as exc:
+        raise NotFound(f"{what}: {_explain(exc)}.", "List experiments with: ptdesk ls --all") from None
+    except docker.errors.APIError as exc:
+        text = _explain(exc)
+        if "could not select device driver" in text or "nvidia-container-cli" in text:
+            raise GpuUnavailable(
+                f"{what}: the Docker engine has no GPU runtime ({text}).",
+                "Install the NVIDIA Container Toolkit, or launch with --gpus none.",
+            ) from None
+        if "permission denied" in text.lower() and "docker.sock" in text:
+            raise EngineUnavailable(f"{what}: permission denied on the Docker socket.",
+                                    "Add yourself to the docker group (then log in again) or use sudo.") from None
+        raise PtdeskError(f"{what}: the engine refused ({text}).") from None
+    except docker.errors.DockerException as exc:
+        raise _unavailable(what, exc) from None
+    except (requests.exceptions.ConnectionError, requests.exceptions.Timeout, ConnectionError) as exc:
+        raise _unavailable(what, exc) from None
+
+
+def _explain(exc: Exception) -> str:
+    if isinstance(exc, docker.errors.APIError) and exc.explanation:
+        text = exc.explanation
+        return text.decode(errors="replace") if isinstance(text, bytes) else str(text)
+    return str(exc)
+
+
+def _unavailable(what: str, exc: Exception) -> EngineUnavailable:
+    text = str(exc)
+    if "Permission denied" in text or "PermissionError" in text:
+        return EngineUnavailable(f"{what}: permission denied on the Docker socket.",
+                                 "Add yourself to the docker group (then log in again) or use sudo.")
+    return EngineUnavailable(f"{what}: the Docker engine is not reachable.", ENGINE_HINT)
+
+
+class Engine:
+    """A connected Docker engine. Cheap to pass around; thread-safe for independent calls."""
+
+    def __init__(self, client: docker.DockerClient) -> None:
+        self.client = client
+        self.api = client.api
+
+    @classmethod
+    def connect(cls, timeout: float = 30.0) -> Engine:
+        with translated_errors("Connecting to Docker"):
+            client = docker.from_env(timeout=int(timeout))
+            client.ping()
+        return cls(client)
+
+    def close(self) -> None:
+        self.client.close()
+
+    # --- engine & images -------------------------------------------------------------------
+    def version(self) -> dict:
+        with translated_errors("Asking the engine for its version"):
+            return self.api.version()
+
+    def info(self) -> dict:
+        with translated_errors("Asking the engine for its info"):
+            return self.api.info()
+
+    def image_exists(self, ref: str) -> bool:
+        with translated_errors(f"Looking up image {ref}"):
+            try:
+                self.api.inspect_image(ref)
+                return True
+            except docker.errors.ImageNotFound:
+                return False
+
+    def image_created(self, ref: str) -> str | None:
+        with translated_errors(f"Looking up image {ref}"):
+            try:
+                return self.api.inspect_image(ref).get("Created")
+            except docker.errors.ImageNotFound:
+                return None
+
+    def build(self, context: bytes, tag: str, buildargs: dict[str, str],
+              on_line: Callable[[str], None]) -> None:
+        """Build from an in-memory tar context, streaming progress lines to on_line."""
+        with translated_errors(f"Building {tag}"):
+            stream = self.api.build(fileobj=io.BytesIO(context), custom_context=True, tag=tag,
+                                    buildargs=buildargs, rm=True, forcerm=True, decode=True, pull=False)
+            try:
+                for chunk in stream:
+                    if "error" in chunk:
+                        detail = chunk.get("errorDetail", {}).get("message") or chunk["error"]
+                        raise PtdeskError(f"Building {tag} failed: {detail.strip()}",
+                                          "Read the build output above; for HTTPS errors pass --ca-bundle.")
+                    text = chunk.get("stream") or chunk.get("status")
+                    if text:
+                        for line in str(text).splitlines():
+                            if line.strip():
+                                on_line(line.rstrip())
+            finally:
+                close = getattr(stream, "close", None)
+                if close:
+                    close()
+
+    # --- containers ------------------------------------------------------------------------
+    def create(self, *, name: str, image: str, labels: dict[str, str], host_config: dict[str, Any],
+               command: list[str] | None = None, environment: dict[str, str] | None = None,
+               user: str | None = None, exposed: Iterable[str] = (), working_dir: str | None = None) -> str:
+        with translated_errors(f"Creating container {name}"):
+            hc = self.api.create_host_config(**host_config)
+            result = self.api.create_container(
+                image=image, name=name, labels=labels, host_config=hc, command=command,
+                environment=environment, user=user, ports=list(exposed), working_dir=working_dir,
+                detach=True,
+            )
+            return result["Id"]
+
+    def put_files(self, container: str, dest: str, files: Iterable[FileSpec]) -> None:
+        """Place files with put_archive; works on created-but-not-started and stopped containers."""
+        buffer = io.BytesIO()
+        now = time.time()
+        with tarfile.open(fileobj=buffer, mode="w") as tar:
+            for spec in files:
+                info = tarfile.TarInfo(spec.name)
+                info.size, info.mode, info.uid, info.gid, info.mtime = (
+                    len(spec.data), spec.mode, spec.uid, spec.gid, now)
+                tar.addfile(info, io.BytesIO(spec.data))
+        with translated_errors(f"Placing files in {container[:12]}"):
+            if not self.api.put_archive(container, dest, buffer.getvalue()):
+                raise PtdeskError(f"The engine refused to place files in {container[:12]}:{dest}.")
+
+    def read_file(self, container: str, path: str) -> bytes:
+        with translated_errors(f"Reading {path} from {container[:12]}"):
+            stream, _ = self.api.get_archive(container, path)
+            data = b"".join(stream)
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            member = tar.next()
+            extracted = tar.extractfile(member) if member else None
+            return extracted.read() if extracted else b""
+
+    def start(self, container: str) -> None:
+        with translated_errors(f"Starting {container[:12]}"):
+            self.api.start(container)
+
+    def stop(self, container: str, timeout: int = 10) -> None:
+        with translated_errors(f"Stopping {container[:12]}"):
+            self.api.stop(container, timeout=timeout)
+
+    def remove(self, container: str, force: bool = True) -> None:
+        """Remove a container; one that is already gone is not an error."""
+        with translated_errors(f"Removing {container[:12]}"):
+            try:
+                self.api.remove_container(container, force=force, v=True)
+            except docker.errors.NotFound:
+                return
+            except docker.errors.APIError as exc:
+                if "is already in progress" in _explain(exc):
+                    return
+                raise
+
+    def inspect(self, container: str) -> dict:
+        with translated_errors(f"Inspecting {container[:12] if len(container) > 12 else container}"):
+            return self.api.inspect_container(container)
+
+    def try_inspect(self, container: str) -> dict | None:
+        try:
+            return self.inspect(container)
+        except NotFound:
+            return None
+
+    def list_managed(self, instance: str, all: bool = True) -> list[dict]:
+        """Managed containers of one ptdesk instance: one request, no per-container inspect."""
+        filters = {"label": [f"{LABEL_MANAGED}=1", f"{LABEL_INSTANCE}={instance}"]}
+        with translated_errors("Listing containers"):
+            return self.api.containers(all=all, filters=filters)
+
+    def published_port(self, container: str, container_port: str) -> tuple[str, int] | None:
+        data = self.inspect(container)
+        bindings = (data.get("NetworkSettings", {}).get("Ports") or {}).get(container_port) or []
+        for binding in bindings:
+            if binding.get("HostPort"):
+                return binding.get("HostIp", ""), int(binding["HostPort"])
+        return None
+
+    def exec(self, container: str, cmd: list[str], user: str = "root") -> tuple[int, bytes]:
+        with translated_errors(f"Running a command in {container[:12]}"):
+            exec_id = self.api.exec_create(container, cmd, user=user, stdout=True, stderr=True)["Id"]
+            output = self.api.exec_start(exec_id)
+            rc = self.api.exec_inspect(exec_id).get("ExitCode")
+            return (rc if rc is not None else -1), output
+
+    def top_pids(self, container: str) -> list[int]:
+        """Host PIDs of the processes in a running container."""
+        with translated_errors(f"Listing processes of {container[:12]}"):
+            top = self.api.top(container, ps_args="-eo pid")
+        return [int(row[0]) for row in top.get("Processes") or []]
+
+    # --- streams ---------------------------------------------------------------------------
+    def logs(self, container: str, tail: int | str = "all", follow: bool = False,
+             since: float | None = None) -> Iterator[bytes]:
+        """Raw log frames (not lines); the caller splits lines and must close the generator."""
+        with translated_errors(f"Reading logs of {container[:12]}"):
+            return self.api.logs(container, stream=True, follow=follow, tail=tail,
+                                 since=int(since) if since else None)
+
+    def events(self, instance: str, since: float | None = None, until: float | None = None):
+        """Decoded container events of one instance's managed containers (a closable generator)."""
+        filters = {"type": ["container"], "label": [f"{LABEL_MANAGED}=1", f"{LABEL_INSTANCE}={instance}"]}
+        with translated_errors("Following engine events"):
+            return self.api.events(since=since, until=until, filters=filters, decode=True)

@@ -1,0 +1,144 @@
+"""Ed25519 keys, fingerprints, authorized_keys lines and safe key files (cryptography).
+
+Private keys are written 0600 inside 0700 folders, atomically (write a temp file, rename over),
+and never logged.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from ptdesk.errors import BadKey
+
+# Per-key options in authorized_keys: no forwarding of any kind, but an interactive terminal.
+DEFAULT_KEY_OPTIONS = "restrict,pty"
+ACCEPTED_KEY_TYPES = ("ssh-ed25519", "sk-ssh-ed25519@openssh.com")
+
+
+@dataclass(frozen=True)
+class KeyPair:
+    private_pem: bytes  # OpenSSH private key format
+    public_line: str  # "ssh-ed25519 AAAA... comment"
+    fingerprint: str  # "SHA256:..." as ssh-keygen -lf prints it
+
+
+def generate(comment: str = "") -> KeyPair:
+    key = ed25519.Ed25519PrivateKey.generate()
+    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+                                serialization.NoEncryption())
+    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    line = public.decode() + (f" {comment}" if comment else "")
+    return KeyPair(private, line, fingerprint(line))
+
+
+def fingerprint(public_line: str) -> str:
+    """SHA256 fingerprint of an OpenSSH public key line, the string `ssh-keygen -lf` prints."""
+    parts = public_line.split()
+    if len(parts) < 2:
+        raise BadKey("That is not an OpenSSH public key line.", "Expected 'ssh-ed25519 AAAA... comment'.")
+    try:
+        blob = base64.b64decode(parts[1], validate=True)
+    except ValueError:
+        raise BadKey("The public key's base64 part is malformed.", "Copy the whole line from the .pub file.") from None
+    digest = hashes.Hash(hashes.SHA256())
+    digest.update(blob)
+    return "SHA256:" + base64.b64encode(digest.finalize()).decode().rstrip("=")
+
+
+def parse_public_key(text: str) -> str:
+    """Validate a user-supplied public key; return it as one normalised line."""
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip() and not ln.startswith("#")]
+    if len(lines) != 1:
+        raise BadKey("A public key file must hold exactly one key line.", "Pass the .pub file of one key.")
+    line = lines[0]
+    kind = line.split()[0]
+    if kind not in ACCEPTED_KEY_TYPES:
+        raise BadKey(f"Key type {kind!r} is not accepted; ptdesk's servers take Ed25519 keys only.",
+                     "Make one with: ssh-keygen -t ed25519")
+    try:
+        serialization.load_ssh_public_key(" ".join(line.split()[:2]).encode())
+    except (ValueError, UnsupportedAlgorithm):
+        if kind != "sk-ssh-ed25519@openssh.com":  # cryptography cannot parse security-key types
+            raise BadKey("The public key is malformed.", "Copy the whole line from the .pub file.") from None
+    fingerprint(line)
+    return line
+
+
+def authorized_keys_line(public_line: str, options: str = DEFAULT_KEY_OPTIONS,
+                         expiry: str | None = None) -> str:
+    """One authorized_keys line; expiry is sshd's YYYYMMDDHHMM[SS]Z form, enforced by sshd itself."""
+    opts = options + (f',expiry-time="{expiry}"' if expiry else "")
+    return f"{opts} {public_line.strip()}"
+
+
+def host_known_hosts_line(host: str, port: int, public_line: str) -> str:
+    """A known_hosts line pinning a server's host key (usable as a UserKnownHostsFile)."""
+    where = host if port == 22 else f"[{host}]:{port}"
+    key_type, blob = public_line.split()[:2]
+    return f"{where} {key_type} {blob}"
+
+
+def ensure_private_dir(path: Path) -> Path:
+    """Create a 0700 folder (and 0700 parents up to an existing one); tighten it if it is looser."""
+    missing = []
+    current = path
+    while not current.exists():
+        missing.append(current)
+        current = current.parent
+    for folder in reversed(missing):
+        folder.mkdir(mode=0o700, exist_ok=True)
+    if path.stat().st_mode & 0o077:
+        os.chmod(path, 0o700)
+    return path
+
+
+def write_secret(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Write a file atomically with `mode` from its first byte (no window where it is readable)."""
+    ensure_private_dir(path.parent)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def write_keypair(folder: Path, pair: KeyPair, stem: str = "id_ed25519") -> Path:
+    """Store a key pair as OpenSSH files; returns the private key path."""
+    private = folder / stem
+    write_secret(private, pair.private_pem, 0o600)
+    write_secret(folder / f"{stem}.pub", (pair.public_line + "\n").encode(), 0o644)
+    return private
+
+
+def load_or_create(folder: Path, comment: str, stem: str = "id_ed25519") -> tuple[Path, str]:
+    """The key pair in `folder` (made on first use): (private key path, public line)."""
+    private = folder / stem
+    public = folder / f"{stem}.pub"
+    if private.exists() and public.exists():
+        check_private_file(private)
+        return private, public.read_text().strip()
+    pair = generate(comment)
+    return write_keypair(folder, pair, stem), pair.public_line
+
+
+def check_private_file(path: Path) -> None:
+    """Refuse to use a private key others can read (ssh itself would refuse it too)."""
+    if path.stat().st_mode & 0o077:
+        raise BadKey(f"{path} can be read by other users.", f"Fix it with: chmod 600 {path}")

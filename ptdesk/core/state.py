@@ -1,0 +1,195 @@
+"""SQLite store (WAL) of what ptdesk gave out: experiments, ports, GPUs, collaborators, grants, audit.
+
+Several ptdesk processes share it (two terminals, the dashboard, a script). Writers take the
+database lock up front (BEGIN IMMEDIATE) and wait for it with a generous busy timeout, so a user
+never sees "database is locked"; read-modify-write steps such as picking a free GPU happen inside
+one such transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from ptdesk.core.keys import ensure_private_dir
+from ptdesk.core.models import AuditEntry, Limits
+from ptdesk.errors import PtdeskError
+
+SCHEMA_VERSION = 1
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS experiments (
+    name TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    image TEXT NOT NULL,
+    status TEXT NOT NULL,              -- launching | running | exited | stopped | removing
+    container_id TEXT,
+    port INTEGER,
+    gpus TEXT NOT NULL DEFAULT '[]',   -- JSON list of GPU indices held
+    workspace TEXT,
+    host_public_key TEXT,              -- ssh: the pinned host key
+    launcher_pid INTEGER,              -- the process creating it while status = launching
+    created REAL NOT NULL,
+    limits TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TABLE IF NOT EXISTS collaborators (
+    name TEXT PRIMARY KEY,
+    public_key TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    identity_file TEXT,
+    created REAL NOT NULL,
+    expires REAL,
+    previous_public_key TEXT,          -- kept while a rotation is pending somewhere
+    previous_fingerprint TEXT
+);
+CREATE TABLE IF NOT EXISTS grants (
+    collaborator TEXT NOT NULL REFERENCES collaborators(name) ON DELETE CASCADE,
+    experiment TEXT NOT NULL REFERENCES experiments(name) ON DELETE CASCADE,
+    installed TEXT NOT NULL DEFAULT '[]',  -- JSON list of fingerprints present in the container
+    pending INTEGER NOT NULL DEFAULT 0,
+    granted REAL NOT NULL,
+    PRIMARY KEY (collaborator, experiment)
+);
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    time REAL NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT NOT NULL,
+    detail TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+@dataclass(frozen=True)
+class ExperimentRecord:
+    name: str
+    kind: str
+    owner: str
+    image: str
+    status: str
+    created: float
+    container_id: str | None = None
+    port: int | None = None
+    gpus: tuple[int, ...] = ()
+    workspace: str | None = None
+    host_public_key: str | None = None
+    launcher_pid: int | None = None
+    limits: Limits = field(default_factory=Limits)
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> ExperimentRecord:
+        data = dict(row)
+        data["gpus"] = tuple(json.loads(data["gpus"] or "[]"))
+        data["limits"] = Limits(**json.loads(data["limits"] or "{}"))
+        return cls(**data)
+
+
+_COLUMNS = [f.name for f in fields(ExperimentRecord)]
+
+
+def actor() -> str:
+    """Who is doing this, for the audit log."""
+    return os.environ.get("SUDO_USER") or os.environ.get("USER") or str(os.getuid())
+
+
+class Store:
+    def __init__(self, path: Path) -> None:
+        ensure_private_dir(path.parent)
+        self.path = path
+        # One connection may serve several threads (dashboard workers): transactions take turns.
+        self._lock = threading.RLock()
+        try:
+            self.conn = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
+            self.conn.row_factory = sqlite3.Row
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA foreign_keys=ON")
+            self.conn.execute("PRAGMA busy_timeout=30000")
+            self.conn.executescript(SCHEMA)
+            self.conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+        except sqlite3.DatabaseError as exc:
+            raise PtdeskError(f"The state database {path} cannot be opened: {exc}.",
+                              "Check the disk and permissions; `ptdesk doctor` says more.") from None
+        os.chmod(path, 0o600)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    @contextmanager
+    def tx(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction holding the database lock from its first statement."""
+        with self._lock:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            else:
+                self.conn.execute("COMMIT")
+
+    # --- experiments -----------------------------------------------------------------------
+    def experiment(self, name: str) -> ExperimentRecord | None:
+        row = self.conn.execute("SELECT * FROM experiments WHERE name = ?", (name,)).fetchone()
+        return ExperimentRecord.from_row(row) if row else None
+
+    def experiments(self) -> list[ExperimentRecord]:
+        rows = self.conn.execute("SELECT * FROM experiments ORDER BY created").fetchall()
+        return [ExperimentRecord.from_row(r) for r in rows]
+
+    def insert_experiment(self, conn: sqlite3.Connection, record: ExperimentRecord) -> None:
+        data = asdict(record)
+        data["gpus"] = json.dumps(list(record.gpus))
+        data["limits"] = json.dumps(asdict(record.limits))
+        conn.execute(f"INSERT INTO experiments ({', '.join(_COLUMNS)}) VALUES "
+                     f"({', '.join('?' for _ in _COLUMNS)})", [data[c] for c in _COLUMNS])
+
+    def update_experiment(self, name: str, **changes: object) -> None:
+        if not changes:
+            return
+        unknown = set(changes) - set(_COLUMNS)
+        if unknown:
+            raise ValueError(f"unknown experiment columns {unknown}")
+        values = [json.dumps(list(v)) if k == "gpus" else v for k, v in changes.items()]
+        with self.tx() as conn:
+            conn.execute(f"UPDATE experiments SET {', '.join(f'{k} = ?' for k in changes)} WHERE name = ?",
+                         [*values, name])
+
+    def delete_experiment(self, name: str) -> None:
+        with self.tx() as conn:
+            conn.execute("DELETE FROM experiments WHERE name = ?", (name,))
+
+    def held_gpus(self, conn: sqlite3.Connection | None = None) -> dict[int, str]:
+        """GPU index -> experiment holding it (launching, running, or stopped but not removed)."""
+        rows = (conn or self.conn).execute("SELECT name, gpus FROM experiments").fetchall()
+        return {gpu: row["name"] for row in rows for gpu in json.loads(row["gpus"] or "[]")}
+
+    # --- audit -----------------------------------------------------------------------------
+    def audit(self, action: str, target: str, detail: dict | None = None, who: str | None = None) -> None:
+        with self.tx() as conn:
+            conn.execute("INSERT INTO audit (time, actor, action, target, detail) VALUES (?, ?, ?, ?, ?)",
+                         (time.time(), who or actor(), action, target, json.dumps(detail or {}, sort_keys=True)))
+
+    def audit_log(self, limit: int | None = None) -> list[AuditEntry]:
+        sql = "SELECT time, actor, action, target, detail FROM audit ORDER BY id"
+        rows = self.conn.execute(sql).fetchall()
+        entries = [AuditEntry(r["time"], r["actor"], r["action"], r["target"], json.loads(r["detail"]))
+                   for r in rows]
+        return entries[-limit:] if limit else entries
+
+    # --- meta ------------------------------------------------------------------------------
+    def get_meta(self, key: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row["value"] if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.tx() as conn:
+            conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))

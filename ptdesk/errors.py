@@ -1,0 +1,61 @@
+"""Errors a person can cause or meet: one sentence of what happened, one of what to do.
+
+Everything a user can trigger ends in a PtdeskError; the CLI prints `message` and `hint` and exits
+non-zero, the dashboard shows them in a notification. Tracebacks are for ptdesk's own bugs only.
+"""
+
+from __future__ import annotations
+
+
+class PtdeskError(Exception):
+    """A failure with a user-facing message and a hint saying what to do about it."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message if not self.hint else f"{self.message} {self.hint}"
+
+
+class ConfigError(PtdeskError):
+    """The TOML config or an environment setting has a value ptdesk cannot use."""
+
+
+class EngineUnavailable(PtdeskError):
+    """The Docker engine cannot be reached (down, wrong socket, no permission)."""
+
+    exit_code = 3
+
+
+class ImageMissing(PtdeskError):
+    """The image a launch needs is not present on the engine."""
+
+
+class NotFound(PtdeskError):
+    """A named experiment, collaborator or file does not exist."""
+
+
+class InvalidInput(PtdeskError):
+    """A name, key, size or GPU list given by the user is malformed or not allowed."""
+
+    exit_code = 2
+
+
+class Conflict(PtdeskError):
+    """The request collides with something that exists: a taken name, a held GPU."""
+
+
+class GpuUnavailable(PtdeskError):
+    """The requested GPUs do not exist, are held, or the engine has no GPU runtime."""
+
+
+class LaunchFailed(PtdeskError):
+    """A container was created but its service never became ready; it was rolled back."""
+
+
+class BadKey(PtdeskError):
+    """A key file is malformed or has unsafe permissions."""
