@@ -57,6 +57,15 @@ class Config:
         return self.home / "config.toml"
 
     @property
+    def connect_host(self) -> str:
+        """The address people connect to: the bind address, or this host's name if bound to all."""
+        if ipaddress.ip_address(self.bind_address).is_unspecified:
+            import socket
+
+            return socket.getfqdn()
+        return self.bind_address
+
+    @property
     def workspaces(self) -> Path:
         return self.workspace_root or (self.home / "workspaces")
 

@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import threading
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from ptdesk.config import Config, load_config
 from ptdesk.core.engine import Engine
 from ptdesk.core.state import Store
+
+if TYPE_CHECKING:
+    from ptdesk.core.gpu import GpuSampler
 
 
 class Desk:
@@ -23,6 +27,13 @@ class Desk:
     @cached_property
     def store(self) -> Store:
         return Store(self.config.state_path)
+
+    @cached_property
+    def gpus(self) -> GpuSampler:
+        """The process's one NVML sampler (NVML is initialised once, lazily)."""
+        from ptdesk.core.gpu import GpuSampler
+
+        return GpuSampler()
 
     @property
     def engine(self) -> Engine:

@@ -118,12 +118,21 @@ class Engine:
             except docker.errors.ImageNotFound:
                 return None
 
+    def image_info(self, ref: str) -> dict | None:
+        """The engine's inspect document of an image (Id, Created, Size, Config.Labels), or None."""
+        with translated_errors(f"Looking up image {ref}"):
+            try:
+                return self.api.inspect_image(ref)
+            except docker.errors.ImageNotFound:
+                return None
+
     def build(self, context: bytes, tag: str, buildargs: dict[str, str],
-              on_line: Callable[[str], None]) -> None:
+              on_line: Callable[[str], None], labels: dict[str, str] | None = None) -> None:
         """Build from an in-memory tar context, streaming progress lines to on_line."""
         with translated_errors(f"Building {tag}"):
             stream = self.api.build(fileobj=io.BytesIO(context), custom_context=True, tag=tag,
-                                    buildargs=buildargs, rm=True, forcerm=True, decode=True, pull=False)
+                                    buildargs=buildargs, rm=True, forcerm=True, decode=True, pull=False,
+                                    labels=labels)
             try:
                 for chunk in stream:
                     if "error" in chunk:

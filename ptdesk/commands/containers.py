@@ -1,0 +1,145 @@
+"""Experiment lifecycle commands: new, ls, logs, stop, start, rm."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from ptdesk.commands.common import emit_json, json_option, pass_desk, table
+from ptdesk.core import experiments
+from ptdesk.core.desk import Desk
+from ptdesk.core.launch import launch, make_spec
+from ptdesk.core.models import Experiment
+
+
+def launch_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    options = [
+        click.option("--name", help="Experiment name (default: OWNER-KIND-N)."),
+        click.option("--owner", help="Who it belongs to (default: you)."),
+        click.option("--image", help="Image to run (default: from the config)."),
+        click.option("--gpus", default="none", show_default=True,
+                     help="none, all, auto (least-loaded free GPU) or indices like 0,2."),
+        click.option("--workspace", type=click.Path(file_okay=False, path_type=str),
+                     help="Host folder mounted at /workspace (default: a fresh one per experiment)."),
+        click.option("--memory", help="Memory limit, e.g. 16g."),
+        click.option("--cpus", type=float, help="CPU limit, e.g. 4."),
+        click.option("--shm-size", help="Shared memory size, e.g. 8g."),
+        json_option,
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+@click.group("new")
+def new() -> None:
+    """Start a new experiment container (ssh or jupyter)."""
+
+
+def _launch(desk: Desk, kind: str, as_json: bool, **options: Any) -> None:
+    spec = make_spec(desk, kind, **options)
+    started = time.monotonic()
+    progress = (lambda step: None) if as_json else (lambda step: click.echo(f"  {step}...", err=True))
+    experiment = launch(desk, spec, progress)
+    if as_json:
+        emit_json(experiment.to_json())
+        return
+    click.echo(f"{experiment.name} is ready ({time.monotonic() - started:.1f} s).")
+    _print_access(experiment)
+
+
+def _print_access(experiment: Experiment) -> None:
+    if experiment.ssh:
+        click.echo(f"  connect:     {experiment.ssh.command}")
+        click.echo(f"  known_hosts: {experiment.ssh.known_hosts}")
+        click.echo(f"  host key:    {experiment.ssh.host_key_fingerprint}")
+    if experiment.jupyter:
+        click.echo(f"  open:        {experiment.jupyter.url}")
+    if experiment.gpus:
+        click.echo(f"  GPUs:        {', '.join(map(str, experiment.gpus))}")
+
+
+@new.command("ssh")
+@launch_options
+@pass_desk
+def new_ssh(desk: Desk, as_json: bool, **options: Any) -> None:
+    """A hardened SSH server: key-only login, pinned host key, non-root user."""
+    _launch(desk, "ssh", as_json, **options)
+
+
+@new.command("jupyter")
+@launch_options
+@pass_desk
+def new_jupyter(desk: Desk, as_json: bool, **options: Any) -> None:
+    """JupyterLab as your user, with a token only you can read."""
+    _launch(desk, "jupyter", as_json, **options)
+
+
+@click.command("ls")
+@click.option("--all", "show_all", is_flag=True, help="Include stopped experiments.")
+@json_option
+@pass_desk
+def ls(desk: Desk, show_all: bool, as_json: bool) -> None:
+    """List experiments."""
+    items = experiments.list_experiments(desk, all=show_all)
+    if as_json:
+        emit_json([e.to_json() for e in items])
+        return
+    if not items:
+        click.echo("No experiments." if show_all else "No running experiments (ptdesk ls --all shows stopped ones).")
+        return
+    rows = [(e.name + (" (orphan)" if e.orphan else ""), e.kind, e.owner, e.status,
+             ",".join(map(str, e.gpus)) or "-", e.connect) for e in items]
+    click.echo(table(["NAME", "KIND", "OWNER", "STATUS", "GPUS", "CONNECT"], rows))
+
+
+@click.command("logs")
+@click.argument("name")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until Ctrl-C.")
+@click.option("--tail", default="100", show_default=True, help="Lines from the end to start with, or 'all'.")
+@pass_desk
+def logs(desk: Desk, name: str, follow: bool, tail: str) -> None:
+    """Print an experiment's output."""
+    if tail != "all" and not tail.isdigit():
+        raise click.BadParameter("use a number or 'all'", param_hint="--tail")
+    for line in experiments.logs(desk, name, tail=tail if tail == "all" else int(tail), follow=follow):
+        click.echo(line)
+
+
+@click.command("stop")
+@click.argument("name")
+@pass_desk
+def stop(desk: Desk, name: str) -> None:
+    """Stop an experiment (its workspace, keys and GPUs are kept)."""
+    experiments.stop(desk, name)
+    click.echo(f"{name} stopped.")
+
+
+@click.command("start")
+@click.argument("name")
+@json_option
+@pass_desk
+def start(desk: Desk, name: str, as_json: bool) -> None:
+    """Start a stopped experiment and wait until it is ready."""
+    experiment = experiments.start(desk, name)
+    if as_json:
+        emit_json(experiment.to_json())
+        return
+    click.echo(f"{name} is running.")
+    _print_access(experiment)
+
+
+@click.command("rm")
+@click.argument("name")
+@click.option("--force", is_flag=True, help="Remove even if it is running.")
+@pass_desk
+def rm(desk: Desk, name: str, force: bool) -> None:
+    """Remove an experiment and everything it was given (the workspace stays)."""
+    experiments.remove(desk, name, force=force)
+    click.echo(f"{name} removed.")
+
+
+COMMANDS = [new, ls, logs, stop, start, rm]

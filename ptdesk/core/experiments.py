@@ -1,0 +1,151 @@
+"""Operations on existing experiments: list, look up, stop, start, remove, read logs.
+
+The list is the engine's view (one request, labels only) joined with the state store's records;
+nothing is inspected per container.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from ptdesk.core import material
+from ptdesk.core.desk import Desk
+from ptdesk.core.kinds import get_kind
+from ptdesk.core.launch import container_name
+from ptdesk.core.models import LABEL_GPUS, LABEL_KIND, LABEL_NAME, LABEL_OWNER, Experiment
+from ptdesk.core.state import ExperimentRecord
+from ptdesk.errors import Conflict, NotFound
+
+
+def _status(container: dict | None, record: ExperimentRecord | None) -> str:
+    if record is not None and record.status in ("launching", "removing"):
+        return record.status
+    if container is None:
+        return "missing"
+    return container.get("State") or "unknown"
+
+
+def _experiment(desk: Desk, record: ExperimentRecord | None, container: dict | None) -> Experiment:
+    config = desk.config
+    labels = (container or {}).get("Labels") or {}
+    if record is None:  # labelled container ptdesk has no record of
+        gpus = tuple(int(g) for g in labels.get(LABEL_GPUS, "").split(",") if g)
+        return Experiment(name=labels.get(LABEL_NAME, "?"), id=container["Id"] if container else "",
+                          kind=labels.get(LABEL_KIND, "ssh"), owner=labels.get(LABEL_OWNER, "?"),
+                          image=(container or {}).get("Image", ""), status=_status(container, None),
+                          gpus=gpus, created=float((container or {}).get("Created", 0)), orphan=True)
+    kind = get_kind(record.kind)
+    access = kind.access(config, record, config.connect_host)
+    return Experiment(
+        name=record.name, id=(container or {}).get("Id") or record.container_id or "", kind=record.kind,  # type: ignore[arg-type]
+        owner=record.owner, image=record.image, status=_status(container, record), gpus=record.gpus,
+        created=record.created, workspace=record.workspace, limits=record.limits,
+        ssh=access if record.kind == "ssh" else None,  # type: ignore[arg-type]
+        jupyter=access if record.kind == "jupyter" else None,  # type: ignore[arg-type]
+        orphan=container is None and record.status not in ("launching", "removing"),
+    )
+
+
+def list_experiments(desk: Desk, all: bool = True) -> list[Experiment]:
+    """Every experiment of this instance; with all=False only running ones."""
+    containers = {c["Labels"].get(LABEL_NAME): c for c in desk.engine.list_managed(desk.config.instance)}
+    records = {r.name: r for r in desk.store.experiments()}
+    names = sorted(set(containers) | set(records), key=lambda n: (records[n].created if n in records else 0, n))
+    out = [_experiment(desk, records.get(n), containers.get(n)) for n in names if n]
+    return out if all else [e for e in out if e.status == "running"]
+
+
+def get(desk: Desk, name: str) -> Experiment:
+    record = desk.store.experiment(name)
+    container = _find_container(desk, name, record)
+    if record is None and container is None:
+        raise NotFound(f"No experiment named {name!r}.", "List them with: ptdesk ls --all")
+    return _experiment(desk, record, container)
+
+
+def _find_container(desk: Desk, name: str, record: ExperimentRecord | None) -> dict | None:
+    """The engine's list entry for an experiment (same shape list_managed returns)."""
+    for container in desk.engine.list_managed(desk.config.instance):
+        if container["Labels"].get(LABEL_NAME) == name:
+            return container
+    return None
+
+
+def _container_ref(desk: Desk, name: str) -> str:
+    record = desk.store.experiment(name)
+    container = _find_container(desk, name, record)
+    if container is None:
+        if record is None:
+            raise NotFound(f"No experiment named {name!r}.", "List them with: ptdesk ls --all")
+        raise NotFound(f"The container of {name!r} is gone.", f"Clean up its records with: ptdesk rm {name}")
+    return container["Id"]
+
+
+def stop(desk: Desk, name: str, timeout: int = 10) -> Experiment:
+    desk.engine.stop(_container_ref(desk, name), timeout=timeout)
+    desk.store.update_experiment(name, status="exited")
+    desk.store.audit("stop", name)
+    return get(desk, name)
+
+
+def start(desk: Desk, name: str) -> Experiment:
+    """Start a stopped experiment and wait until it is ready again (its port may change)."""
+    container_id = _container_ref(desk, name)
+    record = desk.store.experiment(name)
+    engine = desk.engine
+    engine.start(container_id)
+    if record is not None:
+        kind = get_kind(record.kind)
+        bound = engine.published_port(container_id, kind.container_port)
+        if bound:
+            desk.store.update_experiment(name, port=bound[1], status="running")
+            record = desk.store.experiment(name)
+            assert record is not None
+            kind.wait_ready(desk.config, record, desk.config.connect_host, bound[1], desk.config.ready_timeout,
+                            is_alive=lambda: bool((engine.try_inspect(container_id) or {})
+                                                  .get("State", {}).get("Running")))
+    desk.store.audit("start", name)
+    return get(desk, name)
+
+
+def remove(desk: Desk, name: str, force: bool = False) -> None:
+    """Remove the container and everything it was given; the workspace and owner key stay."""
+    record = desk.store.experiment(name)
+    container = _find_container(desk, name, record)
+    if record is None and container is None:
+        # Nothing under that name; a container with the computed name but other labels is not ours.
+        raise NotFound(f"No experiment named {name!r}.", "List them with: ptdesk ls --all")
+    if container is not None:
+        if container.get("State") == "running" and not force:
+            raise Conflict(f"{name!r} is running.", f"Stop it first (ptdesk stop {name}) or use --force.")
+        desk.engine.remove(container["Id"], force=True)
+    release(desk, name)
+    desk.store.audit("remove", name, {"container": (container or {}).get("Id", "")[:12]})
+
+
+def release(desk: Desk, name: str) -> None:
+    """Free what a gone container held: host-side secrets, the record (GPUs, port, grants)."""
+    material.discard(desk.config, name)
+    desk.store.delete_experiment(name)
+
+
+def logs(desk: Desk, name: str, tail: int | str = 100, follow: bool = False) -> Iterator[str]:
+    """Log lines (decoded, without newline); the generator closes its stream when closed."""
+    container_id = _container_ref(desk, name)
+    stream = desk.engine.logs(container_id, tail=tail, follow=follow)
+    pending = b""
+    try:
+        for chunk in stream:
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                yield line.decode(errors="replace").rstrip("\r")
+        if pending:
+            yield pending.decode(errors="replace")
+    finally:
+        close = getattr(stream, "close", None)
+        if close:
+            close()
+
+
+__all__ = ["container_name", "get", "list_experiments", "logs", "release", "remove", "start", "stop"]
