@@ -64,6 +64,8 @@ def _print_access(experiment: Experiment) -> None:
 
 @new.command("ssh")
 @launch_options
+@click.option("--pubkey", type=click.Path(dir_okay=False, path_type=str),
+              help="Also authorise this public key (your own .pub file).")
 @pass_desk
 def new_ssh(desk: Desk, as_json: bool, **options: Any) -> None:
     """A hardened SSH server: key-only login, pinned host key, non-root user."""

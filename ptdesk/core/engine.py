@@ -42,7 +42,8 @@ def translated_errors(what: str) -> Iterator[None]:
     except PtdeskError:
         raise
     except docker.errors.ImageNotFound as exc:
-        raise ImageMissing(f"{what}: image not found ({_explain(exc)}).", "Build it with: ptdesk images build") from None
+        raise ImageMissing(f"{what}: image not found ({_explain(exc)}).",
+                           "Build it with: ptdesk images build") from None
     except docker.errors.NotFound as exc:
         raise NotFound(f"{what}: {_explain(exc)}.", "List experiments with: ptdesk ls --all") from None
     except docker.errors.APIError as exc:

@@ -85,7 +85,8 @@ class JupyterKind:
                                    "Read its output with: ptdesk logs NAME")
             time.sleep(delay)
             delay = min(delay * 2, 0.5)
-        raise LaunchFailed(f"JupyterLab on port {port} did not answer within {timeout:.0f} s (last HTTP status {last}).",
+        raise LaunchFailed(f"JupyterLab on port {port} did not answer within {timeout:.0f} s "
+                           f"(last HTTP status {last}).",
                            "Check `ptdesk logs NAME`; raise ready_timeout if the host is slow.")
 
     def access(self, config: Config, record: ExperimentRecord, host: str) -> JupyterAccess | None:

@@ -7,6 +7,7 @@ and never logged.
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import tempfile
 from dataclasses import dataclass
@@ -112,10 +113,8 @@ def write_secret(path: Path, data: bytes, mode: int = 0o600) -> None:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        except FileNotFoundError:
-            pass
         raise
 
 

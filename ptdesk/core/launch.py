@@ -18,10 +18,20 @@ import docker.types
 from ptdesk.config import Config, check_size
 from ptdesk.core import ledger, material
 from ptdesk.core.desk import Desk
+from ptdesk.core.keys import parse_public_key
 from ptdesk.core.kinds import Plan, get_kind
 from ptdesk.core.models import (
-    KINDS, LABEL_GPUS, LABEL_INSTANCE, LABEL_KIND, LABEL_MANAGED, LABEL_NAME, LABEL_OWNER, LABEL_WORKSPACE,
-    Experiment, LaunchSpec, Limits,
+    KINDS,
+    LABEL_GPUS,
+    LABEL_INSTANCE,
+    LABEL_KIND,
+    LABEL_MANAGED,
+    LABEL_NAME,
+    LABEL_OWNER,
+    LABEL_WORKSPACE,
+    Experiment,
+    LaunchSpec,
+    Limits,
 )
 from ptdesk.core.state import ExperimentRecord
 from ptdesk.errors import Conflict, ImageMissing, InvalidInput, NotFound
@@ -63,7 +73,7 @@ def suggest_name(desk: Desk, owner: str, kind: str) -> str:
 def make_spec(desk: Desk, kind: str, *, name: str | None = None, owner: str | None = None,
               image: str | None = None, gpus: str = "none", workspace: str | Path | None = None,
               memory: str | None = None, cpus: float | None = None, shm_size: str | None = None,
-              pids: int | None = None) -> LaunchSpec:
+              pids: int | None = None, pubkey: str | Path | None = None) -> LaunchSpec:
     """Validate everything a person typed and fill defaults; raises before anything is created."""
     config = desk.config
     if kind not in KINDS:
@@ -95,8 +105,21 @@ def make_spec(desk: Desk, kind: str, *, name: str | None = None, owner: str | No
                            "Create it first, or leave out --workspace to get a fresh one.")
     else:
         path = config.workspaces / name
+    extra_keys: tuple[str, ...] = ()
+    if pubkey is not None:
+        if kind != "ssh":
+            raise InvalidInput("--pubkey only applies to ssh experiments.")
+        extra_keys = (_read_public_key(Path(pubkey)),)
     return LaunchSpec(kind=kind, name=name, owner=owner, image=image or get_kind(kind).image(config),
-                      gpus=gpus, workspace=path, limits=limits)
+                      gpus=gpus, workspace=path, limits=limits, extra_keys=extra_keys)
+
+
+def _read_public_key(path: Path) -> str:
+    try:
+        text = path.expanduser().read_text()
+    except (OSError, UnicodeDecodeError):
+        raise NotFound(f"The public key file {path} cannot be read.", "Pass the path of your .pub file.") from None
+    return parse_public_key(text)
 
 
 def _current_user() -> str:
@@ -124,7 +147,7 @@ def launch(desk: Desk, spec: LaunchSpec, progress: Progress = lambda step: None)
         store.insert_experiment(conn, ExperimentRecord(
             name=spec.name, kind=spec.kind, owner=spec.owner, image=spec.image, status="launching",
             created=time.time(), gpus=gpus, workspace=str(spec.workspace), launcher_pid=os.getpid(),
-            limits=spec.limits))
+            limits=spec.limits, extra_keys=spec.extra_keys))
 
     container_id: str | None = None
     try:
@@ -161,7 +184,6 @@ def launch(desk: Desk, spec: LaunchSpec, progress: Progress = lambda step: None)
     except BaseException:
         rollback(desk, spec.name, container_id)
         raise
-    progress("Ready")
     from ptdesk.core.experiments import get
 
     return get(desk, spec.name)

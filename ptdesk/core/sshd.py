@@ -78,7 +78,8 @@ class SshKind:
         files = (
             ("/etc/ssh", (FileSpec("ssh_host_ed25519_key", host.private_pem, mode=0o600),
                           FileSpec("ssh_host_ed25519_key.pub", (host.public_line + "\n").encode(), mode=0o644))),
-            (AUTHORIZED_KEYS_DIR, (FileSpec(CONTAINER_USER, render_authorized_keys([owner_public]).encode(),
+            (AUTHORIZED_KEYS_DIR, (FileSpec(CONTAINER_USER,
+                                            render_authorized_keys([owner_public, *spec.extra_keys]).encode(),
                                             mode=0o644),)),
         )
         return Plan(

@@ -37,7 +37,8 @@ CREATE TABLE IF NOT EXISTS experiments (
     host_public_key TEXT,              -- ssh: the pinned host key
     launcher_pid INTEGER,              -- the process creating it while status = launching
     created REAL NOT NULL,
-    limits TEXT NOT NULL DEFAULT '{}'
+    limits TEXT NOT NULL DEFAULT '{}',
+    extra_keys TEXT NOT NULL DEFAULT '[]'  -- ssh: public keys the owner brought (--pubkey)
 );
 CREATE TABLE IF NOT EXISTS collaborators (
     name TEXT PRIMARY KEY,
@@ -84,12 +85,14 @@ class ExperimentRecord:
     host_public_key: str | None = None
     launcher_pid: int | None = None
     limits: Limits = field(default_factory=Limits)
+    extra_keys: tuple[str, ...] = ()
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> ExperimentRecord:
         data = dict(row)
         data["gpus"] = tuple(json.loads(data["gpus"] or "[]"))
         data["limits"] = Limits(**json.loads(data["limits"] or "{}"))
+        data["extra_keys"] = tuple(json.loads(data["extra_keys"] or "[]"))
         return cls(**data)
 
 
@@ -149,6 +152,7 @@ class Store:
         data = asdict(record)
         data["gpus"] = json.dumps(list(record.gpus))
         data["limits"] = json.dumps(asdict(record.limits))
+        data["extra_keys"] = json.dumps(list(record.extra_keys))
         conn.execute(f"INSERT INTO experiments ({', '.join(_COLUMNS)}) VALUES "
                      f"({', '.join('?' for _ in _COLUMNS)})", [data[c] for c in _COLUMNS])
 
@@ -158,7 +162,7 @@ class Store:
         unknown = set(changes) - set(_COLUMNS)
         if unknown:
             raise ValueError(f"unknown experiment columns {unknown}")
-        values = [json.dumps(list(v)) if k == "gpus" else v for k, v in changes.items()]
+        values = [json.dumps(list(v)) if k in ("gpus", "extra_keys") else v for k, v in changes.items()]
         with self.tx() as conn:
             conn.execute(f"UPDATE experiments SET {', '.join(f'{k} = ?' for k in changes)} WHERE name = ?",
                          [*values, name])
