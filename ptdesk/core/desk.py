@@ -52,5 +52,7 @@ class Desk:
 
     def close(self) -> None:
         self.drop_engine()
+        if "gpus" in self.__dict__:
+            self.gpus.close()
         if "store" in self.__dict__:
             self.store.close()

@@ -41,6 +41,7 @@ class LaunchSpec:
     workspace: Path
     limits: Limits
     extra_keys: tuple[str, ...] = ()  # ssh: public keys the owner brought, authorised too
+    auto_name: bool = False  # name was suggested, not typed: the launcher may pick the next free one
 
 
 @dataclass(frozen=True)

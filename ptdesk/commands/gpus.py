@@ -1,0 +1,127 @@
+"""`ptdesk gpus`: what every GPU is doing and whose process is on it (like nvidia-smi, with owners)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import click
+
+from ptdesk.commands.common import human_bytes, json_option, pass_desk, table
+from ptdesk.core import procmap
+from ptdesk.core.desk import Desk
+from ptdesk.core.engine import Engine
+from ptdesk.core.gpu import GpuSampler
+from ptdesk.core.models import GpuProcess, GpuSample, GpuSnapshot
+from ptdesk.errors import PtdeskError
+
+HEADERS = ("GPU", "NAME", "UTIL", "MEMORY", "TEMP", "POWER", "PID", "GPU MEM", "OWNER", "EXPERIMENT / CONTAINER")
+ERROR_TEXT = {
+    "lost": "the driver lost this GPU; it needs a reset (nvidia-smi -r) or a reboot",
+    "no permission": "NVML may not read this GPU; check the permissions on /dev/nvidia*",
+}
+
+
+@click.command("gpus")
+@json_option
+@click.option("--watch", is_flag=True, help="Refresh every second until Ctrl-C.")
+@pass_desk
+def gpus(desk: Desk, as_json: bool, watch: bool) -> None:
+    """Show every GPU, its load, and the processes on it with their container and owner."""
+    sampler = desk.gpus  # the process's one NVML session
+    if not watch:
+        _show(_snapshot(desk, sampler), as_json)
+        return
+    try:
+        while True:
+            snapshot = _snapshot(desk, sampler)
+            if not as_json:
+                click.clear()
+            _show(snapshot, as_json, compact=True)
+            time.sleep(1.0)  # the refresh period itself, not a wait for some condition
+    except KeyboardInterrupt:
+        return  # Ctrl-C is how --watch ends: not an error
+
+
+def _snapshot(desk: Desk, sampler: GpuSampler) -> GpuSnapshot:
+    snapshot = sampler.sample()
+    # Connect to the engine only when a GPU process lives in a container: `ptdesk gpus` must work
+    # (as host processes) with the engine down or absent.
+    engine = _engine_or_none(desk) if procmap.any_in_container(snapshot) else None
+    store = desk.store if desk.config.state_path.exists() else None
+    return procmap.attribute(snapshot, engine, desk.config.instance, store=store)
+
+
+def _engine_or_none(desk: Desk) -> Engine | None:
+    try:
+        return desk.engine
+    except PtdeskError:
+        return None
+
+
+def _show(snapshot: GpuSnapshot, as_json: bool, compact: bool = False) -> None:
+    if as_json:
+        data = snapshot.to_json()
+        click.echo(json.dumps(data) if compact else json.dumps(data, indent=2))
+    else:
+        click.echo(render(snapshot))
+
+
+def render(snapshot: GpuSnapshot) -> str:
+    """The human table: one row per GPU (and MIG instance), its processes on rows beneath it."""
+    if not snapshot.available:
+        return f"No GPU information: {snapshot.reason}"
+    if not snapshot.gpus:
+        return f"NVIDIA driver {snapshot.driver or 'unknown'}: no GPUs found."
+    rows: list[tuple[str, ...]] = []
+    notes: list[str] = []
+    for gpu in snapshot.gpus:
+        rows.append(_gpu_row(gpu))
+        if gpu.error:
+            notes.append(f"GPU {gpu.label}: {ERROR_TEXT.get(gpu.error, gpu.error)}.")
+        if gpu.mig_mode:
+            continue  # its processes are listed under its MIG instances
+        rows.extend(_process_row(p) for p in gpu.processes)
+    count = len(snapshot.physical)
+    header = f"NVIDIA driver {snapshot.driver or 'unknown'}, {count} GPU{'s' if count != 1 else ''}"
+    if not any(g.processes for g in snapshot.gpus):
+        notes.append("No processes are using the GPUs.")
+    return "\n".join([header, table(HEADERS, rows), *notes])
+
+
+def _na(value: object, unit: str = "") -> str:
+    return "N/A" if value is None else f"{value}{unit}"
+
+
+def _gpu_row(gpu: GpuSample) -> tuple[str, ...]:
+    if gpu.error:
+        return (gpu.label, gpu.name, "ERR!", "ERR!", "ERR!", "ERR!", "", "", "", "")
+    memory = (f"{human_bytes(gpu.memory_used)} / {human_bytes(gpu.memory_total)}"
+              if gpu.memory_total is not None else "N/A")
+    if gpu.power is None:
+        power = "N/A"
+    elif gpu.power_limit:
+        power = f"{gpu.power:.0f} / {gpu.power_limit:.0f} W"
+    else:
+        power = f"{gpu.power:.0f} W"
+    name = f"{gpu.name} [MIG]" if gpu.mig_mode else gpu.name
+    return (gpu.label, name, _na(gpu.utilization, "%"), memory, _na(gpu.temperature, "C"), power,
+            "", "", "", "")
+
+
+def _process_row(process: GpuProcess) -> tuple[str, ...]:
+    if process.container is None and process.host_user is None:
+        where = "not visible from here"  # another PID namespace, or the process just ended
+    elif process.container is None:
+        where = "host process"
+    elif process.experiment:
+        where = f"{process.experiment} ({process.container[:12]})"
+    else:
+        where = f"container {process.container[:12]}"
+    owner = process.owner or process.host_user or "?"
+    util = "" if process.sm_utilization is None else f"{process.sm_utilization}%"
+    return ("", "", util, "", "", "", str(process.pid),
+            human_bytes(process.used_memory), owner, where)
+
+
+COMMANDS = [gpus]
