@@ -1,0 +1,20 @@
+"""Only what pyproject.toml cannot say: ship images/ (Dockerfiles) inside the package as ptdesk._images.
+
+Everything else (metadata, dependencies, package data) lives in pyproject.toml.
+"""
+
+from pathlib import Path
+
+from setuptools import find_namespace_packages, setup
+
+HERE = Path(__file__).parent
+IMAGES = sorted(p.name for p in (HERE / "images").iterdir() if (p / "Dockerfile").is_file())
+
+setup(
+    packages=[
+        *find_namespace_packages(where=str(HERE), include=["ptdesk", "ptdesk.*"], exclude=["*.__pycache__"]),
+        "ptdesk._images",
+        *(f"ptdesk._images.{name}" for name in IMAGES),
+    ],
+    package_dir={"ptdesk._images": "images"},
+)

@@ -1,0 +1,75 @@
+"""Fixtures shared by every test. Everything runs against the REAL Docker engine: no mocked client.
+
+- engine (session): a connected ptdesk Engine; starts one with scripts/docker-engine if none answers.
+- ptdesk_env: the environment for one test: a fresh PTDESK_HOME (under tmp_path) and a unique
+  PTDESK_INSTANCE, so parallel runs on one engine never see each other's containers. On teardown
+  every container labelled ptdesk.instance=<that instance> is force-removed.
+- desk: ptdesk.core.desk.Desk(load_config(ptdesk_env)), closed afterwards.
+Helpers (run_cli, wait_until, image names) live in tests/helpers.py.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from helpers import REPO, remove_instance_containers
+
+from ptdesk.config import load_config
+from ptdesk.core.desk import Desk
+from ptdesk.core.engine import Engine
+from ptdesk.errors import EngineUnavailable
+
+
+def _connect_or_start() -> Engine:
+    try:
+        return Engine.connect()
+    except EngineUnavailable:
+        # Same path CI takes: install/start dockerd if we may, else this fails with its reason.
+        proc = subprocess.run([str(REPO / "scripts" / "docker-engine")], capture_output=True, text=True)
+        if proc.returncode != 0:
+            pytest.fail(f"no Docker engine: scripts/docker-engine said: {proc.stderr.strip()}", pytrace=False)
+        return Engine.connect()
+
+
+@pytest.fixture(scope="session")
+def engine() -> Iterator[Engine]:
+    eng = _connect_or_start()
+    yield eng
+    eng.close()
+
+
+@pytest.fixture
+def ptdesk_env(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
+    """A full environment dict (os.environ + PTDESK_HOME + PTDESK_INSTANCE) for load_config / run_cli."""
+    instance = f"t-{uuid.uuid4().hex[:10]}"
+    home = tmp_path / "ptdesk-home"
+    env = {**os.environ, "PTDESK_HOME": str(home), "PTDESK_INSTANCE": instance}
+    # A developer's own overrides must not leak into tests; tests use the images scripts/test built.
+    for key in ("PTDESK_BIND_ADDRESS", "PTDESK_SSH_IMAGE", "PTDESK_JUPYTER_IMAGE"):
+        env.pop(key, None)
+    yield env
+    _remove_containers_of(instance)
+
+
+def _remove_containers_of(instance: str) -> None:
+    """Teardown: leave nothing behind on the shared engine, even after a failed test."""
+    try:
+        eng = Engine.connect(timeout=10)
+    except EngineUnavailable:
+        return  # no engine: this test cannot have created containers either
+    try:
+        remove_instance_containers(eng, instance)
+    finally:
+        eng.close()
+
+
+@pytest.fixture
+def desk(ptdesk_env: dict[str, str]) -> Iterator[Desk]:
+    d = Desk(load_config(ptdesk_env))
+    yield d
+    d.close()
