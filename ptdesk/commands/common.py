@@ -12,8 +12,15 @@ import click
 from ptdesk.core.desk import Desk
 
 
-def pass_desk(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Give the command a Desk (one per process), closed when the command ends."""
+def pass_desk(func: Callable[..., Any] | None = None, *, reconcile: bool = False) -> Any:
+    """Give the command a Desk (one per process), closed when the command ends.
+
+    `@pass_desk(reconcile=True)` is for commands that touch experiments: the store is first brought
+    in line with the engine (what gone containers held is released, dead launches are rolled back),
+    best effort, so a command never fails or waits because of it.
+    """
+    if func is None:
+        return functools.partial(pass_desk, reconcile=reconcile)
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -23,9 +30,29 @@ def pass_desk(func: Callable[..., Any]) -> Callable[..., Any]:
             desk = Desk()
             ctx.obj = desk
             ctx.call_on_close(desk.close)
+        if reconcile:
+            _reconcile_quietly(desk)
         return func(desk, *args, **kwargs)
 
     return wrapper
+
+
+def _reconcile_quietly(desk: Desk) -> None:
+    from ptdesk.core.reconcile import reconcile
+    from ptdesk.errors import EngineUnavailable, PtdeskError
+
+    try:
+        report = reconcile(desk)
+    except EngineUnavailable:
+        return  # the command itself will say so if it needs the engine
+    except PtdeskError as exc:
+        click.echo(f"ptdesk: could not reconcile with the engine ({exc.message})", err=True)
+        return
+    if report.changed:
+        done = [f"{what} {', '.join(names)}" for what, names in (
+            ("released", report.released), ("rolled back", report.rolled_back), ("adopted", report.adopted))
+            if names]
+        click.echo(f"ptdesk: cleaned up after containers that went away: {'; '.join(done)}.", err=True)
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")

@@ -66,7 +66,7 @@ def _print_access(experiment: Experiment) -> None:
 @launch_options
 @click.option("--pubkey", type=click.Path(dir_okay=False, path_type=str),
               help="Also authorise this public key (your own .pub file).")
-@pass_desk
+@pass_desk(reconcile=True)
 def new_ssh(desk: Desk, as_json: bool, **options: Any) -> None:
     """A hardened SSH server: key-only login, pinned host key, non-root user."""
     _launch(desk, "ssh", as_json, **options)
@@ -74,7 +74,7 @@ def new_ssh(desk: Desk, as_json: bool, **options: Any) -> None:
 
 @new.command("jupyter")
 @launch_options
-@pass_desk
+@pass_desk(reconcile=True)
 def new_jupyter(desk: Desk, as_json: bool, **options: Any) -> None:
     """JupyterLab as your user, with a token only you can read."""
     _launch(desk, "jupyter", as_json, **options)
@@ -83,7 +83,7 @@ def new_jupyter(desk: Desk, as_json: bool, **options: Any) -> None:
 @click.command("ls")
 @click.option("--all", "show_all", is_flag=True, help="Include stopped experiments.")
 @json_option
-@pass_desk
+@pass_desk(reconcile=True)
 def ls(desk: Desk, show_all: bool, as_json: bool) -> None:
     """List experiments."""
     items = experiments.list_experiments(desk, all=show_all)
@@ -102,7 +102,7 @@ def ls(desk: Desk, show_all: bool, as_json: bool) -> None:
 @click.argument("name")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until Ctrl-C.")
 @click.option("--tail", default="100", show_default=True, help="Lines from the end to start with, or 'all'.")
-@pass_desk
+@pass_desk(reconcile=True)
 def logs(desk: Desk, name: str, follow: bool, tail: str) -> None:
     """Print an experiment's output."""
     if tail != "all" and not tail.isdigit():
@@ -113,7 +113,7 @@ def logs(desk: Desk, name: str, follow: bool, tail: str) -> None:
 
 @click.command("stop")
 @click.argument("name")
-@pass_desk
+@pass_desk(reconcile=True)
 def stop(desk: Desk, name: str) -> None:
     """Stop an experiment (its workspace, keys and GPUs are kept)."""
     experiments.stop(desk, name)
@@ -123,7 +123,7 @@ def stop(desk: Desk, name: str) -> None:
 @click.command("start")
 @click.argument("name")
 @json_option
-@pass_desk
+@pass_desk(reconcile=True)
 def start(desk: Desk, name: str, as_json: bool) -> None:
     """Start a stopped experiment and wait until it is ready."""
     experiment = experiments.start(desk, name)
@@ -137,7 +137,7 @@ def start(desk: Desk, name: str, as_json: bool) -> None:
 @click.command("rm")
 @click.argument("name")
 @click.option("--force", is_flag=True, help="Remove even if it is running.")
-@pass_desk
+@pass_desk  # no reconcile first: it could release NAME itself and `rm` would then say "no such name"
 def rm(desk: Desk, name: str, force: bool) -> None:
     """Remove an experiment and everything it was given (the workspace stays)."""
     experiments.remove(desk, name, force=force)

@@ -30,7 +30,7 @@ def _experiment(desk: Desk, record: ExperimentRecord | None, container: dict | N
     labels = (container or {}).get("Labels") or {}
     if record is None:  # labelled container ptdesk has no record of
         gpus = tuple(int(g) for g in labels.get(LABEL_GPUS, "").split(",") if g)
-        return Experiment(name=labels.get(LABEL_NAME, "?"), id=container["Id"] if container else "",
+        return Experiment(name=container_key(container) if container else "?", id=container["Id"] if container else "",
                           kind=labels.get(LABEL_KIND, "ssh"), owner=labels.get(LABEL_OWNER, "?"),
                           image=(container or {}).get("Image", ""), status=_status(container, None),
                           gpus=gpus, created=float((container or {}).get("Created", 0)), orphan=True)
@@ -48,7 +48,7 @@ def _experiment(desk: Desk, record: ExperimentRecord | None, container: dict | N
 
 def list_experiments(desk: Desk, all: bool = True) -> list[Experiment]:
     """Every experiment of this instance; with all=False only running ones."""
-    containers = {c["Labels"].get(LABEL_NAME): c for c in desk.engine.list_managed(desk.config.instance)}
+    containers = {container_key(c): c for c in desk.engine.list_managed(desk.config.instance)}
     records = {r.name: r for r in desk.store.experiments()}
     names = sorted(set(containers) | set(records), key=lambda n: (records[n].created if n in records else 0, n))
     out = [_experiment(desk, records.get(n), containers.get(n)) for n in names if n]
@@ -66,9 +66,14 @@ def get(desk: Desk, name: str) -> Experiment:
 def _find_container(desk: Desk, name: str, record: ExperimentRecord | None) -> dict | None:
     """The engine's list entry for an experiment (same shape list_managed returns)."""
     for container in desk.engine.list_managed(desk.config.instance):
-        if container["Labels"].get(LABEL_NAME) == name:
+        if container_key(container) == name:
             return container
     return None
+
+
+def container_key(container: dict) -> str:
+    """The name people use: the ptdesk.name label, or the engine's name for an unnamed orphan."""
+    return (container.get("Labels") or {}).get(LABEL_NAME) or (container.get("Names") or ["/?"])[0].lstrip("/")
 
 
 def _container_ref(desk: Desk, name: str) -> str:
@@ -104,6 +109,10 @@ def start(desk: Desk, name: str) -> Experiment:
             kind.wait_ready(desk.config, record, desk.config.connect_host, bound[1], desk.config.ready_timeout,
                             is_alive=lambda: bool((engine.try_inspect(container_id) or {})
                                                   .get("State", {}).get("Running")))
+            if record.kind == "ssh":  # key rotations that waited for this container to come back
+                from ptdesk.core.collab import finish_pending
+
+                finish_pending(desk, name)
     desk.store.audit("start", name)
     return get(desk, name)
 
@@ -123,10 +132,21 @@ def remove(desk: Desk, name: str, force: bool = False) -> None:
     desk.store.audit("remove", name, {"container": (container or {}).get("Id", "")[:12]})
 
 
-def release(desk: Desk, name: str) -> None:
-    """Free what a gone container held: host-side secrets, the record (GPUs, port, grants)."""
-    material.discard(desk.config, name)
-    desk.store.delete_experiment(name)
+def release(desk: Desk, name: str, if_container: str | None = None) -> bool:
+    """Free what a gone container held: host-side secrets, the record (GPUs, port, grants).
+
+    With if_container, only if the record still belongs to that container: a late event or a
+    reconcile pass must not release a newer experiment that reused the name. Checked and done under
+    the store's lock, secrets first, so a launch reusing the name cannot slip in between.
+    """
+    with desk.store.tx() as conn:
+        if if_container is not None:
+            row = conn.execute("SELECT container_id FROM experiments WHERE name = ?", (name,)).fetchone()
+            if row is None or row["container_id"] != if_container:
+                return False
+        material.discard(desk.config, name)
+        conn.execute("DELETE FROM experiments WHERE name = ?", (name,))
+    return True
 
 
 def logs(desk: Desk, name: str, tail: int | str = 100, follow: bool = False) -> Iterator[str]:
@@ -148,4 +168,4 @@ def logs(desk: Desk, name: str, tail: int | str = 100, follow: bool = False) -> 
             close()
 
 
-__all__ = ["container_name", "get", "list_experiments", "logs", "release", "remove", "start", "stop"]
+__all__ = ["container_key", "container_name", "get", "list_experiments", "logs", "release", "remove", "start", "stop"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import fcntl
 import os
 import tempfile
 from dataclasses import dataclass
@@ -133,8 +134,19 @@ def load_or_create(folder: Path, comment: str, stem: str = "id_ed25519") -> tupl
     if private.exists() and public.exists():
         check_private_file(private)
         return private, public.read_text().strip()
-    pair = generate(comment)
-    return write_keypair(folder, pair, stem), pair.public_line
+    # Several launches may make the first key at once: without the lock each would write its own
+    # pair and the private and public files could end up from different keys.
+    ensure_private_dir(folder)
+    lock_fd = os.open(folder / f".{stem}.lock", os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(lock_fd, fcntl.LOCK_EX)
+        if private.exists() and public.exists():
+            check_private_file(private)
+            return private, public.read_text().strip()
+        pair = generate(comment)
+        return write_keypair(folder, pair, stem), pair.public_line
+    finally:
+        os.close(lock_fd)  # closing releases the lock
 
 
 def check_private_file(path: Path) -> None:

@@ -11,6 +11,7 @@ import os
 import re
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import docker.types
@@ -34,7 +35,7 @@ from ptdesk.core.models import (
     Limits,
 )
 from ptdesk.core.state import ExperimentRecord
-from ptdesk.errors import Conflict, ImageMissing, InvalidInput, NotFound
+from ptdesk.errors import Conflict, ImageMissing, InvalidInput, LaunchFailed, NotFound, PtdeskError
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,40}$")
 OWNER_RE = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}$")
@@ -79,6 +80,7 @@ def make_spec(desk: Desk, kind: str, *, name: str | None = None, owner: str | No
     if kind not in KINDS:
         raise InvalidInput(f"Unknown kind {kind!r}.", "Use ssh or jupyter.")
     owner = validate_owner(owner or _current_user())
+    typed = name
     name = validate_name(name) if name else suggest_name(desk, owner, kind)
     ledger.parse_request(gpus)
     defaults = config.limits
@@ -111,7 +113,7 @@ def make_spec(desk: Desk, kind: str, *, name: str | None = None, owner: str | No
             raise InvalidInput("--pubkey only applies to ssh experiments.")
         extra_keys = (_read_public_key(Path(pubkey)),)
     return LaunchSpec(kind=kind, name=name, owner=owner, image=image or get_kind(kind).image(config),
-                      gpus=gpus, workspace=path, limits=limits, extra_keys=extra_keys)
+                      gpus=gpus, workspace=path, limits=limits, extra_keys=extra_keys, auto_name=typed is None)
 
 
 def _read_public_key(path: Path) -> str:
@@ -137,10 +139,13 @@ def launch(desk: Desk, spec: LaunchSpec, progress: Progress = lambda step: None)
         raise ImageMissing(f"Image {spec.image} is not on this engine.",
                            f"Build it with: ptdesk images build {spec.kind}")
     inventory = desk.gpus.inventory() if spec.gpus != "none" else None
-    cname = container_name(config, spec.name)
 
     progress("Reserving name and GPUs")
     with store.tx() as conn:
+        if spec.auto_name:
+            # A launch running beside this one may have taken the suggested name: pick again, under the lock.
+            spec = _renamed(config, spec, suggest_name(desk, spec.owner, spec.kind))
+        cname = container_name(config, spec.name)
         if store.experiment(spec.name) or engine.try_inspect(cname):
             raise Conflict(f"An experiment named {spec.name!r} already exists.", "Pick another --name.")
         gpus = ledger.allocate(spec.gpus, store.held_gpus(conn), inventory)
@@ -164,12 +169,15 @@ def launch(desk: Desk, spec: LaunchSpec, progress: Progress = lambda step: None)
         )
         store.update_experiment(spec.name, container_id=container_id)
         progress("Placing secrets")
-        for dest, files in plan.files:
-            engine.put_files(container_id, dest, files)
+        # One archive for all folders: every put_archive mounts the container's filesystem (~50 ms).
+        engine.put_files(container_id, "/", [replace(f, name=f"{dest.strip('/')}/{f.name}")
+                                             for dest, files in plan.files for f in files])
         progress("Starting")
         engine.start(container_id)
         bound = engine.published_port(container_id, plan.container_port)
         if bound is None:
+            if not _running(desk, container_id):  # exited at once: the engine drops its ports
+                raise LaunchFailed("The container stopped right after it started.")
             raise NotFound("The engine published no port for the container.", "Check `docker inspect` output.")
         store.update_experiment(spec.name, port=bound[1])
         record = store.experiment(spec.name)
@@ -181,12 +189,21 @@ def launch(desk: Desk, spec: LaunchSpec, progress: Progress = lambda step: None)
         store.audit("launch", spec.name, {"kind": spec.kind, "owner": spec.owner, "image": spec.image,
                                            "gpus": list(gpus), "port": bound[1],
                                            "host_key": record.host_public_key and _fp(record.host_public_key)})
-    except BaseException:
+    except BaseException as exc:
+        if isinstance(exc, LaunchFailed) and container_id:
+            # The rollback removes the container and its logs: say what it printed while we can.
+            exc.hint = _last_words(desk, container_id) or exc.hint
         rollback(desk, spec.name, container_id)
         raise
     from ptdesk.core.experiments import get
 
     return get(desk, spec.name)
+
+
+def _renamed(config: Config, spec: LaunchSpec, name: str) -> LaunchSpec:
+    """The spec under another name; a default workspace follows the name."""
+    default = spec.workspace == config.workspaces / spec.name
+    return replace(spec, name=name, workspace=config.workspaces / name if default else spec.workspace)
 
 
 def rollback(desk: Desk, name: str, container_id: str | None) -> None:
@@ -205,6 +222,23 @@ def _fp(public_line: str) -> str:
     from ptdesk.core.keys import fingerprint
 
     return fingerprint(public_line)
+
+
+def _last_words(desk: Desk, container_id: str) -> str | None:
+    """The exit code and last output line of a container that died during its launch."""
+    try:
+        state = desk.engine.inspect(container_id)["State"]
+        frames = desk.engine.logs(container_id, tail=5)
+        try:
+            lines = [ln for ln in b"".join(frames).decode(errors="replace").splitlines() if ln.strip()]
+        finally:
+            frames.close()
+    except PtdeskError:
+        return None
+    if state.get("Running"):
+        return None
+    said = f" after printing: {lines[-1].strip()}" if lines else " without any output"
+    return f"It exited with code {state.get('ExitCode')}{said}"
 
 
 def _running(desk: Desk, container_id: str) -> bool:

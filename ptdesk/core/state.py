@@ -96,12 +96,44 @@ class ExperimentRecord:
         return cls(**data)
 
 
+@dataclass(frozen=True)
+class CollaboratorRecord:
+    name: str
+    public_key: str
+    fingerprint: str
+    created: float
+    identity_file: str | None = None  # None when they brought their own key
+    expires: float | None = None
+    previous_public_key: str | None = None  # set while a rotation is unfinished somewhere
+    previous_fingerprint: str | None = None
+
+
+@dataclass(frozen=True)
+class GrantRecord:
+    collaborator: str
+    experiment: str
+    installed: tuple[str, ...]  # fingerprints that belong in the container's authorized_keys
+    pending: bool
+    granted: float
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> GrantRecord:
+        return cls(row["collaborator"], row["experiment"], tuple(json.loads(row["installed"] or "[]")),
+                   bool(row["pending"]), row["granted"])
+
+
 _COLUMNS = [f.name for f in fields(ExperimentRecord)]
 
 
 def actor() -> str:
     """Who is doing this, for the audit log."""
-    return os.environ.get("SUDO_USER") or os.environ.get("USER") or str(os.getuid())
+    import pwd
+
+    try:
+        account = pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        account = str(os.getuid())
+    return os.environ.get("SUDO_USER") or os.environ.get("USER") or account
 
 
 class Store:
@@ -175,6 +207,54 @@ class Store:
         """GPU index -> experiment holding it (launching, running, or stopped but not removed)."""
         rows = (conn or self.conn).execute("SELECT name, gpus FROM experiments").fetchall()
         return {gpu: row["name"] for row in rows for gpu in json.loads(row["gpus"] or "[]")}
+
+    # --- collaborators and grants (ptdesk.core.collab) ---------------------------------------
+    def collaborator(self, name: str) -> CollaboratorRecord | None:
+        row = self.conn.execute("SELECT * FROM collaborators WHERE name = ?", (name,)).fetchone()
+        return CollaboratorRecord(**dict(row)) if row else None
+
+    def collaborators(self) -> list[CollaboratorRecord]:
+        rows = self.conn.execute("SELECT * FROM collaborators ORDER BY name").fetchall()
+        return [CollaboratorRecord(**dict(r)) for r in rows]
+
+    def insert_collaborator(self, record: CollaboratorRecord) -> None:
+        data = asdict(record)
+        with self.tx() as conn:
+            conn.execute(f"INSERT INTO collaborators ({', '.join(data)}) VALUES ({', '.join('?' for _ in data)})",
+                         list(data.values()))
+
+    def update_collaborator(self, name: str, **changes: object) -> None:
+        unknown = set(changes) - {f.name for f in fields(CollaboratorRecord)}
+        if unknown:
+            raise ValueError(f"unknown collaborator columns {unknown}")
+        with self.tx() as conn:
+            conn.execute(f"UPDATE collaborators SET {', '.join(f'{k} = ?' for k in changes)} WHERE name = ?",
+                         [*changes.values(), name])
+
+    def delete_collaborator(self, name: str) -> None:
+        with self.tx() as conn:
+            conn.execute("DELETE FROM collaborators WHERE name = ?", (name,))
+
+    def grants(self, collaborator: str | None = None, experiment: str | None = None) -> list[GrantRecord]:
+        sql, args = "SELECT * FROM grants WHERE 1=1", []
+        if collaborator is not None:
+            sql, args = sql + " AND collaborator = ?", [*args, collaborator]
+        if experiment is not None:
+            sql, args = sql + " AND experiment = ?", [*args, experiment]
+        rows = self.conn.execute(sql + " ORDER BY granted, experiment", args).fetchall()
+        return [GrantRecord.from_row(r) for r in rows]
+
+    def put_grant(self, collaborator: str, experiment: str, installed: tuple[str, ...], pending: bool) -> None:
+        """Insert or update one grant (its `granted` time is kept on update)."""
+        with self.tx() as conn:
+            conn.execute("INSERT INTO grants (collaborator, experiment, installed, pending, granted) "
+                         "VALUES (?, ?, ?, ?, ?) ON CONFLICT (collaborator, experiment) DO UPDATE SET "
+                         "installed = excluded.installed, pending = excluded.pending",
+                         (collaborator, experiment, json.dumps(list(installed)), int(pending), time.time()))
+
+    def delete_grant(self, collaborator: str, experiment: str) -> None:
+        with self.tx() as conn:
+            conn.execute("DELETE FROM grants WHERE collaborator = ? AND experiment = ?", (collaborator, experiment))
 
     # --- audit -----------------------------------------------------------------------------
     def audit(self, action: str, target: str, detail: dict | None = None, who: str | None = None) -> None:

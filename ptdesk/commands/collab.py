@@ -1,0 +1,140 @@
+"""Collaborator commands: collab add/ls/rm/export/rotate, and the top-level grant and revoke."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+from ptdesk.commands.common import emit_json, json_option, pass_desk, table
+from ptdesk.core import collab, rotation
+from ptdesk.core.desk import Desk
+from ptdesk.errors import NotFound, PtdeskError
+
+
+def _when(timestamp: float | None) -> str:
+    return "never" if timestamp is None else time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(timestamp))
+
+
+def _read_pubkey(path: str) -> str:
+    try:
+        return Path(path).expanduser().read_text()
+    except (OSError, UnicodeDecodeError):
+        raise NotFound(f"The public key file {path} cannot be read.", "Pass the path of their .pub file.") from None
+
+
+@click.group("collab")
+def collab_group() -> None:
+    """People who may log in to your SSH experiments, and their keys."""
+
+
+@collab_group.command("add")
+@click.argument("name")
+@click.option("--pubkey", type=click.Path(dir_okay=False, path_type=str),
+              help="Their own public key (.pub); without it ptdesk makes a key pair for them.")
+@click.option("--expires", help="When their key stops working: 30d, 12h, 2w or YYYY-MM-DD.")
+@json_option
+@pass_desk
+def add(desk: Desk, name: str, pubkey: str | None, expires: str | None, as_json: bool) -> None:
+    """Add a collaborator (then give access with: ptdesk grant NAME EXPERIMENT)."""
+    person = collab.add(desk, name, _read_pubkey(pubkey) if pubkey else None, expires)
+    if as_json:
+        emit_json({"name": person.name, "fingerprint": person.fingerprint, "public_key": person.public_key,
+                   "identity_file": person.identity_file})
+        return
+    click.echo(f"{person.name} added ({person.fingerprint}, expires {_when(person.expires)}).")
+    if person.identity_file:
+        click.echo(f"  private key: {person.identity_file}")
+    click.echo(f"  next: ptdesk grant {name} EXPERIMENT, then ptdesk collab export {name} DIR")
+
+
+@collab_group.command("ls")
+@json_option
+@pass_desk(reconcile=True)
+def ls(desk: Desk, as_json: bool) -> None:
+    """List collaborators, their keys and where they have access (* = rotation pending there)."""
+    people = collab.list_collaborators(desk)
+    pending = {p.name: set(collab.pending_grants(desk, p.name)) for p in people}
+    if as_json:
+        emit_json([{"name": p.name, "fingerprint": p.fingerprint, "public_key": p.public_key,
+                    "identity_file": p.identity_file, "created": p.created, "expires": p.expires,
+                    "grants": list(p.grants), "pending": sorted(pending[p.name])} for p in people])
+        return
+    if not people:
+        click.echo("No collaborators (add one with: ptdesk collab add NAME).")
+        return
+    rows = [(p.name, p.fingerprint, "ptdesk-made" if p.identity_file else "their own", _when(p.expires),
+             ", ".join(g + ("*" if g in pending[p.name] else "") for g in p.grants) or "-") for p in people]
+    click.echo(table(["NAME", "FINGERPRINT", "KEY", "EXPIRES", "ACCESS"], rows))
+
+
+@collab_group.command("rm")
+@click.argument("name")
+@pass_desk(reconcile=True)
+def rm(desk: Desk, name: str) -> None:
+    """Revoke a collaborator everywhere, then remove them and the keys ptdesk made."""
+    collab.remove(desk, name)
+    click.echo(f"{name} removed; their keys no longer log in anywhere.")
+
+
+@collab_group.command("export")
+@click.argument("name")
+@click.argument("folder", type=click.Path(file_okay=False, path_type=str))
+@pass_desk(reconcile=True)
+def export(desk: Desk, name: str, folder: str) -> None:
+    """Write what NAME needs to connect: key, ssh_config and pinned known_hosts."""
+    paths = collab.export(desk, name, folder)
+    for path in paths:
+        click.echo(str(path))
+    config = next(p for p in paths if p.name == "ssh_config")
+    click.echo(f"connect with: ssh -F {config} EXPERIMENT", err=True)
+
+
+@collab_group.command("rotate")
+@click.argument("name")
+@click.option("--expires", help="Lifetime of the new key: 30d, 12h, 2w or YYYY-MM-DD (default: unchanged).")
+@json_option
+@pass_desk(reconcile=True)
+def rotate(desk: Desk, name: str, expires: str | None, as_json: bool) -> None:
+    """Give NAME a new key everywhere without locking them out; the old key stops working."""
+    result = rotation.rotate(desk, name, expires)
+    if as_json:
+        emit_json(result.to_json())
+    else:
+        verb = "Finished the earlier rotation of" if result.resumed else "Rotated"
+        click.echo(f"{verb} {name}: {result.old_fingerprint} -> {result.fingerprint}")
+        if result.containers:
+            click.echo(table(["EXPERIMENT", "STATUS", "VERIFIED", "DETAIL"],
+                             [(c.name, c.status, "yes" if c.verified else "no", c.detail) for c in result.containers]))
+        if result.identity_file:
+            click.echo(f"  new private key: {result.identity_file} (hand it over: ptdesk collab export {name} DIR)")
+    if result.unfinished:
+        names = ", ".join(f"{c.name} ({c.status})" for c in result.unfinished)
+        raise PtdeskError(f"The rotation of {name} is unfinished on {names}; where pending, the old key still works.",
+                          f"It finishes when they start (ptdesk start), or run ptdesk collab rotate {name} again.")
+
+
+@click.command("grant")
+@click.argument("name")
+@click.argument("experiment")
+@pass_desk(reconcile=True)
+def grant(desk: Desk, name: str, experiment: str) -> None:
+    """Let collaborator NAME log in to the SSH experiment EXPERIMENT."""
+    if collab.grant(desk, name, experiment):
+        click.echo(f"{name} may now log in to {experiment}.")
+    else:
+        click.echo(f"{name} already has access to {experiment}.")
+
+
+@click.command("revoke")
+@click.argument("name")
+@click.argument("experiment")
+@pass_desk(reconcile=True)
+def revoke(desk: Desk, name: str, experiment: str) -> None:
+    """Take NAME's access to EXPERIMENT away (new logins are refused at once)."""
+    collab.revoke(desk, name, experiment)
+    click.echo(f"{name} can no longer log in to {experiment}.")
+
+
+COMMANDS = [collab_group, grant, revoke]

@@ -1,0 +1,398 @@
+"""Collaborators and their grants: who may log in to which SSH experiment, with which key.
+
+The authorized_keys file of a container is never edited in place: it is always computed from the
+state store (the owner's key, the keys the owner brought, and every granted collaborator's
+installed keys) by `authorized_keys_text`, and every change (grant, revoke, rotate, remove) goes
+through `set_grant_keys`/`_change`, which records the change, re-renders, installs atomically and
+puts the record back if installing failed. So the store never claims less access than a container
+really gives, and two ptdesk processes changing one container take turns (a per-container lock).
+
+Rotation lives in ptdesk.core.rotation.
+"""
+
+from __future__ import annotations
+
+import calendar
+import contextlib
+import fcntl
+import re
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from ptdesk.config import Config
+from ptdesk.core import keys, sshd
+from ptdesk.core.desk import Desk
+from ptdesk.core.models import Collaborator, ContainerRotation, RotationResult
+from ptdesk.core.state import CollaboratorRecord, ExperimentRecord, GrantRecord
+from ptdesk.errors import Conflict, InvalidInput, NotFound, PtdeskError
+
+NAME_RE = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}$")
+PRIVATE = "id_ed25519"
+PREVIOUS = "id_ed25519.previous"  # the key being rotated away, kept until every container dropped it
+_DURATION = re.compile(r"^(\d+)([mhdw])$")
+_UNITS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+# --- pure helpers ----------------------------------------------------------------------------
+def validate_name(name: str) -> str:
+    if not NAME_RE.match(name):
+        raise InvalidInput(f"{name!r} is not a valid collaborator name.",
+                           "Use a Unix-style user name: lower-case letters, digits, '.', '_' or '-'.")
+    return name
+
+
+def parse_expires(text: str | None, now: float | None = None) -> float | None:
+    """'30d', '12h', '2w', '90m' from now, or a date 'YYYY-MM-DD' (UTC midnight); None for no expiry."""
+    if text is None or text == "":
+        return None
+    now = time.time() if now is None else now
+    text = text.strip().lower()
+    match = _DURATION.match(text)
+    if match:
+        seconds = int(match.group(1)) * _UNITS[match.group(2)]
+        if seconds <= 0:
+            raise InvalidInput(f"Expiry {text!r} is not in the future.", "Use a positive duration like 30d.")
+        return now + seconds
+    try:
+        when = float(calendar.timegm(time.strptime(text, "%Y-%m-%d")))
+    except ValueError:
+        raise InvalidInput(f"{text!r} is not an expiry.", "Use a duration like 30d, 12h, 2w or a date YYYY-MM-DD.") \
+            from None
+    if when <= now:
+        raise InvalidInput(f"Expiry {text} is already past.", "Give a future date or a duration like 30d.")
+    return when
+
+
+def sshd_expiry(expires: float | None) -> str | None:
+    """sshd's expiry-time form, in UTC (the Z suffix) so the container's time zone cannot shift it."""
+    return None if expires is None else time.strftime("%Y%m%d%H%MZ", time.gmtime(expires))
+
+
+def key_lines(record: CollaboratorRecord, installed: tuple[str, ...]) -> list[str]:
+    """The public key lines behind a grant's installed fingerprints (current and/or previous key)."""
+    known = {record.fingerprint: record.public_key}
+    if record.previous_fingerprint and record.previous_public_key:
+        known[record.previous_fingerprint] = record.previous_public_key
+    return [known[fp] for fp in installed if fp in known]
+
+
+def compose(base: list[str], collaborators: list[tuple[CollaboratorRecord, tuple[str, ...]]]) -> str:
+    """authorized_keys text: base lines (owner's), then each collaborator's lines with their expiry."""
+    lines = [keys.authorized_keys_line(line) for line in base]
+    for record, installed in collaborators:
+        expiry = sshd_expiry(record.expires)
+        lines += [keys.authorized_keys_line(line, expiry=expiry) for line in key_lines(record, installed)]
+    return "".join(line + "\n" for line in lines)
+
+
+# --- where things live -----------------------------------------------------------------------
+def key_dir(config: Config, name: str) -> Path:
+    return config.keys_dir / "collab" / name
+
+
+@contextmanager
+def _flock(config: Config, name: str) -> Iterator[None]:
+    folder = keys.ensure_private_dir(config.home / "locks")
+    with open(folder / f"{name}.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def container_lock(config: Config, experiment: str) -> contextlib.AbstractContextManager[None]:
+    """Serialise render+install of one container's authorized_keys across ptdesk processes."""
+    return _flock(config, f"authorized_keys-{experiment}")
+
+
+def person_lock(config: Config, name: str) -> contextlib.AbstractContextManager[None]:
+    """One rotation step of a person at a time (`ptdesk start` and the event watcher may both
+    finish the same pending rotation). Taken before, never inside, a container_lock."""
+    return _flock(config, f"collab-{name}")
+
+
+def container_state(desk: Desk, record: ExperimentRecord) -> str:
+    """'running', 'paused', 'stopped', 'gone' or 'launching' for an experiment's container."""
+    if record.status == "launching" or not record.container_id:
+        return "launching"
+    data = desk.engine.try_inspect(record.container_id)
+    if data is None:
+        return "gone"
+    state = data.get("State") or {}
+    if state.get("Paused"):
+        return "paused"
+    return "running" if state.get("Running") else "stopped"
+
+
+# --- rendering and installing ----------------------------------------------------------------
+def authorized_keys_text(desk: Desk, experiment: str) -> str:
+    """THE authorized_keys of an experiment, from state alone."""
+    store = desk.store
+    record = _experiment(desk, experiment)
+    _, owner_public = sshd.owner_key(desk.config, record.owner)
+    granted = []
+    for grant in store.grants(experiment=experiment):
+        collab = store.collaborator(grant.collaborator)
+        if collab is not None:
+            granted.append((collab, grant.installed))
+    return compose([owner_public, *record.extra_keys], granted)
+
+
+def reinstall(desk: Desk, experiment: str) -> tuple[str, str]:
+    """Render from state and install into the container; returns (container state, text).
+
+    Raises NotFound when the container is gone and PtdeskError when it cannot be changed now.
+    Call with container_lock held.
+    """
+    record = _experiment(desk, experiment)
+    state = container_state(desk, record)
+    if state in ("gone", "launching"):
+        raise NotFound(f"The container of {experiment!r} is {'gone' if state == 'gone' else 'still launching'}.",
+                       f"Check it with: ptdesk ls --all (remove leftovers with: ptdesk rm {experiment})")
+    if state == "paused":
+        raise PtdeskError(f"The container of {experiment!r} is paused, so its keys cannot be changed.",
+                          "Unpause it (docker unpause) and try again.")
+    text = authorized_keys_text(desk, experiment)
+    assert record.container_id
+    sshd.install_authorized_keys(desk.engine, record.container_id, text, running=state == "running")
+    return state, text
+
+
+def _change(desk: Desk, experiment: str, change: Callable[[], None], undo: Callable[[], None],
+            gone_ok: bool = False) -> tuple[str, str]:
+    """Record a change, install the result, undo the record if installing failed."""
+    with container_lock(desk.config, experiment):
+        change()
+        try:
+            return reinstall(desk, experiment)
+        except NotFound:
+            if gone_ok:  # no container: nothing there to give or take away
+                return "gone", ""
+            undo()
+            raise
+        except BaseException:
+            undo()
+            raise
+
+
+def set_grant_keys(desk: Desk, grant: GrantRecord, installed: tuple[str, ...], pending: bool) -> tuple[str, str]:
+    """Make a grant's installed keys `installed` in the store and in the container, or in neither."""
+    store = desk.store
+    return _change(desk, grant.experiment,
+                   lambda: store.put_grant(grant.collaborator, grant.experiment, installed, pending),
+                   lambda: store.put_grant(grant.collaborator, grant.experiment, grant.installed, grant.pending))
+
+
+# --- lookups ---------------------------------------------------------------------------------
+def _experiment(desk: Desk, name: str) -> ExperimentRecord:
+    record = desk.store.experiment(name)
+    if record is None:
+        raise NotFound(f"No experiment named {name!r}.", "List them with: ptdesk ls --all")
+    return record
+
+
+def ssh_experiment(desk: Desk, name: str) -> ExperimentRecord:
+    record = _experiment(desk, name)
+    if record.kind != "ssh":
+        raise InvalidInput(f"{name!r} is a {record.kind} experiment; collaborators get access to SSH experiments only.",
+                           "Grant access to an SSH experiment (ptdesk ls shows each one's kind).")
+    return record
+
+
+def collaborator(desk: Desk, name: str) -> CollaboratorRecord:
+    record = desk.store.collaborator(name)
+    if record is None:
+        raise NotFound(f"No collaborator named {name!r}.", "List them with: ptdesk collab ls")
+    return record
+
+
+def _grant(desk: Desk, name: str, experiment: str) -> GrantRecord | None:
+    found = desk.store.grants(collaborator=name, experiment=experiment)
+    return found[0] if found else None
+
+
+def _public(record: CollaboratorRecord) -> Collaborator:
+    return Collaborator(name=record.name, fingerprint=record.fingerprint, public_key=record.public_key,
+                        identity_file=record.identity_file, created=record.created, expires=record.expires)
+
+
+# --- the operations --------------------------------------------------------------------------
+def add(desk: Desk, name: str, pubkey_text: str | None = None, expires: str | None = None) -> Collaborator:
+    """A new collaborator with their own public key, or a key pair ptdesk makes for them."""
+    validate_name(name)
+    when = parse_expires(expires)
+    public = keys.parse_public_key(pubkey_text) if pubkey_text is not None else None
+    with person_lock(desk.config, name):  # two adds of one name must not share a key folder
+        record = _insert(desk, name, public, when)
+    desk.store.audit("collab-add", name, {"fingerprint": record.fingerprint, "expires": when,
+                                          "key": "ptdesk-made" if record.identity_file else "their own"})
+    return _public(record)
+
+
+def _insert(desk: Desk, name: str, public: str | None, expires: float | None) -> CollaboratorRecord:
+    store = desk.store
+    if store.collaborator(name) is not None:
+        raise Conflict(f"A collaborator named {name!r} already exists.",
+                       f"Pick another name, or rotate their key: ptdesk collab rotate {name}")
+    if public is not None:
+        fp = keys.fingerprint(public)
+        for other in store.collaborators():
+            if fp in (other.fingerprint, other.previous_fingerprint):
+                raise Conflict(f"That key already belongs to collaborator {other.name!r}.",
+                               "Each person needs a key of their own.")
+    folder = key_dir(desk.config, name)
+    identity: str | None = None
+    if public is None:
+        pair = keys.generate(comment=f"{name}@ptdesk")
+        identity = str(keys.write_keypair(keys.ensure_private_dir(folder), pair))
+        public = pair.public_line
+    record = CollaboratorRecord(name=name, public_key=public, fingerprint=keys.fingerprint(public),
+                                created=time.time(), identity_file=identity, expires=expires)
+    try:
+        store.insert_collaborator(record)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return record
+
+
+def list_collaborators(desk: Desk) -> list[Collaborator]:
+    store = desk.store
+    out = []
+    for record in store.collaborators():
+        grants = tuple(g.experiment for g in store.grants(collaborator=record.name))
+        out.append(Collaborator(**{**_public(record).__dict__, "grants": grants}))
+    return out
+
+
+def pending_grants(desk: Desk, name: str) -> tuple[str, ...]:
+    """Experiments where a rotation of `name` is not finished yet."""
+    return tuple(g.experiment for g in desk.store.grants(collaborator=name) if g.pending)
+
+
+def grant(desk: Desk, name: str, experiment: str) -> bool:
+    """Let a collaborator log in to an SSH experiment; False when they already could."""
+    record = collaborator(desk, name)
+    ssh_experiment(desk, experiment)
+    store = desk.store
+    # Under the person's lock: a rotation running meanwhile would miss (or re-create) this grant.
+    with person_lock(desk.config, name):
+        record = collaborator(desk, name)  # the key may have just been rotated
+        if _grant(desk, name, experiment) is not None:
+            return False
+        _change(desk, experiment,
+                lambda: store.put_grant(name, experiment, (record.fingerprint,), pending=False),
+                lambda: store.delete_grant(name, experiment))
+    store.audit("grant", experiment, {"collaborator": name, "fingerprint": record.fingerprint})
+    return True
+
+
+def revoke(desk: Desk, name: str, experiment: str) -> None:
+    """Take a collaborator's access away; new logins are refused from the moment this returns."""
+    collaborator(desk, name)
+    ssh_experiment(desk, experiment)
+    with person_lock(desk.config, name):
+        existing = _grant(desk, name, experiment)
+        if existing is None:
+            raise NotFound(f"{name!r} has no access to {experiment!r}.", "See who has: ptdesk collab ls")
+        _revoke(desk, existing)
+
+
+def _revoke(desk: Desk, existing: GrantRecord) -> None:
+    store = desk.store
+    try:
+        _change(desk, existing.experiment,
+                lambda: store.delete_grant(existing.collaborator, existing.experiment),
+                lambda: store.put_grant(existing.collaborator, existing.experiment, existing.installed,
+                                        existing.pending),
+                gone_ok=True)
+    except PtdeskError as exc:
+        raise PtdeskError(f"{existing.collaborator!r} still has access to {existing.experiment!r}: {exc.message}",
+                          exc.hint) from None
+    store.audit("revoke", existing.experiment, {"collaborator": existing.collaborator,
+                                                "fingerprints": list(existing.installed)})
+
+
+def remove(desk: Desk, name: str) -> None:
+    """Revoke a collaborator everywhere, then forget them and delete the keys ptdesk made."""
+    record = collaborator(desk, name)
+    with person_lock(desk.config, name):  # not while a rotation of theirs is half-way
+        for existing in desk.store.grants(collaborator=name):
+            _revoke(desk, existing)  # stops at the first container that cannot be changed: they stay listed
+        desk.store.delete_collaborator(name)
+        shutil.rmtree(key_dir(desk.config, name), ignore_errors=True)
+    desk.store.audit("collab-remove", name, {"fingerprint": record.fingerprint})
+
+
+# Rotation has a module of its own (ptdesk.core.rotation); these are its entry points, here too.
+def rotate(desk: Desk, name: str, expires: str | None = None) -> RotationResult:
+    """Give `name` a new key everywhere without locking them out (ptdesk.core.rotation.rotate)."""
+    from ptdesk.core import rotation
+
+    return rotation.rotate(desk, name, expires)
+
+
+def finish_pending(desk: Desk, experiment: str) -> dict[str, ContainerRotation]:
+    """Finish key rotations that waited for `experiment` to run again, by collaborator."""
+    from ptdesk.core import rotation
+
+    return rotation.finish_pending(desk, experiment)
+
+
+def _private_folder(path: Path) -> Path:
+    """A new 0700 folder, or an existing one only others cannot read (never chmod someone's /tmp)."""
+    if not path.exists():
+        return keys.ensure_private_dir(path)
+    if not path.is_dir():
+        raise InvalidInput(f"{path} is not a folder.", "Name a new folder to export into.")
+    if path.stat().st_mode & 0o077:
+        raise InvalidInput(f"{path} can be read by other users, so a private key cannot go there.",
+                           "Name a new folder (ptdesk makes it 0700), or chmod 700 this one.")
+    return path
+
+
+def export(desk: Desk, name: str, folder: str | Path) -> list[Path]:
+    """What a collaborator needs to connect: their key (if ptdesk made it), ssh_config, known_hosts.
+
+    ssh_config has one Host entry per experiment they may reach, pinned to the host key in the
+    known_hosts next to it. While a rotation is unfinished somewhere, the previous key is included
+    too and offered (after the new one) for those experiments only.
+    """
+    record = collaborator(desk, name)
+    out = _private_folder(Path(folder).expanduser().absolute())
+    config, written = desk.config, []
+    if record.identity_file:
+        pair = [(PRIVATE, Path(record.identity_file))]
+        if record.previous_fingerprint and (source := key_dir(config, name) / PREVIOUS).exists():
+            pair.append((PREVIOUS, source))
+        for stem, source in pair:
+            keys.write_secret(out / stem, source.read_bytes(), 0o600)
+            written.append(out / stem)
+    keys.write_secret(out / f"{PRIVATE}.pub", (record.public_key + "\n").encode(), 0o644)
+    written.append(out / f"{PRIVATE}.pub")
+    entries, known = [f"# ptdesk access for {name} ({record.fingerprint})\n"], []
+    for grant_ in desk.store.grants(collaborator=name):
+        exp = desk.store.experiment(grant_.experiment)
+        if exp is None or not exp.port or not exp.host_public_key:
+            continue
+        host = config.connect_host
+        known.append(keys.host_known_hosts_line(host, exp.port, exp.host_public_key) + "\n")
+        lines = [f"Host {exp.name}", f"    HostName {host}", f"    Port {exp.port}", f"    User {sshd.CONTAINER_USER}"]
+        if record.identity_file:
+            lines.append(f"    IdentityFile {out / PRIVATE}")
+            if record.previous_fingerprint in grant_.installed and (out / PREVIOUS).exists():
+                lines.append(f"    IdentityFile {out / PREVIOUS}")
+        else:
+            lines.append(f"    # IdentityFile: your own private key for {record.fingerprint}")
+        lines += ["    IdentitiesOnly yes", f"    UserKnownHostsFile {out / 'known_hosts'}",
+                  "    StrictHostKeyChecking yes", ""]
+        entries.append("\n".join(lines) + "\n")
+    keys.write_secret(out / "ssh_config", "".join(entries).encode(), 0o600)
+    keys.write_secret(out / "known_hosts", "".join(known).encode(), 0o644)
+    written += [out / "ssh_config", out / "known_hosts"]
+    desk.store.audit("collab-export", name, {"fingerprint": record.fingerprint, "folder": str(out)})
+    return written

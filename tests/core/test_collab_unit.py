@@ -1,0 +1,89 @@
+"""The pure parts of collaborators and rotation: expiry parsing, sshd's expiry form, what a
+container's authorized_keys holds for a grant, and how a rotation result reads."""
+
+from __future__ import annotations
+
+import calendar
+
+import pytest
+
+from ptdesk.core import collab, keys
+from ptdesk.core.models import ContainerRotation, RotationResult
+from ptdesk.core.state import CollaboratorRecord
+from ptdesk.errors import InvalidInput
+
+NOW = 1_800_000_000.0
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("30d", 30 * 86400), ("12h", 12 * 3600), ("2w", 14 * 86400),
+                                               ("90m", 90 * 60), (" 7D ", 7 * 86400)])
+def test_durations_count_from_now(text: str, seconds: int) -> None:
+    assert collab.parse_expires(text, now=NOW) == NOW + seconds
+
+
+def test_a_date_means_midnight_utc_and_none_means_never() -> None:
+    assert collab.parse_expires("2027-03-01", now=NOW) == calendar.timegm((2027, 3, 1, 0, 0, 0))
+    assert collab.parse_expires(None) is None and collab.parse_expires("") is None
+
+
+@pytest.mark.parametrize("text", ["soon", "30", "-3d", "0d", "2020-01-01", "2027-13-01", "30y"])
+def test_bad_or_past_expiry_is_refused(text: str) -> None:
+    with pytest.raises(InvalidInput):
+        collab.parse_expires(text, now=NOW)
+
+
+def test_sshd_expiry_is_utc_with_the_z_suffix() -> None:
+    when = calendar.timegm((2027, 3, 1, 13, 45, 0))
+    assert collab.sshd_expiry(when) == "202703011345Z"
+    assert collab.sshd_expiry(None) is None
+
+
+@pytest.mark.parametrize("name", ["Alice", "has space", "-x", "a/b", "x" * 33, ""])
+def test_collaborator_names_are_unix_style(name: str) -> None:
+    with pytest.raises(InvalidInput):
+        collab.validate_name(name)
+
+
+def _person(name: str, expires: float | None = None, rotating: bool = False) -> CollaboratorRecord:
+    current = keys.generate(f"{name}@ptdesk")
+    previous = keys.generate(f"{name}@old") if rotating else None
+    return CollaboratorRecord(name=name, public_key=current.public_line, fingerprint=current.fingerprint,
+                              created=NOW, expires=expires,
+                              previous_public_key=previous.public_line if previous else None,
+                              previous_fingerprint=previous.fingerprint if previous else None)
+
+
+def test_installed_fingerprints_choose_the_lines() -> None:
+    ray = _person("ray", rotating=True)
+    assert ray.previous_fingerprint and ray.previous_public_key
+    both = (ray.previous_fingerprint, ray.fingerprint)
+    assert collab.key_lines(ray, both) == [ray.previous_public_key, ray.public_key]
+    assert collab.key_lines(ray, (ray.fingerprint,)) == [ray.public_key]
+    # A fingerprint of a key rotated away long ago renders to nothing, never to a stale line.
+    assert collab.key_lines(ray, ("SHA256:forgotten",)) == []
+
+
+def test_composed_file_has_owner_first_and_each_persons_expiry() -> None:
+    owner = keys.generate("root@ptdesk").public_line
+    ann = _person("ann", expires=calendar.timegm((2027, 1, 2, 3, 4, 0)))
+    bob = _person("bob")
+    text = collab.compose([owner], [(ann, (ann.fingerprint,)), (bob, (bob.fingerprint,))])
+    lines = text.splitlines()
+    assert text.endswith("\n") and len(lines) == 3
+    assert lines[0] == f"restrict,pty {owner}"
+    assert lines[1] == f'restrict,pty,expiry-time="202701020304Z" {ann.public_key}'
+    assert lines[2] == f"restrict,pty {bob.public_key}"
+    # Nothing granted: only the owner.
+    assert collab.compose([owner], []) == f"restrict,pty {owner}\n"
+
+
+def test_rotation_result_names_what_is_unfinished() -> None:
+    result = RotationResult("ray", "SHA256:old", "SHA256:new", "/k/id_ed25519", (
+        ContainerRotation("a", "rotated", True, "ok"),
+        ContainerRotation("b", "pending", False, "paused"),
+        ContainerRotation("c", "failed", False, "gone"),
+    ))
+    assert [c.name for c in result.unfinished] == ["b", "c"]
+    data = result.to_json()
+    assert {"name", "old_fingerprint", "fingerprint", "identity_file", "containers"} <= set(data)
+    assert data["containers"][1] == {"name": "b", "status": "pending", "verified": False, "detail": "paused"}
