@@ -1,0 +1,150 @@
+"""Keeping the desk clean: `watch` (events -> cleanup, as a service), `cull` (stop idle ones), `reconcile`."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+from datetime import datetime
+
+import click
+
+from ptdesk.commands.common import emit_json, json_option, pass_desk, table
+from ptdesk.core import cull as culling
+from ptdesk.core.desk import Desk
+from ptdesk.core.lifecycle import ContainerEvent, EventWatcher
+from ptdesk.core.reconcile import ReconcileReport, reconcile
+from ptdesk.errors import InvalidInput, PtdeskError
+
+SHOWN_ACTIONS = frozenset({"create", "start", "die", "oom", "destroy"})
+CULL_EVERY = 300.0  # seconds between idle checks in `ptdesk watch`
+
+
+def _stamp() -> str:
+    return datetime.now().strftime("%H:%M:%S")
+
+
+def _line(as_json: bool, type_: str, text: str, **data: object) -> None:
+    if as_json:  # one JSON object per line, for journald and scripts
+        click.echo(json.dumps({"time": time.time(), "type": type_, **data}))
+    else:
+        click.echo(f"{_stamp()} {text}")
+
+
+def _report_text(report: ReconcileReport) -> str:
+    parts = [f"{what}: {', '.join(names)}" for what, names in (
+        ("released", report.released), ("rolled back", report.rolled_back), ("adopted", report.adopted),
+        ("orphans (remove with ptdesk rm)", report.orphans)) if names]
+    return "; ".join(parts)
+
+
+@click.command("watch")
+@json_option
+@pass_desk
+def watch(desk: Desk, as_json: bool) -> None:
+    """Release what containers held as soon as they go away; runs until stopped (a service).
+
+    Follows the engine's events, survives engine restarts (catching up on reconnect), and stops
+    idle experiments every few minutes when idle_cull_seconds is set. See contrib/systemd/.
+    """
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+
+    def on_event(event: ContainerEvent) -> None:
+        if event.action not in SHOWN_ACTIONS:
+            return  # exec and archive events of ptdesk's own work are noise here
+        released = event.action == "destroy" and desk.store.experiment(event.name) is None
+        _line(as_json, "event", f"{event.action:<8} {event.name} ({event.container_id[:12]})"
+              + (": released its port, GPUs and secrets" if released else ""),
+              action=event.action, name=event.name, container=event.container_id, kind=event.kind,
+              released=released)
+
+    def on_engine(up: bool, reason: str | None) -> None:
+        _line(as_json, "engine", "engine reachable" if up else f"engine unreachable: {reason} (retrying)",
+              up=up, reason=reason)
+
+    def on_reconcile(report: object) -> None:
+        if isinstance(report, ReconcileReport) and (report.changed or report.orphans):
+            _line(as_json, "reconcile", f"reconciled: {_report_text(report)}", **report.to_json())
+
+    limit = float(desk.config.idle_cull_seconds)
+    culler = None
+    if limit > 0:
+        culler = threading.Thread(target=_cull_loop, args=(desk, limit, stop, as_json),
+                                  name="ptdesk-cull", daemon=True)
+        culler.start()
+    _line(as_json, "start", f"watching instance {desk.config.instance!r}"
+          + (f", culling after {limit:.0f} s idle" if limit > 0 else ""), instance=desk.config.instance)
+    EventWatcher(desk, on_event=on_event, on_engine=on_engine, on_reconcile=on_reconcile).run(stop)
+    if culler:
+        culler.join(timeout=5)
+    _line(as_json, "stop", "stopped")
+
+
+def _cull_loop(desk: Desk, limit: float, stop: threading.Event, as_json: bool) -> None:
+    # A Desk of its own: the store connection and engine client are not shared with the watcher.
+    own = Desk(desk.config)
+    try:
+        while not stop.wait(min(CULL_EVERY, max(limit / 4, 5.0))):
+            try:
+                for state in culling.cull(own, limit):
+                    if state.culled:
+                        _line(as_json, "cull", f"culled   {state.name}: idle {state.idle_seconds:.0f} s",
+                              **state.to_json())
+            except PtdeskError:
+                own.drop_engine()  # the watcher reports engine trouble; try again next round
+    finally:
+        own.close()
+
+
+@click.command("cull")
+@click.option("--idle", "idle", help="Stop experiments idle longer than this (90s, 30m, 4h, 1d); "
+                                     "default: idle_cull_seconds from the config.")
+@click.option("--dry-run", is_flag=True, help="Only show what would be stopped.")
+@json_option
+@pass_desk(reconcile=True)
+def cull(desk: Desk, idle: str | None, dry_run: bool, as_json: bool) -> None:
+    """Stop idle Jupyter and SSH experiments (workspaces, keys and GPUs are kept)."""
+    if idle is not None:
+        limit = culling.parse_duration(idle)
+    elif desk.config.idle_cull_seconds > 0:
+        limit = float(desk.config.idle_cull_seconds)
+    else:
+        raise InvalidInput("No idle limit is set.", "Pass --idle 4h, or set idle_cull_seconds in config.toml.")
+    states = culling.cull(desk, limit, dry_run=dry_run)
+    if as_json:
+        emit_json({"limit_seconds": limit, "dry_run": dry_run, "experiments": [s.to_json() for s in states]})
+        return
+    if not states:
+        click.echo("No running experiments.")
+        return
+    verb = "would stop" if dry_run else "stopped"
+    rows = [(s.name, s.kind, s.owner, "?" if s.idle_seconds is None else _human(s.idle_seconds),
+             verb if s.culled or (dry_run and s.idle_seconds is not None and s.idle_seconds >= limit) else "-",
+             s.detail) for s in states]
+    click.echo(table(["NAME", "KIND", "OWNER", "IDLE", "ACTION", "HOW"], rows))
+
+
+def _human(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m"
+    return f"{seconds / 3600:.1f}h"
+
+
+@click.command("reconcile")
+@json_option
+@pass_desk
+def reconcile_command(desk: Desk, as_json: bool) -> None:
+    """Release what gone containers held, roll back dead launches, adopt or list orphans."""
+    report = reconcile(desk)
+    if as_json:
+        emit_json(report.to_json())
+        return
+    click.echo(_report_text(report) or "Nothing to do: the store and the engine agree.")
+
+
+COMMANDS = [watch, cull, reconcile_command]

@@ -1,0 +1,71 @@
+"""Soak: 100 launch/remove cycles with a watcher running, then nothing may be left behind: no
+container, no record (port, GPUs), no key or token file, no open file descriptor.
+Slow: run with `pytest -m slow tests/e2e/test_soak.py -s` (prints per-cycle time and fd counts).
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import statistics
+import threading
+import time
+
+import pytest
+from helpers import SSH_IMAGE, require_image
+
+from ptdesk.config import load_config
+from ptdesk.core import experiments
+from ptdesk.core.desk import Desk
+from ptdesk.core.engine import Engine
+from ptdesk.core.launch import launch, make_spec
+from ptdesk.core.lifecycle import EventWatcher
+
+CYCLES = 100
+WARMUP = 8
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.slow
+def test_hundred_launch_remove_cycles_leave_nothing_behind(ptdesk_env: dict[str, str], engine: Engine) -> None:
+    require_image(engine, SSH_IMAGE)
+    desk = Desk(load_config(ptdesk_env))
+    # Warm up so lazily made things (store, owner key, the engine client's bounded connection pool,
+    # which grows over the first few cycles and then stays put) are not counted as leaks.
+    for _ in range(WARMUP):
+        launch(desk, make_spec(desk, "ssh", name="warmup"))
+        experiments.remove(desk, "warmup", force=True)
+    watcher_desk = Desk(desk.config)
+    stop = threading.Event()
+    watcher = threading.Thread(target=EventWatcher(watcher_desk).run, args=(stop,), daemon=True)
+    watcher.start()
+    gc.collect()
+    fds_before = open_fds()
+    durations: list[float] = []
+    try:
+        for i in range(CYCLES):
+            started = time.monotonic()
+            launched = launch(desk, make_spec(desk, "ssh", name=f"soak-{i % 3}"))
+            assert launched.status == "running"
+            experiments.remove(desk, launched.name, force=True)
+            durations.append(time.monotonic() - started)
+    finally:
+        stop.set()
+        watcher.join(timeout=5)
+        watcher_desk.close()
+    assert not watcher.is_alive()
+    gc.collect()
+    fds_after = open_fds()
+    print(f"\nsoak: {CYCLES} ssh launch+remove cycles on {os.cpu_count()} CPUs: "
+          f"mean {statistics.mean(durations):.2f} s, median {statistics.median(durations):.2f} s, "
+          f"max {max(durations):.2f} s per cycle; open fds before {fds_before}, after {fds_after}")
+    assert engine.list_managed(desk.config.instance) == []
+    assert desk.store.experiments() == []
+    assert desk.store.held_gpus() == {}
+    leftovers = list((desk.config.home / "experiments").glob("*"))
+    assert leftovers == [], leftovers
+    assert fds_after <= fds_before, f"file descriptors leaked: {fds_before} -> {fds_after}"
+    desk.close()
