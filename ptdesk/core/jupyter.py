@@ -74,8 +74,8 @@ class JupyterKind:
     def wait_ready(self, config: Config, record: ExperimentRecord, host: str, port: int,
                    timeout: float, is_alive: Callable[[], bool]) -> None:
         token = self.token(config, record.name)
-        deadline = time.monotonic() + timeout
-        delay, last = 0.05, 0
+        started = time.monotonic()
+        deadline, last = started + timeout, 0
         while time.monotonic() < deadline:
             last, _ = api_status(host, port, token)
             if last == 200:
@@ -83,8 +83,8 @@ class JupyterKind:
             if not is_alive():
                 raise LaunchFailed("The Jupyter container stopped before the server answered.",
                                    "Read its output with: ptdesk logs NAME")
-            time.sleep(delay)
-            delay = min(delay * 2, 0.5)
+            # Same schedule as sshcheck.wait_for_login: tight at first, never more than 0.5 s.
+            time.sleep(min(0.05 + (time.monotonic() - started) / 10, 0.5))
         raise LaunchFailed(f"JupyterLab on port {port} did not answer within {timeout:.0f} s "
                            f"(last HTTP status {last}).",
                            "Check `ptdesk logs NAME`; raise ready_timeout if the host is slow.")

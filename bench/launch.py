@@ -1,0 +1,201 @@
+"""Launch latency: `ptdesk new <kind>` against a raw `docker run` of the same image, in one run.
+
+For each kind, N alternating rounds of
+  (a) ptdesk: the real CLI as a subprocess, `ptdesk new KIND --json`; it returns only once the
+      service is proven ready (a key login with the host key pinned / an authenticated
+      /api/status), so the time is until it returns;
+  (b) raw: the same secrets placed the plain way (files written on the host and bind-mounted),
+      `docker run -d -p 127.0.0.1::PORT ...` of the same image with the same hardening flags, then
+      polling every 50 ms for the same proof (login / authenticated /api/status);
+  (c) core: ptdesk's own launch() called in this process (what the dashboard does), to tell
+      ptdesk's work apart from the Python interpreter starting and importing for the CLI.
+Each round cleans up after itself (untimed). Prints per-round times, the medians, ptdesk/raw
+(the headline figure) and core/raw.
+
+    .venv/bin/python bench/launch.py [--rounds 5] [--kinds ssh,jupyter]
+
+Needs the Docker engine and the ptdesk/ssh + ptdesk/jupyter images (scripts/test builds them).
+Everything it creates carries a unique label/instance and is removed at the end, even on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+from ptdesk.config import Config, load_config
+from ptdesk.core import experiments, keys
+from ptdesk.core.desk import Desk
+from ptdesk.core.jupyter import api_status
+from ptdesk.core.launch import launch, make_spec
+from ptdesk.core.sshcheck import try_login
+from ptdesk.core.sshd import SSHD_CAPS
+from ptdesk.core.sshd import owner_key as ssh_owner_key
+
+PTDESK = str(Path(sys.executable).parent / "ptdesk")
+POLL = 0.05  # the baseline polls tightly: the best a hand-written script would do
+TIMEOUT = 120.0
+
+
+def docker(*args: str) -> str:
+    proc = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=120)
+    if proc.returncode != 0:
+        raise RuntimeError(f"docker {' '.join(args[:2])} failed: {proc.stderr.strip()}")
+    return proc.stdout.strip()
+
+
+def poll(ready: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + TIMEOUT
+    while not ready():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} was not ready within {TIMEOUT:.0f} s")
+        time.sleep(POLL)
+
+
+class Bench:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.instance = f"bench-{uuid.uuid4().hex[:8]}"
+        self.env = {**os.environ, "PTDESK_HOME": str(root / "home"), "PTDESK_INSTANCE": self.instance}
+        for key in ("PTDESK_BIND_ADDRESS", "PTDESK_SSH_IMAGE", "PTDESK_JUPYTER_IMAGE"):
+            self.env.pop(key, None)
+        self.config: Config = load_config(self.env)
+        self.desk = Desk(self.config)
+        self.label = f"ptdesk-bench={self.instance}"  # on the raw containers
+
+    # --- (a) ptdesk ------------------------------------------------------------------------
+    def ptdesk_round(self, kind: str, n: int) -> float:
+        name = f"{kind}-{n}"
+        started = time.perf_counter()
+        proc = subprocess.run([PTDESK, "new", kind, "--name", name, "--json"], env=self.env,
+                              capture_output=True, text=True, timeout=TIMEOUT)
+        elapsed = time.perf_counter() - started
+        if proc.returncode != 0:
+            raise RuntimeError(f"ptdesk new {kind} failed: {proc.stderr.strip()}")
+        subprocess.run([PTDESK, "rm", "--force", name], env=self.env, capture_output=True, timeout=TIMEOUT,
+                       check=True)
+        return elapsed
+
+    # --- (c) ptdesk's core, in this process ---------------------------------------------------
+    def core_round(self, kind: str, n: int) -> float:
+        name = f"{kind}-core-{n}"
+        started = time.perf_counter()
+        launch(self.desk, make_spec(self.desk, kind, name=name))
+        elapsed = time.perf_counter() - started
+        experiments.remove(self.desk, name, force=True)
+        return elapsed
+
+    # --- (b) raw docker run ----------------------------------------------------------------
+    def _hardening(self, workspace: Path) -> list[str]:
+        limits, cpus = self.config.limits, min(self.config.limits.cpus, float(os.cpu_count() or 1))
+        return ["--label", self.label, "--cap-drop", "ALL", "--security-opt", "no-new-privileges:true",
+                "--init", "--pids-limit", str(limits.pids), "--memory", limits.memory,
+                "--memory-swap", limits.memory, "--cpus", f"{cpus:g}", "--shm-size", limits.shm_size,
+                "-v", f"{workspace}:/workspace"]
+
+    def _workspace(self, name: str) -> tuple[Path, Path]:
+        folder = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=self.root))
+        workspace = folder / "workspace"
+        workspace.mkdir()
+        os.chown(workspace, self.config.uid, self.config.gid)
+        return folder, workspace
+
+    def raw_ssh_round(self, n: int) -> float:
+        key_file, owner_public = ssh_owner_key(self.config, "bench")
+        name = f"{self.instance}-raw-ssh-{n}"
+        started = time.perf_counter()
+        folder, workspace = self._workspace(name)
+        host = keys.generate()
+        keys.write_secret(folder / "host_key", host.private_pem, 0o600)
+        (folder / "authorized_keys").write_text(keys.authorized_keys_line(owner_public) + "\n")
+        docker("run", "-d", "--name", name, "-p", "127.0.0.1::22", *self._hardening(workspace),
+               *[arg for cap in SSHD_CAPS for arg in ("--cap-add", cap)],
+               "-e", f"PTDESK_UID={self.config.uid}", "-e", f"PTDESK_GID={self.config.gid}",
+               "-v", f"{folder / 'host_key'}:/etc/ssh/ssh_host_ed25519_key:ro",
+               "-v", f"{folder / 'authorized_keys'}:/etc/ptdesk/authorized_keys/ptdesk:ro",
+               self.config.ssh_image)
+        port = int(docker("port", name, "22/tcp").splitlines()[0].rsplit(":", 1)[1])
+        poll(lambda: try_login("127.0.0.1", port, "ptdesk", key_file, host.public_line, command=None,
+                               timeout=5).ok, "raw sshd")
+        elapsed = time.perf_counter() - started
+        docker("rm", "-f", name)
+        return elapsed
+
+    def raw_jupyter_round(self, n: int) -> float:
+        name = f"{self.instance}-raw-jupyter-{n}"
+        uid, gid = self.config.uid, self.config.gid
+        started = time.perf_counter()
+        folder, workspace = self._workspace(name)
+        token = uuid.uuid4().hex + uuid.uuid4().hex
+        token_file = folder / "token"
+        keys.write_secret(token_file, token.encode(), 0o400)
+        os.chown(token_file, uid, gid)
+        docker("run", "-d", "--name", name, "-p", "127.0.0.1::8888", *self._hardening(workspace),
+               "--user", f"{uid}:{gid}", "-e", "HOME=/home/ptdesk",
+               "--tmpfs", f"/home/ptdesk:uid={uid},gid={gid},mode=0700,size=1g",
+               "-v", f"{token_file}:/etc/ptdesk/jupyter_token:ro", self.config.jupyter_image)
+        port = int(docker("port", name, "8888/tcp").splitlines()[0].rsplit(":", 1)[1])
+        poll(lambda: api_status("127.0.0.1", port, token)[0] == 200, "raw JupyterLab")
+        elapsed = time.perf_counter() - started
+        docker("rm", "-f", name)
+        return elapsed
+
+    def cli_start(self) -> float:
+        """`ptdesk --version`: the interpreter starting and importing the CLI, the floor of (a)."""
+        started = time.perf_counter()
+        subprocess.run([PTDESK, "--version"], env=self.env, capture_output=True, check=True, timeout=60)
+        return time.perf_counter() - started
+
+    def cleanup(self) -> None:
+        for flt in (f"label={self.label}", f"label=ptdesk.instance={self.instance}"):
+            ids = docker("ps", "-aq", "--filter", flt).split()
+            if ids:
+                docker("rm", "-f", *ids)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--kinds", default="ssh,jupyter")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="ptdesk-bench-") as tmp:
+        bench = Bench(Path(tmp))
+        raw = {"ssh": bench.raw_ssh_round, "jupyter": bench.raw_jupyter_round}
+        arms: dict[str, Callable[[str, int], float]] = {
+            "ptdesk": bench.ptdesk_round, "raw": lambda kind, n: raw[kind](n), "core": bench.core_round}
+        print(f"launch benchmark: {args.rounds} alternating rounds per kind, {os.cpu_count()} CPUs")
+        worst = 0.0
+        try:
+            for kind in args.kinds.split(","):
+                times: dict[str, list[float]] = {who: [] for who in arms}
+                for n in range(args.rounds):
+                    # Alternate the order so drift on a shared machine hits every arm alike.
+                    order = list(arms) if n % 2 == 0 else list(reversed(arms))
+                    for who in order:
+                        times[who].append(arms[who](kind, n))
+                    print(f"  {kind:8s} round {n + 1}: " + "   ".join(f"{who} {times[who][-1]:5.2f} s" for who in arms))
+                median = {who: statistics.median(t) for who, t in times.items()}
+                ratio = median["ptdesk"] / median["raw"]
+                worst = max(worst, ratio)
+                print(f"{kind:8s} median: ptdesk CLI {median['ptdesk']:.2f} s, raw docker run {median['raw']:.2f} s"
+                      f" -> ratio ptdesk/raw {ratio:.2f}x   (in-process core {median['core']:.2f} s, "
+                      f"core/raw {median['core'] / median['raw']:.2f}x)")
+        finally:
+            bench.cleanup()
+            bench.desk.close()
+        floor = statistics.median(bench.cli_start() for _ in range(5))
+    print(f"CLI start alone (ptdesk --version, median of 5): {floor:.2f} s of every (a) time")
+    print(f"worst ratio {worst:.2f}x (target <= 1.20x)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

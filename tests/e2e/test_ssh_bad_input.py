@@ -1,0 +1,120 @@
+"""Every mistake a person can make when launching: one clear line, a non-zero exit, no traceback,
+and nothing left behind (no container of the instance, no record, no experiments/<name> folder).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from ptdesk.core.engine import Engine
+
+if TYPE_CHECKING:
+    from conftest import Ptdesk  # tests/e2e/conftest.py
+
+
+@pytest.mark.parametrize("name", ["Upper", "has space", "-dash-first", "a/b", "x" * 42, "semi;colon"])
+def test_invalid_name(cli: Ptdesk, engine: Engine, name: str) -> None:
+    lines = cli.fails("new", "ssh", "--name", name, "--json")
+    assert "not a valid experiment name" in lines[0]
+    cli.assert_nothing_left(engine, name)
+
+
+def test_taken_name_leaves_the_existing_experiment_alone(cli: Ptdesk, engine: Engine) -> None:
+    first = cli.new("ssh", "--name", "taken")
+    for kind in ("ssh", "jupyter"):
+        lines = cli.fails("new", kind, "--name", "taken", "--json")
+        assert "'taken' already exists" in lines[0]
+    # Refusing the second launch must not roll back the first one.
+    assert [c["Id"] for c in engine.api.containers(all=True, filters={"label": f"ptdesk.instance={cli.instance}"})] \
+        == [first["id"]]
+    assert cli.listed(all=False)["taken"] == first
+    assert (cli.experiment_folder("taken") / "known_hosts").exists()
+
+
+def test_unknown_image_says_how_to_build_it(cli: Ptdesk, engine: Engine) -> None:
+    lines = cli.fails("new", "ssh", "--name", "noimage", "--image", "ptdesk/nope:missing", "--json")
+    assert "ptdesk/nope:missing" in lines[0]
+    assert "ptdesk images build" in lines[1]
+    cli.assert_nothing_left(engine, "noimage")
+
+
+def test_gpu_that_does_not_exist(cli: Ptdesk, engine: Engine) -> None:
+    lines = cli.fails("new", "ssh", "--name", "gpu0", "--gpus", "0", "--json")
+    assert "GPU" in lines[0]
+    assert "--gpus none" in lines[1]
+    cli.assert_nothing_left(engine, "gpu0")
+
+
+def test_missing_workspace_folder(cli: Ptdesk, engine: Engine, tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-folder"
+    lines = cli.fails("new", "ssh", "--name", "nows", "--workspace", missing, "--json")
+    assert str(missing) in lines[0] and "does not exist" in lines[0]
+    cli.assert_nothing_left(engine, "nows")
+    assert not missing.exists()
+
+
+@pytest.mark.parametrize(("content", "expected"), [
+    ("ssh-ed25519 not*base64 me@laptop\n", "malformed"),
+    ("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBSfTinDPLIi6NUqimhhHHZlWTpBObBo me@laptop\n", "malformed"),
+    ("ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC7 me@laptop\n", "Ed25519 keys only"),
+    ("", "exactly one key line"),
+], ids=["bad-base64", "truncated", "rsa", "empty"])
+def test_malformed_public_key(cli: Ptdesk, engine: Engine, tmp_path: Path, content: str, expected: str) -> None:
+    pub = tmp_path / "mine.pub"
+    pub.write_text(content)
+    lines = cli.fails("new", "ssh", "--name", "badkey", "--pubkey", pub, "--json")
+    assert expected in lines[0]
+    cli.assert_nothing_left(engine, "badkey")
+
+
+def test_private_key_given_as_public_key_is_refused_without_echoing_it(
+        cli: Ptdesk, engine: Engine, keygen: Callable[[str], Path]) -> None:
+    private = keygen("oops")
+    secret_line = private.read_text().splitlines()[1]
+    rc, out, err = cli.run("new", "ssh", "--name", "oops", "--pubkey", private, "--json")
+    assert rc != 0 and "Traceback" not in err
+    assert secret_line not in out + err
+    cli.assert_nothing_left(engine, "oops")
+
+
+def test_missing_public_key_file(cli: Ptdesk, engine: Engine, tmp_path: Path) -> None:
+    lines = cli.fails("new", "ssh", "--name", "nokey", "--pubkey", tmp_path / "absent.pub", "--json")
+    assert "absent.pub" in lines[0]
+    cli.assert_nothing_left(engine, "nokey")
+
+
+def test_more_cpus_than_the_machine_has(cli: Ptdesk, engine: Engine) -> None:
+    too_many = (os.cpu_count() or 1) + 1
+    lines = cli.fails("new", "ssh", "--name", "greedy", "--cpus", too_many, "--json")
+    assert f"only {os.cpu_count()} CPUs" in lines[0]
+    cli.assert_nothing_left(engine, "greedy")
+
+
+def test_memory_that_is_not_a_size(cli: Ptdesk, engine: Engine) -> None:
+    lines = cli.fails("new", "ssh", "--name", "mem", "--memory", "lots", "--json")
+    assert "'lots' is not a size" in lines[0]
+    cli.assert_nothing_left(engine, "mem")
+
+
+@pytest.mark.parametrize("args", [["--name", "down"], []], ids=["named", "default-name"])
+def test_engine_down(cli: Ptdesk, engine: Engine, args: list[str]) -> None:
+    rc, _, err = cli.run("new", "ssh", *args, "--json", extra_env={"DOCKER_HOST": "unix:///nonexistent.sock"})
+    assert rc == 3
+    lines = cli.fails("new", "ssh", *args, "--json", extra_env={"DOCKER_HOST": "unix:///nonexistent.sock"})
+    assert "Docker engine is not reachable" in lines[0]
+    assert "Start the Docker engine" in lines[1]
+    cli.assert_nothing_left(engine, "down")
+
+
+def test_a_service_that_never_becomes_ready_is_rolled_back(cli: Ptdesk, engine: Engine) -> None:
+    # The SSH image run as a Jupyter experiment: it exits at once (no host key was placed).
+    lines = cli.fails("new", "jupyter", "--name", "wrongimage", "--image", "ptdesk/ssh:latest", "--json")
+    assert "stopped" in lines[0]
+    # The container is gone with the rollback, so the error itself says what it printed.
+    assert "code 64" in lines[1] and "no host key was placed" in lines[1]
+    cli.assert_nothing_left(engine, "wrongimage")
