@@ -7,6 +7,7 @@ Any failure after that removes what was created and the record, then re-raises.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import time
@@ -155,8 +156,9 @@ def launch(desk: Desk, spec: LaunchSpec, progress: Progress = lambda step: None)
             limits=spec.limits, extra_keys=spec.extra_keys))
 
     container_id: str | None = None
+    made_workspace = False
     try:
-        _ensure_workspace(config, spec.workspace)
+        made_workspace = _ensure_workspace(config, spec.workspace)
         progress("Generating keys and secrets")
         plan = kind.plan(config, spec)
         if plan.host_public_key:
@@ -194,6 +196,9 @@ def launch(desk: Desk, spec: LaunchSpec, progress: Progress = lambda step: None)
             # The rollback removes the container and its logs: say what it printed while we can.
             exc.hint = _last_words(desk, container_id) or exc.hint
         rollback(desk, spec.name, container_id)
+        if made_workspace:
+            with contextlib.suppress(OSError):  # only if still empty: never lose a file
+                spec.workspace.rmdir()
         raise
     from ptdesk.core.experiments import get
 
@@ -225,7 +230,7 @@ def _fp(public_line: str) -> str:
 
 
 def _last_words(desk: Desk, container_id: str) -> str | None:
-    """The exit code and last output line of a container that died during its launch."""
+    """What a container that failed its launch last printed (and its exit code if it died)."""
     try:
         state = desk.engine.inspect(container_id)["State"]
         frames = desk.engine.logs(container_id, tail=5)
@@ -236,7 +241,7 @@ def _last_words(desk: Desk, container_id: str) -> str | None:
     except PtdeskError:
         return None
     if state.get("Running"):
-        return None
+        return f"Its last output was: {lines[-1].strip()}" if lines else None
     said = f" after printing: {lines[-1].strip()}" if lines else " without any output"
     return f"It exited with code {state.get('ExitCode')}{said}"
 
@@ -246,13 +251,14 @@ def _running(desk: Desk, container_id: str) -> bool:
     return bool(data and data["State"].get("Running"))
 
 
-def _ensure_workspace(config: Config, path: Path) -> None:
-    """Default workspaces are made for the host user; a given folder must exist (checked earlier)."""
+def _ensure_workspace(config: Config, path: Path) -> bool:
+    """Make a default workspace for the host user; True when this call created it."""
     if path.exists():
-        return
+        return False
     path.mkdir(parents=True, mode=0o750)
     if os.getuid() == 0:  # made by root for someone else: hand it to the host user
         os.chown(path, config.uid, config.gid)
+    return True
 
 
 def _labels(config: Config, spec: LaunchSpec, gpus: tuple[int, ...]) -> dict[str, str]:

@@ -70,6 +70,12 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
+# Columns added after the first schema: (table, column, definition), applied to older databases.
+ADDED_COLUMNS = (
+    ("experiments", "extra_keys", "TEXT NOT NULL DEFAULT '[]'"),
+)
+
+
 @dataclass(frozen=True)
 class ExperimentRecord:
     name: str
@@ -149,11 +155,19 @@ class Store:
             self.conn.execute("PRAGMA foreign_keys=ON")
             self.conn.execute("PRAGMA busy_timeout=30000")
             self.conn.executescript(SCHEMA)
+            self._add_missing_columns()
             self.conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
         except sqlite3.DatabaseError as exc:
             raise PtdeskError(f"The state database {path} cannot be opened: {exc}.",
                               "Check the disk and permissions; `ptdesk doctor` says more.") from None
         os.chmod(path, 0o600)
+
+    def _add_missing_columns(self) -> None:
+        """Bring a database made by an earlier ptdesk up to date (columns are only ever added)."""
+        for table, column, definition in ADDED_COLUMNS:
+            have = {row["name"] for row in self.conn.execute(f"PRAGMA table_info({table})")}
+            if column not in have:
+                self.conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
 
     def close(self) -> None:
         self.conn.close()

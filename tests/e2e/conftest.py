@@ -97,10 +97,12 @@ class Ptdesk:
         return lines
 
     def assert_nothing_left(self, engine: Engine, name: str) -> None:
-        """What a failed launch must leave: no container of the instance, no record, no secrets."""
+        """What a failed launch must leave: no container of the instance, no record, no secrets,
+        and no default workspace folder made for it."""
         assert instance_containers(engine, self.instance) == []
         assert name not in self.records()
         assert not self.experiment_folder(name).exists()
+        assert not (self.home / "workspaces" / name).exists()
 
     def assert_removed(self, engine: Engine, experiment: dict, port: int, owner_key: bool = True) -> None:
         """After `ptdesk rm`: container, secrets folder and record gone, port free, owner key kept
