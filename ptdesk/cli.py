@@ -11,11 +11,19 @@ import sys
 import click
 
 from ptdesk import __version__
+from ptdesk.commands import COMMAND_TOPICS, load_command
 from ptdesk.errors import PtdeskError
 
 
 class PtdeskGroup(click.Group):
-    """A click group that reports PtdeskErrors as one line (plus a hint), never a traceback."""
+    """A click group that reports PtdeskErrors as one line (plus a hint), never a traceback,
+    and imports a command's module only when that command is used."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMAND_TOPICS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        return load_command(cmd_name)
 
     def invoke(self, ctx: click.Context):  # type: ignore[override]
         try:
@@ -49,15 +57,6 @@ def main(ctx: click.Context) -> None:
 
         open_dashboard()
 
-
-def _register() -> None:
-    from ptdesk.commands import COMMANDS
-
-    for command in COMMANDS:
-        main.add_command(command)
-
-
-_register()
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

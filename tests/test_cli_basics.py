@@ -119,3 +119,12 @@ def test_doctor_json_with_unreachable_engine_is_still_json(ptdesk_env: dict[str,
     assert statuses["engine"] == "fail"
     assert "image-ssh" not in statuses, "no image verdict without an engine to ask"
     assert statuses["config"] == "ok" and statuses["state"] == "ok"
+
+
+def test_every_command_of_every_topic_is_reachable_from_the_cli() -> None:
+    """Commands are loaded lazily by name: a command a topic module defines but the table does not
+    name would silently vanish from `ptdesk`."""
+    from ptdesk.commands import COMMAND_TOPICS, TOPICS, topic_commands
+
+    defined = {c.name: topic for topic in TOPICS for c in topic_commands(topic)}
+    assert defined == COMMAND_TOPICS

@@ -1,4 +1,9 @@
-"""CLI commands, one module per topic; each module exports its click commands in COMMANDS."""
+"""CLI commands, one module per topic; each module exports its click commands in COMMANDS.
+
+Topic modules are imported only when one of their commands runs (or for --help): importing the
+Docker SDK alone costs a quarter of a second, which `ptdesk --version`, `ptdesk gpus` and the
+dashboard's start should not pay.
+"""
 
 from __future__ import annotations
 
@@ -6,21 +11,23 @@ import importlib
 
 import click
 
-# Topic modules; a module that is not there yet is skipped, so topics can land one at a time.
-_TOPICS = ("containers", "images", "doctor", "gpus", "collab", "lifecycle", "audit")
+# Command name -> the topic module that defines it.
+COMMAND_TOPICS: dict[str, str] = {
+    "new": "containers", "ls": "containers", "logs": "containers", "stop": "containers",
+    "start": "containers", "rm": "containers",
+    "images": "images", "doctor": "doctor", "gpus": "gpus",
+    "collab": "collab", "grant": "collab", "revoke": "collab", "audit": "audit",
+    "watch": "lifecycle", "cull": "lifecycle", "reconcile": "lifecycle",
+}
+TOPICS = tuple(dict.fromkeys(COMMAND_TOPICS.values()))
 
 
-def _collect() -> list[click.Command]:
-    commands: list[click.Command] = []
-    for topic in _TOPICS:
-        try:
-            module = importlib.import_module(f"ptdesk.commands.{topic}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"ptdesk.commands.{topic}":
-                raise
-            continue
-        commands.extend(module.COMMANDS)
-    return commands
+def topic_commands(topic: str) -> list[click.Command]:
+    return list(importlib.import_module(f"ptdesk.commands.{topic}").COMMANDS)
 
 
-COMMANDS = _collect()
+def load_command(name: str) -> click.Command | None:
+    topic = COMMAND_TOPICS.get(name)
+    if topic is None:
+        return None
+    return next((c for c in topic_commands(topic) if c.name == name), None)
