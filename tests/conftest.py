@@ -5,6 +5,7 @@
   PTDESK_INSTANCE, so parallel runs on one engine never see each other's containers. On teardown
   every container labelled ptdesk.instance=<that instance> is force-removed.
 - desk: ptdesk.core.desk.Desk(load_config(ptdesk_env)), closed afterwards.
+- sleeper: starts tiny `sleep` containers labelled as managed experiments of the test's instance.
 Helpers (run_cli, wait_until, image names) live in tests/helpers.py.
 """
 
@@ -13,15 +14,16 @@ from __future__ import annotations
 import os
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from helpers import REPO, remove_instance_containers
+from helpers import BASE_IMAGE, REPO, remove_instance_containers, require_image
 
 from ptdesk.config import load_config
 from ptdesk.core.desk import Desk
 from ptdesk.core.engine import Engine
+from ptdesk.core.models import LABEL_GPUS, LABEL_INSTANCE, LABEL_KIND, LABEL_MANAGED, LABEL_NAME, LABEL_OWNER
 from ptdesk.errors import EngineUnavailable
 
 
@@ -73,3 +75,28 @@ def desk(ptdesk_env: dict[str, str]) -> Iterator[Desk]:
     d = Desk(load_config(ptdesk_env))
     yield d
     d.close()
+
+
+Sleeper = Callable[..., str]
+
+
+@pytest.fixture
+def sleeper(engine: Engine, ptdesk_env: dict[str, str]) -> Iterator[Sleeper]:
+    """Start a tiny container labelled as a managed experiment of this test's instance.
+
+    `script` runs under sh (default: sleep); the container is force-removed by ptdesk_env's teardown.
+    """
+    require_image(engine, BASE_IMAGE)
+    instance = ptdesk_env["PTDESK_INSTANCE"]
+
+    def start(name: str, owner: str = "alice", kind: str = "ssh", script: str = "sleep 3600",
+              gpus: str = "") -> str:
+        labels = {LABEL_MANAGED: "1", LABEL_INSTANCE: instance, LABEL_KIND: kind, LABEL_OWNER: owner,
+                  LABEL_NAME: name, LABEL_GPUS: gpus}
+        cid = engine.create(name=f"ptdesk-{instance}-{name}-{uuid.uuid4().hex[:6]}", image=BASE_IMAGE,
+                            labels=labels, command=["sh", "-c", script],
+                            host_config={"init": True, "mem_limit": "256m"})
+        engine.start(cid)
+        return cid
+
+    yield start

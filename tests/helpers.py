@@ -89,3 +89,26 @@ def require_image(engine: Engine, ref: str) -> str:
         raise AssertionError(f"image {ref} is missing: run scripts/test, or "
                              f"ptdesk images build all --base {BASE_IMAGE}")
     return ref
+
+
+def cgroup_tree(root: Path, containers: dict[str, dict[str, int]], btime: int = 1_700_000_000) -> tuple[Path, Path]:
+    """Write cgroup v1 files (and the /proc bits for start times) for StatsSampler to read.
+
+    containers: id -> {cpu_ns, memory, inactive, limit, pid, start_ticks}. Returns (cgroup root, proc root).
+    """
+    cgroup, proc = root / "cgroup", root / "proc"
+    (proc).mkdir(parents=True, exist_ok=True)
+    (proc / "stat").write_text(f"cpu  1 2 3 4\nbtime {btime}\n")
+    for cid, v in containers.items():
+        cpu, mem = cgroup / "cpuacct" / "docker" / cid, cgroup / "memory" / "docker" / cid
+        cpu.mkdir(parents=True)
+        mem.mkdir(parents=True)
+        (cpu / "cpuacct.usage").write_text(f"{v['cpu_ns']}\n")
+        (cpu / "cgroup.procs").write_text(f"{v['pid']}\n")
+        (mem / "memory.usage_in_bytes").write_text(f"{v['memory']}\n")
+        (mem / "memory.limit_in_bytes").write_text(f"{v['limit']}\n")
+        (mem / "memory.stat").write_text(f"cache 0\ntotal_inactive_file {v['inactive']}\n")
+        fields = ["S"] + ["0"] * 18 + [str(v["start_ticks"])] + ["0"] * 10
+        (proc / str(v["pid"])).mkdir()
+        (proc / str(v["pid"]) / "stat").write_text(f"{v['pid']} (tini) " + " ".join(fields) + "\n")
+    return cgroup, proc

@@ -1,0 +1,247 @@
+#!/usr/bin/env python3
+"""What the dashboard costs, on the same containers, with baselines measured in the same run.
+
+1. One full refresh (experiment list + per-container CPU/memory from cgroup files via
+   ptdesk.core.stats + one GPU sample with attribution) for 10 and for 50 running containers,
+   against `docker stats --no-stream` on the same containers.
+   Targets: >= 20x faster at 50; refresh(50)/refresh(10) at most ~5 (linear).
+2. The dashboard's own CPU use while idle with 20 containers, for 30 s: the real `ptdesk` process
+   in a tmux terminal, from /proc/<pid>/stat (utime+stime). Target: < 3 % of one core.
+3. Key-press delay while a container writes ~20 000 log lines/s into the followed log pane
+   (in-process app, Pilot presses a key, time until the screen it opens is up), plus RSS before/after.
+   Target: < 100 ms, RSS bounded.
+
+Containers are tiny `sleep` ones from ptdesk-test/debian-base:bookworm, labelled as managed with a
+unique instance, all removed at the end. Without a GPU the GPU sample runs on the NVML scenario
+fixtures of the tests (said in the output).
+
+    .venv/bin/python bench/dashboard.py [--idle-seconds 30] [--flood-seconds 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests" / "core"))
+
+import nvml_scenarios  # noqa: E402
+
+from ptdesk.config import load_config  # noqa: E402
+from ptdesk.core.desk import Desk  # noqa: E402
+from ptdesk.core.engine import Engine  # noqa: E402
+from ptdesk.core.models import LABEL_INSTANCE, LABEL_KIND, LABEL_MANAGED, LABEL_NAME, LABEL_OWNER  # noqa: E402
+from ptdesk.core.stats import StatsSampler  # noqa: E402
+from ptdesk.tui import feeds  # noqa: E402
+
+BASE = "ptdesk-test/debian-base:bookworm"
+FLOOD = ("while :; do seq -f 'step %g loss 0.1234 lr 3e-4 throughput 1234.5 samples/s' 1 2000; "
+         "sleep 0.1; done")
+
+
+def start_container(engine: Engine, instance: str, name: str, script: str = "sleep infinity") -> str:
+    labels = {LABEL_MANAGED: "1", LABEL_INSTANCE: instance, LABEL_KIND: "ssh", LABEL_OWNER: "bench",
+              LABEL_NAME: name}
+    cid = engine.create(name=f"ptdesk-{instance}-{name}", image=BASE, labels=labels, command=["sh", "-c", script],
+                        host_config={"init": True, "mem_limit": "64m"})
+    engine.start(cid)
+    return cid
+
+
+def median_time(fn, runs: int) -> float:
+    fn()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def docker_stats(ids: list[str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(["docker", "stats", "--no-stream", "--format", "{{.ID}} {{.CPUPerc}} {{.MemUsage}}", *ids],
+                   check=True, capture_output=True)
+    return time.perf_counter() - start
+
+
+def refresh_costs(desk: Desk, ids: list[str], runs: int) -> tuple[float, float]:
+    stats = StatsSampler()
+    ours = median_time(lambda: feeds.full_refresh(desk, stats), runs)
+    baseline = statistics.median(docker_stats(ids) for _ in range(3))
+    return ours, baseline
+
+
+def tmux(*args: str, socket: str) -> str:
+    return subprocess.run(["tmux", "-L", socket, "-f", "/dev/null", *args], capture_output=True, text=True,
+                          check=True).stdout
+
+
+def cpu_ticks(pid: int) -> int:
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime, in clock ticks (all threads)
+
+
+def idle_cpu(env: dict[str, str], seconds: float) -> tuple[float, float, float]:
+    """(first paint s, all containers listed s, percent of one core while idle) of the real `ptdesk`."""
+    socket = f"ptdesk-bench-{uuid.uuid4().hex[:6]}"
+    exe = Path(sys.executable).parent / "ptdesk"
+    command = (f"exec env -u COLUMNS -u LINES PTDESK_HOME={env['PTDESK_HOME']} "
+               f"PTDESK_INSTANCE={env['PTDESK_INSTANCE']} TERM=xterm-256color {exe}")
+    started = time.monotonic()
+    tmux("new-session", "-d", "-s", "bench", "-x", "160", "-y", "48", command, socket=socket)
+    try:
+        pid = int(tmux("display-message", "-p", "-t", "bench", "#{pane_pid}", socket=socket).strip())
+        first_paint = listed = 0.0
+        while not listed:
+            text = tmux("capture-pane", "-p", "-t", "bench", socket=socket)
+            if not first_paint and "Experiments" in text:
+                first_paint = time.monotonic() - started
+            if "bench-19" in text:
+                listed = time.monotonic() - started
+            if time.monotonic() - started > 30:
+                raise RuntimeError("the dashboard did not show the containers")
+            time.sleep(0.02)
+        time.sleep(3)  # let the first stats/GPU samples settle
+        ticks0, t0 = cpu_ticks(pid), time.monotonic()
+        time.sleep(seconds)
+        ticks1, t1 = cpu_ticks(pid), time.monotonic()
+        return first_paint, listed, (ticks1 - ticks0) / os.sysconf("SC_CLK_TCK") / (t1 - t0) * 100
+    finally:
+        subprocess.run(["tmux", "-L", socket, "kill-server"], capture_output=True)
+
+
+def rss_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+async def key_delay(desk: Desk, follow: str, seconds: float) -> tuple[list[float], float, float, int]:
+    from textual import events
+
+    from ptdesk.tui.app import PtdeskApp
+    from ptdesk.tui.screens.help import Help
+    from ptdesk.tui.widgets.log_pane import LogPane
+
+    app = PtdeskApp(desk)
+    delays: list[float] = []
+    async with app.run_test(size=(160, 48)) as pilot:
+        deadline = time.monotonic() + 30
+        while not app.listed:
+            await pilot.pause(0.05)
+            if time.monotonic() > deadline:
+                raise RuntimeError("no list")
+        row = next(e for e in app.experiments if e.name == follow)
+        app.table.move_cursor(row=app.table.get_row_index(row.id))
+        pane = app.query_one(LogPane)
+        while pane.container != row.id or pane.stream is None:
+            await pilot.pause(0.05)
+        if follow == "flood":
+            while len(pane.lines) < 1000:
+                await pilot.pause(0.05)
+        rss_before = rss_mib()
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            # The key goes into the app's queue like a terminal key; the delay is until the screen it
+            # opens is up (Pilot's own wait-for-idle is not part of what a person feels).
+            start = time.perf_counter()
+            app.post_message(events.Key("question_mark", "?"))
+            while not isinstance(app.screen, Help):
+                await asyncio.sleep(0.001)
+            delays.append(time.perf_counter() - start)
+            await pilot.press("escape")
+            while isinstance(app.screen, Help):
+                await asyncio.sleep(0.001)
+            await pilot.pause(0.2)
+        rss_after = rss_mib()
+        skipped = pane.skipped
+    return delays, rss_before, rss_after, skipped
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--idle-seconds", type=float, default=30.0)
+    parser.add_argument("--flood-seconds", type=float, default=15.0)
+    parser.add_argument("--runs", type=int, default=20)
+    args = parser.parse_args()
+
+    # Reconciliation warns about the bench's containers (not adoptable): not what is measured here.
+    logging.disable(logging.WARNING)
+    engine = Engine.connect()
+    if not engine.image_exists(BASE):
+        print(f"{BASE} is missing: run scripts/test first.", file=sys.stderr)
+        return 2
+    instance = f"bench-{uuid.uuid4().hex[:8]}"
+    home = Path(tempfile.mkdtemp(prefix="ptdesk-bench-"))
+    env = {**os.environ, "PTDESK_HOME": str(home), "PTDESK_INSTANCE": instance}
+    desk = Desk(load_config(env))
+    scenario = nvml_scenarios.healthy(pids=(os.getpid(),), gpus=2)
+    real_nvml = desk.gpus.sample().available
+    ids: list[str] = []
+    try:
+        with nvml_scenarios.installed(scenario) if not real_nvml else contextlib.nullcontext():
+            if not real_nvml:
+                desk.gpus.close()
+                desk.__dict__.pop("gpus", None)
+            print(f"machine: {os.cpu_count()} cores; GPU sample: "
+                  f"{'real NVML' if real_nvml else 'NVML scenario fixtures (no GPU here)'}")
+            print("\n1. one full refresh (list + cgroup CPU/memory + GPU sample) vs docker stats --no-stream")
+            results = {}
+            for count in (10, 50):
+                while len(ids) < count:
+                    ids.append(start_container(engine, instance, f"bench-{len(ids):02d}"))
+                ours, baseline = refresh_costs(desk, ids, args.runs)
+                results[count] = ours
+                print(f"   {count:>2} containers: refresh {ours * 1000:7.1f} ms   "
+                      f"docker stats {baseline * 1000:7.0f} ms   ratio {baseline / ours:6.1f}x faster")
+            print(f"   growth 10 -> 50 containers: x{results[50] / results[10]:.2f} (linear would be x5.0)")
+
+            print(f"\n2. idle CPU of the real `ptdesk` in tmux with 20 containers, {args.idle_seconds:.0f} s")
+            for cid in ids[20:]:
+                engine.remove(cid, force=True)
+            del ids[20:]
+            if shutil.which("tmux"):
+                first_paint, listed, percent = idle_cpu(env, args.idle_seconds)
+                print(f"   start-up: first paint {first_paint:.2f} s, 20 containers listed {listed:.2f} s "
+                      "(target: first paint < 1 s)")
+                print(f"   {percent:.2f} % of one core while idle (target < 3 %)")
+            else:
+                print("   skipped: tmux is not installed")
+
+            print(f"\n3. key-press delay while one container writes ~20 000 lines/s ({args.flood_seconds:.0f} s)")
+            quiet, _, _, _ = asyncio.run(key_delay(desk, "bench-00", args.flood_seconds))
+            ids.append(start_container(engine, instance, "flood", FLOOD))
+            delays, before, after, skipped = asyncio.run(key_delay(desk, "flood", args.flood_seconds))
+            for label, values in (("quiet log (baseline)", quiet), ("flooded log", delays)):
+                values.sort()
+                print(f"   {label:<21} {len(values)} presses: median {statistics.median(values) * 1000:6.1f} ms, "
+                      f"p90 {values[int(len(values) * 0.9)] * 1000:6.1f} ms, max {values[-1] * 1000:6.1f} ms")
+            print(f"   flood/quiet median: x{statistics.median(delays) / statistics.median(quiet):.1f} "
+                  "(target: flooded < 100 ms)")
+            print(f"   RSS {before:.0f} MiB -> {after:.0f} MiB over the flood; {skipped} lines skipped by the "
+                  "bounded pane")
+    finally:
+        for cid in ids:
+            engine.remove(cid, force=True)
+        desk.close()
+        shutil.rmtree(home, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

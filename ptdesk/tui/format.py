@@ -1,0 +1,77 @@
+"""Pure text formatting for the dashboard: bars, sizes, durations. No Textual, easy to test."""
+
+from __future__ import annotations
+
+from rich.text import Text
+
+NA = "N/A"
+
+
+def percent(value: float | None, digits: int = 0) -> str:
+    return NA if value is None else f"{value:.{digits}f}%"
+
+
+def size(value: int | float | None) -> str:
+    """Bytes as people read them: 512 MiB, 1.5 GiB."""
+    if value is None:
+        return NA
+    amount = float(value)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if amount < 1024 or unit == "TiB":
+            return f"{amount:.0f} {unit}" if unit in ("B", "KiB", "MiB") else f"{amount:.1f} {unit}"
+        amount /= 1024
+    return f"{amount:.1f} TiB"
+
+
+def size_pair(used: int | None, total: int | None) -> str:
+    """'10.0/80.0 GiB': both in the unit of the total, so the column stays short."""
+    if used is None or not total:
+        return NA
+    amount, unit = float(total), "B"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if amount < 1024 or unit == "TiB":
+            break
+        amount /= 1024
+    scale = 1024 ** ("B", "KiB", "MiB", "GiB", "TiB").index(unit)
+    return f"{used / scale:.1f}/{total / scale:.1f} {unit}"
+
+
+def duration(seconds: float | None) -> str:
+    """3s, 4m, 2h05m, 3d04h: short enough for a table column."""
+    if seconds is None or seconds < 0:
+        return NA
+    s = int(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m"
+    if s < 86400:
+        return f"{s // 3600}h{(s % 3600) // 60:02d}m"
+    return f"{s // 86400}d{(s % 86400) // 3600:02d}h"
+
+
+def bar(fraction: float | None, width: int = 12) -> Text:
+    """A bar that changes colour as it fills; N/A when the value could not be read."""
+    if fraction is None:
+        return Text(NA.ljust(width), style="dim")
+    fraction = min(max(fraction, 0.0), 1.0)
+    filled = round(fraction * width)
+    style = "green" if fraction < 0.5 else "yellow" if fraction < 0.85 else "red"
+    return Text.assemble(("█" * filled, style), ("░" * (width - filled), "grey37"))
+
+
+STATUS_STYLE = {
+    "running": "bold green",
+    "launching": "bold cyan",
+    "removing": "bold magenta",
+    "exited": "yellow",
+    "created": "yellow",
+    "paused": "yellow",
+    "restarting": "cyan",
+    "dead": "bold red",
+    "missing": "bold red",
+}
+
+
+def status(value: str) -> Text:
+    return Text(value, style=STATUS_STYLE.get(value, ""))

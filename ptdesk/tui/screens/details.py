@@ -1,0 +1,60 @@
+"""Everything about one experiment: how to connect, its host key, limits and GPUs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+from ptdesk.core.models import Experiment
+
+
+def details_table(e: Experiment) -> Table:
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(overflow="fold")
+    rows: list[tuple[str, str]] = [
+        ("Name", e.name), ("Kind", e.kind), ("Owner", e.owner), ("Status", e.status),
+        ("Container", e.id[:12] or "-"), ("Image", e.image),
+        ("GPUs", ", ".join(map(str, e.gpus)) or "none"),
+        ("Created", datetime.fromtimestamp(e.created).strftime("%Y-%m-%d %H:%M:%S") if e.created else "-"),
+        ("Workspace", f"{e.workspace} -> /workspace" if e.workspace else "-"),
+    ]
+    if e.limits:
+        rows.append(("Limits", f"memory {e.limits.memory}, {e.limits.cpus:g} CPUs, {e.limits.pids} pids, "
+                               f"shm {e.limits.shm_size}"))
+    if e.ssh:
+        rows += [("Connect", e.ssh.command), ("Host", f"{e.ssh.host}:{e.ssh.port} as {e.ssh.user}"),
+                 ("Identity", e.ssh.identity_file), ("Host key", e.ssh.host_key_fingerprint),
+                 ("known_hosts", e.ssh.known_hosts)]
+    if e.jupyter:
+        rows += [("Open", e.jupyter.url), ("Host", f"{e.jupyter.host}:{e.jupyter.port}")]
+    if e.orphan:
+        rows.append(("Note", "ptdesk has no complete record of this experiment (orphan)."))
+    for key, value in rows:
+        table.add_row(key, Text(value))  # Text: values from outside are never markup
+    return table
+
+
+class Details(ModalScreen[None]):
+    BINDINGS = [("escape,q,i", "dismiss", "Close"), ("c", "copy", "Copy connect")]
+
+    def __init__(self, experiment: Experiment) -> None:
+        super().__init__(classes="modal")
+        self.experiment = experiment
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(classes="dialog wide"):
+            yield Static(Text(f"{self.experiment.name}", style="bold"), classes="dialog-title")
+            yield Static(details_table(self.experiment), id="details")
+            yield Static(Text("c copies the connect line · escape closes", style="dim"))
+
+    def action_copy(self) -> None:
+        if self.experiment.connect:
+            self.app.copy_to_clipboard(self.experiment.connect)
+            self.notify("Copied the connect line to the clipboard.")

@@ -1,0 +1,332 @@
+"""`n`: the new-experiment form. Good defaults, Enter launches with visible steps, the result
+shows the URL or ssh command (`c` copies it). A missing image can be built from here."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
+from textual.message import Message
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, Log, Select, Static
+
+from ptdesk.core.desk import Desk
+from ptdesk.core.models import Experiment
+from ptdesk.errors import ImageMissing, PtdeskError
+from ptdesk.tui.errors import describe
+
+KIND_OPTIONS = [("Jupyter", "jupyter"), ("SSH", "ssh")]
+FIELDS = ("name", "owner", "gpus", "image", "memory", "cpus")
+
+
+@dataclass(frozen=True)
+class FormValues:
+    kind: str
+    name: str
+    owner: str
+    gpus: str
+    image: str
+    memory: str
+    cpus: str
+
+
+class Step(Message):
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+
+class Finished(Message):
+    def __init__(self, experiment: Experiment | None = None, error: BaseException | None = None) -> None:
+        super().__init__()
+        self.experiment, self.error = experiment, error
+
+
+class Suggested(Message):
+    def __init__(self, kind: str, name: str | None) -> None:
+        super().__init__()
+        self.kind, self.name = kind, name
+
+
+class BuildLine(Message):
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+
+class BuildDone(Message):
+    def __init__(self, error: BaseException | None) -> None:
+        super().__init__()
+        self.error = error
+
+
+def default_image(desk: Desk, kind: str) -> str:
+    from ptdesk.core.kinds import get_kind
+
+    return get_kind(kind).image(desk.config)
+
+
+def current_user() -> str:
+    from ptdesk.core.launch import _current_user
+
+    return _current_user()
+
+
+class NewExperiment(ModalScreen[Experiment | None]):
+    BINDINGS = [("escape", "close", "Close"), ("c", "copy", "Copy"), ("b", "build", "Build image")]
+
+    def __init__(self, desk: Desk, kind: str = "jupyter") -> None:
+        super().__init__(classes="modal")
+        self.desk = desk
+        self.kind = kind
+        self.result: Experiment | None = None
+        self.busy = False
+        self.missing_image: str | None = None
+        self._typed_name = False
+        self._steps: list[str] = []
+
+    def compose(self) -> ComposeResult:
+        config = self.desk.config
+        cpus = min(config.limits.cpus, float(os.cpu_count() or 1))
+        with VerticalScroll(classes="dialog wide", id="new-form"):
+            yield Static("New experiment", classes="dialog-title")
+            with Grid(id="fields"):
+                yield Label("Kind")
+                yield Select(KIND_OPTIONS, value=self.kind, allow_blank=False, id="kind", compact=True)
+                yield Label("Name")
+                yield Input(placeholder="finding a free name…", id="name", compact=True)
+                yield Label("Owner")
+                yield Input(current_user(), id="owner", compact=True)
+                yield Label("GPUs")
+                yield Input("auto", placeholder="none, all, auto or 0,2", id="gpus", compact=True)
+                yield Label("Image")
+                yield Input(default_image(self.desk, self.kind), id="image", compact=True)
+                yield Label("Memory")
+                yield Input(config.limits.memory, id="memory", compact=True)
+                yield Label("CPUs")
+                yield Input(f"{cpus:g}", id="cpus", compact=True)
+            with Horizontal(classes="buttons"):
+                yield Button("Launch (enter)", variant="primary", id="launch", compact=True)
+                yield Button("Cancel (esc)", id="cancel", compact=True)
+            yield Static(id="steps")
+            with Vertical(id="build-offer"):
+                yield Static(id="build-text")
+                with Horizontal(classes="buttons"):
+                    yield Label("FROM")
+                    yield Input(config.base_image, id="base", compact=True)
+                    yield Button("Build it (b)", variant="warning", id="build", compact=True)
+                yield Log(max_lines=500, id="build-log")
+            with Vertical(id="result"):
+                yield Static(id="result-text")
+                with Horizontal(classes="buttons"):
+                    yield Button("Copy (c)", variant="success", id="copy", compact=True)
+                    yield Button("Close (esc)", id="close", compact=True)
+
+    def on_mount(self) -> None:
+        for part in ("#build-offer", "#result", "#build-log"):
+            self.query_one(part).display = False
+        self.query_one("#name", Input).focus()
+        self._suggest(self.kind, self.query_one("#owner", Input).value)
+
+    # --- defaults ------------------------------------------------------------------------------
+    @work(thread=True, exit_on_error=False, group="suggest")
+    def _suggest(self, kind: str, owner: str) -> None:
+        from ptdesk.core.launch import suggest_name
+
+        try:
+            name: str | None = suggest_name(self.desk, owner, kind)
+        except (PtdeskError, Exception):  # noqa: BLE001 - no suggestion: the user types one
+            name = None
+        self.post_message(Suggested(kind, name))
+
+    @on(Suggested)
+    def _suggested(self, message: Suggested) -> None:
+        field = self.query_one("#name", Input)
+        if message.kind != self.kind or self._typed_name:
+            return
+        if message.name:
+            with field.prevent(Input.Changed):
+                field.value = message.name
+        else:
+            field.placeholder = "type a name (the engine did not answer)"
+
+    @on(Input.Changed, "#name")
+    def _name_typed(self) -> None:
+        self._typed_name = True
+
+    @on(Select.Changed, "#kind")
+    def _kind_changed(self, event: Select.Changed) -> None:
+        if event.value == self.kind or event.value is Select.BLANK:
+            return
+        self.kind = str(event.value)
+        self.query_one("#image", Input).value = default_image(self.desk, self.kind)
+        if not self._typed_name:
+            self._suggest(self.kind, self.query_one("#owner", Input).value)
+
+    def values(self) -> FormValues:
+        get = {name: self.query_one(f"#{name}", Input).value.strip() for name in FIELDS}
+        return FormValues(kind=self.kind, **get)
+
+    # --- launching -----------------------------------------------------------------------------
+    @on(Input.Submitted)
+    def _submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "base":
+            self.action_build()
+        else:
+            self.action_launch()
+
+    @on(Button.Pressed)
+    def _pressed(self, event: Button.Pressed) -> None:
+        actions = {"launch": self.action_launch, "cancel": self.action_close, "close": self.action_close,
+                   "copy": self.action_copy, "build": self.action_build}
+        actions[event.button.id or "close"]()
+
+    def action_launch(self) -> None:
+        if self.busy or self.result is not None:
+            return
+        self.busy = True
+        self.missing_image = None
+        self.query_one("#build-offer").display = False
+        self._set_inputs(disabled=True)
+        self._steps = []
+        self._show_steps()
+        self._launch(self.values())
+
+    @work(thread=True, exit_on_error=False, group="launch")
+    def _launch(self, v: FormValues) -> None:
+        from ptdesk.core.launch import launch, make_spec
+
+        try:
+            cpus = float(v.cpus) if v.cpus else None
+        except ValueError:
+            from ptdesk.errors import InvalidInput
+
+            self.post_message(Finished(error=InvalidInput(f"CPUs {v.cpus!r} is not a number.", "Use e.g. 2 or 0.5.")))
+            return
+        try:
+            spec = make_spec(self.desk, v.kind, name=v.name or None, owner=v.owner or None, image=v.image or None,
+                             gpus=v.gpus or "none", memory=v.memory or None, cpus=cpus)
+            experiment = launch(self.desk, spec, lambda step: self.post_message(Step(step)))
+        except BaseException as exc:  # noqa: BLE001 - shown in the form; launch already rolled back
+            self.post_message(Finished(error=exc))
+            return
+        self.post_message(Finished(experiment=experiment))
+
+    @on(Step)
+    def _step(self, message: Step) -> None:
+        self._steps.append(message.text)
+        self._show_steps()
+
+    def _show_steps(self, failed: str | None = None) -> None:
+        text = Text()
+        for i, step in enumerate(self._steps):
+            last = i == len(self._steps) - 1
+            mark, style = ("✗ ", "bold red") if last and failed else ("… ", "cyan") if last and self.busy \
+                else ("✓ ", "green")
+            text.append(mark, style=style).append(step + "\n")
+        if failed:
+            text.append(failed, style="red")
+        self.query_one("#steps", Static).update(text)
+
+    @on(Finished)
+    def _finished(self, message: Finished) -> None:
+        self.busy = False
+        if message.error is not None:
+            cause, hint = describe(message.error)
+            self._show_steps(failed=f"{cause}\n{hint or ''}".strip())
+            self._set_inputs(disabled=False)
+            if isinstance(message.error, ImageMissing) and self._buildable():
+                self._offer_build()
+            return
+        experiment = message.experiment
+        assert experiment is not None
+        self.result = experiment
+        self._show_steps()
+        lines = Text.assemble((f"{experiment.name} is ready.\n", "bold green"))
+        if experiment.jupyter:
+            lines.append("Open: ").append(experiment.jupyter.url, style="bold")
+        if experiment.ssh:
+            lines.append("Connect: ").append(experiment.ssh.command, style="bold")
+            lines.append(f"\nHost key: {experiment.ssh.host_key_fingerprint}")
+        if experiment.gpus:
+            lines.append(f"\nGPUs: {', '.join(map(str, experiment.gpus))}")
+        self.query_one("#result-text", Static).update(lines)
+        self.query_one("#result").display = True
+        self.query_one("#copy", Button).focus()
+        self.query_one("#launch", Button).disabled = True
+
+    def _set_inputs(self, disabled: bool) -> None:
+        for widget in self.query_one("#fields").query("Input, Select"):
+            widget.disabled = disabled
+        self.query_one("#launch", Button).disabled = disabled
+
+    # --- a missing image -------------------------------------------------------------------------
+    def _buildable(self) -> bool:
+        """Only ptdesk's own images can be built from here (a custom image is the user's business)."""
+        from ptdesk.core.images import image_tag
+
+        return self.values().image in ("", image_tag(self.desk.config, self.kind))
+
+    def _offer_build(self) -> None:
+        from ptdesk.core.images import image_tag
+
+        self.missing_image = image_tag(self.desk.config, self.kind)
+        self.query_one("#build-text", Static).update(Text(
+            f"{self.missing_image} is not on this engine. Build it now? (a few minutes; Enter or b)"))
+        self.query_one("#build-offer").display = True
+        self.query_one("#build", Button).focus()
+
+    def action_build(self) -> None:
+        if self.busy or not self.missing_image:
+            return
+        self.busy = True
+        self.query_one("#build", Button).disabled = True
+        log = self.query_one("#build-log", Log)
+        log.display = True
+        log.clear()
+        self._build(self.kind, self.missing_image, self.query_one("#base", Input).value.strip())
+
+    @work(thread=True, exit_on_error=False, group="build")
+    def _build(self, kind: str, tag: str, base: str) -> None:
+        from ptdesk.core.images import build_image, resolve_ca_bundle
+
+        try:
+            ca = resolve_ca_bundle(None, self.desk.config)
+            build_image(self.desk.engine, kind, tag, base or self.desk.config.base_image, ca,
+                        on_line=lambda line: self.post_message(BuildLine(line)))
+        except BaseException as exc:  # noqa: BLE001 - shown in the form
+            self.post_message(BuildDone(exc))
+            return
+        self.post_message(BuildDone(None))
+
+    @on(BuildLine)
+    def _build_line(self, message: BuildLine) -> None:
+        self.query_one("#build-log", Log).write_line(message.text)
+
+    @on(BuildDone)
+    def _build_done(self, message: BuildDone) -> None:
+        self.busy = False
+        self.query_one("#build", Button).disabled = False
+        if message.error is not None:
+            cause, hint = describe(message.error)
+            self.query_one("#build-text", Static).update(Text(f"Build failed: {cause} {hint or ''}", style="red"))
+            return
+        self.query_one("#build-offer").display = False
+        self.missing_image = None
+        self.action_launch()  # the image is there now: carry on with what the user asked for
+
+    # --- closing -------------------------------------------------------------------------------
+    def action_copy(self) -> None:
+        if self.result and self.result.connect:
+            self.app.copy_to_clipboard(self.result.connect)
+            self.notify("Copied to the clipboard.")
+
+    def action_close(self) -> None:
+        if self.busy:
+            self.notify("Still working; it finishes in the background (the table shows it).",
+                        severity="warning")
+        self.dismiss(self.result)

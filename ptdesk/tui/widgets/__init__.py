@@ -1,0 +1,1 @@
+"""Widgets of the dashboard: each renders snapshots it is given, nothing else."""

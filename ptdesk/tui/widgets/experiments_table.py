@@ -1,0 +1,102 @@
+"""The experiments table: rows keyed by container id, updated cell by cell, never rebuilt."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from rich.text import Text
+from textual.widgets import DataTable
+
+from ptdesk.core.models import Experiment
+from ptdesk.core.stats import ContainerStats
+from ptdesk.tui import format as fmt
+
+COLUMNS = (("name", "Name"), ("kind", "Kind"), ("owner", "Owner"), ("status", "Status"), ("gpus", "GPUs"),
+           ("cpu", "CPU %"), ("memory", "Memory"), ("uptime", "Uptime"), ("connect", "Connect"))
+Cells = tuple[object, ...]
+
+
+def row_key(experiment: Experiment) -> str:
+    """The container id; a record whose container does not exist (yet) is keyed by its name."""
+    return experiment.id or f"name:{experiment.name}"
+
+
+def cells(e: Experiment, stats: ContainerStats | None, now: float) -> Cells:
+    running = e.status == "running"
+    cpu = stats.cpu_percent if stats and running else None
+    memory = stats.memory if stats and running else None
+    started = stats.started if stats and running else None
+    name = Text(e.name)
+    if e.orphan:
+        name.append(" (orphan)", style="bold red")
+    # Every cell is a Text: nothing from a label is read as markup, and the table skips parsing.
+    return (
+        name, Text(e.kind), Text(e.owner), fmt.status(e.status), Text(",".join(map(str, e.gpus)) or "-"),
+        Text(fmt.percent(cpu) if running else "-", justify="right"),  # whole percent: fewer repaints
+        Text(fmt.size(memory) if running else "-", justify="right"),
+        Text(fmt.duration(now - started) if started else "-", justify="right"),
+        Text(e.connect, overflow="ellipsis", no_wrap=True),
+    )
+
+
+class ExperimentsTable(DataTable):
+    """Knows the last experiments and stats it was given; `show` diffs them into the table."""
+
+    def __init__(self, clock: Callable[[], float] = time.time, **kwargs) -> None:
+        super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
+        self.clock = clock
+        self.experiments: dict[str, Experiment] = {}
+        self.stats: dict[str, ContainerStats] = {}
+        self.filter_text = ""
+        self._shown: dict[str, Cells] = {}
+
+    def on_mount(self) -> None:
+        for key, label in COLUMNS:
+            self.add_column(label, key=key)
+
+    def matches(self, e: Experiment) -> bool:
+        if not self.filter_text:
+            return True
+        needle = self.filter_text.lower()
+        return any(needle in field.lower() for field in (e.name, e.kind, e.owner, e.status, e.connect, e.image))
+
+    def set_experiments(self, items: tuple[Experiment, ...]) -> None:
+        self.experiments = {row_key(e): e for e in items}
+        self._sync()
+
+    def set_stats(self, stats: dict[str, ContainerStats]) -> None:
+        self.stats = stats
+        self._sync()
+
+    def set_filter(self, text: str) -> None:
+        self.filter_text = text.strip()
+        self._sync()
+
+    @property
+    def selected(self) -> Experiment | None:
+        if not self.row_count:
+            return None
+        try:
+            key = self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value
+        except Exception:  # noqa: BLE001 - no row under the cursor
+            return None
+        return self.experiments.get(key or "")
+
+    def _sync(self) -> None:
+        """Diff the wanted rows against what is shown: add, update changed cells, remove."""
+        now = self.clock()
+        wanted = {k: cells(e, self.stats.get(e.id), now) for k, e in self.experiments.items() if self.matches(e)}
+        with self.app.batch_update():
+            for key in [k for k in self._shown if k not in wanted]:
+                self.remove_row(key)
+                del self._shown[key]
+            for key, row in wanted.items():
+                shown = self._shown.get(key)
+                if shown is None:
+                    self.add_row(*row, key=key)
+                elif shown != row:
+                    for (column, _), old, new in zip(COLUMNS, shown, row, strict=True):
+                        if old != new:
+                            self.update_cell(key, column, new, update_width=True)
+                self._shown[key] = row

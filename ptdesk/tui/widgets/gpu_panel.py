@@ -1,0 +1,126 @@
+"""The GPU panel: one row per GPU and per MIG instance, or one calm line saying why there are none."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Sparkline, Static
+
+from ptdesk.core.models import GpuProcess, GpuSample
+from ptdesk.tui import format as fmt
+from ptdesk.tui.feeds import GpuView
+
+SPARK_POINTS = 60  # the last minute at 1 Hz
+
+
+def users(processes: tuple[GpuProcess, ...]) -> str:
+    """Who is on this GPU: experiments (and their owners) first, then host users, in a stable order."""
+    seen: dict[str, None] = {}
+    for p in processes:
+        if p.experiment:
+            seen[f"{p.experiment} ({p.owner or '?'})"] = None
+        elif p.container:
+            seen[f"container {p.container[:12]}"] = None
+        elif p.owner:
+            seen[f"{p.owner} (host pid {p.pid})"] = None
+        else:
+            seen[f"pid {p.pid}"] = None
+    return ", ".join(seen) or "idle"
+
+
+def describe(gpu: GpuSample) -> Text:
+    """The fixed-width part of a row: name, utilisation and memory bars, temperature, power."""
+    label = f" {gpu.label}" if gpu.is_mig else gpu.label
+    name = gpu.name.replace("NVIDIA ", "")
+    head = Text.assemble((f"{label:>4} ", "bold"), (f"{name[:18]:<18} ", ""))
+    if gpu.error:
+        return head.append(f"cannot be read ({gpu.error})", style="bold red")
+    util = gpu.utilization / 100 if gpu.utilization is not None else None
+    mem = gpu.memory_fraction
+    used = fmt.size_pair(gpu.memory_used, gpu.memory_total)
+    temp = f"{gpu.temperature}°C" if gpu.temperature is not None else fmt.NA
+    power = (f"{gpu.power:.0f}/{gpu.power_limit:.0f} W" if gpu.power is not None and gpu.power_limit
+             else f"{gpu.power:.0f} W" if gpu.power is not None else fmt.NA)
+    return head.append_text(Text.assemble(
+        "util ", fmt.bar(util, 8), f" {fmt.percent(gpu.utilization):>4}  ",
+        "mem ", fmt.bar(mem, 8), f" {used:<15} ",
+        (f"{temp:>5} ", ""), (f"{power:>10}", ""),
+    ))
+
+
+class GpuRow(Horizontal):
+    """One GPU: its figures, a sparkline of recent utilisation, and who is using it."""
+
+    def __init__(self, gpu: GpuSample, history: tuple[float | None, ...]) -> None:
+        super().__init__(classes="gpu-row")
+        self.uuid = gpu.uuid
+        self._initial = (gpu, history)
+
+    def compose(self) -> ComposeResult:
+        gpu, history = self._initial
+        yield Static(describe(gpu), classes="gpu-figures")
+        yield Sparkline(_points(history), classes="gpu-spark")
+        yield Static(_users_text(gpu), classes="gpu-users")
+
+    def show(self, gpu: GpuSample, history: tuple[float | None, ...]) -> None:
+        self.query_one(".gpu-figures", Static).update(describe(gpu))
+        # Sparkline only redraws when `data` is assigned a new list.
+        self.query_one(".gpu-spark", Sparkline).data = _points(history)
+        self.query_one(".gpu-users", Static).update(_users_text(gpu))
+
+
+def _points(history: tuple[float | None, ...]) -> list[float]:
+    """The recent utilisation; empty (a flat line) until there are two real values to compare,
+    and for a metric the GPU does not report (MIG, lost): a full bar there would be a lie."""
+    recent = history[-SPARK_POINTS:]
+    if sum(v is not None for v in recent) < 2:
+        return []
+    return [v if v is not None else 0.0 for v in recent]
+
+
+def _users_text(gpu: GpuSample) -> Text:
+    return Text(users(gpu.processes), overflow="ellipsis", no_wrap=True, style="dim" if not gpu.processes else "")
+
+
+class GpuPanel(Vertical):
+    """Rows keyed by GPU uuid, added and removed as GPUs come and go; never rebuilt each tick."""
+
+    _last: tuple | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Static("Reading the GPUs…", id="gpu-reason")
+
+    def show(self, view: GpuView) -> None:
+        snapshot = view.snapshot
+        # An unchanged picture (no GPU, or idle GPUs) is not redrawn: the dashboard idles cheaply.
+        picture = (snapshot.available, snapshot.reason, snapshot.driver, snapshot.gpus,
+                   tuple(view.history.get(g.uuid, ())[-SPARK_POINTS:] for g in snapshot.gpus))
+        if picture == self._last:
+            return
+        self._last = picture
+        reason = self.query_one("#gpu-reason", Static)
+        if not snapshot.available:
+            reason.update(Text(f"No GPU information: {snapshot.reason or 'NVML is not available.'} "
+                               "Everything else works.", style="italic"))
+            reason.display = True
+        elif not snapshot.gpus:
+            reason.update(Text("NVML answers but reports no GPUs.", style="italic"))
+            reason.display = True
+        else:
+            reason.display = False
+        self.border_subtitle = f"driver {snapshot.driver}" if snapshot.driver else ""
+        rows = {row.uuid: row for row in self.query(GpuRow)}
+        wanted = [g.uuid for g in snapshot.gpus]
+        for uuid, row in rows.items():
+            if uuid not in wanted:
+                row.remove()
+        # Order matters (MIG rows right after their GPU): when the set changes, remount in order.
+        if [u for u in rows if u in wanted] != wanted:
+            for row in rows.values():
+                if row.uuid in wanted:
+                    row.remove()
+            self.mount_all([GpuRow(g, view.history.get(g.uuid, ())) for g in snapshot.gpus])
+            return
+        for gpu in snapshot.gpus:
+            rows[gpu.uuid].show(gpu, view.history.get(gpu.uuid, ()))

@@ -1,0 +1,231 @@
+"""The dashboard on the real engine, driven through Pilot: what a person at the desk relies on."""
+
+from __future__ import annotations
+
+import io
+
+from helpers import JUPYTER_IMAGE, require_image
+from textual.widgets import Input, Log
+from tuihelpers import nvml_scenarios, settle
+
+from ptdesk.tui.app import PtdeskApp
+from ptdesk.tui.screens.confirm import Confirm
+from ptdesk.tui.screens.new_experiment import NewExperiment
+from ptdesk.tui.widgets.gpu_panel import GpuPanel, GpuRow
+from ptdesk.tui.widgets.log_pane import LogPane
+
+SIZE = (160, 48)
+
+
+def names(app: PtdeskApp) -> list[str]:
+    return [e.name for e in app.table.experiments.values() if app.table.matches(e)]
+
+
+def log_text(app: PtdeskApp) -> str:
+    return "\n".join(app.query_one(LogPane).query_one(Log).lines)
+
+
+async def test_launch_jupyter_from_the_form_then_remove_it(tui_desk, engine, nvml):
+    """n → Enter launches a real JupyterLab; its row, URL and log appear; d → y removes it all."""
+    require_image(engine, JUPYTER_IMAGE)
+    nvml(nvml_scenarios.no_driver())
+    app = PtdeskApp(tui_desk)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, lambda: app.listed, message="the first list")
+        await pilot.press("n")
+        form = await settle(pilot, lambda: isinstance(app.screen, NewExperiment) and app.screen)
+        name_field = form.query_one("#name", Input)
+        await settle(pilot, lambda: name_field.value == "alice-jupyter-1", message="a suggested free name")
+        assert form.query_one("#owner", Input).value == "alice"
+        assert form.query_one("#gpus", Input).value == "auto"
+        await pilot.press("enter")
+        await settle(pilot, lambda: form.result is not None or (not form.busy and form._steps), timeout=120,
+                     message="the launch to finish")
+        assert form.result is not None, str(form.query_one("#steps").render())
+        steps = str(form.query_one("#steps").render())
+        assert "Waiting for the service to accept a login" in steps
+        url = form.result.jupyter.url
+        assert url.startswith("http://127.0.0.1:") and "token=" in url
+        assert url in str(form.query_one("#result-text").render())
+        await pilot.press("c")  # the copy button has focus: c copies the URL
+        assert app.clipboard == url
+        await pilot.press("escape")
+        await settle(pilot, lambda: not isinstance(app.screen, NewExperiment))
+
+        # The row arrives through the event stream, running, with its URL.
+        await settle(pilot, lambda: "alice-jupyter-1" in names(app), message="the row")
+        row = next(e for e in app.table.experiments.values() if e.name == "alice-jupyter-1")
+        await settle(pilot, lambda: app.table.experiments[row.id].status == "running", message="running")
+        assert app.table.experiments[row.id].connect == url
+        # The log pane follows the selected (only) row: Jupyter's own start-up lines arrive.
+        await settle(pilot, lambda: "Jupyter Server" in log_text(app), timeout=30, message="log lines")
+        # Per-container CPU/memory come from the cgroup files, second sample onwards.
+        await settle(pilot, lambda: (s := app.table.stats.get(row.id)) and s.memory and s.cpu_percent is not None,
+                     message="cgroup stats")
+
+        await pilot.press("d")
+        await settle(pilot, lambda: isinstance(app.screen, Confirm))
+        await pilot.press("y")
+        await settle(pilot, lambda: "alice-jupyter-1" not in names(app), timeout=30, message="the row to go")
+        assert engine.try_inspect(row.id) is None
+        assert tui_desk.store.experiment("alice-jupyter-1") is None
+
+
+async def test_gpu_panel_shows_who_uses_each_gpu(tui_desk, engine, sleeper, nvml):
+    """A process of an experiment container on GPU 0 is shown as that experiment and its owner."""
+    cid = sleeper("bob-train", owner="bob")
+    pid = engine.top_pids(cid)[0]
+    nvml(nvml_scenarios.healthy(pids=(pid,), gpus=2))
+    app = PtdeskApp(tui_desk)
+    async with app.run_test(size=SIZE) as pilot:
+        panel = app.query_one(GpuPanel)
+        await settle(pilot, lambda: len(panel.query(GpuRow)) == 2, message="two GPU rows")
+        await settle(pilot, lambda: "bob-train (bob)" in str(panel.query(GpuRow).first().query_one(".gpu-users")
+                                                                .render()), message="the owner on GPU 0")
+        assert "2 GPUs" in str(app.query_one("#topbar").render())
+        figures = str(panel.query(GpuRow).first().query_one(".gpu-figures").render())
+        assert "37%" in figures and "45°C" in figures and "120/700 W" in figures
+        # The sparkline keeps the history the sampler recorded (data reassigned each sample).
+        before = app.gpu_samples
+        await settle(pilot, lambda: app.gpu_samples >= before + 2, message="more samples")
+        spark = panel.query(GpuRow).first().query_one(".gpu-spark")
+        assert len(spark.data) >= 3
+
+
+async def test_no_gpu_is_one_calm_line_and_the_rest_works(tui_desk, sleeper, nvml):
+    sleeper("carol-cpu", owner="carol")
+    nvml(nvml_scenarios.no_driver())
+    app = PtdeskApp(tui_desk)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, lambda: app.gpu_samples and app.listed)
+        reason = str(app.query_one("#gpu-reason").render())
+        assert "driver is installed but not loaded" in reason
+        assert not app.query_one(GpuPanel).query(GpuRow)
+        assert names(app) == ["carol-cpu"]
+
+
+async def test_logs_follow_the_selection_and_pause_and_filter(tui_desk, sleeper, nvml):
+    nvml(nvml_scenarios.no_driver())
+    sleeper("a-logs", script="i=0; while :; do i=$((i+1)); echo alpha-$i; sleep 0.05; done")
+    sleeper("b-logs", script="i=0; while :; do i=$((i+1)); echo beta-$i; [ $((i % 5)) = 0 ] && echo beta-ERROR-$i;"
+                              " sleep 0.05; done")
+    app = PtdeskApp(tui_desk)
+    async with app.run_test(size=SIZE) as pilot:
+        pane = app.query_one(LogPane)
+        await settle(pilot, lambda: len(names(app)) == 2)
+        first = app.table.selected
+        assert first is not None
+        word = "alpha" if first.name == "a-logs" else "beta"
+        other = "beta" if word == "alpha" else "alpha"
+        await settle(pilot, lambda: f"{word}-3" in log_text(app), message=f"{word} lines")
+        old_stream = pane.stream
+        await pilot.press("down")
+        await settle(pilot, lambda: f"{other}-3" in log_text(app), message=f"{other} lines after moving")
+        assert word not in log_text(app)
+        assert old_stream is not None and old_stream.closed  # switching closed the old stream
+        if other != "beta":
+            await pilot.press("up")
+            await settle(pilot, lambda: "beta-3" in log_text(app))
+
+        # l: the log full-screen; escape brings the dashboard back.
+        await pilot.press("l")
+        assert app.screen.maximized is pane
+        await pilot.press("escape")
+        assert app.screen.maximized is None
+
+        # Filter: only matching lines, new ones included.
+        await pilot.press("f")
+        await pilot.press(*"ERROR")
+        await settle(pilot, lambda: pane.filter_text == "ERROR")
+        await settle(pilot, lambda: log_text(app) and all("ERROR" in line for line in log_text(app).splitlines()),
+                     message="filtered lines")
+        await pilot.press("escape")
+        assert not pane.query_one("#log-filter").display
+
+        # Pause: nothing new is written while paused; resuming shows what arrived meanwhile.
+        await pilot.press("p")
+        frozen = log_text(app)
+        await settle(pilot, lambda: pane.unseen >= 3, message="lines arriving while paused")
+        assert log_text(app) == frozen
+        await pilot.press("p")
+        await settle(pilot, lambda: log_text(app) != frozen)
+        assert "PAUSED" not in str(pane.query_one("#log-title").render())
+
+
+async def test_filter_stop_start_and_errors_as_notifications(tui_desk, engine, sleeper, nvml):
+    nvml(nvml_scenarios.no_driver())
+    cid = sleeper("dora-one", owner="dora")
+    sleeper("eve-two", owner="eve")
+    app = PtdeskApp(tui_desk)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, lambda: len(names(app)) == 2)
+        await pilot.press("slash", *"eve")
+        await settle(pilot, lambda: names(app) == ["eve-two"] and app.table.row_count == 1)
+        await pilot.press("escape")
+        app.query_one("#filter", Input).value = ""
+        await settle(pilot, lambda: app.table.row_count == 2)
+
+        app.table.move_cursor(row=app.table.get_row_index(cid))
+        await pilot.press("s")  # running -> stop
+        await settle(pilot, lambda: app.table.experiments[cid].status == "exited", timeout=30, message="stopped")
+        assert not engine.inspect(cid)["State"]["Running"]
+        await pilot.press("s")  # stopped -> start
+        await settle(pilot, lambda: app.table.experiments[cid].status == "running", timeout=30, message="started")
+
+        # Someone else removes it behind the dashboard's back; stopping it now is a PtdeskError,
+        # shown as a notification with cause and hint, and the app keeps running.
+        engine.remove(cid, force=True)
+        await pilot.press("s")
+        await settle(pilot, lambda: any(n.severity == "error" for n in app._notifications), message="an error")
+        note = next(n for n in app._notifications if n.severity == "error")
+        assert "dora-one" in note.message and "ptdesk ls --all" in note.message
+        await settle(pilot, lambda: "dora-one" not in names(app), message="the row to go")
+        assert app.is_running
+
+
+async def test_details_help_and_collaborators_screens(tui_desk, sleeper, nvml):
+    from ptdesk.tui.screens.collaborators import Collaborators
+    from ptdesk.tui.screens.details import Details
+    from ptdesk.tui.screens.help import Help
+    from ptdesk.tui.screens.prompt import Prompt
+
+    nvml(nvml_scenarios.no_driver())
+    sleeper("hank-box", owner="hank", gpus="")
+    app = PtdeskApp(tui_desk)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, lambda: names(app) == ["hank-box"])
+        await pilot.press("i")
+        details = await settle(pilot, lambda: isinstance(app.screen, Details) and app.screen)
+        from rich.console import Console
+
+        from ptdesk.tui.screens.details import details_table
+
+        console = Console(width=120, record=True, file=io.StringIO())
+        console.print(details_table(details.experiment))
+        text = console.export_text()
+        assert "hank" in text and "Container" in text and details.experiment.id[:12] in text
+        await pilot.press("escape")
+        await pilot.press("question_mark")
+        await settle(pilot, lambda: isinstance(app.screen, Help))
+        await pilot.press("escape")
+
+        # The command palette offers the dashboard's actions.
+        commands = [c.title for c in app.get_system_commands(app.screen)]
+        assert "New experiment" in commands and "Collaborators" in commands
+
+        await pilot.press("k")
+        screen = await settle(pilot, lambda: isinstance(app.screen, Collaborators) and app.screen)
+        await pilot.press("a")
+        await settle(pilot, lambda: isinstance(app.screen, Prompt))
+        await pilot.press(*"bob", "enter")
+        await settle(pilot, lambda: "bob" in screen.items, message="bob in the table")
+        assert screen.items["bob"].fingerprint.startswith("SHA256:")
+        await pilot.press("escape")  # the report of what was done
+        # Granting access to an experiment that does not exist: cause and hint, no crash.
+        await pilot.press("g")
+        prompt = await settle(pilot, lambda: isinstance(app.screen, Prompt) and app.screen)
+        prompt.query_one(Input).value = "no-such-box"
+        await pilot.press("enter")
+        await settle(pilot, lambda: any(n.severity == "error" for n in app._notifications), message="an error")
+        assert any("no-such-box" in n.message for n in app._notifications)
+        assert app.is_running

@@ -1,0 +1,117 @@
+"""Snapshots of the main screen and the new-experiment form (pytest-textual-snapshot).
+
+Deterministic on purpose: NVML scenarios at the pynvml boundary, a fixed clock and host name, a
+fixed instance name, CPU/memory read from a fixed cgroup tree, containers that print fixed lines.
+The containers and the GPU attribution are real. Update with: pytest tests/tui --snapshot-update
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from helpers import cgroup_tree, remove_instance_containers
+from tuihelpers import nvml_scenarios, settle
+
+import ptdesk.tui.app as app_module
+from ptdesk.config import load_config
+from ptdesk.core.desk import Desk
+from ptdesk.core.stats import StatsSampler
+from ptdesk.tui.app import PtdeskApp
+from ptdesk.tui.screens.new_experiment import NewExperiment
+from ptdesk.tui.widgets.log_pane import LogPane
+
+SIZE = (150, 40)
+BTIME = 1_700_000_000
+INSTANCE = "snapshot"
+LOG = ["epoch 1/3 loss 0.912", "epoch 2/3 loss 0.534", "epoch 3/3 loss 0.401", "saved checkpoint ckpt-3.pt"]
+
+
+@pytest.fixture
+def snapshot_env(ptdesk_env, engine, monkeypatch) -> Iterator[dict[str, str]]:
+    """This test's home with a fixed instance name (cleaned before and after) and 1-CPU defaults."""
+    env = {**ptdesk_env, "PTDESK_INSTANCE": INSTANCE}
+    home = env["PTDESK_HOME"]
+    from pathlib import Path
+
+    Path(home).mkdir(parents=True, exist_ok=True)
+    (Path(home) / "config.toml").write_text("[limits]\ncpus = 1\nmemory = \"8g\"\n")
+    monkeypatch.setenv("SUDO_USER", "alice")
+    # Deterministic pictures: one GPU sample, stats settle after two samples.
+    monkeypatch.setattr(app_module, "GPU_INTERVAL", 3600.0)
+    monkeypatch.setattr(app_module, "STATS_INTERVAL", 0.2)
+    remove_instance_containers(engine, INSTANCE)
+    yield env
+    remove_instance_containers(engine, INSTANCE)
+
+
+def _start(engine, name: str, owner: str, kind: str, gpus: str) -> str:
+    from helpers import BASE_IMAGE
+
+    from ptdesk.core.models import LABEL_GPUS, LABEL_INSTANCE, LABEL_KIND, LABEL_MANAGED, LABEL_NAME, LABEL_OWNER
+
+    script = "; ".join(f"echo '{line}'" for line in LOG) + "; sleep 3600"
+    cid = engine.create(name=f"ptdesk-{INSTANCE}-{name}", image=BASE_IMAGE, command=["sh", "-c", script],
+                        labels={LABEL_MANAGED: "1", LABEL_INSTANCE: INSTANCE, LABEL_KIND: kind,
+                                LABEL_OWNER: owner, LABEL_NAME: name, LABEL_GPUS: gpus},
+                        host_config={"init": True})
+    engine.start(cid)
+    return cid
+
+
+def _app(env, tmp_path, cids: dict[str, int]) -> PtdeskApp:
+    tree = {cid: {"cpu_ns": 5_000_000_000, "memory": (i + 1) * 700 * 2**20, "inactive": 50 * 2**20,
+                  "limit": 8 * 2**30, "pid": 4000 + i, "start_ticks": 100 * (1000 + i * 600)}
+            for i, cid in enumerate(cids)}
+    cgroup, proc = cgroup_tree(tmp_path / "fixture", tree, BTIME)
+    clock = lambda: BTIME + 1000 + 3723.0  # noqa: E731 - the first container has been up 1h02m
+    return PtdeskApp(Desk(load_config(env)), clock=clock, hostname="workstation",
+                     stats=StatsSampler(root=cgroup, proc=proc))
+
+
+def _ready(app: PtdeskApp, rows: int):
+    async def wait(pilot) -> None:
+        await settle(pilot, lambda: app.listed and app.gpu_samples and len(app.experiments) == rows)
+        await settle(pilot, lambda: all(s.cpu_percent is not None for s in app.table.stats.values())
+                     and len(app.table.stats) == rows, message="two stats samples")
+        if rows:
+            await settle(pilot, lambda: len(app.query_one(LogPane).lines) == len(LOG), message="the log")
+        await pilot.pause()
+    return wait
+
+
+def test_main_screen(snap_compare, snapshot_env, engine, nvml, tmp_path):
+    notebook = _start(engine, "alice-notebook", "alice", "jupyter", "0")
+    train = _start(engine, "bob-train", "bob", "ssh", "1")
+    scenario = nvml_scenarios.healthy(pids=(engine.top_pids(notebook)[0],), gpus=2)
+    scenario.gpus[1].compute = [nvml_scenarios.FakeProc(engine.top_pids(train)[0], 30 * 2**30)]
+    nvml(scenario)
+    app = _app(snapshot_env, tmp_path, {notebook: 0, train: 1})
+    assert snap_compare(app, terminal_size=SIZE, run_before=_ready(app, 2))
+
+
+def test_main_screen_mig_and_lost_gpu(snap_compare, snapshot_env, nvml, tmp_path):
+    scenario = nvml_scenarios.mig()
+    scenario.gpus.append(nvml_scenarios.one_lost().gpus[2])
+    scenario.gpus[2].fails["nvmlDeviceGetTemperature"] = __import__("pynvml").NVML_ERROR_GPU_IS_LOST
+    for gpu in scenario.gpus:
+        for inst in gpu.mig or []:
+            if inst:
+                inst.compute = [nvml_scenarios.FakeProc(999_999_2, 512 * 2**20)]
+    nvml(scenario)
+    app = _app(snapshot_env, tmp_path, {})
+    assert snap_compare(app, terminal_size=SIZE, run_before=_ready(app, 0))
+
+
+def test_no_gpu_and_new_experiment_form(snap_compare, snapshot_env, nvml, tmp_path):
+    nvml(nvml_scenarios.no_driver())
+    app = _app(snapshot_env, tmp_path, {})
+
+    async def open_form(pilot) -> None:
+        await _ready(app, 0)(pilot)
+        await pilot.press("n")
+        form = await settle(pilot, lambda: isinstance(app.screen, NewExperiment) and app.screen)
+        await settle(pilot, lambda: form.query_one("#name").value == "alice-jupyter-1", message="the name")
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=open_form)
