@@ -184,7 +184,7 @@ def launch(desk: Desk, spec: LaunchSpec, progress: Progress = lambda step: None)
         store.update_experiment(spec.name, port=bound[1])
         record = store.experiment(spec.name)
         assert record is not None
-        progress("Waiting for the service to accept a login")
+        progress("Waiting until the service lets you in")
         kind.wait_ready(config, record, config.connect_host, bound[1], config.ready_timeout,
                         is_alive=lambda: _running(desk, container_id))
         store.update_experiment(spec.name, status="running", launcher_pid=None)

@@ -43,7 +43,7 @@ async def test_launch_jupyter_from_the_form_then_remove_it(tui_desk, engine, nvm
                      message="the launch to finish")
         assert form.result is not None, str(form.query_one("#steps").render())
         steps = str(form.query_one("#steps").render())
-        assert "Waiting for the service to accept a login" in steps
+        assert "Waiting until the service lets you in" in steps
         url = form.result.jupyter.url
         assert url.startswith("http://127.0.0.1:") and "token=" in url
         assert url in str(form.query_one("#result-text").render())
