@@ -18,7 +18,7 @@ from ptdesk.errors import Conflict, NotFound
 
 
 def _status(container: dict | None, record: ExperimentRecord | None) -> str:
-    if record is not None and record.status in ("launching", "removing"):
+    if record is not None and record.status == "launching":
         return record.status
     if container is None:
         return "missing"
@@ -42,7 +42,7 @@ def _experiment(desk: Desk, record: ExperimentRecord | None, container: dict | N
         created=record.created, workspace=record.workspace, limits=record.limits,
         ssh=access if record.kind == "ssh" else None,  # type: ignore[arg-type]
         jupyter=access if record.kind == "jupyter" else None,  # type: ignore[arg-type]
-        orphan=container is None and record.status not in ("launching", "removing"),
+        orphan=container is None and record.status != "launching",
     )
 
 
@@ -57,13 +57,13 @@ def list_experiments(desk: Desk, all: bool = True) -> list[Experiment]:
 
 def get(desk: Desk, name: str) -> Experiment:
     record = desk.store.experiment(name)
-    container = _find_container(desk, name, record)
+    container = _find_container(desk, name)
     if record is None and container is None:
         raise NotFound(f"No experiment named {name!r}.", "List them with: ptdesk ls --all")
     return _experiment(desk, record, container)
 
 
-def _find_container(desk: Desk, name: str, record: ExperimentRecord | None) -> dict | None:
+def _find_container(desk: Desk, name: str) -> dict | None:
     """The engine's list entry for an experiment (same shape list_managed returns)."""
     for container in desk.engine.list_managed(desk.config.instance):
         if container_key(container) == name:
@@ -78,7 +78,7 @@ def container_key(container: dict) -> str:
 
 def _container_ref(desk: Desk, name: str) -> str:
     record = desk.store.experiment(name)
-    container = _find_container(desk, name, record)
+    container = _find_container(desk, name)
     if container is None:
         if record is None:
             raise NotFound(f"No experiment named {name!r}.", "List them with: ptdesk ls --all")
@@ -120,7 +120,7 @@ def start(desk: Desk, name: str) -> Experiment:
 def remove(desk: Desk, name: str, force: bool = False) -> None:
     """Remove the container and everything it was given; the workspace and owner key stay."""
     record = desk.store.experiment(name)
-    container = _find_container(desk, name, record)
+    container = _find_container(desk, name)
     if record is None and container is None:
         # Nothing under that name; a container with the computed name but other labels is not ours.
         raise NotFound(f"No experiment named {name!r}.", "List them with: ptdesk ls --all")

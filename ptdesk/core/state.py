@@ -29,7 +29,7 @@ CREATE TABLE IF NOT EXISTS experiments (
     kind TEXT NOT NULL,
     owner TEXT NOT NULL,
     image TEXT NOT NULL,
-    status TEXT NOT NULL,              -- launching | running | exited | stopped | removing
+    status TEXT NOT NULL,              -- "launching" until ready, then the last state seen (running, exited)
     container_id TEXT,
     port INTEGER,
     gpus TEXT NOT NULL DEFAULT '[]',   -- JSON list of GPU indices held
@@ -152,6 +152,9 @@ class Store:
             self.conn = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
             self.conn.row_factory = sqlite3.Row
             self.conn.execute("PRAGMA journal_mode=WAL")
+            # WAL + NORMAL stays consistent on a crash; a power cut may lose the last commits, which
+            # reconciliation against the engine's labels recovers.
+            self.conn.execute("PRAGMA synchronous=NORMAL")
             self.conn.execute("PRAGMA foreign_keys=ON")
             self.conn.execute("PRAGMA busy_timeout=30000")
             self.conn.executescript(SCHEMA)
