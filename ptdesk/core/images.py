@@ -246,7 +246,19 @@ def build_image(engine: Engine, target: str, tag: str, base: str, ca: CaBundle,
                            ca.source)
     labels = {LABEL_IMAGE: target, LABEL_SOURCE_HASH: _digest(files.items()),
               LABEL_CONTEXT_HASH: digest, LABEL_BASE: base}
-    engine.build(build_context(files, ca), tag, buildargs, on_line, labels=labels)
+    if base_info is None:
+        on_line(f"The base image {base} is not on this engine yet: the build pulls it first (a few GB for "
+                "CUDA images).")
+    try:
+        engine.build(build_context(files, ca), tag, buildargs, on_line, labels=labels)
+    except PtdeskError as exc:
+        if base_info is None and engine.image_info(base) is None:
+            # The usual cause on an offline or registry-less machine: say so, not "read the output".
+            raise PtdeskError(f"Building {tag} failed: the base image {base} could not be pulled "
+                              f"({exc.message.removeprefix(f'Building {tag} failed: ')}).",
+                              "Use a base image this engine already has (--base IMAGE, see `docker images`), "
+                              f"or `docker load` {base} from a machine that can reach the registry.") from None
+        raise
     built = engine.image_info(tag)
     if built is None:  # the engine said it built, yet the tag is not there: report, do not guess
         raise PtdeskError(f"The engine finished building {tag} but the image is not there.",

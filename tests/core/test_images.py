@@ -257,6 +257,18 @@ def test_cli_build_with_engine_down_is_one_clear_line(ptdesk_env: dict[str, str]
     assert "Traceback" not in err
 
 
+def test_a_base_image_that_cannot_be_pulled_says_what_to_do(engine: Engine, ptdesk_env: dict[str, str]) -> None:
+    """No registry (or no such image): the error names the base and points at --base / docker load."""
+    base = f"ptdesk-test/no-such-base-{uuid.uuid4().hex[:8]}:1"
+    tag = f"ptdesk-test/ssh-unbuilt-{uuid.uuid4().hex[:8]}:1"  # the real tag is never touched
+    code, out, err = run_cli(["images", "build", "ssh", "--base", base], {**ptdesk_env, "PTDESK_SSH_IMAGE": tag})
+    assert code == 1 and "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.startswith(("ptdesk:", "  hint:"))]
+    assert lines[0].startswith(f"ptdesk: Building {tag} failed: the base image {base} could not be pulled")
+    assert engine.image_info(tag) is None
+    assert "--base IMAGE" in lines[1] and "docker load" in lines[1]
+
+
 # --- packaging: the Dockerfiles travel with a wheel --------------------------------------------
 def test_images_root_is_the_checkout_here() -> None:
     assert images_root() == REPO / "images"
