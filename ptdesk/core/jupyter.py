@@ -21,6 +21,7 @@ from ptdesk.core.engine import FileSpec
 from ptdesk.core.kinds import Plan
 from ptdesk.core.models import JupyterAccess, LaunchSpec
 from ptdesk.core.state import ExperimentRecord
+from ptdesk.core.waiting import next_delay
 from ptdesk.errors import LaunchFailed
 
 TOKEN_FILE = "jupyter_token"
@@ -83,8 +84,7 @@ class JupyterKind:
             if not is_alive():
                 raise LaunchFailed("The Jupyter container stopped before the server answered.",
                                    "Read its output with: ptdesk logs NAME")
-            # Same schedule as sshcheck.wait_for_login: tight at first, never more than 0.5 s.
-            time.sleep(min(0.05 + (time.monotonic() - started) / 10, 0.5))
+            time.sleep(next_delay(time.monotonic() - started))
         raise LaunchFailed(f"JupyterLab on port {port} did not answer within {timeout:.0f} s "
                            f"(last HTTP status {last}).",
                            "Check `ptdesk logs NAME`; raise ready_timeout if the host is slow.")

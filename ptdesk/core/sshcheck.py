@@ -16,6 +16,7 @@ from pathlib import Path
 
 import paramiko
 
+from ptdesk.core.waiting import next_delay
 from ptdesk.errors import LaunchFailed
 
 # Polling a server that is still starting makes paramiko's transport thread log tracebacks;
@@ -95,8 +96,6 @@ def wait_for_login(host: str, port: int, user: str, key_file: Path, host_public_
         if not is_alive():
             raise LaunchFailed("The SSH container stopped before its server accepted a login.",
                                "Read its output with: ptdesk logs NAME")
-        # Tight polls while a fresh server is expected any moment, then back off: the wait past
-        # readiness stays under ~10% of the time already spent (doubling delays could add 0.5 s).
-        time.sleep(min(0.05 + (time.monotonic() - started) / 10, 0.5))
+        time.sleep(next_delay(time.monotonic() - started))
     raise LaunchFailed(f"The SSH server on port {port} did not accept the key within {timeout:.0f} s ({last.detail}).",
                        "Check the container's output with `ptdesk logs NAME`; raise ready_timeout if the host is slow.")
