@@ -35,6 +35,9 @@ from ptdesk.tui.widgets.log_pane import LogPane
 GPU_INTERVAL = 1.0
 NO_GPU_INTERVAL = 5.0  # without NVML there is nothing to animate; the sampler retries init every 30 s
 STATS_INTERVAL = 2.0
+# Bindings that act on the main screen's selection (everything but help and quit).
+MAIN_SCREEN_ACTIONS = frozenset({"new", "details", "copy", "stop_start", "remove", "logs", "pause_log",
+                                 "find_in_log", "filter", "collaborators"})
 SAFETY_REFRESH = 15.0  # the event stream drives the list; this only catches what it cannot say
 FOLLOW_DELAY = 0.3  # wait for the cursor to rest before opening a log stream
 
@@ -433,6 +436,11 @@ class PtdeskApp(App[None]):
     @on(Input.Submitted, "#filter")
     def _filter_done(self) -> None:
         self.table.focus()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """The main screen's keys act on the selected experiment: on any other screen (the
+        collaborators list, a dialog) they are off, so `d` there never removes an experiment."""
+        return not (action in MAIN_SCREEN_ACTIONS and len(self.screen_stack) > 1)
 
     def action_back(self) -> None:
         """Escape: close the filter, the log search, or the maximized log — whichever is open."""
