@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import io
+from urllib.parse import parse_qs, urlparse
 
 from helpers import JUPYTER_IMAGE, require_image
 from textual.widgets import Input, Log
 from tuihelpers import nvml_scenarios, settle
 
+from ptdesk.core.jupyter import api_status
 from ptdesk.tui.app import PtdeskApp
 from ptdesk.tui.screens.confirm import Confirm
 from ptdesk.tui.screens.new_experiment import NewExperiment
@@ -46,6 +48,8 @@ async def test_launch_jupyter_from_the_form_then_remove_it(tui_desk, engine, nvm
         assert "Waiting until the service lets you in" in steps
         url = form.result.jupyter.url
         assert url.startswith("http://127.0.0.1:") and "token=" in url
+        parsed = urlparse(url)  # the URL works: its token opens the API
+        assert api_status(parsed.hostname or "", parsed.port or 0, parse_qs(parsed.query)["token"][0])[0] == 200
         assert url in str(form.query_one("#result-text").render())
         await pilot.press("c")  # the copy button has focus: c copies the URL
         assert app.clipboard == url
@@ -69,6 +73,7 @@ async def test_launch_jupyter_from_the_form_then_remove_it(tui_desk, engine, nvm
         await settle(pilot, lambda: "alice-jupyter-1" not in names(app), timeout=30, message="the row to go")
         assert engine.try_inspect(row.id) is None
         assert tui_desk.store.experiment("alice-jupyter-1") is None
+        assert not (tui_desk.config.home / "experiments" / "alice-jupyter-1").exists()  # the token file too
 
 
 async def test_gpu_panel_shows_who_uses_each_gpu(tui_desk, engine, sleeper, nvml):
