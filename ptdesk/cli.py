@@ -6,13 +6,15 @@ PtdeskErrors into one clear line on stderr and a non-zero exit code.
 
 from __future__ import annotations
 
+import os
+import sqlite3
 import sys
 
 import click
 
 from ptdesk import __version__
 from ptdesk.commands import COMMAND_TOPICS, load_command
-from ptdesk.errors import PtdeskError
+from ptdesk.errors import PtdeskError, from_system_error
 
 
 class PtdeskGroup(click.Group):
@@ -31,6 +33,16 @@ class PtdeskGroup(click.Group):
         except PtdeskError as exc:
             report_error(exc)
             ctx.exit(exc.exit_code)
+        except BrokenPipeError:
+            # `ptdesk ls | head`: the reader left; stop quietly instead of reporting an error.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            ctx.exit(1)
+        except (OSError, sqlite3.Error) as exc:
+            explained = from_system_error(exc)
+            if explained is None:  # pragma: no cover - from_system_error covers both families
+                raise
+            report_error(explained)
+            ctx.exit(explained.exit_code)
         except KeyboardInterrupt:
             click.echo("ptdesk: interrupted.", err=True)
             ctx.exit(130)

@@ -6,9 +6,12 @@ the 0700 `keys/` folder and the default workspaces.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
+import math
 import os
 import re
+import socket
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -20,7 +23,10 @@ from ptdesk.errors import ConfigError
 
 # The default base is a real PyTorch CUDA runtime; tests build FROM a local Debian base instead.
 DEFAULT_BASE_IMAGE = "pytorch/pytorch:2.9.0-cuda12.8-cudnn9-runtime"
-_SIZE = re.compile(r"^\d+(\.\d+)?[bkmg]?$", re.IGNORECASE)
+_SIZE = re.compile(r"^(\d+(?:\.\d+)?)([bkmg]?)$", re.IGNORECASE)
+_UNIT = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+# Docker reads a memory limit of 0 as "unlimited" and refuses one under 6 MiB: both are mistakes here.
+_MIN_SIZE = {"memory": 6 * 1024**2, "shm_size": 1024**2}
 
 
 @dataclass(frozen=True)
@@ -60,14 +66,18 @@ class Config:
     def connect_host(self) -> str:
         """The address people connect to: the bind address, or this host's name if bound to all."""
         if ipaddress.ip_address(self.bind_address).is_unspecified:
-            import socket
-
-            return socket.getfqdn()
+            return _host_name()
         return self.bind_address
 
     @property
     def workspaces(self) -> Path:
         return self.workspace_root or (self.home / "workspaces")
+
+
+@functools.cache
+def _host_name() -> str:
+    """This host's name, looked up once per process (a slow resolver must not slow every listing)."""
+    return socket.getfqdn()
 
 
 def default_home() -> Path:
@@ -93,7 +103,7 @@ def load_config(env: dict[str, str] | None = None) -> Config:
     if path.exists():
         try:
             data = tomllib.loads(path.read_text())
-        except (OSError, tomllib.TOMLDecodeError) as exc:
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError(f"{path} cannot be read: {exc}.", "Fix the TOML syntax or remove the file.") from exc
         config = _apply(config, data, str(path))
     overrides = {
@@ -119,7 +129,7 @@ def _apply(config: Config, data: dict, origin: str) -> Config:
         if key == "limits":
             changes[key] = _limits(config.limits, value, origin)
         elif key in ("workspace_root", "ca_bundle"):
-            changes[key] = Path(str(value)).expanduser()
+            changes[key] = _absolute_path(key, value, origin)
         elif key in ("uid", "gid", "idle_cull_seconds"):
             changes[key] = _int(key, value, origin)
         elif key == "ready_timeout":
@@ -144,15 +154,34 @@ def _limits(current: Limits, value: object, origin: str) -> Limits:
            for k, v in value.items()},
     )
     for key in ("memory", "shm_size"):
-        check_size(key, getattr(merged, key))
+        check_size(key, getattr(merged, key), origin)
+    if not math.isfinite(merged.cpus) or merged.cpus <= 0 or merged.pids <= 0:
+        raise ConfigError(f"limits in {origin}: cpus and pids must be positive numbers.")
     return merged
 
 
-def check_size(name: str, value: str) -> str:
-    """Accept Docker-style sizes (512m, 16g); anything else is a ConfigError naming the setting."""
-    if not _SIZE.match(value):
-        raise ConfigError(f"{name} {value!r} is not a size.", "Use a number with b, k, m or g, like 16g.")
-    return value
+def check_size(name: str, value: str, origin: str | None = None) -> str:
+    """Accept Docker-style sizes (512m, 16g) large enough to be a real limit; anything else is a
+    ConfigError naming the setting and where it came from."""
+    where = f" in {origin}" if origin else ""
+    match = _SIZE.match(value.strip())
+    if not match:
+        raise ConfigError(f"{name} {value!r}{where} is not a size.", "Use a number with b, k, m or g, like 16g.")
+    size = float(match.group(1)) * _UNIT[match.group(2).lower()]
+    minimum = _MIN_SIZE.get(name.replace(" ", "_"), 1)
+    if size < minimum:
+        raise ConfigError(f"{name} {value!r}{where} is too small to be a limit.",
+                          f"Use at least {minimum // 1024**2}m (0 does not mean unlimited here).")
+    return value.strip()
+
+
+def _absolute_path(key: str, value: object, origin: str) -> Path:
+    path = Path(str(value)).expanduser()
+    if not str(value).strip() or not path.is_absolute():
+        # A relative bind source would become a Docker named volume, not a folder.
+        raise ConfigError(f"{key} in {origin} must be an absolute path, not {value!r}.",
+                          "Write it as /path/to/folder or ~/folder.")
+    return path
 
 
 def _int(key: str, value: object, origin: str) -> int:
@@ -177,6 +206,9 @@ def _validate(config: Config, origin: str) -> None:
             f"bind_address {config.bind_address!r} in {origin} is not an IP address.",
             "Use 127.0.0.1 (default) or the one address collaborators reach.",
         ) from None
+    if config.uid < 1 or config.gid < 1:
+        raise ConfigError(f"uid/gid in {origin} must be a normal user's ids (1 or more), not "
+                          f"{config.uid}/{config.gid}.", "Experiments never run as root; use your own ids.")
     if not re.fullmatch(r"[a-z0-9][a-z0-9_.-]{0,62}", config.instance):
         raise ConfigError(f"instance {config.instance!r} in {origin} is not a valid name.",
                           "Use lower-case letters, digits, '.', '_' or '-'.")

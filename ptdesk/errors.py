@@ -59,3 +59,26 @@ class LaunchFailed(PtdeskError):
 
 class BadKey(PtdeskError):
     """A key file is malformed or has unsafe permissions."""
+
+    exit_code = 2
+
+
+def from_system_error(exc: BaseException) -> PtdeskError | None:
+    """The machine's failures a person can cause or fix (a folder they may not write, a full disk,
+    a damaged state database), as one sentence with a hint; None for anything else (a bug)."""
+    import errno
+    import sqlite3
+
+    if isinstance(exc, PermissionError):
+        where = exc.filename or "a file ptdesk needs"
+        return PtdeskError(f"Permission denied on {where}.",
+                           "Check that folder's owner and mode; ptdesk runs as you and keeps its files in PTDESK_HOME.")
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return PtdeskError("The disk is full.", "Free some space (old images: docker image prune) and try again.")
+    if isinstance(exc, OSError):
+        where = f" ({exc.filename})" if exc.filename else ""
+        return PtdeskError(f"{exc.strerror or exc}{where}.", "Check that path and try again.")
+    if isinstance(exc, sqlite3.Error):
+        return PtdeskError(f"The state database failed: {exc}.",
+                           "If another ptdesk held it for long, try again; otherwise run `ptdesk doctor`.")
+    return None

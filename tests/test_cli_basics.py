@@ -128,3 +128,16 @@ def test_every_command_of_every_topic_is_reachable_from_the_cli() -> None:
 
     defined = {c.name: topic for topic in TOPICS for c in topic_commands(topic)}
     assert defined == COMMAND_TOPICS
+
+
+def test_a_home_that_cannot_be_a_folder_is_one_line_not_a_traceback(ptdesk_env: dict[str, str], tmp_path: Path) -> None:
+    """Errors of the machine (here: PTDESK_HOME under a regular file) read like every other error."""
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    env = {**ptdesk_env, "PTDESK_HOME": str(blocker / "home")}
+    code, out, err = run_cli(["collab", "ls"], env, subprocess_=True)
+    assert code == 1 and out == ""
+    assert "Traceback" not in err
+    lines = err.splitlines()
+    assert lines[0].startswith("ptdesk: Not a directory") and str(blocker) in lines[0]
+    assert lines[1].startswith("  hint:")

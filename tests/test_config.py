@@ -84,6 +84,15 @@ def test_partial_limits_keep_the_other_defaults(tmp_path: Path) -> None:
     ('[limits]\ngpus = 2', "Unknown limit 'gpus'"),
     ('limits = "16g"', "'limits'"),
     ("bind_address = ", "cannot be read"),  # TOML syntax error
+    # Docker reads a memory limit of 0 as unlimited: never a silent "no limit".
+    ('[limits]\nmemory = "0"', "memory '0' in"),
+    ('[limits]\nmemory = "1m"', "too small"),
+    ('[limits]\ncpus = 0', "cpus and pids must be positive"),
+    ('[limits]\ncpus = nan', "cpus and pids must be positive"),
+    # A relative bind source would become a Docker named volume, not a folder.
+    ('workspace_root = "experiments"', "workspace_root in"),
+    ('workspace_root = ""', "workspace_root in"),
+    ("uid = 0", "uid/gid in"),
 ])
 def test_bad_values_raise_config_error_naming_the_key(tmp_path: Path, toml: str, named: str) -> None:
     with pytest.raises(ConfigError) as info:
@@ -117,3 +126,17 @@ def test_cli_reports_a_bad_config_in_one_line(ptdesk_env: dict[str, str]) -> Non
     assert code == 1 and out == ""
     assert err.splitlines()[0].startswith("ptdesk: bind_address 'everywhere' in ")
     assert "Traceback" not in err
+
+
+def test_a_config_file_that_is_not_text_is_a_clear_error(tmp_path: Path) -> None:
+    env = _home(tmp_path)
+    (Path(env["PTDESK_HOME"]) / "config.toml").write_bytes(b"bind_address = \"\xff\xfe\"\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(env)
+    assert "cannot be read" in info.value.message
+
+
+def test_memory_zero_on_the_command_line_is_refused(ptdesk_env: dict[str, str]) -> None:
+    code, out, err = run_cli(["new", "ssh", "--name", "nolimit", "--memory", "0"], ptdesk_env)
+    assert code == 2 and out == "" and "Traceback" not in err
+    assert err.startswith("ptdesk: memory '0' is too small to be a limit.")

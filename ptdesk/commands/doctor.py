@@ -7,7 +7,6 @@ engine answers, both images are present and the state database is sound.
 
 from __future__ import annotations
 
-import contextlib
 import sqlite3
 import stat
 from dataclasses import asdict, dataclass
@@ -106,26 +105,20 @@ def check_images(engine: Engine, config: Config) -> list[Check]:
 
 
 def check_nvml() -> Check:
-    """NVML present or why not; a warning at most (the desk works without GPUs)."""
+    """NVML present or why not, in the sampler's own words; a warning at most (the desk works
+    without GPUs)."""
+    from ptdesk.core.gpu import GpuSampler
+
+    sampler = GpuSampler()
     try:
-        import pynvml
-    except ImportError as exc:
-        return Check("nvml", "warn", f"nvidia-ml-py is not importable ({exc})", "pip install nvidia-ml-py")
-    try:
-        pynvml.nvmlInit()
-    except pynvml.NVMLError as exc:
-        return Check("nvml", "warn", f"NVML unavailable: {exc}",
-                     "Without an NVIDIA driver the GPU panel stays empty; --gpus none still works.")
-    try:
-        driver = pynvml.nvmlSystemGetDriverVersion()
-        count = pynvml.nvmlDeviceGetCount()
-        driver = driver.decode() if isinstance(driver, bytes) else driver
-        return Check("nvml", "ok", f"driver {driver}, {count} GPU(s)")
-    except pynvml.NVMLError as exc:
-        return Check("nvml", "warn", f"NVML initialised but cannot list GPUs: {exc}")
+        snapshot = sampler.sample()
     finally:
-        with contextlib.suppress(pynvml.NVMLError):
-            pynvml.nvmlShutdown()
+        sampler.close()
+    if not snapshot.available:
+        return Check("nvml", "warn", f"NVML unavailable: {snapshot.reason}",
+                     "Without an NVIDIA driver the GPU panel stays empty; --gpus none still works.")
+    physical = [g for g in snapshot.gpus if g.parent is None]
+    return Check("nvml", "ok", f"driver {snapshot.driver}, {len(physical)} GPU(s)")
 
 
 def check_state(config: Config) -> Check:

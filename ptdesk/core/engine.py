@@ -18,7 +18,7 @@ import docker.errors
 import requests
 
 from ptdesk.core.models import LABEL_INSTANCE, LABEL_MANAGED
-from ptdesk.errors import EngineUnavailable, GpuUnavailable, ImageMissing, NotFound, PtdeskError
+from ptdesk.errors import Conflict, EngineUnavailable, GpuUnavailable, ImageMissing, NotFound, PtdeskError
 
 ENGINE_HINT = "Start the Docker engine (sudo systemctl start docker, or scripts/docker-engine) and try again."
 
@@ -53,6 +53,9 @@ def translated_errors(what: str) -> Iterator[None]:
                 f"{what}: the Docker engine has no GPU runtime ({text}).",
                 "Install the NVIDIA Container Toolkit, or launch with --gpus none.",
             ) from None
+        if exc.status_code == 409 and "is already in use" in text:
+            raise Conflict(f"{what}: that container name is already taken on this engine.",
+                           "Pick another --name.") from None
         if "permission denied" in text.lower() and "docker.sock" in text:
             raise EngineUnavailable(f"{what}: permission denied on the Docker socket.",
                                     "Add yourself to the docker group (then log in again) or use sudo.") from None
@@ -105,19 +108,7 @@ class Engine:
             return self.api.info()
 
     def image_exists(self, ref: str) -> bool:
-        with translated_errors(f"Looking up image {ref}"):
-            try:
-                self.api.inspect_image(ref)
-                return True
-            except docker.errors.ImageNotFound:
-                return False
-
-    def image_created(self, ref: str) -> str | None:
-        with translated_errors(f"Looking up image {ref}"):
-            try:
-                return self.api.inspect_image(ref).get("Created")
-            except docker.errors.ImageNotFound:
-                return None
+        return self.image_info(ref) is not None
 
     def image_info(self, ref: str) -> dict | None:
         """The engine's inspect document of an image (Id, Created, Size, Config.Labels), or None."""
@@ -153,12 +144,12 @@ class Engine:
     # --- containers ------------------------------------------------------------------------
     def create(self, *, name: str, image: str, labels: dict[str, str], host_config: dict[str, Any],
                command: list[str] | None = None, environment: dict[str, str] | None = None,
-               user: str | None = None, exposed: Iterable[str] = (), working_dir: str | None = None) -> str:
+               user: str | None = None, exposed: Iterable[str] = ()) -> str:
         with translated_errors(f"Creating container {name}"):
             hc = self.api.create_host_config(**host_config)
             result = self.api.create_container(
                 image=image, name=name, labels=labels, host_config=hc, command=command,
-                environment=environment, user=user, ports=list(exposed), working_dir=working_dir,
+                environment=environment, user=user, ports=list(exposed),
                 detach=True,
             )
             return result["Id"]
@@ -251,8 +242,8 @@ class Engine:
             return self.api.logs(container, stream=True, follow=follow, tail=tail,
                                  since=int(since) if since else None)
 
-    def events(self, instance: str, since: float | None = None, until: float | None = None):
+    def events(self, instance: str, since: float | None = None):
         """Decoded container events of one instance's managed containers (a closable generator)."""
         filters = {"type": ["container"], "label": [f"{LABEL_MANAGED}=1", f"{LABEL_INSTANCE}={instance}"]}
         with translated_errors("Following engine events"):
-            return self.api.events(since=since, until=until, filters=filters, decode=True)
+            return self.api.events(since=since, filters=filters, decode=True)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import logging
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,8 +23,6 @@ from ptdesk.errors import LaunchFailed
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
 logging.getLogger("paramiko").propagate = False
 
-# Errors that mean "the server is not up yet" rather than "the key was refused".
-_NOT_READY = (OSError, EOFError, socket.timeout, paramiko.SSHException)
 
 
 @dataclass(frozen=True)

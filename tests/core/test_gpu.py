@@ -319,3 +319,15 @@ def test_gpu_core_needs_neither_docker_nor_textual() -> None:
     code = ("import sys; import ptdesk.core.gpu, ptdesk.core.procmap, ptdesk.core.ledger; "
             "bad = {'docker', 'textual'} & set(sys.modules); assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_doctor_reports_nvml_in_the_samplers_words(use) -> None:
+    """`ptdesk doctor` says what the GPU panel would say: the driver and GPU count, or why not."""
+    from ptdesk.commands.doctor import check_nvml
+
+    use(healthy(gpus=3))
+    check = check_nvml()
+    assert check.status == "ok" and check.detail.endswith(", 3 GPU(s)") and "driver " in check.detail
+    use(mismatch())
+    check = check_nvml()
+    assert check.status == "warn" and "different versions" in check.detail
