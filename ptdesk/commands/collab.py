@@ -2,26 +2,29 @@
 
 from __future__ import annotations
 
+import posixpath
+import re
+import shlex
 import time
-from pathlib import Path
 
 import click
 
 from ptdesk.commands.common import emit_json, json_option, pass_desk, table
-from ptdesk.core import collab, rotation
+from ptdesk.core import collab, keys, rotation
 from ptdesk.core.desk import Desk
-from ptdesk.errors import NotFound, PtdeskError
+from ptdesk.errors import PtdeskError
 
 
 def _when(timestamp: float | None) -> str:
     return "never" if timestamp is None else time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(timestamp))
 
 
-def _read_pubkey(path: str) -> str:
-    try:
-        return Path(path).expanduser().read_text()
-    except (OSError, UnicodeDecodeError):
-        raise NotFound(f"The public key file {path} cannot be read.", "Pass the path of their .pub file.") from None
+def _shell_path(path: str) -> str:
+    """`path` as one POSIX shell word; a leading ~ or ~user stays bare so their shell expands it."""
+    home, slash, rest = path.partition("/")
+    if not re.fullmatch(r"~[a-z0-9_.-]*", home):
+        return shlex.quote(path)
+    return home + slash + (shlex.quote(rest) if rest else "")
 
 
 @click.group("collab")
@@ -33,12 +36,12 @@ def collab_group() -> None:
 @click.argument("name")
 @click.option("--pubkey", type=click.Path(dir_okay=False, path_type=str),
               help="Their own public key (.pub); without it ptdesk makes a key pair for them.")
-@click.option("--expires", help="When their key stops working: 30d, 12h, 2w or YYYY-MM-DD.")
+@click.option("--expires", help="When their key stops working: 30d, 1.5h, 2w or YYYY-MM-DD.")
 @json_option
 @pass_desk
 def add(desk: Desk, name: str, pubkey: str | None, expires: str | None, as_json: bool) -> None:
     """Add a collaborator (then give access with: ptdesk grant NAME EXPERIMENT)."""
-    person = collab.add(desk, name, _read_pubkey(pubkey) if pubkey else None, expires)
+    person = collab.add(desk, name, keys.read_public_key_file(pubkey) if pubkey else None, expires)
     if as_json:
         emit_json({"name": person.name, "fingerprint": person.fingerprint, "public_key": person.public_key,
                    "identity_file": person.identity_file})
@@ -81,19 +84,23 @@ def rm(desk: Desk, name: str) -> None:
 @collab_group.command("export")
 @click.argument("name")
 @click.argument("folder", type=click.Path(file_okay=False, path_type=str))
+@click.option("--dest", help="Where NAME will keep the folder on their own machine; ssh_config names its files "
+                             "there (default: ~/.ssh/ptdesk-NAME).")
 @pass_desk(reconcile=True)
-def export(desk: Desk, name: str, folder: str) -> None:
-    """Write what NAME needs to connect: key, ssh_config and pinned known_hosts."""
-    paths = collab.export(desk, name, folder)
+def export(desk: Desk, name: str, folder: str, dest: str | None) -> None:
+    """Write what NAME needs to connect into FOLDER: key, ssh_config and pinned known_hosts."""
+    paths = collab.export(desk, name, folder, dest)
     for path in paths:
         click.echo(str(path))
-    config = next(p for p in paths if p.name == "ssh_config")
-    click.echo(f"connect with: ssh -F {config} EXPERIMENT", err=True)
+    remote = collab.destination(name, dest)
+    config = _shell_path(posixpath.join(remote, "ssh_config"))
+    click.echo(f"{name}: copy {folder} to {_shell_path(remote)} on your machine, then: ssh -F {config} EXPERIMENT",
+               err=True)
 
 
 @collab_group.command("rotate")
 @click.argument("name")
-@click.option("--expires", help="Lifetime of the new key: 30d, 12h, 2w or YYYY-MM-DD (default: unchanged).")
+@click.option("--expires", help="Lifetime of the new key: 30d, 1.5h, 2w or YYYY-MM-DD (default: unchanged).")
 @json_option
 @pass_desk(reconcile=True)
 def rotate(desk: Desk, name: str, expires: str | None, as_json: bool) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import sqlite3
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -43,10 +44,13 @@ def _reconcile_quietly(desk: Desk) -> None:
 
     try:
         report = reconcile(desk)
-    except EngineUnavailable:
-        return  # the command itself will say so if it needs the engine
+    except (EngineUnavailable, OSError, sqlite3.Error):
+        return  # the command itself meets the same problem and says so, once
     except PtdeskError as exc:
         click.echo(f"ptdesk: could not reconcile with the engine ({exc.message})", err=True)
+        return
+    except Exception as exc:  # best effort by design: the command the person asked for still runs
+        click.echo(f"ptdesk: could not reconcile with the engine ({type(exc).__name__}: {exc})", err=True)
         return
     if report.changed:
         done = [f"{what} {', '.join(names)}" for what, names in (
@@ -68,14 +72,3 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells]
     return "\n".join(lines)
-
-
-def human_bytes(value: int | None) -> str:
-    if value is None:
-        return "N/A"
-    size = float(value)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if size < 1024 or unit == "TiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} TiB"

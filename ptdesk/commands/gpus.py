@@ -7,12 +7,13 @@ import time
 
 import click
 
-from ptdesk.commands.common import human_bytes, json_option, pass_desk, table
+from ptdesk.commands.common import json_option, pass_desk, table
 from ptdesk.core import procmap
 from ptdesk.core.desk import Desk
 from ptdesk.core.engine import Engine
 from ptdesk.core.gpu import GpuSampler
 from ptdesk.core.models import GpuProcess, GpuSample, GpuSnapshot
+from ptdesk.core.units import human_bytes
 from ptdesk.errors import PtdeskError
 
 HEADERS = ("GPU", "NAME", "UTIL", "MEMORY", "TEMP", "POWER", "PID", "GPU MEM", "OWNER", "EXPERIMENT / CONTAINER")

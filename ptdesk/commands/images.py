@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ptdesk.commands.common import emit_json, human_bytes, json_option, pass_desk, table
+from ptdesk.commands.common import emit_json, json_option, pass_desk, table
 from ptdesk.core.desk import Desk
 from ptdesk.core.images import (
     TARGETS,
@@ -16,6 +16,7 @@ from ptdesk.core.images import (
     image_tag,
     resolve_ca_bundle,
 )
+from ptdesk.core.units import human_bytes
 
 
 @click.group("images")

@@ -13,6 +13,7 @@ import click
 from ptdesk.commands.common import emit_json, json_option, pass_desk, table
 from ptdesk.core import cull as culling
 from ptdesk.core.desk import Desk
+from ptdesk.core.durations import parse_duration
 from ptdesk.core.lifecycle import ContainerEvent, EventWatcher
 from ptdesk.core.reconcile import ReconcileReport, reconcile
 from ptdesk.errors import InvalidInput, PtdeskError
@@ -55,7 +56,8 @@ def watch(desk: Desk, as_json: bool) -> None:
     def on_event(event: ContainerEvent) -> None:
         if event.action not in SHOWN_ACTIONS:
             return  # exec and archive events of ptdesk's own work are noise here
-        released = event.action == "destroy" and desk.store.experiment(event.name) is None
+        # Only what this store released: another user's container going away frees nothing here.
+        released = event.done == "released"
         _line(as_json, "event", f"{event.action:<8} {event.name} ({event.container_id[:12]})"
               + (": released its port, GPUs and secrets" if released else ""),
               action=event.action, name=event.name, container=event.container_id, kind=event.kind,
@@ -100,7 +102,7 @@ def _cull_loop(desk: Desk, limit: float, stop: threading.Event, as_json: bool) -
 
 
 @click.command("cull")
-@click.option("--idle", "idle", help="Stop experiments idle longer than this (90s, 30m, 4h, 1d); "
+@click.option("--idle", "idle", help="Stop experiments idle longer than this (90s, 30m, 1.5h, 1d, 2w); "
                                      "default: idle_cull_seconds from the config.")
 @click.option("--dry-run", is_flag=True, help="Only show what would be stopped.")
 @json_option
@@ -108,7 +110,7 @@ def _cull_loop(desk: Desk, limit: float, stop: threading.Event, as_json: bool) -
 def cull(desk: Desk, idle: str | None, dry_run: bool, as_json: bool) -> None:
     """Stop idle Jupyter and SSH experiments (workspaces, keys and GPUs are kept)."""
     if idle is not None:
-        limit = culling.parse_duration(idle)
+        limit = parse_duration(idle)
     elif desk.config.idle_cull_seconds > 0:
         limit = float(desk.config.idle_cull_seconds)
     else:

@@ -2,10 +2,12 @@
 
 The authorized_keys file of a container is never edited in place: it is always computed from the
 state store (the owner's key, the keys the owner brought, and every granted collaborator's
-installed keys) by `authorized_keys_text`, and every change (grant, revoke, rotate, remove) goes
-through `set_grant_keys`/`_change`, which records the change, re-renders, installs atomically and
-puts the record back if installing failed. So the store never claims less access than a container
-really gives, and two ptdesk processes changing one container take turns (a per-container lock).
+installed keys) by `authorized_keys_text`, which renders with `sshd.render_authorized_keys`, the
+same function the launch renders the first file with (owner and brought keys, no grants yet).
+Every change (grant, revoke, rotate, remove) goes through `set_grant_keys`/`_change`, which
+records the change, re-renders, installs atomically and puts the record back if installing
+failed. So the store never claims less access than a container really gives, and two ptdesk
+processes changing one container take turns (a per-container lock).
 
 Rotation lives in ptdesk.core.rotation.
 """
@@ -15,7 +17,7 @@ from __future__ import annotations
 import calendar
 import contextlib
 import fcntl
-import re
+import posixpath
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -23,52 +25,47 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ptdesk.config import Config
-from ptdesk.core import keys, sshd
+from ptdesk.core import durations, keys, sshd
 from ptdesk.core.desk import Desk
 from ptdesk.core.models import Collaborator, ContainerRotation, RotationResult
 from ptdesk.core.state import CollaboratorRecord, ExperimentRecord, GrantRecord
 from ptdesk.errors import Conflict, InvalidInput, NotFound, PtdeskError
 
-NAME_RE = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}$")
 PRIVATE = "id_ed25519"
 PREVIOUS = "id_ed25519.previous"  # the key being rotated away, kept until every container dropped it
-_DURATION = re.compile(r"^(\d+)([mhdw])$")
-_UNITS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+# Where an export's folder lives on the person's own machine, unless --dest says otherwise; the
+# literal ~ is for their ssh to expand.
+DEFAULT_DEST = "~/.ssh/ptdesk-{name}"
 
 
 # --- pure helpers ----------------------------------------------------------------------------
 def validate_name(name: str) -> str:
-    if not NAME_RE.match(name):
+    if not keys.USER_NAME_RE.match(name):
         raise InvalidInput(f"{name!r} is not a valid collaborator name.",
                            "Use a Unix-style user name: lower-case letters, digits, '.', '_' or '-'.")
     return name
 
 
 def parse_expires(text: str | None, now: float | None = None) -> float | None:
-    """'30d', '12h', '2w', '90m' from now, or a date 'YYYY-MM-DD' (UTC midnight); None for no expiry."""
+    """A duration from now ('30d', '1.5h', '2w': the duration grammar), or a date 'YYYY-MM-DD' (UTC
+    midnight); None for no expiry."""
     if text is None or text == "":
         return None
     now = time.time() if now is None else now
     text = text.strip().lower()
-    match = _DURATION.match(text)
-    if match:
-        seconds = int(match.group(1)) * _UNITS[match.group(2)]
+    seconds = durations.seconds(text)
+    if seconds is not None:
         if seconds <= 0:
             raise InvalidInput(f"Expiry {text!r} is not in the future.", "Use a positive duration like 30d.")
         return now + seconds
     try:
         when = float(calendar.timegm(time.strptime(text, "%Y-%m-%d")))
     except ValueError:
-        raise InvalidInput(f"{text!r} is not an expiry.", "Use a duration like 30d, 12h, 2w or a date YYYY-MM-DD.") \
-            from None
+        raise InvalidInput(f"{text!r} is not an expiry.",
+                           f"Use a duration ({durations.FORMS}) or a date YYYY-MM-DD.") from None
     if when <= now:
         raise InvalidInput(f"Expiry {text} is already past.", "Give a future date or a duration like 30d.")
     return when
-
-
-def sshd_expiry(expires: float | None) -> str | None:
-    """sshd's expiry-time form, in UTC (the Z suffix) so the container's time zone cannot shift it."""
-    return None if expires is None else time.strftime("%Y%m%d%H%MZ", time.gmtime(expires))
 
 
 def key_lines(record: CollaboratorRecord, installed: tuple[str, ...]) -> list[str]:
@@ -79,13 +76,9 @@ def key_lines(record: CollaboratorRecord, installed: tuple[str, ...]) -> list[st
     return [known[fp] for fp in installed if fp in known]
 
 
-def compose(base: list[str], collaborators: list[tuple[CollaboratorRecord, tuple[str, ...]]]) -> str:
-    """authorized_keys text: base lines (owner's), then each collaborator's lines with their expiry."""
-    lines = [keys.authorized_keys_line(line) for line in base]
-    for record, installed in collaborators:
-        expiry = sshd_expiry(record.expires)
-        lines += [keys.authorized_keys_line(line, expiry=expiry) for line in key_lines(record, installed)]
-    return "".join(line + "\n" for line in lines)
+def granted_lines(collaborators: list[tuple[CollaboratorRecord, tuple[str, ...]]]) -> list[tuple[str, float | None]]:
+    """Each granted collaborator's installed key lines with that person's expiry, in grant order."""
+    return [(line, record.expires) for record, installed in collaborators for line in key_lines(record, installed)]
 
 
 # --- where things live -----------------------------------------------------------------------
@@ -139,7 +132,7 @@ def authorized_keys_text(desk: Desk, experiment: str) -> str:
         collab = store.collaborator(grant.collaborator)
         if collab is not None:
             granted.append((collab, grant.installed))
-    return compose([owner_public, *record.extra_keys], granted)
+    return sshd.render_authorized_keys(owner_public, record.extra_keys, granted_lines(granted))
 
 
 def reinstall(desk: Desk, experiment: str) -> tuple[str, str]:
@@ -191,6 +184,9 @@ def set_grant_keys(desk: Desk, grant: GrantRecord, installed: tuple[str, ...], p
 def _experiment(desk: Desk, name: str) -> ExperimentRecord:
     record = desk.store.experiment(name)
     if record is None:
+        from ptdesk.core.experiments import refuse_if_foreign
+
+        refuse_if_foreign(desk, name)  # another user's container: say whose, not "no such experiment"
         raise NotFound(f"No experiment named {name!r}.", "List them with: ptdesk ls --all")
     return record
 
@@ -355,14 +351,42 @@ def _private_folder(path: Path) -> Path:
     return path
 
 
-def export(desk: Desk, name: str, folder: str | Path) -> list[Path]:
+def destination(name: str, dest: str | None = None) -> str:
+    """Where an exported folder will live on the person's own machine, as their ssh reads it.
+
+    Absolute or starting with ~ (their ssh expands it), so ssh finds the files from any working
+    directory; never a path of this machine, which does not exist on theirs.
+    """
+    default = DEFAULT_DEST.format(name=name)
+    where = (dest or default).strip()
+    if not where.startswith(("~", "/")):
+        raise InvalidInput(f"The destination {where!r} is not absolute, so ssh would look for it in whatever "
+                           "folder the person runs ssh from.",
+                           f"Give the path the folder will have on their machine, like {default}.")
+    # ssh_config has no escape for '"', and expands %-tokens in these paths.
+    if any(ch in '"%' or not ch.isprintable() for ch in where):
+        raise InvalidInput(f"The destination {where!r} cannot be written into an ssh_config.",
+                           "Use a path without quotes, % signs or control characters.")
+    return where.rstrip("/") or "/"
+
+
+def _config_path(dest: str, filename: str) -> str:
+    """A file in `dest` as an ssh_config argument: quoted when it holds spaces (ssh strips the quotes)."""
+    path = posixpath.join(dest, filename)
+    return f'"{path}"' if " " in path else path
+
+
+def export(desk: Desk, name: str, folder: str | Path, dest: str | None = None) -> list[Path]:
     """What a collaborator needs to connect: their key (if ptdesk made it), ssh_config, known_hosts.
 
-    ssh_config has one Host entry per experiment they may reach, pinned to the host key in the
-    known_hosts next to it. While a rotation is unfinished somewhere, the previous key is included
-    too and offered (after the new one) for those experiments only.
+    The files are written to `folder` here; ssh_config names them where the person will keep the
+    folder on their own machine (`destination(name, dest)`, ~/.ssh/ptdesk-NAME by default).
+    It has one Host entry per experiment they may reach, pinned to the host key in the known_hosts
+    next to it. While a rotation is unfinished somewhere, the previous key is included too and
+    offered (after the new one) for those experiments only.
     """
     record = collaborator(desk, name)
+    remote = destination(name, dest)
     out = _private_folder(Path(folder).expanduser().absolute())
     config, written = desk.config, []
     if record.identity_file:
@@ -383,16 +407,17 @@ def export(desk: Desk, name: str, folder: str | Path) -> list[Path]:
         known.append(keys.host_known_hosts_line(host, exp.port, exp.host_public_key) + "\n")
         lines = [f"Host {exp.name}", f"    HostName {host}", f"    Port {exp.port}", f"    User {sshd.CONTAINER_USER}"]
         if record.identity_file:
-            lines.append(f"    IdentityFile {out / PRIVATE}")
+            lines.append(f"    IdentityFile {_config_path(remote, PRIVATE)}")
             if record.previous_fingerprint in grant_.installed and (out / PREVIOUS).exists():
-                lines.append(f"    IdentityFile {out / PREVIOUS}")
+                lines.append(f"    IdentityFile {_config_path(remote, PREVIOUS)}")
         else:
             lines.append(f"    # IdentityFile: your own private key for {record.fingerprint}")
-        lines += ["    IdentitiesOnly yes", f"    UserKnownHostsFile {out / 'known_hosts'}",
+        lines += ["    IdentitiesOnly yes", f"    UserKnownHostsFile {_config_path(remote, 'known_hosts')}",
                   "    StrictHostKeyChecking yes", ""]
         entries.append("\n".join(lines) + "\n")
     keys.write_secret(out / "ssh_config", "".join(entries).encode(), 0o600)
     keys.write_secret(out / "known_hosts", "".join(known).encode(), 0o644)
     written += [out / "ssh_config", out / "known_hosts"]
-    desk.store.audit("collab-export", name, {"fingerprint": record.fingerprint, "folder": str(out)})
+    desk.store.audit("collab-export", name, {"fingerprint": record.fingerprint, "folder": str(out),
+                                             "dest": remote})
     return written

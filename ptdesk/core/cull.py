@@ -9,26 +9,20 @@ Culling stops the container: the workspace, keys and GPU reservation stay, `ptde
 
 from __future__ import annotations
 
-import json
-import re
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from ptdesk.core import experiments
 from ptdesk.core.desk import Desk
-from ptdesk.core.jupyter import JUPYTER, _url_host
+from ptdesk.core.jupyter import JUPYTER, api_get
 from ptdesk.core.models import GpuSample, GpuSnapshot
 from ptdesk.core.sshd import CONTAINER_USER
 from ptdesk.core.state import ExperimentRecord
-from ptdesk.errors import InvalidInput, PtdeskError
+from ptdesk.errors import PtdeskError
 
 SSH_ACTIVE_KEY = "cull.ssh_active."  # + experiment name -> last time its user had processes
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$", re.IGNORECASE)
-_UNIT = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 @dataclass(frozen=True)
@@ -45,14 +39,6 @@ class IdleState:
                 "detail": self.detail, "culled": self.culled}
 
 
-def parse_duration(text: str) -> float:
-    """'90', '90s', '30m', '4h', '1d' -> seconds; InvalidInput otherwise."""
-    match = _DURATION.match(text or "")
-    if not match or float(match.group(1)) <= 0:
-        raise InvalidInput(f"{text!r} is not a duration.", "Use a number with s, m, h or d, like 4h.")
-    return float(match.group(1)) * _UNIT[match.group(2).lower()]
-
-
 def _timestamp(text: str | None) -> float | None:
     if not text:
         return None
@@ -62,24 +48,18 @@ def _timestamp(text: str | None) -> float | None:
         return None
 
 
-def _get_json(url: str, token: str, timeout: float = 5.0) -> object:
-    request = urllib.request.Request(url, headers={"Authorization": f"token {token}"})
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        return json.loads(response.read() or b"null")
-
-
 def jupyter_idle(desk: Desk, record: ExperimentRecord, now: float) -> tuple[float | None, str]:
     token = JUPYTER.token(desk.config, record.name)
     if not token or not record.port:
         return None, "no token or port recorded"
     # no_track_activity: asking must not itself count as activity.
-    base = f"http://{_url_host(desk.config.connect_host)}:{record.port}/api"
-    try:
-        status = _get_json(f"{base}/status?no_track_activity=1", token)
-        kernels = _get_json(f"{base}/kernels?no_track_activity=1", token)
-    except (OSError, ValueError, urllib.error.URLError) as exc:
-        return None, f"Jupyter did not answer ({exc})"
-    if isinstance(kernels, list) and any(k.get("execution_state") == "busy" for k in kernels):
+    host, port, kernels = desk.config.connect_host, record.port, None
+    code, status = api_get(host, port, "/api/status?no_track_activity=1", token, timeout=5.0)
+    if code == 200:
+        code, kernels = api_get(host, port, "/api/kernels?no_track_activity=1", token, timeout=5.0)
+    if code != 200:
+        return None, "Jupyter did not answer" if code == 0 else f"Jupyter answered HTTP {code}"
+    if isinstance(kernels, list) and any(isinstance(k, dict) and k.get("execution_state") == "busy" for k in kernels):
         return 0.0, "a kernel is busy"
     moments = [_timestamp(status.get("last_activity") if isinstance(status, dict) else None)]
     moments += [_timestamp(k.get("last_activity")) for k in kernels if isinstance(k, dict)] \

@@ -16,6 +16,7 @@ from typing import Any
 import docker
 import docker.errors
 import requests
+import urllib3.exceptions
 
 from ptdesk.core.models import LABEL_INSTANCE, LABEL_MANAGED
 from ptdesk.errors import Conflict, EngineUnavailable, GpuUnavailable, ImageMissing, NotFound, PtdeskError
@@ -62,7 +63,9 @@ def translated_errors(what: str) -> Iterator[None]:
         raise PtdeskError(f"{what}: the engine refused ({text}).") from None
     except docker.errors.DockerException as exc:
         raise _unavailable(what, exc) from None
-    except (requests.exceptions.ConnectionError, requests.exceptions.Timeout, ConnectionError) as exc:
+    except (requests.exceptions.ConnectionError, requests.exceptions.Timeout, ConnectionError,
+            urllib3.exceptions.HTTPError) as exc:
+        # urllib3's errors are how a stream (logs, events) breaks when the engine goes away mid-read.
         raise _unavailable(what, exc) from None
 
 

@@ -1,7 +1,10 @@
 """Operations on existing experiments: list, look up, stop, start, remove, read logs.
 
 The list is the engine's view (one request, labels only) joined with the state store's records;
-nothing is inspected per container.
+nothing is inspected per container. Every user's ptdesk on a shared engine sees the instance's
+containers, but only the one whose store holds a record (or whose user the ptdesk.owner label
+names, see reconcile) manages a container: other users' containers are listed read-only
+("foreign") and stop/start/rm refuse them.
 """
 
 from __future__ import annotations
@@ -10,9 +13,19 @@ from collections.abc import Iterator
 
 from ptdesk.core import material
 from ptdesk.core.desk import Desk
+from ptdesk.core.engine import translated_errors
 from ptdesk.core.kinds import get_kind
-from ptdesk.core.launch import container_name
-from ptdesk.core.models import LABEL_GPUS, LABEL_KIND, LABEL_NAME, LABEL_OWNER, Experiment
+from ptdesk.core.launch import (
+    OWNER_RE,
+    _current_user,
+    container_key,
+    container_name,
+    instance_containers,
+    is_running,
+    write_access_files,
+)
+from ptdesk.core.ledger import gpus_from_label
+from ptdesk.core.models import LABEL_GPUS, LABEL_KIND, LABEL_OWNER, Experiment
 from ptdesk.core.state import ExperimentRecord
 from ptdesk.errors import Conflict, NotFound
 
@@ -28,12 +41,13 @@ def _status(container: dict | None, record: ExperimentRecord | None) -> str:
 def _experiment(desk: Desk, record: ExperimentRecord | None, container: dict | None) -> Experiment:
     config = desk.config
     labels = (container or {}).get("Labels") or {}
-    if record is None:  # labelled container ptdesk has no record of
-        gpus = tuple(int(g) for g in labels.get(LABEL_GPUS, "").split(",") if g)
+    if record is None:  # labelled container ptdesk has no record of: another user's, or an orphan
+        foreign = foreign_owner(container) is not None
         return Experiment(name=container_key(container) if container else "?", id=container["Id"] if container else "",
                           kind=labels.get(LABEL_KIND, "ssh"), owner=labels.get(LABEL_OWNER, "?"),
                           image=(container or {}).get("Image", ""), status=_status(container, None),
-                          gpus=gpus, created=float((container or {}).get("Created", 0)), orphan=True)
+                          gpus=gpus_from_label(labels.get(LABEL_GPUS)) or (),
+                          created=float((container or {}).get("Created", 0)), orphan=not foreign, foreign=foreign)
     kind = get_kind(record.kind)
     access = kind.access(config, record, config.connect_host)
     return Experiment(
@@ -47,8 +61,8 @@ def _experiment(desk: Desk, record: ExperimentRecord | None, container: dict | N
 
 
 def list_experiments(desk: Desk, all: bool = True) -> list[Experiment]:
-    """Every experiment of this instance; with all=False only running ones."""
-    containers = {container_key(c): c for c in desk.engine.list_managed(desk.config.instance)}
+    """Every experiment of this instance (other users' too); with all=False only running ones."""
+    containers = instance_containers(desk)
     records = {r.name: r for r in desk.store.experiments()}
     names = sorted(set(containers) | set(records), key=lambda n: (records[n].created if n in records else 0, n))
     out = [_experiment(desk, records.get(n), containers.get(n)) for n in names if n]
@@ -65,29 +79,44 @@ def get(desk: Desk, name: str) -> Experiment:
 
 def _find_container(desk: Desk, name: str) -> dict | None:
     """The engine's list entry for an experiment (same shape list_managed returns)."""
-    for container in desk.engine.list_managed(desk.config.instance):
-        if container_key(container) == name:
-            return container
-    return None
+    return instance_containers(desk).get(name)
 
 
-def container_key(container: dict) -> str:
-    """The name people use: the ptdesk.name label, or the engine's name for an unnamed orphan."""
-    return (container.get("Labels") or {}).get(LABEL_NAME) or (container.get("Names") or ["/?"])[0].lstrip("/")
+def foreign_owner(container: dict | None) -> str | None:
+    """The other user whose ptdesk made this container; None when it is this user's, or when no
+    valid owner label says whose it is (an orphan, which this user may clean up)."""
+    owner = ((container or {}).get("Labels") or {}).get(LABEL_OWNER) or ""
+    return owner if OWNER_RE.match(owner) and owner != _current_user() else None
 
 
-def _container_ref(desk: Desk, name: str) -> str:
+def _refuse_foreign(name: str, record: ExperimentRecord | None, container: dict | None) -> None:
+    """Another user's container is theirs to change: their store holds its keys, token and grants."""
+    owner = foreign_owner(container) if record is None else None
+    if owner is not None:
+        raise Conflict(f"{name!r} belongs to {owner}'s ptdesk.", f"Ask {owner}, or use docker directly.")
+
+
+def refuse_if_foreign(desk: Desk, name: str) -> None:
+    """Conflict, saying whose it is, when `name` is another user's container (for commands such as
+    grant that look only at this store and would otherwise just say "no such experiment")."""
+    _refuse_foreign(name, desk.store.experiment(name), _find_container(desk, name))
+
+
+def _container_ref(desk: Desk, name: str, mine: bool = False) -> str:
+    """The container id of an experiment; with mine=True, refused when it is another user's."""
     record = desk.store.experiment(name)
     container = _find_container(desk, name)
     if container is None:
         if record is None:
             raise NotFound(f"No experiment named {name!r}.", "List them with: ptdesk ls --all")
         raise NotFound(f"The container of {name!r} is gone.", f"Clean up its records with: ptdesk rm {name}")
+    if mine:
+        _refuse_foreign(name, record, container)
     return container["Id"]
 
 
 def stop(desk: Desk, name: str, timeout: int = 10) -> Experiment:
-    desk.engine.stop(_container_ref(desk, name), timeout=timeout)
+    desk.engine.stop(_container_ref(desk, name, mine=True), timeout=timeout)
     desk.store.update_experiment(name, status="exited")
     desk.store.audit("stop", name)
     return get(desk, name)
@@ -95,7 +124,7 @@ def stop(desk: Desk, name: str, timeout: int = 10) -> Experiment:
 
 def start(desk: Desk, name: str) -> Experiment:
     """Start a stopped experiment and wait until it is ready again (its port may change)."""
-    container_id = _container_ref(desk, name)
+    container_id = _container_ref(desk, name, mine=True)
     record = desk.store.experiment(name)
     engine = desk.engine
     engine.start(container_id)
@@ -106,9 +135,9 @@ def start(desk: Desk, name: str) -> Experiment:
             desk.store.update_experiment(name, port=bound[1], status="running")
             record = desk.store.experiment(name)
             assert record is not None
+            write_access_files(desk.config, record)  # the port may have changed
             kind.wait_ready(desk.config, record, desk.config.connect_host, bound[1], desk.config.ready_timeout,
-                            is_alive=lambda: bool((engine.try_inspect(container_id) or {})
-                                                  .get("State", {}).get("Running")))
+                            is_alive=lambda: is_running(desk, container_id))
             if record.kind == "ssh":  # key rotations that waited for this container to come back
                 from ptdesk.core.collab import finish_pending
 
@@ -118,12 +147,19 @@ def start(desk: Desk, name: str) -> Experiment:
 
 
 def remove(desk: Desk, name: str, force: bool = False) -> None:
-    """Remove the container and everything it was given; the workspace and owner key stay."""
+    """Remove the container and everything it was given; the workspace and owner key stay.
+
+    Another user's container is refused, except with force: a team lead may clean up after someone
+    (anyone in the docker group could anyway). Its owner's ptdesk releases their records of it at
+    its next reconcile, as for any container removed behind its back.
+    """
     record = desk.store.experiment(name)
     container = _find_container(desk, name)
     if record is None and container is None:
         # Nothing under that name; a container with the computed name but other labels is not ours.
         raise NotFound(f"No experiment named {name!r}.", "List them with: ptdesk ls --all")
+    if not force:
+        _refuse_foreign(name, record, container)
     if container is not None:
         if container.get("State") == "running" and not force:
             raise Conflict(f"{name!r} is running.", f"Stop it first (ptdesk stop {name}) or use --force.")
@@ -155,11 +191,14 @@ def logs(desk: Desk, name: str, tail: int | str = 100, follow: bool = False) -> 
     stream = desk.engine.logs(container_id, tail=tail, follow=follow)
     pending = b""
     try:
-        for chunk in stream:
-            pending += chunk
-            *lines, pending = pending.split(b"\n")
-            for line in lines:
-                yield line.decode(errors="replace").rstrip("\r")
+        # Frames are read from the engine's socket while iterating: a connection cut mid-stream is
+        # engine trouble like any other, said in one sentence.
+        with translated_errors(f"Reading logs of {name}"):
+            for chunk in stream:
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    yield line.decode(errors="replace").rstrip("\r")
         if pending:
             yield pending.decode(errors="replace")
     finally:
@@ -168,4 +207,5 @@ def logs(desk: Desk, name: str, tail: int | str = 100, follow: bool = False) -> 
             close()
 
 
-__all__ = ["container_key", "container_name", "get", "list_experiments", "logs", "release", "remove", "start", "stop"]
+__all__ = ["container_key", "container_name", "foreign_owner", "get", "list_experiments", "logs", "refuse_if_foreign",
+           "release", "remove", "start", "stop"]

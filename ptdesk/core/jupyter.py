@@ -29,18 +29,27 @@ TOKEN_DIR = "/etc/ptdesk"
 HOME = "/home/ptdesk"
 
 
-def api_status(host: str, port: int, token: str | None, timeout: float = 3.0) -> tuple[int, dict | None]:
-    """GET /api/status; (HTTP status, body) — 0 when nothing answered."""
-    request = urllib.request.Request(f"http://{_url_host(host)}:{port}/api/status")
+def api_get(host: str, port: int, path: str, token: str | None, timeout: float = 3.0) -> tuple[int, object]:
+    """GET a Jupyter REST path (like "/api/status") with the token header: (HTTP status, JSON body).
+
+    Status 0 when nothing answered (or the answer was not JSON); the body is None for an error status.
+    """
+    request = urllib.request.Request(f"http://{_url_host(host)}:{port}{path}")
     if token:
         request.add_header("Authorization", f"token {token}")
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, json.loads(response.read() or b"{}")
+            return response.status, json.loads(response.read() or b"null")
     except urllib.error.HTTPError as exc:
         return exc.code, None
     except (OSError, ValueError):
         return 0, None
+
+
+def api_status(host: str, port: int, token: str | None, timeout: float = 3.0) -> tuple[int, dict | None]:
+    """GET /api/status; (HTTP status, body) — 0 when nothing answered."""
+    status, body = api_get(host, port, "/api/status", token, timeout)
+    return status, body if isinstance(body, dict) else None
 
 
 def _url_host(host: str) -> str:

@@ -10,6 +10,7 @@ import base64
 import contextlib
 import fcntl
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,11 +19,13 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from ptdesk.errors import BadKey
+from ptdesk.errors import BadKey, NotFound
 
 # Per-key options in authorized_keys: no forwarding of any kind, but an interactive terminal.
 DEFAULT_KEY_OPTIONS = "restrict,pty"
 ACCEPTED_KEY_TYPES = ("ssh-ed25519", "sk-ssh-ed25519@openssh.com")
+# A Unix-style user name: owners and collaborators. Each names a key folder, so nothing path-like.
+USER_NAME_RE = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}$")
 
 
 @dataclass(frozen=True)
@@ -36,9 +39,13 @@ def generate(comment: str = "") -> KeyPair:
     key = ed25519.Ed25519PrivateKey.generate()
     private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
                                 serialization.NoEncryption())
-    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
-    line = public.decode() + (f" {comment}" if comment else "")
+    line = _public_line(key, comment)
     return KeyPair(private, line, fingerprint(line))
+
+
+def _public_line(key: ed25519.Ed25519PrivateKey, comment: str) -> str:
+    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    return public.decode() + (f" {comment}" if comment else "")
 
 
 def fingerprint(public_line: str) -> str:
@@ -72,6 +79,15 @@ def parse_public_key(text: str) -> str:
             raise BadKey("The public key is malformed.", "Copy the whole line from the .pub file.") from None
     fingerprint(line)
     return line
+
+
+def read_public_key_file(path: str | Path) -> str:
+    """A person's .pub file as one validated key line; NotFound when unreadable, BadKey when malformed."""
+    try:
+        text = Path(path).expanduser().read_text()
+    except (OSError, UnicodeDecodeError):
+        raise NotFound(f"The public key file {path} cannot be read.", "Pass the path of the .pub file.") from None
+    return parse_public_key(text)
 
 
 def authorized_keys_line(public_line: str, options: str = DEFAULT_KEY_OPTIONS,
@@ -128,7 +144,11 @@ def write_keypair(folder: Path, pair: KeyPair, stem: str = "id_ed25519") -> Path
 
 
 def load_or_create(folder: Path, comment: str, stem: str = "id_ed25519") -> tuple[Path, str]:
-    """The key pair in `folder` (made on first use): (private key path, public line)."""
+    """The key pair in `folder` (made on first use): (private key path, public line).
+
+    An existing private key is never replaced: every container made for it trusts it. A missing
+    .pub is derived from it again.
+    """
     private = folder / stem
     public = folder / f"{stem}.pub"
     if private.exists() and public.exists():
@@ -140,13 +160,27 @@ def load_or_create(folder: Path, comment: str, stem: str = "id_ed25519") -> tupl
     lock_fd = os.open(folder / f".{stem}.lock", os.O_WRONLY | os.O_CREAT, 0o600)
     try:
         fcntl.flock(lock_fd, fcntl.LOCK_EX)
-        if private.exists() and public.exists():
+        if private.exists():
             check_private_file(private)
+            if not public.exists():
+                write_secret(public, (public_line_of(private, comment) + "\n").encode(), 0o644)
             return private, public.read_text().strip()
         pair = generate(comment)
         return write_keypair(folder, pair, stem), pair.public_line
     finally:
         os.close(lock_fd)  # closing releases the lock
+
+
+def public_line_of(private: Path, comment: str = "") -> str:
+    """The OpenSSH public key line of an unencrypted OpenSSH private key file."""
+    try:
+        key = serialization.load_ssh_private_key(private.read_bytes(), password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm):  # TypeError: it is encrypted
+        raise BadKey(f"{private} is not an unencrypted OpenSSH private key, so its public half cannot be derived.",
+                     f"Put back the matching {private.name}.pub next to it.") from None
+    if not isinstance(key, ed25519.Ed25519PrivateKey):
+        raise BadKey(f"{private} is not an Ed25519 key.", f"Put back the matching {private.name}.pub next to it.")
+    return _public_line(key, comment)
 
 
 def check_private_file(path: Path) -> None:

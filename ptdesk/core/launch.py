@@ -3,15 +3,23 @@
 Order matters for cleanup: the record is written as "launching" (with the GPUs it reserves) before
 the container exists, so a launcher killed half-way leaves a record that reconciliation rolls back.
 Any failure after that removes what was created and the record, then re-raises.
+
+GPUs are the machine's, shared by every user's ptdesk (each with its own store): a launch that asks
+for GPUs holds a machine-wide lock from reading the holds (records and every container's label)
+until its own container exists with its label.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import math
 import os
 import re
+import stat
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
 
@@ -20,7 +28,7 @@ import docker.types
 from ptdesk.config import Config, check_size
 from ptdesk.core import ledger, material
 from ptdesk.core.desk import Desk
-from ptdesk.core.keys import parse_public_key
+from ptdesk.core.keys import USER_NAME_RE, read_public_key_file
 from ptdesk.core.kinds import Plan, get_kind
 from ptdesk.core.models import (
     KINDS,
@@ -32,6 +40,7 @@ from ptdesk.core.models import (
     LABEL_OWNER,
     LABEL_WORKSPACE,
     Experiment,
+    GpuInventory,
     LaunchSpec,
     Limits,
 )
@@ -39,8 +48,10 @@ from ptdesk.core.state import ExperimentRecord
 from ptdesk.errors import Conflict, ImageMissing, InvalidInput, LaunchFailed, NotFound, PtdeskError
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,40}$")
-OWNER_RE = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}$")
+OWNER_RE = USER_NAME_RE  # owners are user names: one pattern for owners and collaborators
 WORKSPACE_MOUNT = "/workspace"
+# One lock for the whole machine (every user's ptdesk, every store): GPUs are the machine's.
+GPU_LOCK_NAME = "ptdesk-gpus.lock"
 Progress = Callable[[str], None]
 
 
@@ -62,12 +73,26 @@ def validate_owner(owner: str) -> str:
     return owner
 
 
-def suggest_name(desk: Desk, owner: str, kind: str) -> str:
-    """A free name like alice-jupyter-3 (free in the store and on the engine)."""
+def container_key(container: dict) -> str:
+    """The name people use: the ptdesk.name label, or the engine's name for an unnamed orphan."""
+    return (container.get("Labels") or {}).get(LABEL_NAME) or (container.get("Names") or ["/?"])[0].lstrip("/")
+
+
+def instance_containers(desk: Desk) -> dict[str, dict]:
+    """The instance's managed containers by experiment name: one engine request, every user's."""
+    return {container_key(c): c for c in desk.engine.list_managed(desk.config.instance)}
+
+
+def suggest_name(desk: Desk, owner: str, kind: str, on_engine: Collection[str] | None = None) -> str:
+    """A free name like alice-jupyter-3 (free in the store and among the engine's containers).
+
+    `on_engine`: the names the engine already has, when the caller listed them (no request then).
+    """
     taken = {r.name for r in desk.store.experiments()}
+    taken |= set(instance_containers(desk) if on_engine is None else on_engine)
     for n in range(1, 10_000):
         candidate = f"{owner}-{kind}-{n}"
-        if candidate not in taken and desk.engine.try_inspect(container_name(desk.config, candidate)) is None:
+        if candidate not in taken:
             return candidate
     raise Conflict("No free experiment name was found.", "Pass one with --name.")
 
@@ -92,8 +117,10 @@ def make_spec(desk: Desk, kind: str, *, name: str | None = None, owner: str | No
                         shm_size=check_size("shm size", shm_size or defaults.shm_size))
     except Exception as exc:  # ConfigError from check_size reads well as input error too
         raise InvalidInput(str(exc)) from None
-    if limits.cpus <= 0 or limits.pids <= 0:
-        raise InvalidInput("CPUs and pids limits must be positive.")
+    # NaN compares False with everything, so `<= 0` alone would let --cpus nan through.
+    if not math.isfinite(limits.cpus) or limits.cpus <= 0 or limits.pids <= 0:
+        raise InvalidInput(f"CPUs and pids limits must be positive numbers (got cpus {limits.cpus:g}, "
+                           f"pids {limits.pids}).", "Use e.g. --cpus 4.")
     available = os.cpu_count() or 1
     if limits.cpus > available:
         if cpus is not None:
@@ -112,17 +139,9 @@ def make_spec(desk: Desk, kind: str, *, name: str | None = None, owner: str | No
     if pubkey is not None:
         if kind != "ssh":
             raise InvalidInput("--pubkey only applies to ssh experiments.")
-        extra_keys = (_read_public_key(Path(pubkey)),)
+        extra_keys = (read_public_key_file(pubkey),)
     return LaunchSpec(kind=kind, name=name, owner=owner, image=image or get_kind(kind).image(config),
                       gpus=gpus, workspace=path, limits=limits, extra_keys=extra_keys, auto_name=typed is None)
-
-
-def _read_public_key(path: Path) -> str:
-    try:
-        text = path.expanduser().read_text()
-    except (OSError, UnicodeDecodeError):
-        raise NotFound(f"The public key file {path} cannot be read.", "Pass the path of your .pub file.") from None
-    return parse_public_key(text)
 
 
 def _current_user() -> str:
@@ -142,67 +161,142 @@ def launch(desk: Desk, spec: LaunchSpec, progress: Progress = lambda step: None)
     inventory = desk.gpus.inventory() if spec.gpus != "none" else None
 
     progress("Reserving name and GPUs")
-    with store.tx() as conn:
-        if spec.auto_name:
-            # A launch running beside this one may have taken the suggested name: pick again, under the lock.
-            spec = _renamed(config, spec, suggest_name(desk, spec.owner, spec.kind))
-        cname = container_name(config, spec.name)
-        if store.experiment(spec.name) or engine.try_inspect(cname):
-            raise Conflict(f"An experiment named {spec.name!r} already exists.", "Pick another --name.")
-        gpus = ledger.allocate(spec.gpus, store.held_gpus(conn), inventory)
-        store.insert_experiment(conn, ExperimentRecord(
-            name=spec.name, kind=spec.kind, owner=spec.owner, image=spec.image, status="launching",
-            created=time.time(), gpus=gpus, workspace=str(spec.workspace), launcher_pid=os.getpid(),
-            limits=spec.limits, extra_keys=spec.extra_keys))
-
-    container_id: str | None = None
-    made_workspace = False
-    try:
-        made_workspace = _ensure_workspace(config, spec.workspace)
-        progress("Generating keys and secrets")
-        plan = kind.plan(config, spec)
-        if plan.host_public_key:
-            store.update_experiment(spec.name, host_public_key=plan.host_public_key)
-        progress("Creating the container")
-        container_id = engine.create(
-            name=cname, image=spec.image, labels=_labels(config, spec, gpus), user=plan.user,
-            environment=plan.environment, exposed=[plan.container_port],
-            host_config=_host_config(config, spec, plan, gpus),
-        )
-        store.update_experiment(spec.name, container_id=container_id)
-        progress("Placing secrets")
-        # One archive for all folders: every put_archive mounts the container's filesystem (~50 ms).
-        engine.put_files(container_id, "/", [replace(f, name=f"{dest.strip('/')}/{f.name}")
-                                             for dest, files in plan.files for f in files])
-        progress("Starting")
-        engine.start(container_id)
-        bound = engine.published_port(container_id, plan.container_port)
-        if bound is None:
-            if not _running(desk, container_id):  # exited at once: the engine drops its ports
-                raise LaunchFailed("The container stopped right after it started.")
-            raise NotFound("The engine published no port for the container.", "Check `docker inspect` output.")
-        store.update_experiment(spec.name, port=bound[1])
-        record = store.experiment(spec.name)
-        assert record is not None
-        progress("Waiting until the service lets you in")
-        kind.wait_ready(config, record, config.connect_host, bound[1], config.ready_timeout,
-                        is_alive=lambda: _running(desk, container_id))
-        store.update_experiment(spec.name, status="running", launcher_pid=None)
-        store.audit("launch", spec.name, {"kind": spec.kind, "owner": spec.owner, "image": spec.image,
-                                           "gpus": list(gpus), "port": bound[1],
-                                           "host_key": record.host_public_key and _fp(record.host_public_key)})
-    except BaseException as exc:
-        if isinstance(exc, LaunchFailed) and container_id:
-            # The rollback removes the container and its logs: say what it printed while we can.
-            exc.hint = _last_words(desk, container_id) or exc.hint
-        rollback(desk, spec.name, container_id)
-        if made_workspace:
-            with contextlib.suppress(OSError):  # only if still empty: never lose a file
-                spec.workspace.rmdir()
-        raise
+    gpu_lock = contextlib.ExitStack()
+    if spec.gpus != "none":  # CPU-only launches never wait for anyone
+        gpu_lock.enter_context(machine_gpu_lock())
+    with gpu_lock:  # released as soon as the container exists with its label (below)
+        spec, launching = _reserve(desk, spec, inventory, instance_containers(desk))
+        gpus = launching.gpus
+        container_id: str | None = None
+        made_workspace = False
+        try:
+            made_workspace = _ensure_workspace(config, spec.workspace)
+            progress("Generating keys and secrets")
+            plan = kind.plan(config, spec)
+            if plan.host_public_key:
+                store.update_experiment(spec.name, host_public_key=plan.host_public_key)
+            progress("Creating the container")
+            container_id = _create(desk, spec, plan, gpus)
+            gpu_lock.close()  # its ptdesk.gpus label now holds the GPUs for every user's ledger
+            store.update_experiment(spec.name, container_id=container_id)
+            launching = replace(launching, container_id=container_id)
+            progress("Placing secrets")
+            # One archive for all folders: every put_archive mounts the container's filesystem (~50 ms).
+            engine.put_files(container_id, "/", [replace(f, name=f"{dest.strip('/')}/{f.name}")
+                                                 for dest, files in plan.files for f in files])
+            progress("Starting")
+            engine.start(container_id)
+            bound = engine.published_port(container_id, plan.container_port)
+            if bound is None:
+                if not is_running(desk, container_id):  # exited at once: the engine drops its ports
+                    raise LaunchFailed("The container stopped right after it started.")
+                raise NotFound("The engine published no port for the container.", "Check `docker inspect` output.")
+            store.update_experiment(spec.name, port=bound[1])
+            record = store.experiment(spec.name)
+            assert record is not None
+            write_access_files(config, record)
+            progress("Waiting until the service lets you in")
+            kind.wait_ready(config, record, config.connect_host, bound[1], config.ready_timeout,
+                            is_alive=lambda: is_running(desk, container_id))
+            store.update_experiment(spec.name, status="running", launcher_pid=None)
+            store.audit("launch", spec.name, {"kind": spec.kind, "owner": spec.owner, "image": spec.image,
+                                               "gpus": list(gpus), "port": bound[1],
+                                               "host_key": record.host_public_key and _fp(record.host_public_key)})
+        except BaseException as exc:
+            if isinstance(exc, LaunchFailed) and container_id:
+                # The rollback removes the container and its logs: say what it printed while we can.
+                exc.hint = _last_words(desk, container_id) or exc.hint
+            rollback(desk, launching, container_id)
+            if made_workspace:
+                with contextlib.suppress(OSError):  # only if still empty: never lose a file
+                    spec.workspace.rmdir()
+            raise
     from ptdesk.core.experiments import get
 
     return get(desk, spec.name)
+
+
+def _reserve(desk: Desk, spec: LaunchSpec, inventory: GpuInventory | None,
+             on_engine: Mapping[str, dict]) -> tuple[LaunchSpec, ExperimentRecord]:
+    """Pick the name and the GPUs and write the "launching" record, in one store transaction.
+
+    The engine was asked before (`on_engine`): no HTTP request may run while the store's lock is
+    held, or a slow engine would make every other ptdesk process time out waiting for the database.
+    """
+    store = desk.store
+    with store.tx() as conn:
+        if spec.auto_name:
+            # A launch running beside this one may have taken the suggested name: pick again, under the lock.
+            spec = _renamed(desk.config, spec, suggest_name(desk, spec.owner, spec.kind, on_engine))
+        if store.experiment(spec.name) or spec.name in on_engine:
+            raise Conflict(f"An experiment named {spec.name!r} already exists.", "Pick another --name.")
+        held = {**ledger.held_by_labels(on_engine), **store.held_gpus(conn)}
+        record = ExperimentRecord(
+            name=spec.name, kind=spec.kind, owner=spec.owner, image=spec.image, status="launching",
+            created=time.time(), gpus=ledger.allocate(spec.gpus, held, inventory), workspace=str(spec.workspace),
+            launcher_pid=os.getpid(), limits=spec.limits, extra_keys=spec.extra_keys)
+        store.insert_experiment(conn, record)
+    return spec, record
+
+
+def _create(desk: Desk, spec: LaunchSpec, plan: Plan, gpus: tuple[int, ...]) -> str:
+    """Create the container; a name the engine already has (taken since we listed) is a Conflict."""
+    config = desk.config
+    try:
+        return desk.engine.create(
+            name=container_name(config, spec.name), image=spec.image, labels=_labels(config, spec, gpus),
+            user=plan.user, environment=plan.environment, exposed=[plan.container_port],
+            host_config=_host_config(config, spec, plan, gpus))
+    except Conflict:
+        raise Conflict(f"An experiment named {spec.name!r} already exists.", "Pick another --name.") from None
+
+
+@contextlib.contextmanager
+def machine_gpu_lock() -> Iterator[None]:
+    """The machine-wide GPU allocation lock (flock), shared by every user's ptdesk and store.
+
+    A launch holds it from reading the GPU holds until its container exists with its ptdesk.gpus
+    label; that label is how other users' ledgers see the reservation.
+    """
+    fd = _open_lock_file(_lock_dir() / GPU_LOCK_NAME)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def _lock_dir() -> Path:
+    run_lock = Path("/run/lock")
+    return run_lock if run_lock.is_dir() and os.access(run_lock, os.W_OK) else Path(tempfile.gettempdir())
+
+
+def _open_lock_file(path: Path) -> int:
+    """Open (making it if needed) the shared lock file, safely in a world-writable folder.
+
+    Read-only is enough to flock, so the file is 0644 whatever the umask, and every user can open
+    it. O_NOFOLLOW: a planted symlink is refused. An existing file is opened without O_CREAT,
+    which fs.protected_regular would refuse for another user's file in a sticky folder.
+    O_NONBLOCK: a planted FIFO cannot make the open hang (checked to be a regular file after).
+    """
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    hint = f"Ask the machine's administrator to remove {path}; ptdesk makes it again."
+    for _ in range(5):
+        try:
+            try:
+                fd = os.open(path, flags)
+            except FileNotFoundError:
+                fd = os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o644)
+                os.fchmod(fd, 0o644)
+        except FileExistsError:
+            continue  # another launch made it just now: open theirs
+        except OSError as exc:
+            raise PtdeskError(f"The GPU lock {path} cannot be opened ({exc.strerror}).", hint) from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise PtdeskError(f"The GPU lock {path} is not a regular file.", hint)
+        return fd
+    raise PtdeskError(f"The GPU lock {path} keeps appearing and disappearing.", hint)
 
 
 def _renamed(config: Config, spec: LaunchSpec, name: str) -> LaunchSpec:
@@ -211,16 +305,33 @@ def _renamed(config: Config, spec: LaunchSpec, name: str) -> LaunchSpec:
     return replace(spec, name=name, workspace=config.workspaces / name if default else spec.workspace)
 
 
-def rollback(desk: Desk, name: str, container_id: str | None) -> None:
-    """Undo a launch: container, host-side secrets, record (and with it the GPU reservation)."""
-    try:
-        if container_id:
-            desk.engine.remove(container_id, force=True)
-        else:
-            desk.engine.remove(container_name(desk.config, name), force=True)
-    finally:
-        material.discard(desk.config, name)
-        desk.store.delete_experiment(name)
+def rollback(desk: Desk, record: ExperimentRecord, container_id: str | None) -> bool:
+    """Undo a launch: host-side secrets, record (and with it the GPU reservation), container.
+
+    Only while the store's record of that name is still `record`'s launch (same status, launcher
+    PID, container and creation time), checked under the store's lock: a reconcile pass holding an
+    old copy must not delete a newer launch that reused the name. `container_id` is removed by id
+    only, never by name: a name can belong to someone else's container. False when nothing was done.
+    """
+    with desk.store.tx() as conn:
+        row = conn.execute("SELECT status, launcher_pid, container_id, created FROM experiments WHERE name = ?",
+                           (record.name,)).fetchone()
+        if row is None or tuple(row) != (record.status, record.launcher_pid, record.container_id, record.created):
+            return False
+        material.discard(desk.config, record.name)
+        conn.execute("DELETE FROM experiments WHERE name = ?", (record.name,))
+    if container_id:
+        desk.engine.remove(container_id, force=True)
+    return True
+
+
+def write_access_files(config: Config, record: ExperimentRecord) -> None:
+    """What a person's client needs on disk to connect (ssh: the pinned known_hosts), kept in step
+    with the port: written at launch, start and adoption, never by a listing."""
+    if record.kind == "ssh":
+        from ptdesk.core.sshd import write_known_hosts
+
+        write_known_hosts(config, record)
 
 
 def _fp(public_line: str) -> str:
@@ -246,16 +357,22 @@ def _last_words(desk: Desk, container_id: str) -> str | None:
     return f"It exited with code {state.get('ExitCode')}{said}"
 
 
-def _running(desk: Desk, container_id: str) -> bool:
+def is_running(desk: Desk, container_id: str) -> bool:
+    """Is the container running right now (False once it is gone)?"""
     data = desk.engine.try_inspect(container_id)
     return bool(data and data["State"].get("Running"))
 
 
 def _ensure_workspace(config: Config, path: Path) -> bool:
     """Make a default workspace for the host user; True when this call created it."""
-    if path.exists():
+    if path.is_dir():
         return False
-    path.mkdir(parents=True, mode=0o750)
+    try:
+        path.mkdir(parents=True, mode=0o750)
+    except OSError as exc:  # a root-owned workspace_root, a file in the way, a full disk
+        raise PtdeskError(f"The workspace folder {path} cannot be made ({exc.strerror or exc}).",
+                          "Set workspace_root in config.toml to a folder you may write, or pass "
+                          "--workspace DIR.") from None
     if os.getuid() == 0:  # made by root for someone else: hand it to the host user
         os.chown(path, config.uid, config.gid)
     return True

@@ -1,9 +1,12 @@
 """The GPU ledger: which GPUs a new experiment gets.
 
-Docker does not choose free GPUs, so ptdesk does. This module is pure (no Docker, no NVML): the
-launcher calls `allocate(spec.gpus, store.held_gpus(conn), sampler.inventory())` inside the
-store's BEGIN IMMEDIATE transaction and records the result in the same transaction, which is
-what keeps two simultaneous launches from getting the same GPU.
+Docker does not choose free GPUs, so ptdesk does. This module is pure (no Docker, no NVML). A GPU
+is held by any record of this store (a launch in flight has no container yet) and by any managed
+container of the instance whose `ptdesk.gpus` label names it (other users' stores are invisible,
+their labels are not). The launcher reads the labels and takes the machine-wide GPU lock, then
+calls `allocate(spec.gpus, holds, sampler.inventory())` inside the store's BEGIN IMMEDIATE
+transaction and records the result in it; the lock is held until the container exists with its
+label, which is what keeps two simultaneous launches, of one user or of two, from getting one GPU.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from ptdesk.core.models import GpuInventory, GpuLoad
+from ptdesk.core.models import LABEL_GPUS, GpuInventory, GpuLoad
 from ptdesk.errors import Conflict, GpuUnavailable, InvalidInput
 
 Mode = Literal["none", "all", "auto", "ids"]
@@ -53,19 +56,35 @@ def load_key(gpu: GpuLoad) -> tuple[float, float, int]:
     return (max(util, mem), util + mem, gpu.index)
 
 
-def allocate(request: str | GpuRequest, held: Mapping[int, str], inventory: GpuInventory | None,
-             for_experiment: str | None = None) -> tuple[int, ...]:
+def gpus_from_label(text: str | None) -> tuple[int, ...] | None:
+    """The GPU indices a container's `ptdesk.gpus` label names ("" is none); None when malformed
+    (labels come from whoever created the container: never trust them enough to crash)."""
+    parts = [p.strip() for p in (text or "").split(",") if p.strip()]
+    if not all(p.isascii() and p.isdigit() for p in parts):
+        return None
+    return tuple(int(p) for p in parts)
+
+
+def held_by_labels(containers: Mapping[str, dict]) -> dict[int, str]:
+    """GPU index -> experiment name, from the labels of managed containers (name -> engine list entry)."""
+    held: dict[int, str] = {}
+    for name, container in containers.items():
+        for index in gpus_from_label((container.get("Labels") or {}).get(LABEL_GPUS)) or ():
+            held.setdefault(index, name)
+    return held
+
+
+def allocate(request: str | GpuRequest, held: Mapping[int, str], inventory: GpuInventory | None) -> tuple[int, ...]:
     """The GPU indices to give a new experiment, or a PtdeskError saying why not.
 
-    `held` maps GPU index -> the experiment holding it; holds by `for_experiment` itself (a
-    restart) do not count against it. `inventory` may be None only for "none" (nothing to look at).
+    `held` maps GPU index -> the experiment holding it. `inventory` may be None only for "none"
+    (nothing to look at).
     """
     req = parse_request(request) if isinstance(request, str) else request
     if req.mode == "none":
         return ()
     if inventory is None:
         inventory = GpuInventory(False, "The GPUs were not looked at.")
-    holders = {i: name for i, name in held.items() if name != for_experiment}
     if not inventory.available:
         if req.mode == "auto":
             return ()  # a CPU-only box: "auto" quietly means no GPU
@@ -73,7 +92,7 @@ def allocate(request: str | GpuRequest, held: Mapping[int, str], inventory: GpuI
                              "Launch with --gpus none (or auto) on a machine without a usable NVIDIA driver.")
     devices = {g.index: g for g in inventory.gpus}
     if req.mode == "auto":
-        return _auto(devices, holders)
+        return _auto(devices, held)
     wanted = tuple(sorted(devices)) if req.mode == "all" else req.ids
     if req.mode == "all" and not wanted:
         raise GpuUnavailable("This machine has no GPUs to give.", "Launch with --gpus none.")
@@ -85,8 +104,8 @@ def allocate(request: str | GpuRequest, held: Mapping[int, str], inventory: GpuI
         if devices[index].error:
             raise GpuUnavailable(f"GPU {index} cannot be used right now ({devices[index].error}).",
                                  "Pick another GPU, or --gpus auto; `ptdesk gpus` shows their state.")
-        if index in holders:
-            raise Conflict(f"GPU {index} is held by experiment {holders[index]!r}.",
+        if index in held:
+            raise Conflict(f"GPU {index} is held by experiment {held[index]!r}.",
                            "Pick another GPU, use --gpus auto, or stop that experiment first.")
     return tuple(wanted)
 

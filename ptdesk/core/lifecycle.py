@@ -10,14 +10,14 @@ reconnects, or restarts, resumes with `since=` and loses nothing the engine stil
 from __future__ import annotations
 
 import contextlib
-import importlib
 import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ptdesk.core import experiments
+from ptdesk.core.collab import finish_pending
 from ptdesk.core.desk import Desk
 from ptdesk.core.models import LABEL_KIND, LABEL_NAME, LABEL_OWNER
 from ptdesk.core.reconcile import reconcile
@@ -26,7 +26,6 @@ from ptdesk.errors import EngineUnavailable, PtdeskError
 log = logging.getLogger(__name__)
 
 SINCE_KEY = "lifecycle.events_since"  # "seconds.nanoseconds" of the last event handled
-STOPPED_ACTIONS = frozenset({"die", "stop", "kill", "oom"})
 # `kill` and `oom` are followed by `die`; they are passed on to on_event but change nothing.
 STATUS_FOR = {"die": "exited", "stop": "exited", "start": "running"}
 BACKOFF_FIRST, BACKOFF_MAX = 0.5, 10.0
@@ -41,6 +40,7 @@ class ContainerEvent:
     time: float
     kind: str | None
     owner: str | None
+    done: str | None = None  # what apply_event did ("released", a status), set before on_event sees it
 
     @classmethod
     def from_docker(cls, raw: dict) -> ContainerEvent | None:
@@ -63,7 +63,8 @@ def apply_event(desk: Desk, event: ContainerEvent) -> str | None:
     record = desk.store.experiment(event.name)
     if record is None or record.status == "launching":
         # A launch in flight owns its record until it reports ready or rolls back (reconcile
-        # takes over if its launcher dies); a container without a record is reconcile's to adopt.
+        # takes over if its launcher dies); a container without a record is reconcile's to adopt,
+        # or another user's, whose events change nothing here.
         return None
     if record.container_id and record.container_id != event.container_id:
         return None  # an older container of the same name (removed, then re-launched)
@@ -84,14 +85,7 @@ def apply_event(desk: Desk, event: ContainerEvent) -> str | None:
 def _finish_pending_grants(desk: Desk, name: str) -> None:
     """Grants made while the container was stopped are installed once it runs (collab module)."""
     try:
-        collab = importlib.import_module("ptdesk.core.collab")
-    except ModuleNotFoundError:
-        return
-    finish = getattr(collab, "finish_pending", None)
-    if finish is None:
-        return
-    try:
-        finish(desk, name)
+        finish_pending(desk, name)
     except PtdeskError as exc:
         log.warning("pending grants of %s not installed yet: %s", name, exc.message)
     except Exception:  # its bug must not wedge the watcher (the event would be replayed forever)
@@ -160,6 +154,10 @@ class EventWatcher:
                 log.warning("watching events: %s", exc.message)
                 stop.wait(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX)
+            except Exception:  # a busy or damaged store, a bug: everyone's cleanup depends on going on
+                log.exception("watching events failed; trying again")
+                stop.wait(backoff)
+                backoff = min(backoff * 2, BACKOFF_MAX)
 
     def _engine_up(self) -> None:
         if self._up is not True:
@@ -208,11 +206,13 @@ class EventWatcher:
         event = ContainerEvent.from_docker(raw)
         if event is not None:
             try:
-                apply_event(self.desk, event)
+                event = replace(event, done=apply_event(self.desk, event))
             except EngineUnavailable:
                 raise
             except PtdeskError as exc:
                 log.warning("event %s of %s not applied: %s", event.action, event.name, exc.message)
+            except Exception:  # one bad event (a damaged record, a bug) must not stop the others' cleanup
+                log.exception("event %s of %s not applied", event.action, event.name)
             try:
                 self.on_event(event)
             except Exception:  # a listener's bug must not stop the cleanup of everyone's containers

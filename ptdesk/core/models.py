@@ -75,12 +75,13 @@ class Experiment:
     status: str
     gpus: tuple[int, ...] = ()
     created: float = 0.0
-    started: float | None = None
     workspace: str | None = None
     limits: Limits | None = None
     ssh: SshAccess | None = None
     jupyter: JupyterAccess | None = None
     orphan: bool = False  # labelled container without a record (or the reverse)
+    # Another user's container on the shared engine: listed (read-only) but never adopted or changed.
+    foreign: bool = False
 
     @property
     def connect(self) -> str:
@@ -107,6 +108,8 @@ class Experiment:
             out["jupyter"] = asdict(self.jupyter) if self.jupyter else None
         if self.orphan:
             out["orphan"] = True
+        if self.foreign:
+            out["foreign"] = True
         return out
 
 

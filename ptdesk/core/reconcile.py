@@ -4,18 +4,24 @@ Events say what happened while someone was watching; this covers the rest. Recor
 *before* containers are listed, so a launch that finishes in between is never mistaken for a gone
 container (its record existed before its container did), and every change re-checks the record
 under the store's lock, so several ptdesk processes may reconcile at once.
+
+Several users share one engine, each with their own store: only containers whose ptdesk.owner
+label is this user are adopted. Other users' containers are theirs (their store holds the keys,
+token and grants): never adopted, never called orphans, never changed here.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
 from dataclasses import dataclass
 
-from ptdesk.core import experiments, material
+from ptdesk.core import experiments, keys, material
 from ptdesk.core.desk import Desk
-from ptdesk.core.launch import NAME_RE, OWNER_RE, rollback
+from ptdesk.core.launch import NAME_RE, OWNER_RE, instance_containers, rollback, write_access_files
+from ptdesk.core.ledger import gpus_from_label
 from ptdesk.core.models import KINDS, LABEL_GPUS, LABEL_KIND, LABEL_NAME, LABEL_OWNER, LABEL_WORKSPACE
 from ptdesk.core.state import ExperimentRecord
 from ptdesk.errors import EngineUnavailable, PtdeskError
@@ -33,7 +39,7 @@ class ReconcileReport:
     released: tuple[str, ...] = ()  # records whose container is gone: secrets, port, GPUs freed
     rolled_back: tuple[str, ...] = ()  # launches whose launcher died: container and record removed
     adopted: tuple[str, ...] = ()  # labelled containers without a record, now recorded
-    orphans: tuple[str, ...] = ()  # labelled containers ptdesk cannot adopt (`ptdesk rm` removes them)
+    orphans: tuple[str, ...] = ()  # this user's (or nobody's) containers it cannot adopt (`ptdesk rm` removes them)
 
     @property
     def changed(self) -> bool:
@@ -73,8 +79,7 @@ def reconcile(desk: Desk) -> ReconcileReport:
     """One pass; raises EngineUnavailable if the engine cannot be listed (callers decide)."""
     store = desk.store
     records = store.experiments()  # before the list: see the module docstring
-    containers = desk.engine.list_managed(desk.config.instance)
-    by_name = {experiments.container_key(c): c for c in containers}
+    by_name = instance_containers(desk)
     released: list[str] = []
     rolled_back: list[str] = []
     adopted: list[str] = []
@@ -85,10 +90,8 @@ def reconcile(desk: Desk) -> ReconcileReport:
         if record.status == "launching":
             if launcher_alive(record, desk.config.ready_timeout):
                 continue
-            container_id = record.container_id or (container or {}).get("Id")
-            rollback(desk, record.name, container_id)
-            store.audit("rolled-back", record.name, {"launcher_pid": record.launcher_pid}, who="ptdesk-reconcile")
-            rolled_back.append(record.name)
+            if _roll_back(desk, record, container):
+                rolled_back.append(record.name)
             by_name.pop(record.name, None)
             continue
         if container is not None and (not record.container_id or container["Id"] == record.container_id):
@@ -100,8 +103,8 @@ def reconcile(desk: Desk) -> ReconcileReport:
 
     known = {r.name for r in records}
     for name, container in by_name.items():
-        if name in known:
-            continue
+        if name in known or experiments.foreign_owner(container):
+            continue  # recorded, or another user's: theirs to adopt, not an orphan of ours
         if _adoptable(container):
             try:
                 if _adopt(desk, container):
@@ -109,20 +112,40 @@ def reconcile(desk: Desk) -> ReconcileReport:
                 continue
             except EngineUnavailable:
                 raise
-            except PtdeskError as exc:  # e.g. it vanished while we looked at it
+            except PtdeskError as exc:  # e.g. it vanished while we looked at it, or holds garbage
                 log.warning("could not adopt %s: %s", name, exc.message)
         orphans.append(name)
     return ReconcileReport(tuple(released), tuple(rolled_back), tuple(adopted), tuple(orphans))
 
 
+def _roll_back(desk: Desk, record: ExperimentRecord, container: dict | None) -> bool:
+    """Undo a launch whose launcher died, from `record` as read at the start of the pass.
+
+    launch.rollback does it only if the store still holds that very launch: another pass may have
+    rolled it back already and the user launched the name again since. The listed container is
+    the launch's only if its owner label says so (the launcher may have died before recording
+    its id); a container is never removed by name.
+    """
+    labels = (container or {}).get("Labels") or {}
+    container_id = record.container_id or (container["Id"] if container and
+                                           labels.get(LABEL_OWNER) == record.owner else None)
+    if not rollback(desk, record, container_id):
+        return False
+    desk.store.audit("rolled-back", record.name, {"launcher_pid": record.launcher_pid}, who="ptdesk-reconcile")
+    return True
+
+
 def _adoptable(container: dict) -> bool:
+    """Labels complete and well-formed (a bad GPU label could hide a reservation: not adopted)."""
     labels = container.get("Labels") or {}
     return (labels.get(LABEL_KIND) in KINDS and bool(NAME_RE.match(labels.get(LABEL_NAME) or ""))
-            and bool(OWNER_RE.match(labels.get(LABEL_OWNER) or "")))
+            and bool(OWNER_RE.match(labels.get(LABEL_OWNER) or ""))
+            and gpus_from_label(labels.get(LABEL_GPUS)) is not None)
 
 
 def _adopt(desk: Desk, container: dict) -> bool:
-    """Record a labelled container the store lost; secrets are read back from the container."""
+    """Record a labelled container of this user's that the store lost; secrets are read back from
+    the container, and anything unreadable in them makes it an orphan (a PtdeskError)."""
     from ptdesk.core.jupyter import TOKEN_DIR, TOKEN_FILE
 
     labels = container["Labels"]
@@ -130,23 +153,56 @@ def _adopt(desk: Desk, container: dict) -> bool:
     engine = desk.engine
     host_key: str | None = None
     token: str | None = None
+    extra_keys: tuple[str, ...] = ()
     # Reading through the engine works on running and stopped containers alike.
-    if kind == "ssh":
-        host_key = engine.read_file(cid, HOST_KEY_IN_CONTAINER).decode().strip() or None
-    else:
-        token = engine.read_file(cid, f"{TOKEN_DIR}/{TOKEN_FILE}").decode() or None
+    try:
+        if kind == "ssh":
+            host_key = keys.parse_public_key(engine.read_file(cid, HOST_KEY_IN_CONTAINER).decode())
+            extra_keys = _extra_keys(desk, cid, labels[LABEL_OWNER])
+        else:
+            token = engine.read_file(cid, f"{TOKEN_DIR}/{TOKEN_FILE}").decode() or None
+    except UnicodeDecodeError:
+        raise PtdeskError(f"The secrets in {name}'s container are not text.") from None
     port = next((p.get("PublicPort") for p in container.get("Ports") or [] if p.get("PublicPort")), None)
     state = container.get("State") or "exited"
     record = ExperimentRecord(
         name=name, kind=kind, owner=labels[LABEL_OWNER], image=container.get("Image", ""),
         status="running" if state == "running" else "exited", created=float(container.get("Created") or 0),
-        container_id=cid, port=port, gpus=tuple(int(g) for g in (labels.get(LABEL_GPUS) or "").split(",") if g),
-        workspace=labels.get(LABEL_WORKSPACE), host_public_key=host_key)
+        container_id=cid, port=port, gpus=gpus_from_label(labels.get(LABEL_GPUS)) or (),
+        workspace=labels.get(LABEL_WORKSPACE), host_public_key=host_key, extra_keys=extra_keys)
     with desk.store.tx() as conn:
         if desk.store.experiment(name) is not None:
             return False  # a launch recorded it meanwhile
         desk.store.insert_experiment(conn, record)
         if token:
             material.write(desk.config, name, TOKEN_FILE, token, 0o600)
+        write_access_files(desk.config, record)
     desk.store.audit("adopted", name, {"container": cid[:12], "kind": kind}, who="ptdesk-reconcile")
     return True
+
+
+def _extra_keys(desk: Desk, container_id: str, owner: str) -> tuple[str, ...]:
+    """The keys the owner brought (--pubkey), read back from the container's authorized_keys, so
+    that re-rendering the file later (a grant) keeps them.
+
+    Not kept: the owner's own ptdesk key, and collaborator lines, recognised by their fingerprint
+    or by an expiry (only grants carry one): a grant lost with the store is not resurrected as a
+    permanent key.
+    """
+    from ptdesk.core.sshd import read_authorized_keys
+
+    skip = {c.fingerprint for c in desk.store.collaborators()}
+    skip |= {c.previous_fingerprint for c in desk.store.collaborators() if c.previous_fingerprint}
+    owner_public = material.user_key_dir(desk.config, owner) / "id_ed25519.pub"
+    with contextlib.suppress(OSError, PtdeskError):
+        skip.add(keys.fingerprint(owner_public.read_text()))
+    kept: list[str] = []
+    for line in read_authorized_keys(desk.engine, container_id).splitlines():
+        options, _, key = line.strip().partition(" ")
+        if not key or "expiry-time=" in options:
+            continue
+        with contextlib.suppress(PtdeskError):
+            public = keys.parse_public_key(key)
+            if keys.fingerprint(public) not in skip:
+                kept.append(public)
+    return tuple(kept)

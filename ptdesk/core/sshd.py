@@ -8,6 +8,7 @@ a key for new logins at once, with no restart and no moment where the file is ha
 from __future__ import annotations
 
 import shlex
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,9 +36,21 @@ def owner_key(config: Config, owner: str) -> tuple[Path, str]:
     return keys.load_or_create(material.user_key_dir(config, owner), comment=f"{owner}@ptdesk")
 
 
-def render_authorized_keys(lines: Iterable[str]) -> str:
-    """authorized_keys text from public key lines (options are added per line)."""
-    return "".join(keys.authorized_keys_line(line) + "\n" for line in lines)
+def sshd_expiry(expires: float | None) -> str | None:
+    """sshd's expiry-time form, in UTC (the Z suffix) so the container's time zone cannot shift it."""
+    return None if expires is None else time.strftime("%Y%m%d%H%MZ", time.gmtime(expires))
+
+
+def render_authorized_keys(owner_key: str, extra_keys: Iterable[str] = (),
+                           granted: Iterable[tuple[str, float | None]] = ()) -> str:
+    """THE authorized_keys text of an SSH experiment, at launch and after every grant change.
+
+    The owner's key line first, then the keys the owner brought, then each granted collaborator
+    key line with its expiry time (None: no expiry), which sshd itself enforces.
+    """
+    lines = [keys.authorized_keys_line(line) for line in (owner_key, *extra_keys)]
+    lines += [keys.authorized_keys_line(line, expiry=sshd_expiry(expires)) for line, expires in granted]
+    return "".join(line + "\n" for line in lines)
 
 
 def install_authorized_keys(engine: Engine, container: str, text: str, running: bool) -> None:
@@ -79,7 +92,7 @@ class SshKind:
             ("/etc/ssh", (FileSpec("ssh_host_ed25519_key", host.private_pem, mode=0o600),
                           FileSpec("ssh_host_ed25519_key.pub", (host.public_line + "\n").encode(), mode=0o644))),
             (AUTHORIZED_KEYS_DIR, (FileSpec(CONTAINER_USER,
-                                            render_authorized_keys([owner_public, *spec.extra_keys]).encode(),
+                                            render_authorized_keys(owner_public, spec.extra_keys).encode(),
                                             mode=0o644),)),
         )
         return Plan(
@@ -99,11 +112,11 @@ class SshKind:
     def access(self, config: Config, record: ExperimentRecord, host: str) -> SshAccess | None:
         if not record.port or not record.host_public_key:
             return None
+        # Pure: a listing runs often and beside `ptdesk rm`, so it must never (re)create files;
+        # the known_hosts file the command names is written by write_known_hosts.
         key_file = material.user_key_dir(config, record.owner) / "id_ed25519"
         known = keys.host_known_hosts_line(host, record.port, record.host_public_key)
         known_file = material.folder(config, record.name) / KNOWN_HOSTS_FILE
-        if material.read(config, record.name, KNOWN_HOSTS_FILE) != known + "\n":
-            material.write(config, record.name, KNOWN_HOSTS_FILE, known + "\n", 0o644)
         command = " ".join([
             "ssh", "-i", shlex.quote(str(key_file)), "-p", str(record.port),
             "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=yes",
@@ -112,6 +125,16 @@ class SshKind:
         return SshAccess(host=host, port=record.port, user=CONTAINER_USER, identity_file=str(key_file),
                          known_hosts=known, host_key_fingerprint=keys.fingerprint(record.host_public_key),
                          command=command)
+
+
+def write_known_hosts(config: Config, record: ExperimentRecord) -> None:
+    """Write experiments/<name>/known_hosts, the pinned host key at the recorded port, which the
+    connect command names; at launch, start (the port may change) and adoption."""
+    if not record.port or not record.host_public_key:
+        return
+    known = keys.host_known_hosts_line(config.connect_host, record.port, record.host_public_key) + "\n"
+    if material.read(config, record.name, KNOWN_HOSTS_FILE) != known:
+        material.write(config, record.name, KNOWN_HOSTS_FILE, known, 0o644)
 
 
 SSH = SshKind()

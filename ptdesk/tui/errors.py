@@ -1,7 +1,8 @@
 """PtdeskErrors (and ptdesk's own bugs) as notifications: cause and hint, never a crash.
 
 Messages often quote Docker or SSH text, which may contain [brackets]: they are shown with markup
-off so nothing from outside is ever interpreted.
+off so nothing from outside is ever interpreted. Background tasks that fail every time they run
+(a poll each second) report through ErrorNotices, so one cause is one notification, not a stream.
 """
 
 from __future__ import annotations
@@ -23,3 +24,27 @@ def notify_error(app: App, exc: BaseException, title: str = "ptdesk") -> None:
     message, hint = describe(exc)
     app.notify(f"{message}\n{hint}" if hint else message, title=title, severity="error", timeout=12,
                markup=False)
+
+
+class ErrorNotices:
+    """Failures of background tasks, each shown once until its task recovers.
+
+    A source (a worker group: "gpus", "events", …) that fails the same way again stays quiet; so does
+    one failing the way another source already said (a broken state database breaks several
+    tasks at once). A different failure, or the same one after the source recovered, is shown.
+    """
+
+    def __init__(self, app: App) -> None:
+        self._app = app
+        self._showing: dict[str, tuple[str, str | None]] = {}  # source -> what it last said
+
+    def report(self, source: str, exc: BaseException, title: str) -> None:
+        said = describe(exc)
+        already = said in self._showing.values()
+        self._showing[source] = said
+        if not already:
+            notify_error(self._app, exc, title=title)
+
+    def recovered(self, source: str) -> None:
+        """The source worked again: its next failure is news."""
+        self._showing.pop(source, None)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import socket
 import threading
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -19,6 +20,10 @@ from ptdesk.errors import PtdeskError
 
 if TYPE_CHECKING:
     from ptdesk.core.lifecycle import ContainerEvent
+    from ptdesk.core.state import Store
+
+IDLE_KEPT = 4096  # snapshots kept to measure idle runs; past that the oldest run start is forgotten
+IdleKey = tuple[tuple[tuple[str, str], ...], frozenset[str]]  # (uuid, label) of each GPU, labels idle now
 
 
 @dataclass(frozen=True)
@@ -32,6 +37,8 @@ class GpuView:
     snapshot: GpuSnapshot
     # uuid -> recent utilisation (percent, None where unread), oldest first, for the sparklines
     history: dict[str, tuple[float | None, ...]] = field(default_factory=dict)
+    # GPU label -> seconds it has held memory at 0 % utilisation, for GPUs idle long enough to flag
+    idle: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -57,8 +64,48 @@ def container_stats(sampler: StatsSampler, items: tuple[Experiment, ...]) -> dic
     return sampler.sample(e.id for e in items if e.id and e.status == "running")
 
 
-def sample_gpus(desk: Desk, engine_up: bool) -> GpuView:
-    """One NVML sample with owners filled in; never raises (a broken GPU stack is a value)."""
+class IdleGpus:
+    """Which GPUs hold memory at 0 % utilisation, and for how long; ptdesk.core.cull.idle_gpus judges.
+
+    idle_gpus reads a run of snapshots back from the newest one. Keeping every 1 Hz sample for the
+    half hour (or the hours) an idle run lasts would cost memory and a long walk per sample, so only
+    the snapshots where some GPU's idle state changed are kept (the first of a run carries its
+    start), plus the newest; idle_gpus gives the same answer on those as on every sample. Called from
+    the GPU worker's thread; the lock keeps it safe wherever else it is called from.
+    """
+
+    def __init__(self, keep: int = IDLE_KEPT) -> None:
+        self._lock = threading.Lock()
+        self._kept: deque[tuple[IdleKey, GpuSnapshot]] = deque(maxlen=keep)
+
+    def add(self, snapshot: GpuSnapshot) -> dict[str, float]:
+        """Record one sample; returns label -> idle seconds of the GPUs idle long enough to flag."""
+        from ptdesk.core.cull import idle_gpus  # here, not at the top: it pulls in the launch code
+
+        key = _idle_key(snapshot)
+        with self._lock:
+            if not key[1]:
+                self._kept.clear()  # nothing idle now: every run ends here, nothing older matters again
+            elif len(self._kept) >= 2 and self._kept[-1][0] == key == self._kept[-2][0]:
+                self._kept.pop()  # the middle of an unchanged stretch says nothing its ends do not
+            self._kept.append((key, snapshot))
+            return idle_gpus([kept for _, kept in self._kept])
+
+
+def _idle_key(snapshot: GpuSnapshot) -> IdleKey:
+    """What idle_gpus can tell apart in one snapshot: the GPUs present, and which of them sit idle
+    holding memory right now (idle_gpus on that snapshot alone, with no minimum duration)."""
+    from ptdesk.core.cull import idle_gpus
+
+    return (tuple((g.uuid, g.label) for g in snapshot.gpus),
+            frozenset(idle_gpus([snapshot], for_seconds=0.0)))
+
+
+def sample_gpus(desk: Desk, engine_up: bool, idle: IdleGpus | None = None) -> GpuView:
+    """One NVML sample with owners filled in; never raises (a broken GPU stack is a value).
+
+    With `idle`, the view also says which GPUs have held memory at 0 % for long (the dashboard's flag).
+    """
     from ptdesk.core import procmap
 
     sampler = desk.gpus
@@ -69,9 +116,21 @@ def sample_gpus(desk: Desk, engine_up: bool) -> GpuView:
             engine = desk.engine
         except PtdeskError:
             engine = None
-    snapshot = procmap.attribute(snapshot, engine, desk.config.instance, store=desk.store)
+    snapshot = procmap.attribute(snapshot, engine, desk.config.instance, store=_owners_store(desk, snapshot))
     history = {g.uuid: tuple(sampler.history(g.uuid)) for g in snapshot.gpus}
-    return GpuView(snapshot, history)
+    return GpuView(snapshot, history, idle.add(snapshot) if idle is not None else {})
+
+
+def _owners_store(desk: Desk, snapshot: GpuSnapshot) -> Store | None:
+    """The store, which names owners while the engine is away: opened only when some GPU has
+    processes to name. One that cannot be opened (corrupt, unreadable) means fewer names on the
+    panel, never a failed sample: the list and the doctor report that problem."""
+    if not any(g.processes for g in snapshot.gpus):
+        return None
+    try:
+        return desk.store
+    except (PtdeskError, OSError):
+        return None
 
 
 def full_refresh(desk: Desk, stats: StatsSampler, engine_up: bool = True) -> Refresh:

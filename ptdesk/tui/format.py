@@ -1,38 +1,24 @@
-"""Pure text formatting for the dashboard: bars, sizes, durations. No Textual, easy to test."""
+"""Pure text formatting for the dashboard: bars, sizes, durations. No Textual, easy to test.
+
+Single sizes come from ptdesk.core.units.human_bytes, the formatter the CLI uses too.
+"""
 
 from __future__ import annotations
 
 from rich.text import Text
 
-NA = "N/A"
+from ptdesk.core.units import NA, unit_for
 
 
 def percent(value: float | None, digits: int = 0) -> str:
     return NA if value is None else f"{value:.{digits}f}%"
 
 
-def size(value: int | float | None) -> str:
-    """Bytes as people read them: 512 MiB, 1.5 GiB."""
-    if value is None:
-        return NA
-    amount = float(value)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if amount < 1024 or unit == "TiB":
-            return f"{amount:.0f} {unit}" if unit in ("B", "KiB", "MiB") else f"{amount:.1f} {unit}"
-        amount /= 1024
-    return f"{amount:.1f} TiB"
-
-
 def size_pair(used: int | None, total: int | None) -> str:
     """'10.0/80.0 GiB': both in the unit of the total, so the column stays short."""
     if used is None or not total:
         return NA
-    amount, unit = float(total), "B"
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if amount < 1024 or unit == "TiB":
-            break
-        amount /= 1024
-    scale = 1024 ** ("B", "KiB", "MiB", "GiB", "TiB").index(unit)
+    scale, unit = unit_for(total)
     return f"{used / scale:.1f}/{total / scale:.1f} {unit}"
 
 

@@ -1,22 +1,26 @@
 """The pure parts of collaborators and rotation: expiry parsing, sshd's expiry form, what a
-container's authorized_keys holds for a grant, and how a rotation result reads."""
+container's authorized_keys holds for a grant (one renderer, at launch and after), how a rotation
+result reads, and where an export's files are named on the person's machine."""
 
 from __future__ import annotations
 
 import calendar
+from pathlib import Path
 
 import pytest
 
-from ptdesk.core import collab, keys
-from ptdesk.core.models import ContainerRotation, RotationResult
-from ptdesk.core.state import CollaboratorRecord
+from ptdesk.core import collab, keys, sshd
+from ptdesk.core.desk import Desk
+from ptdesk.core.models import ContainerRotation, LaunchSpec, Limits, RotationResult
+from ptdesk.core.state import CollaboratorRecord, ExperimentRecord
 from ptdesk.errors import InvalidInput
 
 NOW = 1_800_000_000.0
 
 
 @pytest.mark.parametrize(("text", "seconds"), [("30d", 30 * 86400), ("12h", 12 * 3600), ("2w", 14 * 86400),
-                                               ("90m", 90 * 60), (" 7D ", 7 * 86400)])
+                                               ("90m", 90 * 60), (" 7D ", 7 * 86400),
+                                               ("1.5d", 1.5 * 86400), ("90s", 90)])
 def test_durations_count_from_now(text: str, seconds: int) -> None:
     assert collab.parse_expires(text, now=NOW) == NOW + seconds
 
@@ -26,16 +30,23 @@ def test_a_date_means_midnight_utc_and_none_means_never() -> None:
     assert collab.parse_expires(None) is None and collab.parse_expires("") is None
 
 
-@pytest.mark.parametrize("text", ["soon", "30", "-3d", "0d", "2020-01-01", "2027-13-01", "30y"])
+@pytest.mark.parametrize("text", ["soon", "30", "-3d", "0d", "0.0h", "2020-01-01", "2027-13-01", "30y", "1.d"])
 def test_bad_or_past_expiry_is_refused(text: str) -> None:
     with pytest.raises(InvalidInput):
         collab.parse_expires(text, now=NOW)
 
 
+def test_a_malformed_expiry_names_every_accepted_form() -> None:
+    with pytest.raises(InvalidInput) as caught:
+        collab.parse_expires("soon", now=NOW)
+    assert "is not an expiry" in caught.value.message
+    assert caught.value.hint and all(form in caught.value.hint for form in ("s, m, h, d or w", "1.5h", "YYYY-MM-DD"))
+
+
 def test_sshd_expiry_is_utc_with_the_z_suffix() -> None:
     when = calendar.timegm((2027, 3, 1, 13, 45, 0))
-    assert collab.sshd_expiry(when) == "202703011345Z"
-    assert collab.sshd_expiry(None) is None
+    assert sshd.sshd_expiry(when) == "202703011345Z"
+    assert sshd.sshd_expiry(None) is None
 
 
 @pytest.mark.parametrize("name", ["Alice", "has space", "-x", "a/b", "x" * 33, ""])
@@ -63,18 +74,38 @@ def test_installed_fingerprints_choose_the_lines() -> None:
     assert collab.key_lines(ray, ("SHA256:forgotten",)) == []
 
 
-def test_composed_file_has_owner_first_and_each_persons_expiry() -> None:
+def test_rendered_file_has_owner_first_and_each_persons_expiry() -> None:
     owner = keys.generate("root@ptdesk").public_line
+    brought = keys.generate("laptop").public_line
     ann = _person("ann", expires=calendar.timegm((2027, 1, 2, 3, 4, 0)))
     bob = _person("bob")
-    text = collab.compose([owner], [(ann, (ann.fingerprint,)), (bob, (bob.fingerprint,))])
+    granted = collab.granted_lines([(ann, (ann.fingerprint,)), (bob, (bob.fingerprint,))])
+    text = sshd.render_authorized_keys(owner, (brought,), granted)
     lines = text.splitlines()
-    assert text.endswith("\n") and len(lines) == 3
+    assert text.endswith("\n") and len(lines) == 4
     assert lines[0] == f"restrict,pty {owner}"
-    assert lines[1] == f'restrict,pty,expiry-time="202701020304Z" {ann.public_key}'
-    assert lines[2] == f"restrict,pty {bob.public_key}"
-    # Nothing granted: only the owner.
-    assert collab.compose([owner], []) == f"restrict,pty {owner}\n"
+    assert lines[1] == f"restrict,pty {brought}"
+    assert lines[2] == f'restrict,pty,expiry-time="202701020304Z" {ann.public_key}'
+    assert lines[3] == f"restrict,pty {bob.public_key}"
+    # Nothing granted, nothing brought: only the owner.
+    assert sshd.render_authorized_keys(owner) == f"restrict,pty {owner}\n"
+
+
+def test_the_launch_renders_what_collab_renders_before_any_grant(desk: Desk, tmp_path: Path) -> None:
+    """The first file (launch plan: config + spec only) equals the one every grant change re-renders."""
+    brought = keys.generate("alice@laptop").public_line
+    spec = LaunchSpec(kind="ssh", name="box", owner="alice", image="ptdesk/ssh:latest", gpus="none",
+                      workspace=tmp_path, limits=Limits(), extra_keys=(brought,))
+    plan = sshd.SSH.plan(desk.config, spec)
+    at_launch = {f.name: f.data for folder, files in plan.files if folder == sshd.AUTHORIZED_KEYS_DIR
+                 for f in files}[sshd.CONTAINER_USER].decode()
+    with desk.store.tx() as conn:
+        desk.store.insert_experiment(conn, ExperimentRecord(
+            name="box", kind="ssh", owner="alice", image=spec.image, status="running", created=NOW,
+            host_public_key=plan.host_public_key, extra_keys=spec.extra_keys))
+    assert collab.authorized_keys_text(desk, "box") == at_launch
+    _, owner_public = sshd.owner_key(desk.config, "alice")
+    assert at_launch == f"restrict,pty {owner_public}\nrestrict,pty {brought}\n"
 
 
 def test_rotation_result_names_what_is_unfinished() -> None:
@@ -87,3 +118,15 @@ def test_rotation_result_names_what_is_unfinished() -> None:
     data = result.to_json()
     assert {"name", "old_fingerprint", "fingerprint", "identity_file", "containers"} <= set(data)
     assert data["containers"][1] == {"name": "b", "status": "pending", "verified": False, "detail": "paused"}
+
+
+def test_an_export_names_its_files_where_the_person_keeps_them() -> None:
+    assert collab.destination("bob") == "~/.ssh/ptdesk-bob"
+    assert collab.destination("bob", "/home/bob/keys/") == "/home/bob/keys"
+    assert collab.destination("bob", "~bob/my keys") == "~bob/my keys"
+
+
+@pytest.mark.parametrize("dest", ["for-bob", "./for-bob", '/tmp/a"b', "~/50%", "~/a\nb"])
+def test_an_export_destination_ssh_could_not_find_is_refused(dest: str) -> None:
+    with pytest.raises(InvalidInput):
+        collab.destination("bob", dest)

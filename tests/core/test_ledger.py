@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import fcntl
 import multiprocessing
+import os
+import stat
 import threading
 import time
 from pathlib import Path
@@ -10,10 +13,11 @@ from typing import Any
 
 import pytest
 
-from ptdesk.core.ledger import GpuRequest, allocate, parse_request
+from ptdesk.core import launch
+from ptdesk.core.ledger import GpuRequest, allocate, gpus_from_label, held_by_labels, parse_request
 from ptdesk.core.models import GpuInventory, GpuLoad
 from ptdesk.core.state import ExperimentRecord, Store
-from ptdesk.errors import Conflict, GpuUnavailable, InvalidInput
+from ptdesk.errors import Conflict, GpuUnavailable, InvalidInput, PtdeskError
 
 # GPU 1 is the least loaded; GPU 2 computes nothing but an idle notebook holds 80% of its memory.
 FOUR = GpuInventory(True, None, (
@@ -97,8 +101,6 @@ def test_explicit_held_gpu_is_a_conflict_naming_the_holder() -> None:
     with pytest.raises(Conflict) as info:
         allocate("0,1", {1: "alice-bert"}, FOUR)
     assert "GPU 1" in info.value.message and "'alice-bert'" in info.value.message
-    # A restart of the experiment that holds it may take it again.
-    assert allocate("0,1", {1: "alice-bert"}, FOUR, for_experiment="alice-bert") == (0, 1)
 
 
 def test_explicit_lost_gpu_is_unavailable() -> None:
@@ -207,3 +209,83 @@ def test_no_inventory_is_fine_only_for_none() -> None:
     assert allocate("auto", {}, None) == ()
     with pytest.raises(GpuUnavailable):
         allocate("0", {}, None)
+
+
+# --- holds seen through labels: every user's containers, not only this store's records ---------
+@pytest.mark.parametrize(("label", "parsed"), [
+    ("", ()), (None, ()), ("0", (0,)), ("0,2", (0, 2)), (" 1 , 3 ", (1, 3)),
+    ("x", None), ("0,x", None), ("-1", None), ("1.5", None), ("٣", None),
+])
+def test_gpus_from_label_never_raises(label: str | None, parsed: tuple[int, ...] | None) -> None:
+    assert gpus_from_label(label) == parsed
+
+
+def test_held_by_labels_names_the_container_and_ignores_malformed_labels() -> None:
+    containers = {"bob-train": {"Labels": {"ptdesk.gpus": "0,1"}}, "junk": {"Labels": {"ptdesk.gpus": "x"}},
+                  "cpu": {"Labels": {"ptdesk.gpus": ""}}, "bare": {}}
+    held = held_by_labels(containers)
+    assert held == {0: "bob-train", 1: "bob-train"}
+    with pytest.raises(Conflict, match="'bob-train'"):
+        allocate("1", held, FOUR)
+
+
+# --- the machine-wide lock: one file every user can open, never through a planted link --------------
+@pytest.fixture
+def lock_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    folder = tmp_path / "lock"
+    folder.mkdir(mode=0o1777)
+    monkeypatch.setattr(launch, "_lock_dir", lambda: folder)
+    return folder
+
+
+def test_gpu_lock_file_is_readable_by_every_user_whatever_the_umask(lock_dir: Path) -> None:
+    old = os.umask(0o077)
+    try:
+        with launch.machine_gpu_lock():
+            pass
+    finally:
+        os.umask(old)
+    path = lock_dir / launch.GPU_LOCK_NAME
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    with launch.machine_gpu_lock():  # an existing file is opened, not re-made
+        pass
+
+
+def test_gpu_lock_excludes_other_processes(lock_dir: Path) -> None:
+    ctx = multiprocessing.get_context("fork")
+    holding, release = ctx.Event(), ctx.Event()
+
+    def hold() -> None:
+        with launch.machine_gpu_lock():
+            holding.set()
+            release.wait(30)
+
+    proc = ctx.Process(target=hold)
+    proc.start()
+    try:
+        assert holding.wait(30)
+        fd = os.open(lock_dir / launch.GPU_LOCK_NAME, os.O_RDONLY)
+        with pytest.raises(BlockingIOError):  # taken by the other process
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.close(fd)
+    finally:
+        release.set()
+        proc.join(30)
+    with launch.machine_gpu_lock():
+        pass
+
+
+@pytest.mark.parametrize("planted", ["symlink", "fifo"])
+def test_gpu_lock_refuses_what_someone_planted(lock_dir: Path, tmp_path: Path, planted: str) -> None:
+    path = lock_dir / launch.GPU_LOCK_NAME
+    if planted == "symlink":
+        target = tmp_path / "victim"
+        target.write_text("precious")
+        path.symlink_to(target)
+    else:
+        os.mkfifo(path)
+    with pytest.raises(PtdeskError) as info, launch.machine_gpu_lock():
+        pass
+    assert str(path) in info.value.message and info.value.hint
+    if planted == "symlink":
+        assert target.read_text() == "precious"

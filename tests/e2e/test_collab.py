@@ -105,7 +105,7 @@ def test_add_makes_a_private_key_and_export_lets_openssh_in(boxes: dict, module_
     module_desk.ok("grant", "ann", "m2")
 
     out = tmp_path / "ann-bundle"
-    module_desk.ok("collab", "export", "ann", out)
+    module_desk.ok("collab", "export", "ann", out, "--dest", out)  # the person keeps it where it was written
     assert_private(out / "id_ed25519")
     assert_private(out / "ssh_config")
     for host in ("m1", "m2"):
@@ -132,11 +132,44 @@ def test_own_key_is_installed_and_export_has_no_private_key(boxes: dict, module_
     assert logs_in(module_desk, "m1", private)
     assert not logs_in(module_desk, "m2", private)  # only where granted
     out = tmp_path / "bea-bundle"
-    module_desk.ok("collab", "export", "bea", out)
+    module_desk.ok("collab", "export", "bea", out, "--dest", out)
     assert not (out / "id_ed25519").exists()
     result = subprocess.run(["ssh", "-F", str(out / "ssh_config"), "-i", str(private), "-o", "BatchMode=yes",
                              "m1", "true"], capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
     assert result.returncode == 0, result.stderr
+
+
+def test_export_names_the_files_where_the_person_keeps_them(boxes: dict, module_desk: Ptdesk,
+                                                           tmp_path: Path) -> None:
+    """ssh_config points into the folder on the person's machine (~/.ssh/ptdesk-NAME unless --dest
+    says otherwise), never at where it was written here."""
+    add(module_desk, "kim")
+    module_desk.ok("grant", "kim", "m1")
+    out = tmp_path / "kim-bundle"
+    rc, _, err = module_desk.run("collab", "export", "kim", out)
+    assert rc == 0, err
+    config = (out / "ssh_config").read_text()
+    paths = [line.split(None, 1)[1] for line in config.splitlines()
+             if line.split()[:1] in (["IdentityFile"], ["UserKnownHostsFile"])]
+    assert paths == ["~/.ssh/ptdesk-kim/id_ed25519", "~/.ssh/ptdesk-kim/known_hosts"]
+    assert str(tmp_path) not in config and str(module_desk.home) not in config
+    assert f"copy {out} to ~/.ssh/ptdesk-kim on your machine, then: ssh -F ~/.ssh/ptdesk-kim/ssh_config" in err
+
+    # A destination with a space (and a quote the shell must not trip on) is quoted in ssh_config,
+    # and the very command printed for the person logs in with the real OpenSSH client.
+    spaced = tmp_path / "kim's keys" / "for kim"
+    rc, _, err = module_desk.run("collab", "export", "kim", spaced, "--dest", spaced)
+    assert rc == 0, err
+    config = (spaced / "ssh_config").read_text()
+    assert f'    IdentityFile "{spaced}/id_ed25519"\n' in config
+    assert f'    UserKnownHostsFile "{spaced}/known_hosts"\n' in config
+    printed = err.strip().splitlines()[-1].split("then: ", 1)[1]
+    assert printed.startswith("ssh -F ") and printed.endswith(" EXPERIMENT")
+    command = printed.replace("ssh -F", "ssh -o BatchMode=yes -F", 1).replace("EXPERIMENT", "m1 id -u")
+    result = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=30,
+                            stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(module_desk.config.uid)
 
 
 def test_revoke_refuses_new_logins_at_once(boxes: dict, module_desk: Ptdesk, tmp_path: Path) -> None:
@@ -233,7 +266,7 @@ def test_rotation_over_two_containers_leaves_a_third_person_untouched(
         assert logs_in(module_desk, box, third), f"sam lost access to {box}"
     # The person gets the new key with export; OpenSSH gets in with it.
     out = tmp_path / "ray-bundle"
-    module_desk.ok("collab", "export", "ray", out)
+    module_desk.ok("collab", "export", "ray", out, "--dest", out)
     assert openssh(out / "ssh_config", "m2").returncode == 0
     # The previous key is gone from the host once nothing waits on it.
     assert not (new.parent / collab.PREVIOUS).exists()
@@ -376,6 +409,7 @@ def test_bad_input_is_one_clear_line_and_changes_nothing(boxes: dict, module_des
         (("collab", "rotate", "vic"), "brought their own key"),
         (("collab", "export", "nobody", tmp_path / "x"), "No collaborator named 'nobody'"),
         (("collab", "export", "wes", shared), "can be read by other users"),
+        (("collab", "export", "wes", tmp_path / "x", "--dest", "for-wes"), "is not absolute"),
     ]
     for args, expected in cases:
         lines = module_desk.fails(*args)

@@ -6,9 +6,11 @@ the next ptdesk start); lost records are adopted; idle experiments are stopped, 
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 import urllib.request
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,13 +20,17 @@ from helpers import wait_until
 
 from ptdesk.config import load_config
 from ptdesk.core import material
-from ptdesk.core.cull import idle_gpus, parse_duration
+from ptdesk.core.cull import idle_gpus
 from ptdesk.core.desk import Desk
+from ptdesk.core.durations import parse_duration
 from ptdesk.core.engine import Engine
+from ptdesk.core.launch import _current_user
 from ptdesk.core.lifecycle import ContainerEvent, EventWatcher
 from ptdesk.core.models import GpuProcess, GpuSample, GpuSnapshot
+from ptdesk.core.reconcile import reconcile
 from ptdesk.core.sshcheck import try_login
-from ptdesk.errors import InvalidInput
+from ptdesk.core.state import ExperimentRecord
+from ptdesk.errors import InvalidInput, PtdeskError
 
 if TYPE_CHECKING:
     from e2e.conftest import Ptdesk
@@ -200,7 +206,7 @@ def test_cull_without_a_limit_is_a_user_error(cli: Ptdesk) -> None:
     assert rc == 2 and "No idle limit is set." in err and "hint:" in err
     with pytest.raises(InvalidInput):
         parse_duration("soon")
-    assert parse_duration("4h") == 14400 and parse_duration("90") == 90
+    assert parse_duration("4h") == 14400 and parse_duration("90s") == 90
 
 
 def _gpu(util: int | None, used: int, procs: int = 0, uuid: str = "GPU-a", index: int = 0) -> GpuSample:
@@ -225,3 +231,99 @@ def test_idle_gpus_flags_memory_held_at_zero_utilisation_for_long() -> None:
     broken = [*history[:2], snap(1000, _gpu(None, 40 * 2**30, 1)), history[2]]
     assert idle_gpus(broken, for_seconds=1800) == {}
     assert idle_gpus([]) == {}
+
+
+# --- reconcile against races, garbage and other users -------------------------------------------
+def test_a_stale_reconcile_pass_never_rolls_back_a_newer_launch_of_the_same_name(
+        desk: Desk, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two passes see the same dead launch; the first rolls it back, the user launches the name
+    again; the second pass, still holding the old record, must leave the new launch alone."""
+    dead = ExperimentRecord(name="again", kind="ssh", owner="alice", image="i", status="launching",
+                            created=time.time() - 10_000, launcher_pid=2**22 + 1)  # long past any launch
+    with desk.store.tx() as conn:
+        desk.store.insert_experiment(conn, replace(dead, created=time.time(), launcher_pid=os.getpid()))
+    material.write(desk.config, "again", "ssh_host_ed25519_key.pub", "ssh-ed25519 AAAA new\n", 0o644)
+    monkeypatch.setattr(desk.store, "experiments", lambda: [dead])  # what the second pass read before
+
+    report = reconcile(desk)
+    assert report.rolled_back == ()
+    survivor = desk.store.experiment("again")
+    assert survivor is not None and survivor.launcher_pid == os.getpid()
+    assert material.read(desk.config, "again", "ssh_host_ed25519_key.pub") == "ssh-ed25519 AAAA new\n"
+
+
+def test_a_malformed_gpu_label_is_listed_as_an_orphan_without_gpus(cli: Ptdesk, sleeper) -> None:
+    sleeper("mine-bad", owner=_current_user(), gpus="x")
+    sleeper("theirs-bad", owner="someone-else", gpus="0,x")
+    listed = cli.listed()
+    assert listed["mine-bad"]["orphan"] is True and listed["mine-bad"]["gpus"] == []
+    assert listed["theirs-bad"]["foreign"] is True and listed["theirs-bad"]["gpus"] == []
+    assert "mine-bad" in cli.json("reconcile")["orphans"]
+    assert cli.records() == set()
+
+
+def test_the_event_watcher_survives_a_malformed_label_and_keeps_releasing(
+        cli: Ptdesk, desk: Desk, engine: Engine, sleeper) -> None:
+    # Adoptable but for its GPU label, with a token to read back: the watcher's first reconcile meets it.
+    garbage = sleeper("garbage", owner=_current_user(), kind="jupyter", gpus="x",
+                      script="mkdir -p /etc/ptdesk && printf token > /etc/ptdesk/jupyter_token && sleep 3600")
+    wait_until(lambda: _readable(engine, garbage, "/etc/ptdesk/jupyter_token"), timeout=15, message="the token")
+    events: list[ContainerEvent] = []
+    stop = threading.Event()
+    thread = threading.Thread(target=EventWatcher(desk, on_event=events.append).run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        kept = sleeper("kept")
+        wait_until(lambda: any(e.container_id == kept and e.action == "start" for e in events), timeout=15,
+                   message="the watcher to follow events")
+        with desk.store.tx() as conn:
+            desk.store.insert_experiment(conn, ExperimentRecord(
+                name="kept", kind="ssh", owner=_current_user(), image="i", status="running",
+                created=time.time(), container_id=kept, gpus=(1,)))
+        material.write(desk.config, "kept", "known_hosts", "x\n")
+        docker("rm", "-f", kept)
+        wait_until(lambda: released(cli, "kept"), timeout=10, message="the watcher to release 'kept'")
+        assert thread.is_alive()
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
+def _readable(engine: Engine, container: str, path: str) -> bool:
+    try:
+        return bool(engine.read_file(container, path))
+    except PtdeskError:
+        return False
+
+
+def test_listing_writes_nothing_and_start_pins_the_new_port(cli: Ptdesk, engine: Engine) -> None:
+    ssh = cli.new("ssh", "--name", "pinned")
+    known = cli.experiment_folder("pinned") / "known_hosts"
+    assert known.read_text() == ssh["ssh"]["known_hosts"] + "\n"  # written at launch
+    known.unlink()
+    cli.listed()
+    assert not known.exists()  # a listing (racing `ptdesk rm`) must never (re)create secrets files
+    cli.ok("stop", "pinned")
+    started = cli.json("start", "pinned")
+    assert known.read_text() == started["ssh"]["known_hosts"] + "\n"
+    assert f"]:{started['ssh']['port']} " in known.read_text()
+
+
+def test_adoption_keeps_the_keys_the_owner_brought(cli: Ptdesk, engine: Engine, keygen) -> None:
+    mine = keygen("laptop")
+    pub = mine.with_suffix(".pub").read_text().strip()
+    ssh = cli.new("ssh", "--name", "brought", "--pubkey", mine.with_suffix(".pub"))
+    conn = db(cli.home)
+    conn.execute("DELETE FROM experiments WHERE name = 'brought'")
+    conn.commit()
+    conn.close()
+
+    assert cli.json("reconcile")["adopted"] == ["brought"]
+    assert json.loads(record(cli.home, "brought")["extra_keys"]) == [pub]  # not the owner's ptdesk key
+    assert (cli.experiment_folder("brought") / "known_hosts").is_file()
+    # A grant re-renders authorized_keys from the store: the brought key must survive it.
+    cli.ok("collab", "add", "carol")
+    cli.ok("grant", "carol", "brought")
+    host_key = record(cli.home, "brought")["host_public_key"]
+    login = try_login("127.0.0.1", ssh["ssh"]["port"], "ptdesk", mine, host_key)
+    assert login.ok, login.detail

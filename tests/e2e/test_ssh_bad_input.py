@@ -11,7 +11,11 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from ptdesk.config import load_config
+from ptdesk.core.desk import Desk
 from ptdesk.core.engine import Engine
+from ptdesk.core.launch import launch, make_spec
+from ptdesk.errors import PtdeskError
 
 if TYPE_CHECKING:
     from conftest import Ptdesk  # tests/e2e/conftest.py
@@ -118,3 +122,33 @@ def test_a_service_that_never_becomes_ready_is_rolled_back(cli: Ptdesk, engine: 
     # The container is gone with the rollback, so the error itself says what it printed.
     assert "code 64" in lines[1] and "no host key was placed" in lines[1]
     cli.assert_nothing_left(engine, "wrongimage")
+
+
+@pytest.mark.parametrize("cpus", ["nan", "inf", "-inf"])
+def test_cpus_that_are_not_a_finite_number(cli: Ptdesk, engine: Engine, cpus: str) -> None:
+    rc, _, _ = cli.run("new", "ssh", "--name", "nancpu", "--cpus", cpus, "--json")
+    assert rc == 2
+    lines = cli.fails("new", "ssh", "--name", "nancpu", "--cpus", cpus, "--json")
+    assert "positive numbers" in lines[0]
+    cli.assert_nothing_left(engine, "nancpu")
+
+
+def test_a_workspace_root_that_cannot_hold_folders(cli: Ptdesk, engine: Engine, tmp_path: Path) -> None:
+    """workspace_root is a regular file (as root, the stand-in for a folder this uid may not write):
+    one sentence naming the folder, and the launch rolled back."""
+    in_the_way = tmp_path / "not-a-folder"
+    in_the_way.write_text("")
+    cli.home.mkdir(parents=True, exist_ok=True)
+    (cli.home / "config.toml").write_text(f'workspace_root = "{in_the_way}"\n')
+    desk = Desk(load_config(cli.env))
+    try:
+        spec = make_spec(desk, "ssh", name="nowhere")
+        with pytest.raises(PtdeskError) as info:  # the dashboard gets the same sentence
+            launch(desk, spec)
+    finally:
+        desk.close()
+    assert str(in_the_way / "nowhere") in info.value.message and "workspace_root" in (info.value.hint or "")
+    lines = cli.fails("new", "ssh", "--name", "nowhere", "--json")
+    assert str(in_the_way / "nowhere") in lines[0] and "workspace_root" in lines[1]
+    cli.assert_nothing_left(engine, "nowhere")
+    assert in_the_way.is_file()

@@ -159,7 +159,8 @@ async def test_logs_follow_the_selection_and_pause_and_filter(tui_desk, sleeper,
 
 async def test_filter_stop_start_and_errors_as_notifications(tui_desk, engine, sleeper, nvml):
     nvml(nvml_scenarios.no_driver())
-    cid = sleeper("dora-one", owner="dora")
+    # Owned by the desk's user (alice): ptdesk refuses to stop or start other people's containers.
+    cid = sleeper("dora-one", owner="alice")
     sleeper("eve-two", owner="eve")
     app = PtdeskApp(tui_desk)
     async with app.run_test(size=SIZE) as pilot:
@@ -186,6 +187,17 @@ async def test_filter_stop_start_and_errors_as_notifications(tui_desk, engine, s
         assert "dora-one" in note.message and "ptdesk ls --all" in note.message
         await settle(pilot, lambda: "dora-one" not in names(app), message="the row to go")
         assert app.is_running
+
+        # eve's container belongs to eve's ptdesk: stopping it is refused, and removing it asks
+        # with her name in the question.
+        eve = next(e for e in app.table.experiments.values() if e.name == "eve-two")
+        assert eve.foreign
+        app.table.move_cursor(row=app.table.get_row_index(eve.id))
+        await pilot.press("d")
+        confirm = await settle(pilot, lambda: isinstance(app.screen, Confirm) and app.screen)
+        assert "belongs to eve's ptdesk" in confirm.detail
+        await pilot.press("n")
+        assert engine.inspect(eve.id)["State"]["Running"]
 
 
 async def test_details_help_and_collaborators_screens(tui_desk, sleeper, nvml):

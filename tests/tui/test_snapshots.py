@@ -13,7 +13,7 @@ import pytest
 from helpers import cgroup_tree, remove_instance_containers
 from tuihelpers import nvml_scenarios, settle
 
-import ptdesk.tui.app as app_module
+import ptdesk.tui.live as live_module
 from ptdesk.config import load_config
 from ptdesk.core.desk import Desk
 from ptdesk.core.stats import StatsSampler
@@ -38,8 +38,8 @@ def snapshot_env(ptdesk_env, engine, monkeypatch) -> Iterator[dict[str, str]]:
     (Path(home) / "config.toml").write_text("[limits]\ncpus = 1\nmemory = \"8g\"\n")
     monkeypatch.setenv("SUDO_USER", "alice")
     # Deterministic pictures: one GPU sample, stats settle after two samples.
-    monkeypatch.setattr(app_module, "GPU_INTERVAL", 3600.0)
-    monkeypatch.setattr(app_module, "STATS_INTERVAL", 0.2)
+    monkeypatch.setattr(live_module, "GPU_INTERVAL", 3600.0)
+    monkeypatch.setattr(live_module, "STATS_INTERVAL", 0.2)
     remove_instance_containers(engine, INSTANCE)
     yield env
     remove_instance_containers(engine, INSTANCE)

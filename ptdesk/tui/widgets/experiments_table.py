@@ -10,6 +10,7 @@ from textual.widgets import DataTable
 
 from ptdesk.core.models import Experiment
 from ptdesk.core.stats import ContainerStats
+from ptdesk.core.units import human_bytes
 from ptdesk.tui import format as fmt
 
 COLUMNS = (("name", "Name"), ("kind", "Kind"), ("owner", "Owner"), ("status", "Status"), ("gpus", "GPUs"),
@@ -34,7 +35,7 @@ def cells(e: Experiment, stats: ContainerStats | None, now: float) -> Cells:
     return (
         name, Text(e.kind), Text(e.owner), fmt.status(e.status), Text(",".join(map(str, e.gpus)) or "-"),
         Text(fmt.percent(cpu) if running else "-", justify="right"),  # whole percent: fewer repaints
-        Text(fmt.size(memory) if running else "-", justify="right"),
+        Text(human_bytes(memory) if running else "-", justify="right"),
         Text(fmt.duration(now - started) if started else "-", justify="right"),
         Text(e.connect, overflow="ellipsis", no_wrap=True),
     )

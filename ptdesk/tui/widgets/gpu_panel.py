@@ -1,4 +1,8 @@
-"""The GPU panel: one row per GPU and per MIG instance, or one calm line saying why there are none."""
+"""The GPU panel: one row per GPU and per MIG instance, or one calm line saying why there are none.
+
+A GPU that has held memory at 0 % utilisation for long (ptdesk.core.cull.idle_gpus) says so at the
+start of its users: "idle 35m", so whoever is sitting on it can be asked to let go.
+"""
 
 from __future__ import annotations
 
@@ -52,22 +56,22 @@ def describe(gpu: GpuSample) -> Text:
 class GpuRow(Horizontal):
     """One GPU: its figures, a sparkline of recent utilisation, and who is using it."""
 
-    def __init__(self, gpu: GpuSample, history: tuple[float | None, ...]) -> None:
+    def __init__(self, gpu: GpuSample, history: tuple[float | None, ...], idle: str | None = None) -> None:
         super().__init__(classes="gpu-row")
         self.uuid = gpu.uuid
-        self._initial = (gpu, history)
+        self._initial = (gpu, history, idle)
 
     def compose(self) -> ComposeResult:
-        gpu, history = self._initial
+        gpu, history, idle = self._initial
         yield Static(describe(gpu), classes="gpu-figures")
         yield Sparkline(_points(history), classes="gpu-spark")
-        yield Static(_users_text(gpu), classes="gpu-users")
+        yield Static(_users_text(gpu, idle), classes="gpu-users")
 
-    def show(self, gpu: GpuSample, history: tuple[float | None, ...]) -> None:
+    def show(self, gpu: GpuSample, history: tuple[float | None, ...], idle: str | None = None) -> None:
         self.query_one(".gpu-figures", Static).update(describe(gpu))
         # Sparkline only redraws when `data` is assigned a new list.
         self.query_one(".gpu-spark", Sparkline).data = _points(history)
-        self.query_one(".gpu-users", Static).update(_users_text(gpu))
+        self.query_one(".gpu-users", Static).update(_users_text(gpu, idle))
 
 
 def _points(history: tuple[float | None, ...]) -> list[float]:
@@ -79,8 +83,17 @@ def _points(history: tuple[float | None, ...]) -> list[float]:
     return [v if v is not None else 0.0 for v in recent]
 
 
-def _users_text(gpu: GpuSample) -> Text:
-    return Text(users(gpu.processes), overflow="ellipsis", no_wrap=True, style="dim" if not gpu.processes else "")
+def idle_flags(view: GpuView) -> dict[str, str]:
+    """uuid -> "idle 35m" for the GPUs the view flags (keyed by label there); minutes, so an idle
+    panel is redrawn once a minute, not every second."""
+    return {g.uuid: f"idle {fmt.duration(view.idle[g.label])}" for g in view.snapshot.gpus if g.label in view.idle}
+
+
+def _users_text(gpu: GpuSample, idle: str | None = None) -> Text:
+    text = Text(users(gpu.processes), overflow="ellipsis", no_wrap=True, style="dim" if not gpu.processes else "")
+    if idle:
+        text = Text.assemble((idle, "bold yellow"), " · ", text, overflow="ellipsis", no_wrap=True)
+    return text
 
 
 class GpuPanel(Vertical):
@@ -93,9 +106,10 @@ class GpuPanel(Vertical):
 
     def show(self, view: GpuView) -> None:
         snapshot = view.snapshot
+        flags = idle_flags(view)
         # An unchanged picture (no GPU, or idle GPUs) is not redrawn: the dashboard idles cheaply.
         picture = (snapshot.available, snapshot.reason, snapshot.driver, snapshot.gpus,
-                   tuple(view.history.get(g.uuid, ())[-SPARK_POINTS:] for g in snapshot.gpus))
+                   tuple(view.history.get(g.uuid, ())[-SPARK_POINTS:] for g in snapshot.gpus), flags)
         if picture == self._last:
             return
         self._last = picture
@@ -120,7 +134,7 @@ class GpuPanel(Vertical):
             for row in rows.values():
                 if row.uuid in wanted:
                     row.remove()
-            self.mount_all([GpuRow(g, view.history.get(g.uuid, ())) for g in snapshot.gpus])
+            self.mount_all([GpuRow(g, view.history.get(g.uuid, ()), flags.get(g.uuid)) for g in snapshot.gpus])
             return
         for gpu in snapshot.gpus:
-            rows[gpu.uuid].show(gpu, view.history.get(gpu.uuid, ()))
+            rows[gpu.uuid].show(gpu, view.history.get(gpu.uuid, ()), flags.get(gpu.uuid))
