@@ -344,17 +344,27 @@ def _last_words(desk: Desk, container_id: str) -> str | None:
     """What a container that failed its launch last printed (and its exit code if it died)."""
     try:
         state = desk.engine.inspect(container_id)["State"]
-        frames = desk.engine.logs(container_id, tail=5)
-        try:
-            lines = [ln for ln in b"".join(frames).decode(errors="replace").splitlines() if ln.strip()]
-        finally:
-            frames.close()
+        lines = _tail(desk, container_id)
+        # The engine copies a container's output to its log asynchronously: a process that just
+        # died may have its last words on the way still. Give them a moment before saying "none".
+        deadline = time.monotonic() + 1.0
+        while not lines and not state.get("Running") and time.monotonic() < deadline:
+            time.sleep(0.05)
+            lines = _tail(desk, container_id)
     except PtdeskError:
         return None
     if state.get("Running"):
         return f"Its last output was: {lines[-1].strip()}" if lines else None
     said = f" after printing: {lines[-1].strip()}" if lines else " without any output"
     return f"It exited with code {state.get('ExitCode')}{said}"
+
+
+def _tail(desk: Desk, container_id: str) -> list[str]:
+    frames = desk.engine.logs(container_id, tail=5)
+    try:
+        return [ln for ln in b"".join(frames).decode(errors="replace").splitlines() if ln.strip()]
+    finally:
+        frames.close()
 
 
 def is_running(desk: Desk, container_id: str) -> bool:
