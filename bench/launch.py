@@ -35,7 +35,8 @@ from ptdesk.config import Config, load_config
 from ptdesk.core import experiments, keys
 from ptdesk.core.desk import Desk
 from ptdesk.core.jupyter import api_status
-from ptdesk.core.launch import launch, make_spec
+from ptdesk.core.launch import launch
+from ptdesk.core.spec import make_spec
 from ptdesk.core.sshcheck import try_login
 from ptdesk.core.sshd import SSHD_CAPS
 from ptdesk.core.sshd import owner_key as ssh_owner_key

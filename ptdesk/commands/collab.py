@@ -10,7 +10,7 @@ import time
 import click
 
 from ptdesk.commands.common import emit_json, json_option, pass_desk, table
-from ptdesk.core import collab, keys, rotation
+from ptdesk.core import collab, collab_export, keys, rotation
 from ptdesk.core.desk import Desk
 from ptdesk.errors import PtdeskError
 
@@ -89,10 +89,10 @@ def rm(desk: Desk, name: str) -> None:
 @pass_desk(reconcile=True)
 def export(desk: Desk, name: str, folder: str, dest: str | None) -> None:
     """Write what NAME needs to connect into FOLDER: key, ssh_config and pinned known_hosts."""
-    paths = collab.export(desk, name, folder, dest)
+    paths = collab_export.export(desk, name, folder, dest)
     for path in paths:
         click.echo(str(path))
-    remote = collab.destination(name, dest)
+    remote = collab_export.destination(name, dest)
     config = _shell_path(posixpath.join(remote, "ssh_config"))
     click.echo(f"{name}: copy {folder} to {_shell_path(remote)} on your machine, then: ssh -F {config} EXPERIMENT",
                err=True)

@@ -11,8 +11,9 @@ import click
 from ptdesk.commands.common import emit_json, json_option, pass_desk, table
 from ptdesk.core import experiments
 from ptdesk.core.desk import Desk
-from ptdesk.core.launch import launch, make_spec
+from ptdesk.core.launch import launch
 from ptdesk.core.models import Experiment
+from ptdesk.core.spec import make_spec
 
 
 def launch_options(func: Callable[..., Any]) -> Callable[..., Any]:

@@ -15,17 +15,10 @@ from ptdesk.core import material
 from ptdesk.core.desk import Desk
 from ptdesk.core.engine import translated_errors
 from ptdesk.core.kinds import get_kind
-from ptdesk.core.launch import (
-    OWNER_RE,
-    _current_user,
-    container_key,
-    container_name,
-    instance_containers,
-    is_running,
-    write_access_files,
-)
+from ptdesk.core.launch import is_running, write_access_files
 from ptdesk.core.ledger import gpus_from_label
 from ptdesk.core.models import LABEL_GPUS, LABEL_KIND, LABEL_OWNER, Experiment
+from ptdesk.core.spec import OWNER_RE, container_key, container_name, current_user, instance_containers
 from ptdesk.core.state import ExperimentRecord
 from ptdesk.errors import Conflict, NotFound
 
@@ -86,7 +79,7 @@ def foreign_owner(container: dict | None) -> str | None:
     """The other user whose ptdesk made this container; None when it is this user's, or when no
     valid owner label says whose it is (an orphan, which this user may clean up)."""
     owner = ((container or {}).get("Labels") or {}).get(LABEL_OWNER) or ""
-    return owner if OWNER_RE.match(owner) and owner != _current_user() else None
+    return owner if OWNER_RE.match(owner) and owner != current_user() else None
 
 
 def _refuse_foreign(name: str, record: ExperimentRecord | None, container: dict | None) -> None:

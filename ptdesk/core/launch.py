@@ -12,26 +12,20 @@ until its own container exists with its label.
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import math
 import os
-import re
-import stat
-import tempfile
 import time
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 
 import docker.types
 
-from ptdesk.config import Config, check_size
+from ptdesk.config import Config
 from ptdesk.core import ledger, material
 from ptdesk.core.desk import Desk
-from ptdesk.core.keys import USER_NAME_RE, read_public_key_file
+from ptdesk.core.gpulock import machine_gpu_lock
 from ptdesk.core.kinds import Plan, get_kind
 from ptdesk.core.models import (
-    KINDS,
     LABEL_GPUS,
     LABEL_INSTANCE,
     LABEL_KIND,
@@ -42,112 +36,13 @@ from ptdesk.core.models import (
     Experiment,
     GpuInventory,
     LaunchSpec,
-    Limits,
 )
+from ptdesk.core.spec import container_name, instance_containers, renamed, suggest_name
 from ptdesk.core.state import ExperimentRecord
-from ptdesk.errors import Conflict, ImageMissing, InvalidInput, LaunchFailed, NotFound, PtdeskError
+from ptdesk.errors import Conflict, ImageMissing, LaunchFailed, NotFound, PtdeskError
 
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,40}$")
-OWNER_RE = USER_NAME_RE  # owners are user names: one pattern for owners and collaborators
 WORKSPACE_MOUNT = "/workspace"
-# One lock for the whole machine (every user's ptdesk, every store): GPUs are the machine's.
-GPU_LOCK_NAME = "ptdesk-gpus.lock"
 Progress = Callable[[str], None]
-
-
-def container_name(config: Config, name: str) -> str:
-    """Engine-wide container name; the instance keeps separate installations apart."""
-    return f"ptdesk-{name}" if config.instance == "default" else f"ptdesk-{config.instance}-{name}"
-
-
-def validate_name(name: str) -> str:
-    if not NAME_RE.match(name):
-        raise InvalidInput(f"{name!r} is not a valid experiment name.",
-                           "Use 1-41 lower-case letters, digits, '.', '_' or '-', starting with a letter or digit.")
-    return name
-
-
-def validate_owner(owner: str) -> str:
-    if not OWNER_RE.match(owner):
-        raise InvalidInput(f"{owner!r} is not a valid owner name.", "Use a Unix-style user name, like alice.")
-    return owner
-
-
-def container_key(container: dict) -> str:
-    """The name people use: the ptdesk.name label, or the engine's name for an unnamed orphan."""
-    return (container.get("Labels") or {}).get(LABEL_NAME) or (container.get("Names") or ["/?"])[0].lstrip("/")
-
-
-def instance_containers(desk: Desk) -> dict[str, dict]:
-    """The instance's managed containers by experiment name: one engine request, every user's."""
-    return {container_key(c): c for c in desk.engine.list_managed(desk.config.instance)}
-
-
-def suggest_name(desk: Desk, owner: str, kind: str, on_engine: Collection[str] | None = None) -> str:
-    """A free name like alice-jupyter-3 (free in the store and among the engine's containers).
-
-    `on_engine`: the names the engine already has, when the caller listed them (no request then).
-    """
-    taken = {r.name for r in desk.store.experiments()}
-    taken |= set(instance_containers(desk) if on_engine is None else on_engine)
-    for n in range(1, 10_000):
-        candidate = f"{owner}-{kind}-{n}"
-        if candidate not in taken:
-            return candidate
-    raise Conflict("No free experiment name was found.", "Pass one with --name.")
-
-
-def make_spec(desk: Desk, kind: str, *, name: str | None = None, owner: str | None = None,
-              image: str | None = None, gpus: str = "none", workspace: str | Path | None = None,
-              memory: str | None = None, cpus: float | None = None, shm_size: str | None = None,
-              pids: int | None = None, pubkey: str | Path | None = None) -> LaunchSpec:
-    """Validate everything a person typed and fill defaults; raises before anything is created."""
-    config = desk.config
-    if kind not in KINDS:
-        raise InvalidInput(f"Unknown kind {kind!r}.", "Use ssh or jupyter.")
-    owner = validate_owner(owner or _current_user())
-    typed = name
-    name = validate_name(name) if name else suggest_name(desk, owner, kind)
-    ledger.parse_request(gpus)
-    defaults = config.limits
-    try:
-        limits = Limits(memory=check_size("memory", memory or defaults.memory),
-                        cpus=float(cpus if cpus is not None else defaults.cpus),
-                        pids=int(pids if pids is not None else defaults.pids),
-                        shm_size=check_size("shm size", shm_size or defaults.shm_size))
-    except Exception as exc:  # ConfigError from check_size reads well as input error too
-        raise InvalidInput(str(exc)) from None
-    # NaN compares False with everything, so `<= 0` alone would let --cpus nan through.
-    if not math.isfinite(limits.cpus) or limits.cpus <= 0 or limits.pids <= 0:
-        raise InvalidInput(f"CPUs and pids limits must be positive numbers (got cpus {limits.cpus:g}, "
-                           f"pids {limits.pids}).", "Use e.g. --cpus 4.")
-    available = os.cpu_count() or 1
-    if limits.cpus > available:
-        if cpus is not None:
-            raise InvalidInput(f"This machine has only {available} CPUs; --cpus {cpus:g} is more than that.",
-                               f"Use --cpus {available} or less.")
-        # The configured default is a ceiling, not a demand: small machines get what they have.
-        limits = Limits(limits.memory, float(available), limits.pids, limits.shm_size)
-    if workspace is not None:
-        path = Path(workspace).expanduser().absolute()
-        if not path.is_dir():
-            raise NotFound(f"The workspace folder {path} does not exist.",
-                           "Create it first, or leave out --workspace to get a fresh one.")
-    else:
-        path = config.workspaces / name
-    extra_keys: tuple[str, ...] = ()
-    if pubkey is not None:
-        if kind != "ssh":
-            raise InvalidInput("--pubkey only applies to ssh experiments.")
-        extra_keys = (read_public_key_file(pubkey),)
-    return LaunchSpec(kind=kind, name=name, owner=owner, image=image or get_kind(kind).image(config),
-                      gpus=gpus, workspace=path, limits=limits, extra_keys=extra_keys, auto_name=typed is None)
-
-
-def _current_user() -> str:
-    import getpass
-
-    return os.environ.get("SUDO_USER") or getpass.getuser()
 
 
 def launch(desk: Desk, spec: LaunchSpec, progress: Progress = lambda step: None) -> Experiment:
@@ -227,7 +122,7 @@ def _reserve(desk: Desk, spec: LaunchSpec, inventory: GpuInventory | None,
     with store.tx() as conn:
         if spec.auto_name:
             # A launch running beside this one may have taken the suggested name: pick again, under the lock.
-            spec = _renamed(desk.config, spec, suggest_name(desk, spec.owner, spec.kind, on_engine))
+            spec = renamed(desk.config, spec, suggest_name(desk, spec.owner, spec.kind, on_engine))
         if store.experiment(spec.name) or spec.name in on_engine:
             raise Conflict(f"An experiment named {spec.name!r} already exists.", "Pick another --name.")
         held = {**ledger.held_by_labels(on_engine), **store.held_gpus(conn)}
@@ -249,60 +144,6 @@ def _create(desk: Desk, spec: LaunchSpec, plan: Plan, gpus: tuple[int, ...]) -> 
             host_config=_host_config(config, spec, plan, gpus))
     except Conflict:
         raise Conflict(f"An experiment named {spec.name!r} already exists.", "Pick another --name.") from None
-
-
-@contextlib.contextmanager
-def machine_gpu_lock() -> Iterator[None]:
-    """The machine-wide GPU allocation lock (flock), shared by every user's ptdesk and store.
-
-    A launch holds it from reading the GPU holds until its container exists with its ptdesk.gpus
-    label; that label is how other users' ledgers see the reservation.
-    """
-    fd = _open_lock_file(_lock_dir() / GPU_LOCK_NAME)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # closing releases the lock
-
-
-def _lock_dir() -> Path:
-    run_lock = Path("/run/lock")
-    return run_lock if run_lock.is_dir() and os.access(run_lock, os.W_OK) else Path(tempfile.gettempdir())
-
-
-def _open_lock_file(path: Path) -> int:
-    """Open (making it if needed) the shared lock file, safely in a world-writable folder.
-
-    Read-only is enough to flock, so the file is 0644 whatever the umask, and every user can open
-    it. O_NOFOLLOW: a planted symlink is refused. An existing file is opened without O_CREAT,
-    which fs.protected_regular would refuse for another user's file in a sticky folder.
-    O_NONBLOCK: a planted FIFO cannot make the open hang (checked to be a regular file after).
-    """
-    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-    hint = f"Ask the machine's administrator to remove {path}; ptdesk makes it again."
-    for _ in range(5):
-        try:
-            try:
-                fd = os.open(path, flags)
-            except FileNotFoundError:
-                fd = os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o644)
-                os.fchmod(fd, 0o644)
-        except FileExistsError:
-            continue  # another launch made it just now: open theirs
-        except OSError as exc:
-            raise PtdeskError(f"The GPU lock {path} cannot be opened ({exc.strerror}).", hint) from None
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            os.close(fd)
-            raise PtdeskError(f"The GPU lock {path} is not a regular file.", hint)
-        return fd
-    raise PtdeskError(f"The GPU lock {path} keeps appearing and disappearing.", hint)
-
-
-def _renamed(config: Config, spec: LaunchSpec, name: str) -> LaunchSpec:
-    """The spec under another name; a default workspace follows the name."""
-    default = spec.workspace == config.workspaces / spec.name
-    return replace(spec, name=name, workspace=config.workspaces / name if default else spec.workspace)
 
 
 def rollback(desk: Desk, record: ExperimentRecord, container_id: str | None) -> bool:

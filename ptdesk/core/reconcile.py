@@ -20,9 +20,10 @@ from dataclasses import dataclass
 
 from ptdesk.core import experiments, keys, material
 from ptdesk.core.desk import Desk
-from ptdesk.core.launch import NAME_RE, OWNER_RE, instance_containers, rollback, write_access_files
+from ptdesk.core.launch import rollback, write_access_files
 from ptdesk.core.ledger import gpus_from_label
 from ptdesk.core.models import KINDS, LABEL_GPUS, LABEL_KIND, LABEL_NAME, LABEL_OWNER, LABEL_WORKSPACE
+from ptdesk.core.spec import NAME_RE, OWNER_RE, instance_containers
 from ptdesk.core.state import ExperimentRecord
 from ptdesk.errors import EngineUnavailable, PtdeskError
 

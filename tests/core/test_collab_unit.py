@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ptdesk.core import collab, keys, sshd
+from ptdesk.core import collab, collab_export, keys, sshd
 from ptdesk.core.desk import Desk
 from ptdesk.core.models import ContainerRotation, LaunchSpec, Limits, RotationResult
 from ptdesk.core.state import CollaboratorRecord, ExperimentRecord
@@ -121,12 +121,12 @@ def test_rotation_result_names_what_is_unfinished() -> None:
 
 
 def test_an_export_names_its_files_where_the_person_keeps_them() -> None:
-    assert collab.destination("bob") == "~/.ssh/ptdesk-bob"
-    assert collab.destination("bob", "/home/bob/keys/") == "/home/bob/keys"
-    assert collab.destination("bob", "~bob/my keys") == "~bob/my keys"
+    assert collab_export.destination("bob") == "~/.ssh/ptdesk-bob"
+    assert collab_export.destination("bob", "/home/bob/keys/") == "/home/bob/keys"
+    assert collab_export.destination("bob", "~bob/my keys") == "~bob/my keys"
 
 
 @pytest.mark.parametrize("dest", ["for-bob", "./for-bob", '/tmp/a"b', "~/50%", "~/a\nb"])
 def test_an_export_destination_ssh_could_not_find_is_refused(dest: str) -> None:
     with pytest.raises(InvalidInput):
-        collab.destination("bob", dest)
+        collab_export.destination("bob", dest)

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from ptdesk.core import launch
+from ptdesk.core import gpulock
 from ptdesk.core.ledger import GpuRequest, allocate, gpus_from_label, held_by_labels, parse_request
 from ptdesk.core.models import GpuInventory, GpuLoad
 from ptdesk.core.state import ExperimentRecord, Store
@@ -234,20 +234,20 @@ def test_held_by_labels_names_the_container_and_ignores_malformed_labels() -> No
 def lock_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     folder = tmp_path / "lock"
     folder.mkdir(mode=0o1777)
-    monkeypatch.setattr(launch, "_lock_dir", lambda: folder)
+    monkeypatch.setattr(gpulock, "_lock_dir", lambda: folder)
     return folder
 
 
 def test_gpu_lock_file_is_readable_by_every_user_whatever_the_umask(lock_dir: Path) -> None:
     old = os.umask(0o077)
     try:
-        with launch.machine_gpu_lock():
+        with gpulock.machine_gpu_lock():
             pass
     finally:
         os.umask(old)
-    path = lock_dir / launch.GPU_LOCK_NAME
+    path = lock_dir / gpulock.GPU_LOCK_NAME
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
-    with launch.machine_gpu_lock():  # an existing file is opened, not re-made
+    with gpulock.machine_gpu_lock():  # an existing file is opened, not re-made
         pass
 
 
@@ -256,7 +256,7 @@ def test_gpu_lock_excludes_other_processes(lock_dir: Path) -> None:
     holding, release = ctx.Event(), ctx.Event()
 
     def hold() -> None:
-        with launch.machine_gpu_lock():
+        with gpulock.machine_gpu_lock():
             holding.set()
             release.wait(30)
 
@@ -264,27 +264,27 @@ def test_gpu_lock_excludes_other_processes(lock_dir: Path) -> None:
     proc.start()
     try:
         assert holding.wait(30)
-        fd = os.open(lock_dir / launch.GPU_LOCK_NAME, os.O_RDONLY)
+        fd = os.open(lock_dir / gpulock.GPU_LOCK_NAME, os.O_RDONLY)
         with pytest.raises(BlockingIOError):  # taken by the other process
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         os.close(fd)
     finally:
         release.set()
         proc.join(30)
-    with launch.machine_gpu_lock():
+    with gpulock.machine_gpu_lock():
         pass
 
 
 @pytest.mark.parametrize("planted", ["symlink", "fifo"])
 def test_gpu_lock_refuses_what_someone_planted(lock_dir: Path, tmp_path: Path, planted: str) -> None:
-    path = lock_dir / launch.GPU_LOCK_NAME
+    path = lock_dir / gpulock.GPU_LOCK_NAME
     if planted == "symlink":
         target = tmp_path / "victim"
         target.write_text("precious")
         path.symlink_to(target)
     else:
         os.mkfifo(path)
-    with pytest.raises(PtdeskError) as info, launch.machine_gpu_lock():
+    with pytest.raises(PtdeskError) as info, gpulock.machine_gpu_lock():
         pass
     assert str(path) in info.value.message and info.value.hint
     if planted == "symlink":

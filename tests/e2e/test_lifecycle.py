@@ -24,10 +24,10 @@ from ptdesk.core.cull import idle_gpus
 from ptdesk.core.desk import Desk
 from ptdesk.core.durations import parse_duration
 from ptdesk.core.engine import Engine
-from ptdesk.core.launch import _current_user
 from ptdesk.core.lifecycle import ContainerEvent, EventWatcher
 from ptdesk.core.models import GpuProcess, GpuSample, GpuSnapshot
 from ptdesk.core.reconcile import reconcile
+from ptdesk.core.spec import current_user
 from ptdesk.core.sshcheck import try_login
 from ptdesk.core.state import ExperimentRecord
 from ptdesk.errors import InvalidInput, PtdeskError
@@ -253,7 +253,7 @@ def test_a_stale_reconcile_pass_never_rolls_back_a_newer_launch_of_the_same_name
 
 
 def test_a_malformed_gpu_label_is_listed_as_an_orphan_without_gpus(cli: Ptdesk, sleeper) -> None:
-    sleeper("mine-bad", owner=_current_user(), gpus="x")
+    sleeper("mine-bad", owner=current_user(), gpus="x")
     sleeper("theirs-bad", owner="someone-else", gpus="0,x")
     listed = cli.listed()
     assert listed["mine-bad"]["orphan"] is True and listed["mine-bad"]["gpus"] == []
@@ -265,7 +265,7 @@ def test_a_malformed_gpu_label_is_listed_as_an_orphan_without_gpus(cli: Ptdesk, 
 def test_the_event_watcher_survives_a_malformed_label_and_keeps_releasing(
         cli: Ptdesk, desk: Desk, engine: Engine, sleeper) -> None:
     # Adoptable but for its GPU label, with a token to read back: the watcher's first reconcile meets it.
-    garbage = sleeper("garbage", owner=_current_user(), kind="jupyter", gpus="x",
+    garbage = sleeper("garbage", owner=current_user(), kind="jupyter", gpus="x",
                       script="mkdir -p /etc/ptdesk && printf token > /etc/ptdesk/jupyter_token && sleep 3600")
     wait_until(lambda: _readable(engine, garbage, "/etc/ptdesk/jupyter_token"), timeout=15, message="the token")
     events: list[ContainerEvent] = []
@@ -278,7 +278,7 @@ def test_the_event_watcher_survives_a_malformed_label_and_keeps_releasing(
                    message="the watcher to follow events")
         with desk.store.tx() as conn:
             desk.store.insert_experiment(conn, ExperimentRecord(
-                name="kept", kind="ssh", owner=_current_user(), image="i", status="running",
+                name="kept", kind="ssh", owner=current_user(), image="i", status="running",
                 created=time.time(), container_id=kept, gpus=(1,)))
         material.write(desk.config, "kept", "known_hosts", "x\n")
         docker("rm", "-f", kept)

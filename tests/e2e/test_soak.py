@@ -18,8 +18,9 @@ from ptdesk.config import load_config
 from ptdesk.core import experiments
 from ptdesk.core.desk import Desk
 from ptdesk.core.engine import Engine
-from ptdesk.core.launch import launch, make_spec
+from ptdesk.core.launch import launch
 from ptdesk.core.lifecycle import EventWatcher
+from ptdesk.core.spec import make_spec
 
 CYCLES = 100
 WARMUP = 8

@@ -14,7 +14,8 @@ import pytest
 from ptdesk.config import load_config
 from ptdesk.core.desk import Desk
 from ptdesk.core.engine import Engine
-from ptdesk.core.launch import launch, make_spec
+from ptdesk.core.launch import launch
+from ptdesk.core.spec import make_spec
 from ptdesk.errors import PtdeskError
 
 if TYPE_CHECKING:

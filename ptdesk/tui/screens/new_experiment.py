@@ -71,9 +71,9 @@ def default_image(desk: Desk, kind: str) -> str:
 
 
 def current_user() -> str:
-    from ptdesk.core.launch import _current_user
+    from ptdesk.core.spec import current_user
 
-    return _current_user()
+    return current_user()
 
 
 class NewExperiment(ModalScreen[Experiment | None]):
@@ -135,7 +135,7 @@ class NewExperiment(ModalScreen[Experiment | None]):
     # --- defaults ------------------------------------------------------------------------------
     @work(thread=True, exit_on_error=False, group="suggest")
     def _suggest(self, kind: str, owner: str) -> None:
-        from ptdesk.core.launch import suggest_name
+        from ptdesk.core.spec import suggest_name
 
         try:
             name: str | None = suggest_name(self.desk, owner, kind)
@@ -198,7 +198,8 @@ class NewExperiment(ModalScreen[Experiment | None]):
 
     @work(thread=True, exit_on_error=False, group="launch")
     def _launch(self, v: FormValues) -> None:
-        from ptdesk.core.launch import launch, make_spec
+        from ptdesk.core.launch import launch
+        from ptdesk.core.spec import make_spec
 
         try:
             cpus = float(v.cpus) if v.cpus else None
