@@ -27,8 +27,9 @@ def log_text(app: PtdeskApp) -> str:
     return "\n".join(app.query_one(LogPane).query_one(Log).lines)
 
 
-async def test_launch_jupyter_from_the_form_then_remove_it(tui_desk, engine, nvml):
-    """n → Enter launches a real JupyterLab; its row, URL and log appear; d → y removes it all."""
+async def test_launch_jupyter_from_the_form_then_remove_it(tui_desk, engine, nvml, tmp_path):
+    """n → Enter launches a real JupyterLab on the person's project folder; its row, URL and log
+    appear; d → y removes it all and the project folder stays."""
     require_image(engine, JUPYTER_IMAGE)
     nvml(nvml_scenarios.no_driver())
     app = PtdeskApp(tui_desk)
@@ -40,12 +41,17 @@ async def test_launch_jupyter_from_the_form_then_remove_it(tui_desk, engine, nvm
         await settle(pilot, lambda: name_field.value == "alice-jupyter-1", message="a suggested free name")
         assert form.query_one("#owner", Input).value == "alice"
         assert form.query_one("#gpus", Input).value == "auto"
+        project = tmp_path / "project"
+        project.mkdir()
+        (project / "notes.txt").write_text("kept")
+        form.query_one("#workspace", Input).value = str(project)
         await pilot.press("enter")
         await settle(pilot, lambda: form.result is not None or (not form.busy and form._steps), timeout=120,
                      message="the launch to finish")
         assert form.result is not None, str(form.query_one("#steps").render())
         steps = str(form.query_one("#steps").render())
         assert "Waiting until the service lets you in" in steps
+        assert form.result.workspace == str(project)
         url = form.result.jupyter.url
         assert url.startswith("http://127.0.0.1:") and "token=" in url
         parsed = urlparse(url)  # the URL works: its token opens the API
@@ -74,6 +80,7 @@ async def test_launch_jupyter_from_the_form_then_remove_it(tui_desk, engine, nvm
         assert engine.try_inspect(row.id) is None
         assert tui_desk.store.experiment("alice-jupyter-1") is None
         assert not (tui_desk.config.home / "experiments" / "alice-jupyter-1").exists()  # the token file too
+        assert (project / "notes.txt").read_text() == "kept"  # the person's folder is never touched
 
 
 async def test_gpu_panel_shows_who_uses_each_gpu(tui_desk, engine, sleeper, nvml):

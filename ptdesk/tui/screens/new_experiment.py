@@ -20,7 +20,7 @@ from ptdesk.errors import ImageMissing, PtdeskError
 from ptdesk.tui.errors import describe
 
 KIND_OPTIONS = [("Jupyter", "jupyter"), ("SSH", "ssh")]
-FIELDS = ("name", "owner", "gpus", "image", "memory", "cpus")
+FIELDS = ("name", "owner", "gpus", "image", "workspace", "memory", "cpus", "shm_size")
 
 
 @dataclass(frozen=True)
@@ -30,8 +30,10 @@ class FormValues:
     owner: str
     gpus: str
     image: str
+    workspace: str  # empty: a fresh folder per experiment under workspace_root
     memory: str
     cpus: str
+    shm_size: str
 
 
 class Step(Message):
@@ -105,10 +107,14 @@ class NewExperiment(ModalScreen[Experiment | None]):
                 yield Input("auto", placeholder="none, all, auto or 0,2", id="gpus", compact=True)
                 yield Label("Image")
                 yield Input(default_image(self.desk, self.kind), id="image", compact=True)
+                yield Label("Workspace")
+                yield Input(placeholder="empty: a fresh folder for this experiment", id="workspace", compact=True)
                 yield Label("Memory")
                 yield Input(config.limits.memory, id="memory", compact=True)
                 yield Label("CPUs")
                 yield Input(f"{cpus:g}", id="cpus", compact=True)
+                yield Label("Shared mem")
+                yield Input(config.limits.shm_size, id="shm_size", compact=True)
             with Horizontal(classes="buttons"):
                 yield Button("Launch (enter)", variant="primary", id="launch", compact=True)
                 yield Button("Cancel (esc)", id="cancel", compact=True)
@@ -210,7 +216,8 @@ class NewExperiment(ModalScreen[Experiment | None]):
             return
         try:
             spec = make_spec(self.desk, v.kind, name=v.name or None, owner=v.owner or None, image=v.image or None,
-                             gpus=v.gpus or "none", memory=v.memory or None, cpus=cpus)
+                             gpus=v.gpus or "none", workspace=v.workspace or None, memory=v.memory or None,
+                             cpus=cpus, shm_size=v.shm_size or None)
             experiment = launch(self.desk, spec, lambda step: self.post_message(Step(step)))
         except BaseException as exc:  # noqa: BLE001 - shown in the form; launch already rolled back
             self.post_message(Finished(error=exc))
