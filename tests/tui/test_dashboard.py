@@ -241,7 +241,7 @@ async def test_details_help_and_collaborators_screens(tui_desk, sleeper, nvml):
         screen = await settle(pilot, lambda: isinstance(app.screen, Collaborators) and app.screen)
         # The main screen's keys act on the selected experiment; here they must do nothing.
         await pilot.press("d", "s")
-        await pilot.pause(0.2)
+        await pilot.pause()  # let the key presses be handled; nothing may open
         assert app.screen is screen and app.screen_stack[-1] is screen
         await pilot.press("a")
         await settle(pilot, lambda: isinstance(app.screen, Prompt))
