@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
@@ -43,6 +44,8 @@ from ptdesk.errors import Conflict, ImageMissing, LaunchFailed, NotFound, Ptdesk
 
 WORKSPACE_MOUNT = "/workspace"
 Progress = Callable[[str], None]
+# Tries at a free port before giving up (another process may take the one picked before the start).
+PORT_ATTEMPTS = 5
 
 
 def launch(desk: Desk, spec: LaunchSpec, progress: Progress = lambda step: None) -> Experiment:
@@ -70,17 +73,25 @@ def launch(desk: Desk, spec: LaunchSpec, progress: Progress = lambda step: None)
             plan = kind.plan(config, spec)
             if plan.host_public_key:
                 store.update_experiment(spec.name, host_public_key=plan.host_public_key)
-            progress("Creating the container")
-            container_id = _create(desk, spec, plan, gpus)
-            gpu_lock.close()  # its ptdesk.gpus label now holds the GPUs for every user's ledger
-            store.update_experiment(spec.name, container_id=container_id)
-            launching = replace(launching, container_id=container_id)
-            progress("Placing secrets")
-            # One archive for all folders: every put_archive mounts the container's filesystem (~50 ms).
-            engine.put_files(container_id, "/", [replace(f, name=f"{dest.strip('/')}/{f.name}")
-                                                 for dest, files in plan.files for f in files])
-            progress("Starting")
-            engine.start(container_id)
+            for attempt in range(PORT_ATTEMPTS):
+                progress("Creating the container")
+                container_id = _create(desk, spec, plan, gpus, free_port(config.bind_address))
+                gpu_lock.close()  # its ptdesk.gpus label now holds the GPUs for every user's ledger
+                store.update_experiment(spec.name, container_id=container_id)
+                launching = replace(launching, container_id=container_id)
+                progress("Placing secrets")
+                # One archive for all folders: every put_archive mounts the container's filesystem (~50 ms).
+                engine.put_files(container_id, "/", [replace(f, name=f"{dest.strip('/')}/{f.name}")
+                                                     for dest, files in plan.files for f in files])
+                progress("Starting")
+                try:
+                    engine.start(container_id)
+                    break
+                except PtdeskError as exc:
+                    if not _port_taken(exc) or attempt == PORT_ATTEMPTS - 1:
+                        raise
+                    # Someone took the port between our pick and the start: drop this container, pick again.
+                    engine.remove(container_id, force=True)
             bound = engine.published_port(container_id, plan.container_port)
             if bound is None:
                 if not is_running(desk, container_id):  # exited at once: the engine drops its ports
@@ -134,14 +145,32 @@ def _reserve(desk: Desk, spec: LaunchSpec, inventory: GpuInventory | None,
     return spec, record
 
 
-def _create(desk: Desk, spec: LaunchSpec, plan: Plan, gpus: tuple[int, ...]) -> str:
+def free_port(address: str) -> int:
+    """A port free on `address` right now, chosen the way the kernel picks ephemeral ports.
+
+    ptdesk publishes this fixed port instead of letting the engine pick one at each start, so a
+    stopped and started experiment keeps its address: the ssh configs and bookmarks people were
+    given keep working.
+    """
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.bind((address, 0))
+        return probe.getsockname()[1]
+
+
+def _port_taken(exc: PtdeskError) -> bool:
+    text = exc.message
+    return "port is already allocated" in text or "address already in use" in text
+
+
+def _create(desk: Desk, spec: LaunchSpec, plan: Plan, gpus: tuple[int, ...], port: int) -> str:
     """Create the container; a name the engine already has (taken since we listed) is a Conflict."""
     config = desk.config
     try:
         return desk.engine.create(
             name=container_name(config, spec.name), image=spec.image, labels=_labels(config, spec, gpus),
             user=plan.user, environment=plan.environment, exposed=[plan.container_port],
-            host_config=_host_config(config, spec, plan, gpus))
+            host_config=_host_config(config, spec, plan, gpus, port))
     except Conflict:
         raise Conflict(f"An experiment named {spec.name!r} already exists.", "Pick another --name.") from None
 
@@ -236,11 +265,11 @@ def _labels(config: Config, spec: LaunchSpec, gpus: tuple[int, ...]) -> dict[str
     }
 
 
-def _host_config(config: Config, spec: LaunchSpec, plan: Plan, gpus: tuple[int, ...]) -> dict:
+def _host_config(config: Config, spec: LaunchSpec, plan: Plan, gpus: tuple[int, ...], port: int) -> dict:
     """The hardening every container gets (DESIGN.md, security baseline)."""
     limits = spec.limits
     host_config: dict = {
-        "port_bindings": {plan.container_port: (config.bind_address, None)},
+        "port_bindings": {plan.container_port: (config.bind_address, port)},
         "binds": {str(spec.workspace): {"bind": WORKSPACE_MOUNT, "mode": "rw"}},
         "cap_drop": ["ALL"],
         "cap_add": list(plan.cap_add),

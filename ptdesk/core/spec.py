@@ -105,6 +105,7 @@ def make_spec(desk: Desk, kind: str, *, name: str | None = None, owner: str | No
         if not path.is_dir():
             raise NotFound(f"The workspace folder {path} does not exist.",
                            "Create it first, or leave out --workspace to get a fresh one.")
+        check_workspace(config, path)
     else:
         path = config.workspaces / name
     extra_keys: tuple[str, ...] = ()
@@ -114,6 +115,29 @@ def make_spec(desk: Desk, kind: str, *, name: str | None = None, owner: str | No
         extra_keys = (read_public_key_file(pubkey),)
     return LaunchSpec(kind=kind, name=name, owner=owner, image=image or get_kind(kind).image(config),
                       gpus=gpus, workspace=path, limits=limits, extra_keys=extra_keys, auto_name=typed is None)
+
+
+# Folders holding the engine's socket: mounting one hands the container the whole machine.
+DOCKER_SOCKET_DIRS = (Path("/run"), Path("/var/run"))
+
+
+def check_workspace(config: Config, path: Path) -> None:
+    """Refuse a workspace that would hand the experiment ptdesk's secrets or the machine.
+
+    Code in the container can read everything under /workspace: a folder that holds PTDESK_HOME
+    (your home, say: the default PTDESK_HOME is inside it) would give it every private key and
+    token ptdesk keeps; `/` or a folder with the Docker socket would give it the machine.
+    """
+    real = path.resolve()
+    home = config.home.resolve()
+    workspaces = config.workspaces.resolve()
+    socket_dirs = {d.resolve() for d in DOCKER_SOCKET_DIRS}
+    if real == Path("/") or any(d == real or d.is_relative_to(real) for d in socket_dirs):
+        raise InvalidInput(f"{path} cannot be a workspace: it would give the experiment the whole machine.",
+                           "Mount a project folder, like ~/projects/NAME.")
+    if home.is_relative_to(real) or (real.is_relative_to(home) and not real.is_relative_to(workspaces)):
+        raise InvalidInput(f"{path} cannot be a workspace: it holds ptdesk's keys and tokens ({home}).",
+                           "Mount a project folder inside it instead, like ~/projects/NAME.")
 
 
 def current_user() -> str:

@@ -37,8 +37,9 @@ def owner_key(config: Config, owner: str) -> tuple[Path, str]:
 
 
 def sshd_expiry(expires: float | None) -> str | None:
-    """sshd's expiry-time form, in UTC (the Z suffix) so the container's time zone cannot shift it."""
-    return None if expires is None else time.strftime("%Y%m%d%H%MZ", time.gmtime(expires))
+    """sshd's expiry-time form, in UTC (the Z suffix) so the container's time zone cannot shift it,
+    to the second (cut to the minute, a 15 s expiry would already be past)."""
+    return None if expires is None else time.strftime("%Y%m%d%H%M%SZ", time.gmtime(expires))
 
 
 def render_authorized_keys(owner_key: str, extra_keys: Iterable[str] = (),

@@ -44,8 +44,8 @@ def test_a_malformed_expiry_names_every_accepted_form() -> None:
 
 
 def test_sshd_expiry_is_utc_with_the_z_suffix() -> None:
-    when = calendar.timegm((2027, 3, 1, 13, 45, 0))
-    assert sshd.sshd_expiry(when) == "202703011345Z"
+    when = calendar.timegm((2027, 3, 1, 13, 45, 30))
+    assert sshd.sshd_expiry(when) == "20270301134530Z"  # to the second: short expiries stay valid
     assert sshd.sshd_expiry(None) is None
 
 
@@ -85,7 +85,7 @@ def test_rendered_file_has_owner_first_and_each_persons_expiry() -> None:
     assert text.endswith("\n") and len(lines) == 4
     assert lines[0] == f"restrict,pty {owner}"
     assert lines[1] == f"restrict,pty {brought}"
-    assert lines[2] == f'restrict,pty,expiry-time="202701020304Z" {ann.public_key}'
+    assert lines[2] == f'restrict,pty,expiry-time="20270102030400Z" {ann.public_key}'
     assert lines[3] == f"restrict,pty {bob.public_key}"
     # Nothing granted, nothing brought: only the owner.
     assert sshd.render_authorized_keys(owner) == f"restrict,pty {owner}\n"

@@ -331,10 +331,16 @@ def test_stop_start_and_remove(cli: Ptdesk, engine: Engine, tmp_path: Path) -> N
     again = restarted["ssh"]
     assert restarted["status"] == "running" and again["host_key_fingerprint"] == access["host_key_fingerprint"]
     published = engine.published_port(exp["id"], "22/tcp")
-    assert published == ("127.0.0.1", again["port"])  # the JSON follows the (possibly new) port
+    # The same address as before: the ssh command, known_hosts line and configs people were given
+    # keep working across a stop and start.
+    assert published == ("127.0.0.1", access["port"]) and again == access
     assert login(again, identity) != "0"
-    result = run_ssh([*ssh_argv(again), "true"])  # the known_hosts file on disk followed too
+    result = run_ssh([*ssh_argv(again), "true"])
     assert result.returncode == 0, result.stderr
+    # A restart behind ptdesk's back (docker restart) keeps it too.
+    engine.stop(exp["id"], timeout=5)
+    engine.start(exp["id"])
+    assert engine.published_port(exp["id"], "22/tcp") == ("127.0.0.1", access["port"])
     assert cli.listed(all=False)["cycle"] == restarted
 
     # Plain rm refuses a running experiment, in one line, and changes nothing.

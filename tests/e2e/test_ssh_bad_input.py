@@ -55,6 +55,28 @@ def test_gpu_that_does_not_exist(cli: Ptdesk, engine: Engine) -> None:
     cli.assert_nothing_left(engine, "gpu0")
 
 
+@pytest.mark.parametrize("which", ["home-parent", "ptdesk-home", "keys", "root", "docker-socket"])
+def test_a_workspace_that_would_hand_over_secrets_or_the_machine_is_refused(
+        cli: Ptdesk, engine: Engine, which: str) -> None:
+    """Code in the container reads all of /workspace: never PTDESK_HOME's keys, `/` or the socket."""
+    folder = {"home-parent": cli.home.parent, "ptdesk-home": cli.home, "keys": cli.home / "keys",
+              "root": Path("/"), "docker-socket": Path("/var/run")}[which]
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = cli.fails("new", "jupyter", "--name", "leak", "--workspace", folder, "--json")
+    assert lines[0].startswith(f"ptdesk: {folder} cannot be a workspace")
+    cli.assert_nothing_left(engine, "leak")
+
+
+def test_a_project_folder_next_to_ptdesk_home_is_fine(cli: Ptdesk, engine: Engine) -> None:
+    from ptdesk.config import load_config
+    from ptdesk.core.spec import check_workspace
+
+    project = cli.home.parent / "project"
+    project.mkdir(exist_ok=True)
+    check_workspace(load_config({"PTDESK_HOME": str(cli.home)}), project)  # does not raise
+    check_workspace(load_config({"PTDESK_HOME": str(cli.home)}), cli.home / "workspaces" / "mine")
+
+
 def test_missing_workspace_folder(cli: Ptdesk, engine: Engine, tmp_path: Path) -> None:
     missing = tmp_path / "no-such-folder"
     lines = cli.fails("new", "ssh", "--name", "nows", "--workspace", missing, "--json")

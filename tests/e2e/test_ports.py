@@ -1,0 +1,43 @@
+"""Published ports: fixed per experiment, and a port taken at the last moment costs only a retry."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+
+import pytest
+
+from ptdesk.config import load_config
+from ptdesk.core import launch as launch_module
+from ptdesk.core.desk import Desk
+from ptdesk.core.engine import Engine
+from ptdesk.core.launch import launch
+from ptdesk.core.spec import make_spec
+
+
+@pytest.fixture
+def desk_env(ptdesk_env: dict[str, str]) -> Iterator[Desk]:
+    desk = Desk(load_config(ptdesk_env))
+    yield desk
+    desk.close()
+
+
+def test_a_port_taken_between_pick_and_start_is_picked_again(
+        desk_env: Desk, engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Someone else binds the picked port before the engine does: ptdesk picks another, and the
+    experiment ends up on a port that works, with nothing left of the first try."""
+    squatter = socket.socket()
+    squatter.bind(("127.0.0.1", 0))
+    squatter.listen()
+    taken = squatter.getsockname()[1]
+    picks = iter([taken])
+    real_pick = launch_module.free_port
+    monkeypatch.setattr(launch_module, "free_port", lambda address: next(picks, None) or real_pick(address))
+    try:
+        experiment = launch(desk_env, make_spec(desk_env, "ssh", name="retry"))
+    finally:
+        squatter.close()
+    assert experiment.ssh is not None and experiment.ssh.port != taken
+    assert engine.published_port(experiment.id, "22/tcp") == ("127.0.0.1", experiment.ssh.port)
+    mine = engine.list_managed(desk_env.config.instance)
+    assert [c["Id"] for c in mine] == [experiment.id]  # the first try's container is gone
