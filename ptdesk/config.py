@@ -206,6 +206,9 @@ def _validate(config: Config, origin: str) -> None:
             f"bind_address {config.bind_address!r} in {origin} is not an IP address.",
             "Use 127.0.0.1 (default) or the one address collaborators reach.",
         ) from None
+    if not math.isfinite(config.ready_timeout) or config.ready_timeout <= 0:
+        raise ConfigError(f"ready_timeout in {origin} must be a positive number of seconds, not "
+                          f"{config.ready_timeout:g}.", "The default is 90.")
     if config.uid < 1 or config.gid < 1:
         raise ConfigError(f"uid/gid in {origin} must be a normal user's ids (1 or more), not "
                           f"{config.uid}/{config.gid}.", "Experiments never run as root; use your own ids.")

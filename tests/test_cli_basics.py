@@ -15,7 +15,7 @@ from ptdesk import __version__
 from ptdesk.core.engine import Engine
 from ptdesk.core.images import LABEL_SOURCE_HASH, CaBundle, build_context
 
-CHECKS = {"config", "engine", "gpu-runtime", "image-ssh", "image-jupyter", "nvml", "state", "keys"}
+CHECKS = {"config", "engine", "gpu-runtime", "image-ssh", "image-jupyter", "nvml", "bind-address", "state", "keys"}
 NO_ENGINE = "unix:///nonexistent.sock"
 
 
@@ -52,6 +52,15 @@ def test_doctor_json_on_a_healthy_engine(engine: Engine, ptdesk_env: dict[str, s
     runtimes = engine.info().get("Runtimes") or {}
     assert checks["gpu-runtime"]["status"] == ("ok" if "nvidia" in runtimes else "warn")
     assert report["ok"] is True and code == 0, err
+
+
+def test_doctor_fails_on_a_bind_address_this_host_does_not_have(engine: Engine, ptdesk_env: dict[str, str]) -> None:
+    """Every launch would fail to publish its port there: doctor must not say ptdesk can launch."""
+    env = {**ptdesk_env, "PTDESK_BIND_ADDRESS": "192.0.2.1"}  # TEST-NET-1: never a local address
+    code, out, _ = run_cli(["doctor", "--json"], env)
+    checks = {c["name"]: c for c in json.loads(out)["checks"]}
+    assert checks["bind-address"]["status"] == "fail" and "192.0.2.1" in checks["bind-address"]["detail"]
+    assert code != 0
 
 
 @pytest.mark.engine

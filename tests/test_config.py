@@ -93,6 +93,7 @@ def test_partial_limits_keep_the_other_defaults(tmp_path: Path) -> None:
     ('workspace_root = "experiments"', "workspace_root in"),
     ('workspace_root = ""', "workspace_root in"),
     ("uid = 0", "uid/gid in"),
+    ("ready_timeout = -5", "ready_timeout in"),
 ])
 def test_bad_values_raise_config_error_naming_the_key(tmp_path: Path, toml: str, named: str) -> None:
     with pytest.raises(ConfigError) as info:

@@ -50,6 +50,10 @@ def _launch(desk: Desk, kind: str, as_json: bool, **options: Any) -> None:
         return
     click.echo(f"{experiment.name} is ready ({time.monotonic() - started:.1f} s).")
     _print_access(experiment)
+    if spec.gpus == "auto" and not experiment.gpus:
+        # Never a silent CPU run: say why auto found no GPU to give.
+        reason = desk.gpus.inventory().reason or "every GPU is held by another experiment."
+        click.echo(f"  GPUs:        none ({reason})")
 
 
 def _print_access(experiment: Experiment) -> None:

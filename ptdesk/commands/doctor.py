@@ -176,8 +176,20 @@ def run_checks() -> Report:
             engine.close()
     report.checks.append(check_nvml())
     if config is not None:
-        report.checks += [check_state(config), check_keys(config)]
+        report.checks += [check_bind_address(config), check_state(config), check_keys(config)]
     return report
+
+
+def check_bind_address(config: Config) -> Check:
+    """Ports are published on bind_address: an address this host does not have fails every launch."""
+    from ptdesk.core.launch import free_port
+
+    try:
+        free_port(config.bind_address)
+    except OSError as exc:
+        return Check("bind-address", "fail", f"bind_address {config.bind_address} is not usable here "
+                     f"({exc.strerror})", "Use 127.0.0.1 or an address of this machine (ip -brief address).")
+    return Check("bind-address", "ok", f"ports are published on {config.bind_address}")
 
 
 @click.command("doctor")

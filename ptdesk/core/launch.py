@@ -54,8 +54,11 @@ def launch(desk: Desk, spec: LaunchSpec, progress: Progress = lambda step: None)
     engine = desk.engine
     progress("Checking the image")
     if not engine.image_exists(spec.image):
+        ours = spec.image == kind.image(config)
         raise ImageMissing(f"Image {spec.image} is not on this engine.",
-                           f"Build it with: ptdesk images build {spec.kind}")
+                           f"Build it with: ptdesk images build {spec.kind}" if ours else
+                           "Pull or build it first (docker pull / docker build), or leave out --image "
+                           f"to use ptdesk's own (ptdesk images build {spec.kind}).")
     inventory = desk.gpus.inventory() if spec.gpus != "none" else None
 
     progress("Reserving name and GPUs")

@@ -90,8 +90,9 @@ def make_spec(desk: Desk, kind: str, *, name: str | None = None, owner: str | No
     except Exception as exc:  # ConfigError from check_size reads well as input error too
         raise InvalidInput(str(exc)) from None
     # NaN compares False with everything, so `<= 0` alone would let --cpus nan through.
-    if not math.isfinite(limits.cpus) or limits.cpus <= 0 or limits.pids <= 0:
-        raise InvalidInput(f"CPUs and pids limits must be positive numbers (got cpus {limits.cpus:g}, "
+    # The kernel's CFS quota cannot go below 1 % of a CPU; a smaller share is refused by the engine.
+    if not math.isfinite(limits.cpus) or limits.cpus < 0.01 or limits.pids <= 0:
+        raise InvalidInput(f"CPUs must be at least 0.01 and pids positive (got cpus {limits.cpus:g}, "
                            f"pids {limits.pids}).", "Use e.g. --cpus 4.")
     available = os.cpu_count() or 1
     if limits.cpus > available:

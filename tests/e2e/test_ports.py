@@ -6,6 +6,7 @@ import socket
 from collections.abc import Iterator
 
 import pytest
+from helpers import run_cli
 
 from ptdesk.config import load_config
 from ptdesk.core import launch as launch_module
@@ -41,3 +42,20 @@ def test_a_port_taken_between_pick_and_start_is_picked_again(
     assert engine.published_port(experiment.id, "22/tcp") == ("127.0.0.1", experiment.ssh.port)
     mine = engine.list_managed(desk_env.config.instance)
     assert [c["Id"] for c in mine] == [experiment.id]  # the first try's container is gone
+
+
+def test_auto_gpu_that_finds_none_says_why(ptdesk_env: dict[str, str], engine: Engine) -> None:
+    """`--gpus auto` on a machine NVML cannot read still launches, and says it got no GPU and why
+    (never a silent CPU run)."""
+    import pynvml
+
+    try:
+        pynvml.nvmlInit()
+        pynvml.nvmlShutdown()
+        pytest.skip("this machine has a readable GPU")
+    except pynvml.NVMLError:
+        pass
+    code, out, err = run_cli(["new", "ssh", "--name", "autogpu", "--gpus", "auto"], ptdesk_env)
+    assert code == 0, err
+    line = next(ln for ln in out.splitlines() if ln.strip().startswith("GPUs:"))
+    assert "none (" in line and "NVIDIA" in line

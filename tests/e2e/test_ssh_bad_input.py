@@ -44,7 +44,7 @@ def test_taken_name_leaves_the_existing_experiment_alone(cli: Ptdesk, engine: En
 def test_unknown_image_says_how_to_build_it(cli: Ptdesk, engine: Engine) -> None:
     lines = cli.fails("new", "ssh", "--name", "noimage", "--image", "ptdesk/nope:missing", "--json")
     assert "ptdesk/nope:missing" in lines[0]
-    assert "ptdesk images build" in lines[1]
+    assert "docker pull" in lines[1] and "ptdesk images build ssh" in lines[1]
     cli.assert_nothing_left(engine, "noimage")
 
 
@@ -147,12 +147,13 @@ def test_a_service_that_never_becomes_ready_is_rolled_back(cli: Ptdesk, engine: 
     cli.assert_nothing_left(engine, "wrongimage")
 
 
-@pytest.mark.parametrize("cpus", ["nan", "inf", "-inf"])
-def test_cpus_that_are_not_a_finite_number(cli: Ptdesk, engine: Engine, cpus: str) -> None:
+@pytest.mark.parametrize("cpus", ["nan", "inf", "-inf", "0.001"])
+def test_cpus_that_are_not_a_usable_share(cli: Ptdesk, engine: Engine, cpus: str) -> None:
+    """Not a finite number, or below the 1 % of a CPU the kernel can enforce."""
     rc, _, _ = cli.run("new", "ssh", "--name", "nancpu", "--cpus", cpus, "--json")
     assert rc == 2
     lines = cli.fails("new", "ssh", "--name", "nancpu", "--cpus", cpus, "--json")
-    assert "positive numbers" in lines[0]
+    assert "at least 0.01" in lines[0]
     cli.assert_nothing_left(engine, "nancpu")
 
 
