@@ -156,7 +156,7 @@ class PtdeskApp(ExperimentActions):
         self.table.focus()
 
     def action_back(self) -> None:
-        """Escape: close the filter, the log search, or the maximized log — whichever is open."""
+        """Escape: clear the filter, close the log search, or the maximized log — whichever is open."""
         if self.screen.maximized is not None:
             self.screen.minimize()
             return
@@ -165,5 +165,7 @@ class PtdeskApp(ExperimentActions):
             return
         field = self.query_one("#filter", Input)
         if field.display:
+            # Escape drops the filter too: a hidden filter would silently hide experiments.
+            field.value = ""
             field.display = False
             self.table.focus()

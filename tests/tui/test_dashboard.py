@@ -142,6 +142,8 @@ async def test_logs_follow_the_selection_and_pause_and_filter(tui_desk, sleeper,
         # l: the log full-screen; escape brings the dashboard back.
         await pilot.press("l")
         assert app.screen.maximized is pane
+        await pilot.pause()
+        assert pane.size.height >= SIZE[1] - 4  # the whole screen but the header and footer
         await pilot.press("escape")
         assert app.screen.maximized is None
 
@@ -174,9 +176,9 @@ async def test_filter_stop_start_and_errors_as_notifications(tui_desk, engine, s
         await settle(pilot, lambda: len(names(app)) == 2)
         await pilot.press("slash", *"eve")
         await settle(pilot, lambda: names(app) == ["eve-two"] and app.table.row_count == 1)
-        await pilot.press("escape")
-        app.query_one("#filter", Input).value = ""
+        await pilot.press("escape")  # drops the filter: nothing stays hidden behind a closed box
         await settle(pilot, lambda: app.table.row_count == 2)
+        assert not app.query_one("#filter", Input).display
 
         app.table.move_cursor(row=app.table.get_row_index(cid))
         await pilot.press("s")  # running -> stop
@@ -257,3 +259,27 @@ async def test_details_help_and_collaborators_screens(tui_desk, sleeper, nvml):
         await settle(pilot, lambda: any(n.severity == "error" for n in app._notifications), message="an error")
         assert any("no-such-box" in n.message for n in app._notifications)
         assert app.is_running
+
+
+async def test_collaborators_selection_survives_a_reload(tui_desk, nvml):
+    """After an action the list reloads; the next key must still act on the person chosen."""
+    from textual.widgets import DataTable
+
+    from ptdesk.core import collab
+    from ptdesk.tui.screens.collaborators import Collaborators
+
+    nvml(nvml_scenarios.no_driver())
+    for name in ("ann", "bob", "cy"):
+        collab.add(tui_desk, name)
+    app = PtdeskApp(tui_desk)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("k")
+        screen = await settle(pilot, lambda: isinstance(app.screen, Collaborators) and app.screen)
+        await settle(pilot, lambda: len(screen.items) == 3, message="three collaborators")
+        table = screen.query_one(DataTable)
+        table.move_cursor(row=table.get_row_index("cy"))
+        assert screen.selected.name == "cy"
+        collab.add(tui_desk, "abe")  # a new row: the list is rebuilt under the cursor
+        await pilot.press("R")  # reload, as every action does when it finishes
+        await settle(pilot, lambda: len(screen.items) == 4, message="the reload")
+        assert screen.selected.name == "cy"

@@ -94,6 +94,7 @@ class Collaborators(Screen[None]):
     def _loaded(self, message: Loaded) -> None:
         table = self.query_one(DataTable)
         now = time.time()
+        chosen = self.selected  # the person the next key press acts on stays selected after a reload
         self.items = {c.name: c for c in message.items}
         with self.app.batch_update():
             table.clear()
@@ -101,6 +102,8 @@ class Collaborators(Screen[None]):
                 expires = fmt.duration(c.expires - now) if c.expires else "never"
                 table.add_row(Text(c.name), Text(c.fingerprint), fmt.duration(now - c.created), expires,
                               Text(", ".join(c.grants) or "-"), key=c.name)
+            if chosen is not None and chosen.name in self.items:
+                table.move_cursor(row=table.get_row_index(chosen.name))
         note = self.query_one("#collab-note", Static)
         note.update(Text("No collaborators yet: press a to add one." if not message.items else
                          "a add · g grant · x revoke · r rotate key · escape back", style="dim"))
