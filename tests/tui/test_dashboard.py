@@ -283,3 +283,18 @@ async def test_collaborators_selection_survives_a_reload(tui_desk, nvml):
         await pilot.press("R")  # reload, as every action does when it finishes
         await settle(pilot, lambda: len(screen.items) == 4, message="the reload")
         assert screen.selected.name == "cy"
+
+
+async def test_a_failed_launch_leaves_the_form_ready_to_correct(tui_desk, nvml):
+    """A bad value is reported in the form, nothing is created, and typing goes straight back into it."""
+    nvml(nvml_scenarios.no_driver())
+    app = PtdeskApp(tui_desk)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("n")
+        form = await settle(pilot, lambda: isinstance(app.screen, NewExperiment) and app.screen)
+        form.query_one("#memory", Input).value = "lots"
+        await pilot.press("enter")
+        await settle(pilot, lambda: not form.busy and "lots" in str(form.query_one("#steps").render()),
+                     message="the error in the form")
+        assert app.focused is form.query_one("#name", Input)
+        assert form.result is None and tui_desk.store.experiments() == []

@@ -249,6 +249,8 @@ class NewExperiment(ModalScreen[Experiment | None]):
             self._set_inputs(disabled=False)
             if isinstance(message.error, ImageMissing) and self._buildable():
                 self._offer_build()
+            else:
+                self.query_one("#name", Input).focus()  # correct and press Enter again, no Tab hunting
             return
         experiment = message.experiment
         assert experiment is not None
