@@ -179,7 +179,25 @@ def _adopt(desk: Desk, container: dict) -> bool:
             material.write(desk.config, name, TOKEN_FILE, token, 0o600)
         write_access_files(desk.config, record)
     desk.store.audit("adopted", name, {"container": cid[:12], "kind": kind}, who="ptdesk-reconcile")
+    if kind == "ssh":
+        _authorize_this_owner_key(desk, name)
     return True
+
+
+def _authorize_this_owner_key(desk: Desk, name: str) -> None:
+    """Make the owner's key of *this* PTDESK_HOME open an adopted SSH experiment.
+
+    It may have been launched from another home (`--owner`, or a store that was lost), so the key
+    the printed ssh command names could be missing from it; the keys already there were kept as
+    extra keys, so this only adds access, never removes it.
+    """
+    from ptdesk.core.collab import container_lock, reinstall
+
+    try:
+        with container_lock(desk.config, name):
+            reinstall(desk, name)
+    except PtdeskError as exc:  # adopted all the same; the next grant or start renders it again
+        log.warning("could not install the owner key in adopted %s: %s", name, exc.message)
 
 
 def _extra_keys(desk: Desk, container_id: str, owner: str) -> tuple[str, ...]:
