@@ -24,7 +24,7 @@ def launch_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--gpus", default="none", show_default=True,
                      help="none, all, auto (least-loaded free GPU) or indices like 0,2."),
         click.option("--workspace", type=click.Path(file_okay=False, path_type=str),
-                     help="Host folder mounted at /workspace (default: a fresh one per experiment)."),
+                     help="Host folder mounted at /workspace (default: WORKSPACE_ROOT/NAME, kept after rm)."),
         click.option("--memory", help="Memory limit, e.g. 16g."),
         click.option("--cpus", type=float, help="CPU limit, e.g. 4."),
         click.option("--shm-size", help="Shared memory size, e.g. 8g."),

@@ -82,11 +82,12 @@ def foreign_owner(container: dict | None) -> str | None:
     return owner if OWNER_RE.match(owner) and owner != current_user() else None
 
 
-def _refuse_foreign(name: str, record: ExperimentRecord | None, container: dict | None) -> None:
+def _refuse_foreign(name: str, record: ExperimentRecord | None, container: dict | None,
+                    hint: str | None = None) -> None:
     """Another user's container is theirs to change: their store holds its keys, token and grants."""
     owner = foreign_owner(container) if record is None else None
     if owner is not None:
-        raise Conflict(f"{name!r} belongs to {owner}'s ptdesk.", f"Ask {owner}, or use docker directly.")
+        raise Conflict(f"{name!r} belongs to {owner}'s ptdesk.", hint or f"Ask {owner}, or use docker directly.")
 
 
 def refuse_if_foreign(desk: Desk, name: str) -> None:
@@ -152,7 +153,8 @@ def remove(desk: Desk, name: str, force: bool = False) -> None:
         # Nothing under that name; a container with the computed name but other labels is not ours.
         raise NotFound(f"No experiment named {name!r}.", "List them with: ptdesk ls --all")
     if not force:
-        _refuse_foreign(name, record, container)
+        _refuse_foreign(name, record, container,
+                        hint=f"Ask its owner; to clean it up anyway: ptdesk rm --force {name}")
     if container is not None:
         if container.get("State") == "running" and not force:
             raise Conflict(f"{name!r} is running.", f"Stop it first (ptdesk stop {name}) or use --force.")

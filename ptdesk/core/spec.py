@@ -105,7 +105,7 @@ def make_spec(desk: Desk, kind: str, *, name: str | None = None, owner: str | No
         path = Path(workspace).expanduser().absolute()
         if not path.is_dir():
             raise NotFound(f"The workspace folder {path} does not exist.",
-                           "Create it first, or leave out --workspace to get a fresh one.")
+                           "Create it first, or leave the workspace empty to get one named after the experiment.")
         check_workspace(config, path)
     else:
         path = config.workspaces / name

@@ -64,6 +64,7 @@ def test_another_users_container_is_listed_read_only_and_never_taken_over(
     refused(alice, "stop", "bob-box")
     refused(alice, "start", "bob-box")
     refused(alice, "rm", "bob-box")
+    assert "ptdesk rm --force bob-box" in alice.fails("rm", "bob-box")[-1]  # the way out, for a team lead
     alice.ok("collab", "add", "carol")
     assert "bob-box" in alice.fails("grant", "carol", "bob-box")[0]
     assert alice.json("cull", "--idle", "1s")["experiments"] == []

@@ -30,7 +30,7 @@ class FormValues:
     owner: str
     gpus: str
     image: str
-    workspace: str  # empty: a fresh folder per experiment under workspace_root
+    workspace: str  # empty: workspace_root/NAME
     memory: str
     cpus: str
     shm_size: str
@@ -108,7 +108,7 @@ class NewExperiment(ModalScreen[Experiment | None]):
                 yield Label("Image")
                 yield Input(default_image(self.desk, self.kind), id="image", compact=True)
                 yield Label("Workspace")
-                yield Input(placeholder="empty: a fresh folder for this experiment", id="workspace", compact=True)
+                yield Input(placeholder="empty: a folder named after the experiment", id="workspace", compact=True)
                 yield Label("Memory")
                 yield Input(config.limits.memory, id="memory", compact=True)
                 yield Label("CPUs")
