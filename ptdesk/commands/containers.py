@@ -13,7 +13,7 @@ from ptdesk.core import experiments
 from ptdesk.core.desk import Desk
 from ptdesk.core.launch import launch
 from ptdesk.core.models import Experiment
-from ptdesk.core.spec import make_spec
+from ptdesk.core.spec import make_spec, writable_by
 
 
 def launch_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -50,6 +50,9 @@ def _launch(desk: Desk, kind: str, as_json: bool, **options: Any) -> None:
         return
     click.echo(f"{experiment.name} is ready ({time.monotonic() - started:.1f} s).")
     _print_access(experiment)
+    if not writable_by(spec.workspace, desk.config.uid, desk.config.gid):
+        click.echo(f"  warning:     {spec.workspace} is not writable by uid {desk.config.uid} (the container "
+                   f"user): nothing can be saved there. Fix: chown {desk.config.uid} {spec.workspace}", err=True)
     if spec.gpus == "auto" and not experiment.gpus:
         # Never a silent CPU run: say why auto found no GPU to give.
         reason = desk.gpus.inventory().reason or "every GPU is held by another experiment."

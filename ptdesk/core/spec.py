@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import stat
 from collections.abc import Collection
 from dataclasses import replace
 from pathlib import Path
@@ -139,6 +140,20 @@ def check_workspace(config: Config, path: Path) -> None:
     if home.is_relative_to(real) or (real.is_relative_to(home) and not real.is_relative_to(workspaces)):
         raise InvalidInput(f"{path} cannot be a workspace: it holds ptdesk's keys and tokens ({home}).",
                            "Mount a project folder inside it instead, like ~/projects/NAME.")
+
+
+def writable_by(path: Path, uid: int, gid: int) -> bool:
+    """Can the container user (uid:gid) create files in `path`? Checked by mode bits, as the kernel
+    would for that user inside the container (no capabilities there to override them)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return False
+    if st.st_uid == uid:
+        return bool(st.st_mode & stat.S_IWUSR)
+    if st.st_gid == gid:
+        return bool(st.st_mode & stat.S_IWGRP)
+    return bool(st.st_mode & stat.S_IWOTH)
 
 
 def current_user() -> str:

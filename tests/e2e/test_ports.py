@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from helpers import run_cli
@@ -59,3 +61,24 @@ def test_auto_gpu_that_finds_none_says_why(ptdesk_env: dict[str, str], engine: E
     assert code == 0, err
     line = next(ln for ln in out.splitlines() if ln.strip().startswith("GPUs:"))
     assert "none (" in line and "NVIDIA" in line
+
+
+def test_a_workspace_the_container_user_cannot_write_is_named_at_launch(
+        ptdesk_env: dict[str, str], engine: Engine, tmp_path: Path) -> None:
+    """The experiment starts (reading may be all that is wanted) but the person is told at once,
+    not by a "Permission denied" from inside a notebook later."""
+    if os.getuid() != 0:
+        pytest.skip("needs root to make a folder another user owns")
+    readonly = tmp_path / "readonly-data"
+    readonly.mkdir(mode=0o755)
+    os.chown(readonly, 0, 0)  # root's, and the container user is not root
+    code, _, err = run_cli(["new", "ssh", "--name", "ro", "--workspace", str(readonly)], ptdesk_env)
+    assert code == 0, err
+    warning = next(line for line in err.splitlines() if "warning:" in line)
+    assert str(readonly) in warning and "not writable by uid" in warning
+
+    writable = tmp_path / "project"
+    writable.mkdir()
+    os.chown(writable, int(load_config(ptdesk_env).uid), -1)
+    code, _, err = run_cli(["new", "ssh", "--name", "rw", "--workspace", str(writable)], ptdesk_env)
+    assert code == 0 and "warning:" not in err

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from rich.text import Text
 from textual import on, work
@@ -264,6 +265,12 @@ class NewExperiment(ModalScreen[Experiment | None]):
             lines.append(f"\nHost key: {experiment.ssh.host_key_fingerprint}")
         if experiment.gpus:
             lines.append(f"\nGPUs: {', '.join(map(str, experiment.gpus))}")
+        from ptdesk.core.spec import writable_by
+
+        config = self.desk.config
+        if experiment.workspace and not writable_by(Path(experiment.workspace), config.uid, config.gid):
+            lines.append(f"\nWarning: {experiment.workspace} is not writable by uid {config.uid} (the container "
+                         "user): nothing can be saved there.", style="bold yellow")
         self.query_one("#result-text", Static).update(lines)
         self.query_one("#result").display = True
         self.query_one("#copy", Button).focus()
