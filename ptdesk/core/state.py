@@ -216,10 +216,6 @@ class Store:
             conn.execute(f"UPDATE experiments SET {', '.join(f'{k} = ?' for k in changes)} WHERE name = ?",
                          [*values, name])
 
-    def delete_experiment(self, name: str) -> None:
-        with self.tx() as conn:
-            conn.execute("DELETE FROM experiments WHERE name = ?", (name,))
-
     def held_gpus(self, conn: sqlite3.Connection | None = None) -> dict[int, str]:
         """GPU index -> experiment holding it (launching, running, or stopped but not removed)."""
         rows = (conn or self.conn).execute("SELECT name, gpus FROM experiments").fetchall()

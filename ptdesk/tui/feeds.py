@@ -41,13 +41,6 @@ class GpuView:
     idle: dict[str, float] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class Refresh:
-    experiments: tuple[Experiment, ...]
-    stats: dict[str, ContainerStats]
-    gpus: GpuView
-
-
 def engine_info(desk: Desk) -> EngineInfo:
     version = desk.engine.version()
     return EngineInfo(host=socket.gethostname(), version=str(version.get("Version", "?")))
@@ -131,12 +124,6 @@ def _owners_store(desk: Desk, snapshot: GpuSnapshot) -> Store | None:
         return desk.store
     except (PtdeskError, OSError):
         return None
-
-
-def full_refresh(desk: Desk, stats: StatsSampler, engine_up: bool = True) -> Refresh:
-    """Everything one dashboard tick shows: the list, per-container CPU/memory, a GPU sample."""
-    items = list_experiments(desk)
-    return Refresh(items, container_stats(stats, items), sample_gpus(desk, engine_up))
 
 
 # --- the engine's event stream ------------------------------------------------------------------

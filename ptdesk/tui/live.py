@@ -75,7 +75,6 @@ class LiveFeeds(App[None]):
         self.watch_events = watch_events
         self.engine_up: bool | None = None  # None: not known yet
         self.engine_info: feeds.EngineInfo | None = None
-        self.engine_reason: str | None = None
         self.gpu_count: int | None = None
         self.experiments: tuple[Experiment, ...] = ()
         self.listed = False  # the first list arrived (tests and the empty-state line use it)
@@ -169,7 +168,7 @@ class LiveFeeds(App[None]):
     @while_running
     def _engine_changed(self, message: EngineChanged) -> None:
         was = self.engine_up
-        self.engine_up, self.engine_reason = message.up, message.reason
+        self.engine_up = message.up
         if message.info:
             self.engine_info = message.info
         if message.up:

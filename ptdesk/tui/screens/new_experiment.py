@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 from rich.text import Text
 from textual import on, work
@@ -44,9 +43,10 @@ class Step(Message):
 
 
 class Finished(Message):
-    def __init__(self, experiment: Experiment | None = None, error: BaseException | None = None) -> None:
+    def __init__(self, experiment: Experiment | None = None, error: BaseException | None = None,
+                 workspace_writable: bool = True) -> None:
         super().__init__()
-        self.experiment, self.error = experiment, error
+        self.experiment, self.error, self.workspace_writable = experiment, error, workspace_writable
 
 
 class Suggested(Message):
@@ -206,7 +206,7 @@ class NewExperiment(ModalScreen[Experiment | None]):
     @work(thread=True, exit_on_error=False, group="launch")
     def _launch(self, v: FormValues) -> None:
         from ptdesk.core.launch import launch
-        from ptdesk.core.spec import make_spec
+        from ptdesk.core.spec import make_spec, writable_by
 
         try:
             cpus = float(v.cpus) if v.cpus else None
@@ -223,7 +223,9 @@ class NewExperiment(ModalScreen[Experiment | None]):
         except BaseException as exc:  # noqa: BLE001 - shown in the form; launch already rolled back
             self.post_message(Finished(error=exc))
             return
-        self.post_message(Finished(experiment=experiment))
+        config = self.desk.config  # the file-system check stays here, off the UI thread
+        self.post_message(Finished(experiment=experiment,
+                                   workspace_writable=writable_by(spec.workspace, config.uid, config.gid)))
 
     @on(Step)
     def _step(self, message: Step) -> None:
@@ -265,12 +267,9 @@ class NewExperiment(ModalScreen[Experiment | None]):
             lines.append(f"\nHost key: {experiment.ssh.host_key_fingerprint}")
         if experiment.gpus:
             lines.append(f"\nGPUs: {', '.join(map(str, experiment.gpus))}")
-        from ptdesk.core.spec import writable_by
-
-        config = self.desk.config
-        if experiment.workspace and not writable_by(Path(experiment.workspace), config.uid, config.gid):
-            lines.append(f"\nWarning: {experiment.workspace} is not writable by uid {config.uid} (the container "
-                         "user): nothing can be saved there.", style="bold yellow")
+        if not message.workspace_writable:
+            lines.append(f"\nWarning: {experiment.workspace} is not writable by uid {self.desk.config.uid} (the "
+                         "container user): nothing can be saved there.", style="bold yellow")
         self.query_one("#result-text", Static).update(lines)
         self.query_one("#result").display = True
         self.query_one("#copy", Button).focus()
