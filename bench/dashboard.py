@@ -41,10 +41,10 @@ sys.path.insert(0, str(ROOT / "tests" / "core"))
 import nvml_scenarios  # noqa: E402
 
 from ptdesk.config import load_config  # noqa: E402
-from ptdesk.core.desk import Desk  # noqa: E402
 from ptdesk.core.engine import Engine  # noqa: E402
 from ptdesk.core.models import LABEL_INSTANCE, LABEL_KIND, LABEL_MANAGED, LABEL_NAME, LABEL_OWNER  # noqa: E402
 from ptdesk.core.stats import StatsSampler  # noqa: E402
+from ptdesk.core.workstation import Workstation  # noqa: E402
 from ptdesk.tui import feeds  # noqa: E402
 
 BASE = "ptdesk-test/debian-base:bookworm"
@@ -78,13 +78,13 @@ def docker_stats(ids: list[str]) -> float:
     return time.perf_counter() - start
 
 
-def refresh_costs(desk: Desk, ids: list[str], runs: int) -> tuple[float, float]:
+def refresh_costs(ws: Workstation, ids: list[str], runs: int) -> tuple[float, float]:
     stats = StatsSampler()
     def full_refresh() -> None:
         """One dashboard tick, with the functions its workers call: list, cgroup stats, GPU sample."""
-        items = feeds.list_experiments(desk)
+        items = feeds.list_experiments(ws)
         feeds.container_stats(stats, items)
-        feeds.sample_gpus(desk, True)
+        feeds.sample_gpus(ws, True)
 
     ours = median_time(full_refresh, runs)
     baseline = statistics.median(docker_stats(ids) for _ in range(3))
@@ -137,14 +137,14 @@ def rss_mib() -> float:
     return 0.0
 
 
-async def key_delay(desk: Desk, follow: str, seconds: float) -> tuple[list[float], float, float, int]:
+async def key_delay(ws: Workstation, follow: str, seconds: float) -> tuple[list[float], float, float, int]:
     from textual import events
 
     from ptdesk.tui.app import PtdeskApp
     from ptdesk.tui.screens.help import Help
     from ptdesk.tui.widgets.log_pane import LogPane
 
-    app = PtdeskApp(desk)
+    app = PtdeskApp(ws)
     delays: list[float] = []
     async with app.run_test(size=(160, 48)) as pilot:
         deadline = time.monotonic() + 30
@@ -195,15 +195,15 @@ def main() -> int:
     instance = f"bench-{uuid.uuid4().hex[:8]}"
     home = Path(tempfile.mkdtemp(prefix="ptdesk-bench-"))
     env = {**os.environ, "PTDESK_HOME": str(home), "PTDESK_INSTANCE": instance}
-    desk = Desk(load_config(env))
+    ws = Workstation(load_config(env))
     scenario = nvml_scenarios.healthy(pids=(os.getpid(),), gpus=2)
-    real_nvml = desk.gpus.sample().available
+    real_nvml = ws.gpus.sample().available
     ids: list[str] = []
     try:
         with nvml_scenarios.installed(scenario) if not real_nvml else contextlib.nullcontext():
             if not real_nvml:
-                desk.gpus.close()
-                desk.__dict__.pop("gpus", None)
+                ws.gpus.close()
+                ws.__dict__.pop("gpus", None)
             print(f"machine: {os.cpu_count()} cores; GPU sample: "
                   f"{'real NVML' if real_nvml else 'NVML scenario fixtures (no GPU here)'}")
             print("\n1. one full refresh (list + cgroup CPU/memory + GPU sample) vs docker stats --no-stream")
@@ -211,7 +211,7 @@ def main() -> int:
             for count in (10, 50):
                 while len(ids) < count:
                     ids.append(start_container(engine, instance, f"bench-{len(ids):02d}"))
-                ours, baseline = refresh_costs(desk, ids, args.runs)
+                ours, baseline = refresh_costs(ws, ids, args.runs)
                 results[count] = ours
                 print(f"   {count:>2} containers: refresh {ours * 1000:7.1f} ms   "
                       f"docker stats {baseline * 1000:7.0f} ms   ratio {baseline / ours:6.1f}x faster")
@@ -230,9 +230,9 @@ def main() -> int:
                 print("   skipped: tmux is not installed")
 
             print(f"\n3. key-press delay while one container writes ~20 000 lines/s ({args.flood_seconds:.0f} s)")
-            quiet, _, _, _ = asyncio.run(key_delay(desk, "bench-00", args.flood_seconds))
+            quiet, _, _, _ = asyncio.run(key_delay(ws, "bench-00", args.flood_seconds))
             ids.append(start_container(engine, instance, "flood", FLOOD))
-            delays, before, after, skipped = asyncio.run(key_delay(desk, "flood", args.flood_seconds))
+            delays, before, after, skipped = asyncio.run(key_delay(ws, "flood", args.flood_seconds))
             for label, values in (("quiet log (baseline)", quiet), ("flooded log", delays)):
                 values.sort()
                 print(f"   {label:<21} {len(values)} presses: median {statistics.median(values) * 1000:6.1f} ms, "
@@ -244,7 +244,7 @@ def main() -> int:
     finally:
         for cid in ids:
             engine.remove(cid, force=True)
-        desk.close()
+        ws.close()
         shutil.rmtree(home, ignore_errors=True)
     return 0
 

@@ -33,13 +33,13 @@ from pathlib import Path
 
 from ptdesk.config import Config, load_config
 from ptdesk.core import experiments, keys
-from ptdesk.core.desk import Desk
 from ptdesk.core.jupyter import api_status
 from ptdesk.core.launch import launch
 from ptdesk.core.spec import make_spec
 from ptdesk.core.sshcheck import try_login
 from ptdesk.core.sshd import SSHD_CAPS
 from ptdesk.core.sshd import owner_key as ssh_owner_key
+from ptdesk.core.workstation import Workstation
 
 PTDESK = str(Path(sys.executable).parent / "ptdesk")
 POLL = 0.05  # the baseline polls tightly: the best a hand-written script would do
@@ -69,7 +69,7 @@ class Bench:
         for key in ("PTDESK_BIND_ADDRESS", "PTDESK_SSH_IMAGE", "PTDESK_JUPYTER_IMAGE"):
             self.env.pop(key, None)
         self.config: Config = load_config(self.env)
-        self.desk = Desk(self.config)
+        self.ws = Workstation(self.config)
         self.label = f"ptdesk-bench={self.instance}"  # on the raw containers
 
     # --- (a) ptdesk ------------------------------------------------------------------------
@@ -89,9 +89,9 @@ class Bench:
     def core_round(self, kind: str, n: int) -> float:
         name = f"{kind}-core-{n}"
         started = time.perf_counter()
-        launch(self.desk, make_spec(self.desk, kind, name=name))
+        launch(self.ws, make_spec(self.ws, kind, name=name))
         elapsed = time.perf_counter() - started
-        experiments.remove(self.desk, name, force=True)
+        experiments.remove(self.ws, name, force=True)
         return elapsed
 
     # --- (b) raw docker run ----------------------------------------------------------------
@@ -192,7 +192,7 @@ def main() -> int:
                       f"core/raw {median['core'] / median['raw']:.2f}x)")
         finally:
             bench.cleanup()
-            bench.desk.close()
+            bench.ws.close()
         floor = statistics.median(bench.cli_start() for _ in range(5))
     print(f"CLI start alone (ptdesk new ssh --help, median of 5): {floor:.2f} s of every (a) time")
     print(f"worst ratio {worst:.2f}x (target <= 1.20x)")

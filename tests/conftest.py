@@ -4,7 +4,7 @@
 - ptdesk_env: the environment for one test: a fresh PTDESK_HOME (under tmp_path) and a unique
   PTDESK_INSTANCE, so parallel runs on one engine never see each other's containers. On teardown
   every container labelled ptdesk.instance=<that instance> is force-removed.
-- desk: ptdesk.core.desk.Desk(load_config(ptdesk_env)), closed afterwards.
+- ws: ptdesk.core.workstation.Workstation(load_config(ptdesk_env)), closed afterwards.
 - sleeper: starts tiny `sleep` containers labelled as managed experiments of the test's instance.
 Helpers (run_cli, wait_until, image names) live in tests/helpers.py.
 """
@@ -21,9 +21,9 @@ import pytest
 from helpers import BASE_IMAGE, REPO, remove_instance_containers, require_image
 
 from ptdesk.config import load_config
-from ptdesk.core.desk import Desk
 from ptdesk.core.engine import Engine
 from ptdesk.core.models import LABEL_GPUS, LABEL_INSTANCE, LABEL_KIND, LABEL_MANAGED, LABEL_NAME, LABEL_OWNER
+from ptdesk.core.workstation import Workstation
 from ptdesk.errors import EngineUnavailable
 
 
@@ -71,8 +71,8 @@ def _remove_containers_of(instance: str) -> None:
 
 
 @pytest.fixture
-def desk(ptdesk_env: dict[str, str]) -> Iterator[Desk]:
-    d = Desk(load_config(ptdesk_env))
+def ws(ptdesk_env: dict[str, str]) -> Iterator[Workstation]:
+    d = Workstation(load_config(ptdesk_env))
     yield d
     d.close()
 

@@ -7,8 +7,8 @@ import time
 
 import click
 
-from ptdesk.commands.common import emit_json, json_option, pass_desk, table
-from ptdesk.core.desk import Desk
+from ptdesk.commands.common import emit_json, json_option, pass_workstation, table
+from ptdesk.core.workstation import Workstation
 
 
 def _iso(timestamp: float) -> str:
@@ -19,10 +19,10 @@ def _iso(timestamp: float) -> str:
 @click.option("--limit", type=click.IntRange(min=1), default=None,
               help="Only the last N entries (default: all with --json, the last 50 otherwise).")
 @json_option
-@pass_desk
-def audit(desk: Desk, limit: int | None, as_json: bool) -> None:
+@pass_workstation
+def audit(ws: Workstation, limit: int | None, as_json: bool) -> None:
     """Show the audit log, oldest first."""
-    entries = desk.store.audit_log(limit if limit or as_json else 50)
+    entries = ws.store.audit_log(limit if limit or as_json else 50)
     if as_json:
         emit_json([{"time": _iso(e.time), "actor": e.actor, "action": e.action, "target": e.target,
                     "detail": e.detail} for e in entries])

@@ -9,9 +9,9 @@ import time
 
 import click
 
-from ptdesk.commands.common import emit_json, json_option, pass_desk, table
+from ptdesk.commands.common import emit_json, json_option, pass_workstation, table
 from ptdesk.core import collab, collab_export, keys, rotation
-from ptdesk.core.desk import Desk
+from ptdesk.core.workstation import Workstation
 from ptdesk.errors import PtdeskError
 
 
@@ -38,10 +38,10 @@ def collab_group() -> None:
               help="Their own public key (.pub); without it ptdesk makes a key pair for them.")
 @click.option("--expires", help="When their key stops working: 30d, 1.5h, 2w or YYYY-MM-DD.")
 @json_option
-@pass_desk
-def add(desk: Desk, name: str, pubkey: str | None, expires: str | None, as_json: bool) -> None:
+@pass_workstation
+def add(ws: Workstation, name: str, pubkey: str | None, expires: str | None, as_json: bool) -> None:
     """Add a collaborator (then give access with: ptdesk grant NAME EXPERIMENT)."""
-    person = collab.add(desk, name, keys.read_public_key_file(pubkey) if pubkey else None, expires)
+    person = collab.add(ws, name, keys.read_public_key_file(pubkey) if pubkey else None, expires)
     if as_json:
         emit_json({"name": person.name, "fingerprint": person.fingerprint, "public_key": person.public_key,
                    "identity_file": person.identity_file})
@@ -54,11 +54,11 @@ def add(desk: Desk, name: str, pubkey: str | None, expires: str | None, as_json:
 
 @collab_group.command("ls")
 @json_option
-@pass_desk(reconcile=True)
-def ls(desk: Desk, as_json: bool) -> None:
+@pass_workstation(reconcile=True)
+def ls(ws: Workstation, as_json: bool) -> None:
     """List collaborators, their keys and where they have access (* = rotation pending there)."""
-    people = collab.list_collaborators(desk)
-    pending = {p.name: set(collab.pending_grants(desk, p.name)) for p in people}
+    people = collab.list_collaborators(ws)
+    pending = {p.name: set(collab.pending_grants(ws, p.name)) for p in people}
     if as_json:
         emit_json([{"name": p.name, "fingerprint": p.fingerprint, "public_key": p.public_key,
                     "identity_file": p.identity_file, "created": p.created, "expires": p.expires,
@@ -74,10 +74,10 @@ def ls(desk: Desk, as_json: bool) -> None:
 
 @collab_group.command("rm")
 @click.argument("name")
-@pass_desk(reconcile=True)
-def rm(desk: Desk, name: str) -> None:
+@pass_workstation(reconcile=True)
+def rm(ws: Workstation, name: str) -> None:
     """Revoke a collaborator everywhere, then remove them and the keys ptdesk made."""
-    collab.remove(desk, name)
+    collab.remove(ws, name)
     click.echo(f"{name} removed; their keys no longer log in anywhere.")
 
 
@@ -86,10 +86,10 @@ def rm(desk: Desk, name: str) -> None:
 @click.argument("folder", type=click.Path(file_okay=False, path_type=str))
 @click.option("--dest", help="Where NAME will keep the folder on their own machine; ssh_config names its files "
                              "there (default: ~/.ssh/ptdesk-NAME).")
-@pass_desk(reconcile=True)
-def export(desk: Desk, name: str, folder: str, dest: str | None) -> None:
+@pass_workstation(reconcile=True)
+def export(ws: Workstation, name: str, folder: str, dest: str | None) -> None:
     """Write what NAME needs to connect into FOLDER: key, ssh_config and pinned known_hosts."""
-    paths = collab_export.export(desk, name, folder, dest)
+    paths = collab_export.export(ws, name, folder, dest)
     for path in paths:
         click.echo(str(path))
     remote = collab_export.destination(name, dest)
@@ -102,10 +102,10 @@ def export(desk: Desk, name: str, folder: str, dest: str | None) -> None:
 @click.argument("name")
 @click.option("--expires", help="Lifetime of the new key: 30d, 1.5h, 2w or YYYY-MM-DD (default: unchanged).")
 @json_option
-@pass_desk(reconcile=True)
-def rotate(desk: Desk, name: str, expires: str | None, as_json: bool) -> None:
+@pass_workstation(reconcile=True)
+def rotate(ws: Workstation, name: str, expires: str | None, as_json: bool) -> None:
     """Give NAME a new key everywhere without locking them out; the old key stops working."""
-    result = rotation.rotate(desk, name, expires)
+    result = rotation.rotate(ws, name, expires)
     if as_json:
         emit_json(result.to_json())
     else:
@@ -125,10 +125,10 @@ def rotate(desk: Desk, name: str, expires: str | None, as_json: bool) -> None:
 @click.command("grant")
 @click.argument("name")
 @click.argument("experiment")
-@pass_desk(reconcile=True)
-def grant(desk: Desk, name: str, experiment: str) -> None:
+@pass_workstation(reconcile=True)
+def grant(ws: Workstation, name: str, experiment: str) -> None:
     """Let collaborator NAME log in to the SSH experiment EXPERIMENT."""
-    if collab.grant(desk, name, experiment):
+    if collab.grant(ws, name, experiment):
         click.echo(f"{name} may now log in to {experiment}.")
     else:
         click.echo(f"{name} already has access to {experiment}.")
@@ -137,10 +137,10 @@ def grant(desk: Desk, name: str, experiment: str) -> None:
 @click.command("revoke")
 @click.argument("name")
 @click.argument("experiment")
-@pass_desk(reconcile=True)
-def revoke(desk: Desk, name: str, experiment: str) -> None:
+@pass_workstation(reconcile=True)
+def revoke(ws: Workstation, name: str, experiment: str) -> None:
     """Take NAME's access to EXPERIMENT away (new logins are refused at once)."""
-    collab.revoke(desk, name, experiment)
+    collab.revoke(ws, name, experiment)
     click.echo(f"{name} can no longer log in to {experiment}.")
 
 

@@ -1,4 +1,4 @@
-"""What every command shares: the Desk, JSON output, and human-friendly tables."""
+"""What every command shares: the Workstation, JSON output, and human-friendly tables."""
 
 from __future__ import annotations
 
@@ -10,40 +10,40 @@ from typing import Any
 
 import click
 
-from ptdesk.core.desk import Desk
+from ptdesk.core.workstation import Workstation
 
 
-def pass_desk(func: Callable[..., Any] | None = None, *, reconcile: bool = False) -> Any:
-    """Give the command a Desk (one per process), closed when the command ends.
+def pass_workstation(func: Callable[..., Any] | None = None, *, reconcile: bool = False) -> Any:
+    """Give the command a Workstation (one per process), closed when the command ends.
 
-    `@pass_desk(reconcile=True)` is for commands that touch experiments: the store is first brought
+    `@pass_workstation(reconcile=True)` is for commands that touch experiments: the store is first brought
     in line with the engine (what gone containers held is released, dead launches are rolled back),
     best effort, so a command never fails or waits because of it.
     """
     if func is None:
-        return functools.partial(pass_desk, reconcile=reconcile)
+        return functools.partial(pass_workstation, reconcile=reconcile)
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         ctx = click.get_current_context()
-        desk = ctx.find_object(Desk)
-        if desk is None:
-            desk = Desk()
-            ctx.obj = desk
-            ctx.call_on_close(desk.close)
+        ws = ctx.find_object(Workstation)
+        if ws is None:
+            ws = Workstation()
+            ctx.obj = ws
+            ctx.call_on_close(ws.close)
         if reconcile:
-            _reconcile_quietly(desk)
-        return func(desk, *args, **kwargs)
+            _reconcile_quietly(ws)
+        return func(ws, *args, **kwargs)
 
     return wrapper
 
 
-def _reconcile_quietly(desk: Desk) -> None:
+def _reconcile_quietly(ws: Workstation) -> None:
     from ptdesk.core.reconcile import reconcile
     from ptdesk.errors import EngineUnavailable, PtdeskError
 
     try:
-        report = reconcile(desk)
+        report = reconcile(ws)
     except (EngineUnavailable, OSError, sqlite3.Error):
         return  # the command itself meets the same problem and says so, once
     except PtdeskError as exc:

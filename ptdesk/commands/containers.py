@@ -8,12 +8,12 @@ from typing import Any
 
 import click
 
-from ptdesk.commands.common import emit_json, json_option, pass_desk, table
+from ptdesk.commands.common import emit_json, json_option, pass_workstation, table
 from ptdesk.core import experiments
-from ptdesk.core.desk import Desk
 from ptdesk.core.launch import launch
 from ptdesk.core.models import Experiment
 from ptdesk.core.spec import make_spec, writable_by
+from ptdesk.core.workstation import Workstation
 
 
 def launch_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -40,22 +40,22 @@ def new() -> None:
     """Start a new experiment container (ssh or jupyter)."""
 
 
-def _launch(desk: Desk, kind: str, as_json: bool, **options: Any) -> None:
-    spec = make_spec(desk, kind, **options)
+def _launch(ws: Workstation, kind: str, as_json: bool, **options: Any) -> None:
+    spec = make_spec(ws, kind, **options)
     started = time.monotonic()
     progress = (lambda step: None) if as_json else (lambda step: click.echo(f"  {step}...", err=True))
-    experiment = launch(desk, spec, progress)
+    experiment = launch(ws, spec, progress)
     if as_json:
         emit_json(experiment.to_json())
         return
     click.echo(f"{experiment.name} is ready ({time.monotonic() - started:.1f} s).")
     _print_access(experiment)
-    if not writable_by(spec.workspace, desk.config.uid, desk.config.gid):
-        click.echo(f"  warning:     {spec.workspace} is not writable by uid {desk.config.uid} (the container "
-                   f"user): nothing can be saved there. Fix: chown {desk.config.uid} {spec.workspace}", err=True)
+    if not writable_by(spec.workspace, ws.config.uid, ws.config.gid):
+        click.echo(f"  warning:     {spec.workspace} is not writable by uid {ws.config.uid} (the container "
+                   f"user): nothing can be saved there. Fix: chown {ws.config.uid} {spec.workspace}", err=True)
     if spec.gpus == "auto" and not experiment.gpus:
         # Never a silent CPU run: say why auto found no GPU to give.
-        reason = desk.gpus.inventory().reason or "every GPU is held by another experiment."
+        reason = ws.gpus.inventory().reason or "every GPU is held by another experiment."
         click.echo(f"  GPUs:        none ({reason})")
 
 
@@ -74,27 +74,27 @@ def _print_access(experiment: Experiment) -> None:
 @launch_options
 @click.option("--pubkey", type=click.Path(dir_okay=False, path_type=str),
               help="Also authorise this public key (your own .pub file).")
-@pass_desk(reconcile=True)
-def new_ssh(desk: Desk, as_json: bool, **options: Any) -> None:
+@pass_workstation(reconcile=True)
+def new_ssh(ws: Workstation, as_json: bool, **options: Any) -> None:
     """A hardened SSH server: key-only login, pinned host key, non-root user."""
-    _launch(desk, "ssh", as_json, **options)
+    _launch(ws, "ssh", as_json, **options)
 
 
 @new.command("jupyter")
 @launch_options
-@pass_desk(reconcile=True)
-def new_jupyter(desk: Desk, as_json: bool, **options: Any) -> None:
+@pass_workstation(reconcile=True)
+def new_jupyter(ws: Workstation, as_json: bool, **options: Any) -> None:
     """JupyterLab as your user, with a token only you can read."""
-    _launch(desk, "jupyter", as_json, **options)
+    _launch(ws, "jupyter", as_json, **options)
 
 
 @click.command("ls")
 @click.option("--all", "show_all", is_flag=True, help="Include stopped experiments.")
 @json_option
-@pass_desk(reconcile=True)
-def ls(desk: Desk, show_all: bool, as_json: bool) -> None:
+@pass_workstation(reconcile=True)
+def ls(ws: Workstation, show_all: bool, as_json: bool) -> None:
     """List experiments."""
-    items = experiments.list_experiments(desk, all=show_all)
+    items = experiments.list_experiments(ws, all=show_all)
     if as_json:
         emit_json([e.to_json() for e in items])
         return
@@ -110,31 +110,31 @@ def ls(desk: Desk, show_all: bool, as_json: bool) -> None:
 @click.argument("name")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until Ctrl-C.")
 @click.option("--tail", default="100", show_default=True, help="Lines from the end to start with, or 'all'.")
-@pass_desk(reconcile=True)
-def logs(desk: Desk, name: str, follow: bool, tail: str) -> None:
+@pass_workstation(reconcile=True)
+def logs(ws: Workstation, name: str, follow: bool, tail: str) -> None:
     """Print an experiment's output."""
     if tail != "all" and not tail.isdigit():
         raise click.BadParameter("use a number or 'all'", param_hint="--tail")
-    for line in experiments.logs(desk, name, tail=tail if tail == "all" else int(tail), follow=follow):
+    for line in experiments.logs(ws, name, tail=tail if tail == "all" else int(tail), follow=follow):
         click.echo(line)
 
 
 @click.command("stop")
 @click.argument("name")
-@pass_desk(reconcile=True)
-def stop(desk: Desk, name: str) -> None:
+@pass_workstation(reconcile=True)
+def stop(ws: Workstation, name: str) -> None:
     """Stop an experiment (its workspace, keys and GPUs are kept)."""
-    experiments.stop(desk, name)
+    experiments.stop(ws, name)
     click.echo(f"{name} stopped.")
 
 
 @click.command("start")
 @click.argument("name")
 @json_option
-@pass_desk(reconcile=True)
-def start(desk: Desk, name: str, as_json: bool) -> None:
+@pass_workstation(reconcile=True)
+def start(ws: Workstation, name: str, as_json: bool) -> None:
     """Start a stopped experiment and wait until it is ready."""
-    experiment = experiments.start(desk, name)
+    experiment = experiments.start(ws, name)
     if as_json:
         emit_json(experiment.to_json())
         return
@@ -145,10 +145,10 @@ def start(desk: Desk, name: str, as_json: bool) -> None:
 @click.command("rm")
 @click.argument("name")
 @click.option("--force", is_flag=True, help="Remove even if it is running.")
-@pass_desk  # no reconcile first: it could release NAME itself and `rm` would then say "no such name"
-def rm(desk: Desk, name: str, force: bool) -> None:
+@pass_workstation  # no reconcile first: it could release NAME itself and `rm` would then say "no such name"
+def rm(ws: Workstation, name: str, force: bool) -> None:
     """Remove an experiment and everything it was given (the workspace stays)."""
-    experiments.remove(desk, name, force=force)
+    experiments.remove(ws, name, force=force)
     click.echo(f"{name} removed.")
 
 

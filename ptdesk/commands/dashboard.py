@@ -6,12 +6,12 @@ from __future__ import annotations
 def open_dashboard() -> None:
     """Run the dashboard until ctrl+q. A bad config is reported by the CLI before anything starts;
     an unreachable engine is not an error here (the dashboard shows it and waits for it)."""
-    from ptdesk.core.desk import Desk
+    from ptdesk.core.workstation import Workstation
 
-    desk = Desk()
+    ws = Workstation()
     try:
         from ptdesk.tui.app import PtdeskApp
 
-        PtdeskApp(desk).run()
+        PtdeskApp(ws).run()
     finally:
-        desk.close()
+        ws.close()

@@ -105,7 +105,7 @@ def check_images(engine: Engine, config: Config) -> list[Check]:
 
 
 def check_nvml() -> Check:
-    """NVML present or why not, in the sampler's own words; a warning at most (the desk works
+    """NVML present or why not, in the sampler's own words; a warning at most (the dashboard works
     without GPUs)."""
     from ptdesk.core.gpu import GpuSampler
 

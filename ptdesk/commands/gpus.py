@@ -7,13 +7,13 @@ import time
 
 import click
 
-from ptdesk.commands.common import json_option, pass_desk, table
+from ptdesk.commands.common import json_option, pass_workstation, table
 from ptdesk.core import procmap
-from ptdesk.core.desk import Desk
 from ptdesk.core.engine import Engine
 from ptdesk.core.gpu import GpuSampler
 from ptdesk.core.models import GpuProcess, GpuSample, GpuSnapshot
 from ptdesk.core.units import human_bytes
+from ptdesk.core.workstation import Workstation
 from ptdesk.errors import PtdeskError
 
 HEADERS = ("GPU", "NAME", "UTIL", "MEMORY", "TEMP", "POWER", "PID", "GPU MEM", "OWNER", "EXPERIMENT / CONTAINER")
@@ -26,16 +26,16 @@ ERROR_TEXT = {
 @click.command("gpus")
 @json_option
 @click.option("--watch", is_flag=True, help="Refresh every second until Ctrl-C.")
-@pass_desk
-def gpus(desk: Desk, as_json: bool, watch: bool) -> None:
+@pass_workstation
+def gpus(ws: Workstation, as_json: bool, watch: bool) -> None:
     """Show every GPU, its load, and the processes on it with their container and owner."""
-    sampler = desk.gpus  # the process's one NVML session
+    sampler = ws.gpus  # the process's one NVML session
     if not watch:
-        _show(_snapshot(desk, sampler), as_json)
+        _show(_snapshot(ws, sampler), as_json)
         return
     try:
         while True:
-            snapshot = _snapshot(desk, sampler)
+            snapshot = _snapshot(ws, sampler)
             if not as_json:
                 click.clear()
             _show(snapshot, as_json, compact=True)
@@ -44,18 +44,18 @@ def gpus(desk: Desk, as_json: bool, watch: bool) -> None:
         return  # Ctrl-C is how --watch ends: not an error
 
 
-def _snapshot(desk: Desk, sampler: GpuSampler) -> GpuSnapshot:
+def _snapshot(ws: Workstation, sampler: GpuSampler) -> GpuSnapshot:
     snapshot = sampler.sample()
     # Connect to the engine only when a GPU process lives in a container: `ptdesk gpus` must work
     # (as host processes) with the engine down or absent.
-    engine = _engine_or_none(desk) if procmap.any_in_container(snapshot) else None
-    store = desk.store if desk.config.state_path.exists() else None
-    return procmap.attribute(snapshot, engine, desk.config.instance, store=store)
+    engine = _engine_or_none(ws) if procmap.any_in_container(snapshot) else None
+    store = ws.store if ws.config.state_path.exists() else None
+    return procmap.attribute(snapshot, engine, ws.config.instance, store=store)
 
 
-def _engine_or_none(desk: Desk) -> Engine | None:
+def _engine_or_none(ws: Workstation) -> Engine | None:
     try:
-        return desk.engine
+        return ws.engine
     except PtdeskError:
         return None
 

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import click
 
-from ptdesk.commands.common import emit_json, json_option, pass_desk, table
-from ptdesk.core.desk import Desk
+from ptdesk.commands.common import emit_json, json_option, pass_workstation, table
 from ptdesk.core.images import (
     TARGETS,
     build_image,
@@ -17,6 +16,7 @@ from ptdesk.core.images import (
     resolve_ca_bundle,
 )
 from ptdesk.core.units import human_bytes
+from ptdesk.core.workstation import Workstation
 
 
 @click.group("images")
@@ -33,19 +33,19 @@ def images_group() -> None:
                    "(PIP_CERT, pip.conf cert, REQUESTS_CA_BUNDLE, SSL_CERT_FILE).")
 @click.option("--force", is_flag=True, help="Rebuild even when nothing changed since the last build.")
 @json_option
-@pass_desk
-def build(desk: Desk, target: str, base: str | None, ca_bundle: Path | None, force: bool,
+@pass_workstation
+def build(ws: Workstation, target: str, base: str | None, ca_bundle: Path | None, force: bool,
           as_json: bool) -> None:
     """Build the ssh, jupyter or all images (build progress goes to stderr)."""
     targets = expand_targets(target)  # validate everything before touching the engine
-    ca = resolve_ca_bundle(ca_bundle, desk.config)
-    base = base or desk.config.base_image
-    engine = desk.engine
+    ca = resolve_ca_bundle(ca_bundle, ws.config)
+    base = base or ws.config.base_image
+    engine = ws.engine
     if ca.path:
         click.echo(f"Using CA bundle {ca.path} (from {ca.source}).", err=True)
     results = []
     for name in targets:
-        tag = image_tag(desk.config, name)
+        tag = image_tag(ws.config, name)
         click.echo(f"==> Building {tag} FROM {base}", err=True)
         result = build_image(engine, name, tag, base, ca, on_line=_progress, force=force)
         results.append(result)
@@ -60,10 +60,10 @@ def build(desk: Desk, target: str, base: str | None, ca_bundle: Path | None, for
 
 @images_group.command("ls")
 @json_option
-@pass_desk
-def ls(desk: Desk, as_json: bool) -> None:
+@pass_workstation
+def ls(ws: Workstation, as_json: bool) -> None:
     """Show whether each image is present, when it was built and its size."""
-    statuses = [image_status(desk.engine, name, image_tag(desk.config, name)) for name in TARGETS]
+    statuses = [image_status(ws.engine, name, image_tag(ws.config, name)) for name in TARGETS]
     if as_json:
         emit_json([s.to_json() for s in statuses])
         return

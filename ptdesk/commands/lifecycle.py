@@ -1,4 +1,4 @@
-"""Keeping the desk clean: `watch` (events -> cleanup, as a service), `cull` (stop idle ones), `reconcile`."""
+"""Keeping the workstation clean: `watch` (events -> cleanup, as a service), `cull` (stop idle ones), `reconcile`."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ from datetime import datetime
 
 import click
 
-from ptdesk.commands.common import emit_json, json_option, pass_desk, table
+from ptdesk.commands.common import emit_json, json_option, pass_workstation, table
 from ptdesk.core import cull as culling
-from ptdesk.core.desk import Desk
 from ptdesk.core.durations import parse_duration
 from ptdesk.core.lifecycle import ContainerEvent, EventWatcher
 from ptdesk.core.reconcile import ReconcileReport, reconcile
+from ptdesk.core.workstation import Workstation
 from ptdesk.errors import InvalidInput, PtdeskError
 
 SHOWN_ACTIONS = frozenset({"create", "start", "die", "oom", "destroy"})
@@ -42,8 +42,8 @@ def _report_text(report: ReconcileReport) -> str:
 
 @click.command("watch")
 @json_option
-@pass_desk
-def watch(desk: Desk, as_json: bool) -> None:
+@pass_workstation
+def watch(ws: Workstation, as_json: bool) -> None:
     """Release what containers held as soon as they go away; runs until stopped (a service).
 
     Follows the engine's events, survives engine restarts (catching up on reconnect), and stops
@@ -71,23 +71,23 @@ def watch(desk: Desk, as_json: bool) -> None:
         if isinstance(report, ReconcileReport) and (report.changed or report.orphans):
             _line(as_json, "reconcile", f"reconciled: {_report_text(report)}", **report.to_json())
 
-    limit = float(desk.config.idle_cull_seconds)
+    limit = float(ws.config.idle_cull_seconds)
     culler = None
     if limit > 0:
-        culler = threading.Thread(target=_cull_loop, args=(desk, limit, stop, as_json),
+        culler = threading.Thread(target=_cull_loop, args=(ws, limit, stop, as_json),
                                   name="ptdesk-cull", daemon=True)
         culler.start()
-    _line(as_json, "start", f"watching instance {desk.config.instance!r}"
-          + (f", culling after {limit:.0f} s idle" if limit > 0 else ""), instance=desk.config.instance)
-    EventWatcher(desk, on_event=on_event, on_engine=on_engine, on_reconcile=on_reconcile).run(stop)
+    _line(as_json, "start", f"watching instance {ws.config.instance!r}"
+          + (f", culling after {limit:.0f} s idle" if limit > 0 else ""), instance=ws.config.instance)
+    EventWatcher(ws, on_event=on_event, on_engine=on_engine, on_reconcile=on_reconcile).run(stop)
     if culler:
         culler.join(timeout=5)
     _line(as_json, "stop", "stopped")
 
 
-def _cull_loop(desk: Desk, limit: float, stop: threading.Event, as_json: bool) -> None:
-    # A Desk of its own: the store connection and engine client are not shared with the watcher.
-    own = Desk(desk.config)
+def _cull_loop(ws: Workstation, limit: float, stop: threading.Event, as_json: bool) -> None:
+    # A Workstation of its own: the store connection and engine client are not shared with the watcher.
+    own = Workstation(ws.config)
     try:
         while not stop.wait(min(CULL_EVERY, max(limit / 4, 5.0))):
             try:
@@ -106,16 +106,16 @@ def _cull_loop(desk: Desk, limit: float, stop: threading.Event, as_json: bool) -
                                      "default: idle_cull_seconds from the config.")
 @click.option("--dry-run", is_flag=True, help="Only show what would be stopped.")
 @json_option
-@pass_desk(reconcile=True)
-def cull(desk: Desk, idle: str | None, dry_run: bool, as_json: bool) -> None:
+@pass_workstation(reconcile=True)
+def cull(ws: Workstation, idle: str | None, dry_run: bool, as_json: bool) -> None:
     """Stop idle Jupyter and SSH experiments (workspaces, keys and GPUs are kept)."""
     if idle is not None:
         limit = parse_duration(idle)
-    elif desk.config.idle_cull_seconds > 0:
-        limit = float(desk.config.idle_cull_seconds)
+    elif ws.config.idle_cull_seconds > 0:
+        limit = float(ws.config.idle_cull_seconds)
     else:
         raise InvalidInput("No idle limit is set.", "Pass --idle 4h, or set idle_cull_seconds in config.toml.")
-    states = culling.cull(desk, limit, dry_run=dry_run)
+    states = culling.cull(ws, limit, dry_run=dry_run)
     if as_json:
         emit_json({"limit_seconds": limit, "dry_run": dry_run, "experiments": [s.to_json() for s in states]})
         return
@@ -139,10 +139,10 @@ def _human(seconds: float) -> str:
 
 @click.command("reconcile")
 @json_option
-@pass_desk
-def reconcile_command(desk: Desk, as_json: bool) -> None:
+@pass_workstation
+def reconcile_command(ws: Workstation, as_json: bool) -> None:
     """Release what gone containers held, roll back dead launches, adopt or list orphans."""
-    report = reconcile(desk)
+    report = reconcile(ws)
     if as_json:
         emit_json(report.to_json())
         return

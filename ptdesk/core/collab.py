@@ -25,9 +25,9 @@ from pathlib import Path
 
 from ptdesk.config import Config
 from ptdesk.core import durations, keys, sshd
-from ptdesk.core.desk import Desk
 from ptdesk.core.models import Collaborator, ContainerRotation, RotationResult
 from ptdesk.core.state import CollaboratorRecord, ExperimentRecord, GrantRecord
+from ptdesk.core.workstation import Workstation
 from ptdesk.errors import Conflict, InvalidInput, NotFound, PtdeskError
 
 PRIVATE = "id_ed25519"
@@ -104,11 +104,11 @@ def person_lock(config: Config, name: str) -> contextlib.AbstractContextManager[
     return _flock(config, f"collab-{name}")
 
 
-def container_state(desk: Desk, record: ExperimentRecord) -> str:
+def container_state(ws: Workstation, record: ExperimentRecord) -> str:
     """'running', 'paused', 'stopped', 'gone' or 'launching' for an experiment's container."""
     if record.status == "launching" or not record.container_id:
         return "launching"
-    data = desk.engine.try_inspect(record.container_id)
+    data = ws.engine.try_inspect(record.container_id)
     if data is None:
         return "gone"
     state = data.get("State") or {}
@@ -118,11 +118,11 @@ def container_state(desk: Desk, record: ExperimentRecord) -> str:
 
 
 # --- rendering and installing ----------------------------------------------------------------
-def authorized_keys_text(desk: Desk, experiment: str) -> str:
+def authorized_keys_text(ws: Workstation, experiment: str) -> str:
     """THE authorized_keys of an experiment, from state alone."""
-    store = desk.store
-    record = _experiment(desk, experiment)
-    _, owner_public = sshd.owner_key(desk.config, record.owner)
+    store = ws.store
+    record = _experiment(ws, experiment)
+    _, owner_public = sshd.owner_key(ws.config, record.owner)
     granted = []
     for grant in store.grants(experiment=experiment):
         collab = store.collaborator(grant.collaborator)
@@ -131,33 +131,33 @@ def authorized_keys_text(desk: Desk, experiment: str) -> str:
     return sshd.render_authorized_keys(owner_public, record.extra_keys, granted_lines(granted))
 
 
-def reinstall(desk: Desk, experiment: str) -> tuple[str, str]:
+def reinstall(ws: Workstation, experiment: str) -> tuple[str, str]:
     """Render from state and install into the container; returns (container state, text).
 
     Raises NotFound when the container is gone and PtdeskError when it cannot be changed now.
     Call with container_lock held.
     """
-    record = _experiment(desk, experiment)
-    state = container_state(desk, record)
+    record = _experiment(ws, experiment)
+    state = container_state(ws, record)
     if state in ("gone", "launching"):
         raise NotFound(f"The container of {experiment!r} is {'gone' if state == 'gone' else 'still launching'}.",
                        f"Check it with: ptdesk ls --all (remove leftovers with: ptdesk rm {experiment})")
     if state == "paused":
         raise PtdeskError(f"The container of {experiment!r} is paused, so its keys cannot be changed.",
                           "Unpause it (docker unpause) and try again.")
-    text = authorized_keys_text(desk, experiment)
+    text = authorized_keys_text(ws, experiment)
     assert record.container_id
-    sshd.install_authorized_keys(desk.engine, record.container_id, text, running=state == "running")
+    sshd.install_authorized_keys(ws.engine, record.container_id, text, running=state == "running")
     return state, text
 
 
-def _change(desk: Desk, experiment: str, change: Callable[[], None], undo: Callable[[], None],
+def _change(ws: Workstation, experiment: str, change: Callable[[], None], undo: Callable[[], None],
             gone_ok: bool = False) -> tuple[str, str]:
     """Record a change, install the result, undo the record if installing failed."""
-    with container_lock(desk.config, experiment):
+    with container_lock(ws.config, experiment):
         change()
         try:
-            return reinstall(desk, experiment)
+            return reinstall(ws, experiment)
         except NotFound:
             if gone_ok:  # no container: nothing there to give or take away
                 return "gone", ""
@@ -168,42 +168,42 @@ def _change(desk: Desk, experiment: str, change: Callable[[], None], undo: Calla
             raise
 
 
-def set_grant_keys(desk: Desk, grant: GrantRecord, installed: tuple[str, ...], pending: bool) -> tuple[str, str]:
+def set_grant_keys(ws: Workstation, grant: GrantRecord, installed: tuple[str, ...], pending: bool) -> tuple[str, str]:
     """Make a grant's installed keys `installed` in the store and in the container, or in neither."""
-    store = desk.store
-    return _change(desk, grant.experiment,
+    store = ws.store
+    return _change(ws, grant.experiment,
                    lambda: store.put_grant(grant.collaborator, grant.experiment, installed, pending),
                    lambda: store.put_grant(grant.collaborator, grant.experiment, grant.installed, grant.pending))
 
 
 # --- lookups ---------------------------------------------------------------------------------
-def _experiment(desk: Desk, name: str) -> ExperimentRecord:
-    record = desk.store.experiment(name)
+def _experiment(ws: Workstation, name: str) -> ExperimentRecord:
+    record = ws.store.experiment(name)
     if record is None:
         from ptdesk.core.experiments import refuse_if_foreign
 
-        refuse_if_foreign(desk, name)  # another user's container: say whose, not "no such experiment"
+        refuse_if_foreign(ws, name)  # another user's container: say whose, not "no such experiment"
         raise NotFound(f"No experiment named {name!r}.", "List them with: ptdesk ls --all")
     return record
 
 
-def ssh_experiment(desk: Desk, name: str) -> ExperimentRecord:
-    record = _experiment(desk, name)
+def ssh_experiment(ws: Workstation, name: str) -> ExperimentRecord:
+    record = _experiment(ws, name)
     if record.kind != "ssh":
         raise InvalidInput(f"{name!r} is a {record.kind} experiment; collaborators get access to SSH experiments only.",
                            "Grant access to an SSH experiment (ptdesk ls shows each one's kind).")
     return record
 
 
-def collaborator(desk: Desk, name: str) -> CollaboratorRecord:
-    record = desk.store.collaborator(name)
+def collaborator(ws: Workstation, name: str) -> CollaboratorRecord:
+    record = ws.store.collaborator(name)
     if record is None:
         raise NotFound(f"No collaborator named {name!r}.", "List them with: ptdesk collab ls")
     return record
 
 
-def _grant(desk: Desk, name: str, experiment: str) -> GrantRecord | None:
-    found = desk.store.grants(collaborator=name, experiment=experiment)
+def _grant(ws: Workstation, name: str, experiment: str) -> GrantRecord | None:
+    found = ws.store.grants(collaborator=name, experiment=experiment)
     return found[0] if found else None
 
 
@@ -213,20 +213,20 @@ def _public(record: CollaboratorRecord) -> Collaborator:
 
 
 # --- the operations --------------------------------------------------------------------------
-def add(desk: Desk, name: str, pubkey_text: str | None = None, expires: str | None = None) -> Collaborator:
+def add(ws: Workstation, name: str, pubkey_text: str | None = None, expires: str | None = None) -> Collaborator:
     """A new collaborator with their own public key, or a key pair ptdesk makes for them."""
     validate_name(name)
     when = parse_expires(expires)
     public = keys.parse_public_key(pubkey_text) if pubkey_text is not None else None
-    with person_lock(desk.config, name):  # two adds of one name must not share a key folder
-        record = _insert(desk, name, public, when)
-    desk.store.audit("collab-add", name, {"fingerprint": record.fingerprint, "expires": when,
+    with person_lock(ws.config, name):  # two adds of one name must not share a key folder
+        record = _insert(ws, name, public, when)
+    ws.store.audit("collab-add", name, {"fingerprint": record.fingerprint, "expires": when,
                                           "key": "ptdesk-made" if record.identity_file else "their own"})
     return _public(record)
 
 
-def _insert(desk: Desk, name: str, public: str | None, expires: float | None) -> CollaboratorRecord:
-    store = desk.store
+def _insert(ws: Workstation, name: str, public: str | None, expires: float | None) -> CollaboratorRecord:
+    store = ws.store
     if store.collaborator(name) is not None:
         raise Conflict(f"A collaborator named {name!r} already exists.",
                        f"Pick another name, or rotate their key: ptdesk collab rotate {name}")
@@ -236,7 +236,7 @@ def _insert(desk: Desk, name: str, public: str | None, expires: float | None) ->
             if fp in (other.fingerprint, other.previous_fingerprint):
                 raise Conflict(f"That key already belongs to collaborator {other.name!r}.",
                                "Each person needs a key of their own.")
-    folder = key_dir(desk.config, name)
+    folder = key_dir(ws.config, name)
     identity: str | None = None
     if public is None:
         pair = keys.generate(comment=f"{name}@ptdesk")
@@ -252,8 +252,8 @@ def _insert(desk: Desk, name: str, public: str | None, expires: float | None) ->
     return record
 
 
-def list_collaborators(desk: Desk) -> list[Collaborator]:
-    store = desk.store
+def list_collaborators(ws: Workstation) -> list[Collaborator]:
+    store = ws.store
     out = []
     for record in store.collaborators():
         grants = tuple(g.experiment for g in store.grants(collaborator=record.name))
@@ -261,43 +261,43 @@ def list_collaborators(desk: Desk) -> list[Collaborator]:
     return out
 
 
-def pending_grants(desk: Desk, name: str) -> tuple[str, ...]:
+def pending_grants(ws: Workstation, name: str) -> tuple[str, ...]:
     """Experiments where a rotation of `name` is not finished yet."""
-    return tuple(g.experiment for g in desk.store.grants(collaborator=name) if g.pending)
+    return tuple(g.experiment for g in ws.store.grants(collaborator=name) if g.pending)
 
 
-def grant(desk: Desk, name: str, experiment: str) -> bool:
+def grant(ws: Workstation, name: str, experiment: str) -> bool:
     """Let a collaborator log in to an SSH experiment; False when they already could."""
-    record = collaborator(desk, name)
-    ssh_experiment(desk, experiment)
-    store = desk.store
+    record = collaborator(ws, name)
+    ssh_experiment(ws, experiment)
+    store = ws.store
     # Under the person's lock: a rotation running meanwhile would miss (or re-create) this grant.
-    with person_lock(desk.config, name):
-        record = collaborator(desk, name)  # the key may have just been rotated
-        if _grant(desk, name, experiment) is not None:
+    with person_lock(ws.config, name):
+        record = collaborator(ws, name)  # the key may have just been rotated
+        if _grant(ws, name, experiment) is not None:
             return False
-        _change(desk, experiment,
+        _change(ws, experiment,
                 lambda: store.put_grant(name, experiment, (record.fingerprint,), pending=False),
                 lambda: store.delete_grant(name, experiment))
     store.audit("grant", experiment, {"collaborator": name, "fingerprint": record.fingerprint})
     return True
 
 
-def revoke(desk: Desk, name: str, experiment: str) -> None:
+def revoke(ws: Workstation, name: str, experiment: str) -> None:
     """Take a collaborator's access away; new logins are refused from the moment this returns."""
-    collaborator(desk, name)
-    ssh_experiment(desk, experiment)
-    with person_lock(desk.config, name):
-        existing = _grant(desk, name, experiment)
+    collaborator(ws, name)
+    ssh_experiment(ws, experiment)
+    with person_lock(ws.config, name):
+        existing = _grant(ws, name, experiment)
         if existing is None:
             raise NotFound(f"{name!r} has no access to {experiment!r}.", "See who has: ptdesk collab ls")
-        _revoke(desk, existing)
+        _revoke(ws, existing)
 
 
-def _revoke(desk: Desk, existing: GrantRecord) -> None:
-    store = desk.store
+def _revoke(ws: Workstation, existing: GrantRecord) -> None:
+    store = ws.store
     try:
-        _change(desk, existing.experiment,
+        _change(ws, existing.experiment,
                 lambda: store.delete_grant(existing.collaborator, existing.experiment),
                 lambda: store.put_grant(existing.collaborator, existing.experiment, existing.installed,
                                         existing.pending),
@@ -309,27 +309,27 @@ def _revoke(desk: Desk, existing: GrantRecord) -> None:
                                                 "fingerprints": list(existing.installed)})
 
 
-def remove(desk: Desk, name: str) -> None:
+def remove(ws: Workstation, name: str) -> None:
     """Revoke a collaborator everywhere, then forget them and delete the keys ptdesk made."""
-    record = collaborator(desk, name)
-    with person_lock(desk.config, name):  # not while a rotation of theirs is half-way
-        for existing in desk.store.grants(collaborator=name):
-            _revoke(desk, existing)  # stops at the first container that cannot be changed: they stay listed
-        desk.store.delete_collaborator(name)
-        shutil.rmtree(key_dir(desk.config, name), ignore_errors=True)
-    desk.store.audit("collab-remove", name, {"fingerprint": record.fingerprint})
+    record = collaborator(ws, name)
+    with person_lock(ws.config, name):  # not while a rotation of theirs is half-way
+        for existing in ws.store.grants(collaborator=name):
+            _revoke(ws, existing)  # stops at the first container that cannot be changed: they stay listed
+        ws.store.delete_collaborator(name)
+        shutil.rmtree(key_dir(ws.config, name), ignore_errors=True)
+    ws.store.audit("collab-remove", name, {"fingerprint": record.fingerprint})
 
 
 # Rotation has a module of its own (ptdesk.core.rotation); these are its entry points, here too.
-def rotate(desk: Desk, name: str, expires: str | None = None) -> RotationResult:
+def rotate(ws: Workstation, name: str, expires: str | None = None) -> RotationResult:
     """Give `name` a new key everywhere without locking them out (ptdesk.core.rotation.rotate)."""
     from ptdesk.core import rotation
 
-    return rotation.rotate(desk, name, expires)
+    return rotation.rotate(ws, name, expires)
 
 
-def finish_pending(desk: Desk, experiment: str) -> dict[str, ContainerRotation]:
+def finish_pending(ws: Workstation, experiment: str) -> dict[str, ContainerRotation]:
     """Finish key rotations that waited for `experiment` to run again, by collaborator."""
     from ptdesk.core import rotation
 
-    return rotation.finish_pending(desk, experiment)
+    return rotation.finish_pending(ws, experiment)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ptdesk.core import keys, sshd
 from ptdesk.core.collab import PREVIOUS, PRIVATE, collaborator, key_dir
-from ptdesk.core.desk import Desk
+from ptdesk.core.workstation import Workstation
 from ptdesk.errors import InvalidInput
 
 # Where an export's folder lives on the person's own machine, unless --dest says otherwise; the
@@ -56,7 +56,7 @@ def _config_path(dest: str, filename: str) -> str:
     return f'"{path}"' if " " in path else path
 
 
-def export(desk: Desk, name: str, folder: str | Path, dest: str | None = None) -> list[Path]:
+def export(ws: Workstation, name: str, folder: str | Path, dest: str | None = None) -> list[Path]:
     """What a collaborator needs to connect: their key (if ptdesk made it), ssh_config, known_hosts.
 
     The files are written to `folder` here; ssh_config names them where the person will keep the
@@ -65,10 +65,10 @@ def export(desk: Desk, name: str, folder: str | Path, dest: str | None = None) -
     next to it. While a rotation is unfinished somewhere, the previous key is included too and
     offered (after the new one) for those experiments only.
     """
-    record = collaborator(desk, name)
+    record = collaborator(ws, name)
     remote = destination(name, dest)
     out = _private_folder(Path(folder).expanduser().absolute())
-    config, written = desk.config, []
+    config, written = ws.config, []
     if record.identity_file:
         pair = [(PRIVATE, Path(record.identity_file))]
         if record.previous_fingerprint and (source := key_dir(config, name) / PREVIOUS).exists():
@@ -79,8 +79,8 @@ def export(desk: Desk, name: str, folder: str | Path, dest: str | None = None) -
     keys.write_secret(out / f"{PRIVATE}.pub", (record.public_key + "\n").encode(), 0o644)
     written.append(out / f"{PRIVATE}.pub")
     entries, known = [f"# ptdesk access for {name} ({record.fingerprint})\n"], []
-    for grant_ in desk.store.grants(collaborator=name):
-        exp = desk.store.experiment(grant_.experiment)
+    for grant_ in ws.store.grants(collaborator=name):
+        exp = ws.store.experiment(grant_.experiment)
         if exp is None or not exp.port or not exp.host_public_key:
             continue
         host = config.connect_host
@@ -98,6 +98,6 @@ def export(desk: Desk, name: str, folder: str | Path, dest: str | None = None) -
     keys.write_secret(out / "ssh_config", "".join(entries).encode(), 0o600)
     keys.write_secret(out / "known_hosts", "".join(known).encode(), 0o644)
     written += [out / "ssh_config", out / "known_hosts"]
-    desk.store.audit("collab-export", name, {"fingerprint": record.fingerprint, "folder": str(out),
+    ws.store.audit("collab-export", name, {"fingerprint": record.fingerprint, "folder": str(out),
                                              "dest": remote})
     return written

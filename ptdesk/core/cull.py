@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from ptdesk.core import experiments
-from ptdesk.core.desk import Desk
 from ptdesk.core.jupyter import JUPYTER, api_get
 from ptdesk.core.models import GpuSample, GpuSnapshot
 from ptdesk.core.sshd import CONTAINER_USER
 from ptdesk.core.state import ExperimentRecord
+from ptdesk.core.workstation import Workstation
 from ptdesk.errors import PtdeskError
 
 SSH_ACTIVE_KEY = "cull.ssh_active."  # + experiment name -> last time its user had processes
@@ -48,12 +48,12 @@ def _timestamp(text: str | None) -> float | None:
         return None
 
 
-def jupyter_idle(desk: Desk, record: ExperimentRecord, now: float) -> tuple[float | None, str]:
-    token = JUPYTER.token(desk.config, record.name)
+def jupyter_idle(ws: Workstation, record: ExperimentRecord, now: float) -> tuple[float | None, str]:
+    token = JUPYTER.token(ws.config, record.name)
     if not token or not record.port:
         return None, "no token or port recorded"
     # no_track_activity: asking must not itself count as activity.
-    host, port, kernels = desk.config.connect_host, record.port, None
+    host, port, kernels = ws.config.connect_host, record.port, None
     code, status = api_get(host, port, "/api/status?no_track_activity=1", token, timeout=5.0)
     if code == 200:
         code, kernels = api_get(host, port, "/api/kernels?no_track_activity=1", token, timeout=5.0)
@@ -70,51 +70,51 @@ def jupyter_idle(desk: Desk, record: ExperimentRecord, now: float) -> tuple[floa
     return max(0.0, now - last), "Jupyter last_activity"
 
 
-def ssh_idle(desk: Desk, record: ExperimentRecord, container_id: str, now: float) -> tuple[float | None, str]:
-    engine = desk.engine
+def ssh_idle(ws: Workstation, record: ExperimentRecord, container_id: str, now: float) -> tuple[float | None, str]:
+    engine = ws.engine
     rc, out = engine.exec(container_id, ["pgrep", "-c", "-u", CONTAINER_USER])
     key = SSH_ACTIVE_KEY + record.name
     # pgrep: 0 = found some, 1 = none; anything else means we could not tell.
     if rc == 0 and out.strip().isdigit() and int(out.strip()) > 0:
-        desk.store.set_meta(key, repr(now))
+        ws.store.set_meta(key, repr(now))
         return 0.0, f"{int(out.strip())} process(es) of {CONTAINER_USER}"
     if rc != 1:
         return None, f"pgrep failed ({out.decode(errors='replace').strip()})"
     started = _timestamp((engine.inspect(container_id).get("State") or {}).get("StartedAt")) or record.created
-    seen = desk.store.get_meta(key)
+    seen = ws.store.get_meta(key)
     last = max(started, float(seen) if seen else 0.0)
     return max(0.0, now - last), "no process of the container user"
 
 
-def idle_states(desk: Desk, now: float | None = None) -> list[IdleState]:
+def idle_states(ws: Workstation, now: float | None = None) -> list[IdleState]:
     """How long each running experiment of this instance has been idle."""
     now = time.time() if now is None else now
-    running = {e.name: e for e in experiments.list_experiments(desk, all=False) if not e.orphan}
+    running = {e.name: e for e in experiments.list_experiments(ws, all=False) if not e.orphan}
     states: list[IdleState] = []
-    for record in desk.store.experiments():
+    for record in ws.store.experiments():
         experiment = running.get(record.name)
         if experiment is None or record.status == "launching":
             continue
         try:
             if record.kind == "jupyter":
-                idle, detail = jupyter_idle(desk, record, now)
+                idle, detail = jupyter_idle(ws, record, now)
             else:
-                idle, detail = ssh_idle(desk, record, experiment.id, now)
+                idle, detail = ssh_idle(ws, record, experiment.id, now)
         except PtdeskError as exc:
             idle, detail = None, exc.message
         states.append(IdleState(record.name, record.kind, record.owner, idle, detail))
     return states
 
 
-def cull(desk: Desk, limit: float, dry_run: bool = False, now: float | None = None) -> list[IdleState]:
+def cull(ws: Workstation, limit: float, dry_run: bool = False, now: float | None = None) -> list[IdleState]:
     """Stop every experiment idle for longer than `limit` seconds; returns each one's state."""
     out: list[IdleState] = []
-    for state in idle_states(desk, now):
+    for state in idle_states(ws, now):
         culled = False
         if state.idle_seconds is not None and state.idle_seconds >= limit and not dry_run:
             try:
-                experiments.stop(desk, state.name)
-                desk.store.audit("cull", state.name, {"idle_seconds": round(state.idle_seconds),
+                experiments.stop(ws, state.name)
+                ws.store.audit("cull", state.name, {"idle_seconds": round(state.idle_seconds),
                                                       "limit_seconds": round(limit), "how": state.detail})
                 culled = True
             except PtdeskError as exc:  # it went away meanwhile: nothing left to stop

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from ptdesk.core import material
-from ptdesk.core.desk import Desk
+from ptdesk.core import experiment_files
 from ptdesk.core.engine import translated_errors
 from ptdesk.core.kinds import get_kind
 from ptdesk.core.launch import is_running, write_access_files
@@ -20,6 +19,7 @@ from ptdesk.core.ledger import gpus_from_label
 from ptdesk.core.models import LABEL_GPUS, LABEL_KIND, LABEL_OWNER, Experiment
 from ptdesk.core.spec import OWNER_RE, container_key, container_name, current_user, instance_containers
 from ptdesk.core.state import ExperimentRecord
+from ptdesk.core.workstation import Workstation
 from ptdesk.errors import Conflict, NotFound
 
 
@@ -31,8 +31,8 @@ def _status(container: dict | None, record: ExperimentRecord | None) -> str:
     return container.get("State") or "unknown"
 
 
-def _experiment(desk: Desk, record: ExperimentRecord | None, container: dict | None) -> Experiment:
-    config = desk.config
+def _experiment(ws: Workstation, record: ExperimentRecord | None, container: dict | None) -> Experiment:
+    config = ws.config
     labels = (container or {}).get("Labels") or {}
     if record is None:  # labelled container ptdesk has no record of: another user's, or an orphan
         foreign = foreign_owner(container) is not None
@@ -53,26 +53,26 @@ def _experiment(desk: Desk, record: ExperimentRecord | None, container: dict | N
     )
 
 
-def list_experiments(desk: Desk, all: bool = True) -> list[Experiment]:
+def list_experiments(ws: Workstation, all: bool = True) -> list[Experiment]:
     """Every experiment of this instance (other users' too); with all=False only running ones."""
-    containers = instance_containers(desk)
-    records = {r.name: r for r in desk.store.experiments()}
+    containers = instance_containers(ws)
+    records = {r.name: r for r in ws.store.experiments()}
     names = sorted(set(containers) | set(records), key=lambda n: (records[n].created if n in records else 0, n))
-    out = [_experiment(desk, records.get(n), containers.get(n)) for n in names if n]
+    out = [_experiment(ws, records.get(n), containers.get(n)) for n in names if n]
     return out if all else [e for e in out if e.status == "running"]
 
 
-def get(desk: Desk, name: str) -> Experiment:
-    record = desk.store.experiment(name)
-    container = _find_container(desk, name)
+def get(ws: Workstation, name: str) -> Experiment:
+    record = ws.store.experiment(name)
+    container = _find_container(ws, name)
     if record is None and container is None:
         raise NotFound(f"No experiment named {name!r}.", "List them with: ptdesk ls --all")
-    return _experiment(desk, record, container)
+    return _experiment(ws, record, container)
 
 
-def _find_container(desk: Desk, name: str) -> dict | None:
+def _find_container(ws: Workstation, name: str) -> dict | None:
     """The engine's list entry for an experiment (same shape list_managed returns)."""
-    return instance_containers(desk).get(name)
+    return instance_containers(ws).get(name)
 
 
 def foreign_owner(container: dict | None) -> str | None:
@@ -90,16 +90,16 @@ def _refuse_foreign(name: str, record: ExperimentRecord | None, container: dict 
         raise Conflict(f"{name!r} belongs to {owner}'s ptdesk.", hint or f"Ask {owner}, or use docker directly.")
 
 
-def refuse_if_foreign(desk: Desk, name: str) -> None:
+def refuse_if_foreign(ws: Workstation, name: str) -> None:
     """Conflict, saying whose it is, when `name` is another user's container (for commands such as
     grant that look only at this store and would otherwise just say "no such experiment")."""
-    _refuse_foreign(name, desk.store.experiment(name), _find_container(desk, name))
+    _refuse_foreign(name, ws.store.experiment(name), _find_container(ws, name))
 
 
-def _container_ref(desk: Desk, name: str, mine: bool = False) -> str:
+def _container_ref(ws: Workstation, name: str, mine: bool = False) -> str:
     """The container id of an experiment; with mine=True, refused when it is another user's."""
-    record = desk.store.experiment(name)
-    container = _find_container(desk, name)
+    record = ws.store.experiment(name)
+    container = _find_container(ws, name)
     if container is None:
         if record is None:
             raise NotFound(f"No experiment named {name!r}.", "List them with: ptdesk ls --all")
@@ -109,46 +109,46 @@ def _container_ref(desk: Desk, name: str, mine: bool = False) -> str:
     return container["Id"]
 
 
-def stop(desk: Desk, name: str, timeout: int = 10) -> Experiment:
-    desk.engine.stop(_container_ref(desk, name, mine=True), timeout=timeout)
-    desk.store.update_experiment(name, status="exited")
-    desk.store.audit("stop", name)
-    return get(desk, name)
+def stop(ws: Workstation, name: str, timeout: int = 10) -> Experiment:
+    ws.engine.stop(_container_ref(ws, name, mine=True), timeout=timeout)
+    ws.store.update_experiment(name, status="exited")
+    ws.store.audit("stop", name)
+    return get(ws, name)
 
 
-def start(desk: Desk, name: str) -> Experiment:
+def start(ws: Workstation, name: str) -> Experiment:
     """Start a stopped experiment and wait until it is ready again (its port may change)."""
-    container_id = _container_ref(desk, name, mine=True)
-    record = desk.store.experiment(name)
-    engine = desk.engine
+    container_id = _container_ref(ws, name, mine=True)
+    record = ws.store.experiment(name)
+    engine = ws.engine
     engine.start(container_id)
     if record is not None:
         kind = get_kind(record.kind)
         bound = engine.published_port(container_id, kind.container_port)
         if bound:
-            desk.store.update_experiment(name, port=bound[1], status="running")
-            record = desk.store.experiment(name)
+            ws.store.update_experiment(name, port=bound[1], status="running")
+            record = ws.store.experiment(name)
             assert record is not None
-            write_access_files(desk.config, record)  # the port may have changed
-            kind.wait_ready(desk.config, record, desk.config.connect_host, bound[1], desk.config.ready_timeout,
-                            is_alive=lambda: is_running(desk, container_id))
+            write_access_files(ws.config, record)  # the port may have changed
+            kind.wait_ready(ws.config, record, ws.config.connect_host, bound[1], ws.config.ready_timeout,
+                            is_alive=lambda: is_running(ws, container_id))
             if record.kind == "ssh":  # key rotations that waited for this container to come back
                 from ptdesk.core.collab import finish_pending
 
-                finish_pending(desk, name)
-    desk.store.audit("start", name)
-    return get(desk, name)
+                finish_pending(ws, name)
+    ws.store.audit("start", name)
+    return get(ws, name)
 
 
-def remove(desk: Desk, name: str, force: bool = False) -> None:
+def remove(ws: Workstation, name: str, force: bool = False) -> None:
     """Remove the container and everything it was given; the workspace and owner key stay.
 
     Another user's container is refused, except with force: a team lead may clean up after someone
     (anyone in the docker group could anyway). Its owner's ptdesk releases their records of it at
     its next reconcile, as for any container removed behind its back.
     """
-    record = desk.store.experiment(name)
-    container = _find_container(desk, name)
+    record = ws.store.experiment(name)
+    container = _find_container(ws, name)
     if record is None and container is None:
         # Nothing under that name; a container with the computed name but other labels is not ours.
         raise NotFound(f"No experiment named {name!r}.", "List them with: ptdesk ls --all")
@@ -158,32 +158,32 @@ def remove(desk: Desk, name: str, force: bool = False) -> None:
     if container is not None:
         if container.get("State") == "running" and not force:
             raise Conflict(f"{name!r} is running.", f"Stop it first (ptdesk stop {name}) or use --force.")
-        desk.engine.remove(container["Id"], force=True)
-    release(desk, name)
-    desk.store.audit("remove", name, {"container": (container or {}).get("Id", "")[:12]})
+        ws.engine.remove(container["Id"], force=True)
+    release(ws, name)
+    ws.store.audit("remove", name, {"container": (container or {}).get("Id", "")[:12]})
 
 
-def release(desk: Desk, name: str, if_container: str | None = None) -> bool:
+def release(ws: Workstation, name: str, if_container: str | None = None) -> bool:
     """Free what a gone container held: host-side secrets, the record (GPUs, port, grants).
 
     With if_container, only if the record still belongs to that container: a late event or a
     reconcile pass must not release a newer experiment that reused the name. Checked and done under
     the store's lock, secrets first, so a launch reusing the name cannot slip in between.
     """
-    with desk.store.tx() as conn:
+    with ws.store.tx() as conn:
         if if_container is not None:
             row = conn.execute("SELECT container_id FROM experiments WHERE name = ?", (name,)).fetchone()
             if row is None or row["container_id"] != if_container:
                 return False
-        material.discard(desk.config, name)
+        experiment_files.discard(ws.config, name)
         conn.execute("DELETE FROM experiments WHERE name = ?", (name,))
     return True
 
 
-def logs(desk: Desk, name: str, tail: int | str = 100, follow: bool = False) -> Iterator[str]:
+def logs(ws: Workstation, name: str, tail: int | str = 100, follow: bool = False) -> Iterator[str]:
     """Log lines (decoded, without newline); the generator closes its stream when closed."""
-    container_id = _container_ref(desk, name)
-    stream = desk.engine.logs(container_id, tail=tail, follow=follow)
+    container_id = _container_ref(ws, name)
+    stream = ws.engine.logs(container_id, tail=tail, follow=follow)
     pending = b""
     try:
         # Frames are read from the engine's socket while iterating: a connection cut mid-stream is

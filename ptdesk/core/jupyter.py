@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ptdesk.config import Config
-from ptdesk.core import material
+from ptdesk.core import experiment_files
 from ptdesk.core.engine import FileSpec
 from ptdesk.core.kinds import Plan
 from ptdesk.core.models import JupyterAccess, LaunchSpec
@@ -66,7 +66,7 @@ class JupyterKind:
 
     def plan(self, config: Config, spec: LaunchSpec) -> Plan:
         token = secrets.token_urlsafe(32)
-        material.write(config, spec.name, TOKEN_FILE, token, 0o600)
+        experiment_files.write(config, spec.name, TOKEN_FILE, token, 0o600)
         return Plan(
             container_port=self.container_port,
             # Run straight as the host user: no root step, no capabilities at all.
@@ -79,7 +79,7 @@ class JupyterKind:
         )
 
     def token(self, config: Config, name: str) -> str | None:
-        return material.read(config, name, TOKEN_FILE)
+        return experiment_files.read(config, name, TOKEN_FILE)
 
     def wait_ready(self, config: Config, record: ExperimentRecord, host: str, port: int,
                    timeout: float, is_alive: Callable[[], bool]) -> None:

@@ -22,8 +22,7 @@ from pathlib import Path
 import docker.types
 
 from ptdesk.config import Config
-from ptdesk.core import ledger, material
-from ptdesk.core.desk import Desk
+from ptdesk.core import experiment_files, ledger
 from ptdesk.core.gpulock import machine_gpu_lock
 from ptdesk.core.kinds import Plan, get_kind
 from ptdesk.core.models import (
@@ -40,6 +39,7 @@ from ptdesk.core.models import (
 )
 from ptdesk.core.spec import container_name, instance_containers, renamed, suggest_name
 from ptdesk.core.state import ExperimentRecord
+from ptdesk.core.workstation import Workstation
 from ptdesk.errors import Conflict, ImageMissing, LaunchFailed, NotFound, PtdeskError
 
 WORKSPACE_MOUNT = "/workspace"
@@ -48,10 +48,10 @@ Progress = Callable[[str], None]
 PORT_ATTEMPTS = 5
 
 
-def launch(desk: Desk, spec: LaunchSpec, progress: Progress = lambda step: None) -> Experiment:
-    config, store = desk.config, desk.store
+def launch(ws: Workstation, spec: LaunchSpec, progress: Progress = lambda step: None) -> Experiment:
+    config, store = ws.config, ws.store
     kind = get_kind(spec.kind)
-    engine = desk.engine
+    engine = ws.engine
     progress("Checking the image")
     if not engine.image_exists(spec.image):
         ours = spec.image == kind.image(config)
@@ -59,14 +59,14 @@ def launch(desk: Desk, spec: LaunchSpec, progress: Progress = lambda step: None)
                            f"Build it with: ptdesk images build {spec.kind}" if ours else
                            "Pull or build it first (docker pull / docker build), or leave out --image "
                            f"to use ptdesk's own (ptdesk images build {spec.kind}).")
-    inventory = desk.gpus.inventory() if spec.gpus != "none" else None
+    inventory = ws.gpus.inventory() if spec.gpus != "none" else None
 
     progress("Reserving name and GPUs")
     gpu_lock = contextlib.ExitStack()
     if spec.gpus != "none":  # CPU-only launches never wait for anyone
         gpu_lock.enter_context(machine_gpu_lock())
     with gpu_lock:  # released as soon as the container exists with its label (below)
-        spec, launching = _reserve(desk, spec, inventory, instance_containers(desk))
+        spec, launching = _reserve(ws, spec, inventory, instance_containers(ws))
         gpus = launching.gpus
         container_id: str | None = None
         made_workspace = False
@@ -78,7 +78,7 @@ def launch(desk: Desk, spec: LaunchSpec, progress: Progress = lambda step: None)
                 store.update_experiment(spec.name, host_public_key=plan.host_public_key)
             for attempt in range(PORT_ATTEMPTS):
                 progress("Creating the container")
-                container_id = _create(desk, spec, plan, gpus, free_port(config.bind_address))
+                container_id = _create(ws, spec, plan, gpus, free_port(config.bind_address))
                 gpu_lock.close()  # its ptdesk.gpus label now holds the GPUs for every user's ledger
                 store.update_experiment(spec.name, container_id=container_id)
                 launching = replace(launching, container_id=container_id)
@@ -97,7 +97,7 @@ def launch(desk: Desk, spec: LaunchSpec, progress: Progress = lambda step: None)
                     engine.remove(container_id, force=True)
             bound = engine.published_port(container_id, plan.container_port)
             if bound is None:
-                if not is_running(desk, container_id):  # exited at once: the engine drops its ports
+                if not is_running(ws, container_id):  # exited at once: the engine drops its ports
                     raise LaunchFailed("The container stopped right after it started.")
                 raise NotFound("The engine published no port for the container.", "Check `docker inspect` output.")
             store.update_experiment(spec.name, port=bound[1])
@@ -106,7 +106,7 @@ def launch(desk: Desk, spec: LaunchSpec, progress: Progress = lambda step: None)
             write_access_files(config, record)
             progress("Waiting until the service lets you in")
             kind.wait_ready(config, record, config.connect_host, bound[1], config.ready_timeout,
-                            is_alive=lambda: is_running(desk, container_id))
+                            is_alive=lambda: is_running(ws, container_id))
             store.update_experiment(spec.name, status="running", launcher_pid=None)
             store.audit("launch", spec.name, {"kind": spec.kind, "owner": spec.owner, "image": spec.image,
                                                "gpus": list(gpus), "port": bound[1],
@@ -114,29 +114,29 @@ def launch(desk: Desk, spec: LaunchSpec, progress: Progress = lambda step: None)
         except BaseException as exc:
             if isinstance(exc, LaunchFailed) and container_id:
                 # The rollback removes the container and its logs: say what it printed while we can.
-                exc.hint = _last_words(desk, container_id) or exc.hint
-            rollback(desk, launching, container_id)
+                exc.hint = _last_words(ws, container_id) or exc.hint
+            rollback(ws, launching, container_id)
             if made_workspace:
                 with contextlib.suppress(OSError):  # only if still empty: never lose a file
                     spec.workspace.rmdir()
             raise
     from ptdesk.core.experiments import get
 
-    return get(desk, spec.name)
+    return get(ws, spec.name)
 
 
-def _reserve(desk: Desk, spec: LaunchSpec, inventory: GpuInventory | None,
+def _reserve(ws: Workstation, spec: LaunchSpec, inventory: GpuInventory | None,
              on_engine: Mapping[str, dict]) -> tuple[LaunchSpec, ExperimentRecord]:
     """Pick the name and the GPUs and write the "launching" record, in one store transaction.
 
     The engine was asked before (`on_engine`): no HTTP request may run while the store's lock is
     held, or a slow engine would make every other ptdesk process time out waiting for the database.
     """
-    store = desk.store
+    store = ws.store
     with store.tx() as conn:
         if spec.auto_name:
             # A launch running beside this one may have taken the suggested name: pick again, under the lock.
-            spec = renamed(desk.config, spec, suggest_name(desk, spec.owner, spec.kind, on_engine))
+            spec = renamed(ws.config, spec, suggest_name(ws, spec.owner, spec.kind, on_engine))
         if store.experiment(spec.name) or spec.name in on_engine:
             raise Conflict(f"An experiment named {spec.name!r} already exists.", "Pick another --name.")
         held = {**ledger.held_by_labels(on_engine), **store.held_gpus(conn)}
@@ -166,11 +166,11 @@ def _port_taken(exc: PtdeskError) -> bool:
     return "port is already allocated" in text or "address already in use" in text
 
 
-def _create(desk: Desk, spec: LaunchSpec, plan: Plan, gpus: tuple[int, ...], port: int) -> str:
+def _create(ws: Workstation, spec: LaunchSpec, plan: Plan, gpus: tuple[int, ...], port: int) -> str:
     """Create the container; a name the engine already has (taken since we listed) is a Conflict."""
-    config = desk.config
+    config = ws.config
     try:
-        return desk.engine.create(
+        return ws.engine.create(
             name=container_name(config, spec.name), image=spec.image, labels=_labels(config, spec, gpus),
             user=plan.user, environment=plan.environment, exposed=[plan.container_port],
             host_config=_host_config(config, spec, plan, gpus, port))
@@ -178,7 +178,7 @@ def _create(desk: Desk, spec: LaunchSpec, plan: Plan, gpus: tuple[int, ...], por
         raise Conflict(f"An experiment named {spec.name!r} already exists.", "Pick another --name.") from None
 
 
-def rollback(desk: Desk, record: ExperimentRecord, container_id: str | None) -> bool:
+def rollback(ws: Workstation, record: ExperimentRecord, container_id: str | None) -> bool:
     """Undo a launch: host-side secrets, record (and with it the GPU reservation), container.
 
     Only while the store's record of that name is still `record`'s launch (same status, launcher
@@ -186,15 +186,15 @@ def rollback(desk: Desk, record: ExperimentRecord, container_id: str | None) -> 
     old copy must not delete a newer launch that reused the name. `container_id` is removed by id
     only, never by name: a name can belong to someone else's container. False when nothing was done.
     """
-    with desk.store.tx() as conn:
+    with ws.store.tx() as conn:
         row = conn.execute("SELECT status, launcher_pid, container_id, created FROM experiments WHERE name = ?",
                            (record.name,)).fetchone()
         if row is None or tuple(row) != (record.status, record.launcher_pid, record.container_id, record.created):
             return False
-        material.discard(desk.config, record.name)
+        experiment_files.discard(ws.config, record.name)
         conn.execute("DELETE FROM experiments WHERE name = ?", (record.name,))
     if container_id:
-        desk.engine.remove(container_id, force=True)
+        ws.engine.remove(container_id, force=True)
     return True
 
 
@@ -213,17 +213,17 @@ def _fp(public_line: str) -> str:
     return fingerprint(public_line)
 
 
-def _last_words(desk: Desk, container_id: str) -> str | None:
+def _last_words(ws: Workstation, container_id: str) -> str | None:
     """What a container that failed its launch last printed (and its exit code if it died)."""
     try:
-        state = desk.engine.inspect(container_id)["State"]
-        lines = _tail(desk, container_id)
+        state = ws.engine.inspect(container_id)["State"]
+        lines = _tail(ws, container_id)
         # The engine copies a container's output to its log asynchronously: a process that just
         # died may have its last words on the way still. Give them a moment before saying "none".
         deadline = time.monotonic() + 1.0
         while not lines and not state.get("Running") and time.monotonic() < deadline:
             time.sleep(0.05)
-            lines = _tail(desk, container_id)
+            lines = _tail(ws, container_id)
     except PtdeskError:
         return None
     if state.get("Running"):
@@ -232,17 +232,17 @@ def _last_words(desk: Desk, container_id: str) -> str | None:
     return f"It exited with code {state.get('ExitCode')}{said}"
 
 
-def _tail(desk: Desk, container_id: str) -> list[str]:
-    frames = desk.engine.logs(container_id, tail=5)
+def _tail(ws: Workstation, container_id: str) -> list[str]:
+    frames = ws.engine.logs(container_id, tail=5)
     try:
         return [ln for ln in b"".join(frames).decode(errors="replace").splitlines() if ln.strip()]
     finally:
         frames.close()
 
 
-def is_running(desk: Desk, container_id: str) -> bool:
+def is_running(ws: Workstation, container_id: str) -> bool:
     """Is the container running right now (False once it is gone)?"""
-    data = desk.engine.try_inspect(container_id)
+    data = ws.engine.try_inspect(container_id)
     return bool(data and data["State"].get("Running"))
 
 

@@ -18,9 +18,9 @@ from dataclasses import dataclass, replace
 
 from ptdesk.core import experiments
 from ptdesk.core.collab import finish_pending
-from ptdesk.core.desk import Desk
 from ptdesk.core.models import LABEL_KIND, LABEL_NAME, LABEL_OWNER
 from ptdesk.core.reconcile import reconcile
+from ptdesk.core.workstation import Workstation
 from ptdesk.errors import EngineUnavailable, PtdeskError
 
 log = logging.getLogger(__name__)
@@ -58,9 +58,9 @@ class ContainerEvent:
                    time=when, kind=attrs.get(LABEL_KIND), owner=attrs.get(LABEL_OWNER))
 
 
-def apply_event(desk: Desk, event: ContainerEvent) -> str | None:
+def apply_event(ws: Workstation, event: ContainerEvent) -> str | None:
     """Bring the store in line with one event; returns what was done (for the watch log), or None."""
-    record = desk.store.experiment(event.name)
+    record = ws.store.experiment(event.name)
     if record is None or record.status == "launching":
         # A launch in flight owns its record until it reports ready or rolls back (reconcile
         # takes over if its launcher dies); a container without a record is reconcile's to adopt,
@@ -69,23 +69,23 @@ def apply_event(desk: Desk, event: ContainerEvent) -> str | None:
     if record.container_id and record.container_id != event.container_id:
         return None  # an older container of the same name (removed, then re-launched)
     if event.action == "destroy":
-        if experiments.release(desk, event.name, if_container=event.container_id):
-            desk.store.audit("released", event.name, {"container": event.container_id[:12], "by": "event"},
+        if experiments.release(ws, event.name, if_container=event.container_id):
+            ws.store.audit("released", event.name, {"container": event.container_id[:12], "by": "event"},
                              who="ptdesk-watch")
             return "released"
         return None
     status = STATUS_FOR.get(event.action)
     if status and record.status != status:
-        desk.store.update_experiment(event.name, status=status)
+        ws.store.update_experiment(event.name, status=status)
     if event.action == "start" and record.kind == "ssh":
-        _finish_pending_grants(desk, event.name)
+        _finish_pending_grants(ws, event.name)
     return status
 
 
-def _finish_pending_grants(desk: Desk, name: str) -> None:
+def _finish_pending_grants(ws: Workstation, name: str) -> None:
     """Grants made while the container was stopped are installed once it runs (collab module)."""
     try:
-        finish_pending(desk, name)
+        finish_pending(ws, name)
     except PtdeskError as exc:
         log.warning("pending grants of %s not installed yet: %s", name, exc.message)
     except Exception:  # its bug must not wedge the watcher (the event would be replayed forever)
@@ -106,14 +106,14 @@ def _nanos(text: str | None) -> int:
 class EventWatcher:
     """Follows the engine's events for this instance until `stop` is set; survives engine restarts."""
 
-    def __init__(self, desk: Desk, on_event: Callable[[ContainerEvent], None] = lambda event: None,
+    def __init__(self, ws: Workstation, on_event: Callable[[ContainerEvent], None] = lambda event: None,
                  on_engine: Callable[[bool, str | None], None] = lambda up, reason: None,
                  on_reconcile: Callable[[object], None] = lambda report: None) -> None:
-        self.desk = desk
+        self.ws = ws
         self.on_event = on_event
         self.on_engine = on_engine
         self.on_reconcile = on_reconcile
-        self._last_nanos = _nanos(desk.store.get_meta(SINCE_KEY))
+        self._last_nanos = _nanos(ws.store.get_meta(SINCE_KEY))
         self._seen_at_last: set[tuple[str, str]] = set()  # events sharing the last timestamp
         self._up: bool | None = None  # unknown until the first connection attempt
 
@@ -122,13 +122,13 @@ class EventWatcher:
         backoff = BACKOFF_FIRST
         while not stop.is_set():
             try:
-                engine = self.desk.engine
+                engine = self.ws.engine
                 self._engine_up()
                 if not self._last_nanos:
                     # First run ever: follow from before the reconcile pass, so nothing falls between.
                     self._last_nanos = time.time_ns() - 1_000_000_000
                 # What happened while nobody was watching (or the engine was down) has no event.
-                report = reconcile(self.desk)
+                report = reconcile(self.ws)
                 try:
                     self.on_reconcile(report)
                 except Exception:  # a listener's bug must not stop the watcher
@@ -144,7 +144,7 @@ class EventWatcher:
                 stop.wait(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX)
             except EngineUnavailable as exc:
-                self.desk.drop_engine()
+                self.ws.drop_engine()
                 if self._up:
                     backoff = BACKOFF_FIRST  # it just went away: first retries come quickly
                 self._engine_down(exc.message)
@@ -171,7 +171,7 @@ class EventWatcher:
 
     def _follow(self, engine, stop: threading.Event) -> None:
         since = _since_text(self._last_nanos) if self._last_nanos else None
-        stream = engine.events(self.desk.config.instance, since=since)
+        stream = engine.events(self.ws.config.instance, since=since)
         done = threading.Event()
 
         def close_on_stop() -> None:
@@ -206,7 +206,7 @@ class EventWatcher:
         event = ContainerEvent.from_docker(raw)
         if event is not None:
             try:
-                event = replace(event, done=apply_event(self.desk, event))
+                event = replace(event, done=apply_event(self.ws, event))
             except EngineUnavailable:
                 raise
             except PtdeskError as exc:
@@ -220,4 +220,4 @@ class EventWatcher:
         if nanos != self._last_nanos:
             self._last_nanos, self._seen_at_last = nanos, set()
         self._seen_at_last.add(key)
-        self.desk.store.set_meta(SINCE_KEY, _since_text(nanos))
+        self.ws.store.set_meta(SINCE_KEY, _since_text(nanos))

@@ -18,13 +18,13 @@ import os
 import time
 from dataclasses import dataclass
 
-from ptdesk.core import experiments, keys, material
-from ptdesk.core.desk import Desk
+from ptdesk.core import experiment_files, experiments, keys
 from ptdesk.core.launch import rollback, write_access_files
 from ptdesk.core.ledger import gpus_from_label
 from ptdesk.core.models import KINDS, LABEL_GPUS, LABEL_KIND, LABEL_NAME, LABEL_OWNER, LABEL_WORKSPACE
 from ptdesk.core.spec import NAME_RE, OWNER_RE, instance_containers
 from ptdesk.core.state import ExperimentRecord
+from ptdesk.core.workstation import Workstation
 from ptdesk.errors import EngineUnavailable, PtdeskError
 
 log = logging.getLogger(__name__)
@@ -76,11 +76,11 @@ def _is_zombie(pid: int) -> bool:
         return False
 
 
-def reconcile(desk: Desk) -> ReconcileReport:
+def reconcile(ws: Workstation) -> ReconcileReport:
     """One pass; raises EngineUnavailable if the engine cannot be listed (callers decide)."""
-    store = desk.store
+    store = ws.store
     records = store.experiments()  # before the list: see the module docstring
-    by_name = instance_containers(desk)
+    by_name = instance_containers(ws)
     released: list[str] = []
     rolled_back: list[str] = []
     adopted: list[str] = []
@@ -89,15 +89,15 @@ def reconcile(desk: Desk) -> ReconcileReport:
     for record in records:
         container = by_name.get(record.name)
         if record.status == "launching":
-            if launcher_alive(record, desk.config.ready_timeout):
+            if launcher_alive(record, ws.config.ready_timeout):
                 continue
-            if _roll_back(desk, record, container):
+            if _roll_back(ws, record, container):
                 rolled_back.append(record.name)
             by_name.pop(record.name, None)
             continue
         if container is not None and (not record.container_id or container["Id"] == record.container_id):
             continue
-        if experiments.release(desk, record.name, if_container=record.container_id):
+        if experiments.release(ws, record.name, if_container=record.container_id):
             store.audit("released", record.name, {"container": (record.container_id or "")[:12],
                                                   "by": "reconcile"}, who="ptdesk-reconcile")
             released.append(record.name)
@@ -108,7 +108,7 @@ def reconcile(desk: Desk) -> ReconcileReport:
             continue  # recorded, or another user's: theirs to adopt, not an orphan of ours
         if _adoptable(container):
             try:
-                if _adopt(desk, container):
+                if _adopt(ws, container):
                     adopted.append(name)
                 continue
             except EngineUnavailable:
@@ -119,7 +119,7 @@ def reconcile(desk: Desk) -> ReconcileReport:
     return ReconcileReport(tuple(released), tuple(rolled_back), tuple(adopted), tuple(orphans))
 
 
-def _roll_back(desk: Desk, record: ExperimentRecord, container: dict | None) -> bool:
+def _roll_back(ws: Workstation, record: ExperimentRecord, container: dict | None) -> bool:
     """Undo a launch whose launcher died, from `record` as read at the start of the pass.
 
     launch.rollback does it only if the store still holds that very launch: another pass may have
@@ -130,9 +130,9 @@ def _roll_back(desk: Desk, record: ExperimentRecord, container: dict | None) -> 
     labels = (container or {}).get("Labels") or {}
     container_id = record.container_id or (container["Id"] if container and
                                            labels.get(LABEL_OWNER) == record.owner else None)
-    if not rollback(desk, record, container_id):
+    if not rollback(ws, record, container_id):
         return False
-    desk.store.audit("rolled-back", record.name, {"launcher_pid": record.launcher_pid}, who="ptdesk-reconcile")
+    ws.store.audit("rolled-back", record.name, {"launcher_pid": record.launcher_pid}, who="ptdesk-reconcile")
     return True
 
 
@@ -144,14 +144,14 @@ def _adoptable(container: dict) -> bool:
             and gpus_from_label(labels.get(LABEL_GPUS)) is not None)
 
 
-def _adopt(desk: Desk, container: dict) -> bool:
+def _adopt(ws: Workstation, container: dict) -> bool:
     """Record a labelled container of this user's that the store lost; secrets are read back from
     the container, and anything unreadable in them makes it an orphan (a PtdeskError)."""
     from ptdesk.core.jupyter import TOKEN_DIR, TOKEN_FILE
 
     labels = container["Labels"]
     name, kind, cid = labels[LABEL_NAME], labels[LABEL_KIND], container["Id"]
-    engine = desk.engine
+    engine = ws.engine
     host_key: str | None = None
     token: str | None = None
     extra_keys: tuple[str, ...] = ()
@@ -159,7 +159,7 @@ def _adopt(desk: Desk, container: dict) -> bool:
     try:
         if kind == "ssh":
             host_key = keys.parse_public_key(engine.read_file(cid, HOST_KEY_IN_CONTAINER).decode())
-            extra_keys = _extra_keys(desk, cid, labels[LABEL_OWNER])
+            extra_keys = _extra_keys(ws, cid, labels[LABEL_OWNER])
         else:
             token = engine.read_file(cid, f"{TOKEN_DIR}/{TOKEN_FILE}").decode() or None
     except UnicodeDecodeError:
@@ -171,20 +171,20 @@ def _adopt(desk: Desk, container: dict) -> bool:
         status="running" if state == "running" else "exited", created=float(container.get("Created") or 0),
         container_id=cid, port=port, gpus=gpus_from_label(labels.get(LABEL_GPUS)) or (),
         workspace=labels.get(LABEL_WORKSPACE), host_public_key=host_key, extra_keys=extra_keys)
-    with desk.store.tx() as conn:
-        if desk.store.experiment(name) is not None:
+    with ws.store.tx() as conn:
+        if ws.store.experiment(name) is not None:
             return False  # a launch recorded it meanwhile
-        desk.store.insert_experiment(conn, record)
+        ws.store.insert_experiment(conn, record)
         if token:
-            material.write(desk.config, name, TOKEN_FILE, token, 0o600)
-        write_access_files(desk.config, record)
-    desk.store.audit("adopted", name, {"container": cid[:12], "kind": kind}, who="ptdesk-reconcile")
+            experiment_files.write(ws.config, name, TOKEN_FILE, token, 0o600)
+        write_access_files(ws.config, record)
+    ws.store.audit("adopted", name, {"container": cid[:12], "kind": kind}, who="ptdesk-reconcile")
     if kind == "ssh":
-        _authorize_this_owner_key(desk, name)
+        _authorize_this_owner_key(ws, name)
     return True
 
 
-def _authorize_this_owner_key(desk: Desk, name: str) -> None:
+def _authorize_this_owner_key(ws: Workstation, name: str) -> None:
     """Make the owner's key of *this* PTDESK_HOME open an adopted SSH experiment.
 
     It may have been launched from another home (`--owner`, or a store that was lost), so the key
@@ -194,13 +194,13 @@ def _authorize_this_owner_key(desk: Desk, name: str) -> None:
     from ptdesk.core.collab import container_lock, reinstall
 
     try:
-        with container_lock(desk.config, name):
-            reinstall(desk, name)
+        with container_lock(ws.config, name):
+            reinstall(ws, name)
     except PtdeskError as exc:  # adopted all the same; the next grant or start renders it again
         log.warning("could not install the owner key in adopted %s: %s", name, exc.message)
 
 
-def _extra_keys(desk: Desk, container_id: str, owner: str) -> tuple[str, ...]:
+def _extra_keys(ws: Workstation, container_id: str, owner: str) -> tuple[str, ...]:
     """The keys the owner brought (--pubkey), read back from the container's authorized_keys, so
     that re-rendering the file later (a grant) keeps them.
 
@@ -210,13 +210,13 @@ def _extra_keys(desk: Desk, container_id: str, owner: str) -> tuple[str, ...]:
     """
     from ptdesk.core.sshd import read_authorized_keys
 
-    skip = {c.fingerprint for c in desk.store.collaborators()}
-    skip |= {c.previous_fingerprint for c in desk.store.collaborators() if c.previous_fingerprint}
-    owner_public = material.user_key_dir(desk.config, owner) / "id_ed25519.pub"
+    skip = {c.fingerprint for c in ws.store.collaborators()}
+    skip |= {c.previous_fingerprint for c in ws.store.collaborators() if c.previous_fingerprint}
+    owner_public = experiment_files.user_key_dir(ws.config, owner) / "id_ed25519.pub"
     with contextlib.suppress(OSError, PtdeskError):
         skip.add(keys.fingerprint(owner_public.read_text()))
     kept: list[str] = []
-    for line in read_authorized_keys(desk.engine, container_id).splitlines():
+    for line in read_authorized_keys(ws.engine, container_id).splitlines():
         options, _, key = line.strip().partition(" ")
         if not key or "expiry-time=" in options:
             continue

@@ -32,28 +32,28 @@ from ptdesk.core.collab import (
     person_lock,
     set_grant_keys,
 )
-from ptdesk.core.desk import Desk
 from ptdesk.core.models import ContainerRotation, RotationResult
 from ptdesk.core.sshcheck import LoginResult, try_login
 from ptdesk.core.state import CollaboratorRecord, GrantRecord
+from ptdesk.core.workstation import Workstation
 from ptdesk.errors import InvalidInput, PtdeskError
 
 
-def rotate(desk: Desk, name: str, expires: str | None = None) -> RotationResult:
+def rotate(ws: Workstation, name: str, expires: str | None = None) -> RotationResult:
     """Give `name` a new key everywhere they have access, or finish an earlier unfinished rotation."""
-    record = collaborator(desk, name)
+    record = collaborator(ws, name)
     if not record.identity_file:
         raise InvalidInput(f"{name!r} brought their own key, so ptdesk cannot make or test a new one for them.",
                            f"Ask them for a new .pub, then: ptdesk collab rm {name}; ptdesk collab add {name} "
                            "--pubkey FILE; and grant again.")
-    with person_lock(desk.config, name):
-        return _rotate(desk, collaborator(desk, name), expires)
+    with person_lock(ws.config, name):
+        return _rotate(ws, collaborator(ws, name), expires)
 
 
-def _rotate(desk: Desk, record: CollaboratorRecord, expires: str | None) -> RotationResult:
-    store, name = desk.store, record.name
+def _rotate(ws: Workstation, record: CollaboratorRecord, expires: str | None) -> RotationResult:
+    store, name = ws.store, record.name
     grants = store.grants(collaborator=name)
-    resumed = _unfinished(desk, record, grants)
+    resumed = _unfinished(ws, record, grants)
     if resumed:
         if expires is not None:
             raise InvalidInput(f"An earlier rotation of {name!r} is unfinished, so --expires cannot apply yet.",
@@ -63,42 +63,42 @@ def _rotate(desk: Desk, record: CollaboratorRecord, expires: str | None) -> Rota
         if when is not None and when <= time.time():
             raise InvalidInput(f"{name!r}'s access expired, so a new key would not work either.",
                                f"Give the new key a lifetime: ptdesk collab rotate {name} --expires 30d")
-        record = _begin(desk, record, when)
+        record = _begin(ws, record, when)
         grants = store.grants(collaborator=name)
-    outcomes = _drive(desk, record, [g for g in grants if g.pending])
+    outcomes = _drive(ws, record, [g for g in grants if g.pending])
     containers = tuple(outcomes.get(g.experiment) or ContainerRotation(g.experiment, "rotated", True, "rotated earlier")
                        for g in grants)
     result = RotationResult(name=name, old_fingerprint=record.previous_fingerprint or record.fingerprint,
                             fingerprint=record.fingerprint, identity_file=record.identity_file,
                             containers=containers, resumed=resumed)
-    _settle(desk, name)
+    _settle(ws, name)
     store.audit("collab-rotate", name, {"old_fingerprint": result.old_fingerprint, "fingerprint": result.fingerprint,
                                         "resumed": resumed, "containers": {c.name: c.status for c in containers}})
     return result
 
 
-def finish_pending(desk: Desk, experiment: str) -> dict[str, ContainerRotation]:
+def finish_pending(ws: Workstation, experiment: str) -> dict[str, ContainerRotation]:
     """Finish rotations left pending in a container that has just (re)started; by collaborator.
 
     Called by `experiments.start` and by the lifecycle's start-event handler. Never raises for a
     container problem: the outcome says what happened and the grant stays pending.
     """
-    store = desk.store
+    store = ws.store
     outcomes: dict[str, ContainerRotation] = {}
     for listed in store.grants(experiment=experiment):
         if not listed.pending:
             continue
-        with person_lock(desk.config, listed.collaborator):
+        with person_lock(ws.config, listed.collaborator):
             # Read again under the lock: another process may have finished it meanwhile.
             record = store.collaborator(listed.collaborator)
             grant = next(iter(store.grants(collaborator=listed.collaborator, experiment=experiment)), None)
             if grant is None or not grant.pending or record is None or not record.identity_file:
                 continue
             try:
-                outcome = _drive(desk, record, [grant])[experiment]
+                outcome = _drive(ws, record, [grant])[experiment]
             except PtdeskError as exc:
                 outcome = ContainerRotation(experiment, "pending", False, exc.message)
-            _settle(desk, record.name)
+            _settle(ws, record.name)
         outcomes[record.name] = outcome
         store.audit("collab-rotate-finish", experiment, {"collaborator": record.name,
                                                          "fingerprint": record.fingerprint,
@@ -107,21 +107,21 @@ def finish_pending(desk: Desk, experiment: str) -> dict[str, ContainerRotation]:
 
 
 # --- steps -----------------------------------------------------------------------------------
-def _unfinished(desk: Desk, record: CollaboratorRecord, grants: list[GrantRecord]) -> bool:
+def _unfinished(ws: Workstation, record: CollaboratorRecord, grants: list[GrantRecord]) -> bool:
     """Is an earlier rotation still holding the old key somewhere, or waiting in a running container?"""
     if not record.previous_fingerprint:
         return False
     for grant in grants:
-        experiment = desk.store.experiment(grant.experiment)
+        experiment = ws.store.experiment(grant.experiment)
         if not grant.pending or experiment is None:
             continue
-        state = container_state(desk, experiment)
+        state = container_state(ws, experiment)
         if state != "gone" and (record.previous_fingerprint in grant.installed or state == "running"):
             return True
     return False
 
 
-def _begin(desk: Desk, record: CollaboratorRecord, expires: float | None) -> CollaboratorRecord:
+def _begin(ws: Workstation, record: CollaboratorRecord, expires: float | None) -> CollaboratorRecord:
     """New key pair on disk and in the store; the current one becomes 'previous'; grants pending."""
     current = Path(record.identity_file or "")
     folder = current.parent
@@ -130,7 +130,7 @@ def _begin(desk: Desk, record: CollaboratorRecord, expires: float | None) -> Col
     previous = folder / PREVIOUS
     os.replace(current, previous)
     try:
-        with desk.store.tx() as conn:
+        with ws.store.tx() as conn:
             conn.execute("UPDATE collaborators SET public_key = ?, fingerprint = ?, previous_public_key = ?, "
                          "previous_fingerprint = ?, expires = ? WHERE name = ?",
                          (pair.public_line, pair.fingerprint, record.public_key, record.fingerprint, expires,
@@ -143,17 +143,17 @@ def _begin(desk: Desk, record: CollaboratorRecord, expires: float | None) -> Col
         raise
     os.replace(staged.with_name(f"{staged.name}.pub"), current.with_name(f"{PRIVATE}.pub"))
     os.replace(staged, current)
-    updated = desk.store.collaborator(record.name)
+    updated = ws.store.collaborator(record.name)
     assert updated is not None
     return updated
 
 
-def _drive(desk: Desk, record: CollaboratorRecord, grants: list[GrantRecord]) -> dict[str, ContainerRotation]:
+def _drive(ws: Workstation, record: CollaboratorRecord, grants: list[GrantRecord]) -> dict[str, ContainerRotation]:
     """Run the three phases over pending grants of one person; an outcome per experiment."""
     outcomes: dict[str, ContainerRotation] = {}
     proving: list[GrantRecord] = []
     for grant in grants:  # 1: new key next to the old one, everywhere
-        step = _install_new(desk, record, grant)
+        step = _install_new(ws, record, grant)
         if isinstance(step, ContainerRotation):
             outcomes[grant.experiment] = step
         else:
@@ -161,20 +161,20 @@ def _drive(desk: Desk, record: CollaboratorRecord, grants: list[GrantRecord]) ->
     new_file = Path(record.identity_file or "")
     retiring = []
     for grant in proving:  # 2: the new key logs in, everywhere it is running
-        login = _login(desk, grant.experiment, new_file)
+        login = _login(ws, grant.experiment, new_file)
         if login.ok:
             retiring.append(grant)
         else:
-            outcomes[grant.experiment] = _keep_old(desk, record, grant, login.detail)
+            outcomes[grant.experiment] = _keep_old(ws, record, grant, login.detail)
     for grant in retiring:  # 3: only now the old key goes, where the new one was proven
-        outcomes[grant.experiment] = _retire_old(desk, record, grant, new_file.parent / PREVIOUS)
+        outcomes[grant.experiment] = _retire_old(ws, record, grant, new_file.parent / PREVIOUS)
     return outcomes
 
 
-def _install_new(desk: Desk, record: CollaboratorRecord, grant: GrantRecord) -> GrantRecord | ContainerRotation:
+def _install_new(ws: Workstation, record: CollaboratorRecord, grant: GrantRecord) -> GrantRecord | ContainerRotation:
     name = grant.experiment
-    experiment = desk.store.experiment(name)
-    state = container_state(desk, experiment) if experiment else "gone"
+    experiment = ws.store.experiment(name)
+    state = container_state(ws, experiment) if experiment else "gone"
     if state == "gone":
         return ContainerRotation(name, "failed", False, f"the container is gone; clean up with: ptdesk rm {name}")
     if state in ("paused", "launching"):
@@ -185,41 +185,41 @@ def _install_new(desk: Desk, record: CollaboratorRecord, grant: GrantRecord) -> 
     else:
         installed = tuple(dict.fromkeys([*(fp for fp in grant.installed if fp in (old, new)), new]))
     try:
-        state, text = set_grant_keys(desk, grant, installed, pending=True)
+        state, text = set_grant_keys(ws, grant, installed, pending=True)
     except PtdeskError as exc:
         return ContainerRotation(name, "pending", False, f"the new key could not be installed ({exc.message}); "
                                                          "the old key stays valid there")
     if state == "stopped":
         assert experiment is not None and experiment.container_id
-        if sshd.read_authorized_keys(desk.engine, experiment.container_id) != text:
+        if sshd.read_authorized_keys(ws.engine, experiment.container_id) != text:
             return ContainerRotation(name, "pending", False, "the new authorized_keys did not read back as written")
         return ContainerRotation(name, "rotated", False, "stopped: the new key replaced the old one; "
                                                          "the login is proven when it starts")
     return replace(grant, installed=installed, pending=True)
 
 
-def _keep_old(desk: Desk, record: CollaboratorRecord, grant: GrantRecord, why: str) -> ContainerRotation:
+def _keep_old(ws: Workstation, record: CollaboratorRecord, grant: GrantRecord, why: str) -> ContainerRotation:
     """The new key did not log in: make sure the old one is (still, or again) there."""
     old = record.previous_fingerprint
     detail = f"the new key was not accepted ({why}); the old key stays valid there"
     if old and old not in grant.installed:
         try:
-            set_grant_keys(desk, grant, (old, record.fingerprint), pending=True)
+            set_grant_keys(ws, grant, (old, record.fingerprint), pending=True)
         except PtdeskError as exc:
             detail = f"the new key was not accepted ({why}) and the old key could not be put back ({exc.message})"
     return ContainerRotation(grant.experiment, "pending", False, detail)
 
 
-def _retire_old(desk: Desk, record: CollaboratorRecord, grant: GrantRecord, old_file: Path) -> ContainerRotation:
+def _retire_old(ws: Workstation, record: CollaboratorRecord, grant: GrantRecord, old_file: Path) -> ContainerRotation:
     name = grant.experiment
     try:
-        set_grant_keys(desk, grant, (record.fingerprint,), pending=False)
+        set_grant_keys(ws, grant, (record.fingerprint,), pending=False)
     except PtdeskError as exc:
         return ContainerRotation(name, "pending", False,
                                  f"the new key works; the old key could not be removed yet ({exc.message})")
     if not old_file.exists():
         return ContainerRotation(name, "rotated", False, "the new key logs in; the old key is removed")
-    login = _login(desk, name, old_file)
+    login = _login(ws, name, old_file)
     if login.ok:  # e.g. the owner also authorised that very key with --pubkey
         return ContainerRotation(name, "failed", False, "the old key still logs in (it is authorised another way)")
     refused = login.detail.startswith("refused")
@@ -227,29 +227,29 @@ def _retire_old(desk: Desk, record: CollaboratorRecord, grant: GrantRecord, old_
                              else f"the new key logs in; the old key's refusal could not be checked ({login.detail})")
 
 
-def _login(desk: Desk, experiment: str, key_file: Path) -> LoginResult:
+def _login(ws: Workstation, experiment: str, key_file: Path) -> LoginResult:
     """One login with the host key pinned, at the port the engine publishes now (a container
     started behind ptdesk's back has a new one before anything updates the record)."""
-    record = desk.store.experiment(experiment)
+    record = ws.store.experiment(experiment)
     if record is None or not record.container_id or not record.host_public_key:
         return LoginResult(False, "unreachable: no container or host key on record")
     try:
-        bound = desk.engine.published_port(record.container_id, sshd.SSH.container_port)
+        bound = ws.engine.published_port(record.container_id, sshd.SSH.container_port)
     except PtdeskError as exc:
         return LoginResult(False, f"unreachable: {exc.message}")
     if bound is None:
         return LoginResult(False, "unreachable: no published port")
-    return try_login(desk.config.connect_host, bound[1], sshd.CONTAINER_USER, key_file,
+    return try_login(ws.config.connect_host, bound[1], sshd.CONTAINER_USER, key_file,
                      record.host_public_key, command=None)
 
 
-def _settle(desk: Desk, name: str) -> None:
+def _settle(ws: Workstation, name: str) -> None:
     """Forget the previous key once no container is waiting on the rotation any more."""
-    record = desk.store.collaborator(name)
+    record = ws.store.collaborator(name)
     if record is None or not record.previous_fingerprint:
         return
-    if any(g.pending for g in desk.store.grants(collaborator=name)):
+    if any(g.pending for g in ws.store.grants(collaborator=name)):
         return
-    desk.store.update_collaborator(name, previous_public_key=None, previous_fingerprint=None)
+    ws.store.update_collaborator(name, previous_public_key=None, previous_fingerprint=None)
     if record.identity_file:
         (Path(record.identity_file).parent / PREVIOUS).unlink(missing_ok=True)

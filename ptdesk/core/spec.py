@@ -16,10 +16,10 @@ from pathlib import Path
 
 from ptdesk.config import Config, check_size
 from ptdesk.core import ledger
-from ptdesk.core.desk import Desk
 from ptdesk.core.keys import USER_NAME_RE, read_public_key_file
 from ptdesk.core.kinds import get_kind
 from ptdesk.core.models import KINDS, LABEL_NAME, LaunchSpec, Limits
+from ptdesk.core.workstation import Workstation
 from ptdesk.errors import Conflict, InvalidInput, NotFound
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,40}$")
@@ -51,18 +51,18 @@ def container_key(container: dict) -> str:
     return (container.get("Labels") or {}).get(LABEL_NAME) or (container.get("Names") or ["/?"])[0].lstrip("/")
 
 
-def instance_containers(desk: Desk) -> dict[str, dict]:
+def instance_containers(ws: Workstation) -> dict[str, dict]:
     """The instance's managed containers by experiment name: one engine request, every user's."""
-    return {container_key(c): c for c in desk.engine.list_managed(desk.config.instance)}
+    return {container_key(c): c for c in ws.engine.list_managed(ws.config.instance)}
 
 
-def suggest_name(desk: Desk, owner: str, kind: str, on_engine: Collection[str] | None = None) -> str:
+def suggest_name(ws: Workstation, owner: str, kind: str, on_engine: Collection[str] | None = None) -> str:
     """A free name like alice-jupyter-3 (free in the store and among the engine's containers).
 
     `on_engine`: the names the engine already has, when the caller listed them (no request then).
     """
-    taken = {r.name for r in desk.store.experiments()}
-    taken |= set(instance_containers(desk) if on_engine is None else on_engine)
+    taken = {r.name for r in ws.store.experiments()}
+    taken |= set(instance_containers(ws) if on_engine is None else on_engine)
     for n in range(1, 10_000):
         candidate = f"{owner}-{kind}-{n}"
         if candidate not in taken:
@@ -70,17 +70,17 @@ def suggest_name(desk: Desk, owner: str, kind: str, on_engine: Collection[str] |
     raise Conflict("No free experiment name was found.", "Pass one with --name.")
 
 
-def make_spec(desk: Desk, kind: str, *, name: str | None = None, owner: str | None = None,
+def make_spec(ws: Workstation, kind: str, *, name: str | None = None, owner: str | None = None,
               image: str | None = None, gpus: str = "none", workspace: str | Path | None = None,
               memory: str | None = None, cpus: float | None = None, shm_size: str | None = None,
               pids: int | None = None, pubkey: str | Path | None = None) -> LaunchSpec:
     """Validate everything a person typed and fill defaults; raises before anything is created."""
-    config = desk.config
+    config = ws.config
     if kind not in KINDS:
         raise InvalidInput(f"Unknown kind {kind!r}.", "Use ssh or jupyter.")
     owner = validate_owner(owner or current_user())
     typed = name
-    name = validate_name(name) if name else suggest_name(desk, owner, kind)
+    name = validate_name(name) if name else suggest_name(ws, owner, kind)
     ledger.parse_request(gpus)
     defaults = config.limits
     try:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ptdesk.config import Config
-from ptdesk.core import keys, material
+from ptdesk.core import experiment_files, keys
 from ptdesk.core.engine import Engine, FileSpec
 from ptdesk.core.kinds import Plan
 from ptdesk.core.models import LaunchSpec, SshAccess
@@ -33,7 +33,7 @@ KNOWN_HOSTS_FILE = "known_hosts"
 
 def owner_key(config: Config, owner: str) -> tuple[Path, str]:
     """The owner's personal key pair, made on first use; it outlives every container."""
-    return keys.load_or_create(material.user_key_dir(config, owner), comment=f"{owner}@ptdesk")
+    return keys.load_or_create(experiment_files.user_key_dir(config, owner), comment=f"{owner}@ptdesk")
 
 
 def sshd_expiry(expires: float | None) -> str | None:
@@ -88,7 +88,7 @@ class SshKind:
         _, owner_public = owner_key(config, spec.owner)
         host = keys.generate(comment=f"{spec.name}@ptdesk")
         # Only the public half stays on the host: it is what clients pin.
-        material.write(config, spec.name, HOST_KEY_FILE, host.public_line + "\n", 0o644)
+        experiment_files.write(config, spec.name, HOST_KEY_FILE, host.public_line + "\n", 0o644)
         files = (
             ("/etc/ssh", (FileSpec("ssh_host_ed25519_key", host.private_pem, mode=0o600),
                           FileSpec("ssh_host_ed25519_key.pub", (host.public_line + "\n").encode(), mode=0o644))),
@@ -115,9 +115,9 @@ class SshKind:
             return None
         # Pure: a listing runs often and beside `ptdesk rm`, so it must never (re)create files;
         # the known_hosts file the command names is written by write_known_hosts.
-        key_file = material.user_key_dir(config, record.owner) / "id_ed25519"
+        key_file = experiment_files.user_key_dir(config, record.owner) / "id_ed25519"
         known = keys.host_known_hosts_line(host, record.port, record.host_public_key)
-        known_file = material.folder(config, record.name) / KNOWN_HOSTS_FILE
+        known_file = experiment_files.folder(config, record.name) / KNOWN_HOSTS_FILE
         command = " ".join([
             "ssh", "-i", shlex.quote(str(key_file)), "-p", str(record.port),
             "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=yes",
@@ -134,8 +134,8 @@ def write_known_hosts(config: Config, record: ExperimentRecord) -> None:
     if not record.port or not record.host_public_key:
         return
     known = keys.host_known_hosts_line(config.connect_host, record.port, record.host_public_key) + "\n"
-    if material.read(config, record.name, KNOWN_HOSTS_FILE) != known:
-        material.write(config, record.name, KNOWN_HOSTS_FILE, known, 0o644)
+    if experiment_files.read(config, record.name, KNOWN_HOSTS_FILE) != known:
+        experiment_files.write(config, record.name, KNOWN_HOSTS_FILE, known, 0o644)
 
 
 SSH = SshKind()

@@ -66,7 +66,7 @@ class ExperimentActions(LiveFeeds):
         def closed(experiment: Experiment | None) -> None:
             self.request_list()
 
-        self.push_screen(NewExperiment(self.desk), closed)
+        self.push_screen(NewExperiment(self.ws), closed)
 
     def action_details(self) -> None:
         from ptdesk.tui.screens.details import Details
@@ -92,10 +92,10 @@ class ExperimentActions(LiveFeeds):
             return
         if selected.status == "running":
             self.notify(f"Stopping {selected.name}…", markup=False)
-            self._act(lambda: experiments.stop(self.desk, selected.name), f"{selected.name} stopped.")
+            self._act(lambda: experiments.stop(self.ws, selected.name), f"{selected.name} stopped.")
         else:
             self.notify(f"Starting {selected.name} (waiting until it accepts logins)…", markup=False)
-            self._act(lambda: experiments.start(self.desk, selected.name), f"{selected.name} is running.")
+            self._act(lambda: experiments.start(self.ws, selected.name), f"{selected.name} is running.")
 
     def action_remove(self) -> None:
         from ptdesk.core import experiments
@@ -107,7 +107,7 @@ class ExperimentActions(LiveFeeds):
 
         def confirmed(yes: bool | None) -> None:
             if yes:
-                self._act(lambda: experiments.remove(self.desk, selected.name, force=True),
+                self._act(lambda: experiments.remove(self.ws, selected.name, force=True),
                           f"{selected.name} removed.")
 
         if selected.foreign:  # a team lead cleaning up: say plainly whose it is
@@ -140,7 +140,7 @@ class ExperimentActions(LiveFeeds):
         from ptdesk.tui.screens.collaborators import Collaborators
 
         selected = self.table.selected
-        self.push_screen(Collaborators(self.desk, selected.name if selected and selected.kind == "ssh" else None))
+        self.push_screen(Collaborators(self.ws, selected.name if selected and selected.kind == "ssh" else None))
 
     def action_help(self) -> None:
         from ptdesk.tui.screens.help import Help

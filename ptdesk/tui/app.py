@@ -17,8 +17,8 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Input, Static
 
-from ptdesk.core.desk import Desk
 from ptdesk.core.stats import StatsSampler
+from ptdesk.core.workstation import Workstation
 from ptdesk.errors import PtdeskError
 from ptdesk.tui.actions import ExperimentActions
 from ptdesk.tui.widgets.experiments_table import ExperimentsTable
@@ -50,9 +50,9 @@ class PtdeskApp(ExperimentActions):
         Binding("escape", "back", "Back", show=False),
     ]
 
-    def __init__(self, desk: Desk, *, clock: Callable[[], float] = time.time, hostname: str | None = None,
+    def __init__(self, ws: Workstation, *, clock: Callable[[], float] = time.time, hostname: str | None = None,
                  stats: StatsSampler | None = None, watch_events: bool = True) -> None:
-        super().__init__(desk, stats=stats, watch_events=watch_events)
+        super().__init__(ws, stats=stats, watch_events=watch_events)
         self.clock = clock
         self.hostname = hostname or socket.gethostname()
         self._follow_timer = None
@@ -93,7 +93,7 @@ class PtdeskApp(ExperimentActions):
         gpus = "GPUs: N/A" if self.gpu_count is None else _count(self.gpu_count, "GPU")
         text = Text.assemble(("ptdesk ", "bold"), f"· {self.hostname} · {engine} · ",
                              f"{_count(len(self.experiments), 'experiment')} ({running} running) · {gpus}",
-                             (f" · instance {self.desk.config.instance}" if self.desk.config.instance != "default"
+                             (f" · instance {self.ws.config.instance}" if self.ws.config.instance != "default"
                               else "", "dim"))
         self.query_one("#topbar", Static).update(text)
 
@@ -127,7 +127,7 @@ class PtdeskApp(ExperimentActions):
         engine = None
         if self.engine_up:
             try:
-                engine = self.desk.engine  # connected already: no I/O here
+                engine = self.ws.engine  # connected already: no I/O here
             except PtdeskError:
                 engine = None
         self.log_pane.follow(engine, selected.id or None, selected.name, selected.status == "running")

@@ -13,9 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ptdesk.core.desk import Desk
 from ptdesk.core.models import Experiment, GpuSnapshot
 from ptdesk.core.stats import ContainerStats, StatsSampler
+from ptdesk.core.workstation import Workstation
 from ptdesk.errors import PtdeskError
 
 if TYPE_CHECKING:
@@ -41,15 +41,15 @@ class GpuView:
     idle: dict[str, float] = field(default_factory=dict)
 
 
-def engine_info(desk: Desk) -> EngineInfo:
-    version = desk.engine.version()
+def engine_info(ws: Workstation) -> EngineInfo:
+    version = ws.engine.version()
     return EngineInfo(host=socket.gethostname(), version=str(version.get("Version", "?")))
 
 
-def list_experiments(desk: Desk) -> tuple[Experiment, ...]:
+def list_experiments(ws: Workstation) -> tuple[Experiment, ...]:
     from ptdesk.core import experiments
 
-    return tuple(experiments.list_experiments(desk, all=True))
+    return tuple(experiments.list_experiments(ws, all=True))
 
 
 def container_stats(sampler: StatsSampler, items: tuple[Experiment, ...]) -> dict[str, ContainerStats]:
@@ -94,34 +94,34 @@ def _idle_key(snapshot: GpuSnapshot) -> IdleKey:
             frozenset(idle_gpus([snapshot], for_seconds=0.0)))
 
 
-def sample_gpus(desk: Desk, engine_up: bool, idle: IdleGpus | None = None) -> GpuView:
+def sample_gpus(ws: Workstation, engine_up: bool, idle: IdleGpus | None = None) -> GpuView:
     """One NVML sample with owners filled in; never raises (a broken GPU stack is a value).
 
     With `idle`, the view also says which GPUs have held memory at 0 % for long (the dashboard's flag).
     """
     from ptdesk.core import procmap
 
-    sampler = desk.gpus
+    sampler = ws.gpus
     snapshot = sampler.sample()
     engine = None
     if engine_up:
         try:
-            engine = desk.engine
+            engine = ws.engine
         except PtdeskError:
             engine = None
-    snapshot = procmap.attribute(snapshot, engine, desk.config.instance, store=_owners_store(desk, snapshot))
+    snapshot = procmap.attribute(snapshot, engine, ws.config.instance, store=_owners_store(ws, snapshot))
     history = {g.uuid: tuple(sampler.history(g.uuid)) for g in snapshot.gpus}
     return GpuView(snapshot, history, idle.add(snapshot) if idle is not None else {})
 
 
-def _owners_store(desk: Desk, snapshot: GpuSnapshot) -> Store | None:
+def _owners_store(ws: Workstation, snapshot: GpuSnapshot) -> Store | None:
     """The store, which names owners while the engine is away: opened only when some GPU has
     processes to name. One that cannot be opened (corrupt, unreadable) means fewer names on the
     panel, never a failed sample: the list and the doctor report that problem."""
     if not any(g.processes for g in snapshot.gpus):
         return None
     try:
-        return desk.store
+        return ws.store
     except (PtdeskError, OSError):
         return None
 
@@ -131,7 +131,7 @@ OnEvent = Callable[["ContainerEvent"], None]
 OnEngine = Callable[[bool, str | None], None]
 
 
-def watch_events(desk: Desk, on_event: OnEvent, on_engine: OnEngine, stop: threading.Event) -> None:
+def watch_events(ws: Workstation, on_event: OnEvent, on_engine: OnEngine, stop: threading.Event) -> None:
     """Follow the engine's events until `stop` is set, telling `on_engine` when it goes and comes back.
 
     The lifecycle module's EventWatcher does the real work (cleanup on die/destroy, reconnect with
@@ -139,4 +139,4 @@ def watch_events(desk: Desk, on_event: OnEvent, on_engine: OnEngine, stop: threa
     """
     from ptdesk.core.lifecycle import EventWatcher
 
-    EventWatcher(desk, on_event=on_event, on_engine=on_engine).run(stop)
+    EventWatcher(ws, on_event=on_event, on_engine=on_engine).run(stop)

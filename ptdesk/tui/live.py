@@ -21,9 +21,9 @@ from textual.app import App
 from textual.widgets import Static
 from textual.worker import Worker, WorkerState
 
-from ptdesk.core.desk import Desk
 from ptdesk.core.models import Experiment
 from ptdesk.core.stats import StatsSampler
+from ptdesk.core.workstation import Workstation
 from ptdesk.errors import PtdeskError
 from ptdesk.tui import feeds
 from ptdesk.tui.errors import ErrorNotices, describe, notify_error
@@ -68,9 +68,9 @@ class LiveFeeds(App[None]):
     below to redraw what depends on this state.
     """
 
-    def __init__(self, desk: Desk, *, stats: StatsSampler | None = None, watch_events: bool = True) -> None:
+    def __init__(self, ws: Workstation, *, stats: StatsSampler | None = None, watch_events: bool = True) -> None:
         super().__init__()
-        self.desk = desk
+        self.ws = ws
         self.stats_sampler = stats or StatsSampler()
         self.watch_events = watch_events
         self.engine_up: bool | None = None  # None: not known yet
@@ -123,7 +123,7 @@ class LiveFeeds(App[None]):
     @work(thread=True, exit_on_error=False, group="gpus")
     def _sample_gpus(self) -> None:
         # Until the engine's state is known, try it: owners show from the very first sample.
-        self.post_message(GpusSampled(feeds.sample_gpus(self.desk, self.engine_up is not False, self.idle_gpus)))
+        self.post_message(GpusSampled(feeds.sample_gpus(self.ws, self.engine_up is not False, self.idle_gpus)))
 
     @on(GpusSampled)
     @while_running
@@ -153,13 +153,13 @@ class LiveFeeds(App[None]):
         def on_event(event: CoreEvent) -> None:
             self.post_message(ContainerEvent(event.action, event.container_id, event.name))
 
-        feeds.watch_events(self.desk, on_event, self._engine_changed_from_thread, self._stop)
+        feeds.watch_events(self.ws, on_event, self._engine_changed_from_thread, self._stop)
 
     def _engine_changed_from_thread(self, up: bool, reason: str | None) -> None:
         info = None
         if up:
             try:
-                info = feeds.engine_info(self.desk)
+                info = feeds.engine_info(self.ws)
             except PtdeskError as exc:
                 up, reason = False, exc.message
         self.post_message(EngineChanged(up, reason, info))
@@ -224,7 +224,7 @@ class LiveFeeds(App[None]):
     @work(thread=True, exit_on_error=False, group="list")
     def _list_experiments(self) -> None:
         try:
-            self.post_message(ExperimentsListed(feeds.list_experiments(self.desk)))
+            self.post_message(ExperimentsListed(feeds.list_experiments(self.ws)))
         except PtdeskError as exc:
             self.post_message(ExperimentsListed(None, exc))
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from ptdesk.core import collab, collab_export, keys, sshd
-from ptdesk.core.desk import Desk
 from ptdesk.core.models import ContainerRotation, LaunchSpec, Limits, RotationResult
 from ptdesk.core.state import CollaboratorRecord, ExperimentRecord
+from ptdesk.core.workstation import Workstation
 from ptdesk.errors import InvalidInput
 
 NOW = 1_800_000_000.0
@@ -91,20 +91,20 @@ def test_rendered_file_has_owner_first_and_each_persons_expiry() -> None:
     assert sshd.render_authorized_keys(owner) == f"restrict,pty {owner}\n"
 
 
-def test_the_launch_renders_what_collab_renders_before_any_grant(desk: Desk, tmp_path: Path) -> None:
+def test_the_launch_renders_what_collab_renders_before_any_grant(ws: Workstation, tmp_path: Path) -> None:
     """The first file (launch plan: config + spec only) equals the one every grant change re-renders."""
     brought = keys.generate("alice@laptop").public_line
     spec = LaunchSpec(kind="ssh", name="box", owner="alice", image="ptdesk/ssh:latest", gpus="none",
                       workspace=tmp_path, limits=Limits(), extra_keys=(brought,))
-    plan = sshd.SSH.plan(desk.config, spec)
+    plan = sshd.SSH.plan(ws.config, spec)
     at_launch = {f.name: f.data for folder, files in plan.files if folder == sshd.AUTHORIZED_KEYS_DIR
                  for f in files}[sshd.CONTAINER_USER].decode()
-    with desk.store.tx() as conn:
-        desk.store.insert_experiment(conn, ExperimentRecord(
+    with ws.store.tx() as conn:
+        ws.store.insert_experiment(conn, ExperimentRecord(
             name="box", kind="ssh", owner="alice", image=spec.image, status="running", created=NOW,
             host_public_key=plan.host_public_key, extra_keys=spec.extra_keys))
-    assert collab.authorized_keys_text(desk, "box") == at_launch
-    _, owner_public = sshd.owner_key(desk.config, "alice")
+    assert collab.authorized_keys_text(ws, "box") == at_launch
+    _, owner_public = sshd.owner_key(ws.config, "alice")
     assert at_launch == f"restrict,pty {owner_public}\nrestrict,pty {brought}\n"
 
 

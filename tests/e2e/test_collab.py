@@ -21,9 +21,9 @@ import pytest
 from helpers import wait_until
 
 from ptdesk.core import collab, rotation, sshd
-from ptdesk.core.desk import Desk
 from ptdesk.core.engine import Engine
 from ptdesk.core.sshcheck import LoginResult, try_login
+from ptdesk.core.workstation import Workstation
 
 if TYPE_CHECKING:
     from conftest import Ptdesk  # tests/e2e/conftest.py
@@ -38,11 +38,11 @@ def boxes(module_desk: Ptdesk) -> dict[str, dict]:
 
 
 @pytest.fixture
-def module_core(module_desk: Ptdesk) -> Iterator[Desk]:
+def module_core(module_desk: Ptdesk) -> Iterator[Workstation]:
     """The core API on the module's environment (what the dashboard calls)."""
-    desk = Desk(module_desk.config)
-    yield desk
-    desk.close()
+    ws = Workstation(module_desk.config)
+    yield ws
+    ws.close()
 
 
 # --- helpers ------------------------------------------------------------------------------------
@@ -208,13 +208,13 @@ def test_concurrent_grants_to_one_container_all_land(boxes: dict, module_desk: P
     errors: list[BaseException] = []
 
     def grant(name: str) -> None:
-        desk = Desk(module_desk.config)
+        ws = Workstation(module_desk.config)
         try:
-            collab.grant(desk, name, "m2")
+            collab.grant(ws, name, "m2")
         except BaseException as exc:  # reported below
             errors.append(exc)
         finally:
-            desk.close()
+            ws.close()
 
     threads = [threading.Thread(target=grant, args=(n,)) for n in names]
     for t in threads:
@@ -228,7 +228,7 @@ def test_concurrent_grants_to_one_container_all_land(boxes: dict, module_desk: P
         assert logs_in(module_desk, "m2", Path(made[name]["identity_file"]))
 
 
-def test_expired_key_is_refused_by_sshd(boxes: dict, module_desk: Ptdesk, module_core: Desk) -> None:
+def test_expired_key_is_refused_by_sshd(boxes: dict, module_desk: Ptdesk, module_core: Workstation) -> None:
     key = Path(add(module_desk, "eve", "--expires", "1d")["identity_file"])
     module_desk.ok("grant", "eve", "m1")
     assert logs_in(module_desk, "m1", key)
@@ -315,7 +315,7 @@ def _sshd_pid(engine: Engine, container: str) -> int:
 
 
 def test_failures_injected_mid_rotation_never_lock_the_person_out(
-        cli: Ptdesk, desk: Desk, engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        cli: Ptdesk, ws: Workstation, engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     ids = {name: cli.new("ssh", "--name", name, "--cpus", "1")["id"] for name in ("ok", "killed", "removed")}
     old = keep_copy(add(cli, "uma")["identity_file"], tmp_path / "uma-old" / "id_ed25519")
     for name in ids:
@@ -326,7 +326,7 @@ def test_failures_injected_mid_rotation_never_lock_the_person_out(
     real_login = rotation._login
     injected = []
 
-    def login_with_failures(d: Desk, experiment: str, key_file: Path) -> LoginResult:
+    def login_with_failures(d: Workstation, experiment: str, key_file: Path) -> LoginResult:
         if not injected:
             injected.append(experiment)
             os.kill(_sshd_pid(engine, ids["killed"]), signal.SIGKILL)

@@ -19,9 +19,8 @@ from e2e.lifecycle_support import db, docker, held_gpus, hold_gpus, record, watc
 from helpers import wait_until
 
 from ptdesk.config import load_config
-from ptdesk.core import material
+from ptdesk.core import experiment_files
 from ptdesk.core.cull import idle_gpus
-from ptdesk.core.desk import Desk
 from ptdesk.core.durations import parse_duration
 from ptdesk.core.engine import Engine
 from ptdesk.core.lifecycle import ContainerEvent, EventWatcher
@@ -30,6 +29,7 @@ from ptdesk.core.reconcile import reconcile
 from ptdesk.core.spec import current_user
 from ptdesk.core.sshcheck import try_login
 from ptdesk.core.state import ExperimentRecord
+from ptdesk.core.workstation import Workstation
 from ptdesk.errors import InvalidInput, PtdeskError
 
 if TYPE_CHECKING:
@@ -91,7 +91,7 @@ def test_lost_record_is_adopted_with_the_host_key_read_from_the_container(cli: P
     conn.execute("DELETE FROM experiments WHERE name = 'lost'")
     conn.commit()
     conn.close()
-    material.discard(cli.config, "lost")
+    experiment_files.discard(cli.config, "lost")
 
     report = cli.json("reconcile")
     assert report["adopted"] == ["lost"] and report["orphans"] == []
@@ -120,11 +120,11 @@ def test_unlabelled_orphan_is_listed_and_ptdesk_rm_removes_it(cli: Ptdesk, engin
 
 def test_event_watcher_reports_events_and_stops_within_a_second(cli: Ptdesk, engine: Engine) -> None:
     """The API the dashboard uses: events arrive as ContainerEvents; stop ends run() promptly."""
-    desk = Desk(load_config(cli.env))
+    ws = Workstation(load_config(cli.env))
     events: list[ContainerEvent] = []
     states: list[tuple[bool, str | None]] = []
     stop = threading.Event()
-    watcher = EventWatcher(desk, on_event=events.append, on_engine=lambda up, why: states.append((up, why)))
+    watcher = EventWatcher(ws, on_event=events.append, on_engine=lambda up, why: states.append((up, why)))
     thread = threading.Thread(target=watcher.run, args=(stop,), daemon=True)
     thread.start()
     try:
@@ -144,7 +144,7 @@ def test_event_watcher_reports_events_and_stops_within_a_second(cli: Ptdesk, eng
         assert not thread.is_alive()
         print(f"run() returned {time.monotonic() - asked:.2f} s after stop was set")
         assert time.monotonic() - asked < 2.0, "stop must end run() while it is blocked on the stream"
-        desk.close()
+        ws.close()
 
 
 def test_cull_stops_idle_ssh_but_not_one_with_a_session(cli: Ptdesk, engine: Engine) -> None:
@@ -235,21 +235,21 @@ def test_idle_gpus_flags_memory_held_at_zero_utilisation_for_long() -> None:
 
 # --- reconcile against races, garbage and other users -------------------------------------------
 def test_a_stale_reconcile_pass_never_rolls_back_a_newer_launch_of_the_same_name(
-        desk: Desk, monkeypatch: pytest.MonkeyPatch) -> None:
+        ws: Workstation, monkeypatch: pytest.MonkeyPatch) -> None:
     """Two passes see the same dead launch; the first rolls it back, the user launches the name
     again; the second pass, still holding the old record, must leave the new launch alone."""
     dead = ExperimentRecord(name="again", kind="ssh", owner="alice", image="i", status="launching",
                             created=time.time() - 10_000, launcher_pid=2**22 + 1)  # long past any launch
-    with desk.store.tx() as conn:
-        desk.store.insert_experiment(conn, replace(dead, created=time.time(), launcher_pid=os.getpid()))
-    material.write(desk.config, "again", "ssh_host_ed25519_key.pub", "ssh-ed25519 AAAA new\n", 0o644)
-    monkeypatch.setattr(desk.store, "experiments", lambda: [dead])  # what the second pass read before
+    with ws.store.tx() as conn:
+        ws.store.insert_experiment(conn, replace(dead, created=time.time(), launcher_pid=os.getpid()))
+    experiment_files.write(ws.config, "again", "ssh_host_ed25519_key.pub", "ssh-ed25519 AAAA new\n", 0o644)
+    monkeypatch.setattr(ws.store, "experiments", lambda: [dead])  # what the second pass read before
 
-    report = reconcile(desk)
+    report = reconcile(ws)
     assert report.rolled_back == ()
-    survivor = desk.store.experiment("again")
+    survivor = ws.store.experiment("again")
     assert survivor is not None and survivor.launcher_pid == os.getpid()
-    assert material.read(desk.config, "again", "ssh_host_ed25519_key.pub") == "ssh-ed25519 AAAA new\n"
+    assert experiment_files.read(ws.config, "again", "ssh_host_ed25519_key.pub") == "ssh-ed25519 AAAA new\n"
 
 
 def test_a_malformed_gpu_label_is_listed_as_an_orphan_without_gpus(cli: Ptdesk, sleeper) -> None:
@@ -263,24 +263,24 @@ def test_a_malformed_gpu_label_is_listed_as_an_orphan_without_gpus(cli: Ptdesk, 
 
 
 def test_the_event_watcher_survives_a_malformed_label_and_keeps_releasing(
-        cli: Ptdesk, desk: Desk, engine: Engine, sleeper) -> None:
+        cli: Ptdesk, ws: Workstation, engine: Engine, sleeper) -> None:
     # Adoptable but for its GPU label, with a token to read back: the watcher's first reconcile meets it.
     garbage = sleeper("garbage", owner=current_user(), kind="jupyter", gpus="x",
                       script="mkdir -p /etc/ptdesk && printf token > /etc/ptdesk/jupyter_token && sleep 3600")
     wait_until(lambda: _readable(engine, garbage, "/etc/ptdesk/jupyter_token"), timeout=15, message="the token")
     events: list[ContainerEvent] = []
     stop = threading.Event()
-    thread = threading.Thread(target=EventWatcher(desk, on_event=events.append).run, args=(stop,), daemon=True)
+    thread = threading.Thread(target=EventWatcher(ws, on_event=events.append).run, args=(stop,), daemon=True)
     thread.start()
     try:
         kept = sleeper("kept")
         wait_until(lambda: any(e.container_id == kept and e.action == "start" for e in events), timeout=15,
                    message="the watcher to follow events")
-        with desk.store.tx() as conn:
-            desk.store.insert_experiment(conn, ExperimentRecord(
+        with ws.store.tx() as conn:
+            ws.store.insert_experiment(conn, ExperimentRecord(
                 name="kept", kind="ssh", owner=current_user(), image="i", status="running",
                 created=time.time(), container_id=kept, gpus=(1,)))
-        material.write(desk.config, "kept", "known_hosts", "x\n")
+        experiment_files.write(ws.config, "kept", "known_hosts", "x\n")
         docker("rm", "-f", kept)
         wait_until(lambda: released(cli, "kept"), timeout=10, message="the watcher to release 'kept'")
         assert thread.is_alive()

@@ -12,21 +12,21 @@ from helpers import run_cli
 
 from ptdesk.config import load_config
 from ptdesk.core import launch as launch_module
-from ptdesk.core.desk import Desk
 from ptdesk.core.engine import Engine
 from ptdesk.core.launch import launch
 from ptdesk.core.spec import make_spec
+from ptdesk.core.workstation import Workstation
 
 
 @pytest.fixture
-def desk_env(ptdesk_env: dict[str, str]) -> Iterator[Desk]:
-    desk = Desk(load_config(ptdesk_env))
-    yield desk
-    desk.close()
+def desk_env(ptdesk_env: dict[str, str]) -> Iterator[Workstation]:
+    ws = Workstation(load_config(ptdesk_env))
+    yield ws
+    ws.close()
 
 
 def test_a_port_taken_between_pick_and_start_is_picked_again(
-        desk_env: Desk, engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+        desk_env: Workstation, engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
     """Someone else binds the picked port before the engine does: ptdesk picks another, and the
     experiment ends up on a port that works, with nothing left of the first try."""
     squatter = socket.socket()

@@ -16,11 +16,11 @@ from helpers import SSH_IMAGE, require_image
 
 from ptdesk.config import load_config
 from ptdesk.core import experiments
-from ptdesk.core.desk import Desk
 from ptdesk.core.engine import Engine
 from ptdesk.core.launch import launch
 from ptdesk.core.lifecycle import EventWatcher
 from ptdesk.core.spec import make_spec
+from ptdesk.core.workstation import Workstation
 
 CYCLES = 100
 WARMUP = 8
@@ -33,13 +33,13 @@ def open_fds() -> int:
 @pytest.mark.slow
 def test_hundred_launch_remove_cycles_leave_nothing_behind(ptdesk_env: dict[str, str], engine: Engine) -> None:
     require_image(engine, SSH_IMAGE)
-    desk = Desk(load_config(ptdesk_env))
+    ws = Workstation(load_config(ptdesk_env))
     # Warm up so lazily made things (store, owner key, the engine client's bounded connection pool,
     # which grows over the first few cycles and then stays put) are not counted as leaks.
     for _ in range(WARMUP):
-        launch(desk, make_spec(desk, "ssh", name="warmup"))
-        experiments.remove(desk, "warmup", force=True)
-    watcher_desk = Desk(desk.config)
+        launch(ws, make_spec(ws, "ssh", name="warmup"))
+        experiments.remove(ws, "warmup", force=True)
+    watcher_desk = Workstation(ws.config)
     stop = threading.Event()
     watcher = threading.Thread(target=EventWatcher(watcher_desk).run, args=(stop,), daemon=True)
     watcher.start()
@@ -49,9 +49,9 @@ def test_hundred_launch_remove_cycles_leave_nothing_behind(ptdesk_env: dict[str,
     try:
         for i in range(CYCLES):
             started = time.monotonic()
-            launched = launch(desk, make_spec(desk, "ssh", name=f"soak-{i % 3}"))
+            launched = launch(ws, make_spec(ws, "ssh", name=f"soak-{i % 3}"))
             assert launched.status == "running"
-            experiments.remove(desk, launched.name, force=True)
+            experiments.remove(ws, launched.name, force=True)
             durations.append(time.monotonic() - started)
     finally:
         stop.set()
@@ -63,10 +63,10 @@ def test_hundred_launch_remove_cycles_leave_nothing_behind(ptdesk_env: dict[str,
     print(f"\nsoak: {CYCLES} ssh launch+remove cycles on {os.cpu_count()} CPUs: "
           f"mean {statistics.mean(durations):.2f} s, median {statistics.median(durations):.2f} s, "
           f"max {max(durations):.2f} s per cycle; open fds before {fds_before}, after {fds_after}")
-    assert engine.list_managed(desk.config.instance) == []
-    assert desk.store.experiments() == []
-    assert desk.store.held_gpus() == {}
-    leftovers = list((desk.config.home / "experiments").glob("*"))
+    assert engine.list_managed(ws.config.instance) == []
+    assert ws.store.experiments() == []
+    assert ws.store.held_gpus() == {}
+    leftovers = list((ws.config.home / "experiments").glob("*"))
     assert leftovers == [], leftovers
     assert fds_after <= fds_before, f"file descriptors leaked: {fds_before} -> {fds_after}"
-    desk.close()
+    ws.close()

@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING
 import pytest
 
 from ptdesk.config import load_config
-from ptdesk.core.desk import Desk
 from ptdesk.core.engine import Engine
 from ptdesk.core.launch import launch
 from ptdesk.core.spec import make_spec
+from ptdesk.core.workstation import Workstation
 from ptdesk.errors import PtdeskError
 
 if TYPE_CHECKING:
@@ -164,13 +164,13 @@ def test_a_workspace_root_that_cannot_hold_folders(cli: Ptdesk, engine: Engine, 
     in_the_way.write_text("")
     cli.home.mkdir(parents=True, exist_ok=True)
     (cli.home / "config.toml").write_text(f'workspace_root = "{in_the_way}"\n')
-    desk = Desk(load_config(cli.env))
+    ws = Workstation(load_config(cli.env))
     try:
-        spec = make_spec(desk, "ssh", name="nowhere")
+        spec = make_spec(ws, "ssh", name="nowhere")
         with pytest.raises(PtdeskError) as info:  # the dashboard gets the same sentence
-            launch(desk, spec)
+            launch(ws, spec)
     finally:
-        desk.close()
+        ws.close()
     assert str(in_the_way / "nowhere") in info.value.message and "workspace_root" in (info.value.hint or "")
     lines = cli.fails("new", "ssh", "--name", "nowhere", "--json")
     assert str(in_the_way / "nowhere") in lines[0] and "workspace_root" in lines[1]

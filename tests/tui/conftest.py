@@ -13,7 +13,7 @@ import pytest
 from tuihelpers import nvml_scenarios
 
 from ptdesk.config import load_config
-from ptdesk.core.desk import Desk
+from ptdesk.core.workstation import Workstation
 
 
 @pytest.fixture
@@ -29,9 +29,9 @@ def nvml(monkeypatch: pytest.MonkeyPatch) -> Callable[[nvml_scenarios.Scenario],
 
 
 @pytest.fixture
-def tui_desk(ptdesk_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Desk]:
-    """A Desk for the app; the owner defaults to 'alice' so forms look the same on every machine."""
+def tui_desk(ptdesk_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Workstation]:
+    """A Workstation for the app; the owner defaults to 'alice' so forms look the same on every machine."""
     monkeypatch.setenv("SUDO_USER", "alice")
-    desk = Desk(load_config(ptdesk_env))
-    yield desk
-    desk.close()
+    ws = Workstation(load_config(ptdesk_env))
+    yield ws
+    ws.close()

@@ -8,7 +8,7 @@ from tuihelpers import nvml_scenarios, settle
 
 import ptdesk.tui.live as live_module
 from ptdesk.config import load_config
-from ptdesk.core.desk import Desk
+from ptdesk.core.workstation import Workstation
 from ptdesk.errors import PtdeskError
 from ptdesk.tui.app import PtdeskApp
 from ptdesk.tui.widgets.gpu_panel import GpuPanel, GpuRow
@@ -42,8 +42,8 @@ async def test_corrupt_state_db_one_notice_live_gpus_then_recovery(ptdesk_env, s
     monkeypatch.setattr(live_module, "GPU_INTERVAL", 0.05)
     monkeypatch.setattr(live_module, "EVENTS_RETRY_FIRST", 0.05)
     monkeypatch.setattr(live_module, "EVENTS_RETRY_MAX", 0.2)
-    desk = Desk(load_config(ptdesk_env))
-    app = PtdeskApp(desk)
+    ws = Workstation(load_config(ptdesk_env))
+    app = PtdeskApp(ws)
     errors = _record_errors(app)
     try:
         async with app.run_test(size=SIZE) as pilot:
@@ -63,7 +63,7 @@ async def test_corrupt_state_db_one_notice_live_gpus_then_recovery(ptdesk_env, s
             assert len(errors) <= 1, errors
             assert app.is_running
     finally:
-        desk.close()
+        ws.close()
 
 
 async def test_dead_event_watcher_banner_retry_with_backoff(tui_desk, nvml, monkeypatch):

@@ -172,7 +172,7 @@ async def test_logs_follow_the_selection_and_pause_and_filter(tui_desk, sleeper,
 
 async def test_filter_stop_start_and_errors_as_notifications(tui_desk, engine, sleeper, nvml):
     nvml(nvml_scenarios.no_driver())
-    # Owned by the desk's user (alice): ptdesk refuses to stop or start other people's containers.
+    # Owned by the workstation user (alice): ptdesk refuses to stop or start other people's containers.
     cid = sleeper("dora-one", owner="alice")
     sleeper("eve-two", owner="eve")
     app = PtdeskApp(tui_desk)

@@ -15,8 +15,8 @@ from tuihelpers import nvml_scenarios, settle
 
 import ptdesk.tui.live as live_module
 from ptdesk.config import load_config
-from ptdesk.core.desk import Desk
 from ptdesk.core.stats import StatsSampler
+from ptdesk.core.workstation import Workstation
 from ptdesk.tui.app import PtdeskApp
 from ptdesk.tui.screens.new_experiment import NewExperiment
 from ptdesk.tui.widgets.log_pane import LogPane
@@ -65,7 +65,7 @@ def _app(env, tmp_path, cids: dict[str, int]) -> PtdeskApp:
             for i, cid in enumerate(cids)}
     cgroup, proc = cgroup_tree(tmp_path / "fixture", tree, BTIME)
     clock = lambda: BTIME + 1000 + 3723.0  # noqa: E731 - the first container has been up 1h02m
-    return PtdeskApp(Desk(load_config(env)), clock=clock, hostname="workstation",
+    return PtdeskApp(Workstation(load_config(env)), clock=clock, hostname="workstation",
                      stats=StatsSampler(root=cgroup, proc=proc))
 
 

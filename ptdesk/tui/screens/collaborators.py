@@ -18,8 +18,8 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from ptdesk.core.desk import Desk
 from ptdesk.core.models import Collaborator, RotationResult
+from ptdesk.core.workstation import Workstation
 from ptdesk.tui import format as fmt
 from ptdesk.tui.errors import notify_error
 from ptdesk.tui.screens.confirm import Confirm
@@ -57,9 +57,9 @@ class Collaborators(Screen[None]):
     BINDINGS = [("escape,q", "app.pop_screen", "Back"), ("a", "add", "Add"), ("g", "grant", "Grant"),
                 ("x", "revoke", "Revoke"), ("r", "rotate", "Rotate key"), ("R", "reload", "Reload")]
 
-    def __init__(self, desk: Desk, experiment: str | None = None) -> None:
+    def __init__(self, ws: Workstation, experiment: str | None = None) -> None:
         super().__init__()
-        self.desk = desk
+        self.ws = ws
         self.experiment = experiment  # the one selected on the main screen: the default to grant
         self.items: dict[str, Collaborator] = {}
 
@@ -86,7 +86,7 @@ class Collaborators(Screen[None]):
         from ptdesk.core import collab
 
         try:
-            self.post_message(Loaded(collab.list_collaborators(self.desk)))
+            self.post_message(Loaded(collab.list_collaborators(self.ws)))
         except Exception as exc:  # noqa: BLE001 - shown, never a crash
             self.post_message(Done("Loading collaborators", error=exc))
 
@@ -142,7 +142,7 @@ class Collaborators(Screen[None]):
 
         def got(name: str | None) -> None:
             if name:
-                self._run(f"Add {name}", lambda: collab.add(self.desk, name),
+                self._run(f"Add {name}", lambda: collab.add(self.ws, name),
                           lambda c: Text(f"{c.name} added with key {c.fingerprint}.\n"
                                          f"Their key pair: {c.identity_file or 'their own key'}"))
 
@@ -159,7 +159,7 @@ class Collaborators(Screen[None]):
         def got(experiment: str | None) -> None:
             if experiment:
                 self._run(f"Grant {person.name} → {experiment}",
-                          lambda: collab.grant(self.desk, person.name, experiment),
+                          lambda: collab.grant(self.ws, person.name, experiment),
                           lambda added: Text(f"{person.name} can now log in to {experiment}." if added
                                              else f"{person.name} already had access to {experiment}."))
 
@@ -177,7 +177,7 @@ class Collaborators(Screen[None]):
         def got(experiment: str | None) -> None:
             if experiment:
                 self._run(f"Revoke {person.name} ✗ {experiment}",
-                          lambda: collab.revoke(self.desk, person.name, experiment),
+                          lambda: collab.revoke(self.ws, person.name, experiment),
                           lambda _: Text(f"{person.name} can no longer log in to {experiment}."))
 
         self.app.push_screen(Prompt(f"Revoke {person.name}'s access to which experiment?",
@@ -192,7 +192,7 @@ class Collaborators(Screen[None]):
             if yes:
                 from ptdesk.core import collab
 
-                self._run(f"Rotate {person.name}'s key", lambda: collab.rotate(self.desk, person.name),
+                self._run(f"Rotate {person.name}'s key", lambda: collab.rotate(self.ws, person.name),
                           rotation_table)
 
         self.app.push_screen(Confirm(f"Rotate {person.name}'s key?",

@@ -14,8 +14,8 @@ from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Log, Select, Static
 
-from ptdesk.core.desk import Desk
 from ptdesk.core.models import Experiment
+from ptdesk.core.workstation import Workstation
 from ptdesk.errors import ImageMissing, PtdeskError
 from ptdesk.tui.errors import describe
 
@@ -67,10 +67,10 @@ class BuildDone(Message):
         self.error = error
 
 
-def default_image(desk: Desk, kind: str) -> str:
+def default_image(ws: Workstation, kind: str) -> str:
     from ptdesk.core.kinds import get_kind
 
-    return get_kind(kind).image(desk.config)
+    return get_kind(kind).image(ws.config)
 
 
 def current_user() -> str:
@@ -82,9 +82,9 @@ def current_user() -> str:
 class NewExperiment(ModalScreen[Experiment | None]):
     BINDINGS = [("escape", "close", "Close"), ("c", "copy", "Copy"), ("b", "build", "Build image")]
 
-    def __init__(self, desk: Desk, kind: str = "jupyter") -> None:
+    def __init__(self, ws: Workstation, kind: str = "jupyter") -> None:
         super().__init__(classes="modal")
-        self.desk = desk
+        self.ws = ws
         self.kind = kind
         self.result: Experiment | None = None
         self.busy = False
@@ -93,7 +93,7 @@ class NewExperiment(ModalScreen[Experiment | None]):
         self._steps: list[str] = []
 
     def compose(self) -> ComposeResult:
-        config = self.desk.config
+        config = self.ws.config
         cpus = min(config.limits.cpus, float(os.cpu_count() or 1))
         with VerticalScroll(classes="dialog wide", id="new-form"):
             yield Static("New experiment", classes="dialog-title")
@@ -107,7 +107,7 @@ class NewExperiment(ModalScreen[Experiment | None]):
                 yield Label("GPUs")
                 yield Input("auto", placeholder="none, all, auto or 0,2", id="gpus", compact=True)
                 yield Label("Image")
-                yield Input(default_image(self.desk, self.kind), id="image", compact=True)
+                yield Input(default_image(self.ws, self.kind), id="image", compact=True)
                 yield Label("Workspace")
                 yield Input(placeholder="empty: a folder named after the experiment", id="workspace", compact=True)
                 yield Label("Memory")
@@ -145,7 +145,7 @@ class NewExperiment(ModalScreen[Experiment | None]):
         from ptdesk.core.spec import suggest_name
 
         try:
-            name: str | None = suggest_name(self.desk, owner, kind)
+            name: str | None = suggest_name(self.ws, owner, kind)
         except (PtdeskError, Exception):  # noqa: BLE001 - no suggestion: the user types one
             name = None
         self.post_message(Suggested(kind, name))
@@ -170,7 +170,7 @@ class NewExperiment(ModalScreen[Experiment | None]):
         if event.value == self.kind or event.value is Select.BLANK:
             return
         self.kind = str(event.value)
-        self.query_one("#image", Input).value = default_image(self.desk, self.kind)
+        self.query_one("#image", Input).value = default_image(self.ws, self.kind)
         if not self._typed_name:
             self._suggest(self.kind, self.query_one("#owner", Input).value)
 
@@ -216,14 +216,14 @@ class NewExperiment(ModalScreen[Experiment | None]):
             self.post_message(Finished(error=InvalidInput(f"CPUs {v.cpus!r} is not a number.", "Use e.g. 2 or 0.5.")))
             return
         try:
-            spec = make_spec(self.desk, v.kind, name=v.name or None, owner=v.owner or None, image=v.image or None,
+            spec = make_spec(self.ws, v.kind, name=v.name or None, owner=v.owner or None, image=v.image or None,
                              gpus=v.gpus or "none", workspace=v.workspace or None, memory=v.memory or None,
                              cpus=cpus, shm_size=v.shm_size or None)
-            experiment = launch(self.desk, spec, lambda step: self.post_message(Step(step)))
+            experiment = launch(self.ws, spec, lambda step: self.post_message(Step(step)))
         except BaseException as exc:  # noqa: BLE001 - shown in the form; launch already rolled back
             self.post_message(Finished(error=exc))
             return
-        config = self.desk.config  # the file-system check stays here, off the UI thread
+        config = self.ws.config  # the file-system check stays here, off the UI thread
         self.post_message(Finished(experiment=experiment,
                                    workspace_writable=writable_by(spec.workspace, config.uid, config.gid)))
 
@@ -268,7 +268,7 @@ class NewExperiment(ModalScreen[Experiment | None]):
         if experiment.gpus:
             lines.append(f"\nGPUs: {', '.join(map(str, experiment.gpus))}")
         if not message.workspace_writable:
-            lines.append(f"\nWarning: {experiment.workspace} is not writable by uid {self.desk.config.uid} (the "
+            lines.append(f"\nWarning: {experiment.workspace} is not writable by uid {self.ws.config.uid} (the "
                          "container user): nothing can be saved there.", style="bold yellow")
         self.query_one("#result-text", Static).update(lines)
         self.query_one("#result").display = True
@@ -285,12 +285,12 @@ class NewExperiment(ModalScreen[Experiment | None]):
         """Only ptdesk's own images can be built from here (a custom image is the user's business)."""
         from ptdesk.core.images import image_tag
 
-        return self.values().image in ("", image_tag(self.desk.config, self.kind))
+        return self.values().image in ("", image_tag(self.ws.config, self.kind))
 
     def _offer_build(self) -> None:
         from ptdesk.core.images import image_tag
 
-        self.missing_image = image_tag(self.desk.config, self.kind)
+        self.missing_image = image_tag(self.ws.config, self.kind)
         self.query_one("#build-text", Static).update(Text(
             f"{self.missing_image} is not on this engine. Build it now? (a few minutes; Enter or b)"))
         self.query_one("#build-offer").display = True
@@ -311,8 +311,8 @@ class NewExperiment(ModalScreen[Experiment | None]):
         from ptdesk.core.images import build_image, resolve_ca_bundle
 
         try:
-            ca = resolve_ca_bundle(None, self.desk.config)
-            build_image(self.desk.engine, kind, tag, base or self.desk.config.base_image, ca,
+            ca = resolve_ca_bundle(None, self.ws.config)
+            build_image(self.ws.engine, kind, tag, base or self.ws.config.base_image, ca,
                         on_line=lambda line: self.post_message(BuildLine(line)))
         except BaseException as exc:  # noqa: BLE001 - shown in the form
             self.post_message(BuildDone(exc))

@@ -1,6 +1,6 @@
-"""The desk: one object that holds the resolved config, the state store and the engine connection.
+"""The ws: one object that holds the resolved config, the state store and the engine connection.
 
-The CLI and the dashboard both start from a Desk; the engine is connected on first use so that
+The CLI and the dashboard both start from a Workstation; the engine is connected on first use so that
 commands that do not need it (and the dashboard's GPU panel) work while the engine is down.
 """
 
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from ptdesk.core.gpu import GpuSampler
 
 
-class Desk:
+class Workstation:
     def __init__(self, config: Config | None = None) -> None:
         self.config = config or load_config()
         self._engine: Engine | None = None
