@@ -9,10 +9,7 @@ from typing import Any
 import click
 
 from ptdesk.commands.common import emit_json, json_option, pass_workstation, table
-from ptdesk.core import experiments
-from ptdesk.core.launch import launch
 from ptdesk.core.models import Experiment
-from ptdesk.core.spec import make_spec, writable_by
 from ptdesk.core.workstation import Workstation
 
 
@@ -41,22 +38,17 @@ def new() -> None:
 
 
 def _launch(ws: Workstation, kind: str, as_json: bool, **options: Any) -> None:
-    spec = make_spec(ws, kind, **options)
+    spec = ws.make_spec(kind, **options)
     started = time.monotonic()
     progress = (lambda step: None) if as_json else (lambda step: click.echo(f"  {step}...", err=True))
-    experiment = launch(ws, spec, progress)
+    launched = ws.launch(spec, progress)
+    for warning in launched.warnings:
+        click.echo(f"  warning:     {warning}", err=True)
     if as_json:
-        emit_json(experiment.to_json())
+        emit_json(launched.experiment.to_json())
         return
-    click.echo(f"{experiment.name} is ready ({time.monotonic() - started:.1f} s).")
-    _print_access(experiment)
-    if not writable_by(spec.workspace, ws.config.uid, ws.config.gid):
-        click.echo(f"  warning:     {spec.workspace} is not writable by uid {ws.config.uid} (the container "
-                   f"user): nothing can be saved there. Fix: chown {ws.config.uid} {spec.workspace}", err=True)
-    if spec.gpus == "auto" and not experiment.gpus:
-        # Never a silent CPU run: say why auto found no GPU to give.
-        reason = ws.gpus.inventory().reason or "every GPU is held by another experiment."
-        click.echo(f"  GPUs:        none ({reason})")
+    click.echo(f"{launched.experiment.name} is ready ({time.monotonic() - started:.1f} s).")
+    _print_access(launched.experiment)
 
 
 def _print_access(experiment: Experiment) -> None:
@@ -94,7 +86,7 @@ def new_jupyter(ws: Workstation, as_json: bool, **options: Any) -> None:
 @pass_workstation(reconcile=True)
 def ls(ws: Workstation, show_all: bool, as_json: bool) -> None:
     """List experiments."""
-    items = experiments.list_experiments(ws, all=show_all)
+    items = ws.list_experiments(all=show_all)
     if as_json:
         emit_json([e.to_json() for e in items])
         return
@@ -115,7 +107,7 @@ def logs(ws: Workstation, name: str, follow: bool, tail: str) -> None:
     """Print an experiment's output."""
     if tail != "all" and not tail.isdigit():
         raise click.BadParameter("use a number or 'all'", param_hint="--tail")
-    for line in experiments.logs(ws, name, tail=tail if tail == "all" else int(tail), follow=follow):
+    for line in ws.logs(name, tail=tail if tail == "all" else int(tail), follow=follow):
         click.echo(line)
 
 
@@ -124,7 +116,7 @@ def logs(ws: Workstation, name: str, follow: bool, tail: str) -> None:
 @pass_workstation(reconcile=True)
 def stop(ws: Workstation, name: str) -> None:
     """Stop an experiment (its workspace, keys and GPUs are kept)."""
-    experiments.stop(ws, name)
+    ws.stop(name)
     click.echo(f"{name} stopped.")
 
 
@@ -134,7 +126,7 @@ def stop(ws: Workstation, name: str) -> None:
 @pass_workstation(reconcile=True)
 def start(ws: Workstation, name: str, as_json: bool) -> None:
     """Start a stopped experiment and wait until it is ready."""
-    experiment = experiments.start(ws, name)
+    experiment = ws.start(name)
     if as_json:
         emit_json(experiment.to_json())
         return
@@ -148,7 +140,7 @@ def start(ws: Workstation, name: str, as_json: bool) -> None:
 @pass_workstation  # no reconcile first: it could release NAME itself and `rm` would then say "no such name"
 def rm(ws: Workstation, name: str, force: bool) -> None:
     """Remove an experiment and everything it was given (the workspace stays)."""
-    experiments.remove(ws, name, force=force)
+    ws.remove(name, force=force)
     click.echo(f"{name} removed.")
 
 

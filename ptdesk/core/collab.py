@@ -22,13 +22,16 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ptdesk.config import Config
 from ptdesk.core import durations, keys, sshd
 from ptdesk.core.models import Collaborator, ContainerRotation, RotationResult
 from ptdesk.core.state import CollaboratorRecord, ExperimentRecord, GrantRecord
-from ptdesk.core.workstation import Workstation
 from ptdesk.errors import Conflict, InvalidInput, NotFound, PtdeskError
+
+if TYPE_CHECKING:
+    from ptdesk.core.workstation import Workstation
 
 PRIVATE = "id_ed25519"
 PREVIOUS = "id_ed25519.previous"  # the key being rotated away, kept until every container dropped it
@@ -180,7 +183,7 @@ def set_grant_keys(ws: Workstation, grant: GrantRecord, installed: tuple[str, ..
 def _experiment(ws: Workstation, name: str) -> ExperimentRecord:
     record = ws.store.experiment(name)
     if record is None:
-        from ptdesk.core.experiments import refuse_if_foreign
+        from ptdesk.core.listing import refuse_if_foreign
 
         refuse_if_foreign(ws, name)  # another user's container: say whose, not "no such experiment"
         raise NotFound(f"No experiment named {name!r}.", "List them with: ptdesk ls --all")

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import posixpath
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ptdesk.core import keys, sshd
 from ptdesk.core.collab import PREVIOUS, PRIVATE, collaborator, key_dir
-from ptdesk.core.workstation import Workstation
 from ptdesk.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from ptdesk.core.workstation import Workstation
 
 # Where an export's folder lives on the person's own machine, unless --dest says otherwise; the
 # literal ~ is for their ssh to expand.

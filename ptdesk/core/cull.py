@@ -13,14 +13,17 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-from ptdesk.core import experiments
+from ptdesk.core import experiments, listing
 from ptdesk.core.jupyter import JUPYTER, api_get
 from ptdesk.core.models import GpuSample, GpuSnapshot
 from ptdesk.core.sshd import CONTAINER_USER
 from ptdesk.core.state import ExperimentRecord
-from ptdesk.core.workstation import Workstation
 from ptdesk.errors import PtdeskError
+
+if TYPE_CHECKING:
+    from ptdesk.core.workstation import Workstation
 
 SSH_ACTIVE_KEY = "cull.ssh_active."  # + experiment name -> last time its user had processes
 
@@ -89,7 +92,7 @@ def ssh_idle(ws: Workstation, record: ExperimentRecord, container_id: str, now: 
 def idle_states(ws: Workstation, now: float | None = None) -> list[IdleState]:
     """How long each running experiment of this instance has been idle."""
     now = time.time() if now is None else now
-    running = {e.name: e for e in experiments.list_experiments(ws, all=False) if not e.orphan}
+    running = {e.name: e for e in listing.list_experiments(ws, all=False) if not e.orphan}
     states: list[IdleState] = []
     for record in ws.store.experiments():
         experiment = running.get(record.name)

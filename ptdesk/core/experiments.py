@@ -1,111 +1,35 @@
-"""Operations on existing experiments: list, look up, stop, start, remove, read logs.
+"""Operations on existing experiments: stop, start, remove (and release), read logs.
 
-The list is the engine's view (one request, labels only) joined with the state store's records;
-nothing is inspected per container. Every user's ptdesk on a shared engine sees the instance's
-containers, but only the one whose store holds a record (or whose user the ptdesk.owner label
-names, see reconcile) manages a container: other users' containers are listed read-only
-("foreign") and stop/start/rm refuse them.
+Only this user's experiments are changed: another user's container is refused (ptdesk.core.listing
+says whose), except `remove --force`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
-from ptdesk.core import experiment_files
+from ptdesk.core import experiment_files, listing
 from ptdesk.core.engine import translated_errors
 from ptdesk.core.kinds import get_kind
 from ptdesk.core.launch import is_running, write_access_files
-from ptdesk.core.ledger import gpus_from_label
-from ptdesk.core.models import LABEL_GPUS, LABEL_KIND, LABEL_OWNER, Experiment
-from ptdesk.core.spec import OWNER_RE, container_key, container_name, current_user, instance_containers
-from ptdesk.core.state import ExperimentRecord
-from ptdesk.core.workstation import Workstation
+from ptdesk.core.models import Experiment
 from ptdesk.errors import Conflict, NotFound
 
-
-def _status(container: dict | None, record: ExperimentRecord | None) -> str:
-    if record is not None and record.status == "launching":
-        return record.status
-    if container is None:
-        return "missing"
-    return container.get("State") or "unknown"
-
-
-def _experiment(ws: Workstation, record: ExperimentRecord | None, container: dict | None) -> Experiment:
-    config = ws.config
-    labels = (container or {}).get("Labels") or {}
-    if record is None:  # labelled container ptdesk has no record of: another user's, or an orphan
-        foreign = foreign_owner(container) is not None
-        return Experiment(name=container_key(container) if container else "?", id=container["Id"] if container else "",
-                          kind=labels.get(LABEL_KIND, "ssh"), owner=labels.get(LABEL_OWNER, "?"),
-                          image=(container or {}).get("Image", ""), status=_status(container, None),
-                          gpus=gpus_from_label(labels.get(LABEL_GPUS)) or (),
-                          created=float((container or {}).get("Created", 0)), orphan=not foreign, foreign=foreign)
-    kind = get_kind(record.kind)
-    access = kind.access(config, record, config.connect_host)
-    return Experiment(
-        name=record.name, id=(container or {}).get("Id") or record.container_id or "", kind=record.kind,  # type: ignore[arg-type]
-        owner=record.owner, image=record.image, status=_status(container, record), gpus=record.gpus,
-        created=record.created, workspace=record.workspace, limits=record.limits,
-        ssh=access if record.kind == "ssh" else None,  # type: ignore[arg-type]
-        jupyter=access if record.kind == "jupyter" else None,  # type: ignore[arg-type]
-        orphan=container is None and record.status != "launching",
-    )
-
-
-def list_experiments(ws: Workstation, all: bool = True) -> list[Experiment]:
-    """Every experiment of this instance (other users' too); with all=False only running ones."""
-    containers = instance_containers(ws)
-    records = {r.name: r for r in ws.store.experiments()}
-    names = sorted(set(containers) | set(records), key=lambda n: (records[n].created if n in records else 0, n))
-    out = [_experiment(ws, records.get(n), containers.get(n)) for n in names if n]
-    return out if all else [e for e in out if e.status == "running"]
-
-
-def get(ws: Workstation, name: str) -> Experiment:
-    record = ws.store.experiment(name)
-    container = _find_container(ws, name)
-    if record is None and container is None:
-        raise NotFound(f"No experiment named {name!r}.", "List them with: ptdesk ls --all")
-    return _experiment(ws, record, container)
-
-
-def _find_container(ws: Workstation, name: str) -> dict | None:
-    """The engine's list entry for an experiment (same shape list_managed returns)."""
-    return instance_containers(ws).get(name)
-
-
-def foreign_owner(container: dict | None) -> str | None:
-    """The other user whose ptdesk made this container; None when it is this user's, or when no
-    valid owner label says whose it is (an orphan, which this user may clean up)."""
-    owner = ((container or {}).get("Labels") or {}).get(LABEL_OWNER) or ""
-    return owner if OWNER_RE.match(owner) and owner != current_user() else None
-
-
-def _refuse_foreign(name: str, record: ExperimentRecord | None, container: dict | None,
-                    hint: str | None = None) -> None:
-    """Another user's container is theirs to change: their store holds its keys, token and grants."""
-    owner = foreign_owner(container) if record is None else None
-    if owner is not None:
-        raise Conflict(f"{name!r} belongs to {owner}'s ptdesk.", hint or f"Ask {owner}, or use docker directly.")
-
-
-def refuse_if_foreign(ws: Workstation, name: str) -> None:
-    """Conflict, saying whose it is, when `name` is another user's container (for commands such as
-    grant that look only at this store and would otherwise just say "no such experiment")."""
-    _refuse_foreign(name, ws.store.experiment(name), _find_container(ws, name))
+if TYPE_CHECKING:
+    from ptdesk.core.workstation import Workstation
 
 
 def _container_ref(ws: Workstation, name: str, mine: bool = False) -> str:
     """The container id of an experiment; with mine=True, refused when it is another user's."""
     record = ws.store.experiment(name)
-    container = _find_container(ws, name)
+    container = listing.find_container(ws, name)
     if container is None:
         if record is None:
             raise NotFound(f"No experiment named {name!r}.", "List them with: ptdesk ls --all")
         raise NotFound(f"The container of {name!r} is gone.", f"Clean up its records with: ptdesk rm {name}")
     if mine:
-        _refuse_foreign(name, record, container)
+        listing.refuse_foreign(name, record, container)
     return container["Id"]
 
 
@@ -113,7 +37,7 @@ def stop(ws: Workstation, name: str, timeout: int = 10) -> Experiment:
     ws.engine.stop(_container_ref(ws, name, mine=True), timeout=timeout)
     ws.store.update_experiment(name, status="exited")
     ws.store.audit("stop", name)
-    return get(ws, name)
+    return listing.get(ws, name)
 
 
 def start(ws: Workstation, name: str) -> Experiment:
@@ -137,7 +61,7 @@ def start(ws: Workstation, name: str) -> Experiment:
 
                 finish_pending(ws, name)
     ws.store.audit("start", name)
-    return get(ws, name)
+    return listing.get(ws, name)
 
 
 def remove(ws: Workstation, name: str, force: bool = False) -> None:
@@ -148,12 +72,12 @@ def remove(ws: Workstation, name: str, force: bool = False) -> None:
     its next reconcile, as for any container removed behind its back.
     """
     record = ws.store.experiment(name)
-    container = _find_container(ws, name)
+    container = listing.find_container(ws, name)
     if record is None and container is None:
         # Nothing under that name; a container with the computed name but other labels is not ours.
         raise NotFound(f"No experiment named {name!r}.", "List them with: ptdesk ls --all")
     if not force:
-        _refuse_foreign(name, record, container,
+        listing.refuse_foreign(name, record, container,
                         hint=f"Ask its owner; to clean it up anyway: ptdesk rm --force {name}")
     if container is not None:
         if container.get("State") == "running" and not force:
@@ -200,7 +124,3 @@ def logs(ws: Workstation, name: str, tail: int | str = 100, follow: bool = False
         close = getattr(stream, "close", None)
         if close:
             close()
-
-
-__all__ = ["container_key", "container_name", "foreign_owner", "get", "list_experiments", "logs", "refuse_if_foreign",
-           "release", "remove", "start", "stop"]

@@ -21,11 +21,15 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import ptdesk
 from ptdesk.config import Config
 from ptdesk.core.engine import Engine
 from ptdesk.errors import InvalidInput, PtdeskError
+
+if TYPE_CHECKING:
+    from ptdesk.core.workstation import Workstation
 
 TARGETS: tuple[str, ...] = ("ssh", "jupyter")
 CA_NAME = "build-ca.pem"
@@ -275,6 +279,33 @@ def image_status(engine: Engine, target: str, tag: str) -> ImageStatus:
     return ImageStatus(target, tag, present=True, image_id=info.get("Id"), created=info.get("Created"),
                        size=info.get("Size"), base=labels.get(LABEL_BASE),
                        up_to_date=None if built_from is None else built_from == source_hash(target))
+
+
+def statuses(ws: Workstation, targets: Iterable[str] | None = None) -> list[ImageStatus]:
+    """Present or missing, and up to date, for each target's configured tag."""
+    return [image_status(ws.engine, t, image_tag(ws.config, t)) for t in (targets or TARGETS)]
+
+
+def build(ws: Workstation, targets: Iterable[str], base: str | None = None, ca_bundle: Path | None = None,
+          force: bool = False, on_line: Callable[[str], None] | None = None,
+          on_start: Callable[[str, str], None] | None = None) -> list[BuildResult]:
+    """Build each target FROM `base` (default: the config's); `on_start(tag, base)` before each one."""
+    targets = tuple(targets)
+    for target in targets:
+        expand_targets(target)  # validate everything before touching the engine
+    ca = resolve_ca_bundle(ca_bundle, ws.config)
+    base = base or ws.config.base_image
+    engine = ws.engine
+    if ca.path and on_line:
+        on_line(f"Using CA bundle {ca.path} (from {ca.source}).")
+    results = []
+    for target in targets:
+        tag = image_tag(ws.config, target)
+        if on_start:
+            on_start(tag, base)
+        results.append(build_image(engine, target, tag, base, ca, on_line=on_line or (lambda _line: None),
+                                   force=force))
+    return results
 
 
 def _labels(info: Mapping) -> dict[str, str]:

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import docker.types
 
@@ -25,6 +26,7 @@ from ptdesk.config import Config
 from ptdesk.core import experiment_files, ledger
 from ptdesk.core.gpulock import machine_gpu_lock
 from ptdesk.core.kinds import Plan, get_kind
+from ptdesk.core.listing import get as experiment_of
 from ptdesk.core.models import (
     LABEL_GPUS,
     LABEL_INSTANCE,
@@ -33,14 +35,16 @@ from ptdesk.core.models import (
     LABEL_NAME,
     LABEL_OWNER,
     LABEL_WORKSPACE,
-    Experiment,
     GpuInventory,
+    Launched,
     LaunchSpec,
 )
-from ptdesk.core.spec import container_name, instance_containers, renamed, suggest_name
+from ptdesk.core.spec import container_name, instance_containers, renamed, suggest_name, writable_by
 from ptdesk.core.state import ExperimentRecord
-from ptdesk.core.workstation import Workstation
 from ptdesk.errors import Conflict, ImageMissing, LaunchFailed, NotFound, PtdeskError
+
+if TYPE_CHECKING:
+    from ptdesk.core.workstation import Workstation
 
 WORKSPACE_MOUNT = "/workspace"
 Progress = Callable[[str], None]
@@ -48,7 +52,7 @@ Progress = Callable[[str], None]
 PORT_ATTEMPTS = 5
 
 
-def launch(ws: Workstation, spec: LaunchSpec, progress: Progress = lambda step: None) -> Experiment:
+def launch(ws: Workstation, spec: LaunchSpec, progress: Progress = lambda step: None) -> Launched:
     config, store = ws.config, ws.store
     kind = get_kind(spec.kind)
     engine = ws.engine
@@ -120,9 +124,22 @@ def launch(ws: Workstation, spec: LaunchSpec, progress: Progress = lambda step: 
                 with contextlib.suppress(OSError):  # only if still empty: never lose a file
                     spec.workspace.rmdir()
             raise
-    from ptdesk.core.experiments import get
+    return Launched(experiment_of(ws, spec.name), launch_warnings(ws, spec, gpus, inventory))
 
-    return get(ws, spec.name)
+
+def launch_warnings(ws: Workstation, spec: LaunchSpec, gpus: tuple[int, ...],
+                    inventory: GpuInventory | None) -> tuple[str, ...]:
+    """What the person should know about a launch that worked, one sentence each with its fix."""
+    config = ws.config
+    warnings = []
+    if not writable_by(spec.workspace, config.uid, config.gid):
+        warnings.append(f"{spec.workspace} is not writable by uid {config.uid} (the container user): nothing can "
+                        f"be saved there. Fix: chown {config.uid} {spec.workspace}")
+    if spec.gpus == "auto" and not gpus:
+        # Never a silent CPU run: say why auto found no GPU to give.
+        reason = (inventory.reason if inventory else None) or "every GPU is held by another experiment."
+        warnings.append(f"No GPU was given: {reason}")
+    return tuple(warnings)
 
 
 def _reserve(ws: Workstation, spec: LaunchSpec, inventory: GpuInventory | None,

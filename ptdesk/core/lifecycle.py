@@ -15,13 +15,16 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from ptdesk.core import experiments
 from ptdesk.core.collab import finish_pending
 from ptdesk.core.models import LABEL_KIND, LABEL_NAME, LABEL_OWNER
 from ptdesk.core.reconcile import reconcile
-from ptdesk.core.workstation import Workstation
 from ptdesk.errors import EngineUnavailable, PtdeskError
+
+if TYPE_CHECKING:
+    from ptdesk.core.workstation import Workstation
 
 log = logging.getLogger(__name__)
 

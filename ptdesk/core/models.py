@@ -45,6 +45,15 @@ class LaunchSpec:
 
 
 @dataclass(frozen=True)
+class Launched:
+    """What a launch gives back: the ready experiment, and what the person should know about it
+    (one sentence each, with the fix where there is one). Both front ends show the same words."""
+
+    experiment: Experiment
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class SshAccess:
     host: str
     port: int

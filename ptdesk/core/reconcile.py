@@ -17,15 +17,18 @@ import logging
 import os
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from ptdesk.core import experiment_files, experiments, keys
+from ptdesk.core import experiment_files, experiments, keys, listing
 from ptdesk.core.launch import rollback, write_access_files
 from ptdesk.core.ledger import gpus_from_label
 from ptdesk.core.models import KINDS, LABEL_GPUS, LABEL_KIND, LABEL_NAME, LABEL_OWNER, LABEL_WORKSPACE
 from ptdesk.core.spec import NAME_RE, OWNER_RE, instance_containers
 from ptdesk.core.state import ExperimentRecord
-from ptdesk.core.workstation import Workstation
 from ptdesk.errors import EngineUnavailable, PtdeskError
+
+if TYPE_CHECKING:
+    from ptdesk.core.workstation import Workstation
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +107,7 @@ def reconcile(ws: Workstation) -> ReconcileReport:
 
     known = {r.name for r in records}
     for name, container in by_name.items():
-        if name in known or experiments.foreign_owner(container):
+        if name in known or listing.foreign_owner(container):
             continue  # recorded, or another user's: theirs to adopt, not an orphan of ours
         if _adoptable(container):
             try:

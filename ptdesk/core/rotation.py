@@ -21,6 +21,7 @@ import os
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ptdesk.core import keys, sshd
 from ptdesk.core.collab import (
@@ -35,8 +36,10 @@ from ptdesk.core.collab import (
 from ptdesk.core.models import ContainerRotation, RotationResult
 from ptdesk.core.sshcheck import LoginResult, try_login
 from ptdesk.core.state import CollaboratorRecord, GrantRecord
-from ptdesk.core.workstation import Workstation
 from ptdesk.errors import InvalidInput, PtdeskError
+
+if TYPE_CHECKING:
+    from ptdesk.core.workstation import Workstation
 
 
 def rotate(ws: Workstation, name: str, expires: str | None = None) -> RotationResult:

@@ -13,14 +13,17 @@ import stat
 from collections.abc import Collection
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ptdesk.config import Config, check_size
 from ptdesk.core import ledger
 from ptdesk.core.keys import USER_NAME_RE, read_public_key_file
 from ptdesk.core.kinds import get_kind
 from ptdesk.core.models import KINDS, LABEL_NAME, LaunchSpec, Limits
-from ptdesk.core.workstation import Workstation
 from ptdesk.errors import Conflict, InvalidInput, NotFound
+
+if TYPE_CHECKING:
+    from ptdesk.core.workstation import Workstation
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,40}$")
 

@@ -1,29 +1,60 @@
-"""The ws: one object that holds the resolved config, the state store and the engine connection.
+"""The Workstation: one Docker engine and what this ptdesk home keeps about it.
 
-The CLI and the dashboard both start from a Workstation; the engine is connected on first use so that
-commands that do not need it (and the dashboard's GPU panel) work while the engine is down.
+It is the one object the CLI and the dashboard talk to, for every operation (list, launch,
+stop/start/rm, logs, GPUs, collaborators, reconcile, images). It holds the resolved config, the
+state store and the engine connection; the engine is connected on first use so that commands that
+do not need it (and the dashboard's GPU panel) keep working while the engine is down. Several
+workstations will be several of these, one per engine.
+
+The operations themselves live in the core's modules (experiments, launch, collab, rotation, ...),
+which take a Workstation; this class only opens the door to each of them, once.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Iterable, Iterator
 from functools import cached_property
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import Any
 
 from ptdesk.config import Config, load_config
+from ptdesk.core import collab, collab_export, cull, experiments, images, listing, procmap, reconcile, rotation
+from ptdesk.core import launch as launcher
+from ptdesk.core import spec as specs
+from ptdesk.core.cull import IdleState
 from ptdesk.core.engine import Engine
+from ptdesk.core.gpu import GpuSampler
+from ptdesk.core.images import BuildResult, ImageStatus
+from ptdesk.core.lifecycle import ContainerEvent, EventWatcher
+from ptdesk.core.logstream import LogStream
+from ptdesk.core.models import (
+    AuditEntry,
+    Collaborator,
+    Experiment,
+    GpuInventory,
+    GpuSnapshot,
+    Launched,
+    LaunchSpec,
+    RotationResult,
+)
+from ptdesk.core.reconcile import ReconcileReport
 from ptdesk.core.state import Store
+from ptdesk.core.stats import ContainerStats, StatsSampler
+from ptdesk.errors import PtdeskError
 
-if TYPE_CHECKING:
-    from ptdesk.core.gpu import GpuSampler
+Progress = Callable[[str], None]
 
 
 class Workstation:
+    name = "local"
+
     def __init__(self, config: Config | None = None) -> None:
         self.config = config or load_config()
         self._engine: Engine | None = None
         self._engine_lock = threading.Lock()
 
+    # --- what it holds ------------------------------------------------------------------------
     @cached_property
     def store(self) -> Store:
         return Store(self.config.state_path)
@@ -31,9 +62,12 @@ class Workstation:
     @cached_property
     def gpus(self) -> GpuSampler:
         """The process's one NVML sampler (NVML is initialised once, lazily)."""
-        from ptdesk.core.gpu import GpuSampler
-
         return GpuSampler()
+
+    @cached_property
+    def stats_sampler(self) -> StatsSampler:
+        """CPU/memory of running containers from their cgroup files (no engine call)."""
+        return StatsSampler()
 
     @property
     def engine(self) -> Engine:
@@ -43,6 +77,11 @@ class Workstation:
                 self._engine = Engine.connect()
             return self._engine
 
+    @property
+    def engine_connected(self) -> bool:
+        """Connected already (so using the engine costs no connection attempt)."""
+        return self._engine is not None
+
     def drop_engine(self) -> None:
         """Forget the connection (after the engine went away) so the next use reconnects."""
         with self._engine_lock:
@@ -50,9 +89,139 @@ class Workstation:
                 self._engine.close()
             self._engine = None
 
+    def fork(self) -> Workstation:
+        """A Workstation of its own (own store connection and engine client) for another thread."""
+        return Workstation(self.config)
+
     def close(self) -> None:
         self.drop_engine()
         if "gpus" in self.__dict__:
             self.gpus.close()
         if "store" in self.__dict__:
             self.store.close()
+
+    # --- the engine ---------------------------------------------------------------------------
+    def engine_version(self) -> str:
+        return str(self.engine.version().get("Version", "?"))
+
+    def image_exists(self, ref: str) -> bool:
+        return self.engine.image_exists(ref)
+
+    # --- experiments --------------------------------------------------------------------------
+    def list_experiments(self, all: bool = True) -> list[Experiment]:
+        return listing.list_experiments(self, all=all)
+
+    def experiment(self, name: str) -> Experiment:
+        return listing.get(self, name)
+
+    def suggest_name(self, owner: str, kind: str) -> str:
+        return specs.suggest_name(self, owner, kind)
+
+    def make_spec(self, kind: str, **typed: Any) -> LaunchSpec:
+        """Check what a person typed (CLI options or the form's fields) into a LaunchSpec."""
+        return specs.make_spec(self, kind, **typed)
+
+    def launch(self, spec: LaunchSpec, progress: Progress = lambda step: None) -> Launched:
+        return launcher.launch(self, spec, progress)
+
+    def stop(self, name: str) -> Experiment:
+        return experiments.stop(self, name)
+
+    def start(self, name: str) -> Experiment:
+        return experiments.start(self, name)
+
+    def remove(self, name: str, force: bool = False) -> None:
+        experiments.remove(self, name, force=force)
+
+    def logs(self, name: str, tail: int | str = 100, follow: bool = False) -> Iterator[str]:
+        return experiments.logs(self, name, tail=tail, follow=follow)
+
+    def log_stream(self, container_id: str, **options: Any) -> LogStream:
+        """A background-read log stream of one container (the dashboard's log pane)."""
+        return LogStream(self.engine, container_id, **options)
+
+    def container_stats(self, container_ids: Iterable[str]) -> dict[str, ContainerStats]:
+        return self.stats_sampler.sample(container_ids)
+
+    # --- GPUs ---------------------------------------------------------------------------------
+    def gpu_snapshot(self, attribute: bool = True) -> GpuSnapshot:
+        """One NVML sample; with `attribute`, each process named with its container, experiment and
+        owner (the engine is asked only when it is connected or can be). Never raises for NVML."""
+        snapshot = self.gpus.sample()
+        if not attribute:
+            return snapshot
+        engine = self._engine_or_none()
+        store = self._store_or_none() if any(g.processes for g in snapshot.gpus) else None
+        return procmap.attribute(snapshot, engine, self.config.instance, store=store)
+
+    def gpu_inventory(self) -> GpuInventory:
+        return self.gpus.inventory()
+
+    def _engine_or_none(self) -> Engine | None:
+        try:
+            return self.engine
+        except PtdeskError:
+            return None
+
+    def _store_or_none(self) -> Store | None:
+        """The store names owners while the engine is away; one that cannot be opened means fewer
+        names, never a failed sample (the list and the doctor report that problem)."""
+        try:
+            return self.store
+        except (PtdeskError, OSError):
+            return None
+
+    # --- keeping it clean ---------------------------------------------------------------------
+    def reconcile(self) -> ReconcileReport:
+        return reconcile.reconcile(self)
+
+    def watch_events(self, on_event: Callable[[ContainerEvent], None],
+                     on_engine: Callable[[bool, str | None], None], stop: threading.Event,
+                     on_reconcile: Callable[[object], None] | None = None) -> None:
+        """Follow the engine's events until `stop` is set: cleanup on die/destroy, reconnect with
+        `since=`, reconciliation on reconnect (ptdesk.core.lifecycle)."""
+        EventWatcher(self, on_event=on_event, on_engine=on_engine, on_reconcile=on_reconcile).run(stop)
+
+    def idle_states(self) -> list[IdleState]:
+        return cull.idle_states(self)
+
+    def cull(self, limit: float, dry_run: bool = False) -> list[IdleState]:
+        return cull.cull(self, limit, dry_run=dry_run)
+
+    def audit_log(self, limit: int | None = None) -> list[AuditEntry]:
+        return self.store.audit_log(limit)
+
+    # --- collaborators ------------------------------------------------------------------------
+    def collaborators(self) -> list[Collaborator]:
+        return collab.list_collaborators(self)
+
+    def pending_grants(self, name: str) -> tuple[str, ...]:
+        return collab.pending_grants(self, name)
+
+    def add_collaborator(self, name: str, pubkey_text: str | None = None, expires: str | None = None) -> Collaborator:
+        return collab.add(self, name, pubkey_text, expires)
+
+    def remove_collaborator(self, name: str) -> None:
+        collab.remove(self, name)
+
+    def grant(self, name: str, experiment: str) -> bool:
+        return collab.grant(self, name, experiment)
+
+    def revoke(self, name: str, experiment: str) -> None:
+        collab.revoke(self, name, experiment)
+
+    def rotate(self, name: str, expires: str | None = None) -> RotationResult:
+        return rotation.rotate(self, name, expires)
+
+    def export_collaborator(self, name: str, folder: str | Path, dest: str | None = None) -> list[Path]:
+        return collab_export.export(self, name, folder, dest)
+
+    # --- images -------------------------------------------------------------------------------
+    def image_statuses(self, kinds: Iterable[str] | None = None) -> list[ImageStatus]:
+        return images.statuses(self, kinds)
+
+    def build_images(self, kinds: Iterable[str], base: str | None = None, ca_bundle: Path | None = None,
+                     force: bool = False, on_line: Progress | None = None,
+                     on_start: Callable[[str, str], None] | None = None) -> list[BuildResult]:
+        return images.build(self, kinds, base=base, ca_bundle=ca_bundle, force=force, on_line=on_line,
+                            on_start=on_start)

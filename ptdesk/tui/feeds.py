@@ -47,9 +47,9 @@ def engine_info(ws: Workstation) -> EngineInfo:
 
 
 def list_experiments(ws: Workstation) -> tuple[Experiment, ...]:
-    from ptdesk.core import experiments
+    from ptdesk.core import listing
 
-    return tuple(experiments.list_experiments(ws, all=True))
+    return tuple(listing.list_experiments(ws, all=True))
 
 
 def container_stats(sampler: StatsSampler, items: tuple[Experiment, ...]) -> dict[str, ContainerStats]:

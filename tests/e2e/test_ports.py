@@ -37,7 +37,7 @@ def test_a_port_taken_between_pick_and_start_is_picked_again(
     real_pick = launch_module.free_port
     monkeypatch.setattr(launch_module, "free_port", lambda address: next(picks, None) or real_pick(address))
     try:
-        experiment = launch(desk_env, make_spec(desk_env, "ssh", name="retry"))
+        experiment = launch(desk_env, make_spec(desk_env, "ssh", name="retry")).experiment
     finally:
         squatter.close()
     assert experiment.ssh is not None and experiment.ssh.port != taken
@@ -59,8 +59,8 @@ def test_auto_gpu_that_finds_none_says_why(ptdesk_env: dict[str, str], engine: E
         pass
     code, out, err = run_cli(["new", "ssh", "--name", "autogpu", "--gpus", "auto"], ptdesk_env)
     assert code == 0, err
-    line = next(ln for ln in out.splitlines() if ln.strip().startswith("GPUs:"))
-    assert "none (" in line and "NVIDIA" in line
+    warning = next(ln for ln in err.splitlines() if "warning:" in ln)
+    assert "No GPU was given" in warning and "NVIDIA" in warning
 
 
 def test_a_workspace_the_container_user_cannot_write_is_named_at_launch(

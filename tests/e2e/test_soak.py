@@ -49,7 +49,7 @@ def test_hundred_launch_remove_cycles_leave_nothing_behind(ptdesk_env: dict[str,
     try:
         for i in range(CYCLES):
             started = time.monotonic()
-            launched = launch(ws, make_spec(ws, "ssh", name=f"soak-{i % 3}"))
+            launched = launch(ws, make_spec(ws, "ssh", name=f"soak-{i % 3}")).experiment
             assert launched.status == "running"
             experiments.remove(ws, launched.name, force=True)
             durations.append(time.monotonic() - started)

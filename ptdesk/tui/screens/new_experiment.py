@@ -44,9 +44,9 @@ class Step(Message):
 
 class Finished(Message):
     def __init__(self, experiment: Experiment | None = None, error: BaseException | None = None,
-                 workspace_writable: bool = True) -> None:
+                 warnings: tuple[str, ...] = ()) -> None:
         super().__init__()
-        self.experiment, self.error, self.workspace_writable = experiment, error, workspace_writable
+        self.experiment, self.error, self.warnings = experiment, error, warnings
 
 
 class Suggested(Message):
@@ -205,9 +205,6 @@ class NewExperiment(ModalScreen[Experiment | None]):
 
     @work(thread=True, exit_on_error=False, group="launch")
     def _launch(self, v: FormValues) -> None:
-        from ptdesk.core.launch import launch
-        from ptdesk.core.spec import make_spec, writable_by
-
         try:
             cpus = float(v.cpus) if v.cpus else None
         except ValueError:
@@ -216,16 +213,14 @@ class NewExperiment(ModalScreen[Experiment | None]):
             self.post_message(Finished(error=InvalidInput(f"CPUs {v.cpus!r} is not a number.", "Use e.g. 2 or 0.5.")))
             return
         try:
-            spec = make_spec(self.ws, v.kind, name=v.name or None, owner=v.owner or None, image=v.image or None,
+            spec = self.ws.make_spec(v.kind, name=v.name or None, owner=v.owner or None, image=v.image or None,
                              gpus=v.gpus or "none", workspace=v.workspace or None, memory=v.memory or None,
                              cpus=cpus, shm_size=v.shm_size or None)
-            experiment = launch(self.ws, spec, lambda step: self.post_message(Step(step)))
+            launched = self.ws.launch(spec, lambda step: self.post_message(Step(step)))
         except BaseException as exc:  # noqa: BLE001 - shown in the form; launch already rolled back
             self.post_message(Finished(error=exc))
             return
-        config = self.ws.config  # the file-system check stays here, off the UI thread
-        self.post_message(Finished(experiment=experiment,
-                                   workspace_writable=writable_by(spec.workspace, config.uid, config.gid)))
+        self.post_message(Finished(experiment=launched.experiment, warnings=launched.warnings))
 
     @on(Step)
     def _step(self, message: Step) -> None:
@@ -267,9 +262,8 @@ class NewExperiment(ModalScreen[Experiment | None]):
             lines.append(f"\nHost key: {experiment.ssh.host_key_fingerprint}")
         if experiment.gpus:
             lines.append(f"\nGPUs: {', '.join(map(str, experiment.gpus))}")
-        if not message.workspace_writable:
-            lines.append(f"\nWarning: {experiment.workspace} is not writable by uid {self.ws.config.uid} (the "
-                         "container user): nothing can be saved there.", style="bold yellow")
+        for warning in message.warnings:  # the launch's own words, as the CLI prints them
+            lines.append(f"\nWarning: {warning}", style="bold yellow")
         self.query_one("#result-text", Static).update(lines)
         self.query_one("#result").display = True
         self.query_one("#copy", Button).focus()
