@@ -13,13 +13,24 @@ which take a Workstation; this class only opens the door to each of them, once.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from ptdesk.config import Config, load_config
-from ptdesk.core import collab, collab_export, cull, experiments, images, listing, procmap, reconcile, rotation
+from ptdesk.core import (
+    collab,
+    collab_export,
+    cull,
+    experiment_files,
+    experiments,
+    images,
+    listing,
+    procmap,
+    reconcile,
+    rotation,
+)
 from ptdesk.core import launch as launcher
 from ptdesk.core import spec as specs
 from ptdesk.core.cull import IdleState
@@ -41,7 +52,7 @@ from ptdesk.core.models import (
 from ptdesk.core.reconcile import ReconcileReport
 from ptdesk.core.state import Store
 from ptdesk.core.stats import ContainerStats, StatsSampler
-from ptdesk.errors import PtdeskError
+from ptdesk.errors import InvalidInput, PtdeskError
 
 Progress = Callable[[str], None]
 
@@ -135,6 +146,19 @@ class Workstation:
 
     def logs(self, name: str, tail: int | str = 100, follow: bool = False) -> Iterator[str]:
         return experiments.logs(self, name, tail=tail, follow=follow)
+
+    def ssh_argv(self, name: str, command: Sequence[str] = ()) -> list[str]:
+        """The OpenSSH command line that logs in to SSH experiment `name` (host key pinned, ptdesk's
+        key only), running `command` there, or a login shell when it is empty."""
+        experiment = self.experiment(name)
+        access = experiment.ssh
+        if access is None:
+            raise InvalidInput(f"{name!r} is not an SSH experiment that can be logged in to now.",
+                               "Start it first (ptdesk start NAME), or pick an SSH experiment.")
+        known_hosts = experiment_files.folder(self.config, name) / "known_hosts"
+        return ["ssh", "-i", access.identity_file, "-p", str(access.port), "-o", "IdentitiesOnly=yes",
+                "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={known_hosts}",
+                f"{access.user}@{access.host}", *command]
 
     def log_stream(self, container_id: str, **options: Any) -> LogStream:
         """A background-read log stream of one container (the dashboard's log pane)."""
