@@ -25,6 +25,7 @@ import docker.types
 from ptdesk.config import Config
 from ptdesk.core import experiment_files, ledger
 from ptdesk.core.gpulock import machine_gpu_lock
+from ptdesk.core.keys import fingerprint
 from ptdesk.core.kinds import Plan, get_kind
 from ptdesk.core.listing import get as experiment_of
 from ptdesk.core.models import (
@@ -101,20 +102,20 @@ def launch(ws: Workstation, spec: LaunchSpec, progress: Progress = lambda step: 
                     engine.remove(container_id, force=True)
             bound = engine.published_port(container_id, plan.container_port)
             if bound is None:
-                if not is_running(ws, container_id):  # exited at once: the engine drops its ports
+                if not engine.is_running(container_id):  # exited at once: the engine drops its ports
                     raise LaunchFailed("The container stopped right after it started.")
                 raise NotFound("The engine published no port for the container.", "Check `docker inspect` output.")
             store.update_experiment(spec.name, port=bound[1])
             record = store.experiment(spec.name)
             assert record is not None
-            write_access_files(config, record)
+            kind.after_start(config, record)
             progress("Waiting until the service lets you in")
             kind.wait_ready(config, record, config.connect_host, bound[1], config.ready_timeout,
-                            is_alive=lambda: is_running(ws, container_id))
+                            is_alive=lambda: engine.is_running(container_id))
             store.update_experiment(spec.name, status="running", launcher_pid=None)
+            host_key = record.host_public_key and fingerprint(record.host_public_key)
             store.audit("launch", spec.name, {"kind": spec.kind, "owner": spec.owner, "image": spec.image,
-                                               "gpus": list(gpus), "port": bound[1],
-                                               "host_key": record.host_public_key and _fp(record.host_public_key)})
+                                               "gpus": list(gpus), "port": bound[1], "host_key": host_key})
         except BaseException as exc:
             if isinstance(exc, LaunchFailed) and container_id:
                 # The rollback removes the container and its logs: say what it printed while we can.
@@ -215,21 +216,6 @@ def rollback(ws: Workstation, record: ExperimentRecord, container_id: str | None
     return True
 
 
-def write_access_files(config: Config, record: ExperimentRecord) -> None:
-    """What a person's client needs on disk to connect (ssh: the pinned known_hosts), kept in step
-    with the port: written at launch, start and adoption, never by a listing."""
-    if record.kind == "ssh":
-        from ptdesk.core.sshd import write_known_hosts
-
-        write_known_hosts(config, record)
-
-
-def _fp(public_line: str) -> str:
-    from ptdesk.core.keys import fingerprint
-
-    return fingerprint(public_line)
-
-
 def _last_words(ws: Workstation, container_id: str) -> str | None:
     """What a container that failed its launch last printed (and its exit code if it died)."""
     try:
@@ -257,12 +243,6 @@ def _tail(ws: Workstation, container_id: str) -> list[str]:
         frames.close()
 
 
-def is_running(ws: Workstation, container_id: str) -> bool:
-    """Is the container running right now (False once it is gone)?"""
-    data = ws.engine.try_inspect(container_id)
-    return bool(data and data["State"].get("Running"))
-
-
 def _ensure_workspace(config: Config, path: Path) -> bool:
     """Make a default workspace for the host user; True when this call created it."""
     if path.is_dir():
@@ -286,7 +266,7 @@ def _labels(config: Config, spec: LaunchSpec, gpus: tuple[int, ...]) -> dict[str
 
 
 def _host_config(config: Config, spec: LaunchSpec, plan: Plan, gpus: tuple[int, ...], port: int) -> dict:
-    """The hardening every container gets (DESIGN.md, security baseline)."""
+    """The hardening every container gets (the README's security model)."""
     limits = spec.limits
     host_config: dict = {
         "port_bindings": {plan.container_port: (config.bind_address, port)},

@@ -12,17 +12,18 @@ token and grants): never adopted, never called orphans, never changed here.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ptdesk.core import experiment_files, experiments, keys, listing
-from ptdesk.core.launch import rollback, write_access_files
+from ptdesk.core import experiment_files, experiments, listing
+from ptdesk.core.collab import container_lock, reinstall
+from ptdesk.core.kinds import REGISTRY, get_kind
+from ptdesk.core.launch import rollback
 from ptdesk.core.ledger import gpus_from_label
-from ptdesk.core.models import KINDS, LABEL_GPUS, LABEL_KIND, LABEL_NAME, LABEL_OWNER, LABEL_WORKSPACE
+from ptdesk.core.models import LABEL_GPUS, LABEL_KIND, LABEL_NAME, LABEL_OWNER, LABEL_WORKSPACE
 from ptdesk.core.spec import NAME_RE, OWNER_RE, instance_containers
 from ptdesk.core.state import ExperimentRecord
 from ptdesk.errors import EngineUnavailable, PtdeskError
@@ -32,7 +33,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-HOST_KEY_IN_CONTAINER = "/etc/ssh/ssh_host_ed25519_key.pub"
 # A launch never legitimately takes longer than ready_timeout plus image checks and create;
 # past this a "launching" record is stale even if its launcher PID was reused by another process.
 STALE_LAUNCH_MARGIN = 300.0
@@ -142,47 +142,35 @@ def _roll_back(ws: Workstation, record: ExperimentRecord, container: dict | None
 def _adoptable(container: dict) -> bool:
     """Labels complete and well-formed (a bad GPU label could hide a reservation: not adopted)."""
     labels = container.get("Labels") or {}
-    return (labels.get(LABEL_KIND) in KINDS and bool(NAME_RE.match(labels.get(LABEL_NAME) or ""))
+    return (labels.get(LABEL_KIND) in REGISTRY and bool(NAME_RE.match(labels.get(LABEL_NAME) or ""))
             and bool(OWNER_RE.match(labels.get(LABEL_OWNER) or ""))
             and gpus_from_label(labels.get(LABEL_GPUS)) is not None)
 
 
 def _adopt(ws: Workstation, container: dict) -> bool:
-    """Record a labelled container of this user's that the store lost; secrets are read back from
-    the container, and anything unreadable in them makes it an orphan (a PtdeskError)."""
-    from ptdesk.core.jupyter import TOKEN_DIR, TOKEN_FILE
-
+    """Record a labelled container of this user's that the store lost; its kind reads the secrets
+    back from the container (running or stopped), and anything unreadable in them makes it an
+    orphan (a PtdeskError)."""
     labels = container["Labels"]
-    name, kind, cid = labels[LABEL_NAME], labels[LABEL_KIND], container["Id"]
-    engine = ws.engine
-    host_key: str | None = None
-    token: str | None = None
-    extra_keys: tuple[str, ...] = ()
-    # Reading through the engine works on running and stopped containers alike.
-    try:
-        if kind == "ssh":
-            host_key = keys.parse_public_key(engine.read_file(cid, HOST_KEY_IN_CONTAINER).decode())
-            extra_keys = _extra_keys(ws, cid, labels[LABEL_OWNER])
-        else:
-            token = engine.read_file(cid, f"{TOKEN_DIR}/{TOKEN_FILE}").decode() or None
-    except UnicodeDecodeError:
-        raise PtdeskError(f"The secrets in {name}'s container are not text.") from None
+    name, kind, cid = labels[LABEL_NAME], get_kind(labels[LABEL_KIND]), container["Id"]
+    recovered = kind.read_back(ws, cid, labels)
     port = next((p.get("PublicPort") for p in container.get("Ports") or [] if p.get("PublicPort")), None)
     state = container.get("State") or "exited"
     record = ExperimentRecord(
-        name=name, kind=kind, owner=labels[LABEL_OWNER], image=container.get("Image", ""),
+        name=name, kind=kind.name, owner=labels[LABEL_OWNER], image=container.get("Image", ""),
         status="running" if state == "running" else "exited", created=float(container.get("Created") or 0),
         container_id=cid, port=port, gpus=gpus_from_label(labels.get(LABEL_GPUS)) or (),
-        workspace=labels.get(LABEL_WORKSPACE), host_public_key=host_key, extra_keys=extra_keys)
+        workspace=labels.get(LABEL_WORKSPACE), host_public_key=recovered.host_public_key,
+        extra_keys=recovered.extra_keys)
     with ws.store.tx() as conn:
         if ws.store.experiment(name) is not None:
             return False  # a launch recorded it meanwhile
         ws.store.insert_experiment(conn, record)
-        if token:
-            experiment_files.write(ws.config, name, TOKEN_FILE, token, 0o600)
-        write_access_files(ws.config, record)
-    ws.store.audit("adopted", name, {"container": cid[:12], "kind": kind}, who="ptdesk-reconcile")
-    if kind == "ssh":
+        for filename, text, mode in recovered.files:
+            experiment_files.write(ws.config, name, filename, text, mode)
+        kind.after_start(ws.config, record)
+    ws.store.audit("adopted", name, {"container": cid[:12], "kind": kind.name}, who="ptdesk-reconcile")
+    if kind.grants_logins:
         _authorize_this_owner_key(ws, name)
     return True
 
@@ -194,37 +182,8 @@ def _authorize_this_owner_key(ws: Workstation, name: str) -> None:
     the printed ssh command names could be missing from it; the keys already there were kept as
     extra keys, so this only adds access, never removes it.
     """
-    from ptdesk.core.collab import container_lock, reinstall
-
     try:
         with container_lock(ws.config, name):
             reinstall(ws, name)
     except PtdeskError as exc:  # adopted all the same; the next grant or start renders it again
         log.warning("could not install the owner key in adopted %s: %s", name, exc.message)
-
-
-def _extra_keys(ws: Workstation, container_id: str, owner: str) -> tuple[str, ...]:
-    """The keys the owner brought (--pubkey), read back from the container's authorized_keys, so
-    that re-rendering the file later (a grant) keeps them.
-
-    Not kept: the owner's own ptdesk key, and collaborator lines, recognised by their fingerprint
-    or by an expiry (only grants carry one): a grant lost with the store is not resurrected as a
-    permanent key.
-    """
-    from ptdesk.core.sshd import read_authorized_keys
-
-    skip = {c.fingerprint for c in ws.store.collaborators()}
-    skip |= {c.previous_fingerprint for c in ws.store.collaborators() if c.previous_fingerprint}
-    owner_public = experiment_files.user_key_dir(ws.config, owner) / "id_ed25519.pub"
-    with contextlib.suppress(OSError, PtdeskError):
-        skip.add(keys.fingerprint(owner_public.read_text()))
-    kept: list[str] = []
-    for line in read_authorized_keys(ws.engine, container_id).splitlines():
-        options, _, key = line.strip().partition(" ")
-        if not key or "expiry-time=" in options:
-            continue
-        with contextlib.suppress(PtdeskError):
-            public = keys.parse_public_key(key)
-            if keys.fingerprint(public) not in skip:
-                kept.append(public)
-    return tuple(kept)

@@ -23,7 +23,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ptdesk.core import keys, sshd
+from ptdesk.core import keys
+from ptdesk.core.authorized_keys import CONTAINER_USER, read_authorized_keys
 from ptdesk.core.collab import (
     PREVIOUS,
     PRIVATE,
@@ -33,6 +34,7 @@ from ptdesk.core.collab import (
     person_lock,
     set_grant_keys,
 )
+from ptdesk.core.kinds import get_kind
 from ptdesk.core.models import ContainerRotation, RotationResult
 from ptdesk.core.sshcheck import LoginResult, try_login
 from ptdesk.core.state import CollaboratorRecord, GrantRecord
@@ -194,7 +196,7 @@ def _install_new(ws: Workstation, record: CollaboratorRecord, grant: GrantRecord
                                                          "the old key stays valid there")
     if state == "stopped":
         assert experiment is not None and experiment.container_id
-        if sshd.read_authorized_keys(ws.engine, experiment.container_id) != text:
+        if read_authorized_keys(ws.engine, experiment.container_id) != text:
             return ContainerRotation(name, "pending", False, "the new authorized_keys did not read back as written")
         return ContainerRotation(name, "rotated", False, "stopped: the new key replaced the old one; "
                                                          "the login is proven when it starts")
@@ -237,12 +239,12 @@ def _login(ws: Workstation, experiment: str, key_file: Path) -> LoginResult:
     if record is None or not record.container_id or not record.host_public_key:
         return LoginResult(False, "unreachable: no container or host key on record")
     try:
-        bound = ws.engine.published_port(record.container_id, sshd.SSH.container_port)
+        bound = ws.engine.published_port(record.container_id, get_kind(record.kind).container_port)
     except PtdeskError as exc:
         return LoginResult(False, f"unreachable: {exc.message}")
     if bound is None:
         return LoginResult(False, "unreachable: no published port")
-    return try_login(ws.config.connect_host, bound[1], sshd.CONTAINER_USER, key_file,
+    return try_login(ws.config.connect_host, bound[1], CONTAINER_USER, key_file,
                      record.host_public_key, command=None)
 
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import pytest
 from helpers import wait_until
 
-from ptdesk.core import collab, rotation, sshd
+from ptdesk.core import authorized_keys, collab, rotation
 from ptdesk.core.engine import Engine
 from ptdesk.core.sshcheck import LoginResult, try_login
 from ptdesk.core.workstation import Workstation
@@ -85,7 +85,7 @@ def assert_private(path: Path) -> None:
 
 
 def authorized(engine: Engine, p: Ptdesk, experiment: str) -> str:
-    return sshd.read_authorized_keys(engine, p.listed()[experiment]["id"])
+    return authorized_keys.read_authorized_keys(engine, p.listed()[experiment]["id"])
 
 
 def pending_of(p: Ptdesk, name: str) -> list[str]:

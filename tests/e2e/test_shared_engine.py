@@ -14,9 +14,9 @@ import pytest
 from e2e.lifecycle_support import record
 from helpers import wait_until
 
+from ptdesk.core.authorized_keys import AUTHORIZED_KEYS_PATH
 from ptdesk.core.engine import Engine
 from ptdesk.core.sshcheck import try_login
-from ptdesk.core.sshd import AUTHORIZED_KEYS_PATH
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "core"))
 import nvml_scenarios  # noqa: E402
