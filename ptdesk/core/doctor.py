@@ -18,6 +18,7 @@ from ptdesk.core.gpu import GpuSampler
 from ptdesk.core.images import image_status, image_tag
 from ptdesk.core.kinds import kind_names
 from ptdesk.core.launch import free_port
+from ptdesk.core.state import integrity_problems
 from ptdesk.errors import PtdeskError
 
 Status = Literal["ok", "warn", "fail"]
@@ -123,17 +124,12 @@ def check_state(config: Config) -> Check:
     if not path.exists():
         return Check("state", "ok", f"{path} not created yet (made on first use)")
     try:
-        # Read-only: doctor must not create, migrate or lock the store it inspects.
-        conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=5)
-        try:
-            result = [row[0] for row in conn.execute("PRAGMA integrity_check").fetchall()]
-        finally:
-            conn.close()
+        problems = integrity_problems(path)
     except sqlite3.DatabaseError as exc:
         return Check("state", "fail", f"{path} cannot be read: {exc}",
                      "Move the file away and run `ptdesk doctor` again; running containers are re-adopted.")
-    if result != ["ok"]:
-        return Check("state", "fail", f"{path} is damaged: {'; '.join(result[:3])}",
+    if problems:
+        return Check("state", "fail", f"{path} is damaged: {'; '.join(problems[:3])}",
                      "Move the file away; ptdesk re-adopts running containers from their labels.")
     return Check("state", "ok", f"{path} passes integrity_check")
 

@@ -90,14 +90,8 @@ def release(ws: Workstation, name: str, if_container: str | None = None) -> bool
     reconcile pass must not release a newer experiment that reused the name. Checked and done under
     the store's lock, secrets first, so a launch reusing the name cannot slip in between.
     """
-    with ws.store.tx() as conn:
-        if if_container is not None:
-            row = conn.execute("SELECT container_id FROM experiments WHERE name = ?", (name,)).fetchone()
-            if row is None or row["container_id"] != if_container:
-                return False
-        experiment_files.discard(ws.config, name)
-        conn.execute("DELETE FROM experiments WHERE name = ?", (name,))
-    return True
+    return ws.store.delete_experiment_if(name, None if if_container is None else {"container_id": if_container},
+                                         first=lambda: experiment_files.discard(ws.config, name))
 
 
 def logs(ws: Workstation, name: str, tail: int | str = 100, follow: bool = False) -> Iterator[str]:

@@ -204,13 +204,11 @@ def rollback(ws: Workstation, record: ExperimentRecord, container_id: str | None
     old copy must not delete a newer launch that reused the name. `container_id` is removed by id
     only, never by name: a name can belong to someone else's container. False when nothing was done.
     """
-    with ws.store.tx() as conn:
-        row = conn.execute("SELECT status, launcher_pid, container_id, created FROM experiments WHERE name = ?",
-                           (record.name,)).fetchone()
-        if row is None or tuple(row) != (record.status, record.launcher_pid, record.container_id, record.created):
-            return False
-        experiment_files.discard(ws.config, record.name)
-        conn.execute("DELETE FROM experiments WHERE name = ?", (record.name,))
+    launch_of_record = {"status": record.status, "launcher_pid": record.launcher_pid,
+                        "container_id": record.container_id, "created": record.created}
+    if not ws.store.delete_experiment_if(record.name, launch_of_record,
+                                         first=lambda: experiment_files.discard(ws.config, record.name)):
+        return False
     if container_id:
         ws.engine.remove(container_id, force=True)
     return True

@@ -135,12 +135,7 @@ def _begin(ws: Workstation, record: CollaboratorRecord, expires: float | None) -
     previous = folder / PREVIOUS
     os.replace(current, previous)
     try:
-        with ws.store.tx() as conn:
-            conn.execute("UPDATE collaborators SET public_key = ?, fingerprint = ?, previous_public_key = ?, "
-                         "previous_fingerprint = ?, expires = ? WHERE name = ?",
-                         (pair.public_line, pair.fingerprint, record.public_key, record.fingerprint, expires,
-                          record.name))
-            conn.execute("UPDATE grants SET pending = 1 WHERE collaborator = ?", (record.name,))
+        ws.store.begin_rotation(record.name, pair.public_line, pair.fingerprint, expires)
     except BaseException:
         os.replace(previous, current)
         for path in (staged, staged.with_name(f"{staged.name}.pub")):
