@@ -16,7 +16,7 @@ import os
 import socket
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,7 +26,7 @@ from ptdesk.config import Config
 from ptdesk.core import experiment_files, ledger
 from ptdesk.core.gpulock import machine_gpu_lock
 from ptdesk.core.keys import fingerprint
-from ptdesk.core.kinds import Plan, get_kind
+from ptdesk.core.kinds import Kind, Plan, get_kind
 from ptdesk.core.listing import get as experiment_of
 from ptdesk.core.models import (
     LABEL_GPUS,
@@ -54,16 +54,9 @@ PORT_ATTEMPTS = 5
 
 
 def launch(ws: Workstation, spec: LaunchSpec, progress: Progress = lambda step: None) -> Launched:
-    config, store = ws.config, ws.store
     kind = get_kind(spec.kind)
-    engine = ws.engine
     progress("Checking the image")
-    if not engine.image_exists(spec.image):
-        ours = spec.image == kind.image(config)
-        raise ImageMissing(f"Image {spec.image} is not on this engine.",
-                           f"Build it with: ptdesk images build {spec.kind}" if ours else
-                           "Pull or build it first (docker pull / docker build), or leave out --image "
-                           f"to use ptdesk's own (ptdesk images build {spec.kind}).")
+    _check_image(ws, spec, kind)
     inventory = ws.gpus.inventory() if spec.gpus != "none" else None
 
     progress("Reserving name and GPUs")
@@ -72,60 +65,94 @@ def launch(ws: Workstation, spec: LaunchSpec, progress: Progress = lambda step: 
         gpu_lock.enter_context(machine_gpu_lock())
     with gpu_lock:  # released as soon as the container exists with its label (below)
         spec, launching = _reserve(ws, spec, inventory, instance_containers(ws))
-        gpus = launching.gpus
-        container_id: str | None = None
+        attempt = _Attempt(launching)
         made_workspace = False
         try:
-            made_workspace = _ensure_workspace(config, spec.workspace)
+            made_workspace = _ensure_workspace(ws.config, spec.workspace)
             progress("Generating keys and secrets")
-            plan = kind.plan(config, spec)
+            plan = kind.plan(ws.config, spec)
             if plan.host_public_key:
-                store.update_experiment(spec.name, host_public_key=plan.host_public_key)
-            for attempt in range(PORT_ATTEMPTS):
-                progress("Creating the container")
-                container_id = _create(ws, spec, plan, gpus, free_port(config.bind_address))
-                gpu_lock.close()  # its ptdesk.gpus label now holds the GPUs for every user's ledger
-                store.update_experiment(spec.name, container_id=container_id)
-                launching = replace(launching, container_id=container_id)
-                progress("Placing secrets")
-                # One archive for all folders: every put_archive mounts the container's filesystem (~50 ms).
-                engine.put_files(container_id, "/", [replace(f, name=f"{dest.strip('/')}/{f.name}")
-                                                     for dest, files in plan.files for f in files])
-                progress("Starting")
-                try:
-                    engine.start(container_id)
-                    break
-                except PtdeskError as exc:
-                    if not _port_taken(exc) or attempt == PORT_ATTEMPTS - 1:
-                        raise
-                    # Someone took the port between our pick and the start: drop this container, pick again.
-                    engine.remove(container_id, force=True)
-            bound = engine.published_port(container_id, plan.container_port)
-            if bound is None:
-                if not engine.is_running(container_id):  # exited at once: the engine drops its ports
-                    raise LaunchFailed("The container stopped right after it started.")
-                raise NotFound("The engine published no port for the container.", "Check `docker inspect` output.")
-            store.update_experiment(spec.name, port=bound[1])
-            record = store.experiment(spec.name)
-            assert record is not None
-            kind.after_start(config, record)
-            progress("Waiting until the service lets you in")
-            kind.wait_ready(config, record, config.connect_host, bound[1], config.ready_timeout,
-                            is_alive=lambda: engine.is_running(container_id))
-            store.update_experiment(spec.name, status="running", launcher_pid=None)
-            host_key = record.host_public_key and fingerprint(record.host_public_key)
-            store.audit("launch", spec.name, {"kind": spec.kind, "owner": spec.owner, "image": spec.image,
-                                               "gpus": list(gpus), "port": bound[1], "host_key": host_key})
+                ws.store.update_experiment(spec.name, host_public_key=plan.host_public_key)
+            _create_and_start(ws, spec, plan, gpu_lock, attempt, progress)
+            _prove_ready(ws, spec, kind, plan, attempt, progress)
         except BaseException as exc:
-            if isinstance(exc, LaunchFailed) and container_id:
+            if isinstance(exc, LaunchFailed) and attempt.container_id:
                 # The rollback removes the container and its logs: say what it printed while we can.
-                exc.hint = _last_words(ws, container_id) or exc.hint
-            rollback(ws, launching, container_id)
+                exc.hint = _last_words(ws, attempt.container_id) or exc.hint
+            rollback(ws, attempt.record, attempt.container_id)
             if made_workspace:
                 with contextlib.suppress(OSError):  # only if still empty: never lose a file
                     spec.workspace.rmdir()
             raise
-    return Launched(experiment_of(ws, spec.name), launch_warnings(ws, spec, gpus, inventory))
+    return Launched(experiment_of(ws, spec.name), launch_warnings(ws, spec, launching.gpus, inventory))
+
+
+@dataclass
+class _Attempt:
+    """What a launch has made so far: the "launching" record and the container, for the rollback."""
+
+    record: ExperimentRecord
+    container_id: str | None = None
+
+
+def _check_image(ws: Workstation, spec: LaunchSpec, kind: Kind) -> None:
+    if ws.engine.image_exists(spec.image):
+        return
+    ours = spec.image == kind.image(ws.config)
+    raise ImageMissing(f"Image {spec.image} is not on this engine.",
+                       f"Build it with: ptdesk images build {spec.kind}" if ours else
+                       "Pull or build it first (docker pull / docker build), or leave out --image "
+                       f"to use ptdesk's own (ptdesk images build {spec.kind}).")
+
+
+def _create_and_start(ws: Workstation, spec: LaunchSpec, plan: Plan, gpu_lock: contextlib.ExitStack,
+                      attempt: _Attempt, progress: Progress) -> None:
+    """Create the container with its secrets in place and start it, on a fresh port if someone
+    took the picked one in between."""
+    engine, gpus = ws.engine, attempt.record.gpus
+    for tries in range(PORT_ATTEMPTS):
+        progress("Creating the container")
+        container_id = attempt.container_id = _create(ws, spec, plan, gpus, free_port(ws.config.bind_address))
+        gpu_lock.close()  # its ptdesk.gpus label now holds the GPUs for every user's ledger
+        ws.store.update_experiment(spec.name, container_id=container_id)
+        attempt.record = replace(attempt.record, container_id=container_id)
+        progress("Placing secrets")
+        # One archive for all folders: every put_archive mounts the container's filesystem (~50 ms).
+        engine.put_files(container_id, "/", [replace(f, name=f"{dest.strip('/')}/{f.name}")
+                                             for dest, files in plan.files for f in files])
+        progress("Starting")
+        try:
+            engine.start(container_id)
+            return
+        except PtdeskError as exc:
+            if not _port_taken(exc) or tries == PORT_ATTEMPTS - 1:
+                raise
+            # Someone took the port between our pick and the start: drop this container, pick again.
+            engine.remove(container_id, force=True)
+
+
+def _prove_ready(ws: Workstation, spec: LaunchSpec, kind: Kind, plan: Plan, attempt: _Attempt,
+                 progress: Progress) -> None:
+    """Wait until a client really gets in, then mark the record running and audit the launch."""
+    engine, store, config = ws.engine, ws.store, ws.config
+    container_id = attempt.container_id
+    assert container_id is not None
+    bound = engine.published_port(container_id, plan.container_port)
+    if bound is None:
+        if not engine.is_running(container_id):  # exited at once: the engine drops its ports
+            raise LaunchFailed("The container stopped right after it started.")
+        raise NotFound("The engine published no port for the container.", "Check `docker inspect` output.")
+    store.update_experiment(spec.name, port=bound[1])
+    record = store.experiment(spec.name)
+    assert record is not None
+    kind.after_start(config, record)
+    progress("Waiting until the service lets you in")
+    kind.wait_ready(config, record, config.connect_host, bound[1], config.ready_timeout,
+                    is_alive=lambda: engine.is_running(container_id))
+    store.update_experiment(spec.name, status="running", launcher_pid=None)
+    host_key = record.host_public_key and fingerprint(record.host_public_key)
+    store.audit("launch", spec.name, {"kind": spec.kind, "owner": spec.owner, "image": spec.image,
+                                       "gpus": list(record.gpus), "port": bound[1], "host_key": host_key})
 
 
 def launch_warnings(ws: Workstation, spec: LaunchSpec, gpus: tuple[int, ...],
