@@ -35,7 +35,9 @@ def _line(as_json: bool, type_: str, text: str, **data: object) -> None:
 def _report_text(report: ReconcileReport) -> str:
     parts = [f"{what}: {', '.join(names)}" for what, names in (
         ("released", report.released), ("rolled back", report.rolled_back), ("adopted", report.adopted),
-        ("orphans (remove with ptdesk rm)", report.orphans)) if names]
+        ("orphans (remove with ptdesk rm)", report.orphans),
+        ("not adopted, not sealed by this ptdesk home (listed read-only; remove with ptdesk rm)",
+         report.unverified)) if names]
     return "; ".join(parts)
 
 

@@ -27,6 +27,7 @@ from ptdesk.core import experiment_files, ledger
 from ptdesk.core.gpulock import machine_gpu_lock
 from ptdesk.core.keys import fingerprint
 from ptdesk.core.kinds import Kind, Plan, get_kind
+from ptdesk.core.kinds.base import sealed_contents
 from ptdesk.core.listing import get as experiment_of
 from ptdesk.core.models import (
     LABEL_GPUS,
@@ -40,6 +41,7 @@ from ptdesk.core.models import (
     Launched,
     LaunchSpec,
 )
+from ptdesk.core.seal import LABEL_SEAL, seal, secret_digest
 from ptdesk.core.spec import container_name, instance_containers, renamed, suggest_name, writable_by
 from ptdesk.core.state import ExperimentRecord
 from ptdesk.errors import Conflict, ImageMissing, LaunchFailed, NotFound, PtdeskError
@@ -64,7 +66,8 @@ def launch(ws: Workstation, spec: LaunchSpec, progress: Progress = lambda step: 
     if spec.gpus != "none":  # CPU-only launches never wait for anyone
         gpu_lock.enter_context(machine_gpu_lock())
     with gpu_lock:  # released as soon as the container exists with its label (below)
-        spec, launching = _reserve(ws, spec, inventory, instance_containers(ws))
+        on_engine = instance_containers(ws)
+        spec, launching = _reserve(ws, spec, inventory, on_engine, _held_on_engine(ws, on_engine, inventory))
         attempt = _Attempt(launching)
         made_workspace = False
         try:
@@ -170,8 +173,18 @@ def launch_warnings(ws: Workstation, spec: LaunchSpec, gpus: tuple[int, ...],
     return tuple(warnings)
 
 
+def _held_on_engine(ws: Workstation, on_engine: Mapping[str, dict],
+                    inventory: GpuInventory | None) -> dict[int, str]:
+    """The GPUs the engine really gives the instance's containers (one inspect each, asked only
+    when this launch wants GPUs, and before the store's lock is taken)."""
+    if inventory is None:
+        return {}
+    inspected = {name: ws.engine.try_inspect(c["Id"]) for name, c in on_engine.items()}
+    return ledger.held_by_devices(inspected, (g.index for g in inventory.gpus))
+
+
 def _reserve(ws: Workstation, spec: LaunchSpec, inventory: GpuInventory | None,
-             on_engine: Mapping[str, dict]) -> tuple[LaunchSpec, ExperimentRecord]:
+             on_engine: Mapping[str, dict], held_on_engine: Mapping[int, str]) -> tuple[LaunchSpec, ExperimentRecord]:
     """Pick the name and the GPUs and write the "launching" record, in one store transaction.
 
     The engine was asked before (`on_engine`): no HTTP request may run while the store's lock is
@@ -184,7 +197,7 @@ def _reserve(ws: Workstation, spec: LaunchSpec, inventory: GpuInventory | None,
             spec = renamed(ws.config, spec, suggest_name(ws, spec.owner, spec.kind, on_engine))
         if store.experiment(spec.name) or spec.name in on_engine:
             raise Conflict(f"An experiment named {spec.name!r} already exists.", "Pick another --name.")
-        held = {**ledger.held_by_labels(on_engine), **store.held_gpus(conn)}
+        held = {**held_on_engine, **store.held_gpus(conn)}
         record = ExperimentRecord(
             name=spec.name, kind=spec.kind, owner=spec.owner, image=spec.image, status="launching",
             created=time.time(), gpus=ledger.allocate(spec.gpus, held, inventory), workspace=str(spec.workspace),
@@ -214,9 +227,11 @@ def _port_taken(exc: PtdeskError) -> bool:
 def _create(ws: Workstation, spec: LaunchSpec, plan: Plan, gpus: tuple[int, ...], port: int) -> str:
     """Create the container; a name the engine already has (taken since we listed) is a Conflict."""
     config = ws.config
+    labels = _labels(config, spec, gpus)
+    labels[LABEL_SEAL] = seal(config, labels, secret_digest(sealed_contents(get_kind(spec.kind), plan)))
     try:
         return ws.engine.create(
-            name=container_name(config, spec.name), image=spec.image, labels=_labels(config, spec, gpus),
+            name=container_name(config, spec.name), image=spec.image, labels=labels,
             user=plan.user, environment=plan.environment, exposed=[plan.container_port],
             host_config=_host_config(config, spec, plan, gpus, port))
     except Conflict:

@@ -20,10 +20,11 @@ from typing import TYPE_CHECKING
 
 from ptdesk.core import experiment_files, experiments, listing
 from ptdesk.core.collab import container_lock, reinstall
-from ptdesk.core.kinds import REGISTRY, get_kind
+from ptdesk.core.kinds import REGISTRY, Kind, get_kind
 from ptdesk.core.launch import rollback
 from ptdesk.core.ledger import gpus_from_label
 from ptdesk.core.models import LABEL_GPUS, LABEL_KIND, LABEL_NAME, LABEL_OWNER, LABEL_WORKSPACE
+from ptdesk.core.seal import LABEL_SEAL, secret_digest, verifies
 from ptdesk.core.spec import NAME_RE, OWNER_RE, instance_containers
 from ptdesk.core.state import ExperimentRecord
 from ptdesk.errors import EngineUnavailable, PtdeskError
@@ -42,7 +43,10 @@ STALE_LAUNCH_MARGIN = 300.0
 class ReconcileReport:
     released: tuple[str, ...] = ()  # records whose container is gone: secrets, port, GPUs freed
     rolled_back: tuple[str, ...] = ()  # launches whose launcher died: container and record removed
-    adopted: tuple[str, ...] = ()  # labelled containers without a record, now recorded
+    adopted: tuple[str, ...] = ()  # containers this home sealed whose record was lost, now recorded
+    # Labelled as this user's, but not sealed by this home (forged, or made elsewhere): listed
+    # read-only, given nothing — no key, no secret read, no GPU booked, no connect line.
+    unverified: tuple[str, ...] = ()
     orphans: tuple[str, ...] = ()  # this user's (or nobody's) containers it cannot adopt (`ptdesk rm` removes them)
 
     @property
@@ -51,7 +55,7 @@ class ReconcileReport:
 
     def to_json(self) -> dict:
         return {"released": list(self.released), "rolled_back": list(self.rolled_back),
-                "adopted": list(self.adopted), "orphans": list(self.orphans)}
+                "adopted": list(self.adopted), "orphans": list(self.orphans), "unverified": list(self.unverified)}
 
 
 def launcher_alive(record: ExperimentRecord, timeout: float, now: float | None = None) -> bool:
@@ -88,6 +92,7 @@ def reconcile(ws: Workstation) -> ReconcileReport:
     rolled_back: list[str] = []
     adopted: list[str] = []
     orphans: list[str] = []
+    unverified: list[str] = []
 
     for record in records:
         container = by_name.get(record.name)
@@ -111,15 +116,19 @@ def reconcile(ws: Workstation) -> ReconcileReport:
             continue  # recorded, or another user's: theirs to adopt, not an orphan of ours
         if _adoptable(container):
             try:
-                if _adopt(ws, container):
+                outcome = _adopt(ws, container)
+                if outcome == "adopted":
                     adopted.append(name)
+                elif outcome == "unverified":
+                    unverified.append(name)
                 continue
             except EngineUnavailable:
                 raise
             except PtdeskError as exc:  # e.g. it vanished while we looked at it, or holds garbage
                 log.warning("could not adopt %s: %s", name, exc.message)
         orphans.append(name)
-    return ReconcileReport(tuple(released), tuple(rolled_back), tuple(adopted), tuple(orphans))
+    return ReconcileReport(released=tuple(released), rolled_back=tuple(rolled_back), adopted=tuple(adopted),
+                           orphans=tuple(orphans), unverified=tuple(unverified))
 
 
 def _roll_back(ws: Workstation, record: ExperimentRecord, container: dict | None) -> bool:
@@ -147,12 +156,16 @@ def _adoptable(container: dict) -> bool:
             and gpus_from_label(labels.get(LABEL_GPUS)) is not None)
 
 
-def _adopt(ws: Workstation, container: dict) -> bool:
-    """Record a labelled container of this user's that the store lost; its kind reads the secrets
-    back from the container (running or stopped), and anything unreadable in them makes it an
-    orphan (a PtdeskError)."""
+def _adopt(ws: Workstation, container: dict) -> str:
+    """Record a container of this user's that the store lost — only if this home's seal proves it
+    made it ("unverified" otherwise). Its kind reads the secrets back from the container (running
+    or stopped); anything unreadable in them makes it an orphan (a PtdeskError). Returns
+    "adopted", "unverified", or "recorded" when a launch recorded it meanwhile."""
     labels = container["Labels"]
     name, kind, cid = labels[LABEL_NAME], get_kind(labels[LABEL_KIND]), container["Id"]
+    if not _sealed_here(ws, kind, cid, labels):
+        log.warning("not adopting %s: its labels are not sealed by this ptdesk home", name)
+        return "unverified"
     recovered = kind.read_back(ws, cid, labels)
     port = next((p.get("PublicPort") for p in container.get("Ports") or [] if p.get("PublicPort")), None)
     state = container.get("State") or "exited"
@@ -164,7 +177,7 @@ def _adopt(ws: Workstation, container: dict) -> bool:
         extra_keys=recovered.extra_keys)
     with ws.store.tx() as conn:
         if ws.store.experiment(name) is not None:
-            return False  # a launch recorded it meanwhile
+            return "recorded"  # a launch recorded it meanwhile
         ws.store.insert_experiment(conn, record)
         for filename, text, mode in recovered.files:
             experiment_files.write(ws.config, name, filename, text, mode)
@@ -172,7 +185,15 @@ def _adopt(ws: Workstation, container: dict) -> bool:
     ws.store.audit("adopted", name, {"container": cid[:12], "kind": kind.name}, who="ptdesk-reconcile")
     if kind.grants_logins:
         _authorize_this_owner_key(ws, name)
-    return True
+    return "adopted"
+
+
+def _sealed_here(ws: Workstation, kind: Kind, container_id: str, labels: dict[str, str]) -> bool:
+    """Does the seal label verify against this home's secret and the sealed files inside?"""
+    if not labels.get(LABEL_SEAL):
+        return False
+    contents = [ws.engine.read_file(container_id, path) for path in kind.sealed_paths]
+    return verifies(ws.config, labels, secret_digest(contents))
 
 
 def _authorize_this_owner_key(ws: Workstation, name: str) -> None:

@@ -56,6 +56,9 @@ class Kind(ABC):
     title: ClassVar[str]  # how people call it: "SSH", "Jupyter"
     summary: ClassVar[str]  # one line for `ptdesk new NAME --help` and the form
     container_port: ClassVar[str]  # e.g. "22/tcp": the port published on bind_address
+    # Secrets placed before start that never change afterwards (host key, token): the seal covers
+    # them (ptdesk.core.seal), so a copy of the labels on another container does not verify.
+    sealed_paths: ClassVar[tuple[str, ...]]
     accepts_pubkeys: ClassVar[bool] = False  # `new --pubkey FILE` authorises the owner's own key
     grants_logins: ClassVar[bool] = False  # collaborators can be granted logins to it
 
@@ -91,6 +94,12 @@ class Kind(ABC):
     def after_start(self, config: Config, record: ExperimentRecord) -> None:
         """After a launch, a start or an adoption (the port is known): keep the files a person's
         client needs in step."""
+
+
+def sealed_contents(kind: Kind, plan: Plan) -> list[bytes]:
+    """The bytes of the kind's sealed files as the plan places them, in `sealed_paths` order."""
+    placed = {f"{dest.rstrip('/')}/{f.name}": f.data for dest, files in plan.files for f in files}
+    return [placed[path] for path in kind.sealed_paths]
 
 
 def default_image(kind: str) -> str:

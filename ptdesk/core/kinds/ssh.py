@@ -45,6 +45,7 @@ class SshKind(Kind):
     title = "SSH"
     summary = "A hardened SSH server: key-only login, pinned host key, non-root user."
     container_port = "22/tcp"
+    sealed_paths = ("/etc/ssh/ssh_host_ed25519_key",)
     accepts_pubkeys = True
     grants_logins = True
 
