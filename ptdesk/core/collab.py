@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from ptdesk.config import Config
 from ptdesk.core import durations, keys
-from ptdesk.core.authorized_keys import install_authorized_keys, owner_key, render_authorized_keys
+from ptdesk.core.authorized_keys import GrantedKey, install_authorized_keys, owner_key, render_authorized_keys
 from ptdesk.core.kinds import REGISTRY, get_kind
 from ptdesk.core.listing import refuse_if_foreign
 from ptdesk.core.models import Collaborator
@@ -78,9 +78,10 @@ def key_lines(record: CollaboratorRecord, installed: tuple[str, ...]) -> list[st
     return [known[fp] for fp in installed if fp in known]
 
 
-def granted_lines(collaborators: list[tuple[CollaboratorRecord, tuple[str, ...]]]) -> list[tuple[str, float | None]]:
+def granted_lines(collaborators: list[tuple[CollaboratorRecord, tuple[str, ...]]]) -> list[GrantedKey]:
     """Each granted collaborator's installed key lines with that person's expiry, in grant order."""
-    return [(line, record.expires) for record, installed in collaborators for line in key_lines(record, installed)]
+    return [GrantedKey(record.name, line, record.expires)
+            for record, installed in collaborators for line in key_lines(record, installed)]
 
 
 # --- where things live -----------------------------------------------------------------------

@@ -18,15 +18,16 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ptdesk.core import experiment_files, experiments, listing
-from ptdesk.core.collab import container_lock, reinstall
-from ptdesk.core.kinds import REGISTRY, Kind, get_kind
+from ptdesk.core import experiment_files, experiments, keys, listing
+from ptdesk.core.authorized_keys import GrantedKey
+from ptdesk.core.collab import PRIVATE, container_lock, key_dir, reinstall
+from ptdesk.core.kinds import REGISTRY, Kind, Recovered, get_kind
 from ptdesk.core.launch import rollback
 from ptdesk.core.ledger import gpus_from_label
 from ptdesk.core.models import LABEL_GPUS, LABEL_KIND, LABEL_NAME, LABEL_OWNER, LABEL_WORKSPACE
 from ptdesk.core.seal import LABEL_SEAL, secret_digest, verifies
 from ptdesk.core.spec import NAME_RE, OWNER_RE, instance_containers
-from ptdesk.core.state import ExperimentRecord
+from ptdesk.core.state import CollaboratorRecord, ExperimentRecord
 from ptdesk.errors import EngineUnavailable, PtdeskError
 
 if TYPE_CHECKING:
@@ -183,9 +184,50 @@ def _adopt(ws: Workstation, container: dict) -> str:
             experiment_files.write(ws.config, name, filename, text, mode)
         kind.after_start(ws.config, record)
     ws.store.audit("adopted", name, {"container": cid[:12], "kind": kind.name}, who="ptdesk-reconcile")
+    _restore_collaborators(ws, name, recovered)
     if kind.grants_logins:
         _authorize_this_owner_key(ws, name)
     return "adopted"
+
+
+def _restore_collaborators(ws: Workstation, experiment: str, recovered: Recovered) -> None:
+    """Collaborator keys found in an adopted container come back as collaborators with their grant
+    (the key folder ptdesk made for them, if it is still there, as their identity); a key marked
+    for someone this store knows with another key is dropped and said so. Either way the next
+    render lists only what the store holds: nothing invisible stays."""
+    store = ws.store
+    for found in recovered.collaborators:
+        fingerprint = keys.fingerprint(found.public_line)
+        person = store.collaborator(found.collaborator)
+        if person is None:
+            person = _recreate_collaborator(ws, found, fingerprint)
+        if fingerprint not in (person.fingerprint, person.previous_fingerprint):
+            _dropped(ws, experiment, f"{fingerprint} (marked for {found.collaborator}, whose key is another now)")
+            continue
+        if not store.grants(collaborator=person.name, experiment=experiment):
+            store.put_grant(person.name, experiment, (fingerprint,), pending=False)
+        store.audit("collab-restored", experiment, {"collaborator": person.name, "fingerprint": fingerprint},
+                    who="ptdesk-reconcile")
+    for why in recovered.dropped:
+        _dropped(ws, experiment, why)
+
+
+def _recreate_collaborator(ws: Workstation, found: GrantedKey, fingerprint: str) -> CollaboratorRecord:
+    private = key_dir(ws.config, found.collaborator) / PRIVATE
+    try:
+        ours = keys.fingerprint(keys.public_line_of(private)) == fingerprint
+    except (OSError, PtdeskError):
+        ours = False
+    person = CollaboratorRecord(name=found.collaborator, public_key=found.public_line, fingerprint=fingerprint,
+                                created=time.time(), identity_file=str(private) if ours else None,
+                                expires=found.expires)
+    ws.store.insert_collaborator(person)
+    return person
+
+
+def _dropped(ws: Workstation, experiment: str, why: str) -> None:
+    log.warning("adopting %s: a key in its authorized_keys was dropped: %s", experiment, why)
+    ws.store.audit("adopt-dropped-key", experiment, {"key": why}, who="ptdesk-reconcile")
 
 
 def _sealed_here(ws: Workstation, kind: Kind, container_id: str, labels: dict[str, str]) -> bool:

@@ -86,8 +86,11 @@ def test_rendered_file_has_owner_first_and_each_persons_expiry() -> None:
     assert text.endswith("\n") and len(lines) == 4
     assert lines[0] == f"restrict,pty {owner}"
     assert lines[1] == f"restrict,pty {brought}"
-    assert lines[2] == f'restrict,pty,expiry-time="20270102030400Z" {ann.public_key}'
-    assert lines[3] == f"restrict,pty {bob.public_key}"
+    ann_key, bob_key = (" ".join(p.public_key.split()[:2]) for p in (ann, bob))
+    assert lines[2] == f'restrict,pty,expiry-time="20270102030400Z" {ann_key} ptdesk-collaborator:ann'
+    assert lines[3] == f"restrict,pty {bob_key} ptdesk-collaborator:bob"
+    assert [authorized_keys.collaborator_of(line) for line in lines] == [None, None, "ann", "bob"]
+    assert authorized_keys.expiry_of(lines[2].split()[0]) == ann.expires
     # Nothing granted, nothing brought: only the owner.
     assert authorized_keys.render_authorized_keys(owner) == f"restrict,pty {owner}\n"
 

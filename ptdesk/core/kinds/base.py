@@ -20,6 +20,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, ClassVar
 
 from ptdesk.config import Config
+from ptdesk.core.authorized_keys import GrantedKey
 from ptdesk.core.engine import FileSpec
 from ptdesk.core.models import Access, LaunchSpec
 from ptdesk.core.state import ExperimentRecord
@@ -49,6 +50,10 @@ class Recovered:
     extra_keys: tuple[str, ...] = ()
     # Host-side files to write again under experiments/<name>/: (filename, text, mode).
     files: tuple[tuple[str, str, int], ...] = ()
+    # Collaborator keys found inside, by the marker ptdesk writes on them: restored as grants.
+    collaborators: tuple[GrantedKey, ...] = ()
+    # Key lines that were neither the owner's, brought by the owner, nor marked: not kept (why).
+    dropped: tuple[str, ...] = ()
 
 
 class Kind(ABC):
