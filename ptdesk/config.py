@@ -61,6 +61,8 @@ class Config:
     # Seconds a launch may take to become ready before it is rolled back.
     ready_timeout: float = 90.0
     ca_bundle: Path | None = None
+    # What a launch gets when no GPUs are asked for, in the CLI and the dashboard's form alike.
+    gpus: str = "auto"
     # Jupyter/SSH idle limit for `ptdesk cull` (seconds; 0 disables automatic culling).
     idle_cull_seconds: int = 0
 
@@ -230,6 +232,9 @@ def _validate(config: Config, origin: str) -> None:
     if config.uid < 1 or config.gid < 1:
         raise ConfigError(f"uid/gid in {origin} must be a normal user's ids (1 or more), not "
                           f"{config.uid}/{config.gid}.", "Experiments never run as root; use your own ids.")
+    if not re.fullmatch(r"none|all|auto|\d+(,\d+)*", config.gpus):
+        raise ConfigError(f"gpus {config.gpus!r} in {origin} is not a GPU request.",
+                          "Use none, all, auto, or GPU indices like 0,2.")
     if not re.fullmatch(r"[a-z0-9][a-z0-9_.-]{0,62}", config.instance):
         raise ConfigError(f"instance {config.instance!r} in {origin} is not a valid name.",
                           "Use lower-case letters, digits, '.', '_' or '-'.")

@@ -102,11 +102,13 @@ def export(ws: Workstation, name: str, folder: str, dest: str | None) -> None:
 @collab_group.command("rotate")
 @click.argument("name")
 @click.option("--expires", help="Lifetime of the new key: 30d, 1.5h, 2w or YYYY-MM-DD (default: unchanged).")
+@click.option("--pubkey", type=click.Path(dir_okay=False, path_type=str),
+              help="Their new public key (.pub), for a person who brought their own key.")
 @json_option
 @pass_workstation(reconcile=True)
-def rotate(ws: Workstation, name: str, expires: str | None, as_json: bool) -> None:
+def rotate(ws: Workstation, name: str, expires: str | None, pubkey: str | None, as_json: bool) -> None:
     """Give NAME a new key everywhere without locking them out; the old key stops working."""
-    result = ws.rotate(name, expires)
+    result = ws.rotate(name, expires, read_public_key_file(pubkey) if pubkey else None)
     if as_json:
         emit_json(result.to_json())
     else:

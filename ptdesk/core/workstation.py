@@ -251,8 +251,10 @@ class Workstation:
         """Finish key rotations that waited for `experiment` to run again, by collaborator."""
         return rotation.finish_pending(self, experiment)
 
-    def rotate(self, name: str, expires: str | None = None) -> RotationResult:
-        return rotation.rotate(self, name, expires)
+    def rotate(self, name: str, expires: str | None = None, pubkey_text: str | None = None) -> RotationResult:
+        """A new key everywhere `name` has access, never locking them out (ptdesk.core.rotation);
+        `pubkey_text` for a person who brings their own key."""
+        return rotation.rotate(self, name, expires, pubkey_text)
 
     def export_collaborator(self, name: str, folder: str | Path, dest: str | None = None) -> list[Path]:
         return collab_export.export(self, name, folder, dest)
