@@ -277,6 +277,7 @@ def pending_grants(ws: Workstation, name: str) -> tuple[str, ...]:
 
 def grant(ws: Workstation, name: str, experiment: str) -> bool:
     """Let a collaborator log in to an SSH experiment; False when they already could."""
+    validate_name(name), validate_experiment_name(experiment)  # all typed input first: exit 2
     record = collaborator(ws, name)
     ssh_experiment(ws, experiment)
     store = ws.store
@@ -294,6 +295,7 @@ def grant(ws: Workstation, name: str, experiment: str) -> bool:
 
 def revoke(ws: Workstation, name: str, experiment: str) -> None:
     """Take a collaborator's access away; new logins are refused from the moment this returns."""
+    validate_name(name), validate_experiment_name(experiment)  # all typed input first: exit 2
     collaborator(ws, name)
     ssh_experiment(ws, experiment)
     with person_lock(ws.config, name):
