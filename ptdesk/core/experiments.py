@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from ptdesk.core import experiment_files, listing
+from ptdesk.core import experiment_files, listing, ssh_config
 from ptdesk.core.engine import translated_errors
 from ptdesk.core.kinds import get_kind
 from ptdesk.core.launch import is_running, write_access_files
@@ -101,6 +101,7 @@ def release(ws: Workstation, name: str, if_container: str | None = None) -> bool
                 return False
         experiment_files.discard(ws.config, name)
         conn.execute("DELETE FROM experiments WHERE name = ?", (name,))
+    ssh_config.refresh_quietly(ws.config)  # its Host block goes with it
     return True
 
 

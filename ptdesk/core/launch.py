@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import docker.types
 
 from ptdesk.config import Config
-from ptdesk.core import experiment_files, ledger
+from ptdesk.core import experiment_files, ledger, ssh_config
 from ptdesk.core.gpulock import machine_gpu_lock
 from ptdesk.core.kinds import Plan, get_kind
 from ptdesk.core.listing import get as experiment_of
@@ -210,6 +210,7 @@ def rollback(ws: Workstation, record: ExperimentRecord, container_id: str | None
             return False
         experiment_files.discard(ws.config, record.name)
         conn.execute("DELETE FROM experiments WHERE name = ?", (record.name,))
+    ssh_config.refresh_quietly(ws.config)
     if container_id:
         ws.engine.remove(container_id, force=True)
     return True
@@ -222,6 +223,7 @@ def write_access_files(config: Config, record: ExperimentRecord) -> None:
         from ptdesk.core.sshd import write_known_hosts
 
         write_known_hosts(config, record)
+        ssh_config.refresh_quietly(config, also=record)  # `ssh NAME` follows the new port and key
 
 
 def _fp(public_line: str) -> str:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ptdesk.config import Config
-from ptdesk.core import experiment_files, keys
+from ptdesk.core import experiment_files, keys, ssh_include
 from ptdesk.core.engine import Engine, FileSpec
 from ptdesk.core.kinds import Plan
 from ptdesk.core.models import LaunchSpec, SshAccess
@@ -123,6 +123,8 @@ class SshKind:
             "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=yes",
             "-o", shlex.quote(f"UserKnownHostsFile={known_file}"), f"{CONTAINER_USER}@{host}",
         ])
+        if ssh_include.installed(config):  # ~/.ssh/config includes ptdesk's: the short form works
+            command = f"ssh {record.name}"
         return SshAccess(host=host, port=record.port, user=CONTAINER_USER, identity_file=str(key_file),
                          known_hosts=known, host_key_fingerprint=keys.fingerprint(record.host_public_key),
                          command=command)

@@ -23,13 +23,13 @@ from ptdesk.core import (
     collab,
     collab_export,
     cull,
-    experiment_files,
     experiments,
     images,
     listing,
     procmap,
     reconcile,
     rotation,
+    ssh_config,
 )
 from ptdesk.core import launch as launcher
 from ptdesk.core import spec as specs
@@ -147,18 +147,19 @@ class Workstation:
     def logs(self, name: str, tail: int | str = 100, follow: bool = False) -> Iterator[str]:
         return experiments.logs(self, name, tail=tail, follow=follow)
 
-    def ssh_argv(self, name: str, command: Sequence[str] = ()) -> list[str]:
-        """The OpenSSH command line that logs in to SSH experiment `name` (host key pinned, ptdesk's
-        key only), running `command` there, or a login shell when it is empty."""
+    def ssh_argv(self, name: str, command: Sequence[str] = (), options: Sequence[str] = ()) -> list[str]:
+        """The OpenSSH command line that logs in to SSH experiment `name` through ptdesk's own ssh
+        config (host key pinned, ptdesk's key only; `-F` so no other config can change that),
+        running `command` there, or a login shell when it is empty; `options` go before the name."""
         experiment = self.experiment(name)
-        access = experiment.ssh
-        if access is None:
-            raise InvalidInput(f"{name!r} is not an SSH experiment that can be logged in to now.",
-                               "Start it first (ptdesk start NAME), or pick an SSH experiment.")
-        known_hosts = experiment_files.folder(self.config, name) / "known_hosts"
-        return ["ssh", "-i", access.identity_file, "-p", str(access.port), "-o", "IdentitiesOnly=yes",
-                "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={known_hosts}",
-                f"{access.user}@{access.host}", *command]
+        if experiment.ssh is None:
+            raise InvalidInput(f"{name!r} is not an SSH experiment of yours that can be logged in to.",
+                               "Pick one of yours from: ptdesk ls")
+        if experiment.status != "running":
+            raise InvalidInput(f"{name!r} is {experiment.status}, so nothing answers there.",
+                               f"Start it first: ptdesk start {name}")
+        path = ssh_config.refresh(self.config)
+        return ["ssh", "-F", str(path), *options, name, *command]
 
     def log_stream(self, container_id: str, **options: Any) -> LogStream:
         """A background-read log stream of one container (the dashboard's log pane)."""
