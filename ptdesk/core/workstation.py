@@ -238,8 +238,9 @@ class Workstation:
     def rotate(self, name: str, expires: str | None = None) -> RotationResult:
         return rotation.rotate(self, name, expires)
 
-    def export_collaborator(self, name: str, folder: str | Path, dest: str | None = None) -> list[Path]:
-        return collab_export.export(self, name, folder, dest)
+    def export_collaborator(self, name: str, folder: str | Path, dest: str | None = None,
+                            jump: str | None = None) -> list[Path]:
+        return collab_export.export(self, name, folder, dest, jump)
 
     # --- images -------------------------------------------------------------------------------
     def image_statuses(self, kinds: Iterable[str] | None = None) -> list[ImageStatus]:
