@@ -134,12 +134,21 @@ def forward(ws: Workstation, name: str, spec: str) -> None:
         click.echo("ptdesk: tunnel closed.", err=True)
         rc = 0
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            proc.wait(timeout=10)
+        _stop(proc)
     if rc != 0:
         raise PtdeskError(f"The tunnel to {name} ended (ssh exited with {rc}).",
                           f"See ssh's message above; check it logs in: ptdesk ssh {name} true")
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """End the ssh client; one that waits for forwarded connections to close is killed after 5 s."""
+    if proc.poll() is None:
+        proc.terminate()
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def _wait_listening(proc: subprocess.Popen, local: int, name: str) -> None:
