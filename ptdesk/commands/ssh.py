@@ -63,7 +63,11 @@ def ssh_config_command(ws: Workstation, install: bool, as_json: bool) -> None:
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @pass_workstation(reconcile=True)
 def ssh_command(ws: Workstation, tty: bool, name: str, command: tuple[str, ...]) -> None:
-    """Open a shell in SSH experiment NAME, or run COMMAND there: ptdesk ssh NAME [-- COMMAND...]."""
+    """Open a shell in SSH experiment NAME, or run COMMAND there: ptdesk ssh NAME [-- COMMAND...].
+
+    COMMAND runs word by word, as typed here (for a pipeline: -- sh -c 'a | b'); its exit code is
+    ptdesk's.
+    """
     if command[:1] == ("--",):
         command = command[1:]
     argv = ws.ssh_argv(name, command, options=("-t",) if tty else ())

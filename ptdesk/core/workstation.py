@@ -12,6 +12,7 @@ which take a Workstation; this class only opens the door to each of them, once.
 
 from __future__ import annotations
 
+import shlex
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import cached_property
@@ -150,7 +151,8 @@ class Workstation:
     def ssh_argv(self, name: str, command: Sequence[str] = (), options: Sequence[str] = ()) -> list[str]:
         """The OpenSSH command line that logs in to SSH experiment `name` through ptdesk's own ssh
         config (host key pinned, ptdesk's key only; `-F` so no other config can change that),
-        running `command` there, or a login shell when it is empty; `options` go before the name."""
+        running `command` there word by word (each quoted for the remote shell, as exec would take
+        them), or a login shell when it is empty; `options` go before the name."""
         experiment = self.experiment(name)
         if experiment.ssh is None:
             raise InvalidInput(f"{name!r} is not an SSH experiment of yours that can be logged in to.",
@@ -159,7 +161,7 @@ class Workstation:
             raise InvalidInput(f"{name!r} is {experiment.status}, so nothing answers there.",
                                f"Start it first: ptdesk start {name}")
         path = ssh_config.refresh(self.config)
-        return ["ssh", "-F", str(path), *options, name, *command]
+        return ["ssh", "-F", str(path), *options, name, *(shlex.quote(word) for word in command)]
 
     def log_stream(self, container_id: str, **options: Any) -> LogStream:
         """A background-read log stream of one container (the dashboard's log pane)."""
