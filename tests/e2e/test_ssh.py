@@ -209,8 +209,9 @@ def test_ssh_audit_passes_the_committed_policy(box: dict) -> None:
     assert "Passed" in result.stdout
 
 
-def test_stdio_forwarding_is_refused(box: dict) -> None:
-    result = run_ssh(ssh_argv(box["ssh"], "-W", "127.0.0.1:22"))
+def test_stdio_forwarding_beyond_the_loopback_is_refused(box: dict) -> None:
+    # Forwards reach the container's own loopback only (tests/e2e/test_forwarding.py has the rest).
+    result = run_ssh(ssh_argv(box["ssh"], "-W", "192.0.2.1:22"))
     assert result.returncode == 255
     assert "administratively prohibited" in result.stderr
 
@@ -221,12 +222,12 @@ def test_remote_forwarding_is_refused(box: dict) -> None:
     assert "remote port forwarding failed" in result.stderr
 
 
-def test_local_forwarding_is_refused(box: dict) -> None:
+def test_local_forwarding_beyond_the_loopback_is_refused(box: dict) -> None:
     with socket.socket() as probe:  # a free local port for the client's listener
         probe.bind(("127.0.0.1", 0))
         local = probe.getsockname()[1]
     proc = subprocess.Popen(ssh_argv(box["ssh"], "-o", "ExitOnForwardFailure=yes", "-N",
-                                     "-L", f"127.0.0.1:{local}:127.0.0.1:22"),
+                                     "-L", f"127.0.0.1:{local}:192.0.2.1:22"),
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         wait_until(lambda: listening("127.0.0.1", local) or proc.poll() is not None, timeout=30,
