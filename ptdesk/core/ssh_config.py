@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
 import sqlite3
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -25,9 +26,11 @@ from pathlib import Path
 from ptdesk.config import Config
 from ptdesk.core import experiment_files, keys
 from ptdesk.core.state import ExperimentRecord, read_experiments
-from ptdesk.errors import InvalidInput
+from ptdesk.errors import InvalidInput, PtdeskError
 
-CONTAINER_USER = "ptdesk"  # the account sshd lets in (ptdesk.core.sshd.CONTAINER_USER)
+CONTAINER_USER = "ptdesk"  # the account sshd lets in (ptdesk.core.sshd.CONTAINER_USER; sshd imports us)
+# Experiment names (ptdesk.core.spec.NAME_RE): no space, quote, glob or '!' that ssh would read.
+_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,40}")
 HEADER = ("# Written by ptdesk; rewritten whenever an SSH experiment is launched, started or removed.\n"
           "# Do not edit: use it with `ssh -F {path} NAME`, or `ptdesk ssh-config --install`.\n")
 
@@ -97,8 +100,9 @@ def known_hosts_path(config: Config, name: str) -> Path:
 
 
 def reachable(records: Iterable[ExperimentRecord]) -> list[ExperimentRecord]:
-    """The SSH experiments a Host block is written for: those with an address and a pinned key."""
-    return [r for r in records if r.kind == "ssh" and r.port and r.host_public_key]
+    """The SSH experiments a Host block is written for: those with an address and a pinned key,
+    under a name that is one plain ssh_config word (an adopted container's name came from a label)."""
+    return [r for r in records if r.kind == "ssh" and r.port and r.host_public_key and _NAME.fullmatch(r.name)]
 
 
 def entry_for(config: Config, record: ExperimentRecord) -> HostEntry:
@@ -156,7 +160,7 @@ def refresh(config: Config, also: ExperimentRecord | None = None) -> Path:
 def refresh_quietly(config: Config, also: ExperimentRecord | None = None) -> None:
     """The hooks' form: keeping this derived file current must never fail the launch, start or
     release that triggered it; the next command that changes an experiment rewrites it."""
-    with contextlib.suppress(OSError, sqlite3.Error):
+    with contextlib.suppress(OSError, sqlite3.Error, PtdeskError):
         refresh(config, also)
 
 

@@ -13,6 +13,7 @@ reads the home of the passwd entry, which is the same for a person at their own 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import tempfile
@@ -63,9 +64,21 @@ def _position(config: Config, lines: list[str]) -> tuple[int | None, int | None]
 
 def installed(config: Config, path: Path | None = None) -> bool:
     """Whether ~/.ssh/config includes ptdesk's config where it applies to every host (before any
-    Host/Match line). Never raises: an unreadable file means "no"."""
+    Host/Match line). Never raises: an unreadable file means "no". Listings ask for every SSH
+    experiment, so the answer is kept until the file changes."""
+    path = path or user_config_path()
     try:
-        ours, block = _position(config, _lines(path or user_config_path()))
+        seen = path.stat()
+    except OSError:
+        return False
+    return _installed(str(ssh_config.config_path(config)), str(path), seen.st_ino, seen.st_mtime_ns, seen.st_size,
+                      config)
+
+
+@functools.lru_cache(maxsize=32)
+def _installed(_ours: str, path: str, _ino: int, _mtime: int, _size: int, config: Config) -> bool:
+    try:
+        ours, block = _position(config, _lines(Path(path)))
     except PtdeskError:
         return False
     return ours is not None and (block is None or ours < block)

@@ -176,6 +176,15 @@ def test_agent_forwarding_is_refused(config: Path, tmp_path: Path) -> None:
     assert result.returncode == 0 and result.stdout.strip() == "agent=none", result.stdout + result.stderr
 
 
+def test_x11_forwarding_is_refused(config: Path) -> None:
+    result = subprocess.run(
+        ["ssh", "-F", str(config), "-o", "BatchMode=yes", "-o", "ForwardX11=yes", "-o", "ForwardX11Trusted=yes",
+         "fwd", "echo display=${DISPLAY:-none}"],
+        env={"PATH": "/usr/bin:/bin", "DISPLAY": ":99"}, capture_output=True, text=True, timeout=30,
+        stdin=subprocess.DEVNULL)
+    assert result.returncode == 0 and result.stdout.strip() == "display=none", result.stdout + result.stderr
+
+
 def test_ptdesk_forward_prints_the_local_url_and_closes_on_ctrl_c(module_desk: Ptdesk, boxes: dict) -> None:
     proc = subprocess.Popen([ptdesk_script(), "forward", "fwd", str(WEB)], env=module_desk.env, text=True,
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
