@@ -12,8 +12,6 @@ import time
 import click
 
 from ptdesk.commands.common import emit_json, json_option, pass_workstation
-from ptdesk.core import ssh_config, ssh_include
-from ptdesk.core.state import read_experiments
 from ptdesk.core.workstation import Workstation
 from ptdesk.errors import InvalidInput, PtdeskError
 
@@ -36,24 +34,19 @@ def _ssh_client() -> str:
 @pass_workstation(reconcile=True)
 def ssh_config_command(ws: Workstation, install: bool, as_json: bool) -> None:
     """ptdesk's own OpenSSH config: one Host per SSH experiment, so `ssh NAME` works."""
-    path = ssh_config.refresh(ws.config)
-    added = ssh_include.install(ws.config) if install else False
-    user_config = ssh_include.user_config_path()
-    hosts = [r.name for r in ssh_config.reachable(read_experiments(ws.config.state_path))]
-    installed = ssh_include.installed(ws.config)
+    found = ws.ssh_config(install=install)
     if as_json:
-        emit_json({"path": str(path), "hosts": hosts, "include": ssh_include.include_line(ws.config),
-                   "user_config": str(user_config), "installed": installed, "added": added})
+        emit_json(found.to_json())
         return
     if install:
-        said = "Added" if added else "Already there:"
-        click.echo(f"{said} `{ssh_include.include_line(ws.config)}` at the top of {user_config}.")
-        click.echo("Now `ssh NAME` works for " + (", ".join(hosts) if hosts else "every SSH experiment you launch")
+        said = "Added" if found.added else "Already there:"
+        click.echo(f"{said} `{found.include}` at the top of {found.user_config}.")
+        click.echo("Now `ssh NAME` works for " + (", ".join(found.hosts) or "every SSH experiment you launch")
                    + " (and VS Code Remote-SSH lists them).")
         return
-    click.echo(path.read_text(), nl=False)
-    click.echo(f"# {path}: use it with `ssh -F {path} NAME`" +
-               ("; ~/.ssh/config includes it, so `ssh NAME` works." if installed else
+    click.echo(found.text, nl=False)
+    click.echo(f"# {found.path}: use it with `ssh -F {found.path} NAME`" +
+               ("; ~/.ssh/config includes it, so `ssh NAME` works." if found.installed else
                 ", or let `ssh NAME` work everywhere: ptdesk ssh-config --install"), err=True)
 
 

@@ -25,10 +25,10 @@ from pathlib import Path
 
 from ptdesk.config import Config
 from ptdesk.core import experiment_files, keys
+from ptdesk.core.authorized_keys import CONTAINER_USER
 from ptdesk.core.state import ExperimentRecord, read_experiments
 from ptdesk.errors import InvalidInput, PtdeskError
 
-CONTAINER_USER = "ptdesk"  # the account sshd lets in (ptdesk.core.sshd.CONTAINER_USER; sshd imports us)
 # Experiment names (ptdesk.core.spec.NAME_RE): no space, quote, glob or '!' that ssh would read.
 _NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,40}")
 HEADER = ("# Written by ptdesk; rewritten whenever an SSH experiment is launched, started or removed.\n"

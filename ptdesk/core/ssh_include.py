@@ -17,14 +17,42 @@ import functools
 import os
 import re
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from ptdesk.config import Config
 from ptdesk.core import keys, ssh_config
+from ptdesk.core.state import read_experiments
 from ptdesk.errors import InvalidInput, PtdeskError
 
 _BLOCK = re.compile(r"^\s*(host|match)(\s|=)", re.IGNORECASE)
 _GLOB = set("*?[]")
+
+
+@dataclass(frozen=True)
+class SshConfigState:
+    """What `ptdesk ssh-config` reports: ptdesk's config, its hosts, and the person's Include."""
+
+    path: Path
+    text: str
+    hosts: tuple[str, ...]
+    include: str
+    user_config: Path
+    installed: bool
+    added: bool = False
+
+    def to_json(self) -> dict:
+        return {"path": str(self.path), "hosts": list(self.hosts), "include": self.include,
+                "user_config": str(self.user_config), "installed": self.installed, "added": self.added}
+
+
+def state(config: Config, add_include: bool = False) -> SshConfigState:
+    """Rewrite ptdesk's ssh config; with `add_include`, add the Include line (only when asked)."""
+    path = ssh_config.refresh(config)
+    added = install(config) if add_include else False
+    hosts = tuple(r.name for r in ssh_config.reachable(read_experiments(config.state_path)))
+    return SshConfigState(path=path, text=path.read_text(), hosts=hosts, include=include_line(config),
+                          user_config=user_config_path(), installed=installed(config), added=added)
 
 
 def user_config_path() -> Path:
@@ -52,8 +80,10 @@ def _lines(path: Path) -> list[str]:
 
 def _position(config: Config, lines: list[str]) -> tuple[int | None, int | None]:
     """(index of our Include line, index of the first Host/Match line), None where absent."""
-    wanted = include_line(config).split(None, 1)[1]
+    return _find(include_line(config).split(None, 1)[1], lines)
 
+
+def _find(wanted: str, lines: list[str]) -> tuple[int | None, int | None]:
     def ours(line: str) -> bool:
         parts = line.strip().split(None, 1)
         return len(parts) == 2 and parts[0].lower() == "include" and parts[1].strip() == wanted
@@ -69,16 +99,16 @@ def installed(config: Config, path: Path | None = None) -> bool:
     path = path or user_config_path()
     try:
         seen = path.stat()
-    except OSError:
+        wanted = include_line(config).split(None, 1)[1]
+    except (OSError, PtdeskError):
         return False
-    return _installed(str(ssh_config.config_path(config)), str(path), seen.st_ino, seen.st_mtime_ns, seen.st_size,
-                      config)
+    return _installed(wanted, str(path), seen.st_ino, seen.st_mtime_ns, seen.st_size)
 
 
 @functools.lru_cache(maxsize=32)
-def _installed(_ours: str, path: str, _ino: int, _mtime: int, _size: int, config: Config) -> bool:
+def _installed(wanted: str, path: str, _ino: int, _mtime: int, _size: int) -> bool:
     try:
-        ours, block = _position(config, _lines(Path(path)))
+        ours, block = _find(wanted, _lines(Path(path)))
     except PtdeskError:
         return False
     return ours is not None and (block is None or ours < block)

@@ -31,6 +31,7 @@ from ptdesk.core import (
     reconcile,
     rotation,
     ssh_config,
+    ssh_include,
 )
 from ptdesk.core import launch as launcher
 from ptdesk.core import spec as specs
@@ -38,11 +39,14 @@ from ptdesk.core.cull import IdleState
 from ptdesk.core.engine import Engine
 from ptdesk.core.gpu import GpuSampler
 from ptdesk.core.images import BuildResult, ImageStatus
+from ptdesk.core.kinds import REGISTRY
+from ptdesk.core.kinds.ssh import SSH
 from ptdesk.core.lifecycle import ContainerEvent, EventWatcher
 from ptdesk.core.logstream import LogStream
 from ptdesk.core.models import (
     AuditEntry,
     Collaborator,
+    ContainerRotation,
     Experiment,
     GpuInventory,
     GpuSnapshot,
@@ -51,9 +55,10 @@ from ptdesk.core.models import (
     RotationResult,
 )
 from ptdesk.core.reconcile import ReconcileReport
+from ptdesk.core.ssh_include import SshConfigState
 from ptdesk.core.state import Store
 from ptdesk.core.stats import ContainerStats, StatsSampler
-from ptdesk.errors import InvalidInput, PtdeskError
+from ptdesk.errors import ConfigError, InvalidInput, PtdeskError
 
 Progress = Callable[[str], None]
 
@@ -63,6 +68,10 @@ class Workstation:
 
     def __init__(self, config: Config | None = None) -> None:
         self.config = config or load_config()
+        unknown = sorted(set(self.config.images) - set(REGISTRY))
+        if unknown:  # config.py cannot know the kinds; a typo must not silently launch the default
+            raise ConfigError(f"The setting {unknown[0]}_image names no experiment kind.",
+                              f"Kinds: {', '.join(REGISTRY)} (set e.g. ssh_image).")
         self._engine: Engine | None = None
         self._engine_lock = threading.Lock()
 
@@ -154,7 +163,7 @@ class Workstation:
         running `command` there word by word (each quoted for the remote shell, as exec would take
         them), or a login shell when it is empty; `options` go before the name."""
         experiment = self.experiment(name)
-        if experiment.ssh is None:
+        if experiment.kind != SSH.name or experiment.access is None:
             raise InvalidInput(f"{name!r} is not an SSH experiment of yours that can be logged in to.",
                                "Pick one of yours from: ptdesk ls")
         if experiment.status != "running":
@@ -162,6 +171,11 @@ class Workstation:
                                f"Start it first: ptdesk start {name}")
         path = ssh_config.refresh(self.config)
         return ["ssh", "-F", str(path), *options, name, *(shlex.quote(word) for word in command)]
+
+    def ssh_config(self, install: bool = False) -> SshConfigState:
+        """ptdesk's own ssh config, rewritten now; with `install`, the Include line added to
+        ~/.ssh/config first (only when asked: the person's file is theirs)."""
+        return ssh_include.state(self.config, add_include=install)
 
     def log_stream(self, container_id: str, **options: Any) -> LogStream:
         """A background-read log stream of one container (the dashboard's log pane)."""
@@ -171,13 +185,15 @@ class Workstation:
         return self.stats_sampler.sample(container_ids)
 
     # --- GPUs ---------------------------------------------------------------------------------
-    def gpu_snapshot(self, attribute: bool = True) -> GpuSnapshot:
+    def gpu_snapshot(self, attribute: bool = True, use_engine: bool = True) -> GpuSnapshot:
         """One NVML sample; with `attribute`, each process named with its container, experiment and
-        owner (the engine is asked only when it is connected or can be). Never raises for NVML."""
+        owner. The engine is asked only when some GPU process lives in a container (and `use_engine`:
+        the dashboard says no while the engine is known to be down), so this works with the engine
+        down or absent. Never raises for NVML: a broken GPU stack is a value."""
         snapshot = self.gpus.sample()
         if not attribute:
             return snapshot
-        engine = self._engine_or_none()
+        engine = self._engine_or_none() if use_engine and procmap.any_in_container(snapshot) else None
         store = self._store_or_none() if any(g.processes for g in snapshot.gpus) else None
         return procmap.attribute(snapshot, engine, self.config.instance, store=store)
 
@@ -192,7 +208,10 @@ class Workstation:
 
     def _store_or_none(self) -> Store | None:
         """The store names owners while the engine is away; one that cannot be opened means fewer
-        names, never a failed sample (the list and the doctor report that problem)."""
+        names, never a failed sample (the list and the doctor report that problem); one that does not
+        exist yet is not made by looking at GPUs."""
+        if "store" not in self.__dict__ and not self.config.state_path.exists():
+            return None
         try:
             return self.store
         except (PtdeskError, OSError):
@@ -236,6 +255,10 @@ class Workstation:
 
     def revoke(self, name: str, experiment: str) -> None:
         collab.revoke(self, name, experiment)
+
+    def finish_pending(self, experiment: str) -> dict[str, ContainerRotation]:
+        """Finish key rotations that waited for `experiment` to run again, by collaborator."""
+        return rotation.finish_pending(self, experiment)
 
     def rotate(self, name: str, expires: str | None = None) -> RotationResult:
         return rotation.rotate(self, name, expires)

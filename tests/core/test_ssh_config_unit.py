@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from ptdesk.config import load_config
-from ptdesk.core import collab_export, images, keys, ssh_config, ssh_include, sshd
+from ptdesk.core import collab_export, images, keys, ssh_config, ssh_include
 from ptdesk.core.state import ExperimentRecord, Store
 from ptdesk.errors import ConfigError, InvalidInput
 
@@ -36,7 +36,6 @@ def test_key_lines_permit_what_sshd_config_permits() -> None:
 
 
 def test_only_plain_names_of_ssh_experiments_with_an_address_get_a_block() -> None:
-    assert ssh_config.CONTAINER_USER == sshd.CONTAINER_USER
     records = [_record("ok"), _record("bad name"), _record("x\n    ProxyCommand id"), _record("*"),
                _record("lab", kind="jupyter"), _record("nope", port=None)]
     assert [r.name for r in ssh_config.reachable(records)] == ["ok"]

@@ -190,9 +190,8 @@ class Collaborators(Screen[None]):
 
         def confirmed(yes: bool | None) -> None:
             if yes:
-                from ptdesk.core import collab
 
-                self._run(f"Rotate {person.name}'s key", lambda: collab.rotate(self.ws, person.name),
+                self._run(f"Rotate {person.name}'s key", lambda: self.ws.rotate(person.name),
                           rotation_table)
 
         self.app.push_screen(Confirm(f"Rotate {person.name}'s key?",
