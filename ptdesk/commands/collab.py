@@ -87,10 +87,13 @@ def rm(ws: Workstation, name: str) -> None:
 @click.argument("folder", type=click.Path(file_okay=False, path_type=str))
 @click.option("--dest", help="Where NAME will keep the folder on their own machine; ssh_config names its files "
                              "there (default: ~/.ssh/ptdesk-NAME).")
+@click.option("--jump", metavar="USER@BASTION[:PORT]",
+              help="Reach the experiments through this jump host (ProxyJump); the workstation itself works too, "
+                   "which reaches ports bound to its 127.0.0.1.")
 @pass_workstation(reconcile=True)
-def export(ws: Workstation, name: str, folder: str, dest: str | None) -> None:
+def export(ws: Workstation, name: str, folder: str, dest: str | None, jump: str | None) -> None:
     """Write what NAME needs to connect into FOLDER: key, ssh_config and pinned known_hosts."""
-    paths = ws.export_collaborator(name, folder, dest)
+    paths = ws.export_collaborator(name, folder, dest, jump)
     for path in paths:
         click.echo(str(path))
     remote = destination(name, dest)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from ptdesk.core import experiment_files, listing, rotation
+from ptdesk.core import experiment_files, listing, rotation, ssh_config
 from ptdesk.core.engine import translated_errors
 from ptdesk.core.kinds import get_kind
 from ptdesk.core.models import Experiment
@@ -95,8 +95,11 @@ def release(ws: Workstation, name: str, if_container: str | None = None) -> bool
     reconcile pass must not release a newer experiment that reused the name. Checked and done under
     the store's lock, secrets first, so a launch reusing the name cannot slip in between.
     """
-    return ws.store.delete_experiment_if(name, None if if_container is None else {"container_id": if_container},
-                                         first=lambda: experiment_files.discard(ws.config, name))
+    released = ws.store.delete_experiment_if(name, None if if_container is None else {"container_id": if_container},
+                                             first=lambda: experiment_files.discard(ws.config, name))
+    if released:
+        ssh_config.refresh_quietly(ws.config)  # its Host block goes with it
+    return released
 
 
 def logs(ws: Workstation, name: str, tail: int | str = 100, follow: bool = False) -> Iterator[str]:

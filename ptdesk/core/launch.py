@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import docker.types
 
 from ptdesk.config import Config
-from ptdesk.core import experiment_files, ledger
+from ptdesk.core import experiment_files, ledger, ssh_config
 from ptdesk.core.gpulock import machine_gpu_lock
 from ptdesk.core.keys import fingerprint
 from ptdesk.core.kinds import Kind, Plan, get_kind
@@ -252,6 +252,7 @@ def rollback(ws: Workstation, record: ExperimentRecord, container_id: str | None
     if not ws.store.delete_experiment_if(record.name, launch_of_record,
                                          first=lambda: experiment_files.discard(ws.config, record.name)):
         return False
+    ssh_config.refresh_quietly(ws.config)  # its Host block goes with it
     if container_id:
         ws.engine.remove(container_id, force=True)
     return True
