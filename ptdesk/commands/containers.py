@@ -94,8 +94,9 @@ def ls(ws: Workstation, show_all: bool, as_json: bool) -> None:
         click.echo("No experiments." if show_all else "No running experiments (ptdesk ls --all shows stopped ones).")
         return
     rows = [(e.name + (" (orphan)" if e.orphan else " (other user)" if e.foreign else ""), e.kind, e.owner,
-             e.status, ",".join(map(str, e.gpus)) or "-", e.connect) for e in items]
-    click.echo(table(["NAME", "KIND", "OWNER", "STATUS", "GPUS", "CONNECT"], rows))
+             e.status, ",".join(map(str, e.gpus)) or "-", e.environment.text if e.environment else "-", e.connect)
+            for e in items]
+    click.echo(table(["NAME", "KIND", "OWNER", "STATUS", "GPUS", "ENVIRONMENT", "CONNECT"], rows))
 
 
 @click.command("logs")

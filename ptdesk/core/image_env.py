@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 import tarfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ PROBE_NAME = "ptdesk-env-probe"  # the probe's name in every build context
 NONE = "none"
 LABEL_PREFIX = "ptdesk.env."
 LABEL_FINGERPRINT = LABEL_PREFIX + "fingerprint"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _SUMMARY = ("os", "python", "torch", "cuda", "cudnn", "nccl", "packages", "base-id", "base-digest")
 
 
@@ -63,6 +65,8 @@ class Environment:
 
     @classmethod
     def from_probe(cls, data: Mapping) -> Environment:
+        """From the probe's JSON. Text comes from inside a container: control characters are dropped."""
+        data = _cleaned(data)
         torch = data.get("torch") or {}
         packages = tuple(Package(p["name"], str(p["version"]), p.get("user"), p.get("uid"), p.get("location"))
                          for p in data.get("packages") or () if p.get("name"))
@@ -90,6 +94,34 @@ class Environment:
                 "fingerprint": self.fingerprint(),
                 "packages": [p.to_json() for p in self.packages],
                 "conda": None if self.conda is None else [{"name": p.name, "version": p.version} for p in self.conda]}
+
+
+@dataclass(frozen=True)
+class PackageChange:
+    """One package that differs between two environments (experiment vs image, A vs B, build vs pin)."""
+
+    name: str
+    before: str | None  # None: not there before (installed)
+    after: str | None  # None: gone (removed)
+    by: str | None = None  # who, when the files say so
+
+    @property
+    def change(self) -> str:
+        return "installed" if self.before is None else "removed" if self.after is None else "changed"
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "change": self.change, "before": self.before, "after": self.after, "by": self.by}
+
+
+
+def _cleaned(value: object) -> object:
+    if isinstance(value, str):
+        return _CONTROL.sub("", value)
+    if isinstance(value, dict):
+        return {k: _cleaned(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_cleaned(v) for v in value]
+    return value
 
 
 def fingerprint(python: str | None, cuda: str | None, cudnn: str | None, versions: Mapping[str, str]) -> str:

@@ -19,15 +19,15 @@ import sys
 import tarfile
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import ptdesk
 from ptdesk.config import Config
-from ptdesk.core import image_env
+from ptdesk.core import baseline, image_env
 from ptdesk.core.engine import Engine
-from ptdesk.core.image_env import ImageSummary
+from ptdesk.core.image_env import ImageSummary, PackageChange
 from ptdesk.errors import InvalidInput, PtdeskError
 
 if TYPE_CHECKING:
@@ -64,7 +64,7 @@ class BuildResult:
     ca_source: str
     environment: ImageSummary | None = None
     # Filled in by `build` when a team baseline is pinned (ptdesk.core.baseline): what differs from it.
-    baseline_diff: tuple = ()
+    baseline_diff: tuple[PackageChange, ...] = ()
 
     def to_json(self) -> dict:
         return {"target": self.target, "tag": self.tag, "image_id": self.image_id,
@@ -308,14 +308,24 @@ def build(ws: Workstation, targets: Iterable[str], base: str | None = None, ca_b
     engine = ws.engine
     if ca.path and on_line:
         on_line(f"Using CA bundle {ca.path} (from {ca.source}).")
+    pins = baseline.read(ws.config)  # a damaged pin file stops the build before it starts
     results = []
     for target in targets:
         tag = image_tag(ws.config, target)
         if on_start:
             on_start(tag, base)
-        results.append(build_image(engine, target, tag, base, ca, on_line=on_line or (lambda _line: None),
-                                   force=force))
+        result = build_image(engine, target, tag, base, ca, on_line=on_line or (lambda _line: None), force=force)
+        results.append(against_baseline(engine, result, pins.get(target)))
     return results
+
+
+def against_baseline(engine: Engine, result: BuildResult, pinned: baseline.Pinned | None) -> BuildResult:
+    """The build with what differs from the team's pin (ptdesk.core.baseline), if one is pinned."""
+    if pinned is None:
+        return result
+    env = image_env.image_environment(engine, result.image_id)
+    changes = baseline.compare(pinned, env) if env else (PackageChange("[environment]", pinned.fingerprint, None),)
+    return replace(result, baseline_diff=changes)
 
 
 def _labels(info: Mapping) -> dict[str, str]:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import docker.types
 
 from ptdesk.config import Config
-from ptdesk.core import experiment_files, ledger
+from ptdesk.core import environment, experiment_files, ledger
 from ptdesk.core.gpulock import machine_gpu_lock
 from ptdesk.core.kinds import Plan, get_kind
 from ptdesk.core.listing import get as experiment_of
@@ -86,6 +86,8 @@ def launch(ws: Workstation, spec: LaunchSpec, progress: Progress = lambda step: 
                 gpu_lock.close()  # its ptdesk.gpus label now holds the GPUs for every user's ledger
                 store.update_experiment(spec.name, container_id=container_id)
                 launching = replace(launching, container_id=container_id)
+                # The image id it really runs (a tag moves with each rebuild) and its fingerprint.
+                store.update_experiment(spec.name, **environment.at_launch(ws, container_id))
                 progress("Placing secrets")
                 # One archive for all folders: every put_archive mounts the container's filesystem (~50 ms).
                 engine.put_files(container_id, "/", [replace(f, name=f"{dest.strip('/')}/{f.name}")
@@ -139,6 +141,7 @@ def launch_warnings(ws: Workstation, spec: LaunchSpec, gpus: tuple[int, ...],
         # Never a silent CPU run: say why auto found no GPU to give.
         reason = (inventory.reason if inventory else None) or "every GPU is held by another experiment."
         warnings.append(f"No GPU was given: {reason}")
+    warnings += environment.launch_warnings(ws, spec.kind, spec.image, gpus)
     return tuple(warnings)
 
 
