@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 import websocket
+from helpers import JUPYTER_IMAGE
 
 from ptdesk.core.engine import Engine
 
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
     from conftest import Ptdesk  # tests/e2e/conftest.py
 
 JUPYTER_FIELDS = {"url", "host", "port", "token"}
-TOP_FIELDS = {"name", "id", "kind", "owner", "image", "status", "gpus", "jupyter"}
+TOP_FIELDS = {"name", "id", "kind", "owner", "image", "status", "gpus", "jupyter", "environment"}
 GIB = 1024**3
 # Every API a visitor without the token could abuse: files, kernels (code execution), terminals...
 PROTECTED_GETS = ["api/status", "api/contents", "api/kernels", "api/sessions", "api/terminals", "api/kernelspecs",
@@ -60,7 +61,7 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 def test_new_json_has_exactly_the_documented_fields(lab: dict, module_desk: Ptdesk) -> None:
     assert set(lab) == TOP_FIELDS
     assert lab["kind"] == "jupyter" and lab["name"] == "lab" and lab["status"] == "running"
-    assert lab["gpus"] == [] and lab["image"] == "ptdesk/jupyter:latest" and lab["owner"]
+    assert lab["gpus"] == [] and lab["image"] == JUPYTER_IMAGE and lab["owner"]
     access = lab["jupyter"]
     assert set(access) == JUPYTER_FIELDS
     assert access["host"] == "127.0.0.1" and isinstance(access["port"], int) and len(access["token"]) >= 32

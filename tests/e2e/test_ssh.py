@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import paramiko
 import pytest
-from helpers import wait_until
+from helpers import SSH_IMAGE, wait_until
 
 from ptdesk.core import keys
 from ptdesk.core.engine import Engine
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from conftest import Ptdesk  # tests/e2e/conftest.py
 
 SSH_FIELDS = {"host", "port", "user", "identity_file", "known_hosts", "host_key_fingerprint", "command"}
-TOP_FIELDS = {"name", "id", "kind", "owner", "image", "status", "gpus", "ssh"}
+TOP_FIELDS = {"name", "id", "kind", "owner", "image", "status", "gpus", "ssh", "environment"}
 SSHD_CAPS = {"SETUID", "SETGID", "SYS_CHROOT", "CHOWN", "AUDIT_WRITE"}
 POLICY = Path(__file__).with_name("sshd-policy.txt")
 GIB, MIB = 1024**3, 1024**2
@@ -110,7 +110,7 @@ def transport(access: dict) -> paramiko.Transport:
 def test_new_json_has_exactly_the_documented_fields(box: dict, module_desk: Ptdesk) -> None:
     assert set(box) == TOP_FIELDS
     assert box["kind"] == "ssh" and box["name"] == "box" and box["status"] == "running"
-    assert box["gpus"] == [] and box["image"] == "ptdesk/ssh:latest" and box["owner"]
+    assert box["gpus"] == [] and box["image"] == SSH_IMAGE and box["owner"]
     ssh = box["ssh"]
     assert set(ssh) == SSH_FIELDS
     assert ssh["host"] == "127.0.0.1" and isinstance(ssh["port"], int) and ssh["user"] == "ptdesk"
