@@ -72,7 +72,7 @@ def bench_build(ws: Workstation, rounds: int) -> None:
         cached = alternate(rounds, lambda: engine.build(context, tag, {"BASE": BASE}, lambda _l: None),
                            lambda: image_env.record_build(engine, tag, base_info, lambda _l: None))
         report("build: recording step (read + labels)", cached[1], cached[0], "fully cached rebuild")
-        run = ["docker", "run", "--rm", "--network", "none", tag]
+        run = ["docker", "run", "--rm", "--network", "none", "--entrypoint", "", tag]
         probe = alternate(rounds, lambda: subprocess.run([*run, "/usr/local/lib/ptdesk/env-probe", "--build"],
                                                          capture_output=True, check=True),
                           lambda: subprocess.run([*run, "true"], capture_output=True, check=True))

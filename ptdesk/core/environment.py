@@ -246,6 +246,8 @@ def marked(ws: Workstation, experiments: list[Experiment], containers: Mapping[s
                 inspected[ref] = ws.engine.image_info(ref)
             except PtdeskError:
                 inspected[ref] = None
+            if inspected[ref]:  # a tag and the id it names are one inspect
+                inspected.setdefault(inspected[ref]["Id"], inspected[ref])
         return inspected[ref]
 
     driver = _known_driver(ws)
@@ -253,8 +255,8 @@ def marked(ws: Workstation, experiments: list[Experiment], containers: Mapping[s
     for e in experiments:
         record, container = records.get(e.name), containers.get(e.name) or {}
         image_id = container.get("ImageID") or (record.image_id if record else None)
+        current = info(record.image if record else container.get("Image"))  # first: usually also image_id's
         summary = summary_of(info(image_id))
-        current = info(record.image if record else container.get("Image"))
         changed, checked = _last_check(record)
         cuda = summary.cuda if summary else None
         mark = EnvironmentMark(
