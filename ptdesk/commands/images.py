@@ -11,6 +11,7 @@ from ptdesk.core.baseline import drift_error
 from ptdesk.core.images import TARGETS, expand_targets
 from ptdesk.core.units import human_bytes
 from ptdesk.core.workstation import Workstation
+from ptdesk.errors import InvalidInput
 
 
 @click.group("images")
@@ -97,6 +98,9 @@ def save(ws: Workstation, args: tuple[str, ...], as_json: bool) -> None:
     """Write the exact images (default: all kinds) with their recorded environment to FILE, for
     `ptdesk images load` on an engine that cannot build or pull them."""
     *kinds, file = args
+    if not kinds and file in (*TARGETS, "all"):
+        raise InvalidInput(f"{file!r} is an image kind, not a file to write.",
+                           f"Name the file too: ptdesk images save {file} FILE")
     targets = tuple(dict.fromkeys(t for k in (kinds or ["all"]) for t in expand_targets(k)))
     report = ws.save_images(targets, Path(file))
     if as_json:

@@ -70,6 +70,7 @@ def test_saved_images_load_elsewhere_with_the_same_id_and_environment(cli: Ptdes
 
 def test_bad_save_and_load_input_is_one_clear_line(cli: Ptdesk, tmp_path: Path) -> None:
     assert "Unknown image 'gpu'" in cli.fails("images", "save", "gpu", tmp_path / "x.tar")[0]
+    assert "'ssh' is an image kind, not a file to write" in cli.fails("images", "save", "ssh")[0]
     assert "does not exist" in cli.fails("images", "load", tmp_path / "missing.tar")[0]
     assert "is a folder" in cli.fails("images", "save", "ssh", tmp_path)[0]
     (tmp_path / "junk.tar").write_bytes(b"not a tar at all")
