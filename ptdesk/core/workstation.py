@@ -271,7 +271,7 @@ class Workstation:
         return rotation.rotate(self, name, expires, pubkey_text)
 
     def export_collaborator(self, name: str, folder: str | Path, dest: str | None = None,
-                            jump: str | None = None) -> list[Path]:
+                            jump: str | None = None) -> collab_export.Exported:
         return collab_export.export(self, name, folder, dest, jump)
 
     # --- images -------------------------------------------------------------------------------
