@@ -37,6 +37,7 @@ from ptdesk.core.cull import IdleState
 from ptdesk.core.engine import Engine
 from ptdesk.core.gpu import GpuSampler
 from ptdesk.core.images import BuildResult, ImageStatus
+from ptdesk.core.kinds import get_kind
 from ptdesk.core.lifecycle import ContainerEvent, EventWatcher
 from ptdesk.core.logstream import LogStream
 from ptdesk.core.models import (
@@ -161,8 +162,9 @@ class Workstation:
                 f"{access.user}@{access.host}", *command]
 
     def log_stream(self, container_id: str, **options: Any) -> LogStream:
-        """A background-read log stream of one container (the dashboard's log pane)."""
-        return LogStream(self.engine, container_id, **options)
+        """A background-read log stream of one container (the dashboard's log pane); `options` are
+        LogStream.for_container's (on_batch, tail, max_lines, is_alive, ...). Not started yet."""
+        return LogStream.for_container(self.engine, container_id, **options)
 
     def container_stats(self, container_ids: Iterable[str]) -> dict[str, ContainerStats]:
         return self.stats_sampler.sample(container_ids)
@@ -249,3 +251,29 @@ class Workstation:
                      on_start: Callable[[str, str], None] | None = None) -> list[BuildResult]:
         return images.build(self, kinds, base=base, ca_bundle=ca_bundle, force=force, on_line=on_line,
                             on_start=on_start)
+
+    # --- what the dashboard asks besides (tui) ------------------------------------------------
+    # Thin doors added for the dashboard, kept together so they are easy to fold into the above.
+    def default_owner(self) -> str:
+        """Who a new experiment belongs to when nobody is named (what make_spec uses too)."""
+        return specs.current_user()
+
+    def image_for(self, kind: str) -> str:
+        """The image a new experiment of `kind` runs unless another is named."""
+        return get_kind(kind).image(self.config)
+
+    def gpu_history(self, uuid: str) -> tuple[float | None, ...]:
+        """Recent utilisation of one GPU (percent, None where unread), oldest first."""
+        return self.gpus.history(uuid)
+
+    def gpu_snapshot_offline(self) -> GpuSnapshot:
+        """One NVML sample with owners named from /proc and the store only, for while the engine is
+        known to be down: a connection attempt to a hung engine would stall the sample."""
+        snapshot = self.gpus.sample()
+        store = self._store_or_none() if any(g.processes for g in snapshot.gpus) else None
+        return procmap.attribute(snapshot, None, self.config.instance, store=store)
+
+    def container_running(self, container_id: str) -> bool:
+        """Whether the container exists and runs (the log pane's check on a quiet follow)."""
+        data = self.engine.try_inspect(container_id)
+        return bool(data and data.get("State", {}).get("Running"))
