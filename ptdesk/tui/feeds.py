@@ -1,35 +1,20 @@
-"""What the dashboard's thread workers call: core functions in, immutable views out.
+"""What the GPU feed's thread computes: one Workstation GPU sample in, an immutable view out.
 
 Nothing here imports Textual, so the benchmark (bench/dashboard.py) measures exactly the work one
-dashboard refresh does, and the engine/NVML calls stay out of the UI thread.
+dashboard refresh does, and the NVML calls stay out of the UI thread.
 """
 
 from __future__ import annotations
 
-import socket
 import threading
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
-from ptdesk.core.models import Experiment, GpuSnapshot
-from ptdesk.core.stats import ContainerStats, StatsSampler
+from ptdesk.core.models import GpuSnapshot
 from ptdesk.core.workstation import Workstation
-from ptdesk.errors import PtdeskError
-
-if TYPE_CHECKING:
-    from ptdesk.core.lifecycle import ContainerEvent
-    from ptdesk.core.state import Store
 
 IDLE_KEPT = 4096  # snapshots kept to measure idle runs; past that the oldest run start is forgotten
 IdleKey = tuple[tuple[tuple[str, str], ...], frozenset[str]]  # (uuid, label) of each GPU, labels idle now
-
-
-@dataclass(frozen=True)
-class EngineInfo:
-    host: str
-    version: str  # the engine's version, e.g. 20.10.24
 
 
 @dataclass(frozen=True)
@@ -39,22 +24,6 @@ class GpuView:
     history: dict[str, tuple[float | None, ...]] = field(default_factory=dict)
     # GPU label -> seconds it has held memory at 0 % utilisation, for GPUs idle long enough to flag
     idle: dict[str, float] = field(default_factory=dict)
-
-
-def engine_info(ws: Workstation) -> EngineInfo:
-    version = ws.engine.version()
-    return EngineInfo(host=socket.gethostname(), version=str(version.get("Version", "?")))
-
-
-def list_experiments(ws: Workstation) -> tuple[Experiment, ...]:
-    from ptdesk.core import listing
-
-    return tuple(listing.list_experiments(ws, all=True))
-
-
-def container_stats(sampler: StatsSampler, items: tuple[Experiment, ...]) -> dict[str, ContainerStats]:
-    """CPU/memory/start time of the running ones, from cgroup files (microseconds, no engine call)."""
-    return sampler.sample(e.id for e in items if e.id and e.status == "running")
 
 
 class IdleGpus:
@@ -73,7 +42,7 @@ class IdleGpus:
 
     def add(self, snapshot: GpuSnapshot) -> dict[str, float]:
         """Record one sample; returns label -> idle seconds of the GPUs idle long enough to flag."""
-        from ptdesk.core.cull import idle_gpus  # here, not at the top: it pulls in the launch code
+        from ptdesk.core.cull import idle_gpus  # here, not at the top: cull pulls in the launch code
 
         key = _idle_key(snapshot)
         with self._lock:
@@ -97,46 +66,9 @@ def _idle_key(snapshot: GpuSnapshot) -> IdleKey:
 def sample_gpus(ws: Workstation, engine_up: bool, idle: IdleGpus | None = None) -> GpuView:
     """One NVML sample with owners filled in; never raises (a broken GPU stack is a value).
 
+    While the engine is known to be down it is not asked (owners come from /proc and the store).
     With `idle`, the view also says which GPUs have held memory at 0 % for long (the dashboard's flag).
     """
-    from ptdesk.core import procmap
-
-    sampler = ws.gpus
-    snapshot = sampler.sample()
-    engine = None
-    if engine_up:
-        try:
-            engine = ws.engine
-        except PtdeskError:
-            engine = None
-    snapshot = procmap.attribute(snapshot, engine, ws.config.instance, store=_owners_store(ws, snapshot))
-    history = {g.uuid: tuple(sampler.history(g.uuid)) for g in snapshot.gpus}
+    snapshot = ws.gpu_snapshot() if engine_up else ws.gpu_snapshot_offline()
+    history = {g.uuid: ws.gpu_history(g.uuid) for g in snapshot.gpus}
     return GpuView(snapshot, history, idle.add(snapshot) if idle is not None else {})
-
-
-def _owners_store(ws: Workstation, snapshot: GpuSnapshot) -> Store | None:
-    """The store, which names owners while the engine is away: opened only when some GPU has
-    processes to name. One that cannot be opened (corrupt, unreadable) means fewer names on the
-    panel, never a failed sample: the list and the doctor report that problem."""
-    if not any(g.processes for g in snapshot.gpus):
-        return None
-    try:
-        return ws.store
-    except (PtdeskError, OSError):
-        return None
-
-
-# --- the engine's event stream ------------------------------------------------------------------
-OnEvent = Callable[["ContainerEvent"], None]
-OnEngine = Callable[[bool, str | None], None]
-
-
-def watch_events(ws: Workstation, on_event: OnEvent, on_engine: OnEngine, stop: threading.Event) -> None:
-    """Follow the engine's events until `stop` is set, telling `on_engine` when it goes and comes back.
-
-    The lifecycle module's EventWatcher does the real work (cleanup on die/destroy, reconnect with
-    `since=`, reconciliation on reconnect); this only adapts its callbacks for the dashboard.
-    """
-    from ptdesk.core.lifecycle import EventWatcher
-
-    EventWatcher(ws, on_event=on_event, on_engine=on_engine).run(stop)

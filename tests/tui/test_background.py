@@ -50,16 +50,16 @@ async def test_corrupt_state_db_one_notice_live_gpus_then_recovery(ptdesk_env, s
             panel = app.query_one(GpuPanel)
             await settle(pilot, lambda: len(panel.query(GpuRow)) == 2, message="two GPU rows")
             # Many GPU samples and several event-watcher retries with the store still broken.
-            await settle(pilot, lambda: app.gpu_samples >= 30, message="GPU samples going on")
+            await settle(pilot, lambda: app.main.gpu_samples >= 30, message="GPU samples going on")
             assert "host pid" in str(panel.query(GpuRow).first().query_one(".gpu-users").render())
             assert len(errors) <= 1, errors
             assert all("state database" in e for e in errors), errors
 
             for path in home.glob("state.db*"):  # the person fixes it (here: starts afresh)
                 path.unlink()
-            await settle(pilot, lambda: app.engine_up and not app.query_one("#banner").display, timeout=30,
+            await settle(pilot, lambda: app.main.engine_up and not app.query_one("#banner").display, timeout=30,
                          message="the event watcher back")
-            await settle(pilot, lambda: [e.name for e in app.experiments] == ["gina-box"], message="the list")
+            await settle(pilot, lambda: [e.name for e in app.main.experiments] == ["gina-box"], message="the list")
             assert len(errors) <= 1, errors
             assert app.is_running
     finally:
@@ -81,16 +81,16 @@ async def test_dead_event_watcher_banner_retry_with_backoff(tui_desk, nvml, monk
 
     async with app.run_test(size=SIZE) as pilot:
         banner = app.query_one("#banner")
-        await settle(pilot, lambda: app.engine_up and app.listed, message="the engine up")
-        app.run_worker(die, thread=True, group="events", exit_on_error=False)
+        await settle(pilot, lambda: app.main.engine_up and app.main.listed, message="the engine up")
+        app.main.run_worker(die, thread=True, group="events", exit_on_error=False)
         await settle(pilot, lambda: banner.display, message="the banner")
         assert "Not following the Docker engine's events: The event stream broke." in str(banner.render())
         # Started again: it reports the engine up, and the banner goes.
         await settle(pilot, lambda: not banner.display, timeout=10, message="the restarted watcher")
-        assert app._events_retry == 0.2  # the next death waits twice as long
+        assert app.main.feeds.events_retry == 0.2  # the next death waits twice as long
 
-        app.run_worker(die, thread=True, group="events", exit_on_error=False)
+        app.main.run_worker(die, thread=True, group="events", exit_on_error=False)
         await settle(pilot, lambda: banner.display, message="the banner again")
         await settle(pilot, lambda: not banner.display, timeout=10, message="restarted again")
-        assert app._events_retry == 0.4
+        assert app.main.feeds.events_retry == 0.4
         assert errors == ["The event stream broke.\nNothing to do; ptdesk retries."]  # said once
