@@ -33,12 +33,13 @@ from pathlib import Path
 
 from ptdesk.config import Config, load_config
 from ptdesk.core import experiments, keys
-from ptdesk.core.jupyter import api_status
+from ptdesk.core.authorized_keys import owner_key as ssh_owner_key
+from ptdesk.core.images import image_tag
+from ptdesk.core.kinds.jupyter import api_status
+from ptdesk.core.kinds.ssh import SSHD_CAPS
 from ptdesk.core.launch import launch
 from ptdesk.core.spec import make_spec
 from ptdesk.core.sshcheck import try_login
-from ptdesk.core.sshd import SSHD_CAPS
-from ptdesk.core.sshd import owner_key as ssh_owner_key
 from ptdesk.core.workstation import Workstation
 
 PTDESK = str(Path(sys.executable).parent / "ptdesk")
@@ -122,7 +123,7 @@ class Bench:
                "-e", f"PTDESK_UID={self.config.uid}", "-e", f"PTDESK_GID={self.config.gid}",
                "-v", f"{folder / 'host_key'}:/etc/ssh/ssh_host_ed25519_key:ro",
                "-v", f"{folder / 'authorized_keys'}:/etc/ptdesk/authorized_keys/ptdesk:ro",
-               self.config.ssh_image)
+               image_tag(self.config, "ssh"))
         port = int(docker("port", name, "22/tcp").splitlines()[0].rsplit(":", 1)[1])
         poll(lambda: try_login("127.0.0.1", port, "ptdesk", key_file, host.public_line, command=None,
                                timeout=5).ok, "raw sshd")
@@ -142,7 +143,7 @@ class Bench:
         docker("run", "-d", "--name", name, "-p", "127.0.0.1::8888", *self._hardening(workspace),
                "--user", f"{uid}:{gid}", "-e", "HOME=/home/ptdesk",
                "--tmpfs", f"/home/ptdesk:uid={uid},gid={gid},mode=0700,size=1g",
-               "-v", f"{token_file}:/etc/ptdesk/jupyter_token:ro", self.config.jupyter_image)
+               "-v", f"{token_file}:/etc/ptdesk/jupyter_token:ro", image_tag(self.config, "jupyter"))
         port = int(docker("port", name, "8888/tcp").splitlines()[0].rsplit(":", 1)[1])
         poll(lambda: api_status("127.0.0.1", port, token)[0] == 200, "raw JupyterLab")
         elapsed = time.perf_counter() - started

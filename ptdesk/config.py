@@ -18,7 +18,6 @@ from pathlib import Path
 
 from platformdirs import user_data_dir
 
-from ptdesk.core.models import Limits
 from ptdesk.errors import ConfigError
 
 # The default base is a real PyTorch CUDA runtime; tests build FROM a local Debian base instead.
@@ -30,11 +29,26 @@ _MIN_SIZE = {"memory": 6 * 1024**2, "shm_size": 1024**2}
 
 
 @dataclass(frozen=True)
+class Limits:
+    """Resource limits a container gets; the config holds the defaults."""
+
+    memory: str = "16g"
+    cpus: float = 4.0
+    pids: int = 4096
+    shm_size: str = "8g"
+
+
+# `<kind>_image` in config.toml and PTDESK_<KIND>_IMAGE in the environment name a kind's image; which
+# kinds exist is the core's to say (the Workstation refuses a setting for a kind it does not know).
+IMAGE_KEY = re.compile(r"([a-z][a-z0-9]{0,30})_image")
+IMAGE_ENV = re.compile(r"PTDESK_([A-Z][A-Z0-9]{0,30})_IMAGE")
+
+
+@dataclass(frozen=True)
 class Config:
     home: Path
     bind_address: str = "127.0.0.1"
-    ssh_image: str = "ptdesk/ssh:latest"
-    jupyter_image: str = "ptdesk/jupyter:latest"
+    images: dict[str, str] = field(default_factory=dict)  # kind -> image tag, where not ptdesk's default
     base_image: str = DEFAULT_BASE_IMAGE
     limits: Limits = field(default_factory=Limits)
     # Default workspace root: each experiment gets <workspace_root>/<name> unless --workspace is given.
@@ -109,22 +123,26 @@ def load_config(env: dict[str, str] | None = None) -> Config:
     overrides = {
         "bind_address": env.get("PTDESK_BIND_ADDRESS"),
         "instance": env.get("PTDESK_INSTANCE"),
-        "ssh_image": env.get("PTDESK_SSH_IMAGE"),
-        "jupyter_image": env.get("PTDESK_JUPYTER_IMAGE"),
     }
+    for name, value in env.items():
+        if (match := IMAGE_ENV.fullmatch(name)) and match.group(1) != "BASE":
+            overrides[f"{match.group(1).lower()}_image"] = value
     config = _apply(config, {k: v for k, v in overrides.items() if v}, "the environment")
     return config
 
 
 def _apply(config: Config, data: dict, origin: str) -> Config:
-    known = {f.name for f in fields(Config)} - {"home"}
+    known = {f.name for f in fields(Config)} - {"home", "images"}
+    images = {IMAGE_KEY.fullmatch(k).group(1): str(v) for k, v in data.items()  # type: ignore[union-attr]
+              if k not in known and IMAGE_KEY.fullmatch(k)}
+    data = {k: v for k, v in data.items() if not (k not in known and IMAGE_KEY.fullmatch(k))}
     unknown = set(data) - known
     if unknown:
         raise ConfigError(
             f"Unknown setting {sorted(unknown)[0]!r} in {origin}.",
-            f"Known settings: {', '.join(sorted(known))}.",
+            f"Known settings: {', '.join(sorted(known))}, and KIND_image for each experiment kind.",
         )
-    changes: dict = {}
+    changes: dict = {"images": {**config.images, **images}} if images else {}
     for key, value in data.items():
         if key == "limits":
             changes[key] = _limits(config.limits, value, origin)

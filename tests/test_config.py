@@ -24,7 +24,7 @@ def test_defaults_without_a_config_file(tmp_path: Path) -> None:
     config = load_config(_home(tmp_path))
     assert config.home == tmp_path / "home"
     assert (config.bind_address, config.instance, config.base_image) == ("127.0.0.1", "default", DEFAULT_BASE_IMAGE)
-    assert (config.ssh_image, config.jupyter_image) == ("ptdesk/ssh:latest", "ptdesk/jupyter:latest")
+    assert config.images == {}
     assert config.keys_dir == tmp_path / "home" / "keys"
     assert config.state_path == tmp_path / "home" / "state.db"
     assert config.workspaces == tmp_path / "home" / "workspaces"
@@ -59,7 +59,7 @@ shm_size = "2g"
 """)
     config = load_config(env)
     assert config.bind_address == "10.0.0.5"
-    assert (config.ssh_image, config.jupyter_image) == ("lab/ssh:v2", "lab/jupyter:v2")
+    assert config.images == {"ssh": "lab/ssh:v2", "jupyter": "lab/jupyter:v2"}
     assert config.base_image == "nvcr.io/nvidia/pytorch:25.01-py3"
     assert config.workspaces == Path("~/experiments").expanduser()
     assert (config.uid, config.gid, config.instance) == (1234, 4321, "lab-a")
@@ -108,7 +108,7 @@ def test_environment_overrides_the_file(tmp_path: Path) -> None:
                PTDESK_JUPYTER_IMAGE="env/jupyter:1")
     config = load_config(env)
     assert (config.instance, config.bind_address) == ("from-env", "0.0.0.0")
-    assert (config.ssh_image, config.jupyter_image) == ("env/ssh:1", "env/jupyter:1")
+    assert config.images == {"ssh": "env/ssh:1", "jupyter": "env/jupyter:1"}
     # An empty variable is "not set", not "set to empty".
     env["PTDESK_INSTANCE"] = ""
     assert load_config(env).instance == "from-file"

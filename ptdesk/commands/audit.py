@@ -22,7 +22,7 @@ def _iso(timestamp: float) -> str:
 @pass_workstation
 def audit(ws: Workstation, limit: int | None, as_json: bool) -> None:
     """Show the audit log, oldest first."""
-    entries = ws.store.audit_log(limit if limit or as_json else 50)
+    entries = ws.audit_log(limit if limit or as_json else 50)
     if as_json:
         emit_json([{"time": _iso(e.time), "actor": e.actor, "action": e.action, "target": e.target,
                     "detail": e.detail} for e in entries])

@@ -10,7 +10,8 @@ import time
 import click
 
 from ptdesk.commands.common import emit_json, json_option, pass_workstation, table
-from ptdesk.core import collab, collab_export, keys, rotation
+from ptdesk.core.collab_export import destination
+from ptdesk.core.keys import read_public_key_file
 from ptdesk.core.workstation import Workstation
 from ptdesk.errors import PtdeskError
 
@@ -41,7 +42,7 @@ def collab_group() -> None:
 @pass_workstation
 def add(ws: Workstation, name: str, pubkey: str | None, expires: str | None, as_json: bool) -> None:
     """Add a collaborator (then give access with: ptdesk grant NAME EXPERIMENT)."""
-    person = collab.add(ws, name, keys.read_public_key_file(pubkey) if pubkey else None, expires)
+    person = ws.add_collaborator(name, read_public_key_file(pubkey) if pubkey else None, expires)
     if as_json:
         emit_json({"name": person.name, "fingerprint": person.fingerprint, "public_key": person.public_key,
                    "identity_file": person.identity_file})
@@ -57,8 +58,8 @@ def add(ws: Workstation, name: str, pubkey: str | None, expires: str | None, as_
 @pass_workstation(reconcile=True)
 def ls(ws: Workstation, as_json: bool) -> None:
     """List collaborators, their keys and where they have access (* = rotation pending there)."""
-    people = collab.list_collaborators(ws)
-    pending = {p.name: set(collab.pending_grants(ws, p.name)) for p in people}
+    people = ws.collaborators()
+    pending = {p.name: set(ws.pending_grants(p.name)) for p in people}
     if as_json:
         emit_json([{"name": p.name, "fingerprint": p.fingerprint, "public_key": p.public_key,
                     "identity_file": p.identity_file, "created": p.created, "expires": p.expires,
@@ -77,7 +78,7 @@ def ls(ws: Workstation, as_json: bool) -> None:
 @pass_workstation(reconcile=True)
 def rm(ws: Workstation, name: str) -> None:
     """Revoke a collaborator everywhere, then remove them and the keys ptdesk made."""
-    collab.remove(ws, name)
+    ws.remove_collaborator(name)
     click.echo(f"{name} removed; their keys no longer log in anywhere.")
 
 
@@ -89,10 +90,10 @@ def rm(ws: Workstation, name: str) -> None:
 @pass_workstation(reconcile=True)
 def export(ws: Workstation, name: str, folder: str, dest: str | None) -> None:
     """Write what NAME needs to connect into FOLDER: key, ssh_config and pinned known_hosts."""
-    paths = collab_export.export(ws, name, folder, dest)
+    paths = ws.export_collaborator(name, folder, dest)
     for path in paths:
         click.echo(str(path))
-    remote = collab_export.destination(name, dest)
+    remote = destination(name, dest)
     config = _shell_path(posixpath.join(remote, "ssh_config"))
     click.echo(f"{name}: copy {folder} to {_shell_path(remote)} on your machine, then: ssh -F {config} EXPERIMENT",
                err=True)
@@ -105,7 +106,7 @@ def export(ws: Workstation, name: str, folder: str, dest: str | None) -> None:
 @pass_workstation(reconcile=True)
 def rotate(ws: Workstation, name: str, expires: str | None, as_json: bool) -> None:
     """Give NAME a new key everywhere without locking them out; the old key stops working."""
-    result = rotation.rotate(ws, name, expires)
+    result = ws.rotate(name, expires)
     if as_json:
         emit_json(result.to_json())
     else:
@@ -128,7 +129,7 @@ def rotate(ws: Workstation, name: str, expires: str | None, as_json: bool) -> No
 @pass_workstation(reconcile=True)
 def grant(ws: Workstation, name: str, experiment: str) -> None:
     """Let collaborator NAME log in to the SSH experiment EXPERIMENT."""
-    if collab.grant(ws, name, experiment):
+    if ws.grant(name, experiment):
         click.echo(f"{name} may now log in to {experiment}.")
     else:
         click.echo(f"{name} already has access to {experiment}.")
@@ -140,7 +141,7 @@ def grant(ws: Workstation, name: str, experiment: str) -> None:
 @pass_workstation(reconcile=True)
 def revoke(ws: Workstation, name: str, experiment: str) -> None:
     """Take NAME's access to EXPERIMENT away (new logins are refused at once)."""
-    collab.revoke(ws, name, experiment)
+    ws.revoke(name, experiment)
     click.echo(f"{name} can no longer log in to {experiment}.")
 
 

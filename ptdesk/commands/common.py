@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from ptdesk.core.workstation import Workstation
+from ptdesk.errors import EngineUnavailable, PtdeskError
 
 
 def pass_workstation(func: Callable[..., Any] | None = None, *, reconcile: bool = False) -> Any:
@@ -39,11 +40,8 @@ def pass_workstation(func: Callable[..., Any] | None = None, *, reconcile: bool 
 
 
 def _reconcile_quietly(ws: Workstation) -> None:
-    from ptdesk.core.reconcile import reconcile
-    from ptdesk.errors import EngineUnavailable, PtdeskError
-
     try:
-        report = reconcile(ws)
+        report = ws.reconcile()
     except (EngineUnavailable, OSError, sqlite3.Error):
         return  # the command itself meets the same problem and says so, once
     except PtdeskError as exc:

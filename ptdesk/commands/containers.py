@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from ptdesk.commands.common import emit_json, json_option, pass_workstation, table
+from ptdesk.core.kinds import REGISTRY, Kind
 from ptdesk.core.models import Experiment
 from ptdesk.core.workstation import Workstation
 
@@ -34,7 +35,7 @@ def launch_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 @click.group("new")
 def new() -> None:
-    """Start a new experiment container (ssh or jupyter)."""
+    """Start a new experiment container (one subcommand per kind)."""
 
 
 def _launch(ws: Workstation, kind: str, as_json: bool, **options: Any) -> None:
@@ -52,32 +53,28 @@ def _launch(ws: Workstation, kind: str, as_json: bool, **options: Any) -> None:
 
 
 def _print_access(experiment: Experiment) -> None:
-    if experiment.ssh:
-        click.echo(f"  connect:     {experiment.ssh.command}")
-        click.echo(f"  known_hosts: {experiment.ssh.known_hosts}")
-        click.echo(f"  host key:    {experiment.ssh.host_key_fingerprint}")
-    if experiment.jupyter:
-        click.echo(f"  open:        {experiment.jupyter.url}")
+    """The kind's own rows (connect line, host key, URL...), then the GPUs it holds."""
+    for label, value in experiment.access.rows if experiment.access else ():
+        click.echo(f"  {label.lower() + ':':<12} {value}")
     if experiment.gpus:
-        click.echo(f"  GPUs:        {', '.join(map(str, experiment.gpus))}")
+        click.echo(f"  {'gpus:':<12} {', '.join(map(str, experiment.gpus))}")
 
 
-@new.command("ssh")
-@launch_options
-@click.option("--pubkey", type=click.Path(dir_okay=False, path_type=str),
-              help="Also authorise this public key (your own .pub file).")
-@pass_workstation(reconcile=True)
-def new_ssh(ws: Workstation, as_json: bool, **options: Any) -> None:
-    """A hardened SSH server: key-only login, pinned host key, non-root user."""
-    _launch(ws, "ssh", as_json, **options)
+def _new_command(kind: Kind) -> click.Command:
+    """`ptdesk new KIND`: the shared launch options, plus --pubkey for kinds that take one."""
+
+    def launch_kind(ws: Workstation, as_json: bool, **options: Any) -> None:
+        _launch(ws, kind.name, as_json, **options)
+
+    command = pass_workstation(reconcile=True)(launch_kind)
+    if kind.accepts_pubkeys:
+        command = click.option("--pubkey", type=click.Path(dir_okay=False, path_type=str),
+                               help="Also authorise this public key (your own .pub file).")(command)
+    return new.command(kind.name, help=kind.summary)(launch_options(command))
 
 
-@new.command("jupyter")
-@launch_options
-@pass_workstation(reconcile=True)
-def new_jupyter(ws: Workstation, as_json: bool, **options: Any) -> None:
-    """JupyterLab as your user, with a token only you can read."""
-    _launch(ws, "jupyter", as_json, **options)
+for _kind in REGISTRY.values():
+    _new_command(_kind)
 
 
 @click.command("ls")
@@ -93,7 +90,8 @@ def ls(ws: Workstation, show_all: bool, as_json: bool) -> None:
     if not items:
         click.echo("No experiments." if show_all else "No running experiments (ptdesk ls --all shows stopped ones).")
         return
-    rows = [(e.name + (" (orphan)" if e.orphan else " (other user)" if e.foreign else ""), e.kind, e.owner,
+    rows = [(e.name + (" (other user)" if e.foreign else " (unverified)" if e.unverified else
+                      " (orphan)" if e.orphan else ""), e.kind, e.owner,
              e.status, ",".join(map(str, e.gpus)) or "-", e.connect) for e in items]
     click.echo(table(["NAME", "KIND", "OWNER", "STATUS", "GPUS", "CONNECT"], rows))
 

@@ -8,13 +8,9 @@ import time
 import click
 
 from ptdesk.commands.common import json_option, pass_workstation, table
-from ptdesk.core import procmap
-from ptdesk.core.engine import Engine
-from ptdesk.core.gpu import GpuSampler
 from ptdesk.core.models import GpuProcess, GpuSample, GpuSnapshot
 from ptdesk.core.units import human_bytes
 from ptdesk.core.workstation import Workstation
-from ptdesk.errors import PtdeskError
 
 HEADERS = ("GPU", "NAME", "UTIL", "MEMORY", "TEMP", "POWER", "PID", "GPU MEM", "OWNER", "EXPERIMENT / CONTAINER")
 ERROR_TEXT = {
@@ -29,35 +25,18 @@ ERROR_TEXT = {
 @pass_workstation
 def gpus(ws: Workstation, as_json: bool, watch: bool) -> None:
     """Show every GPU, its load, and the processes on it with their container and owner."""
-    sampler = ws.gpus  # the process's one NVML session
     if not watch:
-        _show(_snapshot(ws, sampler), as_json)
+        _show(ws.gpu_snapshot(), as_json)
         return
     try:
         while True:
-            snapshot = _snapshot(ws, sampler)
+            snapshot = ws.gpu_snapshot()
             if not as_json:
                 click.clear()
             _show(snapshot, as_json, compact=True)
             time.sleep(1.0)  # the refresh period itself, not a wait for some condition
     except KeyboardInterrupt:
         return  # Ctrl-C is how --watch ends: not an error
-
-
-def _snapshot(ws: Workstation, sampler: GpuSampler) -> GpuSnapshot:
-    snapshot = sampler.sample()
-    # Connect to the engine only when a GPU process lives in a container: `ptdesk gpus` must work
-    # (as host processes) with the engine down or absent.
-    engine = _engine_or_none(ws) if procmap.any_in_container(snapshot) else None
-    store = ws.store if ws.config.state_path.exists() else None
-    return procmap.attribute(snapshot, engine, ws.config.instance, store=store)
-
-
-def _engine_or_none(ws: Workstation) -> Engine | None:
-    try:
-        return ws.engine
-    except PtdeskError:
-        return None
 
 
 def _show(snapshot: GpuSnapshot, as_json: bool, compact: bool = False) -> None:

@@ -7,14 +7,8 @@ from pathlib import Path
 import click
 
 from ptdesk.commands.common import emit_json, json_option, pass_workstation, table
-from ptdesk.core.images import (
-    TARGETS,
-    build_image,
-    expand_targets,
-    image_status,
-    image_tag,
-    resolve_ca_bundle,
-)
+from ptdesk.core.images import expand_targets
+from ptdesk.core.kinds import kind_names
 from ptdesk.core.units import human_bytes
 from ptdesk.core.workstation import Workstation
 
@@ -25,7 +19,7 @@ def images_group() -> None:
 
 
 @images_group.command("build")
-@click.argument("target", default="all", metavar="[ssh|jupyter|all]")
+@click.argument("target", default="all", metavar=f"[{'|'.join((*kind_names(), 'all'))}]")
 @click.option("--base", metavar="IMAGE", help="Base image to build FROM (default: config base_image).")
 @click.option("--ca-bundle", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
               help="Extra CA bundle (PEM) for HTTPS inside the build, e.g. a TLS-intercepting proxy's. "
@@ -36,21 +30,16 @@ def images_group() -> None:
 @pass_workstation
 def build(ws: Workstation, target: str, base: str | None, ca_bundle: Path | None, force: bool,
           as_json: bool) -> None:
-    """Build the ssh, jupyter or all images (build progress goes to stderr)."""
-    targets = expand_targets(target)  # validate everything before touching the engine
-    ca = resolve_ca_bundle(ca_bundle, ws.config)
-    base = base or ws.config.base_image
-    engine = ws.engine
-    if ca.path:
-        click.echo(f"Using CA bundle {ca.path} (from {ca.source}).", err=True)
-    results = []
-    for name in targets:
-        tag = image_tag(ws.config, name)
+    """Build one kind's image, or all of them (build progress goes to stderr)."""
+
+    def started(tag: str, base: str) -> None:
         click.echo(f"==> Building {tag} FROM {base}", err=True)
-        result = build_image(engine, name, tag, base, ca, on_line=_progress, force=force)
-        results.append(result)
+
+    results = ws.build_images(expand_targets(target), base=base, ca_bundle=ca_bundle, force=force,
+                              on_line=_progress, on_start=started)
+    for result in results:
         verb = "unchanged" if result.cached else "built"
-        click.echo(f"==> {tag} {verb} in {result.seconds:.1f} s ({result.image_id[7:19]})", err=True)
+        click.echo(f"==> {result.tag} {verb} in {result.seconds:.1f} s ({result.image_id[7:19]})", err=True)
     if as_json:
         emit_json([r.to_json() for r in results])
     else:
@@ -63,7 +52,7 @@ def build(ws: Workstation, target: str, base: str | None, ca_bundle: Path | None
 @pass_workstation
 def ls(ws: Workstation, as_json: bool) -> None:
     """Show whether each image is present, when it was built and its size."""
-    statuses = [image_status(ws.engine, name, image_tag(ws.config, name)) for name in TARGETS]
+    statuses = ws.image_statuses()
     if as_json:
         emit_json([s.to_json() for s in statuses])
         return

@@ -11,10 +11,9 @@ from datetime import datetime
 import click
 
 from ptdesk.commands.common import emit_json, json_option, pass_workstation, table
-from ptdesk.core import cull as culling
 from ptdesk.core.durations import parse_duration
-from ptdesk.core.lifecycle import ContainerEvent, EventWatcher
-from ptdesk.core.reconcile import ReconcileReport, reconcile
+from ptdesk.core.lifecycle import ContainerEvent
+from ptdesk.core.reconcile import ReconcileReport
 from ptdesk.core.workstation import Workstation
 from ptdesk.errors import InvalidInput, PtdeskError
 
@@ -36,7 +35,9 @@ def _line(as_json: bool, type_: str, text: str, **data: object) -> None:
 def _report_text(report: ReconcileReport) -> str:
     parts = [f"{what}: {', '.join(names)}" for what, names in (
         ("released", report.released), ("rolled back", report.rolled_back), ("adopted", report.adopted),
-        ("orphans (remove with ptdesk rm)", report.orphans)) if names]
+        ("orphans (remove with ptdesk rm)", report.orphans),
+        ("not adopted, not sealed by this ptdesk home (listed read-only; remove with ptdesk rm)",
+         report.unverified)) if names]
     return "; ".join(parts)
 
 
@@ -79,7 +80,7 @@ def watch(ws: Workstation, as_json: bool) -> None:
         culler.start()
     _line(as_json, "start", f"watching instance {ws.config.instance!r}"
           + (f", culling after {limit:.0f} s idle" if limit > 0 else ""), instance=ws.config.instance)
-    EventWatcher(ws, on_event=on_event, on_engine=on_engine, on_reconcile=on_reconcile).run(stop)
+    ws.watch_events(on_event, on_engine, stop, on_reconcile=on_reconcile)
     if culler:
         culler.join(timeout=5)
     _line(as_json, "stop", "stopped")
@@ -87,11 +88,11 @@ def watch(ws: Workstation, as_json: bool) -> None:
 
 def _cull_loop(ws: Workstation, limit: float, stop: threading.Event, as_json: bool) -> None:
     # A Workstation of its own: the store connection and engine client are not shared with the watcher.
-    own = Workstation(ws.config)
+    own = ws.fork()
     try:
         while not stop.wait(min(CULL_EVERY, max(limit / 4, 5.0))):
             try:
-                for state in culling.cull(own, limit):
+                for state in own.cull(limit):
                     if state.culled:
                         _line(as_json, "cull", f"culled   {state.name}: idle {state.idle_seconds:.0f} s",
                               **state.to_json())
@@ -115,7 +116,7 @@ def cull(ws: Workstation, idle: str | None, dry_run: bool, as_json: bool) -> Non
         limit = float(ws.config.idle_cull_seconds)
     else:
         raise InvalidInput("No idle limit is set.", "Pass --idle 4h, or set idle_cull_seconds in config.toml.")
-    states = culling.cull(ws, limit, dry_run=dry_run)
+    states = ws.cull(limit, dry_run=dry_run)
     if as_json:
         emit_json({"limit_seconds": limit, "dry_run": dry_run, "experiments": [s.to_json() for s in states]})
         return
@@ -142,7 +143,7 @@ def _human(seconds: float) -> str:
 @pass_workstation
 def reconcile_command(ws: Workstation, as_json: bool) -> None:
     """Release what gone containers held, roll back dead launches, adopt or list orphans."""
-    report = reconcile(ws)
+    report = ws.reconcile()
     if as_json:
         emit_json(report.to_json())
         return

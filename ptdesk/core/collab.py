@@ -2,14 +2,14 @@
 
 The authorized_keys file of a container is never edited in place: it is always computed from the
 state store (the owner's key, the keys the owner brought, and every granted collaborator's
-installed keys) by `authorized_keys_text`, which renders with `sshd.render_authorized_keys`, the
+installed keys) by `authorized_keys_text`, which renders with `authorized_keys.render_authorized_keys`, the
 same function the launch renders the first file with (owner and brought keys, no grants yet).
 Every change (grant, revoke, rotate, remove) goes through `set_grant_keys`/`_change`, which
 records the change, re-renders, installs atomically and puts the record back if installing
 failed. So the store never claims less access than a container really gives, and two ptdesk
 processes changing one container take turns (a per-container lock).
 
-Rotation lives in ptdesk.core.rotation.
+Rotation lives in ptdesk.core.rotation, which uses these.
 """
 
 from __future__ import annotations
@@ -25,8 +25,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ptdesk.config import Config
-from ptdesk.core import durations, keys, sshd
-from ptdesk.core.models import Collaborator, ContainerRotation, RotationResult
+from ptdesk.core import durations, keys
+from ptdesk.core.authorized_keys import GrantedKey, install_authorized_keys, owner_key, render_authorized_keys
+from ptdesk.core.kinds import REGISTRY, get_kind
+from ptdesk.core.listing import refuse_if_foreign
+from ptdesk.core.models import Collaborator
 from ptdesk.core.state import CollaboratorRecord, ExperimentRecord, GrantRecord
 from ptdesk.errors import Conflict, InvalidInput, NotFound, PtdeskError
 
@@ -75,9 +78,10 @@ def key_lines(record: CollaboratorRecord, installed: tuple[str, ...]) -> list[st
     return [known[fp] for fp in installed if fp in known]
 
 
-def granted_lines(collaborators: list[tuple[CollaboratorRecord, tuple[str, ...]]]) -> list[tuple[str, float | None]]:
+def granted_lines(collaborators: list[tuple[CollaboratorRecord, tuple[str, ...]]]) -> list[GrantedKey]:
     """Each granted collaborator's installed key lines with that person's expiry, in grant order."""
-    return [(line, record.expires) for record, installed in collaborators for line in key_lines(record, installed)]
+    return [GrantedKey(record.name, line, record.expires)
+            for record, installed in collaborators for line in key_lines(record, installed)]
 
 
 # --- where things live -----------------------------------------------------------------------
@@ -125,13 +129,13 @@ def authorized_keys_text(ws: Workstation, experiment: str) -> str:
     """THE authorized_keys of an experiment, from state alone."""
     store = ws.store
     record = _experiment(ws, experiment)
-    _, owner_public = sshd.owner_key(ws.config, record.owner)
+    _, owner_public = owner_key(ws.config, record.owner)
     granted = []
     for grant in store.grants(experiment=experiment):
         collab = store.collaborator(grant.collaborator)
         if collab is not None:
             granted.append((collab, grant.installed))
-    return sshd.render_authorized_keys(owner_public, record.extra_keys, granted_lines(granted))
+    return render_authorized_keys(owner_public, record.extra_keys, granted_lines(granted))
 
 
 def reinstall(ws: Workstation, experiment: str) -> tuple[str, str]:
@@ -150,7 +154,7 @@ def reinstall(ws: Workstation, experiment: str) -> tuple[str, str]:
                           "Unpause it (docker unpause) and try again.")
     text = authorized_keys_text(ws, experiment)
     assert record.container_id
-    sshd.install_authorized_keys(ws.engine, record.container_id, text, running=state == "running")
+    install_authorized_keys(ws.engine, record.container_id, text, running=state == "running")
     return state, text
 
 
@@ -183,8 +187,6 @@ def set_grant_keys(ws: Workstation, grant: GrantRecord, installed: tuple[str, ..
 def _experiment(ws: Workstation, name: str) -> ExperimentRecord:
     record = ws.store.experiment(name)
     if record is None:
-        from ptdesk.core.listing import refuse_if_foreign
-
         refuse_if_foreign(ws, name)  # another user's container: say whose, not "no such experiment"
         raise NotFound(f"No experiment named {name!r}.", "List them with: ptdesk ls --all")
     return record
@@ -192,9 +194,10 @@ def _experiment(ws: Workstation, name: str) -> ExperimentRecord:
 
 def ssh_experiment(ws: Workstation, name: str) -> ExperimentRecord:
     record = _experiment(ws, name)
-    if record.kind != "ssh":
-        raise InvalidInput(f"{name!r} is a {record.kind} experiment; collaborators get access to SSH experiments only.",
-                           "Grant access to an SSH experiment (ptdesk ls shows each one's kind).")
+    if not get_kind(record.kind).grants_logins:
+        takes = ", ".join(k.title for k in REGISTRY.values() if k.grants_logins)
+        raise InvalidInput(f"{name!r} is a {record.kind} experiment; collaborators get access to {takes} "
+                           "experiments only.", "Grant access to one of those (ptdesk ls shows each one's kind).")
     return record
 
 
@@ -321,18 +324,3 @@ def remove(ws: Workstation, name: str) -> None:
         ws.store.delete_collaborator(name)
         shutil.rmtree(key_dir(ws.config, name), ignore_errors=True)
     ws.store.audit("collab-remove", name, {"fingerprint": record.fingerprint})
-
-
-# Rotation has a module of its own (ptdesk.core.rotation); these are its entry points, here too.
-def rotate(ws: Workstation, name: str, expires: str | None = None) -> RotationResult:
-    """Give `name` a new key everywhere without locking them out (ptdesk.core.rotation.rotate)."""
-    from ptdesk.core import rotation
-
-    return rotation.rotate(ws, name, expires)
-
-
-def finish_pending(ws: Workstation, experiment: str) -> dict[str, ContainerRotation]:
-    """Finish key rotations that waited for `experiment` to run again, by collaborator."""
-    from ptdesk.core import rotation
-
-    return rotation.finish_pending(ws, experiment)

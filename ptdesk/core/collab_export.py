@@ -10,7 +10,8 @@ import posixpath
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ptdesk.core import keys, sshd
+from ptdesk.core import keys
+from ptdesk.core.authorized_keys import CONTAINER_USER
 from ptdesk.core.collab import PREVIOUS, PRIVATE, collaborator, key_dir
 from ptdesk.errors import InvalidInput
 
@@ -88,7 +89,7 @@ def export(ws: Workstation, name: str, folder: str | Path, dest: str | None = No
             continue
         host = config.connect_host
         known.append(keys.host_known_hosts_line(host, exp.port, exp.host_public_key) + "\n")
-        lines = [f"Host {exp.name}", f"    HostName {host}", f"    Port {exp.port}", f"    User {sshd.CONTAINER_USER}"]
+        lines = [f"Host {exp.name}", f"    HostName {host}", f"    Port {exp.port}", f"    User {CONTAINER_USER}"]
         if record.identity_file:
             lines.append(f"    IdentityFile {_config_path(remote, PRIVATE)}")
             if record.previous_fingerprint in grant_.installed and (out / PREVIOUS).exists():

@@ -210,6 +210,11 @@ class Engine:
         except NotFound:
             return None
 
+    def is_running(self, container: str) -> bool:
+        """Is the container running right now (False once it is gone)?"""
+        data = self.try_inspect(container)
+        return bool(data and data["State"].get("Running"))
+
     def list_managed(self, instance: str, all: bool = True) -> list[dict]:
         """Managed containers of one ptdesk instance: one request, no per-container inspect."""
         filters = {"label": [f"{LABEL_MANAGED}=1", f"{LABEL_INSTANCE}={instance}"]}

@@ -9,10 +9,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from ptdesk.core import experiment_files, listing
+from ptdesk.core import experiment_files, listing, rotation
 from ptdesk.core.engine import translated_errors
 from ptdesk.core.kinds import get_kind
-from ptdesk.core.launch import is_running, write_access_files
 from ptdesk.core.models import Experiment
 from ptdesk.errors import Conflict, NotFound
 
@@ -53,13 +52,10 @@ def start(ws: Workstation, name: str) -> Experiment:
             ws.store.update_experiment(name, port=bound[1], status="running")
             record = ws.store.experiment(name)
             assert record is not None
-            write_access_files(ws.config, record)  # the port may have changed
+            kind.after_start(ws.config, record)  # the port may have changed
             kind.wait_ready(ws.config, record, ws.config.connect_host, bound[1], ws.config.ready_timeout,
-                            is_alive=lambda: is_running(ws, container_id))
-            if record.kind == "ssh":  # key rotations that waited for this container to come back
-                from ptdesk.core.collab import finish_pending
-
-                finish_pending(ws, name)
+                            is_alive=lambda: engine.is_running(container_id))
+            rotation.finish_pending(ws, name)  # key rotations that waited for this container to run
     ws.store.audit("start", name)
     return listing.get(ws, name)
 
@@ -94,14 +90,8 @@ def release(ws: Workstation, name: str, if_container: str | None = None) -> bool
     reconcile pass must not release a newer experiment that reused the name. Checked and done under
     the store's lock, secrets first, so a launch reusing the name cannot slip in between.
     """
-    with ws.store.tx() as conn:
-        if if_container is not None:
-            row = conn.execute("SELECT container_id FROM experiments WHERE name = ?", (name,)).fetchone()
-            if row is None or row["container_id"] != if_container:
-                return False
-        experiment_files.discard(ws.config, name)
-        conn.execute("DELETE FROM experiments WHERE name = ?", (name,))
-    return True
+    return ws.store.delete_experiment_if(name, None if if_container is None else {"container_id": if_container},
+                                         first=lambda: experiment_files.discard(ws.config, name))
 
 
 def logs(ws: Workstation, name: str, tail: int | str = 100, follow: bool = False) -> Iterator[str]:

@@ -1,4 +1,4 @@
-"""Building ptdesk's container images (images/ssh, images/jupyter) through the engine.
+"""Building ptdesk's container images (images/<kind>/, one per registered kind) through the engine.
 
 The build context is an in-memory tar of the image folder plus `build-ca.pem`: an extra CA bundle
 for HTTPS during the build (TLS-intercepting proxies), or an empty file when none is needed.
@@ -26,12 +26,12 @@ from typing import TYPE_CHECKING
 import ptdesk
 from ptdesk.config import Config
 from ptdesk.core.engine import Engine
+from ptdesk.core.kinds import REGISTRY, get_kind, kind_names
 from ptdesk.errors import InvalidInput, PtdeskError
 
 if TYPE_CHECKING:
     from ptdesk.core.workstation import Workstation
 
-TARGETS: tuple[str, ...] = ("ssh", "jupyter")
 CA_NAME = "build-ca.pem"
 LABEL_IMAGE = "ptdesk.image"
 LABEL_SOURCE_HASH = "ptdesk.source-hash"
@@ -101,16 +101,17 @@ def images_root() -> Path:
 
 
 def expand_targets(name: str) -> tuple[str, ...]:
-    """'ssh' | 'jupyter' | 'all' -> the targets to build, or InvalidInput naming the choices."""
+    """A kind's name or 'all' -> the targets to build (one per kind), or InvalidInput naming the choices."""
     if name == "all":
-        return TARGETS
-    if name in TARGETS:
+        return kind_names()
+    if name in REGISTRY:
         return (name,)
-    raise InvalidInput(f"Unknown image {name!r}.", f"Choose one of: {', '.join(TARGETS)}, all.")
+    raise InvalidInput(f"Unknown image {name!r}.", f"Choose one of: {', '.join(REGISTRY)}, all.")
 
 
 def image_tag(config: Config, target: str) -> str:
-    return {"ssh": config.ssh_image, "jupyter": config.jupyter_image}[target]
+    """The tag a kind's image is built as and launched from (its `<kind>_image` setting)."""
+    return get_kind(target).image(config)
 
 
 def source_files(target: str, root: Path | None = None) -> dict[str, bytes]:
@@ -283,7 +284,7 @@ def image_status(engine: Engine, target: str, tag: str) -> ImageStatus:
 
 def statuses(ws: Workstation, targets: Iterable[str] | None = None) -> list[ImageStatus]:
     """Present or missing, and up to date, for each target's configured tag."""
-    return [image_status(ws.engine, t, image_tag(ws.config, t)) for t in (targets or TARGETS)]
+    return [image_status(ws.engine, t, image_tag(ws.config, t)) for t in (targets or kind_names())]
 
 
 def build(ws: Workstation, targets: Iterable[str], base: str | None = None, ca_bundle: Path | None = None,

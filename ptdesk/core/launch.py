@@ -16,7 +16,7 @@ import os
 import socket
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,7 +25,9 @@ import docker.types
 from ptdesk.config import Config
 from ptdesk.core import experiment_files, ledger
 from ptdesk.core.gpulock import machine_gpu_lock
-from ptdesk.core.kinds import Plan, get_kind
+from ptdesk.core.keys import fingerprint
+from ptdesk.core.kinds import Kind, Plan, get_kind
+from ptdesk.core.kinds.base import sealed_contents
 from ptdesk.core.listing import get as experiment_of
 from ptdesk.core.models import (
     LABEL_GPUS,
@@ -39,6 +41,7 @@ from ptdesk.core.models import (
     Launched,
     LaunchSpec,
 )
+from ptdesk.core.seal import LABEL_SEAL, seal, secret_digest
 from ptdesk.core.spec import container_name, instance_containers, renamed, suggest_name, writable_by
 from ptdesk.core.state import ExperimentRecord
 from ptdesk.errors import Conflict, ImageMissing, LaunchFailed, NotFound, PtdeskError
@@ -53,16 +56,9 @@ PORT_ATTEMPTS = 5
 
 
 def launch(ws: Workstation, spec: LaunchSpec, progress: Progress = lambda step: None) -> Launched:
-    config, store = ws.config, ws.store
     kind = get_kind(spec.kind)
-    engine = ws.engine
     progress("Checking the image")
-    if not engine.image_exists(spec.image):
-        ours = spec.image == kind.image(config)
-        raise ImageMissing(f"Image {spec.image} is not on this engine.",
-                           f"Build it with: ptdesk images build {spec.kind}" if ours else
-                           "Pull or build it first (docker pull / docker build), or leave out --image "
-                           f"to use ptdesk's own (ptdesk images build {spec.kind}).")
+    _check_image(ws, spec, kind)
     inventory = ws.gpus.inventory() if spec.gpus != "none" else None
 
     progress("Reserving name and GPUs")
@@ -70,61 +66,96 @@ def launch(ws: Workstation, spec: LaunchSpec, progress: Progress = lambda step: 
     if spec.gpus != "none":  # CPU-only launches never wait for anyone
         gpu_lock.enter_context(machine_gpu_lock())
     with gpu_lock:  # released as soon as the container exists with its label (below)
-        spec, launching = _reserve(ws, spec, inventory, instance_containers(ws))
-        gpus = launching.gpus
-        container_id: str | None = None
+        on_engine = instance_containers(ws)
+        spec, launching = _reserve(ws, spec, inventory, on_engine, _held_on_engine(ws, on_engine, inventory))
+        attempt = _Attempt(launching)
         made_workspace = False
         try:
-            made_workspace = _ensure_workspace(config, spec.workspace)
+            made_workspace = _ensure_workspace(ws.config, spec.workspace)
             progress("Generating keys and secrets")
-            plan = kind.plan(config, spec)
+            plan = kind.plan(ws.config, spec)
             if plan.host_public_key:
-                store.update_experiment(spec.name, host_public_key=plan.host_public_key)
-            for attempt in range(PORT_ATTEMPTS):
-                progress("Creating the container")
-                container_id = _create(ws, spec, plan, gpus, free_port(config.bind_address))
-                gpu_lock.close()  # its ptdesk.gpus label now holds the GPUs for every user's ledger
-                store.update_experiment(spec.name, container_id=container_id)
-                launching = replace(launching, container_id=container_id)
-                progress("Placing secrets")
-                # One archive for all folders: every put_archive mounts the container's filesystem (~50 ms).
-                engine.put_files(container_id, "/", [replace(f, name=f"{dest.strip('/')}/{f.name}")
-                                                     for dest, files in plan.files for f in files])
-                progress("Starting")
-                try:
-                    engine.start(container_id)
-                    break
-                except PtdeskError as exc:
-                    if not _port_taken(exc) or attempt == PORT_ATTEMPTS - 1:
-                        raise
-                    # Someone took the port between our pick and the start: drop this container, pick again.
-                    engine.remove(container_id, force=True)
-            bound = engine.published_port(container_id, plan.container_port)
-            if bound is None:
-                if not is_running(ws, container_id):  # exited at once: the engine drops its ports
-                    raise LaunchFailed("The container stopped right after it started.")
-                raise NotFound("The engine published no port for the container.", "Check `docker inspect` output.")
-            store.update_experiment(spec.name, port=bound[1])
-            record = store.experiment(spec.name)
-            assert record is not None
-            write_access_files(config, record)
-            progress("Waiting until the service lets you in")
-            kind.wait_ready(config, record, config.connect_host, bound[1], config.ready_timeout,
-                            is_alive=lambda: is_running(ws, container_id))
-            store.update_experiment(spec.name, status="running", launcher_pid=None)
-            store.audit("launch", spec.name, {"kind": spec.kind, "owner": spec.owner, "image": spec.image,
-                                               "gpus": list(gpus), "port": bound[1],
-                                               "host_key": record.host_public_key and _fp(record.host_public_key)})
+                ws.store.update_experiment(spec.name, host_public_key=plan.host_public_key)
+            _create_and_start(ws, spec, plan, gpu_lock, attempt, progress)
+            _prove_ready(ws, spec, kind, plan, attempt, progress)
         except BaseException as exc:
-            if isinstance(exc, LaunchFailed) and container_id:
+            if isinstance(exc, LaunchFailed) and attempt.container_id:
                 # The rollback removes the container and its logs: say what it printed while we can.
-                exc.hint = _last_words(ws, container_id) or exc.hint
-            rollback(ws, launching, container_id)
+                exc.hint = _last_words(ws, attempt.container_id) or exc.hint
+            rollback(ws, attempt.record, attempt.container_id)
             if made_workspace:
                 with contextlib.suppress(OSError):  # only if still empty: never lose a file
                     spec.workspace.rmdir()
             raise
-    return Launched(experiment_of(ws, spec.name), launch_warnings(ws, spec, gpus, inventory))
+    return Launched(experiment_of(ws, spec.name), launch_warnings(ws, spec, launching.gpus, inventory))
+
+
+@dataclass
+class _Attempt:
+    """What a launch has made so far: the "launching" record and the container, for the rollback."""
+
+    record: ExperimentRecord
+    container_id: str | None = None
+
+
+def _check_image(ws: Workstation, spec: LaunchSpec, kind: Kind) -> None:
+    if ws.engine.image_exists(spec.image):
+        return
+    ours = spec.image == kind.image(ws.config)
+    raise ImageMissing(f"Image {spec.image} is not on this engine.",
+                       f"Build it with: ptdesk images build {spec.kind}" if ours else
+                       "Pull or build it first (docker pull / docker build), or leave out --image "
+                       f"to use ptdesk's own (ptdesk images build {spec.kind}).")
+
+
+def _create_and_start(ws: Workstation, spec: LaunchSpec, plan: Plan, gpu_lock: contextlib.ExitStack,
+                      attempt: _Attempt, progress: Progress) -> None:
+    """Create the container with its secrets in place and start it, on a fresh port if someone
+    took the picked one in between."""
+    engine, gpus = ws.engine, attempt.record.gpus
+    for tries in range(PORT_ATTEMPTS):
+        progress("Creating the container")
+        container_id = attempt.container_id = _create(ws, spec, plan, gpus, free_port(ws.config.bind_address))
+        gpu_lock.close()  # its ptdesk.gpus label now holds the GPUs for every user's ledger
+        ws.store.update_experiment(spec.name, container_id=container_id)
+        attempt.record = replace(attempt.record, container_id=container_id)
+        progress("Placing secrets")
+        # One archive for all folders: every put_archive mounts the container's filesystem (~50 ms).
+        engine.put_files(container_id, "/", [replace(f, name=f"{dest.strip('/')}/{f.name}")
+                                             for dest, files in plan.files for f in files])
+        progress("Starting")
+        try:
+            engine.start(container_id)
+            return
+        except PtdeskError as exc:
+            if not _port_taken(exc) or tries == PORT_ATTEMPTS - 1:
+                raise
+            # Someone took the port between our pick and the start: drop this container, pick again.
+            engine.remove(container_id, force=True)
+
+
+def _prove_ready(ws: Workstation, spec: LaunchSpec, kind: Kind, plan: Plan, attempt: _Attempt,
+                 progress: Progress) -> None:
+    """Wait until a client really gets in, then mark the record running and audit the launch."""
+    engine, store, config = ws.engine, ws.store, ws.config
+    container_id = attempt.container_id
+    assert container_id is not None
+    bound = engine.published_port(container_id, plan.container_port)
+    if bound is None:
+        if not engine.is_running(container_id):  # exited at once: the engine drops its ports
+            raise LaunchFailed("The container stopped right after it started.")
+        raise NotFound("The engine published no port for the container.", "Check `docker inspect` output.")
+    store.update_experiment(spec.name, port=bound[1])
+    record = store.experiment(spec.name)
+    assert record is not None
+    kind.after_start(config, record)
+    progress("Waiting until the service lets you in")
+    kind.wait_ready(config, record, config.connect_host, bound[1], config.ready_timeout,
+                    is_alive=lambda: engine.is_running(container_id))
+    store.update_experiment(spec.name, status="running", launcher_pid=None)
+    host_key = record.host_public_key and fingerprint(record.host_public_key)
+    store.audit("launch", spec.name, {"kind": spec.kind, "owner": spec.owner, "image": spec.image,
+                                       "gpus": list(record.gpus), "port": bound[1], "host_key": host_key})
 
 
 def launch_warnings(ws: Workstation, spec: LaunchSpec, gpus: tuple[int, ...],
@@ -142,8 +173,18 @@ def launch_warnings(ws: Workstation, spec: LaunchSpec, gpus: tuple[int, ...],
     return tuple(warnings)
 
 
+def _held_on_engine(ws: Workstation, on_engine: Mapping[str, dict],
+                    inventory: GpuInventory | None) -> dict[int, str]:
+    """The GPUs the engine really gives the instance's containers (one inspect each, asked only
+    when this launch wants GPUs, and before the store's lock is taken)."""
+    if inventory is None:
+        return {}
+    inspected = {name: ws.engine.try_inspect(c["Id"]) for name, c in on_engine.items()}
+    return ledger.held_by_devices(inspected, (g.index for g in inventory.gpus))
+
+
 def _reserve(ws: Workstation, spec: LaunchSpec, inventory: GpuInventory | None,
-             on_engine: Mapping[str, dict]) -> tuple[LaunchSpec, ExperimentRecord]:
+             on_engine: Mapping[str, dict], held_on_engine: Mapping[int, str]) -> tuple[LaunchSpec, ExperimentRecord]:
     """Pick the name and the GPUs and write the "launching" record, in one store transaction.
 
     The engine was asked before (`on_engine`): no HTTP request may run while the store's lock is
@@ -156,7 +197,7 @@ def _reserve(ws: Workstation, spec: LaunchSpec, inventory: GpuInventory | None,
             spec = renamed(ws.config, spec, suggest_name(ws, spec.owner, spec.kind, on_engine))
         if store.experiment(spec.name) or spec.name in on_engine:
             raise Conflict(f"An experiment named {spec.name!r} already exists.", "Pick another --name.")
-        held = {**ledger.held_by_labels(on_engine), **store.held_gpus(conn)}
+        held = {**held_on_engine, **store.held_gpus(conn)}
         record = ExperimentRecord(
             name=spec.name, kind=spec.kind, owner=spec.owner, image=spec.image, status="launching",
             created=time.time(), gpus=ledger.allocate(spec.gpus, held, inventory), workspace=str(spec.workspace),
@@ -186,9 +227,11 @@ def _port_taken(exc: PtdeskError) -> bool:
 def _create(ws: Workstation, spec: LaunchSpec, plan: Plan, gpus: tuple[int, ...], port: int) -> str:
     """Create the container; a name the engine already has (taken since we listed) is a Conflict."""
     config = ws.config
+    labels = _labels(config, spec, gpus)
+    labels[LABEL_SEAL] = seal(config, labels, secret_digest(sealed_contents(get_kind(spec.kind), plan)))
     try:
         return ws.engine.create(
-            name=container_name(config, spec.name), image=spec.image, labels=_labels(config, spec, gpus),
+            name=container_name(config, spec.name), image=spec.image, labels=labels,
             user=plan.user, environment=plan.environment, exposed=[plan.container_port],
             host_config=_host_config(config, spec, plan, gpus, port))
     except Conflict:
@@ -203,31 +246,14 @@ def rollback(ws: Workstation, record: ExperimentRecord, container_id: str | None
     old copy must not delete a newer launch that reused the name. `container_id` is removed by id
     only, never by name: a name can belong to someone else's container. False when nothing was done.
     """
-    with ws.store.tx() as conn:
-        row = conn.execute("SELECT status, launcher_pid, container_id, created FROM experiments WHERE name = ?",
-                           (record.name,)).fetchone()
-        if row is None or tuple(row) != (record.status, record.launcher_pid, record.container_id, record.created):
-            return False
-        experiment_files.discard(ws.config, record.name)
-        conn.execute("DELETE FROM experiments WHERE name = ?", (record.name,))
+    launch_of_record = {"status": record.status, "launcher_pid": record.launcher_pid,
+                        "container_id": record.container_id, "created": record.created}
+    if not ws.store.delete_experiment_if(record.name, launch_of_record,
+                                         first=lambda: experiment_files.discard(ws.config, record.name)):
+        return False
     if container_id:
         ws.engine.remove(container_id, force=True)
     return True
-
-
-def write_access_files(config: Config, record: ExperimentRecord) -> None:
-    """What a person's client needs on disk to connect (ssh: the pinned known_hosts), kept in step
-    with the port: written at launch, start and adoption, never by a listing."""
-    if record.kind == "ssh":
-        from ptdesk.core.sshd import write_known_hosts
-
-        write_known_hosts(config, record)
-
-
-def _fp(public_line: str) -> str:
-    from ptdesk.core.keys import fingerprint
-
-    return fingerprint(public_line)
 
 
 def _last_words(ws: Workstation, container_id: str) -> str | None:
@@ -257,12 +283,6 @@ def _tail(ws: Workstation, container_id: str) -> list[str]:
         frames.close()
 
 
-def is_running(ws: Workstation, container_id: str) -> bool:
-    """Is the container running right now (False once it is gone)?"""
-    data = ws.engine.try_inspect(container_id)
-    return bool(data and data["State"].get("Running"))
-
-
 def _ensure_workspace(config: Config, path: Path) -> bool:
     """Make a default workspace for the host user; True when this call created it."""
     if path.is_dir():
@@ -286,7 +306,7 @@ def _labels(config: Config, spec: LaunchSpec, gpus: tuple[int, ...]) -> dict[str
 
 
 def _host_config(config: Config, spec: LaunchSpec, plan: Plan, gpus: tuple[int, ...], port: int) -> dict:
-    """The hardening every container gets (DESIGN.md, security baseline)."""
+    """The hardening every container gets (the README's security model)."""
     limits = spec.limits
     host_config: dict = {
         "port_bindings": {plan.container_port: (config.bind_address, port)},

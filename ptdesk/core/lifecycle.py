@@ -18,9 +18,9 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from ptdesk.core import experiments
-from ptdesk.core.collab import finish_pending
 from ptdesk.core.models import LABEL_KIND, LABEL_NAME, LABEL_OWNER
 from ptdesk.core.reconcile import reconcile
+from ptdesk.core.rotation import finish_pending
 from ptdesk.errors import EngineUnavailable, PtdeskError
 
 if TYPE_CHECKING:
@@ -80,13 +80,13 @@ def apply_event(ws: Workstation, event: ContainerEvent) -> str | None:
     status = STATUS_FOR.get(event.action)
     if status and record.status != status:
         ws.store.update_experiment(event.name, status=status)
-    if event.action == "start" and record.kind == "ssh":
+    if event.action == "start":
         _finish_pending_grants(ws, event.name)
     return status
 
 
 def _finish_pending_grants(ws: Workstation, name: str) -> None:
-    """Grants made while the container was stopped are installed once it runs (collab module)."""
+    """Key rotations that waited for the container to run again are finished (rotation module)."""
     try:
         finish_pending(ws, name)
     except PtdeskError as exc:

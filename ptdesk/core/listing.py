@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ptdesk.core.kinds import get_kind
+from ptdesk.core.kinds import REGISTRY, get_kind
 from ptdesk.core.ledger import gpus_from_label
 from ptdesk.core.models import LABEL_GPUS, LABEL_KIND, LABEL_OWNER, Experiment
 from ptdesk.core.spec import OWNER_RE, container_key, current_user, instance_containers
@@ -34,19 +34,19 @@ def _experiment(ws: Workstation, record: ExperimentRecord | None, container: dic
     labels = (container or {}).get("Labels") or {}
     if record is None:  # labelled container ptdesk has no record of: another user's, or an orphan
         foreign = foreign_owner(container) is not None
+        kind = labels.get(LABEL_KIND, "")
         return Experiment(name=container_key(container) if container else "?", id=container["Id"] if container else "",
-                          kind=labels.get(LABEL_KIND, "ssh"), owner=labels.get(LABEL_OWNER, "?"),
+                          kind=kind if kind in REGISTRY else "unknown", owner=labels.get(LABEL_OWNER, "?"),
                           image=(container or {}).get("Image", ""), status=_status(container, None),
                           gpus=gpus_from_label(labels.get(LABEL_GPUS)) or (),
-                          created=float((container or {}).get("Created", 0)), orphan=not foreign, foreign=foreign)
-    kind = get_kind(record.kind)
-    access = kind.access(config, record, config.connect_host)
+                          created=float((container or {}).get("Created", 0)), orphan=not foreign, foreign=foreign,
+                          unverified=True)
+    access = get_kind(record.kind).access(config, record, config.connect_host)
     return Experiment(
-        name=record.name, id=(container or {}).get("Id") or record.container_id or "", kind=record.kind,  # type: ignore[arg-type]
+        name=record.name, id=(container or {}).get("Id") or record.container_id or "", kind=record.kind,
         owner=record.owner, image=record.image, status=_status(container, record), gpus=record.gpus,
         created=record.created, workspace=record.workspace, limits=record.limits,
-        ssh=access if record.kind == "ssh" else None,  # type: ignore[arg-type]
-        jupyter=access if record.kind == "jupyter" else None,  # type: ignore[arg-type]
+        access=access,
         orphan=container is None and record.status != "launching",
     )
 

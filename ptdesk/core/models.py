@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-Kind = Literal["ssh", "jupyter"]
-KINDS: tuple[Kind, ...] = ("ssh", "jupyter")
+from ptdesk.config import Limits
 
 # Labels every managed container carries (labels cannot change after create).
 LABEL_MANAGED = "ptdesk.managed"
@@ -20,20 +19,10 @@ LABEL_WORKSPACE = "ptdesk.workspace"
 
 
 @dataclass(frozen=True)
-class Limits:
-    """Resource limits a container gets; the config holds the defaults."""
-
-    memory: str = "16g"
-    cpus: float = 4.0
-    pids: int = 4096
-    shm_size: str = "8g"
-
-
-@dataclass(frozen=True)
 class LaunchSpec:
     """Everything a launch needs, validated, before anything is created."""
 
-    kind: Kind
+    kind: str
     name: str
     owner: str
     image: str
@@ -54,22 +43,17 @@ class Launched:
 
 
 @dataclass(frozen=True)
-class SshAccess:
-    host: str
-    port: int
-    user: str
-    identity_file: str
-    known_hosts: str
-    host_key_fingerprint: str
-    command: str
+class Access:
+    """How a person reaches one experiment, as its kind says (ptdesk.core.kinds): the one connect
+    line (ssh command, URL), the rows people read (`ptdesk new`, the details screen) and the JSON
+    object scripts read under the kind's name (`"ssh": {...}` in `ptdesk ls --json`)."""
 
+    connect: str
+    rows: tuple[tuple[str, str], ...]
+    fields: dict[str, object] = field(default_factory=dict)
 
-@dataclass(frozen=True)
-class JupyterAccess:
-    url: str
-    host: str
-    port: int
-    token: str
+    def to_json(self) -> dict:
+        return dict(self.fields)
 
 
 @dataclass(frozen=True)
@@ -78,7 +62,7 @@ class Experiment:
 
     name: str
     id: str
-    kind: Kind
+    kind: str
     owner: str
     image: str
     status: str
@@ -86,20 +70,18 @@ class Experiment:
     created: float = 0.0
     workspace: str | None = None
     limits: Limits | None = None
-    ssh: SshAccess | None = None
-    jupyter: JupyterAccess | None = None
+    access: Access | None = None
     orphan: bool = False  # labelled container without a record (or the reverse)
     # Another user's container on the shared engine: listed (read-only) but never adopted or changed.
     foreign: bool = False
+    # No record in this home's store: nothing proves this home made it (labels are not identity),
+    # so it is listed read-only with no connect line (ptdesk.core.seal).
+    unverified: bool = False
 
     @property
     def connect(self) -> str:
         """How to reach it, in one line: the ssh command or the Jupyter URL."""
-        if self.ssh:
-            return self.ssh.command
-        if self.jupyter:
-            return self.jupyter.url
-        return ""
+        return self.access.connect if self.access else ""
 
     def to_json(self) -> dict:
         out: dict = {
@@ -111,14 +93,14 @@ class Experiment:
             "status": self.status,
             "gpus": list(self.gpus),
         }
-        if self.kind == "ssh":
-            out["ssh"] = asdict(self.ssh) if self.ssh else None
-        if self.kind == "jupyter":
-            out["jupyter"] = asdict(self.jupyter) if self.jupyter else None
+        if self.kind not in out:  # the kind's own object: "ssh": {...}, "jupyter": {...}
+            out[self.kind] = self.access.to_json() if self.access else None
         if self.orphan:
             out["orphan"] = True
         if self.foreign:
             out["foreign"] = True
+        if self.unverified:
+            out["unverified"] = True
         return out
 
 

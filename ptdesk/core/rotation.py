@@ -11,8 +11,9 @@ container (`finish_pending`) finishes the job.
 Stopped containers get the new key only (the old one removed) and the file is read back: the
 point of rotating is usually that the old key must stop working, and a stopped container may be
 started by anyone (a restart policy, `docker start`) before ptdesk can prove anything there. The
-grant stays pending until its first start proves the new key; should that fail, the old key is
-put back so the person is not locked out.
+grant stays pending until its first start proves the new key, waiting for sshd on the readiness
+schedule; a retired key is never put back, whatever happens: should the proof fail, the grant stays
+pending with the new key only, and the next start or rotate tries again.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ptdesk.core import keys, sshd
+from ptdesk.core import keys
+from ptdesk.core.authorized_keys import CONTAINER_USER, read_authorized_keys
 from ptdesk.core.collab import (
     PREVIOUS,
     PRIVATE,
@@ -33,9 +35,11 @@ from ptdesk.core.collab import (
     person_lock,
     set_grant_keys,
 )
+from ptdesk.core.kinds import get_kind
 from ptdesk.core.models import ContainerRotation, RotationResult
 from ptdesk.core.sshcheck import LoginResult, try_login
 from ptdesk.core.state import CollaboratorRecord, GrantRecord
+from ptdesk.core.waiting import next_delay
 from ptdesk.errors import InvalidInput, PtdeskError
 
 if TYPE_CHECKING:
@@ -98,7 +102,7 @@ def finish_pending(ws: Workstation, experiment: str) -> dict[str, ContainerRotat
             if grant is None or not grant.pending or record is None or not record.identity_file:
                 continue
             try:
-                outcome = _drive(ws, record, [grant])[experiment]
+                outcome = _drive(ws, record, [grant], patient=True)[experiment]
             except PtdeskError as exc:
                 outcome = ContainerRotation(experiment, "pending", False, exc.message)
             _settle(ws, record.name)
@@ -133,12 +137,7 @@ def _begin(ws: Workstation, record: CollaboratorRecord, expires: float | None) -
     previous = folder / PREVIOUS
     os.replace(current, previous)
     try:
-        with ws.store.tx() as conn:
-            conn.execute("UPDATE collaborators SET public_key = ?, fingerprint = ?, previous_public_key = ?, "
-                         "previous_fingerprint = ?, expires = ? WHERE name = ?",
-                         (pair.public_line, pair.fingerprint, record.public_key, record.fingerprint, expires,
-                          record.name))
-            conn.execute("UPDATE grants SET pending = 1 WHERE collaborator = ?", (record.name,))
+        ws.store.begin_rotation(record.name, pair.public_line, pair.fingerprint, expires)
     except BaseException:
         os.replace(previous, current)
         for path in (staged, staged.with_name(f"{staged.name}.pub")):
@@ -151,8 +150,12 @@ def _begin(ws: Workstation, record: CollaboratorRecord, expires: float | None) -
     return updated
 
 
-def _drive(ws: Workstation, record: CollaboratorRecord, grants: list[GrantRecord]) -> dict[str, ContainerRotation]:
-    """Run the three phases over pending grants of one person; an outcome per experiment."""
+def _drive(ws: Workstation, record: CollaboratorRecord, grants: list[GrantRecord],
+           patient: bool = False) -> dict[str, ContainerRotation]:
+    """Run the three phases over pending grants of one person; an outcome per experiment.
+
+    `patient`: the containers have only just started (finish_pending), so the new key's login is
+    retried on the readiness schedule until sshd is up, rather than judged by one early probe."""
     outcomes: dict[str, ContainerRotation] = {}
     proving: list[GrantRecord] = []
     for grant in grants:  # 1: new key next to the old one, everywhere
@@ -164,7 +167,7 @@ def _drive(ws: Workstation, record: CollaboratorRecord, grants: list[GrantRecord
     new_file = Path(record.identity_file or "")
     retiring = []
     for grant in proving:  # 2: the new key logs in, everywhere it is running
-        login = _login(ws, grant.experiment, new_file)
+        login = _prove_login(ws, grant.experiment, new_file) if patient else _login(ws, grant.experiment, new_file)
         if login.ok:
             retiring.append(grant)
         else:
@@ -194,7 +197,7 @@ def _install_new(ws: Workstation, record: CollaboratorRecord, grant: GrantRecord
                                                          "the old key stays valid there")
     if state == "stopped":
         assert experiment is not None and experiment.container_id
-        if sshd.read_authorized_keys(ws.engine, experiment.container_id) != text:
+        if read_authorized_keys(ws.engine, experiment.container_id) != text:
             return ContainerRotation(name, "pending", False, "the new authorized_keys did not read back as written")
         return ContainerRotation(name, "rotated", False, "stopped: the new key replaced the old one; "
                                                          "the login is proven when it starts")
@@ -202,15 +205,16 @@ def _install_new(ws: Workstation, record: CollaboratorRecord, grant: GrantRecord
 
 
 def _keep_old(ws: Workstation, record: CollaboratorRecord, grant: GrantRecord, why: str) -> ContainerRotation:
-    """The new key did not log in: make sure the old one is (still, or again) there."""
-    old = record.previous_fingerprint
-    detail = f"the new key was not accepted ({why}); the old key stays valid there"
-    if old and old not in grant.installed:
-        try:
-            set_grant_keys(ws, grant, (old, record.fingerprint), pending=True)
-        except PtdeskError as exc:
-            detail = f"the new key was not accepted ({why}) and the old key could not be put back ({exc.message})"
-    return ContainerRotation(grant.experiment, "pending", False, detail)
+    """The new key did not log in (yet). Where the old key is still installed it stays valid; where
+    it was already retired (the container was stopped when the rotation ran, and the rotation said
+    so), it is never put back: a retired key must not log in anywhere again. The grant stays
+    pending with the new key only, and the next start or `collab rotate` proves it."""
+    if record.previous_fingerprint in grant.installed:
+        return ContainerRotation(grant.experiment, "pending", False,
+                                 f"the new key was not accepted ({why}); the old key stays valid there")
+    return ContainerRotation(grant.experiment, "pending", False,
+                             f"the new key did not log in yet ({why}); the retired key stays retired, and the "
+                             "next start or `ptdesk collab rotate` proves the new one")
 
 
 def _retire_old(ws: Workstation, record: CollaboratorRecord, grant: GrantRecord, old_file: Path) -> ContainerRotation:
@@ -230,6 +234,21 @@ def _retire_old(ws: Workstation, record: CollaboratorRecord, grant: GrantRecord,
                              else f"the new key logs in; the old key's refusal could not be checked ({login.detail})")
 
 
+def _prove_login(ws: Workstation, experiment: str, key_file: Path) -> LoginResult:
+    """Log in with `key_file` on the readiness schedule (ptdesk.core.waiting) until it works, the
+    container stops, or ready_timeout passes; the last attempt's result."""
+    started = time.monotonic()
+    deadline = started + ws.config.ready_timeout
+    record = ws.store.experiment(experiment)
+    while True:
+        login = _login(ws, experiment, key_file)
+        if login.ok or login.detail == "host key mismatch" or time.monotonic() >= deadline:
+            return login
+        if record is None or not record.container_id or not ws.engine.is_running(record.container_id):
+            return login
+        time.sleep(next_delay(time.monotonic() - started))
+
+
 def _login(ws: Workstation, experiment: str, key_file: Path) -> LoginResult:
     """One login with the host key pinned, at the port the engine publishes now (a container
     started behind ptdesk's back has a new one before anything updates the record)."""
@@ -237,12 +256,12 @@ def _login(ws: Workstation, experiment: str, key_file: Path) -> LoginResult:
     if record is None or not record.container_id or not record.host_public_key:
         return LoginResult(False, "unreachable: no container or host key on record")
     try:
-        bound = ws.engine.published_port(record.container_id, sshd.SSH.container_port)
+        bound = ws.engine.published_port(record.container_id, get_kind(record.kind).container_port)
     except PtdeskError as exc:
         return LoginResult(False, f"unreachable: {exc.message}")
     if bound is None:
         return LoginResult(False, "unreachable: no published port")
-    return try_login(ws.config.connect_host, bound[1], sshd.CONTAINER_USER, key_file,
+    return try_login(ws.config.connect_host, bound[1], CONTAINER_USER, key_file,
                      record.host_public_key, command=None)
 
 

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 from ptdesk.config import Config, check_size
 from ptdesk.core import ledger
 from ptdesk.core.keys import USER_NAME_RE, read_public_key_file
-from ptdesk.core.kinds import get_kind
-from ptdesk.core.models import KINDS, LABEL_NAME, LaunchSpec, Limits
+from ptdesk.core.kinds import REGISTRY, get_kind
+from ptdesk.core.models import LABEL_NAME, LaunchSpec, Limits
 from ptdesk.errors import Conflict, InvalidInput, NotFound
 
 if TYPE_CHECKING:
@@ -79,8 +79,7 @@ def make_spec(ws: Workstation, kind: str, *, name: str | None = None, owner: str
               pids: int | None = None, pubkey: str | Path | None = None) -> LaunchSpec:
     """Validate everything a person typed and fill defaults; raises before anything is created."""
     config = ws.config
-    if kind not in KINDS:
-        raise InvalidInput(f"Unknown kind {kind!r}.", "Use ssh or jupyter.")
+    kind_ = get_kind(kind)  # InvalidInput naming the kinds there are
     owner = validate_owner(owner or current_user())
     typed = name
     name = validate_name(name) if name else suggest_name(ws, owner, kind)
@@ -115,10 +114,11 @@ def make_spec(ws: Workstation, kind: str, *, name: str | None = None, owner: str
         path = config.workspaces / name
     extra_keys: tuple[str, ...] = ()
     if pubkey is not None:
-        if kind != "ssh":
-            raise InvalidInput("--pubkey only applies to ssh experiments.")
+        if not kind_.accepts_pubkeys:
+            takes = ", ".join(k.name for k in REGISTRY.values() if k.accepts_pubkeys)
+            raise InvalidInput(f"--pubkey does not apply to {kind} experiments.", f"Kinds that take one: {takes}.")
         extra_keys = (read_public_key_file(pubkey),)
-    return LaunchSpec(kind=kind, name=name, owner=owner, image=image or get_kind(kind).image(config),
+    return LaunchSpec(kind=kind, name=name, owner=owner, image=image or kind_.image(config),
                       gpus=gpus, workspace=path, limits=limits, extra_keys=extra_keys, auto_name=typed is None)
 
 

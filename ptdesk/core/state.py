@@ -13,7 +13,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -131,6 +131,18 @@ class GrantRecord:
 _COLUMNS = [f.name for f in fields(ExperimentRecord)]
 
 
+def integrity_problems(path: Path) -> list[str]:
+    """What SQLite's integrity_check says of the database at `path` ([] when sound), read-only:
+    looking must not create, migrate or lock the store. Raises sqlite3.DatabaseError when it
+    cannot be read at all."""
+    conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=5)
+    try:
+        result = [row[0] for row in conn.execute("PRAGMA integrity_check").fetchall()]
+    finally:
+        conn.close()
+    return [] if result == ["ok"] else result
+
+
 def actor() -> str:
     """Who is doing this, for the audit log."""
     import pwd
@@ -216,6 +228,21 @@ class Store:
             conn.execute(f"UPDATE experiments SET {', '.join(f'{k} = ?' for k in changes)} WHERE name = ?",
                          [*values, name])
 
+    def delete_experiment_if(self, name: str, expected: Mapping[str, object] | None = None,
+                             first: Callable[[], None] | None = None) -> bool:
+        """Compare and delete: remove the record of `name` only while its columns still hold
+        `expected` (whatever they hold when None), checked and done under the database lock.
+        `first` runs inside the lock before the record goes (host-side secrets are discarded
+        first, so a launch reusing the name cannot slip in between). False when nothing matched."""
+        with self.tx() as conn:
+            row = conn.execute("SELECT * FROM experiments WHERE name = ?", (name,)).fetchone()
+            if row is None or any(row[column] != value for column, value in (expected or {}).items()):
+                return False
+            if first is not None:
+                first()
+            conn.execute("DELETE FROM experiments WHERE name = ?", (name,))
+        return True
+
     def held_gpus(self, conn: sqlite3.Connection | None = None) -> dict[int, str]:
         """GPU index -> experiment holding it (launching, running, or stopped but not removed)."""
         rows = (conn or self.conn).execute("SELECT name, gpus FROM experiments").fetchall()
@@ -243,6 +270,14 @@ class Store:
         with self.tx() as conn:
             conn.execute(f"UPDATE collaborators SET {', '.join(f'{k} = ?' for k in changes)} WHERE name = ?",
                          [*changes.values(), name])
+
+    def begin_rotation(self, name: str, public_key: str, fingerprint: str, expires: float | None) -> None:
+        """One step: the new key becomes current, the current one 'previous', every grant pending."""
+        with self.tx() as conn:
+            conn.execute("UPDATE collaborators SET previous_public_key = public_key, "
+                         "previous_fingerprint = fingerprint, public_key = ?, fingerprint = ?, expires = ? "
+                         "WHERE name = ?", (public_key, fingerprint, expires, name))
+            conn.execute("UPDATE grants SET pending = 1 WHERE collaborator = ?", (name,))
 
     def delete_collaborator(self, name: str) -> None:
         with self.tx() as conn:

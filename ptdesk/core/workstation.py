@@ -37,12 +37,14 @@ from ptdesk.core.cull import IdleState
 from ptdesk.core.engine import Engine
 from ptdesk.core.gpu import GpuSampler
 from ptdesk.core.images import BuildResult, ImageStatus
-from ptdesk.core.kinds import get_kind
+from ptdesk.core.kinds import REGISTRY, get_kind
+from ptdesk.core.kinds.ssh import KNOWN_HOSTS_FILE, SSH
 from ptdesk.core.lifecycle import ContainerEvent, EventWatcher
 from ptdesk.core.logstream import LogStream
 from ptdesk.core.models import (
     AuditEntry,
     Collaborator,
+    ContainerRotation,
     Experiment,
     GpuInventory,
     GpuSnapshot,
@@ -53,7 +55,7 @@ from ptdesk.core.models import (
 from ptdesk.core.reconcile import ReconcileReport
 from ptdesk.core.state import Store
 from ptdesk.core.stats import ContainerStats, StatsSampler
-from ptdesk.errors import InvalidInput, PtdeskError
+from ptdesk.errors import ConfigError, InvalidInput, PtdeskError
 
 Progress = Callable[[str], None]
 
@@ -63,6 +65,10 @@ class Workstation:
 
     def __init__(self, config: Config | None = None) -> None:
         self.config = config or load_config()
+        unknown = sorted(set(self.config.images) - set(REGISTRY))
+        if unknown:  # config.py cannot know the kinds; a typo must not silently launch the default
+            raise ConfigError(f"The setting {unknown[0]}_image names no experiment kind.",
+                              f"Kinds: {', '.join(REGISTRY)} (set e.g. ssh_image).")
         self._engine: Engine | None = None
         self._engine_lock = threading.Lock()
 
@@ -152,14 +158,15 @@ class Workstation:
         """The OpenSSH command line that logs in to SSH experiment `name` (host key pinned, ptdesk's
         key only), running `command` there, or a login shell when it is empty."""
         experiment = self.experiment(name)
-        access = experiment.ssh
-        if access is None:
+        access = experiment.access
+        if experiment.kind != SSH.name or access is None:
             raise InvalidInput(f"{name!r} is not an SSH experiment that can be logged in to now.",
                                "Start it first (ptdesk start NAME), or pick an SSH experiment.")
-        known_hosts = experiment_files.folder(self.config, name) / "known_hosts"
-        return ["ssh", "-i", access.identity_file, "-p", str(access.port), "-o", "IdentitiesOnly=yes",
+        known_hosts = experiment_files.folder(self.config, name) / KNOWN_HOSTS_FILE
+        found = access.fields
+        return ["ssh", "-i", str(found["identity_file"]), "-p", str(found["port"]), "-o", "IdentitiesOnly=yes",
                 "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={known_hosts}",
-                f"{access.user}@{access.host}", *command]
+                f"{found['user']}@{found['host']}", *command]
 
     def log_stream(self, container_id: str, **options: Any) -> LogStream:
         """A background-read log stream of one container (the dashboard's log pane); `options` are
@@ -170,13 +177,15 @@ class Workstation:
         return self.stats_sampler.sample(container_ids)
 
     # --- GPUs ---------------------------------------------------------------------------------
-    def gpu_snapshot(self, attribute: bool = True) -> GpuSnapshot:
+    def gpu_snapshot(self, attribute: bool = True, use_engine: bool = True) -> GpuSnapshot:
         """One NVML sample; with `attribute`, each process named with its container, experiment and
-        owner (the engine is asked only when it is connected or can be). Never raises for NVML."""
+        owner. The engine is asked only when some GPU process lives in a container (and `use_engine`:
+        the dashboard says no while the engine is known to be down), so this works with the engine
+        down or absent. Never raises for NVML: a broken GPU stack is a value."""
         snapshot = self.gpus.sample()
         if not attribute:
             return snapshot
-        engine = self._engine_or_none()
+        engine = self._engine_or_none() if use_engine and procmap.any_in_container(snapshot) else None
         store = self._store_or_none() if any(g.processes for g in snapshot.gpus) else None
         return procmap.attribute(snapshot, engine, self.config.instance, store=store)
 
@@ -191,7 +200,10 @@ class Workstation:
 
     def _store_or_none(self) -> Store | None:
         """The store names owners while the engine is away; one that cannot be opened means fewer
-        names, never a failed sample (the list and the doctor report that problem)."""
+        names, never a failed sample (the list and the doctor report that problem); one that does not
+        exist yet is not made by looking at GPUs."""
+        if "store" not in self.__dict__ and not self.config.state_path.exists():
+            return None
         try:
             return self.store
         except (PtdeskError, OSError):
@@ -235,6 +247,10 @@ class Workstation:
 
     def revoke(self, name: str, experiment: str) -> None:
         collab.revoke(self, name, experiment)
+
+    def finish_pending(self, experiment: str) -> dict[str, ContainerRotation]:
+        """Finish key rotations that waited for `experiment` to run again, by collaborator."""
+        return rotation.finish_pending(self, experiment)
 
     def rotate(self, name: str, expires: str | None = None) -> RotationResult:
         return rotation.rotate(self, name, expires)

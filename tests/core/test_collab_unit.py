@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from ptdesk.core import collab, collab_export, keys, sshd
+from ptdesk.core import authorized_keys, collab, collab_export, keys
+from ptdesk.core.kinds.ssh import SSH
 from ptdesk.core.models import ContainerRotation, LaunchSpec, Limits, RotationResult
 from ptdesk.core.state import CollaboratorRecord, ExperimentRecord
 from ptdesk.core.workstation import Workstation
@@ -45,8 +46,8 @@ def test_a_malformed_expiry_names_every_accepted_form() -> None:
 
 def test_sshd_expiry_is_utc_with_the_z_suffix() -> None:
     when = calendar.timegm((2027, 3, 1, 13, 45, 30))
-    assert sshd.sshd_expiry(when) == "20270301134530Z"  # to the second: short expiries stay valid
-    assert sshd.sshd_expiry(None) is None
+    assert authorized_keys.sshd_expiry(when) == "20270301134530Z"  # to the second: short expiries stay valid
+    assert authorized_keys.sshd_expiry(None) is None
 
 
 @pytest.mark.parametrize("name", ["Alice", "has space", "-x", "a/b", "x" * 33, ""])
@@ -80,15 +81,18 @@ def test_rendered_file_has_owner_first_and_each_persons_expiry() -> None:
     ann = _person("ann", expires=calendar.timegm((2027, 1, 2, 3, 4, 0)))
     bob = _person("bob")
     granted = collab.granted_lines([(ann, (ann.fingerprint,)), (bob, (bob.fingerprint,))])
-    text = sshd.render_authorized_keys(owner, (brought,), granted)
+    text = authorized_keys.render_authorized_keys(owner, (brought,), granted)
     lines = text.splitlines()
     assert text.endswith("\n") and len(lines) == 4
     assert lines[0] == f"restrict,pty {owner}"
     assert lines[1] == f"restrict,pty {brought}"
-    assert lines[2] == f'restrict,pty,expiry-time="20270102030400Z" {ann.public_key}'
-    assert lines[3] == f"restrict,pty {bob.public_key}"
+    ann_key, bob_key = (" ".join(p.public_key.split()[:2]) for p in (ann, bob))
+    assert lines[2] == f'restrict,pty,expiry-time="20270102030400Z" {ann_key} ptdesk-collaborator:ann'
+    assert lines[3] == f"restrict,pty {bob_key} ptdesk-collaborator:bob"
+    assert [authorized_keys.collaborator_of(line) for line in lines] == [None, None, "ann", "bob"]
+    assert authorized_keys.expiry_of(lines[2].split()[0]) == ann.expires
     # Nothing granted, nothing brought: only the owner.
-    assert sshd.render_authorized_keys(owner) == f"restrict,pty {owner}\n"
+    assert authorized_keys.render_authorized_keys(owner) == f"restrict,pty {owner}\n"
 
 
 def test_the_launch_renders_what_collab_renders_before_any_grant(ws: Workstation, tmp_path: Path) -> None:
@@ -96,15 +100,15 @@ def test_the_launch_renders_what_collab_renders_before_any_grant(ws: Workstation
     brought = keys.generate("alice@laptop").public_line
     spec = LaunchSpec(kind="ssh", name="box", owner="alice", image="ptdesk/ssh:latest", gpus="none",
                       workspace=tmp_path, limits=Limits(), extra_keys=(brought,))
-    plan = sshd.SSH.plan(ws.config, spec)
-    at_launch = {f.name: f.data for folder, files in plan.files if folder == sshd.AUTHORIZED_KEYS_DIR
-                 for f in files}[sshd.CONTAINER_USER].decode()
+    plan = SSH.plan(ws.config, spec)
+    at_launch = {f.name: f.data for folder, files in plan.files if folder == authorized_keys.AUTHORIZED_KEYS_DIR
+                 for f in files}[authorized_keys.CONTAINER_USER].decode()
     with ws.store.tx() as conn:
         ws.store.insert_experiment(conn, ExperimentRecord(
             name="box", kind="ssh", owner="alice", image=spec.image, status="running", created=NOW,
             host_public_key=plan.host_public_key, extra_keys=spec.extra_keys))
     assert collab.authorized_keys_text(ws, "box") == at_launch
-    _, owner_public = sshd.owner_key(ws.config, "alice")
+    _, owner_public = authorized_keys.owner_key(ws.config, "alice")
     assert at_launch == f"restrict,pty {owner_public}\nrestrict,pty {brought}\n"
 
 

@@ -323,7 +323,7 @@ def test_gpu_core_needs_neither_docker_nor_textual() -> None:
 
 def test_doctor_reports_nvml_in_the_samplers_words(use) -> None:
     """`ptdesk doctor` says what the GPU panel would say: the driver and GPU count, or why not."""
-    from ptdesk.commands.doctor import check_nvml
+    from ptdesk.core.doctor import check_nvml
 
     use(healthy(gpus=3))
     check = check_nvml()

@@ -14,13 +14,14 @@ import stat
 import subprocess
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 from helpers import wait_until
 
-from ptdesk.core import collab, rotation, sshd
+from ptdesk.core import authorized_keys, collab, rotation
 from ptdesk.core.engine import Engine
 from ptdesk.core.sshcheck import LoginResult, try_login
 from ptdesk.core.workstation import Workstation
@@ -85,7 +86,7 @@ def assert_private(path: Path) -> None:
 
 
 def authorized(engine: Engine, p: Ptdesk, experiment: str) -> str:
-    return sshd.read_authorized_keys(engine, p.listed()[experiment]["id"])
+    return authorized_keys.read_authorized_keys(engine, p.listed()[experiment]["id"])
 
 
 def pending_of(p: Ptdesk, name: str) -> list[str]:
@@ -304,6 +305,57 @@ def test_a_container_stopped_during_rotation_comes_back_with_only_the_new_key(
     assert pending_of(cli, "tom") == []
     finished = [e for e in cli.json("audit") if e["action"] == "collab-rotate-finish"]
     assert finished and finished[-1]["detail"]["verified"] is True
+
+
+def test_a_retired_key_never_logs_in_again_when_sshd_is_slow_to_come_up(
+        cli: Ptdesk, ws: Workstation, engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rotation said the old key is retired in a stopped container; someone starts it, and the
+    start event's probe finds sshd not up yet. Before, the old key was put back and logged in
+    again; now the probe waits for sshd on the readiness schedule, and the old key stays out."""
+    cid = cli.new("ssh", "--name", "late", "--cpus", "1")["id"]
+    old = keep_copy(add(cli, "zed")["identity_file"], tmp_path / "zed-old" / "id_ed25519")
+    cli.ok("grant", "zed", "late")
+    cli.ok("stop", "late")
+    result = cli.json("collab", "rotate", "zed")
+    assert result["containers"][0]["status"] == "rotated"  # "the old key is removed" was promised here
+    new = Path(result["identity_file"])
+
+    real_login = rotation._login
+    not_up_yet = iter([LoginResult(False, "unreachable: sshd is still starting")] * 2)
+
+    def slow_sshd(w: Workstation, experiment: str, key_file: Path) -> LoginResult:
+        # The first probes meet an sshd that is not listening yet (as right after a start event).
+        return next(not_up_yet, None) or real_login(w, experiment, key_file)
+
+    monkeypatch.setattr(rotation, "_login", slow_sshd)
+    engine.start(cid)  # behind ptdesk's back, as a restart policy or `docker start` would
+    outcome = rotation.finish_pending(ws, "late")["zed"]  # what the watcher's start event runs
+    monkeypatch.undo()
+    assert (outcome.status, outcome.verified) == ("rotated", True), outcome
+    assert logs_in(cli, "late", new) and not logs_in(cli, "late", old)
+    assert old.read_bytes() and pending_of(cli, "zed") == []
+
+
+def test_a_new_key_that_cannot_be_proven_leaves_the_retired_key_out(
+        cli: Ptdesk, ws: Workstation, engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Even when the proof never succeeds (sshd never answers in time), the retired key is not
+    restored: the grant is reported pending with the new key only."""
+    cid = cli.new("ssh", "--name", "mute", "--cpus", "1")["id"]
+    made = add(cli, "yan")
+    old = keep_copy(made["identity_file"], tmp_path / "yan-old" / "id_ed25519")
+    cli.ok("grant", "yan", "mute")
+    cli.ok("stop", "mute")
+    cli.json("collab", "rotate", "yan")
+    monkeypatch.setattr(rotation, "_login", lambda w, e, k: LoginResult(False, "unreachable: no answer"))
+    monkeypatch.setattr(ws, "config", replace(ws.config, ready_timeout=1.0))
+    engine.start(cid)
+    outcome = rotation.finish_pending(ws, "mute")["yan"]
+    monkeypatch.undo()
+    assert outcome.status == "pending" and "retired key stays retired" in outcome.detail
+    assert made["public_key"].split()[1] not in authorized(engine, cli, "mute")
+    wait_until(lambda: attempt(cli, "mute", old).detail.startswith("refused"), timeout=60,
+               message="sshd to answer (and refuse the retired key)")
+    assert pending_of(cli, "yan") == ["mute"]
 
 
 def _sshd_pid(engine: Engine, container: str) -> int:

@@ -40,8 +40,8 @@ def test_a_port_taken_between_pick_and_start_is_picked_again(
         experiment = launch(desk_env, make_spec(desk_env, "ssh", name="retry")).experiment
     finally:
         squatter.close()
-    assert experiment.ssh is not None and experiment.ssh.port != taken
-    assert engine.published_port(experiment.id, "22/tcp") == ("127.0.0.1", experiment.ssh.port)
+    assert experiment.access is not None and experiment.access.fields["port"] != taken
+    assert engine.published_port(experiment.id, "22/tcp") == ("127.0.0.1", experiment.access.fields["port"])
     mine = engine.list_managed(desk_env.config.instance)
     assert [c["Id"] for c in mine] == [experiment.id]  # the first try's container is gone
 

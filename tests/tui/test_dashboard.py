@@ -10,7 +10,7 @@ from helpers import JUPYTER_IMAGE, require_image
 from textual.widgets import Input, Log
 from tuihelpers import nvml_scenarios, settle
 
-from ptdesk.core.jupyter import api_status
+from ptdesk.core.kinds.jupyter import api_status
 from ptdesk.tui.app import PtdeskApp
 from ptdesk.tui.screens.confirm import Confirm
 from ptdesk.tui.screens.new_experiment import NewExperiment
@@ -53,7 +53,7 @@ async def test_launch_jupyter_from_the_form_then_remove_it(tui_desk, engine, nvm
         steps = str(form.query_one("#steps").render())
         assert "Waiting until the service lets you in" in steps
         assert form.result.workspace == str(project)
-        url = form.result.jupyter.url
+        url = form.result.access.fields["url"]
         assert url.startswith("http://127.0.0.1:") and "token=" in url
         parsed = urlparse(url)  # the URL works: its token opens the API
         assert api_status(parsed.hostname or "", parsed.port or 0, parse_qs(parsed.query)["token"][0])[0] == 200

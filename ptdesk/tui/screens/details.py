@@ -28,12 +28,8 @@ def details_table(e: Experiment) -> Table:
     if e.limits:
         rows.append(("Limits", f"memory {e.limits.memory}, {e.limits.cpus:g} CPUs, {e.limits.pids} pids, "
                                f"shm {e.limits.shm_size}"))
-    if e.ssh:
-        rows += [("Connect", e.ssh.command), ("Host", f"{e.ssh.host}:{e.ssh.port} as {e.ssh.user}"),
-                 ("Identity", e.ssh.identity_file), ("Host key", e.ssh.host_key_fingerprint),
-                 ("known_hosts", e.ssh.known_hosts)]
-    if e.jupyter:
-        rows += [("Open", e.jupyter.url), ("Host", f"{e.jupyter.host}:{e.jupyter.port}")]
+    if e.access:
+        rows += list(e.access.rows)  # the kind's own: connect line, host, host key, URL...
     if e.orphan:
         rows.append(("Note", "ptdesk has no complete record of this experiment (orphan)."))
     for key, value in rows:

@@ -219,11 +219,10 @@ class NewExperiment(ModalScreen[Experiment | None]):
         self.result = experiment
         self._show_steps()
         lines = Text.assemble((f"{experiment.name} is ready.\n", "bold green"))
-        if experiment.jupyter:
-            lines.append("Open: ").append(experiment.jupyter.url, style="bold")
-        if experiment.ssh:
-            lines.append("Connect: ").append(experiment.ssh.command, style="bold")
-            lines.append(f"\nHost key: {experiment.ssh.host_key_fingerprint}")
+        if experiment.access:
+            lines.append("Connect: ").append(experiment.access.connect, style="bold")
+            if host_key := dict(experiment.access.rows).get("Host key"):
+                lines.append(f"\nHost key: {host_key}")  # what to compare on first connect
         if experiment.gpus:
             lines.append(f"\nGPUs: {', '.join(map(str, experiment.gpus))}")
         for warning in launched.warnings:  # the launch's own words, as the CLI prints them

@@ -12,17 +12,20 @@ import secrets
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 from ptdesk.config import Config
 from ptdesk.core import experiment_files
 from ptdesk.core.engine import FileSpec
-from ptdesk.core.kinds import Plan
-from ptdesk.core.models import JupyterAccess, LaunchSpec
+from ptdesk.core.kinds.base import Kind, Plan, Recovered, parse_time
+from ptdesk.core.models import Access, LaunchSpec
 from ptdesk.core.state import ExperimentRecord
 from ptdesk.core.waiting import next_delay
-from ptdesk.errors import LaunchFailed
+from ptdesk.errors import LaunchFailed, PtdeskError
+
+if TYPE_CHECKING:
+    from ptdesk.core.workstation import Workstation
 
 TOKEN_FILE = "jupyter_token"
 TOKEN_DIR = "/etc/ptdesk"
@@ -56,13 +59,12 @@ def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-@dataclass(frozen=True)
-class JupyterKind:
-    name: str = "jupyter"
-    container_port: str = "8888/tcp"
-
-    def image(self, config: Config) -> str:
-        return config.jupyter_image
+class JupyterKind(Kind):
+    name = "jupyter"
+    title = "Jupyter"
+    summary = "JupyterLab as your user, with a token only you can read."
+    container_port = "8888/tcp"
+    sealed_paths = (f"{TOKEN_DIR}/{TOKEN_FILE}",)
 
     def plan(self, config: Config, spec: LaunchSpec) -> Plan:
         token = secrets.token_urlsafe(32)
@@ -98,12 +100,47 @@ class JupyterKind:
                            f"(last HTTP status {last}).",
                            "Check `ptdesk logs NAME`; raise ready_timeout if the host is slow.")
 
-    def access(self, config: Config, record: ExperimentRecord, host: str) -> JupyterAccess | None:
+    def access(self, config: Config, record: ExperimentRecord, host: str) -> Access | None:
         token = self.token(config, record.name)
         if not record.port or not token:
             return None
         url = f"http://{_url_host(host)}:{record.port}/lab?token={token}"
-        return JupyterAccess(url=url, host=host, port=record.port, token=token)
+        return Access(connect=url, rows=(("Open", url), ("Host", f"{host}:{record.port}")),
+                      fields={"url": url, "host": host, "port": record.port, "token": token})
+
+    def idle(self, ws: Workstation, record: ExperimentRecord, container_id: str,
+             now: float) -> tuple[float | None, str]:
+        """Jupyter says itself when it was last used (/api/status `last_activity`, which covers
+        kernels and terminals); a kernel that is busy right now counts as active."""
+        token = self.token(ws.config, record.name)
+        if not token or not record.port:
+            return None, "no token or port recorded"
+        # no_track_activity: asking must not itself count as activity.
+        host, port, kernels = ws.config.connect_host, record.port, None
+        code, status = api_get(host, port, "/api/status?no_track_activity=1", token, timeout=5.0)
+        if code == 200:
+            code, kernels = api_get(host, port, "/api/kernels?no_track_activity=1", token, timeout=5.0)
+        if code != 200:
+            return None, "Jupyter did not answer" if code == 0 else f"Jupyter answered HTTP {code}"
+        listed = [k for k in kernels if isinstance(k, dict)] if isinstance(kernels, list) else []
+        if any(k.get("execution_state") == "busy" for k in listed):
+            return 0.0, "a kernel is busy"
+        moments = [parse_time(status.get("last_activity") if isinstance(status, dict) else None)]
+        moments += [parse_time(k.get("last_activity")) for k in listed]
+        last = max((m for m in moments if m is not None), default=None)
+        if last is None:
+            return None, "Jupyter reported no last activity"
+        return max(0.0, now - last), "Jupyter last_activity"
+
+    def after_start(self, config: Config, record: ExperimentRecord) -> None:
+        """Nothing to keep in step: the URL carries the token, and the port never changes."""
+
+    def read_back(self, ws: Workstation, container_id: str, labels: Mapping[str, str]) -> Recovered:
+        try:
+            token = ws.engine.read_file(container_id, f"{TOKEN_DIR}/{TOKEN_FILE}").decode()
+        except UnicodeDecodeError:
+            raise PtdeskError("The Jupyter token in the container is not text.") from None
+        return Recovered(files=((TOKEN_FILE, token, 0o600),) if token else ())
 
 
 JUPYTER = JupyterKind()

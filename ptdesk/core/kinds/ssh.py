@@ -1,0 +1,174 @@
+"""The SSH kind: a hardened sshd whose host key ptdesk makes and pins, logins by ptdesk-made keys.
+
+The authorized_keys file itself (rendering, atomic install) is ptdesk.core.authorized_keys: the
+collaborator code changes it too. What is here is what makes an SSH experiment an SSH experiment:
+its plan, its readiness proof (a real key login with the host key pinned), how to connect, how
+idle it is (processes of the container user) and what adoption reads back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shlex
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
+
+from ptdesk.config import Config
+from ptdesk.core import experiment_files, keys
+from ptdesk.core.authorized_keys import (
+    AUTHORIZED_KEYS_DIR,
+    CONTAINER_USER,
+    GrantedKey,
+    collaborator_of,
+    expiry_of,
+    owner_key,
+    read_authorized_keys,
+    render_authorized_keys,
+)
+from ptdesk.core.engine import FileSpec
+from ptdesk.core.kinds.base import Kind, Plan, Recovered, parse_time
+from ptdesk.core.models import LABEL_OWNER, Access, LaunchSpec
+from ptdesk.core.sshcheck import wait_for_login
+from ptdesk.core.state import ExperimentRecord
+from ptdesk.errors import PtdeskError
+
+if TYPE_CHECKING:
+    from ptdesk.core.workstation import Workstation
+
+# sshd as root needs exactly these for privilege separation and interactive (pty) logins.
+SSHD_CAPS = ("SETUID", "SETGID", "SYS_CHROOT", "CHOWN", "AUDIT_WRITE")
+HOST_KEY_FILE = "ssh_host_ed25519_key.pub"
+HOST_KEY_IN_CONTAINER = "/etc/ssh/ssh_host_ed25519_key.pub"
+KNOWN_HOSTS_FILE = "known_hosts"
+SSH_ACTIVE_KEY = "cull.ssh_active."  # + experiment name -> last time its user had processes
+
+
+class SshKind(Kind):
+    name = "ssh"
+    title = "SSH"
+    summary = "A hardened SSH server: key-only login, pinned host key, non-root user."
+    container_port = "22/tcp"
+    sealed_paths = ("/etc/ssh/ssh_host_ed25519_key",)
+    accepts_pubkeys = True
+    grants_logins = True
+
+    def plan(self, config: Config, spec: LaunchSpec) -> Plan:
+        _, owner_public = owner_key(config, spec.owner)
+        host = keys.generate(comment=f"{spec.name}@ptdesk")
+        # Only the public half stays on the host: it is what clients pin.
+        experiment_files.write(config, spec.name, HOST_KEY_FILE, host.public_line + "\n", 0o644)
+        files = (
+            ("/etc/ssh", (FileSpec("ssh_host_ed25519_key", host.private_pem, mode=0o600),
+                          FileSpec("ssh_host_ed25519_key.pub", (host.public_line + "\n").encode(), mode=0o644))),
+            (AUTHORIZED_KEYS_DIR, (FileSpec(CONTAINER_USER,
+                                            render_authorized_keys(owner_public, spec.extra_keys).encode(),
+                                            mode=0o644),)),
+        )
+        return Plan(
+            container_port=self.container_port,
+            cap_add=SSHD_CAPS,
+            environment={"PTDESK_UID": str(config.uid), "PTDESK_GID": str(config.gid)},
+            files=files,
+            host_public_key=host.public_line,
+        )
+
+    def wait_ready(self, config: Config, record: ExperimentRecord, host: str, port: int,
+                   timeout: float, is_alive: Callable[[], bool]) -> None:
+        key_file, _ = owner_key(config, record.owner)
+        assert record.host_public_key
+        wait_for_login(host, port, CONTAINER_USER, key_file, record.host_public_key, timeout, is_alive)
+
+    def access(self, config: Config, record: ExperimentRecord, host: str) -> Access | None:
+        if not record.port or not record.host_public_key:
+            return None
+        # The known_hosts file the command names is written by after_start.
+        key_file = experiment_files.user_key_dir(config, record.owner) / "id_ed25519"
+        known = keys.host_known_hosts_line(host, record.port, record.host_public_key)
+        known_file = experiment_files.folder(config, record.name) / KNOWN_HOSTS_FILE
+        command = " ".join([
+            "ssh", "-i", shlex.quote(str(key_file)), "-p", str(record.port),
+            "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=yes",
+            "-o", shlex.quote(f"UserKnownHostsFile={known_file}"), f"{CONTAINER_USER}@{host}",
+        ])
+        fingerprint = keys.fingerprint(record.host_public_key)
+        rows = (("Connect", command), ("Host", f"{host}:{record.port} as {CONTAINER_USER}"),
+                ("Identity", str(key_file)), ("Host key", fingerprint), ("known_hosts", known))
+        return Access(connect=command, rows=rows, fields={
+            "host": host, "port": record.port, "user": CONTAINER_USER, "identity_file": str(key_file),
+            "known_hosts": known, "host_key_fingerprint": fingerprint, "command": command})
+
+    def idle(self, ws: Workstation, record: ExperimentRecord, container_id: str,
+             now: float) -> tuple[float | None, str]:
+        """SSH has no activity clock of its own, so ptdesk keeps one: each check that finds the
+        container user's processes (a login, or a job left running) notes the time in the store."""
+        engine = ws.engine
+        rc, out = engine.exec(container_id, ["pgrep", "-c", "-u", CONTAINER_USER])
+        key = SSH_ACTIVE_KEY + record.name
+        # pgrep: 0 = found some, 1 = none; anything else means we could not tell.
+        if rc == 0 and out.strip().isdigit() and int(out.strip()) > 0:
+            ws.store.set_meta(key, repr(now))
+            return 0.0, f"{int(out.strip())} process(es) of {CONTAINER_USER}"
+        if rc != 1:
+            return None, f"pgrep failed ({out.decode(errors='replace').strip()})"
+        started = parse_time((engine.inspect(container_id).get("State") or {}).get("StartedAt")) or record.created
+        seen = ws.store.get_meta(key)
+        last = max(started, float(seen) if seen else 0.0)
+        return max(0.0, now - last), "no process of the container user"
+
+    def read_back(self, ws: Workstation, container_id: str, labels: Mapping[str, str]) -> Recovered:
+        try:
+            host_key = keys.parse_public_key(ws.engine.read_file(container_id, HOST_KEY_IN_CONTAINER).decode())
+        except UnicodeDecodeError:
+            raise PtdeskError("The host key in the container is not text.") from None
+        return _recover_keys(ws, container_id, labels[LABEL_OWNER], host_key)
+
+    def after_start(self, config: Config, record: ExperimentRecord) -> None:
+        write_known_hosts(config, record)
+
+
+def write_known_hosts(config: Config, record: ExperimentRecord) -> None:
+    """Write experiments/<name>/known_hosts, the pinned host key at the recorded port, which the
+    connect command names; at launch, start (the port may change) and adoption."""
+    if not record.port or not record.host_public_key:
+        return
+    known = keys.host_known_hosts_line(config.connect_host, record.port, record.host_public_key) + "\n"
+    if experiment_files.read(config, record.name, KNOWN_HOSTS_FILE) != known:
+        experiment_files.write(config, record.name, KNOWN_HOSTS_FILE, known, 0o644)
+
+
+def _recover_keys(ws: Workstation, container_id: str, owner: str, host_key: str) -> Recovered:
+    """Sort the lines of the container's authorized_keys: collaborator keys (by the marker ptdesk
+    writes on them) come back as collaborators; unmarked lines without an expiry are the keys the
+    owner brought (--pubkey), kept so that re-rendering keeps them; the owner's own ptdesk key is
+    rendered anyway. Anything else (an unmarked line with an expiry: a grant written before
+    markers existed) is dropped and said so: never a permanent key nobody can see or revoke."""
+    owner_public = experiment_files.user_key_dir(ws.config, owner) / "id_ed25519.pub"
+    skip: set[str] = set()
+    with contextlib.suppress(OSError, PtdeskError):
+        skip.add(keys.fingerprint(owner_public.read_text()))
+    try:
+        text = read_authorized_keys(ws.engine, container_id)
+    except UnicodeDecodeError:
+        raise PtdeskError("The authorized_keys file in the container is not text.") from None
+    brought: list[str] = []
+    granted: list[GrantedKey] = []
+    dropped: list[str] = []
+    for line in text.splitlines():
+        options, _, key = line.strip().partition(" ")
+        try:
+            public = keys.parse_public_key(key)
+        except PtdeskError:
+            continue  # not a key line at all
+        if keys.fingerprint(public) in skip:
+            continue
+        if (person := collaborator_of(line)) is not None:
+            granted.append(GrantedKey(person, " ".join(public.split()[:2]), expiry_of(options)))
+        elif "expiry-time=" in options:
+            dropped.append(f"{keys.fingerprint(public)} (an expiring key without ptdesk's collaborator marker)")
+        else:
+            brought.append(public)
+    return Recovered(host_public_key=host_key, extra_keys=tuple(brought), collaborators=tuple(granted),
+                     dropped=tuple(dropped))
+
+
+SSH = SshKind()
