@@ -274,6 +274,10 @@ class Workstation:
         """Who a new experiment belongs to when nobody is named (what make_spec uses too)."""
         return specs.current_user()
 
+    def kind_titles(self) -> dict[str, str]:
+        """Kind name -> how people call it ("ssh" -> "SSH"), in the registry's order."""
+        return {name: kind.title for name, kind in REGISTRY.items()}
+
     def image_for(self, kind: str) -> str:
         """The image a new experiment of `kind` runs unless another is named."""
         return get_kind(kind).image(self.config)
@@ -282,12 +286,10 @@ class Workstation:
         """Recent utilisation of one GPU (percent, None where unread), oldest first."""
         return self.gpus.history(uuid)
 
-    def gpu_snapshot_offline(self) -> GpuSnapshot:
-        """One NVML sample with owners named from /proc and the store only, for while the engine is
-        known to be down: a connection attempt to a hung engine would stall the sample."""
-        snapshot = self.gpus.sample()
-        store = self._store_or_none() if any(g.processes for g in snapshot.gpus) else None
-        return procmap.attribute(snapshot, None, self.config.instance, store=store)
+    def idle_gpus(self, history: Sequence[GpuSnapshot], for_seconds: float = 1800.0) -> dict[str, float]:
+        """GPUs holding memory at 0 % utilisation for `for_seconds` in `history`: label -> seconds
+        (the judge `cull` uses; pure, no I/O)."""
+        return cull.idle_gpus(history, for_seconds)
 
     def container_running(self, container_id: str) -> bool:
         """Whether the container exists and runs (the log pane's check on a quiet follow)."""

@@ -2,10 +2,12 @@
 
 LiveFeeds is an object the main screen owns. Each feed runs in a thread worker of that screen and
 posts its immutable results to it (tui.messages); the screen draws them. Nothing here touches a
-widget. Pollers wait their interval only after a sample is done, so a slow engine or NVML never
-piles samples up. The list follows the engine's event stream (Workstation.watch_events), refreshed
-on request (requests during a refresh coalesce into one more), plus a slow safety refresh. A feed
-whose worker crashes is started again by restart(), the event watcher with backoff.
+widget. A poller waits until the screen has handled its last result, then its interval, before it
+samples again: a slow engine or NVML never piles samples up, and neither does a busy screen or one
+suspended while a shell has the terminal. The list follows the engine's event stream
+(Workstation.watch_events), refreshed on request (requests during a refresh coalesce into one
+more), plus a slow safety refresh. A feed whose worker crashes is started again by restart(), the
+event watcher with backoff.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from textual.message import Message
 from textual.widget import Widget
 
 from ptdesk.core.workstation import Workstation
@@ -53,7 +56,7 @@ class LiveFeeds:
         self.ws = ws
         self.host = host
         self.watch_events = watch_events
-        self.idle_gpus = IdleGpus()
+        self.idle_gpus = IdleGpus(ws.idle_gpus)
         self.events_retry = EVENTS_RETRY_FIRST  # the next watcher restart's delay
         self._stop = threading.Event()
         self._list_wanted = threading.Event()
@@ -99,18 +102,31 @@ class LiveFeeds:
         self.host.run_worker(target, thread=True, exit_on_error=False, group=feed, name=f"feed {feed}")
 
     # --- the feeds (each in its own thread) -----------------------------------------------------
+    def _handed_over(self, message: Message) -> bool:
+        """Post `message` to the host and wait until the host has handled it (a callback queued
+        behind it has run). False when the host or the feeds are closing."""
+        handled = threading.Event()
+        if not (self.host.post_message(message) and self.host.call_later(handled.set)):
+            return False
+        while not handled.wait(0.5):
+            if self._stop.is_set():
+                return False
+        return True
+
     def _gpus(self) -> None:
         while not self._stop.is_set():
             # Until the engine's state is known, try it: owners show from the very first sample.
             view = sample_gpus(self.ws, self._engine_up is not False, self.idle_gpus)
-            self.host.post_message(GpusSampled(view))
+            if not self._handed_over(GpusSampled(view)):
+                return
             self._stop.wait(GPU_INTERVAL if view.snapshot.available else max(GPU_INTERVAL, NO_GPU_INTERVAL))
 
     def _stats(self) -> None:
         """CPU/memory/start time of the running containers, from cgroup files (no engine call)."""
         while not self._stop.wait(STATS_INTERVAL):
-            if self._engine_up:  # the table keeps the last figures while the engine is away
-                self.host.post_message(StatsRead(self.ws.container_stats(self._running)))
+            # While the engine is away the table keeps the last figures.
+            if self._engine_up and not self._handed_over(StatsRead(self.ws.container_stats(self._running))):
+                return
 
     def _list(self) -> None:
         while not self._stop.is_set():
@@ -121,10 +137,12 @@ class LiveFeeds:
             try:
                 items = tuple(self.ws.list_experiments(all=True))
             except PtdeskError as exc:
-                self.host.post_message(ExperimentsListed(None, exc))
-                continue
-            self._running = tuple(e.id for e in items if e.id and e.status == "running")
-            self.host.post_message(ExperimentsListed(items))
+                listed = ExperimentsListed(None, exc)
+            else:
+                self._running = tuple(e.id for e in items if e.id and e.status == "running")
+                listed = ExperimentsListed(items)
+            if not self._handed_over(listed):
+                return
 
     def _events(self) -> None:
         """Follow the engine's events until stopped: cleanup, reconnects and reconciliation are the

@@ -1,7 +1,8 @@
 """GPUs that hold memory at 0 % utilisation for long are flagged on their GPU panel row.
 
-The judge is ptdesk.core.cull.idle_gpus; the dashboard keeps a thinned history for it
-(tui.feeds.IdleGpus). Time is injected through the sampler's clock, never waited for.
+The judge is ptdesk.core.cull.idle_gpus (the dashboard asks it through the Workstation); the
+dashboard keeps a thinned history for it (tui.feeds.IdleGpus). Time is injected through the
+sampler's clock, never waited for.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def test_thinned_history_judges_like_the_full_one(seed):
     rng = random.Random(seed)
     states = ("busy", "idle-holding", "idle-empty", "lost")
     full: list[GpuSnapshot] = []
-    watch = IdleGpus()
+    watch = IdleGpus(idle_gpus)
     now = 1000.0
     runs = [rng.choice(states) for _ in range(3)]
     for _ in range(400):
@@ -56,7 +57,7 @@ def test_thinned_history_judges_like_the_full_one(seed):
 
 
 def test_idle_history_stays_small_while_nothing_changes():
-    watch = IdleGpus()
+    watch = IdleGpus(idle_gpus)
     for second in range(5000):
         flagged = watch.add(GpuSnapshot(True, None, "580", (_sample("GPU-0", 0, "idle-holding"),), float(second)))
     assert flagged == {"0": 4999.0}

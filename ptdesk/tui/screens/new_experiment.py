@@ -20,7 +20,6 @@ from ptdesk.errors import ImageMissing, InvalidInput
 from ptdesk.tui.errors import describe
 from ptdesk.tui.jobs import JobDone, run_job
 
-KIND_OPTIONS = [("Jupyter", "jupyter"), ("SSH", "ssh")]  # the kinds registry will give these
 FIELDS = ("name", "owner", "gpus", "image", "workspace", "memory", "cpus", "shm_size")
 
 
@@ -71,7 +70,8 @@ class NewExperiment(ModalScreen[Experiment | None]):
             yield Static("New experiment", classes="dialog-title")
             with Grid(id="fields"):
                 yield Label("Kind")
-                yield Select(KIND_OPTIONS, value=self.kind, allow_blank=False, id="kind", compact=True)
+                kinds = [(title, name) for name, title in self.ws.kind_titles().items()]  # the registry's
+                yield Select(kinds, value=self.kind, allow_blank=False, id="kind", compact=True)
                 yield Label("Name")
                 yield Input(placeholder="finding a free name…", id="name", compact=True)
                 yield Label("Owner")
