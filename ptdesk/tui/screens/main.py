@@ -298,7 +298,13 @@ class MainScreen(Screen[None]):
         name = selected.name
         # The command line is read in the background (it asks the engine); the shell runs here.
         run_job(self, lambda: self.ws.ssh_argv(name), title=f"Shell in {name}",
-                on_done=lambda argv: open_shell(self.app, name, argv), group="shell")
+                on_done=lambda argv: self._shell(name, argv), group="shell")
+
+    def _shell(self, name: str, argv: list[str]) -> None:
+        # Nothing draws the log while the shell has the terminal: its batches would only pile up.
+        self.log_pane.stop()
+        open_shell(self.app, name, argv)
+        self._follow_selected()
 
     def action_stop_start(self) -> None:
         selected = self._need_selected()

@@ -68,6 +68,9 @@ class GpuRow(Horizontal):
         yield Static(_users_text(gpu, idle), classes="gpu-users")
 
     def show(self, gpu: GpuSample, history: tuple[float | None, ...], idle: str | None = None) -> None:
+        if not self.children:  # mounted but not composed yet: compose shows the newest
+            self._initial = (gpu, history, idle)
+            return
         self.query_one(".gpu-figures", Static).update(gpu_figures(gpu))
         # Sparkline only redraws when `data` is assigned a new list.
         self.query_one(".gpu-spark", Sparkline).data = _points(history)
