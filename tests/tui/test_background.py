@@ -48,7 +48,9 @@ async def test_corrupt_state_db_one_notice_live_gpus_then_recovery(ptdesk_env, s
     try:
         async with app.run_test(size=SIZE) as pilot:
             panel = app.query_one(GpuPanel)
-            await settle(pilot, lambda: len(panel.query(GpuRow)) == 2, message="two GPU rows")
+            # Rows and their cells: a row is mounted before its cells are.
+            await settle(pilot, lambda: len(panel.query(GpuRow)) == 2 and len(panel.query(".gpu-users")) == 2,
+                         message="two GPU rows")
             # Many GPU samples and several event-watcher retries with the store still broken.
             await settle(pilot, lambda: app.main.gpu_samples >= 30, message="GPU samples going on")
             assert "host pid" in str(panel.query(GpuRow).first().query_one(".gpu-users").render())

@@ -95,7 +95,9 @@ async def test_gpu_panel_shows_who_uses_each_gpu(tui_desk, engine, sleeper, nvml
     app = PtdeskApp(tui_desk)
     async with app.run_test(size=SIZE) as pilot:
         panel = app.query_one(GpuPanel)
-        await settle(pilot, lambda: len(panel.query(GpuRow)) == 2, message="two GPU rows")
+        # Rows and their cells: a row is mounted before its cells are.
+        await settle(pilot, lambda: len(panel.query(GpuRow)) == 2 and len(panel.query(".gpu-users")) == 2,
+                     message="two GPU rows")
         await settle(pilot, lambda: "bob-train (bob)" in str(panel.query(GpuRow).first().query_one(".gpu-users")
                                                                 .render()), message="the owner on GPU 0")
         assert "2 GPUs" in str(app.query_one("#topbar").render())

@@ -19,7 +19,6 @@ from ptdesk.core.gpu import GpuSampler
 from ptdesk.core.models import GpuProcess, GpuSample, GpuSnapshot
 from ptdesk.tui.app import PtdeskApp
 from ptdesk.tui.feeds import IdleGpus
-from ptdesk.tui.widgets.gpu_panel import GpuRow
 
 GiB = 2**30
 
@@ -75,8 +74,9 @@ async def test_gpu_panel_flags_a_gpu_idle_with_memory_held(tui_desk, nvml, monke
     async with app.run_test(size=(160, 48)) as pilot:
 
         def users(label: int) -> str:
-            rows = list(app.query(GpuRow))
-            return str(rows[label].query_one(".gpu-users").render()) if len(rows) == 2 else ""
+            # The users cell of each row, once the rows are composed (a row is mounted before its cells).
+            cells = list(app.query(".gpu-users"))
+            return str(cells[label].render()) if len(cells) == 2 else ""
 
         await settle(pilot, lambda: users(1).startswith("idle "), message="GPU 1 flagged idle")
         assert users(1).startswith(("idle 30m", "idle 35m", "idle 40m", "idle 45m")), users(1)
