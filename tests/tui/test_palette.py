@@ -19,7 +19,7 @@ def _plain(prompt: object) -> str:
 
 
 SELECTION_COMMANDS = {"New experiment", "Experiment details", "Copy connect line", "Stop or start",
-                      "Remove experiment", "Logs full-screen", "Collaborators", "Filter experiments"}
+                      "Remove experiment", "Logs full-screen", "Collaborators", "Filter experiments", "Open a shell"}
 
 
 async def test_palette_on_other_screens_has_no_selection_commands(tui_desk, sleeper, nvml):

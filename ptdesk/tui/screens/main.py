@@ -18,6 +18,7 @@ from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.screen import Screen
+from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Input, Static
 from textual.worker import Worker, WorkerState
 
@@ -60,6 +61,7 @@ def _count(n: int, noun: str) -> str:
 
 class MainScreen(Screen[None]):
     BINDINGS = bindings("main")
+    notices: ErrorNotices  # made on mount (it notifies through the app), before any feed starts
 
     def __init__(self, ws: Workstation, *, clock: Callable[[], float] = time.time, hostname: str | None = None,
                  watch_events: bool = True) -> None:
@@ -75,7 +77,7 @@ class MainScreen(Screen[None]):
         self.experiments: tuple[Experiment, ...] = ()
         self.listed = False  # the first list arrived (tests and the empty-state line use it)
         self.gpu_samples = 0
-        self._follow_timer = None
+        self._follow_timer: Timer | None = None
 
     # --- layout ------------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
