@@ -23,6 +23,9 @@ def shell_refusal(experiment: Experiment) -> str | None:
     if experiment.kind != "ssh":
         return (f"{experiment.name} is a {experiment.kind} experiment: a shell opens in SSH experiments only "
                 "(c copies its connect line).")
+    if experiment.foreign:
+        return (f"{experiment.name} belongs to {experiment.owner}'s ptdesk: the key that logs in is theirs, "
+                f"so ask {experiment.owner} for access (collaborators, k).")
     if experiment.status != "running":
         return f"{experiment.name} is {experiment.status}: start it first (s), then press t again."
     return None

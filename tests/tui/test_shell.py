@@ -29,16 +29,17 @@ def _warnings(app: PtdeskApp) -> list[str]:
     return [n.message for n in app._notifications if n.severity == "warning"]
 
 
-async def test_no_shell_in_a_jupyter_or_a_stopped_experiment(tui_desk, engine, sleeper, nvml):
+async def test_no_shell_in_a_jupyter_a_stopped_or_someone_elses_experiment(tui_desk, engine, sleeper, nvml):
     nvml(nvml_scenarios.no_driver())
     notebook = sleeper("ann-notebook", owner="alice", kind="jupyter")
     stopped = sleeper("ann-stopped", owner="alice", kind="ssh")
     engine.stop(stopped, timeout=0)
+    theirs = sleeper("eve-box", owner="eve", kind="ssh")  # eve's ptdesk holds the key, not ours
     app = PtdeskApp(tui_desk)
     async with app.run_test(size=SIZE) as pilot:
         table = app.main.table
-        await settle(pilot, lambda: len(table.experiments) == 2 and table.experiments[stopped].status == "exited",
-                     message="both rows, one stopped")
+        await settle(pilot, lambda: len(table.experiments) == 3 and table.experiments[stopped].status == "exited",
+                     message="the rows, one stopped")
 
         table.move_cursor(row=table.get_row_index(notebook))
         await pilot.press("t")
@@ -50,6 +51,11 @@ async def test_no_shell_in_a_jupyter_or_a_stopped_experiment(tui_desk, engine, s
         await pilot.press("t")
         await settle(pilot, lambda: len(_warnings(app)) == 2, message="the second reason")
         assert _warnings(app)[1] == "ann-stopped is exited: start it first (s), then press t again."
+
+        table.move_cursor(row=table.get_row_index(theirs))
+        await pilot.press("t")
+        await settle(pilot, lambda: len(_warnings(app)) == 3, message="the third reason")
+        assert _warnings(app)[2].startswith("eve-box belongs to eve's ptdesk")
         assert app.screen is app.main and app.is_running
 
 
