@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import docker.types
 
 from ptdesk.config import Config
-from ptdesk.core import experiment_files, ledger
+from ptdesk.core import experiment_files, ledger, ssh_config
 from ptdesk.core.gpulock import machine_gpu_lock
 from ptdesk.core.keys import fingerprint
 from ptdesk.core.kinds import Kind, Plan, get_kind
@@ -63,7 +63,8 @@ def launch(ws: Workstation, spec: LaunchSpec, progress: Progress = lambda step: 
 
     progress("Reserving name and GPUs")
     gpu_lock = contextlib.ExitStack()
-    if spec.gpus != "none":  # CPU-only launches never wait for anyone
+    # CPU-only launches never wait for anyone; nor does "auto" where there is no GPU to give.
+    if spec.gpus != "none" and not (spec.gpus == "auto" and inventory and not inventory.available):
         gpu_lock.enter_context(machine_gpu_lock())
     with gpu_lock:  # released as soon as the container exists with its label (below)
         on_engine = instance_containers(ws)
@@ -81,7 +82,7 @@ def launch(ws: Workstation, spec: LaunchSpec, progress: Progress = lambda step: 
         except BaseException as exc:
             if isinstance(exc, LaunchFailed) and attempt.container_id:
                 # The rollback removes the container and its logs: say what it printed while we can.
-                exc.hint = _last_words(ws, attempt.container_id) or exc.hint
+                exc.hint = _last_words(ws, attempt.container_id, spec.limits.memory) or exc.hint
             rollback(ws, attempt.record, attempt.container_id)
             if made_workspace:
                 with contextlib.suppress(OSError):  # only if still empty: never lose a file
@@ -251,13 +252,15 @@ def rollback(ws: Workstation, record: ExperimentRecord, container_id: str | None
     if not ws.store.delete_experiment_if(record.name, launch_of_record,
                                          first=lambda: experiment_files.discard(ws.config, record.name)):
         return False
+    ssh_config.refresh_quietly(ws.config)  # its Host block goes with it
     if container_id:
         ws.engine.remove(container_id, force=True)
     return True
 
 
-def _last_words(ws: Workstation, container_id: str) -> str | None:
-    """What a container that failed its launch last printed (and its exit code if it died)."""
+def _last_words(ws: Workstation, container_id: str, memory: str) -> str | None:
+    """What a container that failed its launch last printed (and its exit code if it died), or
+    that the memory limit killed it (the kernel's OOM killer leaves no output to quote)."""
     try:
         state = ws.engine.inspect(container_id)["State"]
         lines = _tail(ws, container_id)
@@ -271,6 +274,9 @@ def _last_words(ws: Workstation, container_id: str) -> str | None:
         return None
     if state.get("Running"):
         return f"Its last output was: {lines[-1].strip()}" if lines else None
+    if state.get("OOMKilled"):
+        return (f"The memory limit ({memory}) killed it before it was ready: raise the memory limit "
+                "(give it at least 512m; the default is 16g).")
     said = f" after printing: {lines[-1].strip()}" if lines else " without any output"
     return f"It exited with code {state.get('ExitCode')}{said}"
 

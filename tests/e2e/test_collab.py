@@ -358,6 +358,33 @@ def test_a_new_key_that_cannot_be_proven_leaves_the_retired_key_out(
     assert pending_of(cli, "yan") == ["mute"]
 
 
+def test_a_person_who_brought_their_own_key_is_rotated_in_one_step(
+        cli: Ptdesk, engine: Engine, keygen: Callable[[str], Path]) -> None:
+    """Before, `collab rotate` refused them, and its workaround (rm, add, grant) locked them out in
+    between. Now `--pubkey NEW.pub` swaps the key in one atomic render in every container."""
+    old, new = keygen("pia-old"), keygen("pia-new")
+    cli.new("ssh", "--name", "run", "--cpus", "1")
+    cli.new("ssh", "--name", "rest", "--cpus", "1")
+    add(cli, "pia", "--pubkey", f"{old}.pub")
+    cli.ok("grant", "pia", "run")
+    cli.ok("grant", "pia", "rest")
+    cli.ok("stop", "rest")
+    assert logs_in(cli, "run", old)
+
+    result = cli.json("collab", "rotate", "pia", "--pubkey", f"{new}.pub")
+    assert {c["name"]: c["status"] for c in result["containers"]} == {"run": "rotated", "rest": "rotated"}
+    assert result["identity_file"] is None
+    assert logs_in(cli, "run", new) and not logs_in(cli, "run", old)
+    cli.ok("start", "rest")
+    assert logs_in(cli, "rest", new) and not logs_in(cli, "rest", old)
+    people = {p["name"]: p for p in cli.json("collab", "ls")}
+    assert people["pia"]["pending"] == [] and people["pia"]["fingerprint"] == result["fingerprint"]
+    # The wrong way round is one clear line: a person whose key ptdesk made gets one made again.
+    add(cli, "raj")
+    line = cli.fails("collab", "rotate", "raj", "--pubkey", f"{new}.pub")[0]
+    assert "ptdesk made 'raj'" in line
+
+
 def _sshd_pid(engine: Engine, container: str) -> int:
     top = engine.api.top(container)
     column = top["Titles"].index("CMD")

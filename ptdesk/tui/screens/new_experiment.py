@@ -183,7 +183,7 @@ class NewExperiment(ModalScreen[Experiment | None]):
         except ValueError:
             raise InvalidInput(f"CPUs {v.cpus!r} is not a number.", "Use e.g. 2 or 0.5.") from None
         spec = self.ws.make_spec(v.kind, name=v.name or None, owner=v.owner or None, image=v.image or None,
-                                 gpus=v.gpus or "none", workspace=v.workspace or None, memory=v.memory or None,
+                                 gpus=v.gpus or None, workspace=v.workspace or None, memory=v.memory or None,
                                  cpus=cpus, shm_size=v.shm_size or None)
         return self.ws.launch(spec, lambda step: self.post_message(Step(step)))
 
