@@ -81,18 +81,39 @@ async def test_dead_event_watcher_banner_retry_with_backoff(tui_desk, nvml, monk
     def die() -> None:
         raise PtdeskError("The event stream broke.", "Nothing to do; ptdesk retries.")
 
+    # The banner is up for about 0.1 s each time: what it showed is recorded, not polled for.
+    banners: list[str | None] = []
+    show_banner = app.main._banner
+
+    def recording(text: str | None) -> None:
+        banners.append(text)
+        show_banner(text)
+
+    app.main._banner = recording  # type: ignore[method-assign]
+
+    def shown_since(start: int, hidden: bool = False) -> str | bool | None:
+        """The first banner shown after banners[start] (or, with `hidden`, whether it went again)."""
+        texts = [i for i, text in enumerate(banners) if i >= start and text]
+        if not texts:
+            return None
+        return banners[texts[0]] if not hidden else None in banners[texts[0]:]
+
     async with app.run_test(size=SIZE) as pilot:
         banner = app.query_one("#banner")
         await settle(pilot, lambda: app.main.engine_up and app.main.listed, message="the engine up")
+        start = len(banners)
         app.main.run_worker(die, thread=True, group="events", exit_on_error=False)
-        await settle(pilot, lambda: banner.display, message="the banner")
-        assert "Not following the Docker engine's events: The event stream broke." in str(banner.render())
+        text = await settle(pilot, lambda: shown_since(start), message="the banner")
+        assert "Not following the Docker engine's events: The event stream broke." in text
         # Started again: it reports the engine up, and the banner goes.
-        await settle(pilot, lambda: not banner.display, timeout=10, message="the restarted watcher")
+        await settle(pilot, lambda: shown_since(start, hidden=True) and not banner.display, timeout=10,
+                     message="the restarted watcher")
         assert app.main.feeds.events_retry == 0.2  # the next death waits twice as long
 
+        start = len(banners)
         app.main.run_worker(die, thread=True, group="events", exit_on_error=False)
-        await settle(pilot, lambda: banner.display, message="the banner again")
-        await settle(pilot, lambda: not banner.display, timeout=10, message="restarted again")
+        await settle(pilot, lambda: shown_since(start), message="the banner again")
+        await settle(pilot, lambda: shown_since(start, hidden=True) and not banner.display, timeout=10,
+                     message="restarted again")
         assert app.main.feeds.events_retry == 0.4
         assert errors == ["The event stream broke.\nNothing to do; ptdesk retries."]  # said once
