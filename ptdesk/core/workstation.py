@@ -21,10 +21,13 @@ from typing import Any
 
 from ptdesk.config import Config, load_config
 from ptdesk.core import (
+    baseline,
     collab,
     collab_export,
     cull,
+    environment,
     experiments,
+    image_archive,
     images,
     listing,
     procmap,
@@ -37,7 +40,9 @@ from ptdesk.core import launch as launcher
 from ptdesk.core import spec as specs
 from ptdesk.core.cull import IdleState
 from ptdesk.core.engine import Engine
+from ptdesk.core.environment import EnvironmentDiff, ExperimentEnvironment
 from ptdesk.core.gpu import GpuSampler
+from ptdesk.core.image_archive import ArchiveReport
 from ptdesk.core.images import BuildResult, ImageStatus
 from ptdesk.core.kinds import REGISTRY, get_kind
 from ptdesk.core.kinds.ssh import SSH
@@ -56,7 +61,7 @@ from ptdesk.core.models import (
 )
 from ptdesk.core.reconcile import ReconcileReport
 from ptdesk.core.ssh_include import SshConfigState
-from ptdesk.core.state import Store
+from ptdesk.core.state import Store, actor
 from ptdesk.core.stats import ContainerStats, StatsSampler
 from ptdesk.errors import ConfigError, InvalidInput, PtdeskError
 
@@ -279,6 +284,37 @@ class Workstation:
                      on_start: Callable[[str, str], None] | None = None) -> list[BuildResult]:
         return images.build(self, kinds, base=base, ca_bundle=ca_bundle, force=force, on_line=on_line,
                             on_start=on_start)
+
+    # --- environments: what experiments really run, drift, moving and pinning images ----------
+    # (ptdesk.core.environment, image_env, image_archive, baseline)
+    def environment(self, name: str) -> ExperimentEnvironment:
+        """The recorded environment of `name`, its live one while it runs, and what changed since launch."""
+        return environment.environment(self, name)
+
+    def check_environments(self) -> list[ExperimentEnvironment]:
+        """Live-check every running experiment (refreshes the listing's "changed" marks)."""
+        return environment.check_all(self, self.list_experiments(all=False))
+
+    def environment_diff(self, a: str, b: str) -> EnvironmentDiff:
+        """Package by package between two experiments, or an experiment and `image:KIND`."""
+        return environment.diff(self, a, b)
+
+    def save_images(self, kinds: Iterable[str], path: Path) -> ArchiveReport:
+        return image_archive.save(self.engine, self.config, kinds, path)
+
+    def load_images(self, path: Path) -> ArchiveReport:
+        return image_archive.load(self.engine, path)
+
+    def verify_images(self, path: Path) -> ArchiveReport:
+        """Check a saved file without loading it."""
+        images_in = image_archive.verify(path)
+        return ArchiveReport(path, images_in, path.stat().st_size, 0.0)
+
+    def pin_images(self, kinds: Iterable[str]) -> list[baseline.Pinned]:
+        return baseline.pin_current(self.engine, self.config, kinds, actor())
+
+    def baseline(self) -> dict[str, baseline.Pinned]:
+        return baseline.read(self.config)
 
     # --- what the dashboard asks besides (tui) ------------------------------------------------
     # Thin doors added for the dashboard, kept together so they are easy to fold into the above.

@@ -17,7 +17,8 @@ if TYPE_CHECKING:
     from ptdesk.core.stats import ContainerStats
 
 COLUMNS = (("name", "Name"), ("kind", "Kind"), ("owner", "Owner"), ("status", "Status"), ("gpus", "GPUs"),
-           ("cpu", "CPU %"), ("memory", "Memory"), ("uptime", "Uptime"), ("connect", "Connect"))
+           ("cpu", "CPU %"), ("memory", "Memory"), ("uptime", "Uptime"), ("env", "Environment"),
+           ("connect", "Connect"))
 Cells = tuple[object, ...]
 
 
@@ -40,8 +41,20 @@ def cells(e: Experiment, stats: ContainerStats | None, now: float) -> Cells:
         Text(fmt.percent(cpu) if running else "-", justify="right"),  # whole percent: fewer repaints
         Text(human_bytes(memory) if running else "-", justify="right"),
         Text(fmt.duration(now - started) if started else "-", justify="right"),
+        environment_cell(e),
         Text(e.connect, overflow="ellipsis", no_wrap=True),
     )
+
+
+def environment_cell(e: Experiment) -> Text:
+    """Fingerprint, then its marks: behind / changed in yellow, a too-old driver in red."""
+    mark = e.environment
+    if mark is None:
+        return Text("-")
+    cell = Text(mark.fingerprint or "-")
+    for word in mark.marks:
+        cell.append(f" {word}", style="bold red" if word == "driver" else "bold yellow")
+    return cell
 
 
 class ExperimentsTable(DataTable):
