@@ -229,7 +229,7 @@ class Workstation:
 
     def watch_events(self, on_event: Callable[[ContainerEvent], None],
                      on_engine: Callable[[bool, str | None], None], stop: threading.Event,
-                     on_reconcile: Callable[[object], None] | None = None) -> None:
+                     on_reconcile: Callable[[object], None] = lambda report: None) -> None:
         """Follow the engine's events until `stop` is set: cleanup on die/destroy, reconnect with
         `since=`, reconciliation on reconnect (ptdesk.core.lifecycle)."""
         EventWatcher(self, on_event=on_event, on_engine=on_engine, on_reconcile=on_reconcile).run(stop)
