@@ -101,8 +101,8 @@ def export(ws: Workstation, name: str, folder: str, dest: str | None, jump: str 
     remote = destination(name, dest)
     config = _shell_path(posixpath.join(remote, "ssh_config"))
     hosts = ", ".join(exported.hosts)
-    click.echo(f"{name}: copy {folder} to {_shell_path(remote)} on your machine, then: ssh -F {config} HOST "
-               f"(hosts: {hosts})", err=True)
+    click.echo(f"{name}: copy {folder} to {_shell_path(remote)} on your machine, then: ssh -F {config} EXPERIMENT "
+               f"(one of: {hosts})", err=True)
 
 
 @collab_group.command("rotate")

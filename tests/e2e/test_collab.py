@@ -137,7 +137,7 @@ def test_export_says_who_can_reach_what_and_refuses_an_empty_bundle(boxes: dict,
     rc, _, err = module_desk.run("collab", "export", "eli", tmp_path / "eli", "--dest", tmp_path / "eli")
     assert rc == 0
     assert "warning: bind_address is 127.0.0.1" in err and "--jump" in err  # this box only, and the way out
-    assert "(hosts: m1)" in err
+    assert "(one of: m1)" in err
     rc, _, err = module_desk.run("collab", "export", "eli", tmp_path / "eli-j", "--jump", "eli@this-box")
     assert rc == 0 and "warning" not in err  # through a jump host, the loopback address is right
 
@@ -182,7 +182,7 @@ def test_export_names_the_files_where_the_person_keeps_them(boxes: dict, module_
     config = (spaced / "ssh_config").read_text()
     assert f'    IdentityFile "{spaced}/id_ed25519"\n' in config
     assert f'    UserKnownHostsFile "{spaced}/known_hosts"\n' in config
-    printed = err.strip().splitlines()[-1].split("then: ", 1)[1]
+    printed = err.strip().splitlines()[-1].split("then: ", 1)[1].split(" (one of: ", 1)[0]
     assert printed.startswith("ssh -F ") and printed.endswith(" EXPERIMENT")
     command = printed.replace("ssh -F", "ssh -o BatchMode=yes -F", 1).replace("EXPERIMENT", "m1 id -u")
     result = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=30,
