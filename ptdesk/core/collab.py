@@ -28,8 +28,8 @@ from ptdesk.config import Config
 from ptdesk.core import durations, keys
 from ptdesk.core.authorized_keys import GrantedKey, install_authorized_keys, owner_key, render_authorized_keys
 from ptdesk.core.kinds import REGISTRY, get_kind
-from ptdesk.core.listing import refuse_if_foreign
 from ptdesk.core.models import Collaborator
+from ptdesk.core.ownership import refuse_if_foreign
 from ptdesk.core.spec import validate_name as validate_experiment_name
 from ptdesk.core.state import CollaboratorRecord, ExperimentRecord, GrantRecord
 from ptdesk.errors import Conflict, InvalidInput, NotFound, PtdeskError

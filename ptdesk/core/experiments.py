@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from ptdesk.core import experiment_files, listing, rotation, ssh_config
+from ptdesk.core import experiment_files, listing, ownership, rotation, ssh_config
 from ptdesk.core.engine import translated_errors
 from ptdesk.core.kinds import get_kind
 from ptdesk.core.models import Experiment
@@ -22,13 +22,13 @@ if TYPE_CHECKING:
 def _container_ref(ws: Workstation, name: str, mine: bool = False) -> str:
     """The container id of an experiment; with mine=True, refused when it is another user's."""
     record = ws.store.experiment(name)
-    container = listing.find_container(ws, name)
+    container = ownership.find_container(ws, name)
     if container is None:
         if record is None:
             raise NotFound(f"No experiment named {name!r}.", "List them with: ptdesk ls --all")
         raise NotFound(f"The container of {name!r} is gone.", f"Clean up its records with: ptdesk rm {name}")
     if mine:
-        listing.refuse_foreign(name, record, container)
+        ownership.refuse_foreign(name, record, container)
     return container["Id"]
 
 
@@ -73,12 +73,12 @@ def remove(ws: Workstation, name: str, force: bool = False) -> None:
     its next reconcile, as for any container removed behind its back.
     """
     record = ws.store.experiment(name)
-    container = listing.find_container(ws, name)
+    container = ownership.find_container(ws, name)
     if record is None and container is None:
         # Nothing under that name; a container with the computed name but other labels is not ours.
         raise NotFound(f"No experiment named {name!r}.", "List them with: ptdesk ls --all")
     if not force:
-        listing.refuse_foreign(name, record, container,
+        ownership.refuse_foreign(name, record, container,
                         hint=f"Ask its owner; to clean it up anyway: ptdesk rm --force {name}")
     if container is not None:
         if container.get("State") == "running" and not force:

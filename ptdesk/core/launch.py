@@ -66,7 +66,7 @@ def launch(ws: Workstation, spec: LaunchSpec, progress: Progress = lambda step: 
     # CPU-only launches never wait for anyone; nor does "auto" where there is no GPU to give.
     if spec.gpus != "none" and not (spec.gpus == "auto" and inventory and not inventory.available):
         gpu_lock.enter_context(machine_gpu_lock())
-    with gpu_lock:  # released as soon as the container exists with its label (below)
+    with gpu_lock:  # released as soon as the container holding the GPUs has started (below)
         on_engine = instance_containers(ws)
         spec, launching = _reserve(ws, spec, inventory, on_engine, _held_on_engine(ws, on_engine, inventory))
         attempt = _Attempt(launching)
@@ -117,7 +117,6 @@ def _create_and_start(ws: Workstation, spec: LaunchSpec, plan: Plan, gpu_lock: c
     for tries in range(PORT_ATTEMPTS):
         progress("Creating the container")
         container_id = attempt.container_id = _create(ws, spec, plan, gpus, free_port(ws.config.bind_address))
-        gpu_lock.close()  # its ptdesk.gpus label now holds the GPUs for every user's ledger
         ws.store.update_experiment(spec.name, container_id=container_id)
         attempt.record = replace(attempt.record, container_id=container_id)
         # The image id it really runs (a tag moves with each rebuild) and its fingerprint.
@@ -129,6 +128,9 @@ def _create_and_start(ws: Workstation, spec: LaunchSpec, plan: Plan, gpu_lock: c
         progress("Starting")
         try:
             engine.start(container_id)
+            # Only now: a retry below removes the container whose device request holds the GPUs
+            # for every user's ledger, and nobody may take them before the next one exists.
+            gpu_lock.close()
             return
         except PtdeskError as exc:
             if not _port_taken(exc) or tries == PORT_ATTEMPTS - 1:

@@ -86,13 +86,24 @@ def apply_event(ws: Workstation, event: ContainerEvent) -> str | None:
 
 
 def _finish_pending_grants(ws: Workstation, name: str) -> None:
-    """Key rotations that waited for the container to run again are finished (rotation module)."""
+    """Key rotations that waited for the container to run again are finished (rotation module),
+    in a thread of their own with its own Workstation: the proof waits for sshd on the readiness
+    schedule, and meanwhile the watcher must go on releasing what vanished containers held."""
+    if not any(g.pending for g in ws.store.grants(experiment=name)):
+        return
+    threading.Thread(target=_finish_in_background, args=(ws.fork(), name), name=f"ptdesk-finish-{name}",
+                     daemon=True).start()
+
+
+def _finish_in_background(ws: Workstation, name: str) -> None:
     try:
         finish_pending(ws, name)
     except PtdeskError as exc:
         log.warning("pending grants of %s not installed yet: %s", name, exc.message)
-    except Exception:  # its bug must not wedge the watcher (the event would be replayed forever)
+    except Exception:  # a bug here must not go unseen, nor take the watcher with it
         log.exception("finishing pending grants of %s failed", name)
+    finally:
+        ws.close()
 
 
 def _since_text(nanos: int) -> str:

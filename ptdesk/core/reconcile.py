@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ptdesk.core import experiment_files, experiments, keys, listing
+from ptdesk.core import experiment_files, experiments, keys, ownership
 from ptdesk.core.authorized_keys import GrantedKey
 from ptdesk.core.collab import PRIVATE, container_lock, key_dir, reinstall
 from ptdesk.core.kinds import REGISTRY, Kind, Recovered, get_kind
@@ -113,7 +113,7 @@ def reconcile(ws: Workstation) -> ReconcileReport:
 
     known = {r.name for r in records}
     for name, container in by_name.items():
-        if name in known or listing.foreign_owner(container):
+        if name in known or ownership.foreign_owner(container):
             continue  # recorded, or another user's: theirs to adopt, not an orphan of ours
         if _adoptable(container):
             try:
