@@ -22,7 +22,7 @@ from ptdesk.errors import ConfigError
 
 # The default base is a real PyTorch CUDA runtime; tests build FROM a local Debian base instead.
 DEFAULT_BASE_IMAGE = "pytorch/pytorch:2.9.0-cuda12.8-cudnn9-runtime"
-_SIZE = re.compile(r"^(\d+(?:\.\d+)?)([bkmg]?)$", re.IGNORECASE)
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)([bkmg]?)", re.IGNORECASE)
 _UNIT = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 # Docker reads a memory limit of 0 as "unlimited" and refuses one under 6 MiB: both are mistakes here.
 _MIN_SIZE = {"memory": 6 * 1024**2, "shm_size": 1024**2}
@@ -182,7 +182,7 @@ def check_size(name: str, value: str, origin: str | None = None) -> str:
     """Accept Docker-style sizes (512m, 16g) large enough to be a real limit; anything else is a
     ConfigError naming the setting and where it came from."""
     where = f" in {origin}" if origin else ""
-    match = _SIZE.match(value.strip())
+    match = _SIZE.fullmatch(value.strip())
     if not match:
         raise ConfigError(f"{name} {value!r}{where} is not a size.", "Use a number with b, k, m or g, like 16g.")
     size = float(match.group(1)) * _UNIT[match.group(2).lower()]

@@ -25,7 +25,8 @@ from ptdesk.errors import BadKey, NotFound
 DEFAULT_KEY_OPTIONS = "restrict,pty"
 ACCEPTED_KEY_TYPES = ("ssh-ed25519", "sk-ssh-ed25519@openssh.com")
 # A Unix-style user name: owners and collaborators. Each names a key folder, so nothing path-like.
-USER_NAME_RE = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}$")
+# Used with fullmatch only: with match, `$` lets "eve\n" through.
+USER_NAME_RE = re.compile(r"[a-z_][a-z0-9_.-]{0,31}")
 
 
 @dataclass(frozen=True)

@@ -60,10 +60,10 @@ def container_from_path(path: str) -> ContainerRef | None:
     parts = [p for p in path.split("/") if p]
     for i, part in enumerate(parts):
         for pattern, runtime in _SCOPES:
-            match = pattern.match(part)
+            match = pattern.fullmatch(part)
             if match:
                 return ContainerRef(match.group(1), runtime)
-        bare = _BARE.match(part)
+        bare = _BARE.fullmatch(part)
         if bare:
             parent = parts[i - 1] if i else ""
             if parent == "docker":

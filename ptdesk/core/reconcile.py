@@ -142,8 +142,8 @@ def _roll_back(ws: Workstation, record: ExperimentRecord, container: dict | None
 def _adoptable(container: dict) -> bool:
     """Labels complete and well-formed (a bad GPU label could hide a reservation: not adopted)."""
     labels = container.get("Labels") or {}
-    return (labels.get(LABEL_KIND) in REGISTRY and bool(NAME_RE.match(labels.get(LABEL_NAME) or ""))
-            and bool(OWNER_RE.match(labels.get(LABEL_OWNER) or ""))
+    return (labels.get(LABEL_KIND) in REGISTRY and bool(NAME_RE.fullmatch(labels.get(LABEL_NAME) or ""))
+            and bool(OWNER_RE.fullmatch(labels.get(LABEL_OWNER) or ""))
             and gpus_from_label(labels.get(LABEL_GPUS)) is not None)
 
 

@@ -25,7 +25,8 @@ from ptdesk.errors import Conflict, InvalidInput, NotFound
 if TYPE_CHECKING:
     from ptdesk.core.workstation import Workstation
 
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,40}$")
+# Patterns are used with fullmatch only: `$` would also match before a trailing newline.
+NAME_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,40}")
 
 
 OWNER_RE = USER_NAME_RE  # owners are user names: one pattern for owners and collaborators
@@ -37,14 +38,14 @@ def container_name(config: Config, name: str) -> str:
 
 
 def validate_name(name: str) -> str:
-    if not NAME_RE.match(name):
+    if not NAME_RE.fullmatch(name):
         raise InvalidInput(f"{name!r} is not a valid experiment name.",
                            "Use 1-41 lower-case letters, digits, '.', '_' or '-', starting with a letter or digit.")
     return name
 
 
 def validate_owner(owner: str) -> str:
-    if not OWNER_RE.match(owner):
+    if not OWNER_RE.fullmatch(owner):
         raise InvalidInput(f"{owner!r} is not a valid owner name.", "Use a Unix-style user name, like alice.")
     return owner
 
