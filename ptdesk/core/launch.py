@@ -17,13 +17,12 @@ import socket
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import docker.types
 
 from ptdesk.config import Config
-from ptdesk.core import experiment_files, ledger
+from ptdesk.core import experiment_files, ledger, workspace
 from ptdesk.core.gpulock import machine_gpu_lock
 from ptdesk.core.keys import fingerprint
 from ptdesk.core.kinds import Kind, Plan, get_kind
@@ -47,7 +46,7 @@ from ptdesk.errors import Conflict, ImageMissing, LaunchFailed, NotFound, Ptdesk
 if TYPE_CHECKING:
     from ptdesk.core.workstation import Workstation
 
-WORKSPACE_MOUNT = "/workspace"
+WORKSPACE_MOUNT = workspace.MOUNT
 Progress = Callable[[str], None]
 # Tries at a free port before giving up (another process may take the one picked before the start).
 PORT_ATTEMPTS = 5
@@ -68,7 +67,7 @@ def launch(ws: Workstation, spec: LaunchSpec, progress: Progress = lambda step: 
         attempt = _Attempt(launching)
         made_workspace = False
         try:
-            made_workspace = _ensure_workspace(ws.config, spec.workspace)
+            spec, made_workspace = _ensure_workspace(ws, spec)
             progress("Generating keys and secrets")
             plan = kind.plan(ws.config, spec)
             if plan.host_public_key:
@@ -268,19 +267,15 @@ def _tail(ws: Workstation, container_id: str) -> list[str]:
         frames.close()
 
 
-def _ensure_workspace(config: Config, path: Path) -> bool:
-    """Make a default workspace for the host user; True when this call created it."""
-    if path.is_dir():
-        return False
-    try:
-        path.mkdir(parents=True, mode=0o750)
-    except OSError as exc:  # a root-owned workspace_root, a file in the way, a full disk
-        raise PtdeskError(f"The workspace folder {path} cannot be made ({exc.strerror or exc}).",
-                          "Set workspace_root in config.toml to a folder you may write, or pass "
-                          "--workspace DIR.") from None
-    if os.getuid() == 0:  # made by root for someone else: hand it to the host user
-        os.chown(path, config.uid, config.gid)
-    return True
+def _ensure_workspace(ws: Workstation, spec: LaunchSpec) -> tuple[LaunchSpec, bool]:
+    """The spec with its workspace resolved (what is bound and recorded), and whether this call
+    made the folder: a default one is made (or an existing one checked) safely, by the workspace rule."""
+    config = ws.config
+    if spec.workspace != config.workspaces / spec.name:
+        return spec, False  # typed with --workspace: make_spec checked and resolved it
+    real, made = workspace.make_default(config, spec.workspace, engine_root=workspace.docker_root(ws.engine))
+    ws.store.update_experiment(spec.name, workspace=str(real))
+    return replace(spec, workspace=real), made
 
 
 def _labels(config: Config, spec: LaunchSpec, gpus: tuple[int, ...]) -> dict[str, str]:
