@@ -60,6 +60,8 @@ class Config:
     instance: str = "default"
     # Seconds a launch may take to become ready before it is rolled back.
     ready_timeout: float = 90.0
+    # Seconds a GPU launch waits for another launch holding the machine's GPU lock.
+    gpu_lock_wait: float = 60.0
     ca_bundle: Path | None = None
     # Jupyter/SSH idle limit for `ptdesk cull` (seconds; 0 disables automatic culling).
     idle_cull_seconds: int = 0
@@ -150,7 +152,7 @@ def _apply(config: Config, data: dict, origin: str) -> Config:
             changes[key] = _absolute_path(key, value, origin)
         elif key in ("uid", "gid", "idle_cull_seconds"):
             changes[key] = _int(key, value, origin)
-        elif key == "ready_timeout":
+        elif key in ("ready_timeout", "gpu_lock_wait"):
             changes[key] = _number(key, value, origin)
         else:
             changes[key] = str(value)
@@ -227,6 +229,9 @@ def _validate(config: Config, origin: str) -> None:
     if not math.isfinite(config.ready_timeout) or config.ready_timeout <= 0:
         raise ConfigError(f"ready_timeout in {origin} must be a positive number of seconds, not "
                           f"{config.ready_timeout:g}.", "The default is 90.")
+    if not math.isfinite(config.gpu_lock_wait) or config.gpu_lock_wait < 0:
+        raise ConfigError(f"gpu_lock_wait in {origin} must be zero or more seconds, not {config.gpu_lock_wait:g}.",
+                          "The default is 60.")
     if config.uid < 1 or config.gid < 1:
         raise ConfigError(f"uid/gid in {origin} must be a normal user's ids (1 or more), not "
                           f"{config.uid}/{config.gid}.", "Experiments never run as root; use your own ids.")

@@ -61,7 +61,7 @@ def launch(ws: Workstation, spec: LaunchSpec, progress: Progress = lambda step: 
     progress("Reserving name and GPUs")
     gpu_lock = contextlib.ExitStack()
     if spec.gpus != "none":  # CPU-only launches never wait for anyone
-        gpu_lock.enter_context(machine_gpu_lock())
+        gpu_lock.enter_context(machine_gpu_lock(ws.engine, spec.image, ws.config.gpu_lock_wait))
     with gpu_lock:  # released as soon as the container exists with its label (below)
         spec, launching = _reserve(ws, spec, inventory, instance_containers(ws))
         attempt = _Attempt(launching)
