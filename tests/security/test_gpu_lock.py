@@ -89,8 +89,8 @@ def test_a_lock_held_by_someone_else_is_waited_for_a_bounded_time_and_names_them
         assert len(lines) == 2 and "Traceback" not in proc.stderr, proc.stderr
         assert "mallory" in lines[0] and f"pid {alive.pid}" in lines[0] and "2 s" in lines[0]
         assert f"docker rm -f {gpulock.GPU_LOCK_NAME}" in lines[1]
-        containers = engine.api.containers(all=True, filters={"label": f"ptdesk.instance={ptdesk_env['PTDESK_INSTANCE']}"})
-        assert containers == []  # nothing left behind
+        instance = ptdesk_env["PTDESK_INSTANCE"]
+        assert engine.api.containers(all=True, filters={"label": f"ptdesk.instance={instance}"}) == []
     finally:
         alive.kill()
         alive.wait()
@@ -107,9 +107,9 @@ def test_a_lock_left_by_a_dead_launcher_is_cleared(engine: Engine, no_lock: None
 
 
 def test_the_lock_excludes_a_second_holder(engine: Engine, no_lock: None) -> None:
-    with gpulock.machine_gpu_lock(engine, BASE_IMAGE, wait=5):
-        with pytest.raises(gpulock.GpuLockBusy, match=f"pid {os.getpid()}"):
-            with gpulock.machine_gpu_lock(engine, BASE_IMAGE, wait=0.3):
-                pass
+    with (gpulock.machine_gpu_lock(engine, BASE_IMAGE, wait=5),
+          pytest.raises(gpulock.GpuLockBusy, match=f"pid {os.getpid()}"),
+          gpulock.machine_gpu_lock(engine, BASE_IMAGE, wait=0.3)):
+        pass
     with gpulock.machine_gpu_lock(engine, BASE_IMAGE, wait=1):
         pass
