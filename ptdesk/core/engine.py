@@ -283,6 +283,30 @@ class Engine:
             top = self.api.top(container, ps_args="-eo pid")
         return [int(row[0]) for row in top.get("Processes") or []]
 
+    # --- networks --------------------------------------------------------------------------
+    def networks_named(self, name: str) -> list[dict]:
+        """Networks whose name is exactly `name` (the engine's filter also matches parts of names)."""
+        with translated_errors("Listing networks"):
+            return [n for n in self.api.networks(names=[name]) if n.get("Name") == name]
+
+    def create_network(self, name: str, options: dict[str, str], labels: dict[str, str]) -> str | None:
+        """A new bridge network's id; None when the engine says one of that name exists already."""
+        with translated_errors(f"Creating network {name}"):
+            try:
+                return self.api.create_network(name, driver="bridge", options=options, labels=labels,
+                                               check_duplicate=True)["Id"]
+            except docker.errors.APIError as exc:
+                if exc.status_code == 409:
+                    return None
+                raise
+
+    def remove_network(self, network: str) -> None:
+        with translated_errors(f"Removing network {network[:12]}"):
+            try:
+                self.api.remove_network(network)
+            except docker.errors.NotFound:
+                return
+
     # --- streams ---------------------------------------------------------------------------
     def logs(self, container: str, tail: int | str = "all", follow: bool = False,
              since: float | None = None) -> Iterator[bytes]:

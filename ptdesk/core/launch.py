@@ -39,6 +39,7 @@ from ptdesk.core.models import (
     Launched,
     LaunchSpec,
 )
+from ptdesk.core.network import experiments_network
 from ptdesk.core.spec import container_name, instance_containers, renamed, suggest_name, writable_by
 from ptdesk.core.state import ExperimentRecord
 from ptdesk.errors import Conflict, ImageMissing, LaunchFailed, NotFound, PtdeskError
@@ -217,7 +218,8 @@ def _create(ws: Workstation, spec: LaunchSpec, plan: Plan, gpus: tuple[int, ...]
         return ws.engine.create(
             name=container_name(config, spec.name), image=spec.image, labels=_labels(config, spec, gpus),
             user=plan.user, environment=plan.environment, exposed=[plan.container_port],
-            host_config=_host_config(config, spec, plan, gpus, port))
+            host_config={**_host_config(config, spec, plan, gpus, port),
+                         "network_mode": experiments_network(ws.engine)})  # no reaching each other
     except Conflict:
         raise Conflict(f"An experiment named {spec.name!r} already exists.", "Pick another --name.") from None
 
