@@ -60,6 +60,8 @@ class Config:
     instance: str = "default"
     # Seconds a launch may take to become ready before it is rolled back.
     ready_timeout: float = 90.0
+    # Jupyter over TLS: "auto" (when bind_address is not loopback), "on" or "off".
+    jupyter_tls: str = "auto"
     # Seconds a GPU launch waits for another launch holding the machine's GPU lock.
     gpu_lock_wait: float = 60.0
     ca_bundle: Path | None = None
@@ -152,6 +154,8 @@ def _apply(config: Config, data: dict, origin: str) -> Config:
             changes[key] = _absolute_path(key, value, origin)
         elif key in ("uid", "gid", "idle_cull_seconds"):
             changes[key] = _int(key, value, origin)
+        elif key == "jupyter_tls" and isinstance(value, bool):  # TOML's true/false read as on/off
+            changes[key] = "on" if value else "off"
         elif key in ("ready_timeout", "gpu_lock_wait"):
             changes[key] = _number(key, value, origin)
         else:
@@ -229,6 +233,9 @@ def _validate(config: Config, origin: str) -> None:
     if not math.isfinite(config.ready_timeout) or config.ready_timeout <= 0:
         raise ConfigError(f"ready_timeout in {origin} must be a positive number of seconds, not "
                           f"{config.ready_timeout:g}.", "The default is 90.")
+    if config.jupyter_tls not in ("auto", "on", "off"):
+        raise ConfigError(f"jupyter_tls in {origin} must be auto, on or off, not {config.jupyter_tls!r}.",
+                          "auto (the default) uses TLS when bind_address is not loopback.")
     if not math.isfinite(config.gpu_lock_wait) or config.gpu_lock_wait < 0:
         raise ConfigError(f"gpu_lock_wait in {origin} must be zero or more seconds, not {config.gpu_lock_wait:g}.",
                           "The default is 60.")

@@ -218,6 +218,7 @@ def _create(ws: Workstation, spec: LaunchSpec, plan: Plan, gpus: tuple[int, ...]
         return ws.engine.create(
             name=container_name(config, spec.name), image=spec.image, labels=_labels(config, spec, gpus),
             user=plan.user, environment=plan.environment, exposed=[plan.container_port],
+            command=list(plan.command) if plan.command else None,
             host_config={**_host_config(config, spec, plan, gpus, port),
                          "network_mode": experiments_network(ws.engine)})  # no reaching each other
     except Conflict:
