@@ -1,7 +1,7 @@
 """Only what pyproject.toml cannot say: ship images/ (one Dockerfile folder per experiment kind) inside
 the package as ptdesk._images, every folder found, so a new kind's images/<kind>/ needs no line here.
 
-Everything else (metadata, dependencies, other package data) lives in pyproject.toml.
+Everything else (metadata, dependencies) lives in pyproject.toml.
 """
 
 from pathlib import Path
@@ -18,5 +18,5 @@ setup(
         *(f"ptdesk._images.{name}" for name in IMAGES),
     ],
     package_dir={"ptdesk._images": "images"},
-    package_data={f"ptdesk._images.{name}": ["*"] for name in IMAGES},
+    package_data={"ptdesk.tui": ["*.tcss"], **{f"ptdesk._images.{name}": ["*"] for name in IMAGES}},
 )

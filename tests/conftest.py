@@ -17,8 +17,9 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import docker.types
 import pytest
-from helpers import BASE_IMAGE, REPO, remove_instance_containers, require_image
+from helpers import BASE_IMAGE, JUPYTER_IMAGE, REPO, SSH_IMAGE, remove_instance_containers, require_image
 
 from ptdesk.config import load_config
 from ptdesk.core.engine import Engine
@@ -54,6 +55,7 @@ def ptdesk_env(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[dict[
     # A developer's own overrides must not leak into tests; tests use the images scripts/test built.
     for key in ("PTDESK_BIND_ADDRESS", "PTDESK_SSH_IMAGE", "PTDESK_JUPYTER_IMAGE"):
         env.pop(key, None)
+    env.update(PTDESK_SSH_IMAGE=SSH_IMAGE, PTDESK_JUPYTER_IMAGE=JUPYTER_IMAGE)
     yield env
     _remove_containers_of(instance)
 
@@ -90,13 +92,19 @@ def sleeper(engine: Engine, ptdesk_env: dict[str, str]) -> Iterator[Sleeper]:
     instance = ptdesk_env["PTDESK_INSTANCE"]
 
     def start(name: str, owner: str = "alice", kind: str = "ssh", script: str = "sleep 3600",
-              gpus: str = "") -> str:
+              gpus: str = "", devices: tuple[str, ...] = (), labels: dict[str, str] | None = None) -> str:
+        """`devices`: GPU ids the engine really gives it. Without a GPU runtime (as here) such a
+        container can be created but not started; created, it holds them as a stopped one does."""
         labels = {LABEL_MANAGED: "1", LABEL_INSTANCE: instance, LABEL_KIND: kind, LABEL_OWNER: owner,
-                  LABEL_NAME: name, LABEL_GPUS: gpus}
+                  LABEL_NAME: name, LABEL_GPUS: gpus, **(labels or {})}
+        host_config: dict = {"init": True, "mem_limit": "256m"}
+        if devices:
+            host_config["device_requests"] = [docker.types.DeviceRequest(device_ids=list(devices),
+                                                                         capabilities=[["gpu"]])]
         cid = engine.create(name=f"ptdesk-{instance}-{name}-{uuid.uuid4().hex[:6]}", image=BASE_IMAGE,
-                            labels=labels, command=["sh", "-c", script],
-                            host_config={"init": True, "mem_limit": "256m"})
-        engine.start(cid)
+                            labels=labels, command=["sh", "-c", script], host_config=host_config)
+        if not devices:
+            engine.start(cid)
         return cid
 
     yield start

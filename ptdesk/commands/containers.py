@@ -19,8 +19,8 @@ def launch_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--name", help="Experiment name (default: OWNER-KIND-N)."),
         click.option("--owner", help="Who it belongs to (default: you)."),
         click.option("--image", help="Image to run (default: from the config)."),
-        click.option("--gpus", default="none", show_default=True,
-                     help="none, all, auto (least-loaded free GPU) or indices like 0,2."),
+        click.option("--gpus", help="none, all, auto (least-loaded free GPU) or indices like 0,2 "
+                                    "(default: the gpus setting, auto)."),
         click.option("--workspace", type=click.Path(file_okay=False, path_type=str),
                      help="Host folder mounted at /workspace (default: WORKSPACE_ROOT/NAME, kept after rm)."),
         click.option("--memory", help="Memory limit, e.g. 16g."),
@@ -90,7 +90,8 @@ def ls(ws: Workstation, show_all: bool, as_json: bool) -> None:
     if not items:
         click.echo("No experiments." if show_all else "No running experiments (ptdesk ls --all shows stopped ones).")
         return
-    rows = [(e.name + (" (orphan)" if e.orphan else " (other user)" if e.foreign else ""), e.kind, e.owner,
+    rows = [(e.name + (" (other user)" if e.foreign else " (unverified)" if e.unverified else
+                      " (orphan)" if e.orphan else ""), e.kind, e.owner,
              e.status, ",".join(map(str, e.gpus)) or "-", e.connect) for e in items]
     click.echo(table(["NAME", "KIND", "OWNER", "STATUS", "GPUS", "CONNECT"], rows))
 

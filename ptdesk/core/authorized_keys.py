@@ -8,8 +8,11 @@ key pair (keys/users/<owner>/) is made here on first use and outlives every cont
 
 from __future__ import annotations
 
+import calendar
+import re
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from ptdesk.config import Config
@@ -20,6 +23,7 @@ from ptdesk.errors import PtdeskError
 CONTAINER_USER = "ptdesk"
 AUTHORIZED_KEYS_DIR = "/etc/ptdesk/authorized_keys"
 AUTHORIZED_KEYS_PATH = f"{AUTHORIZED_KEYS_DIR}/{CONTAINER_USER}"
+COLLABORATOR_MARK = "ptdesk-collaborator:"
 
 
 def owner_key(config: Config, owner: str) -> tuple[Path, str]:
@@ -33,16 +37,47 @@ def sshd_expiry(expires: float | None) -> str | None:
     return None if expires is None else time.strftime("%Y%m%d%H%M%SZ", time.gmtime(expires))
 
 
-def render_authorized_keys(owner_key: str, extra_keys: Iterable[str] = (),
-                           granted: Iterable[tuple[str, float | None]] = ()) -> str:
+@dataclass(frozen=True)
+class GrantedKey:
+    """One collaborator key line: whose, the public key, and when it stops working (None: never)."""
+
+    collaborator: str
+    public_line: str
+    expires: float | None = None
+
+
+def render_authorized_keys(owner_key: str, extra_keys: Iterable[str] = (), granted: Iterable[GrantedKey] = ()) -> str:
     """THE authorized_keys text of an SSH experiment, at launch and after every grant change.
 
     The owner's key line first, then the keys the owner brought, then each granted collaborator
-    key line with its expiry time (None: no expiry), which sshd itself enforces.
+    key line with its expiry time (enforced by sshd itself) and, as its comment, the marker
+    `ptdesk-collaborator:NAME`: should the store be lost, adoption knows these keys for what they
+    are (collaborators, restored as such) and never mistakes them for keys the owner brought.
     """
     lines = [keys.authorized_keys_line(line) for line in (owner_key, *extra_keys)]
-    lines += [keys.authorized_keys_line(line, expiry=sshd_expiry(expires)) for line, expires in granted]
+    lines += [keys.authorized_keys_line(_marked(g), expiry=sshd_expiry(g.expires)) for g in granted]
     return "".join(line + "\n" for line in lines)
+
+
+def _marked(granted: GrantedKey) -> str:
+    key_type, blob = granted.public_line.split()[:2]
+    return f"{key_type} {blob} {COLLABORATOR_MARK}{granted.collaborator}"
+
+
+def collaborator_of(line: str) -> str | None:
+    """The collaborator an authorized_keys line was rendered for (its marker), or None."""
+    comment = line.split()[-1] if line.split() else ""
+    name = comment.removeprefix(COLLABORATOR_MARK) if comment.startswith(COLLABORATOR_MARK) else None
+    return name if name and keys.USER_NAME_RE.fullmatch(name) else None
+
+
+def expiry_of(options: str) -> float | None:
+    """The expiry-time option of a line as epoch seconds (None: none, or unreadable)."""
+    found = re.search(r'expiry-time="(\d{12}(?:\d{2})?)Z"', options)
+    if not found:
+        return None
+    stamp = found.group(1).ljust(14, "0")
+    return float(calendar.timegm(time.strptime(stamp, "%Y%m%d%H%M%S")))
 
 
 def install_authorized_keys(engine: Engine, container: str, text: str, running: bool) -> None:

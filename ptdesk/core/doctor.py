@@ -7,6 +7,7 @@ engine answers, both images are present and the state database is sound.
 
 from __future__ import annotations
 
+import ipaddress
 import sqlite3
 import stat
 from dataclasses import asdict, dataclass
@@ -180,4 +181,8 @@ def check_bind_address(config: Config) -> Check:
     except OSError as exc:
         return Check("bind-address", "fail", f"bind_address {config.bind_address} is not usable here "
                      f"({exc.strerror})", "Use 127.0.0.1 or an address of this machine (ip -brief address).")
+    if ipaddress.ip_address(config.bind_address).is_unspecified:
+        return Check("bind-address", "warn", f"ports are published on {config.bind_address}: every address of "
+                     "this host, so anyone who can reach this machine reaches every experiment's port",
+                     "Set bind_address to the one address collaborators reach (or 127.0.0.1).")
     return Check("bind-address", "ok", f"ports are published on {config.bind_address}")

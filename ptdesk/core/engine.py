@@ -6,6 +6,7 @@ Engine errors become PtdeskErrors here, once, so no caller has to know docker-py
 from __future__ import annotations
 
 import io
+import os
 import tarfile
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -97,7 +98,8 @@ def _unavailable(what: str, exc: Exception) -> EngineUnavailable:
     if "Permission denied" in text or "PermissionError" in text:
         return EngineUnavailable(f"{what}: permission denied on the Docker socket.",
                                  "Add yourself to the docker group (then log in again) or use sudo.")
-    return EngineUnavailable(f"{what}: the Docker engine is not reachable.", ENGINE_HINT)
+    where = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    return EngineUnavailable(f"{what}: the Docker engine at {where} is not reachable.", ENGINE_HINT)
 
 
 class Engine:

@@ -253,11 +253,12 @@ def context_hash(files: Mapping[str, bytes], ca: CaBundle, buildargs: Mapping[st
 
 
 def build_image(engine: Engine, target: str, tag: str, base: str, ca: CaBundle,
-                on_line: Callable[[str], None] = lambda _line: None, force: bool = False) -> BuildResult:
+                on_line: Callable[[str], None] = lambda _line: None, force: bool = False,
+                extra_args: Mapping[str, str] | None = None) -> BuildResult:
     """Build images/<target> as `tag` FROM `base`; reuse the existing image when no input changed."""
     started = time.monotonic()
     files = source_files(target)
-    buildargs = {"BASE": base}
+    buildargs = {"BASE": base, **(extra_args or {})}
     base_info = engine.image_info(base)
     # A base that is not present yet is pulled by the build; its id joins the hash on the next run.
     digest = context_hash(files, ca, buildargs, base_info["Id"] if base_info else "")
@@ -322,8 +323,16 @@ def build(ws: Workstation, targets: Iterable[str], base: str | None = None, ca_b
         if on_start:
             on_start(tag, base)
         results.append(build_image(engine, target, tag, base, ca, on_line=on_line or (lambda _line: None),
-                                   force=force))
+                                   force=force, extra_args=build_args(ws.config, target)))
     return results
+
+
+def build_args(config: Config, target: str) -> dict[str, str]:
+    """Build arguments from config.toml: the SSH image's extra packages (`ssh_packages`). None
+    when unset, so the context hash (and with it every existing image) stays what it was."""
+    if target == "ssh" and config.ssh_packages:
+        return {"PTDESK_EXTRA_PACKAGES": " ".join(config.ssh_packages)}
+    return {}
 
 
 def _labels(info: Mapping) -> dict[str, str]:

@@ -21,8 +21,13 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from ptdesk.errors import BadKey, NotFound
 
-# Per-key options in authorized_keys: no forwarding of any kind, but an interactive terminal.
-DEFAULT_KEY_OPTIONS = "restrict,pty"
+# Where forwards may go: the container's own loopback only. The same list as PermitOpen in
+# images/ssh/sshd_config (a test compares them); sshd compares the names literally.
+PERMIT_OPEN = ("127.0.0.1:*", "localhost:*", "[::1]:*")
+# Per-key options in authorized_keys: `restrict` turns everything off (forwarding, agent, X11,
+# ~/.ssh/rc), then a terminal and forwarding are allowed again, to PERMIT_OPEN only; sshd_config
+# still refuses remote forwards (-R), tunnels, agent and X11 whatever a key line says.
+DEFAULT_KEY_OPTIONS = "restrict,pty,port-forwarding," + ",".join(f'permitopen="{p}"' for p in PERMIT_OPEN)
 ACCEPTED_KEY_TYPES = ("ssh-ed25519", "sk-ssh-ed25519@openssh.com")
 # A Unix-style user name: owners and collaborators. Each names a key folder, so nothing path-like.
 # Used with fullmatch only: with match, `$` lets "eve\n" through.

@@ -22,10 +22,11 @@ from typing import TYPE_CHECKING
 import docker.types
 
 from ptdesk.config import Config
-from ptdesk.core import experiment_files, ledger, workspace
+from ptdesk.core import experiment_files, ledger, ssh_config, workspace
 from ptdesk.core.gpulock import machine_gpu_lock
 from ptdesk.core.keys import fingerprint
 from ptdesk.core.kinds import Kind, Plan, get_kind
+from ptdesk.core.kinds.base import sealed_contents
 from ptdesk.core.listing import get as experiment_of
 from ptdesk.core.models import (
     LABEL_GPUS,
@@ -40,6 +41,7 @@ from ptdesk.core.models import (
     LaunchSpec,
 )
 from ptdesk.core.network import experiments_network
+from ptdesk.core.seal import LABEL_SEAL, seal, secret_digest
 from ptdesk.core.spec import container_name, instance_containers, renamed, suggest_name, writable_by
 from ptdesk.core.state import ExperimentRecord
 from ptdesk.errors import Conflict, ImageMissing, LaunchFailed, NotFound, PtdeskError
@@ -61,10 +63,12 @@ def launch(ws: Workstation, spec: LaunchSpec, progress: Progress = lambda step: 
 
     progress("Reserving name and GPUs")
     gpu_lock = contextlib.ExitStack()
-    if spec.gpus != "none":  # CPU-only launches never wait for anyone
+    # CPU-only launches never wait for anyone; nor does "auto" where there is no GPU to give.
+    if spec.gpus != "none" and not (spec.gpus == "auto" and inventory and not inventory.available):
         gpu_lock.enter_context(machine_gpu_lock(ws.engine, spec.image, ws.config.gpu_lock_wait))
     with gpu_lock:  # released as soon as the container exists with its label (below)
-        spec, launching = _reserve(ws, spec, inventory, instance_containers(ws))
+        on_engine = instance_containers(ws)
+        spec, launching = _reserve(ws, spec, inventory, on_engine, _held_on_engine(ws, on_engine, inventory))
         attempt = _Attempt(launching)
         made_workspace = False
         try:
@@ -78,7 +82,7 @@ def launch(ws: Workstation, spec: LaunchSpec, progress: Progress = lambda step: 
         except BaseException as exc:
             if isinstance(exc, LaunchFailed) and attempt.container_id:
                 # The rollback removes the container and its logs: say what it printed while we can.
-                exc.hint = _last_words(ws, attempt.container_id) or exc.hint
+                exc.hint = _last_words(ws, attempt.container_id, spec.limits.memory) or exc.hint
             rollback(ws, attempt.record, attempt.container_id)
             if made_workspace:
                 with contextlib.suppress(OSError):  # only if still empty: never lose a file
@@ -170,8 +174,18 @@ def launch_warnings(ws: Workstation, spec: LaunchSpec, gpus: tuple[int, ...],
     return tuple(warnings)
 
 
+def _held_on_engine(ws: Workstation, on_engine: Mapping[str, dict],
+                    inventory: GpuInventory | None) -> dict[int, str]:
+    """The GPUs the engine really gives the instance's containers (one inspect each, asked only
+    when this launch wants GPUs, and before the store's lock is taken)."""
+    if inventory is None:
+        return {}
+    inspected = {name: ws.engine.try_inspect(c["Id"]) for name, c in on_engine.items()}
+    return ledger.held_by_devices(inspected, (g.index for g in inventory.gpus))
+
+
 def _reserve(ws: Workstation, spec: LaunchSpec, inventory: GpuInventory | None,
-             on_engine: Mapping[str, dict]) -> tuple[LaunchSpec, ExperimentRecord]:
+             on_engine: Mapping[str, dict], held_on_engine: Mapping[int, str]) -> tuple[LaunchSpec, ExperimentRecord]:
     """Pick the name and the GPUs and write the "launching" record, in one store transaction.
 
     The engine was asked before (`on_engine`): no HTTP request may run while the store's lock is
@@ -184,7 +198,7 @@ def _reserve(ws: Workstation, spec: LaunchSpec, inventory: GpuInventory | None,
             spec = renamed(ws.config, spec, suggest_name(ws, spec.owner, spec.kind, on_engine))
         if store.experiment(spec.name) or spec.name in on_engine:
             raise Conflict(f"An experiment named {spec.name!r} already exists.", "Pick another --name.")
-        held = {**ledger.held_by_labels(on_engine), **store.held_gpus(conn)}
+        held = {**held_on_engine, **store.held_gpus(conn)}
         record = ExperimentRecord(
             name=spec.name, kind=spec.kind, owner=spec.owner, image=spec.image, status="launching",
             created=time.time(), gpus=ledger.allocate(spec.gpus, held, inventory), workspace=str(spec.workspace),
@@ -214,9 +228,11 @@ def _port_taken(exc: PtdeskError) -> bool:
 def _create(ws: Workstation, spec: LaunchSpec, plan: Plan, gpus: tuple[int, ...], port: int) -> str:
     """Create the container; a name the engine already has (taken since we listed) is a Conflict."""
     config = ws.config
+    labels = _labels(config, spec, gpus)
+    labels[LABEL_SEAL] = seal(config, labels, secret_digest(sealed_contents(get_kind(spec.kind), plan)))
     try:
         return ws.engine.create(
-            name=container_name(config, spec.name), image=spec.image, labels=_labels(config, spec, gpus),
+            name=container_name(config, spec.name), image=spec.image, labels=labels,
             user=plan.user, environment=plan.environment, exposed=[plan.container_port],
             command=list(plan.command) if plan.command else None,
             host_config={**_host_config(config, spec, plan, gpus, port),
@@ -238,13 +254,15 @@ def rollback(ws: Workstation, record: ExperimentRecord, container_id: str | None
     if not ws.store.delete_experiment_if(record.name, launch_of_record,
                                          first=lambda: experiment_files.discard(ws.config, record.name)):
         return False
+    ssh_config.refresh_quietly(ws.config)  # its Host block goes with it
     if container_id:
         ws.engine.remove(container_id, force=True)
     return True
 
 
-def _last_words(ws: Workstation, container_id: str) -> str | None:
-    """What a container that failed its launch last printed (and its exit code if it died)."""
+def _last_words(ws: Workstation, container_id: str, memory: str) -> str | None:
+    """What a container that failed its launch last printed (and its exit code if it died), or
+    that the memory limit killed it (the kernel's OOM killer leaves no output to quote)."""
     try:
         state = ws.engine.inspect(container_id)["State"]
         lines = _tail(ws, container_id)
@@ -258,6 +276,9 @@ def _last_words(ws: Workstation, container_id: str) -> str | None:
         return None
     if state.get("Running"):
         return f"Its last output was: {lines[-1].strip()}" if lines else None
+    if state.get("OOMKilled"):
+        return (f"The memory limit ({memory}) killed it before it was ready: raise the memory limit "
+                "(give it at least 512m; the default is 16g).")
     said = f" after printing: {lines[-1].strip()}" if lines else " without any output"
     return f"It exited with code {state.get('ExitCode')}{said}"
 

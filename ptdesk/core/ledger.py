@@ -2,8 +2,8 @@
 
 Docker does not choose free GPUs, so ptdesk does. This module is pure (no Docker, no NVML). A GPU
 is held by any record of this store (a launch in flight has no container yet) and by any managed
-container of the instance whose `ptdesk.gpus` label names it (other users' stores are invisible,
-their labels are not). The launcher reads the labels and takes the machine-wide GPU lock, then
+container of the instance the engine gives it to (its device requests: other users' stores are
+invisible, and labels are not identity). The launcher reads them and takes the machine-wide GPU lock, then
 calls `allocate(spec.gpus, holds, sampler.inventory())` inside the store's BEGIN IMMEDIATE
 transaction and records the result in it; the lock is held until the container exists with its
 label, which is what keeps two simultaneous launches, of one user or of two, from getting one GPU.
@@ -11,11 +11,11 @@ label, which is what keeps two simultaneous launches, of one user or of two, fro
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from ptdesk.core.models import LABEL_GPUS, GpuInventory, GpuLoad
+from ptdesk.core.models import GpuInventory, GpuLoad
 from ptdesk.errors import Conflict, GpuUnavailable, InvalidInput
 
 Mode = Literal["none", "all", "auto", "ids"]
@@ -65,12 +65,24 @@ def gpus_from_label(text: str | None) -> tuple[int, ...] | None:
     return tuple(int(p) for p in parts)
 
 
-def held_by_labels(containers: Mapping[str, dict]) -> dict[int, str]:
-    """GPU index -> experiment name, from the labels of managed containers (name -> engine list entry)."""
+def held_by_devices(inspected: Mapping[str, dict | None], every_gpu: Iterable[int]) -> dict[int, str]:
+    """GPU index -> experiment name, from what the engine really gives each container (its
+    HostConfig.DeviceRequests in the inspect documents, name -> document), not from its labels:
+    labels are whatever their creator wrote, so a label claiming GPUs books nothing, and a
+    container holding GPUs without saying so still holds them. A request for a count rather than
+    ids ("all", or `--gpus 2` by hand) holds every GPU: which ones the runtime picks is unknown."""
     held: dict[int, str] = {}
-    for name, container in containers.items():
-        for index in gpus_from_label((container.get("Labels") or {}).get(LABEL_GPUS)) or ():
-            held.setdefault(index, name)
+    every = tuple(every_gpu)
+    for name, document in inspected.items():
+        for request in ((document or {}).get("HostConfig") or {}).get("DeviceRequests") or []:
+            if not any("gpu" in (caps or []) for caps in request.get("Capabilities") or []):
+                continue
+            ids = [str(i) for i in request.get("DeviceIDs") or []]
+            indices = [int(i) for i in ids if i.isascii() and i.isdigit()]
+            if not ids or len(indices) < len(ids):  # a count, or UUIDs: assume the worst
+                indices = list(every)
+            for index in indices:
+                held.setdefault(index, name)
     return held
 
 

@@ -42,7 +42,8 @@ def _experiment(ws: Workstation, record: ExperimentRecord | None, container: dic
                           kind=kind if kind in REGISTRY else "unknown", owner=printable(labels.get(LABEL_OWNER, "?")),
                           image=printable((container or {}).get("Image", "")), status=_status(container, None),
                           gpus=gpus_from_label(labels.get(LABEL_GPUS)) or (),
-                          created=float((container or {}).get("Created", 0)), orphan=not foreign, foreign=foreign)
+                          created=float((container or {}).get("Created", 0)), orphan=not foreign, foreign=foreign,
+                          unverified=True)
     access = get_kind(record.kind).access(config, record, config.connect_host)
     return Experiment(
         name=record.name, id=(container or {}).get("Id") or record.container_id or "", kind=record.kind,

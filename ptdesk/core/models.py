@@ -74,6 +74,9 @@ class Experiment:
     orphan: bool = False  # labelled container without a record (or the reverse)
     # Another user's container on the shared engine: listed (read-only) but never adopted or changed.
     foreign: bool = False
+    # No record in this home's store: nothing proves this home made it (labels are not identity),
+    # so it is listed read-only with no connect line (ptdesk.core.seal).
+    unverified: bool = False
 
     @property
     def connect(self) -> str:
@@ -96,6 +99,8 @@ class Experiment:
             out["orphan"] = True
         if self.foreign:
             out["foreign"] = True
+        if self.unverified:
+            out["unverified"] = True
         return out
 
 

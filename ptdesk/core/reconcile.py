@@ -18,14 +18,16 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ptdesk.core import experiment_files, experiments, listing
-from ptdesk.core.collab import container_lock, reinstall
-from ptdesk.core.kinds import REGISTRY, get_kind
+from ptdesk.core import experiment_files, experiments, keys, listing
+from ptdesk.core.authorized_keys import GrantedKey
+from ptdesk.core.collab import PRIVATE, container_lock, key_dir, reinstall
+from ptdesk.core.kinds import REGISTRY, Kind, Recovered, get_kind
 from ptdesk.core.launch import rollback
 from ptdesk.core.ledger import gpus_from_label
 from ptdesk.core.models import LABEL_GPUS, LABEL_KIND, LABEL_NAME, LABEL_OWNER, LABEL_WORKSPACE
+from ptdesk.core.seal import LABEL_SEAL, secret_digest, verifies
 from ptdesk.core.spec import NAME_RE, OWNER_RE, instance_containers
-from ptdesk.core.state import ExperimentRecord
+from ptdesk.core.state import CollaboratorRecord, ExperimentRecord
 from ptdesk.errors import EngineUnavailable, PtdeskError
 
 if TYPE_CHECKING:
@@ -42,7 +44,10 @@ STALE_LAUNCH_MARGIN = 300.0
 class ReconcileReport:
     released: tuple[str, ...] = ()  # records whose container is gone: secrets, port, GPUs freed
     rolled_back: tuple[str, ...] = ()  # launches whose launcher died: container and record removed
-    adopted: tuple[str, ...] = ()  # labelled containers without a record, now recorded
+    adopted: tuple[str, ...] = ()  # containers this home sealed whose record was lost, now recorded
+    # Labelled as this user's, but not sealed by this home (forged, or made elsewhere): listed
+    # read-only, given nothing — no key, no secret read, no GPU booked, no connect line.
+    unverified: tuple[str, ...] = ()
     orphans: tuple[str, ...] = ()  # this user's (or nobody's) containers it cannot adopt (`ptdesk rm` removes them)
 
     @property
@@ -51,7 +56,7 @@ class ReconcileReport:
 
     def to_json(self) -> dict:
         return {"released": list(self.released), "rolled_back": list(self.rolled_back),
-                "adopted": list(self.adopted), "orphans": list(self.orphans)}
+                "adopted": list(self.adopted), "orphans": list(self.orphans), "unverified": list(self.unverified)}
 
 
 def launcher_alive(record: ExperimentRecord, timeout: float, now: float | None = None) -> bool:
@@ -88,6 +93,7 @@ def reconcile(ws: Workstation) -> ReconcileReport:
     rolled_back: list[str] = []
     adopted: list[str] = []
     orphans: list[str] = []
+    unverified: list[str] = []
 
     for record in records:
         container = by_name.get(record.name)
@@ -111,15 +117,19 @@ def reconcile(ws: Workstation) -> ReconcileReport:
             continue  # recorded, or another user's: theirs to adopt, not an orphan of ours
         if _adoptable(container):
             try:
-                if _adopt(ws, container):
+                outcome = _adopt(ws, container)
+                if outcome == "adopted":
                     adopted.append(name)
+                elif outcome == "unverified":
+                    unverified.append(name)
                 continue
             except EngineUnavailable:
                 raise
             except PtdeskError as exc:  # e.g. it vanished while we looked at it, or holds garbage
                 log.warning("could not adopt %s: %s", name, exc.message)
         orphans.append(name)
-    return ReconcileReport(tuple(released), tuple(rolled_back), tuple(adopted), tuple(orphans))
+    return ReconcileReport(released=tuple(released), rolled_back=tuple(rolled_back), adopted=tuple(adopted),
+                           orphans=tuple(orphans), unverified=tuple(unverified))
 
 
 def _roll_back(ws: Workstation, record: ExperimentRecord, container: dict | None) -> bool:
@@ -147,12 +157,16 @@ def _adoptable(container: dict) -> bool:
             and gpus_from_label(labels.get(LABEL_GPUS)) is not None)
 
 
-def _adopt(ws: Workstation, container: dict) -> bool:
-    """Record a labelled container of this user's that the store lost; its kind reads the secrets
-    back from the container (running or stopped), and anything unreadable in them makes it an
-    orphan (a PtdeskError)."""
+def _adopt(ws: Workstation, container: dict) -> str:
+    """Record a container of this user's that the store lost — only if this home's seal proves it
+    made it ("unverified" otherwise). Its kind reads the secrets back from the container (running
+    or stopped); anything unreadable in them makes it an orphan (a PtdeskError). Returns
+    "adopted", "unverified", or "recorded" when a launch recorded it meanwhile."""
     labels = container["Labels"]
     name, kind, cid = labels[LABEL_NAME], get_kind(labels[LABEL_KIND]), container["Id"]
+    if not _sealed_here(ws, kind, cid, labels):
+        log.warning("not adopting %s: its labels are not sealed by this ptdesk home", name)
+        return "unverified"
     recovered = kind.read_back(ws, cid, labels)
     port = next((p.get("PublicPort") for p in container.get("Ports") or [] if p.get("PublicPort")), None)
     state = container.get("State") or "exited"
@@ -164,15 +178,64 @@ def _adopt(ws: Workstation, container: dict) -> bool:
         extra_keys=recovered.extra_keys)
     with ws.store.tx() as conn:
         if ws.store.experiment(name) is not None:
-            return False  # a launch recorded it meanwhile
+            return "recorded"  # a launch recorded it meanwhile
         ws.store.insert_experiment(conn, record)
         for filename, text, mode in recovered.files:
             experiment_files.write(ws.config, name, filename, text, mode)
         kind.after_start(ws.config, record)
     ws.store.audit("adopted", name, {"container": cid[:12], "kind": kind.name}, who="ptdesk-reconcile")
+    _restore_collaborators(ws, name, recovered)
     if kind.grants_logins:
         _authorize_this_owner_key(ws, name)
-    return True
+    return "adopted"
+
+
+def _restore_collaborators(ws: Workstation, experiment: str, recovered: Recovered) -> None:
+    """Collaborator keys found in an adopted container come back as collaborators with their grant
+    (the key folder ptdesk made for them, if it is still there, as their identity); a key marked
+    for someone this store knows with another key is dropped and said so. Either way the next
+    render lists only what the store holds: nothing invisible stays."""
+    store = ws.store
+    for found in recovered.collaborators:
+        fingerprint = keys.fingerprint(found.public_line)
+        person = store.collaborator(found.collaborator)
+        if person is None:
+            person = _recreate_collaborator(ws, found, fingerprint)
+        if fingerprint not in (person.fingerprint, person.previous_fingerprint):
+            _dropped(ws, experiment, f"{fingerprint} (marked for {found.collaborator}, whose key is another now)")
+            continue
+        if not store.grants(collaborator=person.name, experiment=experiment):
+            store.put_grant(person.name, experiment, (fingerprint,), pending=False)
+        store.audit("collab-restored", experiment, {"collaborator": person.name, "fingerprint": fingerprint},
+                    who="ptdesk-reconcile")
+    for why in recovered.dropped:
+        _dropped(ws, experiment, why)
+
+
+def _recreate_collaborator(ws: Workstation, found: GrantedKey, fingerprint: str) -> CollaboratorRecord:
+    private = key_dir(ws.config, found.collaborator) / PRIVATE
+    try:
+        ours = keys.fingerprint(keys.public_line_of(private)) == fingerprint
+    except (OSError, PtdeskError):
+        ours = False
+    person = CollaboratorRecord(name=found.collaborator, public_key=found.public_line, fingerprint=fingerprint,
+                                created=time.time(), identity_file=str(private) if ours else None,
+                                expires=found.expires)
+    ws.store.insert_collaborator(person)
+    return person
+
+
+def _dropped(ws: Workstation, experiment: str, why: str) -> None:
+    log.warning("adopting %s: a key in its authorized_keys was dropped: %s", experiment, why)
+    ws.store.audit("adopt-dropped-key", experiment, {"key": why}, who="ptdesk-reconcile")
+
+
+def _sealed_here(ws: Workstation, kind: Kind, container_id: str, labels: dict[str, str]) -> bool:
+    """Does the seal label verify against this home's secret and the sealed files inside?"""
+    if not labels.get(LABEL_SEAL):
+        return False
+    contents = [ws.engine.read_file(container_id, path) for path in kind.sealed_paths]
+    return verifies(ws.config, labels, secret_digest(contents))
 
 
 def _authorize_this_owner_key(ws: Workstation, name: str) -> None:

@@ -11,8 +11,9 @@ container (`finish_pending`) finishes the job.
 Stopped containers get the new key only (the old one removed) and the file is read back: the
 point of rotating is usually that the old key must stop working, and a stopped container may be
 started by anyone (a restart policy, `docker start`) before ptdesk can prove anything there. The
-grant stays pending until its first start proves the new key; should that fail, the old key is
-put back so the person is not locked out.
+grant stays pending until its first start proves the new key, waiting for sshd on the readiness
+schedule; a retired key is never put back, whatever happens: should the proof fail, the grant stays
+pending with the new key only, and the next start or rotate tries again.
 """
 
 from __future__ import annotations
@@ -38,21 +39,73 @@ from ptdesk.core.kinds import get_kind
 from ptdesk.core.models import ContainerRotation, RotationResult
 from ptdesk.core.sshcheck import LoginResult, try_login
 from ptdesk.core.state import CollaboratorRecord, GrantRecord
+from ptdesk.core.waiting import next_delay
 from ptdesk.errors import InvalidInput, PtdeskError
 
 if TYPE_CHECKING:
     from ptdesk.core.workstation import Workstation
 
 
-def rotate(ws: Workstation, name: str, expires: str | None = None) -> RotationResult:
-    """Give `name` a new key everywhere they have access, or finish an earlier unfinished rotation."""
+def rotate(ws: Workstation, name: str, expires: str | None = None, pubkey_text: str | None = None) -> RotationResult:
+    """Give `name` a new key everywhere they have access, or finish an earlier unfinished rotation.
+
+    `pubkey_text`: the new public key of a person who brings their own (ptdesk cannot make one
+    for them, nor log in as them: see _rotate_brought)."""
     record = collaborator(ws, name)
-    if not record.identity_file:
-        raise InvalidInput(f"{name!r} brought their own key, so ptdesk cannot make or test a new one for them.",
-                           f"Ask them for a new .pub, then: ptdesk collab rm {name}; ptdesk collab add {name} "
-                           "--pubkey FILE; and grant again.")
+    if not record.identity_file and pubkey_text is None:
+        raise InvalidInput(f"{name!r} brought their own key, so ptdesk cannot make a new one for them.",
+                           f"Ask them for a new .pub, then: ptdesk collab rotate {name} --pubkey NEW.pub")
+    if record.identity_file and pubkey_text is not None:
+        raise InvalidInput(f"ptdesk made {name!r}'s key, so it makes the new one too.",
+                           f"Rotate without --pubkey: ptdesk collab rotate {name}")
     with person_lock(ws.config, name):
+        if pubkey_text is not None:
+            return _rotate_brought(ws, collaborator(ws, name), keys.parse_public_key(pubkey_text), expires)
         return _rotate(ws, collaborator(ws, name), expires)
+
+
+def _rotate_brought(ws: Workstation, record: CollaboratorRecord, public: str, expires: str | None) -> RotationResult:
+    """A key the person brought is replaced in one step in every container (the new key in and
+    the old one out in the same atomic rename), so there is no moment without a key they hold.
+    ptdesk holds no private key to log in with, so the proof is the file itself, read back from
+    each container: the new key there, the old one gone."""
+    store, name, fingerprint = ws.store, record.name, keys.fingerprint(public)
+    for other in store.collaborators():
+        if fingerprint in (other.fingerprint, other.previous_fingerprint):
+            raise InvalidInput(f"That key already belongs to collaborator {other.name!r}.",
+                               "Each person needs a key of their own; ask for a new one.")
+    when = parse_expires(expires) if expires is not None else record.expires
+    store.begin_rotation(name, public, fingerprint, when)
+    outcomes = []
+    for grant in store.grants(collaborator=name):
+        outcomes.append(_replace_brought(ws, grant, fingerprint, record.fingerprint))
+    result = RotationResult(name=name, old_fingerprint=record.fingerprint, fingerprint=fingerprint,
+                            identity_file=None, containers=tuple(outcomes))
+    _settle(ws, name)
+    store.audit("collab-rotate", name, {"old_fingerprint": record.fingerprint, "fingerprint": fingerprint,
+                                        "brought": True, "containers": {c.name: c.status for c in outcomes}})
+    return result
+
+
+def _replace_brought(ws: Workstation, grant: GrantRecord, new: str, old: str) -> ContainerRotation:
+    name = grant.experiment
+    experiment = ws.store.experiment(name)
+    state = container_state(ws, experiment) if experiment else "gone"
+    if state in ("gone", "paused", "launching"):
+        # The store says new-only already; the container's file follows at its next render.
+        return ContainerRotation(name, "pending" if state != "gone" else "failed", False,
+                                 f"the container is {state}; its keys change when it can be changed")
+    try:
+        _, text = set_grant_keys(ws, grant, (new,), pending=False)
+    except PtdeskError as exc:
+        return ContainerRotation(name, "pending", False, f"the new key could not be installed ({exc.message})")
+    assert experiment is not None and experiment.container_id
+    on_disk = read_authorized_keys(ws.engine, experiment.container_id)
+    fingerprints = {keys.fingerprint(line.split(" ", 1)[1]) for line in on_disk.splitlines() if " " in line}
+    if on_disk != text or new not in fingerprints or old in fingerprints:
+        return ContainerRotation(name, "pending", False, "the new authorized_keys did not read back as written")
+    return ContainerRotation(name, "rotated", False, "replaced in one step, read back: the new key is there and "
+                                                     "the old one gone (ptdesk cannot log in with a key you hold)")
 
 
 def _rotate(ws: Workstation, record: CollaboratorRecord, expires: str | None) -> RotationResult:
@@ -100,7 +153,7 @@ def finish_pending(ws: Workstation, experiment: str) -> dict[str, ContainerRotat
             if grant is None or not grant.pending or record is None or not record.identity_file:
                 continue
             try:
-                outcome = _drive(ws, record, [grant])[experiment]
+                outcome = _drive(ws, record, [grant], patient=True)[experiment]
             except PtdeskError as exc:
                 outcome = ContainerRotation(experiment, "pending", False, exc.message)
             _settle(ws, record.name)
@@ -148,8 +201,12 @@ def _begin(ws: Workstation, record: CollaboratorRecord, expires: float | None) -
     return updated
 
 
-def _drive(ws: Workstation, record: CollaboratorRecord, grants: list[GrantRecord]) -> dict[str, ContainerRotation]:
-    """Run the three phases over pending grants of one person; an outcome per experiment."""
+def _drive(ws: Workstation, record: CollaboratorRecord, grants: list[GrantRecord],
+           patient: bool = False) -> dict[str, ContainerRotation]:
+    """Run the three phases over pending grants of one person; an outcome per experiment.
+
+    `patient`: the containers have only just started (finish_pending), so the new key's login is
+    retried on the readiness schedule until sshd is up, rather than judged by one early probe."""
     outcomes: dict[str, ContainerRotation] = {}
     proving: list[GrantRecord] = []
     for grant in grants:  # 1: new key next to the old one, everywhere
@@ -161,7 +218,7 @@ def _drive(ws: Workstation, record: CollaboratorRecord, grants: list[GrantRecord
     new_file = Path(record.identity_file or "")
     retiring = []
     for grant in proving:  # 2: the new key logs in, everywhere it is running
-        login = _login(ws, grant.experiment, new_file)
+        login = _prove_login(ws, grant.experiment, new_file) if patient else _login(ws, grant.experiment, new_file)
         if login.ok:
             retiring.append(grant)
         else:
@@ -199,15 +256,16 @@ def _install_new(ws: Workstation, record: CollaboratorRecord, grant: GrantRecord
 
 
 def _keep_old(ws: Workstation, record: CollaboratorRecord, grant: GrantRecord, why: str) -> ContainerRotation:
-    """The new key did not log in: make sure the old one is (still, or again) there."""
-    old = record.previous_fingerprint
-    detail = f"the new key was not accepted ({why}); the old key stays valid there"
-    if old and old not in grant.installed:
-        try:
-            set_grant_keys(ws, grant, (old, record.fingerprint), pending=True)
-        except PtdeskError as exc:
-            detail = f"the new key was not accepted ({why}) and the old key could not be put back ({exc.message})"
-    return ContainerRotation(grant.experiment, "pending", False, detail)
+    """The new key did not log in (yet). Where the old key is still installed it stays valid; where
+    it was already retired (the container was stopped when the rotation ran, and the rotation said
+    so), it is never put back: a retired key must not log in anywhere again. The grant stays
+    pending with the new key only, and the next start or `collab rotate` proves it."""
+    if record.previous_fingerprint in grant.installed:
+        return ContainerRotation(grant.experiment, "pending", False,
+                                 f"the new key was not accepted ({why}); the old key stays valid there")
+    return ContainerRotation(grant.experiment, "pending", False,
+                             f"the new key did not log in yet ({why}); the retired key stays retired, and the "
+                             "next start or `ptdesk collab rotate` proves the new one")
 
 
 def _retire_old(ws: Workstation, record: CollaboratorRecord, grant: GrantRecord, old_file: Path) -> ContainerRotation:
@@ -225,6 +283,21 @@ def _retire_old(ws: Workstation, record: CollaboratorRecord, grant: GrantRecord,
     refused = login.detail.startswith("refused")
     return ContainerRotation(name, "rotated", refused, "the new key logs in and the old key is refused" if refused
                              else f"the new key logs in; the old key's refusal could not be checked ({login.detail})")
+
+
+def _prove_login(ws: Workstation, experiment: str, key_file: Path) -> LoginResult:
+    """Log in with `key_file` on the readiness schedule (ptdesk.core.waiting) until it works, the
+    container stops, or ready_timeout passes; the last attempt's result."""
+    started = time.monotonic()
+    deadline = started + ws.config.ready_timeout
+    record = ws.store.experiment(experiment)
+    while True:
+        login = _login(ws, experiment, key_file)
+        if login.ok or login.detail == "host key mismatch" or time.monotonic() >= deadline:
+            return login
+        if record is None or not record.container_id or not ws.engine.is_running(record.container_id):
+            return login
+        time.sleep(next_delay(time.monotonic() - started))
 
 
 def _login(ws: Workstation, experiment: str, key_file: Path) -> LoginResult:

@@ -325,3 +325,18 @@ class Store:
     def set_meta(self, key: str, value: str) -> None:
         with self.tx() as conn:
             conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+
+def read_experiments(path: Path) -> list[ExperimentRecord]:
+    """The committed experiment records, read through a connection of its own that only reads:
+    it never waits for (nor deadlocks with) a write transaction this process holds. [] when the
+    database does not exist yet."""
+    if not path.exists():
+        return []
+    conn = sqlite3.connect(path, timeout=30.0)
+    try:
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA query_only=ON")
+        return [ExperimentRecord.from_row(r) for r in conn.execute("SELECT * FROM experiments ORDER BY created")]
+    finally:
+        conn.close()

@@ -12,6 +12,7 @@ which take a Workstation; this class only opens the door to each of them, once.
 
 from __future__ import annotations
 
+import shlex
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import cached_property
@@ -23,13 +24,14 @@ from ptdesk.core import (
     collab,
     collab_export,
     cull,
-    experiment_files,
     experiments,
     images,
     listing,
     procmap,
     reconcile,
     rotation,
+    ssh_config,
+    ssh_include,
 )
 from ptdesk.core import launch as launcher
 from ptdesk.core import spec as specs
@@ -38,7 +40,7 @@ from ptdesk.core.engine import Engine
 from ptdesk.core.gpu import GpuSampler
 from ptdesk.core.images import BuildResult, ImageStatus
 from ptdesk.core.kinds import REGISTRY
-from ptdesk.core.kinds.ssh import KNOWN_HOSTS_FILE, SSH
+from ptdesk.core.kinds.ssh import SSH
 from ptdesk.core.lifecycle import ContainerEvent, EventWatcher
 from ptdesk.core.logstream import LogStream
 from ptdesk.core.models import (
@@ -53,6 +55,7 @@ from ptdesk.core.models import (
     RotationResult,
 )
 from ptdesk.core.reconcile import ReconcileReport
+from ptdesk.core.ssh_include import SshConfigState
 from ptdesk.core.state import Store
 from ptdesk.core.stats import ContainerStats, StatsSampler
 from ptdesk.errors import ConfigError, InvalidInput, PtdeskError
@@ -154,19 +157,25 @@ class Workstation:
     def logs(self, name: str, tail: int | str = 100, follow: bool = False) -> Iterator[str]:
         return experiments.logs(self, name, tail=tail, follow=follow)
 
-    def ssh_argv(self, name: str, command: Sequence[str] = ()) -> list[str]:
-        """The OpenSSH command line that logs in to SSH experiment `name` (host key pinned, ptdesk's
-        key only), running `command` there, or a login shell when it is empty."""
+    def ssh_argv(self, name: str, command: Sequence[str] = (), options: Sequence[str] = ()) -> list[str]:
+        """The OpenSSH command line that logs in to SSH experiment `name` through ptdesk's own ssh
+        config (host key pinned, ptdesk's key only; `-F` so no other config can change that),
+        running `command` there word by word (each quoted for the remote shell, as exec would take
+        them), or a login shell when it is empty; `options` go before the name."""
         experiment = self.experiment(name)
-        access = experiment.access
-        if experiment.kind != SSH.name or access is None:
-            raise InvalidInput(f"{name!r} is not an SSH experiment that can be logged in to now.",
-                               "Start it first (ptdesk start NAME), or pick an SSH experiment.")
-        known_hosts = experiment_files.folder(self.config, name) / KNOWN_HOSTS_FILE
-        found = access.fields
-        return ["ssh", "-i", str(found["identity_file"]), "-p", str(found["port"]), "-o", "IdentitiesOnly=yes",
-                "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={known_hosts}",
-                f"{found['user']}@{found['host']}", *command]
+        if experiment.kind != SSH.name or experiment.access is None:
+            raise InvalidInput(f"{name!r} is not an SSH experiment of yours that can be logged in to.",
+                               "Pick one of yours from: ptdesk ls")
+        if experiment.status != "running":
+            raise InvalidInput(f"{name!r} is {experiment.status}, so nothing answers there.",
+                               f"Start it first: ptdesk start {name}")
+        path = ssh_config.refresh(self.config)
+        return ["ssh", "-F", str(path), *options, name, *(shlex.quote(word) for word in command)]
+
+    def ssh_config(self, install: bool = False) -> SshConfigState:
+        """ptdesk's own ssh config, rewritten now; with `install`, the Include line added to
+        ~/.ssh/config first (only when asked: the person's file is theirs)."""
+        return ssh_include.state(self.config, add_include=install)
 
     def log_stream(self, container_id: str, **options: Any) -> LogStream:
         """A background-read log stream of one container (the dashboard's log pane)."""
@@ -251,11 +260,14 @@ class Workstation:
         """Finish key rotations that waited for `experiment` to run again, by collaborator."""
         return rotation.finish_pending(self, experiment)
 
-    def rotate(self, name: str, expires: str | None = None) -> RotationResult:
-        return rotation.rotate(self, name, expires)
+    def rotate(self, name: str, expires: str | None = None, pubkey_text: str | None = None) -> RotationResult:
+        """A new key everywhere `name` has access, never locking them out (ptdesk.core.rotation);
+        `pubkey_text` for a person who brings their own key."""
+        return rotation.rotate(self, name, expires, pubkey_text)
 
-    def export_collaborator(self, name: str, folder: str | Path, dest: str | None = None) -> list[Path]:
-        return collab_export.export(self, name, folder, dest)
+    def export_collaborator(self, name: str, folder: str | Path, dest: str | None = None,
+                            jump: str | None = None) -> list[Path]:
+        return collab_export.export(self, name, folder, dest, jump)
 
     # --- images -------------------------------------------------------------------------------
     def image_statuses(self, kinds: Iterable[str] | None = None) -> list[ImageStatus]:

@@ -18,7 +18,17 @@ from ptdesk.config import Config, load_config
 from ptdesk.core import kinds
 from ptdesk.core.images import expand_targets, image_tag, images_root
 from ptdesk.core.kinds.base import Kind, Plan, Recovered
-from ptdesk.core.models import Access, LaunchSpec
+from ptdesk.core.models import (
+    LABEL_GPUS,
+    LABEL_INSTANCE,
+    LABEL_KIND,
+    LABEL_MANAGED,
+    LABEL_NAME,
+    LABEL_OWNER,
+    Access,
+    LaunchSpec,
+)
+from ptdesk.core.seal import LABEL_SEAL, seal, secret_digest
 from ptdesk.core.spec import current_user
 from ptdesk.core.state import ExperimentRecord
 from ptdesk.core.workstation import Workstation
@@ -32,6 +42,7 @@ class ProbeKind(Kind):
     title = "Probe"
     summary = "A kind that only exists in this test."
     container_port = "7000/tcp"
+    sealed_paths = ()
 
     def __init__(self) -> None:
         self.calls: list[str] = []
@@ -81,7 +92,10 @@ def test_a_kind_that_leaves_out_a_method_cannot_exist() -> None:
 
 
 def test_adoption_listing_json_details_and_cull_ask_the_kind(probe: ProbeKind, ws: Workstation, sleeper) -> None:
-    sleeper("probe-1", owner=current_user(), kind="probe")
+    labels = {LABEL_MANAGED: "1", LABEL_INSTANCE: ws.config.instance, LABEL_KIND: "probe",
+              LABEL_OWNER: current_user(), LABEL_NAME: "probe-1", LABEL_GPUS: ""}
+    sealed = seal(ws.config, labels, secret_digest([]))  # as a launch by this home would seal it
+    sleeper("probe-1", owner=current_user(), kind="probe", labels={LABEL_SEAL: sealed})
 
     report = ws.reconcile()  # the store never heard of it: adopted through the kind's read_back
     assert report.adopted == ("probe-1",)

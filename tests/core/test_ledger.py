@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from ptdesk.core.ledger import GpuRequest, allocate, gpus_from_label, held_by_labels, parse_request
+from ptdesk.core.ledger import GpuRequest, allocate, gpus_from_label, held_by_devices, parse_request
 from ptdesk.core.models import GpuInventory, GpuLoad
 from ptdesk.core.state import ExperimentRecord, Store
 from ptdesk.errors import Conflict, GpuUnavailable, InvalidInput
@@ -216,13 +216,23 @@ def test_gpus_from_label_never_raises(label: str | None, parsed: tuple[int, ...]
     assert gpus_from_label(label) == parsed
 
 
-def test_held_by_labels_names_the_container_and_ignores_malformed_labels() -> None:
-    containers = {"bob-train": {"Labels": {"ptdesk.gpus": "0,1"}}, "junk": {"Labels": {"ptdesk.gpus": "x"}},
-                  "cpu": {"Labels": {"ptdesk.gpus": ""}}, "bare": {}}
-    held = held_by_labels(containers)
-    assert held == {0: "bob-train", 1: "bob-train"}
+def _gpu_request(**request: object) -> dict:
+    return {"HostConfig": {"DeviceRequests": [{"Capabilities": [["gpu"]], **request}]}}
+
+
+def test_holds_are_what_the_engine_gives_not_what_labels_claim() -> None:
+    inspected = {
+        "bob-train": _gpu_request(DeviceIDs=["0", "1"]),
+        "liar": {"Config": {"Labels": {"ptdesk.gpus": "2,3"}}, "HostConfig": {"DeviceRequests": None}},
+        "by-uuid": _gpu_request(DeviceIDs=["GPU-5f1c"]),  # which index that is, is unknown: all held
+        "cpu": {"HostConfig": {}}, "gone": None,
+    }
+    held = held_by_devices({k: v for k, v in inspected.items() if k != "by-uuid"}, range(4))
+    assert held == {0: "bob-train", 1: "bob-train"}  # the liar's label books nothing
     with pytest.raises(Conflict, match="'bob-train'"):
         allocate("1", held, FOUR)
+    assert held_by_devices({"by-uuid": inspected["by-uuid"]}, range(4)) == dict.fromkeys(range(4), "by-uuid")
+    assert held_by_devices({"all": _gpu_request(Count=-1)}, range(2)) == {0: "all", 1: "all"}
 
 
 # The machine-wide GPU lock: tests/security/test_gpu_lock.py (it is kept by the engine).

@@ -154,6 +154,7 @@ def module_env(tmp_path_factory: pytest.TempPathFactory, engine: Engine) -> Iter
     env = {**os.environ, "PTDESK_HOME": str(home), "PTDESK_INSTANCE": instance}
     for key in ("PTDESK_BIND_ADDRESS", "PTDESK_SSH_IMAGE", "PTDESK_JUPYTER_IMAGE", "DOCKER_HOST"):
         env.pop(key, None)
+    env.update(PTDESK_SSH_IMAGE=SSH_IMAGE, PTDESK_JUPYTER_IMAGE=JUPYTER_IMAGE)
     yield env
     remove_instance_containers(engine, instance)
 

@@ -14,6 +14,7 @@ import stat
 import subprocess
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -304,6 +305,84 @@ def test_a_container_stopped_during_rotation_comes_back_with_only_the_new_key(
     assert pending_of(cli, "tom") == []
     finished = [e for e in cli.json("audit") if e["action"] == "collab-rotate-finish"]
     assert finished and finished[-1]["detail"]["verified"] is True
+
+
+def test_a_retired_key_never_logs_in_again_when_sshd_is_slow_to_come_up(
+        cli: Ptdesk, ws: Workstation, engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rotation said the old key is retired in a stopped container; someone starts it, and the
+    start event's probe finds sshd not up yet. Before, the old key was put back and logged in
+    again; now the probe waits for sshd on the readiness schedule, and the old key stays out."""
+    cid = cli.new("ssh", "--name", "late", "--cpus", "1")["id"]
+    old = keep_copy(add(cli, "zed")["identity_file"], tmp_path / "zed-old" / "id_ed25519")
+    cli.ok("grant", "zed", "late")
+    cli.ok("stop", "late")
+    result = cli.json("collab", "rotate", "zed")
+    assert result["containers"][0]["status"] == "rotated"  # "the old key is removed" was promised here
+    new = Path(result["identity_file"])
+
+    real_login = rotation._login
+    not_up_yet = iter([LoginResult(False, "unreachable: sshd is still starting")] * 2)
+
+    def slow_sshd(w: Workstation, experiment: str, key_file: Path) -> LoginResult:
+        # The first probes meet an sshd that is not listening yet (as right after a start event).
+        return next(not_up_yet, None) or real_login(w, experiment, key_file)
+
+    monkeypatch.setattr(rotation, "_login", slow_sshd)
+    engine.start(cid)  # behind ptdesk's back, as a restart policy or `docker start` would
+    outcome = rotation.finish_pending(ws, "late")["zed"]  # what the watcher's start event runs
+    monkeypatch.undo()
+    assert (outcome.status, outcome.verified) == ("rotated", True), outcome
+    assert logs_in(cli, "late", new) and not logs_in(cli, "late", old)
+    assert old.read_bytes() and pending_of(cli, "zed") == []
+
+
+def test_a_new_key_that_cannot_be_proven_leaves_the_retired_key_out(
+        cli: Ptdesk, ws: Workstation, engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Even when the proof never succeeds (sshd never answers in time), the retired key is not
+    restored: the grant is reported pending with the new key only."""
+    cid = cli.new("ssh", "--name", "mute", "--cpus", "1")["id"]
+    made = add(cli, "yan")
+    old = keep_copy(made["identity_file"], tmp_path / "yan-old" / "id_ed25519")
+    cli.ok("grant", "yan", "mute")
+    cli.ok("stop", "mute")
+    cli.json("collab", "rotate", "yan")
+    monkeypatch.setattr(rotation, "_login", lambda w, e, k: LoginResult(False, "unreachable: no answer"))
+    monkeypatch.setattr(ws, "config", replace(ws.config, ready_timeout=1.0))
+    engine.start(cid)
+    outcome = rotation.finish_pending(ws, "mute")["yan"]
+    monkeypatch.undo()
+    assert outcome.status == "pending" and "retired key stays retired" in outcome.detail
+    assert made["public_key"].split()[1] not in authorized(engine, cli, "mute")
+    wait_until(lambda: attempt(cli, "mute", old).detail.startswith("refused"), timeout=60,
+               message="sshd to answer (and refuse the retired key)")
+    assert pending_of(cli, "yan") == ["mute"]
+
+
+def test_a_person_who_brought_their_own_key_is_rotated_in_one_step(
+        cli: Ptdesk, engine: Engine, keygen: Callable[[str], Path]) -> None:
+    """Before, `collab rotate` refused them, and its workaround (rm, add, grant) locked them out in
+    between. Now `--pubkey NEW.pub` swaps the key in one atomic render in every container."""
+    old, new = keygen("pia-old"), keygen("pia-new")
+    cli.new("ssh", "--name", "run", "--cpus", "1")
+    cli.new("ssh", "--name", "rest", "--cpus", "1")
+    add(cli, "pia", "--pubkey", f"{old}.pub")
+    cli.ok("grant", "pia", "run")
+    cli.ok("grant", "pia", "rest")
+    cli.ok("stop", "rest")
+    assert logs_in(cli, "run", old)
+
+    result = cli.json("collab", "rotate", "pia", "--pubkey", f"{new}.pub")
+    assert {c["name"]: c["status"] for c in result["containers"]} == {"run": "rotated", "rest": "rotated"}
+    assert result["identity_file"] is None
+    assert logs_in(cli, "run", new) and not logs_in(cli, "run", old)
+    cli.ok("start", "rest")
+    assert logs_in(cli, "rest", new) and not logs_in(cli, "rest", old)
+    people = {p["name"]: p for p in cli.json("collab", "ls")}
+    assert people["pia"]["pending"] == [] and people["pia"]["fingerprint"] == result["fingerprint"]
+    # The wrong way round is one clear line: a person whose key ptdesk made gets one made again.
+    add(cli, "raj")
+    line = cli.fails("collab", "rotate", "raj", "--pubkey", f"{new}.pub")[0]
+    assert "ptdesk made 'raj'" in line
 
 
 def _sshd_pid(engine: Engine, container: str) -> int:

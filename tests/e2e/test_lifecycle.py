@@ -203,7 +203,7 @@ def test_cull_measures_jupyter_activity(cli: Ptdesk, engine: Engine) -> None:
 
 def test_cull_without_a_limit_is_a_user_error(cli: Ptdesk) -> None:
     rc, out, err = cli.run("cull")
-    assert rc == 2 and "No idle limit is set." in err and "hint:" in err
+    assert rc == 1 and "No idle limit is set." in err and "hint:" in err
     with pytest.raises(InvalidInput):
         parse_duration("soon")
     assert parse_duration("4h") == 14400 and parse_duration("90s") == 90
@@ -327,3 +327,27 @@ def test_adoption_keeps_the_keys_the_owner_brought(cli: Ptdesk, engine: Engine, 
     host_key = record(cli.home, "brought")["host_public_key"]
     login = try_login("127.0.0.1", ssh["ssh"]["port"], "ptdesk", mine, host_key)
     assert login.ok, login.detail
+
+
+def test_a_lost_store_brings_collaborators_back_as_collaborators(cli: Ptdesk, engine: Engine) -> None:
+    """Before, adoption kept every collaborator key without an expiry as an "owner-brought" key:
+    `collab ls` showed nobody, revoke and rotate could not remove it, and each render put it back.
+    Now the marker ptdesk writes on collaborator lines brings them back as collaborators."""
+    ssh = cli.new("ssh", "--name", "shared-box")
+    kim = cli.json("collab", "add", "kim")  # no expiry: exactly the case that became invisible
+    cli.ok("grant", "kim", "shared-box")
+    (cli.home / "state.db").unlink()  # the store is lost; keys/ (with the seal) survives
+    for leftover in cli.home.glob("state.db-*"):
+        leftover.unlink()
+
+    assert cli.json("reconcile")["adopted"] == ["shared-box"]
+    people = {p["name"]: p for p in cli.json("collab", "ls")}
+    assert people["kim"]["grants"] == ["shared-box"] and people["kim"]["fingerprint"] == kim["fingerprint"]
+    assert people["kim"]["identity_file"] == kim["identity_file"]  # the key ptdesk made is hers again
+    assert json.loads(record(cli.home, "shared-box")["extra_keys"]) == []  # not a permanent key
+    host_key = record(cli.home, "shared-box")["host_public_key"]
+    assert try_login("127.0.0.1", ssh["ssh"]["port"], "ptdesk", Path(kim["identity_file"]), host_key).ok
+
+    cli.ok("revoke", "kim", "shared-box")  # and she can be shown out for real
+    refused = try_login("127.0.0.1", ssh["ssh"]["port"], "ptdesk", Path(kim["identity_file"]), host_key)
+    assert refused.detail.startswith("refused"), refused.detail

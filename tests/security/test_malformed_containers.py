@@ -21,13 +21,15 @@ from ptdesk.core.engine import Engine, FileSpec
 from ptdesk.core.spec import current_user
 from ptdesk.errors import PtdeskError
 
-HOST_KEY = "etc/ssh/ssh_host_ed25519_key.pub"
+# The first file adoption reads: the sealed host key (whatever the seal label says, it is read to check it).
+HOST_KEY = "etc/ssh/ssh_host_ed25519_key"
 
 
 def _adoptable(engine: Engine, instance: str, name: str) -> str:
-    """A created (never started) container with every label adoption wants, owned by this user."""
+    """A created (never started) container with every label adoption wants, owned by this user: any
+    engine user can make one (the forged seal is checked by reading the sealed file)."""
     labels = {"ptdesk.managed": "1", "ptdesk.instance": instance, "ptdesk.kind": "ssh",
-              "ptdesk.owner": current_user(), "ptdesk.name": name, "ptdesk.gpus": ""}
+              "ptdesk.owner": current_user(), "ptdesk.name": name, "ptdesk.gpus": "", "ptdesk.seal": "forged"}
     return engine.create(name=f"ptdesk-{instance}-{name}-{uuid.uuid4().hex[:6]}", image=BASE_IMAGE,
                          labels=labels, command=["true"], host_config={})
 

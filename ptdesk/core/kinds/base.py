@@ -20,6 +20,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, ClassVar
 
 from ptdesk.config import Config
+from ptdesk.core.authorized_keys import GrantedKey
 from ptdesk.core.engine import FileSpec
 from ptdesk.core.models import Access, LaunchSpec
 from ptdesk.core.state import ExperimentRecord
@@ -50,6 +51,10 @@ class Recovered:
     extra_keys: tuple[str, ...] = ()
     # Host-side files to write again under experiments/<name>/: (filename, text, mode).
     files: tuple[tuple[str, str, int], ...] = ()
+    # Collaborator keys found inside, by the marker ptdesk writes on them: restored as grants.
+    collaborators: tuple[GrantedKey, ...] = ()
+    # Key lines that were neither the owner's, brought by the owner, nor marked: not kept (why).
+    dropped: tuple[str, ...] = ()
 
 
 class Kind(ABC):
@@ -57,6 +62,9 @@ class Kind(ABC):
     title: ClassVar[str]  # how people call it: "SSH", "Jupyter"
     summary: ClassVar[str]  # one line for `ptdesk new NAME --help` and the form
     container_port: ClassVar[str]  # e.g. "22/tcp": the port published on bind_address
+    # Secrets placed before start that never change afterwards (host key, token): the seal covers
+    # them (ptdesk.core.seal), so a copy of the labels on another container does not verify.
+    sealed_paths: ClassVar[tuple[str, ...]]
     accepts_pubkeys: ClassVar[bool] = False  # `new --pubkey FILE` authorises the owner's own key
     grants_logins: ClassVar[bool] = False  # collaborators can be granted logins to it
 
@@ -92,6 +100,12 @@ class Kind(ABC):
     def after_start(self, config: Config, record: ExperimentRecord) -> None:
         """After a launch, a start or an adoption (the port is known): keep the files a person's
         client needs in step."""
+
+
+def sealed_contents(kind: Kind, plan: Plan) -> list[bytes]:
+    """The bytes of the kind's sealed files as the plan places them, in `sealed_paths` order."""
+    placed = {f"{dest.rstrip('/')}/{f.name}": f.data for dest, files in plan.files for f in files}
+    return [placed[path] for path in kind.sealed_paths]
 
 
 def default_image(kind: str) -> str:

@@ -66,6 +66,7 @@ class JupyterKind(Kind):
     title = "Jupyter"
     summary = "JupyterLab as your user, with a token only you can read."
     container_port = "8888/tcp"
+    sealed_paths = (f"{TOKEN_DIR}/{TOKEN_FILE}",)
 
     def plan(self, config: Config, spec: LaunchSpec) -> Plan:
         token = secrets.token_urlsafe(32)

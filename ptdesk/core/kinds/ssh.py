@@ -14,10 +14,13 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from ptdesk.config import Config
-from ptdesk.core import experiment_files, keys
+from ptdesk.core import experiment_files, keys, ssh_config, ssh_include
 from ptdesk.core.authorized_keys import (
     AUTHORIZED_KEYS_DIR,
     CONTAINER_USER,
+    GrantedKey,
+    collaborator_of,
+    expiry_of,
     owner_key,
     read_authorized_keys,
     render_authorized_keys,
@@ -45,6 +48,7 @@ class SshKind(Kind):
     title = "SSH"
     summary = "A hardened SSH server: key-only login, pinned host key, non-root user."
     container_port = "22/tcp"
+    sealed_paths = ("/etc/ssh/ssh_host_ed25519_key",)
     accepts_pubkeys = True
     grants_logins = True
 
@@ -86,6 +90,8 @@ class SshKind(Kind):
             "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=yes",
             "-o", shlex.quote(f"UserKnownHostsFile={known_file}"), f"{CONTAINER_USER}@{host}",
         ])
+        if ssh_include.installed(config):  # ~/.ssh/config includes ptdesk's: the short form works
+            command = f"ssh {record.name}"
         fingerprint = keys.fingerprint(record.host_public_key)
         rows = (("Connect", command), ("Host", f"{host}:{record.port} as {CONTAINER_USER}"),
                 ("Identity", str(key_file)), ("Host key", fingerprint), ("known_hosts", known))
@@ -116,10 +122,11 @@ class SshKind(Kind):
             host_key = keys.parse_public_key(ws.engine.read_file(container_id, HOST_KEY_IN_CONTAINER).decode())
         except UnicodeDecodeError:
             raise PtdeskError("The host key in the container is not text.") from None
-        return Recovered(host_public_key=host_key, extra_keys=_extra_keys(ws, container_id, labels[LABEL_OWNER]))
+        return _recover_keys(ws, container_id, labels[LABEL_OWNER], host_key)
 
     def after_start(self, config: Config, record: ExperimentRecord) -> None:
         write_known_hosts(config, record)
+        ssh_config.refresh_quietly(config, also=record)  # `ssh NAME` follows the port and host key
 
 
 def write_known_hosts(config: Config, record: ExperimentRecord) -> None:
@@ -132,33 +139,39 @@ def write_known_hosts(config: Config, record: ExperimentRecord) -> None:
         experiment_files.write(config, record.name, KNOWN_HOSTS_FILE, known, 0o644)
 
 
-def _extra_keys(ws: Workstation, container_id: str, owner: str) -> tuple[str, ...]:
-    """The keys the owner brought (--pubkey), read back from the container's authorized_keys, so
-    that re-rendering the file later (a grant) keeps them.
-
-    Not kept: the owner's own ptdesk key, and collaborator lines, recognised by their fingerprint
-    or by an expiry (only grants carry one): a grant lost with the store is not resurrected as a
-    permanent key.
-    """
-    skip = {c.fingerprint for c in ws.store.collaborators()}
-    skip |= {c.previous_fingerprint for c in ws.store.collaborators() if c.previous_fingerprint}
+def _recover_keys(ws: Workstation, container_id: str, owner: str, host_key: str) -> Recovered:
+    """Sort the lines of the container's authorized_keys: collaborator keys (by the marker ptdesk
+    writes on them) come back as collaborators; unmarked lines without an expiry are the keys the
+    owner brought (--pubkey), kept so that re-rendering keeps them; the owner's own ptdesk key is
+    rendered anyway. Anything else (an unmarked line with an expiry: a grant written before
+    markers existed) is dropped and said so: never a permanent key nobody can see or revoke."""
     owner_public = experiment_files.user_key_dir(ws.config, owner) / "id_ed25519.pub"
+    skip: set[str] = set()
     with contextlib.suppress(OSError, PtdeskError):
         skip.add(keys.fingerprint(owner_public.read_text()))
-    kept: list[str] = []
     try:
         text = read_authorized_keys(ws.engine, container_id)
     except UnicodeDecodeError:
         raise PtdeskError("The authorized_keys file in the container is not text.") from None
+    brought: list[str] = []
+    granted: list[GrantedKey] = []
+    dropped: list[str] = []
     for line in text.splitlines():
         options, _, key = line.strip().partition(" ")
-        if not key or "expiry-time=" in options:
-            continue
-        with contextlib.suppress(PtdeskError):
+        try:
             public = keys.parse_public_key(key)
-            if keys.fingerprint(public) not in skip:
-                kept.append(public)
-    return tuple(kept)
+        except PtdeskError:
+            continue  # not a key line at all
+        if keys.fingerprint(public) in skip:
+            continue
+        if (person := collaborator_of(line)) is not None:
+            granted.append(GrantedKey(person, " ".join(public.split()[:2]), expiry_of(options)))
+        elif "expiry-time=" in options:
+            dropped.append(f"{keys.fingerprint(public)} (an expiring key without ptdesk's collaborator marker)")
+        else:
+            brought.append(public)
+    return Recovered(host_public_key=host_key, extra_keys=tuple(brought), collaborators=tuple(granted),
+                     dropped=tuple(dropped))
 
 
 SSH = SshKind()

@@ -214,7 +214,7 @@ class NewExperiment(ModalScreen[Experiment | None]):
             return
         try:
             spec = self.ws.make_spec(v.kind, name=v.name or None, owner=v.owner or None, image=v.image or None,
-                             gpus=v.gpus or "none", workspace=v.workspace or None, memory=v.memory or None,
+                             gpus=v.gpus or None, workspace=v.workspace or None, memory=v.memory or None,
                              cpus=cpus, shm_size=v.shm_size or None)
             launched = self.ws.launch(spec, lambda step: self.post_message(Step(step)))
         except BaseException as exc:  # noqa: BLE001 - shown in the form; launch already rolled back
