@@ -32,6 +32,9 @@ def test_ls_strips_control_characters_from_a_foreign_label(ptdesk_env: dict[str,
         assert rc == 0, err
         assert "\x1b" not in out and "\x07" not in out, repr(out)
         assert "mallory" in out and "orphan" in out
+    rc, out, err = run_cli(["reconcile"], ptdesk_env)  # lists the orphan by its label
+    assert rc == 0 and "orphan" in out, err
+    assert "\x1b" not in out + err and "\x07" not in out + err, repr(out + err)
 
 
 def test_events_of_foreign_containers_are_printable() -> None:
