@@ -73,6 +73,9 @@ class Config:
     idle_cull_seconds: int = 0
     # Debian packages the SSH image gets besides its workbench (git, tmux, rsync, ...).
     ssh_packages: tuple[str, ...] = ()
+    # The team's pinned image baseline (`ptdesk images pin`): a JSON file, default PTDESK_HOME/baseline.json;
+    # point it at a shared file (a team repository) so every workstation checks its builds against one pin.
+    baseline: Path | None = None
 
     @property
     def keys_dir(self) -> Path:
@@ -92,6 +95,10 @@ class Config:
         if ipaddress.ip_address(self.bind_address).is_unspecified:
             return _host_name()
         return self.bind_address
+
+    @property
+    def baseline_path(self) -> Path:
+        return self.baseline or (self.home / "baseline.json")
 
     @property
     def workspaces(self) -> Path:
@@ -156,7 +163,7 @@ def _apply(config: Config, data: dict, origin: str) -> Config:
     for key, value in data.items():
         if key == "limits":
             changes[key] = _limits(config.limits, value, origin)
-        elif key in ("workspace_root", "ca_bundle"):
+        elif key in ("workspace_root", "ca_bundle", "baseline"):
             changes[key] = _absolute_path(key, value, origin)
         elif key in ("uid", "gid", "idle_cull_seconds"):
             changes[key] = _int(key, value, origin)

@@ -19,6 +19,7 @@ COMMAND_TOPICS: dict[str, str] = {
     "collab": "collab", "grant": "collab", "revoke": "collab", "audit": "audit",
     "watch": "lifecycle", "cull": "lifecycle", "reconcile": "lifecycle",
     "ssh-config": "ssh", "ssh": "ssh", "forward": "ssh",
+    "env": "env",
 }
 TOPICS = tuple(dict.fromkeys(COMMAND_TOPICS.values()))
 

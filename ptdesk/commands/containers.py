@@ -92,8 +92,9 @@ def ls(ws: Workstation, show_all: bool, as_json: bool) -> None:
         return
     rows = [(e.name + (" (other user)" if e.foreign else " (unverified)" if e.unverified else
                       " (orphan)" if e.orphan else ""), e.kind, e.owner,
-             e.status, ",".join(map(str, e.gpus)) or "-", e.connect) for e in items]
-    click.echo(table(["NAME", "KIND", "OWNER", "STATUS", "GPUS", "CONNECT"], rows))
+             e.status, ",".join(map(str, e.gpus)) or "-", e.environment.text if e.environment else "-", e.connect)
+            for e in items]
+    click.echo(table(["NAME", "KIND", "OWNER", "STATUS", "GPUS", "ENVIRONMENT", "CONNECT"], rows))
 
 
 @click.command("logs")

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import docker.types
 
 from ptdesk.config import Config
-from ptdesk.core import experiment_files, ledger, ssh_config, workspace
+from ptdesk.core import environment, experiment_files, ledger, ssh_config, workspace
 from ptdesk.core.gpulock import machine_gpu_lock
 from ptdesk.core.keys import fingerprint
 from ptdesk.core.kinds import Kind, Plan, get_kind
@@ -120,6 +120,8 @@ def _create_and_start(ws: Workstation, spec: LaunchSpec, plan: Plan, gpu_lock: c
         gpu_lock.close()  # its ptdesk.gpus label now holds the GPUs for every user's ledger
         ws.store.update_experiment(spec.name, container_id=container_id)
         attempt.record = replace(attempt.record, container_id=container_id)
+        # The image id it really runs (a tag moves with each rebuild) and its fingerprint.
+        ws.store.update_experiment(spec.name, **environment.at_launch(ws, container_id))
         progress("Placing secrets")
         # One archive for all folders: every put_archive mounts the container's filesystem (~50 ms).
         engine.put_files(container_id, "/", [replace(f, name=f"{dest.strip('/')}/{f.name}")
@@ -171,6 +173,7 @@ def launch_warnings(ws: Workstation, spec: LaunchSpec, gpus: tuple[int, ...],
         # Never a silent CPU run: say why auto found no GPU to give.
         reason = (inventory.reason if inventory else None) or "every GPU is held by another experiment."
         warnings.append(f"No GPU was given: {reason}")
+    warnings += environment.launch_warnings(ws, spec.kind, spec.image, gpus)
     return tuple(warnings)
 
 
@@ -235,6 +238,7 @@ def _create(ws: Workstation, spec: LaunchSpec, plan: Plan, gpus: tuple[int, ...]
             name=container_name(config, spec.name), image=spec.image, labels=labels,
             user=plan.user, environment=plan.environment, exposed=[plan.container_port],
             command=list(plan.command) if plan.command else None,
+            hostname=spec.name,  # a shell prompt inside says which experiment, not a container id
             host_config={**_host_config(config, spec, plan, gpus, port),
                          "network_mode": experiments_network(ws.engine)})  # no reaching each other
     except Conflict:

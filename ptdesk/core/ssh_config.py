@@ -6,7 +6,7 @@ only, and the host key pinned in a known_hosts file of its own (ssh/known_hosts.
 HostKeyAlias, so the pin belongs to the experiment, not to whichever container has that port next.
 
 The file is rendered from the store and rewritten atomically (write aside, rename over) whenever
-what it says can change: launch, start, adoption (write_access_files) and release. `render_host`
+what it says can change: launch, start, adoption (Kind.after_start) and release. `render_host`
 is THE renderer of Host blocks: collaborator exports use it too (ptdesk.core.collab_export).
 The person's own ~/.ssh/config is touched only by `ptdesk ssh-config --install`
 (ptdesk.core.ssh_include).

@@ -73,6 +73,11 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 # Columns added after the first schema: (table, column, definition), applied to older databases.
 ADDED_COLUMNS = (
     ("experiments", "extra_keys", "TEXT NOT NULL DEFAULT '[]'"),
+    # ptdesk.core.environment: the image id it was created from (not the tag), that image's environment
+    # fingerprint, and the last live check of its packages (JSON: checked, fingerprint, changes).
+    ("experiments", "image_id", "TEXT"),
+    ("experiments", "env_fingerprint", "TEXT"),
+    ("experiments", "env_check", "TEXT"),
 )
 
 
@@ -92,6 +97,9 @@ class ExperimentRecord:
     launcher_pid: int | None = None
     limits: Limits = field(default_factory=Limits)
     extra_keys: tuple[str, ...] = ()
+    image_id: str | None = None
+    env_fingerprint: str | None = None
+    env_check: str | None = None
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> ExperimentRecord:
