@@ -5,6 +5,7 @@ with the names ptdesk knows, whatever the transport."""
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 import http.client
 import ssl
 import subprocess
@@ -15,6 +16,7 @@ import pytest
 from conftest import Ptdesk
 
 from ptdesk.config import load_config
+from ptdesk.core import experiment_files
 from ptdesk.core.engine import Engine
 from ptdesk.core.kinds.jupyter import JUPYTER
 from ptdesk.core.workstation import Workstation
@@ -91,3 +93,24 @@ def test_on_loopback_the_host_check_is_on_too(cli: Ptdesk, engine: Engine) -> No
     assert _get("127.0.0.1", port, "/api/status", token, cert=None) == 200
     assert _get("127.0.0.1", port, "/api/status", token, cert=None, host_header=f"localhost:{port}") == 200
     assert _get("127.0.0.1", port, "/api/status", token, cert=None, host_header=f"evil.example:{port}") == 403
+
+
+def test_a_lost_record_of_a_tls_experiment_is_adopted_with_its_certificate(cli: Ptdesk, engine: Engine) -> None:
+    cli.home.mkdir(parents=True, exist_ok=True)
+    (cli.home / "config.toml").write_text('jupyter_tls = "on"\n')  # TLS on loopback too, when asked
+    lab = cli.new("jupyter", "--name", "lost-tls")
+    before = lab["jupyter"]
+    assert before["url"].startswith("https://127.0.0.1:")
+    conn = sqlite3.connect(cli.home / "state.db")
+    with conn:
+        conn.execute("DELETE FROM experiments WHERE name = 'lost-tls'")
+    conn.close()
+    experiment_files.discard(cli.config, "lost-tls")  # the store and its files are gone
+
+    report = cli.json("reconcile")
+    assert report["adopted"] == ["lost-tls"], report
+    after = cli.listed()["lost-tls"]["jupyter"]
+    assert after["url"] == before["url"]
+    assert after["certificate_fingerprint"] == before["certificate_fingerprint"]
+    cert = Path(after["certificate"]).read_text()
+    assert _get("127.0.0.1", after["port"], "/api/status", after["token"], cert=cert) == 200
