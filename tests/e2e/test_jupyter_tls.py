@@ -5,8 +5,8 @@ with the names ptdesk knows, whatever the transport."""
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 import http.client
+import sqlite3
 import ssl
 import subprocess
 import time
