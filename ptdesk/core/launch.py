@@ -298,10 +298,13 @@ def _tail(ws: Workstation, container_id: str) -> list[str]:
 def _ensure_workspace(ws: Workstation, spec: LaunchSpec) -> tuple[LaunchSpec, bool]:
     """The spec with its workspace resolved (what is bound and recorded), and whether this call
     made the folder: a default one is made (or an existing one checked) safely, by the workspace rule."""
-    config = ws.config
+    config, engine_root = ws.config, workspace.docker_root(ws.engine)
     if spec.workspace != config.workspaces / spec.name:
-        return spec, False  # typed with --workspace: make_spec checked and resolved it
-    real, made = workspace.make_default(config, spec.workspace, engine_root=workspace.docker_root(ws.engine))
+        # Typed with --workspace: make_spec resolved it; checked again right before it is bound
+        # (the dashboard's form may have sat open for a while).
+        return replace(spec, workspace=workspace.check(config, spec.workspace, engine_root=engine_root,
+                                                       recorded=True)), False
+    real, made = workspace.make_default(config, spec.workspace, engine_root=engine_root)
     ws.store.update_experiment(spec.name, workspace=str(real))
     return replace(spec, workspace=real), made
 
