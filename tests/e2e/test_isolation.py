@@ -35,3 +35,32 @@ def test_one_experiment_cannot_reach_another_on_its_bridge_address(cli: Ptdesk, 
     assert cli.listed()["victim"]["status"] == "running"
     with socket.create_connection((cli.config.bind_address, lab["jupyter"]["port"]), timeout=5):
         pass
+
+
+def test_launches_making_the_network_at_once_end_up_on_one(engine: Engine, monkeypatch) -> None:
+    """The network is made on demand: several first launches at the same moment must agree on one
+    (the engine's duplicate check is best effort; the oldest wins and the others are removed)."""
+    import uuid
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ptdesk.core import network
+
+    name = f"ptdesk-test-net-{uuid.uuid4().hex[:8]}"
+    monkeypatch.setattr(network, "NETWORK_NAME", name)
+
+    def first_launch(_: int) -> str:  # each its own connection, as separate ptdesk processes have
+        own = Engine.connect()
+        try:
+            return network.experiments_network(own)
+        finally:
+            own.close()
+
+    try:
+        with ThreadPoolExecutor(6) as pool:
+            ids = set(pool.map(first_launch, range(6)))
+        found = engine.networks_named(name)
+        assert len(ids) == 1 and [n["Id"] for n in found] == list(ids)
+        assert found[0]["Options"][ICC] == "false"
+    finally:
+        for net in engine.networks_named(name):
+            engine.remove_network(net["Id"])
