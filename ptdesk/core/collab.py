@@ -43,7 +43,7 @@ PREVIOUS = "id_ed25519.previous"  # the key being rotated away, kept until every
 
 # --- pure helpers ----------------------------------------------------------------------------
 def validate_name(name: str) -> str:
-    if not keys.USER_NAME_RE.match(name):
+    if not keys.USER_NAME_RE.fullmatch(name):
         raise InvalidInput(f"{name!r} is not a valid collaborator name.",
                            "Use a Unix-style user name: lower-case letters, digits, '.', '_' or '-'.")
     return name

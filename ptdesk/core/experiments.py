@@ -7,9 +7,10 @@ says whose), except `remove --force`.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ptdesk.core import experiment_files, listing, ownership, rotation, ssh_config
+from ptdesk.core import experiment_files, listing, ownership, rotation, ssh_config, workspace
 from ptdesk.core.engine import translated_errors
 from ptdesk.core.kinds import get_kind
 from ptdesk.core.models import Experiment
@@ -48,6 +49,8 @@ def start(ws: Workstation, name: str) -> Experiment:
     record = ws.store.experiment(name)
     engine = ws.engine
     was_running = engine.is_running(container_id)
+    if not was_running:
+        _recheck_workspace(ws, container_id)
     engine.start(container_id)
     if record is not None:
         kind = get_kind(record.kind)
@@ -63,6 +66,16 @@ def start(ws: Workstation, name: str) -> Experiment:
     if not was_running:
         ws.store.audit("start", name)
     return listing.get(ws, name)
+
+
+def _recheck_workspace(ws: Workstation, container_id: str) -> None:
+    """The engine resolves a bind's source again at every start: check the folder it will bind now
+    by the launch's rule, so one swapped for a link (or made unsafe) since is refused, not mounted."""
+    mounts = ws.engine.inspect(container_id).get("Mounts") or []
+    source = next((m.get("Source") for m in mounts if m.get("Destination") == workspace.MOUNT
+                   and m.get("Type") == "bind"), None)
+    if source:
+        workspace.check(ws.config, Path(source), engine_root=workspace.docker_root(ws.engine), recorded=True)
 
 
 def remove(ws: Workstation, name: str, force: bool = False) -> None:

@@ -21,6 +21,7 @@ from ptdesk.core import experiments
 from ptdesk.core.models import LABEL_KIND, LABEL_NAME, LABEL_OWNER
 from ptdesk.core.reconcile import reconcile
 from ptdesk.core.rotation import finish_pending
+from ptdesk.core.text import printable
 from ptdesk.errors import EngineUnavailable, PtdeskError
 
 if TYPE_CHECKING:
@@ -57,8 +58,12 @@ class ContainerEvent:
         nanos = raw.get("timeNano")
         when = nanos / 1e9 if nanos else float(raw.get("time") or 0)
         # "exec_start: sh -c ..." style actions carry their command: keep the verb only.
-        return cls(action=action.split(":", 1)[0], name=name, container_id=str(actor.get("ID") or raw.get("id")),
-                   time=when, kind=attrs.get(LABEL_KIND), owner=attrs.get(LABEL_OWNER))
+        # Labels of any engine user's container: made printable here, before anyone prints them. A
+        # name changed so cannot match a record (records hold valid names only).
+        kind, owner = attrs.get(LABEL_KIND), attrs.get(LABEL_OWNER)
+        return cls(action=printable(action.split(":", 1)[0]), name=printable(name),
+                   container_id=str(actor.get("ID") or raw.get("id")), time=when,
+                   kind=printable(kind) if kind else None, owner=printable(owner) if owner else None)
 
 
 def apply_event(ws: Workstation, event: ContainerEvent) -> str | None:

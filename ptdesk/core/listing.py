@@ -17,6 +17,7 @@ from ptdesk.core.models import LABEL_GPUS, LABEL_KIND, LABEL_OWNER, Experiment
 from ptdesk.core.ownership import find_container, foreign_owner
 from ptdesk.core.spec import container_key, instance_containers
 from ptdesk.core.state import ExperimentRecord
+from ptdesk.core.text import printable
 from ptdesk.errors import NotFound
 
 if TYPE_CHECKING:
@@ -37,9 +38,11 @@ def _experiment(ws: Workstation, record: ExperimentRecord | None, container: dic
     if record is None:  # labelled container ptdesk has no record of: another user's, or an orphan
         foreign = foreign_owner(container) is not None
         kind = labels.get(LABEL_KIND, "")
-        return Experiment(name=container_key(container) if container else "?", id=container["Id"] if container else "",
-                          kind=kind if kind in REGISTRY else "unknown", owner=labels.get(LABEL_OWNER, "?"),
-                          image=(container or {}).get("Image", ""), status=_status(container, None),
+        # Its labels are whatever its creator wrote: never printed raw (see ptdesk.core.text).
+        return Experiment(name=printable(container_key(container)) if container else "?",
+                          id=container["Id"] if container else "",
+                          kind=kind if kind in REGISTRY else "unknown", owner=printable(labels.get(LABEL_OWNER, "?")),
+                          image=printable((container or {}).get("Image", "")), status=_status(container, None),
                           gpus=gpus_from_label(labels.get(LABEL_GPUS)) or (),
                           created=float((container or {}).get("Created", 0)), orphan=not foreign, foreign=foreign,
                           unverified=True)

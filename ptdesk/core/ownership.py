@@ -23,7 +23,7 @@ def foreign_owner(container: dict | None) -> str | None:
     """The other user whose ptdesk made this container; None when it is this user's, or when no
     valid owner label says whose it is (an orphan, which this user may clean up)."""
     owner = ((container or {}).get("Labels") or {}).get(LABEL_OWNER) or ""
-    return owner if OWNER_RE.match(owner) and owner != current_user() else None
+    return owner if OWNER_RE.fullmatch(owner) and owner != current_user() else None
 
 
 def refuse_foreign(name: str, record: ExperimentRecord | None, container: dict | None,
