@@ -29,6 +29,7 @@ from pathlib import Path
 
 from ptdesk.core.engine import Engine
 from ptdesk.core.kinds.base import parse_time
+from ptdesk.core.processes import pid_alive
 from ptdesk.core.spec import current_user
 from ptdesk.core.waiting import next_delay
 from ptdesk.errors import Conflict, PtdeskError
@@ -120,13 +121,7 @@ def _is_stale(holder: Holder, now: float | None = None) -> bool:
         return True
     if holder.pid <= 0 or holder.host != socket.gethostname() or holder.boot_id != _boot_id():
         return False  # another machine's (or an unreadable label): only age can tell
-    try:
-        os.kill(holder.pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False  # alive, another user's
-    return False
+    return not pid_alive(holder.pid)
 
 
 def _labels() -> dict[str, str]:

@@ -25,6 +25,7 @@ from ptdesk.core.kinds import REGISTRY, Kind, Recovered, get_kind
 from ptdesk.core.launch import rollback
 from ptdesk.core.ledger import gpus_from_label
 from ptdesk.core.models import LABEL_GPUS, LABEL_KIND, LABEL_NAME, LABEL_OWNER, LABEL_WORKSPACE
+from ptdesk.core.processes import pid_alive
 from ptdesk.core.seal import LABEL_SEAL, secret_digest, verifies
 from ptdesk.core.spec import NAME_RE, OWNER_RE, instance_containers
 from ptdesk.core.state import CollaboratorRecord, ExperimentRecord
@@ -68,21 +69,7 @@ def launcher_alive(record: ExperimentRecord, timeout: float, now: float | None =
         return False
     if record.launcher_pid == os.getpid():
         return True  # another thread of this process (the dashboard launches in workers)
-    try:
-        os.kill(record.launcher_pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # alive, someone else's
-    return not _is_zombie(record.launcher_pid)
-
-
-def _is_zombie(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except (OSError, IndexError):
-        return False
+    return pid_alive(record.launcher_pid)
 
 
 def reconcile(ws: Workstation) -> ReconcileReport:

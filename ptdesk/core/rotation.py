@@ -38,7 +38,7 @@ from ptdesk.core.collab import (
 from ptdesk.core.kinds import get_kind
 from ptdesk.core.models import ContainerRotation, RotationResult
 from ptdesk.core.sshcheck import LoginResult, try_login
-from ptdesk.core.state import CollaboratorRecord, GrantRecord
+from ptdesk.core.state import CollaboratorRecord, ExperimentRecord, GrantRecord
 from ptdesk.core.waiting import next_delay
 from ptdesk.errors import InvalidInput, PtdeskError
 
@@ -103,12 +103,21 @@ def _finish_brought(ws: Workstation, record: CollaboratorRecord) -> RotationResu
                           fingerprint=record.fingerprint, identity_file=None, containers=outcomes, resumed=True)
 
 
+def _container_of(ws: Workstation, grant: GrantRecord) -> tuple[ExperimentRecord | None, str]:
+    """The grant's experiment record and its container's state ("gone" without a record)."""
+    experiment = ws.store.experiment(grant.experiment)
+    return experiment, container_state(ws, experiment) if experiment else "gone"
+
+
+def _gone(name: str) -> ContainerRotation:
+    return ContainerRotation(name, "failed", False, f"the container is gone; clean up with: ptdesk rm {name}")
+
+
 def _replace_brought(ws: Workstation, grant: GrantRecord, new: str, old: str) -> ContainerRotation:
     name = grant.experiment
-    experiment = ws.store.experiment(name)
-    state = container_state(ws, experiment) if experiment else "gone"
+    experiment, state = _container_of(ws, grant)
     if state == "gone":
-        return ContainerRotation(name, "failed", False, f"the container is gone; clean up with: ptdesk rm {name}")
+        return _gone(name)
     if state in ("paused", "launching"):
         # The store says new-only from now on, so any later render (a grant, the next start)
         # writes the new key alone; the grant stays pending until this container is changed.
@@ -253,10 +262,9 @@ def _drive(ws: Workstation, record: CollaboratorRecord, grants: list[GrantRecord
 
 def _install_new(ws: Workstation, record: CollaboratorRecord, grant: GrantRecord) -> GrantRecord | ContainerRotation:
     name = grant.experiment
-    experiment = ws.store.experiment(name)
-    state = container_state(ws, experiment) if experiment else "gone"
+    experiment, state = _container_of(ws, grant)
     if state == "gone":
-        return ContainerRotation(name, "failed", False, f"the container is gone; clean up with: ptdesk rm {name}")
+        return _gone(name)
     if state in ("paused", "launching"):
         return ContainerRotation(name, "pending", False, f"the container is {state}; the old key stays valid there")
     new, old = record.fingerprint, record.previous_fingerprint
