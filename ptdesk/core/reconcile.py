@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ptdesk.core import experiment_files, experiments, keys, listing
+from ptdesk.core import experiment_files, experiments, expiry, keys, listing
 from ptdesk.core.authorized_keys import GrantedKey
 from ptdesk.core.collab import PRIVATE, container_lock, key_dir, reinstall
 from ptdesk.core.kinds import REGISTRY, Kind, Recovered, get_kind
@@ -49,14 +49,19 @@ class ReconcileReport:
     # read-only, given nothing — no key, no secret read, no GPU booked, no connect line.
     unverified: tuple[str, ...] = ()
     orphans: tuple[str, ...] = ()  # this user's (or nobody's) containers it cannot adopt (`ptdesk rm` removes them)
+    # Expired collaborators whose processes were ended (ptdesk.core.expiry): "person in experiment: N".
+    ended: tuple[str, ...] = ()
 
     @property
     def changed(self) -> bool:
         return bool(self.released or self.rolled_back or self.adopted)
 
     def to_json(self) -> dict:
-        return {"released": list(self.released), "rolled_back": list(self.rolled_back),
-                "adopted": list(self.adopted), "orphans": list(self.orphans), "unverified": list(self.unverified)}
+        out = {"released": list(self.released), "rolled_back": list(self.rolled_back),
+               "adopted": list(self.adopted), "orphans": list(self.orphans), "unverified": list(self.unverified)}
+        if self.ended:
+            out["ended"] = list(self.ended)
+        return out
 
 
 def launcher_alive(record: ExperimentRecord, timeout: float, now: float | None = None) -> bool:
@@ -128,8 +133,9 @@ def reconcile(ws: Workstation) -> ReconcileReport:
             except PtdeskError as exc:  # e.g. it vanished while we looked at it, or holds garbage
                 log.warning("could not adopt %s: %s", name, exc.message)
         orphans.append(name)
+    ended = [f"{e.person} in {e.experiment}: {e.count} process(es)" for e in expiry.end_expired(ws) if e.pids]
     return ReconcileReport(released=tuple(released), rolled_back=tuple(rolled_back), adopted=tuple(adopted),
-                           orphans=tuple(orphans), unverified=tuple(unverified))
+                           orphans=tuple(orphans), unverified=tuple(unverified), ended=tuple(ended))
 
 
 def _roll_back(ws: Workstation, record: ExperimentRecord, container: dict | None) -> bool:
