@@ -20,7 +20,6 @@ exec: root may signal another uid's processes only with CAP_KILL, which the SSH 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -137,5 +136,5 @@ def end_in(engine: Engine, store: Store, experiment: str, container_id: str | No
     else:
         assert container_id is not None
         ended = end_processes(engine, container_id, person, experiment)
-    store.audit("ended-processes", experiment, {**ended.audit(), "why": why, "time": time.time()})
+    store.audit("ended-processes", experiment, {**ended.audit(), "why": why})
     return ended

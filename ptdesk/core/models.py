@@ -149,6 +149,9 @@ class GpuProcess:
     experiment: str | None = None
     owner: str | None = None  # ptdesk owner, or the host user for host processes
     host_user: str | None = None
+    # The person whose account runs it: in an SSH experiment of this home, a collaborator's own
+    # account names them (ptdesk.core.accounts); otherwise the owner (or the host user).
+    person: str | None = None
 
     def to_json(self) -> dict:
         return {
@@ -160,6 +163,7 @@ class GpuProcess:
             "kind": self.kind,
             "sm_utilization": self.sm_utilization,
             "host_user": self.host_user,
+            "person": self.person,
         }
 
 
