@@ -106,6 +106,9 @@ class Experiment:
     # so it is listed read-only with no connect line (ptdesk.core.seal).
     unverified: bool = False
     environment: EnvironmentMark | None = None  # set by the listing (ptdesk.core.environment.marked)
+    # Who is logged in right now (SSH experiments of this home; ptdesk.core.sessions): the owner's
+    # and collaborators' names; None when it cannot be seen from here.
+    logged_in: tuple[str, ...] | None = None
 
     @property
     def connect(self) -> str:
@@ -132,6 +135,8 @@ class Experiment:
             out["unverified"] = True
         if self.environment is not None:
             out["environment"] = self.environment.to_json()
+        if self.logged_in is not None:
+            out["logged_in"] = list(self.logged_in)
         return out
 
 
