@@ -49,22 +49,23 @@ def module_core(module_desk: Ptdesk) -> Iterator[Workstation]:
 # --- helpers ------------------------------------------------------------------------------------
 
 
-def attempt(p: Ptdesk, experiment: str, key: Path) -> LoginResult:
-    """One login as the container user with the experiment's pinned host key (paramiko)."""
+def attempt(p: Ptdesk, experiment: str, key: Path, account: str | None = None) -> LoginResult:
+    """One login with the experiment's pinned host key (paramiko), as `account` (a collaborator's
+    own account, named after them) or the owner's account."""
     ssh = p.listed()[experiment]["ssh"]
     host_key = ssh["known_hosts"].split(None, 1)[1]
-    return try_login(ssh["host"], ssh["port"], ssh["user"], key, host_key)
+    return try_login(ssh["host"], ssh["port"], account or ssh["user"], key, host_key)
 
 
-def logs_in(p: Ptdesk, experiment: str, key: Path) -> bool:
-    result = attempt(p, experiment, key)
+def logs_in(p: Ptdesk, experiment: str, key: Path, account: str | None = None) -> bool:
+    result = attempt(p, experiment, key, account)
     assert result.ok or result.detail.startswith("refused"), f"{experiment}: {result.detail}"
     return result.ok
 
 
 def openssh(config: Path, host: str) -> subprocess.CompletedProcess[str]:
     """The real OpenSSH client, configured only by an exported ssh_config."""
-    return subprocess.run(["ssh", "-F", str(config), "-o", "BatchMode=yes", host, "id -u"],
+    return subprocess.run(["ssh", "-F", str(config), "-o", "BatchMode=yes", host, "id -un"],
                           capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
 
 
@@ -85,8 +86,9 @@ def assert_private(path: Path) -> None:
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700, f"{path.parent}: {oct(path.parent.stat().st_mode)}"
 
 
-def authorized(engine: Engine, p: Ptdesk, experiment: str) -> str:
-    return authorized_keys.read_authorized_keys(engine, p.listed()[experiment]["id"])
+def authorized(engine: Engine, p: Ptdesk, experiment: str, account: str) -> str:
+    """The authorized_keys of one account (each collaborator's keys are in their own account's)."""
+    return authorized_keys.read_authorized_keys(engine, p.listed()[experiment]["id"], account)
 
 
 def pending_of(p: Ptdesk, name: str) -> list[str]:
@@ -112,13 +114,13 @@ def test_add_makes_a_private_key_and_export_lets_openssh_in(boxes: dict, module_
     for host in ("m1", "m2"):
         result = openssh(out / "ssh_config", host)
         assert result.returncode == 0, result.stderr
-        assert result.stdout.strip() == str(module_desk.config.uid)
+        assert result.stdout.strip() == "ann"  # her own account, not the owner's
     config = (out / "ssh_config").read_text()
-    for word in ("HostName", "Port", "User ptdesk", "IdentityFile", "UserKnownHostsFile", "IdentitiesOnly yes"):
+    for word in ("HostName", "Port", "User ann", "IdentityFile", "UserKnownHostsFile", "IdentitiesOnly yes"):
         assert config.count(word) == 2, word
     assert len((out / "known_hosts").read_text().splitlines()) == 2
     # The expiry reaches sshd as its own option (in UTC), and sshd accepts the line.
-    assert 'expiry-time="' in authorized(engine, module_desk, "m1")
+    assert 'expiry-time="' in authorized(engine, module_desk, "m1", "ann")
     # Listed with where it may go.
     listed = next(c for c in module_desk.json("collab", "ls") if c["name"] == "ann")
     assert listed["grants"] == ["m1", "m2"] and listed["expires"] and listed["pending"] == []
@@ -130,8 +132,8 @@ def test_own_key_is_installed_and_export_has_no_private_key(boxes: dict, module_
     made = add(module_desk, "bea", "--pubkey", f"{private}.pub")
     assert made["identity_file"] is None
     module_desk.ok("grant", "bea", "m1")
-    assert logs_in(module_desk, "m1", private)
-    assert not logs_in(module_desk, "m2", private)  # only where granted
+    assert logs_in(module_desk, "m1", private, "bea")
+    assert not logs_in(module_desk, "m2", private, "bea")  # only where granted
     out = tmp_path / "bea-bundle"
     module_desk.ok("collab", "export", "bea", out, "--dest", out)
     assert not (out / "id_ed25519").exists()
@@ -166,22 +168,22 @@ def test_export_names_the_files_where_the_person_keeps_them(boxes: dict, module_
     assert f'    UserKnownHostsFile "{spaced}/known_hosts"\n' in config
     printed = err.strip().splitlines()[-1].split("then: ", 1)[1]
     assert printed.startswith("ssh -F ") and printed.endswith(" EXPERIMENT")
-    command = printed.replace("ssh -F", "ssh -o BatchMode=yes -F", 1).replace("EXPERIMENT", "m1 id -u")
+    command = printed.replace("ssh -F", "ssh -o BatchMode=yes -F", 1).replace("EXPERIMENT", "m1 id -un")
     result = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=30,
                             stdin=subprocess.DEVNULL)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == str(module_desk.config.uid)
+    assert result.stdout.strip() == "kim"
 
 
 def test_revoke_refuses_new_logins_at_once(boxes: dict, module_desk: Ptdesk, tmp_path: Path) -> None:
     key = Path(add(module_desk, "cid")["identity_file"])
     module_desk.ok("grant", "cid", "m1")
     module_desk.ok("grant", "cid", "m2")
-    assert logs_in(module_desk, "m1", key)
+    assert logs_in(module_desk, "m1", key, "cid")
     module_desk.ok("revoke", "cid", "m1")
     # No waiting: the very next login is refused, and the other grant still works.
-    assert not logs_in(module_desk, "m1", key)
-    assert logs_in(module_desk, "m2", key)
+    assert not logs_in(module_desk, "m1", key, "cid")
+    assert logs_in(module_desk, "m2", key, "cid")
     # The owner is never affected.
     owner_key = Path(boxes["m1"]["ssh"]["identity_file"])
     assert logs_in(module_desk, "m1", owner_key)
@@ -193,9 +195,9 @@ def test_remove_revokes_everywhere_and_deletes_the_keys(boxes: dict, module_desk
     key = keep_copy(made["identity_file"], module_desk.home.parent / "dov-copy" / "id_ed25519")
     module_desk.ok("grant", "dov", "m1")
     module_desk.ok("grant", "dov", "m2")
-    assert logs_in(module_desk, "m2", key)
+    assert logs_in(module_desk, "m2", key, "dov")
     module_desk.ok("collab", "rm", "dov")
-    assert not logs_in(module_desk, "m1", key) and not logs_in(module_desk, "m2", key)
+    assert not logs_in(module_desk, "m1", key, "dov") and not logs_in(module_desk, "m2", key, "dov")
     assert made["fingerprint"] not in json.dumps(module_desk.json("collab", "ls"))
     assert not Path(made["identity_file"]).parent.exists()
     actions = [(e["action"], e["target"]) for e in module_desk.json("audit")]
@@ -223,21 +225,20 @@ def test_concurrent_grants_to_one_container_all_land(boxes: dict, module_desk: P
     for t in threads:
         t.join(timeout=60)
     assert not errors
-    text = authorized(engine, module_desk, "m2")
     for name in names:
-        assert made[name]["public_key"].split()[1] in text
-        assert logs_in(module_desk, "m2", Path(made[name]["identity_file"]))
+        assert made[name]["public_key"].split()[1] in authorized(engine, module_desk, "m2", name)
+        assert logs_in(module_desk, "m2", Path(made[name]["identity_file"]), name)
 
 
 def test_expired_key_is_refused_by_sshd(boxes: dict, module_desk: Ptdesk, module_core: Workstation) -> None:
     key = Path(add(module_desk, "eve", "--expires", "1d")["identity_file"])
     module_desk.ok("grant", "eve", "m1")
-    assert logs_in(module_desk, "m1", key)
+    assert logs_in(module_desk, "m1", key, "eve")
     # Move the expiry into the past (as if a day went by) and re-render from state.
     module_core.store.update_collaborator("eve", expires=1_000_000_000.0)
     with collab.container_lock(module_core.config, "m1"):
         collab.reinstall(module_core, "m1")
-    assert not logs_in(module_desk, "m1", key)
+    assert not logs_in(module_desk, "m1", key, "eve")
 
 
 # --- rotation -----------------------------------------------------------------------------------
@@ -251,7 +252,7 @@ def test_rotation_over_two_containers_leaves_a_third_person_untouched(
     for who in ("ray", "sam"):
         for box in ("m1", "m2"):
             module_desk.ok("grant", who, box)
-    assert all(logs_in(module_desk, box, old) for box in ("m1", "m2"))
+    assert all(logs_in(module_desk, box, old, "ray") for box in ("m1", "m2"))
 
     result = module_desk.json("collab", "rotate", "ray")
     assert {"name", "old_fingerprint", "fingerprint", "identity_file", "containers"} <= set(result)
@@ -262,9 +263,9 @@ def test_rotation_over_two_containers_leaves_a_third_person_untouched(
     new = Path(result["identity_file"])
     assert_private(new)
     for box in ("m1", "m2"):
-        assert not logs_in(module_desk, box, old), f"old key still works on {box}"
-        assert logs_in(module_desk, box, new)
-        assert logs_in(module_desk, box, third), f"sam lost access to {box}"
+        assert not logs_in(module_desk, box, old, "ray"), f"old key still works on {box}"
+        assert logs_in(module_desk, box, new, "ray")
+        assert logs_in(module_desk, box, third, "sam"), f"sam lost access to {box}"
     # The person gets the new key with export; OpenSSH gets in with it.
     out = tmp_path / "ray-bundle"
     module_desk.ok("collab", "export", "ray", out, "--dest", out)
@@ -292,16 +293,16 @@ def test_a_container_stopped_during_rotation_comes_back_with_only_the_new_key(
     assert by_name["up"]["status"] == "rotated" and by_name["up"]["verified"]
     assert by_name["down"]["status"] == "rotated" and not by_name["down"]["verified"]
     # Whoever starts it next, the stopped container's file already holds the new key, not the old.
-    text = authorized(engine, cli, "down")
+    text = authorized(engine, cli, "down", "tom")
     new_public = next(c for c in cli.json("collab", "ls") if c["name"] == "tom")["public_key"]
     assert new_public.split()[1] in text and made["public_key"].split()[1] not in text
     assert pending_of(cli, "tom") == ["down"]  # proven only once it runs
 
     cli.ok("start", "down")
     new = Path(result["identity_file"])
-    assert logs_in(cli, "down", new)
-    assert not logs_in(cli, "down", old)
-    assert logs_in(cli, "up", new) and not logs_in(cli, "up", old)
+    assert logs_in(cli, "down", new, "tom")
+    assert not logs_in(cli, "down", old, "tom")
+    assert logs_in(cli, "up", new, "tom") and not logs_in(cli, "up", old, "tom")
     assert pending_of(cli, "tom") == []
     finished = [e for e in cli.json("audit") if e["action"] == "collab-rotate-finish"]
     assert finished and finished[-1]["detail"]["verified"] is True
@@ -332,7 +333,7 @@ def test_a_retired_key_never_logs_in_again_when_sshd_is_slow_to_come_up(
     outcome = rotation.finish_pending(ws, "late")["zed"]  # what the watcher's start event runs
     monkeypatch.undo()
     assert (outcome.status, outcome.verified) == ("rotated", True), outcome
-    assert logs_in(cli, "late", new) and not logs_in(cli, "late", old)
+    assert logs_in(cli, "late", new, "zed") and not logs_in(cli, "late", old, "zed")
     assert old.read_bytes() and pending_of(cli, "zed") == []
 
 
@@ -352,8 +353,8 @@ def test_a_new_key_that_cannot_be_proven_leaves_the_retired_key_out(
     outcome = rotation.finish_pending(ws, "mute")["yan"]
     monkeypatch.undo()
     assert outcome.status == "pending" and "retired key stays retired" in outcome.detail
-    assert made["public_key"].split()[1] not in authorized(engine, cli, "mute")
-    wait_until(lambda: attempt(cli, "mute", old).detail.startswith("refused"), timeout=60,
+    assert made["public_key"].split()[1] not in authorized(engine, cli, "mute", "yan")
+    wait_until(lambda: attempt(cli, "mute", old, "yan").detail.startswith("refused"), timeout=60,
                message="sshd to answer (and refuse the retired key)")
     assert pending_of(cli, "yan") == ["mute"]
 
@@ -369,14 +370,14 @@ def test_a_person_who_brought_their_own_key_is_rotated_in_one_step(
     cli.ok("grant", "pia", "run")
     cli.ok("grant", "pia", "rest")
     cli.ok("stop", "rest")
-    assert logs_in(cli, "run", old)
+    assert logs_in(cli, "run", old, "pia")
 
     result = cli.json("collab", "rotate", "pia", "--pubkey", f"{new}.pub")
     assert {c["name"]: c["status"] for c in result["containers"]} == {"run": "rotated", "rest": "rotated"}
     assert result["identity_file"] is None
-    assert logs_in(cli, "run", new) and not logs_in(cli, "run", old)
+    assert logs_in(cli, "run", new, "pia") and not logs_in(cli, "run", old, "pia")
     cli.ok("start", "rest")
-    assert logs_in(cli, "rest", new) and not logs_in(cli, "rest", old)
+    assert logs_in(cli, "rest", new, "pia") and not logs_in(cli, "rest", old, "pia")
     people = {p["name"]: p for p in cli.json("collab", "ls")}
     assert people["pia"]["pending"] == [] and people["pia"]["fingerprint"] == result["fingerprint"]
     # The wrong way round is one clear line: a person whose key ptdesk made gets one made again.
@@ -428,14 +429,14 @@ def test_failures_injected_mid_rotation_never_lock_the_person_out(
 
     # Everywhere that still exists, one of the two keys gets in: on "ok" the new one; on "killed",
     # started again behind ptdesk's back (so nothing finished the rotation there), both still do.
-    assert logs_in(cli, "ok", new) and not logs_in(cli, "ok", old)
+    assert logs_in(cli, "ok", new, "uma") and not logs_in(cli, "ok", old, "uma")
     engine.start(ids["killed"])
     bound = engine.published_port(ids["killed"], "22/tcp")
     assert bound
     host_key = cli.listed()["killed"]["ssh"]["known_hosts"].split(None, 1)[1]
 
     def at_killed(key: Path) -> LoginResult:
-        return try_login(cli.config.connect_host, bound[1], "ptdesk", key, host_key)
+        return try_login(cli.config.connect_host, bound[1], "uma", key, host_key)
 
     wait_until(lambda: at_killed(old).ok, timeout=60, message="the old key to log in again")
     assert at_killed(new).ok
