@@ -138,11 +138,12 @@ def read_authorized_keys(engine: Engine, container: str, account: str = CONTAINE
         return ""
 
 
-def read_accounts(engine: Engine, container: str) -> list[str]:
-    """The collaborator accounts the container's accounts file lists ([] when it has none)."""
+def read_accounts(engine: Engine, container: str) -> list[tuple[str, int]]:
+    """The collaborator accounts (name, uid) the container's accounts file lists ([] when none)."""
     try:
         text = engine.read_file(container, f"{ACCOUNTS_DIR}/{ACCOUNTS_FILE}").decode(errors="replace")
     except PtdeskError:
         return []
-    names = [line.split()[0] for line in text.splitlines() if line.split()]
-    return [n for n in names if keys.USER_NAME_RE.fullmatch(n) and n != CONTAINER_USER]
+    found = [line.split()[:2] for line in text.splitlines() if len(line.split()) >= 2]
+    return [(name, int(uid)) for name, uid in found
+            if keys.USER_NAME_RE.fullmatch(name) and name != CONTAINER_USER and uid.isdigit()]

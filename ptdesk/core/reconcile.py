@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ptdesk.core import experiment_files, experiments, expiry, keys, listing
+from ptdesk.core import accounts, experiment_files, experiments, expiry, keys, listing
 from ptdesk.core.authorized_keys import GrantedKey
 from ptdesk.core.collab import PRIVATE, container_lock, key_dir, reinstall
 from ptdesk.core.kinds import REGISTRY, Kind, Recovered, get_kind
@@ -206,7 +206,7 @@ def _restore_collaborators(ws: Workstation, experiment: str, recovered: Recovere
         fingerprint = keys.fingerprint(found.public_line)
         person = store.collaborator(found.collaborator)
         if person is None:
-            person = _recreate_collaborator(ws, found, fingerprint)
+            person = _recreate_collaborator(ws, found, fingerprint, dict(recovered.accounts))
         if fingerprint not in (person.fingerprint, person.previous_fingerprint):
             _dropped(ws, experiment, f"{fingerprint} (marked for {found.collaborator}, whose key is another now)")
             continue
@@ -218,15 +218,21 @@ def _restore_collaborators(ws: Workstation, experiment: str, recovered: Recovere
         _dropped(ws, experiment, why)
 
 
-def _recreate_collaborator(ws: Workstation, found: GrantedKey, fingerprint: str) -> CollaboratorRecord:
+def _recreate_collaborator(ws: Workstation, found: GrantedKey, fingerprint: str,
+                           uids: dict[str, int]) -> CollaboratorRecord:
     private = key_dir(ws.config, found.collaborator) / PRIVATE
     try:
         ours = keys.fingerprint(keys.public_line_of(private)) == fingerprint
     except (OSError, PtdeskError):
         ours = False
+    # The uid their account (and their files) has, unless this store gave it to someone else.
+    first, last = accounts.uid_range(ws.config.uid)
+    uid = uids.get(found.collaborator)
+    if uid is not None and not (first <= uid <= last and uid not in ws.store.account_map()):
+        uid = None
     person = CollaboratorRecord(name=found.collaborator, public_key=found.public_line, fingerprint=fingerprint,
                                 created=time.time(), identity_file=str(private) if ours else None,
-                                expires=found.expires)
+                                expires=found.expires, uid=uid)
     ws.store.insert_collaborator(person)
     return person
 

@@ -159,8 +159,9 @@ def _recover_keys(ws: Workstation, container_id: str, owner: str, host_key: str)
     try:
         # The owner's file, then each collaborator account's own (older containers kept all in one).
         engine = ws.engine
+        accounts = tuple(read_accounts(engine, container_id))
         text = read_authorized_keys(engine, container_id) + "".join(
-            read_authorized_keys(engine, container_id, account) for account in read_accounts(engine, container_id))
+            read_authorized_keys(engine, container_id, name) for name, _ in accounts)
     except UnicodeDecodeError:
         raise PtdeskError("The authorized_keys file in the container is not text.") from None
     brought: list[str] = []
@@ -181,7 +182,7 @@ def _recover_keys(ws: Workstation, container_id: str, owner: str, host_key: str)
         else:
             brought.append(public)
     return Recovered(host_public_key=host_key, extra_keys=tuple(brought), collaborators=tuple(granted),
-                     dropped=tuple(dropped))
+                     dropped=tuple(dropped), accounts=accounts)
 
 
 SSH = SshKind()
