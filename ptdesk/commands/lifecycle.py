@@ -48,8 +48,9 @@ def _report_text(report: ReconcileReport) -> str:
 def watch(ws: Workstation, as_json: bool) -> None:
     """Release what containers held as soon as they go away; runs until stopped (a service).
 
-    Follows the engine's events, survives engine restarts (catching up on reconnect), and stops
-    idle experiments every few minutes when idle_cull_seconds is set. See contrib/systemd/.
+    Follows the engine's events, survives engine restarts (catching up on reconnect), ends what
+    expired collaborators still run (every few seconds), and stops idle experiments every few
+    minutes when idle_cull_seconds is set. See contrib/systemd/.
     """
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):

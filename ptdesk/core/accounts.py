@@ -121,17 +121,20 @@ def end_processes(engine: Engine, container_id: str, person: str, experiment: st
     return Ended(person, experiment, tuple(pids), sessions)
 
 
-def is_running(engine: Engine, container_id: str | None) -> bool:
-    if not container_id:
-        return False
-    data = engine.try_inspect(container_id)
-    return bool(data and (data.get("State") or {}).get("Running") and not data["State"].get("Paused"))
+def _state(engine: Engine, container_id: str | None) -> str:
+    data = engine.try_inspect(container_id) if container_id else None
+    state = (data or {}).get("State") or {}
+    return "paused" if state.get("Paused") else "running" if state.get("Running") else "stopped"
 
 
 def end_in(engine: Engine, store: Store, experiment: str, container_id: str | None, person: str,
            why: str) -> Ended:
-    """End `person`'s processes in one experiment (nothing runs in a stopped one) and audit it."""
-    if not is_running(engine, container_id):
+    """End `person`'s processes in one experiment (nothing runs in a stopped or gone one) and
+    audit it. A paused container's processes would run on when unpaused: an error, tried again."""
+    state = _state(engine, container_id)
+    if state == "paused":
+        ended = Ended(person, experiment, error="the container is paused; unpause it to end them")
+    elif state != "running":
         ended = Ended(person, experiment)
     else:
         assert container_id is not None
