@@ -95,13 +95,16 @@ def rm(ws: Workstation, name: str) -> None:
 @pass_workstation(reconcile=True)
 def export(ws: Workstation, name: str, folder: str, dest: str | None, jump: str | None) -> None:
     """Write what NAME needs to connect into FOLDER: key, ssh_config and pinned known_hosts."""
-    paths = ws.export_collaborator(name, folder, dest, jump)
-    for path in paths:
+    exported = ws.export_collaborator(name, folder, dest, jump)
+    for path in exported.paths:
         click.echo(str(path))
+    for warning in exported.warnings:
+        click.echo(f"ptdesk: warning: {warning}", err=True)
     remote = destination(name, dest)
     config = _shell_path(posixpath.join(remote, "ssh_config"))
-    click.echo(f"{name}: copy {folder} to {_shell_path(remote)} on your machine, then: ssh -F {config} EXPERIMENT",
-               err=True)
+    hosts = ", ".join(exported.hosts)
+    click.echo(f"{name}: copy {folder} to {_shell_path(remote)} on your machine, then: ssh -F {config} EXPERIMENT "
+               f"(one of: {hosts})", err=True)
 
 
 @collab_group.command("rotate")

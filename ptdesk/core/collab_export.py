@@ -6,14 +6,17 @@ their own machine, since no path of this machine exists on theirs.
 
 from __future__ import annotations
 
+import ipaddress
 import posixpath
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ptdesk.config import Config
 from ptdesk.core import keys, ssh_config
 from ptdesk.core.collab import PREVIOUS, PRIVATE, collaborator, key_dir
-from ptdesk.errors import InvalidInput
+from ptdesk.errors import InvalidInput, PtdeskError
 
 if TYPE_CHECKING:
     from ptdesk.core.workstation import Workstation
@@ -23,10 +26,11 @@ if TYPE_CHECKING:
 DEFAULT_DEST = "~/.ssh/ptdesk-{name}"
 
 
-def _private_folder(path: Path) -> Path:
-    """A new 0700 folder, or an existing one only others cannot read (never chmod someone's /tmp)."""
+def _private_folder(path: Path, create: bool = True) -> Path:
+    """A new 0700 folder, or an existing one only others cannot read (never chmod someone's /tmp);
+    with create=False only checked (made later, once nothing else can fail)."""
     if not path.exists():
-        return keys.ensure_private_dir(path)
+        return keys.ensure_private_dir(path) if create else path
     if not path.is_dir():
         raise InvalidInput(f"{path} is not a folder.", "Name a new folder to export into.")
     if path.stat().st_mode & 0o077:
@@ -74,8 +78,17 @@ def jump_host(text: str | None) -> str | None:
     return text.strip()
 
 
+@dataclass(frozen=True)
+class Exported:
+    """What `collab export` wrote, the Host names in its ssh_config, and what the person must know."""
+
+    paths: tuple[Path, ...]
+    hosts: tuple[str, ...]
+    warnings: tuple[str, ...] = ()
+
+
 def export(ws: Workstation, name: str, folder: str | Path, dest: str | None = None,
-           jump: str | None = None) -> list[Path]:
+           jump: str | None = None) -> Exported:
     """What a collaborator needs to connect: their key (if ptdesk made it), ssh_config, known_hosts.
 
     The files are written to `folder` here; ssh_config names them where the person will keep the
@@ -88,7 +101,13 @@ def export(ws: Workstation, name: str, folder: str | Path, dest: str | None = No
     record = collaborator(ws, name)
     remote = destination(name, dest)
     jump = jump_host(jump)
-    out = _private_folder(Path(folder).expanduser().absolute())
+    out = _private_folder(Path(folder).expanduser().absolute(), create=False)
+    reachable = [(g, e) for g in ws.store.grants(collaborator=name)
+                 if (e := ws.store.experiment(g.experiment)) is not None and e.port and e.host_public_key]
+    if not reachable:  # an empty config would look like success and connect nowhere
+        raise PtdeskError(f"{name} has no access to any experiment yet, so there is nothing to export.",
+                          f"Grant some first: ptdesk grant {name} EXPERIMENT")
+    out = _private_folder(out)
     config, written = ws.config, []
     if record.identity_file:
         pair = [(PRIVATE, Path(record.identity_file))]
@@ -100,10 +119,7 @@ def export(ws: Workstation, name: str, folder: str | Path, dest: str | None = No
     keys.write_secret(out / f"{PRIVATE}.pub", (record.public_key + "\n").encode(), 0o644)
     written.append(out / f"{PRIVATE}.pub")
     entries, known = [f"# ptdesk access for {name} ({record.fingerprint})\n\n"], []
-    for grant_ in ws.store.grants(collaborator=name):
-        exp = ws.store.experiment(grant_.experiment)
-        if exp is None or not exp.port or not exp.host_public_key:
-            continue
+    for grant_, exp in reachable:
         known.append(ssh_config.known_hosts_text(exp.name, exp.host_public_key))
         identities: tuple[str, ...] = ()
         if record.identity_file:
@@ -120,4 +136,13 @@ def export(ws: Workstation, name: str, folder: str | Path, dest: str | None = No
     written += [out / "ssh_config", out / "known_hosts"]
     ws.store.audit("collab-export", name, {"fingerprint": record.fingerprint, "folder": str(out),
                                              "dest": remote, "jump": jump})
-    return written
+    return Exported(tuple(written), tuple(e.name for _, e in reachable), _reach_warnings(config, name, jump))
+
+
+def _reach_warnings(config: Config, name: str, jump: str | None) -> tuple[str, ...]:
+    """A config that names this machine's loopback reaches nothing from the person's machine."""
+    if jump or not ipaddress.ip_address(config.bind_address).is_loopback:
+        return ()
+    return (f"bind_address is {config.bind_address}, so the ssh_config says HostName {config.connect_host}: "
+            f"{name} can only connect from this machine. Set bind_address to an address {name} reaches, or "
+            "export with --jump USER@THIS-HOST to go through this machine's own sshd.",)

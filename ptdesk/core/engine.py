@@ -149,12 +149,12 @@ class Engine:
     # --- containers ------------------------------------------------------------------------
     def create(self, *, name: str, image: str, labels: dict[str, str], host_config: dict[str, Any],
                command: list[str] | None = None, environment: dict[str, str] | None = None,
-               user: str | None = None, exposed: Iterable[str] = ()) -> str:
+               user: str | None = None, exposed: Iterable[str] = (), hostname: str | None = None) -> str:
         with translated_errors(f"Creating container {name}"):
             hc = self.api.create_host_config(**host_config)
             result = self.api.create_container(
                 image=image, name=name, labels=labels, host_config=hc, command=command,
-                environment=environment, user=user, ports=list(exposed),
+                environment=environment, user=user, ports=list(exposed), hostname=hostname,
                 detach=True,
             )
             return result["Id"]

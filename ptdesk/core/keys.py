@@ -124,8 +124,15 @@ def ensure_private_dir(path: Path) -> Path:
 
 
 def write_secret(path: Path, data: bytes, mode: int = 0o600) -> None:
-    """Write a file atomically with `mode` from its first byte (no window where it is readable)."""
+    """Write a file atomically with `mode` from its first byte, in a 0700 folder."""
     ensure_private_dir(path.parent)
+    write_atomically(path, data, mode)
+
+
+def write_atomically(path: Path, data: bytes, mode: int) -> None:
+    """Write aside, then rename over: readers see the old file or the new one, never half of one,
+    and the file has `mode` from its first byte (no window where it is readable). The folder is
+    left as it is."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         os.fchmod(fd, mode)

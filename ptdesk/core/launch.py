@@ -237,6 +237,7 @@ def _create(ws: Workstation, spec: LaunchSpec, plan: Plan, gpus: tuple[int, ...]
         return ws.engine.create(
             name=container_name(config, spec.name), image=spec.image, labels=labels,
             user=plan.user, environment=plan.environment, exposed=[plan.container_port],
+            hostname=spec.name,  # a shell prompt inside says which experiment, not a container id
             host_config=_host_config(config, spec, plan, gpus, port))
     except Conflict:
         raise Conflict(f"An experiment named {spec.name!r} already exists.", "Pick another --name.") from None

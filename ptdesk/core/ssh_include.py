@@ -12,11 +12,9 @@ reads the home of the passwd entry, which is the same for a person at their own 
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -133,20 +131,7 @@ def install(config: Config, path: Path | None = None) -> bool:
         keys.ensure_private_dir(target.parent)
     old = target.read_bytes() if target.exists() else b""
     mode = (target.stat().st_mode & 0o7777) if target.exists() else 0o600
-    _replace(target, (include_line(config) + "\n").encode() + old, mode)
+    keys.write_atomically(target, (include_line(config) + "\n").encode() + old, mode)
     return True
 
 
-def _replace(target: Path, data: bytes, mode: int) -> None:
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise

@@ -46,7 +46,7 @@ from ptdesk.core.environment import EnvironmentDiff, ExperimentEnvironment
 from ptdesk.core.gpu import GpuSampler
 from ptdesk.core.image_archive import ArchiveReport
 from ptdesk.core.images import BuildResult, ImageStatus
-from ptdesk.core.kinds import REGISTRY
+from ptdesk.core.kinds import REGISTRY, get_kind
 from ptdesk.core.kinds.ssh import SSH
 from ptdesk.core.lifecycle import ContainerEvent, EventWatcher
 from ptdesk.core.logstream import LogStream
@@ -185,8 +185,9 @@ class Workstation:
         return ssh_include.state(self.config, add_include=install)
 
     def log_stream(self, container_id: str, **options: Any) -> LogStream:
-        """A background-read log stream of one container (the dashboard's log pane)."""
-        return LogStream(self.engine, container_id, **options)
+        """A background-read log stream of one container (the dashboard's log pane); `options` are
+        LogStream.for_container's (on_batch, tail, max_lines, is_alive, ...). Not started yet."""
+        return LogStream.for_container(self.engine, container_id, **options)
 
     def container_stats(self, container_ids: Iterable[str]) -> dict[str, ContainerStats]:
         return self.stats_sampler.sample(container_ids)
@@ -230,7 +231,7 @@ class Workstation:
 
     def watch_events(self, on_event: Callable[[ContainerEvent], None],
                      on_engine: Callable[[bool, str | None], None], stop: threading.Event,
-                     on_reconcile: Callable[[object], None] | None = None) -> None:
+                     on_reconcile: Callable[[object], None] = lambda report: None) -> None:
         """Follow the engine's events until `stop` is set: cleanup on die/destroy, reconnect with
         `since=`, reconciliation on reconnect (ptdesk.core.lifecycle)."""
         EventWatcher(self, on_event=on_event, on_engine=on_engine, on_reconcile=on_reconcile).run(stop)
@@ -279,7 +280,7 @@ class Workstation:
         return rotation.rotate(self, name, expires, pubkey_text)
 
     def export_collaborator(self, name: str, folder: str | Path, dest: str | None = None,
-                            jump: str | None = None) -> list[Path]:
+                            jump: str | None = None) -> collab_export.Exported:
         return collab_export.export(self, name, folder, dest, jump)
 
     # --- images -------------------------------------------------------------------------------
@@ -322,3 +323,31 @@ class Workstation:
 
     def baseline(self) -> dict[str, baseline.Pinned]:
         return baseline.read(self.config)
+
+    # --- what the dashboard asks besides (tui) ------------------------------------------------
+    # Thin doors added for the dashboard, kept together so they are easy to fold into the above.
+    def default_owner(self) -> str:
+        """Who a new experiment belongs to when nobody is named (what make_spec uses too)."""
+        return specs.current_user()
+
+    def kind_titles(self) -> dict[str, str]:
+        """Kind name -> how people call it ("ssh" -> "SSH"), in the registry's order."""
+        return {name: kind.title for name, kind in REGISTRY.items()}
+
+    def image_for(self, kind: str) -> str:
+        """The image a new experiment of `kind` runs unless another is named."""
+        return get_kind(kind).image(self.config)
+
+    def gpu_history(self, uuid: str) -> tuple[float | None, ...]:
+        """Recent utilisation of one GPU (percent, None where unread), oldest first."""
+        return self.gpus.history(uuid)
+
+    def idle_gpus(self, history: Sequence[GpuSnapshot], for_seconds: float = 1800.0) -> dict[str, float]:
+        """GPUs holding memory at 0 % utilisation for `for_seconds` in `history`: label -> seconds
+        (the judge `cull` uses; pure, no I/O)."""
+        return cull.idle_gpus(history, for_seconds)
+
+    def container_running(self, container_id: str) -> bool:
+        """Whether the container exists and runs (the log pane's check on a quiet follow)."""
+        data = self.engine.try_inspect(container_id)
+        return bool(data and data.get("State", {}).get("Running"))

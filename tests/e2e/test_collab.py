@@ -126,6 +126,24 @@ def test_add_makes_a_private_key_and_export_lets_openssh_in(boxes: dict, module_
     assert listed["grants"] == ["m1", "m2"] and listed["expires"] and listed["pending"] == []
 
 
+def test_export_says_who_can_reach_what_and_refuses_an_empty_bundle(boxes: dict, module_desk: Ptdesk,
+                                                                    tmp_path: Path) -> None:
+    """Was: an empty config and exit 0 for a person with no grants; HostName 127.0.0.1 written into a
+    remote person's config without a word; a closing hint that did not name the hosts."""
+    add(module_desk, "eli")
+    empty = tmp_path / "eli-nothing"
+    line = module_desk.fails("collab", "export", "eli", empty)[0]
+    assert "no access to any experiment" in line and not empty.exists()
+
+    module_desk.ok("grant", "eli", "m1")
+    rc, _, err = module_desk.run("collab", "export", "eli", tmp_path / "eli", "--dest", tmp_path / "eli")
+    assert rc == 0
+    assert "warning: bind_address is 127.0.0.1" in err and "--jump" in err  # this box only, and the way out
+    assert "(one of: m1)" in err
+    rc, _, err = module_desk.run("collab", "export", "eli", tmp_path / "eli-j", "--jump", "eli@this-box")
+    assert rc == 0 and "warning" not in err  # through a jump host, the loopback address is right
+
+
 def test_own_key_is_installed_and_export_has_no_private_key(boxes: dict, module_desk: Ptdesk, tmp_path: Path,
                                                             keygen: Callable[[str], Path]) -> None:
     private = keygen("bea")
@@ -166,7 +184,7 @@ def test_export_names_the_files_where_the_person_keeps_them(boxes: dict, module_
     config = (spaced / "ssh_config").read_text()
     assert f'    IdentityFile "{spaced}/id_ed25519"\n' in config
     assert f'    UserKnownHostsFile "{spaced}/known_hosts"\n' in config
-    printed = err.strip().splitlines()[-1].split("then: ", 1)[1]
+    printed = err.strip().splitlines()[-1].split("then: ", 1)[1].split(" (one of: ", 1)[0]
     assert printed.startswith("ssh -F ") and printed.endswith(" EXPERIMENT")
     command = printed.replace("ssh -F", "ssh -o BatchMode=yes -F", 1).replace("EXPERIMENT", "m1 id -un")
     result = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=30,

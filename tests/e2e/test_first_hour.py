@@ -75,3 +75,10 @@ def test_doctor_warns_when_ports_are_published_on_every_address(cli: Ptdesk) -> 
     report = cli.json("doctor", extra_env={"PTDESK_BIND_ADDRESS": "0.0.0.0"})
     bind = next(c for c in report["checks"] if c["name"] == "bind-address")
     assert bind["status"] == "warn" and "every address" in bind["detail"]  # was [ok]
+
+
+def test_a_shell_prompt_names_the_experiment(cli: Ptdesk) -> None:
+    """Was: the container id as the host name in every prompt."""
+    cli.new("ssh", "--name", "named-box", "--cpus", "1", "--gpus", "none")
+    rc, out, err = cli.run("ssh", "named-box", "--", "hostname", subprocess_=True)
+    assert rc == 0 and out.strip() == "named-box", err

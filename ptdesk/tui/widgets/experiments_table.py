@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from textual.widgets import DataTable
 
 from ptdesk.core.models import Experiment
-from ptdesk.core.stats import ContainerStats
 from ptdesk.core.units import human_bytes
 from ptdesk.tui import format as fmt
+
+if TYPE_CHECKING:
+    from ptdesk.core.stats import ContainerStats
 
 COLUMNS = (("name", "Name"), ("kind", "Kind"), ("owner", "Owner"), ("status", "Status"), ("gpus", "GPUs"),
            ("cpu", "CPU %"), ("memory", "Memory"), ("uptime", "Uptime"), ("env", "Environment"),
@@ -57,7 +60,7 @@ def environment_cell(e: Experiment) -> Text:
 class ExperimentsTable(DataTable):
     """Knows the last experiments and stats it was given; `show` diffs them into the table."""
 
-    def __init__(self, clock: Callable[[], float] = time.time, **kwargs) -> None:
+    def __init__(self, clock: Callable[[], float] = time.time, **kwargs: Any) -> None:
         super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
         self.clock = clock
         self.experiments: dict[str, Experiment] = {}
