@@ -116,13 +116,16 @@ def install_authorized_keys(engine: Engine, container: str, files: dict[str, str
                      [FileSpec(f".{account}.new", text.encode(), mode=0o644) for account, text in files.items()])
     engine.put_files(container, ACCOUNTS_DIR, [FileSpec(f".{ACCOUNTS_FILE}.new", accounts.encode(), mode=0o644)])
     rc, out = engine.exec(container, [ACCOUNTS_SCRIPT])
-    if rc in (126, 127) and set(files) == {CONTAINER_USER} and not accounts:
-        # An image made before per-person accounts, owner only: the owner's file, as it was done then.
+    if rc in (126, 127):  # an image made before per-person accounts: no script to run
+        staged = [f"{AUTHORIZED_KEYS_DIR}/.{a}.new" for a in files if a != CONTAINER_USER]
+        engine.exec(container, ["rm", "-f", f"{ACCOUNTS_DIR}/.{ACCOUNTS_FILE}.new", *staged])  # nothing left behind
+        if set(files) != {CONTAINER_USER} or accounts:
+            engine.exec(container, ["rm", "-f", f"{AUTHORIZED_KEYS_DIR}/.{CONTAINER_USER}.new"])
+            raise PtdeskError(f"The image of {container[:12]} cannot give collaborators accounts of their own.",
+                              "Rebuild the SSH image (ptdesk images build ssh) and launch the experiment anew.")
+        # Owner only: the owner's file, as it was done then.
         rc, out = engine.exec(container, ["mv", "-f", f"{AUTHORIZED_KEYS_DIR}/.{CONTAINER_USER}.new",
                                           AUTHORIZED_KEYS_PATH])
-    if rc in (126, 127):
-        raise PtdeskError(f"The image of {container[:12]} cannot give collaborators accounts of their own.",
-                          "Rebuild the SSH image (ptdesk images build ssh) and launch the experiment anew.")
     if rc != 0:
         raise PtdeskError(f"Could not install the new authorized_keys in {container[:12]}: "
                           f"{out.decode(errors='replace').strip()}")
