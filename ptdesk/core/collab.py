@@ -38,8 +38,8 @@ from ptdesk.core.authorized_keys import (
     render_account_files,
 )
 from ptdesk.core.kinds import REGISTRY, get_kind
-from ptdesk.core.listing import refuse_if_foreign
 from ptdesk.core.models import Collaborator
+from ptdesk.core.ownership import refuse_if_foreign
 from ptdesk.core.spec import validate_name as validate_experiment_name
 from ptdesk.core.state import CollaboratorRecord, ExperimentRecord, GrantRecord
 from ptdesk.errors import Conflict, InvalidInput, NotFound, PtdeskError
@@ -53,7 +53,7 @@ PREVIOUS = "id_ed25519.previous"  # the key being rotated away, kept until every
 
 # --- pure helpers ----------------------------------------------------------------------------
 def validate_name(name: str) -> str:
-    if not keys.USER_NAME_RE.match(name):
+    if not keys.USER_NAME_RE.fullmatch(name):
         raise InvalidInput(f"{name!r} is not a valid collaborator name.",
                            "Use a Unix-style user name: lower-case letters, digits, '.', '_' or '-'.")
     return name

@@ -17,9 +17,11 @@ from ptdesk.core.environment import marked
 from ptdesk.core.kinds import REGISTRY, get_kind
 from ptdesk.core.ledger import gpus_from_label
 from ptdesk.core.models import LABEL_GPUS, LABEL_KIND, LABEL_OWNER, Experiment
-from ptdesk.core.spec import OWNER_RE, container_key, current_user, instance_containers
+from ptdesk.core.ownership import find_container, foreign_owner
+from ptdesk.core.spec import container_key, instance_containers
 from ptdesk.core.state import ExperimentRecord
-from ptdesk.errors import Conflict, NotFound
+from ptdesk.core.text import printable
+from ptdesk.errors import NotFound
 
 if TYPE_CHECKING:
     from ptdesk.core.workstation import Workstation
@@ -39,9 +41,11 @@ def _experiment(ws: Workstation, record: ExperimentRecord | None, container: dic
     if record is None:  # labelled container ptdesk has no record of: another user's, or an orphan
         foreign = foreign_owner(container) is not None
         kind = labels.get(LABEL_KIND, "")
-        return Experiment(name=container_key(container) if container else "?", id=container["Id"] if container else "",
-                          kind=kind if kind in REGISTRY else "unknown", owner=labels.get(LABEL_OWNER, "?"),
-                          image=(container or {}).get("Image", ""), status=_status(container, None),
+        # Its labels are whatever its creator wrote: never printed raw (see ptdesk.core.text).
+        return Experiment(name=printable(container_key(container)) if container else "?",
+                          id=container["Id"] if container else "",
+                          kind=kind if kind in REGISTRY else "unknown", owner=printable(labels.get(LABEL_OWNER, "?")),
+                          image=printable((container or {}).get("Image", "")), status=_status(container, None),
                           gpus=gpus_from_label(labels.get(LABEL_GPUS)) or (),
                           created=float((container or {}).get("Created", 0)), orphan=not foreign, foreign=foreign,
                           unverified=True)
@@ -93,28 +97,3 @@ def with_logins(experiments: list[Experiment], records: dict[str, ExperimentReco
 
     return [named(e) if e.id in ours else e for e in experiments]
 
-
-def find_container(ws: Workstation, name: str) -> dict | None:
-    """The engine's list entry for an experiment (same shape list_managed returns)."""
-    return instance_containers(ws).get(name)
-
-
-def foreign_owner(container: dict | None) -> str | None:
-    """The other user whose ptdesk made this container; None when it is this user's, or when no
-    valid owner label says whose it is (an orphan, which this user may clean up)."""
-    owner = ((container or {}).get("Labels") or {}).get(LABEL_OWNER) or ""
-    return owner if OWNER_RE.match(owner) and owner != current_user() else None
-
-
-def refuse_foreign(name: str, record: ExperimentRecord | None, container: dict | None,
-                    hint: str | None = None) -> None:
-    """Another user's container is theirs to change: their store holds its keys, token and grants."""
-    owner = foreign_owner(container) if record is None else None
-    if owner is not None:
-        raise Conflict(f"{name!r} belongs to {owner}'s ptdesk.", hint or f"Ask {owner}, or use docker directly.")
-
-
-def refuse_if_foreign(ws: Workstation, name: str) -> None:
-    """Conflict, saying whose it is, when `name` is another user's container (for commands such as
-    grant that look only at this store and would otherwise just say "no such experiment")."""
-    refuse_foreign(name, ws.store.experiment(name), find_container(ws, name))

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from ptdesk.core.models import LABEL_NAME, LABEL_OWNER, GpuProcess, GpuSnapshot
+from ptdesk.core.text import printable
 from ptdesk.errors import PtdeskError
 
 if TYPE_CHECKING:  # the engine pulls in docker-py; attribution without an engine must not need it
@@ -62,10 +63,10 @@ def container_from_path(path: str) -> ContainerRef | None:
     parts = [p for p in path.split("/") if p]
     for i, part in enumerate(parts):
         for pattern, runtime in _SCOPES:
-            match = pattern.match(part)
+            match = pattern.fullmatch(part)
             if match:
                 return ContainerRef(match.group(1), runtime)
-        bare = _BARE.match(part)
+        bare = _BARE.fullmatch(part)
         if bare:
             parent = parts[i - 1] if i else ""
             if parent == "docker":
@@ -146,7 +147,9 @@ def _from_engine(engine: Engine | None, instance: str) -> dict[str, _Who] | None
     labelled = {}
     for c in containers:
         labels = c.get("Labels") or {}
-        labelled[c["Id"]] = _Who(labels.get(LABEL_NAME), labels.get(LABEL_OWNER))
+        # Any engine user may have written these labels: never printed raw.
+        name, owner = labels.get(LABEL_NAME), labels.get(LABEL_OWNER)
+        labelled[c["Id"]] = _Who(printable(name) if name else None, printable(owner) if owner else None)
     return labelled
 
 

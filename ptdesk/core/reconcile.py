@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ptdesk.core import accounts, experiment_files, experiments, expiry, keys, listing
+from ptdesk.core import accounts, experiment_files, experiments, expiry, keys, ownership
 from ptdesk.core.authorized_keys import GrantedKey
 from ptdesk.core.collab import PRIVATE, container_lock, key_dir, reinstall
 from ptdesk.core.kinds import REGISTRY, Kind, Recovered, get_kind
@@ -28,6 +28,7 @@ from ptdesk.core.models import LABEL_GPUS, LABEL_KIND, LABEL_NAME, LABEL_OWNER, 
 from ptdesk.core.seal import LABEL_SEAL, secret_digest, verifies
 from ptdesk.core.spec import NAME_RE, OWNER_RE, instance_containers
 from ptdesk.core.state import CollaboratorRecord, ExperimentRecord
+from ptdesk.core.text import printable
 from ptdesk.errors import EngineUnavailable, PtdeskError
 
 if TYPE_CHECKING:
@@ -118,7 +119,7 @@ def reconcile(ws: Workstation) -> ReconcileReport:
 
     known = {r.name for r in records}
     for name, container in by_name.items():
-        if name in known or listing.foreign_owner(container):
+        if name in known or ownership.foreign_owner(container):
             continue  # recorded, or another user's: theirs to adopt, not an orphan of ours
         if _adoptable(container):
             try:
@@ -132,7 +133,7 @@ def reconcile(ws: Workstation) -> ReconcileReport:
                 raise
             except PtdeskError as exc:  # e.g. it vanished while we looked at it, or holds garbage
                 log.warning("could not adopt %s: %s", name, exc.message)
-        orphans.append(name)
+        orphans.append(printable(name))  # any engine user's label: printed by reconcile and watch
     ended = [f"{e.person} in {e.experiment}: {e.count} process(es)" for e in expiry.end_expired(ws) if e.pids]
     return ReconcileReport(released=tuple(released), rolled_back=tuple(rolled_back), adopted=tuple(adopted),
                            orphans=tuple(orphans), unverified=tuple(unverified), ended=tuple(ended))
@@ -158,8 +159,8 @@ def _roll_back(ws: Workstation, record: ExperimentRecord, container: dict | None
 def _adoptable(container: dict) -> bool:
     """Labels complete and well-formed (a bad GPU label could hide a reservation: not adopted)."""
     labels = container.get("Labels") or {}
-    return (labels.get(LABEL_KIND) in REGISTRY and bool(NAME_RE.match(labels.get(LABEL_NAME) or ""))
-            and bool(OWNER_RE.match(labels.get(LABEL_OWNER) or ""))
+    return (labels.get(LABEL_KIND) in REGISTRY and bool(NAME_RE.fullmatch(labels.get(LABEL_NAME) or ""))
+            and bool(OWNER_RE.fullmatch(labels.get(LABEL_OWNER) or ""))
             and gpus_from_label(labels.get(LABEL_GPUS)) is not None)
 
 

@@ -56,6 +56,9 @@ def rotate(ws: Workstation, name: str, expires: str | None = None, pubkey_text: 
     for them, nor log in as them: see _rotate_brought)."""
     record = collaborator(ws, name)
     if not record.identity_file and pubkey_text is None:
+        if record.previous_fingerprint:  # an earlier --pubkey rotation waits somewhere: finish it
+            with person_lock(ws.config, name):
+                return _finish_brought(ws, collaborator(ws, name))
         raise InvalidInput(f"{name!r} brought their own key, so ptdesk cannot make a new one for them.",
                            f"Ask them for a new .pub, then: ptdesk collab rotate {name} --pubkey NEW.pub")
     if record.identity_file and pubkey_text is not None:
@@ -73,6 +76,9 @@ def _rotate_brought(ws: Workstation, record: CollaboratorRecord, public: str, ex
     ptdesk holds no private key to log in with, so the proof is the file itself, read back from
     each container: the new key there, the old one gone."""
     store, name, fingerprint = ws.store, record.name, keys.fingerprint(public)
+    if record.previous_fingerprint and any(g.pending for g in store.grants(collaborator=name)):
+        raise InvalidInput(f"An earlier rotation of {name!r} is unfinished, so another cannot start yet.",
+                           f"Finish it first: ptdesk collab rotate {name}")
     for other in store.collaborators():
         if fingerprint in (other.fingerprint, other.previous_fingerprint):
             raise InvalidInput(f"That key already belongs to collaborator {other.name!r}.",
@@ -90,14 +96,28 @@ def _rotate_brought(ws: Workstation, record: CollaboratorRecord, public: str, ex
     return result
 
 
+def _finish_brought(ws: Workstation, record: CollaboratorRecord) -> RotationResult:
+    """Finish a --pubkey rotation where containers were paused or launching when it ran."""
+    outcomes = tuple(_replace_brought(ws, g, record.fingerprint, record.previous_fingerprint or "")
+                     if g.pending else ContainerRotation(g.experiment, "rotated", False, "rotated earlier")
+                     for g in ws.store.grants(collaborator=record.name))
+    _settle(ws, record.name)
+    return RotationResult(name=record.name, old_fingerprint=record.previous_fingerprint or record.fingerprint,
+                          fingerprint=record.fingerprint, identity_file=None, containers=outcomes, resumed=True)
+
+
 def _replace_brought(ws: Workstation, grant: GrantRecord, new: str, old: str) -> ContainerRotation:
     name = grant.experiment
     experiment = ws.store.experiment(name)
     state = container_state(ws, experiment) if experiment else "gone"
-    if state in ("gone", "paused", "launching"):
-        # The store says new-only already; the container's file follows at its next render.
-        return ContainerRotation(name, "pending" if state != "gone" else "failed", False,
-                                 f"the container is {state}; its keys change when it can be changed")
+    if state == "gone":
+        return ContainerRotation(name, "failed", False, f"the container is gone; clean up with: ptdesk rm {name}")
+    if state in ("paused", "launching"):
+        # The store says new-only from now on, so any later render (a grant, the next start)
+        # writes the new key alone; the grant stays pending until this container is changed.
+        ws.store.put_grant(grant.collaborator, name, (new,), pending=True)
+        return ContainerRotation(name, "pending", False, f"the container is {state}; its file changes when it "
+                                                         "starts again or at the next `ptdesk collab rotate`")
     try:
         _, done = set_grant_keys(ws, grant, (new,), pending=False)
     except PtdeskError as exc:
@@ -156,10 +176,13 @@ def finish_pending(ws: Workstation, experiment: str) -> dict[str, ContainerRotat
             # Read again under the lock: another process may have finished it meanwhile.
             record = store.collaborator(listed.collaborator)
             grant = next(iter(store.grants(collaborator=listed.collaborator, experiment=experiment)), None)
-            if grant is None or not grant.pending or record is None or not record.identity_file:
+            if grant is None or not grant.pending or record is None:
                 continue
             try:
-                outcome = _drive(ws, record, [grant], patient=True)[experiment]
+                if record.identity_file:
+                    outcome = _drive(ws, record, [grant], patient=True)[experiment]
+                else:  # a key they brought: replaced in one step, proven by reading the file back
+                    outcome = _replace_brought(ws, grant, record.fingerprint, record.previous_fingerprint or "")
             except PtdeskError as exc:
                 outcome = ContainerRotation(experiment, "pending", False, exc.message)
             _settle(ws, record.name)

@@ -40,6 +40,7 @@ class Plan:
     tmpfs: dict[str, str] = field(default_factory=dict)
     files: tuple[tuple[str, tuple[FileSpec, ...]], ...] = ()  # (destination folder, files)
     host_public_key: str | None = None
+    command: tuple[str, ...] | None = None  # the service's command line; None: the image's CMD
 
 
 @dataclass(frozen=True)
