@@ -301,7 +301,13 @@ def test_ls_and_logs(box: dict, module_desk: Ptdesk) -> None:
     assert module_desk.listed(all=True)["box"] == box
     # sshd writes each login to its output; the tail is the end of the full log.
     login(box["ssh"], box["ssh"]["identity_file"])
-    everything = module_desk.ok("logs", "box", "--tail", "all").splitlines()
+
+    def whole_log() -> list[str]:
+        # sshd logs the end of a session just after the client has gone: read once it is there.
+        lines = module_desk.ok("logs", "box", "--tail", "all").splitlines()
+        return lines if lines and "Closing connection" in lines[-1] else []
+
+    everything = wait_until(whole_log, timeout=10, message="sshd to log the end of the login")
     assert any("Accepted publickey for ptdesk" in line for line in everything)
     tail = module_desk.ok("logs", "box", "--tail", "2").splitlines()
     assert len(tail) == 2 and tail == everything[-2:]
