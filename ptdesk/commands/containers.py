@@ -58,6 +58,8 @@ def _print_access(experiment: Experiment) -> None:
         click.echo(f"  {label.lower() + ':':<12} {value}")
     if experiment.gpus:
         click.echo(f"  {'gpus:':<12} {', '.join(map(str, experiment.gpus))}")
+    if experiment.logged_in is not None:
+        click.echo(f"  {'logged in:':<12} {_who(experiment)}")
 
 
 def _new_command(kind: Kind) -> click.Command:
@@ -92,9 +94,16 @@ def ls(ws: Workstation, show_all: bool, as_json: bool) -> None:
         return
     rows = [(e.name + (" (other user)" if e.foreign else " (unverified)" if e.unverified else
                       " (orphan)" if e.orphan else ""), e.kind, e.owner,
-             e.status, ",".join(map(str, e.gpus)) or "-", e.environment.text if e.environment else "-", e.connect)
+             e.status, _who(e), ",".join(map(str, e.gpus)) or "-", e.environment.text if e.environment else "-",
+             e.connect)
             for e in items]
-    click.echo(table(["NAME", "KIND", "OWNER", "STATUS", "GPUS", "ENVIRONMENT", "CONNECT"], rows))
+    click.echo(table(["NAME", "KIND", "OWNER", "STATUS", "LOGGED IN", "GPUS", "ENVIRONMENT", "CONNECT"], rows))
+
+
+def _who(experiment: Experiment) -> str:
+    if experiment.logged_in is None:
+        return "-"
+    return ", ".join(experiment.logged_in) or "nobody"
 
 
 @click.command("logs")

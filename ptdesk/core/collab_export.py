@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING
 
 from ptdesk.config import Config
 from ptdesk.core import keys, ssh_config
-from ptdesk.core.authorized_keys import CONTAINER_USER
 from ptdesk.core.collab import PREVIOUS, PRIVATE, collaborator, key_dir
 from ptdesk.errors import InvalidInput, PtdeskError
 
@@ -129,7 +128,7 @@ def export(ws: Workstation, name: str, folder: str | Path, dest: str | None = No
             if record.previous_fingerprint in grant_.installed and (out / PREVIOUS).exists():
                 identities += (_config_path(remote, PREVIOUS),)
         entries.append(ssh_config.render_host(ssh_config.HostEntry(
-            alias=exp.name, hostname=config.connect_host, port=exp.port, user=CONTAINER_USER,
+            alias=exp.name, hostname=config.connect_host, port=exp.port, user=name,  # their own account
             identity_files=identities, known_hosts=_config_path(remote, "known_hosts"),
             host_key_alias=ssh_config.host_key_alias(exp.name), proxy_jump=jump,
             note=None if identities else f"IdentityFile: your own private key for {record.fingerprint}")))

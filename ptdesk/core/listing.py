@@ -8,8 +8,11 @@ names, see reconcile) manages a container: other users' containers are listed re
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from ptdesk.core import sessions
+from ptdesk.core.authorized_keys import CONTAINER_USER
 from ptdesk.core.environment import marked
 from ptdesk.core.kinds import REGISTRY, get_kind
 from ptdesk.core.ledger import gpus_from_label
@@ -63,7 +66,8 @@ def list_experiments(ws: Workstation, all: bool = True) -> list[Experiment]:
     names = sorted(set(containers) | set(records), key=lambda n: (records[n].created if n in records else 0, n))
     out = [_experiment(ws, records.get(n), containers.get(n)) for n in names if n]
     out = out if all else [e for e in out if e.status == "running"]
-    return marked(ws, out, containers, records)  # the environment column (ptdesk.core.environment)
+    # The environment column (ptdesk.core.environment), then who is logged in (ptdesk.core.sessions).
+    return with_logins(marked(ws, out, containers, records), records)
 
 
 def get(ws: Workstation, name: str) -> Experiment:
@@ -71,6 +75,25 @@ def get(ws: Workstation, name: str) -> Experiment:
     container = find_container(ws, name)
     if record is None and container is None:
         raise NotFound(f"No experiment named {name!r}.", "List them with: ptdesk ls --all")
-    return marked(ws, [_experiment(ws, record, container)], {name: container} if container else {},
-                  {name: record} if record else {})[0]
+    return with_logins(marked(ws, [_experiment(ws, record, container)], {name: container} if container else {},
+                              {name: record} if record else {}), {name: record} if record else {})[0]
+
+
+def with_logins(experiments: list[Experiment], records: dict[str, ExperimentRecord]) -> list[Experiment]:
+    """Each running SSH experiment of this home with who is logged in now: one pass over /proc
+    for all of them (no exec); the owner's account is shown as the owner."""
+    ours = {e.id: e for e in experiments if e.name in records and e.status == "running" and e.id
+            and get_kind(e.kind).grants_logins}
+    if not ours:
+        return experiments
+    found = sessions.scan(ours)
+
+    def named(e: Experiment) -> Experiment:
+        accounts = found.get(e.id)
+        if accounts is None:
+            return e
+        people = (e.owner if a == CONTAINER_USER else a for a in accounts)
+        return replace(e, logged_in=tuple(dict.fromkeys(people)))
+
+    return [named(e) if e.id in ours else e for e in experiments]
 

@@ -4,7 +4,9 @@ The protocol, for every container the person is granted:
 1. Make the new key; install it NEXT TO the old one (authorized_keys replaced atomically).
 2. Prove the new key logs in (paramiko, host key pinned).
 3. Only where that was proven: remove the old key, then prove the old key is refused.
-Where a step fails, the old key stays valid there and the container is "pending"
+Retiring the old key ends every process of the person's account there (their sessions too, whatever
+key opened them: whoever held the old key may have started them; the person logs in again with
+the new key). Where a step fails, the old key stays valid there and the container is "pending"
 (grants.pending = 1, collaborators.previous_* kept); a later `rotate` or the next start of that
 container (`finish_pending`) finishes the job.
 
@@ -24,13 +26,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ptdesk.core import keys
+from ptdesk.core import accounts, keys
 from ptdesk.core.authorized_keys import CONTAINER_USER, read_authorized_keys
 from ptdesk.core.collab import (
     PREVIOUS,
     PRIVATE,
     collaborator,
     container_state,
+    key_dir,
     parse_expires,
     person_lock,
     set_grant_keys,
@@ -125,16 +128,19 @@ def _replace_brought(ws: Workstation, grant: GrantRecord, new: str, old: str) ->
         return ContainerRotation(name, "pending", False, f"the container is {state}; its file changes when it "
                                                          "starts again or at the next `ptdesk collab rotate`")
     try:
-        _, text = set_grant_keys(ws, grant, (new,), pending=False)
+        _, done = set_grant_keys(ws, grant, (new,), pending=False)
     except PtdeskError as exc:
         return ContainerRotation(name, "pending", False, f"the new key could not be installed ({exc.message})")
-    assert experiment is not None and experiment.container_id
-    on_disk = read_authorized_keys(ws.engine, experiment.container_id)
+    assert experiment is not None and experiment.container_id and done is not None
+    person = grant.collaborator
+    on_disk = read_authorized_keys(ws.engine, experiment.container_id, person)
     fingerprints = {keys.fingerprint(line.split(" ", 1)[1]) for line in on_disk.splitlines() if " " in line}
-    if on_disk != text or new not in fingerprints or old in fingerprints:
+    if on_disk != done.files.get(person) or new not in fingerprints or old in fingerprints:
         return ContainerRotation(name, "pending", False, "the new authorized_keys did not read back as written")
+    ended = accounts.end_in(ws.engine, ws.store, name, experiment.container_id, person, "rotate")
     return ContainerRotation(name, "rotated", False, "replaced in one step, read back: the new key is there and "
-                                                     "the old one gone (ptdesk cannot log in with a key you hold)")
+                                                     "the old one gone (ptdesk cannot log in with a key you hold)"
+                             + _ended_text(ended))
 
 
 def _rotate(ws: Workstation, record: CollaboratorRecord, expires: str | None) -> RotationResult:
@@ -273,13 +279,14 @@ def _install_new(ws: Workstation, record: CollaboratorRecord, grant: GrantRecord
     else:
         installed = tuple(dict.fromkeys([*(fp for fp in grant.installed if fp in (old, new)), new]))
     try:
-        state, text = set_grant_keys(ws, grant, installed, pending=True)
+        state, done = set_grant_keys(ws, grant, installed, pending=True)
     except PtdeskError as exc:
         return ContainerRotation(name, "pending", False, f"the new key could not be installed ({exc.message}); "
                                                          "the old key stays valid there")
     if state == "stopped":
-        assert experiment is not None and experiment.container_id
-        if read_authorized_keys(ws.engine, experiment.container_id) != text:
+        assert experiment is not None and experiment.container_id and done is not None
+        person = record.name
+        if read_authorized_keys(ws.engine, experiment.container_id, person) != done.files.get(person):
             return ContainerRotation(name, "pending", False, "the new authorized_keys did not read back as written")
         return ContainerRotation(name, "rotated", False, "stopped: the new key replaced the old one; "
                                                          "the login is proven when it starts")
@@ -306,14 +313,24 @@ def _retire_old(ws: Workstation, record: CollaboratorRecord, grant: GrantRecord,
     except PtdeskError as exc:
         return ContainerRotation(name, "pending", False,
                                  f"the new key works; the old key could not be removed yet ({exc.message})")
+    experiment = ws.store.experiment(name)
+    ended = _ended_text(accounts.end_in(ws.engine, ws.store, name, experiment.container_id if experiment else None,
+                                        record.name, "rotate"))
     if not old_file.exists():
-        return ContainerRotation(name, "rotated", False, "the new key logs in; the old key is removed")
+        return ContainerRotation(name, "rotated", False, "the new key logs in; the old key is removed" + ended)
     login = _login(ws, name, old_file)
     if login.ok:  # e.g. the owner also authorised that very key with --pubkey
         return ContainerRotation(name, "failed", False, "the old key still logs in (it is authorised another way)")
     refused = login.detail.startswith("refused")
-    return ContainerRotation(name, "rotated", refused, "the new key logs in and the old key is refused" if refused
+    return ContainerRotation(name, "rotated", refused, ("the new key logs in and the old key is refused" if refused
                              else f"the new key logs in; the old key's refusal could not be checked ({login.detail})")
+                             + ended)
+
+
+def _ended_text(ended: accounts.Ended) -> str:
+    if ended.error:
+        return f"; their running processes could not be ended ({ended.error})"
+    return f"; ended {ended.count} process(es) of theirs ({ended.sessions} session(s))" if ended.pids else ""
 
 
 def _prove_login(ws: Workstation, experiment: str, key_file: Path) -> LoginResult:
@@ -343,8 +360,15 @@ def _login(ws: Workstation, experiment: str, key_file: Path) -> LoginResult:
         return LoginResult(False, f"unreachable: {exc.message}")
     if bound is None:
         return LoginResult(False, "unreachable: no published port")
-    return try_login(ws.config.connect_host, bound[1], CONTAINER_USER, key_file,
+    return try_login(ws.config.connect_host, bound[1], _account_of(ws, key_file), key_file,
                      record.host_public_key, command=None)
+
+
+def _account_of(ws: Workstation, key_file: Path) -> str:
+    """The account a key logs in to: a collaborator key ptdesk made (keys/collab/NAME/...) opens
+    that person's own account; any other key, the owner's."""
+    name = key_file.parent.name
+    return name if key_file.parent == key_dir(ws.config, name) else CONTAINER_USER
 
 
 def _settle(ws: Workstation, name: str) -> None:

@@ -18,22 +18,23 @@ if TYPE_CHECKING:
 # --- helpers ------------------------------------------------------------------------------------
 
 
-def attempt(p: Ptdesk, experiment: str, key: Path) -> LoginResult:
-    """One login as the container user with the experiment's pinned host key (paramiko)."""
+def attempt(p: Ptdesk, experiment: str, key: Path, account: str | None = None) -> LoginResult:
+    """One login with the experiment's pinned host key (paramiko), as `account` (a collaborator's
+    own account, named after them) or the owner's account."""
     ssh = p.listed()[experiment]["ssh"]
     host_key = ssh["known_hosts"].split(None, 1)[1]
-    return try_login(ssh["host"], ssh["port"], ssh["user"], key, host_key)
+    return try_login(ssh["host"], ssh["port"], account or ssh["user"], key, host_key)
 
 
-def logs_in(p: Ptdesk, experiment: str, key: Path) -> bool:
-    result = attempt(p, experiment, key)
+def logs_in(p: Ptdesk, experiment: str, key: Path, account: str | None = None) -> bool:
+    result = attempt(p, experiment, key, account)
     assert result.ok or result.detail.startswith("refused"), f"{experiment}: {result.detail}"
     return result.ok
 
 
 def openssh(config: Path, host: str) -> subprocess.CompletedProcess[str]:
     """The real OpenSSH client, configured only by an exported ssh_config."""
-    return subprocess.run(["ssh", "-F", str(config), "-o", "BatchMode=yes", host, "id -u"],
+    return subprocess.run(["ssh", "-F", str(config), "-o", "BatchMode=yes", host, "id -un"],
                           capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
 
 
@@ -54,8 +55,9 @@ def assert_private(path: Path) -> None:
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700, f"{path.parent}: {oct(path.parent.stat().st_mode)}"
 
 
-def authorized(engine: Engine, p: Ptdesk, experiment: str) -> str:
-    return authorized_keys.read_authorized_keys(engine, p.listed()[experiment]["id"])
+def authorized(engine: Engine, p: Ptdesk, experiment: str, account: str) -> str:
+    """The authorized_keys of one account (each collaborator's keys are in their own account's)."""
+    return authorized_keys.read_authorized_keys(engine, p.listed()[experiment]["id"], account)
 
 
 def pending_of(p: Ptdesk, name: str) -> list[str]:

@@ -49,13 +49,13 @@ def test_add_makes_a_private_key_and_export_lets_openssh_in(boxes: dict, module_
     for host in ("m1", "m2"):
         result = openssh(out / "ssh_config", host)
         assert result.returncode == 0, result.stderr
-        assert result.stdout.strip() == str(module_desk.config.uid)
+        assert result.stdout.strip() == "ann"  # her own account, not the owner's
     config = (out / "ssh_config").read_text()
-    for word in ("HostName", "Port", "User ptdesk", "IdentityFile", "UserKnownHostsFile", "IdentitiesOnly yes"):
+    for word in ("HostName", "Port", "User ann", "IdentityFile", "UserKnownHostsFile", "IdentitiesOnly yes"):
         assert config.count(word) == 2, word
     assert len((out / "known_hosts").read_text().splitlines()) == 2
     # The expiry reaches sshd as its own option (in UTC), and sshd accepts the line.
-    assert 'expiry-time="' in authorized(engine, module_desk, "m1")
+    assert 'expiry-time="' in authorized(engine, module_desk, "m1", "ann")
     # Listed with where it may go.
     listed = next(c for c in module_desk.json("collab", "ls") if c["name"] == "ann")
     assert listed["grants"] == ["m1", "m2"] and listed["expires"] and listed["pending"] == []
@@ -85,8 +85,8 @@ def test_own_key_is_installed_and_export_has_no_private_key(boxes: dict, module_
     made = add(module_desk, "bea", "--pubkey", f"{private}.pub")
     assert made["identity_file"] is None
     module_desk.ok("grant", "bea", "m1")
-    assert logs_in(module_desk, "m1", private)
-    assert not logs_in(module_desk, "m2", private)  # only where granted
+    assert logs_in(module_desk, "m1", private, "bea")
+    assert not logs_in(module_desk, "m2", private, "bea")  # only where granted
     out = tmp_path / "bea-bundle"
     module_desk.ok("collab", "export", "bea", out, "--dest", out)
     assert not (out / "id_ed25519").exists()
@@ -121,22 +121,22 @@ def test_export_names_the_files_where_the_person_keeps_them(boxes: dict, module_
     assert f'    UserKnownHostsFile "{spaced}/known_hosts"\n' in config
     printed = err.strip().splitlines()[-1].split("then: ", 1)[1].split(" (one of: ", 1)[0]
     assert printed.startswith("ssh -F ") and printed.endswith(" EXPERIMENT")
-    command = printed.replace("ssh -F", "ssh -o BatchMode=yes -F", 1).replace("EXPERIMENT", "m1 id -u")
+    command = printed.replace("ssh -F", "ssh -o BatchMode=yes -F", 1).replace("EXPERIMENT", "m1 id -un")
     result = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=30,
                             stdin=subprocess.DEVNULL)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == str(module_desk.config.uid)
+    assert result.stdout.strip() == "kim"
 
 
 def test_revoke_refuses_new_logins_at_once(boxes: dict, module_desk: Ptdesk, tmp_path: Path) -> None:
     key = Path(add(module_desk, "cid")["identity_file"])
     module_desk.ok("grant", "cid", "m1")
     module_desk.ok("grant", "cid", "m2")
-    assert logs_in(module_desk, "m1", key)
+    assert logs_in(module_desk, "m1", key, "cid")
     module_desk.ok("revoke", "cid", "m1")
     # No waiting: the very next login is refused, and the other grant still works.
-    assert not logs_in(module_desk, "m1", key)
-    assert logs_in(module_desk, "m2", key)
+    assert not logs_in(module_desk, "m1", key, "cid")
+    assert logs_in(module_desk, "m2", key, "cid")
     # The owner is never affected.
     owner_key = Path(boxes["m1"]["ssh"]["identity_file"])
     assert logs_in(module_desk, "m1", owner_key)
@@ -148,9 +148,9 @@ def test_remove_revokes_everywhere_and_deletes_the_keys(boxes: dict, module_desk
     key = keep_copy(made["identity_file"], module_desk.home.parent / "dov-copy" / "id_ed25519")
     module_desk.ok("grant", "dov", "m1")
     module_desk.ok("grant", "dov", "m2")
-    assert logs_in(module_desk, "m2", key)
+    assert logs_in(module_desk, "m2", key, "dov")
     module_desk.ok("collab", "rm", "dov")
-    assert not logs_in(module_desk, "m1", key) and not logs_in(module_desk, "m2", key)
+    assert not logs_in(module_desk, "m1", key, "dov") and not logs_in(module_desk, "m2", key, "dov")
     assert made["fingerprint"] not in json.dumps(module_desk.json("collab", "ls"))
     assert not Path(made["identity_file"]).parent.exists()
     actions = [(e["action"], e["target"]) for e in module_desk.json("audit")]
@@ -178,21 +178,20 @@ def test_concurrent_grants_to_one_container_all_land(boxes: dict, module_desk: P
     for t in threads:
         t.join(timeout=60)
     assert not errors
-    text = authorized(engine, module_desk, "m2")
     for name in names:
-        assert made[name]["public_key"].split()[1] in text
-        assert logs_in(module_desk, "m2", Path(made[name]["identity_file"]))
+        assert made[name]["public_key"].split()[1] in authorized(engine, module_desk, "m2", name)
+        assert logs_in(module_desk, "m2", Path(made[name]["identity_file"]), name)
 
 
 def test_expired_key_is_refused_by_sshd(boxes: dict, module_desk: Ptdesk, module_core: Workstation) -> None:
     key = Path(add(module_desk, "eve", "--expires", "1d")["identity_file"])
     module_desk.ok("grant", "eve", "m1")
-    assert logs_in(module_desk, "m1", key)
+    assert logs_in(module_desk, "m1", key, "eve")
     # Move the expiry into the past (as if a day went by) and re-render from state.
     module_core.store.update_collaborator("eve", expires=1_000_000_000.0)
     with collab.container_lock(module_core.config, "m1"):
         collab.reinstall(module_core, "m1")
-    assert not logs_in(module_desk, "m1", key)
+    assert not logs_in(module_desk, "m1", key, "eve")
 
 
 # --- bad input ----------------------------------------------------------------------------------

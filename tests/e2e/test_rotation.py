@@ -46,7 +46,7 @@ def test_rotation_over_two_containers_leaves_a_third_person_untouched(
     for who in ("ray", "sam"):
         for box in ("m1", "m2"):
             module_desk.ok("grant", who, box)
-    assert all(logs_in(module_desk, box, old) for box in ("m1", "m2"))
+    assert all(logs_in(module_desk, box, old, "ray") for box in ("m1", "m2"))
 
     result = module_desk.json("collab", "rotate", "ray")
     assert {"name", "old_fingerprint", "fingerprint", "identity_file", "containers"} <= set(result)
@@ -57,9 +57,9 @@ def test_rotation_over_two_containers_leaves_a_third_person_untouched(
     new = Path(result["identity_file"])
     assert_private(new)
     for box in ("m1", "m2"):
-        assert not logs_in(module_desk, box, old), f"old key still works on {box}"
-        assert logs_in(module_desk, box, new)
-        assert logs_in(module_desk, box, third), f"sam lost access to {box}"
+        assert not logs_in(module_desk, box, old, "ray"), f"old key still works on {box}"
+        assert logs_in(module_desk, box, new, "ray")
+        assert logs_in(module_desk, box, third, "sam"), f"sam lost access to {box}"
     # The person gets the new key with export; OpenSSH gets in with it.
     out = tmp_path / "ray-bundle"
     module_desk.ok("collab", "export", "ray", out, "--dest", out)
@@ -87,16 +87,16 @@ def test_a_container_stopped_during_rotation_comes_back_with_only_the_new_key(
     assert by_name["up"]["status"] == "rotated" and by_name["up"]["verified"]
     assert by_name["down"]["status"] == "rotated" and not by_name["down"]["verified"]
     # Whoever starts it next, the stopped container's file already holds the new key, not the old.
-    text = authorized(engine, cli, "down")
+    text = authorized(engine, cli, "down", "tom")
     new_public = next(c for c in cli.json("collab", "ls") if c["name"] == "tom")["public_key"]
     assert new_public.split()[1] in text and made["public_key"].split()[1] not in text
     assert pending_of(cli, "tom") == ["down"]  # proven only once it runs
 
     cli.ok("start", "down")
     new = Path(result["identity_file"])
-    assert logs_in(cli, "down", new)
-    assert not logs_in(cli, "down", old)
-    assert logs_in(cli, "up", new) and not logs_in(cli, "up", old)
+    assert logs_in(cli, "down", new, "tom")
+    assert not logs_in(cli, "down", old, "tom")
+    assert logs_in(cli, "up", new, "tom") and not logs_in(cli, "up", old, "tom")
     assert pending_of(cli, "tom") == []
     finished = [e for e in cli.json("audit") if e["action"] == "collab-rotate-finish"]
     assert finished and finished[-1]["detail"]["verified"] is True
@@ -127,7 +127,7 @@ def test_a_retired_key_never_logs_in_again_when_sshd_is_slow_to_come_up(
     outcome = rotation.finish_pending(ws, "late")["zed"]  # what the watcher's start event runs
     monkeypatch.undo()
     assert (outcome.status, outcome.verified) == ("rotated", True), outcome
-    assert logs_in(cli, "late", new) and not logs_in(cli, "late", old)
+    assert logs_in(cli, "late", new, "zed") and not logs_in(cli, "late", old, "zed")
     assert old.read_bytes() and pending_of(cli, "zed") == []
 
 
@@ -147,8 +147,8 @@ def test_a_new_key_that_cannot_be_proven_leaves_the_retired_key_out(
     outcome = rotation.finish_pending(ws, "mute")["yan"]
     monkeypatch.undo()
     assert outcome.status == "pending" and "retired key stays retired" in outcome.detail
-    assert made["public_key"].split()[1] not in authorized(engine, cli, "mute")
-    wait_until(lambda: attempt(cli, "mute", old).detail.startswith("refused"), timeout=60,
+    assert made["public_key"].split()[1] not in authorized(engine, cli, "mute", "yan")
+    wait_until(lambda: attempt(cli, "mute", old, "yan").detail.startswith("refused"), timeout=60,
                message="sshd to answer (and refuse the retired key)")
     assert pending_of(cli, "yan") == ["mute"]
 
@@ -166,7 +166,7 @@ def test_a_person_who_brought_their_own_key_is_rotated_in_one_step(
         cli.ok("grant", "pia", box)
     cli.ok("stop", "rest")
     engine.api.pause(frozen)
-    assert logs_in(cli, "run", old)
+    assert logs_in(cli, "run", old, "pia")
 
     rc, out, _ = cli.run("collab", "rotate", "pia", "--pubkey", f"{new}.pub", "--json")
     result = json.loads(out)
@@ -174,14 +174,14 @@ def test_a_person_who_brought_their_own_key_is_rotated_in_one_step(
     assert {c["name"]: c["status"] for c in result["containers"]} == \
         {"run": "rotated", "rest": "rotated", "frozen": "pending"}
     assert result["identity_file"] is None
-    assert logs_in(cli, "run", new) and not logs_in(cli, "run", old)
+    assert logs_in(cli, "run", new, "pia") and not logs_in(cli, "run", old, "pia")
     cli.ok("start", "rest")
-    assert logs_in(cli, "rest", new) and not logs_in(cli, "rest", old)
+    assert logs_in(cli, "rest", new, "pia") and not logs_in(cli, "rest", old, "pia")
     # Unpaused, `collab rotate pia` finishes the job there: the old key does not stay behind.
     engine.api.unpause(frozen)
     finished = cli.json("collab", "rotate", "pia")
     assert finished["resumed"] and {c["name"]: c["status"] for c in finished["containers"]}["frozen"] == "rotated"
-    assert logs_in(cli, "frozen", new) and not logs_in(cli, "frozen", old)
+    assert logs_in(cli, "frozen", new, "pia") and not logs_in(cli, "frozen", old, "pia")
     people = {p["name"]: p for p in cli.json("collab", "ls")}
     assert people["pia"]["pending"] == [] and people["pia"]["fingerprint"] == result["fingerprint"]
     # The wrong way round is one clear line: a person whose key ptdesk made gets one made again.
@@ -233,14 +233,14 @@ def test_failures_injected_mid_rotation_never_lock_the_person_out(
 
     # Everywhere that still exists, one of the two keys gets in: on "ok" the new one; on "killed",
     # started again behind ptdesk's back (so nothing finished the rotation there), both still do.
-    assert logs_in(cli, "ok", new) and not logs_in(cli, "ok", old)
+    assert logs_in(cli, "ok", new, "uma") and not logs_in(cli, "ok", old, "uma")
     engine.start(ids["killed"])
     bound = engine.published_port(ids["killed"], "22/tcp")
     assert bound
     host_key = cli.listed()["killed"]["ssh"]["known_hosts"].split(None, 1)[1]
 
     def at_killed(key: Path) -> LoginResult:
-        return try_login(cli.config.connect_host, bound[1], "ptdesk", key, host_key)
+        return try_login(cli.config.connect_host, bound[1], "uma", key, host_key)
 
     wait_until(lambda: at_killed(old).ok, timeout=60, message="the old key to log in again")
     assert at_killed(new).ok

@@ -55,6 +55,8 @@ class Recovered:
     collaborators: tuple[GrantedKey, ...] = ()
     # Key lines that were neither the owner's, brought by the owner, nor marked: not kept (why).
     dropped: tuple[str, ...] = ()
+    # Collaborator accounts found inside (name, uid): a restored person keeps the uid their files have.
+    accounts: tuple[tuple[str, int], ...] = ()
 
 
 class Kind(ABC):
