@@ -18,6 +18,7 @@ from pathlib import Path
 
 from platformdirs import user_data_dir
 
+from ptdesk.config_workstations import LOCAL, WorkstationEntry, parse_workstations
 from ptdesk.errors import ConfigError
 
 # The default base is a real PyTorch CUDA runtime; tests build FROM a local Debian base instead.
@@ -63,6 +64,11 @@ class Config:
     ca_bundle: Path | None = None
     # Jupyter/SSH idle limit for `ptdesk cull` (seconds; 0 disables automatic culling).
     idle_cull_seconds: int = 0
+    # Other Docker engines reached over SSH ([workstations.NAME]); "local" is always this machine's.
+    workstations: dict[str, WorkstationEntry] = field(default_factory=dict)
+    default_workstation: str = LOCAL
+    # The address people connect to when it is not the bind address (a remote workstation's host).
+    connect_address: str | None = None
 
     @property
     def keys_dir(self) -> Path:
@@ -79,6 +85,8 @@ class Config:
     @property
     def connect_host(self) -> str:
         """The address people connect to: the bind address, or this host's name if bound to all."""
+        if self.connect_address:
+            return self.connect_address
         if ipaddress.ip_address(self.bind_address).is_unspecified:
             return _host_name()
         return self.bind_address
@@ -152,6 +160,8 @@ def _apply(config: Config, data: dict, origin: str) -> Config:
             changes[key] = _int(key, value, origin)
         elif key == "ready_timeout":
             changes[key] = _number(key, value, origin)
+        elif key == "workstations":
+            changes[key] = {**config.workstations, **parse_workstations(value, origin)}
         else:
             changes[key] = str(value)
     config = replace(config, **changes)
@@ -227,9 +237,23 @@ def _validate(config: Config, origin: str) -> None:
     if not math.isfinite(config.ready_timeout) or config.ready_timeout <= 0:
         raise ConfigError(f"ready_timeout in {origin} must be a positive number of seconds, not "
                           f"{config.ready_timeout:g}.", "The default is 90.")
+    if config.default_workstation not in (LOCAL, *config.workstations):
+        raise ConfigError(f"default_workstation {config.default_workstation!r} in {origin} names no workstation.",
+                          "Use local or the NAME of a [workstations.NAME] table.")
     if config.uid < 1 or config.gid < 1:
         raise ConfigError(f"uid/gid in {origin} must be a normal user's ids (1 or more), not "
                           f"{config.uid}/{config.gid}.", "Experiments never run as root; use your own ids.")
     if not re.fullmatch(r"[a-z0-9][a-z0-9_.-]{0,62}", config.instance):
         raise ConfigError(f"instance {config.instance!r} in {origin} is not a valid name.",
                           "Use lower-case letters, digits, '.', '_' or '-'.")
+
+
+def for_workstation(config: Config, entry: WorkstationEntry) -> Config:
+    """The settings one remote workstation runs with: its own state, keys and experiment files under
+    PTDESK_HOME/workstations/NAME (so a dead box never holds another's store, and each engine is
+    reconciled against its own records), ports published on its bind address, and connection lines
+    naming the address people reach it at."""
+    return replace(config, home=config.home / "workstations" / entry.name,
+                   bind_address=entry.bind_address or config.bind_address,
+                   connect_address=entry.connect_address,
+                   workspace_root=config.workspace_root or config.home / "workstations" / entry.name / "workspaces")

@@ -255,3 +255,32 @@ class Engine:
         filters = {"type": ["container"], "label": [f"{LABEL_MANAGED}=1", f"{LABEL_INSTANCE}={instance}"]}
         with translated_errors("Following engine events"):
             return self.api.events(since=since, filters=filters, decode=True)
+
+    # --- attached helpers (a workstation's GPU sampler) --------------------------------------
+    def run_attached(self, *, name: str, image: str, labels: dict[str, str], host_config: dict[str, Any],
+                     environment: dict[str, str] | None = None, user: str | None = None) -> tuple[str, Any]:
+        """Create and start a container whose stdin stays open exactly as long as the returned socket
+        (StdinOnce): closing it, or losing the connection, ends the container's input. Returns
+        (id, socket); read its output with attached_output and close the socket when done."""
+        with translated_errors(f"Starting {name}"):
+            hc = self.api.create_host_config(**host_config)
+            created = self.api.create_container(image=image, name=name, labels=labels, host_config=hc,
+                                                environment=environment, user=user, stdin_open=True,
+                                                stdin_once=True, detach=False)["Id"]
+            try:
+                sock = self.api.attach_socket(created, params={"stdin": 1, "stdout": 1, "stream": 1})
+                self.api.start(created)
+            except BaseException:
+                self.remove(created)
+                raise
+        return created, sock
+
+    @staticmethod
+    def attached_output(sock: Any) -> Iterator[bytes]:
+        """The stdout payloads of an attached (non-tty) container, until it ends or the socket closes."""
+        from docker.utils.socket import frames_iter
+
+        with translated_errors("Reading an attached container"):
+            for stream, data in frames_iter(sock, tty=False):
+                if stream == 1:
+                    yield data
