@@ -18,6 +18,7 @@ COMMAND_TOPICS: dict[str, str] = {
     "images": "images", "doctor": "doctor", "gpus": "gpus",
     "collab": "collab", "grant": "collab", "revoke": "collab", "audit": "audit",
     "watch": "lifecycle", "cull": "lifecycle", "reconcile": "lifecycle",
+    "workstations": "workstations",
 }
 TOPICS = tuple(dict.fromkeys(COMMAND_TOPICS.values()))
 

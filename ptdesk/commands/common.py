@@ -10,36 +10,74 @@ from typing import Any
 
 import click
 
+from ptdesk.config import LOCAL, load_config
+from ptdesk.config_workstations import AUTO
+from ptdesk.core.fleet import Fleet
 from ptdesk.core.workstation import Workstation
-from ptdesk.errors import EngineUnavailable, PtdeskError
+from ptdesk.errors import EngineUnavailable, InvalidInput, PtdeskError
 
 
-def pass_workstation(func: Callable[..., Any] | None = None, *, reconcile: bool = False) -> Any:
-    """Give the command a Workstation (one per process), closed when the command ends.
+def pass_workstation(func: Callable[..., Any] | None = None, *, reconcile: bool = False, fleet: bool = False,
+                     auto: bool = False) -> Any:
+    """Give the command a Workstation (one per process), closed when the command ends, and its
+    `--on NAME` option (default: the configured default workstation, else local).
 
     `@pass_workstation(reconcile=True)` is for commands that touch experiments: the store is first brought
     in line with the engine (what gone containers held is released, dead launches are rolled back),
-    best effort, so a command never fails or waits because of it.
+    best effort, so a command never fails or waits because of it. `fleet=True` gives a Fleet of every
+    workstation instead (or only --on's); `auto=True` lets `--on auto` choose where a GPU is free.
     """
     if func is None:
-        return functools.partial(pass_workstation, reconcile=reconcile)
+        return functools.partial(pass_workstation, reconcile=reconcile, fleet=fleet, auto=auto)
 
+    @click.option("--on", "on", metavar="NAME", help=_ON_HELP[fleet, auto])
     @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def wrapper(*args: Any, on: str | None = None, **kwargs: Any) -> Any:
         ctx = click.get_current_context()
+        if fleet:
+            chosen = Fleet(names=[on] if on else None)
+            ctx.call_on_close(chosen.close)
+            return func(chosen, *args, **kwargs)
         ws = ctx.find_object(Workstation)
         if ws is None:
-            ws = Workstation()
+            ws = _open_workstation(on, auto, kwargs.get("gpus", "none"))
             ctx.obj = ws
             ctx.call_on_close(ws.close)
         if reconcile:
-            _reconcile_quietly(ws)
+            reconcile_quietly(ws)
         return func(ws, *args, **kwargs)
 
     return wrapper
 
 
-def _reconcile_quietly(ws: Workstation) -> None:
+_ON_HELP = {
+    (False, False): "Workstation to act on (default: default_workstation, else local).",
+    (False, True): "Workstation to launch on, or auto: the one with the most free GPU capacity.",
+    (True, False): "Only this workstation (default: every one).",
+    (True, True): "Only this workstation (default: every one).",
+}
+
+
+def _open_workstation(on: str | None, auto: bool, gpus: str) -> Workstation:
+    config = load_config()
+    name = on or config.default_workstation
+    if name == AUTO:
+        if not auto:
+            raise InvalidInput("--on auto only chooses where to launch.", "Name the workstation: --on NAME.")
+        fleet = Fleet(config)
+        try:
+            choice = fleet.choose(gpus)
+        finally:
+            fleet.close()
+        click.echo(f"ptdesk: --on auto chose {choice.workstation} ({choice.reason}).", err=True)
+        name = choice.workstation
+    if name != LOCAL and name not in config.workstations:
+        raise InvalidInput(f"There is no workstation {name!r}.",
+                           "List them with: ptdesk workstations ls (local is this machine).")
+    return Workstation(config, config.workstations.get(name))
+
+
+def reconcile_quietly(ws: Workstation) -> None:
     try:
         report = ws.reconcile()
     except (EngineUnavailable, OSError, sqlite3.Error):
@@ -61,6 +99,14 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print machin
 
 
 def emit_json(data: Any) -> None:
+    """Print JSON; objects (and the objects of a list) say which workstation they are about."""
+    ctx = click.get_current_context(silent=True)
+    ws = ctx.find_object(Workstation) if ctx else None
+    if ws is not None:
+        def tag(item: Any) -> Any:
+            return {**item, "workstation": item.get("workstation", ws.name)} if isinstance(item, dict) else item
+
+        data = [tag(item) for item in data] if isinstance(data, list) else tag(data)
     click.echo(json.dumps(data, indent=2, sort_keys=False))
 
 

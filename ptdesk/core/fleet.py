@@ -1,0 +1,139 @@
+"""Every workstation at once: one Workstation per engine, asked in parallel, never blocking each other.
+
+`each(fn)` runs fn on every selected workstation in its own daemon thread and waits at most
+`deadline` seconds overall; a workstation that is down or slow gives an Answer with its error (one
+sentence naming it) while the others' answers arrive as usual. The dashboard uses the same Answers
+per refresh; the CLI prints the errors on stderr and the values on stdout.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from ptdesk.config import LOCAL, Config, load_config
+from ptdesk.core.models import GpuSnapshot
+from ptdesk.core.workstation import Workstation
+from ptdesk.errors import EngineUnavailable, InvalidInput, PtdeskError
+
+T = TypeVar("T")
+DEADLINE = 12.0  # SSH connect (5 s) + a request: a dead box is reported, not waited for
+
+
+@dataclass(frozen=True)
+class Answer(Generic[T]):
+    """One workstation's result of a fleet-wide call: a value, or the one-sentence reason there is none."""
+
+    workstation: str
+    value: T | None = None
+    error: PtdeskError | None = None
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass(frozen=True)
+class Choice:
+    """Where `--on auto` launches, and why (said to the person)."""
+
+    workstation: str
+    reason: str
+
+
+class Fleet:
+    """The workstations of this ptdesk home: `local` first, then [workstations.NAME] in config order."""
+
+    def __init__(self, config: Config | None = None, names: Sequence[str] | None = None) -> None:
+        self.config = config or load_config()
+        known = [LOCAL, *self.config.workstations]
+        for name in names or ():
+            if name not in known:
+                raise InvalidInput(f"There is no workstation {name!r}.",
+                                   f"Known: {', '.join(known)} (add one with: ptdesk workstations add NAME ssh://...).")
+        self.names = list(names) if names else known
+        self._open: dict[str, Workstation] = {}
+        self._lock = threading.Lock()
+
+    def workstation(self, name: str) -> Workstation:
+        with self._lock:
+            if name not in self._open:
+                entry = None if name == LOCAL else self.config.workstations[name]
+                self._open[name] = Workstation(self.config, entry)
+            return self._open[name]
+
+    def each(self, fn: Callable[[Workstation], T], deadline: float = DEADLINE) -> list[Answer[T]]:
+        answers: dict[str, Answer[T]] = {}
+        threads = []
+        for name in self.names:
+            ws = self.workstation(name)
+            thread = threading.Thread(target=self._ask, args=(ws, fn, answers), daemon=True,
+                                      name=f"fleet {name}")
+            thread.start()
+            threads.append(thread)
+        end = time.monotonic() + deadline
+        for thread in threads:
+            thread.join(max(0.0, end - time.monotonic()))
+        return [answers.get(name) or Answer(name, error=EngineUnavailable(
+                    f"Workstation {name} did not answer within {deadline:.0f} s.",
+                    f"Check it with: ptdesk workstations test {name}")) for name in self.names]
+
+    @staticmethod
+    def _ask(ws: Workstation, fn: Callable[[Workstation], T], answers: dict[str, Answer[T]]) -> None:
+        started = time.monotonic()
+        try:
+            answers[ws.name] = Answer(ws.name, value=fn(ws), seconds=time.monotonic() - started)
+        except PtdeskError as exc:
+            if ws.name != LOCAL and not exc.message.startswith("Workstation "):
+                exc = type(exc)(f"Workstation {ws.name}: {exc.message}", exc.hint)
+            ws.drop_engine()  # the next call reconnects instead of reusing a broken connection
+            answers[ws.name] = Answer(ws.name, error=exc, seconds=time.monotonic() - started)
+
+    def close(self) -> None:
+        with self._lock:
+            open_, self._open = list(self._open.values()), {}
+        for ws in open_:
+            ws.close()
+
+    # --- launch where a GPU is free -----------------------------------------------------------
+    def choose(self, gpus: str) -> Choice:
+        """The workstation with the most free GPU capacity for `--gpus` (none: the configured default)."""
+        if gpus == "none":
+            return Choice(self.config.default_workstation, "no GPU asked for: the default workstation")
+        wanted = _count(gpus)
+        answers = self.each(lambda ws: ws.gpu_snapshot())
+        best: tuple[float, int, str, str] | None = None
+        for answer in answers:
+            if not answer.ok or answer.value is None:
+                continue
+            free, count, why = _free_capacity(answer.value, self.workstation(answer.workstation))
+            if count >= wanted and (best is None or (count, free) > (best[1], best[0])):
+                best = (free, count, answer.workstation, why)
+        if best is None:
+            trouble = "; ".join(a.error.message for a in answers if a.error) or "no workstation has enough free GPUs"
+            raise InvalidInput(f"No workstation can give {gpus} GPU(s) now ({trouble}).",
+                               "See them with: ptdesk gpus; or launch with --gpus none.")
+        return Choice(best[2], best[3])
+
+
+def _count(gpus: str) -> int:
+    if gpus in ("auto", "all"):
+        return 1
+    return len([g for g in gpus.split(",") if g.strip()])
+
+
+def _free_capacity(snapshot: GpuSnapshot, ws: Workstation) -> tuple[float, int, str]:
+    """(free memory in GiB over GPUs no ptdesk experiment holds, how many such GPUs, a sentence)."""
+    if not snapshot.available:
+        return 0.0, 0, snapshot.reason or "no GPUs"
+    try:
+        held = {g for e in ws.list_experiments(all=True) for g in e.gpus}
+    except PtdeskError:
+        held = set()
+    free = [g for g in snapshot.physical if g.error is None and g.index not in held and not g.processes]
+    gib = sum(((g.memory_total or 0) - (g.memory_used or 0)) for g in free) / 1024**3
+    return gib, len(free), f"{len(free)} free GPU(s), {gib:.0f} GiB free memory"
