@@ -181,6 +181,8 @@ def _client_on(adapter: PinnedSSHAdapter, entry: WorkstationEntry, timeout: floa
 
 
 def unreachable(entry: WorkstationEntry, exc: BaseException) -> EngineUnavailable:
+    if isinstance(exc, paramiko.ssh_exception.NoValidConnectionsError) and exc.errors:
+        exc = next(iter(exc.errors.values()))  # paramiko wraps the socket's own reason: say that one
     why = "timed out" if isinstance(exc, TimeoutError | socket.timeout) else (exc.strerror or str(exc)) \
         if isinstance(exc, OSError) else str(exc) or type(exc).__name__
     return EngineUnavailable(f"Workstation {entry.name}: {entry.host}:{entry.port} is unreachable ({why}).",
