@@ -35,7 +35,9 @@ def build(ws: Workstation, target: str, base: str | None, ca_bundle: Path | None
     def started(tag: str, base: str) -> None:
         click.echo(f"==> Building {tag} FROM {base}", err=True)
 
-    results = ws.build_images(expand_targets(target), base=base, ca_bundle=ca_bundle, force=force,
+    # On a remote workstation `all` also means its GPU sampler (ptdesk reads local GPUs itself).
+    targets = (*expand_targets(target), "sampler") if target == "all" and ws.is_remote else expand_targets(target)
+    results = ws.build_images(targets, base=base, ca_bundle=ca_bundle, force=force,
                               on_line=_progress, on_start=started)
     for result in results:
         verb = "unchanged" if result.cached else "built"

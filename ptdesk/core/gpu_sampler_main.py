@@ -1,4 +1,4 @@
-"""The program inside a workstation's GPU sampler container (images/gpu-sampler).
+"""The program inside a workstation's GPU sampler container (images/sampler).
 
 It samples NVML once a second with ptdesk's own sampler, names each GPU process's container from
 the host's /proc (the container runs in the host PID namespace for exactly this: NVML reports host

@@ -1,6 +1,6 @@
 """GPU truth of a remote workstation, without ptdesk installed there: its sampler container.
 
-ptdesk starts a small read-only container (images/gpu-sampler; no capabilities, no network, host PID
+ptdesk starts a small read-only container (images/sampler; no capabilities, no network, host PID
 namespace to map PIDs to containers, GPUs visible) attached over the workstation's existing SSH
 connection, and reads the JSON lines it writes (ptdesk.core.gpu_wire). No extra port, no extra
 credential: it is the engine's own attach stream. Closing the attach socket ends the sampler's stdin,
@@ -19,13 +19,13 @@ from typing import TYPE_CHECKING, Any
 from ptdesk.core import gpu_wire
 from ptdesk.core.gpu import inventory_of
 from ptdesk.core.models import LABEL_INSTANCE, LABEL_NAME, LABEL_OWNER, GpuInventory, GpuSnapshot
+from ptdesk.core.sampler_image import SAMPLER_IMAGE
 from ptdesk.errors import GpuUnavailable, PtdeskError
 
 if TYPE_CHECKING:
     from ptdesk.core.engine import Engine
     from ptdesk.core.workstation import Workstation
 
-SAMPLER_IMAGE = "ptdesk/gpu-sampler:latest"
 LABEL_SAMPLER = "ptdesk.sampler"
 FIRST_SAMPLE_TIMEOUT = 10.0  # container start + NVML init (~1.5 s without persistence mode)
 
