@@ -265,8 +265,9 @@ class Engine:
         with translated_errors(f"Starting {name}"):
             hc = self.api.create_host_config(**host_config)
             created = self.api.create_container(image=image, name=name, labels=labels, host_config=hc,
+                                                # not detached + stdin_open: docker-py sets StdinOnce
                                                 environment=environment, user=user, stdin_open=True,
-                                                stdin_once=True, detach=False)["Id"]
+                                                detach=False)["Id"]
             try:
                 sock = self.api.attach_socket(created, params={"stdin": 1, "stdout": 1, "stream": 1})
                 self.api.start(created)

@@ -106,18 +106,20 @@ class Fleet:
             return Choice(self.config.default_workstation, "no GPU asked for: the default workstation")
         wanted = _count(gpus)
         answers = self.each(lambda ws: ws.gpu_snapshot())
-        best: tuple[float, int, str, str] | None = None
+        offers = []
         for answer in answers:
-            if not answer.ok or answer.value is None:
-                continue
-            free, count, why = _free_capacity(answer.value, self.workstation(answer.workstation))
-            if count >= wanted and (best is None or (count, free) > (best[1], best[0])):
-                best = (free, count, answer.workstation, why)
-        if best is None:
-            trouble = "; ".join(a.error.message for a in answers if a.error) or "no workstation has enough free GPUs"
+            if answer.ok and answer.value is not None:
+                offer = _offer(answer.value, self.workstation(answer.workstation), wanted)
+                if offer is not None:
+                    offers.append(offer)
+        if not offers:
+            trouble = "; ".join(a.error.message if a.error else f"{a.workstation}: "
+                                + (a.value.reason if a.value and not a.value.available else "not enough free GPUs")
+                                for a in answers)
             raise InvalidInput(f"No workstation can give {gpus} GPU(s) now ({trouble}).",
                                "See them with: ptdesk gpus; or launch with --gpus none.")
-        return Choice(best[2], best[3])
+        free, _, name, why = max(offers)
+        return Choice(name, why)
 
 
 def _count(gpus: str) -> int:
@@ -126,14 +128,21 @@ def _count(gpus: str) -> int:
     return len([g for g in gpus.split(",") if g.strip()])
 
 
-def _free_capacity(snapshot: GpuSnapshot, ws: Workstation) -> tuple[float, int, str]:
-    """(free memory in GiB over GPUs no ptdesk experiment holds, how many such GPUs, a sentence)."""
+def _offer(snapshot: GpuSnapshot, ws: Workstation, wanted: int) -> tuple[float, float, str, str] | None:
+    """(free GiB over the `wanted` emptiest GPUs no experiment holds, minus their load, name, a sentence),
+    or None when the workstation cannot give that many."""
     if not snapshot.available:
-        return 0.0, 0, snapshot.reason or "no GPUs"
+        return None
     try:
         held = {g for e in ws.list_experiments(all=True) for g in e.gpus}
     except PtdeskError:
-        held = set()
-    free = [g for g in snapshot.physical if g.error is None and g.index not in held and not g.processes]
-    gib = sum(((g.memory_total or 0) - (g.memory_used or 0)) for g in free) / 1024**3
-    return gib, len(free), f"{len(free)} free GPU(s), {gib:.0f} GiB free memory"
+        held = set()  # the ledger at launch still refuses a held GPU; this only ranks workstations
+    usable = [g for g in snapshot.physical if g.error is None and g.index not in held and g.memory_total]
+    usable.sort(key=lambda g: ((g.memory_used or 0) - (g.memory_total or 0), g.utilization or 0))
+    if len(usable) < wanted:
+        return None
+    best = usable[:wanted]
+    gib = sum((g.memory_total or 0) - (g.memory_used or 0) for g in best) / 1024**3
+    busy = sum(g.utilization or 0 for g in best) / len(best)
+    gpus = ", ".join(str(g.index) for g in best)
+    return gib, -busy, ws.name, f"GPU {gpus}: {gib:.0f} GiB free, {busy:.0f}% busy"

@@ -14,6 +14,7 @@ import contextlib
 import secrets
 import threading
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from ptdesk.core import gpu_wire
@@ -127,6 +128,8 @@ class RemoteGpus:
         snapshot = feed.wait_first(FIRST_SAMPLE_TIMEOUT)
         if snapshot is None:
             return self._unavailable(feed.error or "its GPU sampler sent nothing in time")
+        if not snapshot.available:  # "this machine" in the sampler's sentence is that workstation
+            snapshot = replace(snapshot, reason=f"{self._ws.name}: {snapshot.reason}")
         self.last = name_processes(snapshot, self._ws.engine, self._ws.config.instance)
         return self.last
 
@@ -145,8 +148,6 @@ class RemoteGpus:
 
 def name_processes(snapshot: GpuSnapshot, engine: Engine | None, instance: str) -> GpuSnapshot:
     """Experiment and owner of every process the sampler tied to a container, from the engine's labels."""
-    from dataclasses import replace
-
     if engine is None or not any(p.container for g in snapshot.gpus for p in g.processes):
         return snapshot
     try:

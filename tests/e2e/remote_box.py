@@ -87,7 +87,7 @@ class RemoteBox:
             self._bridge_up()
             self._user()
             self.start_engine()
-            self._load_images()
+            self.load_images(*IMAGES)
             self._keys()
             self._start_sshd()
         except BaseException:
@@ -132,8 +132,9 @@ class RemoteBox:
             self.dockerd.wait(60)
         _wait(lambda: not (self.root / "docker.pid").exists(), 30, "dockerd's pid file to go")
 
-    def _load_images(self) -> None:
-        save = subprocess.Popen(["docker", "save", *IMAGES], stdout=subprocess.PIPE)
+    def load_images(self, *images: str) -> None:
+        """Copy images from this machine's engine (the second engine has no registry either)."""
+        save = subprocess.Popen(["docker", "save", *images], stdout=subprocess.PIPE)
         try:
             _run("docker", "-H", self.docker_host, "load", "-q", stdin=save.stdout)
         finally:

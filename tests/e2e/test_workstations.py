@@ -19,10 +19,13 @@ from typing import TYPE_CHECKING
 
 import docker
 import pytest
-from helpers import remove_instance_containers, wait_until
+from helpers import remove_instance_containers, require_image, wait_until
 from remote_box import RemoteBox
 
+from ptdesk.config import load_config
 from ptdesk.core.engine import Engine
+from ptdesk.core.sampler_image import SAMPLER_IMAGE
+from ptdesk.core.workstation import Workstation
 
 if TYPE_CHECKING:
     from conftest import Ptdesk  # tests/e2e/conftest.py
@@ -54,7 +57,9 @@ def desk(module_desk: Ptdesk, box: RemoteBox, box_engine: Engine) -> Iterator[Pt
 
 
 def on_box(desk: Ptdesk, box_engine: Engine) -> list[dict]:
-    return box_engine.api.containers(all=True, filters={"label": f"ptdesk.instance={desk.instance}"})
+    """The experiments' containers there (a GPU sampler is ptdesk's too, but no experiment)."""
+    return box_engine.api.containers(all=True, filters={"label": [f"ptdesk.instance={desk.instance}",
+                                                                  "ptdesk.managed=1"]})
 
 
 def on_local(desk: Ptdesk, engine: Engine) -> list[dict]:
@@ -218,3 +223,43 @@ def test_a_changed_host_key_refuses_the_workstation(desk: Ptdesk, box: RemoteBox
         box.host_key.write_bytes(original)
         box.restart_sshd()
     assert desk.run("ls", "--on", "box")[0] == 0
+
+
+def test_gpu_truth_of_the_remote_comes_from_its_sampler_over_the_same_connection(
+        desk: Ptdesk, box: RemoteBox, box_engine: Engine, engine: Engine) -> None:
+    require_image(engine, SAMPLER_IMAGE)
+    box.load_images(SAMPLER_IMAGE)
+    samplers = {"label": ["ptdesk.sampler=1", f"ptdesk.instance={desk.instance}"]}
+    # The CLI: one sample through the sampler, which is gone once the command is.
+    shown = desk.json("gpus", "--on", "box")
+    assert shown["available"] is False and shown["workstation"] == "box"
+    assert shown["reason"].startswith("box: ") and "libnvidia-ml" in shown["reason"]  # the sampler's own words
+    wait_until(lambda: box_engine.api.containers(all=True, filters=samplers) == [], timeout=20,
+               message="the sampler to go with the command")
+    # The core, as the dashboard holds it: the sampler runs, locked down, while someone watches.
+    config = load_config(desk.env)
+    ws = Workstation(config, config.workstations["box"])
+    try:
+        assert ws.gpu_snapshot().available is False
+        running = box_engine.api.containers(filters=samplers)
+        assert len(running) == 1
+        host = box_engine.inspect(running[0]["Id"])["HostConfig"]
+        assert host["ReadonlyRootfs"] and host["CapDrop"] == ["ALL"] and host["PidMode"] == "host"
+        assert host["NetworkMode"] == "none" and host["AutoRemove"] and not host["Privileged"]
+        assert not host.get("CapAdd") and not host.get("Binds") and not host.get("PortBindings")
+        assert box_engine.inspect(running[0]["Id"])["Config"]["User"] == "65534:65534"
+        assert ws.gpu_snapshot().available is False  # the same sampler, still streaming
+        assert len(box_engine.api.containers(filters=samplers)) == 1
+    finally:
+        ws.close()
+    wait_until(lambda: box_engine.api.containers(all=True, filters=samplers) == [], timeout=20,
+               message="the sampler to exit when nobody watches")
+
+
+def test_on_auto_without_gpus_says_where_and_why(desk: Ptdesk, engine: Engine, box_engine: Engine) -> None:
+    rc, out, err = desk.run("new", "ssh", "--on", "auto", "--gpus", "auto", "--name", "nowhere")
+    assert rc == 2 and err.startswith("ptdesk: No workstation can give auto GPU(s) now (local: "), err
+    assert "box: " in err and "nowhere" not in {c["Labels"]["ptdesk.name"] for c in on_box(desk, box_engine)}
+    made = desk.new("ssh", "--on", "auto", "--name", "cpu-only", "--cpus", "1")
+    assert made["workstation"] == "local"  # no GPU asked for: the default workstation
+    desk.ok("rm", "cpu-only", "--force")
