@@ -1,20 +1,45 @@
-"""What every command shares: the Workstation, JSON output, and human-friendly tables."""
+"""What every command shares: the Workstation, JSON output, and human-friendly tables.
+
+The core (and with it the Docker SDK, ~0.5 s of imports) is imported only when a command really
+opens a Workstation, so that `ptdesk ls` answered by a resident ptdesk never pays for it.
+"""
 
 from __future__ import annotations
 
 import functools
 import json
 import sqlite3
+import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from ptdesk.config import LOCAL, load_config
+from ptdesk.config import LOCAL, Config, load_config
 from ptdesk.config_workstations import AUTO
-from ptdesk.core.fleet import Fleet
-from ptdesk.core.workstation import Workstation
 from ptdesk.errors import EngineUnavailable, InvalidInput, PtdeskError
+
+if TYPE_CHECKING:
+    from ptdesk.core.fleet import Fleet
+    from ptdesk.core.workstation import Workstation
+
+
+@dataclass
+class FleetDoor:
+    """What a fleet-wide command gets: the settings and --on, and the Fleet opened only if needed."""
+
+    config: Config
+    on: str | None
+    _fleet: Fleet | None = field(default=None, repr=False)
+
+    def open(self) -> Fleet:
+        if self._fleet is None:
+            from ptdesk.core.fleet import Fleet
+
+            self._fleet = Fleet(self.config, names=[self.on] if self.on else None)
+            click.get_current_context().call_on_close(self._fleet.close)
+        return self._fleet
 
 
 def pass_workstation(func: Callable[..., Any] | None = None, *, reconcile: bool = False, fleet: bool = False,
@@ -35,9 +60,9 @@ def pass_workstation(func: Callable[..., Any] | None = None, *, reconcile: bool 
     def wrapper(*args: Any, on: str | None = None, **kwargs: Any) -> Any:
         ctx = click.get_current_context()
         if fleet:
-            chosen = Fleet(names=[on] if on else None)
-            ctx.call_on_close(chosen.close)
-            return func(chosen, *args, **kwargs)
+            return func(FleetDoor(load_config(), on), *args, **kwargs)
+        from ptdesk.core.workstation import Workstation
+
         ws = ctx.find_object(Workstation)
         if ws is None:
             ws = _open_workstation(on, auto, kwargs.get("gpus", "none"))
@@ -59,6 +84,9 @@ _ON_HELP = {
 
 
 def _open_workstation(on: str | None, auto: bool, gpus: str) -> Workstation:
+    from ptdesk.core.fleet import Fleet
+    from ptdesk.core.workstation import Workstation
+
     config = load_config()
     name = on or config.default_workstation
     if name == AUTO:
@@ -101,7 +129,8 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print machin
 def emit_json(data: Any) -> None:
     """Print JSON; objects (and the objects of a list) say which workstation they are about."""
     ctx = click.get_current_context(silent=True)
-    ws = ctx.find_object(Workstation) if ctx else None
+    core = sys.modules.get("ptdesk.core.workstation")  # not imported: no Workstation to name
+    ws = ctx.find_object(core.Workstation) if ctx and core else None
     if ws is not None:
         def tag(item: Any) -> Any:
             return {**item, "workstation": item.get("workstation", ws.name)} if isinstance(item, dict) else item

@@ -1,4 +1,4 @@
-"""Experiment lifecycle commands: new, ls, logs, stop, start, rm."""
+"""Experiment lifecycle commands: new, logs, stop, start, rm (ls: ptdesk.commands.listing)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ from typing import Any
 
 import click
 
-from ptdesk.commands.common import emit_json, json_option, pass_workstation, reconcile_quietly, table
-from ptdesk.core.fleet import Fleet
+from ptdesk.commands.common import emit_json, json_option, pass_workstation
 from ptdesk.core.kinds import REGISTRY, Kind
 from ptdesk.core.models import Experiment
 from ptdesk.core.workstation import Workstation
@@ -78,47 +77,6 @@ for _kind in REGISTRY.values():
     _new_command(_kind)
 
 
-@click.command("ls")
-@click.option("--all", "show_all", is_flag=True, help="Include stopped experiments.")
-@json_option
-@pass_workstation(fleet=True)
-def ls(fleet: Fleet, show_all: bool, as_json: bool) -> None:
-    """List experiments (of every workstation, asked in parallel; --on NAME for one)."""
-    answers = fleet.each(lambda ws: _reconciled(ws).list_experiments(all=show_all))
-    for answer in answers:
-        if answer.error:
-            click.echo(f"ptdesk: {answer.error.message}", err=True)
-            if answer.error.hint and len(fleet.names) == 1:
-                click.echo(f"  hint: {answer.error.hint}", err=True)
-    where = {id(e): a.workstation for a in answers for e in a.value or ()}
-    items = [e for a in answers for e in a.value or ()]
-    if as_json:
-        emit_json([{**e.to_json(), "workstation": where[id(e)]} for e in items])
-    else:
-        _print_listing(items, show_all, where if len(fleet.names) > 1 else None)
-    if any(a.error for a in answers):
-        raise click.exceptions.Exit(3)  # what could be listed was; the exit status says not everything
-
-
-def _reconciled(ws: Workstation) -> Workstation:
-    reconcile_quietly(ws)
-    return ws
-
-
-def _print_listing(items: list[Experiment], show_all: bool, where: dict[int, str] | None) -> None:
-    if not items:
-        click.echo("No experiments." if show_all else "No running experiments (ptdesk ls --all shows stopped ones).")
-        return
-    rows = [(e.name + (" (other user)" if e.foreign else " (unverified)" if e.unverified else
-                      " (orphan)" if e.orphan else ""), e.kind, e.owner,
-             e.status, ",".join(map(str, e.gpus)) or "-", e.connect) for e in items]
-    if where is None:
-        click.echo(table(["NAME", "KIND", "OWNER", "STATUS", "GPUS", "CONNECT"], rows))
-        return
-    click.echo(table(["WORKSTATION", "NAME", "KIND", "OWNER", "STATUS", "GPUS", "CONNECT"],
-                     [(where[id(e)], *row) for e, row in zip(items, rows, strict=True)]))
-
-
 @click.command("logs")
 @click.argument("name")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until Ctrl-C.")
@@ -165,4 +123,4 @@ def rm(ws: Workstation, name: str, force: bool) -> None:
     click.echo(f"{name} removed.")
 
 
-COMMANDS = [new, ls, logs, stop, start, rm]
+COMMANDS = [new, logs, stop, start, rm]  # ls: ptdesk.commands.listing

@@ -50,14 +50,17 @@ class Fleet:
 
     def __init__(self, config: Config | None = None, names: Sequence[str] | None = None) -> None:
         self.config = config or load_config()
+        self.names = self.check(names) if names else [LOCAL, *self.config.workstations]
+        self._open: dict[str, Workstation] = {}
+        self._lock = threading.Lock()
+
+    def check(self, names: Sequence[str]) -> list[str]:
         known = [LOCAL, *self.config.workstations]
-        for name in names or ():
+        for name in names:
             if name not in known:
                 raise InvalidInput(f"There is no workstation {name!r}.",
                                    f"Known: {', '.join(known)} (add one with: ptdesk workstations add NAME ssh://...).")
-        self.names = list(names) if names else known
-        self._open: dict[str, Workstation] = {}
-        self._lock = threading.Lock()
+        return list(names)
 
     def workstation(self, name: str) -> Workstation:
         with self._lock:
@@ -66,10 +69,13 @@ class Fleet:
                 self._open[name] = Workstation(self.config, entry)
             return self._open[name]
 
-    def each(self, fn: Callable[[Workstation], T], deadline: float = DEADLINE) -> list[Answer[T]]:
+    def each(self, fn: Callable[[Workstation], T], deadline: float = DEADLINE,
+             names: Sequence[str] | None = None) -> list[Answer[T]]:
+        """fn on every workstation (or those in `names`), in parallel; answers in config order."""
+        names = list(names or self.names)
         answers: dict[str, Answer[T]] = {}
         threads = []
-        for name in self.names:
+        for name in names:
             ws = self.workstation(name)
             thread = threading.Thread(target=self._ask, args=(ws, fn, answers), daemon=True,
                                       name=f"fleet {name}")
@@ -80,7 +86,7 @@ class Fleet:
             thread.join(max(0.0, end - time.monotonic()))
         return [answers.get(name) or Answer(name, error=EngineUnavailable(
                     f"Workstation {name} did not answer within {deadline:.0f} s.",
-                    f"Check it with: ptdesk workstations test {name}")) for name in self.names]
+                    f"Check it with: ptdesk workstations test {name}")) for name in names]
 
     @staticmethod
     def _ask(ws: Workstation, fn: Callable[[Workstation], T], answers: dict[str, Answer[T]]) -> None:
