@@ -18,5 +18,7 @@ setup(
         *(f"ptdesk._images.{name}" for name in IMAGES),
     ],
     package_dir={"ptdesk._images": "images"},
-    package_data={"ptdesk.tui": ["*.tcss"], **{f"ptdesk._images.{name}": ["*"] for name in IMAGES}},
+    # images/env-probe: the environment probe every image build adds to its context.
+    package_data={"ptdesk.tui": ["*.tcss"], "ptdesk._images": ["env-probe"],
+                  **{f"ptdesk._images.{name}": ["*"] for name in IMAGES}},
 )

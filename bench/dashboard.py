@@ -43,7 +43,6 @@ import nvml_scenarios  # noqa: E402
 from ptdesk.config import load_config  # noqa: E402
 from ptdesk.core.engine import Engine  # noqa: E402
 from ptdesk.core.models import LABEL_INSTANCE, LABEL_KIND, LABEL_MANAGED, LABEL_NAME, LABEL_OWNER  # noqa: E402
-from ptdesk.core.stats import StatsSampler  # noqa: E402
 from ptdesk.core.workstation import Workstation  # noqa: E402
 from ptdesk.tui import feeds  # noqa: E402
 
@@ -79,11 +78,10 @@ def docker_stats(ids: list[str]) -> float:
 
 
 def refresh_costs(ws: Workstation, ids: list[str], runs: int) -> tuple[float, float]:
-    stats = StatsSampler()
     def full_refresh() -> None:
-        """One dashboard tick, with the functions its workers call: list, cgroup stats, GPU sample."""
-        items = feeds.list_experiments(ws)
-        feeds.container_stats(stats, items)
+        """One dashboard tick, with the calls its feeds make: list, cgroup stats, GPU sample."""
+        items = ws.list_experiments(all=True)
+        ws.container_stats(e.id for e in items if e.id and e.status == "running")
         feeds.sample_gpus(ws, True)
 
     ours = median_time(full_refresh, runs)
@@ -148,12 +146,12 @@ async def key_delay(ws: Workstation, follow: str, seconds: float) -> tuple[list[
     delays: list[float] = []
     async with app.run_test(size=(160, 48)) as pilot:
         deadline = time.monotonic() + 30
-        while not app.listed:
+        while not app.main.listed:
             await pilot.pause(0.05)
             if time.monotonic() > deadline:
                 raise RuntimeError("no list")
-        row = next(e for e in app.experiments if e.name == follow)
-        app.table.move_cursor(row=app.table.get_row_index(row.id))
+        row = next(e for e in app.main.experiments if e.name == follow)
+        app.main.table.move_cursor(row=app.main.table.get_row_index(row.id))
         pane = app.query_one(LogPane)
         while pane.container != row.id or pane.stream is None:
             await pilot.pause(0.05)

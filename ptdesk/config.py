@@ -26,6 +26,8 @@ DEFAULT_BASE_IMAGE = "pytorch/pytorch:2.9.0-cuda12.8-cudnn9-runtime"
 _SIZE = re.compile(r"^(\d+(?:\.\d+)?)([bkmg]?)$", re.IGNORECASE)
 _UNIT = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 # Docker reads a memory limit of 0 as "unlimited" and refuses one under 6 MiB: both are mistakes here.
+# A Debian package name (policy 5.6.1), optionally pinned to a version.
+_PACKAGE = re.compile(r"[a-z0-9][a-z0-9+.-]+(=[A-Za-z0-9.+~:-]+)?")
 _MIN_SIZE = {"memory": 6 * 1024**2, "shm_size": 1024**2}
 
 
@@ -62,6 +64,8 @@ class Config:
     # Seconds a launch may take to become ready before it is rolled back.
     ready_timeout: float = 90.0
     ca_bundle: Path | None = None
+    # What a launch gets when no GPUs are asked for, in the CLI and the dashboard's form alike.
+    gpus: str = "auto"
     # Jupyter/SSH idle limit for `ptdesk cull` (seconds; 0 disables automatic culling).
     idle_cull_seconds: int = 0
     # Other Docker engines reached over SSH ([workstations.NAME]); "local" is always this machine's.
@@ -69,6 +73,11 @@ class Config:
     default_workstation: str = LOCAL
     # The address people connect to when it is not the bind address (a remote workstation's host).
     connect_address: str | None = None
+    # Debian packages the SSH image gets besides its workbench (git, tmux, rsync, ...).
+    ssh_packages: tuple[str, ...] = ()
+    # The team's pinned image baseline (`ptdesk images pin`): a JSON file, default PTDESK_HOME/baseline.json;
+    # point it at a shared file (a team repository) so every workstation checks its builds against one pin.
+    baseline: Path | None = None
 
     @property
     def keys_dir(self) -> Path:
@@ -90,6 +99,10 @@ class Config:
         if ipaddress.ip_address(self.bind_address).is_unspecified:
             return _host_name()
         return self.bind_address
+
+    @property
+    def baseline_path(self) -> Path:
+        return self.baseline or (self.home / "baseline.json")
 
     @property
     def workspaces(self) -> Path:
@@ -154,7 +167,7 @@ def _apply(config: Config, data: dict, origin: str) -> Config:
     for key, value in data.items():
         if key == "limits":
             changes[key] = _limits(config.limits, value, origin)
-        elif key in ("workspace_root", "ca_bundle"):
+        elif key in ("workspace_root", "ca_bundle", "baseline"):
             changes[key] = _absolute_path(key, value, origin)
         elif key in ("uid", "gid", "idle_cull_seconds"):
             changes[key] = _int(key, value, origin)
@@ -162,6 +175,8 @@ def _apply(config: Config, data: dict, origin: str) -> Config:
             changes[key] = _number(key, value, origin)
         elif key == "workstations":
             changes[key] = {**config.workstations, **parse_workstations(value, origin)}
+        elif key == "ssh_packages":
+            changes[key] = _packages(key, value, origin)
         else:
             changes[key] = str(value)
     config = replace(config, **changes)
@@ -212,6 +227,19 @@ def _absolute_path(key: str, value: object, origin: str) -> Path:
     return path
 
 
+def _packages(key: str, value: object, origin: str) -> tuple[str, ...]:
+    """A list of Debian package names (optionally name=version): they reach apt-get in the build,
+    so nothing else (no options, no shell) may get through."""
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{key} in {origin} must be a list of package names.",
+                          'Write it as ssh_packages = ["build-essential", "ffmpeg"].')
+    for name in value:
+        if not _PACKAGE.fullmatch(name):
+            raise ConfigError(f"{name!r} in {key} ({origin}) is not a Debian package name.",
+                              "Use names as apt-get takes them: lower-case letters, digits, + - . (name=version).")
+    return tuple(value)
+
+
 def _int(key: str, value: object, origin: str) -> int:
     try:
         return int(value)  # type: ignore[arg-type]
@@ -243,6 +271,9 @@ def _validate(config: Config, origin: str) -> None:
     if config.uid < 1 or config.gid < 1:
         raise ConfigError(f"uid/gid in {origin} must be a normal user's ids (1 or more), not "
                           f"{config.uid}/{config.gid}.", "Experiments never run as root; use your own ids.")
+    if not re.fullmatch(r"none|all|auto|\d+(,\d+)*", config.gpus):
+        raise ConfigError(f"gpus {config.gpus!r} in {origin} is not a GPU request.",
+                          "Use none, all, auto, or GPU indices like 0,2.")
     if not re.fullmatch(r"[a-z0-9][a-z0-9_.-]{0,62}", config.instance):
         raise ConfigError(f"instance {config.instance!r} in {origin} is not a valid name.",
                           "Use lower-case letters, digits, '.', '_' or '-'.")

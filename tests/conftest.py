@@ -19,7 +19,7 @@ from pathlib import Path
 
 import docker.types
 import pytest
-from helpers import BASE_IMAGE, REPO, remove_instance_containers, require_image
+from helpers import BASE_IMAGE, JUPYTER_IMAGE, REPO, SSH_IMAGE, remove_instance_containers, require_image
 
 from ptdesk.config import load_config
 from ptdesk.core.engine import Engine
@@ -52,9 +52,9 @@ def ptdesk_env(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[dict[
     instance = f"t-{uuid.uuid4().hex[:10]}"
     home = tmp_path / "ptdesk-home"
     env = {**os.environ, "PTDESK_HOME": str(home), "PTDESK_INSTANCE": instance}
-    # A developer's own overrides must not leak into tests; tests use the images scripts/test built.
-    for key in ("PTDESK_BIND_ADDRESS", "PTDESK_SSH_IMAGE", "PTDESK_JUPYTER_IMAGE"):
-        env.pop(key, None)
+    # A developer's own overrides must not leak into tests; tests use the images under test (helpers).
+    env.pop("PTDESK_BIND_ADDRESS", None)
+    env.update(PTDESK_SSH_IMAGE=SSH_IMAGE, PTDESK_JUPYTER_IMAGE=JUPYTER_IMAGE)
     yield env
     _remove_containers_of(instance)
 

@@ -25,8 +25,9 @@ from ptdesk.core.models import LABEL_INSTANCE
 REPO = Path(__file__).resolve().parent.parent
 # Built by scripts/test FROM a debootstrapped Debian (no registry on test machines).
 BASE_IMAGE = "ptdesk-test/debian-base:bookworm"
-SSH_IMAGE = "ptdesk/ssh:latest"
-JUPYTER_IMAGE = "ptdesk/jupyter:latest"
+# The images under test: scripts/test builds these tags; PTDESK_TEST_*_IMAGE points the suite at others.
+SSH_IMAGE = os.environ.get("PTDESK_TEST_SSH_IMAGE") or "ptdesk/ssh:latest"
+JUPYTER_IMAGE = os.environ.get("PTDESK_TEST_JUPYTER_IMAGE") or "ptdesk/jupyter:latest"
 
 T = TypeVar("T")
 

@@ -114,7 +114,8 @@ def test_doctor_with_unreachable_engine_is_one_clear_line(ptdesk_env: dict[str, 
     assert code == 3
     assert "Traceback" not in out + err
     lines = err.splitlines()
-    assert lines[0] == "ptdesk: Cannot launch here: Connecting to Docker: the Docker engine is not reachable."
+    assert lines[0] == ("ptdesk: Cannot launch here: Connecting to Docker: the Docker engine at "
+                        f"{NO_ENGINE} is not reachable.")
     assert len(lines) == 2 and lines[1].startswith("  hint: Start the Docker engine")
     assert "[FAIL] engine" in out
 

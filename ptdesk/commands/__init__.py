@@ -19,6 +19,8 @@ COMMAND_TOPICS: dict[str, str] = {
     "collab": "collab", "grant": "collab", "revoke": "collab", "audit": "audit",
     "watch": "lifecycle", "cull": "lifecycle", "reconcile": "lifecycle",
     "workstations": "workstations", "serve": "serve",
+    "ssh-config": "ssh", "ssh": "ssh", "forward": "ssh",
+    "env": "env",
 }
 TOPICS = tuple(dict.fromkeys(COMMAND_TOPICS.values()))
 

@@ -15,6 +15,12 @@ def _iso(timestamp: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))
 
 
+def _target(target: str, detail: dict) -> str:
+    """Grants and revokes are recorded against the experiment: show whose access changed, too."""
+    person = detail.get("collaborator")
+    return f"{target} ({person})" if person else target
+
+
 @click.command("audit")
 @click.option("--limit", type=click.IntRange(min=1), default=None,
               help="Only the last N entries (default: all with --json, the last 50 otherwise).")
@@ -30,8 +36,8 @@ def audit(ws: Workstation, limit: int | None, as_json: bool) -> None:
     if not entries:
         click.echo("The audit log is empty.")
         return
-    rows = [(_iso(e.time), e.actor, e.action, e.target, json.dumps(e.detail, sort_keys=True) if e.detail else "")
-            for e in entries]
+    rows = [(_iso(e.time), e.actor, e.action, _target(e.target, e.detail),
+             json.dumps(e.detail, sort_keys=True) if e.detail else "") for e in entries]
     click.echo(table(["TIME", "ACTOR", "ACTION", "TARGET", "DETAIL"], rows))
 
 

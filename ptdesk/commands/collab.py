@@ -87,26 +87,34 @@ def rm(ws: Workstation, name: str) -> None:
 @click.argument("folder", type=click.Path(file_okay=False, path_type=str))
 @click.option("--dest", help="Where NAME will keep the folder on their own machine; ssh_config names its files "
                              "there (default: ~/.ssh/ptdesk-NAME).")
+@click.option("--jump", metavar="USER@BASTION[:PORT]",
+              help="Reach the experiments through this jump host (ProxyJump); the workstation itself works too, "
+                   "which reaches ports bound to its 127.0.0.1.")
 @pass_workstation(reconcile=True)
-def export(ws: Workstation, name: str, folder: str, dest: str | None) -> None:
+def export(ws: Workstation, name: str, folder: str, dest: str | None, jump: str | None) -> None:
     """Write what NAME needs to connect into FOLDER: key, ssh_config and pinned known_hosts."""
-    paths = ws.export_collaborator(name, folder, dest)
-    for path in paths:
+    exported = ws.export_collaborator(name, folder, dest, jump)
+    for path in exported.paths:
         click.echo(str(path))
+    for warning in exported.warnings:
+        click.echo(f"ptdesk: warning: {warning}", err=True)
     remote = destination(name, dest)
     config = _shell_path(posixpath.join(remote, "ssh_config"))
-    click.echo(f"{name}: copy {folder} to {_shell_path(remote)} on your machine, then: ssh -F {config} EXPERIMENT",
-               err=True)
+    hosts = ", ".join(exported.hosts)
+    click.echo(f"{name}: copy {folder} to {_shell_path(remote)} on your machine, then: ssh -F {config} EXPERIMENT "
+               f"(one of: {hosts})", err=True)
 
 
 @collab_group.command("rotate")
 @click.argument("name")
 @click.option("--expires", help="Lifetime of the new key: 30d, 1.5h, 2w or YYYY-MM-DD (default: unchanged).")
+@click.option("--pubkey", type=click.Path(dir_okay=False, path_type=str),
+              help="Their new public key (.pub), for a person who brought their own key.")
 @json_option
 @pass_workstation(reconcile=True)
-def rotate(ws: Workstation, name: str, expires: str | None, as_json: bool) -> None:
+def rotate(ws: Workstation, name: str, expires: str | None, pubkey: str | None, as_json: bool) -> None:
     """Give NAME a new key everywhere without locking them out; the old key stops working."""
-    result = ws.rotate(name, expires)
+    result = ws.rotate(name, expires, read_public_key_file(pubkey) if pubkey else None)
     if as_json:
         emit_json(result.to_json())
     else:

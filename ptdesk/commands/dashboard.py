@@ -6,8 +6,16 @@ from __future__ import annotations
 def open_dashboard() -> None:
     """Run the dashboard until ctrl+q. A bad config is reported by the CLI before anything starts;
     an unreachable engine is not an error here (the dashboard shows it and waits for it)."""
-    from ptdesk.core.workstation import Workstation
+    import sys
 
+    from ptdesk.core.workstation import Workstation
+    from ptdesk.errors import PtdeskError
+
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        # A full-screen app on a pipe writes escape codes into a file and waits for keys forever.
+        raise PtdeskError("The dashboard needs a terminal, and this ptdesk has none (its input or output is "
+                          "redirected).", "Run it in a terminal (over ssh: ssh -t), or use a command: ptdesk --help "
+                          "lists them, e.g. ptdesk ls.")
     ws = Workstation()
     try:
         from ptdesk.tui.app import PtdeskApp

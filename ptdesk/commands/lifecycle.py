@@ -15,7 +15,7 @@ from ptdesk.core.durations import parse_duration
 from ptdesk.core.lifecycle import ContainerEvent
 from ptdesk.core.reconcile import ReconcileReport
 from ptdesk.core.workstation import Workstation
-from ptdesk.errors import InvalidInput, PtdeskError
+from ptdesk.errors import PtdeskError
 
 SHOWN_ACTIONS = frozenset({"create", "start", "die", "oom", "destroy"})
 CULL_EVERY = 300.0  # seconds between idle checks in `ptdesk watch`
@@ -115,7 +115,8 @@ def cull(ws: Workstation, idle: str | None, dry_run: bool, as_json: bool) -> Non
     elif ws.config.idle_cull_seconds > 0:
         limit = float(ws.config.idle_cull_seconds)
     else:
-        raise InvalidInput("No idle limit is set.", "Pass --idle 4h, or set idle_cull_seconds in config.toml.")
+        # Nothing typed was malformed (that would be exit 2): a setting is missing.
+        raise PtdeskError("No idle limit is set.", "Pass --idle 4h, or set idle_cull_seconds in config.toml.")
     states = ws.cull(limit, dry_run=dry_run)
     if as_json:
         emit_json({"limit_seconds": limit, "dry_run": dry_run, "experiments": [s.to_json() for s in states]})

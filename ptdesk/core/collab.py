@@ -30,6 +30,7 @@ from ptdesk.core.authorized_keys import GrantedKey, install_authorized_keys, own
 from ptdesk.core.kinds import REGISTRY, get_kind
 from ptdesk.core.listing import refuse_if_foreign
 from ptdesk.core.models import Collaborator
+from ptdesk.core.spec import validate_name as validate_experiment_name
 from ptdesk.core.state import CollaboratorRecord, ExperimentRecord, GrantRecord
 from ptdesk.errors import Conflict, InvalidInput, NotFound, PtdeskError
 
@@ -185,6 +186,7 @@ def set_grant_keys(ws: Workstation, grant: GrantRecord, installed: tuple[str, ..
 
 # --- lookups ---------------------------------------------------------------------------------
 def _experiment(ws: Workstation, name: str) -> ExperimentRecord:
+    validate_experiment_name(name)
     record = ws.store.experiment(name)
     if record is None:
         refuse_if_foreign(ws, name)  # another user's container: say whose, not "no such experiment"
@@ -202,6 +204,7 @@ def ssh_experiment(ws: Workstation, name: str) -> ExperimentRecord:
 
 
 def collaborator(ws: Workstation, name: str) -> CollaboratorRecord:
+    validate_name(name)  # what was typed is malformed (exit 2) before it is merely unknown (exit 1)
     record = ws.store.collaborator(name)
     if record is None:
         raise NotFound(f"No collaborator named {name!r}.", "List them with: ptdesk collab ls")
@@ -226,7 +229,7 @@ def add(ws: Workstation, name: str, pubkey_text: str | None = None, expires: str
     public = keys.parse_public_key(pubkey_text) if pubkey_text is not None else None
     with person_lock(ws.config, name):  # two adds of one name must not share a key folder
         record = _insert(ws, name, public, when)
-    ws.store.audit("collab-add", name, {"fingerprint": record.fingerprint, "expires": when,
+    ws.store.audit("collab-add", name, {"fingerprint": record.fingerprint, "expires": durations.iso_utc(when),
                                           "key": "ptdesk-made" if record.identity_file else "their own"})
     return _public(record)
 
@@ -274,6 +277,7 @@ def pending_grants(ws: Workstation, name: str) -> tuple[str, ...]:
 
 def grant(ws: Workstation, name: str, experiment: str) -> bool:
     """Let a collaborator log in to an SSH experiment; False when they already could."""
+    validate_name(name), validate_experiment_name(experiment)  # all typed input first: exit 2
     record = collaborator(ws, name)
     ssh_experiment(ws, experiment)
     store = ws.store
@@ -291,6 +295,7 @@ def grant(ws: Workstation, name: str, experiment: str) -> bool:
 
 def revoke(ws: Workstation, name: str, experiment: str) -> None:
     """Take a collaborator's access away; new logins are refused from the moment this returns."""
+    validate_name(name), validate_experiment_name(experiment)  # all typed input first: exit 2
     collaborator(ws, name)
     ssh_experiment(ws, experiment)
     with person_lock(ws.config, name):

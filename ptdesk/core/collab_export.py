@@ -6,14 +6,18 @@ their own machine, since no path of this machine exists on theirs.
 
 from __future__ import annotations
 
+import ipaddress
 import posixpath
+import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ptdesk.core import keys
+from ptdesk.config import Config
+from ptdesk.core import keys, ssh_config
 from ptdesk.core.authorized_keys import CONTAINER_USER
 from ptdesk.core.collab import PREVIOUS, PRIVATE, collaborator, key_dir
-from ptdesk.errors import InvalidInput
+from ptdesk.errors import InvalidInput, PtdeskError
 
 if TYPE_CHECKING:
     from ptdesk.core.workstation import Workstation
@@ -23,10 +27,11 @@ if TYPE_CHECKING:
 DEFAULT_DEST = "~/.ssh/ptdesk-{name}"
 
 
-def _private_folder(path: Path) -> Path:
-    """A new 0700 folder, or an existing one only others cannot read (never chmod someone's /tmp)."""
+def _private_folder(path: Path, create: bool = True) -> Path:
+    """A new 0700 folder, or an existing one only others cannot read (never chmod someone's /tmp);
+    with create=False only checked (made later, once nothing else can fail)."""
     if not path.exists():
-        return keys.ensure_private_dir(path)
+        return keys.ensure_private_dir(path) if create else path
     if not path.is_dir():
         raise InvalidInput(f"{path} is not a folder.", "Name a new folder to export into.")
     if path.stat().st_mode & 0o077:
@@ -56,22 +61,54 @@ def destination(name: str, dest: str | None = None) -> str:
 
 def _config_path(dest: str, filename: str) -> str:
     """A file in `dest` as an ssh_config argument: quoted when it holds spaces (ssh strips the quotes)."""
-    path = posixpath.join(dest, filename)
-    return f'"{path}"' if " " in path else path
+    return ssh_config.config_arg(posixpath.join(dest, filename))
 
 
-def export(ws: Workstation, name: str, folder: str | Path, dest: str | None = None) -> list[Path]:
+_JUMP = re.compile(r"^(?:[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}@)?(?:[A-Za-z0-9][A-Za-z0-9.-]{0,252}|\[[0-9A-Fa-f:.]+\])"
+                   r"(?::(\d{1,5}))?$")
+
+
+def jump_host(text: str | None) -> str | None:
+    """`user@bastion[:port]` checked for a ProxyJump line (None: no jump host)."""
+    if text is None:
+        return None
+    match = _JUMP.match(text.strip())
+    if not match or (match.group(1) and not 0 < int(match.group(1)) < 65536):
+        raise InvalidInput(f"The jump host {text!r} is not user@host[:port].",
+                           "Like --jump alice@bastion.example.org or --jump alice@10.0.0.1:2222.")
+    return text.strip()
+
+
+@dataclass(frozen=True)
+class Exported:
+    """What `collab export` wrote, the Host names in its ssh_config, and what the person must know."""
+
+    paths: tuple[Path, ...]
+    hosts: tuple[str, ...]
+    warnings: tuple[str, ...] = ()
+
+
+def export(ws: Workstation, name: str, folder: str | Path, dest: str | None = None,
+           jump: str | None = None) -> Exported:
     """What a collaborator needs to connect: their key (if ptdesk made it), ssh_config, known_hosts.
 
     The files are written to `folder` here; ssh_config names them where the person will keep the
     folder on their own machine (`destination(name, dest)`, ~/.ssh/ptdesk-NAME by default).
     It has one Host entry per experiment they may reach, pinned to the host key in the known_hosts
-    next to it. While a rotation is unfinished somewhere, the previous key is included too and
-    offered (after the new one) for those experiments only.
+    next to it (under the experiment's HostKeyAlias), through `jump` (ProxyJump user@bastion[:port])
+    when the workstation is reached through a jump host. While a rotation is unfinished somewhere,
+    the previous key is included too and offered (after the new one) for those experiments only.
     """
     record = collaborator(ws, name)
     remote = destination(name, dest)
-    out = _private_folder(Path(folder).expanduser().absolute())
+    jump = jump_host(jump)
+    out = _private_folder(Path(folder).expanduser().absolute(), create=False)
+    reachable = [(g, e) for g in ws.store.grants(collaborator=name)
+                 if (e := ws.store.experiment(g.experiment)) is not None and e.port and e.host_public_key]
+    if not reachable:  # an empty config would look like success and connect nowhere
+        raise PtdeskError(f"{name} has no access to any experiment yet, so there is nothing to export.",
+                          f"Grant some first: ptdesk grant {name} EXPERIMENT")
+    out = _private_folder(out)
     config, written = ws.config, []
     if record.identity_file:
         pair = [(PRIVATE, Path(record.identity_file))]
@@ -82,26 +119,31 @@ def export(ws: Workstation, name: str, folder: str | Path, dest: str | None = No
             written.append(out / stem)
     keys.write_secret(out / f"{PRIVATE}.pub", (record.public_key + "\n").encode(), 0o644)
     written.append(out / f"{PRIVATE}.pub")
-    entries, known = [f"# ptdesk access for {name} ({record.fingerprint})\n"], []
-    for grant_ in ws.store.grants(collaborator=name):
-        exp = ws.store.experiment(grant_.experiment)
-        if exp is None or not exp.port or not exp.host_public_key:
-            continue
-        host = config.connect_host
-        known.append(keys.host_known_hosts_line(host, exp.port, exp.host_public_key) + "\n")
-        lines = [f"Host {exp.name}", f"    HostName {host}", f"    Port {exp.port}", f"    User {CONTAINER_USER}"]
+    entries, known = [f"# ptdesk access for {name} ({record.fingerprint})\n\n"], []
+    for grant_, exp in reachable:
+        known.append(ssh_config.known_hosts_text(exp.name, exp.host_public_key))
+        identities: tuple[str, ...] = ()
         if record.identity_file:
-            lines.append(f"    IdentityFile {_config_path(remote, PRIVATE)}")
+            identities = (_config_path(remote, PRIVATE),)
             if record.previous_fingerprint in grant_.installed and (out / PREVIOUS).exists():
-                lines.append(f"    IdentityFile {_config_path(remote, PREVIOUS)}")
-        else:
-            lines.append(f"    # IdentityFile: your own private key for {record.fingerprint}")
-        lines += ["    IdentitiesOnly yes", f"    UserKnownHostsFile {_config_path(remote, 'known_hosts')}",
-                  "    StrictHostKeyChecking yes", ""]
-        entries.append("\n".join(lines) + "\n")
+                identities += (_config_path(remote, PREVIOUS),)
+        entries.append(ssh_config.render_host(ssh_config.HostEntry(
+            alias=exp.name, hostname=config.connect_host, port=exp.port, user=CONTAINER_USER,
+            identity_files=identities, known_hosts=_config_path(remote, "known_hosts"),
+            host_key_alias=ssh_config.host_key_alias(exp.name), proxy_jump=jump,
+            note=None if identities else f"IdentityFile: your own private key for {record.fingerprint}")))
     keys.write_secret(out / "ssh_config", "".join(entries).encode(), 0o600)
     keys.write_secret(out / "known_hosts", "".join(known).encode(), 0o644)
     written += [out / "ssh_config", out / "known_hosts"]
     ws.store.audit("collab-export", name, {"fingerprint": record.fingerprint, "folder": str(out),
-                                             "dest": remote})
-    return written
+                                             "dest": remote, "jump": jump})
+    return Exported(tuple(written), tuple(e.name for _, e in reachable), _reach_warnings(config, name, jump))
+
+
+def _reach_warnings(config: Config, name: str, jump: str | None) -> tuple[str, ...]:
+    """A config that names this machine's loopback reaches nothing from the person's machine."""
+    if jump or not ipaddress.ip_address(config.bind_address).is_loopback:
+        return ()
+    return (f"bind_address is {config.bind_address}, so the ssh_config says HostName {config.connect_host}: "
+            f"{name} can only connect from this machine. Set bind_address to an address {name} reaches, or "
+            "export with --jump USER@THIS-HOST to go through this machine's own sshd.",)

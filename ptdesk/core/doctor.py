@@ -7,17 +7,21 @@ engine answers, both images are present and the state database is sound.
 
 from __future__ import annotations
 
+import ipaddress
 import sqlite3
 import stat
 from dataclasses import asdict, dataclass
 from typing import Literal
 
 from ptdesk.config import Config, load_config
+from ptdesk.core.driver_compat import driver_warning
 from ptdesk.core.engine import Engine
 from ptdesk.core.gpu import GpuSampler
+from ptdesk.core.image_env import summary_of
 from ptdesk.core.images import image_status, image_tag
 from ptdesk.core.kinds import kind_names
 from ptdesk.core.launch import free_port
+from ptdesk.core.models import GpuSnapshot
 from ptdesk.core.state import integrity_problems
 from ptdesk.errors import PtdeskError
 
@@ -107,16 +111,51 @@ def check_images(engine: Engine, config: Config) -> list[Check]:
 def check_nvml() -> Check:
     """NVML present or why not, in the sampler's own words; a warning at most (the dashboard works
     without GPUs)."""
+    return check_nvml_driver()[0]
+
+
+def check_nvml_driver() -> tuple[Check, str | None]:
+    """The NVML check and the driver version it read (None without NVML)."""
     sampler = GpuSampler()
     try:
         snapshot = sampler.sample()
     finally:
         sampler.close()
+    return _nvml_check(snapshot), snapshot.driver if snapshot.available else None
+
+
+def _nvml_check(snapshot: GpuSnapshot) -> Check:
     if not snapshot.available:
         return Check("nvml", "warn", f"NVML unavailable: {snapshot.reason}",
                      "Without an NVIDIA driver the GPU panel stays empty; --gpus none still works.")
     physical = [g for g in snapshot.gpus if g.parent is None]
     return Check("nvml", "ok", f"driver {snapshot.driver}, {len(physical)} GPU(s)")
+
+
+def image_cudas(engine: Engine, config: Config) -> dict[str, str]:
+    """Tag -> the CUDA its build recorded (images without PyTorch record "none")."""
+    out = {}
+    for target in kind_names():
+        tag = image_tag(config, target)
+        try:
+            summary = summary_of(engine.image_info(tag))
+        except PtdeskError:
+            continue
+        if summary is not None:
+            out[tag] = summary.cuda
+    return out
+
+
+def check_driver_cuda(driver: str | None, cudas: dict[str, str]) -> Check | None:
+    """Is the host's driver new enough for each image's CUDA? (No check without NVML or CUDA images.)"""
+    if driver is None or not any(c != "none" for c in cudas.values()):
+        return None
+    warnings = [w for w in (driver_warning(driver, cuda, tag) for tag, cuda in cudas.items()) if w]
+    if warnings:
+        return Check("driver-cuda", "warn", warnings[0], "Update the NVIDIA driver (the table is in "
+                     "ptdesk/core/driver_compat.py), or build FROM a base with an older CUDA.")
+    wanted = ", ".join(f"CUDA {c} ({t})" for t, c in cudas.items() if c != "none")
+    return Check("driver-cuda", "ok", f"driver {driver} is new enough for {wanted}")
 
 
 def check_state(config: Config) -> Check:
@@ -155,6 +194,7 @@ def check_keys(config: Config) -> Check:
 
 def run_checks() -> Report:
     report = Report(checks=[])
+    cudas: dict[str, str] = {}
     config_check, config = check_config()
     report.checks.append(config_check)
     engine_check, engine = check_engine(report)
@@ -164,10 +204,13 @@ def run_checks() -> Report:
             report.checks.append(check_gpu_runtime(engine))
             if config is not None:
                 report.checks += check_images(engine, config)
+                cudas = image_cudas(engine, config)
     finally:
         if engine is not None:
             engine.close()
-    report.checks.append(check_nvml())
+    nvml, driver = check_nvml_driver()
+    report.checks.append(nvml)
+    report.checks += [c for c in (check_driver_cuda(driver, cudas),) if c is not None]
     if config is not None:
         report.checks += [check_bind_address(config), check_state(config), check_keys(config)]
     return report
@@ -180,4 +223,8 @@ def check_bind_address(config: Config) -> Check:
     except OSError as exc:
         return Check("bind-address", "fail", f"bind_address {config.bind_address} is not usable here "
                      f"({exc.strerror})", "Use 127.0.0.1 or an address of this machine (ip -brief address).")
+    if ipaddress.ip_address(config.bind_address).is_unspecified:
+        return Check("bind-address", "warn", f"ports are published on {config.bind_address}: every address of "
+                     "this host, so anyone who can reach this machine reaches every experiment's port",
+                     "Set bind_address to the one address collaborators reach (or 127.0.0.1).")
     return Check("bind-address", "ok", f"ports are published on {config.bind_address}")

@@ -7,12 +7,20 @@ mean seconds to one command and days to another reader.
 from __future__ import annotations
 
 import re
+import time
 
 from ptdesk.errors import InvalidInput
 
 FORMS = "a number and a unit s, m, h, d or w (decimals allowed), like 90s, 30m, 1.5h, 2d or 2w"
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def iso_utc(timestamp: float | None) -> str | None:
+    """A moment as people and scripts read it in the audit log: ISO 8601, UTC, to the second."""
+    if timestamp is None:
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))
 
 
 def seconds(text: str) -> float | None:

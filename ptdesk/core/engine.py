@@ -6,6 +6,7 @@ Engine errors become PtdeskErrors here, once, so no caller has to know docker-py
 from __future__ import annotations
 
 import io
+import os
 import tarfile
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -81,7 +82,8 @@ def _unavailable(what: str, exc: Exception) -> EngineUnavailable:
     if "Permission denied" in text or "PermissionError" in text:
         return EngineUnavailable(f"{what}: permission denied on the Docker socket.",
                                  "Add yourself to the docker group (then log in again) or use sudo.")
-    return EngineUnavailable(f"{what}: the Docker engine is not reachable.", ENGINE_HINT)
+    where = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    return EngineUnavailable(f"{what}: the Docker engine at {where} is not reachable.", ENGINE_HINT)
 
 
 class Engine:
@@ -147,12 +149,12 @@ class Engine:
     # --- containers ------------------------------------------------------------------------
     def create(self, *, name: str, image: str, labels: dict[str, str], host_config: dict[str, Any],
                command: list[str] | None = None, environment: dict[str, str] | None = None,
-               user: str | None = None, exposed: Iterable[str] = ()) -> str:
+               user: str | None = None, exposed: Iterable[str] = (), hostname: str | None = None) -> str:
         with translated_errors(f"Creating container {name}"):
             hc = self.api.create_host_config(**host_config)
             result = self.api.create_container(
                 image=image, name=name, labels=labels, host_config=hc, command=command,
-                environment=environment, user=user, ports=list(exposed),
+                environment=environment, user=user, ports=list(exposed), hostname=hostname,
                 detach=True,
             )
             return result["Id"]
@@ -285,3 +287,33 @@ class Engine:
             for stream, data in frames_iter(sock, tty=False):
                 if stream == 1:
                     yield data
+    # --- images as files and scratch containers (ptdesk.core.image_env, image_archive) -------------
+    @contextmanager
+    def scratch_container(self, image: str) -> Iterator[str]:
+        """A created, never started container of `image` (to read files out of the image), removed after."""
+        with translated_errors(f"Reading from image {image[:19]}"):
+            container = self.api.create_container(image=image, command=["true"], labels={"ptdesk.scratch": "1"},
+                                                  network_disabled=True)["Id"]
+        try:
+            yield container
+        finally:
+            self.remove(container, force=True)
+
+    def save_images(self, refs: Iterable[str]) -> Iterator[bytes]:
+        """`docker save REF...` as a stream of chunks: one archive, layers shared between images once."""
+        with translated_errors("Saving images"):
+            response = self.api._get(self.api._url("/images/get"), params={"names": list(refs)}, stream=True)
+            self.api._raise_for_status(response)
+            return response.iter_content(chunk_size=1 << 20)
+
+    def load_images(self, stream: Any) -> list[str]:
+        """`docker load` from a file object; returns the engine's messages (Loaded image: ...)."""
+        with translated_errors("Loading images"):
+            messages = []
+            for chunk in self.api.load_image(stream):
+                if "error" in chunk:
+                    raise PtdeskError(f"The engine refused the images: {chunk['error']}.",
+                                      "Check the file with: ptdesk images load FILE (it verifies before loading).")
+                if chunk.get("stream"):
+                    messages.append(str(chunk["stream"]).strip())
+            return messages

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from ptdesk.core import experiment_files, listing, rotation
+from ptdesk.core import experiment_files, listing, rotation, ssh_config
 from ptdesk.core.engine import translated_errors
 from ptdesk.core.kinds import get_kind
 from ptdesk.core.models import Experiment
@@ -33,9 +33,12 @@ def _container_ref(ws: Workstation, name: str, mine: bool = False) -> str:
 
 
 def stop(ws: Workstation, name: str, timeout: int = 10) -> Experiment:
-    ws.engine.stop(_container_ref(ws, name, mine=True), timeout=timeout)
+    container_id = _container_ref(ws, name, mine=True)
+    was_running = ws.engine.is_running(container_id)
+    ws.engine.stop(container_id, timeout=timeout)
     ws.store.update_experiment(name, status="exited")
-    ws.store.audit("stop", name)
+    if was_running:  # the audit log records what changed, not every press of the key
+        ws.store.audit("stop", name)
     return listing.get(ws, name)
 
 
@@ -44,6 +47,7 @@ def start(ws: Workstation, name: str) -> Experiment:
     container_id = _container_ref(ws, name, mine=True)
     record = ws.store.experiment(name)
     engine = ws.engine
+    was_running = engine.is_running(container_id)
     engine.start(container_id)
     if record is not None:
         kind = get_kind(record.kind)
@@ -56,7 +60,8 @@ def start(ws: Workstation, name: str) -> Experiment:
             kind.wait_ready(ws.config, record, ws.config.connect_host, bound[1], ws.config.ready_timeout,
                             is_alive=lambda: engine.is_running(container_id))
             rotation.finish_pending(ws, name)  # key rotations that waited for this container to run
-    ws.store.audit("start", name)
+    if not was_running:
+        ws.store.audit("start", name)
     return listing.get(ws, name)
 
 
@@ -90,8 +95,11 @@ def release(ws: Workstation, name: str, if_container: str | None = None) -> bool
     reconcile pass must not release a newer experiment that reused the name. Checked and done under
     the store's lock, secrets first, so a launch reusing the name cannot slip in between.
     """
-    return ws.store.delete_experiment_if(name, None if if_container is None else {"container_id": if_container},
-                                         first=lambda: experiment_files.discard(ws.config, name))
+    released = ws.store.delete_experiment_if(name, None if if_container is None else {"container_id": if_container},
+                                             first=lambda: experiment_files.discard(ws.config, name))
+    if released:
+        ssh_config.refresh_quietly(ws.config)  # its Host block goes with it
+    return released
 
 
 def logs(ws: Workstation, name: str, tail: int | str = 100, follow: bool = False) -> Iterator[str]:

@@ -19,13 +19,15 @@ import sys
 import tarfile
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import ptdesk
 from ptdesk.config import Config
+from ptdesk.core import baseline, image_env
 from ptdesk.core.engine import Engine
+from ptdesk.core.image_env import ImageSummary, PackageChange
 from ptdesk.core.kinds import REGISTRY, get_kind, kind_names
 from ptdesk.core.sampler_image import SAMPLER_IMAGE, SAMPLER_TARGET, program_files
 from ptdesk.errors import InvalidInput, PtdeskError
@@ -61,11 +63,16 @@ class BuildResult:
     base: str
     context_hash: str
     ca_source: str
+    environment: ImageSummary | None = None
+    # Filled in by `build` when a team baseline is pinned (ptdesk.core.baseline): what differs from it.
+    baseline_diff: tuple[PackageChange, ...] = ()
 
     def to_json(self) -> dict:
         return {"target": self.target, "tag": self.tag, "image_id": self.image_id,
                 "seconds": round(self.seconds, 2), "cached": self.cached, "base": self.base,
-                "context_hash": self.context_hash, "ca_source": self.ca_source}
+                "context_hash": self.context_hash, "ca_source": self.ca_source,
+                "environment": self.environment.to_json() if self.environment else None,
+                "baseline_diff": [d.to_json() for d in self.baseline_diff]}
 
 
 @dataclass(frozen=True)
@@ -80,10 +87,12 @@ class ImageStatus:
     # True/False: built by `ptdesk images build` from these/other sources; None: cannot tell
     # (missing, or built by hand without ptdesk's labels).
     up_to_date: bool | None = None
+    environment: ImageSummary | None = None  # what its build recorded (None: not built by this ptdesk)
 
     def to_json(self) -> dict:
         return {"target": self.target, "tag": self.tag, "present": self.present, "image_id": self.image_id,
-                "created": self.created, "size": self.size, "base": self.base, "up_to_date": self.up_to_date}
+                "created": self.created, "size": self.size, "base": self.base, "up_to_date": self.up_to_date,
+                "environment": self.environment.to_json() if self.environment else None}
 
 
 # --- where the Dockerfiles are -----------------------------------------------------------------
@@ -124,6 +133,8 @@ def source_files(target: str, root: Path | None = None) -> dict[str, bytes]:
     for path in sorted(folder.rglob("*")):
         if path.is_file() and "__pycache__" not in path.parts:
             files[path.relative_to(folder).as_posix()] = path.read_bytes()
+    # Every image records its environment with the one shared probe (ptdesk.core.image_env).
+    files[image_env.PROBE_NAME] = image_env.probe_source(folder.parent)
     if "Dockerfile" not in files:
         raise PtdeskError(f"{folder} has no Dockerfile.", "Reinstall ptdesk from a complete source checkout.")
     if target == SAMPLER_TARGET:
@@ -241,11 +252,12 @@ def context_hash(files: Mapping[str, bytes], ca: CaBundle, buildargs: Mapping[st
 
 
 def build_image(engine: Engine, target: str, tag: str, base: str, ca: CaBundle,
-                on_line: Callable[[str], None] = lambda _line: None, force: bool = False) -> BuildResult:
+                on_line: Callable[[str], None] = lambda _line: None, force: bool = False,
+                extra_args: Mapping[str, str] | None = None) -> BuildResult:
     """Build images/<target> as `tag` FROM `base`; reuse the existing image when no input changed."""
     started = time.monotonic()
     files = source_files(target)
-    buildargs = {"BASE": base}
+    buildargs = {"BASE": base, **(extra_args or {})}
     base_info = engine.image_info(base)
     # A base that is not present yet is pulled by the build; its id joins the hash on the next run.
     digest = context_hash(files, ca, buildargs, base_info["Id"] if base_info else "")
@@ -253,7 +265,7 @@ def build_image(engine: Engine, target: str, tag: str, base: str, ca: CaBundle,
     if not force and existing and _labels(existing).get(LABEL_CONTEXT_HASH) == digest:
         on_line(f"{tag} is up to date (same Dockerfiles, base and CA bundle); not rebuilt.")
         return BuildResult(target, tag, existing["Id"], time.monotonic() - started, True, base, digest,
-                           ca.source)
+                           ca.source, environment=image_env.summary_of(existing))
     labels = {LABEL_IMAGE: target, LABEL_SOURCE_HASH: _digest(files.items()),
               LABEL_CONTEXT_HASH: digest, LABEL_BASE: base}
     if base_info is None:
@@ -269,11 +281,9 @@ def build_image(engine: Engine, target: str, tag: str, base: str, ca: CaBundle,
                               "Use a base image this engine already has (--base IMAGE, see `docker images`), "
                               f"or `docker load` {base} from a machine that can reach the registry.") from None
         raise
-    built = engine.image_info(tag)
-    if built is None:  # the engine said it built, yet the tag is not there: report, do not guess
-        raise PtdeskError(f"The engine finished building {tag} but the image is not there.",
-                          "Run the build again; check `docker images` and the engine's log.")
-    return BuildResult(target, tag, built["Id"], time.monotonic() - started, False, base, digest, ca.source)
+    image_id, _ = image_env.record_build(engine, tag, base_info or engine.image_info(base), on_line)
+    return BuildResult(target, tag, image_id, time.monotonic() - started, False, base, digest, ca.source,
+                       environment=image_env.summary_of(engine.image_info(tag)))
 
 
 def image_status(engine: Engine, target: str, tag: str) -> ImageStatus:
@@ -284,7 +294,8 @@ def image_status(engine: Engine, target: str, tag: str) -> ImageStatus:
     built_from = labels.get(LABEL_SOURCE_HASH)
     return ImageStatus(target, tag, present=True, image_id=info.get("Id"), created=info.get("Created"),
                        size=info.get("Size"), base=labels.get(LABEL_BASE),
-                       up_to_date=None if built_from is None else built_from == source_hash(target))
+                       up_to_date=None if built_from is None else built_from == source_hash(target),
+                       environment=image_env.summary_of(info))
 
 
 def statuses(ws: Workstation, targets: Iterable[str] | None = None) -> list[ImageStatus]:
@@ -306,14 +317,33 @@ def build(ws: Workstation, targets: Iterable[str], base: str | None = None, ca_b
     engine = ws.engine
     if ca.path and on_line:
         on_line(f"Using CA bundle {ca.path} (from {ca.source}).")
+    pins = baseline.read(ws.config)  # a damaged pin file stops the build before it starts
     results = []
     for target in targets:
         tag = image_tag(ws.config, target)
         if on_start:
             on_start(tag, base)
-        results.append(build_image(engine, target, tag, base, ca, on_line=on_line or (lambda _line: None),
-                                   force=force))
+        result = build_image(engine, target, tag, base, ca, on_line=on_line or (lambda _line: None),
+                             force=force, extra_args=build_args(ws.config, target))
+        results.append(against_baseline(engine, result, pins.get(target)))
     return results
+
+
+def build_args(config: Config, target: str) -> dict[str, str]:
+    """Build arguments from config.toml: the SSH image's extra packages (`ssh_packages`). None
+    when unset, so the context hash (and with it every existing image) stays what it was."""
+    if target == "ssh" and config.ssh_packages:
+        return {"PTDESK_EXTRA_PACKAGES": " ".join(config.ssh_packages)}
+    return {}
+
+
+def against_baseline(engine: Engine, result: BuildResult, pinned: baseline.Pinned | None) -> BuildResult:
+    """The build with what differs from the team's pin (ptdesk.core.baseline), if one is pinned."""
+    if pinned is None:
+        return result
+    env = image_env.image_environment(engine, result.image_id)
+    changes = baseline.compare(pinned, env) if env else (PackageChange("[environment]", pinned.fingerprint, None),)
+    return replace(result, baseline_diff=changes)
 
 
 def _labels(info: Mapping) -> dict[str, str]:

@@ -21,8 +21,13 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from ptdesk.errors import BadKey, NotFound
 
-# Per-key options in authorized_keys: no forwarding of any kind, but an interactive terminal.
-DEFAULT_KEY_OPTIONS = "restrict,pty"
+# Where forwards may go: the container's own loopback only. The same list as PermitOpen in
+# images/ssh/sshd_config (a test compares them); sshd compares the names literally.
+PERMIT_OPEN = ("127.0.0.1:*", "localhost:*", "[::1]:*")
+# Per-key options in authorized_keys: `restrict` turns everything off (forwarding, agent, X11,
+# ~/.ssh/rc), then a terminal and forwarding are allowed again, to PERMIT_OPEN only; sshd_config
+# still refuses remote forwards (-R), tunnels, agent and X11 whatever a key line says.
+DEFAULT_KEY_OPTIONS = "restrict,pty,port-forwarding," + ",".join(f'permitopen="{p}"' for p in PERMIT_OPEN)
 ACCEPTED_KEY_TYPES = ("ssh-ed25519", "sk-ssh-ed25519@openssh.com")
 # A Unix-style user name: owners and collaborators. Each names a key folder, so nothing path-like.
 USER_NAME_RE = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}$")
@@ -119,8 +124,15 @@ def ensure_private_dir(path: Path) -> Path:
 
 
 def write_secret(path: Path, data: bytes, mode: int = 0o600) -> None:
-    """Write a file atomically with `mode` from its first byte (no window where it is readable)."""
+    """Write a file atomically with `mode` from its first byte, in a 0700 folder."""
     ensure_private_dir(path.parent)
+    write_atomically(path, data, mode)
+
+
+def write_atomically(path: Path, data: bytes, mode: int) -> None:
+    """Write aside, then rename over: readers see the old file or the new one, never half of one,
+    and the file has `mode` from its first byte (no window where it is readable). The folder is
+    left as it is."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         os.fchmod(fd, mode)

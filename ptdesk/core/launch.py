@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import docker.types
 
 from ptdesk.config import Config
-from ptdesk.core import experiment_files, ledger
+from ptdesk.core import environment, experiment_files, ledger, ssh_config
 from ptdesk.core.gpulock import machine_gpu_lock
 from ptdesk.core.keys import fingerprint
 from ptdesk.core.kinds import Kind, Plan, get_kind
@@ -63,7 +63,8 @@ def launch(ws: Workstation, spec: LaunchSpec, progress: Progress = lambda step: 
 
     progress("Reserving name and GPUs")
     gpu_lock = contextlib.ExitStack()
-    if spec.gpus != "none":  # CPU-only launches never wait for anyone
+    # CPU-only launches never wait for anyone; nor does "auto" where there is no GPU to give.
+    if spec.gpus != "none" and not (spec.gpus == "auto" and inventory and not inventory.available):
         gpu_lock.enter_context(machine_gpu_lock())
     with gpu_lock:  # released as soon as the container exists with its label (below)
         on_engine = instance_containers(ws)
@@ -81,7 +82,7 @@ def launch(ws: Workstation, spec: LaunchSpec, progress: Progress = lambda step: 
         except BaseException as exc:
             if isinstance(exc, LaunchFailed) and attempt.container_id:
                 # The rollback removes the container and its logs: say what it printed while we can.
-                exc.hint = _last_words(ws, attempt.container_id) or exc.hint
+                exc.hint = _last_words(ws, attempt.container_id, spec.limits.memory) or exc.hint
             rollback(ws, attempt.record, attempt.container_id)
             if made_workspace:
                 with contextlib.suppress(OSError):  # only if still empty: never lose a file
@@ -119,6 +120,8 @@ def _create_and_start(ws: Workstation, spec: LaunchSpec, plan: Plan, gpu_lock: c
         gpu_lock.close()  # its ptdesk.gpus label now holds the GPUs for every user's ledger
         ws.store.update_experiment(spec.name, container_id=container_id)
         attempt.record = replace(attempt.record, container_id=container_id)
+        # The image id it really runs (a tag moves with each rebuild) and its fingerprint.
+        ws.store.update_experiment(spec.name, **environment.at_launch(ws, container_id))
         progress("Placing secrets")
         # One archive for all folders: every put_archive mounts the container's filesystem (~50 ms).
         engine.put_files(container_id, "/", [replace(f, name=f"{dest.strip('/')}/{f.name}")
@@ -170,6 +173,7 @@ def launch_warnings(ws: Workstation, spec: LaunchSpec, gpus: tuple[int, ...],
         # Never a silent CPU run: say why auto found no GPU to give.
         reason = (inventory.reason if inventory else None) or "every GPU is held by another experiment."
         warnings.append(f"No GPU was given: {reason}")
+    warnings += environment.launch_warnings(ws, spec.kind, spec.image, gpus)
     return tuple(warnings)
 
 
@@ -233,6 +237,7 @@ def _create(ws: Workstation, spec: LaunchSpec, plan: Plan, gpus: tuple[int, ...]
         return ws.engine.create(
             name=container_name(config, spec.name), image=spec.image, labels=labels,
             user=plan.user, environment=plan.environment, exposed=[plan.container_port],
+            hostname=spec.name,  # a shell prompt inside says which experiment, not a container id
             host_config=_host_config(config, spec, plan, gpus, port))
     except Conflict:
         raise Conflict(f"An experiment named {spec.name!r} already exists.", "Pick another --name.") from None
@@ -251,13 +256,15 @@ def rollback(ws: Workstation, record: ExperimentRecord, container_id: str | None
     if not ws.store.delete_experiment_if(record.name, launch_of_record,
                                          first=lambda: experiment_files.discard(ws.config, record.name)):
         return False
+    ssh_config.refresh_quietly(ws.config)  # its Host block goes with it
     if container_id:
         ws.engine.remove(container_id, force=True)
     return True
 
 
-def _last_words(ws: Workstation, container_id: str) -> str | None:
-    """What a container that failed its launch last printed (and its exit code if it died)."""
+def _last_words(ws: Workstation, container_id: str, memory: str) -> str | None:
+    """What a container that failed its launch last printed (and its exit code if it died), or
+    that the memory limit killed it (the kernel's OOM killer leaves no output to quote)."""
     try:
         state = ws.engine.inspect(container_id)["State"]
         lines = _tail(ws, container_id)
@@ -271,6 +278,9 @@ def _last_words(ws: Workstation, container_id: str) -> str | None:
         return None
     if state.get("Running"):
         return f"Its last output was: {lines[-1].strip()}" if lines else None
+    if state.get("OOMKilled"):
+        return (f"The memory limit ({memory}) killed it before it was ready: raise the memory limit "
+                "(give it at least 512m; the default is 16g).")
     said = f" after printing: {lines[-1].strip()}" if lines else " without any output"
     return f"It exited with code {state.get('ExitCode')}{said}"
 

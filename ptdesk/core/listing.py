@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ptdesk.core.environment import marked
 from ptdesk.core.kinds import REGISTRY, get_kind
 from ptdesk.core.ledger import gpus_from_label
 from ptdesk.core.models import LABEL_GPUS, LABEL_KIND, LABEL_OWNER, Experiment
@@ -57,7 +58,8 @@ def list_experiments(ws: Workstation, all: bool = True) -> list[Experiment]:
     records = {r.name: r for r in ws.store.experiments()}
     names = sorted(set(containers) | set(records), key=lambda n: (records[n].created if n in records else 0, n))
     out = [_experiment(ws, records.get(n), containers.get(n)) for n in names if n]
-    return out if all else [e for e in out if e.status == "running"]
+    out = out if all else [e for e in out if e.status == "running"]
+    return marked(ws, out, containers, records)  # the environment column (ptdesk.core.environment)
 
 
 def get(ws: Workstation, name: str) -> Experiment:
@@ -65,7 +67,8 @@ def get(ws: Workstation, name: str) -> Experiment:
     container = find_container(ws, name)
     if record is None and container is None:
         raise NotFound(f"No experiment named {name!r}.", "List them with: ptdesk ls --all")
-    return _experiment(ws, record, container)
+    return marked(ws, [_experiment(ws, record, container)], {name: container} if container else {},
+                  {name: record} if record else {})[0]
 
 
 def find_container(ws: Workstation, name: str) -> dict | None:

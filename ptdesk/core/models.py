@@ -57,6 +57,34 @@ class Access:
 
 
 @dataclass(frozen=True)
+class EnvironmentMark:
+    """An experiment's environment at a glance (ptdesk.core.environment): cheap to list, no exec."""
+
+    fingerprint: str | None  # of the image it was created from; None: the image recorded none
+    image_id: str | None
+    behind: bool = False  # its image is no longer the current build of the tag it was launched from
+    changed: bool | None = None  # packages changed since launch, at the last check; None: never checked
+    checked: float | None = None  # when that check ran
+    cuda: str | None = None  # the image's CUDA (PyTorch's), "none" without PyTorch
+    driver_warning: str | None = None  # one sentence when the host driver is older than that CUDA needs
+
+    @property
+    def marks(self) -> tuple[str, ...]:
+        return tuple(word for word, on in (("behind", self.behind), ("changed", self.changed),
+                                            ("driver", self.driver_warning)) if on)
+
+    @property
+    def text(self) -> str:
+        """"3f2a9c0d1b7e", "3f2a9c0d1b7e behind,changed" or "-"."""
+        return " ".join(filter(None, (self.fingerprint or "-", ",".join(self.marks)))) or "-"
+
+    def to_json(self) -> dict:
+        return {"fingerprint": self.fingerprint, "image_id": self.image_id, "behind": self.behind,
+                "changed": self.changed, "checked": self.checked, "cuda": self.cuda,
+                "driver_warning": self.driver_warning}
+
+
+@dataclass(frozen=True)
 class Experiment:
     """One managed container as ptdesk sees it: the engine's view joined with the state store."""
 
@@ -77,6 +105,7 @@ class Experiment:
     # No record in this home's store: nothing proves this home made it (labels are not identity),
     # so it is listed read-only with no connect line (ptdesk.core.seal).
     unverified: bool = False
+    environment: EnvironmentMark | None = None  # set by the listing (ptdesk.core.environment.marked)
 
     @property
     def connect(self) -> str:
@@ -101,6 +130,8 @@ class Experiment:
             out["foreign"] = True
         if self.unverified:
             out["unverified"] = True
+        if self.environment is not None:
+            out["environment"] = self.environment.to_json()
         return out
 
 

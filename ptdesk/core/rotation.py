@@ -46,15 +46,66 @@ if TYPE_CHECKING:
     from ptdesk.core.workstation import Workstation
 
 
-def rotate(ws: Workstation, name: str, expires: str | None = None) -> RotationResult:
-    """Give `name` a new key everywhere they have access, or finish an earlier unfinished rotation."""
+def rotate(ws: Workstation, name: str, expires: str | None = None, pubkey_text: str | None = None) -> RotationResult:
+    """Give `name` a new key everywhere they have access, or finish an earlier unfinished rotation.
+
+    `pubkey_text`: the new public key of a person who brings their own (ptdesk cannot make one
+    for them, nor log in as them: see _rotate_brought)."""
     record = collaborator(ws, name)
-    if not record.identity_file:
-        raise InvalidInput(f"{name!r} brought their own key, so ptdesk cannot make or test a new one for them.",
-                           f"Ask them for a new .pub, then: ptdesk collab rm {name}; ptdesk collab add {name} "
-                           "--pubkey FILE; and grant again.")
+    if not record.identity_file and pubkey_text is None:
+        raise InvalidInput(f"{name!r} brought their own key, so ptdesk cannot make a new one for them.",
+                           f"Ask them for a new .pub, then: ptdesk collab rotate {name} --pubkey NEW.pub")
+    if record.identity_file and pubkey_text is not None:
+        raise InvalidInput(f"ptdesk made {name!r}'s key, so it makes the new one too.",
+                           f"Rotate without --pubkey: ptdesk collab rotate {name}")
     with person_lock(ws.config, name):
+        if pubkey_text is not None:
+            return _rotate_brought(ws, collaborator(ws, name), keys.parse_public_key(pubkey_text), expires)
         return _rotate(ws, collaborator(ws, name), expires)
+
+
+def _rotate_brought(ws: Workstation, record: CollaboratorRecord, public: str, expires: str | None) -> RotationResult:
+    """A key the person brought is replaced in one step in every container (the new key in and
+    the old one out in the same atomic rename), so there is no moment without a key they hold.
+    ptdesk holds no private key to log in with, so the proof is the file itself, read back from
+    each container: the new key there, the old one gone."""
+    store, name, fingerprint = ws.store, record.name, keys.fingerprint(public)
+    for other in store.collaborators():
+        if fingerprint in (other.fingerprint, other.previous_fingerprint):
+            raise InvalidInput(f"That key already belongs to collaborator {other.name!r}.",
+                               "Each person needs a key of their own; ask for a new one.")
+    when = parse_expires(expires) if expires is not None else record.expires
+    store.begin_rotation(name, public, fingerprint, when)
+    outcomes = []
+    for grant in store.grants(collaborator=name):
+        outcomes.append(_replace_brought(ws, grant, fingerprint, record.fingerprint))
+    result = RotationResult(name=name, old_fingerprint=record.fingerprint, fingerprint=fingerprint,
+                            identity_file=None, containers=tuple(outcomes))
+    _settle(ws, name)
+    store.audit("collab-rotate", name, {"old_fingerprint": record.fingerprint, "fingerprint": fingerprint,
+                                        "brought": True, "containers": {c.name: c.status for c in outcomes}})
+    return result
+
+
+def _replace_brought(ws: Workstation, grant: GrantRecord, new: str, old: str) -> ContainerRotation:
+    name = grant.experiment
+    experiment = ws.store.experiment(name)
+    state = container_state(ws, experiment) if experiment else "gone"
+    if state in ("gone", "paused", "launching"):
+        # The store says new-only already; the container's file follows at its next render.
+        return ContainerRotation(name, "pending" if state != "gone" else "failed", False,
+                                 f"the container is {state}; its keys change when it can be changed")
+    try:
+        _, text = set_grant_keys(ws, grant, (new,), pending=False)
+    except PtdeskError as exc:
+        return ContainerRotation(name, "pending", False, f"the new key could not be installed ({exc.message})")
+    assert experiment is not None and experiment.container_id
+    on_disk = read_authorized_keys(ws.engine, experiment.container_id)
+    fingerprints = {keys.fingerprint(line.split(" ", 1)[1]) for line in on_disk.splitlines() if " " in line}
+    if on_disk != text or new not in fingerprints or old in fingerprints:
+        return ContainerRotation(name, "pending", False, "the new authorized_keys did not read back as written")
+    return ContainerRotation(name, "rotated", False, "replaced in one step, read back: the new key is there and "
+                                                     "the old one gone (ptdesk cannot log in with a key you hold)")
 
 
 def _rotate(ws: Workstation, record: CollaboratorRecord, expires: str | None) -> RotationResult:

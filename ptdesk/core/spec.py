@@ -20,7 +20,7 @@ from ptdesk.core import ledger
 from ptdesk.core.keys import USER_NAME_RE, read_public_key_file
 from ptdesk.core.kinds import REGISTRY, get_kind
 from ptdesk.core.models import LABEL_NAME, LaunchSpec, Limits
-from ptdesk.errors import Conflict, InvalidInput, NotFound
+from ptdesk.errors import ConfigError, Conflict, InvalidInput, NotFound
 
 if TYPE_CHECKING:
     from ptdesk.core.workstation import Workstation
@@ -74,7 +74,7 @@ def suggest_name(ws: Workstation, owner: str, kind: str, on_engine: Collection[s
 
 
 def make_spec(ws: Workstation, kind: str, *, name: str | None = None, owner: str | None = None,
-              image: str | None = None, gpus: str = "none", workspace: str | Path | None = None,
+              image: str | None = None, gpus: str | None = None, workspace: str | Path | None = None,
               memory: str | None = None, cpus: float | None = None, shm_size: str | None = None,
               pids: int | None = None, pubkey: str | Path | None = None) -> LaunchSpec:
     """Validate everything a person typed and fill defaults; raises before anything is created."""
@@ -83,6 +83,7 @@ def make_spec(ws: Workstation, kind: str, *, name: str | None = None, owner: str
     owner = validate_owner(owner or current_user())
     typed = name
     name = validate_name(name) if name else suggest_name(ws, owner, kind)
+    gpus = gpus or config.gpus  # one default for the CLI and the form
     ledger.parse_request(gpus)
     defaults = config.limits
     try:
@@ -90,8 +91,10 @@ def make_spec(ws: Workstation, kind: str, *, name: str | None = None, owner: str
                         cpus=float(cpus if cpus is not None else defaults.cpus),
                         pids=int(pids if pids is not None else defaults.pids),
                         shm_size=check_size("shm size", shm_size or defaults.shm_size))
-    except Exception as exc:  # ConfigError from check_size reads well as input error too
-        raise InvalidInput(str(exc)) from None
+    except ConfigError as exc:  # check_size's words (and hint) read well as an input error too
+        raise InvalidInput(exc.message, exc.hint) from None
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"A limit is not a number ({exc}).", "Use e.g. 4 for CPUs and 4096 for pids.") from None
     # NaN compares False with everything, so `<= 0` alone would let --cpus nan through.
     # The kernel's CFS quota cannot go below 1 % of a CPU; a smaller share is refused by the engine.
     if not math.isfinite(limits.cpus) or limits.cpus < 0.01 or limits.pids <= 0:

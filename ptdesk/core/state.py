@@ -73,6 +73,11 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 # Columns added after the first schema: (table, column, definition), applied to older databases.
 ADDED_COLUMNS = (
     ("experiments", "extra_keys", "TEXT NOT NULL DEFAULT '[]'"),
+    # ptdesk.core.environment: the image id it was created from (not the tag), that image's environment
+    # fingerprint, and the last live check of its packages (JSON: checked, fingerprint, changes).
+    ("experiments", "image_id", "TEXT"),
+    ("experiments", "env_fingerprint", "TEXT"),
+    ("experiments", "env_check", "TEXT"),
 )
 
 
@@ -92,6 +97,9 @@ class ExperimentRecord:
     launcher_pid: int | None = None
     limits: Limits = field(default_factory=Limits)
     extra_keys: tuple[str, ...] = ()
+    image_id: str | None = None
+    env_fingerprint: str | None = None
+    env_check: str | None = None
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> ExperimentRecord:
@@ -325,3 +333,18 @@ class Store:
     def set_meta(self, key: str, value: str) -> None:
         with self.tx() as conn:
             conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+
+def read_experiments(path: Path) -> list[ExperimentRecord]:
+    """The committed experiment records, read through a connection of its own that only reads:
+    it never waits for (nor deadlocks with) a write transaction this process holds. [] when the
+    database does not exist yet."""
+    if not path.exists():
+        return []
+    conn = sqlite3.connect(path, timeout=30.0)
+    try:
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA query_only=ON")
+        return [ExperimentRecord.from_row(r) for r in conn.execute("SELECT * FROM experiments ORDER BY created")]
+    finally:
+        conn.close()

@@ -12,6 +12,7 @@ which take a Workstation; this class only opens the door to each of them, once.
 
 from __future__ import annotations
 
+import shlex
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import cached_property
@@ -20,26 +21,32 @@ from typing import Any
 
 from ptdesk.config import LOCAL, Config, WorkstationEntry, for_workstation, load_config
 from ptdesk.core import (
+    baseline,
     collab,
     collab_export,
     cull,
-    experiment_files,
+    environment,
     experiments,
+    image_archive,
     images,
     listing,
     procmap,
     reconcile,
     remote,
     rotation,
+    ssh_config,
+    ssh_include,
 )
 from ptdesk.core import launch as launcher
 from ptdesk.core import spec as specs
 from ptdesk.core.cull import IdleState
 from ptdesk.core.engine import Engine
+from ptdesk.core.environment import EnvironmentDiff, ExperimentEnvironment
 from ptdesk.core.gpu import GpuSampler
+from ptdesk.core.image_archive import ArchiveReport
 from ptdesk.core.images import BuildResult, ImageStatus
-from ptdesk.core.kinds import REGISTRY
-from ptdesk.core.kinds.ssh import KNOWN_HOSTS_FILE, SSH
+from ptdesk.core.kinds import REGISTRY, get_kind
+from ptdesk.core.kinds.ssh import SSH
 from ptdesk.core.lifecycle import ContainerEvent, EventWatcher
 from ptdesk.core.logstream import LogStream
 from ptdesk.core.models import (
@@ -55,7 +62,8 @@ from ptdesk.core.models import (
 )
 from ptdesk.core.reconcile import ReconcileReport
 from ptdesk.core.remote_gpus import RemoteGpus
-from ptdesk.core.state import Store
+from ptdesk.core.ssh_include import SshConfigState
+from ptdesk.core.state import Store, actor
 from ptdesk.core.stats import ContainerStats, StatsSampler
 from ptdesk.errors import ConfigError, InvalidInput, PtdeskError
 
@@ -165,23 +173,30 @@ class Workstation:
     def logs(self, name: str, tail: int | str = 100, follow: bool = False) -> Iterator[str]:
         return experiments.logs(self, name, tail=tail, follow=follow)
 
-    def ssh_argv(self, name: str, command: Sequence[str] = ()) -> list[str]:
-        """The OpenSSH command line that logs in to SSH experiment `name` (host key pinned, ptdesk's
-        key only), running `command` there, or a login shell when it is empty."""
+    def ssh_argv(self, name: str, command: Sequence[str] = (), options: Sequence[str] = ()) -> list[str]:
+        """The OpenSSH command line that logs in to SSH experiment `name` through ptdesk's own ssh
+        config (host key pinned, ptdesk's key only; `-F` so no other config can change that),
+        running `command` there word by word (each quoted for the remote shell, as exec would take
+        them), or a login shell when it is empty; `options` go before the name."""
         experiment = self.experiment(name)
-        access = experiment.access
-        if experiment.kind != SSH.name or access is None:
-            raise InvalidInput(f"{name!r} is not an SSH experiment that can be logged in to now.",
-                               "Start it first (ptdesk start NAME), or pick an SSH experiment.")
-        known_hosts = experiment_files.folder(self.config, name) / KNOWN_HOSTS_FILE
-        found = access.fields
-        return ["ssh", "-i", str(found["identity_file"]), "-p", str(found["port"]), "-o", "IdentitiesOnly=yes",
-                "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={known_hosts}",
-                f"{found['user']}@{found['host']}", *command]
+        if experiment.kind != SSH.name or experiment.access is None:
+            raise InvalidInput(f"{name!r} is not an SSH experiment of yours that can be logged in to.",
+                               "Pick one of yours from: ptdesk ls")
+        if experiment.status != "running":
+            raise InvalidInput(f"{name!r} is {experiment.status}, so nothing answers there.",
+                               f"Start it first: ptdesk start {name}")
+        path = ssh_config.refresh(self.config)
+        return ["ssh", "-F", str(path), *options, name, *(shlex.quote(word) for word in command)]
+
+    def ssh_config(self, install: bool = False) -> SshConfigState:
+        """ptdesk's own ssh config, rewritten now; with `install`, the Include line added to
+        ~/.ssh/config first (only when asked: the person's file is theirs)."""
+        return ssh_include.state(self.config, add_include=install)
 
     def log_stream(self, container_id: str, **options: Any) -> LogStream:
-        """A background-read log stream of one container (the dashboard's log pane)."""
-        return LogStream(self.engine, container_id, **options)
+        """A background-read log stream of one container (the dashboard's log pane); `options` are
+        LogStream.for_container's (on_batch, tail, max_lines, is_alive, ...). Not started yet."""
+        return LogStream.for_container(self.engine, container_id, **options)
 
     def container_stats(self, container_ids: Iterable[str]) -> dict[str, ContainerStats]:
         if self.entry:  # the cgroup files are on that machine: not read (a value, never an error)
@@ -227,7 +242,7 @@ class Workstation:
 
     def watch_events(self, on_event: Callable[[ContainerEvent], None],
                      on_engine: Callable[[bool, str | None], None], stop: threading.Event,
-                     on_reconcile: Callable[[object], None] | None = None) -> None:
+                     on_reconcile: Callable[[object], None] = lambda report: None) -> None:
         """Follow the engine's events until `stop` is set: cleanup on die/destroy, reconnect with
         `since=`, reconciliation on reconnect (ptdesk.core.lifecycle)."""
         EventWatcher(self, on_event=on_event, on_engine=on_engine, on_reconcile=on_reconcile).run(stop)
@@ -264,11 +279,14 @@ class Workstation:
         """Finish key rotations that waited for `experiment` to run again, by collaborator."""
         return rotation.finish_pending(self, experiment)
 
-    def rotate(self, name: str, expires: str | None = None) -> RotationResult:
-        return rotation.rotate(self, name, expires)
+    def rotate(self, name: str, expires: str | None = None, pubkey_text: str | None = None) -> RotationResult:
+        """A new key everywhere `name` has access, never locking them out (ptdesk.core.rotation);
+        `pubkey_text` for a person who brings their own key."""
+        return rotation.rotate(self, name, expires, pubkey_text)
 
-    def export_collaborator(self, name: str, folder: str | Path, dest: str | None = None) -> list[Path]:
-        return collab_export.export(self, name, folder, dest)
+    def export_collaborator(self, name: str, folder: str | Path, dest: str | None = None,
+                            jump: str | None = None) -> collab_export.Exported:
+        return collab_export.export(self, name, folder, dest, jump)
 
     # --- images -------------------------------------------------------------------------------
     def image_statuses(self, kinds: Iterable[str] | None = None) -> list[ImageStatus]:
@@ -279,3 +297,62 @@ class Workstation:
                      on_start: Callable[[str, str], None] | None = None) -> list[BuildResult]:
         return images.build(self, kinds, base=base, ca_bundle=ca_bundle, force=force, on_line=on_line,
                             on_start=on_start)
+
+    # --- environments: what experiments really run, drift, moving and pinning images ----------
+    # (ptdesk.core.environment, image_env, image_archive, baseline)
+    def environment(self, name: str) -> ExperimentEnvironment:
+        """The recorded environment of `name`, its live one while it runs, and what changed since launch."""
+        return environment.environment(self, name)
+
+    def check_environments(self) -> list[ExperimentEnvironment]:
+        """Live-check every running experiment (refreshes the listing's "changed" marks)."""
+        return environment.check_all(self, self.list_experiments(all=False))
+
+    def environment_diff(self, a: str, b: str) -> EnvironmentDiff:
+        """Package by package between two experiments, or an experiment and `image:KIND`."""
+        return environment.diff(self, a, b)
+
+    def save_images(self, kinds: Iterable[str], path: Path) -> ArchiveReport:
+        return image_archive.save(self.engine, self.config, kinds, path)
+
+    def load_images(self, path: Path) -> ArchiveReport:
+        return image_archive.load(self.engine, path)
+
+    def verify_images(self, path: Path) -> ArchiveReport:
+        """Check a saved file without loading it."""
+        images_in = image_archive.verify(path)
+        return ArchiveReport(path, images_in, path.stat().st_size, 0.0)
+
+    def pin_images(self, kinds: Iterable[str]) -> list[baseline.Pinned]:
+        return baseline.pin_current(self.engine, self.config, kinds, actor())
+
+    def baseline(self) -> dict[str, baseline.Pinned]:
+        return baseline.read(self.config)
+
+    # --- what the dashboard asks besides (tui) ------------------------------------------------
+    # Thin doors added for the dashboard, kept together so they are easy to fold into the above.
+    def default_owner(self) -> str:
+        """Who a new experiment belongs to when nobody is named (what make_spec uses too)."""
+        return specs.current_user()
+
+    def kind_titles(self) -> dict[str, str]:
+        """Kind name -> how people call it ("ssh" -> "SSH"), in the registry's order."""
+        return {name: kind.title for name, kind in REGISTRY.items()}
+
+    def image_for(self, kind: str) -> str:
+        """The image a new experiment of `kind` runs unless another is named."""
+        return get_kind(kind).image(self.config)
+
+    def gpu_history(self, uuid: str) -> tuple[float | None, ...]:
+        """Recent utilisation of one GPU (percent, None where unread), oldest first."""
+        return self.gpus.history(uuid)
+
+    def idle_gpus(self, history: Sequence[GpuSnapshot], for_seconds: float = 1800.0) -> dict[str, float]:
+        """GPUs holding memory at 0 % utilisation for `for_seconds` in `history`: label -> seconds
+        (the judge `cull` uses; pure, no I/O)."""
+        return cull.idle_gpus(history, for_seconds)
+
+    def container_running(self, container_id: str) -> bool:
+        """Whether the container exists and runs (the log pane's check on a quiet follow)."""
+        data = self.engine.try_inspect(container_id)
+        return bool(data and data.get("State", {}).get("Running"))

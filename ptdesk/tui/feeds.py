@@ -1,35 +1,24 @@
-"""What the dashboard's thread workers call: core functions in, immutable views out.
+"""What the GPU feed's thread computes: one Workstation GPU sample in, an immutable view out.
 
 Nothing here imports Textual, so the benchmark (bench/dashboard.py) measures exactly the work one
-dashboard refresh does, and the engine/NVML calls stay out of the UI thread.
+dashboard refresh does, and the NVML calls stay out of the UI thread.
 """
 
 from __future__ import annotations
 
-import socket
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
-from ptdesk.core.models import Experiment, GpuSnapshot
-from ptdesk.core.stats import ContainerStats, StatsSampler
+from ptdesk.core.models import GpuSnapshot
 from ptdesk.core.workstation import Workstation
-from ptdesk.errors import PtdeskError
-
-if TYPE_CHECKING:
-    from ptdesk.core.lifecycle import ContainerEvent
-    from ptdesk.core.state import Store
 
 IDLE_KEPT = 4096  # snapshots kept to measure idle runs; past that the oldest run start is forgotten
 IdleKey = tuple[tuple[tuple[str, str], ...], frozenset[str]]  # (uuid, label) of each GPU, labels idle now
-
-
-@dataclass(frozen=True)
-class EngineInfo:
-    host: str
-    version: str  # the engine's version, e.g. 20.10.24
+# The judge: snapshots (oldest first), minimum seconds -> label -> idle seconds (Workstation.idle_gpus).
+IdleJudge = Callable[[Sequence[GpuSnapshot], float], dict[str, float]]
+IDLE_FLAG_AFTER = 1800.0  # the panel flags a GPU idle this long (what cull calls idle)
 
 
 @dataclass(frozen=True)
@@ -41,102 +30,44 @@ class GpuView:
     idle: dict[str, float] = field(default_factory=dict)
 
 
-def engine_info(ws: Workstation) -> EngineInfo:
-    version = ws.engine.version()
-    return EngineInfo(host=socket.gethostname(), version=str(version.get("Version", "?")))
-
-
-def list_experiments(ws: Workstation) -> tuple[Experiment, ...]:
-    from ptdesk.core import listing
-
-    return tuple(listing.list_experiments(ws, all=True))
-
-
-def container_stats(sampler: StatsSampler, items: tuple[Experiment, ...]) -> dict[str, ContainerStats]:
-    """CPU/memory/start time of the running ones, from cgroup files (microseconds, no engine call)."""
-    return sampler.sample(e.id for e in items if e.id and e.status == "running")
-
-
 class IdleGpus:
-    """Which GPUs hold memory at 0 % utilisation, and for how long; ptdesk.core.cull.idle_gpus judges.
+    """Which GPUs hold memory at 0 % utilisation, and for how long; `judge` (the core's) decides.
 
-    idle_gpus reads a run of snapshots back from the newest one. Keeping every 1 Hz sample for the
+    The judge reads a run of snapshots back from the newest one. Keeping every 1 Hz sample for the
     half hour (or the hours) an idle run lasts would cost memory and a long walk per sample, so only
     the snapshots where some GPU's idle state changed are kept (the first of a run carries its
-    start), plus the newest; idle_gpus gives the same answer on those as on every sample. Called from
-    the GPU worker's thread; the lock keeps it safe wherever else it is called from.
+    start), plus the newest; the judge gives the same answer on those as on every sample. Called
+    from the GPU worker's thread; the lock keeps it safe wherever else it is called from.
     """
 
-    def __init__(self, keep: int = IDLE_KEPT) -> None:
+    def __init__(self, judge: IdleJudge, keep: int = IDLE_KEPT) -> None:
+        self._judge = judge
         self._lock = threading.Lock()
         self._kept: deque[tuple[IdleKey, GpuSnapshot]] = deque(maxlen=keep)
 
     def add(self, snapshot: GpuSnapshot) -> dict[str, float]:
         """Record one sample; returns label -> idle seconds of the GPUs idle long enough to flag."""
-        from ptdesk.core.cull import idle_gpus  # here, not at the top: it pulls in the launch code
-
-        key = _idle_key(snapshot)
+        key = self._idle_key(snapshot)
         with self._lock:
             if not key[1]:
                 self._kept.clear()  # nothing idle now: every run ends here, nothing older matters again
             elif len(self._kept) >= 2 and self._kept[-1][0] == key == self._kept[-2][0]:
                 self._kept.pop()  # the middle of an unchanged stretch says nothing its ends do not
             self._kept.append((key, snapshot))
-            return idle_gpus([kept for _, kept in self._kept])
+            return self._judge([kept for _, kept in self._kept], IDLE_FLAG_AFTER)
 
-
-def _idle_key(snapshot: GpuSnapshot) -> IdleKey:
-    """What idle_gpus can tell apart in one snapshot: the GPUs present, and which of them sit idle
-    holding memory right now (idle_gpus on that snapshot alone, with no minimum duration)."""
-    from ptdesk.core.cull import idle_gpus
-
-    return (tuple((g.uuid, g.label) for g in snapshot.gpus),
-            frozenset(idle_gpus([snapshot], for_seconds=0.0)))
+    def _idle_key(self, snapshot: GpuSnapshot) -> IdleKey:
+        """What the judge can tell apart in one snapshot: the GPUs present, and which of them sit
+        idle holding memory right now (the judge on that snapshot alone, with no minimum duration)."""
+        return (tuple((g.uuid, g.label) for g in snapshot.gpus), frozenset(self._judge([snapshot], 0.0)))
 
 
 def sample_gpus(ws: Workstation, engine_up: bool, idle: IdleGpus | None = None) -> GpuView:
     """One NVML sample with owners filled in; never raises (a broken GPU stack is a value).
 
+    While the engine is known to be down it is not asked (owners come from /proc and the store).
     With `idle`, the view also says which GPUs have held memory at 0 % for long (the dashboard's flag).
     """
-    from ptdesk.core import procmap
-
-    sampler = ws.gpus
-    snapshot = sampler.sample()
-    engine = None
-    if engine_up:
-        try:
-            engine = ws.engine
-        except PtdeskError:
-            engine = None
-    snapshot = procmap.attribute(snapshot, engine, ws.config.instance, store=_owners_store(ws, snapshot))
-    history = {g.uuid: tuple(sampler.history(g.uuid)) for g in snapshot.gpus}
+    snapshot = ws.gpu_snapshot(use_engine=engine_up)
+    history = {g.uuid: ws.gpu_history(g.uuid) for g in snapshot.gpus}
     return GpuView(snapshot, history, idle.add(snapshot) if idle is not None else {})
-
-
-def _owners_store(ws: Workstation, snapshot: GpuSnapshot) -> Store | None:
-    """The store, which names owners while the engine is away: opened only when some GPU has
-    processes to name. One that cannot be opened (corrupt, unreadable) means fewer names on the
-    panel, never a failed sample: the list and the doctor report that problem."""
-    if not any(g.processes for g in snapshot.gpus):
-        return None
-    try:
-        return ws.store
-    except (PtdeskError, OSError):
-        return None
-
-
-# --- the engine's event stream ------------------------------------------------------------------
-OnEvent = Callable[["ContainerEvent"], None]
-OnEngine = Callable[[bool, str | None], None]
-
-
-def watch_events(ws: Workstation, on_event: OnEvent, on_engine: OnEngine, stop: threading.Event) -> None:
-    """Follow the engine's events until `stop` is set, telling `on_engine` when it goes and comes back.
-
-    The lifecycle module's EventWatcher does the real work (cleanup on die/destroy, reconnect with
-    `since=`, reconciliation on reconnect); this only adapts its callbacks for the dashboard.
-    """
-    from ptdesk.core.lifecycle import EventWatcher
-
-    EventWatcher(ws, on_event=on_event, on_engine=on_engine).run(stop)

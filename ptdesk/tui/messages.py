@@ -1,46 +1,48 @@
-"""What the dashboard's thread workers post back to the UI thread: immutable results, never widgets."""
+"""What the main screen's live feeds (tui.live) post to it from their threads: immutable results,
+never widgets. Dataclasses, so each says what it carries in one line."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from textual.message import Message
 
 from ptdesk.core.models import Experiment
-from ptdesk.core.stats import ContainerStats
 from ptdesk.errors import PtdeskError
-from ptdesk.tui import feeds
+from ptdesk.tui.feeds import GpuView
+
+if TYPE_CHECKING:
+    from ptdesk.core.stats import ContainerStats
 
 
+@dataclass
 class GpusSampled(Message):
-    def __init__(self, view: feeds.GpuView) -> None:
-        super().__init__()
-        self.view = view
+    view: GpuView
 
 
+@dataclass
 class ExperimentsListed(Message):
-    def __init__(self, items: tuple[Experiment, ...] | None, error: PtdeskError | None = None) -> None:
-        super().__init__()
-        self.items, self.error = items, error
+    items: tuple[Experiment, ...] | None  # None: the list could not be read (error says why)
+    error: PtdeskError | None = None
 
 
+@dataclass
 class StatsRead(Message):
-    def __init__(self, stats: dict[str, ContainerStats]) -> None:
-        super().__init__()
-        self.stats = stats
+    stats: dict[str, ContainerStats]  # container id -> CPU/memory/start
 
 
+@dataclass
 class EngineChanged(Message):
-    def __init__(self, up: bool, reason: str | None, info: feeds.EngineInfo | None = None) -> None:
-        super().__init__()
-        self.up, self.reason, self.info = up, reason, info
+    up: bool
+    reason: str | None  # why it is unreachable
+    version: str | None = None  # the engine's version, e.g. 20.10.24, once it answers
 
 
-class ContainerEvent(Message):
-    def __init__(self, action: str, container_id: str, name: str) -> None:
-        super().__init__()
-        self.action, self.container_id, self.name = action, container_id, name
+@dataclass
+class ContainerChanged(Message):
+    """One of the engine's container events (start, die, destroy, …) for this instance."""
 
-
-class ActionDone(Message):
-    def __init__(self, text: str | None, error: BaseException | None = None) -> None:
-        super().__init__()
-        self.text, self.error = text, error
+    action: str
+    container_id: str
+    name: str

@@ -240,11 +240,18 @@ def no_driver(code: int = pynvml.NVML_ERROR_DRIVER_NOT_LOADED) -> Scenario:
     return Scenario("no driver", init_error=code)
 
 
+def old_driver(driver: str = "470.57.02") -> Scenario:
+    """Healthy GPUs on a driver too old for CUDA 12 (what an image built for CUDA 12.8 needs: 570.26)."""
+    s = healthy()
+    s.name, s.driver = "old driver", driver
+    return s
+
+
 def mismatch() -> Scenario:
     return Scenario("driver/library mismatch", init_error=pynvml.NVML_ERROR_LIB_RM_VERSION_MISMATCH)
 
 
 SCENARIOS: dict[str, Callable[[], Scenario]] = {
     "healthy": healthy, "one_lost": one_lost, "mig": mig, "not_supported": not_supported,
-    "no_driver": no_driver, "mismatch": mismatch,
+    "no_driver": no_driver, "mismatch": mismatch, "old_driver": old_driver,
 }

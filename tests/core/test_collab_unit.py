@@ -17,6 +17,8 @@ from ptdesk.core.workstation import Workstation
 from ptdesk.errors import InvalidInput
 
 NOW = 1_800_000_000.0
+# Every key line: a terminal and forwards to the container's own loopback, nothing else.
+OPTS = 'restrict,pty,port-forwarding,permitopen="127.0.0.1:*",permitopen="localhost:*",permitopen="[::1]:*"'
 
 
 @pytest.mark.parametrize(("text", "seconds"), [("30d", 30 * 86400), ("12h", 12 * 3600), ("2w", 14 * 86400),
@@ -84,15 +86,15 @@ def test_rendered_file_has_owner_first_and_each_persons_expiry() -> None:
     text = authorized_keys.render_authorized_keys(owner, (brought,), granted)
     lines = text.splitlines()
     assert text.endswith("\n") and len(lines) == 4
-    assert lines[0] == f"restrict,pty {owner}"
-    assert lines[1] == f"restrict,pty {brought}"
+    assert lines[0] == f"{OPTS} {owner}"
+    assert lines[1] == f"{OPTS} {brought}"
     ann_key, bob_key = (" ".join(p.public_key.split()[:2]) for p in (ann, bob))
-    assert lines[2] == f'restrict,pty,expiry-time="20270102030400Z" {ann_key} ptdesk-collaborator:ann'
-    assert lines[3] == f"restrict,pty {bob_key} ptdesk-collaborator:bob"
+    assert lines[2] == f'{OPTS},expiry-time="20270102030400Z" {ann_key} ptdesk-collaborator:ann'
+    assert lines[3] == f"{OPTS} {bob_key} ptdesk-collaborator:bob"
     assert [authorized_keys.collaborator_of(line) for line in lines] == [None, None, "ann", "bob"]
     assert authorized_keys.expiry_of(lines[2].split()[0]) == ann.expires
     # Nothing granted, nothing brought: only the owner.
-    assert authorized_keys.render_authorized_keys(owner) == f"restrict,pty {owner}\n"
+    assert authorized_keys.render_authorized_keys(owner) == f"{OPTS} {owner}\n"
 
 
 def test_the_launch_renders_what_collab_renders_before_any_grant(ws: Workstation, tmp_path: Path) -> None:
@@ -109,7 +111,7 @@ def test_the_launch_renders_what_collab_renders_before_any_grant(ws: Workstation
             host_public_key=plan.host_public_key, extra_keys=spec.extra_keys))
     assert collab.authorized_keys_text(ws, "box") == at_launch
     _, owner_public = authorized_keys.owner_key(ws.config, "alice")
-    assert at_launch == f"restrict,pty {owner_public}\nrestrict,pty {brought}\n"
+    assert at_launch == f"{OPTS} {owner_public}\n{OPTS} {brought}\n"
 
 
 def test_rotation_result_names_what_is_unfinished() -> None:

@@ -253,7 +253,8 @@ def test_cli_build_with_engine_down_is_one_clear_line(ptdesk_env: dict[str, str]
     code, _, err = run_cli(["images", "build", "all", "--ca-bundle", str(pem)], env, subprocess_=True)
     assert code == 3
     lines = [line for line in err.splitlines() if line.startswith("ptdesk:")]
-    assert lines == ["ptdesk: Connecting to Docker: the Docker engine is not reachable."], err
+    assert lines == ["ptdesk: Connecting to Docker: the Docker engine at unix:///nonexistent.sock is not "
+                     "reachable."], err
     assert "Traceback" not in err
 
 

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import socket
 import sqlite3
 import stat
 import subprocess
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -22,7 +24,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import JUPYTER_IMAGE, SSH_IMAGE, remove_instance_containers, require_image, run_cli, wait_until
+from helpers import (
+    JUPYTER_IMAGE,
+    REPO,
+    SSH_IMAGE,
+    remove_instance_containers,
+    require_image,
+    run_cli,
+    wait_until,
+)
 
 from ptdesk.config import Config, load_config
 from ptdesk.core.engine import Engine
@@ -152,8 +162,9 @@ def module_env(tmp_path_factory: pytest.TempPathFactory, engine: Engine) -> Iter
     instance = f"t-{uuid.uuid4().hex[:10]}"
     home = tmp_path_factory.mktemp("ptdesk-module") / "home"
     env = {**os.environ, "PTDESK_HOME": str(home), "PTDESK_INSTANCE": instance}
-    for key in ("PTDESK_BIND_ADDRESS", "PTDESK_SSH_IMAGE", "PTDESK_JUPYTER_IMAGE", "DOCKER_HOST"):
+    for key in ("PTDESK_BIND_ADDRESS", "DOCKER_HOST"):
         env.pop(key, None)
+    env.update(PTDESK_SSH_IMAGE=SSH_IMAGE, PTDESK_JUPYTER_IMAGE=JUPYTER_IMAGE)
     yield env
     remove_instance_containers(engine, instance)
 
@@ -184,3 +195,24 @@ def keygen(tmp_path: Path) -> Callable[[str], Path]:
         return private
 
     return make
+
+
+@pytest.fixture(scope="session")
+def second_engine() -> Iterator[str]:
+    """A second Docker engine for the session (scripts/second-engine: its own socket, data root, exec
+    root, pid file and bridge, host iptables untouched), a stand-in for another workstation. Yields its
+    DOCKER_HOST; stopped, its bridge and folder removed at the end of the session."""
+    if os.geteuid() != 0:
+        pytest.skip("a second engine needs root (scripts/second-engine starts dockerd and makes a bridge)")
+    script = str(REPO / "scripts" / "second-engine")
+    # Under /tmp directly: a Unix socket path must stay under 108 bytes.
+    folder = tempfile.mkdtemp(prefix="ptdesk-engine2-", dir="/tmp")
+    bridge = f"ptb{uuid.uuid4().hex[:8]}"  # interface names are at most 15 characters
+    cidr = f"172.30.{random.randint(100, 199)}.1/24"
+    started = subprocess.run([script, "start", folder, bridge, cidr], capture_output=True, text=True, timeout=120)
+    try:
+        if started.returncode != 0:
+            pytest.fail(f"scripts/second-engine start failed: {started.stderr.strip()}", pytrace=False)
+        yield started.stdout.strip().splitlines()[-1]
+    finally:
+        subprocess.run([script, "stop", folder, bridge], capture_output=True, text=True, timeout=120)

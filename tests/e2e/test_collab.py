@@ -124,6 +124,24 @@ def test_add_makes_a_private_key_and_export_lets_openssh_in(boxes: dict, module_
     assert listed["grants"] == ["m1", "m2"] and listed["expires"] and listed["pending"] == []
 
 
+def test_export_says_who_can_reach_what_and_refuses_an_empty_bundle(boxes: dict, module_desk: Ptdesk,
+                                                                    tmp_path: Path) -> None:
+    """Was: an empty config and exit 0 for a person with no grants; HostName 127.0.0.1 written into a
+    remote person's config without a word; a closing hint that did not name the hosts."""
+    add(module_desk, "eli")
+    empty = tmp_path / "eli-nothing"
+    line = module_desk.fails("collab", "export", "eli", empty)[0]
+    assert "no access to any experiment" in line and not empty.exists()
+
+    module_desk.ok("grant", "eli", "m1")
+    rc, _, err = module_desk.run("collab", "export", "eli", tmp_path / "eli", "--dest", tmp_path / "eli")
+    assert rc == 0
+    assert "warning: bind_address is 127.0.0.1" in err and "--jump" in err  # this box only, and the way out
+    assert "(one of: m1)" in err
+    rc, _, err = module_desk.run("collab", "export", "eli", tmp_path / "eli-j", "--jump", "eli@this-box")
+    assert rc == 0 and "warning" not in err  # through a jump host, the loopback address is right
+
+
 def test_own_key_is_installed_and_export_has_no_private_key(boxes: dict, module_desk: Ptdesk, tmp_path: Path,
                                                             keygen: Callable[[str], Path]) -> None:
     private = keygen("bea")
@@ -164,7 +182,7 @@ def test_export_names_the_files_where_the_person_keeps_them(boxes: dict, module_
     config = (spaced / "ssh_config").read_text()
     assert f'    IdentityFile "{spaced}/id_ed25519"\n' in config
     assert f'    UserKnownHostsFile "{spaced}/known_hosts"\n' in config
-    printed = err.strip().splitlines()[-1].split("then: ", 1)[1]
+    printed = err.strip().splitlines()[-1].split("then: ", 1)[1].split(" (one of: ", 1)[0]
     assert printed.startswith("ssh -F ") and printed.endswith(" EXPERIMENT")
     command = printed.replace("ssh -F", "ssh -o BatchMode=yes -F", 1).replace("EXPERIMENT", "m1 id -u")
     result = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=30,
@@ -356,6 +374,33 @@ def test_a_new_key_that_cannot_be_proven_leaves_the_retired_key_out(
     wait_until(lambda: attempt(cli, "mute", old).detail.startswith("refused"), timeout=60,
                message="sshd to answer (and refuse the retired key)")
     assert pending_of(cli, "yan") == ["mute"]
+
+
+def test_a_person_who_brought_their_own_key_is_rotated_in_one_step(
+        cli: Ptdesk, engine: Engine, keygen: Callable[[str], Path]) -> None:
+    """Before, `collab rotate` refused them, and its workaround (rm, add, grant) locked them out in
+    between. Now `--pubkey NEW.pub` swaps the key in one atomic render in every container."""
+    old, new = keygen("pia-old"), keygen("pia-new")
+    cli.new("ssh", "--name", "run", "--cpus", "1")
+    cli.new("ssh", "--name", "rest", "--cpus", "1")
+    add(cli, "pia", "--pubkey", f"{old}.pub")
+    cli.ok("grant", "pia", "run")
+    cli.ok("grant", "pia", "rest")
+    cli.ok("stop", "rest")
+    assert logs_in(cli, "run", old)
+
+    result = cli.json("collab", "rotate", "pia", "--pubkey", f"{new}.pub")
+    assert {c["name"]: c["status"] for c in result["containers"]} == {"run": "rotated", "rest": "rotated"}
+    assert result["identity_file"] is None
+    assert logs_in(cli, "run", new) and not logs_in(cli, "run", old)
+    cli.ok("start", "rest")
+    assert logs_in(cli, "rest", new) and not logs_in(cli, "rest", old)
+    people = {p["name"]: p for p in cli.json("collab", "ls")}
+    assert people["pia"]["pending"] == [] and people["pia"]["fingerprint"] == result["fingerprint"]
+    # The wrong way round is one clear line: a person whose key ptdesk made gets one made again.
+    add(cli, "raj")
+    line = cli.fails("collab", "rotate", "raj", "--pubkey", f"{new}.pub")[0]
+    assert "ptdesk made 'raj'" in line
 
 
 def _sshd_pid(engine: Engine, container: str) -> int:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 import websocket
+from helpers import JUPYTER_IMAGE, wait_until
 
 from ptdesk.core.engine import Engine
 
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
     from conftest import Ptdesk  # tests/e2e/conftest.py
 
 JUPYTER_FIELDS = {"url", "host", "port", "token"}
-TOP_FIELDS = {"name", "id", "kind", "owner", "image", "status", "gpus", "jupyter"}
+TOP_FIELDS = {"name", "id", "kind", "owner", "image", "status", "gpus", "jupyter", "environment"}
 GIB = 1024**3
 # Every API a visitor without the token could abuse: files, kernels (code execution), terminals...
 PROTECTED_GETS = ["api/status", "api/contents", "api/kernels", "api/sessions", "api/terminals", "api/kernelspecs",
@@ -60,7 +61,7 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 def test_new_json_has_exactly_the_documented_fields(lab: dict, module_desk: Ptdesk) -> None:
     assert set(lab) == TOP_FIELDS
     assert lab["kind"] == "jupyter" and lab["name"] == "lab" and lab["status"] == "running"
-    assert lab["gpus"] == [] and lab["image"] == "ptdesk/jupyter:latest" and lab["owner"]
+    assert lab["gpus"] == [] and lab["image"] == JUPYTER_IMAGE and lab["owner"]
     access = lab["jupyter"]
     assert set(access) == JUPYTER_FIELDS
     assert access["host"] == "127.0.0.1" and isinstance(access["port"], int) and len(access["token"]) >= 32
@@ -135,6 +136,36 @@ def test_kernel_round_trip_runs_code_as_a_normal_user(lab: dict, module_desk: Pt
         assert http(access, f"api/kernels/{kernel_id}", "DELETE", token=token)[0] == 204
     _, _, body = http(access, "api/kernels", token=token)
     assert kernel_id not in {k["id"] for k in json.loads(body)}
+
+
+def test_a_server_the_notebook_starts_on_loopback_is_reached_through_the_proxy_with_the_token(lab: dict) -> None:
+    """jupyter-server-proxy: TensorBoard-style servers on the container's 127.0.0.1 answer at
+    /proxy/PORT/ behind the same token, and not at all without it."""
+    access, token = lab["jupyter"], lab["jupyter"]["token"]
+    status, _, body = http(access, "api/kernels", "POST", {"name": "python3"}, token=token)
+    assert status == 201, body
+    kernel_id = json.loads(body)["id"]
+    try:
+        execute(access, kernel_id, (
+            "import pathlib, subprocess, sys\n"
+            "root = pathlib.Path('/tmp/served'); root.mkdir(exist_ok=True)\n"
+            "(root / 'index.html').write_text('tensorboard-stand-in')\n"
+            "subprocess.Popen([sys.executable, '-m', 'http.server', '6006', '--bind', '127.0.0.1'], cwd=root,\n"
+            "                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)\n"))
+        page = wait_until(lambda: (r := http(access, "proxy/6006/", token=token))[0] == 200 and r[2],
+                          timeout=30, message="the proxied server's page")
+        assert page == b"tensorboard-stand-in"
+        # The same URL as a browser opens it: the token in the query string.
+        assert http(access, f"proxy/6006/?token={token}")[0] == 200
+        # Without the token (or with a wrong one): a browser is sent to the login page, anything else gets 403.
+        status, headers, _ = http(access, "proxy/6006/", follow=False)
+        assert status == 302 and headers["Location"].split("?")[0].endswith("/login")
+        assert http(access, "proxy/6006/", token="not-" + token, follow=False)[0] in (302, 403)
+        assert http(access, "proxy/6006/", "POST", {}, follow=False)[0] == 403
+        # Only the container's own loopback is proxied, not a name of the proxy's choosing.
+        assert http(access, "proxy/172.17.0.1:6006/", token=token)[0] == 403
+    finally:
+        http(access, f"api/kernels/{kernel_id}", "DELETE", token=token)
 
 
 def test_notebook_written_through_the_api_belongs_to_the_host_user(lab: dict, module_desk: Ptdesk) -> None:

@@ -203,7 +203,7 @@ def test_cull_measures_jupyter_activity(cli: Ptdesk, engine: Engine) -> None:
 
 def test_cull_without_a_limit_is_a_user_error(cli: Ptdesk) -> None:
     rc, out, err = cli.run("cull")
-    assert rc == 2 and "No idle limit is set." in err and "hint:" in err
+    assert rc == 1 and "No idle limit is set." in err and "hint:" in err
     with pytest.raises(InvalidInput):
         parse_duration("soon")
     assert parse_duration("4h") == 14400 and parse_duration("90s") == 90

@@ -80,5 +80,5 @@ def test_a_workspace_the_container_user_cannot_write_is_named_at_launch(
     writable = tmp_path / "project"
     writable.mkdir()
     os.chown(writable, int(load_config(ptdesk_env).uid), -1)
-    code, _, err = run_cli(["new", "ssh", "--name", "rw", "--workspace", str(writable)], ptdesk_env)
+    code, _, err = run_cli(["new", "ssh", "--name", "rw", "--workspace", str(writable), "--gpus", "none"], ptdesk_env)
     assert code == 0 and "warning:" not in err

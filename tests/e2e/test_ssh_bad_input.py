@@ -133,7 +133,7 @@ def test_engine_down(cli: Ptdesk, engine: Engine, args: list[str]) -> None:
     rc, _, err = cli.run("new", "ssh", *args, "--json", extra_env={"DOCKER_HOST": "unix:///nonexistent.sock"})
     assert rc == 3
     lines = cli.fails("new", "ssh", *args, "--json", extra_env={"DOCKER_HOST": "unix:///nonexistent.sock"})
-    assert "Docker engine is not reachable" in lines[0]
+    assert "Docker engine at unix:///nonexistent.sock is not reachable" in lines[0]
     assert "Start the Docker engine" in lines[1]
     cli.assert_nothing_left(engine, "down")
 

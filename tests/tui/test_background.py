@@ -48,18 +48,20 @@ async def test_corrupt_state_db_one_notice_live_gpus_then_recovery(ptdesk_env, s
     try:
         async with app.run_test(size=SIZE) as pilot:
             panel = app.query_one(GpuPanel)
-            await settle(pilot, lambda: len(panel.query(GpuRow)) == 2, message="two GPU rows")
+            # Rows and their cells: a row is mounted before its cells are.
+            await settle(pilot, lambda: len(panel.query(GpuRow)) == 2 and len(panel.query(".gpu-users")) == 2,
+                         message="two GPU rows")
             # Many GPU samples and several event-watcher retries with the store still broken.
-            await settle(pilot, lambda: app.gpu_samples >= 30, message="GPU samples going on")
+            await settle(pilot, lambda: app.main.gpu_samples >= 30, message="GPU samples going on")
             assert "host pid" in str(panel.query(GpuRow).first().query_one(".gpu-users").render())
             assert len(errors) <= 1, errors
             assert all("state database" in e for e in errors), errors
 
             for path in home.glob("state.db*"):  # the person fixes it (here: starts afresh)
                 path.unlink()
-            await settle(pilot, lambda: app.engine_up and not app.query_one("#banner").display, timeout=30,
+            await settle(pilot, lambda: app.main.engine_up and not app.query_one("#banner").display, timeout=30,
                          message="the event watcher back")
-            await settle(pilot, lambda: [e.name for e in app.experiments] == ["gina-box"], message="the list")
+            await settle(pilot, lambda: [e.name for e in app.main.experiments] == ["gina-box"], message="the list")
             assert len(errors) <= 1, errors
             assert app.is_running
     finally:
@@ -79,18 +81,39 @@ async def test_dead_event_watcher_banner_retry_with_backoff(tui_desk, nvml, monk
     def die() -> None:
         raise PtdeskError("The event stream broke.", "Nothing to do; ptdesk retries.")
 
+    # The banner is up for about 0.1 s each time: what it showed is recorded, not polled for.
+    banners: list[str | None] = []
+    show_banner = app.main._banner
+
+    def recording(text: str | None) -> None:
+        banners.append(text)
+        show_banner(text)
+
+    app.main._banner = recording  # type: ignore[method-assign]
+
+    def shown_since(start: int, hidden: bool = False) -> str | bool | None:
+        """The first banner shown after banners[start] (or, with `hidden`, whether it went again)."""
+        texts = [i for i, text in enumerate(banners) if i >= start and text]
+        if not texts:
+            return None
+        return banners[texts[0]] if not hidden else None in banners[texts[0]:]
+
     async with app.run_test(size=SIZE) as pilot:
         banner = app.query_one("#banner")
-        await settle(pilot, lambda: app.engine_up and app.listed, message="the engine up")
-        app.run_worker(die, thread=True, group="events", exit_on_error=False)
-        await settle(pilot, lambda: banner.display, message="the banner")
-        assert "Not following the Docker engine's events: The event stream broke." in str(banner.render())
+        await settle(pilot, lambda: app.main.engine_up and app.main.listed, message="the engine up")
+        start = len(banners)
+        app.main.run_worker(die, thread=True, group="events", exit_on_error=False)
+        text = await settle(pilot, lambda: shown_since(start), message="the banner")
+        assert "Not following the Docker engine's events: The event stream broke." in text
         # Started again: it reports the engine up, and the banner goes.
-        await settle(pilot, lambda: not banner.display, timeout=10, message="the restarted watcher")
-        assert app._events_retry == 0.2  # the next death waits twice as long
+        await settle(pilot, lambda: shown_since(start, hidden=True) and not banner.display, timeout=10,
+                     message="the restarted watcher")
+        assert app.main.feeds.events_retry == 0.2  # the next death waits twice as long
 
-        app.run_worker(die, thread=True, group="events", exit_on_error=False)
-        await settle(pilot, lambda: banner.display, message="the banner again")
-        await settle(pilot, lambda: not banner.display, timeout=10, message="restarted again")
-        assert app._events_retry == 0.4
+        start = len(banners)
+        app.main.run_worker(die, thread=True, group="events", exit_on_error=False)
+        await settle(pilot, lambda: shown_since(start), message="the banner again")
+        await settle(pilot, lambda: shown_since(start, hidden=True) and not banner.display, timeout=10,
+                     message="restarted again")
+        assert app.main.feeds.events_retry == 0.4
         assert errors == ["The event stream broke.\nNothing to do; ptdesk retries."]  # said once

@@ -21,7 +21,7 @@ SIZE = (160, 48)
 
 
 def names(app: PtdeskApp) -> list[str]:
-    return [e.name for e in app.table.experiments.values() if app.table.matches(e)]
+    return [e.name for e in app.main.table.experiments.values() if app.main.table.matches(e)]
 
 
 def log_text(app: PtdeskApp) -> str:
@@ -35,7 +35,7 @@ async def test_launch_jupyter_from_the_form_then_remove_it(tui_desk, engine, nvm
     nvml(nvml_scenarios.no_driver())
     app = PtdeskApp(tui_desk)
     async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot, lambda: app.listed, message="the first list")
+        await settle(pilot, lambda: app.main.listed, message="the first list")
         await pilot.press("n")
         form = await settle(pilot, lambda: isinstance(app.screen, NewExperiment) and app.screen)
         name_field = form.query_one("#name", Input)
@@ -68,13 +68,13 @@ async def test_launch_jupyter_from_the_form_then_remove_it(tui_desk, engine, nvm
 
         # The row arrives through the event stream, running, with its URL.
         await settle(pilot, lambda: "alice-jupyter-1" in names(app), message="the row")
-        row = next(e for e in app.table.experiments.values() if e.name == "alice-jupyter-1")
-        await settle(pilot, lambda: app.table.experiments[row.id].status == "running", message="running")
-        assert app.table.experiments[row.id].connect == url
+        row = next(e for e in app.main.table.experiments.values() if e.name == "alice-jupyter-1")
+        await settle(pilot, lambda: app.main.table.experiments[row.id].status == "running", message="running")
+        assert app.main.table.experiments[row.id].connect == url
         # The log pane follows the selected (only) row: Jupyter's own start-up lines arrive.
         await settle(pilot, lambda: "Jupyter Server" in log_text(app), timeout=30, message="log lines")
         # Per-container CPU/memory come from the cgroup files, second sample onwards.
-        await settle(pilot, lambda: (s := app.table.stats.get(row.id)) and s.memory and s.cpu_percent is not None,
+        await settle(pilot, lambda: (s := app.main.table.stats.get(row.id)) and s.memory and s.cpu_percent is not None,
                      message="cgroup stats")
 
         await pilot.press("d")
@@ -95,15 +95,17 @@ async def test_gpu_panel_shows_who_uses_each_gpu(tui_desk, engine, sleeper, nvml
     app = PtdeskApp(tui_desk)
     async with app.run_test(size=SIZE) as pilot:
         panel = app.query_one(GpuPanel)
-        await settle(pilot, lambda: len(panel.query(GpuRow)) == 2, message="two GPU rows")
+        # Rows and their cells: a row is mounted before its cells are.
+        await settle(pilot, lambda: len(panel.query(GpuRow)) == 2 and len(panel.query(".gpu-users")) == 2,
+                     message="two GPU rows")
         await settle(pilot, lambda: "bob-train (bob)" in str(panel.query(GpuRow).first().query_one(".gpu-users")
                                                                 .render()), message="the owner on GPU 0")
         assert "2 GPUs" in str(app.query_one("#topbar").render())
         figures = str(panel.query(GpuRow).first().query_one(".gpu-figures").render())
         assert "37%" in figures and "45°C" in figures and "120/700 W" in figures
         # The sparkline keeps the history the sampler recorded (data reassigned each sample).
-        before = app.gpu_samples
-        await settle(pilot, lambda: app.gpu_samples >= before + 2, message="more samples")
+        before = app.main.gpu_samples
+        await settle(pilot, lambda: app.main.gpu_samples >= before + 2, message="more samples")
         spark = panel.query(GpuRow).first().query_one(".gpu-spark")
         assert len(spark.data) >= 3
 
@@ -113,7 +115,7 @@ async def test_no_gpu_is_one_calm_line_and_the_rest_works(tui_desk, sleeper, nvm
     nvml(nvml_scenarios.no_driver())
     app = PtdeskApp(tui_desk)
     async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot, lambda: app.gpu_samples and app.listed)
+        await settle(pilot, lambda: app.main.gpu_samples and app.main.listed)
         reason = str(app.query_one("#gpu-reason").render())
         assert "driver is installed but not loaded" in reason
         assert not app.query_one(GpuPanel).query(GpuRow)
@@ -129,7 +131,7 @@ async def test_logs_follow_the_selection_and_pause_and_filter(tui_desk, sleeper,
     async with app.run_test(size=SIZE) as pilot:
         pane = app.query_one(LogPane)
         await settle(pilot, lambda: len(names(app)) == 2)
-        first = app.table.selected
+        first = app.main.table.selected
         assert first is not None
         word = "alpha" if first.name == "a-logs" else "beta"
         other = "beta" if word == "alpha" else "alpha"
@@ -175,21 +177,23 @@ async def test_filter_stop_start_and_errors_as_notifications(tui_desk, engine, s
     # Owned by the workstation user (alice): ptdesk refuses to stop or start other people's containers.
     cid = sleeper("dora-one", owner="alice")
     sleeper("eve-two", owner="eve")
-    app = PtdeskApp(tui_desk)
+    # No event stream: the removal behind the dashboard's back below must not move the selection
+    # before the key press arrives (each action reads the list again when it is done).
+    app = PtdeskApp(tui_desk, watch_events=False)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot, lambda: len(names(app)) == 2)
         await pilot.press("slash", *"eve")
-        await settle(pilot, lambda: names(app) == ["eve-two"] and app.table.row_count == 1)
+        await settle(pilot, lambda: names(app) == ["eve-two"] and app.main.table.row_count == 1)
         await pilot.press("escape")  # drops the filter: nothing stays hidden behind a closed box
-        await settle(pilot, lambda: app.table.row_count == 2)
+        await settle(pilot, lambda: app.main.table.row_count == 2)
         assert not app.query_one("#filter", Input).display
 
-        app.table.move_cursor(row=app.table.get_row_index(cid))
+        app.main.table.move_cursor(row=app.main.table.get_row_index(cid))
         await pilot.press("s")  # running -> stop
-        await settle(pilot, lambda: app.table.experiments[cid].status == "exited", timeout=30, message="stopped")
+        await settle(pilot, lambda: app.main.table.experiments[cid].status == "exited", timeout=30, message="stopped")
         assert not engine.inspect(cid)["State"]["Running"]
         await pilot.press("s")  # stopped -> start
-        await settle(pilot, lambda: app.table.experiments[cid].status == "running", timeout=30, message="started")
+        await settle(pilot, lambda: app.main.table.experiments[cid].status == "running", timeout=30, message="started")
 
         # Someone else removes it behind the dashboard's back; stopping it now is a PtdeskError,
         # shown as a notification with cause and hint, and the app keeps running.
@@ -203,9 +207,9 @@ async def test_filter_stop_start_and_errors_as_notifications(tui_desk, engine, s
 
         # eve's container belongs to eve's ptdesk: stopping it is refused, and removing it asks
         # with her name in the question.
-        eve = next(e for e in app.table.experiments.values() if e.name == "eve-two")
+        eve = next(e for e in app.main.table.experiments.values() if e.name == "eve-two")
         assert eve.foreign
-        app.table.move_cursor(row=app.table.get_row_index(eve.id))
+        app.main.table.move_cursor(row=app.main.table.get_row_index(eve.id))
         await pilot.press("d")
         confirm = await settle(pilot, lambda: isinstance(app.screen, Confirm) and app.screen)
         assert "belongs to eve's ptdesk" in confirm.detail

@@ -18,23 +18,23 @@ async def test_engine_unreachable_then_back(tui_desk, sleeper, nvml, monkeypatch
     async with app.run_test(size=(160, 48)) as pilot:
         banner = app.query_one("#banner")
         # Unreachable at start: a banner, and the GPU panel works anyway.
-        await settle(pilot, lambda: app.engine_up is False and banner.display, message="the banner")
+        await settle(pilot, lambda: app.main.engine_up is False and banner.display, message="the banner")
         assert "Docker engine unreachable" in str(banner.render())
         await settle(pilot, lambda: app.query(GpuRow), message="GPU rows without an engine")
 
         # The engine appears: the banner goes and the list fills by itself.
         proxy.start()
-        await settle(pilot, lambda: app.engine_up and not banner.display, timeout=30, message="recovery")
-        await settle(pilot, lambda: [e.name for e in app.experiments] == ["fred-one"])
+        await settle(pilot, lambda: app.main.engine_up and not banner.display, timeout=30, message="recovery")
+        await settle(pilot, lambda: [e.name for e in app.main.experiments] == ["fred-one"])
 
         # It goes away while running: banner again, GPU samples keep coming, nothing crashes.
         proxy.stop()
-        await settle(pilot, lambda: app.engine_up is False and banner.display, timeout=30, message="engine gone")
-        samples = app.gpu_samples
-        await settle(pilot, lambda: app.gpu_samples >= samples + 2, message="GPU panel staying live")
-        assert [e.name for e in app.experiments] == ["fred-one"]  # the last known state stays shown
+        await settle(pilot, lambda: app.main.engine_up is False and banner.display, timeout=30, message="engine gone")
+        samples = app.main.gpu_samples
+        await settle(pilot, lambda: app.main.gpu_samples >= samples + 2, message="GPU panel staying live")
+        assert [e.name for e in app.main.experiments] == ["fred-one"]  # the last known state stays shown
 
         proxy.start()
-        await settle(pilot, lambda: app.engine_up and not banner.display, timeout=30, message="second recovery")
+        await settle(pilot, lambda: app.main.engine_up and not banner.display, timeout=30, message="second recovery")
         assert app.is_running
     proxy.stop()

@@ -1,7 +1,8 @@
 """GPUs that hold memory at 0 % utilisation for long are flagged on their GPU panel row.
 
-The judge is ptdesk.core.cull.idle_gpus; the dashboard keeps a thinned history for it
-(tui.feeds.IdleGpus). Time is injected through the sampler's clock, never waited for.
+The judge is ptdesk.core.cull.idle_gpus (the dashboard asks it through the Workstation); the
+dashboard keeps a thinned history for it (tui.feeds.IdleGpus). Time is injected through the
+sampler's clock, never waited for.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from ptdesk.core.gpu import GpuSampler
 from ptdesk.core.models import GpuProcess, GpuSample, GpuSnapshot
 from ptdesk.tui.app import PtdeskApp
 from ptdesk.tui.feeds import IdleGpus
-from ptdesk.tui.widgets.gpu_panel import GpuRow
 
 GiB = 2**30
 
@@ -39,7 +39,7 @@ def test_thinned_history_judges_like_the_full_one(seed):
     rng = random.Random(seed)
     states = ("busy", "idle-holding", "idle-empty", "lost")
     full: list[GpuSnapshot] = []
-    watch = IdleGpus()
+    watch = IdleGpus(idle_gpus)
     now = 1000.0
     runs = [rng.choice(states) for _ in range(3)]
     for _ in range(400):
@@ -56,7 +56,7 @@ def test_thinned_history_judges_like_the_full_one(seed):
 
 
 def test_idle_history_stays_small_while_nothing_changes():
-    watch = IdleGpus()
+    watch = IdleGpus(idle_gpus)
     for second in range(5000):
         flagged = watch.add(GpuSnapshot(True, None, "580", (_sample("GPU-0", 0, "idle-holding"),), float(second)))
     assert flagged == {"0": 4999.0}
@@ -74,8 +74,9 @@ async def test_gpu_panel_flags_a_gpu_idle_with_memory_held(tui_desk, nvml, monke
     async with app.run_test(size=(160, 48)) as pilot:
 
         def users(label: int) -> str:
-            rows = list(app.query(GpuRow))
-            return str(rows[label].query_one(".gpu-users").render()) if len(rows) == 2 else ""
+            # The users cell of each row, once the rows are composed (a row is mounted before its cells).
+            cells = list(app.query(".gpu-users"))
+            return str(cells[label].render()) if len(cells) == 2 else ""
 
         await settle(pilot, lambda: users(1).startswith("idle "), message="GPU 1 flagged idle")
         assert users(1).startswith(("idle 30m", "idle 35m", "idle 40m", "idle 45m")), users(1)

@@ -19,7 +19,7 @@ def _plain(prompt: object) -> str:
 
 
 SELECTION_COMMANDS = {"New experiment", "Experiment details", "Copy connect line", "Stop or start",
-                      "Remove experiment", "Logs full-screen", "Collaborators", "Filter experiments"}
+                      "Remove experiment", "Logs full-screen", "Collaborators", "Filter experiments", "Open a shell"}
 
 
 async def test_palette_on_other_screens_has_no_selection_commands(tui_desk, sleeper, nvml):
@@ -27,7 +27,7 @@ async def test_palette_on_other_screens_has_no_selection_commands(tui_desk, slee
     sleeper("ivy-box", owner="ivy")
     app = PtdeskApp(tui_desk)
     async with app.run_test(size=(160, 48)) as pilot:
-        await settle(pilot, lambda: [e.name for e in app.experiments] == ["ivy-box"])
+        await settle(pilot, lambda: [e.name for e in app.main.experiments] == ["ivy-box"])
         main = {c.title for c in app.get_system_commands(app.screen)}
         assert SELECTION_COMMANDS | {"Keys", "Quit"} <= main
 
@@ -51,4 +51,4 @@ async def test_palette_on_other_screens_has_no_selection_commands(tui_desk, slee
         assert not any("Remove experiment" in t for t in titles()), titles()
         await pilot.press("escape")
         await settle(pilot, lambda: app.screen is screen)
-        assert [e.name for e in app.experiments] == ["ivy-box"]
+        assert [e.name for e in app.main.experiments] == ["ivy-box"]

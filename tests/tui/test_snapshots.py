@@ -65,15 +65,16 @@ def _app(env, tmp_path, cids: dict[str, int]) -> PtdeskApp:
             for i, cid in enumerate(cids)}
     cgroup, proc = cgroup_tree(tmp_path / "fixture", tree, BTIME)
     clock = lambda: BTIME + 1000 + 3723.0  # noqa: E731 - the first container has been up 1h02m
-    return PtdeskApp(Workstation(load_config(env)), clock=clock, hostname="workstation",
-                     stats=StatsSampler(root=cgroup, proc=proc))
+    ws = Workstation(load_config(env))
+    ws.stats_sampler = StatsSampler(root=cgroup, proc=proc)  # the Workstation's sampler, on the fixed tree
+    return PtdeskApp(ws, clock=clock, hostname="workstation")
 
 
 def _ready(app: PtdeskApp, rows: int):
     async def wait(pilot) -> None:
-        await settle(pilot, lambda: app.listed and app.gpu_samples and len(app.experiments) == rows)
-        await settle(pilot, lambda: all(s.cpu_percent is not None for s in app.table.stats.values())
-                     and len(app.table.stats) == rows, message="two stats samples")
+        await settle(pilot, lambda: app.main.listed and app.main.gpu_samples and len(app.main.experiments) == rows)
+        await settle(pilot, lambda: all(s.cpu_percent is not None for s in app.main.table.stats.values())
+                     and len(app.main.table.stats) == rows, message="two stats samples")
         if rows:
             await settle(pilot, lambda: len(app.query_one(LogPane).lines) == len(LOG), message="the log")
         await pilot.pause()

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from ptdesk.config import Config
-from ptdesk.core import experiment_files, keys
+from ptdesk.core import experiment_files, keys, ssh_config, ssh_include
 from ptdesk.core.authorized_keys import (
     AUTHORIZED_KEYS_DIR,
     CONTAINER_USER,
@@ -90,6 +90,8 @@ class SshKind(Kind):
             "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=yes",
             "-o", shlex.quote(f"UserKnownHostsFile={known_file}"), f"{CONTAINER_USER}@{host}",
         ])
+        if ssh_include.installed(config):  # ~/.ssh/config includes ptdesk's: the short form works
+            command = f"ssh {record.name}"
         fingerprint = keys.fingerprint(record.host_public_key)
         rows = (("Connect", command), ("Host", f"{host}:{record.port} as {CONTAINER_USER}"),
                 ("Identity", str(key_file)), ("Host key", fingerprint), ("known_hosts", known))
@@ -124,6 +126,7 @@ class SshKind(Kind):
 
     def after_start(self, config: Config, record: ExperimentRecord) -> None:
         write_known_hosts(config, record)
+        ssh_config.refresh_quietly(config, also=record)  # `ssh NAME` follows the port and host key
 
 
 def write_known_hosts(config: Config, record: ExperimentRecord) -> None:

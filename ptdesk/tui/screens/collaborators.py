@@ -1,6 +1,7 @@
 """`k`: collaborators — who, key fingerprint, age, where granted — with grant, revoke and rotate.
 
-Every action runs in a thread worker and ends in a report listing what happened per container.
+Every action runs in a background job (tui.jobs) and ends in a report of what happened per
+container; the list is read again after each.
 """
 
 from __future__ import annotations
@@ -11,10 +12,9 @@ from typing import Any
 
 from rich.table import Table
 from rich.text import Text
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult
 from textual.containers import Vertical
-from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
@@ -22,20 +22,9 @@ from ptdesk.core.models import Collaborator, RotationResult
 from ptdesk.core.workstation import Workstation
 from ptdesk.tui import format as fmt
 from ptdesk.tui.errors import notify_error
+from ptdesk.tui.jobs import JobDone, run_job
 from ptdesk.tui.screens.confirm import Confirm
 from ptdesk.tui.screens.prompt import Prompt, Report
-
-
-class Loaded(Message):
-    def __init__(self, items: list[Collaborator]) -> None:
-        super().__init__()
-        self.items = items
-
-
-class Done(Message):
-    def __init__(self, title: str, body: Any = None, error: BaseException | None = None) -> None:
-        super().__init__()
-        self.title, self.body, self.error = title, body, error
 
 
 def rotation_table(result: RotationResult) -> Table:
@@ -77,35 +66,33 @@ class Collaborators(Screen[None]):
             table.add_column(label, key=key)
         self.action_reload()
 
+    @on(JobDone)
+    def _job_done(self, message: JobDone) -> None:
+        message.settle(self.app)
+
     # --- loading ---------------------------------------------------------------------------------
     def action_reload(self) -> None:
         self._load()
 
-    @work(thread=True, exit_on_error=False, group="collab-load")
     def _load(self) -> None:
-        from ptdesk.core import collab
+        run_job(self, self.ws.collaborators, title="Loading collaborators", on_done=self._loaded,
+                group="collab-load")
 
-        try:
-            self.post_message(Loaded(collab.list_collaborators(self.ws)))
-        except Exception as exc:  # noqa: BLE001 - shown, never a crash
-            self.post_message(Done("Loading collaborators", error=exc))
-
-    @on(Loaded)
-    def _loaded(self, message: Loaded) -> None:
+    def _loaded(self, items: list[Collaborator]) -> None:
         table = self.query_one(DataTable)
         now = time.time()
         chosen = self.selected  # the person the next key press acts on stays selected after a reload
-        self.items = {c.name: c for c in message.items}
+        self.items = {c.name: c for c in items}
         with self.app.batch_update():
             table.clear()
-            for c in message.items:
+            for c in items:
                 expires = fmt.duration(c.expires - now) if c.expires else "never"
                 table.add_row(Text(c.name), Text(c.fingerprint), fmt.duration(now - c.created), expires,
                               Text(", ".join(c.grants) or "-"), key=c.name)
             if chosen is not None and chosen.name in self.items:
                 table.move_cursor(row=table.get_row_index(chosen.name))
         note = self.query_one("#collab-note", Static)
-        note.update(Text("No collaborators yet: press a to add one." if not message.items else
+        note.update(Text("No collaborators yet: press a to add one." if not items else
                          "a add · g grant · x revoke · r rotate key · escape back", style="dim"))
 
     @property
@@ -118,39 +105,28 @@ class Collaborators(Screen[None]):
 
     # --- actions -----------------------------------------------------------------------------------
     def _run(self, title: str, job: Callable[[], Any], render: Callable[[Any], Any]) -> None:
-        self._job(title, job, render)
+        """Run `job` in the background; show `render(result)` in a report (or the error), reload."""
 
-    @work(thread=True, exit_on_error=False, group="collab-action")
-    def _job(self, title: str, job: Callable[[], Any], render: Callable[[Any], Any]) -> None:
-        try:
-            result = job()
-        except Exception as exc:  # noqa: BLE001 - PtdeskErrors (and bugs) become a notification
-            self.post_message(Done(title, error=exc))
-            return
-        self.post_message(Done(title, render(result)))
+        def done(result: Any) -> None:
+            self.app.push_screen(Report(title, render(result)))
+            self._load()
 
-    @on(Done)
-    def _done(self, message: Done) -> None:
-        if message.error is not None:
-            notify_error(self.app, message.error, title=message.title)
-        elif message.body is not None:
-            self.app.push_screen(Report(message.title, message.body))
-        self._load()
+        def failed(error: BaseException) -> None:
+            notify_error(self.app, error, title=title)
+            self._load()
+
+        run_job(self, job, title=title, on_done=done, on_error=failed, group="collab-action")
 
     def action_add(self) -> None:
-        from ptdesk.core import collab
-
         def got(name: str | None) -> None:
             if name:
-                self._run(f"Add {name}", lambda: collab.add(self.ws, name),
+                self._run(f"Add {name}", lambda: self.ws.add_collaborator(name),
                           lambda c: Text(f"{c.name} added with key {c.fingerprint}.\n"
                                          f"Their key pair: {c.identity_file or 'their own key'}"))
 
         self.app.push_screen(Prompt("Name of the new collaborator", placeholder="bob"), got)
 
     def action_grant(self) -> None:
-        from ptdesk.core import collab
-
         person = self.selected
         if person is None:
             self.notify("Add a collaborator first (a).", severity="warning")
@@ -159,7 +135,7 @@ class Collaborators(Screen[None]):
         def got(experiment: str | None) -> None:
             if experiment:
                 self._run(f"Grant {person.name} → {experiment}",
-                          lambda: collab.grant(self.ws, person.name, experiment),
+                          lambda: self.ws.grant(person.name, experiment),
                           lambda added: Text(f"{person.name} can now log in to {experiment}." if added
                                              else f"{person.name} already had access to {experiment}."))
 
@@ -167,8 +143,6 @@ class Collaborators(Screen[None]):
                                     value=self.experiment or ""), got)
 
     def action_revoke(self) -> None:
-        from ptdesk.core import collab
-
         person = self.selected
         if person is None or not person.grants:
             self.notify("The selected collaborator has no access to revoke.", severity="warning")
@@ -177,7 +151,7 @@ class Collaborators(Screen[None]):
         def got(experiment: str | None) -> None:
             if experiment:
                 self._run(f"Revoke {person.name} ✗ {experiment}",
-                          lambda: collab.revoke(self.ws, person.name, experiment),
+                          lambda: self.ws.revoke(person.name, experiment),
                           lambda _: Text(f"{person.name} can no longer log in to {experiment}."))
 
         self.app.push_screen(Prompt(f"Revoke {person.name}'s access to which experiment?",
@@ -190,7 +164,6 @@ class Collaborators(Screen[None]):
 
         def confirmed(yes: bool | None) -> None:
             if yes:
-
                 self._run(f"Rotate {person.name}'s key", lambda: self.ws.rotate(person.name),
                           rotation_table)
 

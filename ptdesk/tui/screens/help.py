@@ -1,28 +1,15 @@
-"""What every key does."""
+"""What every key does, from the one action table (tui.actions)."""
 
 from __future__ import annotations
 
 from rich.table import Table
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-KEYS = (
-    ("n", "new experiment (Jupyter or SSH) with good defaults"),
-    ("enter / i", "details of the selected experiment: connect line, host key, limits, GPUs"),
-    ("c", "copy the selected experiment's ssh command or Jupyter URL"),
-    ("s", "stop the selected experiment, or start it when it is stopped"),
-    ("d", "remove the selected experiment (asks first)"),
-    ("l", "logs full-screen (escape returns)"),
-    ("p", "pause / resume the log"),
-    ("f", "filter the log lines"),
-    ("/", "filter the experiments"),
-    ("k", "collaborators: grant, revoke, rotate keys"),
-    ("ctrl+p", "command palette"),
-    ("?", "this help"),
-    ("ctrl+q", "quit (containers keep running)"),
-)
+from ptdesk.tui.actions import help_rows
 
 
 class Help(ModalScreen[None]):
@@ -35,8 +22,8 @@ class Help(ModalScreen[None]):
         table = Table.grid(padding=(0, 2))
         table.add_column(style="bold cyan", no_wrap=True)
         table.add_column()
-        for key, what in KEYS:
-            table.add_row(key, what)
+        for key, what in help_rows():
+            table.add_row(key, Text(what))
         with VerticalScroll(classes="dialog wide"):
             yield Static("Keys", classes="dialog-title")
             yield Static(table)

@@ -7,19 +7,19 @@ import os
 from dataclasses import dataclass
 
 from rich.text import Text
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult
 from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Log, Select, Static
 
-from ptdesk.core.models import Experiment
+from ptdesk.core.models import Experiment, Launched
 from ptdesk.core.workstation import Workstation
-from ptdesk.errors import ImageMissing, PtdeskError
+from ptdesk.errors import ImageMissing, InvalidInput
 from ptdesk.tui.errors import describe
+from ptdesk.tui.jobs import JobDone, run_job
 
-KIND_OPTIONS = [("Jupyter", "jupyter"), ("SSH", "ssh")]
 FIELDS = ("name", "owner", "gpus", "image", "workspace", "memory", "cpus", "shm_size")
 
 
@@ -36,47 +36,18 @@ class FormValues:
     shm_size: str
 
 
+@dataclass
 class Step(Message):
-    def __init__(self, text: str) -> None:
-        super().__init__()
-        self.text = text
+    """One launch step begins (from the launch's thread)."""
+
+    text: str
 
 
-class Finished(Message):
-    def __init__(self, experiment: Experiment | None = None, error: BaseException | None = None,
-                 warnings: tuple[str, ...] = ()) -> None:
-        super().__init__()
-        self.experiment, self.error, self.warnings = experiment, error, warnings
-
-
-class Suggested(Message):
-    def __init__(self, kind: str, name: str | None) -> None:
-        super().__init__()
-        self.kind, self.name = kind, name
-
-
+@dataclass
 class BuildLine(Message):
-    def __init__(self, text: str) -> None:
-        super().__init__()
-        self.text = text
+    """One line of the image build's output (from the build's thread)."""
 
-
-class BuildDone(Message):
-    def __init__(self, error: BaseException | None) -> None:
-        super().__init__()
-        self.error = error
-
-
-def default_image(ws: Workstation, kind: str) -> str:
-    from ptdesk.core.kinds import get_kind
-
-    return get_kind(kind).image(ws.config)
-
-
-def current_user() -> str:
-    from ptdesk.core.spec import current_user
-
-    return current_user()
+    text: str
 
 
 class NewExperiment(ModalScreen[Experiment | None]):
@@ -99,15 +70,16 @@ class NewExperiment(ModalScreen[Experiment | None]):
             yield Static("New experiment", classes="dialog-title")
             with Grid(id="fields"):
                 yield Label("Kind")
-                yield Select(KIND_OPTIONS, value=self.kind, allow_blank=False, id="kind", compact=True)
+                kinds = [(title, name) for name, title in self.ws.kind_titles().items()]  # the registry's
+                yield Select(kinds, value=self.kind, allow_blank=False, id="kind", compact=True)
                 yield Label("Name")
                 yield Input(placeholder="finding a free name…", id="name", compact=True)
                 yield Label("Owner")
-                yield Input(current_user(), id="owner", compact=True)
+                yield Input(self.ws.default_owner(), id="owner", compact=True)
                 yield Label("GPUs")
                 yield Input("auto", placeholder="none, all, auto or 0,2", id="gpus", compact=True)
                 yield Label("Image")
-                yield Input(default_image(self.ws, self.kind), id="image", compact=True)
+                yield Input(self.ws.image_for(self.kind), id="image", compact=True)
                 yield Label("Workspace")
                 yield Input(placeholder="empty: a folder named after the experiment", id="workspace", compact=True)
                 yield Label("Memory")
@@ -139,25 +111,23 @@ class NewExperiment(ModalScreen[Experiment | None]):
         self.query_one("#name", Input).focus()
         self._suggest(self.kind, self.query_one("#owner", Input).value)
 
+    @on(JobDone)
+    def _job_done(self, message: JobDone) -> None:
+        message.settle(self.app)
+
     # --- defaults ------------------------------------------------------------------------------
-    @work(thread=True, exit_on_error=False, group="suggest")
     def _suggest(self, kind: str, owner: str) -> None:
-        from ptdesk.core.spec import suggest_name
+        run_job(self, lambda: self.ws.suggest_name(owner, kind), title="Suggesting a name", group="suggest",
+                on_done=lambda name: self._suggested(kind, name),
+                on_error=lambda _error: self._suggested(kind, None))  # no suggestion: the user types one
 
-        try:
-            name: str | None = suggest_name(self.ws, owner, kind)
-        except (PtdeskError, Exception):  # noqa: BLE001 - no suggestion: the user types one
-            name = None
-        self.post_message(Suggested(kind, name))
-
-    @on(Suggested)
-    def _suggested(self, message: Suggested) -> None:
+    def _suggested(self, kind: str, name: str | None) -> None:
         field = self.query_one("#name", Input)
-        if message.kind != self.kind or self._typed_name:
+        if kind != self.kind or self._typed_name:
             return
-        if message.name:
+        if name:
             with field.prevent(Input.Changed):
-                field.value = message.name
+                field.value = name
         else:
             field.placeholder = "type a name (the engine did not answer)"
 
@@ -170,7 +140,7 @@ class NewExperiment(ModalScreen[Experiment | None]):
         if event.value == self.kind or event.value is Select.BLANK:
             return
         self.kind = str(event.value)
-        self.query_one("#image", Input).value = default_image(self.ws, self.kind)
+        self.query_one("#image", Input).value = self.ws.image_for(self.kind)
         if not self._typed_name:
             self._suggest(self.kind, self.query_one("#owner", Input).value)
 
@@ -201,26 +171,21 @@ class NewExperiment(ModalScreen[Experiment | None]):
         self._set_inputs(disabled=True)
         self._steps = []
         self._show_steps()
-        self._launch(self.values())
+        values = self.values()
+        # An error is shown in the form (launch already rolled back), not as a notification.
+        run_job(self, lambda: self._launch(values), title="Launching", group="launch",
+                on_done=self._launched, on_error=self._launch_failed)
 
-    @work(thread=True, exit_on_error=False, group="launch")
-    def _launch(self, v: FormValues) -> None:
+    def _launch(self, v: FormValues) -> Launched:
+        """In the job's thread: check the fields, launch, report each step as it begins."""
         try:
             cpus = float(v.cpus) if v.cpus else None
         except ValueError:
-            from ptdesk.errors import InvalidInput
-
-            self.post_message(Finished(error=InvalidInput(f"CPUs {v.cpus!r} is not a number.", "Use e.g. 2 or 0.5.")))
-            return
-        try:
-            spec = self.ws.make_spec(v.kind, name=v.name or None, owner=v.owner or None, image=v.image or None,
-                             gpus=v.gpus or "none", workspace=v.workspace or None, memory=v.memory or None,
-                             cpus=cpus, shm_size=v.shm_size or None)
-            launched = self.ws.launch(spec, lambda step: self.post_message(Step(step)))
-        except BaseException as exc:  # noqa: BLE001 - shown in the form; launch already rolled back
-            self.post_message(Finished(error=exc))
-            return
-        self.post_message(Finished(experiment=launched.experiment, warnings=launched.warnings))
+            raise InvalidInput(f"CPUs {v.cpus!r} is not a number.", "Use e.g. 2 or 0.5.") from None
+        spec = self.ws.make_spec(v.kind, name=v.name or None, owner=v.owner or None, image=v.image or None,
+                                 gpus=v.gpus or None, workspace=v.workspace or None, memory=v.memory or None,
+                                 cpus=cpus, shm_size=v.shm_size or None)
+        return self.ws.launch(spec, lambda step: self.post_message(Step(step)))
 
     @on(Step)
     def _step(self, message: Step) -> None:
@@ -238,20 +203,19 @@ class NewExperiment(ModalScreen[Experiment | None]):
             text.append(failed, style="red")
         self.query_one("#steps", Static).update(text)
 
-    @on(Finished)
-    def _finished(self, message: Finished) -> None:
+    def _launch_failed(self, error: BaseException) -> None:
         self.busy = False
-        if message.error is not None:
-            cause, hint = describe(message.error)
-            self._show_steps(failed=f"{cause}\n{hint or ''}".strip())
-            self._set_inputs(disabled=False)
-            if isinstance(message.error, ImageMissing) and self._buildable():
-                self._offer_build()
-            else:
-                self.query_one("#name", Input).focus()  # correct and press Enter again, no Tab hunting
-            return
-        experiment = message.experiment
-        assert experiment is not None
+        cause, hint = describe(error)
+        self._show_steps(failed=f"{cause}\n{hint or ''}".strip())
+        self._set_inputs(disabled=False)
+        if isinstance(error, ImageMissing) and self._buildable():
+            self._offer_build()
+        else:
+            self.query_one("#name", Input).focus()  # correct and press Enter again, no Tab hunting
+
+    def _launched(self, launched: Launched) -> None:
+        self.busy = False
+        experiment = launched.experiment
         self.result = experiment
         self._show_steps()
         lines = Text.assemble((f"{experiment.name} is ready.\n", "bold green"))
@@ -261,7 +225,7 @@ class NewExperiment(ModalScreen[Experiment | None]):
                 lines.append(f"\nHost key: {host_key}")  # what to compare on first connect
         if experiment.gpus:
             lines.append(f"\nGPUs: {', '.join(map(str, experiment.gpus))}")
-        for warning in message.warnings:  # the launch's own words, as the CLI prints them
+        for warning in launched.warnings:  # the launch's own words, as the CLI prints them
             lines.append(f"\nWarning: {warning}", style="bold yellow")
         self.query_one("#result-text", Static).update(lines)
         self.query_one("#result").display = True
@@ -276,14 +240,10 @@ class NewExperiment(ModalScreen[Experiment | None]):
     # --- a missing image -------------------------------------------------------------------------
     def _buildable(self) -> bool:
         """Only ptdesk's own images can be built from here (a custom image is the user's business)."""
-        from ptdesk.core.images import image_tag
-
-        return self.values().image in ("", image_tag(self.ws.config, self.kind))
+        return self.values().image in ("", self.ws.image_for(self.kind))
 
     def _offer_build(self) -> None:
-        from ptdesk.core.images import image_tag
-
-        self.missing_image = image_tag(self.ws.config, self.kind)
+        self.missing_image = self.ws.image_for(self.kind)
         self.query_one("#build-text", Static).update(Text(
             f"{self.missing_image} is not on this engine. Build it now? (a few minutes; Enter or b)"))
         self.query_one("#build-offer").display = True
@@ -297,33 +257,26 @@ class NewExperiment(ModalScreen[Experiment | None]):
         log = self.query_one("#build-log", Log)
         log.display = True
         log.clear()
-        self._build(self.kind, self.missing_image, self.query_one("#base", Input).value.strip())
-
-    @work(thread=True, exit_on_error=False, group="build")
-    def _build(self, kind: str, tag: str, base: str) -> None:
-        from ptdesk.core.images import build_image, resolve_ca_bundle
-
-        try:
-            ca = resolve_ca_bundle(None, self.ws.config)
-            build_image(self.ws.engine, kind, tag, base or self.ws.config.base_image, ca,
-                        on_line=lambda line: self.post_message(BuildLine(line)))
-        except BaseException as exc:  # noqa: BLE001 - shown in the form
-            self.post_message(BuildDone(exc))
-            return
-        self.post_message(BuildDone(None))
+        kind, base = self.kind, self.query_one("#base", Input).value.strip() or None
+        # The config's CA bundle and base image are used unless the person typed another base.
+        run_job(self, lambda: self.ws.build_images([kind], base=base,
+                                                   on_line=lambda line: self.post_message(BuildLine(line))),
+                title=f"Building {self.missing_image}", group="build", on_done=self._built,
+                on_error=self._build_failed)
 
     @on(BuildLine)
     def _build_line(self, message: BuildLine) -> None:
         self.query_one("#build-log", Log).write_line(message.text)
 
-    @on(BuildDone)
-    def _build_done(self, message: BuildDone) -> None:
+    def _build_failed(self, error: BaseException) -> None:
         self.busy = False
         self.query_one("#build", Button).disabled = False
-        if message.error is not None:
-            cause, hint = describe(message.error)
-            self.query_one("#build-text", Static).update(Text(f"Build failed: {cause} {hint or ''}", style="red"))
-            return
+        cause, hint = describe(error)
+        self.query_one("#build-text", Static).update(Text(f"Build failed: {cause} {hint or ''}", style="red"))
+
+    def _built(self, _results: object) -> None:
+        self.busy = False
+        self.query_one("#build", Button).disabled = False
         self.query_one("#build-offer").display = False
         self.missing_image = None
         self.action_launch()  # the image is there now: carry on with what the user asked for

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from textual.widgets import DataTable
 
 from ptdesk.core.models import Experiment
-from ptdesk.core.stats import ContainerStats
 from ptdesk.core.units import human_bytes
 from ptdesk.tui import format as fmt
 
+if TYPE_CHECKING:
+    from ptdesk.core.stats import ContainerStats
+
 COLUMNS = (("name", "Name"), ("kind", "Kind"), ("owner", "Owner"), ("status", "Status"), ("gpus", "GPUs"),
-           ("cpu", "CPU %"), ("memory", "Memory"), ("uptime", "Uptime"), ("connect", "Connect"))
+           ("cpu", "CPU %"), ("memory", "Memory"), ("uptime", "Uptime"), ("env", "Environment"),
+           ("connect", "Connect"))
 Cells = tuple[object, ...]
 
 
@@ -37,14 +41,26 @@ def cells(e: Experiment, stats: ContainerStats | None, now: float) -> Cells:
         Text(fmt.percent(cpu) if running else "-", justify="right"),  # whole percent: fewer repaints
         Text(human_bytes(memory) if running else "-", justify="right"),
         Text(fmt.duration(now - started) if started else "-", justify="right"),
+        environment_cell(e),
         Text(e.connect, overflow="ellipsis", no_wrap=True),
     )
+
+
+def environment_cell(e: Experiment) -> Text:
+    """Fingerprint, then its marks: behind / changed in yellow, a too-old driver in red."""
+    mark = e.environment
+    if mark is None:
+        return Text("-")
+    cell = Text(mark.fingerprint or "-")
+    for word in mark.marks:
+        cell.append(f" {word}", style="bold red" if word == "driver" else "bold yellow")
+    return cell
 
 
 class ExperimentsTable(DataTable):
     """Knows the last experiments and stats it was given; `show` diffs them into the table."""
 
-    def __init__(self, clock: Callable[[], float] = time.time, **kwargs) -> None:
+    def __init__(self, clock: Callable[[], float] = time.time, **kwargs: Any) -> None:
         super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
         self.clock = clock
         self.experiments: dict[str, Experiment] = {}

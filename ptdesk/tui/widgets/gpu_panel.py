@@ -33,7 +33,7 @@ def users(processes: tuple[GpuProcess, ...]) -> str:
     return ", ".join(seen) or "idle"
 
 
-def describe(gpu: GpuSample) -> Text:
+def gpu_figures(gpu: GpuSample) -> Text:
     """The fixed-width part of a row: name, utilisation and memory bars, temperature, power."""
     label = f" {gpu.label}" if gpu.is_mig else gpu.label
     name = gpu.name.replace("NVIDIA ", "")
@@ -63,12 +63,15 @@ class GpuRow(Horizontal):
 
     def compose(self) -> ComposeResult:
         gpu, history, idle = self._initial
-        yield Static(describe(gpu), classes="gpu-figures")
+        yield Static(gpu_figures(gpu), classes="gpu-figures")
         yield Sparkline(_points(history), classes="gpu-spark")
         yield Static(_users_text(gpu, idle), classes="gpu-users")
 
     def show(self, gpu: GpuSample, history: tuple[float | None, ...], idle: str | None = None) -> None:
-        self.query_one(".gpu-figures", Static).update(describe(gpu))
+        if not self.children:  # mounted but not composed yet: compose shows the newest
+            self._initial = (gpu, history, idle)
+            return
+        self.query_one(".gpu-figures", Static).update(gpu_figures(gpu))
         # Sparkline only redraws when `data` is assigned a new list.
         self.query_one(".gpu-spark", Sparkline).data = _points(history)
         self.query_one(".gpu-users", Static).update(_users_text(gpu, idle))

@@ -1,13 +1,15 @@
 """The log pane: follows the selected container, pausable, with a filter; memory stays bounded.
 
 The pane keeps the last MAX_LINES lines itself (so a new filter or a resume can redraw them) and
-the Log widget is bounded the same way. Lines arrive as LogBatch messages from a LogStream thread;
-switching to another container closes the old stream first.
+the Log widget is bounded the same way. Lines arrive as LogBatch messages from the Workstation's
+log stream thread; switching to another container closes the old stream first.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from textual import on
@@ -16,7 +18,10 @@ from textual.containers import Vertical
 from textual.message import Message
 from textual.widgets import Input, Log, Static
 
-from ptdesk.core.logstream import LogBatch, LogStream
+from ptdesk.core.workstation import Workstation
+
+if TYPE_CHECKING:
+    from ptdesk.core.logstream import LogBatch, LogStream
 
 MAX_LINES = 2000
 # Lines of one batch written to the screen: at thousands of lines a second nobody reads them all,
@@ -25,18 +30,18 @@ DRAW_PER_BATCH = 200
 TAIL = 200  # lines of history shown when a container is selected
 
 
+@dataclass
 class LogLines(Message):
-    def __init__(self, stream: LogStream, batch: LogBatch) -> None:
-        super().__init__()
-        self.stream = stream
-        self.batch = batch
+    stream: LogStream  # the stream they came from: a batch from a stream already left is dropped
+    batch: LogBatch
 
 
 class LogPane(Vertical):
     ALLOW_MAXIMIZE = True  # `l` shows the log full-screen
 
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, ws: Workstation, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.ws = ws
         self.lines: deque[str] = deque(maxlen=MAX_LINES)
         self.stream: LogStream | None = None
         self.container: str | None = None
@@ -58,8 +63,10 @@ class LogPane(Vertical):
         self._title()
 
     # --- following ---------------------------------------------------------------------------
-    def follow(self, engine, container_id: str | None, name: str, running: bool) -> None:
-        """Show `name`'s log (its last TAIL lines, then new ones while it runs)."""
+    def follow(self, container_id: str | None, name: str, running: bool, engine_up: bool) -> None:
+        """Show `name`'s log (its last TAIL lines, then new ones while it runs). Only an engine that
+        is up and connected already is asked: this runs on the UI thread, where a connection
+        attempt could hang."""
         if container_id == self.container and self.stream and not self.stream.closed:
             return
         self.stop()
@@ -67,7 +74,7 @@ class LogPane(Vertical):
         self.lines.clear()
         self.unseen = self.skipped = 0
         self.query_one(Log).clear()
-        if container_id is None or engine is None:
+        if container_id is None or not (engine_up and self.ws.engine_connected):
             self.state = "no container" if container_id is None else "engine unreachable"
             self._title()
             return
@@ -80,8 +87,9 @@ class LogPane(Vertical):
             pane.post_message(LogLines(holder[0], batch))
 
         # The die event closes the stream; the liveness check is only a slow fallback for a hung follow.
-        stream = LogStream.for_container(engine, container_id, deliver, tail=TAIL, max_lines=MAX_LINES,
-                                         is_alive=lambda: _running(engine, container_id), alive_check_after=10.0)
+        stream = self.ws.log_stream(container_id, on_batch=deliver, tail=TAIL, max_lines=MAX_LINES,
+                                    is_alive=lambda: self.ws.container_running(container_id),
+                                    alive_check_after=10.0)
         holder.append(stream)
         self.stream = stream.start()
         self._title()
@@ -173,8 +181,3 @@ class LogPane(Vertical):
             parts.append(f"{self.skipped} lines skipped")
         # Plain Text: a filter or a reason from the engine must not be read as markup.
         self.query_one("#log-title", Static).update(Text(" · ".join(parts)))
-
-
-def _running(engine, container_id: str) -> bool:
-    data = engine.try_inspect(container_id)
-    return bool(data and data.get("State", {}).get("Running"))

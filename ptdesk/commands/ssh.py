@@ -1,0 +1,163 @@
+"""Working in SSH experiments: ssh-config (and its one Include line), ssh NAME, forward NAME PORT."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+
+import click
+
+from ptdesk.commands.common import emit_json, json_option, pass_workstation
+from ptdesk.core.workstation import Workstation
+from ptdesk.errors import InvalidInput, PtdeskError
+
+# How long `forward` waits for ssh to log in and listen before it says what went wrong.
+FORWARD_READY_TIMEOUT = 30.0
+
+
+def _ssh_client() -> str:
+    found = shutil.which("ssh")
+    if found is None:
+        raise PtdeskError("OpenSSH's client (ssh) is not installed here.",
+                          "Install it: sudo apt-get install openssh-client")
+    return found
+
+
+@click.command("ssh-config")
+@click.option("--install", is_flag=True,
+              help="Add one `Include` line for it at the top of ~/.ssh/config (nothing else is changed).")
+@json_option
+@pass_workstation(reconcile=True)
+def ssh_config_command(ws: Workstation, install: bool, as_json: bool) -> None:
+    """ptdesk's own OpenSSH config: one Host per SSH experiment, so `ssh NAME` works."""
+    found = ws.ssh_config(install=install)
+    if as_json:
+        emit_json(found.to_json())
+        return
+    if install:
+        said = "Added" if found.added else "Already there:"
+        click.echo(f"{said} `{found.include}` at the top of {found.user_config}.")
+        click.echo("Now `ssh NAME` works for " + (", ".join(found.hosts) or "every SSH experiment you launch")
+                   + " (and VS Code Remote-SSH lists them).")
+        return
+    click.echo(found.text, nl=False)
+    click.echo(f"# {found.path}: use it with `ssh -F {found.path} NAME`" +
+               ("; ~/.ssh/config includes it, so `ssh NAME` works." if found.installed else
+                ", or let `ssh NAME` work everywhere: ptdesk ssh-config --install"), err=True)
+
+
+@click.command("ssh", context_settings={"allow_interspersed_args": False})
+@click.option("-t", "tty", is_flag=True, help="Give COMMAND a terminal (for tmux attach, htop, an editor).")
+@click.argument("name")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@pass_workstation(reconcile=True)
+def ssh_command(ws: Workstation, tty: bool, name: str, command: tuple[str, ...]) -> None:
+    """Open a shell in SSH experiment NAME, or run COMMAND there: ptdesk ssh NAME [-- COMMAND...].
+
+    COMMAND runs word by word, as typed here (for a pipeline: -- sh -c 'a | b'); its exit code is
+    ptdesk's.
+    """
+    if command[:1] == ("--",):
+        command = command[1:]
+    argv = ws.ssh_argv(name, command, options=("-t",) if tty else ())
+    client = _ssh_client()
+    ws.close()  # exec replaces this process: nothing of it is left to close later
+    sys.stdout.flush()
+    os.execv(client, argv)
+
+
+def parse_forward(spec: str) -> tuple[int, int | None]:
+    """PORT[:LOCAL] -> (remote port, local port or None for "the same, or a free one")."""
+    remote, _, local = spec.partition(":")
+    ports = []
+    for text in (remote, local) if local else (remote,):
+        if not text.isdigit() or not 0 < int(text) < 65536:
+            raise InvalidInput(f"{spec!r} is not PORT or PORT:LOCAL (ports are 1-65535).",
+                               "For TensorBoard in the experiment, on the same port here: ptdesk forward NAME 6006")
+        ports.append(int(text))
+    return ports[0], (ports[1] if len(ports) > 1 else None)
+
+
+def _bindable(port: int) -> bool:
+    """Whether a listener could be opened on 127.0.0.1:port now (ssh's bind succeeds, and ours
+    fails once ssh listens: that is how `forward` knows the tunnel is up without connecting)."""
+    with socket.socket() as probe:
+        # SO_REUSEADDR, as ssh's own listener has: the probe never keeps ssh from binding, and a
+        # port with only closed connections lingering (TIME_WAIT) counts as free.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def _local_port(remote: int, local: int | None) -> int:
+    if local is not None:
+        if not _bindable(local):
+            raise InvalidInput(f"Local port {local} is in use here.",
+                               f"Pick another (PORT:LOCAL), or leave :LOCAL out for a free one: "
+                               f"ptdesk forward NAME {remote}")
+        return local
+    if _bindable(remote):
+        return remote
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@click.command("forward")
+@click.argument("name")
+@click.argument("spec", metavar="PORT[:LOCAL]")
+@pass_workstation(reconcile=True)
+def forward(ws: Workstation, name: str, spec: str) -> None:
+    """Reach a server NAME runs on its own 127.0.0.1:PORT at 127.0.0.1:LOCAL here, until Ctrl-C."""
+    remote, local = parse_forward(spec)
+    local = _local_port(remote, local)
+    argv = ws.ssh_argv(name, options=("-N", "-o", "ExitOnForwardFailure=yes", "-o", "ServerAliveInterval=30",
+                                      "-L", f"127.0.0.1:{local}:127.0.0.1:{remote}"))
+    argv[0] = _ssh_client()
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
+    try:
+        _wait_listening(proc, local, name)
+        click.echo(f"http://127.0.0.1:{local}/")
+        click.echo(f"{name}'s 127.0.0.1:{remote} is at 127.0.0.1:{local} here; Ctrl-C closes the tunnel.", err=True)
+        rc = proc.wait()
+    except KeyboardInterrupt:
+        click.echo("ptdesk: tunnel closed.", err=True)
+        rc = 0
+    finally:
+        _stop(proc)
+    if rc != 0:
+        raise PtdeskError(f"The tunnel to {name} ended (ssh exited with {rc}).",
+                          f"See ssh's message above; check it logs in: ptdesk ssh {name} true")
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """End the ssh client; one that waits for forwarded connections to close is killed after 5 s."""
+    if proc.poll() is None:
+        proc.terminate()
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _wait_listening(proc: subprocess.Popen, local: int, name: str) -> None:
+    deadline = time.monotonic() + FORWARD_READY_TIMEOUT
+    while _bindable(local):
+        if proc.poll() is not None:
+            raise PtdeskError(f"The tunnel to {name} could not be opened (ssh exited with {proc.returncode}).",
+                              f"See ssh's message above; check it logs in: ptdesk ssh {name} true")
+        if time.monotonic() > deadline:
+            raise PtdeskError(f"ssh did not open the tunnel to {name} within {FORWARD_READY_TIMEOUT:.0f} s.",
+                              f"Check it logs in: ptdesk ssh {name} true")
+        time.sleep(0.05)
+
+
+COMMANDS = [ssh_config_command, ssh_command, forward]
