@@ -65,7 +65,7 @@ def pass_workstation(func: Callable[..., Any] | None = None, *, reconcile: bool 
 
         ws = ctx.find_object(Workstation)
         if ws is None:
-            ws = _open_workstation(on, auto, kwargs.get("gpus", "none"))
+            ws = _open_workstation(on, auto, kwargs.get("gpus"))
             ctx.obj = ws
             ctx.call_on_close(ws.close)
         if reconcile:
@@ -83,11 +83,12 @@ _ON_HELP = {
 }
 
 
-def _open_workstation(on: str | None, auto: bool, gpus: str) -> Workstation:
+def _open_workstation(on: str | None, auto: bool, gpus: str | None) -> Workstation:
     from ptdesk.core.fleet import Fleet
     from ptdesk.core.workstation import Workstation
 
     config = load_config()
+    gpus = gpus or config.gpus  # what the launch itself will ask for
     name = on or config.default_workstation
     if name == AUTO:
         if not auto:

@@ -122,6 +122,9 @@ class Fleet:
             trouble = "; ".join(a.error.message if a.error else f"{a.workstation}: "
                                 + (a.value.reason if a.value and not a.value.available else "not enough free GPUs")
                                 for a in answers)
+            if gpus == "auto":  # auto launches without a GPU when none is free; so does auto-on-auto
+                return Choice(self.config.default_workstation,
+                              f"no free GPU anywhere, so the default workstation, without a GPU: {trouble}")
             raise InvalidInput(f"No workstation can give {gpus} GPU(s) now ({trouble}).",
                                "See them with: ptdesk gpus; or launch with --gpus none.")
         free, _, name, why = max(offers)

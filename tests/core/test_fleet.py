@@ -86,7 +86,12 @@ def test_auto_picks_a_free_gpu_and_says_why(tmp_path: Path) -> None:
                 fleet.choose("0,1,2")
             assert "gone: Workstation gone: 127.0.0.1:1 is unreachable" in caught.value.message
         assert fleet.choose("none").workstation == "local"  # no GPU asked for: the default
-        with installed(no_driver()), pytest.raises(InvalidInput, match="No workstation can give"):
-            fleet.choose("auto")
+        with installed(no_driver()):
+            with pytest.raises(InvalidInput, match="No workstation can give 0 GPU"):
+                fleet.choose("0")
+            # auto launches without a GPU when none is free: on the default workstation, saying why.
+            fallback = fleet.choose("auto")
+            assert fallback.workstation == "local" and fallback.reason.startswith(
+                "no free GPU anywhere, so the default workstation, without a GPU: local: ")
     finally:
         fleet.close()
