@@ -63,7 +63,7 @@ def add(name: str, engine: str, address: str | None, bind_address: str | None, i
     click.echo(f"{name}: {entry.host}:{entry.port} offers host key {offered.key_type} {offered.fingerprint}")
     if pinned and pinned != offered:
         click.echo(f"  WARNING: it differs from the pinned {pinned.key_type} {pinned.fingerprint}.", err=True)
-    if not (pinned == offered or yes or click.confirm("Is this that machine's fingerprint? Pin it", default=False)):
+    if not (pinned == offered or yes or _confirmed()):
         raise InvalidInput("Not pinned; nothing was changed.",
                            "Compare with `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` on that machine.")
     remote.pin(config, entry, offered)
@@ -75,6 +75,14 @@ def add(name: str, engine: str, address: str | None, bind_address: str | None, i
     if not result.ok and entry.identity_file is None:
         public = Path(f"{identity_file}.pub").read_text().strip()
         click.echo(f"  To let ptdesk in, add this line to {entry.user}'s ~/.ssh/authorized_keys there:\n  {public}")
+
+
+def _confirmed() -> bool:
+    try:
+        return click.confirm("Is this that machine's fingerprint? Pin it", default=False)
+    except click.exceptions.Abort:  # no terminal to ask (or Ctrl-C): that is a no
+        click.echo("", err=True)
+        return False
 
 
 @workstations.command("rm")

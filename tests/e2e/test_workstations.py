@@ -219,9 +219,18 @@ def test_a_changed_host_key_refuses_the_workstation(desk: Ptdesk, box: RemoteBox
         rc, out, err = desk.run("new", "ssh", "--on", "box", "--name", "never")
         assert rc == 3 and "host key changed" in err
         assert "never" not in {e["name"] for e in desk.json("ls", "--all", "--on", "local")}
+        assert not (desk.home / "workstations" / "box" / "experiments" / "never").exists()
+        # The machine really was reinstalled: `add` again shows the new fingerprint; a "no" keeps the old pin.
+        rc, out, err = desk.run("workstations", "add", "box", box.engine_url, "--identity", box.client_key,
+                                extra_env={}, timeout=60)
+        assert rc != 0 and "differs from the pinned" in err and "Not pinned" in err
+        assert desk.run("ls", "--on", "box")[0] == 3
+        desk.ok("workstations", "add", "box", box.engine_url, "--identity", box.client_key, "--yes")
+        assert desk.run("ls", "--on", "box")[0] == 0
     finally:
         box.host_key.write_bytes(original)
         box.restart_sshd()
+    desk.ok("workstations", "add", "box", box.engine_url, "--identity", box.client_key, "--yes")
     assert desk.run("ls", "--on", "box")[0] == 0
 
 
