@@ -127,14 +127,20 @@ def reconcile_quietly(ws: Workstation) -> None:
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 
 
-def emit_json(data: Any) -> None:
-    """Print JSON; objects (and the objects of a list) say which workstation they are about."""
+def current_workstation() -> str | None:
+    """The name of the command's Workstation, if it opened one."""
     ctx = click.get_current_context(silent=True)
     core = sys.modules.get("ptdesk.core.workstation")  # not imported: no Workstation to name
     ws = ctx.find_object(core.Workstation) if ctx and core else None
-    if ws is not None:
+    return ws.name if ws is not None else None
+
+
+def emit_json(data: Any) -> None:
+    """Print JSON; objects (and the objects of a list) say which workstation they are about."""
+    name = current_workstation()
+    if name is not None:
         def tag(item: Any) -> Any:
-            return {**item, "workstation": item.get("workstation", ws.name)} if isinstance(item, dict) else item
+            return {**item, "workstation": item.get("workstation", name)} if isinstance(item, dict) else item
 
         data = [tag(item) for item in data] if isinstance(data, list) else tag(data)
     click.echo(json.dumps(data, indent=2, sort_keys=False))
