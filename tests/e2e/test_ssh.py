@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from conftest import Ptdesk  # tests/e2e/conftest.py
 
 SSH_FIELDS = {"host", "port", "user", "identity_file", "known_hosts", "host_key_fingerprint", "command"}
-TOP_FIELDS = {"name", "id", "kind", "owner", "image", "status", "gpus", "ssh", "environment"}
+TOP_FIELDS = {"name", "id", "kind", "owner", "image", "status", "gpus", "ssh", "environment", "workstation"}
 SSHD_CAPS = {"SETUID", "SETGID", "SYS_CHROOT", "CHOWN", "AUDIT_WRITE"}
 POLICY = Path(__file__).with_name("sshd-policy.txt")
 GIB, MIB = 1024**3, 1024**2
