@@ -9,7 +9,7 @@ import click
 from ptdesk.commands.common import emit_json, json_option, table
 from ptdesk.config import LOCAL, WorkstationEntry, load_config
 from ptdesk.config_workstations import check_engine, check_name
-from ptdesk.core import remote, workstation_admin
+from ptdesk.core import workstation_admin as admin
 from ptdesk.errors import Conflict, InvalidInput
 
 
@@ -26,7 +26,7 @@ def ls(as_json: bool) -> None:
     rows = [{"workstation": LOCAL, "engine": "local", "address": config.connect_host, "host_key": None,
              "default": config.default_workstation == LOCAL}]
     for entry in config.workstations.values():
-        pinned = remote.pinned_key(config, entry)
+        pinned = admin.pinned_host_key(config, entry)
         rows.append({"workstation": entry.name, "engine": entry.engine, "address": entry.connect_address,
                      "host_key": pinned.fingerprint if pinned else None,
                      "default": config.default_workstation == entry.name})
@@ -58,19 +58,19 @@ def add(name: str, engine: str, address: str | None, bind_address: str | None, i
     if existing is not None and existing != entry:
         raise Conflict(f"A workstation {name!r} exists with other settings.",
                        f"Remove it first (ptdesk workstations rm {name}) or pick another name.")
-    offered = remote.scan_host_key(entry)  # before anything is written: an unreachable box leaves nothing
-    pinned = remote.pinned_key(config, entry)
+    offered = admin.offered_host_key(entry)  # before anything is written: an unreachable box leaves nothing
+    pinned = admin.pinned_host_key(config, entry)
     click.echo(f"{name}: {entry.host}:{entry.port} offers host key {offered.key_type} {offered.fingerprint}")
     if pinned and pinned != offered:
         click.echo(f"  WARNING: it differs from the pinned {pinned.key_type} {pinned.fingerprint}.", err=True)
     if not (pinned == offered or yes or _confirmed()):
         raise InvalidInput("Not pinned; nothing was changed.",
                            "Compare with `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` on that machine.")
-    remote.pin(config, entry, offered)
+    admin.pin_host_key(config, entry, offered)
     if existing is None:
-        workstation_admin.add_entry(config, entry, make_default)
-    identity_file = remote.identity_of(config, entry)
-    result = workstation_admin.test(config, entry)
+        admin.add_entry(config, entry, make_default)
+    identity_file = admin.login_key(config, entry)
+    result = admin.test(config, entry)
     click.echo(f"{name} added; {'connected: ' if result.ok else ''}{result.message}")
     if not result.ok and entry.identity_file is None:
         public = Path(f"{identity_file}.pub").read_text().strip()
@@ -92,8 +92,8 @@ def rm(name: str) -> None:
     config = load_config()
     if name == LOCAL:
         raise InvalidInput("local is this machine and cannot be removed.")
-    folder = workstation_admin.state_folder(config, config.workstations[name]) if name in config.workstations else None
-    workstation_admin.remove_entry(config, name)
+    folder = admin.state_folder(config, config.workstations[name]) if name in config.workstations else None
+    admin.remove_entry(config, name)
     click.echo(f"{name} removed from {config.config_path}; its host key is unpinned."
                + (f" Its state stays in {folder}." if folder and folder.exists() else ""))
 
@@ -107,7 +107,7 @@ def test(names: tuple[str, ...], as_json: bool) -> None:
     for name in names:
         if name not in config.workstations:
             raise InvalidInput(f"There is no workstation {name!r}.", "List them with: ptdesk workstations ls")
-    results = [workstation_admin.test(config, config.workstations[n]) for n in names or config.workstations]
+    results = [admin.test(config, config.workstations[n]) for n in names or config.workstations]
     if as_json:
         emit_json([r.to_json() for r in results])
     else:

@@ -1,4 +1,5 @@
-"""Adding and removing `[workstations.NAME]` tables in config.toml, and checking a workstation.
+"""The door for administering workstations (what `ptdesk workstations` does): host keys offered and
+pinned, the login key, the `[workstations.NAME]` tables of config.toml, and a connection test.
 
 config.toml is edited as text (a table appended, or its lines removed) so that a person's comments
 and layout stay; the result is parsed again before it replaces the file (atomically), so a bad edit
@@ -97,6 +98,26 @@ def test(config: Config, entry: WorkstationEntry) -> TestResult:
         engine.close()
     return TestResult(entry.name, True, f"Docker {version.get('Version', '?')} (API {version.get('ApiVersion', '?')}) "
                       f"as {entry.user}@{entry.host}:{entry.port}", time.monotonic() - started)
+
+
+# --- host keys and the login key (ptdesk.core.remote does the SSH) -----------------------------
+HostKey = remote.HostKey
+
+
+def offered_host_key(entry: WorkstationEntry) -> HostKey:
+    return remote.scan_host_key(entry)
+
+
+def pinned_host_key(config: Config, entry: WorkstationEntry) -> HostKey | None:
+    return remote.pinned_key(config, entry)
+
+
+def pin_host_key(config: Config, entry: WorkstationEntry, key: HostKey) -> None:
+    remote.pin(config, entry, key)
+
+
+def login_key(config: Config, entry: WorkstationEntry) -> Path:
+    return remote.identity_of(config, entry)
 
 
 def state_folder(config: Config, entry: WorkstationEntry) -> Path:
