@@ -70,7 +70,12 @@ def pass_workstation(func: Callable[..., Any] | None = None, *, reconcile: bool 
             ctx.call_on_close(ws.close)
         if reconcile:
             reconcile_quietly(ws)
-        return func(ws, *args, **kwargs)
+        try:
+            return func(ws, *args, **kwargs)
+        except PtdeskError as exc:
+            from ptdesk.core.fleet import naming
+
+            raise naming(exc, ws.name) from None
 
     return wrapper
 

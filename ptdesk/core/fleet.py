@@ -94,8 +94,7 @@ class Fleet:
         try:
             answers[ws.name] = Answer(ws.name, value=fn(ws), seconds=time.monotonic() - started)
         except PtdeskError as exc:
-            if ws.name != LOCAL and not exc.message.startswith("Workstation "):
-                exc = type(exc)(f"Workstation {ws.name}: {exc.message}", exc.hint)
+            exc = naming(exc, ws.name)
             ws.drop_engine()  # the next call reconnects instead of reusing a broken connection
             answers[ws.name] = Answer(ws.name, error=exc, seconds=time.monotonic() - started)
 
@@ -129,6 +128,16 @@ class Fleet:
                                "See them with: ptdesk gpus; or launch with --gpus none.")
         free, _, name, why = max(offers)
         return Choice(name, why)
+
+
+def naming(exc: PtdeskError, workstation: str) -> PtdeskError:
+    """The same error, its sentence naming the remote workstation it happened on ("this engine" is
+    not enough once there are several)."""
+    if workstation == LOCAL or exc.message.startswith("Workstation "):
+        return exc
+    named = type(exc)(f"Workstation {workstation}: {exc.message}", exc.hint)
+    named.exit_code = exc.exit_code
+    return named
 
 
 def _count(gpus: str) -> int:

@@ -114,6 +114,17 @@ def test_ssh_experiment_on_the_remote_lists_logs_stops_starts_and_goes(
     assert not (desk.home / "workstations" / "box" / "experiments" / "r-ssh").exists()
 
 
+def test_a_failed_remote_launch_leaves_nothing_on_either_side(desk: Ptdesk, box_engine: Engine,
+                                                             engine: Engine) -> None:
+    rc, out, err = desk.run("new", "ssh", "--on", "box", "--name", "r-bad", "--image", "ptdesk/none:missing")
+    assert rc != 0 and "Traceback" not in err
+    assert "ptdesk: Workstation box: Image ptdesk/none:missing is not on this engine." in err
+    assert on_box(desk, box_engine) == [] and on_local(desk, engine) == []
+    assert "r-bad" not in {e["name"] for e in desk.json("ls", "--all")}
+    assert not (desk.home / "workstations" / "box" / "experiments" / "r-bad").exists()
+    assert not (desk.home / "workstations" / "box" / "workspaces" / "r-bad").exists()
+
+
 def test_jupyter_on_the_remote_answers_with_its_token_only(desk: Ptdesk, box_engine: Engine) -> None:
     made = desk.new("jupyter", "--on", "box", "--name", "r-lab", "--cpus", "1")
     access = made["jupyter"]
