@@ -104,6 +104,12 @@ def test_ssh_experiment_on_the_remote_lists_logs_stops_starts_and_goes(
                            stdin=subprocess.DEVNULL)
     assert login.returncode == 0 and login.stdout.strip() == "ptdesk", login.stderr
     assert desk.run("logs", "r-ssh", "--on", "box", "--tail", "5")[0] == 0
+    # `ptdesk ssh` and ptdesk's ssh config for that workstation name its address and pinned key.
+    rc, out, err = desk.run("ssh", "--on", "box", "r-ssh", "id", "-un", subprocess_=True)
+    assert rc == 0 and out.strip() == "ptdesk", err
+    state = desk.json("ssh-config", "--on", "box")
+    assert state["workstation"] == "box" and str(desk.home / "workstations" / "box" / "ssh") in state["path"]
+    assert state["hosts"] == ["r-ssh"] and "HostName 127.0.0.1" in Path(state["path"]).read_text()
     desk.ok("stop", "r-ssh", "--on", "box")
     assert desk.json("ls", "--all", "--on", "box")[0]["status"] != "running"
     started = desk.json("start", "r-ssh", "--on", "box")
