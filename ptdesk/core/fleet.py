@@ -135,6 +135,11 @@ def naming(exc: PtdeskError, workstation: str) -> PtdeskError:
     not enough once there are several)."""
     if workstation == LOCAL or exc.message.startswith("Workstation "):
         return exc
+    if isinstance(exc, EngineUnavailable) and ": the Docker engine at " in exc.message:
+        # The engine module names the local socket (DOCKER_HOST); this one is reached over SSH.
+        what = exc.message.split(": the Docker engine at ", 1)[0]
+        return EngineUnavailable(f"Workstation {workstation}: {what}: its Docker engine does not answer over SSH.",
+                                 f"Check it with: ptdesk workstations test {workstation}")
     named = type(exc)(f"Workstation {workstation}: {exc.message}", exc.hint)
     named.exit_code = exc.exit_code
     return named

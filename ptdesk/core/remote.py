@@ -27,6 +27,9 @@ from ptdesk.core.engine import Engine, translated_errors
 from ptdesk.errors import EngineUnavailable, PtdeskError
 
 CONNECT_TIMEOUT = 5.0  # seconds for TCP connect, SSH banner and authentication: a dead box answers fast
+# Idle HTTP connections kept per workstation, each one SSH session; streams (events, logs, the GPU
+# sampler) hold one each on top, all under sshd's default MaxSessions of 10.
+POOL_SIZE = 4
 MIN_API = "1.41"  # what docker-py 7 still speaks and Engine 20.10 (Debian 12) offers
 
 
@@ -117,7 +120,14 @@ class PinnedSSHAdapter(SSHHTTPAdapter):
 
     def __init__(self, entry: WorkstationEntry, known_hosts: Path, identity: Path, timeout: float) -> None:
         self._entry, self._known_hosts, self._identity = entry, known_hosts, identity
-        super().__init__(entry.engine, timeout=timeout, max_pool_size=8)
+        super().__init__(entry.engine, timeout=timeout, max_pool_size=POOL_SIZE)
+
+    def get_connection(self, url: str, proxies: object = None) -> object:
+        """One pool for every request. docker-py keys its SSH pools by the full URL (up to 9 pools),
+        and every pooled HTTP connection is an SSH session running `docker system dial-stdio`:
+        enough distinct URLs (a launch makes a dozen) exceed sshd's MaxSessions (10 by default),
+        and the next request fails with `ChannelException: Connect failed`."""
+        return super().get_connection(self._entry.engine, proxies)
 
     def _create_paramiko_client(self, base_url: str) -> None:
         self.ssh_client = paramiko.SSHClient()

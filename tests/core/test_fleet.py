@@ -95,3 +95,18 @@ def test_auto_picks_a_free_gpu_and_says_why(tmp_path: Path) -> None:
                 "no free GPU anywhere, so the default workstation, without a GPU: local: ")
     finally:
         fleet.close()
+
+
+def test_errors_on_a_remote_name_it_and_never_the_local_socket() -> None:
+    from ptdesk.core.fleet import naming
+    from ptdesk.errors import EngineUnavailable, NotFound
+
+    local = EngineUnavailable("Listing containers: the Docker engine at unix:///var/run/docker.sock is not "
+                              "reachable.", "Start the Docker engine.")
+    assert naming(local, "local") is local
+    remote = naming(local, "gpu2")
+    assert remote.message == "Workstation gpu2: Listing containers: its Docker engine does not answer over SSH."
+    assert remote.hint == "Check it with: ptdesk workstations test gpu2" and remote.exit_code == 3
+    other = naming(NotFound("No experiment 'x'.", "ptdesk ls"), "gpu2")
+    assert type(other) is NotFound and other.message == "Workstation gpu2: No experiment 'x'."
+    assert naming(other, "gpu2") is other  # named once

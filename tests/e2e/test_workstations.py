@@ -296,3 +296,20 @@ def test_on_auto_without_gpus_says_where_and_why(desk: Ptdesk, engine: Engine, b
     made = desk.new("ssh", "--on", "auto", "--gpus", "none", "--name", "cpu-2", "--cpus", "1")
     assert made["workstation"] == "local"  # no GPU asked for: the default workstation
     desk.ok("rm", "cpu-2", "--force")
+
+
+def test_many_distinct_requests_stay_within_sshds_sessions(desk: Ptdesk) -> None:
+    """docker-py would open a pool (and an SSH session) per URL; sshd allows 10 sessions per
+    connection by default. ptdesk's adapter shares one small pool, with a stream open as well."""
+    config = load_config(desk.env)
+    ws = Workstation(config, config.workstations["box"])
+    try:
+        events = ws.engine.events(config.instance)  # a stream holds a session the whole time
+        try:
+            for i in range(25):
+                assert ws.engine.try_inspect(f"ptdesk-none-{i}") is None
+                assert ws.engine.image_info(f"ptdesk/none-{i}:x") is None
+        finally:
+            events.close()
+    finally:
+        ws.close()
