@@ -9,8 +9,10 @@ nothing was made on the other.
 from __future__ import annotations
 
 import json
+import sqlite3
 import stat
 import subprocess
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -60,6 +62,15 @@ def on_box(desk: Ptdesk, box_engine: Engine) -> list[dict]:
     """The experiments' containers there (a GPU sampler is ptdesk's too, but no experiment)."""
     return box_engine.api.containers(all=True, filters={"label": [f"ptdesk.instance={desk.instance}",
                                                                   "ptdesk.managed=1"]})
+
+
+def box_records(desk: Ptdesk) -> set[str]:
+    """Experiment names in the box's own store, read directly."""
+    conn = sqlite3.connect(f"file:{desk.home / 'workstations' / 'box' / 'state.db'}?mode=ro", uri=True)
+    try:
+        return {row[0] for row in conn.execute("SELECT name FROM experiments")}
+    finally:
+        conn.close()
 
 
 def on_local(desk: Ptdesk, engine: Engine) -> list[dict]:
@@ -313,3 +324,29 @@ def test_many_distinct_requests_stay_within_sshds_sessions(desk: Ptdesk) -> None
             events.close()
     finally:
         ws.close()
+
+
+def test_watching_a_remote_cleans_up_after_docker_rm_and_stops_when_asked(
+        desk: Ptdesk, box_engine: Engine) -> None:
+    """The watcher (what `ptdesk watch --on box` and the dashboard run) over SSH: events arrive,
+    what a removed container held is released, and stopping ends the stream at once."""
+    made = desk.new("ssh", "--on", "box", "--name", "r-watch", "--cpus", "1")
+    config = load_config(desk.env)
+    ws = Workstation(config, config.workstations["box"])
+    seen: list[str] = []
+    stop = threading.Event()
+    thread = threading.Thread(target=ws.watch_events, args=(lambda e: seen.append(e.action),
+                                                           lambda up, why: None, stop), daemon=True)
+    try:
+        thread.start()
+        wait_until(lambda: ws.engine_connected, timeout=20, message="the watcher to connect")
+        box_engine.remove(made["id"], force=True)  # behind ptdesk's back, on the remote
+        wait_until(lambda: "destroy" in seen, timeout=30, message="the destroy event over SSH")
+        # Released by the watcher itself (no command ran that would reconcile first).
+        wait_until(lambda: "r-watch" not in box_records(desk), timeout=30, message="the record to be released")
+        assert not (desk.home / "workstations" / "box" / "experiments" / "r-watch").exists()
+    finally:
+        stop.set()
+        thread.join(10)
+        ws.close()
+    assert not thread.is_alive()
