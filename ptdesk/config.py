@@ -23,7 +23,7 @@ from ptdesk.errors import ConfigError
 
 # The default base is a real PyTorch CUDA runtime; tests build FROM a local Debian base instead.
 DEFAULT_BASE_IMAGE = "pytorch/pytorch:2.9.0-cuda12.8-cudnn9-runtime"
-_SIZE = re.compile(r"^(\d+(?:\.\d+)?)([bkmg]?)$", re.IGNORECASE)
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)([bkmg]?)", re.IGNORECASE)
 _UNIT = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 # Docker reads a memory limit of 0 as "unlimited" and refuses one under 6 MiB: both are mistakes here.
 # A Debian package name (policy 5.6.1), optionally pinned to a version.
@@ -63,6 +63,10 @@ class Config:
     instance: str = "default"
     # Seconds a launch may take to become ready before it is rolled back.
     ready_timeout: float = 90.0
+    # Jupyter over TLS: "auto" (when bind_address is not loopback), "on" or "off".
+    jupyter_tls: str = "auto"
+    # Seconds a GPU launch waits for another launch holding the machine's GPU lock.
+    gpu_lock_wait: float = 60.0
     ca_bundle: Path | None = None
     # What a launch gets when no GPUs are asked for, in the CLI and the dashboard's form alike.
     gpus: str = "auto"
@@ -171,7 +175,9 @@ def _apply(config: Config, data: dict, origin: str) -> Config:
             changes[key] = _absolute_path(key, value, origin)
         elif key in ("uid", "gid", "idle_cull_seconds"):
             changes[key] = _int(key, value, origin)
-        elif key == "ready_timeout":
+        elif key == "jupyter_tls" and isinstance(value, bool):  # TOML's true/false read as on/off
+            changes[key] = "on" if value else "off"
+        elif key in ("ready_timeout", "gpu_lock_wait"):
             changes[key] = _number(key, value, origin)
         elif key == "workstations":
             changes[key] = {**config.workstations, **parse_workstations(value, origin)}
@@ -207,7 +213,7 @@ def check_size(name: str, value: str, origin: str | None = None) -> str:
     """Accept Docker-style sizes (512m, 16g) large enough to be a real limit; anything else is a
     ConfigError naming the setting and where it came from."""
     where = f" in {origin}" if origin else ""
-    match = _SIZE.match(value.strip())
+    match = _SIZE.fullmatch(value.strip())
     if not match:
         raise ConfigError(f"{name} {value!r}{where} is not a size.", "Use a number with b, k, m or g, like 16g.")
     size = float(match.group(1)) * _UNIT[match.group(2).lower()]
@@ -268,6 +274,12 @@ def _validate(config: Config, origin: str) -> None:
     if config.default_workstation not in (LOCAL, *config.workstations):
         raise ConfigError(f"default_workstation {config.default_workstation!r} in {origin} names no workstation.",
                           "Use local or the NAME of a [workstations.NAME] table.")
+    if config.jupyter_tls not in ("auto", "on", "off"):
+        raise ConfigError(f"jupyter_tls in {origin} must be auto, on or off, not {config.jupyter_tls!r}.",
+                          "auto (the default) uses TLS when bind_address is not loopback.")
+    if not math.isfinite(config.gpu_lock_wait) or config.gpu_lock_wait < 0:
+        raise ConfigError(f"gpu_lock_wait in {origin} must be zero or more seconds, not {config.gpu_lock_wait:g}.",
+                          "The default is 60.")
     if config.uid < 1 or config.gid < 1:
         raise ConfigError(f"uid/gid in {origin} must be a normal user's ids (1 or more), not "
                           f"{config.uid}/{config.gid}.", "Experiments never run as root; use your own ids.")

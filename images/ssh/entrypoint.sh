@@ -14,5 +14,11 @@ fi
 # Login shells do not inherit the container's environment: keep CUDA, conda and PATH settings.
 env | grep -E '^(PATH|LD_LIBRARY_PATH|CUDA_[A-Z_]*|NVIDIA_[A-Z_]*|CONDA_[A-Z_]*|PYTHONPATH)=' \
     | sed 's/^/export /; s/=\(.*\)$/="\1"/' > /etc/profile.d/ptdesk-env.sh || true
+# The people ptdesk lets in (the owner's account is the image's; collaborators' accounts are made
+# from /etc/ptdesk/accounts, the same file ptdesk-accounts reads when access changes while running).
+/usr/local/sbin/ptdesk-accounts
+if [ -s /etc/ptdesk/accounts ]; then
+    umask 002  # shared with collaborators: what one writes the others may change (setgid /workspace)
+fi
 mkdir -p /run/sshd
 exec /usr/sbin/sshd -D -e -f /etc/ssh/sshd_config

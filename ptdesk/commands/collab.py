@@ -78,8 +78,10 @@ def ls(ws: Workstation, as_json: bool) -> None:
 @pass_workstation(reconcile=True)
 def rm(ws: Workstation, name: str) -> None:
     """Revoke a collaborator everywhere, then remove them and the keys ptdesk made."""
-    ws.remove_collaborator(name)
+    ended = ws.remove_collaborator(name)
     click.echo(f"{name} removed; their keys no longer log in anywhere.")
+    for each in ended:
+        click.echo(f"  {each.summary()}")
 
 
 @collab_group.command("export")
@@ -149,8 +151,8 @@ def grant(ws: Workstation, name: str, experiment: str) -> None:
 @pass_workstation(reconcile=True)
 def revoke(ws: Workstation, name: str, experiment: str) -> None:
     """Take NAME's access to EXPERIMENT away (new logins are refused at once)."""
-    ws.revoke(name, experiment)
-    click.echo(f"{name} can no longer log in to {experiment}.")
+    ended = ws.revoke(name, experiment)
+    click.echo(f"{name} can no longer log in to {experiment}; {ended.outcome()}.")
 
 
 COMMANDS = [collab_group, grant, revoke]

@@ -98,7 +98,9 @@ def _process_row(process: GpuProcess) -> tuple[str, ...]:
         where = f"{process.experiment} ({process.container[:12]})"
     else:
         where = f"container {process.container[:12]}"
-    owner = process.owner or process.host_user or "?"
+    owner = process.person or process.owner or process.host_user or "?"
+    if process.person and process.owner and process.person != process.owner:
+        owner = f"{process.person} (collaborator of {process.owner})"  # their own account
     util = "" if process.sm_utilization is None else f"{process.sm_utilization}%"
     return ("", "", util, "", "", "", str(process.pid),
             human_bytes(process.used_memory), owner, where)

@@ -19,6 +19,7 @@ from ptdesk.errors import PtdeskError
 
 SHOWN_ACTIONS = frozenset({"create", "start", "die", "oom", "destroy"})
 CULL_EVERY = 300.0  # seconds between idle checks in `ptdesk watch`
+EXPIRY_EVERY = 5.0  # seconds between checks for expired collaborators' processes (a store query)
 
 
 def _stamp() -> str:
@@ -48,8 +49,9 @@ def _report_text(report: ReconcileReport) -> str:
 def watch(ws: Workstation, as_json: bool) -> None:
     """Release what containers held as soon as they go away; runs until stopped (a service).
 
-    Follows the engine's events, survives engine restarts (catching up on reconnect), and stops
-    idle experiments every few minutes when idle_cull_seconds is set. See contrib/systemd/.
+    Follows the engine's events, survives engine restarts (catching up on reconnect), ends what
+    expired collaborators still run (every few seconds), and stops idle experiments every few
+    minutes when idle_cull_seconds is set. See contrib/systemd/.
     """
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -73,6 +75,8 @@ def watch(ws: Workstation, as_json: bool) -> None:
         if isinstance(report, ReconcileReport) and (report.changed or report.orphans):
             _line(as_json, "reconcile", f"reconciled: {_report_text(report)}", **report.to_json())
 
+    expirer = threading.Thread(target=_expiry_loop, args=(ws, stop, as_json), name="ptdesk-expiry", daemon=True)
+    expirer.start()
     limit = float(ws.config.idle_cull_seconds)
     culler = None
     if limit > 0:
@@ -84,7 +88,23 @@ def watch(ws: Workstation, as_json: bool) -> None:
     ws.watch_events(on_event, on_engine, stop, on_reconcile=on_reconcile)
     if culler:
         culler.join(timeout=5)
+    expirer.join(timeout=5)
     _line(as_json, "stop", "stopped")
+
+
+def _expiry_loop(ws: Workstation, stop: threading.Event, as_json: bool) -> None:
+    """sshd refuses an expired key; what its holder still runs is ended here, within seconds."""
+    own = ws.fork()  # its own store connection and engine client, like the cull loop's
+    try:
+        while not stop.wait(EXPIRY_EVERY):
+            try:
+                for ended in own.end_expired():
+                    if ended.pids or ended.error:
+                        _line(as_json, "expired", f"expired  {ended.summary()}", **ended.to_json())
+            except PtdeskError:
+                own.drop_engine()  # the watcher reports engine trouble; try again next round
+    finally:
+        own.close()
 
 
 def _cull_loop(ws: Workstation, limit: float, stop: threading.Event, as_json: bool) -> None:

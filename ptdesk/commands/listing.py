@@ -54,9 +54,9 @@ def _print(rows: list[dict[str, Any]], show_all: bool, several: bool) -> None:
         mark = (" (other user)" if e.get("foreign") else " (unverified)" if e.get("unverified") else
                 " (orphan)" if e.get("orphan") else "")
         cells.append(((e["workstation"],) if several else ()) + (
-            e["name"] + mark, e["kind"], e["owner"], e["status"], ",".join(map(str, e["gpus"])) or "-",
-            row["environment"], row["connect"]))
-    headers = ["NAME", "KIND", "OWNER", "STATUS", "GPUS", "ENVIRONMENT", "CONNECT"]
+            e["name"] + mark, e["kind"], e["owner"], e["status"], row["logged_in"],
+            ",".join(map(str, e["gpus"])) or "-", row["environment"], row["connect"]))
+    headers = ["NAME", "KIND", "OWNER", "STATUS", "LOGGED IN", "GPUS", "ENVIRONMENT", "CONNECT"]
     click.echo(table(["WORKSTATION", *headers] if several else headers, cells))
 
 

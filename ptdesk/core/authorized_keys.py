@@ -1,9 +1,11 @@
-"""The authorized_keys file of an SSH experiment: rendered from ptdesk's records, installed atomically.
+"""The authorized_keys files of an SSH experiment: rendered from ptdesk's records, installed atomically.
 
-It lives at /etc/ptdesk/authorized_keys/<user>, root-owned, so only ptdesk changes it. sshd re-reads
-it at every login, so replacing the file (write aside, rename over) grants or revokes a key for new
-logins at once, with no restart and no moment where the file is half written. The owner's personal
-key pair (keys/users/<owner>/) is made here on first use and outlives every container.
+Each person has an account of their own (ptdesk.core.accounts): the owner's is "ptdesk", each
+granted collaborator's is their name. Each account's keys live at /etc/ptdesk/authorized_keys/<account>,
+root-owned, so only ptdesk changes them. sshd re-reads the file at every login, so replacing it
+(write aside, rename over) grants or revokes a key for new logins at once, with no restart and no
+moment where the file is half written. The owner's personal key pair (keys/users/<owner>/) is made
+here on first use and outlives every container.
 """
 
 from __future__ import annotations
@@ -20,8 +22,11 @@ from ptdesk.core import experiment_files, keys
 from ptdesk.core.engine import Engine, FileSpec
 from ptdesk.errors import PtdeskError
 
-CONTAINER_USER = "ptdesk"
+CONTAINER_USER = "ptdesk"  # the owner's account (the host uid)
 AUTHORIZED_KEYS_DIR = "/etc/ptdesk/authorized_keys"
+ACCOUNTS_DIR = "/etc/ptdesk"
+ACCOUNTS_FILE = "accounts"  # "NAME UID" per collaborator account, read by ptdesk-accounts
+ACCOUNTS_SCRIPT = "/usr/local/sbin/ptdesk-accounts"
 AUTHORIZED_KEYS_PATH = f"{AUTHORIZED_KEYS_DIR}/{CONTAINER_USER}"
 COLLABORATOR_MARK = "ptdesk-collaborator:"
 
@@ -59,6 +64,18 @@ def render_authorized_keys(owner_key: str, extra_keys: Iterable[str] = (), grant
     return "".join(line + "\n" for line in lines)
 
 
+def render_account_files(owner_key: str, extra_keys: Iterable[str] = (),
+                         granted: Iterable[GrantedKey] = ()) -> dict[str, str]:
+    """THE authorized_keys files of an SSH experiment, by account: the owner's account holds the
+    owner's key and the keys the owner brought; each collaborator's account holds only their own
+    lines (rendered, marked and expiring exactly as render_authorized_keys renders them)."""
+    files = {CONTAINER_USER: render_authorized_keys(owner_key, extra_keys)}
+    for key in granted:
+        line = keys.authorized_keys_line(_marked(key), expiry=sshd_expiry(key.expires)) + "\n"
+        files[key.collaborator] = files.get(key.collaborator, "") + line
+    return files
+
+
 def _marked(granted: GrantedKey) -> str:
     key_type, blob = granted.public_line.split()[:2]
     return f"{key_type} {blob} {COLLABORATOR_MARK}{granted.collaborator}"
@@ -80,23 +97,56 @@ def expiry_of(options: str) -> float | None:
     return float(calendar.timegm(time.strptime(stamp, "%Y%m%d%H%M%S")))
 
 
-def install_authorized_keys(engine: Engine, container: str, text: str, running: bool) -> None:
-    """Replace the container's authorized_keys atomically (rename over), running or stopped.
+def install_authorized_keys(engine: Engine, container: str, files: dict[str, str], accounts: str,
+                            running: bool) -> None:
+    """Replace the container's authorized_keys files and accounts list, running or stopped.
 
     put_archive extracts in place, which could let a login read a half-written file; so in a
-    running container the new file is placed aside and renamed over the old one.
+    running container the new files are placed aside and ptdesk-accounts (shipped in the image)
+    renames each over the old one, makes the accounts listed, and takes away the files and login
+    rights of accounts no longer listed. A stopped container gets the files in place; its
+    entrypoint runs the same script at boot, before sshd starts.
     """
     if not running:
         engine.put_files(container, AUTHORIZED_KEYS_DIR,
-                         [FileSpec(CONTAINER_USER, text.encode(), mode=0o644)])
+                         [FileSpec(account, text.encode(), mode=0o644) for account, text in files.items()])
+        engine.put_files(container, ACCOUNTS_DIR, [FileSpec(ACCOUNTS_FILE, accounts.encode(), mode=0o644)])
         return
-    staged = f".{CONTAINER_USER}.new"
-    engine.put_files(container, AUTHORIZED_KEYS_DIR, [FileSpec(staged, text.encode(), mode=0o644)])
-    rc, out = engine.exec(container, ["mv", "-f", f"{AUTHORIZED_KEYS_DIR}/{staged}", AUTHORIZED_KEYS_PATH])
+    engine.put_files(container, AUTHORIZED_KEYS_DIR,
+                     [FileSpec(f".{account}.new", text.encode(), mode=0o644) for account, text in files.items()])
+    engine.put_files(container, ACCOUNTS_DIR, [FileSpec(f".{ACCOUNTS_FILE}.new", accounts.encode(), mode=0o644)])
+    rc, out = engine.exec(container, [ACCOUNTS_SCRIPT])
+    if rc in (126, 127):  # an image made before per-person accounts: no script to run
+        staged = [f"{AUTHORIZED_KEYS_DIR}/.{a}.new" for a in files if a != CONTAINER_USER]
+        engine.exec(container, ["rm", "-f", f"{ACCOUNTS_DIR}/.{ACCOUNTS_FILE}.new", *staged])  # nothing left behind
+        if set(files) != {CONTAINER_USER} or accounts:
+            engine.exec(container, ["rm", "-f", f"{AUTHORIZED_KEYS_DIR}/.{CONTAINER_USER}.new"])
+            raise PtdeskError(f"The image of {container[:12]} cannot give collaborators accounts of their own.",
+                              "Rebuild the SSH image (ptdesk images build ssh) and launch the experiment anew.")
+        # Owner only: the owner's file, as it was done then.
+        rc, out = engine.exec(container, ["mv", "-f", f"{AUTHORIZED_KEYS_DIR}/.{CONTAINER_USER}.new",
+                                          AUTHORIZED_KEYS_PATH])
     if rc != 0:
         raise PtdeskError(f"Could not install the new authorized_keys in {container[:12]}: "
                           f"{out.decode(errors='replace').strip()}")
 
 
-def read_authorized_keys(engine: Engine, container: str) -> str:
-    return engine.read_file(container, AUTHORIZED_KEYS_PATH).decode()
+def read_authorized_keys(engine: Engine, container: str, account: str = CONTAINER_USER) -> str:
+    """One account's authorized_keys ("" when the account has none)."""
+    try:
+        return engine.read_file(container, f"{AUTHORIZED_KEYS_DIR}/{account}").decode()
+    except PtdeskError:
+        if account == CONTAINER_USER:
+            raise
+        return ""
+
+
+def read_accounts(engine: Engine, container: str) -> list[tuple[str, int]]:
+    """The collaborator accounts (name, uid) the container's accounts file lists ([] when none)."""
+    try:
+        text = engine.read_file(container, f"{ACCOUNTS_DIR}/{ACCOUNTS_FILE}").decode(errors="replace")
+    except PtdeskError:
+        return []
+    found = [line.split()[:2] for line in text.splitlines() if len(line.split()) >= 2]
+    return [(name, int(uid)) for name, uid in found
+            if keys.USER_NAME_RE.fullmatch(name) and name != CONTAINER_USER and uid.isdigit()]

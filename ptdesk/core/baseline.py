@@ -15,14 +15,13 @@ explicit step: `ptdesk images pin`.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from ptdesk.config import Config
+from ptdesk.core import keys
 from ptdesk.core.engine import Engine
 from ptdesk.core.image_env import Environment, ImageSummary, PackageChange, image_environment, summary_of
 from ptdesk.core.kinds import get_kind
@@ -83,7 +82,7 @@ def read(config: Config) -> dict[str, Pinned]:
                           "Restore it from the team's copy, or pin again: ptdesk images pin")
     try:
         return {kind: Pinned.from_json(kind, entry) for kind, entry in (data.get("images") or {}).items()}
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ConfigError(f"{path} has a damaged entry ({exc}).", "Pin again: ptdesk images pin") from None
 
 
@@ -105,15 +104,8 @@ def pin(config: Config, entries: Iterable[tuple[str, str, ImageSummary, Environm
 def _write_atomically(path: Path, text: str) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        try:
-            with os.fdopen(fd, "w") as handle:
-                handle.write(text)
-            os.chmod(tmp, 0o644)  # a team file: readable by teammates, nothing secret in it
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        # 0644: a team file, readable by teammates, nothing secret in it.
+        keys.write_atomically(path, text.encode(), 0o644)
     except OSError as exc:
         raise PtdeskError(f"The baseline {path} cannot be written ({exc.strerror or exc}).",
                           "Check the folder's permissions, or point `baseline` in config.toml at a writable "

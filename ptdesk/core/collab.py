@@ -1,9 +1,11 @@
 """Collaborators and their grants: who may log in to which SSH experiment, with which key.
 
-The authorized_keys file of a container is never edited in place: it is always computed from the
-state store (the owner's key, the keys the owner brought, and every granted collaborator's
-installed keys) by `authorized_keys_text`, which renders with `authorized_keys.render_authorized_keys`, the
-same function the launch renders the first file with (owner and brought keys, no grants yet).
+The authorized_keys files of a container (one per account: the owner's, and each granted
+collaborator's own, ptdesk.core.accounts) are never edited in place: they are always computed from
+the state store (the owner's key, the keys the owner brought, and every granted collaborator's
+installed keys) by `rendered`, which renders with `authorized_keys.render_account_files`, built on
+the function the launch renders the first file with (owner and brought keys, no grants yet).
+Revoking ends the person's processes there too (their account's, so nobody else's).
 Every change (grant, revoke, rotate, remove) goes through `set_grant_keys`/`_change`, which
 records the change, re-renders, installs atomically and puts the record back if installing
 failed. So the store never claims less access than a container really gives, and two ptdesk
@@ -21,15 +23,23 @@ import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ptdesk.config import Config
-from ptdesk.core import durations, keys
-from ptdesk.core.authorized_keys import GrantedKey, install_authorized_keys, owner_key, render_authorized_keys
+from ptdesk.core import accounts, durations, keys
+from ptdesk.core.accounts import Ended
+from ptdesk.core.authorized_keys import (
+    CONTAINER_USER,
+    GrantedKey,
+    install_authorized_keys,
+    owner_key,
+    render_account_files,
+)
 from ptdesk.core.kinds import REGISTRY, get_kind
-from ptdesk.core.listing import refuse_if_foreign
 from ptdesk.core.models import Collaborator
+from ptdesk.core.ownership import refuse_if_foreign
 from ptdesk.core.spec import validate_name as validate_experiment_name
 from ptdesk.core.state import CollaboratorRecord, ExperimentRecord, GrantRecord
 from ptdesk.errors import Conflict, InvalidInput, NotFound, PtdeskError
@@ -43,7 +53,7 @@ PREVIOUS = "id_ed25519.previous"  # the key being rotated away, kept until every
 
 # --- pure helpers ----------------------------------------------------------------------------
 def validate_name(name: str) -> str:
-    if not keys.USER_NAME_RE.match(name):
+    if not keys.USER_NAME_RE.fullmatch(name):
         raise InvalidInput(f"{name!r} is not a valid collaborator name.",
                            "Use a Unix-style user name: lower-case letters, digits, '.', '_' or '-'.")
     return name
@@ -126,8 +136,20 @@ def container_state(ws: Workstation, record: ExperimentRecord) -> str:
 
 
 # --- rendering and installing ----------------------------------------------------------------
-def authorized_keys_text(ws: Workstation, experiment: str) -> str:
-    """THE authorized_keys of an experiment, from state alone."""
+@dataclass(frozen=True)
+class Rendered:
+    """Everything ptdesk places for an experiment's logins: authorized_keys by account, accounts file."""
+
+    files: dict[str, str]
+    accounts: str
+
+    @property
+    def owner_text(self) -> str:
+        return self.files[CONTAINER_USER]
+
+
+def rendered(ws: Workstation, experiment: str) -> Rendered:
+    """THE authorized_keys files and accounts list of an experiment, from state alone."""
     store = ws.store
     record = _experiment(ws, experiment)
     _, owner_public = owner_key(ws.config, record.owner)
@@ -136,11 +158,20 @@ def authorized_keys_text(ws: Workstation, experiment: str) -> str:
         collab = store.collaborator(grant.collaborator)
         if collab is not None:
             granted.append((collab, grant.installed))
-    return render_authorized_keys(owner_public, record.extra_keys, granted_lines(granted))
+    files = render_account_files(owner_public, record.extra_keys, granted_lines(granted))
+    people = [(c.name, accounts.account_uid(store, ws.config.uid, c.name)) for c, _ in granted]
+    for name, _ in people:
+        files.setdefault(name, "")  # granted, no key installed right now: an account without a key
+    return Rendered(files, accounts.render_accounts(people))
 
 
-def reinstall(ws: Workstation, experiment: str) -> tuple[str, str]:
-    """Render from state and install into the container; returns (container state, text).
+def authorized_keys_text(ws: Workstation, experiment: str) -> str:
+    """The owner account's authorized_keys of an experiment, from state alone."""
+    return rendered(ws, experiment).owner_text
+
+
+def reinstall(ws: Workstation, experiment: str) -> tuple[str, Rendered]:
+    """Render from state and install into the container; returns (container state, what was rendered).
 
     Raises NotFound when the container is gone and PtdeskError when it cannot be changed now.
     Call with container_lock held.
@@ -153,14 +184,20 @@ def reinstall(ws: Workstation, experiment: str) -> tuple[str, str]:
     if state == "paused":
         raise PtdeskError(f"The container of {experiment!r} is paused, so its keys cannot be changed.",
                           "Unpause it (docker unpause) and try again.")
-    text = authorized_keys_text(ws, experiment)
+    result = rendered(ws, experiment)
+    files = dict(result.files)
+    if state == "stopped":
+        # put_archive cannot delete: a person without access here gets an empty file now, and the
+        # entrypoint removes their file and login right at boot, before sshd starts.
+        for person in ws.store.collaborators():
+            files.setdefault(person.name, "")
     assert record.container_id
-    install_authorized_keys(ws.engine, record.container_id, text, running=state == "running")
-    return state, text
+    install_authorized_keys(ws.engine, record.container_id, files, result.accounts, running=state == "running")
+    return state, result
 
 
 def _change(ws: Workstation, experiment: str, change: Callable[[], None], undo: Callable[[], None],
-            gone_ok: bool = False) -> tuple[str, str]:
+            gone_ok: bool = False) -> tuple[str, Rendered | None]:
     """Record a change, install the result, undo the record if installing failed."""
     with container_lock(ws.config, experiment):
         change()
@@ -168,7 +205,7 @@ def _change(ws: Workstation, experiment: str, change: Callable[[], None], undo: 
             return reinstall(ws, experiment)
         except NotFound:
             if gone_ok:  # no container: nothing there to give or take away
-                return "gone", ""
+                return "gone", None
             undo()
             raise
         except BaseException:
@@ -176,7 +213,8 @@ def _change(ws: Workstation, experiment: str, change: Callable[[], None], undo: 
             raise
 
 
-def set_grant_keys(ws: Workstation, grant: GrantRecord, installed: tuple[str, ...], pending: bool) -> tuple[str, str]:
+def set_grant_keys(ws: Workstation, grant: GrantRecord, installed: tuple[str, ...],
+                   pending: bool) -> tuple[str, Rendered | None]:
     """Make a grant's installed keys `installed` in the store and in the container, or in neither."""
     store = ws.store
     return _change(ws, grant.experiment,
@@ -224,7 +262,7 @@ def _public(record: CollaboratorRecord) -> Collaborator:
 # --- the operations --------------------------------------------------------------------------
 def add(ws: Workstation, name: str, pubkey_text: str | None = None, expires: str | None = None) -> Collaborator:
     """A new collaborator with their own public key, or a key pair ptdesk makes for them."""
-    validate_name(name)
+    accounts.check_account_name(validate_name(name))
     when = parse_expires(expires)
     public = keys.parse_public_key(pubkey_text) if pubkey_text is not None else None
     with person_lock(ws.config, name):  # two adds of one name must not share a key folder
@@ -293,8 +331,9 @@ def grant(ws: Workstation, name: str, experiment: str) -> bool:
     return True
 
 
-def revoke(ws: Workstation, name: str, experiment: str) -> None:
-    """Take a collaborator's access away; new logins are refused from the moment this returns."""
+def revoke(ws: Workstation, name: str, experiment: str) -> Ended:
+    """Take a collaborator's access away: new logins are refused from the moment this returns, and
+    their sessions and every process of their account there have been ended (what, it says)."""
     validate_name(name), validate_experiment_name(experiment)  # all typed input first: exit 2
     collaborator(ws, name)
     ssh_experiment(ws, experiment)
@@ -302,10 +341,10 @@ def revoke(ws: Workstation, name: str, experiment: str) -> None:
         existing = _grant(ws, name, experiment)
         if existing is None:
             raise NotFound(f"{name!r} has no access to {experiment!r}.", "See who has: ptdesk collab ls")
-        _revoke(ws, existing)
+        return _revoke(ws, existing)
 
 
-def _revoke(ws: Workstation, existing: GrantRecord) -> None:
+def _revoke(ws: Workstation, existing: GrantRecord) -> Ended:
     store = ws.store
     try:
         _change(ws, existing.experiment,
@@ -316,16 +355,25 @@ def _revoke(ws: Workstation, existing: GrantRecord) -> None:
     except PtdeskError as exc:
         raise PtdeskError(f"{existing.collaborator!r} still has access to {existing.experiment!r}: {exc.message}",
                           exc.hint) from None
+    record = store.experiment(existing.experiment)
+    ended = accounts.end_in(ws.engine, store, existing.experiment, record.container_id if record else None,
+                            existing.collaborator, "revoke")
     store.audit("revoke", existing.experiment, {"collaborator": existing.collaborator,
-                                                "fingerprints": list(existing.installed)})
+                                                "fingerprints": list(existing.installed),
+                                                "ended": ended.count, "sessions": ended.sessions})
+    return ended
 
 
-def remove(ws: Workstation, name: str) -> None:
-    """Revoke a collaborator everywhere, then forget them and delete the keys ptdesk made."""
+def remove(ws: Workstation, name: str) -> list[Ended]:
+    """Revoke a collaborator everywhere (ending what they run there), then forget them and delete
+    the keys ptdesk made."""
     record = collaborator(ws, name)
+    ended = []
     with person_lock(ws.config, name):  # not while a rotation of theirs is half-way
         for existing in ws.store.grants(collaborator=name):
-            _revoke(ws, existing)  # stops at the first container that cannot be changed: they stay listed
+            ended.append(_revoke(ws, existing))  # stops at the first container that cannot be changed
         ws.store.delete_collaborator(name)
         shutil.rmtree(key_dir(ws.config, name), ignore_errors=True)
-    ws.store.audit("collab-remove", name, {"fingerprint": record.fingerprint})
+    ws.store.audit("collab-remove", name, {"fingerprint": record.fingerprint,
+                                           "ended": sum(e.count for e in ended)})
+    return ended

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING
 
 from ptdesk.config import Config
 from ptdesk.core import keys, ssh_config
-from ptdesk.core.authorized_keys import CONTAINER_USER
 from ptdesk.core.collab import PREVIOUS, PRIVATE, collaborator, key_dir
 from ptdesk.errors import InvalidInput, PtdeskError
 
@@ -64,15 +63,16 @@ def _config_path(dest: str, filename: str) -> str:
     return ssh_config.config_arg(posixpath.join(dest, filename))
 
 
-_JUMP = re.compile(r"^(?:[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}@)?(?:[A-Za-z0-9][A-Za-z0-9.-]{0,252}|\[[0-9A-Fa-f:.]+\])"
-                   r"(?::(\d{1,5}))?$")
+# Used with fullmatch: a jump host goes into ssh_config lines, where a newline would start a new one.
+_JUMP = re.compile(r"(?:[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}@)?(?:[A-Za-z0-9][A-Za-z0-9.-]{0,252}|\[[0-9A-Fa-f:.]+\])"
+                   r"(?::(\d{1,5}))?")
 
 
 def jump_host(text: str | None) -> str | None:
     """`user@bastion[:port]` checked for a ProxyJump line (None: no jump host)."""
     if text is None:
         return None
-    match = _JUMP.match(text.strip())
+    match = _JUMP.fullmatch(text.strip())
     if not match or (match.group(1) and not 0 < int(match.group(1)) < 65536):
         raise InvalidInput(f"The jump host {text!r} is not user@host[:port].",
                            "Like --jump alice@bastion.example.org or --jump alice@10.0.0.1:2222.")
@@ -128,7 +128,7 @@ def export(ws: Workstation, name: str, folder: str | Path, dest: str | None = No
             if record.previous_fingerprint in grant_.installed and (out / PREVIOUS).exists():
                 identities += (_config_path(remote, PREVIOUS),)
         entries.append(ssh_config.render_host(ssh_config.HostEntry(
-            alias=exp.name, hostname=config.connect_host, port=exp.port, user=CONTAINER_USER,
+            alias=exp.name, hostname=config.connect_host, port=exp.port, user=name,  # their own account
             identity_files=identities, known_hosts=_config_path(remote, "known_hosts"),
             host_key_alias=ssh_config.host_key_alias(exp.name), proxy_jump=jump,
             note=None if identities else f"IdentityFile: your own private key for {record.fingerprint}")))

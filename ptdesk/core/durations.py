@@ -12,7 +12,7 @@ import time
 from ptdesk.errors import InvalidInput
 
 FORMS = "a number and a unit s, m, h, d or w (decimals allowed), like 90s, 30m, 1.5h, 2d or 2w"
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
@@ -25,7 +25,7 @@ def iso_utc(timestamp: float | None) -> str | None:
 
 def seconds(text: str) -> float | None:
     """Seconds in `text` when it is written in the duration grammar (zero included); None otherwise."""
-    match = _DURATION.match(text.strip().lower())
+    match = _DURATION.fullmatch(text.strip().lower())
     return None if match is None else float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
 
 

@@ -72,6 +72,22 @@ def translated_errors(what: str) -> Iterator[None]:
         raise _unavailable(what, exc) from None
 
 
+# What ptdesk reads from containers is small (keys, tokens, authorized_keys): bounded, so a container
+# cannot make ptdesk read gigabytes.
+READ_FILE_LIMIT = 256 * 1024
+TAR_OVERHEAD = 16 * 1024
+# Go's os.FileMode type bits, as the engine reports them in the archive stat (a regular file has none).
+_GO_MODE_TYPE = (1 << 31) | (1 << 27) | (1 << 26) | (1 << 25) | (1 << 24) | (1 << 21) | (1 << 19)
+
+
+def _check_stat(where: str, stat: dict | None, max_bytes: int, hint: str) -> None:
+    stat = stat or {}
+    if stat.get("linkTarget") or int(stat.get("mode") or 0) & _GO_MODE_TYPE:
+        raise PtdeskError(f"{where} is not a regular file (a link, folder or device).", hint)
+    if int(stat.get("size") or 0) > max_bytes:
+        raise PtdeskError(f"{where} is larger than {max_bytes} bytes.", hint)
+
+
 def _explain(exc: Exception) -> str:
     if isinstance(exc, docker.errors.APIError) and exc.explanation:
         text = exc.explanation
@@ -196,14 +212,39 @@ class Engine:
             if not self.api.put_archive(container, dest, buffer.getvalue()):
                 raise PtdeskError(f"The engine refused to place files in {container[:12]}:{dest}.")
 
-    def read_file(self, container: str, path: str) -> bytes:
-        with translated_errors(f"Reading {path} from {container[:12]}"):
-            stream, _ = self.api.get_archive(container, path)
-            data = b"".join(stream)
-        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-            member = tar.next()
-            extracted = tar.extractfile(member) if member else None
-            return extracted.read() if extracted else b""
+    def read_file(self, container: str, path: str, max_bytes: int = READ_FILE_LIMIT) -> bytes:
+        """A regular file's bytes, at most `max_bytes` of them.
+
+        Whoever made the container chose what lies at `path`: a symlink (which tarfile would try
+        to resolve inside the archive, and fail on), a device, or a file of gigabytes. Each is a
+        PtdeskError saying so, decided from the engine's stat before anything is read, and the
+        archive itself is read only up to the limit.
+        """
+        where = f"{path} in {container[:12]}"
+        hint = f"ptdesk does not make it so: remove the container with docker rm -f {container[:12]}"
+        with translated_errors(f"Reading {where}"):
+            stream, stat = self.api.get_archive(container, path, chunk_size=64 * 1024)
+            try:
+                _check_stat(where, stat, max_bytes, hint)
+                data = bytearray()
+                for chunk in stream:  # the tar adds headers and padding: a few blocks at most
+                    data += chunk
+                    if len(data) > max_bytes + TAR_OVERHEAD:
+                        raise PtdeskError(f"{where} is larger than {max_bytes} bytes.", hint)
+            finally:
+                close = getattr(stream, "close", None)
+                if close:
+                    close()
+        try:
+            with tarfile.open(fileobj=io.BytesIO(bytes(data))) as tar:
+                member = tar.next()
+                if member is None or not member.isreg() or member.size > max_bytes:
+                    raise PtdeskError(f"{where} is not a regular file of at most {max_bytes} bytes.",
+                                      hint)
+                extracted = tar.extractfile(member)
+                return extracted.read(max_bytes) if extracted else b""
+        except tarfile.TarError as exc:
+            raise PtdeskError(f"{where} could not be read ({exc}).", hint) from None
 
     def start(self, container: str) -> None:
         with translated_errors(f"Starting {container[:12]}"):
@@ -266,6 +307,30 @@ class Engine:
         with translated_errors(f"Listing processes of {container[:12]}"):
             top = self.api.top(container, ps_args="-eo pid")
         return [int(row[0]) for row in top.get("Processes") or []]
+
+    # --- networks --------------------------------------------------------------------------
+    def networks_named(self, name: str) -> list[dict]:
+        """Networks whose name is exactly `name` (the engine's filter also matches parts of names)."""
+        with translated_errors("Listing networks"):
+            return [n for n in self.api.networks(names=[name]) if n.get("Name") == name]
+
+    def create_network(self, name: str, options: dict[str, str], labels: dict[str, str]) -> str | None:
+        """A new bridge network's id; None when the engine says one of that name exists already."""
+        with translated_errors(f"Creating network {name}"):
+            try:
+                return self.api.create_network(name, driver="bridge", options=options, labels=labels,
+                                               check_duplicate=True)["Id"]
+            except docker.errors.APIError as exc:
+                if exc.status_code == 409:
+                    return None
+                raise
+
+    def remove_network(self, network: str) -> None:
+        with translated_errors(f"Removing network {network[:12]}"):
+            try:
+                self.api.remove_network(network)
+            except docker.errors.NotFound:
+                return
 
     # --- streams ---------------------------------------------------------------------------
     def logs(self, container: str, tail: int | str = "all", follow: bool = False,

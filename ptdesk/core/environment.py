@@ -36,9 +36,10 @@ from ptdesk.core.image_env import (
 from ptdesk.core.images import images_root
 from ptdesk.core.kinds import REGISTRY, get_kind
 from ptdesk.core.models import EnvironmentMark, Experiment
+from ptdesk.core.ownership import refuse_if_foreign
 from ptdesk.core.spec import instance_containers
 from ptdesk.core.state import ExperimentRecord
-from ptdesk.errors import InvalidInput, NotFound, PtdeskError
+from ptdesk.errors import Conflict, InvalidInput, NotFound, PtdeskError
 
 if TYPE_CHECKING:
     from ptdesk.core.workstation import Workstation
@@ -122,6 +123,11 @@ def at_launch(ws: Workstation, container_id: str) -> dict[str, str | None]:
 def environment(ws: Workstation, name: str) -> ExperimentEnvironment:
     record = ws.store.experiment(name)
     container = instance_containers(ws).get(name)
+    if record is None and container is not None:
+        # Nothing is run in a container this home did not make (a colleague's, or unverified).
+        refuse_if_foreign(ws, name)
+        raise Conflict(f"{name!r} was not made by this ptdesk home, so ptdesk runs nothing in it.",
+                       "ptdesk ls marks it unverified; its owner's ptdesk can show its environment.")
     if container is None:
         if record is None:
             raise NotFound(f"No experiment named {name!r}.", "List them with: ptdesk ls --all")
@@ -210,7 +216,8 @@ def _remember_check(ws: Workstation, record: ExperimentRecord, result: Experimen
 
 def check_all(ws: Workstation, experiments: Iterable[Experiment]) -> list[ExperimentEnvironment]:
     """Live-check every running, managed experiment (what refreshes the listing's "changed" mark)."""
-    return [environment(ws, e.name) for e in experiments if e.status == "running" and not e.orphan]
+    return [environment(ws, e.name) for e in experiments
+            if e.status == "running" and not (e.orphan or e.foreign or e.unverified)]
 
 
 # --- at launch: what the person should know ---------------------------------------------------

@@ -7,9 +7,10 @@ says whose), except `remove --force`.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ptdesk.core import experiment_files, listing, rotation, ssh_config
+from ptdesk.core import experiment_files, listing, ownership, rotation, ssh_config, workspace
 from ptdesk.core.engine import translated_errors
 from ptdesk.core.kinds import get_kind
 from ptdesk.core.models import Experiment
@@ -22,13 +23,13 @@ if TYPE_CHECKING:
 def _container_ref(ws: Workstation, name: str, mine: bool = False) -> str:
     """The container id of an experiment; with mine=True, refused when it is another user's."""
     record = ws.store.experiment(name)
-    container = listing.find_container(ws, name)
+    container = ownership.find_container(ws, name)
     if container is None:
         if record is None:
             raise NotFound(f"No experiment named {name!r}.", "List them with: ptdesk ls --all")
         raise NotFound(f"The container of {name!r} is gone.", f"Clean up its records with: ptdesk rm {name}")
     if mine:
-        listing.refuse_foreign(name, record, container)
+        ownership.refuse_foreign(name, record, container)
     return container["Id"]
 
 
@@ -48,6 +49,8 @@ def start(ws: Workstation, name: str) -> Experiment:
     record = ws.store.experiment(name)
     engine = ws.engine
     was_running = engine.is_running(container_id)
+    if not was_running:
+        _recheck_workspace(ws, container_id)
     engine.start(container_id)
     if record is not None:
         kind = get_kind(record.kind)
@@ -65,6 +68,16 @@ def start(ws: Workstation, name: str) -> Experiment:
     return listing.get(ws, name)
 
 
+def _recheck_workspace(ws: Workstation, container_id: str) -> None:
+    """The engine resolves a bind's source again at every start: check the folder it will bind now
+    by the launch's rule, so one swapped for a link (or made unsafe) since is refused, not mounted."""
+    mounts = ws.engine.inspect(container_id).get("Mounts") or []
+    source = next((m.get("Source") for m in mounts if m.get("Destination") == workspace.MOUNT
+                   and m.get("Type") == "bind"), None)
+    if source:
+        workspace.check(ws.config, Path(source), engine_root=workspace.docker_root(ws.engine), recorded=True)
+
+
 def remove(ws: Workstation, name: str, force: bool = False) -> None:
     """Remove the container and everything it was given; the workspace and owner key stay.
 
@@ -73,12 +86,12 @@ def remove(ws: Workstation, name: str, force: bool = False) -> None:
     its next reconcile, as for any container removed behind its back.
     """
     record = ws.store.experiment(name)
-    container = listing.find_container(ws, name)
+    container = ownership.find_container(ws, name)
     if record is None and container is None:
         # Nothing under that name; a container with the computed name but other labels is not ours.
         raise NotFound(f"No experiment named {name!r}.", "List them with: ptdesk ls --all")
     if not force:
-        listing.refuse_foreign(name, record, container,
+        ownership.refuse_foreign(name, record, container,
                         hint=f"Ask its owner; to clean it up anyway: ptdesk rm --force {name}")
     if container is not None:
         if container.get("State") == "running" and not force:

@@ -3,67 +3,136 @@
 GPUs are the machine's, not one user's: a launch that asks for GPUs holds this lock from reading
 the holds (its records and every container's ptdesk.gpus label) until its own container exists
 with its label, which is how the other users' ledgers see the reservation.
+
+The lock is kept by the Docker engine itself, not in a file: it is a created, never started
+container with a fixed name (`ptdesk-gpu-lock`). Creating a name the engine already has fails
+atomically, so exactly one launch holds it; removing it (by id) releases it. A lock file in
+world-writable /run/lock could be held, or made unopenable, by any local user, including ones who
+may not use the engine at all: every GPU launch on the machine then hung. Only those who can use
+the engine can touch this lock, and they are root-equivalent anyway (they could stop any
+container). It also lives where the GPUs are: with an ssh:// workstation, on that machine's engine.
+
+Waiting is bounded (`gpu_lock_wait`): the error then names who holds it (their labels: user, pid,
+host) and since when (the engine's creation time, which labels cannot fake). A holder that died
+(its pid gone on this host, or held far longer than any launch takes) is cleared and the lock taken.
 """
 
 from __future__ import annotations
 
-import fcntl
 import os
-import stat
-import tempfile
+import socket
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
-from ptdesk.errors import PtdeskError
+from ptdesk.core.engine import Engine
+from ptdesk.core.kinds.base import parse_time
+from ptdesk.core.processes import pid_alive
+from ptdesk.core.spec import current_user
+from ptdesk.core.waiting import next_delay
+from ptdesk.errors import Conflict, PtdeskError
 
-# One lock for the whole machine (every user's ptdesk, every store): GPUs are the machine's.
-GPU_LOCK_NAME = "ptdesk-gpus.lock"
+GPU_LOCK_NAME = "ptdesk-gpu-lock"  # one per engine: every instance, user and store shares it
+LABEL_LOCK = "ptdesk.lock"
+# A launch holds the lock for the seconds it takes to create its container: one held for longer
+# than this was left by a launcher that died where its pid cannot be checked (another host).
+STALE_AFTER = 300.0
+
+
+class GpuLockBusy(PtdeskError):
+    """Someone else held the GPU lock for longer than this launch may wait."""
+
+
+@dataclass(frozen=True)
+class Holder:
+    """Who holds the lock, as its labels say, and since when, as the engine says."""
+
+    container_id: str
+    user: str
+    uid: str
+    pid: int
+    host: str
+    boot_id: str
+    since: float | None
+
+    def describe(self, now: float) -> str:
+        held = f", for {now - self.since:.0f} s" if self.since else ""
+        return f"{self.user or 'someone'} (uid {self.uid or '?'}, pid {self.pid or '?'} on {self.host or '?'}{held})"
 
 
 @contextmanager
-def machine_gpu_lock() -> Iterator[None]:
-    """The machine-wide GPU allocation lock (flock), shared by every user's ptdesk and store.
+def machine_gpu_lock(engine: Engine, image: str, wait: float = 60.0) -> Iterator[None]:
+    """Hold the engine-wide GPU lock; GpuLockBusy after `wait` seconds of someone else holding it.
 
-    A launch holds it from reading the GPU holds until its container exists with its ptdesk.gpus
-    label; that label is how other users' ledgers see the reservation.
+    `image`: an image the engine has (the launch's own) to create the lock container from.
     """
-    fd = _open_lock_file(_lock_dir() / GPU_LOCK_NAME)
+    lock_id = _acquire(engine, image, wait)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
-        os.close(fd)  # closing releases the lock
+        engine.remove(lock_id, force=True)
 
 
-def _lock_dir() -> Path:
-    run_lock = Path("/run/lock")
-    return run_lock if run_lock.is_dir() and os.access(run_lock, os.W_OK) else Path(tempfile.gettempdir())
-
-
-def _open_lock_file(path: Path) -> int:
-    """Open (making it if needed) the shared lock file, safely in a world-writable folder.
-
-    Read-only is enough to flock, so the file is 0644 whatever the umask, and every user can open
-    it. O_NOFOLLOW: a planted symlink is refused. An existing file is opened without O_CREAT,
-    which fs.protected_regular would refuse for another user's file in a sticky folder.
-    O_NONBLOCK: a planted FIFO cannot make the open hang (checked to be a regular file after).
-    """
-    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-    hint = f"Ask the machine's administrator to remove {path}; ptdesk makes it again."
-    for _ in range(5):
+def _acquire(engine: Engine, image: str, wait: float) -> str:
+    started = time.monotonic()
+    deadline = started + wait
+    while True:
         try:
-            try:
-                fd = os.open(path, flags)
-            except FileNotFoundError:
-                fd = os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o644)
-                os.fchmod(fd, 0o644)
-        except FileExistsError:
-            continue  # another launch made it just now: open theirs
-        except OSError as exc:
-            raise PtdeskError(f"The GPU lock {path} cannot be opened ({exc.strerror}).", hint) from None
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            os.close(fd)
-            raise PtdeskError(f"The GPU lock {path} is not a regular file.", hint)
-        return fd
-    raise PtdeskError(f"The GPU lock {path} keeps appearing and disappearing.", hint)
+            return engine.create(name=GPU_LOCK_NAME, image=image, labels=_labels(), command=["true"],
+                                 host_config={"network_mode": "none"})
+        except Conflict:
+            pass  # held: see by whom
+        holder = holder_of(engine)
+        if holder is None:
+            continue  # released between our create and the look: try again at once
+        if _is_stale(holder):
+            engine.remove(holder.container_id, force=True)  # by id: never a newer holder's lock
+            continue
+        if time.monotonic() >= deadline:
+            raise GpuLockBusy(
+                f"The machine's GPU lock has been held by {holder.describe(time.time())}, longer than "
+                f"the {wait:.0f} s a launch waits.",
+                f"Try again when their launch is done. If that process is gone, remove the lock: "
+                f"docker rm -f {GPU_LOCK_NAME}")
+        time.sleep(next_delay(time.monotonic() - started))  # wait for the holder's remove
+
+
+def holder_of(engine: Engine) -> Holder | None:
+    data = engine.try_inspect(GPU_LOCK_NAME)
+    if data is None:
+        return None
+    labels = (data.get("Config") or {}).get("Labels") or {}
+    try:
+        pid = int(labels.get(f"{LABEL_LOCK}.pid") or 0)
+    except ValueError:
+        pid = 0
+    return Holder(container_id=data["Id"], user=labels.get(f"{LABEL_LOCK}.user", ""),
+                  uid=labels.get(f"{LABEL_LOCK}.uid", ""), pid=pid, host=labels.get(f"{LABEL_LOCK}.host", ""),
+                  boot_id=labels.get(f"{LABEL_LOCK}.boot", ""), since=parse_time(data.get("Created")))
+
+
+def _is_stale(holder: Holder, now: float | None = None) -> bool:
+    """Left by a launcher that is gone: its pid no longer runs on this very boot of this host, or
+    it was held far longer than a launch takes. A live holder is never taken over."""
+    now = time.time() if now is None else now
+    if holder.since is not None and now - holder.since > STALE_AFTER:
+        return True
+    if holder.pid <= 0 or holder.host != socket.gethostname() or holder.boot_id != _boot_id():
+        return False  # another machine's (or an unreadable label): only age can tell
+    return not pid_alive(holder.pid)
+
+
+def _labels() -> dict[str, str]:
+    return {LABEL_LOCK: "gpus", f"{LABEL_LOCK}.user": current_user(), f"{LABEL_LOCK}.uid": str(os.getuid()),
+            f"{LABEL_LOCK}.pid": str(os.getpid()), f"{LABEL_LOCK}.host": socket.gethostname(),
+            f"{LABEL_LOCK}.boot": _boot_id()}
+
+
+def _boot_id() -> str:
+    """This boot of this machine: a pid of an earlier boot may be someone else's process now."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""

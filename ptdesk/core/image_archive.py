@@ -12,6 +12,7 @@ ids the manifest claims. (Integrity, not authorship: compare the ids with the te
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import json
@@ -113,7 +114,7 @@ def verify(path: Path) -> tuple[SavedImage, ...]:
                 if digest != claimed[name]["sha256"]:
                     raise TamperedArchive(f"{path} was changed after it was saved ({name} does not match its "
                                           "sha256).", _TAMPER_HINT)
-            _check_docker_manifest(tar, digests, path)
+            ids = _check_docker_manifest(tar, digests, path)
             images = tuple(SavedImage(i["kind"], i["tag"], i["image_id"],
                                       ImageSummary(**i["environment"]) if i.get("environment") else None)
                            for i in manifest["images"])
@@ -121,7 +122,6 @@ def verify(path: Path) -> tuple[SavedImage, ...]:
         if isinstance(exc, FileNotFoundError):
             raise NotFound(f"{path} does not exist.", "Name a file made by: ptdesk images save") from None
         raise TamperedArchive(f"{path} is not a readable ptdesk image archive ({exc}).", _TAMPER_HINT) from None
-    ids = {digest for name, digest in digests.items() if name.endswith(".json")}
     for image in images:
         if image.image_id.removeprefix("sha256:") not in ids:
             raise TamperedArchive(f"{path} claims image {image.image_id[7:19]} for {image.tag}, but holds no "
@@ -160,8 +160,12 @@ def _manifest(tar: tarfile.TarFile, path: Path) -> dict:
     return manifest
 
 
-def _check_docker_manifest(tar: tarfile.TarFile, digests: Mapping[str, str], path: Path) -> None:
-    """Each image config must hash to its name (the image id) and list the layers' own hashes."""
+def _check_docker_manifest(tar: tarfile.TarFile, digests: Mapping[str, str], path: Path) -> set[str]:
+    """Each image config must hash to its name (the image id) and list the layers' own hashes;
+    returns the image ids the archive really holds. Both `docker save` layouts are read: the
+    classic one (`<id>.json`, uncompressed `<layer>/layer.tar`) and the OCI one Docker 25+ writes
+    (`blobs/sha256/<digest>`, layers possibly gzip-compressed: their diff_id is the digest of the
+    uncompressed tar)."""
     handle = tar.extractfile("manifest.json")
     entries = json.loads(handle.read() if handle else b"[]")
     for entry in entries:
@@ -171,10 +175,25 @@ def _check_docker_manifest(tar: tarfile.TarFile, digests: Mapping[str, str], pat
         config_file = tar.extractfile(config_name)
         config = json.loads(config_file.read() if config_file else b"{}")
         diff_ids = [d.removeprefix("sha256:") for d in config["rootfs"]["diff_ids"]]
-        layers = [digests[name] for name in entry["Layers"]]
+        layers = [_diff_id(tar, name, digests[name]) for name in entry["Layers"]]
         if layers != diff_ids:
             raise TamperedArchive(f"{path}: a layer of {', '.join(entry.get('RepoTags') or [config_name])} does "
                                   "not match the image's config.", _TAMPER_HINT)
+    return {digests[entry["Config"]] for entry in entries}
+
+
+def _diff_id(tar: tarfile.TarFile, name: str, digest: str) -> str:
+    """The digest of a layer's uncompressed tar: the blob's own for an uncompressed layer, else the
+    gzip stream's content (zstd layers cannot be checked with the standard library: refused)."""
+    handle = tar.extractfile(name)
+    head = handle.read(4) if handle else b""
+    if head[:2] == b"\x1f\x8b":
+        with gzip.open(tar.extractfile(name)) as unpacked:  # type: ignore[arg-type]
+            return _sha256(unpacked)  # type: ignore[arg-type]
+    if head == b"\x28\xb5\x2f\xfd":
+        raise TamperedArchive(f"A layer ({name}) is zstd-compressed, which ptdesk cannot verify.",
+                              "Save the images from an engine that writes gzip or plain layers.")
+    return digest
 
 
 def _member_hashes(path: Path) -> dict[str, dict]:

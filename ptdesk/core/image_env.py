@@ -199,7 +199,7 @@ def parse_probe(output: bytes, where: str) -> Environment:
         if line.startswith("{"):
             try:
                 return Environment.from_probe(json.loads(line))
-            except (ValueError, KeyError, TypeError):
+            except (ValueError, KeyError, TypeError, AttributeError):  # any JSON that is not the answer
                 break
     text = output.decode(errors="replace").strip().splitlines()
     raise PtdeskError(f"The environment probe in {where} gave no answer ({text[-1] if text else 'no output'}).",

@@ -15,6 +15,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import sys
 import tarfile
 import time
@@ -222,10 +223,26 @@ def _load_ca(path: Path, source: str) -> CaBundle:
     except OSError as exc:
         raise PtdeskError(f"The CA bundle {path} (from {source}) cannot be read: {exc.strerror}.",
                           hint + ".") from None
-    if b"-----BEGIN CERTIFICATE-----" not in data:
+    certificates = certificates_only(data)
+    if not certificates:
         raise PtdeskError(f"The CA bundle {path} (from {source}) holds no PEM certificate.",
                           hint + " (a PEM file starts with -----BEGIN CERTIFICATE-----).")
-    return CaBundle(path=path, source=source, data=data)
+    return CaBundle(path=path, source=source, data=certificates)
+
+
+# One PEM certificate block: base64 lines between the markers, nothing else.
+_CERTIFICATE = re.compile(rb"-----BEGIN CERTIFICATE-----\r?\n[A-Za-z0-9+/=\r\n]+?-----END CERTIFICATE-----")
+
+
+def certificates_only(data: bytes) -> bytes:
+    """The CERTIFICATE blocks of a PEM bundle, one after another, and nothing else.
+
+    The bundle ends up in the image, readable by everyone who runs it: a careless bundle (a
+    proxy's key and certificate in one file) must not carry a PRIVATE KEY block, or any other
+    text, in with it.
+    """
+    blocks = _CERTIFICATE.findall(data)
+    return b"".join(block.replace(b"\r\n", b"\n") + b"\n" for block in blocks)
 
 
 # --- building ----------------------------------------------------------------------------------

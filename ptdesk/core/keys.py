@@ -30,7 +30,8 @@ PERMIT_OPEN = ("127.0.0.1:*", "localhost:*", "[::1]:*")
 DEFAULT_KEY_OPTIONS = "restrict,pty,port-forwarding," + ",".join(f'permitopen="{p}"' for p in PERMIT_OPEN)
 ACCEPTED_KEY_TYPES = ("ssh-ed25519", "sk-ssh-ed25519@openssh.com")
 # A Unix-style user name: owners and collaborators. Each names a key folder, so nothing path-like.
-USER_NAME_RE = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}$")
+# Used with fullmatch only: with match, `$` lets "eve\n" through.
+USER_NAME_RE = re.compile(r"[a-z_][a-z0-9_.-]{0,31}")
 
 
 @dataclass(frozen=True)

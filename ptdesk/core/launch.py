@@ -17,13 +17,12 @@ import socket
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import docker.types
 
 from ptdesk.config import Config
-from ptdesk.core import environment, experiment_files, ledger, ssh_config
+from ptdesk.core import environment, experiment_files, ledger, ssh_config, workspace
 from ptdesk.core.gpulock import machine_gpu_lock
 from ptdesk.core.keys import fingerprint
 from ptdesk.core.kinds import Kind, Plan, get_kind
@@ -41,6 +40,7 @@ from ptdesk.core.models import (
     Launched,
     LaunchSpec,
 )
+from ptdesk.core.network import experiments_network
 from ptdesk.core.seal import LABEL_SEAL, seal, secret_digest
 from ptdesk.core.spec import container_name, instance_containers, renamed, suggest_name, writable_by
 from ptdesk.core.state import ExperimentRecord
@@ -49,7 +49,7 @@ from ptdesk.errors import Conflict, ImageMissing, LaunchFailed, NotFound, Ptdesk
 if TYPE_CHECKING:
     from ptdesk.core.workstation import Workstation
 
-WORKSPACE_MOUNT = "/workspace"
+WORKSPACE_MOUNT = workspace.MOUNT
 Progress = Callable[[str], None]
 # Tries at a free port before giving up (another process may take the one picked before the start).
 PORT_ATTEMPTS = 5
@@ -65,14 +65,14 @@ def launch(ws: Workstation, spec: LaunchSpec, progress: Progress = lambda step: 
     gpu_lock = contextlib.ExitStack()
     # CPU-only launches never wait for anyone; nor does "auto" where there is no GPU to give.
     if spec.gpus != "none" and not (spec.gpus == "auto" and inventory and not inventory.available):
-        gpu_lock.enter_context(machine_gpu_lock())
-    with gpu_lock:  # released as soon as the container exists with its label (below)
+        gpu_lock.enter_context(machine_gpu_lock(ws.engine, spec.image, ws.config.gpu_lock_wait))
+    with gpu_lock:  # released as soon as the container holding the GPUs has started (below)
         on_engine = instance_containers(ws)
         spec, launching = _reserve(ws, spec, inventory, on_engine, _held_on_engine(ws, on_engine, inventory))
         attempt = _Attempt(launching)
         made_workspace = False
         try:
-            made_workspace = _ensure_workspace(ws.config, spec.workspace)
+            spec, made_workspace = _ensure_workspace(ws, spec)
             progress("Generating keys and secrets")
             plan = kind.plan(ws.config, spec)
             if plan.host_public_key:
@@ -117,7 +117,6 @@ def _create_and_start(ws: Workstation, spec: LaunchSpec, plan: Plan, gpu_lock: c
     for tries in range(PORT_ATTEMPTS):
         progress("Creating the container")
         container_id = attempt.container_id = _create(ws, spec, plan, gpus, free_port(ws.config.bind_address))
-        gpu_lock.close()  # its ptdesk.gpus label now holds the GPUs for every user's ledger
         ws.store.update_experiment(spec.name, container_id=container_id)
         attempt.record = replace(attempt.record, container_id=container_id)
         # The image id it really runs (a tag moves with each rebuild) and its fingerprint.
@@ -129,6 +128,9 @@ def _create_and_start(ws: Workstation, spec: LaunchSpec, plan: Plan, gpu_lock: c
         progress("Starting")
         try:
             engine.start(container_id)
+            # Only now: a retry below removes the container whose device request holds the GPUs
+            # for every user's ledger, and nobody may take them before the next one exists.
+            gpu_lock.close()
             return
         except PtdeskError as exc:
             if not _port_taken(exc) or tries == PORT_ATTEMPTS - 1:
@@ -237,8 +239,10 @@ def _create(ws: Workstation, spec: LaunchSpec, plan: Plan, gpus: tuple[int, ...]
         return ws.engine.create(
             name=container_name(config, spec.name), image=spec.image, labels=labels,
             user=plan.user, environment=plan.environment, exposed=[plan.container_port],
+            command=list(plan.command) if plan.command else None,
             hostname=spec.name,  # a shell prompt inside says which experiment, not a container id
-            host_config=_host_config(config, spec, plan, gpus, port))
+            host_config={**_host_config(config, spec, plan, gpus, port),
+                         "network_mode": experiments_network(ws.engine)})  # no reaching each other
     except Conflict:
         raise Conflict(f"An experiment named {spec.name!r} already exists.", "Pick another --name.") from None
 
@@ -293,19 +297,18 @@ def _tail(ws: Workstation, container_id: str) -> list[str]:
         frames.close()
 
 
-def _ensure_workspace(config: Config, path: Path) -> bool:
-    """Make a default workspace for the host user; True when this call created it."""
-    if path.is_dir():
-        return False
-    try:
-        path.mkdir(parents=True, mode=0o750)
-    except OSError as exc:  # a root-owned workspace_root, a file in the way, a full disk
-        raise PtdeskError(f"The workspace folder {path} cannot be made ({exc.strerror or exc}).",
-                          "Set workspace_root in config.toml to a folder you may write, or pass "
-                          "--workspace DIR.") from None
-    if os.getuid() == 0:  # made by root for someone else: hand it to the host user
-        os.chown(path, config.uid, config.gid)
-    return True
+def _ensure_workspace(ws: Workstation, spec: LaunchSpec) -> tuple[LaunchSpec, bool]:
+    """The spec with its workspace resolved (what is bound and recorded), and whether this call
+    made the folder: a default one is made (or an existing one checked) safely, by the workspace rule."""
+    config, engine_root = ws.config, workspace.docker_root(ws.engine)
+    if spec.workspace != config.workspaces / spec.name:
+        # Typed with --workspace: make_spec resolved it; checked again right before it is bound
+        # (the dashboard's form may have sat open for a while).
+        return replace(spec, workspace=workspace.check(config, spec.workspace, engine_root=engine_root,
+                                                       recorded=True)), False
+    real, made = workspace.make_default(config, spec.workspace, engine_root=engine_root)
+    ws.store.update_experiment(spec.name, workspace=str(real))
+    return replace(spec, workspace=real), made
 
 
 def _labels(config: Config, spec: LaunchSpec, gpus: tuple[int, ...]) -> dict[str, str]:

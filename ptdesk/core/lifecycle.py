@@ -21,6 +21,7 @@ from ptdesk.core import experiments
 from ptdesk.core.models import LABEL_KIND, LABEL_NAME, LABEL_OWNER
 from ptdesk.core.reconcile import reconcile
 from ptdesk.core.rotation import finish_pending
+from ptdesk.core.text import printable
 from ptdesk.errors import EngineUnavailable, PtdeskError
 
 if TYPE_CHECKING:
@@ -57,8 +58,12 @@ class ContainerEvent:
         nanos = raw.get("timeNano")
         when = nanos / 1e9 if nanos else float(raw.get("time") or 0)
         # "exec_start: sh -c ..." style actions carry their command: keep the verb only.
-        return cls(action=action.split(":", 1)[0], name=name, container_id=str(actor.get("ID") or raw.get("id")),
-                   time=when, kind=attrs.get(LABEL_KIND), owner=attrs.get(LABEL_OWNER))
+        # Labels of any engine user's container: made printable here, before anyone prints them. A
+        # name changed so cannot match a record (records hold valid names only).
+        kind, owner = attrs.get(LABEL_KIND), attrs.get(LABEL_OWNER)
+        return cls(action=printable(action.split(":", 1)[0]), name=printable(name),
+                   container_id=str(actor.get("ID") or raw.get("id")), time=when,
+                   kind=printable(kind) if kind else None, owner=printable(owner) if owner else None)
 
 
 def apply_event(ws: Workstation, event: ContainerEvent) -> str | None:
@@ -86,13 +91,24 @@ def apply_event(ws: Workstation, event: ContainerEvent) -> str | None:
 
 
 def _finish_pending_grants(ws: Workstation, name: str) -> None:
-    """Key rotations that waited for the container to run again are finished (rotation module)."""
+    """Key rotations that waited for the container to run again are finished (rotation module),
+    in a thread of their own with its own Workstation: the proof waits for sshd on the readiness
+    schedule, and meanwhile the watcher must go on releasing what vanished containers held."""
+    if not any(g.pending for g in ws.store.grants(experiment=name)):
+        return
+    threading.Thread(target=_finish_in_background, args=(ws.fork(), name), name=f"ptdesk-finish-{name}",
+                     daemon=True).start()
+
+
+def _finish_in_background(ws: Workstation, name: str) -> None:
     try:
         finish_pending(ws, name)
     except PtdeskError as exc:
         log.warning("pending grants of %s not installed yet: %s", name, exc.message)
-    except Exception:  # its bug must not wedge the watcher (the event would be replayed forever)
+    except Exception:  # a bug here must not go unseen, nor take the watcher with it
         log.exception("finishing pending grants of %s failed", name)
+    finally:
+        ws.close()
 
 
 def _since_text(nanos: int) -> str:

@@ -8,15 +8,20 @@ names, see reconcile) manages a container: other users' containers are listed re
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from ptdesk.core import sessions
+from ptdesk.core.authorized_keys import CONTAINER_USER
 from ptdesk.core.environment import marked
 from ptdesk.core.kinds import REGISTRY, get_kind
 from ptdesk.core.ledger import gpus_from_label
 from ptdesk.core.models import LABEL_GPUS, LABEL_KIND, LABEL_OWNER, Experiment
-from ptdesk.core.spec import OWNER_RE, container_key, current_user, instance_containers
+from ptdesk.core.ownership import find_container, foreign_owner
+from ptdesk.core.spec import container_key, instance_containers
 from ptdesk.core.state import ExperimentRecord
-from ptdesk.errors import Conflict, NotFound
+from ptdesk.core.text import printable
+from ptdesk.errors import NotFound
 
 if TYPE_CHECKING:
     from ptdesk.core.workstation import Workstation
@@ -36,9 +41,11 @@ def _experiment(ws: Workstation, record: ExperimentRecord | None, container: dic
     if record is None:  # labelled container ptdesk has no record of: another user's, or an orphan
         foreign = foreign_owner(container) is not None
         kind = labels.get(LABEL_KIND, "")
-        return Experiment(name=container_key(container) if container else "?", id=container["Id"] if container else "",
-                          kind=kind if kind in REGISTRY else "unknown", owner=labels.get(LABEL_OWNER, "?"),
-                          image=(container or {}).get("Image", ""), status=_status(container, None),
+        # Its labels are whatever its creator wrote: never printed raw (see ptdesk.core.text).
+        return Experiment(name=printable(container_key(container)) if container else "?",
+                          id=container["Id"] if container else "",
+                          kind=kind if kind in REGISTRY else "unknown", owner=printable(labels.get(LABEL_OWNER, "?")),
+                          image=printable((container or {}).get("Image", "")), status=_status(container, None),
                           gpus=gpus_from_label(labels.get(LABEL_GPUS)) or (),
                           created=float((container or {}).get("Created", 0)), orphan=not foreign, foreign=foreign,
                           unverified=True)
@@ -59,7 +66,8 @@ def list_experiments(ws: Workstation, all: bool = True) -> list[Experiment]:
     names = sorted(set(containers) | set(records), key=lambda n: (records[n].created if n in records else 0, n))
     out = [_experiment(ws, records.get(n), containers.get(n)) for n in names if n]
     out = out if all else [e for e in out if e.status == "running"]
-    return marked(ws, out, containers, records)  # the environment column (ptdesk.core.environment)
+    # The environment column (ptdesk.core.environment), then who is logged in (ptdesk.core.sessions).
+    return with_logins(marked(ws, out, containers, records), records)
 
 
 def get(ws: Workstation, name: str) -> Experiment:
@@ -67,31 +75,25 @@ def get(ws: Workstation, name: str) -> Experiment:
     container = find_container(ws, name)
     if record is None and container is None:
         raise NotFound(f"No experiment named {name!r}.", "List them with: ptdesk ls --all")
-    return marked(ws, [_experiment(ws, record, container)], {name: container} if container else {},
-                  {name: record} if record else {})[0]
+    return with_logins(marked(ws, [_experiment(ws, record, container)], {name: container} if container else {},
+                              {name: record} if record else {}), {name: record} if record else {})[0]
 
 
-def find_container(ws: Workstation, name: str) -> dict | None:
-    """The engine's list entry for an experiment (same shape list_managed returns)."""
-    return instance_containers(ws).get(name)
+def with_logins(experiments: list[Experiment], records: dict[str, ExperimentRecord]) -> list[Experiment]:
+    """Each running SSH experiment of this home with who is logged in now: one pass over /proc
+    for all of them (no exec); the owner's account is shown as the owner."""
+    ours = {e.id: e for e in experiments if e.name in records and e.status == "running" and e.id
+            and get_kind(e.kind).grants_logins}
+    if not ours:
+        return experiments
+    found = sessions.scan(ours)
 
+    def named(e: Experiment) -> Experiment:
+        accounts = found.get(e.id)
+        if accounts is None:
+            return e
+        people = (e.owner if a == CONTAINER_USER else a for a in accounts)
+        return replace(e, logged_in=tuple(dict.fromkeys(people)))
 
-def foreign_owner(container: dict | None) -> str | None:
-    """The other user whose ptdesk made this container; None when it is this user's, or when no
-    valid owner label says whose it is (an orphan, which this user may clean up)."""
-    owner = ((container or {}).get("Labels") or {}).get(LABEL_OWNER) or ""
-    return owner if OWNER_RE.match(owner) and owner != current_user() else None
+    return [named(e) if e.id in ours else e for e in experiments]
 
-
-def refuse_foreign(name: str, record: ExperimentRecord | None, container: dict | None,
-                    hint: str | None = None) -> None:
-    """Another user's container is theirs to change: their store holds its keys, token and grants."""
-    owner = foreign_owner(container) if record is None else None
-    if owner is not None:
-        raise Conflict(f"{name!r} belongs to {owner}'s ptdesk.", hint or f"Ask {owner}, or use docker directly.")
-
-
-def refuse_if_foreign(ws: Workstation, name: str) -> None:
-    """Conflict, saying whose it is, when `name` is another user's container (for commands such as
-    grant that look only at this store and would otherwise just say "no such experiment")."""
-    refuse_foreign(name, ws.store.experiment(name), find_container(ws, name))

@@ -106,6 +106,9 @@ class Experiment:
     # so it is listed read-only with no connect line (ptdesk.core.seal).
     unverified: bool = False
     environment: EnvironmentMark | None = None  # set by the listing (ptdesk.core.environment.marked)
+    # Who is logged in right now (SSH experiments of this home; ptdesk.core.sessions): the owner's
+    # and collaborators' names; None when it cannot be seen from here.
+    logged_in: tuple[str, ...] | None = None
 
     @property
     def connect(self) -> str:
@@ -132,6 +135,8 @@ class Experiment:
             out["unverified"] = True
         if self.environment is not None:
             out["environment"] = self.environment.to_json()
+        if self.logged_in is not None:
+            out["logged_in"] = list(self.logged_in)
         return out
 
 
@@ -149,6 +154,9 @@ class GpuProcess:
     experiment: str | None = None
     owner: str | None = None  # ptdesk owner, or the host user for host processes
     host_user: str | None = None
+    # The person whose account runs it: in an SSH experiment of this home, a collaborator's own
+    # account names them (ptdesk.core.accounts); otherwise the owner (or the host user).
+    person: str | None = None
 
     def to_json(self) -> dict:
         return {
@@ -160,6 +168,7 @@ class GpuProcess:
             "kind": self.kind,
             "sm_utilization": self.sm_utilization,
             "host_user": self.host_user,
+            "person": self.person,
         }
 
 

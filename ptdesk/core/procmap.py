@@ -1,9 +1,11 @@
 """Host PID -> container -> ptdesk experiment and person.
 
 NVML reports host PIDs. Which container a PID lives in is written in /proc/<pid>/cgroup; which
-experiment and person that container belongs to is written in its ptdesk labels (one
+experiment and owner that container belongs to is written in its ptdesk labels (one
 `list_managed` request for all of them), or, while the engine is down, in the state store.
-A PID in no container is a host process, and its owner is the user it runs as.
+Which *person* runs it is its uid (/proc/<pid>/status; containers share the host's uids): in an
+experiment of this home, a collaborator's account uid (the store's account map) names them, any
+other uid the owner. A PID in no container is a host process, and its owner is the user it runs as.
 
 Parsing is pure (text in, id out) and the readers take a proc root, so tests can feed fixtures.
 """
@@ -17,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from ptdesk.core.models import LABEL_NAME, LABEL_OWNER, GpuProcess, GpuSnapshot
+from ptdesk.core.text import printable
 from ptdesk.errors import PtdeskError
 
 if TYPE_CHECKING:  # the engine pulls in docker-py; attribution without an engine must not need it
@@ -60,10 +63,10 @@ def container_from_path(path: str) -> ContainerRef | None:
     parts = [p for p in path.split("/") if p]
     for i, part in enumerate(parts):
         for pattern, runtime in _SCOPES:
-            match = pattern.match(part)
+            match = pattern.fullmatch(part)
             if match:
                 return ContainerRef(match.group(1), runtime)
-        bare = _BARE.match(part)
+        bare = _BARE.fullmatch(part)
         if bare:
             parent = parts[i - 1] if i else ""
             if parent == "docker":
@@ -144,8 +147,20 @@ def _from_engine(engine: Engine | None, instance: str) -> dict[str, _Who] | None
     labelled = {}
     for c in containers:
         labels = c.get("Labels") or {}
-        labelled[c["Id"]] = _Who(labels.get(LABEL_NAME), labels.get(LABEL_OWNER))
+        # Any engine user may have written these labels: never printed raw.
+        name, owner = labels.get(LABEL_NAME), labels.get(LABEL_OWNER)
+        labelled[c["Id"]] = _Who(printable(name) if name else None, printable(owner) if owner else None)
     return labelled
+
+
+def _accounts(store: Store | None) -> dict[int, str]:
+    """uid -> collaborator, from the store's account map ({} without a store)."""
+    if store is None:
+        return {}
+    try:
+        return store.account_map()
+    except Exception:  # a broken store must not hide the GPU processes
+        return {}
 
 
 def _from_store(store: Store | None) -> dict[str, _Who]:
@@ -169,18 +184,25 @@ def attribute(snapshot: GpuSnapshot, engine: Engine | None, instance: str, *,
         return snapshot
     owners = {pid: resolve_pid(pid, proc_root) for pid in pids}
     labelled: dict[str, _Who] = {}
+    ours: dict[str, _Who] = {}
+    people: dict[int, str] = {}
     if any(o.container for o in owners.values()):
         from_engine = _from_engine(engine, instance)
+        ours = _from_store(store)
         # The engine's labels are the truth; the store only fills in while the engine is away.
-        labelled = {**_from_store(store), **(from_engine or {})}
+        labelled = {**ours, **(from_engine or {})}
+        people = _accounts(store)
 
     def fill(process: GpuProcess) -> GpuProcess:
         who = owners[process.pid]
         if who.container is None:
-            return replace(process, container=None, experiment=None, owner=who.user, host_user=who.user)
+            return replace(process, container=None, experiment=None, owner=who.user, host_user=who.user,
+                           person=who.user)
         known = labelled.get(who.container.id, _Who(None, None))
+        # The account map is this home's: it names people only in this home's own experiments.
+        person = people.get(who.uid) if who.container.id in ours and who.uid is not None else None
         return replace(process, container=who.container.id, experiment=known.experiment,
-                       owner=known.owner, host_user=who.user)
+                       owner=known.owner, host_user=who.user, person=person or known.owner)
 
     gpus = tuple(replace(g, processes=tuple(fill(p) for p in g.processes)) for g in snapshot.gpus)
     return replace(snapshot, gpus=gpus)

@@ -18,16 +18,18 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ptdesk.core import experiment_files, experiments, keys, listing
+from ptdesk.core import accounts, experiment_files, experiments, expiry, keys, ownership
 from ptdesk.core.authorized_keys import GrantedKey
 from ptdesk.core.collab import PRIVATE, container_lock, key_dir, reinstall
 from ptdesk.core.kinds import REGISTRY, Kind, Recovered, get_kind
 from ptdesk.core.launch import rollback
 from ptdesk.core.ledger import gpus_from_label
 from ptdesk.core.models import LABEL_GPUS, LABEL_KIND, LABEL_NAME, LABEL_OWNER, LABEL_WORKSPACE
+from ptdesk.core.processes import pid_alive
 from ptdesk.core.seal import LABEL_SEAL, secret_digest, verifies
 from ptdesk.core.spec import NAME_RE, OWNER_RE, instance_containers
 from ptdesk.core.state import CollaboratorRecord, ExperimentRecord
+from ptdesk.core.text import printable
 from ptdesk.errors import EngineUnavailable, PtdeskError
 
 if TYPE_CHECKING:
@@ -49,14 +51,19 @@ class ReconcileReport:
     # read-only, given nothing — no key, no secret read, no GPU booked, no connect line.
     unverified: tuple[str, ...] = ()
     orphans: tuple[str, ...] = ()  # this user's (or nobody's) containers it cannot adopt (`ptdesk rm` removes them)
+    # Expired collaborators whose processes were ended (ptdesk.core.expiry): "person in experiment: N".
+    ended: tuple[str, ...] = ()
 
     @property
     def changed(self) -> bool:
         return bool(self.released or self.rolled_back or self.adopted)
 
     def to_json(self) -> dict:
-        return {"released": list(self.released), "rolled_back": list(self.rolled_back),
-                "adopted": list(self.adopted), "orphans": list(self.orphans), "unverified": list(self.unverified)}
+        out = {"released": list(self.released), "rolled_back": list(self.rolled_back),
+               "adopted": list(self.adopted), "orphans": list(self.orphans), "unverified": list(self.unverified)}
+        if self.ended:
+            out["ended"] = list(self.ended)
+        return out
 
 
 def launcher_alive(record: ExperimentRecord, timeout: float, now: float | None = None) -> bool:
@@ -67,21 +74,7 @@ def launcher_alive(record: ExperimentRecord, timeout: float, now: float | None =
         return False
     if record.launcher_pid == os.getpid():
         return True  # another thread of this process (the dashboard launches in workers)
-    try:
-        os.kill(record.launcher_pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # alive, someone else's
-    return not _is_zombie(record.launcher_pid)
-
-
-def _is_zombie(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except (OSError, IndexError):
-        return False
+    return pid_alive(record.launcher_pid)
 
 
 def reconcile(ws: Workstation) -> ReconcileReport:
@@ -113,7 +106,7 @@ def reconcile(ws: Workstation) -> ReconcileReport:
 
     known = {r.name for r in records}
     for name, container in by_name.items():
-        if name in known or listing.foreign_owner(container):
+        if name in known or ownership.foreign_owner(container):
             continue  # recorded, or another user's: theirs to adopt, not an orphan of ours
         if _adoptable(container):
             try:
@@ -127,9 +120,10 @@ def reconcile(ws: Workstation) -> ReconcileReport:
                 raise
             except PtdeskError as exc:  # e.g. it vanished while we looked at it, or holds garbage
                 log.warning("could not adopt %s: %s", name, exc.message)
-        orphans.append(name)
+        orphans.append(printable(name))  # any engine user's label: printed by reconcile and watch
+    ended = [f"{e.person} in {e.experiment}: {e.count} process(es)" for e in expiry.end_expired(ws) if e.pids]
     return ReconcileReport(released=tuple(released), rolled_back=tuple(rolled_back), adopted=tuple(adopted),
-                           orphans=tuple(orphans), unverified=tuple(unverified))
+                           orphans=tuple(orphans), unverified=tuple(unverified), ended=tuple(ended))
 
 
 def _roll_back(ws: Workstation, record: ExperimentRecord, container: dict | None) -> bool:
@@ -152,8 +146,8 @@ def _roll_back(ws: Workstation, record: ExperimentRecord, container: dict | None
 def _adoptable(container: dict) -> bool:
     """Labels complete and well-formed (a bad GPU label could hide a reservation: not adopted)."""
     labels = container.get("Labels") or {}
-    return (labels.get(LABEL_KIND) in REGISTRY and bool(NAME_RE.match(labels.get(LABEL_NAME) or ""))
-            and bool(OWNER_RE.match(labels.get(LABEL_OWNER) or ""))
+    return (labels.get(LABEL_KIND) in REGISTRY and bool(NAME_RE.fullmatch(labels.get(LABEL_NAME) or ""))
+            and bool(OWNER_RE.fullmatch(labels.get(LABEL_OWNER) or ""))
             and gpus_from_label(labels.get(LABEL_GPUS)) is not None)
 
 
@@ -200,7 +194,7 @@ def _restore_collaborators(ws: Workstation, experiment: str, recovered: Recovere
         fingerprint = keys.fingerprint(found.public_line)
         person = store.collaborator(found.collaborator)
         if person is None:
-            person = _recreate_collaborator(ws, found, fingerprint)
+            person = _recreate_collaborator(ws, found, fingerprint, dict(recovered.accounts))
         if fingerprint not in (person.fingerprint, person.previous_fingerprint):
             _dropped(ws, experiment, f"{fingerprint} (marked for {found.collaborator}, whose key is another now)")
             continue
@@ -212,15 +206,21 @@ def _restore_collaborators(ws: Workstation, experiment: str, recovered: Recovere
         _dropped(ws, experiment, why)
 
 
-def _recreate_collaborator(ws: Workstation, found: GrantedKey, fingerprint: str) -> CollaboratorRecord:
+def _recreate_collaborator(ws: Workstation, found: GrantedKey, fingerprint: str,
+                           uids: dict[str, int]) -> CollaboratorRecord:
     private = key_dir(ws.config, found.collaborator) / PRIVATE
     try:
         ours = keys.fingerprint(keys.public_line_of(private)) == fingerprint
     except (OSError, PtdeskError):
         ours = False
+    # The uid their account (and their files) has, unless this store gave it to someone else.
+    first, last = accounts.uid_range(ws.config.uid)
+    uid = uids.get(found.collaborator)
+    if uid is not None and not (first <= uid <= last and uid not in ws.store.account_map()):
+        uid = None
     person = CollaboratorRecord(name=found.collaborator, public_key=found.public_line, fingerprint=fingerprint,
                                 created=time.time(), identity_file=str(private) if ours else None,
-                                expires=found.expires)
+                                expires=found.expires, uid=uid)
     ws.store.insert_collaborator(person)
     return person
 

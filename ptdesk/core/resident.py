@@ -28,7 +28,8 @@ from ptdesk.errors import PtdeskError
 def listing(ws: Workstation, show_all: bool) -> list[dict[str, Any]]:
     """What `ls` prints for one workstation: each experiment's JSON and its connect line."""
     return [{"json": {**e.to_json(), "workstation": ws.name}, "connect": e.connect,
-             "environment": e.environment.text if e.environment else "-"}
+             "environment": e.environment.text if e.environment else "-",
+             "logged_in": "-" if e.logged_in is None else ", ".join(e.logged_in) or "nobody"}
             for e in ws.list_experiments(all=show_all)]
 
 

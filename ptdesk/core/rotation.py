@@ -4,7 +4,9 @@ The protocol, for every container the person is granted:
 1. Make the new key; install it NEXT TO the old one (authorized_keys replaced atomically).
 2. Prove the new key logs in (paramiko, host key pinned).
 3. Only where that was proven: remove the old key, then prove the old key is refused.
-Where a step fails, the old key stays valid there and the container is "pending"
+Retiring the old key ends every process of the person's account there (their sessions too, whatever
+key opened them: whoever held the old key may have started them; the person logs in again with
+the new key). Where a step fails, the old key stays valid there and the container is "pending"
 (grants.pending = 1, collaborators.previous_* kept); a later `rotate` or the next start of that
 container (`finish_pending`) finishes the job.
 
@@ -24,13 +26,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ptdesk.core import keys
+from ptdesk.core import accounts, keys
 from ptdesk.core.authorized_keys import CONTAINER_USER, read_authorized_keys
 from ptdesk.core.collab import (
     PREVIOUS,
     PRIVATE,
     collaborator,
     container_state,
+    key_dir,
     parse_expires,
     person_lock,
     set_grant_keys,
@@ -38,7 +41,7 @@ from ptdesk.core.collab import (
 from ptdesk.core.kinds import get_kind
 from ptdesk.core.models import ContainerRotation, RotationResult
 from ptdesk.core.sshcheck import LoginResult, try_login
-from ptdesk.core.state import CollaboratorRecord, GrantRecord
+from ptdesk.core.state import CollaboratorRecord, ExperimentRecord, GrantRecord
 from ptdesk.core.waiting import next_delay
 from ptdesk.errors import InvalidInput, PtdeskError
 
@@ -53,6 +56,9 @@ def rotate(ws: Workstation, name: str, expires: str | None = None, pubkey_text: 
     for them, nor log in as them: see _rotate_brought)."""
     record = collaborator(ws, name)
     if not record.identity_file and pubkey_text is None:
+        if record.previous_fingerprint:  # an earlier --pubkey rotation waits somewhere: finish it
+            with person_lock(ws.config, name):
+                return _finish_brought(ws, collaborator(ws, name))
         raise InvalidInput(f"{name!r} brought their own key, so ptdesk cannot make a new one for them.",
                            f"Ask them for a new .pub, then: ptdesk collab rotate {name} --pubkey NEW.pub")
     if record.identity_file and pubkey_text is not None:
@@ -70,6 +76,9 @@ def _rotate_brought(ws: Workstation, record: CollaboratorRecord, public: str, ex
     ptdesk holds no private key to log in with, so the proof is the file itself, read back from
     each container: the new key there, the old one gone."""
     store, name, fingerprint = ws.store, record.name, keys.fingerprint(public)
+    if record.previous_fingerprint and any(g.pending for g in store.grants(collaborator=name)):
+        raise InvalidInput(f"An earlier rotation of {name!r} is unfinished, so another cannot start yet.",
+                           f"Finish it first: ptdesk collab rotate {name}")
     for other in store.collaborators():
         if fingerprint in (other.fingerprint, other.previous_fingerprint):
             raise InvalidInput(f"That key already belongs to collaborator {other.name!r}.",
@@ -87,25 +96,51 @@ def _rotate_brought(ws: Workstation, record: CollaboratorRecord, public: str, ex
     return result
 
 
+def _finish_brought(ws: Workstation, record: CollaboratorRecord) -> RotationResult:
+    """Finish a --pubkey rotation where containers were paused or launching when it ran."""
+    outcomes = tuple(_replace_brought(ws, g, record.fingerprint, record.previous_fingerprint or "")
+                     if g.pending else ContainerRotation(g.experiment, "rotated", False, "rotated earlier")
+                     for g in ws.store.grants(collaborator=record.name))
+    _settle(ws, record.name)
+    return RotationResult(name=record.name, old_fingerprint=record.previous_fingerprint or record.fingerprint,
+                          fingerprint=record.fingerprint, identity_file=None, containers=outcomes, resumed=True)
+
+
+def _container_of(ws: Workstation, grant: GrantRecord) -> tuple[ExperimentRecord | None, str]:
+    """The grant's experiment record and its container's state ("gone" without a record)."""
+    experiment = ws.store.experiment(grant.experiment)
+    return experiment, container_state(ws, experiment) if experiment else "gone"
+
+
+def _gone(name: str) -> ContainerRotation:
+    return ContainerRotation(name, "failed", False, f"the container is gone; clean up with: ptdesk rm {name}")
+
+
 def _replace_brought(ws: Workstation, grant: GrantRecord, new: str, old: str) -> ContainerRotation:
     name = grant.experiment
-    experiment = ws.store.experiment(name)
-    state = container_state(ws, experiment) if experiment else "gone"
-    if state in ("gone", "paused", "launching"):
-        # The store says new-only already; the container's file follows at its next render.
-        return ContainerRotation(name, "pending" if state != "gone" else "failed", False,
-                                 f"the container is {state}; its keys change when it can be changed")
+    experiment, state = _container_of(ws, grant)
+    if state == "gone":
+        return _gone(name)
+    if state in ("paused", "launching"):
+        # The store says new-only from now on, so any later render (a grant, the next start)
+        # writes the new key alone; the grant stays pending until this container is changed.
+        ws.store.put_grant(grant.collaborator, name, (new,), pending=True)
+        return ContainerRotation(name, "pending", False, f"the container is {state}; its file changes when it "
+                                                         "starts again or at the next `ptdesk collab rotate`")
     try:
-        _, text = set_grant_keys(ws, grant, (new,), pending=False)
+        _, done = set_grant_keys(ws, grant, (new,), pending=False)
     except PtdeskError as exc:
         return ContainerRotation(name, "pending", False, f"the new key could not be installed ({exc.message})")
-    assert experiment is not None and experiment.container_id
-    on_disk = read_authorized_keys(ws.engine, experiment.container_id)
+    assert experiment is not None and experiment.container_id and done is not None
+    person = grant.collaborator
+    on_disk = read_authorized_keys(ws.engine, experiment.container_id, person)
     fingerprints = {keys.fingerprint(line.split(" ", 1)[1]) for line in on_disk.splitlines() if " " in line}
-    if on_disk != text or new not in fingerprints or old in fingerprints:
+    if on_disk != done.files.get(person) or new not in fingerprints or old in fingerprints:
         return ContainerRotation(name, "pending", False, "the new authorized_keys did not read back as written")
+    ended = accounts.end_in(ws.engine, ws.store, name, experiment.container_id, person, "rotate")
     return ContainerRotation(name, "rotated", False, "replaced in one step, read back: the new key is there and "
-                                                     "the old one gone (ptdesk cannot log in with a key you hold)")
+                                                     "the old one gone (ptdesk cannot log in with a key you hold)"
+                             + _ended_text(ended))
 
 
 def _rotate(ws: Workstation, record: CollaboratorRecord, expires: str | None) -> RotationResult:
@@ -150,10 +185,13 @@ def finish_pending(ws: Workstation, experiment: str) -> dict[str, ContainerRotat
             # Read again under the lock: another process may have finished it meanwhile.
             record = store.collaborator(listed.collaborator)
             grant = next(iter(store.grants(collaborator=listed.collaborator, experiment=experiment)), None)
-            if grant is None or not grant.pending or record is None or not record.identity_file:
+            if grant is None or not grant.pending or record is None:
                 continue
             try:
-                outcome = _drive(ws, record, [grant], patient=True)[experiment]
+                if record.identity_file:
+                    outcome = _drive(ws, record, [grant], patient=True)[experiment]
+                else:  # a key they brought: replaced in one step, proven by reading the file back
+                    outcome = _replace_brought(ws, grant, record.fingerprint, record.previous_fingerprint or "")
             except PtdeskError as exc:
                 outcome = ContainerRotation(experiment, "pending", False, exc.message)
             _settle(ws, record.name)
@@ -230,10 +268,9 @@ def _drive(ws: Workstation, record: CollaboratorRecord, grants: list[GrantRecord
 
 def _install_new(ws: Workstation, record: CollaboratorRecord, grant: GrantRecord) -> GrantRecord | ContainerRotation:
     name = grant.experiment
-    experiment = ws.store.experiment(name)
-    state = container_state(ws, experiment) if experiment else "gone"
+    experiment, state = _container_of(ws, grant)
     if state == "gone":
-        return ContainerRotation(name, "failed", False, f"the container is gone; clean up with: ptdesk rm {name}")
+        return _gone(name)
     if state in ("paused", "launching"):
         return ContainerRotation(name, "pending", False, f"the container is {state}; the old key stays valid there")
     new, old = record.fingerprint, record.previous_fingerprint
@@ -242,13 +279,14 @@ def _install_new(ws: Workstation, record: CollaboratorRecord, grant: GrantRecord
     else:
         installed = tuple(dict.fromkeys([*(fp for fp in grant.installed if fp in (old, new)), new]))
     try:
-        state, text = set_grant_keys(ws, grant, installed, pending=True)
+        state, done = set_grant_keys(ws, grant, installed, pending=True)
     except PtdeskError as exc:
         return ContainerRotation(name, "pending", False, f"the new key could not be installed ({exc.message}); "
                                                          "the old key stays valid there")
     if state == "stopped":
-        assert experiment is not None and experiment.container_id
-        if read_authorized_keys(ws.engine, experiment.container_id) != text:
+        assert experiment is not None and experiment.container_id and done is not None
+        person = record.name
+        if read_authorized_keys(ws.engine, experiment.container_id, person) != done.files.get(person):
             return ContainerRotation(name, "pending", False, "the new authorized_keys did not read back as written")
         return ContainerRotation(name, "rotated", False, "stopped: the new key replaced the old one; "
                                                          "the login is proven when it starts")
@@ -275,14 +313,24 @@ def _retire_old(ws: Workstation, record: CollaboratorRecord, grant: GrantRecord,
     except PtdeskError as exc:
         return ContainerRotation(name, "pending", False,
                                  f"the new key works; the old key could not be removed yet ({exc.message})")
+    experiment = ws.store.experiment(name)
+    ended = _ended_text(accounts.end_in(ws.engine, ws.store, name, experiment.container_id if experiment else None,
+                                        record.name, "rotate"))
     if not old_file.exists():
-        return ContainerRotation(name, "rotated", False, "the new key logs in; the old key is removed")
+        return ContainerRotation(name, "rotated", False, "the new key logs in; the old key is removed" + ended)
     login = _login(ws, name, old_file)
     if login.ok:  # e.g. the owner also authorised that very key with --pubkey
         return ContainerRotation(name, "failed", False, "the old key still logs in (it is authorised another way)")
     refused = login.detail.startswith("refused")
-    return ContainerRotation(name, "rotated", refused, "the new key logs in and the old key is refused" if refused
+    return ContainerRotation(name, "rotated", refused, ("the new key logs in and the old key is refused" if refused
                              else f"the new key logs in; the old key's refusal could not be checked ({login.detail})")
+                             + ended)
+
+
+def _ended_text(ended: accounts.Ended) -> str:
+    if ended.error:
+        return f"; their running processes could not be ended ({ended.error})"
+    return f"; ended {ended.count} process(es) of theirs ({ended.sessions} session(s))" if ended.pids else ""
 
 
 def _prove_login(ws: Workstation, experiment: str, key_file: Path) -> LoginResult:
@@ -312,8 +360,15 @@ def _login(ws: Workstation, experiment: str, key_file: Path) -> LoginResult:
         return LoginResult(False, f"unreachable: {exc.message}")
     if bound is None:
         return LoginResult(False, "unreachable: no published port")
-    return try_login(ws.config.connect_host, bound[1], CONTAINER_USER, key_file,
+    return try_login(ws.config.connect_host, bound[1], _account_of(ws, key_file), key_file,
                      record.host_public_key, command=None)
+
+
+def _account_of(ws: Workstation, key_file: Path) -> str:
+    """The account a key logs in to: a collaborator key ptdesk made (keys/collab/NAME/...) opens
+    that person's own account; any other key, the owner's."""
+    name = key_file.parent.name
+    return name if key_file.parent == key_dir(ws.config, name) else CONTAINER_USER
 
 
 def _settle(ws: Workstation, name: str) -> None:

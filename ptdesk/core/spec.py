@@ -16,16 +16,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ptdesk.config import Config, check_size
-from ptdesk.core import ledger
+from ptdesk.core import ledger, workspace
 from ptdesk.core.keys import USER_NAME_RE, read_public_key_file
 from ptdesk.core.kinds import REGISTRY, get_kind
 from ptdesk.core.models import LABEL_NAME, LaunchSpec, Limits
-from ptdesk.errors import ConfigError, Conflict, InvalidInput, NotFound
+from ptdesk.core.workspace import docker_root
+from ptdesk.errors import ConfigError, Conflict, InvalidInput
 
 if TYPE_CHECKING:
     from ptdesk.core.workstation import Workstation
 
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,40}$")
+# Patterns are used with fullmatch only: `$` would also match before a trailing newline.
+NAME_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,40}")
 
 
 OWNER_RE = USER_NAME_RE  # owners are user names: one pattern for owners and collaborators
@@ -37,14 +39,14 @@ def container_name(config: Config, name: str) -> str:
 
 
 def validate_name(name: str) -> str:
-    if not NAME_RE.match(name):
+    if not NAME_RE.fullmatch(name):
         raise InvalidInput(f"{name!r} is not a valid experiment name.",
                            "Use 1-41 lower-case letters, digits, '.', '_' or '-', starting with a letter or digit.")
     return name
 
 
 def validate_owner(owner: str) -> str:
-    if not OWNER_RE.match(owner):
+    if not OWNER_RE.fullmatch(owner):
         raise InvalidInput(f"{owner!r} is not a valid owner name.", "Use a Unix-style user name, like alice.")
     return owner
 
@@ -108,13 +110,10 @@ def make_spec(ws: Workstation, kind: str, *, name: str | None = None, owner: str
         # The configured default is a ceiling, not a demand: small machines get what they have.
         limits = Limits(limits.memory, float(available), limits.pids, limits.shm_size)
     if workspace is not None:
-        path = Path(workspace).expanduser().absolute()
-        if not path.is_dir():
-            raise NotFound(f"The workspace folder {path} does not exist.",
-                           "Create it first, or leave the workspace empty to get one named after the experiment.")
-        check_workspace(config, path)
+        # Bound and recorded resolved: the engine would otherwise follow links again at every start.
+        path = check_workspace(config, Path(workspace), engine_root=docker_root(ws.engine))
     else:
-        path = config.workspaces / name
+        path = config.workspaces / name  # made and checked by the launch (workspace.make_default)
     extra_keys: tuple[str, ...] = ()
     if pubkey is not None:
         if not kind_.accepts_pubkeys:
@@ -125,27 +124,10 @@ def make_spec(ws: Workstation, kind: str, *, name: str | None = None, owner: str
                       gpus=gpus, workspace=path, limits=limits, extra_keys=extra_keys, auto_name=typed is None)
 
 
-# Folders holding the engine's socket: mounting one hands the container the whole machine.
-DOCKER_SOCKET_DIRS = (Path("/run"), Path("/var/run"))
-
-
-def check_workspace(config: Config, path: Path) -> None:
-    """Refuse a workspace that would hand the experiment ptdesk's secrets or the machine.
-
-    Code in the container can read everything under /workspace: a folder that holds PTDESK_HOME
-    (your home, say: the default PTDESK_HOME is inside it) would give it every private key and
-    token ptdesk keeps; `/` or a folder with the Docker socket would give it the machine.
-    """
-    real = path.resolve()
-    home = config.home.resolve()
-    workspaces = config.workspaces.resolve()
-    socket_dirs = {d.resolve() for d in DOCKER_SOCKET_DIRS}
-    if real == Path("/") or any(d == real or d.is_relative_to(real) for d in socket_dirs):
-        raise InvalidInput(f"{path} cannot be a workspace: it would give the experiment the whole machine.",
-                           "Mount a project folder, like ~/projects/NAME.")
-    if home.is_relative_to(real) or (real.is_relative_to(home) and not real.is_relative_to(workspaces)):
-        raise InvalidInput(f"{path} cannot be a workspace: it holds ptdesk's keys and tokens ({home}).",
-                           "Mount a project folder inside it instead, like ~/projects/NAME.")
+def check_workspace(config: Config, path: Path, engine_root: Path | None = None) -> Path:
+    """The resolved folder if it may be a workspace (the rule: ptdesk.core.workspace); InvalidInput
+    or NotFound otherwise."""
+    return workspace.check(config, path, engine_root=engine_root)
 
 
 def writable_by(path: Path, uid: int, gid: int) -> bool:

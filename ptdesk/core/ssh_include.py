@@ -127,8 +127,8 @@ def install(config: Config, path: Path | None = None) -> bool:
         raise PtdeskError(f"{path} has ptdesk's Include on line {ours + 1}, below a Host or Match line, where "
                           "it applies to that block only.", "Move that line to the top of the file.")
     target = Path(os.path.realpath(path))
-    if not path.exists():
-        keys.ensure_private_dir(target.parent)
+    if not target.parent.exists():  # no ~/.ssh yet: made as ssh wants it; an existing one is left as it is
+        target.parent.mkdir(mode=0o700, parents=True)
     old = target.read_bytes() if target.exists() else b""
     mode = (target.stat().st_mode & 0o7777) if target.exists() else 0o600
     keys.write_atomically(target, (include_line(config) + "\n").encode() + old, mode)

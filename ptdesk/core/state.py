@@ -78,6 +78,8 @@ ADDED_COLUMNS = (
     ("experiments", "image_id", "TEXT"),
     ("experiments", "env_fingerprint", "TEXT"),
     ("experiments", "env_check", "TEXT"),
+    # ptdesk.core.accounts: the uid of the person's own account in SSH experiments (one per person).
+    ("collaborators", "uid", "INTEGER"),
 )
 
 
@@ -120,6 +122,7 @@ class CollaboratorRecord:
     expires: float | None = None
     previous_public_key: str | None = None  # set while a rotation is unfinished somewhere
     previous_fingerprint: str | None = None
+    uid: int | None = None  # their account's uid in SSH experiments; given at the first grant
 
 
 @dataclass(frozen=True)
@@ -286,6 +289,33 @@ class Store:
                          "previous_fingerprint = fingerprint, public_key = ?, fingerprint = ?, expires = ? "
                          "WHERE name = ?", (public_key, fingerprint, expires, name))
             conn.execute("UPDATE grants SET pending = 1 WHERE collaborator = ?", (name,))
+
+    def assign_uid(self, name: str, first: int, last: int) -> int:
+        """The uid of `name`'s account: kept once given, else the next never-given one in [first, last].
+        A uid is never given twice, not even after its person was removed: files they left in a
+        workspace must not become someone else's."""
+        with self.tx() as conn:
+            row = conn.execute("SELECT uid FROM collaborators WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                raise ValueError(f"no collaborator {name!r}")
+            if row["uid"] is not None:
+                return int(row["uid"])
+            mark = f"accounts.last_uid.{first}"
+            given = conn.execute("SELECT value FROM meta WHERE key = ?", (mark,)).fetchone()
+            top = conn.execute("SELECT MAX(uid) FROM collaborators WHERE uid BETWEEN ? AND ?",
+                               (first, last)).fetchone()[0]
+            uid = max(int(given["value"]) if given else first - 1, int(top) if top is not None else first - 1) + 1
+            if uid > last:
+                raise PtdeskError("No account uid is left for another collaborator.",
+                                  "Remove collaborators who no longer need access (ptdesk collab rm NAME).")
+            conn.execute("UPDATE collaborators SET uid = ? WHERE name = ?", (uid, name))
+            conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (mark, str(uid)))
+            return uid
+
+    def account_map(self) -> dict[int, str]:
+        """uid -> person, for every collaborator who was given an account."""
+        rows = self.conn.execute("SELECT uid, name FROM collaborators WHERE uid IS NOT NULL").fetchall()
+        return {int(r["uid"]): r["name"] for r in rows}
 
     def delete_collaborator(self, name: str) -> None:
         with self.tx() as conn:

@@ -27,6 +27,7 @@ from ptdesk.core import (
     cull,
     environment,
     experiments,
+    expiry,
     image_archive,
     images,
     listing,
@@ -39,6 +40,7 @@ from ptdesk.core import (
 )
 from ptdesk.core import launch as launcher
 from ptdesk.core import spec as specs
+from ptdesk.core.accounts import Ended
 from ptdesk.core.cull import IdleState
 from ptdesk.core.engine import Engine
 from ptdesk.core.environment import EnvironmentDiff, ExperimentEnvironment
@@ -266,14 +268,20 @@ class Workstation:
     def add_collaborator(self, name: str, pubkey_text: str | None = None, expires: str | None = None) -> Collaborator:
         return collab.add(self, name, pubkey_text, expires)
 
-    def remove_collaborator(self, name: str) -> None:
-        collab.remove(self, name)
+    def remove_collaborator(self, name: str) -> list[Ended]:
+        """Revoke everywhere (ending what they run), then forget them; what was ended, by experiment."""
+        return collab.remove(self, name)
 
     def grant(self, name: str, experiment: str) -> bool:
         return collab.grant(self, name, experiment)
 
-    def revoke(self, name: str, experiment: str) -> None:
-        collab.revoke(self, name, experiment)
+    def revoke(self, name: str, experiment: str) -> Ended:
+        """Refuse their new logins and end their sessions and processes there; what was ended."""
+        return collab.revoke(self, name, experiment)
+
+    def end_expired(self) -> list[Ended]:
+        """End what expired collaborators still run (sshd already refuses their logins)."""
+        return expiry.end_expired(self)
 
     def finish_pending(self, experiment: str) -> dict[str, ContainerRotation]:
         """Finish key rotations that waited for `experiment` to run again, by collaborator."""

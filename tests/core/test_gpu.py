@@ -140,7 +140,8 @@ def test_healthy_cli_table_and_json(use, tmp_path: Path) -> None:
     g0 = data["gpus"][0]
     assert (g0["index"], g0["utilization"], g0["memory_used"], g0["power"]) == (0, 37, 10 * GiB, 120.0)
     assert g0["processes"] == [{"pid": os.getpid(), "used_memory": GiB, "container": None, "experiment": None,
-                                "owner": ME, "kind": "compute", "sm_utilization": 30, "host_user": ME}]
+                                "owner": ME, "kind": "compute", "sm_utilization": 30, "host_user": ME,
+                                "person": ME}]
     assert data["gpus"][1]["processes"][0]["owner"] is None
 
 

@@ -143,8 +143,13 @@ def test_an_image_setting_for_a_kind_that_does_not_exist_is_refused(tmp_path: Pa
 
 
 def test_the_readme_names_what_a_new_kind_touches() -> None:
-    """The contributor section must match the house: a module, a registry line, images/<kind>/, tests."""
+    """The contributor section must match the house: one module in the kinds package, the registry
+    line in its __init__, images/<kind>/, tests — and every place it names exists as named."""
     text = (REPO / "README.md").read_text()
-    section = text[text.index("## Adding an experiment kind"):]
-    for place in ("ptdesk/core/kinds/", "REGISTRY", "images/", "tests/"):
-        assert place in section
+    section = text[text.index("## Adding an experiment kind"):].split("\n## ", 1)[0]
+    assert "`ptdesk/core/kinds/<kind>.py`" in section and "`ptdesk/core/kinds/__init__.py`" in section
+    assert "`REGISTRY`" in section and "`images/<kind>/`" in section and "`tests/core/test_kinds.py`" in section
+    assert hasattr(kinds, "REGISTRY") and (REPO / "ptdesk" / "core" / "kinds" / "__init__.py").is_file()
+    # Every abstract method the section tells a newcomer to write is one the interface really has.
+    for method in Kind.__abstractmethods__:
+        assert f"`{method}`" in section, method

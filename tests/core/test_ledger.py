@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import fcntl
 import multiprocessing
-import os
-import stat
 import threading
 import time
 from pathlib import Path
@@ -13,11 +10,10 @@ from typing import Any
 
 import pytest
 
-from ptdesk.core import gpulock
 from ptdesk.core.ledger import GpuRequest, allocate, gpus_from_label, held_by_devices, parse_request
 from ptdesk.core.models import GpuInventory, GpuLoad
 from ptdesk.core.state import ExperimentRecord, Store
-from ptdesk.errors import Conflict, GpuUnavailable, InvalidInput, PtdeskError
+from ptdesk.errors import Conflict, GpuUnavailable, InvalidInput
 
 # GPU 1 is the least loaded; GPU 2 computes nothing but an idle notebook holds 80% of its memory.
 FOUR = GpuInventory(True, None, (
@@ -239,63 +235,4 @@ def test_holds_are_what_the_engine_gives_not_what_labels_claim() -> None:
     assert held_by_devices({"all": _gpu_request(Count=-1)}, range(2)) == {0: "all", 1: "all"}
 
 
-# --- the machine-wide lock: one file every user can open, never through a planted link --------------
-@pytest.fixture
-def lock_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    folder = tmp_path / "lock"
-    folder.mkdir(mode=0o1777)
-    monkeypatch.setattr(gpulock, "_lock_dir", lambda: folder)
-    return folder
-
-
-def test_gpu_lock_file_is_readable_by_every_user_whatever_the_umask(lock_dir: Path) -> None:
-    old = os.umask(0o077)
-    try:
-        with gpulock.machine_gpu_lock():
-            pass
-    finally:
-        os.umask(old)
-    path = lock_dir / gpulock.GPU_LOCK_NAME
-    assert stat.S_IMODE(path.stat().st_mode) == 0o644
-    with gpulock.machine_gpu_lock():  # an existing file is opened, not re-made
-        pass
-
-
-def test_gpu_lock_excludes_other_processes(lock_dir: Path) -> None:
-    ctx = multiprocessing.get_context("fork")
-    holding, release = ctx.Event(), ctx.Event()
-
-    def hold() -> None:
-        with gpulock.machine_gpu_lock():
-            holding.set()
-            release.wait(30)
-
-    proc = ctx.Process(target=hold)
-    proc.start()
-    try:
-        assert holding.wait(30)
-        fd = os.open(lock_dir / gpulock.GPU_LOCK_NAME, os.O_RDONLY)
-        with pytest.raises(BlockingIOError):  # taken by the other process
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        os.close(fd)
-    finally:
-        release.set()
-        proc.join(30)
-    with gpulock.machine_gpu_lock():
-        pass
-
-
-@pytest.mark.parametrize("planted", ["symlink", "fifo"])
-def test_gpu_lock_refuses_what_someone_planted(lock_dir: Path, tmp_path: Path, planted: str) -> None:
-    path = lock_dir / gpulock.GPU_LOCK_NAME
-    if planted == "symlink":
-        target = tmp_path / "victim"
-        target.write_text("precious")
-        path.symlink_to(target)
-    else:
-        os.mkfifo(path)
-    with pytest.raises(PtdeskError) as info, gpulock.machine_gpu_lock():
-        pass
-    assert str(path) in info.value.message and info.value.hint
-    if planted == "symlink":
-        assert target.read_text() == "precious"
+# The machine-wide GPU lock: tests/security/test_gpu_lock.py (it is kept by the engine).

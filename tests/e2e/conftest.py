@@ -37,6 +37,7 @@ from helpers import (
 from ptdesk.config import Config, load_config
 from ptdesk.core.engine import Engine
 from ptdesk.core.models import LABEL_INSTANCE
+from ptdesk.core.workstation import Workstation
 
 
 @dataclass(frozen=True)
@@ -216,3 +217,19 @@ def second_engine() -> Iterator[str]:
         yield started.stdout.strip().splitlines()[-1]
     finally:
         subprocess.run([script, "stop", folder, bridge], capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def boxes(module_desk: Ptdesk) -> dict[str, dict]:
+    """m1, m2 (ssh) and nb (jupyter), shared by a module's tests that do not stop or break containers."""
+    out = {name: module_desk.new("ssh", "--name", name, "--cpus", "1") for name in ("m1", "m2")}
+    out["nb"] = module_desk.new("jupyter", "--name", "nb", "--cpus", "1")
+    return out
+
+
+@pytest.fixture
+def module_core(module_desk: Ptdesk) -> Iterator[Workstation]:
+    """The core API on the module's environment (what the dashboard calls)."""
+    ws = Workstation(module_desk.config)
+    yield ws
+    ws.close()

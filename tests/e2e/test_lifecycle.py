@@ -346,8 +346,8 @@ def test_a_lost_store_brings_collaborators_back_as_collaborators(cli: Ptdesk, en
     assert people["kim"]["identity_file"] == kim["identity_file"]  # the key ptdesk made is hers again
     assert json.loads(record(cli.home, "shared-box")["extra_keys"]) == []  # not a permanent key
     host_key = record(cli.home, "shared-box")["host_public_key"]
-    assert try_login("127.0.0.1", ssh["ssh"]["port"], "ptdesk", Path(kim["identity_file"]), host_key).ok
+    assert try_login("127.0.0.1", ssh["ssh"]["port"], "kim", Path(kim["identity_file"]), host_key).ok
 
     cli.ok("revoke", "kim", "shared-box")  # and she can be shown out for real
-    refused = try_login("127.0.0.1", ssh["ssh"]["port"], "ptdesk", Path(kim["identity_file"]), host_key)
+    refused = try_login("127.0.0.1", ssh["ssh"]["port"], "kim", Path(kim["identity_file"]), host_key)
     assert refused.detail.startswith("refused"), refused.detail

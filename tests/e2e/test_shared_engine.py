@@ -76,7 +76,8 @@ def test_another_users_container_is_listed_read_only_and_never_taken_over(
     host_key = record(bob.home, "bob-box")["host_public_key"]
     login = try_login("127.0.0.1", box["ssh"]["port"], "ptdesk", Path(box["ssh"]["identity_file"]), host_key)
     assert login.ok, login.detail
-    assert bob.listed()["bob-box"] == box
+    # Bob's ls shows who is logged in: his login is over once sshd has closed it.
+    wait_until(lambda: bob.listed()["bob-box"] == box, timeout=10, message="bob's login to be over")
 
     # A team lead may clean up with --force; Bob's ptdesk then releases its own records.
     alice.ok("rm", "--force", "bob-box")

@@ -29,8 +29,11 @@ if TYPE_CHECKING:
     from conftest import Ptdesk  # tests/e2e/conftest.py
 
 SSH_FIELDS = {"host", "port", "user", "identity_file", "known_hosts", "host_key_fingerprint", "command"}
-TOP_FIELDS = {"name", "id", "kind", "owner", "image", "status", "gpus", "ssh", "environment", "workstation"}
-SSHD_CAPS = {"SETUID", "SETGID", "SYS_CHROOT", "CHOWN", "AUDIT_WRITE"}
+# logged_in: who is logged in right now (ptdesk.core.sessions), for the SSH experiments of this home.
+TOP_FIELDS = {"name", "id", "kind", "owner", "image", "status", "gpus", "ssh", "environment", "logged_in",
+              "workstation"}
+# KILL: ending a revoked person's processes (ptdesk.core.accounts; the README's security model).
+SSHD_CAPS = {"SETUID", "SETGID", "SYS_CHROOT", "CHOWN", "AUDIT_WRITE", "KILL"}
 POLICY = Path(__file__).with_name("sshd-policy.txt")
 GIB, MIB = 1024**3, 1024**2
 
@@ -299,7 +302,13 @@ def test_ls_and_logs(box: dict, module_desk: Ptdesk) -> None:
     assert module_desk.listed(all=True)["box"] == box
     # sshd writes each login to its output; the tail is the end of the full log.
     login(box["ssh"], box["ssh"]["identity_file"])
-    everything = module_desk.ok("logs", "box", "--tail", "all").splitlines()
+
+    def whole_log() -> list[str]:
+        # sshd logs the end of a session just after the client has gone: read once it is there.
+        lines = module_desk.ok("logs", "box", "--tail", "all").splitlines()
+        return lines if lines and "Closing connection" in lines[-1] else []
+
+    everything = wait_until(whole_log, timeout=10, message="sshd to log the end of the login")
     assert any("Accepted publickey for ptdesk" in line for line in everything)
     tail = module_desk.ok("logs", "box", "--tail", "2").splitlines()
     assert len(tail) == 2 and tail == everything[-2:]

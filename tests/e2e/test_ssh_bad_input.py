@@ -74,6 +74,7 @@ def test_a_project_folder_next_to_ptdesk_home_is_fine(cli: Ptdesk, engine: Engin
     project = cli.home.parent / "project"
     project.mkdir(exist_ok=True)
     check_workspace(load_config({"PTDESK_HOME": str(cli.home)}), project)  # does not raise
+    (cli.home / "workspaces" / "mine").mkdir(parents=True)  # a workspace is an existing folder
     check_workspace(load_config({"PTDESK_HOME": str(cli.home)}), cli.home / "workspaces" / "mine")
 
 

@@ -169,7 +169,8 @@ def test_collab_export_uses_the_same_host_blocks_and_a_jump_host(module_desk: Pt
     out = tmp_path / "jo"
     module_desk.ok("collab", "export", "jo", out, "--dest", out)
     text = (out / "ssh_config").read_text()
-    entry = ssh_config.HostEntry(alias="day", hostname="127.0.0.1", port=day["ssh"]["port"], user="ptdesk",
+    # The owner's Host block, but with the person's own account (each person has one).
+    entry = ssh_config.HostEntry(alias="day", hostname="127.0.0.1", port=day["ssh"]["port"], user="jo",
                                  identity_files=(str(out / "id_ed25519"),), known_hosts=str(out / "known_hosts"),
                                  host_key_alias="ptdesk.day")
     assert ssh_config.render_host(entry) in text

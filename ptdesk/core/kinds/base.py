@@ -40,6 +40,7 @@ class Plan:
     tmpfs: dict[str, str] = field(default_factory=dict)
     files: tuple[tuple[str, tuple[FileSpec, ...]], ...] = ()  # (destination folder, files)
     host_public_key: str | None = None
+    command: tuple[str, ...] | None = None  # the service's command line; None: the image's CMD
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,8 @@ class Recovered:
     collaborators: tuple[GrantedKey, ...] = ()
     # Key lines that were neither the owner's, brought by the owner, nor marked: not kept (why).
     dropped: tuple[str, ...] = ()
+    # Collaborator accounts found inside (name, uid): a restored person keeps the uid their files have.
+    accounts: tuple[tuple[str, int], ...] = ()
 
 
 class Kind(ABC):

@@ -10,19 +10,18 @@ from __future__ import annotations
 import json
 import secrets
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from ptdesk.config import Config
 from ptdesk.core import experiment_files
-from ptdesk.core.engine import FileSpec
+from ptdesk.core.engine import Engine, FileSpec
+from ptdesk.core.kinds import jupyter_tls
 from ptdesk.core.kinds.base import Kind, Plan, Recovered, parse_time
 from ptdesk.core.models import Access, LaunchSpec
 from ptdesk.core.state import ExperimentRecord
 from ptdesk.core.waiting import next_delay
-from ptdesk.errors import LaunchFailed, PtdeskError
+from ptdesk.errors import LaunchFailed, NotFound, PtdeskError
 
 if TYPE_CHECKING:
     from ptdesk.core.workstation import Workstation
@@ -30,28 +29,31 @@ if TYPE_CHECKING:
 TOKEN_FILE = "jupyter_token"
 TOKEN_DIR = "/etc/ptdesk"
 HOME = "/home/ptdesk"
+COMMAND = ("jupyter", "lab", "--ip=0.0.0.0", "--port=8888", "--no-browser", "--ServerApp.root_dir=/workspace",
+           "--ServerApp.password=", "--ServerApp.open_browser=False",
+           f"--config={TOKEN_DIR}/{jupyter_tls.CONFIG_FILE}")
 
 
-def api_get(host: str, port: int, path: str, token: str | None, timeout: float = 3.0) -> tuple[int, object]:
+def api_get(host: str, port: int, path: str, token: str | None, timeout: float = 3.0,
+            cert_pem: str | None = None) -> tuple[int, object]:
     """GET a Jupyter REST path (like "/api/status") with the token header: (HTTP status, JSON body).
 
+    cert_pem: the experiment's certificate (https, trusting exactly that one); None for plain http.
     Status 0 when nothing answered (or the answer was not JSON); the body is None for an error status.
     """
-    request = urllib.request.Request(f"http://{_url_host(host)}:{port}{path}")
-    if token:
-        request.add_header("Authorization", f"token {token}")
+    status, body = jupyter_tls.request(host, port, path, token, cert_pem, timeout)
+    if status != 200:
+        return status, None
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, json.loads(response.read() or b"null")
-    except urllib.error.HTTPError as exc:
-        return exc.code, None
-    except (OSError, ValueError):
+        return status, json.loads(body or b"null")
+    except ValueError:
         return 0, None
 
 
-def api_status(host: str, port: int, token: str | None, timeout: float = 3.0) -> tuple[int, dict | None]:
+def api_status(host: str, port: int, token: str | None, timeout: float = 3.0,
+               cert_pem: str | None = None) -> tuple[int, dict | None]:
     """GET /api/status; (HTTP status, body) — 0 when nothing answered."""
-    status, body = api_get(host, port, "/api/status", token, timeout)
+    status, body = api_get(host, port, "/api/status", token, timeout, cert_pem)
     return status, body if isinstance(body, dict) else None
 
 
@@ -69,6 +71,18 @@ class JupyterKind(Kind):
     def plan(self, config: Config, spec: LaunchSpec) -> Plan:
         token = secrets.token_urlsafe(32)
         experiment_files.write(config, spec.name, TOKEN_FILE, token, 0o600)
+        owned = {"uid": config.uid, "gid": config.gid}
+        files = [FileSpec(TOKEN_FILE, token.encode(), mode=0o400, **owned)]
+        tls = jupyter_tls.use_tls(config)
+        if tls:
+            cert = jupyter_tls.make_certificate(config, spec.name)
+            # Only the certificate stays on the host: it is what clients pin. The key is the server's.
+            experiment_files.write(config, spec.name, jupyter_tls.CERT_FILE, cert.pem, 0o644)
+            files += [FileSpec(jupyter_tls.CERT_FILE, cert.pem.encode(), mode=0o444),
+                      FileSpec(jupyter_tls.KEY_FILE, cert.key_pem, mode=0o400, **owned)]
+        # Root-owned and read-only: the server cannot rewrite its own Host check or transport.
+        files.append(FileSpec(jupyter_tls.CONFIG_FILE,
+                              jupyter_tls.server_config(config, TOKEN_DIR if tls else None).encode(), mode=0o444))
         return Plan(
             container_port=self.container_port,
             # Run straight as the host user: no root step, no capabilities at all.
@@ -76,20 +90,26 @@ class JupyterKind(Kind):
             environment={"HOME": HOME},
             # A private home for the host uid (which may not match the image's user).
             tmpfs={HOME: f"uid={config.uid},gid={config.gid},mode=0700,size=1g"},
-            files=((TOKEN_DIR, (FileSpec(TOKEN_FILE, token.encode(), mode=0o400,
-                                         uid=config.uid, gid=config.gid),)),),
+            files=((TOKEN_DIR, tuple(files)),),
+            # ptdesk's own command line, not the image's CMD (which turned the Host check off):
+            # the placed config file sets the Host check and TLS.
+            command=COMMAND,
         )
 
     def token(self, config: Config, name: str) -> str | None:
         return experiment_files.read(config, name, TOKEN_FILE)
 
+    def certificate(self, config: Config, name: str) -> str | None:
+        """The experiment's TLS certificate (PEM) when it serves https; None for plain http."""
+        return experiment_files.read(config, name, jupyter_tls.CERT_FILE)
+
     def wait_ready(self, config: Config, record: ExperimentRecord, host: str, port: int,
                    timeout: float, is_alive: Callable[[], bool]) -> None:
-        token = self.token(config, record.name)
+        token, cert = self.token(config, record.name), self.certificate(config, record.name)
         started = time.monotonic()
         deadline, last = started + timeout, 0
         while time.monotonic() < deadline:
-            last, _ = api_status(host, port, token)
+            last, _ = api_status(host, port, token, cert_pem=cert)
             if last == 200:
                 return
             if not is_alive():
@@ -104,22 +124,28 @@ class JupyterKind(Kind):
         token = self.token(config, record.name)
         if not record.port or not token:
             return None
-        url = f"http://{_url_host(host)}:{record.port}/lab?token={token}"
-        return Access(connect=url, rows=(("Open", url), ("Host", f"{host}:{record.port}")),
-                      fields={"url": url, "host": host, "port": record.port, "token": token})
+        cert = self.certificate(config, record.name)
+        url = f"{'https' if cert else 'http'}://{_url_host(host)}:{record.port}/lab?token={token}"
+        rows: tuple[tuple[str, str], ...] = (("Open", url), ("Host", f"{host}:{record.port}"))
+        fields: dict[str, object] = {"url": url, "host": host, "port": record.port, "token": token}
+        if cert:  # compared by people like an SSH host key; the file is for clients that pin it
+            where = str(experiment_files.folder(config, record.name) / jupyter_tls.CERT_FILE)
+            rows += (("Certificate", jupyter_tls.fingerprint(cert)), ("Certificate file", where))
+            fields |= {"certificate_fingerprint": jupyter_tls.fingerprint(cert), "certificate": where}
+        return Access(connect=url, rows=rows, fields=fields)
 
     def idle(self, ws: Workstation, record: ExperimentRecord, container_id: str,
              now: float) -> tuple[float | None, str]:
         """Jupyter says itself when it was last used (/api/status `last_activity`, which covers
         kernels and terminals); a kernel that is busy right now counts as active."""
-        token = self.token(ws.config, record.name)
+        token, cert = self.token(ws.config, record.name), self.certificate(ws.config, record.name)
         if not token or not record.port:
             return None, "no token or port recorded"
         # no_track_activity: asking must not itself count as activity.
         host, port, kernels = ws.config.connect_host, record.port, None
-        code, status = api_get(host, port, "/api/status?no_track_activity=1", token, timeout=5.0)
+        code, status = api_get(host, port, "/api/status?no_track_activity=1", token, 5.0, cert)
         if code == 200:
-            code, kernels = api_get(host, port, "/api/kernels?no_track_activity=1", token, timeout=5.0)
+            code, kernels = api_get(host, port, "/api/kernels?no_track_activity=1", token, 5.0, cert)
         if code != 200:
             return None, "Jupyter did not answer" if code == 0 else f"Jupyter answered HTTP {code}"
         listed = [k for k in kernels if isinstance(k, dict)] if isinstance(kernels, list) else []
@@ -136,11 +162,27 @@ class JupyterKind(Kind):
         """Nothing to keep in step: the URL carries the token, and the port never changes."""
 
     def read_back(self, ws: Workstation, container_id: str, labels: Mapping[str, str]) -> Recovered:
+        engine = ws.engine
         try:
-            token = ws.engine.read_file(container_id, f"{TOKEN_DIR}/{TOKEN_FILE}").decode()
+            token = engine.read_file(container_id, f"{TOKEN_DIR}/{TOKEN_FILE}").decode()
+            cert = engine.read_file(container_id, f"{TOKEN_DIR}/{jupyter_tls.CERT_FILE}").decode() \
+                if _has_tls(engine, container_id) else ""
         except UnicodeDecodeError:
-            raise PtdeskError("The Jupyter token in the container is not text.") from None
-        return Recovered(files=((TOKEN_FILE, token, 0o600),) if token else ())
+            raise PtdeskError("The Jupyter token or certificate in the container is not text.") from None
+        files = ((TOKEN_FILE, token, 0o600),) if token else ()
+        if cert:
+            jupyter_tls.fingerprint(cert)  # ValueError for garbage: caught below as unreadable
+            files += ((jupyter_tls.CERT_FILE, cert, 0o644),)
+        return Recovered(files=files)
+
+
+def _has_tls(engine: Engine, container_id: str) -> bool:
+    """Was it launched with a certificate (the placed config names one)?"""
+    try:
+        text = engine.read_file(container_id, f"{TOKEN_DIR}/{jupyter_tls.CONFIG_FILE}")
+    except NotFound:  # launched before ptdesk placed one: plain http
+        return False
+    return b"c.ServerApp.certfile" in text
 
 
 JUPYTER = JupyterKind()

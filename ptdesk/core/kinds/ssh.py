@@ -22,6 +22,7 @@ from ptdesk.core.authorized_keys import (
     collaborator_of,
     expiry_of,
     owner_key,
+    read_accounts,
     read_authorized_keys,
     render_authorized_keys,
 )
@@ -35,8 +36,12 @@ from ptdesk.errors import PtdeskError
 if TYPE_CHECKING:
     from ptdesk.core.workstation import Workstation
 
-# sshd as root needs exactly these for privilege separation and interactive (pty) logins.
-SSHD_CAPS = ("SETUID", "SETGID", "SYS_CHROOT", "CHOWN", "AUDIT_WRITE")
+# sshd as root needs exactly these for privilege separation and interactive (pty) logins; KILL
+# lets root in the container signal other accounts' processes: ptdesk ends a revoked (removed,
+# rotated-away, expired) person's sessions and processes with it (ptdesk-accounts end), and sshd's
+# monitor ends a closed session's child with it. It reaches nothing outside the container's own
+# PID namespace.
+SSHD_CAPS = ("SETUID", "SETGID", "SYS_CHROOT", "CHOWN", "AUDIT_WRITE", "KILL")
 HOST_KEY_FILE = "ssh_host_ed25519_key.pub"
 HOST_KEY_IN_CONTAINER = "/etc/ssh/ssh_host_ed25519_key.pub"
 KNOWN_HOSTS_FILE = "known_hosts"
@@ -102,20 +107,22 @@ class SshKind(Kind):
     def idle(self, ws: Workstation, record: ExperimentRecord, container_id: str,
              now: float) -> tuple[float | None, str]:
         """SSH has no activity clock of its own, so ptdesk keeps one: each check that finds the
-        container user's processes (a login, or a job left running) notes the time in the store."""
+        processes of a person's account (a login, or a job left running) notes the time in the store."""
         engine = ws.engine
-        rc, out = engine.exec(container_id, ["pgrep", "-c", "-u", CONTAINER_USER])
+        people = {ws.config.uid} | {c.uid for g in ws.store.grants(experiment=record.name)
+                                    if (c := ws.store.collaborator(g.collaborator)) and c.uid is not None}
+        rc, out = engine.exec(container_id, ["pgrep", "-c", "-u", ",".join(map(str, sorted(people)))])
         key = SSH_ACTIVE_KEY + record.name
         # pgrep: 0 = found some, 1 = none; anything else means we could not tell.
         if rc == 0 and out.strip().isdigit() and int(out.strip()) > 0:
             ws.store.set_meta(key, repr(now))
-            return 0.0, f"{int(out.strip())} process(es) of {CONTAINER_USER}"
+            return 0.0, f"{int(out.strip())} process(es) of its people"
         if rc != 1:
             return None, f"pgrep failed ({out.decode(errors='replace').strip()})"
         started = parse_time((engine.inspect(container_id).get("State") or {}).get("StartedAt")) or record.created
         seen = ws.store.get_meta(key)
         last = max(started, float(seen) if seen else 0.0)
-        return max(0.0, now - last), "no process of the container user"
+        return max(0.0, now - last), "no process of its people"
 
     def read_back(self, ws: Workstation, container_id: str, labels: Mapping[str, str]) -> Recovered:
         try:
@@ -150,7 +157,11 @@ def _recover_keys(ws: Workstation, container_id: str, owner: str, host_key: str)
     with contextlib.suppress(OSError, PtdeskError):
         skip.add(keys.fingerprint(owner_public.read_text()))
     try:
-        text = read_authorized_keys(ws.engine, container_id)
+        # The owner's file, then each collaborator account's own (older containers kept all in one).
+        engine = ws.engine
+        accounts = tuple(read_accounts(engine, container_id))
+        text = read_authorized_keys(engine, container_id) + "".join(
+            read_authorized_keys(engine, container_id, name) for name, _ in accounts)
     except UnicodeDecodeError:
         raise PtdeskError("The authorized_keys file in the container is not text.") from None
     brought: list[str] = []
@@ -171,7 +182,7 @@ def _recover_keys(ws: Workstation, container_id: str, owner: str, host_key: str)
         else:
             brought.append(public)
     return Recovered(host_public_key=host_key, extra_keys=tuple(brought), collaborators=tuple(granted),
-                     dropped=tuple(dropped))
+                     dropped=tuple(dropped), accounts=accounts)
 
 
 SSH = SshKind()

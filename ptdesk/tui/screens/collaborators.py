@@ -152,7 +152,8 @@ class Collaborators(Screen[None]):
             if experiment:
                 self._run(f"Revoke {person.name} ✗ {experiment}",
                           lambda: self.ws.revoke(person.name, experiment),
-                          lambda _: Text(f"{person.name} can no longer log in to {experiment}."))
+                          lambda ended: Text(f"{person.name} can no longer log in to {experiment}; "
+                                             f"{ended.outcome()}."))
 
         self.app.push_screen(Prompt(f"Revoke {person.name}'s access to which experiment?",
                                     value=person.grants[0]), got)

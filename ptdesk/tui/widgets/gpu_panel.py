@@ -23,7 +23,7 @@ def users(processes: tuple[GpuProcess, ...]) -> str:
     seen: dict[str, None] = {}
     for p in processes:
         if p.experiment:
-            seen[f"{p.experiment} ({p.owner or '?'})"] = None
+            seen[f"{p.experiment} ({p.person or p.owner or '?'})"] = None
         elif p.container:
             seen[f"container {p.container[:12]}"] = None
         elif p.owner:

@@ -1,0 +1,60 @@
+"""`images load` verifies both layouts `docker save` writes: the classic one (Docker 20.10, what this
+machine's engine writes, tested end to end in tests/e2e/test_image_archive.py) and the OCI layout
+Docker 25+ writes (`blobs/sha256/<digest>`, gzip layers possible), built here byte by byte."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+
+from ptdesk.core import image_archive
+from ptdesk.core.image_archive import FORMAT, MANIFEST, TamperedArchive, verify
+
+
+def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size, info.mtime = len(data), int(time.time())
+    tar.addfile(info, io.BytesIO(data))
+
+
+def _oci_archive(path: Path, tamper_layer: bool = False) -> str:
+    layer_tar = io.BytesIO()
+    with tarfile.open(fileobj=layer_tar, mode="w") as layer:
+        _add(layer, "etc/hello", b"hello\n")
+    plain = layer_tar.getvalue()
+    blob = gzip.compress(plain if not tamper_layer else plain + b"\0" * 512)
+    config = json.dumps({"rootfs": {"type": "layers",
+                                    "diff_ids": [f"sha256:{hashlib.sha256(plain).hexdigest()}"]}}).encode()
+    config_digest, blob_digest = hashlib.sha256(config).hexdigest(), hashlib.sha256(blob).hexdigest()
+    entries = [{"Config": f"blobs/sha256/{config_digest}", "RepoTags": ["ptdesk/ssh:latest"],
+                "Layers": [f"blobs/sha256/{blob_digest}"]}]
+    with tarfile.open(path, "w") as tar:
+        _add(tar, f"blobs/sha256/{config_digest}", config)
+        _add(tar, f"blobs/sha256/{blob_digest}", blob)
+        _add(tar, "manifest.json", json.dumps(entries).encode())
+    members = image_archive._member_hashes(path)
+    manifest = {"format": FORMAT, "created": time.time(), "members": members,
+                "images": [{"kind": "ssh", "tag": "ptdesk/ssh:latest", "image_id": f"sha256:{config_digest}",
+                            "environment": None}]}
+    with tarfile.open(path, "a") as tar:
+        _add(tar, MANIFEST, json.dumps(manifest).encode())
+    return config_digest
+
+
+def test_an_oci_layout_archive_with_gzip_layers_verifies(tmp_path: Path) -> None:
+    digest = _oci_archive(tmp_path / "images.tar")
+    [image] = verify(tmp_path / "images.tar")
+    assert image.image_id == f"sha256:{digest}"
+
+
+def test_an_oci_layer_that_is_not_what_the_config_says_is_refused(tmp_path: Path) -> None:
+    _oci_archive(tmp_path / "images.tar", tamper_layer=True)
+    with pytest.raises(TamperedArchive, match="layer"):
+        verify(tmp_path / "images.tar")
