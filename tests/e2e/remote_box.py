@@ -88,6 +88,7 @@ class RemoteBox:
             self._user()
             self.start_engine()
             self.load_images(*IMAGES)
+            self._override_images()
             self._keys()
             self._start_sshd()
         except BaseException:
@@ -140,6 +141,15 @@ class RemoteBox:
         finally:
             save.stdout.close()  # type: ignore[union-attr]
             save.wait()
+
+    def _override_images(self) -> None:
+        """PTDESK_TEST_REMOTE_IMAGES="ptdesk/ssh:latest=ptdesk/ssh:mine,...": give the remote a
+        newer build under the tag ptdesk launches, without retagging anything on this machine's
+        engine (a shared box where :latest is older than the Dockerfiles; CI rebuilds :latest)."""
+        for pair in filter(None, os.environ.get("PTDESK_TEST_REMOTE_IMAGES", "").split(",")):
+            target, source = pair.split("=", 1)
+            self.load_images(source)
+            _run("docker", "-H", self.docker_host, "tag", source, target)
 
     def _keys(self) -> None:
         client = keys.generate("ptdesk-test-client")

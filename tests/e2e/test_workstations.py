@@ -163,8 +163,8 @@ def test_grant_and_rotate_on_the_remote(desk: Ptdesk, box_engine: Engine) -> Non
     experiment = desk.json("ls", "--on", "box")[0]
     port = experiment["ssh"]["port"]
 
-    def logs_in(key: str) -> bool:
-        return _login(port, Path(key), experiment)
+    def logs_in(key: str) -> bool:  # ann has an account of her own there, named after her
+        return _login(port, Path(key), experiment, "ann")
 
     old = Path(ann["identity_file"]).read_bytes()
     assert logs_in(ann["identity_file"])
@@ -180,12 +180,12 @@ def test_grant_and_rotate_on_the_remote(desk: Ptdesk, box_engine: Engine) -> Non
     desk.ok("rm", "r-col", "--on", "box", "--force")
 
 
-def _login(port: int, key: Path, experiment: dict) -> bool:
-    """Log in with `key` (OpenSSH), as the experiment's user, trusting only its pinned host key."""
+def _login(port: int, key: Path, experiment: dict, account: str) -> bool:
+    """Log in with `key` (OpenSSH) as `account`, trusting only the experiment's pinned host key."""
     known = Path(experiment["ssh"]["command"].split("UserKnownHostsFile=")[1].split()[0])
     proc = subprocess.run(["ssh", "-i", str(key), "-p", str(port), "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
                            "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={known}",
-                           f"{experiment['ssh']['user']}@127.0.0.1", "true"],
+                           f"{account}@127.0.0.1", "true"],
                           capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
     return proc.returncode == 0
 
