@@ -18,7 +18,7 @@ SAMPLER_TARGET = "sampler"
 SAMPLER_IMAGE = "ptdesk/gpu-sampler:latest"
 # What `python3 -m ptdesk.core.gpu_sampler_main` imports, and nothing more (no Docker SDK, no SQLite).
 MODULES = ("__init__.py", "errors.py", "config.py", "config_workstations.py", "core/__init__.py", "core/models.py",
-           "core/gpu.py", "core/procmap.py", "core/gpu_wire.py", "core/gpu_sampler_main.py")
+           "core/gpu.py", "core/procmap.py", "core/text.py", "core/gpu_wire.py", "core/gpu_sampler_main.py")
 
 
 def program_files() -> dict[str, bytes]:
