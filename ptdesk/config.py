@@ -18,6 +18,7 @@ from pathlib import Path
 
 from platformdirs import user_data_dir
 
+from ptdesk.config_workstations import LOCAL, WorkstationEntry, parse_workstations
 from ptdesk.errors import ConfigError
 
 # The default base is a real PyTorch CUDA runtime; tests build FROM a local Debian base instead.
@@ -71,6 +72,11 @@ class Config:
     gpus: str = "auto"
     # Jupyter/SSH idle limit for `ptdesk cull` (seconds; 0 disables automatic culling).
     idle_cull_seconds: int = 0
+    # Other Docker engines reached over SSH ([workstations.NAME]); "local" is always this machine's.
+    workstations: dict[str, WorkstationEntry] = field(default_factory=dict)
+    default_workstation: str = LOCAL
+    # The address people connect to when it is not the bind address (a remote workstation's host).
+    connect_address: str | None = None
     # Debian packages the SSH image gets besides its workbench (git, tmux, rsync, ...).
     ssh_packages: tuple[str, ...] = ()
     # The team's pinned image baseline (`ptdesk images pin`): a JSON file, default PTDESK_HOME/baseline.json;
@@ -92,6 +98,8 @@ class Config:
     @property
     def connect_host(self) -> str:
         """The address people connect to: the bind address, or this host's name if bound to all."""
+        if self.connect_address:
+            return self.connect_address
         if ipaddress.ip_address(self.bind_address).is_unspecified:
             return _host_name()
         return self.bind_address
@@ -171,6 +179,8 @@ def _apply(config: Config, data: dict, origin: str) -> Config:
             changes[key] = "on" if value else "off"
         elif key in ("ready_timeout", "gpu_lock_wait"):
             changes[key] = _number(key, value, origin)
+        elif key == "workstations":
+            changes[key] = {**config.workstations, **parse_workstations(value, origin)}
         elif key == "ssh_packages":
             changes[key] = _packages(key, value, origin)
         else:
@@ -261,6 +271,9 @@ def _validate(config: Config, origin: str) -> None:
     if not math.isfinite(config.ready_timeout) or config.ready_timeout <= 0:
         raise ConfigError(f"ready_timeout in {origin} must be a positive number of seconds, not "
                           f"{config.ready_timeout:g}.", "The default is 90.")
+    if config.default_workstation not in (LOCAL, *config.workstations):
+        raise ConfigError(f"default_workstation {config.default_workstation!r} in {origin} names no workstation.",
+                          "Use local or the NAME of a [workstations.NAME] table.")
     if config.jupyter_tls not in ("auto", "on", "off"):
         raise ConfigError(f"jupyter_tls in {origin} must be auto, on or off, not {config.jupyter_tls!r}.",
                           "auto (the default) uses TLS when bind_address is not loopback.")
@@ -276,3 +289,14 @@ def _validate(config: Config, origin: str) -> None:
     if not re.fullmatch(r"[a-z0-9][a-z0-9_.-]{0,62}", config.instance):
         raise ConfigError(f"instance {config.instance!r} in {origin} is not a valid name.",
                           "Use lower-case letters, digits, '.', '_' or '-'.")
+
+
+def for_workstation(config: Config, entry: WorkstationEntry) -> Config:
+    """The settings one remote workstation runs with: its own state, keys and experiment files under
+    PTDESK_HOME/workstations/NAME (so a dead box never holds another's store, and each engine is
+    reconciled against its own records), ports published on its bind address, and connection lines
+    naming the address people reach it at."""
+    return replace(config, home=config.home / "workstations" / entry.name,
+                   bind_address=entry.bind_address or config.bind_address,
+                   connect_address=entry.connect_address,
+                   workspace_root=config.workspace_root or config.home / "workstations" / entry.name / "workspaces")

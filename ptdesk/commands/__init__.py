@@ -13,11 +13,12 @@ import click
 
 # Command name -> the topic module that defines it.
 COMMAND_TOPICS: dict[str, str] = {
-    "new": "containers", "ls": "containers", "logs": "containers", "stop": "containers",
+    "new": "containers", "ls": "listing", "logs": "containers", "stop": "containers",
     "start": "containers", "rm": "containers",
     "images": "images", "doctor": "doctor", "gpus": "gpus",
     "collab": "collab", "grant": "collab", "revoke": "collab", "audit": "audit",
     "watch": "lifecycle", "cull": "lifecycle", "reconcile": "lifecycle",
+    "workstations": "workstations", "serve": "serve",
     "ssh-config": "ssh", "ssh": "ssh", "forward": "ssh",
     "env": "env",
 }

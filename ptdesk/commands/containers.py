@@ -1,4 +1,4 @@
-"""Experiment lifecycle commands: new, ls, logs, stop, start, rm."""
+"""Experiment lifecycle commands: new, logs, stop, start, rm (ls: ptdesk.commands.listing)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from ptdesk.commands.common import emit_json, json_option, pass_workstation, table
+from ptdesk.commands.common import emit_json, json_option, pass_workstation
 from ptdesk.core.kinds import REGISTRY, Kind
 from ptdesk.core.models import Experiment
 from ptdesk.core.workstation import Workstation
@@ -68,7 +68,7 @@ def _new_command(kind: Kind) -> click.Command:
     def launch_kind(ws: Workstation, as_json: bool, **options: Any) -> None:
         _launch(ws, kind.name, as_json, **options)
 
-    command = pass_workstation(reconcile=True)(launch_kind)
+    command = pass_workstation(reconcile=True, auto=True)(launch_kind)
     if kind.accepts_pubkeys:
         command = click.option("--pubkey", type=click.Path(dir_okay=False, path_type=str),
                                help="Also authorise this public key (your own .pub file).")(command)
@@ -77,33 +77,6 @@ def _new_command(kind: Kind) -> click.Command:
 
 for _kind in REGISTRY.values():
     _new_command(_kind)
-
-
-@click.command("ls")
-@click.option("--all", "show_all", is_flag=True, help="Include stopped experiments.")
-@json_option
-@pass_workstation(reconcile=True)
-def ls(ws: Workstation, show_all: bool, as_json: bool) -> None:
-    """List experiments."""
-    items = ws.list_experiments(all=show_all)
-    if as_json:
-        emit_json([e.to_json() for e in items])
-        return
-    if not items:
-        click.echo("No experiments." if show_all else "No running experiments (ptdesk ls --all shows stopped ones).")
-        return
-    rows = [(e.name + (" (other user)" if e.foreign else " (unverified)" if e.unverified else
-                      " (orphan)" if e.orphan else ""), e.kind, e.owner,
-             e.status, _who(e), ",".join(map(str, e.gpus)) or "-", e.environment.text if e.environment else "-",
-             e.connect)
-            for e in items]
-    click.echo(table(["NAME", "KIND", "OWNER", "STATUS", "LOGGED IN", "GPUS", "ENVIRONMENT", "CONNECT"], rows))
-
-
-def _who(experiment: Experiment) -> str:
-    if experiment.logged_in is None:
-        return "-"
-    return ", ".join(experiment.logged_in) or "nobody"
 
 
 @click.command("logs")
@@ -152,4 +125,10 @@ def rm(ws: Workstation, name: str, force: bool) -> None:
     click.echo(f"{name} removed.")
 
 
-COMMANDS = [new, ls, logs, stop, start, rm]
+def _who(experiment: Experiment) -> str:
+    if experiment.logged_in is None:
+        return "-"
+    return ", ".join(experiment.logged_in) or "nobody"
+
+
+COMMANDS = [new, logs, stop, start, rm]  # ls: ptdesk.commands.listing

@@ -26,22 +26,22 @@ ERROR_TEXT = {
 def gpus(ws: Workstation, as_json: bool, watch: bool) -> None:
     """Show every GPU, its load, and the processes on it with their container and owner."""
     if not watch:
-        _show(ws.gpu_snapshot(), as_json)
+        _show(ws.gpu_snapshot(), as_json, where=ws.name)
         return
     try:
         while True:
             snapshot = ws.gpu_snapshot()
             if not as_json:
                 click.clear()
-            _show(snapshot, as_json, compact=True)
+            _show(snapshot, as_json, compact=True, where=ws.name)
             time.sleep(1.0)  # the refresh period itself, not a wait for some condition
     except KeyboardInterrupt:
         return  # Ctrl-C is how --watch ends: not an error
 
 
-def _show(snapshot: GpuSnapshot, as_json: bool, compact: bool = False) -> None:
+def _show(snapshot: GpuSnapshot, as_json: bool, compact: bool = False, where: str = "local") -> None:
     if as_json:
-        data = snapshot.to_json()
+        data = {**snapshot.to_json(), "workstation": where}
         click.echo(json.dumps(data) if compact else json.dumps(data, indent=2))
     else:
         click.echo(render(snapshot))

@@ -37,6 +37,8 @@ def build(ws: Workstation, target: str, base: str | None, ca_bundle: Path | None
     Each build records its environment (labels and /etc/ptdesk/environment.json). With a team
     baseline pinned (ptdesk images pin), any difference from it is listed and the exit code is 1."""
     targets = expand_targets(target)  # validate everything before touching the engine
+    if target == "all" and ws.is_remote:  # a remote workstation also needs its GPU sampler
+        targets = (*targets, "sampler")
 
     def started(tag: str, base_image: str) -> None:
         click.echo(f"==> Building {tag} FROM {base_image}", err=True)

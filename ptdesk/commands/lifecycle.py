@@ -10,7 +10,7 @@ from datetime import datetime
 
 import click
 
-from ptdesk.commands.common import emit_json, json_option, pass_workstation, table
+from ptdesk.commands.common import current_workstation, emit_json, json_option, pass_workstation, table
 from ptdesk.core.durations import parse_duration
 from ptdesk.core.lifecycle import ContainerEvent
 from ptdesk.core.reconcile import ReconcileReport
@@ -28,7 +28,8 @@ def _stamp() -> str:
 
 def _line(as_json: bool, type_: str, text: str, **data: object) -> None:
     if as_json:  # one JSON object per line, for journald and scripts
-        click.echo(json.dumps({"time": time.time(), "type": type_, **data}))
+        click.echo(json.dumps({"time": time.time(), "type": type_, **data,
+                               "workstation": current_workstation() or "local"}))
     else:
         click.echo(f"{_stamp()} {text}")
 

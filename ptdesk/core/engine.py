@@ -16,6 +16,7 @@ from typing import Any
 
 import docker
 import docker.errors
+import paramiko
 import requests
 import urllib3.exceptions
 
@@ -65,7 +66,8 @@ def translated_errors(what: str) -> Iterator[None]:
     except docker.errors.DockerException as exc:
         raise _unavailable(what, exc) from None
     except (requests.exceptions.ConnectionError, requests.exceptions.Timeout, ConnectionError,
-            urllib3.exceptions.HTTPError) as exc:
+            urllib3.exceptions.HTTPError, paramiko.SSHException) as exc:
+        # paramiko's: an ssh:// engine whose SSH session could not be opened or broke (ptdesk.core.remote).
         # urllib3's errors are how a stream (logs, events) breaks when the engine goes away mid-read.
         raise _unavailable(what, exc) from None
 
@@ -100,6 +102,27 @@ def _unavailable(what: str, exc: Exception) -> EngineUnavailable:
                                  "Add yourself to the docker group (then log in again) or use sudo.")
     where = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
     return EngineUnavailable(f"{what}: the Docker engine at {where} is not reachable.", ENGINE_HINT)
+
+
+class ClosableStream:
+    """docker-py's event stream, closable from another thread on every transport: its close()
+    refuses ssh:// engines ("Cancellable streams not supported"), so there the SSH channel that
+    carries the stream is closed instead, which ends the blocked read the same way."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def __iter__(self) -> ClosableStream:
+        return self
+
+    def __next__(self) -> Any:
+        return next(self._stream)
+
+    def close(self) -> None:
+        try:
+            self._stream.close()
+        except docker.errors.DockerException:
+            self._stream._response.raw._fp.fp.channel.close()
 
 
 class Engine:
@@ -321,8 +344,37 @@ class Engine:
         """Decoded container events of one instance's managed containers (a closable generator)."""
         filters = {"type": ["container"], "label": [f"{LABEL_MANAGED}=1", f"{LABEL_INSTANCE}={instance}"]}
         with translated_errors("Following engine events"):
-            return self.api.events(since=since, filters=filters, decode=True)
+            return ClosableStream(self.api.events(since=since, filters=filters, decode=True))
 
+    # --- attached helpers (a workstation's GPU sampler) --------------------------------------
+    def run_attached(self, *, name: str, image: str, labels: dict[str, str], host_config: dict[str, Any],
+                     environment: dict[str, str] | None = None, user: str | None = None) -> tuple[str, Any]:
+        """Create and start a container whose stdin stays open exactly as long as the returned socket
+        (StdinOnce): closing it, or losing the connection, ends the container's input. Returns
+        (id, socket); read its output with attached_output and close the socket when done."""
+        with translated_errors(f"Starting {name}"):
+            hc = self.api.create_host_config(**host_config)
+            created = self.api.create_container(image=image, name=name, labels=labels, host_config=hc,
+                                                # not detached + stdin_open: docker-py sets StdinOnce
+                                                environment=environment, user=user, stdin_open=True,
+                                                detach=False)["Id"]
+            try:
+                sock = self.api.attach_socket(created, params={"stdin": 1, "stdout": 1, "stream": 1})
+                self.api.start(created)
+            except BaseException:
+                self.remove(created)
+                raise
+        return created, sock
+
+    @staticmethod
+    def attached_output(sock: Any) -> Iterator[bytes]:
+        """The stdout payloads of an attached (non-tty) container, until it ends or the socket closes."""
+        from docker.utils.socket import frames_iter
+
+        with translated_errors("Reading an attached container"):
+            for stream, data in frames_iter(sock, tty=False):
+                if stream == 1:
+                    yield data
     # --- images as files and scratch containers (ptdesk.core.image_env, image_archive) -------------
     @contextmanager
     def scratch_container(self, image: str) -> Iterator[str]:

@@ -30,6 +30,7 @@ from ptdesk.core import baseline, image_env
 from ptdesk.core.engine import Engine
 from ptdesk.core.image_env import ImageSummary, PackageChange
 from ptdesk.core.kinds import REGISTRY, get_kind, kind_names
+from ptdesk.core.sampler_image import SAMPLER_IMAGE, SAMPLER_TARGET, program_files
 from ptdesk.errors import InvalidInput, PtdeskError
 
 if TYPE_CHECKING:
@@ -114,13 +115,15 @@ def expand_targets(name: str) -> tuple[str, ...]:
     """A kind's name or 'all' -> the targets to build (one per kind), or InvalidInput naming the choices."""
     if name == "all":
         return kind_names()
-    if name in REGISTRY:
+    if name in REGISTRY or name == SAMPLER_TARGET:
         return (name,)
-    raise InvalidInput(f"Unknown image {name!r}.", f"Choose one of: {', '.join(REGISTRY)}, all.")
+    raise InvalidInput(f"Unknown image {name!r}.", f"Choose one of: {', '.join(REGISTRY)}, {SAMPLER_TARGET}, all.")
 
 
 def image_tag(config: Config, target: str) -> str:
     """The tag a kind's image is built as and launched from (its `<kind>_image` setting)."""
+    if target == SAMPLER_TARGET:
+        return SAMPLER_IMAGE
     return get_kind(target).image(config)
 
 
@@ -135,6 +138,8 @@ def source_files(target: str, root: Path | None = None) -> dict[str, bytes]:
     files[image_env.PROBE_NAME] = image_env.probe_source(folder.parent)
     if "Dockerfile" not in files:
         raise PtdeskError(f"{folder} has no Dockerfile.", "Reinstall ptdesk from a complete source checkout.")
+    if target == SAMPLER_TARGET:
+        files.update(program_files())
     return files
 
 
@@ -312,7 +317,9 @@ def image_status(engine: Engine, target: str, tag: str) -> ImageStatus:
 
 def statuses(ws: Workstation, targets: Iterable[str] | None = None) -> list[ImageStatus]:
     """Present or missing, and up to date, for each target's configured tag."""
-    return [image_status(ws.engine, t, image_tag(ws.config, t)) for t in (targets or kind_names())]
+    # A remote workstation also needs the GPU sampler (the local one reads NVML itself).
+    default = (*kind_names(), SAMPLER_TARGET) if ws.is_remote else kind_names()
+    return [image_status(ws.engine, t, image_tag(ws.config, t)) for t in (targets or default)]
 
 
 def build(ws: Workstation, targets: Iterable[str], base: str | None = None, ca_bundle: Path | None = None,

@@ -19,7 +19,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from ptdesk.config import Config, load_config
+from ptdesk.config import LOCAL, Config, WorkstationEntry, for_workstation, load_config
 from ptdesk.core import (
     baseline,
     collab,
@@ -33,6 +33,7 @@ from ptdesk.core import (
     listing,
     procmap,
     reconcile,
+    remote,
     rotation,
     ssh_config,
     ssh_include,
@@ -62,6 +63,7 @@ from ptdesk.core.models import (
     RotationResult,
 )
 from ptdesk.core.reconcile import ReconcileReport
+from ptdesk.core.remote_gpus import RemoteGpus
 from ptdesk.core.ssh_include import SshConfigState
 from ptdesk.core.state import Store, actor
 from ptdesk.core.stats import ContainerStats, StatsSampler
@@ -71,10 +73,14 @@ Progress = Callable[[str], None]
 
 
 class Workstation:
-    name = "local"
+    """One engine: the local one (`entry` None) or a `[workstations.NAME]` reached over SSH."""
 
-    def __init__(self, config: Config | None = None) -> None:
-        self.config = config or load_config()
+    def __init__(self, config: Config | None = None, entry: WorkstationEntry | None = None) -> None:
+        # home_config is PTDESK_HOME's own; config is this workstation's view of it (for_workstation).
+        self.home_config = config or load_config()
+        self.entry = entry
+        self.name = entry.name if entry else LOCAL
+        self.config = for_workstation(self.home_config, entry) if entry else self.home_config
         unknown = sorted(set(self.config.images) - set(REGISTRY))
         if unknown:  # config.py cannot know the kinds; a typo must not silently launch the default
             raise ConfigError(f"The setting {unknown[0]}_image names no experiment kind.",
@@ -88,9 +94,14 @@ class Workstation:
         return Store(self.config.state_path)
 
     @cached_property
-    def gpus(self) -> GpuSampler:
-        """The process's one NVML sampler (NVML is initialised once, lazily)."""
-        return GpuSampler()
+    def gpus(self) -> GpuSampler | RemoteGpus:
+        """The process's one NVML sampler (NVML is initialised once, lazily); on a remote workstation
+        the samples its sampler container streams over the engine connection."""
+        return RemoteGpus(self) if self.entry else GpuSampler()
+
+    @property
+    def is_remote(self) -> bool:
+        return self.entry is not None
 
     @cached_property
     def stats_sampler(self) -> StatsSampler:
@@ -102,7 +113,7 @@ class Workstation:
         """The connected engine; raises EngineUnavailable (one clear sentence) when it is down."""
         with self._engine_lock:
             if self._engine is None:
-                self._engine = Engine.connect()
+                self._engine = remote.connect(self.home_config, self.entry) if self.entry else Engine.connect()
             return self._engine
 
     @property
@@ -119,7 +130,7 @@ class Workstation:
 
     def fork(self) -> Workstation:
         """A Workstation of its own (own store connection and engine client) for another thread."""
-        return Workstation(self.config)
+        return Workstation(self.home_config, self.entry)
 
     def close(self) -> None:
         self.drop_engine()
@@ -190,6 +201,8 @@ class Workstation:
         return LogStream.for_container(self.engine, container_id, **options)
 
     def container_stats(self, container_ids: Iterable[str]) -> dict[str, ContainerStats]:
+        if self.entry:  # the cgroup files are on that machine: not read (a value, never an error)
+            return {}
         return self.stats_sampler.sample(container_ids)
 
     # --- GPUs ---------------------------------------------------------------------------------
@@ -199,7 +212,7 @@ class Workstation:
         the dashboard says no while the engine is known to be down), so this works with the engine
         down or absent. Never raises for NVML: a broken GPU stack is a value."""
         snapshot = self.gpus.sample()
-        if not attribute:
+        if not attribute or self.entry:  # a remote sample arrives attributed (ptdesk.core.remote_gpus)
             return snapshot
         engine = self._engine_or_none() if use_engine and procmap.any_in_container(snapshot) else None
         store = self._store_or_none() if any(g.processes for g in snapshot.gpus) else None

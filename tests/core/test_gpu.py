@@ -246,7 +246,8 @@ def test_no_usable_driver_is_a_calm_sentence(use, tmp_path: Path, scenario: Scen
     assert code == 0 and out.strip() == f"No GPU information: {snap.reason}"
     code, out = cli(tmp_path, "--json")
     assert code == 0
-    assert json.loads(out) == {"available": False, "reason": snap.reason, "driver": None, "gpus": []}
+    assert json.loads(out) == {"available": False, "reason": snap.reason, "driver": None, "gpus": [],
+                               "workstation": "local"}
 
 
 def test_failed_init_is_retried_only_after_a_while(use) -> None:

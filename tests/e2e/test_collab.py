@@ -36,7 +36,7 @@ from e2e.collab_support import (
 def test_add_makes_a_private_key_and_export_lets_openssh_in(boxes: dict, module_desk: Ptdesk, tmp_path: Path,
                                                             engine: Engine) -> None:
     made = add(module_desk, "ann", "--expires", "30d")
-    assert set(made) == {"name", "fingerprint", "public_key", "identity_file"}
+    assert set(made) == {"name", "fingerprint", "public_key", "identity_file", "workstation"}
     assert made["fingerprint"].startswith("SHA256:") and made["public_key"].startswith("ssh-ed25519 ")
     assert_private(Path(made["identity_file"]))
     module_desk.ok("grant", "ann", "m1")

@@ -22,7 +22,8 @@ if TYPE_CHECKING:
     from conftest import Ptdesk  # tests/e2e/conftest.py
 
 JUPYTER_FIELDS = {"url", "host", "port", "token"}
-TOP_FIELDS = {"name", "id", "kind", "owner", "image", "status", "gpus", "jupyter", "environment"}
+TOP_FIELDS = {"name", "id", "kind", "owner", "image", "status", "gpus", "jupyter", "environment",
+              "workstation"}
 GIB = 1024**3
 # Every API a visitor without the token could abuse: files, kernels (code execution), terminals...
 PROTECTED_GETS = ["api/status", "api/contents", "api/kernels", "api/sessions", "api/terminals", "api/kernelspecs",

@@ -30,7 +30,8 @@ if TYPE_CHECKING:
 
 SSH_FIELDS = {"host", "port", "user", "identity_file", "known_hosts", "host_key_fingerprint", "command"}
 # logged_in: who is logged in right now (ptdesk.core.sessions), for the SSH experiments of this home.
-TOP_FIELDS = {"name", "id", "kind", "owner", "image", "status", "gpus", "ssh", "environment", "logged_in"}
+TOP_FIELDS = {"name", "id", "kind", "owner", "image", "status", "gpus", "ssh", "environment", "logged_in",
+              "workstation"}
 # KILL: ending a revoked person's processes (ptdesk.core.accounts; the README's security model).
 SSHD_CAPS = {"SETUID", "SETGID", "SYS_CHROOT", "CHOWN", "AUDIT_WRITE", "KILL"}
 POLICY = Path(__file__).with_name("sshd-policy.txt")

@@ -1,0 +1,169 @@
+#!/usr/bin/env python3
+"""Several workstations: what `ptdesk ls` and a dashboard refresh cost, against baselines measured
+in the same run, on a real second engine behind a real sshd (tests/e2e/remote_box.py; needs root).
+
+1. CLI: `docker ps` (baseline) | `ptdesk ls --on local` | `ptdesk ls` over two workstations asked
+   directly | the same answered by a resident `ptdesk serve`, alternating rounds.
+   Target: two workstations <= 0.3 s warm.
+2. Core (the dashboard's work per refresh: experiment list + GPU sample of every workstation, in
+   parallel): one workstation vs two.
+3. The SSH transport: one engine request over the held SSH connection vs the same request on the
+   engine's own socket, and the cost of a new connection (handshake + version).
+4. Scale, simulated: 10 workstations (10 separate SSH connections, all to the second engine) and
+   decoding 10 sampler lines of 8 GPUs each.
+
+    sudo .venv/bin/python bench/workstations.py [--rounds 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "e2e"), str(ROOT / "tests" / "core")]
+
+import docker  # noqa: E402
+import nvml_scenarios  # noqa: E402
+from remote_box import RemoteBox  # noqa: E402
+
+from ptdesk.commands.common import reconcile_quietly  # noqa: E402
+from ptdesk.config import load_config  # noqa: E402
+from ptdesk.core import gpu_wire, remote  # noqa: E402
+from ptdesk.core.engine import Engine  # noqa: E402
+from ptdesk.core.fleet import Fleet  # noqa: E402
+from ptdesk.core.gpu import GpuSampler  # noqa: E402
+from ptdesk.core.resident import ResidentServer  # noqa: E402
+from ptdesk.core.sampler_image import SAMPLER_IMAGE  # noqa: E402
+
+PTDESK = str(ROOT / ".venv" / "bin" / "ptdesk")
+
+
+def timed(fn: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    fn()
+    return time.perf_counter() - started
+
+
+def run(argv: list[str], env: dict[str, str], check: bool = True) -> None:
+    proc = subprocess.run(argv, env=env, check=False, capture_output=True, text=True)
+    if check and proc.returncode != 0:  # a failing command is fast: never time one
+        raise SystemExit(f"{' '.join(argv[1:])} exited {proc.returncode}: {proc.stderr.strip()}")
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def cli_rounds(env: dict[str, str], config, rounds: int) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    got: dict[str, list[float]] = {"docker ps": [], "ls local (direct)": [], "ls 2 ws (direct)": [],
+                                   "ls 2 ws (resident)": []}
+    server = ResidentServer(config, reconcile_quietly, env)
+    stop = threading.Event()
+    direct = {**env, "PTDESK_RESIDENT": "off"}
+    for i in range(rounds + 1):  # round 0 warms caches and connections, not counted
+        got_round = {
+            "docker ps": timed(lambda: run(["docker", "ps"], env)),  # the local engine: DOCKER_HOST unset
+            "ls local (direct)": timed(lambda: run([PTDESK, "ls", "--on", "local"], direct)),
+            "ls 2 ws (direct)": timed(lambda: run([PTDESK, "ls"], direct)),
+        }
+        if i == 0:
+            threading.Thread(target=server.serve, args=(stop,), daemon=True).start()
+            while not server.path.exists():
+                time.sleep(0.01)
+        got_round["ls 2 ws (resident)"] = timed(lambda: run([PTDESK, "ls"], env))
+        if i:
+            for key, value in got_round.items():
+                got[key].append(value)
+    stop.set()
+    return {key: median(values) for key, values in got.items()}
+
+
+def refresh_rounds(fleet: Fleet, names: list[str], rounds: int) -> float:
+    def work(ws):  # type: ignore[no-untyped-def]
+        return ws.list_experiments(), ws.gpu_snapshot()
+
+    fleet.each(work, names=names)  # connect, start the sampler
+    return median([timed(lambda: fleet.each(work, names=names)) for _ in range(rounds * 3)])
+
+
+def transport(box: RemoteBox, config, rounds: int) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    entry = config.workstations["box"]
+    over_ssh = remote.connect(config, entry)
+    direct = Engine(docker.DockerClient(base_url=box.docker_host, version="1.41"))
+    try:
+        ssh = median([timed(lambda: over_ssh.list_managed(config.instance)) for _ in range(rounds * 5)])
+        sock = median([timed(lambda: direct.list_managed(config.instance)) for _ in range(rounds * 5)])
+    finally:
+        over_ssh.close()
+        direct.close()
+    connect = median([timed(lambda: remote.connect(config, entry).close()) for _ in range(rounds)])
+    return {"request over SSH": ssh, "request on the socket": sock, "new SSH connection": connect}
+
+
+def scale(box: RemoteBox, home: Path, env: dict[str, str], rounds: int) -> dict[str, float]:
+    tables = "".join(f'[workstations.s{i}]\nengine = "{box.engine_url}"\nidentity_file = "{box.client_key}"\n'
+                     for i in range(10))
+    (home / "config.toml").write_text((home / "config.toml").read_text() + tables)
+    config = load_config(env)
+    fleet = Fleet(config, [f"s{i}" for i in range(10)])
+    try:
+        fleet.each(lambda ws: ws.list_experiments())
+        listing = median([timed(lambda: fleet.each(lambda ws: ws.list_experiments())) for _ in range(rounds)])
+    finally:
+        fleet.close()
+    with nvml_scenarios.installed(nvml_scenarios.healthy(pids=tuple(range(1000, 1016)), gpus=8)), \
+            GpuSampler(history=1) as sampler:
+        line = gpu_wire.encode(sampler.sample())
+    decode = median([timed(lambda: [gpu_wire.decode(line) for _ in range(10)]) for _ in range(rounds * 10)])
+    return {"10 ws list (parallel)": listing, "decode 10 x 8-GPU lines": decode, "line bytes": float(len(line))}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=7)
+    rounds = parser.parse_args().rounds
+    box = RemoteBox().start()
+    home = Path(tempfile.mkdtemp(prefix="ptdesk-bench-ws-"))
+    env = {**os.environ, "PTDESK_HOME": str(home), "PTDESK_INSTANCE": f"bench-ws-{os.getpid()}"}
+    try:
+        box.load_images(SAMPLER_IMAGE)
+        run([PTDESK, "workstations", "add", "box", box.engine_url, "--identity", str(box.client_key), "--yes"], env)
+        run([PTDESK, "new", "ssh", "--name", "local-1", "--cpus", "1"], env)
+        run([PTDESK, "new", "ssh", "--on", "box", "--name", "box-1", "--cpus", "1"], env)
+        config = load_config(env)
+        cli = cli_rounds(env, config, rounds)
+        base = cli["docker ps"]
+        print(f"CLI, median of {rounds} alternating rounds (one experiment per workstation):")
+        for key, value in cli.items():
+            print(f"  {key:<22} {value:6.3f} s   {value / base:5.1f}x docker ps")
+        verdict = "meets" if cli["ls 2 ws (resident)"] <= 0.3 else "MISSES"
+        print(f"  target: two workstations <= 0.3 s warm: resident {verdict}")
+        fleet = Fleet(config)
+        try:
+            one, two = refresh_rounds(fleet, ["local"], rounds), refresh_rounds(fleet, ["local", "box"], rounds)
+        finally:
+            fleet.close()
+        print(f"Core refresh (list + GPU sample, parallel): 1 ws {one * 1000:.1f} ms, 2 ws {two * 1000:.1f} ms "
+              f"({two / one:.2f}x)")
+        for key, value in transport(box, config, rounds).items():
+            print(f"Transport: {key:<24} {value * 1000:7.1f} ms")
+        for key, value in scale(box, home, env, rounds).items():
+            print(f"Scale: {key:<26} " + (f"{value:7.0f}" if key == "line bytes" else f"{value * 1000:7.1f} ms"))
+    finally:
+        run([PTDESK, "rm", "local-1", "--force"], env, check=False)
+        box.stop()
+        shutil.rmtree(home, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

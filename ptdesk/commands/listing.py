@@ -1,0 +1,63 @@
+"""`ptdesk ls`: the experiments of every workstation.
+
+Asked of a resident ptdesk (`ptdesk serve`) when one runs with the same settings: it holds the
+engine connections, so the CLI neither imports the Docker SDK nor makes an SSH handshake. Otherwise
+(or if it does not answer) the CLI asks every workstation itself, in parallel. Both paths render the
+same answers (ptdesk.core.resident.answers_json).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from ptdesk.commands.common import FleetDoor, emit_json, json_option, pass_workstation, reconcile_quietly, table
+from ptdesk.core import resident_client
+
+
+@click.command("ls")
+@click.option("--all", "show_all", is_flag=True, help="Include stopped experiments.")
+@json_option
+@pass_workstation(fleet=True)
+def ls(door: FleetDoor, show_all: bool, as_json: bool) -> None:
+    """List experiments (of every workstation, asked in parallel; --on NAME for one)."""
+    reply = resident_client.ask(door.config.home, {"op": "ls", "all": show_all, "on": door.on})
+    if reply is not None:
+        answers = reply["answers"]
+    else:
+        from ptdesk.core.resident import answers_json
+
+        answers = answers_json(door.open(), show_all, reconcile_quietly)
+    single = len(answers) == 1
+    for answer in answers:
+        if answer["error"]:
+            click.echo(f"ptdesk: {answer['error']['message']}", err=True)
+            if answer["error"]["hint"] and single:
+                click.echo(f"  hint: {answer['error']['hint']}", err=True)
+    rows = [row for a in answers for row in a["rows"] or ()]
+    if as_json:
+        emit_json([row["json"] for row in rows])
+    else:
+        _print(rows, show_all, several=not single)
+    if any(a["error"] for a in answers):
+        raise click.exceptions.Exit(3)  # what could be listed was; the exit status says not everything
+
+
+def _print(rows: list[dict[str, Any]], show_all: bool, several: bool) -> None:
+    if not rows:
+        click.echo("No experiments." if show_all else "No running experiments (ptdesk ls --all shows stopped ones).")
+        return
+    cells = []
+    for row in rows:
+        e = row["json"]
+        mark = (" (other user)" if e.get("foreign") else " (unverified)" if e.get("unverified") else
+                " (orphan)" if e.get("orphan") else "")
+        cells.append(((e["workstation"],) if several else ()) + (
+            e["name"] + mark, e["kind"], e["owner"], e["status"], row["logged_in"],
+            ",".join(map(str, e["gpus"])) or "-", row["environment"], row["connect"]))
+    headers = ["NAME", "KIND", "OWNER", "STATUS", "LOGGED IN", "GPUS", "ENVIRONMENT", "CONNECT"]
+    click.echo(table(["WORKSTATION", *headers] if several else headers, cells))
+
+
+COMMANDS = [ls]

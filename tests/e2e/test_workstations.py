@@ -1,0 +1,352 @@
+"""Several workstations: a second, separate Docker engine reached through a real sshd over ssh://.
+
+The remote (tests/e2e/remote_box.py) is started by this module's setup and removed at its end. The
+ptdesk home of the module knows it as workstation `box` (pinned with `workstations add --yes`); the
+local engine stays `local`. Each test checks both sides: what happened on the remote, and that
+nothing was made on the other.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import stat
+import subprocess
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import docker
+import pytest
+from helpers import remove_instance_containers, require_image, wait_until
+from remote_box import RemoteBox
+
+from ptdesk.config import load_config
+from ptdesk.core.engine import Engine
+from ptdesk.core.sampler_image import SAMPLER_IMAGE
+from ptdesk.core.workstation import Workstation
+
+if TYPE_CHECKING:
+    from conftest import Ptdesk  # tests/e2e/conftest.py
+
+pytestmark = pytest.mark.engine
+
+
+@pytest.fixture(scope="module")
+def box() -> Iterator[RemoteBox]:
+    remote = RemoteBox().start()
+    yield remote
+    remote.stop()
+
+
+@pytest.fixture(scope="module")
+def box_engine(box: RemoteBox) -> Iterator[Engine]:
+    """The remote engine on its own socket, for the tests' own checks (not how ptdesk reaches it)."""
+    eng = Engine(docker.DockerClient(base_url=box.docker_host, version="1.41"))
+    yield eng
+    eng.close()
+
+
+@pytest.fixture(scope="module")
+def desk(module_desk: Ptdesk, box: RemoteBox, box_engine: Engine) -> Iterator[Ptdesk]:
+    out = module_desk.ok("workstations", "add", "box", box.engine_url, "--identity", box.client_key, "--yes")
+    assert "connected: Docker" in out, out
+    yield module_desk
+    remove_instance_containers(box_engine, module_desk.instance)
+
+
+def on_box(desk: Ptdesk, box_engine: Engine) -> list[dict]:
+    """The experiments' containers there (a GPU sampler is ptdesk's too, but no experiment)."""
+    return box_engine.api.containers(all=True, filters={"label": [f"ptdesk.instance={desk.instance}",
+                                                                  "ptdesk.managed=1"]})
+
+
+def box_records(desk: Ptdesk) -> set[str]:
+    """Experiment names in the box's own store, read directly."""
+    conn = sqlite3.connect(f"file:{desk.home / 'workstations' / 'box' / 'state.db'}?mode=ro", uri=True)
+    try:
+        return {row[0] for row in conn.execute("SELECT name FROM experiments")}
+    finally:
+        conn.close()
+
+
+def on_local(desk: Ptdesk, engine: Engine) -> list[dict]:
+    return engine.api.containers(all=True, filters={"label": f"ptdesk.instance={desk.instance}"})
+
+
+def test_add_pins_the_host_key_in_ptdesks_own_known_hosts(desk: Ptdesk, box: RemoteBox) -> None:
+    known = desk.home / "keys" / "workstations" / "known_hosts"
+    assert stat.S_IMODE(known.stat().st_mode) == 0o600
+    assert stat.S_IMODE(known.parent.stat().st_mode) == 0o700
+    listed = {w["workstation"]: w for w in desk.json("workstations", "ls")}
+    assert set(listed) == {"local", "box"}
+    offered = subprocess.run(["ssh-keygen", "-lf", f"{box.host_key}"], capture_output=True, text=True,
+                             check=True).stdout.split()[1]
+    assert listed["box"]["host_key"] == offered  # what ssh-keygen says about the server's own key
+    assert desk.json("workstations", "test")[0]["ok"] is True
+
+
+def test_add_without_yes_asks_and_a_no_changes_nothing(box: RemoteBox, tmp_path: Path) -> None:
+    from helpers import run_cli
+
+    env = {"PTDESK_HOME": str(tmp_path / "home"), "PATH": "/usr/bin:/bin"}
+    rc, out, err = run_cli(["workstations", "add", "box", box.engine_url, "--identity", str(box.client_key)],
+                           env, input="n\n")
+    assert rc != 0 and "SHA256:" in out and "Not pinned; nothing was changed." in err
+    assert not (tmp_path / "home" / "config.toml").exists()
+    assert not (tmp_path / "home" / "keys" / "workstations" / "known_hosts").exists()
+
+
+def test_ssh_experiment_on_the_remote_lists_logs_stops_starts_and_goes(
+        desk: Ptdesk, box_engine: Engine, engine: Engine) -> None:
+    made = desk.new("ssh", "--on", "box", "--name", "r-ssh", "--cpus", "1")
+    assert made["workstation"] == "box" and made["status"] == "running"
+    assert [c["Id"] for c in on_box(desk, box_engine)] == [made["id"]]
+    assert on_local(desk, engine) == []  # nothing on the other engine
+    listed = {(e["workstation"], e["name"]) for e in desk.json("ls", "--all")}
+    assert ("box", "r-ssh") in listed
+    # The connect line names the workstation's address and really logs in (OpenSSH, pinned key).
+    access = made["ssh"]
+    assert access["host"] == "127.0.0.1"
+    login = subprocess.run([*access["command"].split(), "id", "-un"], capture_output=True, text=True, timeout=30,
+                           stdin=subprocess.DEVNULL)
+    assert login.returncode == 0 and login.stdout.strip() == "ptdesk", login.stderr
+    assert desk.run("logs", "r-ssh", "--on", "box", "--tail", "5")[0] == 0
+    # `ptdesk ssh` and ptdesk's ssh config for that workstation name its address and pinned key.
+    rc, out, err = desk.run("ssh", "--on", "box", "r-ssh", "id", "-un", subprocess_=True)
+    assert rc == 0 and out.strip() == "ptdesk", err
+    state = desk.json("ssh-config", "--on", "box")
+    assert state["workstation"] == "box" and str(desk.home / "workstations" / "box" / "ssh") in state["path"]
+    assert state["hosts"] == ["r-ssh"] and "HostName 127.0.0.1" in Path(state["path"]).read_text()
+    desk.ok("stop", "r-ssh", "--on", "box")
+    assert desk.json("ls", "--all", "--on", "box")[0]["status"] != "running"
+    started = desk.json("start", "r-ssh", "--on", "box")
+    assert started["status"] == "running" and started["workstation"] == "box"
+    desk.ok("rm", "r-ssh", "--on", "box", "--force")
+    assert on_box(desk, box_engine) == []
+    assert desk.json("ls", "--all", "--on", "box") == []
+    assert not (desk.home / "workstations" / "box" / "experiments" / "r-ssh").exists()
+
+
+def test_a_failed_remote_launch_leaves_nothing_on_either_side(desk: Ptdesk, box_engine: Engine,
+                                                             engine: Engine) -> None:
+    rc, out, err = desk.run("new", "ssh", "--on", "box", "--name", "r-bad", "--image", "ptdesk/none:missing")
+    assert rc != 0 and "Traceback" not in err
+    assert "ptdesk: Workstation box: Image ptdesk/none:missing is not on this engine." in err
+    assert on_box(desk, box_engine) == [] and on_local(desk, engine) == []
+    assert "r-bad" not in {e["name"] for e in desk.json("ls", "--all")}
+    assert not (desk.home / "workstations" / "box" / "experiments" / "r-bad").exists()
+    assert not (desk.home / "workstations" / "box" / "workspaces" / "r-bad").exists()
+
+
+def test_jupyter_on_the_remote_answers_with_its_token_only(desk: Ptdesk, box_engine: Engine) -> None:
+    made = desk.new("jupyter", "--on", "box", "--name", "r-lab", "--cpus", "1")
+    access = made["jupyter"]
+    request = urllib.request.Request(f"http://{access['host']}:{access['port']}/api/status",
+                                     headers={"Authorization": f"token {access['token']}"})
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        assert answer.status == 200 and "started" in json.loads(answer.read())
+    assert "r-lab" in {c["Labels"]["ptdesk.name"] for c in on_box(desk, box_engine)}
+    logs = desk.ok("logs", "r-lab", "--on", "box", "--tail", "all")
+    assert "Jupyter" in logs and access["token"] not in logs
+    desk.ok("rm", "r-lab", "--on", "box", "--force")
+    assert "r-lab" not in {c["Labels"]["ptdesk.name"] for c in on_box(desk, box_engine)}
+
+
+def test_grant_and_rotate_on_the_remote(desk: Ptdesk, box_engine: Engine) -> None:
+    desk.new("ssh", "--on", "box", "--name", "r-col", "--cpus", "1")
+    ann = desk.json("collab", "add", "ann", "--on", "box")
+    desk.ok("grant", "ann", "r-col", "--on", "box")
+    experiment = desk.json("ls", "--on", "box")[0]
+    port = experiment["ssh"]["port"]
+
+    def logs_in(key: str) -> bool:  # ann has an account of her own there, named after her
+        return _login(port, Path(key), experiment, "ann")
+
+    old = Path(ann["identity_file"]).read_bytes()
+    assert logs_in(ann["identity_file"])
+    rotated = desk.json("collab", "rotate", "ann", "--on", "box")
+    assert rotated["workstation"] == "box"
+    assert [(c["name"], c["status"], c["verified"]) for c in rotated["containers"]] == [("r-col", "rotated", True)]
+    keep = desk.home / "old-ann"
+    keep.write_bytes(old)
+    keep.chmod(0o600)
+    assert not logs_in(str(keep)) and logs_in(rotated["identity_file"])
+    # ann's keys are the remote workstation's own (its state lives under workstations/box).
+    assert rotated["identity_file"].startswith(str(desk.home / "workstations" / "box"))
+    desk.ok("rm", "r-col", "--on", "box", "--force")
+
+
+def _login(port: int, key: Path, experiment: dict, account: str) -> bool:
+    """Log in with `key` (OpenSSH) as `account`, trusting only the experiment's pinned host key."""
+    known = Path(experiment["ssh"]["command"].split("UserKnownHostsFile=")[1].split()[0])
+    proc = subprocess.run(["ssh", "-i", str(key), "-p", str(port), "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
+                           "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={known}",
+                           f"{account}@127.0.0.1", "true"],
+                          capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+    return proc.returncode == 0
+
+
+def test_a_dead_engine_shows_on_its_own_lines_and_recovers(desk: Ptdesk, box: RemoteBox, engine: Engine) -> None:
+    desk.new("ssh", "--name", "l-keep", "--cpus", "1")  # a local experiment that must stay listed
+    desk.new("ssh", "--on", "box", "--name", "r-dies", "--cpus", "1")
+    box.kill_engine()
+    try:
+        started = time.monotonic()
+        rc, out, err = desk.run("ls", "--all", "--json")
+        took = time.monotonic() - started
+        assert rc == 3 and took < 10, (rc, took)
+        assert [e["name"] for e in json.loads(out)] == ["l-keep"]
+        assert err.strip().splitlines() == [
+            "ptdesk: Workstation box: SSH works but its Docker engine does not answer."]
+        lines = desk.run("ls")
+        assert "l-keep" in lines[1] and "box" in lines[2]
+    finally:
+        box.start_engine()
+    listed = wait_until(lambda: {e["name"]: e for e in desk.json("ls", "--all")}.get("r-dies"), timeout=30,
+                        message="the remote experiment to be listed again")
+    assert listed["workstation"] == "box"
+    desk.ok("rm", "l-keep", "--force")
+    desk.ok("rm", "r-dies", "--on", "box", "--force")
+
+
+def test_unreachable_and_refused_workstations_are_one_line_each(desk: Ptdesk, box: RemoteBox,
+                                                                tmp_path: Path) -> None:
+    from ptdesk.core import keys
+
+    stranger = keys.write_keypair(tmp_path / "stranger", keys.generate("stranger"))
+    config = desk.home / "config.toml"
+    saved = config.read_text()
+    try:
+        config.write_text(saved + f'\n[workstations.gone]\nengine = "ssh://nobody@127.0.0.1:1"\n'
+                          f'\n[workstations.nokey]\nengine = "{box.engine_url}"\nidentity_file = "{stranger}"\n')
+        known = desk.home / "keys" / "workstations" / "known_hosts"
+        started = time.monotonic()
+        rc, out, err = desk.run("ls", "--all")
+        assert rc == 3 and time.monotonic() - started < 10
+        assert sorted(err.strip().splitlines()) == sorted([
+            "ptdesk: Workstation gone: 127.0.0.1:1 is unreachable (Connection refused).",
+            f"ptdesk: Workstation nokey: {box.user}@127.0.0.1 refused ptdesk's SSH key.",
+        ]), err
+        assert known.exists()
+    finally:
+        config.write_text(saved)
+
+
+def test_a_changed_host_key_refuses_the_workstation(desk: Ptdesk, box: RemoteBox) -> None:
+    original = box.host_key.read_bytes()
+    box.new_host_key()
+    box.restart_sshd()
+    try:
+        rc, out, err = desk.run("ls", "--on", "box")
+        assert rc == 3
+        assert err.startswith("ptdesk: Workstation box: its host key changed since it was pinned")
+        rc, out, err = desk.run("new", "ssh", "--on", "box", "--name", "never")
+        assert rc == 3 and "host key changed" in err
+        assert "never" not in {e["name"] for e in desk.json("ls", "--all", "--on", "local")}
+        assert not (desk.home / "workstations" / "box" / "experiments" / "never").exists()
+        # The machine really was reinstalled: `add` again shows the new fingerprint; a "no" keeps the old pin.
+        rc, out, err = desk.run("workstations", "add", "box", box.engine_url, "--identity", box.client_key,
+                                extra_env={}, timeout=60)
+        assert rc != 0 and "differs from the pinned" in err and "Not pinned" in err
+        assert desk.run("ls", "--on", "box")[0] == 3
+        desk.ok("workstations", "add", "box", box.engine_url, "--identity", box.client_key, "--yes")
+        assert desk.run("ls", "--on", "box")[0] == 0
+    finally:
+        box.host_key.write_bytes(original)
+        box.restart_sshd()
+    desk.ok("workstations", "add", "box", box.engine_url, "--identity", box.client_key, "--yes")
+    assert desk.run("ls", "--on", "box")[0] == 0
+
+
+def test_gpu_truth_of_the_remote_comes_from_its_sampler_over_the_same_connection(
+        desk: Ptdesk, box: RemoteBox, box_engine: Engine, engine: Engine) -> None:
+    require_image(engine, SAMPLER_IMAGE)
+    box.load_images(SAMPLER_IMAGE)
+    samplers = {"label": ["ptdesk.sampler=1", f"ptdesk.instance={desk.instance}"]}
+    # The CLI: one sample through the sampler, which is gone once the command is.
+    shown = desk.json("gpus", "--on", "box")
+    assert shown["available"] is False and shown["workstation"] == "box"
+    assert shown["reason"].startswith("box: ") and "libnvidia-ml" in shown["reason"]  # the sampler's own words
+    wait_until(lambda: box_engine.api.containers(all=True, filters=samplers) == [], timeout=20,
+               message="the sampler to go with the command")
+    # The core, as the dashboard holds it: the sampler runs, locked down, while someone watches.
+    config = load_config(desk.env)
+    ws = Workstation(config, config.workstations["box"])
+    try:
+        assert ws.gpu_snapshot().available is False
+        running = box_engine.api.containers(filters=samplers)
+        assert len(running) == 1
+        host = box_engine.inspect(running[0]["Id"])["HostConfig"]
+        assert host["ReadonlyRootfs"] and host["CapDrop"] == ["ALL"] and host["PidMode"] == "host"
+        assert host["NetworkMode"] == "none" and host["AutoRemove"] and not host["Privileged"]
+        assert not host.get("CapAdd") and not host.get("Binds") and not host.get("PortBindings")
+        assert box_engine.inspect(running[0]["Id"])["Config"]["User"] == "65534:65534"
+        assert ws.gpu_snapshot().available is False  # the same sampler, still streaming
+        assert len(box_engine.api.containers(filters=samplers)) == 1
+    finally:
+        ws.close()
+    wait_until(lambda: box_engine.api.containers(all=True, filters=samplers) == [], timeout=20,
+               message="the sampler to exit when nobody watches")
+
+
+def test_on_auto_without_gpus_says_where_and_why(desk: Ptdesk, engine: Engine, box_engine: Engine) -> None:
+    rc, out, err = desk.run("new", "ssh", "--on", "auto", "--gpus", "0", "--name", "nowhere")
+    assert rc == 2 and err.startswith("ptdesk: No workstation can give 0 GPU(s) now (local: "), err
+    assert "box: " in err and "nowhere" not in {c["Labels"]["ptdesk.name"] for c in on_box(desk, box_engine)}
+    assert on_local(desk, engine) == []
+    rc, out, err = desk.run("new", "ssh", "--on", "auto", "--gpus", "auto", "--name", "cpu-only", "--cpus", "1",
+                            "--json")
+    assert rc == 0, err
+    assert err.startswith("ptdesk: --on auto chose local (no free GPU anywhere, so the default workstation")
+    assert json.loads(out)["workstation"] == "local"
+    desk.ok("rm", "cpu-only", "--force")
+    made = desk.new("ssh", "--on", "auto", "--gpus", "none", "--name", "cpu-2", "--cpus", "1")
+    assert made["workstation"] == "local"  # no GPU asked for: the default workstation
+    desk.ok("rm", "cpu-2", "--force")
+
+
+def test_many_distinct_requests_stay_within_sshds_sessions(desk: Ptdesk) -> None:
+    """docker-py would open a pool (and an SSH session) per URL; sshd allows 10 sessions per
+    connection by default. ptdesk's adapter shares one small pool, with a stream open as well."""
+    config = load_config(desk.env)
+    ws = Workstation(config, config.workstations["box"])
+    try:
+        events = ws.engine.events(config.instance)  # a stream holds a session the whole time
+        try:
+            for i in range(25):
+                assert ws.engine.try_inspect(f"ptdesk-none-{i}") is None
+                assert ws.engine.image_info(f"ptdesk/none-{i}:x") is None
+        finally:
+            events.close()
+    finally:
+        ws.close()
+
+
+def test_watching_a_remote_cleans_up_after_docker_rm_and_stops_when_asked(
+        desk: Ptdesk, box_engine: Engine) -> None:
+    """The watcher (what `ptdesk watch --on box` and the dashboard run) over SSH: events arrive,
+    what a removed container held is released, and stopping ends the stream at once."""
+    made = desk.new("ssh", "--on", "box", "--name", "r-watch", "--cpus", "1")
+    config = load_config(desk.env)
+    ws = Workstation(config, config.workstations["box"])
+    seen: list[str] = []
+    stop = threading.Event()
+    thread = threading.Thread(target=ws.watch_events, args=(lambda e: seen.append(e.action),
+                                                           lambda up, why: None, stop), daemon=True)
+    try:
+        thread.start()
+        wait_until(lambda: ws.engine_connected, timeout=20, message="the watcher to connect")
+        box_engine.remove(made["id"], force=True)  # behind ptdesk's back, on the remote
+        wait_until(lambda: "destroy" in seen, timeout=30, message="the destroy event over SSH")
+        # Released by the watcher itself (no command ran that would reconcile first).
+        wait_until(lambda: "r-watch" not in box_records(desk), timeout=30, message="the record to be released")
+        assert not (desk.home / "workstations" / "box" / "experiments" / "r-watch").exists()
+    finally:
+        stop.set()
+        thread.join(10)
+        ws.close()
+    assert not thread.is_alive()
