@@ -6,7 +6,6 @@ Engine errors become PtdeskErrors here, once, so no caller has to know docker-py
 from __future__ import annotations
 
 import io
-import os
 import tarfile
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -16,14 +15,10 @@ from typing import Any
 
 import docker
 import docker.errors
-import paramiko
-import requests
-import urllib3.exceptions
 
+from ptdesk.core.engine_errors import explain, translated_errors
 from ptdesk.core.models import LABEL_INSTANCE, LABEL_MANAGED
-from ptdesk.errors import Conflict, EngineUnavailable, GpuUnavailable, ImageMissing, NotFound, PtdeskError
-
-ENGINE_HINT = "Start the Docker engine (sudo systemctl start docker, or scripts/docker-engine) and try again."
+from ptdesk.errors import NotFound, PtdeskError
 
 
 @dataclass(frozen=True)
@@ -37,46 +32,10 @@ class FileSpec:
     gid: int = 0
 
 
-@contextmanager
-def translated_errors(what: str) -> Iterator[None]:
-    """Turn docker-py/requests failures into one-sentence PtdeskErrors."""
-    try:
-        yield
-    except PtdeskError:
-        raise
-    except docker.errors.ImageNotFound as exc:
-        raise ImageMissing(f"{what}: image not found ({_explain(exc)}).",
-                           "Build it with: ptdesk images build") from None
-    except docker.errors.NotFound as exc:
-        raise NotFound(f"{what}: {_explain(exc)}.", "List experiments with: ptdesk ls --all") from None
-    except docker.errors.APIError as exc:
-        text = _explain(exc)
-        if "could not select device driver" in text or "nvidia-container-cli" in text:
-            raise GpuUnavailable(
-                f"{what}: the Docker engine has no GPU runtime ({text}).",
-                "Install the NVIDIA Container Toolkit, or launch with --gpus none.",
-            ) from None
-        if exc.status_code == 409 and "is already in use" in text:
-            raise Conflict(f"{what}: that container name is already taken on this engine.",
-                           "Pick another --name.") from None
-        if "permission denied" in text.lower() and "docker.sock" in text:
-            raise EngineUnavailable(f"{what}: permission denied on the Docker socket.",
-                                    "Add yourself to the docker group (then log in again) or use sudo.") from None
-        raise PtdeskError(f"{what}: the engine refused ({text}).") from None
-    except docker.errors.DockerException as exc:
-        raise _unavailable(what, exc) from None
-    except (requests.exceptions.ConnectionError, requests.exceptions.Timeout, ConnectionError,
-            urllib3.exceptions.HTTPError, paramiko.SSHException) as exc:
-        # paramiko's: an ssh:// engine whose SSH session could not be opened or broke (ptdesk.core.remote).
-        # urllib3's errors are how a stream (logs, events) breaks when the engine goes away mid-read.
-        raise _unavailable(what, exc) from None
-
-
 # What ptdesk reads from containers is small (keys, tokens, authorized_keys): bounded, so a container
 # cannot make ptdesk read gigabytes.
 READ_FILE_LIMIT = 256 * 1024
 TAR_OVERHEAD = 16 * 1024
-# Go's os.FileMode type bits, as the engine reports them in the archive stat (a regular file has none).
 _GO_MODE_TYPE = (1 << 31) | (1 << 27) | (1 << 26) | (1 << 25) | (1 << 24) | (1 << 21) | (1 << 19)
 
 
@@ -86,22 +45,6 @@ def _check_stat(where: str, stat: dict | None, max_bytes: int, hint: str) -> Non
         raise PtdeskError(f"{where} is not a regular file (a link, folder or device).", hint)
     if int(stat.get("size") or 0) > max_bytes:
         raise PtdeskError(f"{where} is larger than {max_bytes} bytes.", hint)
-
-
-def _explain(exc: Exception) -> str:
-    if isinstance(exc, docker.errors.APIError) and exc.explanation:
-        text = exc.explanation
-        return text.decode(errors="replace") if isinstance(text, bytes) else str(text)
-    return str(exc)
-
-
-def _unavailable(what: str, exc: Exception) -> EngineUnavailable:
-    text = str(exc)
-    if "Permission denied" in text or "PermissionError" in text:
-        return EngineUnavailable(f"{what}: permission denied on the Docker socket.",
-                                 "Add yourself to the docker group (then log in again) or use sudo.")
-    where = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
-    return EngineUnavailable(f"{what}: the Docker engine at {where} is not reachable.", ENGINE_HINT)
 
 
 class ClosableStream:
@@ -262,7 +205,7 @@ class Engine:
             except docker.errors.NotFound:
                 return
             except docker.errors.APIError as exc:
-                if "is already in progress" in _explain(exc):
+                if "is already in progress" in explain(exc):
                     return
                 raise
 

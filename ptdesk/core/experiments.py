@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ptdesk.core import experiment_files, listing, ownership, rotation, ssh_config, workspace
-from ptdesk.core.engine import translated_errors
+from ptdesk.core.engine_errors import translated_errors
 from ptdesk.core.kinds import get_kind
 from ptdesk.core.models import Experiment
 from ptdesk.errors import Conflict, NotFound

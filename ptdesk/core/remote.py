@@ -23,7 +23,8 @@ from docker.transport import SSHHTTPAdapter
 
 from ptdesk.config import Config, WorkstationEntry
 from ptdesk.core import keys
-from ptdesk.core.engine import Engine, translated_errors
+from ptdesk.core.engine import Engine
+from ptdesk.core.engine_errors import translated_errors
 from ptdesk.errors import EngineUnavailable, PtdeskError
 
 CONNECT_TIMEOUT = 5.0  # seconds for TCP connect, SSH banner and authentication: a dead box answers fast
