@@ -29,6 +29,7 @@ from ptdesk.core import (
     experiments,
     image_archive,
     images,
+    keys,
     listing,
     procmap,
     reconcile,
@@ -38,6 +39,7 @@ from ptdesk.core import (
 )
 from ptdesk.core import launch as launcher
 from ptdesk.core import spec as specs
+from ptdesk.core.collab_export import Exported
 from ptdesk.core.cull import IdleState
 from ptdesk.core.engine import Engine
 from ptdesk.core.environment import EnvironmentDiff, ExperimentEnvironment
@@ -272,7 +274,7 @@ class Workstation:
         return rotation.rotate(self, name, expires, pubkey_text)
 
     def export_collaborator(self, name: str, folder: str | Path, dest: str | None = None,
-                            jump: str | None = None) -> collab_export.Exported:
+                            jump: str | None = None) -> Exported:
         return collab_export.export(self, name, folder, dest, jump)
 
     # --- images -------------------------------------------------------------------------------
@@ -338,6 +340,10 @@ class Workstation:
         """GPUs holding memory at 0 % utilisation for `for_seconds` in `history`: label -> seconds
         (the judge `cull` uses; pure, no I/O)."""
         return cull.idle_gpus(history, for_seconds)
+
+    def public_key_from_file(self, path: str | Path) -> str:
+        """The public key in the file at `path` (a collaborator's own .pub), checked; BadKey if not one."""
+        return keys.read_public_key_file(path)
 
     def container_running(self, container_id: str) -> bool:
         """Whether the container exists and runs (the log pane's check on a quiet follow)."""

@@ -51,12 +51,18 @@ STATUS_STYLE = {
     "launching": "bold cyan",
     "removing": "bold magenta",
     "exited": "yellow",
+    "stopped": "yellow",
     "created": "yellow",
     "paused": "yellow",
     "restarting": "cyan",
     "dead": "bold red",
     "missing": "bold red",
 }
+
+
+def status_word(value: str) -> str:
+    """The engine's "exited" is what a person calls stopped (ptdesk stop, or s)."""
+    return "stopped" if value == "exited" else value
 
 
 def status(value: str) -> Text:

@@ -19,7 +19,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import DataTable, Footer, Input, Static
+from textual.widgets import DataTable, Footer, Input, Log, Static
 from textual.worker import Worker, WorkerState
 
 from ptdesk.core.models import Experiment
@@ -31,7 +31,7 @@ from ptdesk.tui.live import FEEDS, LiveFeeds
 from ptdesk.tui.messages import ContainerChanged, EngineChanged, ExperimentsListed, GpusSampled, StatsRead
 from ptdesk.tui.screens.collaborators import Collaborators
 from ptdesk.tui.screens.confirm import Confirm
-from ptdesk.tui.screens.details import Details
+from ptdesk.tui.screens.details import Details, stopped_copy_note
 from ptdesk.tui.screens.new_experiment import NewExperiment
 from ptdesk.tui.shell import open_shell, shell_refusal
 from ptdesk.tui.widgets.experiments_table import ExperimentsTable
@@ -88,7 +88,9 @@ class MainScreen(Screen[None]):
         yield ExperimentsTable(clock=self.clock, id="experiments")
         yield Static(id="empty")
         yield LogPane(self.ws, id="logs")
-        yield Footer()
+        # Compact, and without the palette's own entry (ctrl+p is in the help): at 80 columns the
+        # footer reaches `k` and `/`, at 100 every key the table lists; `?` comes first in any case.
+        yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
         self.notices = ErrorNotices(self.app)
@@ -250,8 +252,17 @@ class MainScreen(Screen[None]):
         self.table.set_filter(event.value)
 
     @on(Input.Submitted, "#filter")
+    @on(Input.Submitted, "#log-filter")
     def _filter_done(self) -> None:
-        self.table.focus()
+        self._focus_dashboard()
+
+    def _focus_dashboard(self) -> None:
+        """Focus where the screen's keys act: the table (or the log, while it has the whole screen),
+        never a field that would swallow the next `n` as text."""
+        if self.maximized is self.log_pane:
+            self.log_pane.query_one(Log).focus()
+        else:
+            self.table.focus()
 
     # --- the actions (tui.actions, scope "main") ---------------------------------------------------
     def _need_selected(self) -> Experiment | None:
@@ -284,8 +295,11 @@ class MainScreen(Screen[None]):
         selected = self._need_selected()
         if selected is None:
             return
+        if selected.status != "running":
+            self.notify(stopped_copy_note(selected), severity="warning", markup=False)
+            return
         if not selected.connect:
-            self.notify(f"{selected.name} has no connect line (is it running?).", severity="warning", markup=False)
+            self.notify(f"{selected.name} has no connect line.", severity="warning", markup=False)
             return
         self.app.copy_to_clipboard(selected.connect)
         self.notify(f"Copied: {selected.connect}", markup=False)
@@ -342,7 +356,7 @@ class MainScreen(Screen[None]):
     def action_pause_log(self) -> None:
         self.log_pane.toggle_pause()
 
-    def action_find_in_log(self) -> None:
+    def action_filter_log(self) -> None:
         self.log_pane.open_filter()
 
     def action_filter(self) -> None:
@@ -351,19 +365,19 @@ class MainScreen(Screen[None]):
         field.focus()
 
     def action_back(self) -> None:
-        """Escape: clear the filter, close the log search, or the maximized log — whichever is open."""
-        if self.maximized is not None:
+        """Escape, one thing at a time: an open log filter field (cleared), the full-screen log, a
+        log filter still applied, the experiments filter. Focus ends on the dashboard."""
+        if self.log_pane.query_one("#log-filter", Input).display:
+            self.log_pane.clear_filter()
+        elif self.maximized is not None:
             self.minimize()
-            return
-        if self.log_pane.close_filter():
-            self.table.focus()
-            return
-        field = self.query_one("#filter", Input)
-        if field.display:
-            # Escape drops the filter too: a hidden filter would silently hide experiments.
-            field.value = ""
-            field.display = False
-            self.table.focus()
+        elif not self.log_pane.clear_filter():
+            field = self.query_one("#filter", Input)
+            if field.display:
+                # Escape drops the filter too: a hidden filter would silently hide experiments.
+                field.value = ""
+                field.display = False
+        self._focus_dashboard()
 
 
 def removal_note(e: Experiment) -> str:
