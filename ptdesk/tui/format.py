@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from rich.text import Text
 
+from ptdesk.core.models import Experiment
 from ptdesk.core.units import NA, unit_for
 
 
@@ -67,3 +68,16 @@ def status_word(value: str) -> str:
 
 def status(value: str) -> Text:
     return Text(value, style=STATUS_STYLE.get(value, ""))
+
+
+def count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def removal_note(e: Experiment) -> str:
+    """What removing `e` does, for the question before it."""
+    if e.foreign:  # a team lead cleaning up: say plainly whose it is
+        return (f"It belongs to {e.owner}'s ptdesk, not yours: the container goes away, and "
+                f"{e.owner}'s ptdesk releases what it held the next time it runs.")
+    return ("The container, its port, GPUs, keys and token go away; the workspace folder stays"
+            f"{': ' + e.workspace if e.workspace else ''}.")

@@ -8,11 +8,9 @@ it draws. Actions on an experiment go through the Workstation in a background jo
 
 from __future__ import annotations
 
-import functools
 import socket
 import time
 from collections.abc import Callable
-from typing import TypeVar
 
 from rich.text import Text
 from textual import on
@@ -26,9 +24,18 @@ from ptdesk.core.models import Experiment
 from ptdesk.core.workstation import Workstation
 from ptdesk.tui.actions import bindings
 from ptdesk.tui.errors import ErrorNotices, describe, notify_error
+from ptdesk.tui.format import count as _count
+from ptdesk.tui.format import removal_note
 from ptdesk.tui.jobs import JobDone, run_job
 from ptdesk.tui.live import FEEDS, LiveFeeds
-from ptdesk.tui.messages import ContainerChanged, EngineChanged, ExperimentsListed, GpusSampled, StatsRead
+from ptdesk.tui.messages import (
+    ContainerChanged,
+    EngineChanged,
+    ExperimentsListed,
+    GpusSampled,
+    StatsRead,
+    while_running,
+)
 from ptdesk.tui.screens.collaborators import Collaborators
 from ptdesk.tui.screens.confirm import Confirm
 from ptdesk.tui.screens.details import Details, stopped_copy_note
@@ -40,27 +47,13 @@ from ptdesk.tui.widgets.log_pane import LogPane
 
 FOLLOW_DELAY = 0.3  # wait for the cursor to rest before opening a log stream
 GONE_EVENTS = frozenset({"die", "stop", "kill", "oom", "destroy"})
-M = TypeVar("M")
-
-
-def while_running(handler: Callable[[MainScreen, M], None]) -> Callable[[MainScreen, M], None]:
-    """For handlers of feed results: one that arrives while the app shuts down finds its widgets
-    gone already, and is dropped rather than raising NoMatches on the way out."""
-
-    @functools.wraps(handler)
-    def guarded(screen: MainScreen, message: M) -> None:
-        if screen.app.is_running:
-            handler(screen, message)
-
-    return guarded
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 class MainScreen(Screen[None]):
     BINDINGS = bindings("main")
+    # Escape is action_back's (one thing at a time, focus back on the table), not Textual's own
+    # minimize, which would leave focus in the log and the log filter open.
+    ESCAPE_TO_MINIMIZE = False
     notices: ErrorNotices  # made on mount (it notifies through the app), before any feed starts
 
     def __init__(self, ws: Workstation, *, clock: Callable[[], float] = time.time, hostname: str | None = None,
@@ -78,6 +71,7 @@ class MainScreen(Screen[None]):
         self.listed = False  # the first list arrived (tests and the empty-state line use it)
         self.gpu_samples = 0
         self._follow_timer: Timer | None = None
+        self._select_next: str | None = None  # the experiment to select once its row is there
 
     # --- layout ------------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -101,7 +95,8 @@ class MainScreen(Screen[None]):
         self._top_bar()
         self._empty_line()
         self.table.focus()
-        self.feeds.start()
+        # After the first frame: the feeds' threads (engine client, NVML) must not delay its paint.
+        self.call_after_refresh(self.feeds.start)
 
     def on_unmount(self) -> None:
         self.feeds.stop()
@@ -189,6 +184,7 @@ class MainScreen(Screen[None]):
         self.experiments = message.items
         self.listed = True
         self.table.set_experiments(message.items)
+        self._select_pending()
         self._top_bar()
         self._empty_line()
         self._follow_selected()
@@ -285,7 +281,17 @@ class MainScreen(Screen[None]):
         run_job(self, job, title=title, on_done=finished, on_error=failed, group="action")
 
     def action_new(self) -> None:
-        self.app.push_screen(NewExperiment(self.ws), lambda _experiment: self.feeds.request_list())
+        def closed(experiment: Experiment | None) -> None:
+            # The new experiment is what the person looks at next: select its row once it is listed.
+            self._select_next = experiment.name if experiment is not None else None
+            self._select_pending()
+            self.feeds.request_list()
+
+        self.app.push_screen(NewExperiment(self.ws), closed)
+
+    def _select_pending(self) -> None:
+        if self._select_next is not None and self.table.select_name(self._select_next):
+            self._select_next = None
 
     def action_details(self) -> None:
         if (selected := self._need_selected()) is not None:
@@ -378,12 +384,3 @@ class MainScreen(Screen[None]):
                 field.value = ""
                 field.display = False
         self._focus_dashboard()
-
-
-def removal_note(e: Experiment) -> str:
-    """What removing `e` does, for the question before it."""
-    if e.foreign:  # a team lead cleaning up: say plainly whose it is
-        return (f"It belongs to {e.owner}'s ptdesk, not yours: the container goes away, and "
-                f"{e.owner}'s ptdesk releases what it held the next time it runs.")
-    return ("The container, its port, GPUs, keys and token go away; the workspace folder stays"
-            f"{': ' + e.workspace if e.workspace else ''}.")

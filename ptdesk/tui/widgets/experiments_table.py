@@ -112,6 +112,14 @@ class ExperimentsTable(DataTable):
             return None
         return self.experiments.get(key or "")
 
+    def select_name(self, name: str) -> bool:
+        """Move the cursor to experiment `name`'s row; False while it has none (not listed yet)."""
+        key = next((k for k, e in self.experiments.items() if e.name == name and k in self._shown), None)
+        if key is None:
+            return False
+        self.move_cursor(row=self.get_row_index(key), animate=False)
+        return True
+
     def _sync(self) -> None:
         """Diff the wanted rows against what is shown: add, update changed cells, remove."""
         now = self.clock()

@@ -187,8 +187,12 @@ class LogPane(Vertical):
     def _redraw(self) -> None:
         log = self.query_one(Log)
         log.clear()
-        # Following means the newest line is in view: after a redraw too, not where the old view was.
-        log.write_lines([line for line in self.lines if self._match(line)], scroll_end=not self.paused)
+        log.write_lines([line for line in self.lines if self._match(line)])
+        # Following means the newest line is in view, after a redraw too. The Log widget cannot
+        # tell: clear() keeps the old scroll offset, so it thinks the view is not at the end and
+        # would stop following for good.
+        if not self.paused:
+            log.scroll_end(animate=False, immediate=True, x_axis=False)
 
     def _title(self) -> None:
         parts = [f"Logs: {self.name_shown}" if self.name_shown else "Logs", self.state]

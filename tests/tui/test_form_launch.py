@@ -1,0 +1,85 @@
+"""Launching from the form on the real engine: the SSH result at 160×45, the new row selected,
+stopped means stopped; a launch the memory limit kills says so and puts the cursor on Memory."""
+
+from __future__ import annotations
+
+from helpers import JUPYTER_IMAGE, SSH_IMAGE, require_image
+from textual.widgets import Input, Select
+from tuihelpers import nvml_scenarios, screen_text, settle
+
+from ptdesk.tui.app import PtdeskApp
+from ptdesk.tui.screens.details import Details
+from ptdesk.tui.screens.new_experiment import NewExperiment
+
+SIZE = (160, 45)
+
+
+async def _form(pilot, app: PtdeskApp, kind: str) -> NewExperiment:
+    await settle(pilot, lambda: app.main.listed, message="the first list")
+    await pilot.press("n")
+    form = await settle(pilot, lambda: isinstance(app.screen, NewExperiment) and app.screen)
+    if kind != form.kind:
+        form.query_one("#kind", Select).value = kind
+    await settle(pilot, lambda: form.query_one("#name", Input).value.startswith(f"alice-{kind}"),
+                 message="a suggested name")
+    return form
+
+
+async def test_ssh_from_the_form_result_fits_new_row_selected_stopped_is_stopped(tui_desk, engine, nvml):
+    require_image(engine, SSH_IMAGE)
+    nvml(nvml_scenarios.no_driver())
+    app = PtdeskApp(tui_desk)
+    async with app.run_test(size=SIZE) as pilot:
+        # Another experiment first, selected: after the launch the selection must move off it.
+        await settle(pilot, lambda: app.main.listed)
+        form = await _form(pilot, app, "ssh")
+        form.query_one("#cpus", Input).value = "1"
+        form.query_one("#name", Input).focus()
+        await pilot.press("enter")
+        await settle(pilot, lambda: form.result is not None or (not form.busy and form._steps), timeout=120,
+                     message="the launch")
+        assert form.result is not None, str(form.query_one("#steps").render())
+        name = form.result.name
+        await pilot.pause()
+        text = screen_text(app)
+        for button in ("#copy", "#close"):  # the result's buttons are on screen, not scrolled away
+            region = form.query_one(button).region
+            assert region.height and region.bottom <= SIZE[1], (button, region)
+        assert "Host key: SHA256:" in text and "Copy (c)" in text, text
+        await pilot.press("escape")
+        await settle(pilot, lambda: app.screen is app.main)
+        await settle(pilot, lambda: (s := app.main.table.selected) is not None and s.name == name,
+                     timeout=30, message="the new row selected")
+        await pilot.press("i")
+        details = await settle(pilot, lambda: isinstance(app.screen, Details) and app.screen)
+        assert details.experiment.name == name
+        await pilot.press("escape")
+
+        # Stopped: the table says stopped, offers no connect line, and c says why.
+        await pilot.press("s")
+        await settle(pilot, lambda: app.main.table.selected.status == "exited", timeout=60, message="stopped")
+        await pilot.pause()
+        row = screen_text(app)
+        assert "stopped" in row and "exited" not in row
+        before = app.clipboard
+        await pilot.press("c")
+        await settle(pilot, lambda: any("stopped" in n.message for n in app._notifications), message="why not")
+        assert app.clipboard == before
+
+
+async def test_out_of_memory_at_launch_is_explained_and_memory_focused(tui_desk, engine, nvml):
+    require_image(engine, JUPYTER_IMAGE)
+    nvml(nvml_scenarios.no_driver())
+    app = PtdeskApp(tui_desk)
+    async with app.run_test(size=SIZE) as pilot:
+        form = await _form(pilot, app, "jupyter")
+        form.query_one("#memory", Input).value = "8m"
+        form.query_one("#cpus", Input).value = "1"
+        form.query_one("#name", Input).focus()
+        await pilot.press("enter")
+        await settle(pilot, lambda: not form.busy and form._steps and "✗" in str(form.query_one("#steps").render()),
+                     timeout=120, message="the launch to fail")
+        steps = str(form.query_one("#steps").render())
+        assert "memory limit (8m)" in steps and "without any output" not in steps, steps
+        assert app.focused is form.query_one("#memory", Input)
+        assert tui_desk.store.experiments() == []
