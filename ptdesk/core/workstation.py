@@ -68,6 +68,7 @@ from ptdesk.core.stats import ContainerStats, StatsSampler
 from ptdesk.errors import ConfigError, InvalidInput, PtdeskError
 
 Progress = Callable[[str], None]
+SSH_INCLUDE_ASKED = "dashboard.ssh_include_asked"  # the store's meta key: the dashboard asked once
 
 
 class Workstation:
@@ -340,6 +341,19 @@ class Workstation:
         """GPUs holding memory at 0 % utilisation for `for_seconds` in `history`: label -> seconds
         (the judge `cull` uses; pure, no I/O)."""
         return cull.idle_gpus(history, for_seconds)
+
+    def ssh_include_offer(self) -> SshConfigState | None:
+        """ptdesk's ssh config state when the dashboard should offer to add its Include line to the
+        person's ~/.ssh/config: not there yet, and never answered before (it asks once)."""
+        if self.store.get_meta(SSH_INCLUDE_ASKED) is not None:
+            return None
+        state = self.ssh_config()
+        return None if state.installed else state
+
+    def answer_ssh_include(self, yes: bool) -> SshConfigState | None:
+        """Remember the answer (never asked again); with yes, add the Include line (only then)."""
+        self.store.set_meta(SSH_INCLUDE_ASKED, "yes" if yes else "no")
+        return self.ssh_config(install=True) if yes else None
 
     def public_key_from_file(self, path: str | Path) -> str:
         """The public key in the file at `path` (a collaborator's own .pub), checked; BadKey if not one."""

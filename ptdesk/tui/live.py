@@ -13,6 +13,9 @@ Rows first: the list feed reads at once, without waiting for the event watcher t
 is up; the other feeds (NVML's init, the watcher's reconcile, the stats) wait for that first list
 to be on screen, or FIRST_LIST_GRACE at most (an engine that hangs must not hold the GPU panel).
 The stats are sampled right after it, and again STATS_FIRST_GAP later for a first CPU %.
+
+The environment marks ("changed" packages) need an exec in every running container: the "env"
+feed runs Workstation.check_environments() at a slow cadence, then asks for the list again.
 """
 
 from __future__ import annotations
@@ -38,13 +41,15 @@ NO_GPU_INTERVAL = 5.0  # without NVML there is nothing to animate; the sampler r
 STATS_INTERVAL = 2.0
 STATS_FIRST_GAP = 0.5  # CPU % needs two samples: the second comes this soon after the first list
 FIRST_LIST_GRACE = 1.0
+ENV_FIRST = 60.0  # the first environment check, once the start-up is long over
+ENV_INTERVAL = 600.0  # then this often: each check runs pip in every running experiment
 SAFETY_REFRESH = 15.0  # the event stream drives the list; this only catches what it cannot say
 # The event watcher died (a bug, a store it cannot open): start it again soon, then less and less
 # often while it keeps dying; one that ran this long before dying failed afresh.
 EVENTS_RETRY_FIRST = 1.0
 EVENTS_RETRY_MAX = 60.0
 EVENTS_STABLE = 60.0
-FEEDS = ("gpus", "stats", "list", "events")  # the worker group of each feed
+FEEDS = ("gpus", "stats", "list", "events", "env")  # the worker group of each feed
 QUIET_EVENTS = frozenset({"exec_create", "exec_start", "exec_die", "top", "attach"})
 
 
@@ -100,14 +105,15 @@ class LiveFeeds:
             self.events_retry = min(self.events_retry * 2, EVENTS_RETRY_MAX)
         else:
             # A crashed list is read again at the next request, as before the crash.
-            restart = Restart({"gpus": GPU_INTERVAL, "stats": STATS_INTERVAL}.get(feed, 0.0))
+            restart = Restart({"gpus": GPU_INTERVAL, "stats": STATS_INTERVAL, "env": ENV_INTERVAL}.get(feed, 0.0))
         self.host.set_timer(restart.delay, lambda: self._run(feed))
         return restart
 
     def _run(self, feed: str) -> None:
         if self._stop.is_set():
             return  # a restart that came due while the dashboard was closing
-        target = {"gpus": self._gpus, "stats": self._stats, "list": self._list, "events": self._events}[feed]
+        target = {"gpus": self._gpus, "stats": self._stats, "list": self._list, "events": self._events,
+                  "env": self._environments}[feed]
         self.host.run_worker(target, thread=True, exit_on_error=False, group=feed, name=f"feed {feed}")
 
     # --- the feeds (each in its own thread) -----------------------------------------------------
@@ -164,6 +170,21 @@ class LiveFeeds:
             self._first_list.set()
             if not handed:
                 return
+
+    def _environments(self) -> None:
+        """Refresh the environment marks now and then; the list shows them. A check the engine
+        refuses is tried again next time (the marks stay as they were meanwhile)."""
+        wait = ENV_FIRST
+        while not self._stop.wait(wait):
+            if not self._engine_up:
+                wait = ENV_FIRST  # not known to be up (yet): look again soon, not in ten minutes
+                continue
+            wait = ENV_INTERVAL
+            try:
+                self.ws.check_environments()
+            except PtdeskError:
+                continue
+            self.request_list()
 
     def _events(self) -> None:
         """Follow the engine's events until stopped: cleanup, reconnects and reconciliation are the

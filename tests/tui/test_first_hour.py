@@ -216,3 +216,48 @@ async def test_missing_image_is_built_only_on_b(ptdesk_env, monkeypatch, nvml):
             assert not form.busy and not form.query_one("#build-log").display  # Enter built nothing
     finally:
         ws.close()
+
+
+async def test_driver_sentence_once_in_a_notice_and_in_details(tui_desk, nvml):
+    from ptdesk.core.models import EnvironmentMark, Experiment
+    from ptdesk.tui.messages import ExperimentsListed
+    from ptdesk.tui.screens.details import Details
+
+    nvml(nvml_scenarios.no_driver())
+    sentence = "The host's NVIDIA driver 470.57 is older than CUDA 12.4 in this image needs (550 or newer)."
+    e = Experiment(name="old-driver", id="", kind="ssh", owner="alice", image="ptdesk/ssh:latest",
+                   status="running", environment=EnvironmentMark("3f2a9c0d1b7e", "sha256:x", cuda="12.4",
+                                                                 driver_warning=sentence))
+    app = PtdeskApp(tui_desk, watch_events=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, lambda: app.main.listed)
+        for _ in range(2):  # listed twice: noticed once
+            app.main.post_message(ExperimentsListed((e,)))
+            await settle(pilot, lambda: "old-driver" in [x.name for x in app.main.experiments])
+        await pilot.pause()
+        assert [n.message for n in app._notifications].count(sentence) == 1
+        await pilot.press("i")
+        await settle(pilot, lambda: isinstance(app.screen, Details))
+        assert sentence in " ".join(screen_text(app).split())
+
+
+async def test_environment_marks_are_refreshed_off_the_ui_thread(tui_desk, sleeper, nvml, monkeypatch):
+    import threading
+
+    import ptdesk.tui.live as live
+
+    nvml(nvml_scenarios.no_driver())
+    sleeper("env-check")
+    monkeypatch.setattr(live, "ENV_FIRST", 0.1)
+    threads: list[str] = []
+    real = tui_desk.check_environments
+
+    def check() -> list:
+        threads.append(threading.current_thread().name)
+        return real()
+
+    tui_desk.check_environments = check  # the real check, counted
+    app = PtdeskApp(tui_desk)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, lambda: threads, message="an environment check")
+        assert threading.main_thread().name not in threads

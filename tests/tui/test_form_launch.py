@@ -25,9 +25,14 @@ async def _form(pilot, app: PtdeskApp, kind: str) -> NewExperiment:
     return form
 
 
-async def test_ssh_from_the_form_result_fits_new_row_selected_stopped_is_stopped(tui_desk, engine, nvml):
+async def test_ssh_from_the_form_result_fits_new_row_selected_stopped_is_stopped(tui_desk, engine, nvml,
+                                                                                 monkeypatch, tmp_path):
     require_image(engine, SSH_IMAGE)
     nvml(nvml_scenarios.no_driver())
+    home = tmp_path / "home"  # the person's ~/.ssh/config, which the form offers to extend
+    (home / ".ssh").mkdir(parents=True)
+    (home / ".ssh" / "config").write_text("Host old\n    HostName example.org\n")
+    monkeypatch.setenv("HOME", str(home))
     app = PtdeskApp(tui_desk)
     async with app.run_test(size=SIZE) as pilot:
         # Another experiment first, selected: after the launch the selection must move off it.
@@ -46,6 +51,13 @@ async def test_ssh_from_the_form_result_fits_new_row_selected_stopped_is_stopped
             region = form.query_one(button).region
             assert region.height and region.bottom <= SIZE[1], (button, region)
         assert "Host key: SHA256:" in text and "Copy (c)" in text, text
+        # Asked once: add ptdesk's Include line to ~/.ssh/config, only on a yes.
+        assert form.include_offer is not None and "Press a to add it" in text
+        assert "Include" not in (home / ".ssh" / "config").read_text()
+        await pilot.press("a")
+        await settle(pilot, lambda: "Include" in (home / ".ssh" / "config").read_text(), message="the Include")
+        assert "Host old" in (home / ".ssh" / "config").read_text()  # nothing else changed
+        assert tui_desk.ssh_include_offer() is None  # never asked again
         await pilot.press("escape")
         await settle(pilot, lambda: app.screen is app.main)
         await settle(pilot, lambda: (s := app.main.table.selected) is not None and s.name == name,

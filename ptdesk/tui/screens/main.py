@@ -72,6 +72,7 @@ class MainScreen(Screen[None]):
         self.gpu_samples = 0
         self._follow_timer: Timer | None = None
         self._select_next: str | None = None  # the experiment to select once its row is there
+        self._driver_noted: set[str] = set()  # experiments whose driver warning was shown (once each)
 
     # --- layout ------------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -185,9 +186,18 @@ class MainScreen(Screen[None]):
         self.listed = True
         self.table.set_experiments(message.items)
         self._select_pending()
+        self._driver_notices(message.items)
         self._top_bar()
         self._empty_line()
         self._follow_selected()
+
+    def _driver_notices(self, items: tuple[Experiment, ...]) -> None:
+        """The driver sentence, once per experiment (the details keep it; the table marks it)."""
+        for e in items:
+            warning = e.environment.driver_warning if e.environment else None
+            if warning and e.name not in self._driver_noted:
+                self._driver_noted.add(e.name)
+                self.notify(warning, title=f"{e.name}: GPU driver", severity="warning", timeout=20, markup=False)
 
     @on(StatsRead)
     @while_running

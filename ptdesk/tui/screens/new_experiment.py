@@ -19,7 +19,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Log, Select, Static
 
 from ptdesk.core.models import Experiment, Launched
-from ptdesk.core.workstation import Workstation
+from ptdesk.core.workstation import SshConfigState, Workstation
 from ptdesk.errors import Conflict, GpuUnavailable, ImageMissing, InvalidInput
 from ptdesk.tui.errors import describe
 from ptdesk.tui.jobs import JobDone, run_job
@@ -78,7 +78,8 @@ class BuildLine(Message):
 
 
 class NewExperiment(ModalScreen[Experiment | None]):
-    BINDINGS = [("escape", "close", "Close"), ("c", "copy", "Copy"), ("b", "build", "Build image")]
+    BINDINGS = [("escape", "close", "Close"), ("c", "copy", "Copy"), ("b", "build", "Build image"),
+                ("a", "add_include", "Add to ~/.ssh/config")]
 
     def __init__(self, ws: Workstation, kind: str = "jupyter") -> None:
         super().__init__(classes="modal")
@@ -89,6 +90,7 @@ class NewExperiment(ModalScreen[Experiment | None]):
         self.missing_image: str | None = None
         self._typed_name = False
         self._steps: list[str] = []
+        self.include_offer: SshConfigState | None = None  # asked once, after the first SSH launch
 
     def compose(self) -> ComposeResult:
         config = self.ws.config
@@ -126,9 +128,10 @@ class NewExperiment(ModalScreen[Experiment | None]):
                 with Horizontal(classes="buttons"):
                     yield Button("Copy (c)", variant="success", id="copy", compact=True)
                     yield Button("Close (esc)", id="close", compact=True)
+                    yield Button("Add to ~/.ssh/config (a)", id="include", compact=True)
 
     def on_mount(self) -> None:
-        for part in ("#build-offer", "#result", "#build-log"):
+        for part in ("#build-offer", "#result", "#build-log", "#include"):
             self.query_one(part).display = False
         self.query_one("#name", Input).focus()
         self._suggest(self.kind, self.query_one("#owner", Input).value)
@@ -180,7 +183,7 @@ class NewExperiment(ModalScreen[Experiment | None]):
     @on(Button.Pressed)
     def _pressed(self, event: Button.Pressed) -> None:
         actions = {"launch": self.action_launch, "cancel": self.action_close, "close": self.action_close,
-                   "copy": self.action_copy, "build": self.action_build}
+                   "copy": self.action_copy, "build": self.action_build, "include": self.action_add_include}
         actions[event.button.id or "close"]()
 
     def action_launch(self) -> None:
@@ -197,8 +200,9 @@ class NewExperiment(ModalScreen[Experiment | None]):
         run_job(self, lambda: self._launch(values), title="Launching", group="launch",
                 on_done=self._launched, on_error=self._launch_failed)
 
-    def _launch(self, v: FormValues) -> Launched:
-        """In the job's thread: check the fields, launch, report each step as it begins."""
+    def _launch(self, v: FormValues) -> tuple[Launched, SshConfigState | None]:
+        """In the job's thread: check the fields, launch, report each step as it begins; after an
+        SSH launch, whether to offer the ssh config Include (it reads files)."""
         try:
             cpus = float(v.cpus) if v.cpus else None
         except ValueError:
@@ -206,7 +210,8 @@ class NewExperiment(ModalScreen[Experiment | None]):
         spec = self.ws.make_spec(v.kind, name=v.name or None, owner=v.owner or None, image=v.image or None,
                                  gpus=v.gpus or None, workspace=v.workspace or None, memory=v.memory or None,
                                  cpus=cpus, shm_size=v.shm_size or None)
-        return self.ws.launch(spec, lambda step: self.post_message(Step(step)))
+        launched = self.ws.launch(spec, lambda step: self.post_message(Step(step)))
+        return launched, self.ws.ssh_include_offer() if launched.experiment.kind == "ssh" else None
 
     @on(Step)
     def _step(self, message: Step) -> None:
@@ -237,7 +242,8 @@ class NewExperiment(ModalScreen[Experiment | None]):
         field.focus()
         field.cursor_position = len(field.value)
 
-    def _launched(self, launched: Launched) -> None:
+    def _launched(self, outcome: tuple[Launched, SshConfigState | None]) -> None:
+        launched, self.include_offer = outcome
         self.busy = False
         experiment = launched.experiment
         self.result = experiment
@@ -251,6 +257,11 @@ class NewExperiment(ModalScreen[Experiment | None]):
             lines.append(f"\nGPUs: {', '.join(map(str, experiment.gpus))}")
         for warning in launched.warnings:  # the launch's own words, as the CLI prints them
             lines.append(f"\nWarning: {warning}", style="bold yellow")
+        if self.include_offer is not None:
+            lines.append(f"\n`ssh {experiment.name}` from any terminal needs one line in "
+                         f"{self.include_offer.user_config}: {self.include_offer.include}\nPress a to add it "
+                         "(nothing else in that file changes; asked this once).", style="cyan")
+            self.query_one("#include").display = True
         self.query_one("#result-text", Static).update(lines)
         # The fields did their work: the result (connect line, host key, buttons) takes their place,
         # so it fits on a small terminal without scrolling.
@@ -316,7 +327,20 @@ class NewExperiment(ModalScreen[Experiment | None]):
             self.app.copy_to_clipboard(self.result.connect)
             self.notify("Copied to the clipboard.")
 
+    def action_add_include(self) -> None:
+        if self.include_offer is None:
+            return
+        self.include_offer = None
+        self.query_one("#include").display = False
+        run_job(self, lambda: self.ws.answer_ssh_include(True), title="Adding the ssh config Include",
+                group="include", on_done=lambda state: self.notify(
+                    f"Added to {state.user_config}: ssh NAME works for your experiments now.", markup=False))
+
     def action_close(self) -> None:
+        if self.include_offer is not None:  # seen and not taken: the answer is no, and it is not asked again
+            ws = self.ws
+            self.app.run_worker(lambda: ws.answer_ssh_include(False), thread=True, exit_on_error=False,
+                                group="include", name="ssh include: no")
         if self.busy:
             self.notify("Still working; it finishes in the background (the table shows it).",
                         severity="warning")
