@@ -8,8 +8,10 @@ from textual.widgets import Input, Select
 from tuihelpers import nvml_scenarios, screen_text, settle
 
 from ptdesk.tui.app import PtdeskApp
+from ptdesk.tui.screens.collaborators import Collaborators
 from ptdesk.tui.screens.details import Details
 from ptdesk.tui.screens.new_experiment import NewExperiment
+from ptdesk.tui.screens.prompt import Prompt, Report
 
 SIZE = (160, 45)
 
@@ -58,6 +60,12 @@ async def test_ssh_from_the_form_result_fits_new_row_selected_stopped_is_stopped
         await settle(pilot, lambda: "Include" in (home / ".ssh" / "config").read_text(), message="the Include")
         assert "Host old" in (home / ".ssh" / "config").read_text()  # nothing else changed
         assert tui_desk.ssh_include_offer() is None  # never asked again
+        # At 80×24 the result (connect line, host key, buttons) still fits: the fields made way.
+        await pilot.resize_terminal(80, 24)
+        await pilot.pause()
+        small = " ".join(screen_text(app).split())
+        assert "Host key: SHA256:" in small and "Copy (c)" in small and "Close (esc)" in small, small
+        await pilot.resize_terminal(*SIZE)
         await pilot.press("escape")
         await settle(pilot, lambda: app.screen is app.main)
         await settle(pilot, lambda: (s := app.main.table.selected) is not None and s.name == name,
@@ -66,6 +74,30 @@ async def test_ssh_from_the_form_result_fits_new_row_selected_stopped_is_stopped
         details = await settle(pilot, lambda: isinstance(app.screen, Details) and app.screen)
         assert details.experiment.name == name
         await pilot.press("escape")
+
+        # A collaborator granted this experiment, exported: the report carries the CLI's warnings.
+        await pilot.press("k")
+        people = await settle(pilot, lambda: isinstance(app.screen, Collaborators) and app.screen)
+        await pilot.press("a", *"dave", "enter")
+        await settle(pilot, lambda: isinstance(app.screen, Report), message="dave added")
+        await pilot.press("escape")
+        await settle(pilot, lambda: "dave" in people.items)
+        await pilot.press("g")
+        prompt = await settle(pilot, lambda: isinstance(app.screen, Prompt) and app.screen)
+        assert prompt.query_one(Input).value == name  # the experiment selected on the main screen
+        await pilot.press("enter")
+        await settle(pilot, lambda: isinstance(app.screen, Report), timeout=60, message="granted")
+        await pilot.press("escape")
+        await pilot.press("e")
+        prompt = await settle(pilot, lambda: isinstance(app.screen, Prompt) and app.screen)
+        prompt.query_one("#folder", Input).value = str(tmp_path / "for-dave")
+        await pilot.press("enter")
+        report = await settle(pilot, lambda: isinstance(app.screen, Report) and app.screen, message="exported")
+        exported = str(report.body)
+        assert "Warning: bind_address is 127.0.0.1" in exported and f"hosts: {name}" in exported
+        assert (tmp_path / "for-dave" / "ssh_config").exists()
+        await pilot.press("escape", "escape")
+        await settle(pilot, lambda: app.screen is app.main)
 
         # Stopped: the table says stopped, offers no connect line, and c says why.
         await pilot.press("s")

@@ -109,7 +109,7 @@ class NewExperiment(ModalScreen[Experiment | None]):
                     yield Label(LABELS[name])
                     yield Input(values.get(name, ""), placeholder=placeholders.get(name, ""), id=name, compact=True,
                                 select_on_focus=False)  # a key pressed after an error must not wipe the text
-            with Horizontal(classes="buttons", id="form-buttons"):
+            with Horizontal(classes="buttons docked", id="form-buttons"):
                 yield Button("Launch (enter)", variant="primary", id="launch", compact=True)
                 yield Button("Cancel (esc)", id="cancel", compact=True)
             yield Static(id="steps")
@@ -125,13 +125,14 @@ class NewExperiment(ModalScreen[Experiment | None]):
                 yield Log(max_lines=500, id="build-log")
             with Vertical(id="result"):
                 yield Static(id="result-text")
-                with Horizontal(classes="buttons"):
-                    yield Button("Copy (c)", variant="success", id="copy", compact=True)
-                    yield Button("Close (esc)", id="close", compact=True)
-                    yield Button("Add to ~/.ssh/config (a)", id="include", compact=True)
+            # Docked: on a small terminal the text scrolls, these stay in view.
+            with Horizontal(classes="buttons docked", id="result-buttons"):
+                yield Button("Copy (c)", variant="success", id="copy", compact=True)
+                yield Button("Close (esc)", id="close", compact=True)
+                yield Button("Add to ~/.ssh/config (a)", id="include", compact=True)
 
     def on_mount(self) -> None:
-        for part in ("#build-offer", "#result", "#build-log", "#include"):
+        for part in ("#build-offer", "#result", "#result-buttons", "#build-log", "#include"):
             self.query_one(part).display = False
         self.query_one("#name", Input).focus()
         self._suggest(self.kind, self.query_one("#owner", Input).value)
@@ -247,6 +248,7 @@ class NewExperiment(ModalScreen[Experiment | None]):
         self.busy = False
         experiment = launched.experiment
         self.result = experiment
+        self._steps = self._steps[-1:]  # done: the last step says it; the result needs the room
         self._show_steps()
         lines = Text.assemble((f"{experiment.name} is ready.\n", "bold green"))
         if experiment.access:
@@ -268,6 +270,7 @@ class NewExperiment(ModalScreen[Experiment | None]):
         for part in ("#fields", "#form-buttons"):
             self.query_one(part).display = False
         self.query_one("#result").display = True
+        self.query_one("#result-buttons").display = True
         self.query_one("#copy", Button).focus()
         self.query_one("#launch", Button).disabled = True
 
