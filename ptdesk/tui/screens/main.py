@@ -96,8 +96,9 @@ class MainScreen(Screen[None]):
         self._top_bar()
         self._empty_line()
         self.table.focus()
-        # After the first frame: the feeds' threads (engine client, NVML) must not delay its paint.
-        self.call_after_refresh(self.feeds.start)
+        # Only the list reads at once (its rows are what a person waits for); the other feeds wait
+        # for it (tui.live), so the first paint competes with one thread, not five.
+        self.feeds.start()
 
     def on_unmount(self) -> None:
         self.feeds.stop()
@@ -381,16 +382,16 @@ class MainScreen(Screen[None]):
         field.focus()
 
     def action_back(self) -> None:
-        """Escape, one thing at a time: an open log filter field (cleared), the full-screen log, a
-        log filter still applied, the experiments filter. Focus ends on the dashboard."""
+        """Escape, one thing at a time: the filter being typed in (log or experiments), the
+        full-screen log, a log filter still applied, the experiments filter. Focus ends on the
+        dashboard."""
+        field = self.query_one("#filter", Input)
         if self.log_pane.query_one("#log-filter", Input).display:
             self.log_pane.clear_filter()
-        elif self.maximized is not None:
+        elif self.maximized is not None and not field.has_focus:
             self.minimize()
-        elif not self.log_pane.clear_filter():
-            field = self.query_one("#filter", Input)
-            if field.display:
-                # Escape drops the filter too: a hidden filter would silently hide experiments.
-                field.value = ""
-                field.display = False
+        elif (field.has_focus or not self.log_pane.clear_filter()) and field.display:
+            # Escape drops the filter too: a hidden filter would silently hide experiments.
+            field.value = ""
+            field.display = False
         self._focus_dashboard()
