@@ -20,7 +20,7 @@ from textual.widgets import Button, Input, Label, Log, Select, Static
 
 from ptdesk.core.models import Experiment, Launched
 from ptdesk.core.workstation import SshConfigState, Workstation
-from ptdesk.errors import Conflict, GpuUnavailable, ImageMissing, InvalidInput
+from ptdesk.errors import GpuUnavailable, ImageMissing, InvalidInput
 from ptdesk.tui.errors import describe
 from ptdesk.tui.jobs import JobDone, run_job
 
@@ -31,8 +31,7 @@ LABELS = {"name": "Name", "owner": "Owner", "gpus": "GPUs", "image": "Image", "w
 FORM_WORDS = {"--shm-size": "Shared memory", "--workspace": "Workspace", "--memory": "Memory", "--cpus": "CPUs",
               "--gpus": "GPUs", "--name": "Name", "--owner": "Owner", "--image": "Image", "--pids": "pids"}
 # Errors that say which field without a `field`: by their kind.
-FIELD_OF_ERROR: tuple[tuple[type[BaseException], str], ...] = (
-    (ImageMissing, "image"), (GpuUnavailable, "gpus"), (Conflict, "name"))
+FIELD_OF_ERROR: tuple[tuple[type[BaseException], str], ...] = ((ImageMissing, "image"), (GpuUnavailable, "gpus"))
 
 
 def form_words(text: str) -> str:
