@@ -121,6 +121,7 @@ async def test_table_order_words_and_widths(tui_desk, engine, sleeper, nvml):
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot, lambda: len(app.main.table.ordered_rows) == 3, message="three rows")
         before = shown_names(app)
+        await settle(pilot, lambda: "ac-three" in screen_text(app), message="the rows drawn")
         assert "stopped" in screen_text(app) and "exited" not in screen_text(app)
         app.main.table.move_cursor(row=app.main.table.get_row_index(stopped))
         await pilot.press("c")
@@ -153,8 +154,9 @@ async def test_collaborators_keys_add_errors_stay_export_and_remove(tui_desk, nv
         screen = await settle(pilot, lambda: isinstance(app.screen, Collaborators) and app.screen)
         await pilot.press("question_mark")
         help_screen = await settle(pilot, lambda: isinstance(app.screen, Help) and app.screen)
+        await settle(pilot, lambda: "Keys on the collaborators screen" in screen_text(app), message="the help drawn")
         keys = screen_text(app)
-        assert help_screen.scope == "collab" and "Export" in keys and "Rotate" in keys or "rotate" in keys
+        assert help_screen.scope == "collab" and "export" in keys.lower() and "rotate" in keys.lower()
         assert "Start a new experiment" not in keys  # not the main screen's keys
         await pilot.press("escape")
 
@@ -241,7 +243,7 @@ async def test_driver_sentence_once_in_a_notice_and_in_details(tui_desk, nvml):
         assert [n.message for n in app._notifications].count(sentence) == 1
         await pilot.press("i")
         await settle(pilot, lambda: isinstance(app.screen, Details))
-        assert sentence in " ".join(screen_text(app).split())
+        await settle(pilot, lambda: sentence in " ".join(screen_text(app).split()), message="the sentence drawn")
 
 
 async def test_environment_marks_are_refreshed_off_the_ui_thread(tui_desk, sleeper, nvml, monkeypatch):

@@ -16,6 +16,12 @@ from ptdesk.tui.screens.prompt import Prompt, Report
 SIZE = (160, 45)
 
 
+async def drawn(pilot, app: PtdeskApp, needle: str) -> str:
+    """The screen's text once it shows `needle` (drawn, not only set on the widgets)."""
+    await settle(pilot, lambda: needle in screen_text(app), message=f"{needle!r} on screen")
+    return screen_text(app)
+
+
 async def _form(pilot, app: PtdeskApp, kind: str) -> NewExperiment:
     await settle(pilot, lambda: app.main.listed, message="the first list")
     await pilot.press("n")
@@ -47,8 +53,7 @@ async def test_ssh_from_the_form_result_fits_new_row_selected_stopped_is_stopped
                      message="the launch")
         assert form.result is not None, str(form.query_one("#steps").render())
         name = form.result.name
-        await pilot.pause()
-        text = screen_text(app)
+        text = await drawn(pilot, app, "Copy (c)")
         for button in ("#copy", "#close"):  # the result's buttons are on screen, not scrolled away
             region = form.query_one(button).region
             assert region.height and region.bottom <= SIZE[1], (button, region)
@@ -62,6 +67,7 @@ async def test_ssh_from_the_form_result_fits_new_row_selected_stopped_is_stopped
         assert tui_desk.ssh_include_offer() is None  # never asked again
         # At 80×24 the result (connect line, host key, buttons) still fits: the fields made way.
         await pilot.resize_terminal(80, 24)
+        await settle(pilot, lambda: app.size.width == 80 and len(screen_text(app).splitlines()) <= 24)
         await pilot.pause()
         small = " ".join(screen_text(app).split())
         assert "Host key: SHA256:" in small and "Copy (c)" in small and "Close (esc)" in small, small
@@ -102,9 +108,8 @@ async def test_ssh_from_the_form_result_fits_new_row_selected_stopped_is_stopped
         # Stopped: the table says stopped, offers no connect line, and c says why.
         await pilot.press("s")
         await settle(pilot, lambda: app.main.table.selected.status == "exited", timeout=60, message="stopped")
-        await pilot.pause()
-        row = screen_text(app)
-        assert "stopped" in row and "exited" not in row
+        row = await drawn(pilot, app, "stopped")
+        assert "exited" not in row
         before = app.clipboard
         await pilot.press("c")
         await settle(pilot, lambda: any("stopped" in n.message for n in app._notifications), message="why not")

@@ -31,7 +31,8 @@ async def test_80x24_shows_every_row_before_the_log_and_keeps_help_reachable(tui
     app = PtdeskApp(tui_desk)
     async with app.run_test(size=SMALL) as pilot:
         await settle(pilot, lambda: len(app.main.experiments) == 4, message="four rows")
-        await pilot.pause()
+        await settle(pilot, lambda: "small-3" in screen_text(app) and screen_lines(app)[-1].strip(),
+                     message="the rows and the footer drawn")
         text = screen_text(app)
         print(text)
         assert all(f"small-{i}" in text for i in range(4)), "every row is on screen"
@@ -42,8 +43,7 @@ async def test_80x24_shows_every_row_before_the_log_and_keeps_help_reachable(tui
         assert line.startswith("? Help") and "k Collab" in line, line
     async with PtdeskApp(tui_desk).run_test(size=(100, 30)) as pilot:
         app2 = pilot.app
-        await settle(pilot, lambda: app2.main.listed)
-        await pilot.pause()
+        await settle(pilot, lambda: app2.main.listed and "Collab" in footer(app2), message="the footer at 100")
         line = footer(app2)
         assert "Help" in line and "Collab" in line, line
 
@@ -60,7 +60,7 @@ async def test_80x24_details_wrap_the_whole_ssh_command(tui_desk, nvml):
         await settle(pilot, lambda: app.main.listed)
         app.push_screen(Details(experiment))
         await settle(pilot, lambda: isinstance(app.screen, Details))
-        await pilot.pause()
+        await settle(pilot, lambda: HOST_KEY in screen_text(app), message="the details drawn")
         lines = screen_lines(app)
         print("\n".join(lines))
         dialog = app.screen.query_one(".dialog")
@@ -80,7 +80,7 @@ async def test_80x24_form_shows_launch_and_cancel(tui_desk, nvml):
         await settle(pilot, lambda: app.main.listed)
         await pilot.press("n")
         form = await settle(pilot, lambda: isinstance(app.screen, NewExperiment) and app.screen)
-        await pilot.pause()
+        await settle(pilot, lambda: "Cancel (esc)" in screen_text(app), message="the form drawn")
         text = screen_text(app)
         print(text)
         assert "Launch (enter)" in text and "Cancel (esc)" in text

@@ -81,8 +81,9 @@ def test_ptdesk_in_an_80x24_terminal(ptdesk_env, sleeper):
         except AssertionError:
             print(screen(session))
             raise
-        footer = screen(session).rstrip("\n").splitlines()[-1]
-        assert footer.startswith("? Help") and "k Collab" in footer, footer
+        wait_until(lambda: screen(session).splitlines()[-1].startswith("? Help"), timeout=10, message="the footer")
+        footer = screen(session).splitlines()[-1]
+        assert "k Collab" in footer, footer
         tmux("send-keys", "-t", session, "?")
         wait_until(lambda: "Start a new experiment" in screen(session), timeout=10,
                    message="the help screen")
