@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 from helpers import cgroup_tree, remove_instance_containers
+from textual.widgets import Input
 from tuihelpers import nvml_scenarios, settle
 
 import ptdesk.tui.live as live_module
@@ -122,6 +123,7 @@ def test_no_gpu_and_new_experiment_form(snap_compare, snapshot_env, nvml, tmp_pa
         await pilot.press("n")
         form = await settle(pilot, lambda: isinstance(app.screen, NewExperiment) and app.screen)
         await settle(pilot, lambda: form.query_one("#name").value == "alice-jupyter-1", message="the name")
+        _steady_cursor(form)
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=SIZE, run_before=open_form)
@@ -138,6 +140,12 @@ def test_main_screen_sizes(snap_compare, snapshot_env, engine, nvml, tmp_path, s
     assert snap_compare(app, terminal_size=size, run_before=_ready(app, 2))
 
 
+def _steady_cursor(screen) -> None:
+    """A blinking cursor is drawn or not depending on when the picture is taken: keep it on."""
+    for field in screen.query(Input):
+        field.cursor_blink = False
+
+
 def _over_empty_dashboard(app: PtdeskApp, keys: tuple[str, ...], opened: type, push=None):
     async def run(pilot) -> None:
         await _ready(app, 0)(pilot)
@@ -147,6 +155,7 @@ def _over_empty_dashboard(app: PtdeskApp, keys: tuple[str, ...], opened: type, p
         screen = await settle(pilot, lambda: isinstance(app.screen, opened) and app.screen)
         if isinstance(screen, NewExperiment):
             await settle(pilot, lambda: screen.query_one("#name").value == "alice-jupyter-1", message="the name")
+            _steady_cursor(screen)
         if isinstance(screen, Collaborators):
             await settle(pilot, lambda: "No collaborators" in str(screen.query_one("#collab-note").render()))
         await pilot.pause()
