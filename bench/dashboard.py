@@ -99,8 +99,9 @@ def cpu_ticks(pid: int) -> int:
     return int(fields[11]) + int(fields[12])  # utime + stime, in clock ticks (all threads)
 
 
-def idle_cpu(env: dict[str, str], seconds: float) -> tuple[float, float, float]:
-    """(first paint s, all containers listed s, percent of one core while idle) of the real `ptdesk`."""
+def idle_cpu(env: dict[str, str], seconds: float) -> tuple[float, float, float, float]:
+    """(first paint s, all containers listed s, memory figures shown s, percent of one core while
+    idle) of the real `ptdesk`."""
     socket = f"ptdesk-bench-{uuid.uuid4().hex[:6]}"
     exe = Path(sys.executable).parent / "ptdesk"
     command = (f"exec env -u COLUMNS -u LINES PTDESK_HOME={env['PTDESK_HOME']} "
@@ -109,13 +110,16 @@ def idle_cpu(env: dict[str, str], seconds: float) -> tuple[float, float, float]:
     tmux("new-session", "-d", "-s", "bench", "-x", "160", "-y", "48", command, socket=socket)
     try:
         pid = int(tmux("display-message", "-p", "-t", "bench", "#{pane_pid}", socket=socket).strip())
-        first_paint = listed = 0.0
-        while not listed:
+        first_paint = listed = stats = 0.0
+        while not (listed and stats):
             text = tmux("capture-pane", "-p", "-t", "bench", socket=socket)
             if not first_paint and "Experiments" in text:
                 first_paint = time.monotonic() - started
-            if "bench-19" in text:
+            if not listed and "bench-19" in text:
                 listed = time.monotonic() - started
+            # The first row's Memory cell holds a size (KiB/MiB) instead of N/A: the stats arrived.
+            if not stats and any("bench-00 " in line and "iB" in line for line in text.splitlines()):
+                stats = time.monotonic() - started
             if time.monotonic() - started > 30:
                 raise RuntimeError("the dashboard did not show the containers")
             time.sleep(0.02)
@@ -123,7 +127,7 @@ def idle_cpu(env: dict[str, str], seconds: float) -> tuple[float, float, float]:
         ticks0, t0 = cpu_ticks(pid), time.monotonic()
         time.sleep(seconds)
         ticks1, t1 = cpu_ticks(pid), time.monotonic()
-        return first_paint, listed, (ticks1 - ticks0) / os.sysconf("SC_CLK_TCK") / (t1 - t0) * 100
+        return first_paint, listed, stats, (ticks1 - ticks0) / os.sysconf("SC_CLK_TCK") / (t1 - t0) * 100
     finally:
         subprocess.run(["tmux", "-L", socket, "kill-server"], capture_output=True)
 
@@ -220,8 +224,9 @@ def main() -> int:
                 engine.remove(cid, force=True)
             del ids[20:]
             if shutil.which("tmux"):
-                first_paint, listed, percent = idle_cpu(env, args.idle_seconds)
-                print(f"   start-up: first paint {first_paint:.2f} s, 20 containers listed {listed:.2f} s "
+                first_paint, listed, stats, percent = idle_cpu(env, args.idle_seconds)
+                print(f"   start-up: first paint {first_paint:.2f} s, 20 containers listed {listed:.2f} s, "
+                      f"their memory shown {stats:.2f} s "
                       "(target: first paint < 1 s)")
                 print(f"   {percent:.2f} % of one core while idle (target < 3 %)")
             else:

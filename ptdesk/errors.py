@@ -12,10 +12,12 @@ class PtdeskError(Exception):
 
     exit_code = 1
 
-    def __init__(self, message: str, hint: str | None = None) -> None:
+    def __init__(self, message: str, hint: str | None = None, field: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
+        # Which input caused it ("name", "cpus", "memory", ...), when one did: a form focuses it.
+        self.field = field
 
     def __str__(self) -> str:
         return self.message if not self.hint else f"{self.message} {self.hint}"

@@ -83,6 +83,8 @@ def launch(ws: Workstation, spec: LaunchSpec, progress: Progress = lambda step: 
             if isinstance(exc, LaunchFailed) and attempt.container_id:
                 # The rollback removes the container and its logs: say what it printed while we can.
                 exc.hint = _last_words(ws, attempt.container_id, spec.limits.memory) or exc.hint
+                if exc.hint and exc.hint.startswith("The memory limit"):
+                    exc.field = "memory"  # what to change (a form puts the cursor there)
             rollback(ws, attempt.record, attempt.container_id)
             if made_workspace:
                 with contextlib.suppress(OSError):  # only if still empty: never lose a file
@@ -202,7 +204,7 @@ def _reserve(ws: Workstation, spec: LaunchSpec, inventory: GpuInventory | None,
             # A launch running beside this one may have taken the suggested name: pick again, under the lock.
             spec = renamed(ws.config, spec, suggest_name(ws, spec.owner, spec.kind, on_engine))
         if store.experiment(spec.name) or spec.name in on_engine:
-            raise Conflict(f"An experiment named {spec.name!r} already exists.", "Pick another --name.")
+            raise Conflict(f"An experiment named {spec.name!r} already exists.", "Pick another --name.", field="name")
         held = {**held_on_engine, **store.held_gpus(conn)}
         record = ExperimentRecord(
             name=spec.name, kind=spec.kind, owner=spec.owner, image=spec.image, status="launching",
@@ -244,7 +246,8 @@ def _create(ws: Workstation, spec: LaunchSpec, plan: Plan, gpus: tuple[int, ...]
             host_config={**_host_config(config, spec, plan, gpus, port),
                          "network_mode": experiments_network(ws.engine)})  # no reaching each other
     except Conflict:
-        raise Conflict(f"An experiment named {spec.name!r} already exists.", "Pick another --name.") from None
+        raise Conflict(f"An experiment named {spec.name!r} already exists.", "Pick another --name.",
+                       field="name") from None
 
 
 def rollback(ws: Workstation, record: ExperimentRecord, container_id: str | None) -> bool:

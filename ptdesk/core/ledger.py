@@ -118,7 +118,7 @@ def allocate(request: str | GpuRequest, held: Mapping[int, str], inventory: GpuI
                                  "Pick another GPU, or --gpus auto; `ptdesk gpus` shows their state.")
         if index in held:
             raise Conflict(f"GPU {index} is held by experiment {held[index]!r}.",
-                           "Pick another GPU, use --gpus auto, or stop that experiment first.")
+                           "Pick another GPU, use --gpus auto, or stop that experiment first.", field="gpus")
     return tuple(wanted)
 
 

@@ -10,10 +10,10 @@ import math
 import os
 import re
 import stat
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ptdesk.config import Config, check_size
 from ptdesk.core import ledger, workspace
@@ -21,11 +21,12 @@ from ptdesk.core.keys import USER_NAME_RE, read_public_key_file
 from ptdesk.core.kinds import REGISTRY, get_kind
 from ptdesk.core.models import LABEL_NAME, LaunchSpec, Limits
 from ptdesk.core.workspace import docker_root
-from ptdesk.errors import ConfigError, Conflict, InvalidInput
+from ptdesk.errors import ConfigError, Conflict, InvalidInput, PtdeskError
 
 if TYPE_CHECKING:
     from ptdesk.core.workstation import Workstation
 
+T = TypeVar("T")
 # Patterns are used with fullmatch only: `$` would also match before a trailing newline.
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,40}")
 
@@ -82,36 +83,15 @@ def make_spec(ws: Workstation, kind: str, *, name: str | None = None, owner: str
     """Validate everything a person typed and fill defaults; raises before anything is created."""
     config = ws.config
     kind_ = get_kind(kind)  # InvalidInput naming the kinds there are
-    owner = validate_owner(owner or current_user())
+    owner = _checked("owner", validate_owner, owner or current_user())
     typed = name
-    name = validate_name(name) if name else suggest_name(ws, owner, kind)
+    name = _checked("name", validate_name, name) if name else suggest_name(ws, owner, kind)
     gpus = gpus or config.gpus  # one default for the CLI and the form
-    ledger.parse_request(gpus)
-    defaults = config.limits
-    try:
-        limits = Limits(memory=check_size("memory", memory or defaults.memory),
-                        cpus=float(cpus if cpus is not None else defaults.cpus),
-                        pids=int(pids if pids is not None else defaults.pids),
-                        shm_size=check_size("shm size", shm_size or defaults.shm_size))
-    except ConfigError as exc:  # check_size's words (and hint) read well as an input error too
-        raise InvalidInput(exc.message, exc.hint) from None
-    except (TypeError, ValueError) as exc:
-        raise InvalidInput(f"A limit is not a number ({exc}).", "Use e.g. 4 for CPUs and 4096 for pids.") from None
-    # NaN compares False with everything, so `<= 0` alone would let --cpus nan through.
-    # The kernel's CFS quota cannot go below 1 % of a CPU; a smaller share is refused by the engine.
-    if not math.isfinite(limits.cpus) or limits.cpus < 0.01 or limits.pids <= 0:
-        raise InvalidInput(f"CPUs must be at least 0.01 and pids positive (got cpus {limits.cpus:g}, "
-                           f"pids {limits.pids}).", "Use e.g. --cpus 4.")
-    available = os.cpu_count() or 1
-    if limits.cpus > available:
-        if cpus is not None:
-            raise InvalidInput(f"This machine has only {available} CPUs; --cpus {cpus:g} is more than that.",
-                               f"Use --cpus {available} or less.")
-        # The configured default is a ceiling, not a demand: small machines get what they have.
-        limits = Limits(limits.memory, float(available), limits.pids, limits.shm_size)
+    _checked("gpus", ledger.parse_request, gpus)
+    limits = _limits(config.limits, memory, cpus, pids, shm_size)
     if workspace is not None:
         # Bound and recorded resolved: the engine would otherwise follow links again at every start.
-        path = check_workspace(config, Path(workspace), engine_root=docker_root(ws.engine))
+        path = _checked("workspace", check_workspace, config, Path(workspace), docker_root(ws.engine))
     else:
         path = config.workspaces / name  # made and checked by the launch (workspace.make_default)
     extra_keys: tuple[str, ...] = ()
@@ -122,6 +102,50 @@ def make_spec(ws: Workstation, kind: str, *, name: str | None = None, owner: str
         extra_keys = (read_public_key_file(pubkey),)
     return LaunchSpec(kind=kind, name=name, owner=owner, image=image or kind_.image(config),
                       gpus=gpus, workspace=path, limits=limits, extra_keys=extra_keys, auto_name=typed is None)
+
+
+def _checked(field: str, check: Callable[..., T], *args: Any) -> T:
+    """`check(*args)`, its error marked with the input it was about (a form focuses that one)."""
+    try:
+        return check(*args)
+    except PtdeskError as exc:
+        exc.field = exc.field or field
+        raise
+
+
+def _limits(defaults: Limits, memory: str | None, cpus: float | None, pids: int | None,
+            shm_size: str | None) -> Limits:
+    """The limits typed (or the config's), checked one by one so each error names its own input."""
+    try:
+        limits = Limits(memory=_checked("memory", _size, "memory", memory or defaults.memory),
+                        cpus=float(cpus if cpus is not None else defaults.cpus),
+                        pids=int(pids if pids is not None else defaults.pids),
+                        shm_size=_checked("shm_size", _size, "shm size", shm_size or defaults.shm_size))
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"A limit is not a number ({exc}).", "Use e.g. 4 for CPUs and 4096 for pids.") from None
+    # NaN compares False with everything, so `< 0.01` alone would let a cpus of nan through.
+    # The kernel's CFS quota cannot go below 1 % of a CPU; a smaller share is refused by the engine.
+    if not math.isfinite(limits.cpus) or limits.cpus < 0.01:
+        raise InvalidInput(f"CPUs must be at least 0.01 (got {limits.cpus:g}).", "Use e.g. 4 CPUs, or 0.5.",
+                           field="cpus")
+    if limits.pids <= 0:
+        raise InvalidInput(f"The process limit (pids) must be positive (got {limits.pids}).", "Use e.g. 4096.",
+                           field="pids")
+    available = os.cpu_count() or 1
+    if limits.cpus > available:
+        if cpus is not None:
+            raise InvalidInput(f"This machine has only {available} CPUs; {cpus:g} CPUs is more than that.",
+                               f"Use {available} CPUs or less.", field="cpus")
+        # The configured default is a ceiling, not a demand: small machines get what they have.
+        limits = Limits(limits.memory, float(available), limits.pids, limits.shm_size)
+    return limits
+
+
+def _size(what: str, text: str) -> str:
+    try:
+        return check_size(what, text)
+    except ConfigError as exc:  # check_size's words (and hint) read well as an input error too
+        raise InvalidInput(exc.message, exc.hint) from None
 
 
 def check_workspace(config: Config, path: Path, engine_root: Path | None = None) -> Path:

@@ -30,6 +30,7 @@ from ptdesk.core import (
     expiry,
     image_archive,
     images,
+    keys,
     listing,
     procmap,
     reconcile,
@@ -41,6 +42,7 @@ from ptdesk.core import (
 from ptdesk.core import launch as launcher
 from ptdesk.core import spec as specs
 from ptdesk.core.accounts import Ended
+from ptdesk.core.collab_export import Exported
 from ptdesk.core.cull import IdleState
 from ptdesk.core.engine import Engine
 from ptdesk.core.environment import EnvironmentDiff, ExperimentEnvironment
@@ -70,6 +72,7 @@ from ptdesk.core.stats import ContainerStats, StatsSampler
 from ptdesk.errors import ConfigError, InvalidInput, PtdeskError
 
 Progress = Callable[[str], None]
+SSH_INCLUDE_ASKED = "dashboard.ssh_include_asked"  # the store's meta key: the dashboard asked once
 
 
 class Workstation:
@@ -293,7 +296,7 @@ class Workstation:
         return rotation.rotate(self, name, expires, pubkey_text)
 
     def export_collaborator(self, name: str, folder: str | Path, dest: str | None = None,
-                            jump: str | None = None) -> collab_export.Exported:
+                            jump: str | None = None) -> Exported:
         return collab_export.export(self, name, folder, dest, jump)
 
     # --- images -------------------------------------------------------------------------------
@@ -359,6 +362,23 @@ class Workstation:
         """GPUs holding memory at 0 % utilisation for `for_seconds` in `history`: label -> seconds
         (the judge `cull` uses; pure, no I/O)."""
         return cull.idle_gpus(history, for_seconds)
+
+    def ssh_include_offer(self) -> SshConfigState | None:
+        """ptdesk's ssh config state when the dashboard should offer to add its Include line to the
+        person's ~/.ssh/config: not there yet, and never answered before (it asks once)."""
+        if self.store.get_meta(SSH_INCLUDE_ASKED) is not None:
+            return None
+        state = self.ssh_config()
+        return None if state.installed else state
+
+    def answer_ssh_include(self, yes: bool) -> SshConfigState | None:
+        """Remember the answer (never asked again); with yes, add the Include line (only then)."""
+        self.store.set_meta(SSH_INCLUDE_ASKED, "yes" if yes else "no")
+        return self.ssh_config(install=True) if yes else None
+
+    def public_key_from_file(self, path: str | Path) -> str:
+        """The public key in the file at `path` (a collaborator's own .pub), checked; BadKey if not one."""
+        return keys.read_public_key_file(path)
 
     def container_running(self, container_id: str) -> bool:
         """Whether the container exists and runs (the log pane's check on a quiet follow)."""

@@ -3,7 +3,9 @@ palette's entries and the help screen, so a key is described in exactly one plac
 
 Each action belongs to a scope: "main" ones act on the main screen's selection or layout and are
 bound on that screen only (so `d` on the collaborators list cannot remove an experiment: the
-binding is simply not there); "app" ones apply everywhere.
+binding is simply not there), "collab" ones on the collaborators screen; "app" ones apply
+everywhere. Each screen's footer starts with `? Help`, so it stays on screen however narrow the
+terminal is, and `?` shows that screen's keys.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from textual.app import SystemCommand
 from textual.binding import Binding
 from textual.dom import DOMNode
 
-Scope = Literal["main", "app"]
+Scope = Literal["main", "collab", "app"]
 
 
 @dataclass(frozen=True)
@@ -37,29 +39,44 @@ ACTIONS: tuple[Action, ...] = (
     Action("main", "i", "details", "Details", "Details of the selected experiment: connect line, host key, "
            "limits, GPUs", "Experiment details", keys_shown="enter / i"),
     Action("main", "c", "copy", "Copy", "Copy the selected experiment's connect line", "Copy connect line"),
-    Action("main", "t", "shell", "Shell", "Open a shell in the selected SSH experiment; exit comes back here",
-           "Open a shell"),
     Action("main", "s", "stop_start", "Stop/Start", "Stop the selected experiment, or start it when it is "
            "stopped", "Stop or start"),
     Action("main", "d", "remove", "Remove", "Remove the selected experiment (asks first)", "Remove experiment"),
-    Action("main", "l", "logs", "Logs", "Follow the selected experiment's log full-screen (escape returns)",
-           "Logs full-screen"),
-    Action("main", "p", "pause_log", "Pause", "Pause or resume the log"),
-    Action("main", "f", "find_in_log", "Find", "Show only the log lines that contain some text"),
+    Action("main", "k", "collaborators", "Collab", "Collaborators: add, grant, revoke, rotate keys, export, "
+           "remove", "Collaborators"),
     Action("main", "slash", "filter", "Filter", "Show only the experiments that match some text",
            "Filter experiments", keys_shown="/"),
-    Action("main", "k", "collaborators", "Collab", "Collaborators: grant, revoke, rotate keys", "Collaborators"),
-    Action("main", "escape", "back", "Back", "Close the filter, the log search or the full-screen log",
-           show=False),
-    Action("app", "question_mark", "help", "Help", "This help: what every key does", "Help", keys_shown="?"),
+    Action("main", "l", "logs", "Logs", "Follow the selected experiment's log full-screen (escape returns)",
+           "Logs full-screen"),
+    Action("main", "t", "shell", "Shell", "Open a shell in the selected SSH experiment; exit comes back here",
+           "Open a shell"),
+    Action("main", "f", "filter_log", "Filter log", "Filter the log: show only the lines that contain some "
+           "text (enter applies, escape clears; another experiment starts unfiltered)", "Filter the log"),
+    Action("main", "p", "pause_log", "Pause", "Pause or resume the log", show=False),
+    Action("main", "escape", "back", "Back", "Close the log filter, the full-screen log or the experiments "
+           "filter, one at a time", show=False),
+    Action("collab", "a", "add", "Add", "Add a collaborator: a new key pair, or their own public key file; "
+           "an expiry if you want one"),
+    Action("collab", "g", "grant", "Grant", "Let the selected person log in to an SSH experiment"),
+    Action("collab", "x", "revoke", "Revoke", "End the selected person's access to an experiment (their "
+           "sessions end too)"),
+    Action("collab", "r", "rotate", "Rotate", "A new key for the selected person everywhere they have access"),
+    Action("collab", "e", "export", "Export", "Write the selected person's key and ssh config into a folder"),
+    Action("collab", "d", "remove", "Remove", "Remove the selected person (asks first; their access ends)"),
+    Action("collab", "R", "reload", "Reload", "Read the list again", show=False),
+    Action("collab", "escape,q", "app.pop_screen", "Back", "Back to the dashboard", keys_shown="escape / q"),
+    Action("app", "question_mark", "help", "Help", "This help: what every key here does", "Help",
+           keys_shown="?", show=False),
     Action("app", "ctrl+p", "command_palette", "Palette", "The command palette", bound=False),
     Action("app", "ctrl+q", "quit", "Quit", "Quit (containers keep running)", bound=False),
 )
 
 
 def bindings(scope: Scope) -> list[Binding]:
-    """The BINDINGS of the node that carries `scope`'s actions."""
-    return [Binding(a.key, a.action, a.label, show=a.show) for a in ACTIONS if a.scope == scope and a.bound]
+    """The BINDINGS of the node that carries `scope`'s actions; a screen's begin with `? Help` (the
+    app binds `?`; this only puts it first in the footer, where a narrow terminal cannot cut it)."""
+    first = [Binding("question_mark", "app.help", "Help")] if scope != "app" else []
+    return first + [Binding(a.key, a.action, a.label, show=a.show) for a in ACTIONS if a.scope == scope and a.bound]
 
 
 def palette_commands(scope: Scope, node: DOMNode) -> Iterator[SystemCommand]:
@@ -69,7 +86,8 @@ def palette_commands(scope: Scope, node: DOMNode) -> Iterator[SystemCommand]:
             yield SystemCommand(a.title, a.help, getattr(node, f"action_{a.action}"))
 
 
-def help_rows() -> Iterator[tuple[str, str]]:
-    """(key as a person types it, what it does) for every action, in the table's order."""
+def help_rows(scope: Scope = "main") -> Iterator[tuple[str, str]]:
+    """(key as a person types it, what it does) for `scope`'s actions, then the app's."""
     for a in ACTIONS:
-        yield a.keys_shown or a.key, a.help
+        if a.scope in (scope, "app"):
+            yield a.keys_shown or a.key, a.help

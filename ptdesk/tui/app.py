@@ -43,4 +43,6 @@ class PtdeskApp(App[None]):
             yield from palette_commands("main", screen)
 
     def action_help(self) -> None:
-        self.push_screen(Help())
+        """The keys of the screen `?` was pressed on (each screen carries its scope of the action table)."""
+        if not isinstance(self.screen, Help):
+            self.push_screen(Help(getattr(self.screen, "SCOPE", "main")))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from rich.text import Text
 
+from ptdesk.core.models import Experiment
 from ptdesk.core.units import NA, unit_for
 
 
@@ -51,6 +52,7 @@ STATUS_STYLE = {
     "launching": "bold cyan",
     "removing": "bold magenta",
     "exited": "yellow",
+    "stopped": "yellow",
     "created": "yellow",
     "paused": "yellow",
     "restarting": "cyan",
@@ -59,5 +61,23 @@ STATUS_STYLE = {
 }
 
 
+def status_word(value: str) -> str:
+    """The engine's "exited" is what a person calls stopped (ptdesk stop, or s)."""
+    return "stopped" if value == "exited" else value
+
+
 def status(value: str) -> Text:
     return Text(value, style=STATUS_STYLE.get(value, ""))
+
+
+def count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def removal_note(e: Experiment) -> str:
+    """What removing `e` does, for the question before it."""
+    if e.foreign:  # a team lead cleaning up: say plainly whose it is
+        return (f"It belongs to {e.owner}'s ptdesk, not yours: the container goes away, and "
+                f"{e.owner}'s ptdesk releases what it held the next time it runs.")
+    return ("The container, its port, GPUs, keys and token go away; the workspace folder stays"
+            f"{': ' + e.workspace if e.workspace else ''}.")

@@ -8,6 +8,14 @@ suspended while a shell has the terminal. The list follows the engine's event st
 (Workstation.watch_events), refreshed on request (requests during a refresh coalesce into one
 more), plus a slow safety refresh. A feed whose worker crashes is started again by restart(), the
 event watcher with backoff.
+
+Rows first: the list feed reads at once, without waiting for the event watcher to say the engine
+is up; the other feeds (NVML's init, the watcher's reconcile, the stats) wait for that first list
+to be on screen, or FIRST_LIST_GRACE at most (an engine that hangs must not hold the GPU panel).
+The stats are sampled right after it, and again STATS_FIRST_GAP later for a first CPU %.
+
+The environment marks ("changed" packages) need an exec in every running container: the "env"
+feed runs Workstation.check_environments() at a slow cadence, then asks for the list again.
 """
 
 from __future__ import annotations
@@ -31,13 +39,17 @@ if TYPE_CHECKING:
 GPU_INTERVAL = 1.0
 NO_GPU_INTERVAL = 5.0  # without NVML there is nothing to animate; the sampler retries init every 30 s
 STATS_INTERVAL = 2.0
+STATS_FIRST_GAP = 0.5  # CPU % needs two samples: the second comes this soon after the first list
+FIRST_LIST_GRACE = 1.0
+ENV_FIRST = 60.0  # the first environment check, once the start-up is long over
+ENV_INTERVAL = 600.0  # then this often: each check runs pip in every running experiment
 SAFETY_REFRESH = 15.0  # the event stream drives the list; this only catches what it cannot say
 # The event watcher died (a bug, a store it cannot open): start it again soon, then less and less
 # often while it keeps dying; one that ran this long before dying failed afresh.
 EVENTS_RETRY_FIRST = 1.0
 EVENTS_RETRY_MAX = 60.0
 EVENTS_STABLE = 60.0
-FEEDS = ("gpus", "stats", "list", "events")  # the worker group of each feed
+FEEDS = ("gpus", "stats", "list", "events", "env")  # the worker group of each feed
 QUIET_EVENTS = frozenset({"exec_create", "exec_start", "exec_die", "top", "attach"})
 
 
@@ -60,6 +72,8 @@ class LiveFeeds:
         self.events_retry = EVENTS_RETRY_FIRST  # the next watcher restart's delay
         self._stop = threading.Event()
         self._list_wanted = threading.Event()
+        self._list_wanted.set()  # the first list is read at once
+        self._first_list = threading.Event()  # handed over (or failed): the other feeds may start
         # Written by the feeds' own threads, read by the others: plain values, swapped whole.
         self._engine_up: bool | None = None  # as the watcher last said; None: not known yet
         self._running: tuple[str, ...] = ()  # ids of the running containers, as last listed
@@ -91,14 +105,15 @@ class LiveFeeds:
             self.events_retry = min(self.events_retry * 2, EVENTS_RETRY_MAX)
         else:
             # A crashed list is read again at the next request, as before the crash.
-            restart = Restart({"gpus": GPU_INTERVAL, "stats": STATS_INTERVAL}.get(feed, 0.0))
+            restart = Restart({"gpus": GPU_INTERVAL, "stats": STATS_INTERVAL, "env": ENV_INTERVAL}.get(feed, 0.0))
         self.host.set_timer(restart.delay, lambda: self._run(feed))
         return restart
 
     def _run(self, feed: str) -> None:
         if self._stop.is_set():
             return  # a restart that came due while the dashboard was closing
-        target = {"gpus": self._gpus, "stats": self._stats, "list": self._list, "events": self._events}[feed]
+        target = {"gpus": self._gpus, "stats": self._stats, "list": self._list, "events": self._events,
+                  "env": self._environments}[feed]
         self.host.run_worker(target, thread=True, exit_on_error=False, group=feed, name=f"feed {feed}")
 
     # --- the feeds (each in its own thread) -----------------------------------------------------
@@ -113,7 +128,12 @@ class LiveFeeds:
                 return False
         return True
 
+    def _rows_first(self) -> None:
+        """Wait until the first list is on screen (bounded): the rows come before everything else."""
+        self._first_list.wait(FIRST_LIST_GRACE)
+
     def _gpus(self) -> None:
+        self._rows_first()
         while not self._stop.is_set():
             # Until the engine's state is known, try it: owners show from the very first sample.
             view = sample_gpus(self.ws, self._engine_up is not False, self.idle_gpus)
@@ -122,10 +142,15 @@ class LiveFeeds:
             self._stop.wait(GPU_INTERVAL if view.snapshot.available else max(GPU_INTERVAL, NO_GPU_INTERVAL))
 
     def _stats(self) -> None:
-        """CPU/memory/start time of the running containers, from cgroup files (no engine call)."""
-        while not self._stop.wait(STATS_INTERVAL):
+        """CPU/memory/start time of the running containers, from cgroup files (no engine call):
+        right after the first list, once more soon after (the first CPU %), then every interval."""
+        self._rows_first()
+        wait = 0.0
+        while not self._stop.wait(wait):
+            wait = STATS_FIRST_GAP if wait == 0.0 else STATS_INTERVAL
             # While the engine is away the table keeps the last figures.
-            if self._engine_up and not self._handed_over(StatsRead(self.ws.container_stats(self._running))):
+            if self._engine_up is not False and not self._handed_over(
+                    StatsRead(self.ws.container_stats(self._running))):
                 return
 
     def _list(self) -> None:
@@ -141,12 +166,30 @@ class LiveFeeds:
             else:
                 self._running = tuple(e.id for e in items if e.id and e.status == "running")
                 listed = ExperimentsListed(items)
-            if not self._handed_over(listed):
+            handed = self._handed_over(listed)
+            self._first_list.set()
+            if not handed:
                 return
+
+    def _environments(self) -> None:
+        """Refresh the environment marks now and then; the list shows them. A check the engine
+        refuses is tried again next time (the marks stay as they were meanwhile)."""
+        wait = ENV_FIRST
+        while not self._stop.wait(wait):
+            if not self._engine_up:
+                wait = ENV_FIRST  # not known to be up (yet): look again soon, not in ten minutes
+                continue
+            wait = ENV_INTERVAL
+            try:
+                self.ws.check_environments()
+            except PtdeskError:
+                continue
+            self.request_list()
 
     def _events(self) -> None:
         """Follow the engine's events until stopped: cleanup, reconnects and reconciliation are the
         core's (Workstation.watch_events); this passes what it sees on to the screen."""
+        self._rows_first()  # the watcher's reconcile would compete with the first list
         self._events_started = time.monotonic()
         if not self.watch_events:
             self._engine_changed(True, None)

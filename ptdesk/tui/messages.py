@@ -3,8 +3,10 @@ never widgets. Dataclasses, so each says what it carries in one line."""
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from textual.message import Message
 
@@ -14,6 +16,20 @@ from ptdesk.tui.feeds import GpuView
 
 if TYPE_CHECKING:
     from ptdesk.core.stats import ContainerStats
+
+M = TypeVar("M")
+
+
+def while_running(handler: Callable[[Any, M], None]) -> Callable[[Any, M], None]:
+    """For handlers of feed results: one that arrives while the app shuts down finds its widgets
+    gone already, and is dropped rather than raising NoMatches on the way out."""
+
+    @functools.wraps(handler)
+    def guarded(screen: Any, message: M) -> None:
+        if screen.app.is_running:
+            handler(screen, message)
+
+    return guarded
 
 
 @dataclass

@@ -20,6 +20,7 @@ async def test_engine_unreachable_then_back(tui_desk, sleeper, nvml, monkeypatch
         # Unreachable at start: a banner, and the GPU panel works anyway.
         await settle(pilot, lambda: app.main.engine_up is False and banner.display, message="the banner")
         assert "Docker engine unreachable" in str(banner.render())
+        assert proxy.url in str(banner.render())  # the DOCKER_HOST it tried, named
         await settle(pilot, lambda: app.query(GpuRow), message="GPU rows without an engine")
 
         # The engine appears: the banner goes and the list fills by itself.

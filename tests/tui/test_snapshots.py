@@ -11,17 +11,27 @@ from collections.abc import Iterator
 
 import pytest
 from helpers import cgroup_tree, remove_instance_containers
+from textual.widgets import Input
 from tuihelpers import nvml_scenarios, settle
 
 import ptdesk.tui.live as live_module
 from ptdesk.config import load_config
+from ptdesk.core.models import Access, Experiment, Limits
 from ptdesk.core.stats import StatsSampler
 from ptdesk.core.workstation import Workstation
 from ptdesk.tui.app import PtdeskApp
+from ptdesk.tui.screens.collaborators import Collaborators
+from ptdesk.tui.screens.details import Details
+from ptdesk.tui.screens.help import Help
 from ptdesk.tui.screens.new_experiment import NewExperiment
 from ptdesk.tui.widgets.log_pane import LogPane
 
 SIZE = (150, 40)
+HOST_KEY = "SHA256:6cFq1a7KxJw0Vd2mYy3bq8tXh5zZr4nG9oPpLsUeQiE"
+SIZES = pytest.mark.parametrize("size", [(80, 24), (160, 45)], ids=["80x24", "160x45"])
+SSH_LINE = ("ssh -i /home/alice/.local/share/ptdesk/keys/alice-ssh-1/id_ed25519 -p 49153 -o IdentitiesOnly=yes "
+            "-o UserKnownHostsFile=/home/alice/.local/share/ptdesk/known_hosts/alice-ssh-1 "
+            "-o StrictHostKeyChecking=yes -o HostKeyAlias=ptdesk-alice-ssh-1 ptdesk@127.0.0.1")
 BTIME = 1_700_000_000
 INSTANCE = "snapshot"
 LOG = ["epoch 1/3 loss 0.912", "epoch 2/3 loss 0.534", "epoch 3/3 loss 0.401", "saved checkpoint ckpt-3.pt"]
@@ -113,6 +123,74 @@ def test_no_gpu_and_new_experiment_form(snap_compare, snapshot_env, nvml, tmp_pa
         await pilot.press("n")
         form = await settle(pilot, lambda: isinstance(app.screen, NewExperiment) and app.screen)
         await settle(pilot, lambda: form.query_one("#name").value == "alice-jupyter-1", message="the name")
+        _steady_cursor(form)
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=SIZE, run_before=open_form)
+
+
+@SIZES
+def test_main_screen_sizes(snap_compare, snapshot_env, engine, nvml, tmp_path, size):
+    notebook = _start(engine, "alice-notebook", "alice", "jupyter", "0")
+    train = _start(engine, "bob-train", "bob", "ssh", "1")
+    scenario = nvml_scenarios.healthy(pids=(engine.top_pids(notebook)[0],), gpus=2)
+    scenario.gpus[1].compute = [nvml_scenarios.FakeProc(engine.top_pids(train)[0], 30 * 2**30)]
+    nvml(scenario)
+    app = _app(snapshot_env, tmp_path, {notebook: 0, train: 1})
+    assert snap_compare(app, terminal_size=size, run_before=_ready(app, 2))
+
+
+def _steady_cursor(screen) -> None:
+    """A blinking cursor is drawn or not depending on when the picture is taken: keep it on."""
+    for field in screen.query(Input):
+        field.cursor_blink = False
+
+
+def _over_empty_dashboard(app: PtdeskApp, keys: tuple[str, ...], opened: type, push=None):
+    async def run(pilot) -> None:
+        await _ready(app, 0)(pilot)
+        if push is not None:
+            app.push_screen(push)
+        await pilot.press(*keys)
+        screen = await settle(pilot, lambda: isinstance(app.screen, opened) and app.screen)
+        if isinstance(screen, NewExperiment):
+            await settle(pilot, lambda: screen.query_one("#name").value == "alice-jupyter-1", message="the name")
+            _steady_cursor(screen)
+        if isinstance(screen, Collaborators):
+            await settle(pilot, lambda: "No collaborators" in str(screen.query_one("#collab-note").render()))
+        await pilot.pause()
+    return run
+
+
+@SIZES
+def test_form_sizes(snap_compare, snapshot_env, nvml, tmp_path, size):
+    nvml(nvml_scenarios.no_driver())
+    app = _app(snapshot_env, tmp_path, {})
+    assert snap_compare(app, terminal_size=size, run_before=_over_empty_dashboard(app, ("n",), NewExperiment))
+
+
+@SIZES
+def test_details_sizes(snap_compare, snapshot_env, nvml, tmp_path, size):
+    nvml(nvml_scenarios.no_driver())
+    experiment = Experiment(name="alice-ssh-1", id="0123456789abcdef", kind="ssh", owner="alice",
+                            image="ptdesk/ssh:latest", status="running", gpus=(0,), created=0.0,
+                            workspace="/home/alice/ptdesk/alice-ssh-1", limits=Limits("16g", 2.0, 4096, "8g"),
+                            access=Access(SSH_LINE, (("Connect", SSH_LINE), ("Host", "127.0.0.1:49153"),
+                                                     ("Host key", HOST_KEY))))
+    app = _app(snapshot_env, tmp_path, {})
+    run = _over_empty_dashboard(app, (), Details, Details(experiment))
+    assert snap_compare(app, terminal_size=size, run_before=run)
+
+
+@SIZES
+def test_help_sizes(snap_compare, snapshot_env, nvml, tmp_path, size):
+    nvml(nvml_scenarios.no_driver())
+    app = _app(snapshot_env, tmp_path, {})
+    assert snap_compare(app, terminal_size=size, run_before=_over_empty_dashboard(app, ("question_mark",), Help))
+
+
+@SIZES
+def test_collaborators_sizes(snap_compare, snapshot_env, nvml, tmp_path, size):
+    nvml(nvml_scenarios.no_driver())
+    app = _app(snapshot_env, tmp_path, {})
+    assert snap_compare(app, terminal_size=size, run_before=_over_empty_dashboard(app, ("k",), Collaborators))

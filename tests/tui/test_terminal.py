@@ -28,14 +28,18 @@ def screen(session: str) -> str:
     return tmux("capture-pane", "-p", "-t", session)
 
 
-def test_ptdesk_in_tmux(ptdesk_env, sleeper):
-    sleeper("gina-term", owner="gina")
-    session = f"ptdesk-test-{uuid.uuid4().hex[:8]}"
+def _ptdesk_command(ptdesk_env: dict[str, str]) -> str:
     ptdesk = Path(sys.executable).parent / "ptdesk"
     env = {k: ptdesk_env[k] for k in ("PTDESK_HOME", "PTDESK_INSTANCE")}
     # COLUMNS/LINES from the test's own environment would override the terminal's real size.
-    command = " ".join(["env", "-u", "COLUMNS", "-u", "LINES", *(f"{k}={shlex.quote(v)}" for k, v in env.items()),
-                        "TERM=xterm-256color", shlex.quote(str(ptdesk)), "; echo PTDESK-EXITED-$?; sleep 30"])
+    return " ".join(["env", "-u", "COLUMNS", "-u", "LINES", *(f"{k}={shlex.quote(v)}" for k, v in env.items()),
+                     "TERM=xterm-256color", shlex.quote(str(ptdesk)), "; echo PTDESK-EXITED-$?; sleep 30"])
+
+
+def test_ptdesk_in_tmux(ptdesk_env, sleeper):
+    sleeper("gina-term", owner="gina")
+    session = f"ptdesk-test-{uuid.uuid4().hex[:8]}"
+    command = _ptdesk_command(ptdesk_env)
     started = time.monotonic()
     tmux("new-session", "-d", "-s", session, "-x", "150", "-y", "40", command)
     try:
@@ -62,3 +66,29 @@ def test_ptdesk_in_tmux(ptdesk_env, sleeper):
         print(f"first paint with the experiment listed: {first_paint:.2f} s")
     finally:
         subprocess.run(["tmux", "-L", SOCKET, "kill-server"], capture_output=True)
+
+
+def test_ptdesk_in_an_80x24_terminal(ptdesk_env, sleeper):
+    """The rows, `? Help` and `k` are on screen at 80×24; `?` opens the help there."""
+    for i in range(4):
+        sleeper(f"tiny-{i}", owner="gina")
+    session = f"ptdesk-test-{uuid.uuid4().hex[:8]}"
+    tmux("new-session", "-d", "-s", session, "-x", "80", "-y", "24", _ptdesk_command(ptdesk_env))
+    try:
+        try:
+            wait_until(lambda: all(f"tiny-{i}" in screen(session) for i in range(4)), timeout=30,
+                       message="every row at 80x24")
+        except AssertionError:
+            print(screen(session))
+            raise
+        wait_until(lambda: screen(session).splitlines()[-1].startswith("? Help"), timeout=10, message="the footer")
+        footer = screen(session).splitlines()[-1]
+        assert "k Collab" in footer, footer
+        tmux("send-keys", "-t", session, "?")
+        wait_until(lambda: "Start a new experiment" in screen(session), timeout=10,
+                   message="the help screen")
+        tmux("send-keys", "-t", session, "Escape")
+        tmux("send-keys", "-t", session, "C-q")
+        wait_until(lambda: "PTDESK-EXITED-0" in screen(session), timeout=15, message="ptdesk to exit with 0")
+    finally:
+        subprocess.run(["tmux", "-L", SOCKET, "kill-session", "-t", session], capture_output=True)

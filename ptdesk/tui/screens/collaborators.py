@@ -1,13 +1,16 @@
-"""`k`: collaborators — who, key fingerprint, age, where granted — with grant, revoke and rotate.
+"""`k`: collaborators — who, key fingerprint, age, where granted — with add, grant, revoke,
+rotate, export and remove (the "collab" actions of tui.actions; `?` lists them).
 
-Every action runs in a background job (tui.jobs) and ends in a report of what happened per
-container; the list is read again after each.
+Every action runs in a background job (tui.jobs) and ends in a report of what happened; the list
+is read again after each. An action that asks something first runs inside its dialog (tui.screens
+.prompt): an error stays there, with what was typed, until it works or is cancelled.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from rich.table import Table
@@ -19,12 +22,25 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from ptdesk.core.models import Collaborator, RotationResult
-from ptdesk.core.workstation import Workstation
+from ptdesk.core.workstation import Ended, Exported, Workstation
 from ptdesk.tui import format as fmt
+from ptdesk.tui.actions import bindings
 from ptdesk.tui.errors import notify_error
 from ptdesk.tui.jobs import JobDone, run_job
 from ptdesk.tui.screens.confirm import Confirm
-from ptdesk.tui.screens.prompt import Prompt, Report
+from ptdesk.tui.screens.prompt import Field, Prompt, Report, Values
+
+
+def export_report(name: str, exported: Exported) -> Text:
+    """What was written, the CLI's warnings word for word, and how the person uses it."""
+    text = Text()
+    for path in exported.paths:
+        text.append(f"{path}\n")
+    for warning in exported.warnings:
+        text.append(f"Warning: {warning}\n", style="bold yellow")
+    text.append(f"{name}: copy the folder to their machine, then: ssh -F <that folder>/ssh_config HOST "
+                f"(hosts: {', '.join(exported.hosts)})")
+    return text
 
 
 def rotation_table(result: RotationResult) -> Table:
@@ -43,8 +59,8 @@ def rotation_table(result: RotationResult) -> Table:
 
 
 class Collaborators(Screen[None]):
-    BINDINGS = [("escape,q", "app.pop_screen", "Back"), ("a", "add", "Add"), ("g", "grant", "Grant"),
-                ("x", "revoke", "Revoke"), ("r", "rotate", "Rotate key"), ("R", "reload", "Reload")]
+    SCOPE = "collab"
+    BINDINGS = bindings("collab")
 
     def __init__(self, ws: Workstation, experiment: str | None = None) -> None:
         super().__init__()
@@ -57,7 +73,7 @@ class Collaborators(Screen[None]):
             yield Static("Collaborators", classes="dialog-title")
             yield DataTable(cursor_type="row", zebra_stripes=True, id="collab-table")
             yield Static(id="collab-note")
-        yield Footer()
+        yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
@@ -93,7 +109,8 @@ class Collaborators(Screen[None]):
                 table.move_cursor(row=table.get_row_index(chosen.name))
         note = self.query_one("#collab-note", Static)
         note.update(Text("No collaborators yet: press a to add one." if not items else
-                         "a add · g grant · x revoke · r rotate key · escape back", style="dim"))
+                         "a add · g grant · x revoke · r rotate key · e export · d remove · ? keys",
+                         style="dim"))
 
     @property
     def selected(self) -> Collaborator | None:
@@ -117,46 +134,86 @@ class Collaborators(Screen[None]):
 
         run_job(self, job, title=title, on_done=done, on_error=failed, group="collab-action")
 
-    def action_add(self) -> None:
-        def got(name: str | None) -> None:
-            if name:
-                self._run(f"Add {name}", lambda: self.ws.add_collaborator(name),
-                          lambda c: Text(f"{c.name} added with key {c.fingerprint}.\n"
-                                         f"Their key pair: {c.identity_file or 'their own key'}"))
+    def _ask(self, title: str, prompt: Prompt, render: Callable[[Any], Any]) -> None:
+        """`prompt` does the work itself (errors stay in it); what it returns is reported here."""
 
-        self.app.push_screen(Prompt("Name of the new collaborator", placeholder="bob"), got)
+        def done(result: Any) -> None:
+            if result is not None:
+                self.app.push_screen(Report(title, render(result)))
+            self._load()
+
+        self.app.push_screen(prompt, done)
+
+    def action_add(self) -> None:
+        def add(v: Values) -> Collaborator:
+            key = self.ws.public_key_from_file(v["pubkey"]) if v["pubkey"] else None
+            return self.ws.add_collaborator(v["name"], key, v["expires"] or None)
+
+        fields = (Field("name", "Name", placeholder="bob"),
+                  Field("pubkey", "Their public key file (empty: ptdesk makes a key pair)",
+                        placeholder="/path/to/id_ed25519.pub"),
+                  Field("expires", "Expires (empty: never)", placeholder="30d, 1.5h, 2w or YYYY-MM-DD"))
+        self._ask("Add a collaborator", Prompt("Add a collaborator", fields=fields, submit=add),
+                  lambda c: Text(f"{c.name} added with key {c.fingerprint}.\n"
+                                 f"Their key pair: {c.identity_file or 'their own key'}"))
 
     def action_grant(self) -> None:
         person = self.selected
         if person is None:
             self.notify("Add a collaborator first (a).", severity="warning")
             return
+        name = person.name
 
-        def got(experiment: str | None) -> None:
-            if experiment:
-                self._run(f"Grant {person.name} → {experiment}",
-                          lambda: self.ws.grant(person.name, experiment),
-                          lambda added: Text(f"{person.name} can now log in to {experiment}." if added
-                                             else f"{person.name} already had access to {experiment}."))
+        def grant(v: Values) -> tuple[str, bool]:
+            return v["answer"], self.ws.grant(name, v["answer"])
 
-        self.app.push_screen(Prompt(f"Grant {person.name} access to which SSH experiment?",
-                                    value=self.experiment or ""), got)
+        self._ask(f"Grant {name}", Prompt(f"Grant {name} access to which SSH experiment?", value=self.experiment or "",
+                                          submit=grant),
+                  lambda r: Text(f"{name} can now log in to {r[0]}." if r[1]
+                                 else f"{name} already had access to {r[0]}."))
+
+    def action_export(self) -> None:
+        person = self.selected
+        if person is None:
+            self.notify("Add a collaborator first (a).", severity="warning")
+            return
+        name = person.name
+        fields = (Field("folder", "Folder to write into (made if missing)", str(Path.cwd() / f"ptdesk-{name}")),
+                  Field("dest", "Where they will keep it on their machine (empty: ~/.ptdesk/NAME)"),
+                  Field("jump", "Jump host (empty: none)", placeholder="user@bastion[:port]"))
+        self._ask(f"Export {name}", Prompt(f"Export {name}'s key and ssh config", fields=fields,
+                                          submit=lambda v: self.ws.export_collaborator(
+                                              name, v["folder"], v["dest"] or None, v["jump"] or None)),
+                  lambda exported: export_report(name, exported))
+
+    def action_remove(self) -> None:
+        person = self.selected
+        if person is None:
+            return
+        name = person.name
+
+        def confirmed(yes: bool | None) -> None:
+            if yes:
+                self._run(f"Remove {name}", lambda: self.ws.remove_collaborator(name),
+                          lambda _: Text(f"{name} was removed; their keys no longer open anything."))
+
+        where = ", ".join(person.grants) or "no experiment"
+        self.app.push_screen(Confirm(f"Remove {name}?", f"Their access to {where} ends now, with their sessions.",
+                                     yes="Remove"), confirmed)
 
     def action_revoke(self) -> None:
         person = self.selected
         if person is None or not person.grants:
             self.notify("The selected collaborator has no access to revoke.", severity="warning")
             return
+        name = person.name
 
-        def got(experiment: str | None) -> None:
-            if experiment:
-                self._run(f"Revoke {person.name} ✗ {experiment}",
-                          lambda: self.ws.revoke(person.name, experiment),
-                          lambda ended: Text(f"{person.name} can no longer log in to {experiment}; "
-                                             f"{ended.outcome()}."))
+        def revoke(v: Values) -> tuple[str, Ended]:
+            return v["answer"], self.ws.revoke(name, v["answer"])
 
-        self.app.push_screen(Prompt(f"Revoke {person.name}'s access to which experiment?",
-                                    value=person.grants[0]), got)
+        self._ask(f"Revoke {name}", Prompt(f"Revoke {name}'s access to which experiment?", value=person.grants[0],
+                                           submit=revoke),
+                  lambda done: Text(f"{name} can no longer log in to {done[0]}; {done[1].outcome()}."))
 
     def action_rotate(self) -> None:
         person = self.selected

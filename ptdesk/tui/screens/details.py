@@ -12,15 +12,23 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 
 from ptdesk.core.models import Experiment
+from ptdesk.tui.format import status_word
 
 
 def details_table(e: Experiment) -> Table:
-    table = Table.grid(padding=(0, 2))
+    """How to reach it first (on a small terminal that is what must be on screen), then the rest."""
+    table = Table.grid(padding=(0, 1))
     table.add_column(style="bold", no_wrap=True)
+    # Long values wrap at spaces (an ssh line stays whole, one option after another); only a
+    # single word wider than the dialog (a long path) is folded.
     table.add_column(overflow="fold")
-    rows: list[tuple[str, str]] = [
-        ("Name", e.name), ("Kind", e.kind), ("Owner", e.owner), ("Status", e.status),
-        ("Container", e.id[:12] or "-"), ("Image", e.image),
+    rows: list[tuple[str, str]] = [("Status", status_word(e.status))]
+    if e.access:
+        rows += list(e.access.rows)  # the kind's own: connect line, host, host key, URL...
+        if e.status != "running":
+            rows.append(("Note", "Stopped: the connect line works again once it runs (s starts it)."))
+    rows += [
+        ("Kind", e.kind), ("Owner", e.owner), ("Container", e.id[:12] or "-"), ("Image", e.image),
         ("GPUs", ", ".join(map(str, e.gpus)) or "none"),
         ("Created", datetime.fromtimestamp(e.created).strftime("%Y-%m-%d %H:%M:%S") if e.created else "-"),
         ("Workspace", f"{e.workspace} -> /workspace" if e.workspace else "-"),
@@ -28,8 +36,8 @@ def details_table(e: Experiment) -> Table:
     if e.limits:
         rows.append(("Limits", f"memory {e.limits.memory}, {e.limits.cpus:g} CPUs, {e.limits.pids} pids, "
                                f"shm {e.limits.shm_size}"))
-    if e.access:
-        rows += list(e.access.rows)  # the kind's own: connect line, host, host key, URL...
+    if e.environment and e.environment.driver_warning:
+        rows.append(("Driver", e.environment.driver_warning))
     if e.orphan:
         rows.append(("Note", "ptdesk has no complete record of this experiment (orphan)."))
     for key, value in rows:
@@ -51,6 +59,14 @@ class Details(ModalScreen[None]):
             yield Static(Text("c copies the connect line · escape closes", style="dim"))
 
     def action_copy(self) -> None:
-        if self.experiment.connect:
+        if self.experiment.status != "running":
+            self.notify(stopped_copy_note(self.experiment), severity="warning", markup=False)
+        elif self.experiment.connect:
             self.app.copy_to_clipboard(self.experiment.connect)
             self.notify("Copied the connect line to the clipboard.")
+
+
+def stopped_copy_note(e: Experiment) -> str:
+    """Why `c` copies nothing for an experiment that is not running."""
+    return (f"{e.name} is {status_word(e.status)}: its connect line leads nowhere until it runs again "
+            "(s starts it).")

@@ -8,30 +8,37 @@ it draws. Actions on an experiment go through the Workstation in a background jo
 
 from __future__ import annotations
 
-import functools
 import socket
 import time
 from collections.abc import Callable
-from typing import TypeVar
 
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import DataTable, Footer, Input, Static
+from textual.widgets import DataTable, Footer, Input, Log, Static
 from textual.worker import Worker, WorkerState
 
 from ptdesk.core.models import Experiment
 from ptdesk.core.workstation import Workstation
 from ptdesk.tui.actions import bindings
 from ptdesk.tui.errors import ErrorNotices, describe, notify_error
+from ptdesk.tui.format import count as _count
+from ptdesk.tui.format import removal_note
 from ptdesk.tui.jobs import JobDone, run_job
 from ptdesk.tui.live import FEEDS, LiveFeeds
-from ptdesk.tui.messages import ContainerChanged, EngineChanged, ExperimentsListed, GpusSampled, StatsRead
+from ptdesk.tui.messages import (
+    ContainerChanged,
+    EngineChanged,
+    ExperimentsListed,
+    GpusSampled,
+    StatsRead,
+    while_running,
+)
 from ptdesk.tui.screens.collaborators import Collaborators
 from ptdesk.tui.screens.confirm import Confirm
-from ptdesk.tui.screens.details import Details
+from ptdesk.tui.screens.details import Details, stopped_copy_note
 from ptdesk.tui.screens.new_experiment import NewExperiment
 from ptdesk.tui.shell import open_shell, shell_refusal
 from ptdesk.tui.widgets.experiments_table import ExperimentsTable
@@ -40,27 +47,13 @@ from ptdesk.tui.widgets.log_pane import LogPane
 
 FOLLOW_DELAY = 0.3  # wait for the cursor to rest before opening a log stream
 GONE_EVENTS = frozenset({"die", "stop", "kill", "oom", "destroy"})
-M = TypeVar("M")
-
-
-def while_running(handler: Callable[[MainScreen, M], None]) -> Callable[[MainScreen, M], None]:
-    """For handlers of feed results: one that arrives while the app shuts down finds its widgets
-    gone already, and is dropped rather than raising NoMatches on the way out."""
-
-    @functools.wraps(handler)
-    def guarded(screen: MainScreen, message: M) -> None:
-        if screen.app.is_running:
-            handler(screen, message)
-
-    return guarded
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 class MainScreen(Screen[None]):
     BINDINGS = bindings("main")
+    # Escape is action_back's (one thing at a time, focus back on the table), not Textual's own
+    # minimize, which would leave focus in the log and the log filter open.
+    ESCAPE_TO_MINIMIZE = False
     notices: ErrorNotices  # made on mount (it notifies through the app), before any feed starts
 
     def __init__(self, ws: Workstation, *, clock: Callable[[], float] = time.time, hostname: str | None = None,
@@ -78,6 +71,8 @@ class MainScreen(Screen[None]):
         self.listed = False  # the first list arrived (tests and the empty-state line use it)
         self.gpu_samples = 0
         self._follow_timer: Timer | None = None
+        self._select_next: str | None = None  # the experiment to select once its row is there
+        self._driver_noted: set[str] = set()  # experiments whose driver warning was shown (once each)
 
     # --- layout ------------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -88,7 +83,9 @@ class MainScreen(Screen[None]):
         yield ExperimentsTable(clock=self.clock, id="experiments")
         yield Static(id="empty")
         yield LogPane(self.ws, id="logs")
-        yield Footer()
+        # Compact, and without the palette's own entry (ctrl+p is in the help): at 80 columns the
+        # footer reaches `k` and `/`, at 100 every key the table lists; `?` comes first in any case.
+        yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
         self.notices = ErrorNotices(self.app)
@@ -99,6 +96,8 @@ class MainScreen(Screen[None]):
         self._top_bar()
         self._empty_line()
         self.table.focus()
+        # Only the list reads at once (its rows are what a person waits for); the other feeds wait
+        # for it (tui.live), so the first paint competes with one thread, not five.
         self.feeds.start()
 
     def on_unmount(self) -> None:
@@ -187,9 +186,19 @@ class MainScreen(Screen[None]):
         self.experiments = message.items
         self.listed = True
         self.table.set_experiments(message.items)
+        self._select_pending()
+        self._driver_notices(message.items)
         self._top_bar()
         self._empty_line()
         self._follow_selected()
+
+    def _driver_notices(self, items: tuple[Experiment, ...]) -> None:
+        """The driver sentence, once per experiment (the details keep it; the table marks it)."""
+        for e in items:
+            warning = e.environment.driver_warning if e.environment else None
+            if warning and e.name not in self._driver_noted:
+                self._driver_noted.add(e.name)
+                self.notify(warning, title=f"{e.name}: GPU driver", severity="warning", timeout=20, markup=False)
 
     @on(StatsRead)
     @while_running
@@ -250,8 +259,17 @@ class MainScreen(Screen[None]):
         self.table.set_filter(event.value)
 
     @on(Input.Submitted, "#filter")
+    @on(Input.Submitted, "#log-filter")
     def _filter_done(self) -> None:
-        self.table.focus()
+        self._focus_dashboard()
+
+    def _focus_dashboard(self) -> None:
+        """Focus where the screen's keys act: the table (or the log, while it has the whole screen),
+        never a field that would swallow the next `n` as text."""
+        if self.maximized is self.log_pane:
+            self.log_pane.query_one(Log).focus()
+        else:
+            self.table.focus()
 
     # --- the actions (tui.actions, scope "main") ---------------------------------------------------
     def _need_selected(self) -> Experiment | None:
@@ -274,7 +292,17 @@ class MainScreen(Screen[None]):
         run_job(self, job, title=title, on_done=finished, on_error=failed, group="action")
 
     def action_new(self) -> None:
-        self.app.push_screen(NewExperiment(self.ws), lambda _experiment: self.feeds.request_list())
+        def closed(experiment: Experiment | None) -> None:
+            # The new experiment is what the person looks at next: select its row once it is listed.
+            self._select_next = experiment.name if experiment is not None else None
+            self._select_pending()
+            self.feeds.request_list()
+
+        self.app.push_screen(NewExperiment(self.ws), closed)
+
+    def _select_pending(self) -> None:
+        if self._select_next is not None and self.table.select_name(self._select_next):
+            self._select_next = None
 
     def action_details(self) -> None:
         if (selected := self._need_selected()) is not None:
@@ -284,8 +312,11 @@ class MainScreen(Screen[None]):
         selected = self._need_selected()
         if selected is None:
             return
+        if selected.status != "running":
+            self.notify(stopped_copy_note(selected), severity="warning", markup=False)
+            return
         if not selected.connect:
-            self.notify(f"{selected.name} has no connect line (is it running?).", severity="warning", markup=False)
+            self.notify(f"{selected.name} has no connect line.", severity="warning", markup=False)
             return
         self.app.copy_to_clipboard(selected.connect)
         self.notify(f"Copied: {selected.connect}", markup=False)
@@ -342,7 +373,7 @@ class MainScreen(Screen[None]):
     def action_pause_log(self) -> None:
         self.log_pane.toggle_pause()
 
-    def action_find_in_log(self) -> None:
+    def action_filter_log(self) -> None:
         self.log_pane.open_filter()
 
     def action_filter(self) -> None:
@@ -351,25 +382,16 @@ class MainScreen(Screen[None]):
         field.focus()
 
     def action_back(self) -> None:
-        """Escape: clear the filter, close the log search, or the maximized log — whichever is open."""
-        if self.maximized is not None:
-            self.minimize()
-            return
-        if self.log_pane.close_filter():
-            self.table.focus()
-            return
+        """Escape, one thing at a time: the filter being typed in (log or experiments), the
+        full-screen log, a log filter still applied, the experiments filter. Focus ends on the
+        dashboard."""
         field = self.query_one("#filter", Input)
-        if field.display:
+        if self.log_pane.query_one("#log-filter", Input).display:
+            self.log_pane.clear_filter()
+        elif self.maximized is not None and not field.has_focus:
+            self.minimize()
+        elif (field.has_focus or not self.log_pane.clear_filter()) and field.display:
             # Escape drops the filter too: a hidden filter would silently hide experiments.
             field.value = ""
             field.display = False
-            self.table.focus()
-
-
-def removal_note(e: Experiment) -> str:
-    """What removing `e` does, for the question before it."""
-    if e.foreign:  # a team lead cleaning up: say plainly whose it is
-        return (f"It belongs to {e.owner}'s ptdesk, not yours: the container goes away, and "
-                f"{e.owner}'s ptdesk releases what it held the next time it runs.")
-    return ("The container, its port, GPUs, keys and token go away; the workspace folder stays"
-            f"{': ' + e.workspace if e.workspace else ''}.")
+        self._focus_dashboard()

@@ -1,5 +1,9 @@
 """`n`: the new-experiment form. Good defaults, Enter launches with visible steps, the result
-shows the URL or ssh command (`c` copies it). A missing image can be built from here."""
+shows the URL or ssh command (`c` copies it). A missing image can be built from here, with `b`
+only: a build takes minutes and gigabytes, and Enter is the key a person presses to launch.
+
+After an error the cursor goes to the field at fault (the error's `field`), its text kept and not
+selected, and the error speaks the form's words (the core's hints name CLI options)."""
 
 from __future__ import annotations
 
@@ -15,12 +19,34 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Log, Select, Static
 
 from ptdesk.core.models import Experiment, Launched
-from ptdesk.core.workstation import Workstation
-from ptdesk.errors import ImageMissing, InvalidInput
+from ptdesk.core.workstation import SshConfigState, Workstation
+from ptdesk.errors import GpuUnavailable, ImageMissing, InvalidInput
 from ptdesk.tui.errors import describe
 from ptdesk.tui.jobs import JobDone, run_job
 
 FIELDS = ("name", "owner", "gpus", "image", "workspace", "memory", "cpus", "shm_size")
+LABELS = {"name": "Name", "owner": "Owner", "gpus": "GPUs", "image": "Image", "workspace": "Workspace",
+          "memory": "Memory", "cpus": "CPUs", "shm_size": "Shared memory"}
+# The CLI options the core's hints name, as the form calls them.
+FORM_WORDS = {"--shm-size": "Shared memory", "--workspace": "Workspace", "--memory": "Memory", "--cpus": "CPUs",
+              "--gpus": "GPUs", "--name": "Name", "--owner": "Owner", "--image": "Image", "--pids": "pids"}
+# Errors that say which field without a `field`: by their kind.
+FIELD_OF_ERROR: tuple[tuple[type[BaseException], str], ...] = ((ImageMissing, "image"), (GpuUnavailable, "gpus"))
+
+
+def form_words(text: str) -> str:
+    """A hint from the core ("Use --cpus 4.") in the form's words ("Use CPUs 4.")."""
+    for option, label in FORM_WORDS.items():
+        text = text.replace(option, label)
+    return text
+
+
+def field_at_fault(error: BaseException) -> str:
+    """The form field an error is about; Name when none is known (where a retry usually starts)."""
+    wanted = getattr(error, "field", None)
+    if wanted in FIELDS:
+        return str(wanted)
+    return next((name for kind, name in FIELD_OF_ERROR if isinstance(error, kind)), "name")
 
 
 @dataclass(frozen=True)
@@ -51,7 +77,8 @@ class BuildLine(Message):
 
 
 class NewExperiment(ModalScreen[Experiment | None]):
-    BINDINGS = [("escape", "close", "Close"), ("c", "copy", "Copy"), ("b", "build", "Build image")]
+    BINDINGS = [("escape", "close", "Close"), ("c", "copy", "Copy"), ("b", "build", "Build image"),
+                ("a", "add_include", "Add to ~/.ssh/config")]
 
     def __init__(self, ws: Workstation, kind: str = "jupyter") -> None:
         super().__init__(classes="modal")
@@ -62,6 +89,7 @@ class NewExperiment(ModalScreen[Experiment | None]):
         self.missing_image: str | None = None
         self._typed_name = False
         self._steps: list[str] = []
+        self.include_offer: SshConfigState | None = None  # asked once, after the first SSH launch
 
     def compose(self) -> ComposeResult:
         config = self.ws.config
@@ -72,23 +100,15 @@ class NewExperiment(ModalScreen[Experiment | None]):
                 yield Label("Kind")
                 kinds = [(title, name) for name, title in self.ws.kind_titles().items()]  # the registry's
                 yield Select(kinds, value=self.kind, allow_blank=False, id="kind", compact=True)
-                yield Label("Name")
-                yield Input(placeholder="finding a free name…", id="name", compact=True)
-                yield Label("Owner")
-                yield Input(self.ws.default_owner(), id="owner", compact=True)
-                yield Label("GPUs")
-                yield Input("auto", placeholder="none, all, auto or 0,2", id="gpus", compact=True)
-                yield Label("Image")
-                yield Input(self.ws.image_for(self.kind), id="image", compact=True)
-                yield Label("Workspace")
-                yield Input(placeholder="empty: a folder named after the experiment", id="workspace", compact=True)
-                yield Label("Memory")
-                yield Input(config.limits.memory, id="memory", compact=True)
-                yield Label("CPUs")
-                yield Input(f"{cpus:g}", id="cpus", compact=True)
-                yield Label("Shared mem")
-                yield Input(config.limits.shm_size, id="shm_size", compact=True)
-            with Horizontal(classes="buttons"):
+                values = {"owner": self.ws.default_owner(), "gpus": config.gpus, "image": self.ws.image_for(self.kind),
+                          "memory": config.limits.memory, "cpus": f"{cpus:g}", "shm_size": config.limits.shm_size}
+                placeholders = {"name": "finding a free name…", "gpus": "none, all, auto or 0,2",
+                                "workspace": "empty: a folder named after the experiment"}
+                for name in FIELDS:
+                    yield Label(LABELS[name])
+                    yield Input(values.get(name, ""), placeholder=placeholders.get(name, ""), id=name, compact=True,
+                                select_on_focus=False)  # a key pressed after an error must not wipe the text
+            with Horizontal(classes="buttons docked", id="form-buttons"):
                 yield Button("Launch (enter)", variant="primary", id="launch", compact=True)
                 yield Button("Cancel (esc)", id="cancel", compact=True)
             yield Static(id="steps")
@@ -97,16 +117,21 @@ class NewExperiment(ModalScreen[Experiment | None]):
                 with Horizontal(classes="buttons"):
                     yield Label("FROM")
                     yield Input(config.base_image, id="base", compact=True)
-                    yield Button("Build it (b)", variant="warning", id="build", compact=True)
+                    # Not focusable: Enter or space on it must not start a build by reflex.
+                    build = Button("Build it (b)", variant="warning", id="build", compact=True)
+                    build.can_focus = False
+                    yield build
                 yield Log(max_lines=500, id="build-log")
             with Vertical(id="result"):
                 yield Static(id="result-text")
-                with Horizontal(classes="buttons"):
-                    yield Button("Copy (c)", variant="success", id="copy", compact=True)
-                    yield Button("Close (esc)", id="close", compact=True)
+            # Docked: on a small terminal the text scrolls, these stay in view.
+            with Horizontal(classes="buttons docked", id="result-buttons"):
+                yield Button("Copy (c)", variant="success", id="copy", compact=True)
+                yield Button("Close (esc)", id="close", compact=True)
+                yield Button("Add to ~/.ssh/config (a)", id="include", compact=True)
 
     def on_mount(self) -> None:
-        for part in ("#build-offer", "#result", "#build-log"):
+        for part in ("#build-offer", "#result", "#result-buttons", "#build-log", "#include"):
             self.query_one(part).display = False
         self.query_one("#name", Input).focus()
         self._suggest(self.kind, self.query_one("#owner", Input).value)
@@ -151,15 +176,14 @@ class NewExperiment(ModalScreen[Experiment | None]):
     # --- launching -----------------------------------------------------------------------------
     @on(Input.Submitted)
     def _submitted(self, event: Input.Submitted) -> None:
-        if event.input.id == "base":
-            self.action_build()
-        else:
+        # Enter never builds (b does); with another image typed it launches that one.
+        if event.input.id != "base" and not (self.missing_image and self._buildable()):
             self.action_launch()
 
     @on(Button.Pressed)
     def _pressed(self, event: Button.Pressed) -> None:
         actions = {"launch": self.action_launch, "cancel": self.action_close, "close": self.action_close,
-                   "copy": self.action_copy, "build": self.action_build}
+                   "copy": self.action_copy, "build": self.action_build, "include": self.action_add_include}
         actions[event.button.id or "close"]()
 
     def action_launch(self) -> None:
@@ -176,16 +200,18 @@ class NewExperiment(ModalScreen[Experiment | None]):
         run_job(self, lambda: self._launch(values), title="Launching", group="launch",
                 on_done=self._launched, on_error=self._launch_failed)
 
-    def _launch(self, v: FormValues) -> Launched:
-        """In the job's thread: check the fields, launch, report each step as it begins."""
+    def _launch(self, v: FormValues) -> tuple[Launched, SshConfigState | None]:
+        """In the job's thread: check the fields, launch, report each step as it begins; after an
+        SSH launch, whether to offer the ssh config Include (it reads files)."""
         try:
             cpus = float(v.cpus) if v.cpus else None
         except ValueError:
-            raise InvalidInput(f"CPUs {v.cpus!r} is not a number.", "Use e.g. 2 or 0.5.") from None
+            raise InvalidInput(f"CPUs {v.cpus!r} is not a number.", "Use e.g. 2 or 0.5.", field="cpus") from None
         spec = self.ws.make_spec(v.kind, name=v.name or None, owner=v.owner or None, image=v.image or None,
                                  gpus=v.gpus or None, workspace=v.workspace or None, memory=v.memory or None,
                                  cpus=cpus, shm_size=v.shm_size or None)
-        return self.ws.launch(spec, lambda step: self.post_message(Step(step)))
+        launched = self.ws.launch(spec, lambda step: self.post_message(Step(step)))
+        return launched, self.ws.ssh_include_offer() if launched.experiment.kind == "ssh" else None
 
     @on(Step)
     def _step(self, message: Step) -> None:
@@ -206,17 +232,22 @@ class NewExperiment(ModalScreen[Experiment | None]):
     def _launch_failed(self, error: BaseException) -> None:
         self.busy = False
         cause, hint = describe(error)
-        self._show_steps(failed=f"{cause}\n{hint or ''}".strip())
+        self._show_steps(failed=form_words(f"{cause}\n{hint or ''}".strip()))
         self._set_inputs(disabled=False)
         if isinstance(error, ImageMissing) and self._buildable():
             self._offer_build()
-        else:
-            self.query_one("#name", Input).focus()  # correct and press Enter again, no Tab hunting
+            return
+        # Correct the field at fault and press Enter again: no Tab hunting, nothing selected to lose.
+        field = self.query_one(f"#{field_at_fault(error)}", Input)
+        field.focus()
+        field.cursor_position = len(field.value)
 
-    def _launched(self, launched: Launched) -> None:
+    def _launched(self, outcome: tuple[Launched, SshConfigState | None]) -> None:
+        launched, self.include_offer = outcome
         self.busy = False
         experiment = launched.experiment
         self.result = experiment
+        self._steps = self._steps[-1:]  # done: the last step says it; the result needs the room
         self._show_steps()
         lines = Text.assemble((f"{experiment.name} is ready.\n", "bold green"))
         if experiment.access:
@@ -227,8 +258,18 @@ class NewExperiment(ModalScreen[Experiment | None]):
             lines.append(f"\nGPUs: {', '.join(map(str, experiment.gpus))}")
         for warning in launched.warnings:  # the launch's own words, as the CLI prints them
             lines.append(f"\nWarning: {warning}", style="bold yellow")
+        if self.include_offer is not None:
+            lines.append(f"\n`ssh {experiment.name}` from any terminal needs one line in "
+                         f"{self.include_offer.user_config}: {self.include_offer.include}\nPress a to add it "
+                         "(nothing else in that file changes; asked this once).", style="cyan")
+            self.query_one("#include").display = True
         self.query_one("#result-text", Static).update(lines)
+        # The fields did their work: the result (connect line, host key, buttons) takes their place,
+        # so it fits on a small terminal without scrolling.
+        for part in ("#fields", "#form-buttons"):
+            self.query_one(part).display = False
         self.query_one("#result").display = True
+        self.query_one("#result-buttons").display = True
         self.query_one("#copy", Button).focus()
         self.query_one("#launch", Button).disabled = True
 
@@ -245,9 +286,10 @@ class NewExperiment(ModalScreen[Experiment | None]):
     def _offer_build(self) -> None:
         self.missing_image = self.ws.image_for(self.kind)
         self.query_one("#build-text", Static).update(Text(
-            f"{self.missing_image} is not on this engine. Build it now? (a few minutes; Enter or b)"))
+            f"{self.missing_image} is not on this engine. Building it takes minutes and several GB: "
+            "press b to build it (from the base below), escape to leave it."))
         self.query_one("#build-offer").display = True
-        self.query_one("#build", Button).focus()
+        self.set_focus(None)  # b answers; Enter, with nothing focused, does nothing
 
     def action_build(self) -> None:
         if self.busy or not self.missing_image:
@@ -287,7 +329,20 @@ class NewExperiment(ModalScreen[Experiment | None]):
             self.app.copy_to_clipboard(self.result.connect)
             self.notify("Copied to the clipboard.")
 
+    def action_add_include(self) -> None:
+        if self.include_offer is None:
+            return
+        self.include_offer = None
+        self.query_one("#include").display = False
+        run_job(self, lambda: self.ws.answer_ssh_include(True), title="Adding the ssh config Include",
+                group="include", on_done=lambda state: self.notify(
+                    f"Added to {state.user_config}: ssh NAME works for your experiments now.", markup=False))
+
     def action_close(self) -> None:
+        if self.include_offer is not None:  # seen and not taken: the answer is no, and it is not asked again
+            ws = self.ws
+            self.app.run_worker(lambda: ws.answer_ssh_include(False), thread=True, exit_on_error=False,
+                                group="include", name="ssh include: no")
         if self.busy:
             self.notify("Still working; it finishes in the background (the table shows it).",
                         severity="warning")

@@ -1,4 +1,9 @@
-"""The experiments table: rows keyed by container id, updated cell by cell, never rebuilt."""
+"""The experiments table: rows keyed by container id, updated cell by cell.
+
+Only when rows go away or would come back out of order (clearing the `/` filter) is the table
+rebuilt: the rows keep the list's order, and column widths shrink to what is left (a DataTable's
+auto widths only ever grow).
+"""
 
 from __future__ import annotations
 
@@ -29,6 +34,9 @@ def row_key(experiment: Experiment) -> str:
 
 def cells(e: Experiment, stats: ContainerStats | None, now: float) -> Cells:
     running = e.status == "running"
+    # A stopped experiment's URL or ssh line leads nowhere (its port is gone): none is offered.
+    connect = Text(e.connect, overflow="ellipsis", no_wrap=True) if running or not e.connect \
+        else Text("- (stopped)", style="dim")
     cpu = stats.cpu_percent if stats and running else None
     memory = stats.memory if stats and running else None
     started = stats.started if stats and running else None
@@ -37,12 +45,13 @@ def cells(e: Experiment, stats: ContainerStats | None, now: float) -> Cells:
         name.append(" (orphan)", style="bold red")
     # Every cell is a Text: nothing from a label is read as markup, and the table skips parsing.
     return (
-        name, Text(e.kind), Text(e.owner), fmt.status(e.status), Text(",".join(map(str, e.gpus)) or "-"),
+        name, Text(e.kind), Text(e.owner), fmt.status(fmt.status_word(e.status)),
+        Text(",".join(map(str, e.gpus)) or "-"),
         Text(fmt.percent(cpu) if running else "-", justify="right"),  # whole percent: fewer repaints
         Text(human_bytes(memory) if running else "-", justify="right"),
         Text(fmt.duration(now - started) if started else "-", justify="right"),
         environment_cell(e),
-        Text(e.connect, overflow="ellipsis", no_wrap=True),
+        connect,
     )
 
 
@@ -69,6 +78,9 @@ class ExperimentsTable(DataTable):
         self._shown: dict[str, Cells] = {}
 
     def on_mount(self) -> None:
+        self._add_columns()
+
+    def _add_columns(self) -> None:
         for key, label in COLUMNS:
             self.add_column(label, key=key)
 
@@ -100,14 +112,22 @@ class ExperimentsTable(DataTable):
             return None
         return self.experiments.get(key or "")
 
+    def select_name(self, name: str) -> bool:
+        """Move the cursor to experiment `name`'s row; False while it has none (not listed yet)."""
+        key = next((k for k, e in self.experiments.items() if e.name == name and k in self._shown), None)
+        if key is None:
+            return False
+        self.move_cursor(row=self.get_row_index(key), animate=False)
+        return True
+
     def _sync(self) -> None:
         """Diff the wanted rows against what is shown: add, update changed cells, remove."""
         now = self.clock()
         wanted = {k: cells(e, self.stats.get(e.id), now) for k, e in self.experiments.items() if self.matches(e)}
         with self.app.batch_update():
-            for key in [k for k in self._shown if k not in wanted]:
-                self.remove_row(key)
-                del self._shown[key]
+            if self._needs_rebuild(wanted):
+                self._rebuild(wanted)
+                return
             for key, row in wanted.items():
                 shown = self._shown.get(key)
                 if shown is None:
@@ -117,3 +137,20 @@ class ExperimentsTable(DataTable):
                         if old != new:
                             self.update_cell(key, column, new, update_width=True)
                 self._shown[key] = row
+
+    def _needs_rebuild(self, wanted: dict[str, Cells]) -> bool:
+        """Rows went away (widths may shrink), or new ones would land out of the list's order."""
+        if any(key not in wanted for key in self._shown):
+            return True
+        return list(wanted)[: len(self._shown)] != list(self._shown)
+
+    def _rebuild(self, wanted: dict[str, Cells]) -> None:
+        selected = self.selected
+        self.clear(columns=True)  # fresh columns: their auto widths fit the rows left
+        self._add_columns()
+        self._shown = {}
+        for key, row in wanted.items():
+            self.add_row(*row, key=key)
+            self._shown[key] = row
+        if selected is not None and (key := row_key(selected)) in wanted:
+            self.move_cursor(row=self.get_row_index(key), animate=False)

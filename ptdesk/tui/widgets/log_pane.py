@@ -1,5 +1,9 @@
 """The log pane: follows the selected container, pausable, with a filter; memory stays bounded.
 
+The filter belongs to the container it was typed for: selecting another one clears it. Enter
+applies it and closes the field (the screen puts focus back on the dashboard); while not paused
+the view stays at the newest line, also after the filter changes.
+
 The pane keeps the last MAX_LINES lines itself (so a new filter or a resume can redraw them) and
 the Log widget is bounded the same way. Lines arrive as LogBatch messages from the Workstation's
 log stream thread; switching to another container closes the old stream first.
@@ -54,7 +58,7 @@ class LogPane(Vertical):
 
     def compose(self) -> ComposeResult:
         yield Static(id="log-title")
-        yield Input(placeholder="show only lines containing… (enter to apply, escape to close)",
+        yield Input(placeholder="show only lines containing… (enter applies, escape clears)",
                     id="log-filter")
         yield Log(max_lines=MAX_LINES, highlight=False, id="log")
 
@@ -70,6 +74,8 @@ class LogPane(Vertical):
         if container_id == self.container and self.stream and not self.stream.closed:
             return
         self.stop()
+        if container_id != self.container:
+            self.clear_filter()  # typed for the log it was looking at, not for the next one
         self.container, self.name_shown = container_id, name
         self.lines.clear()
         self.unseen = self.skipped = 0
@@ -136,13 +142,15 @@ class LogPane(Vertical):
 
     def open_filter(self) -> None:
         field = self.query_one("#log-filter", Input)
+        field.value = self.filter_text
         field.display = True
         field.focus()
 
     @on(Input.Submitted, "#log-filter")
     def _apply_filter(self, event: Input.Submitted) -> None:
-        event.stop()
+        # Not stopped: the screen hears it and puts focus back where its keys work.
         self.set_filter(event.value)
+        self.close_filter()
 
     @on(Input.Changed, "#log-filter")
     def _live_filter(self, event: Input.Changed) -> None:
@@ -157,11 +165,21 @@ class LogPane(Vertical):
         self._title()
 
     def close_filter(self) -> bool:
+        """Hide the filter's field (the filter stays); False when it was not open."""
         field = self.query_one("#log-filter", Input)
         if not field.display:
             return False
         field.display = False
         return True
+
+    def clear_filter(self) -> bool:
+        """Drop the filter and close its field; False when there was nothing to clear."""
+        closed = self.close_filter()
+        had = bool(self.filter_text)
+        with self.query_one("#log-filter", Input).prevent(Input.Changed):
+            self.query_one("#log-filter", Input).value = ""
+        self.set_filter("")
+        return closed or had
 
     def _match(self, line: str) -> bool:
         return not self.filter_text or self.filter_text.lower() in line.lower()
@@ -170,6 +188,11 @@ class LogPane(Vertical):
         log = self.query_one(Log)
         log.clear()
         log.write_lines([line for line in self.lines if self._match(line)])
+        # Following means the newest line is in view, after a redraw too. The Log widget cannot
+        # tell: clear() keeps the old scroll offset, so it thinks the view is not at the end and
+        # would stop following for good.
+        if not self.paused:
+            log.scroll_end(animate=False, immediate=True, x_axis=False)
 
     def _title(self) -> None:
         parts = [f"Logs: {self.name_shown}" if self.name_shown else "Logs", self.state]
