@@ -73,7 +73,7 @@ def remove_entry(config: Config, name: str) -> None:
         raise NotFound(f"There is no workstation {name!r}.", "List them with: ptdesk workstations ls")
     kept, skipping = [], False
     for line in config.config_path.read_text().splitlines(keepends=True):
-        header = re.match(r"\s*\[([^\]]+)\]", line)
+        header = re.fullmatch(r"\s*\[([^\]]+)\].*", line, re.S)  # a table header (and what follows it)
         if header:
             skipping = header.group(1).strip() in (f"workstations.{name}", f'workstations."{name}"')
         if not skipping:
