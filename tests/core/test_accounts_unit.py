@@ -57,7 +57,7 @@ def test_each_account_gets_only_its_own_key_lines() -> None:
     assert accounts.render_accounts([("ann", 1_910_000_001)]) == "ann 1910000001\n"
 
 
-def fake_proc(root: Path, pid: int, comm: str, cmdline: str, cgroup: str) -> None:
+def proc_tree(root: Path, pid: int, comm: str, cmdline: str, cgroup: str) -> None:
     folder = root / str(pid)
     folder.mkdir(parents=True)
     (folder / "comm").write_text(comm + "\n")
@@ -67,14 +67,14 @@ def fake_proc(root: Path, pid: int, comm: str, cmdline: str, cgroup: str) -> Non
 
 def test_one_pass_over_proc_finds_who_is_logged_in_where(tmp_path: Path) -> None:
     in_a, in_b = f"0::/system.slice/docker-{A}.scope\n", f"0::/docker/{B}\n"
-    fake_proc(tmp_path, 10, "sshd", "sshd: /usr/sbin/sshd -D [listener] 0 of 10-100 startups", in_a)
-    fake_proc(tmp_path, 11, "sshd", "sshd: ann [priv]", in_a)
-    fake_proc(tmp_path, 12, "sshd", "sshd: ann@pts/0", in_a)
-    fake_proc(tmp_path, 13, "sshd", "sshd: ptdesk@notty", in_a)
-    fake_proc(tmp_path, 14, "sshd", "sshd: ann@notty", in_a)  # a second session: named once
-    fake_proc(tmp_path, 15, "bash", "sshd: eve@pts/1", in_a)  # a process that only calls itself sshd
-    fake_proc(tmp_path, 16, "sshd", "sshd: /usr/sbin/sshd -D [listener]", in_b)  # up, nobody in
-    fake_proc(tmp_path, 17, "sshd", "sshd: bob@pts/0", "0::/user.slice\n")  # the host's own sshd
+    proc_tree(tmp_path, 10, "sshd", "sshd: /usr/sbin/sshd -D [listener] 0 of 10-100 startups", in_a)
+    proc_tree(tmp_path, 11, "sshd", "sshd: ann [priv]", in_a)
+    proc_tree(tmp_path, 12, "sshd", "sshd: ann@pts/0", in_a)
+    proc_tree(tmp_path, 13, "sshd", "sshd: ptdesk@notty", in_a)
+    proc_tree(tmp_path, 14, "sshd", "sshd: ann@notty", in_a)  # a second session: named once
+    proc_tree(tmp_path, 15, "bash", "sshd: eve@pts/1", in_a)  # a process that only calls itself sshd
+    proc_tree(tmp_path, 16, "sshd", "sshd: /usr/sbin/sshd -D [listener]", in_b)  # up, nobody in
+    proc_tree(tmp_path, 17, "sshd", "sshd: bob@pts/0", "0::/user.slice\n")  # the host's own sshd
     assert sessions.scan([A, B, "c" * 64], tmp_path) == {A: ("ann", "ptdesk"), B: (), "c" * 64: None}
 
 

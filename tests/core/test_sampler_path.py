@@ -23,7 +23,7 @@ from ptdesk.core.remote_gpus import name_processes, sampler_host_config
 from ptdesk.core.sampler_image import program_files
 
 
-def fake_proc(root: Path, pids: dict[int, str]) -> Path:
+def proc_tree(root: Path, pids: dict[int, str]) -> Path:
     """A /proc with the cgroup and status files the sampler reads (pid -> cgroup path)."""
     for pid, cgroup in pids.items():
         folder = root / str(pid)
@@ -44,7 +44,7 @@ def test_every_scenario_crosses_the_wire_unchanged(scenario, tmp_path: Path) -> 
     stop = threading.Event()
     with installed(scenario()), GpuSampler(history=1) as sampler:
         direct = sampler.sample()
-        line = next(lines(sampler, stop, 0.0, fake_proc(tmp_path, {})))
+        line = next(lines(sampler, stop, 0.0, proc_tree(tmp_path, {})))
     decoded = gpu_wire.decode(line)
     assert decoded.available == direct.available and decoded.reason == direct.reason
     assert [(g.label, g.uuid, g.error, g.memory_used, g.utilization) for g in decoded.gpus] == \
@@ -62,7 +62,7 @@ def test_a_line_ptdesk_does_not_know_is_refused_not_guessed() -> None:
 
 def test_processes_are_tied_to_containers_by_the_hosts_proc(tmp_path: Path) -> None:
     container = "c0" * 32
-    proc = fake_proc(tmp_path, {10: f"/system.slice/docker-{container}.scope", 11: "/user.slice/session-2.scope"})
+    proc = proc_tree(tmp_path, {10: f"/system.slice/docker-{container}.scope", 11: "/user.slice/session-2.scope"})
     scenario = healthy(pids=(10, 11))
     decoded = gpu_wire.decode(sampled(scenario, proc)[-1])
     by_pid = {p.pid: p for p in decoded.gpus[0].processes}
@@ -78,7 +78,7 @@ def test_names_come_from_the_workstations_engine_labels(engine: Engine, tmp_path
     labels = {LABEL_MANAGED: "1", LABEL_INSTANCE: instance, LABEL_NAME: "train", LABEL_OWNER: "ann"}
     made = engine.api.create_container(BASE_IMAGE, command=["sleep", "60"], labels=labels)["Id"]
     try:
-        proc = fake_proc(tmp_path, {20: f"/docker/{made}", 21: "/user.slice/session-2.scope"})
+        proc = proc_tree(tmp_path, {20: f"/docker/{made}", 21: "/user.slice/session-2.scope"})
         decoded = gpu_wire.decode(sampled(healthy(pids=(20, 21)), proc)[-1])
         named = {p.pid: p for p in name_processes(decoded, engine, instance).gpus[0].processes}
         assert (named[20].experiment, named[20].owner, named[20].container) == ("train", "ann", made)
