@@ -130,5 +130,6 @@ async def test_out_of_memory_at_launch_is_explained_and_memory_focused(tui_desk,
                      timeout=120, message="the launch to fail")
         steps = str(form.query_one("#steps").render())
         assert "memory limit (8m)" in steps and "without any output" not in steps, steps
-        assert app.focused is form.query_one("#memory", Input)
+        # Focus moves once the re-enabled inputs are drawn (Textual applies it after the refresh).
+        await settle(pilot, lambda: app.focused is form.query_one("#memory", Input), message="Memory focused")
         assert tui_desk.store.experiments() == []
