@@ -1,11 +1,15 @@
-"""The machine-wide GPU allocation lock, shared by every user's ptdesk and every store.
+"""Engine-wide locks, shared by every user's ptdesk and every store: the GPU allocation lock and
+the lock that makes the experiments' network once.
 
-GPUs are the machine's, not one user's: a launch that asks for GPUs holds this lock from reading
+GPUs are the machine's, not one user's: a launch that asks for GPUs holds the GPU lock from reading
 the holds (its records and every container's ptdesk.gpus label) until its own container exists
-with its label, which is how the other users' ledgers see the reservation.
+with its label, which is how the other users' ledgers see the reservation. The engine's check for
+a duplicate network name is best effort, so the first launches that make the experiments' network
+at the same moment take turns under the network lock.
 
-The lock is kept by the Docker engine itself, not in a file: it is a created, never started
-container with a fixed name (`ptdesk-gpu-lock`). Creating a name the engine already has fails
+A lock is kept by the Docker engine itself, not in a file: it is a created, never started
+container with a fixed name (`ptdesk.gpu-lock`, `ptdesk.network-lock`: experiment containers are
+`ptdesk-NAME`, so no experiment can be called like a lock). Creating a name the engine already has fails
 atomically, so exactly one launch holds it; removing it (by id) releases it. A lock file in
 world-writable /run/lock could be held, or made unopenable, by any local user, including ones who
 may not use the engine at all: every GPU launch on the machine then hung. Only those who can use
@@ -15,6 +19,7 @@ container). It also lives where the GPUs are: with an ssh:// workstation, on tha
 Waiting is bounded (`gpu_lock_wait`): the error then names who holds it (their labels: user, pid,
 host) and since when (the engine's creation time, which labels cannot fake). A holder that died
 (its pid gone on this host, or held far longer than any launch takes) is cleared and the lock taken.
+A container of a lock's name without ptdesk's lock label is someone else's: it is never removed.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import os
 import socket
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,7 +39,6 @@ from ptdesk.core.spec import current_user
 from ptdesk.core.waiting import next_delay
 from ptdesk.errors import Conflict, PtdeskError
 
-GPU_LOCK_NAME = "ptdesk-gpu-lock"  # one per engine: every instance, user and store shares it
 LABEL_LOCK = "ptdesk.lock"
 # A launch holds the lock for the seconds it takes to create its container: one held for longer
 # than this was left by a launcher that died where its pid cannot be checked (another host).
@@ -42,7 +46,22 @@ STALE_AFTER = 300.0
 
 
 class GpuLockBusy(PtdeskError):
-    """Someone else held the GPU lock for longer than this launch may wait."""
+    """Someone else held an engine lock for longer than this launch may wait."""
+
+
+@dataclass(frozen=True)
+class EngineLock:
+    """One lock on an engine: its container's name, its label value, and what to call it."""
+
+    name: str
+    purpose: str
+    title: str
+
+
+# One of each per engine: every instance, user and store shares them.
+GPU_LOCK = EngineLock("ptdesk.gpu-lock", "gpus", "The machine's GPU lock")
+NETWORK_LOCK = EngineLock("ptdesk.network-lock", "network", "The lock on making the experiments' network")
+GPU_LOCK_NAME = GPU_LOCK.name
 
 
 @dataclass(frozen=True)
@@ -62,29 +81,34 @@ class Holder:
         return f"{self.user or 'someone'} (uid {self.uid or '?'}, pid {self.pid or '?'} on {self.host or '?'}{held})"
 
 
-@contextmanager
-def machine_gpu_lock(engine: Engine, image: str, wait: float = 60.0) -> Iterator[None]:
+def machine_gpu_lock(engine: Engine, image: str, wait: float = 60.0) -> AbstractContextManager[None]:
     """Hold the engine-wide GPU lock; GpuLockBusy after `wait` seconds of someone else holding it.
 
     `image`: an image the engine has (the launch's own) to create the lock container from.
     """
-    lock_id = _acquire(engine, image, wait)
+    return engine_lock(engine, GPU_LOCK, image, wait)
+
+
+@contextmanager
+def engine_lock(engine: Engine, lock: EngineLock, image: str, wait: float = 60.0) -> Iterator[None]:
+    """Hold `lock` on `engine`; GpuLockBusy after `wait` seconds of someone else holding it."""
+    lock_id = _acquire(engine, lock, image, wait)
     try:
         yield
     finally:
         engine.remove(lock_id, force=True)
 
 
-def _acquire(engine: Engine, image: str, wait: float) -> str:
+def _acquire(engine: Engine, lock: EngineLock, image: str, wait: float) -> str:
     started = time.monotonic()
     deadline = started + wait
     while True:
         try:
-            return engine.create(name=GPU_LOCK_NAME, image=image, labels=_labels(), command=["true"],
+            return engine.create(name=lock.name, image=image, labels=_labels(lock), command=["true"],
                                  host_config={"network_mode": "none"})
         except Conflict:
             pass  # held: see by whom
-        holder = holder_of(engine)
+        holder = holder_of(engine, lock)
         if holder is None:
             continue  # released between our create and the look: try again at once
         if _is_stale(holder):
@@ -92,18 +116,21 @@ def _acquire(engine: Engine, image: str, wait: float) -> str:
             continue
         if time.monotonic() >= deadline:
             raise GpuLockBusy(
-                f"The machine's GPU lock has been held by {holder.describe(time.time())}, longer than "
+                f"{lock.title} has been held by {holder.describe(time.time())}, longer than "
                 f"the {wait:.0f} s a launch waits.",
                 f"Try again when their launch is done. If that process is gone, remove the lock: "
-                f"docker rm -f {GPU_LOCK_NAME}")
+                f"docker rm -f {lock.name}")
         time.sleep(next_delay(time.monotonic() - started))  # wait for the holder's remove
 
 
-def holder_of(engine: Engine) -> Holder | None:
-    data = engine.try_inspect(GPU_LOCK_NAME)
+def holder_of(engine: Engine, lock: EngineLock = GPU_LOCK) -> Holder | None:
+    data = engine.try_inspect(lock.name)
     if data is None:
         return None
     labels = (data.get("Config") or {}).get("Labels") or {}
+    if labels.get(LABEL_LOCK) != lock.purpose:
+        raise PtdeskError(f"A container named {lock.name} is on the engine but is not ptdesk's lock.",
+                          f"Rename or remove it (docker rename {lock.name} NEW-NAME); ptdesk needs that name.")
     try:
         pid = int(labels.get(f"{LABEL_LOCK}.pid") or 0)
     except ValueError:
@@ -124,8 +151,8 @@ def _is_stale(holder: Holder, now: float | None = None) -> bool:
     return not pid_alive(holder.pid)
 
 
-def _labels() -> dict[str, str]:
-    return {LABEL_LOCK: "gpus", f"{LABEL_LOCK}.user": current_user(), f"{LABEL_LOCK}.uid": str(os.getuid()),
+def _labels(lock: EngineLock) -> dict[str, str]:
+    return {LABEL_LOCK: lock.purpose, f"{LABEL_LOCK}.user": current_user(), f"{LABEL_LOCK}.uid": str(os.getuid()),
             f"{LABEL_LOCK}.pid": str(os.getpid()), f"{LABEL_LOCK}.host": socket.gethostname(),
             f"{LABEL_LOCK}.boot": _boot_id()}
 

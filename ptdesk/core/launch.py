@@ -244,7 +244,7 @@ def _create(ws: Workstation, spec: LaunchSpec, plan: Plan, gpus: tuple[int, ...]
             command=list(plan.command) if plan.command else None,
             hostname=spec.name,  # a shell prompt inside says which experiment, not a container id
             host_config={**_host_config(config, spec, plan, gpus, port),
-                         "network_mode": experiments_network(ws.engine)})  # no reaching each other
+                         "network_mode": experiments_network(ws.engine, spec.image)})  # no reaching each other
     except Conflict:
         raise Conflict(f"An experiment named {spec.name!r} already exists.", "Pick another --name.",
                        field="name") from None

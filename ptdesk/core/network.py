@@ -8,13 +8,17 @@ iptables rules then drop traffic between containers on it). Published ports keep
 engine reaches each container from the host side. Outbound traffic (pip, datasets) is untouched.
 
 It is made on demand, at the first launch that needs it, shared by every ptdesk on the engine, and
-never removed (it costs nothing while unused, and removing it would race with launches). A network
-of that name that lets containers talk to each other is refused, not used.
+never removed (it costs nothing while unused, and removing it would race with launches). The
+engine's duplicate-name check is best effort, so making it happens under an engine-held lock
+(gpulock.NETWORK_LOCK): launches that find it missing at the same moment take turns, and the
+second finds the first one's. A network of that name that lets containers talk to each other is
+refused, not used.
 """
 
 from __future__ import annotations
 
 from ptdesk.core.engine import Engine
+from ptdesk.core.gpulock import NETWORK_LOCK, engine_lock
 from ptdesk.errors import PtdeskError
 
 NETWORK_NAME = "ptdesk-experiments"
@@ -22,18 +26,19 @@ ICC = "com.docker.network.bridge.enable_icc"
 LABEL_NETWORK = "ptdesk.network"
 
 
-def experiments_network(engine: Engine) -> str:
-    """The id of the experiments' network, made if the engine has none."""
+def experiments_network(engine: Engine, image: str) -> str:
+    """The id of the experiments' network, made if the engine has none. `image`: one the engine
+    has (the launch's own), for the lock's container."""
     found = engine.networks_named(NETWORK_NAME)
     if not found:
-        made = engine.create_network(NETWORK_NAME, options={ICC: "false"}, labels={LABEL_NETWORK: "experiments"})
-        found = engine.networks_named(NETWORK_NAME)
-        # Two launches may have made one each at the same moment: all use the oldest, the others go.
-        found.sort(key=lambda n: (n.get("Created") or "", n.get("Id") or ""))
-        if made and found and found[0].get("Id") != made:
-            engine.remove_network(made)
+        with engine_lock(engine, NETWORK_LOCK, image):
+            found = engine.networks_named(NETWORK_NAME)  # made by whoever held the lock before us?
+            if not found:
+                engine.create_network(NETWORK_NAME, options={ICC: "false"}, labels={LABEL_NETWORK: "experiments"})
+                found = engine.networks_named(NETWORK_NAME)
     if not found:
         raise PtdeskError(f"The network {NETWORK_NAME} could not be made.", "Check the engine's log (dockerd).")
+    # Several are left only by an older ptdesk that raced without the lock: all agree on the oldest.
     network = min(found, key=lambda n: (n.get("Created") or "", n.get("Id") or ""))
     _check_isolated(network)
     return network["Id"]

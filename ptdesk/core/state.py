@@ -180,16 +180,30 @@ class Store:
             self.conn.execute("PRAGMA synchronous=NORMAL")
             self.conn.execute("PRAGMA foreign_keys=ON")
             self.conn.execute("PRAGMA busy_timeout=30000")
-            self.conn.executescript(SCHEMA)
-            self._add_missing_columns()
-            self.conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+            self._create_or_upgrade()
         except sqlite3.DatabaseError as exc:
             raise PtdeskError(f"The state database {path} cannot be opened: {exc}.",
                               "Check the disk and permissions; `ptdesk doctor` says more.") from None
         os.chmod(path, 0o600)
 
+    def _create_or_upgrade(self) -> None:
+        """Make the tables, or bring a database made by an earlier ptdesk up to date, in one write
+        transaction: processes opening a new store at the same moment take turns, so the second
+        finds the columns the first added (looking and adding apart, both would add them)."""
+        with self._lock:
+            # executescript commits what is pending, then runs the script; the BEGIN inside it
+            # opens the transaction the rest of the upgrade runs in.
+            self.conn.executescript(f"BEGIN IMMEDIATE;\n{SCHEMA}")
+            try:
+                self._add_missing_columns()
+                self.conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            self.conn.execute("COMMIT")
+
     def _add_missing_columns(self) -> None:
-        """Bring a database made by an earlier ptdesk up to date (columns are only ever added)."""
+        """Columns are only ever added."""
         for table, column, definition in ADDED_COLUMNS:
             have = {row["name"] for row in self.conn.execute(f"PRAGMA table_info({table})")}
             if column not in have:

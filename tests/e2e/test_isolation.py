@@ -7,6 +7,7 @@ from __future__ import annotations
 import socket
 
 from conftest import Ptdesk
+from helpers import BASE_IMAGE, require_image
 
 from ptdesk.core.engine import Engine
 from ptdesk.core.network import ICC, NETWORK_NAME
@@ -39,19 +40,20 @@ def test_one_experiment_cannot_reach_another_on_its_bridge_address(cli: Ptdesk, 
 
 def test_launches_making_the_network_at_once_end_up_on_one(engine: Engine, monkeypatch) -> None:
     """The network is made on demand: several first launches at the same moment must agree on one
-    (the engine's duplicate check is best effort; the oldest wins and the others are removed)."""
+    (the engine's duplicate check is best effort; they take turns under the engine-held lock)."""
     import uuid
     from concurrent.futures import ThreadPoolExecutor
 
     from ptdesk.core import network
 
+    require_image(engine, BASE_IMAGE)
     name = f"ptdesk-test-net-{uuid.uuid4().hex[:8]}"
     monkeypatch.setattr(network, "NETWORK_NAME", name)
 
     def first_launch(_: int) -> str:  # each its own connection, as separate ptdesk processes have
         own = Engine.connect()
         try:
-            return network.experiments_network(own)
+            return network.experiments_network(own, BASE_IMAGE)
         finally:
             own.close()
 

@@ -18,6 +18,7 @@ from helpers import BASE_IMAGE, REPO, SSH_IMAGE, require_image
 
 from ptdesk.core import gpulock
 from ptdesk.core.engine import Engine
+from ptdesk.errors import PtdeskError
 
 OLD_LOCK = Path("/run/lock/ptdesk-gpus.lock")  # where every GPU launch used to queue
 MALLORY = 4242
@@ -116,3 +117,15 @@ def test_the_lock_excludes_a_second_holder(engine: Engine, no_lock: None) -> Non
         pass
     with gpulock.machine_gpu_lock(engine, BASE_IMAGE, wait=1):
         pass
+
+
+def test_a_container_that_only_has_the_locks_name_is_never_taken_for_it(engine: Engine, no_lock: None) -> None:
+    """Someone's own container called like the lock, ancient or not, is theirs: it is not removed
+    as a stale lock, and the launch says what to do instead of waiting."""
+    theirs = engine.create(name=gpulock.GPU_LOCK_NAME, image=BASE_IMAGE, labels={}, command=["true"],
+                           host_config={"network_mode": "none"})
+    with (pytest.raises(PtdeskError, match="not ptdesk's lock") as caught,
+          gpulock.machine_gpu_lock(engine, BASE_IMAGE, wait=5)):
+        pass
+    assert "docker rename" in (caught.value.hint or "")
+    assert engine.try_inspect(gpulock.GPU_LOCK_NAME)["Id"] == theirs
