@@ -3,6 +3,7 @@ because tests/conftest.py lives there).
 
 - run_cli(args, env): the real `ptdesk` CLI, in-process (fast) or as a subprocess (exact).
 - wait_until(predicate, timeout, interval): poll a condition instead of sleeping.
+- settle(pilot, predicate, timeout): the same inside a running Textual app (it keeps running).
 - remove_instance_containers(engine, instance): force-remove what one test created.
 - require_image(engine, ref): a clear failure when scripts/test did not build an image.
 """
@@ -113,3 +114,15 @@ def cgroup_tree(root: Path, containers: dict[str, dict[str, int]], btime: int = 
         (proc / str(v["pid"])).mkdir()
         (proc / str(v["pid"]) / "stat").write_text(f"{v['pid']} (tini) " + " ".join(fields) + "\n")
     return cgroup, proc
+
+
+async def settle(pilot, predicate: Callable[[], object], timeout: float = 30.0, message: str = "condition"):
+    """Let the app run until `predicate()` is true (polled; never a fixed sleep)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {message}")
+        await pilot.pause(0.05)

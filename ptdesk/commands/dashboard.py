@@ -4,11 +4,12 @@ from __future__ import annotations
 
 
 def open_dashboard() -> None:
-    """Run the dashboard until ctrl+q. A bad config is reported by the CLI before anything starts;
-    an unreachable engine is not an error here (the dashboard shows it and waits for it)."""
+    """Run the dashboard until ctrl+q, over every workstation (the default one first). A bad
+    config is reported by the CLI before anything starts; an unreachable engine is not an error
+    here (the dashboard shows it on that workstation's rows and waits for it)."""
     import sys
 
-    from ptdesk.core.workstation import Workstation
+    from ptdesk.core.fleet import Fleet
     from ptdesk.errors import PtdeskError
 
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
@@ -16,10 +17,12 @@ def open_dashboard() -> None:
         raise PtdeskError("The dashboard needs a terminal, and this ptdesk has none (its input or output is "
                           "redirected).", "Run it in a terminal (over ssh: ssh -t), or use a command: ptdesk --help "
                           "lists them, e.g. ptdesk ls.")
-    ws = Workstation()
+    fleet = Fleet()
+    default = fleet.config.default_workstation
+    names = [default, *(name for name in fleet.names if name != default)]
     try:
         from ptdesk.tui.app import PtdeskApp
 
-        PtdeskApp(ws).run()
+        PtdeskApp([fleet.workstation(name) for name in names], choose=fleet.choose if len(names) > 1 else None).run()
     finally:
-        ws.close()
+        fleet.close()

@@ -7,16 +7,24 @@ help screen all come from the one action table (tui.actions).
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING
 
 from textual.app import App, SystemCommand
 from textual.screen import Screen
 
 from ptdesk.core.workstation import Workstation
 from ptdesk.tui.actions import bindings, palette_commands
+from ptdesk.tui.live import FEEDS
 from ptdesk.tui.screens.help import Help
 from ptdesk.tui.screens.main import MainScreen
+
+if TYPE_CHECKING:
+    from ptdesk.core.fleet import Choice
+
+JOB_THREADS = 8  # actions, form jobs, the log's look-ups: beside the feeds, never queued behind them
 
 
 class PtdeskApp(App[None]):
@@ -24,11 +32,26 @@ class PtdeskApp(App[None]):
     TITLE = "ptdesk"
     BINDINGS = bindings("app")
 
-    def __init__(self, ws: Workstation, *, clock: Callable[[], float] = time.time, hostname: str | None = None,
-                 watch_events: bool = True) -> None:
+    def __init__(self, ws: Workstation | Sequence[Workstation], *, clock: Callable[[], float] = time.time,
+                 hostname: str | None = None, watch_events: bool = True,
+                 choose: Callable[[str], Choice] | None = None) -> None:
+        """`ws`: the workstation, or every workstation with the default one first (one dashboard
+        for all of them); `choose`: how the form's "auto" picks one (Fleet.choose)."""
         super().__init__()
-        self.ws = ws
-        self.main = MainScreen(ws, clock=clock, hostname=hostname, watch_events=watch_events)
+        workstations = [ws] if isinstance(ws, Workstation) else list(ws)
+        self.ws = workstations[0]
+        self.main = MainScreen(workstations, clock=clock, hostname=hostname, watch_events=watch_events,
+                               choose=choose)
+
+    async def on_load(self) -> None:
+        """Thread workers run on the event loop's default pool (cores + 4 threads: 6 here). Every
+        feed holds one for the dashboard's life, so with that pool a second workstation's feeds,
+        and every job, would wait for a thread that never frees: size it for all of them."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        threads = len(FEEDS) * len(self.main.workstations) + JOB_THREADS
+        asyncio.get_running_loop().set_default_executor(
+            ThreadPoolExecutor(threads, thread_name_prefix="ptdesk-worker"))
 
     def get_default_screen(self) -> Screen:
         """The main screen is the bottom of the stack: closing every other screen comes back to it."""

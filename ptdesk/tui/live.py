@@ -1,6 +1,8 @@
 """The main screen's live data: GPU samples, the engine and its events, the experiment list, CPU/memory.
 
-LiveFeeds is an object the main screen owns. Each feed runs in a thread worker of that screen and
+LiveFeeds is an object the main screen owns, one per workstation: every message it posts names
+its workstation, and its workers are grouped "FEED@WORKSTATION", so a slow or dead box's feeds
+wait and fail on their own while the others' keep coming. Each feed runs in a thread worker of that screen and
 posts its immutable results to it (tui.messages); the screen draws them. Nothing here touches a
 widget. A poller waits until the screen has handled its last result, then its interval, before it
 samples again: a slow engine or NVML never piles samples up, and neither does a busy screen or one
@@ -66,6 +68,7 @@ class LiveFeeds:
 
     def __init__(self, ws: Workstation, host: Widget, *, watch_events: bool = True) -> None:
         self.ws = ws
+        self.name = ws.name  # the workstation every message names
         self.host = host
         self.watch_events = watch_events
         self.idle_gpus = IdleGpus(ws.idle_gpus)
@@ -93,6 +96,15 @@ class LiveFeeds:
         """Read the experiment list again soon (any thread)."""
         self._list_wanted.set()
 
+    def group(self, feed: str) -> str:
+        """The worker group of `feed` on this workstation."""
+        return f"{feed}@{self.name}"
+
+    def feed_of(self, group: str) -> str | None:
+        """The feed a worker group is, when it is one of this workstation's."""
+        feed, _, name = group.partition("@")
+        return feed if name == self.name and feed in FEEDS else None
+
     def restart(self, feed: str) -> Restart | None:
         """`feed`'s worker crashed: run it again later. None while the dashboard closes."""
         if self._stop.is_set():
@@ -114,7 +126,8 @@ class LiveFeeds:
             return  # a restart that came due while the dashboard was closing
         target = {"gpus": self._gpus, "stats": self._stats, "list": self._list, "events": self._events,
                   "env": self._environments}[feed]
-        self.host.run_worker(target, thread=True, exit_on_error=False, group=feed, name=f"feed {feed}")
+        self.host.run_worker(target, thread=True, exit_on_error=False, group=self.group(feed),
+                             name=f"feed {self.group(feed)}")
 
     # --- the feeds (each in its own thread) -----------------------------------------------------
     def _handed_over(self, message: Message) -> bool:
@@ -137,7 +150,7 @@ class LiveFeeds:
         while not self._stop.is_set():
             # Until the engine's state is known, try it: owners show from the very first sample.
             view = sample_gpus(self.ws, self._engine_up is not False, self.idle_gpus)
-            if not self._handed_over(GpusSampled(view)):
+            if not self._handed_over(GpusSampled(view, self.name)):
                 return
             self._stop.wait(GPU_INTERVAL if view.snapshot.available else max(GPU_INTERVAL, NO_GPU_INTERVAL))
 
@@ -150,7 +163,7 @@ class LiveFeeds:
             wait = STATS_FIRST_GAP if wait == 0.0 else STATS_INTERVAL
             # While the engine is away the table keeps the last figures.
             if self._engine_up is not False and not self._handed_over(
-                    StatsRead(self.ws.container_stats(self._running))):
+                    StatsRead(self.ws.container_stats(self._running), self.name)):
                 return
 
     def _list(self) -> None:
@@ -162,10 +175,10 @@ class LiveFeeds:
             try:
                 items = tuple(self.ws.list_experiments(all=True))
             except PtdeskError as exc:
-                listed = ExperimentsListed(None, exc)
+                listed = ExperimentsListed(None, exc, self.name)
             else:
                 self._running = tuple(e.id for e in items if e.id and e.status == "running")
-                listed = ExperimentsListed(items)
+                listed = ExperimentsListed(items, workstation=self.name)
             handed = self._handed_over(listed)
             self._first_list.set()
             if not handed:
@@ -199,7 +212,7 @@ class LiveFeeds:
                              on_reconcile=lambda _report: None)
 
     def _container_event(self, event: ContainerEvent) -> None:
-        self.host.post_message(ContainerChanged(event.action, event.container_id, event.name))
+        self.host.post_message(ContainerChanged(event.action, event.container_id, event.name, self.name))
         if event.action not in QUIET_EVENTS:
             self.request_list()
 
@@ -211,6 +224,6 @@ class LiveFeeds:
             except PtdeskError as exc:
                 up, reason = False, exc.message
         self._engine_up = up
-        self.host.post_message(EngineChanged(up, reason, version))
+        self.host.post_message(EngineChanged(up, reason, version, self.name))
         if up:
             self.request_list()

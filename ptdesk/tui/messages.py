@@ -1,5 +1,6 @@
 """What the main screen's live feeds (tui.live) post to it from their threads: immutable results,
-never widgets. Dataclasses, so each says what it carries in one line."""
+never widgets. Dataclasses, so each says what it carries in one line, and each says which
+workstation it is about (one set of feeds runs per workstation)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from textual.message import Message
 
+from ptdesk.config import LOCAL
 from ptdesk.core.models import Experiment
 from ptdesk.errors import PtdeskError
 from ptdesk.tui.feeds import GpuView
@@ -35,17 +37,20 @@ def while_running(handler: Callable[[Any, M], None]) -> Callable[[Any, M], None]
 @dataclass
 class GpusSampled(Message):
     view: GpuView
+    workstation: str = LOCAL
 
 
 @dataclass
 class ExperimentsListed(Message):
     items: tuple[Experiment, ...] | None  # None: the list could not be read (error says why)
     error: PtdeskError | None = None
+    workstation: str = LOCAL
 
 
 @dataclass
 class StatsRead(Message):
     stats: dict[str, ContainerStats]  # container id -> CPU/memory/start
+    workstation: str = LOCAL
 
 
 @dataclass
@@ -53,6 +58,7 @@ class EngineChanged(Message):
     up: bool
     reason: str | None  # why it is unreachable
     version: str | None = None  # the engine's version, e.g. 20.10.24, once it answers
+    workstation: str = LOCAL
 
 
 @dataclass
@@ -62,3 +68,4 @@ class ContainerChanged(Message):
     action: str
     container_id: str
     name: str
+    workstation: str = LOCAL

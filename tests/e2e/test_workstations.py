@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import docker
 import pytest
-from helpers import remove_instance_containers, require_image, wait_until
+from helpers import remove_instance_containers, require_image, settle, wait_until
 from remote_box import RemoteBox
 
 from ptdesk.config import load_config
@@ -350,3 +350,99 @@ def test_watching_a_remote_cleans_up_after_docker_rm_and_stops_when_asked(
         thread.join(10)
         ws.close()
     assert not thread.is_alive()
+
+
+def _rows(app) -> dict[str, tuple[str, str]]:  # type: ignore[no-untyped-def]
+    """name -> (workstation, status cell) as the dashboard's table shows them."""
+    table = app.main.table
+    return {table.experiments[row.value].name: (table.where[row.value], str(table.get_cell(row, "status")))
+            for row in table.rows}
+
+
+async def test_one_dashboard_shows_both_and_a_dead_box_marks_only_its_own_rows(
+        desk: Ptdesk, box: RemoteBox, box_engine: Engine, engine: Engine) -> None:
+    """Both workstations in one table (a Where column) and one GPU panel grouped by workstation;
+    the remote engine killed: only its rows and its GPU group say so, the local rows stay live
+    (a stop done meanwhile shows), and the remote's rows come back when its engine does."""
+    from ptdesk.core.fleet import Fleet
+    from ptdesk.tui.app import PtdeskApp
+    from ptdesk.tui.widgets.gpu_panel import GpuGroup
+
+    require_image(engine, SAMPLER_IMAGE)
+    box.load_images(SAMPLER_IMAGE)
+    desk.new("ssh", "--name", "d-local", "--cpus", "1")
+    desk.new("ssh", "--on", "box", "--name", "d-remote", "--cpus", "1")
+    fleet = Fleet(load_config(desk.env))
+    app = PtdeskApp([fleet.workstation("local"), fleet.workstation("box")], choose=fleet.choose)
+    try:
+        async with app.run_test(size=(200, 50)) as pilot:
+            await settle(pilot, lambda: _rows(app) == {"d-local": ("local", "running"),
+                                                        "d-remote": ("box", "running")},
+                         message="both workstations' rows")
+            assert "Where" in [str(c.label) for c in app.main.table.columns.values()]
+            groups = {g.workstation: g for g in app.query(GpuGroup)}
+            assert list(groups) == ["local", "box"] and all(g.query_one(".gpu-title").display for g in groups.values())
+            await settle(pilot, lambda: "libnvidia-ml" in str(groups["box"].query_one(".gpu-reason").render()),
+                         message="the box's GPU group from its own sampler")
+
+            box.kill_engine()
+            try:
+                await settle(pilot, lambda: _rows(app).get("d-remote", ("", ""))[1] == "unreachable", timeout=60,
+                             message="the remote's rows marked")
+                assert _rows(app)["d-local"] == ("local", "running")
+                assert not app.query_one("#banner").display  # the trouble is the box's, not everyone's
+                assert "engine unreachable" in str(groups["box"].query_one(".gpu-title").render())
+                assert "unreachable" not in str(groups["local"].query_one(".gpu-title").render())
+                desk.ok("stop", "d-local")  # the local side keeps working, and the table follows it
+                await settle(pilot, lambda: _rows(app)["d-local"][1] != "running", timeout=60,
+                             message="the local stop shown while the box is dead")
+                assert "box unreachable" in str(app.query_one("#topbar").render())
+            finally:
+                box.start_engine()
+            await settle(pilot, lambda: _rows(app).get("d-remote", ("", "unreachable"))[1] != "unreachable",
+                         timeout=90, message="the remote's rows back")
+            assert "engine unreachable" not in str(groups["box"].query_one(".gpu-title").render())
+    finally:
+        fleet.close()
+        desk.ok("rm", "d-local", "--force")
+        desk.ok("rm", "d-remote", "--on", "box", "--force")
+
+
+async def test_the_form_launches_on_the_workstation_chosen_and_selects_its_row(
+        desk: Ptdesk, box_engine: Engine, engine: Engine) -> None:
+    """With several workstations the form asks where ("auto" first); launched on the box, the
+    container is there (not here) and the new row, on the box, is selected."""
+    from textual.widgets import Input, Select
+
+    from ptdesk.core.fleet import Fleet
+    from ptdesk.tui.app import PtdeskApp
+    from ptdesk.tui.screens.new_experiment import NewExperiment
+
+    fleet = Fleet(load_config(desk.env))
+    app = PtdeskApp([fleet.workstation("local"), fleet.workstation("box")], choose=fleet.choose)
+    try:
+        async with app.run_test(size=(200, 50)) as pilot:
+            await settle(pilot, lambda: app.main.boxes["box"].listed, message="the box's first list")
+            await pilot.press("n")
+            form = await settle(pilot, lambda: isinstance(app.screen, NewExperiment) and app.screen)
+            where = form.query_one("#where", Select)
+            assert where.value == "auto" and [str(o[0]) for o in where._options][-2:] == ["local", "box"]
+            form.query_one("#kind", Select).value = "ssh"
+            form.query_one("#cpus", Input).value = "1"
+            where.value = "box"
+            form.query_one("#name", Input).value = "f-box"
+            form.query_one("#name", Input).focus()
+            await pilot.press("enter")
+            await settle(pilot, lambda: form.result is not None or (not form.busy and form._steps), timeout=120,
+                         message="the launch")
+            assert form.result is not None, str(form.query_one("#steps").render())
+            assert [c["Labels"]["ptdesk.name"] for c in on_box(desk, box_engine)] == ["f-box"]
+            assert on_local(desk, engine) == []
+            await pilot.press("escape")
+            await settle(pilot, lambda: app.main.table.selected is not None
+                         and (app.main.table.selected.name, app.main.table.selected_where) == ("f-box", "box"),
+                         message="the new row selected, on the box")
+    finally:
+        fleet.close()
+        desk.ok("rm", "f-box", "--on", "box", "--force")
+

@@ -102,18 +102,18 @@ async def test_dead_event_watcher_banner_retry_with_backoff(tui_desk, nvml, monk
         banner = app.query_one("#banner")
         await settle(pilot, lambda: app.main.engine_up and app.main.listed, message="the engine up")
         start = len(banners)
-        app.main.run_worker(die, thread=True, group="events", exit_on_error=False)
+        app.main.run_worker(die, thread=True, group="events@local", exit_on_error=False)
         text = await settle(pilot, lambda: shown_since(start), message="the banner")
         assert "Not following the Docker engine's events: The event stream broke." in text
         # Started again: it reports the engine up, and the banner goes.
         await settle(pilot, lambda: shown_since(start, hidden=True) and not banner.display, timeout=10,
                      message="the restarted watcher")
-        assert app.main.feeds.events_retry == 0.2  # the next death waits twice as long
+        assert app.main.feeds["local"].events_retry == 0.2  # the next death waits twice as long
 
         start = len(banners)
-        app.main.run_worker(die, thread=True, group="events", exit_on_error=False)
+        app.main.run_worker(die, thread=True, group="events@local", exit_on_error=False)
         await settle(pilot, lambda: shown_since(start), message="the banner again")
         await settle(pilot, lambda: shown_since(start, hidden=True) and not banner.display, timeout=10,
                      message="restarted again")
-        assert app.main.feeds.events_retry == 0.4
+        assert app.main.feeds["local"].events_retry == 0.4
         assert errors == ["The event stream broke.\nNothing to do; ptdesk retries."]  # said once

@@ -118,7 +118,7 @@ async def test_no_gpu_is_one_calm_line_and_the_rest_works(tui_desk, sleeper, nvm
     app = PtdeskApp(tui_desk)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot, lambda: app.main.gpu_samples and app.main.listed)
-        reason = str(app.query_one("#gpu-reason").render())
+        reason = str(app.query_one(".gpu-reason").render())
         assert "driver is installed but not loaded" in reason
         assert not app.query_one(GpuPanel).query(GpuRow)
         assert names(app) == ["carol-cpu"]

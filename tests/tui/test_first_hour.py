@@ -233,8 +233,8 @@ async def test_driver_sentence_once_in_a_notice_and_in_details(tui_desk, nvml):
     app = PtdeskApp(tui_desk, watch_events=False)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot, lambda: app.main.listed and app.main.engine_up)
-        app.main.feeds.stop()  # from here on only these lists arrive
-        await settle(pilot, lambda: not [w for w in app.main.workers if w.group == "list" and not w.is_finished],
+        app.main.feeds["local"].stop()  # from here on only these lists arrive
+        await settle(pilot, lambda: not [w for w in app.main.workers if w.group == "list@local" and not w.is_finished],
                      message="the list feed to end")
         for _ in range(2):  # listed twice: noticed once
             app.main.post_message(ExperimentsListed((e,)))

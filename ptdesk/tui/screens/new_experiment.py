@@ -3,12 +3,17 @@ shows the URL or ssh command (`c` copies it). A missing image can be built from 
 only: a build takes minutes and gigabytes, and Enter is the key a person presses to launch.
 
 After an error the cursor goes to the field at fault (the error's `field`), its text kept and not
-selected, and the error speaks the form's words (the core's hints name CLI options)."""
+selected, and the error speaks the form's words (the core's hints name CLI options).
+
+With several workstations the form asks where, "auto" first: the workstation with the most free
+GPU capacity for the GPUs asked for (as `ptdesk new --on auto`), said as the first step."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual import on
@@ -23,6 +28,11 @@ from ptdesk.core.workstation import SshConfigState, Workstation
 from ptdesk.errors import GpuUnavailable, ImageMissing, InvalidInput
 from ptdesk.tui.errors import describe
 from ptdesk.tui.jobs import JobDone, run_job
+
+if TYPE_CHECKING:
+    from ptdesk.core.fleet import Choice
+
+AUTO = "auto"
 
 FIELDS = ("name", "owner", "gpus", "image", "workspace", "memory", "cpus", "shm_size")
 LABELS = {"name": "Name", "owner": "Owner", "gpus": "GPUs", "image": "Image", "workspace": "Workspace",
@@ -80,9 +90,15 @@ class NewExperiment(ModalScreen[Experiment | None]):
     BINDINGS = [("escape", "close", "Close"), ("c", "copy", "Copy"), ("b", "build", "Build image"),
                 ("a", "add_include", "Add to ~/.ssh/config")]
 
-    def __init__(self, ws: Workstation, kind: str = "jupyter") -> None:
+    def __init__(self, ws: Workstation, kind: str = "jupyter", *,
+                 workstations: Mapping[str, Workstation] | None = None,
+                 choose: Callable[[str], Choice] | None = None) -> None:
+        """`ws`: the default workstation; `workstations` and `choose` (Fleet.choose): where else it
+        can launch, and how "auto" picks."""
         super().__init__(classes="modal")
-        self.ws = ws
+        self.ws = ws  # where it launches: the default, until a launch has chosen
+        self.workstations = dict(workstations or {ws.name: ws})
+        self.choose = choose
         self.kind = kind
         self.result: Experiment | None = None
         self.busy = False
@@ -100,6 +116,12 @@ class NewExperiment(ModalScreen[Experiment | None]):
                 yield Label("Kind")
                 kinds = [(title, name) for name, title in self.ws.kind_titles().items()]  # the registry's
                 yield Select(kinds, value=self.kind, allow_blank=False, id="kind", compact=True)
+                if len(self.workstations) > 1:
+                    yield Label("Workstation")
+                    where = [(name, name) for name in self.workstations]
+                    if self.choose is not None:
+                        where.insert(0, ("auto: most free GPU", AUTO))
+                    yield Select(where, value=where[0][1], allow_blank=False, id="where", compact=True)
                 values = {"owner": self.ws.default_owner(), "gpus": config.gpus, "image": self.ws.image_for(self.kind),
                           "memory": config.limits.memory, "cpus": f"{cpus:g}", "shm_size": config.limits.shm_size}
                 placeholders = {"name": "finding a free name…", "gpus": "none, all, auto or 0,2",
@@ -173,6 +195,11 @@ class NewExperiment(ModalScreen[Experiment | None]):
         get = {name: self.query_one(f"#{name}", Input).value.strip() for name in FIELDS}
         return FormValues(kind=self.kind, **get)
 
+    def where(self) -> str:
+        """The workstation chosen in the form (auto, or a name); the default one's with only one."""
+        chosen = self.query(Select).filter("#where")
+        return str(chosen.first().value) if chosen else self.ws.name
+
     # --- launching -----------------------------------------------------------------------------
     @on(Input.Submitted)
     def _submitted(self, event: Input.Submitted) -> None:
@@ -195,18 +222,25 @@ class NewExperiment(ModalScreen[Experiment | None]):
         self._set_inputs(disabled=True)
         self._steps = []
         self._show_steps()
-        values = self.values()
+        values, where = self.values(), self.where()
         # An error is shown in the form (launch already rolled back), not as a notification.
-        run_job(self, lambda: self._launch(values), title="Launching", group="launch",
+        run_job(self, lambda: self._launch(values, where), title="Launching", group="launch",
                 on_done=self._launched, on_error=self._launch_failed)
 
-    def _launch(self, v: FormValues) -> tuple[Launched, SshConfigState | None]:
-        """In the job's thread: check the fields, launch, report each step as it begins; after an
-        SSH launch, whether to offer the ssh config Include (it reads files)."""
+    def _launch(self, v: FormValues, where: str) -> tuple[Launched, SshConfigState | None]:
+        """In the job's thread: check the fields, choose the workstation, launch, report each step
+        as it begins; after an SSH launch, whether to offer the ssh config Include (it reads files)."""
         try:
             cpus = float(v.cpus) if v.cpus else None
         except ValueError:
             raise InvalidInput(f"CPUs {v.cpus!r} is not a number.", "Use e.g. 2 or 0.5.", field="cpus") from None
+        if where == AUTO and self.choose is not None:
+            self.post_message(Step("Choosing the workstation with the most free GPU capacity"))
+            choice = self.choose(v.gpus or self.ws.config.gpus)
+            where = choice.workstation
+            self.post_message(Step(f"On {where}: {choice.reason}"))
+        # Read by the screen only once this job is done (a build offer builds there, the row selected is there).
+        self.ws = self.workstations.get(where, self.ws)
         spec = self.ws.make_spec(v.kind, name=v.name or None, owner=v.owner or None, image=v.image or None,
                                  gpus=v.gpus or None, workspace=v.workspace or None, memory=v.memory or None,
                                  cpus=cpus, shm_size=v.shm_size or None)

@@ -3,17 +3,22 @@
 Only when rows go away or would come back out of order (clearing the `/` filter) is the table
 rebuilt: the rows keep the list's order, and column widths shrink to what is left (a DataTable's
 auto widths only ever grow).
+
+With several workstations a "Where" column says which one each experiment runs on, and the rows
+of a workstation whose engine does not answer keep their last known state under an "unreachable"
+status: only that box's rows say so, the others stay live.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from textual.widgets import DataTable
 
+from ptdesk.config import LOCAL
 from ptdesk.core.models import Experiment
 from ptdesk.core.units import human_bytes
 from ptdesk.tui import format as fmt
@@ -21,19 +26,24 @@ from ptdesk.tui import format as fmt
 if TYPE_CHECKING:
     from ptdesk.core.stats import ContainerStats
 
-COLUMNS = (("name", "Name"), ("kind", "Kind"), ("owner", "Owner"), ("status", "Status"), ("gpus", "GPUs"),
-           ("cpu", "CPU %"), ("memory", "Memory"), ("uptime", "Uptime"), ("env", "Environment"),
+COLUMNS = (("name", "Name"), ("where", "Where"), ("kind", "Kind"), ("owner", "Owner"), ("status", "Status"),
+           ("gpus", "GPUs"), ("cpu", "CPU %"), ("memory", "Memory"), ("uptime", "Uptime"), ("env", "Environment"),
            ("connect", "Connect"))
 Cells = tuple[object, ...]
+UNREACHABLE = "unreachable"
 
 
-def row_key(experiment: Experiment) -> str:
-    """The container id; a record whose container does not exist (yet) is keyed by its name."""
-    return experiment.id or f"name:{experiment.name}"
+def row_key(experiment: Experiment, workstation: str = LOCAL) -> str:
+    """The container id (unique across engines); a record whose container does not exist (yet)
+    is keyed by its workstation and name."""
+    return experiment.id or f"name:{workstation}/{experiment.name}"
 
 
-def cells(e: Experiment, stats: ContainerStats | None, now: float) -> Cells:
-    running = e.status == "running"
+def cells(e: Experiment, stats: ContainerStats | None, now: float, where: str = LOCAL,
+          unreachable: bool = False) -> Cells:
+    """One row; `unreachable`: its workstation's engine does not answer, so the figures are the
+    last known ones and the status says why they do not move."""
+    running = e.status == "running" and not unreachable
     # A stopped experiment's URL or ssh line leads nowhere (its port is gone): none is offered.
     connect = Text(e.connect, overflow="ellipsis", no_wrap=True) if running or not e.connect \
         else Text("- (stopped)", style="dim")
@@ -44,8 +54,9 @@ def cells(e: Experiment, stats: ContainerStats | None, now: float) -> Cells:
     if e.orphan:
         name.append(" (orphan)", style="bold red")
     # Every cell is a Text: nothing from a label is read as markup, and the table skips parsing.
+    status = Text(UNREACHABLE, style="bold red") if unreachable else fmt.status(fmt.status_word(e.status))
     return (
-        name, Text(e.kind), Text(e.owner), fmt.status(fmt.status_word(e.status)),
+        name, Text(where), Text(e.kind), Text(e.owner), status,
         Text(",".join(map(str, e.gpus)) or "-"),
         Text(fmt.percent(cpu) if running else "-", justify="right"),  # whole percent: fewer repaints
         Text(human_bytes(memory) if running else "-", justify="right"),
@@ -67,12 +78,17 @@ def environment_cell(e: Experiment) -> Text:
 
 
 class ExperimentsTable(DataTable):
-    """Knows the last experiments and stats it was given; `show` diffs them into the table."""
+    """Knows the last experiments (and where each is) and stats it was given; `_sync` diffs them
+    into the table. The Where column is there only while there are several workstations."""
 
     def __init__(self, clock: Callable[[], float] = time.time, **kwargs: Any) -> None:
         super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
         self.clock = clock
         self.experiments: dict[str, Experiment] = {}
+        self.where: dict[str, str] = {}  # row key -> workstation
+        self.unreachable: frozenset[str] = frozenset()  # workstations whose engine does not answer
+        self.show_where = False
+        self._columns_changed = False  # the Where column came or went: rebuild at the next sync
         self.stats: dict[str, ContainerStats] = {}
         self.filter_text = ""
         self._shown: dict[str, Cells] = {}
@@ -80,19 +96,37 @@ class ExperimentsTable(DataTable):
     def on_mount(self) -> None:
         self._add_columns()
 
+    @property
+    def columns_shown(self) -> tuple[tuple[str, str], ...]:
+        return COLUMNS if self.show_where else tuple(c for c in COLUMNS if c[0] != "where")
+
     def _add_columns(self) -> None:
-        for key, label in COLUMNS:
+        for key, label in self.columns_shown:
             self.add_column(label, key=key)
 
-    def matches(self, e: Experiment) -> bool:
+    def matches(self, e: Experiment, where: str = "") -> bool:
+        """Whether `e` (on workstation `where`) passes the filter."""
         if not self.filter_text:
             return True
         needle = self.filter_text.lower()
-        return any(needle in field.lower() for field in (e.name, e.kind, e.owner, e.status, e.connect, e.image))
+        return any(needle in field.lower() for field in (e.name, e.kind, e.owner, e.status, e.connect, e.image,
+                                                         where if self.show_where else ""))
 
-    def set_experiments(self, items: tuple[Experiment, ...]) -> None:
-        self.experiments = {row_key(e): e for e in items}
+    def set_experiments(self, items: Sequence[tuple[str, Experiment]], unreachable: frozenset[str] = frozenset(),
+                        show_where: bool = False) -> None:
+        """`items`: (workstation, experiment) in the order to show them."""
+        self.experiments = {row_key(e, ws): e for ws, e in items}
+        self.where = {row_key(e, ws): ws for ws, e in items}
+        self.unreachable = unreachable
+        if show_where != self.show_where:
+            self.show_where = show_where
+            self._columns_changed = True
         self._sync()
+
+    @property
+    def selected_where(self) -> str:
+        """The workstation of the selected row."""
+        return self.where.get(self.selected_key or "", LOCAL)
 
     def set_stats(self, stats: dict[str, ContainerStats]) -> None:
         self.stats = stats
@@ -103,18 +137,23 @@ class ExperimentsTable(DataTable):
         self._sync()
 
     @property
-    def selected(self) -> Experiment | None:
+    def selected_key(self) -> str | None:
+        """The row key under the cursor."""
         if not self.row_count:
             return None
         try:
-            key = self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value
+            return self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value
         except Exception:  # noqa: BLE001 - no row under the cursor
             return None
-        return self.experiments.get(key or "")
 
-    def select_name(self, name: str) -> bool:
-        """Move the cursor to experiment `name`'s row; False while it has none (not listed yet)."""
-        key = next((k for k, e in self.experiments.items() if e.name == name and k in self._shown), None)
+    @property
+    def selected(self) -> Experiment | None:
+        return self.experiments.get(self.selected_key or "")
+
+    def select_name(self, name: str, where: str = LOCAL) -> bool:
+        """Move the cursor to experiment `name`'s row on `where`; False while it has none (not listed yet)."""
+        key = next((k for k, e in self.experiments.items()
+                    if e.name == name and self.where.get(k) == where and k in self._shown), None)
         if key is None:
             return False
         self.move_cursor(row=self.get_row_index(key), animate=False)
@@ -123,7 +162,8 @@ class ExperimentsTable(DataTable):
     def _sync(self) -> None:
         """Diff the wanted rows against what is shown: add, update changed cells, remove."""
         now = self.clock()
-        wanted = {k: cells(e, self.stats.get(e.id), now) for k, e in self.experiments.items() if self.matches(e)}
+        wanted = {k: self._cells(k, e, now) for k, e in self.experiments.items()
+                  if self.matches(e, self.where.get(k, LOCAL))}
         with self.app.batch_update():
             if self._needs_rebuild(wanted):
                 self._rebuild(wanted)
@@ -133,24 +173,31 @@ class ExperimentsTable(DataTable):
                 if shown is None:
                     self.add_row(*row, key=key)
                 elif shown != row:
-                    for (column, _), old, new in zip(COLUMNS, shown, row, strict=True):
+                    for (column, _), old, new in zip(self.columns_shown, shown, row, strict=True):
                         if old != new:
                             self.update_cell(key, column, new, update_width=True)
                 self._shown[key] = row
 
+    def _cells(self, key: str, e: Experiment, now: float) -> Cells:
+        where = self.where.get(key, LOCAL)
+        row = cells(e, self.stats.get(e.id), now, where, where in self.unreachable)
+        return row if self.show_where else row[:1] + row[2:]
+
     def _needs_rebuild(self, wanted: dict[str, Cells]) -> bool:
-        """Rows went away (widths may shrink), or new ones would land out of the list's order."""
-        if any(key not in wanted for key in self._shown):
+        """Rows went away (widths may shrink), or new ones would land out of the list's order, or
+        the columns changed."""
+        if self._columns_changed or any(key not in wanted for key in self._shown):
             return True
         return list(wanted)[: len(self._shown)] != list(self._shown)
 
     def _rebuild(self, wanted: dict[str, Cells]) -> None:
-        selected = self.selected
+        selected = self.selected_key
         self.clear(columns=True)  # fresh columns: their auto widths fit the rows left
         self._add_columns()
+        self._columns_changed = False
         self._shown = {}
         for key, row in wanted.items():
             self.add_row(*row, key=key)
             self._shown[key] = row
-        if selected is not None and (key := row_key(selected)) in wanted:
-            self.move_cursor(row=self.get_row_index(key), animate=False)
+        if selected in wanted:
+            self.move_cursor(row=self.get_row_index(selected), animate=False)

@@ -1,5 +1,9 @@
 """The GPU panel: one row per GPU and per MIG instance, or one calm line saying why there are none.
 
+With several workstations the rows are grouped by workstation, each group under a title line
+(name, driver, GPU count, or why its engine does not answer); each group is drawn from its own
+workstation's samples, so a box that stops answering changes only its own group.
+
 A GPU that has held memory at 0 % utilisation for long (ptdesk.core.cull.idle_gpus) says so at the
 start of its users: "idle 35m", so whoever is sitting on it can be asked to let go.
 """
@@ -11,6 +15,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Sparkline, Static
 
+from ptdesk.config import LOCAL
 from ptdesk.core.models import GpuProcess, GpuSample
 from ptdesk.tui import format as fmt
 from ptdesk.tui.feeds import GpuView
@@ -99,13 +104,43 @@ def _users_text(gpu: GpuSample, idle: str | None = None) -> Text:
     return text
 
 
-class GpuPanel(Vertical):
-    """Rows keyed by GPU uuid, added and removed as GPUs come and go; never rebuilt each tick."""
+class GpuGroup(Vertical):
+    """One workstation's GPUs: its title (only with several workstations), the reason line, rows
+    keyed by GPU uuid, added and removed as GPUs come and go; never rebuilt each tick."""
 
     _last: tuple | None = None
 
+    def __init__(self, workstation: str, titled: bool) -> None:
+        super().__init__(classes="gpu-group")
+        self.workstation = workstation
+        self.titled = titled
+        self.driver: str | None = None
+        self.gpu_count: int | None = None
+        self.trouble: str | None = None  # why its engine does not answer
+
     def compose(self) -> ComposeResult:
-        yield Static("Reading the GPUs…", id="gpu-reason")
+        yield Static(Text(self.workstation, style="bold"), classes="gpu-title")
+        yield Static("Reading the GPUs…", classes="gpu-reason")
+
+    def on_mount(self) -> None:
+        self.query_one(".gpu-title").display = self.titled
+
+    def set_trouble(self, reason: str | None) -> None:
+        if reason != self.trouble:
+            self.trouble = reason
+            self._title()
+
+    def _title(self) -> None:
+        if not self.titled:
+            return
+        parts = [Text(self.workstation, style="bold")]
+        if self.driver:
+            parts.append(Text(f"driver {self.driver}"))
+        if self.gpu_count is not None:
+            parts.append(Text(fmt.count(self.gpu_count, "GPU")))
+        if self.trouble:
+            parts.append(Text(f"engine unreachable: {self.trouble}", style="bold red"))
+        self.query_one(".gpu-title", Static).update(Text(" · ").join(parts))
 
     def show(self, view: GpuView) -> None:
         snapshot = view.snapshot
@@ -116,7 +151,7 @@ class GpuPanel(Vertical):
         if picture == self._last:
             return
         self._last = picture
-        reason = self.query_one("#gpu-reason", Static)
+        reason = self.query_one(".gpu-reason", Static)
         if not snapshot.available:
             reason.update(Text(f"No GPU information: {snapshot.reason or 'NVML is not available.'} "
                                "Everything else works.", style="italic"))
@@ -126,7 +161,13 @@ class GpuPanel(Vertical):
             reason.display = True
         else:
             reason.display = False
-        self.border_subtitle = f"driver {snapshot.driver}" if snapshot.driver else ""
+        self.driver = snapshot.driver
+        self.gpu_count = len(snapshot.physical) if snapshot.available else None
+        self._title()
+        self._rows(view, flags)
+
+    def _rows(self, view: GpuView, flags: dict[str, str]) -> None:
+        snapshot = view.snapshot
         rows = {row.uuid: row for row in self.query(GpuRow)}
         wanted = [g.uuid for g in snapshot.gpus]
         for uuid, row in rows.items():
@@ -141,3 +182,32 @@ class GpuPanel(Vertical):
             return
         for gpu in snapshot.gpus:
             rows[gpu.uuid].show(gpu, view.history.get(gpu.uuid, ()), flags.get(gpu.uuid))
+
+
+class GpuPanel(Vertical):
+    """A group per workstation, in the order given; one workstation's group has no title (the
+    panel's border says its driver)."""
+
+    def __init__(self, workstations: tuple[str, ...] = (LOCAL,), *, id: str | None = None) -> None:  # noqa: A002
+        super().__init__(id=id)
+        self.workstations = workstations
+
+    def compose(self) -> ComposeResult:
+        for name in self.workstations:
+            yield GpuGroup(name, titled=len(self.workstations) > 1)
+
+    def group(self, workstation: str) -> GpuGroup | None:
+        return next((g for g in self.query(GpuGroup) if g.workstation == workstation), None)
+
+    def show(self, view: GpuView, workstation: str = LOCAL) -> None:
+        group = self.group(workstation)
+        if group is None:
+            return
+        group.show(view)
+        if len(self.workstations) == 1:
+            self.border_subtitle = f"driver {view.snapshot.driver}" if view.snapshot.driver else ""
+
+    def set_trouble(self, workstation: str, reason: str | None) -> None:
+        """Say on `workstation`'s group that its engine does not answer (None: it does again)."""
+        if (group := self.group(workstation)) is not None:
+            group.set_trouble(reason)

@@ -45,7 +45,7 @@ class LogPane(Vertical):
 
     def __init__(self, ws: Workstation, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.ws = ws
+        self.ws = ws  # the workstation of the log shown (follow() says which)
         self.lines: deque[str] = deque(maxlen=MAX_LINES)
         self.stream: LogStream | None = None
         self.container: str | None = None
@@ -67,13 +67,14 @@ class LogPane(Vertical):
         self._title()
 
     # --- following ---------------------------------------------------------------------------
-    def follow(self, container_id: str | None, name: str, running: bool, engine_up: bool) -> None:
-        """Show `name`'s log (its last TAIL lines, then new ones while it runs). Only an engine that
-        is up and connected already is asked: this runs on the UI thread, where a connection
-        attempt could hang."""
+    def follow(self, ws: Workstation, container_id: str | None, name: str, running: bool, engine_up: bool) -> None:
+        """Show `name`'s log (its last TAIL lines, then new ones while it runs) from `ws`, the
+        workstation it runs on. Only an engine that is up and connected already is asked: this
+        runs on the UI thread, where a connection attempt could hang."""
         if container_id == self.container and self.stream and not self.stream.closed:
             return
         self.stop()
+        self.ws = ws
         if container_id != self.container:
             self.clear_filter()  # typed for the log it was looking at, not for the next one
         self.container, self.name_shown = container_id, name

@@ -1,0 +1,84 @@
+"""What the dashboard last heard from each workstation: its engine, its experiments, its GPU count.
+
+The main screen keeps one BoxState per workstation (in config order) and draws the merged
+picture from them: every experiment with where it runs, which workstations do not answer, the top
+bar's counts. One box going quiet changes only its own state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from rich.text import Text
+
+from ptdesk.core.models import Experiment
+from ptdesk.tui.format import count
+
+if TYPE_CHECKING:
+    from ptdesk.core.stats import ContainerStats
+
+
+@dataclass
+class BoxState:
+    """One workstation, as its feeds last said."""
+
+    name: str
+    engine_up: bool | None = None  # None: not known yet
+    reason: str | None = None  # why its engine does not answer
+    version: str | None = None
+    experiments: tuple[Experiment, ...] = ()
+    listed: bool = False  # its first list arrived
+    gpu_count: int | None = None
+    stats: dict[str, ContainerStats] = field(default_factory=dict)
+
+
+class Boxes:
+    """Every workstation's BoxState, in the order the dashboard shows them."""
+
+    def __init__(self, names: Sequence[str]) -> None:
+        self.states = {name: BoxState(name) for name in names}
+
+    def __getitem__(self, name: str) -> BoxState:
+        return self.states[name]
+
+    @property
+    def several(self) -> bool:
+        return len(self.states) > 1
+
+    def rows(self) -> list[tuple[str, Experiment]]:
+        """(workstation, experiment) for every experiment, workstation by workstation."""
+        return [(s.name, e) for s in self.states.values() for e in s.experiments]
+
+    def experiments(self) -> tuple[Experiment, ...]:
+        return tuple(e for s in self.states.values() for e in s.experiments)
+
+    def unreachable(self) -> frozenset[str]:
+        return frozenset(s.name for s in self.states.values() if s.engine_up is False)
+
+    def stats(self) -> dict[str, ContainerStats]:
+        """Container id -> figures, of every workstation (ids are unique across engines)."""
+        return {cid: st for s in self.states.values() for cid, st in s.stats.items()}
+
+    @property
+    def listed(self) -> bool:
+        """Some workstation's list arrived (a dead one must not keep the empty-state line away)."""
+        return any(s.listed for s in self.states.values())
+
+    def top_bar(self, hostname: str, instance: str, default: str) -> Text:
+        """Host, engine(s), experiments, GPUs."""
+        items = self.experiments()
+        running = sum(1 for e in items if e.status == "running")
+        counts = [s.gpu_count for s in self.states.values() if s.gpu_count is not None]
+        gpus = count(sum(counts), "GPU") if counts else "GPUs: N/A"
+        if self.several:
+            down = sorted(self.unreachable())
+            engine = count(len(self.states), "workstation") + (f" ({', '.join(down)} unreachable)" if down else "")
+        else:
+            state = self.states[default]
+            engine = (f"Docker {state.version}" if state.version and state.engine_up
+                      else "Docker: unreachable" if state.engine_up is False else "Docker: connecting…")
+        return Text.assemble(("ptdesk ", "bold"), f"· {hostname} · {engine} · ",
+                             f"{count(len(items), 'experiment')} ({running} running) · {gpus}",
+                             (f" · instance {instance}" if instance != "default" else "", "dim"))

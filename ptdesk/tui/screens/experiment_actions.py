@@ -1,0 +1,144 @@
+"""The main screen's actions on the selected experiment: details, copy, shell, stop/start, remove,
+collaborators. Each goes to the selected experiment's own workstation (the rows of every
+workstation share one table), in a background job (tui.jobs), and reads that workstation's list
+again when done. A base class of MainScreen, which owns the table, the log pane and the feeds."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from textual.screen import Screen
+
+from ptdesk.core.models import Experiment
+from ptdesk.core.workstation import Workstation
+from ptdesk.tui.errors import notify_error
+from ptdesk.tui.format import removal_note
+from ptdesk.tui.jobs import run_job
+from ptdesk.tui.screens.collaborators import Collaborators
+from ptdesk.tui.screens.confirm import Confirm
+from ptdesk.tui.screens.details import Details, stopped_copy_note
+from ptdesk.tui.shell import open_shell, shell_refusal
+from ptdesk.tui.widgets.experiments_table import ExperimentsTable
+from ptdesk.tui.widgets.log_pane import LogPane
+
+if TYPE_CHECKING:
+    from ptdesk.tui.boxes import Boxes
+    from ptdesk.tui.live import LiveFeeds
+
+
+class ExperimentActions(Screen[None]):
+    """What MainScreen gives these actions."""
+
+    ws: Workstation  # the default workstation
+    workstations: dict[str, Workstation]
+    feeds: dict[str, LiveFeeds]
+    boxes: Boxes
+
+    @property
+    def table(self) -> ExperimentsTable:
+        return self.query_one(ExperimentsTable)
+
+    @property
+    def log_pane(self) -> LogPane:
+        return self.query_one(LogPane)
+
+    def _follow_selected(self) -> None:
+        """Show the selected experiment's log (asked of its own workstation's engine)."""
+        selected, ws = self.table.selected, self.selected_ws
+        up = bool(self.boxes[ws.name].engine_up)
+        if selected is None:
+            self.log_pane.follow(ws, None, "", False, up)
+            return
+        self.log_pane.follow(ws, selected.id or None, selected.name, selected.status == "running", up)
+
+    def _need_selected(self) -> Experiment | None:
+        selected = self.table.selected
+        if selected is None:
+            self.notify("Select an experiment first (or press n for a new one).", severity="warning")
+        return selected
+
+    @property
+    def selected_ws(self) -> Workstation:
+        """The workstation of the selected experiment (the default one when none is selected)."""
+        return self.workstations.get(self.table.selected_where, self.ws)
+
+    def _act(self, title: str, job: Callable[[], object], done: str) -> None:
+        """Run `job` in the background; say `done` or the error, then read the selected
+        experiment's workstation's list again."""
+        feeds = self.feeds[self.selected_ws.name]
+
+        def finished(_result: object) -> None:
+            self.notify(done, markup=False)
+            feeds.request_list()
+
+        def failed(error: BaseException) -> None:
+            notify_error(self.app, error, title=title)
+            feeds.request_list()
+
+        run_job(self, job, title=title, on_done=finished, on_error=failed, group="action")
+
+    def action_details(self) -> None:
+        if (selected := self._need_selected()) is not None:
+            self.app.push_screen(Details(selected))
+
+    def action_copy(self) -> None:
+        selected = self._need_selected()
+        if selected is None:
+            return
+        if selected.status != "running":
+            self.notify(stopped_copy_note(selected), severity="warning", markup=False)
+            return
+        if not selected.connect:
+            self.notify(f"{selected.name} has no connect line.", severity="warning", markup=False)
+            return
+        self.app.copy_to_clipboard(selected.connect)
+        self.notify(f"Copied: {selected.connect}", markup=False)
+
+    def action_shell(self) -> None:
+        selected = self._need_selected()
+        if selected is None:
+            return
+        if (refusal := shell_refusal(selected)) is not None:
+            self.notify(refusal, severity="warning", markup=False)
+            return
+        name = selected.name
+        # The command line is read in the background (it asks the engine); the shell runs here.
+        ws = self.selected_ws
+        run_job(self, lambda: ws.ssh_argv(name), title=f"Shell in {name}",
+                on_done=lambda argv: self._shell(name, argv), group="shell")
+
+    def _shell(self, name: str, argv: list[str]) -> None:
+        # Nothing draws the log while the shell has the terminal: its batches would only pile up.
+        self.log_pane.stop()
+        open_shell(self.app, name, argv)
+        self._follow_selected()
+
+    def action_stop_start(self) -> None:
+        selected = self._need_selected()
+        if selected is None:
+            return
+        name, ws = selected.name, self.selected_ws
+        if selected.status == "running":
+            self.notify(f"Stopping {name}…", markup=False)
+            self._act(f"Stopping {name}", lambda: ws.stop(name), f"{name} stopped.")
+        else:
+            self.notify(f"Starting {name} (waiting until it accepts logins)…", markup=False)
+            self._act(f"Starting {name}", lambda: ws.start(name), f"{name} is running.")
+
+    def action_remove(self) -> None:
+        selected = self._need_selected()
+        if selected is None:
+            return
+        name, ws = selected.name, self.selected_ws
+
+        def confirmed(yes: bool | None) -> None:
+            if yes:
+                self._act(f"Removing {name}", lambda: ws.remove(name, force=True), f"{name} removed.")
+
+        self.app.push_screen(Confirm(f"Remove {name}?", removal_note(selected)), confirmed)
+
+    def action_collaborators(self) -> None:
+        selected = self.table.selected
+        self.app.push_screen(Collaborators(self.selected_ws,
+                                           selected.name if selected and selected.kind == "ssh" else None))
