@@ -16,7 +16,7 @@ from typing import Any
 import docker
 import docker.errors
 
-from ptdesk.core.engine_errors import explain, translated_errors
+from ptdesk.core.engine_errors import explain, local_engine_address, translated_errors
 from ptdesk.core.models import LABEL_INSTANCE, LABEL_MANAGED
 from ptdesk.errors import NotFound, PtdeskError
 
@@ -71,9 +71,12 @@ class ClosableStream:
 class Engine:
     """A connected Docker engine. Cheap to pass around; thread-safe for independent calls."""
 
-    def __init__(self, client: docker.DockerClient) -> None:
+    def __init__(self, client: docker.DockerClient, where: str | None = None) -> None:
+        """`where`: the engine's address as errors name it (an ssh:// workstation's URL; default:
+        DOCKER_HOST, else the local socket)."""
         self.client = client
         self.api = client.api
+        self.where = where or local_engine_address()
 
     @classmethod
     def connect(cls, timeout: float = 30.0) -> Engine:
@@ -87,11 +90,11 @@ class Engine:
 
     # --- engine & images -------------------------------------------------------------------
     def version(self) -> dict:
-        with translated_errors("Asking the engine for its version"):
+        with translated_errors("Asking the engine for its version", self.where):
             return self.api.version()
 
     def info(self) -> dict:
-        with translated_errors("Asking the engine for its info"):
+        with translated_errors("Asking the engine for its info", self.where):
             return self.api.info()
 
     def image_exists(self, ref: str) -> bool:
@@ -99,7 +102,7 @@ class Engine:
 
     def image_info(self, ref: str) -> dict | None:
         """The engine's inspect document of an image (Id, Created, Size, Config.Labels), or None."""
-        with translated_errors(f"Looking up image {ref}"):
+        with translated_errors(f"Looking up image {ref}", self.where):
             try:
                 return self.api.inspect_image(ref)
             except docker.errors.ImageNotFound:
@@ -108,7 +111,7 @@ class Engine:
     def build(self, context: bytes, tag: str, buildargs: dict[str, str],
               on_line: Callable[[str], None], labels: dict[str, str] | None = None) -> None:
         """Build from an in-memory tar context, streaming progress lines to on_line."""
-        with translated_errors(f"Building {tag}"):
+        with translated_errors(f"Building {tag}", self.where):
             stream = self.api.build(fileobj=io.BytesIO(context), custom_context=True, tag=tag,
                                     buildargs=buildargs, rm=True, forcerm=True, decode=True, pull=False,
                                     labels=labels)
@@ -132,7 +135,7 @@ class Engine:
     def create(self, *, name: str, image: str, labels: dict[str, str], host_config: dict[str, Any],
                command: list[str] | None = None, environment: dict[str, str] | None = None,
                user: str | None = None, exposed: Iterable[str] = (), hostname: str | None = None) -> str:
-        with translated_errors(f"Creating container {name}"):
+        with translated_errors(f"Creating container {name}", self.where):
             hc = self.api.create_host_config(**host_config)
             result = self.api.create_container(
                 image=image, name=name, labels=labels, host_config=hc, command=command,
@@ -151,7 +154,7 @@ class Engine:
                 info.size, info.mode, info.uid, info.gid, info.mtime = (
                     len(spec.data), spec.mode, spec.uid, spec.gid, now)
                 tar.addfile(info, io.BytesIO(spec.data))
-        with translated_errors(f"Placing files in {container[:12]}"):
+        with translated_errors(f"Placing files in {container[:12]}", self.where):
             if not self.api.put_archive(container, dest, buffer.getvalue()):
                 raise PtdeskError(f"The engine refused to place files in {container[:12]}:{dest}.")
 
@@ -165,7 +168,7 @@ class Engine:
         """
         where = f"{path} in {container[:12]}"
         hint = f"ptdesk does not make it so: remove the container with docker rm -f {container[:12]}"
-        with translated_errors(f"Reading {where}"):
+        with translated_errors(f"Reading {where}", self.where):
             stream, stat = self.api.get_archive(container, path, chunk_size=64 * 1024)
             try:
                 _check_stat(where, stat, max_bytes, hint)
@@ -190,16 +193,16 @@ class Engine:
             raise PtdeskError(f"{where} could not be read ({exc}).", hint) from None
 
     def start(self, container: str) -> None:
-        with translated_errors(f"Starting {container[:12]}"):
+        with translated_errors(f"Starting {container[:12]}", self.where):
             self.api.start(container)
 
     def stop(self, container: str, timeout: int = 10) -> None:
-        with translated_errors(f"Stopping {container[:12]}"):
+        with translated_errors(f"Stopping {container[:12]}", self.where):
             self.api.stop(container, timeout=timeout)
 
     def remove(self, container: str, force: bool = True) -> None:
         """Remove a container; one that is already gone is not an error."""
-        with translated_errors(f"Removing {container[:12]}"):
+        with translated_errors(f"Removing {container[:12]}", self.where):
             try:
                 self.api.remove_container(container, force=force, v=True)
             except docker.errors.NotFound:
@@ -210,7 +213,7 @@ class Engine:
                 raise
 
     def inspect(self, container: str) -> dict:
-        with translated_errors(f"Inspecting {container[:12] if len(container) > 12 else container}"):
+        with translated_errors(f"Inspecting {container[:12] if len(container) > 12 else container}", self.where):
             return self.api.inspect_container(container)
 
     def try_inspect(self, container: str) -> dict | None:
@@ -227,7 +230,7 @@ class Engine:
     def list_managed(self, instance: str, all: bool = True) -> list[dict]:
         """Managed containers of one ptdesk instance: one request, no per-container inspect."""
         filters = {"label": [f"{LABEL_MANAGED}=1", f"{LABEL_INSTANCE}={instance}"]}
-        with translated_errors("Listing containers"):
+        with translated_errors("Listing containers", self.where):
             return self.api.containers(all=all, filters=filters)
 
     def published_port(self, container: str, container_port: str) -> tuple[str, int] | None:
@@ -239,7 +242,7 @@ class Engine:
         return None
 
     def exec(self, container: str, cmd: list[str], user: str = "root") -> tuple[int, bytes]:
-        with translated_errors(f"Running a command in {container[:12]}"):
+        with translated_errors(f"Running a command in {container[:12]}", self.where):
             exec_id = self.api.exec_create(container, cmd, user=user, stdout=True, stderr=True)["Id"]
             output = self.api.exec_start(exec_id)
             rc = self.api.exec_inspect(exec_id).get("ExitCode")
@@ -247,19 +250,19 @@ class Engine:
 
     def top_pids(self, container: str) -> list[int]:
         """Host PIDs of the processes in a running container."""
-        with translated_errors(f"Listing processes of {container[:12]}"):
+        with translated_errors(f"Listing processes of {container[:12]}", self.where):
             top = self.api.top(container, ps_args="-eo pid")
         return [int(row[0]) for row in top.get("Processes") or []]
 
     # --- networks --------------------------------------------------------------------------
     def networks_named(self, name: str) -> list[dict]:
         """Networks whose name is exactly `name` (the engine's filter also matches parts of names)."""
-        with translated_errors("Listing networks"):
+        with translated_errors("Listing networks", self.where):
             return [n for n in self.api.networks(names=[name]) if n.get("Name") == name]
 
     def create_network(self, name: str, options: dict[str, str], labels: dict[str, str]) -> str | None:
         """A new bridge network's id; None when the engine says one of that name exists already."""
-        with translated_errors(f"Creating network {name}"):
+        with translated_errors(f"Creating network {name}", self.where):
             try:
                 return self.api.create_network(name, driver="bridge", options=options, labels=labels,
                                                check_duplicate=True)["Id"]
@@ -269,7 +272,7 @@ class Engine:
                 raise
 
     def remove_network(self, network: str) -> None:
-        with translated_errors(f"Removing network {network[:12]}"):
+        with translated_errors(f"Removing network {network[:12]}", self.where):
             try:
                 self.api.remove_network(network)
             except docker.errors.NotFound:
@@ -279,14 +282,14 @@ class Engine:
     def logs(self, container: str, tail: int | str = "all", follow: bool = False,
              since: float | None = None) -> Iterator[bytes]:
         """Raw log frames (not lines); the caller splits lines and must close the generator."""
-        with translated_errors(f"Reading logs of {container[:12]}"):
+        with translated_errors(f"Reading logs of {container[:12]}", self.where):
             return self.api.logs(container, stream=True, follow=follow, tail=tail,
                                  since=int(since) if since else None)
 
     def events(self, instance: str, since: float | None = None):
         """Decoded container events of one instance's managed containers (a closable generator)."""
         filters = {"type": ["container"], "label": [f"{LABEL_MANAGED}=1", f"{LABEL_INSTANCE}={instance}"]}
-        with translated_errors("Following engine events"):
+        with translated_errors("Following engine events", self.where):
             return ClosableStream(self.api.events(since=since, filters=filters, decode=True))
 
     # --- attached helpers (a workstation's GPU sampler) --------------------------------------
@@ -295,7 +298,7 @@ class Engine:
         """Create and start a container whose stdin stays open exactly as long as the returned socket
         (StdinOnce): closing it, or losing the connection, ends the container's input. Returns
         (id, socket); read its output with attached_output and close the socket when done."""
-        with translated_errors(f"Starting {name}"):
+        with translated_errors(f"Starting {name}", self.where):
             hc = self.api.create_host_config(**host_config)
             created = self.api.create_container(image=image, name=name, labels=labels, host_config=hc,
                                                 # not detached + stdin_open: docker-py sets StdinOnce
@@ -309,12 +312,11 @@ class Engine:
                 raise
         return created, sock
 
-    @staticmethod
-    def attached_output(sock: Any) -> Iterator[bytes]:
+    def attached_output(self, sock: Any) -> Iterator[bytes]:
         """The stdout payloads of an attached (non-tty) container, until it ends or the socket closes."""
         from docker.utils.socket import frames_iter
 
-        with translated_errors("Reading an attached container"):
+        with translated_errors("Reading an attached container", self.where):
             for stream, data in frames_iter(sock, tty=False):
                 if stream == 1:
                     yield data
@@ -322,7 +324,7 @@ class Engine:
     @contextmanager
     def scratch_container(self, image: str) -> Iterator[str]:
         """A created, never started container of `image` (to read files out of the image), removed after."""
-        with translated_errors(f"Reading from image {image[:19]}"):
+        with translated_errors(f"Reading from image {image[:19]}", self.where):
             container = self.api.create_container(image=image, command=["true"], labels={"ptdesk.scratch": "1"},
                                                   network_disabled=True)["Id"]
         try:
@@ -332,14 +334,14 @@ class Engine:
 
     def save_images(self, refs: Iterable[str]) -> Iterator[bytes]:
         """`docker save REF...` as a stream of chunks: one archive, layers shared between images once."""
-        with translated_errors("Saving images"):
+        with translated_errors("Saving images", self.where):
             response = self.api._get(self.api._url("/images/get"), params={"names": list(refs)}, stream=True)
             self.api._raise_for_status(response)
             return response.iter_content(chunk_size=1 << 20)
 
     def load_images(self, stream: Any) -> list[str]:
         """`docker load` from a file object; returns the engine's messages (Loaded image: ...)."""
-        with translated_errors("Loading images"):
+        with translated_errors("Loading images", self.where):
             messages = []
             for chunk in self.api.load_image(stream):
                 if "error" in chunk:

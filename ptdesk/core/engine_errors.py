@@ -19,8 +19,9 @@ ENGINE_HINT = "Start the Docker engine (sudo systemctl start docker, or scripts/
 
 
 @contextmanager
-def translated_errors(what: str) -> Iterator[None]:
-    """Turn docker-py/requests failures into one-sentence PtdeskErrors."""
+def translated_errors(what: str, where: str | None = None) -> Iterator[None]:
+    """Turn docker-py/requests failures into one-sentence PtdeskErrors; `where`: the engine's
+    address, as the sentence names it (default: DOCKER_HOST, else the local socket)."""
     try:
         yield
     except PtdeskError:
@@ -45,12 +46,12 @@ def translated_errors(what: str) -> Iterator[None]:
                                     "Add yourself to the docker group (then log in again) or use sudo.") from None
         raise PtdeskError(f"{what}: the engine refused ({text}).") from None
     except docker.errors.DockerException as exc:
-        raise _unavailable(what, exc) from None
+        raise _unavailable(what, exc, where) from None
     except (requests.exceptions.ConnectionError, requests.exceptions.Timeout, ConnectionError,
             urllib3.exceptions.HTTPError, paramiko.SSHException) as exc:
         # paramiko's: an ssh:// engine whose SSH session could not be opened or broke (ptdesk.core.remote).
         # urllib3's errors are how a stream (logs, events) breaks when the engine goes away mid-read.
-        raise _unavailable(what, exc) from None
+        raise _unavailable(what, exc, where) from None
 
 
 # Go's os.FileMode type bits, as the engine reports them in the archive stat (a regular file has none).
@@ -61,10 +62,15 @@ def explain(exc: Exception) -> str:
     return str(exc)
 
 
-def _unavailable(what: str, exc: Exception) -> EngineUnavailable:
+def _unavailable(what: str, exc: Exception, where: str | None = None) -> EngineUnavailable:
     text = str(exc)
     if "Permission denied" in text or "PermissionError" in text:
         return EngineUnavailable(f"{what}: permission denied on the Docker socket.",
                                  "Add yourself to the docker group (then log in again) or use sudo.")
-    where = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    where = where or local_engine_address()
     return EngineUnavailable(f"{what}: the Docker engine at {where} is not reachable.", ENGINE_HINT)
+
+
+def local_engine_address() -> str:
+    """Where docker-py's from_env connects: DOCKER_HOST, else the local socket."""
+    return os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"

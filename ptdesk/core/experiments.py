@@ -123,7 +123,7 @@ def logs(ws: Workstation, name: str, tail: int | str = 100, follow: bool = False
     try:
         # Frames are read from the engine's socket while iterating: a connection cut mid-stream is
         # engine trouble like any other, said in one sentence.
-        with translated_errors(f"Reading logs of {name}"):
+        with translated_errors(f"Reading logs of {name}", ws.engine.where):
             for chunk in stream:
                 pending += chunk
                 *lines, pending = pending.split(b"\n")

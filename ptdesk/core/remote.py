@@ -165,7 +165,7 @@ def connect(config: Config, entry: WorkstationEntry, timeout: float = 60.0) -> E
                                 "Check it with: ptdesk workstations test " + entry.name) from None
     except (OSError, EOFError) as exc:
         raise unreachable(entry, exc) from None
-    return Engine(_client_on(adapter, entry, timeout))
+    return Engine(_client_on(adapter, entry, timeout), where=entry.engine)
 
 
 def _client_on(adapter: PinnedSSHAdapter, entry: WorkstationEntry, timeout: float) -> docker.DockerClient:

@@ -58,6 +58,7 @@ class SamplerFeed:
             self.container, self._sock = engine.run_attached(name=name, image=SAMPLER_IMAGE, labels=labels,
                                                              host_config=sampler_host_config(False), user="65534:65534")
             self.gpu_runtime = False
+        self._engine = engine
         self.latest: GpuSnapshot | None = None
         self.error: str | None = None
         self._arrived = threading.Condition()
@@ -65,11 +66,9 @@ class SamplerFeed:
         self._reader.start()
 
     def _read(self) -> None:
-        from ptdesk.core.engine import Engine
-
         pending = b""
         try:
-            for chunk in Engine.attached_output(self._sock):
+            for chunk in self._engine.attached_output(self._sock):
                 pending += chunk
                 *complete, pending = pending.split(b"\n")
                 for line in complete:

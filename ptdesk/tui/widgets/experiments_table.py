@@ -44,9 +44,10 @@ def cells(e: Experiment, stats: ContainerStats | None, now: float, where: str = 
     """One row; `unreachable`: its workstation's engine does not answer, so the figures are the
     last known ones and the status says why they do not move."""
     running = e.status == "running" and not unreachable
-    # A stopped experiment's URL or ssh line leads nowhere (its port is gone): none is offered.
-    connect = Text(e.connect, overflow="ellipsis", no_wrap=True) if running or not e.connect \
-        else Text("- (stopped)", style="dim")
+    # A stopped experiment's URL or ssh line leads nowhere (its port is gone): none is offered. One
+    # on an unreachable workstation keeps its last known line, dimmed (it may well still work).
+    connect = Text(e.connect, overflow="ellipsis", no_wrap=True, style="dim" if unreachable else "") \
+        if e.status == "running" or not e.connect else Text("- (stopped)", style="dim")
     cpu = stats.cpu_percent if stats and running else None
     memory = stats.memory if stats and running else None
     started = stats.started if stats and running else None

@@ -142,6 +142,14 @@ class GpuGroup(Vertical):
             parts.append(Text(f"engine unreachable: {self.trouble}", style="bold red"))
         self.query_one(".gpu-title", Static).update(Text(" · ").join(parts))
 
+    def _unnamed(self, reason: str | None) -> str | None:
+        """A remote's reason names its workstation ("box: ...", "Workstation box: ..."); under its
+        own title it need not say it again."""
+        if reason and self.titled:
+            for prefix in (f"{self.workstation}: ", f"Workstation {self.workstation}: "):
+                reason = reason.removeprefix(prefix)
+        return reason
+
     def show(self, view: GpuView) -> None:
         snapshot = view.snapshot
         flags = idle_flags(view)
@@ -153,7 +161,7 @@ class GpuGroup(Vertical):
         self._last = picture
         reason = self.query_one(".gpu-reason", Static)
         if not snapshot.available:
-            reason.update(Text(f"No GPU information: {snapshot.reason or 'NVML is not available.'} "
+            reason.update(Text(f"No GPU information: {self._unnamed(snapshot.reason) or 'NVML is not available.'} "
                                "Everything else works.", style="italic"))
             reason.display = True
         elif not snapshot.gpus:
