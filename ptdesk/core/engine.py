@@ -89,6 +89,15 @@ class Engine:
         self.client.close()
 
     # --- engine & images -------------------------------------------------------------------
+    def stats_once(self, container: str) -> dict | None:
+        """The engine's one-shot figures of a running container (no wait for a CPU delta); None
+        when it is gone."""
+        with translated_errors(f"Reading the figures of {container[:12]}", self.where):
+            try:
+                return self.api.stats(container, stream=False, one_shot=True)
+            except docker.errors.NotFound:
+                return None
+
     def version(self) -> dict:
         with translated_errors("Asking the engine for its version", self.where):
             return self.api.version()

@@ -45,9 +45,18 @@ class _Dirs:
 
 
 @dataclass(frozen=True)
-class _Raw:
+class CpuRead:
+    """A container's CPU time used so far, and when that was read (monotonic)."""
+
     cpu_ns: int | None
     at_ns: int
+
+
+def cpu_percent(previous: CpuRead | None, cpu_ns: int | None, now_ns: int) -> float | None:
+    """Percent of one core between two reads of our own (None until there are two)."""
+    if previous is None or previous.cpu_ns is None or cpu_ns is None or now_ns <= previous.at_ns:
+        return None
+    return max(0.0, (cpu_ns - previous.cpu_ns) / (now_ns - previous.at_ns) * 100.0)
 
 
 def _read(path: Path) -> str | None:
@@ -89,7 +98,7 @@ class StatsSampler:
         self._clock = clock
         self._v2 = (root / "cgroup.controllers").exists()
         self._dirs: dict[str, _Dirs | None] = {}
-        self._previous: dict[str, _Raw] = {}
+        self._previous: dict[str, CpuRead] = {}
         self._boot_time: float | None = None
         self._ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
@@ -171,11 +180,8 @@ class StatsSampler:
             cpu_ns = self._cpu_ns(dirs)
             if cpu_ns is None:  # the cgroup vanished (container stopped): look it up afresh next time
                 self._dirs.pop(cid, None)
-            previous = self._previous.get(cid)
-            percent = None
-            if previous and previous.cpu_ns is not None and cpu_ns is not None and now > previous.at_ns:
-                percent = max(0.0, (cpu_ns - previous.cpu_ns) / (now - previous.at_ns) * 100.0)
-            self._previous[cid] = _Raw(cpu_ns, now)
+            percent = cpu_percent(self._previous.get(cid), cpu_ns, now)
+            self._previous[cid] = CpuRead(cpu_ns, now)
             memory, limit = self._memory(dirs)
             out[cid] = ContainerStats(cid, percent, memory, limit, self._started(dirs))
         # Forget containers that are no longer asked about, so the cache stays bounded.

@@ -45,6 +45,7 @@ from ptdesk.core.accounts import Ended
 from ptdesk.core.collab_export import Exported
 from ptdesk.core.cull import IdleState
 from ptdesk.core.engine import Engine
+from ptdesk.core.engine_stats import EngineStatsSampler
 from ptdesk.core.environment import EnvironmentDiff, ExperimentEnvironment
 from ptdesk.core.gpu import GpuSampler
 from ptdesk.core.image_archive import ArchiveReport
@@ -107,9 +108,10 @@ class Workstation:
         return self.entry is not None
 
     @cached_property
-    def stats_sampler(self) -> StatsSampler:
-        """CPU/memory of running containers from their cgroup files (no engine call)."""
-        return StatsSampler()
+    def stats_sampler(self) -> StatsSampler | EngineStatsSampler:
+        """CPU/memory of running containers from their cgroup files (no engine call); on a remote
+        workstation, whose files are there, asked of its engine."""
+        return EngineStatsSampler(lambda: self.engine) if self.entry else StatsSampler()
 
     @property
     def engine(self) -> Engine:
@@ -204,8 +206,6 @@ class Workstation:
         return LogStream.for_container(self.engine, container_id, **options)
 
     def container_stats(self, container_ids: Iterable[str]) -> dict[str, ContainerStats]:
-        if self.entry:  # the cgroup files are on that machine: not read (a value, never an error)
-            return {}
         return self.stats_sampler.sample(container_ids)
 
     # --- GPUs ---------------------------------------------------------------------------------

@@ -6,8 +6,10 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+import pytest
 from helpers import cgroup_tree, wait_until
 
+from ptdesk.core.engine_stats import EngineStatsSampler
 from ptdesk.core.stats import StatsSampler
 
 CID = "a" * 64
@@ -61,10 +63,13 @@ def test_missing_container_is_values_not_errors(tmp_path: Path):
     assert (stats.cpu_percent, stats.memory, stats.started) == (None, None, None)
 
 
-def test_real_containers_busy_and_idle(engine, sleeper):
+@pytest.mark.parametrize("source", ["cgroup files", "the engine"])
+def test_real_containers_busy_and_idle(engine, sleeper, source):
+    """The same figures from the cgroup files (local) and from the engine's one-shot stats (how a
+    remote workstation's are read, its files being there)."""
     busy = sleeper("busy", script="while :; do :; done")
     idle = sleeper("idle")
-    sampler = StatsSampler()
+    sampler = StatsSampler() if source == "cgroup files" else EngineStatsSampler(lambda: engine)
     sampler.sample([busy, idle])
 
     def measured():

@@ -380,6 +380,11 @@ async def test_one_dashboard_shows_both_and_a_dead_box_marks_only_its_own_rows(
                                                         "d-remote": ("box", "running")},
                          message="both workstations' rows")
             assert "Where" in [str(c.label) for c in app.main.table.columns.values()]
+            # The box's figures come from its engine (its cgroup files are there): memory, then CPU %.
+            remote = next(k for k, e in app.main.table.experiments.items() if e.name == "d-remote")
+            await settle(pilot, lambda: str(app.main.table.get_cell(remote, "memory")).endswith("iB")
+                         and str(app.main.table.get_cell(remote, "cpu")).endswith("%"),
+                         message="the remote row's CPU and memory")
             groups = {g.workstation: g for g in app.query(GpuGroup)}
             assert list(groups) == ["local", "box"] and all(g.query_one(".gpu-title").display for g in groups.values())
             await settle(pilot, lambda: "libnvidia-ml" in str(groups["box"].query_one(".gpu-reason").render()),
