@@ -12,10 +12,12 @@ _MARK = {"ok": "ok  ", "warn": "WARN", "fail": "FAIL"}
 
 
 @click.command("doctor")
+@click.option("--on", "on", metavar="NAME", help="Check that workstation (its engine over SSH, its GPUs "
+              "through its sampler, its store and keys) instead of this machine.")
 @json_option
-def doctor(as_json: bool) -> None:
+def doctor(on: str | None, as_json: bool) -> None:
     """Check the engine, GPU runtime, images, NVML, state and keys; exit 0 when ptdesk can launch."""
-    report = run_checks()
+    report = run_checks(on)
     if as_json:
         emit_json(report.to_json())
     else:
@@ -28,7 +30,8 @@ def doctor(as_json: bool) -> None:
         first = failed[0]
         more = f" (and {len(failed) - 1} more failed check(s) above)" if len(failed) > 1 else ""
         error_type = EngineUnavailable if first.name == "engine" else PtdeskError
-        raise error_type(f"Cannot launch here: {first.detail.rstrip('.')}{more}.", first.hint)
+        where = f"on {on}" if on and on != "local" else "here"
+        raise error_type(f"Cannot launch {where}: {first.detail.rstrip('.')}{more}.", first.hint)
 
 
 COMMANDS = [doctor]

@@ -13,7 +13,7 @@ import stat
 from dataclasses import asdict, dataclass
 from typing import Literal
 
-from ptdesk.config import Config, load_config
+from ptdesk.config import LOCAL, Config, load_config
 from ptdesk.core.driver_compat import driver_warning
 from ptdesk.core.engine import Engine
 from ptdesk.core.gpu import GpuSampler
@@ -23,7 +23,8 @@ from ptdesk.core.kinds import kind_names
 from ptdesk.core.launch import free_port
 from ptdesk.core.models import GpuSnapshot
 from ptdesk.core.state import integrity_problems
-from ptdesk.errors import PtdeskError
+from ptdesk.core.workstation import Workstation
+from ptdesk.errors import InvalidInput, PtdeskError
 
 Status = Literal["ok", "warn", "fail"]
 
@@ -60,9 +61,9 @@ def check_config() -> tuple[Check, Config | None]:
     return Check("config", "ok", f"{where}; PTDESK_HOME={config.home}, instance {config.instance}"), config
 
 
-def check_engine(report: Report) -> tuple[Check, Engine | None]:
+def check_engine(report: Report, remote: Workstation | None = None) -> tuple[Check, Engine | None]:
     try:
-        engine = Engine.connect(timeout=10)
+        engine = remote.engine if remote is not None else Engine.connect(timeout=10)
         version = engine.version()
     except PtdeskError as exc:
         return Check("engine", "fail", exc.message, exc.hint), None
@@ -114,13 +115,17 @@ def check_nvml() -> Check:
     return check_nvml_driver()[0]
 
 
-def check_nvml_driver() -> tuple[Check, str | None]:
-    """The NVML check and the driver version it read (None without NVML)."""
-    sampler = GpuSampler()
-    try:
-        snapshot = sampler.sample()
-    finally:
-        sampler.close()
+def check_nvml_driver(remote: Workstation | None = None) -> tuple[Check, str | None]:
+    """The NVML check and the driver version it read (None without NVML); of a remote
+    workstation, through its GPU sampler."""
+    if remote is not None:
+        snapshot = remote.gpu_snapshot()
+    else:
+        sampler = GpuSampler()
+        try:
+            snapshot = sampler.sample()
+        finally:
+            sampler.close()
     return _nvml_check(snapshot), snapshot.driver if snapshot.available else None
 
 
@@ -192,28 +197,44 @@ def check_keys(config: Config) -> Check:
     return Check("keys", "ok", f"{folder} is 0700, private files 0600")
 
 
-def run_checks() -> Report:
+def run_checks(workstation: str | None = None) -> Report:
+    """Every check, of the local engine, or (`workstation`: a [workstations.NAME]) of that box:
+    its engine over SSH, its GPU runtime and images, its GPUs through its sampler, its own store
+    and keys (the bind address is that machine's, checked by every launch there)."""
     report = Report(checks=[])
     cudas: dict[str, str] = {}
     config_check, config = check_config()
     report.checks.append(config_check)
-    engine_check, engine = check_engine(report)
+    remote = _remote(config, workstation)
+    engine_check, engine = check_engine(report, remote)
     report.checks.append(engine_check)
     try:
         if engine is not None:
             report.checks.append(check_gpu_runtime(engine))
             if config is not None:
-                report.checks += check_images(engine, config)
-                cudas = image_cudas(engine, config)
+                report.checks += check_images(engine, remote.config if remote else config)
+                cudas = image_cudas(engine, remote.config if remote else config)
+        nvml, driver = check_nvml_driver(remote)
+        report.checks.append(nvml)
+        report.checks += [c for c in (check_driver_cuda(driver, cudas),) if c is not None]
+        if config is not None:
+            own = remote.config if remote else config
+            report.checks += [*([] if remote else [check_bind_address(config)]), check_state(own), check_keys(own)]
     finally:
-        if engine is not None:
+        if remote is not None:
+            remote.close()
+        elif engine is not None:
             engine.close()
-    nvml, driver = check_nvml_driver()
-    report.checks.append(nvml)
-    report.checks += [c for c in (check_driver_cuda(driver, cudas),) if c is not None]
-    if config is not None:
-        report.checks += [check_bind_address(config), check_state(config), check_keys(config)]
     return report
+
+
+def _remote(config: Config | None, workstation: str | None) -> Workstation | None:
+    if config is None or workstation in (None, LOCAL):
+        return None
+    if workstation not in config.workstations:
+        raise InvalidInput(f"There is no workstation {workstation!r}.",
+                           f"Known: {', '.join([LOCAL, *config.workstations])}.")
+    return Workstation(config, config.workstations[workstation])
 
 
 def check_bind_address(config: Config) -> Check:

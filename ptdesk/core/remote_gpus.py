@@ -113,6 +113,9 @@ class RemoteGpus:
         self.last: GpuSnapshot | None = None
 
     def _unavailable(self, reason: str) -> GpuSnapshot:
+        """Why there is no sample, naming the workstation once ("box: ..."; an engine error from
+        the fleet already says "Workstation box: ...")."""
+        reason = reason.removeprefix(f"Workstation {self._ws.name}: ")
         return GpuSnapshot(available=False, reason=f"{self._ws.name}: {reason}", driver=None, taken_at=time.time())
 
     def sample(self) -> GpuSnapshot:

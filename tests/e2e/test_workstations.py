@@ -451,3 +451,16 @@ async def test_the_form_launches_on_the_workstation_chosen_and_selects_its_row(
         fleet.close()
         desk.ok("rm", "f-box", "--on", "box", "--force")
 
+
+
+def test_doctor_on_a_workstation_checks_that_box(desk: Ptdesk) -> None:
+    """Its engine over SSH, its images, its GPUs through its sampler, its own store and keys; not
+    this machine's bind address (that is the box's, tried by every launch there)."""
+    rc, out, err = desk.run("doctor", "--on", "box")
+    assert rc == 0, (out, err)
+    checks = {line[7:].split()[0]: line for line in out.splitlines() if line.startswith("[")}
+    assert "Docker" in checks["engine"] and "bind-address" not in checks
+    assert "workstations/box/state.db" in checks["state"] and "workstations/box/keys" in checks["keys"]
+    assert checks["nvml"].count("box") == 1  # named once, not "box: Workstation box: ..."
+    rc, out, err = desk.run("doctor", "--on", "nope")
+    assert rc == 2 and err.strip().splitlines()[0] == "ptdesk: There is no workstation 'nope'.", err

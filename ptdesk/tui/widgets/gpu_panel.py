@@ -143,12 +143,9 @@ class GpuGroup(Vertical):
         self.query_one(".gpu-title", Static).update(Text(" · ").join(parts))
 
     def _unnamed(self, reason: str | None) -> str | None:
-        """A remote's reason names its workstation ("box: ...", "Workstation box: ..."); under its
-        own title it need not say it again."""
-        if reason and self.titled:
-            for prefix in (f"{self.workstation}: ", f"Workstation {self.workstation}: "):
-                reason = reason.removeprefix(prefix)
-        return reason
+        """A remote's reason names its workstation ("box: ..."); under its own title it need not
+        say it again."""
+        return reason.removeprefix(f"{self.workstation}: ") if reason and self.titled else reason
 
     def show(self, view: GpuView) -> None:
         snapshot = view.snapshot
