@@ -5,8 +5,8 @@ in the same run, on a real second engine behind a real sshd (tests/e2e/remote_bo
 1. CLI: `docker ps` (baseline) | `ptdesk ls --on local` | `ptdesk ls` over two workstations asked
    directly | the same answered by a resident `ptdesk serve`, alternating rounds.
    Target: two workstations <= 0.3 s warm.
-2. Core (the dashboard's work per refresh: experiment list + GPU sample of every workstation, in
-   parallel): one workstation vs two.
+2. Core (the dashboard's work per refresh: experiment list + GPU sample + CPU/memory of the running
+   rows, of every workstation, in parallel): one workstation vs two.
 3. The SSH transport: one engine request over the held SSH connection vs the same request on the
    engine's own socket, and the cost of a new connection (handshake + version).
 4. Scale, simulated: 10 workstations (10 separate SSH connections, all to the second engine) and
@@ -90,7 +90,10 @@ def cli_rounds(env: dict[str, str], config, rounds: int) -> dict[str, float]:  #
 
 def refresh_rounds(fleet: Fleet, names: list[str], rounds: int) -> float:
     def work(ws):  # type: ignore[no-untyped-def]
-        return ws.list_experiments(), ws.gpu_snapshot()
+        # The dashboard's feeds: the list, a GPU sample and the running rows' CPU/memory (cgroup
+        # files locally, the engine's one-shot stats on the remote).
+        items = ws.list_experiments()
+        return items, ws.gpu_snapshot(), ws.container_stats([e.id for e in items if e.id and e.status == "running"])
 
     fleet.each(work, names=names)  # connect, start the sampler
     return median([timed(lambda: fleet.each(work, names=names)) for _ in range(rounds * 3)])
@@ -153,7 +156,7 @@ def main() -> None:
             one, two = refresh_rounds(fleet, ["local"], rounds), refresh_rounds(fleet, ["local", "box"], rounds)
         finally:
             fleet.close()
-        print(f"Core refresh (list + GPU sample, parallel): 1 ws {one * 1000:.1f} ms, 2 ws {two * 1000:.1f} ms "
+        print(f"Core refresh (list + GPU sample + stats, parallel): 1 ws {one * 1000:.1f} ms, 2 ws {two * 1000:.1f} ms "
               f"({two / one:.2f}x)")
         for key, value in transport(box, config, rounds).items():
             print(f"Transport: {key:<24} {value * 1000:7.1f} ms")
