@@ -214,8 +214,11 @@ def run_checks(workstation: str | None = None) -> Report:
             if config is not None:
                 report.checks += check_images(engine, remote.config if remote else config)
                 cudas = image_cudas(engine, remote.config if remote else config)
-        nvml, driver = check_nvml_driver(remote)
-        report.checks.append(nvml)
+        if remote is None or engine is not None:  # a remote's GPUs come through its engine
+            nvml, driver = check_nvml_driver(remote)
+            report.checks.append(nvml)
+        else:
+            driver = None
         report.checks += [c for c in (check_driver_cuda(driver, cudas),) if c is not None]
         if config is not None:
             own = remote.config if remote else config
@@ -229,8 +232,11 @@ def run_checks(workstation: str | None = None) -> Report:
 
 
 def _remote(config: Config | None, workstation: str | None) -> Workstation | None:
-    if config is None or workstation in (None, LOCAL):
+    if workstation in (None, LOCAL):
         return None
+    if config is None:  # the config check failed: which workstation that is cannot be known
+        raise PtdeskError(f"Cannot check workstation {workstation}: the configuration does not load.",
+                          "Run ptdesk doctor without --on to see why.")
     if workstation not in config.workstations:
         raise InvalidInput(f"There is no workstation {workstation!r}.",
                            f"Known: {', '.join([LOCAL, *config.workstations])}.")

@@ -34,10 +34,13 @@ class EngineStatsSampler:
         ids = list(container_ids)
         try:
             engine = self._engine()
-            for cid in ids:
-                out[cid] = self._one(engine, cid)
         except PtdeskError:
             return out
+        for cid in ids:
+            try:
+                out[cid] = self._one(engine, cid)
+            except PtdeskError:
+                continue  # this one could not be read now; the others still are
         for gone in set(self._previous) - set(ids):
             del self._previous[gone]
         for gone in set(self._started) - set(ids):

@@ -118,9 +118,7 @@ class Fleet:
                 if offer is not None:
                     offers.append(offer)
         if not offers:
-            trouble = "; ".join(a.error.message if a.error else f"{a.workstation}: "
-                                + (a.value.reason if a.value and not a.value.available else "not enough free GPUs")
-                                for a in answers)
+            trouble = "; ".join(_why_not(a) for a in answers)
             if gpus == "auto":  # auto launches without a GPU when none is free; so does auto-on-auto
                 return Choice(self.config.default_workstation,
                               f"no free GPU anywhere, so the default workstation, without a GPU: {trouble}")
@@ -143,6 +141,16 @@ def naming(exc: PtdeskError, workstation: str) -> PtdeskError:
     named = type(exc)(f"Workstation {workstation}: {exc.message}", exc.hint)
     named.exit_code = exc.exit_code
     return named
+
+
+def _why_not(answer: Answer[GpuSnapshot]) -> str:
+    """Why a workstation offered no GPU, naming it once (a remote's reason already starts "box: ")."""
+    if answer.error:
+        return answer.error.message
+    reason = answer.value.reason if answer.value and not answer.value.available else None
+    if reason and reason.startswith(f"{answer.workstation}: "):
+        return reason
+    return f"{answer.workstation}: {reason or 'not enough free GPUs'}"
 
 
 def _count(gpus: str) -> int:

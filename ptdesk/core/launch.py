@@ -237,14 +237,14 @@ def _create(ws: Workstation, spec: LaunchSpec, plan: Plan, gpus: tuple[int, ...]
     config = ws.config
     labels = _labels(config, spec, gpus)
     labels[LABEL_SEAL] = seal(config, labels, secret_digest(sealed_contents(get_kind(spec.kind), plan)))
+    network = experiments_network(ws.engine, spec.image)  # no reaching each other; its errors are its own
     try:
         return ws.engine.create(
             name=container_name(config, spec.name), image=spec.image, labels=labels,
             user=plan.user, environment=plan.environment, exposed=[plan.container_port],
             command=list(plan.command) if plan.command else None,
             hostname=spec.name,  # a shell prompt inside says which experiment, not a container id
-            host_config={**_host_config(config, spec, plan, gpus, port),
-                         "network_mode": experiments_network(ws.engine, spec.image)})  # no reaching each other
+            host_config={**_host_config(config, spec, plan, gpus, port), "network_mode": network})
     except Conflict:
         raise Conflict(f"An experiment named {spec.name!r} already exists.", "Pick another --name.",
                        field="name") from None

@@ -191,14 +191,16 @@ class Store:
         transaction: processes opening a new store at the same moment take turns, so the second
         finds the columns the first added (looking and adding apart, both would add them)."""
         with self._lock:
-            # executescript commits what is pending, then runs the script; the BEGIN inside it
-            # opens the transaction the rest of the upgrade runs in.
-            self.conn.executescript(f"BEGIN IMMEDIATE;\n{SCHEMA}")
             try:
+                # executescript commits what is pending, then runs the script; the BEGIN inside it
+                # opens the transaction the rest of the upgrade runs in.
+                self.conn.executescript(f"BEGIN IMMEDIATE;\n{SCHEMA}")
                 self._add_missing_columns()
                 self.conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
             except BaseException:
-                self.conn.execute("ROLLBACK")
+                if self.conn.in_transaction:  # never leave the write lock held for other processes
+                    self.conn.execute("ROLLBACK")
+                self.conn.close()
                 raise
             self.conn.execute("COMMIT")
 

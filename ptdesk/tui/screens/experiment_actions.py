@@ -61,12 +61,12 @@ class ExperimentActions(Screen[None]):
     @property
     def selected_ws(self) -> Workstation:
         """The workstation of the selected experiment (the default one when none is selected)."""
-        return self.workstations.get(self.table.selected_where, self.ws)
+        return self.workstations.get(self.table.selected_where or "", self.ws)
 
-    def _act(self, title: str, job: Callable[[], object], done: str) -> None:
-        """Run `job` in the background; say `done` or the error, then read the selected
-        experiment's workstation's list again."""
-        feeds = self.feeds[self.selected_ws.name]
+    def _act(self, ws: Workstation, title: str, job: Callable[[], object], done: str) -> None:
+        """Run `job` (an action on `ws`) in the background; say `done` or the error, then read
+        that workstation's list again."""
+        feeds = self.feeds[ws.name]
 
         def finished(_result: object) -> None:
             self.notify(done, markup=False)
@@ -121,10 +121,10 @@ class ExperimentActions(Screen[None]):
         name, ws = selected.name, self.selected_ws
         if selected.status == "running":
             self.notify(f"Stopping {name}…", markup=False)
-            self._act(f"Stopping {name}", lambda: ws.stop(name), f"{name} stopped.")
+            self._act(ws, f"Stopping {name}", lambda: ws.stop(name), f"{name} stopped.")
         else:
             self.notify(f"Starting {name} (waiting until it accepts logins)…", markup=False)
-            self._act(f"Starting {name}", lambda: ws.start(name), f"{name} is running.")
+            self._act(ws, f"Starting {name}", lambda: ws.start(name), f"{name} is running.")
 
     def action_remove(self) -> None:
         selected = self._need_selected()
@@ -134,7 +134,7 @@ class ExperimentActions(Screen[None]):
 
         def confirmed(yes: bool | None) -> None:
             if yes:
-                self._act(f"Removing {name}", lambda: ws.remove(name, force=True), f"{name} removed.")
+                self._act(ws, f"Removing {name}", lambda: ws.remove(name, force=True), f"{name} removed.")
 
         self.app.push_screen(Confirm(f"Remove {name}?", removal_note(selected)), confirmed)
 

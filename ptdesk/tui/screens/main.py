@@ -73,6 +73,7 @@ class MainScreen(ExperimentActions):
         # What the feeds said last, as shown, per workstation (config order).
         self.boxes = Boxes([ws.name for ws in workstations])
         self.gpu_samples = 0
+        self._banner_of: str | None = None  # the workstation whose events watcher the banner is about
         self._follow_timer: Timer | None = None
         self._select_next: tuple[str, str] | None = None  # (experiment, workstation) to select once listed
         self._driver_noted: set[str] = set()  # experiments whose driver warning was shown (once each)
@@ -145,7 +146,7 @@ class MainScreen(ExperimentActions):
     @on(GpusSampled)
     @while_running
     def _gpus_sampled(self, message: GpusSampled) -> None:
-        self.notices.recovered("gpus")
+        self.notices.recovered(f"gpus@{message.workstation}")
         self.gpu_samples += 1
         snapshot = message.view.snapshot
         self.query_one(GpuPanel).show(message.view, message.workstation)
@@ -171,10 +172,12 @@ class MainScreen(ExperimentActions):
             if not message.up and was is not False:
                 self.notify(f"{where}Docker engine unreachable: {state.reason}", title="Engine",
                             severity="warning", markup=False)
+            if message.up and self._banner_of == message.workstation:
+                self._banner(None)
         else:
             self._banner(None if message.up else f"Docker engine unreachable: {state.reason} Retrying by itself; "
                          "the GPU panel stays live and the table shows the last known state.")
-        if not message.up and self.table.selected_where == message.workstation:
+        if not message.up and self.log_pane.ws.name == message.workstation:
             self.log_pane.stop("the engine went away")
         self._top_bar()
 
@@ -215,7 +218,7 @@ class MainScreen(ExperimentActions):
     @on(StatsRead)
     @while_running
     def _stats_read(self, message: StatsRead) -> None:
-        self.notices.recovered("stats")
+        self.notices.recovered(f"stats@{message.workstation}")
         self.boxes[message.workstation].stats = message.stats
         self.table.set_stats(self.boxes.stats())
 
@@ -247,6 +250,7 @@ class MainScreen(ExperimentActions):
             self.notices.recovered(group)
         self.notices.report(group, error, title="Watching the engine")
         where = f" of {feeds.name}" if self.boxes.several else ""
+        self._banner_of = feeds.name
         self._banner(f"Not following the Docker engine's events{where}: {describe(error)[0]} Trying again in "
                      f"{restart.delay:.0f} s; until then what vanished containers held is not released.")
 

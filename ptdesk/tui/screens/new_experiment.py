@@ -213,7 +213,8 @@ class NewExperiment(ModalScreen[Experiment | None]):
                    "copy": self.action_copy, "build": self.action_build, "include": self.action_add_include}
         actions[event.button.id or "close"]()
 
-    def action_launch(self) -> None:
+    def action_launch(self, where: str | None = None) -> None:
+        """Launch on `where` (a workstation's name), else where the form says."""
         if self.busy or self.result is not None:
             return
         self.busy = True
@@ -222,7 +223,7 @@ class NewExperiment(ModalScreen[Experiment | None]):
         self._set_inputs(disabled=True)
         self._steps = []
         self._show_steps()
-        values, where = self.values(), self.where()
+        values, where = self.values(), where or self.where()
         # An error is shown in the form (launch already rolled back), not as a notification.
         run_job(self, lambda: self._launch(values, where), title="Launching", group="launch",
                 on_done=self._launched, on_error=self._launch_failed)
@@ -355,7 +356,9 @@ class NewExperiment(ModalScreen[Experiment | None]):
         self.query_one("#build", Button).disabled = False
         self.query_one("#build-offer").display = False
         self.missing_image = None
-        self.action_launch()  # the image is there now: carry on with what the user asked for
+        # The image is there now: carry on with what the user asked for, where it was built
+        # (an "auto" chosen again might pick another workstation).
+        self.action_launch(where=self.ws.name)
 
     # --- closing -------------------------------------------------------------------------------
     def action_copy(self) -> None:

@@ -125,9 +125,9 @@ class ExperimentsTable(DataTable):
         self._sync()
 
     @property
-    def selected_where(self) -> str:
-        """The workstation of the selected row."""
-        return self.where.get(self.selected_key or "", LOCAL)
+    def selected_where(self) -> str | None:
+        """The workstation of the selected row (None without one)."""
+        return self.where.get(self.selected_key or "")
 
     def set_stats(self, stats: dict[str, ContainerStats]) -> None:
         self.stats = stats
