@@ -5,8 +5,8 @@ in the same run, on a real second engine behind a real sshd (tests/e2e/remote_bo
 1. CLI: `docker ps` (baseline) | `ptdesk ls --on local` | `ptdesk ls` over two workstations asked
    directly | the same answered by a resident `ptdesk serve`, alternating rounds.
    Target: two workstations <= 0.3 s warm.
-2. Core (the dashboard's work per refresh: experiment list + GPU sample + CPU/memory of the running
-   rows, of every workstation, in parallel): one workstation vs two.
+2. Core (the dashboard's work per refresh: experiment list + GPU sample, then also the running
+   rows' CPU/memory, of every workstation, in parallel): one workstation vs two.
 3. The SSH transport: one engine request over the held SSH connection vs the same request on the
    engine's own socket, and the cost of a new connection (handshake + version).
 4. Scale, simulated: 10 workstations (10 separate SSH connections, all to the second engine) and
@@ -88,12 +88,13 @@ def cli_rounds(env: dict[str, str], config, rounds: int) -> dict[str, float]:  #
     return {key: median(values) for key, values in got.items()}
 
 
-def refresh_rounds(fleet: Fleet, names: list[str], rounds: int) -> float:
+def refresh_rounds(fleet: Fleet, names: list[str], rounds: int, stats: bool = False) -> float:
     def work(ws):  # type: ignore[no-untyped-def]
-        # The dashboard's feeds: the list, a GPU sample and the running rows' CPU/memory (cgroup
-        # files locally, the engine's one-shot stats on the remote).
+        # The dashboard's feeds: the list, a GPU sample and (`stats`) the running rows' CPU/memory
+        # (cgroup files locally, the engine's one-shot stats on the remote; its own feed there).
         items = ws.list_experiments()
-        return items, ws.gpu_snapshot(), ws.container_stats([e.id for e in items if e.id and e.status == "running"])
+        figures = ws.container_stats([e.id for e in items if e.id and e.status == "running"]) if stats else None
+        return items, ws.gpu_snapshot(), figures
 
     fleet.each(work, names=names)  # connect, start the sampler
     return median([timed(lambda: fleet.each(work, names=names)) for _ in range(rounds * 3)])
@@ -153,11 +154,14 @@ def main() -> None:
         print(f"  target: two workstations <= 0.3 s warm: resident {verdict}")
         fleet = Fleet(config)
         try:
-            one, two = refresh_rounds(fleet, ["local"], rounds), refresh_rounds(fleet, ["local", "box"], rounds)
+            for stats in (False, True):
+                one = refresh_rounds(fleet, ["local"], rounds, stats)
+                two = refresh_rounds(fleet, ["local", "box"], rounds, stats)
+                what = "list + GPU sample + CPU/memory" if stats else "list + GPU sample"
+                print(f"Core refresh ({what}, parallel): 1 ws {one * 1000:.1f} ms, 2 ws {two * 1000:.1f} ms "
+                      f"({two / one:.2f}x)")
         finally:
             fleet.close()
-        print(f"Core refresh (list + GPU sample + stats, parallel): 1 ws {one * 1000:.1f} ms, 2 ws {two * 1000:.1f} ms "
-              f"({two / one:.2f}x)")
         for key, value in transport(box, config, rounds).items():
             print(f"Transport: {key:<24} {value * 1000:7.1f} ms")
         for key, value in scale(box, home, env, rounds).items():
