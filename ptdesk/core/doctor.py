@@ -16,6 +16,7 @@ from typing import Literal
 from ptdesk.config import LOCAL, Config, load_config
 from ptdesk.core.driver_compat import driver_warning
 from ptdesk.core.engine import Engine
+from ptdesk.core.fleet import Fleet
 from ptdesk.core.gpu import GpuSampler
 from ptdesk.core.image_env import summary_of
 from ptdesk.core.images import image_status, image_tag
@@ -24,7 +25,7 @@ from ptdesk.core.launch import free_port
 from ptdesk.core.models import GpuSnapshot
 from ptdesk.core.state import integrity_problems
 from ptdesk.core.workstation import Workstation
-from ptdesk.errors import InvalidInput, PtdeskError
+from ptdesk.errors import PtdeskError
 
 Status = Literal["ok", "warn", "fail"]
 
@@ -237,9 +238,7 @@ def _remote(config: Config | None, workstation: str | None) -> Workstation | Non
     if config is None:  # the config check failed: which workstation that is cannot be known
         raise PtdeskError(f"Cannot check workstation {workstation}: the configuration does not load.",
                           "Run ptdesk doctor without --on to see why.")
-    if workstation not in config.workstations:
-        raise InvalidInput(f"There is no workstation {workstation!r}.",
-                           f"Known: {', '.join([LOCAL, *config.workstations])}.")
+    Fleet(config).check([workstation])  # an unknown name: the sentence every --on says
     return Workstation(config, config.workstations[workstation])
 
 

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
-from ptdesk.core.engine import Engine
 from ptdesk.core.kinds.base import parse_time
 from ptdesk.core.stats import ContainerStats, CpuRead, cpu_percent
 from ptdesk.errors import PtdeskError
+
+if TYPE_CHECKING:
+    from ptdesk.core.engine import Engine
 
 
 class EngineStatsSampler:

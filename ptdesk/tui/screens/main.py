@@ -76,7 +76,8 @@ class MainScreen(ExperimentActions):
         self._banner_of: str | None = None  # the workstation whose events watcher the banner is about
         self._follow_timer: Timer | None = None
         self._select_next: tuple[str, str] | None = None  # (experiment, workstation) to select once listed
-        self._driver_noted: set[str] = set()  # experiments whose driver warning was shown (once each)
+        # (workstation, experiment) whose driver warning was shown (once each; names repeat across boxes)
+        self._driver_noted: set[tuple[str, str]] = set()
 
     # --- layout ------------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -199,7 +200,7 @@ class MainScreen(ExperimentActions):
         state.experiments, state.listed = message.items, True
         self._show_rows()
         self._select_pending()
-        self._driver_notices(message.items)
+        self._driver_notices(message.workstation, message.items)
         self._top_bar()
         self._empty_line()
         self._follow_selected()
@@ -207,13 +208,15 @@ class MainScreen(ExperimentActions):
     def _show_rows(self) -> None:
         self.table.set_experiments(self.boxes.rows(), self.boxes.unreachable(), self.boxes.several)
 
-    def _driver_notices(self, items: tuple[Experiment, ...]) -> None:
+    def _driver_notices(self, workstation: str, items: tuple[Experiment, ...]) -> None:
         """The driver sentence, once per experiment (the details keep it; the table marks it)."""
+        where = f" on {workstation}" if self.boxes.several else ""
         for e in items:
             warning = e.environment.driver_warning if e.environment else None
-            if warning and e.name not in self._driver_noted:
-                self._driver_noted.add(e.name)
-                self.notify(warning, title=f"{e.name}: GPU driver", severity="warning", timeout=20, markup=False)
+            if warning and (workstation, e.name) not in self._driver_noted:
+                self._driver_noted.add((workstation, e.name))
+                self.notify(warning, title=f"{e.name}{where}: GPU driver", severity="warning", timeout=20,
+                            markup=False)
 
     @on(StatsRead)
     @while_running

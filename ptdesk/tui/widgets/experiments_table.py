@@ -182,7 +182,8 @@ class ExperimentsTable(DataTable):
     def _cells(self, key: str, e: Experiment, now: float) -> Cells:
         where = self.where.get(key, LOCAL)
         row = cells(e, self.stats.get(e.id), now, where, where in self.unreachable)
-        return row if self.show_where else row[:1] + row[2:]
+        return tuple(cell for (column, _), cell in zip(COLUMNS, row, strict=True)
+                     if column != "where" or self.show_where)
 
     def _needs_rebuild(self, wanted: dict[str, Cells]) -> bool:
         """Rows went away (widths may shrink), or new ones would land out of the list's order, or
