@@ -29,7 +29,7 @@ from pathlib import Path
 
 from ptdesk.config import load_config
 from ptdesk.core import image_env, images, listing
-from ptdesk.core.spec import instance_containers
+from ptdesk.core.ownership import instance_containers
 from ptdesk.core.workstation import Workstation
 
 BASE = "ptdesk-test/debian-base:bookworm"

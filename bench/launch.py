@@ -32,7 +32,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ptdesk.config import Config, load_config
-from ptdesk.core import experiments, keys
+from ptdesk.core import experiments, keys, private_files
 from ptdesk.core.authorized_keys import owner_key as ssh_owner_key
 from ptdesk.core.images import image_tag
 from ptdesk.core.kinds.jupyter import api_status
@@ -116,7 +116,7 @@ class Bench:
         started = time.perf_counter()
         folder, workspace = self._workspace(name)
         host = keys.generate()
-        keys.write_secret(folder / "host_key", host.private_pem, 0o600)
+        private_files.write_secret(folder / "host_key", host.private_pem, 0o600)
         (folder / "authorized_keys").write_text(keys.authorized_keys_line(owner_public) + "\n")
         docker("run", "-d", "--name", name, "-p", "127.0.0.1::22", *self._hardening(workspace),
                *[arg for cap in SSHD_CAPS for arg in ("--cap-add", cap)],
@@ -138,7 +138,7 @@ class Bench:
         folder, workspace = self._workspace(name)
         token = uuid.uuid4().hex + uuid.uuid4().hex
         token_file = folder / "token"
-        keys.write_secret(token_file, token.encode(), 0o400)
+        private_files.write_secret(token_file, token.encode(), 0o400)
         os.chown(token_file, uid, gid)
         docker("run", "-d", "--name", name, "-p", "127.0.0.1::8888", *self._hardening(workspace),
                "--user", f"{uid}:{gid}", "-e", "HOME=/home/ptdesk",

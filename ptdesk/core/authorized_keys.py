@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ptdesk.config import Config
-from ptdesk.core import experiment_files, keys
+from ptdesk.core import experiment_files, keys, names
 from ptdesk.core.engine import Engine, FileSpec
 from ptdesk.errors import PtdeskError
 
@@ -85,7 +85,7 @@ def collaborator_of(line: str) -> str | None:
     """The collaborator an authorized_keys line was rendered for (its marker), or None."""
     comment = line.split()[-1] if line.split() else ""
     name = comment.removeprefix(COLLABORATOR_MARK) if comment.startswith(COLLABORATOR_MARK) else None
-    return name if name and keys.USER_NAME_RE.fullmatch(name) else None
+    return name if name and names.USER_NAME_RE.fullmatch(name) else None
 
 
 def expiry_of(options: str) -> float | None:
@@ -149,4 +149,4 @@ def read_accounts(engine: Engine, container: str) -> list[tuple[str, int]]:
         return []
     found = [line.split()[:2] for line in text.splitlines() if len(line.split()) >= 2]
     return [(name, int(uid)) for name, uid in found
-            if keys.USER_NAME_RE.fullmatch(name) and name != CONTAINER_USER and uid.isdigit()]
+            if names.USER_NAME_RE.fullmatch(name) and name != CONTAINER_USER and uid.isdigit()]

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ptdesk.config import Config
-from ptdesk.core import keys
+from ptdesk.core import private_files
 from ptdesk.core.engine import Engine
 from ptdesk.core.image_env import Environment, ImageSummary, PackageChange, image_environment, summary_of
 from ptdesk.core.kinds import get_kind
@@ -105,7 +105,7 @@ def _write_atomically(path: Path, text: str) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         # 0644: a team file, readable by teammates, nothing secret in it.
-        keys.write_atomically(path, text.encode(), 0o644)
+        private_files.write_atomically(path, text.encode(), 0o644)
     except OSError as exc:
         raise PtdeskError(f"The baseline {path} cannot be written ({exc.strerror or exc}).",
                           "Check the folder's permissions, or point `baseline` in config.toml at a writable "

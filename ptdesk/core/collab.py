@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ptdesk.config import Config
-from ptdesk.core import accounts, durations, keys
+from ptdesk.core import accounts, durations, keys, names, private_files
 from ptdesk.core.accounts import Ended
 from ptdesk.core.authorized_keys import (
     CONTAINER_USER,
@@ -39,8 +39,8 @@ from ptdesk.core.authorized_keys import (
 )
 from ptdesk.core.kinds import REGISTRY, get_kind
 from ptdesk.core.models import Collaborator
+from ptdesk.core.names import validate_name as validate_experiment_name
 from ptdesk.core.ownership import refuse_if_foreign
-from ptdesk.core.spec import validate_name as validate_experiment_name
 from ptdesk.core.state import CollaboratorRecord, ExperimentRecord, GrantRecord
 from ptdesk.errors import Conflict, InvalidInput, NotFound, PtdeskError
 
@@ -53,7 +53,7 @@ PREVIOUS = "id_ed25519.previous"  # the key being rotated away, kept until every
 
 # --- pure helpers ----------------------------------------------------------------------------
 def validate_name(name: str) -> str:
-    if not keys.USER_NAME_RE.fullmatch(name):
+    if not names.USER_NAME_RE.fullmatch(name):
         raise InvalidInput(f"{name!r} is not a valid collaborator name.",
                            "Use a Unix-style user name: lower-case letters, digits, '.', '_' or '-'.")
     return name
@@ -102,7 +102,7 @@ def key_dir(config: Config, name: str) -> Path:
 
 @contextmanager
 def _flock(config: Config, name: str) -> Iterator[None]:
-    folder = keys.ensure_private_dir(config.home / "locks")
+    folder = private_files.ensure_private_dir(config.home / "locks")
     with open(folder / f"{name}.lock", "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
@@ -287,7 +287,7 @@ def _insert(ws: Workstation, name: str, public: str | None, expires: float | Non
     identity: str | None = None
     if public is None:
         pair = keys.generate(comment=f"{name}@ptdesk")
-        identity = str(keys.write_keypair(keys.ensure_private_dir(folder), pair))
+        identity = str(keys.write_keypair(private_files.ensure_private_dir(folder), pair))
         public = pair.public_line
     record = CollaboratorRecord(name=name, public_key=public, fingerprint=keys.fingerprint(public),
                                 created=time.time(), identity_file=identity, expires=expires)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ptdesk.config import Config
-from ptdesk.core import keys, ssh_config
+from ptdesk.core import private_files, ssh_config
 from ptdesk.core.collab import PREVIOUS, PRIVATE, collaborator, key_dir
 from ptdesk.errors import InvalidInput, PtdeskError
 
@@ -30,7 +30,7 @@ def _private_folder(path: Path, create: bool = True) -> Path:
     """A new 0700 folder, or an existing one only others cannot read (never chmod someone's /tmp);
     with create=False only checked (made later, once nothing else can fail)."""
     if not path.exists():
-        return keys.ensure_private_dir(path) if create else path
+        return private_files.ensure_private_dir(path) if create else path
     if not path.is_dir():
         raise InvalidInput(f"{path} is not a folder.", "Name a new folder to export into.")
     if path.stat().st_mode & 0o077:
@@ -115,9 +115,9 @@ def export(ws: Workstation, name: str, folder: str | Path, dest: str | None = No
         if record.previous_fingerprint and (source := key_dir(config, name) / PREVIOUS).exists():
             pair.append((PREVIOUS, source))
         for stem, source in pair:
-            keys.write_secret(out / stem, source.read_bytes(), 0o600)
+            private_files.write_secret(out / stem, source.read_bytes(), 0o600)
             written.append(out / stem)
-    keys.write_secret(out / f"{PRIVATE}.pub", (record.public_key + "\n").encode(), 0o644)
+    private_files.write_secret(out / f"{PRIVATE}.pub", (record.public_key + "\n").encode(), 0o644)
     written.append(out / f"{PRIVATE}.pub")
     entries, known = [f"# ptdesk access for {name} ({record.fingerprint})\n\n"], []
     for grant_, exp in reachable:
@@ -132,8 +132,8 @@ def export(ws: Workstation, name: str, folder: str | Path, dest: str | None = No
             identity_files=identities, known_hosts=_config_path(remote, "known_hosts"),
             host_key_alias=ssh_config.host_key_alias(exp.name), proxy_jump=jump,
             note=None if identities else f"IdentityFile: your own private key for {record.fingerprint}")))
-    keys.write_secret(out / "ssh_config", "".join(entries).encode(), 0o600)
-    keys.write_secret(out / "known_hosts", "".join(known).encode(), 0o644)
+    private_files.write_secret(out / "ssh_config", "".join(entries).encode(), 0o600)
+    private_files.write_secret(out / "known_hosts", "".join(known).encode(), 0o644)
     written += [out / "ssh_config", out / "known_hosts"]
     ws.store.audit("collab-export", name, {"fingerprint": record.fingerprint, "folder": str(out),
                                              "dest": remote, "jump": jump})

@@ -13,8 +13,8 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
-from ptdesk.core.kinds.base import parse_time
 from ptdesk.core.stats import ContainerStats, CpuRead, cpu_percent
+from ptdesk.core.times import parse_time
 from ptdesk.errors import PtdeskError
 
 if TYPE_CHECKING:

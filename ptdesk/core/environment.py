@@ -36,8 +36,7 @@ from ptdesk.core.image_env import (
 from ptdesk.core.images import images_root
 from ptdesk.core.kinds import REGISTRY, get_kind
 from ptdesk.core.models import EnvironmentMark, Experiment
-from ptdesk.core.ownership import refuse_if_foreign
-from ptdesk.core.spec import instance_containers
+from ptdesk.core.ownership import instance_containers, refuse_if_foreign
 from ptdesk.core.state import ExperimentRecord
 from ptdesk.errors import Conflict, InvalidInput, NotFound, PtdeskError
 

@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 
 from ptdesk.config import Config
-from ptdesk.core.keys import ensure_private_dir, write_secret
+from ptdesk.core.private_files import ensure_private_dir, write_secret
 
 
 def folder(config: Config, name: str) -> Path:

@@ -33,9 +33,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ptdesk.core.engine import Engine
-from ptdesk.core.kinds.base import parse_time
+from ptdesk.core.names import current_user
 from ptdesk.core.processes import pid_alive
-from ptdesk.core.spec import current_user
+from ptdesk.core.times import parse_time
 from ptdesk.core.waiting import next_delay
 from ptdesk.errors import Conflict, PtdeskError
 

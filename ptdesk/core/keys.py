@@ -7,11 +7,8 @@ and never logged.
 from __future__ import annotations
 
 import base64
-import contextlib
 import fcntl
 import os
-import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +16,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from ptdesk.core.private_files import check_private_file, ensure_private_dir, write_secret
 from ptdesk.errors import BadKey, NotFound
 
 # Where forwards may go: the container's own loopback only. The same list as PermitOpen in
@@ -29,9 +27,6 @@ PERMIT_OPEN = ("127.0.0.1:*", "localhost:*", "[::1]:*")
 # still refuses remote forwards (-R), tunnels, agent and X11 whatever a key line says.
 DEFAULT_KEY_OPTIONS = "restrict,pty,port-forwarding," + ",".join(f'permitopen="{p}"' for p in PERMIT_OPEN)
 ACCEPTED_KEY_TYPES = ("ssh-ed25519", "sk-ssh-ed25519@openssh.com")
-# A Unix-style user name: owners and collaborators. Each names a key folder, so nothing path-like.
-# Used with fullmatch only: with match, `$` lets "eve\n" through.
-USER_NAME_RE = re.compile(r"[a-z_][a-z0-9_.-]{0,31}")
 
 
 @dataclass(frozen=True)
@@ -110,42 +105,10 @@ def host_known_hosts_line(host: str, port: int, public_line: str) -> str:
     return f"{where} {key_type} {blob}"
 
 
-def ensure_private_dir(path: Path) -> Path:
-    """Create a 0700 folder (and 0700 parents up to an existing one); tighten it if it is looser."""
-    missing = []
-    current = path
-    while not current.exists():
-        missing.append(current)
-        current = current.parent
-    for folder in reversed(missing):
-        folder.mkdir(mode=0o700, exist_ok=True)
-    if path.stat().st_mode & 0o077:
-        os.chmod(path, 0o700)
-    return path
 
 
-def write_secret(path: Path, data: bytes, mode: int = 0o600) -> None:
-    """Write a file atomically with `mode` from its first byte, in a 0700 folder."""
-    ensure_private_dir(path.parent)
-    write_atomically(path, data, mode)
 
 
-def write_atomically(path: Path, data: bytes, mode: int) -> None:
-    """Write aside, then rename over: readers see the old file or the new one, never half of one,
-    and the file has `mode` from its first byte (no window where it is readable). The folder is
-    left as it is."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 def write_keypair(folder: Path, pair: KeyPair, stem: str = "id_ed25519") -> Path:
@@ -196,7 +159,3 @@ def public_line_of(private: Path, comment: str = "") -> str:
     return _public_line(key, comment)
 
 
-def check_private_file(path: Path) -> None:
-    """Refuse to use a private key others can read (ssh itself would refuse it too)."""
-    if path.stat().st_mode & 0o077:
-        raise BadKey(f"{path} can be read by other users.", f"Fix it with: chmod 600 {path}")

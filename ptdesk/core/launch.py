@@ -40,9 +40,11 @@ from ptdesk.core.models import (
     Launched,
     LaunchSpec,
 )
+from ptdesk.core.names import container_name
 from ptdesk.core.network import experiments_network
+from ptdesk.core.ownership import instance_containers
 from ptdesk.core.seal import LABEL_SEAL, seal, secret_digest
-from ptdesk.core.spec import container_name, instance_containers, renamed, suggest_name, writable_by
+from ptdesk.core.spec import renamed, suggest_name, writable_by
 from ptdesk.core.state import ExperimentRecord
 from ptdesk.errors import Conflict, ImageMissing, LaunchFailed, NotFound, PtdeskError
 

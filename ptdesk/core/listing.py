@@ -17,8 +17,8 @@ from ptdesk.core.environment import marked
 from ptdesk.core.kinds import REGISTRY, get_kind
 from ptdesk.core.ledger import gpus_from_label
 from ptdesk.core.models import LABEL_GPUS, LABEL_KIND, LABEL_OWNER, Experiment
-from ptdesk.core.ownership import find_container, foreign_owner
-from ptdesk.core.spec import container_key, instance_containers
+from ptdesk.core.names import container_key
+from ptdesk.core.ownership import find_container, foreign_owner, instance_containers
 from ptdesk.core.state import ExperimentRecord
 from ptdesk.core.text import printable
 from ptdesk.errors import NotFound

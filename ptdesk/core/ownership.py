@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ptdesk.core.models import LABEL_OWNER
-from ptdesk.core.spec import OWNER_RE, current_user, instance_containers
+from ptdesk.core.names import OWNER_RE, container_key, current_user
 from ptdesk.core.state import ExperimentRecord
 from ptdesk.errors import Conflict
 
@@ -38,3 +38,9 @@ def refuse_if_foreign(ws: Workstation, name: str) -> None:
     """Conflict, saying whose it is, when `name` is another user's container (for commands such as
     grant that look only at this store and would otherwise just say "no such experiment")."""
     refuse_foreign(name, ws.store.experiment(name), find_container(ws, name))
+
+
+def instance_containers(ws: Workstation) -> dict[str, dict]:
+    """The instance's managed containers by experiment name: one engine request, every user's."""
+    return {container_key(c): c for c in ws.engine.list_managed(ws.config.instance)}
+

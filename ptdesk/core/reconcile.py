@@ -25,9 +25,10 @@ from ptdesk.core.kinds import REGISTRY, Kind, Recovered, get_kind
 from ptdesk.core.launch import rollback
 from ptdesk.core.ledger import gpus_from_label
 from ptdesk.core.models import LABEL_GPUS, LABEL_KIND, LABEL_NAME, LABEL_OWNER, LABEL_WORKSPACE
+from ptdesk.core.names import NAME_RE, OWNER_RE
+from ptdesk.core.ownership import instance_containers
 from ptdesk.core.processes import pid_alive
 from ptdesk.core.seal import LABEL_SEAL, secret_digest, verifies
-from ptdesk.core.spec import NAME_RE, OWNER_RE, instance_containers
 from ptdesk.core.state import CollaboratorRecord, ExperimentRecord
 from ptdesk.core.text import printable
 from ptdesk.errors import EngineUnavailable, PtdeskError

@@ -22,7 +22,7 @@ import paramiko
 from docker.transport import SSHHTTPAdapter
 
 from ptdesk.config import Config, WorkstationEntry
-from ptdesk.core import keys
+from ptdesk.core import keys, private_files
 from ptdesk.core.engine import Engine
 from ptdesk.core.engine_errors import translated_errors
 from ptdesk.errors import EngineUnavailable, PtdeskError
@@ -45,7 +45,7 @@ def known_hosts_path(config: Config) -> Path:
 def identity_of(config: Config, entry: WorkstationEntry) -> Path:
     """The key ptdesk logs in with: the entry's own, else ptdesk's workstation key (made on first use)."""
     if entry.identity_file:
-        keys.check_private_file(entry.identity_file)
+        private_files.check_private_file(entry.identity_file)
         return entry.identity_file
     private, _ = keys.load_or_create(workstation_keys(config), "ptdesk-workstations")
     return private
@@ -101,14 +101,14 @@ def pin(config: Config, entry: WorkstationEntry, key: HostKey) -> None:
     path = known_hosts_path(config)
     kept = [line for line in _lines(path) if line.split(" ", 1)[0] != _where(entry)]
     kept.append(f"{_where(entry)} {key.key_type} {key.blob}")
-    keys.write_secret(path, ("\n".join(kept) + "\n").encode(), 0o600)
+    private_files.write_secret(path, ("\n".join(kept) + "\n").encode(), 0o600)
 
 
 def unpin(config: Config, entry: WorkstationEntry) -> None:
     path = known_hosts_path(config)
     if path.exists():
         kept = [line for line in _lines(path) if line.split(" ", 1)[0] != _where(entry)]
-        keys.write_secret(path, "".join(f"{line}\n" for line in kept).encode(), 0o600)
+        private_files.write_secret(path, "".join(f"{line}\n" for line in kept).encode(), 0o600)
 
 
 def _lines(path: Path) -> list[str]:

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ptdesk.config import Config
-from ptdesk.core import keys
+from ptdesk.core import private_files
 from ptdesk.core.fleet import Fleet
 from ptdesk.core.resident_client import read_line, settings_stamp, socket_path
 from ptdesk.core.workstation import Workstation
@@ -57,7 +57,7 @@ class ResidentServer:
         self.served = 0  # answered requests (what a test or `serve` can report)
 
     def serve(self, stop: threading.Event) -> None:
-        keys.ensure_private_dir(self.path.parent)
+        private_files.ensure_private_dir(self.path.parent)
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()  # a socket file left by a server that died; connecting to it fails anyway
         server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -20,7 +20,6 @@ import secrets
 from collections.abc import Iterable, Mapping
 
 from ptdesk.config import Config
-from ptdesk.core.keys import check_private_file, ensure_private_dir, write_secret
 from ptdesk.core.models import (
     LABEL_GPUS,
     LABEL_INSTANCE,
@@ -30,6 +29,7 @@ from ptdesk.core.models import (
     LABEL_OWNER,
     LABEL_WORKSPACE,
 )
+from ptdesk.core.private_files import check_private_file, ensure_private_dir, write_secret
 
 LABEL_SEAL = "ptdesk.seal"
 SEALED_LABELS = (LABEL_MANAGED, LABEL_INSTANCE, LABEL_KIND, LABEL_OWNER, LABEL_NAME, LABEL_GPUS, LABEL_WORKSPACE)

@@ -17,7 +17,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from ptdesk.core.keys import USER_NAME_RE
+from ptdesk.core.names import USER_NAME_RE
 from ptdesk.core.procmap import PROC, container_from_cgroup
 
 SESSION_PREFIX = "sshd: "

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import stat
 from collections.abc import Callable, Collection
 from dataclasses import replace
@@ -17,9 +16,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ptdesk.config import Config, check_size
 from ptdesk.core import ledger, workspace
-from ptdesk.core.keys import USER_NAME_RE, read_public_key_file
+from ptdesk.core.keys import read_public_key_file
 from ptdesk.core.kinds import REGISTRY, get_kind
-from ptdesk.core.models import LABEL_NAME, LaunchSpec, Limits
+from ptdesk.core.models import LaunchSpec, Limits
+from ptdesk.core.names import current_user, validate_name, validate_owner
+from ptdesk.core.ownership import instance_containers
 from ptdesk.core.workspace import docker_root
 from ptdesk.errors import ConfigError, Conflict, InvalidInput, PtdeskError
 
@@ -27,39 +28,18 @@ if TYPE_CHECKING:
     from ptdesk.core.workstation import Workstation
 
 T = TypeVar("T")
-# Patterns are used with fullmatch only: `$` would also match before a trailing newline.
-NAME_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,40}")
 
 
-OWNER_RE = USER_NAME_RE  # owners are user names: one pattern for owners and collaborators
 
 
-def container_name(config: Config, name: str) -> str:
-    """Engine-wide container name; the instance keeps separate installations apart."""
-    return f"ptdesk-{name}" if config.instance == "default" else f"ptdesk-{config.instance}-{name}"
 
 
-def validate_name(name: str) -> str:
-    if not NAME_RE.fullmatch(name):
-        raise InvalidInput(f"{name!r} is not a valid experiment name.",
-                           "Use 1-41 lower-case letters, digits, '.', '_' or '-', starting with a letter or digit.")
-    return name
 
 
-def validate_owner(owner: str) -> str:
-    if not OWNER_RE.fullmatch(owner):
-        raise InvalidInput(f"{owner!r} is not a valid owner name.", "Use a Unix-style user name, like alice.")
-    return owner
 
 
-def container_key(container: dict) -> str:
-    """The name people use: the ptdesk.name label, or the engine's name for an unnamed orphan."""
-    return (container.get("Labels") or {}).get(LABEL_NAME) or (container.get("Names") or ["/?"])[0].lstrip("/")
 
 
-def instance_containers(ws: Workstation) -> dict[str, dict]:
-    """The instance's managed containers by experiment name: one engine request, every user's."""
-    return {container_key(c): c for c in ws.engine.list_managed(ws.config.instance)}
 
 
 def suggest_name(ws: Workstation, owner: str, kind: str, on_engine: Collection[str] | None = None) -> str:
@@ -168,10 +148,6 @@ def writable_by(path: Path, uid: int, gid: int) -> bool:
     return bool(st.st_mode & stat.S_IWOTH)
 
 
-def current_user() -> str:
-    import getpass
-
-    return os.environ.get("SUDO_USER") or getpass.getuser()
 
 
 def renamed(config: Config, spec: LaunchSpec, name: str) -> LaunchSpec:

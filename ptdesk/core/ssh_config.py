@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ptdesk.config import Config
-from ptdesk.core import experiment_files, keys
+from ptdesk.core import experiment_files, private_files
 from ptdesk.core.authorized_keys import CONTAINER_USER
 from ptdesk.core.state import ExperimentRecord, read_experiments
 from ptdesk.errors import InvalidInput, PtdeskError
@@ -123,7 +123,7 @@ def render(config: Config, records: Iterable[ExperimentRecord]) -> str:
 def _locked(config: Config) -> Iterator[None]:
     """One writer at a time: two ptdesk processes rewriting at once could otherwise let the one that
     read the store first rename its older text over the newer one."""
-    keys.ensure_private_dir(folder(config))
+    private_files.ensure_private_dir(folder(config))
     fd = os.open(folder(config) / ".lock", os.O_WRONLY | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
@@ -144,7 +144,7 @@ def refresh(config: Config, also: ExperimentRecord | None = None) -> Path:
         if also is not None:
             records[also.name] = also
         chosen = reachable(sorted(records.values(), key=lambda r: (r.created, r.name)))
-        pins = keys.ensure_private_dir(folder(config) / "known_hosts.d")
+        pins = private_files.ensure_private_dir(folder(config) / "known_hosts.d")
         for record in chosen:
             assert record.host_public_key
             _write_if_changed(known_hosts_path(config, record.name),
@@ -166,7 +166,7 @@ def refresh_quietly(config: Config, also: ExperimentRecord | None = None) -> Non
 
 def _write_if_changed(path: Path, text: str) -> None:
     if _read(path) != text:
-        keys.write_secret(path, text.encode(), 0o600)
+        private_files.write_secret(path, text.encode(), 0o600)
 
 
 def _read(path: Path) -> str | None:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ptdesk.config import Config
-from ptdesk.core import keys, ssh_config
+from ptdesk.core import private_files, ssh_config
 from ptdesk.core.state import read_experiments
 from ptdesk.errors import InvalidInput, PtdeskError
 
@@ -131,7 +131,7 @@ def install(config: Config, path: Path | None = None) -> bool:
         target.parent.mkdir(mode=0o700, parents=True)
     old = target.read_bytes() if target.exists() else b""
     mode = (target.stat().st_mode & 0o7777) if target.exists() else 0o600
-    keys.write_atomically(target, (include_line(config) + "\n").encode() + old, mode)
+    private_files.write_atomically(target, (include_line(config) + "\n").encode() + old, mode)
     return True
 
 

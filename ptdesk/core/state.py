@@ -18,8 +18,8 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from ptdesk.core.keys import ensure_private_dir
 from ptdesk.core.models import AuditEntry, Limits
+from ptdesk.core.private_files import ensure_private_dir
 from ptdesk.errors import PtdeskError
 
 SCHEMA_VERSION = 1

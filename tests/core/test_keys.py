@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ptdesk.core import keys
+from ptdesk.core import keys, private_files
 from ptdesk.errors import BadKey, NotFound
 
 
@@ -29,8 +29,8 @@ def test_a_lost_public_half_is_derived_from_the_private_key_never_regenerated(tm
 
 
 def test_a_damaged_private_key_without_its_public_half_is_a_clear_error(tmp_path: Path) -> None:
-    folder = keys.ensure_private_dir(tmp_path / "alice")
-    keys.write_secret(folder / "id_ed25519", b"-----BEGIN OPENSSH PRIVATE KEY-----\ngarbage\n", 0o600)
+    folder = private_files.ensure_private_dir(tmp_path / "alice")
+    private_files.write_secret(folder / "id_ed25519", b"-----BEGIN OPENSSH PRIVATE KEY-----\ngarbage\n", 0o600)
     with pytest.raises(BadKey, match="public half cannot be derived"):
         keys.load_or_create(folder, comment="alice@ptdesk")
     assert (folder / "id_ed25519").read_bytes().endswith(b"garbage\n")  # left alone, not replaced

@@ -28,8 +28,8 @@ from ptdesk.core.models import (
     Access,
     LaunchSpec,
 )
+from ptdesk.core.names import current_user
 from ptdesk.core.seal import LABEL_SEAL, seal, secret_digest
-from ptdesk.core.spec import current_user
 from ptdesk.core.state import ExperimentRecord
 from ptdesk.core.workstation import Workstation
 from ptdesk.errors import ConfigError

@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ptdesk.core import keys
+from ptdesk.core import keys, private_files
 
 IMAGES = ("ptdesk/ssh:latest", "ptdesk/jupyter:latest", "ptdesk-test/debian-base:bookworm")
 
@@ -154,13 +154,13 @@ class RemoteBox:
     def _keys(self) -> None:
         client = keys.generate("ptdesk-test-client")
         keys.write_keypair(self.client_key.parent, client)
-        keys.ensure_private_dir(self.host_key.parent)
+        private_files.ensure_private_dir(self.host_key.parent)
         self.new_host_key()
         (self.root / "authorized_keys").write_text(client.public_line + "\n")
         os.chmod(self.root / "authorized_keys", 0o644)
 
     def new_host_key(self) -> None:
-        keys.write_secret(self.host_key, keys.generate("ptdesk-test-host").private_pem, 0o600)
+        private_files.write_secret(self.host_key, keys.generate("ptdesk-test-host").private_pem, 0o600)
 
     def _start_sshd(self) -> None:
         config = self.root / "sshd" / "sshd_config"

@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING
 
 from helpers import SSH_IMAGE
 
-from ptdesk.core import authorized_keys, keys
+from ptdesk.core import authorized_keys, keys, private_files
 from ptdesk.core.engine import Engine, FileSpec
 from ptdesk.core.kinds.ssh import SSHD_CAPS
 from ptdesk.core.models import LABEL_GPUS, LABEL_INSTANCE, LABEL_KIND, LABEL_MANAGED, LABEL_NAME, LABEL_OWNER
-from ptdesk.core.spec import current_user
+from ptdesk.core.names import current_user
 from ptdesk.core.sshcheck import try_login
 
 if TYPE_CHECKING:
@@ -32,7 +32,7 @@ def forge(engine: Engine, p: Ptdesk, name: str, labels: dict[str, str] | None = 
     attacker = keys.generate(comment="mallory")
     host = keys.generate(comment="forged-host")
     folder = p.home.parent / f"mallory-{uuid.uuid4().hex[:6]}"
-    key_file = keys.write_keypair(keys.ensure_private_dir(folder), attacker)
+    key_file = keys.write_keypair(private_files.ensure_private_dir(folder), attacker)
     labels = labels or {LABEL_MANAGED: "1", LABEL_INSTANCE: p.instance, LABEL_KIND: "ssh",
                         LABEL_OWNER: current_user(), LABEL_NAME: name, LABEL_GPUS: "0,1"}
     cid = engine.create(name=f"forged-{p.instance}-{uuid.uuid4().hex[:6]}", image=SSH_IMAGE, labels=labels,

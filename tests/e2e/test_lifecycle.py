@@ -25,8 +25,8 @@ from ptdesk.core.durations import parse_duration
 from ptdesk.core.engine import Engine
 from ptdesk.core.lifecycle import ContainerEvent, EventWatcher
 from ptdesk.core.models import GpuProcess, GpuSample, GpuSnapshot
+from ptdesk.core.names import current_user
 from ptdesk.core.reconcile import reconcile
-from ptdesk.core.spec import current_user
 from ptdesk.core.sshcheck import try_login
 from ptdesk.core.state import ExperimentRecord
 from ptdesk.core.workstation import Workstation

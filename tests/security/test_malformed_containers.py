@@ -18,7 +18,7 @@ import pytest
 from helpers import BASE_IMAGE, REPO, require_image, run_cli
 
 from ptdesk.core.engine import Engine, FileSpec
-from ptdesk.core.spec import current_user
+from ptdesk.core.names import current_user
 from ptdesk.errors import PtdeskError
 
 # The first file adoption reads: the sealed host key (whatever the seal label says, it is read to check it).

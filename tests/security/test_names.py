@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from helpers import run_cli
 
-from ptdesk.core.spec import validate_name, validate_owner
+from ptdesk.core.names import validate_name, validate_owner
 from ptdesk.errors import InvalidInput
 
 

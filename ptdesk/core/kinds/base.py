@@ -16,7 +16,6 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import TYPE_CHECKING, ClassVar
 
 from ptdesk.config import Config
@@ -114,12 +113,3 @@ def default_image(kind: str) -> str:
     return f"ptdesk/{kind}:latest"
 
 
-def parse_time(text: str | None) -> float | None:
-    """An RFC 3339 time as the engine and Jupyter write it (Z suffix) as epoch seconds; None when
-    absent or unreadable (an unknown time is never taken for "idle since forever")."""
-    if not text:
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None

@@ -17,9 +17,10 @@ from ptdesk.config import Config
 from ptdesk.core import experiment_files
 from ptdesk.core.engine import Engine, FileSpec
 from ptdesk.core.kinds import jupyter_tls
-from ptdesk.core.kinds.base import Kind, Plan, Recovered, parse_time
+from ptdesk.core.kinds.base import Kind, Plan, Recovered
 from ptdesk.core.models import Access, LaunchSpec
 from ptdesk.core.state import ExperimentRecord
+from ptdesk.core.times import parse_time
 from ptdesk.core.waiting import next_delay
 from ptdesk.errors import LaunchFailed, NotFound, PtdeskError
 

@@ -27,10 +27,11 @@ from ptdesk.core.authorized_keys import (
     render_authorized_keys,
 )
 from ptdesk.core.engine import FileSpec
-from ptdesk.core.kinds.base import Kind, Plan, Recovered, parse_time
+from ptdesk.core.kinds.base import Kind, Plan, Recovered
 from ptdesk.core.models import LABEL_OWNER, Access, LaunchSpec
 from ptdesk.core.sshcheck import wait_for_login
 from ptdesk.core.state import ExperimentRecord
+from ptdesk.core.times import parse_time
 from ptdesk.errors import PtdeskError
 
 if TYPE_CHECKING:
