@@ -45,7 +45,7 @@ from ptdesk.core.state import CollaboratorRecord, ExperimentRecord, GrantRecord
 from ptdesk.errors import Conflict, InvalidInput, NotFound, PtdeskError
 
 if TYPE_CHECKING:
-    from ptdesk.core.workstation import Workstation
+    from ptdesk.core.site import Site
 
 PRIVATE = "id_ed25519"
 PREVIOUS = "id_ed25519.previous"  # the key being rotated away, kept until every container dropped it
@@ -122,7 +122,7 @@ def person_lock(config: Config, name: str) -> contextlib.AbstractContextManager[
     return _flock(config, f"collab-{name}")
 
 
-def container_state(ws: Workstation, record: ExperimentRecord) -> str:
+def container_state(ws: Site, record: ExperimentRecord) -> str:
     """'running', 'paused', 'stopped', 'gone' or 'launching' for an experiment's container."""
     if record.status == "launching" or not record.container_id:
         return "launching"
@@ -148,7 +148,7 @@ class Rendered:
         return self.files[CONTAINER_USER]
 
 
-def rendered(ws: Workstation, experiment: str) -> Rendered:
+def rendered(ws: Site, experiment: str) -> Rendered:
     """THE authorized_keys files and accounts list of an experiment, from state alone."""
     store = ws.store
     record = _experiment(ws, experiment)
@@ -165,12 +165,12 @@ def rendered(ws: Workstation, experiment: str) -> Rendered:
     return Rendered(files, accounts.render_accounts(people))
 
 
-def authorized_keys_text(ws: Workstation, experiment: str) -> str:
+def authorized_keys_text(ws: Site, experiment: str) -> str:
     """The owner account's authorized_keys of an experiment, from state alone."""
     return rendered(ws, experiment).owner_text
 
 
-def reinstall(ws: Workstation, experiment: str) -> tuple[str, Rendered]:
+def reinstall(ws: Site, experiment: str) -> tuple[str, Rendered]:
     """Render from state and install into the container; returns (container state, what was rendered).
 
     Raises NotFound when the container is gone and PtdeskError when it cannot be changed now.
@@ -196,7 +196,7 @@ def reinstall(ws: Workstation, experiment: str) -> tuple[str, Rendered]:
     return state, result
 
 
-def _change(ws: Workstation, experiment: str, change: Callable[[], None], undo: Callable[[], None],
+def _change(ws: Site, experiment: str, change: Callable[[], None], undo: Callable[[], None],
             gone_ok: bool = False) -> tuple[str, Rendered | None]:
     """Record a change, install the result, undo the record if installing failed."""
     with container_lock(ws.config, experiment):
@@ -213,7 +213,7 @@ def _change(ws: Workstation, experiment: str, change: Callable[[], None], undo: 
             raise
 
 
-def set_grant_keys(ws: Workstation, grant: GrantRecord, installed: tuple[str, ...],
+def set_grant_keys(ws: Site, grant: GrantRecord, installed: tuple[str, ...],
                    pending: bool) -> tuple[str, Rendered | None]:
     """Make a grant's installed keys `installed` in the store and in the container, or in neither."""
     store = ws.store
@@ -223,7 +223,7 @@ def set_grant_keys(ws: Workstation, grant: GrantRecord, installed: tuple[str, ..
 
 
 # --- lookups ---------------------------------------------------------------------------------
-def _experiment(ws: Workstation, name: str) -> ExperimentRecord:
+def _experiment(ws: Site, name: str) -> ExperimentRecord:
     validate_experiment_name(name)
     record = ws.store.experiment(name)
     if record is None:
@@ -232,7 +232,7 @@ def _experiment(ws: Workstation, name: str) -> ExperimentRecord:
     return record
 
 
-def ssh_experiment(ws: Workstation, name: str) -> ExperimentRecord:
+def ssh_experiment(ws: Site, name: str) -> ExperimentRecord:
     record = _experiment(ws, name)
     if not get_kind(record.kind).grants_logins:
         takes = ", ".join(k.title for k in REGISTRY.values() if k.grants_logins)
@@ -241,7 +241,7 @@ def ssh_experiment(ws: Workstation, name: str) -> ExperimentRecord:
     return record
 
 
-def collaborator(ws: Workstation, name: str) -> CollaboratorRecord:
+def collaborator(ws: Site, name: str) -> CollaboratorRecord:
     validate_name(name)  # what was typed is malformed (exit 2) before it is merely unknown (exit 1)
     record = ws.store.collaborator(name)
     if record is None:
@@ -249,7 +249,7 @@ def collaborator(ws: Workstation, name: str) -> CollaboratorRecord:
     return record
 
 
-def _grant(ws: Workstation, name: str, experiment: str) -> GrantRecord | None:
+def _grant(ws: Site, name: str, experiment: str) -> GrantRecord | None:
     found = ws.store.grants(collaborator=name, experiment=experiment)
     return found[0] if found else None
 
@@ -260,7 +260,7 @@ def _public(record: CollaboratorRecord) -> Collaborator:
 
 
 # --- the operations --------------------------------------------------------------------------
-def add(ws: Workstation, name: str, pubkey_text: str | None = None, expires: str | None = None) -> Collaborator:
+def add(ws: Site, name: str, pubkey_text: str | None = None, expires: str | None = None) -> Collaborator:
     """A new collaborator with their own public key, or a key pair ptdesk makes for them."""
     accounts.check_account_name(validate_name(name))
     when = parse_expires(expires)
@@ -272,7 +272,7 @@ def add(ws: Workstation, name: str, pubkey_text: str | None = None, expires: str
     return _public(record)
 
 
-def _insert(ws: Workstation, name: str, public: str | None, expires: float | None) -> CollaboratorRecord:
+def _insert(ws: Site, name: str, public: str | None, expires: float | None) -> CollaboratorRecord:
     store = ws.store
     if store.collaborator(name) is not None:
         raise Conflict(f"A collaborator named {name!r} already exists.",
@@ -299,7 +299,7 @@ def _insert(ws: Workstation, name: str, public: str | None, expires: float | Non
     return record
 
 
-def list_collaborators(ws: Workstation) -> list[Collaborator]:
+def list_collaborators(ws: Site) -> list[Collaborator]:
     store = ws.store
     out = []
     for record in store.collaborators():
@@ -308,12 +308,12 @@ def list_collaborators(ws: Workstation) -> list[Collaborator]:
     return out
 
 
-def pending_grants(ws: Workstation, name: str) -> tuple[str, ...]:
+def pending_grants(ws: Site, name: str) -> tuple[str, ...]:
     """Experiments where a rotation of `name` is not finished yet."""
     return tuple(g.experiment for g in ws.store.grants(collaborator=name) if g.pending)
 
 
-def grant(ws: Workstation, name: str, experiment: str) -> bool:
+def grant(ws: Site, name: str, experiment: str) -> bool:
     """Let a collaborator log in to an SSH experiment; False when they already could."""
     validate_name(name), validate_experiment_name(experiment)  # all typed input first: exit 2
     record = collaborator(ws, name)
@@ -331,7 +331,7 @@ def grant(ws: Workstation, name: str, experiment: str) -> bool:
     return True
 
 
-def revoke(ws: Workstation, name: str, experiment: str) -> Ended:
+def revoke(ws: Site, name: str, experiment: str) -> Ended:
     """Take a collaborator's access away: new logins are refused from the moment this returns, and
     their sessions and every process of their account there have been ended (what, it says)."""
     validate_name(name), validate_experiment_name(experiment)  # all typed input first: exit 2
@@ -344,7 +344,7 @@ def revoke(ws: Workstation, name: str, experiment: str) -> Ended:
         return _revoke(ws, existing)
 
 
-def _revoke(ws: Workstation, existing: GrantRecord) -> Ended:
+def _revoke(ws: Site, existing: GrantRecord) -> Ended:
     store = ws.store
     try:
         _change(ws, existing.experiment,
@@ -364,7 +364,7 @@ def _revoke(ws: Workstation, existing: GrantRecord) -> Ended:
     return ended
 
 
-def remove(ws: Workstation, name: str) -> list[Ended]:
+def remove(ws: Site, name: str) -> list[Ended]:
     """Revoke a collaborator everywhere (ending what they run there), then forget them and delete
     the keys ptdesk made."""
     record = collaborator(ws, name)

@@ -19,7 +19,7 @@ from ptdesk.core.collab import PREVIOUS, PRIVATE, collaborator, key_dir
 from ptdesk.errors import InvalidInput, PtdeskError
 
 if TYPE_CHECKING:
-    from ptdesk.core.workstation import Workstation
+    from ptdesk.core.site import Site
 
 # Where an export's folder lives on the person's own machine, unless --dest says otherwise; the
 # literal ~ is for their ssh to expand.
@@ -88,7 +88,7 @@ class Exported:
     warnings: tuple[str, ...] = ()
 
 
-def export(ws: Workstation, name: str, folder: str | Path, dest: str | None = None,
+def export(ws: Site, name: str, folder: str | Path, dest: str | None = None,
            jump: str | None = None) -> Exported:
     """What a collaborator needs to connect: their key (if ptdesk made it), ssh_config, known_hosts.
 

@@ -18,7 +18,7 @@ from ptdesk.core.models import GpuSample, GpuSnapshot
 from ptdesk.errors import PtdeskError
 
 if TYPE_CHECKING:
-    from ptdesk.core.workstation import Workstation
+    from ptdesk.core.site import Site
 
 
 
@@ -36,7 +36,7 @@ class IdleState:
                 "detail": self.detail, "culled": self.culled}
 
 
-def idle_states(ws: Workstation, now: float | None = None) -> list[IdleState]:
+def idle_states(ws: Site, now: float | None = None) -> list[IdleState]:
     """How long each running experiment of this instance has been idle."""
     now = time.time() if now is None else now
     running = {e.name: e for e in listing.list_experiments(ws, all=False) if not e.orphan}
@@ -53,7 +53,7 @@ def idle_states(ws: Workstation, now: float | None = None) -> list[IdleState]:
     return states
 
 
-def cull(ws: Workstation, limit: float, dry_run: bool = False, now: float | None = None) -> list[IdleState]:
+def cull(ws: Site, limit: float, dry_run: bool = False, now: float | None = None) -> list[IdleState]:
     """Stop every experiment idle for longer than `limit` seconds; returns each one's state."""
     out: list[IdleState] = []
     for state in idle_states(ws, now):

@@ -41,7 +41,7 @@ from ptdesk.core.state import ExperimentRecord
 from ptdesk.errors import Conflict, InvalidInput, NotFound, PtdeskError
 
 if TYPE_CHECKING:
-    from ptdesk.core.workstation import Workstation
+    from ptdesk.core.site import Site
 
 IMAGE_PREFIX = "image:"
 
@@ -111,7 +111,7 @@ def side_change(change: PackageChange) -> str:
 
 
 # --- at launch ---------------------------------------------------------------------------------
-def at_launch(ws: Workstation, container_id: str) -> dict[str, str | None]:
+def at_launch(ws: Site, container_id: str) -> dict[str, str | None]:
     """Store columns for a new experiment: the image id its container really uses, and its fingerprint."""
     image_id = ws.engine.inspect(container_id).get("Image")
     summary = summary_of(ws.engine.image_info(image_id)) if image_id else None
@@ -119,7 +119,7 @@ def at_launch(ws: Workstation, container_id: str) -> dict[str, str | None]:
 
 
 # --- one experiment ----------------------------------------------------------------------------
-def environment(ws: Workstation, name: str) -> ExperimentEnvironment:
+def environment(ws: Site, name: str) -> ExperimentEnvironment:
     record = ws.store.experiment(name)
     container = instance_containers(ws).get(name)
     if record is None and container is not None:
@@ -150,7 +150,7 @@ def environment(ws: Workstation, name: str) -> ExperimentEnvironment:
     return result
 
 
-def probe_live(ws: Workstation, container_id: str, details: Mapping) -> Environment:
+def probe_live(ws: Site, container_id: str, details: Mapping) -> Environment:
     """Run the probe (ptdesk's own copy: it works in images that do not carry one) in the container
     as the container user, so it sees that user's site-packages."""
     script = probe_source(images_root()).decode()
@@ -159,7 +159,7 @@ def probe_live(ws: Workstation, container_id: str, details: Mapping) -> Environm
     return parse_probe(output, container_id[:12])
 
 
-def _container_user(ws: Workstation, details: Mapping) -> str:
+def _container_user(ws: Site, details: Mapping) -> str:
     """Who the experiment's person is inside: the container's user, else the uid sshd gives the owner."""
     config = details.get("Config") or {}
     user = config.get("User") or ""
@@ -171,7 +171,7 @@ def _container_user(ws: Workstation, details: Mapping) -> str:
     return f"{ws.config.uid}:{ws.config.gid}"
 
 
-def changes_since(ws: Workstation, recorded: Environment, live: Environment,
+def changes_since(ws: Site, recorded: Environment, live: Environment,
                   owner: str | None) -> tuple[PackageChange, ...]:
     collaborators = {c.name for c in ws.store.collaborators()}
     before = recorded.versions
@@ -186,7 +186,7 @@ def changes_since(ws: Workstation, recorded: Environment, live: Environment,
     return tuple(out)
 
 
-def _who(ws: Workstation, package: object, owner: str | None, collaborators: set[str]) -> str | None:
+def _who(ws: Site, package: object, owner: str | None, collaborators: set[str]) -> str | None:
     uid, account, location = (getattr(package, "uid", None), getattr(package, "user", None),
                               getattr(package, "location", None) or "")
     if uid is None:
@@ -202,7 +202,7 @@ def _who(ws: Workstation, package: object, owner: str | None, collaborators: set
     return account
 
 
-def _remember_check(ws: Workstation, record: ExperimentRecord, result: ExperimentEnvironment) -> None:
+def _remember_check(ws: Site, record: ExperimentRecord, result: ExperimentEnvironment) -> None:
     check = {"checked": result.checked, "fingerprint": result.live_fingerprint, "changes": len(result.changes),
              "image_id": result.image_id}
     columns: dict[str, object] = {"env_check": json.dumps(check)}
@@ -213,22 +213,22 @@ def _remember_check(ws: Workstation, record: ExperimentRecord, result: Experimen
     ws.store.update_experiment(record.name, **columns)
 
 
-def check_all(ws: Workstation, experiments: Iterable[Experiment]) -> list[ExperimentEnvironment]:
+def check_all(ws: Site, experiments: Iterable[Experiment]) -> list[ExperimentEnvironment]:
     """Live-check every running, managed experiment (what refreshes the listing's "changed" mark)."""
     return [environment(ws, e.name) for e in experiments
             if e.status == "running" and not (e.orphan or e.foreign or e.unverified)]
 
 
 # --- at launch: what the person should know ---------------------------------------------------
-def launch_warnings(ws: Workstation, kind: str, image: str, gpus: tuple[int, ...]) -> list[str]:
-    """The driver sentence (when GPUs were given and NVML answered for the launch) and the
+def launch_warnings(ws: Site, kind: str, image: str, gpus: tuple[int, ...], driver: str | None) -> list[str]:
+    """The driver sentence (when GPUs were given and NVML answered for the launch: `driver`) and the
     baseline sentence (when a team baseline is pinned and this image differs from it)."""
     summary = summary_of(ws.engine.image_info(image))
     if summary is None:
         return []
     warnings = []
     if gpus:
-        warning = driver_compat.driver_warning(_known_driver(ws), summary.cuda, image)
+        warning = driver_compat.driver_warning(driver, summary.cuda, image)
         if warning:
             warnings.append(warning)
     warning = baseline.launch_warning(ws.config, kind, image, summary)
@@ -238,10 +238,11 @@ def launch_warnings(ws: Workstation, kind: str, image: str, gpus: tuple[int, ...
 
 
 # --- the listing's column ----------------------------------------------------------------------
-def marked(ws: Workstation, experiments: list[Experiment], containers: Mapping[str, dict],
-           records: Mapping[str, ExperimentRecord]) -> list[Experiment]:
+def marked(ws: Site, experiments: list[Experiment], containers: Mapping[str, dict],
+           records: Mapping[str, ExperimentRecord], driver: str | None = None) -> list[Experiment]:
     """Each experiment with its EnvironmentMark: store columns, the list's ImageID, one inspect per
-    distinct image; no exec. A driver warning only where NVML already answered in this process."""
+    distinct image; no exec. A driver warning only where NVML already answered in this process
+    (`driver`: what it said)."""
     inspected: dict[str, dict | None] = {}
 
     def info(ref: str | None) -> dict | None:
@@ -256,7 +257,6 @@ def marked(ws: Workstation, experiments: list[Experiment], containers: Mapping[s
                 inspected.setdefault(inspected[ref]["Id"], inspected[ref])
         return inspected[ref]
 
-    driver = _known_driver(ws)
     out = []
     for e in experiments:
         record, container = records.get(e.name), containers.get(e.name) or {}
@@ -284,15 +284,8 @@ def _last_check(record: ExperimentRecord | None) -> tuple[bool | None, float | N
         return None, None
 
 
-def _known_driver(ws: Workstation) -> str | None:
-    """The driver version NVML gave this Workstation's sampler, without initialising NVML for it."""
-    sampler = ws.__dict__.get("gpus")
-    last = getattr(sampler, "last", None)
-    return last.driver if last is not None else None
-
-
 # --- two sides ---------------------------------------------------------------------------------
-def side(ws: Workstation, ref: str) -> tuple[str, Environment, str | None]:
+def side(ws: Site, ref: str) -> tuple[str, Environment, str | None]:
     """(label, environment, fingerprint) of an experiment (live when running) or `image:KIND`."""
     if ref.startswith(IMAGE_PREFIX):
         kind = ref[len(IMAGE_PREFIX):]
@@ -318,7 +311,7 @@ def side(ws: Workstation, ref: str) -> tuple[str, Environment, str | None]:
     return (f"{ref} (live)" if found.live else ref), env, found.live_fingerprint or found.fingerprint
 
 
-def diff(ws: Workstation, a: str, b: str) -> EnvironmentDiff:
+def diff(ws: Site, a: str, b: str) -> EnvironmentDiff:
     a_label, a_env, a_fp = side(ws, a)
     b_label, b_env, b_fp = side(ws, b)
     fields = tuple((f, getattr(a_env, f), getattr(b_env, f)) for f in ("os", "python", "cuda", "cudnn")

@@ -17,10 +17,10 @@ from ptdesk.core.models import Experiment
 from ptdesk.errors import Conflict, NotFound
 
 if TYPE_CHECKING:
-    from ptdesk.core.workstation import Workstation
+    from ptdesk.core.site import Site
 
 
-def _container_ref(ws: Workstation, name: str, mine: bool = False) -> str:
+def _container_ref(ws: Site, name: str, mine: bool = False) -> str:
     """The container id of an experiment; with mine=True, refused when it is another user's."""
     record = ws.store.experiment(name)
     container = ownership.find_container(ws, name)
@@ -33,7 +33,7 @@ def _container_ref(ws: Workstation, name: str, mine: bool = False) -> str:
     return container["Id"]
 
 
-def stop(ws: Workstation, name: str, timeout: int = 10) -> Experiment:
+def stop(ws: Site, name: str, timeout: int = 10) -> Experiment:
     container_id = _container_ref(ws, name, mine=True)
     was_running = ws.engine.is_running(container_id)
     ws.engine.stop(container_id, timeout=timeout)
@@ -43,7 +43,7 @@ def stop(ws: Workstation, name: str, timeout: int = 10) -> Experiment:
     return listing.get(ws, name)
 
 
-def start(ws: Workstation, name: str) -> Experiment:
+def start(ws: Site, name: str) -> Experiment:
     """Start a stopped experiment and wait until it is ready again (its port may change)."""
     container_id = _container_ref(ws, name, mine=True)
     record = ws.store.experiment(name)
@@ -68,7 +68,7 @@ def start(ws: Workstation, name: str) -> Experiment:
     return listing.get(ws, name)
 
 
-def _recheck_workspace(ws: Workstation, container_id: str) -> None:
+def _recheck_workspace(ws: Site, container_id: str) -> None:
     """The engine resolves a bind's source again at every start: check the folder it will bind now
     by the launch's rule, so one swapped for a link (or made unsafe) since is refused, not mounted."""
     mounts = ws.engine.inspect(container_id).get("Mounts") or []
@@ -78,7 +78,7 @@ def _recheck_workspace(ws: Workstation, container_id: str) -> None:
         workspace.check(ws.config, Path(source), engine_root=workspace.docker_root(ws.engine), recorded=True)
 
 
-def remove(ws: Workstation, name: str, force: bool = False) -> None:
+def remove(ws: Site, name: str, force: bool = False) -> None:
     """Remove the container and everything it was given; the workspace and owner key stay.
 
     Another user's container is refused, except with force: a team lead may clean up after someone
@@ -101,7 +101,7 @@ def remove(ws: Workstation, name: str, force: bool = False) -> None:
     ws.store.audit("remove", name, {"container": (container or {}).get("Id", "")[:12]})
 
 
-def release(ws: Workstation, name: str, if_container: str | None = None) -> bool:
+def release(ws: Site, name: str, if_container: str | None = None) -> bool:
     """Free what a gone container held: host-side secrets, the record (GPUs, port, grants).
 
     With if_container, only if the record still belongs to that container: a late event or a
@@ -115,7 +115,7 @@ def release(ws: Workstation, name: str, if_container: str | None = None) -> bool
     return released
 
 
-def logs(ws: Workstation, name: str, tail: int | str = 100, follow: bool = False) -> Iterator[str]:
+def logs(ws: Site, name: str, tail: int | str = 100, follow: bool = False) -> Iterator[str]:
     """Log lines (decoded, without newline); the generator closes its stream when closed."""
     container_id = _container_ref(ws, name)
     stream = ws.engine.logs(container_id, tail=tail, follow=follow)

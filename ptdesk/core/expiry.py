@@ -17,12 +17,12 @@ from ptdesk.core.accounts import Ended, end_in
 from ptdesk.errors import PtdeskError
 
 if TYPE_CHECKING:
-    from ptdesk.core.workstation import Workstation
+    from ptdesk.core.site import Site
 
 ENFORCED_KEY = "expiry.ended."  # + person + "." + experiment -> the expiry that was enforced there
 
 
-def end_expired(ws: Workstation, now: float | None = None) -> list[Ended]:
+def end_expired(ws: Site, now: float | None = None) -> list[Ended]:
     """End the processes of every expired person in every running experiment they were granted."""
     now = time.time() if now is None else now
     store = ws.store

@@ -354,14 +354,14 @@ class GpuSampler:
 
 def inventory_of(snapshot: GpuSnapshot) -> GpuInventory:
     if not snapshot.available:
-        return GpuInventory(False, snapshot.reason)
+        return GpuInventory(False, snapshot.reason, driver=snapshot.driver)
     loads = tuple(
         GpuLoad(index=g.index,
                 utilization=g.utilization / 100.0 if g.utilization is not None else None,
                 memory_used=g.memory_fraction, error=g.error)
         for g in snapshot.physical
     )
-    return GpuInventory(True, None, loads)
+    return GpuInventory(True, None, loads, driver=snapshot.driver)
 
 
 def _union(processes: Any) -> tuple[GpuProcess, ...]:

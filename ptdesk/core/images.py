@@ -34,7 +34,7 @@ from ptdesk.core.sampler_image import SAMPLER_IMAGE, SAMPLER_TARGET, program_fil
 from ptdesk.errors import InvalidInput, PtdeskError
 
 if TYPE_CHECKING:
-    from ptdesk.core.workstation import Workstation
+    from ptdesk.core.site import Site
 
 CA_NAME = "build-ca.pem"
 LABEL_IMAGE = "ptdesk.image"
@@ -315,14 +315,14 @@ def image_status(engine: Engine, target: str, tag: str) -> ImageStatus:
                        environment=image_env.summary_of(info))
 
 
-def statuses(ws: Workstation, targets: Iterable[str] | None = None) -> list[ImageStatus]:
+def statuses(ws: Site, targets: Iterable[str] | None = None) -> list[ImageStatus]:
     """Present or missing, and up to date, for each target's configured tag."""
     # A remote workstation also needs the GPU sampler (the local one reads NVML itself).
     default = (*kind_names(), SAMPLER_TARGET) if ws.is_remote else kind_names()
     return [image_status(ws.engine, t, image_tag(ws.config, t)) for t in (targets or default)]
 
 
-def build(ws: Workstation, targets: Iterable[str], base: str | None = None, ca_bundle: Path | None = None,
+def build(ws: Site, targets: Iterable[str], base: str | None = None, ca_bundle: Path | None = None,
           force: bool = False, on_line: Callable[[str], None] | None = None,
           on_start: Callable[[str, str], None] | None = None) -> list[BuildResult]:
     """Build each target FROM `base` (default: the config's); `on_start(tag, base)` before each one."""

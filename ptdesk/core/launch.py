@@ -49,7 +49,7 @@ from ptdesk.core.state import ExperimentRecord
 from ptdesk.errors import Conflict, ImageMissing, LaunchFailed, NotFound, PtdeskError
 
 if TYPE_CHECKING:
-    from ptdesk.core.workstation import Workstation
+    from ptdesk.core.site import Site
 
 WORKSPACE_MOUNT = workspace.MOUNT
 Progress = Callable[[str], None]
@@ -57,11 +57,13 @@ Progress = Callable[[str], None]
 PORT_ATTEMPTS = 5
 
 
-def launch(ws: Workstation, spec: LaunchSpec, progress: Progress = lambda step: None) -> Launched:
+def launch(ws: Site, spec: LaunchSpec, gpus: Callable[[], GpuInventory],
+           progress: Progress = lambda step: None) -> Launched:
+    """`gpus` reads the workstation's GPU inventory (asked only when the spec wants GPUs)."""
     kind = get_kind(spec.kind)
     progress("Checking the image")
     _check_image(ws, spec, kind)
-    inventory = ws.gpus.inventory() if spec.gpus != "none" else None
+    inventory = gpus() if spec.gpus != "none" else None
 
     progress("Reserving name and GPUs")
     gpu_lock = contextlib.ExitStack()
@@ -103,7 +105,7 @@ class _Attempt:
     container_id: str | None = None
 
 
-def _check_image(ws: Workstation, spec: LaunchSpec, kind: Kind) -> None:
+def _check_image(ws: Site, spec: LaunchSpec, kind: Kind) -> None:
     if ws.engine.image_exists(spec.image):
         return
     ours = spec.image == kind.image(ws.config)
@@ -113,7 +115,7 @@ def _check_image(ws: Workstation, spec: LaunchSpec, kind: Kind) -> None:
                        f"to use ptdesk's own (ptdesk images build {spec.kind}).")
 
 
-def _create_and_start(ws: Workstation, spec: LaunchSpec, plan: Plan, gpu_lock: contextlib.ExitStack,
+def _create_and_start(ws: Site, spec: LaunchSpec, plan: Plan, gpu_lock: contextlib.ExitStack,
                       attempt: _Attempt, progress: Progress) -> None:
     """Create the container with its secrets in place and start it, on a fresh port if someone
     took the picked one in between."""
@@ -143,7 +145,7 @@ def _create_and_start(ws: Workstation, spec: LaunchSpec, plan: Plan, gpu_lock: c
             engine.remove(container_id, force=True)
 
 
-def _prove_ready(ws: Workstation, spec: LaunchSpec, kind: Kind, plan: Plan, attempt: _Attempt,
+def _prove_ready(ws: Site, spec: LaunchSpec, kind: Kind, plan: Plan, attempt: _Attempt,
                  progress: Progress) -> None:
     """Wait until a client really gets in, then mark the record running and audit the launch."""
     engine, store, config = ws.engine, ws.store, ws.config
@@ -167,7 +169,7 @@ def _prove_ready(ws: Workstation, spec: LaunchSpec, kind: Kind, plan: Plan, atte
                                        "gpus": list(record.gpus), "port": bound[1], "host_key": host_key})
 
 
-def launch_warnings(ws: Workstation, spec: LaunchSpec, gpus: tuple[int, ...],
+def launch_warnings(ws: Site, spec: LaunchSpec, gpus: tuple[int, ...],
                     inventory: GpuInventory | None) -> tuple[str, ...]:
     """What the person should know about a launch that worked, one sentence each with its fix."""
     config = ws.config
@@ -179,11 +181,11 @@ def launch_warnings(ws: Workstation, spec: LaunchSpec, gpus: tuple[int, ...],
         # Never a silent CPU run: say why auto found no GPU to give.
         reason = (inventory.reason if inventory else None) or "every GPU is held by another experiment."
         warnings.append(f"No GPU was given: {reason}")
-    warnings += environment.launch_warnings(ws, spec.kind, spec.image, gpus)
+    warnings += environment.launch_warnings(ws, spec.kind, spec.image, gpus, inventory.driver if inventory else None)
     return tuple(warnings)
 
 
-def _held_on_engine(ws: Workstation, on_engine: Mapping[str, dict],
+def _held_on_engine(ws: Site, on_engine: Mapping[str, dict],
                     inventory: GpuInventory | None) -> dict[int, str]:
     """The GPUs the engine really gives the instance's containers (one inspect each, asked only
     when this launch wants GPUs, and before the store's lock is taken)."""
@@ -193,7 +195,7 @@ def _held_on_engine(ws: Workstation, on_engine: Mapping[str, dict],
     return ledger.held_by_devices(inspected, (g.index for g in inventory.gpus))
 
 
-def _reserve(ws: Workstation, spec: LaunchSpec, inventory: GpuInventory | None,
+def _reserve(ws: Site, spec: LaunchSpec, inventory: GpuInventory | None,
              on_engine: Mapping[str, dict], held_on_engine: Mapping[int, str]) -> tuple[LaunchSpec, ExperimentRecord]:
     """Pick the name and the GPUs and write the "launching" record, in one store transaction.
 
@@ -234,7 +236,7 @@ def _port_taken(exc: PtdeskError) -> bool:
     return "port is already allocated" in text or "address already in use" in text
 
 
-def _create(ws: Workstation, spec: LaunchSpec, plan: Plan, gpus: tuple[int, ...], port: int) -> str:
+def _create(ws: Site, spec: LaunchSpec, plan: Plan, gpus: tuple[int, ...], port: int) -> str:
     """Create the container; a name the engine already has (taken since we listed) is a Conflict."""
     config = ws.config
     labels = _labels(config, spec, gpus)
@@ -252,7 +254,7 @@ def _create(ws: Workstation, spec: LaunchSpec, plan: Plan, gpus: tuple[int, ...]
                        field="name") from None
 
 
-def rollback(ws: Workstation, record: ExperimentRecord, container_id: str | None) -> bool:
+def rollback(ws: Site, record: ExperimentRecord, container_id: str | None) -> bool:
     """Undo a launch: host-side secrets, record (and with it the GPU reservation), container.
 
     Only while the store's record of that name is still `record`'s launch (same status, launcher
@@ -271,7 +273,7 @@ def rollback(ws: Workstation, record: ExperimentRecord, container_id: str | None
     return True
 
 
-def _last_words(ws: Workstation, container_id: str, memory: str) -> str | None:
+def _last_words(ws: Site, container_id: str, memory: str) -> str | None:
     """What a container that failed its launch last printed (and its exit code if it died), or
     that the memory limit killed it (the kernel's OOM killer leaves no output to quote)."""
     try:
@@ -294,7 +296,7 @@ def _last_words(ws: Workstation, container_id: str, memory: str) -> str | None:
     return f"It exited with code {state.get('ExitCode')}{said}"
 
 
-def _tail(ws: Workstation, container_id: str) -> list[str]:
+def _tail(ws: Site, container_id: str) -> list[str]:
     frames = ws.engine.logs(container_id, tail=5)
     try:
         return [ln for ln in b"".join(frames).decode(errors="replace").splitlines() if ln.strip()]
@@ -302,7 +304,7 @@ def _tail(ws: Workstation, container_id: str) -> list[str]:
         frames.close()
 
 
-def _ensure_workspace(ws: Workstation, spec: LaunchSpec) -> tuple[LaunchSpec, bool]:
+def _ensure_workspace(ws: Site, spec: LaunchSpec) -> tuple[LaunchSpec, bool]:
     """The spec with its workspace resolved (what is bound and recorded), and whether this call
     made the folder: a default one is made (or an existing one checked) safely, by the workspace rule."""
     config, engine_root = ws.config, workspace.docker_root(ws.engine)

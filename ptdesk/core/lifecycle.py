@@ -25,7 +25,7 @@ from ptdesk.core.text import printable
 from ptdesk.errors import EngineUnavailable, PtdeskError
 
 if TYPE_CHECKING:
-    from ptdesk.core.workstation import Workstation
+    from ptdesk.core.site import OwnSite
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ class ContainerEvent:
                    kind=printable(kind) if kind else None, owner=printable(owner) if owner else None)
 
 
-def apply_event(ws: Workstation, event: ContainerEvent) -> str | None:
+def apply_event(ws: OwnSite, event: ContainerEvent) -> str | None:
     """Bring the store in line with one event; returns what was done (for the watch log), or None."""
     record = ws.store.experiment(event.name)
     if record is None or record.status == "launching":
@@ -90,9 +90,9 @@ def apply_event(ws: Workstation, event: ContainerEvent) -> str | None:
     return status
 
 
-def _finish_pending_grants(ws: Workstation, name: str) -> None:
+def _finish_pending_grants(ws: OwnSite, name: str) -> None:
     """Key rotations that waited for the container to run again are finished (rotation module),
-    in a thread of their own with its own Workstation: the proof waits for sshd on the readiness
+    in a thread of their own with its own Site: the proof waits for sshd on the readiness
     schedule, and meanwhile the watcher must go on releasing what vanished containers held."""
     if not any(g.pending for g in ws.store.grants(experiment=name)):
         return
@@ -100,7 +100,7 @@ def _finish_pending_grants(ws: Workstation, name: str) -> None:
                      daemon=True).start()
 
 
-def _finish_in_background(ws: Workstation, name: str) -> None:
+def _finish_in_background(ws: OwnSite, name: str) -> None:
     try:
         finish_pending(ws, name)
     except PtdeskError as exc:
@@ -125,7 +125,7 @@ def _nanos(text: str | None) -> int:
 class EventWatcher:
     """Follows the engine's events for this instance until `stop` is set; survives engine restarts."""
 
-    def __init__(self, ws: Workstation, on_event: Callable[[ContainerEvent], None] = lambda event: None,
+    def __init__(self, ws: OwnSite, on_event: Callable[[ContainerEvent], None] = lambda event: None,
                  on_engine: Callable[[bool, str | None], None] = lambda up, reason: None,
                  on_reconcile: Callable[[object], None] = lambda report: None) -> None:
         self.ws = ws

@@ -24,7 +24,7 @@ from ptdesk.core.text import printable
 from ptdesk.errors import NotFound
 
 if TYPE_CHECKING:
-    from ptdesk.core.workstation import Workstation
+    from ptdesk.core.site import Site
 
 
 def _status(container: dict | None, record: ExperimentRecord | None) -> str:
@@ -35,7 +35,7 @@ def _status(container: dict | None, record: ExperimentRecord | None) -> str:
     return container.get("State") or "unknown"
 
 
-def _experiment(ws: Workstation, record: ExperimentRecord | None, container: dict | None) -> Experiment:
+def _experiment(ws: Site, record: ExperimentRecord | None, container: dict | None) -> Experiment:
     config = ws.config
     labels = (container or {}).get("Labels") or {}
     if record is None:  # labelled container ptdesk has no record of: another user's, or an orphan
@@ -59,24 +59,25 @@ def _experiment(ws: Workstation, record: ExperimentRecord | None, container: dic
     )
 
 
-def list_experiments(ws: Workstation, all: bool = True) -> list[Experiment]:
-    """Every experiment of this instance (other users' too); with all=False only running ones."""
+def list_experiments(ws: Site, all: bool = True, driver: str | None = None) -> list[Experiment]:
+    """Every experiment of this instance (other users' too); with all=False only running ones.
+    `driver`: the NVIDIA driver NVML already reported in this process, for the driver warning."""
     containers = instance_containers(ws)
     records = {r.name: r for r in ws.store.experiments()}
     names = sorted(set(containers) | set(records), key=lambda n: (records[n].created if n in records else 0, n))
     out = [_experiment(ws, records.get(n), containers.get(n)) for n in names if n]
     out = out if all else [e for e in out if e.status == "running"]
     # The environment column (ptdesk.core.environment), then who is logged in (ptdesk.core.sessions).
-    return with_logins(marked(ws, out, containers, records), records)
+    return with_logins(marked(ws, out, containers, records, driver), records)
 
 
-def get(ws: Workstation, name: str) -> Experiment:
+def get(ws: Site, name: str, driver: str | None = None) -> Experiment:
     record = ws.store.experiment(name)
     container = find_container(ws, name)
     if record is None and container is None:
         raise NotFound(f"No experiment named {name!r}.", "List them with: ptdesk ls --all")
     return with_logins(marked(ws, [_experiment(ws, record, container)], {name: container} if container else {},
-                              {name: record} if record else {}), {name: record} if record else {})[0]
+                              {name: record} if record else {}, driver), {name: record} if record else {})[0]
 
 
 def with_logins(experiments: list[Experiment], records: dict[str, ExperimentRecord]) -> list[Experiment]:

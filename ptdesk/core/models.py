@@ -278,6 +278,7 @@ class GpuInventory:
     available: bool
     reason: str | None = None
     gpus: tuple[GpuLoad, ...] = ()
+    driver: str | None = None  # the NVIDIA driver version that reported them
 
 
 @dataclass(frozen=True)

@@ -11,10 +11,10 @@ from ptdesk.core.state import ExperimentRecord
 from ptdesk.errors import Conflict
 
 if TYPE_CHECKING:
-    from ptdesk.core.workstation import Workstation
+    from ptdesk.core.site import Site
 
 
-def find_container(ws: Workstation, name: str) -> dict | None:
+def find_container(ws: Site, name: str) -> dict | None:
     """The engine's list entry for an experiment (same shape list_managed returns)."""
     return instance_containers(ws).get(name)
 
@@ -34,13 +34,13 @@ def refuse_foreign(name: str, record: ExperimentRecord | None, container: dict |
         raise Conflict(f"{name!r} belongs to {owner}'s ptdesk.", hint or f"Ask {owner}, or use docker directly.")
 
 
-def refuse_if_foreign(ws: Workstation, name: str) -> None:
+def refuse_if_foreign(ws: Site, name: str) -> None:
     """Conflict, saying whose it is, when `name` is another user's container (for commands such as
     grant that look only at this store and would otherwise just say "no such experiment")."""
     refuse_foreign(name, ws.store.experiment(name), find_container(ws, name))
 
 
-def instance_containers(ws: Workstation) -> dict[str, dict]:
+def instance_containers(ws: Site) -> dict[str, dict]:
     """The instance's managed containers by experiment name: one engine request, every user's."""
     return {container_key(c): c for c in ws.engine.list_managed(ws.config.instance)}
 

@@ -34,7 +34,7 @@ from ptdesk.core.text import printable
 from ptdesk.errors import EngineUnavailable, PtdeskError
 
 if TYPE_CHECKING:
-    from ptdesk.core.workstation import Workstation
+    from ptdesk.core.site import Site
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ def launcher_alive(record: ExperimentRecord, timeout: float, now: float | None =
     return pid_alive(record.launcher_pid)
 
 
-def reconcile(ws: Workstation) -> ReconcileReport:
+def reconcile(ws: Site) -> ReconcileReport:
     """One pass; raises EngineUnavailable if the engine cannot be listed (callers decide)."""
     store = ws.store
     records = store.experiments()  # before the list: see the module docstring
@@ -127,7 +127,7 @@ def reconcile(ws: Workstation) -> ReconcileReport:
                            orphans=tuple(orphans), unverified=tuple(unverified), ended=tuple(ended))
 
 
-def _roll_back(ws: Workstation, record: ExperimentRecord, container: dict | None) -> bool:
+def _roll_back(ws: Site, record: ExperimentRecord, container: dict | None) -> bool:
     """Undo a launch whose launcher died, from `record` as read at the start of the pass.
 
     launch.rollback does it only if the store still holds that very launch: another pass may have
@@ -152,7 +152,7 @@ def _adoptable(container: dict) -> bool:
             and gpus_from_label(labels.get(LABEL_GPUS)) is not None)
 
 
-def _adopt(ws: Workstation, container: dict) -> str:
+def _adopt(ws: Site, container: dict) -> str:
     """Record a container of this user's that the store lost — only if this home's seal proves it
     made it ("unverified" otherwise). Its kind reads the secrets back from the container (running
     or stopped); anything unreadable in them makes it an orphan (a PtdeskError). Returns
@@ -185,7 +185,7 @@ def _adopt(ws: Workstation, container: dict) -> str:
     return "adopted"
 
 
-def _restore_collaborators(ws: Workstation, experiment: str, recovered: Recovered) -> None:
+def _restore_collaborators(ws: Site, experiment: str, recovered: Recovered) -> None:
     """Collaborator keys found in an adopted container come back as collaborators with their grant
     (the key folder ptdesk made for them, if it is still there, as their identity); a key marked
     for someone this store knows with another key is dropped and said so. Either way the next
@@ -207,7 +207,7 @@ def _restore_collaborators(ws: Workstation, experiment: str, recovered: Recovere
         _dropped(ws, experiment, why)
 
 
-def _recreate_collaborator(ws: Workstation, found: GrantedKey, fingerprint: str,
+def _recreate_collaborator(ws: Site, found: GrantedKey, fingerprint: str,
                            uids: dict[str, int]) -> CollaboratorRecord:
     private = key_dir(ws.config, found.collaborator) / PRIVATE
     try:
@@ -226,12 +226,12 @@ def _recreate_collaborator(ws: Workstation, found: GrantedKey, fingerprint: str,
     return person
 
 
-def _dropped(ws: Workstation, experiment: str, why: str) -> None:
+def _dropped(ws: Site, experiment: str, why: str) -> None:
     log.warning("adopting %s: a key in its authorized_keys was dropped: %s", experiment, why)
     ws.store.audit("adopt-dropped-key", experiment, {"key": why}, who="ptdesk-reconcile")
 
 
-def _sealed_here(ws: Workstation, kind: Kind, container_id: str, labels: dict[str, str]) -> bool:
+def _sealed_here(ws: Site, kind: Kind, container_id: str, labels: dict[str, str]) -> bool:
     """Does the seal label verify against this home's secret and the sealed files inside?"""
     if not labels.get(LABEL_SEAL):
         return False
@@ -239,7 +239,7 @@ def _sealed_here(ws: Workstation, kind: Kind, container_id: str, labels: dict[st
     return verifies(ws.config, labels, secret_digest(contents))
 
 
-def _authorize_this_owner_key(ws: Workstation, name: str) -> None:
+def _authorize_this_owner_key(ws: Site, name: str) -> None:
     """Make the owner's key of *this* PTDESK_HOME open an adopted SSH experiment.
 
     It may have been launched from another home (`--owner`, or a store that was lost), so the key

@@ -25,7 +25,7 @@ from ptdesk.errors import GpuUnavailable, PtdeskError
 
 if TYPE_CHECKING:
     from ptdesk.core.engine import Engine
-    from ptdesk.core.workstation import Workstation
+    from ptdesk.core.site import Site
 
 LABEL_SAMPLER = "ptdesk.sampler"
 FIRST_SAMPLE_TIMEOUT = 10.0  # container start + NVML init (~1.5 s without persistence mode)
@@ -106,7 +106,7 @@ class SamplerFeed:
 class RemoteGpus:
     """The GpuSampler interface (sample, inventory, close) for a workstation reached over SSH."""
 
-    def __init__(self, ws: Workstation) -> None:
+    def __init__(self, ws: Site) -> None:
         self._ws = ws
         self._feed: SamplerFeed | None = None
         self._lock = threading.Lock()

@@ -46,10 +46,10 @@ from ptdesk.core.waiting import next_delay
 from ptdesk.errors import InvalidInput, PtdeskError
 
 if TYPE_CHECKING:
-    from ptdesk.core.workstation import Workstation
+    from ptdesk.core.site import Site
 
 
-def rotate(ws: Workstation, name: str, expires: str | None = None, pubkey_text: str | None = None) -> RotationResult:
+def rotate(ws: Site, name: str, expires: str | None = None, pubkey_text: str | None = None) -> RotationResult:
     """Give `name` a new key everywhere they have access, or finish an earlier unfinished rotation.
 
     `pubkey_text`: the new public key of a person who brings their own (ptdesk cannot make one
@@ -70,7 +70,7 @@ def rotate(ws: Workstation, name: str, expires: str | None = None, pubkey_text: 
         return _rotate(ws, collaborator(ws, name), expires)
 
 
-def _rotate_brought(ws: Workstation, record: CollaboratorRecord, public: str, expires: str | None) -> RotationResult:
+def _rotate_brought(ws: Site, record: CollaboratorRecord, public: str, expires: str | None) -> RotationResult:
     """A key the person brought is replaced in one step in every container (the new key in and
     the old one out in the same atomic rename), so there is no moment without a key they hold.
     ptdesk holds no private key to log in with, so the proof is the file itself, read back from
@@ -96,7 +96,7 @@ def _rotate_brought(ws: Workstation, record: CollaboratorRecord, public: str, ex
     return result
 
 
-def _finish_brought(ws: Workstation, record: CollaboratorRecord) -> RotationResult:
+def _finish_brought(ws: Site, record: CollaboratorRecord) -> RotationResult:
     """Finish a --pubkey rotation where containers were paused or launching when it ran."""
     outcomes = tuple(_replace_brought(ws, g, record.fingerprint, record.previous_fingerprint or "")
                      if g.pending else ContainerRotation(g.experiment, "rotated", False, "rotated earlier")
@@ -106,7 +106,7 @@ def _finish_brought(ws: Workstation, record: CollaboratorRecord) -> RotationResu
                           fingerprint=record.fingerprint, identity_file=None, containers=outcomes, resumed=True)
 
 
-def _container_of(ws: Workstation, grant: GrantRecord) -> tuple[ExperimentRecord | None, str]:
+def _container_of(ws: Site, grant: GrantRecord) -> tuple[ExperimentRecord | None, str]:
     """The grant's experiment record and its container's state ("gone" without a record)."""
     experiment = ws.store.experiment(grant.experiment)
     return experiment, container_state(ws, experiment) if experiment else "gone"
@@ -116,7 +116,7 @@ def _gone(name: str) -> ContainerRotation:
     return ContainerRotation(name, "failed", False, f"the container is gone; clean up with: ptdesk rm {name}")
 
 
-def _replace_brought(ws: Workstation, grant: GrantRecord, new: str, old: str) -> ContainerRotation:
+def _replace_brought(ws: Site, grant: GrantRecord, new: str, old: str) -> ContainerRotation:
     name = grant.experiment
     experiment, state = _container_of(ws, grant)
     if state == "gone":
@@ -143,7 +143,7 @@ def _replace_brought(ws: Workstation, grant: GrantRecord, new: str, old: str) ->
                              + _ended_text(ended))
 
 
-def _rotate(ws: Workstation, record: CollaboratorRecord, expires: str | None) -> RotationResult:
+def _rotate(ws: Site, record: CollaboratorRecord, expires: str | None) -> RotationResult:
     store, name = ws.store, record.name
     grants = store.grants(collaborator=name)
     resumed = _unfinished(ws, record, grants)
@@ -170,7 +170,7 @@ def _rotate(ws: Workstation, record: CollaboratorRecord, expires: str | None) ->
     return result
 
 
-def finish_pending(ws: Workstation, experiment: str) -> dict[str, ContainerRotation]:
+def finish_pending(ws: Site, experiment: str) -> dict[str, ContainerRotation]:
     """Finish rotations left pending in a container that has just (re)started; by collaborator.
 
     Called by `experiments.start` and by the lifecycle's start-event handler. Never raises for a
@@ -203,7 +203,7 @@ def finish_pending(ws: Workstation, experiment: str) -> dict[str, ContainerRotat
 
 
 # --- steps -----------------------------------------------------------------------------------
-def _unfinished(ws: Workstation, record: CollaboratorRecord, grants: list[GrantRecord]) -> bool:
+def _unfinished(ws: Site, record: CollaboratorRecord, grants: list[GrantRecord]) -> bool:
     """Is an earlier rotation still holding the old key somewhere, or waiting in a running container?"""
     if not record.previous_fingerprint:
         return False
@@ -217,7 +217,7 @@ def _unfinished(ws: Workstation, record: CollaboratorRecord, grants: list[GrantR
     return False
 
 
-def _begin(ws: Workstation, record: CollaboratorRecord, expires: float | None) -> CollaboratorRecord:
+def _begin(ws: Site, record: CollaboratorRecord, expires: float | None) -> CollaboratorRecord:
     """New key pair on disk and in the store; the current one becomes 'previous'; grants pending."""
     current = Path(record.identity_file or "")
     folder = current.parent
@@ -239,7 +239,7 @@ def _begin(ws: Workstation, record: CollaboratorRecord, expires: float | None) -
     return updated
 
 
-def _drive(ws: Workstation, record: CollaboratorRecord, grants: list[GrantRecord],
+def _drive(ws: Site, record: CollaboratorRecord, grants: list[GrantRecord],
            patient: bool = False) -> dict[str, ContainerRotation]:
     """Run the three phases over pending grants of one person; an outcome per experiment.
 
@@ -266,7 +266,7 @@ def _drive(ws: Workstation, record: CollaboratorRecord, grants: list[GrantRecord
     return outcomes
 
 
-def _install_new(ws: Workstation, record: CollaboratorRecord, grant: GrantRecord) -> GrantRecord | ContainerRotation:
+def _install_new(ws: Site, record: CollaboratorRecord, grant: GrantRecord) -> GrantRecord | ContainerRotation:
     name = grant.experiment
     experiment, state = _container_of(ws, grant)
     if state == "gone":
@@ -293,7 +293,7 @@ def _install_new(ws: Workstation, record: CollaboratorRecord, grant: GrantRecord
     return replace(grant, installed=installed, pending=True)
 
 
-def _keep_old(ws: Workstation, record: CollaboratorRecord, grant: GrantRecord, why: str) -> ContainerRotation:
+def _keep_old(ws: Site, record: CollaboratorRecord, grant: GrantRecord, why: str) -> ContainerRotation:
     """The new key did not log in (yet). Where the old key is still installed it stays valid; where
     it was already retired (the container was stopped when the rotation ran, and the rotation said
     so), it is never put back: a retired key must not log in anywhere again. The grant stays
@@ -306,7 +306,7 @@ def _keep_old(ws: Workstation, record: CollaboratorRecord, grant: GrantRecord, w
                              "next start or `ptdesk collab rotate` proves the new one")
 
 
-def _retire_old(ws: Workstation, record: CollaboratorRecord, grant: GrantRecord, old_file: Path) -> ContainerRotation:
+def _retire_old(ws: Site, record: CollaboratorRecord, grant: GrantRecord, old_file: Path) -> ContainerRotation:
     name = grant.experiment
     try:
         set_grant_keys(ws, grant, (record.fingerprint,), pending=False)
@@ -333,7 +333,7 @@ def _ended_text(ended: accounts.Ended) -> str:
     return f"; ended {ended.count} process(es) of theirs ({ended.sessions} session(s))" if ended.pids else ""
 
 
-def _prove_login(ws: Workstation, experiment: str, key_file: Path) -> LoginResult:
+def _prove_login(ws: Site, experiment: str, key_file: Path) -> LoginResult:
     """Log in with `key_file` on the readiness schedule (ptdesk.core.waiting) until it works, the
     container stops, or ready_timeout passes; the last attempt's result."""
     started = time.monotonic()
@@ -348,7 +348,7 @@ def _prove_login(ws: Workstation, experiment: str, key_file: Path) -> LoginResul
         time.sleep(next_delay(time.monotonic() - started))
 
 
-def _login(ws: Workstation, experiment: str, key_file: Path) -> LoginResult:
+def _login(ws: Site, experiment: str, key_file: Path) -> LoginResult:
     """One login with the host key pinned, at the port the engine publishes now (a container
     started behind ptdesk's back has a new one before anything updates the record)."""
     record = ws.store.experiment(experiment)
@@ -364,14 +364,14 @@ def _login(ws: Workstation, experiment: str, key_file: Path) -> LoginResult:
                      record.host_public_key, command=None)
 
 
-def _account_of(ws: Workstation, key_file: Path) -> str:
+def _account_of(ws: Site, key_file: Path) -> str:
     """The account a key logs in to: a collaborator key ptdesk made (keys/collab/NAME/...) opens
     that person's own account; any other key, the owner's."""
     name = key_file.parent.name
     return name if key_file.parent == key_dir(ws.config, name) else CONTAINER_USER
 
 
-def _settle(ws: Workstation, name: str) -> None:
+def _settle(ws: Site, name: str) -> None:
     """Forget the previous key once no container is waiting on the rotation any more."""
     record = ws.store.collaborator(name)
     if record is None or not record.previous_fingerprint:

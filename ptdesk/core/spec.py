@@ -25,7 +25,7 @@ from ptdesk.core.workspace import docker_root
 from ptdesk.errors import ConfigError, Conflict, InvalidInput, PtdeskError
 
 if TYPE_CHECKING:
-    from ptdesk.core.workstation import Workstation
+    from ptdesk.core.site import Site
 
 T = TypeVar("T")
 
@@ -42,7 +42,7 @@ T = TypeVar("T")
 
 
 
-def suggest_name(ws: Workstation, owner: str, kind: str, on_engine: Collection[str] | None = None) -> str:
+def suggest_name(ws: Site, owner: str, kind: str, on_engine: Collection[str] | None = None) -> str:
     """A free name like alice-jupyter-3 (free in the store and among the engine's containers).
 
     `on_engine`: the names the engine already has, when the caller listed them (no request then).
@@ -56,7 +56,7 @@ def suggest_name(ws: Workstation, owner: str, kind: str, on_engine: Collection[s
     raise Conflict("No free experiment name was found.", "Pass one with --name.")
 
 
-def make_spec(ws: Workstation, kind: str, *, name: str | None = None, owner: str | None = None,
+def make_spec(ws: Site, kind: str, *, name: str | None = None, owner: str | None = None,
               image: str | None = None, gpus: str | None = None, workspace: str | Path | None = None,
               memory: str | None = None, cpus: float | None = None, shm_size: str | None = None,
               pids: int | None = None, pubkey: str | Path | None = None) -> LaunchSpec:

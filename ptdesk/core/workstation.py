@@ -153,10 +153,16 @@ class Workstation:
 
     # --- experiments --------------------------------------------------------------------------
     def list_experiments(self, all: bool = True) -> list[Experiment]:
-        return listing.list_experiments(self, all=all)
+        return listing.list_experiments(self, all=all, driver=self.known_driver())
 
     def experiment(self, name: str) -> Experiment:
-        return listing.get(self, name)
+        return listing.get(self, name, driver=self.known_driver())
+
+    def known_driver(self) -> str | None:
+        """The driver version NVML already gave this Workstation's sampler (for the driver warning),
+        without initialising NVML for it."""
+        last = getattr(self.__dict__.get("gpus"), "last", None)
+        return last.driver if last is not None else None
 
     def suggest_name(self, owner: str, kind: str) -> str:
         return specs.suggest_name(self, owner, kind)
@@ -166,7 +172,7 @@ class Workstation:
         return specs.make_spec(self, kind, **typed)
 
     def launch(self, spec: LaunchSpec, progress: Progress = lambda step: None) -> Launched:
-        return launcher.launch(self, spec, progress)
+        return launcher.launch(self, spec, lambda: self.gpus.inventory(), progress)
 
     def stop(self, name: str) -> Experiment:
         return experiments.stop(self, name)

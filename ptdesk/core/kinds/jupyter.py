@@ -25,7 +25,7 @@ from ptdesk.core.waiting import next_delay
 from ptdesk.errors import LaunchFailed, NotFound, PtdeskError
 
 if TYPE_CHECKING:
-    from ptdesk.core.workstation import Workstation
+    from ptdesk.core.site import Site
 
 TOKEN_FILE = "jupyter_token"
 TOKEN_DIR = "/etc/ptdesk"
@@ -135,7 +135,7 @@ class JupyterKind(Kind):
             fields |= {"certificate_fingerprint": jupyter_tls.fingerprint(cert), "certificate": where}
         return Access(connect=url, rows=rows, fields=fields)
 
-    def idle(self, ws: Workstation, record: ExperimentRecord, container_id: str,
+    def idle(self, ws: Site, record: ExperimentRecord, container_id: str,
              now: float) -> tuple[float | None, str]:
         """Jupyter says itself when it was last used (/api/status `last_activity`, which covers
         kernels and terminals); a kernel that is busy right now counts as active."""
@@ -162,7 +162,7 @@ class JupyterKind(Kind):
     def after_start(self, config: Config, record: ExperimentRecord) -> None:
         """Nothing to keep in step: the URL carries the token, and the port never changes."""
 
-    def read_back(self, ws: Workstation, container_id: str, labels: Mapping[str, str]) -> Recovered:
+    def read_back(self, ws: Site, container_id: str, labels: Mapping[str, str]) -> Recovered:
         engine = ws.engine
         try:
             token = engine.read_file(container_id, f"{TOKEN_DIR}/{TOKEN_FILE}").decode()

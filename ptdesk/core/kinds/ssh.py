@@ -35,7 +35,7 @@ from ptdesk.core.times import parse_time
 from ptdesk.errors import PtdeskError
 
 if TYPE_CHECKING:
-    from ptdesk.core.workstation import Workstation
+    from ptdesk.core.site import Site
 
 # sshd as root needs exactly these for privilege separation and interactive (pty) logins; KILL
 # lets root in the container signal other accounts' processes: ptdesk ends a revoked (removed,
@@ -105,7 +105,7 @@ class SshKind(Kind):
             "host": host, "port": record.port, "user": CONTAINER_USER, "identity_file": str(key_file),
             "known_hosts": known, "host_key_fingerprint": fingerprint, "command": command})
 
-    def idle(self, ws: Workstation, record: ExperimentRecord, container_id: str,
+    def idle(self, ws: Site, record: ExperimentRecord, container_id: str,
              now: float) -> tuple[float | None, str]:
         """SSH has no activity clock of its own, so ptdesk keeps one: each check that finds the
         processes of a person's account (a login, or a job left running) notes the time in the store."""
@@ -125,7 +125,7 @@ class SshKind(Kind):
         last = max(started, float(seen) if seen else 0.0)
         return max(0.0, now - last), "no process of its people"
 
-    def read_back(self, ws: Workstation, container_id: str, labels: Mapping[str, str]) -> Recovered:
+    def read_back(self, ws: Site, container_id: str, labels: Mapping[str, str]) -> Recovered:
         try:
             host_key = keys.parse_public_key(ws.engine.read_file(container_id, HOST_KEY_IN_CONTAINER).decode())
         except UnicodeDecodeError:
@@ -147,7 +147,7 @@ def write_known_hosts(config: Config, record: ExperimentRecord) -> None:
         experiment_files.write(config, record.name, KNOWN_HOSTS_FILE, known, 0o644)
 
 
-def _recover_keys(ws: Workstation, container_id: str, owner: str, host_key: str) -> Recovered:
+def _recover_keys(ws: Site, container_id: str, owner: str, host_key: str) -> Recovered:
     """Sort the lines of the container's authorized_keys: collaborator keys (by the marker ptdesk
     writes on them) come back as collaborators; unmarked lines without an expiry are the keys the
     owner brought (--pubkey), kept so that re-rendering keeps them; the owner's own ptdesk key is
