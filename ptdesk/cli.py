@@ -13,7 +13,7 @@ import sys
 import click
 
 from ptdesk import __version__
-from ptdesk.commands import COMMAND_TOPICS, load_command
+from ptdesk.commands import COMMAND_SUMMARIES, COMMAND_TOPICS, load_command
 from ptdesk.errors import PtdeskError, from_system_error
 
 
@@ -26,6 +26,20 @@ class PtdeskGroup(click.Group):
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         return load_command(cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The command list of `ptdesk --help`, from COMMAND_SUMMARIES: no command module imported."""
+        names = self.list_commands(ctx)
+        limit = formatter.width - 6 - max(len(name) for name in names)
+        rows = []
+        for name in names:
+            summary = COMMAND_SUMMARIES.get(name)
+            if summary is None:
+                command = self.get_command(ctx, name)
+                summary = command.get_short_help_str(limit) if command else ""
+            rows.append((name, _shortened(summary, limit)))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
     def invoke(self, ctx: click.Context):  # type: ignore[override]
         try:
@@ -46,6 +60,13 @@ class PtdeskGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("ptdesk: interrupted.", err=True)
             ctx.exit(130)
+
+
+def _shortened(text: str, limit: int) -> str:
+    """`text` cut at a word to fit `limit` columns, as click shortens a command's help."""
+    if len(text) <= limit:
+        return text
+    return text[: max(limit - 3, 1)].rsplit(" ", 1)[0].rstrip(" ,;:") + "..."
 
 
 def report_error(exc: PtdeskError) -> None:

@@ -39,3 +39,42 @@ def test_cli_commands_do_not_import_textual() -> None:
     """`ptdesk doctor` and friends stay fast: only the bare `ptdesk` (dashboard) loads textual."""
     result = _probe(["ptdesk.cli"])
     assert result["textual"] == []
+
+
+_HELP_PROBE = r"""
+import json, sys
+sys.argv = ["ptdesk", *{args}]
+from ptdesk.cli import main
+try:
+    main()
+except SystemExit:
+    pass
+heavy = ("docker", "paramiko", "textual", "requests")
+print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in heavy)), file=sys.stderr)
+"""
+
+
+def _heavy_imports_of(args: list[str]) -> list[str]:
+    proc = subprocess.run([sys.executable, "-c", _HELP_PROBE.format(args=args)], capture_output=True,
+                          text=True, cwd=REPO, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "Usage:" in proc.stdout  # the help was really printed
+    return json.loads(proc.stderr.strip().splitlines()[-1])
+
+
+def test_help_imports_no_engine_ssh_or_dashboard_library() -> None:
+    """A --help starts at once: it imports neither the Docker SDK, paramiko nor textual."""
+    for args in (["--help"], ["new", "ssh", "--help"], ["workstations", "--help"], ["collab", "--help"],
+                 ["ls", "--help"]):
+        assert _heavy_imports_of(args) == [], args
+
+
+def test_command_summaries_say_what_each_command_says() -> None:
+    """`ptdesk --help` lists commands from a table (no command module imported): it must be the
+    commands' own words, for every command."""
+    from ptdesk.commands import COMMAND_SUMMARIES, COMMAND_TOPICS, load_command
+
+    assert set(COMMAND_SUMMARIES) == set(COMMAND_TOPICS)
+    for name, summary in COMMAND_SUMMARIES.items():
+        command = load_command(name)
+        assert command is not None and summary == command.get_short_help_str(limit=1000), name

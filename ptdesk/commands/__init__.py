@@ -23,6 +23,32 @@ COMMAND_TOPICS: dict[str, str] = {
     "env": "env",
 }
 TOPICS = tuple(dict.fromkeys(COMMAND_TOPICS.values()))
+# What `ptdesk --help` says of each command, so that it imports no command module (a test keeps
+# these equal to each command's own help). A command missing here is imported to ask it.
+COMMAND_SUMMARIES: dict[str, str] = {
+    "audit": "Show the audit log, oldest first.",
+    "collab": "People who may log in to your SSH experiments, and their keys.",
+    "cull": "Stop idle Jupyter and SSH experiments (workspaces, keys and GPUs are kept).",
+    "doctor": "Check the engine, GPU runtime, images, NVML, state and keys; exit 0 when ptdesk can launch.",
+    "env": "What an experiment runs (ptdesk env NAME), changes since launch, and differences (env diff A B).",
+    "forward": "Reach a server NAME runs on its own 127.0.0.1:PORT at 127.0.0.1:LOCAL here, until Ctrl-C.",
+    "gpus": "Show every GPU, its load, and the processes on it with their container and owner.",
+    "grant": "Let collaborator NAME log in to the SSH experiment EXPERIMENT.",
+    "images": "Build and list the images experiments run in.",
+    "logs": "Print an experiment's output.",
+    "ls": "List experiments (of every workstation, asked in parallel; --on NAME for one).",
+    "new": "Start a new experiment container (one subcommand per kind).",
+    "reconcile": "Release what gone containers held, roll back dead launches, adopt or list orphans.",
+    "revoke": "Take NAME's access to EXPERIMENT away (new logins are refused at once).",
+    "rm": "Remove an experiment and everything it was given (the workspace stays).",
+    "serve": "Hold the engine connections and answer ls for this user until Ctrl-C.",
+    "ssh": "Open a shell in SSH experiment NAME, or run COMMAND there: ptdesk ssh NAME [-- COMMAND...].",
+    "ssh-config": "ptdesk's own OpenSSH config: one Host per SSH experiment, so `ssh NAME` works.",
+    "start": "Start a stopped experiment and wait until it is ready.",
+    "stop": "Stop an experiment (its workspace, keys and GPUs are kept).",
+    "watch": "Release what containers held as soon as they go away; runs until stopped (a service).",
+    "workstations": "The workstations (Docker engines over SSH) this ptdesk sees; `local` is this machine.",
+}
 
 
 def topic_commands(topic: str) -> list[click.Command]:

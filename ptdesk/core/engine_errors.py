@@ -7,12 +7,6 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import docker
-import docker.errors
-import paramiko
-import requests
-import urllib3.exceptions
-
 from ptdesk.errors import Conflict, EngineUnavailable, GpuUnavailable, ImageMissing, NotFound, PtdeskError
 
 ENGINE_HINT = "Start the Docker engine (sudo systemctl start docker, or scripts/docker-engine) and try again."
@@ -22,6 +16,13 @@ ENGINE_HINT = "Start the Docker engine (sudo systemctl start docker, or scripts/
 def translated_errors(what: str, where: str | None = None) -> Iterator[None]:
     """Turn docker-py/requests failures into one-sentence PtdeskErrors; `where`: the engine's
     address, as the sentence names it (default: DOCKER_HOST, else the local socket)."""
+    # Imported here, not at the top: only a call that talks to an engine pays for the SDK (which
+    # imports requests and paramiko itself, so these cost nothing more then).
+    import docker.errors
+    import paramiko
+    import requests
+    import urllib3.exceptions
+
     try:
         yield
     except PtdeskError:
@@ -56,6 +57,8 @@ def translated_errors(what: str, where: str | None = None) -> Iterator[None]:
 
 # Go's os.FileMode type bits, as the engine reports them in the archive stat (a regular file has none).
 def explain(exc: Exception) -> str:
+    import docker.errors
+
     if isinstance(exc, docker.errors.APIError) and exc.explanation:
         text = exc.explanation
         return text.decode(errors="replace") if isinstance(text, bytes) else str(text)

@@ -19,8 +19,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-import docker.types
-
 from ptdesk.config import Config
 from ptdesk.core import environment, experiment_files, ledger, ssh_config, workspace
 from ptdesk.core.gpulock import machine_gpu_lock
@@ -327,6 +325,7 @@ def _labels(config: Config, spec: LaunchSpec, gpus: tuple[int, ...]) -> dict[str
 
 def _host_config(config: Config, spec: LaunchSpec, plan: Plan, gpus: tuple[int, ...], port: int) -> dict:
     """The hardening every container gets (the README's security model)."""
+    import docker.types
     limits = spec.limits
     host_config: dict = {
         "port_bindings": {plan.container_port: (config.bind_address, port)},

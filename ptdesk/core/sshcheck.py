@@ -12,17 +12,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-
-import paramiko
+from typing import TYPE_CHECKING
 
 from ptdesk.core.waiting import next_delay
 from ptdesk.errors import LaunchFailed
+
+if TYPE_CHECKING:
+    import paramiko  # imported by the first login proof, not by importing this module
 
 # Polling a server that is still starting makes paramiko's transport thread log tracebacks;
 # the outcome is reported through LoginResult instead.
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
 logging.getLogger("paramiko").propagate = False
-
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,8 @@ class LoginResult:
 
 
 def _client(host: str, port: int, host_public_key: str) -> paramiko.SSHClient:
+    import paramiko
+
     client = paramiko.SSHClient()
     key_type, blob = host_public_key.split()[:2]
     where = host if port == 22 else f"[{host}]:{port}"
@@ -48,6 +51,8 @@ def _b64(text: str) -> bytes:
 def try_login(host: str, port: int, user: str, key_file: Path, host_public_key: str,
               command: str | None = "id -u", timeout: float = 10.0) -> LoginResult:
     """One login attempt with a key and the host key pinned; never raises for a refusal."""
+    import paramiko
+
     client = _client(host, port, host_public_key)
     try:
         pkey = paramiko.Ed25519Key.from_private_key_file(str(key_file))

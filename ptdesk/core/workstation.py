@@ -7,7 +7,10 @@ do not need it (and the dashboard's GPU panel) keep working while the engine is 
 workstations will be several of these, one per engine.
 
 The operations themselves live in the core's modules (experiments, launch, collab, rotation, ...),
-which take a Workstation; this class only opens the door to each of them, once.
+which take a Site (this class is one); this class only opens the door to each of them, once. Like
+docker-py's client, it builds its parts on first use: each door imports its operation when it is
+first called, so importing the Workstation (every command does) costs no Docker SDK, no paramiko
+and no operation that command does not use.
 """
 
 from __future__ import annotations
@@ -17,70 +20,44 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ptdesk.config import LOCAL, Config, WorkstationEntry, for_workstation, load_config
-from ptdesk.core import (
-    baseline,
-    collab,
-    collab_export,
-    cull,
-    environment,
-    experiments,
-    expiry,
-    image_archive,
-    images,
-    keys,
-    listing,
-    procmap,
-    reconcile,
-    remote,
-    rotation,
-    ssh_config,
-    ssh_include,
-)
-from ptdesk.core import launch as launcher
-from ptdesk.core import spec as specs
-from ptdesk.core.accounts import Ended
-from ptdesk.core.collab_export import Exported
-from ptdesk.core.cull import IdleState
-from ptdesk.core.engine import Engine
-from ptdesk.core.engine_stats import EngineStatsSampler
-from ptdesk.core.environment import EnvironmentDiff, ExperimentEnvironment
-from ptdesk.core.gpu import GpuSampler
-from ptdesk.core.image_archive import ArchiveReport
-from ptdesk.core.images import BuildResult, ImageStatus
-from ptdesk.core.kinds import REGISTRY, get_kind
-from ptdesk.core.kinds.ssh import SSH
-from ptdesk.core.lifecycle import ContainerEvent, EventWatcher
-from ptdesk.core.logstream import LogStream
+from ptdesk.core.collaborator_doors import CollaboratorDoors
+from ptdesk.core.environment_doors import EnvironmentDoors
 from ptdesk.core.models import (
     AuditEntry,
-    Collaborator,
-    ContainerRotation,
     Experiment,
     GpuInventory,
     GpuSnapshot,
     Launched,
     LaunchSpec,
-    RotationResult,
 )
-from ptdesk.core.reconcile import ReconcileReport
-from ptdesk.core.remote_gpus import RemoteGpus
-from ptdesk.core.ssh_include import SshConfigState
-from ptdesk.core.state import Store, actor
-from ptdesk.core.stats import ContainerStats, StatsSampler
 from ptdesk.errors import ConfigError, InvalidInput, PtdeskError
+
+if TYPE_CHECKING:
+    from ptdesk.core.cull import IdleState
+    from ptdesk.core.engine import Engine
+    from ptdesk.core.engine_stats import EngineStatsSampler
+    from ptdesk.core.gpu import GpuSampler
+    from ptdesk.core.lifecycle import ContainerEvent
+    from ptdesk.core.logstream import LogStream
+    from ptdesk.core.reconcile import ReconcileReport
+    from ptdesk.core.remote_gpus import RemoteGpus
+    from ptdesk.core.ssh_include import SshConfigState
+    from ptdesk.core.state import Store
+    from ptdesk.core.stats import ContainerStats, StatsSampler
 
 Progress = Callable[[str], None]
 SSH_INCLUDE_ASKED = "dashboard.ssh_include_asked"  # the store's meta key: the dashboard asked once
 
 
-class Workstation:
+class Workstation(CollaboratorDoors, EnvironmentDoors):
     """One engine: the local one (`entry` None) or a `[workstations.NAME]` reached over SSH."""
 
     def __init__(self, config: Config | None = None, entry: WorkstationEntry | None = None) -> None:
         # home_config is PTDESK_HOME's own; config is this workstation's view of it (for_workstation).
+        from ptdesk.core.kinds import REGISTRY
         self.home_config = config or load_config()
         self.entry = entry
         self.name = entry.name if entry else LOCAL
@@ -95,12 +72,15 @@ class Workstation:
     # --- what it holds ------------------------------------------------------------------------
     @cached_property
     def store(self) -> Store:
+        from ptdesk.core.state import Store
         return Store(self.config.state_path)
 
     @cached_property
     def gpus(self) -> GpuSampler | RemoteGpus:
         """The process's one NVML sampler (NVML is initialised once, lazily); on a remote workstation
         the samples its sampler container streams over the engine connection."""
+        from ptdesk.core.gpu import GpuSampler
+        from ptdesk.core.remote_gpus import RemoteGpus
         return RemoteGpus(self) if self.entry else GpuSampler()
 
     @property
@@ -111,11 +91,15 @@ class Workstation:
     def stats_sampler(self) -> StatsSampler | EngineStatsSampler:
         """CPU/memory of running containers from their cgroup files (no engine call); on a remote
         workstation, whose files are there, asked of its engine."""
+        from ptdesk.core.engine_stats import EngineStatsSampler
+        from ptdesk.core.stats import StatsSampler
         return EngineStatsSampler(lambda: self.engine) if self.entry else StatsSampler()
 
     @property
     def engine(self) -> Engine:
         """The connected engine; raises EngineUnavailable (one clear sentence) when it is down."""
+        from ptdesk.core import remote
+        from ptdesk.core.engine import Engine
         with self._engine_lock:
             if self._engine is None:
                 self._engine = remote.connect(self.home_config, self.entry) if self.entry else Engine.connect()
@@ -153,9 +137,11 @@ class Workstation:
 
     # --- experiments --------------------------------------------------------------------------
     def list_experiments(self, all: bool = True) -> list[Experiment]:
+        from ptdesk.core import listing
         return listing.list_experiments(self, all=all, driver=self.known_driver())
 
     def experiment(self, name: str) -> Experiment:
+        from ptdesk.core import listing
         return listing.get(self, name, driver=self.known_driver())
 
     def known_driver(self) -> str | None:
@@ -165,25 +151,32 @@ class Workstation:
         return last.driver if last is not None else None
 
     def suggest_name(self, owner: str, kind: str) -> str:
+        from ptdesk.core import spec as specs
         return specs.suggest_name(self, owner, kind)
 
     def make_spec(self, kind: str, **typed: Any) -> LaunchSpec:
         """Check what a person typed (CLI options or the form's fields) into a LaunchSpec."""
+        from ptdesk.core import spec as specs
         return specs.make_spec(self, kind, **typed)
 
     def launch(self, spec: LaunchSpec, progress: Progress = lambda step: None) -> Launched:
+        from ptdesk.core import launch as launcher
         return launcher.launch(self, spec, lambda: self.gpus.inventory(), progress)
 
     def stop(self, name: str) -> Experiment:
+        from ptdesk.core import experiments
         return experiments.stop(self, name)
 
     def start(self, name: str) -> Experiment:
+        from ptdesk.core import experiments
         return experiments.start(self, name)
 
     def remove(self, name: str, force: bool = False) -> None:
+        from ptdesk.core import experiments
         experiments.remove(self, name, force=force)
 
     def logs(self, name: str, tail: int | str = 100, follow: bool = False) -> Iterator[str]:
+        from ptdesk.core import experiments
         return experiments.logs(self, name, tail=tail, follow=follow)
 
     def ssh_argv(self, name: str, command: Sequence[str] = (), options: Sequence[str] = ()) -> list[str]:
@@ -191,6 +184,8 @@ class Workstation:
         config (host key pinned, ptdesk's key only; `-F` so no other config can change that),
         running `command` there word by word (each quoted for the remote shell, as exec would take
         them), or a login shell when it is empty; `options` go before the name."""
+        from ptdesk.core import ssh_config
+        from ptdesk.core.kinds.ssh import SSH
         experiment = self.experiment(name)
         if experiment.kind != SSH.name or experiment.access is None:
             raise InvalidInput(f"{name!r} is not an SSH experiment of yours that can be logged in to.",
@@ -204,11 +199,13 @@ class Workstation:
     def ssh_config(self, install: bool = False) -> SshConfigState:
         """ptdesk's own ssh config, rewritten now; with `install`, the Include line added to
         ~/.ssh/config first (only when asked: the person's file is theirs)."""
+        from ptdesk.core import ssh_include
         return ssh_include.state(self.config, add_include=install)
 
     def log_stream(self, container_id: str, **options: Any) -> LogStream:
         """A background-read log stream of one container (the dashboard's log pane); `options` are
         LogStream.for_container's (on_batch, tail, max_lines, is_alive, ...). Not started yet."""
+        from ptdesk.core.logstream import LogStream
         return LogStream.for_container(self.engine, container_id, **options)
 
     def container_stats(self, container_ids: Iterable[str]) -> dict[str, ContainerStats]:
@@ -220,6 +217,7 @@ class Workstation:
         owner. The engine is asked only when some GPU process lives in a container (and `use_engine`:
         the dashboard says no while the engine is known to be down), so this works with the engine
         down or absent. Never raises for NVML: a broken GPU stack is a value."""
+        from ptdesk.core import procmap
         snapshot = self.gpus.sample()
         if not attribute or self.entry:  # a remote sample arrives attributed (ptdesk.core.remote_gpus)
             return snapshot
@@ -249,6 +247,7 @@ class Workstation:
 
     # --- keeping it clean ---------------------------------------------------------------------
     def reconcile(self) -> ReconcileReport:
+        from ptdesk.core import reconcile
         return reconcile.reconcile(self)
 
     def watch_events(self, on_event: Callable[[ContainerEvent], None],
@@ -256,108 +255,35 @@ class Workstation:
                      on_reconcile: Callable[[object], None] = lambda report: None) -> None:
         """Follow the engine's events until `stop` is set: cleanup on die/destroy, reconnect with
         `since=`, reconciliation on reconnect (ptdesk.core.lifecycle)."""
+        from ptdesk.core.lifecycle import EventWatcher
         EventWatcher(self, on_event=on_event, on_engine=on_engine, on_reconcile=on_reconcile).run(stop)
 
     def idle_states(self) -> list[IdleState]:
+        from ptdesk.core import cull
         return cull.idle_states(self)
 
     def cull(self, limit: float, dry_run: bool = False) -> list[IdleState]:
+        from ptdesk.core import cull
         return cull.cull(self, limit, dry_run=dry_run)
 
     def audit_log(self, limit: int | None = None) -> list[AuditEntry]:
         return self.store.audit_log(limit)
 
-    # --- collaborators ------------------------------------------------------------------------
-    def collaborators(self) -> list[Collaborator]:
-        return collab.list_collaborators(self)
-
-    def pending_grants(self, name: str) -> tuple[str, ...]:
-        return collab.pending_grants(self, name)
-
-    def add_collaborator(self, name: str, pubkey_text: str | None = None, expires: str | None = None) -> Collaborator:
-        return collab.add(self, name, pubkey_text, expires)
-
-    def remove_collaborator(self, name: str) -> list[Ended]:
-        """Revoke everywhere (ending what they run), then forget them; what was ended, by experiment."""
-        return collab.remove(self, name)
-
-    def grant(self, name: str, experiment: str) -> bool:
-        return collab.grant(self, name, experiment)
-
-    def revoke(self, name: str, experiment: str) -> Ended:
-        """Refuse their new logins and end their sessions and processes there; what was ended."""
-        return collab.revoke(self, name, experiment)
-
-    def end_expired(self) -> list[Ended]:
-        """End what expired collaborators still run (sshd already refuses their logins)."""
-        return expiry.end_expired(self)
-
-    def finish_pending(self, experiment: str) -> dict[str, ContainerRotation]:
-        """Finish key rotations that waited for `experiment` to run again, by collaborator."""
-        return rotation.finish_pending(self, experiment)
-
-    def rotate(self, name: str, expires: str | None = None, pubkey_text: str | None = None) -> RotationResult:
-        """A new key everywhere `name` has access, never locking them out (ptdesk.core.rotation);
-        `pubkey_text` for a person who brings their own key."""
-        return rotation.rotate(self, name, expires, pubkey_text)
-
-    def export_collaborator(self, name: str, folder: str | Path, dest: str | None = None,
-                            jump: str | None = None) -> Exported:
-        return collab_export.export(self, name, folder, dest, jump)
-
-    # --- images -------------------------------------------------------------------------------
-    def image_statuses(self, kinds: Iterable[str] | None = None) -> list[ImageStatus]:
-        return images.statuses(self, kinds)
-
-    def build_images(self, kinds: Iterable[str], base: str | None = None, ca_bundle: Path | None = None,
-                     force: bool = False, on_line: Progress | None = None,
-                     on_start: Callable[[str, str], None] | None = None) -> list[BuildResult]:
-        return images.build(self, kinds, base=base, ca_bundle=ca_bundle, force=force, on_line=on_line,
-                            on_start=on_start)
-
-    # --- environments: what experiments really run, drift, moving and pinning images ----------
-    # (ptdesk.core.environment, image_env, image_archive, baseline)
-    def environment(self, name: str) -> ExperimentEnvironment:
-        """The recorded environment of `name`, its live one while it runs, and what changed since launch."""
-        return environment.environment(self, name)
-
-    def check_environments(self) -> list[ExperimentEnvironment]:
-        """Live-check every running experiment (refreshes the listing's "changed" marks)."""
-        return environment.check_all(self, self.list_experiments(all=False))
-
-    def environment_diff(self, a: str, b: str) -> EnvironmentDiff:
-        """Package by package between two experiments, or an experiment and `image:KIND`."""
-        return environment.diff(self, a, b)
-
-    def save_images(self, kinds: Iterable[str], path: Path) -> ArchiveReport:
-        return image_archive.save(self.engine, self.config, kinds, path)
-
-    def load_images(self, path: Path) -> ArchiveReport:
-        return image_archive.load(self.engine, path)
-
-    def verify_images(self, path: Path) -> ArchiveReport:
-        """Check a saved file without loading it."""
-        images_in = image_archive.verify(path)
-        return ArchiveReport(path, images_in, path.stat().st_size, 0.0)
-
-    def pin_images(self, kinds: Iterable[str]) -> list[baseline.Pinned]:
-        return baseline.pin_current(self.engine, self.config, kinds, actor())
-
-    def baseline(self) -> dict[str, baseline.Pinned]:
-        return baseline.read(self.config)
-
     # --- what the dashboard asks besides (tui) ------------------------------------------------
     # Thin doors added for the dashboard, kept together so they are easy to fold into the above.
     def default_owner(self) -> str:
         """Who a new experiment belongs to when nobody is named (what make_spec uses too)."""
+        from ptdesk.core import spec as specs
         return specs.current_user()
 
     def kind_titles(self) -> dict[str, str]:
         """Kind name -> how people call it ("ssh" -> "SSH"), in the registry's order."""
+        from ptdesk.core.kinds import REGISTRY
         return {name: kind.title for name, kind in REGISTRY.items()}
 
     def image_for(self, kind: str) -> str:
         """The image a new experiment of `kind` runs unless another is named."""
+        from ptdesk.core.kinds import get_kind
         return get_kind(kind).image(self.config)
 
     def gpu_history(self, uuid: str) -> tuple[float | None, ...]:
@@ -367,6 +293,7 @@ class Workstation:
     def idle_gpus(self, history: Sequence[GpuSnapshot], for_seconds: float = 1800.0) -> dict[str, float]:
         """GPUs holding memory at 0 % utilisation for `for_seconds` in `history`: label -> seconds
         (the judge `cull` uses; pure, no I/O)."""
+        from ptdesk.core import cull
         return cull.idle_gpus(history, for_seconds)
 
     def ssh_include_offer(self) -> SshConfigState | None:
@@ -384,6 +311,7 @@ class Workstation:
 
     def public_key_from_file(self, path: str | Path) -> str:
         """The public key in the file at `path` (a collaborator's own .pub), checked; BadKey if not one."""
+        from ptdesk.core import keys
         return keys.read_public_key_file(path)
 
     def container_running(self, container_id: str) -> bool:

@@ -16,10 +16,13 @@ import time
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ptdesk.config import Config, WorkstationEntry, for_workstation
-from ptdesk.core import remote
 from ptdesk.errors import ConfigError, NotFound
+
+if TYPE_CHECKING:
+    from ptdesk.core.remote import HostKey
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,7 @@ def add_entry(config: Config, entry: WorkstationEntry, make_default: bool = Fals
 
 
 def remove_entry(config: Config, name: str) -> None:
+    from ptdesk.core import remote  # paramiko and docker: only when a box is reached
     if name not in config.workstations:
         raise NotFound(f"There is no workstation {name!r}.", "List them with: ptdesk workstations ls")
     kept, skipping = [], False
@@ -86,6 +90,7 @@ def remove_entry(config: Config, name: str) -> None:
 
 
 def test(config: Config, entry: WorkstationEntry) -> TestResult:
+    from ptdesk.core import remote  # paramiko and docker: only when a box is reached
     started = time.monotonic()
     try:
         engine = remote.connect(config, entry, timeout=15)
@@ -101,22 +106,25 @@ def test(config: Config, entry: WorkstationEntry) -> TestResult:
 
 
 # --- host keys and the login key (ptdesk.core.remote does the SSH) -----------------------------
-HostKey = remote.HostKey
 
 
 def offered_host_key(entry: WorkstationEntry) -> HostKey:
+    from ptdesk.core import remote  # paramiko and docker: only when a box is reached
     return remote.scan_host_key(entry)
 
 
 def pinned_host_key(config: Config, entry: WorkstationEntry) -> HostKey | None:
+    from ptdesk.core import remote  # paramiko and docker: only when a box is reached
     return remote.pinned_key(config, entry)
 
 
 def pin_host_key(config: Config, entry: WorkstationEntry, key: HostKey) -> None:
+    from ptdesk.core import remote  # paramiko and docker: only when a box is reached
     remote.pin(config, entry, key)
 
 
 def login_key(config: Config, entry: WorkstationEntry) -> Path:
+    from ptdesk.core import remote  # paramiko and docker: only when a box is reached
     return remote.identity_of(config, entry)
 
 
