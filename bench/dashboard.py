@@ -2,7 +2,7 @@
 """What the dashboard costs, on the same containers, with baselines measured in the same run.
 
 1. One full refresh (experiment list + per-container CPU/memory from cgroup files via
-   ptdesk.core.stats + one GPU sample with attribution) for 10 and for 50 running containers,
+   ptdesk.core.host.cgroups + one GPU sample with attribution) for 10 and for 50 running containers,
    against `docker stats --no-stream` on the same containers.
    Targets: >= 20x faster at 50; refresh(50)/refresh(10) at most ~5 (linear).
 2. The dashboard's own CPU use while idle with 20 containers, for 30 s: the real `ptdesk` process
@@ -41,8 +41,8 @@ sys.path.insert(0, str(ROOT / "tests" / "core"))
 import nvml_scenarios  # noqa: E402
 
 from ptdesk.config import load_config  # noqa: E402
-from ptdesk.core.engine import Engine  # noqa: E402
-from ptdesk.core.models import LABEL_INSTANCE, LABEL_KIND, LABEL_MANAGED, LABEL_NAME, LABEL_OWNER  # noqa: E402
+from ptdesk.core.base.models import LABEL_INSTANCE, LABEL_KIND, LABEL_MANAGED, LABEL_NAME, LABEL_OWNER  # noqa: E402
+from ptdesk.core.engine.client import Engine  # noqa: E402
 from ptdesk.core.workstation import Workstation  # noqa: E402
 from ptdesk.tui import feeds  # noqa: E402
 

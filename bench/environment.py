@@ -28,8 +28,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ptdesk.config import load_config
-from ptdesk.core import image_env, images, listing
-from ptdesk.core.ownership import instance_containers
+from ptdesk.core.access.ownership import instance_containers
+from ptdesk.core.environment import images, recorded
+from ptdesk.core.experiments import listing
 from ptdesk.core.workstation import Workstation
 
 BASE = "ptdesk-test/debian-base:bookworm"
@@ -70,7 +71,7 @@ def bench_build(ws: Workstation, rounds: int) -> None:
     base_info = engine.image_info(BASE)
     try:
         cached = alternate(rounds, lambda: engine.build(context, tag, {"BASE": BASE}, lambda _l: None),
-                           lambda: image_env.record_build(engine, tag, base_info, lambda _l: None))
+                           lambda: recorded.record_build(engine, tag, base_info, lambda _l: None))
         report("build: recording step (read + labels)", cached[1], cached[0], "fully cached rebuild")
         run = ["docker", "run", "--rm", "--network", "none", "--entrypoint", "", tag]
         probe = alternate(rounds, lambda: subprocess.run([*run, "/usr/local/lib/ptdesk/env-probe", "--build"],

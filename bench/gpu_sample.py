@@ -30,8 +30,8 @@ import pynvml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from ptdesk.core.gpu import GpuSampler  # noqa: E402
-from ptdesk.core.procmap import attribute  # noqa: E402
+from ptdesk.core.gpu.nvml import GpuSampler  # noqa: E402
+from ptdesk.core.gpu.procmap import attribute  # noqa: E402
 
 TARGET_MS = 5.0
 
@@ -56,7 +56,7 @@ def bare() -> None:
 def engine_labels_ms(instance: str, runs: int) -> float | None:
     """The one engine request attribution adds when some GPU PID lives in a container."""
     try:
-        from ptdesk.core.engine import Engine
+        from ptdesk.core.engine.client import Engine
 
         engine = Engine.connect(timeout=5)
     except Exception:  # no docker-py or no engine (the GPU check machine): not part of the figure

@@ -32,14 +32,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ptdesk.config import Config, load_config
-from ptdesk.core import experiments, keys, private_files
-from ptdesk.core.authorized_keys import owner_key as ssh_owner_key
-from ptdesk.core.images import image_tag
+from ptdesk.core.access.authorized_keys import owner_key as ssh_owner_key
+from ptdesk.core.access.sshcheck import try_login
+from ptdesk.core.base import keys, private_files
+from ptdesk.core.environment.images import image_tag
+from ptdesk.core.experiments import operations
+from ptdesk.core.experiments.launch import launch
+from ptdesk.core.experiments.spec import make_spec
 from ptdesk.core.kinds.jupyter import api_status
 from ptdesk.core.kinds.ssh import SSHD_CAPS
-from ptdesk.core.launch import launch
-from ptdesk.core.spec import make_spec
-from ptdesk.core.sshcheck import try_login
 from ptdesk.core.workstation import Workstation
 
 PTDESK = str(Path(sys.executable).parent / "ptdesk")
@@ -92,7 +93,7 @@ class Bench:
         started = time.perf_counter()
         launch(self.ws, make_spec(self.ws, kind, name=name))
         elapsed = time.perf_counter() - started
-        experiments.remove(self.ws, name, force=True)
+        operations.remove(self.ws, name, force=True)
         return elapsed
 
     # --- (b) raw docker run ----------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Who is logged in: one /proc pass (ptdesk.core.sessions.scan) against one docker exec per container.
+"""Who is logged in: one /proc pass (ptdesk.core.access.sessions.scan) against one docker exec per container.
 
     .venv/bin/python bench/sessions_scan.py [--rounds 20]
 
@@ -14,8 +14,8 @@ import os
 import statistics
 import time
 
-from ptdesk.core import sessions
-from ptdesk.core.engine import Engine
+from ptdesk.core.access import sessions
+from ptdesk.core.engine.client import Engine
 
 
 def main() -> None:

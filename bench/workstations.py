@@ -38,12 +38,13 @@ from remote_box import RemoteBox  # noqa: E402
 
 from ptdesk.commands.common import reconcile_quietly  # noqa: E402
 from ptdesk.config import load_config  # noqa: E402
-from ptdesk.core import gpu_wire, remote  # noqa: E402
-from ptdesk.core.engine import Engine  # noqa: E402
+from ptdesk.core.admin.resident import ResidentServer  # noqa: E402
+from ptdesk.core.engine import remote  # noqa: E402
+from ptdesk.core.engine.client import Engine  # noqa: E402
 from ptdesk.core.fleet import Fleet  # noqa: E402
-from ptdesk.core.gpu import GpuSampler  # noqa: E402
-from ptdesk.core.resident import ResidentServer  # noqa: E402
-from ptdesk.core.sampler_image import SAMPLER_IMAGE  # noqa: E402
+from ptdesk.core.gpu import wire  # noqa: E402
+from ptdesk.core.gpu.nvml import GpuSampler  # noqa: E402
+from ptdesk.core.gpu.sampler_image import SAMPLER_IMAGE  # noqa: E402
 
 PTDESK = str(ROOT / ".venv" / "bin" / "ptdesk")
 
@@ -127,8 +128,8 @@ def scale(box: RemoteBox, home: Path, env: dict[str, str], rounds: int) -> dict[
         fleet.close()
     with nvml_scenarios.installed(nvml_scenarios.healthy(pids=tuple(range(1000, 1016)), gpus=8)), \
             GpuSampler(history=1) as sampler:
-        line = gpu_wire.encode(sampler.sample())
-    decode = median([timed(lambda: [gpu_wire.decode(line) for _ in range(10)]) for _ in range(rounds * 10)])
+        line = wire.encode(sampler.sample())
+    decode = median([timed(lambda: [wire.decode(line) for _ in range(10)]) for _ in range(rounds * 10)])
     return {"10 ws list (parallel)": listing, "decode 10 x 8-GPU lines": decode, "line bytes": float(len(line))}
 
 

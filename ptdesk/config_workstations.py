@@ -1,7 +1,7 @@
 """The `[workstations.NAME]` tables of config.toml: other Docker engines, reached over SSH.
 
 Only the shape is checked here (config is independent of the core); connecting, host keys and the
-per-workstation state live in ptdesk.core.remote and ptdesk.core.fleet.
+per-workstation state live in ptdesk.core.engine.remote and ptdesk.core.fleet.
 """
 
 from __future__ import annotations

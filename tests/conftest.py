@@ -22,8 +22,8 @@ import pytest
 from helpers import BASE_IMAGE, JUPYTER_IMAGE, REPO, SSH_IMAGE, remove_instance_containers, require_image
 
 from ptdesk.config import load_config
-from ptdesk.core.engine import Engine
-from ptdesk.core.models import LABEL_GPUS, LABEL_INSTANCE, LABEL_KIND, LABEL_MANAGED, LABEL_NAME, LABEL_OWNER
+from ptdesk.core.base.models import LABEL_GPUS, LABEL_INSTANCE, LABEL_KIND, LABEL_MANAGED, LABEL_NAME, LABEL_OWNER
+from ptdesk.core.engine.client import Engine
 from ptdesk.core.workstation import Workstation
 from ptdesk.errors import EngineUnavailable
 

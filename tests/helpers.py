@@ -20,8 +20,8 @@ from typing import TypeVar
 
 from click.testing import CliRunner
 
-from ptdesk.core.engine import Engine
-from ptdesk.core.models import LABEL_INSTANCE
+from ptdesk.core.base.models import LABEL_INSTANCE
+from ptdesk.core.engine.client import Engine
 
 REPO = Path(__file__).resolve().parent.parent
 # Built by scripts/test FROM a debootstrapped Debian (no registry on test machines).

@@ -8,7 +8,7 @@ import pytest
 from helpers import run_cli
 
 from ptdesk.config import DEFAULT_BASE_IMAGE, default_home, load_config
-from ptdesk.core.models import Limits
+from ptdesk.core.base.models import Limits
 from ptdesk.errors import ConfigError
 
 

@@ -31,7 +31,8 @@ def _probe(extra: list[str]) -> dict:
 def test_core_modules_do_not_import_textual() -> None:
     result = _probe(["ptdesk.config", "ptdesk.errors"])
     # Guard against a vacuous pass: the walk must really have found the core modules.
-    assert {"ptdesk.core.engine", "ptdesk.core.images", "ptdesk.core.workstation"} <= set(result["modules"])
+    assert {"ptdesk.core.engine.client", "ptdesk.core.environment.images",
+            "ptdesk.core.workstation"} <= set(result["modules"])
     assert result["textual"] == []
 
 

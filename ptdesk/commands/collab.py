@@ -10,8 +10,8 @@ import time
 import click
 
 from ptdesk.commands.common import emit_json, json_option, pass_workstation, table
-from ptdesk.core.collab_export import destination
-from ptdesk.core.keys import read_public_key_file
+from ptdesk.core.base.keys import read_public_key_file
+from ptdesk.core.collaborators.export import destination
 from ptdesk.core.workstation import Workstation
 from ptdesk.errors import PtdeskError
 

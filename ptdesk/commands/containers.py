@@ -9,8 +9,8 @@ from typing import Any
 import click
 
 from ptdesk.commands.common import emit_json, json_option, pass_workstation
+from ptdesk.core.base.models import Experiment
 from ptdesk.core.kinds import REGISTRY, Kind
-from ptdesk.core.models import Experiment
 from ptdesk.core.workstation import Workstation
 
 

@@ -1,11 +1,11 @@
-"""`ptdesk doctor`: can ptdesk launch here, and if not, why and what to do (checks: ptdesk.core.doctor)."""
+"""`ptdesk doctor`: can ptdesk launch here, and if not, why and what to do (checks: ptdesk.core.admin.doctor)."""
 
 from __future__ import annotations
 
 import click
 
 from ptdesk.commands.common import emit_json, json_option
-from ptdesk.core.doctor import run_checks
+from ptdesk.core.admin.doctor import run_checks
 from ptdesk.errors import EngineUnavailable, PtdeskError
 
 _MARK = {"ok": "ok  ", "warn": "WARN", "fail": "FAIL"}

@@ -8,8 +8,8 @@ from collections.abc import Sequence
 import click
 
 from ptdesk.commands.common import emit_json, json_option, pass_workstation, table
-from ptdesk.core.environment import EnvironmentDiff, ExperimentEnvironment, side_change
-from ptdesk.core.image_env import PackageChange
+from ptdesk.core.environment.drift import EnvironmentDiff, ExperimentEnvironment, side_change
+from ptdesk.core.environment.recorded import PackageChange
 from ptdesk.core.workstation import Workstation
 
 

@@ -8,8 +8,8 @@ import time
 import click
 
 from ptdesk.commands.common import json_option, pass_workstation, table
-from ptdesk.core.models import GpuProcess, GpuSample, GpuSnapshot
-from ptdesk.core.units import human_bytes
+from ptdesk.core.base.models import GpuProcess, GpuSample, GpuSnapshot
+from ptdesk.core.base.units import human_bytes
 from ptdesk.core.workstation import Workstation
 
 HEADERS = ("GPU", "NAME", "UTIL", "MEMORY", "TEMP", "POWER", "PID", "GPU MEM", "OWNER", "EXPERIMENT / CONTAINER")

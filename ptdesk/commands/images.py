@@ -7,10 +7,10 @@ from pathlib import Path
 import click
 
 from ptdesk.commands.common import emit_json, json_option, pass_workstation, table
-from ptdesk.core.baseline import drift_error
-from ptdesk.core.images import expand_targets
+from ptdesk.core.base.units import human_bytes
+from ptdesk.core.environment.baseline import drift_error
+from ptdesk.core.environment.images import expand_targets
 from ptdesk.core.kinds import kind_names
-from ptdesk.core.units import human_bytes
 from ptdesk.core.workstation import Workstation
 from ptdesk.errors import InvalidInput
 

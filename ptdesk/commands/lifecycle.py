@@ -11,9 +11,9 @@ from datetime import datetime
 import click
 
 from ptdesk.commands.common import current_workstation, emit_json, json_option, pass_workstation, table
-from ptdesk.core.durations import parse_duration
-from ptdesk.core.lifecycle import ContainerEvent
-from ptdesk.core.reconcile import ReconcileReport
+from ptdesk.core.base.durations import parse_duration
+from ptdesk.core.experiments.lifecycle import ContainerEvent
+from ptdesk.core.experiments.reconcile import ReconcileReport
 from ptdesk.core.workstation import Workstation
 from ptdesk.errors import PtdeskError
 

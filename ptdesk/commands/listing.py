@@ -3,7 +3,7 @@
 Asked of a resident ptdesk (`ptdesk serve`) when one runs with the same settings: it holds the
 engine connections, so the CLI neither imports the Docker SDK nor makes an SSH handshake. Otherwise
 (or if it does not answer) the CLI asks every workstation itself, in parallel. Both paths render the
-same answers (ptdesk.core.resident.answers_json).
+same answers (ptdesk.core.admin.resident.answers_json).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from ptdesk.commands.common import FleetDoor, emit_json, json_option, pass_workstation, reconcile_quietly, table
-from ptdesk.core import resident_client
+from ptdesk.core.admin import resident_client
 
 
 @click.command("ls")
@@ -26,7 +26,7 @@ def ls(door: FleetDoor, show_all: bool, as_json: bool) -> None:
     if reply is not None:
         answers = reply["answers"]
     else:
-        from ptdesk.core.resident import answers_json
+        from ptdesk.core.admin.resident import answers_json
 
         answers = answers_json(door.open(), show_all, reconcile_quietly)
     single = len(answers) == 1

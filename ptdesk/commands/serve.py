@@ -15,7 +15,7 @@ from ptdesk.config import load_config
 @click.command("serve")
 def serve() -> None:
     """Hold the engine connections and answer ls for this user until Ctrl-C."""
-    from ptdesk.core.resident import ResidentServer
+    from ptdesk.core.admin.resident import ResidentServer
 
     server = ResidentServer(load_config(), reconcile_quietly)
     click.echo(f"ptdesk: serving {server.path} for {', '.join(server.fleet.names)} (Ctrl-C ends it).", err=True)

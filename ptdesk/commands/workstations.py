@@ -9,7 +9,7 @@ import click
 from ptdesk.commands.common import emit_json, json_option, table
 from ptdesk.config import LOCAL, WorkstationEntry, load_config
 from ptdesk.config_workstations import check_engine, check_name
-from ptdesk.core import workstation_admin as admin
+from ptdesk.core.admin import workstations as admin
 from ptdesk.errors import Conflict, InvalidInput
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from ptdesk.config import LOCAL, Config, load_config
-from ptdesk.core.models import GpuSnapshot
+from ptdesk.core.base.models import GpuSnapshot
 from ptdesk.core.workstation import Workstation
 from ptdesk.errors import EngineUnavailable, InvalidInput, PtdeskError
 

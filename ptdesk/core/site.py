@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from ptdesk.config import Config
-    from ptdesk.core.engine import Engine
-    from ptdesk.core.state import Store
+    from ptdesk.core.engine.client import Engine
+    from ptdesk.core.store.state import Store
 
 
 class Site(Protocol):

@@ -23,9 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ptdesk.config import LOCAL, Config, WorkstationEntry, for_workstation, load_config
-from ptdesk.core.collaborator_doors import CollaboratorDoors
-from ptdesk.core.environment_doors import EnvironmentDoors
-from ptdesk.core.models import (
+from ptdesk.core.base.models import (
     AuditEntry,
     Experiment,
     GpuInventory,
@@ -33,20 +31,22 @@ from ptdesk.core.models import (
     Launched,
     LaunchSpec,
 )
+from ptdesk.core.collaborators.doors import CollaboratorDoors
+from ptdesk.core.environment.doors import EnvironmentDoors
 from ptdesk.errors import ConfigError, InvalidInput, PtdeskError
 
 if TYPE_CHECKING:
-    from ptdesk.core.cull import IdleState
-    from ptdesk.core.engine import Engine
-    from ptdesk.core.engine_stats import EngineStatsSampler
-    from ptdesk.core.gpu import GpuSampler
-    from ptdesk.core.lifecycle import ContainerEvent
-    from ptdesk.core.logstream import LogStream
-    from ptdesk.core.reconcile import ReconcileReport
-    from ptdesk.core.remote_gpus import RemoteGpus
-    from ptdesk.core.ssh_include import SshConfigState
-    from ptdesk.core.state import Store
-    from ptdesk.core.stats import ContainerStats, StatsSampler
+    from ptdesk.core.access.ssh_include import SshConfigState
+    from ptdesk.core.engine.client import Engine
+    from ptdesk.core.engine.logs import LogStream
+    from ptdesk.core.engine.stats import EngineStatsSampler
+    from ptdesk.core.experiments.cull import IdleState
+    from ptdesk.core.experiments.lifecycle import ContainerEvent
+    from ptdesk.core.experiments.reconcile import ReconcileReport
+    from ptdesk.core.gpu.nvml import GpuSampler
+    from ptdesk.core.gpu.remote import RemoteGpus
+    from ptdesk.core.host.cgroups import ContainerStats, StatsSampler
+    from ptdesk.core.store.state import Store
 
 Progress = Callable[[str], None]
 SSH_INCLUDE_ASKED = "dashboard.ssh_include_asked"  # the store's meta key: the dashboard asked once
@@ -72,15 +72,15 @@ class Workstation(CollaboratorDoors, EnvironmentDoors):
     # --- what it holds ------------------------------------------------------------------------
     @cached_property
     def store(self) -> Store:
-        from ptdesk.core.state import Store
+        from ptdesk.core.store.state import Store
         return Store(self.config.state_path)
 
     @cached_property
     def gpus(self) -> GpuSampler | RemoteGpus:
         """The process's one NVML sampler (NVML is initialised once, lazily); on a remote workstation
         the samples its sampler container streams over the engine connection."""
-        from ptdesk.core.gpu import GpuSampler
-        from ptdesk.core.remote_gpus import RemoteGpus
+        from ptdesk.core.gpu.nvml import GpuSampler
+        from ptdesk.core.gpu.remote import RemoteGpus
         return RemoteGpus(self) if self.entry else GpuSampler()
 
     @property
@@ -91,15 +91,15 @@ class Workstation(CollaboratorDoors, EnvironmentDoors):
     def stats_sampler(self) -> StatsSampler | EngineStatsSampler:
         """CPU/memory of running containers from their cgroup files (no engine call); on a remote
         workstation, whose files are there, asked of its engine."""
-        from ptdesk.core.engine_stats import EngineStatsSampler
-        from ptdesk.core.stats import StatsSampler
+        from ptdesk.core.engine.stats import EngineStatsSampler
+        from ptdesk.core.host.cgroups import StatsSampler
         return EngineStatsSampler(lambda: self.engine) if self.entry else StatsSampler()
 
     @property
     def engine(self) -> Engine:
         """The connected engine; raises EngineUnavailable (one clear sentence) when it is down."""
-        from ptdesk.core import remote
-        from ptdesk.core.engine import Engine
+        from ptdesk.core.engine import remote
+        from ptdesk.core.engine.client import Engine
         with self._engine_lock:
             if self._engine is None:
                 self._engine = remote.connect(self.home_config, self.entry) if self.entry else Engine.connect()
@@ -137,11 +137,11 @@ class Workstation(CollaboratorDoors, EnvironmentDoors):
 
     # --- experiments --------------------------------------------------------------------------
     def list_experiments(self, all: bool = True) -> list[Experiment]:
-        from ptdesk.core import listing
+        from ptdesk.core.experiments import listing
         return listing.list_experiments(self, all=all, driver=self.known_driver())
 
     def experiment(self, name: str) -> Experiment:
-        from ptdesk.core import listing
+        from ptdesk.core.experiments import listing
         return listing.get(self, name, driver=self.known_driver())
 
     def known_driver(self) -> str | None:
@@ -151,40 +151,40 @@ class Workstation(CollaboratorDoors, EnvironmentDoors):
         return last.driver if last is not None else None
 
     def suggest_name(self, owner: str, kind: str) -> str:
-        from ptdesk.core import spec as specs
+        from ptdesk.core.experiments import spec as specs
         return specs.suggest_name(self, owner, kind)
 
     def make_spec(self, kind: str, **typed: Any) -> LaunchSpec:
         """Check what a person typed (CLI options or the form's fields) into a LaunchSpec."""
-        from ptdesk.core import spec as specs
+        from ptdesk.core.experiments import spec as specs
         return specs.make_spec(self, kind, **typed)
 
     def launch(self, spec: LaunchSpec, progress: Progress = lambda step: None) -> Launched:
-        from ptdesk.core import launch as launcher
+        from ptdesk.core.experiments import launch as launcher
         return launcher.launch(self, spec, lambda: self.gpus.inventory(), progress)
 
     def stop(self, name: str) -> Experiment:
-        from ptdesk.core import experiments
-        return experiments.stop(self, name)
+        from ptdesk.core.experiments import operations
+        return operations.stop(self, name)
 
     def start(self, name: str) -> Experiment:
-        from ptdesk.core import experiments
-        return experiments.start(self, name)
+        from ptdesk.core.experiments import operations
+        return operations.start(self, name)
 
     def remove(self, name: str, force: bool = False) -> None:
-        from ptdesk.core import experiments
-        experiments.remove(self, name, force=force)
+        from ptdesk.core.experiments import operations
+        operations.remove(self, name, force=force)
 
     def logs(self, name: str, tail: int | str = 100, follow: bool = False) -> Iterator[str]:
-        from ptdesk.core import experiments
-        return experiments.logs(self, name, tail=tail, follow=follow)
+        from ptdesk.core.experiments import operations
+        return operations.logs(self, name, tail=tail, follow=follow)
 
     def ssh_argv(self, name: str, command: Sequence[str] = (), options: Sequence[str] = ()) -> list[str]:
         """The OpenSSH command line that logs in to SSH experiment `name` through ptdesk's own ssh
         config (host key pinned, ptdesk's key only; `-F` so no other config can change that),
         running `command` there word by word (each quoted for the remote shell, as exec would take
         them), or a login shell when it is empty; `options` go before the name."""
-        from ptdesk.core import ssh_config
+        from ptdesk.core.access import ssh_config
         from ptdesk.core.kinds.ssh import SSH
         experiment = self.experiment(name)
         if experiment.kind != SSH.name or experiment.access is None:
@@ -199,13 +199,13 @@ class Workstation(CollaboratorDoors, EnvironmentDoors):
     def ssh_config(self, install: bool = False) -> SshConfigState:
         """ptdesk's own ssh config, rewritten now; with `install`, the Include line added to
         ~/.ssh/config first (only when asked: the person's file is theirs)."""
-        from ptdesk.core import ssh_include
+        from ptdesk.core.access import ssh_include
         return ssh_include.state(self.config, add_include=install)
 
     def log_stream(self, container_id: str, **options: Any) -> LogStream:
         """A background-read log stream of one container (the dashboard's log pane); `options` are
         LogStream.for_container's (on_batch, tail, max_lines, is_alive, ...). Not started yet."""
-        from ptdesk.core.logstream import LogStream
+        from ptdesk.core.engine.logs import LogStream
         return LogStream.for_container(self.engine, container_id, **options)
 
     def container_stats(self, container_ids: Iterable[str]) -> dict[str, ContainerStats]:
@@ -217,9 +217,9 @@ class Workstation(CollaboratorDoors, EnvironmentDoors):
         owner. The engine is asked only when some GPU process lives in a container (and `use_engine`:
         the dashboard says no while the engine is known to be down), so this works with the engine
         down or absent. Never raises for NVML: a broken GPU stack is a value."""
-        from ptdesk.core import procmap
+        from ptdesk.core.gpu import procmap
         snapshot = self.gpus.sample()
-        if not attribute or self.entry:  # a remote sample arrives attributed (ptdesk.core.remote_gpus)
+        if not attribute or self.entry:  # a remote sample arrives attributed (ptdesk.core.gpu.remote)
             return snapshot
         engine = self._engine_or_none() if use_engine and procmap.any_in_container(snapshot) else None
         store = self._store_or_none() if any(g.processes for g in snapshot.gpus) else None
@@ -247,23 +247,23 @@ class Workstation(CollaboratorDoors, EnvironmentDoors):
 
     # --- keeping it clean ---------------------------------------------------------------------
     def reconcile(self) -> ReconcileReport:
-        from ptdesk.core import reconcile
+        from ptdesk.core.experiments import reconcile
         return reconcile.reconcile(self)
 
     def watch_events(self, on_event: Callable[[ContainerEvent], None],
                      on_engine: Callable[[bool, str | None], None], stop: threading.Event,
                      on_reconcile: Callable[[object], None] = lambda report: None) -> None:
         """Follow the engine's events until `stop` is set: cleanup on die/destroy, reconnect with
-        `since=`, reconciliation on reconnect (ptdesk.core.lifecycle)."""
-        from ptdesk.core.lifecycle import EventWatcher
+        `since=`, reconciliation on reconnect (ptdesk.core.experiments.lifecycle)."""
+        from ptdesk.core.experiments.lifecycle import EventWatcher
         EventWatcher(self, on_event=on_event, on_engine=on_engine, on_reconcile=on_reconcile).run(stop)
 
     def idle_states(self) -> list[IdleState]:
-        from ptdesk.core import cull
+        from ptdesk.core.experiments import cull
         return cull.idle_states(self)
 
     def cull(self, limit: float, dry_run: bool = False) -> list[IdleState]:
-        from ptdesk.core import cull
+        from ptdesk.core.experiments import cull
         return cull.cull(self, limit, dry_run=dry_run)
 
     def audit_log(self, limit: int | None = None) -> list[AuditEntry]:
@@ -273,7 +273,7 @@ class Workstation(CollaboratorDoors, EnvironmentDoors):
     # Thin doors added for the dashboard, kept together so they are easy to fold into the above.
     def default_owner(self) -> str:
         """Who a new experiment belongs to when nobody is named (what make_spec uses too)."""
-        from ptdesk.core import spec as specs
+        from ptdesk.core.experiments import spec as specs
         return specs.current_user()
 
     def kind_titles(self) -> dict[str, str]:
@@ -293,7 +293,7 @@ class Workstation(CollaboratorDoors, EnvironmentDoors):
     def idle_gpus(self, history: Sequence[GpuSnapshot], for_seconds: float = 1800.0) -> dict[str, float]:
         """GPUs holding memory at 0 % utilisation for `for_seconds` in `history`: label -> seconds
         (the judge `cull` uses; pure, no I/O)."""
-        from ptdesk.core import cull
+        from ptdesk.core.experiments import cull
         return cull.idle_gpus(history, for_seconds)
 
     def ssh_include_offer(self) -> SshConfigState | None:
@@ -311,7 +311,7 @@ class Workstation(CollaboratorDoors, EnvironmentDoors):
 
     def public_key_from_file(self, path: str | Path) -> str:
         """The public key in the file at `path` (a collaborator's own .pub), checked; BadKey if not one."""
-        from ptdesk.core import keys
+        from ptdesk.core.base import keys
         return keys.read_public_key_file(path)
 
     def container_running(self, container_id: str) -> bool:

@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING
 
 from rich.text import Text
 
-from ptdesk.core.models import Experiment
+from ptdesk.core.base.models import Experiment
 from ptdesk.tui.format import count
 
 if TYPE_CHECKING:
-    from ptdesk.core.stats import ContainerStats
+    from ptdesk.core.host.cgroups import ContainerStats
 
 
 @dataclass

@@ -11,7 +11,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from ptdesk.core.models import GpuSnapshot
+from ptdesk.core.base.models import GpuSnapshot
 from ptdesk.core.workstation import Workstation
 
 IDLE_KEPT = 4096  # snapshots kept to measure idle runs; past that the oldest run start is forgotten

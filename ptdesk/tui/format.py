@@ -1,14 +1,14 @@
 """Pure text formatting for the dashboard: bars, sizes, durations. No Textual, easy to test.
 
-Single sizes come from ptdesk.core.units.human_bytes, the formatter the CLI uses too.
+Single sizes come from ptdesk.core.base.units.human_bytes, the formatter the CLI uses too.
 """
 
 from __future__ import annotations
 
 from rich.text import Text
 
-from ptdesk.core.models import Experiment
-from ptdesk.core.units import NA, unit_for
+from ptdesk.core.base.models import Experiment
+from ptdesk.core.base.units import NA, unit_for
 
 
 def percent(value: float | None, digits: int = 0) -> str:

@@ -36,7 +36,7 @@ from ptdesk.tui.feeds import IdleGpus, sample_gpus
 from ptdesk.tui.messages import ContainerChanged, EngineChanged, ExperimentsListed, GpusSampled, StatsRead
 
 if TYPE_CHECKING:
-    from ptdesk.core.lifecycle import ContainerEvent
+    from ptdesk.core.experiments.lifecycle import ContainerEvent
 
 GPU_INTERVAL = 1.0
 NO_GPU_INTERVAL = 5.0  # without NVML there is nothing to animate; the sampler retries init every 30 s

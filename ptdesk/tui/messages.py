@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from textual.message import Message
 
 from ptdesk.config import LOCAL
-from ptdesk.core.models import Experiment
+from ptdesk.core.base.models import Experiment
 from ptdesk.errors import PtdeskError
 from ptdesk.tui.feeds import GpuView
 
 if TYPE_CHECKING:
-    from ptdesk.core.stats import ContainerStats
+    from ptdesk.core.host.cgroups import ContainerStats
 
 M = TypeVar("M")
 

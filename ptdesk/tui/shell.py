@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from textual.app import App, SuspendNotSupported
 
-from ptdesk.core.models import Experiment
+from ptdesk.core.base.models import Experiment
 
 SSH_FAILED = 255  # OpenSSH's own exit status when it could not connect or log in
 

@@ -2,7 +2,7 @@
 
 The only fake in ptdesk's tests: the pynvml *functions* are replaced by these, which raise the real
 pynvml exception classes (pynvml.NVMLError(pynvml.NVML_ERROR_...)). Everything above the pynvml
-boundary (ptdesk.core.gpu, procmap, the CLI) runs for real. bench/gpu_sample.py uses them too.
+boundary (ptdesk.core.gpu.nvml, procmap, the CLI) runs for real. bench/gpu_sample.py uses them too.
 """
 
 from __future__ import annotations

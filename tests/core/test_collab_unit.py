@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from ptdesk.core import authorized_keys, collab, collab_export, keys
+from ptdesk.core.access import authorized_keys
+from ptdesk.core.base import keys
+from ptdesk.core.base.models import ContainerRotation, LaunchSpec, Limits, RotationResult
+from ptdesk.core.collaborators import export, grants
 from ptdesk.core.kinds.ssh import SSH
-from ptdesk.core.models import ContainerRotation, LaunchSpec, Limits, RotationResult
-from ptdesk.core.state import CollaboratorRecord, ExperimentRecord
+from ptdesk.core.store.state import CollaboratorRecord, ExperimentRecord
 from ptdesk.core.workstation import Workstation
 from ptdesk.errors import InvalidInput
 
@@ -25,23 +27,23 @@ OPTS = 'restrict,pty,port-forwarding,permitopen="127.0.0.1:*",permitopen="localh
                                                ("90m", 90 * 60), (" 7D ", 7 * 86400),
                                                ("1.5d", 1.5 * 86400), ("90s", 90)])
 def test_durations_count_from_now(text: str, seconds: int) -> None:
-    assert collab.parse_expires(text, now=NOW) == NOW + seconds
+    assert grants.parse_expires(text, now=NOW) == NOW + seconds
 
 
 def test_a_date_means_midnight_utc_and_none_means_never() -> None:
-    assert collab.parse_expires("2027-03-01", now=NOW) == calendar.timegm((2027, 3, 1, 0, 0, 0))
-    assert collab.parse_expires(None) is None and collab.parse_expires("") is None
+    assert grants.parse_expires("2027-03-01", now=NOW) == calendar.timegm((2027, 3, 1, 0, 0, 0))
+    assert grants.parse_expires(None) is None and grants.parse_expires("") is None
 
 
 @pytest.mark.parametrize("text", ["soon", "30", "-3d", "0d", "0.0h", "2020-01-01", "2027-13-01", "30y", "1.d"])
 def test_bad_or_past_expiry_is_refused(text: str) -> None:
     with pytest.raises(InvalidInput):
-        collab.parse_expires(text, now=NOW)
+        grants.parse_expires(text, now=NOW)
 
 
 def test_a_malformed_expiry_names_every_accepted_form() -> None:
     with pytest.raises(InvalidInput) as caught:
-        collab.parse_expires("soon", now=NOW)
+        grants.parse_expires("soon", now=NOW)
     assert "is not an expiry" in caught.value.message
     assert caught.value.hint and all(form in caught.value.hint for form in ("s, m, h, d or w", "1.5h", "YYYY-MM-DD"))
 
@@ -55,7 +57,7 @@ def test_sshd_expiry_is_utc_with_the_z_suffix() -> None:
 @pytest.mark.parametrize("name", ["Alice", "has space", "-x", "a/b", "x" * 33, ""])
 def test_collaborator_names_are_unix_style(name: str) -> None:
     with pytest.raises(InvalidInput):
-        collab.validate_name(name)
+        grants.validate_name(name)
 
 
 def _person(name: str, expires: float | None = None, rotating: bool = False) -> CollaboratorRecord:
@@ -71,10 +73,10 @@ def test_installed_fingerprints_choose_the_lines() -> None:
     ray = _person("ray", rotating=True)
     assert ray.previous_fingerprint and ray.previous_public_key
     both = (ray.previous_fingerprint, ray.fingerprint)
-    assert collab.key_lines(ray, both) == [ray.previous_public_key, ray.public_key]
-    assert collab.key_lines(ray, (ray.fingerprint,)) == [ray.public_key]
+    assert grants.key_lines(ray, both) == [ray.previous_public_key, ray.public_key]
+    assert grants.key_lines(ray, (ray.fingerprint,)) == [ray.public_key]
     # A fingerprint of a key rotated away long ago renders to nothing, never to a stale line.
-    assert collab.key_lines(ray, ("SHA256:forgotten",)) == []
+    assert grants.key_lines(ray, ("SHA256:forgotten",)) == []
 
 
 def test_rendered_file_has_owner_first_and_each_persons_expiry() -> None:
@@ -82,7 +84,7 @@ def test_rendered_file_has_owner_first_and_each_persons_expiry() -> None:
     brought = keys.generate("laptop").public_line
     ann = _person("ann", expires=calendar.timegm((2027, 1, 2, 3, 4, 0)))
     bob = _person("bob")
-    granted = collab.granted_lines([(ann, (ann.fingerprint,)), (bob, (bob.fingerprint,))])
+    granted = grants.granted_lines([(ann, (ann.fingerprint,)), (bob, (bob.fingerprint,))])
     text = authorized_keys.render_authorized_keys(owner, (brought,), granted)
     lines = text.splitlines()
     assert text.endswith("\n") and len(lines) == 4
@@ -109,7 +111,7 @@ def test_the_launch_renders_what_collab_renders_before_any_grant(ws: Workstation
         ws.store.insert_experiment(conn, ExperimentRecord(
             name="box", kind="ssh", owner="alice", image=spec.image, status="running", created=NOW,
             host_public_key=plan.host_public_key, extra_keys=spec.extra_keys))
-    assert collab.authorized_keys_text(ws, "box") == at_launch
+    assert grants.authorized_keys_text(ws, "box") == at_launch
     _, owner_public = authorized_keys.owner_key(ws.config, "alice")
     assert at_launch == f"{OPTS} {owner_public}\n{OPTS} {brought}\n"
 
@@ -127,12 +129,12 @@ def test_rotation_result_names_what_is_unfinished() -> None:
 
 
 def test_an_export_names_its_files_where_the_person_keeps_them() -> None:
-    assert collab_export.destination("bob") == "~/.ssh/ptdesk-bob"
-    assert collab_export.destination("bob", "/home/bob/keys/") == "/home/bob/keys"
-    assert collab_export.destination("bob", "~bob/my keys") == "~bob/my keys"
+    assert export.destination("bob") == "~/.ssh/ptdesk-bob"
+    assert export.destination("bob", "/home/bob/keys/") == "/home/bob/keys"
+    assert export.destination("bob", "~bob/my keys") == "~bob/my keys"
 
 
 @pytest.mark.parametrize("dest", ["for-bob", "./for-bob", '/tmp/a"b', "~/50%", "~/a\nb"])
 def test_an_export_destination_ssh_could_not_find_is_refused(dest: str) -> None:
     with pytest.raises(InvalidInput):
-        collab_export.destination("bob", dest)
+        export.destination("bob", dest)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ptdesk.core import collab, durations
+from ptdesk.core.base import durations
+from ptdesk.core.collaborators import grants
 from ptdesk.errors import InvalidInput
 
 
@@ -26,4 +27,4 @@ def test_anything_else_is_refused_with_the_accepted_forms(text: str) -> None:
 @pytest.mark.parametrize("text", ["2w", "1.5h", "90s", "3d"])
 def test_idle_and_expires_read_a_duration_alike(text: str) -> None:
     now = 1_800_000_000.0
-    assert durations.parse_duration(text) == collab.parse_expires(text, now=now) - now  # type: ignore[operator]
+    assert durations.parse_duration(text) == grants.parse_expires(text, now=now) - now  # type: ignore[operator]

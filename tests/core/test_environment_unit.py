@@ -11,10 +11,10 @@ import pytest
 from helpers import REPO
 
 from ptdesk.config import load_config
-from ptdesk.core import baseline
-from ptdesk.core.driver_compat import TOOLKIT_DRIVER, driver_warning, required_driver
-from ptdesk.core.image_env import Environment, ImageSummary, Package, fingerprint, labels_for
-from ptdesk.core.models import EnvironmentMark
+from ptdesk.core.base.models import EnvironmentMark
+from ptdesk.core.environment import baseline
+from ptdesk.core.environment.recorded import Environment, ImageSummary, Package, fingerprint, labels_for
+from ptdesk.core.gpu.driver_compat import TOOLKIT_DRIVER, driver_warning, required_driver
 from ptdesk.errors import ConfigError
 
 PROBE = REPO / "images" / "env-probe"

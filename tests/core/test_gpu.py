@@ -20,7 +20,7 @@ from click.testing import CliRunner
 from nvml_scenarios import GiB, Scenario, healthy, mig, mismatch, no_driver, not_supported, one_lost
 
 from ptdesk.cli import main
-from ptdesk.core.gpu import GpuSampler, inventory_of
+from ptdesk.core.gpu.nvml import GpuSampler, inventory_of
 
 ME = getpass.getuser()
 HIDDEN_PID = 999_999_1  # in the healthy scenario on GPU 1: a PID we cannot see in /proc
@@ -318,14 +318,14 @@ def test_watch_refreshes_until_ctrl_c(tmp_path: Path) -> None:
 
 def test_gpu_core_needs_neither_docker_nor_textual() -> None:
     """The GPU check machine has no engine; the dashboard is not part of the core."""
-    code = ("import sys; import ptdesk.core.gpu, ptdesk.core.procmap, ptdesk.core.ledger; "
+    code = ("import sys; import ptdesk.core.gpu.nvml, ptdesk.core.gpu.procmap, ptdesk.core.gpu.ledger; "
             "bad = {'docker', 'textual'} & set(sys.modules); assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
 
 def test_doctor_reports_nvml_in_the_samplers_words(use) -> None:
     """`ptdesk doctor` says what the GPU panel would say: the driver and GPU count, or why not."""
-    from ptdesk.core.doctor import check_nvml
+    from ptdesk.core.admin.doctor import check_nvml
 
     use(healthy(gpus=3))
     check = check_nvml()

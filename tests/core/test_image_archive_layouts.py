@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from ptdesk.core import image_archive
-from ptdesk.core.image_archive import FORMAT, MANIFEST, TamperedArchive, verify
+from ptdesk.core.environment import archive
+from ptdesk.core.environment.archive import FORMAT, MANIFEST, TamperedArchive, verify
 
 
 def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
@@ -39,7 +39,7 @@ def _oci_archive(path: Path, tamper_layer: bool = False) -> str:
         _add(tar, f"blobs/sha256/{config_digest}", config)
         _add(tar, f"blobs/sha256/{blob_digest}", blob)
         _add(tar, "manifest.json", json.dumps(entries).encode())
-    members = image_archive._member_hashes(path)
+    members = archive._member_hashes(path)
     manifest = {"format": FORMAT, "created": time.time(), "members": members,
                 "images": [{"kind": "ssh", "tag": "ptdesk/ssh:latest", "image_id": f"sha256:{config_digest}",
                             "environment": None}]}

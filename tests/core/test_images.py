@@ -1,4 +1,4 @@
-"""ptdesk.core.images: real builds on the engine, CA bundle resolution, packaging of images/."""
+"""ptdesk.core.environment.images: real builds on the engine, CA bundle resolution, packaging of images/."""
 
 from __future__ import annotations
 
@@ -19,8 +19,9 @@ import pytest
 from helpers import BASE_IMAGE, REPO, require_image, run_cli, wait_until
 
 from ptdesk.config import load_config
-from ptdesk.core.engine import Engine
-from ptdesk.core.images import (
+from ptdesk.core.base.models import LABEL_INSTANCE
+from ptdesk.core.engine.client import Engine
+from ptdesk.core.environment.images import (
     CA_NAME,
     LABEL_CONTEXT_HASH,
     LABEL_SOURCE_HASH,
@@ -35,7 +36,6 @@ from ptdesk.core.images import (
     source_files,
     source_hash,
 )
-from ptdesk.core.models import LABEL_INSTANCE
 from ptdesk.errors import InvalidInput, PtdeskError
 
 PEM = b"-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----\n"
@@ -294,7 +294,7 @@ def test_wheel_ships_the_image_sources_and_finds_them_installed(tmp_path: Path) 
         assert expected <= set(archive.namelist())
         target = tmp_path / "site"
         archive.extractall(target)  # a wheel is a zip laid out exactly as installed
-    probe = ("import ptdesk.core.images as m; r = m.images_root(); "
+    probe = ("import ptdesk.core.environment.images as m; r = m.images_root(); "
              "print(r); print(m.source_hash('ssh') == m.source_hash('ssh', r))")
     proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path,
                           env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"}, timeout=60)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ptdesk.core import keys, private_files
+from ptdesk.core.base import keys, private_files
 from ptdesk.errors import BadKey, NotFound
 
 

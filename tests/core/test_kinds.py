@@ -16,9 +16,8 @@ from helpers import REPO, run_cli
 
 from ptdesk.config import Config, load_config
 from ptdesk.core import kinds
-from ptdesk.core.images import expand_targets, image_tag, images_root
-from ptdesk.core.kinds.base import Kind, Plan, Recovered
-from ptdesk.core.models import (
+from ptdesk.core.access.seal import LABEL_SEAL, seal, secret_digest
+from ptdesk.core.base.models import (
     LABEL_GPUS,
     LABEL_INSTANCE,
     LABEL_KIND,
@@ -28,9 +27,10 @@ from ptdesk.core.models import (
     Access,
     LaunchSpec,
 )
-from ptdesk.core.names import current_user
-from ptdesk.core.seal import LABEL_SEAL, seal, secret_digest
-from ptdesk.core.state import ExperimentRecord
+from ptdesk.core.base.names import current_user
+from ptdesk.core.environment.images import expand_targets, image_tag, images_root
+from ptdesk.core.kinds.base import Kind, Plan, Recovered
+from ptdesk.core.store.state import ExperimentRecord
 from ptdesk.core.workstation import Workstation
 from ptdesk.errors import ConfigError
 

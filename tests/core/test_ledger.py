@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from ptdesk.core.ledger import GpuRequest, allocate, gpus_from_label, held_by_devices, parse_request
-from ptdesk.core.models import GpuInventory, GpuLoad
-from ptdesk.core.state import ExperimentRecord, Store
+from ptdesk.core.base.models import GpuInventory, GpuLoad
+from ptdesk.core.gpu.ledger import GpuRequest, allocate, gpus_from_label, held_by_devices, parse_request
+from ptdesk.core.store.state import ExperimentRecord, Store
 from ptdesk.errors import Conflict, GpuUnavailable, InvalidInput
 
 # GPU 1 is the least loaded; GPU 2 computes nothing but an idle notebook holds 80% of its memory.

@@ -1,4 +1,4 @@
-"""ptdesk.core.logstream on real containers: lines from frames, bounded batches, closing."""
+"""ptdesk.core.engine.logs on real containers: lines from frames, bounded batches, closing."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import threading
 
 from helpers import wait_until
 
-from ptdesk.core.logstream import LogBatch, LogStream
+from ptdesk.core.engine.logs import LogBatch, LogStream
 
 
 class Collector:

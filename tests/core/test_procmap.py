@@ -16,9 +16,7 @@ from click.testing import CliRunner
 from nvml_scenarios import FakeProc, healthy
 
 from ptdesk.cli import main
-from ptdesk.core import procmap
-from ptdesk.core.engine import Engine
-from ptdesk.core.models import (
+from ptdesk.core.base.models import (
     LABEL_INSTANCE,
     LABEL_KIND,
     LABEL_MANAGED,
@@ -28,8 +26,10 @@ from ptdesk.core.models import (
     GpuSample,
     GpuSnapshot,
 )
-from ptdesk.core.procmap import ContainerRef, attribute, container_from_cgroup, resolve_pid, uid_from_status
-from ptdesk.core.state import ExperimentRecord, Store
+from ptdesk.core.engine.client import Engine
+from ptdesk.core.gpu import procmap
+from ptdesk.core.gpu.procmap import ContainerRef, attribute, container_from_cgroup, resolve_pid, uid_from_status
+from ptdesk.core.store.state import ExperimentRecord, Store
 
 A = "3f" * 32
 B = "b7" * 32

@@ -14,13 +14,13 @@ import pytest
 from helpers import BASE_IMAGE
 from nvml_scenarios import healthy, installed, mig, no_driver, one_lost
 
-from ptdesk.core import gpu_wire
-from ptdesk.core.engine import Engine
-from ptdesk.core.gpu import GpuSampler
-from ptdesk.core.gpu_sampler_main import lines
-from ptdesk.core.models import LABEL_INSTANCE, LABEL_MANAGED, LABEL_NAME, LABEL_OWNER
-from ptdesk.core.remote_gpus import name_processes, sampler_host_config
-from ptdesk.core.sampler_image import program_files
+from ptdesk.core.base.models import LABEL_INSTANCE, LABEL_MANAGED, LABEL_NAME, LABEL_OWNER
+from ptdesk.core.engine.client import Engine
+from ptdesk.core.gpu import wire
+from ptdesk.core.gpu.nvml import GpuSampler
+from ptdesk.core.gpu.remote import name_processes, sampler_host_config
+from ptdesk.core.gpu.sampler_image import program_files
+from ptdesk.core.gpu.sampler_main import lines
 
 
 def proc_tree(root: Path, pids: dict[int, str]) -> Path:
@@ -45,7 +45,7 @@ def test_every_scenario_crosses_the_wire_unchanged(scenario, tmp_path: Path) -> 
     with installed(scenario()), GpuSampler(history=1) as sampler:
         direct = sampler.sample()
         line = next(lines(sampler, stop, 0.0, proc_tree(tmp_path, {})))
-    decoded = gpu_wire.decode(line)
+    decoded = wire.decode(line)
     assert decoded.available == direct.available and decoded.reason == direct.reason
     assert [(g.label, g.uuid, g.error, g.memory_used, g.utilization) for g in decoded.gpus] == \
         [(g.label, g.uuid, g.error, g.memory_used, g.utilization) for g in direct.gpus]
@@ -55,16 +55,16 @@ def test_every_scenario_crosses_the_wire_unchanged(scenario, tmp_path: Path) -> 
 def test_a_line_ptdesk_does_not_know_is_refused_not_guessed() -> None:
     for bad in ('{"v": 99, "gpus": []}', "[]", "not json", '{"v": 1}'):
         with pytest.raises(ValueError):
-            gpu_wire.decode(bad)
+            wire.decode(bad)
     # Fields a newer sampler adds are dropped, never an error.
-    assert gpu_wire.decode('{"v":1,"available":false,"reason":"r","driver":null,"gpus":[],"new":1}').reason == "r"
+    assert wire.decode('{"v":1,"available":false,"reason":"r","driver":null,"gpus":[],"new":1}').reason == "r"
 
 
 def test_processes_are_tied_to_containers_by_the_hosts_proc(tmp_path: Path) -> None:
     container = "c0" * 32
     proc = proc_tree(tmp_path, {10: f"/system.slice/docker-{container}.scope", 11: "/user.slice/session-2.scope"})
     scenario = healthy(pids=(10, 11))
-    decoded = gpu_wire.decode(sampled(scenario, proc)[-1])
+    decoded = wire.decode(sampled(scenario, proc)[-1])
     by_pid = {p.pid: p for p in decoded.gpus[0].processes}
     assert by_pid[10].container == container and by_pid[10].experiment is None  # names come from ptdesk's side
     assert by_pid[11].container is None and by_pid[11].host_user == "1011"  # no passwd in the sampler: the uid
@@ -79,7 +79,7 @@ def test_names_come_from_the_workstations_engine_labels(engine: Engine, tmp_path
     made = engine.api.create_container(BASE_IMAGE, command=["sleep", "60"], labels=labels)["Id"]
     try:
         proc = proc_tree(tmp_path, {20: f"/docker/{made}", 21: "/user.slice/session-2.scope"})
-        decoded = gpu_wire.decode(sampled(healthy(pids=(20, 21)), proc)[-1])
+        decoded = wire.decode(sampled(healthy(pids=(20, 21)), proc)[-1])
         named = {p.pid: p for p in name_processes(decoded, engine, instance).gpus[0].processes}
         assert (named[20].experiment, named[20].owner, named[20].container) == ("train", "ann", made)
         assert named[21].experiment is None
@@ -98,11 +98,11 @@ def test_the_sampler_exits_when_its_stdin_closes(tmp_path: Path) -> None:
         target = tmp_path / name
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(data)
-    proc = subprocess.Popen([sys.executable, "-S", "-m", "ptdesk.core.gpu_sampler_main"], cwd=app,
+    proc = subprocess.Popen([sys.executable, "-S", "-m", "ptdesk.core.gpu.sampler_main"], cwd=app,
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             env={"PYTHONPATH": str(app), "PTDESK_SAMPLER_INTERVAL": "0.2"})
     try:
-        first = gpu_wire.decode(proc.stdout.readline())  # type: ignore[union-attr]
+        first = wire.decode(proc.stdout.readline())  # type: ignore[union-attr]
         assert first.available is False and first.reason
         proc.stdin.close()  # type: ignore[union-attr]
         assert proc.wait(timeout=10) == 0

@@ -9,8 +9,11 @@ from pathlib import Path
 import pytest
 
 from ptdesk.config import load_config
-from ptdesk.core import collab_export, images, keys, ssh_config, ssh_include
-from ptdesk.core.state import ExperimentRecord, Store
+from ptdesk.core.access import ssh_config, ssh_include
+from ptdesk.core.base import keys
+from ptdesk.core.collaborators import export
+from ptdesk.core.environment import images
+from ptdesk.core.store.state import ExperimentRecord, Store
 from ptdesk.errors import ConfigError, InvalidInput
 
 SSHD_CONFIG = Path(__file__).resolve().parents[2] / "images" / "ssh" / "sshd_config"
@@ -112,13 +115,13 @@ def test_an_include_below_a_host_line_does_not_count(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("jump", ["me@bastion", "bastion.example.org", "me@10.0.0.1:2222", "me@[::1]:22"])
 def test_jump_hosts(jump: str) -> None:
-    assert collab_export.jump_host(jump) == jump
+    assert export.jump_host(jump) == jump
 
 
 @pytest.mark.parametrize("jump", ["-oProxyCommand=x", "me@", "me@host:0", "me@host:99999", "a b", "me@host;id"])
 def test_bad_jump_hosts_are_refused(jump: str) -> None:
     with pytest.raises(InvalidInput):
-        collab_export.jump_host(jump)
+        export.jump_host(jump)
 
 
 def test_ssh_packages_reach_the_build_as_one_argument(tmp_path: Path) -> None:

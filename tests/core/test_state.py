@@ -5,8 +5,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from ptdesk.core.models import Limits
-from ptdesk.core.state import ExperimentRecord, Store
+from ptdesk.core.base.models import Limits
+from ptdesk.core.store.state import ExperimentRecord, Store
 
 
 def test_a_database_from_before_extra_keys_is_upgraded_in_place(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""ptdesk.core.stats: per-container CPU/memory from the cgroup files (v1 here, v2 from fixtures)."""
+"""ptdesk.core.host.cgroups: per-container CPU/memory from the cgroup files (v1 here, v2 from fixtures)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from helpers import cgroup_tree, wait_until
 
-from ptdesk.core.engine_stats import EngineStatsSampler
-from ptdesk.core.stats import StatsSampler
+from ptdesk.core.engine.stats import EngineStatsSampler
+from ptdesk.core.host.cgroups import StatsSampler
 
 CID = "a" * 64
 

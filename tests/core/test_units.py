@@ -1,10 +1,10 @@
-"""One size formatter for the CLI and the dashboard (ptdesk.core.units)."""
+"""One size formatter for the CLI and the dashboard (ptdesk.core.base.units)."""
 
 from __future__ import annotations
 
 import pytest
 
-from ptdesk.core.units import human_bytes, unit_for
+from ptdesk.core.base.units import human_bytes, unit_for
 
 MiB, GiB = 2**20, 2**30
 

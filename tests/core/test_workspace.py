@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from ptdesk.config import load_config
-from ptdesk.core import workspace
+from ptdesk.core.host import workspace
 from ptdesk.errors import InvalidInput, NotFound, PtdeskError
 
 

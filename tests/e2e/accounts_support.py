@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ptdesk.core.engine import Engine
-from ptdesk.core.procmap import container_from_cgroup
+from ptdesk.core.engine.client import Engine
+from ptdesk.core.gpu.procmap import container_from_cgroup
 
 if TYPE_CHECKING:
     from e2e.conftest import Ptdesk

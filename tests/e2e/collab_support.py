@@ -7,9 +7,9 @@ import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ptdesk.core import authorized_keys
-from ptdesk.core.engine import Engine
-from ptdesk.core.sshcheck import LoginResult, try_login
+from ptdesk.core.access import authorized_keys
+from ptdesk.core.access.sshcheck import LoginResult, try_login
+from ptdesk.core.engine.client import Engine
 
 if TYPE_CHECKING:
     from conftest import Ptdesk  # tests/e2e/conftest.py

@@ -35,8 +35,8 @@ from helpers import (
 )
 
 from ptdesk.config import Config, load_config
-from ptdesk.core.engine import Engine
-from ptdesk.core.models import LABEL_INSTANCE
+from ptdesk.core.base.models import LABEL_INSTANCE
+from ptdesk.core.engine.client import Engine
 from ptdesk.core.workstation import Workstation
 
 

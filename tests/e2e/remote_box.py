@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ptdesk.core import keys, private_files
+from ptdesk.core.base import keys, private_files
 
 IMAGES = ("ptdesk/ssh:latest", "ptdesk/jupyter:latest", "ptdesk-test/debian-base:bookworm")
 

@@ -20,9 +20,9 @@ import pytest
 from e2e.accounts_support import DETACH, Watcher, account_pids, host_pids, owner_ssh, person
 from helpers import wait_until
 
-from ptdesk.core.accounts import UID_BASE
-from ptdesk.core.engine import Engine
-from ptdesk.core.sshcheck import try_login
+from ptdesk.core.access.accounts import UID_BASE
+from ptdesk.core.access.sshcheck import try_login
+from ptdesk.core.engine.client import Engine
 from ptdesk.core.workstation import Workstation
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "core"))

@@ -15,8 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ptdesk.core import collab
-from ptdesk.core.engine import Engine
+from ptdesk.core.collaborators import grants
+from ptdesk.core.engine.client import Engine
 from ptdesk.core.workstation import Workstation
 
 if TYPE_CHECKING:
@@ -166,7 +166,7 @@ def test_concurrent_grants_to_one_container_all_land(boxes: dict, module_desk: P
     def grant(name: str) -> None:
         ws = Workstation(module_desk.config)
         try:
-            collab.grant(ws, name, "m2")
+            grants.grant(ws, name, "m2")
         except BaseException as exc:  # reported below
             errors.append(exc)
         finally:
@@ -189,8 +189,8 @@ def test_expired_key_is_refused_by_sshd(boxes: dict, module_desk: Ptdesk, module
     assert logs_in(module_desk, "m1", key, "eve")
     # Move the expiry into the past (as if a day went by) and re-render from state.
     module_core.store.update_collaborator("eve", expires=1_000_000_000.0)
-    with collab.container_lock(module_core.config, "m1"):
-        collab.reinstall(module_core, "m1")
+    with grants.container_lock(module_core.config, "m1"):
+        grants.reinstall(module_core, "m1")
     assert not logs_in(module_desk, "m1", key, "eve")
 
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from e2e.lifecycle_support import ptdesk_command
 from helpers import REPO
 
-from ptdesk.core.engine import Engine
+from ptdesk.core.engine.client import Engine
 
 if TYPE_CHECKING:
     from e2e.conftest import Ptdesk
@@ -54,7 +54,7 @@ def test_ten_parallel_new_ssh_get_ten_distinct_names_and_ports(cli: Ptdesk, engi
 WRITER = textwrap.dedent("""
     import sys
     from pathlib import Path
-    from ptdesk.core.state import Store
+    from ptdesk.core.store.state import Store
     store = Store(Path(sys.argv[1]))
     for i in range(150):
         store.set_meta(f"load.{sys.argv[2]}.{i}", str(i))
@@ -71,7 +71,7 @@ def test_store_under_write_load_from_many_processes_never_reports_locked(tmp_pat
     for writer in writers:
         _, err = writer.communicate(timeout=300)
         assert writer.returncode == 0, err
-    from ptdesk.core.state import Store
+    from ptdesk.core.store.state import Store
 
     store = Store(path)
     try:

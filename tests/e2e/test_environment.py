@@ -24,9 +24,9 @@ from helpers import BASE_IMAGE, JUPYTER_IMAGE, REPO, run_cli
 from wheels import FAKE_TORCH, make_wheel
 
 from ptdesk.config import load_config
-from ptdesk.core.engine import Engine
-from ptdesk.core.launch import launch_warnings
-from ptdesk.core.models import LaunchSpec, Limits
+from ptdesk.core.base.models import LaunchSpec, Limits
+from ptdesk.core.engine.client import Engine
+from ptdesk.core.experiments.launch import launch_warnings
 from ptdesk.core.workstation import Workstation
 from ptdesk.tui.widgets.experiments_table import environment_cell
 

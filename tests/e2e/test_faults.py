@@ -24,7 +24,7 @@ from e2e.lifecycle_support import (
 )
 from helpers import REPO, SSH_IMAGE, wait_until
 
-from ptdesk.core.engine import Engine
+from ptdesk.core.engine.client import Engine
 
 if TYPE_CHECKING:
     from e2e.conftest import Ptdesk

@@ -18,8 +18,8 @@ import pytest
 from helpers import wait_until
 from workday_support import Tunnel, free_port, http_get, listening, ptdesk_script, serve, socks_get, ssh
 
-from ptdesk.core import keys
-from ptdesk.core.engine import Engine
+from ptdesk.core.base import keys
+from ptdesk.core.engine.client import Engine
 
 if TYPE_CHECKING:
     from conftest import Ptdesk  # tests/e2e/conftest.py

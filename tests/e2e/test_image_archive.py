@@ -13,8 +13,8 @@ import docker
 import pytest
 from helpers import SSH_IMAGE
 
-from ptdesk.core.engine import Engine
-from ptdesk.core.image_env import image_environment
+from ptdesk.core.engine.client import Engine
+from ptdesk.core.environment.recorded import image_environment
 
 if TYPE_CHECKING:
     from conftest import Ptdesk  # tests/e2e/conftest.py

@@ -9,8 +9,8 @@ import socket
 from conftest import Ptdesk
 from helpers import BASE_IMAGE, require_image
 
-from ptdesk.core.engine import Engine
-from ptdesk.core.network import ICC, NETWORK_NAME
+from ptdesk.core.engine.client import Engine
+from ptdesk.core.engine.network import ICC, NETWORK_NAME
 
 
 def _networks(engine: Engine, container_id: str) -> dict[str, dict]:
@@ -44,7 +44,7 @@ def test_launches_making_the_network_at_once_end_up_on_one(engine: Engine, monke
     import uuid
     from concurrent.futures import ThreadPoolExecutor
 
-    from ptdesk.core import network
+    from ptdesk.core.engine import network
 
     require_image(engine, BASE_IMAGE)
     name = f"ptdesk-test-net-{uuid.uuid4().hex[:8]}"

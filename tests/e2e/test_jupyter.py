@@ -16,7 +16,7 @@ import pytest
 import websocket
 from helpers import JUPYTER_IMAGE, wait_until
 
-from ptdesk.core.engine import Engine
+from ptdesk.core.engine.client import Engine
 
 if TYPE_CHECKING:
     from conftest import Ptdesk  # tests/e2e/conftest.py

@@ -16,9 +16,9 @@ import pytest
 from conftest import Ptdesk
 
 from ptdesk.config import load_config
-from ptdesk.core import experiment_files
-from ptdesk.core.engine import Engine
+from ptdesk.core.engine.client import Engine
 from ptdesk.core.kinds.jupyter import JUPYTER
+from ptdesk.core.store import experiment_files
 from ptdesk.core.workstation import Workstation
 
 

@@ -14,12 +14,13 @@ from typing import TYPE_CHECKING
 
 from helpers import SSH_IMAGE
 
-from ptdesk.core import authorized_keys, keys, private_files
-from ptdesk.core.engine import Engine, FileSpec
+from ptdesk.core.access import authorized_keys
+from ptdesk.core.access.sshcheck import try_login
+from ptdesk.core.base import keys, private_files
+from ptdesk.core.base.models import LABEL_GPUS, LABEL_INSTANCE, LABEL_KIND, LABEL_MANAGED, LABEL_NAME, LABEL_OWNER
+from ptdesk.core.base.names import current_user
+from ptdesk.core.engine.client import Engine, FileSpec
 from ptdesk.core.kinds.ssh import SSHD_CAPS
-from ptdesk.core.models import LABEL_GPUS, LABEL_INSTANCE, LABEL_KIND, LABEL_MANAGED, LABEL_NAME, LABEL_OWNER
-from ptdesk.core.names import current_user
-from ptdesk.core.sshcheck import try_login
 
 if TYPE_CHECKING:
     from conftest import Ptdesk  # tests/e2e/conftest.py

@@ -19,16 +19,16 @@ from e2e.lifecycle_support import db, docker, held_gpus, hold_gpus, record, watc
 from helpers import wait_until
 
 from ptdesk.config import load_config
-from ptdesk.core import experiment_files
-from ptdesk.core.cull import idle_gpus
-from ptdesk.core.durations import parse_duration
-from ptdesk.core.engine import Engine
-from ptdesk.core.lifecycle import ContainerEvent, EventWatcher
-from ptdesk.core.models import GpuProcess, GpuSample, GpuSnapshot
-from ptdesk.core.names import current_user
-from ptdesk.core.reconcile import reconcile
-from ptdesk.core.sshcheck import try_login
-from ptdesk.core.state import ExperimentRecord
+from ptdesk.core.access.sshcheck import try_login
+from ptdesk.core.base.durations import parse_duration
+from ptdesk.core.base.models import GpuProcess, GpuSample, GpuSnapshot
+from ptdesk.core.base.names import current_user
+from ptdesk.core.engine.client import Engine
+from ptdesk.core.experiments.cull import idle_gpus
+from ptdesk.core.experiments.lifecycle import ContainerEvent, EventWatcher
+from ptdesk.core.experiments.reconcile import reconcile
+from ptdesk.core.store import experiment_files
+from ptdesk.core.store.state import ExperimentRecord
 from ptdesk.core.workstation import Workstation
 from ptdesk.errors import InvalidInput, PtdeskError
 

@@ -11,10 +11,10 @@ import pytest
 from helpers import run_cli
 
 from ptdesk.config import load_config
-from ptdesk.core import launch as launch_module
-from ptdesk.core.engine import Engine
-from ptdesk.core.launch import launch
-from ptdesk.core.spec import make_spec
+from ptdesk.core.engine.client import Engine
+from ptdesk.core.experiments import launch as launch_module
+from ptdesk.core.experiments.launch import launch
+from ptdesk.core.experiments.spec import make_spec
 from ptdesk.core.workstation import Workstation
 
 

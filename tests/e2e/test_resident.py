@@ -13,7 +13,7 @@ import pytest
 from helpers import wait_until
 
 from ptdesk.commands.common import reconcile_quietly
-from ptdesk.core.resident import ResidentServer
+from ptdesk.core.admin.resident import ResidentServer
 
 if TYPE_CHECKING:
     from conftest import Ptdesk  # tests/e2e/conftest.py

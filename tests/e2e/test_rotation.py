@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING
 import pytest
 from helpers import wait_until
 
-from ptdesk.core import collab, rotation
-from ptdesk.core.engine import Engine
-from ptdesk.core.sshcheck import LoginResult, try_login
+from ptdesk.core.access.sshcheck import LoginResult, try_login
+from ptdesk.core.collaborators import grants, rotation
+from ptdesk.core.engine.client import Engine
 from ptdesk.core.workstation import Workstation
 
 if TYPE_CHECKING:
@@ -65,7 +65,7 @@ def test_rotation_over_two_containers_leaves_a_third_person_untouched(
     module_desk.ok("collab", "export", "ray", out, "--dest", out)
     assert openssh(out / "ssh_config", "m2").returncode == 0
     # The previous key is gone from the host once nothing waits on it.
-    assert not (new.parent / collab.PREVIOUS).exists()
+    assert not (new.parent / grants.PREVIOUS).exists()
     entry = [e for e in module_desk.json("audit") if e["action"] == "collab-rotate"][-1]
     assert entry["target"] == "ray" and entry["actor"]
     assert entry["detail"]["old_fingerprint"] == result["old_fingerprint"]
@@ -254,4 +254,4 @@ def test_failures_injected_mid_rotation_never_lock_the_person_out(
         {"ok": ("rotated", True), "killed": ("rotated", True)}
     assert at_killed(new).ok and at_killed(old).detail.startswith("refused")
     assert pending_of(cli, "uma") == []
-    assert not (new.parent / collab.PREVIOUS).exists()
+    assert not (new.parent / grants.PREVIOUS).exists()

@@ -14,9 +14,9 @@ import pytest
 from e2e.lifecycle_support import record
 from helpers import wait_until
 
-from ptdesk.core.authorized_keys import AUTHORIZED_KEYS_PATH
-from ptdesk.core.engine import Engine
-from ptdesk.core.sshcheck import try_login
+from ptdesk.core.access.authorized_keys import AUTHORIZED_KEYS_PATH
+from ptdesk.core.access.sshcheck import try_login
+from ptdesk.core.engine.client import Engine
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "core"))
 import nvml_scenarios  # noqa: E402

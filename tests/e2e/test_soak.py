@@ -15,11 +15,11 @@ import pytest
 from helpers import SSH_IMAGE, require_image
 
 from ptdesk.config import load_config
-from ptdesk.core import experiments
-from ptdesk.core.engine import Engine
-from ptdesk.core.launch import launch
-from ptdesk.core.lifecycle import EventWatcher
-from ptdesk.core.spec import make_spec
+from ptdesk.core.engine.client import Engine
+from ptdesk.core.experiments import operations
+from ptdesk.core.experiments.launch import launch
+from ptdesk.core.experiments.lifecycle import EventWatcher
+from ptdesk.core.experiments.spec import make_spec
 from ptdesk.core.workstation import Workstation
 
 CYCLES = 100
@@ -38,7 +38,7 @@ def test_hundred_launch_remove_cycles_leave_nothing_behind(ptdesk_env: dict[str,
     # which grows over the first few cycles and then stays put) are not counted as leaks.
     for _ in range(WARMUP):
         launch(ws, make_spec(ws, "ssh", name="warmup"))
-        experiments.remove(ws, "warmup", force=True)
+        operations.remove(ws, "warmup", force=True)
     watcher_desk = Workstation(ws.config)
     stop = threading.Event()
     watcher = threading.Thread(target=EventWatcher(watcher_desk).run, args=(stop,), daemon=True)
@@ -51,7 +51,7 @@ def test_hundred_launch_remove_cycles_leave_nothing_behind(ptdesk_env: dict[str,
             started = time.monotonic()
             launched = launch(ws, make_spec(ws, "ssh", name=f"soak-{i % 3}")).experiment
             assert launched.status == "running"
-            experiments.remove(ws, launched.name, force=True)
+            operations.remove(ws, launched.name, force=True)
             durations.append(time.monotonic() - started)
     finally:
         stop.set()

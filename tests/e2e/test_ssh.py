@@ -22,17 +22,17 @@ import paramiko
 import pytest
 from helpers import SSH_IMAGE, wait_until
 
-from ptdesk.core import keys
-from ptdesk.core.engine import Engine
+from ptdesk.core.base import keys
+from ptdesk.core.engine.client import Engine
 
 if TYPE_CHECKING:
     from conftest import Ptdesk  # tests/e2e/conftest.py
 
 SSH_FIELDS = {"host", "port", "user", "identity_file", "known_hosts", "host_key_fingerprint", "command"}
-# logged_in: who is logged in right now (ptdesk.core.sessions), for the SSH experiments of this home.
+# logged_in: who is logged in right now (ptdesk.core.access.sessions), for the SSH experiments of this home.
 TOP_FIELDS = {"name", "id", "kind", "owner", "image", "status", "gpus", "ssh", "environment", "logged_in",
               "workstation"}
-# KILL: ending a revoked person's processes (ptdesk.core.accounts; the README's security model).
+# KILL: ending a revoked person's processes (ptdesk.core.access.accounts; the README's security model).
 SSHD_CAPS = {"SETUID", "SETGID", "SYS_CHROOT", "CHOWN", "AUDIT_WRITE", "KILL"}
 POLICY = Path(__file__).with_name("sshd-policy.txt")
 GIB, MIB = 1024**3, 1024**2

@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING
 import pytest
 
 from ptdesk.config import load_config
-from ptdesk.core.engine import Engine
-from ptdesk.core.launch import launch
-from ptdesk.core.spec import make_spec
+from ptdesk.core.engine.client import Engine
+from ptdesk.core.experiments.launch import launch
+from ptdesk.core.experiments.spec import make_spec
 from ptdesk.core.workstation import Workstation
 from ptdesk.errors import PtdeskError
 
@@ -69,7 +69,7 @@ def test_a_workspace_that_would_hand_over_secrets_or_the_machine_is_refused(
 
 def test_a_project_folder_next_to_ptdesk_home_is_fine(cli: Ptdesk, engine: Engine) -> None:
     from ptdesk.config import load_config
-    from ptdesk.core.spec import check_workspace
+    from ptdesk.core.experiments.spec import check_workspace
 
     project = cli.home.parent / "project"
     project.mkdir(exist_ok=True)

@@ -19,7 +19,7 @@ import pytest
 from helpers import wait_until
 from workday_support import ptdesk_script, ssh
 
-from ptdesk.core import ssh_config
+from ptdesk.core.access import ssh_config
 
 if TYPE_CHECKING:
     from conftest import Ptdesk  # tests/e2e/conftest.py

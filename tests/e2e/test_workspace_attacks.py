@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import Ptdesk
 
-from ptdesk.core.engine import Engine
+from ptdesk.core.engine.client import Engine
 
 MALLORY = 4242  # another local user of the box
 

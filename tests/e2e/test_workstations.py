@@ -25,8 +25,8 @@ from helpers import remove_instance_containers, require_image, settle, wait_unti
 from remote_box import RemoteBox
 
 from ptdesk.config import load_config
-from ptdesk.core.engine import Engine
-from ptdesk.core.sampler_image import SAMPLER_IMAGE
+from ptdesk.core.engine.client import Engine
+from ptdesk.core.gpu.sampler_image import SAMPLER_IMAGE
 from ptdesk.core.workstation import Workstation
 
 if TYPE_CHECKING:
@@ -215,7 +215,7 @@ def test_a_dead_engine_shows_on_its_own_lines_and_recovers(desk: Ptdesk, box: Re
 
 def test_unreachable_and_refused_workstations_are_one_line_each(desk: Ptdesk, box: RemoteBox,
                                                                 tmp_path: Path) -> None:
-    from ptdesk.core import keys
+    from ptdesk.core.base import keys
 
     stranger = keys.write_keypair(tmp_path / "stranger", keys.generate("stranger"))
     config = desk.home / "config.toml"

@@ -14,9 +14,9 @@ import time
 import pynvml
 import pytest
 
-from ptdesk.core.gpu import GpuSampler, inventory_of
-from ptdesk.core.ledger import allocate
-from ptdesk.core.procmap import attribute
+from ptdesk.core.gpu.ledger import allocate
+from ptdesk.core.gpu.nvml import GpuSampler, inventory_of
+from ptdesk.core.gpu.procmap import attribute
 
 
 def _nvml_works() -> str | None:

@@ -7,9 +7,9 @@ import uuid
 
 from helpers import BASE_IMAGE, require_image, run_cli
 
-from ptdesk.core.engine import Engine
-from ptdesk.core.lifecycle import ContainerEvent
-from ptdesk.core.text import printable
+from ptdesk.core.base.text import printable
+from ptdesk.core.engine.client import Engine
+from ptdesk.core.experiments.lifecycle import ContainerEvent
 
 ESCAPE = "\x1b]0;owned\x07\x1b[2J"
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from helpers import BASE_IMAGE, REPO, SSH_IMAGE, require_image
 
-from ptdesk.core import gpulock
-from ptdesk.core.engine import Engine
+from ptdesk.core.engine import locks
+from ptdesk.core.engine.client import Engine
 from ptdesk.errors import PtdeskError
 
 OLD_LOCK = Path("/run/lock/ptdesk-gpus.lock")  # where every GPU launch used to queue
@@ -27,17 +27,17 @@ MALLORY = 4242
 @pytest.fixture
 def no_lock(engine: Engine) -> Iterator[None]:
     require_image(engine, BASE_IMAGE)
-    engine.remove(gpulock.GPU_LOCK_NAME, force=True)
+    engine.remove(locks.GPU_LOCK_NAME, force=True)
     yield
-    engine.remove(gpulock.GPU_LOCK_NAME, force=True)
+    engine.remove(locks.GPU_LOCK_NAME, force=True)
 
 
 def _hold_as(engine: Engine, user: str, pid: int) -> str:
     """What another user's ptdesk (or anyone on the engine) holding the lock looks like."""
-    labels = {gpulock.LABEL_LOCK: "gpus", "ptdesk.lock.user": user, "ptdesk.lock.uid": str(MALLORY),
+    labels = {locks.LABEL_LOCK: "gpus", "ptdesk.lock.user": user, "ptdesk.lock.uid": str(MALLORY),
               "ptdesk.lock.pid": str(pid), "ptdesk.lock.host": socket.gethostname(),
               "ptdesk.lock.boot": Path("/proc/sys/kernel/random/boot_id").read_text().strip()}
-    return engine.create(name=gpulock.GPU_LOCK_NAME, image=BASE_IMAGE, labels=labels, command=["true"],
+    return engine.create(name=locks.GPU_LOCK_NAME, image=BASE_IMAGE, labels=labels, command=["true"],
                          host_config={"network_mode": "none"})
 
 
@@ -92,7 +92,7 @@ def test_a_lock_held_by_someone_else_is_waited_for_a_bounded_time_and_names_them
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 2 and "Traceback" not in proc.stderr, proc.stderr
         assert "mallory" in lines[0] and f"pid {alive.pid}" in lines[0] and "2 s" in lines[0]
-        assert f"docker rm -f {gpulock.GPU_LOCK_NAME}" in lines[1]
+        assert f"docker rm -f {locks.GPU_LOCK_NAME}" in lines[1]
         instance = ptdesk_env["PTDESK_INSTANCE"]
         assert engine.api.containers(all=True, filters={"label": f"ptdesk.instance={instance}"}) == []
     finally:
@@ -104,28 +104,28 @@ def test_a_lock_left_by_a_dead_launcher_is_cleared(engine: Engine, no_lock: None
     dead = subprocess.Popen(["true"])
     dead.wait()
     stale = _hold_as(engine, "mallory", dead.pid)
-    with gpulock.machine_gpu_lock(engine, BASE_IMAGE, wait=5):
-        holder = gpulock.holder_of(engine)
+    with locks.machine_gpu_lock(engine, BASE_IMAGE, wait=5):
+        holder = locks.holder_of(engine)
         assert holder is not None and holder.container_id != stale and holder.pid == os.getpid()
-    assert gpulock.holder_of(engine) is None  # released
+    assert locks.holder_of(engine) is None  # released
 
 
 def test_the_lock_excludes_a_second_holder(engine: Engine, no_lock: None) -> None:
-    with (gpulock.machine_gpu_lock(engine, BASE_IMAGE, wait=5),
-          pytest.raises(gpulock.GpuLockBusy, match=f"pid {os.getpid()}"),
-          gpulock.machine_gpu_lock(engine, BASE_IMAGE, wait=0.3)):
+    with (locks.machine_gpu_lock(engine, BASE_IMAGE, wait=5),
+          pytest.raises(locks.GpuLockBusy, match=f"pid {os.getpid()}"),
+          locks.machine_gpu_lock(engine, BASE_IMAGE, wait=0.3)):
         pass
-    with gpulock.machine_gpu_lock(engine, BASE_IMAGE, wait=1):
+    with locks.machine_gpu_lock(engine, BASE_IMAGE, wait=1):
         pass
 
 
 def test_a_container_that_only_has_the_locks_name_is_never_taken_for_it(engine: Engine, no_lock: None) -> None:
     """Someone's own container called like the lock, ancient or not, is theirs: it is not removed
     as a stale lock, and the launch says what to do instead of waiting."""
-    theirs = engine.create(name=gpulock.GPU_LOCK_NAME, image=BASE_IMAGE, labels={}, command=["true"],
+    theirs = engine.create(name=locks.GPU_LOCK_NAME, image=BASE_IMAGE, labels={}, command=["true"],
                            host_config={"network_mode": "none"})
     with (pytest.raises(PtdeskError, match="not ptdesk's lock") as caught,
-          gpulock.machine_gpu_lock(engine, BASE_IMAGE, wait=5)):
+          locks.machine_gpu_lock(engine, BASE_IMAGE, wait=5)):
         pass
     assert "docker rename" in (caught.value.hint or "")
-    assert engine.try_inspect(gpulock.GPU_LOCK_NAME)["Id"] == theirs
+    assert engine.try_inspect(locks.GPU_LOCK_NAME)["Id"] == theirs

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from helpers import BASE_IMAGE, REPO, require_image, run_cli
 
-from ptdesk.core.engine import Engine, FileSpec
-from ptdesk.core.names import current_user
+from ptdesk.core.base.names import current_user
+from ptdesk.core.engine.client import Engine, FileSpec
 from ptdesk.errors import PtdeskError
 
 # The first file adoption reads: the sealed host key (whatever the seal label says, it is read to check it).

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from helpers import run_cli
 
-from ptdesk.core.names import validate_name, validate_owner
+from ptdesk.core.base.names import validate_name, validate_owner
 from ptdesk.errors import InvalidInput
 
 
@@ -31,7 +31,7 @@ def test_experiment_and_owner_names_refuse_a_trailing_newline(check) -> None:
 
 # Patterns used with match on purpose: they read the start of a text (an ssh_config block, a
 # driver version), they check no input.
-PREFIX_PARSERS = {"core/ssh_include.py": "_BLOCK.match(", "core/driver_compat.py": r're.match(r"^\s*(\d+'}
+PREFIX_PARSERS = {"core/access/ssh_include.py": "_BLOCK.match(", "core/gpu/driver_compat.py": r're.match(r"^\s*(\d+'}
 
 
 def test_no_validation_pattern_is_used_with_match() -> None:
@@ -45,7 +45,7 @@ def test_no_validation_pattern_is_used_with_match() -> None:
 
 
 def test_a_jump_host_with_a_newline_is_refused() -> None:
-    from ptdesk.core.collab_export import jump_host
+    from ptdesk.core.collaborators.export import jump_host
 
     with pytest.raises(InvalidInput):
         jump_host("alice@bastion\nProxyCommand sh -c evil")

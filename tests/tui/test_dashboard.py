@@ -277,12 +277,12 @@ async def test_collaborators_selection_survives_a_reload(tui_desk, nvml):
     """After an action the list reloads; the next key must still act on the person chosen."""
     from textual.widgets import DataTable
 
-    from ptdesk.core import collab
+    from ptdesk.core.collaborators import grants
     from ptdesk.tui.screens.collaborators import Collaborators
 
     nvml(nvml_scenarios.no_driver())
     for name in ("ann", "bob", "cy"):
-        collab.add(tui_desk, name)
+        grants.add(tui_desk, name)
     app = PtdeskApp(tui_desk)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("k")
@@ -291,7 +291,7 @@ async def test_collaborators_selection_survives_a_reload(tui_desk, nvml):
         table = screen.query_one(DataTable)
         table.move_cursor(row=table.get_row_index("cy"))
         assert screen.selected.name == "cy"
-        collab.add(tui_desk, "abe")  # a new row: the list is rebuilt under the cursor
+        grants.add(tui_desk, "abe")  # a new row: the list is rebuilt under the cursor
         await pilot.press("R")  # reload, as every action does when it finishes
         await settle(pilot, lambda: len(screen.items) == 4, message="the reload")
         assert screen.selected.name == "cy"

@@ -221,7 +221,7 @@ async def test_missing_image_is_built_only_on_b(ptdesk_env, monkeypatch, nvml):
 
 
 async def test_driver_sentence_once_in_a_notice_and_in_details(tui_desk, nvml):
-    from ptdesk.core.models import EnvironmentMark, Experiment
+    from ptdesk.core.base.models import EnvironmentMark, Experiment
     from ptdesk.tui.messages import ExperimentsListed
     from ptdesk.tui.screens.details import Details
 

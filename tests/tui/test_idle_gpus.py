@@ -1,6 +1,6 @@
 """GPUs that hold memory at 0 % utilisation for long are flagged on their GPU panel row.
 
-The judge is ptdesk.core.cull.idle_gpus (the dashboard asks it through the Workstation); the
+The judge is ptdesk.core.experiments.cull.idle_gpus (the dashboard asks it through the Workstation); the
 dashboard keeps a thinned history for it (tui.feeds.IdleGpus). Time is injected through the
 sampler's clock, never waited for.
 """
@@ -14,9 +14,9 @@ import pytest
 from tuihelpers import nvml_scenarios, settle
 
 import ptdesk.tui.live as live_module
-from ptdesk.core.cull import idle_gpus
-from ptdesk.core.gpu import GpuSampler
-from ptdesk.core.models import GpuProcess, GpuSample, GpuSnapshot
+from ptdesk.core.base.models import GpuProcess, GpuSample, GpuSnapshot
+from ptdesk.core.experiments.cull import idle_gpus
+from ptdesk.core.gpu.nvml import GpuSampler
 from ptdesk.tui.app import PtdeskApp
 from ptdesk.tui.feeds import IdleGpus
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from textual.widgets import DataTable
 from tuihelpers import nvml_scenarios, screen_lines, screen_text, settle
 
-from ptdesk.core.models import Access, Experiment, Limits
+from ptdesk.core.base.models import Access, Experiment, Limits
 from ptdesk.tui.app import PtdeskApp
 from ptdesk.tui.screens.details import Details
 from ptdesk.tui.screens.new_experiment import NewExperiment

@@ -16,8 +16,8 @@ from tuihelpers import nvml_scenarios, settle
 
 import ptdesk.tui.live as live_module
 from ptdesk.config import load_config
-from ptdesk.core.models import Access, Experiment, Limits
-from ptdesk.core.stats import StatsSampler
+from ptdesk.core.base.models import Access, Experiment, Limits
+from ptdesk.core.host.cgroups import StatsSampler
 from ptdesk.core.workstation import Workstation
 from ptdesk.tui.app import PtdeskApp
 from ptdesk.tui.screens.collaborators import Collaborators
@@ -58,7 +58,7 @@ def snapshot_env(ptdesk_env, engine, monkeypatch) -> Iterator[dict[str, str]]:
 def _start(engine, name: str, owner: str, kind: str, gpus: str) -> str:
     from helpers import BASE_IMAGE
 
-    from ptdesk.core.models import LABEL_GPUS, LABEL_INSTANCE, LABEL_KIND, LABEL_MANAGED, LABEL_NAME, LABEL_OWNER
+    from ptdesk.core.base.models import LABEL_GPUS, LABEL_INSTANCE, LABEL_KIND, LABEL_MANAGED, LABEL_NAME, LABEL_OWNER
 
     script = "; ".join(f"echo '{line}'" for line in LOG) + "; sleep 3600"
     cid = engine.create(name=f"ptdesk-{INSTANCE}-{name}", image=BASE_IMAGE, command=["sh", "-c", script],

@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
 from ptdesk.config import Config
-from ptdesk.core.authorized_keys import GrantedKey
-from ptdesk.core.engine import FileSpec
-from ptdesk.core.models import Access, LaunchSpec
-from ptdesk.core.state import ExperimentRecord
+from ptdesk.core.access.authorized_keys import GrantedKey
+from ptdesk.core.base.models import Access, LaunchSpec
+from ptdesk.core.engine.client import FileSpec
+from ptdesk.core.store.state import ExperimentRecord
 
 if TYPE_CHECKING:
     from ptdesk.core.site import Site
@@ -64,7 +64,7 @@ class Kind(ABC):
     summary: ClassVar[str]  # one line for `ptdesk new NAME --help` and the form
     container_port: ClassVar[str]  # e.g. "22/tcp": the port published on bind_address
     # Secrets placed before start that never change afterwards (host key, token): the seal covers
-    # them (ptdesk.core.seal), so a copy of the labels on another container does not verify.
+    # them (ptdesk.core.access.seal), so a copy of the labels on another container does not verify.
     sealed_paths: ClassVar[tuple[str, ...]]
     accepts_pubkeys: ClassVar[bool] = False  # `new --pubkey FILE` authorises the owner's own key
     grants_logins: ClassVar[bool] = False  # collaborators can be granted logins to it

@@ -14,14 +14,14 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from ptdesk.config import Config
-from ptdesk.core import experiment_files
-from ptdesk.core.engine import Engine, FileSpec
+from ptdesk.core.base.models import Access, LaunchSpec
+from ptdesk.core.base.times import parse_time
+from ptdesk.core.base.waiting import next_delay
+from ptdesk.core.engine.client import Engine, FileSpec
 from ptdesk.core.kinds import jupyter_tls
 from ptdesk.core.kinds.base import Kind, Plan, Recovered
-from ptdesk.core.models import Access, LaunchSpec
-from ptdesk.core.state import ExperimentRecord
-from ptdesk.core.times import parse_time
-from ptdesk.core.waiting import next_delay
+from ptdesk.core.store import experiment_files
+from ptdesk.core.store.state import ExperimentRecord
 from ptdesk.errors import LaunchFailed, NotFound, PtdeskError
 
 if TYPE_CHECKING:

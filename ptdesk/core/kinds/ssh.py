@@ -1,6 +1,6 @@
 """The SSH kind: a hardened sshd whose host key ptdesk makes and pins, logins by ptdesk-made keys.
 
-The authorized_keys file itself (rendering, atomic install) is ptdesk.core.authorized_keys: the
+The authorized_keys file itself (rendering, atomic install) is ptdesk.core.access.authorized_keys: the
 collaborator code changes it too. What is here is what makes an SSH experiment an SSH experiment:
 its plan, its readiness proof (a real key login with the host key pinned), how to connect, how
 idle it is (processes of the container user) and what adoption reads back.
@@ -14,8 +14,8 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from ptdesk.config import Config
-from ptdesk.core import experiment_files, keys, ssh_config, ssh_include
-from ptdesk.core.authorized_keys import (
+from ptdesk.core.access import ssh_config, ssh_include
+from ptdesk.core.access.authorized_keys import (
     AUTHORIZED_KEYS_DIR,
     CONTAINER_USER,
     GrantedKey,
@@ -26,12 +26,14 @@ from ptdesk.core.authorized_keys import (
     read_authorized_keys,
     render_authorized_keys,
 )
-from ptdesk.core.engine import FileSpec
+from ptdesk.core.access.sshcheck import wait_for_login
+from ptdesk.core.base import keys
+from ptdesk.core.base.models import LABEL_OWNER, Access, LaunchSpec
+from ptdesk.core.base.times import parse_time
+from ptdesk.core.engine.client import FileSpec
 from ptdesk.core.kinds.base import Kind, Plan, Recovered
-from ptdesk.core.models import LABEL_OWNER, Access, LaunchSpec
-from ptdesk.core.sshcheck import wait_for_login
-from ptdesk.core.state import ExperimentRecord
-from ptdesk.core.times import parse_time
+from ptdesk.core.store import experiment_files
+from ptdesk.core.store.state import ExperimentRecord
 from ptdesk.errors import PtdeskError
 
 if TYPE_CHECKING:

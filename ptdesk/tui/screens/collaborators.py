@@ -21,7 +21,7 @@ from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from ptdesk.core.models import Collaborator, RotationResult
+from ptdesk.core.base.models import Collaborator, RotationResult
 from ptdesk.core.workstation import Ended, Exported, Workstation
 from ptdesk.tui import format as fmt
 from ptdesk.tui.actions import bindings

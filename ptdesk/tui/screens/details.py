@@ -11,7 +11,7 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from ptdesk.core.models import Experiment
+from ptdesk.core.base.models import Experiment
 from ptdesk.tui.format import status_word
 
 

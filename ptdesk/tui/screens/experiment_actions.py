@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from textual.screen import Screen
 
-from ptdesk.core.models import Experiment
+from ptdesk.core.base.models import Experiment
 from ptdesk.core.workstation import Workstation
 from ptdesk.tui.errors import notify_error
 from ptdesk.tui.format import removal_note

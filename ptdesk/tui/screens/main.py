@@ -23,7 +23,7 @@ from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Input, Log, Static
 from textual.worker import Worker, WorkerState
 
-from ptdesk.core.models import Experiment
+from ptdesk.core.base.models import Experiment
 from ptdesk.core.workstation import Workstation
 from ptdesk.tui.actions import bindings
 from ptdesk.tui.boxes import Boxes

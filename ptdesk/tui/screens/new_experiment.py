@@ -23,7 +23,7 @@ from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Log, Select, Static
 
-from ptdesk.core.models import Experiment, Launched
+from ptdesk.core.base.models import Experiment, Launched
 from ptdesk.core.workstation import SshConfigState, Workstation
 from ptdesk.errors import GpuUnavailable, ImageMissing, InvalidInput
 from ptdesk.tui.errors import describe

@@ -19,12 +19,12 @@ from rich.text import Text
 from textual.widgets import DataTable
 
 from ptdesk.config import LOCAL
-from ptdesk.core.models import Experiment
-from ptdesk.core.units import human_bytes
+from ptdesk.core.base.models import Experiment
+from ptdesk.core.base.units import human_bytes
 from ptdesk.tui import format as fmt
 
 if TYPE_CHECKING:
-    from ptdesk.core.stats import ContainerStats
+    from ptdesk.core.host.cgroups import ContainerStats
 
 COLUMNS = (("name", "Name"), ("where", "Where"), ("kind", "Kind"), ("owner", "Owner"), ("status", "Status"),
            ("gpus", "GPUs"), ("cpu", "CPU %"), ("memory", "Memory"), ("uptime", "Uptime"), ("env", "Environment"),

@@ -4,7 +4,7 @@ With several workstations the rows are grouped by workstation, each group under 
 (name, driver, GPU count, or why its engine does not answer); each group is drawn from its own
 workstation's samples, so a box that stops answering changes only its own group.
 
-A GPU that has held memory at 0 % utilisation for long (ptdesk.core.cull.idle_gpus) says so at the
+A GPU that has held memory at 0 % utilisation for long (ptdesk.core.experiments.cull.idle_gpus) says so at the
 start of its users: "idle 35m", so whoever is sitting on it can be asked to let go.
 """
 
@@ -16,7 +16,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Sparkline, Static
 
 from ptdesk.config import LOCAL
-from ptdesk.core.models import GpuProcess, GpuSample
+from ptdesk.core.base.models import GpuProcess, GpuSample
 from ptdesk.tui import format as fmt
 from ptdesk.tui.feeds import GpuView
 

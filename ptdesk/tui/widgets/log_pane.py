@@ -25,7 +25,7 @@ from textual.widgets import Input, Log, Static
 from ptdesk.core.workstation import Workstation
 
 if TYPE_CHECKING:
-    from ptdesk.core.logstream import LogBatch, LogStream
+    from ptdesk.core.engine.logs import LogBatch, LogStream
 
 MAX_LINES = 2000
 # Lines of one batch written to the screen: at thousands of lines a second nobody reads them all,

@@ -1,0 +1,1 @@
+"""Who may get in: keys, authorized_keys, accounts, seals and ownership, ssh configs, login proofs."""

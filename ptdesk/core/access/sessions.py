@@ -1,0 +1,67 @@
+"""Who is logged in to each SSH experiment right now, from the host's /proc, once per listing.
+
+Every open login has one sshd process running as the person's account, titled "sshd: NAME@pts/N"
+(or "@notty" for commands and forwards). Its /proc/<pid>/cgroup names the container. So one pass
+over /proc finds every session of every experiment: no docker exec per container, no request to
+the engine. A pass reads each process's short `comm` and opens `cmdline` and `cgroup` only of
+sshd processes, which keeps it to a few milliseconds on a busy host (bench/sessions_scan.py).
+
+It only works where the engine runs on this machine (its containers' processes are in this
+/proc): for a container none of whose sshd processes is visible here (a remote engine, a VM, a
+hidepid /proc) the answer is "unknown" (None), never "nobody".
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+from ptdesk.core.base.names import USER_NAME_RE
+from ptdesk.core.gpu.procmap import PROC, container_from_cgroup
+
+SESSION_PREFIX = "sshd: "
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text(errors="replace")
+    except OSError:  # the process ended meanwhile, or we may not look
+        return None
+
+
+def scan(container_ids: Iterable[str], proc_root: Path = PROC) -> dict[str, tuple[str, ...] | None]:
+    """container id -> the accounts logged in to it (sorted, each once); None where no sshd of
+    that container is visible from here."""
+    wanted = set(container_ids)
+    seen: set[str] = set()  # containers whose sshd we could see at all
+    found: dict[str, set[str]] = {}
+    if not wanted:
+        return {}
+    try:
+        entries = [e.name for e in os.scandir(proc_root) if e.name.isdigit()]
+    except OSError:
+        entries = []
+    for pid in entries:
+        folder = proc_root / pid
+        if (_read(folder / "comm") or "").strip() != "sshd":
+            continue
+        cgroup = _read(folder / "cgroup")
+        ref = container_from_cgroup(cgroup) if cgroup else None
+        if ref is None or ref.id not in wanted:
+            continue
+        seen.add(ref.id)
+        title = (_read(folder / "cmdline") or "").split("\0", 1)[0]
+        account = _account(title)
+        if account:
+            found.setdefault(ref.id, set()).add(account)
+    return {cid: tuple(sorted(found.get(cid, ()))) if cid in seen else None for cid in wanted}
+
+
+def _account(title: str) -> str | None:
+    """The account of a session process title "sshd: NAME@TTY" (None for the listener, the
+    privileged monitor "sshd: NAME [priv]" and anything else)."""
+    if not title.startswith(SESSION_PREFIX):
+        return None
+    name, at, _ = title[len(SESSION_PREFIX):].partition("@")
+    return name if at and USER_NAME_RE.fullmatch(name) else None

@@ -1,0 +1,1 @@
+"""Looking after ptdesk itself: doctor, the workstations list, the resident server."""

@@ -1,0 +1,1 @@
+"""Collaborators: grants and revocation, key rotation, expiry, and what they take home."""

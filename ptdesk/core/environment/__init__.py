@@ -1,0 +1,1 @@
+"""Images and what they really contain: builds, recorded environments, drift, archives, pins."""

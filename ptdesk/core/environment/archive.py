@@ -1,0 +1,215 @@
+"""`ptdesk images save|load`: the exact images, with their recorded environment, as one file for an
+engine that cannot build or pull them (a second site, an air-gapped box).
+
+The file is what `docker save` writes (so plain `docker load` still reads it), plus one member,
+`ptdesk-manifest.json`, appended at its end: the images (kind, tag, id, fingerprint) and the
+sha256 and size of every other member. `load` checks all of it before the engine sees a byte:
+each member's hash, that no member was added or dropped, that each image's config hashes to the
+image id it claims (Docker's own content address) and that each layer hashes to the diff_id that
+config lists. Anything off: one sentence, nothing loaded. After loading, the tags must name the
+ids the manifest claims. (Integrity, not authorship: compare the ids with the team's pin.)
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import os
+import tarfile
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from ptdesk.config import Config
+from ptdesk.core.engine.client import Engine
+from ptdesk.core.environment.recorded import ImageSummary, summary_of
+from ptdesk.core.kinds import get_kind
+from ptdesk.errors import InvalidInput, NotFound, PtdeskError
+
+MANIFEST = "ptdesk-manifest.json"
+FORMAT = "ptdesk-images/1"
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class SavedImage:
+    kind: str
+    tag: str
+    image_id: str
+    environment: ImageSummary | None
+
+    def to_json(self) -> dict:
+        return {"kind": self.kind, "tag": self.tag, "image_id": self.image_id,
+                "fingerprint": self.environment.fingerprint if self.environment else None,
+                "environment": self.environment.to_json() if self.environment else None}
+
+
+@dataclass(frozen=True)
+class ArchiveReport:
+    path: Path
+    images: tuple[SavedImage, ...]
+    size: int
+    seconds: float
+
+    def to_json(self) -> dict:
+        return {"file": str(self.path), "size": self.size, "seconds": round(self.seconds, 2),
+                "images": [i.to_json() for i in self.images]}
+
+
+class TamperedArchive(PtdeskError):
+    """The file's content is not what its manifest claims."""
+
+
+def save(engine: Engine, config: Config, kinds: Iterable[str], path: Path) -> ArchiveReport:
+    started = time.monotonic()
+    images = []
+    for kind in kinds:
+        tag = get_kind(kind).image(config)
+        info = engine.image_info(tag)
+        if info is None:
+            raise NotFound(f"The {kind} image {tag} is not on this engine.",
+                           f"Build it first: ptdesk images build {kind}")
+        images.append(SavedImage(kind, tag, info["Id"], summary_of(info)))
+    if path.is_dir():
+        raise InvalidInput(f"{path} is a folder.", "Name the file to write, e.g. ptdesk-images.tar")
+    partial = path.with_name(f".{path.name}.partial")
+    try:
+        with open(partial, "wb") as out:
+            for chunk in engine.save_images([i.tag for i in images]):
+                out.write(chunk)
+        members = _member_hashes(partial)
+        manifest = {"format": FORMAT, "created": time.time(), "images": [i.to_json() for i in images],
+                    "members": members}
+        data = json.dumps(manifest, indent=2, sort_keys=True).encode()
+        with tarfile.open(partial, "a") as tar:
+            info = tarfile.TarInfo(MANIFEST)
+            info.size, info.mtime, info.mode = len(data), int(time.time()), 0o644
+            tar.addfile(info, io.BytesIO(data))
+        os.replace(partial, path)
+    except OSError as exc:
+        raise PtdeskError(f"{path} cannot be written ({exc.strerror or exc}).",
+                          "Pick a folder you may write with room for the images.") from None
+    finally:
+        partial.unlink(missing_ok=True)
+    return ArchiveReport(path, tuple(images), path.stat().st_size, time.monotonic() - started)
+
+
+def verify(path: Path) -> tuple[SavedImage, ...]:
+    """Check the whole file against its manifest (see the module doc); TamperedArchive if it is off."""
+    try:
+        with tarfile.open(path, "r:") as tar:
+            manifest = _manifest(tar, path)
+            hashes = {m.name: m for m in tar.getmembers() if m.isfile() and m.name != MANIFEST}
+            claimed = manifest.get("members") or {}
+            if set(hashes) != set(claimed):
+                extra = sorted(set(hashes) ^ set(claimed))[0]
+                raise TamperedArchive(f"{path} does not hold what its manifest lists (member {extra!r}).",
+                                      _TAMPER_HINT)
+            digests = {name: _sha256(tar.extractfile(member)) for name, member in hashes.items()}
+            for name, digest in digests.items():
+                if digest != claimed[name]["sha256"]:
+                    raise TamperedArchive(f"{path} was changed after it was saved ({name} does not match its "
+                                          "sha256).", _TAMPER_HINT)
+            ids = _check_docker_manifest(tar, digests, path)
+            images = tuple(SavedImage(i["kind"], i["tag"], i["image_id"],
+                                      ImageSummary(**i["environment"]) if i.get("environment") else None)
+                           for i in manifest["images"])
+    except (tarfile.TarError, OSError, KeyError, TypeError, ValueError) as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise NotFound(f"{path} does not exist.", "Name a file made by: ptdesk images save") from None
+        raise TamperedArchive(f"{path} is not a readable ptdesk image archive ({exc}).", _TAMPER_HINT) from None
+    for image in images:
+        if image.image_id.removeprefix("sha256:") not in ids:
+            raise TamperedArchive(f"{path} claims image {image.image_id[7:19]} for {image.tag}, but holds no "
+                                  "such image.", _TAMPER_HINT)
+    return images
+
+
+_TAMPER_HINT = "Nothing was loaded. Copy the file again from its source, or save it anew: ptdesk images save FILE"
+
+
+def load(engine: Engine, path: Path) -> ArchiveReport:
+    started = time.monotonic()
+    images = verify(path)
+    with open(path, "rb") as stream:
+        engine.load_images(stream)
+    for image in images:
+        info = engine.image_info(image.tag)
+        if info is None or info["Id"] != image.image_id:
+            got = info["Id"][7:19] if info else "nothing"
+            raise TamperedArchive(f"After loading, {image.tag} is {got}, not {image.image_id[7:19]} as "
+                                  f"{path} claims.", "Check the file and the engine; load it again.")
+    return ArchiveReport(path, images, path.stat().st_size, time.monotonic() - started)
+
+
+def _manifest(tar: tarfile.TarFile, path: Path) -> dict:
+    try:
+        member = tar.getmember(MANIFEST)
+    except KeyError:
+        raise TamperedArchive(f"{path} has no ptdesk manifest (not made by `ptdesk images save`).",
+                              "Load plain `docker save` files with `docker load`; ptdesk only loads what it "
+                              "can verify.") from None
+    handle = tar.extractfile(member)
+    manifest = json.loads(handle.read() if handle else b"{}")
+    if manifest.get("format") != FORMAT:
+        raise TamperedArchive(f"{path} is not a {FORMAT} archive.", _TAMPER_HINT)
+    return manifest
+
+
+def _check_docker_manifest(tar: tarfile.TarFile, digests: Mapping[str, str], path: Path) -> set[str]:
+    """Each image config must hash to its name (the image id) and list the layers' own hashes;
+    returns the image ids the archive really holds. Both `docker save` layouts are read: the
+    classic one (`<id>.json`, uncompressed `<layer>/layer.tar`) and the OCI one Docker 25+ writes
+    (`blobs/sha256/<digest>`, layers possibly gzip-compressed: their diff_id is the digest of the
+    uncompressed tar)."""
+    handle = tar.extractfile("manifest.json")
+    entries = json.loads(handle.read() if handle else b"[]")
+    for entry in entries:
+        config_name = entry["Config"]
+        if digests[config_name] != config_name.removesuffix(".json").split("/")[-1].removeprefix("sha256:"):
+            raise TamperedArchive(f"{path}: the image config {config_name} does not match its id.", _TAMPER_HINT)
+        config_file = tar.extractfile(config_name)
+        config = json.loads(config_file.read() if config_file else b"{}")
+        diff_ids = [d.removeprefix("sha256:") for d in config["rootfs"]["diff_ids"]]
+        layers = [_diff_id(tar, name, digests[name]) for name in entry["Layers"]]
+        if layers != diff_ids:
+            raise TamperedArchive(f"{path}: a layer of {', '.join(entry.get('RepoTags') or [config_name])} does "
+                                  "not match the image's config.", _TAMPER_HINT)
+    return {digests[entry["Config"]] for entry in entries}
+
+
+def _diff_id(tar: tarfile.TarFile, name: str, digest: str) -> str:
+    """The digest of a layer's uncompressed tar: the blob's own for an uncompressed layer, else the
+    gzip stream's content (zstd layers cannot be checked with the standard library: refused)."""
+    handle = tar.extractfile(name)
+    head = handle.read(4) if handle else b""
+    if head[:2] == b"\x1f\x8b":
+        with gzip.open(tar.extractfile(name)) as unpacked:  # type: ignore[arg-type]
+            return _sha256(unpacked)  # type: ignore[arg-type]
+    if head == b"\x28\xb5\x2f\xfd":
+        raise TamperedArchive(f"A layer ({name}) is zstd-compressed, which ptdesk cannot verify.",
+                              "Save the images from an engine that writes gzip or plain layers.")
+    return digest
+
+
+def _member_hashes(path: Path) -> dict[str, dict]:
+    with tarfile.open(path, "r:") as tar:
+        return {m.name: {"sha256": _sha256(tar.extractfile(m)), "size": m.size}
+                for m in tar.getmembers() if m.isfile()}
+
+
+def _sha256(handle: IO[bytes] | None) -> str:
+    sha = hashlib.sha256()
+    if handle is not None:
+        for chunk in _chunks(handle):
+            sha.update(chunk)
+    return sha.hexdigest()
+
+
+def _chunks(handle: IO[bytes]) -> Iterator[bytes]:
+    while chunk := handle.read(_CHUNK):
+        yield chunk

@@ -1,0 +1,1 @@
+"""An experiment's life: what is asked, launch, listing, stop/start/rm, events, reconcile, cull."""

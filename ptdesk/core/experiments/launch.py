@@ -1,0 +1,354 @@
+"""Turn a LaunchSpec into a hardened, running, proven-ready container — or into nothing at all.
+
+Order matters for cleanup: the record is written as "launching" (with the GPUs it reserves) before
+the container exists, so a launcher killed half-way leaves a record that reconciliation rolls back.
+Any failure after that removes what was created and the record, then re-raises.
+
+GPUs are the machine's, shared by every user's ptdesk (each with its own store): a launch that asks
+for GPUs holds a machine-wide lock from reading the holds (records and every container's label)
+until its own container exists with its label.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+from ptdesk.config import Config
+from ptdesk.core.access import ssh_config
+from ptdesk.core.access.ownership import instance_containers
+from ptdesk.core.access.seal import LABEL_SEAL, seal, secret_digest
+from ptdesk.core.base.keys import fingerprint
+from ptdesk.core.base.models import (
+    LABEL_GPUS,
+    LABEL_INSTANCE,
+    LABEL_KIND,
+    LABEL_MANAGED,
+    LABEL_NAME,
+    LABEL_OWNER,
+    LABEL_WORKSPACE,
+    GpuInventory,
+    Launched,
+    LaunchSpec,
+)
+from ptdesk.core.base.names import container_name
+from ptdesk.core.engine.locks import machine_gpu_lock
+from ptdesk.core.engine.network import experiments_network
+from ptdesk.core.environment import drift
+from ptdesk.core.experiments.listing import get as experiment_of
+from ptdesk.core.experiments.spec import renamed, suggest_name, writable_by
+from ptdesk.core.gpu import ledger
+from ptdesk.core.host import workspace
+from ptdesk.core.kinds import Kind, Plan, get_kind
+from ptdesk.core.kinds.base import sealed_contents
+from ptdesk.core.store import experiment_files
+from ptdesk.core.store.state import ExperimentRecord
+from ptdesk.errors import Conflict, ImageMissing, LaunchFailed, NotFound, PtdeskError
+
+if TYPE_CHECKING:
+    from ptdesk.core.site import Site
+
+WORKSPACE_MOUNT = workspace.MOUNT
+Progress = Callable[[str], None]
+# Tries at a free port before giving up (another process may take the one picked before the start).
+PORT_ATTEMPTS = 5
+
+
+def launch(ws: Site, spec: LaunchSpec, gpus: Callable[[], GpuInventory],
+           progress: Progress = lambda step: None) -> Launched:
+    """`gpus` reads the workstation's GPU inventory (asked only when the spec wants GPUs)."""
+    kind = get_kind(spec.kind)
+    progress("Checking the image")
+    _check_image(ws, spec, kind)
+    inventory = gpus() if spec.gpus != "none" else None
+
+    progress("Reserving name and GPUs")
+    gpu_lock = contextlib.ExitStack()
+    # CPU-only launches never wait for anyone; nor does "auto" where there is no GPU to give.
+    if spec.gpus != "none" and not (spec.gpus == "auto" and inventory and not inventory.available):
+        gpu_lock.enter_context(machine_gpu_lock(ws.engine, spec.image, ws.config.gpu_lock_wait))
+    with gpu_lock:  # released as soon as the container holding the GPUs has started (below)
+        on_engine = instance_containers(ws)
+        spec, launching = _reserve(ws, spec, inventory, on_engine, _held_on_engine(ws, on_engine, inventory))
+        attempt = _Attempt(launching)
+        made_workspace = False
+        try:
+            spec, made_workspace = _ensure_workspace(ws, spec)
+            progress("Generating keys and secrets")
+            plan = kind.plan(ws.config, spec)
+            if plan.host_public_key:
+                ws.store.update_experiment(spec.name, host_public_key=plan.host_public_key)
+            _create_and_start(ws, spec, plan, gpu_lock, attempt, progress)
+            _prove_ready(ws, spec, kind, plan, attempt, progress)
+        except BaseException as exc:
+            if isinstance(exc, LaunchFailed) and attempt.container_id:
+                # The rollback removes the container and its logs: say what it printed while we can.
+                exc.hint = _last_words(ws, attempt.container_id, spec.limits.memory) or exc.hint
+                if exc.hint and exc.hint.startswith("The memory limit"):
+                    exc.field = "memory"  # what to change (a form puts the cursor there)
+            rollback(ws, attempt.record, attempt.container_id)
+            if made_workspace:
+                with contextlib.suppress(OSError):  # only if still empty: never lose a file
+                    spec.workspace.rmdir()
+            raise
+    return Launched(experiment_of(ws, spec.name), launch_warnings(ws, spec, launching.gpus, inventory))
+
+
+@dataclass
+class _Attempt:
+    """What a launch has made so far: the "launching" record and the container, for the rollback."""
+
+    record: ExperimentRecord
+    container_id: str | None = None
+
+
+def _check_image(ws: Site, spec: LaunchSpec, kind: Kind) -> None:
+    if ws.engine.image_exists(spec.image):
+        return
+    ours = spec.image == kind.image(ws.config)
+    raise ImageMissing(f"Image {spec.image} is not on this engine.",
+                       f"Build it with: ptdesk images build {spec.kind}" if ours else
+                       "Pull or build it first (docker pull / docker build), or leave out --image "
+                       f"to use ptdesk's own (ptdesk images build {spec.kind}).")
+
+
+def _create_and_start(ws: Site, spec: LaunchSpec, plan: Plan, gpu_lock: contextlib.ExitStack,
+                      attempt: _Attempt, progress: Progress) -> None:
+    """Create the container with its secrets in place and start it, on a fresh port if someone
+    took the picked one in between."""
+    engine, gpus = ws.engine, attempt.record.gpus
+    for tries in range(PORT_ATTEMPTS):
+        progress("Creating the container")
+        container_id = attempt.container_id = _create(ws, spec, plan, gpus, free_port(ws.config.bind_address))
+        ws.store.update_experiment(spec.name, container_id=container_id)
+        attempt.record = replace(attempt.record, container_id=container_id)
+        # The image id it really runs (a tag moves with each rebuild) and its fingerprint.
+        ws.store.update_experiment(spec.name, **drift.at_launch(ws, container_id))
+        progress("Placing secrets")
+        # One archive for all folders: every put_archive mounts the container's filesystem (~50 ms).
+        engine.put_files(container_id, "/", [replace(f, name=f"{dest.strip('/')}/{f.name}")
+                                             for dest, files in plan.files for f in files])
+        progress("Starting")
+        try:
+            engine.start(container_id)
+            # Only now: a retry below removes the container whose device request holds the GPUs
+            # for every user's ledger, and nobody may take them before the next one exists.
+            gpu_lock.close()
+            return
+        except PtdeskError as exc:
+            if not _port_taken(exc) or tries == PORT_ATTEMPTS - 1:
+                raise
+            # Someone took the port between our pick and the start: drop this container, pick again.
+            engine.remove(container_id, force=True)
+
+
+def _prove_ready(ws: Site, spec: LaunchSpec, kind: Kind, plan: Plan, attempt: _Attempt,
+                 progress: Progress) -> None:
+    """Wait until a client really gets in, then mark the record running and audit the launch."""
+    engine, store, config = ws.engine, ws.store, ws.config
+    container_id = attempt.container_id
+    assert container_id is not None
+    bound = engine.published_port(container_id, plan.container_port)
+    if bound is None:
+        if not engine.is_running(container_id):  # exited at once: the engine drops its ports
+            raise LaunchFailed("The container stopped right after it started.")
+        raise NotFound("The engine published no port for the container.", "Check `docker inspect` output.")
+    store.update_experiment(spec.name, port=bound[1])
+    record = store.experiment(spec.name)
+    assert record is not None
+    kind.after_start(config, record)
+    progress("Waiting until the service lets you in")
+    kind.wait_ready(config, record, config.connect_host, bound[1], config.ready_timeout,
+                    is_alive=lambda: engine.is_running(container_id))
+    store.update_experiment(spec.name, status="running", launcher_pid=None)
+    host_key = record.host_public_key and fingerprint(record.host_public_key)
+    store.audit("launch", spec.name, {"kind": spec.kind, "owner": spec.owner, "image": spec.image,
+                                       "gpus": list(record.gpus), "port": bound[1], "host_key": host_key})
+
+
+def launch_warnings(ws: Site, spec: LaunchSpec, gpus: tuple[int, ...],
+                    inventory: GpuInventory | None) -> tuple[str, ...]:
+    """What the person should know about a launch that worked, one sentence each with its fix."""
+    config = ws.config
+    warnings = []
+    if not writable_by(spec.workspace, config.uid, config.gid):
+        warnings.append(f"{spec.workspace} is not writable by uid {config.uid} (the container user): nothing can "
+                        f"be saved there. Fix: chown {config.uid} {spec.workspace}")
+    if spec.gpus == "auto" and not gpus:
+        # Never a silent CPU run: say why auto found no GPU to give.
+        reason = (inventory.reason if inventory else None) or "every GPU is held by another experiment."
+        warnings.append(f"No GPU was given: {reason}")
+    warnings += drift.launch_warnings(ws, spec.kind, spec.image, gpus, inventory.driver if inventory else None)
+    return tuple(warnings)
+
+
+def _held_on_engine(ws: Site, on_engine: Mapping[str, dict],
+                    inventory: GpuInventory | None) -> dict[int, str]:
+    """The GPUs the engine really gives the instance's containers (one inspect each, asked only
+    when this launch wants GPUs, and before the store's lock is taken)."""
+    if inventory is None:
+        return {}
+    inspected = {name: ws.engine.try_inspect(c["Id"]) for name, c in on_engine.items()}
+    return ledger.held_by_devices(inspected, (g.index for g in inventory.gpus))
+
+
+def _reserve(ws: Site, spec: LaunchSpec, inventory: GpuInventory | None,
+             on_engine: Mapping[str, dict], held_on_engine: Mapping[int, str]) -> tuple[LaunchSpec, ExperimentRecord]:
+    """Pick the name and the GPUs and write the "launching" record, in one store transaction.
+
+    The engine was asked before (`on_engine`): no HTTP request may run while the store's lock is
+    held, or a slow engine would make every other ptdesk process time out waiting for the database.
+    """
+    store = ws.store
+    with store.tx() as conn:
+        if spec.auto_name:
+            # A launch running beside this one may have taken the suggested name: pick again, under the lock.
+            spec = renamed(ws.config, spec, suggest_name(ws, spec.owner, spec.kind, on_engine))
+        if store.experiment(spec.name) or spec.name in on_engine:
+            raise Conflict(f"An experiment named {spec.name!r} already exists.", "Pick another --name.", field="name")
+        held = {**held_on_engine, **store.held_gpus(conn)}
+        record = ExperimentRecord(
+            name=spec.name, kind=spec.kind, owner=spec.owner, image=spec.image, status="launching",
+            created=time.time(), gpus=ledger.allocate(spec.gpus, held, inventory), workspace=str(spec.workspace),
+            launcher_pid=os.getpid(), limits=spec.limits, extra_keys=spec.extra_keys)
+        store.insert_experiment(conn, record)
+    return spec, record
+
+
+def free_port(address: str) -> int:
+    """A port free on `address` right now, chosen the way the kernel picks ephemeral ports.
+
+    ptdesk publishes this fixed port instead of letting the engine pick one at each start, so a
+    stopped and started experiment keeps its address: the ssh configs and bookmarks people were
+    given keep working.
+    """
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.bind((address, 0))
+        return probe.getsockname()[1]
+
+
+def _port_taken(exc: PtdeskError) -> bool:
+    text = exc.message
+    return "port is already allocated" in text or "address already in use" in text
+
+
+def _create(ws: Site, spec: LaunchSpec, plan: Plan, gpus: tuple[int, ...], port: int) -> str:
+    """Create the container; a name the engine already has (taken since we listed) is a Conflict."""
+    config = ws.config
+    labels = _labels(config, spec, gpus)
+    labels[LABEL_SEAL] = seal(config, labels, secret_digest(sealed_contents(get_kind(spec.kind), plan)))
+    network = experiments_network(ws.engine, spec.image)  # no reaching each other; its errors are its own
+    try:
+        return ws.engine.create(
+            name=container_name(config, spec.name), image=spec.image, labels=labels,
+            user=plan.user, environment=plan.environment, exposed=[plan.container_port],
+            command=list(plan.command) if plan.command else None,
+            hostname=spec.name,  # a shell prompt inside says which experiment, not a container id
+            host_config={**_host_config(config, spec, plan, gpus, port), "network_mode": network})
+    except Conflict:
+        raise Conflict(f"An experiment named {spec.name!r} already exists.", "Pick another --name.",
+                       field="name") from None
+
+
+def rollback(ws: Site, record: ExperimentRecord, container_id: str | None) -> bool:
+    """Undo a launch: host-side secrets, record (and with it the GPU reservation), container.
+
+    Only while the store's record of that name is still `record`'s launch (same status, launcher
+    PID, container and creation time), checked under the store's lock: a reconcile pass holding an
+    old copy must not delete a newer launch that reused the name. `container_id` is removed by id
+    only, never by name: a name can belong to someone else's container. False when nothing was done.
+    """
+    launch_of_record = {"status": record.status, "launcher_pid": record.launcher_pid,
+                        "container_id": record.container_id, "created": record.created}
+    if not ws.store.delete_experiment_if(record.name, launch_of_record,
+                                         first=lambda: experiment_files.discard(ws.config, record.name)):
+        return False
+    ssh_config.refresh_quietly(ws.config)  # its Host block goes with it
+    if container_id:
+        ws.engine.remove(container_id, force=True)
+    return True
+
+
+def _last_words(ws: Site, container_id: str, memory: str) -> str | None:
+    """What a container that failed its launch last printed (and its exit code if it died), or
+    that the memory limit killed it (the kernel's OOM killer leaves no output to quote)."""
+    try:
+        state = ws.engine.inspect(container_id)["State"]
+        lines = _tail(ws, container_id)
+        # The engine copies a container's output to its log asynchronously: a process that just
+        # died may have its last words on the way still. Give them a moment before saying "none".
+        deadline = time.monotonic() + 1.0
+        while not lines and not state.get("Running") and time.monotonic() < deadline:
+            time.sleep(0.05)
+            lines = _tail(ws, container_id)
+    except PtdeskError:
+        return None
+    if state.get("Running"):
+        return f"Its last output was: {lines[-1].strip()}" if lines else None
+    if state.get("OOMKilled"):
+        return (f"The memory limit ({memory}) killed it before it was ready: raise the memory limit "
+                "(give it at least 512m; the default is 16g).")
+    said = f" after printing: {lines[-1].strip()}" if lines else " without any output"
+    return f"It exited with code {state.get('ExitCode')}{said}"
+
+
+def _tail(ws: Site, container_id: str) -> list[str]:
+    frames = ws.engine.logs(container_id, tail=5)
+    try:
+        return [ln for ln in b"".join(frames).decode(errors="replace").splitlines() if ln.strip()]
+    finally:
+        frames.close()
+
+
+def _ensure_workspace(ws: Site, spec: LaunchSpec) -> tuple[LaunchSpec, bool]:
+    """The spec with its workspace resolved (what is bound and recorded), and whether this call
+    made the folder: a default one is made (or an existing one checked) safely, by the workspace rule."""
+    config, engine_root = ws.config, workspace.docker_root(ws.engine)
+    if spec.workspace != config.workspaces / spec.name:
+        # Typed with --workspace: make_spec resolved it; checked again right before it is bound
+        # (the dashboard's form may have sat open for a while).
+        return replace(spec, workspace=workspace.check(config, spec.workspace, engine_root=engine_root,
+                                                       recorded=True)), False
+    real, made = workspace.make_default(config, spec.workspace, engine_root=engine_root)
+    ws.store.update_experiment(spec.name, workspace=str(real))
+    return replace(spec, workspace=real), made
+
+
+def _labels(config: Config, spec: LaunchSpec, gpus: tuple[int, ...]) -> dict[str, str]:
+    return {
+        LABEL_MANAGED: "1", LABEL_INSTANCE: config.instance, LABEL_KIND: spec.kind, LABEL_OWNER: spec.owner,
+        LABEL_NAME: spec.name, LABEL_GPUS: ",".join(map(str, gpus)), LABEL_WORKSPACE: str(spec.workspace),
+    }
+
+
+def _host_config(config: Config, spec: LaunchSpec, plan: Plan, gpus: tuple[int, ...], port: int) -> dict:
+    """The hardening every container gets (the README's security model)."""
+    import docker.types
+    limits = spec.limits
+    host_config: dict = {
+        "port_bindings": {plan.container_port: (config.bind_address, port)},
+        "binds": {str(spec.workspace): {"bind": WORKSPACE_MOUNT, "mode": "rw"}},
+        "cap_drop": ["ALL"],
+        "cap_add": list(plan.cap_add),
+        "security_opt": ["no-new-privileges:true"],
+        "privileged": False,
+        "init": True,
+        "pids_limit": limits.pids,
+        "mem_limit": limits.memory,
+        "memswap_limit": limits.memory,  # no swap beyond the memory limit
+        "nano_cpus": int(limits.cpus * 1e9),
+        "shm_size": limits.shm_size,
+        "tmpfs": dict(plan.tmpfs),
+        # Logs stay bounded however chatty the experiment is.
+        "log_config": docker.types.LogConfig(type="json-file", config={"max-size": "20m", "max-file": "3"}),
+    }
+    if gpus:
+        host_config["device_requests"] = [
+            docker.types.DeviceRequest(device_ids=[str(g) for g in gpus], capabilities=[["gpu"]])]
+    return host_config

@@ -1,0 +1,147 @@
+"""The GPU ledger: which GPUs a new experiment gets.
+
+Docker does not choose free GPUs, so ptdesk does. This module is pure (no Docker, no NVML). A GPU
+is held by any record of this store (a launch in flight has no container yet) and by any managed
+container of the instance the engine gives it to (its device requests: other users' stores are
+invisible, and labels are not identity). The launcher reads them and takes the machine-wide GPU lock, then
+calls `allocate(spec.gpus, holds, sampler.inventory())` inside the store's BEGIN IMMEDIATE
+transaction and records the result in it; the lock is held until the container exists with its
+label, which is what keeps two simultaneous launches, of one user or of two, from getting one GPU.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+from ptdesk.core.base.models import GpuInventory, GpuLoad
+from ptdesk.errors import Conflict, GpuUnavailable, InvalidInput
+
+Mode = Literal["none", "all", "auto", "ids"]
+REQUEST_HINT = 'Use --gpus none, all, auto, or a comma-separated list of GPU indices such as 0,2.'
+
+
+@dataclass(frozen=True)
+class GpuRequest:
+    mode: Mode
+    ids: tuple[int, ...] = ()  # only for mode "ids", in the order given
+
+
+def parse_request(text: str) -> GpuRequest:
+    """Validate a --gpus value early (before anything is created); InvalidInput if malformed."""
+    value = (text or "").strip().lower()
+    if value in ("none", "all", "auto"):
+        return GpuRequest(value)  # type: ignore[arg-type]
+    if not value:
+        raise InvalidInput("The GPU request is empty.", REQUEST_HINT)
+    ids: list[int] = []
+    for part in value.split(","):
+        item = part.strip()
+        if not item.isdigit() or not item.isascii():
+            raise InvalidInput(f"{text.strip()!r} is not a GPU request ({item or 'an empty item'!r} is not "
+                               "a GPU index).", REQUEST_HINT)
+        index = int(item)
+        if index in ids:
+            raise InvalidInput(f"GPU {index} is listed twice in {text.strip()!r}.", REQUEST_HINT)
+        ids.append(index)
+    return GpuRequest("ids", tuple(ids))
+
+
+def load_key(gpu: GpuLoad) -> tuple[float, float, int]:
+    """Least loaded first: the busier of compute and memory decides (an idle notebook holding
+    70 GB is not free), then the total, then the lowest index for a stable choice."""
+    util = gpu.utilization or 0.0
+    mem = gpu.memory_used or 0.0
+    return (max(util, mem), util + mem, gpu.index)
+
+
+def gpus_from_label(text: str | None) -> tuple[int, ...] | None:
+    """The GPU indices a container's `ptdesk.gpus` label names ("" is none); None when malformed
+    (labels come from whoever created the container: never trust them enough to crash)."""
+    parts = [p.strip() for p in (text or "").split(",") if p.strip()]
+    if not all(p.isascii() and p.isdigit() for p in parts):
+        return None
+    return tuple(int(p) for p in parts)
+
+
+def held_by_devices(inspected: Mapping[str, dict | None], every_gpu: Iterable[int]) -> dict[int, str]:
+    """GPU index -> experiment name, from what the engine really gives each container (its
+    HostConfig.DeviceRequests in the inspect documents, name -> document), not from its labels:
+    labels are whatever their creator wrote, so a label claiming GPUs books nothing, and a
+    container holding GPUs without saying so still holds them. A request for a count rather than
+    ids ("all", or `--gpus 2` by hand) holds every GPU: which ones the runtime picks is unknown."""
+    held: dict[int, str] = {}
+    every = tuple(every_gpu)
+    for name, document in inspected.items():
+        for request in ((document or {}).get("HostConfig") or {}).get("DeviceRequests") or []:
+            if not any("gpu" in (caps or []) for caps in request.get("Capabilities") or []):
+                continue
+            ids = [str(i) for i in request.get("DeviceIDs") or []]
+            indices = [int(i) for i in ids if i.isascii() and i.isdigit()]
+            if not ids or len(indices) < len(ids):  # a count, or UUIDs: assume the worst
+                indices = list(every)
+            for index in indices:
+                held.setdefault(index, name)
+    return held
+
+
+def allocate(request: str | GpuRequest, held: Mapping[int, str], inventory: GpuInventory | None) -> tuple[int, ...]:
+    """The GPU indices to give a new experiment, or a PtdeskError saying why not.
+
+    `held` maps GPU index -> the experiment holding it. `inventory` may be None only for "none"
+    (nothing to look at).
+    """
+    req = parse_request(request) if isinstance(request, str) else request
+    if req.mode == "none":
+        return ()
+    if inventory is None:
+        inventory = GpuInventory(False, "The GPUs were not looked at.")
+    if not inventory.available:
+        if req.mode == "auto":
+            return ()  # a CPU-only box: "auto" quietly means no GPU
+        raise GpuUnavailable(f"No GPU can be given: {inventory.reason or 'NVML is not available.'}",
+                             "Launch with --gpus none (or auto) on a machine without a usable NVIDIA driver.")
+    devices = {g.index: g for g in inventory.gpus}
+    if req.mode == "auto":
+        return _auto(devices, held)
+    wanted = tuple(sorted(devices)) if req.mode == "all" else req.ids
+    if req.mode == "all" and not wanted:
+        raise GpuUnavailable("This machine has no GPUs to give.", "Launch with --gpus none.")
+    for index in wanted:
+        if index not in devices:
+            raise GpuUnavailable(
+                f"There is no GPU {index}: this machine has {_count(len(devices))}.",
+                f"Use indices {_range(devices)}, or --gpus auto." if devices else "Launch with --gpus none.")
+        if devices[index].error:
+            raise GpuUnavailable(f"GPU {index} cannot be used right now ({devices[index].error}).",
+                                 "Pick another GPU, or --gpus auto; `ptdesk gpus` shows their state.")
+        if index in held:
+            raise Conflict(f"GPU {index} is held by experiment {held[index]!r}.",
+                           "Pick another GPU, use --gpus auto, or stop that experiment first.", field="gpus")
+    return tuple(wanted)
+
+
+def _auto(devices: Mapping[int, GpuLoad], holders: Mapping[int, str]) -> tuple[int, ...]:
+    if not devices:
+        return ()  # NVML works but there are no GPUs: same as a CPU-only box
+    free = [g for g in devices.values() if g.index not in holders and not g.error]
+    if not free:
+        taken = ", ".join(f"{i} by {holders[i]!r}" for i in sorted(holders) if i in devices)
+        broken = ", ".join(f"{g.index} ({g.error})" for g in devices.values() if g.error)
+        detail = "; ".join(x for x in (f"held: {taken}" if taken else "", f"unusable: {broken}" if broken else "")
+                           if x)
+        raise GpuUnavailable(f"No free GPU: this machine has {_count(len(devices))}, none free ({detail}).",
+                             "Stop an experiment that holds one, or launch with --gpus none.")
+    return (min(free, key=load_key).index,)
+
+
+def _count(n: int) -> str:
+    return f"{n} GPU" if n == 1 else f"{n} GPUs"
+
+
+def _range(devices: Mapping[int, GpuLoad]) -> str:
+    indices = sorted(devices)
+    if indices == list(range(len(indices))):
+        return f"0-{indices[-1]}" if len(indices) > 1 else "0"
+    return ", ".join(map(str, indices))

@@ -1,0 +1,33 @@
+"""The GPU sampler's image (images/sampler): not an experiment kind, built by `ptdesk images build`.
+
+Its program is ptdesk's own NVML sampler and PID attribution, so the image carries exactly those
+modules (and their two pure-Python dependencies, pynvml and platformdirs) copied from this ptdesk at
+build time: the sampler on a workstation always speaks the wire format of the ptdesk that built it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import platformdirs
+import pynvml
+
+import ptdesk
+
+SAMPLER_TARGET = "sampler"
+SAMPLER_IMAGE = "ptdesk/gpu-sampler:latest"
+# What `python3 -m ptdesk.core.gpu.sampler_main` imports, and nothing more (no Docker SDK, no SQLite).
+MODULES = ("__init__.py", "errors.py", "config.py", "config_workstations.py", "core/__init__.py",
+           "core/base/__init__.py", "core/base/models.py", "core/base/text.py", "core/gpu/__init__.py",
+           "core/gpu/nvml.py", "core/gpu/procmap.py", "core/gpu/wire.py", "core/gpu/sampler_main.py")
+
+
+def program_files() -> dict[str, bytes]:
+    """Context files under app/: the sampler's Python modules, keyed by their path in the context."""
+    package = Path(ptdesk.__file__).resolve().parent
+    files = {f"app/ptdesk/{name}": (package / name).read_bytes() for name in MODULES}
+    files["app/pynvml.py"] = Path(pynvml.__file__).read_bytes()
+    dirs = Path(platformdirs.__file__).resolve().parent
+    for path in sorted(dirs.rglob("*.py")):
+        files[f"app/platformdirs/{path.relative_to(dirs).as_posix()}"] = path.read_bytes()
+    return files

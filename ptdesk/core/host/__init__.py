@@ -1,0 +1,1 @@
+"""What this machine's kernel says: cgroup figures, live processes, workspace folders."""
