@@ -36,15 +36,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests" / "core"))
-
-import nvml_scenarios  # noqa: E402
 
 from ptdesk.config import load_config  # noqa: E402
 from ptdesk.core.base.models import LABEL_INSTANCE, LABEL_KIND, LABEL_MANAGED, LABEL_NAME, LABEL_OWNER  # noqa: E402
 from ptdesk.core.engine.client import Engine  # noqa: E402
 from ptdesk.core.workstation import Workstation  # noqa: E402
 from ptdesk.tui import feeds  # noqa: E402
+from tests.support import nvml_scenarios  # noqa: E402
 
 BASE = "ptdesk-test/debian-base:bookworm"
 FLOOD = ("while :; do seq -f 'step %g loss 0.1234 lr 3e-4 throughput 1234.5 samples/s' 1 2000; "

@@ -88,8 +88,7 @@ def main() -> int:
             mode = "real NVML"
             stack.callback(pynvml.nvmlShutdown)
         else:
-            sys.path.insert(0, str(ROOT / "tests" / "core"))
-            import nvml_scenarios
+            from tests.support import nvml_scenarios
 
             mode = f"scenario fixtures (no NVML here: {why_not}); figures are ptdesk's overhead, not the driver's"
             stack.enter_context(nvml_scenarios.installed(nvml_scenarios.healthy(gpus=args.gpus)))

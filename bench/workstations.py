@@ -30,11 +30,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "e2e"), str(ROOT / "tests" / "core")]
+sys.path.insert(0, str(ROOT))  # ptdesk and tests.support
 
 import docker  # noqa: E402
-import nvml_scenarios  # noqa: E402
-from remote_box import RemoteBox  # noqa: E402
 
 from ptdesk.commands.common import reconcile_quietly  # noqa: E402
 from ptdesk.config import load_config  # noqa: E402
@@ -45,6 +43,8 @@ from ptdesk.core.fleet import Fleet  # noqa: E402
 from ptdesk.core.gpu import wire  # noqa: E402
 from ptdesk.core.gpu.nvml import GpuSampler  # noqa: E402
 from ptdesk.core.gpu.sampler_image import SAMPLER_IMAGE  # noqa: E402
+from tests.support import nvml_scenarios  # noqa: E402
+from tests.support.remote_box import RemoteBox  # noqa: E402
 
 PTDESK = str(ROOT / ".venv" / "bin" / "ptdesk")
 

@@ -6,7 +6,10 @@
   every container labelled ptdesk.instance=<that instance> is force-removed.
 - ws: ptdesk.core.workstation.Workstation(load_config(ptdesk_env)), closed afterwards.
 - sleeper: starts tiny `sleep` containers labelled as managed experiments of the test's instance.
-Helpers (run_cli, wait_until, image names) live in tests/helpers.py.
+Helpers (run_cli, wait_until, image names) live in tests/support/helpers.py.
+
+Every test that uses the engine (the `engine` fixture, directly or through another fixture) is
+marked `engine` at collection, so `scripts/test -m "not engine"` is a fast tier without containers.
 """
 
 from __future__ import annotations
@@ -19,13 +22,20 @@ from pathlib import Path
 
 import docker.types
 import pytest
-from helpers import BASE_IMAGE, JUPYTER_IMAGE, REPO, SSH_IMAGE, remove_instance_containers, require_image
 
 from ptdesk.config import load_config
 from ptdesk.core.base.models import LABEL_GPUS, LABEL_INSTANCE, LABEL_KIND, LABEL_MANAGED, LABEL_NAME, LABEL_OWNER
 from ptdesk.core.engine.client import Engine
 from ptdesk.core.workstation import Workstation
 from ptdesk.errors import EngineUnavailable
+from tests.support.helpers import BASE_IMAGE, JUPYTER_IMAGE, REPO, SSH_IMAGE, remove_instance_containers, require_image
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the tests whose fixtures reach the engine (the fixture closure includes `engine`)."""
+    for item in items:
+        if "engine" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.engine)
 
 
 def _connect_or_start() -> Engine:

@@ -9,11 +9,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import BASE_IMAGE, JUPYTER_IMAGE, SSH_IMAGE, require_image, run_cli
 
 from ptdesk import __version__
 from ptdesk.core.engine.client import Engine
 from ptdesk.core.environment.images import LABEL_SOURCE_HASH, CaBundle, build_context
+from tests.support.helpers import BASE_IMAGE, JUPYTER_IMAGE, SSH_IMAGE, require_image, run_cli
 
 CHECKS = {"config", "engine", "gpu-runtime", "image-ssh", "image-jupyter", "nvml", "bind-address", "state", "keys"}
 NO_ENGINE = "unix:///nonexistent.sock"

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from helpers import run_cli
 
 from ptdesk.config import DEFAULT_BASE_IMAGE, default_home, load_config
 from ptdesk.core.base.models import Limits
 from ptdesk.errors import ConfigError
+from tests.support.helpers import run_cli
 
 
 def _home(tmp_path: Path, toml: str | None = None) -> dict[str, str]:

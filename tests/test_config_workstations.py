@@ -6,10 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from helpers import run_cli
 
 from ptdesk.config import for_workstation, load_config
 from ptdesk.errors import ConfigError
+from tests.support.helpers import run_cli
 
 
 def home(tmp_path: Path, text: str) -> dict[str, str]:

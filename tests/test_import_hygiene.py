@@ -9,7 +9,7 @@ import json
 import subprocess
 import sys
 
-from helpers import REPO
+from tests.support.helpers import REPO
 
 _PROBE = r"""
 import importlib, json, pkgutil, sys

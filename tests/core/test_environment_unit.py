@@ -8,7 +8,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from helpers import REPO
 
 from ptdesk.config import load_config
 from ptdesk.core.base.models import EnvironmentMark
@@ -16,6 +15,7 @@ from ptdesk.core.environment import baseline
 from ptdesk.core.environment.recorded import Environment, ImageSummary, Package, fingerprint, labels_for
 from ptdesk.core.gpu.driver_compat import TOOLKIT_DRIVER, driver_warning, required_driver
 from ptdesk.errors import ConfigError
+from tests.support.helpers import REPO
 
 PROBE = REPO / "images" / "env-probe"
 

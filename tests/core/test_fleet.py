@@ -10,11 +10,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from nvml_scenarios import healthy, installed, no_driver
 
 from ptdesk.config import load_config
 from ptdesk.core.fleet import Fleet
 from ptdesk.errors import InvalidInput
+from tests.support.nvml_scenarios import healthy, installed, no_driver
 
 
 @pytest.fixture

@@ -17,10 +17,10 @@ from pathlib import Path
 import pynvml
 import pytest
 from click.testing import CliRunner
-from nvml_scenarios import GiB, Scenario, healthy, mig, mismatch, no_driver, not_supported, one_lost
 
 from ptdesk.cli import main
 from ptdesk.core.gpu.nvml import GpuSampler, inventory_of
+from tests.support.nvml_scenarios import GiB, Scenario, healthy, mig, mismatch, no_driver, not_supported, one_lost
 
 ME = getpass.getuser()
 HIDDEN_PID = 999_999_1  # in the healthy scenario on GPU 1: a PID we cannot see in /proc

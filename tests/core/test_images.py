@@ -16,7 +16,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from helpers import BASE_IMAGE, REPO, require_image, run_cli, wait_until
 
 from ptdesk.config import load_config
 from ptdesk.core.base.models import LABEL_INSTANCE
@@ -37,6 +36,7 @@ from ptdesk.core.environment.images import (
     source_hash,
 )
 from ptdesk.errors import InvalidInput, PtdeskError
+from tests.support.helpers import BASE_IMAGE, REPO, require_image, run_cli, wait_until
 
 PEM = b"-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----\n"
 NO_CA = CaBundle(path=None, source="none")

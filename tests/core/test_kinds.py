@@ -12,7 +12,6 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
-from helpers import REPO, run_cli
 
 from ptdesk.config import Config, load_config
 from ptdesk.core import kinds
@@ -33,6 +32,7 @@ from ptdesk.core.kinds.base import Kind, Plan, Recovered
 from ptdesk.core.store.state import ExperimentRecord
 from ptdesk.core.workstation import Workstation
 from ptdesk.errors import ConfigError
+from tests.support.helpers import REPO, run_cli
 
 
 class ProbeKind(Kind):

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import threading
 
-from helpers import wait_until
-
 from ptdesk.core.engine.logs import LogBatch, LogStream
+from tests.support.helpers import wait_until
 
 
 class Collector:

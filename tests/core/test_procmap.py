@@ -13,7 +13,6 @@ from pathlib import Path
 import pynvml
 import pytest
 from click.testing import CliRunner
-from nvml_scenarios import FakeProc, healthy
 
 from ptdesk.cli import main
 from ptdesk.core.base.models import (
@@ -30,6 +29,7 @@ from ptdesk.core.engine.client import Engine
 from ptdesk.core.gpu import procmap
 from ptdesk.core.gpu.procmap import ContainerRef, attribute, container_from_cgroup, resolve_pid, uid_from_status
 from ptdesk.core.store.state import ExperimentRecord, Store
+from tests.support.nvml_scenarios import FakeProc, healthy
 
 A = "3f" * 32
 B = "b7" * 32

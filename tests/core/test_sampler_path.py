@@ -11,8 +11,6 @@ from itertools import islice
 from pathlib import Path
 
 import pytest
-from helpers import BASE_IMAGE
-from nvml_scenarios import healthy, installed, mig, no_driver, one_lost
 
 from ptdesk.core.base.models import LABEL_INSTANCE, LABEL_MANAGED, LABEL_NAME, LABEL_OWNER
 from ptdesk.core.engine.client import Engine
@@ -21,6 +19,8 @@ from ptdesk.core.gpu.nvml import GpuSampler
 from ptdesk.core.gpu.remote import name_processes, sampler_host_config
 from ptdesk.core.gpu.sampler_image import program_files
 from ptdesk.core.gpu.sampler_main import lines
+from tests.support.helpers import BASE_IMAGE
+from tests.support.nvml_scenarios import healthy, installed, mig, no_driver, one_lost
 
 
 def proc_tree(root: Path, pids: dict[int, str]) -> Path:

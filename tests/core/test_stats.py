@@ -7,10 +7,10 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from helpers import cgroup_tree, wait_until
 
 from ptdesk.core.engine.stats import EngineStatsSampler
 from ptdesk.core.host.cgroups import StatsSampler
+from tests.support.helpers import cgroup_tree, wait_until
 
 CID = "a" * 64
 

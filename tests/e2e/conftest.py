@@ -24,7 +24,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import (
+
+from ptdesk.config import Config, load_config
+from ptdesk.core.base.models import LABEL_INSTANCE
+from ptdesk.core.engine.client import Engine
+from ptdesk.core.workstation import Workstation
+from tests.support.helpers import (
     JUPYTER_IMAGE,
     REPO,
     SSH_IMAGE,
@@ -33,11 +38,6 @@ from helpers import (
     run_cli,
     wait_until,
 )
-
-from ptdesk.config import Config, load_config
-from ptdesk.core.base.models import LABEL_INSTANCE
-from ptdesk.core.engine.client import Engine
-from ptdesk.core.workstation import Workstation
 
 
 @dataclass(frozen=True)

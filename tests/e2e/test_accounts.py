@@ -10,26 +10,23 @@ from __future__ import annotations
 
 import json
 import stat
-import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pynvml
 import pytest
-from e2e.accounts_support import DETACH, Watcher, account_pids, host_pids, owner_ssh, person
-from helpers import wait_until
 
 from ptdesk.core.access.accounts import UID_BASE
 from ptdesk.core.access.sshcheck import try_login
 from ptdesk.core.engine.client import Engine
 from ptdesk.core.workstation import Workstation
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "core"))
-import nvml_scenarios  # noqa: E402
+from tests.support import nvml_scenarios  # noqa: E402
+from tests.support.accounts_support import DETACH, Watcher, account_pids, host_pids, owner_ssh, person
+from tests.support.helpers import wait_until
 
 if TYPE_CHECKING:
-    from e2e.conftest import Ptdesk
+    from tests.e2e.conftest import Ptdesk
 
 
 @pytest.fixture(scope="module")

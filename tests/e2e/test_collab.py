@@ -21,7 +21,7 @@ from ptdesk.core.workstation import Workstation
 
 if TYPE_CHECKING:
     from conftest import Ptdesk  # tests/e2e/conftest.py
-from e2e.collab_support import (
+from tests.support.collab_support import (
     add,
     assert_private,
     authorized,

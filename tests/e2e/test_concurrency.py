@@ -10,13 +10,12 @@ import sys
 import textwrap
 from typing import TYPE_CHECKING
 
-from e2e.lifecycle_support import ptdesk_command
-from helpers import REPO
-
 from ptdesk.core.engine.client import Engine
+from tests.support.helpers import REPO
+from tests.support.lifecycle_support import ptdesk_command
 
 if TYPE_CHECKING:
-    from e2e.conftest import Ptdesk
+    from tests.e2e.conftest import Ptdesk
 
 PARALLEL = 10
 

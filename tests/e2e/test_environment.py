@@ -10,7 +10,6 @@ FROM a base that carries other packages, including a stand-in PyTorch that repor
 from __future__ import annotations
 
 import io
-import sys
 import tarfile
 import uuid
 from collections.abc import Iterator
@@ -20,8 +19,6 @@ from typing import TYPE_CHECKING
 
 import pynvml
 import pytest
-from helpers import BASE_IMAGE, JUPYTER_IMAGE, REPO, run_cli
-from wheels import FAKE_TORCH, make_wheel
 
 from ptdesk.config import load_config
 from ptdesk.core.base.models import LaunchSpec, Limits
@@ -29,10 +26,11 @@ from ptdesk.core.engine.client import Engine
 from ptdesk.core.experiments.launch import launch_warnings
 from ptdesk.core.workstation import Workstation
 from ptdesk.tui.widgets.experiments_table import environment_cell
+from tests.support.helpers import BASE_IMAGE, JUPYTER_IMAGE, run_cli
 
 # The NVML scenarios live with the GPU tests (tests/core); these tests reuse the old-driver one.
-sys.path.insert(0, str(REPO / "tests" / "core"))
-from nvml_scenarios import old_driver  # noqa: E402
+from tests.support.nvml_scenarios import old_driver  # noqa: E402
+from tests.support.wheels import FAKE_TORCH, make_wheel
 
 if TYPE_CHECKING:
     from conftest import Ptdesk  # tests/e2e/conftest.py

@@ -12,7 +12,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from e2e.lifecycle_support import (
+
+from ptdesk.core.engine.client import Engine
+from tests.support.helpers import REPO, SSH_IMAGE, wait_until
+from tests.support.lifecycle_support import (
     Watch,
     docker,
     held_gpus,
@@ -22,12 +25,9 @@ from e2e.lifecycle_support import (
     ptdesk_command,
     record,
 )
-from helpers import REPO, SSH_IMAGE, wait_until
-
-from ptdesk.core.engine.client import Engine
 
 if TYPE_CHECKING:
-    from e2e.conftest import Ptdesk
+    from tests.e2e.conftest import Ptdesk
 
 
 def test_launcher_killed_right_after_create_leaves_nothing_after_next_start(cli: Ptdesk, engine: Engine) -> None:

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from typing import TYPE_CHECKING
 
-from helpers import REPO
+from tests.support.helpers import REPO
 
 if TYPE_CHECKING:
     from conftest import Ptdesk  # tests/e2e/conftest.py

@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from helpers import wait_until
-from workday_support import Tunnel, free_port, http_get, listening, ptdesk_script, serve, socks_get, ssh
 
 from ptdesk.core.base import keys
 from ptdesk.core.engine.client import Engine
+from tests.support.helpers import wait_until
+from tests.support.workday_support import Tunnel, free_port, http_get, listening, ptdesk_script, serve, socks_get, ssh
 
 if TYPE_CHECKING:
     from conftest import Ptdesk  # tests/e2e/conftest.py

@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING
 
 import docker
 import pytest
-from helpers import SSH_IMAGE
 
 from ptdesk.core.engine.client import Engine
 from ptdesk.core.environment.recorded import image_environment
+from tests.support.helpers import SSH_IMAGE
 
 if TYPE_CHECKING:
     from conftest import Ptdesk  # tests/e2e/conftest.py

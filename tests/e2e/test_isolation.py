@@ -7,10 +7,10 @@ from __future__ import annotations
 import socket
 
 from conftest import Ptdesk
-from helpers import BASE_IMAGE, require_image
 
 from ptdesk.core.engine.client import Engine
 from ptdesk.core.engine.network import ICC, NETWORK_NAME
+from tests.support.helpers import BASE_IMAGE, require_image
 
 
 def _networks(engine: Engine, container_id: str) -> dict[str, dict]:

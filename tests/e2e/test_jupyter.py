@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 import websocket
-from helpers import JUPYTER_IMAGE, wait_until
 
 from ptdesk.core.engine.client import Engine
+from tests.support.helpers import JUPYTER_IMAGE, wait_until
 
 if TYPE_CHECKING:
     from conftest import Ptdesk  # tests/e2e/conftest.py

@@ -12,8 +12,6 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from helpers import SSH_IMAGE
-
 from ptdesk.core.access import authorized_keys
 from ptdesk.core.access.sshcheck import try_login
 from ptdesk.core.base import keys, private_files
@@ -21,6 +19,7 @@ from ptdesk.core.base.models import LABEL_GPUS, LABEL_INSTANCE, LABEL_KIND, LABE
 from ptdesk.core.base.names import current_user
 from ptdesk.core.engine.client import Engine, FileSpec
 from ptdesk.core.kinds.ssh import SSHD_CAPS
+from tests.support.helpers import SSH_IMAGE
 
 if TYPE_CHECKING:
     from conftest import Ptdesk  # tests/e2e/conftest.py

@@ -15,8 +15,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from e2e.lifecycle_support import db, docker, held_gpus, hold_gpus, record, watching
-from helpers import wait_until
 
 from ptdesk.config import load_config
 from ptdesk.core.access.sshcheck import try_login
@@ -31,9 +29,11 @@ from ptdesk.core.store import experiment_files
 from ptdesk.core.store.state import ExperimentRecord
 from ptdesk.core.workstation import Workstation
 from ptdesk.errors import InvalidInput, PtdeskError
+from tests.support.helpers import wait_until
+from tests.support.lifecycle_support import db, docker, held_gpus, hold_gpus, record, watching
 
 if TYPE_CHECKING:
-    from e2e.conftest import Ptdesk
+    from tests.e2e.conftest import Ptdesk
 
 
 def released(cli: Ptdesk, name: str) -> bool:

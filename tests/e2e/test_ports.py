@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import run_cli
 
 from ptdesk.config import load_config
 from ptdesk.core.engine.client import Engine
@@ -16,6 +15,7 @@ from ptdesk.core.experiments import launch as launch_module
 from ptdesk.core.experiments.launch import launch
 from ptdesk.core.experiments.spec import make_spec
 from ptdesk.core.workstation import Workstation
+from tests.support.helpers import run_cli
 
 
 @pytest.fixture

@@ -10,10 +10,10 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import pytest
-from helpers import wait_until
 
 from ptdesk.commands.common import reconcile_quietly
 from ptdesk.core.admin.resident import ResidentServer
+from tests.support.helpers import wait_until
 
 if TYPE_CHECKING:
     from conftest import Ptdesk  # tests/e2e/conftest.py

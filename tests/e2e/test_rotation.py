@@ -15,16 +15,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from helpers import wait_until
 
 from ptdesk.core.access.sshcheck import LoginResult, try_login
 from ptdesk.core.collaborators import grants, rotation
 from ptdesk.core.engine.client import Engine
 from ptdesk.core.workstation import Workstation
+from tests.support.helpers import wait_until
 
 if TYPE_CHECKING:
     from conftest import Ptdesk  # tests/e2e/conftest.py
-from e2e.collab_support import (
+from tests.support.collab_support import (
     add,
     assert_private,
     attempt,

@@ -5,24 +5,21 @@ adoption, no stop/start/rm/grant/cull, no GPU that the other's container holds.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pynvml
 import pytest
-from e2e.lifecycle_support import record
-from helpers import wait_until
 
 from ptdesk.core.access.authorized_keys import AUTHORIZED_KEYS_PATH
 from ptdesk.core.access.sshcheck import try_login
 from ptdesk.core.engine.client import Engine
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "core"))
-import nvml_scenarios  # noqa: E402
+from tests.support import nvml_scenarios  # noqa: E402
+from tests.support.helpers import wait_until
+from tests.support.lifecycle_support import record
 
 if TYPE_CHECKING:
-    from e2e.conftest import Ptdesk
+    from tests.e2e.conftest import Ptdesk
 
 
 @pytest.fixture

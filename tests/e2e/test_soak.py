@@ -12,7 +12,6 @@ import threading
 import time
 
 import pytest
-from helpers import SSH_IMAGE, require_image
 
 from ptdesk.config import load_config
 from ptdesk.core.engine.client import Engine
@@ -21,6 +20,7 @@ from ptdesk.core.experiments.launch import launch
 from ptdesk.core.experiments.lifecycle import EventWatcher
 from ptdesk.core.experiments.spec import make_spec
 from ptdesk.core.workstation import Workstation
+from tests.support.helpers import SSH_IMAGE, require_image
 
 CYCLES = 100
 WARMUP = 8

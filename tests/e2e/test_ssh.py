@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING
 
 import paramiko
 import pytest
-from helpers import SSH_IMAGE, wait_until
 
 from ptdesk.core.base import keys
 from ptdesk.core.engine.client import Engine
+from tests.support.helpers import SSH_IMAGE, wait_until
 
 if TYPE_CHECKING:
     from conftest import Ptdesk  # tests/e2e/conftest.py

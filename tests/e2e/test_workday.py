@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from helpers import wait_until
-from workday_support import ptdesk_script, ssh
 
 from ptdesk.core.access import ssh_config
+from tests.support.helpers import wait_until
+from tests.support.workday_support import ptdesk_script, ssh
 
 if TYPE_CHECKING:
     from conftest import Ptdesk  # tests/e2e/conftest.py

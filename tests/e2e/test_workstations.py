@@ -21,13 +21,13 @@ from typing import TYPE_CHECKING
 
 import docker
 import pytest
-from helpers import remove_instance_containers, require_image, settle, wait_until
-from remote_box import RemoteBox
 
 from ptdesk.config import load_config
 from ptdesk.core.engine.client import Engine
 from ptdesk.core.gpu.sampler_image import SAMPLER_IMAGE
 from ptdesk.core.workstation import Workstation
+from tests.support.helpers import remove_instance_containers, require_image, settle, wait_until
+from tests.support.remote_box import RemoteBox
 
 if TYPE_CHECKING:
     from conftest import Ptdesk  # tests/e2e/conftest.py
@@ -90,7 +90,7 @@ def test_add_pins_the_host_key_in_ptdesks_own_known_hosts(desk: Ptdesk, box: Rem
 
 
 def test_add_without_yes_asks_and_a_no_changes_nothing(box: RemoteBox, tmp_path: Path) -> None:
-    from helpers import run_cli
+    from tests.support.helpers import run_cli
 
     env = {"PTDESK_HOME": str(tmp_path / "home"), "PATH": "/usr/bin:/bin"}
     rc, out, err = run_cli(["workstations", "add", "box", box.engine_url, "--identity", str(box.client_key)],

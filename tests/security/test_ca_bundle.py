@@ -10,12 +10,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import BASE_IMAGE, require_image
 
 from ptdesk.core.base.keys import generate
 from ptdesk.core.base.models import LABEL_INSTANCE
 from ptdesk.core.engine.client import Engine
 from ptdesk.core.environment.images import CA_NAME, build_context, build_image, resolve_ca_bundle, source_files
+from tests.support.helpers import BASE_IMAGE, require_image
 
 HOST_CA = Path("/etc/ssl/certs/ca-certificates.crt")  # holds the proxy's CA pip needs here
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import uuid
 
-from helpers import BASE_IMAGE, require_image, run_cli
-
 from ptdesk.core.base.text import printable
 from ptdesk.core.engine.client import Engine
 from ptdesk.core.experiments.lifecycle import ContainerEvent
+from tests.support.helpers import BASE_IMAGE, require_image, run_cli
 
 ESCAPE = "\x1b]0;owned\x07\x1b[2J"
 

@@ -14,11 +14,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import BASE_IMAGE, REPO, SSH_IMAGE, require_image
 
 from ptdesk.core.engine import locks
 from ptdesk.core.engine.client import Engine
 from ptdesk.errors import PtdeskError
+from tests.support.helpers import BASE_IMAGE, REPO, SSH_IMAGE, require_image
 
 OLD_LOCK = Path("/run/lock/ptdesk-gpus.lock")  # where every GPU launch used to queue
 MALLORY = 4242

@@ -15,11 +15,11 @@ import uuid
 from pathlib import Path
 
 import pytest
-from helpers import BASE_IMAGE, REPO, require_image, run_cli
 
 from ptdesk.core.base.names import current_user
 from ptdesk.core.engine.client import Engine, FileSpec
 from ptdesk.errors import PtdeskError
+from tests.support.helpers import BASE_IMAGE, REPO, require_image, run_cli
 
 # The first file adoption reads: the sealed host key (whatever the seal label says, it is read to check it).
 HOST_KEY = "etc/ssh/ssh_host_ed25519_key"

@@ -6,10 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from helpers import run_cli
 
 from ptdesk.core.base.names import validate_name, validate_owner
 from ptdesk.errors import InvalidInput
+from tests.support.helpers import run_cli
 
 
 def test_collab_add_refuses_a_name_with_a_trailing_newline(ptdesk_env: dict[str, str]) -> None:

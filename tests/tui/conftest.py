@@ -10,10 +10,10 @@ from collections.abc import Callable, Iterator
 
 import pynvml
 import pytest
-from tuihelpers import nvml_scenarios
 
 from ptdesk.config import load_config
 from ptdesk.core.workstation import Workstation
+from tests.support.tuihelpers import nvml_scenarios
 
 
 @pytest.fixture

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tuihelpers import nvml_scenarios, settle
-
 import ptdesk.tui.live as live_module
 from ptdesk.config import load_config
 from ptdesk.core.workstation import Workstation
 from ptdesk.errors import PtdeskError
 from ptdesk.tui.app import PtdeskApp
 from ptdesk.tui.widgets.gpu_panel import GpuPanel, GpuRow
+from tests.support.tuihelpers import nvml_scenarios, settle
 
 SIZE = (160, 48)
 

@@ -6,9 +6,7 @@ import io
 import os
 from urllib.parse import parse_qs, urlparse
 
-from helpers import JUPYTER_IMAGE, require_image
 from textual.widgets import Input, Log
-from tuihelpers import nvml_scenarios, settle
 
 from ptdesk.core.kinds.jupyter import api_status
 from ptdesk.tui.app import PtdeskApp
@@ -16,6 +14,8 @@ from ptdesk.tui.screens.confirm import Confirm
 from ptdesk.tui.screens.new_experiment import NewExperiment
 from ptdesk.tui.widgets.gpu_panel import GpuPanel, GpuRow
 from ptdesk.tui.widgets.log_pane import LogPane
+from tests.support.helpers import JUPYTER_IMAGE, require_image
+from tests.support.tuihelpers import nvml_scenarios, settle
 
 SIZE = (160, 48)
 

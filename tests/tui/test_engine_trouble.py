@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from engine_proxy import EngineProxy
-from tuihelpers import nvml_scenarios, settle
-
 from ptdesk.tui.app import PtdeskApp
 from ptdesk.tui.widgets.gpu_panel import GpuRow
+from tests.support.engine_proxy import EngineProxy
+from tests.support.tuihelpers import nvml_scenarios, settle
 
 
 async def test_engine_unreachable_then_back(tui_desk, sleeper, nvml, monkeypatch, tmp_path):

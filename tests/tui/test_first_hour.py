@@ -9,7 +9,6 @@ from pathlib import Path
 
 from textual.widgets import Input, Log
 from textual.widgets._data_table import ColumnKey
-from tuihelpers import nvml_scenarios, screen_text, settle
 
 from ptdesk.config import load_config
 from ptdesk.core.workstation import Workstation
@@ -20,6 +19,7 @@ from ptdesk.tui.screens.help import Help
 from ptdesk.tui.screens.new_experiment import NewExperiment
 from ptdesk.tui.screens.prompt import Prompt, Report
 from ptdesk.tui.widgets.log_pane import LogPane
+from tests.support.tuihelpers import nvml_scenarios, screen_text, settle
 
 SIZE = (160, 45)
 CHATTY = "i=0; while :; do i=$((i+1)); echo {word}-$i; [ $((i % 4)) = 0 ] && echo {word}-ERROR-$i; sleep 0.02; done"

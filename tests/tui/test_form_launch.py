@@ -3,15 +3,15 @@ stopped means stopped; a launch the memory limit kills says so and puts the curs
 
 from __future__ import annotations
 
-from helpers import JUPYTER_IMAGE, SSH_IMAGE, require_image
 from textual.widgets import Input, Select
-from tuihelpers import nvml_scenarios, screen_text, settle
 
 from ptdesk.tui.app import PtdeskApp
 from ptdesk.tui.screens.collaborators import Collaborators
 from ptdesk.tui.screens.details import Details
 from ptdesk.tui.screens.new_experiment import NewExperiment
 from ptdesk.tui.screens.prompt import Prompt, Report
+from tests.support.helpers import JUPYTER_IMAGE, SSH_IMAGE, require_image
+from tests.support.tuihelpers import nvml_scenarios, screen_text, settle
 
 SIZE = (160, 45)
 

@@ -11,7 +11,6 @@ import itertools
 import random
 
 import pytest
-from tuihelpers import nvml_scenarios, settle
 
 import ptdesk.tui.live as live_module
 from ptdesk.core.base.models import GpuProcess, GpuSample, GpuSnapshot
@@ -19,6 +18,7 @@ from ptdesk.core.experiments.cull import idle_gpus
 from ptdesk.core.gpu.nvml import GpuSampler
 from ptdesk.tui.app import PtdeskApp
 from ptdesk.tui.feeds import IdleGpus
+from tests.support.tuihelpers import nvml_scenarios, settle
 
 GiB = 2**30
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import io
 
 from rich.console import Console
-from tuihelpers import nvml_scenarios, settle
 
 from ptdesk.tui.app import PtdeskApp
 from ptdesk.tui.screens.collaborators import Collaborators
+from tests.support.tuihelpers import nvml_scenarios, settle
 
 
 def _plain(prompt: object) -> str:

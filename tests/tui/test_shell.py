@@ -17,10 +17,10 @@ import uuid
 from pathlib import Path
 
 import pytest
-from helpers import SSH_IMAGE, require_image, run_cli, wait_until
-from tuihelpers import nvml_scenarios, settle
 
 from ptdesk.tui.app import PtdeskApp
+from tests.support.helpers import SSH_IMAGE, require_image, run_cli, wait_until
+from tests.support.tuihelpers import nvml_scenarios, settle
 
 SIZE = (160, 48)
 

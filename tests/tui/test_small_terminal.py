@@ -6,12 +6,12 @@ Read from the app's own screenshot (tuihelpers.screen_lines), on the real engine
 from __future__ import annotations
 
 from textual.widgets import DataTable
-from tuihelpers import nvml_scenarios, screen_lines, screen_text, settle
 
 from ptdesk.core.base.models import Access, Experiment, Limits
 from ptdesk.tui.app import PtdeskApp
 from ptdesk.tui.screens.details import Details
 from ptdesk.tui.screens.new_experiment import NewExperiment
+from tests.support.tuihelpers import nvml_scenarios, screen_lines, screen_text, settle
 
 SMALL = (80, 24)
 HOST_KEY = "SHA256:abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"

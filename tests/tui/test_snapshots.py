@@ -10,9 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from helpers import cgroup_tree, remove_instance_containers
 from textual.widgets import Input
-from tuihelpers import nvml_scenarios, settle
 
 import ptdesk.tui.live as live_module
 from ptdesk.config import load_config
@@ -25,6 +23,8 @@ from ptdesk.tui.screens.details import Details
 from ptdesk.tui.screens.help import Help
 from ptdesk.tui.screens.new_experiment import NewExperiment
 from ptdesk.tui.widgets.log_pane import LogPane
+from tests.support.helpers import cgroup_tree, remove_instance_containers
+from tests.support.tuihelpers import nvml_scenarios, settle
 
 SIZE = (150, 40)
 HOST_KEY = "SHA256:6cFq1a7KxJw0Vd2mYy3bq8tXh5zZr4nG9oPpLsUeQiE"
@@ -56,9 +56,8 @@ def snapshot_env(ptdesk_env, engine, monkeypatch) -> Iterator[dict[str, str]]:
 
 
 def _start(engine, name: str, owner: str, kind: str, gpus: str) -> str:
-    from helpers import BASE_IMAGE
-
     from ptdesk.core.base.models import LABEL_GPUS, LABEL_INSTANCE, LABEL_KIND, LABEL_MANAGED, LABEL_NAME, LABEL_OWNER
+    from tests.support.helpers import BASE_IMAGE
 
     script = "; ".join(f"echo '{line}'" for line in LOG) + "; sleep 3600"
     cid = engine.create(name=f"ptdesk-{INSTANCE}-{name}", image=BASE_IMAGE, command=["sh", "-c", script],

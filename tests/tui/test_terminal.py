@@ -11,7 +11,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-from helpers import wait_until
+
+from tests.support.helpers import wait_until
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
 

@@ -21,8 +21,10 @@ from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
+from ptdesk.core.access.accounts import Ended
 from ptdesk.core.base.models import Collaborator, RotationResult
-from ptdesk.core.workstation import Ended, Exported, Workstation
+from ptdesk.core.collaborators.export import Exported
+from ptdesk.core.workstation import Workstation
 from ptdesk.tui import format as fmt
 from ptdesk.tui.actions import bindings
 from ptdesk.tui.errors import notify_error

@@ -23,8 +23,9 @@ from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Log, Select, Static
 
+from ptdesk.core.access.ssh_include import SshConfigState
 from ptdesk.core.base.models import Experiment, Launched
-from ptdesk.core.workstation import SshConfigState, Workstation
+from ptdesk.core.workstation import Workstation
 from ptdesk.errors import GpuUnavailable, ImageMissing, InvalidInput
 from ptdesk.tui.errors import describe
 from ptdesk.tui.jobs import JobDone, run_job

@@ -1,17 +1,14 @@
-"""Helpers for the dashboard tests (import with `from tuihelpers import ...`)."""
+"""Helpers for the dashboard tests (`from tests.support.tuihelpers import ...`)."""
 
 from __future__ import annotations
 
 import html
 import re
-import sys
 from collections import defaultdict
-from pathlib import Path
 
-# The NVML scenarios live with the GPU tests; the dashboard tests reuse them.
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "core"))
-import nvml_scenarios  # noqa: E402
-from helpers import settle  # noqa: E402, F401 - the dashboard tests' way to wait, shared with tests/e2e
+# The dashboard tests reuse the NVML scenarios, and wait the way every test does.
+from tests.support import nvml_scenarios  # noqa: F401
+from tests.support.helpers import settle  # noqa: F401
 
 _TEXT = re.compile(r'<text class="[^"]*" x="([\d.]+)" y="[\d.]+" textLength="([\d.]+)" '
                    r'clip-path="url\(#terminal-[^"]*?line-(\d+)\)">(.*?)</text>')

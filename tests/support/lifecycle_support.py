@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from helpers import REPO, wait_until
+from tests.support.helpers import REPO, wait_until
 
 STATE = "state.db"
 

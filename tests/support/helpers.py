@@ -1,5 +1,5 @@
-"""Helpers shared by every test (import with `from helpers import ...`; tests/ is on sys.path
-because tests/conftest.py lives there).
+"""Helpers shared by every test (`from tests.support.helpers import ...`; the repository root is on
+pytest's path, see pyproject.toml).
 
 - run_cli(args, env): the real `ptdesk` CLI, in-process (fast) or as a subprocess (exact).
 - wait_until(predicate, timeout, interval): poll a condition instead of sleeping.
@@ -23,7 +23,7 @@ from click.testing import CliRunner
 from ptdesk.core.base.models import LABEL_INSTANCE
 from ptdesk.core.engine.client import Engine
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 # Built by scripts/test FROM a debootstrapped Debian (no registry on test machines).
 BASE_IMAGE = "ptdesk-test/debian-base:bookworm"
 # The images under test: scripts/test builds these tags; PTDESK_TEST_*_IMAGE points the suite at others.

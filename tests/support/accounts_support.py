@@ -13,7 +13,7 @@ from ptdesk.core.engine.client import Engine
 from ptdesk.core.gpu.procmap import container_from_cgroup
 
 if TYPE_CHECKING:
-    from e2e.conftest import Ptdesk
+    from tests.e2e.conftest import Ptdesk
 
 DETACH = "setsid nohup sh -c 'while true; do sleep 5; done' >/dev/null 2>&1 </dev/null &"
 

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from helpers import wait_until
+from tests.support.helpers import wait_until
 
 # A minimal HTTP/1.0 server: `perl serve.pl ADDRESS PORT TEXT`, or `perl serve.pl unix PATH TEXT`.
 SERVER = r"""

@@ -1,0 +1,1 @@
+"""What the tests share: helpers, NVML scenarios, the second box, support for the e2e and dashboard suites."""
