@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Several workstations: what `ptdesk ls` and a dashboard refresh cost, against baselines measured
-in the same run, on a real second engine behind a real sshd (tests/e2e/remote_box.py; needs root).
+in the same run, on a real second engine behind a real sshd (tests/support/remote_box.py; needs root).
 
 1. CLI: `docker ps` (baseline) | `ptdesk ls --on local` | `ptdesk ls` over two workstations asked
    directly | the same answered by a resident `ptdesk serve`, alternating rounds.

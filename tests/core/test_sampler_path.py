@@ -1,6 +1,6 @@
 """A remote workstation's GPU truth: the sampler program (what runs in its container) on the NVML
 scenario fixtures, its JSON lines read back losslessly, and names filled from a real engine's labels.
-No GPU here: NVML is replaced at the pynvml function boundary only (tests/core/nvml_scenarios.py)."""
+No GPU here: NVML is replaced at the pynvml function boundary only (tests/support/nvml_scenarios.py)."""
 
 from __future__ import annotations
 

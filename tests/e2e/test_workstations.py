@@ -1,6 +1,6 @@
 """Several workstations: a second, separate Docker engine reached through a real sshd over ssh://.
 
-The remote (tests/e2e/remote_box.py) is started by this module's setup and removed at its end. The
+The remote (tests/support/remote_box.py) is started by this module's setup and removed at its end. The
 ptdesk home of the module knows it as workstation `box` (pinned with `workstations add --yes`); the
 local engine stays `local`. Each test checks both sides: what happened on the remote, and that
 nothing was made on the other.

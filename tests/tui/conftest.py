@@ -1,7 +1,7 @@
 """Fixtures for the dashboard tests: small labelled containers, NVML scenarios, a running app.
 
 Everything runs on the real engine; NVML is replaced at the pynvml function boundary only
-(tests/core/nvml_scenarios.py), and the app is driven through Textual's Pilot.
+(tests/support/nvml_scenarios.py), and the app is driven through Textual's Pilot.
 """
 
 from __future__ import annotations

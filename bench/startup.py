@@ -1,0 +1,57 @@
+"""How long ptdesk takes to answer before it does any work: --help, and `ls` without a resident.
+
+    .venv/bin/python bench/startup.py [--rounds 10]
+
+Paired with the docker CLI in the same run (alternating rounds, so a busy machine slows both
+alike): `ptdesk --help` and `ptdesk new ssh --help` against `docker --help`, `ptdesk ls --on local`
+(no `ptdesk serve` running, a fresh PTDESK_HOME) against `docker ps`. Prints medians and ratios.
+Needs the engine for the `ls` pair.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PTDESK = str(Path(sys.executable).parent / "ptdesk")
+
+PAIRS = {
+    "ptdesk --help": ([PTDESK, "--help"], ["docker", "--help"]),
+    "ptdesk new ssh --help": ([PTDESK, "new", "ssh", "--help"], ["docker", "--help"]),
+    "ptdesk ls --on local": ([PTDESK, "ls", "--on", "local"], ["docker", "ps"]),
+}
+
+
+def timed(argv: list[str], env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=10)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="ptdesk-bench-startup-") as home:
+        env = {**os.environ, "PTDESK_HOME": home, "PTDESK_INSTANCE": "bench-startup"}
+        for ours, theirs in PAIRS.values():  # warm the page cache once
+            timed(ours, env), timed(theirs, env)
+        print(f"{'command':<24} {'ptdesk':>9} {'baseline':>9} {'ratio':>7}   baseline")
+        for label, (ours, theirs) in PAIRS.items():
+            a, b = [], []
+            for _ in range(args.rounds):
+                a.append(timed(ours, env))
+                b.append(timed(theirs, env))
+            mine, base = statistics.median(a), statistics.median(b)
+            print(f"{label:<24} {mine:8.3f}s {base:8.3f}s {mine / base:6.1f}x   {' '.join(theirs)}")
+
+
+if __name__ == "__main__":
+    main()
