@@ -37,7 +37,6 @@ from ptdesk.core.access.sshcheck import try_login
 from ptdesk.core.base import keys, private_files
 from ptdesk.core.environment.images import image_tag
 from ptdesk.core.experiments import operations
-from ptdesk.core.experiments.launch import launch
 from ptdesk.core.experiments.spec import make_spec
 from ptdesk.core.kinds.jupyter import api_status
 from ptdesk.core.kinds.ssh import SSHD_CAPS
@@ -91,7 +90,7 @@ class Bench:
     def core_round(self, kind: str, n: int) -> float:
         name = f"{kind}-core-{n}"
         started = time.perf_counter()
-        launch(self.ws, make_spec(self.ws, kind, name=name))
+        self.ws.launch(make_spec(self.ws, kind, name=name))
         elapsed = time.perf_counter() - started
         operations.remove(self.ws, name, force=True)
         return elapsed

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from ptdesk.core.engine.client import Engine
     from ptdesk.core.engine.logs import LogStream
     from ptdesk.core.engine.stats import EngineStatsSampler
+    from ptdesk.core.environment.drift import ExperimentEnvironment
     from ptdesk.core.experiments.cull import IdleState
     from ptdesk.core.experiments.lifecycle import ContainerEvent
     from ptdesk.core.experiments.reconcile import ReconcileReport
@@ -268,6 +269,11 @@ class Workstation(CollaboratorDoors, EnvironmentDoors):
 
     def audit_log(self, limit: int | None = None) -> list[AuditEntry]:
         return self.store.audit_log(limit)
+
+    def check_environments(self) -> list[ExperimentEnvironment]:
+        """Live-check every running experiment (refreshes the listing's "changed" marks)."""
+        from ptdesk.core.environment import drift
+        return drift.check_all(self, self.list_experiments(all=False))
 
     # --- what the dashboard asks besides (tui) ------------------------------------------------
     # Thin doors added for the dashboard, kept together so they are easy to fold into the above.

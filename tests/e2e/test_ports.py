@@ -12,7 +12,6 @@ import pytest
 from ptdesk.config import load_config
 from ptdesk.core.engine.client import Engine
 from ptdesk.core.experiments import launch as launch_module
-from ptdesk.core.experiments.launch import launch
 from ptdesk.core.experiments.spec import make_spec
 from ptdesk.core.workstation import Workstation
 from tests.support.helpers import run_cli
@@ -37,7 +36,7 @@ def test_a_port_taken_between_pick_and_start_is_picked_again(
     real_pick = launch_module.free_port
     monkeypatch.setattr(launch_module, "free_port", lambda address: next(picks, None) or real_pick(address))
     try:
-        experiment = launch(desk_env, make_spec(desk_env, "ssh", name="retry")).experiment
+        experiment = desk_env.launch(make_spec(desk_env, "ssh", name="retry")).experiment
     finally:
         squatter.close()
     assert experiment.access is not None and experiment.access.fields["port"] != taken

@@ -16,7 +16,6 @@ import pytest
 from ptdesk.config import load_config
 from ptdesk.core.engine.client import Engine
 from ptdesk.core.experiments import operations
-from ptdesk.core.experiments.launch import launch
 from ptdesk.core.experiments.lifecycle import EventWatcher
 from ptdesk.core.experiments.spec import make_spec
 from ptdesk.core.workstation import Workstation
@@ -37,7 +36,7 @@ def test_hundred_launch_remove_cycles_leave_nothing_behind(ptdesk_env: dict[str,
     # Warm up so lazily made things (store, owner key, the engine client's bounded connection pool,
     # which grows over the first few cycles and then stays put) are not counted as leaks.
     for _ in range(WARMUP):
-        launch(ws, make_spec(ws, "ssh", name="warmup"))
+        ws.launch(make_spec(ws, "ssh", name="warmup"))
         operations.remove(ws, "warmup", force=True)
     watcher_desk = Workstation(ws.config)
     stop = threading.Event()
@@ -49,7 +48,7 @@ def test_hundred_launch_remove_cycles_leave_nothing_behind(ptdesk_env: dict[str,
     try:
         for i in range(CYCLES):
             started = time.monotonic()
-            launched = launch(ws, make_spec(ws, "ssh", name=f"soak-{i % 3}")).experiment
+            launched = ws.launch(make_spec(ws, "ssh", name=f"soak-{i % 3}")).experiment
             assert launched.status == "running"
             operations.remove(ws, launched.name, force=True)
             durations.append(time.monotonic() - started)

@@ -13,7 +13,6 @@ import pytest
 
 from ptdesk.config import load_config
 from ptdesk.core.engine.client import Engine
-from ptdesk.core.experiments.launch import launch
 from ptdesk.core.experiments.spec import make_spec
 from ptdesk.core.workstation import Workstation
 from ptdesk.errors import PtdeskError
@@ -169,7 +168,7 @@ def test_a_workspace_root_that_cannot_hold_folders(cli: Ptdesk, engine: Engine, 
     try:
         spec = make_spec(ws, "ssh", name="nowhere")
         with pytest.raises(PtdeskError) as info:  # the dashboard gets the same sentence
-            launch(ws, spec)
+            ws.launch(spec)
     finally:
         ws.close()
     assert str(in_the_way / "nowhere") in info.value.message and "workspace_root" in (info.value.hint or "")
