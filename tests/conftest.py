@@ -19,7 +19,7 @@ from pathlib import Path
 
 import docker.types
 import pytest
-from helpers import BASE_IMAGE, JUPYTER_IMAGE, REPO, SSH_IMAGE, remove_instance_containers, require_image
+from helpers import BASE_IMAGE, REPO, TEST_IMAGE_ENV, remove_instance_containers, require_image
 
 from ptdesk.config import load_config
 from ptdesk.core.engine import Engine
@@ -54,7 +54,7 @@ def ptdesk_env(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[dict[
     env = {**os.environ, "PTDESK_HOME": str(home), "PTDESK_INSTANCE": instance}
     # A developer's own overrides must not leak into tests; tests use the images under test (helpers).
     env.pop("PTDESK_BIND_ADDRESS", None)
-    env.update(PTDESK_SSH_IMAGE=SSH_IMAGE, PTDESK_JUPYTER_IMAGE=JUPYTER_IMAGE)
+    env.update(TEST_IMAGE_ENV)
     yield env
     _remove_containers_of(instance)
 

@@ -30,7 +30,7 @@ from ptdesk.core import baseline, image_env
 from ptdesk.core.engine import Engine
 from ptdesk.core.image_env import ImageSummary, PackageChange
 from ptdesk.core.kinds import REGISTRY, get_kind, kind_names
-from ptdesk.core.sampler_image import SAMPLER_IMAGE, SAMPLER_TARGET, program_files
+from ptdesk.core.sampler_image import SAMPLER_TARGET, program_files, sampler_tag
 from ptdesk.errors import InvalidInput, PtdeskError
 
 if TYPE_CHECKING:
@@ -121,9 +121,10 @@ def expand_targets(name: str) -> tuple[str, ...]:
 
 
 def image_tag(config: Config, target: str) -> str:
-    """The tag a kind's image is built as and launched from (its `<kind>_image` setting)."""
+    """The tag a kind's image (or the GPU sampler's) is built as and run from (its `<kind>_image`
+    setting, `sampler_image` for the sampler)."""
     if target == SAMPLER_TARGET:
-        return SAMPLER_IMAGE
+        return sampler_tag(config)
     return get_kind(target).image(config)
 
 

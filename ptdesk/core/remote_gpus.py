@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from ptdesk.core import gpu_wire
 from ptdesk.core.gpu import inventory_of
 from ptdesk.core.models import LABEL_INSTANCE, LABEL_NAME, LABEL_OWNER, GpuInventory, GpuSnapshot
-from ptdesk.core.sampler_image import SAMPLER_IMAGE
+from ptdesk.core.sampler_image import sampler_tag
 from ptdesk.errors import GpuUnavailable, PtdeskError
 
 if TYPE_CHECKING:
@@ -47,15 +47,15 @@ def sampler_host_config(gpus: bool) -> dict[str, Any]:
 class SamplerFeed:
     """One attached sampler container and the latest snapshot it sent (a background reader)."""
 
-    def __init__(self, engine: Engine, instance: str) -> None:
+    def __init__(self, engine: Engine, instance: str, image: str) -> None:
         name = f"ptdesk-{instance}-gpu-sampler-{secrets.token_hex(3)}"
         labels = {LABEL_SAMPLER: "1", LABEL_INSTANCE: instance}
         try:
-            self.container, self._sock = engine.run_attached(name=name, image=SAMPLER_IMAGE, labels=labels,
+            self.container, self._sock = engine.run_attached(name=name, image=image, labels=labels,
                                                              host_config=sampler_host_config(True), user="65534:65534")
             self.gpu_runtime = True
         except GpuUnavailable:  # no NVIDIA runtime there: the sampler still runs and says so itself
-            self.container, self._sock = engine.run_attached(name=name, image=SAMPLER_IMAGE, labels=labels,
+            self.container, self._sock = engine.run_attached(name=name, image=image, labels=labels,
                                                              host_config=sampler_host_config(False), user="65534:65534")
             self.gpu_runtime = False
         self._engine = engine
@@ -123,7 +123,8 @@ class RemoteGpus:
         with self._lock:
             try:
                 if self._feed is None or not self._feed.alive:
-                    self._feed = SamplerFeed(self._ws.engine, self._ws.config.instance)
+                    self._feed = SamplerFeed(self._ws.engine, self._ws.config.instance,
+                                             sampler_tag(self._ws.config))
                 feed = self._feed
             except PtdeskError as exc:
                 return self._unavailable(exc.message)

@@ -13,12 +13,19 @@ import platformdirs
 import pynvml
 
 import ptdesk
+from ptdesk.config import Config
 
 SAMPLER_TARGET = "sampler"
 SAMPLER_IMAGE = "ptdesk/gpu-sampler:latest"
 # What `python3 -m ptdesk.core.gpu_sampler_main` imports, and nothing more (no Docker SDK, no SQLite).
 MODULES = ("__init__.py", "errors.py", "config.py", "config_workstations.py", "core/__init__.py", "core/models.py",
            "core/gpu.py", "core/procmap.py", "core/text.py", "core/gpu_wire.py", "core/gpu_sampler_main.py")
+
+
+def sampler_tag(config: Config) -> str:
+    """The tag the sampler is built as and run from: `sampler_image` (PTDESK_SAMPLER_IMAGE), else
+    ptdesk's default; a test run builds its own so it never replaces the team's."""
+    return config.images.get(SAMPLER_TARGET, SAMPLER_IMAGE)
 
 
 def program_files() -> dict[str, bytes]:

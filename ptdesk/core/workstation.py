@@ -67,6 +67,7 @@ from ptdesk.core.models import (
 )
 from ptdesk.core.reconcile import ReconcileReport
 from ptdesk.core.remote_gpus import RemoteGpus
+from ptdesk.core.sampler_image import SAMPLER_TARGET
 from ptdesk.core.ssh_include import SshConfigState
 from ptdesk.core.state import Store, actor
 from ptdesk.core.stats import ContainerStats, StatsSampler
@@ -85,10 +86,11 @@ class Workstation:
         self.entry = entry
         self.name = entry.name if entry else LOCAL
         self.config = for_workstation(self.home_config, entry) if entry else self.home_config
-        unknown = sorted(set(self.config.images) - set(REGISTRY))
+        unknown = sorted(set(self.config.images) - set(REGISTRY) - {SAMPLER_TARGET})
         if unknown:  # config.py cannot know the kinds; a typo must not silently launch the default
             raise ConfigError(f"The setting {unknown[0]}_image names no experiment kind.",
-                              f"Kinds: {', '.join(REGISTRY)} (set e.g. ssh_image).")
+                              f"Kinds: {', '.join(REGISTRY)} (set e.g. ssh_image; sampler_image names the GPU "
+                              "sampler's).")
         self._engine: Engine | None = None
         self._engine_lock = threading.Lock()
 

@@ -21,9 +21,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from helpers import BASE_IMAGE, JUPYTER_IMAGE, SSH_IMAGE
+
 from ptdesk.core import keys
 
-IMAGES = ("ptdesk/ssh:latest", "ptdesk/jupyter:latest", "ptdesk-test/debian-base:bookworm")
+IMAGES = (SSH_IMAGE, JUPYTER_IMAGE, BASE_IMAGE)
 
 
 def _run(*argv: str, **kwargs: object) -> subprocess.CompletedProcess:
@@ -143,7 +145,7 @@ class RemoteBox:
             save.wait()
 
     def _override_images(self) -> None:
-        """PTDESK_TEST_REMOTE_IMAGES="ptdesk/ssh:latest=ptdesk/ssh:mine,...": give the remote a
+        """PTDESK_TEST_REMOTE_IMAGES="ptdesk-test/ssh:latest=ptdesk-test/ssh:mine,...": give the remote a
         newer build under the tag ptdesk launches, without retagging anything on this machine's
         engine (a shared box where :latest is older than the Dockerfiles; CI rebuilds :latest)."""
         for pair in filter(None, os.environ.get("PTDESK_TEST_REMOTE_IMAGES", "").split(",")):

@@ -21,12 +21,11 @@ from typing import TYPE_CHECKING
 
 import docker
 import pytest
-from helpers import remove_instance_containers, require_image, settle, wait_until
+from helpers import SAMPLER_IMAGE, remove_instance_containers, require_image, settle, wait_until
 from remote_box import RemoteBox
 
 from ptdesk.config import load_config
 from ptdesk.core.engine import Engine
-from ptdesk.core.sampler_image import SAMPLER_IMAGE
 from ptdesk.core.workstation import Workstation
 
 if TYPE_CHECKING:
