@@ -328,8 +328,10 @@ class Workstation:
     def save_images(self, kinds: Iterable[str], path: Path) -> ArchiveReport:
         return image_archive.save(self.engine, self.config, kinds, path)
 
-    def load_images(self, path: Path) -> ArchiveReport:
-        return image_archive.load(self.engine, path)
+    def load_images(self, path: Path, unpinned: bool = False) -> ArchiveReport:
+        """Load a saved file; unless `unpinned`, only images the team's baseline pins (or kinds it leaves open)."""
+        pinned = {} if unpinned else {kind: pin.image_id for kind, pin in baseline.read(self.config).items()}
+        return image_archive.load(self.engine, path, pinned)
 
     def verify_images(self, path: Path) -> ArchiveReport:
         """Check a saved file without loading it."""

@@ -12,6 +12,7 @@ import tarfile
 import time
 from pathlib import Path
 
+import archive_bytes
 import pytest
 
 from ptdesk.core import image_archive
@@ -58,3 +59,44 @@ def test_an_oci_layer_that_is_not_what_the_config_says_is_refused(tmp_path: Path
     _oci_archive(tmp_path / "images.tar", tamper_layer=True)
     with pytest.raises(TamperedArchive, match="layer"):
         verify(tmp_path / "images.tar")
+
+
+# --- an archive holds exactly what its manifest claims (issue 20, finding 5) ----------------------
+CLAIMED = archive_bytes.TinyImage("the ssh image the report shows", ("ptdesk/ssh:latest",))
+HIDDEN = archive_bytes.TinyImage("a second, self-consistent image", ("some/other:latest",))
+CLAIM = [("ssh", "ptdesk/ssh:latest", CLAIMED.image_id)]
+
+
+@pytest.mark.parametrize("oci", [False, True], ids=["classic", "oci"])
+def test_an_archive_exactly_as_claimed_verifies(tmp_path: Path, oci: bool) -> None:
+    archive_bytes.write(tmp_path / "a.tar", [CLAIMED], CLAIM, oci=oci,
+                        index_names={CLAIMED.image_id: "docker.io/ptdesk/ssh:latest"} if oci else None)
+    assert [i.image_id for i in verify(tmp_path / "a.tar")] == [CLAIMED.image_id]
+
+
+@pytest.mark.parametrize("oci", [False, True], ids=["classic", "oci"])
+def test_a_second_image_the_manifest_does_not_list_is_refused(tmp_path: Path, oci: bool) -> None:
+    archive_bytes.write(tmp_path / "a.tar", [CLAIMED, HIDDEN], CLAIM, oci=oci)
+    with pytest.raises(TamperedArchive, match=r"an extra image .*some/other:latest.*does not list"):
+        verify(tmp_path / "a.tar")
+
+
+@pytest.mark.parametrize("oci", [False, True], ids=["classic", "oci"])
+def test_an_extra_tag_on_the_claimed_image_is_refused(tmp_path: Path, oci: bool) -> None:
+    both = archive_bytes.TinyImage(CLAIMED.text, ("ptdesk/ssh:latest", "some/other:latest"))
+    archive_bytes.write(tmp_path / "a.tar", [both], CLAIM, oci=oci)
+    with pytest.raises(TamperedArchive, match="the extra tag 'some/other:latest'"):
+        verify(tmp_path / "a.tar")
+
+
+def test_an_extra_name_in_the_legacy_repositories_file_is_refused(tmp_path: Path) -> None:
+    archive_bytes.write(tmp_path / "a.tar", [CLAIMED], CLAIM, repositories={"some/other": {"latest": "0" * 64}})
+    with pytest.raises(TamperedArchive, match="'some/other:latest' \\(in its repositories file\\)"):
+        verify(tmp_path / "a.tar")
+
+
+def test_an_oci_index_naming_the_claimed_image_otherwise_is_refused(tmp_path: Path) -> None:
+    archive_bytes.write(tmp_path / "a.tar", [CLAIMED], CLAIM, oci=True,
+                        index_names={CLAIMED.image_id: "docker.io/some/other:latest"})
+    with pytest.raises(TamperedArchive, match="'docker.io/some/other:latest' \\(in its index.json\\)"):
+        verify(tmp_path / "a.tar")
