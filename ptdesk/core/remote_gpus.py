@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
+import socket
 import threading
 import time
 from dataclasses import replace
@@ -66,13 +67,12 @@ class SamplerFeed:
         self._reader.start()
 
     def _read(self) -> None:
-        pending = b""
+        lines = gpu_wire.LineReader()
         try:
             for chunk in self._engine.attached_output(self._sock):
-                pending += chunk
-                *complete, pending = pending.split(b"\n")
-                for line in complete:
-                    with contextlib.suppress(ValueError, TypeError):
+                for line in lines.feed(chunk):
+                    # Another machine's text: one bad line is skipped, never the end of the feed.
+                    with contextlib.suppress(ValueError):
                         self._publish(gpu_wire.decode(line))
         except PtdeskError as exc:
             self.error = exc.message
@@ -97,8 +97,12 @@ class SamplerFeed:
 
     def close(self) -> None:
         """End the sampler: its stdin closes with the attach connection, it exits, the engine removes it."""
+        raw = getattr(self._sock, "_sock", self._sock)
         with contextlib.suppress(Exception):
-            getattr(self._sock, "_sock", self._sock).close()
+            # close() alone leaves a local socket open while the reader's file object still holds it.
+            raw.shutdown(socket.SHUT_RDWR)
+        with contextlib.suppress(Exception):
+            raw.close()
         with contextlib.suppress(Exception):
             self._sock.close()
 
