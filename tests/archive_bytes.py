@@ -27,7 +27,7 @@ class TinyImage:
     def layer(self) -> bytes:
         buffer = io.BytesIO()
         with tarfile.open(fileobj=buffer, mode="w") as tar:
-            add(tar, "hello.txt", self.text.encode())
+            add(tar, "hello.txt", self.text.encode(), mtime=0)  # same text, same bytes, same id
         return buffer.getvalue()
 
     @property
@@ -41,9 +41,9 @@ class TinyImage:
         return f"sha256:{hashlib.sha256(self.config).hexdigest()}"
 
 
-def add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+def add(tar: tarfile.TarFile, name: str, data: bytes, mtime: int | None = None) -> None:
     info = tarfile.TarInfo(name)
-    info.size, info.mtime = len(data), int(time.time())
+    info.size, info.mtime = len(data), int(time.time()) if mtime is None else mtime
     tar.addfile(info, io.BytesIO(data))
 
 

@@ -76,6 +76,8 @@ class SamplerFeed:
                         self._publish(gpu_wire.decode(line))
         except PtdeskError as exc:
             self.error = exc.message
+        except (OSError, ValueError):
+            pass  # close() shut the socket under the reader: the feed ends as below
         finally:
             with self._arrived:
                 self.error = self.error or "the GPU sampler stopped"
