@@ -32,6 +32,7 @@ from lifecycle_support import private_engine, private_engine_available
 
 from ptdesk.core.engine import Engine
 from ptdesk.core.models import LABEL_INSTANCE, LABEL_MANAGED
+from ptdesk.core.network import ICC, LABEL_NETWORK, NETWORK_NAME
 
 TEAM_TAGS = ("ptdesk/ssh:latest", "ptdesk/jupyter:latest", "ptdesk/gpu-sampler:latest")
 
@@ -72,6 +73,9 @@ def test_the_suites_build_and_run_path_leave_the_teams_images_and_experiments_al
         assert _team_state(env, team) == before
 
         # The run path: a test's launch and its cleanup touch only what that test's instance made.
+        # Its network made here with an explicit subnet: a busy host may have no default pool left.
+        _docker(env, "network", "create", "--subnet", f"10.215.{uuid.uuid4().int % 250}.0/24",
+                "-o", f"{ICC}=false", "--label", f"{LABEL_NETWORK}=experiments", NETWORK_NAME)
         instance = f"t-{uuid.uuid4().hex[:10]}"
         desk_env = {**env, **TEST_IMAGE_ENV, "PTDESK_HOME": str(tmp_path / "home"), "PTDESK_INSTANCE": instance}
         code, _, err = run_cli(["new", "ssh", "--name", "beside-team", "--cpus", "1"], desk_env, subprocess_=True)
