@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from helpers import SSH_IMAGE
 
 from ptdesk.config import load_config
 from ptdesk.core.engine import Engine
@@ -141,7 +142,7 @@ def test_engine_down(cli: Ptdesk, engine: Engine, args: list[str]) -> None:
 
 def test_a_service_that_never_becomes_ready_is_rolled_back(cli: Ptdesk, engine: Engine) -> None:
     # The SSH image run as a Jupyter experiment: it exits at once (no host key was placed).
-    lines = cli.fails("new", "jupyter", "--name", "wrongimage", "--image", "ptdesk/ssh:latest", "--json")
+    lines = cli.fails("new", "jupyter", "--name", "wrongimage", "--image", SSH_IMAGE, "--json")
     assert "stopped" in lines[0]
     # The container is gone with the rollback, so the error itself says what it printed.
     assert "code 64" in lines[1] and "no host key was placed" in lines[1]
