@@ -20,6 +20,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import tarfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -31,6 +32,7 @@ from ptdesk.config import Config
 from ptdesk.core.engine import Engine
 from ptdesk.core.image_env import ImageSummary, summary_of
 from ptdesk.core.kinds import get_kind
+from ptdesk.core.text import printable
 from ptdesk.errors import InvalidInput, NotFound, PtdeskError
 
 MANIFEST = "ptdesk-manifest.json"
@@ -163,6 +165,9 @@ _NAME_HINT = ("Nothing was loaded. ptdesk loads only files that hold exactly the
               "lists; save it anew with: ptdesk images save FILE")
 # Where Docker 25+ and containerd write an image's name into an OCI index.json.
 _NAME_ANNOTATIONS = ("io.containerd.image.name", "org.opencontainers.image.ref.name")
+_KIND = re.compile(r"[a-z][a-z0-9]{0,30}")
+_REFERENCE = re.compile(r"[a-z0-9][a-z0-9._:/-]{0,200}(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?")
+_ID = re.compile(r"sha256:[0-9a-f]{64}")
 _IMAGE_MANIFEST_TYPES = ("application/vnd.oci.image.manifest.v1+json",
                          "application/vnd.docker.distribution.manifest.v2+json")
 
@@ -178,6 +183,10 @@ def _check_names(tar: tarfile.TarFile, images: tuple[SavedImage, ...], digests: 
     module doc): an archive may hold nothing beyond what the report shows."""
     claimed: dict[str, set[str]] = {}
     for image in images:
+        # The manifest is the archive's own text, printed by `images load`: plain names only.
+        if not (_KIND.fullmatch(image.kind) and _REFERENCE.fullmatch(image.tag) and _ID.fullmatch(image.image_id)):
+            raise TamperedArchive(f"{path} names an image {printable(image.tag)!r} of kind {printable(image.kind)!r} "
+                                  "that is not a plain image name, kind and id.", _NAME_HINT)
         claimed.setdefault(image.image_id.removeprefix("sha256:"), set()).add(image.tag)
 
     def refuse(what: str) -> TamperedArchive:
@@ -187,7 +196,8 @@ def _check_names(tar: tarfile.TarFile, images: tuple[SavedImage, ...], digests: 
     for entry in entries:
         image_id = digests[entry["Config"]]
         if image_id not in claimed:
-            raise refuse(f"an extra image {image_id[:12]} ({', '.join(entry.get('RepoTags') or ['untagged'])})")
+            names = printable(", ".join(entry.get("RepoTags") or ["untagged"]))
+            raise refuse(f"an extra image {image_id[:12]} ({names})")
         extra = sorted(set(entry.get("RepoTags") or ()) - claimed[image_id])
         if extra:
             raise refuse(f"the extra tag {extra[0]!r}")

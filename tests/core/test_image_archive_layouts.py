@@ -100,3 +100,12 @@ def test_an_oci_index_naming_the_claimed_image_otherwise_is_refused(tmp_path: Pa
                         index_names={CLAIMED.image_id: "docker.io/some/other:latest"})
     with pytest.raises(TamperedArchive, match="'docker.io/some/other:latest' \\(in its index.json\\)"):
         verify(tmp_path / "a.tar")
+
+
+def test_a_manifest_naming_its_image_with_escape_sequences_is_refused_and_not_echoed(tmp_path: Path) -> None:
+    """`images load` prints the manifest's names: they must be plain, never an escape sequence."""
+    odd = archive_bytes.TinyImage(CLAIMED.text, ("ptdesk/ssh:latest\x1b]52;c;eA==\x07",))
+    archive_bytes.write(tmp_path / "a.tar", [odd], [("ssh", odd.tags[0], CLAIMED.image_id)])
+    with pytest.raises(TamperedArchive, match="not a plain image name") as caught:
+        verify(tmp_path / "a.tar")
+    assert "\x1b" not in caught.value.message and "\x07" not in caught.value.message
