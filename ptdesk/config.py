@@ -18,7 +18,7 @@ from pathlib import Path
 
 from platformdirs import user_data_dir
 
-from ptdesk.config_workstations import LOCAL, WorkstationEntry, parse_workstations
+from ptdesk.config_workstations import LOCAL, WorkstationEntry, check_address, parse_workstations
 from ptdesk.errors import ConfigError
 
 # The default base is a real PyTorch CUDA runtime; tests build FROM a local Debian base instead.
@@ -268,6 +268,8 @@ def _validate(config: Config, origin: str) -> None:
             f"bind_address {config.bind_address!r} in {origin} is not an IP address.",
             "Use 127.0.0.1 (default) or the one address collaborators reach.",
         ) from None
+    if config.connect_address is not None:
+        check_address(config.connect_address, "connect_address", f" in {origin}")
     if not math.isfinite(config.ready_timeout) or config.ready_timeout <= 0:
         raise ConfigError(f"ready_timeout in {origin} must be a positive number of seconds, not "
                           f"{config.ready_timeout:g}.", "The default is 90.")

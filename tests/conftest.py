@@ -28,7 +28,13 @@ from ptdesk.core.base.models import LABEL_GPUS, LABEL_INSTANCE, LABEL_KIND, LABE
 from ptdesk.core.engine.client import Engine
 from ptdesk.core.workstation import Workstation
 from ptdesk.errors import EngineUnavailable
-from tests.support.helpers import BASE_IMAGE, JUPYTER_IMAGE, REPO, SSH_IMAGE, remove_instance_containers, require_image
+from tests.support.helpers import (
+    BASE_IMAGE,
+    REPO,
+    TEST_IMAGE_ENV,
+    remove_instance_containers,
+    require_image,
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -64,7 +70,7 @@ def ptdesk_env(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[dict[
     env = {**os.environ, "PTDESK_HOME": str(home), "PTDESK_INSTANCE": instance}
     # A developer's own overrides must not leak into tests; tests use the images under test (helpers).
     env.pop("PTDESK_BIND_ADDRESS", None)
-    env.update(PTDESK_SSH_IMAGE=SSH_IMAGE, PTDESK_JUPYTER_IMAGE=JUPYTER_IMAGE)
+    env.update(TEST_IMAGE_ENV)
     yield env
     _remove_containers_of(instance)
 

@@ -74,3 +74,39 @@ def test_workstations_bad_input_leaves_the_config_as_it_was(tmp_path: Path, args
     assert rc != 0 and words in err and "Traceback" not in err
     assert (tmp_path / "home" / "config.toml").read_text() == "# mine\n"
     assert not (tmp_path / "home" / "keys" / "workstations" / "known_hosts").exists()
+
+
+# --- every value written into an OpenSSH config is one plain word (issue 20, finding 8) ----------
+INJECTED = "gpu2.lab\nProxyCommand sh -c 'touch /tmp/owned'"
+
+
+@pytest.mark.parametrize(("text", "words"), [
+    (f'[workstations.gpu2]\nengine = "ssh://a@gpu2"\naddress = """{INJECTED}"""\n',
+     "is not a host name or IP address"),
+    ('[workstations.gpu2]\nengine = "ssh://a@gpu2"\naddress = "gpu2 lab"\n', "is not a host name or IP address"),
+    ('[workstations.gpu2]\nengine = "ssh://a@gpu2"\naddress = "#gpu2"\n', "is not a host name or IP address"),
+    ('[workstations.gpu2]\nengine = "ssh://a@gpu2"\nbind_address = "0.0.0.0 x"\n', "is not an IP address"),
+    ('[workstations.gpu2]\nengine = "ssh://a b@gpu2"\n', "is not an ssh://user@host[:port] address"),
+    (f'connect_address = """{INJECTED}"""\n', "connect_address"),
+])
+def test_a_newline_or_other_config_injection_is_refused_in_one_sentence(tmp_path: Path, text: str,
+                                                                        words: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(home(tmp_path, text))
+    assert words in caught.value.message and "\n" not in caught.value.message.replace(INJECTED, "")
+    assert caught.value.hint
+
+
+def test_workstations_add_refuses_an_address_with_a_newline_and_writes_nothing(tmp_path: Path) -> None:
+    env = home(tmp_path, "# mine\n")
+    rc, out, err = run_cli(["workstations", "add", "gpu2", "ssh://a@127.0.0.1:1", "--address", INJECTED], env)
+    assert rc != 0 and "is not a host name or IP address" in err and "Traceback" not in err
+    assert (tmp_path / "home" / "config.toml").read_text() == "# mine\n"
+
+
+def test_good_addresses_still_pass(tmp_path: Path) -> None:
+    text = ('connect_address = "desk.example.org"\n[workstations.gpu2]\nengine = "ssh://ann@[fd00::2]:2222"\n'
+            'address = "10.0.0.2"\n[workstations.gpu3]\nengine = "ssh://ann@gpu3"\naddress = "gpu3.lab.example.org"\n')
+    config = load_config(home(tmp_path, text))
+    assert config.connect_host == "desk.example.org"
+    assert [e.connect_address for e in config.workstations.values()] == ["10.0.0.2", "gpu3.lab.example.org"]

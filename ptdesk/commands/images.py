@@ -118,12 +118,14 @@ def save(ws: Workstation, args: tuple[str, ...], as_json: bool) -> None:
 @images_group.command("load")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--check", is_flag=True, help="Only verify the file against its manifest; load nothing.")
+@click.option("--unpinned", is_flag=True, help="Load images that differ from the team's baseline (pin).")
 @json_option
 @pass_workstation
-def load(ws: Workstation, file: Path, check: bool, as_json: bool) -> None:
+def load(ws: Workstation, file: Path, check: bool, unpinned: bool, as_json: bool) -> None:
     """Verify FILE (made by `ptdesk images save`) and load its images; a file whose content does not
-    match its manifest is refused and nothing is loaded."""
-    report = ws.verify_images(file) if check else ws.load_images(file)
+    match its manifest, that holds any image or tag its manifest does not list, or (without
+    --unpinned) an image other than the team's pinned one, is refused and nothing is loaded."""
+    report = ws.verify_images(file) if check else ws.load_images(file, unpinned)
     if as_json:
         emit_json(report.to_json())
         return

@@ -8,7 +8,7 @@ import click
 
 from ptdesk.commands.common import emit_json, json_option, table
 from ptdesk.config import LOCAL, WorkstationEntry, load_config
-from ptdesk.config_workstations import check_engine, check_name
+from ptdesk.config_workstations import check_engine, check_entry, check_name
 from ptdesk.core.admin import workstations as admin
 from ptdesk.errors import Conflict, InvalidInput
 
@@ -52,8 +52,9 @@ def add(name: str, engine: str, address: str | None, bind_address: str | None, i
     """Add a workstation: ENGINE is ssh://user@host[:port]. Shows its host key and pins it."""
     config = load_config()
     check_name(name)
-    entry = WorkstationEntry(name=name, engine=check_engine(engine), address=address, bind_address=bind_address,
-                             identity_file=identity.expanduser().absolute() if identity else None)
+    entry = check_entry(WorkstationEntry(name=name, engine=check_engine(engine), address=address,
+                                         bind_address=bind_address,
+                                         identity_file=identity.expanduser().absolute() if identity else None))
     existing = config.workstations.get(name)
     if existing is not None and existing != entry:
         raise Conflict(f"A workstation {name!r} exists with other settings.",

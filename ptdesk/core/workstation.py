@@ -58,15 +58,17 @@ class Workstation(CollaboratorDoors, EnvironmentDoors):
 
     def __init__(self, config: Config | None = None, entry: WorkstationEntry | None = None) -> None:
         # home_config is PTDESK_HOME's own; config is this workstation's view of it (for_workstation).
+        from ptdesk.core.gpu.sampler_image import SAMPLER_TARGET
         from ptdesk.core.kinds import REGISTRY
         self.home_config = config or load_config()
         self.entry = entry
         self.name = entry.name if entry else LOCAL
         self.config = for_workstation(self.home_config, entry) if entry else self.home_config
-        unknown = sorted(set(self.config.images) - set(REGISTRY))
+        unknown = sorted(set(self.config.images) - set(REGISTRY) - {SAMPLER_TARGET})
         if unknown:  # config.py cannot know the kinds; a typo must not silently launch the default
             raise ConfigError(f"The setting {unknown[0]}_image names no experiment kind.",
-                              f"Kinds: {', '.join(REGISTRY)} (set e.g. ssh_image).")
+                              f"Kinds: {', '.join(REGISTRY)} (set e.g. ssh_image; sampler_image names the GPU "
+                              "sampler's).")
         self._engine: Engine | None = None
         self._engine_lock = threading.Lock()
 

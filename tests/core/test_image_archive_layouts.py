@@ -16,6 +16,7 @@ import pytest
 
 from ptdesk.core.environment import archive
 from ptdesk.core.environment.archive import FORMAT, MANIFEST, TamperedArchive, verify
+from tests.support import archive_bytes
 
 
 def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
@@ -58,3 +59,53 @@ def test_an_oci_layer_that_is_not_what_the_config_says_is_refused(tmp_path: Path
     _oci_archive(tmp_path / "images.tar", tamper_layer=True)
     with pytest.raises(TamperedArchive, match="layer"):
         verify(tmp_path / "images.tar")
+
+
+# --- an archive holds exactly what its manifest claims (issue 20, finding 5) ----------------------
+CLAIMED = archive_bytes.TinyImage("the ssh image the report shows", ("ptdesk/ssh:latest",))
+HIDDEN = archive_bytes.TinyImage("a second, self-consistent image", ("some/other:latest",))
+CLAIM = [("ssh", "ptdesk/ssh:latest", CLAIMED.image_id)]
+
+
+@pytest.mark.parametrize("oci", [False, True], ids=["classic", "oci"])
+def test_an_archive_exactly_as_claimed_verifies(tmp_path: Path, oci: bool) -> None:
+    archive_bytes.write(tmp_path / "a.tar", [CLAIMED], CLAIM, oci=oci,
+                        index_names={CLAIMED.image_id: "docker.io/ptdesk/ssh:latest"} if oci else None)
+    assert [i.image_id for i in verify(tmp_path / "a.tar")] == [CLAIMED.image_id]
+
+
+@pytest.mark.parametrize("oci", [False, True], ids=["classic", "oci"])
+def test_a_second_image_the_manifest_does_not_list_is_refused(tmp_path: Path, oci: bool) -> None:
+    archive_bytes.write(tmp_path / "a.tar", [CLAIMED, HIDDEN], CLAIM, oci=oci)
+    with pytest.raises(TamperedArchive, match=r"an extra image .*some/other:latest.*does not list"):
+        verify(tmp_path / "a.tar")
+
+
+@pytest.mark.parametrize("oci", [False, True], ids=["classic", "oci"])
+def test_an_extra_tag_on_the_claimed_image_is_refused(tmp_path: Path, oci: bool) -> None:
+    both = archive_bytes.TinyImage(CLAIMED.text, ("ptdesk/ssh:latest", "some/other:latest"))
+    archive_bytes.write(tmp_path / "a.tar", [both], CLAIM, oci=oci)
+    with pytest.raises(TamperedArchive, match="the extra tag 'some/other:latest'"):
+        verify(tmp_path / "a.tar")
+
+
+def test_an_extra_name_in_the_legacy_repositories_file_is_refused(tmp_path: Path) -> None:
+    archive_bytes.write(tmp_path / "a.tar", [CLAIMED], CLAIM, repositories={"some/other": {"latest": "0" * 64}})
+    with pytest.raises(TamperedArchive, match="'some/other:latest' \\(in its repositories file\\)"):
+        verify(tmp_path / "a.tar")
+
+
+def test_an_oci_index_naming_the_claimed_image_otherwise_is_refused(tmp_path: Path) -> None:
+    archive_bytes.write(tmp_path / "a.tar", [CLAIMED], CLAIM, oci=True,
+                        index_names={CLAIMED.image_id: "docker.io/some/other:latest"})
+    with pytest.raises(TamperedArchive, match="'docker.io/some/other:latest' \\(in its index.json\\)"):
+        verify(tmp_path / "a.tar")
+
+
+def test_a_manifest_naming_its_image_with_escape_sequences_is_refused_and_not_echoed(tmp_path: Path) -> None:
+    """`images load` prints the manifest's names: they must be plain, never an escape sequence."""
+    odd = archive_bytes.TinyImage(CLAIMED.text, ("ptdesk/ssh:latest\x1b]52;c;eA==\x07",))
+    archive_bytes.write(tmp_path / "a.tar", [odd], [("ssh", odd.tags[0], CLAIMED.image_id)])
+    with pytest.raises(TamperedArchive, match="not a plain image name") as caught:
+        verify(tmp_path / "a.tar")
+    assert "\x1b" not in caught.value.message and "\x07" not in caught.value.message

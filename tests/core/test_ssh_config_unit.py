@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import stat
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -138,3 +139,21 @@ def test_bad_ssh_packages_name_the_setting(tmp_path: Path, value: str) -> None:
     (tmp_path / "config.toml").write_text(f"ssh_packages = {value}\n")
     with pytest.raises(ConfigError, match="ssh_packages"):
         load_config({"PTDESK_HOME": str(tmp_path)})
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("hostname", "box.lab\nProxyCommand touch /tmp/owned"), ("hostname", "box lab"), ("user", "eve\nMatch all"),
+    ("alias", "box #x"), ("host_key_alias", 'ptdesk."box'), ("proxy_jump", "me@bastion\rProxyCommand id"),
+])
+def test_every_value_of_a_host_block_is_one_plain_word(field: str, value: str) -> None:
+    """The renderer refuses what would end the line or add a directive, whoever checked it before."""
+    entry = ssh_config.HostEntry(alias="box", hostname="127.0.0.1", port=2222, user="ptdesk",
+                                 identity_files=("/k/id",), known_hosts="/k/known", host_key_alias="ptdesk.box")
+    with pytest.raises(InvalidInput, match="cannot be written into an ssh config"):
+        ssh_config.render_host(replace(entry, **{field: value}))
+
+
+def test_a_note_is_one_printable_comment_line() -> None:
+    entry = ssh_config.HostEntry(alias="box", hostname="127.0.0.1", port=2222, user="ptdesk", identity_files=(),
+                                 known_hosts="/k/known", host_key_alias="ptdesk.box", note="key\nProxyCommand id")
+    assert "\n    # key?ProxyCommand id\n" in ssh_config.render_host(entry)

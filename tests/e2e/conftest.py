@@ -33,6 +33,7 @@ from tests.support.helpers import (
     JUPYTER_IMAGE,
     REPO,
     SSH_IMAGE,
+    TEST_IMAGE_ENV,
     remove_instance_containers,
     require_image,
     run_cli,
@@ -165,7 +166,7 @@ def module_env(tmp_path_factory: pytest.TempPathFactory, engine: Engine) -> Iter
     env = {**os.environ, "PTDESK_HOME": str(home), "PTDESK_INSTANCE": instance}
     for key in ("PTDESK_BIND_ADDRESS", "DOCKER_HOST"):
         env.pop(key, None)
-    env.update(PTDESK_SSH_IMAGE=SSH_IMAGE, PTDESK_JUPYTER_IMAGE=JUPYTER_IMAGE)
+    env.update(TEST_IMAGE_ENV)
     yield env
     remove_instance_containers(engine, instance)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 import tarfile
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,7 +15,8 @@ import pytest
 
 from ptdesk.core.engine.client import Engine
 from ptdesk.core.environment.recorded import image_environment
-from tests.support.helpers import SSH_IMAGE
+from tests.support import archive_bytes
+from tests.support.helpers import BASE_IMAGE, SSH_IMAGE
 
 if TYPE_CHECKING:
     from conftest import Ptdesk  # tests/e2e/conftest.py
@@ -76,3 +78,40 @@ def test_bad_save_and_load_input_is_one_clear_line(cli: Ptdesk, tmp_path: Path) 
     (tmp_path / "junk.tar").write_bytes(b"not a tar at all")
     assert "is not a readable ptdesk image archive" in cli.fails("images", "load", tmp_path / "junk.tar")[0]
     assert list(tmp_path.iterdir()) == [tmp_path / "junk.tar"]  # no partial file left behind
+
+
+def test_a_hostile_archive_with_an_extra_image_or_tag_is_refused_and_nothing_is_loaded_or_retagged(
+        cli: Ptdesk, engine: Engine, tmp_path: Path) -> None:
+    """Issue 20, finding 5: a second self-consistent image (or a second name on the claimed one)
+    whose Docker manifest tags someone else's image must never reach the engine; neither must an
+    image other than the team's pinned one."""
+    run = uuid.uuid4().hex[:10]
+    victim, shown = f"ptdesk-test/victim-{run}:latest", f"ptdesk-test/shown-{run}:latest"
+    claimed = archive_bytes.TinyImage(f"the image the report shows {run}", (shown,))
+    hidden = archive_bytes.TinyImage(f"a hidden image {run}", (victim,))
+    claim = [("ssh", shown, claimed.image_id)]
+    engine.api.tag(BASE_IMAGE, *victim.split(":"))  # someone's image, under a tag this test made
+    victim_id = engine.image_info(victim)["Id"]
+    try:
+        archive_bytes.write(tmp_path / "hidden.tar", [claimed, hidden], claim)
+        assert "holds an extra image" in cli.fails("images", "load", tmp_path / "hidden.tar")[0]
+        renamed = archive_bytes.TinyImage(claimed.text, (shown, victim))
+        archive_bytes.write(tmp_path / "renamed.tar", [renamed], claim, repositories={})
+        assert f"the extra tag {victim!r}" in cli.fails("images", "load", tmp_path / "renamed.tar")[0]
+        assert engine.image_info(victim)["Id"] == victim_id
+        assert engine.image_info(claimed.image_id) is None and engine.image_info(hidden.image_id) is None
+
+        # The same image, exactly as claimed, is loaded; unless the team's pin says otherwise.
+        archive_bytes.write(tmp_path / "exact.tar", [claimed], claim)
+        cli.ok("images", "pin", "ssh")
+        refused = cli.fails("images", "load", tmp_path / "exact.tar")
+        assert "but the team's baseline pins" in refused[0] and "--unpinned" in refused[1]
+        assert engine.image_info(claimed.image_id) is None
+        loaded = cli.json("images", "load", tmp_path / "exact.tar", "--unpinned")
+        assert [i["image_id"] for i in loaded["images"]] == [claimed.image_id]
+        assert engine.image_info(shown)["Id"] == claimed.image_id
+        assert engine.image_info(victim)["Id"] == victim_id
+    finally:
+        for ref in (shown, victim):
+            if engine.image_info(ref) is not None:
+                engine.api.remove_image(ref, noprune=False)

@@ -29,7 +29,7 @@ from ptdesk.core.store import experiment_files
 from ptdesk.core.store.state import ExperimentRecord
 from ptdesk.core.workstation import Workstation
 from ptdesk.errors import InvalidInput, PtdeskError
-from tests.support.helpers import wait_until
+from tests.support.helpers import SSH_IMAGE, wait_until
 from tests.support.lifecycle_support import db, docker, held_gpus, hold_gpus, record, watching
 
 if TYPE_CHECKING:
@@ -109,7 +109,7 @@ def test_lost_record_is_adopted_with_the_host_key_read_from_the_container(cli: P
 def test_unlabelled_orphan_is_listed_and_ptdesk_rm_removes_it(cli: Ptdesk, engine: Engine) -> None:
     stray = f"ptdesk-{cli.instance}-stray"
     docker("create", "--name", stray, "--label", "ptdesk.managed=1", "--label", f"ptdesk.instance={cli.instance}",
-           "--entrypoint", "true", "ptdesk/ssh:latest")
+           "--entrypoint", "true", SSH_IMAGE)
     assert cli.json("reconcile")["orphans"] == [stray]
     listed = cli.listed()
     assert listed[stray]["orphan"] is True

@@ -16,6 +16,7 @@ from ptdesk.core.engine.client import Engine
 from ptdesk.core.experiments.spec import make_spec
 from ptdesk.core.workstation import Workstation
 from ptdesk.errors import PtdeskError
+from tests.support.helpers import SSH_IMAGE
 
 if TYPE_CHECKING:
     from conftest import Ptdesk  # tests/e2e/conftest.py
@@ -140,7 +141,7 @@ def test_engine_down(cli: Ptdesk, engine: Engine, args: list[str]) -> None:
 
 def test_a_service_that_never_becomes_ready_is_rolled_back(cli: Ptdesk, engine: Engine) -> None:
     # The SSH image run as a Jupyter experiment: it exits at once (no host key was placed).
-    lines = cli.fails("new", "jupyter", "--name", "wrongimage", "--image", "ptdesk/ssh:latest", "--json")
+    lines = cli.fails("new", "jupyter", "--name", "wrongimage", "--image", SSH_IMAGE, "--json")
     assert "stopped" in lines[0]
     # The container is gone with the rollback, so the error itself says what it printed.
     assert "code 64" in lines[1] and "no host key was placed" in lines[1]

@@ -24,9 +24,8 @@ import pytest
 
 from ptdesk.config import load_config
 from ptdesk.core.engine.client import Engine
-from ptdesk.core.gpu.sampler_image import SAMPLER_IMAGE
 from ptdesk.core.workstation import Workstation
-from tests.support.helpers import remove_instance_containers, require_image, settle, wait_until
+from tests.support.helpers import SAMPLER_IMAGE, remove_instance_containers, require_image, settle, wait_until
 from tests.support.remote_box import RemoteBox
 
 if TYPE_CHECKING:

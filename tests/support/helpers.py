@@ -26,9 +26,14 @@ from ptdesk.core.engine.client import Engine
 REPO = Path(__file__).resolve().parents[2]
 # Built by scripts/test FROM a debootstrapped Debian (no registry on test machines).
 BASE_IMAGE = "ptdesk-test/debian-base:bookworm"
-# The images under test: scripts/test builds these tags; PTDESK_TEST_*_IMAGE points the suite at others.
-SSH_IMAGE = os.environ.get("PTDESK_TEST_SSH_IMAGE") or "ptdesk/ssh:latest"
-JUPYTER_IMAGE = os.environ.get("PTDESK_TEST_JUPYTER_IMAGE") or "ptdesk/jupyter:latest"
+# The images under test: scripts/test-images builds these tags; PTDESK_TEST_*_IMAGE points the suite at
+# others. Never ptdesk's own tags (ptdesk/ssh:latest...): on a workstation in use those are the team's.
+SSH_IMAGE = os.environ.get("PTDESK_TEST_SSH_IMAGE") or "ptdesk-test/ssh:latest"
+JUPYTER_IMAGE = os.environ.get("PTDESK_TEST_JUPYTER_IMAGE") or "ptdesk-test/jupyter:latest"
+SAMPLER_IMAGE = os.environ.get("PTDESK_TEST_SAMPLER_IMAGE") or "ptdesk-test/gpu-sampler:latest"
+# What a test's ptdesk runs with: the images under test, whatever the developer's own settings say.
+TEST_IMAGE_ENV = {"PTDESK_SSH_IMAGE": SSH_IMAGE, "PTDESK_JUPYTER_IMAGE": JUPYTER_IMAGE,
+                  "PTDESK_SAMPLER_IMAGE": SAMPLER_IMAGE}
 
 T = TypeVar("T")
 
@@ -89,7 +94,7 @@ def require_image(engine: Engine, ref: str) -> str:
     """`ref` if the engine has it; otherwise fail saying how to build it (tests never build silently)."""
     if not engine.image_exists(ref):
         raise AssertionError(f"image {ref} is missing: run scripts/test, or "
-                             f"ptdesk images build all --base {BASE_IMAGE}")
+                             f"scripts/test-images")
     return ref
 
 

@@ -22,8 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ptdesk.core.base import keys, private_files
+from tests.support.helpers import BASE_IMAGE, JUPYTER_IMAGE, SSH_IMAGE
 
-IMAGES = ("ptdesk/ssh:latest", "ptdesk/jupyter:latest", "ptdesk-test/debian-base:bookworm")
+IMAGES = (SSH_IMAGE, JUPYTER_IMAGE, BASE_IMAGE)
 
 
 def _run(*argv: str, **kwargs: object) -> subprocess.CompletedProcess:
@@ -143,7 +144,7 @@ class RemoteBox:
             save.wait()
 
     def _override_images(self) -> None:
-        """PTDESK_TEST_REMOTE_IMAGES="ptdesk/ssh:latest=ptdesk/ssh:mine,...": give the remote a
+        """PTDESK_TEST_REMOTE_IMAGES="ptdesk-test/ssh:latest=ptdesk-test/ssh:mine,...": give the remote a
         newer build under the tag ptdesk launches, without retagging anything on this machine's
         engine (a shared box where :latest is older than the Dockerfiles; CI rebuilds :latest)."""
         for pair in filter(None, os.environ.get("PTDESK_TEST_REMOTE_IMAGES", "").split(",")):

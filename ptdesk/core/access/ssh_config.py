@@ -26,6 +26,7 @@ from pathlib import Path
 from ptdesk.config import Config
 from ptdesk.core.access.authorized_keys import CONTAINER_USER
 from ptdesk.core.base import private_files
+from ptdesk.core.base.text import printable
 from ptdesk.core.store import experiment_files
 from ptdesk.core.store.state import ExperimentRecord, read_experiments
 from ptdesk.errors import InvalidInput, PtdeskError
@@ -67,11 +68,28 @@ def config_arg(value: str, tokens: bool = True) -> str:
     return f'"{value}"' if " " in value or "#" in value else value
 
 
+# One ssh_config word: nothing that ends the line, starts a comment, quotes or splits arguments.
+_WORD = re.compile(r"[A-Za-z0-9_.@:\[\]+-]+")
+
+
+def config_word(value: str, what: str) -> str:
+    """`value` if ssh reads it as exactly one argument; InvalidInput otherwise (a newline in a host
+    name would otherwise add a directive such as ProxyCommand, which runs a command)."""
+    if not _WORD.fullmatch(value):
+        raise InvalidInput(f"The {what} {value!r} cannot be written into an ssh config.",
+                           "Use a plain host name, address or user name: no spaces, quotes, '#' or newlines.")
+    return value
+
+
 def render_host(entry: HostEntry) -> str:
-    """THE text of one Host block (ptdesk's config, collaborator exports)."""
+    """THE text of one Host block (ptdesk's config, collaborator exports). Every value is checked
+    here, whatever checked it before: this is where text becomes ssh configuration."""
+    for value, what in ((entry.alias, "name"), (entry.hostname, "host name"), (entry.user, "user"),
+                        (entry.host_key_alias, "host key alias"), (entry.proxy_jump or "x", "jump host")):
+        config_word(value, what)
     lines = [f"Host {entry.alias}"]
     if entry.note:
-        lines.append(f"    # {entry.note}")
+        lines.append(f"    # {printable(entry.note)}")
     lines += [f"    HostName {entry.hostname}", f"    Port {entry.port}", f"    User {entry.user}"]
     lines += [f"    IdentityFile {path}" for path in entry.identity_files]
     lines += ["    IdentitiesOnly yes", f"    UserKnownHostsFile {entry.known_hosts}",

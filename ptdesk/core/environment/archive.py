@@ -6,8 +6,11 @@ The file is what `docker save` writes (so plain `docker load` still reads it), p
 sha256 and size of every other member. `load` checks all of it before the engine sees a byte:
 each member's hash, that no member was added or dropped, that each image's config hashes to the
 image id it claims (Docker's own content address) and that each layer hashes to the diff_id that
-config lists. Anything off: one sentence, nothing loaded. After loading, the tags must name the
-ids the manifest claims. (Integrity, not authorship: compare the ids with the team's pin.)
+config lists. It also holds exactly the images and tags the manifest claims: an extra image, or
+an extra name in Docker's manifest.json, legacy `repositories` file or OCI index.json (which
+`docker load` would apply, retagging another person's image, the sampler or a base image), is
+refused. Anything off: one sentence, nothing loaded. After loading, the tags must name the ids the
+manifest claims. (Integrity, not authorship: `load` also compares the ids with the team's pin.)
 """
 
 from __future__ import annotations
@@ -17,14 +20,16 @@ import hashlib
 import io
 import json
 import os
+import re
 import tarfile
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from ptdesk.config import Config
+from ptdesk.core.base.text import printable
 from ptdesk.core.engine.client import Engine
 from ptdesk.core.environment.recorded import ImageSummary, summary_of
 from ptdesk.core.kinds import get_kind
@@ -118,6 +123,7 @@ def verify(path: Path) -> tuple[SavedImage, ...]:
             images = tuple(SavedImage(i["kind"], i["tag"], i["image_id"],
                                       ImageSummary(**i["environment"]) if i.get("environment") else None)
                            for i in manifest["images"])
+            _check_names(tar, images, digests, path)
     except (tarfile.TarError, OSError, KeyError, TypeError, ValueError) as exc:
         if isinstance(exc, FileNotFoundError):
             raise NotFound(f"{path} does not exist.", "Name a file made by: ptdesk images save") from None
@@ -132,9 +138,18 @@ def verify(path: Path) -> tuple[SavedImage, ...]:
 _TAMPER_HINT = "Nothing was loaded. Copy the file again from its source, or save it anew: ptdesk images save FILE"
 
 
-def load(engine: Engine, path: Path) -> ArchiveReport:
+def load(engine: Engine, path: Path, pinned: Mapping[str, str] | None = None) -> ArchiveReport:
+    """Verify, then load. `pinned` (kind -> the team's pinned image id): an image of a pinned kind
+    that is not the pinned one is refused before the engine sees a byte."""
     started = time.monotonic()
     images = verify(path)
+    for image in images:
+        want = (pinned or {}).get(image.kind)
+        if want is not None and want != image.image_id:
+            raise PtdeskError(f"{path} holds {image.image_id[7:19]} for {image.tag}, but the team's baseline pins "
+                              f"{want[7:19]}; nothing was loaded.",
+                              "Load it anyway with --unpinned (then `ptdesk images pin` if it is the team's new "
+                              "image), or get the pinned one: ptdesk images save on a workstation that has it.")
     with open(path, "rb") as stream:
         engine.load_images(stream)
     for image in images:
@@ -144,6 +159,82 @@ def load(engine: Engine, path: Path) -> ArchiveReport:
             raise TamperedArchive(f"After loading, {image.tag} is {got}, not {image.image_id[7:19]} as "
                                   f"{path} claims.", "Check the file and the engine; load it again.")
     return ArchiveReport(path, images, path.stat().st_size, time.monotonic() - started)
+
+
+_NAME_HINT = ("Nothing was loaded. ptdesk loads only files that hold exactly the images and tags its manifest "
+              "lists; save it anew with: ptdesk images save FILE")
+# Where Docker 25+ and containerd write an image's name into an OCI index.json.
+_NAME_ANNOTATIONS = ("io.containerd.image.name", "org.opencontainers.image.ref.name")
+_KIND = re.compile(r"[a-z][a-z0-9]{0,30}")
+_REFERENCE = re.compile(r"[a-z0-9][a-z0-9._:/-]{0,200}(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?")
+_ID = re.compile(r"sha256:[0-9a-f]{64}")
+_IMAGE_MANIFEST_TYPES = ("application/vnd.oci.image.manifest.v1+json",
+                         "application/vnd.docker.distribution.manifest.v2+json")
+
+
+def _short_name(name: str) -> str:
+    """A reference as `docker images` shows it (docker.io/library/x:1 -> x:1)."""
+    return name.removeprefix("docker.io/").removeprefix("library/")
+
+
+def _check_names(tar: tarfile.TarFile, images: tuple[SavedImage, ...], digests: Mapping[str, str],
+                 path: Path) -> None:
+    """Every image and every name `docker load` would apply is one the manifest claims (see the
+    module doc): an archive may hold nothing beyond what the report shows."""
+    claimed: dict[str, set[str]] = {}
+    for image in images:
+        # The manifest is the archive's own text, printed by `images load`: plain names only.
+        if not (_KIND.fullmatch(image.kind) and _REFERENCE.fullmatch(image.tag) and _ID.fullmatch(image.image_id)):
+            raise TamperedArchive(f"{path} names an image {printable(image.tag)!r} of kind {printable(image.kind)!r} "
+                                  "that is not a plain image name, kind and id.", _NAME_HINT)
+        claimed.setdefault(image.image_id.removeprefix("sha256:"), set()).add(image.tag)
+
+    def refuse(what: str) -> TamperedArchive:
+        return TamperedArchive(f"{path} holds {what}, which its ptdesk manifest does not list.", _NAME_HINT)
+
+    entries = _json_member(tar, "manifest.json") or []
+    for entry in entries:
+        image_id = digests[entry["Config"]]
+        if image_id not in claimed:
+            names = printable(", ".join(entry.get("RepoTags") or ["untagged"]))
+            raise refuse(f"an extra image {image_id[:12]} ({names})")
+        extra = sorted(set(entry.get("RepoTags") or ()) - claimed[image_id])
+        if extra:
+            raise refuse(f"the extra tag {extra[0]!r}")
+    if len(entries) != len(claimed):
+        raise refuse("a different set of images")
+    tags = {tag for names in claimed.values() for tag in names}
+    for repo, by_tag in (_json_member(tar, "repositories") or {}).items():
+        for tag in by_tag:
+            if f"{repo}:{tag}" not in tags:
+                raise refuse(f"the extra tag {f'{repo}:{tag}'!r} (in its repositories file)")
+    for descriptor in (_json_member(tar, "index.json") or {}).get("manifests", []):
+        _check_index_entry(tar, descriptor, claimed, refuse)
+
+
+def _check_index_entry(tar: tarfile.TarFile, descriptor: dict, claimed: Mapping[str, set[str]],
+                       refuse: Callable[[str], TamperedArchive]) -> None:
+    """One OCI index.json entry: an image manifest of a claimed image, named only as claimed."""
+    if descriptor.get("mediaType") not in _IMAGE_MANIFEST_TYPES:
+        raise refuse(f"an index entry of type {descriptor.get('mediaType')!r} (only single images are loaded)")
+    manifest = _json_member(tar, "blobs/" + str(descriptor["digest"]).replace(":", "/")) or {}
+    image_id = str(manifest["config"]["digest"]).removeprefix("sha256:")
+    if image_id not in claimed:
+        raise refuse(f"an extra image {image_id[:12]} (in its index.json)")
+    allowed = {_short_name(tag) for tag in claimed[image_id]} | {tag.rsplit(":", 1)[-1] for tag in claimed[image_id]}
+    for key in _NAME_ANNOTATIONS:
+        name = (descriptor.get("annotations") or {}).get(key)
+        if name is not None and _short_name(str(name)) not in allowed:
+            raise refuse(f"the extra tag {name!r} (in its index.json)")
+
+
+def _json_member(tar: tarfile.TarFile, name: str) -> Any:
+    """A JSON member's content, or None when the archive has no such member."""
+    try:
+        handle = tar.extractfile(name)
+    except KeyError:
+        return None
+    return json.loads(handle.read()) if handle else None
 
 
 def _manifest(tar: tarfile.TarFile, path: Path) -> dict:

@@ -51,9 +51,11 @@ class EnvironmentDoors:
         from ptdesk.core.environment import archive
         return archive.save(self.engine, self.config, kinds, path)
 
-    def load_images(self: Site, path: Path) -> ArchiveReport:
-        from ptdesk.core.environment import archive
-        return archive.load(self.engine, path)
+    def load_images(self: Site, path: Path, unpinned: bool = False) -> ArchiveReport:
+        """Load a saved file; unless `unpinned`, only images the team's baseline pins (or kinds it leaves open)."""
+        from ptdesk.core.environment import archive, baseline
+        pinned = {} if unpinned else {kind: pin.image_id for kind, pin in baseline.read(self.config).items()}
+        return archive.load(self.engine, path, pinned)
 
     def verify_images(self: Site, path: Path) -> ArchiveReport:
         """Check a saved file without loading it."""

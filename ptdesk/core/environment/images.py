@@ -29,7 +29,7 @@ from ptdesk.config import Config
 from ptdesk.core.engine.client import Engine
 from ptdesk.core.environment import baseline, recorded
 from ptdesk.core.environment.recorded import ImageSummary, PackageChange
-from ptdesk.core.gpu.sampler_image import SAMPLER_IMAGE, SAMPLER_TARGET, program_files
+from ptdesk.core.gpu.sampler_image import SAMPLER_TARGET, program_files, sampler_tag
 from ptdesk.core.kinds import REGISTRY, get_kind, kind_names
 from ptdesk.errors import InvalidInput, PtdeskError
 
@@ -121,9 +121,10 @@ def expand_targets(name: str) -> tuple[str, ...]:
 
 
 def image_tag(config: Config, target: str) -> str:
-    """The tag a kind's image is built as and launched from (its `<kind>_image` setting)."""
+    """The tag a kind's image (or the GPU sampler's) is built as and run from (its `<kind>_image`
+    setting, `sampler_image` for the sampler)."""
     if target == SAMPLER_TARGET:
-        return SAMPLER_IMAGE
+        return sampler_tag(config)
     return get_kind(target).image(config)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
+import socket
 import threading
 import time
 from dataclasses import replace
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from ptdesk.core.base.models import LABEL_INSTANCE, LABEL_NAME, LABEL_OWNER, GpuInventory, GpuSnapshot
 from ptdesk.core.gpu import wire
 from ptdesk.core.gpu.nvml import inventory_of
-from ptdesk.core.gpu.sampler_image import SAMPLER_IMAGE
+from ptdesk.core.gpu.sampler_image import sampler_tag
 from ptdesk.errors import GpuUnavailable, PtdeskError
 
 if TYPE_CHECKING:
@@ -47,15 +48,15 @@ def sampler_host_config(gpus: bool) -> dict[str, Any]:
 class SamplerFeed:
     """One attached sampler container and the latest snapshot it sent (a background reader)."""
 
-    def __init__(self, engine: Engine, instance: str) -> None:
+    def __init__(self, engine: Engine, instance: str, image: str) -> None:
         name = f"ptdesk-{instance}-gpu-sampler-{secrets.token_hex(3)}"
         labels = {LABEL_SAMPLER: "1", LABEL_INSTANCE: instance}
         try:
-            self.container, self._sock = engine.run_attached(name=name, image=SAMPLER_IMAGE, labels=labels,
+            self.container, self._sock = engine.run_attached(name=name, image=image, labels=labels,
                                                              host_config=sampler_host_config(True), user="65534:65534")
             self.gpu_runtime = True
         except GpuUnavailable:  # no NVIDIA runtime there: the sampler still runs and says so itself
-            self.container, self._sock = engine.run_attached(name=name, image=SAMPLER_IMAGE, labels=labels,
+            self.container, self._sock = engine.run_attached(name=name, image=image, labels=labels,
                                                              host_config=sampler_host_config(False), user="65534:65534")
             self.gpu_runtime = False
         self._engine = engine
@@ -66,16 +67,17 @@ class SamplerFeed:
         self._reader.start()
 
     def _read(self) -> None:
-        pending = b""
+        lines = wire.LineReader()
         try:
             for chunk in self._engine.attached_output(self._sock):
-                pending += chunk
-                *complete, pending = pending.split(b"\n")
-                for line in complete:
-                    with contextlib.suppress(ValueError, TypeError):
+                for line in lines.feed(chunk):
+                    # Another machine's text: one bad line is skipped, never the end of the feed.
+                    with contextlib.suppress(ValueError):
                         self._publish(wire.decode(line))
         except PtdeskError as exc:
             self.error = exc.message
+        except (OSError, ValueError):
+            pass  # close() shut the socket under the reader: the feed ends as below
         finally:
             with self._arrived:
                 self.error = self.error or "the GPU sampler stopped"
@@ -97,8 +99,12 @@ class SamplerFeed:
 
     def close(self) -> None:
         """End the sampler: its stdin closes with the attach connection, it exits, the engine removes it."""
+        raw = getattr(self._sock, "_sock", self._sock)
         with contextlib.suppress(Exception):
-            getattr(self._sock, "_sock", self._sock).close()
+            # close() alone leaves a local socket open while the reader's file object still holds it.
+            raw.shutdown(socket.SHUT_RDWR)
+        with contextlib.suppress(Exception):
+            raw.close()
         with contextlib.suppress(Exception):
             self._sock.close()
 
@@ -123,7 +129,8 @@ class RemoteGpus:
         with self._lock:
             try:
                 if self._feed is None or not self._feed.alive:
-                    self._feed = SamplerFeed(self._ws.engine, self._ws.config.instance)
+                    self._feed = SamplerFeed(self._ws.engine, self._ws.config.instance,
+                                             sampler_tag(self._ws.config))
                 feed = self._feed
             except PtdeskError as exc:
                 return self._unavailable(exc.message)

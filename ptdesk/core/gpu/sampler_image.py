@@ -13,6 +13,7 @@ import platformdirs
 import pynvml
 
 import ptdesk
+from ptdesk.config import Config
 
 SAMPLER_TARGET = "sampler"
 SAMPLER_IMAGE = "ptdesk/gpu-sampler:latest"
@@ -20,6 +21,12 @@ SAMPLER_IMAGE = "ptdesk/gpu-sampler:latest"
 MODULES = ("__init__.py", "errors.py", "config.py", "config_workstations.py", "core/__init__.py",
            "core/base/__init__.py", "core/base/models.py", "core/base/text.py", "core/gpu/__init__.py",
            "core/gpu/nvml.py", "core/gpu/procmap.py", "core/gpu/wire.py", "core/gpu/sampler_main.py")
+
+
+def sampler_tag(config: Config) -> str:
+    """The tag the sampler is built as and run from: `sampler_image` (PTDESK_SAMPLER_IMAGE), else
+    ptdesk's default; a test run builds its own so it never replaces the team's."""
+    return config.images.get(SAMPLER_TARGET, SAMPLER_IMAGE)
 
 
 def program_files() -> dict[str, bytes]:
