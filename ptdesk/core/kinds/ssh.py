@@ -26,7 +26,7 @@ from ptdesk.core.authorized_keys import (
     read_authorized_keys,
     render_authorized_keys,
 )
-from ptdesk.core.engine import FileSpec
+from ptdesk.core.engine import NOBODY, FileSpec
 from ptdesk.core.kinds.base import Kind, Plan, Recovered, parse_time
 from ptdesk.core.models import LABEL_OWNER, Access, LaunchSpec
 from ptdesk.core.sshcheck import wait_for_login
@@ -111,7 +111,9 @@ class SshKind(Kind):
         engine = ws.engine
         people = {ws.config.uid} | {c.uid for g in ws.store.grants(experiment=record.name)
                                     if (c := ws.store.collaborator(g.collaborator)) and c.uid is not None}
-        rc, out = engine.exec(container_id, ["pgrep", "-c", "-u", ",".join(map(str, sorted(people)))])
+        # As nobody: reading /proc needs no account, and nothing of any person's runs with it.
+        rc, out = engine.exec(container_id, ["pgrep", "-c", "-u", ",".join(map(str, sorted(people)))],
+                              user=NOBODY)
         key = SSH_ACTIVE_KEY + record.name
         # pgrep: 0 = found some, 1 = none; anything else means we could not tell.
         if rc == 0 and out.strip().isdigit() and int(out.strip()) > 0:
