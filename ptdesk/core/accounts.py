@@ -14,7 +14,8 @@ uid is never the owner's, nor (usually) another owner's collaborator's. The imag
 ptdesk-accounts script accepts no uid outside the whole range, so no line can become root or the owner.
 
 Ending a person's processes (`end_processes`) is that script's `end`, run as root through docker
-exec: root may signal another uid's processes only with CAP_KILL, which the SSH kind adds for this
+exec, which becomes that uid (setpriv) to signal all of its processes at once (`kill -KILL -1`);
+sshd's monitor, root, still ends a closed session's child with CAP_KILL, which the SSH kind adds
 (see the README's security model).
 """
 
@@ -99,14 +100,16 @@ class Ended:
                 **({"error": self.error} if self.error else {})}
 
 
-def end_processes(engine: Engine, container_id: str, person: str, experiment: str) -> Ended:
-    """SIGSTOP then SIGKILL every process of `person`'s account in a running container, until none
-    is left (a stopped process cannot fork away while the rest are killed). Never raises: a
+def end_processes(engine: Engine, container_id: str, person: str, experiment: str,
+                  account: str | None = None) -> Ended:
+    """End every process of `person`'s account (or of `account`, a collaborator uid, when the
+    container may no longer list it) in a running container: the script signals all of them in one
+    kernel pass as that uid, until none is left, so no fork chain outruns it. Never raises: a
     container that cannot be asked is an Ended with its error, which callers report."""
     if person == CONTAINER_USER:
         raise ValueError("the owner's account is never ended")
     try:
-        rc, out = engine.exec(container_id, [ACCOUNTS_SCRIPT, "end", person])
+        rc, out = engine.exec(container_id, [ACCOUNTS_SCRIPT, "end", account or person])
     except PtdeskError as exc:
         return Ended(person, experiment, error=exc.message)
     if rc != 0:
@@ -128,7 +131,7 @@ def _state(engine: Engine, container_id: str | None) -> str:
 
 
 def end_in(engine: Engine, store: Store, experiment: str, container_id: str | None, person: str,
-           why: str) -> Ended:
+           why: str, account: str | None = None) -> Ended:
     """End `person`'s processes in one experiment (nothing runs in a stopped or gone one) and
     audit it. A paused container's processes would run on when unpaused: an error, tried again."""
     state = _state(engine, container_id)
@@ -138,6 +141,6 @@ def end_in(engine: Engine, store: Store, experiment: str, container_id: str | No
         ended = Ended(person, experiment)
     else:
         assert container_id is not None
-        ended = end_processes(engine, container_id, person, experiment)
+        ended = end_processes(engine, container_id, person, experiment, account)
     store.audit("ended-processes", experiment, {**ended.audit(), "why": why})
     return ended

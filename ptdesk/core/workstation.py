@@ -283,8 +283,9 @@ class Workstation:
         return collab.revoke(self, name, experiment)
 
     def end_expired(self) -> list[Ended]:
-        """End what expired collaborators still run (sshd already refuses their logins)."""
-        return expiry.end_expired(self)
+        """End what expired collaborators still run (sshd already refuses their logins), and what
+        any collaborator uid without a grant runs."""
+        return expiry.end_revoked(self)
 
     def finish_pending(self, experiment: str) -> dict[str, ContainerRotation]:
         """Finish key rotations that waited for `experiment` to run again, by collaborator."""

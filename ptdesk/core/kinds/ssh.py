@@ -37,10 +37,9 @@ if TYPE_CHECKING:
     from ptdesk.core.workstation import Workstation
 
 # sshd as root needs exactly these for privilege separation and interactive (pty) logins; KILL
-# lets root in the container signal other accounts' processes: ptdesk ends a revoked (removed,
-# rotated-away, expired) person's sessions and processes with it (ptdesk-accounts end), and sshd's
-# monitor ends a closed session's child with it. It reaches nothing outside the container's own
-# PID namespace.
+# lets sshd's root monitor end a closed session's child (another uid's process). ptdesk itself ends
+# a revoked (removed, rotated-away, expired) person's processes as that person's uid (setpriv, with
+# SETUID/SETGID), not with KILL. None of it reaches outside the container's own PID namespace.
 SSHD_CAPS = ("SETUID", "SETGID", "SYS_CHROOT", "CHOWN", "AUDIT_WRITE", "KILL")
 HOST_KEY_FILE = "ssh_host_ed25519_key.pub"
 HOST_KEY_IN_CONTAINER = "/etc/ssh/ssh_host_ed25519_key.pub"
