@@ -4,7 +4,13 @@ The owner's account is the image's "ptdesk", running as the owner's host uid (wo
 belong to the owner on the host). Each granted collaborator gets an account named after them, with
 a uid ptdesk gives once per person and keeps in the store (so `ptdesk gpus` can name whoever runs
 a GPU process, and the same person has the same uid in every experiment of this owner), a home of
-their own (0700) and membership of the owner's group, which /workspace is shared through.
+their own (0700) and membership of ptdesk-share, the group /workspace is shared through while anyone
+is granted. Its gid (`share_gid`) is the first id of the owner's collaborator block: no host group
+has it, so what collaborators make in the workspace (a setgid file included) never carries a host
+group with a meaning, and the owner reaches their files on the host through a default ACL entry
+for the owner's uid instead. `other` gets nothing in that ACL; after the last grant goes, it is
+removed again with the setgid bit, and setuid/setgid files in the workspace are made plain at every
+start and grant change (ptdesk-accounts).
 
 Collaborator uids: UID_BASE + (owner uid mod 10000) * 10000 + 1 ... + 9999, i.e. within
 1_900_000_000-1_999_999_999. That is far above every login uid (Debian's UID_MAX is 60000), above
@@ -43,6 +49,11 @@ def uid_range(owner_uid: int) -> tuple[int, int]:
     """First and last collaborator uid of the owner whose host uid is `owner_uid`."""
     first = UID_BASE + (owner_uid % UID_BLOCK) * UID_BLOCK + 1
     return first, first + UID_BLOCK - 2
+
+
+def share_gid(owner_uid: int) -> int:
+    """The gid of the group an owner's workspace is shared through (ptdesk-accounts computes the same)."""
+    return uid_range(owner_uid)[0] - 1
 
 
 def check_account_name(name: str) -> str:
