@@ -67,14 +67,15 @@ def end_ungranted(ws: Workstation, now: float | None = None) -> list[Ended]:
     people = {c.name: c for c in store.collaborators()}
     names = {c.uid: c.name for c in people.values() if c.uid is not None}
     out: list[Ended] = []
+    running = {c["Id"] for c in ws.engine.list_managed(ws.config.instance, all=False)}  # one request
     for record in store.experiments():
         kind = REGISTRY.get(record.kind)
-        if not record.container_id or kind is None or not kind.grants_logins:
+        if record.container_id not in running or kind is None or not kind.grants_logins:
             continue
         try:
             uids = ws.engine.top_uids(record.container_id)
         except PtdeskError:
-            continue  # not running (or gone): nothing runs there; the next pass looks again
+            continue  # gone meanwhile: nothing runs there; the next pass looks again
         allowed = {people[g.collaborator].uid for g in store.grants(experiment=record.name)
                    if g.collaborator in people and (people[g.collaborator].expires or now + 1) > now}
         for uid in sorted(u for u in uids if UID_BASE <= u <= UID_LAST and u not in allowed):
