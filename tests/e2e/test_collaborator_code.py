@@ -11,6 +11,7 @@ call its timer makes) must leave no marker of any uid but eve's; before the prob
 from __future__ import annotations
 
 import io
+import json
 import tarfile
 import uuid
 from collections.abc import Iterator
@@ -24,6 +25,7 @@ from helpers import SSH_IMAGE, remove_instance_containers
 
 from ptdesk.core.engine import Engine
 from ptdesk.core.workstation import Workstation
+from ptdesk.errors import PtdeskError
 
 if TYPE_CHECKING:
     from e2e.conftest import Ptdesk
@@ -87,9 +89,11 @@ def planted(module_desk: Ptdesk, engine: Engine, python_ssh_image: str,
 def test_env_never_runs_a_collaborators_workspace_code_as_anyone_else(module_desk: Ptdesk, planted: tuple[dict, int],
                                                                       engine: Engine) -> None:
     box, eve_uid = planted
-    found = module_desk.json("env", "probed")
-    assert found["live"] is not None and found["live"]["python"], found  # the probe still answers
+    rc, out, err = module_desk.run("env", "probed", "--json")
     assert [m for m in _markers(engine, box["id"]) if not m.endswith(f".{eve_uid}")] == []
+    assert rc == 0, err
+    found = json.loads(out)
+    assert found["live"] is not None and found["live"]["python"], found  # the probe still answers
     assert found["live"]["torch"] is None  # the fake torch/ was not imported for its version
 
 
@@ -99,10 +103,13 @@ def test_the_dashboards_environment_refresh_never_runs_it_either(module_desk: Pt
     ws = Workstation(module_desk.config)
     try:
         checked = ws.check_environments()  # what the dashboard's "env" feed runs on its timer
+    except PtdeskError as exc:
+        checked = exc
     finally:
         ws.close()
-    assert [c.name for c in checked if c.live is not None] == ["probed"]
     assert [m for m in _markers(engine, box["id"]) if not m.endswith(f".{eve_uid}")] == []
+    assert not isinstance(checked, PtdeskError), checked
+    assert [c.name for c in checked if c.live is not None] == ["probed"]
 
 
 def test_the_probe_reads_no_interpreter_someone_else_may_change(module_desk: Ptdesk, planted: tuple[dict, int],
