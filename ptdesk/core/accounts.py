@@ -36,6 +36,7 @@ from ptdesk.core.state import Store
 from ptdesk.errors import InvalidInput, PtdeskError
 
 UID_BASE = 1_900_000_000
+UID_LAST = 1_999_999_999  # the end of every owner's collaborator block (ptdesk-accounts' UID_LAST)
 UID_BLOCK = 10_000
 # Accounts every Debian/Ubuntu image has (and ptdesk's own): never a collaborator's name.
 RESERVED_NAMES = frozenset({

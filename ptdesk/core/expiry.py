@@ -18,14 +18,13 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from ptdesk.core.accounts import UID_BASE, Ended, end_in
+from ptdesk.core.accounts import UID_BASE, UID_LAST, Ended, end_in
 from ptdesk.core.kinds import REGISTRY
 from ptdesk.errors import PtdeskError
 
 if TYPE_CHECKING:
     from ptdesk.core.workstation import Workstation
 
-UID_LAST = 1_999_999_999  # the end of every owner's collaborator range (ptdesk-accounts' too)
 ENFORCED_KEY = "expiry.ended."  # + person + "." + experiment -> the expiry that was enforced there
 
 
