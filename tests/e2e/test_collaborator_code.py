@@ -2,7 +2,8 @@
 
 eve has her own account in an SSH experiment and writes what Python would pick up if ptdesk's
 environment probe ran it from the workspace or imported the environment's packages: a json.py, a
-sitecustomize.py and a usercustomize.py, a .pth file and a fake torch/ package. Each writes a marker
+sitecustomize.py and a usercustomize.py, a .pth file (in the workspace, and in a site folder the
+image left open to anyone) and a fake torch/ package. Each writes a marker
 naming the uid it ran as. `ptdesk env NAME` and the dashboard's environment refresh (the same core
 call its timer makes) must leave no marker of any uid but eve's; before the probe ran isolated from
 /, eve's json.py ran as the owner.
@@ -75,14 +76,20 @@ def planted(module_desk: Ptdesk, engine: Engine, python_ssh_image: str,
             tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, int]:
     desk = replace(module_desk, env={**module_desk.env, "PTDESK_SSH_IMAGE": python_ssh_image})
     box = desk.new("ssh", "--name", "probed", "--cpus", "1")
+    # An image whose site folder anyone may write (some images open theirs up for convenience).
+    rc, out = engine.exec(box["id"], ["sh", "-c", "d=$(python3 -I -c 'import site; print(site.getsitepackages()[0])') "
+                                                  "&& mkdir -p $d && chmod 1777 $d && echo $d"])
+    assert rc == 0, out
+    site_folder = out.decode().strip()
     eve = person(desk, "eve", tmp_path_factory.mktemp("people"), "probed")
     script = "mkdir -p /workspace/torch && " + " && ".join(
         f"printf '%s\\n' \"{text}\" > /workspace/{name}" for name, text in PLANTED.items())
+    script += f" && printf '%s\\n' \"{PAYLOAD % 'sitepth'}\" > {site_folder}/evil.pth"
     made = eve.ssh("probed", f"{script} && id -u")
     assert made.returncode == 0, made.stderr
     # Sanity: the payloads do run when Python is pointed at them (as eve herself, here).
     ran = eve.ssh("probed", "cd /workspace && python3 -c 'import json, torch' && ls /tmp")
-    assert "planted.json." in ran.stdout and "planted.torch." in ran.stdout, ran
+    assert all(f"planted.{what}." in ran.stdout for what in ("json", "torch", "sitepth")), ran
     return box, int(made.stdout.split()[-1])
 
 
