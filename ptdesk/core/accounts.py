@@ -28,7 +28,7 @@ sshd's monitor, root, still ends a closed session's child with CAP_KILL, which t
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ptdesk.core.authorized_keys import ACCOUNTS_SCRIPT, CONTAINER_USER
 from ptdesk.core.engine import Engine
@@ -84,6 +84,7 @@ class Ended:
     pids: tuple[int, ...] = ()  # container-side pids, as ps inside the container shows them
     sessions: int = 0  # of which sshd session processes (one per open login)
     error: str | None = None  # why nothing could be ended (the container could not be asked)
+    why: str | None = None  # what ended them (revoke, rotate, expired, no grant, ...)
 
     @property
     def count(self) -> int:
@@ -104,6 +105,8 @@ class Ended:
                      "sessions": self.sessions, "pids": list(self.pids)}
         if self.error:
             out["error"] = self.error
+        if self.why:
+            out["why"] = self.why
         return out
 
     def audit(self) -> dict:
@@ -155,4 +158,4 @@ def end_in(engine: Engine, store: Store, experiment: str, container_id: str | No
         assert container_id is not None
         ended = end_processes(engine, container_id, person, experiment, account)
     store.audit("ended-processes", experiment, {**ended.audit(), "why": why})
-    return ended
+    return replace(ended, why=why)
