@@ -59,7 +59,7 @@ def test_a_collaborators_setgid_file_carries_no_host_group_and_is_made_plain_at_
     box, workspace = shared
     eve = person(module_desk, "eve2", tmp_path_factory.mktemp("more"), "shared")
     planted = eve.ssh("shared", "cp /bin/bash /workspace/.x && chmod 2755 /workspace/.x && "
-                                "cp /bin/bash /workspace/.y && chmod 4755 /workspace/.y")
+                                "cp /bin/bash '/workspace/a b' && chmod 4755 '/workspace/a b'")
     assert planted.returncode == 0, planted.stderr
     x = (workspace / ".x").stat()
     assert x.st_mode & stat.S_ISGID  # eve may set it ...
@@ -68,7 +68,7 @@ def test_a_collaborators_setgid_file_carries_no_host_group_and_is_made_plain_at_
         grp.getgrgid(x.st_gid)
     module_desk.ok("stop", "shared")
     module_desk.ok("start", "shared")
-    for name in (".x", ".y"):
+    for name in (".x", "a b"):
         assert (workspace / name).stat().st_mode & (stat.S_ISUID | stat.S_ISGID) == 0, name
     logs = engine.api.logs(module_desk.listed()["shared"]["id"]).decode()
     assert "removed the setuid/setgid bits of /workspace/.x" in logs, logs
