@@ -93,14 +93,16 @@ def watch(ws: Workstation, as_json: bool) -> None:
 
 
 def _expiry_loop(ws: Workstation, stop: threading.Event, as_json: bool) -> None:
-    """sshd refuses an expired key; what its holder still runs is ended here, within seconds."""
+    """sshd refuses an expired key; what its holder still runs is ended here, within seconds, and
+    so is what any collaborator uid without a grant runs."""
     own = ws.fork()  # its own store connection and engine client, like the cull loop's
     try:
         while not stop.wait(EXPIRY_EVERY):
             try:
                 for ended in own.end_expired():
-                    if ended.pids or ended.error:
-                        _line(as_json, "expired", f"expired  {ended.summary()}", **ended.to_json())
+                    if ended.pids or ended.error:  # an expired person's, or a uid's without a grant
+                        label = "expired" if ended.why == "expired" else "ended"
+                        _line(as_json, label, f"{label:<8} {ended.summary()}", **ended.to_json())
             except PtdeskError:
                 own.drop_engine()  # the watcher reports engine trouble; try again next round
     finally:

@@ -9,6 +9,7 @@ the owner whoever runs it. Before per-person accounts every one of these worked 
 from __future__ import annotations
 
 import json
+import os
 import stat
 import time
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING
 import pynvml
 import pytest
 
-from ptdesk.core.access.accounts import UID_BASE
+from ptdesk.core.access.accounts import UID_BASE, share_gid
 from ptdesk.core.access.sshcheck import try_login
 from ptdesk.core.engine.client import Engine
 from ptdesk.core.workstation import Workstation
@@ -178,7 +179,8 @@ def test_the_workspace_is_shared_and_the_owner_keeps_control(boxes: dict, module
     edit = owner_ssh(module_desk, boxes["acc"], "echo two >> /workspace/gi-runs/notes && cat /workspace/gi-runs/notes",
                      tmp_path)
     assert edit.returncode == 0 and edit.stdout.split() == ["one", "two"], edit
-    # ... and on the host gi's files carry the owner's group, group-writable, in setgid folders.
+    # ... and on the host gi's files carry the share group (no host group has its gid), group-writable,
+    # in setgid folders, with an ACL entry for the owner's uid (the owner is in no such host group).
     ws = Workstation(module_desk.config)
     try:
         workspace = Path(ws.store.experiment("acc").workspace)
@@ -187,7 +189,9 @@ def test_the_workspace_is_shared_and_the_owner_keeps_control(boxes: dict, module
     made = workspace / "gi-runs"
     for path in (made, made / "notes"):
         info = path.stat()
-        assert info.st_gid == module_desk.config.gid and info.st_mode & stat.S_IWGRP, (path, oct(info.st_mode))
+        assert info.st_gid == share_gid(module_desk.config.uid), (path, info.st_gid)
+        assert info.st_mode & stat.S_IWGRP, (path, oct(info.st_mode))
+        assert os.getxattr(path, "system.posix_acl_access")
         assert info.st_uid == uid_of(module_desk, "gi") >= UID_BASE
     assert made.stat().st_mode & stat.S_ISGID and workspace.stat().st_mode & stat.S_ISGID
     assert owner_ssh(module_desk, boxes["acc"], "rm -r /workspace/gi-runs", tmp_path).returncode == 0

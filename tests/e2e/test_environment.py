@@ -51,7 +51,8 @@ def pair(module_desk: Ptdesk, engine: Engine) -> tuple[dict, dict]:
     b = module_desk.new("jupyter", "--name", "envb", "--owner", "alice")
     wheel = make_wheel(module_desk.config.workspaces / "enva")  # that folder is the container's /workspace
     config = module_desk.config
-    rc, out = engine.exec(a["id"], ["pip", "install", "--no-index", "--no-deps", f"/workspace/{wheel.name}"],
+    pip = "/opt/ptdesk/jupyter/bin/pip"  # ptdesk's execs run with the system folders as PATH
+    rc, out = engine.exec(a["id"], [pip, "install", "--no-index", "--no-deps", f"/workspace/{wheel.name}"],
                           user=f"{config.uid}:{config.gid}")
     assert rc == 0, out.decode(errors="replace")
     return a, b

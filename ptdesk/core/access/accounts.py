@@ -4,7 +4,13 @@ The owner's account is the image's "ptdesk", running as the owner's host uid (wo
 belong to the owner on the host). Each granted collaborator gets an account named after them, with
 a uid ptdesk gives once per person and keeps in the store (so `ptdesk gpus` can name whoever runs
 a GPU process, and the same person has the same uid in every experiment of this owner), a home of
-their own (0700) and membership of the owner's group, which /workspace is shared through.
+their own (0700) and membership of ptdesk-share, the group /workspace is shared through while anyone
+is granted. Its gid (`share_gid`) is the first id of the owner's collaborator block: no host group
+has it, so what collaborators make in the workspace (a setgid file included) never carries a host
+group with a meaning, and the owner reaches their files on the host through a default ACL entry
+for the owner's uid instead. `other` gets nothing in that ACL; after the last grant goes, it is
+removed again with the setgid bit, and setuid/setgid files in the workspace are made plain at every
+start and grant change (ptdesk-accounts).
 
 Collaborator uids: UID_BASE + (owner uid mod 10000) * 10000 + 1 ... + 9999, i.e. within
 1_900_000_000-1_999_999_999. That is far above every login uid (Debian's UID_MAX is 60000), above
@@ -14,14 +20,15 @@ uid is never the owner's, nor (usually) another owner's collaborator's. The imag
 ptdesk-accounts script accepts no uid outside the whole range, so no line can become root or the owner.
 
 Ending a person's processes (`end_processes`) is that script's `end`, run as root through docker
-exec: root may signal another uid's processes only with CAP_KILL, which the SSH kind adds for this
+exec, which becomes that uid (setpriv) to signal all of its processes at once (`kill -KILL -1`);
+sshd's monitor, root, still ends a closed session's child with CAP_KILL, which the SSH kind adds
 (see the README's security model).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ptdesk.core.access.authorized_keys import ACCOUNTS_SCRIPT, CONTAINER_USER
 from ptdesk.core.engine.client import Engine
@@ -29,6 +36,7 @@ from ptdesk.core.store.state import Store
 from ptdesk.errors import InvalidInput, PtdeskError
 
 UID_BASE = 1_900_000_000
+UID_LAST = 1_999_999_999  # the end of every owner's collaborator block (ptdesk-accounts' UID_LAST)
 UID_BLOCK = 10_000
 # Accounts every Debian/Ubuntu image has (and ptdesk's own): never a collaborator's name.
 RESERVED_NAMES = frozenset({
@@ -42,6 +50,11 @@ def uid_range(owner_uid: int) -> tuple[int, int]:
     """First and last collaborator uid of the owner whose host uid is `owner_uid`."""
     first = UID_BASE + (owner_uid % UID_BLOCK) * UID_BLOCK + 1
     return first, first + UID_BLOCK - 2
+
+
+def share_gid(owner_uid: int) -> int:
+    """The gid of the group an owner's workspace is shared through (ptdesk-accounts computes the same)."""
+    return uid_range(owner_uid)[0] - 1
 
 
 def check_account_name(name: str) -> str:
@@ -71,6 +84,7 @@ class Ended:
     pids: tuple[int, ...] = ()  # container-side pids, as ps inside the container shows them
     sessions: int = 0  # of which sshd session processes (one per open login)
     error: str | None = None  # why nothing could be ended (the container could not be asked)
+    why: str | None = None  # what ended them (revoke, rotate, expired, no grant, ...)
 
     @property
     def count(self) -> int:
@@ -91,6 +105,8 @@ class Ended:
                      "sessions": self.sessions, "pids": list(self.pids)}
         if self.error:
             out["error"] = self.error
+        if self.why:
+            out["why"] = self.why
         return out
 
     def audit(self) -> dict:
@@ -99,14 +115,16 @@ class Ended:
                 **({"error": self.error} if self.error else {})}
 
 
-def end_processes(engine: Engine, container_id: str, person: str, experiment: str) -> Ended:
-    """SIGSTOP then SIGKILL every process of `person`'s account in a running container, until none
-    is left (a stopped process cannot fork away while the rest are killed). Never raises: a
+def end_processes(engine: Engine, container_id: str, person: str, experiment: str,
+                  account: str | None = None) -> Ended:
+    """End every process of `person`'s account (or of `account`, a collaborator uid, when the
+    container may no longer list it) in a running container: the script signals all of them in one
+    kernel pass as that uid, until none is left, so no fork chain outruns it. Never raises: a
     container that cannot be asked is an Ended with its error, which callers report."""
     if person == CONTAINER_USER:
         raise ValueError("the owner's account is never ended")
     try:
-        rc, out = engine.exec(container_id, [ACCOUNTS_SCRIPT, "end", person])
+        rc, out = engine.exec(container_id, [ACCOUNTS_SCRIPT, "end", account or person])
     except PtdeskError as exc:
         return Ended(person, experiment, error=exc.message)
     if rc != 0:
@@ -128,7 +146,7 @@ def _state(engine: Engine, container_id: str | None) -> str:
 
 
 def end_in(engine: Engine, store: Store, experiment: str, container_id: str | None, person: str,
-           why: str) -> Ended:
+           why: str, account: str | None = None) -> Ended:
     """End `person`'s processes in one experiment (nothing runs in a stopped or gone one) and
     audit it. A paused container's processes would run on when unpaused: an error, tried again."""
     state = _state(engine, container_id)
@@ -138,6 +156,6 @@ def end_in(engine: Engine, store: Store, experiment: str, container_id: str | No
         ended = Ended(person, experiment)
     else:
         assert container_id is not None
-        ended = end_processes(engine, container_id, person, experiment)
+        ended = end_processes(engine, container_id, person, experiment, account)
     store.audit("ended-processes", experiment, {**ended.audit(), "why": why})
-    return ended
+    return replace(ended, why=why)

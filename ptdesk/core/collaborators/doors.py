@@ -47,9 +47,10 @@ class CollaboratorDoors:
         return grants.revoke(self, name, experiment)
 
     def end_expired(self: Site) -> list[Ended]:
-        """End what expired collaborators still run (sshd already refuses their logins)."""
+        """End what expired collaborators still run (sshd already refuses their logins), and what
+        any collaborator uid without a grant runs."""
         from ptdesk.core.collaborators import expiry
-        return expiry.end_expired(self)
+        return expiry.end_revoked(self)
 
     def finish_pending(self: Site, experiment: str) -> dict[str, ContainerRotation]:
         """Finish key rotations that waited for `experiment` to run again, by collaborator."""

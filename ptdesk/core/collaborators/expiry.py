@@ -1,4 +1,4 @@
-"""An expired collaborator leaves nothing running.
+"""An expired or revoked collaborator leaves nothing running.
 
 sshd itself refuses an expired key for new logins (the expiry-time option ptdesk writes), but
 what the person already runs keeps running: ending it needs ptdesk to act. It does so at every
@@ -6,6 +6,11 @@ reconcile (each CLI start, the watcher's reconnect) and in `ptdesk watch`'s hous
 Each person's expiry is enforced once per experiment (a store note keyed by the expiry time, so
 a new expiry after a rotation is enforced again); an expired key logs in no more, so nothing of
 theirs can start again after that.
+
+Every pass also looks at who runs what in each running experiment that gives logins (the engine's
+ps, no exec): a collaborator uid with no grant there now (revoked, removed, expired) that still
+runs something — a process that slipped past an earlier end, or one started in between — is
+ended again (`end_ungranted`).
 """
 
 from __future__ import annotations
@@ -13,7 +18,8 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from ptdesk.core.access.accounts import Ended, end_in
+from ptdesk.core.access.accounts import UID_BASE, UID_LAST, Ended, end_in
+from ptdesk.core.kinds import REGISTRY
 from ptdesk.errors import PtdeskError
 
 if TYPE_CHECKING:
@@ -45,4 +51,33 @@ def end_expired(ws: Site, now: float | None = None) -> list[Ended]:
             if ended.error is None:
                 store.set_meta(key, repr(person.expires))
             out.append(ended)
+    return out
+
+
+def end_revoked(ws: Site, now: float | None = None) -> list[Ended]:
+    """One pass of both: what expired people run, then any collaborator uid without a grant."""
+    return end_expired(ws, now) + end_ungranted(ws, now)
+
+
+def end_ungranted(ws: Site, now: float | None = None) -> list[Ended]:
+    """End what collaborator uids without a live grant run in this home's running experiments."""
+    now = time.time() if now is None else now
+    store = ws.store
+    people = {c.name: c for c in store.collaborators()}
+    names = {c.uid: c.name for c in people.values() if c.uid is not None}
+    out: list[Ended] = []
+    running = {c["Id"] for c in ws.engine.list_managed(ws.config.instance, all=False)}  # one request
+    for record in store.experiments():
+        kind = REGISTRY.get(record.kind)
+        if record.container_id not in running or kind is None or not kind.grants_logins:
+            continue
+        try:
+            uids = ws.engine.top_uids(record.container_id)
+        except PtdeskError:
+            continue  # gone meanwhile: nothing runs there; the next pass looks again
+        allowed = {people[g.collaborator].uid for g in store.grants(experiment=record.name)
+                   if g.collaborator in people and (people[g.collaborator].expires or now + 1) > now}
+        for uid in sorted(u for u in uids if UID_BASE <= u <= UID_LAST and u not in allowed):
+            out.append(end_in(ws.engine, store, record.name, record.container_id, names.get(uid, f"uid {uid}"),
+                              "no grant", account=str(uid)))
     return out

@@ -47,6 +47,11 @@ def _check_stat(where: str, stat: dict | None, max_bytes: int, hint: str) -> Non
         raise PtdeskError(f"{where} is larger than {max_bytes} bytes.", hint)
 
 
+# The PATH of every command ptdesk runs in a container: folders only root writes in ptdesk's images.
+SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+NOBODY = "65534:65534"  # who runs what needs no account: owns nothing, in any image
+
+
 class ClosableStream:
     """docker-py's event stream, closable from another thread on every transport: its close()
     refuses ssh:// engines ("Cancellable streams not supported"), so there the SSH channel that
@@ -256,8 +261,12 @@ class Engine:
         return None
 
     def exec(self, container: str, cmd: list[str], user: str = "root") -> tuple[int, bytes]:
+        """Run `cmd` in a running container. Always from / with the system folders as PATH: the
+        container's working directory (/workspace) and anything on its PATH may be written by
+        the people in it, and a program or module found there would run as `user`."""
         with translated_errors(f"Running a command in {container[:12]}", self.where):
-            exec_id = self.api.exec_create(container, cmd, user=user, stdout=True, stderr=True)["Id"]
+            exec_id = self.api.exec_create(container, cmd, user=user, stdout=True, stderr=True,
+                                           environment={"PATH": SAFE_PATH}, workdir="/")["Id"]
             output = self.api.exec_start(exec_id)
             rc = self.api.exec_inspect(exec_id).get("ExitCode")
             return (rc if rc is not None else -1), output
@@ -267,6 +276,12 @@ class Engine:
         with translated_errors(f"Listing processes of {container[:12]}", self.where):
             top = self.api.top(container, ps_args="-eo pid")
         return [int(row[0]) for row in top.get("Processes") or []]
+
+    def top_uids(self, container: str) -> set[int]:
+        """The uids that processes of a running container run as (no exec: the engine's ps)."""
+        with translated_errors(f"Listing processes of {container[:12]}", self.where):
+            top = self.api.top(container, ps_args="-eo pid,uid")
+        return {int(row[1]) for row in top.get("Processes") or [] if len(row) > 1 and str(row[1]).isdigit()}
 
     # --- networks --------------------------------------------------------------------------
     def networks_named(self, name: str) -> list[dict]:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from ptdesk.core.access.ownership import instance_containers, refuse_if_foreign
 from ptdesk.core.base.models import EnvironmentMark, Experiment
+from ptdesk.core.engine.client import SAFE_PATH
 from ptdesk.core.environment import baseline
 from ptdesk.core.environment.images import images_root
 from ptdesk.core.environment.recorded import (
@@ -152,12 +153,22 @@ def environment(ws: Site, name: str) -> ExperimentEnvironment:
 
 
 def probe_live(ws: Site, container_id: str, details: Mapping) -> Environment:
-    """Run the probe (ptdesk's own copy: it works in images that do not carry one) in the container
-    as the container user, so it sees that user's site-packages."""
+    """Run the probe (ptdesk's own copy: it works in images that do not carry one) in the container.
+
+    People in the experiment can write its workspace, homes and user sites, so nothing of theirs
+    may run: an empty environment (`env -i`), the working directory /, the interpreter taken from
+    the image's own PATH only where root alone can change it, `python3 -I`, and versions read from
+    metadata files (nothing imported). It runs as the experiment's person (the owner's account)
+    only because that account's user site is in its 0700 home, which no other user may read."""
     script = probe_source(images_root()).decode()
-    _, output = ws.engine.exec(container_id, ["sh", "-c", script, "env-probe", "--live"],
-                                user=_container_user(ws, details))
+    image_path = _env(details).get("PATH") or SAFE_PATH
+    _, output = ws.engine.exec(container_id, ["/usr/bin/env", "-i", "/bin/sh", "-c", script, "env-probe",
+                                              "--live", image_path], user=_container_user(ws, details))
     return parse_probe(output, container_id[:12])
+
+
+def _env(details: Mapping) -> dict[str, str]:
+    return dict(item.split("=", 1) for item in (details.get("Config") or {}).get("Env") or [] if "=" in item)
 
 
 def _container_user(ws: Site, details: Mapping) -> str:
@@ -166,7 +177,7 @@ def _container_user(ws: Site, details: Mapping) -> str:
     user = config.get("User") or ""
     if user and not user.startswith("0") and user != "root":
         return user
-    env = dict(item.split("=", 1) for item in config.get("Env") or [] if "=" in item)
+    env = _env(details)
     if env.get("PTDESK_UID", "").isdigit():
         return f"{env['PTDESK_UID']}:{env.get('PTDESK_GID', env['PTDESK_UID'])}"
     return f"{ws.config.uid}:{ws.config.gid}"

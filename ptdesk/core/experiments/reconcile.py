@@ -126,7 +126,7 @@ def reconcile(ws: Site) -> ReconcileReport:
             except PtdeskError as exc:  # e.g. it vanished while we looked at it, or holds garbage
                 log.warning("could not adopt %s: %s", name, exc.message)
         orphans.append(printable(name))  # any engine user's label: printed by reconcile and watch
-    ended = [f"{e.person} in {e.experiment}: {e.count} process(es)" for e in expiry.end_expired(ws) if e.pids]
+    ended = [f"{e.person} in {e.experiment}: {e.count} process(es)" for e in expiry.end_revoked(ws) if e.pids]
     return ReconcileReport(released=tuple(released), rolled_back=tuple(rolled_back), adopted=tuple(adopted),
                            orphans=tuple(orphans), unverified=tuple(unverified), ended=tuple(ended))
 

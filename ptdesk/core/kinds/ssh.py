@@ -30,7 +30,7 @@ from ptdesk.core.access.sshcheck import wait_for_login
 from ptdesk.core.base import keys
 from ptdesk.core.base.models import LABEL_OWNER, Access, LaunchSpec
 from ptdesk.core.base.times import parse_time
-from ptdesk.core.engine.client import FileSpec
+from ptdesk.core.engine.client import NOBODY, FileSpec
 from ptdesk.core.kinds.base import Kind, Plan, Recovered
 from ptdesk.core.store import experiment_files
 from ptdesk.core.store.state import ExperimentRecord
@@ -40,10 +40,9 @@ if TYPE_CHECKING:
     from ptdesk.core.site import Site
 
 # sshd as root needs exactly these for privilege separation and interactive (pty) logins; KILL
-# lets root in the container signal other accounts' processes: ptdesk ends a revoked (removed,
-# rotated-away, expired) person's sessions and processes with it (ptdesk-accounts end), and sshd's
-# monitor ends a closed session's child with it. It reaches nothing outside the container's own
-# PID namespace.
+# lets sshd's root monitor end a closed session's child (another uid's process). ptdesk itself ends
+# a revoked (removed, rotated-away, expired) person's processes as that person's uid (setpriv, with
+# SETUID/SETGID), not with KILL. None of it reaches outside the container's own PID namespace.
 SSHD_CAPS = ("SETUID", "SETGID", "SYS_CHROOT", "CHOWN", "AUDIT_WRITE", "KILL")
 HOST_KEY_FILE = "ssh_host_ed25519_key.pub"
 HOST_KEY_IN_CONTAINER = "/etc/ssh/ssh_host_ed25519_key.pub"
@@ -114,7 +113,9 @@ class SshKind(Kind):
         engine = ws.engine
         people = {ws.config.uid} | {c.uid for g in ws.store.grants(experiment=record.name)
                                     if (c := ws.store.collaborator(g.collaborator)) and c.uid is not None}
-        rc, out = engine.exec(container_id, ["pgrep", "-c", "-u", ",".join(map(str, sorted(people)))])
+        # As nobody: reading /proc needs no account, and nothing of any person's runs with it.
+        rc, out = engine.exec(container_id, ["pgrep", "-c", "-u", ",".join(map(str, sorted(people)))],
+                              user=NOBODY)
         key = SSH_ACTIVE_KEY + record.name
         # pgrep: 0 = found some, 1 = none; anything else means we could not tell.
         if rc == 0 and out.strip().isdigit() and int(out.strip()) > 0:
