@@ -50,6 +50,7 @@ class RemoteBox:
     root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="ptd-rbox-", dir="/tmp")))
     tag: str = field(default_factory=lambda: f"{random.randrange(16**5):05x}")
     port: int = field(default_factory=_free_port)
+    pool: int = field(default_factory=lambda: random.randrange(20, 220))  # 10.<pool>.0.0/16 for its networks
     dockerd: subprocess.Popen | None = None
     sshd: subprocess.Popen | None = None
 
@@ -119,7 +120,10 @@ class RemoteBox:
         self.dockerd = subprocess.Popen(
             ["dockerd", "--host", self.docker_host, "--data-root", str(self.root / "data"),
              "--exec-root", str(self.root / "exec"), "--pidfile", str(pidfile), "--bridge", self.bridge,
-             "--iptables=false", "--ip-masq=false", "--group", self.user],
+             "--iptables=false", "--ip-masq=false", "--group", self.user,
+             # Networks made in it (ptdesk's experiments network) from a pool of its own: the
+             # default pools are shared with every engine on this machine and can run out.
+             "--default-address-pool", f"base=10.{self.pool}.0.0/16,size=24"],
             stdout=log, stderr=log, start_new_session=True)
         log.close()
         _wait(self.engine_answers, 60, "the second dockerd")
@@ -207,6 +211,8 @@ class RemoteBox:
                 containers = _run("docker", "-H", self.docker_host, "ps", "-aq").stdout.split()
                 if containers:
                     subprocess.run(["docker", "-H", self.docker_host, "rm", "-f", *containers], capture_output=True)
+                # Its networks' bridges outlive dockerd: remove them while it can.
+                subprocess.run(["docker", "-H", self.docker_host, "network", "prune", "-f"], capture_output=True)
             with contextlib.suppress(Exception):
                 self.kill_engine()
         if self.dockerd and self.dockerd.poll() is None:
