@@ -21,15 +21,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from e2e.accounts_support import person
 
 from ptdesk.core.engine.client import Engine
 from ptdesk.core.workstation import Workstation
 from ptdesk.errors import PtdeskError
+from tests.support.accounts_support import person
 from tests.support.helpers import SSH_IMAGE, remove_instance_containers
 
 if TYPE_CHECKING:
-    from e2e.conftest import Ptdesk
+    from tests.e2e.conftest import Ptdesk
 
 pytestmark = pytest.mark.engine
 

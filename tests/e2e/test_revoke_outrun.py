@@ -14,13 +14,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from e2e.accounts_support import account_pids, person
 
 from ptdesk.core.engine.client import Engine
+from tests.support.accounts_support import account_pids, person
 from tests.support.helpers import wait_until
 
 if TYPE_CHECKING:
-    from e2e.conftest import Ptdesk
+    from tests.e2e.conftest import Ptdesk
 
 pytestmark = pytest.mark.engine
 

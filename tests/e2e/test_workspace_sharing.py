@@ -16,14 +16,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from e2e.accounts_support import owner_ssh, person
 
 from ptdesk.core.access.accounts import share_gid
 from ptdesk.core.engine.client import Engine
 from ptdesk.core.workstation import Workstation
+from tests.support.accounts_support import owner_ssh, person
 
 if TYPE_CHECKING:
-    from e2e.conftest import Ptdesk
+    from tests.e2e.conftest import Ptdesk
 
 pytestmark = pytest.mark.engine
 ACL_DEFAULT = "system.posix_acl_default"
