@@ -103,11 +103,15 @@ def stop(ws: Workstation, name: str) -> None:
 
 @click.command("start")
 @click.argument("name")
+@click.option("--gpus", "gpus", metavar="REQUEST",
+              help="Where its GPUs were taken after the hold: other GPUs (auto, ids like 1,3, any:N) or "
+                   "none; it is re-created on them with everything installed in it.")
+@click.option("--queue", is_flag=True, help="Wait in the GPU queue for its GPUs instead.")
 @json_option
 @pass_workstation(reconcile=True)
-def start(ws: Workstation, name: str, as_json: bool) -> None:
-    """Start a stopped experiment and wait until it is ready."""
-    experiment = ws.start(name)
+def start(ws: Workstation, name: str, gpus: str | None, queue: bool, as_json: bool) -> None:
+    """Start a stopped experiment and wait until it is ready (on the same GPUs if still free)."""
+    experiment = ws.start(name, gpus=gpus, queue=queue)
     if as_json:
         emit_json(experiment.to_json())
         return

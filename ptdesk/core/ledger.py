@@ -11,11 +11,13 @@ label, which is what keeps two simultaneous launches, of one user or of two, fro
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from ptdesk.core.models import GpuInventory, GpuLoad
+from ptdesk.core.kinds.base import parse_time
+from ptdesk.core.models import LABEL_OWNER, GpuInventory, GpuLoad
 from ptdesk.errors import Conflict, GpuUnavailable, InvalidInput
 
 Mode = Literal["none", "all", "auto", "ids"]
@@ -65,15 +67,46 @@ def gpus_from_label(text: str | None) -> tuple[int, ...] | None:
     return tuple(int(p) for p in parts)
 
 
-def held_by_devices(inspected: Mapping[str, dict | None], every_gpu: Iterable[int]) -> dict[int, str]:
-    """GPU index -> experiment name, from what the engine really gives each container (its
+@dataclass(frozen=True)
+class Hold:
+    """Who holds a GPU: the experiment, its owner, and whether it runs. A stopped experiment holds
+    its GPUs only until `until` (its stop plus the gpu_hold_after_stop setting)."""
+
+    experiment: str
+    owner: str = ""
+    state: Literal["running", "stopped", "created"] = "running"
+    until: float | None = None
+
+    def sentence(self, index: int) -> str:
+        who = f"experiment {self.experiment!r}" + (f" ({self.owner})" if self.owner else "")
+        if self.state == "stopped" and self.until is not None:
+            return (f"GPU {index} is held by {who}, stopped; it keeps its GPUs until "
+                    f"{time.strftime('%H:%M', time.localtime(self.until))} (gpu_hold_after_stop).")
+        return f"GPU {index} is held by {who}."
+
+    def hint(self) -> str:
+        if self.state == "stopped":
+            return (f"Pick another GPU or use --gpus auto; or free it now: ptdesk rm {self.experiment} "
+                    "(its owner), or wait until the time above.")
+        return "Pick another GPU, use --gpus auto, or stop that experiment first."
+
+
+def holds_from_devices(inspected: Mapping[str, dict | None], every_gpu: Iterable[int],
+                       now: float | None = None, hold_seconds: float | None = None) -> dict[int, Hold]:
+    """GPU index -> its Hold, from what the engine really gives each container (its
     HostConfig.DeviceRequests in the inspect documents, name -> document), not from its labels:
     labels are whatever their creator wrote, so a label claiming GPUs books nothing, and a
     container holding GPUs without saying so still holds them. A request for a count rather than
-    ids ("all", or `--gpus 2` by hand) holds every GPU: which ones the runtime picks is unknown."""
-    held: dict[int, str] = {}
+    ids ("all", or `--gpus 2` by hand) holds every GPU: which ones the runtime picks is unknown.
+
+    With `now` and `hold_seconds`, a stopped container holds its GPUs only for `hold_seconds`
+    after it stopped (the engine's FinishedAt); a created one (a launch in flight) always holds."""
+    held: dict[int, Hold] = {}
     every = tuple(every_gpu)
     for name, document in inspected.items():
+        hold = _hold_of(name, document or {}, now, hold_seconds)
+        if hold is None:
+            continue
         for request in ((document or {}).get("HostConfig") or {}).get("DeviceRequests") or []:
             if not any("gpu" in (caps or []) for caps in request.get("Capabilities") or []):
                 continue
@@ -82,17 +115,39 @@ def held_by_devices(inspected: Mapping[str, dict | None], every_gpu: Iterable[in
             if not ids or len(indices) < len(ids):  # a count, or UUIDs: assume the worst
                 indices = list(every)
             for index in indices:
-                held.setdefault(index, name)
+                held.setdefault(index, hold)
     return held
 
 
-def allocate(request: str | GpuRequest, held: Mapping[int, str], inventory: GpuInventory | None) -> tuple[int, ...]:
+def held_by_devices(inspected: Mapping[str, dict | None], every_gpu: Iterable[int]) -> dict[int, str]:
+    """GPU index -> experiment name, every container holding (holds_from_devices without expiry)."""
+    return {index: hold.experiment for index, hold in holds_from_devices(inspected, every_gpu).items()}
+
+
+def _hold_of(name: str, document: dict, now: float | None, hold_seconds: float | None) -> Hold | None:
+    state = document.get("State") or {}
+    owner = ((document.get("Config") or {}).get("Labels") or {}).get(LABEL_OWNER, "")
+    status = state.get("Status") or ("running" if state.get("Running") else "exited")
+    if status in ("running", "paused", "restarting"):
+        return Hold(name, owner)
+    if status == "created":
+        return Hold(name, owner, "created")
+    finished = parse_time(state.get("FinishedAt"))
+    until = finished + hold_seconds if finished is not None and hold_seconds is not None else None
+    if until is not None and now is not None and now >= until:
+        return None  # stopped longer than the hold: its GPUs are free for others
+    return Hold(name, owner, "stopped", until)
+
+
+def allocate(request: str | GpuRequest, held: Mapping[int, str | Hold],
+             inventory: GpuInventory | None) -> tuple[int, ...]:
     """The GPU indices to give a new experiment, or a PtdeskError saying why not.
 
-    `held` maps GPU index -> the experiment holding it. `inventory` may be None only for "none"
-    (nothing to look at).
+    `held` maps GPU index -> the experiment holding it (its name, or its Hold). `inventory` may be
+    None only for "none" (nothing to look at).
     """
     req = parse_request(request) if isinstance(request, str) else request
+    holds = {i: h if isinstance(h, Hold) else Hold(h) for i, h in held.items()}
     if req.mode == "none":
         return ()
     if inventory is None:
@@ -104,7 +159,7 @@ def allocate(request: str | GpuRequest, held: Mapping[int, str], inventory: GpuI
                              "Launch with --gpus none (or auto) on a machine without a usable NVIDIA driver.")
     devices = {g.index: g for g in inventory.gpus}
     if req.mode == "auto":
-        return _auto(devices, held)
+        return _auto(devices, holds)
     wanted = tuple(sorted(devices)) if req.mode == "all" else req.ids
     if req.mode == "all" and not wanted:
         raise GpuUnavailable("This machine has no GPUs to give.", "Launch with --gpus none.")
@@ -116,13 +171,13 @@ def allocate(request: str | GpuRequest, held: Mapping[int, str], inventory: GpuI
         if devices[index].error:
             raise GpuUnavailable(f"GPU {index} cannot be used right now ({devices[index].error}).",
                                  "Pick another GPU, or --gpus auto; `ptdesk gpus` shows their state.")
-        if index in held:
-            raise Conflict(f"GPU {index} is held by experiment {held[index]!r}.",
-                           "Pick another GPU, use --gpus auto, or stop that experiment first.", field="gpus")
+        if index in holds:
+            raise Conflict(holds[index].sentence(index), holds[index].hint(), field="gpus")
     return tuple(wanted)
 
 
-def _auto(devices: Mapping[int, GpuLoad], holders: Mapping[int, str]) -> tuple[int, ...]:
+def _auto(devices: Mapping[int, GpuLoad], holds: Mapping[int, Hold]) -> tuple[int, ...]:
+    holders = {i: h.experiment for i, h in holds.items()}
     if not devices:
         return ()  # NVML works but there are no GPUs: same as a CPU-only box
     free = [g for g in devices.values() if g.index not in holders and not g.error]

@@ -27,7 +27,7 @@ from ptdesk.core.ledger import gpus_from_label
 from ptdesk.core.models import LABEL_GPUS, LABEL_KIND, LABEL_NAME, LABEL_OWNER, LABEL_WORKSPACE
 from ptdesk.core.processes import pid_alive
 from ptdesk.core.seal import LABEL_SEAL, secret_digest, verifies
-from ptdesk.core.spec import NAME_RE, OWNER_RE, instance_containers
+from ptdesk.core.spec import NAME_RE, OWNER_RE, container_key
 from ptdesk.core.state import CollaboratorRecord, ExperimentRecord
 from ptdesk.core.text import printable
 from ptdesk.errors import EngineUnavailable, PtdeskError
@@ -81,7 +81,11 @@ def reconcile(ws: Workstation) -> ReconcileReport:
     """One pass; raises EngineUnavailable if the engine cannot be listed (callers decide)."""
     store = ws.store
     records = store.experiments()  # before the list: see the module docstring
-    by_name = instance_containers(ws)
+    listed = ws.engine.list_managed(ws.config.instance)
+    by_name = {container_key(c): c for c in listed}
+    # A container being re-created (ptdesk.core.recreate) has a twin of its name for a moment: the
+    # record's own container, whatever its name now, means it is not gone.
+    listed_ids = {c["Id"] for c in listed}
     released: list[str] = []
     rolled_back: list[str] = []
     adopted: list[str] = []
@@ -98,6 +102,8 @@ def reconcile(ws: Workstation) -> ReconcileReport:
             by_name.pop(record.name, None)
             continue
         if container is not None and (not record.container_id or container["Id"] == record.container_id):
+            continue
+        if record.container_id in listed_ids:
             continue
         if experiments.release(ws, record.name, if_container=record.container_id):
             store.audit("released", record.name, {"container": (record.container_id or "")[:12],
