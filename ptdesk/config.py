@@ -286,9 +286,9 @@ def _validate(config: Config, origin: str) -> None:
     if config.uid < 1 or config.gid < 1:
         raise ConfigError(f"uid/gid in {origin} must be a normal user's ids (1 or more), not "
                           f"{config.uid}/{config.gid}.", "Experiments never run as root; use your own ids.")
-    if not re.fullmatch(r"none|all|auto|\d+(,\d+)*", config.gpus):
+    if not re.fullmatch(r"none|all|auto|any:[1-9]\d*|\d+(,\d+)*", config.gpus):
         raise ConfigError(f"gpus {config.gpus!r} in {origin} is not a GPU request.",
-                          "Use none, all, auto, or GPU indices like 0,2.")
+                          "Use none, all, auto, any:N, or GPU indices like 0,2.")
     # The grammar of ptdesk.core.durations (the config cannot import the core).
     if not re.fullmatch(r"\d+(\.\d+)?\s*[smhdw]", config.gpu_hold_after_stop.strip().lower()):
         raise ConfigError(f"gpu_hold_after_stop {config.gpu_hold_after_stop!r} in {origin} is not a duration.",

@@ -19,8 +19,10 @@ def launch_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--name", help="Experiment name (default: OWNER-KIND-N)."),
         click.option("--owner", help="Who it belongs to (default: you)."),
         click.option("--image", help="Image to run (default: from the config)."),
-        click.option("--gpus", help="none, all, auto (least-loaded free GPU) or indices like 0,2 "
-                                    "(default: the gpus setting, auto)."),
+        click.option("--gpus", help="none, all, auto (least-loaded free GPU), any:N (the N least-loaded "
+                                    "free GPUs) or indices like 0,2 (default: the gpus setting, auto)."),
+        click.option("--gpu-memory", "gpu_memory", metavar="SIZE",
+                     help="Free memory each GPU must have, like 20G (with auto or any:N: only such GPUs)."),
         click.option("--workspace", type=click.Path(file_okay=False, path_type=str),
                      help="Host folder mounted at /workspace (default: WORKSPACE_ROOT/NAME, kept after rm)."),
         click.option("--memory", help="Memory limit, e.g. 16g."),

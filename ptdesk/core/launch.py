@@ -207,9 +207,10 @@ def _reserve(ws: Workstation, spec: LaunchSpec, inventory: GpuInventory | None,
         if store.experiment(spec.name) or spec.name in on_engine:
             raise Conflict(f"An experiment named {spec.name!r} already exists.", "Pick another --name.", field="name")
         held: dict[int, str | Hold] = {**store.held_gpus(conn), **held_on_engine}
+        gpus = ledger.allocate(ledger.parse_request(spec.gpus, spec.gpu_memory), held, inventory)
         record = ExperimentRecord(
             name=spec.name, kind=spec.kind, owner=spec.owner, image=spec.image, status="launching",
-            created=time.time(), gpus=ledger.allocate(spec.gpus, held, inventory), workspace=str(spec.workspace),
+            created=time.time(), gpus=gpus, workspace=str(spec.workspace),
             launcher_pid=os.getpid(), limits=spec.limits, extra_keys=spec.extra_keys)
         store.insert_experiment(conn, record)
     return spec, record

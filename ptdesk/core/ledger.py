@@ -11,32 +11,73 @@ label, which is what keeps two simultaneous launches, of one user or of two, fro
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from ptdesk.core.kinds.base import parse_time
 from ptdesk.core.models import LABEL_OWNER, GpuInventory, GpuLoad
 from ptdesk.errors import Conflict, GpuUnavailable, InvalidInput
 
-Mode = Literal["none", "all", "auto", "ids"]
-REQUEST_HINT = 'Use --gpus none, all, auto, or a comma-separated list of GPU indices such as 0,2.'
+Mode = Literal["none", "all", "auto", "ids", "count"]
+REQUEST_HINT = ("Use --gpus none, all, auto (one GPU), any:N (any N free GPUs), or a comma-separated list of "
+                "GPU indices such as 0,2.")
+MEMORY_HINT = "Write the free memory each GPU must have as a number and a unit, like 20G, 40GiB or 512M."
+_COUNT = re.compile(r"any:(\d+)")
+_MEMORY = re.compile(r"(\d+(?:\.\d+)?)\s*([mgt])(?:i?b)?")
+_UNIT = {"m": 1024**2, "g": 1024**3, "t": 1024**4}
 
 
 @dataclass(frozen=True)
 class GpuRequest:
+    """A request people make: none, all, auto (one), these ids, or any `count` GPUs; optionally
+    each with at least `min_free` bytes of memory free."""
+
     mode: Mode
     ids: tuple[int, ...] = ()  # only for mode "ids", in the order given
+    count: int = 0  # only for mode "count"
+    min_free: int | None = None
+
+    @property
+    def wanted(self) -> int:
+        """How many GPUs it asks for (all: at least one)."""
+        return {"none": 0, "ids": len(self.ids), "count": self.count}.get(self.mode, 1)
 
 
-def parse_request(text: str) -> GpuRequest:
-    """Validate a --gpus value early (before anything is created); InvalidInput if malformed."""
+def parse_gpu_memory(text: str) -> int:
+    """`--gpu-memory 20G` (GiB; M and T too, "GB"/"GiB" alike) in bytes; InvalidInput if malformed."""
+    match = _MEMORY.fullmatch((text or "").strip().lower())
+    value = float(match.group(1)) * _UNIT[match.group(2)] if match else 0
+    if value <= 0:
+        raise InvalidInput(f"{text.strip()!r} is not an amount of GPU memory.", MEMORY_HINT)
+    return int(value)
+
+
+def parse_request(text: str, gpu_memory: str | None = None) -> GpuRequest:
+    """Validate a --gpus value (and --gpu-memory) early, before anything is created; InvalidInput
+    if malformed. The one parser of GPU requests: launches, starts and the queue use it."""
+    req = _parse_gpus(text)
+    if gpu_memory is None:
+        return req
+    if req.mode == "none":
+        raise InvalidInput("--gpu-memory asks for GPU memory, but --gpus none asks for no GPU.",
+                           "Leave out --gpu-memory, or ask for GPUs (auto, any:N, ids).")
+    return replace(req, min_free=parse_gpu_memory(gpu_memory))
+
+
+def _parse_gpus(text: str) -> GpuRequest:
     value = (text or "").strip().lower()
     if value in ("none", "all", "auto"):
         return GpuRequest(value)  # type: ignore[arg-type]
     if not value:
         raise InvalidInput("The GPU request is empty.", REQUEST_HINT)
+    count = _COUNT.fullmatch(value)
+    if count:
+        if int(count.group(1)) == 0:
+            raise InvalidInput(f"{text.strip()!r} asks for no GPU.", "Use --gpus none for that, or any:1 or more.")
+        return GpuRequest("count", count=int(count.group(1)))
     ids: list[int] = []
     for part in value.split(","):
         item = part.strip()
@@ -153,13 +194,14 @@ def allocate(request: str | GpuRequest, held: Mapping[int, str | Hold],
     if inventory is None:
         inventory = GpuInventory(False, "The GPUs were not looked at.")
     if not inventory.available:
-        if req.mode == "auto":
+        if req.mode == "auto" and not req.min_free:
             return ()  # a CPU-only box: "auto" quietly means no GPU
         raise GpuUnavailable(f"No GPU can be given: {inventory.reason or 'NVML is not available.'}",
                              "Launch with --gpus none (or auto) on a machine without a usable NVIDIA driver.")
     devices = {g.index: g for g in inventory.gpus}
-    if req.mode == "auto":
-        return _auto(devices, holds)
+    _check_possible(req, devices)
+    if req.mode in ("auto", "count"):
+        return _pick(req, devices, holds)
     wanted = tuple(sorted(devices)) if req.mode == "all" else req.ids
     if req.mode == "all" and not wanted:
         raise GpuUnavailable("This machine has no GPUs to give.", "Launch with --gpus none.")
@@ -168,27 +210,60 @@ def allocate(request: str | GpuRequest, held: Mapping[int, str | Hold],
             raise GpuUnavailable(
                 f"There is no GPU {index}: this machine has {_count(len(devices))}.",
                 f"Use indices {_range(devices)}, or --gpus auto." if devices else "Launch with --gpus none.")
-        if devices[index].error:
-            raise GpuUnavailable(f"GPU {index} cannot be used right now ({devices[index].error}).",
-                                 "Pick another GPU, or --gpus auto; `ptdesk gpus` shows their state.")
-        if index in holds:
+        why = _not_usable(devices[index], req)
+        if index in holds and not devices[index].error:
             raise Conflict(holds[index].sentence(index), holds[index].hint(), field="gpus")
+        if why:
+            raise GpuUnavailable(f"GPU {index} cannot be used right now ({why}).",
+                                 "Pick another GPU, or --gpus auto; `ptdesk gpus` shows their state.")
     return tuple(wanted)
 
 
-def _auto(devices: Mapping[int, GpuLoad], holds: Mapping[int, Hold]) -> tuple[int, ...]:
-    holders = {i: h.experiment for i, h in holds.items()}
-    if not devices:
+def _check_possible(req: GpuRequest, devices: Mapping[int, GpuLoad]) -> None:
+    """Requests no state of this machine could ever meet are bad input (exit 2), not "busy"."""
+    if req.mode == "count" and req.count > len(devices):
+        raise InvalidInput(f"any:{req.count} asks for more GPUs than this machine has ({_count(len(devices))}).",
+                           f"Ask for any:{len(devices)} or fewer." if devices else "Launch with --gpus none.")
+    totals = [g.memory_total for g in devices.values() if g.memory_total]
+    if req.min_free and totals and max(totals) < req.min_free:
+        raise InvalidInput(f"No GPU here has {_gib(req.min_free)} of memory: the largest has {_gib(max(totals))}.",
+                           "Ask for less with --gpu-memory.")
+
+
+def _not_usable(gpu: GpuLoad, req: GpuRequest) -> str | None:
+    """Why a GPU nobody holds still cannot be given for this request (None: it can)."""
+    if gpu.error:
+        return gpu.error
+    if gpu.unclaimed:
+        return gpu.unclaimed
+    if req.min_free and (gpu.memory_free is None or gpu.memory_free < req.min_free):
+        free = "unknown" if gpu.memory_free is None else _gib(gpu.memory_free)
+        return f"{free} free, {_gib(req.min_free)} asked for"
+    return None
+
+
+def _pick(req: GpuRequest, devices: Mapping[int, GpuLoad], holds: Mapping[int, Hold]) -> tuple[int, ...]:
+    """auto (one) or any:N: the least loaded GPUs nobody holds that can be given."""
+    if not devices and req.mode == "auto":
         return ()  # NVML works but there are no GPUs: same as a CPU-only box
-    free = [g for g in devices.values() if g.index not in holders and not g.error]
-    if not free:
-        taken = ", ".join(f"{i} by {holders[i]!r}" for i in sorted(holders) if i in devices)
-        broken = ", ".join(f"{g.index} ({g.error})" for g in devices.values() if g.error)
-        detail = "; ".join(x for x in (f"held: {taken}" if taken else "", f"unusable: {broken}" if broken else "")
+    free = [g for g in devices.values() if g.index not in holds and not _not_usable(g, req)]
+    if len(free) < req.wanted:
+        taken = ", ".join(f"{i} by {holds[i].experiment!r}" for i in sorted(holds) if i in devices)
+        other = ", ".join(f"{g.index} ({_not_usable(g, req)})" for g in devices.values()
+                          if g.index not in holds and _not_usable(g, req))
+        detail = "; ".join(x for x in (f"held: {taken}" if taken else "", f"not usable: {other}" if other else "")
                            if x)
-        raise GpuUnavailable(f"No free GPU: this machine has {_count(len(devices))}, none free ({detail}).",
-                             "Stop an experiment that holds one, or launch with --gpus none.")
-    return (min(free, key=load_key).index,)
+        if req.mode == "auto":
+            raise GpuUnavailable(f"No free GPU: this machine has {_count(len(devices))}, none free ({detail}).",
+                                 "Stop an experiment that holds one, wait with --queue, or launch with --gpus none.")
+        raise GpuUnavailable(f"Only {len(free)} of the {req.count} GPUs any:{req.count} asks for "
+                             f"{'is' if len(free) == 1 else 'are'} free ({detail}).",
+                             "Wait for them with --queue, ask for fewer, or launch with --gpus none.")
+    return tuple(sorted(g.index for g in sorted(free, key=load_key)[:req.wanted]))
+
+
+def _gib(value: int) -> str:
+    return f"{value / 1024**3:.0f} GiB"
 
 
 def _count(n: int) -> str:

@@ -11,7 +11,10 @@ import time
 
 import pytest
 from e2e.gpu_engine import GpuDesk
+from helpers import JUPYTER_IMAGE
+from wheels import make_wheel
 
+from ptdesk.config import load_config
 from ptdesk.core import clock
 
 HOLD = 600.0  # gpu_hold_after_stop = "10m"
@@ -90,3 +93,37 @@ def test_start_within_the_hold_gets_the_same_gpus_and_start_without_a_gpu_keeps_
     cpu = gpu_desk.json("start", "g1", "--gpus", "none")
     assert cpu["gpus"] == [] and gpu_desk.device_ids(cpu["id"]) is None and cpu["status"] == "running"
     assert gpu_desk.fails("start", "g1", "--gpus", "any:0")[0].startswith("ptdesk: ")
+
+
+def test_moving_a_jupyter_experiment_keeps_a_pip_installed_package_and_its_token(
+        gpu_desk: GpuDesk, monkeypatch: pytest.MonkeyPatch) -> None:
+    gpu_desk.gpu.ensure_image(JUPYTER_IMAGE)
+    _write_config(gpu_desk, 'gpu_hold_after_stop = "1m"\n')
+    env = {"PTDESK_JUPYTER_IMAGE": JUPYTER_IMAGE}
+    lab = gpu_desk.json("new", "jupyter", "--name", "lab", "--cpus", "1", "--gpus", "2", extra_env=env)
+    config = load_config(gpu_desk.env)
+    wheel = make_wheel(config.workspaces / "lab")  # the container's /workspace
+    user = f"{config.uid}:{config.gid}"
+    # Into the image's environment (the container's writable layer): this kind's home is a tmpfs,
+    # which no stop keeps, moved or not.
+    code, out = gpu_desk.engine.exec(lab["id"], ["cp", f"/workspace/{wheel.name}", "/tmp/"], user=user)
+    assert code == 0, out
+    code, out = gpu_desk.engine.exec(lab["id"], ["pip", "install", "--no-index", "--no-deps", "--no-cache-dir",
+                                                 f"/tmp/{wheel.name}"], user="root")
+    assert code == 0, out.decode(errors="replace")
+    assert _imports_demo(gpu_desk, lab["id"], user)
+    gpu_desk.ok("stop", "lab")
+    _later(monkeypatch, 61)
+    gpu_desk.json("new", "ssh", "--name", "other", "--cpus", "1", "--gpus", "2")
+    # Started on other GPUs: `start` waits until Jupyter answers with the token ptdesk holds (the
+    # sealed token file travelled by archive, never through an image).
+    moved = gpu_desk.json("start", "lab", "--gpus", "any:1", extra_env=env)
+    assert moved["gpus"] == [0] and moved["id"] != lab["id"]
+    assert _imports_demo(gpu_desk, moved["id"], user)
+    assert gpu_desk.engine.client.images.list(filters={"reference": "*lab*"}) == []  # no commit was made
+
+
+def _imports_demo(desk: GpuDesk, container: str, user: str) -> bool:
+    code, out = desk.engine.exec(container, ["python3", "-c", "import ptdesk_demo; print(ptdesk_demo.V)"], user=user)
+    assert code == 0 and out.decode().strip() == "1.0", out
+    return True
