@@ -49,7 +49,7 @@ def start_container(ws: Workstation, name: str, container_id: str, request: str 
     if request is None and not own:
         engine.start(container_id)  # a CPU experiment: no GPU to check
         return container_id
-    inventory = ws.gpus.inventory() if request not in (None, "none") else None
+    inventory = ws.gpu_inventory() if request not in (None, "none") else None
     with machine_gpu_lock(engine, document["Image"], ws.config.gpu_lock_wait):
         holds = _holds(ws, name, inventory)
         if request is None:
@@ -77,7 +77,7 @@ def queue_start(ws: Workstation, name: str, request: str | None) -> str:
 def _holds(ws: Workstation, name: str, inventory: GpuInventory | None) -> dict[int, Hold | str]:
     """Everyone else's holds: the store's launches in flight (no container yet), then the engine's
     truth about every other container of the instance."""
-    every = [g.index for g in (inventory or ws.gpus.inventory()).gpus]
+    every = [g.index for g in (inventory or ws.gpus.inventory()).gpus]  # ids only: no attribution needed
     held: dict[int, Hold | str] = {i: n for i, n in ws.store.held_gpus().items() if n != name}
     held.update(engine_holds(ws, instance_containers(ws), every, exclude=(name,)))
     return held

@@ -61,7 +61,7 @@ def launch(ws: Workstation, spec: LaunchSpec, progress: Progress = lambda step: 
     kind = get_kind(spec.kind)
     progress("Checking the image")
     _check_image(ws, spec, kind)
-    inventory = ws.gpus.inventory() if spec.gpus != "none" else None
+    inventory = ws.gpu_inventory() if spec.gpus != "none" else None
 
     progress("Reserving name and GPUs")
     gpu_lock = contextlib.ExitStack()

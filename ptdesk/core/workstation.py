@@ -28,6 +28,7 @@ from ptdesk.core import (
     environment,
     experiments,
     expiry,
+    gpu_claims,
     image_archive,
     images,
     keys,
@@ -222,7 +223,12 @@ class Workstation:
         return procmap.attribute(snapshot, engine, self.config.instance, store=store)
 
     def gpu_inventory(self) -> GpuInventory:
-        return self.gpus.inventory()
+        """What the ledger may give: GPUs used outside ptdesk beyond the threshold say so."""
+        return gpu_claims.inventory(self)
+
+    def gpu_claims(self, snapshot: GpuSnapshot) -> dict[int, gpu_claims.GpuClaim]:
+        """Per GPU: held by whom (busy or idle), reserved, unclaimed use (ptdesk.core.gpu_claims)."""
+        return gpu_claims.claims(self, snapshot)
 
     def _engine_or_none(self) -> Engine | None:
         try:

@@ -66,7 +66,9 @@ def started_gpu_engine() -> Iterator[GpuEngine]:
     folder = tempfile.mkdtemp(prefix="ptdesk-gpu-engine-", dir="/tmp")  # a socket path stays short
     bridge = f"ptg{uuid.uuid4().hex[:8]}"
     cidr = f"172.31.{random.randint(100, 199)}.1/24"
-    env = {**os.environ, "PTDESK_ENGINE_GPU_HOOK": "1"}
+    # Networks from a pool of its own: several engines on one machine exhaust Docker's default pools.
+    env = {**os.environ, "PTDESK_ENGINE_GPU_HOOK": "1",
+           "PTDESK_ENGINE_ADDRESS_POOL": f"10.{random.randint(100, 250)}.0.0/16"}
     started = subprocess.run([script, "start", folder, bridge, cidr], capture_output=True, text=True,
                              timeout=120, env=env)
     engine = None
