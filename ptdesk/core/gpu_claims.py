@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from ptdesk.core.gpu import inventory_of
-from ptdesk.core.gpu_holds import engine_holds
+from ptdesk.core.gpu_holds import HoldReader, engine_holds
 from ptdesk.core.ledger import Hold, parse_gpu_memory
 from ptdesk.core.models import GpuInventory, GpuProcess, GpuSample, GpuSnapshot
 from ptdesk.core.spec import instance_containers
@@ -105,13 +105,16 @@ def mark_unclaimed(inventory: GpuInventory, claims: Mapping[int, GpuClaim]) -> G
     return replace(inventory, gpus=loads)
 
 
-def claims(ws: Workstation, snapshot: GpuSnapshot) -> dict[int, GpuClaim]:
-    """The claims on one workstation's GPUs in an attributed snapshot. With the engine away, the
-    holds are unknown (none shown) and the unclaimed use is still shown."""
+def claims(ws: Workstation, snapshot: GpuSnapshot, reader: HoldReader | None = None,
+           use_engine: bool = True) -> dict[int, GpuClaim]:
+    """The claims on one workstation's GPUs in an attributed snapshot. With the engine away (or
+    `use_engine` False) the holds are unknown (none shown); the unclaimed use is still shown.
+    `reader`: a loop's HoldReader (inspects only what changed)."""
     holds: dict[int, Hold] = {}
-    if snapshot.available and snapshot.gpus:
+    if use_engine and snapshot.available and snapshot.gpus:
+        every = [g.index for g in snapshot.physical]
         with contextlib.suppress(PtdeskError):  # the engine is away: holds unknown, not an error
-            holds = engine_holds(ws, instance_containers(ws), (g.index for g in snapshot.physical))
+            holds = reader.holds(ws, every) if reader else engine_holds(ws, instance_containers(ws), every)
     return claims_of(snapshot, holds, parse_gpu_memory(ws.config.unclaimed_gpu_memory))
 
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from ptdesk.core import clock, ledger
 from ptdesk.core.durations import seconds
 from ptdesk.core.ledger import Hold
+from ptdesk.core.spec import container_key
 
 if TYPE_CHECKING:
     from ptdesk.core.workstation import Workstation
@@ -30,3 +31,29 @@ def engine_holds(ws: Workstation, on_engine: Mapping[str, dict], every_gpu: Iter
     skip = set(exclude)
     inspected = {name: ws.engine.try_inspect(c["Id"]) for name, c in on_engine.items() if name not in skip}
     return ledger.holds_from_devices(inspected, every_gpu, now=clock.now(), hold_seconds=hold_seconds(ws))
+
+
+class HoldReader:
+    """Holds for a loop that asks every second (the dashboard's GPU panel): one list request per
+    call; a container is inspected again only when its listed state changed, or its document is
+    older than REREAD seconds (a stop, start and stop between two looks keeps the listed state)."""
+
+    REREAD = 30.0
+
+    def __init__(self) -> None:
+        self._documents: dict[str, tuple[str, float, dict | None]] = {}  # id -> (state, read at, document)
+
+    def holds(self, ws: Workstation, every_gpu: Iterable[int]) -> dict[int, Hold]:
+        listed = ws.engine.list_managed(ws.config.instance)
+        now = clock.now()
+        inspected: dict[str, dict | None] = {}
+        fresh: dict[str, tuple[str, float, dict | None]] = {}
+        for container in listed:
+            state = str(container.get("State") or "")
+            kept = self._documents.get(container["Id"])
+            if kept is None or kept[0] != state or now - kept[1] > self.REREAD:
+                kept = (state, now, ws.engine.try_inspect(container["Id"]))
+            fresh[container["Id"]] = kept
+            inspected[container_key(container)] = kept[2]
+        self._documents = fresh
+        return ledger.holds_from_devices(inspected, every_gpu, now=now, hold_seconds=hold_seconds(ws))

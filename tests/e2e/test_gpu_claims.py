@@ -9,9 +9,15 @@ from __future__ import annotations
 import getpass
 import os
 
+import pytest
 from e2e.gpu_engine import GpuDesk, nvml_scenarios
+from helpers import settle
 
+import ptdesk.tui.live as live_module
+from ptdesk.config import load_config
 from ptdesk.core.spec import current_user
+from ptdesk.core.workstation import Workstation
+from ptdesk.tui.app import PtdeskApp
 
 GiB = 1024**3
 
@@ -63,3 +69,34 @@ def test_any_n_with_memory_gets_that_many_gpus_and_bad_requests_create_nothing(g
     refused = gpu_desk.fails("new", "ssh", "--name", "more", "--gpus", "any:2", "--gpu-memory", "20G")
     assert "Only 1 of the 2 GPUs any:2 asks for is free" in refused[0]
     assert "0 (10 GiB free, 20 GiB asked for)" in refused[0] and "--queue" in refused[1]
+
+
+async def test_the_gpu_panel_says_who_holds_each_gpu_and_names_unclaimed_use(
+        gpu_desk: GpuDesk, monkeypatch: pytest.MonkeyPatch) -> None:
+    gpu_desk.new("--name", "train", "--gpus", "3")
+    gpu_desk.new("--name", "g1", "--gpus", "0")
+    gpu_desk.ok("stop", "g1")
+    box = gpu_desk.scenario
+    box.gpus[3].util = 87  # no process of train is visible: the panel once read "idle" here
+    box.gpus[1].used = 30 * GiB
+    box.gpus[1].compute = [nvml_scenarios.FakeProc(os.getpid(), 30 * GiB)]  # once read only "root"
+    for key in ("DOCKER_HOST", "PTDESK_HOME", "PTDESK_INSTANCE", "PTDESK_SSH_IMAGE"):
+        monkeypatch.setenv(key, gpu_desk.env[key])
+    monkeypatch.setattr(live_module, "GPU_INTERVAL", 0.05)
+    ws = Workstation(load_config(gpu_desk.env))
+    app = PtdeskApp(ws, watch_events=False)
+    try:
+        async with app.run_test(size=(200, 48)) as pilot:
+
+            def users(index: int) -> str:
+                cells = list(app.query(".gpu-users"))
+                return str(cells[index].render()) if len(cells) == 4 else ""
+
+            await settle(pilot, lambda: "held: train" in users(3), message="GPU 3 shown held by train")
+            me = current_user()
+            assert users(3) == f"held: train ({me}), running, busy"
+            assert users(0).startswith(f"held: g1 ({me}), stopped, holds until") and users(0).endswith("idle")
+            assert users(1) == f"unclaimed 30.0 GiB by pid {os.getpid()} ({getpass.getuser()})"
+            assert users(2) == "idle"
+    finally:
+        ws.close()
