@@ -19,7 +19,7 @@ from ptdesk.core.ledger import Hold
 from ptdesk.core.models import GpuInventory
 from ptdesk.core.recreate import recreate
 from ptdesk.core.spec import instance_containers
-from ptdesk.errors import Conflict, PtdeskError
+from ptdesk.errors import GpusGone, PtdeskError
 
 if TYPE_CHECKING:
     from ptdesk.core.workstation import Workstation
@@ -84,14 +84,14 @@ def _holds(ws: Workstation, name: str, inventory: GpuInventory | None) -> dict[i
 
 
 def _gone(ws: Workstation, name: str, document: dict, own: tuple[int, ...],
-          taken: dict[int, Hold | str]) -> Conflict:
+          taken: dict[int, Hold | str]) -> GpusGone:
     """The GPUs a stopped experiment had are held by someone else now: say so, and the choices."""
     first = sorted(taken)[0]
     holder = taken[first]
     who = holder.sentence(first) if isinstance(holder, Hold) else f"GPU {first} is held by experiment {holder!r}."
     finished = parse_time((document.get("State") or {}).get("FinishedAt"))
     since = f" (stopped {(clock.now() - finished) / 60:.0f} min ago)" if finished and finished > 0 else ""
-    return Conflict(
+    return GpusGone(
         f"{name!r}{since} let go of GPU{'s' if len(own) > 1 else ''} {', '.join(map(str, own))} after the "
         f"hold (gpu_hold_after_stop = {ws.config.gpu_hold_after_stop}), and {who}",
         f"Start it on other free GPUs: ptdesk start {name} --gpus auto (or ids, or any:{len(own)}); "

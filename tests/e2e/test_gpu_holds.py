@@ -11,11 +11,14 @@ import time
 
 import pytest
 from e2e.gpu_engine import GpuDesk
-from helpers import JUPYTER_IMAGE
+from helpers import JUPYTER_IMAGE, settle
 from wheels import make_wheel
 
 from ptdesk.config import load_config
 from ptdesk.core import clock
+from ptdesk.core.workstation import Workstation
+from ptdesk.tui.app import PtdeskApp
+from ptdesk.tui.screens.gpus_gone import GpusGone as GpusGoneDialog
 
 HOLD = 600.0  # gpu_hold_after_stop = "10m"
 
@@ -127,3 +130,35 @@ def _imports_demo(desk: GpuDesk, container: str, user: str) -> bool:
     code, out = desk.engine.exec(container, ["python3", "-c", "import ptdesk_demo; print(ptdesk_demo.V)"], user=user)
     assert code == 0 and out.decode().strip() == "1.0", out
     return True
+
+
+async def test_s_on_a_stopped_experiment_whose_gpus_were_taken_asks_then_moves_it(
+        gpu_desk: GpuDesk, monkeypatch: pytest.MonkeyPatch) -> None:
+    _write_config(gpu_desk, 'gpu_hold_after_stop = "10m"\n')
+    g1 = gpu_desk.new("--name", "g1", "--gpus", "0")
+    gpu_desk.ok("stop", "g1")
+    _later(monkeypatch, HOLD + 1)
+    gpu_desk.new("--name", "g2", "--gpus", "0")
+    for key in ("DOCKER_HOST", "PTDESK_HOME", "PTDESK_INSTANCE", "PTDESK_SSH_IMAGE"):
+        monkeypatch.setenv(key, gpu_desk.env[key])
+    ws = Workstation(load_config(gpu_desk.env))
+    app = PtdeskApp(ws, watch_events=False)
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:  # the dialog fits the smallest terminal
+            await settle(pilot, lambda: app.main.table.selected is not None, message="the rows")
+            for _ in range(2):
+                if app.main.table.selected.name == "g1":
+                    break
+                await pilot.press("down")
+            assert app.main.table.selected.name == "g1"
+            await pilot.press("s")
+            await settle(pilot, lambda: isinstance(app.screen, GpusGoneDialog), message="the question")
+            assert "let go of GPU 0" in app.screen.why and "'g2'" in app.screen.why
+            await pilot.press("a")  # other free GPUs
+            await settle(pilot, lambda: gpu_desk.json("ls", "--all") and
+                         {e["name"]: e for e in gpu_desk.json("ls", "--all")}["g1"]["status"] == "running",
+                         timeout=90, message="g1 running on other GPUs")
+    finally:
+        ws.close()
+    moved = {e["name"]: e for e in gpu_desk.json("ls", "--all")}["g1"]
+    assert moved["gpus"] == [1] and moved["id"] != g1["id"]
