@@ -87,8 +87,9 @@ def claims_of(snapshot: GpuSnapshot, holds: Mapping[int, Hold], threshold: int) 
         if holder is not None and not gpu.error:
             ours = [p for p in gpu.processes if p.experiment == holder.experiment]
             busy = bool(ours) or bool(gpu.utilization and not unclaimed)
-        # A process whose memory the driver does not report still uses the GPU: it blocks too.
-        blocks = bool(unclaimed) and (memory > threshold or any(p.used_memory is None for p in unclaimed))
+        # Only what is known to be above the threshold blocks: a driver that hides per-process memory
+        # (unprivileged reads) must not make every GPU look taken.
+        blocks = memory > threshold
         out[gpu.index] = GpuClaim(gpu.index, holder, busy, unclaimed, memory, blocks)
     return out
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ptdesk.core import clock, ledger
+from ptdesk.core.durations import parse_time
 from ptdesk.core.gpu_holds import engine_holds
 from ptdesk.core.gpulock import machine_gpu_lock
-from ptdesk.core.kinds.base import parse_time
 from ptdesk.core.ledger import Hold
 from ptdesk.core.models import GpuInventory
 from ptdesk.core.recreate import recreate

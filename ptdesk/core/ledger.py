@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from ptdesk.core.kinds.base import parse_time
+from ptdesk.core.durations import parse_time
 from ptdesk.core.models import LABEL_OWNER, GpuInventory, GpuLoad
 from ptdesk.errors import Conflict, GpuUnavailable, InvalidInput
 

@@ -105,7 +105,8 @@ def idle_flags(view: GpuView) -> dict[str, str]:
 
 def _users_text(gpu: GpuSample, idle: str | None = None, claim: GpuClaim | None = None) -> Text:
     text = Text(users(gpu.processes), overflow="ellipsis", no_wrap=True, style="dim" if not gpu.processes else "")
-    if claim is not None and (claim.holder or claim.unclaimed):
+    # Held, or used outside ptdesk beyond the threshold: say so instead of listing processes.
+    if claim is not None and (claim.holder or claim.blocks):
         parts = []
         if claim.holder:
             parts.append(Text(f"held: {claim.held_text()}", style="bold"))
