@@ -32,7 +32,9 @@ from helpers import REPO, SSH_IMAGE, remove_instance_containers, run_cli
 sys.path.insert(0, str(REPO / "tests" / "core"))
 import nvml_scenarios  # noqa: E402
 
+from ptdesk.config import load_config  # noqa: E402
 from ptdesk.core.engine import Engine  # noqa: E402
+from ptdesk.core.workstation import Workstation  # noqa: E402
 
 # The images the GPU tests launch; others are loaded on demand (GpuEngine.ensure_image).
 PRELOADED = (SSH_IMAGE,)
@@ -128,6 +130,13 @@ class GpuDesk:
             self.monkeypatch.setattr(pynvml, name, fn)
         self.scenario = scenario
         return scenario
+
+    def workstation(self) -> Workstation:
+        """The core's Workstation on this desk (what the dashboard uses); the process environment
+        is pointed at the GPU engine and this home for the rest of the test. Close it."""
+        for key in ("DOCKER_HOST", "PTDESK_HOME", "PTDESK_INSTANCE", "PTDESK_SSH_IMAGE"):
+            self.monkeypatch.setenv(key, self.env[key])
+        return Workstation(load_config(self.env))
 
     def run(self, *args: object, extra_env: dict[str, str] | None = None) -> tuple[int, str, str]:
         return run_cli([str(a) for a in args], {**self.env, **(extra_env or {})})

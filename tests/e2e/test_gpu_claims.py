@@ -14,9 +14,7 @@ from e2e.gpu_engine import GpuDesk, nvml_scenarios
 from helpers import settle
 
 import ptdesk.tui.live as live_module
-from ptdesk.config import load_config
 from ptdesk.core.spec import current_user
-from ptdesk.core.workstation import Workstation
 from ptdesk.tui.app import PtdeskApp
 
 GiB = 1024**3
@@ -80,10 +78,8 @@ async def test_the_gpu_panel_says_who_holds_each_gpu_and_names_unclaimed_use(
     box.gpus[3].util = 87  # no process of train is visible: the panel once read "idle" here
     box.gpus[1].used = 30 * GiB
     box.gpus[1].compute = [nvml_scenarios.FakeProc(os.getpid(), 30 * GiB)]  # once read only "root"
-    for key in ("DOCKER_HOST", "PTDESK_HOME", "PTDESK_INSTANCE", "PTDESK_SSH_IMAGE"):
-        monkeypatch.setenv(key, gpu_desk.env[key])
     monkeypatch.setattr(live_module, "GPU_INTERVAL", 0.05)
-    ws = Workstation(load_config(gpu_desk.env))
+    ws = gpu_desk.workstation()
     app = PtdeskApp(ws, watch_events=False)
     try:
         async with app.run_test(size=(200, 48)) as pilot:

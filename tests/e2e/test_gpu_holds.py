@@ -11,12 +11,14 @@ import time
 
 import pytest
 from e2e.gpu_engine import GpuDesk
-from helpers import JUPYTER_IMAGE, settle
+from helpers import BASE_IMAGE, JUPYTER_IMAGE, settle
 from wheels import make_wheel
 
 from ptdesk.config import load_config
 from ptdesk.core import clock
-from ptdesk.core.workstation import Workstation
+from ptdesk.core.models import LABEL_GPUS, LABEL_INSTANCE, LABEL_KIND, LABEL_MANAGED, LABEL_NAME, LABEL_OWNER
+from ptdesk.core.recreate import recreate
+from ptdesk.errors import PtdeskError
 from ptdesk.tui.app import PtdeskApp
 from ptdesk.tui.screens.gpus_gone import GpusGone as GpusGoneDialog
 
@@ -139,9 +141,7 @@ async def test_s_on_a_stopped_experiment_whose_gpus_were_taken_asks_then_moves_i
     gpu_desk.ok("stop", "g1")
     _later(monkeypatch, HOLD + 1)
     gpu_desk.new("--name", "g2", "--gpus", "0")
-    for key in ("DOCKER_HOST", "PTDESK_HOME", "PTDESK_INSTANCE", "PTDESK_SSH_IMAGE"):
-        monkeypatch.setenv(key, gpu_desk.env[key])
-    ws = Workstation(load_config(gpu_desk.env))
+    ws = gpu_desk.workstation()
     app = PtdeskApp(ws, watch_events=False)
     try:
         async with app.run_test(size=(80, 24)) as pilot:  # the dialog fits the smallest terminal
@@ -162,3 +162,22 @@ async def test_s_on_a_stopped_experiment_whose_gpus_were_taken_asks_then_moves_i
         ws.close()
     moved = {e["name"]: e for e in gpu_desk.json("ls", "--all")}["g1"]
     assert moved["gpus"] == [1] and moved["id"] != g1["id"]
+
+
+def test_a_container_this_home_did_not_seal_is_not_re_created_and_nothing_is_left(gpu_desk: GpuDesk) -> None:
+    gpu_desk.gpu.ensure_image(BASE_IMAGE)
+    labels = {LABEL_MANAGED: "1", LABEL_INSTANCE: gpu_desk.instance, LABEL_KIND: "ssh", LABEL_OWNER: "alice",
+              LABEL_NAME: "forged", LABEL_GPUS: "0", "ptdesk.seal": "0" * 64}
+    forged = gpu_desk.engine.create(name=f"ptdesk-{gpu_desk.instance}-forged", image=BASE_IMAGE, labels=labels,
+                                    command=["sleep", "60"], host_config={})
+    before = gpu_desk.engine.inspect(forged)
+    ws = gpu_desk.workstation()
+    try:
+        with pytest.raises(PtdeskError, match="was not made by this ptdesk home"):
+            recreate(ws, forged, (1,))
+    finally:
+        ws.close()
+    listed = gpu_desk.engine.list_managed(gpu_desk.instance)
+    assert [c["Id"] for c in listed] == [forged]  # no half-made twin
+    after = gpu_desk.engine.inspect(forged)
+    assert after["Name"] == before["Name"] and after["HostConfig"].get("DeviceRequests") is None
