@@ -34,18 +34,29 @@ def engine_holds(ws: Workstation, on_engine: Mapping[str, dict], every_gpu: Iter
 
 
 class HoldReader:
-    """Holds for a loop that asks every second (the dashboard's GPU panel): one list request per
-    call; a container is inspected again only when its listed state changed, or its document is
-    older than REREAD seconds (a stop, start and stop between two looks keeps the listed state)."""
+    """Holds for a loop that asks every second (the dashboard's GPU panel): the engine is listed
+    at most every RELIST seconds (a hold that ends is still seen at once: the stop time is in the
+    kept documents); a container is inspected again only when its listed state changed, or its
+    document is older than REREAD seconds (a stop, start and stop between two looks keeps the
+    listed state)."""
 
+    RELIST = 5.0
     REREAD = 30.0
 
     def __init__(self) -> None:
         self._documents: dict[str, tuple[str, float, dict | None]] = {}  # id -> (state, read at, document)
+        self._inspected: dict[str, dict | None] = {}  # experiment name -> its document, as last listed
+        self._listed_at = float("-inf")
 
     def holds(self, ws: Workstation, every_gpu: Iterable[int]) -> dict[int, Hold]:
-        listed = ws.engine.list_managed(ws.config.instance)
         now = clock.now()
+        if now - self._listed_at >= self.RELIST or now < self._listed_at:
+            self._inspected = self._read(ws, now)
+            self._listed_at = now
+        return ledger.holds_from_devices(self._inspected, every_gpu, now=now, hold_seconds=hold_seconds(ws))
+
+    def _read(self, ws: Workstation, now: float) -> dict[str, dict | None]:
+        listed = ws.engine.list_managed(ws.config.instance)
         inspected: dict[str, dict | None] = {}
         fresh: dict[str, tuple[str, float, dict | None]] = {}
         for container in listed:
@@ -56,4 +67,4 @@ class HoldReader:
             fresh[container["Id"]] = kept
             inspected[container_key(container)] = kept[2]
         self._documents = fresh
-        return ledger.holds_from_devices(inspected, every_gpu, now=now, hold_seconds=hold_seconds(ws))
+        return inspected
