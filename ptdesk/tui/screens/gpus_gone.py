@@ -13,11 +13,15 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
-CHOICES = (("auto", "Other free GPUs (a)", "primary"), ("none", "No GPU (n)", "default"),
-           ("queue", "Wait in the queue (w)", "default"), ("cancel", "Cancel (c)", "default"))
+CHOICES = (("auto", "Other GPUs (a)", "primary"), ("none", "No GPU (n)", "default"),
+           ("queue", "Queue (w)", "default"), ("cancel", "Cancel (c)", "default"))
 
 
 class GpusGone(ModalScreen[str | None]):
+    # Four choices side by side in the 72-column dialog, at 80x24 too.
+    DEFAULT_CSS = """
+    GpusGone .buttons Button { min-width: 10; margin-right: 1; }
+    """
     BINDINGS = [("a", "choose('auto')", "Other GPUs"), ("n", "choose('none')", "No GPU"),
                 ("w", "choose('queue')", "Queue"), ("c,escape", "choose('cancel')", "Cancel")]
 
