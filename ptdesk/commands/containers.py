@@ -47,6 +47,8 @@ def _launch(ws: Workstation, kind: str, as_json: bool, **options: Any) -> None:
     launched = ws.launch(spec, progress)
     for warning in launched.warnings:
         click.echo(f"  warning:     {warning}", err=True)
+    if launched.gpu_choice and not as_json:
+        click.echo(f"  GPUs chosen: {launched.gpu_choice}", err=True)
     if as_json:
         emit_json(launched.experiment.to_json())
         return

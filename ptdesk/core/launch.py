@@ -92,7 +92,8 @@ def launch(ws: Workstation, spec: LaunchSpec, progress: Progress = lambda step: 
                 with contextlib.suppress(OSError):  # only if still empty: never lose a file
                     spec.workspace.rmdir()
             raise
-    return Launched(experiment_of(ws, spec.name), launch_warnings(ws, spec, launching.gpus, inventory))
+    return Launched(experiment_of(ws, spec.name), launch_warnings(ws, spec, launching.gpus, inventory),
+                    ledger.why_chosen(ledger.parse_request(spec.gpus), launching.gpus, inventory))
 
 
 @dataclass

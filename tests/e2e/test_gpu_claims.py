@@ -53,7 +53,11 @@ def test_gpus_shows_holders_busy_or_idle_and_unclaimed_use_which_auto_avoids(gpu
 
 def test_any_n_with_memory_gets_that_many_gpus_and_bad_requests_create_nothing(gpu_desk: GpuDesk) -> None:
     gpu_desk.scenario.gpus[0].used = 70 * GiB  # 10 GiB free
-    two = gpu_desk.new("--name", "two", "--gpus", "any:2", "--gpu-memory", "20G")
+    code, _, err = gpu_desk.run("new", "ssh", "--name", "two", "--cpus", "1", "--gpus", "any:2", "--gpu-memory", "20G")
+    assert code == 0, err
+    # Which and why: GPU 0 has only 10 GiB free; 1 and 2 are the least loaded of the rest.
+    assert "GPUs chosen: the least loaded of the free GPUs (GPU 1: 0% busy, 80 GiB free, GPU 2: 0% busy" in err
+    two = {e["name"]: e for e in gpu_desk.json("ls", "--all")}["two"]
     assert two["gpus"] == [1, 2] and gpu_desk.device_ids(two["id"]) == ["1", "2"]
     for args, says in ((("--gpus", "any:0"), "asks for no GPU"),
                        (("--gpus", "any:5"), "any:5 asks for more GPUs than this machine has (4 GPUs)"),
