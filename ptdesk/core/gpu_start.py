@@ -78,8 +78,9 @@ def _holds(ws: Workstation, name: str, inventory: GpuInventory | None) -> dict[i
     """Everyone else's holds: the store's launches in flight (no container yet), then the engine's
     truth about every other container of the instance."""
     every = [g.index for g in (inventory or ws.gpus.inventory()).gpus]  # ids only: no attribution needed
-    held: dict[int, Hold | str] = {i: n for i, n in ws.store.held_gpus().items() if n != name}
-    held.update(engine_holds(ws, instance_containers(ws), every, exclude=(name,)))
+    on_engine = instance_containers(ws)
+    held: dict[int, Hold | str] = {i: n for i, n in ws.store.held_gpus().items() if n != name and n not in on_engine}
+    held.update(engine_holds(ws, on_engine, every, exclude=(name,)))
     return held
 
 
