@@ -36,8 +36,9 @@ if TYPE_CHECKING:
 
 # `docker diff` kinds.
 MODIFIED, ADDED, DELETED = 0, 1, 2
-# Written by the engine at every start (bind-mounted over the layer): never carried over.
-ENGINE_FILES = frozenset({"/etc/hosts", "/etc/hostname", "/etc/resolv.conf", "/.dockerenv"})
+# Written by the engine at every start (bind-mounted over the layer, `init` included): never carried over.
+ENGINE_FILES = frozenset({"/etc/hosts", "/etc/hostname", "/etc/resolv.conf", "/.dockerenv",
+                          "/usr/sbin/docker-init", "/sbin/docker-init"})
 
 
 @dataclass(frozen=True)
@@ -107,21 +108,24 @@ def _new_config(ws: Workstation, old: dict, labels: dict[str, str], gpus: tuple[
     return config
 
 
-def layer_roots(changes: Iterable[dict]) -> list[str]:
+def layer_roots(changes: Iterable[dict]) -> list[tuple[str, bool]]:
     """The fewest paths whose copies carry every added or changed file of a writable layer.
 
     An added folder is copied whole (everything under it is new); a changed folder's own entry
     only says something inside it changed (those are listed too), so it is skipped when anything
-    under it is listed. Deleted paths and the engine's own files are left out."""
-    entries = {c["Path"]: c["Kind"] for c in changes if c.get("Path") and c["Path"] not in ENGINE_FILES}
-    listed_inside = {posixpath.dirname(p) for p in entries}  # folders with something listed in them
-    roots: list[str] = []
+    under it is listed. Deleted paths and the engine's own files are left out. Each root comes with
+    whether it was only changed (a changed folder with nothing listed in it had its own mode or
+    owner changed, not its contents: it is not copied whole)."""
+    changes = [c for c in changes if c.get("Path")]
+    listed_inside = {posixpath.dirname(c["Path"]) for c in changes}  # folders with something listed in them
+    entries = {c["Path"]: c["Kind"] for c in changes if c["Path"] not in ENGINE_FILES}
+    roots: list[tuple[str, bool]] = []
     for path in sorted(p for p, k in entries.items() if k != DELETED):
         if any(entries.get(folder) == ADDED for folder in _ancestors(path)):
             continue  # inside an added folder copied whole
         if entries[path] == MODIFIED and path in listed_inside:
             continue  # a changed folder: what changed in it is listed (and copied) itself
-        roots.append(path)
+        roots.append((path, entries[path] == MODIFIED))
     return roots
 
 
@@ -132,10 +136,10 @@ def _ancestors(path: str) -> Iterable[str]:
 
 
 def _copy_layer(ws: Workstation, source: str, target: str) -> int:
-    roots = layer_roots(ws.engine.changes(source))
-    for path in roots:
-        ws.engine.copy_path(source, target, path, posixpath.dirname(path) or "/")
-    return len(roots)
+    copied = 0
+    for path, changed in layer_roots(ws.engine.changes(source)):
+        copied += ws.engine.copy_path(source, target, path, posixpath.dirname(path) or "/", files_only=changed)
+    return copied
 
 
 def _point_record(ws: Workstation, name: str, old_id: str, new_id: str, gpus: tuple[int, ...]) -> None:
