@@ -181,3 +181,13 @@ def test_a_container_this_home_did_not_seal_is_not_re_created_and_nothing_is_lef
     assert [c["Id"] for c in listed] == [forged]  # no half-made twin
     after = gpu_desk.engine.inspect(forged)
     assert after["Name"] == before["Name"] and after["HostConfig"].get("DeviceRequests") is None
+
+
+def test_an_experiment_stopped_behind_ptdesks_back_lets_go_after_the_hold_too(
+        gpu_desk: GpuDesk, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its record still says running (no watcher saw it stop): the engine's stop time decides."""
+    g1 = gpu_desk.new("--name", "g1", "--gpus", "1")
+    gpu_desk.engine.stop(g1["id"], timeout=2)  # `docker stop`, or a crash: ptdesk was not told
+    assert "GPU 1 is held by experiment 'g1'" in gpu_desk.fails("new", "ssh", "--name", "g2", "--gpus", "1")[0]
+    _later(monkeypatch, HOLD + 1)
+    assert gpu_desk.new("--name", "g2", "--gpus", "1")["gpus"] == [1]
