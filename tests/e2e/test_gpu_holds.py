@@ -67,6 +67,9 @@ def test_start_after_the_hold_offers_the_choices_then_moves_to_other_gpus_keepin
     _write_config(gpu_desk, 'gpu_hold_after_stop = "10m"\n')
     g1 = gpu_desk.new("--name", "g1", "--gpus", "0,2")
     _make_file(gpu_desk, g1["id"], "/opt/made-inside.txt", "kept")
+    gpu_desk.ok("collab", "add", "bob")
+    gpu_desk.ok("grant", "bob", "g1")
+    granted = _read(gpu_desk, g1["id"], "/etc/ptdesk/authorized_keys/bob")
     gpu_desk.ok("stop", "g1")
     _later(monkeypatch, HOLD + 1)
     gpu_desk.new("--name", "g2", "--gpus", "0")
@@ -82,6 +85,8 @@ def test_start_after_the_hold_offers_the_choices_then_moves_to_other_gpus_keepin
     assert moved["id"] != g1["id"] and gpu_desk.engine.try_inspect(g1["id"]) is None
     assert gpu_desk.device_ids(moved["id"]) == ["1"] and gpu_desk.gpu_env(moved["id"]) == "1"
     assert _read(gpu_desk, moved["id"], "/opt/made-inside.txt") == "kept"
+    assert _read(gpu_desk, moved["id"], "/etc/ptdesk/authorized_keys/bob") == granted  # bob's grant came along
+    assert gpu_desk.engine.exec(moved["id"], ["id", "bob"])[0] == 0  # and his account
     # Same name, port and host key: `ptdesk start` proved the pinned key lets the owner in again.
     assert moved["name"] == "g1" and moved["ssh"]["port"] == g1["ssh"]["port"]
     assert moved["image"] == g1["image"] and not moved.get("unverified") and not moved.get("orphan")
