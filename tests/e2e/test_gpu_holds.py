@@ -7,15 +7,17 @@ of four idle GPUs and a clock the test moves (ptdesk.core.clock) instead of slee
 
 from __future__ import annotations
 
+import subprocess
 import time
 
 import pytest
 from e2e.gpu_engine import GpuDesk
-from helpers import BASE_IMAGE, JUPYTER_IMAGE, settle
+from helpers import BASE_IMAGE, JUPYTER_IMAGE, SSH_IMAGE, settle
 from wheels import make_wheel
 
 from ptdesk.config import load_config
 from ptdesk.core import clock
+from ptdesk.core.gpulock import boot_id
 from ptdesk.core.models import LABEL_GPUS, LABEL_INSTANCE, LABEL_KIND, LABEL_MANAGED, LABEL_NAME, LABEL_OWNER
 from ptdesk.core.recreate import recreate
 from ptdesk.errors import PtdeskError
@@ -199,3 +201,30 @@ def test_an_experiment_stopped_behind_ptdesks_back_lets_go_after_the_hold_too(
     assert "GPU 1 is held by experiment 'g1'" in gpu_desk.fails("new", "ssh", "--name", "g2", "--gpus", "1")[0]
     _later(monkeypatch, HOLD + 1)
     assert gpu_desk.new("--name", "g2", "--gpus", "1")["gpus"] == [1]
+
+
+def test_a_re_creation_cut_short_is_undone_by_the_next_command(gpu_desk: GpuDesk) -> None:
+    """The state a killed `start --gpus` leaves between its renames: the old container renamed
+    aside, the new one half-filled. The next command's reconcile gives the name back and removes
+    the twin; the experiment starts as before."""
+    g1 = gpu_desk.new("--name", "g1", "--gpus", "0")
+    gpu_desk.ok("stop", "g1")
+    name = gpu_desk.engine.inspect(g1["id"])["Name"].lstrip("/")
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a process id that no longer runs: the re-creator was killed
+    tag = f"{gone.pid}-{boot_id()[:8]}"
+    gpu_desk.engine.rename(g1["id"], f"{name}.replaced-{tag}-abcdef")
+    labels = gpu_desk.engine.inspect(g1["id"])["Config"]["Labels"]
+    twin = gpu_desk.engine.create(name=f"{name}.next-{tag}-abcdef", image=SSH_IMAGE, labels=labels,
+                                  command=["true"], host_config={})
+    live = subprocess.Popen(["sleep", "60"])  # a re-creation still running is left alone
+    try:
+        busy = gpu_desk.engine.create(name=f"{name}x.next-{live.pid}-{boot_id()[:8]}-abcdef", image=SSH_IMAGE,
+                                      labels={**labels, "ptdesk.name": "g1x"}, command=["true"], host_config={})
+        gpu_desk.ok("ls", "--all")
+        assert gpu_desk.engine.inspect(g1["id"])["Name"] == f"/{name}"
+        assert gpu_desk.engine.try_inspect(twin) is None and gpu_desk.engine.try_inspect(busy) is not None
+    finally:
+        live.kill()
+        live.wait()
+    assert gpu_desk.json("start", "g1")["id"] == g1["id"]
