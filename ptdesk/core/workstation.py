@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from ptdesk.core.gpu.nvml import GpuSampler
     from ptdesk.core.gpu.remote import RemoteGpus
     from ptdesk.core.host.cgroups import ContainerStats, StatsSampler
+    from ptdesk.core.sharing.claims import GpuClaim, HoldReader
     from ptdesk.core.store.state import Store
 
 Progress = Callable[[str], None]
@@ -164,15 +165,15 @@ class Workstation(CollaboratorDoors, EnvironmentDoors):
 
     def launch(self, spec: LaunchSpec, progress: Progress = lambda step: None) -> Launched:
         from ptdesk.core.experiments import launch as launcher
-        return launcher.launch(self, spec, lambda: self.gpus.inventory(), progress)
+        return launcher.launch(self, spec, self.gpu_inventory, progress)
 
     def stop(self, name: str) -> Experiment:
         from ptdesk.core.experiments import operations
         return operations.stop(self, name)
 
-    def start(self, name: str) -> Experiment:
+    def start(self, name: str, gpus: str | None = None, queue: bool = False) -> Experiment:
         from ptdesk.core.experiments import operations
-        return operations.start(self, name)
+        return operations.start(self, name, self.gpu_inventory, gpus=gpus, queue=queue)
 
     def remove(self, name: str, force: bool = False) -> None:
         from ptdesk.core.experiments import operations
@@ -229,7 +230,15 @@ class Workstation(CollaboratorDoors, EnvironmentDoors):
         return procmap.attribute(snapshot, engine, self.config.instance, store=store)
 
     def gpu_inventory(self) -> GpuInventory:
-        return self.gpus.inventory()
+        """What the ledger may give: GPUs used outside ptdesk beyond the threshold say so."""
+        from ptdesk.core.sharing import claims
+        return claims.inventory(self, self.gpu_snapshot())
+
+    def gpu_claims(self, snapshot: GpuSnapshot, reader: HoldReader | None = None,
+                   use_engine: bool = True) -> dict[int, GpuClaim]:
+        """Per GPU: held by whom (busy or idle), reserved, unclaimed use (ptdesk.core.sharing.claims)."""
+        from ptdesk.core.sharing import claims
+        return claims.claims(self, snapshot, reader, use_engine)
 
     def _engine_or_none(self) -> Engine | None:
         try:

@@ -35,3 +35,5 @@ def parse_duration(text: str) -> float:
     if value is None or value <= 0:
         raise InvalidInput(f"{text!r} is not a duration.", f"Use {FORMS}.")
     return value
+
+

@@ -31,6 +31,7 @@ class LaunchSpec:
     limits: Limits
     extra_keys: tuple[str, ...] = ()  # ssh: public keys the owner brought, authorised too
     auto_name: bool = False  # name was suggested, not typed: the launcher may pick the next free one
+    gpu_memory: str | None = None  # --gpu-memory: free memory each GPU must have (ptdesk.core.gpu.ledger)
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,8 @@ class Launched:
 
     experiment: Experiment
     warnings: tuple[str, ...] = ()
+    # Which GPUs auto / any:N chose and why ("the least loaded free ones: ..."); None otherwise.
+    gpu_choice: str | None = None
 
 
 @dataclass(frozen=True)
@@ -269,6 +272,11 @@ class GpuLoad:
     utilization: float | None  # 0..1
     memory_used: float | None  # fraction of total, 0..1
     error: str | None = None  # a GPU that cannot be read is never handed out
+    memory_free: int | None = None  # bytes
+    memory_total: int | None = None  # bytes
+    # Why use outside every ptdesk experiment (a host process, a hand-started container) makes it
+    # not free, when it is above the configured threshold (ptdesk.core.unclaimed); None otherwise.
+    unclaimed: str | None = None
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,8 @@ from ptdesk.core.environment import drift
 from ptdesk.core.experiments.listing import get as experiment_of
 from ptdesk.core.experiments.spec import renamed, suggest_name, writable_by
 from ptdesk.core.gpu import ledger
+from ptdesk.core.gpu.holds import engine_holds
+from ptdesk.core.gpu.ledger import Hold
 from ptdesk.core.host import workspace
 from ptdesk.core.kinds import Kind, Plan, get_kind
 from ptdesk.core.kinds.base import sealed_contents
@@ -96,7 +98,8 @@ def launch(ws: Site, spec: LaunchSpec, gpus: Callable[[], GpuInventory],
                 with contextlib.suppress(OSError):  # only if still empty: never lose a file
                     spec.workspace.rmdir()
             raise
-    return Launched(experiment_of(ws, spec.name), launch_warnings(ws, spec, launching.gpus, inventory))
+    return Launched(experiment_of(ws, spec.name), launch_warnings(ws, spec, launching.gpus, inventory),
+                    ledger.why_chosen(ledger.parse_request(spec.gpus), launching.gpus, inventory))
 
 
 @dataclass
@@ -188,17 +191,16 @@ def launch_warnings(ws: Site, spec: LaunchSpec, gpus: tuple[int, ...],
 
 
 def _held_on_engine(ws: Site, on_engine: Mapping[str, dict],
-                    inventory: GpuInventory | None) -> dict[int, str]:
-    """The GPUs the engine really gives the instance's containers (one inspect each, asked only
-    when this launch wants GPUs, and before the store's lock is taken)."""
+                    inventory: GpuInventory | None) -> dict[int, Hold]:
+    """The GPUs the engine really gives the instance's containers (asked only when this launch
+    wants GPUs, and before the store's lock is taken); stopped ones only within their hold."""
     if inventory is None:
         return {}
-    inspected = {name: ws.engine.try_inspect(c["Id"]) for name, c in on_engine.items()}
-    return ledger.held_by_devices(inspected, (g.index for g in inventory.gpus))
+    return engine_holds(ws, on_engine, (g.index for g in inventory.gpus))
 
 
 def _reserve(ws: Site, spec: LaunchSpec, inventory: GpuInventory | None,
-             on_engine: Mapping[str, dict], held_on_engine: Mapping[int, str]) -> tuple[LaunchSpec, ExperimentRecord]:
+             on_engine: Mapping[str, dict], held_on_engine: Mapping[int, Hold]) -> tuple[LaunchSpec, ExperimentRecord]:
     """Pick the name and the GPUs and write the "launching" record, in one store transaction.
 
     The engine was asked before (`on_engine`): no HTTP request may run while the store's lock is
@@ -211,10 +213,14 @@ def _reserve(ws: Site, spec: LaunchSpec, inventory: GpuInventory | None,
             spec = renamed(ws.config, spec, suggest_name(ws, spec.owner, spec.kind, on_engine))
         if store.experiment(spec.name) or spec.name in on_engine:
             raise Conflict(f"An experiment named {spec.name!r} already exists.", "Pick another --name.", field="name")
-        held = {**held_on_engine, **store.held_gpus(conn)}
+        # A record holds its GPUs only while its container is not on the engine yet (a launch in
+        # flight); once it is, the engine's record of the container says (a stopped one: for the hold).
+        held: dict[int, str | Hold] = {i: n for i, n in store.held_gpus(conn).items() if n not in on_engine}
+        held.update(held_on_engine)
+        gpus = ledger.allocate(ledger.parse_request(spec.gpus, spec.gpu_memory), held, inventory)
         record = ExperimentRecord(
             name=spec.name, kind=spec.kind, owner=spec.owner, image=spec.image, status="launching",
-            created=time.time(), gpus=ledger.allocate(spec.gpus, held, inventory), workspace=str(spec.workspace),
+            created=time.time(), gpus=gpus, workspace=str(spec.workspace),
             launcher_pid=os.getpid(), limits=spec.limits, extra_keys=spec.extra_keys)
         store.insert_experiment(conn, record)
     return spec, record

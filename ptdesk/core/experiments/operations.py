@@ -6,7 +6,7 @@ says whose), except `remove --force`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,10 +17,12 @@ from ptdesk.core.engine.errors import translated_errors
 from ptdesk.core.experiments import listing
 from ptdesk.core.host import workspace
 from ptdesk.core.kinds import get_kind
+from ptdesk.core.sharing import gpu_start
 from ptdesk.core.store import experiment_files
 from ptdesk.errors import Conflict, NotFound
 
 if TYPE_CHECKING:
+    from ptdesk.core.base.models import GpuInventory
     from ptdesk.core.site import Site
 
 
@@ -47,15 +49,23 @@ def stop(ws: Site, name: str, timeout: int = 10) -> Experiment:
     return listing.get(ws, name)
 
 
-def start(ws: Site, name: str) -> Experiment:
-    """Start a stopped experiment and wait until it is ready again (its port may change)."""
+def start(ws: Site, name: str, inventory: Callable[[], GpuInventory], gpus: str | None = None,
+          queue: bool = False) -> Experiment:
+    """Start a stopped experiment and wait until it is ready again (its port may change).
+
+    Its GPUs: the same ones if nobody took them after its hold, else `gpus` (a --gpus value; it is
+    re-created on them, ptdesk.core.sharing.gpu_start) or the queue. `inventory` reads the
+    workstation's GPU inventory (asked only when GPUs must be chosen)."""
     container_id = _container_ref(ws, name, mine=True)
     record = ws.store.experiment(name)
     engine = ws.engine
     was_running = engine.is_running(container_id)
+    if was_running and (gpus is not None or queue):
+        raise Conflict(f"{name!r} is running: its GPUs change only when it starts.",
+                       f"Stop it first (ptdesk stop {name}), then start it with --gpus.")
     if not was_running:
         _recheck_workspace(ws, container_id)
-    engine.start(container_id)
+        container_id = gpu_start.start_container(ws, name, container_id, inventory, gpus, queue)
     if record is not None:
         kind = get_kind(record.kind)
         bound = engine.published_port(container_id, kind.container_port)

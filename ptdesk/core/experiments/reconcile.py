@@ -20,11 +20,10 @@ from typing import TYPE_CHECKING
 
 from ptdesk.core.access import accounts, ownership
 from ptdesk.core.access.authorized_keys import GrantedKey
-from ptdesk.core.access.ownership import instance_containers
 from ptdesk.core.access.seal import LABEL_SEAL, secret_digest, verifies
 from ptdesk.core.base import keys
 from ptdesk.core.base.models import LABEL_GPUS, LABEL_KIND, LABEL_NAME, LABEL_OWNER, LABEL_WORKSPACE
-from ptdesk.core.base.names import NAME_RE, OWNER_RE
+from ptdesk.core.base.names import NAME_RE, OWNER_RE, container_key
 from ptdesk.core.base.text import printable
 from ptdesk.core.collaborators import expiry
 from ptdesk.core.collaborators.grants import PRIVATE, container_lock, key_dir, reinstall
@@ -33,6 +32,7 @@ from ptdesk.core.experiments.launch import rollback
 from ptdesk.core.gpu.ledger import gpus_from_label
 from ptdesk.core.host.processes import pid_alive
 from ptdesk.core.kinds import REGISTRY, Kind, Recovered, get_kind
+from ptdesk.core.sharing import recreate
 from ptdesk.core.store import experiment_files
 from ptdesk.core.store.state import CollaboratorRecord, ExperimentRecord
 from ptdesk.errors import EngineUnavailable, PtdeskError
@@ -85,8 +85,13 @@ def launcher_alive(record: ExperimentRecord, timeout: float, now: float | None =
 def reconcile(ws: Site) -> ReconcileReport:
     """One pass; raises EngineUnavailable if the engine cannot be listed (callers decide)."""
     store = ws.store
+    recreate.undo_interrupted(ws)  # a re-creation cut short: the record's container keeps the name
     records = store.experiments()  # before the list: see the module docstring
-    by_name = instance_containers(ws)
+    listed = ws.engine.list_managed(ws.config.instance)
+    by_name = {container_key(c): c for c in listed}
+    # A container being re-created (ptdesk.core.sharing.recreate) has a twin of its name for a moment: the
+    # record's own container, whatever its name now, means it is not gone.
+    listed_ids = {c["Id"] for c in listed}
     released: list[str] = []
     rolled_back: list[str] = []
     adopted: list[str] = []
@@ -103,6 +108,8 @@ def reconcile(ws: Site) -> ReconcileReport:
             by_name.pop(record.name, None)
             continue
         if container is not None and (not record.container_id or container["Id"] == record.container_id):
+            continue
+        if record.container_id in listed_ids:
             continue
         if operations.release(ws, record.name, if_container=record.container_id):
             store.audit("released", record.name, {"container": (record.container_id or "")[:12],

@@ -1,0 +1,1 @@
+"""GPU sharing: who holds each GPU, moving an experiment to other GPUs, the queue, reservations."""
