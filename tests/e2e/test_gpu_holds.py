@@ -123,7 +123,8 @@ def test_moving_a_jupyter_experiment_keeps_a_pip_installed_package_and_its_token
     # which no stop keeps, moved or not.
     code, out = gpu_desk.engine.exec(lab["id"], ["cp", f"/workspace/{wheel.name}", "/tmp/"], user=user)
     assert code == 0, out
-    code, out = gpu_desk.engine.exec(lab["id"], ["pip", "install", "--no-index", "--no-deps", "--no-cache-dir",
+    pip = "/opt/ptdesk/jupyter/bin/pip"  # ptdesk's execs run with the system folders as PATH
+    code, out = gpu_desk.engine.exec(lab["id"], [pip, "install", "--no-index", "--no-deps", "--no-cache-dir",
                                                  f"/tmp/{wheel.name}"], user="root")
     assert code == 0, out.decode(errors="replace")
     assert _imports_demo(gpu_desk, lab["id"], user)

@@ -16,7 +16,8 @@ import uuid
 import pytest
 
 from ptdesk.core.base.models import LABEL_INSTANCE
-from ptdesk.core.engine.client import Engine, FileSpec
+from ptdesk.core.engine.client import Engine
+from ptdesk.core.engine.files import FileSpec
 from tests.support.helpers import JUPYTER_IMAGE, SSH_IMAGE, require_image, wait_until
 
 FAST = {"Interval": 500_000_000, "Timeout": 3_000_000_000, "Retries": 1, "StartPeriod": 0}

@@ -17,7 +17,8 @@ from ptdesk.core.access.sshcheck import try_login
 from ptdesk.core.base import keys, private_files
 from ptdesk.core.base.models import LABEL_GPUS, LABEL_INSTANCE, LABEL_KIND, LABEL_MANAGED, LABEL_NAME, LABEL_OWNER
 from ptdesk.core.base.names import current_user
-from ptdesk.core.engine.client import Engine, FileSpec
+from ptdesk.core.engine.client import Engine
+from ptdesk.core.engine.files import FileSpec
 from ptdesk.core.kinds.ssh import SSHD_CAPS
 from tests.support.helpers import SSH_IMAGE
 

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from ptdesk.core.base.names import current_user
-from ptdesk.core.engine.client import Engine, FileSpec
+from ptdesk.core.engine.client import Engine
+from ptdesk.core.engine.files import FileSpec
 from ptdesk.errors import PtdeskError
 from tests.support.helpers import BASE_IMAGE, REPO, require_image, run_cli
 

@@ -19,7 +19,8 @@ from pathlib import Path
 
 from ptdesk.config import Config
 from ptdesk.core.base import keys, names
-from ptdesk.core.engine.client import Engine, FileSpec
+from ptdesk.core.engine.client import Engine
+from ptdesk.core.engine.files import FileSpec
 from ptdesk.core.store import experiment_files
 from ptdesk.errors import PtdeskError
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, ClassVar
 from ptdesk.config import Config
 from ptdesk.core.access.authorized_keys import GrantedKey
 from ptdesk.core.base.models import Access, LaunchSpec
-from ptdesk.core.engine.client import FileSpec
+from ptdesk.core.engine.files import FileSpec
 from ptdesk.core.store.state import ExperimentRecord
 
 if TYPE_CHECKING:

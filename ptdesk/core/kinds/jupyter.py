@@ -17,7 +17,8 @@ from ptdesk.config import Config
 from ptdesk.core.base.models import Access, LaunchSpec
 from ptdesk.core.base.times import parse_time
 from ptdesk.core.base.waiting import next_delay
-from ptdesk.core.engine.client import Engine, FileSpec
+from ptdesk.core.engine.client import Engine
+from ptdesk.core.engine.files import FileSpec
 from ptdesk.core.kinds import jupyter_tls
 from ptdesk.core.kinds.base import Kind, Plan, Recovered
 from ptdesk.core.store import experiment_files

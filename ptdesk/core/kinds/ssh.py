@@ -30,7 +30,8 @@ from ptdesk.core.access.sshcheck import wait_for_login
 from ptdesk.core.base import keys
 from ptdesk.core.base.models import LABEL_OWNER, Access, LaunchSpec
 from ptdesk.core.base.times import parse_time
-from ptdesk.core.engine.client import NOBODY, FileSpec
+from ptdesk.core.engine.client import NOBODY
+from ptdesk.core.engine.files import FileSpec
 from ptdesk.core.kinds.base import Kind, Plan, Recovered
 from ptdesk.core.store import experiment_files
 from ptdesk.core.store.state import ExperimentRecord
