@@ -112,11 +112,17 @@ def export(ws: Workstation, name: str, folder: str, dest: str | None, jump: str 
 @click.option("--expires", help="Lifetime of the new key: 30d, 1.5h, 2w or YYYY-MM-DD (default: unchanged).")
 @click.option("--pubkey", type=click.Path(dir_okay=False, path_type=str),
               help="Their new public key (.pub), for a person who brought their own key.")
+@click.option("--end-sessions", is_flag=True,
+              help="The old key is compromised: also end their sessions and every process of theirs, as revoke "
+                   "does (default: a routine rotation; what they run, e.g. in tmux, keeps running).")
 @json_option
 @pass_workstation(reconcile=True)
-def rotate(ws: Workstation, name: str, expires: str | None, pubkey: str | None, as_json: bool) -> None:
-    """Give NAME a new key everywhere without locking them out; the old key stops working."""
-    result = ws.rotate(name, expires, read_public_key_file(pubkey) if pubkey else None)
+def rotate(ws: Workstation, name: str, expires: str | None, pubkey: str | None, end_sessions: bool,
+           as_json: bool) -> None:
+    """Give NAME a new key everywhere without locking them out; the old key stops working.
+
+    Their open sessions and running processes stay, unless --end-sessions."""
+    result = ws.rotate(name, expires, read_public_key_file(pubkey) if pubkey else None, end_sessions)
     if as_json:
         emit_json(result.to_json())
     else:

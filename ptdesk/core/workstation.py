@@ -21,6 +21,7 @@ from typing import Any
 
 from ptdesk.config import LOCAL, Config, WorkstationEntry, for_workstation, load_config
 from ptdesk.core import (
+    accounts,
     baseline,
     collab,
     collab_export,
@@ -290,10 +291,15 @@ class Workstation:
         """Finish key rotations that waited for `experiment` to run again, by collaborator."""
         return rotation.finish_pending(self, experiment)
 
-    def rotate(self, name: str, expires: str | None = None, pubkey_text: str | None = None) -> RotationResult:
+    def rotate(self, name: str, expires: str | None = None, pubkey_text: str | None = None,
+               end_sessions: bool = False) -> RotationResult:
         """A new key everywhere `name` has access, never locking them out (ptdesk.core.rotation);
-        `pubkey_text` for a person who brings their own key."""
-        return rotation.rotate(self, name, expires, pubkey_text)
+        `pubkey_text` for a person who brings their own key; `end_sessions` when the old key is compromised."""
+        return rotation.rotate(self, name, expires, pubkey_text, end_sessions)
+
+    def running_processes(self, name: str) -> dict[str, tuple[str, ...]]:
+        """What of collaborator `name`'s runs, by experiment (what `end_sessions` would end)."""
+        return accounts.running_processes(self.engine, self.store, name)
 
     def export_collaborator(self, name: str, folder: str | Path, dest: str | None = None,
                             jump: str | None = None) -> Exported:
