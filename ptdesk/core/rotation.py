@@ -7,7 +7,8 @@ The protocol, for every container the person is granted:
 A routine rotation (a new laptop, a schedule) changes only the key: the person's open sessions and
 running processes (a training run in tmux) stay. A compromised one (`end_sessions`) also ends every
 process of the person's account wherever the old key is retired, whatever key opened them: whoever
-held the old key may have started them; the person logs in again with the new key. Where a step fails, the old key stays valid there and the container is "pending"
+held the old key may have started them; the person logs in again with the new key.
+Where a step fails, the old key stays valid there and the container is "pending"
 (grants.pending = 1, collaborators.previous_* kept); a later `rotate` or the next start of that
 container (`finish_pending`) finishes the job.
 
@@ -96,7 +97,8 @@ def _rotate_brought(ws: Workstation, record: CollaboratorRecord, public: str, ex
                             identity_file=None, containers=tuple(outcomes))
     _settle(ws, name)
     store.audit("collab-rotate", name, {"old_fingerprint": record.fingerprint, "fingerprint": fingerprint,
-                                        "brought": True, "end_sessions": end_sessions, "containers": {c.name: c.status for c in outcomes}})
+                                        "brought": True, "end_sessions": end_sessions,
+                                        "containers": {c.name: c.status for c in outcomes}})
     return result
 
 
@@ -170,7 +172,8 @@ def _rotate(ws: Workstation, record: CollaboratorRecord, expires: str | None, en
                             containers=containers, resumed=resumed)
     _settle(ws, name)
     store.audit("collab-rotate", name, {"old_fingerprint": result.old_fingerprint, "fingerprint": result.fingerprint,
-                                        "resumed": resumed, "end_sessions": end_sessions, "containers": {c.name: c.status for c in containers}})
+                                        "resumed": resumed, "end_sessions": end_sessions,
+                                        "containers": {c.name: c.status for c in containers}})
     return result
 
 
