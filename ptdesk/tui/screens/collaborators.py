@@ -27,7 +27,7 @@ from ptdesk.tui import format as fmt
 from ptdesk.tui.actions import bindings
 from ptdesk.tui.errors import notify_error
 from ptdesk.tui.jobs import JobDone, run_job
-from ptdesk.tui.screens.confirm import Confirm
+from ptdesk.tui.screens.confirm import Choose, Confirm
 from ptdesk.tui.screens.prompt import Field, Prompt, Report, Values
 
 
@@ -216,15 +216,27 @@ class Collaborators(Screen[None]):
                   lambda done: Text(f"{name} can no longer log in to {done[0]}; {done[1].outcome()}."))
 
     def action_rotate(self) -> None:
+        """Ask routine or compromised, saying first what of theirs runs (what the second would end)."""
         person = self.selected
         if person is None:
             return
+        name = person.name
+        run_job(self, lambda: self.ws.running_processes(name), title=f"Rotate {name}'s key",
+                on_done=lambda running: self._ask_rotation(name, running), group="collab-action")
 
-        def confirmed(yes: bool | None) -> None:
-            if yes:
-                self._run(f"Rotate {person.name}'s key", lambda: self.ws.rotate(person.name),
-                          rotation_table)
+    def _ask_rotation(self, name: str, running: dict[str, tuple[str, ...]]) -> None:
+        rows = [f"  {experiment}: {row}" for experiment, found in running.items() for row in found]
+        shown = rows[:6] + ([f"  … and {len(rows) - 6} more"] if len(rows) > 6 else [])
+        ending = (f"ends their sessions and the {len(rows)} process(es) of theirs running now:\n" + "\n".join(shown)
+                  if rows else "ends their sessions (nothing of theirs runs now).")
+        detail = ("A new key is installed everywhere they have access and checked by a real login before the old "
+                  "one is removed.\nRoutine (a new laptop, a schedule): what they run keeps running.\n"
+                  f"Compromised key: also {ending}")
 
-        self.app.push_screen(Confirm(f"Rotate {person.name}'s key?",
-                                     "A new key is installed everywhere they have access and checked by a "
-                                     "real login before the old one is removed.", yes="Rotate"), confirmed)
+        def chosen(answer: str | None) -> None:
+            if answer is not None:
+                end = answer == "end"
+                self._run(f"Rotate {name}'s key", lambda: self.ws.rotate(name, end_sessions=end), rotation_table)
+
+        self.app.push_screen(Choose(f"Rotate {name}'s key?", detail,
+                                    [("r", "Routine", "keep"), ("e", "Compromised: end them", "end")]), chosen)

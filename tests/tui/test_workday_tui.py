@@ -1,0 +1,61 @@
+"""The team's day in the dashboard: a routine key rotation keeps a collaborator's work, and the
+dialog says what the other answer would end."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from e2e.accounts_support import DETACH
+from tuihelpers import nvml_scenarios, screen_text, settle
+
+from ptdesk.core.sshcheck import try_login
+from ptdesk.core.workstation import Workstation
+from ptdesk.tui.app import PtdeskApp
+from ptdesk.tui.screens.collaborators import Collaborators
+from ptdesk.tui.screens.confirm import Choose
+from ptdesk.tui.screens.prompt import Report
+
+SIZE = (80, 24)
+
+
+def loop_pids(ws: Workstation, experiment: str, account: str) -> set[int]:
+    record = ws.store.experiment(experiment)
+    assert record is not None and record.container_id
+    rc, out = ws.engine.exec(record.container_id, ["ps", "-o", "pid=,comm=", "-u", account])
+    return {int(pid) for pid, comm in (line.split() for line in out.decode().splitlines()) if comm == "sh"}
+
+
+async def test_r_asks_routine_or_compromised_and_names_what_would_end(tui_desk: Workstation, nvml) -> None:
+    nvml(nvml_scenarios.no_driver())
+    launched = tui_desk.launch(tui_desk.make_spec("ssh", name="shared", cpus=1)).experiment
+    bob = tui_desk.add_collaborator("bob")
+    tui_desk.grant("bob", "shared")
+    record = tui_desk.store.experiment("shared")
+    assert record is not None and record.port and record.host_public_key and bob.identity_file
+    login = try_login(tui_desk.config.connect_host, record.port, "bob", Path(bob.identity_file),
+                      record.host_public_key, command=DETACH)
+    assert login.ok, login
+    running = loop_pids(tui_desk, launched.name, "bob")
+    assert running
+
+    app = PtdeskApp(tui_desk)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, lambda: app.main.listed)
+        await pilot.press("k")
+        screen = await settle(pilot, lambda: isinstance(app.screen, Collaborators) and app.screen)
+        await settle(pilot, lambda: "bob" in screen.items, message="bob listed")
+        await pilot.press("r")
+        await settle(pilot, lambda: isinstance(app.screen, Choose), message="the question")
+        text = screen_text(app)
+        assert "process(es) of" in text and f"shared: {min(running)} sh" in text, text
+        await pilot.press("r")  # routine
+        await settle(pilot, lambda: isinstance(app.screen, Report), timeout=90, message="the rotation's report")
+        assert loop_pids(tui_desk, "shared", "bob") == running  # the run goes on
+        await pilot.press("escape")
+
+        await settle(pilot, lambda: app.screen is screen)
+        await pilot.press("r")
+        await settle(pilot, lambda: isinstance(app.screen, Choose), message="the question again")
+        await pilot.press("e")  # compromised
+        await settle(pilot, lambda: isinstance(app.screen, Report), timeout=90, message="the second report")
+        assert loop_pids(tui_desk, "shared", "bob") == set()
