@@ -75,6 +75,8 @@ class Config:
     # Other Docker engines reached over SSH ([workstations.NAME]); "local" is always this machine's.
     workstations: dict[str, WorkstationEntry] = field(default_factory=dict)
     default_workstation: str = LOCAL
+    # Which workstation these settings are for (for_workstation sets it): names its ssh aliases.
+    workstation: str = LOCAL
     # The address people connect to when it is not the bind address (a remote workstation's host).
     connect_address: str | None = None
     # Debian packages the SSH image gets besides its workbench (git, tmux, rsync, ...).
@@ -296,7 +298,7 @@ def for_workstation(config: Config, entry: WorkstationEntry) -> Config:
     PTDESK_HOME/workstations/NAME (so a dead box never holds another's store, and each engine is
     reconciled against its own records), ports published on its bind address, and connection lines
     naming the address people reach it at."""
-    return replace(config, home=config.home / "workstations" / entry.name,
+    return replace(config, home=config.home / "workstations" / entry.name, workstation=entry.name,
                    bind_address=entry.bind_address or config.bind_address,
                    connect_address=entry.connect_address,
                    workspace_root=config.workspace_root or config.home / "workstations" / entry.name / "workspaces")

@@ -12,6 +12,7 @@ import time
 import click
 
 from ptdesk.commands.common import emit_json, json_option, pass_workstation
+from ptdesk.config import LOCAL
 from ptdesk.core.workstation import Workstation
 from ptdesk.errors import InvalidInput, PtdeskError
 
@@ -50,6 +51,24 @@ def ssh_config_command(ws: Workstation, install: bool, as_json: bool) -> None:
                 ", or let `ssh NAME` work everywhere: ptdesk ssh-config --install"), err=True)
 
 
+def by_alias(ws: Workstation, name: str) -> tuple[Workstation, str]:
+    """The workstation and experiment that NAME reaches: `ptdesk ssh` takes what `ptdesk ls` shows
+    and `ssh` itself takes (the alias NAME.WORKSTATION for another workstation's experiment)."""
+    from ptdesk.core.ssh_config import split_alias
+
+    if ws.store.experiment(name) is not None:
+        return ws, name
+    base, where = split_alias(name)
+    if where == ws.name:
+        return ws, base
+    config = ws.home_config
+    if where != LOCAL and where not in config.workstations:
+        return ws, name  # not an alias: the experiment's own error says so
+    other = Workstation(config, config.workstations.get(where))
+    click.get_current_context().call_on_close(other.close)
+    return other, base
+
+
 @click.command("ssh", context_settings={"allow_interspersed_args": False})
 @click.option("-t", "tty", is_flag=True, help="Give COMMAND a terminal (for tmux attach, htop, an editor).")
 @click.argument("name")
@@ -63,6 +82,7 @@ def ssh_command(ws: Workstation, tty: bool, name: str, command: tuple[str, ...])
     """
     if command[:1] == ("--",):
         command = command[1:]
+    ws, name = by_alias(ws, name)
     argv = ws.ssh_argv(name, command, options=("-t",) if tty else ())
     client = _ssh_client()
     ws.close()  # exec replaces this process: nothing of it is left to close later
@@ -118,6 +138,7 @@ def forward(ws: Workstation, name: str, spec: str) -> None:
     """Reach a server NAME runs on its own 127.0.0.1:PORT at 127.0.0.1:LOCAL here, until Ctrl-C."""
     remote, local = parse_forward(spec)
     local = _local_port(remote, local)
+    ws, name = by_alias(ws, name)
     argv = ws.ssh_argv(name, options=("-N", "-o", "ExitOnForwardFailure=yes", "-o", "ServerAliveInterval=30",
                                       "-L", f"127.0.0.1:{local}:127.0.0.1:{remote}"))
     argv[0] = _ssh_client()

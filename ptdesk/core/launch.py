@@ -192,6 +192,9 @@ def launch_warnings(ws: Workstation, spec: LaunchSpec, gpus: tuple[int, ...],
         reason = (inventory.reason if inventory else None) or "every GPU is held by another experiment."
         warnings.append(f"No GPU was given: {reason}")
     warnings += environment.launch_warnings(ws, spec.kind, spec.image, gpus)
+    namesake = ssh_config.namesake_warning(ws.home_config, config, spec.name, spec.kind)
+    if namesake:
+        warnings.append(namesake)
     return tuple(warnings)
 
 

@@ -48,7 +48,7 @@ def state(config: Config, add_include: bool = False) -> SshConfigState:
     """Rewrite ptdesk's ssh config; with `add_include`, add the Include line (only when asked)."""
     path = ssh_config.refresh(config)
     added = install(config) if add_include else False
-    hosts = tuple(r.name for r in ssh_config.reachable(read_experiments(config.state_path)))
+    hosts = tuple(ssh_config.alias(config, r.name) for r in ssh_config.reachable(read_experiments(config.state_path)))
     return SshConfigState(path=path, text=path.read_text(), hosts=hosts, include=include_line(config),
                           user_config=user_config_path(), installed=installed(config), added=added)
 

@@ -194,7 +194,8 @@ class Workstation:
             raise InvalidInput(f"{name!r} is {experiment.status}, so nothing answers there.",
                                f"Start it first: ptdesk start {name}")
         path = ssh_config.refresh(self.config)
-        return ["ssh", "-F", str(path), *options, name, *(shlex.quote(word) for word in command)]
+        return ["ssh", "-F", str(path), *options, ssh_config.alias(self.config, name),
+                *(shlex.quote(word) for word in command)]
 
     def ssh_config(self, install: bool = False) -> SshConfigState:
         """ptdesk's own ssh config, rewritten now; with `install`, the Include line added to

@@ -120,7 +120,7 @@ def test_ssh_experiment_on_the_remote_lists_logs_stops_starts_and_goes(
     assert rc == 0 and out.strip() == "ptdesk", err
     state = desk.json("ssh-config", "--on", "box")
     assert state["workstation"] == "box" and str(desk.home / "workstations" / "box" / "ssh") in state["path"]
-    assert state["hosts"] == ["r-ssh"] and "HostName 127.0.0.1" in Path(state["path"]).read_text()
+    assert state["hosts"] == ["r-ssh.box"] and "HostName 127.0.0.1" in Path(state["path"]).read_text()
     desk.ok("stop", "r-ssh", "--on", "box")
     assert desk.json("ls", "--all", "--on", "box")[0]["status"] != "running"
     started = desk.json("start", "r-ssh", "--on", "box")
@@ -129,6 +129,45 @@ def test_ssh_experiment_on_the_remote_lists_logs_stops_starts_and_goes(
     assert on_box(desk, box_engine) == []
     assert desk.json("ls", "--all", "--on", "box") == []
     assert not (desk.home / "workstations" / "box" / "experiments" / "r-ssh").exists()
+
+
+def test_the_same_name_on_two_workstations_reaches_each_box_by_its_own_alias(
+        desk: Ptdesk, tmp_path: Path) -> None:
+    """`ssh NAME`, `ptdesk ssh NAME`, the listing and the installed ssh configs all agree on which
+    box a name reaches; a name that looks like a host never becomes a bare alias."""
+    home = {"HOME": str(tmp_path)}
+    local = desk.new("ssh", "--name", "twin", "--cpus", "1")
+    rc, out, err = desk.run("new", "ssh", "--on", "box", "--name", "twin", "--cpus", "1", "--json", subprocess_=True)
+    assert rc == 0, err
+    remote = json.loads(out)
+    assert "local already has an experiment named 'twin'" in err
+    assert "`ssh twin.box` (and `ptdesk ssh twin.box`) reaches this one on box; `ssh twin` the one on local" in err, err
+    desk.new("ssh", "--name", "github.com", "--cpus", "1")
+    for where in ("local", "box"):  # both Includes, as a person with two boxes has them
+        desk.ok("ssh-config", "--install", "--on", where, extra_env=home)
+    user_config = tmp_path / ".ssh" / "config"
+
+    def resolved(host: str) -> dict[str, str]:
+        out = subprocess.run(["ssh", "-F", str(user_config), "-G", host], capture_output=True, text=True,
+                             check=True).stdout
+        return dict(line.split(" ", 1) for line in out.splitlines() if " " in line)
+
+    assert resolved("twin")["port"] == str(local["ssh"]["port"])
+    assert resolved("twin.box")["port"] == str(remote["ssh"]["port"])
+    assert resolved("github.com")["hostname"] == "github.com"  # git push still goes to GitHub
+    assert resolved("github.com.local")["hostname"] == "127.0.0.1"
+    # The listing says the alias that really reaches each row.
+    connect = {(e["workstation"], e["name"]): e["ssh"]["command"] for e in desk.json("ls", extra_env=home)}
+    assert connect[("local", "twin")] == "ssh twin" and connect[("box", "twin")] == "ssh twin.box"
+    assert connect[("local", "github.com")] == "ssh github.com.local"
+    # `ptdesk ssh` takes the same aliases and reaches the same boxes.
+    assert desk.run("ssh", "--on", "box", "twin", "touch", "/tmp/on-box", subprocess_=True)[0] == 0
+    rc, out, err = desk.run("ssh", "twin.box", "ls", "/tmp", subprocess_=True)
+    assert rc == 0 and "on-box" in out, err
+    rc, out, err = desk.run("ssh", "twin", "ls", "/tmp", subprocess_=True)
+    assert rc == 0 and "on-box" not in out, err
+    for name, where in (("twin", "local"), ("twin", "box"), ("github.com", "local")):
+        desk.ok("rm", name, "--on", where, "--force")
 
 
 def test_a_failed_remote_launch_leaves_nothing_on_either_side(desk: Ptdesk, box_engine: Engine,

@@ -96,7 +96,7 @@ class SshKind(Kind):
             "-o", shlex.quote(f"UserKnownHostsFile={known_file}"), f"{CONTAINER_USER}@{host}",
         ])
         if ssh_include.installed(config):  # ~/.ssh/config includes ptdesk's: the short form works
-            command = f"ssh {record.name}"
+            command = f"ssh {ssh_config.alias(config, record.name)}"
         fingerprint = keys.fingerprint(record.host_public_key)
         rows = (("Connect", command), ("Host", f"{host}:{record.port} as {CONTAINER_USER}"),
                 ("Identity", str(key_file)), ("Host key", fingerprint), ("known_hosts", known))
