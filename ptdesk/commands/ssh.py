@@ -13,6 +13,7 @@ import click
 
 from ptdesk.commands.common import emit_json, json_option, pass_workstation
 from ptdesk.config import LOCAL
+from ptdesk.core.models import Experiment
 from ptdesk.core.workstation import Workstation
 from ptdesk.errors import InvalidInput, PtdeskError
 
@@ -132,21 +133,62 @@ def _local_port(remote: int, local: int | None) -> int:
 
 @click.command("forward")
 @click.argument("name")
-@click.argument("spec", metavar="PORT[:LOCAL]")
+@click.argument("spec", metavar="[PORT[:LOCAL]]", required=False)
 @pass_workstation(reconcile=True)
-def forward(ws: Workstation, name: str, spec: str) -> None:
-    """Reach a server NAME runs on its own 127.0.0.1:PORT at 127.0.0.1:LOCAL here, until Ctrl-C."""
+def forward(ws: Workstation, name: str, spec: str | None) -> None:
+    """Reach a server NAME runs on its own 127.0.0.1:PORT at 127.0.0.1:LOCAL here, until Ctrl-C.
+
+    For a Jupyter experiment leave PORT out: its URL, opened here (on a laptop whose ptdesk knows
+    the workstation: --on NAME)."""
+    ws, name = by_alias(ws, name)
+    experiment = ws.experiment(name)
+    if experiment.kind != "ssh":
+        _forward_service(ws, experiment, spec)
+        return
+    if spec is None:
+        raise InvalidInput(f"Say which port of {name} to reach here.",
+                           f"For TensorBoard on its 127.0.0.1:6006: ptdesk forward {name} 6006")
     remote, local = parse_forward(spec)
     local = _local_port(remote, local)
-    ws, name = by_alias(ws, name)
     argv = ws.ssh_argv(name, options=("-N", "-o", "ExitOnForwardFailure=yes", "-o", "ServerAliveInterval=30",
                                       "-L", f"127.0.0.1:{local}:127.0.0.1:{remote}"))
+    _hold(argv, local, name, f"http://127.0.0.1:{local}/",
+          f"{name}'s 127.0.0.1:{remote} is at 127.0.0.1:{local} here; Ctrl-C closes the tunnel.")
+
+
+def _forward_service(ws: Workstation, experiment: Experiment, spec: str | None) -> None:
+    """A Jupyter (or other web) experiment: its own published port, here, with its URL."""
+    from ptdesk.core import tunnel
+
+    name, access = experiment.name, experiment.access
+    if access is None or experiment.status != "running":
+        raise InvalidInput(f"{name!r} is {experiment.status}, so nothing answers there.",
+                           f"Start it first: ptdesk start {name}")
+    port, url = int(str(access.fields["port"])), str(access.fields["url"])
+    if spec is not None and parse_forward(spec)[0] != port:
+        raise InvalidInput(f"{name} is a {experiment.kind} experiment: only its own port {port} is reachable.",
+                           f"Leave the port out: ptdesk forward {name}")
+    local = _local_port(port, parse_forward(spec)[1] if spec else None)
+    if ws.entry is None:  # on this machine already: nothing to tunnel
+        click.echo(url)
+        laptop = tunnel.laptop_line(ws.config, port)
+        click.echo(f"{name} is served on this machine" + (f"; from your laptop run: {laptop}" if laptop else "."),
+                   err=True)
+        return
+    host = str(access.fields["host"])
+    argv = ws.tunnel_argv(port, local)
+    here = url.replace(f"{host}:{port}", f"127.0.0.1:{local}", 1)
+    _hold(argv, local, name, here, f"{name} on {ws.name} is at 127.0.0.1:{local} here; Ctrl-C closes the tunnel.")
+
+
+def _hold(argv: list[str], local: int, name: str, url: str, said: str) -> None:
+    """Run the tunnel until Ctrl-C, printing `url` once it listens."""
     argv[0] = _ssh_client()
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
     try:
         _wait_listening(proc, local, name)
-        click.echo(f"http://127.0.0.1:{local}/")
-        click.echo(f"{name}'s 127.0.0.1:{remote} is at 127.0.0.1:{local} here; Ctrl-C closes the tunnel.", err=True)
+        click.echo(url)
+        click.echo(said, err=True)
         rc = proc.wait()
     except KeyboardInterrupt:
         click.echo("ptdesk: tunnel closed.", err=True)

@@ -3,8 +3,7 @@
 It is the one object the CLI and the dashboard talk to, for every operation (list, launch,
 stop/start/rm, logs, GPUs, collaborators, reconcile, images). It holds the resolved config, the
 state store and the engine connection; the engine is connected on first use so that commands that
-do not need it (and the dashboard's GPU panel) keep working while the engine is down. Several
-workstations will be several of these, one per engine.
+do not need it (and the dashboard's GPU panel) keep working while the engine is down.
 
 The operations themselves live in the core's modules (experiments, launch, collab, rotation, ...),
 which take a Workstation; this class only opens the door to each of them, once.
@@ -39,6 +38,7 @@ from ptdesk.core import (
     rotation,
     ssh_config,
     ssh_include,
+    tunnel,
 )
 from ptdesk.core import launch as launcher
 from ptdesk.core import spec as specs
@@ -187,15 +187,24 @@ class Workstation:
         running `command` there word by word (each quoted for the remote shell, as exec would take
         them), or a login shell when it is empty; `options` go before the name."""
         experiment = self.experiment(name)
-        if experiment.kind != SSH.name or experiment.access is None:
-            raise InvalidInput(f"{name!r} is not an SSH experiment of yours that can be logged in to.",
-                               "Pick one of yours from: ptdesk ls")
+        if experiment.kind != SSH.name:  # yours, maybe, but nothing to log in to
+            raise InvalidInput(f"{name!r} is a {experiment.kind} experiment: it has no SSH login.",
+                               f"Open its URL (ptdesk ls), or here through a tunnel: ptdesk forward {name}")
+        if experiment.access is None:
+            raise InvalidInput(f"{name!r} is not yours to log in to.", "Pick one of yours from: ptdesk ls")
         if experiment.status != "running":
             raise InvalidInput(f"{name!r} is {experiment.status}, so nothing answers there.",
                                f"Start it first: ptdesk start {name}")
         path = ssh_config.refresh(self.config)
         return ["ssh", "-F", str(path), *options, ssh_config.alias(self.config, name),
                 *(shlex.quote(word) for word in command)]
+
+    def tunnel_argv(self, port: int, local: int) -> list[str]:
+        """OpenSSH forwarding 127.0.0.1:LOCAL here to PORT as this remote workstation publishes it."""
+        home, entry = self.home_config, self.entry
+        assert entry is not None
+        return tunnel.forward_argv(remote.known_hosts_path(home), remote.identity_of(home, entry), entry,
+                                   (self.config.bind_address, port), local)
 
     def ssh_config(self, install: bool = False) -> SshConfigState:
         """ptdesk's own ssh config, rewritten now; with `install`, the Include line added to
@@ -294,12 +303,10 @@ class Workstation:
 
     def rotate(self, name: str, expires: str | None = None, pubkey_text: str | None = None,
                end_sessions: bool = False) -> RotationResult:
-        """A new key everywhere `name` has access, never locking them out (ptdesk.core.rotation);
-        `pubkey_text` for a person who brings their own key; `end_sessions` when the old key is compromised."""
+        """A new key everywhere `name` has access, never locking them out (ptdesk.core.rotation)."""
         return rotation.rotate(self, name, expires, pubkey_text, end_sessions)
 
-    def running_processes(self, name: str) -> dict[str, tuple[str, ...]]:
-        """What of collaborator `name`'s runs, by experiment (what `end_sessions` would end)."""
+    def running_processes(self, name: str) -> dict[str, tuple[str, ...]]:  # what end_sessions would end
         return accounts.running_processes(self.engine, self.store, name)
 
     def export_collaborator(self, name: str, folder: str | Path, dest: str | None = None,

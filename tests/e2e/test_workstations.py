@@ -9,6 +9,8 @@ nothing was made on the other.
 from __future__ import annotations
 
 import json
+import signal
+import socket
 import sqlite3
 import stat
 import subprocess
@@ -21,6 +23,7 @@ from typing import TYPE_CHECKING
 
 import docker
 import pytest
+from e2e.workday_support import ptdesk_script
 from helpers import remove_instance_containers, require_image, settle, wait_until
 from remote_box import RemoteBox
 
@@ -191,8 +194,68 @@ def test_jupyter_on_the_remote_answers_with_its_token_only(desk: Ptdesk, box_eng
     assert "r-lab" in {c["Labels"]["ptdesk.name"] for c in on_box(desk, box_engine)}
     logs = desk.ok("logs", "r-lab", "--on", "box", "--tail", "all")
     assert "Jupyter" in logs and access["token"] not in logs
+    # Its port is on the box's loopback: from a laptop, `ptdesk forward` opens its URL here.
+    assert access["forward"] == "ptdesk forward r-lab --on box"
+    assert status_through_forward(desk, ("r-lab", "--on", "box"), access["token"]) == 200
     desk.ok("rm", "r-lab", "--on", "box", "--force")
     assert "r-lab" not in {c["Labels"]["ptdesk.name"] for c in on_box(desk, box_engine)}
+
+
+def status_through_forward(desk: Ptdesk, args: tuple[str, ...], token: str) -> int:
+    """`ptdesk forward ARGS` as a person runs it: the URL it prints, asked for /api/status, then Ctrl-C."""
+    proc = subprocess.Popen([ptdesk_script(), "forward", *args], env=desk.env, text=True, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().strip()  # printed once the tunnel listens
+        assert url.startswith("http://127.0.0.1:") and url.endswith(f"/lab?token={token}"), url
+        return http_status(url.split("/lab?")[0] + "/api/status", token)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0 and "Traceback" not in err, err
+
+
+def http_status(url: str, token: str) -> int:
+    request = urllib.request.Request(url, headers={"Authorization": f"token {token}"})
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        return answer.status
+
+
+def test_a_jupyter_url_on_a_loopback_bind_says_how_to_open_it_from_the_laptop(
+        desk: Ptdesk, box: RemoteBox, tmp_path: Path) -> None:
+    """ptdesk on the workstation, reached over SSH (the box's sshd stands in for the workstation's):
+    the launch prints the `ssh -L` line that the person's laptop runs, and that line really works."""
+    over_ssh = {"SSH_CONNECTION": f"127.0.0.1 50000 127.0.0.1 {box.port}", "USER": box.user}
+    made = desk.new("jupyter", "--name", "l-lab", "--cpus", "1", extra_env=over_ssh)["jupyter"]
+    port, token = made["port"], made["token"]
+    assert made["tunnel"] == f"ssh -N -L {port}:127.0.0.1:{port} -p {box.port} {box.user}@127.0.0.1"
+    # Run on "the laptop" (this machine, where the port itself is taken: another local port).
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        local = probe.getsockname()[1]
+    argv = made["tunnel"].split()
+    argv[3] = argv[3].replace(f"{port}:", f"{local}:", 1)
+    laptop = subprocess.Popen([argv[0], "-F", "/dev/null", "-i", str(box.client_key), "-o", "BatchMode=yes",
+                               "-o", "StrictHostKeyChecking=no", "-o", f"UserKnownHostsFile={tmp_path / 'known'}",
+                               "-o", "ExitOnForwardFailure=yes", *argv[1:]], stdin=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: _listening(local) or laptop.poll() is not None, timeout=30, message="the tunnel")
+        assert laptop.poll() is None, laptop.stderr and laptop.stderr.read()
+        assert http_status(f"http://127.0.0.1:{local}/api/status", token) == 200
+    finally:
+        laptop.terminate()
+        laptop.wait(10)
+    # On the workstation itself `forward` has nothing to tunnel: the URL, and the laptop's line.
+    rc, out, err = desk.run("forward", "l-lab", subprocess_=True, extra_env=over_ssh)
+    assert rc == 0 and out.strip() == made["url"] and made["tunnel"] in err, err
+    desk.ok("rm", "l-lab", "--force")
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
 def test_grant_and_rotate_on_the_remote(desk: Ptdesk, box_engine: Engine) -> None:
