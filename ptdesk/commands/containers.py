@@ -9,9 +9,12 @@ from typing import Any
 import click
 
 from ptdesk.commands.common import emit_json, json_option, pass_workstation
+from ptdesk.config import Limits
 from ptdesk.core.kinds import REGISTRY, Kind
 from ptdesk.core.models import Experiment
 from ptdesk.core.workstation import Workstation
+
+_DEFAULTS = Limits()  # what config.toml's [limits] starts from
 
 
 def launch_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -23,9 +26,12 @@ def launch_options(func: Callable[..., Any]) -> Callable[..., Any]:
                                     "(default: the gpus setting, auto)."),
         click.option("--workspace", type=click.Path(file_okay=False, path_type=str),
                      help="Host folder mounted at /workspace (default: WORKSPACE_ROOT/NAME, kept after rm)."),
-        click.option("--memory", help="Memory limit, e.g. 16g."),
-        click.option("--cpus", type=float, help="CPU limit, e.g. 4."),
-        click.option("--shm-size", help="Shared memory size, e.g. 8g."),
+        click.option("--memory", help=f"Memory limit, e.g. 32g (default: [limits] memory, {_DEFAULTS.memory}; "
+                                      "at most the workstation's memory)."),
+        click.option("--cpus", type=float, help=f"CPU limit, e.g. 8 (default: [limits] cpus, {_DEFAULTS.cpus:g}; "
+                                                "at most the workstation's CPUs)."),
+        click.option("--shm-size", help=f"Shared memory size, e.g. 8g (default: [limits] shm_size, "
+                                        f"{_DEFAULTS.shm_size})."),
         json_option,
     ]
     for option in reversed(options):

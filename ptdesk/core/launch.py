@@ -183,7 +183,7 @@ def launch_warnings(ws: Workstation, spec: LaunchSpec, gpus: tuple[int, ...],
                     inventory: GpuInventory | None) -> tuple[str, ...]:
     """What the person should know about a launch that worked, one sentence each with its fix."""
     config = ws.config
-    warnings = []
+    warnings = list(spec.notes)
     if not writable_by(spec.workspace, config.uid, config.gid):
         warnings.append(f"{spec.workspace} is not writable by uid {config.uid} (the container user): nothing can "
                         f"be saved there. Fix: chown {config.uid} {spec.workspace}")

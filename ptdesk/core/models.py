@@ -31,6 +31,7 @@ class LaunchSpec:
     limits: Limits
     extra_keys: tuple[str, ...] = ()  # ssh: public keys the owner brought, authorised too
     auto_name: bool = False  # name was suggested, not typed: the launcher may pick the next free one
+    notes: tuple[str, ...] = ()  # what the person should know about the defaults it got (said after the launch)
 
 
 @dataclass(frozen=True)

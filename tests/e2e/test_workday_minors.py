@@ -1,0 +1,33 @@
+"""The team's first week, minor items: each a test of what a person meets on the real engine."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+from ptdesk.core.engine import Engine
+
+if TYPE_CHECKING:
+    from e2e.conftest import Ptdesk
+
+
+def test_limits_beyond_the_box_are_refused_and_lowered_defaults_are_said(cli: Ptdesk, engine: Engine) -> None:
+    total = int(engine.info()["MemTotal"])
+    lines = cli.fails("new", "ssh", "--name", "huge", "--memory", "5000g")
+    assert "This workstation has only" in lines[0] and "5000g is more than that" in lines[0], lines
+    cli.assert_nothing_left(engine, "huge")
+    # Defaults larger than the box are lowered to it, and the launch says so (not silently).
+    cli.home.mkdir(parents=True, exist_ok=True)
+    (cli.home / "config.toml").write_text("[limits]\ncpus = 1000\nmemory = \"100000g\"\n")
+    rc, out, err = cli.run("new", "ssh", "--name", "capped", "--json", subprocess_=True)
+    assert rc == 0, err
+    ncpu = int(engine.info()["NCPU"])
+    assert f"CPU limit {ncpu} (the default 1000 is more than this workstation has)" in err, err
+    assert f"Memory limit {total // 1024**2}m (the default 100000g" in err, err
+    limits = engine.inspect(json.loads(out)["id"])["HostConfig"]
+    assert limits["NanoCpus"] == ncpu * 10**9 and limits["Memory"] == (total // 1024**2) * 1024**2
+
+
+def test_new_help_shows_the_limit_defaults(cli: Ptdesk) -> None:
+    out = cli.ok("new", "ssh", "--help")
+    assert "[limits] memory, 16g" in out and "[limits] cpus, 4" in out
