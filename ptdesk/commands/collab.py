@@ -11,6 +11,7 @@ import click
 
 from ptdesk.commands.common import emit_json, json_option, pass_workstation, table
 from ptdesk.core.collab_export import destination
+from ptdesk.core.durations import iso_utc
 from ptdesk.core.keys import read_public_key_file
 from ptdesk.core.workstation import Workstation
 from ptdesk.errors import PtdeskError
@@ -62,13 +63,15 @@ def ls(ws: Workstation, as_json: bool) -> None:
     pending = {p.name: set(ws.pending_grants(p.name)) for p in people}
     if as_json:
         emit_json([{"name": p.name, "fingerprint": p.fingerprint, "public_key": p.public_key,
-                    "identity_file": p.identity_file, "created": p.created, "expires": p.expires,
-                    "grants": list(p.grants), "pending": sorted(pending[p.name])} for p in people])
+                    "identity_file": p.identity_file, "created": iso_utc(p.created),
+                    "expires": iso_utc(p.expires), "expired": p.expired(), "grants": list(p.grants),
+                    "pending": sorted(pending[p.name])} for p in people])
         return
     if not people:
         click.echo("No collaborators (add one with: ptdesk collab add NAME).")
         return
-    rows = [(p.name, p.fingerprint, "ptdesk-made" if p.identity_file else "their own", _when(p.expires),
+    rows = [(p.name, p.fingerprint, "ptdesk-made" if p.identity_file else "their own",
+             f"EXPIRED {_when(p.expires)}" if p.expired() else _when(p.expires),
              ", ".join(g + ("*" if g in pending[p.name] else "") for g in p.grants) or "-") for p in people]
     click.echo(table(["NAME", "FINGERPRINT", "KEY", "EXPIRES", "ACCESS"], rows))
 

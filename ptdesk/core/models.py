@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -290,6 +291,10 @@ class Collaborator:
     created: float
     expires: float | None = None
     grants: tuple[str, ...] = ()
+
+    def expired(self, now: float | None = None) -> bool:
+        """Their key no longer logs in anywhere (sshd refuses it; ptdesk ended what it ran)."""
+        return self.expires is not None and self.expires <= (time.time() if now is None else now)
 
 
 @dataclass(frozen=True)

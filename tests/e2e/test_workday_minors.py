@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import TYPE_CHECKING
+
+from helpers import wait_until
 
 from ptdesk.core.engine import Engine
 
@@ -31,3 +34,15 @@ def test_limits_beyond_the_box_are_refused_and_lowered_defaults_are_said(cli: Pt
 def test_new_help_shows_the_limit_defaults(cli: Ptdesk) -> None:
     out = cli.ok("new", "ssh", "--help")
     assert "[limits] memory, 16g" in out and "[limits] cpus, 4" in out
+
+
+def test_an_expired_collaborator_is_listed_as_expired_with_iso_times(cli: Ptdesk) -> None:
+    cli.ok("collab", "add", "eve", "--expires", "1s")
+    cli.ok("collab", "add", "fay", "--expires", "2099-01-01")
+    wait_until(lambda: "EXPIRED" in cli.ok("collab", "ls"), timeout=30, message="eve's key to expire")
+    people = {p["name"]: p for p in cli.json("collab", "ls")}
+    assert people["eve"]["expired"] is True and people["fay"]["expired"] is False
+    assert people["fay"]["expires"] == "2099-01-01T00:00:00Z"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", people["eve"]["created"])
+    rows = {line.split()[0]: line for line in cli.ok("collab", "ls").splitlines()[1:]}
+    assert "EXPIRED" in rows["eve"] and "EXPIRED" not in rows["fay"]

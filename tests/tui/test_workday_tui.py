@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from e2e.accounts_support import DETACH
+from helpers import wait_until
 from tuihelpers import nvml_scenarios, screen_text, settle
 
 from ptdesk.core.sshcheck import try_login
@@ -59,3 +60,17 @@ async def test_r_asks_routine_or_compromised_and_names_what_would_end(tui_desk: 
         await pilot.press("e")  # compromised
         await settle(pilot, lambda: isinstance(app.screen, Report), timeout=90, message="the second report")
         assert loop_pids(tui_desk, "shared", "bob") == set()
+
+
+async def test_an_expired_collaborator_reads_expired(tui_desk: Workstation, nvml) -> None:
+    nvml(nvml_scenarios.no_driver())
+    tui_desk.add_collaborator("eve", expires="1s")
+    wait_until(lambda: tui_desk.collaborators()[0].expired(), timeout=30, message="eve's key to expire")
+    app = PtdeskApp(tui_desk)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, lambda: app.main.listed)
+        await pilot.press("k")
+        screen = await settle(pilot, lambda: isinstance(app.screen, Collaborators) and app.screen)
+        await settle(pilot, lambda: "eve" in screen.items, message="eve listed")
+        await settle(pilot, lambda: "expired" in screen_text(app), message="eve shown as expired")
+        assert "N/A" not in screen_text(app)

@@ -102,7 +102,8 @@ class Collaborators(Screen[None]):
         with self.app.batch_update():
             table.clear()
             for c in items:
-                expires = fmt.duration(c.expires - now) if c.expires else "never"
+                expires = (Text("expired", style="bold red") if c.expired(now) else
+                           fmt.duration(c.expires - now) if c.expires else "never")
                 table.add_row(Text(c.name), Text(c.fingerprint), fmt.duration(now - c.created), expires,
                               Text(", ".join(c.grants) or "-"), key=c.name)
             if chosen is not None and chosen.name in self.items:
