@@ -39,13 +39,15 @@ def ls(door: FleetDoor, show_all: bool, as_json: bool) -> None:
     if as_json:
         emit_json([row["json"] for row in rows])
     else:
-        _print(rows, show_all, several=not single)
+        _print(rows, show_all, several=not single, failed=any(a["error"] for a in answers))
     if any(a["error"] for a in answers):
         raise click.exceptions.Exit(3)  # what could be listed was; the exit status says not everything
 
 
-def _print(rows: list[dict[str, Any]], show_all: bool, several: bool) -> None:
+def _print(rows: list[dict[str, Any]], show_all: bool, several: bool, failed: bool) -> None:
     if not rows:
+        if failed:
+            return  # the error said it: "No experiments" would claim what nobody could see
         click.echo("No experiments." if show_all else "No running experiments (ptdesk ls --all shows stopped ones).")
         return
     cells = []

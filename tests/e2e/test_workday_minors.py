@@ -46,3 +46,17 @@ def test_an_expired_collaborator_is_listed_as_expired_with_iso_times(cli: Ptdesk
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", people["eve"]["created"])
     rows = {line.split()[0]: line for line in cli.ok("collab", "ls").splitlines()[1:]}
     assert "EXPIRED" in rows["eve"] and "EXPIRED" not in rows["fay"]
+
+
+def test_ls_with_the_engine_down_keeps_the_rows_as_unreachable_and_claims_nothing(cli: Ptdesk, tmp_path) -> None:
+    down = {"DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock"}
+    rc, out, err = cli.run("ls", "--on", "local", extra_env=down)
+    assert rc == 3 and "not reachable" in err and "No running experiments" not in out + err, (out, err)
+    cli.new("ssh", "--name", "seen", "--cpus", "1")
+    rc, out, err = cli.run("ls", "--json", extra_env=down)
+    assert rc == 3
+    [row] = json.loads(out)
+    assert (row["name"], row["status"], row["workstation"]) == ("seen", "unreachable", "local")
+    assert "not reachable" in row["reason"]
+    rc, out, err = cli.run("ls", extra_env=down)
+    assert rc == 3 and "seen" in out and "unreachable" in out
