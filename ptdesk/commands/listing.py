@@ -14,6 +14,7 @@ import click
 
 from ptdesk.commands.common import FleetDoor, emit_json, json_option, pass_workstation, reconcile_quietly, table
 from ptdesk.core import resident_client
+from ptdesk.core.models import listing_mark, status_word
 
 
 @click.command("ls")
@@ -53,11 +54,12 @@ def _print(rows: list[dict[str, Any]], show_all: bool, several: bool, failed: bo
     cells = []
     for row in rows:
         e = row["json"]
-        mark = (" (other user)" if e.get("foreign") else " (unverified)" if e.get("unverified") else
-                " (orphan)" if e.get("orphan") else "")
+        mark = listing_mark(bool(e.get("foreign")), bool(e.get("unverified")), bool(e.get("orphan")))
+        # A stopped experiment's line leads nowhere until it is started again (as in the dashboard).
+        connect = row["connect"] if e["status"] == "running" or not row["connect"] else "- (stopped)"
         cells.append(((e["workstation"],) if several else ()) + (
-            e["name"] + mark, e["kind"], e["owner"], e["status"], row["logged_in"],
-            ",".join(map(str, e["gpus"])) or "-", row["environment"], row["connect"]))
+            e["name"] + (f" ({mark})" if mark else ""), e["kind"], e["owner"], status_word(e["status"]),
+            row["logged_in"], ",".join(map(str, e["gpus"])) or "-", row["environment"], connect))
     headers = ["NAME", "KIND", "OWNER", "STATUS", "LOGGED IN", "GPUS", "ENVIRONMENT", "CONNECT"]
     click.echo(table(["WORKSTATION", *headers] if several else headers, cells))
 

@@ -13,7 +13,7 @@ import click
 
 from ptdesk.commands.common import emit_json, json_option, pass_workstation
 from ptdesk.config import LOCAL
-from ptdesk.core.models import Experiment
+from ptdesk.core.models import Experiment, status_word
 from ptdesk.core.workstation import Workstation
 from ptdesk.errors import InvalidInput, PtdeskError
 
@@ -162,7 +162,7 @@ def _forward_service(ws: Workstation, experiment: Experiment, spec: str | None) 
 
     name, access = experiment.name, experiment.access
     if access is None or experiment.status != "running":
-        raise InvalidInput(f"{name!r} is {experiment.status}, so nothing answers there.",
+        raise PtdeskError(f"{name!r} is {status_word(experiment.status)}, so nothing answers there.",
                            f"Start it first: ptdesk start {name}")
     port, url = int(str(access.fields["port"])), str(access.fields["url"])
     if spec is not None and parse_forward(spec)[0] != port:

@@ -162,7 +162,11 @@ def _prove_ready(ws: Workstation, spec: LaunchSpec, kind: Kind, plan: Plan, atte
     assert container_id is not None
     bound = engine.published_port(container_id, plan.container_port)
     if bound is None:
-        if not engine.is_running(container_id):  # exited at once: the engine drops its ports
+        # Exited at once: the engine drops its ports, and may still call it running for a moment.
+        deadline = time.monotonic() + 2.0
+        while engine.is_running(container_id) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if not engine.is_running(container_id):
             raise LaunchFailed("The container stopped right after it started.")
         raise NotFound("The engine published no port for the container.", "Check `docker inspect` output.")
     store.update_experiment(spec.name, port=bound[1])

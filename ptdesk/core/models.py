@@ -86,6 +86,19 @@ class EnvironmentMark:
                 "driver_warning": self.driver_warning}
 
 
+def status_word(value: str) -> str:
+    """The engine's "exited" is what a person calls stopped (ptdesk stop, or s): the word people
+    read, in the CLI and the dashboard alike (JSON keeps the engine's word for scripts)."""
+    return "stopped" if value == "exited" else value
+
+
+def listing_mark(foreign: bool, unverified: bool, orphan: bool) -> str:
+    """One word for what ptdesk knows of an experiment's ownership, the same in every listing: another
+    user's; someone's that this home cannot prove it made (unverified); this home's record whose
+    container is gone (orphan)."""
+    return "other user" if foreign else "unverified" if unverified else "orphan" if orphan else ""
+
+
 @dataclass(frozen=True)
 class Experiment:
     """One managed container as ptdesk sees it: the engine's view joined with the state store."""

@@ -65,13 +65,14 @@ from ptdesk.core.models import (
     Launched,
     LaunchSpec,
     RotationResult,
+    status_word,
 )
 from ptdesk.core.reconcile import ReconcileReport
 from ptdesk.core.remote_gpus import RemoteGpus
 from ptdesk.core.ssh_include import SshConfigState
 from ptdesk.core.state import Store, actor
 from ptdesk.core.stats import ContainerStats, StatsSampler
-from ptdesk.errors import ConfigError, InvalidInput, PtdeskError
+from ptdesk.errors import ConfigError, PtdeskError
 
 Progress = Callable[[str], None]
 SSH_INCLUDE_ASKED = "dashboard.ssh_include_asked"  # the store's meta key: the dashboard asked once
@@ -145,14 +146,13 @@ class Workstation:
         if "store" in self.__dict__:
             self.store.close()
 
-    # --- the engine ---------------------------------------------------------------------------
     def engine_version(self) -> str:
         return str(self.engine.version().get("Version", "?"))
 
     def image_exists(self, ref: str) -> bool:
         return self.engine.image_exists(ref)
 
-    # --- experiments --------------------------------------------------------------------------
+    # --- the engine and experiments -----------------------------------------------------------
     def list_experiments(self, all: bool = True) -> list[Experiment]:
         return listing.list_experiments(self, all=all)
 
@@ -188,13 +188,13 @@ class Workstation:
         them), or a login shell when it is empty; `options` go before the name."""
         experiment = self.experiment(name)
         if experiment.kind != SSH.name:  # yours, maybe, but nothing to log in to
-            raise InvalidInput(f"{name!r} is a {experiment.kind} experiment: it has no SSH login.",
-                               f"Open its URL (ptdesk ls), or here through a tunnel: ptdesk forward {name}")
+            raise PtdeskError(f"{name!r} is a {experiment.kind} experiment: it has no SSH login.",
+                              f"Open its URL (ptdesk ls), or here through a tunnel: ptdesk forward {name}")
         if experiment.access is None:
-            raise InvalidInput(f"{name!r} is not yours to log in to.", "Pick one of yours from: ptdesk ls")
+            raise PtdeskError(f"{name!r} is not yours to log in to.", "Pick one of yours from: ptdesk ls")
         if experiment.status != "running":
-            raise InvalidInput(f"{name!r} is {experiment.status}, so nothing answers there.",
-                               f"Start it first: ptdesk start {name}")
+            raise PtdeskError(f"{name!r} is {status_word(experiment.status)}, so nothing answers there.",
+                              f"Start it first: ptdesk start {name}")
         path = ssh_config.refresh(self.config)
         return ["ssh", "-F", str(path), *options, ssh_config.alias(self.config, name),
                 *(shlex.quote(word) for word in command)]

@@ -60,3 +60,12 @@ def test_ls_with_the_engine_down_keeps_the_rows_as_unreachable_and_claims_nothin
     assert "not reachable" in row["reason"]
     rc, out, err = cli.run("ls", extra_env=down)
     assert rc == 3 and "seen" in out and "unreachable" in out
+
+
+def test_a_stopped_experiment_reads_stopped_offers_no_connect_line_and_ssh_exits_1(cli: Ptdesk) -> None:
+    cli.new("ssh", "--name", "napping", "--cpus", "1")
+    cli.ok("stop", "napping")
+    [row] = [line for line in cli.ok("ls", "--all").splitlines() if line.startswith("napping")]
+    assert " stopped " in row and "exited" not in row and row.rstrip().endswith("- (stopped)"), row
+    rc, out, err = cli.run("ssh", "napping", "true", subprocess_=True)
+    assert rc == 1 and "'napping' is stopped, so nothing answers there." in err, (rc, err)

@@ -38,8 +38,11 @@ def details_table(e: Experiment) -> Table:
                                f"shm {e.limits.shm_size}"))
     if e.environment and e.environment.driver_warning:
         rows.append(("Driver", e.environment.driver_warning))
-    if e.orphan:
-        rows.append(("Note", "ptdesk has no complete record of this experiment (orphan)."))
+    if e.unverified and not e.foreign:
+        rows.append(("Note", "Someone's, but nothing proves this ptdesk home made it (unverified): listed "
+                             "read-only, nothing handed out."))
+    elif e.orphan:
+        rows.append(("Note", "ptdesk's record has no container any more (orphan)."))
     for key, value in rows:
         table.add_row(key, Text(value))  # Text: values from outside are never markup
     return table

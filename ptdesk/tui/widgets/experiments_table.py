@@ -19,7 +19,7 @@ from rich.text import Text
 from textual.widgets import DataTable
 
 from ptdesk.config import LOCAL
-from ptdesk.core.models import Experiment
+from ptdesk.core.models import Experiment, listing_mark
 from ptdesk.core.units import human_bytes
 from ptdesk.tui import format as fmt
 
@@ -52,8 +52,9 @@ def cells(e: Experiment, stats: ContainerStats | None, now: float, where: str = 
     memory = stats.memory if stats and running else None
     started = stats.started if stats and running else None
     name = Text(e.name)
-    if e.orphan:
-        name.append(" (orphan)", style="bold red")
+    mark = listing_mark(e.foreign, e.unverified, e.orphan)
+    if mark:
+        name.append(f" ({mark})", style="bold red" if mark == "orphan" else "yellow")
     # Every cell is a Text: nothing from a label is read as markup, and the table skips parsing.
     status = Text(UNREACHABLE, style="bold red") if unreachable else fmt.status(fmt.status_word(e.status))
     return (
