@@ -7,6 +7,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import click
@@ -153,7 +154,9 @@ def forward(ws: Workstation, name: str, spec: str | None) -> None:
     argv = ws.ssh_argv(name, options=("-N", "-o", "ExitOnForwardFailure=yes", "-o", "ServerAliveInterval=30",
                                       "-L", f"127.0.0.1:{local}:127.0.0.1:{remote}"))
     _hold(argv, local, name, f"http://127.0.0.1:{local}/",
-          f"{name}'s 127.0.0.1:{remote} is at 127.0.0.1:{local} here; Ctrl-C closes the tunnel.")
+          f"{name}'s 127.0.0.1:{remote} is at 127.0.0.1:{local} here; Ctrl-C closes the tunnel.",
+          refused=f"ptdesk: nothing listens on {remote} in {name} (a connection to 127.0.0.1:{local} was refused "
+                  "there); start the server there, or check its port.")
 
 
 def _forward_service(ws: Workstation, experiment: Experiment, spec: str | None) -> None:
@@ -181,10 +184,13 @@ def _forward_service(ws: Workstation, experiment: Experiment, spec: str | None) 
     _hold(argv, local, name, here, f"{name} on {ws.name} is at 127.0.0.1:{local} here; Ctrl-C closes the tunnel.")
 
 
-def _hold(argv: list[str], local: int, name: str, url: str, said: str) -> None:
-    """Run the tunnel until Ctrl-C, printing `url` once it listens."""
+def _hold(argv: list[str], local: int, name: str, url: str, said: str, refused: str | None = None) -> None:
+    """Run the tunnel until Ctrl-C, printing `url` once it listens; OpenSSH's `channel N: open
+    failed` (one per refused connection) is said once as `refused`, in words."""
     argv[0] = _ssh_client()
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, errors="replace")
+    relay = threading.Thread(target=_relay, args=(proc, refused), daemon=True)
+    relay.start()
     try:
         _wait_listening(proc, local, name)
         click.echo(url)
@@ -195,9 +201,22 @@ def _hold(argv: list[str], local: int, name: str, url: str, said: str) -> None:
         rc = 0
     finally:
         _stop(proc)
+        relay.join(timeout=5)  # ssh's last words are printed before ours
     if rc != 0:
         raise PtdeskError(f"The tunnel to {name} ended (ssh exited with {rc}).",
                           f"See ssh's message above; check it logs in: ptdesk ssh {name} true")
+
+
+def _relay(proc: subprocess.Popen, refused: str | None) -> None:
+    """ssh's messages to our stderr, its per-connection refusals turned into one sentence."""
+    said = False
+    for line in proc.stderr or ():
+        if refused and ": open failed: " in line:
+            if not said:
+                click.echo(refused, err=True)
+            said = True
+            continue
+        click.echo(line, nl=False, err=True)
 
 
 def _stop(proc: subprocess.Popen) -> None:

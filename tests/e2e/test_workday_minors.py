@@ -69,3 +69,13 @@ def test_a_stopped_experiment_reads_stopped_offers_no_connect_line_and_ssh_exits
     assert " stopped " in row and "exited" not in row and row.rstrip().endswith("- (stopped)"), row
     rc, out, err = cli.run("ssh", "napping", "true", subprocess_=True)
     assert rc == 1 and "'napping' is stopped, so nothing answers there." in err, (rc, err)
+
+
+def test_ssh_on_ones_own_jupyter_experiment_says_what_it_is(cli: Ptdesk) -> None:
+    lab = cli.new("jupyter", "--name", "mylab", "--cpus", "1")
+    rc, _, err = cli.run("ssh", "mylab", "true", subprocess_=True)
+    assert rc == 1 and "'mylab' is a jupyter experiment: it has no SSH login." in err, err
+    assert "of yours" not in err and "ptdesk forward mylab" in err
+    # forward knows it: on this machine the URL is served as it is.
+    rc, out, err = cli.run("forward", "mylab", subprocess_=True)
+    assert rc == 0 and out.strip() == lab["jupyter"]["url"], err
