@@ -79,3 +79,13 @@ def test_ssh_on_ones_own_jupyter_experiment_says_what_it_is(cli: Ptdesk) -> None
     # forward knows it: on this machine the URL is served as it is.
     rc, out, err = cli.run("forward", "mylab", subprocess_=True)
     assert rc == 0 and out.strip() == lab["jupyter"]["url"], err
+
+
+def test_pubkey_given_a_private_key_says_so(cli: Ptdesk, engine: Engine, keygen) -> None:  # noqa: ANN001
+    private = keygen("gil")
+    for args in (("collab", "add", "gil", "--pubkey", private), ("new", "ssh", "--name", "priv", "--pubkey", private)):
+        lines = cli.fails(*args)
+        assert f"{private} is a private key; ptdesk needs the public one." in lines[0], lines
+        assert f"{private}.pub" in lines[1]
+        assert "PRIVATE" not in "".join(lines) and private.read_text().split()[3] not in "".join(lines)
+    cli.assert_nothing_left(engine, "priv")
