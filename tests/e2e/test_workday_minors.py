@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from helpers import wait_until
@@ -89,3 +92,10 @@ def test_pubkey_given_a_private_key_says_so(cli: Ptdesk, engine: Engine, keygen)
         assert f"{private}.pub" in lines[1]
         assert "PRIVATE" not in "".join(lines) and private.read_text().split()[3] not in "".join(lines)
     cli.assert_nothing_left(engine, "priv")
+
+
+def test_an_ssh_login_starts_in_the_workspace(cli: Ptdesk) -> None:
+    cli.new("ssh", "--name", "desk", "--cpus", "1")
+    login = subprocess.run([str(Path(sys.executable).parent / "ptdesk"), "ssh", "desk"], env=cli.env,
+                           input="pwd\nexit\n", capture_output=True, text=True, timeout=60)
+    assert login.returncode == 0 and login.stdout.strip().splitlines()[-1] == "/workspace", login

@@ -48,6 +48,13 @@ KNOWN_HOSTS_FILE = "known_hosts"
 SSH_ACTIVE_KEY = "cull.ssh_active."  # + experiment name -> last time its user had processes
 
 
+# A login starts where the work is; the home keeps the dotfiles. Placed at launch (as root, read-only
+# to everyone), so it holds in every image ptdesk runs, whatever its build.
+START_IN_WORKSPACE = b"""# Written by ptdesk: a login starts in /workspace, where the work is.
+if [ "$PWD" = "$HOME" ] && [ -d /workspace ]; then cd /workspace || true; fi
+"""
+
+
 class SshKind(Kind):
     name = "ssh"
     title = "SSH"
@@ -68,6 +75,7 @@ class SshKind(Kind):
             (AUTHORIZED_KEYS_DIR, (FileSpec(CONTAINER_USER,
                                             render_authorized_keys(owner_public, spec.extra_keys).encode(),
                                             mode=0o644),)),
+            ("/etc/profile.d", (FileSpec("ptdesk-workspace.sh", START_IN_WORKSPACE, mode=0o644),)),
         )
         return Plan(
             container_port=self.container_port,
