@@ -15,7 +15,8 @@ from ptdesk import __version__
 from ptdesk.core.engine import Engine
 from ptdesk.core.images import LABEL_SOURCE_HASH, CaBundle, build_context
 
-CHECKS = {"config", "engine", "gpu-runtime", "image-ssh", "image-jupyter", "nvml", "bind-address", "state", "keys"}
+CHECKS = {"config", "engine", "gpu-runtime", "image-ssh", "image-jupyter", "nvml", "bind-address", "state", "keys",
+          "unverified"}
 NO_ENGINE = "unix:///nonexistent.sock"
 
 
