@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import subprocess
 import sys
+import tarfile
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from helpers import wait_until
+from helpers import SSH_IMAGE, remove_instance_containers, wait_until
 
 from ptdesk.core.engine import Engine
 
@@ -99,3 +102,32 @@ def test_an_ssh_login_starts_in_the_workspace(cli: Ptdesk) -> None:
     login = subprocess.run([str(Path(sys.executable).parent / "ptdesk"), "ssh", "desk"], env=cli.env,
                            input="pwd\nexit\n", capture_output=True, text=True, timeout=60)
     assert login.returncode == 0 and login.stdout.strip().splitlines()[-1] == "/workspace", login
+
+
+def _tag_with_label(engine: Engine, base: str, tag: str, value: str) -> str:
+    """An image FROM `base` with one more label: a new image id, the same environment (its labels)."""
+    dockerfile = f"FROM {base}\nLABEL ptdesk.test.rebuild={value}\n".encode()
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        info = tarfile.TarInfo("Dockerfile")
+        info.size = len(dockerfile)
+        tar.addfile(info, io.BytesIO(dockerfile))
+    engine.build(buffer.getvalue(), tag, {}, lambda _line: None)
+    return engine.image_info(tag)["Id"]
+
+
+def test_a_rebuild_with_the_same_environment_is_not_behind(cli: Ptdesk, engine: Engine) -> None:
+    tag = f"ptdesk-test/wd-same:{uuid.uuid4().hex[:8]}"
+    try:
+        first = _tag_with_label(engine, SSH_IMAGE, tag, "one")
+        env = {"PTDESK_SSH_IMAGE": tag}
+        cli.new("ssh", "--name", "same-env", "--cpus", "1", extra_env=env)
+        second = _tag_with_label(engine, SSH_IMAGE, tag, "two")
+        assert second != first
+        listed = {e["name"]: e for e in cli.json("ls", extra_env=env)}
+        assert listed["same-env"]["environment"]["behind"] is False
+        assert cli.json("env", "same-env", extra_env=env)["behind"] is False
+    finally:
+        remove_instance_containers(engine, cli.instance)
+        if engine.image_exists(tag):
+            engine.api.remove_image(tag, force=True)
