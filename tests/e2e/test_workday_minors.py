@@ -131,3 +131,14 @@ def test_a_rebuild_with_the_same_environment_is_not_behind(cli: Ptdesk, engine: 
         remove_instance_containers(engine, cli.instance)
         if engine.image_exists(tag):
             engine.api.remove_image(tag, force=True)
+
+
+def test_plain_ls_says_which_stopped_experiments_it_leaves_out(cli: Ptdesk, engine: Engine) -> None:
+    """As after an engine restart: the container is stopped behind ptdesk's back."""
+    made = cli.new("ssh", "--name", "came-back-stopped", "--cpus", "1")
+    engine.stop(made["id"])
+    rc, out, err = cli.run("ls")
+    assert rc == 0 and "came-back-stopped" not in out
+    assert "1 stopped experiment(s) not shown: came-back-stopped" in err, err
+    assert "ptdesk start came-back-stopped" in err
+    assert cli.json("ls") == []  # JSON as before: running ones only without --all
