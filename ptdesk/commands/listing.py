@@ -34,7 +34,10 @@ def ls(door: FleetDoor, show_all: bool, as_json: bool) -> None:
     single = len(answers) == 1
     for answer in answers:
         if answer["error"]:
-            click.echo(f"ptdesk: {answer['error']['message']}", err=True)
+            message = answer["error"]["message"]
+            if not single and not message.startswith("Workstation "):  # the local one, among several
+                message = f"Workstation {answer['workstation']}: {message}"
+            click.echo(f"ptdesk: {message}", err=True)
             if answer["error"]["hint"] and single:
                 click.echo(f"  hint: {answer['error']['hint']}", err=True)
     rows = [row for a in answers for row in a["rows"] or ()]

@@ -90,6 +90,7 @@ def check_gpu_runtime(engine: Engine) -> Check:
 
 def check_images(engine: Engine, config: Config) -> list[Check]:
     checks = []
+    on = f" --on {config.workstation}" if config.workstation != LOCAL else ""  # the box the hint is for
     for target in kind_names():
         tag = image_tag(config, target)
         try:
@@ -99,11 +100,11 @@ def check_images(engine: Engine, config: Config) -> list[Check]:
             continue
         if not status.present:
             checks.append(Check(f"image-{target}", "fail", f"{tag} is missing",
-                                f"Build it with: ptdesk images build {target}"))
+                                f"Build it with: ptdesk images build {target}{on}"))
         elif status.up_to_date is False:
             checks.append(Check(f"image-{target}", "warn",
                                 f"{tag} is out of date (built from older Dockerfiles)",
-                                f"Rebuild it with: ptdesk images build {target}"))
+                                f"Rebuild it with: ptdesk images build {target}{on}"))
         else:
             note = "" if status.up_to_date else " (not built by `ptdesk images build`: freshness unknown)"
             checks.append(Check(f"image-{target}", "ok", f"{tag} present, created {status.created}{note}"))

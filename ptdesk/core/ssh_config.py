@@ -32,7 +32,7 @@ from ptdesk.errors import InvalidInput, PtdeskError
 # Experiment names (ptdesk.core.spec.NAME_RE): no space, quote, glob or '!' that ssh would read.
 _NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,40}")
 HEADER = ("# Written by ptdesk; rewritten whenever an SSH experiment is launched, started or removed.\n"
-          "# Do not edit: use it with `ssh -F {path} NAME`, or `ptdesk ssh-config --install`.\n")
+          "# Do not edit: use it with `ssh -F {path} NAME`, or `ptdesk ssh-config --install{on}`.\n")
 
 
 @dataclass(frozen=True)
@@ -134,7 +134,8 @@ def entry_for(config: Config, record: ExperimentRecord) -> HostEntry:
 
 
 def render(config: Config, records: Iterable[ExperimentRecord]) -> str:
-    text = HEADER.format(path=config_path(config))
+    text = HEADER.format(path=config_path(config),
+                         on="" if config.workstation == LOCAL else f" --on {config.workstation}")
     return text + "".join(render_host(entry_for(config, r)) for r in reachable(records))
 
 

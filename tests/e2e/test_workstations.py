@@ -566,3 +566,21 @@ def test_doctor_on_a_workstation_checks_that_box(desk: Ptdesk) -> None:
     assert checks["nvml"].count("box") == 1  # named once, not "box: Workstation box: ..."
     rc, out, err = desk.run("doctor", "--on", "nope")
     assert rc == 2 and err.strip().splitlines()[0] == "ptdesk: There is no workstation 'nope'.", err
+
+
+def test_hints_about_a_remote_box_say_on_which(desk: Ptdesk, box_engine: Engine, tmp_path: Path) -> None:
+    """What to run next names the box: doctor's build hint, the ssh config's header, a missing
+    GPU sampler (not a driver problem); and among several, the local engine's line says `local`."""
+    missing = {"PTDESK_JUPYTER_IMAGE": "ptdesk-test/not-built:latest"}
+    rc, out, _ = desk.run("doctor", "--on", "box", "--json", extra_env=missing)
+    report = {c["name"]: c for c in json.loads(out)["checks"]}
+    assert rc == 1
+    assert report["image-jupyter"]["hint"] == "Build it with: ptdesk images build jupyter --on box"
+    header = Path(desk.json("ssh-config", "--on", "box")["path"]).read_text().splitlines()[1]
+    assert "`ptdesk ssh-config --install --on box`" in header
+    if not box_engine.image_exists(SAMPLER_IMAGE):
+        gpus = desk.json("gpus", "--on", "box")
+        reason = gpus["reason"] if isinstance(gpus, dict) else gpus[0]["reason"]
+        assert "ptdesk images build sampler --on box" in reason and "No such image" not in reason, reason
+    rc, out, err = desk.run("ls", extra_env={"DOCKER_HOST": f"unix://{tmp_path}/none.sock"})
+    assert rc == 3 and "ptdesk: Workstation local: " in err, err
