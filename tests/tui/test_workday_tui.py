@@ -3,10 +3,12 @@ dialog says what the other answer would end."""
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 from e2e.accounts_support import DETACH
 from helpers import wait_until
+from textual.widgets import Input
 from tuihelpers import nvml_scenarios, screen_text, settle
 
 from ptdesk.core.sshcheck import try_login
@@ -14,7 +16,7 @@ from ptdesk.core.workstation import Workstation
 from ptdesk.tui.app import PtdeskApp
 from ptdesk.tui.screens.collaborators import Collaborators
 from ptdesk.tui.screens.confirm import Choose
-from ptdesk.tui.screens.prompt import Report
+from ptdesk.tui.screens.prompt import Prompt, Report
 
 SIZE = (80, 24)
 
@@ -74,3 +76,43 @@ async def test_an_expired_collaborator_reads_expired(tui_desk: Workstation, nvml
         await settle(pilot, lambda: "eve" in screen.items, message="eve listed")
         await settle(pilot, lambda: "expired" in screen_text(app), message="eve shown as expired")
         assert "N/A" not in screen_text(app)
+
+
+async def test_grant_offers_the_ssh_experiments_and_an_own_key_rotation_asks_for_the_pub(
+        tui_desk: Workstation, nvml, tmp_path: Path) -> None:
+    nvml(nvml_scenarios.no_driver())
+    tui_desk.launch(tui_desk.make_spec("ssh", name="lab-box", cpus=1))
+    old, new = (_keypair(tmp_path, label) for label in ("old", "new"))
+    tui_desk.add_collaborator("carol", tui_desk.public_key_from_file(f"{old}.pub"))
+    app = PtdeskApp(tui_desk)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, lambda: app.main.listed)
+        await pilot.press("k")
+        screen = await settle(pilot, lambda: isinstance(app.screen, Collaborators) and app.screen)
+        await settle(pilot, lambda: "carol" in screen.items, message="carol listed")
+        await pilot.press("g")
+        prompt = await settle(pilot, lambda: isinstance(app.screen, Prompt) and app.screen, message="grant")
+        assert "Your SSH experiments here: lab-box" in screen_text(app)
+        assert prompt.query_one("#answer", Input).value == "lab-box"  # offered, not typed
+        await pilot.press("enter")
+        await settle(pilot, lambda: isinstance(app.screen, Report), message="granted")
+        await pilot.press("escape")
+        await settle(pilot, lambda: app.screen is screen and screen.items["carol"].grants == ("lab-box",))
+
+        await pilot.press("r")
+        await settle(pilot, lambda: isinstance(app.screen, Choose), message="routine or compromised")
+        await pilot.press("r")
+        prompt = await settle(pilot, lambda: isinstance(app.screen, Prompt) and app.screen, message="the .pub")
+        prompt.query_one("#answer", Input).value = f"{new}.pub"
+        await pilot.press("enter")
+        await settle(pilot, lambda: isinstance(app.screen, Report), timeout=60, message="rotated")
+    record = tui_desk.store.collaborator("carol")
+    assert record is not None
+    assert record.public_key.split()[1] == Path(f"{new}.pub").read_text().split()[1]
+
+
+def _keypair(folder: Path, label: str) -> Path:
+    private = folder / label / "id_ed25519"
+    private.parent.mkdir(mode=0o700)
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(private)], check=True)
+    return private

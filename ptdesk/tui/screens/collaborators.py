@@ -168,10 +168,19 @@ class Collaborators(Screen[None]):
         def grant(v: Values) -> tuple[str, bool]:
             return v["answer"], self.ws.grant(name, v["answer"])
 
-        self._ask(f"Grant {name}", Prompt(f"Grant {name} access to which SSH experiment?", value=self.experiment or "",
-                                          submit=grant),
-                  lambda r: Text(f"{name} can now log in to {r[0]}." if r[1]
-                                 else f"{name} already had access to {r[0]}."))
+        def ask(offered: list[str]) -> None:
+            choices = [e for e in offered if e not in person.grants]
+            note = f"Your SSH experiments here: {', '.join(choices)}" if choices else \
+                "No SSH experiment of yours to grant yet: launch one (n on the main screen)."
+            value = self.experiment if self.experiment in choices else (choices[0] if choices else "")
+            self._ask(f"Grant {name}", Prompt(f"Grant {name} access to which SSH experiment?", note=note,
+                                              fields=(Field("answer", "", value, suggestions=tuple(choices)),),
+                                              submit=grant),
+                      lambda r: Text(f"{name} can now log in to {r[0]}." if r[1]
+                                     else f"{name} already had access to {r[0]}."))
+
+        run_job(self, lambda: [r.name for r in self.ws.store.experiments() if r.kind == "ssh"],
+                title=f"Grant {name}", on_done=ask, group="collab-action")
 
     def action_export(self) -> None:
         person = self.selected
@@ -235,9 +244,16 @@ class Collaborators(Screen[None]):
                   f"Compromised key: also {ending}")
 
         def chosen(answer: str | None) -> None:
-            if answer is not None:
-                end = answer == "end"
-                self._run(f"Rotate {name}'s key", lambda: self.ws.rotate(name, end_sessions=end), rotation_table)
+            if answer is None:
+                return
+            end, person = answer == "end", self.items.get(name)
+            if person is not None and not person.identity_file:  # their own key: they bring the new one
+                self._ask(f"Rotate {name}'s key", Prompt(
+                    f"{name}'s new public key file (.pub)", placeholder="/path/to/new_key.pub",
+                    submit=lambda v: self.ws.rotate(name, pubkey_text=self.ws.public_key_from_file(v["answer"]),
+                                                    end_sessions=end)), rotation_table)
+                return
+            self._run(f"Rotate {name}'s key", lambda: self.ws.rotate(name, end_sessions=end), rotation_table)
 
         self.app.push_screen(Choose(f"Rotate {name}'s key?", detail,
                                     [("r", "Routine", "keep"), ("e", "Compromised: end them", "end")]), chosen)
