@@ -16,6 +16,7 @@ from ptdesk.core.workstation import Workstation
 from ptdesk.tui.app import PtdeskApp
 from ptdesk.tui.screens.collaborators import Collaborators
 from ptdesk.tui.screens.confirm import Choose
+from ptdesk.tui.screens.details import Details
 from ptdesk.tui.screens.prompt import Prompt, Report
 
 SIZE = (80, 24)
@@ -116,3 +117,22 @@ def _keypair(folder: Path, label: str) -> Path:
     private.parent.mkdir(mode=0o700)
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(private)], check=True)
     return private
+
+
+async def test_details_say_who_is_logged_in(tui_desk: Workstation, nvml) -> None:
+    nvml(nvml_scenarios.no_driver())
+    tui_desk.launch(tui_desk.make_spec("ssh", name="busy-box", cpus=1))
+    session = subprocess.Popen(tui_desk.ssh_argv("busy-box", ["sleep", "120"], options=("-o", "BatchMode=yes")),
+                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        who = wait_until(lambda: next(e for e in tui_desk.list_experiments() if e.name == "busy-box").logged_in,
+                         timeout=30, message="the login to be seen")
+        app = PtdeskApp(tui_desk)
+        async with app.run_test(size=SIZE) as pilot:
+            await settle(pilot, lambda: app.main.listed)
+            await pilot.press("i")
+            await settle(pilot, lambda: isinstance(app.screen, Details), message="details")
+            assert f"Logged in {', '.join(who)}" in " ".join(screen_text(app).split())
+    finally:
+        session.terminate()
+        session.wait(10)

@@ -23,6 +23,8 @@ def details_table(e: Experiment) -> Table:
     # single word wider than the dialog (a long path) is folded.
     table.add_column(overflow="fold")
     rows: list[tuple[str, str]] = [("Status", status_word(e.status))]
+    if e.logged_in is not None and e.status == "running":  # as the CLI's LOGGED IN column, when it was listed
+        rows.append(("Logged in", ", ".join(e.logged_in) or "nobody"))
     if e.access:
         rows += list(e.access.rows)  # the kind's own: connect line, host, host key, URL...
         if e.status != "running":
