@@ -18,6 +18,7 @@ from ptdesk.tui.screens.collaborators import Collaborators
 from ptdesk.tui.screens.confirm import Choose
 from ptdesk.tui.screens.details import Details
 from ptdesk.tui.screens.prompt import Prompt, Report
+from ptdesk.tui.widgets.log_pane import LogPane
 
 SIZE = (80, 24)
 
@@ -136,3 +137,29 @@ async def test_details_say_who_is_logged_in(tui_desk: Workstation, nvml) -> None
     finally:
         session.terminate()
         session.wait(10)
+
+
+async def test_at_80x24_the_connect_column_and_a_filter_match_are_in_view(tui_desk: Workstation, nvml,
+                                                                          sleeper) -> None:
+    nvml(nvml_scenarios.no_driver())
+    tui_desk.launch(tui_desk.make_spec("ssh", name="c80", cpus=1))
+    sleeper("wide-log", script="printf 'x%.0s' $(seq 150); echo ' NEEDLE here'; sleep 3600")
+    app = PtdeskApp(tui_desk)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, lambda: app.main.listed and len(app.main.table.experiments) == 2)
+        header = screen_text(app)
+        assert "Connect" in header and "Environment" in header, header  # what people act on, on screen
+        # The whole fingerprint of a collaborator is not what a 80-column table is for.
+        tui_desk.add_collaborator("dan")
+        await pilot.press("k")
+        screen = await settle(pilot, lambda: isinstance(app.screen, Collaborators) and app.screen)
+        await settle(pilot, lambda: "dan" in screen.items, message="dan listed")
+        fingerprint = screen.items["dan"].fingerprint
+        assert fingerprint not in screen_text(app) and fingerprint[:19] + "…" in screen_text(app)
+        await pilot.press("escape")
+        await settle(pilot, lambda: app.screen is app.main)
+        assert app.main.table.select_name("wide-log")
+        pane = app.query_one(LogPane)
+        await settle(pilot, lambda: pane.name_shown == "wide-log" and pane.lines, message="its log")
+        await pilot.press("f", *"NEEDLE", "enter")
+        await settle(pilot, lambda: "NEEDLE" in screen_text(app), message="the match in view")

@@ -104,7 +104,10 @@ class Collaborators(Screen[None]):
             for c in items:
                 expires = (Text("expired", style="bold red") if c.expired(now) else
                            fmt.duration(c.expires - now) if c.expires else "never")
-                table.add_row(Text(c.name), Text(c.fingerprint), fmt.duration(now - c.created), expires,
+                # At 80 columns the whole fingerprint would take most of the line: its start is enough
+                # to tell people apart (the full one is in the add, rotate and export reports).
+                shown = c.fingerprint if self.size.width >= 120 else c.fingerprint[:19] + "…"
+                table.add_row(Text(c.name), Text(shown), fmt.duration(now - c.created), expires,
                               Text(", ".join(c.grants) or "-"), key=c.name)
             if chosen is not None and chosen.name in self.items:
                 table.move_cursor(row=table.get_row_index(chosen.name))
