@@ -32,7 +32,7 @@ COLUMNS = (("name", "Name"), ("where", "Where"), ("kind", "Kind"), ("owner", "Ow
 Cells = tuple[object, ...]
 UNREACHABLE = "unreachable"
 # Below this width the figures a glance can do without give their room to what people act on
-# (name, status, the environment marks, how to connect); `i` shows them all for the selected row.
+# (name, status, the environment marks, how to connect); a wider terminal shows them again.
 COMPACT_BELOW = 120
 OPTIONAL = frozenset({"kind", "cpu", "memory", "uptime"})
 
