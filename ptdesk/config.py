@@ -6,6 +6,7 @@ the 0700 `keys/` folder and the default workspaces.
 
 from __future__ import annotations
 
+import difflib
 import functools
 import ipaddress
 import math
@@ -13,6 +14,7 @@ import os
 import re
 import socket
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
@@ -132,6 +134,23 @@ def _default_ids() -> tuple[int, int]:
         uid = int(os.environ.get("SUDO_UID", "1000"))
         gid = int(os.environ.get("SUDO_GID", str(uid)))
     return uid, gid
+
+
+# The PTDESK_* environment settings (besides PTDESK_<KIND>_IMAGE); PTDESK_TEST_* belong to the test suite.
+ENV_SETTINGS = ("PTDESK_HOME", "PTDESK_INSTANCE", "PTDESK_BIND_ADDRESS", "PTDESK_RESIDENT")
+
+
+def unknown_env_settings(env: Mapping[str, str]) -> list[tuple[str, str | None]]:
+    """PTDESK_* names ptdesk does not read (a typo is otherwise ignored silently), each with the
+    setting it most likely meant."""
+    out = []
+    for name in sorted(env):
+        if (not name.startswith("PTDESK_") or name in ENV_SETTINGS or IMAGE_ENV.fullmatch(name)
+                or name.startswith("PTDESK_TEST_")):
+            continue
+        close = difflib.get_close_matches(name, [*ENV_SETTINGS, "PTDESK_SSH_IMAGE", "PTDESK_JUPYTER_IMAGE"], n=1)
+        out.append((name, close[0] if close else None))
+    return out
 
 
 def load_config(env: dict[str, str] | None = None) -> Config:
