@@ -9,6 +9,7 @@ the SSH login they already use: `laptop_line` is that command, and `forward_argv
 
 from __future__ import annotations
 
+import getpass
 import ipaddress
 import os
 import shlex
@@ -42,8 +43,8 @@ def laptop_line(config: Config, port: int, env: Mapping[str, str] | None = None)
     env = os.environ if env is None else env
     fields = (env.get("SSH_CONNECTION") or "").split()
     server, server_port = (fields[2], fields[3]) if len(fields) == 4 else (_host_name(), "22")
-    user = env.get("SUDO_USER") or env.get("USER") or env.get("LOGNAME") or ""
-    target = f"{user}@{server}" if user else server
+    user = env.get("SUDO_USER") or env.get("USER") or env.get("LOGNAME") or getpass.getuser()
+    target = f"{user}@{server}"
     via = [] if server_port == "22" else ["-p", server_port]
     return shlex.join(["ssh", "-N", "-L", f"{port}:{_in_brackets(config.bind_address)}:{port}", *via, target])
 
