@@ -64,8 +64,6 @@ def _print_access(experiment: Experiment) -> None:
         click.echo(f"  {label.lower() + ':':<12} {value}")
     if experiment.gpus:
         click.echo(f"  {'gpus:':<12} {', '.join(map(str, experiment.gpus))}")
-    if experiment.logged_in is not None:
-        click.echo(f"  {'logged in:':<12} {_who(experiment)}")
 
 
 def _new_command(kind: Kind) -> click.Command:
@@ -103,8 +101,9 @@ def logs(ws: Workstation, name: str, follow: bool, tail: str) -> None:
 @pass_workstation(reconcile=True)
 def stop(ws: Workstation, name: str) -> None:
     """Stop an experiment (its workspace, keys and GPUs are kept)."""
+    was = ws.experiment(name).status
     ws.stop(name)
-    click.echo(f"{name} stopped.")
+    click.echo(f"{name} stopped." if was == "running" else f"{name} was already stopped; nothing changed.")
 
 
 @click.command("start")
@@ -129,12 +128,6 @@ def rm(ws: Workstation, name: str, force: bool) -> None:
     """Remove an experiment and everything it was given (the workspace stays)."""
     ws.remove(name, force=force)
     click.echo(f"{name} removed.")
-
-
-def _who(experiment: Experiment) -> str:
-    if experiment.logged_in is None:
-        return "-"
-    return ", ".join(experiment.logged_in) or "nobody"
 
 
 COMMANDS = [new, logs, stop, start, rm]  # ls: ptdesk.commands.listing

@@ -15,7 +15,7 @@ import urllib3.exceptions
 
 from ptdesk.errors import Conflict, EngineUnavailable, GpuUnavailable, ImageMissing, NotFound, PtdeskError
 
-ENGINE_HINT = "Start the Docker engine (sudo systemctl start docker, or scripts/docker-engine) and try again."
+ENGINE_HINT = "Start the Docker engine (sudo systemctl start docker) and try again."
 
 
 @contextmanager

@@ -142,3 +142,12 @@ def test_plain_ls_says_which_stopped_experiments_it_leaves_out(cli: Ptdesk, engi
     assert "1 stopped experiment(s) not shown: came-back-stopped" in err, err
     assert "ptdesk start came-back-stopped" in err
     assert cli.json("ls") == []  # JSON as before: running ones only without --all
+
+
+def test_polish_of_everyday_lines(cli: Ptdesk, tmp_path) -> None:
+    rc, out, err = cli.run("new", "ssh", "--name", "polish", "--cpus", "1", subprocess_=True)
+    assert rc == 0 and "logged in:" not in out, out  # nobody can be, at launch
+    assert cli.ok("stop", "polish").strip() == "polish stopped."
+    assert cli.ok("stop", "polish").strip() == "polish was already stopped; nothing changed."
+    rc, _, err = cli.run("ls", extra_env={"DOCKER_HOST": f"unix://{tmp_path}/none.sock"})
+    assert rc == 3 and "scripts/docker-engine" not in err and "systemctl start docker" in err, err

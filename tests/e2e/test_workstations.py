@@ -397,13 +397,15 @@ def test_gpu_truth_of_the_remote_comes_from_its_sampler_over_the_same_connection
 
 def test_on_auto_without_gpus_says_where_and_why(desk: Ptdesk, engine: Engine, box_engine: Engine) -> None:
     rc, out, err = desk.run("new", "ssh", "--on", "auto", "--gpus", "0", "--name", "nowhere")
-    assert rc == 2 and err.startswith("ptdesk: No workstation can give 0 GPU(s) now (local: "), err
+    assert rc == 2 and err.startswith("ptdesk: No workstation can give GPU 0 now (local: "), err
+    assert ".;" not in err and ".)." not in err  # one sentence, its parts without their own full stops
     assert "box: " in err and "nowhere" not in {c["Labels"]["ptdesk.name"] for c in on_box(desk, box_engine)}
     assert on_local(desk, engine) == []
     rc, out, err = desk.run("new", "ssh", "--on", "auto", "--gpus", "auto", "--name", "cpu-only", "--cpus", "1",
                             "--json")
     assert rc == 0, err
     assert err.startswith("ptdesk: --on auto chose local (no free GPU anywhere, so the default workstation")
+    assert ".)." not in err and ".;" not in err, err
     assert json.loads(out)["workstation"] == "local"
     desk.ok("rm", "cpu-only", "--force")
     made = desk.new("ssh", "--on", "auto", "--gpus", "none", "--name", "cpu-2", "--cpus", "1")
