@@ -24,7 +24,8 @@ def launch_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--image", help="Image to run (default: from the config)."),
         click.option("--gpus", help="none, all, auto (least-loaded free GPU) or indices like 0,2 "
                                     "(default: the gpus setting, auto)."),
-        click.option("--workspace", type=click.Path(file_okay=False, path_type=str),
+        # Checked by the workspace rule (one sentence each: not a folder, missing, a system tree...).
+        click.option("--workspace", metavar="DIR",
                      help="Host folder mounted at /workspace (default: WORKSPACE_ROOT/NAME, kept after rm)."),
         click.option("--memory", help=f"Memory limit, e.g. 32g (default: [limits] memory, {_DEFAULTS.memory}; "
                                       "at most the workstation's memory)."),

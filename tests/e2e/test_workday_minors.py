@@ -151,3 +151,20 @@ def test_polish_of_everyday_lines(cli: Ptdesk, tmp_path) -> None:
     assert cli.ok("stop", "polish").strip() == "polish was already stopped; nothing changed."
     rc, _, err = cli.run("ls", extra_env={"DOCKER_HOST": f"unix://{tmp_path}/none.sock"})
     assert rc == 3 and "scripts/docker-engine" not in err and "systemctl start docker" in err, err
+
+
+def test_workspace_mistakes_are_one_sentence(cli: Ptdesk, engine: Engine, tmp_path) -> None:
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("")
+    assert cli.fails("new", "ssh", "--name", "wsf", "--workspace", a_file)[0] == \
+        f"ptdesk: {a_file} cannot be a workspace: it is not a folder."
+    assert cli.fails("new", "ssh", "--name", "wsf", "--workspace", "/")[0] == \
+        "ptdesk: / cannot be a workspace: it is the whole filesystem."
+    cli.assert_nothing_left(engine, "wsf")
+
+
+def test_gpus_watch_without_a_driver_says_it_once(cli: Ptdesk) -> None:
+    """Three seconds of --watch (three refreshes) on this machine, which has no NVIDIA driver."""
+    watch = subprocess.run(["timeout", "-s", "INT", "3.5", str(Path(sys.executable).parent / "ptdesk"), "gpus",
+                            "--watch"], env=cli.env, capture_output=True, text=True, timeout=60)
+    assert watch.stdout.count("No GPU information") == 1, watch.stdout
