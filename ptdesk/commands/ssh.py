@@ -33,19 +33,28 @@ def _ssh_client() -> str:
 @click.command("ssh-config")
 @click.option("--install", is_flag=True,
               help="Add one `Include` line for it at the top of ~/.ssh/config (nothing else is changed).")
+@click.option("--uninstall", is_flag=True, help="Take that `Include` line out of ~/.ssh/config again.")
 @json_option
 @pass_workstation(reconcile=True)
-def ssh_config_command(ws: Workstation, install: bool, as_json: bool) -> None:
+def ssh_config_command(ws: Workstation, install: bool, uninstall: bool, as_json: bool) -> None:
     """ptdesk's own OpenSSH config: one Host per SSH experiment, so `ssh NAME` works."""
-    found = ws.ssh_config(install=install)
+    if install and uninstall:
+        raise InvalidInput("--install and --uninstall cannot go together.", "Pick one.")
+    found = ws.ssh_config(install=install, uninstall=uninstall)
     if as_json:
         emit_json(found.to_json())
+        return
+    if uninstall:
+        click.echo(f"Removed `{found.include}` from {found.user_config}." if found.removed else
+                   f"{found.user_config} has no `{found.include}`: nothing to remove.")
         return
     if install:
         said = "Added" if found.added else "Already there:"
         click.echo(f"{said} `{found.include}` at the top of {found.user_config}.")
-        click.echo("Now `ssh NAME` works for " + (", ".join(found.hosts) or "every SSH experiment you launch")
-                   + " (and VS Code Remote-SSH lists them).")
+        running = [h for h in found.hosts if h not in found.stopped]
+        click.echo("Now `ssh NAME` works for " + (", ".join(running) or "every SSH experiment you launch")
+                   + " (and VS Code Remote-SSH lists them)"
+                   + (f"; for {', '.join(found.stopped)} once started." if found.stopped else "."))
         return
     click.echo(found.text, nl=False)
     click.echo(f"# {found.path}: use it with `ssh -F {found.path} NAME`" +

@@ -206,10 +206,10 @@ class Workstation:
         return tunnel.forward_argv(remote.known_hosts_path(home), remote.identity_of(home, entry), entry,
                                    (self.config.bind_address, port), local)
 
-    def ssh_config(self, install: bool = False) -> SshConfigState:
-        """ptdesk's own ssh config, rewritten now; with `install`, the Include line added to
-        ~/.ssh/config first (only when asked: the person's file is theirs)."""
-        return ssh_include.state(self.config, add_include=install)
+    def ssh_config(self, install: bool = False, uninstall: bool = False) -> SshConfigState:
+        """ptdesk's own ssh config, rewritten now; with `install` / `uninstall`, the Include line
+        added to or taken out of ~/.ssh/config (only when asked: the person's file is theirs)."""
+        return ssh_include.state(self.config, add_include=install, remove_include=uninstall)
 
     def log_stream(self, container_id: str, **options: Any) -> LogStream:
         """A background-read log stream of one container (the dashboard's log pane); `options` are

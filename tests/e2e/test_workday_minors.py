@@ -168,3 +168,21 @@ def test_gpus_watch_without_a_driver_says_it_once(cli: Ptdesk) -> None:
     watch = subprocess.run(["timeout", "-s", "INT", "3.5", str(Path(sys.executable).parent / "ptdesk"), "gpus",
                             "--watch"], env=cli.env, capture_output=True, text=True, timeout=60)
     assert watch.stdout.count("No GPU information") == 1, watch.stdout
+
+
+def test_ssh_config_install_names_stopped_ones_apart_and_uninstall_restores_the_file(cli: Ptdesk,
+                                                                                     tmp_path) -> None:
+    home = {"HOME": str(tmp_path)}
+    user_config = tmp_path / ".ssh" / "config"
+    user_config.parent.mkdir(mode=0o700)
+    user_config.write_text("Host work\n    User me\n")
+    user_config.chmod(0o640)
+    cli.new("ssh", "--name", "up", "--cpus", "1")
+    cli.new("ssh", "--name", "down", "--cpus", "1")
+    cli.ok("stop", "down")
+    out = cli.ok("ssh-config", "--install", extra_env=home)
+    assert "works for up (and VS Code Remote-SSH lists them); for down once started." in out, out
+    assert user_config.read_text().startswith("Include ")
+    assert "Removed `Include " in cli.ok("ssh-config", "--uninstall", extra_env=home)
+    assert user_config.read_text() == "Host work\n    User me\n" and (user_config.stat().st_mode & 0o777) == 0o640
+    assert "nothing to remove" in cli.ok("ssh-config", "--uninstall", extra_env=home)
