@@ -17,6 +17,7 @@ from ptdesk.tui.app import PtdeskApp
 from ptdesk.tui.screens.collaborators import Collaborators
 from ptdesk.tui.screens.confirm import Choose
 from ptdesk.tui.screens.details import Details
+from ptdesk.tui.screens.new_experiment import NewExperiment
 from ptdesk.tui.screens.prompt import Prompt, Report
 from ptdesk.tui.widgets.log_pane import LogPane
 
@@ -51,8 +52,8 @@ async def test_r_asks_routine_or_compromised_and_names_what_would_end(tui_desk: 
         await settle(pilot, lambda: "bob" in screen.items, message="bob listed")
         await pilot.press("r")
         await settle(pilot, lambda: isinstance(app.screen, Choose), message="the question")
-        text = screen_text(app)
-        assert "process(es) of" in text and f"shared: {min(running)} sh" in text, text
+        await settle(pilot, lambda: f"shared: {min(running)} sh" in screen_text(app), message="the processes named")
+        assert "process(es) of" in screen_text(app)
         await pilot.press("r")  # routine
         await settle(pilot, lambda: isinstance(app.screen, Report), timeout=90, message="the rotation's report")
         assert loop_pids(tui_desk, "shared", "bob") == running  # the run goes on
@@ -94,7 +95,7 @@ async def test_grant_offers_the_ssh_experiments_and_an_own_key_rotation_asks_for
         await settle(pilot, lambda: "carol" in screen.items, message="carol listed")
         await pilot.press("g")
         prompt = await settle(pilot, lambda: isinstance(app.screen, Prompt) and app.screen, message="grant")
-        assert "Your SSH experiments here: lab-box" in screen_text(app)
+        await settle(pilot, lambda: "Your SSH experiments here: lab-box" in screen_text(app), message="offered")
         assert prompt.query_one("#answer", Input).value == "lab-box"  # offered, not typed
         await pilot.press("enter")
         await settle(pilot, lambda: isinstance(app.screen, Report), message="granted")
@@ -133,7 +134,8 @@ async def test_details_say_who_is_logged_in(tui_desk: Workstation, nvml) -> None
             await settle(pilot, lambda: app.main.listed)
             await pilot.press("i")
             await settle(pilot, lambda: isinstance(app.screen, Details), message="details")
-            assert f"Logged in {', '.join(who)}" in " ".join(screen_text(app).split())
+            await settle(pilot, lambda: f"Logged in {', '.join(who)}" in " ".join(screen_text(app).split()),
+                         message="who is logged in")
     finally:
         session.terminate()
         session.wait(10)
@@ -147,15 +149,17 @@ async def test_at_80x24_the_connect_column_and_a_filter_match_are_in_view(tui_de
     app = PtdeskApp(tui_desk)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot, lambda: app.main.listed and len(app.main.table.experiments) == 2)
-        header = screen_text(app)
-        assert "Connect" in header and "Environment" in header, header  # what people act on, on screen
+        # What people act on, on screen.
+        await settle(pilot, lambda: "Connect" in screen_text(app) and "Environment" in screen_text(app),
+                     message="the Connect and Environment columns")
         # The whole fingerprint of a collaborator is not what a 80-column table is for.
         tui_desk.add_collaborator("dan")
         await pilot.press("k")
         screen = await settle(pilot, lambda: isinstance(app.screen, Collaborators) and app.screen)
         await settle(pilot, lambda: "dan" in screen.items, message="dan listed")
         fingerprint = screen.items["dan"].fingerprint
-        assert fingerprint not in screen_text(app) and fingerprint[:19] + "…" in screen_text(app)
+        await settle(pilot, lambda: fingerprint[:19] + "…" in screen_text(app), message="the short fingerprint")
+        assert fingerprint not in screen_text(app)
         await pilot.press("escape")
         await settle(pilot, lambda: app.screen is app.main)
         assert app.main.table.select_name("wide-log")
@@ -163,3 +167,17 @@ async def test_at_80x24_the_connect_column_and_a_filter_match_are_in_view(tui_de
         await settle(pilot, lambda: pane.name_shown == "wide-log" and pane.lines, message="its log")
         await pilot.press("f", *"NEEDLE", "enter")
         await settle(pilot, lambda: "NEEDLE" in screen_text(app), message="the match in view")
+
+
+async def test_a_cleared_name_says_what_an_empty_one_gets(tui_desk: Workstation, nvml) -> None:
+    nvml(nvml_scenarios.no_driver())
+    app = PtdeskApp(tui_desk)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, lambda: app.main.listed)
+        await pilot.press("n")
+        form = await settle(pilot, lambda: isinstance(app.screen, NewExperiment) and app.screen)
+        field = form.query_one("#name", Input)
+        await settle(pilot, lambda: field.value != "", message="the suggested name")
+        field.value = ""
+        await pilot.pause()
+        assert field.placeholder == "empty: a free name is picked at launch"

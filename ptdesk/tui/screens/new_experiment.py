@@ -101,6 +101,7 @@ class NewExperiment(ModalScreen[Experiment | None]):
         self.choose = choose
         self.kind = kind
         self.result: Experiment | None = None
+        self._warnings: tuple[str, ...] = ()  # the launch's, shown with its result
         self.busy = False
         self.missing_image: str | None = None
         self._typed_name = False
@@ -175,6 +176,8 @@ class NewExperiment(ModalScreen[Experiment | None]):
         if name:
             with field.prevent(Input.Changed):
                 field.value = name
+            # Cleared later, the field says what an empty name gets (not "finding…" forever).
+            field.placeholder = "empty: a free name is picked at launch"
         else:
             field.placeholder = "type a name (the engine did not answer)"
 
@@ -280,25 +283,10 @@ class NewExperiment(ModalScreen[Experiment | None]):
     def _launched(self, outcome: tuple[Launched, SshConfigState | None]) -> None:
         launched, self.include_offer = outcome
         self.busy = False
-        experiment = launched.experiment
-        self.result = experiment
+        self.result, self._warnings = launched.experiment, launched.warnings
         self._steps = self._steps[-1:]  # done: the last step says it; the result needs the room
         self._show_steps()
-        lines = Text.assemble((f"{experiment.name} is ready.\n", "bold green"))
-        if experiment.access:
-            lines.append("Connect: ").append(experiment.access.connect, style="bold")
-            if host_key := dict(experiment.access.rows).get("Host key"):
-                lines.append(f"\nHost key: {host_key}")  # what to compare on first connect
-        if experiment.gpus:
-            lines.append(f"\nGPUs: {', '.join(map(str, experiment.gpus))}")
-        for warning in launched.warnings:  # the launch's own words, as the CLI prints them
-            lines.append(f"\nWarning: {warning}", style="bold yellow")
-        if self.include_offer is not None:
-            lines.append(f"\n`ssh {experiment.name}` from any terminal needs one line in "
-                         f"{self.include_offer.user_config}: {self.include_offer.include}\nPress a to add it "
-                         "(nothing else in that file changes; asked this once).", style="cyan")
-            self.query_one("#include").display = True
-        self.query_one("#result-text", Static).update(lines)
+        self._show_result()
         # The fields did their work: the result (connect line, host key, buttons) takes their place,
         # so it fits on a small terminal without scrolling.
         for part in ("#fields", "#form-buttons"):
@@ -307,6 +295,25 @@ class NewExperiment(ModalScreen[Experiment | None]):
         self.query_one("#result-buttons").display = True
         self.query_one("#copy", Button).focus()
         self.query_one("#launch", Button).disabled = True
+
+    def _show_result(self) -> None:
+        """The launched experiment: how to connect, its host key and GPUs, the launch's warnings."""
+        experiment: Experiment = self.result  # type: ignore[assignment] - shown only once there is one
+        lines = Text.assemble((f"{experiment.name} is ready.\n", "bold green"))
+        if experiment.access:
+            lines.append("Connect: ").append(experiment.access.connect, style="bold")
+            if host_key := dict(experiment.access.rows).get("Host key"):
+                lines.append(f"\nHost key: {host_key}")  # what to compare on first connect
+        if experiment.gpus:
+            lines.append(f"\nGPUs: {', '.join(map(str, experiment.gpus))}")
+        for warning in self._warnings:  # the launch's own words, as the CLI prints them
+            lines.append(f"\nWarning: {warning}", style="bold yellow")
+        if self.include_offer is not None:
+            lines.append(f"\n`ssh {experiment.name}` from any terminal needs one line in "
+                         f"{self.include_offer.user_config}: {self.include_offer.include}\nPress a to add it "
+                         "(nothing else in that file changes; asked this once).", style="cyan")
+            self.query_one("#include").display = True
+        self.query_one("#result-text", Static).update(lines)
 
     def _set_inputs(self, disabled: bool) -> None:
         for widget in self.query_one("#fields").query("Input, Select"):
@@ -371,9 +378,16 @@ class NewExperiment(ModalScreen[Experiment | None]):
             return
         self.include_offer = None
         self.query_one("#include").display = False
-        run_job(self, lambda: self.ws.answer_ssh_include(True), title="Adding the ssh config Include",
-                group="include", on_done=lambda state: self.notify(
-                    f"Added to {state.user_config}: ssh NAME works for your experiments now.", markup=False))
+        name, ws = self.result.name if self.result else "", self.ws
+
+        def added(outcome: tuple[SshConfigState | None, Experiment]) -> None:
+            state, self.result = outcome
+            self._show_result()  # the short `ssh NAME` now, not the long line it replaces
+            if state is not None:
+                self.notify(f"Added to {state.user_config}: ssh NAME works for your experiments now.", markup=False)
+
+        run_job(self, lambda: (ws.answer_ssh_include(True), ws.experiment(name)),
+                title="Adding the ssh config Include", group="include", on_done=added)
 
     def action_close(self) -> None:
         if self.include_offer is not None:  # seen and not taken: the answer is no, and it is not asked again
