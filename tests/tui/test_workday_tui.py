@@ -181,3 +181,17 @@ async def test_a_cleared_name_says_what_an_empty_one_gets(tui_desk: Workstation,
         field.value = ""
         await pilot.pause()
         assert field.placeholder == "empty: a free name is picked at launch"
+
+
+async def test_stopped_experiments_are_said_once_with_how_to_start_them(tui_desk: Workstation, nvml,
+                                                                        engine) -> None:
+    """As after an engine restart: the containers came back stopped, and the dashboard says so."""
+    nvml(nvml_scenarios.no_driver())
+    made = tui_desk.launch(tui_desk.make_spec("ssh", name="was-running", cpus=1)).experiment
+    engine.stop(made.id)
+    app = PtdeskApp(tui_desk)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, lambda: app.main.listed)
+        await settle(pilot, lambda: any("was-running: select one and press s to start it." in n.message
+                                        for n in app._notifications), message="the notice")
+        assert sum("was-running" in n.message for n in app._notifications) == 1
