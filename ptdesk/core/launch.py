@@ -187,7 +187,7 @@ def launch_warnings(ws: Workstation, spec: LaunchSpec, gpus: tuple[int, ...],
                     inventory: GpuInventory | None) -> tuple[str, ...]:
     """What the person should know about a launch that worked, one sentence each with its fix."""
     config = ws.config
-    warnings = list(spec.notes)
+    warnings = []
     if not writable_by(spec.workspace, config.uid, config.gid):
         warnings.append(f"{spec.workspace} is not writable by uid {config.uid} (the container user): nothing can "
                         f"be saved there. Fix: chown {config.uid} {spec.workspace}")
@@ -199,6 +199,7 @@ def launch_warnings(ws: Workstation, spec: LaunchSpec, gpus: tuple[int, ...],
     namesake = ssh_config.namesake_warning(ws.home_config, config, spec.name, spec.kind)
     if namesake:
         warnings.append(namesake)
+    warnings += spec.notes  # defaults lowered to the box: last, after what needs acting on
     return tuple(warnings)
 
 
