@@ -301,7 +301,10 @@ def test_a_dead_engine_shows_on_its_own_lines_and_recovers(desk: Ptdesk, box: Re
         rc, out, err = desk.run("ls", "--all", "--json")
         took = time.monotonic() - started
         assert rc == 3 and took < 10, (rc, took)
-        assert [e["name"] for e in json.loads(out)] == ["l-keep"]
+        rows = {e["name"]: e for e in json.loads(out)}
+        assert set(rows) == {"l-keep", "r-dies"} and rows["l-keep"]["status"] == "running"
+        # The box's rows stay, as the dashboard keeps them: unreachable, with the reason.
+        assert rows["r-dies"]["status"] == "unreachable" and "does not answer" in rows["r-dies"]["reason"]
         assert err.strip().splitlines() == [
             "ptdesk: Workstation box: SSH works but its Docker engine does not answer."]
         lines = desk.run("ls")
