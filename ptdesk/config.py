@@ -178,7 +178,7 @@ def load_config(env: dict[str, str] | None = None) -> Config:
 
 
 def _apply(config: Config, data: dict, origin: str) -> Config:
-    known = {f.name for f in fields(Config)} - {"home", "images"}
+    known = {f.name for f in fields(Config)} - {"home", "images", "workstation"}  # workstation: for_workstation's
     images = {IMAGE_KEY.fullmatch(k).group(1): str(v) for k, v in data.items()  # type: ignore[union-attr]
               if k not in known and IMAGE_KEY.fullmatch(k)}
     data = {k: v for k, v in data.items() if not (k not in known and IMAGE_KEY.fullmatch(k))}

@@ -152,3 +152,14 @@ def test_a_mistyped_ptdesk_variable_is_warned_about_once(tmp_path) -> None:
     assert rc == 0
     assert err.count("PTDESK_HOMR is not a setting ptdesk reads, so it is ignored; did you mean PTDESK_HOME?") == 1
     assert "PTDESK_SSH_IMAGE" not in err and "PTDESK_TEST_" not in err and "PTDESK_HOME " not in err
+
+
+def test_the_workstation_a_config_is_for_is_not_a_toml_setting(tmp_path) -> None:
+    from ptdesk.config import load_config
+    from ptdesk.errors import ConfigError
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "config.toml").write_text('workstation = "box"\n')
+    with pytest.raises(ConfigError):
+        load_config({"PTDESK_HOME": str(home)})
