@@ -14,6 +14,7 @@ import click
 
 from ptdesk import __version__
 from ptdesk.commands import COMMAND_SUMMARIES, COMMAND_TOPICS, load_command
+from ptdesk.config import unknown_env_settings
 from ptdesk.errors import PtdeskError, from_system_error
 
 
@@ -85,6 +86,9 @@ def main(ctx: click.Context) -> None:
     Run without a command to open the live dashboard. Every dashboard action is also a command
     below; add --json to any listing for scripts.
     """
+    for name, meant in unknown_env_settings(os.environ):  # a typo must not be ignored silently
+        click.echo(f"ptdesk: warning: {name} is not a setting ptdesk reads, so it is ignored"
+                   + (f"; did you mean {meant}?" if meant else "."), err=True)
     if ctx.invoked_subcommand is None:
         from ptdesk.commands.dashboard import open_dashboard
 

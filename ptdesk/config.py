@@ -6,6 +6,7 @@ the 0700 `keys/` folder and the default workspaces.
 
 from __future__ import annotations
 
+import difflib
 import functools
 import ipaddress
 import math
@@ -13,6 +14,7 @@ import os
 import re
 import socket
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
@@ -81,6 +83,8 @@ class Config:
     # Other Docker engines reached over SSH ([workstations.NAME]); "local" is always this machine's.
     workstations: dict[str, WorkstationEntry] = field(default_factory=dict)
     default_workstation: str = LOCAL
+    # Which workstation these settings are for (for_workstation sets it): names its ssh aliases.
+    workstation: str = LOCAL
     # The address people connect to when it is not the bind address (a remote workstation's host).
     connect_address: str | None = None
     # Debian packages the SSH image gets besides its workbench (git, tmux, rsync, ...).
@@ -138,6 +142,23 @@ def _default_ids() -> tuple[int, int]:
     return uid, gid
 
 
+# The PTDESK_* environment settings (besides PTDESK_<KIND>_IMAGE); PTDESK_TEST_* belong to the test suite.
+ENV_SETTINGS = ("PTDESK_HOME", "PTDESK_INSTANCE", "PTDESK_BIND_ADDRESS", "PTDESK_RESIDENT")
+
+
+def unknown_env_settings(env: Mapping[str, str]) -> list[tuple[str, str | None]]:
+    """PTDESK_* names ptdesk does not read (a typo is otherwise ignored silently), each with the
+    setting it most likely meant."""
+    out = []
+    for name in sorted(env):
+        if (not name.startswith("PTDESK_") or name in ENV_SETTINGS or IMAGE_ENV.fullmatch(name)
+                or name.startswith("PTDESK_TEST_")):
+            continue
+        close = difflib.get_close_matches(name, [*ENV_SETTINGS, "PTDESK_SSH_IMAGE", "PTDESK_JUPYTER_IMAGE"], n=1)
+        out.append((name, close[0] if close else None))
+    return out
+
+
 def load_config(env: dict[str, str] | None = None) -> Config:
     """Resolve the settings once; raise ConfigError with the bad key named."""
     env = dict(os.environ) if env is None else env
@@ -163,7 +184,7 @@ def load_config(env: dict[str, str] | None = None) -> Config:
 
 
 def _apply(config: Config, data: dict, origin: str) -> Config:
-    known = {f.name for f in fields(Config)} - {"home", "images"}
+    known = {f.name for f in fields(Config)} - {"home", "images", "workstation"}  # workstation: for_workstation's
     images = {IMAGE_KEY.fullmatch(k).group(1): str(v) for k, v in data.items()  # type: ignore[union-attr]
               if k not in known and IMAGE_KEY.fullmatch(k)}
     data = {k: v for k, v in data.items() if not (k not in known and IMAGE_KEY.fullmatch(k))}
@@ -311,7 +332,7 @@ def for_workstation(config: Config, entry: WorkstationEntry) -> Config:
     PTDESK_HOME/workstations/NAME (so a dead box never holds another's store, and each engine is
     reconciled against its own records), ports published on its bind address, and connection lines
     naming the address people reach it at."""
-    return replace(config, home=config.home / "workstations" / entry.name,
+    return replace(config, home=config.home / "workstations" / entry.name, workstation=entry.name,
                    bind_address=entry.bind_address or config.bind_address,
                    connect_address=entry.connect_address,
                    workspace_root=config.workspace_root or config.home / "workstations" / entry.name / "workspaces")

@@ -141,3 +141,25 @@ def test_memory_zero_on_the_command_line_is_refused(ptdesk_env: dict[str, str]) 
     code, out, err = run_cli(["new", "ssh", "--name", "nolimit", "--memory", "0"], ptdesk_env)
     assert code == 2 and out == "" and "Traceback" not in err
     assert err.startswith("ptdesk: memory '0' is too small to be a limit.")
+
+
+def test_a_mistyped_ptdesk_variable_is_warned_about_once(tmp_path) -> None:
+    from tests.support.helpers import run_cli
+
+    env = {"PTDESK_HOME": str(tmp_path / "home"), "PTDESK_HOMR": "/elsewhere", "PTDESK_SSH_IMAGE": "x:y",
+           "PTDESK_TEST_SSH_IMAGE": "x:y", "PATH": "/usr/bin:/bin"}
+    rc, out, err = run_cli(["workstations", "ls"], env, subprocess_=True)
+    assert rc == 0
+    assert err.count("PTDESK_HOMR is not a setting ptdesk reads, so it is ignored; did you mean PTDESK_HOME?") == 1
+    assert "PTDESK_SSH_IMAGE" not in err and "PTDESK_TEST_" not in err and "PTDESK_HOME " not in err
+
+
+def test_the_workstation_a_config_is_for_is_not_a_toml_setting(tmp_path) -> None:
+    from ptdesk.config import load_config
+    from ptdesk.errors import ConfigError
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "config.toml").write_text('workstation = "box"\n')
+    with pytest.raises(ConfigError):
+        load_config({"PTDESK_HOME": str(home)})

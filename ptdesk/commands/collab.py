@@ -10,6 +10,7 @@ import time
 import click
 
 from ptdesk.commands.common import emit_json, json_option, pass_workstation, table
+from ptdesk.core.base.durations import iso_utc
 from ptdesk.core.base.keys import read_public_key_file
 from ptdesk.core.collaborators.export import destination
 from ptdesk.core.workstation import Workstation
@@ -62,13 +63,15 @@ def ls(ws: Workstation, as_json: bool) -> None:
     pending = {p.name: set(ws.pending_grants(p.name)) for p in people}
     if as_json:
         emit_json([{"name": p.name, "fingerprint": p.fingerprint, "public_key": p.public_key,
-                    "identity_file": p.identity_file, "created": p.created, "expires": p.expires,
-                    "grants": list(p.grants), "pending": sorted(pending[p.name])} for p in people])
+                    "identity_file": p.identity_file, "created": iso_utc(p.created),
+                    "expires": iso_utc(p.expires), "expired": p.expired(), "grants": list(p.grants),
+                    "pending": sorted(pending[p.name])} for p in people])
         return
     if not people:
         click.echo("No collaborators (add one with: ptdesk collab add NAME).")
         return
-    rows = [(p.name, p.fingerprint, "ptdesk-made" if p.identity_file else "their own", _when(p.expires),
+    rows = [(p.name, p.fingerprint, "ptdesk-made" if p.identity_file else "their own",
+             f"EXPIRED {_when(p.expires)}" if p.expired() else _when(p.expires),
              ", ".join(g + ("*" if g in pending[p.name] else "") for g in p.grants) or "-") for p in people]
     click.echo(table(["NAME", "FINGERPRINT", "KEY", "EXPIRES", "ACCESS"], rows))
 
@@ -112,11 +115,17 @@ def export(ws: Workstation, name: str, folder: str, dest: str | None, jump: str 
 @click.option("--expires", help="Lifetime of the new key: 30d, 1.5h, 2w or YYYY-MM-DD (default: unchanged).")
 @click.option("--pubkey", type=click.Path(dir_okay=False, path_type=str),
               help="Their new public key (.pub), for a person who brought their own key.")
+@click.option("--end-sessions", is_flag=True,
+              help="The old key is compromised: also end their sessions and every process of theirs, as revoke "
+                   "does (default: a routine rotation; what they run, e.g. in tmux, keeps running).")
 @json_option
 @pass_workstation(reconcile=True)
-def rotate(ws: Workstation, name: str, expires: str | None, pubkey: str | None, as_json: bool) -> None:
-    """Give NAME a new key everywhere without locking them out; the old key stops working."""
-    result = ws.rotate(name, expires, read_public_key_file(pubkey) if pubkey else None)
+def rotate(ws: Workstation, name: str, expires: str | None, pubkey: str | None, end_sessions: bool,
+           as_json: bool) -> None:
+    """Give NAME a new key everywhere without locking them out; the old key stops working.
+
+    Their open sessions and running processes stay, unless --end-sessions."""
+    result = ws.rotate(name, expires, read_public_key_file(pubkey) if pubkey else None, end_sessions)
     if as_json:
         emit_json(result.to_json())
     else:

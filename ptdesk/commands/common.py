@@ -103,7 +103,7 @@ def _open_workstation(on: str | None, auto: bool, gpus: str | None, gpu_memory: 
             choice = fleet.choose(gpus, gpu_memory)
         finally:
             fleet.close()
-        click.echo(f"ptdesk: --on auto chose {choice.workstation} ({choice.reason}).", err=True)
+        click.echo(f"ptdesk: --on auto chose {choice.workstation} ({choice.reason.rstrip('. ')}).", err=True)
         name = choice.workstation
     if name != LOCAL and name not in config.workstations:
         raise InvalidInput(f"There is no workstation {name!r}.",

@@ -9,9 +9,12 @@ from typing import Any
 import click
 
 from ptdesk.commands.common import emit_json, json_option, pass_workstation
+from ptdesk.config import Limits
 from ptdesk.core.base.models import Experiment
 from ptdesk.core.kinds import REGISTRY, Kind
 from ptdesk.core.workstation import Workstation
+
+_DEFAULTS = Limits()  # what config.toml's [limits] starts from
 
 
 def launch_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -23,11 +26,15 @@ def launch_options(func: Callable[..., Any]) -> Callable[..., Any]:
                                     "free GPUs) or indices like 0,2 (default: the gpus setting, auto)."),
         click.option("--gpu-memory", "gpu_memory", metavar="SIZE",
                      help="Free memory each GPU must have, like 20G (with auto or any:N: only such GPUs)."),
-        click.option("--workspace", type=click.Path(file_okay=False, path_type=str),
+        # Checked by the workspace rule (one sentence each: not a folder, missing, a system tree...).
+        click.option("--workspace", metavar="DIR",
                      help="Host folder mounted at /workspace (default: WORKSPACE_ROOT/NAME, kept after rm)."),
-        click.option("--memory", help="Memory limit, e.g. 16g."),
-        click.option("--cpus", type=float, help="CPU limit, e.g. 4."),
-        click.option("--shm-size", help="Shared memory size, e.g. 8g."),
+        click.option("--memory", help=f"Memory limit, e.g. 32g (default: [limits] memory, {_DEFAULTS.memory}; "
+                                      "at most the workstation's memory)."),
+        click.option("--cpus", type=float, help=f"CPU limit, e.g. 8 (default: [limits] cpus, {_DEFAULTS.cpus:g}; "
+                                                "at most the workstation's CPUs)."),
+        click.option("--shm-size", help=f"Shared memory size, e.g. 8g (default: [limits] shm_size, "
+                                        f"{_DEFAULTS.shm_size})."),
         json_option,
     ]
     for option in reversed(options):
@@ -62,8 +69,6 @@ def _print_access(experiment: Experiment) -> None:
         click.echo(f"  {label.lower() + ':':<12} {value}")
     if experiment.gpus:
         click.echo(f"  {'gpus:':<12} {', '.join(map(str, experiment.gpus))}")
-    if experiment.logged_in is not None:
-        click.echo(f"  {'logged in:':<12} {_who(experiment)}")
 
 
 def _new_command(kind: Kind) -> click.Command:
@@ -101,8 +106,9 @@ def logs(ws: Workstation, name: str, follow: bool, tail: str) -> None:
 @pass_workstation(reconcile=True)
 def stop(ws: Workstation, name: str) -> None:
     """Stop an experiment (workspace and keys are kept; its GPUs for gpu_hold_after_stop)."""
+    was = ws.experiment(name).status
     ws.stop(name)
-    click.echo(f"{name} stopped.")
+    click.echo(f"{name} stopped." if was == "running" else f"{name} was already stopped; nothing changed.")
 
 
 @click.command("start")
@@ -131,12 +137,6 @@ def rm(ws: Workstation, name: str, force: bool) -> None:
     """Remove an experiment and everything it was given (the workspace stays)."""
     ws.remove(name, force=force)
     click.echo(f"{name} removed.")
-
-
-def _who(experiment: Experiment) -> str:
-    if experiment.logged_in is None:
-        return "-"
-    return ", ".join(experiment.logged_in) or "nobody"
 
 
 COMMANDS = [new, logs, stop, start, rm]  # ls: ptdesk.commands.listing

@@ -99,12 +99,14 @@ def check_all(ws: Workstation, as_json: bool = False) -> None:
 @pass_workstation(reconcile=True)
 def diff(ws: Workstation, a: str, b: str, as_json: bool) -> None:
     """Differences between experiments A and B, package by package (B may be image:ssh or image:jupyter,
-    the current build). Running experiments are read live."""
+    the current build). Running experiments are read live. Exits 1 when they differ, as diff does."""
     result = ws.environment_diff(a, b)
     if as_json:
         emit_json(result.to_json())
-        return
-    click.echo("\n".join(render_diff(result)))
+    else:
+        click.echo("\n".join(render_diff(result)))
+    if not result.same:
+        raise click.exceptions.Exit(1)  # `ptdesk env diff A B && …` reads "the same", as with diff(1)
 
 
 def render_diff(result: EnvironmentDiff) -> list[str]:

@@ -31,12 +31,20 @@ def gpus(ws: Workstation, as_json: bool, watch: bool) -> None:
         snapshot = ws.gpu_snapshot()
         _show(snapshot, ws.gpu_claims(snapshot), as_json, where=ws.name)
         return
+    said = None
     try:
         while True:
             snapshot = ws.gpu_snapshot()
-            if not as_json:
-                click.clear()
-            _show(snapshot, ws.gpu_claims(snapshot), as_json, compact=True, where=ws.name)
+            if not as_json and not snapshot.available:
+                # Nothing moves without a driver: the sentence once (and again only if it changes).
+                if snapshot.reason != said:
+                    click.echo(render(snapshot))
+                said = snapshot.reason
+            else:
+                said = None
+                if not as_json:
+                    click.clear()
+                _show(snapshot, ws.gpu_claims(snapshot), as_json, compact=True, where=ws.name)
             time.sleep(1.0)  # the refresh period itself, not a wait for some condition
     except KeyboardInterrupt:
         return  # Ctrl-C is how --watch ends: not an error

@@ -7,11 +7,14 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import click
 
 from ptdesk.commands.common import emit_json, json_option, pass_workstation
+from ptdesk.config import LOCAL
+from ptdesk.core.base.models import Experiment, status_word
 from ptdesk.core.workstation import Workstation
 from ptdesk.errors import InvalidInput, PtdeskError
 
@@ -30,24 +33,51 @@ def _ssh_client() -> str:
 @click.command("ssh-config")
 @click.option("--install", is_flag=True,
               help="Add one `Include` line for it at the top of ~/.ssh/config (nothing else is changed).")
+@click.option("--uninstall", is_flag=True, help="Take that `Include` line out of ~/.ssh/config again.")
 @json_option
 @pass_workstation(reconcile=True)
-def ssh_config_command(ws: Workstation, install: bool, as_json: bool) -> None:
+def ssh_config_command(ws: Workstation, install: bool, uninstall: bool, as_json: bool) -> None:
     """ptdesk's own OpenSSH config: one Host per SSH experiment, so `ssh NAME` works."""
-    found = ws.ssh_config(install=install)
+    if install and uninstall:
+        raise InvalidInput("--install and --uninstall cannot go together.", "Pick one.")
+    found = ws.ssh_config(install=install, uninstall=uninstall)
     if as_json:
         emit_json(found.to_json())
+        return
+    if uninstall:
+        click.echo(f"Removed `{found.include}` from {found.user_config}." if found.removed else
+                   f"{found.user_config} has no `{found.include}`: nothing to remove.")
         return
     if install:
         said = "Added" if found.added else "Already there:"
         click.echo(f"{said} `{found.include}` at the top of {found.user_config}.")
-        click.echo("Now `ssh NAME` works for " + (", ".join(found.hosts) or "every SSH experiment you launch")
-                   + " (and VS Code Remote-SSH lists them).")
+        running = [h for h in found.hosts if h not in found.stopped]
+        click.echo("Now `ssh NAME` works for " + (", ".join(running) or "every SSH experiment you launch")
+                   + " (and VS Code Remote-SSH lists them)"
+                   + (f"; for {', '.join(found.stopped)} once started." if found.stopped else "."))
         return
     click.echo(found.text, nl=False)
     click.echo(f"# {found.path}: use it with `ssh -F {found.path} NAME`" +
                ("; ~/.ssh/config includes it, so `ssh NAME` works." if found.installed else
                 ", or let `ssh NAME` work everywhere: ptdesk ssh-config --install"), err=True)
+
+
+def by_alias(ws: Workstation, name: str) -> tuple[Workstation, str]:
+    """The workstation and experiment that NAME reaches: `ptdesk ssh` takes what `ptdesk ls` shows
+    and `ssh` itself takes (the alias NAME.WORKSTATION for another workstation's experiment)."""
+    from ptdesk.core.access.ssh_config import split_alias
+
+    if ws.store.experiment(name) is not None:
+        return ws, name
+    base, where = split_alias(name)
+    if where == ws.name:
+        return ws, base
+    config = ws.home_config
+    if where != LOCAL and where not in config.workstations:
+        return ws, name  # not an alias: the experiment's own error says so
+    other = Workstation(config, config.workstations.get(where))
+    click.get_current_context().call_on_close(other.close)
+    return other, base
 
 
 @click.command("ssh", context_settings={"allow_interspersed_args": False})
@@ -63,6 +93,7 @@ def ssh_command(ws: Workstation, tty: bool, name: str, command: tuple[str, ...])
     """
     if command[:1] == ("--",):
         command = command[1:]
+    ws, name = by_alias(ws, name)
     argv = ws.ssh_argv(name, command, options=("-t",) if tty else ())
     client = _ssh_client()
     ws.close()  # exec replaces this process: nothing of it is left to close later
@@ -112,29 +143,89 @@ def _local_port(remote: int, local: int | None) -> int:
 
 @click.command("forward")
 @click.argument("name")
-@click.argument("spec", metavar="PORT[:LOCAL]")
+@click.argument("spec", metavar="[PORT[:LOCAL]]", required=False)
 @pass_workstation(reconcile=True)
-def forward(ws: Workstation, name: str, spec: str) -> None:
-    """Reach a server NAME runs on its own 127.0.0.1:PORT at 127.0.0.1:LOCAL here, until Ctrl-C."""
+def forward(ws: Workstation, name: str, spec: str | None) -> None:
+    """Reach a server NAME runs on its own 127.0.0.1:PORT at 127.0.0.1:LOCAL here, until Ctrl-C.
+
+    For a Jupyter experiment leave PORT out: its URL, opened here (on a laptop whose ptdesk knows
+    the workstation: --on NAME)."""
+    ws, name = by_alias(ws, name)
+    experiment = ws.experiment(name)
+    if experiment.kind != "ssh":
+        _forward_service(ws, experiment, spec)
+        return
+    if spec is None:
+        raise InvalidInput(f"Say which port of {name} to reach here.",
+                           f"For TensorBoard on its 127.0.0.1:6006: ptdesk forward {name} 6006")
     remote, local = parse_forward(spec)
     local = _local_port(remote, local)
     argv = ws.ssh_argv(name, options=("-N", "-o", "ExitOnForwardFailure=yes", "-o", "ServerAliveInterval=30",
                                       "-L", f"127.0.0.1:{local}:127.0.0.1:{remote}"))
+    _hold(argv, local, name, f"http://127.0.0.1:{local}/",
+          f"{name}'s 127.0.0.1:{remote} is at 127.0.0.1:{local} here; Ctrl-C closes the tunnel.",
+          refused=f"ptdesk: nothing listens on {remote} in {name} (a connection to 127.0.0.1:{local} was refused "
+                  "there); start the server there, or check its port.")
+
+
+def _forward_service(ws: Workstation, experiment: Experiment, spec: str | None) -> None:
+    """A Jupyter (or other web) experiment: its own published port, here, with its URL."""
+    from ptdesk.core.access import tunnel
+
+    name, access = experiment.name, experiment.access
+    if access is None or experiment.status != "running":
+        raise PtdeskError(f"{name!r} is {status_word(experiment.status)}, so nothing answers there.",
+                           f"Start it first: ptdesk start {name}")
+    port, url = int(str(access.fields["port"])), str(access.fields["url"])
+    if spec is not None and parse_forward(spec)[0] != port:
+        raise InvalidInput(f"{name} is a {experiment.kind} experiment: only its own port {port} is reachable.",
+                           f"Leave the port out: ptdesk forward {name}")
+    local = _local_port(port, parse_forward(spec)[1] if spec else None)
+    if ws.entry is None:  # on this machine already: nothing to tunnel
+        click.echo(url)
+        laptop = tunnel.laptop_line(ws.config, port)
+        click.echo(f"{name} is served on this machine" + (f"; from your laptop run: {laptop}" if laptop else "."),
+                   err=True)
+        return
+    host = str(access.fields["host"])
+    argv = ws.tunnel_argv(port, local)
+    here = url.replace(f"{host}:{port}", f"127.0.0.1:{local}", 1)
+    _hold(argv, local, name, here, f"{name} on {ws.name} is at 127.0.0.1:{local} here; Ctrl-C closes the tunnel.")
+
+
+def _hold(argv: list[str], local: int, name: str, url: str, said: str, refused: str | None = None) -> None:
+    """Run the tunnel until Ctrl-C, printing `url` once it listens; OpenSSH's `channel N: open
+    failed` (one per refused connection) is said once as `refused`, in words."""
     argv[0] = _ssh_client()
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, errors="replace")
+    relay = threading.Thread(target=_relay, args=(proc, refused), daemon=True)
+    relay.start()
     try:
         _wait_listening(proc, local, name)
-        click.echo(f"http://127.0.0.1:{local}/")
-        click.echo(f"{name}'s 127.0.0.1:{remote} is at 127.0.0.1:{local} here; Ctrl-C closes the tunnel.", err=True)
+        click.echo(url)
+        click.echo(said, err=True)
         rc = proc.wait()
     except KeyboardInterrupt:
         click.echo("ptdesk: tunnel closed.", err=True)
         rc = 0
     finally:
         _stop(proc)
+        relay.join(timeout=5)  # ssh's last words are printed before ours
     if rc != 0:
         raise PtdeskError(f"The tunnel to {name} ended (ssh exited with {rc}).",
                           f"See ssh's message above; check it logs in: ptdesk ssh {name} true")
+
+
+def _relay(proc: subprocess.Popen, refused: str | None) -> None:
+    """ssh's messages to our stderr, its per-connection refusals turned into one sentence."""
+    said = False
+    for line in proc.stderr or ():
+        if refused and ": open failed: " in line:
+            if not said:
+                click.echo(refused, err=True)
+            said = True
+            continue
+        click.echo(line, nl=False, err=True)
 
 
 def _stop(proc: subprocess.Popen) -> None:

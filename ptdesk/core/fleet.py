@@ -121,11 +121,13 @@ class Fleet:
                 if offer is not None:
                     offers.append(offer)
         if not offers:
-            trouble = "; ".join(_why_not(a) for a in answers)
-            if gpus == "auto" and not request.min_free:  # auto launches without a GPU when none is free
+            # Each reason is a sentence of its own: joined inside one, without their full stops.
+            trouble = "; ".join(_why_not(a).rstrip(". ") for a in answers)
+            # auto launches without a GPU when none is free; so does auto-on-auto
+            if gpus == "auto" and not request.min_free:
                 return Choice(self.config.default_workstation,
                               f"no free GPU anywhere, so the default workstation, without a GPU: {trouble}")
-            raise InvalidInput(f"No workstation can give {gpus} GPU(s) now ({trouble}).",
+            raise InvalidInput(f"No workstation can give {_asked(gpus)} now ({trouble}).",
                                "See them with: ptdesk gpus; or launch with --gpus none.")
         free, _, name, why = max(offers)
         return Choice(name, why)
@@ -144,6 +146,15 @@ def naming(exc: PtdeskError, workstation: str) -> PtdeskError:
     named = type(exc)(f"Workstation {workstation}: {exc.message}", exc.hint)
     named.exit_code = exc.exit_code
     return named
+
+
+def _asked(gpus: str) -> str:
+    """--gpus in words: `1` is GPU number 1, not one GPU."""
+    if gpus == "all":
+        return "all its GPUs"
+    if gpus == "auto":
+        return "a GPU"
+    return f"GPU {gpus}" if "," not in gpus else f"GPUs {gpus}"
 
 
 def _why_not(answer: Answer[GpuSnapshot]) -> str:

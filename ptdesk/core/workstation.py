@@ -3,8 +3,7 @@
 It is the one object the CLI and the dashboard talk to, for every operation (list, launch,
 stop/start/rm, logs, GPUs, collaborators, reconcile, images). It holds the resolved config, the
 state store and the engine connection; the engine is connected on first use so that commands that
-do not need it (and the dashboard's GPU panel) keep working while the engine is down. Several
-workstations will be several of these, one per engine.
+do not need it (and the dashboard's GPU panel) keep working while the engine is down.
 
 The operations themselves live in the core's modules (experiments, launch, collab, rotation, ...),
 which take a Site (this class is one); this class only opens the door to each of them, once. Like
@@ -18,6 +17,7 @@ from __future__ import annotations
 import shlex
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,7 +33,7 @@ from ptdesk.core.base.models import (
 )
 from ptdesk.core.collaborators.doors import CollaboratorDoors
 from ptdesk.core.environment.doors import EnvironmentDoors
-from ptdesk.errors import ConfigError, InvalidInput, PtdeskError
+from ptdesk.errors import ConfigError, PtdeskError
 
 if TYPE_CHECKING:
     from ptdesk.core.access.ssh_include import SshConfigState
@@ -132,14 +132,13 @@ class Workstation(CollaboratorDoors, EnvironmentDoors):
         if "store" in self.__dict__:
             self.store.close()
 
-    # --- the engine ---------------------------------------------------------------------------
     def engine_version(self) -> str:
         return str(self.engine.version().get("Version", "?"))
 
     def image_exists(self, ref: str) -> bool:
         return self.engine.image_exists(ref)
 
-    # --- experiments --------------------------------------------------------------------------
+    # --- the engine and experiments -----------------------------------------------------------
     def list_experiments(self, all: bool = True) -> list[Experiment]:
         from ptdesk.core.experiments import listing
         return listing.list_experiments(self, all=all, driver=self.known_driver())
@@ -164,8 +163,13 @@ class Workstation(CollaboratorDoors, EnvironmentDoors):
         return specs.make_spec(self, kind, **typed)
 
     def launch(self, spec: LaunchSpec, progress: Progress = lambda step: None) -> Launched:
+        from ptdesk.core.access import ssh_config
         from ptdesk.core.experiments import launch as launcher
-        return launcher.launch(self, spec, self.gpu_inventory, progress)
+        launched = launcher.launch(self, spec, self.gpu_inventory, progress)
+        # Another workstation of this home with the same name: which alias reaches which (the
+        # home's config knows every workstation; the Site of one does not).
+        namesake = ssh_config.namesake_warning(self.home_config, self.config, spec.name, spec.kind)
+        return replace(launched, warnings=(namesake, *launched.warnings)) if namesake else launched
 
     def stop(self, name: str) -> Experiment:
         from ptdesk.core.experiments import operations
@@ -189,22 +193,35 @@ class Workstation(CollaboratorDoors, EnvironmentDoors):
         running `command` there word by word (each quoted for the remote shell, as exec would take
         them), or a login shell when it is empty; `options` go before the name."""
         from ptdesk.core.access import ssh_config
+        from ptdesk.core.base.models import status_word
         from ptdesk.core.kinds.ssh import SSH
         experiment = self.experiment(name)
-        if experiment.kind != SSH.name or experiment.access is None:
-            raise InvalidInput(f"{name!r} is not an SSH experiment of yours that can be logged in to.",
-                               "Pick one of yours from: ptdesk ls")
+        if experiment.kind != SSH.name:  # yours, maybe, but nothing to log in to
+            raise PtdeskError(f"{name!r} is a {experiment.kind} experiment: it has no SSH login.",
+                              f"Open its URL (ptdesk ls), or here through a tunnel: ptdesk forward {name}")
+        if experiment.access is None:
+            raise PtdeskError(f"{name!r} is not yours to log in to.", "Pick one of yours from: ptdesk ls")
         if experiment.status != "running":
-            raise InvalidInput(f"{name!r} is {experiment.status}, so nothing answers there.",
-                               f"Start it first: ptdesk start {name}")
+            raise PtdeskError(f"{name!r} is {status_word(experiment.status)}, so nothing answers there.",
+                              f"Start it first: ptdesk start {name}")
         path = ssh_config.refresh(self.config)
-        return ["ssh", "-F", str(path), *options, name, *(shlex.quote(word) for word in command)]
+        return ["ssh", "-F", str(path), *options, ssh_config.alias(self.config, name),
+                *(shlex.quote(word) for word in command)]
 
-    def ssh_config(self, install: bool = False) -> SshConfigState:
-        """ptdesk's own ssh config, rewritten now; with `install`, the Include line added to
-        ~/.ssh/config first (only when asked: the person's file is theirs)."""
+    def tunnel_argv(self, port: int, local: int) -> list[str]:
+        """OpenSSH forwarding 127.0.0.1:LOCAL here to PORT as this remote workstation publishes it."""
+        from ptdesk.core.access import tunnel
+        from ptdesk.core.engine import remote
+        home, entry = self.home_config, self.entry
+        assert entry is not None
+        return tunnel.forward_argv(remote.known_hosts_path(home), remote.identity_of(home, entry), entry,
+                                   (self.config.bind_address, port), local)
+
+    def ssh_config(self, install: bool = False, uninstall: bool = False) -> SshConfigState:
+        """ptdesk's own ssh config, rewritten now; with `install` / `uninstall`, the Include line
+        added to or taken out of ~/.ssh/config (only when asked: the person's file is theirs)."""
         from ptdesk.core.access import ssh_include
-        return ssh_include.state(self.config, add_include=install)
+        return ssh_include.state(self.config, add_include=install, remove_include=uninstall)
 
     def log_stream(self, container_id: str, **options: Any) -> LogStream:
         """A background-read log stream of one container (the dashboard's log pane); `options` are

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from textual.app import App, SystemCommand
 from textual.screen import Screen
 
+from ptdesk.config import LOCAL
 from ptdesk.core.workstation import Workstation
 from ptdesk.tui.actions import bindings, palette_commands
 from ptdesk.tui.live import FEEDS
@@ -64,8 +65,19 @@ class PtdeskApp(App[None]):
         yield from palette_commands("app", self)
         if isinstance(screen, MainScreen):
             yield from palette_commands("main", screen)
+            yield from _experiment_jumps(screen)
 
     def action_help(self) -> None:
         """The keys of the screen `?` was pressed on (each screen carries its scope of the action table)."""
         if not isinstance(self.screen, Help):
             self.push_screen(Help(getattr(self.screen, "SCOPE", "main")))
+
+
+def _experiment_jumps(screen: MainScreen) -> Iterable[SystemCommand]:
+    """"Go to NAME" for every listed experiment: the palette finds a row by typing its name."""
+    table = screen.table
+    for key, experiment in list(table.experiments.items()):
+        where = table.where.get(key, LOCAL)
+        shown = f"{experiment.name} on {where}" if table.show_where else experiment.name
+        yield SystemCommand(f"Go to {shown}", f"Select the experiment {shown}",
+                            lambda name=experiment.name, where=where: table.select_name(name, where))

@@ -14,8 +14,13 @@ from ptdesk.errors import PtdeskError
 
 def describe(exc: BaseException) -> tuple[str, str | None]:
     """(what happened, what to do) for a person."""
-    if isinstance(exc, PtdeskError):
+    if isinstance(exc, PtdeskError) and exc.message.strip():
         return exc.message, exc.hint
+    if isinstance(exc, KeyboardInterrupt):
+        return "It was interrupted before it finished; nothing it started was kept.", None
+    if isinstance(exc, PtdeskError):  # never a failure without a sentence
+        return f"It failed without saying why ({type(exc).__name__}).", exc.hint or \
+            "Try again; if it fails the same way, run ptdesk doctor."
     return (f"Something went wrong inside ptdesk: {exc!r}.",
             "This is a bug in ptdesk; the dashboard keeps running. Please report it with what you did.")
 

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from rich.text import Text
 
-from ptdesk.core.base.models import Experiment
+from ptdesk.core.base.models import Experiment, status_word
 from ptdesk.core.base.units import NA, unit_for
+
+__all__ = ["status_word"]  # the core's one word per state, used through this module by the widgets
 
 
 def percent(value: float | None, digits: int = 0) -> str:
@@ -59,11 +61,6 @@ STATUS_STYLE = {
     "dead": "bold red",
     "missing": "bold red",
 }
-
-
-def status_word(value: str) -> str:
-    """The engine's "exited" is what a person calls stopped (ptdesk stop, or s)."""
-    return "stopped" if value == "exited" else value
 
 
 def status(value: str) -> Text:

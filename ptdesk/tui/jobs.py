@@ -49,7 +49,7 @@ def run_job(node: DOMNode, job: Callable[[], T], *, title: str, on_done: Callabl
     def work() -> None:
         try:
             result = job()
-        except Exception as exc:  # noqa: BLE001 - PtdeskErrors and bugs alike are shown, never a crash
+        except BaseException as exc:  # noqa: BLE001 - errors, bugs and interruptions alike are shown, never a crash
             done = JobDone(title, error=exc, on_done=on_done, on_error=on_error)
         else:
             done = JobDone(title, result=result, on_done=on_done, on_error=on_error)

@@ -87,3 +87,14 @@ def test_real_containers_busy_and_idle(engine, sleeper, source):
     engine_started = datetime.fromisoformat(started_at + "+00:00").timestamp()
     assert abs(stats[busy].started - engine_started) < 2.0
     assert stats[busy].started <= time.time()
+
+
+def test_uptime_after_pid_wrap_around_is_the_inits_start(tmp_path: Path):
+    """cgroup v1 lists pids sorted: after wrap-around a young process (pid 12) comes before the
+    container's init (pid 40000), which started first."""
+    cgroup, proc = cgroup_tree(tmp_path, {CID: {"cpu_ns": 1, "memory": 1, "inactive": 0, "limit": 2**62,
+                                                 "pid": 40000, "start_ticks": 500}}, btime=1_700_000_000)
+    (cgroup / "cpuacct" / "docker" / CID / "cgroup.procs").write_text("12\n40000\n")
+    (proc / "12").mkdir()
+    (proc / "12" / "stat").write_text("12 (python train.py) S " + " ".join(["0"] * 18) + " 900000 0\n")
+    assert StatsSampler(root=cgroup, proc=proc).sample([CID])[CID].started == 1_700_000_000 + 500 / 100

@@ -98,11 +98,52 @@ def test_collab_rm_ends_their_processes_in_every_experiment(boxes: dict, module_
         assert account_pids(engine, boxes[box]["id"], "bo") == []
 
 
-def test_retiring_the_old_key_ends_what_it_started(boxes: dict, module_desk: Ptdesk, folder: Path,
-                                                   engine: Engine) -> None:
+def detached_loop(engine: Engine, container: str, account: str) -> set[int]:
+    """The pid of DETACH's shell loop (its `sleep` is a new process every 5 s)."""
+    rc, out = engine.exec(container, ["ps", "-o", "pid=,comm=", "-u", account])
+    return {int(pid) for pid, comm in (line.split() for line in out.decode().splitlines()) if comm == "sh"}
+
+
+def test_a_routine_rotation_keeps_what_they_run(boxes: dict, module_desk: Ptdesk, folder: Path,
+                                                engine: Engine) -> None:
+    """A new laptop is no reason to end a detached training run: only the key changes."""
+    cw = person(module_desk, "cw", folder, "acc")
+    assert cw.ssh("acc", DETACH).returncode == 0
+    running = detached_loop(engine, boxes["acc"]["id"], "cw")
+    assert running
+    ws = Workstation(module_desk.config)
+    try:  # what the dashboard shows before asking whether to end them
+        listed = ws.running_processes("cw")
+    finally:
+        ws.close()
+    assert set(listed) == {"acc"} and running <= {int(row.split()[0]) for row in listed["acc"]}
+    assert f"{min(running)} sh" in listed["acc"]
+    result = module_desk.json("collab", "rotate", "cw")
+    assert result["containers"][0]["status"] == "rotated"
+    assert "keep running" in result["containers"][0]["detail"]
+    assert detached_loop(engine, boxes["acc"]["id"], "cw") == running
+
+
+def test_a_routine_rotation_of_a_brought_key_keeps_what_they_run(
+        boxes: dict, module_desk: Ptdesk, engine: Engine, keygen) -> None:  # noqa: ANN001 - a fixture
+    old, new = keygen("cv-old"), keygen("cv-new")
+    module_desk.ok("collab", "add", "cv", "--pubkey", f"{old}.pub")
+    module_desk.ok("grant", "cv", "acc2")
+    ssh = boxes["acc2"]["ssh"]
+    host_key = ssh["known_hosts"].split(None, 1)[1]
+    assert try_login(ssh["host"], ssh["port"], "cv", old, host_key, command=DETACH).ok
+    running = detached_loop(engine, boxes["acc2"]["id"], "cv")
+    assert running
+    module_desk.ok("collab", "rotate", "cv", "--pubkey", f"{new}.pub")
+    assert detached_loop(engine, boxes["acc2"]["id"], "cv") == running
+    assert not try_login(ssh["host"], ssh["port"], "cv", old, host_key, command="true").ok
+
+
+def test_retiring_a_compromised_key_ends_what_it_started(boxes: dict, module_desk: Ptdesk, folder: Path,
+                                                         engine: Engine) -> None:
     cy = person(module_desk, "cy", folder, "acc")
     assert cy.ssh("acc", DETACH).returncode == 0  # with the key that is about to be retired
-    result = module_desk.json("collab", "rotate", "cy")
+    result = module_desk.json("collab", "rotate", "cy", "--end-sessions")
     assert result["containers"][0]["status"] == "rotated" and "ended" in result["containers"][0]["detail"]
     assert account_pids(engine, boxes["acc"]["id"], "cy") == []
     # The new key logs in to cy's own account.

@@ -10,6 +10,7 @@ FROM a base that carries other packages, including a stand-in PyTorch that repor
 from __future__ import annotations
 
 import io
+import json
 import tarfile
 import uuid
 from collections.abc import Iterator
@@ -80,12 +81,14 @@ def test_a_pip_install_shows_up_in_env_with_who_did_it(module_desk: Ptdesk, pair
 
 def test_env_diff_lists_the_package_between_experiments_and_against_the_image(module_desk: Ptdesk,
                                                                              pair: tuple[dict, dict]) -> None:
-    result = module_desk.json("env", "diff", "enva", "envb")
+    rc, out, err = module_desk.run("env", "diff", "enva", "envb", "--json")
+    assert rc == 1, err  # they differ: diff(1)'s exit code
+    result = json.loads(out)
     assert result["packages"] == [{"name": "ptdesk-demo", "a": "1.0", "b": None, "change": "only in A"}]
     assert not result["same"]
-    assert module_desk.json("env", "diff", "envb", "image:jupyter")["same"]
-    text = module_desk.ok("env", "diff", "enva", "image:jupyter")
-    assert "ptdesk-demo  1.0  -" in text
+    assert module_desk.json("env", "diff", "envb", "image:jupyter")["same"]  # rc 0: the same
+    rc, text, _ = module_desk.run("env", "diff", "enva", "image:jupyter")
+    assert rc == 1 and "ptdesk-demo  1.0  -" in text
 
 
 def test_ls_and_the_dashboard_column_mark_the_changed_one(module_desk: Ptdesk, pair: tuple[dict, dict]) -> None:
@@ -156,7 +159,9 @@ def test_a_rebuild_with_other_packages_marks_old_experiments_behind(drift: Drift
     assert listed["envs"]["environment"]["behind"] is True
     assert listed["envs"]["environment"]["image_id"] == drift.first
     assert " behind" in drift.desk.ok("ls")
-    result = drift.desk.json("env", "diff", "envs", "image:ssh")
+    rc, out, err = drift.desk.run("env", "diff", "envs", "image:ssh", "--json")
+    assert rc == 1, err
+    result = json.loads(out)
     differs = {p["name"]: (p["a"], p["b"]) for p in result["packages"]}
     assert differs["ptdesk-demo"] == (None, "2.0") and differs["torch"] == (None, "2.9.0+cu128")
 

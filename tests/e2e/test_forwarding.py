@@ -212,3 +212,19 @@ def test_ptdesk_forward_prints_the_local_url_and_closes_on_ctrl_c(module_desk: P
 ])
 def test_forward_bad_input_is_one_clear_line(module_desk: Ptdesk, boxes: dict, args: tuple, says: str) -> None:
     assert says in module_desk.fails(*args)[0]
+
+
+def test_forward_to_a_port_nothing_listens_on_says_so_once(module_desk: Ptdesk, boxes: dict) -> None:
+    proc = subprocess.Popen([ptdesk_script(), "forward", "fwd", "9999"], env=module_desk.env, text=True,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().strip()
+        local = int(url.rsplit(":", 1)[1].rstrip("/"))
+        for _ in range(3):  # three requests, as a browser retrying does
+            assert http_get(local) == b""
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    assert err.count("nothing listens on 9999 in fwd") == 1, err
+    assert "open failed" not in err and "Traceback" not in err

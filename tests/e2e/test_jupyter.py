@@ -21,7 +21,7 @@ from tests.support.helpers import JUPYTER_IMAGE, wait_until
 if TYPE_CHECKING:
     from conftest import Ptdesk  # tests/e2e/conftest.py
 
-JUPYTER_FIELDS = {"url", "host", "port", "token"}
+JUPYTER_FIELDS = {"url", "host", "port", "token", "tunnel"}  # tunnel: the laptop's ssh -L (loopback bind)
 TOP_FIELDS = {"name", "id", "kind", "owner", "image", "status", "gpus", "jupyter", "environment",
               "workstation"}
 GIB = 1024**3

@@ -60,8 +60,12 @@ def test_a_container_labelled_as_yours_is_listed_unverified_and_given_nothing(cl
     assert "bait" not in cli.records()  # nothing booked: no port, no GPUs, no record
     assert authorized_keys.read_authorized_keys(engine, cid) == before  # your key was not installed
     assert not cli.experiment_folder("bait").exists()  # nothing read back from it
-    line = next(ln for ln in cli.ok("ls", "--all").splitlines() if ln.startswith("bait"))
-    assert "(unverified)" in line
+    rc, out, err = cli.run("ls", "--all", subprocess_=True)
+    line = next(ln for ln in out.splitlines() if ln.startswith("bait"))
+    assert rc == 0 and "(unverified)" in line
+    assert "not adopting" not in err and "sealed" not in err  # said once, by doctor: not on every command
+    doctor = {c["name"]: c for c in cli.json("doctor")["checks"]}
+    assert doctor["unverified"]["status"] == "warn" and "bait" in doctor["unverified"]["detail"]
     # What it claims books nothing: its label says GPUs 0,1, the engine gives it none.
     assert cli.json("ls", "--all")[0]["gpus"] == [0, 1] and cli.records() == set()
 

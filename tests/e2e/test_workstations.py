@@ -9,6 +9,8 @@ nothing was made on the other.
 from __future__ import annotations
 
 import json
+import signal
+import socket
 import sqlite3
 import stat
 import subprocess
@@ -27,6 +29,7 @@ from ptdesk.core.engine.client import Engine
 from ptdesk.core.workstation import Workstation
 from tests.support.helpers import SAMPLER_IMAGE, remove_instance_containers, require_image, settle, wait_until
 from tests.support.remote_box import RemoteBox
+from tests.support.workday_support import ptdesk_script
 
 if TYPE_CHECKING:
     from conftest import Ptdesk  # tests/e2e/conftest.py
@@ -119,7 +122,7 @@ def test_ssh_experiment_on_the_remote_lists_logs_stops_starts_and_goes(
     assert rc == 0 and out.strip() == "ptdesk", err
     state = desk.json("ssh-config", "--on", "box")
     assert state["workstation"] == "box" and str(desk.home / "workstations" / "box" / "ssh") in state["path"]
-    assert state["hosts"] == ["r-ssh"] and "HostName 127.0.0.1" in Path(state["path"]).read_text()
+    assert state["hosts"] == ["r-ssh.box"] and "HostName 127.0.0.1" in Path(state["path"]).read_text()
     desk.ok("stop", "r-ssh", "--on", "box")
     assert desk.json("ls", "--all", "--on", "box")[0]["status"] != "running"
     started = desk.json("start", "r-ssh", "--on", "box")
@@ -128,6 +131,45 @@ def test_ssh_experiment_on_the_remote_lists_logs_stops_starts_and_goes(
     assert on_box(desk, box_engine) == []
     assert desk.json("ls", "--all", "--on", "box") == []
     assert not (desk.home / "workstations" / "box" / "experiments" / "r-ssh").exists()
+
+
+def test_the_same_name_on_two_workstations_reaches_each_box_by_its_own_alias(
+        desk: Ptdesk, tmp_path: Path) -> None:
+    """`ssh NAME`, `ptdesk ssh NAME`, the listing and the installed ssh configs all agree on which
+    box a name reaches; a name that looks like a host never becomes a bare alias."""
+    home = {"HOME": str(tmp_path)}
+    local = desk.new("ssh", "--name", "twin", "--cpus", "1")
+    rc, out, err = desk.run("new", "ssh", "--on", "box", "--name", "twin", "--cpus", "1", "--json", subprocess_=True)
+    assert rc == 0, err
+    remote = json.loads(out)
+    assert "local already has an experiment named 'twin'" in err
+    assert "`ssh twin.box` (and `ptdesk ssh twin.box`) reaches this one on box; `ssh twin` the one on local" in err, err
+    desk.new("ssh", "--name", "github.com", "--cpus", "1")
+    for where in ("local", "box"):  # both Includes, as a person with two boxes has them
+        desk.ok("ssh-config", "--install", "--on", where, extra_env=home)
+    user_config = tmp_path / ".ssh" / "config"
+
+    def resolved(host: str) -> dict[str, str]:
+        out = subprocess.run(["ssh", "-F", str(user_config), "-G", host], capture_output=True, text=True,
+                             check=True).stdout
+        return dict(line.split(" ", 1) for line in out.splitlines() if " " in line)
+
+    assert resolved("twin")["port"] == str(local["ssh"]["port"])
+    assert resolved("twin.box")["port"] == str(remote["ssh"]["port"])
+    assert resolved("github.com")["hostname"] == "github.com"  # git push still goes to GitHub
+    assert resolved("github.com.local")["hostname"] == "127.0.0.1"
+    # The listing says the alias that really reaches each row.
+    connect = {(e["workstation"], e["name"]): e["ssh"]["command"] for e in desk.json("ls", extra_env=home)}
+    assert connect[("local", "twin")] == "ssh twin" and connect[("box", "twin")] == "ssh twin.box"
+    assert connect[("local", "github.com")] == "ssh github.com.local"
+    # `ptdesk ssh` takes the same aliases and reaches the same boxes.
+    assert desk.run("ssh", "--on", "box", "twin", "touch", "/tmp/on-box", subprocess_=True)[0] == 0
+    rc, out, err = desk.run("ssh", "twin.box", "ls", "/tmp", subprocess_=True)
+    assert rc == 0 and "on-box" in out, err
+    rc, out, err = desk.run("ssh", "twin", "ls", "/tmp", subprocess_=True)
+    assert rc == 0 and "on-box" not in out, err
+    for name, where in (("twin", "local"), ("twin", "box"), ("github.com", "local")):
+        desk.ok("rm", name, "--on", where, "--force")
 
 
 def test_a_failed_remote_launch_leaves_nothing_on_either_side(desk: Ptdesk, box_engine: Engine,
@@ -151,8 +193,68 @@ def test_jupyter_on_the_remote_answers_with_its_token_only(desk: Ptdesk, box_eng
     assert "r-lab" in {c["Labels"]["ptdesk.name"] for c in on_box(desk, box_engine)}
     logs = desk.ok("logs", "r-lab", "--on", "box", "--tail", "all")
     assert "Jupyter" in logs and access["token"] not in logs
+    # Its port is on the box's loopback: from a laptop, `ptdesk forward` opens its URL here.
+    assert access["forward"] == "ptdesk forward r-lab --on box"
+    assert status_through_forward(desk, ("r-lab", "--on", "box"), access["token"]) == 200
     desk.ok("rm", "r-lab", "--on", "box", "--force")
     assert "r-lab" not in {c["Labels"]["ptdesk.name"] for c in on_box(desk, box_engine)}
+
+
+def status_through_forward(desk: Ptdesk, args: tuple[str, ...], token: str) -> int:
+    """`ptdesk forward ARGS` as a person runs it: the URL it prints, asked for /api/status, then Ctrl-C."""
+    proc = subprocess.Popen([ptdesk_script(), "forward", *args], env=desk.env, text=True, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().strip()  # printed once the tunnel listens
+        assert url.startswith("http://127.0.0.1:") and url.endswith(f"/lab?token={token}"), url
+        return http_status(url.split("/lab?")[0] + "/api/status", token)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0 and "Traceback" not in err, err
+
+
+def http_status(url: str, token: str) -> int:
+    request = urllib.request.Request(url, headers={"Authorization": f"token {token}"})
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        return answer.status
+
+
+def test_a_jupyter_url_on_a_loopback_bind_says_how_to_open_it_from_the_laptop(
+        desk: Ptdesk, box: RemoteBox, tmp_path: Path) -> None:
+    """ptdesk on the workstation, reached over SSH (the box's sshd stands in for the workstation's):
+    the launch prints the `ssh -L` line that the person's laptop runs, and that line really works."""
+    over_ssh = {"SSH_CONNECTION": f"127.0.0.1 50000 127.0.0.1 {box.port}", "USER": box.user}
+    made = desk.new("jupyter", "--name", "l-lab", "--cpus", "1", extra_env=over_ssh)["jupyter"]
+    port, token = made["port"], made["token"]
+    assert made["tunnel"] == f"ssh -N -L {port}:127.0.0.1:{port} -p {box.port} {box.user}@127.0.0.1"
+    # Run on "the laptop" (this machine, where the port itself is taken: another local port).
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        local = probe.getsockname()[1]
+    argv = made["tunnel"].split()
+    argv[3] = argv[3].replace(f"{port}:", f"{local}:", 1)
+    laptop = subprocess.Popen([argv[0], "-F", "/dev/null", "-i", str(box.client_key), "-o", "BatchMode=yes",
+                               "-o", "StrictHostKeyChecking=no", "-o", f"UserKnownHostsFile={tmp_path / 'known'}",
+                               "-o", "ExitOnForwardFailure=yes", *argv[1:]], stdin=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: _listening(local) or laptop.poll() is not None, timeout=30, message="the tunnel")
+        assert laptop.poll() is None, laptop.stderr and laptop.stderr.read()
+        assert http_status(f"http://127.0.0.1:{local}/api/status", token) == 200
+    finally:
+        laptop.terminate()
+        laptop.wait(10)
+    # On the workstation itself `forward` has nothing to tunnel: the URL, and the laptop's line.
+    rc, out, err = desk.run("forward", "l-lab", subprocess_=True, extra_env=over_ssh)
+    assert rc == 0 and out.strip() == made["url"] and made["tunnel"] in err, err
+    desk.ok("rm", "l-lab", "--force")
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
 def test_grant_and_rotate_on_the_remote(desk: Ptdesk, box_engine: Engine) -> None:
@@ -198,7 +300,10 @@ def test_a_dead_engine_shows_on_its_own_lines_and_recovers(desk: Ptdesk, box: Re
         rc, out, err = desk.run("ls", "--all", "--json")
         took = time.monotonic() - started
         assert rc == 3 and took < 10, (rc, took)
-        assert [e["name"] for e in json.loads(out)] == ["l-keep"]
+        rows = {e["name"]: e for e in json.loads(out)}
+        assert set(rows) == {"l-keep", "r-dies"} and rows["l-keep"]["status"] == "running"
+        # The box's rows stay, as the dashboard keeps them: unreachable, with the reason.
+        assert rows["r-dies"]["status"] == "unreachable" and "does not answer" in rows["r-dies"]["reason"]
         assert err.strip().splitlines() == [
             "ptdesk: Workstation box: SSH works but its Docker engine does not answer."]
         lines = desk.run("ls")
@@ -294,13 +399,15 @@ def test_gpu_truth_of_the_remote_comes_from_its_sampler_over_the_same_connection
 
 def test_on_auto_without_gpus_says_where_and_why(desk: Ptdesk, engine: Engine, box_engine: Engine) -> None:
     rc, out, err = desk.run("new", "ssh", "--on", "auto", "--gpus", "0", "--name", "nowhere")
-    assert rc == 2 and err.startswith("ptdesk: No workstation can give 0 GPU(s) now (local: "), err
+    assert rc == 2 and err.startswith("ptdesk: No workstation can give GPU 0 now (local: "), err
+    assert ".;" not in err and ".)." not in err  # one sentence, its parts without their own full stops
     assert "box: " in err and "nowhere" not in {c["Labels"]["ptdesk.name"] for c in on_box(desk, box_engine)}
     assert on_local(desk, engine) == []
     rc, out, err = desk.run("new", "ssh", "--on", "auto", "--gpus", "auto", "--name", "cpu-only", "--cpus", "1",
                             "--json")
     assert rc == 0, err
     assert err.startswith("ptdesk: --on auto chose local (no free GPU anywhere, so the default workstation")
+    assert ".)." not in err and ".;" not in err, err
     assert json.loads(out)["workstation"] == "local"
     desk.ok("rm", "cpu-only", "--force")
     made = desk.new("ssh", "--on", "auto", "--gpus", "none", "--name", "cpu-2", "--cpus", "1")
@@ -463,3 +570,21 @@ def test_doctor_on_a_workstation_checks_that_box(desk: Ptdesk) -> None:
     assert checks["nvml"].count("box") == 1  # named once, not "box: Workstation box: ..."
     rc, out, err = desk.run("doctor", "--on", "nope")
     assert rc == 2 and err.strip().splitlines()[0] == "ptdesk: There is no workstation 'nope'.", err
+
+
+def test_hints_about_a_remote_box_say_on_which(desk: Ptdesk, box_engine: Engine, tmp_path: Path) -> None:
+    """What to run next names the box: doctor's build hint, the ssh config's header, a missing
+    GPU sampler (not a driver problem); and among several, the local engine's line says `local`."""
+    missing = {"PTDESK_JUPYTER_IMAGE": "ptdesk-test/not-built:latest"}
+    rc, out, _ = desk.run("doctor", "--on", "box", "--json", extra_env=missing)
+    report = {c["name"]: c for c in json.loads(out)["checks"]}
+    assert rc == 1
+    assert report["image-jupyter"]["hint"] == "Build it with: ptdesk images build jupyter --on box"
+    header = Path(desk.json("ssh-config", "--on", "box")["path"]).read_text().splitlines()[1]
+    assert "`ptdesk ssh-config --install --on box`" in header
+    if not box_engine.image_exists(SAMPLER_IMAGE):
+        gpus = desk.json("gpus", "--on", "box")
+        reason = gpus["reason"] if isinstance(gpus, dict) else gpus[0]["reason"]
+        assert "ptdesk images build sampler --on box" in reason and "No such image" not in reason, reason
+    rc, out, err = desk.run("ls", extra_env={"DOCKER_HOST": f"unix://{tmp_path}/none.sock"})
+    assert rc == 3 and "ptdesk: Workstation local: " in err, err

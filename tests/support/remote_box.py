@@ -173,7 +173,9 @@ class RemoteBox:
             f"Port {self.port}", "ListenAddress 127.0.0.1", f"HostKey {self.host_key}",
             f"PidFile {self.root / 'sshd' / 'sshd.pid'}", f"AuthorizedKeysFile {self.root / 'authorized_keys'}",
             "PasswordAuthentication no", "KbdInteractiveAuthentication no", "UsePAM no", "PermitRootLogin no",
-            f"AllowUsers {self.user}", f"SetEnv DOCKER_HOST={self.docker_host}", "AllowTcpForwarding no",
+            f"AllowUsers {self.user}", f"SetEnv DOCKER_HOST={self.docker_host}",
+            # What a workstation's sshd allows a person (their laptop's `ssh -L` to a port on its loopback).
+            "AllowTcpForwarding local", "PermitOpen 127.0.0.1:*",
             "X11Forwarding no", "LogLevel VERBOSE",
             # The files are root's and 0644/0600, but they live under /tmp (world-writable, sticky),
             # which StrictModes refuses for the whole path; a real workstation keeps them in ~/.ssh.

@@ -65,6 +65,10 @@ async def test_ssh_from_the_form_result_fits_new_row_selected_stopped_is_stopped
         await settle(pilot, lambda: "Include" in (home / ".ssh" / "config").read_text(), message="the Include")
         assert "Host old" in (home / ".ssh" / "config").read_text()  # nothing else changed
         assert tui_desk.ssh_include_offer() is None  # never asked again
+        # From now on `ssh NAME` works: the result says that, not the long line it replaces.
+        await settle(pilot, lambda: f"Connect: ssh {name}" in " ".join(screen_text(app).split()),
+                     message="the short connect line")
+        assert "ssh -i" not in screen_text(app)
         # At 80×24 the result (connect line, host key, buttons) still fits: the fields made way.
         await pilot.resize_terminal(80, 24)
         await settle(pilot, lambda: app.size.width == 80 and len(screen_text(app).splitlines()) <= 24)

@@ -52,3 +52,25 @@ async def test_palette_on_other_screens_has_no_selection_commands(tui_desk, slee
         await pilot.press("escape")
         await settle(pilot, lambda: app.screen is screen)
         assert [e.name for e in app.main.experiments] == ["ivy-box"]
+
+
+async def test_the_palette_jumps_to_an_experiment_by_name(tui_desk, sleeper, nvml):
+    nvml(nvml_scenarios.no_driver())
+    for name in ("aa-first", "bb-second", "cc-third"):
+        sleeper(name)
+    app = PtdeskApp(tui_desk)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await settle(pilot, lambda: len(app.main.experiments) == 3)
+        assert app.main.table.selected.name == "aa-first"
+        await pilot.press("ctrl+p")
+        await settle(pilot, lambda: app.screen is not app.main, message="the palette")
+        palette = app.screen
+        await pilot.press(*"cc-third")
+
+        def titles() -> list[str]:
+            options = palette.query_one("CommandList")
+            return [_plain(options.get_option_at_index(i).prompt) for i in range(options.option_count)]
+
+        await settle(pilot, lambda: any("Go to cc-third" in t for t in titles()), message="the jump offered")
+        await pilot.press("enter")
+        await settle(pilot, lambda: app.main.table.selected.name == "cc-third", message="cc-third selected")

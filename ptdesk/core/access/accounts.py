@@ -31,6 +31,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 from ptdesk.core.access.authorized_keys import ACCOUNTS_SCRIPT, CONTAINER_USER
+from ptdesk.core.base.text import printable
 from ptdesk.core.engine.client import Engine
 from ptdesk.core.store.state import Store
 from ptdesk.errors import InvalidInput, PtdeskError
@@ -159,3 +160,25 @@ def end_in(engine: Engine, store: Store, experiment: str, container_id: str | No
         ended = end_processes(engine, container_id, person, experiment, account)
     store.audit("ended-processes", experiment, {**ended.audit(), "why": why})
     return replace(ended, why=why)
+
+
+def running_processes(engine: Engine, store: Store, person: str) -> dict[str, tuple[str, ...]]:
+    """What of `person`'s runs in each running experiment they are granted ("PID COMMAND" each), so a
+    rotation that ends their sessions can say first what it would end. Read-only; an experiment that
+    cannot be asked is left out."""
+    found: dict[str, tuple[str, ...]] = {}
+    for grant in store.grants(collaborator=person):
+        experiment = store.experiment(grant.experiment)
+        if experiment is None or _state(engine, experiment.container_id) != "running":
+            continue
+        assert experiment.container_id is not None
+        try:
+            rc, out = engine.exec(experiment.container_id, ["/usr/bin/ps", "-o", "pid=,stat=,comm=", "-u", person])
+        except PtdeskError:
+            continue
+        rows = [line.split(None, 2) for line in out.decode(errors="replace").splitlines()] if rc == 0 else []
+        # Zombies are already dead; command names come from inside the container: printed plainly.
+        alive = tuple(f"{row[0]} {printable(row[2])}" for row in rows if len(row) == 3 and not row[1].startswith("Z"))
+        if alive:
+            found[grant.experiment] = alive
+    return found

@@ -20,10 +20,10 @@ import os
 import re
 import sqlite3
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ptdesk.config import Config
+from ptdesk.config import LOCAL, Config, for_workstation
 from ptdesk.core.access.authorized_keys import CONTAINER_USER
 from ptdesk.core.base import private_files
 from ptdesk.core.base.text import printable
@@ -34,7 +34,7 @@ from ptdesk.errors import InvalidInput, PtdeskError
 # Experiment names (ptdesk.core.experiments.spec.NAME_RE): no space, quote, glob or '!' that ssh would read.
 _NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,40}")
 HEADER = ("# Written by ptdesk; rewritten whenever an SSH experiment is launched, started or removed.\n"
-          "# Do not edit: use it with `ssh -F {path} NAME`, or `ptdesk ssh-config --install`.\n")
+          "# Do not edit: use it with `ssh -F {path} NAME`, or `ptdesk ssh-config --install{on}`.\n")
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,24 @@ class HostEntry:
     host_key_alias: str
     proxy_jump: str | None = None
     note: str | None = None  # a comment line inside the block
+
+
+def alias(config: Config, name: str) -> str:
+    """The one `Host` name that reaches experiment `name` of this workstation, unique across every
+    workstation's config (each may be Included in ~/.ssh/config, and OpenSSH takes the first block
+    that matches): the bare name on the local one, `NAME.WORKSTATION` on the others. A name with a
+    dot (or `localhost`) could be a real host (`github.com`) that the Include would hijack, so it
+    never becomes a bare alias: `NAME.local`. Workstation names have no dot, so the part after the
+    last dot always says which workstation an alias belongs to."""
+    if config.workstation == LOCAL and "." not in name and name != "localhost":
+        return name
+    return f"{name}.{config.workstation}"
+
+
+def split_alias(alias_text: str) -> tuple[str, str]:
+    """(experiment name, workstation) an alias names; a bare name is the local workstation's."""
+    name, dot, workstation = alias_text.rpartition(".")
+    return (name, workstation) if dot else (alias_text, LOCAL)
 
 
 def host_key_alias(name: str) -> str:
@@ -127,14 +145,16 @@ def reachable(records: Iterable[ExperimentRecord]) -> list[ExperimentRecord]:
 def entry_for(config: Config, record: ExperimentRecord) -> HostEntry:
     assert record.port and record.host_public_key
     key_file = experiment_files.user_key_dir(config, record.owner) / "id_ed25519"
-    return HostEntry(alias=record.name, hostname=config.connect_host, port=record.port, user=CONTAINER_USER,
+    return HostEntry(alias=alias(config, record.name), hostname=config.connect_host, port=record.port,
+                     user=CONTAINER_USER,
                      identity_files=(config_arg(str(key_file)),),
                      known_hosts=config_arg(str(known_hosts_path(config, record.name))),
                      host_key_alias=host_key_alias(record.name))
 
 
 def render(config: Config, records: Iterable[ExperimentRecord]) -> str:
-    text = HEADER.format(path=config_path(config))
+    text = HEADER.format(path=config_path(config),
+                         on="" if config.workstation == LOCAL else f" --on {config.workstation}")
     return text + "".join(render_host(entry_for(config, r)) for r in reachable(records))
 
 
@@ -193,3 +213,31 @@ def _read(path: Path) -> str | None:
         return path.read_text()
     except (FileNotFoundError, UnicodeDecodeError):
         return None
+
+
+def namesakes(home: Config, workstation: str, name: str) -> list[str]:
+    """The other workstations of this ptdesk home that have an experiment named `name` (read from
+    their stores on this machine: no engine is asked)."""
+    found = []
+    for other in (LOCAL, *home.workstations):
+        if other == workstation:
+            continue
+        path = home.state_path if other == LOCAL else for_workstation(home, home.workstations[other]).state_path
+        with contextlib.suppress(sqlite3.Error, OSError):
+            if any(r.name == name for r in read_experiments(path)):
+                found.append(other)
+    return found
+
+
+def namesake_warning(home: Config, config: Config, name: str, kind: str) -> str | None:
+    """What a launch says when another workstation already has its name: which alias reaches which."""
+    others = namesakes(home, config.workstation, name)
+    if not others:
+        return None
+    said = f"{', '.join(others)} already has an experiment named {name!r}"
+    if kind != "ssh":
+        return f"{said}: name the workstation (--on {config.workstation}) whenever you mean this one."
+    here = alias(config, name)
+    theirs = "; ".join(f"`ssh {alias(replace(config, workstation=w), name)}` the one on {w}" for w in others)
+    return (f"{said}: `ssh {here}` (and `ptdesk ssh {here}`) reaches this one on {config.workstation}; "
+            f"{theirs}.")

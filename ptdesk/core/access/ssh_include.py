@@ -39,19 +39,27 @@ class SshConfigState:
     user_config: Path
     installed: bool
     added: bool = False
+    removed: bool = False
+    stopped: tuple[str, ...] = ()  # hosts whose experiment is stopped: nothing answers until it starts
 
     def to_json(self) -> dict:
         return {"path": str(self.path), "hosts": list(self.hosts), "include": self.include,
-                "user_config": str(self.user_config), "installed": self.installed, "added": self.added}
+                "user_config": str(self.user_config), "installed": self.installed, "added": self.added,
+                "removed": self.removed, "stopped": list(self.stopped)}
 
 
-def state(config: Config, add_include: bool = False) -> SshConfigState:
-    """Rewrite ptdesk's ssh config; with `add_include`, add the Include line (only when asked)."""
+def state(config: Config, add_include: bool = False, remove_include: bool = False) -> SshConfigState:
+    """Rewrite ptdesk's ssh config; with `add_include` / `remove_include`, add or remove the
+    Include line (only when asked)."""
     path = ssh_config.refresh(config)
     added = install(config) if add_include else False
-    hosts = tuple(r.name for r in ssh_config.reachable(read_experiments(config.state_path)))
+    removed = uninstall(config) if remove_include else False
+    records = ssh_config.reachable(read_experiments(config.state_path))
+    hosts = tuple(ssh_config.alias(config, r.name) for r in records)
+    stopped = tuple(ssh_config.alias(config, r.name) for r in records if r.status != "running")
     return SshConfigState(path=path, text=path.read_text(), hosts=hosts, include=include_line(config),
-                          user_config=user_config_path(), installed=installed(config), added=added)
+                          user_config=user_config_path(), installed=installed(config), added=added,
+                          removed=removed, stopped=stopped)
 
 
 def user_config_path() -> Path:
@@ -136,3 +144,20 @@ def install(config: Config, path: Path | None = None) -> bool:
     return True
 
 
+
+
+def uninstall(config: Config, path: Path | None = None) -> bool:
+    """Take ptdesk's Include line out of ~/.ssh/config again, changing nothing else (mode, links
+    and every other line kept); False when it was not there."""
+    path = path or user_config_path()
+    lines = _lines(path)
+    wanted = include_line(config).split(None, 1)[1]
+    kept = [ln for ln in lines if _find(wanted, [ln])[0] is None]
+    if len(kept) == len(lines):
+        return False
+    target = Path(os.path.realpath(path))
+    text = target.read_bytes().decode()
+    ending = "\n" if text.endswith("\n") else ""
+    private_files.write_atomically(target, ("\n".join(kept) + ending if kept else "").encode(),
+                                   target.stat().st_mode & 0o7777)
+    return True

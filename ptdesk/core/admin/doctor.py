@@ -90,6 +90,7 @@ def check_gpu_runtime(engine: Engine) -> Check:
 
 def check_images(engine: Engine, config: Config) -> list[Check]:
     checks = []
+    on = f" --on {config.workstation}" if config.workstation != LOCAL else ""  # the box the hint is for
     for target in kind_names():
         tag = image_tag(config, target)
         try:
@@ -99,11 +100,11 @@ def check_images(engine: Engine, config: Config) -> list[Check]:
             continue
         if not status.present:
             checks.append(Check(f"image-{target}", "fail", f"{tag} is missing",
-                                f"Build it with: ptdesk images build {target}"))
+                                f"Build it with: ptdesk images build {target}{on}"))
         elif status.up_to_date is False:
             checks.append(Check(f"image-{target}", "warn",
                                 f"{tag} is out of date (built from older Dockerfiles)",
-                                f"Rebuild it with: ptdesk images build {target}"))
+                                f"Rebuild it with: ptdesk images build {target}{on}"))
         else:
             note = "" if status.up_to_date else " (not built by `ptdesk images build`: freshness unknown)"
             checks.append(Check(f"image-{target}", "ok", f"{tag} present, created {status.created}{note}"))
@@ -224,12 +225,31 @@ def run_checks(workstation: str | None = None) -> Report:
         if config is not None:
             own = remote.config if remote else config
             report.checks += [*([] if remote else [check_bind_address(config)]), check_state(own), check_keys(own)]
+            if engine is not None:
+                report.checks.append(check_unverified(remote or Workstation(config)))
     finally:
         if remote is not None:
             remote.close()
         elif engine is not None:
             engine.close()
     return report
+
+
+def check_unverified(ws: Workstation) -> Check:
+    """Containers labelled as this home's that it cannot prove it made (not sealed here): listed
+    read-only as `unverified`, said once here rather than on every command."""
+    try:
+        found = ws.reconcile().unverified
+    except PtdeskError as exc:
+        return Check("unverified", "warn", f"could not compare the engine with the store ({exc.message})")
+    finally:
+        if ws.entry is None:
+            ws.close()
+    if not found:
+        return Check("unverified", "ok", "every container labelled as this home's is sealed by it")
+    return Check("unverified", "warn", f"{len(found)} container(s) carry this home's labels but not its seal, so "
+                 f"nothing is handed out for them (ls marks them unverified): {', '.join(found)}",
+                 "If nobody you know made them, remove them: docker rm -f CONTAINER")
 
 
 def _remote(config: Config | None, workstation: str | None) -> Workstation | None:

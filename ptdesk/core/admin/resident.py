@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import socket
+import sqlite3
 import struct
 import threading
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from ptdesk.config import Config
 from ptdesk.core.admin.resident_client import read_line, settings_stamp, socket_path
 from ptdesk.core.base import private_files
 from ptdesk.core.fleet import Fleet
+from ptdesk.core.store.state import read_experiments
 from ptdesk.core.workstation import Workstation
 from ptdesk.errors import PtdeskError
 
@@ -40,9 +42,25 @@ def answers_json(fleet: Fleet, show_all: bool, before: Callable[[Workstation], N
         before(ws)
         return listing(ws, show_all)
 
-    return [{"workstation": a.workstation, "rows": a.value,
-             "error": None if a.ok else {"message": a.error.message, "hint": a.error.hint}}  # type: ignore[union-attr]
-            for a in fleet.each(one, names=names)]
+    answers = []
+    for a in fleet.each(one, names=names):
+        if a.ok or a.error is None:
+            answers.append({"workstation": a.workstation, "rows": a.value, "error": None})
+            continue
+        answers.append({"workstation": a.workstation, "error": {"message": a.error.message, "hint": a.error.hint},
+                        "rows": unreachable(fleet.workstation(a.workstation), a.error.message)})
+    return answers
+
+
+def unreachable(ws: Workstation, reason: str) -> list[dict[str, Any]]:
+    """The experiments this home recorded on a workstation that did not answer, as the dashboard
+    keeps them: status `unreachable`, with the reason (read from its store here: no engine asked)."""
+    with contextlib.suppress(OSError, sqlite3.Error):
+        return [{"json": {"name": r.name, "kind": r.kind, "owner": r.owner, "status": "unreachable",
+                          "gpus": list(r.gpus), "workstation": ws.name, "reason": reason},
+                 "connect": "-", "environment": "-", "logged_in": "-"}
+                for r in read_experiments(ws.config.state_path)]
+    return []
 
 
 class ResidentServer:

@@ -88,6 +88,9 @@ def read_public_key_file(path: str | Path) -> str:
         text = Path(path).expanduser().read_text()
     except (OSError, UnicodeDecodeError):
         raise NotFound(f"The public key file {path} cannot be read.", "Pass the path of the .pub file.") from None
+    if "PRIVATE KEY-----" in text:  # never echoed, never kept: only named
+        raise BadKey(f"{path} is a private key; ptdesk needs the public one.",
+                     f"Pass the .pub file next to it (e.g. {path}.pub), and keep the private key to yourself.")
     return parse_public_key(text)
 
 

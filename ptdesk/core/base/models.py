@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -32,6 +33,7 @@ class LaunchSpec:
     extra_keys: tuple[str, ...] = ()  # ssh: public keys the owner brought, authorised too
     auto_name: bool = False  # name was suggested, not typed: the launcher may pick the next free one
     gpu_memory: str | None = None  # --gpu-memory: free memory each GPU must have (ptdesk.core.gpu.ledger)
+    notes: tuple[str, ...] = ()  # what the person should know about the defaults it got (said after the launch)
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,19 @@ class EnvironmentMark:
         return {"fingerprint": self.fingerprint, "image_id": self.image_id, "behind": self.behind,
                 "changed": self.changed, "checked": self.checked, "cuda": self.cuda,
                 "driver_warning": self.driver_warning}
+
+
+def status_word(value: str) -> str:
+    """The engine's "exited" is what a person calls stopped (ptdesk stop, or s): the word people
+    read, in the CLI and the dashboard alike (JSON keeps the engine's word for scripts)."""
+    return "stopped" if value == "exited" else value
+
+
+def listing_mark(foreign: bool, unverified: bool, orphan: bool) -> str:
+    """One word for what ptdesk knows of an experiment's ownership, the same in every listing: another
+    user's; someone's that this home cannot prove it made (unverified); this home's record whose
+    container is gone (orphan)."""
+    return "other user" if foreign else "unverified" if unverified else "orphan" if orphan else ""
 
 
 @dataclass(frozen=True)
@@ -298,6 +313,10 @@ class Collaborator:
     created: float
     expires: float | None = None
     grants: tuple[str, ...] = ()
+
+    def expired(self, now: float | None = None) -> bool:
+        """Their key no longer logs in anywhere (sshd refuses it; ptdesk ended what it ran)."""
+        return self.expires is not None and self.expires <= (time.time() if now is None else now)
 
 
 @dataclass(frozen=True)

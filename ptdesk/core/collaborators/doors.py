@@ -57,11 +57,17 @@ class CollaboratorDoors:
         from ptdesk.core.collaborators import rotation
         return rotation.finish_pending(self, experiment)
 
-    def rotate(self: Site, name: str, expires: str | None = None, pubkey_text: str | None = None) -> RotationResult:
+    def rotate(self: Site, name: str, expires: str | None = None, pubkey_text: str | None = None,
+               end_sessions: bool = False) -> RotationResult:
         """A new key everywhere `name` has access, never locking them out (ptdesk.core.collaborators.rotation);
-        `pubkey_text` for a person who brings their own key."""
+        `pubkey_text` for a person who brings their own key; `end_sessions` when the old key is compromised."""
         from ptdesk.core.collaborators import rotation
-        return rotation.rotate(self, name, expires, pubkey_text)
+        return rotation.rotate(self, name, expires, pubkey_text, end_sessions)
+
+    def running_processes(self: Site, name: str) -> dict[str, tuple[str, ...]]:
+        """What `name` runs in each experiment they are granted (what end_sessions would end)."""
+        from ptdesk.core.access import accounts
+        return accounts.running_processes(self.engine, self.store, name)
 
     def export_collaborator(self: Site, name: str, folder: str | Path, dest: str | None = None,
                             jump: str | None = None) -> Exported:

@@ -4,9 +4,11 @@ The protocol, for every container the person is granted:
 1. Make the new key; install it NEXT TO the old one (authorized_keys replaced atomically).
 2. Prove the new key logs in (paramiko, host key pinned).
 3. Only where that was proven: remove the old key, then prove the old key is refused.
-Retiring the old key ends every process of the person's account there (their sessions too, whatever
-key opened them: whoever held the old key may have started them; the person logs in again with
-the new key). Where a step fails, the old key stays valid there and the container is "pending"
+A routine rotation (a new laptop, a schedule) changes only the key: the person's open sessions and
+running processes (a training run in tmux) stay. A compromised one (`end_sessions`) also ends every
+process of the person's account wherever the old key is retired, whatever key opened them: whoever
+held the old key may have started them; the person logs in again with the new key.
+Where a step fails, the old key stays valid there and the container is "pending"
 (grants.pending = 1, collaborators.previous_* kept); a later `rotate` or the next start of that
 container (`finish_pending`) finishes the job.
 
@@ -50,7 +52,8 @@ if TYPE_CHECKING:
     from ptdesk.core.site import Site
 
 
-def rotate(ws: Site, name: str, expires: str | None = None, pubkey_text: str | None = None) -> RotationResult:
+def rotate(ws: Site, name: str, expires: str | None = None, pubkey_text: str | None = None,
+           end_sessions: bool = False) -> RotationResult:
     """Give `name` a new key everywhere they have access, or finish an earlier unfinished rotation.
 
     `pubkey_text`: the new public key of a person who brings their own (ptdesk cannot make one
@@ -67,11 +70,13 @@ def rotate(ws: Site, name: str, expires: str | None = None, pubkey_text: str | N
                            f"Rotate without --pubkey: ptdesk collab rotate {name}")
     with person_lock(ws.config, name):
         if pubkey_text is not None:
-            return _rotate_brought(ws, collaborator(ws, name), keys.parse_public_key(pubkey_text), expires)
-        return _rotate(ws, collaborator(ws, name), expires)
+            return _rotate_brought(ws, collaborator(ws, name), keys.parse_public_key(pubkey_text), expires,
+                                   end_sessions)
+        return _rotate(ws, collaborator(ws, name), expires, end_sessions)
 
 
-def _rotate_brought(ws: Site, record: CollaboratorRecord, public: str, expires: str | None) -> RotationResult:
+def _rotate_brought(ws: Site, record: CollaboratorRecord, public: str, expires: str | None,
+                    end_sessions: bool) -> RotationResult:
     """A key the person brought is replaced in one step in every container (the new key in and
     the old one out in the same atomic rename), so there is no moment without a key they hold.
     ptdesk holds no private key to log in with, so the proof is the file itself, read back from
@@ -88,12 +93,13 @@ def _rotate_brought(ws: Site, record: CollaboratorRecord, public: str, expires: 
     store.begin_rotation(name, public, fingerprint, when)
     outcomes = []
     for grant in store.grants(collaborator=name):
-        outcomes.append(_replace_brought(ws, grant, fingerprint, record.fingerprint))
+        outcomes.append(_replace_brought(ws, grant, fingerprint, record.fingerprint, end_sessions))
     result = RotationResult(name=name, old_fingerprint=record.fingerprint, fingerprint=fingerprint,
                             identity_file=None, containers=tuple(outcomes))
     _settle(ws, name)
     store.audit("collab-rotate", name, {"old_fingerprint": record.fingerprint, "fingerprint": fingerprint,
-                                        "brought": True, "containers": {c.name: c.status for c in outcomes}})
+                                        "brought": True, "end_sessions": end_sessions,
+                                        "containers": {c.name: c.status for c in outcomes}})
     return result
 
 
@@ -117,7 +123,8 @@ def _gone(name: str) -> ContainerRotation:
     return ContainerRotation(name, "failed", False, f"the container is gone; clean up with: ptdesk rm {name}")
 
 
-def _replace_brought(ws: Site, grant: GrantRecord, new: str, old: str) -> ContainerRotation:
+def _replace_brought(ws: Site, grant: GrantRecord, new: str, old: str,
+                     end_sessions: bool = False) -> ContainerRotation:
     name = grant.experiment
     experiment, state = _container_of(ws, grant)
     if state == "gone":
@@ -138,13 +145,12 @@ def _replace_brought(ws: Site, grant: GrantRecord, new: str, old: str) -> Contai
     fingerprints = {keys.fingerprint(line.split(" ", 1)[1]) for line in on_disk.splitlines() if " " in line}
     if on_disk != done.files.get(person) or new not in fingerprints or old in fingerprints:
         return ContainerRotation(name, "pending", False, "the new authorized_keys did not read back as written")
-    ended = accounts.end_in(ws.engine, ws.store, name, experiment.container_id, person, "rotate")
     return ContainerRotation(name, "rotated", False, "replaced in one step, read back: the new key is there and "
                                                      "the old one gone (ptdesk cannot log in with a key you hold)"
-                             + _ended_text(ended))
+                             + _ended_text(ws, name, experiment.container_id, person, end_sessions))
 
 
-def _rotate(ws: Site, record: CollaboratorRecord, expires: str | None) -> RotationResult:
+def _rotate(ws: Site, record: CollaboratorRecord, expires: str | None, end_sessions: bool) -> RotationResult:
     store, name = ws.store, record.name
     grants = store.grants(collaborator=name)
     resumed = _unfinished(ws, record, grants)
@@ -159,7 +165,7 @@ def _rotate(ws: Site, record: CollaboratorRecord, expires: str | None) -> Rotati
                                f"Give the new key a lifetime: ptdesk collab rotate {name} --expires 30d")
         record = _begin(ws, record, when)
         grants = store.grants(collaborator=name)
-    outcomes = _drive(ws, record, [g for g in grants if g.pending])
+    outcomes = _drive(ws, record, [g for g in grants if g.pending], end_sessions=end_sessions)
     containers = tuple(outcomes.get(g.experiment) or ContainerRotation(g.experiment, "rotated", True, "rotated earlier")
                        for g in grants)
     result = RotationResult(name=name, old_fingerprint=record.previous_fingerprint or record.fingerprint,
@@ -167,7 +173,8 @@ def _rotate(ws: Site, record: CollaboratorRecord, expires: str | None) -> Rotati
                             containers=containers, resumed=resumed)
     _settle(ws, name)
     store.audit("collab-rotate", name, {"old_fingerprint": result.old_fingerprint, "fingerprint": result.fingerprint,
-                                        "resumed": resumed, "containers": {c.name: c.status for c in containers}})
+                                        "resumed": resumed, "end_sessions": end_sessions,
+                                        "containers": {c.name: c.status for c in containers}})
     return result
 
 
@@ -241,7 +248,7 @@ def _begin(ws: Site, record: CollaboratorRecord, expires: float | None) -> Colla
 
 
 def _drive(ws: Site, record: CollaboratorRecord, grants: list[GrantRecord],
-           patient: bool = False) -> dict[str, ContainerRotation]:
+           patient: bool = False, end_sessions: bool = False) -> dict[str, ContainerRotation]:
     """Run the three phases over pending grants of one person; an outcome per experiment.
 
     `patient`: the containers have only just started (finish_pending), so the new key's login is
@@ -263,7 +270,7 @@ def _drive(ws: Site, record: CollaboratorRecord, grants: list[GrantRecord],
         else:
             outcomes[grant.experiment] = _keep_old(ws, record, grant, login.detail)
     for grant in retiring:  # 3: only now the old key goes, where the new one was proven
-        outcomes[grant.experiment] = _retire_old(ws, record, grant, new_file.parent / PREVIOUS)
+        outcomes[grant.experiment] = _retire_old(ws, record, grant, new_file.parent / PREVIOUS, end_sessions)
     return outcomes
 
 
@@ -307,7 +314,8 @@ def _keep_old(ws: Site, record: CollaboratorRecord, grant: GrantRecord, why: str
                              "next start or `ptdesk collab rotate` proves the new one")
 
 
-def _retire_old(ws: Site, record: CollaboratorRecord, grant: GrantRecord, old_file: Path) -> ContainerRotation:
+def _retire_old(ws: Site, record: CollaboratorRecord, grant: GrantRecord, old_file: Path,
+                end_sessions: bool) -> ContainerRotation:
     name = grant.experiment
     try:
         set_grant_keys(ws, grant, (record.fingerprint,), pending=False)
@@ -315,8 +323,7 @@ def _retire_old(ws: Site, record: CollaboratorRecord, grant: GrantRecord, old_fi
         return ContainerRotation(name, "pending", False,
                                  f"the new key works; the old key could not be removed yet ({exc.message})")
     experiment = ws.store.experiment(name)
-    ended = _ended_text(accounts.end_in(ws.engine, ws.store, name, experiment.container_id if experiment else None,
-                                        record.name, "rotate"))
+    ended = _ended_text(ws, name, experiment.container_id if experiment else None, record.name, end_sessions)
     if not old_file.exists():
         return ContainerRotation(name, "rotated", False, "the new key logs in; the old key is removed" + ended)
     login = _login(ws, name, old_file)
@@ -328,7 +335,11 @@ def _retire_old(ws: Site, record: CollaboratorRecord, grant: GrantRecord, old_fi
                              + ended)
 
 
-def _ended_text(ended: accounts.Ended) -> str:
+def _ended_text(ws: Site, experiment: str, container_id: str | None, person: str, end_sessions: bool) -> str:
+    """Ends the person's processes there when the rotation says so (a compromised key), and says what it did."""
+    if not end_sessions:
+        return "; their sessions and processes keep running"
+    ended = accounts.end_in(ws.engine, ws.store, experiment, container_id, person, "rotate")
     if ended.error:
         return f"; their running processes could not be ended ({ended.error})"
     return f"; ended {ended.count} process(es) of theirs ({ended.sessions} session(s))" if ended.pids else ""

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 
 from ptdesk.errors import Conflict, EngineUnavailable, GpuUnavailable, ImageMissing, NotFound, PtdeskError
 
-ENGINE_HINT = "Start the Docker engine (sudo systemctl start docker, or scripts/docker-engine) and try again."
+ENGINE_HINT = "Start the Docker engine (sudo systemctl start docker) and try again."
 
 
 @contextmanager

@@ -61,10 +61,14 @@ class ExperimentEnvironment:
     live: Environment | None  # None: not running (or no probe answer)
     changes: tuple[PackageChange, ...] = ()
     checked: float | None = None
+    current_fingerprint: str | None = None  # the environment the tag names now
 
     @property
     def behind(self) -> bool:
-        return bool(self.current_image_id and self.image_id and self.current_image_id != self.image_id)
+        """A new image with the same environment (fingerprint) is not behind (see `behind` below)."""
+        if not (self.current_image_id and self.image_id and self.current_image_id != self.image_id):
+            return False
+        return not (self.fingerprint and self.current_fingerprint) or self.fingerprint != self.current_fingerprint
 
     @property
     def fingerprint(self) -> str | None:
@@ -144,9 +148,10 @@ def environment(ws: Site, name: str) -> ExperimentEnvironment:
     owner = record.owner if record else ((details.get("Config") or {}).get("Labels") or {}).get("ptdesk.owner")
     changes = changes_since(ws, recorded, live, owner) if recorded and live else ()
     checked = time.time() if live else None
+    now = summary_of(current)
     result = ExperimentEnvironment(name, tag, image_id, current["Id"] if current else None,
                                    summary_of(engine.image_info(image_id)) if image_id else None,
-                                   recorded, live, changes, checked)
+                                   recorded, live, changes, checked, now.fingerprint if now else None)
     if record is not None and live is not None:
         _remember_check(ws, record, result)
     return result
@@ -277,13 +282,23 @@ def marked(ws: Site, experiments: list[Experiment], containers: Mapping[str, dic
         summary = summary_of(info(image_id))
         changed, checked = _last_check(record)
         cuda = summary.cuda if summary else None
+        fingerprint = (record.env_fingerprint if record else None) or (summary.fingerprint if summary else None)
         mark = EnvironmentMark(
-            fingerprint=(record.env_fingerprint if record else None) or (summary.fingerprint if summary else None),
-            image_id=image_id, behind=bool(current and image_id and current["Id"] != image_id),
+            fingerprint=fingerprint, image_id=image_id, behind=behind(current, image_id, fingerprint),
             changed=changed, checked=checked, cuda=cuda,
             driver_warning=driver_compat.driver_warning(driver, cuda, e.image) if e.gpus else None)
         out.append(replace(e, environment=mark))
     return out
+
+
+def behind(current: dict | None, image_id: str | None, fingerprint: str | None) -> bool:
+    """Whether the tag now names an image with another environment than the one launched. A rebuild
+    that made the same environment (same fingerprint) under a new image id is not "behind"; where
+    either fingerprint is unknown, the image ids decide."""
+    if not current or not image_id or current["Id"] == image_id:
+        return False
+    now = summary_of(current)
+    return not (fingerprint and now and now.fingerprint) or now.fingerprint != fingerprint
 
 
 def _last_check(record: ExperimentRecord | None) -> tuple[bool | None, float | None]:

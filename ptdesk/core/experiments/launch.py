@@ -93,7 +93,7 @@ def launch(ws: Site, spec: LaunchSpec, gpus: Callable[[], GpuInventory],
                 exc.hint = _last_words(ws, attempt.container_id, spec.limits.memory) or exc.hint
                 if exc.hint and exc.hint.startswith("The memory limit"):
                     exc.field = "memory"  # what to change (a form puts the cursor there)
-            rollback(ws, attempt.record, attempt.container_id)
+            rollback(ws, attempt.record, attempt.container_id or _sealed_by(ws, spec.name, attempt.seal))
             if made_workspace:
                 with contextlib.suppress(OSError):  # only if still empty: never lose a file
                     spec.workspace.rmdir()
@@ -108,6 +108,19 @@ class _Attempt:
 
     record: ExperimentRecord
     container_id: str | None = None
+    seal: str | None = None  # the seal label of the container being created: unique to this launch
+
+
+def _sealed_by(ws: Site, name: str, seal_label: str | None) -> str | None:
+    """The id of the container this launch created but never heard back about (interrupted while
+    the engine answered), found by name and proven ours by its seal: nobody else can make it."""
+    if seal_label is None:
+        return None
+    with contextlib.suppress(PtdeskError):
+        found = ws.engine.try_inspect(container_name(ws.config, name))
+        if found and (found["Config"].get("Labels") or {}).get(LABEL_SEAL) == seal_label:
+            return found["Id"]
+    return None
 
 
 def _check_image(ws: Site, spec: LaunchSpec, kind: Kind) -> None:
@@ -124,12 +137,12 @@ def _create_and_start(ws: Site, spec: LaunchSpec, plan: Plan, gpu_lock: contextl
                       attempt: _Attempt, progress: Progress) -> None:
     """Create the container with its secrets in place and start it, on a fresh port if someone
     took the picked one in between."""
-    engine, gpus = ws.engine, attempt.record.gpus
+    engine = ws.engine
     for tries in range(PORT_ATTEMPTS):
         progress("Creating the container")
-        container_id = attempt.container_id = _create(ws, spec, plan, gpus, free_port(ws.config.bind_address))
+        # Known to the rollback before anything else runs: it removes this container by id.
+        container_id = attempt.container_id = _create(ws, spec, plan, attempt, free_port(ws.config.bind_address))
         ws.store.update_experiment(spec.name, container_id=container_id)
-        attempt.record = replace(attempt.record, container_id=container_id)
         # The image id it really runs (a tag moves with each rebuild) and its fingerprint.
         ws.store.update_experiment(spec.name, **drift.at_launch(ws, container_id))
         progress("Placing secrets")
@@ -158,7 +171,11 @@ def _prove_ready(ws: Site, spec: LaunchSpec, kind: Kind, plan: Plan, attempt: _A
     assert container_id is not None
     bound = engine.published_port(container_id, plan.container_port)
     if bound is None:
-        if not engine.is_running(container_id):  # exited at once: the engine drops its ports
+        # Exited at once: the engine drops its ports, and may still call it running for a moment.
+        deadline = time.monotonic() + 2.0
+        while engine.is_running(container_id) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if not engine.is_running(container_id):
             raise LaunchFailed("The container stopped right after it started.")
         raise NotFound("The engine published no port for the container.", "Check `docker inspect` output.")
     store.update_experiment(spec.name, port=bound[1])
@@ -168,10 +185,11 @@ def _prove_ready(ws: Site, spec: LaunchSpec, kind: Kind, plan: Plan, attempt: _A
     progress("Waiting until the service lets you in")
     kind.wait_ready(config, record, config.connect_host, bound[1], config.ready_timeout,
                     is_alive=lambda: engine.is_running(container_id))
-    store.update_experiment(spec.name, status="running", launcher_pid=None)
     host_key = record.host_public_key and fingerprint(record.host_public_key)
     store.audit("launch", spec.name, {"kind": spec.kind, "owner": spec.owner, "image": spec.image,
                                        "gpus": list(record.gpus), "port": bound[1], "host_key": host_key})
+    # Last: once the record says running, a failure can no longer roll the launch back.
+    store.update_experiment(spec.name, status="running", launcher_pid=None)
 
 
 def launch_warnings(ws: Site, spec: LaunchSpec, gpus: tuple[int, ...],
@@ -187,6 +205,7 @@ def launch_warnings(ws: Site, spec: LaunchSpec, gpus: tuple[int, ...],
         reason = (inventory.reason if inventory else None) or "every GPU is held by another experiment."
         warnings.append(f"No GPU was given: {reason}")
     warnings += drift.launch_warnings(ws, spec.kind, spec.image, gpus, inventory.driver if inventory else None)
+    warnings += spec.notes  # defaults lowered to the box: last, after what needs acting on
     return tuple(warnings)
 
 
@@ -244,11 +263,11 @@ def _port_taken(exc: PtdeskError) -> bool:
     return "port is already allocated" in text or "address already in use" in text
 
 
-def _create(ws: Site, spec: LaunchSpec, plan: Plan, gpus: tuple[int, ...], port: int) -> str:
+def _create(ws: Site, spec: LaunchSpec, plan: Plan, attempt: _Attempt, port: int) -> str:
     """Create the container; a name the engine already has (taken since we listed) is a Conflict."""
-    config = ws.config
+    config, gpus = ws.config, attempt.record.gpus
     labels = _labels(config, spec, gpus)
-    labels[LABEL_SEAL] = seal(config, labels, secret_digest(sealed_contents(get_kind(spec.kind), plan)))
+    labels[LABEL_SEAL] = attempt.seal = seal(config, labels, secret_digest(sealed_contents(get_kind(spec.kind), plan)))
     network = experiments_network(ws.engine, spec.image)  # no reaching each other; its errors are its own
     try:
         return ws.engine.create(
@@ -266,12 +285,13 @@ def rollback(ws: Site, record: ExperimentRecord, container_id: str | None) -> bo
     """Undo a launch: host-side secrets, record (and with it the GPU reservation), container.
 
     Only while the store's record of that name is still `record`'s launch (same status, launcher
-    PID, container and creation time), checked under the store's lock: a reconcile pass holding an
-    old copy must not delete a newer launch that reused the name. `container_id` is removed by id
-    only, never by name: a name can belong to someone else's container. False when nothing was done.
+    PID and creation time: together they name one launch), checked under the store's lock: a
+    reconcile pass holding an old copy must not delete a newer launch that reused the name. The
+    container id the record holds is not compared: a launch interrupted between creating its
+    container and recording it must still roll back. `container_id` is removed by id only, never
+    by name: a name can belong to someone else's container. False when nothing was done.
     """
-    launch_of_record = {"status": record.status, "launcher_pid": record.launcher_pid,
-                        "container_id": record.container_id, "created": record.created}
+    launch_of_record = {"status": record.status, "launcher_pid": record.launcher_pid, "created": record.created}
     if not ws.store.delete_experiment_if(record.name, launch_of_record,
                                          first=lambda: experiment_files.discard(ws.config, record.name)):
         return False

@@ -171,7 +171,8 @@ def _adopt(ws: Site, container: dict) -> str:
     labels = container["Labels"]
     name, kind, cid = labels[LABEL_NAME], get_kind(labels[LABEL_KIND]), container["Id"]
     if not _sealed_here(ws, kind, cid, labels):
-        log.warning("not adopting %s: its labels are not sealed by this ptdesk home", name)
+        # Said by `doctor` and marked in `ls` (unverified), not on every command's stderr.
+        log.debug("not adopting %s: its labels are not sealed by this ptdesk home", name)
         return "unverified"
     recovered = kind.read_back(ws, cid, labels)
     port = next((p.get("PublicPort") for p in container.get("Ports") or [] if p.get("PublicPort")), None)

@@ -14,11 +14,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from docker.utils import parse_bytes
+
 from ptdesk.config import Config, check_size
 from ptdesk.core.access.ownership import instance_containers
 from ptdesk.core.base.keys import read_public_key_file
 from ptdesk.core.base.models import LaunchSpec, Limits
 from ptdesk.core.base.names import current_user, validate_name, validate_owner
+from ptdesk.core.base.units import human_bytes
 from ptdesk.core.gpu import ledger
 from ptdesk.core.host import workspace
 from ptdesk.core.host.workspace import docker_root
@@ -70,7 +73,7 @@ def make_spec(ws: Site, kind: str, *, name: str | None = None, owner: str | None
     name = _checked("name", validate_name, name) if name else suggest_name(ws, owner, kind)
     gpus = gpus or config.gpus  # one default for the CLI and the form
     _checked("gpus", ledger.parse_request, gpus, gpu_memory)
-    limits = _limits(config.limits, memory, cpus, pids, shm_size)
+    limits, notes = _limits(config.limits, memory, cpus, pids, shm_size, _box(ws))
     if workspace is not None:
         # Bound and recorded resolved: the engine would otherwise follow links again at every start.
         path = _checked("workspace", check_workspace, config, Path(workspace), docker_root(ws.engine))
@@ -84,7 +87,7 @@ def make_spec(ws: Site, kind: str, *, name: str | None = None, owner: str | None
         extra_keys = (read_public_key_file(pubkey),)
     return LaunchSpec(kind=kind, name=name, owner=owner, image=image or kind_.image(config),
                       gpus=gpus, workspace=path, limits=limits, extra_keys=extra_keys, auto_name=typed is None,
-                      gpu_memory=gpu_memory)
+                      gpu_memory=gpu_memory, notes=notes)
 
 
 def _checked(field: str, check: Callable[..., T], *args: Any) -> T:
@@ -96,9 +99,19 @@ def _checked(field: str, check: Callable[..., T], *args: Any) -> T:
         raise
 
 
+def _box(ws: Site) -> tuple[int, int | None]:
+    """(CPUs, bytes of memory) of the workstation's engine — not of the machine ptdesk runs on."""
+    try:
+        info = ws.engine.info()
+    except PtdeskError:
+        return os.cpu_count() or 1, None  # the launch meets the engine's trouble itself, and says it
+    return int(info.get("NCPU") or os.cpu_count() or 1), int(info.get("MemTotal") or 0) or None
+
+
 def _limits(defaults: Limits, memory: str | None, cpus: float | None, pids: int | None,
-            shm_size: str | None) -> Limits:
-    """The limits typed (or the config's), checked one by one so each error names its own input."""
+            shm_size: str | None, box: tuple[int, int | None]) -> tuple[Limits, tuple[str, ...]]:
+    """The limits typed (or the config's), checked one by one so each error names its own input,
+    and against the box: a default larger than the box is lowered to it, and said."""
     try:
         limits = Limits(memory=_checked("memory", _size, "memory", memory or defaults.memory),
                         cpus=float(cpus if cpus is not None else defaults.cpus),
@@ -114,14 +127,23 @@ def _limits(defaults: Limits, memory: str | None, cpus: float | None, pids: int 
     if limits.pids <= 0:
         raise InvalidInput(f"The process limit (pids) must be positive (got {limits.pids}).", "Use e.g. 4096.",
                            field="pids")
-    available = os.cpu_count() or 1
+    available, total = box
+    notes: list[str] = []
     if limits.cpus > available:
         if cpus is not None:
-            raise InvalidInput(f"This machine has only {available} CPUs; {cpus:g} CPUs is more than that.",
+            raise InvalidInput(f"This workstation has only {available} CPUs; {cpus:g} CPUs is more than that.",
                                f"Use {available} CPUs or less.", field="cpus")
         # The configured default is a ceiling, not a demand: small machines get what they have.
-        limits = Limits(limits.memory, float(available), limits.pids, limits.shm_size)
-    return limits
+        notes.append(f"CPU limit {available} (the default {limits.cpus:g} is more than this workstation has).")
+        limits = replace(limits, cpus=float(available))
+    if total and parse_bytes(limits.memory) > total:
+        if memory is not None:
+            raise InvalidInput(f"This workstation has only {human_bytes(total)} of memory; {memory} is more than "
+                               "that.", f"Use {total // 1024**3}g or less.", field="memory")
+        notes.append(f"Memory limit {total // 1024**2}m (the default {limits.memory} is more than this "
+                     "workstation has).")
+        limits = replace(limits, memory=f"{total // 1024**2}m")
+    return limits, tuple(notes)
 
 
 def _size(what: str, text: str) -> str:

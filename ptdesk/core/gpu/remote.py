@@ -133,6 +133,9 @@ class RemoteGpus:
                                              sampler_tag(self._ws.config))
                 feed = self._feed
             except PtdeskError as exc:
+                if "No such image" in exc.message:  # not a driver problem: ptdesk's sampler was never built there
+                    return self._unavailable(f"its GPU sampler image is not there; build it with: ptdesk images "
+                                             f"build sampler --on {self._ws.name}")
                 return self._unavailable(exc.message)
         snapshot = feed.wait_first(FIRST_SAMPLE_TIMEOUT)
         if snapshot is None:

@@ -100,6 +100,7 @@ class StatsSampler:
         self._dirs: dict[str, _Dirs | None] = {}
         self._previous: dict[str, CpuRead] = {}
         self._boot_time: float | None = None
+        self._start: dict[str, float | None] = {}  # container id -> its start, while it runs
         self._ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
     # --- where a container's files are -----------------------------------------------------
@@ -145,20 +146,21 @@ class StatsSampler:
             usage -= inactive
         return usage, limit
 
-    def _started(self, dirs: _Dirs) -> float | None:
-        """Start time of the container's first process (its init): /proc/<pid>/stat field 22."""
-        procs = _read(dirs.cpu / "cgroup.procs")
-        if not procs:
-            return None
-        first = procs.split("\n", 1)[0].strip()
-        stat = _read(self.proc / first / "stat") if first.isdigit() else None
-        if not stat:
-            return None
+    def _started(self, container_id: str, dirs: _Dirs) -> float | None:
+        """When the container started: the earliest start among its processes (its init), found once
+        per run of the container. Not the first pid listed: cgroup v1 lists `cgroup.procs` sorted by
+        pid, and after the kernel's pids wrap around, the init is not the lowest."""
+        if self._start.get(container_id) is None:
+            ticks = [t for pid in (_read(dirs.cpu / "cgroup.procs") or "").split() if (t := self._ticks_of(pid))]
+            self._start[container_id] = self._boot() + min(ticks) / self._ticks if ticks else None
+        return self._start[container_id]
+
+    def _ticks_of(self, pid: str) -> int | None:
+        """/proc/<pid>/stat field 22: the process's start, in clock ticks after boot."""
+        stat = _read(self.proc / pid / "stat") if pid.isdigit() else None
         # The command name (field 2) may contain spaces: count fields after its closing paren.
-        fields = stat.rpartition(")")[2].split()
-        if len(fields) < 20 or not fields[19].isdigit():
-            return None
-        return self._boot() + int(fields[19]) / self._ticks
+        fields = (stat or "").rpartition(")")[2].split()
+        return int(fields[19]) if len(fields) >= 20 and fields[19].isdigit() else None
 
     def _boot(self) -> float:
         if self._boot_time is None:
@@ -180,13 +182,16 @@ class StatsSampler:
             cpu_ns = self._cpu_ns(dirs)
             if cpu_ns is None:  # the cgroup vanished (container stopped): look it up afresh next time
                 self._dirs.pop(cid, None)
+                self._start.pop(cid, None)
             percent = cpu_percent(self._previous.get(cid), cpu_ns, now)
             self._previous[cid] = CpuRead(cpu_ns, now)
             memory, limit = self._memory(dirs)
-            out[cid] = ContainerStats(cid, percent, memory, limit, self._started(dirs))
+            out[cid] = ContainerStats(cid, percent, memory, limit, self._started(cid, dirs))
         # Forget containers that are no longer asked about, so the cache stays bounded.
         for gone in set(self._previous) - seen:
             del self._previous[gone]
         for gone in set(self._dirs) - seen:
             del self._dirs[gone]
+        for gone in set(self._start) - seen:
+            del self._start[gone]
         return out

@@ -96,9 +96,13 @@ def _check_place(config: Config, typed: Path, real: Path, engine_root: Path | No
     trees = {Path(t).resolve() for t in SYSTEM_TREES} | _socket_dirs()
     if engine_root is not None:
         trees.add(engine_root.resolve())
+    if real == Path("/"):
+        raise refused(typed, "it is the whole filesystem")
     for tree in sorted(trees):
         if _overlaps(real, tree):
-            raise refused(typed, f"it is or holds a system folder ({tree})")
+            where = ("is the system folder" if real == tree else "holds the system folder" if tree.is_relative_to(real)
+                     else "is inside the system folder")
+            raise refused(typed, f"it {where} {tree}")
     for mount, fstype in _kernel_mounts():
         if _overlaps(real, mount):
             raise refused(typed, f"it is or holds a kernel filesystem ({fstype} at {mount})")

@@ -13,7 +13,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
-from ptdesk.config import Config
+from ptdesk.config import LOCAL, Config
+from ptdesk.core.access import tunnel
 from ptdesk.core.base.models import Access, LaunchSpec
 from ptdesk.core.base.times import parse_time
 from ptdesk.core.base.waiting import next_delay
@@ -130,6 +131,14 @@ class JupyterKind(Kind):
         url = f"{'https' if cert else 'http'}://{_url_host(host)}:{record.port}/lab?token={token}"
         rows: tuple[tuple[str, str], ...] = (("Open", url), ("Host", f"{host}:{record.port}"))
         fields: dict[str, object] = {"url": url, "host": host, "port": record.port, "token": token}
+        laptop = tunnel.laptop_line(config, record.port)
+        if laptop:  # the URL opens only on the box: say what opens it in the person's own browser
+            rows += (("From your laptop", f"{laptop}  (then open the URL there)"),)
+            fields["tunnel"] = laptop
+        elif config.workstation != LOCAL and tunnel.loopback(config.bind_address):
+            forward = f"ptdesk forward {record.name} --on {config.workstation}"
+            rows += (("Open it here", f"{forward}  (its port is on {config.workstation}'s loopback)"),)
+            fields["forward"] = forward
         if cert:  # compared by people like an SSH host key; the file is for clients that pin it
             where = str(experiment_files.folder(config, record.name) / jupyter_tls.CERT_FILE)
             rows += (("Certificate", jupyter_tls.fingerprint(cert)), ("Certificate file", where))

@@ -51,6 +51,13 @@ KNOWN_HOSTS_FILE = "known_hosts"
 SSH_ACTIVE_KEY = "cull.ssh_active."  # + experiment name -> last time its user had processes
 
 
+# A login starts where the work is; the home keeps the dotfiles. Placed at launch (as root, read-only
+# to everyone), so it holds in every image ptdesk runs, whatever its build.
+START_IN_WORKSPACE = b"""# Written by ptdesk: a login starts in /workspace, where the work is.
+if [ "$PWD" = "$HOME" ] && [ -d /workspace ]; then cd /workspace || true; fi
+"""
+
+
 class SshKind(Kind):
     name = "ssh"
     title = "SSH"
@@ -71,6 +78,7 @@ class SshKind(Kind):
             (AUTHORIZED_KEYS_DIR, (FileSpec(CONTAINER_USER,
                                             render_authorized_keys(owner_public, spec.extra_keys).encode(),
                                             mode=0o644),)),
+            ("/etc/profile.d", (FileSpec("ptdesk-workspace.sh", START_IN_WORKSPACE, mode=0o644),)),
         )
         return Plan(
             container_port=self.container_port,
@@ -99,7 +107,7 @@ class SshKind(Kind):
             "-o", shlex.quote(f"UserKnownHostsFile={known_file}"), f"{CONTAINER_USER}@{host}",
         ])
         if ssh_include.installed(config):  # ~/.ssh/config includes ptdesk's: the short form works
-            command = f"ssh {record.name}"
+            command = f"ssh {ssh_config.alias(config, record.name)}"
         fingerprint = keys.fingerprint(record.host_public_key)
         rows = (("Connect", command), ("Host", f"{host}:{record.port} as {CONTAINER_USER}"),
                 ("Identity", str(key_file)), ("Host key", fingerprint), ("known_hosts", known))

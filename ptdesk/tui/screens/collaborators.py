@@ -29,7 +29,7 @@ from ptdesk.tui import format as fmt
 from ptdesk.tui.actions import bindings
 from ptdesk.tui.errors import notify_error
 from ptdesk.tui.jobs import JobDone, run_job
-from ptdesk.tui.screens.confirm import Confirm
+from ptdesk.tui.screens.confirm import Choose, Confirm
 from ptdesk.tui.screens.prompt import Field, Prompt, Report, Values
 
 
@@ -104,8 +104,12 @@ class Collaborators(Screen[None]):
         with self.app.batch_update():
             table.clear()
             for c in items:
-                expires = fmt.duration(c.expires - now) if c.expires else "never"
-                table.add_row(Text(c.name), Text(c.fingerprint), fmt.duration(now - c.created), expires,
+                expires = (Text("expired", style="bold red") if c.expired(now) else
+                           fmt.duration(c.expires - now) if c.expires else "never")
+                # At 80 columns the whole fingerprint would take most of the line: its start is enough
+                # to tell people apart (the full one is in the add, rotate and export reports).
+                shown = c.fingerprint if self.size.width >= 120 else c.fingerprint[:19] + "…"
+                table.add_row(Text(c.name), Text(shown), fmt.duration(now - c.created), expires,
                               Text(", ".join(c.grants) or "-"), key=c.name)
             if chosen is not None and chosen.name in self.items:
                 table.move_cursor(row=table.get_row_index(chosen.name))
@@ -169,10 +173,19 @@ class Collaborators(Screen[None]):
         def grant(v: Values) -> tuple[str, bool]:
             return v["answer"], self.ws.grant(name, v["answer"])
 
-        self._ask(f"Grant {name}", Prompt(f"Grant {name} access to which SSH experiment?", value=self.experiment or "",
-                                          submit=grant),
-                  lambda r: Text(f"{name} can now log in to {r[0]}." if r[1]
-                                 else f"{name} already had access to {r[0]}."))
+        def ask(offered: list[str]) -> None:
+            choices = [e for e in offered if e not in person.grants]
+            note = f"Your SSH experiments here: {', '.join(choices)}" if choices else \
+                "No SSH experiment of yours to grant yet: launch one (n on the main screen)."
+            value = self.experiment if self.experiment in choices else (choices[0] if choices else "")
+            self._ask(f"Grant {name}", Prompt(f"Grant {name} access to which SSH experiment?", note=note,
+                                              fields=(Field("answer", "", value, suggestions=tuple(choices)),),
+                                              submit=grant),
+                      lambda r: Text(f"{name} can now log in to {r[0]}." if r[1]
+                                     else f"{name} already had access to {r[0]}."))
+
+        run_job(self, lambda: [r.name for r in self.ws.store.experiments() if r.kind == "ssh"],
+                title=f"Grant {name}", on_done=ask, group="collab-action")
 
     def action_export(self) -> None:
         person = self.selected
@@ -218,15 +231,34 @@ class Collaborators(Screen[None]):
                   lambda done: Text(f"{name} can no longer log in to {done[0]}; {done[1].outcome()}."))
 
     def action_rotate(self) -> None:
+        """Ask routine or compromised, saying first what of theirs runs (what the second would end)."""
         person = self.selected
         if person is None:
             return
+        name = person.name
+        run_job(self, lambda: self.ws.running_processes(name), title=f"Rotate {name}'s key",
+                on_done=lambda running: self._ask_rotation(name, running), group="collab-action")
 
-        def confirmed(yes: bool | None) -> None:
-            if yes:
-                self._run(f"Rotate {person.name}'s key", lambda: self.ws.rotate(person.name),
-                          rotation_table)
+    def _ask_rotation(self, name: str, running: dict[str, tuple[str, ...]]) -> None:
+        rows = [f"  {experiment}: {row}" for experiment, found in running.items() for row in found]
+        shown = rows[:6] + ([f"  … and {len(rows) - 6} more"] if len(rows) > 6 else [])
+        ending = (f"ends their sessions and the {len(rows)} process(es) of theirs running now:\n" + "\n".join(shown)
+                  if rows else "ends their sessions (nothing of theirs runs now).")
+        detail = ("A new key is installed everywhere they have access and checked by a real login before the old "
+                  "one is removed.\nRoutine (a new laptop, a schedule): what they run keeps running.\n"
+                  f"Compromised key: also {ending}")
 
-        self.app.push_screen(Confirm(f"Rotate {person.name}'s key?",
-                                     "A new key is installed everywhere they have access and checked by a "
-                                     "real login before the old one is removed.", yes="Rotate"), confirmed)
+        def chosen(answer: str | None) -> None:
+            if answer is None:
+                return
+            end, person = answer == "end", self.items.get(name)
+            if person is not None and not person.identity_file:  # their own key: they bring the new one
+                self._ask(f"Rotate {name}'s key", Prompt(
+                    f"{name}'s new public key file (.pub)", placeholder="/path/to/new_key.pub",
+                    submit=lambda v: self.ws.rotate(name, pubkey_text=self.ws.public_key_from_file(v["answer"]),
+                                                    end_sessions=end)), rotation_table)
+                return
+            self._run(f"Rotate {name}'s key", lambda: self.ws.rotate(name, end_sessions=end), rotation_table)
+
+        self.app.push_screen(Choose(f"Rotate {name}'s key?", detail,
+                                    [("r", "Routine", "keep"), ("e", "Compromised: end them", "end")]), chosen)

@@ -23,6 +23,8 @@ def details_table(e: Experiment) -> Table:
     # single word wider than the dialog (a long path) is folded.
     table.add_column(overflow="fold")
     rows: list[tuple[str, str]] = [("Status", status_word(e.status))]
+    if e.logged_in is not None and e.status == "running":  # as the CLI's LOGGED IN column, when it was listed
+        rows.append(("Logged in", ", ".join(e.logged_in) or "nobody"))
     if e.access:
         rows += list(e.access.rows)  # the kind's own: connect line, host, host key, URL...
         if e.status != "running":
@@ -38,8 +40,11 @@ def details_table(e: Experiment) -> Table:
                                f"shm {e.limits.shm_size}"))
     if e.environment and e.environment.driver_warning:
         rows.append(("Driver", e.environment.driver_warning))
-    if e.orphan:
-        rows.append(("Note", "ptdesk has no complete record of this experiment (orphan)."))
+    if e.unverified and not e.foreign:
+        rows.append(("Note", "Someone's, but nothing proves this ptdesk home made it (unverified): listed "
+                             "read-only, nothing handed out."))
+    elif e.orphan:
+        rows.append(("Note", "ptdesk's record has no container any more (orphan)."))
     for key, value in rows:
         table.add_row(key, Text(value))  # Text: values from outside are never markup
     return table

@@ -23,7 +23,7 @@ from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Input, Log, Static
 from textual.worker import Worker, WorkerState
 
-from ptdesk.core.base.models import Experiment
+from ptdesk.core.base.models import Experiment, status_word
 from ptdesk.core.workstation import Workstation
 from ptdesk.tui.actions import bindings
 from ptdesk.tui.boxes import Boxes
@@ -78,6 +78,7 @@ class MainScreen(ExperimentActions):
         self._select_next: tuple[str, str] | None = None  # (experiment, workstation) to select once listed
         # (workstation, experiment) whose driver warning was shown (once each; names repeat across boxes)
         self._driver_noted: set[tuple[str, str]] = set()
+        self._stopped_noted: set[str] = set()  # workstations whose stopped experiments were said
 
     # --- layout ------------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -201,6 +202,7 @@ class MainScreen(ExperimentActions):
         self._show_rows()
         self._select_pending()
         self._driver_notices(message.workstation, message.items)
+        self._stopped_notice(message.workstation, message.items)
         self._top_bar()
         self._empty_line()
         self._follow_selected()
@@ -217,6 +219,16 @@ class MainScreen(ExperimentActions):
                 self._driver_noted.add((workstation, e.name))
                 self.notify(warning, title=f"{e.name}{where}: GPU driver", severity="warning", timeout=20,
                             markup=False)
+
+    def _stopped_notice(self, workstation: str, items: tuple[Experiment, ...]) -> None:
+        """Once per workstation: own experiments that are stopped (after an engine restart or a reboot,
+        the ones that did not come back by themselves), and how to start one."""
+        stopped = [e.name for e in items if status_word(e.status) == "stopped" and not (e.foreign or e.unverified)]
+        if stopped and workstation not in self._stopped_noted:
+            self._stopped_noted.add(workstation)
+            where = f" on {workstation}" if self.boxes.several else ""
+            self.notify(f"{', '.join(stopped)}: select one and press s to start it.", markup=False, timeout=15,
+                        title=f"{len(stopped)} stopped experiment(s){where}", severity="information")
 
     @on(StatsRead)
     @while_running

@@ -26,39 +26,15 @@ from textual.widgets import Button, Input, Label, Log, Select, Static
 from ptdesk.core.access.ssh_include import SshConfigState
 from ptdesk.core.base.models import Experiment, Launched
 from ptdesk.core.workstation import Workstation
-from ptdesk.errors import GpuUnavailable, ImageMissing, InvalidInput
+from ptdesk.errors import ImageMissing, InvalidInput
 from ptdesk.tui.errors import describe
+from ptdesk.tui.form_fields import FIELDS, LABELS, field_at_fault, form_words
 from ptdesk.tui.jobs import JobDone, run_job
 
 if TYPE_CHECKING:
     from ptdesk.core.fleet import Choice
 
 AUTO = "auto"
-
-FIELDS = ("name", "owner", "gpus", "image", "workspace", "memory", "cpus", "shm_size")
-LABELS = {"name": "Name", "owner": "Owner", "gpus": "GPUs", "image": "Image", "workspace": "Workspace",
-          "memory": "Memory", "cpus": "CPUs", "shm_size": "Shared memory"}
-# The CLI options the core's hints name, as the form calls them.
-FORM_WORDS = {"--shm-size": "Shared memory", "--workspace": "Workspace", "--memory": "Memory", "--cpus": "CPUs",
-              "--gpus": "GPUs", "--name": "Name", "--owner": "Owner", "--image": "Image", "--pids": "pids"}
-# Errors that say which field without a `field`: by their kind.
-FIELD_OF_ERROR: tuple[tuple[type[BaseException], str], ...] = ((ImageMissing, "image"), (GpuUnavailable, "gpus"))
-
-
-def form_words(text: str) -> str:
-    """A hint from the core ("Use --cpus 4.") in the form's words ("Use CPUs 4.")."""
-    for option, label in FORM_WORDS.items():
-        text = text.replace(option, label)
-    return text
-
-
-def field_at_fault(error: BaseException) -> str:
-    """The form field an error is about; Name when none is known (where a retry usually starts)."""
-    wanted = getattr(error, "field", None)
-    if wanted in FIELDS:
-        return str(wanted)
-    return next((name for kind, name in FIELD_OF_ERROR if isinstance(error, kind)), "name")
-
 
 @dataclass(frozen=True)
 class FormValues:
@@ -102,6 +78,8 @@ class NewExperiment(ModalScreen[Experiment | None]):
         self.choose = choose
         self.kind = kind
         self.result: Experiment | None = None
+        self._warnings: tuple[str, ...] = ()  # the launch's, shown with its result
+        self._gpu_choice: str | None = None  # auto's choice and why, as the CLI says it
         self.busy = False
         self.missing_image: str | None = None
         self._typed_name = False
@@ -176,6 +154,8 @@ class NewExperiment(ModalScreen[Experiment | None]):
         if name:
             with field.prevent(Input.Changed):
                 field.value = name
+            # Cleared later, the field says what an empty name gets (not "finding…" forever).
+            field.placeholder = "empty: a free name is picked at launch"
         else:
             field.placeholder = "type a name (the engine did not answer)"
 
@@ -281,27 +261,10 @@ class NewExperiment(ModalScreen[Experiment | None]):
     def _launched(self, outcome: tuple[Launched, SshConfigState | None]) -> None:
         launched, self.include_offer = outcome
         self.busy = False
-        experiment = launched.experiment
-        self.result = experiment
+        self.result, self._warnings, self._gpu_choice = launched.experiment, launched.warnings, launched.gpu_choice
         self._steps = self._steps[-1:]  # done: the last step says it; the result needs the room
         self._show_steps()
-        lines = Text.assemble((f"{experiment.name} is ready.\n", "bold green"))
-        if experiment.access:
-            lines.append("Connect: ").append(experiment.access.connect, style="bold")
-            if host_key := dict(experiment.access.rows).get("Host key"):
-                lines.append(f"\nHost key: {host_key}")  # what to compare on first connect
-        if experiment.gpus:
-            lines.append(f"\nGPUs: {', '.join(map(str, experiment.gpus))}")
-            if launched.gpu_choice:  # auto's choice and why, as the CLI says it
-                lines.append(f" ({launched.gpu_choice})")
-        for warning in launched.warnings:  # the launch's own words, as the CLI prints them
-            lines.append(f"\nWarning: {warning}", style="bold yellow")
-        if self.include_offer is not None:
-            lines.append(f"\n`ssh {experiment.name}` from any terminal needs one line in "
-                         f"{self.include_offer.user_config}: {self.include_offer.include}\nPress a to add it "
-                         "(nothing else in that file changes; asked this once).", style="cyan")
-            self.query_one("#include").display = True
-        self.query_one("#result-text", Static).update(lines)
+        self._show_result()
         # The fields did their work: the result (connect line, host key, buttons) takes their place,
         # so it fits on a small terminal without scrolling.
         for part in ("#fields", "#form-buttons"):
@@ -310,6 +273,27 @@ class NewExperiment(ModalScreen[Experiment | None]):
         self.query_one("#result-buttons").display = True
         self.query_one("#copy", Button).focus()
         self.query_one("#launch", Button).disabled = True
+
+    def _show_result(self) -> None:
+        """The launched experiment: how to connect, its host key and GPUs, the launch's warnings."""
+        experiment: Experiment = self.result  # type: ignore[assignment] - shown only once there is one
+        lines = Text.assemble((f"{experiment.name} is ready.\n", "bold green"))
+        if experiment.access:
+            lines.append("Connect: ").append(experiment.access.connect, style="bold")
+            if host_key := dict(experiment.access.rows).get("Host key"):
+                lines.append(f"\nHost key: {host_key}")  # what to compare on first connect
+        if experiment.gpus:
+            lines.append(f"\nGPUs: {', '.join(map(str, experiment.gpus))}")
+            if self._gpu_choice:
+                lines.append(f" ({self._gpu_choice})")
+        for warning in self._warnings:  # the launch's own words, as the CLI prints them
+            lines.append(f"\nWarning: {warning}", style="bold yellow")
+        if self.include_offer is not None:
+            lines.append(f"\n`ssh {experiment.name}` from any terminal needs one line in "
+                         f"{self.include_offer.user_config}: {self.include_offer.include}\nPress a to add it "
+                         "(nothing else in that file changes; asked this once).", style="cyan")
+            self.query_one("#include").display = True
+        self.query_one("#result-text", Static).update(lines)
 
     def _set_inputs(self, disabled: bool) -> None:
         for widget in self.query_one("#fields").query("Input, Select"):
@@ -374,9 +358,16 @@ class NewExperiment(ModalScreen[Experiment | None]):
             return
         self.include_offer = None
         self.query_one("#include").display = False
-        run_job(self, lambda: self.ws.answer_ssh_include(True), title="Adding the ssh config Include",
-                group="include", on_done=lambda state: self.notify(
-                    f"Added to {state.user_config}: ssh NAME works for your experiments now.", markup=False))
+        name, ws = self.result.name if self.result else "", self.ws
+
+        def added(outcome: tuple[SshConfigState | None, Experiment]) -> None:
+            state, self.result = outcome
+            self._show_result()  # the short `ssh NAME` now, not the long line it replaces
+            if state is not None:
+                self.notify(f"Added to {state.user_config}: ssh NAME works for your experiments now.", markup=False)
+
+        run_job(self, lambda: (ws.answer_ssh_include(True), ws.experiment(name)),
+                title="Adding the ssh config Include", group="include", on_done=added)
 
     def action_close(self) -> None:
         if self.include_offer is not None:  # seen and not taken: the answer is no, and it is not asked again

@@ -17,6 +17,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
 from textual.screen import ModalScreen
+from textual.suggester import SuggestFromList
 from textual.widgets import Button, Input, Label, Static
 
 from ptdesk.tui.errors import describe
@@ -31,6 +32,7 @@ class Field:
     label: str
     value: str = ""
     placeholder: str = ""
+    suggestions: tuple[str, ...] = ()  # completed as typed (right arrow accepts)
 
 
 class Prompt(ModalScreen[Any]):
@@ -54,7 +56,8 @@ class Prompt(ModalScreen[Any]):
             for f in self.fields:
                 if f.label:
                     yield Label(f.label)
-                yield Input(f.value, placeholder=f.placeholder, id=f.id, select_on_focus=False)
+                yield Input(f.value, placeholder=f.placeholder, id=f.id, select_on_focus=False,
+                            suggester=SuggestFromList(f.suggestions) if f.suggestions else None)
             yield Static(id="prompt-error")
             with Horizontal(classes="buttons"):
                 yield Button("OK (enter)", variant="primary", id="ok", compact=True)

@@ -19,7 +19,7 @@ from rich.text import Text
 from textual.widgets import DataTable
 
 from ptdesk.config import LOCAL
-from ptdesk.core.base.models import Experiment
+from ptdesk.core.base.models import Experiment, listing_mark
 from ptdesk.core.base.units import human_bytes
 from ptdesk.tui import format as fmt
 
@@ -31,6 +31,10 @@ COLUMNS = (("name", "Name"), ("where", "Where"), ("kind", "Kind"), ("owner", "Ow
            ("connect", "Connect"))
 Cells = tuple[object, ...]
 UNREACHABLE = "unreachable"
+# Below this width the figures a glance can do without give their room to what people act on
+# (name, status, the environment marks, how to connect); a wider terminal shows them again.
+COMPACT_BELOW = 120
+OPTIONAL = frozenset({"kind", "cpu", "memory", "uptime"})
 
 
 def row_key(experiment: Experiment, workstation: str = LOCAL) -> str:
@@ -52,8 +56,9 @@ def cells(e: Experiment, stats: ContainerStats | None, now: float, where: str = 
     memory = stats.memory if stats and running else None
     started = stats.started if stats and running else None
     name = Text(e.name)
-    if e.orphan:
-        name.append(" (orphan)", style="bold red")
+    mark = listing_mark(e.foreign, e.unverified, e.orphan)
+    if mark:
+        name.append(f" ({mark})", style="bold red" if mark == "orphan" else "yellow")
     # Every cell is a Text: nothing from a label is read as markup, and the table skips parsing.
     status = Text(UNREACHABLE, style="bold red") if unreachable else fmt.status(fmt.status_word(e.status))
     return (
@@ -89,6 +94,7 @@ class ExperimentsTable(DataTable):
         self.where: dict[str, str] = {}  # row key -> workstation
         self.unreachable: frozenset[str] = frozenset()  # workstations whose engine does not answer
         self.show_where = False
+        self.compact = False  # narrower than COMPACT_BELOW: the OPTIONAL columns are left out
         self._columns_changed = False  # the Where column came or went: rebuild at the next sync
         self.stats: dict[str, ContainerStats] = {}
         self.filter_text = ""
@@ -99,7 +105,17 @@ class ExperimentsTable(DataTable):
 
     @property
     def columns_shown(self) -> tuple[tuple[str, str], ...]:
-        return COLUMNS if self.show_where else tuple(c for c in COLUMNS if c[0] != "where")
+        return tuple(c for c in COLUMNS if self._wanted(c[0]))
+
+    def _wanted(self, column: str) -> bool:
+        return (column != "where" or self.show_where) and not (self.compact and column in OPTIONAL)
+
+    def on_resize(self) -> None:
+        compact = self.size.width < COMPACT_BELOW
+        if compact != self.compact:
+            self.compact = compact
+            self._columns_changed = True
+            self._sync()
 
     def _add_columns(self) -> None:
         for key, label in self.columns_shown:
@@ -182,8 +198,7 @@ class ExperimentsTable(DataTable):
     def _cells(self, key: str, e: Experiment, now: float) -> Cells:
         where = self.where.get(key, LOCAL)
         row = cells(e, self.stats.get(e.id), now, where, where in self.unreachable)
-        return tuple(cell for (column, _), cell in zip(COLUMNS, row, strict=True)
-                     if column != "where" or self.show_where)
+        return tuple(cell for (column, _), cell in zip(COLUMNS, row, strict=True) if self._wanted(column))
 
     def _needs_rebuild(self, wanted: dict[str, Cells]) -> bool:
         """Rows went away (widths may shrink), or new ones would land out of the list's order, or

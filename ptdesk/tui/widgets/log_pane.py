@@ -121,7 +121,7 @@ class LogPane(Vertical):
         if self.paused:
             self.unseen += len(batch.lines)
         else:
-            shown = [line for line in batch.lines if self._match(line)]
+            shown = [self._shown(line) for line in batch.lines if self._match(line)]
             hidden = batch.dropped + max(0, len(shown) - DRAW_PER_BATCH)
             shown = shown[-DRAW_PER_BATCH:]
             if hidden and not self.filter_text:
@@ -185,10 +185,21 @@ class LogPane(Vertical):
     def _match(self, line: str) -> bool:
         return not self.filter_text or self.filter_text.lower() in line.lower()
 
+    def _shown(self, line: str) -> str:
+        """A line as drawn: with a filter, one whose match lies past the pane's right edge starts
+        just before the match ("…" in front), so the reason it is listed is always in view."""
+        if not self.filter_text:
+            return line
+        at = line.lower().find(self.filter_text.lower())
+        room = max(20, self.size.width - 2)
+        if at < 0 or at + len(self.filter_text) <= room:
+            return line
+        return "…" + line[max(0, at - 10):]
+
     def _redraw(self) -> None:
         log = self.query_one(Log)
         log.clear()
-        log.write_lines([line for line in self.lines if self._match(line)])
+        log.write_lines([self._shown(line) for line in self.lines if self._match(line)])
         # Following means the newest line is in view, after a redraw too. The Log widget cannot
         # tell: clear() keeps the old scroll offset, so it thinks the view is not at the end and
         # would stop following for good.
