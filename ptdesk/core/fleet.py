@@ -154,6 +154,9 @@ def _asked(gpus: str) -> str:
         return "all its GPUs"
     if gpus == "auto":
         return "a GPU"
+    if gpus.startswith("any:"):
+        count = gpus.removeprefix("any:")
+        return "any GPU" if count == "1" else f"any {count} GPUs"
     return f"GPU {gpus}" if "," not in gpus else f"GPUs {gpus}"
 
 

@@ -82,12 +82,12 @@ def test_auto_picks_a_free_gpu_and_says_why(tmp_path: Path) -> None:
             choice = fleet.choose("auto")
             # GPU 1 has 78 of 80 GiB free, GPU 0 only 70: the emptiest one, and the sentence says so.
             assert (choice.workstation, choice.reason) == ("local", "GPU 1: 78 GiB free, 5% busy")
-            with pytest.raises(InvalidInput, match=r"No workstation can give 0,1,2 GPU\(s\) now") as caught:
+            with pytest.raises(InvalidInput, match=r"No workstation can give GPUs 0,1,2 now") as caught:
                 fleet.choose("0,1,2")
-            assert "; gone: 127.0.0.1:1 is unreachable (Connection refused)." in caught.value.message  # named once
+            assert "; gone: 127.0.0.1:1 is unreachable (Connection refused))." in caught.value.message  # named once, no ".)."
         assert fleet.choose("none").workstation == "local"  # no GPU asked for: the default
         with installed(no_driver()):
-            with pytest.raises(InvalidInput, match="No workstation can give 0 GPU"):
+            with pytest.raises(InvalidInput, match="No workstation can give GPU 0 now"):
                 fleet.choose("0")
             # auto launches without a GPU when none is free: on the default workstation, saying why.
             fallback = fleet.choose("auto")
