@@ -14,7 +14,7 @@ import click
 # Command name -> the topic module that defines it.
 COMMAND_TOPICS: dict[str, str] = {
     "new": "containers", "ls": "listing", "logs": "containers", "stop": "containers",
-    "start": "containers", "rm": "containers",
+    "start": "Start a stopped experiment and wait until it is ready (on the same GPUs if still free).", "rm": "containers",
     "images": "images", "doctor": "doctor", "gpus": "gpus",
     "collab": "collab", "grant": "collab", "revoke": "collab", "audit": "audit",
     "watch": "lifecycle", "cull": "lifecycle", "reconcile": "lifecycle",
@@ -28,7 +28,7 @@ TOPICS = tuple(dict.fromkeys(COMMAND_TOPICS.values()))
 COMMAND_SUMMARIES: dict[str, str] = {
     "audit": "Show the audit log, oldest first.",
     "collab": "People who may log in to your SSH experiments, and their keys.",
-    "cull": "Stop idle Jupyter and SSH experiments (workspaces, keys and GPUs are kept).",
+    "cull": "Stop idle Jupyter and SSH experiments (workspaces and keys are kept; GPUs free after the hold).",
     "doctor": "Check the engine, GPU runtime, images, NVML, state and keys; exit 0 when ptdesk can launch.",
     "env": "What an experiment runs (ptdesk env NAME), changes since launch, and differences (env diff A B).",
     "forward": "Reach a server NAME runs on its own 127.0.0.1:PORT at 127.0.0.1:LOCAL here, until Ctrl-C.",
@@ -44,8 +44,8 @@ COMMAND_SUMMARIES: dict[str, str] = {
     "serve": "Hold the engine connections and answer ls for this user until Ctrl-C.",
     "ssh": "Open a shell in SSH experiment NAME, or run COMMAND there: ptdesk ssh NAME [-- COMMAND...].",
     "ssh-config": "ptdesk's own OpenSSH config: one Host per SSH experiment, so `ssh NAME` works.",
-    "start": "Start a stopped experiment and wait until it is ready.",
-    "stop": "Stop an experiment (its workspace, keys and GPUs are kept).",
+    "start": "Start a stopped experiment and wait until it is ready (on the same GPUs if still free).",
+    "stop": "Stop an experiment (workspace and keys are kept; its GPUs for gpu_hold_after_stop).",
     "watch": "Release what containers held as soon as they go away; runs until stopped (a service).",
     "workstations": "The workstations (Docker engines over SSH) this ptdesk sees; `local` is this machine.",
 }
