@@ -14,7 +14,7 @@ import click
 # Command name -> the topic module that defines it.
 COMMAND_TOPICS: dict[str, str] = {
     "new": "containers", "ls": "listing", "logs": "containers", "stop": "containers",
-    "start": "Start a stopped experiment and wait until it is ready (on the same GPUs if still free).", "rm": "containers",
+    "start": "containers", "rm": "containers",
     "images": "images", "doctor": "doctor", "gpus": "gpus",
     "collab": "collab", "grant": "collab", "revoke": "collab", "audit": "audit",
     "watch": "lifecycle", "cull": "lifecycle", "reconcile": "lifecycle",

@@ -84,7 +84,8 @@ def test_auto_picks_a_free_gpu_and_says_why(tmp_path: Path) -> None:
             assert (choice.workstation, choice.reason) == ("local", "GPU 1: 78 GiB free, 5% busy")
             with pytest.raises(InvalidInput, match=r"No workstation can give GPUs 0,1,2 now") as caught:
                 fleet.choose("0,1,2")
-            assert "; gone: 127.0.0.1:1 is unreachable (Connection refused))." in caught.value.message  # named once, no ".)."
+            # named once, and no ".)." where the sentences join
+            assert "; gone: 127.0.0.1:1 is unreachable (Connection refused))." in caught.value.message
         assert fleet.choose("none").workstation == "local"  # no GPU asked for: the default
         with installed(no_driver()):
             with pytest.raises(InvalidInput, match="No workstation can give GPU 0 now"):
