@@ -9,9 +9,11 @@ from typing import Any
 import click
 
 from ptdesk.commands.common import emit_json, json_option, pass_workstation
+from ptdesk.core.gpu_desk import GpuDesk
 from ptdesk.core.kinds import REGISTRY, Kind
-from ptdesk.core.models import Experiment
+from ptdesk.core.models import Experiment, Launched
 from ptdesk.core.workstation import Workstation
+from ptdesk.errors import InvalidInput
 
 
 def launch_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -26,6 +28,9 @@ def launch_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--memory", help="Memory limit, e.g. 16g."),
         click.option("--cpus", type=float, help="CPU limit, e.g. 4."),
         click.option("--shm-size", help="Shared memory size, e.g. 8g."),
+        click.option("--queue", is_flag=True, help="No GPU free: wait in the GPU queue (starts by itself) "
+                                                   "instead of failing."),
+        click.option("--wait", is_flag=True, help="With --queue: block until it has started."),
         json_option,
     ]
     for option in reversed(options):
@@ -38,18 +43,42 @@ def new() -> None:
     """Start a new experiment container (one subcommand per kind)."""
 
 
-def _launch(ws: Workstation, kind: str, as_json: bool, **options: Any) -> None:
+def _launch(ws: Workstation, kind: str, as_json: bool, wait: bool = False, **options: Any) -> None:
+    if wait and not options.get("queue"):
+        raise InvalidInput("--wait goes with --queue (a plain launch always waits until it is ready).",
+                           "Add --queue, or leave out --wait.")
     spec = ws.make_spec(kind, **options)
     started = time.monotonic()
     progress = (lambda step: None) if as_json else (lambda step: click.echo(f"  {step}...", err=True))
     launched = ws.launch(spec, progress)
     for warning in launched.warnings:
         click.echo(f"  warning:     {warning}", err=True)
+    if launched.experiment.status.startswith("queued"):
+        launched = _queued(ws, launched, wait, as_json)
+        if launched is None:
+            return
     if as_json:
         emit_json(launched.experiment.to_json())
         return
     click.echo(f"{launched.experiment.name} is ready ({time.monotonic() - started:.1f} s).")
     _print_access(launched.experiment)
+
+
+def _queued(ws: Workstation, launched: Launched, wait: bool, as_json: bool) -> Launched | None:
+    """Say where it waits; with --wait, block until it runs (the launch's own output then)."""
+    name = launched.experiment.name
+    entry = next((e for e in GpuDesk(ws).queue() if e.name == name), None)
+    if not wait:
+        if as_json:
+            emit_json({**launched.experiment.to_json(), "queue": entry.to_json() if entry else None})
+        else:
+            click.echo(f"{name} is queued{f' #{entry.position}: {entry.reason}' if entry else ''}.")
+            click.echo(f"  It starts by itself when GPUs free. See: ptdesk queue; cancel: ptdesk queue cancel {name}")
+        return None
+    if not as_json:
+        click.echo(f"  Queued{f' #{entry.position} ({entry.reason})' if entry else ''}; waiting for GPUs...", err=True)
+    GpuDesk(ws).wait_started(name)
+    return Launched(ws.experiment(name))
 
 
 def _print_access(experiment: Experiment) -> None:
@@ -65,8 +94,8 @@ def _print_access(experiment: Experiment) -> None:
 def _new_command(kind: Kind) -> click.Command:
     """`ptdesk new KIND`: the shared launch options, plus --pubkey for kinds that take one."""
 
-    def launch_kind(ws: Workstation, as_json: bool, **options: Any) -> None:
-        _launch(ws, kind.name, as_json, **options)
+    def launch_kind(ws: Workstation, as_json: bool, wait: bool, **options: Any) -> None:
+        _launch(ws, kind.name, as_json, wait, **options)
 
     command = pass_workstation(reconcile=True, auto=True)(launch_kind)
     if kind.accepts_pubkeys:

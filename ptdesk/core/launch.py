@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import docker.types
 
 from ptdesk.config import Config
-from ptdesk.core import environment, experiment_files, ledger, ssh_config, workspace
+from ptdesk.core import environment, experiment_files, ledger, sharing, ssh_config, workspace
 from ptdesk.core.gpulock import machine_gpu_lock
 from ptdesk.core.keys import fingerprint
 from ptdesk.core.kinds import Kind, Plan, get_kind
@@ -68,7 +68,10 @@ def launch(ws: Workstation, spec: LaunchSpec, progress: Progress = lambda step: 
         gpu_lock.enter_context(machine_gpu_lock(ws.engine, spec.image, ws.config.gpu_lock_wait))
     with gpu_lock:  # released as soon as the container holding the GPUs has started (below)
         on_engine = instance_containers(ws)
-        spec, launching = _reserve(ws, spec, inventory, on_engine, _held_on_engine(ws, on_engine, inventory))
+        held = _held_on_engine(ws, on_engine, inventory)
+        held.update(sharing.claims(ws, spec, on_engine, held, inventory))  # the queue's, reservations'
+        # gpus_wait: filed in the queue instead of started, for want of free GPUs
+        spec, launching, gpus_wait = _reserve(ws, spec, inventory, on_engine, held)
         attempt = _Attempt(launching)
         made_workspace = False
         try:
@@ -77,8 +80,11 @@ def launch(ws: Workstation, spec: LaunchSpec, progress: Progress = lambda step: 
             plan = kind.plan(ws.config, spec)
             if plan.host_public_key:
                 ws.store.update_experiment(spec.name, host_public_key=plan.host_public_key)
-            _create_and_start(ws, spec, plan, gpu_lock, attempt, progress)
-            _prove_ready(ws, spec, kind, plan, attempt, progress)
+            if gpus_wait:
+                _file(ws, spec, plan, gpu_lock, attempt, progress)
+            else:
+                _create_and_start(ws, spec, plan, gpu_lock, attempt, progress)
+                _prove_ready(ws, spec, kind, plan, attempt, progress)
         except BaseException as exc:
             if isinstance(exc, LaunchFailed) and attempt.container_id:
                 # The rollback removes the container and its logs: say what it printed while we can.
@@ -135,10 +141,27 @@ def _create_and_start(ws: Workstation, spec: LaunchSpec, plan: Plan, gpu_lock: c
             gpu_lock.close()
             return
         except PtdeskError as exc:
-            if not _port_taken(exc) or tries == PORT_ATTEMPTS - 1:
+            if not port_taken(exc) or tries == PORT_ATTEMPTS - 1:
                 raise
             # Someone took the port between our pick and the start: drop this container, pick again.
             engine.remove(container_id, force=True)
+
+
+def _file(ws: Workstation, spec: LaunchSpec, plan: Plan, gpu_lock: contextlib.ExitStack, attempt: _Attempt,
+          progress: Progress) -> None:
+    """File the request in the queue: its container made with its secrets placed, no GPU, never
+    started (admission starts it on the GPUs it gets; ptdesk.core.admission)."""
+    progress("Filing it in the GPU queue")
+    paths = [f"{dest.rstrip('/')}/{f.name}" for dest, files in plan.files for f in files]
+    container_id = attempt.container_id = _create(ws, spec, plan, (), free_port(ws.config.bind_address),
+                                                  queued=sharing.queue_labels(spec, paths))
+    ws.store.update_experiment(spec.name, container_id=container_id, **environment.at_launch(ws, container_id))
+    attempt.record = replace(attempt.record, container_id=container_id)
+    ws.engine.put_files(container_id, "/", [replace(f, name=f"{dest.strip('/')}/{f.name}")
+                                            for dest, files in plan.files for f in files])
+    ws.store.update_experiment(spec.name, status=sharing.QUEUED, launcher_pid=None)  # whole: admission may take it
+    gpu_lock.close()
+    ws.store.audit("queued", spec.name, {"kind": spec.kind, "owner": spec.owner, "gpus": spec.gpus})
 
 
 def _prove_ready(ws: Workstation, spec: LaunchSpec, kind: Kind, plan: Plan, attempt: _Attempt,
@@ -173,10 +196,11 @@ def launch_warnings(ws: Workstation, spec: LaunchSpec, gpus: tuple[int, ...],
     if not writable_by(spec.workspace, config.uid, config.gid):
         warnings.append(f"{spec.workspace} is not writable by uid {config.uid} (the container user): nothing can "
                         f"be saved there. Fix: chown {config.uid} {spec.workspace}")
-    if spec.gpus == "auto" and not gpus:
+    if spec.gpus == "auto" and not gpus and not spec.queue:
         # Never a silent CPU run: say why auto found no GPU to give.
         reason = (inventory.reason if inventory else None) or "every GPU is held by another experiment."
         warnings.append(f"No GPU was given: {reason}")
+    warnings += sharing.warnings(ws, spec.owner, gpus)
     warnings += environment.launch_warnings(ws, spec.kind, spec.image, gpus)
     return tuple(warnings)
 
@@ -192,7 +216,8 @@ def _held_on_engine(ws: Workstation, on_engine: Mapping[str, dict],
 
 
 def _reserve(ws: Workstation, spec: LaunchSpec, inventory: GpuInventory | None,
-             on_engine: Mapping[str, dict], held_on_engine: Mapping[int, str]) -> tuple[LaunchSpec, ExperimentRecord]:
+             on_engine: Mapping[str, dict], held_on_engine: Mapping[int, str]
+             ) -> tuple[LaunchSpec, ExperimentRecord, bool]:
     """Pick the name and the GPUs and write the "launching" record, in one store transaction.
 
     The engine was asked before (`on_engine`): no HTTP request may run while the store's lock is
@@ -206,12 +231,13 @@ def _reserve(ws: Workstation, spec: LaunchSpec, inventory: GpuInventory | None,
         if store.experiment(spec.name) or spec.name in on_engine:
             raise Conflict(f"An experiment named {spec.name!r} already exists.", "Pick another --name.", field="name")
         held = {**held_on_engine, **store.held_gpus(conn)}
+        gpus = sharing.allocate_or_queue(spec, held, inventory)
         record = ExperimentRecord(
             name=spec.name, kind=spec.kind, owner=spec.owner, image=spec.image, status="launching",
-            created=time.time(), gpus=ledger.allocate(spec.gpus, held, inventory), workspace=str(spec.workspace),
+            created=time.time(), gpus=gpus or (), workspace=str(spec.workspace),
             launcher_pid=os.getpid(), limits=spec.limits, extra_keys=spec.extra_keys)
         store.insert_experiment(conn, record)
-    return spec, record
+    return spec, record, gpus is None
 
 
 def free_port(address: str) -> int:
@@ -227,16 +253,20 @@ def free_port(address: str) -> int:
         return probe.getsockname()[1]
 
 
-def _port_taken(exc: PtdeskError) -> bool:
+def port_taken(exc: PtdeskError) -> bool:
     text = exc.message
     return "port is already allocated" in text or "address already in use" in text
 
 
-def _create(ws: Workstation, spec: LaunchSpec, plan: Plan, gpus: tuple[int, ...], port: int) -> str:
-    """Create the container; a name the engine already has (taken since we listed) is a Conflict."""
+def _create(ws: Workstation, spec: LaunchSpec, plan: Plan, gpus: tuple[int, ...], port: int,
+            queued: Mapping[str, str] | None = None) -> str:
+    """Create the container; a name the engine already has (taken since we listed) is a Conflict.
+    `queued`: the queue's labels, for a request filed instead of started (not sealed: the queue's
+    bookkeeping, which admission changes)."""
     config = ws.config
     labels = _labels(config, spec, gpus)
     labels[LABEL_SEAL] = seal(config, labels, secret_digest(sealed_contents(get_kind(spec.kind), plan)))
+    labels.update(queued or {})
     network = experiments_network(ws.engine, spec.image)  # no reaching each other; its errors are its own
     try:
         return ws.engine.create(

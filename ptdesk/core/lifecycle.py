@@ -17,7 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from ptdesk.core import experiments
+from ptdesk.core import admission, experiments
+from ptdesk.core.gpu_queue import QUEUED
 from ptdesk.core.models import LABEL_KIND, LABEL_NAME, LABEL_OWNER
 from ptdesk.core.reconcile import reconcile
 from ptdesk.core.rotation import finish_pending
@@ -77,6 +78,9 @@ def apply_event(ws: Workstation, event: ContainerEvent) -> str | None:
     if record.container_id and record.container_id != event.container_id:
         return None  # an older container of the same name (removed, then re-launched)
     if event.action == "destroy":
+        # A queued request admitted (by anyone's ptdesk): its entry goes, its admitted container stays.
+        if record.status == QUEUED and admission.follow(ws, record, ws.engine.list_managed(ws.config.instance)):
+            return "admitted"
         if experiments.release(ws, event.name, if_container=event.container_id):
             ws.store.audit("released", event.name, {"container": event.container_id[:12], "by": "event"},
                              who="ptdesk-watch")

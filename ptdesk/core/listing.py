@@ -8,12 +8,14 @@ names, see reconcile) manages a container: other users' containers are listed re
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from ptdesk.core import sessions
 from ptdesk.core.authorized_keys import CONTAINER_USER
 from ptdesk.core.environment import marked
+from ptdesk.core.gpu_queue import entries, fair_order
 from ptdesk.core.kinds import REGISTRY, get_kind
 from ptdesk.core.ledger import gpus_from_label
 from ptdesk.core.models import LABEL_GPUS, LABEL_KIND, LABEL_OWNER, Experiment
@@ -27,15 +29,18 @@ if TYPE_CHECKING:
     from ptdesk.core.workstation import Workstation
 
 
-def _status(container: dict | None, record: ExperimentRecord | None) -> str:
+def _status(container: dict | None, record: ExperimentRecord | None, queued: Mapping[str, int]) -> str:
     if record is not None and record.status == "launching":
         return record.status
     if container is None:
         return "missing"
-    return container.get("State") or "unknown"
+    position = queued.get(container["Id"])
+    return f"queued #{position}" if position else container.get("State") or "unknown"
 
 
-def _experiment(ws: Workstation, record: ExperimentRecord | None, container: dict | None) -> Experiment:
+def _experiment(ws: Workstation, record: ExperimentRecord | None, container: dict | None,
+                queued: Mapping[str, int]) -> Experiment:
+    """`queued`: container id -> queue position (its status is then `queued #N`)."""
     config = ws.config
     labels = (container or {}).get("Labels") or {}
     if record is None:  # labelled container ptdesk has no record of: another user's, or an orphan
@@ -45,14 +50,14 @@ def _experiment(ws: Workstation, record: ExperimentRecord | None, container: dic
         return Experiment(name=printable(container_key(container)) if container else "?",
                           id=container["Id"] if container else "",
                           kind=kind if kind in REGISTRY else "unknown", owner=printable(labels.get(LABEL_OWNER, "?")),
-                          image=printable((container or {}).get("Image", "")), status=_status(container, None),
+                          image=printable((container or {}).get("Image", "")), status=_status(container, None, queued),
                           gpus=gpus_from_label(labels.get(LABEL_GPUS)) or (),
                           created=float((container or {}).get("Created", 0)), orphan=not foreign, foreign=foreign,
                           unverified=True)
     access = get_kind(record.kind).access(config, record, config.connect_host)
     return Experiment(
         name=record.name, id=(container or {}).get("Id") or record.container_id or "", kind=record.kind,
-        owner=record.owner, image=record.image, status=_status(container, record), gpus=record.gpus,
+        owner=record.owner, image=record.image, status=_status(container, record, queued), gpus=record.gpus,
         created=record.created, workspace=record.workspace, limits=record.limits,
         access=access,
         orphan=container is None and record.status != "launching",
@@ -64,7 +69,8 @@ def list_experiments(ws: Workstation, all: bool = True) -> list[Experiment]:
     containers = instance_containers(ws)
     records = {r.name: r for r in ws.store.experiments()}
     names = sorted(set(containers) | set(records), key=lambda n: (records[n].created if n in records else 0, n))
-    out = [_experiment(ws, records.get(n), containers.get(n)) for n in names if n]
+    queued = queue_positions(containers.values())
+    out = [_experiment(ws, records.get(n), containers.get(n), queued) for n in names if n]
     out = out if all else [e for e in out if e.status == "running"]
     # The environment column (ptdesk.core.environment), then who is logged in (ptdesk.core.sessions).
     return with_logins(marked(ws, out, containers, records), records)
@@ -75,7 +81,9 @@ def get(ws: Workstation, name: str) -> Experiment:
     container = find_container(ws, name)
     if record is None and container is None:
         raise NotFound(f"No experiment named {name!r}.", "List them with: ptdesk ls --all")
-    return with_logins(marked(ws, [_experiment(ws, record, container)], {name: container} if container else {},
+    waits = container is not None and container.get("State") == "created"
+    queued = queue_positions(instance_containers(ws).values()) if waits else {}
+    return with_logins(marked(ws, [_experiment(ws, record, container, queued)], {name: container} if container else {},
                               {name: record} if record else {}), {name: record} if record else {})[0]
 
 
@@ -97,3 +105,8 @@ def with_logins(experiments: list[Experiment], records: dict[str, ExperimentReco
 
     return [named(e) if e.id in ours else e for e in experiments]
 
+
+
+def queue_positions(containers: Iterable[dict]) -> dict[str, int]:
+    """Container id -> its position in the GPU queue, from the one listing already made."""
+    return {e.container_id: e.position for e in fair_order(entries(containers))}

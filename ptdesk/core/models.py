@@ -31,6 +31,7 @@ class LaunchSpec:
     limits: Limits
     extra_keys: tuple[str, ...] = ()  # ssh: public keys the owner brought, authorised too
     auto_name: bool = False  # name was suggested, not typed: the launcher may pick the next free one
+    queue: bool = False  # no GPU free now: file it in the GPU queue instead of failing
 
 
 @dataclass(frozen=True)

@@ -15,18 +15,20 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ptdesk.core import accounts, experiment_files, experiments, expiry, keys, ownership
+from ptdesk.core import accounts, admission, experiment_files, experiments, expiry, gpu_queue, keys, ownership
 from ptdesk.core.authorized_keys import GrantedKey
 from ptdesk.core.collab import PRIVATE, container_lock, key_dir, reinstall
+from ptdesk.core.gpu_queue import QUEUED
 from ptdesk.core.kinds import REGISTRY, Kind, Recovered, get_kind
 from ptdesk.core.launch import rollback
 from ptdesk.core.ledger import gpus_from_label
 from ptdesk.core.models import LABEL_GPUS, LABEL_KIND, LABEL_NAME, LABEL_OWNER, LABEL_WORKSPACE
 from ptdesk.core.processes import pid_alive
-from ptdesk.core.seal import LABEL_SEAL, secret_digest, verifies
+from ptdesk.core.seal import sealed_container
 from ptdesk.core.spec import NAME_RE, OWNER_RE, instance_containers
 from ptdesk.core.state import CollaboratorRecord, ExperimentRecord
 from ptdesk.core.text import printable
@@ -99,6 +101,8 @@ def reconcile(ws: Workstation) -> ReconcileReport:
             continue
         if container is not None and (not record.container_id or container["Id"] == record.container_id):
             continue
+        if record.status == QUEUED and admission.follow(ws, record, by_name.values()):
+            continue  # admitted by someone's ptdesk while this one looked away: it runs now
         if experiments.release(ws, record.name, if_container=record.container_id):
             store.audit("released", record.name, {"container": (record.container_id or "")[:12],
                                                   "by": "reconcile"}, who="ptdesk-reconcile")
@@ -121,9 +125,23 @@ def reconcile(ws: Workstation) -> ReconcileReport:
             except PtdeskError as exc:  # e.g. it vanished while we looked at it, or holds garbage
                 log.warning("could not adopt %s: %s", name, exc.message)
         orphans.append(printable(name))  # any engine user's label: printed by reconcile and watch
+    _admit_quietly(ws, by_name.values())
     ended = [f"{e.person} in {e.experiment}: {e.count} process(es)" for e in expiry.end_expired(ws) if e.pids]
     return ReconcileReport(released=tuple(released), rolled_back=tuple(rolled_back), adopted=tuple(adopted),
                            orphans=tuple(orphans), unverified=tuple(unverified), ended=tuple(ended))
+
+
+def _admit_quietly(ws: Workstation, listed: Iterable[dict]) -> None:
+    """Every ptdesk that reconciles admits the queue's head when GPUs are free (the box's service
+    does it too); a failed round is the next one's to retry, never this pass's failure."""
+    if not gpu_queue.entries(listed):
+        return
+    try:
+        admission.admit(ws)
+    except EngineUnavailable:
+        raise
+    except PtdeskError as exc:
+        log.warning("admitting queued requests: %s", exc.message)
 
 
 def _roll_back(ws: Workstation, record: ExperimentRecord, container: dict | None) -> bool:
@@ -232,10 +250,7 @@ def _dropped(ws: Workstation, experiment: str, why: str) -> None:
 
 def _sealed_here(ws: Workstation, kind: Kind, container_id: str, labels: dict[str, str]) -> bool:
     """Does the seal label verify against this home's secret and the sealed files inside?"""
-    if not labels.get(LABEL_SEAL):
-        return False
-    contents = [ws.engine.read_file(container_id, path) for path in kind.sealed_paths]
-    return verifies(ws.config, labels, secret_digest(contents))
+    return sealed_container(ws.config, labels, lambda path: ws.engine.read_file(container_id, path), kind.sealed_paths)
 
 
 def _authorize_this_owner_key(ws: Workstation, name: str) -> None:

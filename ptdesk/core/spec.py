@@ -79,7 +79,7 @@ def suggest_name(ws: Workstation, owner: str, kind: str, on_engine: Collection[s
 def make_spec(ws: Workstation, kind: str, *, name: str | None = None, owner: str | None = None,
               image: str | None = None, gpus: str | None = None, workspace: str | Path | None = None,
               memory: str | None = None, cpus: float | None = None, shm_size: str | None = None,
-              pids: int | None = None, pubkey: str | Path | None = None) -> LaunchSpec:
+              pids: int | None = None, pubkey: str | Path | None = None, queue: bool = False) -> LaunchSpec:
     """Validate everything a person typed and fill defaults; raises before anything is created."""
     config = ws.config
     kind_ = get_kind(kind)  # InvalidInput naming the kinds there are
@@ -101,7 +101,8 @@ def make_spec(ws: Workstation, kind: str, *, name: str | None = None, owner: str
             raise InvalidInput(f"--pubkey does not apply to {kind} experiments.", f"Kinds that take one: {takes}.")
         extra_keys = (read_public_key_file(pubkey),)
     return LaunchSpec(kind=kind, name=name, owner=owner, image=image or kind_.image(config),
-                      gpus=gpus, workspace=path, limits=limits, extra_keys=extra_keys, auto_name=typed is None)
+                      gpus=gpus, workspace=path, limits=limits, extra_keys=extra_keys, auto_name=typed is None,
+                      queue=queue)
 
 
 def _checked(field: str, check: Callable[..., T], *args: Any) -> T:
