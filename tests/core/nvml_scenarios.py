@@ -251,7 +251,15 @@ def mismatch() -> Scenario:
     return Scenario("driver/library mismatch", init_error=pynvml.NVML_ERROR_LIB_RM_VERSION_MISMATCH)
 
 
+def idle(gpus: int = 4) -> Scenario:
+    """A box of `gpus` H100s with nothing running on them (what the GPU-sharing tests start from;
+    a test puts processes or load on a GPU by editing `scenario.gpus[i]`)."""
+    devices = [FakeGpu(uuid=f"GPU-{i:08d}-dddd-eeee-ffff-000000000000", name="NVIDIA H100 80GB HBM3",
+                       util=0, mem_util=0, used=0, temp=35 + i) for i in range(gpus)]
+    return Scenario("idle", devices)
+
+
 SCENARIOS: dict[str, Callable[[], Scenario]] = {
     "healthy": healthy, "one_lost": one_lost, "mig": mig, "not_supported": not_supported,
-    "no_driver": no_driver, "mismatch": mismatch, "old_driver": old_driver,
+    "no_driver": no_driver, "mismatch": mismatch, "old_driver": old_driver, "idle": idle,
 }

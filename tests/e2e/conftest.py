@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from e2e.gpu_engine import GpuDesk, GpuEngine, gpu_desk_for, started_gpu_engine
 from helpers import (
     JUPYTER_IMAGE,
     REPO,
@@ -233,3 +234,20 @@ def module_core(module_desk: Ptdesk) -> Iterator[Workstation]:
     ws = Workstation(module_desk.config)
     yield ws
     ws.close()
+
+
+@pytest.fixture(scope="session")
+def gpu_engine(engine: Engine) -> Iterator[GpuEngine]:
+    """A GPU-capable engine for the session (tests/e2e/gpu_engine.py): containers with GPU device
+    requests really start on it. The SSH image under test is loaded into it."""
+    require_image(engine, SSH_IMAGE)
+    with started_gpu_engine() as gpu:
+        yield gpu
+
+
+@pytest.fixture
+def gpu_desk(gpu_engine: GpuEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[GpuDesk]:
+    """The CLI of one test on the GPU engine: its own home and instance, an NVML scenario of four
+    idle GPUs (`gpu_desk.install(...)` for another); its containers removed afterwards."""
+    with gpu_desk_for(gpu_engine, tmp_path / "ptdesk-home", monkeypatch, gpus=4) as desk:
+        yield desk
