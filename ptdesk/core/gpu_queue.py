@@ -170,7 +170,8 @@ def why(request: GpuRequest, usable: Sequence[GpuLoad], devices: Mapping[int, Gp
         if reserved is not None:
             parts.append(f"GPU {index} reserved by {reserved.describe()}")
         elif index in taken:
-            parts.append(f"GPU {index} held by {taken[index]}")
+            holder = taken[index]  # an experiment's name, or the queue's own claim (already worded)
+            parts.append(f"GPU {index} held by {holder if holder.startswith('queued ') else repr(holder)}")
         elif devices[index].error:
             parts.append(f"GPU {index} unusable ({devices[index].error})")
     return "; ".join(parts)
