@@ -11,6 +11,9 @@ import pytest
 from e2e.gpu_engine import GpuDesk
 from helpers import wait_until
 
+from ptdesk.config import load_config
+from ptdesk.core.workstation import Workstation
+
 
 def person(desk: GpuDesk, tmp_path: Path, user: str) -> GpuDesk:
     """Another person on the same box: their own ptdesk home, the same engine and instance."""
@@ -22,6 +25,12 @@ def person(desk: GpuDesk, tmp_path: Path, user: str) -> GpuDesk:
 def banner(port: int) -> bytes:
     with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
         return conn.recv(64)
+
+
+def core(desk: GpuDesk) -> Workstation:
+    """A person's Workstation in this process (its engine: the GPU engine, as their CLI's is)."""
+    desk.monkeypatch.setenv("DOCKER_HOST", desk.gpu.docker_host)
+    return Workstation(load_config(desk.env))
 
 
 @pytest.fixture
@@ -89,3 +98,73 @@ def test_a_request_the_box_can_never_meet_is_refused_not_queued(two_gpus: GpuDes
     assert "There is no GPU 5" in line
     assert two_gpus.engine.list_managed(two_gpus.instance) == []
     assert two_gpus.fails("new", "ssh", "--name", "x", "--wait", rc=2)[0].startswith("ptdesk: --wait goes with --queue")
+
+
+def test_a_plain_launch_never_takes_a_gpu_the_head_of_the_queue_waits_for(two_gpus: GpuDesk, tmp_path: Path) -> None:
+    ann, bob, cy = (person(two_gpus, tmp_path, u) for u in ("ann", "bob", "cy"))
+    ann.new("--name", "a0", "--gpus", "0")
+    ann.new("--name", "a1", "--gpus", "1")
+    bob.json("new", "ssh", "--name", "b-both", "--gpus", "0,1", "--queue")
+    ann.ok("rm", "--force", "a1")  # GPU 1 frees: Bob's request still waits for GPU 0 as well
+    waiting = cy.json("queue")["queue"]
+    assert [e["name"] for e in waiting] == ["b-both"]
+    assert waiting[0]["reason"] == "needs GPUs 0,1: 1 free; GPU 0 held by 'a0'"
+    refused = cy.fails("new", "ssh", "--name", "c1", "--gpus", "auto")
+    assert "No free GPU" in refused[0] and "queued 'b-both' (bob)" in refused[0], refused
+    line = cy.fails("new", "ssh", "--name", "c1", "--gpus", "1")[0]
+    assert "GPU 1 is held by" in line and "b-both" in line
+    ann.ok("rm", "--force", "a0")
+    cy.ok("queue")  # Cy's ptdesk admits Bob's request
+    started = {e["name"]: e for e in bob.json("ls", "--all")}["b-both"]
+    assert (started["status"], started["gpus"]) == ("running", [0, 1])
+
+
+def test_the_boxs_service_admits_within_seconds_while_the_owner_has_no_ptdesk_open(
+        two_gpus: GpuDesk, tmp_path: Path) -> None:
+    import threading
+
+    from ptdesk.commands.lifecycle import _admit_loop
+    from ptdesk.core.gpu_desk import GpuDesk as Desk
+
+    ann, bob, box = (person(two_gpus, tmp_path, u) for u in ("ann", "bob", "service"))
+    holders = [ann.new("--name", f"a{i}", "--gpus", str(i)) for i in range(2)]
+    entry = bob.json("new", "ssh", "--name", "b1", "--gpus", "auto", "--queue")
+    service = core(box)
+    stop = threading.Event()
+    loop = threading.Thread(target=_admit_loop, args=(service, stop, True), daemon=True)
+    loop.start()
+    try:
+        wait_until(lambda: Desk(service).admitters(), timeout=10, message="the service announced")
+        assert "Admitted by ptdesk watch of" in bob.ok("queue")
+        # Ann's experiment ends outside ptdesk (docker rm): no ptdesk of Ann's or Bob's runs.
+        ann.engine.remove(holders[1]["id"], force=True)
+        admitted = wait_until(lambda: [c for c in ann.engine.list_managed(ann.instance)
+                                       if c["Labels"].get("ptdesk.name") == "b1" and c["State"] == "running"],
+                              timeout=10, message="Bob's request started within 10 s")
+        assert ann.device_ids(admitted[0]["Id"]) == ["1"]
+        assert ann.engine.try_inspect(entry["id"]) is None
+    finally:
+        stop.set()
+        loop.join(timeout=15)
+        service.close()
+    assert Desk(core(box)).admitters() == []  # its marker went with it
+
+
+def test_new_queue_wait_blocks_until_it_runs(two_gpus: GpuDesk, tmp_path: Path) -> None:
+    import threading
+
+    from ptdesk.core.gpu_desk import GpuDesk as Desk
+
+    ann, bob = person(two_gpus, tmp_path, "ann"), person(two_gpus, tmp_path, "bob")
+    holders = [ann.new("--name", f"a{i}", "--gpus", str(i)) for i in range(2)]
+    bob.json("new", "ssh", "--name", "b1", "--gpus", "auto", "--queue")
+    ws = core(bob)
+    outcome: list[bool] = []
+    waiter = threading.Thread(target=lambda: outcome.append(Desk(ws).wait_started("b1", timeout=60)), daemon=True)
+    waiter.start()
+    ann.engine.remove(holders[0]["id"], force=True)
+    waiter.join(timeout=90)
+    ws.close()
+    assert outcome == [True]
+    started = {e["name"]: e for e in bob.json("ls")}["b1"]
+    assert (started["status"], started["gpus"]) == ("running", [0])
