@@ -100,10 +100,12 @@ def watch(ws: Workstation, as_json: bool) -> None:
 
 def _admit_loop(ws: Workstation, stop: threading.Event, as_json: bool) -> None:
     """The box's admission service: the queue's head starts within seconds of its GPUs freeing,
-    whoever queued it and whether or not their ptdesk is open. Announced on the engine while it
-    runs, so `ptdesk queue` can say whether anything admits."""
+    whoever queued it and whether or not their ptdesk is open; reservations that start warn, then
+    stop, others' experiments on their GPUs. Announced on the engine while it runs, so `ptdesk
+    queue` can say whether anything admits."""
     own = ws.fork()
     desk = GpuDesk(own)
+    warned: set[tuple[str, str]] = set()
     try:
         with contextlib.ExitStack() as marker:
             announced = False
@@ -112,6 +114,8 @@ def _admit_loop(ws: Workstation, stop: threading.Event, as_json: bool) -> None:
                     if not announced:  # once the engine answers
                         marker.enter_context(desk.announced())
                         announced = True
+                    for hit in desk.enforce_reservations(warned):
+                        _line(as_json, "reservation", hit.summary(), **hit.to_json())
                     for name in desk.admit():
                         _line(as_json, "admitted", f"admitted {name}: its GPUs were free", name=name)
                 except PtdeskError as exc:

@@ -58,7 +58,7 @@ def reserve(ws: Workstation, gpus: str, start: str, end: str, owner: str | None 
     """Book GPUs from `start` to `end` as typed; one sentence (and nothing made) for bad input."""
     now = time.time() if now is None else now
     owner = owner or current_user()
-    begin = now if (start or "now").strip().lower() == "now" else parse_when(start, now, "start time")
+    begin = now if (start or "now").strip().lower() == "now" else parse_when(start, now, "a start time")
     finish = parse_end(end, begin, now)
     if finish <= begin:
         raise InvalidInput(f"The end ({span(finish, finish)}) is not after the start ({span(begin, begin)}).",
@@ -70,7 +70,7 @@ def reserve(ws: Workstation, gpus: str, start: str, end: str, owner: str | None 
     inventory = ws.gpus.inventory()
     devices = sorted(g.index for g in inventory.gpus) if inventory.available else []
     if not devices:
-        raise GpuUnavailable(f"This workstation has no GPU to reserve ({inventory.reason or 'none found'}).")
+        raise GpuUnavailable(f"This workstation has no GPU to reserve: {(inventory.reason or 'none was found').rstrip('.')}.")
     image = record_image(ws)
     with machine_gpu_lock(ws.engine, image, ws.config.gpu_lock_wait):
         booked = reservations(ws)

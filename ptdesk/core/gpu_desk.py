@@ -12,15 +12,16 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableSet
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ptdesk.core import admission, booking, engine_records, experiments
+from ptdesk.core import admission, booking, engine_records, experiments, reservation_watch
 from ptdesk.core.gpu_queue import QUEUED, QueueEntry
 from ptdesk.core.models import LABEL_INSTANCE
 from ptdesk.core.processes import pid_alive
+from ptdesk.core.reservation_watch import Enforced
 from ptdesk.core.reservations import Reservation
 from ptdesk.core.spec import current_user
 from ptdesk.errors import Conflict, NotFound
@@ -119,6 +120,10 @@ class GpuDesk:
 
     def end_reservation(self, ident: str, now: float | None = None) -> Reservation:
         return booking.end_now(self.ws, ident, now=now)
+
+    def enforce_reservations(self, warned: MutableSet[tuple[str, str]], now: float | None = None) -> list[Enforced]:
+        """Warn, then after the grace stop, others' experiments on GPUs whose reservation started."""
+        return reservation_watch.enforce(self.ws, warned, now)
 
     def gpu_indices(self) -> list[int]:
         inventory = self.ws.gpus.inventory()

@@ -78,7 +78,7 @@ def span(start: float, end: float) -> str:
     return f"{clock(start)}–{clock(end)} {zone(start)}"
 
 
-def parse_when(text: str, now: float, what: str = "time") -> float:
+def parse_when(text: str, now: float, what: str = "a time") -> float:
     """A moment people type, in the workstation's time zone; InvalidInput naming the forms."""
     value = " ".join((text or "").strip().lower().split())
     base = datetime.fromtimestamp(now).astimezone()
@@ -97,14 +97,14 @@ def parse_when(text: str, now: float, what: str = "time") -> float:
     try:
         parsed = datetime.fromisoformat(value.upper().replace(" ", "T"))
     except ValueError:
-        raise InvalidInput(f"{text.strip()!r} is not a {what} ptdesk understands.", f"Use {TIME_FORMS}.") from None
+        raise InvalidInput(f"{text.strip()!r} is not {what} ptdesk understands.", f"Use {TIME_FORMS}.") from None
     return (parsed if parsed.tzinfo else parsed.astimezone()).timestamp()
 
 
 def parse_end(text: str, start: float, now: float) -> float:
     """An end time, or a duration after the start ('4h')."""
     length = seconds(text or "")
-    return start + length if length is not None and length > 0 else parse_when(text, now, "end time")
+    return start + length if length is not None and length > 0 else parse_when(text, now, "an end time")
 
 
 def of(container: Mapping) -> Reservation | None:
