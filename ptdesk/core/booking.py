@@ -70,7 +70,8 @@ def reserve(ws: Workstation, gpus: str, start: str, end: str, owner: str | None 
     inventory = ws.gpus.inventory()
     devices = sorted(g.index for g in inventory.gpus) if inventory.available else []
     if not devices:
-        raise GpuUnavailable(f"This workstation has no GPU to reserve: {(inventory.reason or 'none was found').rstrip('.')}.")
+        reason = (inventory.reason or "none was found").rstrip(".")
+        raise GpuUnavailable(f"This workstation has no GPU to reserve: {reason}.")
     image = record_image(ws)
     with machine_gpu_lock(ws.engine, image, ws.config.gpu_lock_wait):
         booked = reservations(ws)
