@@ -73,6 +73,9 @@ class Config:
     ca_bundle: Path | None = None
     # What a launch gets when no GPUs are asked for, in the CLI and the dashboard's form alike.
     gpus: str = "auto"
+    # How long a stopped experiment keeps its GPUs (so a quick restart gets them back); after that
+    # they are free for others. A duration like 10m or 1h (ptdesk.core.durations reads it).
+    gpu_hold_after_stop: str = "10m"
     # Jupyter/SSH idle limit for `ptdesk cull` (seconds; 0 disables automatic culling).
     idle_cull_seconds: int = 0
     # Other Docker engines reached over SSH ([workstations.NAME]); "local" is always this machine's.
@@ -286,9 +289,13 @@ def _validate(config: Config, origin: str) -> None:
     if config.uid < 1 or config.gid < 1:
         raise ConfigError(f"uid/gid in {origin} must be a normal user's ids (1 or more), not "
                           f"{config.uid}/{config.gid}.", "Experiments never run as root; use your own ids.")
-    if not re.fullmatch(r"none|all|auto|\d+(,\d+)*", config.gpus):
+    if not re.fullmatch(r"none|all|auto|any:[1-9]\d*|\d+(,\d+)*", config.gpus):
         raise ConfigError(f"gpus {config.gpus!r} in {origin} is not a GPU request.",
-                          "Use none, all, auto, or GPU indices like 0,2.")
+                          "Use none, all, auto, any:N, or GPU indices like 0,2.")
+    # The grammar of ptdesk.core.durations (the config cannot import the core).
+    if not re.fullmatch(r"\d+(\.\d+)?\s*[smhdw]", config.gpu_hold_after_stop.strip().lower()):
+        raise ConfigError(f"gpu_hold_after_stop {config.gpu_hold_after_stop!r} in {origin} is not a duration.",
+                          "Use a number and a unit s, m, h, d or w, like 10m (the default) or 0s (no hold).")
     if not re.fullmatch(r"[a-z0-9][a-z0-9_.-]{0,62}", config.instance):
         raise ConfigError(f"instance {config.instance!r} in {origin} is not a valid name.",
                           "Use lower-case letters, digits, '.', '_' or '-'.")

@@ -65,7 +65,7 @@ def pass_workstation(func: Callable[..., Any] | None = None, *, reconcile: bool 
 
         ws = ctx.find_object(Workstation)
         if ws is None:
-            ws = _open_workstation(on, auto, kwargs.get("gpus"))
+            ws = _open_workstation(on, auto, kwargs.get("gpus"), kwargs.get("gpu_memory"))
             ctx.obj = ws
             ctx.call_on_close(ws.close)
         if reconcile:
@@ -88,7 +88,7 @@ _ON_HELP = {
 }
 
 
-def _open_workstation(on: str | None, auto: bool, gpus: str | None) -> Workstation:
+def _open_workstation(on: str | None, auto: bool, gpus: str | None, gpu_memory: str | None = None) -> Workstation:
     from ptdesk.core.fleet import Fleet
     from ptdesk.core.workstation import Workstation
 
@@ -100,7 +100,7 @@ def _open_workstation(on: str | None, auto: bool, gpus: str | None) -> Workstati
             raise InvalidInput("--on auto only chooses where to launch.", "Name the workstation: --on NAME.")
         fleet = Fleet(config)
         try:
-            choice = fleet.choose(gpus)
+            choice = fleet.choose(gpus, gpu_memory)
         finally:
             fleet.close()
         click.echo(f"ptdesk: --on auto chose {choice.workstation} ({choice.reason}).", err=True)

@@ -21,8 +21,10 @@ def launch_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--name", help="Experiment name (default: OWNER-KIND-N)."),
         click.option("--owner", help="Who it belongs to (default: you)."),
         click.option("--image", help="Image to run (default: from the config)."),
-        click.option("--gpus", help="none, all, auto (least-loaded free GPU) or indices like 0,2 "
-                                    "(default: the gpus setting, auto)."),
+        click.option("--gpus", help="none, all, auto (least-loaded free GPU), any:N (the N least-loaded "
+                                    "free GPUs) or indices like 0,2 (default: the gpus setting, auto)."),
+        click.option("--gpu-memory", "gpu_memory", metavar="SIZE",
+                     help="Free memory each GPU must have, like 20G (with auto or any:N: only such GPUs)."),
         click.option("--workspace", type=click.Path(file_okay=False, path_type=str),
                      help="Host folder mounted at /workspace (default: WORKSPACE_ROOT/NAME, kept after rm)."),
         click.option("--memory", help="Memory limit, e.g. 16g."),
@@ -132,11 +134,15 @@ def stop(ws: Workstation, name: str) -> None:
 
 @click.command("start")
 @click.argument("name")
+@click.option("--gpus", "gpus", metavar="REQUEST",
+              help="Where its GPUs were taken after the hold: other GPUs (auto, ids like 1,3, any:N) or "
+                   "none; it is re-created on them with everything installed in it.")
+@click.option("--queue", is_flag=True, help="Wait in the GPU queue for its GPUs instead.")
 @json_option
 @pass_workstation(reconcile=True)
-def start(ws: Workstation, name: str, as_json: bool) -> None:
-    """Start a stopped experiment and wait until it is ready."""
-    experiment = ws.start(name)
+def start(ws: Workstation, name: str, gpus: str | None, queue: bool, as_json: bool) -> None:
+    """Start a stopped experiment and wait until it is ready (on the same GPUs if still free)."""
+    experiment = ws.start(name, gpus=gpus, queue=queue)
     if as_json:
         emit_json(experiment.to_json())
         return

@@ -8,7 +8,7 @@ import click
 
 from ptdesk.commands.common import emit_json, json_option, pass_workstation, table
 from ptdesk.core.gpu_desk import GpuDesk
-from ptdesk.core.reservations import Reservation, clock, span, zone
+from ptdesk.core.reservations import Reservation, clock_text, span, zone
 from ptdesk.core.workstation import Workstation
 
 HOURS_SHOWN = 48.0
@@ -90,7 +90,7 @@ def reservations(ctx: click.Context, ws: Workstation, hours: float, as_json: boo
 
 def _slot(r: Reservation, now: float) -> str:
     state = " (now)" if r.active(now) else ""
-    return f"{clock(r.start)}–{clock(r.end)} {r.owner}{state} [{r.short_id}]"
+    return f"{clock_text(r.start)}–{clock_text(r.end)} {r.owner}{state} [{r.short_id}]"
 
 
 @reservations.command("cancel")

@@ -16,11 +16,11 @@ whose entry still exists is removed (undone); one whose entry is gone is renamed
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
-from ptdesk.core import booking, engine_records, gpu_queue, ledger
+from ptdesk.core import booking, clock, engine_records, gpu_queue, ledger
+from ptdesk.core.gpu_holds import engine_holds
 from ptdesk.core.gpu_queue import ADMITTED, LABEL_FROM, LABEL_QUEUE, QueueEntry
 from ptdesk.core.gpulock import machine_gpu_lock
 from ptdesk.core.kinds import get_kind
@@ -28,6 +28,7 @@ from ptdesk.core.launch import free_port, port_taken
 from ptdesk.core.models import LABEL_INSTANCE, LABEL_MANAGED, GpuInventory
 from ptdesk.core.reservations import Reservation
 from ptdesk.core.seal import sealed_container
+from ptdesk.core.spec import container_key
 from ptdesk.core.state import ExperimentRecord
 from ptdesk.errors import NotFound, PtdeskError
 
@@ -46,7 +47,7 @@ def queue(ws: Workstation, containers: Iterable[Mapping] | None = None, now: flo
         return []
     inventory = ws.gpus.inventory()
     plan = gpu_queue.plan(ordered, held_on(ws, listed, inventory), inventory, booking.reservations(ws),
-                          time.time() if now is None else now)
+                          clock.now() if now is None else now)
     reasons = {e.name: e.reason for e in plan.waiting}
     return [e.__class__(**{**e.__dict__, "reason": reasons.get(e.name, "GPUs are free: starts at the next round")})
             for e in ordered]
@@ -56,9 +57,9 @@ def held_on(ws: Workstation, containers: Iterable[Mapping], inventory: GpuInvent
     """GPU index -> holder, from what the engine really gives each container (one inspect each)."""
     if not inventory.available:
         return {}
-    inspected = {(c.get("Labels") or {}).get("ptdesk.name") or c["Id"][:12]: ws.engine.try_inspect(c["Id"])
-                 for c in containers if gpu_queue.entry_of(c) is None}
-    return ledger.held_by_devices(inspected, (g.index for g in inventory.gpus))
+    on_engine = {container_key(c): c for c in containers if gpu_queue.entry_of(c) is None}
+    holds = engine_holds(ws, on_engine, [g.index for g in inventory.gpus])  # a stopped one: only for its hold
+    return {index: hold.experiment for index, hold in holds.items()}
 
 
 def admit(ws: Workstation, now: float | None = None) -> list[str]:
@@ -77,7 +78,7 @@ def admit(ws: Workstation, now: float | None = None) -> list[str]:
         inventory = ws.gpus.inventory()
         reservations: list[Reservation] = booking.reservations(ws) if ordered else []
         plan = gpu_queue.plan(ordered, held_on(ws, listed, inventory), inventory, reservations,
-                              time.time() if now is None else now)
+                              clock.now() if now is None else now)
         done = []
         for entry, gpus in plan.admit:
             try:

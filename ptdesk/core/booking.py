@@ -9,10 +9,9 @@ never moved or cancelled.
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING
 
-from ptdesk.core import engine_records
+from ptdesk.core import clock, engine_records
 from ptdesk.core.gpulock import machine_gpu_lock
 from ptdesk.core.kinds import get_kind
 from ptdesk.core.ledger import parse_request
@@ -56,7 +55,7 @@ def record_image(ws: Workstation) -> str:
 def reserve(ws: Workstation, gpus: str, start: str, end: str, owner: str | None = None,
             now: float | None = None) -> Reservation:
     """Book GPUs from `start` to `end` as typed; one sentence (and nothing made) for bad input."""
-    now = time.time() if now is None else now
+    now = clock.now() if now is None else now
     owner = owner or current_user()
     begin = now if (start or "now").strip().lower() == "now" else parse_when(start, now, "a start time")
     finish = parse_end(end, begin, now)
@@ -124,7 +123,7 @@ def _own(found: Reservation, owner: str) -> None:
 
 def cancel(ws: Workstation, ident: str, owner: str | None = None, now: float | None = None) -> Reservation:
     """Remove a reservation that has not started yet."""
-    now = time.time() if now is None else now
+    now = clock.now() if now is None else now
     with machine_gpu_lock(ws.engine, record_image(ws), ws.config.gpu_lock_wait):
         found = _find(ws, ident)
         _own(found, owner or current_user())
@@ -140,7 +139,7 @@ def cancel(ws: Workstation, ident: str, owner: str | None = None, now: float | N
 
 def end_now(ws: Workstation, ident: str, owner: str | None = None, now: float | None = None) -> Reservation:
     """Shorten a started reservation to end now (its record is made again: labels cannot change)."""
-    now = time.time() if now is None else now
+    now = clock.now() if now is None else now
     image = record_image(ws)
     with machine_gpu_lock(ws.engine, image, ws.config.gpu_lock_wait):
         found = _find(ws, ident)

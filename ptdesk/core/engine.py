@@ -359,3 +359,28 @@ class Engine:
                 if chunk.get("stream"):
                     messages.append(str(chunk["stream"]).strip())
             return messages
+
+    # --- re-creating a container (ptdesk.core.recreate) -----------------------------------------
+    def create_from_config(self, name: str, config: dict[str, Any]) -> str:
+        """Create a container from an engine-shaped config (an inspect's Config plus HostConfig)."""
+        with translated_errors(f"Creating {name}", self.where):
+            return self.api.create_container_from_config(config, name)["Id"]
+
+    def changes(self, container: str) -> list[dict]:
+        """`docker diff`: what differs in the container's writable layer (Path, Kind 0/1/2)."""
+        with translated_errors(f"Reading the changes of {container[:12]}", self.where):
+            return self.api.diff(container) or []
+
+    def copy_path(self, source: str, target: str, path: str, parent: str) -> None:
+        """Stream `path` of `source` (a tar, owners and modes kept) into `parent` of `target`."""
+        with translated_errors(f"Copying {path} from {source[:12]}", self.where):
+            stream, _ = self.api.get_archive(source, path, chunk_size=1 << 20)
+            try:
+                if not self.api.put_archive(target, parent, stream):
+                    raise PtdeskError(f"The engine refused to place {path} in {target[:12]}.")
+            finally:
+                stream.close()
+
+    def rename(self, container: str, name: str) -> None:
+        with translated_errors(f"Renaming {container[:12]}", self.where):
+            self.api.rename(container, name)

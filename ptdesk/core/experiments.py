@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ptdesk.core import experiment_files, listing, ownership, rotation, ssh_config, workspace
+from ptdesk.core import experiment_files, gpu_start, listing, ownership, rotation, ssh_config, workspace
 from ptdesk.core.engine_errors import translated_errors
 from ptdesk.core.kinds import get_kind
 from ptdesk.core.models import Experiment
@@ -43,15 +43,21 @@ def stop(ws: Workstation, name: str, timeout: int = 10) -> Experiment:
     return listing.get(ws, name)
 
 
-def start(ws: Workstation, name: str) -> Experiment:
-    """Start a stopped experiment and wait until it is ready again (its port may change)."""
+def start(ws: Workstation, name: str, gpus: str | None = None, queue: bool = False) -> Experiment:
+    """Start a stopped experiment and wait until it is ready again (its port may change).
+
+    Its GPUs: the same ones if nobody took them after its hold, else `gpus` (a --gpus value; it is
+    re-created on them, ptdesk.core.gpu_start) or the queue."""
     container_id = _container_ref(ws, name, mine=True)
     record = ws.store.experiment(name)
     engine = ws.engine
     was_running = engine.is_running(container_id)
+    if was_running and (gpus is not None or queue):
+        raise Conflict(f"{name!r} is running: its GPUs change only when it starts.",
+                       f"Stop it first (ptdesk stop {name}), then start it with --gpus.")
     if not was_running:
         _recheck_workspace(ws, container_id)
-    engine.start(container_id)
+        container_id = gpu_start.start_container(ws, name, container_id, gpus, queue)
     if record is not None:
         kind = get_kind(record.kind)
         bound = engine.published_port(container_id, kind.container_port)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from ptdesk.config import LOCAL, Config, load_config
+from ptdesk.core.ledger import parse_request
 from ptdesk.core.models import GpuSnapshot
 from ptdesk.core.workstation import Workstation
 from ptdesk.errors import EngineUnavailable, InvalidInput, PtdeskError
@@ -105,21 +106,23 @@ class Fleet:
             ws.close()
 
     # --- launch where a GPU is free -----------------------------------------------------------
-    def choose(self, gpus: str) -> Choice:
-        """The workstation with the most free GPU capacity for `--gpus` (none: the configured default)."""
-        if gpus == "none":
+    def choose(self, gpus: str, gpu_memory: str | None = None) -> Choice:
+        """The workstation with the most free GPU capacity for `--gpus` (and `--gpu-memory`: GPUs with
+        less free count for nothing; none: the configured default)."""
+        request = parse_request(gpus, gpu_memory)  # bad input is refused before any box is asked
+        if request.mode == "none":
             return Choice(self.config.default_workstation, "no GPU asked for: the default workstation")
-        wanted = _count(gpus)
+        wanted = request.wanted
         answers = self.each(lambda ws: ws.gpu_snapshot())
         offers = []
         for answer in answers:
             if answer.ok and answer.value is not None:
-                offer = _offer(answer.value, self.workstation(answer.workstation), wanted)
+                offer = _offer(answer.value, self.workstation(answer.workstation), wanted, request.min_free)
                 if offer is not None:
                     offers.append(offer)
         if not offers:
             trouble = "; ".join(_why_not(a) for a in answers)
-            if gpus == "auto":  # auto launches without a GPU when none is free; so does auto-on-auto
+            if gpus == "auto" and not request.min_free:  # auto launches without a GPU when none is free
                 return Choice(self.config.default_workstation,
                               f"no free GPU anywhere, so the default workstation, without a GPU: {trouble}")
             raise InvalidInput(f"No workstation can give {gpus} GPU(s) now ({trouble}).",
@@ -153,13 +156,8 @@ def _why_not(answer: Answer[GpuSnapshot]) -> str:
     return f"{answer.workstation}: {reason or 'not enough free GPUs'}"
 
 
-def _count(gpus: str) -> int:
-    if gpus in ("auto", "all"):
-        return 1
-    return len([g for g in gpus.split(",") if g.strip()])
-
-
-def _offer(snapshot: GpuSnapshot, ws: Workstation, wanted: int) -> tuple[float, float, str, str] | None:
+def _offer(snapshot: GpuSnapshot, ws: Workstation, wanted: int,
+           min_free: int | None = None) -> tuple[float, float, str, str] | None:
     """(free GiB over the `wanted` emptiest GPUs no experiment holds, minus their load, name, a sentence),
     or None when the workstation cannot give that many."""
     if not snapshot.available:
@@ -168,7 +166,8 @@ def _offer(snapshot: GpuSnapshot, ws: Workstation, wanted: int) -> tuple[float, 
         held = {g for e in ws.list_experiments(all=True) for g in e.gpus}
     except PtdeskError:
         held = set()  # the ledger at launch still refuses a held GPU; this only ranks workstations
-    usable = [g for g in snapshot.physical if g.error is None and g.index not in held and g.memory_total]
+    usable = [g for g in snapshot.physical if g.error is None and g.index not in held and g.memory_total
+              and (not min_free or g.memory_total - (g.memory_used or 0) >= min_free)]
     usable.sort(key=lambda g: ((g.memory_used or 0) - (g.memory_total or 0), g.utilization or 0))
     if len(usable) < wanted:
         return None

@@ -358,7 +358,9 @@ def inventory_of(snapshot: GpuSnapshot) -> GpuInventory:
     loads = tuple(
         GpuLoad(index=g.index,
                 utilization=g.utilization / 100.0 if g.utilization is not None else None,
-                memory_used=g.memory_fraction, error=g.error)
+                memory_used=g.memory_fraction, error=g.error,
+                memory_free=g.memory_total - g.memory_used if g.memory_total and g.memory_used is not None else None,
+                memory_total=g.memory_total)
         for g in snapshot.physical
     )
     return GpuInventory(True, None, loads)

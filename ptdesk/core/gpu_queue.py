@@ -19,12 +19,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from ptdesk.core.ledger import GpuRequest, load_key, parse_request
+from ptdesk.core.ledger import GpuRequest, Hold, load_key, not_usable, parse_request
 from ptdesk.core.models import LABEL_KIND, LABEL_NAME, LABEL_OWNER, GpuInventory, GpuLoad
 from ptdesk.core.reservations import Reservation, blocking, upcoming
+from ptdesk.errors import InvalidInput
 
 LABEL_QUEUE = "ptdesk.queue"  # "queued" on an entry, "admitted" on the container admission made of it
 LABEL_REQUEST = "ptdesk.queue.request"  # the --gpus text as typed
+LABEL_MEMORY = "ptdesk.queue.gpu-memory"  # --gpu-memory as typed ("" when not given)
 LABEL_SUBMITTED = "ptdesk.queue.submitted"  # seconds since the epoch, when it was filed
 LABEL_FILES = "ptdesk.queue.files"  # paths of the files its launch placed (never their contents)
 LABEL_FROM = "ptdesk.queue.from"  # on an admitted container: the entry's container id
@@ -42,11 +44,13 @@ class QueueEntry:
     request: str
     submitted: float
     files: tuple[str, ...] = ()
+    memory: str | None = None  # --gpu-memory
     position: int = 0  # 1 = the head
     reason: str = ""  # why it waits, in words
 
     def to_json(self) -> dict:
         return {"name": self.name, "owner": self.owner, "kind": self.kind, "gpus": self.request,
+                "gpu_memory": self.memory,
                 "submitted": self.submitted, "position": self.position, "reason": self.reason}
 
 
@@ -55,15 +59,16 @@ def entry_of(container: Mapping) -> QueueEntry | None:
     labels = container.get("Labels") or {}
     if labels.get(LABEL_QUEUE) != QUEUED or container.get("State") not in (None, "created"):
         return None
+    memory = labels.get(LABEL_MEMORY) or None
     try:
         submitted = float(labels.get(LABEL_SUBMITTED) or "")
-        parse_request(labels.get(LABEL_REQUEST) or "")
-    except ValueError:
+        parse_request(labels.get(LABEL_REQUEST) or "", memory)
+    except (ValueError, InvalidInput):  # a label nobody could have typed: not an entry
         return None
     files = tuple(p for p in (labels.get(LABEL_FILES) or "").split(",") if p.startswith("/"))
     return QueueEntry(name=labels.get(LABEL_NAME) or "?", owner=labels.get(LABEL_OWNER) or "?",
                       kind=labels.get(LABEL_KIND) or "?", container_id=container["Id"],
-                      request=labels[LABEL_REQUEST], submitted=submitted, files=files)
+                      request=labels[LABEL_REQUEST], submitted=submitted, files=files, memory=memory)
 
 
 def entries(containers: Iterable[Mapping]) -> list[QueueEntry]:
@@ -92,16 +97,16 @@ class Plan:
     claimed: Mapping[int, str]
 
 
-def plan(ordered: Sequence[QueueEntry], held: Mapping[int, str], inventory: GpuInventory,
+def plan(ordered: Sequence[QueueEntry], held: Mapping[int, str | Hold], inventory: GpuInventory,
          reservations: Sequence[Reservation] = (), now: float = 0.0) -> Plan:
     """Walk the queue in order over the GPUs not `held` (index -> holder)."""
-    taken = dict(held)
+    taken = {i: h.experiment if isinstance(h, Hold) else h for i, h in held.items()}
     claimed: dict[int, str] = {}
     admit, waiting = [], []
     devices = {g.index: g for g in inventory.gpus} if inventory.available else {}
     for entry in ordered:
-        request = parse_request(entry.request)
-        usable = [g for g in devices.values() if g.index not in taken and not g.error
+        request = parse_request(entry.request, entry.memory)
+        usable = [g for g in devices.values() if g.index not in taken and not not_usable(g, request)
                   and not blocking(reservations, g.index, entry.owner, now)]
         usable.sort(key=lambda g: (bool(upcoming(reservations, g.index, entry.owner, now)), load_key(g)))
         chosen = choose(request, usable, devices)
@@ -124,7 +129,7 @@ def needed(request: GpuRequest, devices: Mapping[int, GpuLoad]) -> int:
         return len(request.ids)
     if request.mode == "all":
         return len(devices)
-    return 0 if request.mode == "none" else max(1, getattr(request, "count", 0) or 1)
+    return request.wanted
 
 
 def choose(request: GpuRequest, usable: Sequence[GpuLoad], devices: Mapping[int, GpuLoad]) -> tuple[int, ...] | None:
@@ -144,14 +149,15 @@ def wanted_of(request: GpuRequest, usable: Sequence[GpuLoad]) -> tuple[int, ...]
         return tuple(g.index for g in usable if g.index in request.ids)
     if request.mode == "all":
         return tuple(g.index for g in usable)
-    return tuple(g.index for g in usable[:max(1, getattr(request, "count", 0) or 1)])
+    return tuple(g.index for g in usable[:request.wanted])
 
 
 def describe(request: GpuRequest, devices: Mapping[int, GpuLoad]) -> str:
     if request.mode == "ids":
         return f"GPU{'s' if len(request.ids) > 1 else ''} {','.join(map(str, request.ids))}"
     n = needed(request, devices)
-    return f"all {n} GPUs" if request.mode == "all" else f"{n} GPU{'s' if n != 1 else ''}"
+    memory = f" with {request.min_free / 1024**3:g} GiB free" if request.min_free else ""
+    return f"all {n} GPUs{memory}" if request.mode == "all" else f"{n} GPU{'s' if n != 1 else ''}{memory}"
 
 
 def why(request: GpuRequest, usable: Sequence[GpuLoad], devices: Mapping[int, GpuLoad], taken: Mapping[int, str],
@@ -172,6 +178,6 @@ def why(request: GpuRequest, usable: Sequence[GpuLoad], devices: Mapping[int, Gp
         elif index in taken:
             holder = taken[index]  # an experiment's name, or the queue's own claim (already worded)
             parts.append(f"GPU {index} held by {holder if holder.startswith('queued ') else repr(holder)}")
-        elif devices[index].error:
-            parts.append(f"GPU {index} unusable ({devices[index].error})")
+        elif not_usable(devices[index], request):
+            parts.append(f"GPU {index} not usable ({not_usable(devices[index], request)})")
     return "; ".join(parts)

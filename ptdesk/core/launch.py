@@ -22,11 +22,13 @@ from typing import TYPE_CHECKING
 import docker.types
 
 from ptdesk.config import Config
-from ptdesk.core import environment, experiment_files, ledger, sharing, ssh_config, workspace
+from ptdesk.core import environment, experiment_files, sharing, ssh_config, workspace
+from ptdesk.core.gpu_holds import engine_holds
 from ptdesk.core.gpulock import machine_gpu_lock
 from ptdesk.core.keys import fingerprint
 from ptdesk.core.kinds import Kind, Plan, get_kind
 from ptdesk.core.kinds.base import sealed_contents
+from ptdesk.core.ledger import Hold
 from ptdesk.core.listing import get as experiment_of
 from ptdesk.core.models import (
     LABEL_GPUS,
@@ -206,17 +208,16 @@ def launch_warnings(ws: Workstation, spec: LaunchSpec, gpus: tuple[int, ...],
 
 
 def _held_on_engine(ws: Workstation, on_engine: Mapping[str, dict],
-                    inventory: GpuInventory | None) -> dict[int, str]:
-    """The GPUs the engine really gives the instance's containers (one inspect each, asked only
-    when this launch wants GPUs, and before the store's lock is taken)."""
+                    inventory: GpuInventory | None) -> dict[int, Hold]:
+    """The GPUs the engine really gives the instance's containers (asked only when this launch
+    wants GPUs, and before the store's lock is taken); stopped ones only within their hold."""
     if inventory is None:
         return {}
-    inspected = {name: ws.engine.try_inspect(c["Id"]) for name, c in on_engine.items()}
-    return ledger.held_by_devices(inspected, (g.index for g in inventory.gpus))
+    return engine_holds(ws, on_engine, (g.index for g in inventory.gpus))
 
 
 def _reserve(ws: Workstation, spec: LaunchSpec, inventory: GpuInventory | None,
-             on_engine: Mapping[str, dict], held_on_engine: Mapping[int, str]
+             on_engine: Mapping[str, dict], held_on_engine: Mapping[int, Hold | str]
              ) -> tuple[LaunchSpec, ExperimentRecord, bool]:
     """Pick the name and the GPUs and write the "launching" record, in one store transaction.
 
@@ -230,7 +231,7 @@ def _reserve(ws: Workstation, spec: LaunchSpec, inventory: GpuInventory | None,
             spec = renamed(ws.config, spec, suggest_name(ws, spec.owner, spec.kind, on_engine))
         if store.experiment(spec.name) or spec.name in on_engine:
             raise Conflict(f"An experiment named {spec.name!r} already exists.", "Pick another --name.", field="name")
-        held = {**held_on_engine, **store.held_gpus(conn)}
+        held: dict[int, str | Hold] = {**store.held_gpus(conn), **held_on_engine}
         gpus = sharing.allocate_or_queue(spec, held, inventory)
         record = ExperimentRecord(
             name=spec.name, kind=spec.kind, owner=spec.owner, image=spec.image, status="launching",

@@ -32,6 +32,7 @@ class LaunchSpec:
     extra_keys: tuple[str, ...] = ()  # ssh: public keys the owner brought, authorised too
     auto_name: bool = False  # name was suggested, not typed: the launcher may pick the next free one
     queue: bool = False  # no GPU free now: file it in the GPU queue instead of failing
+    gpu_memory: str | None = None  # --gpu-memory: free memory each GPU must have (ptdesk.core.ledger)
 
 
 @dataclass(frozen=True)
@@ -270,6 +271,11 @@ class GpuLoad:
     utilization: float | None  # 0..1
     memory_used: float | None  # fraction of total, 0..1
     error: str | None = None  # a GPU that cannot be read is never handed out
+    memory_free: int | None = None  # bytes
+    memory_total: int | None = None  # bytes
+    # Why use outside every ptdesk experiment (a host process, a hand-started container) makes it
+    # not free, when it is above the configured threshold (ptdesk.core.unclaimed); None otherwise.
+    unclaimed: str | None = None
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from ptdesk.core.ledger import gpus_from_label
 from ptdesk.core.models import LABEL_GPUS, LABEL_KIND, LABEL_NAME, LABEL_OWNER, LABEL_WORKSPACE
 from ptdesk.core.processes import pid_alive
 from ptdesk.core.seal import sealed_container
-from ptdesk.core.spec import NAME_RE, OWNER_RE, instance_containers
+from ptdesk.core.spec import NAME_RE, OWNER_RE, container_key
 from ptdesk.core.state import CollaboratorRecord, ExperimentRecord
 from ptdesk.core.text import printable
 from ptdesk.errors import EngineUnavailable, PtdeskError
@@ -83,7 +83,11 @@ def reconcile(ws: Workstation) -> ReconcileReport:
     """One pass; raises EngineUnavailable if the engine cannot be listed (callers decide)."""
     store = ws.store
     records = store.experiments()  # before the list: see the module docstring
-    by_name = instance_containers(ws)
+    listed = ws.engine.list_managed(ws.config.instance)
+    by_name = {container_key(c): c for c in listed}
+    # A container being re-created (ptdesk.core.recreate) has a twin of its name for a moment: the
+    # record's own container, whatever its name now, means it is not gone.
+    listed_ids = {c["Id"] for c in listed}
     released: list[str] = []
     rolled_back: list[str] = []
     adopted: list[str] = []
@@ -101,7 +105,9 @@ def reconcile(ws: Workstation) -> ReconcileReport:
             continue
         if container is not None and (not record.container_id or container["Id"] == record.container_id):
             continue
-        if record.status == QUEUED and admission.follow(ws, record, by_name.values()):
+        if record.container_id in listed_ids:
+            continue
+        if record.status == QUEUED and admission.follow(ws, record, listed):
             continue  # admitted by someone's ptdesk while this one looked away: it runs now
         if experiments.release(ws, record.name, if_container=record.container_id):
             store.audit("released", record.name, {"container": (record.container_id or "")[:12],
@@ -125,7 +131,7 @@ def reconcile(ws: Workstation) -> ReconcileReport:
             except PtdeskError as exc:  # e.g. it vanished while we looked at it, or holds garbage
                 log.warning("could not adopt %s: %s", name, exc.message)
         orphans.append(printable(name))  # any engine user's label: printed by reconcile and watch
-    _admit_quietly(ws, by_name.values())
+    _admit_quietly(ws, listed)
     ended = [f"{e.person} in {e.experiment}: {e.count} process(es)" for e in expiry.end_expired(ws) if e.pids]
     return ReconcileReport(released=tuple(released), rolled_back=tuple(rolled_back), adopted=tuple(adopted),
                            orphans=tuple(orphans), unverified=tuple(unverified), ended=tuple(ended))

@@ -12,14 +12,13 @@ when the reservation is over.
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import MutableSet
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ptdesk.core import booking, ledger
+from ptdesk.core import booking, clock, ledger
 from ptdesk.core.models import LABEL_NAME, LABEL_OWNER
-from ptdesk.core.reservations import Reservation, clock, span
+from ptdesk.core.reservations import Reservation, clock_text, span
 from ptdesk.errors import PtdeskError
 
 if TYPE_CHECKING:
@@ -49,7 +48,7 @@ class Enforced:
 
 def enforce(ws: Workstation, warned: MutableSet[tuple[str, str]], now: float | None = None) -> list[Enforced]:
     """One pass; `warned` remembers (reservation, container) pairs already warned (the service keeps it)."""
-    now = time.time() if now is None else now
+    now = clock.now() if now is None else now
     active = [r for r in booking.reservations(ws) if r.active(now)]
     if not active:
         return []
@@ -84,7 +83,7 @@ def _record(ws: Workstation, hit: Enforced, action: str) -> Enforced:
 
 
 def _tell(ws: Workstation, container: str, r: Reservation, grace: float) -> None:
-    when = "it will not be stopped" if grace < 0 else f"it is stopped at {clock(r.start + grace)}"
+    when = "it will not be stopped" if grace < 0 else f"it is stopped at {clock_text(r.start + grace)}"
     message = (f"ptdesk: GPU {','.join(map(str, r.gpus))} reserved by {r.owner} {span(r.start, r.end)} "
                f"has started: save your work and give the GPU back ({when}).")
     # A container without a shell still gets stopped on time; the audit log says it was warned.

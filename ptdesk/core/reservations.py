@@ -55,11 +55,11 @@ class Reservation:
 
     def to_json(self, now: float) -> dict:
         return {"id": self.short_id, "gpus": list(self.gpus), "start": self.start, "end": self.end,
-                "owner": self.owner, "start_text": clock(self.start), "end_text": clock(self.end),
+                "owner": self.owner, "start_text": clock_text(self.start), "end_text": clock_text(self.end),
                 "state": "past" if self.end <= now else "active" if self.active(now) else "future"}
 
 
-def clock(moment: float, today: float | None = None) -> str:
+def clock_text(moment: float, today: float | None = None) -> str:
     """A moment in the workstation's time zone: '14:00' today, 'Tue 09:00' in the week, else the date."""
     when = datetime.fromtimestamp(moment).astimezone()
     base = datetime.fromtimestamp(time.time() if today is None else today).astimezone()
@@ -75,7 +75,7 @@ def zone(moment: float | None = None) -> str:
 
 
 def span(start: float, end: float) -> str:
-    return f"{clock(start)}–{clock(end)} {zone(start)}"
+    return f"{clock_text(start)}–{clock_text(end)} {zone(start)}"
 
 
 def parse_when(text: str, now: float, what: str = "a time") -> float:

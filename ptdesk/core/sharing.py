@@ -13,9 +13,10 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from ptdesk.core import booking, gpu_queue, ledger
+from ptdesk.core import booking, clock, gpu_queue, ledger
+from ptdesk.core.ledger import Hold
 from ptdesk.core.models import GpuInventory, LaunchSpec
-from ptdesk.core.reservations import Reservation, blocking, clock, upcoming, zone
+from ptdesk.core.reservations import Reservation, blocking, clock_text, upcoming, zone
 from ptdesk.errors import Conflict, GpuUnavailable
 
 if TYPE_CHECKING:
@@ -26,12 +27,12 @@ QUEUE_HINT = ("Or wait in the GPU queue: add --queue (it starts by itself when G
               "`ptdesk queue` shows why it waits).")
 
 
-def claims(ws: Workstation, spec: LaunchSpec, on_engine: Mapping[str, dict], held: Mapping[int, str],
+def claims(ws: Workstation, spec: LaunchSpec, on_engine: Mapping[str, dict], held: Mapping[int, str | Hold],
            inventory: GpuInventory | None, now: float | None = None) -> dict[int, str]:
     """GPU index -> why this launch may not take it, beyond what containers hold."""
     if inventory is None or not inventory.available:
         return {}
-    now = time.time() if now is None else now
+    now = clock.now() if now is None else now
     reservations = booking.reservations(ws)
     ordered = gpu_queue.fair_order(gpu_queue.entries(on_engine.values()))
     out: dict[int, str] = {}
@@ -50,37 +51,41 @@ def claims(ws: Workstation, spec: LaunchSpec, on_engine: Mapping[str, dict], hel
     return out
 
 
-def allocate_or_queue(spec: LaunchSpec, held: Mapping[int, str],
+def allocate_or_queue(spec: LaunchSpec, held: Mapping[int, str | Hold],
                       inventory: GpuInventory | None) -> tuple[int, ...] | None:
     """The GPUs a launch gets now; None when it is filed in the queue instead (spec.queue and no
     GPU free). A request the box can never meet (no GPU 7) is refused either way."""
+    request = ledger.parse_request(spec.gpus, spec.gpu_memory)
     try:
-        return ledger.allocate(spec.gpus, held, inventory)
+        return ledger.allocate(request, held, inventory)
     except (GpuUnavailable, Conflict) as exc:
         if getattr(exc, "field", "gpus") not in (None, "gpus"):
             raise
-        ledger.allocate(spec.gpus, {}, inventory)  # the box itself cannot: that error, not a queue
+        ledger.allocate(request, {}, inventory)  # the box itself cannot: that error, not a queue
         if spec.queue:
             return None
-        exc.hint = f"{exc.hint} {QUEUE_HINT}" if exc.hint else QUEUE_HINT
+        if "--queue" not in (exc.hint or ""):
+            exc.hint = f"{exc.hint} {QUEUE_HINT}" if exc.hint else QUEUE_HINT
         raise
 
 
 def queue_labels(spec: LaunchSpec, paths: Sequence[str]) -> dict[str, str]:
     return {gpu_queue.LABEL_QUEUE: QUEUED, gpu_queue.LABEL_REQUEST: spec.gpus,
-            gpu_queue.LABEL_SUBMITTED: f"{time.time():.6f}", gpu_queue.LABEL_FILES: ",".join(paths)}
+            gpu_queue.LABEL_MEMORY: spec.gpu_memory or "", gpu_queue.LABEL_SUBMITTED: f"{time.time():.6f}",
+            gpu_queue.LABEL_FILES: ",".join(paths)}
 
 
 def warnings(ws: Workstation, owner: str, gpus: Sequence[int], now: float | None = None) -> list[str]:
     """"GPU 3 is reserved by ann from 14:00 UTC: …" for each GPU given that someone booked later."""
     if not gpus:
         return []
-    now = time.time() if now is None else now
+    now = clock.now() if now is None else now
     found: list[Reservation] = booking.reservations(ws)
     out = []
     for index in gpus:
         later = upcoming(found, index, owner, now)
         if later is not None:
-            out.append(f"GPU {index} is reserved by {later.owner} from {clock(later.start)} {zone(later.start)}: "
-                       "give it back by then (the experiment is stopped when the reservation starts).")
+            when = f"{clock_text(later.start)} {zone(later.start)}"
+            out.append(f"GPU {index} is reserved by {later.owner} from {when}: give it back by then "
+                       "(the experiment is stopped when the reservation starts).")
     return out

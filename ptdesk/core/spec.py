@@ -79,7 +79,8 @@ def suggest_name(ws: Workstation, owner: str, kind: str, on_engine: Collection[s
 def make_spec(ws: Workstation, kind: str, *, name: str | None = None, owner: str | None = None,
               image: str | None = None, gpus: str | None = None, workspace: str | Path | None = None,
               memory: str | None = None, cpus: float | None = None, shm_size: str | None = None,
-              pids: int | None = None, pubkey: str | Path | None = None, queue: bool = False) -> LaunchSpec:
+              pids: int | None = None, pubkey: str | Path | None = None,
+              gpu_memory: str | None = None, queue: bool = False) -> LaunchSpec:
     """Validate everything a person typed and fill defaults; raises before anything is created."""
     config = ws.config
     kind_ = get_kind(kind)  # InvalidInput naming the kinds there are
@@ -87,7 +88,7 @@ def make_spec(ws: Workstation, kind: str, *, name: str | None = None, owner: str
     typed = name
     name = _checked("name", validate_name, name) if name else suggest_name(ws, owner, kind)
     gpus = gpus or config.gpus  # one default for the CLI and the form
-    _checked("gpus", ledger.parse_request, gpus)
+    _checked("gpus", ledger.parse_request, gpus, gpu_memory)
     limits = _limits(config.limits, memory, cpus, pids, shm_size)
     if workspace is not None:
         # Bound and recorded resolved: the engine would otherwise follow links again at every start.
@@ -102,7 +103,7 @@ def make_spec(ws: Workstation, kind: str, *, name: str | None = None, owner: str
         extra_keys = (read_public_key_file(pubkey),)
     return LaunchSpec(kind=kind, name=name, owner=owner, image=image or kind_.image(config),
                       gpus=gpus, workspace=path, limits=limits, extra_keys=extra_keys, auto_name=typed is None,
-                      queue=queue)
+                      gpu_memory=gpu_memory, queue=queue)
 
 
 def _checked(field: str, check: Callable[..., T], *args: Any) -> T:

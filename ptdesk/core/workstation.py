@@ -171,8 +171,8 @@ class Workstation:
     def stop(self, name: str) -> Experiment:
         return experiments.stop(self, name)
 
-    def start(self, name: str) -> Experiment:
-        return experiments.start(self, name)
+    def start(self, name: str, gpus: str | None = None, queue: bool = False) -> Experiment:
+        return experiments.start(self, name, gpus=gpus, queue=queue)
 
     def remove(self, name: str, force: bool = False) -> None:
         experiments.remove(self, name, force=force)

@@ -1,0 +1,98 @@
+"""Starting a stopped experiment whose GPUs may be gone (a stopped one keeps them only for a hold).
+
+On start: the same GPUs if nobody else holds them now; otherwise the person chooses — other free
+GPUs (`--gpus auto`, ids, `any:N`: the experiment is re-created on them with everything it had,
+ptdesk.core.recreate), no GPU (`--gpus none`: work on code or data while GPUs are scarce), or the
+queue (`--queue`). Done under the engine's GPU lock from reading the holds until the container
+holding the GPUs runs, as a launch is.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ptdesk.core import clock, ledger
+from ptdesk.core.gpu_holds import engine_holds
+from ptdesk.core.gpulock import machine_gpu_lock
+from ptdesk.core.kinds.base import parse_time
+from ptdesk.core.ledger import Hold
+from ptdesk.core.models import GpuInventory
+from ptdesk.core.recreate import recreate
+from ptdesk.core.spec import instance_containers
+from ptdesk.errors import Conflict, PtdeskError
+
+if TYPE_CHECKING:
+    from ptdesk.core.workstation import Workstation
+
+
+def device_ids(document: dict) -> tuple[int, ...]:
+    """The GPU indices a container's device requests name (none for a CPU experiment)."""
+    ids: list[int] = []
+    for request in (document.get("HostConfig") or {}).get("DeviceRequests") or []:
+        if any("gpu" in (caps or []) for caps in request.get("Capabilities") or []):
+            ids += [int(i) for i in request.get("DeviceIDs") or [] if str(i).isascii() and str(i).isdigit()]
+    return tuple(ids)
+
+
+def start_container(ws: Workstation, name: str, container_id: str, request: str | None = None,
+                    queue: bool = False) -> str:
+    """Start the stopped container of `name` on the GPUs asked for (`request`, a --gpus value;
+    None: the ones it had) and return the id of the container that now runs (a new one when it
+    moved to other GPUs or to none)."""
+    engine = ws.engine
+    document = engine.inspect(container_id)
+    own = device_ids(document)
+    if request is not None:
+        ledger.parse_request(request)  # malformed input is refused before anything is locked
+    if queue:
+        return queue_start(ws, name, request)
+    if request is None and not own:
+        engine.start(container_id)  # a CPU experiment: no GPU to check
+        return container_id
+    inventory = ws.gpus.inventory() if request not in (None, "none") else None
+    with machine_gpu_lock(engine, document["Image"], ws.config.gpu_lock_wait):
+        holds = _holds(ws, name, inventory)
+        if request is None:
+            taken = {i: holds[i] for i in own if i in holds}
+            if taken:
+                raise _gone(ws, name, document, own, taken)
+            engine.start(container_id)
+            return container_id
+        wanted = ledger.allocate(request, holds, inventory)
+        if wanted == own:
+            engine.start(container_id)
+            return container_id
+        moved = recreate(ws, container_id, wanted)
+        engine.start(moved.container_id)
+    ws.store.audit("moved", name, {"from_gpus": list(own), "gpus": list(wanted), "copied_paths": moved.copied})
+    return moved.container_id
+
+
+def queue_start(ws: Workstation, name: str, request: str | None) -> str:
+    """Where `ptdesk start --queue` files the start with the GPU queue (issue 22, item 2)."""
+    raise PtdeskError(f"Queueing the start of {name!r} is not available on this workstation yet.",
+                      f"Start it on other GPUs (ptdesk start {name} --gpus auto) or without one (--gpus none).")
+
+
+def _holds(ws: Workstation, name: str, inventory: GpuInventory | None) -> dict[int, Hold | str]:
+    """Everyone else's holds: the store's launches in flight (no container yet), then the engine's
+    truth about every other container of the instance."""
+    every = [g.index for g in (inventory or ws.gpus.inventory()).gpus]
+    held: dict[int, Hold | str] = {i: n for i, n in ws.store.held_gpus().items() if n != name}
+    held.update(engine_holds(ws, instance_containers(ws), every, exclude=(name,)))
+    return held
+
+
+def _gone(ws: Workstation, name: str, document: dict, own: tuple[int, ...],
+          taken: dict[int, Hold | str]) -> Conflict:
+    """The GPUs a stopped experiment had are held by someone else now: say so, and the choices."""
+    first = sorted(taken)[0]
+    holder = taken[first]
+    who = holder.sentence(first) if isinstance(holder, Hold) else f"GPU {first} is held by experiment {holder!r}."
+    finished = parse_time((document.get("State") or {}).get("FinishedAt"))
+    since = f" (stopped {(clock.now() - finished) / 60:.0f} min ago)" if finished and finished > 0 else ""
+    return Conflict(
+        f"{name!r}{since} let go of GPU{'s' if len(own) > 1 else ''} {', '.join(map(str, own))} after the "
+        f"hold (gpu_hold_after_stop = {ws.config.gpu_hold_after_stop}), and {who}",
+        f"Start it on other free GPUs: ptdesk start {name} --gpus auto (or ids, or any:{len(own)}); "
+        f"without a GPU: --gpus none; or wait for them: --queue.", field="gpus")

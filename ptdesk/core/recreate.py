@@ -1,0 +1,140 @@
+"""Re-create an experiment's container on other GPUs (or none), losing nothing the person made.
+
+Docker cannot change a container's devices, so giving a stopped experiment other GPUs (or none),
+or admitting a queued one (a created, never started container) onto the GPUs it was given, means a
+new container. It gets the old one's whole config (name, labels, hardening, limits, mounts, port,
+environment, the exact image id it ran, so a moved tag changes nothing) with new device requests
+and a new seal over the new `ptdesk.gpus` label, and everything in the old one's writable layer:
+what the person installed (pip, apt) or wrote outside the workspace since launch, and the secrets
+ptdesk placed before the first start (host key, authorized_keys, token). That layer is copied from
+container to container as tar streams (`docker diff`, then get_archive -> put_archive, owners and
+modes kept) — never by `docker commit`, which would put those secrets into an image layer anyone
+on the engine can read and push.
+
+Atomic from the person's view: the new container is made under a temporary name and filled while
+the old one stays as it was; only then are the names swapped, the record pointed at the new one
+and the old one removed. Any failure before the swap removes the new container and leaves the old
+one untouched. Files the person deleted from the image's own folders are not deleted again (a
+created container cannot run `rm`); nothing they made is lost.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import secrets
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ptdesk.core.kinds import get_kind
+from ptdesk.core.models import LABEL_GPUS, LABEL_KIND, LABEL_NAME
+from ptdesk.core.seal import LABEL_SEAL, seal, secret_digest, verifies
+from ptdesk.errors import Conflict, PtdeskError
+
+if TYPE_CHECKING:
+    from ptdesk.core.workstation import Workstation
+
+# `docker diff` kinds.
+MODIFIED, ADDED, DELETED = 0, 1, 2
+# Written by the engine at every start (bind-mounted over the layer): never carried over.
+ENGINE_FILES = frozenset({"/etc/hosts", "/etc/hostname", "/etc/resolv.conf", "/.dockerenv"})
+
+
+@dataclass(frozen=True)
+class Recreated:
+    """The new container of an experiment, its GPUs, and how many paths of the old layer it got."""
+
+    container_id: str
+    gpus: tuple[int, ...]
+    copied: int
+
+
+def recreate(ws: Workstation, container_id: str, gpus: Sequence[int]) -> Recreated:
+    """Replace a stopped (or never started) container by one with `gpus` (empty: no GPU).
+
+    The caller holds the engine's GPU lock when `gpus` were just allocated (the new container's
+    device request is what books them for every user's ledger). The store's record of the
+    experiment, if it points at the old container, is pointed at the new one with its new GPUs.
+    """
+    engine = ws.engine
+    old = engine.inspect(container_id)
+    if (old.get("State") or {}).get("Running"):
+        raise Conflict("An experiment must be stopped before it can move to other GPUs.",
+                       "Stop it first (ptdesk stop NAME).")
+    labels = dict((old.get("Config") or {}).get("Labels") or {})
+    gpus = tuple(gpus)
+    config = _new_config(ws, old, labels, gpus)
+    name = old["Name"].lstrip("/")
+    suffix = secrets.token_hex(3)
+    new_id = engine.create_from_config(f"{name}.next-{suffix}", config)
+    renamed_old = False
+    try:
+        copied = _copy_layer(ws, old["Id"], new_id)
+        engine.rename(old["Id"], f"{name}.replaced-{suffix}")
+        renamed_old = True
+        engine.rename(new_id, name)
+    except BaseException:
+        engine.remove(new_id, force=True)
+        if renamed_old:
+            engine.rename(old["Id"], name)
+        raise
+    _point_record(ws, labels.get(LABEL_NAME) or "", old["Id"], new_id, gpus)
+    engine.remove(old["Id"], force=True)
+    return Recreated(new_id, gpus, copied)
+
+
+def _new_config(ws: Workstation, old: dict, labels: dict[str, str], gpus: tuple[int, ...]) -> dict:
+    """The old container's config with new device requests and a seal over the new labels."""
+    kind = get_kind(labels.get(LABEL_KIND) or "")
+    digest = secret_digest(ws.engine.read_file(old["Id"], path) for path in kind.sealed_paths)
+    if not verifies(ws.config, labels, digest):
+        # Only a container this home provably made is given new GPUs (labels are not identity).
+        raise PtdeskError(f"Container {old['Name'].lstrip('/')} was not made by this ptdesk home (its seal does "
+                          "not verify), so it is not re-created.", "Ask whoever made it; ptdesk ls --all lists it.")
+    labels[LABEL_GPUS] = ",".join(map(str, gpus))
+    labels[LABEL_SEAL] = seal(ws.config, labels, digest)
+    host = dict(old.get("HostConfig") or {})
+    host["DeviceRequests"] = [{"Driver": "", "Count": 0, "DeviceIDs": [str(g) for g in gpus],
+                               "Capabilities": [["gpu"]], "Options": {}}] if gpus else None
+    config = dict(old.get("Config") or {})
+    # The image it really ran (a tag may have moved since): the copied layer belongs on that one.
+    config.update(Labels=labels, Image=old["Image"], HostConfig=host)
+    return config
+
+
+def layer_roots(changes: Iterable[dict]) -> list[str]:
+    """The fewest paths whose copies carry every added or changed file of a writable layer.
+
+    An added folder is copied whole (everything under it is new); a changed folder's own entry
+    only says something inside it changed (those are listed too), so it is skipped when anything
+    under it is listed. Deleted paths and the engine's own files are left out."""
+    entries = {c["Path"]: c["Kind"] for c in changes if c.get("Path") and c["Path"] not in ENGINE_FILES}
+    listed_inside = {posixpath.dirname(p) for p in entries}  # folders with something listed in them
+    roots: list[str] = []
+    for path in sorted(p for p, k in entries.items() if k != DELETED):
+        if any(entries.get(folder) == ADDED for folder in _ancestors(path)):
+            continue  # inside an added folder copied whole
+        if entries[path] == MODIFIED and path in listed_inside:
+            continue  # a changed folder: what changed in it is listed (and copied) itself
+        roots.append(path)
+    return roots
+
+
+def _ancestors(path: str) -> Iterable[str]:
+    while path not in ("/", ""):
+        path = posixpath.dirname(path)
+        yield path
+
+
+def _copy_layer(ws: Workstation, source: str, target: str) -> int:
+    roots = layer_roots(ws.engine.changes(source))
+    for path in roots:
+        ws.engine.copy_path(source, target, path, posixpath.dirname(path) or "/")
+    return len(roots)
+
+
+def _point_record(ws: Workstation, name: str, old_id: str, new_id: str, gpus: tuple[int, ...]) -> None:
+    """The record (if it is this container's) follows the new container, with its GPUs."""
+    record = ws.store.experiment(name) if name else None
+    if record is not None and record.container_id == old_id:
+        ws.store.update_experiment(name, container_id=new_id, gpus=gpus)

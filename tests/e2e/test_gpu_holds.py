@@ -1,0 +1,129 @@
+"""A stopped experiment keeps its GPUs only for a short hold; started later, it comes back on the
+same GPUs if free, else on other GPUs (re-created, keeping what was made inside) or none.
+
+On the GPU test engine (containers with GPU device requests really start), with an NVML scenario
+of four idle GPUs and a clock the test moves (ptdesk.core.clock) instead of sleeping.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from e2e.gpu_engine import GpuDesk
+from helpers import JUPYTER_IMAGE
+from wheels import make_wheel
+
+from ptdesk.config import load_config
+from ptdesk.core import clock
+
+HOLD = 600.0  # gpu_hold_after_stop = "10m"
+
+
+def _later(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
+    """Move ptdesk's clock forward (the engine's stop times stay real)."""
+    monkeypatch.setattr(clock, "now", lambda: time.time() + seconds)
+
+
+def _write_config(desk: GpuDesk, text: str) -> None:
+    desk.home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    (desk.home / "config.toml").write_text(text)
+
+
+def _make_file(desk: GpuDesk, container: str, path: str, text: str) -> None:
+    code, out = desk.engine.exec(container, ["sh", "-c", f"echo {text} > {path}"], user="root")
+    assert code == 0, out
+
+
+def _read(desk: GpuDesk, container: str, path: str) -> str:
+    code, out = desk.engine.exec(container, ["cat", path])
+    assert code == 0, out
+    return out.decode().strip()
+
+
+def test_a_stopped_experiment_holds_its_gpus_for_the_hold_then_lets_go(
+        gpu_desk: GpuDesk, monkeypatch: pytest.MonkeyPatch) -> None:
+    _write_config(gpu_desk, 'gpu_hold_after_stop = "10m"\n')
+    g1 = gpu_desk.new("--name", "g1", "--gpus", "0,2")
+    gpu_desk.ok("stop", "g1")
+    # Within the hold: the hint no longer says "stop that experiment first" (it is stopped).
+    refused = gpu_desk.fails("new", "ssh", "--name", "g2", "--cpus", "1", "--gpus", "0")
+    assert "GPU 0 is held by experiment 'g1'" in refused[0] and "stopped; it keeps its GPUs until" in refused[0]
+    assert "stop that experiment first" not in " ".join(refused)
+    assert "ptdesk rm g1" in refused[1]
+    _later(monkeypatch, HOLD + 1)
+    g2 = gpu_desk.new("--name", "g2", "--gpus", "0")  # the hold is over: GPU 0 is free for others
+    assert g2["gpus"] == [0] and gpu_desk.device_ids(g2["id"]) == ["0"]
+    assert gpu_desk.engine.try_inspect(g1["id"]) is not None  # g1 itself is kept, only its GPUs let go
+
+
+def test_start_after_the_hold_offers_the_choices_then_moves_to_other_gpus_keeping_what_was_made(
+        gpu_desk: GpuDesk, monkeypatch: pytest.MonkeyPatch) -> None:
+    _write_config(gpu_desk, 'gpu_hold_after_stop = "10m"\n')
+    g1 = gpu_desk.new("--name", "g1", "--gpus", "0,2")
+    _make_file(gpu_desk, g1["id"], "/opt/made-inside.txt", "kept")
+    gpu_desk.ok("stop", "g1")
+    _later(monkeypatch, HOLD + 1)
+    gpu_desk.new("--name", "g2", "--gpus", "0")
+
+    refused = gpu_desk.fails("start", "g1")
+    assert "let go of GPUs 0, 2 after the hold" in refused[0] and "GPU 0 is held by experiment 'g2'" in refused[0]
+    assert "--gpus auto" in refused[1] and "--gpus none" in refused[1] and "--queue" in refused[1]
+    assert not gpu_desk.engine.is_running(g1["id"])  # nothing changed
+    assert gpu_desk.fails("start", "g1", "--gpus", "0,1")[0].startswith("ptdesk: GPU 0 is held by experiment 'g2'")
+
+    moved = gpu_desk.json("start", "g1", "--gpus", "auto")
+    assert moved["status"] == "running" and moved["gpus"] == [1]
+    assert moved["id"] != g1["id"] and gpu_desk.engine.try_inspect(g1["id"]) is None
+    assert gpu_desk.device_ids(moved["id"]) == ["1"] and gpu_desk.gpu_env(moved["id"]) == "1"
+    assert _read(gpu_desk, moved["id"], "/opt/made-inside.txt") == "kept"
+    # Same name, port and host key: `ptdesk start` proved the pinned key lets the owner in again.
+    assert moved["name"] == "g1" and moved["ssh"]["port"] == g1["ssh"]["port"]
+    assert moved["image"] == g1["image"] and not moved.get("unverified") and not moved.get("orphan")
+    assert {e["name"] for e in gpu_desk.json("ls", "--all")} == {"g1", "g2"}  # no twin left behind
+
+
+def test_start_within_the_hold_gets_the_same_gpus_and_start_without_a_gpu_keeps_the_experiment(
+        gpu_desk: GpuDesk) -> None:
+    g1 = gpu_desk.new("--name", "g1", "--gpus", "3")
+    gpu_desk.ok("stop", "g1")
+    again = gpu_desk.json("start", "g1")
+    assert again["id"] == g1["id"] and again["gpus"] == [3]
+    gpu_desk.ok("stop", "g1")
+    cpu = gpu_desk.json("start", "g1", "--gpus", "none")
+    assert cpu["gpus"] == [] and gpu_desk.device_ids(cpu["id"]) is None and cpu["status"] == "running"
+    assert gpu_desk.fails("start", "g1", "--gpus", "any:0")[0].startswith("ptdesk: ")
+
+
+def test_moving_a_jupyter_experiment_keeps_a_pip_installed_package_and_its_token(
+        gpu_desk: GpuDesk, monkeypatch: pytest.MonkeyPatch) -> None:
+    gpu_desk.gpu.ensure_image(JUPYTER_IMAGE)
+    _write_config(gpu_desk, 'gpu_hold_after_stop = "1m"\n')
+    env = {"PTDESK_JUPYTER_IMAGE": JUPYTER_IMAGE}
+    lab = gpu_desk.json("new", "jupyter", "--name", "lab", "--cpus", "1", "--gpus", "2", extra_env=env)
+    config = load_config(gpu_desk.env)
+    wheel = make_wheel(config.workspaces / "lab")  # the container's /workspace
+    user = f"{config.uid}:{config.gid}"
+    # Into the image's environment (the container's writable layer): this kind's home is a tmpfs,
+    # which no stop keeps, moved or not.
+    code, out = gpu_desk.engine.exec(lab["id"], ["cp", f"/workspace/{wheel.name}", "/tmp/"], user=user)
+    assert code == 0, out
+    code, out = gpu_desk.engine.exec(lab["id"], ["pip", "install", "--no-index", "--no-deps", "--no-cache-dir",
+                                                 f"/tmp/{wheel.name}"], user="root")
+    assert code == 0, out.decode(errors="replace")
+    assert _imports_demo(gpu_desk, lab["id"], user)
+    gpu_desk.ok("stop", "lab")
+    _later(monkeypatch, 61)
+    gpu_desk.json("new", "ssh", "--name", "other", "--cpus", "1", "--gpus", "2")
+    # Started on other GPUs: `start` waits until Jupyter answers with the token ptdesk holds (the
+    # sealed token file travelled by archive, never through an image).
+    moved = gpu_desk.json("start", "lab", "--gpus", "any:1", extra_env=env)
+    assert moved["gpus"] == [0] and moved["id"] != lab["id"]
+    assert _imports_demo(gpu_desk, moved["id"], user)
+    assert gpu_desk.engine.client.images.list(filters={"reference": "*lab*"}) == []  # no commit was made
+
+
+def _imports_demo(desk: GpuDesk, container: str, user: str) -> bool:
+    code, out = desk.engine.exec(container, ["python3", "-c", "import ptdesk_demo; print(ptdesk_demo.V)"], user=user)
+    assert code == 0 and out.decode().strip() == "1.0", out
+    return True
