@@ -18,7 +18,7 @@ from ptdesk.core.gpu_desk import GpuDesk as Desk
 from ptdesk.core.gpu_queue import ADMITTED, LABEL_FROM, LABEL_QUEUE
 from ptdesk.errors import PtdeskError
 
-PEOPLE, EACH = ("ann", "bob", "cy"), 1
+PEOPLE, EACH = ("ann", "bob", "cy"), 5
 
 
 def running_gpus(desk: GpuDesk) -> dict[str, list[str]]:
