@@ -20,15 +20,14 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from ptdesk.core import booking, clock, engine_records, gpu_queue, ledger
-from ptdesk.core.gpu_holds import engine_holds
 from ptdesk.core.gpu_queue import ADMITTED, LABEL_FROM, LABEL_QUEUE, QueueEntry
 from ptdesk.core.gpulock import machine_gpu_lock
 from ptdesk.core.kinds import get_kind
 from ptdesk.core.launch import free_port, port_taken
-from ptdesk.core.models import LABEL_INSTANCE, LABEL_MANAGED, GpuInventory
+from ptdesk.core.models import LABEL_INSTANCE, LABEL_MANAGED
+from ptdesk.core.queue_view import held_on
 from ptdesk.core.reservations import Reservation
 from ptdesk.core.seal import sealed_container
-from ptdesk.core.spec import container_key
 from ptdesk.core.state import ExperimentRecord
 from ptdesk.errors import NotFound, PtdeskError
 
@@ -37,29 +36,6 @@ if TYPE_CHECKING:
 
 ADMIT_SUFFIX = ".admit"
 PORT_ATTEMPTS = 3
-
-
-def queue(ws: Workstation, containers: Iterable[Mapping] | None = None, now: float | None = None) -> list[QueueEntry]:
-    """The workstation's queue in order, each entry with why it waits (no lock: a look, not a round)."""
-    listed = list(ws.engine.list_managed(ws.config.instance) if containers is None else containers)
-    ordered = gpu_queue.fair_order(gpu_queue.entries(listed))
-    if not ordered:
-        return []
-    inventory = ws.gpus.inventory()
-    plan = gpu_queue.plan(ordered, held_on(ws, listed, inventory), inventory, booking.reservations(ws),
-                          clock.now() if now is None else now)
-    reasons = {e.name: e.reason for e in plan.waiting}
-    return [e.__class__(**{**e.__dict__, "reason": reasons.get(e.name, "GPUs are free: starts at the next round")})
-            for e in ordered]
-
-
-def held_on(ws: Workstation, containers: Iterable[Mapping], inventory: GpuInventory) -> dict[int, str]:
-    """GPU index -> holder, from what the engine really gives each container (one inspect each)."""
-    if not inventory.available:
-        return {}
-    on_engine = {container_key(c): c for c in containers if gpu_queue.entry_of(c) is None}
-    holds = engine_holds(ws, on_engine, [g.index for g in inventory.gpus])  # a stopped one: only for its hold
-    return {index: hold.experiment for index, hold in holds.items()}
 
 
 def admit(ws: Workstation, now: float | None = None) -> list[str]:

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ptdesk.core import admission, booking, engine_records, experiments, reservation_watch
+from ptdesk.core import admission, booking, engine_records, experiments, queue_view, reservation_watch
 from ptdesk.core.gpu_queue import QUEUED, QueueEntry
 from ptdesk.core.models import LABEL_INSTANCE
 from ptdesk.core.processes import pid_alive
@@ -50,7 +50,7 @@ class GpuDesk:
 
     # --- the queue ----------------------------------------------------------------------------
     def queue(self, now: float | None = None) -> list[QueueEntry]:
-        return admission.queue(self.ws, now=now)
+        return queue_view.queue(self.ws, now=now)
 
     def admit(self, now: float | None = None) -> list[str]:
         return admission.admit(self.ws, now=now)

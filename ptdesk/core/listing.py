@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from ptdesk.core import sessions
+from ptdesk.core import queue_view, sessions
 from ptdesk.core.authorized_keys import CONTAINER_USER
 from ptdesk.core.environment import marked
 from ptdesk.core.gpu_queue import entries, fair_order
@@ -71,6 +71,9 @@ def list_experiments(ws: Workstation, all: bool = True) -> list[Experiment]:
     names = sorted(set(containers) | set(records), key=lambda n: (records[n].created if n in records else 0, n))
     queued = queue_positions(containers.values())
     out = [_experiment(ws, records.get(n), containers.get(n), queued) for n in names if n]
+    if queued:  # why each waits: asked only while something is queued (holds, GPUs, reservations)
+        why = {e.name: e.reason for e in queue_view.queue(ws, containers.values())}
+        out = [replace(e, waiting=why.get(e.name)) if e.status.startswith("queued") else e for e in out]
     out = out if all else [e for e in out if e.status == "running"]
     # The environment column (ptdesk.core.environment), then who is logged in (ptdesk.core.sessions).
     return with_logins(marked(ws, out, containers, records), records)
@@ -82,8 +85,12 @@ def get(ws: Workstation, name: str) -> Experiment:
     if record is None and container is None:
         raise NotFound(f"No experiment named {name!r}.", "List them with: ptdesk ls --all")
     waits = container is not None and container.get("State") == "created"
-    queued = queue_positions(instance_containers(ws).values()) if waits else {}
-    return with_logins(marked(ws, [_experiment(ws, record, container, queued)], {name: container} if container else {},
+    listed = instance_containers(ws).values() if waits else ()
+    queued = queue_positions(listed)
+    found = _experiment(ws, record, container, queued)
+    if found.status.startswith("queued"):
+        found = replace(found, waiting=next((e.reason for e in queue_view.queue(ws, listed) if e.name == name), None))
+    return with_logins(marked(ws, [found], {name: container} if container else {},
                               {name: record} if record else {}), {name: record} if record else {})[0]
 
 

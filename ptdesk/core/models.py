@@ -111,6 +111,7 @@ class Experiment:
     # Who is logged in right now (SSH experiments of this home; ptdesk.core.sessions): the owner's
     # and collaborators' names; None when it cannot be seen from here.
     logged_in: tuple[str, ...] | None = None
+    waiting: str | None = None  # in the GPU queue: why it waits (ptdesk.core.gpu_queue)
 
     @property
     def connect(self) -> str:
@@ -139,6 +140,8 @@ class Experiment:
             out["environment"] = self.environment.to_json()
         if self.logged_in is not None:
             out["logged_in"] = list(self.logged_in)
+        if self.waiting is not None:
+            out["waiting"] = self.waiting
         return out
 
 

@@ -50,6 +50,7 @@ def bar(fraction: float | None, width: int = 12) -> Text:
 STATUS_STYLE = {
     "running": "bold green",
     "launching": "bold cyan",
+    "queued": "bold yellow",
     "removing": "bold magenta",
     "exited": "yellow",
     "stopped": "yellow",
@@ -67,7 +68,7 @@ def status_word(value: str) -> str:
 
 
 def status(value: str) -> Text:
-    return Text(value, style=STATUS_STYLE.get(value, ""))
+    return Text(value, style=STATUS_STYLE.get(value.split(" #")[0], ""))  # "queued #2" is queued
 
 
 def count(n: int, noun: str) -> str:
