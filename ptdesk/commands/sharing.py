@@ -6,8 +6,10 @@ import time
 
 import click
 
-from ptdesk.commands.common import emit_json, json_option, pass_workstation, table
-from ptdesk.core.gpu_desk import GpuDesk
+from ptdesk.commands.common import FleetDoor, emit_json, json_option, pass_workstation, reconcile_quietly, table
+from ptdesk.core.fleet import Answer
+from ptdesk.core.gpu_desk import Admitter, GpuDesk
+from ptdesk.core.gpu_queue import QueueEntry
 from ptdesk.core.reservations import Reservation, clock_text, span, zone
 from ptdesk.core.workstation import Workstation
 
@@ -16,29 +18,54 @@ HOURS_SHOWN = 48.0
 
 @click.group("queue", invoke_without_command=True)
 @json_option
-@pass_workstation(reconcile=True)
+@pass_workstation(fleet=True)
 @click.pass_context
-def queue(ctx: click.Context, ws: Workstation, as_json: bool) -> None:
-    """Every person's queued GPU requests, in the order they start, and why each waits."""
+def queue(ctx: click.Context, door: FleetDoor, as_json: bool) -> None:
+    """Every person's queued GPU requests on every workstation, in the order they start, and why
+    each waits (--on NAME for one workstation)."""
     if ctx.invoked_subcommand is not None:
         return
-    desk = GpuDesk(ws)
-    entries = desk.queue()
-    admitters = desk.admitters()
+    answers = door.open().each(_queue_of)
+    several = len(answers) > 1
+    entries = [(a.workstation, e) for a in answers if a.value for e in a.value[0]]
     if as_json:
-        emit_json({"queue": [e.to_json() for e in entries],
-                   "admitted_by": [a.describe() for a in admitters]})
-        return
+        emit_json({"queue": [{**e.to_json(), "workstation": where} for where, e in entries],
+                   "admitted_by": [f"{a.workstation}: {x.describe()}" if several else x.describe()
+                                   for a in answers if a.value for x in a.value[1]]})
+    else:
+        _print_queue(entries, several)
+        for answer in answers:
+            _say_admitters(answer, several)
+    if any(a.error for a in answers):
+        raise click.exceptions.Exit(3)  # what could be listed was; the exit status says not everything
+
+
+def _queue_of(ws: Workstation) -> tuple[list[QueueEntry], list[Admitter]]:
+    reconcile_quietly(ws)  # as every command that touches experiments: this also admits what can start
+    desk = GpuDesk(ws)
+    return desk.queue(), desk.admitters()
+
+
+def _print_queue(entries: list[tuple[str, QueueEntry]], several: bool) -> None:
     if not entries:
         click.echo("The GPU queue is empty.")
+        return
+    head = ["WHERE"] if several else []
+    rows = [([where] if several else []) + [str(e.position), e.name, e.owner, e.request, _ago(e.submitted),
+                                            e.reason] for where, e in entries]
+    click.echo(table([*head, "#", "NAME", "OWNER", "GPUS", "WAITING", "WHY"], rows))
+
+
+def _say_admitters(answer: Answer, several: bool) -> None:
+    where = f"{answer.workstation}: " if several else ""
+    if answer.error:
+        click.echo(f"ptdesk: {answer.error.message}", err=True)
+    elif answer.value and answer.value[1]:
+        click.echo(f"{where}Admitted by {answer.value[1][0].describe()} as GPUs free, and by any ptdesk open "
+                   "on this box.")
     else:
-        click.echo(table(["#", "NAME", "OWNER", "GPUS", "WAITING", "WHY"],
-              [[str(e.position), e.name, e.owner, e.request, _ago(e.submitted), e.reason] for e in entries]))
-    if admitters:
-        click.echo(f"Admitted by {admitters[0].describe()} as GPUs free, and by any ptdesk open on this box.")
-    else:
-        click.echo("Nothing on this box admits queued requests while nobody's ptdesk is open: run the box's "
-                   "service there (`ptdesk watch`, contrib/systemd/).")
+        click.echo(f"{where}Nothing on this box admits queued requests while nobody's ptdesk is open: run "
+                   "the box's service there (`ptdesk watch`, contrib/systemd/).")
 
 
 @queue.command("cancel")
