@@ -82,6 +82,8 @@ def parse_when(text: str, now: float, what: str = "a time") -> float:
     """A moment people type, in the workstation's time zone; InvalidInput naming the forms."""
     value = " ".join((text or "").strip().lower().split())
     base = datetime.fromtimestamp(now).astimezone()
+    if not value:
+        raise InvalidInput(f"No {what.split(' ', 1)[-1]} was given.", f"Use {TIME_FORMS}.")
     if value == "now":
         return now
     day, _, rest = value.partition(" ")
@@ -104,7 +106,13 @@ def parse_when(text: str, now: float, what: str = "a time") -> float:
 def parse_end(text: str, start: float, now: float) -> float:
     """An end time, or a duration after the start ('4h')."""
     length = seconds(text or "")
-    return start + length if length is not None and length > 0 else parse_when(text, now, "an end time")
+    if length is not None and length > 0:
+        return start + length
+    try:
+        return parse_when(text, now, "an end time")
+    except InvalidInput as exc:
+        exc.hint = f"{exc.hint[:-1]}, or a length such as 4h." if exc.hint else exc.hint
+        raise
 
 
 def of(container: Mapping) -> Reservation | None:

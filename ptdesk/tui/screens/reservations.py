@@ -78,7 +78,8 @@ class Reservations(Screen[None]):
                     table.add_row(Text(str(index)), Text("free", style="dim"), Text(""), Text(""), Text(""),
                                   key=f"{index}/-")
         self.query_one("#reservations-note", Static).update(Text(
-            "a add · c cancel (not started) · e end now (started) · escape back", style="dim"))
+            "a add · c cancel (not started) · e end now (started) · escape back" if gpus else
+            "This workstation has no GPU that can be reserved (see the GPU panel for why).", style="dim"))
 
     @property
     def selected(self) -> Reservation | None:
