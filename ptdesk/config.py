@@ -76,6 +76,9 @@ class Config:
     # How long a stopped experiment keeps its GPUs (so a quick restart gets them back); after that
     # they are free for others. A duration like 10m or 1h (ptdesk.core.durations reads it).
     gpu_hold_after_stop: str = "10m"
+    # GPU memory used outside every ptdesk experiment (host processes, hand-started containers)
+    # above which a GPU is not free for auto, any:N and the queue (a size like 1G).
+    unclaimed_gpu_memory: str = "1G"
     # Jupyter/SSH idle limit for `ptdesk cull` (seconds; 0 disables automatic culling).
     idle_cull_seconds: int = 0
     # Other Docker engines reached over SSH ([workstations.NAME]); "local" is always this machine's.
@@ -296,6 +299,9 @@ def _validate(config: Config, origin: str) -> None:
     if not re.fullmatch(r"\d+(\.\d+)?\s*[smhdw]", config.gpu_hold_after_stop.strip().lower()):
         raise ConfigError(f"gpu_hold_after_stop {config.gpu_hold_after_stop!r} in {origin} is not a duration.",
                           "Use a number and a unit s, m, h, d or w, like 10m (the default) or 0s (no hold).")
+    if not re.fullmatch(r"\d+(\.\d+)?\s*[mgt](i?b)?", config.unclaimed_gpu_memory.strip().lower()):
+        raise ConfigError(f"unclaimed_gpu_memory {config.unclaimed_gpu_memory!r} in {origin} is not a size.",
+                          "Use a number and a unit M, G or T, like 1G (the default).")
     if not re.fullmatch(r"[a-z0-9][a-z0-9_.-]{0,62}", config.instance):
         raise ConfigError(f"instance {config.instance!r} in {origin} is not a valid name.",
                           "Use lower-case letters, digits, '.', '_' or '-'.")

@@ -51,6 +51,11 @@ class Conflict(PtdeskError):
     """The request collides with something that exists: a taken name, a held GPU."""
 
 
+class GpusGone(Conflict):
+    """A stopped experiment's GPUs were let go after its hold and someone else holds them now: the
+    person chooses other GPUs, none, or the queue (the dashboard asks; the CLI names the flags)."""
+
+
 class GpuUnavailable(PtdeskError):
     """The requested GPUs do not exist, are held, or the engine has no GPU runtime."""
 

@@ -55,6 +55,8 @@ def _launch(ws: Workstation, kind: str, as_json: bool, wait: bool = False, **opt
     launched = ws.launch(spec, progress)
     for warning in launched.warnings:
         click.echo(f"  warning:     {warning}", err=True)
+    if launched.gpu_choice and not as_json:
+        click.echo(f"  GPUs chosen: {launched.gpu_choice}", err=True)
     if launched.experiment.status.startswith("queued"):
         launched = _queued(ws, launched, wait, as_json)
         if launched is None:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 
 import click
 
 from ptdesk.commands.common import json_option, pass_workstation, table
+from ptdesk.core.gpu_claims import GpuClaim
 from ptdesk.core.models import GpuProcess, GpuSample, GpuSnapshot
 from ptdesk.core.units import human_bytes
 from ptdesk.core.workstation import Workstation
@@ -26,28 +28,32 @@ ERROR_TEXT = {
 def gpus(ws: Workstation, as_json: bool, watch: bool) -> None:
     """Show every GPU, its load, and the processes on it with their container and owner."""
     if not watch:
-        _show(ws.gpu_snapshot(), as_json, where=ws.name)
+        snapshot = ws.gpu_snapshot()
+        _show(snapshot, ws.gpu_claims(snapshot), as_json, where=ws.name)
         return
     try:
         while True:
             snapshot = ws.gpu_snapshot()
             if not as_json:
                 click.clear()
-            _show(snapshot, as_json, compact=True, where=ws.name)
+            _show(snapshot, ws.gpu_claims(snapshot), as_json, compact=True, where=ws.name)
             time.sleep(1.0)  # the refresh period itself, not a wait for some condition
     except KeyboardInterrupt:
         return  # Ctrl-C is how --watch ends: not an error
 
 
-def _show(snapshot: GpuSnapshot, as_json: bool, compact: bool = False, where: str = "local") -> None:
+def _show(snapshot: GpuSnapshot, claims: Mapping[int, GpuClaim], as_json: bool, compact: bool = False,
+          where: str = "local") -> None:
     if as_json:
         data = {**snapshot.to_json(), "workstation": where}
+        for gpu in data["gpus"]:  # held by whom, reserved, unclaimed use (ptdesk.core.gpu_claims)
+            gpu.update((claims.get(gpu["index"]) or GpuClaim(gpu["index"])).to_json())
         click.echo(json.dumps(data) if compact else json.dumps(data, indent=2))
     else:
-        click.echo(render(snapshot))
+        click.echo(render(snapshot, claims))
 
 
-def render(snapshot: GpuSnapshot) -> str:
+def render(snapshot: GpuSnapshot, claims: Mapping[int, GpuClaim] | None = None) -> str:
     """The human table: one row per GPU (and MIG instance), its processes on rows beneath it."""
     if not snapshot.available:
         return f"No GPU information: {snapshot.reason}"
@@ -55,10 +61,17 @@ def render(snapshot: GpuSnapshot) -> str:
         return f"NVIDIA driver {snapshot.driver or 'unknown'}: no GPUs found."
     rows: list[tuple[str, ...]] = []
     notes: list[str] = []
+    claims = claims or {}
     for gpu in snapshot.gpus:
-        rows.append(_gpu_row(gpu))
+        claim = claims.get(gpu.index) if not gpu.is_mig else None
+        rows.append(_gpu_row(gpu, claim))
         if gpu.error:
             notes.append(f"GPU {gpu.label}: {ERROR_TEXT.get(gpu.error, gpu.error)}.")
+        if claim and claim.blocks:  # below the threshold, its process rows say enough
+            notes.append(f"GPU {gpu.label}: unclaimed use, outside every ptdesk experiment: {claim.unclaimed_text()}"
+                         " (not given by auto, any:N or the queue).")
+        if claim and claim.reserved:
+            notes.append(f"GPU {gpu.label}: reserved by {claim.reserved}.")
         if gpu.mig_mode:
             continue  # its processes are listed under its MIG instances
         rows.extend(_process_row(p) for p in gpu.processes)
@@ -73,7 +86,7 @@ def _na(value: object, unit: str = "") -> str:
     return "N/A" if value is None else f"{value}{unit}"
 
 
-def _gpu_row(gpu: GpuSample) -> tuple[str, ...]:
+def _gpu_row(gpu: GpuSample, claim: GpuClaim | None = None) -> tuple[str, ...]:
     if gpu.error:
         return (gpu.label, gpu.name, "ERR!", "ERR!", "ERR!", "ERR!", "", "", "", "")
     memory = (f"{human_bytes(gpu.memory_used)} / {human_bytes(gpu.memory_total)}"
@@ -85,8 +98,10 @@ def _gpu_row(gpu: GpuSample) -> tuple[str, ...]:
     else:
         power = f"{gpu.power:.0f} W"
     name = f"{gpu.name} [MIG]" if gpu.mig_mode else gpu.name
+    # The GPU's own row says who holds it: an experiment holds a GPU whether or not it runs a process.
+    holder = claim.holder if claim else None
     return (gpu.label, name, _na(gpu.utilization, "%"), memory, _na(gpu.temperature, "C"), power,
-            "", "", "", "")
+            "", "", holder.owner if holder else "", f"held: {claim.held_text()}" if claim and holder else "")
 
 
 def _process_row(process: GpuProcess) -> tuple[str, ...]:

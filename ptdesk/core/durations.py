@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import time
+from datetime import datetime
 
 from ptdesk.errors import InvalidInput
 
@@ -35,3 +36,14 @@ def parse_duration(text: str) -> float:
     if value is None or value <= 0:
         raise InvalidInput(f"{text!r} is not a duration.", f"Use {FORMS}.")
     return value
+
+
+def parse_time(text: str | None) -> float | None:
+    """An RFC 3339 time as the engine and Jupyter write it (Z suffix) as epoch seconds; None when
+    absent or unreadable (an unknown time is never taken for "idle since forever")."""
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from ptdesk.core import clock, ledger
 from ptdesk.core.durations import seconds
 from ptdesk.core.ledger import Hold
+from ptdesk.core.spec import container_key
 
 if TYPE_CHECKING:
     from ptdesk.core.workstation import Workstation
@@ -30,3 +31,40 @@ def engine_holds(ws: Workstation, on_engine: Mapping[str, dict], every_gpu: Iter
     skip = set(exclude)
     inspected = {name: ws.engine.try_inspect(c["Id"]) for name, c in on_engine.items() if name not in skip}
     return ledger.holds_from_devices(inspected, every_gpu, now=clock.now(), hold_seconds=hold_seconds(ws))
+
+
+class HoldReader:
+    """Holds for a loop that asks every second (the dashboard's GPU panel): the engine is listed
+    at most every RELIST seconds (a hold that ends is still seen at once: the stop time is in the
+    kept documents); a container is inspected again only when its listed state changed, or its
+    document is older than REREAD seconds (a stop, start and stop between two looks keeps the
+    listed state)."""
+
+    RELIST = 5.0
+    REREAD = 30.0
+
+    def __init__(self) -> None:
+        self._documents: dict[str, tuple[str, float, dict | None]] = {}  # id -> (state, read at, document)
+        self._inspected: dict[str, dict | None] = {}  # experiment name -> its document, as last listed
+        self._listed_at = float("-inf")
+
+    def holds(self, ws: Workstation, every_gpu: Iterable[int]) -> dict[int, Hold]:
+        now = clock.now()
+        if now - self._listed_at >= self.RELIST or now < self._listed_at:
+            self._inspected = self._read(ws, now)
+            self._listed_at = now
+        return ledger.holds_from_devices(self._inspected, every_gpu, now=now, hold_seconds=hold_seconds(ws))
+
+    def _read(self, ws: Workstation, now: float) -> dict[str, dict | None]:
+        listed = ws.engine.list_managed(ws.config.instance)
+        inspected: dict[str, dict | None] = {}
+        fresh: dict[str, tuple[str, float, dict | None]] = {}
+        for container in listed:
+            state = str(container.get("State") or "")
+            kept = self._documents.get(container["Id"])
+            if kept is None or kept[0] != state or now - kept[1] > self.REREAD:
+                kept = (state, now, ws.engine.try_inspect(container["Id"]))
+            fresh[container["Id"]] = kept
+            inspected[container_key(container)] = kept[2]
+        self._documents = fresh
+        return inspected

@@ -12,14 +12,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ptdesk.core import clock, ledger
+from ptdesk.core.durations import parse_time
 from ptdesk.core.gpu_holds import engine_holds
 from ptdesk.core.gpulock import machine_gpu_lock
-from ptdesk.core.kinds.base import parse_time
 from ptdesk.core.ledger import Hold
 from ptdesk.core.models import GpuInventory
 from ptdesk.core.recreate import recreate
 from ptdesk.core.spec import instance_containers
-from ptdesk.errors import Conflict, PtdeskError
+from ptdesk.errors import GpusGone, PtdeskError
 
 if TYPE_CHECKING:
     from ptdesk.core.workstation import Workstation
@@ -49,7 +49,7 @@ def start_container(ws: Workstation, name: str, container_id: str, request: str 
     if request is None and not own:
         engine.start(container_id)  # a CPU experiment: no GPU to check
         return container_id
-    inventory = ws.gpus.inventory() if request not in (None, "none") else None
+    inventory = ws.gpu_inventory() if request not in (None, "none") else None
     with machine_gpu_lock(engine, document["Image"], ws.config.gpu_lock_wait):
         holds = _holds(ws, name, inventory)
         if request is None:
@@ -77,21 +77,21 @@ def queue_start(ws: Workstation, name: str, request: str | None) -> str:
 def _holds(ws: Workstation, name: str, inventory: GpuInventory | None) -> dict[int, Hold | str]:
     """Everyone else's holds: the store's launches in flight (no container yet), then the engine's
     truth about every other container of the instance."""
-    every = [g.index for g in (inventory or ws.gpus.inventory()).gpus]
+    every = [g.index for g in (inventory or ws.gpus.inventory()).gpus]  # ids only: no attribution needed
     held: dict[int, Hold | str] = {i: n for i, n in ws.store.held_gpus().items() if n != name}
     held.update(engine_holds(ws, instance_containers(ws), every, exclude=(name,)))
     return held
 
 
 def _gone(ws: Workstation, name: str, document: dict, own: tuple[int, ...],
-          taken: dict[int, Hold | str]) -> Conflict:
+          taken: dict[int, Hold | str]) -> GpusGone:
     """The GPUs a stopped experiment had are held by someone else now: say so, and the choices."""
     first = sorted(taken)[0]
     holder = taken[first]
     who = holder.sentence(first) if isinstance(holder, Hold) else f"GPU {first} is held by experiment {holder!r}."
     finished = parse_time((document.get("State") or {}).get("FinishedAt"))
     since = f" (stopped {(clock.now() - finished) / 60:.0f} min ago)" if finished and finished > 0 else ""
-    return Conflict(
+    return GpusGone(
         f"{name!r}{since} let go of GPU{'s' if len(own) > 1 else ''} {', '.join(map(str, own))} after the "
         f"hold (gpu_hold_after_stop = {ws.config.gpu_hold_after_stop}), and {who}",
         f"Start it on other free GPUs: ptdesk start {name} --gpus auto (or ids, or any:{len(own)}); "

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import docker.types
 
 from ptdesk.config import Config
-from ptdesk.core import environment, experiment_files, sharing, ssh_config, workspace
+from ptdesk.core import environment, experiment_files, ledger, sharing, ssh_config, workspace
 from ptdesk.core.gpu_holds import engine_holds
 from ptdesk.core.gpulock import machine_gpu_lock
 from ptdesk.core.keys import fingerprint
@@ -61,7 +61,7 @@ def launch(ws: Workstation, spec: LaunchSpec, progress: Progress = lambda step: 
     kind = get_kind(spec.kind)
     progress("Checking the image")
     _check_image(ws, spec, kind)
-    inventory = ws.gpus.inventory() if spec.gpus != "none" else None
+    inventory = ws.gpu_inventory() if spec.gpus != "none" else None
 
     progress("Reserving name and GPUs")
     gpu_lock = contextlib.ExitStack()
@@ -98,7 +98,8 @@ def launch(ws: Workstation, spec: LaunchSpec, progress: Progress = lambda step: 
                 with contextlib.suppress(OSError):  # only if still empty: never lose a file
                     spec.workspace.rmdir()
             raise
-    return Launched(experiment_of(ws, spec.name), launch_warnings(ws, spec, launching.gpus, inventory))
+    return Launched(experiment_of(ws, spec.name), launch_warnings(ws, spec, launching.gpus, inventory),
+                    ledger.why_chosen(ledger.parse_request(spec.gpus), launching.gpus, inventory))
 
 
 @dataclass

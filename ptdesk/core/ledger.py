@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from ptdesk.core.kinds.base import parse_time
+from ptdesk.core.durations import parse_time
 from ptdesk.core.models import LABEL_OWNER, GpuInventory, GpuLoad
 from ptdesk.errors import Conflict, GpuUnavailable, InvalidInput
 
@@ -260,6 +260,22 @@ def _pick(req: GpuRequest, devices: Mapping[int, GpuLoad], holds: Mapping[int, H
                              f"{'is' if len(free) == 1 else 'are'} free ({detail}).",
                              "Wait for them with --queue, ask for fewer, or launch with --gpus none.")
     return tuple(sorted(g.index for g in sorted(free, key=load_key)[:req.wanted]))
+
+
+def why_chosen(req: GpuRequest, chosen: tuple[int, ...], inventory: GpuInventory | None) -> str | None:
+    """What a person is told about the GPUs auto / any:N chose: the least loaded of the free ones,
+    with their load. None for requests that named the GPUs (or got none)."""
+    if req.mode not in ("auto", "count") or not chosen or inventory is None:
+        return None
+    loads = {g.index: g for g in inventory.gpus}
+    each = ", ".join(f"GPU {i}: {_percent(loads[i].utilization)} busy, "
+                     f"{_gib(loads[i].memory_free) if loads[i].memory_free is not None else '?'} free"
+                     for i in chosen if i in loads)
+    return f"the least loaded of the free GPUs ({each})"
+
+
+def _percent(fraction: float | None) -> str:
+    return "?%" if fraction is None else f"{fraction * 100:.0f}%"
 
 
 def _gib(value: int) -> str:

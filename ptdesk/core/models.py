@@ -42,6 +42,8 @@ class Launched:
 
     experiment: Experiment
     warnings: tuple[str, ...] = ()
+    # Which GPUs auto / any:N chose and why ("the least loaded free ones: ..."); None otherwise.
+    gpu_choice: str | None = None
 
 
 @dataclass(frozen=True)

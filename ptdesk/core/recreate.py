@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 from ptdesk.core.kinds import get_kind
 from ptdesk.core.models import LABEL_GPUS, LABEL_KIND, LABEL_NAME
 from ptdesk.core.seal import LABEL_SEAL, seal, secret_digest, verifies
-from ptdesk.errors import Conflict, PtdeskError
+from ptdesk.errors import Conflict, EngineUnavailable, PtdeskError
 
 if TYPE_CHECKING:
     from ptdesk.core.workstation import Workstation
@@ -86,8 +86,13 @@ def recreate(ws: Workstation, container_id: str, gpus: Sequence[int]) -> Recreat
 def _new_config(ws: Workstation, old: dict, labels: dict[str, str], gpus: tuple[int, ...]) -> dict:
     """The old container's config with new device requests and a seal over the new labels."""
     kind = get_kind(labels.get(LABEL_KIND) or "")
-    digest = secret_digest(ws.engine.read_file(old["Id"], path) for path in kind.sealed_paths)
-    if not verifies(ws.config, labels, digest):
+    try:
+        digest = secret_digest([ws.engine.read_file(old["Id"], path) for path in kind.sealed_paths])
+    except EngineUnavailable:
+        raise
+    except PtdeskError:
+        digest = ""  # its secrets are missing or unreadable: it cannot be one this home sealed
+    if not digest or not verifies(ws.config, labels, digest):
         # Only a container this home provably made is given new GPUs (labels are not identity).
         raise PtdeskError(f"Container {old['Name'].lstrip('/')} was not made by this ptdesk home (its seal does "
                           "not verify), so it is not re-created.", "Ask whoever made it; ptdesk ls --all lists it.")

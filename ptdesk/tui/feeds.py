@@ -11,6 +11,8 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from ptdesk.core.gpu_claims import GpuClaim
+from ptdesk.core.gpu_holds import HoldReader
 from ptdesk.core.models import GpuSnapshot
 from ptdesk.core.workstation import Workstation
 
@@ -28,6 +30,8 @@ class GpuView:
     history: dict[str, tuple[float | None, ...]] = field(default_factory=dict)
     # GPU label -> seconds it has held memory at 0 % utilisation, for GPUs idle long enough to flag
     idle: dict[str, float] = field(default_factory=dict)
+    # GPU index -> who holds it (busy or idle), reserved, unclaimed use (ptdesk.core.gpu_claims)
+    claims: dict[int, GpuClaim] = field(default_factory=dict)
 
 
 class IdleGpus:
@@ -62,7 +66,8 @@ class IdleGpus:
         return (tuple((g.uuid, g.label) for g in snapshot.gpus), frozenset(self._judge([snapshot], 0.0)))
 
 
-def sample_gpus(ws: Workstation, engine_up: bool, idle: IdleGpus | None = None) -> GpuView:
+def sample_gpus(ws: Workstation, engine_up: bool, idle: IdleGpus | None = None,
+                holds: HoldReader | None = None) -> GpuView:
     """One NVML sample with owners filled in; never raises (a broken GPU stack is a value).
 
     While the engine is known to be down it is not asked (owners come from /proc and the store).
@@ -70,4 +75,5 @@ def sample_gpus(ws: Workstation, engine_up: bool, idle: IdleGpus | None = None) 
     """
     snapshot = ws.gpu_snapshot(use_engine=engine_up)
     history = {g.uuid: ws.gpu_history(g.uuid) for g in snapshot.gpus}
-    return GpuView(snapshot, history, idle.add(snapshot) if idle is not None else {})
+    claims = ws.gpu_claims(snapshot, holds, use_engine=engine_up and holds is not None)
+    return GpuView(snapshot, history, idle.add(snapshot) if idle is not None else {}, claims)

@@ -72,6 +72,7 @@ class LiveFeeds:
         self.host = host
         self.watch_events = watch_events
         self.idle_gpus = IdleGpus(ws.idle_gpus)
+        self.holds = ws.hold_reader()  # the GPU panel's holds: one list a second, inspects on change
         self.events_retry = EVENTS_RETRY_FIRST  # the next watcher restart's delay
         self._stop = threading.Event()
         self._list_wanted = threading.Event()
@@ -149,7 +150,7 @@ class LiveFeeds:
         self._rows_first()
         while not self._stop.is_set():
             # Until the engine's state is known, try it: owners show from the very first sample.
-            view = sample_gpus(self.ws, self._engine_up is not False, self.idle_gpus)
+            view = sample_gpus(self.ws, self._engine_up is not False, self.idle_gpus, self.holds)
             if not self._handed_over(GpusSampled(view, self.name)):
                 return
             self._stop.wait(GPU_INTERVAL if view.snapshot.available else max(GPU_INTERVAL, NO_GPU_INTERVAL))

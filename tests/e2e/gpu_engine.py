@@ -32,7 +32,9 @@ from helpers import REPO, SSH_IMAGE, remove_instance_containers, run_cli
 sys.path.insert(0, str(REPO / "tests" / "core"))
 import nvml_scenarios  # noqa: E402
 
+from ptdesk.config import load_config  # noqa: E402
 from ptdesk.core.engine import Engine  # noqa: E402
+from ptdesk.core.workstation import Workstation  # noqa: E402
 
 # The images the GPU tests launch; others are loaded on demand (GpuEngine.ensure_image).
 PRELOADED = (SSH_IMAGE,)
@@ -66,7 +68,9 @@ def started_gpu_engine() -> Iterator[GpuEngine]:
     folder = tempfile.mkdtemp(prefix="ptdesk-gpu-engine-", dir="/tmp")  # a socket path stays short
     bridge = f"ptg{uuid.uuid4().hex[:8]}"
     cidr = f"172.31.{random.randint(100, 199)}.1/24"
-    env = {**os.environ, "PTDESK_ENGINE_GPU_HOOK": "1"}
+    # Networks from a pool of its own: several engines on one machine exhaust Docker's default pools.
+    env = {**os.environ, "PTDESK_ENGINE_GPU_HOOK": "1",
+           "PTDESK_ENGINE_ADDRESS_POOL": f"10.{random.randint(100, 250)}.0.0/16"}
     started = subprocess.run([script, "start", folder, bridge, cidr], capture_output=True, text=True,
                              timeout=120, env=env)
     engine = None
@@ -126,6 +130,13 @@ class GpuDesk:
             self.monkeypatch.setattr(pynvml, name, fn)
         self.scenario = scenario
         return scenario
+
+    def workstation(self) -> Workstation:
+        """The core's Workstation on this desk (what the dashboard uses); the process environment
+        is pointed at the GPU engine and this home for the rest of the test. Close it."""
+        for key in ("DOCKER_HOST", "PTDESK_HOME", "PTDESK_INSTANCE", "PTDESK_SSH_IMAGE"):
+            self.monkeypatch.setenv(key, self.env[key])
+        return Workstation(load_config(self.env))
 
     def run(self, *args: object, extra_env: dict[str, str] | None = None) -> tuple[int, str, str]:
         return run_cli([str(a) for a in args], {**self.env, **(extra_env or {})})

@@ -11,11 +11,16 @@ import time
 
 import pytest
 from e2e.gpu_engine import GpuDesk
-from helpers import JUPYTER_IMAGE
+from helpers import BASE_IMAGE, JUPYTER_IMAGE, settle
 from wheels import make_wheel
 
 from ptdesk.config import load_config
 from ptdesk.core import clock
+from ptdesk.core.models import LABEL_GPUS, LABEL_INSTANCE, LABEL_KIND, LABEL_MANAGED, LABEL_NAME, LABEL_OWNER
+from ptdesk.core.recreate import recreate
+from ptdesk.errors import PtdeskError
+from ptdesk.tui.app import PtdeskApp
+from ptdesk.tui.screens.gpus_gone import GpusGone as GpusGoneDialog
 
 HOLD = 600.0  # gpu_hold_after_stop = "10m"
 
@@ -127,3 +132,52 @@ def _imports_demo(desk: GpuDesk, container: str, user: str) -> bool:
     code, out = desk.engine.exec(container, ["python3", "-c", "import ptdesk_demo; print(ptdesk_demo.V)"], user=user)
     assert code == 0 and out.decode().strip() == "1.0", out
     return True
+
+
+async def test_s_on_a_stopped_experiment_whose_gpus_were_taken_asks_then_moves_it(
+        gpu_desk: GpuDesk, monkeypatch: pytest.MonkeyPatch) -> None:
+    _write_config(gpu_desk, 'gpu_hold_after_stop = "10m"\n')
+    g1 = gpu_desk.new("--name", "g1", "--gpus", "0")
+    gpu_desk.ok("stop", "g1")
+    _later(monkeypatch, HOLD + 1)
+    gpu_desk.new("--name", "g2", "--gpus", "0")
+    ws = gpu_desk.workstation()
+    app = PtdeskApp(ws, watch_events=False)
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:  # the dialog fits the smallest terminal
+            await settle(pilot, lambda: app.main.table.selected is not None, message="the rows")
+            for _ in range(2):
+                if app.main.table.selected.name == "g1":
+                    break
+                await pilot.press("down")
+            assert app.main.table.selected.name == "g1"
+            await pilot.press("s")
+            await settle(pilot, lambda: isinstance(app.screen, GpusGoneDialog), message="the question")
+            assert "let go of GPU 0" in app.screen.why and "'g2'" in app.screen.why
+            await pilot.press("a")  # other free GPUs
+            await settle(pilot, lambda: gpu_desk.json("ls", "--all") and
+                         {e["name"]: e for e in gpu_desk.json("ls", "--all")}["g1"]["status"] == "running",
+                         timeout=90, message="g1 running on other GPUs")
+    finally:
+        ws.close()
+    moved = {e["name"]: e for e in gpu_desk.json("ls", "--all")}["g1"]
+    assert moved["gpus"] == [1] and moved["id"] != g1["id"]
+
+
+def test_a_container_this_home_did_not_seal_is_not_re_created_and_nothing_is_left(gpu_desk: GpuDesk) -> None:
+    gpu_desk.gpu.ensure_image(BASE_IMAGE)
+    labels = {LABEL_MANAGED: "1", LABEL_INSTANCE: gpu_desk.instance, LABEL_KIND: "ssh", LABEL_OWNER: "alice",
+              LABEL_NAME: "forged", LABEL_GPUS: "0", "ptdesk.seal": "0" * 64}
+    forged = gpu_desk.engine.create(name=f"ptdesk-{gpu_desk.instance}-forged", image=BASE_IMAGE, labels=labels,
+                                    command=["sleep", "60"], host_config={})
+    before = gpu_desk.engine.inspect(forged)
+    ws = gpu_desk.workstation()
+    try:
+        with pytest.raises(PtdeskError, match="was not made by this ptdesk home"):
+            recreate(ws, forged, (1,))
+    finally:
+        ws.close()
+    listed = gpu_desk.engine.list_managed(gpu_desk.instance)
+    assert [c["Id"] for c in listed] == [forged]  # no half-made twin
+    after = gpu_desk.engine.inspect(forged)
+    assert after["Name"] == before["Name"] and after["HostConfig"].get("DeviceRequests") is None

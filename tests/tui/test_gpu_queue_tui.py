@@ -72,8 +72,11 @@ async def test_reservations_view_add_end_cancel_and_an_overlap_said_in_the_dialo
         await pilot.press("r")
         screen = await settle(pilot, lambda: isinstance(app.screen, Reservations) and app.screen)
         await settle(pilot, lambda: "free" in screen_text(app), message="the timeline")
-        await _add(pilot, app, "0", "now", "1h")
-        await settle(pilot, lambda: app.screen is screen and "active" in screen_text(app), message="a started one")
+        first = await _add(pilot, app, "0", "now", "1h")
+        try:
+            await settle(pilot, lambda: app.screen is screen and "active" in screen_text(app), message="a started one")
+        except AssertionError:
+            raise AssertionError(screen_text(app) + str(first.query_one("#prompt-error").render())) from None
         # The same slot again: refused in the dialog, naming who holds it; nothing booked.
         prompt = await _add(pilot, app, "0", "now", "30m")
         await settle(pilot, lambda: "reserved by" in str(prompt.query_one("#prompt-error").render()),

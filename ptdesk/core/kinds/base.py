@@ -16,11 +16,11 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import TYPE_CHECKING, ClassVar
 
 from ptdesk.config import Config
 from ptdesk.core.authorized_keys import GrantedKey
+from ptdesk.core.durations import parse_time  # noqa: F401 - kinds read times with it
 from ptdesk.core.engine import FileSpec
 from ptdesk.core.models import Access, LaunchSpec
 from ptdesk.core.state import ExperimentRecord
@@ -112,14 +112,3 @@ def sealed_contents(kind: Kind, plan: Plan) -> list[bytes]:
 
 def default_image(kind: str) -> str:
     return f"ptdesk/{kind}:latest"
-
-
-def parse_time(text: str | None) -> float | None:
-    """An RFC 3339 time as the engine and Jupyter write it (Z suffix) as epoch seconds; None when
-    absent or unreadable (an unknown time is never taken for "idle since forever")."""
-    if not text:
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None

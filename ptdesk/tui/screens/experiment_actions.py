@@ -12,12 +12,14 @@ from textual.screen import Screen
 
 from ptdesk.core.models import Experiment
 from ptdesk.core.workstation import Workstation
+from ptdesk.errors import GpusGone
 from ptdesk.tui.errors import notify_error
 from ptdesk.tui.format import removal_note
 from ptdesk.tui.jobs import run_job
 from ptdesk.tui.screens.collaborators import Collaborators
 from ptdesk.tui.screens.confirm import Confirm
 from ptdesk.tui.screens.details import Details, stopped_copy_note
+from ptdesk.tui.screens.gpus_gone import GpusGone as GpusGoneDialog
 from ptdesk.tui.screens.reservations import Reservations
 from ptdesk.tui.shell import open_shell, shell_refusal
 from ptdesk.tui.widgets.experiments_table import ExperimentsTable
@@ -64,9 +66,10 @@ class ExperimentActions(Screen[None]):
         """The workstation of the selected experiment (the default one when none is selected)."""
         return self.workstations.get(self.table.selected_where or "", self.ws)
 
-    def _act(self, ws: Workstation, title: str, job: Callable[[], object], done: str) -> None:
-        """Run `job` (an action on `ws`) in the background; say `done` or the error, then read
-        that workstation's list again."""
+    def _act(self, ws: Workstation, title: str, job: Callable[[], object], done: str,
+             on_error: Callable[[BaseException], bool] | None = None) -> None:
+        """Run `job` (an action on `ws`) in the background; say `done` or the error (unless
+        `on_error` took care of it), then read that workstation's list again."""
         feeds = self.feeds[ws.name]
 
         def finished(_result: object) -> None:
@@ -74,7 +77,8 @@ class ExperimentActions(Screen[None]):
             feeds.request_list()
 
         def failed(error: BaseException) -> None:
-            notify_error(self.app, error, title=title)
+            if on_error is None or not on_error(error):
+                notify_error(self.app, error, title=title)
             feeds.request_list()
 
         run_job(self, job, title=title, on_done=finished, on_error=failed, group="action")
@@ -125,7 +129,25 @@ class ExperimentActions(Screen[None]):
             self._act(ws, f"Stopping {name}", lambda: ws.stop(name), f"{name} stopped.")
         else:
             self.notify(f"Starting {name} (waiting until it accepts logins)…", markup=False)
-            self._act(ws, f"Starting {name}", lambda: ws.start(name), f"{name} is running.")
+            self._act(ws, f"Starting {name}", lambda: ws.start(name), f"{name} is running.",
+                      on_error=lambda error: self._ask_gpus(ws, name, error))
+
+    def _ask_gpus(self, ws: Workstation, name: str, error: BaseException) -> bool:
+        """Its GPUs were let go and taken: ask what to do (the CLI's --gpus auto / none / --queue)."""
+        if not isinstance(error, GpusGone):
+            return False
+
+        def chosen(choice: str | None) -> None:
+            if choice is None:
+                return
+            gpus, queue = (None, True) if choice == "queue" else (choice, False)
+            where = {"auto": "on other GPUs", "none": "without a GPU", "queue": "when GPUs free"}[choice]
+            self.notify(f"Starting {name} {where}…", markup=False)
+            self._act(ws, f"Starting {name}", lambda: ws.start(name, gpus=gpus, queue=queue),
+                      f"{name} is running {where}." if not queue else f"{name} waits for GPUs.")
+
+        self.app.push_screen(GpusGoneDialog(name, error.message), chosen)
+        return True
 
     def action_remove(self) -> None:
         selected = self._need_selected()

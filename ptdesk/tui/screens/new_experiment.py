@@ -299,6 +299,8 @@ class NewExperiment(ModalScreen[Experiment | None]):
                 lines.append(f"\nHost key: {host_key}")  # what to compare on first connect
         if experiment.gpus:
             lines.append(f"\nGPUs: {', '.join(map(str, experiment.gpus))}")
+            if launched.gpu_choice:  # auto's choice and why, as the CLI says it
+                lines.append(f" ({launched.gpu_choice})")
         for warning in launched.warnings:  # the launch's own words, as the CLI prints them
             lines.append(f"\nWarning: {warning}", style="bold yellow")
         if self.include_offer is not None:

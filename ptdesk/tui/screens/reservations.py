@@ -37,6 +37,7 @@ class Reservations(Screen[None]):
         self.ws = ws
         self.desk = GpuDesk(ws)
         self.items: dict[str, Reservation] = {}
+        self._loads = 0  # a load that finishes after a newer one started is stale: dropped
 
     def compose(self) -> ComposeResult:
         with Vertical(id="reservations"):
@@ -56,11 +57,15 @@ class Reservations(Screen[None]):
         message.settle(self.app)
 
     def action_reload(self) -> None:
-        run_job(self, lambda: (self.desk.gpu_indices(), self.desk.reservations()), title="Loading reservations",
-                on_done=self._loaded, group="reserve-load")
+        self._loads += 1
+        number = self._loads
+        run_job(self, lambda: (number, self.desk.gpu_indices(), self.desk.reservations()),
+                title="Loading reservations", on_done=self._loaded, group="reserve-load")
 
-    def _loaded(self, loaded: tuple[list[int], list[Reservation]]) -> None:
-        gpus, found = loaded
+    def _loaded(self, loaded: tuple[int, list[int], list[Reservation]]) -> None:
+        number, gpus, found = loaded
+        if number != self._loads:
+            return  # a newer load (after a change) is on its way: this one may predate the change
         now = clock.now()
         shown = [r for r in found if r.end > now and r.start < now + HORIZON]
         self.items = {r.short_id: r for r in shown}

@@ -5,7 +5,10 @@ With several workstations the rows are grouped by workstation, each group under 
 workstation's samples, so a box that stops answering changes only its own group.
 
 A GPU that has held memory at 0 % utilisation for long (ptdesk.core.cull.idle_gpus) says so at the
-start of its users: "idle 35m", so whoever is sitting on it can be asked to let go.
+start of its users: "idle 35m", so whoever is sitting on it can be asked to let go. A GPU an
+experiment holds says so whether or not a process of it shows ("held: train (ann), running, busy";
+a stopped one within its hold, "stopped, holds until 14:03"), and use outside every ptdesk
+experiment is named by host user and pid ("unclaimed 30.0 GiB by pid 4242 (bob)").
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Sparkline, Static
 
 from ptdesk.config import LOCAL
+from ptdesk.core.gpu_claims import GpuClaim
 from ptdesk.core.models import GpuProcess, GpuSample
 from ptdesk.tui import format as fmt
 from ptdesk.tui.feeds import GpuView
@@ -61,25 +65,27 @@ def gpu_figures(gpu: GpuSample) -> Text:
 class GpuRow(Horizontal):
     """One GPU: its figures, a sparkline of recent utilisation, and who is using it."""
 
-    def __init__(self, gpu: GpuSample, history: tuple[float | None, ...], idle: str | None = None) -> None:
+    def __init__(self, gpu: GpuSample, history: tuple[float | None, ...], idle: str | None = None,
+                 claim: GpuClaim | None = None) -> None:
         super().__init__(classes="gpu-row")
         self.uuid = gpu.uuid
-        self._initial = (gpu, history, idle)
+        self._initial = (gpu, history, idle, claim)
 
     def compose(self) -> ComposeResult:
-        gpu, history, idle = self._initial
+        gpu, history, idle, claim = self._initial
         yield Static(gpu_figures(gpu), classes="gpu-figures")
         yield Sparkline(_points(history), classes="gpu-spark")
-        yield Static(_users_text(gpu, idle), classes="gpu-users")
+        yield Static(_users_text(gpu, idle, claim), classes="gpu-users")
 
-    def show(self, gpu: GpuSample, history: tuple[float | None, ...], idle: str | None = None) -> None:
+    def show(self, gpu: GpuSample, history: tuple[float | None, ...], idle: str | None = None,
+             claim: GpuClaim | None = None) -> None:
         if not self.children:  # mounted but not composed yet: compose shows the newest
-            self._initial = (gpu, history, idle)
+            self._initial = (gpu, history, idle, claim)
             return
         self.query_one(".gpu-figures", Static).update(gpu_figures(gpu))
         # Sparkline only redraws when `data` is assigned a new list.
         self.query_one(".gpu-spark", Sparkline).data = _points(history)
-        self.query_one(".gpu-users", Static).update(_users_text(gpu, idle))
+        self.query_one(".gpu-users", Static).update(_users_text(gpu, idle, claim))
 
 
 def _points(history: tuple[float | None, ...]) -> list[float]:
@@ -97,8 +103,16 @@ def idle_flags(view: GpuView) -> dict[str, str]:
     return {g.uuid: f"idle {fmt.duration(view.idle[g.label])}" for g in view.snapshot.gpus if g.label in view.idle}
 
 
-def _users_text(gpu: GpuSample, idle: str | None = None) -> Text:
+def _users_text(gpu: GpuSample, idle: str | None = None, claim: GpuClaim | None = None) -> Text:
     text = Text(users(gpu.processes), overflow="ellipsis", no_wrap=True, style="dim" if not gpu.processes else "")
+    # Held, or used outside ptdesk beyond the threshold: say so instead of listing processes.
+    if claim is not None and (claim.holder or claim.blocks):
+        parts = []
+        if claim.holder:
+            parts.append(Text(f"held: {claim.held_text()}", style="bold"))
+        if claim.unclaimed:  # named by host user and pid; red when it keeps the GPU from being given
+            parts.append(Text(f"unclaimed {claim.unclaimed_text()}", style="bold red" if claim.blocks else "yellow"))
+        text = Text(" · ", overflow="ellipsis", no_wrap=True).join(parts)
     if idle:
         text = Text.assemble((idle, "bold yellow"), " · ", text, overflow="ellipsis", no_wrap=True)
     return text
@@ -152,7 +166,8 @@ class GpuGroup(Vertical):
         flags = idle_flags(view)
         # An unchanged picture (no GPU, or idle GPUs) is not redrawn: the dashboard idles cheaply.
         picture = (snapshot.available, snapshot.reason, snapshot.driver, snapshot.gpus,
-                   tuple(view.history.get(g.uuid, ())[-SPARK_POINTS:] for g in snapshot.gpus), flags)
+                   tuple(view.history.get(g.uuid, ())[-SPARK_POINTS:] for g in snapshot.gpus), flags,
+                   tuple(sorted(view.claims.items())))
         if picture == self._last:
             return
         self._last = picture
@@ -183,10 +198,16 @@ class GpuGroup(Vertical):
             for row in rows.values():
                 if row.uuid in wanted:
                     row.remove()
-            self.mount_all([GpuRow(g, view.history.get(g.uuid, ()), flags.get(g.uuid)) for g in snapshot.gpus])
+            self.mount_all([GpuRow(g, view.history.get(g.uuid, ()), flags.get(g.uuid), _claim(view, g))
+                            for g in snapshot.gpus])
             return
         for gpu in snapshot.gpus:
-            rows[gpu.uuid].show(gpu, view.history.get(gpu.uuid, ()), flags.get(gpu.uuid))
+            rows[gpu.uuid].show(gpu, view.history.get(gpu.uuid, ()), flags.get(gpu.uuid), _claim(view, gpu))
+
+
+def _claim(view: GpuView, gpu: GpuSample) -> GpuClaim | None:
+    """A physical GPU's claims (MIG instance rows show their own processes only)."""
+    return None if gpu.is_mig else view.claims.get(gpu.index)
 
 
 class GpuPanel(Vertical):
