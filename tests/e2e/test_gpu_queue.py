@@ -168,3 +168,35 @@ def test_new_queue_wait_blocks_until_it_runs(two_gpus: GpuDesk, tmp_path: Path) 
     assert outcome == [True]
     started = {e["name"]: e for e in bob.json("ls")}["b1"]
     assert (started["status"], started["gpus"]) == ("running", [0])
+
+
+def test_the_owners_open_watcher_follows_its_admitted_request_instead_of_releasing_it(
+        two_gpus: GpuDesk, tmp_path: Path) -> None:
+    import threading
+
+    from ptdesk.core.gpu_desk import GpuDesk as Desk
+
+    ann, bob = person(two_gpus, tmp_path, "ann"), person(two_gpus, tmp_path, "bob")
+    holders = [ann.new("--name", f"a{i}", "--gpus", str(i)) for i in range(2)]
+    entry = bob.json("new", "ssh", "--name", "b1", "--gpus", "auto", "--queue")
+    watcher, events = core(bob), []
+    stop = threading.Event()
+    thread = threading.Thread(target=watcher.watch_events, daemon=True,
+                              args=(lambda e: events.append((e.action, e.done)), lambda up, why: None, stop))
+    thread.start()
+    try:
+        wait_until(lambda: watcher.engine_connected, timeout=10, message="bob's watcher connected")
+        ann.engine.remove(holders[0]["id"], force=True)
+        admitter = core(ann)
+        assert Desk(admitter).admit() == ["b1"]
+        admitter.close()
+        # The entry's destroy reaches Bob's watcher: it takes the admitted container over.
+        wait_until(lambda: ("destroy", "admitted") in events, timeout=20, message="the watcher followed it")
+        record = watcher.store.experiment("b1")
+        assert record is not None and record.status == "running" and record.gpus == (0,)
+        assert record.container_id != entry["id"] and ann.engine.is_running(record.container_id)
+        assert ("destroy", "released") not in events
+    finally:
+        stop.set()
+        thread.join(timeout=15)
+        watcher.close()
