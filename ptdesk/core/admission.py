@@ -51,7 +51,7 @@ def admit(ws: Workstation, now: float | None = None) -> list[str]:
         repair(ws)
         listed = ws.engine.list_managed(ws.config.instance)  # again, under the lock: the truth now
         ordered = gpu_queue.fair_order(gpu_queue.entries(listed))
-        inventory = ws.gpus.inventory()
+        inventory = ws.gpu_inventory()
         reservations: list[Reservation] = booking.reservations(ws) if ordered else []
         plan = gpu_queue.plan(ordered, held_on(ws, listed, inventory), inventory, reservations,
                               clock.now() if now is None else now)

@@ -66,7 +66,7 @@ def reserve(ws: Workstation, gpus: str, start: str, end: str, owner: str | None 
         raise InvalidInput(f"The start ({span(begin, begin)}) is in the past: the past cannot be booked.",
                            "Start now or later (--from now).")
     begin = max(begin, now)
-    inventory = ws.gpus.inventory()
+    inventory = ws.gpu_inventory()
     devices = sorted(g.index for g in inventory.gpus) if inventory.available else []
     if not devices:
         reason = (inventory.reason or "none was found").rstrip(".")

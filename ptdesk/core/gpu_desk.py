@@ -126,5 +126,5 @@ class GpuDesk:
         return reservation_watch.enforce(self.ws, warned, now)
 
     def gpu_indices(self) -> list[int]:
-        inventory = self.ws.gpus.inventory()
+        inventory = self.ws.gpu_inventory()
         return sorted(g.index for g in inventory.gpus) if inventory.available else []

@@ -28,7 +28,7 @@ def queue(ws: Workstation, containers: Iterable[Mapping] | None = None, now: flo
     ordered = gpu_queue.fair_order(gpu_queue.entries(listed))
     if not ordered:
         return []
-    inventory = ws.gpus.inventory()
+    inventory = ws.gpu_inventory()
     plan = gpu_queue.plan(ordered, held_on(ws, listed, inventory), inventory, booking.reservations(ws),
                           clock.now() if now is None else now)
     reasons = {e.name: e.reason for e in plan.waiting}

@@ -34,7 +34,7 @@ class Enforced:
     owner: str
     gpus: tuple[int, ...]
     reservation: Reservation
-    action: str  # "warned" | "stopped"
+    action: str  # "warned" | "stopped" | "reported" (use outside ptdesk: never touched)
 
     def summary(self) -> str:
         r = self.reservation
@@ -73,6 +73,18 @@ def enforce(ws: Workstation, warned: MutableSet[tuple[str, str]], now: float | N
                 _tell(ws, container["Id"], r, grace)
                 warned.add((r.id, container["Id"]))
                 done.append(_record(ws, hit, "warned"))
+    return done + _host_use(ws, active, warned)
+
+
+def _host_use(ws: Workstation, active: list[Reservation], warned: MutableSet[tuple[str, str]]) -> list[Enforced]:
+    """Processes outside every ptdesk experiment on reserved GPUs: reported (once), never killed."""
+    done = []
+    for index, claim in ws.gpu_claims(ws.gpu_snapshot(), use_engine=False).items():
+        for r in active:
+            if index in r.gpus and claim.unclaimed and (r.id, f"gpu-{index}") not in warned:
+                warned.add((r.id, f"gpu-{index}"))
+                done.append(_record(ws, Enforced(f"GPU {index}: {claim.unclaimed_text()}", "outside ptdesk",
+                                                 (index,), r, ""), "reported"))
     return done
 
 

@@ -102,6 +102,22 @@ def test_when_a_reservation_starts_others_are_warned_then_stopped(two_gpus: GpuD
     assert bob.engine.try_inspect(b0["id"]) is not None  # stopped, not removed: nothing made is lost
 
 
+def test_use_outside_ptdesk_on_a_reserved_gpu_is_reported_never_touched(two_gpus: GpuDesk, tmp_path: Path) -> None:  # noqa: F811
+    from nvml_scenarios import FakeProc, GiB
+
+    ann, box = person(two_gpus, tmp_path, "ann"), person(two_gpus, tmp_path, "service")
+    booked = ann.json("reserve", "0", "--from", at(1), "--to", at(2))
+    gpu = ann.json("gpus")["gpus"][0]
+    assert gpu["reserved"].startswith("ann ") and "–" in gpu["reserved"]  # who and when, in `ptdesk gpus`
+    two_gpus.scenario.gpus[0].compute.append(FakeProc(pid=999_999_7, used=30 * GiB))
+    two_gpus.install(two_gpus.scenario)
+    desk, warned = Desk(core(box)), set()
+    hits = desk.enforce_reservations(warned, now=booked["start"] + 1)
+    assert [(h.action, h.gpus) for h in hits] == [("reported", (0,))]
+    assert "pid 9999997" in hits[0].experiment
+    assert desk.enforce_reservations(warned, now=booked["start"] + 2) == []  # once
+
+
 def test_warn_only_never_stops(two_gpus: GpuDesk, tmp_path: Path) -> None:  # noqa: F811
     ann, bob, box = (person(two_gpus, tmp_path, u) for u in ("ann", "bob", "service"))
     booked = ann.json("reserve", "0", "--from", at(1), "--to", at(2))
