@@ -38,8 +38,9 @@ ADMIT_SUFFIX = ".admit"
 PORT_ATTEMPTS = 3
 
 
-def admit(ws: Workstation, now: float | None = None) -> list[str]:
-    """One admission round; the names admitted. Costs one listing when the queue is empty."""
+def admit(ws: Workstation, now: float | None = None, wait: float | None = None) -> list[str]:
+    """One admission round; the names admitted. Costs one listing when the queue is empty.
+    `wait`: at most this long for the GPU lock (default gpu_lock_wait); GpuLockBusy after."""
     listed = ws.engine.list_managed(ws.config.instance)
     pending = [c for c in listed if (c.get("Labels") or {}).get(LABEL_QUEUE) == ADMITTED
                and c.get("State") == "created"]
@@ -47,7 +48,8 @@ def admit(ws: Workstation, now: float | None = None) -> list[str]:
     if not ordered and not pending:
         return []
     image = (ordered[0] if ordered else None) and _image_of(listed, ordered[0])
-    with machine_gpu_lock(ws.engine, image or booking.record_image(ws), ws.config.gpu_lock_wait):
+    wait = ws.config.gpu_lock_wait if wait is None else wait
+    with machine_gpu_lock(ws.engine, image or booking.record_image(ws), wait):
         repair(ws)
         listed = ws.engine.list_managed(ws.config.instance)  # again, under the lock: the truth now
         ordered = gpu_queue.fair_order(gpu_queue.entries(listed))

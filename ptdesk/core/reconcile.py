@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 # A launch never legitimately takes longer than ready_timeout plus image checks and create;
 # past this a "launching" record is stale even if its launcher PID was reused by another process.
 STALE_LAUNCH_MARGIN = 300.0
+ADMIT_LOCK_WAIT = 2.0  # seconds a reconcile waits for the GPU lock to admit queued requests
 
 
 @dataclass(frozen=True)
@@ -143,7 +144,9 @@ def _admit_quietly(ws: Workstation, listed: Iterable[dict]) -> None:
     if not gpu_queue.entries(listed):
         return
     try:
-        admission.admit(ws)
+        # A command must not wait long behind someone's launch: the next round (or the box's
+        # service) admits if the lock is busy now.
+        admission.admit(ws, wait=ADMIT_LOCK_WAIT)
     except EngineUnavailable:
         raise
     except PtdeskError as exc:
