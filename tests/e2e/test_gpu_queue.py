@@ -186,16 +186,40 @@ def test_the_owners_open_watcher_follows_its_admitted_request_instead_of_releasi
     thread.start()
     try:
         wait_until(lambda: watcher.engine_connected, timeout=10, message="bob's watcher connected")
+        # The holder goes: Bob's watcher admits (or anyone's ptdesk would); the entry's destroy then
+        # reaches Bob's watcher, which takes the admitted container over instead of releasing it.
         ann.engine.remove(holders[0]["id"], force=True)
-        admitter = core(ann)
-        assert Desk(admitter).admit() == ["b1"]
-        admitter.close()
-        # The entry's destroy reaches Bob's watcher: it takes the admitted container over.
+        Desk(core(ann)).admit()  # Ann's ptdesk may be the one that admits: either way, once
         wait_until(lambda: ("destroy", "admitted") in events, timeout=20, message="the watcher followed it")
         record = watcher.store.experiment("b1")
         assert record is not None and record.status == "running" and record.gpus == (0,)
         assert record.container_id != entry["id"] and ann.engine.is_running(record.container_id)
         assert ("destroy", "released") not in events
+    finally:
+        stop.set()
+        thread.join(timeout=15)
+        watcher.close()
+
+
+def test_any_open_ptdesk_admits_when_a_container_goes_away(two_gpus: GpuDesk, tmp_path: Path) -> None:
+    """Someone's dashboard (its event watcher) starts the head of the queue as soon as a holder is
+    removed, even outside ptdesk; here the open one is Cy's, who has nothing in the queue."""
+    import threading
+
+    ann, bob, cy = (person(two_gpus, tmp_path, u) for u in ("ann", "bob", "cy"))
+    holders = [ann.new("--name", f"a{i}", "--gpus", str(i)) for i in range(2)]
+    bob.json("new", "ssh", "--name", "b1", "--gpus", "auto", "--queue")
+    watcher = core(cy)
+    stop = threading.Event()
+    thread = threading.Thread(target=watcher.watch_events, daemon=True,
+                              args=(lambda e: None, lambda up, why: None, stop))
+    thread.start()
+    try:
+        wait_until(lambda: watcher.engine_connected, timeout=10, message="cy's watcher connected")
+        ann.engine.remove(holders[1]["id"], force=True)  # docker rm -f: no ptdesk of Ann's involved
+        wait_until(lambda: [c for c in ann.engine.list_managed(ann.instance)
+                            if c["Labels"].get("ptdesk.name") == "b1" and c["State"] == "running"],
+                   timeout=10, message="Bob's request started within 10 s")
     finally:
         stop.set()
         thread.join(timeout=15)
