@@ -129,7 +129,7 @@ def logs(ws: Workstation, name: str, follow: bool, tail: str) -> None:
 @click.argument("name")
 @pass_workstation(reconcile=True)
 def stop(ws: Workstation, name: str) -> None:
-    """Stop an experiment (its workspace, keys and GPUs are kept)."""
+    """Stop an experiment (workspace and keys are kept; its GPUs for gpu_hold_after_stop)."""
     ws.stop(name)
     click.echo(f"{name} stopped.")
 

@@ -68,8 +68,8 @@ def render(snapshot: GpuSnapshot, claims: Mapping[int, GpuClaim] | None = None) 
         if gpu.error:
             notes.append(f"GPU {gpu.label}: {ERROR_TEXT.get(gpu.error, gpu.error)}.")
         if claim and claim.blocks:  # below the threshold, its process rows say enough
-            notes.append(f"GPU {gpu.label}: unclaimed use, outside every ptdesk experiment: {claim.unclaimed_text()}"
-                         " (not given by auto, any:N or the queue).")
+            notes.append(f"GPU {gpu.label}: unclaimed use, outside every ptdesk experiment: {claim.unclaimed_text()};"
+                         " auto, any:N and the queue do not give it.")
         if claim and claim.reserved:
             notes.append(f"GPU {gpu.label}: reserved by {claim.reserved}.")
         if gpu.mig_mode:

@@ -163,7 +163,7 @@ def _cull_loop(ws: Workstation, limit: float, stop: threading.Event, as_json: bo
 @json_option
 @pass_workstation(reconcile=True)
 def cull(ws: Workstation, idle: str | None, dry_run: bool, as_json: bool) -> None:
-    """Stop idle Jupyter and SSH experiments (workspaces, keys and GPUs are kept)."""
+    """Stop idle Jupyter and SSH experiments (workspaces and keys are kept; GPUs free after the hold)."""
     if idle is not None:
         limit = parse_duration(idle)
     elif ws.config.idle_cull_seconds > 0:

@@ -87,7 +87,7 @@ def admit_one(ws: Workstation, entry: QueueEntry, gpus: tuple[int, ...]) -> str:
         engine.remove(new, force=True)  # undone: the entry waits on
         raise
     engine.remove(entry.container_id, force=True)  # from here on, only forward (repair finishes it)
-    engine_records.rename(engine, new, final)
+    engine.rename(new, final)
     return start_admitted(ws, new, entry.files)
 
 
@@ -110,7 +110,7 @@ def start_admitted(ws: Workstation, container_id: str, files: Iterable[str]) -> 
                                       {"PortBindings": ports})
         engine_records.copy_files(engine, container_id, again, files)
         engine.remove(container_id, force=True)
-        engine_records.rename(engine, again, name)
+        engine.rename(again, name)
         container_id = again
     return container_id
 
@@ -129,7 +129,7 @@ def repair(ws: Workstation) -> list[str]:
             engine.remove(container["Id"], force=True)  # the entry is still there: undo
         else:
             if name.endswith(ADMIT_SUFFIX):
-                engine_records.rename(engine, container["Id"], name[:-len(ADMIT_SUFFIX)])
+                engine.rename(container["Id"], name[:-len(ADMIT_SUFFIX)])
             start_admitted(ws, container["Id"], tuple(p for p in (labels.get(gpu_queue.LABEL_FILES) or "")
                                                       .split(",") if p.startswith("/")))
         touched.append(labels.get("ptdesk.name", name))

@@ -2,7 +2,8 @@
 
 Each kind says how idle one of its experiments is (Kind.idle: Jupyter's own last_activity, the SSH
 user's processes); an experiment that cannot tell is never culled.
-Culling stops the container: the workspace, keys and GPU reservation stay, `ptdesk start` resumes.
+Culling stops the container: the workspace and keys stay, its GPUs are free for others after the
+gpu_hold_after_stop hold, and `ptdesk start` resumes (on other GPUs if they were taken).
 """
 
 from __future__ import annotations

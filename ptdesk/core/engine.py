@@ -371,13 +371,17 @@ class Engine:
         with translated_errors(f"Reading the changes of {container[:12]}", self.where):
             return self.api.diff(container) or []
 
-    def copy_path(self, source: str, target: str, path: str, parent: str) -> None:
-        """Stream `path` of `source` (a tar, owners and modes kept) into `parent` of `target`."""
+    def copy_path(self, source: str, target: str, path: str, parent: str, files_only: bool = False) -> bool:
+        """Stream `path` of `source` (a tar, owners and modes kept) into `parent` of `target`;
+        with `files_only`, a folder is not copied (False)."""
         with translated_errors(f"Copying {path} from {source[:12]}", self.where):
-            stream, _ = self.api.get_archive(source, path, chunk_size=1 << 20)
+            stream, stat = self.api.get_archive(source, path, chunk_size=1 << 20)
             try:
+                if files_only and int((stat or {}).get("mode") or 0) & (1 << 31):  # Go's os.ModeDir
+                    return False
                 if not self.api.put_archive(target, parent, stream):
                     raise PtdeskError(f"The engine refused to place {path} in {target[:12]}.")
+                return True
             finally:
                 stream.close()
 

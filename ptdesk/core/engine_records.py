@@ -45,13 +45,7 @@ def remake(engine: Engine, document: Mapping, name: str, labels: Mapping[str, st
                 HostConfig={**(document.get("HostConfig") or {}), **host_changes})
     networks = (document.get("NetworkSettings") or {}).get("Networks") or {}
     body["NetworkingConfig"] = {"EndpointsConfig": {net: {} for net in networks}}
-    with translated_errors(f"Creating container {name}", engine.where):
-        return engine.api.create_container_from_config(body, name)["Id"]
-
-
-def rename(engine: Engine, container: str, name: str) -> None:
-    with translated_errors(f"Renaming {container[:12]}", engine.where):
-        engine.api.rename(container, name)
+    return engine.create_from_config(name, body)
 
 
 def copy_files(engine: Engine, source: str, target: str, paths: Iterable[str]) -> None:

@@ -9,6 +9,7 @@ holding the GPUs runs, as a launch is.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from ptdesk.core import clock, ledger
@@ -42,8 +43,7 @@ def start_container(ws: Workstation, name: str, container_id: str, request: str 
     engine = ws.engine
     document = engine.inspect(container_id)
     own = device_ids(document)
-    if request is not None:
-        ledger.parse_request(request)  # malformed input is refused before anything is locked
+    req = ledger.parse_request(request) if request is not None else None  # refused before anything is locked
     if queue:
         return queue_start(ws, name, request)
     if request is None and not own:
@@ -58,7 +58,8 @@ def start_container(ws: Workstation, name: str, container_id: str, request: str 
                 raise _gone(ws, name, document, own, taken)
             engine.start(container_id)
             return container_id
-        wanted = ledger.allocate(request, holds, inventory)
+        assert req is not None
+        wanted = _keep_own(req, own, holds, inventory) or ledger.allocate(req, holds, inventory)
         if wanted == own:
             engine.start(container_id)
             return container_id
@@ -66,6 +67,17 @@ def start_container(ws: Workstation, name: str, container_id: str, request: str 
         engine.start(moved.container_id)
     ws.store.audit("moved", name, {"from_gpus": list(own), "gpus": list(wanted), "copied_paths": moved.copied})
     return moved.container_id
+
+
+def _keep_own(req: ledger.GpuRequest | None, own: tuple[int, ...], holds: dict[int, Hold | str],
+              inventory: GpuInventory | None) -> tuple[int, ...] | None:
+    """auto / any:N are met by the GPUs it has when they are free: no needless re-creation."""
+    if req is None or req.mode not in ("auto", "count") or not own or len(own) != req.wanted:
+        return None
+    try:
+        return ledger.allocate(replace(req, mode="ids", ids=own), holds, inventory)
+    except PtdeskError:
+        return None
 
 
 def queue_start(ws: Workstation, name: str, request: str | None) -> str:
@@ -78,8 +90,9 @@ def _holds(ws: Workstation, name: str, inventory: GpuInventory | None) -> dict[i
     """Everyone else's holds: the store's launches in flight (no container yet), then the engine's
     truth about every other container of the instance."""
     every = [g.index for g in (inventory or ws.gpus.inventory()).gpus]  # ids only: no attribution needed
-    held: dict[int, Hold | str] = {i: n for i, n in ws.store.held_gpus().items() if n != name}
-    held.update(engine_holds(ws, instance_containers(ws), every, exclude=(name,)))
+    on_engine = instance_containers(ws)
+    held: dict[int, Hold | str] = {i: n for i, n in ws.store.held_gpus().items() if n != name and n not in on_engine}
+    held.update(engine_holds(ws, on_engine, every, exclude=(name,)))
     return held
 
 

@@ -146,7 +146,7 @@ def _is_stale(holder: Holder, now: float | None = None) -> bool:
     now = time.time() if now is None else now
     if holder.since is not None and now - holder.since > STALE_AFTER:
         return True
-    if holder.pid <= 0 or holder.host != socket.gethostname() or holder.boot_id != _boot_id():
+    if holder.pid <= 0 or holder.host != socket.gethostname() or holder.boot_id != boot_id():
         return False  # another machine's (or an unreadable label): only age can tell
     return not pid_alive(holder.pid)
 
@@ -154,10 +154,10 @@ def _is_stale(holder: Holder, now: float | None = None) -> bool:
 def _labels(lock: EngineLock) -> dict[str, str]:
     return {LABEL_LOCK: lock.purpose, f"{LABEL_LOCK}.user": current_user(), f"{LABEL_LOCK}.uid": str(os.getuid()),
             f"{LABEL_LOCK}.pid": str(os.getpid()), f"{LABEL_LOCK}.host": socket.gethostname(),
-            f"{LABEL_LOCK}.boot": _boot_id()}
+            f"{LABEL_LOCK}.boot": boot_id()}
 
 
-def _boot_id() -> str:
+def boot_id() -> str:
     """This boot of this machine: a pid of an earlier boot may be someone else's process now."""
     try:
         return Path("/proc/sys/kernel/random/boot_id").read_text().strip()

@@ -232,7 +232,10 @@ def _reserve(ws: Workstation, spec: LaunchSpec, inventory: GpuInventory | None,
             spec = renamed(ws.config, spec, suggest_name(ws, spec.owner, spec.kind, on_engine))
         if store.experiment(spec.name) or spec.name in on_engine:
             raise Conflict(f"An experiment named {spec.name!r} already exists.", "Pick another --name.", field="name")
-        held: dict[int, str | Hold] = {**store.held_gpus(conn), **held_on_engine}
+        # A record holds its GPUs only while its container is not on the engine yet (a launch in
+        # flight); once it is, the engine's record of the container says (a stopped one: for the hold).
+        held: dict[int, str | Hold] = {i: n for i, n in store.held_gpus(conn).items() if n not in on_engine}
+        held.update(held_on_engine)
         gpus = sharing.allocate_or_queue(spec, held, inventory)
         record = ExperimentRecord(
             name=spec.name, kind=spec.kind, owner=spec.owner, image=spec.image, status="launching",

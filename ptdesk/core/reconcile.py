@@ -19,7 +19,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ptdesk.core import accounts, admission, experiment_files, experiments, expiry, gpu_queue, keys, ownership
+from ptdesk.core import (
+    accounts,
+    admission,
+    experiment_files,
+    experiments,
+    expiry,
+    gpu_queue,
+    keys,
+    ownership,
+    recreate,
+)
 from ptdesk.core.authorized_keys import GrantedKey
 from ptdesk.core.collab import PRIVATE, container_lock, key_dir, reinstall
 from ptdesk.core.gpu_queue import QUEUED
@@ -83,6 +93,7 @@ def launcher_alive(record: ExperimentRecord, timeout: float, now: float | None =
 def reconcile(ws: Workstation) -> ReconcileReport:
     """One pass; raises EngineUnavailable if the engine cannot be listed (callers decide)."""
     store = ws.store
+    recreate.undo_interrupted(ws)  # a re-creation cut short: the record's container keeps the name
     records = store.experiments()  # before the list: see the module docstring
     listed = ws.engine.list_managed(ws.config.instance)
     by_name = {container_key(c): c for c in listed}

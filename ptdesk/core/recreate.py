@@ -15,29 +15,43 @@ Atomic from the person's view: the new container is made under a temporary name 
 the old one stays as it was; only then are the names swapped, the record pointed at the new one
 and the old one removed. Any failure before the swap removes the new container and leaves the old
 one untouched. Files the person deleted from the image's own folders are not deleted again (a
-created container cannot run `rm`); nothing they made is lost.
+created container cannot run `rm`); nothing they made is lost. A re-creation cut short (its
+process killed) leaves a twin named `NAME.next-…` or `NAME.replaced-…` (with its process id and
+boot): `undo_interrupted`, run by every reconcile, gives the name back to the container the record
+points at and removes the other — never one whose re-creation may still be running.
 """
 
 from __future__ import annotations
 
+import os
 import posixpath
+import re
 import secrets
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ptdesk.core.gpulock import boot_id
 from ptdesk.core.kinds import get_kind
 from ptdesk.core.models import LABEL_GPUS, LABEL_KIND, LABEL_NAME
+from ptdesk.core.ownership import foreign_owner
+from ptdesk.core.processes import pid_alive
 from ptdesk.core.seal import LABEL_SEAL, seal, secret_digest, verifies
 from ptdesk.errors import Conflict, EngineUnavailable, PtdeskError
 
 if TYPE_CHECKING:
     from ptdesk.core.workstation import Workstation
 
+# `NAME.next-PID-BOOT-RANDOM` / `NAME.replaced-…`: the twins of a re-creation in progress.
+TWIN = re.compile(r"(?P<base>.+)\.(?P<role>next|replaced)-(?P<pid>\d+)-(?P<boot>[0-9a-f]{8})-[0-9a-f]{6}")
+# A re-creation copies a writable layer: one that started this long ago on another machine is dead.
+STALE_AFTER = 3600.0
 # `docker diff` kinds.
 MODIFIED, ADDED, DELETED = 0, 1, 2
-# Written by the engine at every start (bind-mounted over the layer): never carried over.
-ENGINE_FILES = frozenset({"/etc/hosts", "/etc/hostname", "/etc/resolv.conf", "/.dockerenv"})
+# Written by the engine at every start (bind-mounted over the layer, `init` included): never carried over.
+ENGINE_FILES = frozenset({"/etc/hosts", "/etc/hostname", "/etc/resolv.conf", "/.dockerenv",
+                          "/usr/sbin/docker-init", "/sbin/docker-init"})
 
 
 @dataclass(frozen=True)
@@ -65,7 +79,8 @@ def recreate(ws: Workstation, container_id: str, gpus: Sequence[int]) -> Recreat
     gpus = tuple(gpus)
     config = _new_config(ws, old, labels, gpus)
     name = old["Name"].lstrip("/")
-    suffix = secrets.token_hex(3)
+    # Who is re-creating (undo_interrupted leaves a live one alone), and a random part.
+    suffix = f"{os.getpid()}-{boot_id()[:8] or '00000000'}-{secrets.token_hex(3)}"
     new_id = engine.create_from_config(f"{name}.next-{suffix}", config)
     renamed_old = False
     try:
@@ -107,21 +122,24 @@ def _new_config(ws: Workstation, old: dict, labels: dict[str, str], gpus: tuple[
     return config
 
 
-def layer_roots(changes: Iterable[dict]) -> list[str]:
+def layer_roots(changes: Iterable[dict]) -> list[tuple[str, bool]]:
     """The fewest paths whose copies carry every added or changed file of a writable layer.
 
     An added folder is copied whole (everything under it is new); a changed folder's own entry
     only says something inside it changed (those are listed too), so it is skipped when anything
-    under it is listed. Deleted paths and the engine's own files are left out."""
-    entries = {c["Path"]: c["Kind"] for c in changes if c.get("Path") and c["Path"] not in ENGINE_FILES}
-    listed_inside = {posixpath.dirname(p) for p in entries}  # folders with something listed in them
-    roots: list[str] = []
+    under it is listed. Deleted paths and the engine's own files are left out. Each root comes with
+    whether it was only changed (a changed folder with nothing listed in it had its own mode or
+    owner changed, not its contents: it is not copied whole)."""
+    changes = [c for c in changes if c.get("Path")]
+    listed_inside = {posixpath.dirname(c["Path"]) for c in changes}  # folders with something listed in them
+    entries = {c["Path"]: c["Kind"] for c in changes if c["Path"] not in ENGINE_FILES}
+    roots: list[tuple[str, bool]] = []
     for path in sorted(p for p, k in entries.items() if k != DELETED):
         if any(entries.get(folder) == ADDED for folder in _ancestors(path)):
             continue  # inside an added folder copied whole
         if entries[path] == MODIFIED and path in listed_inside:
             continue  # a changed folder: what changed in it is listed (and copied) itself
-        roots.append(path)
+        roots.append((path, entries[path] == MODIFIED))
     return roots
 
 
@@ -132,10 +150,39 @@ def _ancestors(path: str) -> Iterable[str]:
 
 
 def _copy_layer(ws: Workstation, source: str, target: str) -> int:
-    roots = layer_roots(ws.engine.changes(source))
-    for path in roots:
-        ws.engine.copy_path(source, target, path, posixpath.dirname(path) or "/")
-    return len(roots)
+    copied = 0
+    for path, changed in layer_roots(ws.engine.changes(source)):
+        copied += ws.engine.copy_path(source, target, path, posixpath.dirname(path) or "/", files_only=changed)
+    return copied
+
+
+def undo_interrupted(ws: Workstation, now: float | None = None) -> list[str]:
+    """Finish what a re-creation cut short left (this user's only): the container the record
+    points at gets the experiment's name back, its twin is removed. A twin whose process may still
+    run (alive on this boot, or made less than STALE_AFTER ago elsewhere) is left alone."""
+    now = time.time() if now is None else now
+    undone: list[str] = []
+    for container in ws.engine.list_managed(ws.config.instance):
+        match = TWIN.fullmatch((container.get("Names") or ["/"])[0].lstrip("/"))
+        if match is None or foreign_owner(container) or _in_progress(match, container, now):
+            continue
+        label = (container.get("Labels") or {}).get(LABEL_NAME) or ""
+        record = ws.store.experiment(label) if label else None
+        if record is not None and record.container_id == container["Id"]:
+            other = ws.engine.try_inspect(match["base"])
+            if other is not None and other["Id"] != container["Id"]:
+                ws.engine.remove(other["Id"], force=True)  # the half-made new one
+            ws.engine.rename(container["Id"], match["base"])
+        else:
+            ws.engine.remove(container["Id"], force=True)  # never the record's own container
+        undone.append(label)
+    return undone
+
+
+def _in_progress(match: re.Match[str], container: dict, now: float) -> bool:
+    if match["boot"] == (boot_id()[:8] or "00000000"):
+        return pid_alive(int(match["pid"]))
+    return now - float(container.get("Created") or 0) < STALE_AFTER
 
 
 def _point_record(ws: Workstation, name: str, old_id: str, new_id: str, gpus: tuple[int, ...]) -> None:

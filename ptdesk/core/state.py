@@ -271,10 +271,8 @@ class Store:
         return True
 
     def held_gpus(self, conn: sqlite3.Connection | None = None) -> dict[int, str]:
-        """GPU index -> experiment holding it (launching or running). A stopped one's GPUs are
-        held only for the hold after stop, which its container's stop time on the engine tells
-        (ptdesk.core.gpu_holds): the record alone cannot."""
-        rows = (conn or self.conn).execute("SELECT name, gpus FROM experiments WHERE status != 'exited'").fetchall()
+        """GPU index -> experiment holding it (launching, running, or stopped but not removed)."""
+        rows = (conn or self.conn).execute("SELECT name, gpus FROM experiments").fetchall()
         return {gpu: row["name"] for row in rows for gpu in json.loads(row["gpus"] or "[]")}
 
     # --- collaborators and grants (ptdesk.core.collab) ---------------------------------------

@@ -49,7 +49,6 @@ from ptdesk.core.engine import Engine
 from ptdesk.core.engine_stats import EngineStatsSampler
 from ptdesk.core.environment import EnvironmentDiff, ExperimentEnvironment
 from ptdesk.core.gpu import GpuSampler
-from ptdesk.core.gpu_holds import HoldReader
 from ptdesk.core.image_archive import ArchiveReport
 from ptdesk.core.images import BuildResult, ImageStatus
 from ptdesk.core.kinds import REGISTRY, get_kind
@@ -227,10 +226,7 @@ class Workstation:
         """What the ledger may give: GPUs used outside ptdesk beyond the threshold say so."""
         return gpu_claims.inventory(self)
 
-    def hold_reader(self) -> HoldReader:
-        return HoldReader()
-
-    def gpu_claims(self, snapshot: GpuSnapshot, reader: HoldReader | None = None,
+    def gpu_claims(self, snapshot: GpuSnapshot, reader: gpu_claims.HoldReader | None = None,
                    use_engine: bool = True) -> dict[int, gpu_claims.GpuClaim]:
         """Per GPU: held by whom (busy or idle), reserved, unclaimed use (ptdesk.core.gpu_claims)."""
         return gpu_claims.claims(self, snapshot, reader, use_engine)

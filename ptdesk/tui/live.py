@@ -32,7 +32,7 @@ from textual.widget import Widget
 
 from ptdesk.core.workstation import Workstation
 from ptdesk.errors import PtdeskError
-from ptdesk.tui.feeds import IdleGpus, sample_gpus
+from ptdesk.tui.feeds import HoldReader, IdleGpus, sample_gpus
 from ptdesk.tui.messages import ContainerChanged, EngineChanged, ExperimentsListed, GpusSampled, StatsRead
 
 if TYPE_CHECKING:
@@ -72,7 +72,7 @@ class LiveFeeds:
         self.host = host
         self.watch_events = watch_events
         self.idle_gpus = IdleGpus(ws.idle_gpus)
-        self.holds = ws.hold_reader()  # the GPU panel's holds: one list a second, inspects on change
+        self.holds = HoldReader()  # the GPU panel's holds: a list every few seconds, inspects on change
         self.events_retry = EVENTS_RETRY_FIRST  # the next watcher restart's delay
         self._stop = threading.Event()
         self._list_wanted = threading.Event()

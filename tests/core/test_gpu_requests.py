@@ -6,6 +6,7 @@ import pytest
 
 from ptdesk.core.ledger import GpuRequest, Hold, allocate, holds_from_devices, parse_request
 from ptdesk.core.models import GpuInventory, GpuLoad
+from ptdesk.core.recreate import layer_roots
 from ptdesk.errors import Conflict, GpuUnavailable, InvalidInput
 
 GiB = 1024**3
@@ -93,3 +94,17 @@ def test_a_stopped_container_holds_its_gpus_only_for_the_hold() -> None:
     with pytest.raises(Conflict, match="stopped; it keeps its GPUs until") as raised:
         allocate("0", within, _box((0, 0), (0, 0), (0, 0), (0, 0)))
     assert "stop that experiment first" not in (raised.value.hint or "")
+
+
+def test_re_creation_copies_the_fewest_paths_that_carry_every_change() -> None:
+    """What ptdesk.core.recreate copies from `docker diff`: an added folder whole, changed files,
+    never a changed folder whole (its listed contents are copied), never the engine's own files."""
+    changes = [{"Path": "/home", "Kind": 0}, {"Path": "/home/ann", "Kind": 0},
+               {"Path": "/home/ann/.local", "Kind": 1}, {"Path": "/home/ann/.local/lib/x.py", "Kind": 1},
+               {"Path": "/home/ann/notes.txt", "Kind": 1}, {"Path": "/etc", "Kind": 0},
+               {"Path": "/etc/passwd", "Kind": 0}, {"Path": "/etc/hosts", "Kind": 0},
+               {"Path": "/etc/ssh", "Kind": 0}, {"Path": "/etc/ssh/moduli", "Kind": 2},
+               {"Path": "/usr", "Kind": 0}, {"Path": "/usr/sbin", "Kind": 0},
+               {"Path": "/usr/sbin/docker-init", "Kind": 1}, {"Path": "/opt", "Kind": 0}]
+    assert layer_roots(changes) == [("/etc/passwd", True), ("/home/ann/.local", False),
+                                    ("/home/ann/notes.txt", False), ("/opt", True)]

@@ -7,15 +7,17 @@ of four idle GPUs and a clock the test moves (ptdesk.core.clock) instead of slee
 
 from __future__ import annotations
 
+import subprocess
 import time
 
 import pytest
 from e2e.gpu_engine import GpuDesk
-from helpers import BASE_IMAGE, JUPYTER_IMAGE, settle
+from helpers import BASE_IMAGE, JUPYTER_IMAGE, SSH_IMAGE, settle
 from wheels import make_wheel
 
 from ptdesk.config import load_config
 from ptdesk.core import clock
+from ptdesk.core.gpulock import boot_id
 from ptdesk.core.models import LABEL_GPUS, LABEL_INSTANCE, LABEL_KIND, LABEL_MANAGED, LABEL_NAME, LABEL_OWNER
 from ptdesk.core.recreate import recreate
 from ptdesk.errors import PtdeskError
@@ -67,6 +69,9 @@ def test_start_after_the_hold_offers_the_choices_then_moves_to_other_gpus_keepin
     _write_config(gpu_desk, 'gpu_hold_after_stop = "10m"\n')
     g1 = gpu_desk.new("--name", "g1", "--gpus", "0,2")
     _make_file(gpu_desk, g1["id"], "/opt/made-inside.txt", "kept")
+    gpu_desk.ok("collab", "add", "bob")
+    gpu_desk.ok("grant", "bob", "g1")
+    granted = _read(gpu_desk, g1["id"], "/etc/ptdesk/authorized_keys/bob")
     gpu_desk.ok("stop", "g1")
     _later(monkeypatch, HOLD + 1)
     gpu_desk.new("--name", "g2", "--gpus", "0")
@@ -82,6 +87,8 @@ def test_start_after_the_hold_offers_the_choices_then_moves_to_other_gpus_keepin
     assert moved["id"] != g1["id"] and gpu_desk.engine.try_inspect(g1["id"]) is None
     assert gpu_desk.device_ids(moved["id"]) == ["1"] and gpu_desk.gpu_env(moved["id"]) == "1"
     assert _read(gpu_desk, moved["id"], "/opt/made-inside.txt") == "kept"
+    assert _read(gpu_desk, moved["id"], "/etc/ptdesk/authorized_keys/bob") == granted  # bob's grant came along
+    assert gpu_desk.engine.exec(moved["id"], ["id", "bob"])[0] == 0  # and his account
     # Same name, port and host key: `ptdesk start` proved the pinned key lets the owner in again.
     assert moved["name"] == "g1" and moved["ssh"]["port"] == g1["ssh"]["port"]
     assert moved["image"] == g1["image"] and not moved.get("unverified") and not moved.get("orphan")
@@ -94,6 +101,9 @@ def test_start_within_the_hold_gets_the_same_gpus_and_start_without_a_gpu_keeps_
     gpu_desk.ok("stop", "g1")
     again = gpu_desk.json("start", "g1")
     assert again["id"] == g1["id"] and again["gpus"] == [3]
+    gpu_desk.ok("stop", "g1")
+    # auto is met by the GPU it has, free again (GPU 0 would be the least loaded): nothing re-created.
+    assert gpu_desk.json("start", "g1", "--gpus", "auto")["id"] == g1["id"]
     gpu_desk.ok("stop", "g1")
     cpu = gpu_desk.json("start", "g1", "--gpus", "none")
     assert cpu["gpus"] == [] and gpu_desk.device_ids(cpu["id"]) is None and cpu["status"] == "running"
@@ -181,3 +191,40 @@ def test_a_container_this_home_did_not_seal_is_not_re_created_and_nothing_is_lef
     assert [c["Id"] for c in listed] == [forged]  # no half-made twin
     after = gpu_desk.engine.inspect(forged)
     assert after["Name"] == before["Name"] and after["HostConfig"].get("DeviceRequests") is None
+
+
+def test_an_experiment_stopped_behind_ptdesks_back_lets_go_after_the_hold_too(
+        gpu_desk: GpuDesk, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its record still says running (no watcher saw it stop): the engine's stop time decides."""
+    g1 = gpu_desk.new("--name", "g1", "--gpus", "1")
+    gpu_desk.engine.stop(g1["id"], timeout=2)  # `docker stop`, or a crash: ptdesk was not told
+    assert "GPU 1 is held by experiment 'g1'" in gpu_desk.fails("new", "ssh", "--name", "g2", "--gpus", "1")[0]
+    _later(monkeypatch, HOLD + 1)
+    assert gpu_desk.new("--name", "g2", "--gpus", "1")["gpus"] == [1]
+
+
+def test_a_re_creation_cut_short_is_undone_by_the_next_command(gpu_desk: GpuDesk) -> None:
+    """The state a killed `start --gpus` leaves between its renames: the old container renamed
+    aside, the new one half-filled. The next command's reconcile gives the name back and removes
+    the twin; the experiment starts as before."""
+    g1 = gpu_desk.new("--name", "g1", "--gpus", "0")
+    gpu_desk.ok("stop", "g1")
+    name = gpu_desk.engine.inspect(g1["id"])["Name"].lstrip("/")
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a process id that no longer runs: the re-creator was killed
+    tag = f"{gone.pid}-{boot_id()[:8]}"
+    gpu_desk.engine.rename(g1["id"], f"{name}.replaced-{tag}-abcdef")
+    labels = gpu_desk.engine.inspect(g1["id"])["Config"]["Labels"]
+    twin = gpu_desk.engine.create(name=f"{name}.next-{tag}-abcdef", image=SSH_IMAGE, labels=labels,
+                                  command=["true"], host_config={})
+    live = subprocess.Popen(["sleep", "60"])  # a re-creation still running is left alone
+    try:
+        busy = gpu_desk.engine.create(name=f"{name}x.next-{live.pid}-{boot_id()[:8]}-abcdef", image=SSH_IMAGE,
+                                      labels={**labels, "ptdesk.name": "g1x"}, command=["true"], host_config={})
+        gpu_desk.ok("ls", "--all")
+        assert gpu_desk.engine.inspect(g1["id"])["Name"] == f"/{name}"
+        assert gpu_desk.engine.try_inspect(twin) is None and gpu_desk.engine.try_inspect(busy) is not None
+    finally:
+        live.kill()
+        live.wait()
+    assert gpu_desk.json("start", "g1")["id"] == g1["id"]

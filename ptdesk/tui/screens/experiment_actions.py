@@ -130,9 +130,9 @@ class ExperimentActions(Screen[None]):
         else:
             self.notify(f"Starting {name} (waiting until it accepts logins)…", markup=False)
             self._act(ws, f"Starting {name}", lambda: ws.start(name), f"{name} is running.",
-                      on_error=lambda error: self._ask_gpus(ws, name, error))
+                      on_error=lambda error: self._ask_gpus(ws, name, len(selected.gpus), error))
 
-    def _ask_gpus(self, ws: Workstation, name: str, error: BaseException) -> bool:
+    def _ask_gpus(self, ws: Workstation, name: str, count: int, error: BaseException) -> bool:
         """Its GPUs were let go and taken: ask what to do (the CLI's --gpus auto / none / --queue)."""
         if not isinstance(error, GpusGone):
             return False
@@ -140,7 +140,9 @@ class ExperimentActions(Screen[None]):
         def chosen(choice: str | None) -> None:
             if choice is None:
                 return
-            gpus, queue = (None, True) if choice == "queue" else (choice, False)
+            # "Other GPUs": as many as it had (any:N), the least loaded free ones.
+            other = f"any:{count}" if count > 1 else "auto"
+            gpus, queue = (None, True) if choice == "queue" else (other if choice == "auto" else choice, False)
             where = {"auto": "on other GPUs", "none": "without a GPU", "queue": "when GPUs free"}[choice]
             self.notify(f"Starting {name} {where}…", markup=False)
             self._act(ws, f"Starting {name}", lambda: ws.start(name, gpus=gpus, queue=queue),

@@ -6,12 +6,14 @@ workstation's samples, so a box that stops answering changes only its own group.
 
 A GPU that has held memory at 0 % utilisation for long (ptdesk.core.cull.idle_gpus) says so at the
 start of its users: "idle 35m", so whoever is sitting on it can be asked to let go. A GPU an
-experiment holds says so whether or not a process of it shows ("held: train (ann), running, busy";
-a stopped one within its hold, "stopped, holds until 14:03"), and use outside every ptdesk
-experiment is named by host user and pid ("unclaimed 30.0 GiB by pid 4242 (bob)").
+experiment holds says so whether or not a process of it shows ("train (ann) busy"; a stopped one
+within its hold, "g1 (ann) stopped, held to 14:03"), and use outside every ptdesk experiment beyond
+the threshold is named by host user and pid ("unclaimed 30.0 GiB by pid 4242 (bob)").
 """
 
 from __future__ import annotations
+
+import time
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -109,13 +111,23 @@ def _users_text(gpu: GpuSample, idle: str | None = None, claim: GpuClaim | None 
     if claim is not None and (claim.holder or claim.blocks):
         parts = []
         if claim.holder:
-            parts.append(Text(f"held: {claim.held_text()}", style="bold"))
+            parts.append(Text(held_short(claim), style="bold"))
         if claim.unclaimed:  # named by host user and pid; red when it keeps the GPU from being given
             parts.append(Text(f"unclaimed {claim.unclaimed_text()}", style="bold red" if claim.blocks else "yellow"))
         text = Text(" · ", overflow="ellipsis", no_wrap=True).join(parts)
     if idle:
         text = Text.assemble((idle, "bold yellow"), " · ", text, overflow="ellipsis", no_wrap=True)
     return text
+
+
+def held_short(claim: GpuClaim) -> str:
+    """The holder as the narrow users cell says it: "train (ann) busy", "g1 (ann) stopped, held to 14:03"."""
+    holder = claim.holder
+    assert holder is not None
+    who = f"{holder.experiment} ({holder.owner})" if holder.owner else holder.experiment
+    if holder.state == "stopped" and holder.until is not None:
+        return f"{who} stopped, held to {time.strftime('%H:%M', time.localtime(holder.until))}"
+    return f"{who} {'busy' if claim.busy else 'idle'}" if claim.busy is not None else who
 
 
 class GpuGroup(Vertical):
