@@ -69,6 +69,9 @@ class Config:
     jupyter_tls: str = "auto"
     # Seconds a GPU launch waits for another launch holding the machine's GPU lock.
     gpu_lock_wait: float = 60.0
+    # Seconds others' experiments on GPUs someone reserved may run on once the reservation starts
+    # (they are warned at once, stopped after); negative: warn only, never stop.
+    reservation_grace: float = 600.0
     ca_bundle: Path | None = None
     # What a launch gets when no GPUs are asked for, in the CLI and the dashboard's form alike.
     gpus: str = "auto"
@@ -204,7 +207,7 @@ def _apply(config: Config, data: dict, origin: str) -> Config:
             changes[key] = _int(key, value, origin)
         elif key == "jupyter_tls" and isinstance(value, bool):  # TOML's true/false read as on/off
             changes[key] = "on" if value else "off"
-        elif key in ("ready_timeout", "gpu_lock_wait"):
+        elif key in ("ready_timeout", "gpu_lock_wait", "reservation_grace"):
             changes[key] = _number(key, value, origin)
         elif key == "workstations":
             changes[key] = {**config.workstations, **parse_workstations(value, origin)}

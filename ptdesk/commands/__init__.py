@@ -21,6 +21,7 @@ COMMAND_TOPICS: dict[str, str] = {
     "workstations": "workstations", "serve": "serve",
     "ssh-config": "ssh", "ssh": "ssh", "forward": "ssh",
     "env": "env",
+    "queue": "sharing", "reserve": "sharing", "reservations": "sharing",
 }
 TOPICS = tuple(dict.fromkeys(COMMAND_TOPICS.values()))
 # What `ptdesk --help` says of each command, so that it imports no command module (a test keeps

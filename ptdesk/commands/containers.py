@@ -10,9 +10,11 @@ import click
 
 from ptdesk.commands.common import emit_json, json_option, pass_workstation
 from ptdesk.config import Limits
-from ptdesk.core.base.models import Experiment
+from ptdesk.core.base.models import Experiment, Launched
+from ptdesk.core.gpu_desk import GpuDesk
 from ptdesk.core.kinds import REGISTRY, Kind
 from ptdesk.core.workstation import Workstation
+from ptdesk.errors import InvalidInput
 
 _DEFAULTS = Limits()  # what config.toml's [limits] starts from
 
@@ -35,6 +37,9 @@ def launch_options(func: Callable[..., Any]) -> Callable[..., Any]:
                                                 "at most the workstation's CPUs)."),
         click.option("--shm-size", help=f"Shared memory size, e.g. 8g (default: [limits] shm_size, "
                                         f"{_DEFAULTS.shm_size})."),
+        click.option("--queue", is_flag=True, help="No GPU free: wait in the GPU queue (starts by itself) "
+                                                   "instead of failing."),
+        click.option("--wait", is_flag=True, help="With --queue: block until it has started."),
         json_option,
     ]
     for option in reversed(options):
@@ -47,7 +52,10 @@ def new() -> None:
     """Start a new experiment container (one subcommand per kind)."""
 
 
-def _launch(ws: Workstation, kind: str, as_json: bool, **options: Any) -> None:
+def _launch(ws: Workstation, kind: str, as_json: bool, wait: bool = False, **options: Any) -> None:
+    if wait and not options.get("queue"):
+        raise InvalidInput("--wait goes with --queue (a plain launch always waits until it is ready).",
+                           "Add --queue, or leave out --wait.")
     spec = ws.make_spec(kind, **options)
     started = time.monotonic()
     progress = (lambda step: None) if as_json else (lambda step: click.echo(f"  {step}...", err=True))
@@ -56,11 +64,32 @@ def _launch(ws: Workstation, kind: str, as_json: bool, **options: Any) -> None:
         click.echo(f"  warning:     {warning}", err=True)
     if launched.gpu_choice and not as_json:
         click.echo(f"  GPUs chosen: {launched.gpu_choice}", err=True)
+    if launched.experiment.status.startswith("queued"):
+        launched = _queued(ws, launched, wait, as_json)
+        if launched is None:
+            return
     if as_json:
         emit_json(launched.experiment.to_json())
         return
     click.echo(f"{launched.experiment.name} is ready ({time.monotonic() - started:.1f} s).")
     _print_access(launched.experiment)
+
+
+def _queued(ws: Workstation, launched: Launched, wait: bool, as_json: bool) -> Launched | None:
+    """Say where it waits; with --wait, block until it runs (the launch's own output then)."""
+    name = launched.experiment.name
+    entry = next((e for e in GpuDesk(ws).queue() if e.name == name), None)
+    if not wait:
+        if as_json:
+            emit_json({**launched.experiment.to_json(), "queue": entry.to_json() if entry else None})
+        else:
+            click.echo(f"{name} is queued{f' #{entry.position}: {entry.reason}' if entry else ''}.")
+            click.echo(f"  It starts by itself when GPUs free. See: ptdesk queue; cancel: ptdesk queue cancel {name}")
+        return None
+    if not as_json:
+        click.echo(f"  Queued{f' #{entry.position} ({entry.reason})' if entry else ''}; waiting for GPUs...", err=True)
+    GpuDesk(ws).wait_started(name)
+    return Launched(ws.experiment(name))
 
 
 def _print_access(experiment: Experiment) -> None:
@@ -74,8 +103,8 @@ def _print_access(experiment: Experiment) -> None:
 def _new_command(kind: Kind) -> click.Command:
     """`ptdesk new KIND`: the shared launch options, plus --pubkey for kinds that take one."""
 
-    def launch_kind(ws: Workstation, as_json: bool, **options: Any) -> None:
-        _launch(ws, kind.name, as_json, **options)
+    def launch_kind(ws: Workstation, as_json: bool, wait: bool, **options: Any) -> None:
+        _launch(ws, kind.name, as_json, wait, **options)
 
     command = pass_workstation(reconcile=True, auto=True)(launch_kind)
     if kind.accepts_pubkeys:

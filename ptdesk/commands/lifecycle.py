@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import threading
@@ -14,11 +15,13 @@ from ptdesk.commands.common import current_workstation, emit_json, json_option, 
 from ptdesk.core.base.durations import parse_duration
 from ptdesk.core.experiments.lifecycle import ContainerEvent
 from ptdesk.core.experiments.reconcile import ReconcileReport
+from ptdesk.core.gpu_desk import GpuDesk
 from ptdesk.core.workstation import Workstation
 from ptdesk.errors import PtdeskError
 
 SHOWN_ACTIONS = frozenset({"create", "start", "die", "oom", "destroy"})
 CULL_EVERY = 300.0  # seconds between idle checks in `ptdesk watch`
+ADMIT_EVERY = 2.0  # seconds between admission rounds: a freed GPU goes to the queue's head within seconds
 EXPIRY_EVERY = 5.0  # seconds between checks for expired collaborators' processes (a store query)
 
 
@@ -77,6 +80,8 @@ def watch(ws: Workstation, as_json: bool) -> None:
 
     expirer = threading.Thread(target=_expiry_loop, args=(ws, stop, as_json), name="ptdesk-expiry", daemon=True)
     expirer.start()
+    admitter = threading.Thread(target=_admit_loop, args=(ws, stop, as_json), name="ptdesk-admit", daemon=True)
+    admitter.start()
     limit = float(ws.config.idle_cull_seconds)
     culler = None
     if limit > 0:
@@ -89,7 +94,35 @@ def watch(ws: Workstation, as_json: bool) -> None:
     if culler:
         culler.join(timeout=5)
     expirer.join(timeout=5)
+    admitter.join(timeout=5)
     _line(as_json, "stop", "stopped")
+
+
+def _admit_loop(ws: Workstation, stop: threading.Event, as_json: bool) -> None:
+    """The box's admission service: the queue's head starts within seconds of its GPUs freeing,
+    whoever queued it and whether or not their ptdesk is open; reservations that start warn, then
+    stop, others' experiments on their GPUs. Announced on the engine while it runs, so `ptdesk
+    queue` can say whether anything admits."""
+    own = ws.fork()
+    desk = GpuDesk(own)
+    warned: set[tuple[str, str]] = set()
+    try:
+        with contextlib.ExitStack() as marker:
+            announced = False
+            while not stop.wait(ADMIT_EVERY):
+                try:
+                    if not announced:  # once the engine answers
+                        marker.enter_context(desk.announced())
+                        announced = True
+                    for hit in desk.enforce_reservations(warned):
+                        _line(as_json, "reservation", hit.summary(), **hit.to_json())
+                    for name in desk.admit():
+                        _line(as_json, "admitted", f"admitted {name}: its GPUs were free", name=name)
+                except PtdeskError as exc:
+                    _line(as_json, "admit-error", f"admitting: {exc.message}", error=exc.message)
+                    own.drop_engine()  # try again next round
+    finally:
+        own.close()
 
 
 def _expiry_loop(ws: Workstation, stop: threading.Event, as_json: bool) -> None:

@@ -3,8 +3,8 @@
 Operations (launch, grants, rotation, listing, reconcile, the kinds, ...) never name the
 Workstation that opens the door to them: they take a Site, the way docker-py's collections take a
 client they never import. The Workstation is one (structurally); a test can pass any object with
-these four things. What an operation needs beyond them (the GPU inventory for a launch, the driver
-for a warning) is passed to it explicitly.
+these things. What an operation needs beyond them (the driver for a warning, an engine connection
+of its own for the watcher thread) is passed to it explicitly.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from ptdesk.config import Config
+    from ptdesk.core.base.models import GpuInventory, GpuSnapshot
     from ptdesk.core.engine.client import Engine
     from ptdesk.core.store.state import Store
 
@@ -34,6 +35,12 @@ class Site(Protocol):
 
     @property
     def is_remote(self) -> bool: ...  # reached over ssh:// (files and /proc there are not ours)
+
+    # Its GPUs, as one reading (the local NVML sampler, or a remote box's sampler container): every
+    # operation that gives GPUs out (launch, start on other GPUs, the queue, reservations) asks here.
+    def gpu_inventory(self) -> GpuInventory: ...  # what may be given (unclaimed use blocks a GPU)
+
+    def gpu_snapshot(self) -> GpuSnapshot: ...  # what each GPU is doing, processes attributed
 
 
 class OwnSite(Site, Protocol):

@@ -165,7 +165,7 @@ class Workstation(CollaboratorDoors, EnvironmentDoors):
     def launch(self, spec: LaunchSpec, progress: Progress = lambda step: None) -> Launched:
         from ptdesk.core.access import ssh_config
         from ptdesk.core.experiments import launch as launcher
-        launched = launcher.launch(self, spec, self.gpu_inventory, progress)
+        launched = launcher.launch(self, spec, progress)
         # Another workstation of this home with the same name: which alias reaches which (the
         # home's config knows every workstation; the Site of one does not).
         namesake = ssh_config.namesake_warning(self.home_config, self.config, spec.name, spec.kind)
@@ -177,7 +177,7 @@ class Workstation(CollaboratorDoors, EnvironmentDoors):
 
     def start(self, name: str, gpus: str | None = None, queue: bool = False) -> Experiment:
         from ptdesk.core.experiments import operations
-        return operations.start(self, name, self.gpu_inventory, gpus=gpus, queue=queue)
+        return operations.start(self, name, gpus=gpus, queue=queue)
 
     def remove(self, name: str, force: bool = False) -> None:
         from ptdesk.core.experiments import operations

@@ -18,7 +18,7 @@ from textual.app import SystemCommand
 from textual.binding import Binding
 from textual.dom import DOMNode
 
-Scope = Literal["main", "collab", "app"]
+Scope = Literal["main", "collab", "reserve", "app"]
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,8 @@ ACTIONS: tuple[Action, ...] = (
     Action("main", "d", "remove", "Remove", "Remove the selected experiment (asks first)", "Remove experiment"),
     Action("main", "k", "collaborators", "Collab", "Collaborators: add, grant, revoke, rotate keys, export, "
            "remove", "Collaborators"),
+    Action("main", "r", "reservations", "Reserve", "GPU reservations of the selected experiment's workstation: "
+           "a per-GPU timeline; add, cancel, end", "GPU reservations"),
     Action("main", "slash", "filter", "Filter", "Show only the experiments that match some text",
            "Filter experiments", keys_shown="/"),
     Action("main", "l", "logs", "Logs", "Follow the selected experiment's log full-screen (escape returns)",
@@ -65,6 +67,12 @@ ACTIONS: tuple[Action, ...] = (
     Action("collab", "d", "remove", "Remove", "Remove the selected person (asks first; their access ends)"),
     Action("collab", "R", "reload", "Reload", "Read the list again", show=False),
     Action("collab", "escape,q", "app.pop_screen", "Back", "Back to the dashboard", keys_shown="escape / q"),
+    Action("reserve", "a", "add", "Add", "Reserve GPUs (ids, any:N or all) from a start to an end"),
+    Action("reserve", "c", "cancel_reservation", "Cancel", "Cancel the selected reservation (one that has not "
+           "started; yours)"),
+    Action("reserve", "e", "end_reservation", "End now", "End the selected started reservation now (yours)"),
+    Action("reserve", "R", "reload", "Reload", "Read the reservations again", show=False),
+    Action("reserve", "escape,q", "app.pop_screen", "Back", "Back to the dashboard", keys_shown="escape / q"),
     Action("app", "question_mark", "help", "Help", "This help: what every key here does", "Help",
            keys_shown="?", show=False),
     Action("app", "ctrl+p", "command_palette", "Palette", "The command palette", bound=False),

@@ -52,6 +52,7 @@ def bar(fraction: float | None, width: int = 12) -> Text:
 STATUS_STYLE = {
     "running": "bold green",
     "launching": "bold cyan",
+    "queued": "bold yellow",
     "removing": "bold magenta",
     "exited": "yellow",
     "stopped": "yellow",
@@ -64,7 +65,7 @@ STATUS_STYLE = {
 
 
 def status(value: str) -> Text:
-    return Text(value, style=STATUS_STYLE.get(value, ""))
+    return Text(value, style=STATUS_STYLE.get(value.split(" #")[0], ""))  # "queued #2" is queued
 
 
 def count(n: int, noun: str) -> str:

@@ -17,7 +17,7 @@ import hmac
 import json
 import os
 import secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from ptdesk.config import Config
 from ptdesk.core.base.models import (
@@ -85,3 +85,12 @@ def verifies(config: Config, labels: Mapping[str, str], digest: str) -> bool:
     if key is None or not claimed:
         return False
     return hmac.compare_digest(claimed, hmac.new(key, _message(labels, digest), hashlib.sha256).hexdigest())
+
+
+def sealed_container(config: Config, labels: Mapping[str, str], read: Callable[[str], bytes],
+                     sealed_paths: Iterable[str]) -> bool:
+    """Does a container's seal label verify against this home's secret and its sealed files
+    (`read(path)`: the file's bytes in that container)?"""
+    if not labels.get(LABEL_SEAL):
+        return False
+    return verifies(config, labels, secret_digest([read(path) for path in sealed_paths]))

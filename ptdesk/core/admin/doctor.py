@@ -18,10 +18,10 @@ from ptdesk.core.base.models import GpuSnapshot
 from ptdesk.core.engine.client import Engine
 from ptdesk.core.environment.images import image_status, image_tag
 from ptdesk.core.environment.recorded import summary_of
-from ptdesk.core.experiments.launch import free_port
 from ptdesk.core.fleet import Fleet
 from ptdesk.core.gpu.driver_compat import driver_warning
 from ptdesk.core.gpu.nvml import GpuSampler
+from ptdesk.core.host.ports import free_port
 from ptdesk.core.kinds import kind_names
 from ptdesk.core.store.state import integrity_problems
 from ptdesk.core.workstation import Workstation

@@ -32,6 +32,7 @@ class LaunchSpec:
     limits: Limits
     extra_keys: tuple[str, ...] = ()  # ssh: public keys the owner brought, authorised too
     auto_name: bool = False  # name was suggested, not typed: the launcher may pick the next free one
+    queue: bool = False  # no GPU free now: file it in the GPU queue instead of failing
     gpu_memory: str | None = None  # --gpu-memory: free memory each GPU must have (ptdesk.core.gpu.ledger)
     notes: tuple[str, ...] = ()  # what the person should know about the defaults it got (said after the launch)
 
@@ -127,6 +128,7 @@ class Experiment:
     # Who is logged in right now (SSH experiments of this home; ptdesk.core.access.sessions): the owner's
     # and collaborators' names; None when it cannot be seen from here.
     logged_in: tuple[str, ...] | None = None
+    waiting: str | None = None  # in the GPU queue: why it waits (ptdesk.core.sharing.queue)
 
     @property
     def connect(self) -> str:
@@ -155,6 +157,8 @@ class Experiment:
             out["environment"] = self.environment.to_json()
         if self.logged_in is not None:
             out["logged_in"] = list(self.logged_in)
+        if self.waiting is not None:
+            out["waiting"] = self.waiting
         return out
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -46,8 +45,10 @@ from ptdesk.core.gpu import ledger
 from ptdesk.core.gpu.holds import engine_holds
 from ptdesk.core.gpu.ledger import Hold
 from ptdesk.core.host import workspace
+from ptdesk.core.host.ports import PORT_ATTEMPTS, free_port, port_taken
 from ptdesk.core.kinds import Kind, Plan, get_kind
 from ptdesk.core.kinds.base import sealed_contents
+from ptdesk.core.sharing import at_launch
 from ptdesk.core.store import experiment_files
 from ptdesk.core.store.state import ExperimentRecord
 from ptdesk.errors import Conflict, ImageMissing, LaunchFailed, NotFound, PtdeskError
@@ -57,17 +58,13 @@ if TYPE_CHECKING:
 
 WORKSPACE_MOUNT = workspace.MOUNT
 Progress = Callable[[str], None]
-# Tries at a free port before giving up (another process may take the one picked before the start).
-PORT_ATTEMPTS = 5
 
 
-def launch(ws: Site, spec: LaunchSpec, gpus: Callable[[], GpuInventory],
-           progress: Progress = lambda step: None) -> Launched:
-    """`gpus` reads the workstation's GPU inventory (asked only when the spec wants GPUs)."""
+def launch(ws: Site, spec: LaunchSpec, progress: Progress = lambda step: None) -> Launched:
     kind = get_kind(spec.kind)
     progress("Checking the image")
     _check_image(ws, spec, kind)
-    inventory = gpus() if spec.gpus != "none" else None
+    inventory = ws.gpu_inventory() if spec.gpus != "none" else None
 
     progress("Reserving name and GPUs")
     gpu_lock = contextlib.ExitStack()
@@ -76,7 +73,10 @@ def launch(ws: Site, spec: LaunchSpec, gpus: Callable[[], GpuInventory],
         gpu_lock.enter_context(machine_gpu_lock(ws.engine, spec.image, ws.config.gpu_lock_wait))
     with gpu_lock:  # released as soon as the container holding the GPUs has started (below)
         on_engine = instance_containers(ws)
-        spec, launching = _reserve(ws, spec, inventory, on_engine, _held_on_engine(ws, on_engine, inventory))
+        held = _held_on_engine(ws, on_engine, inventory)
+        held.update(at_launch.claims(ws, spec, on_engine, held, inventory))  # the queue's, reservations'
+        # gpus_wait: filed in the queue instead of started, for want of free GPUs
+        spec, launching, gpus_wait = _reserve(ws, spec, inventory, on_engine, held)
         attempt = _Attempt(launching)
         made_workspace = False
         try:
@@ -85,8 +85,11 @@ def launch(ws: Site, spec: LaunchSpec, gpus: Callable[[], GpuInventory],
             plan = kind.plan(ws.config, spec)
             if plan.host_public_key:
                 ws.store.update_experiment(spec.name, host_public_key=plan.host_public_key)
-            _create_and_start(ws, spec, plan, gpu_lock, attempt, progress)
-            _prove_ready(ws, spec, kind, plan, attempt, progress)
+            if gpus_wait:
+                _file(ws, spec, plan, gpu_lock, attempt, progress)
+            else:
+                _create_and_start(ws, spec, plan, gpu_lock, attempt, progress)
+                _prove_ready(ws, spec, kind, plan, attempt, progress)
         except BaseException as exc:
             if isinstance(exc, LaunchFailed) and attempt.container_id:
                 # The rollback removes the container and its logs: say what it printed while we can.
@@ -157,10 +160,27 @@ def _create_and_start(ws: Site, spec: LaunchSpec, plan: Plan, gpu_lock: contextl
             gpu_lock.close()
             return
         except PtdeskError as exc:
-            if not _port_taken(exc) or tries == PORT_ATTEMPTS - 1:
+            if not port_taken(exc) or tries == PORT_ATTEMPTS - 1:
                 raise
             # Someone took the port between our pick and the start: drop this container, pick again.
             engine.remove(container_id, force=True)
+
+
+def _file(ws: Site, spec: LaunchSpec, plan: Plan, gpu_lock: contextlib.ExitStack, attempt: _Attempt,
+          progress: Progress) -> None:
+    """File the request in the queue: its container made with its secrets placed, no GPU, never
+    started (admission starts it on the GPUs it gets; ptdesk.core.sharing.admission)."""
+    progress("Filing it in the GPU queue")
+    paths = [f"{dest.rstrip('/')}/{f.name}" for dest, files in plan.files for f in files]
+    container_id = attempt.container_id = _create(ws, spec, plan, attempt, free_port(ws.config.bind_address),
+                                                  queued=at_launch.queue_labels(spec, paths))
+    ws.store.update_experiment(spec.name, container_id=container_id, **drift.at_launch(ws, container_id))
+    attempt.record = replace(attempt.record, container_id=container_id)
+    ws.engine.put_files(container_id, "/", [replace(f, name=f"{dest.strip('/')}/{f.name}")
+                                            for dest, files in plan.files for f in files])
+    ws.store.update_experiment(spec.name, status=at_launch.QUEUED, launcher_pid=None)  # whole: admission may take it
+    gpu_lock.close()
+    ws.store.audit("queued", spec.name, {"kind": spec.kind, "owner": spec.owner, "gpus": spec.gpus})
 
 
 def _prove_ready(ws: Site, spec: LaunchSpec, kind: Kind, plan: Plan, attempt: _Attempt,
@@ -200,10 +220,11 @@ def launch_warnings(ws: Site, spec: LaunchSpec, gpus: tuple[int, ...],
     if not writable_by(spec.workspace, config.uid, config.gid):
         warnings.append(f"{spec.workspace} is not writable by uid {config.uid} (the container user): nothing can "
                         f"be saved there. Fix: chown {config.uid} {spec.workspace}")
-    if spec.gpus == "auto" and not gpus:
+    if spec.gpus == "auto" and not gpus and not spec.queue:
         # Never a silent CPU run: say why auto found no GPU to give.
         reason = (inventory.reason if inventory else None) or "every GPU is held by another experiment."
         warnings.append(f"No GPU was given: {reason}")
+    warnings += at_launch.warnings(ws, spec.owner, gpus)
     warnings += drift.launch_warnings(ws, spec.kind, spec.image, gpus, inventory.driver if inventory else None)
     warnings += spec.notes  # defaults lowered to the box: last, after what needs acting on
     return tuple(warnings)
@@ -219,7 +240,8 @@ def _held_on_engine(ws: Site, on_engine: Mapping[str, dict],
 
 
 def _reserve(ws: Site, spec: LaunchSpec, inventory: GpuInventory | None,
-             on_engine: Mapping[str, dict], held_on_engine: Mapping[int, Hold]) -> tuple[LaunchSpec, ExperimentRecord]:
+             on_engine: Mapping[str, dict], held_on_engine: Mapping[int, Hold | str]
+             ) -> tuple[LaunchSpec, ExperimentRecord, bool]:
     """Pick the name and the GPUs and write the "launching" record, in one store transaction.
 
     The engine was asked before (`on_engine`): no HTTP request may run while the store's lock is
@@ -236,38 +258,28 @@ def _reserve(ws: Site, spec: LaunchSpec, inventory: GpuInventory | None,
         # flight); once it is, the engine's record of the container says (a stopped one: for the hold).
         held: dict[int, str | Hold] = {i: n for i, n in store.held_gpus(conn).items() if n not in on_engine}
         held.update(held_on_engine)
-        gpus = ledger.allocate(ledger.parse_request(spec.gpus, spec.gpu_memory), held, inventory)
+        gpus = at_launch.allocate_or_queue(spec, held, inventory)
         record = ExperimentRecord(
             name=spec.name, kind=spec.kind, owner=spec.owner, image=spec.image, status="launching",
-            created=time.time(), gpus=gpus, workspace=str(spec.workspace),
+            created=time.time(), gpus=gpus or (), workspace=str(spec.workspace),
             launcher_pid=os.getpid(), limits=spec.limits, extra_keys=spec.extra_keys)
         store.insert_experiment(conn, record)
-    return spec, record
+    return spec, record, gpus is None
 
 
-def free_port(address: str) -> int:
-    """A port free on `address` right now, chosen the way the kernel picks ephemeral ports.
-
-    ptdesk publishes this fixed port instead of letting the engine pick one at each start, so a
-    stopped and started experiment keeps its address: the ssh configs and bookmarks people were
-    given keep working.
-    """
-    family = socket.AF_INET6 if ":" in address else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.bind((address, 0))
-        return probe.getsockname()[1]
 
 
-def _port_taken(exc: PtdeskError) -> bool:
-    text = exc.message
-    return "port is already allocated" in text or "address already in use" in text
 
 
-def _create(ws: Site, spec: LaunchSpec, plan: Plan, attempt: _Attempt, port: int) -> str:
-    """Create the container; a name the engine already has (taken since we listed) is a Conflict."""
+def _create(ws: Site, spec: LaunchSpec, plan: Plan, attempt: _Attempt, port: int,
+            queued: Mapping[str, str] | None = None) -> str:
+    """Create the container; a name the engine already has (taken since we listed) is a Conflict.
+    `queued`: the queue's labels, for a request filed instead of started (not sealed: the queue's
+    bookkeeping, which admission changes)."""
     config, gpus = ws.config, attempt.record.gpus
     labels = _labels(config, spec, gpus)
     labels[LABEL_SEAL] = attempt.seal = seal(config, labels, secret_digest(sealed_contents(get_kind(spec.kind), plan)))
+    labels.update(queued or {})
     network = experiments_network(ws.engine, spec.image)  # no reaching each other; its errors are its own
     try:
         return ws.engine.create(

@@ -21,7 +21,9 @@ from ptdesk.core.base.models import LABEL_KIND, LABEL_NAME, LABEL_OWNER
 from ptdesk.core.base.text import printable
 from ptdesk.core.collaborators.rotation import finish_pending
 from ptdesk.core.experiments import operations
-from ptdesk.core.experiments.reconcile import reconcile
+from ptdesk.core.experiments.reconcile import ADMIT_LOCK_WAIT, reconcile
+from ptdesk.core.sharing import admission
+from ptdesk.core.sharing.gpu_queue import QUEUED
 from ptdesk.errors import EngineUnavailable, PtdeskError
 
 if TYPE_CHECKING:
@@ -77,6 +79,9 @@ def apply_event(ws: OwnSite, event: ContainerEvent) -> str | None:
     if record.container_id and record.container_id != event.container_id:
         return None  # an older container of the same name (removed, then re-launched)
     if event.action == "destroy":
+        # A queued request admitted (by anyone's ptdesk): its entry goes, its admitted container stays.
+        if record.status == QUEUED and admission.follow(ws, record, ws.engine.list_managed(ws.config.instance)):
+            return "admitted"
         if operations.release(ws, event.name, if_container=event.container_id):
             ws.store.audit("released", event.name, {"container": event.container_id[:12], "by": "event"},
                              who="ptdesk-watch")
@@ -135,6 +140,7 @@ class EventWatcher:
         self._last_nanos = _nanos(ws.store.get_meta(SINCE_KEY))
         self._seen_at_last: set[tuple[str, str]] = set()  # events sharing the last timestamp
         self._up: bool | None = None  # unknown until the first connection attempt
+        self._admitting = threading.Event()  # an admission round started by an event is running
 
     def run(self, stop: threading.Event) -> None:
         """Block until `stop` is set (returns within about a second of it)."""
@@ -177,6 +183,25 @@ class EventWatcher:
                 log.exception("watching events failed; trying again")
                 stop.wait(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX)
+
+    def _admit_soon(self) -> None:
+        """A container went away, anyone's: its GPUs may be what the queue's head waits for. One
+        admission round in a thread of its own (the events go on meanwhile), never two at once."""
+        if self._admitting.is_set():
+            return
+        self._admitting.set()
+
+        def round_() -> None:
+            own = self.ws.fork()
+            try:
+                admission.admit(own, wait=ADMIT_LOCK_WAIT)
+            except Exception:  # noqa: BLE001 - the next destroy, reconcile or the box's service retries
+                log.warning("admitting after a container went away failed", exc_info=True)
+            finally:
+                own.close()
+                self._admitting.clear()
+
+        threading.Thread(target=round_, name="ptdesk-admit-on-event", daemon=True).start()
 
     def _engine_up(self) -> None:
         if self._up is not True:
@@ -236,6 +261,8 @@ class EventWatcher:
                 self.on_event(event)
             except Exception:  # a listener's bug must not stop the cleanup of everyone's containers
                 log.exception("on_event failed for %s of %s", event.action, event.name)
+            if event.action == "destroy":
+                self._admit_soon()
         if nanos != self._last_nanos:
             self._last_nanos, self._seen_at_last = nanos, set()
         self._seen_at_last.add(key)

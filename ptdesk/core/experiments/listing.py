@@ -8,6 +8,7 @@ names, see reconcile) manages a container: other users' containers are listed re
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -20,6 +21,8 @@ from ptdesk.core.base.text import printable
 from ptdesk.core.environment.drift import marked
 from ptdesk.core.gpu.ledger import gpus_from_label
 from ptdesk.core.kinds import REGISTRY, get_kind
+from ptdesk.core.sharing import queue_view
+from ptdesk.core.sharing.gpu_queue import entries, fair_order
 from ptdesk.core.store.state import ExperimentRecord
 from ptdesk.errors import NotFound
 
@@ -27,15 +30,18 @@ if TYPE_CHECKING:
     from ptdesk.core.site import Site
 
 
-def _status(container: dict | None, record: ExperimentRecord | None) -> str:
+def _status(container: dict | None, record: ExperimentRecord | None, queued: Mapping[str, int]) -> str:
     if record is not None and record.status == "launching":
         return record.status
     if container is None:
         return "missing"
-    return container.get("State") or "unknown"
+    position = queued.get(container["Id"])
+    return f"queued #{position}" if position else container.get("State") or "unknown"
 
 
-def _experiment(ws: Site, record: ExperimentRecord | None, container: dict | None) -> Experiment:
+def _experiment(ws: Site, record: ExperimentRecord | None, container: dict | None,
+                queued: Mapping[str, int]) -> Experiment:
+    """`queued`: container id -> queue position (its status is then `queued #N`)."""
     config = ws.config
     labels = (container or {}).get("Labels") or {}
     if record is None:  # labelled container ptdesk has no record of: another user's, or an orphan
@@ -45,14 +51,14 @@ def _experiment(ws: Site, record: ExperimentRecord | None, container: dict | Non
         return Experiment(name=printable(container_key(container)) if container else "?",
                           id=container["Id"] if container else "",
                           kind=kind if kind in REGISTRY else "unknown", owner=printable(labels.get(LABEL_OWNER, "?")),
-                          image=printable((container or {}).get("Image", "")), status=_status(container, None),
+                          image=printable((container or {}).get("Image", "")), status=_status(container, None, queued),
                           gpus=gpus_from_label(labels.get(LABEL_GPUS)) or (),
                           created=float((container or {}).get("Created", 0)), orphan=not foreign, foreign=foreign,
                           unverified=True)
     access = get_kind(record.kind).access(config, record, config.connect_host)
     return Experiment(
         name=record.name, id=(container or {}).get("Id") or record.container_id or "", kind=record.kind,
-        owner=record.owner, image=record.image, status=_status(container, record), gpus=record.gpus,
+        owner=record.owner, image=record.image, status=_status(container, record, queued), gpus=record.gpus,
         created=record.created, workspace=record.workspace, limits=record.limits,
         access=access,
         orphan=container is None and record.status != "launching",
@@ -65,7 +71,11 @@ def list_experiments(ws: Site, all: bool = True, driver: str | None = None) -> l
     containers = instance_containers(ws)
     records = {r.name: r for r in ws.store.experiments()}
     names = sorted(set(containers) | set(records), key=lambda n: (records[n].created if n in records else 0, n))
-    out = [_experiment(ws, records.get(n), containers.get(n)) for n in names if n]
+    queued = queue_positions(containers.values())
+    out = [_experiment(ws, records.get(n), containers.get(n), queued) for n in names if n]
+    if queued:  # why each waits: asked only while something is queued (holds, GPUs, reservations)
+        why = {e.name: e.reason for e in queue_view.queue(ws, containers.values())}
+        out = [replace(e, waiting=why.get(e.name)) if e.status.startswith("queued") else e for e in out]
     out = out if all else [e for e in out if e.status == "running"]
     # The environment column (ptdesk.core.environment.drift), then who is logged in (ptdesk.core.access.sessions).
     return with_logins(marked(ws, out, containers, records, driver), records)
@@ -76,7 +86,13 @@ def get(ws: Site, name: str, driver: str | None = None) -> Experiment:
     container = find_container(ws, name)
     if record is None and container is None:
         raise NotFound(f"No experiment named {name!r}.", "List them with: ptdesk ls --all")
-    return with_logins(marked(ws, [_experiment(ws, record, container)], {name: container} if container else {},
+    waits = container is not None and container.get("State") == "created"
+    listed = instance_containers(ws).values() if waits else ()
+    queued = queue_positions(listed)
+    found = _experiment(ws, record, container, queued)
+    if found.status.startswith("queued"):
+        found = replace(found, waiting=next((e.reason for e in queue_view.queue(ws, listed) if e.name == name), None))
+    return with_logins(marked(ws, [found], {name: container} if container else {},
                               {name: record} if record else {}, driver), {name: record} if record else {})[0]
 
 
@@ -98,3 +114,8 @@ def with_logins(experiments: list[Experiment], records: dict[str, ExperimentReco
 
     return [named(e) if e.id in ours else e for e in experiments]
 
+
+
+def queue_positions(containers: Iterable[dict]) -> dict[str, int]:
+    """Container id -> its position in the GPU queue, from the one listing already made."""
+    return {e.container_id: e.position for e in fair_order(entries(containers))}

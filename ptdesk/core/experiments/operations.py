@@ -6,7 +6,7 @@ says whose), except `remove --force`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,7 +22,6 @@ from ptdesk.core.store import experiment_files
 from ptdesk.errors import Conflict, NotFound
 
 if TYPE_CHECKING:
-    from ptdesk.core.base.models import GpuInventory
     from ptdesk.core.site import Site
 
 
@@ -49,13 +48,11 @@ def stop(ws: Site, name: str, timeout: int = 10) -> Experiment:
     return listing.get(ws, name)
 
 
-def start(ws: Site, name: str, inventory: Callable[[], GpuInventory], gpus: str | None = None,
-          queue: bool = False) -> Experiment:
+def start(ws: Site, name: str, gpus: str | None = None, queue: bool = False) -> Experiment:
     """Start a stopped experiment and wait until it is ready again (its port may change).
 
     Its GPUs: the same ones if nobody took them after its hold, else `gpus` (a --gpus value; it is
-    re-created on them, ptdesk.core.sharing.gpu_start) or the queue. `inventory` reads the
-    workstation's GPU inventory (asked only when GPUs must be chosen)."""
+    re-created on them, ptdesk.core.sharing.gpu_start) or the queue."""
     container_id = _container_ref(ws, name, mine=True)
     record = ws.store.experiment(name)
     engine = ws.engine
@@ -65,7 +62,7 @@ def start(ws: Site, name: str, inventory: Callable[[], GpuInventory], gpus: str 
                        f"Stop it first (ptdesk stop {name}), then start it with --gpus.")
     if not was_running:
         _recheck_workspace(ws, container_id)
-        container_id = gpu_start.start_container(ws, name, container_id, inventory, gpus, queue)
+        container_id = gpu_start.start_container(ws, name, container_id, gpus, queue)
     if record is not None:
         kind = get_kind(record.kind)
         bound = engine.published_port(container_id, kind.container_port)

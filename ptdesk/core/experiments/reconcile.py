@@ -15,12 +15,13 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ptdesk.core.access import accounts, ownership
 from ptdesk.core.access.authorized_keys import GrantedKey
-from ptdesk.core.access.seal import LABEL_SEAL, secret_digest, verifies
+from ptdesk.core.access.seal import sealed_container
 from ptdesk.core.base import keys
 from ptdesk.core.base.models import LABEL_GPUS, LABEL_KIND, LABEL_NAME, LABEL_OWNER, LABEL_WORKSPACE
 from ptdesk.core.base.names import NAME_RE, OWNER_RE, container_key
@@ -32,7 +33,8 @@ from ptdesk.core.experiments.launch import rollback
 from ptdesk.core.gpu.ledger import gpus_from_label
 from ptdesk.core.host.processes import pid_alive
 from ptdesk.core.kinds import REGISTRY, Kind, Recovered, get_kind
-from ptdesk.core.sharing import recreate
+from ptdesk.core.sharing import admission, gpu_queue, recreate
+from ptdesk.core.sharing.gpu_queue import QUEUED
 from ptdesk.core.store import experiment_files
 from ptdesk.core.store.state import CollaboratorRecord, ExperimentRecord
 from ptdesk.errors import EngineUnavailable, PtdeskError
@@ -45,6 +47,7 @@ log = logging.getLogger(__name__)
 # A launch never legitimately takes longer than ready_timeout plus image checks and create;
 # past this a "launching" record is stale even if its launcher PID was reused by another process.
 STALE_LAUNCH_MARGIN = 300.0
+ADMIT_LOCK_WAIT = 2.0  # seconds a reconcile waits for the GPU lock to admit queued requests
 
 
 @dataclass(frozen=True)
@@ -111,6 +114,8 @@ def reconcile(ws: Site) -> ReconcileReport:
             continue
         if record.container_id in listed_ids:
             continue
+        if record.status == QUEUED and admission.follow(ws, record, listed):
+            continue  # admitted by someone's ptdesk while this one looked away: it runs now
         if operations.release(ws, record.name, if_container=record.container_id):
             store.audit("released", record.name, {"container": (record.container_id or "")[:12],
                                                   "by": "reconcile"}, who="ptdesk-reconcile")
@@ -133,9 +138,25 @@ def reconcile(ws: Site) -> ReconcileReport:
             except PtdeskError as exc:  # e.g. it vanished while we looked at it, or holds garbage
                 log.warning("could not adopt %s: %s", name, exc.message)
         orphans.append(printable(name))  # any engine user's label: printed by reconcile and watch
+    _admit_quietly(ws, listed)
     ended = [f"{e.person} in {e.experiment}: {e.count} process(es)" for e in expiry.end_revoked(ws) if e.pids]
     return ReconcileReport(released=tuple(released), rolled_back=tuple(rolled_back), adopted=tuple(adopted),
                            orphans=tuple(orphans), unverified=tuple(unverified), ended=tuple(ended))
+
+
+def _admit_quietly(ws: Site, listed: Iterable[dict]) -> None:
+    """Every ptdesk that reconciles admits the queue's head when GPUs are free (the box's service
+    does it too); a failed round is the next one's to retry, never this pass's failure."""
+    if not gpu_queue.entries(listed):
+        return
+    try:
+        # A command must not wait long behind someone's launch: the next round (or the box's
+        # service) admits if the lock is busy now.
+        admission.admit(ws, wait=ADMIT_LOCK_WAIT)
+    except EngineUnavailable:
+        raise
+    except PtdeskError as exc:
+        log.warning("admitting queued requests: %s", exc.message)
 
 
 def _roll_back(ws: Site, record: ExperimentRecord, container: dict | None) -> bool:
@@ -245,10 +266,7 @@ def _dropped(ws: Site, experiment: str, why: str) -> None:
 
 def _sealed_here(ws: Site, kind: Kind, container_id: str, labels: dict[str, str]) -> bool:
     """Does the seal label verify against this home's secret and the sealed files inside?"""
-    if not labels.get(LABEL_SEAL):
-        return False
-    contents = [ws.engine.read_file(container_id, path) for path in kind.sealed_paths]
-    return verifies(ws.config, labels, secret_digest(contents))
+    return sealed_container(ws.config, labels, lambda path: ws.engine.read_file(container_id, path), kind.sealed_paths)
 
 
 def _authorize_this_owner_key(ws: Site, name: str) -> None:

@@ -64,7 +64,7 @@ def make_spec(ws: Site, kind: str, *, name: str | None = None, owner: str | None
               image: str | None = None, gpus: str | None = None, workspace: str | Path | None = None,
               memory: str | None = None, cpus: float | None = None, shm_size: str | None = None,
               pids: int | None = None, pubkey: str | Path | None = None,
-              gpu_memory: str | None = None) -> LaunchSpec:
+              gpu_memory: str | None = None, queue: bool = False) -> LaunchSpec:
     """Validate everything a person typed and fill defaults; raises before anything is created."""
     config = ws.config
     kind_ = get_kind(kind)  # InvalidInput naming the kinds there are
@@ -87,7 +87,7 @@ def make_spec(ws: Site, kind: str, *, name: str | None = None, owner: str | None
         extra_keys = (read_public_key_file(pubkey),)
     return LaunchSpec(kind=kind, name=name, owner=owner, image=image or kind_.image(config),
                       gpus=gpus, workspace=path, limits=limits, extra_keys=extra_keys, auto_name=typed is None,
-                      gpu_memory=gpu_memory, notes=notes)
+                      gpu_memory=gpu_memory, notes=notes, queue=queue)
 
 
 def _checked(field: str, check: Callable[..., T], *args: Any) -> T:

@@ -291,3 +291,8 @@ def _range(devices: Mapping[int, GpuLoad]) -> str:
     if indices == list(range(len(indices))):
         return f"0-{indices[-1]}" if len(indices) > 1 else "0"
     return ", ".join(map(str, indices))
+
+
+def not_usable(gpu: GpuLoad, req: GpuRequest) -> str | None:
+    """Why a GPU nobody holds still cannot be given for `req` (None: it can); the queue asks too."""
+    return _not_usable(gpu, req)

@@ -18,11 +18,13 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from ptdesk.core.access.ownership import instance_containers
+from ptdesk.core.base import clock
 from ptdesk.core.base.models import GpuInventory, GpuProcess, GpuSample, GpuSnapshot
 from ptdesk.core.base.units import human_bytes
 from ptdesk.core.gpu.holds import HoldReader, engine_holds
 from ptdesk.core.gpu.ledger import Hold, parse_gpu_memory
 from ptdesk.core.gpu.nvml import inventory_of
+from ptdesk.core.sharing import booking
 from ptdesk.errors import PtdeskError
 
 if TYPE_CHECKING:
@@ -116,7 +118,22 @@ def claims(ws: Site, snapshot: GpuSnapshot, reader: HoldReader | None = None,
         every = [g.index for g in snapshot.physical]
         with contextlib.suppress(PtdeskError):  # the engine is away: holds unknown, not an error
             holds = reader.holds(ws, every) if reader else engine_holds(ws, instance_containers(ws), every)
-    return claims_of(snapshot, holds, parse_gpu_memory(ws.config.unclaimed_gpu_memory))
+    found = claims_of(snapshot, holds, parse_gpu_memory(ws.config.unclaimed_gpu_memory))
+    return with_reservations(ws, found) if use_engine else found
+
+
+def with_reservations(ws: Site, found: dict[int, GpuClaim]) -> dict[int, GpuClaim]:
+    """Each GPU's reservation now, else its next one in the coming 48 h ("ann 14:00–18:00 UTC")."""
+    try:
+        booked = booking.reservations(ws)
+    except PtdeskError:  # the engine is away: reservations unknown, not an error
+        return found
+    now = clock.now()
+    for index, claim in found.items():
+        mine = [r for r in booked if index in r.gpus and r.end > now and r.start < now + 48 * 3600]
+        if mine:
+            found[index] = replace(claim, reserved=min(mine, key=lambda r: r.start).describe())
+    return found
 
 
 def inventory(ws: Site, snapshot: GpuSnapshot) -> GpuInventory:

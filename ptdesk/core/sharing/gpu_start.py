@@ -9,7 +9,6 @@ holding the GPUs runs, as a launch is.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -37,11 +36,11 @@ def device_ids(document: dict) -> tuple[int, ...]:
     return tuple(ids)
 
 
-def start_container(ws: Site, name: str, container_id: str, gpus: Callable[[], GpuInventory],
-                    request: str | None = None, queue: bool = False) -> str:
+def start_container(ws: Site, name: str, container_id: str, request: str | None = None,
+                    queue: bool = False) -> str:
     """Start the stopped container of `name` on the GPUs asked for (`request`, a --gpus value;
     None: the ones it had) and return the id of the container that now runs (a new one when it
-    moved to other GPUs or to none). `gpus` reads the workstation's GPU inventory."""
+    moved to other GPUs or to none)."""
     engine = ws.engine
     document = engine.inspect(container_id)
     own = device_ids(document)
@@ -51,9 +50,9 @@ def start_container(ws: Site, name: str, container_id: str, gpus: Callable[[], G
     if request is None and not own:
         engine.start(container_id)  # a CPU experiment: no GPU to check
         return container_id
-    inventory = gpus() if request not in (None, "none") else None
+    inventory = ws.gpu_inventory() if request not in (None, "none") else None
     with machine_gpu_lock(engine, document["Image"], ws.config.gpu_lock_wait):
-        holds = _holds(ws, name, inventory or gpus())
+        holds = _holds(ws, name, inventory or ws.gpu_inventory())
         if request is None:
             taken = {i: holds[i] for i in own if i in holds}
             if taken:

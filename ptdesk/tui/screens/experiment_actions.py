@@ -20,6 +20,7 @@ from ptdesk.tui.screens.collaborators import Collaborators
 from ptdesk.tui.screens.confirm import Confirm
 from ptdesk.tui.screens.details import Details, stopped_copy_note
 from ptdesk.tui.screens.gpus_gone import GpusGone as GpusGoneDialog
+from ptdesk.tui.screens.reservations import Reservations
 from ptdesk.tui.shell import open_shell, shell_refusal
 from ptdesk.tui.widgets.experiments_table import ExperimentsTable
 from ptdesk.tui.widgets.log_pane import LogPane
@@ -161,6 +162,9 @@ class ExperimentActions(Screen[None]):
                 self._act(ws, f"Removing {name}", lambda: ws.remove(name, force=True), f"{name} removed.")
 
         self.app.push_screen(Confirm(f"Remove {name}?", removal_note(selected)), confirmed)
+
+    def action_reservations(self) -> None:
+        self.app.push_screen(Reservations(self.selected_ws))
 
     def action_collaborators(self) -> None:
         selected = self.table.selected

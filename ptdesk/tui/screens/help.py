@@ -11,7 +11,8 @@ from textual.widgets import Static
 
 from ptdesk.tui.actions import Scope, help_rows
 
-TITLES = {"main": "Keys", "collab": "Keys on the collaborators screen", "app": "Keys"}
+TITLES = {"main": "Keys", "collab": "Keys on the collaborators screen", "reserve": "Keys on the reservations screen",
+          "app": "Keys"}
 
 
 class Help(ModalScreen[None]):

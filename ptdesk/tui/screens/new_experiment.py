@@ -21,7 +21,7 @@ from textual.app import ComposeResult
 from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, Log, Select, Static
+from textual.widgets import Button, Checkbox, Input, Label, Log, Select, Static
 
 from ptdesk.core.access.ssh_include import SshConfigState
 from ptdesk.core.base.models import Experiment, Launched
@@ -47,6 +47,7 @@ class FormValues:
     memory: str
     cpus: str
     shm_size: str
+    queue: bool = False  # "wait for GPUs": file it in the GPU queue when none is free
 
 
 @dataclass
@@ -109,6 +110,8 @@ class NewExperiment(ModalScreen[Experiment | None]):
                     yield Label(LABELS[name])
                     yield Input(values.get(name, ""), placeholder=placeholders.get(name, ""), id=name, compact=True,
                                 select_on_focus=False)  # a key pressed after an error must not wipe the text
+                yield Label("")
+                yield Checkbox("Wait for GPUs (queue it when none is free)", id="queue", compact=True)
             with Horizontal(classes="buttons docked", id="form-buttons"):
                 yield Button("Launch (enter)", variant="primary", id="launch", compact=True)
                 yield Button("Cancel (esc)", id="cancel", compact=True)
@@ -174,7 +177,7 @@ class NewExperiment(ModalScreen[Experiment | None]):
 
     def values(self) -> FormValues:
         get = {name: self.query_one(f"#{name}", Input).value.strip() for name in FIELDS}
-        return FormValues(kind=self.kind, **get)
+        return FormValues(kind=self.kind, **get, queue=self.query_one("#queue", Checkbox).value)
 
     def where(self) -> str:
         """The workstation chosen in the form (auto, or a name); the default one's with only one."""
@@ -225,7 +228,7 @@ class NewExperiment(ModalScreen[Experiment | None]):
         self.ws = self.workstations.get(where, self.ws)
         spec = self.ws.make_spec(v.kind, name=v.name or None, owner=v.owner or None, image=v.image or None,
                                  gpus=v.gpus or None, workspace=v.workspace or None, memory=v.memory or None,
-                                 cpus=cpus, shm_size=v.shm_size or None)
+                                 cpus=cpus, shm_size=v.shm_size or None, queue=v.queue)
         launched = self.ws.launch(spec, lambda step: self.post_message(Step(step)))
         return launched, self.ws.ssh_include_offer() if launched.experiment.kind == "ssh" else None
 
@@ -277,8 +280,13 @@ class NewExperiment(ModalScreen[Experiment | None]):
     def _show_result(self) -> None:
         """The launched experiment: how to connect, its host key and GPUs, the launch's warnings."""
         experiment: Experiment = self.result  # type: ignore[assignment] - shown only once there is one
-        lines = Text.assemble((f"{experiment.name} is ready.\n", "bold green"))
-        if experiment.access:
+        if experiment.waiting is not None or experiment.status.startswith("queued"):
+            lines = Text.assemble((f"{experiment.name} is {experiment.status}", "bold yellow"),
+                                  f": {experiment.waiting or 'waiting for GPUs'}.\n",
+                                  "It starts by itself when GPUs free; its row says when.")
+        else:
+            lines = Text.assemble((f"{experiment.name} is ready.\n", "bold green"))
+        if experiment.access and experiment.status == "running":
             lines.append("Connect: ").append(experiment.access.connect, style="bold")
             if host_key := dict(experiment.access.rows).get("Host key"):
                 lines.append(f"\nHost key: {host_key}")  # what to compare on first connect
@@ -296,7 +304,7 @@ class NewExperiment(ModalScreen[Experiment | None]):
         self.query_one("#result-text", Static).update(lines)
 
     def _set_inputs(self, disabled: bool) -> None:
-        for widget in self.query_one("#fields").query("Input, Select"):
+        for widget in self.query_one("#fields").query("Input, Select, Checkbox"):
             widget.disabled = disabled
         self.query_one("#launch", Button).disabled = disabled
 

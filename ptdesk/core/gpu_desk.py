@@ -1,0 +1,131 @@
+"""The front ends' door to GPU sharing on one workstation: the queue, admission, reservations,
+and whether anything on the box admits while nobody's ptdesk is open (the box's `ptdesk watch`).
+
+`ptdesk watch` announces itself on the engine with a never-started marker container (labels: user,
+pid, host; removed when it stops): `ptdesk queue` can then say plainly when nothing on the box
+admits queued requests. A marker left by a watcher that died on this host is recognised by its pid.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import time
+from collections.abc import Iterator, MutableSet
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ptdesk.core.base.models import LABEL_INSTANCE
+from ptdesk.core.base.names import current_user
+from ptdesk.core.experiments import operations
+from ptdesk.core.host.processes import pid_alive
+from ptdesk.core.sharing import admission, booking, enforcement, queue_view, records
+from ptdesk.core.sharing.enforcement import Enforced
+from ptdesk.core.sharing.gpu_queue import QUEUED, QueueEntry
+from ptdesk.core.sharing.reservations import Reservation
+from ptdesk.errors import Conflict, NotFound
+
+if TYPE_CHECKING:
+    from ptdesk.core.workstation import Workstation
+
+LABEL_ADMITTER = "ptdesk.admitter"
+
+
+@dataclass(frozen=True)
+class Admitter:
+    user: str
+    pid: int
+    host: str
+
+    def describe(self) -> str:
+        return f"ptdesk watch of {self.user} (pid {self.pid} on {self.host})"
+
+
+class GpuDesk:
+    """GPU sharing on one Workstation."""
+
+    def __init__(self, ws: Workstation) -> None:
+        self.ws = ws
+
+    # --- the queue ----------------------------------------------------------------------------
+    def queue(self, now: float | None = None) -> list[QueueEntry]:
+        return queue_view.queue(self.ws, now=now)
+
+    def admit(self, now: float | None = None) -> list[str]:
+        return admission.admit(self.ws, now=now)
+
+    def cancel(self, name: str) -> QueueEntry:
+        """Take one's own request out of the queue (its container, record and secrets go)."""
+        entry = next((e for e in self.queue() if e.name == name), None)
+        if entry is None:
+            raise NotFound(f"No queued request named {name!r} on this workstation.", "See them with: ptdesk queue")
+        record = self.ws.store.experiment(name)
+        if record is None or record.status != QUEUED or record.container_id != entry.container_id:
+            raise Conflict(f"{name!r} is {entry.owner}'s request: only they can cancel it.", f"Ask {entry.owner}.")
+        operations.release(self.ws, name, if_container=entry.container_id)
+        self.ws.engine.remove(entry.container_id, force=True)
+        self.ws.store.audit("queue-cancelled", name, {"gpus": entry.request})
+        return entry
+
+    def admitters(self) -> list[Admitter]:
+        """The box's running `ptdesk watch` services (markers whose process is gone are skipped)."""
+        found = []
+        for container in records.list_labelled(self.ws.engine, {LABEL_ADMITTER: "1",
+                                                                        LABEL_INSTANCE: self.ws.config.instance}):
+            labels = container.get("Labels") or {}
+            pid_text = labels.get(f"{LABEL_ADMITTER}.pid") or ""
+            pid = int(pid_text) if pid_text.isascii() and pid_text.isdigit() else 0
+            host = labels.get(f"{LABEL_ADMITTER}.host", "")
+            if host == socket.gethostname() and not pid_alive(pid):
+                continue
+            found.append(Admitter(labels.get(f"{LABEL_ADMITTER}.user", "?"), pid, host))
+        return found
+
+    @contextmanager
+    def announced(self) -> Iterator[None]:
+        """While `ptdesk watch` runs: its marker on the engine."""
+        labels = {LABEL_ADMITTER: "1", LABEL_INSTANCE: self.ws.config.instance,
+                  f"{LABEL_ADMITTER}.user": current_user(), f"{LABEL_ADMITTER}.pid": str(os.getpid()),
+                  f"{LABEL_ADMITTER}.host": socket.gethostname()}
+        marker = records.create_record(self.ws.engine, f"ptdesk.admitter-{secrets.token_hex(6)}",
+                                              booking.record_image(self.ws), labels)
+        try:
+            yield
+        finally:
+            self.ws.engine.remove(marker, force=True)
+
+    def wait_started(self, name: str, timeout: float | None = None, every: float = 1.0) -> bool:
+        """Block until queued `name` runs (admitting whenever GPUs free); False on timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while deadline is None or time.monotonic() < deadline:
+            self.ws.reconcile()  # admits when GPUs are free, then takes the admitted container over
+            record = self.ws.store.experiment(name)
+            if record is None:
+                raise NotFound(f"{name!r} left the queue without starting (cancelled or removed).")
+            if record.status == "running":
+                return True
+            time.sleep(every)
+        return False
+
+    # --- reservations -------------------------------------------------------------------------
+    def reservations(self) -> list[Reservation]:
+        return booking.reservations(self.ws)
+
+    def reserve(self, gpus: str, start: str, end: str, now: float | None = None) -> Reservation:
+        return booking.reserve(self.ws, gpus, start, end, now=now)
+
+    def cancel_reservation(self, ident: str, now: float | None = None) -> Reservation:
+        return booking.cancel(self.ws, ident, now=now)
+
+    def end_reservation(self, ident: str, now: float | None = None) -> Reservation:
+        return booking.end_now(self.ws, ident, now=now)
+
+    def enforce_reservations(self, warned: MutableSet[tuple[str, str]], now: float | None = None) -> list[Enforced]:
+        """Warn, then after the grace stop, others' experiments on GPUs whose reservation started."""
+        return enforcement.enforce(self.ws, warned, now)
+
+    def gpu_indices(self) -> list[int]:
+        inventory = self.ws.gpu_inventory()
+        return sorted(g.index for g in inventory.gpus) if inventory.available else []

@@ -1,0 +1,161 @@
+"""Reserving GPUs: book, list, cancel and end reservations on a workstation's engine.
+
+Every change is made under the engine's GPU lock (ptdesk.core.engine.locks), so an overlap check and the
+booking it allows are one step even for two people reserving the same slot at once. The rules
+people asked of a calendar of GPUs: overlaps are refused naming who holds the slot; the past cannot
+be edited; a future reservation can be cancelled; a started one can only be ended now (shortened),
+never moved or cancelled.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ptdesk.core.base import clock
+from ptdesk.core.base.models import LABEL_INSTANCE
+from ptdesk.core.base.names import current_user
+from ptdesk.core.engine.locks import machine_gpu_lock
+from ptdesk.core.gpu.ledger import parse_request
+from ptdesk.core.kinds import get_kind
+from ptdesk.core.sharing import records
+from ptdesk.core.sharing.reservations import (
+    LABEL_RESERVATION,
+    Reservation,
+    of,
+    overlapping,
+    parse_end,
+    parse_when,
+    record_labels,
+    record_name,
+    span,
+)
+from ptdesk.errors import Conflict, GpuUnavailable, ImageMissing, InvalidInput, NotFound
+
+if TYPE_CHECKING:
+    from ptdesk.core.site import Site
+
+GPUS_HINT = "Name GPU indices (0,2), a count (any:2) or the whole box (all)."
+
+
+def reservations(ws: Site) -> list[Reservation]:
+    """Every reservation on this workstation (every person's), by start time."""
+    labels = {LABEL_RESERVATION: "1", LABEL_INSTANCE: ws.config.instance}
+    found = [of(c) for c in records.list_labelled(ws.engine, labels)]
+    return sorted((r for r in found if r is not None), key=lambda r: (r.start, r.gpus))
+
+
+def record_image(ws: Site) -> str:
+    """An image the engine has, to make record containers (and the lock) from: ptdesk's ssh image."""
+    image = get_kind("ssh").image(ws.config)
+    if not ws.engine.image_exists(image):
+        raise ImageMissing(f"Image {image} is not on this engine (reservations are kept as containers of it).",
+                           "Build it with: ptdesk images build ssh")
+    return image
+
+
+def reserve(ws: Site, gpus: str, start: str, end: str, owner: str | None = None,
+            now: float | None = None) -> Reservation:
+    """Book GPUs from `start` to `end` as typed; one sentence (and nothing made) for bad input."""
+    now = clock.now() if now is None else now
+    owner = owner or current_user()
+    begin = now if (start or "now").strip().lower() == "now" else parse_when(start, now, "a start time")
+    finish = parse_end(end, begin, now)
+    if finish <= begin:
+        raise InvalidInput(f"The end ({span(finish, finish)}) is not after the start ({span(begin, begin)}).",
+                           "Give an end later than the start, or a length such as 4h.")
+    if begin < now - 60:
+        raise InvalidInput(f"The start ({span(begin, begin)}) is in the past: the past cannot be booked.",
+                           "Start now or later (--from now).")
+    begin = max(begin, now)
+    inventory = ws.gpu_inventory()
+    devices = sorted(g.index for g in inventory.gpus) if inventory.available else []
+    if not devices:
+        reason = (inventory.reason or "none was found").rstrip(".")
+        raise GpuUnavailable(f"This workstation has no GPU to reserve: {reason}.")
+    image = record_image(ws)
+    with machine_gpu_lock(ws.engine, image, ws.config.gpu_lock_wait):
+        booked = reservations(ws)
+        chosen = _pick(gpus, devices, booked, begin, finish)
+        ws.engine.create(name=record_name(), image=image, labels=record_labels(
+            ws.config.instance, chosen, begin, finish, owner), command=["true"], host_config={"network_mode": "none"})
+    return next(r for r in reservations(ws) if r.gpus == chosen and r.start == round(begin, 3) and r.owner == owner)
+
+
+def _pick(text: str, devices: list[int], booked: list[Reservation], start: float, end: float) -> tuple[int, ...]:
+    request = parse_request(text)
+    if request.mode in ("none", "auto") and not getattr(request, "count", 0):
+        raise InvalidInput(f"{text!r} names no GPUs to reserve.", GPUS_HINT)
+    count = getattr(request, "count", 0) or 0
+    if request.mode == "ids" or request.mode == "all":
+        wanted = request.ids if request.mode == "ids" else tuple(devices)
+        for index in wanted:
+            if index not in devices:
+                raise GpuUnavailable(f"There is no GPU {index}: this workstation has GPUs {_list(devices)}.",
+                                     GPUS_HINT)
+        clash = overlapping(booked, wanted, start, end)
+        if clash:
+            raise Conflict(f"GPU {sorted(set(wanted) & set(clash[0].gpus))[0]} is reserved by "
+                           f"{clash[0].describe()} in that time.", "Pick other GPUs or another time; "
+                           "see: ptdesk reservations")
+        return tuple(wanted)
+    if count > len(devices):
+        raise GpuUnavailable(f"This workstation has {len(devices)} GPUs, fewer than the {count} asked for.", GPUS_HINT)
+    free = [i for i in devices if not overlapping(booked, (i,), start, end)]
+    if len(free) < count:
+        holders = ", ".join(sorted({r.describe() for r in overlapping(booked, devices, start, end)}))
+        raise Conflict(f"Only {len(free)} GPU(s) are free in that time (reserved by {holders}).",
+                       "Ask for fewer, or another time; see: ptdesk reservations")
+    return tuple(free[:count])
+
+
+def _find(ws: Site, ident: str) -> Reservation:
+    matches = [r for r in reservations(ws) if r.id.startswith(ident.strip().lower())] if ident.strip() else []
+    if len(matches) != 1:
+        raise NotFound(f"No reservation {ident!r} on this workstation." if not matches else
+                       f"{ident!r} names more than one reservation.", "The ids are in: ptdesk reservations")
+    return matches[0]
+
+
+def _own(found: Reservation, owner: str) -> None:
+    if found.owner != owner:
+        raise Conflict(f"Reservation {found.short_id} is {found.owner}'s: only they can change it.",
+                       f"Ask {found.owner}.")
+
+
+def cancel(ws: Site, ident: str, owner: str | None = None, now: float | None = None) -> Reservation:
+    """Remove a reservation that has not started yet."""
+    now = clock.now() if now is None else now
+    with machine_gpu_lock(ws.engine, record_image(ws), ws.config.gpu_lock_wait):
+        found = _find(ws, ident)
+        _own(found, owner or current_user())
+        if found.end <= now:
+            raise Conflict(f"Reservation {found.short_id} ({span(found.start, found.end)}) is over: "
+                           "the past cannot be edited.")
+        if found.start <= now:
+            raise Conflict(f"Reservation {found.short_id} has started: it can be ended now, not cancelled.",
+                           f"End it: ptdesk reservations end {found.short_id}")
+        ws.engine.remove(found.id, force=True)
+    return found
+
+
+def end_now(ws: Site, ident: str, owner: str | None = None, now: float | None = None) -> Reservation:
+    """Shorten a started reservation to end now (its record is made again: labels cannot change)."""
+    now = clock.now() if now is None else now
+    image = record_image(ws)
+    with machine_gpu_lock(ws.engine, image, ws.config.gpu_lock_wait):
+        found = _find(ws, ident)
+        _own(found, owner or current_user())
+        if found.end <= now:
+            raise Conflict(f"Reservation {found.short_id} is over already: the past cannot be edited.")
+        if found.start > now:
+            raise Conflict(f"Reservation {found.short_id} has not started: cancel it instead.",
+                           f"ptdesk reservations cancel {found.short_id}")
+        ws.engine.create(name=record_name(), image=image, labels=record_labels(
+            ws.config.instance, found.gpus, found.start, now, found.owner), command=["true"],
+            host_config={"network_mode": "none"})
+        ws.engine.remove(found.id, force=True)
+    return Reservation(id=found.id, gpus=found.gpus, start=found.start, end=now, owner=found.owner)
+
+
+def _list(devices: list[int]) -> str:
+    return ", ".join(map(str, devices))

@@ -1,0 +1,105 @@
+"""When a reservation starts: other people's experiments on its GPUs are warned, then stopped.
+
+Run by the box's service (`ptdesk watch`) every few seconds, and testable with any `now`. Only
+ptdesk's own containers are ever stopped (managed, of this instance, holding a reserved GPU through
+their device requests, owned by someone other than the reservation's owner); the warning is written
+into every terminal session inside the container, so the person working there reads it. After
+`reservation_grace` seconds (config) the container is stopped; a negative grace only warns.
+A stopped experiment keeps its workspace and everything made inside it: its owner starts it again
+when the reservation is over.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import MutableSet
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ptdesk.core.base import clock
+from ptdesk.core.base.models import LABEL_NAME, LABEL_OWNER
+from ptdesk.core.gpu import ledger
+from ptdesk.core.sharing import booking, claims
+from ptdesk.core.sharing.reservations import Reservation, clock_text, span
+from ptdesk.errors import PtdeskError
+
+if TYPE_CHECKING:
+    from ptdesk.core.site import Site
+
+# Every terminal of the container: the message is "$1" (an argument, never a shell word).
+_TO_TERMINALS = 'for t in /dev/pts/[0-9]*; do [ -c "$t" ] && printf "\\r\\n%s\\r\\n" "$1" >"$t"; done; exit 0'
+
+
+@dataclass(frozen=True)
+class Enforced:
+    experiment: str
+    owner: str
+    gpus: tuple[int, ...]
+    reservation: Reservation
+    action: str  # "warned" | "stopped" | "reported" (use outside ptdesk: never touched)
+
+    def summary(self) -> str:
+        r = self.reservation
+        return (f"{self.action} {self.experiment} ({self.owner}) on GPU {','.join(map(str, self.gpus))}: "
+                f"reserved by {r.describe()}")
+
+    def to_json(self) -> dict:
+        return {"experiment": self.experiment, "owner": self.owner, "gpus": list(self.gpus),
+                "reservation": self.reservation.short_id, "action": self.action}
+
+
+def enforce(ws: Site, warned: MutableSet[tuple[str, str]], now: float | None = None) -> list[Enforced]:
+    """One pass; `warned` remembers (reservation, container) pairs already warned (the service keeps it)."""
+    now = clock.now() if now is None else now
+    active = [r for r in booking.reservations(ws) if r.active(now)]
+    if not active:
+        return []
+    grace = ws.config.reservation_grace
+    done = []
+    for container in ws.engine.list_managed(ws.config.instance, all=False):
+        labels = container.get("Labels") or {}
+        document = ws.engine.try_inspect(container["Id"])
+        if document is None:
+            continue
+        holds = set(ledger.held_by_devices({"it": document}, ()))
+        for r in active:
+            clash = tuple(sorted(holds & set(r.gpus)))
+            if not clash or labels.get(LABEL_OWNER) == r.owner:
+                continue
+            hit = Enforced(labels.get(LABEL_NAME, container["Id"][:12]), labels.get(LABEL_OWNER, "?"), clash, r, "")
+            if grace >= 0 and now >= r.start + grace:
+                ws.engine.stop(container["Id"])
+                done.append(_record(ws, hit, "stopped"))
+                break
+            if (r.id, container["Id"]) not in warned:
+                _tell(ws, container["Id"], r, grace)
+                warned.add((r.id, container["Id"]))
+                done.append(_record(ws, hit, "warned"))
+    return done + _host_use(ws, active, warned)
+
+
+def _host_use(ws: Site, active: list[Reservation], warned: MutableSet[tuple[str, str]]) -> list[Enforced]:
+    """Processes outside every ptdesk experiment on reserved GPUs: reported (once), never killed."""
+    done = []
+    for index, claim in claims.claims(ws, ws.gpu_snapshot(), use_engine=False).items():
+        for r in active:
+            if index in r.gpus and claim.unclaimed and (r.id, f"gpu-{index}") not in warned:
+                warned.add((r.id, f"gpu-{index}"))
+                done.append(_record(ws, Enforced(f"GPU {index}: {claim.unclaimed_text()}", "outside ptdesk",
+                                                 (index,), r, ""), "reported"))
+    return done
+
+
+def _record(ws: Site, hit: Enforced, action: str) -> Enforced:
+    made = Enforced(hit.experiment, hit.owner, hit.gpus, hit.reservation, action)
+    ws.store.audit(f"reservation-{action}", hit.experiment, made.to_json(), who="ptdesk-watch")
+    return made
+
+
+def _tell(ws: Site, container: str, r: Reservation, grace: float) -> None:
+    when = "it will not be stopped" if grace < 0 else f"it is stopped at {clock_text(r.start + grace)}"
+    message = (f"ptdesk: GPU {','.join(map(str, r.gpus))} reserved by {r.owner} {span(r.start, r.end)} "
+               f"has started: save your work and give the GPU back ({when}).")
+    # A container without a shell still gets stopped on time; the audit log says it was warned.
+    with contextlib.suppress(PtdeskError):
+        ws.engine.exec(container, ["sh", "-c", _TO_TERMINALS, "sh", message])

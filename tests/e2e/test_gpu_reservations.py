@@ -1,0 +1,130 @@
+"""GPU reservations end to end on the GPU-capable test engine: booking rules, what launches and
+the queue do around them, and what happens to others' experiments when one starts (the test
+passes the moment in: nobody sleeps until a reservation starts)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from e2e.test_gpu_queue import core, person, two_gpus  # noqa: F401 - the fixture is used by name
+
+from ptdesk.core.gpu_desk import GpuDesk as Desk
+from tests.support.gpu_engine import GpuDesk
+
+
+def at(hours: float) -> str:
+    """An ISO time `hours` from now, as a person types it (the workstation's time zone)."""
+    return (datetime.now() + timedelta(hours=hours)).strftime("%Y-%m-%dT%H:%M")
+
+
+def test_booking_rules_overlaps_past_and_cancelling(two_gpus: GpuDesk, tmp_path: Path) -> None:  # noqa: F811
+    ann, bob = person(two_gpus, tmp_path, "ann"), person(two_gpus, tmp_path, "bob")
+    mine = ann.json("reserve", "0", "--from", "tomorrow 9:00", "--to", "tomorrow 12:00")
+    assert (mine["gpus"], mine["owner"], mine["state"]) == ([0], "ann", "future")
+    line = bob.fails("reserve", "0,1", "--from", "tomorrow 10:00", "--to", "tomorrow 11:00", rc=1)[0]
+    assert line.startswith("ptdesk: GPU 0 is reserved by ann ") and "09:00–" in line
+    bob.ok("reserve", "1", "--from", "tomorrow 10:00", "--to", "2h")  # another GPU: fine
+    timeline = bob.json("reservations")["reservations"]
+    assert sorted((r["owner"], tuple(r["gpus"])) for r in timeline) == [("ann", (0,)), ("bob", (1,))]
+    text = bob.ok("reservations")
+    assert "GPU 0: " in text and "ann" in text and "GPU 1: " in text
+    # Someone else's is theirs; one's own future one can be cancelled, not ended.
+    assert bob.fails("reservations", "cancel", mine["id"], rc=1)[0] == (
+        f"ptdesk: Reservation {mine['id']} is ann's: only they can change it.")
+    assert "has not started" in ann.fails("reservations", "end", mine["id"], rc=1)[0]
+    ann.ok("reservations", "cancel", mine["id"])
+    assert [r["owner"] for r in bob.json("reservations")["reservations"]] == ["bob"]
+
+
+def test_bad_reservations_are_one_sentence_and_make_nothing(two_gpus: GpuDesk) -> None:  # noqa: F811
+    desk = two_gpus
+    cases = {
+        ("reserve", "0", "--from", "2020-01-01T10:00", "--to", "2020-01-01T12:00"): (2, "is in the past"),
+        ("reserve", "0", "--from", "tomorrow 12:00", "--to", "tomorrow 9:00"): (2, "is not after the start"),
+        ("reserve", "7", "--to", "1h"): (1, "There is no GPU 7"),
+        ("reserve", "0", "--from", "tomorow 9:00", "--to", "1h"): (2, "is not a start time ptdesk understands"),
+        ("reserve", "0", "--to", "half past"): (2, "is not an end time ptdesk understands"),
+        ("reserve", "none", "--to", "1h"): (2, "names no GPUs to reserve"),
+        ("reservations", "cancel", "abc"): (1, "No reservation 'abc'"),
+    }
+    for args, (rc, words) in cases.items():
+        line = desk.fails(*args, rc=rc)[0]
+        assert words in line, (args, line)
+    assert desk.json("reservations")["reservations"] == []
+
+
+def test_a_started_reservation_can_be_ended_not_cancelled_and_holds_its_gpu(
+        two_gpus: GpuDesk, tmp_path: Path) -> None:  # noqa: F811
+    ann, bob = person(two_gpus, tmp_path, "ann"), person(two_gpus, tmp_path, "bob")
+    now = ann.json("reserve", "0", "--to", "1h")
+    assert now["state"] == "active"
+    assert "it can be ended now, not cancelled" in ann.fails("reservations", "cancel", now["id"], rc=1)[0]
+    # Honoured by launches: Bob cannot have GPU 0; auto gives him GPU 1; the queue waits, saying why.
+    assert "reservation (ann " in bob.fails("new", "ssh", "--name", "b0", "--gpus", "0")[0]
+    assert bob.new("--name", "b1", "--gpus", "auto")["gpus"] == [1]
+    queued = bob.json("new", "ssh", "--name", "b2", "--gpus", "0", "--queue")
+    assert "GPU 0 reserved by ann " in queued["queue"]["reason"]
+    assert ann.new("--name", "a0", "--gpus", "0")["gpus"] == [0]  # her own reservation: hers to use
+    ann.ok("reservations", "end", now["id"])
+    assert bob.json("reservations")["reservations"] == []
+    line = ann.fails("reservations", "end", now["id"], rc=1)[0]
+    assert "No reservation" in line or "over" in line
+
+
+def test_a_launch_before_a_reservation_is_told_when_to_give_the_gpu_back(
+        two_gpus: GpuDesk, tmp_path: Path) -> None:  # noqa: F811
+    ann, bob = person(two_gpus, tmp_path, "ann"), person(two_gpus, tmp_path, "bob")
+    ann.json("reserve", "0", "--from", at(1), "--to", at(3))
+    assert bob.new("--name", "b-auto", "--gpus", "auto")["gpus"] == [1]  # avoids the booked GPU
+    code, out, err = bob.run("new", "ssh", "--cpus", "1", "--name", "b0", "--gpus", "0")
+    assert code == 0, err
+    assert "GPU 0 is reserved by ann from " in err and "give it back by then" in err
+
+
+def test_when_a_reservation_starts_others_are_warned_then_stopped(two_gpus: GpuDesk, tmp_path: Path) -> None:  # noqa: F811
+    ann, bob, box = (person(two_gpus, tmp_path, u) for u in ("ann", "bob", "service"))
+    booked = ann.json("reserve", "0", "--from", at(1), "--to", at(2))
+    b0 = bob.new("--name", "b0", "--gpus", "0")
+    b1 = bob.new("--name", "b1", "--gpus", "1")
+    box.home.mkdir(parents=True, exist_ok=True)
+    (box.home / "config.toml").write_text("reservation_grace = 300\n")
+    desk, warned = Desk(core(box)), set()
+    start = booked["start"]
+    assert desk.enforce_reservations(warned, now=start - 1) == []  # not yet
+    first = desk.enforce_reservations(warned, now=start + 1)
+    assert [(h.experiment, h.action) for h in first] == [("b0", "warned")]
+    assert desk.enforce_reservations(warned, now=start + 2) == []  # warned once
+    assert bob.engine.is_running(b0["id"])
+    stopped = desk.enforce_reservations(warned, now=start + 301)
+    assert [(h.experiment, h.action) for h in stopped] == [("b0", "stopped")]
+    assert not bob.engine.is_running(b0["id"]) and bob.engine.is_running(b1["id"])
+    assert bob.engine.try_inspect(b0["id"]) is not None  # stopped, not removed: nothing made is lost
+
+
+def test_use_outside_ptdesk_on_a_reserved_gpu_is_reported_never_touched(two_gpus: GpuDesk, tmp_path: Path) -> None:  # noqa: F811
+    from tests.support.nvml_scenarios import FakeProc, GiB
+
+    ann, box = person(two_gpus, tmp_path, "ann"), person(two_gpus, tmp_path, "service")
+    booked = ann.json("reserve", "0", "--from", at(1), "--to", at(2))
+    gpu = ann.json("gpus")["gpus"][0]
+    assert gpu["reserved"].startswith("ann ") and "–" in gpu["reserved"]  # who and when, in `ptdesk gpus`
+    two_gpus.scenario.gpus[0].compute.append(FakeProc(pid=999_999_7, used=30 * GiB))
+    two_gpus.install(two_gpus.scenario)
+    desk, warned = Desk(core(box)), set()
+    hits = desk.enforce_reservations(warned, now=booked["start"] + 1)
+    assert [(h.action, h.gpus) for h in hits] == [("reported", (0,))]
+    assert "pid 9999997" in hits[0].experiment
+    assert desk.enforce_reservations(warned, now=booked["start"] + 2) == []  # once
+
+
+def test_warn_only_never_stops(two_gpus: GpuDesk, tmp_path: Path) -> None:  # noqa: F811
+    ann, bob, box = (person(two_gpus, tmp_path, u) for u in ("ann", "bob", "service"))
+    booked = ann.json("reserve", "0", "--from", at(1), "--to", at(2))
+    b0 = bob.new("--name", "b0", "--gpus", "0")
+    box.home.mkdir(parents=True, exist_ok=True)
+    (box.home / "config.toml").write_text("reservation_grace = -1\n")
+    desk, warned = Desk(core(box)), set()
+    assert [h.action for h in desk.enforce_reservations(warned, now=booked["start"] + 1)] == ["warned"]
+    assert desk.enforce_reservations(warned, now=booked["start"] + 86_000) == []
+    assert bob.engine.is_running(b0["id"])
