@@ -39,7 +39,11 @@ COMMAND_SUMMARIES: dict[str, str] = {
     "logs": "Print an experiment's output.",
     "ls": "List experiments (of every workstation, asked in parallel; --on NAME for one).",
     "new": "Start a new experiment container (one subcommand per kind).",
+    "queue": "Every person's queued GPU requests on every workstation, in the order they start, and why each "
+             "waits (--on NAME for one workstation).",
     "reconcile": "Release what gone containers held, roll back dead launches, adopt or list orphans.",
+    "reservations": "The GPU reservations of this workstation, per GPU, the next 48 hours.",
+    "reserve": "Reserve GPUS (indices like 0,2; any:N for a count; all for the whole box) for a time.",
     "revoke": "Take NAME's access to EXPERIMENT away (new logins are refused at once).",
     "rm": "Remove an experiment and everything it was given (the workspace stays).",
     "serve": "Hold the engine connections and answer ls for this user until Ctrl-C.",
