@@ -109,3 +109,16 @@ def test_a_manifest_naming_its_image_with_escape_sequences_is_refused_and_not_ec
     with pytest.raises(TamperedArchive, match="not a plain image name") as caught:
         verify(tmp_path / "a.tar")
     assert "\x1b" not in caught.value.message and "\x07" not in caught.value.message
+
+
+def test_load_check_says_how_long_the_verification_took(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`images load --check` printed "0.0 s" whatever it took: the verification is timed now."""
+    from ptdesk.config import load_config
+    from ptdesk.core.workstation import Workstation
+
+    _oci_archive(tmp_path / "images.tar")
+    ticks = iter([100.0, 102.5])  # the monotonic clock before and after the verification
+    monkeypatch.setattr(time, "monotonic", lambda: next(ticks))
+    ws = Workstation(load_config({"PTDESK_HOME": str(tmp_path / "home")}))
+    report = ws.verify_images(tmp_path / "images.tar")
+    assert report.seconds == 2.5 and [i.kind for i in report.images] == ["ssh"]

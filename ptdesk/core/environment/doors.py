@@ -6,6 +6,7 @@ use and hands it the Workstation as the Site it is.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -61,8 +62,9 @@ class EnvironmentDoors:
         """Check a saved file without loading it."""
         from ptdesk.core.environment import archive
         from ptdesk.core.environment.archive import ArchiveReport
+        started = time.monotonic()
         images_in = archive.verify(path)
-        return ArchiveReport(path, images_in, path.stat().st_size, 0.0)
+        return ArchiveReport(path, images_in, path.stat().st_size, time.monotonic() - started)
 
     def pin_images(self: Site, kinds: Iterable[str]) -> list[baseline.Pinned]:
         from ptdesk.core.environment import baseline
