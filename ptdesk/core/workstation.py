@@ -208,6 +208,24 @@ class Workstation(CollaboratorDoors, EnvironmentDoors):
         return ["ssh", "-F", str(path), *options, ssh_config.alias(self.config, name),
                 *(shlex.quote(word) for word in command)]
 
+    def shell_argv(self, name: str) -> list[str]:
+        """A terminal in experiment `name` (the dashboard's `t`): an SSH login for SSH experiments;
+        for the others, `docker exec` as the experiment's person in /workspace, on this machine's
+        engine only (a remote box's engine is not this docker CLI's)."""
+        experiment = self.experiment(name)
+        if experiment.kind == "ssh":
+            return self.ssh_argv(name)
+        if experiment.foreign or experiment.unverified or experiment.orphan:
+            raise PtdeskError(f"{name!r} is not yours to open a shell in.", "Pick one of yours from: ptdesk ls")
+        if self.is_remote:
+            raise PtdeskError(f"A shell in {name!r} opens on {self.name} itself (docker exec there), not from here.",
+                              "Use the terminal of its JupyterLab (its URL: c), or ssh to that workstation.")
+        if experiment.status != "running":
+            raise PtdeskError(f"{name!r} is not running, so no shell opens in it.",
+                              f"Start it first: ptdesk start {name}")
+        user = f"{self.config.uid}:{self.config.gid}"
+        return ["docker", "exec", "-it", "-u", user, "-w", "/workspace", experiment.id, "bash", "-l"]
+
     def tunnel_argv(self, port: int, local: int) -> list[str]:
         """OpenSSH forwarding 127.0.0.1:LOCAL here to PORT as this remote workstation publishes it."""
         from ptdesk.core.access import tunnel

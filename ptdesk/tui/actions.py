@@ -50,7 +50,7 @@ ACTIONS: tuple[Action, ...] = (
            "Filter experiments", keys_shown="/"),
     Action("main", "l", "logs", "Logs", "Follow the selected experiment's log full-screen (escape returns)",
            "Logs full-screen"),
-    Action("main", "t", "shell", "Shell", "Open a shell in the selected SSH experiment; exit comes back here",
+    Action("main", "t", "shell", "Shell", "Open a shell in the selected experiment; exit comes back here",
            "Open a shell"),
     Action("main", "f", "filter_log", "Filter log", "Filter the log: show only the lines that contain some "
            "text (enter applies, escape clears; another experiment starts unfiltered)", "Filter the log"),

@@ -1,7 +1,8 @@
-"""`t`: a shell in the selected SSH experiment, in the dashboard's own terminal.
+"""`t`: a shell in the selected experiment, in the dashboard's own terminal.
 
 The dashboard suspends itself (Textual gives the terminal back as it was before the app started),
-runs OpenSSH's client with the Workstation's command line (host key pinned, ptdesk's key only) and
+runs the Workstation's command line (an SSH experiment: OpenSSH's client, host key pinned, ptdesk's
+key only; a Jupyter one on this machine: `docker exec` as its person in /workspace) and
 draws itself again when the shell exits; its feeds keep running in their threads meanwhile. This
 works wherever the terminal is a real one: a local console, `ssh -t`, tmux.
 """
@@ -20,9 +21,6 @@ SSH_FAILED = 255  # OpenSSH's own exit status when it could not connect or log i
 
 def shell_refusal(experiment: Experiment) -> str | None:
     """Why no shell opens in `experiment`, in one sentence; None when one can."""
-    if experiment.kind != "ssh":
-        return (f"{experiment.name} is a {experiment.kind} experiment: a shell opens in SSH experiments only "
-                "(c copies its connect line).")
     if experiment.foreign:
         return (f"{experiment.name} belongs to {experiment.owner}'s ptdesk: the key that logs in is theirs, "
                 f"so ask {experiment.owner} for access (collaborators, k).")
@@ -43,9 +41,9 @@ def open_shell(app: App, name: str, argv: Sequence[str]) -> None:
                    "in another one.", severity="warning")
         return
     if isinstance(outcome, OSError):
-        app.notify(f"Could not run {argv[0]}: {outcome.strerror or outcome}. Install OpenSSH's client "
-                   "(ssh) on this machine.", severity="error", markup=False)
-    elif outcome == SSH_FAILED:
+        app.notify(f"Could not run {argv[0]}: {outcome.strerror or outcome}. Install it on this machine "
+                   f"({'OpenSSH' if argv[0] == 'ssh' else 'the Docker'} client).", severity="error", markup=False)
+    elif outcome == SSH_FAILED and argv[0] == "ssh":
         # What ssh printed was on the terminal the dashboard has just drawn over: say it again here.
         app.notify(f"ssh could not log in to {name} (exit {SSH_FAILED}). Try its connect line (c) in "
                    "another terminal to see why.", severity="error", markup=False)

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from ptdesk.tui.app import PtdeskApp
-from tests.support.helpers import SSH_IMAGE, require_image, run_cli, wait_until
+from tests.support.helpers import JUPYTER_IMAGE, SSH_IMAGE, require_image, run_cli, wait_until
 from tests.support.tuihelpers import nvml_scenarios, settle
 
 SIZE = (160, 48)
@@ -41,21 +41,22 @@ async def test_no_shell_in_a_jupyter_a_stopped_or_someone_elses_experiment(tui_d
         await settle(pilot, lambda: len(table.experiments) == 3 and table.experiments[stopped].status == "exited",
                      message="the rows, one stopped")
 
+        # A Jupyter experiment has a shell too (docker exec), but only one this home can prove it made.
         table.move_cursor(row=table.get_row_index(notebook))
         await pilot.press("t")
-        said = await settle(pilot, lambda: _warnings(app), message="the reason")
-        assert said == ["ann-notebook is a jupyter experiment: a shell opens in SSH experiments only "
-                        "(c copies its connect line)."]
+        said = await settle(pilot, lambda: [n.message for n in app._notifications if n.severity == "error"],
+                            message="the reason")
+        assert "'ann-notebook' is not yours to open a shell in." in said[0]
 
         table.move_cursor(row=table.get_row_index(stopped))
         await pilot.press("t")
-        await settle(pilot, lambda: len(_warnings(app)) == 2, message="the second reason")
-        assert _warnings(app)[1] == "ann-stopped is exited: start it first (s), then press t again."
+        await settle(pilot, lambda: len(_warnings(app)) == 1, message="the second reason")
+        assert _warnings(app)[0] == "ann-stopped is exited: start it first (s), then press t again."
 
         table.move_cursor(row=table.get_row_index(theirs))
         await pilot.press("t")
-        await settle(pilot, lambda: len(_warnings(app)) == 3, message="the third reason")
-        assert _warnings(app)[2].startswith("eve-box belongs to eve's ptdesk")
+        await settle(pilot, lambda: len(_warnings(app)) == 2, message="the third reason")
+        assert _warnings(app)[1].startswith("eve-box belongs to eve's ptdesk")
         assert app.screen is app.main and app.is_running
 
 
@@ -69,9 +70,11 @@ def tmux(*args: str) -> str:
 
 @pytest.mark.skipif(shutil.which("tmux") is None or shutil.which("ssh") is None,
                     reason="tmux and OpenSSH's client are needed")
-def test_shell_key_opens_a_shell_and_comes_back(ptdesk_env, engine, tmp_path):
-    require_image(engine, SSH_IMAGE)
-    rc, out, err = run_cli(["new", "ssh", "--name", "gus-shell", "--json"], ptdesk_env, subprocess_=True)
+@pytest.mark.parametrize("kind", ["ssh", "jupyter"])
+def test_shell_key_opens_a_shell_and_comes_back(ptdesk_env, engine, tmp_path, kind):
+    """SSH: an OpenSSH login; Jupyter: docker exec as its person in /workspace (no refusal)."""
+    require_image(engine, SSH_IMAGE if kind == "ssh" else JUPYTER_IMAGE)
+    rc, out, err = run_cli(["new", kind, "--name", "gus-shell", "--json"], ptdesk_env, subprocess_=True)
     assert rc == 0, err
     assert json.loads(out)["name"] == "gus-shell"
 
@@ -97,10 +100,13 @@ def test_shell_key_opens_a_shell_and_comes_back(ptdesk_env, engine, tmp_path):
             tmux("send-keys", "-t", session, "t")  # the only row is the selected one
             wait_until(lambda: "a shell in gus-shell" in screen(), timeout=30, message="the dashboard to step aside")
             # Typed once the terminal is the shell's: keys sent earlier would reach the dashboard.
-            tmux("send-keys", "-t", session, "echo hi-from-shell-$((6*7)); exit", "Enter")
-            # The arithmetic is done by the shell in the container: the typed line never says 42.
-            wait_until(lambda: re.search(r"hi-from-shell-42\r?\n", transcript.read_text(errors="replace")),
-                       timeout=30, message="the shell's output")
+            tmux("send-keys", "-t", session, "echo hi-from-shell-$((6*7))-$(id -u)-$(pwd); exit", "Enter")
+            # The arithmetic is done by the shell in the container: the typed line never says 42. It
+            # runs as the experiment's person (not root), where the work is.
+            said = wait_until(lambda: re.search(r"hi-from-shell-42-(\d+)-/workspace\r?\n",
+                                                transcript.read_text(errors="replace")),
+                              timeout=30, message="the shell's output")
+            assert said.group(1) != "0"  # the experiment's person, never root
             wait_until(dashboard, timeout=30, message="the dashboard back")
             tmux("send-keys", "-t", session, "?")  # and it is live: it answers keys
             wait_until(lambda: "command palette" in screen(), timeout=10, message="the help screen")

@@ -128,7 +128,7 @@ class Experiment:
     # Who is logged in right now (SSH experiments of this home; ptdesk.core.access.sessions): the owner's
     # and collaborators' names; None when it cannot be seen from here.
     logged_in: tuple[str, ...] | None = None
-    waiting: str | None = None  # in the GPU queue: why it waits (ptdesk.core.sharing.queue)
+    waiting: str | None = None  # in the GPU queue: why it waits (ptdesk.core.sharing.gpu_queue)
 
     @property
     def connect(self) -> str:

@@ -110,7 +110,7 @@ class ExperimentActions(Screen[None]):
         name = selected.name
         # The command line is read in the background (it asks the engine); the shell runs here.
         ws = self.selected_ws
-        run_job(self, lambda: ws.ssh_argv(name), title=f"Shell in {name}",
+        run_job(self, lambda: ws.shell_argv(name), title=f"Shell in {name}",
                 on_done=lambda argv: self._shell(name, argv), group="shell")
 
     def _shell(self, name: str, argv: list[str]) -> None:
