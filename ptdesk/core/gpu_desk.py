@@ -19,15 +19,13 @@ from typing import TYPE_CHECKING
 
 from ptdesk.core.base.models import LABEL_INSTANCE
 from ptdesk.core.base.names import current_user
-from ptdesk.core.experiments import operations
 from ptdesk.core.host.processes import pid_alive
-from ptdesk.core.sharing import admission, booking, enforcement, queue_view, records
-from ptdesk.core.sharing.enforcement import Enforced
-from ptdesk.core.sharing.gpu_queue import QUEUED, QueueEntry
-from ptdesk.core.sharing.reservations import Reservation
 from ptdesk.errors import Conflict, NotFound
 
 if TYPE_CHECKING:
+    from ptdesk.core.sharing.enforcement import Enforced
+    from ptdesk.core.sharing.gpu_queue import QueueEntry
+    from ptdesk.core.sharing.reservations import Reservation
     from ptdesk.core.workstation import Workstation
 
 LABEL_ADMITTER = "ptdesk.admitter"
@@ -51,13 +49,17 @@ class GpuDesk:
 
     # --- the queue ----------------------------------------------------------------------------
     def queue(self, now: float | None = None) -> list[QueueEntry]:
+        from ptdesk.core.sharing import queue_view
         return queue_view.queue(self.ws, now=now)
 
     def admit(self, now: float | None = None) -> list[str]:
+        from ptdesk.core.sharing import admission
         return admission.admit(self.ws, now=now)
 
     def cancel(self, name: str) -> QueueEntry:
         """Take one's own request out of the queue (its container, record and secrets go)."""
+        from ptdesk.core.experiments import operations
+        from ptdesk.core.sharing.gpu_queue import QUEUED
         entry = next((e for e in self.queue() if e.name == name), None)
         if entry is None:
             raise NotFound(f"No queued request named {name!r} on this workstation.", "See them with: ptdesk queue")
@@ -71,6 +73,7 @@ class GpuDesk:
 
     def admitters(self) -> list[Admitter]:
         """The box's running `ptdesk watch` services (markers whose process is gone are skipped)."""
+        from ptdesk.core.sharing import records
         found = []
         for container in records.list_labelled(self.ws.engine, {LABEL_ADMITTER: "1",
                                                                         LABEL_INSTANCE: self.ws.config.instance}):
@@ -86,6 +89,7 @@ class GpuDesk:
     @contextmanager
     def announced(self) -> Iterator[None]:
         """While `ptdesk watch` runs: its marker on the engine."""
+        from ptdesk.core.sharing import booking, records
         labels = {LABEL_ADMITTER: "1", LABEL_INSTANCE: self.ws.config.instance,
                   f"{LABEL_ADMITTER}.user": current_user(), f"{LABEL_ADMITTER}.pid": str(os.getpid()),
                   f"{LABEL_ADMITTER}.host": socket.gethostname()}
@@ -111,19 +115,24 @@ class GpuDesk:
 
     # --- reservations -------------------------------------------------------------------------
     def reservations(self) -> list[Reservation]:
+        from ptdesk.core.sharing import booking
         return booking.reservations(self.ws)
 
     def reserve(self, gpus: str, start: str, end: str, now: float | None = None) -> Reservation:
+        from ptdesk.core.sharing import booking
         return booking.reserve(self.ws, gpus, start, end, now=now)
 
     def cancel_reservation(self, ident: str, now: float | None = None) -> Reservation:
+        from ptdesk.core.sharing import booking
         return booking.cancel(self.ws, ident, now=now)
 
     def end_reservation(self, ident: str, now: float | None = None) -> Reservation:
+        from ptdesk.core.sharing import booking
         return booking.end_now(self.ws, ident, now=now)
 
     def enforce_reservations(self, warned: MutableSet[tuple[str, str]], now: float | None = None) -> list[Enforced]:
         """Warn, then after the grace stop, others' experiments on GPUs whose reservation started."""
+        from ptdesk.core.sharing import enforcement
         return enforcement.enforce(self.ws, warned, now)
 
     def gpu_indices(self) -> list[int]:

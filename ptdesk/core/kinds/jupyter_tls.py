@@ -23,11 +23,6 @@ import json
 import ssl
 from dataclasses import dataclass
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-
 from ptdesk.config import Config
 
 CERT_FILE = "jupyter_tls.crt"  # host side (experiments/<name>/) and in the container's TOKEN_DIR
@@ -63,6 +58,11 @@ def known_names(config: Config) -> tuple[str, ...]:
 
 
 def make_certificate(config: Config, name: str) -> Certificate:
+    # cryptography's x509 is imported here, by the launch that needs a certificate, not at start-up.
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{name} (ptdesk)"[:64])])
     now = datetime.datetime.now(datetime.UTC)
