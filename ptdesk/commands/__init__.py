@@ -20,7 +20,7 @@ COMMAND_TOPICS: dict[str, str] = {
     "watch": "lifecycle", "cull": "lifecycle", "reconcile": "lifecycle",
     "workstations": "workstations", "serve": "serve",
     "ssh-config": "ssh", "ssh": "ssh", "forward": "ssh",
-    "env": "env",
+    "env": "env", "notify": "notify",
 }
 TOPICS = tuple(dict.fromkeys(COMMAND_TOPICS.values()))
 # What `ptdesk --help` says of each command, so that it imports no command module (a test keeps
@@ -38,6 +38,7 @@ COMMAND_SUMMARIES: dict[str, str] = {
     "logs": "Print an experiment's output.",
     "ls": "List experiments (of every workstation, asked in parallel; --on NAME for one).",
     "new": "Start a new experiment container (one subcommand per kind).",
+    "notify": "Where you hear about your experiments: chat, e-mail and webhook routes (apprise URLs).",
     "reconcile": "Release what gone containers held, roll back dead launches, adopt or list orphans.",
     "revoke": "Take NAME's access to EXPERIMENT away (new logins are refused at once).",
     "rm": "Remove an experiment and everything it was given (the workspace stays).",
