@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import threading
@@ -14,11 +15,13 @@ from ptdesk.commands.common import current_workstation, emit_json, json_option, 
 from ptdesk.core.base.durations import parse_duration
 from ptdesk.core.experiments.lifecycle import ContainerEvent
 from ptdesk.core.experiments.reconcile import ReconcileReport
+from ptdesk.core.notify.herald import Said
 from ptdesk.core.workstation import Workstation
 from ptdesk.errors import PtdeskError
 
 SHOWN_ACTIONS = frozenset({"create", "start", "die", "oom", "destroy"})
 CULL_EVERY = 300.0  # seconds between idle checks in `ptdesk watch`
+NOTIFY_EVERY = 3.0  # seconds between looks for out-of-memory kills and expiries (cgroup and store reads)
 EXPIRY_EVERY = 5.0  # seconds between checks for expired collaborators' processes (a store query)
 
 
@@ -67,9 +70,12 @@ def watch(ws: Workstation, as_json: bool) -> None:
               action=event.action, name=event.name, container=event.container_id, kind=event.kind,
               released=released)
 
+    herald = ws.herald()  # engine lost/back: decided in the home, as the engine cannot hold it
+
     def on_engine(up: bool, reason: str | None) -> None:
         _line(as_json, "engine", "engine reachable" if up else f"engine unreachable: {reason} (retrying)",
               up=up, reason=reason)
+        _said(as_json, herald.engine_changed(up, reason))
 
     def on_reconcile(report: object) -> None:
         if isinstance(report, ReconcileReport) and (report.changed or report.orphans):
@@ -77,6 +83,8 @@ def watch(ws: Workstation, as_json: bool) -> None:
 
     expirer = threading.Thread(target=_expiry_loop, args=(ws, stop, as_json), name="ptdesk-expiry", daemon=True)
     expirer.start()
+    notifier = threading.Thread(target=_notify_loop, args=(ws, stop, as_json), name="ptdesk-notify", daemon=True)
+    notifier.start()
     limit = float(ws.config.idle_cull_seconds)
     culler = None
     if limit > 0:
@@ -89,7 +97,37 @@ def watch(ws: Workstation, as_json: bool) -> None:
     if culler:
         culler.join(timeout=5)
     expirer.join(timeout=5)
+    notifier.join(timeout=5)
     _line(as_json, "stop", "stopped")
+
+
+def _said(as_json: bool, said: Said | None) -> None:
+    """A notice this watcher said (another watcher of the box says nothing), and a route that just
+    started failing (said once: later failures of it stay quiet until it works again)."""
+    if said is None:
+        return
+    _line(as_json, "notify", f"notified {said.notice.title}", **said.notice.to_json(),
+          routes=[d.to_json() for d in said.deliveries])
+    for route in said.failed_routes():
+        _line(as_json, "route-failed", f"route '{route}' failed; said once (ptdesk notify test checks it)",
+              route=route)
+
+
+def _notify_loop(ws: Workstation, stop: threading.Event, as_json: bool) -> None:
+    """Out-of-memory kills and expiries, every few seconds (cgroup and store reads only)."""
+    own = ws.fork()
+    herald = own.herald()
+    try:
+        with contextlib.suppress(PtdeskError):
+            herald.tidy()
+        while not stop.wait(NOTIFY_EVERY):
+            try:
+                for said in herald.round():
+                    _said(as_json, said)
+            except PtdeskError:
+                own.drop_engine()  # the watcher reports engine trouble; try again next round
+    finally:
+        own.close()
 
 
 def _expiry_loop(ws: Workstation, stop: threading.Event, as_json: bool) -> None:

@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from ptdesk.core.gpu.nvml import GpuSampler
     from ptdesk.core.gpu.remote import RemoteGpus
     from ptdesk.core.host.cgroups import ContainerStats, StatsSampler
+    from ptdesk.core.notify.herald import Herald
     from ptdesk.core.sharing.claims import GpuClaim, HoldReader
     from ptdesk.core.store.state import Store
 
@@ -319,6 +320,11 @@ class Workstation(CollaboratorDoors, EnvironmentDoors):
         """The image a new experiment of `kind` runs unless another is named."""
         from ptdesk.core.kinds import get_kind
         return get_kind(kind).image(self.config)
+
+    def herald(self) -> Herald:
+        """Finds and says this workstation's events once (ptdesk watch runs one)."""
+        from ptdesk.core.notify.herald import Herald
+        return Herald(self)
 
     def gpu_history(self, uuid: str) -> tuple[float | None, ...]:
         """Recent utilisation of one GPU (percent, None where unread), oldest first."""

@@ -1,0 +1,81 @@
+"""Today's events, said once per box: an out-of-memory kill inside a running experiment (with its
+limit, through a real webhook), a collaborator's access expiring tomorrow, the engine lost and
+back. Two watchers of one box (two Workstations with their own engine clients) say each once."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from ptdesk.config import load_config
+from ptdesk.core.base import clock
+from ptdesk.core.engine.client import Engine
+from ptdesk.core.notify.once import LABEL_SAID
+from ptdesk.core.workstation import Workstation
+from tests.support.helpers import run_cli
+from tests.support.receivers import webhook_server
+
+HOG = "x=0123456789abcdef; while :; do x=$x$x; done"  # a shell that outgrows any limit
+
+
+def _markers(engine: Engine, before: set[str]) -> set[str]:
+    return {c["Id"] for c in engine.labelled(LABEL_SAID)} - before
+
+
+@pytest.fixture
+def two_watchers(ptdesk_env: dict[str, str], engine: Engine):
+    first = Workstation(load_config(ptdesk_env))
+    second = first.fork()
+    before = {c["Id"] for c in engine.labelled(LABEL_SAID)}
+    yield first, second
+    for marker in _markers(engine, before):  # leave the shared engine as it was
+        engine.remove(marker, force=True)
+    first.close()
+    second.close()
+
+
+def test_an_oom_kill_inside_a_running_experiment_is_said_once_naming_its_limit(
+        ptdesk_env: dict[str, str], engine: Engine, two_watchers) -> None:
+    first, second = two_watchers
+    with webhook_server() as (url, posts):
+        assert run_cli(["notify", "add", "hook", "--events", "oom"], ptdesk_env, input=url + "\n")[0] == 0
+        code, _, err = run_cli(["new", "ssh", "--name", "oomy", "--memory", "64m", "--gpus", "none"], ptdesk_env)
+        assert code == 0, err
+        assert first.herald().round() == []  # nothing killed yet: nothing said
+        container = first.store.experiment("oomy").container_id
+        rc, _ = engine.exec(container, ["sh", "-c", HOG], user="root")
+        assert rc == 137 and engine.is_running(container)  # the hog died, the experiment runs on
+        said = [*first.herald().round(), *second.herald().round(), *first.herald().round()]
+    assert len(said) == 1 and said[0].notice.event == "oom"
+    assert [d.ok for d in said[0].deliveries] == [True]
+    assert len(posts) == 1 and posts[0]["title"] == "ptdesk: 'oomy' ran out of memory"
+    assert "killed: out of memory (limit 64m)" in posts[0]["message"]
+    assert "--memory" in posts[0]["message"] and "[limits] memory" in posts[0]["message"]
+    assert first.container_stats([container])[container].oom_kills == 1  # what the dashboard row shows
+
+
+def test_an_access_expiring_tomorrow_is_said_once_and_not_before(
+        ptdesk_env: dict[str, str], two_watchers, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    first, second = two_watchers
+    pub = tmp_path / "bob.pub"
+    pub.write_text("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPs7nnTq1CSm0cJ6rJqyPQB7hf6iqZLXk0EvFhJbkDuV bob\n")
+    assert run_cli(["collab", "add", "bob", "--pubkey", pub, "--expires", "3d"], ptdesk_env)[0] == 0
+    start = time.time()
+    assert first.herald().round() == []  # three days ahead: not yet
+    monkeypatch.setattr(clock, "now", lambda: start + 2.5 * 86400)  # half a day before it ends
+    said = [*first.herald().round(), *second.herald().round()]
+    assert len(said) == 1 and said[0].notice.title == "ptdesk: bob's access expires in 12 h"
+    assert "ptdesk collab rotate bob --expires" in said[0].notice.body
+
+
+def test_the_engine_lost_and_back_is_said_once_each(ptdesk_env: dict[str, str], two_watchers) -> None:
+    first, second = two_watchers
+    assert first.herald().engine_changed(True) is None  # a watcher starting on a live engine: nothing
+    lost = [first.herald().engine_changed(False, "connection refused"),
+            second.herald().engine_changed(False, "connection refused")]
+    back = [second.herald().engine_changed(True), first.herald().engine_changed(True)]
+    assert [s.notice.title for s in lost if s] == ["ptdesk: workstation 'local' lost its engine"]
+    assert "connection refused" in lost[0].notice.body
+    assert [s.notice.title for s in back if s] == ["ptdesk: workstation 'local' is back"]
