@@ -8,12 +8,15 @@ import time
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
 from ptdesk.config import load_config
 from ptdesk.core.base import clock
 from ptdesk.core.engine.client import Engine
 from ptdesk.core.notify.once import LABEL_SAID
 from ptdesk.core.workstation import Workstation
+from ptdesk.tui.screens.details import details_table
+from ptdesk.tui.widgets.experiments_table import cells
 from tests.support.helpers import run_cli
 from tests.support.receivers import webhook_server
 
@@ -53,7 +56,14 @@ def test_an_oom_kill_inside_a_running_experiment_is_said_once_naming_its_limit(
     assert len(posts) == 1 and posts[0]["title"] == "ptdesk: 'oomy' ran out of memory"
     assert "killed: out of memory (limit 64m)" in posts[0]["message"]
     assert "--memory" in posts[0]["message"] and "[limits] memory" in posts[0]["message"]
-    assert first.container_stats([container])[container].oom_kills == 1  # what the dashboard row shows
+    # The dashboard says it too: in the row's status and in the details (i), with the limit.
+    stats = first.container_stats([container])[container]
+    experiment = first.experiment("oomy")
+    assert stats.oom_kills == 1 and cells(experiment, stats, time.time())[4].plain == "running oom×1"
+    console = Console(record=True, width=300)
+    console.print(details_table(experiment, stats.oom_kills))
+    details = console.export_text()
+    assert "Out of memory" in details and "killed: out of memory (limit 64m)" in details
 
 
 def test_an_access_expiring_tomorrow_is_said_once_and_not_before(
