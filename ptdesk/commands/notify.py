@@ -48,10 +48,23 @@ def ls(as_json: bool) -> None:
         emit_json([r.to_json() for r in routes])
         return
     if not routes:
-        click.echo("Only the dashboard: add a route with ptdesk notify add NAME < FILE-WITH-THE-URL")
+        click.echo("Only the dashboard and its terminal: add a route with ptdesk notify add NAME < FILE-WITH-THE-URL")
         return
     click.echo(table(["ROUTE", "URL", "EVENTS"],
                      [[r.name, routing.masked(r.url), ",".join(r.events)] for r in routes]))
+
+
+@notify.command("terminal")
+@click.argument("style", required=False)
+def terminal(style: str | None) -> None:
+    """How the terminal your dashboard runs in raises a notice: osc9, osc777, bel (default) or off."""
+    from ptdesk.core.notify.terminal import STYLES, set_terminal_style, terminal_style
+
+    home = load_config().home
+    if style is not None:
+        set_terminal_style(home, style)
+    click.echo(f"Terminal alerts: {terminal_style(home)} (choices: {', '.join(STYLES)}). "
+               "Inside tmux an OSC needs: set -g allow-passthrough on")
 
 
 @notify.command("rm")

@@ -326,6 +326,11 @@ class Workstation(CollaboratorDoors, EnvironmentDoors):
         from ptdesk.core.notify.herald import Herald
         return Herald(self)
 
+    def notices(self, after: float) -> list[dict]:
+        """Notices said to this person after `after` (by ptdesk watch), for the dashboard."""
+        from ptdesk.core.notify.herald import journal
+        return journal(self.config, after)
+
     def gpu_history(self, uuid: str) -> tuple[float | None, ...]:
         """Recent utilisation of one GPU (percent, None where unread), oldest first."""
         return self.gpus.history(uuid)

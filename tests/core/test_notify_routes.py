@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ptdesk.core.notify.deliver import Notice, deliver
 from ptdesk.core.notify.routes import routes_path
+from ptdesk.core.notify.terminal import alert_sequence
 from tests.support.helpers import run_cli
 from tests.support.receivers import free_port, smtp_server, webhook_server
 
@@ -83,3 +84,18 @@ def test_events_go_only_where_asked_and_a_failing_route_is_said_once(tmp_path: P
         assert _add(env, "dead", url)[0] == 0
         assert deliver(home, engine_lost)[0].ok
     assert json.loads((home / "notify" / "failing.json").read_text()) == []
+
+
+def test_terminal_alerts_pass_through_tmux_and_carry_no_control_characters(tmp_path: Path) -> None:
+    assert alert_sequence("bel", "t", "b") == "\a"
+    assert alert_sequence("off", "t", "b") == ""
+    evil = "killed\x1b]52;c;evil\a; now"  # an OSC 52 inside would write the clipboard
+    assert alert_sequence("osc9", "ptdesk: 'x'", evil) == "\x1b]9;ptdesk: 'x': killed]52,c,evil, now\a"
+    assert alert_sequence("osc777", "T", "B") == "\x1b]777;notify;T;B\a"
+    assert alert_sequence("osc9", "T", "B", in_tmux=True) == "\x1bPtmux;\x1b\x1b]9;T: B\a\x1b\\"
+    env = _env(tmp_path)
+    assert "bel" in run_cli(["notify", "terminal"], env)[1]  # the default
+    assert "osc9" in run_cli(["notify", "terminal", "osc9"], env)[1]
+    code, _, err = run_cli(["notify", "terminal", "loud"], env)
+    assert code == 2 and "'loud' is not a terminal alert" in err
+    assert "osc9 (choices" in run_cli(["notify", "terminal"], env)[1]

@@ -14,7 +14,6 @@ from rich.console import Console
 from ptdesk.config import load_config
 from ptdesk.core.base import clock
 from ptdesk.core.engine.client import Engine
-from ptdesk.core.notify.once import LABEL_SAID
 from ptdesk.core.workstation import Workstation
 from ptdesk.tui.screens.details import details_table
 from ptdesk.tui.widgets.experiments_table import cells
@@ -25,18 +24,12 @@ from tests.support.receivers import free_port, webhook_server
 HOG = "x=0123456789abcdef; while :; do x=$x$x; done"  # a shell that outgrows any limit
 
 
-def _markers(engine: Engine, before: set[str]) -> set[str]:
-    return {c["Id"] for c in engine.labelled(LABEL_SAID)} - before
-
-
 @pytest.fixture
 def two_watchers(ptdesk_env: dict[str, str], engine: Engine):
+    """Two watchers of one box; their markers carry the test's instance, so teardown removes them."""
     first = Workstation(load_config(ptdesk_env))
     second = first.fork()
-    before = {c["Id"] for c in engine.labelled(LABEL_SAID)}
     yield first, second
-    for marker in _markers(engine, before):  # leave the shared engine as it was
-        engine.remove(marker, force=True)
     first.close()
     second.close()
 
@@ -94,24 +87,19 @@ def test_the_engine_lost_and_back_is_said_once_each(ptdesk_env: dict[str, str], 
 
 
 def test_ptdesk_watch_says_an_oom_kill_and_a_failing_route_once(ptdesk_env: dict[str, str], engine: Engine) -> None:
-    before = {c["Id"] for c in engine.labelled(LABEL_SAID)}
     dead = f"json://127.0.0.1:{free_port()}/nobody"
     assert run_cli(["notify", "add", "dead"], ptdesk_env, input=dead + "\n")[0] == 0
     assert run_cli(["new", "ssh", "--name", "hog", "--memory", "64m", "--gpus", "none"], ptdesk_env)[0] == 0
     container = Workstation(load_config(ptdesk_env)).store.experiment("hog").container_id
-    try:
-        with watching(ptdesk_env) as watch:
-            assert engine.exec(container, ["sh", "-c", HOG])[0] == 137
-            said = watch.wait_for(lambda line: line.get("type") == "notify", what="the oom notice")
-            failed = watch.wait_for(lambda line: line.get("type") == "route-failed", what="the route failure")
-            assert engine.exec(container, ["sh", "-c", HOG])[0] == 137  # a second kill: said, the route not again
-            watch.wait_for(lambda line: line.get("type") == "notify" and "2 processes" in line["body"],
-                           what="the second oom notice")
-            watch.stop()
-            watch.wait_for(lambda line: line.get("type") == "stop", what="its last line")  # everything it said
-    finally:
-        for marker in _markers(engine, before):
-            engine.remove(marker, force=True)
+    with watching(ptdesk_env) as watch:
+        assert engine.exec(container, ["sh", "-c", HOG])[0] == 137
+        said = watch.wait_for(lambda line: line.get("type") == "notify", what="the oom notice")
+        failed = watch.wait_for(lambda line: line.get("type") == "route-failed", what="the route failure")
+        assert engine.exec(container, ["sh", "-c", HOG])[0] == 137  # a second kill: said, the route not again
+        watch.wait_for(lambda line: line.get("type") == "notify" and "2 processes" in line["body"],
+                       what="the second oom notice")
+        watch.stop()
+        watch.wait_for(lambda line: line.get("type") == "stop", what="its last line")  # everything it said
     assert said["event"] == "oom" and "(limit 64m)" in said["body"] and said["routes"] == [
         {"route": "dead", "ok": False}]
     assert failed["route"] == "dead" and dead not in json.dumps(watch.seen)

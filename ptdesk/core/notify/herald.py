@@ -65,13 +65,21 @@ def _journal(home: Path, notice: Notice) -> None:
     write_secret(path, ("\n".join([*lines, line]) + "\n").encode())
 
 
-def journal(config: Config, limit: int = 20) -> list[dict]:
-    """The newest notices said to this person (what the dashboard shows), oldest first."""
+def journal(config: Config, after: float = 0.0, limit: int = 20) -> list[dict]:
+    """The newest notices said to this person after `after` (what the dashboard shows), oldest first."""
     try:
         lines = (person_home(config) / "notify" / "journal.jsonl").read_text().splitlines()
     except FileNotFoundError:
         return []
-    return [json.loads(line) for line in lines[-limit:] if line.strip()]
+    entries = []
+    for line in lines[-limit:]:
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue  # a line cut short by a crash: the others still count
+        if isinstance(entry, dict) and float(entry.get("time", 0)) > after:
+            entries.append(entry)
+    return entries
 
 
 @dataclass

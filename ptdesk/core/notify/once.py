@@ -18,6 +18,7 @@ import os
 from pathlib import Path
 
 from ptdesk.core.base import clock
+from ptdesk.core.base.models import LABEL_INSTANCE
 from ptdesk.core.base.private_files import ensure_private_dir
 from ptdesk.core.base.times import parse_time
 from ptdesk.core.kinds import REGISTRY
@@ -37,7 +38,8 @@ def marker_name(site: Site, key: str) -> str:
 
 def first_to_say(site: Site, key: str) -> bool:
     """True for exactly one caller per (person, instance, key) on this engine."""
-    labels = {LABEL_SAID: "1"}
+    # The instance, so a test run's teardown (and anyone looking) sees whose markers these are.
+    labels = {LABEL_SAID: "1", LABEL_INSTANCE: site.config.instance}
     for kind in REGISTRY.values():  # any image the box has will do; the marker never runs
         try:
             site.engine.create(name=marker_name(site, key), image=kind.image(site.config), labels=labels,
