@@ -5,6 +5,8 @@ back. Two watchers of one box (two Workstations with their own engine clients) s
 from __future__ import annotations
 
 import json
+import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -17,7 +19,8 @@ from ptdesk.core.engine.client import Engine
 from ptdesk.core.workstation import Workstation
 from ptdesk.tui.screens.details import details_table
 from ptdesk.tui.widgets.experiments_table import cells
-from tests.support.helpers import run_cli
+from tests.support.accounts_support import person
+from tests.support.helpers import run_cli, wait_until
 from tests.support.lifecycle_support import watching
 from tests.support.receivers import free_port, webhook_server
 
@@ -104,3 +107,33 @@ def test_ptdesk_watch_says_an_oom_kill_and_a_failing_route_once(ptdesk_env: dict
         {"route": "dead", "ok": False}]
     assert failed["route"] == "dead" and dead not in json.dumps(watch.seen)
     assert [line["type"] for line in watch.seen].count("route-failed") == 1
+
+
+def test_a_collaborator_hears_their_access_expiring_in_their_open_ssh_session(
+        cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cli.new("ssh", "--name", "shared", "--gpus", "none")
+    bob = person(cli, "bob", tmp_path, "shared", add_args=("--expires", "3d"))
+    # A real OpenSSH client with a terminal, as bob leaves it open (-tt: a pty in the container).
+    session = subprocess.Popen(["ssh", "-tt", "-F", str(bob.config), "-o", "BatchMode=yes", "shared",
+                                "echo READY; sleep 120"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               stdin=subprocess.DEVNULL)
+    seen: list[bytes] = []
+    reader = threading.Thread(target=lambda: seen.extend(iter(lambda: session.stdout.read1(4096), b"")), daemon=True)
+    reader.start()
+    try:
+        wait_until(lambda: b"READY" in b"".join(seen), timeout=30, message="bob's session")
+        owner = Workstation(cli.config)
+        start = time.time()
+        monkeypatch.setattr(clock, "now", lambda: start + 2.5 * 86400)
+        said = owner.herald().round()
+        assert [s.notice.event for s in said] == ["expiry"]
+        def shown() -> str | None:
+            out = b"".join(seen).decode(errors="replace")
+            return out if "Your access to this experiment ends at" in out else None
+
+        text = wait_until(shown, timeout=15, message="the warning in bob's terminal")
+        assert "Broadcast message from ptdesk" in text and "Ask its owner to extend it" in text
+        owner.close()
+    finally:
+        session.kill()
+        session.wait()

@@ -8,18 +8,21 @@ And the one door for events other parts raise (the GPU queue, reservations): `an
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 from ptdesk.config import LOCAL, Config
+from ptdesk.core.access.sessions import tell_sessions
 from ptdesk.core.base import clock
 from ptdesk.core.base.private_files import write_secret
 from ptdesk.core.host.cgroups import StatsSampler
 from ptdesk.core.notify.deliver import Delivery, Notice, deliver
 from ptdesk.core.notify.once import claim_in_home, first_to_say, forget_old_markers, release_in_home
 from ptdesk.core.site import Site
+from ptdesk.errors import PtdeskError
 
 EXPIRY_AHEAD = 86400.0  # an expiry is said when it is this close
 JOURNAL_KEEP = 200  # lines the dashboard's journal keeps (the newest)
@@ -127,9 +130,21 @@ class Herald:
         out, moment = [], clock.now()
         for person in self.site.store.collaborators():
             if person.expires is not None and moment < person.expires <= moment + EXPIRY_AHEAD:
-                out.append(announce(self.site, f"expiry:{person.name}:{person.expires}", expiry_notice(
-                    person.name, person.expires, moment)))
+                said = announce(self.site, f"expiry:{person.name}:{person.expires}", expiry_notice(
+                    person.name, person.expires, moment))
+                if said is not None and person.uid is not None:
+                    self._tell(person.name, person.uid, expiry_words_for_them(person.expires, moment), moment)
+                out.append(said)
         return out
+
+    def _tell(self, person: str, uid: int, text: str, moment: float) -> None:
+        """The person hears it too, in their open terminals in every experiment they may use."""
+        for grant in self.site.store.grants(collaborator=person):
+            record = self.site.store.experiment(grant.experiment)
+            if record is None or not record.container_id or record.status != "running":
+                continue
+            with contextlib.suppress(PtdeskError):  # stopped meanwhile: nobody there to tell
+                tell_sessions(self.site.engine, record.container_id, uid, text, moment)
 
 
 def oom_notice(name: str, kills: int, limit: str) -> Notice:
@@ -138,6 +153,13 @@ def oom_notice(name: str, kills: int, limit: str) -> Notice:
                   f"{what} in '{name}' was killed: out of memory (limit {limit}). A Jupyter kernel killed "
                   "this way restarts empty. Give the next experiment more with `ptdesk new ... --memory 32g`, "
                   "or raise the default: [limits] memory in config.toml.")
+
+
+def expiry_words_for_them(expires: float, moment: float) -> str:
+    hours = max(1, round((expires - moment) / 3600))
+    when = datetime.fromtimestamp(expires).strftime("%Y-%m-%d %H:%M")
+    return (f"Your access to this experiment ends at {when} (in about {hours} h); your sessions and what "
+            "they run will be ended then. Ask its owner to extend it, and save your work.")
 
 
 def expiry_notice(person: str, expires: float, moment: float) -> Notice:
