@@ -13,6 +13,7 @@ import click
 
 from ptdesk.commands.common import current_workstation, emit_json, json_option, pass_workstation, table
 from ptdesk.core.base.durations import parse_duration
+from ptdesk.core.experiments.culling import GpuWindow
 from ptdesk.core.experiments.lifecycle import ContainerEvent
 from ptdesk.core.experiments.reconcile import ReconcileReport
 from ptdesk.core.notify.herald import Said
@@ -20,7 +21,7 @@ from ptdesk.core.workstation import Workstation
 from ptdesk.errors import PtdeskError
 
 SHOWN_ACTIONS = frozenset({"create", "start", "die", "oom", "destroy"})
-CULL_EVERY = 300.0  # seconds between idle checks in `ptdesk watch`
+CULL_EVERY = 30.0  # seconds between idle checks (and GPU samples for the cull's window) in `ptdesk watch`
 NOTIFY_EVERY = 3.0  # seconds between looks for out-of-memory kills and expiries (cgroup and store reads)
 EXPIRY_EVERY = 5.0  # seconds between checks for expired collaborators' processes (a store query)
 
@@ -54,7 +55,7 @@ def watch(ws: Workstation, as_json: bool) -> None:
 
     Follows the engine's events, survives engine restarts (catching up on reconnect), ends what
     expired collaborators still run (every few seconds), and stops idle experiments every few
-    minutes when idle_cull_seconds is set. See contrib/systemd/.
+    minutes when [cull] (or idle_cull_seconds) is set, warning first. See contrib/systemd/.
     """
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -85,14 +86,12 @@ def watch(ws: Workstation, as_json: bool) -> None:
     expirer.start()
     notifier = threading.Thread(target=_notify_loop, args=(ws, stop, as_json), name="ptdesk-notify", daemon=True)
     notifier.start()
-    limit = float(ws.config.idle_cull_seconds)
     culler = None
-    if limit > 0:
-        culler = threading.Thread(target=_cull_loop, args=(ws, limit, stop, as_json),
-                                  name="ptdesk-cull", daemon=True)
+    if ws.config.cull or ws.config.idle_cull_seconds > 0:
+        culler = threading.Thread(target=_cull_loop, args=(ws, stop, as_json), name="ptdesk-cull", daemon=True)
         culler.start()
     _line(as_json, "start", f"watching instance {ws.config.instance!r}"
-          + (f", culling after {limit:.0f} s idle" if limit > 0 else ""), instance=ws.config.instance)
+          + (", culling idle experiments (with a warning first)" if culler else ""), instance=ws.config.instance)
     ws.watch_events(on_event, on_engine, stop, on_reconcile=on_reconcile)
     if culler:
         culler.join(timeout=5)
@@ -147,20 +146,30 @@ def _expiry_loop(ws: Workstation, stop: threading.Event, as_json: bool) -> None:
         own.close()
 
 
-def _cull_loop(ws: Workstation, limit: float, stop: threading.Event, as_json: bool) -> None:
-    # A Workstation of its own: the store connection and engine client are not shared with the watcher.
-    own = ws.fork()
+def _cull_loop(ws: Workstation, stop: threading.Event, as_json: bool) -> None:
+    """The cull people accept: GPU samples into the window, then warn the newly idle and stop those
+    past their deadline (ptdesk.core.experiments.culling)."""
+    own = ws.fork()  # its own store connection and engine client, not shared with the watcher
+    window = GpuWindow()
     try:
-        while not stop.wait(min(CULL_EVERY, max(limit / 4, 5.0))):
+        while not stop.wait(CULL_EVERY):
             try:
-                for state in own.cull(limit):
-                    if state.culled:
-                        _line(as_json, "cull", f"culled   {state.name}: idle {state.idle_seconds:.0f} s",
-                              **state.to_json())
+                window.add(own.gpu_snapshot(attribute=False))
+                for item, said in own.cull_round(window):
+                    if item.action in ("warn", "stop"):
+                        what = "culled  " if item.action == "stop" else "warned  "
+                        _line(as_json, "cull", f"{what} {item.name}: idle {item.idle_seconds or 0:.0f} s"
+                              + (f", stops at {_clock(item.deadline)}" if item.action == "warn" else ""),
+                              culled=item.action == "stop", **item.to_json())
+                    _said(as_json, said)
             except PtdeskError:
                 own.drop_engine()  # the watcher reports engine trouble; try again next round
     finally:
         own.close()
+
+
+def _clock(moment: float | None) -> str:
+    return datetime.fromtimestamp(moment).strftime("%H:%M") if moment else "-"
 
 
 @click.command("cull")
@@ -171,13 +180,13 @@ def _cull_loop(ws: Workstation, limit: float, stop: threading.Event, as_json: bo
 @pass_workstation(reconcile=True)
 def cull(ws: Workstation, idle: str | None, dry_run: bool, as_json: bool) -> None:
     """Stop idle Jupyter and SSH experiments (workspaces and keys are kept; GPUs free after the hold)."""
-    if idle is not None:
-        limit = parse_duration(idle)
-    elif ws.config.idle_cull_seconds > 0:
-        limit = float(ws.config.idle_cull_seconds)
-    else:
+    if idle is None and (ws.config.cull or ws.config.idle_cull_seconds > 0):
+        _policy_cull(ws, dry_run, as_json)
+        return
+    if idle is None:
         # Nothing typed was malformed (that would be exit 2): a setting is missing.
-        raise PtdeskError("No idle limit is set.", "Pass --idle 4h, or set idle_cull_seconds in config.toml.")
+        raise PtdeskError("No idle limit is set.", "Pass --idle 4h, or set [cull] idle = \"2h\" in config.toml.")
+    limit = parse_duration(idle)
     states = ws.cull(limit, dry_run=dry_run)
     if as_json:
         emit_json({"limit_seconds": limit, "dry_run": dry_run, "experiments": [s.to_json() for s in states]})
@@ -190,6 +199,40 @@ def cull(ws: Workstation, idle: str | None, dry_run: bool, as_json: bool) -> Non
              verb if s.culled or (dry_run and s.idle_seconds is not None and s.idle_seconds >= limit) else "-",
              s.detail) for s in states]
     click.echo(table(["NAME", "KIND", "OWNER", "IDLE", "ACTION", "HOW"], rows))
+
+
+def _policy_cull(ws: Workstation, dry_run: bool, as_json: bool) -> None:
+    """The configured cull, as the watcher runs it: warn first, stop at the deadline. A one-shot
+    has one GPU sample, so --dry-run judges GPUs by now (the watcher by its whole window)."""
+    window = GpuWindow()
+    window.add(ws.gpu_snapshot(attribute=False))
+    plans = ws.cull_plan(window, whole_window=False) if dry_run else [p for p, _ in ws.cull_round(window)]
+    if as_json:
+        emit_json({"dry_run": dry_run, "experiments": [p.to_json() for p in plans]})
+        return
+    if not plans:
+        click.echo("No running experiments.")
+        return
+    words = {"warn": "warn now", "warned": "warned", "stop": "stop now", "kept": "kept", "-": "-"}
+    rows = [(p.name, p.kind, p.owner, "?" if p.idle_seconds is None else _human(p.idle_seconds),
+             ("would " if dry_run and p.action in ("warn", "stop") else "") + words[p.action],
+             f"stops {_clock(p.deadline)}" if p.deadline else f"until {_clock(p.kept_until)}" if p.kept_until else "-",
+             p.detail) for p in plans]
+    click.echo(table(["NAME", "KIND", "OWNER", "IDLE", "ACTION", "WHEN", "HOW"], rows))
+
+
+@click.command("keep")
+@click.argument("name")
+@click.argument("duration", metavar="[FOR]", required=False)
+@json_option
+@pass_workstation
+def keep(ws: Workstation, name: str, duration: str | None, as_json: bool) -> None:
+    """Keep NAME from the idle cull for FOR (default 1h, at most the cull's keep_max)."""
+    until = ws.keep(name, parse_duration(duration) if duration else None)
+    if as_json:
+        emit_json({"name": name, "kept_until": until})
+    else:
+        click.echo(f"'{name}' is kept until {_clock(until)}: the cull will not stop it before then.")
 
 
 def _human(seconds: float) -> str:
@@ -212,4 +255,4 @@ def reconcile_command(ws: Workstation, as_json: bool) -> None:
     click.echo(_report_text(report) or "Nothing to do: the store and the engine agree.")
 
 
-COMMANDS = [watch, cull, reconcile_command]
+COMMANDS = [watch, cull, keep, reconcile_command]

@@ -65,7 +65,8 @@ class GpuWindow:
     samples: deque[tuple[float, dict[int, int | None]]] = field(default_factory=lambda: deque(maxlen=4096))
 
     def add(self, snapshot: GpuSnapshot) -> None:
-        self.samples.append((snapshot.taken_at or clock.now(),
+        # The cull's clock, not the sample's own stamp: deadlines and windows are read on one clock.
+        self.samples.append((clock.now(),
                              {g.index: (None if g.error else g.utilization) for g in snapshot.gpus if not g.is_mig}))
 
     def idle(self, gpus: tuple[int, ...], below: float, window: float, now: float) -> bool:
