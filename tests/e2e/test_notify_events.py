@@ -8,9 +8,12 @@ import json
 import subprocess
 import threading
 import time
+import urllib.request
+import uuid
 from pathlib import Path
 
 import pytest
+import websocket
 from rich.console import Console
 
 from ptdesk.config import load_config
@@ -137,3 +140,35 @@ def test_a_collaborator_hears_their_access_expiring_in_their_open_ssh_session(
     finally:
         session.kill()
         session.wait()
+
+
+def test_a_jupyter_kernel_killed_by_the_memory_limit_shows_in_its_row_and_is_said(cli, engine: Engine) -> None:
+    lab = cli.new("jupyter", "--name", "nb", "--memory", "512m", "--gpus", "none")
+    access = lab["jupyter"]
+    base = f"http://{access['host']}:{access['port']}"
+    request = urllib.request.Request(f"{base}/api/kernels", data=b'{"name": "python3"}', method="POST",
+                                     headers={"Authorization": f"token {access['token']}",
+                                              "Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        kernel_id = json.loads(response.read())["id"]
+    channel = websocket.create_connection(
+        f"ws://{access['host']}:{access['port']}/api/kernels/{kernel_id}/channels?session_id={uuid.uuid4().hex}",
+        header=[f"Authorization: token {access['token']}"], timeout=60)
+    try:  # a notebook cell that needs more than the limit: the kernel is killed, the server lives on
+        channel.send(json.dumps({
+            "header": {"msg_id": uuid.uuid4().hex, "msg_type": "execute_request", "username": "test",
+                       "session": uuid.uuid4().hex, "date": "", "version": "5.3"},
+            "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
+            "content": {"code": "x = b'x' * (1024**3)", "silent": False, "store_history": False,
+                        "user_expressions": {}, "allow_stdin": False, "stop_on_error": True}}))
+        ws = Workstation(cli.config)
+        container = ws.store.experiment("nb").container_id
+        stats = wait_until(lambda: (s := ws.container_stats([container])[container]).oom_kills and s, timeout=60,
+                           message="the kernel to be killed")
+    finally:
+        channel.close()
+    assert engine.is_running(container)
+    assert cells(ws.experiment("nb"), stats, time.time())[4].plain == "running oom×1"
+    [said] = ws.herald().round()
+    assert said.notice.title == "ptdesk: 'nb' ran out of memory" and "(limit 512m)" in said.notice.body
+    ws.close()
