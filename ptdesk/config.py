@@ -20,6 +20,7 @@ from pathlib import Path
 
 from platformdirs import user_data_dir
 
+from ptdesk.config_cull import parse_cull
 from ptdesk.config_workstations import LOCAL, WorkstationEntry, check_address, parse_workstations
 from ptdesk.errors import ConfigError
 
@@ -83,6 +84,8 @@ class Config:
     unclaimed_gpu_memory: str = "1G"
     # Jupyter/SSH idle limit for `ptdesk cull` (seconds; 0 disables automatic culling).
     idle_cull_seconds: int = 0
+    # What idle means for the cull, per kind ("*": every kind), and its warning (ptdesk.config_cull).
+    cull: dict[str, dict[str, str]] = field(default_factory=dict)
     # Other Docker engines reached over SSH ([workstations.NAME]); "local" is always this machine's.
     workstations: dict[str, WorkstationEntry] = field(default_factory=dict)
     default_workstation: str = LOCAL
@@ -211,6 +214,8 @@ def _apply(config: Config, data: dict, origin: str) -> Config:
             changes[key] = _number(key, value, origin)
         elif key == "workstations":
             changes[key] = {**config.workstations, **parse_workstations(value, origin)}
+        elif key == "cull":
+            changes[key] = parse_cull(value, origin)
         elif key == "ssh_packages":
             changes[key] = _packages(key, value, origin)
         else:

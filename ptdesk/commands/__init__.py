@@ -17,10 +17,10 @@ COMMAND_TOPICS: dict[str, str] = {
     "start": "containers", "rm": "containers",
     "images": "images", "doctor": "doctor", "gpus": "gpus",
     "collab": "collab", "grant": "collab", "revoke": "collab", "audit": "audit",
-    "watch": "lifecycle", "cull": "lifecycle", "reconcile": "lifecycle",
+    "watch": "lifecycle", "cull": "lifecycle", "keep": "lifecycle", "reconcile": "lifecycle",
     "workstations": "workstations", "serve": "serve",
     "ssh-config": "ssh", "ssh": "ssh", "forward": "ssh",
-    "env": "env",
+    "env": "env", "notify": "notify",
     "queue": "sharing", "reserve": "sharing", "reservations": "sharing",
 }
 TOPICS = tuple(dict.fromkeys(COMMAND_TOPICS.values()))
@@ -36,9 +36,11 @@ COMMAND_SUMMARIES: dict[str, str] = {
     "gpus": "Show every GPU, its load, and the processes on it with their container and owner.",
     "grant": "Let collaborator NAME log in to the SSH experiment EXPERIMENT.",
     "images": "Build and list the images experiments run in.",
+    "keep": "Keep NAME from the idle cull for FOR (default 1h, at most the cull's keep_max).",
     "logs": "Print an experiment's output.",
     "ls": "List experiments (of every workstation, asked in parallel; --on NAME for one).",
     "new": "Start a new experiment container (one subcommand per kind).",
+    "notify": "Where you hear about your experiments: chat, e-mail and webhook routes (apprise URLs).",
     "queue": "Every person's queued GPU requests on every workstation, in the order they start, and why each "
              "waits (--on NAME for one workstation).",
     "reconcile": "Release what gone containers held, roll back dead launches, adopt or list orphans.",

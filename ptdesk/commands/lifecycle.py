@@ -13,14 +13,17 @@ import click
 
 from ptdesk.commands.common import current_workstation, emit_json, json_option, pass_workstation, table
 from ptdesk.core.base.durations import parse_duration
+from ptdesk.core.experiments.culling import GpuWindow
 from ptdesk.core.experiments.lifecycle import ContainerEvent
 from ptdesk.core.experiments.reconcile import ReconcileReport
 from ptdesk.core.gpu_desk import GpuDesk
+from ptdesk.core.notify.herald import Said
 from ptdesk.core.workstation import Workstation
 from ptdesk.errors import PtdeskError
 
 SHOWN_ACTIONS = frozenset({"create", "start", "die", "oom", "destroy"})
-CULL_EVERY = 300.0  # seconds between idle checks in `ptdesk watch`
+CULL_EVERY = 30.0  # seconds between idle checks (and GPU samples for the cull's window) in `ptdesk watch`
+NOTIFY_EVERY = 3.0  # seconds between looks for out-of-memory kills and expiries (cgroup and store reads)
 ADMIT_EVERY = 2.0  # seconds between admission rounds: a freed GPU goes to the queue's head within seconds
 EXPIRY_EVERY = 5.0  # seconds between checks for expired collaborators' processes (a store query)
 
@@ -54,7 +57,7 @@ def watch(ws: Workstation, as_json: bool) -> None:
 
     Follows the engine's events, survives engine restarts (catching up on reconnect), ends what
     expired collaborators still run (every few seconds), and stops idle experiments every few
-    minutes when idle_cull_seconds is set. See contrib/systemd/.
+    minutes when [cull] (or idle_cull_seconds) is set, warning first. See contrib/systemd/.
     """
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -70,9 +73,12 @@ def watch(ws: Workstation, as_json: bool) -> None:
               action=event.action, name=event.name, container=event.container_id, kind=event.kind,
               released=released)
 
+    herald = ws.herald()  # engine lost/back: decided in the home, as the engine cannot hold it
+
     def on_engine(up: bool, reason: str | None) -> None:
         _line(as_json, "engine", "engine reachable" if up else f"engine unreachable: {reason} (retrying)",
               up=up, reason=reason)
+        _said(as_json, herald.engine_changed(up, reason))
 
     def on_reconcile(report: object) -> None:
         if isinstance(report, ReconcileReport) and (report.changed or report.orphans):
@@ -82,19 +88,20 @@ def watch(ws: Workstation, as_json: bool) -> None:
     expirer.start()
     admitter = threading.Thread(target=_admit_loop, args=(ws, stop, as_json), name="ptdesk-admit", daemon=True)
     admitter.start()
-    limit = float(ws.config.idle_cull_seconds)
+    notifier = threading.Thread(target=_notify_loop, args=(ws, stop, as_json), name="ptdesk-notify", daemon=True)
+    notifier.start()
     culler = None
-    if limit > 0:
-        culler = threading.Thread(target=_cull_loop, args=(ws, limit, stop, as_json),
-                                  name="ptdesk-cull", daemon=True)
+    if ws.config.cull or ws.config.idle_cull_seconds > 0:
+        culler = threading.Thread(target=_cull_loop, args=(ws, stop, as_json), name="ptdesk-cull", daemon=True)
         culler.start()
     _line(as_json, "start", f"watching instance {ws.config.instance!r}"
-          + (f", culling after {limit:.0f} s idle" if limit > 0 else ""), instance=ws.config.instance)
+          + (", culling idle experiments (with a warning first)" if culler else ""), instance=ws.config.instance)
     ws.watch_events(on_event, on_engine, stop, on_reconcile=on_reconcile)
     if culler:
         culler.join(timeout=5)
     expirer.join(timeout=5)
     admitter.join(timeout=5)
+    notifier.join(timeout=5)
     _line(as_json, "stop", "stopped")
 
 
@@ -125,6 +132,35 @@ def _admit_loop(ws: Workstation, stop: threading.Event, as_json: bool) -> None:
         own.close()
 
 
+def _said(as_json: bool, said: Said | None) -> None:
+    """A notice this watcher said (another watcher of the box says nothing), and a route that just
+    started failing (said once: later failures of it stay quiet until it works again)."""
+    if said is None:
+        return
+    _line(as_json, "notify", f"notified {said.notice.title}", **said.notice.to_json(),
+          routes=[d.to_json() for d in said.deliveries])
+    for route in said.failed_routes():
+        _line(as_json, "route-failed", f"route '{route}' failed; said once (ptdesk notify test checks it)",
+              route=route)
+
+
+def _notify_loop(ws: Workstation, stop: threading.Event, as_json: bool) -> None:
+    """Out-of-memory kills and expiries, every few seconds (cgroup and store reads only)."""
+    own = ws.fork()
+    herald = own.herald()
+    try:
+        with contextlib.suppress(PtdeskError):
+            herald.tidy()
+        while not stop.wait(NOTIFY_EVERY):
+            try:
+                for said in herald.round():
+                    _said(as_json, said)
+            except PtdeskError:
+                own.drop_engine()  # the watcher reports engine trouble; try again next round
+    finally:
+        own.close()
+
+
 def _expiry_loop(ws: Workstation, stop: threading.Event, as_json: bool) -> None:
     """sshd refuses an expired key; what its holder still runs is ended here, within seconds, and
     so is what any collaborator uid without a grant runs."""
@@ -142,20 +178,30 @@ def _expiry_loop(ws: Workstation, stop: threading.Event, as_json: bool) -> None:
         own.close()
 
 
-def _cull_loop(ws: Workstation, limit: float, stop: threading.Event, as_json: bool) -> None:
-    # A Workstation of its own: the store connection and engine client are not shared with the watcher.
-    own = ws.fork()
+def _cull_loop(ws: Workstation, stop: threading.Event, as_json: bool) -> None:
+    """The cull people accept: GPU samples into the window, then warn the newly idle and stop those
+    past their deadline (ptdesk.core.experiments.culling)."""
+    own = ws.fork()  # its own store connection and engine client, not shared with the watcher
+    window = GpuWindow()
     try:
-        while not stop.wait(min(CULL_EVERY, max(limit / 4, 5.0))):
+        while not stop.wait(CULL_EVERY):
             try:
-                for state in own.cull(limit):
-                    if state.culled:
-                        _line(as_json, "cull", f"culled   {state.name}: idle {state.idle_seconds:.0f} s",
-                              **state.to_json())
+                window.add(own.gpu_snapshot(attribute=False))
+                for item, said in own.cull_round(window):
+                    if item.action in ("warn", "stop"):
+                        what = "culled  " if item.action == "stop" else "warned  "
+                        _line(as_json, "cull", f"{what} {item.name}: idle {item.idle_seconds or 0:.0f} s"
+                              + (f", stops at {_clock(item.deadline)}" if item.action == "warn" else ""),
+                              culled=item.action == "stop", **item.to_json())
+                    _said(as_json, said)
             except PtdeskError:
                 own.drop_engine()  # the watcher reports engine trouble; try again next round
     finally:
         own.close()
+
+
+def _clock(moment: float | None) -> str:
+    return datetime.fromtimestamp(moment).strftime("%H:%M") if moment else "-"
 
 
 @click.command("cull")
@@ -166,13 +212,13 @@ def _cull_loop(ws: Workstation, limit: float, stop: threading.Event, as_json: bo
 @pass_workstation(reconcile=True)
 def cull(ws: Workstation, idle: str | None, dry_run: bool, as_json: bool) -> None:
     """Stop idle Jupyter and SSH experiments (workspaces and keys are kept; GPUs free after the hold)."""
-    if idle is not None:
-        limit = parse_duration(idle)
-    elif ws.config.idle_cull_seconds > 0:
-        limit = float(ws.config.idle_cull_seconds)
-    else:
+    if idle is None and (ws.config.cull or ws.config.idle_cull_seconds > 0):
+        _policy_cull(ws, dry_run, as_json)
+        return
+    if idle is None:
         # Nothing typed was malformed (that would be exit 2): a setting is missing.
-        raise PtdeskError("No idle limit is set.", "Pass --idle 4h, or set idle_cull_seconds in config.toml.")
+        raise PtdeskError("No idle limit is set.", "Pass --idle 4h, or set [cull] idle = \"2h\" in config.toml.")
+    limit = parse_duration(idle)
     states = ws.cull(limit, dry_run=dry_run)
     if as_json:
         emit_json({"limit_seconds": limit, "dry_run": dry_run, "experiments": [s.to_json() for s in states]})
@@ -185,6 +231,40 @@ def cull(ws: Workstation, idle: str | None, dry_run: bool, as_json: bool) -> Non
              verb if s.culled or (dry_run and s.idle_seconds is not None and s.idle_seconds >= limit) else "-",
              s.detail) for s in states]
     click.echo(table(["NAME", "KIND", "OWNER", "IDLE", "ACTION", "HOW"], rows))
+
+
+def _policy_cull(ws: Workstation, dry_run: bool, as_json: bool) -> None:
+    """The configured cull, as the watcher runs it: warn first, stop at the deadline. A one-shot
+    has one GPU sample, so --dry-run judges GPUs by now (the watcher by its whole window)."""
+    window = GpuWindow()
+    window.add(ws.gpu_snapshot(attribute=False))
+    plans = ws.cull_plan(window, whole_window=False) if dry_run else [p for p, _ in ws.cull_round(window)]
+    if as_json:
+        emit_json({"dry_run": dry_run, "experiments": [p.to_json() for p in plans]})
+        return
+    if not plans:
+        click.echo("No running experiments.")
+        return
+    words = {"warn": "warn now", "warned": "warned", "stop": "stop now", "kept": "kept", "-": "-"}
+    rows = [(p.name, p.kind, p.owner, "?" if p.idle_seconds is None else _human(p.idle_seconds),
+             ("would " if dry_run and p.action in ("warn", "stop") else "") + words[p.action],
+             f"stops {_clock(p.deadline)}" if p.deadline else f"until {_clock(p.kept_until)}" if p.kept_until else "-",
+             p.detail) for p in plans]
+    click.echo(table(["NAME", "KIND", "OWNER", "IDLE", "ACTION", "WHEN", "HOW"], rows))
+
+
+@click.command("keep")
+@click.argument("name")
+@click.argument("duration", metavar="[FOR]", required=False)
+@json_option
+@pass_workstation
+def keep(ws: Workstation, name: str, duration: str | None, as_json: bool) -> None:
+    """Keep NAME from the idle cull for FOR (default 1h, at most the cull's keep_max)."""
+    until = ws.keep(name, parse_duration(duration) if duration else None)
+    if as_json:
+        emit_json({"name": name, "kept_until": until})
+    else:
+        click.echo(f"'{name}' is kept until {_clock(until)}: the cull will not stop it before then.")
 
 
 def _human(seconds: float) -> str:
@@ -207,4 +287,4 @@ def reconcile_command(ws: Workstation, as_json: bool) -> None:
     click.echo(_report_text(report) or "Nothing to do: the store and the engine agree.")
 
 
-COMMANDS = [watch, cull, reconcile_command]
+COMMANDS = [watch, cull, keep, reconcile_command]

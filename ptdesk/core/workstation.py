@@ -42,11 +42,13 @@ if TYPE_CHECKING:
     from ptdesk.core.engine.stats import EngineStatsSampler
     from ptdesk.core.environment.drift import ExperimentEnvironment
     from ptdesk.core.experiments.cull import IdleState
+    from ptdesk.core.experiments.culling import CullPlan, GpuWindow
     from ptdesk.core.experiments.lifecycle import ContainerEvent
     from ptdesk.core.experiments.reconcile import ReconcileReport
     from ptdesk.core.gpu.nvml import GpuSampler
     from ptdesk.core.gpu.remote import RemoteGpus
     from ptdesk.core.host.cgroups import ContainerStats, StatsSampler
+    from ptdesk.core.notify.herald import Herald, Said
     from ptdesk.core.sharing.claims import GpuClaim, HoldReader
     from ptdesk.core.store.state import Store
 
@@ -313,6 +315,20 @@ class Workstation(CollaboratorDoors, EnvironmentDoors):
         from ptdesk.core.experiments import cull
         return cull.cull(self, limit, dry_run=dry_run)
 
+    def cull_plan(self, window: GpuWindow, whole_window: bool = True) -> list[CullPlan]:
+        """Where each running experiment stands with the configured cull (nothing changed)."""
+        from ptdesk.core.experiments import culling
+        return culling.plan(self, window, whole_window=whole_window)
+
+    def cull_round(self, window: GpuWindow) -> list[tuple[CullPlan, Said | None]]:
+        """Warn the newly idle, stop those past their deadline (ptdesk watch runs this)."""
+        from ptdesk.core.experiments import culling
+        return culling.run(self, window)
+
+    def keep(self, name: str, seconds: float | None = None) -> float:
+        from ptdesk.core.experiments import culling
+        return culling.keep(self, name, seconds)
+
     def audit_log(self, limit: int | None = None) -> list[AuditEntry]:
         return self.store.audit_log(limit)
 
@@ -337,6 +353,16 @@ class Workstation(CollaboratorDoors, EnvironmentDoors):
         """The image a new experiment of `kind` runs unless another is named."""
         from ptdesk.core.kinds import get_kind
         return get_kind(kind).image(self.config)
+
+    def herald(self) -> Herald:
+        """Finds and says this workstation's events once (ptdesk watch runs one)."""
+        from ptdesk.core.notify.herald import Herald
+        return Herald(self)
+
+    def notices(self, after: float) -> list[dict]:
+        """Notices said to this person after `after` (by ptdesk watch), for the dashboard."""
+        from ptdesk.core.notify.herald import journal
+        return journal(self.config, after)
 
     def gpu_history(self, uuid: str) -> tuple[float | None, ...]:
         """Recent utilisation of one GPU (percent, None where unread), oldest first."""

@@ -1,4 +1,5 @@
-"""Who is logged in to each SSH experiment right now, from the host's /proc, once per listing.
+"""Who is logged in to each SSH experiment right now, from the host's /proc, once per listing;
+and a message written to a person's open terminals there (`tell_sessions`, as `wall` would).
 
 Every open login has one sshd process running as the person's account, titled "sshd: NAME@pts/N"
 (or "@notty" for commands and forwards). Its /proc/<pid>/cgroup names the container. So one pass
@@ -14,11 +15,16 @@ hidepid /proc) the answer is "unknown" (None), never "nobody".
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ptdesk.core.base.names import USER_NAME_RE
 from ptdesk.core.gpu.procmap import PROC, container_from_cgroup
+
+if TYPE_CHECKING:
+    from ptdesk.core.engine.client import Engine
 
 SESSION_PREFIX = "sshd: "
 
@@ -65,3 +71,17 @@ def _account(title: str) -> str | None:
         return None
     name, at, _ = title[len(SESSION_PREFIX):].partition("@")
     return name if at and USER_NAME_RE.fullmatch(name) else None
+
+
+# Run as the person's own account: their terminals are theirs to write to (cap_drop=ALL leaves root
+# in the container no DAC override), and nobody else's terminal can be touched this way.
+_WALL = 'm=$1; for t in /dev/pts/[0-9]*; do [ -O "$t" ] && printf "%s" "$m" > "$t" && echo "$t"; done; true'
+
+
+def tell_sessions(engine: Engine, container_id: str, uid: int, text: str, moment: float) -> int:
+    """Write `text` to every open terminal of account `uid` in the container, as `wall` would;
+    how many terminals got it."""
+    clean = "".join(ch for ch in text if ch.isprintable() or ch == "\n").replace("\n", "\r\n")
+    banner = f"\r\n\aBroadcast message from ptdesk ({time.strftime('%a %b %d %H:%M', time.localtime(moment))}):"
+    rc, out = engine.exec(container_id, ["sh", "-c", _WALL, "sh", f"{banner}\r\n\r\n{clean}\r\n\r\n"], user=str(uid))
+    return len(out.split()) if rc == 0 else 0

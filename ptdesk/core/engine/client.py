@@ -176,6 +176,11 @@ class Engine(ContainerFiles):
         with translated_errors("Listing containers", self.where):
             return self.api.containers(all=all, filters=filters)
 
+    def labelled(self, label: str) -> list[dict]:
+        """Every container (of any instance) carrying `label`: one request."""
+        with translated_errors("Listing containers", self.where):
+            return self.api.containers(all=True, filters={"label": label})
+
     def published_port(self, container: str, container_port: str) -> tuple[str, int] | None:
         data = self.inspect(container)
         bindings = (data.get("NetworkSettings", {}).get("Ports") or {}).get(container_port) or []

@@ -35,6 +35,9 @@ class ContainerStats:
     memory: int | None  # bytes in use, without inactive page cache
     memory_limit: int | None  # bytes; None when unlimited or unreadable
     started: float | None  # epoch seconds when the container's first process started
+    # Processes the memory limit killed inside it so far (any process, not only PID 1, which is all
+    # `docker inspect`'s OOMKilled covers); None when unreadable.
+    oom_kills: int | None = None
 
 
 @dataclass(frozen=True)
@@ -146,6 +149,11 @@ class StatsSampler:
             usage -= inactive
         return usage, limit
 
+    def _oom_kills(self, dirs: _Dirs) -> int | None:
+        if dirs.v2:
+            return _stat_value(_read(dirs.memory / "memory.events"), "oom_kill")
+        return _stat_value(_read(dirs.memory / "memory.oom_control"), "oom_kill")
+
     def _started(self, container_id: str, dirs: _Dirs) -> float | None:
         """When the container started: the earliest start among its processes (its init), found once
         per run of the container. Not the first pid listed: cgroup v1 lists `cgroup.procs` sorted by
@@ -186,7 +194,7 @@ class StatsSampler:
             percent = cpu_percent(self._previous.get(cid), cpu_ns, now)
             self._previous[cid] = CpuRead(cpu_ns, now)
             memory, limit = self._memory(dirs)
-            out[cid] = ContainerStats(cid, percent, memory, limit, self._started(cid, dirs))
+            out[cid] = ContainerStats(cid, percent, memory, limit, self._started(cid, dirs), self._oom_kills(dirs))
         # Forget containers that are no longer asked about, so the cache stays bounded.
         for gone in set(self._previous) - seen:
             del self._previous[gone]

@@ -117,24 +117,26 @@ class SshKind(Kind):
 
     def idle(self, ws: Site, record: ExperimentRecord, container_id: str,
              now: float) -> tuple[float | None, str]:
-        """SSH has no activity clock of its own, so ptdesk keeps one: each check that finds the
-        processes of a person's account (a login, or a job left running) notes the time in the store."""
-        engine = ws.engine
+        """SSH has no activity clock of its own, so ptdesk keeps one. A process of its people
+        without a terminal (a job left running, a command, a forward) is activity now; one on a
+        terminal counts from that terminal's last input, as `w` shows it, so a shell left open
+        over lunch is idle (and warned) while a run in tmux is not. Each check notes the time."""
         people = {ws.config.uid} | {c.uid for g in ws.store.grants(experiment=record.name)
                                     if (c := ws.store.collaborator(g.collaborator)) and c.uid is not None}
-        # As nobody: reading /proc needs no account, and nothing of any person's runs with it.
-        rc, out = engine.exec(container_id, ["pgrep", "-c", "-u", ",".join(map(str, sorted(people)))],
-                              user=NOBODY)
+        # As nobody: reading /proc and stat-ing terminals needs no account, and nothing of any person's runs with it.
+        rc, out = ws.engine.exec(container_id, ["sh", "-c", _ACTIVITY], user=NOBODY)
+        if rc != 0:
+            return None, f"ps failed ({out.decode(errors='replace').strip()})"
+        running, on_terminals = _activity(out.decode(errors="replace"), people)
         key = SSH_ACTIVE_KEY + record.name
-        # pgrep: 0 = found some, 1 = none; anything else means we could not tell.
-        if rc == 0 and out.strip().isdigit() and int(out.strip()) > 0:
+        if running:
             ws.store.set_meta(key, repr(now))
-            return 0.0, f"{int(out.strip())} process(es) of its people"
-        if rc != 1:
-            return None, f"pgrep failed ({out.decode(errors='replace').strip()})"
-        started = parse_time((engine.inspect(container_id).get("State") or {}).get("StartedAt")) or record.created
+            return 0.0, f"{running} process(es) of its people"
         seen = ws.store.get_meta(key)
-        last = max(started, float(seen) if seen else 0.0)
+        started = parse_time((ws.engine.inspect(container_id).get("State") or {}).get("StartedAt")) or record.created
+        last = max(started, float(seen) if seen else 0.0, on_terminals or 0.0)
+        if on_terminals is not None:
+            return max(0.0, now - last), "no input on its people's terminals"
         return max(0.0, now - last), "no process of its people"
 
     def read_back(self, ws: Site, container_id: str, labels: Mapping[str, str]) -> Recovered:
@@ -199,3 +201,30 @@ def _recover_keys(ws: Site, container_id: str, owner: str, host_key: str) -> Rec
 
 
 SSH = SshKind()
+
+
+# Each terminal's last input time (atime, what `w` reads), then the processes (uid, terminal, command
+# line). Terminals first: the first "--" line ends their part, and only a command line (anyone's
+# text) could hold another one.
+_ACTIVITY = ('for t in /dev/pts/[0-9]*; do stat -c "%X %n" "$t"; done 2>/dev/null; echo --; '
+             'ps -e -o uid=,tty=,args=')
+
+
+def _activity(text: str, people: set[int]) -> tuple[int, float | None]:
+    """(processes of `people` running without a terminal, the latest input on their terminals)."""
+    ttys, _, listing = text.partition("--\n")
+    inputs = {}
+    for line in ttys.split("\n"):
+        atime, _, path = line.strip().partition(" ")
+        if atime.isdigit():
+            inputs[path.removeprefix("/dev/")] = float(atime)
+    running, latest = 0, None
+    for line in listing.split("\n"):
+        fields = line.split(None, 2)
+        if len(fields) < 3 or not fields[0].isdigit() or int(fields[0]) not in people:
+            continue
+        if fields[1] == "?" and "@pts/" not in fields[2]:  # a terminal login's sshd counts by its terminal
+            running += 1
+        elif fields[1] in inputs:
+            latest = max(latest or 0.0, inputs[fields[1]])
+    return running, latest

@@ -12,10 +12,11 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 
 from ptdesk.core.base.models import Experiment
+from ptdesk.core.notify.herald import oom_notice
 from ptdesk.tui.format import status_word
 
 
-def details_table(e: Experiment) -> Table:
+def details_table(e: Experiment, oom_kills: int | None = None) -> Table:
     """How to reach it first (on a small terminal that is what must be on screen), then the rest."""
     table = Table.grid(padding=(0, 1))
     table.add_column(style="bold", no_wrap=True)
@@ -38,6 +39,8 @@ def details_table(e: Experiment) -> Table:
     if e.limits:
         rows.append(("Limits", f"memory {e.limits.memory}, {e.limits.cpus:g} CPUs, {e.limits.pids} pids, "
                                f"shm {e.limits.shm_size}"))
+    if oom_kills and e.limits:
+        rows.append(("Out of memory", oom_notice(e.name, oom_kills, e.limits.memory).body))
     if e.environment and e.environment.driver_warning:
         rows.append(("Driver", e.environment.driver_warning))
     if e.unverified and not e.foreign:
@@ -53,14 +56,15 @@ def details_table(e: Experiment) -> Table:
 class Details(ModalScreen[None]):
     BINDINGS = [("escape,q,i", "dismiss", "Close"), ("c", "copy", "Copy connect")]
 
-    def __init__(self, experiment: Experiment) -> None:
+    def __init__(self, experiment: Experiment, oom_kills: int | None = None) -> None:
         super().__init__(classes="modal")
         self.experiment = experiment
+        self.oom_kills = oom_kills  # processes the memory limit killed in it (from the stats feed)
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(classes="dialog wide"):
             yield Static(Text(f"{self.experiment.name}", style="bold"), classes="dialog-title")
-            yield Static(details_table(self.experiment), id="details")
+            yield Static(details_table(self.experiment, self.oom_kills), id="details")
             yield Static(Text("c copies the connect line · escape closes", style="dim"))
 
     def action_copy(self) -> None:

@@ -85,7 +85,8 @@ class ExperimentActions(Screen[None]):
 
     def action_details(self) -> None:
         if (selected := self._need_selected()) is not None:
-            self.app.push_screen(Details(selected))
+            stats = self.table.stats.get(selected.id)
+            self.app.push_screen(Details(selected, oom_kills=stats.oom_kills if stats else None))
 
     def action_copy(self) -> None:
         selected = self._need_selected()

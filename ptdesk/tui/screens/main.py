@@ -38,6 +38,7 @@ from ptdesk.tui.messages import (
     StatsRead,
     while_running,
 )
+from ptdesk.tui.notices import POLL_EVERY, NoticeFeed
 from ptdesk.tui.screens.experiment_actions import ExperimentActions
 from ptdesk.tui.screens.new_experiment import NewExperiment
 from ptdesk.tui.widgets.experiments_table import ExperimentsTable
@@ -106,6 +107,8 @@ class MainScreen(ExperimentActions):
         # for it (tui.live), so the first paint competes with one thread, not five.
         for feeds in self.feeds.values():
             feeds.start()
+        self.notice_feed = NoticeFeed(self, self.ws)  # what ptdesk watch said to this person
+        self.set_interval(POLL_EVERY, self.notice_feed.poll)
 
     def on_unmount(self) -> None:
         for feeds in self.feeds.values():

@@ -63,6 +63,8 @@ def cells(e: Experiment, stats: ContainerStats | None, now: float, where: str = 
         name.append(f" ({mark})", style="bold red" if mark == "orphan" else "yellow")
     # Every cell is a Text: nothing from a label is read as markup, and the table skips parsing.
     status = Text(UNREACHABLE, style="bold red") if unreachable else fmt.status(fmt.status_word(e.status))
+    if running and stats and stats.oom_kills:  # a kernel or run killed by the memory limit (i for why)
+        status.append(f" oom×{stats.oom_kills}", style="bold red")
     return (
         name, Text(where), Text(e.kind), Text(e.owner), status,
         Text(",".join(map(str, e.gpus)) or "-"),

@@ -1,0 +1,81 @@
+"""Sending one notice to each of a person's routes that asks for its event.
+
+A route that fails is said once, when it starts failing (the caller reports `first_failure`), not
+on every event: a dead webhook must not fill the watcher's log. Which routes are failing is kept
+in PTDESK_HOME/notify/failing.json (route names only, no URLs); a route that works again is
+cleared, so its next failure is said again.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from ptdesk.core.base.private_files import write_secret
+from ptdesk.core.notify.routes import Route, load_routes, quiet_apprise
+
+
+@dataclass(frozen=True)
+class Notice:
+    """One thing a person should hear: which event, a short title, the text."""
+
+    event: str
+    title: str
+    body: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"event": self.event, "title": self.title, "body": self.body}
+
+
+@dataclass(frozen=True)
+class Delivery:
+    route: str
+    ok: bool
+    first_failure: bool = False  # it worked (or was never tried) before: say it, this once
+
+    def to_json(self) -> dict[str, object]:
+        return {"route": self.route, "ok": self.ok}
+
+
+def send_to(route: Route, notice: Notice) -> bool:
+    """Send through apprise; True when the receiver took it."""
+    apprise = quiet_apprise()
+    sender = apprise.Apprise()
+    if not sender.add(route.url):
+        return False
+    try:
+        return bool(sender.notify(title=notice.title, body=notice.body))
+    except Exception:  # noqa: BLE001 - a plugin's own failure is a failed route, never a crash
+        return False
+
+
+def deliver(home: Path, notice: Notice, everyone: bool = False) -> list[Delivery]:
+    """Send `notice` to every route that wants its event (`everyone`: every route, for a test)."""
+    routes = [r for r in load_routes(home) if everyone or r.wants(notice.event)]
+    if not routes:
+        return []
+    failing = _failing(home)
+    out = []
+    for route in routes:
+        ok = send_to(route, notice)
+        out.append(Delivery(route.name, ok, first_failure=not ok and route.name not in failing))
+    now_failing = {d.route for d in out if not d.ok} | (set(failing) - {r.name for r in routes})
+    if now_failing != set(failing):
+        _remember(home, sorted(now_failing))
+    return out
+
+
+def _failing_path(home: Path) -> Path:
+    return home / "notify" / "failing.json"
+
+
+def _failing(home: Path) -> list[str]:
+    try:
+        return list(json.loads(_failing_path(home).read_text()))
+    except (OSError, ValueError):
+        return []
+
+
+def _remember(home: Path, names: list[str]) -> None:
+    write_secret(_failing_path(home), json.dumps(names).encode())

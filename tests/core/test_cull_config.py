@@ -1,0 +1,37 @@
+"""[cull] in config.toml: each kind's idle policy, and a bad value said in one sentence."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from ptdesk.config import load_config
+from ptdesk.core.experiments.culling import CullPolicy, policy_for
+from ptdesk.errors import ConfigError
+
+
+def _config(tmp_path: Path, text: str):
+    (tmp_path / "config.toml").write_text(text)
+    return load_config({**os.environ, "PTDESK_HOME": str(tmp_path)})
+
+
+def test_a_kinds_own_values_win_over_the_table_and_the_rest_are_defaults(tmp_path: Path) -> None:
+    config = _config(tmp_path, '[cull]\nidle = "2h"\ngpu_below = 10\n[cull.jupyter]\nidle = "30m"\nwarn = "0s"\n')
+    assert policy_for(config, "ssh") == CullPolicy(idle=7200, gpu_below=10, gpu_window=1800, warn=900, keep_max=28800)
+    assert policy_for(config, "jupyter") == CullPolicy(idle=1800, gpu_below=10, gpu_window=1800, warn=0,
+                                                       keep_max=28800)
+    assert policy_for(_config(tmp_path, ""), "ssh") is None  # nothing set: nothing is culled
+
+
+@pytest.mark.parametrize(("text", "said"), [
+    ('[cull]\nidle = "soon"\n', "cull.idle in"),
+    ('[cull]\ngpu_below = 150\n', "cull.gpu_below in"),
+    ('[cull.jupyter]\nidel = "1h"\n', "Unknown setting 'cull.jupyter.idel'"),
+    ('cull = 3\n', "'cull' in"),
+])
+def test_a_bad_cull_setting_is_one_sentence_naming_it(tmp_path: Path, text: str, said: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        _config(tmp_path, text)
+    assert said in caught.value.message and caught.value.message.count(". ") <= 1
