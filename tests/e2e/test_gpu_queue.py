@@ -224,3 +224,25 @@ def test_any_open_ptdesk_admits_when_a_container_goes_away(two_gpus: GpuDesk, tm
         stop.set()
         thread.join(timeout=15)
         watcher.close()
+
+
+def test_the_owner_hears_once_that_a_queued_request_started(two_gpus: GpuDesk, tmp_path: Path) -> None:
+    """Bob's route (a real HTTP webhook, through apprise) hears that his queued experiment started,
+    with its connect line, once: however many of his ptdesk commands see it admitted."""
+    from tests.support.helpers import run_cli
+    from tests.support.receivers import webhook_server
+
+    ann, bob = person(two_gpus, tmp_path, "ann"), person(two_gpus, tmp_path, "bob")
+    [ann.new("--name", f"a{i}", "--gpus", str(i)) for i in range(2)]
+    with webhook_server() as (url, posts):
+        code, _, err = run_cli(["notify", "add", "hook", "--events", "started"], bob.env, input=url + "\n")
+        assert code == 0, err
+        bob.json("new", "ssh", "--name", "b1", "--gpus", "auto", "--queue")
+        assert posts == []  # filed, not started: nothing said yet
+        ann.ok("rm", "--force", "a0")  # ann's command admits bob's request
+        # Bob's ptdesk takes it over once the entry is gone (any of his commands), and says so...
+        wait_until(lambda: bob.json("ls", "--all") and posts, timeout=60, message="the webhook to hear it")
+        mine = {e["name"]: e for e in bob.json("ls", "--all")}["b1"]  # ...once: seeing it again says nothing
+        assert mine["status"] == "running"
+    assert len(posts) == 1 and posts[0]["title"] == "ptdesk: 'b1' started"
+    assert mine["ssh"]["command"] in posts[0]["message"]  # its connect line

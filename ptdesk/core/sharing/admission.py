@@ -16,6 +16,7 @@ whose entry still exists is removed (undone); one whose entry is gone is renamed
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
@@ -26,6 +27,7 @@ from ptdesk.core.engine.locks import machine_gpu_lock
 from ptdesk.core.gpu import ledger
 from ptdesk.core.host.ports import PORT_ATTEMPTS, free_port, port_taken
 from ptdesk.core.kinds import get_kind
+from ptdesk.core.notify import hooks
 from ptdesk.core.sharing import booking, gpu_queue, records
 from ptdesk.core.sharing.gpu_queue import ADMITTED, LABEL_FROM, LABEL_QUEUE, QueueEntry
 from ptdesk.core.sharing.queue_view import held_on
@@ -160,4 +162,8 @@ def follow(ws: Site, record: ExperimentRecord, containers: Iterable[Mapping]) ->
     if updated is not None:
         kind.after_start(ws.config, updated)
     ws.store.audit("admitted", record.name, {"gpus": list(gpus), "container": successor["Id"][:12]})
+    if updated is not None and running:  # the owner hears it, on their routes (once per box)
+        access = kind.access(ws.config, updated, ws.config.connect_host)
+        with contextlib.suppress(PtdeskError, OSError):  # a route's trouble never undoes the admission
+            hooks.queued_started(ws, record.name, access.connect if access else "", successor["Id"])
     return True
