@@ -64,9 +64,11 @@ def test_revoke_ends_a_fork_hopping_chain_and_a_double_forked_daemon(module_desk
     _gone(module_desk, engine, box, "hopper")
 
 
-def test_rotating_the_key_away_ends_them_too(module_desk: Ptdesk, engine: Engine, box: dict, folder: Path) -> None:
+def test_rotating_a_compromised_key_away_ends_them_too(module_desk: Ptdesk, engine: Engine, box: dict,
+                                                      folder: Path) -> None:
+    """--end-sessions (a compromised key): ended as revoke ends them (a routine rotation keeps them)."""
     _leave_running(module_desk, engine, box, "rotated", folder)
-    result = module_desk.json("collab", "rotate", "rotated")
+    result = module_desk.json("collab", "rotate", "rotated", "--end-sessions")
     assert "ended" in result["containers"][0]["detail"], result
     _gone(module_desk, engine, box, "rotated")
 
