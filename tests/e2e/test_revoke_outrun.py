@@ -10,6 +10,7 @@ the next reconcile.
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -76,7 +77,7 @@ def test_rotating_a_compromised_key_away_ends_them_too(module_desk: Ptdesk, engi
 def test_expiry_ends_them_too(module_desk: Ptdesk, engine: Engine, box: dict, folder: Path) -> None:
     _leave_running(module_desk, engine, box, "lapsed", folder, add_args=("--expires", "15s"))
     record = module_desk.json("collab", "ls")
-    expires = next(c["expires"] for c in record if c["name"] == "lapsed")
+    expires = datetime.fromisoformat(next(c["expires"] for c in record if c["name"] == "lapsed")).timestamp()
     wait_until(lambda: time.time() > expires + 1, timeout=40, message="the expiry to pass")
     report = module_desk.json("reconcile")
     assert any(line.startswith("lapsed in hops:") for line in report.get("ended", [])), report
