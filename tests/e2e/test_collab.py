@@ -228,6 +228,7 @@ def test_bad_input_is_one_clear_line_and_changes_nothing(boxes: dict, module_des
         (("collab", "rm", "nobody"), "No collaborator named 'nobody'"),
         (("collab", "rotate", "nobody"), "No collaborator named 'nobody'"),
         (("collab", "rotate", "vic"), "brought their own key"),
+        (("collab", "rotate", "wes", "--pubkey", f"{own}.pub"), "ptdesk made wes's key"),  # was 'wes''s
         (("collab", "export", "nobody", tmp_path / "x"), "No collaborator named 'nobody'"),
         (("collab", "export", "wes", shared), "can be read by other users"),
         (("collab", "export", "wes", tmp_path / "x", "--dest", "for-wes"), "is not absolute"),

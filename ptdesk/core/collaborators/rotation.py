@@ -66,7 +66,7 @@ def rotate(ws: Site, name: str, expires: str | None = None, pubkey_text: str | N
         raise InvalidInput(f"{name!r} brought their own key, so ptdesk cannot make a new one for them.",
                            f"Ask them for a new .pub, then: ptdesk collab rotate {name} --pubkey NEW.pub")
     if record.identity_file and pubkey_text is not None:
-        raise InvalidInput(f"ptdesk made {name!r}'s key, so it makes the new one too.",
+        raise InvalidInput(f"ptdesk made {name}'s key, so it makes the new one too.",
                            f"Rotate without --pubkey: ptdesk collab rotate {name}")
     with person_lock(ws.config, name):
         if pubkey_text is not None:
@@ -161,7 +161,7 @@ def _rotate(ws: Site, record: CollaboratorRecord, expires: str | None, end_sessi
     else:
         when = parse_expires(expires) if expires is not None else record.expires
         if when is not None and when <= time.time():
-            raise InvalidInput(f"{name!r}'s access expired, so a new key would not work either.",
+            raise InvalidInput(f"{name}'s access expired, so a new key would not work either.",
                                f"Give the new key a lifetime: ptdesk collab rotate {name} --expires 30d")
         record = _begin(ws, record, when)
         grants = store.grants(collaborator=name)
