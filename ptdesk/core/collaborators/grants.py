@@ -237,7 +237,7 @@ def ssh_experiment(ws: Site, name: str) -> ExperimentRecord:
     record = _experiment(ws, name)
     if not get_kind(record.kind).grants_logins:
         takes = ", ".join(k.title for k in REGISTRY.values() if k.grants_logins)
-        raise InvalidInput(f"{name!r} is a {record.kind} experiment; collaborators get access to {takes} "
+        raise PtdeskError(f"{name!r} is a {record.kind} experiment; collaborators get access to {takes} "
                            "experiments only.", "Grant access to one of those (ptdesk ls shows each one's kind).")
     return record
 
