@@ -140,7 +140,8 @@ def test_moving_a_jupyter_experiment_keeps_a_pip_installed_package_and_its_token
 
 
 def _imports_demo(desk: GpuDesk, container: str, user: str) -> bool:
-    code, out = desk.engine.exec(container, ["python3", "-c", "import ptdesk_demo; print(ptdesk_demo.V)"], user=user)
+    python = "/opt/ptdesk/jupyter/bin/python3"  # the environment pip installed into (execs get the system PATH)
+    code, out = desk.engine.exec(container, [python, "-c", "import ptdesk_demo; print(ptdesk_demo.V)"], user=user)
     assert code == 0 and out.decode().strip() == "1.0", out
     return True
 
