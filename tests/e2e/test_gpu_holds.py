@@ -78,7 +78,9 @@ def test_start_after_the_hold_offers_the_choices_then_moves_to_other_gpus_keepin
 
     refused = gpu_desk.fails("start", "g1")
     assert "let go of GPUs 0, 2 after the hold" in refused[0] and "GPU 0 is held by experiment 'g2'" in refused[0]
-    assert "--gpus auto" in refused[1] and "--gpus none" in refused[1] and "--queue" in refused[1]
+    assert "--gpus none" in refused[1] and "--queue" in refused[1]
+    # It had two GPUs: the first choice offered gets it two (was `--gpus auto`, which is one GPU).
+    assert "ptdesk start g1 --gpus any:2" in refused[1] and "--gpus auto" not in refused[1], refused
     assert not gpu_desk.engine.is_running(g1["id"])  # nothing changed
     assert gpu_desk.fails("start", "g1", "--gpus", "0,1")[0].startswith("ptdesk: GPU 0 is held by experiment 'g2'")
 
