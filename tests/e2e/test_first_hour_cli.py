@@ -42,6 +42,16 @@ def test_an_unreachable_engine_is_named(cli: Ptdesk) -> None:
     assert rc == 3 and "unix:///nonexistent/docker.sock" in err
 
 
+def test_collab_rm_with_the_engine_down_exits_3_and_keeps_the_access(cli: Ptdesk) -> None:
+    """README: 3 when the engine is unreachable (was 1: the revoke's error lost its kind)."""
+    cli.new("ssh", "--name", "shared", "--cpus", "1", "--gpus", "none")
+    cli.ok("collab", "add", "ola")
+    cli.ok("grant", "ola", "shared")
+    rc, _, err = cli.run("collab", "rm", "ola", extra_env={"DOCKER_HOST": "unix:///nonexistent/docker.sock"})
+    assert rc == 3 and "'ola' still has access to 'shared'" in err and "not reachable" in err, err
+    assert [c["grants"] for c in cli.json("collab", "ls")] == [["shared"]]
+
+
 def test_the_audit_log_records_changes_with_iso_times_and_whose_access(cli: Ptdesk) -> None:
     cli.new("ssh", "--name", "audited", "--cpus", "1", "--gpus", "none")
     cli.ok("collab", "add", "ola", "--expires", "2099-01-01")

@@ -354,8 +354,9 @@ def _revoke(ws: Site, existing: GrantRecord) -> Ended:
                                         existing.pending),
                 gone_ok=True)
     except PtdeskError as exc:
-        raise PtdeskError(f"{existing.collaborator!r} still has access to {existing.experiment!r}: {exc.message}",
-                          exc.hint) from None
+        # Its kind (and exit code) kept: an unreachable engine is still one (exit 3).
+        raise type(exc)(f"{existing.collaborator!r} still has access to {existing.experiment!r}: {exc.message}",
+                        exc.hint) from None
     record = store.experiment(existing.experiment)
     ended = accounts.end_in(ws.engine, store, existing.experiment, record.container_id if record else None,
                             existing.collaborator, "revoke")
