@@ -46,7 +46,7 @@ from ptdesk.core.collaborators.grants import (
 )
 from ptdesk.core.kinds import get_kind
 from ptdesk.core.store.state import CollaboratorRecord, ExperimentRecord, GrantRecord
-from ptdesk.errors import InvalidInput, PtdeskError
+from ptdesk.errors import EngineUnavailable, InvalidInput, PtdeskError
 
 if TYPE_CHECKING:
     from ptdesk.core.site import Site
@@ -165,7 +165,12 @@ def _rotate(ws: Site, record: CollaboratorRecord, expires: str | None, end_sessi
                                f"Give the new key a lifetime: ptdesk collab rotate {name} --expires 30d")
         record = _begin(ws, record, when)
         grants = store.grants(collaborator=name)
-    outcomes = _drive(ws, record, [g for g in grants if g.pending], end_sessions=end_sessions)
+    try:
+        outcomes = _drive(ws, record, [g for g in grants if g.pending], end_sessions=end_sessions)
+    except EngineUnavailable as exc:  # the new key is made and recorded: say that it waits, and for what
+        raise EngineUnavailable(f"{exc.message} The rotation of {name} is begun and not finished.",
+                                f"Once the engine answers, ptdesk collab rotate {name} finishes it "
+                                "(ptdesk collab ls marks with * where it is pending).") from None
     containers = tuple(outcomes.get(g.experiment) or ContainerRotation(g.experiment, "rotated", True, "rotated earlier")
                        for g in grants)
     result = RotationResult(name=name, old_fingerprint=record.previous_fingerprint or record.fingerprint,
