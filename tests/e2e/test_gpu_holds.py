@@ -107,7 +107,9 @@ def test_start_within_the_hold_gets_the_same_gpus_and_start_without_a_gpu_keeps_
     # auto is met by the GPU it has, free again (GPU 0 would be the least loaded): nothing re-created.
     assert gpu_desk.json("start", "g1", "--gpus", "auto")["id"] == g1["id"]
     gpu_desk.ok("stop", "g1")
-    cpu = gpu_desk.json("start", "g1", "--gpus", "none")
+    said = gpu_desk.ok("start", "g1", "--gpus", "none")
+    assert said.startswith("g1 is running without a GPU (it had GPU 3: re-created"), said  # was: "g1 is running."
+    cpu = next(e for e in gpu_desk.json("ls") if e["name"] == "g1")
     assert cpu["gpus"] == [] and gpu_desk.device_ids(cpu["id"]) is None and cpu["status"] == "running"
     assert gpu_desk.fails("start", "g1", "--gpus", "any:0")[0].startswith("ptdesk: ")
 
