@@ -72,6 +72,8 @@ def test_workstations_bad_input_leaves_the_config_as_it_was(tmp_path: Path, args
     env = home(tmp_path, "# mine\n")
     rc, out, err = run_cli(args, env)
     assert rc != 0 and words in err and "Traceback" not in err
+    if words in ("is not an ssh://user@host[:port] address", "cannot name a workstation"):
+        assert rc == 2, err  # malformed, as typed (README); was 1
     assert (tmp_path / "home" / "config.toml").read_text() == "# mine\n"
     assert not (tmp_path / "home" / "keys" / "workstations" / "known_hosts").exists()
 

@@ -74,6 +74,10 @@ def ls(ws: Workstation, as_json: bool) -> None:
              f"EXPIRED {_when(p.expires)}" if p.expired() else _when(p.expires),
              ", ".join(g + ("*" if g in pending[p.name] else "") for g in p.grants) or "-") for p in people]
     click.echo(table(["NAME", "FINGERPRINT", "KEY", "EXPIRES", "ACCESS"], rows))
+    waiting = sorted(p for p, where in pending.items() if where)
+    if waiting:  # the mark is said, not left to guess
+        click.echo(f"* a key rotation is pending there; ptdesk collab rotate {waiting[0]} finishes it "
+                   "(or that experiment's next start).")
 
 
 @collab_group.command("rm")

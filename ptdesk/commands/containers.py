@@ -150,12 +150,23 @@ def stop(ws: Workstation, name: str) -> None:
 @pass_workstation(reconcile=True)
 def start(ws: Workstation, name: str, gpus: str | None, queue: bool, as_json: bool) -> None:
     """Start a stopped experiment and wait until it is ready (on the same GPUs if still free)."""
+    had = ws.experiment(name).gpus if gpus is not None else None  # a move is said, not left to notice
     experiment = ws.start(name, gpus=gpus, queue=queue)
     if as_json:
         emit_json(experiment.to_json())
         return
-    click.echo(f"{name} is running.")
+    click.echo(f"{name} is running{_moved(had, experiment.gpus)}.")
     _print_access(experiment)
+
+
+def _moved(had: tuple[int, ...] | None, now: tuple[int, ...]) -> str:
+    """' on GPU 2 (it had GPUs 0, 1: re-created there, ...)' when start moved it; '' when not."""
+    if had is None or tuple(had) == tuple(now):
+        return ""
+    def gpus(ids: tuple[int, ...]) -> str:
+        return f"GPU{'s' if len(ids) > 1 else ''} {', '.join(map(str, ids))}" if ids else "no GPU"
+    where = f" on {gpus(now)}" if now else " without a GPU"
+    return f"{where} (it had {gpus(had)}: re-created with everything made inside)"
 
 
 @click.command("rm")

@@ -76,8 +76,9 @@ def _print(rows: list[dict[str, Any]], show_all: bool, several: bool, failed: bo
     for row in rows:
         e = row["json"]
         mark = listing_mark(bool(e.get("foreign")), bool(e.get("unverified")), bool(e.get("orphan")))
-        # A stopped experiment's line leads nowhere until it is started again (as in the dashboard).
-        connect = row["connect"] if e["status"] == "running" or not row["connect"] else "- (stopped)"
+        # A stopped experiment's line leads nowhere until it is started again (as in the dashboard);
+        # one whose engine did not answer is not known to be stopped (it may well still run).
+        connect = row["connect"] if e["status"] in ("running", "unreachable") or not row["connect"] else "- (stopped)"
         cells.append(((e["workstation"],) if several else ()) + (
             e["name"] + (f" ({mark})" if mark else ""), e["kind"], e["owner"], status_word(e["status"]),
             row["logged_in"], ",".join(map(str, e["gpus"])) or "-", row["environment"], connect))

@@ -10,7 +10,7 @@ from ptdesk.commands.common import emit_json, json_option, table
 from ptdesk.config import LOCAL, WorkstationEntry, load_config
 from ptdesk.config_workstations import check_engine, check_entry, check_name
 from ptdesk.core.admin import workstations as admin
-from ptdesk.errors import Conflict, InvalidInput
+from ptdesk.errors import ConfigError, Conflict, InvalidInput
 
 
 @click.group("workstations")
@@ -51,10 +51,13 @@ def add(name: str, engine: str, address: str | None, bind_address: str | None, i
         make_default: bool, yes: bool) -> None:
     """Add a workstation: ENGINE is ssh://user@host[:port]. Shows its host key and pins it."""
     config = load_config()
-    check_name(name)
-    entry = check_entry(WorkstationEntry(name=name, engine=check_engine(engine), address=address,
-                                         bind_address=bind_address,
-                                         identity_file=identity.expanduser().absolute() if identity else None))
+    try:
+        check_name(name)
+        entry = check_entry(WorkstationEntry(name=name, engine=check_engine(engine), address=address,
+                                             bind_address=bind_address,
+                                             identity_file=identity.expanduser().absolute() if identity else None))
+    except ConfigError as exc:  # the same checks as config.toml's, but typed here: malformed input (exit 2)
+        raise InvalidInput(exc.message, exc.hint) from None
     existing = config.workstations.get(name)
     if existing is not None and existing != entry:
         raise Conflict(f"A workstation {name!r} exists with other settings.",

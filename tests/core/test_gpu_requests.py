@@ -94,6 +94,12 @@ def test_a_stopped_container_holds_its_gpus_only_for_the_hold() -> None:
     with pytest.raises(Conflict, match="stopped; it keeps its GPUs until") as raised:
         allocate("0", within, _box((0, 0), (0, 0), (0, 0), (0, 0)))
     assert "stop that experiment first" not in (raised.value.hint or "")
+    # Held by a running one: stopping it would not free the GPU either (the hold), so that is not
+    # the advice; removing it frees it at once.
+    with pytest.raises(Conflict, match="GPU 1 is held by experiment 'run'") as raised:
+        allocate("1", within, _box((0, 0), (0, 0), (0, 0), (0, 0)))
+    hint = raised.value.hint or ""
+    assert "stop that experiment first" not in hint and "gpu_hold_after_stop" in hint and "ptdesk rm run" in hint
 
 
 def test_re_creation_copies_the_fewest_paths_that_carry_every_change() -> None:

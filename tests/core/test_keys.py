@@ -47,6 +47,12 @@ def test_public_key_files_are_read_and_validated(tmp_path: Path) -> None:
         keys.read_public_key_file(bad)
     with pytest.raises(NotFound, match="cannot be read"):
         keys.read_public_key_file(tmp_path / "missing.pub")
+    # Not a key at all (a note, a fingerprint pasted instead): said so, not "Key type 'SHA256:...'".
+    for text in ("not a key\n", "SHA256:b34Ngwly4CO8/2yXyiu9FtWhoCUvpanbPhvr5lN1hQk bob\n"):
+        bad.write_text(text)
+        with pytest.raises(BadKey, match="^That is not an OpenSSH public key") as caught:
+            keys.read_public_key_file(bad)
+        assert "ssh-keygen" in (caught.value.hint or "")
     binary = tmp_path / "binary.pub"
     binary.write_bytes(b"\xff\xfe\x00")
     with pytest.raises(NotFound, match="cannot be read"):

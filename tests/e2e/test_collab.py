@@ -228,6 +228,7 @@ def test_bad_input_is_one_clear_line_and_changes_nothing(boxes: dict, module_des
         (("collab", "rm", "nobody"), "No collaborator named 'nobody'"),
         (("collab", "rotate", "nobody"), "No collaborator named 'nobody'"),
         (("collab", "rotate", "vic"), "brought their own key"),
+        (("collab", "rotate", "wes", "--pubkey", f"{own}.pub"), "ptdesk made wes's key"),  # was 'wes''s
         (("collab", "export", "nobody", tmp_path / "x"), "No collaborator named 'nobody'"),
         (("collab", "export", "wes", shared), "can be read by other users"),
         (("collab", "export", "wes", tmp_path / "x", "--dest", "for-wes"), "is not absolute"),
@@ -235,6 +236,8 @@ def test_bad_input_is_one_clear_line_and_changes_nothing(boxes: dict, module_des
     for args, expected in cases:
         lines = module_desk.fails(*args)
         assert expected in lines[0], (args, lines)
+    # Nothing typed is malformed: exit 1, as `ptdesk ssh` on a Jupyter experiment (README: 2 is for malformed).
+    assert module_desk.run("grant", "wes", "nb")[0] == 1
     assert module_desk.json("collab", "ls") == before
     assert not (module_desk.home / "keys" / "collab" / "xan").exists()
     assert not (tmp_path / "x").exists()

@@ -42,6 +42,21 @@ def test_an_unreachable_engine_is_named(cli: Ptdesk) -> None:
     assert rc == 3 and "unix:///nonexistent/docker.sock" in err
 
 
+def test_collab_with_the_engine_down_exits_3_keeps_the_access_and_says_what_is_pending(cli: Ptdesk) -> None:
+    """README: 3 when the engine is unreachable (was 1: the revoke's error lost its kind)."""
+    cli.new("ssh", "--name", "shared", "--cpus", "1", "--gpus", "none")
+    cli.ok("collab", "add", "ola")
+    cli.ok("grant", "ola", "shared")
+    rc, _, err = cli.run("collab", "rm", "ola", extra_env={"DOCKER_HOST": "unix:///nonexistent/docker.sock"})
+    assert rc == 3 and "'ola' still has access to 'shared'" in err and "not reachable" in err, err
+    assert [c["grants"] for c in cli.json("collab", "ls")] == [["shared"]]
+    # A rotation the engine cut short is pending there: `collab ls` marks it and says what the mark means.
+    rc, _, err = cli.run("collab", "rotate", "ola", extra_env={"DOCKER_HOST": "unix:///nonexistent/docker.sock"})
+    assert rc == 3 and "The rotation of ola is begun and not finished" in err and "ptdesk collab rotate ola" in err, err
+    listed = cli.ok("collab", "ls")
+    assert "shared*" in listed and "* a key rotation is pending there; ptdesk collab rotate ola finishes it" in listed
+
+
 def test_the_audit_log_records_changes_with_iso_times_and_whose_access(cli: Ptdesk) -> None:
     cli.new("ssh", "--name", "audited", "--cpus", "1", "--gpus", "none")
     cli.ok("collab", "add", "ola", "--expires", "2099-01-01")

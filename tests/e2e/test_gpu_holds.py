@@ -78,7 +78,9 @@ def test_start_after_the_hold_offers_the_choices_then_moves_to_other_gpus_keepin
 
     refused = gpu_desk.fails("start", "g1")
     assert "let go of GPUs 0, 2 after the hold" in refused[0] and "GPU 0 is held by experiment 'g2'" in refused[0]
-    assert "--gpus auto" in refused[1] and "--gpus none" in refused[1] and "--queue" in refused[1]
+    assert "--gpus none" in refused[1] and "--queue" in refused[1]
+    # It had two GPUs: the first choice offered gets it two (was `--gpus auto`, which is one GPU).
+    assert "ptdesk start g1 --gpus any:2" in refused[1] and "--gpus auto" not in refused[1], refused
     assert not gpu_desk.engine.is_running(g1["id"])  # nothing changed
     assert gpu_desk.fails("start", "g1", "--gpus", "0,1")[0].startswith("ptdesk: GPU 0 is held by experiment 'g2'")
 
@@ -105,7 +107,9 @@ def test_start_within_the_hold_gets_the_same_gpus_and_start_without_a_gpu_keeps_
     # auto is met by the GPU it has, free again (GPU 0 would be the least loaded): nothing re-created.
     assert gpu_desk.json("start", "g1", "--gpus", "auto")["id"] == g1["id"]
     gpu_desk.ok("stop", "g1")
-    cpu = gpu_desk.json("start", "g1", "--gpus", "none")
+    said = gpu_desk.ok("start", "g1", "--gpus", "none")
+    assert said.startswith("g1 is running without a GPU (it had GPU 3: re-created"), said  # was: "g1 is running."
+    cpu = next(e for e in gpu_desk.json("ls") if e["name"] == "g1")
     assert cpu["gpus"] == [] and gpu_desk.device_ids(cpu["id"]) is None and cpu["status"] == "running"
     assert gpu_desk.fails("start", "g1", "--gpus", "any:0")[0].startswith("ptdesk: ")
 

@@ -187,7 +187,7 @@ def test_a_person_who_brought_their_own_key_is_rotated_in_one_step(
     # The wrong way round is one clear line: a person whose key ptdesk made gets one made again.
     add(cli, "raj")
     line = cli.fails("collab", "rotate", "raj", "--pubkey", f"{new}.pub")[0]
-    assert "ptdesk made 'raj'" in line
+    assert "ptdesk made raj's key" in line
 
 
 def _sshd_pid(engine: Engine, container: str) -> int:

@@ -65,6 +65,7 @@ def test_ls_with_the_engine_down_keeps_the_rows_as_unreachable_and_claims_nothin
     assert "not reachable" in row["reason"]
     rc, out, err = cli.run("ls", extra_env=down)
     assert rc == 3 and "seen" in out and "unreachable" in out
+    assert "(stopped)" not in out, out  # was `- (stopped)`: not known to be stopped (it may well still run)
 
 
 def test_a_stopped_experiment_reads_stopped_offers_no_connect_line_and_ssh_exits_1(cli: Ptdesk) -> None:

@@ -195,3 +195,20 @@ async def test_stopped_experiments_are_said_once_with_how_to_start_them(tui_desk
         await settle(pilot, lambda: any("was-running: select one and press s to start it." in n.message
                                         for n in app._notifications), message="the notice")
         assert sum("was-running" in n.message for n in app._notifications) == 1
+
+
+async def test_a_pending_rotation_is_marked_as_the_cli_marks_it(tui_desk: Workstation, nvml) -> None:
+    """Was: `collab ls` showed `shared*` (and now says what it means), the dashboard `shared`."""
+    nvml(nvml_scenarios.no_driver())
+    tui_desk.launch(tui_desk.make_spec("ssh", name="shared", cpus=1))
+    tui_desk.add_collaborator("bob")
+    tui_desk.grant("bob", "shared")
+    [grant] = tui_desk.store.grants(collaborator="bob")
+    tui_desk.store.put_grant("bob", "shared", grant.installed, pending=True)  # as a rotation cut short leaves it
+    app = PtdeskApp(tui_desk)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, lambda: app.main.listed)
+        await pilot.press("k")
+        await settle(pilot, lambda: isinstance(app.screen, Collaborators), message="the list")
+        await settle(pilot, lambda: "shared*" in screen_text(app), message="the pending mark")
+        assert "* a key rotation is pending there: r finishes it" in screen_text(app)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import fcntl
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,6 +64,10 @@ def fingerprint(public_line: str) -> str:
     return "SHA256:" + base64.b64encode(digest.finalize()).decode().rstrip("=")
 
 
+# What an OpenSSH key type looks like (ssh-rsa, ecdsa-sha2-nistp256, sk-ssh-ed25519@openssh.com, ...).
+_KEY_TYPE = re.compile(r"(ssh|ecdsa|sk)-[A-Za-z0-9.@-]+")
+
+
 def parse_public_key(text: str) -> str:
     """Validate a user-supplied public key; return it as one normalised line."""
     lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip() and not ln.startswith("#")]
@@ -70,6 +75,9 @@ def parse_public_key(text: str) -> str:
         raise BadKey("A public key file must hold exactly one key line.", "Pass the .pub file of one key.")
     line = lines[0]
     kind = line.split()[0]
+    if not _KEY_TYPE.fullmatch(kind):  # a note or a fingerprint, not a key: naming its first word helps nobody
+        raise BadKey("That is not an OpenSSH public key line.",
+                     "Pass the .pub file (one line: ssh-ed25519 AAAA... comment); make one with: ssh-keygen -t ed25519")
     if kind not in ACCEPTED_KEY_TYPES:
         raise BadKey(f"Key type {kind!r} is not accepted; ptdesk's servers take Ed25519 keys only.",
                      "Make one with: ssh-keygen -t ed25519")

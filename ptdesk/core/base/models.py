@@ -294,7 +294,7 @@ class GpuLoad:
     memory_free: int | None = None  # bytes
     memory_total: int | None = None  # bytes
     # Why use outside every ptdesk experiment (a host process, a hand-started container) makes it
-    # not free, when it is above the configured threshold (ptdesk.core.unclaimed); None otherwise.
+    # not free, when it is above the configured threshold (ptdesk.core.sharing.claims); None otherwise.
     unclaimed: str | None = None
 
 

@@ -237,7 +237,7 @@ def ssh_experiment(ws: Site, name: str) -> ExperimentRecord:
     record = _experiment(ws, name)
     if not get_kind(record.kind).grants_logins:
         takes = ", ".join(k.title for k in REGISTRY.values() if k.grants_logins)
-        raise InvalidInput(f"{name!r} is a {record.kind} experiment; collaborators get access to {takes} "
+        raise PtdeskError(f"{name!r} is a {record.kind} experiment; collaborators get access to {takes} "
                            "experiments only.", "Grant access to one of those (ptdesk ls shows each one's kind).")
     return record
 
@@ -354,8 +354,9 @@ def _revoke(ws: Site, existing: GrantRecord) -> Ended:
                                         existing.pending),
                 gone_ok=True)
     except PtdeskError as exc:
-        raise PtdeskError(f"{existing.collaborator!r} still has access to {existing.experiment!r}: {exc.message}",
-                          exc.hint) from None
+        # Its kind (and exit code) kept: an unreachable engine is still one (exit 3).
+        raise type(exc)(f"{existing.collaborator!r} still has access to {existing.experiment!r}: {exc.message}",
+                        exc.hint) from None
     record = store.experiment(existing.experiment)
     ended = accounts.end_in(ws.engine, store, existing.experiment, record.container_id if record else None,
                             existing.collaborator, "revoke")

@@ -46,7 +46,7 @@ from ptdesk.core.collaborators.grants import (
 )
 from ptdesk.core.kinds import get_kind
 from ptdesk.core.store.state import CollaboratorRecord, ExperimentRecord, GrantRecord
-from ptdesk.errors import InvalidInput, PtdeskError
+from ptdesk.errors import EngineUnavailable, InvalidInput, PtdeskError
 
 if TYPE_CHECKING:
     from ptdesk.core.site import Site
@@ -66,7 +66,7 @@ def rotate(ws: Site, name: str, expires: str | None = None, pubkey_text: str | N
         raise InvalidInput(f"{name!r} brought their own key, so ptdesk cannot make a new one for them.",
                            f"Ask them for a new .pub, then: ptdesk collab rotate {name} --pubkey NEW.pub")
     if record.identity_file and pubkey_text is not None:
-        raise InvalidInput(f"ptdesk made {name!r}'s key, so it makes the new one too.",
+        raise InvalidInput(f"ptdesk made {name}'s key, so it makes the new one too.",
                            f"Rotate without --pubkey: ptdesk collab rotate {name}")
     with person_lock(ws.config, name):
         if pubkey_text is not None:
@@ -161,11 +161,16 @@ def _rotate(ws: Site, record: CollaboratorRecord, expires: str | None, end_sessi
     else:
         when = parse_expires(expires) if expires is not None else record.expires
         if when is not None and when <= time.time():
-            raise InvalidInput(f"{name!r}'s access expired, so a new key would not work either.",
+            raise InvalidInput(f"{name}'s access expired, so a new key would not work either.",
                                f"Give the new key a lifetime: ptdesk collab rotate {name} --expires 30d")
         record = _begin(ws, record, when)
         grants = store.grants(collaborator=name)
-    outcomes = _drive(ws, record, [g for g in grants if g.pending], end_sessions=end_sessions)
+    try:
+        outcomes = _drive(ws, record, [g for g in grants if g.pending], end_sessions=end_sessions)
+    except EngineUnavailable as exc:  # the new key is made and recorded: say that it waits, and for what
+        raise EngineUnavailable(f"{exc.message} The rotation of {name} is begun and not finished.",
+                                f"Once the engine answers, ptdesk collab rotate {name} finishes it "
+                                "(ptdesk collab ls marks with * where it is pending).") from None
     containers = tuple(outcomes.get(g.experiment) or ContainerRotation(g.experiment, "rotated", True, "rotated earlier")
                        for g in grants)
     result = RotationResult(name=name, old_fingerprint=record.previous_fingerprint or record.fingerprint,

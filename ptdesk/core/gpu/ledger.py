@@ -129,7 +129,9 @@ class Hold:
         if self.state == "stopped":
             return (f"Pick another GPU or use --gpus auto; or free it now: ptdesk rm {self.experiment} "
                     "(its owner), or wait until the time above.")
-        return "Pick another GPU, use --gpus auto, or stop that experiment first."
+        # Stopping it frees nothing at once (a stopped one keeps its GPUs for the hold).
+        return (f"Pick another GPU or use --gpus auto; a stopped experiment keeps its GPUs for gpu_hold_after_stop, "
+                f"a removed one frees them at once (ptdesk rm {self.experiment}, its owner).")
 
 
 def holds_from_devices(inspected: Mapping[str, dict | None], every_gpu: Iterable[int],

@@ -105,8 +105,10 @@ def _gone(ws: Site, name: str, document: dict, own: tuple[int, ...],
     who = holder.sentence(first) if isinstance(holder, Hold) else f"GPU {first} is held by experiment {holder!r}."
     finished = parse_time((document.get("State") or {}).get("FinishedAt"))
     since = f" (stopped {(clock.now() - finished) / 60:.0f} min ago)" if finished and finished > 0 else ""
+    # As many as it had (auto is one GPU), as the dashboard's "Other GPUs" does.
+    other = f"any:{len(own)} (or ids)" if len(own) > 1 else "auto (or an id)"
     return GpusGone(
         f"{name!r}{since} let go of GPU{'s' if len(own) > 1 else ''} {', '.join(map(str, own))} after the "
         f"hold (gpu_hold_after_stop = {ws.config.gpu_hold_after_stop}), and {who}",
-        f"Start it on other free GPUs: ptdesk start {name} --gpus auto (or ids, or any:{len(own)}); "
+        f"Start it on other free GPUs: ptdesk start {name} --gpus {other}; "
         f"without a GPU: --gpus none; or wait for them: --queue.", field="gpus")

@@ -93,10 +93,16 @@ class Collaborators(Screen[None]):
         self._load()
 
     def _load(self) -> None:
-        run_job(self, self.ws.collaborators, title="Loading collaborators", on_done=self._loaded,
-                group="collab-load")
+        ws = self.ws
 
-    def _loaded(self, items: list[Collaborator]) -> None:
+        def read() -> tuple[list[Collaborator], dict[str, tuple[str, ...]]]:
+            people = ws.collaborators()
+            return people, {c.name: ws.pending_grants(c.name) for c in people}
+
+        run_job(self, read, title="Loading collaborators", on_done=self._loaded, group="collab-load")
+
+    def _loaded(self, loaded: tuple[list[Collaborator], dict[str, tuple[str, ...]]]) -> None:
+        items, pending = loaded
         table = self.query_one(DataTable)
         now = time.time()
         chosen = self.selected  # the person the next key press acts on stays selected after a reload
@@ -109,14 +115,17 @@ class Collaborators(Screen[None]):
                 # At 80 columns the whole fingerprint would take most of the line: its start is enough
                 # to tell people apart (the full one is in the add, rotate and export reports).
                 shown = c.fingerprint if self.size.width >= 120 else c.fingerprint[:19] + "…"
+                # `*`: a key rotation is pending there, as `ptdesk collab ls` marks it.
+                where = ", ".join(g + ("*" if g in pending.get(c.name, ()) else "") for g in c.grants)
                 table.add_row(Text(c.name), Text(shown), fmt.duration(now - c.created), expires,
-                              Text(", ".join(c.grants) or "-"), key=c.name)
+                              Text(where or "-"), key=c.name)
             if chosen is not None and chosen.name in self.items:
                 table.move_cursor(row=table.get_row_index(chosen.name))
         note = self.query_one("#collab-note", Static)
-        note.update(Text("No collaborators yet: press a to add one." if not items else
-                         "a add · g grant · x revoke · r rotate key · e export · d remove · ? keys",
-                         style="dim"))
+        keys = "a add · g grant · x revoke · r rotate key · e export · d remove · ? keys"
+        if any(pending.values()):
+            keys = f"* a key rotation is pending there: r finishes it. {keys}"
+        note.update(Text("No collaborators yet: press a to add one." if not items else keys, style="dim"))
 
     @property
     def selected(self) -> Collaborator | None:

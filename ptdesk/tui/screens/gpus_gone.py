@@ -1,8 +1,9 @@
 """What to do with a stopped experiment whose GPUs were let go and taken: `s` on its row asks.
 
-The same choices as `ptdesk start NAME --gpus auto | none | --queue`: other free GPUs (the
-experiment is re-created on them with everything installed in it), no GPU (work on code or data
-meanwhile), or the GPU queue. Dismissed with the --gpus value, "queue", or None (cancel).
+The same choices as `ptdesk start NAME --gpus any:N | none | --queue`: other free GPUs, as many as it
+had (the experiment is re-created on them with everything installed in it), no GPU (work on code or
+data meanwhile), or the GPU queue. Dismissed with "auto" (the caller makes it any:N), "none",
+"queue", or None (cancel).
 """
 
 from __future__ import annotations
