@@ -21,7 +21,7 @@ from ptdesk.core.base.models import LABEL_INSTANCE
 from ptdesk.core.base.names import current_user
 from ptdesk.core.experiments import operations
 from ptdesk.core.host.processes import pid_alive
-from ptdesk.core.sharing import admission, booking, enforcement, queue_view, records
+from ptdesk.core.sharing import admission, booking, enforcement, gpu_start, queue_view, records
 from ptdesk.core.sharing.enforcement import Enforced
 from ptdesk.core.sharing.gpu_queue import QUEUED, QueueEntry
 from ptdesk.core.sharing.reservations import Reservation
@@ -57,13 +57,17 @@ class GpuDesk:
         return admission.admit(self.ws, now=now)
 
     def cancel(self, name: str) -> QueueEntry:
-        """Take one's own request out of the queue (its container, record and secrets go)."""
+        """Take one's own request out of the queue. A new launch's container, record and secrets
+        go (it never ran); a stopped experiment filed again stays, stopped, with all it had."""
         entry = next((e for e in self.queue() if e.name == name), None)
         if entry is None:
             raise NotFound(f"No queued request named {name!r} on this workstation.", "See them with: ptdesk queue")
         record = self.ws.store.experiment(name)
         if record is None or record.status != QUEUED or record.container_id != entry.container_id:
             raise Conflict(f"{name!r} is {entry.owner}'s request: only they can cancel it.", f"Ask {entry.owner}.")
+        if entry.had is not None:
+            gpu_start.unqueue(self.ws, name, entry.container_id, entry.had)
+            return entry
         operations.release(self.ws, name, if_container=entry.container_id)
         self.ws.engine.remove(entry.container_id, force=True)
         self.ws.store.audit("queue-cancelled", name, {"gpus": entry.request})

@@ -74,7 +74,8 @@ def launch(ws: Site, spec: LaunchSpec, progress: Progress = lambda step: None) -
     with gpu_lock:  # released as soon as the container holding the GPUs has started (below)
         on_engine = instance_containers(ws)
         held = _held_on_engine(ws, on_engine, inventory)
-        held.update(at_launch.claims(ws, spec, on_engine, held, inventory))  # the queue's, reservations'
+        # the queue's claims and others' reservations
+        held.update(at_launch.claims(ws, spec.owner, spec.gpus, on_engine, held, inventory))
         # gpus_wait: filed in the queue instead of started, for want of free GPUs
         spec, launching, gpus_wait = _reserve(ws, spec, inventory, on_engine, held)
         attempt = _Attempt(launching)
