@@ -132,8 +132,10 @@ def test_start_queue_wait_blocks_until_a_jupyter_experiment_runs_with_its_pip_pa
     lab = desk.json("new", "jupyter", "--name", "lab", "--cpus", "1", "--gpus", "1", extra_env=env)
     config = load_config(desk.env)
     wheel = make_wheel(config.workspaces / "lab")  # the container's /workspace
+    user = f"{config.uid}:{config.gid}"
+    _exec(desk, lab["id"], f"cp /workspace/{wheel.name} /tmp/", user)  # root has no DAC override in there
     pip = "/opt/ptdesk/jupyter/bin/pip"  # into the image's environment: the writable layer
-    _exec(desk, lab["id"], f"{pip} install --no-index --no-deps --no-cache-dir /workspace/{wheel.name}")
+    _exec(desk, lab["id"], f"{pip} install --no-index --no-deps --no-cache-dir /tmp/{wheel.name}")
     desk.ok("stop", "lab")
     bob = _short_hold(person(desk, tmp_path, "bob"))
     held = bob.new("--name", "b-all", "--gpus", "all")
@@ -147,5 +149,4 @@ def test_start_queue_wait_blocks_until_a_jupyter_experiment_runs_with_its_pip_pa
     waiter.join(timeout=180)
     assert outcome and outcome[0]["status"] == "running" and outcome[0]["gpus"] in ([0], [1])
     python = "/opt/ptdesk/jupyter/bin/python3"
-    user = f"{config.uid}:{config.gid}"
     assert _exec(desk, outcome[0]["id"], f"{python} -c 'import ptdesk_demo; print(ptdesk_demo.V)'", user) == "1.0"
