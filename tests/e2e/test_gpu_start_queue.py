@@ -17,9 +17,11 @@ import pytest
 from ptdesk.config import load_config
 from ptdesk.core.base import clock
 from ptdesk.core.kinds.ssh import HOST_KEY_IN_CONTAINER
+from ptdesk.tui.app import PtdeskApp
+from ptdesk.tui.screens.gpus_gone import GpusGone as GpusGoneDialog
 from tests.e2e.test_gpu_queue import banner, person
 from tests.support.gpu_engine import GpuDesk
-from tests.support.helpers import JUPYTER_IMAGE, wait_until
+from tests.support.helpers import JUPYTER_IMAGE, settle, wait_until
 from tests.support.nvml_scenarios import idle
 from tests.support.wheels import make_wheel
 
@@ -150,3 +152,21 @@ def test_start_queue_wait_blocks_until_a_jupyter_experiment_runs_with_its_pip_pa
     assert outcome and outcome[0]["status"] == "running" and outcome[0]["gpus"] in ([0], [1])
     python = "/opt/ptdesk/jupyter/bin/python3"
     assert _exec(desk, outcome[0]["id"], f"{python} -c 'import ptdesk_demo; print(ptdesk_demo.V)'", user) == "1.0"
+
+
+async def test_s_then_queue_in_the_dashboard_files_it_and_its_row_reads_queued(desk: GpuDesk, tmp_path: Path) -> None:
+    _stopped_and_taken(desk, tmp_path)
+    ws = desk.workstation()
+    app = PtdeskApp(ws, watch_events=False)
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(pilot, lambda: app.main.table.select_name("g1"), message="g1's row")
+            await pilot.press("s")
+            await settle(pilot, lambda: isinstance(app.screen, GpusGoneDialog), message="the question")
+            await pilot.press("w")  # wait in the queue
+            await settle(pilot, lambda: app.main.table.select_name("g1") and app.main.table.selected.status
+                         == "queued #1", timeout=60, message="g1's row reads queued #1")
+            assert app.main.table.selected.waiting.startswith("needs 1 GPU: 0 free")
+    finally:
+        ws.close()
+    assert {e["name"]: e["status"] for e in desk.json("ls", "--all")}["g1"] == "queued #1"

@@ -71,8 +71,8 @@ def allocate_or_queue(spec: LaunchSpec, held: Mapping[int, str | Hold],
         raise
 
 
-def queue_labels(spec: LaunchSpec, paths: Sequence[str]) -> dict[str, str]:
-    return gpu_queue.labels_for(spec.gpus, spec.gpu_memory, paths)
+def queue_labels(spec: LaunchSpec) -> dict[str, str]:
+    return gpu_queue.labels_for(spec.gpus, spec.gpu_memory)
 
 
 def warnings(ws: Site, owner: str, gpus: Sequence[int], now: float | None = None) -> list[str]:
