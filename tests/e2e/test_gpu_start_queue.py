@@ -170,3 +170,19 @@ async def test_s_then_queue_in_the_dashboard_files_it_and_its_row_reads_queued(d
     finally:
         ws.close()
     assert {e["name"]: e["status"] for e in desk.json("ls", "--all")}["g1"] == "queued #1"
+
+
+def test_a_start_does_not_take_a_gpu_the_head_of_the_queue_waits_for(desk: GpuDesk, tmp_path: Path) -> None:
+    g1 = desk.new("--name", "g1", "--gpus", "1")
+    desk.ok("stop", "g1")
+    bob, cy = (_short_hold(person(desk, tmp_path, who)) for who in ("bob", "cy"))
+    bob.new("--name", "b0", "--gpus", "0")
+    bob.new("--name", "b1", "--gpus", "1")
+    cy.json("new", "ssh", "--cpus", "1", "--name", "c-both", "--gpus", "0,1", "--queue")
+    bob.ok("rm", "--force", "b1")  # GPU 1 is free of holds, but Cy's request (the head) waits for it
+    refused = desk.fails("start", "g1")
+    assert "GPU 1 is held by the GPU queue (queued 'c-both' (cy) waits for it)" in refused[0]
+    assert "c-both" in desk.fails("start", "g1", "--gpus", "auto")[0]
+    assert desk.json("start", "g1", "--queue")["status"] == "queued #2"  # behind Cy, in the one queue
+    assert [e["name"] for e in cy.json("queue")["queue"]] == ["c-both", "g1"]
+    assert desk.engine.try_inspect(g1["id"]) is None

@@ -145,7 +145,11 @@ def _gone(ws: Site, name: str, document: dict, own: tuple[int, ...],
     """The GPUs a stopped experiment had are held by someone else now: say so, and the choices."""
     first = sorted(taken)[0]
     holder = taken[first]
-    who = holder.sentence(first) if isinstance(holder, Hold) else f"GPU {first} is held by experiment {holder!r}."
+    if isinstance(holder, Hold):
+        who = holder.sentence(first)
+    else:  # a launch in flight, or what the queue or a reservation claims (at_launch.claims words them)
+        claimed = holder.startswith(("the GPU queue", "a reservation"))
+        who = f"GPU {first} is held by {holder if claimed else f'experiment {holder!r}'}."
     finished = parse_time((document.get("State") or {}).get("FinishedAt"))
     since = f" (stopped {(clock.now() - finished) / 60:.0f} min ago)" if finished and finished > 0 else ""
     return GpusGone(
