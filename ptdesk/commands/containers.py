@@ -77,11 +77,17 @@ def _launch(ws: Workstation, kind: str, as_json: bool, wait: bool = False, **opt
 
 def _queued(ws: Workstation, launched: Launched, wait: bool, as_json: bool) -> Launched | None:
     """Say where it waits; with --wait, block until it runs (the launch's own output then)."""
-    name = launched.experiment.name
+    experiment = _waited(ws, launched.experiment, wait, as_json)
+    return Launched(experiment) if experiment else None
+
+
+def _waited(ws: Workstation, experiment: Experiment, wait: bool, as_json: bool) -> Experiment | None:
+    """A queued experiment: say where it waits (None: said); with --wait, block until it runs."""
+    name = experiment.name
     entry = next((e for e in GpuDesk(ws).queue() if e.name == name), None)
     if not wait:
         if as_json:
-            emit_json({**launched.experiment.to_json(), "queue": entry.to_json() if entry else None})
+            emit_json({**experiment.to_json(), "queue": entry.to_json() if entry else None})
         else:
             click.echo(f"{name} is queued{f' #{entry.position}: {entry.reason}' if entry else ''}.")
             click.echo(f"  It starts by itself when GPUs free. See: ptdesk queue; cancel: ptdesk queue cancel {name}")
@@ -89,7 +95,7 @@ def _queued(ws: Workstation, launched: Launched, wait: bool, as_json: bool) -> L
     if not as_json:
         click.echo(f"  Queued{f' #{entry.position} ({entry.reason})' if entry else ''}; waiting for GPUs...", err=True)
     GpuDesk(ws).wait_started(name)
-    return Launched(ws.experiment(name))
+    return ws.experiment(name)
 
 
 def _print_access(experiment: Experiment) -> None:
@@ -145,13 +151,23 @@ def stop(ws: Workstation, name: str) -> None:
 @click.option("--gpus", "gpus", metavar="REQUEST",
               help="Where its GPUs were taken after the hold: other GPUs (auto, ids like 1,3, any:N) or "
                    "none; it is re-created on them with everything installed in it.")
-@click.option("--queue", is_flag=True, help="Wait in the GPU queue for its GPUs instead.")
+@click.option("--queue", is_flag=True, help="Its GPUs cannot be had now: wait in the GPU queue (for as many "
+                                           "as it had, or what --gpus says); it starts by itself, keeping everything.")
+@click.option("--wait", is_flag=True, help="With --queue: block until it has started.")
 @json_option
 @pass_workstation(reconcile=True)
-def start(ws: Workstation, name: str, gpus: str | None, queue: bool, as_json: bool) -> None:
+def start(ws: Workstation, name: str, gpus: str | None, queue: bool, wait: bool, as_json: bool) -> None:
     """Start a stopped experiment and wait until it is ready (on the same GPUs if still free)."""
+    if wait and not queue:
+        raise InvalidInput("--wait goes with --queue (a plain start always waits until it is ready).",
+                           "Add --queue, or leave out --wait.")
     had = ws.experiment(name).gpus if gpus is not None else None  # a move is said, not left to notice
     experiment = ws.start(name, gpus=gpus, queue=queue)
+    if experiment.status.startswith("queued"):
+        found = _waited(ws, experiment, wait, as_json)
+        if found is None:
+            return
+        experiment = found
     if as_json:
         emit_json(experiment.to_json())
         return

@@ -73,8 +73,11 @@ def _say_admitters(answer: Answer, several: bool) -> None:
 @pass_workstation
 def queue_cancel(ws: Workstation, name: str) -> None:
     """Take your own queued request out of the queue."""
-    GpuDesk(ws).cancel(name)
-    click.echo(f"{name} left the queue (removed with its secrets).")
+    entry = GpuDesk(ws).cancel(name)
+    if entry.had is not None:  # a stopped experiment filed again: it stays, stopped
+        click.echo(f"{name} left the queue; it is stopped, with everything it had. Start it: ptdesk start {name}")
+    else:
+        click.echo(f"{name} left the queue (removed with its secrets).")
 
 
 @click.command("reserve")

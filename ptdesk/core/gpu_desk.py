@@ -57,8 +57,10 @@ class GpuDesk:
         return admission.admit(self.ws, now=now)
 
     def cancel(self, name: str) -> QueueEntry:
-        """Take one's own request out of the queue (its container, record and secrets go)."""
+        """Take one's own request out of the queue. A new launch's container, record and secrets
+        go (it never ran); a stopped experiment filed again stays, stopped, with all it had."""
         from ptdesk.core.experiments import operations
+        from ptdesk.core.sharing import gpu_start
         from ptdesk.core.sharing.gpu_queue import QUEUED
         entry = next((e for e in self.queue() if e.name == name), None)
         if entry is None:
@@ -66,6 +68,9 @@ class GpuDesk:
         record = self.ws.store.experiment(name)
         if record is None or record.status != QUEUED or record.container_id != entry.container_id:
             raise Conflict(f"{name!r} is {entry.owner}'s request: only they can cancel it.", f"Ask {entry.owner}.")
+        if entry.had is not None:
+            gpu_start.unqueue(self.ws, name, entry.container_id, entry.had)
+            return entry
         operations.release(self.ws, name, if_container=entry.container_id)
         self.ws.engine.remove(entry.container_id, force=True)
         self.ws.store.audit("queue-cancelled", name, {"gpus": entry.request})

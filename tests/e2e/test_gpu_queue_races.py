@@ -14,6 +14,7 @@ from ptdesk.core.gpu_desk import GpuDesk as Desk
 from ptdesk.core.sharing import records
 from ptdesk.core.sharing.admission import ADMIT_SUFFIX
 from ptdesk.core.sharing.gpu_queue import ADMITTED, LABEL_FROM, LABEL_QUEUE
+from ptdesk.core.sharing.recreate import copy_layer
 from ptdesk.errors import PtdeskError
 from tests.support.gpu_engine import GpuDesk
 from tests.support.helpers import wait_until
@@ -121,14 +122,14 @@ def test_an_admission_that_died_half_way_is_undone_or_finished(two_gpus_desk: Gp
     ann, bob = person(two_gpus_desk, tmp_path, "ann"), person(two_gpus_desk, tmp_path, "bob")
     held = [ann.new("--name", f"a{i}", "--gpus", str(i))["id"] for i in range(2)]
     entry = bob.json("new", "ssh", "--cpus", "1", "--name", "b1", "--gpus", "auto", "--queue")
-    engine, files = ann.engine, Desk(core(bob)).queue()[0].files
+    engine = ann.engine
     document = engine.inspect(entry["id"])
     labels = {**document["Config"]["Labels"], LABEL_QUEUE: ADMITTED, LABEL_FROM: entry["id"]}
     devices = {"DeviceRequests": [{"Driver": "", "Count": 0, "DeviceIDs": ["1"], "Capabilities": [["gpu"]]}]}
 
     # Died after making the copy, before removing the entry: undone, then admitted properly once.
     half = records.remake(engine, document, document["Name"].lstrip("/") + ADMIT_SUFFIX, labels, devices)
-    records.copy_files(engine, entry["id"], half, files)
+    copy_layer(core(ann), entry["id"], half)
     engine.remove(held[1], force=True)
     assert Desk(core(ann)).admit() == ["b1"]
     assert engine.try_inspect(half) is None
@@ -142,7 +143,7 @@ def test_an_admission_that_died_half_way_is_undone_or_finished(two_gpus_desk: Gp
     devices["DeviceRequests"][0]["DeviceIDs"] = ["0"]
     engine.remove(held[0], force=True)
     half = records.remake(engine, document, document["Name"].lstrip("/") + ADMIT_SUFFIX, labels, devices)
-    records.copy_files(engine, again["id"], half, Desk(core(bob)).queue()[0].files)
+    copy_layer(core(ann), again["id"], half)
     engine.remove(again["id"], force=True)
     Desk(core(ann)).admit()
     assert engine.is_running(half)

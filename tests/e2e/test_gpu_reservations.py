@@ -4,12 +4,16 @@ passes the moment in: nobody sleeps until a reservation starts)."""
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import pytest
 from e2e.test_gpu_queue import core, person, two_gpus  # noqa: F401 - the fixture is used by name
 
+from ptdesk.core.base import clock
 from ptdesk.core.gpu_desk import GpuDesk as Desk
+from ptdesk.core.sharing.reservations import PAST_KEPT
 from tests.support.gpu_engine import GpuDesk
 
 
@@ -128,3 +132,21 @@ def test_warn_only_never_stops(two_gpus: GpuDesk, tmp_path: Path) -> None:  # no
     assert [h.action for h in desk.enforce_reservations(warned, now=booked["start"] + 1)] == ["warned"]
     assert desk.enforce_reservations(warned, now=booked["start"] + 86_000) == []
     assert bob.engine.is_running(b0["id"])
+
+
+def test_ended_reservations_leave_the_engine_a_day_after_they_end(
+        two_gpus: GpuDesk, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    ann, bob = person(two_gpus, tmp_path, "ann"), person(two_gpus, tmp_path, "bob")
+    ann.ok("reservations", "end", ann.json("reserve", "0", "--to", "1h")["id"])  # over now
+    later = ann.json("reserve", "1", "--from", at(2), "--to", "1h")  # ends in about 3 h
+
+    def records() -> set[str]:
+        labels = ["ptdesk.reservation=1", f"ptdesk.instance={ann.instance}"]
+        return {c["Id"][:12] for c in ann.engine.api.containers(all=True, filters={"label": labels})}
+
+    assert len(records()) == 2
+    bob.json("reservations")  # listing keeps what ended within the day
+    assert len(records()) == 2
+    monkeypatch.setattr(clock, "now", lambda: time.time() + PAST_KEPT + 60)
+    bob.json("reservations")  # anyone's listing removes what ended over a day ago; the other stays
+    assert records() == {later["id"]}

@@ -74,7 +74,8 @@ def launch(ws: Site, spec: LaunchSpec, progress: Progress = lambda step: None) -
     with gpu_lock:  # released as soon as the container holding the GPUs has started (below)
         on_engine = instance_containers(ws)
         held = _held_on_engine(ws, on_engine, inventory)
-        held.update(at_launch.claims(ws, spec, on_engine, held, inventory))  # the queue's, reservations'
+        # the queue's claims and others' reservations
+        held.update(at_launch.claims(ws, spec.owner, spec.gpus, on_engine, held, inventory))
         # gpus_wait: filed in the queue instead of started, for want of free GPUs
         spec, launching, gpus_wait = _reserve(ws, spec, inventory, on_engine, held)
         attempt = _Attempt(launching)
@@ -171,9 +172,8 @@ def _file(ws: Site, spec: LaunchSpec, plan: Plan, gpu_lock: contextlib.ExitStack
     """File the request in the queue: its container made with its secrets placed, no GPU, never
     started (admission starts it on the GPUs it gets; ptdesk.core.sharing.admission)."""
     progress("Filing it in the GPU queue")
-    paths = [f"{dest.rstrip('/')}/{f.name}" for dest, files in plan.files for f in files]
     container_id = attempt.container_id = _create(ws, spec, plan, attempt, free_port(ws.config.bind_address),
-                                                  queued=at_launch.queue_labels(spec, paths))
+                                                  queued=at_launch.queue_labels(spec))
     ws.store.update_experiment(spec.name, container_id=container_id, **drift.at_launch(ws, container_id))
     attempt.record = replace(attempt.record, container_id=container_id)
     ws.engine.put_files(container_id, "/", [replace(f, name=f"{dest.strip('/')}/{f.name}")

@@ -36,6 +36,8 @@ def _status(container: dict | None, record: ExperimentRecord | None, queued: Map
     if container is None:
         return "missing"
     position = queued.get(container["Id"])
+    if record is not None and record.status == "exited" and container.get("State") == "created":
+        return "exited"  # taken out of the GPU queue: stopped as before (made again, never started since)
     return f"queued #{position}" if position else container.get("State") or "unknown"
 
 

@@ -18,6 +18,7 @@ from ptdesk.core.experiments import listing
 from ptdesk.core.host import workspace
 from ptdesk.core.kinds import get_kind
 from ptdesk.core.sharing import gpu_start
+from ptdesk.core.sharing.gpu_queue import QUEUED
 from ptdesk.core.store import experiment_files
 from ptdesk.errors import Conflict, NotFound
 
@@ -60,9 +61,15 @@ def start(ws: Site, name: str, gpus: str | None = None, queue: bool = False) -> 
     if was_running and (gpus is not None or queue):
         raise Conflict(f"{name!r} is running: its GPUs change only when it starts.",
                        f"Stop it first (ptdesk stop {name}), then start it with --gpus.")
+    if record is not None and record.status == QUEUED:
+        raise Conflict(f"{name!r} waits in the GPU queue: it starts by itself when GPUs free.",
+                       f"See why it waits: ptdesk queue; to take it out (it stays stopped): ptdesk queue cancel {name}")
     if not was_running:
         _recheck_workspace(ws, container_id)
         container_id = gpu_start.start_container(ws, name, container_id, gpus, queue)
+        record = ws.store.experiment(name)
+    if record is not None and record.status == QUEUED:
+        return listing.get(ws, name)  # filed in the queue: admission starts it (`queued #N`, and why)
     if record is not None:
         kind = get_kind(record.kind)
         bound = engine.published_port(container_id, kind.container_port)

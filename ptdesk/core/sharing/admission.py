@@ -4,8 +4,9 @@ A round holds the engine's GPU lock from reading the holds to the last admitted 
 start, so no GPU is given twice and no entry is admitted twice, whoever else admits at the same
 moment. Admitting an entry re-makes its never-started container with the chosen GPUs (Docker
 cannot change a container's devices): the new one (`NAME.admit`) is created with the same
-configuration and labels plus `ptdesk.queue.from=<entry id>`, the placed files are copied over
-(container to container, never through an image), the entry is removed, the new one renamed and
+configuration and labels plus `ptdesk.queue.from=<entry id>`, the entry's writable layer is copied
+over (its placed secrets, and all a re-filed stopped experiment had made in it; container to
+container, never through an image), the entry is removed, the new one renamed and
 started. Its seal still verifies (same sealed labels, same secrets), so the owner's ptdesk takes it
 over (`follow`) at its next reconcile or event, whether or not it was open meanwhile.
 
@@ -31,6 +32,7 @@ from ptdesk.core.notify import hooks
 from ptdesk.core.sharing import booking, gpu_queue, records
 from ptdesk.core.sharing.gpu_queue import ADMITTED, LABEL_FROM, LABEL_QUEUE, QueueEntry
 from ptdesk.core.sharing.queue_view import held_on
+from ptdesk.core.sharing.recreate import copy_layer
 from ptdesk.core.sharing.reservations import Reservation
 from ptdesk.core.store.state import ExperimentRecord
 from ptdesk.errors import NotFound, PtdeskError
@@ -85,16 +87,18 @@ def admit_one(ws: Site, entry: QueueEntry, gpus: tuple[int, ...]) -> str:
                                    "Capabilities": [["gpu"]], "Options": {}}]}
     new = records.remake(engine, document, final + ADMIT_SUFFIX, labels, devices)
     try:
-        records.copy_files(engine, entry.container_id, new, entry.files)
+        # Its whole writable layer: the secrets its launch placed, and for a stopped experiment
+        # filed again (`ptdesk start --queue`) everything the person made in it since.
+        copy_layer(ws, entry.container_id, new)
     except BaseException:
         engine.remove(new, force=True)  # undone: the entry waits on
         raise
     engine.remove(entry.container_id, force=True)  # from here on, only forward (repair finishes it)
     engine.rename(new, final)
-    return start_admitted(ws, new, entry.files)
+    return start_admitted(ws, new)
 
 
-def start_admitted(ws: Site, container_id: str, files: Iterable[str]) -> str:
+def start_admitted(ws: Site, container_id: str) -> str:
     """Start an admitted container; when its port was taken while it waited, on a fresh one."""
     engine = ws.engine
     for tries in range(PORT_ATTEMPTS):
@@ -111,7 +115,7 @@ def start_admitted(ws: Site, container_id: str, files: Iterable[str]) -> str:
         name = document["Name"].lstrip("/")
         again = records.remake(engine, document, name + ADMIT_SUFFIX, document["Config"]["Labels"],
                                       {"PortBindings": ports})
-        records.copy_files(engine, container_id, again, files)
+        copy_layer(ws, container_id, again)
         engine.remove(container_id, force=True)
         engine.rename(again, name)
         container_id = again
@@ -133,8 +137,7 @@ def repair(ws: Site) -> list[str]:
         else:
             if name.endswith(ADMIT_SUFFIX):
                 engine.rename(container["Id"], name[:-len(ADMIT_SUFFIX)])
-            start_admitted(ws, container["Id"], tuple(p for p in (labels.get(gpu_queue.LABEL_FILES) or "")
-                                                      .split(",") if p.startswith("/")))
+            start_admitted(ws, container["Id"])
         touched.append(labels.get("ptdesk.name", name))
     return touched
 

@@ -9,7 +9,6 @@ are free (and is told when it must give one back otherwise: `warnings`).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
@@ -29,9 +28,10 @@ QUEUE_HINT = ("Or wait in the GPU queue: add --queue (it starts by itself when G
               "`ptdesk queue` shows why it waits).")
 
 
-def claims(ws: Site, spec: LaunchSpec, on_engine: Mapping[str, dict], held: Mapping[int, str | Hold],
+def claims(ws: Site, owner: str, request: str, on_engine: Mapping[str, dict], held: Mapping[int, str | Hold],
            inventory: GpuInventory | None, now: float | None = None) -> dict[int, str]:
-    """GPU index -> why this launch may not take it, beyond what containers hold."""
+    """GPU index -> why `owner`'s launch (or start on other GPUs) asking for `request` may not take
+    it, beyond what containers hold."""
     if inventory is None or not inventory.available:
         return {}
     now = clock.now() if now is None else now
@@ -42,12 +42,12 @@ def claims(ws: Site, spec: LaunchSpec, on_engine: Mapping[str, dict], held: Mapp
         queue_plan = gpu_queue.plan(ordered, held, inventory, reservations, now)
         out.update({i: f"the GPU queue ({who} waits for it)" for i, who in queue_plan.claimed.items()})
     for gpu in inventory.gpus:
-        active = blocking(reservations, gpu.index, spec.owner, now)
+        active = blocking(reservations, gpu.index, owner, now)
         if active is not None:
             out.setdefault(gpu.index, f"a reservation ({active.describe()})")
-    if spec.gpus == "auto":
+    if request == "auto":
         taken = {**held, **out}
-        later = {g.index: upcoming(reservations, g.index, spec.owner, now) for g in inventory.gpus}
+        later = {g.index: upcoming(reservations, g.index, owner, now) for g in inventory.gpus}
         if any(i not in taken and later[i] is None and not g.error for i, g in ((g.index, g) for g in inventory.gpus)):
             out.update({i: f"a reservation ({r.describe()})" for i, r in later.items() if r and i not in taken})
     return out
@@ -71,10 +71,8 @@ def allocate_or_queue(spec: LaunchSpec, held: Mapping[int, str | Hold],
         raise
 
 
-def queue_labels(spec: LaunchSpec, paths: Sequence[str]) -> dict[str, str]:
-    return {gpu_queue.LABEL_QUEUE: QUEUED, gpu_queue.LABEL_REQUEST: spec.gpus,
-            gpu_queue.LABEL_MEMORY: spec.gpu_memory or "", gpu_queue.LABEL_SUBMITTED: f"{time.time():.6f}",
-            gpu_queue.LABEL_FILES: ",".join(paths)}
+def queue_labels(spec: LaunchSpec) -> dict[str, str]:
+    return gpu_queue.labels_for(spec.gpus, spec.gpu_memory)
 
 
 def warnings(ws: Site, owner: str, gpus: Sequence[int], now: float | None = None) -> list[str]:

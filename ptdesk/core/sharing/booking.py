@@ -20,6 +20,7 @@ from ptdesk.core.kinds import get_kind
 from ptdesk.core.sharing import records
 from ptdesk.core.sharing.reservations import (
     LABEL_RESERVATION,
+    PAST_KEPT,
     Reservation,
     of,
     overlapping,
@@ -37,11 +38,16 @@ if TYPE_CHECKING:
 GPUS_HINT = "Name GPU indices (0,2), a count (any:2) or the whole box (all)."
 
 
-def reservations(ws: Site) -> list[Reservation]:
-    """Every reservation on this workstation (every person's), by start time."""
+def reservations(ws: Site, now: float | None = None) -> list[Reservation]:
+    """Every reservation on this workstation (every person's), by start time. Those that ended
+    more than PAST_KEPT ago are removed on the way, by whoever lists (ptdesk watch does every few
+    seconds): they decide nothing any more (no lock needed), and would pile up on the engine."""
+    now = clock.now() if now is None else now
     labels = {LABEL_RESERVATION: "1", LABEL_INSTANCE: ws.config.instance}
-    found = [of(c) for c in records.list_labelled(ws.engine, labels)]
-    return sorted((r for r in found if r is not None), key=lambda r: (r.start, r.gpus))
+    found = [r for r in (of(c) for c in records.list_labelled(ws.engine, labels)) if r is not None]
+    for old in [r for r in found if r.end <= now - PAST_KEPT]:
+        ws.engine.remove(old.id, force=True)  # one someone else's ptdesk removed first is no error
+    return sorted((r for r in found if r.end > now - PAST_KEPT), key=lambda r: (r.start, r.gpus))
 
 
 def record_image(ws: Site) -> str:

@@ -16,6 +16,7 @@ queue-jumping); later requests may use GPUs nobody earlier in the queue can use.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
@@ -28,8 +29,10 @@ LABEL_QUEUE = "ptdesk.queue"  # "queued" on an entry, "admitted" on the containe
 LABEL_REQUEST = "ptdesk.queue.request"  # the --gpus text as typed
 LABEL_MEMORY = "ptdesk.queue.gpu-memory"  # --gpu-memory as typed ("" when not given)
 LABEL_SUBMITTED = "ptdesk.queue.submitted"  # seconds since the epoch, when it was filed
-LABEL_FILES = "ptdesk.queue.files"  # paths of the files its launch placed (never their contents)
 LABEL_FROM = "ptdesk.queue.from"  # on an admitted container: the entry's container id
+# On a stopped experiment filed again (`ptdesk start NAME --queue`): the GPUs it had ("" for none),
+# which a cancel gives back to it as its own (it is stopped again, not gone).
+LABEL_HAD = "ptdesk.queue.had"
 QUEUED, ADMITTED = "queued", "admitted"
 
 
@@ -43,14 +46,14 @@ class QueueEntry:
     container_id: str
     request: str
     submitted: float
-    files: tuple[str, ...] = ()
     memory: str | None = None  # --gpu-memory
+    had: tuple[int, ...] | None = None  # a stopped experiment filed again: the GPUs it had (None: a new launch)
     position: int = 0  # 1 = the head
     reason: str = ""  # why it waits, in words
 
     def to_json(self) -> dict:
         return {"name": self.name, "owner": self.owner, "kind": self.kind, "gpus": self.request,
-                "gpu_memory": self.memory,
+                "gpu_memory": self.memory, "restart": self.had is not None,
                 "submitted": self.submitted, "position": self.position, "reason": self.reason}
 
 
@@ -65,10 +68,21 @@ def entry_of(container: Mapping) -> QueueEntry | None:
         parse_request(labels.get(LABEL_REQUEST) or "", memory)
     except (ValueError, InvalidInput):  # a label nobody could have typed: not an entry
         return None
-    files = tuple(p for p in (labels.get(LABEL_FILES) or "").split(",") if p.startswith("/"))
+    had_text = labels.get(LABEL_HAD)
+    had = None if had_text is None else tuple(int(p) for p in had_text.split(",") if p.isascii() and p.isdigit())
     return QueueEntry(name=labels.get(LABEL_NAME) or "?", owner=labels.get(LABEL_OWNER) or "?",
                       kind=labels.get(LABEL_KIND) or "?", container_id=container["Id"],
-                      request=labels[LABEL_REQUEST], submitted=submitted, files=files, memory=memory)
+                      request=labels[LABEL_REQUEST], submitted=submitted, memory=memory,
+                      had=had)
+
+
+def labels_for(request: str, memory: str | None, had: Sequence[int] | None = None) -> dict[str, str]:
+    """The labels that make a never-started container a queue entry (none of them secret)."""
+    labels = {LABEL_QUEUE: QUEUED, LABEL_REQUEST: request, LABEL_MEMORY: memory or "",
+              LABEL_SUBMITTED: f"{time.time():.6f}"}
+    if had is not None:
+        labels[LABEL_HAD] = ",".join(map(str, had))
+    return labels
 
 
 def entries(containers: Iterable[Mapping]) -> list[QueueEntry]:

@@ -7,14 +7,10 @@ low-level client, kept apart so that module stays readable.
 
 from __future__ import annotations
 
-import io
-import posixpath
-import tarfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 
 from ptdesk.core.engine.client import Engine
 from ptdesk.core.engine.errors import translated_errors
-from ptdesk.errors import PtdeskError
 
 # Copied from an inspect document's Config into a re-made container's create body.
 _CONFIG_KEYS = ("Hostname", "User", "ExposedPorts", "Env", "Cmd", "Entrypoint", "WorkingDir", "StopSignal",
@@ -47,24 +43,3 @@ def remake(engine: Engine, document: Mapping, name: str, labels: Mapping[str, st
     body["NetworkingConfig"] = {"EndpointsConfig": {net: {} for net in networks}}
     return engine.create_from_config(name, body)
 
-
-def copy_files(engine: Engine, source: str, target: str, paths: Iterable[str]) -> None:
-    """Copy regular files (bytes, mode, owner) from one container to another, path for path, in
-    one archive; never through an image layer (they are secrets: keys, tokens)."""
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as out:
-        for path in paths:
-            with translated_errors(f"Reading {path} in {source[:12]}", engine.where):
-                stream, _ = engine.api.get_archive(source, path)
-                data = b"".join(stream)
-            with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-                member = tar.next()
-                if member is None or not member.isreg():
-                    raise PtdeskError(f"{path} in {source[:12]} is not a regular file.",
-                                      "ptdesk does not make it so: cancel the request and queue it again.")
-                content = tar.extractfile(member)
-                member.name = posixpath.normpath(path).lstrip("/")
-                out.addfile(member, content)
-    with translated_errors(f"Placing files in {target[:12]}", engine.where):
-        if not engine.api.put_archive(target, "/", buffer.getvalue()):
-            raise PtdeskError(f"The engine refused to place files in {target[:12]}.")

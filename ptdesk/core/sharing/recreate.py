@@ -28,7 +28,7 @@ import posixpath
 import re
 import secrets
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 TWIN = re.compile(r"(?P<base>.+)\.(?P<role>next|replaced)-(?P<pid>\d+)-(?P<boot>[0-9a-f]{8})-[0-9a-f]{6}")
 # A re-creation copies a writable layer: one that started this long ago on another machine is dead.
 STALE_AFTER = 3600.0
+QUEUE_LABELS = "ptdesk.queue"  # the prefix of every label ptdesk.core.sharing.gpu_queue writes
 # `docker diff` kinds.
 MODIFIED, ADDED, DELETED = 0, 1, 2
 # Written by the engine at every start (bind-mounted over the layer, `init` included): never carried over.
@@ -63,12 +64,16 @@ class Recreated:
     copied: int
 
 
-def recreate(ws: Site, container_id: str, gpus: Sequence[int]) -> Recreated:
+def recreate(ws: Site, container_id: str, gpus: Sequence[int], queue: Mapping[str, str] | None = None,
+             own: Sequence[int] | None = None) -> Recreated:
     """Replace a stopped (or never started) container by one with `gpus` (empty: no GPU).
 
     The caller holds the engine's GPU lock when `gpus` were just allocated (the new container's
     device request is what books them for every user's ledger). The store's record of the
     experiment, if it points at the old container, is pointed at the new one with its new GPUs.
+    `queue`: the new one is a queue entry with these labels (the old one's queue labels never
+    carry over). `own`: the GPUs its sealed label names when they differ from its device request
+    (a queue entry's cancel gives a stopped experiment back the GPUs it had, without booking them).
     """
     engine = ws.engine
     old = engine.inspect(container_id)
@@ -77,14 +82,14 @@ def recreate(ws: Site, container_id: str, gpus: Sequence[int]) -> Recreated:
                        "Stop it first (ptdesk stop NAME).")
     labels = dict((old.get("Config") or {}).get("Labels") or {})
     gpus = tuple(gpus)
-    config = _new_config(ws, old, labels, gpus)
+    config = _new_config(ws, old, labels, gpus, queue or {}, tuple(gpus if own is None else own))
     name = old["Name"].lstrip("/")
     # Who is re-creating (undo_interrupted leaves a live one alone), and a random part.
     suffix = f"{os.getpid()}-{boot_id()[:8] or '00000000'}-{secrets.token_hex(3)}"
     new_id = engine.create_from_config(f"{name}.next-{suffix}", config)
     renamed_old = False
     try:
-        copied = _copy_layer(ws, old["Id"], new_id)
+        copied = copy_layer(ws, old["Id"], new_id)
         engine.rename(old["Id"], f"{name}.replaced-{suffix}")
         renamed_old = True
         engine.rename(new_id, name)
@@ -93,12 +98,13 @@ def recreate(ws: Site, container_id: str, gpus: Sequence[int]) -> Recreated:
         if renamed_old:
             engine.rename(old["Id"], name)
         raise
-    _point_record(ws, labels.get(LABEL_NAME) or "", old["Id"], new_id, gpus)
+    _point_record(ws, labels.get(LABEL_NAME) or "", old["Id"], new_id, tuple(gpus if own is None else own))
     engine.remove(old["Id"], force=True)
     return Recreated(new_id, gpus, copied)
 
 
-def _new_config(ws: Site, old: dict, labels: dict[str, str], gpus: tuple[int, ...]) -> dict:
+def _new_config(ws: Site, old: dict, labels: dict[str, str], gpus: tuple[int, ...], queue: Mapping[str, str],
+                own: tuple[int, ...]) -> dict:
     """The old container's config with new device requests and a seal over the new labels."""
     kind = get_kind(labels.get(LABEL_KIND) or "")
     try:
@@ -111,8 +117,11 @@ def _new_config(ws: Site, old: dict, labels: dict[str, str], gpus: tuple[int, ..
         # Only a container this home provably made is given new GPUs (labels are not identity).
         raise PtdeskError(f"Container {old['Name'].lstrip('/')} was not made by this ptdesk home (its seal does "
                           "not verify), so it is not re-created.", "Ask whoever made it; ptdesk ls --all lists it.")
-    labels[LABEL_GPUS] = ",".join(map(str, gpus))
+    for key in [k for k in labels if k.startswith(QUEUE_LABELS)]:
+        del labels[key]  # an admitted one's history, or the entry it was: what it is now is said below
+    labels[LABEL_GPUS] = ",".join(map(str, own))
     labels[LABEL_SEAL] = seal(ws.config, labels, digest)
+    labels.update(queue)  # never sealed: the queue's bookkeeping, which admission changes
     host = dict(old.get("HostConfig") or {})
     host["DeviceRequests"] = [{"Driver": "", "Count": 0, "DeviceIDs": [str(g) for g in gpus],
                                "Capabilities": [["gpu"]], "Options": {}}] if gpus else None
@@ -149,7 +158,9 @@ def _ancestors(path: str) -> Iterable[str]:
         yield path
 
 
-def _copy_layer(ws: Site, source: str, target: str) -> int:
+def copy_layer(ws: Site, source: str, target: str) -> int:
+    """Copy everything `source`'s writable layer added or changed into `target` (container to
+    container, owners and modes kept); how many paths. Its secrets never pass through an image."""
     copied = 0
     for path, changed in layer_roots(ws.engine.changes(source)):
         copied += ws.engine.copy_path(source, target, path, posixpath.dirname(path) or "/", files_only=changed)

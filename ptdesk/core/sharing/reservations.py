@@ -30,6 +30,9 @@ LABEL_START = "ptdesk.reservation.start"
 LABEL_END = "ptdesk.reservation.end"
 LABEL_OWNER = "ptdesk.reservation.owner"
 TIME_FORMS = "a time like 14:00, 'tomorrow 9:00', 'mon 9:00', an ISO date and time (2026-12-08T09:00), or 'now'"
+# An ended reservation's record stays this long (who had the GPUs yesterday, in --json), then
+# whoever lists reservations removes it: records do not pile up on the engine.
+PAST_KEPT = 24 * 3600.0
 _CLOCK = re.compile(r"(\d{1,2}):(\d{2})")
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 

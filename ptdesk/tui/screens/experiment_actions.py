@@ -66,14 +66,15 @@ class ExperimentActions(Screen[None]):
         """The workstation of the selected experiment (the default one when none is selected)."""
         return self.workstations.get(self.table.selected_where or "", self.ws)
 
-    def _act(self, ws: Workstation, title: str, job: Callable[[], object], done: str,
+    def _act(self, ws: Workstation, title: str, job: Callable[[], object], done: str | Callable[[object], str],
              on_error: Callable[[BaseException], bool] | None = None) -> None:
-        """Run `job` (an action on `ws`) in the background; say `done` or the error (unless
-        `on_error` took care of it), then read that workstation's list again."""
+        """Run `job` (an action on `ws`) in the background; say `done` (or what it makes of the
+        job's result) or the error (unless `on_error` took care of it), then read that
+        workstation's list again."""
         feeds = self.feeds[ws.name]
 
-        def finished(_result: object) -> None:
-            self.notify(done, markup=False)
+        def finished(result: object) -> None:
+            self.notify(done if isinstance(done, str) else done(result), markup=False)
             feeds.request_list()
 
         def failed(error: BaseException) -> None:
@@ -146,8 +147,10 @@ class ExperimentActions(Screen[None]):
             gpus, queue = (None, True) if choice == "queue" else (other if choice == "auto" else choice, False)
             where = {"auto": "on other GPUs", "none": "without a GPU", "queue": "when GPUs free"}[choice]
             self.notify(f"Starting {name} {where}…", markup=False)
+            # With the queue it starts at once if GPUs can be had (its own, or as many others).
             self._act(ws, f"Starting {name}", lambda: ws.start(name, gpus=gpus, queue=queue),
-                      f"{name} is running {where}." if not queue else f"{name} waits for GPUs.")
+                      lambda started: f"{name} waits for GPUs ({started.status})."
+                      if started.status.startswith("queued") else f"{name} is running{'' if queue else ' ' + where}.")
 
         self.app.push_screen(GpusGoneDialog(name, error.message), chosen)
         return True
