@@ -14,9 +14,9 @@ if TYPE_CHECKING:
     from ptdesk.core.site import Site
 
 
-def find_container(ws: Site, name: str) -> dict | None:
+def find_container(site: Site, name: str) -> dict | None:
     """The engine's list entry for an experiment (same shape list_managed returns)."""
-    return instance_containers(ws).get(name)
+    return instance_containers(site).get(name)
 
 
 def foreign_owner(container: dict | None) -> str | None:
@@ -34,13 +34,13 @@ def refuse_foreign(name: str, record: ExperimentRecord | None, container: dict |
         raise Conflict(f"{name!r} belongs to {owner}'s ptdesk.", hint or f"Ask {owner}, or use docker directly.")
 
 
-def refuse_if_foreign(ws: Site, name: str) -> None:
+def refuse_if_foreign(site: Site, name: str) -> None:
     """Conflict, saying whose it is, when `name` is another user's container (for commands such as
     grant that look only at this store and would otherwise just say "no such experiment")."""
-    refuse_foreign(name, ws.store.experiment(name), find_container(ws, name))
+    refuse_foreign(name, site.store.experiment(name), find_container(site, name))
 
 
-def instance_containers(ws: Site) -> dict[str, dict]:
+def instance_containers(site: Site) -> dict[str, dict]:
     """The instance's managed containers by experiment name: one engine request, every user's."""
-    return {container_key(c): c for c in ws.engine.list_managed(ws.config.instance)}
+    return {container_key(c): c for c in site.engine.list_managed(site.config.instance)}
 

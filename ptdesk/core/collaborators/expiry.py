@@ -28,10 +28,10 @@ if TYPE_CHECKING:
 ENFORCED_KEY = "expiry.ended."  # + person + "." + experiment -> the expiry that was enforced there
 
 
-def end_expired(ws: Site, now: float | None = None) -> list[Ended]:
+def end_expired(site: Site, now: float | None = None) -> list[Ended]:
     """End the processes of every expired person in every running experiment they were granted."""
     now = time.time() if now is None else now
-    store = ws.store
+    store = site.store
     out: list[Ended] = []
     for person in store.collaborators():
         if person.expires is None or person.expires > now:
@@ -44,7 +44,7 @@ def end_expired(ws: Site, now: float | None = None) -> list[Ended]:
             if record is None:
                 continue
             try:
-                ended = end_in(ws.engine, store, grant.experiment, record.container_id, person.name, "expired")
+                ended = end_in(site.engine, store, grant.experiment, record.container_id, person.name, "expired")
             except PtdeskError as exc:  # the engine went away: the next pass tries again
                 out.append(Ended(person.name, grant.experiment, error=exc.message))
                 continue
@@ -54,30 +54,30 @@ def end_expired(ws: Site, now: float | None = None) -> list[Ended]:
     return out
 
 
-def end_revoked(ws: Site, now: float | None = None) -> list[Ended]:
+def end_revoked(site: Site, now: float | None = None) -> list[Ended]:
     """One pass of both: what expired people run, then any collaborator uid without a grant."""
-    return end_expired(ws, now) + end_ungranted(ws, now)
+    return end_expired(site, now) + end_ungranted(site, now)
 
 
-def end_ungranted(ws: Site, now: float | None = None) -> list[Ended]:
+def end_ungranted(site: Site, now: float | None = None) -> list[Ended]:
     """End what collaborator uids without a live grant run in this home's running experiments."""
     now = time.time() if now is None else now
-    store = ws.store
+    store = site.store
     people = {c.name: c for c in store.collaborators()}
     names = {c.uid: c.name for c in people.values() if c.uid is not None}
     out: list[Ended] = []
-    running = {c["Id"] for c in ws.engine.list_managed(ws.config.instance, all=False)}  # one request
+    running = {c["Id"] for c in site.engine.list_managed(site.config.instance, all=False)}  # one request
     for record in store.experiments():
         kind = REGISTRY.get(record.kind)
         if record.container_id not in running or kind is None or not kind.grants_logins:
             continue
         try:
-            uids = ws.engine.top_uids(record.container_id)
+            uids = site.engine.top_uids(record.container_id)
         except PtdeskError:
             continue  # gone meanwhile: nothing runs there; the next pass looks again
         allowed = {people[g.collaborator].uid for g in store.grants(experiment=record.name)
                    if g.collaborator in people and (people[g.collaborator].expires or now + 1) > now}
         for uid in sorted(u for u in uids if UID_BASE <= u <= UID_LAST and u not in allowed):
-            out.append(end_in(ws.engine, store, record.name, record.container_id, names.get(uid, f"uid {uid}"),
+            out.append(end_in(site.engine, store, record.name, record.container_id, names.get(uid, f"uid {uid}"),
                               "no grant", account=str(uid)))
     return out

@@ -89,7 +89,7 @@ class Exported:
     warnings: tuple[str, ...] = ()
 
 
-def export(ws: Site, name: str, folder: str | Path, dest: str | None = None,
+def export(site: Site, name: str, folder: str | Path, dest: str | None = None,
            jump: str | None = None) -> Exported:
     """What a collaborator needs to connect: their key (if ptdesk made it), ssh_config, known_hosts.
 
@@ -100,17 +100,17 @@ def export(ws: Site, name: str, folder: str | Path, dest: str | None = None,
     when the workstation is reached through a jump host. While a rotation is unfinished somewhere,
     the previous key is included too and offered (after the new one) for those experiments only.
     """
-    record = collaborator(ws, name)
+    record = collaborator(site, name)
     remote = destination(name, dest)
     jump = jump_host(jump)
     out = _private_folder(Path(folder).expanduser().absolute(), create=False)
-    reachable = [(g, e) for g in ws.store.grants(collaborator=name)
-                 if (e := ws.store.experiment(g.experiment)) is not None and e.port and e.host_public_key]
+    reachable = [(g, e) for g in site.store.grants(collaborator=name)
+                 if (e := site.store.experiment(g.experiment)) is not None and e.port and e.host_public_key]
     if not reachable:  # an empty config would look like success and connect nowhere
         raise PtdeskError(f"{name} has no access to any experiment yet, so there is nothing to export.",
                           f"Grant some first: ptdesk grant {name} EXPERIMENT")
     out = _private_folder(out)
-    config, written = ws.config, []
+    config, written = site.config, []
     if record.identity_file:
         pair = [(PRIVATE, Path(record.identity_file))]
         if record.previous_fingerprint and (source := key_dir(config, name) / PREVIOUS).exists():
@@ -136,7 +136,7 @@ def export(ws: Site, name: str, folder: str | Path, dest: str | None = None,
     private_files.write_secret(out / "ssh_config", "".join(entries).encode(), 0o600)
     private_files.write_secret(out / "known_hosts", "".join(known).encode(), 0o644)
     written += [out / "ssh_config", out / "known_hosts"]
-    ws.store.audit("collab-export", name, {"fingerprint": record.fingerprint, "folder": str(out),
+    site.store.audit("collab-export", name, {"fingerprint": record.fingerprint, "folder": str(out),
                                              "dest": remote, "jump": jump})
     return Exported(tuple(written), tuple(e.name for _, e in reachable), _reach_warnings(config, name, jump))
 

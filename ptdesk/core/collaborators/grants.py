@@ -123,11 +123,11 @@ def person_lock(config: Config, name: str) -> contextlib.AbstractContextManager[
     return _flock(config, f"collab-{name}")
 
 
-def container_state(ws: Site, record: ExperimentRecord) -> str:
+def container_state(site: Site, record: ExperimentRecord) -> str:
     """'running', 'paused', 'stopped', 'gone' or 'launching' for an experiment's container."""
     if record.status == "launching" or not record.container_id:
         return "launching"
-    data = ws.engine.try_inspect(record.container_id)
+    data = site.engine.try_inspect(record.container_id)
     if data is None:
         return "gone"
     state = data.get("State") or {}
@@ -149,61 +149,61 @@ class Rendered:
         return self.files[CONTAINER_USER]
 
 
-def rendered(ws: Site, experiment: str) -> Rendered:
+def rendered(site: Site, experiment: str) -> Rendered:
     """THE authorized_keys files and accounts list of an experiment, from state alone."""
-    store = ws.store
-    record = _experiment(ws, experiment)
-    _, owner_public = owner_key(ws.config, record.owner)
+    store = site.store
+    record = _experiment(site, experiment)
+    _, owner_public = owner_key(site.config, record.owner)
     granted = []
     for grant in store.grants(experiment=experiment):
         collab = store.collaborator(grant.collaborator)
         if collab is not None:
             granted.append((collab, grant.installed))
     files = render_account_files(owner_public, record.extra_keys, granted_lines(granted))
-    people = [(c.name, accounts.account_uid(store, ws.config.uid, c.name)) for c, _ in granted]
+    people = [(c.name, accounts.account_uid(store, site.config.uid, c.name)) for c, _ in granted]
     for name, _ in people:
         files.setdefault(name, "")  # granted, no key installed right now: an account without a key
     return Rendered(files, accounts.render_accounts(people))
 
 
-def authorized_keys_text(ws: Site, experiment: str) -> str:
+def authorized_keys_text(site: Site, experiment: str) -> str:
     """The owner account's authorized_keys of an experiment, from state alone."""
-    return rendered(ws, experiment).owner_text
+    return rendered(site, experiment).owner_text
 
 
-def reinstall(ws: Site, experiment: str) -> tuple[str, Rendered]:
+def reinstall(site: Site, experiment: str) -> tuple[str, Rendered]:
     """Render from state and install into the container; returns (container state, what was rendered).
 
     Raises NotFound when the container is gone and PtdeskError when it cannot be changed now.
     Call with container_lock held.
     """
-    record = _experiment(ws, experiment)
-    state = container_state(ws, record)
+    record = _experiment(site, experiment)
+    state = container_state(site, record)
     if state in ("gone", "launching"):
         raise NotFound(f"The container of {experiment!r} is {'gone' if state == 'gone' else 'still launching'}.",
                        f"Check it with: ptdesk ls --all (remove leftovers with: ptdesk rm {experiment})")
     if state == "paused":
         raise PtdeskError(f"The container of {experiment!r} is paused, so its keys cannot be changed.",
                           "Unpause it (docker unpause) and try again.")
-    result = rendered(ws, experiment)
+    result = rendered(site, experiment)
     files = dict(result.files)
     if state == "stopped":
         # put_archive cannot delete: a person without access here gets an empty file now, and the
         # entrypoint removes their file and login right at boot, before sshd starts.
-        for person in ws.store.collaborators():
+        for person in site.store.collaborators():
             files.setdefault(person.name, "")
     assert record.container_id
-    install_authorized_keys(ws.engine, record.container_id, files, result.accounts, running=state == "running")
+    install_authorized_keys(site.engine, record.container_id, files, result.accounts, running=state == "running")
     return state, result
 
 
-def _change(ws: Site, experiment: str, change: Callable[[], None], undo: Callable[[], None],
+def _change(site: Site, experiment: str, change: Callable[[], None], undo: Callable[[], None],
             gone_ok: bool = False) -> tuple[str, Rendered | None]:
     """Record a change, install the result, undo the record if installing failed."""
-    with container_lock(ws.config, experiment):
+    with container_lock(site.config, experiment):
         change()
         try:
-            return reinstall(ws, experiment)
+            return reinstall(site, experiment)
         except NotFound:
             if gone_ok:  # no container: nothing there to give or take away
                 return "gone", None
@@ -214,27 +214,27 @@ def _change(ws: Site, experiment: str, change: Callable[[], None], undo: Callabl
             raise
 
 
-def set_grant_keys(ws: Site, grant: GrantRecord, installed: tuple[str, ...],
+def set_grant_keys(site: Site, grant: GrantRecord, installed: tuple[str, ...],
                    pending: bool) -> tuple[str, Rendered | None]:
     """Make a grant's installed keys `installed` in the store and in the container, or in neither."""
-    store = ws.store
-    return _change(ws, grant.experiment,
+    store = site.store
+    return _change(site, grant.experiment,
                    lambda: store.put_grant(grant.collaborator, grant.experiment, installed, pending),
                    lambda: store.put_grant(grant.collaborator, grant.experiment, grant.installed, grant.pending))
 
 
 # --- lookups ---------------------------------------------------------------------------------
-def _experiment(ws: Site, name: str) -> ExperimentRecord:
+def _experiment(site: Site, name: str) -> ExperimentRecord:
     validate_experiment_name(name)
-    record = ws.store.experiment(name)
+    record = site.store.experiment(name)
     if record is None:
-        refuse_if_foreign(ws, name)  # another user's container: say whose, not "no such experiment"
+        refuse_if_foreign(site, name)  # another user's container: say whose, not "no such experiment"
         raise NotFound(f"No experiment named {name!r}.", "List them with: ptdesk ls --all")
     return record
 
 
-def ssh_experiment(ws: Site, name: str) -> ExperimentRecord:
-    record = _experiment(ws, name)
+def ssh_experiment(site: Site, name: str) -> ExperimentRecord:
+    record = _experiment(site, name)
     if not get_kind(record.kind).grants_logins:
         takes = ", ".join(k.title for k in REGISTRY.values() if k.grants_logins)
         raise PtdeskError(f"{name!r} is a {record.kind} experiment; collaborators get access to {takes} "
@@ -242,16 +242,16 @@ def ssh_experiment(ws: Site, name: str) -> ExperimentRecord:
     return record
 
 
-def collaborator(ws: Site, name: str) -> CollaboratorRecord:
+def collaborator(site: Site, name: str) -> CollaboratorRecord:
     validate_name(name)  # what was typed is malformed (exit 2) before it is merely unknown (exit 1)
-    record = ws.store.collaborator(name)
+    record = site.store.collaborator(name)
     if record is None:
         raise NotFound(f"No collaborator named {name!r}.", "List them with: ptdesk collab ls")
     return record
 
 
-def _grant(ws: Site, name: str, experiment: str) -> GrantRecord | None:
-    found = ws.store.grants(collaborator=name, experiment=experiment)
+def _grant(site: Site, name: str, experiment: str) -> GrantRecord | None:
+    found = site.store.grants(collaborator=name, experiment=experiment)
     return found[0] if found else None
 
 
@@ -261,20 +261,20 @@ def _public(record: CollaboratorRecord) -> Collaborator:
 
 
 # --- the operations --------------------------------------------------------------------------
-def add(ws: Site, name: str, pubkey_text: str | None = None, expires: str | None = None) -> Collaborator:
+def add(site: Site, name: str, pubkey_text: str | None = None, expires: str | None = None) -> Collaborator:
     """A new collaborator with their own public key, or a key pair ptdesk makes for them."""
     accounts.check_account_name(validate_name(name))
     when = parse_expires(expires)
     public = keys.parse_public_key(pubkey_text) if pubkey_text is not None else None
-    with person_lock(ws.config, name):  # two adds of one name must not share a key folder
-        record = _insert(ws, name, public, when)
-    ws.store.audit("collab-add", name, {"fingerprint": record.fingerprint, "expires": durations.iso_utc(when),
+    with person_lock(site.config, name):  # two adds of one name must not share a key folder
+        record = _insert(site, name, public, when)
+    site.store.audit("collab-add", name, {"fingerprint": record.fingerprint, "expires": durations.iso_utc(when),
                                           "key": "ptdesk-made" if record.identity_file else "their own"})
     return _public(record)
 
 
-def _insert(ws: Site, name: str, public: str | None, expires: float | None) -> CollaboratorRecord:
-    store = ws.store
+def _insert(site: Site, name: str, public: str | None, expires: float | None) -> CollaboratorRecord:
+    store = site.store
     if store.collaborator(name) is not None:
         raise Conflict(f"A collaborator named {name!r} already exists.",
                        f"Pick another name, or rotate their key: ptdesk collab rotate {name}")
@@ -284,7 +284,7 @@ def _insert(ws: Site, name: str, public: str | None, expires: float | None) -> C
             if fp in (other.fingerprint, other.previous_fingerprint):
                 raise Conflict(f"That key already belongs to collaborator {other.name!r}.",
                                "Each person needs a key of their own.")
-    folder = key_dir(ws.config, name)
+    folder = key_dir(site.config, name)
     identity: str | None = None
     if public is None:
         pair = keys.generate(comment=f"{name}@ptdesk")
@@ -300,8 +300,8 @@ def _insert(ws: Site, name: str, public: str | None, expires: float | None) -> C
     return record
 
 
-def list_collaborators(ws: Site) -> list[Collaborator]:
-    store = ws.store
+def list_collaborators(site: Site) -> list[Collaborator]:
+    store = site.store
     out = []
     for record in store.collaborators():
         grants = tuple(g.experiment for g in store.grants(collaborator=record.name))
@@ -309,46 +309,46 @@ def list_collaborators(ws: Site) -> list[Collaborator]:
     return out
 
 
-def pending_grants(ws: Site, name: str) -> tuple[str, ...]:
+def pending_grants(site: Site, name: str) -> tuple[str, ...]:
     """Experiments where a rotation of `name` is not finished yet."""
-    return tuple(g.experiment for g in ws.store.grants(collaborator=name) if g.pending)
+    return tuple(g.experiment for g in site.store.grants(collaborator=name) if g.pending)
 
 
-def grant(ws: Site, name: str, experiment: str) -> bool:
+def grant(site: Site, name: str, experiment: str) -> bool:
     """Let a collaborator log in to an SSH experiment; False when they already could."""
     validate_name(name), validate_experiment_name(experiment)  # all typed input first: exit 2
-    record = collaborator(ws, name)
-    ssh_experiment(ws, experiment)
-    store = ws.store
+    record = collaborator(site, name)
+    ssh_experiment(site, experiment)
+    store = site.store
     # Under the person's lock: a rotation running meanwhile would miss (or re-create) this grant.
-    with person_lock(ws.config, name):
-        record = collaborator(ws, name)  # the key may have just been rotated
-        if _grant(ws, name, experiment) is not None:
+    with person_lock(site.config, name):
+        record = collaborator(site, name)  # the key may have just been rotated
+        if _grant(site, name, experiment) is not None:
             return False
-        _change(ws, experiment,
+        _change(site, experiment,
                 lambda: store.put_grant(name, experiment, (record.fingerprint,), pending=False),
                 lambda: store.delete_grant(name, experiment))
     store.audit("grant", experiment, {"collaborator": name, "fingerprint": record.fingerprint})
     return True
 
 
-def revoke(ws: Site, name: str, experiment: str) -> Ended:
+def revoke(site: Site, name: str, experiment: str) -> Ended:
     """Take a collaborator's access away: new logins are refused from the moment this returns, and
     their sessions and every process of their account there have been ended (what, it says)."""
     validate_name(name), validate_experiment_name(experiment)  # all typed input first: exit 2
-    collaborator(ws, name)
-    ssh_experiment(ws, experiment)
-    with person_lock(ws.config, name):
-        existing = _grant(ws, name, experiment)
+    collaborator(site, name)
+    ssh_experiment(site, experiment)
+    with person_lock(site.config, name):
+        existing = _grant(site, name, experiment)
         if existing is None:
             raise NotFound(f"{name!r} has no access to {experiment!r}.", "See who has: ptdesk collab ls")
-        return _revoke(ws, existing)
+        return _revoke(site, existing)
 
 
-def _revoke(ws: Site, existing: GrantRecord) -> Ended:
-    store = ws.store
+def _revoke(site: Site, existing: GrantRecord) -> Ended:
+    store = site.store
     try:
-        _change(ws, existing.experiment,
+        _change(site, existing.experiment,
                 lambda: store.delete_grant(existing.collaborator, existing.experiment),
                 lambda: store.put_grant(existing.collaborator, existing.experiment, existing.installed,
                                         existing.pending),
@@ -358,7 +358,7 @@ def _revoke(ws: Site, existing: GrantRecord) -> Ended:
         raise type(exc)(f"{existing.collaborator!r} still has access to {existing.experiment!r}: {exc.message}",
                         exc.hint) from None
     record = store.experiment(existing.experiment)
-    ended = accounts.end_in(ws.engine, store, existing.experiment, record.container_id if record else None,
+    ended = accounts.end_in(site.engine, store, existing.experiment, record.container_id if record else None,
                             existing.collaborator, "revoke")
     store.audit("revoke", existing.experiment, {"collaborator": existing.collaborator,
                                                 "fingerprints": list(existing.installed),
@@ -366,16 +366,16 @@ def _revoke(ws: Site, existing: GrantRecord) -> Ended:
     return ended
 
 
-def remove(ws: Site, name: str) -> list[Ended]:
+def remove(site: Site, name: str) -> list[Ended]:
     """Revoke a collaborator everywhere (ending what they run there), then forget them and delete
     the keys ptdesk made."""
-    record = collaborator(ws, name)
+    record = collaborator(site, name)
     ended = []
-    with person_lock(ws.config, name):  # not while a rotation of theirs is half-way
-        for existing in ws.store.grants(collaborator=name):
-            ended.append(_revoke(ws, existing))  # stops at the first container that cannot be changed
-        ws.store.delete_collaborator(name)
-        shutil.rmtree(key_dir(ws.config, name), ignore_errors=True)
-    ws.store.audit("collab-remove", name, {"fingerprint": record.fingerprint,
+    with person_lock(site.config, name):  # not while a rotation of theirs is half-way
+        for existing in site.store.grants(collaborator=name):
+            ended.append(_revoke(site, existing))  # stops at the first container that cannot be changed
+        site.store.delete_collaborator(name)
+        shutil.rmtree(key_dir(site.config, name), ignore_errors=True)
+    site.store.audit("collab-remove", name, {"fingerprint": record.fingerprint,
                                            "ended": sum(e.count for e in ended)})
     return ended

@@ -2,7 +2,7 @@
 
 - At launch the store keeps the image *id* an experiment was created from (a tag moves with every
   rebuild) and that image's environment fingerprint (`at_launch`).
-- `environment(ws, name)` reads the environment recorded in its image (the probe's file, read from
+- `environment(site, name)` reads the environment recorded in its image (the probe's file, read from
   the container itself, so it stays right after a rebuild moved the tag) and, while it runs, the
   live one: the same probe run in the container as the container user. The difference is what was
   installed, removed or changed since launch, each with the person who did it when the owner of
@@ -11,7 +11,7 @@
 - `marked(...)` gives the listing its cheap column: fingerprint, "behind" (the tag it was launched
   from now names another build), "changed" (from the last check). No container is exec'd; each
   distinct image is inspected once per listing.
-- `diff(ws, a, b)`: two experiments (or one and `image:KIND`, the current build), package by package.
+- `diff(site, a, b)`: two experiments (or one and `image:KIND`, the current build), package by package.
 """
 
 from __future__ import annotations
@@ -117,20 +117,20 @@ def side_change(change: PackageChange) -> str:
 
 
 # --- at launch ---------------------------------------------------------------------------------
-def at_launch(ws: Site, container_id: str) -> dict[str, str | None]:
+def at_launch(site: Site, container_id: str) -> dict[str, str | None]:
     """Store columns for a new experiment: the image id its container really uses, and its fingerprint."""
-    image_id = ws.engine.inspect(container_id).get("Image")
-    summary = summary_of(ws.engine.image_info(image_id)) if image_id else None
+    image_id = site.engine.inspect(container_id).get("Image")
+    summary = summary_of(site.engine.image_info(image_id)) if image_id else None
     return {"image_id": image_id, "env_fingerprint": summary.fingerprint if summary else None}
 
 
 # --- one experiment ----------------------------------------------------------------------------
-def environment(ws: Site, name: str) -> ExperimentEnvironment:
-    record = ws.store.experiment(name)
-    container = instance_containers(ws).get(name)
+def environment(site: Site, name: str) -> ExperimentEnvironment:
+    record = site.store.experiment(name)
+    container = instance_containers(site).get(name)
     if record is None and container is not None:
         # Nothing is run in a container this home did not make (a colleague's, or unverified).
-        refuse_if_foreign(ws, name)
+        refuse_if_foreign(site, name)
         raise Conflict(f"{name!r} was not made by this ptdesk home, so ptdesk runs nothing in it.",
                        "ptdesk ls marks it unverified; its owner's ptdesk can show its environment.")
     if container is None:
@@ -138,26 +138,26 @@ def environment(ws: Site, name: str) -> ExperimentEnvironment:
             raise NotFound(f"No experiment named {name!r}.", "List them with: ptdesk ls --all")
         raise NotFound(f"{name!r} has no container (it is {record.status}).",
                        "Wait for its launch to finish, or remove it: ptdesk rm NAME")
-    engine = ws.engine
+    engine = site.engine
     details = engine.inspect(container["Id"])
     image_id = details.get("Image") or (record.image_id if record else None)
     tag = record.image if record else str(container.get("Image") or "")
     current = engine.image_info(tag) if tag else None
     recorded = read_recorded(engine, container["Id"])
-    live = probe_live(ws, container["Id"], details) if details["State"].get("Running") else None
+    live = probe_live(site, container["Id"], details) if details["State"].get("Running") else None
     owner = record.owner if record else ((details.get("Config") or {}).get("Labels") or {}).get("ptdesk.owner")
-    changes = changes_since(ws, recorded, live, owner) if recorded and live else ()
+    changes = changes_since(site, recorded, live, owner) if recorded and live else ()
     checked = time.time() if live else None
     now = summary_of(current)
     result = ExperimentEnvironment(name, tag, image_id, current["Id"] if current else None,
                                    summary_of(engine.image_info(image_id)) if image_id else None,
                                    recorded, live, changes, checked, now.fingerprint if now else None)
     if record is not None and live is not None:
-        _remember_check(ws, record, result)
+        _remember_check(site, record, result)
     return result
 
 
-def probe_live(ws: Site, container_id: str, details: Mapping) -> Environment:
+def probe_live(site: Site, container_id: str, details: Mapping) -> Environment:
     """Run the probe (ptdesk's own copy: it works in images that do not carry one) in the container.
 
     People in the experiment can write its workspace, homes and user sites, so nothing of theirs
@@ -167,8 +167,8 @@ def probe_live(ws: Site, container_id: str, details: Mapping) -> Environment:
     only because that account's user site is in its 0700 home, which no other user may read."""
     script = probe_source(images_root()).decode()
     image_path = _env(details).get("PATH") or SAFE_PATH
-    _, output = ws.engine.exec(container_id, ["/usr/bin/env", "-i", "/bin/sh", "-c", script, "env-probe",
-                                              "--live", image_path], user=_container_user(ws, details))
+    _, output = site.engine.exec(container_id, ["/usr/bin/env", "-i", "/bin/sh", "-c", script, "env-probe",
+                                              "--live", image_path], user=_container_user(site, details))
     return parse_probe(output, container_id[:12])
 
 
@@ -176,7 +176,7 @@ def _env(details: Mapping) -> dict[str, str]:
     return dict(item.split("=", 1) for item in (details.get("Config") or {}).get("Env") or [] if "=" in item)
 
 
-def _container_user(ws: Site, details: Mapping) -> str:
+def _container_user(site: Site, details: Mapping) -> str:
     """Who the experiment's person is inside: the container's user, else the uid sshd gives the owner."""
     config = details.get("Config") or {}
     user = config.get("User") or ""
@@ -185,12 +185,12 @@ def _container_user(ws: Site, details: Mapping) -> str:
     env = _env(details)
     if env.get("PTDESK_UID", "").isdigit():
         return f"{env['PTDESK_UID']}:{env.get('PTDESK_GID', env['PTDESK_UID'])}"
-    return f"{ws.config.uid}:{ws.config.gid}"
+    return f"{site.config.uid}:{site.config.gid}"
 
 
-def changes_since(ws: Site, recorded: Environment, live: Environment,
+def changes_since(site: Site, recorded: Environment, live: Environment,
                   owner: str | None) -> tuple[PackageChange, ...]:
-    collaborators = {c.name for c in ws.store.collaborators()}
+    collaborators = {c.name for c in site.store.collaborators()}
     before = recorded.versions
     now = {p.name: p for p in live.packages}
     out = []
@@ -198,19 +198,19 @@ def changes_since(ws: Site, recorded: Environment, live: Environment,
         old, new = before.get(name), now.get(name)
         if new is not None and old == new.version:
             continue
-        who = _who(ws, new, owner, collaborators) if new is not None else None
+        who = _who(site, new, owner, collaborators) if new is not None else None
         out.append(PackageChange(name, old, new.version if new else None, who))
     return tuple(out)
 
 
-def _who(ws: Site, package: object, owner: str | None, collaborators: set[str]) -> str | None:
+def _who(site: Site, package: object, owner: str | None, collaborators: set[str]) -> str | None:
     uid, account, location = (getattr(package, "uid", None), getattr(package, "user", None),
                               getattr(package, "location", None) or "")
     if uid is None:
         return None
     if uid == 0:
         return "root"
-    if uid == ws.config.uid and owner:
+    if uid == site.config.uid and owner:
         return owner
     if account in collaborators:
         return account
@@ -219,7 +219,7 @@ def _who(ws: Site, package: object, owner: str | None, collaborators: set[str]) 
     return account
 
 
-def _remember_check(ws: Site, record: ExperimentRecord, result: ExperimentEnvironment) -> None:
+def _remember_check(site: Site, record: ExperimentRecord, result: ExperimentEnvironment) -> None:
     check = {"checked": result.checked, "fingerprint": result.live_fingerprint, "changes": len(result.changes),
              "image_id": result.image_id}
     columns: dict[str, object] = {"env_check": json.dumps(check)}
@@ -227,20 +227,20 @@ def _remember_check(ws: Site, record: ExperimentRecord, result: ExperimentEnviro
         columns["image_id"] = result.image_id
     if record.env_fingerprint is None and result.fingerprint:
         columns["env_fingerprint"] = result.fingerprint
-    ws.store.update_experiment(record.name, **columns)
+    site.store.update_experiment(record.name, **columns)
 
 
-def check_all(ws: Site, experiments: Iterable[Experiment]) -> list[ExperimentEnvironment]:
+def check_all(site: Site, experiments: Iterable[Experiment]) -> list[ExperimentEnvironment]:
     """Live-check every running, managed experiment (what refreshes the listing's "changed" mark)."""
-    return [environment(ws, e.name) for e in experiments
+    return [environment(site, e.name) for e in experiments
             if e.status == "running" and not (e.orphan or e.foreign or e.unverified)]
 
 
 # --- at launch: what the person should know ---------------------------------------------------
-def launch_warnings(ws: Site, kind: str, image: str, gpus: tuple[int, ...], driver: str | None) -> list[str]:
+def launch_warnings(site: Site, kind: str, image: str, gpus: tuple[int, ...], driver: str | None) -> list[str]:
     """The driver sentence (when GPUs were given and NVML answered for the launch: `driver`) and the
     baseline sentence (when a team baseline is pinned and this image differs from it)."""
-    summary = summary_of(ws.engine.image_info(image))
+    summary = summary_of(site.engine.image_info(image))
     if summary is None:
         return []
     warnings = []
@@ -248,14 +248,14 @@ def launch_warnings(ws: Site, kind: str, image: str, gpus: tuple[int, ...], driv
         warning = driver_compat.driver_warning(driver, summary.cuda, image)
         if warning:
             warnings.append(warning)
-    warning = baseline.launch_warning(ws.config, kind, image, summary)
+    warning = baseline.launch_warning(site.config, kind, image, summary)
     if warning:
         warnings.append(warning)
     return warnings
 
 
 # --- the listing's column ----------------------------------------------------------------------
-def marked(ws: Site, experiments: list[Experiment], containers: Mapping[str, dict],
+def marked(site: Site, experiments: list[Experiment], containers: Mapping[str, dict],
            records: Mapping[str, ExperimentRecord], driver: str | None = None) -> list[Experiment]:
     """Each experiment with its EnvironmentMark: store columns, the list's ImageID, one inspect per
     distinct image; no exec. A driver warning only where NVML already answered in this process
@@ -267,7 +267,7 @@ def marked(ws: Site, experiments: list[Experiment], containers: Mapping[str, dic
             return None
         if ref not in inspected:
             try:
-                inspected[ref] = ws.engine.image_info(ref)
+                inspected[ref] = site.engine.image_info(ref)
             except PtdeskError:
                 inspected[ref] = None
             if inspected[ref]:  # a tag and the id it names are one inspect
@@ -312,25 +312,25 @@ def _last_check(record: ExperimentRecord | None) -> tuple[bool | None, float | N
 
 
 # --- two sides ---------------------------------------------------------------------------------
-def side(ws: Site, ref: str) -> tuple[str, Environment, str | None]:
+def side(site: Site, ref: str) -> tuple[str, Environment, str | None]:
     """(label, environment, fingerprint) of an experiment (live when running) or `image:KIND`."""
     if ref.startswith(IMAGE_PREFIX):
         kind = ref[len(IMAGE_PREFIX):]
         if kind not in REGISTRY:
             raise InvalidInput(f"Unknown image kind {kind!r} in {ref!r}.",
                                f"Use one of: {', '.join(IMAGE_PREFIX + k for k in REGISTRY)}.")
-        tag = get_kind(kind).image(ws.config)
-        info = ws.engine.image_info(tag)
+        tag = get_kind(kind).image(site.config)
+        info = site.engine.image_info(tag)
         if info is None:
             raise NotFound(f"The {kind} image {tag} is not on this engine.",
                            f"Build it with: ptdesk images build {kind}")
-        env = image_environment(ws.engine, info["Id"])
+        env = image_environment(site.engine, info["Id"])
         if env is None:
             raise NotFound(f"{tag} carries no recorded environment (built before ptdesk recorded them).",
                            f"Rebuild it with: ptdesk images build {kind}")
         summary = summary_of(info)
         return f"{tag} ({info['Id'][7:19]})", env, summary.fingerprint if summary else env.fingerprint()
-    found = environment(ws, ref)
+    found = environment(site, ref)
     env = found.live or found.recorded
     if env is None:
         raise NotFound(f"{ref!r} has no recorded environment and is not running.",
@@ -338,9 +338,9 @@ def side(ws: Site, ref: str) -> tuple[str, Environment, str | None]:
     return (f"{ref} (live)" if found.live else ref), env, found.live_fingerprint or found.fingerprint
 
 
-def diff(ws: Site, a: str, b: str) -> EnvironmentDiff:
-    a_label, a_env, a_fp = side(ws, a)
-    b_label, b_env, b_fp = side(ws, b)
+def diff(site: Site, a: str, b: str) -> EnvironmentDiff:
+    a_label, a_env, a_fp = side(site, a)
+    b_label, b_env, b_fp = side(site, b)
     fields = tuple((f, getattr(a_env, f), getattr(b_env, f)) for f in ("os", "python", "cuda", "cudnn")
                    if getattr(a_env, f) != getattr(b_env, f) and getattr(a_env, f) and getattr(b_env, f))
     a_versions, b_versions = a_env.versions, b_env.versions

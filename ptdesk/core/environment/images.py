@@ -316,33 +316,33 @@ def image_status(engine: Engine, target: str, tag: str) -> ImageStatus:
                        environment=recorded.summary_of(info))
 
 
-def statuses(ws: Site, targets: Iterable[str] | None = None) -> list[ImageStatus]:
+def statuses(site: Site, targets: Iterable[str] | None = None) -> list[ImageStatus]:
     """Present or missing, and up to date, for each target's configured tag."""
     # A remote workstation also needs the GPU sampler (the local one reads NVML itself).
-    default = (*kind_names(), SAMPLER_TARGET) if ws.is_remote else kind_names()
-    return [image_status(ws.engine, t, image_tag(ws.config, t)) for t in (targets or default)]
+    default = (*kind_names(), SAMPLER_TARGET) if site.is_remote else kind_names()
+    return [image_status(site.engine, t, image_tag(site.config, t)) for t in (targets or default)]
 
 
-def build(ws: Site, targets: Iterable[str], base: str | None = None, ca_bundle: Path | None = None,
+def build(site: Site, targets: Iterable[str], base: str | None = None, ca_bundle: Path | None = None,
           force: bool = False, on_line: Callable[[str], None] | None = None,
           on_start: Callable[[str, str], None] | None = None) -> list[BuildResult]:
     """Build each target FROM `base` (default: the config's); `on_start(tag, base)` before each one."""
     targets = tuple(targets)
     for target in targets:
         expand_targets(target)  # validate everything before touching the engine
-    ca = resolve_ca_bundle(ca_bundle, ws.config)
-    base = base or ws.config.base_image
-    engine = ws.engine
+    ca = resolve_ca_bundle(ca_bundle, site.config)
+    base = base or site.config.base_image
+    engine = site.engine
     if ca.path and on_line:
         on_line(f"Using CA bundle {ca.path} (from {ca.source}).")
-    pins = baseline.read(ws.config)  # a damaged pin file stops the build before it starts
+    pins = baseline.read(site.config)  # a damaged pin file stops the build before it starts
     results = []
     for target in targets:
-        tag = image_tag(ws.config, target)
+        tag = image_tag(site.config, target)
         if on_start:
             on_start(tag, base)
         result = build_image(engine, target, tag, base, ca, on_line=on_line or (lambda _line: None),
-                             force=force, extra_args=build_args(ws.config, target))
+                             force=force, extra_args=build_args(site.config, target))
         results.append(against_baseline(engine, result, pins.get(target)))
     return results
 

@@ -37,32 +37,32 @@ class IdleState:
                 "detail": self.detail, "culled": self.culled}
 
 
-def idle_states(ws: Site, now: float | None = None) -> list[IdleState]:
+def idle_states(site: Site, now: float | None = None) -> list[IdleState]:
     """How long each running experiment of this instance has been idle."""
     now = time.time() if now is None else now
-    running = {e.name: e for e in listing.list_experiments(ws, all=False) if not e.orphan}
+    running = {e.name: e for e in listing.list_experiments(site, all=False) if not e.orphan}
     states: list[IdleState] = []
-    for record in ws.store.experiments():
+    for record in site.store.experiments():
         experiment = running.get(record.name)
         if experiment is None or record.status == "launching":
             continue
         try:
-            idle, detail = get_kind(record.kind).idle(ws, record, experiment.id, now)
+            idle, detail = get_kind(record.kind).idle(site, record, experiment.id, now)
         except PtdeskError as exc:
             idle, detail = None, exc.message
         states.append(IdleState(record.name, record.kind, record.owner, idle, detail))
     return states
 
 
-def cull(ws: Site, limit: float, dry_run: bool = False, now: float | None = None) -> list[IdleState]:
+def cull(site: Site, limit: float, dry_run: bool = False, now: float | None = None) -> list[IdleState]:
     """Stop every experiment idle for longer than `limit` seconds; returns each one's state."""
     out: list[IdleState] = []
-    for state in idle_states(ws, now):
+    for state in idle_states(site, now):
         culled = False
         if state.idle_seconds is not None and state.idle_seconds >= limit and not dry_run:
             try:
-                operations.stop(ws, state.name)
-                ws.store.audit("cull", state.name, {"idle_seconds": round(state.idle_seconds),
+                operations.stop(site, state.name)
+                site.store.audit("cull", state.name, {"idle_seconds": round(state.idle_seconds),
                                                       "limit_seconds": round(limit), "how": state.detail})
                 culled = True
             except PtdeskError as exc:  # it went away meanwhile: nothing left to stop

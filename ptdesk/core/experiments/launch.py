@@ -60,49 +60,49 @@ WORKSPACE_MOUNT = workspace.MOUNT
 Progress = Callable[[str], None]
 
 
-def launch(ws: Site, spec: LaunchSpec, progress: Progress = lambda step: None) -> Launched:
+def launch(site: Site, spec: LaunchSpec, progress: Progress = lambda step: None) -> Launched:
     kind = get_kind(spec.kind)
     progress("Checking the image")
-    _check_image(ws, spec, kind)
-    inventory = ws.gpu_inventory() if spec.gpus != "none" else None
+    _check_image(site, spec, kind)
+    inventory = site.gpu_inventory() if spec.gpus != "none" else None
 
     progress("Reserving name and GPUs")
     gpu_lock = contextlib.ExitStack()
     # CPU-only launches never wait for anyone; nor does "auto" where there is no GPU to give.
     if spec.gpus != "none" and not (spec.gpus == "auto" and inventory and not inventory.available):
-        gpu_lock.enter_context(machine_gpu_lock(ws.engine, spec.image, ws.config.gpu_lock_wait))
+        gpu_lock.enter_context(machine_gpu_lock(site.engine, spec.image, site.config.gpu_lock_wait))
     with gpu_lock:  # released as soon as the container holding the GPUs has started (below)
-        on_engine = instance_containers(ws)
-        held = _held_on_engine(ws, on_engine, inventory)
+        on_engine = instance_containers(site)
+        held = _held_on_engine(site, on_engine, inventory)
         # the queue's claims and others' reservations
-        held.update(at_launch.claims(ws, spec.owner, spec.gpus, on_engine, held, inventory))
+        held.update(at_launch.claims(site, spec.owner, spec.gpus, on_engine, held, inventory))
         # gpus_wait: filed in the queue instead of started, for want of free GPUs
-        spec, launching, gpus_wait = _reserve(ws, spec, inventory, on_engine, held)
+        spec, launching, gpus_wait = _reserve(site, spec, inventory, on_engine, held)
         attempt = _Attempt(launching)
         made_workspace = False
         try:
-            spec, made_workspace = _ensure_workspace(ws, spec)
+            spec, made_workspace = _ensure_workspace(site, spec)
             progress("Generating keys and secrets")
-            plan = kind.plan(ws.config, spec)
+            plan = kind.plan(site.config, spec)
             if plan.host_public_key:
-                ws.store.update_experiment(spec.name, host_public_key=plan.host_public_key)
+                site.store.update_experiment(spec.name, host_public_key=plan.host_public_key)
             if gpus_wait:
-                _file(ws, spec, plan, gpu_lock, attempt, progress)
+                _file(site, spec, plan, gpu_lock, attempt, progress)
             else:
-                _create_and_start(ws, spec, plan, gpu_lock, attempt, progress)
-                _prove_ready(ws, spec, kind, plan, attempt, progress)
+                _create_and_start(site, spec, plan, gpu_lock, attempt, progress)
+                _prove_ready(site, spec, kind, plan, attempt, progress)
         except BaseException as exc:
             if isinstance(exc, LaunchFailed) and attempt.container_id:
                 # The rollback removes the container and its logs: say what it printed while we can.
-                exc.hint = _last_words(ws, attempt.container_id, spec.limits.memory) or exc.hint
+                exc.hint = _last_words(site, attempt.container_id, spec.limits.memory) or exc.hint
                 if exc.hint and exc.hint.startswith("The memory limit"):
                     exc.field = "memory"  # what to change (a form puts the cursor there)
-            rollback(ws, attempt.record, attempt.container_id or _sealed_by(ws, spec.name, attempt.seal))
+            rollback(site, attempt.record, attempt.container_id or _sealed_by(site, spec.name, attempt.seal))
             if made_workspace:
                 with contextlib.suppress(OSError):  # only if still empty: never lose a file
                     spec.workspace.rmdir()
             raise
-    return Launched(experiment_of(ws, spec.name), launch_warnings(ws, spec, launching.gpus, inventory),
+    return Launched(experiment_of(site, spec.name), launch_warnings(site, spec, launching.gpus, inventory),
                     ledger.why_chosen(ledger.parse_request(spec.gpus), launching.gpus, inventory))
 
 
@@ -115,40 +115,40 @@ class _Attempt:
     seal: str | None = None  # the seal label of the container being created: unique to this launch
 
 
-def _sealed_by(ws: Site, name: str, seal_label: str | None) -> str | None:
+def _sealed_by(site: Site, name: str, seal_label: str | None) -> str | None:
     """The id of the container this launch created but never heard back about (interrupted while
     the engine answered), found by name and proven ours by its seal: nobody else can make it."""
     if seal_label is None:
         return None
     with contextlib.suppress(PtdeskError):
-        found = ws.engine.try_inspect(container_name(ws.config, name))
+        found = site.engine.try_inspect(container_name(site.config, name))
         if found and (found["Config"].get("Labels") or {}).get(LABEL_SEAL) == seal_label:
             return found["Id"]
     return None
 
 
-def _check_image(ws: Site, spec: LaunchSpec, kind: Kind) -> None:
-    if ws.engine.image_exists(spec.image):
+def _check_image(site: Site, spec: LaunchSpec, kind: Kind) -> None:
+    if site.engine.image_exists(spec.image):
         return
-    ours = spec.image == kind.image(ws.config)
+    ours = spec.image == kind.image(site.config)
     raise ImageMissing(f"Image {spec.image} is not on this engine.",
                        f"Build it with: ptdesk images build {spec.kind}" if ours else
                        "Pull or build it first (docker pull / docker build), or leave out --image "
                        f"to use ptdesk's own (ptdesk images build {spec.kind}).")
 
 
-def _create_and_start(ws: Site, spec: LaunchSpec, plan: Plan, gpu_lock: contextlib.ExitStack,
+def _create_and_start(site: Site, spec: LaunchSpec, plan: Plan, gpu_lock: contextlib.ExitStack,
                       attempt: _Attempt, progress: Progress) -> None:
     """Create the container with its secrets in place and start it, on a fresh port if someone
     took the picked one in between."""
-    engine = ws.engine
+    engine = site.engine
     for tries in range(PORT_ATTEMPTS):
         progress("Creating the container")
         # Known to the rollback before anything else runs: it removes this container by id.
-        container_id = attempt.container_id = _create(ws, spec, plan, attempt, free_port(ws.config.bind_address))
-        ws.store.update_experiment(spec.name, container_id=container_id)
+        container_id = attempt.container_id = _create(site, spec, plan, attempt, free_port(site.config.bind_address))
+        site.store.update_experiment(spec.name, container_id=container_id)
         # The image id it really runs (a tag moves with each rebuild) and its fingerprint.
-        ws.store.update_experiment(spec.name, **drift.at_launch(ws, container_id))
+        site.store.update_experiment(spec.name, **drift.at_launch(site, container_id))
         progress("Placing secrets")
         # One archive for all folders: every put_archive mounts the container's filesystem (~50 ms).
         engine.put_files(container_id, "/", [replace(f, name=f"{dest.strip('/')}/{f.name}")
@@ -167,26 +167,26 @@ def _create_and_start(ws: Site, spec: LaunchSpec, plan: Plan, gpu_lock: contextl
             engine.remove(container_id, force=True)
 
 
-def _file(ws: Site, spec: LaunchSpec, plan: Plan, gpu_lock: contextlib.ExitStack, attempt: _Attempt,
+def _file(site: Site, spec: LaunchSpec, plan: Plan, gpu_lock: contextlib.ExitStack, attempt: _Attempt,
           progress: Progress) -> None:
     """File the request in the queue: its container made with its secrets placed, no GPU, never
     started (admission starts it on the GPUs it gets; ptdesk.core.sharing.admission)."""
     progress("Filing it in the GPU queue")
-    container_id = attempt.container_id = _create(ws, spec, plan, attempt, free_port(ws.config.bind_address),
+    container_id = attempt.container_id = _create(site, spec, plan, attempt, free_port(site.config.bind_address),
                                                   queued=at_launch.queue_labels(spec))
-    ws.store.update_experiment(spec.name, container_id=container_id, **drift.at_launch(ws, container_id))
+    site.store.update_experiment(spec.name, container_id=container_id, **drift.at_launch(site, container_id))
     attempt.record = replace(attempt.record, container_id=container_id)
-    ws.engine.put_files(container_id, "/", [replace(f, name=f"{dest.strip('/')}/{f.name}")
+    site.engine.put_files(container_id, "/", [replace(f, name=f"{dest.strip('/')}/{f.name}")
                                             for dest, files in plan.files for f in files])
-    ws.store.update_experiment(spec.name, status=at_launch.QUEUED, launcher_pid=None)  # whole: admission may take it
+    site.store.update_experiment(spec.name, status=at_launch.QUEUED, launcher_pid=None)  # whole: admission may take it
     gpu_lock.close()
-    ws.store.audit("queued", spec.name, {"kind": spec.kind, "owner": spec.owner, "gpus": spec.gpus})
+    site.store.audit("queued", spec.name, {"kind": spec.kind, "owner": spec.owner, "gpus": spec.gpus})
 
 
-def _prove_ready(ws: Site, spec: LaunchSpec, kind: Kind, plan: Plan, attempt: _Attempt,
+def _prove_ready(site: Site, spec: LaunchSpec, kind: Kind, plan: Plan, attempt: _Attempt,
                  progress: Progress) -> None:
     """Wait until a client really gets in, then mark the record running and audit the launch."""
-    engine, store, config = ws.engine, ws.store, ws.config
+    engine, store, config = site.engine, site.store, site.config
     container_id = attempt.container_id
     assert container_id is not None
     bound = engine.published_port(container_id, plan.container_port)
@@ -212,10 +212,10 @@ def _prove_ready(ws: Site, spec: LaunchSpec, kind: Kind, plan: Plan, attempt: _A
     store.update_experiment(spec.name, status="running", launcher_pid=None)
 
 
-def launch_warnings(ws: Site, spec: LaunchSpec, gpus: tuple[int, ...],
+def launch_warnings(site: Site, spec: LaunchSpec, gpus: tuple[int, ...],
                     inventory: GpuInventory | None) -> tuple[str, ...]:
     """What the person should know about a launch that worked, one sentence each with its fix."""
-    config = ws.config
+    config = site.config
     warnings = []
     if not writable_by(spec.workspace, config.uid, config.gid):
         warnings.append(f"{spec.workspace} is not writable by uid {config.uid} (the container user): nothing can "
@@ -224,22 +224,22 @@ def launch_warnings(ws: Site, spec: LaunchSpec, gpus: tuple[int, ...],
         # Never a silent CPU run: say why auto found no GPU to give.
         reason = (inventory.reason if inventory else None) or "every GPU is held by another experiment."
         warnings.append(f"No GPU was given: {reason}")
-    warnings += at_launch.warnings(ws, spec.owner, gpus)
-    warnings += drift.launch_warnings(ws, spec.kind, spec.image, gpus, inventory.driver if inventory else None)
+    warnings += at_launch.warnings(site, spec.owner, gpus)
+    warnings += drift.launch_warnings(site, spec.kind, spec.image, gpus, inventory.driver if inventory else None)
     warnings += spec.notes  # defaults lowered to the box: last, after what needs acting on
     return tuple(warnings)
 
 
-def _held_on_engine(ws: Site, on_engine: Mapping[str, dict],
+def _held_on_engine(site: Site, on_engine: Mapping[str, dict],
                     inventory: GpuInventory | None) -> dict[int, Hold]:
     """The GPUs the engine really gives the instance's containers (asked only when this launch
     wants GPUs, and before the store's lock is taken); stopped ones only within their hold."""
     if inventory is None:
         return {}
-    return engine_holds(ws, on_engine, (g.index for g in inventory.gpus))
+    return engine_holds(site, on_engine, (g.index for g in inventory.gpus))
 
 
-def _reserve(ws: Site, spec: LaunchSpec, inventory: GpuInventory | None,
+def _reserve(site: Site, spec: LaunchSpec, inventory: GpuInventory | None,
              on_engine: Mapping[str, dict], held_on_engine: Mapping[int, Hold | str]
              ) -> tuple[LaunchSpec, ExperimentRecord, bool]:
     """Pick the name and the GPUs and write the "launching" record, in one store transaction.
@@ -247,11 +247,11 @@ def _reserve(ws: Site, spec: LaunchSpec, inventory: GpuInventory | None,
     The engine was asked before (`on_engine`): no HTTP request may run while the store's lock is
     held, or a slow engine would make every other ptdesk process time out waiting for the database.
     """
-    store = ws.store
+    store = site.store
     with store.tx() as conn:
         if spec.auto_name:
             # A launch running beside this one may have taken the suggested name: pick again, under the lock.
-            spec = renamed(ws.config, spec, suggest_name(ws, spec.owner, spec.kind, on_engine))
+            spec = renamed(site.config, spec, suggest_name(site, spec.owner, spec.kind, on_engine))
         if store.experiment(spec.name) or spec.name in on_engine:
             raise Conflict(f"An experiment named {spec.name!r} already exists.", "Pick another --name.", field="name")
         # A record holds its GPUs only while its container is not on the engine yet (a launch in
@@ -271,18 +271,18 @@ def _reserve(ws: Site, spec: LaunchSpec, inventory: GpuInventory | None,
 
 
 
-def _create(ws: Site, spec: LaunchSpec, plan: Plan, attempt: _Attempt, port: int,
+def _create(site: Site, spec: LaunchSpec, plan: Plan, attempt: _Attempt, port: int,
             queued: Mapping[str, str] | None = None) -> str:
     """Create the container; a name the engine already has (taken since we listed) is a Conflict.
     `queued`: the queue's labels, for a request filed instead of started (not sealed: the queue's
     bookkeeping, which admission changes)."""
-    config, gpus = ws.config, attempt.record.gpus
+    config, gpus = site.config, attempt.record.gpus
     labels = _labels(config, spec, gpus)
     labels[LABEL_SEAL] = attempt.seal = seal(config, labels, secret_digest(sealed_contents(get_kind(spec.kind), plan)))
     labels.update(queued or {})
-    network = experiments_network(ws.engine, spec.image)  # no reaching each other; its errors are its own
+    network = experiments_network(site.engine, spec.image)  # no reaching each other; its errors are its own
     try:
-        return ws.engine.create(
+        return site.engine.create(
             name=container_name(config, spec.name), image=spec.image, labels=labels,
             user=plan.user, environment=plan.environment, exposed=[plan.container_port],
             command=list(plan.command) if plan.command else None,
@@ -293,7 +293,7 @@ def _create(ws: Site, spec: LaunchSpec, plan: Plan, attempt: _Attempt, port: int
                        field="name") from None
 
 
-def rollback(ws: Site, record: ExperimentRecord, container_id: str | None) -> bool:
+def rollback(site: Site, record: ExperimentRecord, container_id: str | None) -> bool:
     """Undo a launch: host-side secrets, record (and with it the GPU reservation), container.
 
     Only while the store's record of that name is still `record`'s launch (same status, launcher
@@ -304,27 +304,27 @@ def rollback(ws: Site, record: ExperimentRecord, container_id: str | None) -> bo
     by name: a name can belong to someone else's container. False when nothing was done.
     """
     launch_of_record = {"status": record.status, "launcher_pid": record.launcher_pid, "created": record.created}
-    if not ws.store.delete_experiment_if(record.name, launch_of_record,
-                                         first=lambda: experiment_files.discard(ws.config, record.name)):
+    if not site.store.delete_experiment_if(record.name, launch_of_record,
+                                         first=lambda: experiment_files.discard(site.config, record.name)):
         return False
-    ssh_config.refresh_quietly(ws.config)  # its Host block goes with it
+    ssh_config.refresh_quietly(site.config)  # its Host block goes with it
     if container_id:
-        ws.engine.remove(container_id, force=True)
+        site.engine.remove(container_id, force=True)
     return True
 
 
-def _last_words(ws: Site, container_id: str, memory: str) -> str | None:
+def _last_words(site: Site, container_id: str, memory: str) -> str | None:
     """What a container that failed its launch last printed (and its exit code if it died), or
     that the memory limit killed it (the kernel's OOM killer leaves no output to quote)."""
     try:
-        state = ws.engine.inspect(container_id)["State"]
-        lines = _tail(ws, container_id)
+        state = site.engine.inspect(container_id)["State"]
+        lines = _tail(site, container_id)
         # The engine copies a container's output to its log asynchronously: a process that just
         # died may have its last words on the way still. Give them a moment before saying "none".
         deadline = time.monotonic() + 1.0
         while not lines and not state.get("Running") and time.monotonic() < deadline:
             time.sleep(0.05)
-            lines = _tail(ws, container_id)
+            lines = _tail(site, container_id)
     except PtdeskError:
         return None
     if state.get("Running"):
@@ -336,25 +336,25 @@ def _last_words(ws: Site, container_id: str, memory: str) -> str | None:
     return f"It exited with code {state.get('ExitCode')}{said}"
 
 
-def _tail(ws: Site, container_id: str) -> list[str]:
-    frames = ws.engine.logs(container_id, tail=5)
+def _tail(site: Site, container_id: str) -> list[str]:
+    frames = site.engine.logs(container_id, tail=5)
     try:
         return [ln for ln in b"".join(frames).decode(errors="replace").splitlines() if ln.strip()]
     finally:
         frames.close()
 
 
-def _ensure_workspace(ws: Site, spec: LaunchSpec) -> tuple[LaunchSpec, bool]:
+def _ensure_workspace(site: Site, spec: LaunchSpec) -> tuple[LaunchSpec, bool]:
     """The spec with its workspace resolved (what is bound and recorded), and whether this call
     made the folder: a default one is made (or an existing one checked) safely, by the workspace rule."""
-    config, engine_root = ws.config, workspace.docker_root(ws.engine)
+    config, engine_root = site.config, workspace.docker_root(site.engine)
     if spec.workspace != config.workspaces / spec.name:
         # Typed with --workspace: make_spec resolved it; checked again right before it is bound
         # (the dashboard's form may have sat open for a while).
         return replace(spec, workspace=workspace.check(config, spec.workspace, engine_root=engine_root,
                                                        recorded=True)), False
     real, made = workspace.make_default(config, spec.workspace, engine_root=engine_root)
-    ws.store.update_experiment(spec.name, workspace=str(real))
+    site.store.update_experiment(spec.name, workspace=str(real))
     return replace(spec, workspace=real), made
 
 

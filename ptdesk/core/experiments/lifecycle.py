@@ -68,9 +68,9 @@ class ContainerEvent:
                    kind=printable(kind) if kind else None, owner=printable(owner) if owner else None)
 
 
-def apply_event(ws: OwnSite, event: ContainerEvent) -> str | None:
+def apply_event(site: OwnSite, event: ContainerEvent) -> str | None:
     """Bring the store in line with one event; returns what was done (for the watch log), or None."""
-    record = ws.store.experiment(event.name)
+    record = site.store.experiment(event.name)
     if record is None or record.status == "launching":
         # A launch in flight owns its record until it reports ready or rolls back (reconcile
         # takes over if its launcher dies); a container without a record is reconcile's to adopt,
@@ -80,40 +80,40 @@ def apply_event(ws: OwnSite, event: ContainerEvent) -> str | None:
         return None  # an older container of the same name (removed, then re-launched)
     if event.action == "destroy":
         # A queued request admitted (by anyone's ptdesk): its entry goes, its admitted container stays.
-        if record.status == QUEUED and admission.follow(ws, record, ws.engine.list_managed(ws.config.instance)):
+        if record.status == QUEUED and admission.follow(site, record, site.engine.list_managed(site.config.instance)):
             return "admitted"
-        if operations.release(ws, event.name, if_container=event.container_id):
-            ws.store.audit("released", event.name, {"container": event.container_id[:12], "by": "event"},
+        if operations.release(site, event.name, if_container=event.container_id):
+            site.store.audit("released", event.name, {"container": event.container_id[:12], "by": "event"},
                              who="ptdesk-watch")
             return "released"
         return None
     status = STATUS_FOR.get(event.action)
     if status and record.status != status:
-        ws.store.update_experiment(event.name, status=status)
+        site.store.update_experiment(event.name, status=status)
     if event.action == "start":
-        _finish_pending_grants(ws, event.name)
+        _finish_pending_grants(site, event.name)
     return status
 
 
-def _finish_pending_grants(ws: OwnSite, name: str) -> None:
+def _finish_pending_grants(site: OwnSite, name: str) -> None:
     """Key rotations that waited for the container to run again are finished (rotation module),
     in a thread of their own with its own Site: the proof waits for sshd on the readiness
     schedule, and meanwhile the watcher must go on releasing what vanished containers held."""
-    if not any(g.pending for g in ws.store.grants(experiment=name)):
+    if not any(g.pending for g in site.store.grants(experiment=name)):
         return
-    threading.Thread(target=_finish_in_background, args=(ws.fork(), name), name=f"ptdesk-finish-{name}",
+    threading.Thread(target=_finish_in_background, args=(site.fork(), name), name=f"ptdesk-finish-{name}",
                      daemon=True).start()
 
 
-def _finish_in_background(ws: OwnSite, name: str) -> None:
+def _finish_in_background(site: OwnSite, name: str) -> None:
     try:
-        finish_pending(ws, name)
+        finish_pending(site, name)
     except PtdeskError as exc:
         log.warning("pending grants of %s not installed yet: %s", name, exc.message)
     except Exception:  # a bug here must not go unseen, nor take the watcher with it
         log.exception("finishing pending grants of %s failed", name)
     finally:
-        ws.close()
+        site.close()
 
 
 def _since_text(nanos: int) -> str:
@@ -130,14 +130,14 @@ def _nanos(text: str | None) -> int:
 class EventWatcher:
     """Follows the engine's events for this instance until `stop` is set; survives engine restarts."""
 
-    def __init__(self, ws: OwnSite, on_event: Callable[[ContainerEvent], None] = lambda event: None,
+    def __init__(self, site: OwnSite, on_event: Callable[[ContainerEvent], None] = lambda event: None,
                  on_engine: Callable[[bool, str | None], None] = lambda up, reason: None,
                  on_reconcile: Callable[[object], None] = lambda report: None) -> None:
-        self.ws = ws
+        self.site = site
         self.on_event = on_event
         self.on_engine = on_engine
         self.on_reconcile = on_reconcile
-        self._last_nanos = _nanos(ws.store.get_meta(SINCE_KEY))
+        self._last_nanos = _nanos(site.store.get_meta(SINCE_KEY))
         self._seen_at_last: set[tuple[str, str]] = set()  # events sharing the last timestamp
         self._up: bool | None = None  # unknown until the first connection attempt
         self._admitting = threading.Event()  # an admission round started by an event is running
@@ -147,13 +147,13 @@ class EventWatcher:
         backoff = BACKOFF_FIRST
         while not stop.is_set():
             try:
-                engine = self.ws.engine
+                engine = self.site.engine
                 self._engine_up()
                 if not self._last_nanos:
                     # First run ever: follow from before the reconcile pass, so nothing falls between.
                     self._last_nanos = time.time_ns() - 1_000_000_000
                 # What happened while nobody was watching (or the engine was down) has no event.
-                report = reconcile(self.ws)
+                report = reconcile(self.site)
                 try:
                     self.on_reconcile(report)
                 except Exception:  # a listener's bug must not stop the watcher
@@ -169,7 +169,7 @@ class EventWatcher:
                 stop.wait(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX)
             except EngineUnavailable as exc:
-                self.ws.drop_engine()
+                self.site.drop_engine()
                 if self._up:
                     backoff = BACKOFF_FIRST  # it just went away: first retries come quickly
                 self._engine_down(exc.message)
@@ -192,7 +192,7 @@ class EventWatcher:
         self._admitting.set()
 
         def round_() -> None:
-            own = self.ws.fork()
+            own = self.site.fork()
             try:
                 admission.admit(own, wait=ADMIT_LOCK_WAIT)
             except Exception:  # noqa: BLE001 - the next destroy, reconcile or the box's service retries
@@ -215,7 +215,7 @@ class EventWatcher:
 
     def _follow(self, engine, stop: threading.Event) -> None:
         since = _since_text(self._last_nanos) if self._last_nanos else None
-        stream = engine.events(self.ws.config.instance, since=since)
+        stream = engine.events(self.site.config.instance, since=since)
         done = threading.Event()
 
         def close_on_stop() -> None:
@@ -250,7 +250,7 @@ class EventWatcher:
         event = ContainerEvent.from_docker(raw)
         if event is not None:
             try:
-                event = replace(event, done=apply_event(self.ws, event))
+                event = replace(event, done=apply_event(self.site, event))
             except EngineUnavailable:
                 raise
             except PtdeskError as exc:
@@ -266,4 +266,4 @@ class EventWatcher:
         if nanos != self._last_nanos:
             self._last_nanos, self._seen_at_last = nanos, set()
         self._seen_at_last.add(key)
-        self.ws.store.set_meta(SINCE_KEY, _since_text(nanos))
+        self.site.store.set_meta(SINCE_KEY, _since_text(nanos))

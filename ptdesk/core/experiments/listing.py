@@ -41,10 +41,10 @@ def _status(container: dict | None, record: ExperimentRecord | None, queued: Map
     return f"queued #{position}" if position else container.get("State") or "unknown"
 
 
-def _experiment(ws: Site, record: ExperimentRecord | None, container: dict | None,
+def _experiment(site: Site, record: ExperimentRecord | None, container: dict | None,
                 queued: Mapping[str, int]) -> Experiment:
     """`queued`: container id -> queue position (its status is then `queued #N`)."""
-    config = ws.config
+    config = site.config
     labels = (container or {}).get("Labels") or {}
     if record is None:  # labelled container ptdesk has no record of: another user's, or an orphan
         foreign = foreign_owner(container) is not None
@@ -67,34 +67,34 @@ def _experiment(ws: Site, record: ExperimentRecord | None, container: dict | Non
     )
 
 
-def list_experiments(ws: Site, all: bool = True, driver: str | None = None) -> list[Experiment]:
+def list_experiments(site: Site, all: bool = True, driver: str | None = None) -> list[Experiment]:
     """Every experiment of this instance (other users' too); with all=False only running ones.
     `driver`: the NVIDIA driver NVML already reported in this process, for the driver warning."""
-    containers = instance_containers(ws)
-    records = {r.name: r for r in ws.store.experiments()}
+    containers = instance_containers(site)
+    records = {r.name: r for r in site.store.experiments()}
     names = sorted(set(containers) | set(records), key=lambda n: (records[n].created if n in records else 0, n))
     queued = queue_positions(containers.values())
-    out = [_experiment(ws, records.get(n), containers.get(n), queued) for n in names if n]
+    out = [_experiment(site, records.get(n), containers.get(n), queued) for n in names if n]
     if queued:  # why each waits: asked only while something is queued (holds, GPUs, reservations)
-        why = {e.name: e.reason for e in queue_view.queue(ws, containers.values())}
+        why = {e.name: e.reason for e in queue_view.queue(site, containers.values())}
         out = [replace(e, waiting=why.get(e.name)) if e.status.startswith("queued") else e for e in out]
     out = out if all else [e for e in out if e.status == "running"]
     # The environment column (ptdesk.core.environment.drift), then who is logged in (ptdesk.core.access.sessions).
-    return with_logins(marked(ws, out, containers, records, driver), records)
+    return with_logins(marked(site, out, containers, records, driver), records)
 
 
-def get(ws: Site, name: str, driver: str | None = None) -> Experiment:
-    record = ws.store.experiment(name)
-    container = find_container(ws, name)
+def get(site: Site, name: str, driver: str | None = None) -> Experiment:
+    record = site.store.experiment(name)
+    container = find_container(site, name)
     if record is None and container is None:
         raise NotFound(f"No experiment named {name!r}.", "List them with: ptdesk ls --all")
     waits = container is not None and container.get("State") == "created"
-    listed = instance_containers(ws).values() if waits else ()
+    listed = instance_containers(site).values() if waits else ()
     queued = queue_positions(listed)
-    found = _experiment(ws, record, container, queued)
+    found = _experiment(site, record, container, queued)
     if found.status.startswith("queued"):
-        found = replace(found, waiting=next((e.reason for e in queue_view.queue(ws, listed) if e.name == name), None))
-    return with_logins(marked(ws, [found], {name: container} if container else {},
+        found = replace(found, waiting=next((e.reason for e in queue_view.queue(site, listed) if e.name == name), None))
+    return with_logins(marked(site, [found], {name: container} if container else {},
                               {name: record} if record else {}, driver), {name: record} if record else {})[0]
 
 

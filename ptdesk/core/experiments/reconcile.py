@@ -85,12 +85,12 @@ def launcher_alive(record: ExperimentRecord, timeout: float, now: float | None =
     return pid_alive(record.launcher_pid)
 
 
-def reconcile(ws: Site) -> ReconcileReport:
+def reconcile(site: Site) -> ReconcileReport:
     """One pass; raises EngineUnavailable if the engine cannot be listed (callers decide)."""
-    store = ws.store
-    recreate.undo_interrupted(ws)  # a re-creation cut short: the record's container keeps the name
+    store = site.store
+    recreate.undo_interrupted(site)  # a re-creation cut short: the record's container keeps the name
     records = store.experiments()  # before the list: see the module docstring
-    listed = ws.engine.list_managed(ws.config.instance)
+    listed = site.engine.list_managed(site.config.instance)
     by_name = {container_key(c): c for c in listed}
     # A container being re-created (ptdesk.core.sharing.recreate) has a twin of its name for a moment: the
     # record's own container, whatever its name now, means it is not gone.
@@ -104,9 +104,9 @@ def reconcile(ws: Site) -> ReconcileReport:
     for record in records:
         container = by_name.get(record.name)
         if record.status == "launching":
-            if launcher_alive(record, ws.config.ready_timeout):
+            if launcher_alive(record, site.config.ready_timeout):
                 continue
-            if _roll_back(ws, record, container):
+            if _roll_back(site, record, container):
                 rolled_back.append(record.name)
             by_name.pop(record.name, None)
             continue
@@ -114,9 +114,9 @@ def reconcile(ws: Site) -> ReconcileReport:
             continue
         if record.container_id in listed_ids:
             continue
-        if record.status == QUEUED and admission.follow(ws, record, listed):
+        if record.status == QUEUED and admission.follow(site, record, listed):
             continue  # admitted by someone's ptdesk while this one looked away: it runs now
-        if operations.release(ws, record.name, if_container=record.container_id):
+        if operations.release(site, record.name, if_container=record.container_id):
             store.audit("released", record.name, {"container": (record.container_id or "")[:12],
                                                   "by": "reconcile"}, who="ptdesk-reconcile")
             released.append(record.name)
@@ -127,7 +127,7 @@ def reconcile(ws: Site) -> ReconcileReport:
             continue  # recorded, or another user's: theirs to adopt, not an orphan of ours
         if _adoptable(container):
             try:
-                outcome = _adopt(ws, container)
+                outcome = _adopt(site, container)
                 if outcome == "adopted":
                     adopted.append(name)
                 elif outcome == "unverified":
@@ -138,13 +138,13 @@ def reconcile(ws: Site) -> ReconcileReport:
             except PtdeskError as exc:  # e.g. it vanished while we looked at it, or holds garbage
                 log.warning("could not adopt %s: %s", name, exc.message)
         orphans.append(printable(name))  # any engine user's label: printed by reconcile and watch
-    _admit_quietly(ws, listed)
-    ended = [f"{e.person} in {e.experiment}: {e.count} process(es)" for e in expiry.end_revoked(ws) if e.pids]
+    _admit_quietly(site, listed)
+    ended = [f"{e.person} in {e.experiment}: {e.count} process(es)" for e in expiry.end_revoked(site) if e.pids]
     return ReconcileReport(released=tuple(released), rolled_back=tuple(rolled_back), adopted=tuple(adopted),
                            orphans=tuple(orphans), unverified=tuple(unverified), ended=tuple(ended))
 
 
-def _admit_quietly(ws: Site, listed: Iterable[dict]) -> None:
+def _admit_quietly(site: Site, listed: Iterable[dict]) -> None:
     """Every ptdesk that reconciles admits the queue's head when GPUs are free (the box's service
     does it too); a failed round is the next one's to retry, never this pass's failure."""
     if not gpu_queue.entries(listed):
@@ -152,14 +152,14 @@ def _admit_quietly(ws: Site, listed: Iterable[dict]) -> None:
     try:
         # A command must not wait long behind someone's launch: the next round (or the box's
         # service) admits if the lock is busy now.
-        admission.admit(ws, wait=ADMIT_LOCK_WAIT)
+        admission.admit(site, wait=ADMIT_LOCK_WAIT)
     except EngineUnavailable:
         raise
     except PtdeskError as exc:
         log.warning("admitting queued requests: %s", exc.message)
 
 
-def _roll_back(ws: Site, record: ExperimentRecord, container: dict | None) -> bool:
+def _roll_back(site: Site, record: ExperimentRecord, container: dict | None) -> bool:
     """Undo a launch whose launcher died, from `record` as read at the start of the pass.
 
     launch.rollback does it only if the store still holds that very launch: another pass may have
@@ -170,9 +170,9 @@ def _roll_back(ws: Site, record: ExperimentRecord, container: dict | None) -> bo
     labels = (container or {}).get("Labels") or {}
     container_id = record.container_id or (container["Id"] if container and
                                            labels.get(LABEL_OWNER) == record.owner else None)
-    if not rollback(ws, record, container_id):
+    if not rollback(site, record, container_id):
         return False
-    ws.store.audit("rolled-back", record.name, {"launcher_pid": record.launcher_pid}, who="ptdesk-reconcile")
+    site.store.audit("rolled-back", record.name, {"launcher_pid": record.launcher_pid}, who="ptdesk-reconcile")
     return True
 
 
@@ -184,18 +184,18 @@ def _adoptable(container: dict) -> bool:
             and gpus_from_label(labels.get(LABEL_GPUS)) is not None)
 
 
-def _adopt(ws: Site, container: dict) -> str:
+def _adopt(site: Site, container: dict) -> str:
     """Record a container of this user's that the store lost — only if this home's seal proves it
     made it ("unverified" otherwise). Its kind reads the secrets back from the container (running
     or stopped); anything unreadable in them makes it an orphan (a PtdeskError). Returns
     "adopted", "unverified", or "recorded" when a launch recorded it meanwhile."""
     labels = container["Labels"]
     name, kind, cid = labels[LABEL_NAME], get_kind(labels[LABEL_KIND]), container["Id"]
-    if not _sealed_here(ws, kind, cid, labels):
+    if not _sealed_here(site, kind, cid, labels):
         # Said by `doctor` and marked in `ls` (unverified), not on every command's stderr.
         log.debug("not adopting %s: its labels are not sealed by this ptdesk home", name)
         return "unverified"
-    recovered = kind.read_back(ws, cid, labels)
+    recovered = kind.read_back(site, cid, labels)
     port = next((p.get("PublicPort") for p in container.get("Ports") or [] if p.get("PublicPort")), None)
     state = container.get("State") or "exited"
     record = ExperimentRecord(
@@ -204,72 +204,73 @@ def _adopt(ws: Site, container: dict) -> str:
         container_id=cid, port=port, gpus=gpus_from_label(labels.get(LABEL_GPUS)) or (),
         workspace=labels.get(LABEL_WORKSPACE), host_public_key=recovered.host_public_key,
         extra_keys=recovered.extra_keys)
-    with ws.store.tx() as conn:
-        if ws.store.experiment(name) is not None:
+    with site.store.tx() as conn:
+        if site.store.experiment(name) is not None:
             return "recorded"  # a launch recorded it meanwhile
-        ws.store.insert_experiment(conn, record)
+        site.store.insert_experiment(conn, record)
         for filename, text, mode in recovered.files:
-            experiment_files.write(ws.config, name, filename, text, mode)
-        kind.after_start(ws.config, record)
-    ws.store.audit("adopted", name, {"container": cid[:12], "kind": kind.name}, who="ptdesk-reconcile")
-    _restore_collaborators(ws, name, recovered)
+            experiment_files.write(site.config, name, filename, text, mode)
+        kind.after_start(site.config, record)
+    site.store.audit("adopted", name, {"container": cid[:12], "kind": kind.name}, who="ptdesk-reconcile")
+    _restore_collaborators(site, name, recovered)
     if kind.grants_logins:
-        _authorize_this_owner_key(ws, name)
+        _authorize_this_owner_key(site, name)
     return "adopted"
 
 
-def _restore_collaborators(ws: Site, experiment: str, recovered: Recovered) -> None:
+def _restore_collaborators(site: Site, experiment: str, recovered: Recovered) -> None:
     """Collaborator keys found in an adopted container come back as collaborators with their grant
     (the key folder ptdesk made for them, if it is still there, as their identity); a key marked
     for someone this store knows with another key is dropped and said so. Either way the next
     render lists only what the store holds: nothing invisible stays."""
-    store = ws.store
+    store = site.store
     for found in recovered.collaborators:
         fingerprint = keys.fingerprint(found.public_line)
         person = store.collaborator(found.collaborator)
         if person is None:
-            person = _recreate_collaborator(ws, found, fingerprint, dict(recovered.accounts))
+            person = _recreate_collaborator(site, found, fingerprint, dict(recovered.accounts))
         if fingerprint not in (person.fingerprint, person.previous_fingerprint):
-            _dropped(ws, experiment, f"{fingerprint} (marked for {found.collaborator}, whose key is another now)")
+            _dropped(site, experiment, f"{fingerprint} (marked for {found.collaborator}, whose key is another now)")
             continue
         if not store.grants(collaborator=person.name, experiment=experiment):
             store.put_grant(person.name, experiment, (fingerprint,), pending=False)
         store.audit("collab-restored", experiment, {"collaborator": person.name, "fingerprint": fingerprint},
                     who="ptdesk-reconcile")
     for why in recovered.dropped:
-        _dropped(ws, experiment, why)
+        _dropped(site, experiment, why)
 
 
-def _recreate_collaborator(ws: Site, found: GrantedKey, fingerprint: str,
+def _recreate_collaborator(site: Site, found: GrantedKey, fingerprint: str,
                            uids: dict[str, int]) -> CollaboratorRecord:
-    private = key_dir(ws.config, found.collaborator) / PRIVATE
+    private = key_dir(site.config, found.collaborator) / PRIVATE
     try:
         ours = keys.fingerprint(keys.public_line_of(private)) == fingerprint
     except (OSError, PtdeskError):
         ours = False
     # The uid their account (and their files) has, unless this store gave it to someone else.
-    first, last = accounts.uid_range(ws.config.uid)
+    first, last = accounts.uid_range(site.config.uid)
     uid = uids.get(found.collaborator)
-    if uid is not None and not (first <= uid <= last and uid not in ws.store.account_map()):
+    if uid is not None and not (first <= uid <= last and uid not in site.store.account_map()):
         uid = None
     person = CollaboratorRecord(name=found.collaborator, public_key=found.public_line, fingerprint=fingerprint,
                                 created=time.time(), identity_file=str(private) if ours else None,
                                 expires=found.expires, uid=uid)
-    ws.store.insert_collaborator(person)
+    site.store.insert_collaborator(person)
     return person
 
 
-def _dropped(ws: Site, experiment: str, why: str) -> None:
+def _dropped(site: Site, experiment: str, why: str) -> None:
     log.warning("adopting %s: a key in its authorized_keys was dropped: %s", experiment, why)
-    ws.store.audit("adopt-dropped-key", experiment, {"key": why}, who="ptdesk-reconcile")
+    site.store.audit("adopt-dropped-key", experiment, {"key": why}, who="ptdesk-reconcile")
 
 
-def _sealed_here(ws: Site, kind: Kind, container_id: str, labels: dict[str, str]) -> bool:
+def _sealed_here(site: Site, kind: Kind, container_id: str, labels: dict[str, str]) -> bool:
     """Does the seal label verify against this home's secret and the sealed files inside?"""
-    return sealed_container(ws.config, labels, lambda path: ws.engine.read_file(container_id, path), kind.sealed_paths)
+    return sealed_container(site.config, labels, lambda path: site.engine.read_file(container_id, path),
+                            kind.sealed_paths)
 
 
-def _authorize_this_owner_key(ws: Site, name: str) -> None:
+def _authorize_this_owner_key(site: Site, name: str) -> None:
     """Make the owner's key of *this* PTDESK_HOME open an adopted SSH experiment.
 
     It may have been launched from another home (`--owner`, or a store that was lost), so the key
@@ -277,7 +278,7 @@ def _authorize_this_owner_key(ws: Site, name: str) -> None:
     extra keys, so this only adds access, never removes it.
     """
     try:
-        with container_lock(ws.config, name):
-            reinstall(ws, name)
+        with container_lock(site.config, name):
+            reinstall(site, name)
     except PtdeskError as exc:  # adopted all the same; the next grant or start renders it again
         log.warning("could not install the owner key in adopted %s: %s", name, exc.message)

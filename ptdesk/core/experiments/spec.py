@@ -46,13 +46,13 @@ T = TypeVar("T")
 
 
 
-def suggest_name(ws: Site, owner: str, kind: str, on_engine: Collection[str] | None = None) -> str:
+def suggest_name(site: Site, owner: str, kind: str, on_engine: Collection[str] | None = None) -> str:
     """A free name like alice-jupyter-3 (free in the store and among the engine's containers).
 
     `on_engine`: the names the engine already has, when the caller listed them (no request then).
     """
-    taken = {r.name for r in ws.store.experiments()}
-    taken |= set(instance_containers(ws) if on_engine is None else on_engine)
+    taken = {r.name for r in site.store.experiments()}
+    taken |= set(instance_containers(site) if on_engine is None else on_engine)
     for n in range(1, 10_000):
         candidate = f"{owner}-{kind}-{n}"
         if candidate not in taken:
@@ -60,23 +60,23 @@ def suggest_name(ws: Site, owner: str, kind: str, on_engine: Collection[str] | N
     raise Conflict("No free experiment name was found.", "Pass one with --name.")
 
 
-def make_spec(ws: Site, kind: str, *, name: str | None = None, owner: str | None = None,
+def make_spec(site: Site, kind: str, *, name: str | None = None, owner: str | None = None,
               image: str | None = None, gpus: str | None = None, workspace: str | Path | None = None,
               memory: str | None = None, cpus: float | None = None, shm_size: str | None = None,
               pids: int | None = None, pubkey: str | Path | None = None,
               gpu_memory: str | None = None, queue: bool = False) -> LaunchSpec:
     """Validate everything a person typed and fill defaults; raises before anything is created."""
-    config = ws.config
+    config = site.config
     kind_ = get_kind(kind)  # InvalidInput naming the kinds there are
     owner = _checked("owner", validate_owner, owner or current_user())
     typed = name
-    name = _checked("name", validate_name, name) if name else suggest_name(ws, owner, kind)
+    name = _checked("name", validate_name, name) if name else suggest_name(site, owner, kind)
     gpus = gpus or config.gpus  # one default for the CLI and the form
     _checked("gpus", ledger.parse_request, gpus, gpu_memory)
-    limits, notes = _limits(config.limits, memory, cpus, pids, shm_size, _box(ws))
+    limits, notes = _limits(config.limits, memory, cpus, pids, shm_size, _box(site))
     if workspace is not None:
         # Bound and recorded resolved: the engine would otherwise follow links again at every start.
-        path = _checked("workspace", check_workspace, config, Path(workspace), docker_root(ws.engine))
+        path = _checked("workspace", check_workspace, config, Path(workspace), docker_root(site.engine))
     else:
         path = config.workspaces / name  # made and checked by the launch (workspace.make_default)
     extra_keys: tuple[str, ...] = ()
@@ -99,10 +99,10 @@ def _checked(field: str, check: Callable[..., T], *args: Any) -> T:
         raise
 
 
-def _box(ws: Site) -> tuple[int, int | None]:
+def _box(site: Site) -> tuple[int, int | None]:
     """(CPUs, bytes of memory) of the workstation's engine — not of the machine ptdesk runs on."""
     try:
-        info = ws.engine.info()
+        info = site.engine.info()
     except PtdeskError:
         return os.cpu_count() or 1, None  # the launch meets the engine's trouble itself, and says it
     return int(info.get("NCPU") or os.cpu_count() or 1), int(info.get("MemTotal") or 0) or None

@@ -20,18 +20,18 @@ if TYPE_CHECKING:
     from ptdesk.core.site import Site
 
 
-def hold_seconds(ws: Site) -> float:
+def hold_seconds(site: Site) -> float:
     """The configured hold after stop, in seconds (the config checked its grammar)."""
-    return seconds(ws.config.gpu_hold_after_stop) or 0.0
+    return seconds(site.config.gpu_hold_after_stop) or 0.0
 
 
-def engine_holds(ws: Site, on_engine: Mapping[str, dict], every_gpu: Iterable[int],
+def engine_holds(site: Site, on_engine: Mapping[str, dict], every_gpu: Iterable[int],
                  exclude: Iterable[str] = ()) -> dict[int, Hold]:
     """GPU index -> Hold, from the engine's own record of each container (one inspect each; ask
     before taking the store's lock). `exclude`: experiment names not to count (one being moved)."""
     skip = set(exclude)
-    inspected = {name: ws.engine.try_inspect(c["Id"]) for name, c in on_engine.items() if name not in skip}
-    return ledger.holds_from_devices(inspected, every_gpu, now=clock.now(), hold_seconds=hold_seconds(ws))
+    inspected = {name: site.engine.try_inspect(c["Id"]) for name, c in on_engine.items() if name not in skip}
+    return ledger.holds_from_devices(inspected, every_gpu, now=clock.now(), hold_seconds=hold_seconds(site))
 
 
 class HoldReader:
@@ -49,22 +49,22 @@ class HoldReader:
         self._inspected: dict[str, dict | None] = {}  # experiment name -> its document, as last listed
         self._listed_at = float("-inf")
 
-    def holds(self, ws: Site, every_gpu: Iterable[int]) -> dict[int, Hold]:
+    def holds(self, site: Site, every_gpu: Iterable[int]) -> dict[int, Hold]:
         now = clock.now()
         if now - self._listed_at >= self.RELIST or now < self._listed_at:
-            self._inspected = self._read(ws, now)
+            self._inspected = self._read(site, now)
             self._listed_at = now
-        return ledger.holds_from_devices(self._inspected, every_gpu, now=now, hold_seconds=hold_seconds(ws))
+        return ledger.holds_from_devices(self._inspected, every_gpu, now=now, hold_seconds=hold_seconds(site))
 
-    def _read(self, ws: Site, now: float) -> dict[str, dict | None]:
-        listed = ws.engine.list_managed(ws.config.instance)
+    def _read(self, site: Site, now: float) -> dict[str, dict | None]:
+        listed = site.engine.list_managed(site.config.instance)
         inspected: dict[str, dict | None] = {}
         fresh: dict[str, tuple[str, float, dict | None]] = {}
         for container in listed:
             state = str(container.get("State") or "")
             kept = self._documents.get(container["Id"])
             if kept is None or kept[0] != state or now - kept[1] > self.REREAD:
-                kept = (state, now, ws.engine.try_inspect(container["Id"]))
+                kept = (state, now, site.engine.try_inspect(container["Id"]))
             fresh[container["Id"]] = kept
             inspected[container_key(container)] = kept[2]
         self._documents = fresh

@@ -112,8 +112,8 @@ class SamplerFeed:
 class RemoteGpus:
     """The GpuSampler interface (sample, inventory, close) for a workstation reached over SSH."""
 
-    def __init__(self, ws: Site) -> None:
-        self._ws = ws
+    def __init__(self, site: Site) -> None:
+        self._site = site
         self._feed: SamplerFeed | None = None
         self._lock = threading.Lock()
         self.last: GpuSnapshot | None = None
@@ -121,28 +121,28 @@ class RemoteGpus:
     def _unavailable(self, reason: str) -> GpuSnapshot:
         """Why there is no sample, naming the workstation once ("box: ..."; an engine error from
         the fleet already says "Workstation box: ...")."""
-        reason = reason.removeprefix(f"Workstation {self._ws.name}: ")
-        return GpuSnapshot(available=False, reason=f"{self._ws.name}: {reason}", driver=None, taken_at=time.time())
+        reason = reason.removeprefix(f"Workstation {self._site.name}: ")
+        return GpuSnapshot(available=False, reason=f"{self._site.name}: {reason}", driver=None, taken_at=time.time())
 
     def sample(self) -> GpuSnapshot:
         """The newest sample (waiting for the first one); a value, never an exception."""
         with self._lock:
             try:
                 if self._feed is None or not self._feed.alive:
-                    self._feed = SamplerFeed(self._ws.engine, self._ws.config.instance,
-                                             sampler_tag(self._ws.config))
+                    self._feed = SamplerFeed(self._site.engine, self._site.config.instance,
+                                             sampler_tag(self._site.config))
                 feed = self._feed
             except PtdeskError as exc:
                 if "No such image" in exc.message:  # not a driver problem: ptdesk's sampler was never built there
                     return self._unavailable(f"its GPU sampler image is not there; build it with: ptdesk images "
-                                             f"build sampler --on {self._ws.name}")
+                                             f"build sampler --on {self._site.name}")
                 return self._unavailable(exc.message)
         snapshot = feed.wait_first(FIRST_SAMPLE_TIMEOUT)
         if snapshot is None:
             return self._unavailable(feed.error or "its GPU sampler sent nothing in time")
         if not snapshot.available:  # "this machine" in the sampler's sentence is that workstation
-            snapshot = replace(snapshot, reason=f"{self._ws.name}: {snapshot.reason}")
-        self.last = name_processes(snapshot, self._ws.engine, self._ws.config.instance)
+            snapshot = replace(snapshot, reason=f"{self._site.name}: {snapshot.reason}")
+        self.last = name_processes(snapshot, self._site.engine, self._site.config.instance)
         return self.last
 
     def inventory(self, snapshot: GpuSnapshot | None = None) -> GpuInventory:

@@ -88,12 +88,12 @@ class Kind(ABC):
         Pure: a listing runs often and beside `ptdesk rm`, so this never writes files."""
 
     @abstractmethod
-    def idle(self, ws: Site, record: ExperimentRecord, container_id: str,
+    def idle(self, site: Site, record: ExperimentRecord, container_id: str,
              now: float) -> tuple[float | None, str]:
         """Seconds since someone last used it (None: cannot tell, never culled) and how it was told."""
 
     @abstractmethod
-    def read_back(self, ws: Site, container_id: str, labels: Mapping[str, str]) -> Recovered:
+    def read_back(self, site: Site, container_id: str, labels: Mapping[str, str]) -> Recovered:
         """The secrets a lost record needs, read from the container (running or stopped); raises
         PtdeskError when they are unreadable (the container then stays an orphan)."""
 

@@ -145,15 +145,15 @@ class JupyterKind(Kind):
             fields |= {"certificate_fingerprint": jupyter_tls.fingerprint(cert), "certificate": where}
         return Access(connect=url, rows=rows, fields=fields)
 
-    def idle(self, ws: Site, record: ExperimentRecord, container_id: str,
+    def idle(self, site: Site, record: ExperimentRecord, container_id: str,
              now: float) -> tuple[float | None, str]:
         """Jupyter says itself when it was last used (/api/status `last_activity`, which covers
         kernels and terminals); a kernel that is busy right now counts as active."""
-        token, cert = self.token(ws.config, record.name), self.certificate(ws.config, record.name)
+        token, cert = self.token(site.config, record.name), self.certificate(site.config, record.name)
         if not token or not record.port:
             return None, "no token or port recorded"
         # no_track_activity: asking must not itself count as activity.
-        host, port, kernels = ws.config.connect_host, record.port, None
+        host, port, kernels = site.config.connect_host, record.port, None
         code, status = api_get(host, port, "/api/status?no_track_activity=1", token, 5.0, cert)
         if code == 200:
             code, kernels = api_get(host, port, "/api/kernels?no_track_activity=1", token, 5.0, cert)
@@ -172,8 +172,8 @@ class JupyterKind(Kind):
     def after_start(self, config: Config, record: ExperimentRecord) -> None:
         """Nothing to keep in step: the URL carries the token, and the port never changes."""
 
-    def read_back(self, ws: Site, container_id: str, labels: Mapping[str, str]) -> Recovered:
-        engine = ws.engine
+    def read_back(self, site: Site, container_id: str, labels: Mapping[str, str]) -> Recovered:
+        engine = site.engine
         try:
             token = engine.read_file(container_id, f"{TOKEN_DIR}/{TOKEN_FILE}").decode()
             cert = engine.read_file(container_id, f"{TOKEN_DIR}/{jupyter_tls.CERT_FILE}").decode() \

@@ -115,36 +115,36 @@ class SshKind(Kind):
             "host": host, "port": record.port, "user": CONTAINER_USER, "identity_file": str(key_file),
             "known_hosts": known, "host_key_fingerprint": fingerprint, "command": command})
 
-    def idle(self, ws: Site, record: ExperimentRecord, container_id: str,
+    def idle(self, site: Site, record: ExperimentRecord, container_id: str,
              now: float) -> tuple[float | None, str]:
         """SSH has no activity clock of its own, so ptdesk keeps one. A process of its people
         without a terminal (a job left running, a command, a forward) is activity now; one on a
         terminal counts from that terminal's last input, as `w` shows it, so a shell left open
         over lunch is idle (and warned) while a run in tmux is not. Each check notes the time."""
-        people = {ws.config.uid} | {c.uid for g in ws.store.grants(experiment=record.name)
-                                    if (c := ws.store.collaborator(g.collaborator)) and c.uid is not None}
+        people = {site.config.uid} | {c.uid for g in site.store.grants(experiment=record.name)
+                                    if (c := site.store.collaborator(g.collaborator)) and c.uid is not None}
         # As nobody: reading /proc and stat-ing terminals needs no account, and nothing of any person's runs with it.
-        rc, out = ws.engine.exec(container_id, ["sh", "-c", _ACTIVITY], user=NOBODY)
+        rc, out = site.engine.exec(container_id, ["sh", "-c", _ACTIVITY], user=NOBODY)
         if rc != 0:
             return None, f"ps failed ({out.decode(errors='replace').strip()})"
         running, on_terminals = _activity(out.decode(errors="replace"), people)
         key = SSH_ACTIVE_KEY + record.name
         if running:
-            ws.store.set_meta(key, repr(now))
+            site.store.set_meta(key, repr(now))
             return 0.0, f"{running} process(es) of its people"
-        seen = ws.store.get_meta(key)
-        started = parse_time((ws.engine.inspect(container_id).get("State") or {}).get("StartedAt")) or record.created
+        seen = site.store.get_meta(key)
+        started = parse_time((site.engine.inspect(container_id).get("State") or {}).get("StartedAt")) or record.created
         last = max(started, float(seen) if seen else 0.0, on_terminals or 0.0)
         if on_terminals is not None:
             return max(0.0, now - last), "no input on its people's terminals"
         return max(0.0, now - last), "no process of its people"
 
-    def read_back(self, ws: Site, container_id: str, labels: Mapping[str, str]) -> Recovered:
+    def read_back(self, site: Site, container_id: str, labels: Mapping[str, str]) -> Recovered:
         try:
-            host_key = keys.parse_public_key(ws.engine.read_file(container_id, HOST_KEY_IN_CONTAINER).decode())
+            host_key = keys.parse_public_key(site.engine.read_file(container_id, HOST_KEY_IN_CONTAINER).decode())
         except UnicodeDecodeError:
             raise PtdeskError("The host key in the container is not text.") from None
-        return _recover_keys(ws, container_id, labels[LABEL_OWNER], host_key)
+        return _recover_keys(site, container_id, labels[LABEL_OWNER], host_key)
 
     def after_start(self, config: Config, record: ExperimentRecord) -> None:
         write_known_hosts(config, record)
@@ -161,19 +161,19 @@ def write_known_hosts(config: Config, record: ExperimentRecord) -> None:
         experiment_files.write(config, record.name, KNOWN_HOSTS_FILE, known, 0o644)
 
 
-def _recover_keys(ws: Site, container_id: str, owner: str, host_key: str) -> Recovered:
+def _recover_keys(site: Site, container_id: str, owner: str, host_key: str) -> Recovered:
     """Sort the lines of the container's authorized_keys: collaborator keys (by the marker ptdesk
     writes on them) come back as collaborators; unmarked lines without an expiry are the keys the
     owner brought (--pubkey), kept so that re-rendering keeps them; the owner's own ptdesk key is
     rendered anyway. Anything else (an unmarked line with an expiry: a grant written before
     markers existed) is dropped and said so: never a permanent key nobody can see or revoke."""
-    owner_public = experiment_files.user_key_dir(ws.config, owner) / "id_ed25519.pub"
+    owner_public = experiment_files.user_key_dir(site.config, owner) / "id_ed25519.pub"
     skip: set[str] = set()
     with contextlib.suppress(OSError, PtdeskError):
         skip.add(keys.fingerprint(owner_public.read_text()))
     try:
         # The owner's file, then each collaborator account's own (older containers kept all in one).
-        engine = ws.engine
+        engine = site.engine
         accounts = tuple(read_accounts(engine, container_id))
         text = read_authorized_keys(engine, container_id) + "".join(
             read_authorized_keys(engine, container_id, name) for name, _ in accounts)

@@ -43,29 +43,29 @@ if TYPE_CHECKING:
 ADMIT_SUFFIX = ".admit"
 
 
-def admit(ws: Site, now: float | None = None, wait: float | None = None) -> list[str]:
+def admit(site: Site, now: float | None = None, wait: float | None = None) -> list[str]:
     """One admission round; the names admitted. Costs one listing when the queue is empty.
     `wait`: at most this long for the GPU lock (default gpu_lock_wait); GpuLockBusy after."""
-    listed = ws.engine.list_managed(ws.config.instance)
+    listed = site.engine.list_managed(site.config.instance)
     pending = [c for c in listed if (c.get("Labels") or {}).get(LABEL_QUEUE) == ADMITTED
                and c.get("State") == "created"]
     ordered = gpu_queue.fair_order(gpu_queue.entries(listed))
     if not ordered and not pending:
         return []
     image = (ordered[0] if ordered else None) and _image_of(listed, ordered[0])
-    wait = ws.config.gpu_lock_wait if wait is None else wait
-    with machine_gpu_lock(ws.engine, image or booking.record_image(ws), wait):
-        repair(ws)
-        listed = ws.engine.list_managed(ws.config.instance)  # again, under the lock: the truth now
+    wait = site.config.gpu_lock_wait if wait is None else wait
+    with machine_gpu_lock(site.engine, image or booking.record_image(site), wait):
+        repair(site)
+        listed = site.engine.list_managed(site.config.instance)  # again, under the lock: the truth now
         ordered = gpu_queue.fair_order(gpu_queue.entries(listed))
-        inventory = ws.gpu_inventory()
-        reservations: list[Reservation] = booking.reservations(ws) if ordered else []
-        plan = gpu_queue.plan(ordered, held_on(ws, listed, inventory), inventory, reservations,
+        inventory = site.gpu_inventory()
+        reservations: list[Reservation] = booking.reservations(site) if ordered else []
+        plan = gpu_queue.plan(ordered, held_on(site, listed, inventory), inventory, reservations,
                               clock.now() if now is None else now)
         done = []
         for entry, gpus in plan.admit:
             try:
-                admit_one(ws, entry, gpus)
+                admit_one(site, entry, gpus)
                 done.append(entry.name)
             except NotFound:
                 continue  # cancelled meanwhile
@@ -76,9 +76,9 @@ def _image_of(listed: Iterable[Mapping], entry: QueueEntry) -> str | None:
     return next((c.get("Image") for c in listed if c["Id"] == entry.container_id), None)
 
 
-def admit_one(ws: Site, entry: QueueEntry, gpus: tuple[int, ...]) -> str:
+def admit_one(site: Site, entry: QueueEntry, gpus: tuple[int, ...]) -> str:
     """Re-make `entry` on `gpus` and start it; the new container's id."""
-    engine = ws.engine
+    engine = site.engine
     document = engine.inspect(entry.container_id)
     final = document["Name"].lstrip("/")
     labels = {**((document.get("Config") or {}).get("Labels") or {}), LABEL_QUEUE: ADMITTED,
@@ -89,18 +89,18 @@ def admit_one(ws: Site, entry: QueueEntry, gpus: tuple[int, ...]) -> str:
     try:
         # Its whole writable layer: the secrets its launch placed, and for a stopped experiment
         # filed again (`ptdesk start --queue`) everything the person made in it since.
-        copy_layer(ws, entry.container_id, new)
+        copy_layer(site, entry.container_id, new)
     except BaseException:
         engine.remove(new, force=True)  # undone: the entry waits on
         raise
     engine.remove(entry.container_id, force=True)  # from here on, only forward (repair finishes it)
     engine.rename(new, final)
-    return start_admitted(ws, new)
+    return start_admitted(site, new)
 
 
-def start_admitted(ws: Site, container_id: str) -> str:
+def start_admitted(site: Site, container_id: str) -> str:
     """Start an admitted container; when its port was taken while it waited, on a fresh one."""
-    engine = ws.engine
+    engine = site.engine
     for tries in range(PORT_ATTEMPTS):
         try:
             engine.start(container_id)
@@ -115,17 +115,17 @@ def start_admitted(ws: Site, container_id: str) -> str:
         name = document["Name"].lstrip("/")
         again = records.remake(engine, document, name + ADMIT_SUFFIX, document["Config"]["Labels"],
                                       {"PortBindings": ports})
-        copy_layer(ws, container_id, again)
+        copy_layer(site, container_id, again)
         engine.remove(container_id, force=True)
         engine.rename(again, name)
         container_id = again
     return container_id
 
 
-def repair(ws: Site) -> list[str]:
+def repair(site: Site) -> list[str]:
     """Finish or undo admissions that died half-way (call under the GPU lock); the names touched."""
-    engine, touched = ws.engine, []
-    found = records.list_labelled(engine, {LABEL_MANAGED: "1", LABEL_INSTANCE: ws.config.instance,
+    engine, touched = site.engine, []
+    found = records.list_labelled(engine, {LABEL_MANAGED: "1", LABEL_INSTANCE: site.config.instance,
                                                   LABEL_QUEUE: ADMITTED})
     for container in found:
         labels, name = container.get("Labels") or {}, (container.get("Names") or ["/?"])[0].lstrip("/")
@@ -137,12 +137,12 @@ def repair(ws: Site) -> list[str]:
         else:
             if name.endswith(ADMIT_SUFFIX):
                 engine.rename(container["Id"], name[:-len(ADMIT_SUFFIX)])
-            start_admitted(ws, container["Id"])
+            start_admitted(site, container["Id"])
         touched.append(labels.get("ptdesk.name", name))
     return touched
 
 
-def follow(ws: Site, record: ExperimentRecord, containers: Iterable[Mapping]) -> bool:
+def follow(site: Site, record: ExperimentRecord, containers: Iterable[Mapping]) -> bool:
     """The owner's side: a queued record whose entry was admitted (by anyone) takes over the
     admitted container, if this home's seal verifies on it. False when there is none (yet)."""
     if record.status != "queued" or not record.container_id:
@@ -151,22 +151,22 @@ def follow(ws: Site, record: ExperimentRecord, containers: Iterable[Mapping]) ->
     if successor is None:
         return False
     kind = get_kind(record.kind)
-    if not sealed_container(ws.config, successor.get("Labels") or {},
-                            lambda path: ws.engine.read_file(successor["Id"], path), kind.sealed_paths):
+    if not sealed_container(site.config, successor.get("Labels") or {},
+                            lambda path: site.engine.read_file(successor["Id"], path), kind.sealed_paths):
         return False
-    document = ws.engine.inspect(successor["Id"])
+    document = site.engine.inspect(successor["Id"])
     gpus = tuple(sorted(ledger.held_by_devices({record.name: document}, ()).keys()))
     port = next((int(b["HostPort"]) for bindings in ((document.get("NetworkSettings") or {}).get("Ports") or {})
                  .values() for b in bindings or [] if b.get("HostPort")), record.port)
     running = bool((document.get("State") or {}).get("Running"))
-    ws.store.update_experiment(record.name, container_id=successor["Id"], gpus=list(gpus), port=port,
+    site.store.update_experiment(record.name, container_id=successor["Id"], gpus=list(gpus), port=port,
                               status="running" if running else "exited", launcher_pid=None)
-    updated = ws.store.experiment(record.name)
+    updated = site.store.experiment(record.name)
     if updated is not None:
-        kind.after_start(ws.config, updated)
-    ws.store.audit("admitted", record.name, {"gpus": list(gpus), "container": successor["Id"][:12]})
+        kind.after_start(site.config, updated)
+    site.store.audit("admitted", record.name, {"gpus": list(gpus), "container": successor["Id"][:12]})
     if updated is not None and running:  # the owner hears it, on their routes (once per box)
-        access = kind.access(ws.config, updated, ws.config.connect_host)
+        access = kind.access(site.config, updated, site.config.connect_host)
         with contextlib.suppress(PtdeskError, OSError):  # a route's trouble never undoes the admission
-            hooks.queued_started(ws, record.name, access.connect if access else "", successor["Id"])
+            hooks.queued_started(site, record.name, access.connect if access else "", successor["Id"])
     return True

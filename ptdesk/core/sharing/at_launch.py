@@ -28,14 +28,14 @@ QUEUE_HINT = ("Or wait in the GPU queue: add --queue (it starts by itself when G
               "`ptdesk queue` shows why it waits).")
 
 
-def claims(ws: Site, owner: str, request: str, on_engine: Mapping[str, dict], held: Mapping[int, str | Hold],
+def claims(site: Site, owner: str, request: str, on_engine: Mapping[str, dict], held: Mapping[int, str | Hold],
            inventory: GpuInventory | None, now: float | None = None) -> dict[int, str]:
     """GPU index -> why `owner`'s launch (or start on other GPUs) asking for `request` may not take
     it, beyond what containers hold."""
     if inventory is None or not inventory.available:
         return {}
     now = clock.now() if now is None else now
-    reservations = booking.reservations(ws)
+    reservations = booking.reservations(site)
     ordered = gpu_queue.fair_order(gpu_queue.entries(on_engine.values()))
     out: dict[int, str] = {}
     if ordered:
@@ -75,12 +75,12 @@ def queue_labels(spec: LaunchSpec) -> dict[str, str]:
     return gpu_queue.labels_for(spec.gpus, spec.gpu_memory)
 
 
-def warnings(ws: Site, owner: str, gpus: Sequence[int], now: float | None = None) -> list[str]:
+def warnings(site: Site, owner: str, gpus: Sequence[int], now: float | None = None) -> list[str]:
     """"GPU 3 is reserved by ann from 14:00 UTC: …" for each GPU given that someone booked later."""
     if not gpus:
         return []
     now = clock.now() if now is None else now
-    found: list[Reservation] = booking.reservations(ws)
+    found: list[Reservation] = booking.reservations(site)
     out = []
     for index in gpus:
         later = upcoming(found, index, owner, now)

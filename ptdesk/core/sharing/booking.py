@@ -38,28 +38,28 @@ if TYPE_CHECKING:
 GPUS_HINT = "Name GPU indices (0,2), a count (any:2) or the whole box (all)."
 
 
-def reservations(ws: Site, now: float | None = None) -> list[Reservation]:
+def reservations(site: Site, now: float | None = None) -> list[Reservation]:
     """Every reservation on this workstation (every person's), by start time. Those that ended
     more than PAST_KEPT ago are removed on the way, by whoever lists (ptdesk watch does every few
     seconds): they decide nothing any more (no lock needed), and would pile up on the engine."""
     now = clock.now() if now is None else now
-    labels = {LABEL_RESERVATION: "1", LABEL_INSTANCE: ws.config.instance}
-    found = [r for r in (of(c) for c in records.list_labelled(ws.engine, labels)) if r is not None]
+    labels = {LABEL_RESERVATION: "1", LABEL_INSTANCE: site.config.instance}
+    found = [r for r in (of(c) for c in records.list_labelled(site.engine, labels)) if r is not None]
     for old in [r for r in found if r.end <= now - PAST_KEPT]:
-        ws.engine.remove(old.id, force=True)  # one someone else's ptdesk removed first is no error
+        site.engine.remove(old.id, force=True)  # one someone else's ptdesk removed first is no error
     return sorted((r for r in found if r.end > now - PAST_KEPT), key=lambda r: (r.start, r.gpus))
 
 
-def record_image(ws: Site) -> str:
+def record_image(site: Site) -> str:
     """An image the engine has, to make record containers (and the lock) from: ptdesk's ssh image."""
-    image = get_kind("ssh").image(ws.config)
-    if not ws.engine.image_exists(image):
+    image = get_kind("ssh").image(site.config)
+    if not site.engine.image_exists(image):
         raise ImageMissing(f"Image {image} is not on this engine (reservations are kept as containers of it).",
                            "Build it with: ptdesk images build ssh")
     return image
 
 
-def reserve(ws: Site, gpus: str, start: str, end: str, owner: str | None = None,
+def reserve(site: Site, gpus: str, start: str, end: str, owner: str | None = None,
             now: float | None = None) -> Reservation:
     """Book GPUs from `start` to `end` as typed; one sentence (and nothing made) for bad input."""
     now = clock.now() if now is None else now
@@ -73,18 +73,18 @@ def reserve(ws: Site, gpus: str, start: str, end: str, owner: str | None = None,
         raise InvalidInput(f"The start ({span(begin, begin)}) is in the past: the past cannot be booked.",
                            "Start now or later (--from now).")
     begin = max(begin, now)
-    inventory = ws.gpu_inventory()
+    inventory = site.gpu_inventory()
     devices = sorted(g.index for g in inventory.gpus) if inventory.available else []
     if not devices:
         reason = (inventory.reason or "none was found").rstrip(".")
         raise GpuUnavailable(f"This workstation has no GPU to reserve: {reason}.")
-    image = record_image(ws)
-    with machine_gpu_lock(ws.engine, image, ws.config.gpu_lock_wait):
-        booked = reservations(ws)
+    image = record_image(site)
+    with machine_gpu_lock(site.engine, image, site.config.gpu_lock_wait):
+        booked = reservations(site)
         chosen = _pick(gpus, devices, booked, begin, finish)
-        ws.engine.create(name=record_name(), image=image, labels=record_labels(
-            ws.config.instance, chosen, begin, finish, owner), command=["true"], host_config={"network_mode": "none"})
-    return next(r for r in reservations(ws) if r.gpus == chosen and r.start == round(begin, 3) and r.owner == owner)
+        site.engine.create(name=record_name(), image=image, labels=record_labels(
+            site.config.instance, chosen, begin, finish, owner), command=["true"], host_config={"network_mode": "none"})
+    return next(r for r in reservations(site) if r.gpus == chosen and r.start == round(begin, 3) and r.owner == owner)
 
 
 def _pick(text: str, devices: list[int], booked: list[Reservation], start: float, end: float) -> tuple[int, ...]:
@@ -114,8 +114,8 @@ def _pick(text: str, devices: list[int], booked: list[Reservation], start: float
     return tuple(free[:count])
 
 
-def _find(ws: Site, ident: str) -> Reservation:
-    matches = [r for r in reservations(ws) if r.id.startswith(ident.strip().lower())] if ident.strip() else []
+def _find(site: Site, ident: str) -> Reservation:
+    matches = [r for r in reservations(site) if r.id.startswith(ident.strip().lower())] if ident.strip() else []
     if len(matches) != 1:
         raise NotFound(f"No reservation {ident!r} on this workstation." if not matches else
                        f"{ident!r} names more than one reservation.", "The ids are in: ptdesk reservations")
@@ -128,11 +128,11 @@ def _own(found: Reservation, owner: str) -> None:
                        f"Ask {found.owner}.")
 
 
-def cancel(ws: Site, ident: str, owner: str | None = None, now: float | None = None) -> Reservation:
+def cancel(site: Site, ident: str, owner: str | None = None, now: float | None = None) -> Reservation:
     """Remove a reservation that has not started yet."""
     now = clock.now() if now is None else now
-    with machine_gpu_lock(ws.engine, record_image(ws), ws.config.gpu_lock_wait):
-        found = _find(ws, ident)
+    with machine_gpu_lock(site.engine, record_image(site), site.config.gpu_lock_wait):
+        found = _find(site, ident)
         _own(found, owner or current_user())
         if found.end <= now:
             raise Conflict(f"Reservation {found.short_id} ({span(found.start, found.end)}) is over: "
@@ -140,26 +140,26 @@ def cancel(ws: Site, ident: str, owner: str | None = None, now: float | None = N
         if found.start <= now:
             raise Conflict(f"Reservation {found.short_id} has started: it can be ended now, not cancelled.",
                            f"End it: ptdesk reservations end {found.short_id}")
-        ws.engine.remove(found.id, force=True)
+        site.engine.remove(found.id, force=True)
     return found
 
 
-def end_now(ws: Site, ident: str, owner: str | None = None, now: float | None = None) -> Reservation:
+def end_now(site: Site, ident: str, owner: str | None = None, now: float | None = None) -> Reservation:
     """Shorten a started reservation to end now (its record is made again: labels cannot change)."""
     now = clock.now() if now is None else now
-    image = record_image(ws)
-    with machine_gpu_lock(ws.engine, image, ws.config.gpu_lock_wait):
-        found = _find(ws, ident)
+    image = record_image(site)
+    with machine_gpu_lock(site.engine, image, site.config.gpu_lock_wait):
+        found = _find(site, ident)
         _own(found, owner or current_user())
         if found.end <= now:
             raise Conflict(f"Reservation {found.short_id} is over already: the past cannot be edited.")
         if found.start > now:
             raise Conflict(f"Reservation {found.short_id} has not started: cancel it instead.",
                            f"ptdesk reservations cancel {found.short_id}")
-        ws.engine.create(name=record_name(), image=image, labels=record_labels(
-            ws.config.instance, found.gpus, found.start, now, found.owner), command=["true"],
+        site.engine.create(name=record_name(), image=image, labels=record_labels(
+            site.config.instance, found.gpus, found.start, now, found.owner), command=["true"],
             host_config={"network_mode": "none"})
-        ws.engine.remove(found.id, force=True)
+        site.engine.remove(found.id, force=True)
     return Reservation(id=found.id, gpus=found.gpus, start=found.start, end=now, owner=found.owner)
 
 

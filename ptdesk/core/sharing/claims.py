@@ -108,7 +108,7 @@ def mark_unclaimed(inventory: GpuInventory, claims: Mapping[int, GpuClaim]) -> G
     return replace(inventory, gpus=loads)
 
 
-def claims(ws: Site, snapshot: GpuSnapshot, reader: HoldReader | None = None,
+def claims(site: Site, snapshot: GpuSnapshot, reader: HoldReader | None = None,
            use_engine: bool = True) -> dict[int, GpuClaim]:
     """The claims on one workstation's GPUs in an attributed snapshot. With the engine away (or
     `use_engine` False) the holds are unknown (none shown); the unclaimed use is still shown.
@@ -117,15 +117,15 @@ def claims(ws: Site, snapshot: GpuSnapshot, reader: HoldReader | None = None,
     if use_engine and snapshot.available and snapshot.gpus:
         every = [g.index for g in snapshot.physical]
         with contextlib.suppress(PtdeskError):  # the engine is away: holds unknown, not an error
-            holds = reader.holds(ws, every) if reader else engine_holds(ws, instance_containers(ws), every)
-    found = claims_of(snapshot, holds, parse_gpu_memory(ws.config.unclaimed_gpu_memory))
-    return with_reservations(ws, found) if use_engine else found
+            holds = reader.holds(site, every) if reader else engine_holds(site, instance_containers(site), every)
+    found = claims_of(snapshot, holds, parse_gpu_memory(site.config.unclaimed_gpu_memory))
+    return with_reservations(site, found) if use_engine else found
 
 
-def with_reservations(ws: Site, found: dict[int, GpuClaim]) -> dict[int, GpuClaim]:
+def with_reservations(site: Site, found: dict[int, GpuClaim]) -> dict[int, GpuClaim]:
     """Each GPU's reservation now, else its next one in the coming 48 h ("ann 14:00–18:00 UTC")."""
     try:
-        booked = booking.reservations(ws)
+        booked = booking.reservations(site)
     except PtdeskError:  # the engine is away: reservations unknown, not an error
         return found
     now = clock.now()
@@ -136,7 +136,7 @@ def with_reservations(ws: Site, found: dict[int, GpuClaim]) -> dict[int, GpuClai
     return found
 
 
-def inventory(ws: Site, snapshot: GpuSnapshot) -> GpuInventory:
+def inventory(site: Site, snapshot: GpuSnapshot) -> GpuInventory:
     """The ledger's device list from an attributed snapshot, each GPU blocked by unclaimed use saying why."""
     return mark_unclaimed(inventory_of(snapshot), claims_of(snapshot, {}, parse_gpu_memory(
-        ws.config.unclaimed_gpu_memory)))
+        site.config.unclaimed_gpu_memory)))

@@ -48,17 +48,17 @@ class Enforced:
                 "reservation": self.reservation.short_id, "action": self.action}
 
 
-def enforce(ws: Site, warned: MutableSet[tuple[str, str]], now: float | None = None) -> list[Enforced]:
+def enforce(site: Site, warned: MutableSet[tuple[str, str]], now: float | None = None) -> list[Enforced]:
     """One pass; `warned` remembers (reservation, container) pairs already warned (the service keeps it)."""
     now = clock.now() if now is None else now
-    active = [r for r in booking.reservations(ws) if r.active(now)]
+    active = [r for r in booking.reservations(site) if r.active(now)]
     if not active:
         return []
-    grace = ws.config.reservation_grace
+    grace = site.config.reservation_grace
     done = []
-    for container in ws.engine.list_managed(ws.config.instance, all=False):
+    for container in site.engine.list_managed(site.config.instance, all=False):
         labels = container.get("Labels") or {}
-        document = ws.engine.try_inspect(container["Id"])
+        document = site.engine.try_inspect(container["Id"])
         if document is None:
             continue
         holds = set(ledger.held_by_devices({"it": document}, ()))
@@ -68,38 +68,38 @@ def enforce(ws: Site, warned: MutableSet[tuple[str, str]], now: float | None = N
                 continue
             hit = Enforced(labels.get(LABEL_NAME, container["Id"][:12]), labels.get(LABEL_OWNER, "?"), clash, r, "")
             if grace >= 0 and now >= r.start + grace:
-                ws.engine.stop(container["Id"])
-                done.append(_record(ws, hit, "stopped"))
+                site.engine.stop(container["Id"])
+                done.append(_record(site, hit, "stopped"))
                 break
             if (r.id, container["Id"]) not in warned:
-                _tell(ws, container["Id"], r, grace)
+                _tell(site, container["Id"], r, grace)
                 warned.add((r.id, container["Id"]))
-                done.append(_record(ws, hit, "warned"))
-    return done + _host_use(ws, active, warned)
+                done.append(_record(site, hit, "warned"))
+    return done + _host_use(site, active, warned)
 
 
-def _host_use(ws: Site, active: list[Reservation], warned: MutableSet[tuple[str, str]]) -> list[Enforced]:
+def _host_use(site: Site, active: list[Reservation], warned: MutableSet[tuple[str, str]]) -> list[Enforced]:
     """Processes outside every ptdesk experiment on reserved GPUs: reported (once), never killed."""
     done = []
-    for index, claim in claims.claims(ws, ws.gpu_snapshot(), use_engine=False).items():
+    for index, claim in claims.claims(site, site.gpu_snapshot(), use_engine=False).items():
         for r in active:
             if index in r.gpus and claim.unclaimed and (r.id, f"gpu-{index}") not in warned:
                 warned.add((r.id, f"gpu-{index}"))
-                done.append(_record(ws, Enforced(f"GPU {index}: {claim.unclaimed_text()}", "outside ptdesk",
+                done.append(_record(site, Enforced(f"GPU {index}: {claim.unclaimed_text()}", "outside ptdesk",
                                                  (index,), r, ""), "reported"))
     return done
 
 
-def _record(ws: Site, hit: Enforced, action: str) -> Enforced:
+def _record(site: Site, hit: Enforced, action: str) -> Enforced:
     made = Enforced(hit.experiment, hit.owner, hit.gpus, hit.reservation, action)
-    ws.store.audit(f"reservation-{action}", hit.experiment, made.to_json(), who="ptdesk-watch")
+    site.store.audit(f"reservation-{action}", hit.experiment, made.to_json(), who="ptdesk-watch")
     return made
 
 
-def _tell(ws: Site, container: str, r: Reservation, grace: float) -> None:
+def _tell(site: Site, container: str, r: Reservation, grace: float) -> None:
     when = "it will not be stopped" if grace < 0 else f"it is stopped at {clock_text(r.start + grace)}"
     message = (f"ptdesk: GPU {','.join(map(str, r.gpus))} reserved by {r.owner} {span(r.start, r.end)} "
                f"has started: save your work and give the GPU back ({when}).")
     # A container without a shell still gets stopped on time; the audit log says it was warned.
     with contextlib.suppress(PtdeskError):
-        ws.engine.exec(container, ["sh", "-c", _TO_TERMINALS, "sh", message])
+        site.engine.exec(container, ["sh", "-c", _TO_TERMINALS, "sh", message])

@@ -38,13 +38,13 @@ def device_ids(document: dict) -> tuple[int, ...]:
     return tuple(ids)
 
 
-def start_container(ws: Site, name: str, container_id: str, request: str | None = None,
+def start_container(site: Site, name: str, container_id: str, request: str | None = None,
                     queue: bool = False) -> str:
     """Start the stopped container of `name` on the GPUs asked for (`request`, a --gpus value;
     None: the ones it had) and return the id of the container that now runs (a new one when it
     moved to other GPUs or to none). `queue`: when they cannot be had now, file it in the GPU
     queue instead (the id of its queue entry then; its record says queued)."""
-    engine = ws.engine
+    engine = site.engine
     document = engine.inspect(container_id)
     attached = device_ids(document)
     # A queue entry cancelled gives it back the GPUs it had by its sealed label, none booked.
@@ -52,26 +52,26 @@ def start_container(ws: Site, name: str, container_id: str, request: str | None 
                                              .get(LABEL_GPUS)) or ()
     req = ledger.parse_request(request) if request is not None else None  # refused before anything is locked
     if queue:
-        return _start_or_file(ws, name, container_id, request, own)
+        return _start_or_file(site, name, container_id, request, own)
     if request is None and not own:
         engine.start(container_id)  # a CPU experiment: no GPU to check
         return container_id
-    inventory = ws.gpu_inventory() if request not in (None, "none") else None
-    with machine_gpu_lock(engine, document["Image"], ws.config.gpu_lock_wait):
-        holds = _holds(ws, name, inventory or ws.gpu_inventory(), request or "")
+    inventory = site.gpu_inventory() if request not in (None, "none") else None
+    with machine_gpu_lock(engine, document["Image"], site.config.gpu_lock_wait):
+        holds = _holds(site, name, inventory or site.gpu_inventory(), request or "")
         if req is None:
             taken = {i: holds[i] for i in own if i in holds}
             if taken:
-                raise _gone(ws, name, document, own, taken)
+                raise _gone(site, name, document, own, taken)
             wanted = own
         else:
             wanted = _keep_own(req, own, holds, inventory) or ledger.allocate(req, holds, inventory)
         if wanted == attached:
             engine.start(container_id)
             return container_id
-        moved = recreate(ws, container_id, wanted)
+        moved = recreate(site, container_id, wanted)
         engine.start(moved.container_id)
-    ws.store.audit("moved", name, {"from_gpus": list(own), "gpus": list(wanted), "copied_paths": moved.copied})
+    site.store.audit("moved", name, {"from_gpus": list(own), "gpus": list(wanted), "copied_paths": moved.copied})
     return moved.container_id
 
 
@@ -86,61 +86,61 @@ def _keep_own(req: ledger.GpuRequest | None, own: tuple[int, ...], holds: dict[i
         return None
 
 
-def _start_or_file(ws: Site, name: str, container_id: str, request: str | None, own: tuple[int, ...]) -> str:
+def _start_or_file(site: Site, name: str, container_id: str, request: str | None, own: tuple[int, ...]) -> str:
     """`ptdesk start NAME --queue`: started now when the GPUs can be had (its own first), else
     filed in the queue. Without --gpus it waits for as many GPUs as it had, any of them."""
     wanted = request or (f"any:{len(own)}" if own else None)
     if wanted is None or wanted == "none":
-        return start_container(ws, name, container_id, wanted)  # nothing to wait for
-    ledger.allocate(ledger.parse_request(wanted), {}, ws.gpu_inventory())  # the box can never: refused, not queued
+        return start_container(site, name, container_id, wanted)  # nothing to wait for
+    ledger.allocate(ledger.parse_request(wanted), {}, site.gpu_inventory())  # the box can never: refused, not queued
     try:
-        return start_container(ws, name, container_id, wanted)
+        return start_container(site, name, container_id, wanted)
     except (GpuUnavailable, Conflict) as exc:
         if getattr(exc, "field", "gpus") not in (None, "gpus"):
             raise
-    return queue_start(ws, name, container_id, wanted, own)
+    return queue_start(site, name, container_id, wanted, own)
 
 
-def queue_start(ws: Site, name: str, container_id: str, request: str, had: tuple[int, ...]) -> str:
+def queue_start(site: Site, name: str, container_id: str, request: str, had: tuple[int, ...]) -> str:
     """File a stopped experiment in the GPU queue: its container made again as a queue entry (no
     GPU, never started, its writable layer and sealed secrets kept: ptdesk.core.sharing.recreate),
     which admission re-makes on the GPUs it gets and starts; the record follows it. Under the GPU
     lock: no admission round sees the record point at an entry it has not been told is queued."""
-    with machine_gpu_lock(ws.engine, ws.engine.inspect(container_id)["Image"], ws.config.gpu_lock_wait):
-        filed = recreate(ws, container_id, (), queue=gpu_queue.labels_for(request, None, had=had))
-        ws.store.update_experiment(name, status=gpu_queue.QUEUED)
-    ws.store.audit("queued", name, {"gpus": request, "had_gpus": list(had)})
+    with machine_gpu_lock(site.engine, site.engine.inspect(container_id)["Image"], site.config.gpu_lock_wait):
+        filed = recreate(site, container_id, (), queue=gpu_queue.labels_for(request, None, had=had))
+        site.store.update_experiment(name, status=gpu_queue.QUEUED)
+    site.store.audit("queued", name, {"gpus": request, "had_gpus": list(had)})
     return filed.container_id
 
 
-def unqueue(ws: Site, name: str, container_id: str, had: tuple[int, ...]) -> str:
+def unqueue(site: Site, name: str, container_id: str, had: tuple[int, ...]) -> str:
     """Take a stopped experiment filed again out of the queue: stopped again as it was, with all it
     had and the GPUs it had named (not booked: `ptdesk start` gets them if free, else asks)."""
-    with machine_gpu_lock(ws.engine, ws.engine.inspect(container_id)["Image"], ws.config.gpu_lock_wait):
-        if ws.engine.try_inspect(container_id) is None:
+    with machine_gpu_lock(site.engine, site.engine.inspect(container_id)["Image"], site.config.gpu_lock_wait):
+        if site.engine.try_inspect(container_id) is None:
             raise Conflict(f"{name!r} was just given its GPUs: it is starting, no longer queued.",
                            f"Stop it again if you wish: ptdesk stop {name}")
-        back = recreate(ws, container_id, (), own=had)  # under the lock: admission may not take it meanwhile
-        ws.store.update_experiment(name, status="exited")
-    ws.store.audit("queue-cancelled", name, {"gpus": list(had)})
+        back = recreate(site, container_id, (), own=had)  # under the lock: admission may not take it meanwhile
+        site.store.update_experiment(name, status="exited")
+    site.store.audit("queue-cancelled", name, {"gpus": list(had)})
     return back.container_id
 
 
-def _holds(ws: Site, name: str, inventory: GpuInventory, request: str) -> dict[int, Hold | str]:
+def _holds(site: Site, name: str, inventory: GpuInventory, request: str) -> dict[int, Hold | str]:
     """Everyone else's holds: the store's launches in flight (no container yet), then the engine's
     truth about every other container of the instance, then what the queue waits for and others'
     reservations (a start on other GPUs jumps the queue no more than a launch does)."""
     every = [g.index for g in inventory.gpus]
-    on_engine = instance_containers(ws)
-    held: dict[int, Hold | str] = {i: n for i, n in ws.store.held_gpus().items() if n != name and n not in on_engine}
-    held.update(engine_holds(ws, on_engine, every, exclude=(name,)))
-    record = ws.store.experiment(name)
+    on_engine = instance_containers(site)
+    held: dict[int, Hold | str] = {i: n for i, n in site.store.held_gpus().items() if n != name and n not in on_engine}
+    held.update(engine_holds(site, on_engine, every, exclude=(name,)))
+    record = site.store.experiment(name)
     others = {n: c for n, c in on_engine.items() if n != name}
-    claimed = at_launch.claims(ws, record.owner if record else current_user(), request, others, held, inventory)
+    claimed = at_launch.claims(site, record.owner if record else current_user(), request, others, held, inventory)
     return {**claimed, **held}
 
 
-def _gone(ws: Site, name: str, document: dict, own: tuple[int, ...],
+def _gone(site: Site, name: str, document: dict, own: tuple[int, ...],
           taken: dict[int, Hold | str]) -> GpusGone:
     """The GPUs a stopped experiment had are held by someone else now: say so, and the choices."""
     first = sorted(taken)[0]
@@ -156,6 +156,6 @@ def _gone(ws: Site, name: str, document: dict, own: tuple[int, ...],
     other = f"any:{len(own)} (or ids)" if len(own) > 1 else "auto (or an id)"
     return GpusGone(
         f"{name!r}{since} let go of GPU{'s' if len(own) > 1 else ''} {', '.join(map(str, own))} after the "
-        f"hold (gpu_hold_after_stop = {ws.config.gpu_hold_after_stop}), and {who}",
+        f"hold (gpu_hold_after_stop = {site.config.gpu_hold_after_stop}), and {who}",
         f"Start it on other free GPUs: ptdesk start {name} --gpus {other}; "
         f"without a GPU: --gpus none; or wait in the GPU queue (it starts by itself): --queue.", field="gpus")

@@ -64,7 +64,7 @@ class Recreated:
     copied: int
 
 
-def recreate(ws: Site, container_id: str, gpus: Sequence[int], queue: Mapping[str, str] | None = None,
+def recreate(site: Site, container_id: str, gpus: Sequence[int], queue: Mapping[str, str] | None = None,
              own: Sequence[int] | None = None) -> Recreated:
     """Replace a stopped (or never started) container by one with `gpus` (empty: no GPU).
 
@@ -75,21 +75,21 @@ def recreate(ws: Site, container_id: str, gpus: Sequence[int], queue: Mapping[st
     carry over). `own`: the GPUs its sealed label names when they differ from its device request
     (a queue entry's cancel gives a stopped experiment back the GPUs it had, without booking them).
     """
-    engine = ws.engine
+    engine = site.engine
     old = engine.inspect(container_id)
     if (old.get("State") or {}).get("Running"):
         raise Conflict("An experiment must be stopped before it can move to other GPUs.",
                        "Stop it first (ptdesk stop NAME).")
     labels = dict((old.get("Config") or {}).get("Labels") or {})
     gpus = tuple(gpus)
-    config = _new_config(ws, old, labels, gpus, queue or {}, tuple(gpus if own is None else own))
+    config = _new_config(site, old, labels, gpus, queue or {}, tuple(gpus if own is None else own))
     name = old["Name"].lstrip("/")
     # Who is re-creating (undo_interrupted leaves a live one alone), and a random part.
     suffix = f"{os.getpid()}-{boot_id()[:8] or '00000000'}-{secrets.token_hex(3)}"
     new_id = engine.create_from_config(f"{name}.next-{suffix}", config)
     renamed_old = False
     try:
-        copied = copy_layer(ws, old["Id"], new_id)
+        copied = copy_layer(site, old["Id"], new_id)
         engine.rename(old["Id"], f"{name}.replaced-{suffix}")
         renamed_old = True
         engine.rename(new_id, name)
@@ -98,29 +98,29 @@ def recreate(ws: Site, container_id: str, gpus: Sequence[int], queue: Mapping[st
         if renamed_old:
             engine.rename(old["Id"], name)
         raise
-    _point_record(ws, labels.get(LABEL_NAME) or "", old["Id"], new_id, tuple(gpus if own is None else own))
+    _point_record(site, labels.get(LABEL_NAME) or "", old["Id"], new_id, tuple(gpus if own is None else own))
     engine.remove(old["Id"], force=True)
     return Recreated(new_id, gpus, copied)
 
 
-def _new_config(ws: Site, old: dict, labels: dict[str, str], gpus: tuple[int, ...], queue: Mapping[str, str],
+def _new_config(site: Site, old: dict, labels: dict[str, str], gpus: tuple[int, ...], queue: Mapping[str, str],
                 own: tuple[int, ...]) -> dict:
     """The old container's config with new device requests and a seal over the new labels."""
     kind = get_kind(labels.get(LABEL_KIND) or "")
     try:
-        digest = secret_digest([ws.engine.read_file(old["Id"], path) for path in kind.sealed_paths])
+        digest = secret_digest([site.engine.read_file(old["Id"], path) for path in kind.sealed_paths])
     except EngineUnavailable:
         raise
     except PtdeskError:
         digest = ""  # its secrets are missing or unreadable: it cannot be one this home sealed
-    if not digest or not verifies(ws.config, labels, digest):
+    if not digest or not verifies(site.config, labels, digest):
         # Only a container this home provably made is given new GPUs (labels are not identity).
         raise PtdeskError(f"Container {old['Name'].lstrip('/')} was not made by this ptdesk home (its seal does "
                           "not verify), so it is not re-created.", "Ask whoever made it; ptdesk ls --all lists it.")
     for key in [k for k in labels if k.startswith(QUEUE_LABELS)]:
         del labels[key]  # an admitted one's history, or the entry it was: what it is now is said below
     labels[LABEL_GPUS] = ",".join(map(str, own))
-    labels[LABEL_SEAL] = seal(ws.config, labels, digest)
+    labels[LABEL_SEAL] = seal(site.config, labels, digest)
     labels.update(queue)  # never sealed: the queue's bookkeeping, which admission changes
     host = dict(old.get("HostConfig") or {})
     host["DeviceRequests"] = [{"Driver": "", "Count": 0, "DeviceIDs": [str(g) for g in gpus],
@@ -158,34 +158,34 @@ def _ancestors(path: str) -> Iterable[str]:
         yield path
 
 
-def copy_layer(ws: Site, source: str, target: str) -> int:
+def copy_layer(site: Site, source: str, target: str) -> int:
     """Copy everything `source`'s writable layer added or changed into `target` (container to
     container, owners and modes kept); how many paths. Its secrets never pass through an image."""
     copied = 0
-    for path, changed in layer_roots(ws.engine.changes(source)):
-        copied += ws.engine.copy_path(source, target, path, posixpath.dirname(path) or "/", files_only=changed)
+    for path, changed in layer_roots(site.engine.changes(source)):
+        copied += site.engine.copy_path(source, target, path, posixpath.dirname(path) or "/", files_only=changed)
     return copied
 
 
-def undo_interrupted(ws: Site, now: float | None = None) -> list[str]:
+def undo_interrupted(site: Site, now: float | None = None) -> list[str]:
     """Finish what a re-creation cut short left (this user's only): the container the record
     points at gets the experiment's name back, its twin is removed. A twin whose process may still
     run (alive on this boot, or made less than STALE_AFTER ago elsewhere) is left alone."""
     now = time.time() if now is None else now
     undone: list[str] = []
-    for container in ws.engine.list_managed(ws.config.instance):
+    for container in site.engine.list_managed(site.config.instance):
         match = TWIN.fullmatch((container.get("Names") or ["/"])[0].lstrip("/"))
         if match is None or foreign_owner(container) or _in_progress(match, container, now):
             continue
         label = (container.get("Labels") or {}).get(LABEL_NAME) or ""
-        record = ws.store.experiment(label) if label else None
+        record = site.store.experiment(label) if label else None
         if record is not None and record.container_id == container["Id"]:
-            other = ws.engine.try_inspect(match["base"])
+            other = site.engine.try_inspect(match["base"])
             if other is not None and other["Id"] != container["Id"]:
-                ws.engine.remove(other["Id"], force=True)  # the half-made new one
-            ws.engine.rename(container["Id"], match["base"])
+                site.engine.remove(other["Id"], force=True)  # the half-made new one
+            site.engine.rename(container["Id"], match["base"])
         else:
-            ws.engine.remove(container["Id"], force=True)  # never the record's own container
+            site.engine.remove(container["Id"], force=True)  # never the record's own container
         undone.append(label)
     return undone
 
@@ -196,8 +196,8 @@ def _in_progress(match: re.Match[str], container: dict, now: float) -> bool:
     return now - float(container.get("Created") or 0) < STALE_AFTER
 
 
-def _point_record(ws: Site, name: str, old_id: str, new_id: str, gpus: tuple[int, ...]) -> None:
+def _point_record(site: Site, name: str, old_id: str, new_id: str, gpus: tuple[int, ...]) -> None:
     """The record (if it is this container's) follows the new container, with its GPUs."""
-    record = ws.store.experiment(name) if name else None
+    record = site.store.experiment(name) if name else None
     if record is not None and record.container_id == old_id:
-        ws.store.update_experiment(name, container_id=new_id, gpus=gpus)
+        site.store.update_experiment(name, container_id=new_id, gpus=gpus)
