@@ -208,9 +208,16 @@ class LiveFeeds:
         if not self.watch_events:
             self._engine_changed(True, None)
             return
-        # The list after a reconcile comes from the engine up/down callbacks and the events.
-        self.ws.watch_events(self._container_event, self._engine_changed, self._stop,
+        # The list after a reconcile comes from the engine up/down callbacks and the events. The
+        # watcher has a Workstation of its own (store connection, engine client), closed by this
+        # thread when it ends: its reconcile may still be reading the store when the dashboard
+        # closes its own, and one SQLite connection closed under another thread's query crashes.
+        own = self.ws.fork()
+        try:
+            own.watch_events(self._container_event, self._engine_changed, self._stop,
                              on_reconcile=lambda _report: None)
+        finally:
+            own.close()
 
     def _container_event(self, event: ContainerEvent) -> None:
         self.host.post_message(ContainerChanged(event.action, event.container_id, event.name, self.name))

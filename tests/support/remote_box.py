@@ -50,7 +50,6 @@ class RemoteBox:
     root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="ptd-rbox-", dir="/tmp")))
     tag: str = field(default_factory=lambda: f"{random.randrange(16**5):05x}")
     port: int = field(default_factory=_free_port)
-    pool: int = field(default_factory=lambda: random.randrange(20, 220))  # 10.<pool>.0.0/16 for its networks
     dockerd: subprocess.Popen | None = None
     sshd: subprocess.Popen | None = None
 
@@ -120,10 +119,10 @@ class RemoteBox:
         self.dockerd = subprocess.Popen(
             ["dockerd", "--host", self.docker_host, "--data-root", str(self.root / "data"),
              "--exec-root", str(self.root / "exec"), "--pidfile", str(pidfile), "--bridge", self.bridge,
-             "--iptables=false", "--ip-masq=false", "--group", self.user,
-             # Networks made in it (ptdesk's experiments network) from a pool of its own: the
-             # default pools are shared with every engine on this machine and can run out.
-             "--default-address-pool", f"base=10.{self.pool}.0.0/16,size=24"],
+             "--iptables=false", "--ip-masq=false", "--group", self.user],
+            # No --default-address-pool here: a dockerd started again on its old data root with
+            # that flag deletes the interface named docker0 (the machine's own engine's bridge) as
+            # it clears its stale default network. Its networks are pruned when it stops instead.
             stdout=log, stderr=log, start_new_session=True)
         log.close()
         _wait(self.engine_answers, 60, "the second dockerd")
