@@ -45,6 +45,17 @@ def reservation_clash(site: Site, name: str, container_id: str, gpus: tuple[int,
     return warn_everyone(site, name, notice, moment, said) if said is not None else None
 
 
+def reservation_stopped(site: Site, name: str, container_id: str, gpus: tuple[int, ...], by: str,
+                        until: float) -> Said | None:
+    """One of this person's experiments was stopped for someone else's reservation (disk kept)."""
+    ids = ", ".join(map(str, gpus))
+    at = datetime.fromtimestamp(until).strftime("%H:%M")
+    return announce(site, f"clash-stopped:{container_id}:{by}:{until}", Notice(
+        "reservation", f"ptdesk: '{name}' was stopped: GPU {ids} is reserved by {by}",
+        f"'{name}' on '{site.name}' was stopped because {by} reserved GPU {ids} until {at}; its disk and "
+        f"everything in it are kept. Start it after {at}, or now on other GPUs: ptdesk start {name} --gpus auto"))
+
+
 def gpu_freed(site: Site, gpus: tuple[int, ...], waited_since: float) -> Said | None:
     """GPUs this person waits for (queued, or asked with --when-free) are free now."""
     ids = ", ".join(map(str, gpus))
