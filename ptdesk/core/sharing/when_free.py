@@ -65,10 +65,12 @@ def wish(site: Site, gpus: str) -> Wish:
                            "For example: ptdesk notify --when-free 2, or --when-free any:2")
     inventory = site.gpu_inventory()
     known = {g.index for g in inventory.gpus} if inventory.available else set()
+    if not known:
+        reason = (inventory.reason or "none was found").rstrip(".")
+        raise InvalidInput(f"'{site.name}' has no GPU to wait for: {reason}.", "See the GPUs with: ptdesk gpus")
     missing = [i for i in request.ids if i not in known]
-    if missing or not known:
-        raise InvalidInput(f"There is no GPU {missing[0] if missing else gpus} on '{site.name}'.",
-                           "See the GPUs with: ptdesk gpus")
+    if missing:
+        raise InvalidInput(f"There is no GPU {missing[0]} on '{site.name}'.", "See the GPUs with: ptdesk gpus")
     if request.mode == "count" and request.count > len(known):
         raise InvalidInput(f"'{site.name}' has {len(known)} GPU{'s' if len(known) != 1 else ''}, not {request.count}.",
                            f"Ask for at most any:{len(known)}.")
