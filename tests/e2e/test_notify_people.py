@@ -17,6 +17,7 @@ from pathlib import Path
 import pynvml
 import pytest
 
+from ptdesk.core.access.sessions import tell_everyone
 from ptdesk.core.gpu_desk import GpuDesk
 from ptdesk.core.sharing import booking
 from ptdesk.core.workstation import Workstation
@@ -89,6 +90,12 @@ def test_a_reservation_about_to_take_a_gpu_warns_owner_and_collaborator_once_whe
             text = wait_until(shown, timeout=15, message="the warning in bob's terminal")
             assert "Broadcast message from ptdesk" in text and "save your work" in text
             assert len(mails) == 1 and len(posts) == 1  # sending is done when a round returns: none came later
+        # When the reservation starts, the box's service writes to every terminal in it, each as
+        # the account that owns it (root in the container may not write to bob's).
+        container = first.store.experiment("shared").container_id
+        assert tell_everyone(first.engine, container, "GPU 1 reserved by ann has started", time.time()) == 1
+        wait_until(lambda: b"reserved by ann has started" in b"".join(seen), timeout=15,
+                   message="the start's warning in bob's terminal")
     finally:
         session.kill()
         session.wait()
