@@ -86,6 +86,9 @@ class Config:
     idle_cull_seconds: int = 0
     # What idle means for the cull, per kind ("*": every kind), and its warning (ptdesk.config_cull).
     cull: dict[str, dict[str, str]] = field(default_factory=dict)
+    # The events a new notification route gets unless `ptdesk notify add --events` names others
+    # (empty: every event; ptdesk.core.notify.routes checks the names).
+    notify_events: tuple[str, ...] = ()
     # Other Docker engines reached over SSH ([workstations.NAME]); "local" is always this machine's.
     workstations: dict[str, WorkstationEntry] = field(default_factory=dict)
     default_workstation: str = LOCAL
@@ -218,6 +221,8 @@ def _apply(config: Config, data: dict, origin: str) -> Config:
             changes[key] = parse_cull(value, origin)
         elif key == "ssh_packages":
             changes[key] = _packages(key, value, origin)
+        elif key == "notify_events":
+            changes[key] = _names(key, value, origin)
         else:
             changes[key] = str(value)
     config = replace(config, **changes)
@@ -278,6 +283,12 @@ def _packages(key: str, value: object, origin: str) -> tuple[str, ...]:
         if not _PACKAGE.fullmatch(name):
             raise ConfigError(f"{name!r} in {key} ({origin}) is not a Debian package name.",
                               "Use names as apt-get takes them: lower-case letters, digits, + - . (name=version).")
+    return tuple(value)
+
+
+def _names(key: str, value: object, origin: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{key} in {origin} must be a list of names.", 'Write it as notify_events = ["oom", "cull"].')
     return tuple(value)
 
 

@@ -108,7 +108,8 @@ def watch(ws: Workstation, as_json: bool) -> None:
 def _admit_loop(ws: Workstation, stop: threading.Event, as_json: bool) -> None:
     """The box's admission service: the queue's head starts within seconds of its GPUs freeing,
     whoever queued it and whether or not their ptdesk is open; reservations that start warn, then
-    stop, others' experiments on their GPUs. Announced on the engine while it runs, so `ptdesk
+    stop, others' experiments on their GPUs. And this person's ten minutes' notice of reservations,
+    and GPUs they asked to hear about (notify --when-free). Announced on the engine while it runs, so `ptdesk
     queue` can say whether anything admits."""
     own = ws.fork()
     desk = GpuDesk(own)
@@ -125,6 +126,8 @@ def _admit_loop(ws: Workstation, stop: threading.Event, as_json: bool) -> None:
                         _line(as_json, "reservation", hit.summary(), **hit.to_json())
                     for name in desk.admit():
                         _line(as_json, "admitted", f"admitted {name}: its GPUs were free", name=name)
+                    for said in [*desk.heads_up(), *desk.tell_when_free()]:
+                        _said(as_json, said)
                 except PtdeskError as exc:
                     _line(as_json, "admit-error", f"admitting: {exc.message}", error=exc.message)
                     own.drop_engine()  # try again next round

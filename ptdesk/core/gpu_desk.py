@@ -23,9 +23,11 @@ from ptdesk.core.host.processes import pid_alive
 from ptdesk.errors import Conflict, NotFound
 
 if TYPE_CHECKING:
+    from ptdesk.core.notify.herald import Said
     from ptdesk.core.sharing.enforcement import Enforced
     from ptdesk.core.sharing.gpu_queue import QueueEntry
     from ptdesk.core.sharing.reservations import Reservation
+    from ptdesk.core.sharing.when_free import Wish
     from ptdesk.core.workstation import Workstation
 
 LABEL_ADMITTER = "ptdesk.admitter"
@@ -139,6 +141,22 @@ class GpuDesk:
         """Warn, then after the grace stop, others' experiments on GPUs whose reservation started."""
         from ptdesk.core.sharing import enforcement
         return enforcement.enforce(self.ws, warned, now)
+
+    def heads_up(self, now: float | None = None) -> list[Said]:
+        """Ten minutes' notice: this person's reservations starting or ending, and their experiments
+        on GPUs another person reserved (said once per box; ptdesk watch runs this)."""
+        from ptdesk.core.sharing import heads_up
+        return heads_up.heads_up(self.ws, now)
+
+    def when_free(self, gpus: str) -> Wish:
+        """Hear once when `gpus` (indices, any:N) are free for this person here."""
+        from ptdesk.core.sharing import when_free
+        return when_free.wish(self.ws, gpus)
+
+    def tell_when_free(self, now: float | None = None) -> list[Said]:
+        """Say the wishes whose GPUs are free now (ptdesk watch runs this)."""
+        from ptdesk.core.sharing import when_free
+        return when_free.tell(self.ws, now)
 
     def gpu_indices(self) -> list[int]:
         inventory = self.ws.gpu_inventory()

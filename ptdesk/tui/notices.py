@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
     from ptdesk.core.workstation import Workstation
 
-URGENT = frozenset({"oom", "cull", "engine"})
+URGENT = frozenset({"oom", "cull", "engine", "reservation", "driver"})  # shown as warnings
 POLL_EVERY = 2.0  # seconds: one small file read
 
 

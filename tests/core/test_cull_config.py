@@ -35,3 +35,13 @@ def test_a_bad_cull_setting_is_one_sentence_naming_it(tmp_path: Path, text: str,
     with pytest.raises(ConfigError) as caught:
         _config(tmp_path, text)
     assert said in caught.value.message and caught.value.message.count(". ") <= 1
+
+
+def test_a_kind_that_ends_by_itself_is_never_culled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A kind declaring cullable = False (a batch job, with its own time limit) gets no policy."""
+    from ptdesk.core.kinds import REGISTRY
+
+    config = _config(tmp_path, '[cull]\nidle = "1h"\n')
+    assert policy_for(config, "ssh") is not None
+    monkeypatch.setattr(type(REGISTRY["ssh"]), "cullable", False)
+    assert policy_for(config, "ssh") is None and policy_for(config, "jupyter") is not None

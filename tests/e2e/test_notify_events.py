@@ -169,6 +169,10 @@ def test_a_jupyter_kernel_killed_by_the_memory_limit_shows_in_its_row_and_is_sai
         channel.close()
     assert engine.is_running(container)
     assert cells(ws.experiment("nb"), stats, time.time())[4].plain == "running oom×1"
+    console = Console(record=True, width=300)  # and its details (i) name the limit and what raises it
+    console.print(details_table(ws.experiment("nb"), stats.oom_kills))
+    details = console.export_text()
+    assert "killed: out of memory (limit 512m)" in details and "[limits] memory" in details
     [said] = ws.herald().round()
     assert said.notice.title == "ptdesk: 'nb' ran out of memory" and "(limit 512m)" in said.notice.body
     ws.close()

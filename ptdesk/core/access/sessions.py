@@ -85,3 +85,13 @@ def tell_sessions(engine: Engine, container_id: str, uid: int, text: str, moment
     banner = f"\r\n\aBroadcast message from ptdesk ({time.strftime('%a %b %d %H:%M', time.localtime(moment))}):"
     rc, out = engine.exec(container_id, ["sh", "-c", _WALL, "sh", f"{banner}\r\n\r\n{clean}\r\n\r\n"], user=str(uid))
     return len(out.split()) if rc == 0 else 0
+
+
+def tell_everyone(engine: Engine, container_id: str, text: str, moment: float) -> int:
+    """`text` to every open terminal in the container, each written as the account that owns it
+    (root there cannot write to others' terminals: cap_drop=ALL leaves it no DAC override). Root
+    only reads who owns which terminal; how many terminals got it."""
+    rc, out = engine.exec(container_id, ["sh", "-c", 'for t in /dev/pts/[0-9]*; do [ -c "$t" ] && stat -c %u "$t"; '
+                                         "done; true"])
+    uids = sorted({int(u) for u in out.decode(errors="replace").split() if u.isdigit()}) if rc == 0 else []
+    return sum(tell_sessions(engine, container_id, uid, text, moment) for uid in uids)

@@ -47,7 +47,9 @@ def idle_states(site: Site, now: float | None = None) -> list[IdleState]:
         if experiment is None or record.status == "launching":
             continue
         try:
-            idle, detail = get_kind(record.kind).idle(site, record, experiment.id, now)
+            kind = get_kind(record.kind)
+            idle, detail = (kind.idle(site, record, experiment.id, now) if kind.cullable
+                            else (None, "never culled: it ends by itself"))
         except PtdeskError as exc:
             idle, detail = None, exc.message
         states.append(IdleState(record.name, record.kind, record.owner, idle, detail))

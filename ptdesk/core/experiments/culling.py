@@ -11,20 +11,20 @@ Where it stands is kept in the store's meta (deadline and keep per experiment), 
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections import deque
 from dataclasses import dataclass, field
 
 from ptdesk.config import Config
-from ptdesk.core.access.sessions import tell_sessions
 from ptdesk.core.base import clock
 from ptdesk.core.base.durations import parse_duration
 from ptdesk.core.base.models import GpuSnapshot
 from ptdesk.core.experiments import operations
 from ptdesk.core.experiments.cull import idle_states
+from ptdesk.core.kinds import get_kind
 from ptdesk.core.notify.deliver import Notice
 from ptdesk.core.notify.herald import Said, announce
+from ptdesk.core.notify.people import warn_everyone
 from ptdesk.core.site import Site
 from ptdesk.errors import InvalidInput, NotFound, PtdeskError
 
@@ -43,7 +43,9 @@ class CullPolicy:
 
 
 def policy_for(config: Config, kind: str) -> CullPolicy | None:
-    """The kind's policy; None when no idle limit is set for it (then it is never culled)."""
+    """The kind's policy; None when no idle limit is set for it, or the kind is never culled (a job)."""
+    if not _cullable(kind):
+        return None
     values = {**DEFAULTS, **config.cull.get("*", {}), **config.cull.get(kind, {})}
     if "idle" not in values:
         if config.idle_cull_seconds <= 0:
@@ -52,6 +54,13 @@ def policy_for(config: Config, kind: str) -> CullPolicy | None:
     return CullPolicy(parse_duration(values["idle"]), float(values["gpu_below"]),
                       parse_duration(values["gpu_window"]), _duration_or_zero(values["warn"]),
                       parse_duration(values["keep_max"]))
+
+
+def _cullable(kind: str) -> bool:
+    try:
+        return get_kind(kind).cullable
+    except PtdeskError:
+        return True  # a kind this ptdesk does not know: its experiments are judged as any other
 
 
 def _duration_or_zero(text: str) -> float:
@@ -116,7 +125,8 @@ def plan(site: Site, window: GpuWindow, now: float | None = None, whole_window: 
         record, policy = records.get(state.name), policy_for(site.config, state.kind)
         base = dict(name=state.name, kind=state.kind, owner=state.owner, idle_seconds=state.idle_seconds)
         if record is None or policy is None:
-            out.append(CullPlan(**base, action="-", detail=f"no idle limit for {state.kind} experiments"))
+            why = "never culled (it ends by itself)" if not _cullable(state.kind) else "no idle limit"
+            out.append(CullPlan(**base, action="-", detail=f"{why} for {state.kind} experiments"))
             continue
         kept, deadline = _meta_time(site, KEPT + state.name), _meta_time(site, DEADLINE + state.name)
         span = policy.gpu_window if whole_window else now - (window.samples[0][0] if window.samples else now)
@@ -167,13 +177,9 @@ def _warn(site: Site, item: CullPlan, now: float) -> Said | None:
         return None
     notice = cull_notice(item.name, item.deadline, item.idle_seconds or 0.0, policy)
     said = announce(site, f"cull:{record.container_id}:{item.deadline}", notice)
-    if said is not None and record.container_id:
-        people = {site.config.uid} | {c.uid for g in site.store.grants(experiment=item.name)
-                                      if (c := site.store.collaborator(g.collaborator)) and c.uid is not None}
-        for uid in sorted(people):
-            with contextlib.suppress(PtdeskError):  # no terminal to write to is not a failure
-                tell_sessions(site.engine, record.container_id, uid, notice.body, now)
-    return said
+    # Everyone working in it reads it where they are: the owner's and collaborators' open
+    # terminals in it, and each collaborator's own route.
+    return warn_everyone(site, item.name, notice, now, said) if said is not None else None
 
 
 def cull_notice(name: str, deadline: float, idle: float, policy: CullPolicy) -> Notice:

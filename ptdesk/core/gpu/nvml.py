@@ -175,6 +175,9 @@ class GpuSampler:
             count = pynvml.nvmlDeviceGetCount()
         except pynvml.NVMLError as exc:
             raise _NvmlGone(reason_for(exc)) from None
+        # Read each time, not only at init: a driver changed under running experiments is an event.
+        with contextlib.suppress(pynvml.NVMLError):
+            self._driver = _text(pynvml.nvmlSystemGetDriverVersion())
         rows: list[GpuSample] = []
         for index in range(count):
             rows.extend(self._device(index))

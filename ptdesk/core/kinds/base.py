@@ -68,6 +68,9 @@ class Kind(ABC):
     sealed_paths: ClassVar[tuple[str, ...]]
     accepts_pubkeys: ClassVar[bool] = False  # `new --pubkey FILE` authorises the owner's own key
     grants_logins: ClassVar[bool] = False  # collaborators can be granted logins to it
+    # The idle cull may stop it. A kind that ends by itself (a batch job, with its time limit)
+    # says False: the cull never judges, warns or stops it.
+    cullable: ClassVar[bool] = True
 
     def image(self, config: Config) -> str:
         """The image it runs: `<name>_image` from the config, else ptdesk's own build."""

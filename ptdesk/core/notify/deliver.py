@@ -9,11 +9,12 @@ cleared, so its next failure is said again.
 from __future__ import annotations
 
 import json
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 from ptdesk.core.base.private_files import write_secret
-from ptdesk.core.notify.routes import Route, load_routes, quiet_apprise
+from ptdesk.core.notify.routes import DESKTOP, Route, load_routes, quiet_apprise
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,9 @@ class Delivery:
 
 
 def send_to(route: Route, notice: Notice) -> bool:
-    """Send through apprise; True when the receiver took it."""
+    """Send through apprise (desktop://: notify-send); True when the receiver took it."""
+    if route.url == DESKTOP:
+        return _desktop(notice)
     apprise = quiet_apprise()
     sender = apprise.Apprise()
     if not sender.add(route.url):
@@ -50,9 +53,20 @@ def send_to(route: Route, notice: Notice) -> bool:
         return False
 
 
-def deliver(home: Path, notice: Notice, everyone: bool = False) -> list[Delivery]:
-    """Send `notice` to every route that wants its event (`everyone`: every route, for a test)."""
-    routes = [r for r in load_routes(home) if everyone or r.wants(notice.event)]
+def _desktop(notice: Notice) -> bool:
+    """A desktop notification on this machine's session (no session bus or no notify-send: failed)."""
+    try:
+        done = subprocess.run(["notify-send", "--app-name=ptdesk", "--", notice.title, notice.body],
+                              capture_output=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0
+
+
+def deliver(home: Path, notice: Notice, everyone: bool = False, person: str | None = None) -> list[Delivery]:
+    """Send `notice` to every route of `person` (None: the owner's own) that wants its event
+    (`everyone`: every route of everybody, for a test)."""
+    routes = [r for r in load_routes(home) if everyone or (r.person == person and r.wants(notice.event))]
     if not routes:
         return []
     failing = _failing(home)
@@ -60,7 +74,8 @@ def deliver(home: Path, notice: Notice, everyone: bool = False) -> list[Delivery
     for route in routes:
         ok = send_to(route, notice)
         out.append(Delivery(route.name, ok, first_failure=not ok and route.name not in failing))
-    now_failing = {d.route for d in out if not d.ok} | (set(failing) - {r.name for r in routes})
+    now_failing = ({d.route for d in out if not d.ok} | (set(failing) - {r.name for r in routes})) - {
+        d.route for d in out if d.ok}
     if now_failing != set(failing):
         _remember(home, sorted(now_failing))
     return out

@@ -1,5 +1,6 @@
-"""The events that exist today, found and said once: an out-of-memory kill inside a running
-experiment, a workstation's engine lost and back, a collaborator's access expiring within a day.
+"""The events found by looking, said once: an out-of-memory kill inside a running experiment, a
+workstation's engine lost and back, a collaborator's access expiring within a day, a GPU driver
+changed under running experiments (driver.py).
 And the one door for events other parts raise (the GPU queue, reservations): `announce`.
 
 `ptdesk watch` (the box's service) runs a Herald. Everything said goes to the person's routes
@@ -20,6 +21,7 @@ from ptdesk.core.base import clock
 from ptdesk.core.base.private_files import write_secret
 from ptdesk.core.host.cgroups import StatsSampler
 from ptdesk.core.notify.deliver import Delivery, Notice, deliver
+from ptdesk.core.notify.driver import driver_changes
 from ptdesk.core.notify.once import claim_in_home, first_to_say, forget_old_markers, release_in_home
 from ptdesk.core.site import Site
 from ptdesk.errors import PtdeskError
@@ -93,8 +95,9 @@ class Herald:
     sampler: StatsSampler = field(default_factory=StatsSampler)
 
     def round(self) -> list[Said]:
-        """One look for out-of-memory kills and expiries; what this process said."""
-        said = [*self._oom_kills(), *self._expiries()]
+        """One look for out-of-memory kills, expiries and a changed GPU driver; what this process said."""
+        drivers = [announce(self.site, key, notice) for key, notice in driver_changes(self.site)]
+        said = [*self._oom_kills(), *self._expiries(), *drivers]
         return [s for s in said if s is not None]
 
     def tidy(self) -> int:
@@ -132,19 +135,24 @@ class Herald:
             if person.expires is not None and moment < person.expires <= moment + EXPIRY_AHEAD:
                 said = announce(self.site, f"expiry:{person.name}:{person.expires}", expiry_notice(
                     person.name, person.expires, moment))
-                if said is not None and person.uid is not None:
-                    self._tell(person.name, person.uid, expiry_words_for_them(person.expires, moment), moment)
+                if said is not None:
+                    said = self._tell(said, person.name, person.uid, expiry_words_for_them(person.expires, moment),
+                                      moment)
                 out.append(said)
         return out
 
-    def _tell(self, person: str, uid: int, text: str, moment: float) -> None:
-        """The person hears it too, in their open terminals in every experiment they may use."""
-        for grant in self.site.store.grants(collaborator=person):
+    def _tell(self, said: Said, person: str, uid: int | None, text: str, moment: float) -> Said:
+        """The person hears it too: in their open terminals in every experiment they may use, and on
+        the route the owner set up for them."""
+        for grant in self.site.store.grants(collaborator=person) if uid is not None else ():
             record = self.site.store.experiment(grant.experiment)
             if record is None or not record.container_id or record.status != "running":
                 continue
             with contextlib.suppress(PtdeskError):  # stopped meanwhile: nobody there to tell
                 tell_sessions(self.site.engine, record.container_id, uid, text, moment)
+        theirs = deliver(person_home(self.site.config), Notice("expiry", "ptdesk: your access expires soon", text),
+                         person=person)
+        return Said(said.notice, said.deliveries + tuple(theirs))
 
 
 def oom_notice(name: str, kills: int, limit: str) -> Notice:

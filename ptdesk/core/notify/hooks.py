@@ -1,5 +1,6 @@
 """The events other parts raise, one function each: the GPU queue and reservations call these
-(each is said once per box, to the routes that want it, and shown in the dashboard)."""
+(each is said once per box, to the routes that want it, and shown in the dashboard).
+ptdesk.core.sharing.heads_up calls the reservation ones ten minutes ahead."""
 
 from __future__ import annotations
 
@@ -14,6 +15,45 @@ def queued_started(site: Site, name: str, connect: str, container_id: str) -> Sa
     """A queued experiment got its GPUs and started; `connect`: its URL or ssh line."""
     return announce(site, f"started:{container_id}", Notice(
         "started", f"ptdesk: '{name}' started", f"Your queued experiment '{name}' started. Connect: {connect}"))
+
+
+def reservation_ending(site: Site, gpus: tuple[int, ...], ends: float) -> Said | None:
+    """A reservation of this person's ends soon: what runs on its GPUs may be queued-over after."""
+    ids = ", ".join(map(str, gpus))
+    at = datetime.fromtimestamp(ends).strftime("%H:%M")
+    return announce(site, f"reservation-end:{ids}:{ends}", Notice(
+        "reservation", f"ptdesk: your reservation of GPU {ids} ends at {at}",
+        f"Your reservation of GPU {ids} on '{site.name}' ends at {at}: save your work. To keep working, "
+        f"reserve again (ptdesk reserve {ids.replace(' ', '')} --from {at} --to ...) if nobody else has."))
+
+
+def reservation_clash(site: Site, name: str, container_id: str, gpus: tuple[int, ...], by: str,
+                      stops: float | None, moment: float) -> Said | None:
+    """One of this person's experiments runs on GPUs someone else reserved from soon (or now): its
+    owner hears it here (dashboard, routes), everyone working in it in their terminals and on
+    their own routes. `stops`: when it will be stopped (None: warned only)."""
+    from ptdesk.core.notify.people import warn_everyone  # it says through herald, as this does
+
+    ids = ", ".join(map(str, gpus))
+    then = "it will not be stopped, but " if stops is None else \
+        f"it will be stopped at {datetime.fromtimestamp(stops).strftime('%H:%M')} (its disk is kept), so "
+    notice = Notice("reservation", f"ptdesk: '{name}' runs on GPU {ids}, reserved by {by}",
+                    f"'{name}' runs on GPU {ids} on '{site.name}', which {by} has reserved: {then}save your "
+                    f"work and give the GPU back. Start it again later, or on other GPUs: "
+                    f"ptdesk start {name} --gpus auto")
+    said = announce(site, f"clash:{container_id}:{by}:{stops}", notice)
+    return warn_everyone(site, name, notice, moment, said) if said is not None else None
+
+
+def reservation_stopped(site: Site, name: str, container_id: str, gpus: tuple[int, ...], by: str,
+                        until: float) -> Said | None:
+    """One of this person's experiments was stopped for someone else's reservation (disk kept)."""
+    ids = ", ".join(map(str, gpus))
+    at = datetime.fromtimestamp(until).strftime("%H:%M")
+    return announce(site, f"clash-stopped:{container_id}:{by}:{until}", Notice(
+        "reservation", f"ptdesk: '{name}' was stopped: GPU {ids} is reserved by {by}",
+        f"'{name}' on '{site.name}' was stopped because {by} reserved GPU {ids} until {at}; its disk and "
+        f"everything in it are kept. Start it after {at}, or now on other GPUs: ptdesk start {name} --gpus auto"))
 
 
 def gpu_freed(site: Site, gpus: tuple[int, ...], waited_since: float) -> Said | None:

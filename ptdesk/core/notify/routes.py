@@ -5,6 +5,10 @@ webhook `json://` ...). Such URLs carry tokens and passwords, so they are kept l
 secret: in PTDESK_HOME/notify/routes.json (0600, in a 0700 folder), read from stdin when added
 (never a command-line argument, which other users see in `ps`), and shown only with apprise's own
 privacy masking. The dashboard is always a route of its own and needs no entry here.
+
+A route may be the owner's (`person` None) or one the owner set up for a collaborator (`ptdesk
+notify add NAME --for bob`): bob's route hears only the warnings that concern bob. `desktop://` is
+ptdesk's own route: a desktop notification through `notify-send` on the machine that says it.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,8 +31,12 @@ EVENTS: dict[str, str] = {
     "cull": "an idle experiment will be stopped, and how to keep it",
     "started": "your queued experiment started",
     "gpu-free": "a GPU you wait for is free",
-    "reservation": "a reservation of yours starts soon",
+    "reservation": "a reservation starts or ends within minutes, or stops/warns one of your experiments",
+    "driver": "the GPU driver changed under running experiments",
 }
+# What a collaborator's route asks for unless told: the warnings that concern them.
+FOR_THEM = ("expiry", "cull", "reservation")
+DESKTOP = "desktop://"
 _ROUTE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
 
 
@@ -36,13 +45,14 @@ class Route:
     name: str
     url: str = field(repr=False)  # a secret: never in repr, logs or listings
     events: tuple[str, ...] = tuple(EVENTS)
+    person: str | None = None  # a collaborator this route is for; None: the owner's own
 
     def wants(self, event: str) -> bool:
         return event in self.events
 
     def to_json(self) -> dict[str, object]:
         """What `ptdesk notify ls --json` shows: the URL masked as apprise masks it."""
-        return {"name": self.name, "url": masked(self.url), "events": list(self.events)}
+        return {"name": self.name, "url": masked(self.url), "events": list(self.events), "for": self.person}
 
 
 def quiet_apprise():
@@ -61,6 +71,12 @@ def check_url(url: str) -> str:
     """`url` if apprise can send to it; otherwise one sentence naming only its scheme (the rest
     may be a secret)."""
     url = url.strip()
+    if url.lower().rstrip("/") == DESKTOP.rstrip("/"):
+        if shutil.which("notify-send") is None:
+            raise InvalidInput("desktop:// needs notify-send, which is not installed on this machine.",
+                               "Install it (apt install libnotify-bin), or use the terminal alerts: "
+                               "ptdesk notify terminal osc9")
+        return DESKTOP
     scheme = url.split("://", 1)[0] if "://" in url else ""
     if not scheme:
         raise InvalidInput("A route must be a URL like mailto://user:password@example.org or "
@@ -80,13 +96,17 @@ def check_url(url: str) -> str:
 
 
 def masked(url: str) -> str:
+    if url == DESKTOP:
+        return url
     plugin = quiet_apprise().Apprise.instantiate(url)
     return plugin.url(privacy=True) if plugin is not None else url.split("://", 1)[0] + "://…"
 
 
-def check_events(text: str | None) -> tuple[str, ...]:
-    """`oom,engine` -> ("oom", "engine"); None or `all` -> every event."""
-    if text is None or text.strip() == "all":
+def check_events(text: str | None, default: tuple[str, ...] = tuple(EVENTS)) -> tuple[str, ...]:
+    """`oom,engine` -> ("oom", "engine"); None -> `default`; `all` -> every event."""
+    if text is None:
+        return default
+    if text.strip() == "all":
         return tuple(EVENTS)
     events = tuple(dict.fromkeys(e.strip() for e in text.split(",") if e.strip()))
     unknown = [e for e in events if e not in EVENTS]
@@ -94,6 +114,26 @@ def check_events(text: str | None) -> tuple[str, ...]:
         raise InvalidInput(f"'{', '.join(unknown) or text}' is not an event ptdesk says.",
                            f"Pick from: {', '.join(EVENTS)} (or all).")
     return events
+
+
+def default_events(configured: tuple[str, ...]) -> tuple[str, ...]:
+    """What a new route of the owner's gets: config.toml's notify_events, or every event."""
+    unknown = [e for e in configured if e not in EVENTS]
+    if unknown:
+        raise ConfigError(f"notify_events in config.toml names '{unknown[0]}', which is not an event ptdesk says.",
+                          f"Pick from: {', '.join(EVENTS)}.")
+    return configured or tuple(EVENTS)
+
+
+def set_events(home: Path, name: str, events: tuple[str, ...]) -> Route:
+    """Change which events route `name` gets (its URL stays as it is)."""
+    routes = load_routes(home)
+    route = next((r for r in routes if r.name == name), None)
+    if route is None:
+        raise NotFound(f"There is no route named '{name}'.", "See them with: ptdesk notify ls")
+    changed = Route(route.name, route.url, events, route.person)
+    _save(home, [changed if r.name == name else r for r in routes])
+    return changed
 
 
 def routes_path(home: Path) -> Path:
@@ -104,7 +144,8 @@ def load_routes(home: Path) -> list[Route]:
     path = routes_path(home)
     try:
         data = json.loads(path.read_text())
-        return [Route(r["name"], r["url"], tuple(e for e in r["events"] if e in EVENTS)) for r in data["routes"]]
+        return [Route(r["name"], r["url"], tuple(e for e in r["events"] if e in EVENTS), r.get("for"))
+                for r in data["routes"]]
     except FileNotFoundError:
         return []
     except (ValueError, KeyError, TypeError) as exc:
@@ -113,7 +154,7 @@ def load_routes(home: Path) -> list[Route]:
 
 
 def _save(home: Path, routes: list[Route]) -> None:
-    data = {"routes": [{"name": r.name, "url": r.url, "events": list(r.events)} for r in routes]}
+    data = {"routes": [{"name": r.name, "url": r.url, "events": list(r.events), "for": r.person} for r in routes]}
     write_secret(routes_path(home), (json.dumps(data, indent=1) + "\n").encode())
 
 
@@ -124,10 +165,10 @@ def check_name(name: str) -> str:
     return name
 
 
-def add_route(home: Path, name: str, url: str, events: tuple[str, ...]) -> Route:
+def add_route(home: Path, name: str, url: str, events: tuple[str, ...], person: str | None = None) -> Route:
     """Add or replace route `name` (checked first: nothing is written for a bad one)."""
     check_name(name)
-    route = Route(name, check_url(url), events)
+    route = Route(name, check_url(url), events, person)
     _save(home, [r for r in load_routes(home) if r.name != name] + [route])
     return route
 

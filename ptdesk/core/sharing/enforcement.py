@@ -16,6 +16,7 @@ from collections.abc import MutableSet
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ptdesk.core.access.sessions import tell_everyone
 from ptdesk.core.base import clock
 from ptdesk.core.base.models import LABEL_NAME, LABEL_OWNER
 from ptdesk.core.gpu import ledger
@@ -25,9 +26,6 @@ from ptdesk.errors import PtdeskError
 
 if TYPE_CHECKING:
     from ptdesk.core.site import Site
-
-# Every terminal of the container: the message is "$1" (an argument, never a shell word).
-_TO_TERMINALS = 'for t in /dev/pts/[0-9]*; do [ -c "$t" ] && printf "\\r\\n%s\\r\\n" "$1" >"$t"; done; exit 0'
 
 
 @dataclass(frozen=True)
@@ -102,4 +100,4 @@ def _tell(site: Site, container: str, r: Reservation, grace: float) -> None:
                f"has started: save your work and give the GPU back ({when}).")
     # A container without a shell still gets stopped on time; the audit log says it was warned.
     with contextlib.suppress(PtdeskError):
-        site.engine.exec(container, ["sh", "-c", _TO_TERMINALS, "sh", message])
+        tell_everyone(site.engine, container, message, clock.now())  # as each terminal's own account

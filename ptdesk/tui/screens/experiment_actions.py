@@ -20,6 +20,7 @@ from ptdesk.tui.screens.collaborators import Collaborators
 from ptdesk.tui.screens.confirm import Confirm
 from ptdesk.tui.screens.details import Details, stopped_copy_note
 from ptdesk.tui.screens.gpus_gone import GpusGone as GpusGoneDialog
+from ptdesk.tui.screens.idle_cull import IdleCull, keep
 from ptdesk.tui.screens.reservations import Reservations
 from ptdesk.tui.shell import open_shell, shell_refusal
 from ptdesk.tui.widgets.experiments_table import ExperimentsTable
@@ -166,6 +167,13 @@ class ExperimentActions(Screen[None]):
                 self._act(ws, f"Removing {name}", lambda: ws.remove(name, force=True), f"{name} removed.")
 
         self.app.push_screen(Confirm(f"Remove {name}?", removal_note(selected)), confirmed)
+
+    def action_keep(self) -> None:
+        if (selected := self._need_selected()) is not None:
+            keep(self, self.selected_ws, selected.name)
+
+    def action_idle_cull(self) -> None:
+        self.app.push_screen(IdleCull(self.selected_ws))
 
     def action_reservations(self) -> None:
         self.app.push_screen(Reservations(self.selected_ws))

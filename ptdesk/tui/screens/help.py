@@ -12,7 +12,7 @@ from textual.widgets import Static
 from ptdesk.tui.actions import Scope, help_rows
 
 TITLES = {"main": "Keys", "collab": "Keys on the collaborators screen", "reserve": "Keys on the reservations screen",
-          "app": "Keys"}
+          "cull": "Keys on the idle cull screen", "app": "Keys"}
 
 
 class Help(ModalScreen[None]):
