@@ -68,6 +68,7 @@ class Kind(ABC):
     sealed_paths: ClassVar[tuple[str, ...]]
     accepts_pubkeys: ClassVar[bool] = False  # `new --pubkey FILE` authorises the owner's own key
     grants_logins: ClassVar[bool] = False  # collaborators can be granted logins to it
+    mounts_vscode_cache: ClassVar[bool] = False  # the workstation's VS Code Server cache, read-only
 
     def image(self, config: Config) -> str:
         """The image it runs: `<name>_image` from the config, else ptdesk's own build."""
