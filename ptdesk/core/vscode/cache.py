@@ -10,7 +10,6 @@ where the volume lives is checked, the build is copied into a staging folder of 
 from __future__ import annotations
 
 import contextlib
-import re
 import secrets
 import tempfile
 from collections.abc import Callable
@@ -132,10 +131,10 @@ def check_space(where: str, free: int, needed: int) -> None:
 
 def _free_bytes(site: Site) -> int:
     out = _sh(site, f"df -Pk {AT} | tail -n 1")
-    match = re.match(r"\S+\s+\d+\s+\d+\s+(\d+)\s", out)
-    if not match:
+    fields = out.split()  # df -P: filesystem, 1024-blocks, used, available, capacity, mounted on
+    if len(fields) != 6 or not fields[3].isdigit():
         raise PtdeskError(f"Could not tell the free space on {site.name} (df said {out.strip()!r}).")
-    return int(match.group(1)) * 1024
+    return int(fields[3]) * 1024
 
 
 def _sh(site: Site, script: str) -> str:
