@@ -11,16 +11,24 @@ Tests run in file order: the first ones see a workstation without a cache.
 from __future__ import annotations
 
 import http.server
+import io
 import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import pynvml
 import pytest
+from rich.console import Console
+from textual.widgets import Static
 
 from ptdesk.core.engine.client import Engine
+from ptdesk.core.workstation import Workstation
+from ptdesk.tui.app import PtdeskApp
+from ptdesk.tui.screens.details import Details
 from tests.support.helpers import SSH_IMAGE, remove_instance_containers
+from tests.support.tuihelpers import nvml_scenarios, settle
 from tests.support.vscode_support import server_tarball, truncated
 from tests.support.workday_support import free_port, ssh
 
@@ -124,6 +132,31 @@ def test_status_names_the_commit_a_client_asked_for_and_did_not_find(module_desk
     found = module_desk.json("vscode", "status")
     assert found["missing"] == [{"commit": ASKED, "experiments": ["code"]}]
     assert f"Missing: {ASKED}, asked for by a client in code." in module_desk.ok("vscode", "status")
+
+
+async def test_the_dashboard_details_say_which_builds_the_experiment_sees(module_desk: Ptdesk,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, function in nvml_scenarios.no_driver().functions().items():  # NVML: the only thing replaced
+        monkeypatch.setattr(pynvml, name, function)
+    ws = Workstation(module_desk.config)
+    app = PtdeskApp(ws, watch_events=False)
+    try:
+        async with app.run_test(size=(160, 48)) as pilot:
+            code = await settle(pilot, lambda: next((e for e in app.main.table.experiments.values()
+                                                     if e.name == "code"), None), message="the experiment's row")
+            app.main.table.move_cursor(row=app.main.table.get_row_index(code.id))
+            await pilot.press("i")
+            details = await settle(pilot, lambda: isinstance(app.screen, Details) and app.screen)
+
+            def shown() -> str:
+                console = Console(width=160, record=True, file=io.StringIO())
+                console.print(details.query_one("#details", Static).content)
+                return console.export_text()
+
+            text = await settle(pilot, lambda: "VS Code Server" in shown() and shown(), message="the cache row")
+            assert f"1.107.0 ({COMMIT[:12]}) cached: those clients start offline" in text
+    finally:
+        ws.close()
 
 
 def test_fetch_downloads_once_where_there_is_internet_and_says_plainly_where_not(

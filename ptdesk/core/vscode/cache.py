@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from ptdesk.core.base.models import LABEL_INSTANCE
 from ptdesk.core.base.names import container_name
 from ptdesk.core.base.units import human_bytes
+from ptdesk.core.engine.client import NOBODY
 from ptdesk.core.vscode.layout import MOUNT, ServerBuild, inspect_tarball, is_commit, repack, servers_folder
 from ptdesk.errors import ImageMissing, NotFound, PtdeskError
 
@@ -111,9 +112,28 @@ def cached(site: Site) -> list[Cached]:
     """The builds in the cache, by commit; none when the workstation has no cache."""
     if not site.engine.volume(volume_name(site)):
         return []
-    out = _sh(site, f"for d in {AT}/cli/servers/Stable-*/server; do [ -f \"$d/product.json\" ] || continue; "
-                    "c=${d%/server}; v=$(sed -n 's/.*\"version\": *\"\\([^\"]*\\)\".*/\\1/p' \"$d/product.json\" "
-                    "| head -n 1); echo \"${c##*/Stable-} ${v:-?} $(du -sk \"$d\" | cut -f1)\"; done")
+    return _parse_listing(_sh(site, _listing(AT)))
+
+
+def seen_in(site: Site, container_id: str) -> tuple[Cached, ...] | None:
+    """The builds a running SSH experiment sees, read inside it (as nobody: the cache is readable by
+    all); None when it has no cache mounted, or cannot be asked."""
+    try:
+        rc, out = site.engine.exec(container_id, ["/bin/sh", "-c", f"[ -d {MOUNT} ] && {{ {_listing(MOUNT)}; }}"],
+                                   user=NOBODY)
+    except PtdeskError:
+        return None
+    return tuple(_parse_listing(out.decode(errors="replace"))) if rc == 0 else None
+
+
+def _listing(root: str) -> str:
+    """Shell: one line `COMMIT VERSION KIB` per build under `root` (the cache's layout)."""
+    return (f"for d in {root}/cli/servers/Stable-*/server; do [ -f \"$d/product.json\" ] || continue; "
+            "c=${d%/server}; v=$(sed -n 's/.*\"version\": *\"\\([^\"]*\\)\".*/\\1/p' \"$d/product.json\" "
+            "| head -n 1); echo \"${c##*/Stable-} ${v:-?} $(du -sk \"$d\" | cut -f1)\"; done; true")
+
+
+def _parse_listing(out: str) -> list[Cached]:
     found = []
     for line in out.splitlines():
         parts = line.split()
