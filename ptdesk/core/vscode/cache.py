@@ -21,7 +21,15 @@ from ptdesk.core.base.models import LABEL_INSTANCE
 from ptdesk.core.base.names import container_name
 from ptdesk.core.base.units import human_bytes
 from ptdesk.core.engine.client import NOBODY
-from ptdesk.core.vscode.layout import MOUNT, ServerBuild, inspect_tarball, is_commit, repack, servers_folder
+from ptdesk.core.vscode.layout import (
+    MOUNT,
+    ServerBuild,
+    check_commit,
+    inspect_tarball,
+    is_commit,
+    repack,
+    servers_folder,
+)
 from ptdesk.errors import ImageMissing, NotFound, PtdeskError
 
 if TYPE_CHECKING:
@@ -77,7 +85,9 @@ def _place(site: Site, build: ServerBuild, progress: Progress) -> None:
     final = f"{AT}/{servers_folder(build.commit)}"
     # One mv: the build appears under its commit whole, or not at all; the legacy bin/<commit> is a
     # relative link inside the volume, so it resolves wherever the volume is mounted.
-    finish = (f"set -e; [ ! -e {final} ]; mkdir -p {AT}/cli/servers {AT}/bin; mv {AT}/{staging} {final}; "
+    # Another add of the same commit that finished first: its copy stays, this one goes.
+    finish = (f"set -e; if [ -e {final} ]; then rm -rf {AT}/{staging}; exit 0; fi; "
+              f"mkdir -p {AT}/cli/servers {AT}/bin; mv {AT}/{staging} {final}; "
               f"ln -sfn ../{servers_folder(build.commit)}/server {AT}/bin/{build.commit}")
     done = False
     try:
@@ -97,9 +107,7 @@ def _place(site: Site, build: ServerBuild, progress: Progress) -> None:
 
 
 def remove(site: Site, commit: str) -> None:
-    if not is_commit(commit):
-        raise PtdeskError(f"{commit!r} is not a VS Code commit id (40 hexadecimal digits).",
-                          "See the cached ones with: ptdesk vscode status")
+    check_commit(commit, "See the cached ones with: ptdesk vscode status")
     if commit not in {c.commit for c in cached(site)}:
         raise NotFound(f"No VS Code Server of commit {commit} is cached on {site.name}.",
                        "See the cached ones with: ptdesk vscode status")

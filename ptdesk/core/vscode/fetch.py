@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ptdesk.core.vscode import cache
-from ptdesk.core.vscode.layout import DOWNLOAD_URL, ServerBuild, is_commit
+from ptdesk.core.vscode.layout import DOWNLOAD_URL, ServerBuild, check_commit
 from ptdesk.errors import PtdeskError
 
 if TYPE_CHECKING:
@@ -32,9 +32,7 @@ def download_url(commit: str, env: dict[str, str] | None = None) -> str:
 
 
 def fetch(site: Site, commit: str, progress: cache.Progress = lambda _: None) -> ServerBuild:
-    if not is_commit(commit):
-        raise PtdeskError(f"{commit!r} is not a VS Code commit id (40 hexadecimal digits).",
-                          "Copy it from Help > About in VS Code (the line Commit), or `code --version`.")
+    check_commit(commit)
     url = download_url(commit)
     host = urllib.parse.urlsplit(url).netloc or url
     bring = f"On a machine that can, download {url} and bring the file: ptdesk vscode add FILE --commit {commit}"

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from ptdesk.errors import PtdeskError
+from ptdesk.errors import InvalidInput, PtdeskError
 
 COMMIT = re.compile(r"[0-9a-f]{40}")
 TOP = "vscode-server-linux-x64"
@@ -57,6 +57,13 @@ def servers_folder(commit: str) -> str:
 
 def is_commit(text: str) -> bool:
     return COMMIT.fullmatch(text) is not None
+
+
+def check_commit(commit: str, hint: str = "Copy it from Help > About in VS Code (the line Commit), "
+                                           "or the second line of `code --version`.") -> str:
+    if not is_commit(commit):
+        raise InvalidInput(f"{commit!r} is not a VS Code commit id (40 hexadecimal digits).", hint)
+    return commit
 
 
 # /etc/ssh/sshrc: sshd runs it (as the person, /bin/sh, before the session's command) for every
@@ -102,9 +109,8 @@ class ServerBuild:
 def inspect_tarball(path: Path, commit: str | None = None) -> ServerBuild:
     """Read the whole tarball (a truncated or damaged one fails here, before anything is placed)
     and check it is a VS Code Server build for Linux x64 of `commit` (when given)."""
-    if commit is not None and not is_commit(commit):
-        raise PtdeskError(f"{commit!r} is not a VS Code commit id (40 hexadecimal digits).",
-                          "Copy it from Help > About in VS Code (the line Commit), or `code --version`.")
+    if commit is not None:
+        check_commit(commit)
     product, size, found = None, 0, set()
     with _reading(path) as tar:
         for member in _members(tar, path):
