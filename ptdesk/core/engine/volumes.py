@@ -10,7 +10,6 @@ which is enough to move and remove files it placed itself (root owns them; no DA
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from typing import Any
@@ -77,16 +76,15 @@ class Volumes:
 
     def finish(self, container: str, timeout: float = 120.0) -> tuple[int, str]:
         """Start a helper, wait for its command to end; (exit code, its output)."""
+        import requests
+
         with translated_errors(f"Running helper {container[:12]}", self.where):
             self.api.start(container)
-            deadline = time.monotonic() + timeout
-            while True:
-                try:
-                    result = self.api.wait(container, timeout=max(1, int(deadline - time.monotonic())))
-                    break
-                except Exception as exc:  # a read timeout: still running
-                    if time.monotonic() >= deadline:
-                        raise PtdeskError(f"A helper container ran longer than {timeout:.0f} s.") from exc
+            try:
+                result = self.api.wait(container, timeout=timeout)
+            except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
+                raise PtdeskError(f"A helper container ran longer than {timeout:.0f} s, or its engine went away.",
+                                  "Try again (the helper is removed either way).") from None
             output = self.api.logs(container, stdout=True, stderr=True).decode(errors="replace")
         return int(result.get("StatusCode", -1)), output
 
