@@ -152,7 +152,8 @@ def _default_ids() -> tuple[int, int]:
 
 
 # The PTDESK_* environment settings (besides PTDESK_<KIND>_IMAGE); PTDESK_TEST_* belong to the test suite.
-ENV_SETTINGS = ("PTDESK_HOME", "PTDESK_INSTANCE", "PTDESK_BIND_ADDRESS", "PTDESK_RESIDENT")
+ENV_SETTINGS = ("PTDESK_HOME", "PTDESK_INSTANCE", "PTDESK_BIND_ADDRESS", "PTDESK_RESIDENT",
+                "PTDESK_VSCODE_DOWNLOAD")  # the last: a mirror of update.code.visualstudio.com ({commit})
 
 
 def unknown_env_settings(env: Mapping[str, str]) -> list[tuple[str, str | None]]:

@@ -22,6 +22,7 @@ COMMAND_TOPICS: dict[str, str] = {
     "ssh-config": "ssh", "ssh": "ssh", "forward": "ssh",
     "env": "env", "notify": "notify",
     "queue": "sharing", "reserve": "sharing", "reservations": "sharing",
+    "vscode": "vscode",
 }
 TOPICS = tuple(dict.fromkeys(COMMAND_TOPICS.values()))
 # What `ptdesk --help` says of each command, so that it imports no command module (a test keeps
@@ -53,6 +54,7 @@ COMMAND_SUMMARIES: dict[str, str] = {
     "ssh-config": "ptdesk's own OpenSSH config: one Host per SSH experiment, so `ssh NAME` works.",
     "start": "Start a stopped experiment and wait until it is ready (on the same GPUs if still free).",
     "stop": "Stop an experiment (workspace and keys are kept; its GPUs for gpu_hold_after_stop).",
+    "vscode": "VS Code Server builds cached on a workstation, so Remote-SSH starts at once and offline.",
     "watch": "Release what containers held as soon as they go away; runs until stopped (a service).",
     "workstations": "The workstations (Docker engines over SSH) this ptdesk sees; `local` is this machine.",
 }

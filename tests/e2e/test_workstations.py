@@ -29,6 +29,7 @@ from ptdesk.core.engine.client import Engine
 from ptdesk.core.workstation import Workstation
 from tests.support.helpers import SAMPLER_IMAGE, remove_instance_containers, require_image, settle, wait_until
 from tests.support.remote_box import RemoteBox
+from tests.support.vscode_support import server_tarball
 from tests.support.workday_support import ptdesk_script
 
 if TYPE_CHECKING:
@@ -181,6 +182,20 @@ def test_a_failed_remote_launch_leaves_nothing_on_either_side(desk: Ptdesk, box_
     assert "r-bad" not in {e["name"] for e in desk.json("ls", "--all")}
     assert not (desk.home / "workstations" / "box" / "experiments" / "r-bad").exists()
     assert not (desk.home / "workstations" / "box" / "workspaces" / "r-bad").exists()
+
+
+def test_the_vscode_server_cache_lives_on_the_workstation_it_was_added_to(
+        desk: Ptdesk, box_engine: Engine, engine: Engine, tmp_path: Path) -> None:
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    tarball = server_tarball(tmp_path / "vscode-server-linux-x64.tar.gz", commit)
+    volume = f"ptdesk-{desk.instance}-vscode-server"
+    try:
+        desk.ok("vscode", "add", tarball, "--on", "box")  # copied over the SSH connection, placed by the box's engine
+        assert box_engine.volume(volume) is not None and engine.volume(volume) is None
+        assert [c["commit"] for c in desk.json("vscode", "status", "--on", "box")["cached"]] == [commit]
+        assert desk.json("vscode", "status")["cached"] == []  # local has none
+    finally:
+        box_engine.remove_volume(volume)
 
 
 def test_jupyter_on_the_remote_answers_with_its_token_only(desk: Ptdesk, box_engine: Engine) -> None:

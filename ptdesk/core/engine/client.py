@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from ptdesk.core.base.models import LABEL_INSTANCE, LABEL_MANAGED
 from ptdesk.core.engine.errors import explain, local_engine_address, translated_errors
 from ptdesk.core.engine.files import ContainerFiles
+from ptdesk.core.engine.volumes import Volumes
 from ptdesk.errors import NotFound, PtdeskError
 
 if TYPE_CHECKING:
@@ -46,7 +47,7 @@ class ClosableStream:
             self._stream._response.raw._fp.fp.channel.close()
 
 
-class Engine(ContainerFiles):
+class Engine(ContainerFiles, Volumes):
     """A connected Docker engine. Cheap to pass around; thread-safe for independent calls."""
 
     def __init__(self, client: docker.DockerClient, where: str | None = None) -> None:

@@ -51,6 +51,7 @@ from ptdesk.core.kinds.base import sealed_contents
 from ptdesk.core.sharing import at_launch
 from ptdesk.core.store import experiment_files
 from ptdesk.core.store.state import ExperimentRecord
+from ptdesk.core.vscode import cache as vscode_cache
 from ptdesk.errors import Conflict, ImageMissing, LaunchFailed, NotFound, PtdeskError
 
 if TYPE_CHECKING:
@@ -267,10 +268,6 @@ def _reserve(site: Site, spec: LaunchSpec, inventory: GpuInventory | None,
     return spec, record, gpus is None
 
 
-
-
-
-
 def _create(site: Site, spec: LaunchSpec, plan: Plan, attempt: _Attempt, port: int,
             queued: Mapping[str, str] | None = None) -> str:
     """Create the container; a name the engine already has (taken since we listed) is a Conflict.
@@ -281,13 +278,16 @@ def _create(site: Site, spec: LaunchSpec, plan: Plan, attempt: _Attempt, port: i
     labels[LABEL_SEAL] = attempt.seal = seal(config, labels, secret_digest(sealed_contents(get_kind(spec.kind), plan)))
     labels.update(queued or {})
     network = experiments_network(site.engine, spec.image)  # no reaching each other; its errors are its own
+    host_config = {**_host_config(config, spec, plan, gpus, port), "network_mode": network}
+    if get_kind(spec.kind).mounts_vscode_cache:
+        host_config["binds"].update(vscode_cache.binds(site))  # read-only; none until the box has a cache
     try:
         return site.engine.create(
             name=container_name(config, spec.name), image=spec.image, labels=labels,
             user=plan.user, environment=plan.environment, exposed=[plan.container_port],
             command=list(plan.command) if plan.command else None,
             hostname=spec.name,  # a shell prompt inside says which experiment, not a container id
-            host_config={**_host_config(config, spec, plan, gpus, port), "network_mode": network})
+            host_config=host_config)
     except Conflict:
         raise Conflict(f"An experiment named {spec.name!r} already exists.", "Pick another --name.",
                        field="name") from None

@@ -71,6 +71,7 @@ class Kind(ABC):
     # The idle cull may stop it. A kind that ends by itself (a batch job, with its time limit)
     # says False: the cull never judges, warns or stops it.
     cullable: ClassVar[bool] = True
+    mounts_vscode_cache: ClassVar[bool] = False  # the workstation's VS Code Server cache, read-only
 
     def image(self, config: Config) -> str:
         """The image it runs: `<name>_image` from the config, else ptdesk's own build."""

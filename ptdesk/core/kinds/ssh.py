@@ -35,6 +35,7 @@ from ptdesk.core.engine.files import FileSpec
 from ptdesk.core.kinds.base import Kind, Plan, Recovered
 from ptdesk.core.store import experiment_files
 from ptdesk.core.store.state import ExperimentRecord
+from ptdesk.core.vscode.layout import SSHRC
 from ptdesk.errors import PtdeskError
 
 if TYPE_CHECKING:
@@ -66,6 +67,7 @@ class SshKind(Kind):
     sealed_paths = ("/etc/ssh/ssh_host_ed25519_key",)
     accepts_pubkeys = True
     grants_logins = True
+    mounts_vscode_cache = True
 
     def plan(self, config: Config, spec: LaunchSpec) -> Plan:
         _, owner_public = owner_key(config, spec.owner)
@@ -74,7 +76,9 @@ class SshKind(Kind):
         experiment_files.write(config, spec.name, HOST_KEY_FILE, host.public_line + "\n", 0o644)
         files = (
             ("/etc/ssh", (FileSpec("ssh_host_ed25519_key", host.private_pem, mode=0o600),
-                          FileSpec("ssh_host_ed25519_key.pub", (host.public_line + "\n").encode(), mode=0o644))),
+                          FileSpec("ssh_host_ed25519_key.pub", (host.public_line + "\n").encode(), mode=0o644),
+                          # links the workstation's cached VS Code Server builds at each login (ptdesk vscode)
+                          FileSpec("sshrc", SSHRC, mode=0o644))),
             (AUTHORIZED_KEYS_DIR, (FileSpec(CONTAINER_USER,
                                             render_authorized_keys(owner_public, spec.extra_keys).encode(),
                                             mode=0o644),)),

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 from rich.table import Table
 from rich.text import Text
+from textual import on
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
@@ -13,10 +15,12 @@ from textual.widgets import Static
 
 from ptdesk.core.base.models import Experiment
 from ptdesk.core.notify.herald import oom_notice
+from ptdesk.core.vscode.cache import Cached
 from ptdesk.tui.format import status_word
+from ptdesk.tui.jobs import JobDone, run_job
 
 
-def details_table(e: Experiment, oom_kills: int | None = None) -> Table:
+def details_table(e: Experiment, oom_kills: int | None = None, vscode: tuple[Cached, ...] | None = None) -> Table:
     """How to reach it first (on a small terminal that is what must be on screen), then the rest."""
     table = Table.grid(padding=(0, 1))
     table.add_column(style="bold", no_wrap=True)
@@ -30,6 +34,9 @@ def details_table(e: Experiment, oom_kills: int | None = None) -> Table:
         rows += list(e.access.rows)  # the kind's own: connect line, host, host key, URL...
         if e.status != "running":
             rows.append(("Note", "Stopped: the connect line works again once it runs (s starts it)."))
+    if vscode is not None:  # it has the workstation's VS Code Server cache (ptdesk vscode)
+        rows.append(("VS Code Server", ", ".join(f"{c.version} ({c.commit[:12]})" for c in vscode)
+                     + " cached: those clients start offline" if vscode else "none cached (ptdesk vscode add)"))
     rows += [
         ("Kind", e.kind), ("Owner", e.owner), ("Container", e.id[:12] or "-"), ("Image", e.image),
         ("GPUs", ", ".join(map(str, e.gpus)) or "none"),
@@ -56,10 +63,26 @@ def details_table(e: Experiment, oom_kills: int | None = None) -> Table:
 class Details(ModalScreen[None]):
     BINDINGS = [("escape,q,i", "dismiss", "Close"), ("c", "copy", "Copy connect")]
 
-    def __init__(self, experiment: Experiment, oom_kills: int | None = None) -> None:
+    def __init__(self, experiment: Experiment, oom_kills: int | None = None,
+                 vscode_builds: Callable[[], tuple[Cached, ...] | None] | None = None) -> None:
         super().__init__(classes="modal")
         self.experiment = experiment
         self.oom_kills = oom_kills  # processes the memory limit killed in it (from the stats feed)
+        # What the VS Code Server cache it mounts holds (read inside it, in the background; None: no cache).
+        self.vscode_builds = vscode_builds
+
+    def on_mount(self) -> None:
+        if self.vscode_builds is not None and self.experiment.status == "running":
+            run_job(self, self.vscode_builds, title="Reading the VS Code Server cache", on_done=self._vscode_read,
+                    on_error=lambda _: None)  # a detail that could not be read is simply not shown
+
+    def _vscode_read(self, builds: tuple[Cached, ...] | None) -> None:
+        if builds is not None:
+            self.query_one("#details", Static).update(details_table(self.experiment, self.oom_kills, builds))
+
+    @on(JobDone)
+    def _job_done(self, message: JobDone) -> None:
+        message.settle(self.app)
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(classes="dialog wide"):

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 from textual.screen import Screen
 
 from ptdesk.core.base.models import Experiment
+from ptdesk.core.kinds import REGISTRY
+from ptdesk.core.vscode.cache import seen_in as vscode_seen_in
 from ptdesk.core.workstation import Workstation
 from ptdesk.errors import GpusGone
 from ptdesk.tui.errors import notify_error
@@ -88,7 +90,10 @@ class ExperimentActions(Screen[None]):
     def action_details(self) -> None:
         if (selected := self._need_selected()) is not None:
             stats = self.table.stats.get(selected.id)
-            self.app.push_screen(Details(selected, oom_kills=stats.oom_kills if stats else None))
+            ws, kind = self.selected_ws, REGISTRY.get(selected.kind)
+            ours = kind is not None and kind.mounts_vscode_cache and not (selected.foreign or selected.unverified)
+            builds = (lambda: vscode_seen_in(ws, selected.id)) if ours and selected.id else None
+            self.app.push_screen(Details(selected, oom_kills=stats.oom_kills if stats else None, vscode_builds=builds))
 
     def action_copy(self) -> None:
         selected = self._need_selected()
