@@ -27,6 +27,7 @@ EVENTS: dict[str, str] = {
     "started": "your queued experiment started",
     "gpu-free": "a GPU you wait for is free",
     "reservation": "a reservation of yours starts soon",
+    "report": "the weekly usage report: who held and who used the GPUs",
 }
 _ROUTE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
 
