@@ -18,7 +18,7 @@ from textual.app import SystemCommand
 from textual.binding import Binding
 from textual.dom import DOMNode
 
-Scope = Literal["main", "collab", "reserve", "app"]
+Scope = Literal["main", "collab", "reserve", "usage", "app"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,8 @@ ACTIONS: tuple[Action, ...] = (
            "remove", "Collaborators"),
     Action("main", "r", "reservations", "Reserve", "GPU reservations of the selected experiment's workstation: "
            "a per-GPU timeline; add, cancel, end", "GPU reservations"),
+    Action("main", "u", "usage", "Usage", "The week's GPU use on the selected experiment's workstation: a bar "
+           "per person (busy, held idle), held, busy, reserved-unused hours", "GPU usage this week"),
     Action("main", "slash", "filter", "Filter", "Show only the experiments that match some text",
            "Filter experiments", keys_shown="/"),
     Action("main", "l", "logs", "Logs", "Follow the selected experiment's log full-screen (escape returns)",
@@ -73,6 +75,8 @@ ACTIONS: tuple[Action, ...] = (
     Action("reserve", "e", "end_reservation", "End now", "End the selected started reservation now (yours)"),
     Action("reserve", "R", "reload", "Reload", "Read the reservations again", show=False),
     Action("reserve", "escape,q", "app.pop_screen", "Back", "Back to the dashboard", keys_shown="escape / q"),
+    Action("usage", "R", "reload", "Reload", "Read the usage history again"),
+    Action("usage", "escape,q", "app.pop_screen", "Back", "Back to the dashboard", keys_shown="escape / q"),
     Action("app", "question_mark", "help", "Help", "This help: what every key here does", "Help",
            keys_shown="?", show=False),
     Action("app", "ctrl+p", "command_palette", "Palette", "The command palette", bound=False),

@@ -62,8 +62,10 @@ def _from_buckets(figures: Figures, workstation: str, files: list[Decoded], star
             _add_unused(figures, workstation, bucket.reserver, bucket.reserved_unused_s)
 
 
-def figures_of(workstation: str, days: Iterable[Decoded], start: float, end: float) -> Figures:
-    """One box's figures for [start, end) from its day files (ptdesk.core.usage.history.read_days)."""
+def figures_of(workstation: str, days: Iterable[Decoded], start: float, end: float,
+               use_totals: bool = True) -> Figures:
+    """One box's figures for [start, end) from its day files (ptdesk.core.usage.history.read_days).
+    `use_totals` False sums every bucket even of whole days (the baseline bench/usage_history.py times)."""
     by_day: dict[int, list[Decoded]] = defaultdict(list)
     for day in days:
         by_day[day.day].append(day)
@@ -71,7 +73,7 @@ def figures_of(workstation: str, days: Iterable[Decoded], start: float, end: flo
     figures.workstations[workstation]  # a box that recorded nothing still has a row of zeros
     for number, files in sorted(by_day.items()):
         whole = start <= number * 86400 and (number + 1) * 86400 <= end
-        if whole and len(files) == 1:
+        if use_totals and whole and len(files) == 1:
             _from_totals(figures, workstation, files[0])
         else:
             _from_buckets(figures, workstation, files, start, end)
