@@ -132,6 +132,7 @@ def test_ranges_people_type() -> None:
     ("next tuesday", None, "'next tuesday' is not a time ptdesk understands."),
     ("2026-13-01", None, "'2026-13-01' is not a time ptdesk understands."),
     ("-3d", None, "'-3d' is not a time ptdesk understands."),
+    ("", None, "The range is empty: it names no time."),
     ("2026-12-05", "2026-12-01", "The range starts (2026-12-05) at or after it ends (2026-12-01)."),
 ])
 def test_a_range_that_does_not_parse_is_one_sentence_and_exit_2(tmp_path, since, until, says) -> None:

@@ -33,6 +33,8 @@ def period(text: str, now: float) -> tuple[float, float]:
     value = " ".join((text or "").strip().lower().split())
     today = datetime.fromtimestamp(now).astimezone().date()
     monday = today - timedelta(days=today.weekday())
+    if not value:
+        raise InvalidInput("The range is empty: it names no time.", FORMS)
     length = seconds(value) if value and value[0].isdigit() else None
     if length is not None and length > 0:
         return (now - length, now - length)
@@ -58,15 +60,15 @@ def period(text: str, now: float) -> tuple[float, float]:
     try:
         moment = datetime.fromisoformat(value.upper().replace(" ", "T"))
     except ValueError:
-        raise InvalidInput(f"{text.strip() or 'An empty range'!r} is not a time ptdesk understands.", FORMS) from None
+        raise InvalidInput(f"{text.strip()!r} is not a time ptdesk understands.", FORMS) from None
     stamp = (moment if moment.tzinfo else moment.astimezone()).timestamp()
     return (stamp, stamp)
 
 
 def report_range(since: str | None, until: str | None, now: float) -> tuple[float, float]:
     """The [start, end) a report covers; InvalidInput when a phrase does not parse or ends first."""
-    end = min(period(until, now)[1], now) if until else now
-    start = period(since, now)[0] if since else end - DEFAULT_SPAN
+    end = min(period(until, now)[1], now) if until is not None else now
+    start = period(since, now)[0] if since is not None else end - DEFAULT_SPAN
     if start >= end:
         raise InvalidInput(f"The range starts ({since or 'default'}) at or after it ends ({until or 'now'}).",
                            "Give --since a time before --until (or leave --until out: it is now).")
