@@ -52,9 +52,12 @@ def test_two_watchers_record_real_holds_once_and_the_report_gives_them(
         text = gpu_desk.ok("report", "--since", "1d", "--on", "all")
         assert "PERSON" in text and " 0.10 " in text and " 20.00" in text
 
-        # The weekly report: the first watcher of the box says it, the second is silent.
-        assert send_if_due(ws, moment[0]) is not None
-        assert send_if_due(other, moment[0]) is None
+        # The weekly report, a week later: the first watcher of the box says it, the second is silent.
+        assert send_if_due(ws, moment[0]) is None  # the week before this one recorded nothing: not sent
+        later = moment[0] + 7 * 86400
+        said = send_if_due(ws, later)
+        assert said is not None and "0.10" in said.notice.body and said.notice.event == "report"
+        assert send_if_due(other, later) is None
         journal = (gpu_desk.home / "notify" / "journal.jsonl").read_text()
         assert journal.count('"event": "report"') == 1
     finally:

@@ -32,11 +32,15 @@ def notice(report: dict, where: str) -> Notice:
 
 
 def send_if_due(site: Site, now: float) -> Said | None:
-    """Last week's report of this box, once per week and box (None: said already, by this or another watcher)."""
+    """Last week's report of this box, once per week and box (None: said already, by this or another
+    watcher, or nothing was recorded last week)."""
     start, end = last_week(now)
     if not first_to_say(site, f"usage-week:{site.config.instance}:{site.name}:{int(start)}"):
         return None
-    return say_now(site.config, notice(document([box_figures(site, start, end)], start, end), site.name))
+    report = document([box_figures(site, start, end)], start, end)
+    if not report["people"]:
+        return None  # nothing was recorded last week (a new box, or no `ptdesk watch`): nothing to say
+    return say_now(site.config, notice(report, site.name))
 
 
 def send_now(site: Site, report: dict, where: str) -> Said:
