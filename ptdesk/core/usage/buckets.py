@@ -1,12 +1,13 @@
 """The usage history's format: per GPU, per five-minute slot, who held it and how it was used.
 
 One *day file* per recorder and UTC day: a string table (holders as experiment, owner, image;
-reservers as a person's name), fixed-size bucket records, and the day's totals per holder and per
-reserver, all zlib-compressed. A bucket is 19 bytes before compression; an idle, unheld,
-unreserved GPU writes none. The totals let a year's report read 365 small summaries per box
-instead of every bucket; a day that has files from more than one recorder (two `ptdesk watch`
-on one box, or one restarted) is merged bucket by bucket, each (GPU, slot) counted once — the
-bucket seen longest wins, nothing is ever added twice. Pure: no engine, no NVML.
+reservers as a person's name), the day's totals per holder and per reserver, then fixed-size bucket
+records, all zlib-compressed (the head first, so a whole day's totals are read without the rest).
+A bucket is 19 bytes before compression; an idle, unheld, unreserved GPU writes none. The totals
+let a year's report read 365 small summaries per box instead of every bucket; a day that has files
+from more than one recorder (two `ptdesk watch` on one box, or one restarted) is merged bucket by
+bucket, each (GPU, slot, holder) counted once — the bucket seen longest wins, nothing is ever added
+twice. Pure: no engine, no NVML.
 """
 
 from __future__ import annotations
@@ -109,19 +110,43 @@ def encode(day: DayFile) -> bytes:
         if reserver:
             totals.setdefault(reserver, [0, 0, 0, 0, 0])[3] += _u16(b.reserved_unused_s)
     table = b"".join(struct.pack("<H", len(s.encode())) + s.encode() for s in strings)
-    body = (MAGIC + struct.pack("<IHI", day.day, len(strings), len(records)) + table + b"".join(records)
-            + struct.pack("<H", len(totals)) + b"".join(TOTAL.pack(i, *t) for i, t in sorted(totals.items())))
-    return zlib.compress(body, 6)
+    head = (MAGIC + struct.pack("<IHHI", day.day, len(strings), len(totals), len(records)) + table
+            + b"".join(TOTAL.pack(i, *t) for i, t in sorted(totals.items())))
+    return zlib.compress(head + b"".join(records), 6)
 
 
-@dataclass(frozen=True)
+class Unreadable(ValueError):
+    """A day file that is not one (cut short, or not ptdesk's): skipped, the others still count."""
+
+
+HEAD_FIRST = 16 * 1024  # what is decompressed first: the strings and totals of a day are a few KiB
+BODY_LIMIT = 8 * 1024 * 1024  # a day file never decompresses beyond this (a full day is under 64 KiB)
+
+
+@dataclass
 class Decoded:
-    """A day file read back: its strings (index 0 is "nobody"), raw records, totals per string."""
+    """A day file read back: its strings (index 0 is "nobody") and totals per string at once; the
+    bucket records only when asked (a whole day in a report needs its totals alone)."""
 
     day: int
     strings: tuple[str | None, ...]
-    records: bytes
     totals: dict[int, tuple[int, int, int, int, int]]
+    data: bytes = field(repr=False)
+    head_size: int = 0
+    n_records: int = 0
+    _records: bytes | None = field(default=None, repr=False)
+
+    @property
+    def records(self) -> bytes:
+        if self._records is None:
+            try:
+                body = zlib.decompressobj().decompress(self.data, BODY_LIMIT)
+            except zlib.error as exc:
+                raise Unreadable(str(exc)) from None
+            self._records = body[self.head_size:self.head_size + self.n_records * RECORD.size]
+            if len(self._records) != self.n_records * RECORD.size:
+                raise Unreadable("cut short")
+        return self._records
 
     def buckets(self) -> Iterable[Bucket]:
         for gpu, slot, h, r, seen, held, idle, busy, unused, mem in RECORD.iter_unpack(self.records):
@@ -130,36 +155,45 @@ class Decoded:
                          self.strings[r], seen, held, idle, busy, unused, mem * MEMORY_UNIT)
 
 
-class Unreadable(ValueError):
-    """A day file that is not one (cut short, or not ptdesk's): skipped, the others still count."""
+def _head(body: bytes) -> tuple[int, list[str | None], dict, int, int]:
+    if body[:4] != MAGIC:
+        raise Unreadable("not a usage day file")
+    day, n_strings, n_totals, n_records = struct.unpack_from("<IHHI", body, 4)
+    at, strings = 16, [None]
+    for _ in range(n_strings):
+        (length,) = struct.unpack_from("<H", body, at)
+        if at + 2 + length > len(body):
+            raise struct.error("cut short")
+        strings.append(body[at + 2:at + 2 + length].decode())
+        at += 2 + length
+    chunk = body[at:at + n_totals * TOTAL.size]
+    if len(chunk) != n_totals * TOTAL.size:
+        raise struct.error("cut short")
+    totals = {t[0]: t[1:] for t in TOTAL.iter_unpack(chunk)}
+    return day, strings, totals, at + len(chunk), n_records
 
 
-def decode(data: bytes, limit: int = 8 * 1024 * 1024) -> Decoded:
+def decode(data: bytes) -> Decoded:
+    """The head of a day file (strings, totals); Unreadable when it is not one."""
     try:
-        body = zlib.decompressobj().decompress(data, limit)
-        if body[:4] != MAGIC:
-            raise Unreadable("not a usage day file")
-        day, n_strings, n_records = struct.unpack_from("<IHI", body, 4)
-        at, strings = 14, [None]
-        for _ in range(n_strings):
-            (length,) = struct.unpack_from("<H", body, at)
-            strings.append(body[at + 2:at + 2 + length].decode())
-            at += 2 + length
-        records = body[at:at + n_records * RECORD.size]
-        at += n_records * RECORD.size
-        (n_totals,) = struct.unpack_from("<H", body, at)
-        totals = {t[0]: t[1:] for t in TOTAL.iter_unpack(body[at + 2:at + 2 + n_totals * TOTAL.size])}
+        try:
+            parsed = _head(zlib.decompressobj().decompress(data, HEAD_FIRST))
+        except struct.error:  # a head longer than the first piece: read it all
+            parsed = _head(zlib.decompressobj().decompress(data, BODY_LIMIT))
     except (zlib.error, struct.error, UnicodeDecodeError) as exc:
         raise Unreadable(str(exc)) from None
-    if len(records) != n_records * RECORD.size or len(totals) != n_totals:
-        raise Unreadable("cut short")
-    return Decoded(day, tuple(strings), records, totals)
+    day, strings, totals, head_size, n_records = parsed
+    return Decoded(day, tuple(strings), totals, data, head_size, n_records)
 
 
 def merged(files: Iterable[Decoded]) -> dict[tuple, Bucket]:
     """Several recorders' buckets of one day, each (GPU, slot, holder) once: the one seen longest."""
     out: dict[tuple, Bucket] = {}
     for f in files:
+        try:
+            f.records  # noqa: B018 - decompressed here, so a damaged file is skipped whole
+        except Unreadable:
+            continue
         for b in f.buckets():
             kept = out.get(b.key)
             if kept is None or b.seen_s > kept.seen_s:
