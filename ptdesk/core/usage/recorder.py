@@ -80,6 +80,9 @@ class UsageRecorder:
         from ptdesk.core.sharing.claims import claims
         moment = clock.now()
         snapshot = site.gpu_snapshot()
+        if not snapshot.available or not snapshot.gpus:
+            self.last_at = moment  # no GPU to record (no driver here): the engine is not asked
+            return
         found = claims(site, snapshot, reader)
         reservers = {g: r.owner for r in booking.reservations(site, now=moment) if r.active(moment) for g in r.gpus}
         images = {container_key(c): str(c.get("Image") or "?") for c in site.engine.list_managed(site.config.instance)}
