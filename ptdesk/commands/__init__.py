@@ -23,6 +23,7 @@ COMMAND_TOPICS: dict[str, str] = {
     "env": "env", "notify": "notify",
     "queue": "sharing", "reserve": "sharing", "reservations": "sharing",
     "vscode": "vscode",
+    "report": "report",
 }
 TOPICS = tuple(dict.fromkeys(COMMAND_TOPICS.values()))
 # What `ptdesk --help` says of each command, so that it imports no command module (a test keeps
@@ -46,6 +47,8 @@ COMMAND_SUMMARIES: dict[str, str] = {
              "waits (--on NAME for one workstation).",
     "reconcile": "Release what gone containers held, roll back dead launches, adopt or list orphans.",
     "reservations": "The GPU reservations of this workstation, per GPU, the next 48 hours.",
+    "report": "Who held and who used the GPUs: GPU-hours held, busy, held while idle, reserved but unused, per "
+              "person, workstation and image.",
     "reserve": "Reserve GPUS (indices like 0,2; any:N for a count; all for the whole box) for a time.",
     "revoke": "Take NAME's access to EXPERIMENT away (new logins are refused at once).",
     "rm": "Remove an experiment and everything it was given (the workspace stays).",

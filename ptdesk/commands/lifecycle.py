@@ -26,6 +26,7 @@ CULL_EVERY = 30.0  # seconds between idle checks (and GPU samples for the cull's
 NOTIFY_EVERY = 3.0  # seconds between looks for out-of-memory kills and expiries (cgroup and store reads)
 ADMIT_EVERY = 2.0  # seconds between admission rounds: a freed GPU goes to the queue's head within seconds
 EXPIRY_EVERY = 5.0  # seconds between checks for expired collaborators' processes (a store query)
+USAGE_EVERY = 30.0  # seconds between GPU-use samples for the usage history (written after each)
 
 
 def _stamp() -> str:
@@ -90,6 +91,8 @@ def watch(ws: Workstation, as_json: bool) -> None:
     admitter.start()
     notifier = threading.Thread(target=_notify_loop, args=(ws, stop, as_json), name="ptdesk-notify", daemon=True)
     notifier.start()
+    recorder = threading.Thread(target=_usage_loop, args=(ws, stop, as_json), name="ptdesk-usage", daemon=True)
+    recorder.start()
     culler = None
     if ws.config.cull or ws.config.idle_cull_seconds > 0:
         culler = threading.Thread(target=_cull_loop, args=(ws, stop, as_json), name="ptdesk-cull", daemon=True)
@@ -102,6 +105,7 @@ def watch(ws: Workstation, as_json: bool) -> None:
     expirer.join(timeout=5)
     admitter.join(timeout=5)
     notifier.join(timeout=5)
+    recorder.join(timeout=5)
     _line(as_json, "stop", "stopped")
 
 
@@ -161,6 +165,32 @@ def _notify_loop(ws: Workstation, stop: threading.Event, as_json: bool) -> None:
             except PtdeskError:
                 own.drop_engine()  # the watcher reports engine trouble; try again next round
     finally:
+        own.close()
+
+
+def _usage_loop(ws: Workstation, stop: threading.Event, as_json: bool) -> None:
+    """Who used the GPUs: a sample every USAGE_EVERY seconds into the box's usage history, and last
+    week's report to the routes once a week (one watcher of the box sends it)."""
+    from ptdesk.core.gpu.holds import HoldReader
+    from ptdesk.core.usage.recorder import UsageRecorder
+    from ptdesk.core.usage.weekly import last_week, send_if_due
+    own = ws.fork()
+    recorder, reader, reported = UsageRecorder(), HoldReader(), None
+    try:
+        while not stop.wait(USAGE_EVERY):
+            try:
+                recorder.sample(own, reader, every=USAGE_EVERY)
+                recorder.flush(own)
+                week = last_week(time.time())[0]
+                if week != reported:
+                    _said(as_json, send_if_due(own, time.time()))
+                    reported = week
+            except PtdeskError as exc:
+                _line(as_json, "usage-error", f"recording GPU use: {exc.message}", error=exc.message)
+                own.drop_engine()  # try again next round
+    finally:
+        with contextlib.suppress(PtdeskError):
+            recorder.flush(own)  # what the last minutes held is not lost on a clean stop
         own.close()
 
 

@@ -18,7 +18,7 @@ from textual.app import SystemCommand
 from textual.binding import Binding
 from textual.dom import DOMNode
 
-Scope = Literal["main", "collab", "reserve", "cull", "app"]
+Scope = Literal["main", "collab", "reserve", "cull", "usage", "app"]
 
 
 @dataclass(frozen=True)
@@ -48,8 +48,10 @@ ACTIONS: tuple[Action, ...] = (
            "a per-GPU timeline; add, cancel, end", "GPU reservations"),
     Action("main", "x", "keep", "Keep", "Keep the selected experiment from the idle cull for an hour (as "
            "ptdesk keep NAME; up to the cull's keep_max)", "Keep from the idle cull", show=False),
-    Action("main", "u", "idle_cull", "Idle", "The idle cull: what it would stop, and when (as ptdesk cull "
+    Action("main", "I", "idle_cull", "Idle", "The idle cull: what it would stop, and when (as ptdesk cull "
            "--dry-run); x keeps one", "What the idle cull would stop", show=False),
+    Action("main", "u", "usage", "Usage", "The week's GPU use on the selected experiment's workstation: a bar "
+           "per person (busy, held idle), held, busy, reserved-unused hours", "GPU usage this week"),
     Action("main", "slash", "filter", "Filter", "Show only the experiments that match some text",
            "Filter experiments", keys_shown="/"),
     Action("main", "l", "logs", "Logs", "Follow the selected experiment's log full-screen (escape returns)",
@@ -80,6 +82,8 @@ ACTIONS: tuple[Action, ...] = (
     Action("cull", "x", "keep", "Keep", "Keep the selected experiment from the idle cull for an hour"),
     Action("cull", "R", "reload", "Reload", "Read it again", show=False),
     Action("cull", "escape,q", "app.pop_screen", "Back", "Back to the dashboard", keys_shown="escape / q"),
+    Action("usage", "R", "reload", "Reload", "Read the usage history again"),
+    Action("usage", "escape,q", "app.pop_screen", "Back", "Back to the dashboard", keys_shown="escape / q"),
     Action("app", "question_mark", "help", "Help", "This help: what every key here does", "Help",
            keys_shown="?", show=False),
     Action("app", "ctrl+p", "command_palette", "Palette", "The command palette", bound=False),

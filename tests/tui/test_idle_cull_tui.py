@@ -37,7 +37,7 @@ async def test_the_idle_view_shows_the_cull_and_x_keeps_an_experiment(ptdesk_env
     try:
         async with app.run_test(size=(140, 40)) as pilot:
             await settle(pilot, lambda: app.main.listed and app.main.table.selected, message="the list")
-            await pilot.press("u")
+            await pilot.press("I")
             screen = await settle(pilot, lambda: isinstance(app.screen, IdleCull) and app.screen, message="the view")
             row = await settle(pilot, lambda: _cells(screen), message="its row")
             assert row[0] == "lab" and row[3] == "-"  # just started: active, nothing to stop

@@ -94,6 +94,33 @@ class ContainerFiles:
         except tarfile.TarError as exc:
             raise PtdeskError(f"{where} could not be read ({exc}).", hint) from None
 
+    def read_folder(self, container: str, path: str, max_bytes: int) -> dict[str, bytes]:
+        """The regular files under folder `path` (names relative to it), at most `max_bytes` in
+        all (PtdeskError beyond); links, devices and folders are skipped. NotFound without it."""
+        where = f"{path} in {container[:12]}"
+        with translated_errors(f"Reading {where}", self.where):
+            stream, _ = self.api.get_archive(container, path, chunk_size=1 << 20)
+            try:
+                data = bytearray()
+                for chunk in stream:
+                    data += chunk
+                    if len(data) > max_bytes + TAR_OVERHEAD:
+                        raise PtdeskError(f"{where} is larger than {max_bytes} bytes.")
+            finally:
+                close = getattr(stream, "close", None)
+                if close:
+                    close()
+        found: dict[str, bytes] = {}
+        try:
+            with tarfile.open(fileobj=io.BytesIO(bytes(data))) as tar:
+                for member in tar:
+                    extracted = tar.extractfile(member) if member.isreg() else None
+                    if extracted is not None:
+                        found[member.name.split("/", 1)[-1]] = extracted.read(max_bytes)
+        except tarfile.TarError as exc:
+            raise PtdeskError(f"{where} could not be read ({exc}).") from None
+        return found
+
     def changes(self, container: str) -> list[dict]:
         """`docker diff`: what differs in the container's writable layer (Path, Kind 0/1/2)."""
         with translated_errors(f"Reading the changes of {container[:12]}", self.where):

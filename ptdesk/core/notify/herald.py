@@ -55,6 +55,11 @@ def announce(site: Site, key: str, notice: Notice) -> Said | None:
     return _say(person_home(site.config), notice)
 
 
+def say_now(config: Config, notice: Notice) -> Said:
+    """Say `notice` now, without the once check (a person asked for it: `ptdesk report --send`)."""
+    return _say(person_home(config), notice)
+
+
 def _say(home: Path, notice: Notice) -> Said:
     _journal(home, notice)
     return Said(notice, tuple(deliver(home, notice)))

@@ -33,6 +33,7 @@ EVENTS: dict[str, str] = {
     "gpu-free": "a GPU you wait for is free",
     "reservation": "a reservation starts or ends within minutes, or stops/warns one of your experiments",
     "driver": "the GPU driver changed under running experiments",
+    "report": "the weekly usage report: who held and who used the GPUs",
 }
 # What a collaborator's route asks for unless told: the warnings that concern them.
 FOR_THEM = ("expiry", "cull", "reservation")

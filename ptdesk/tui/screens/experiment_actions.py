@@ -183,6 +183,10 @@ class ExperimentActions(Screen[None]):
     def action_reservations(self) -> None:
         self.app.push_screen(Reservations(self.selected_ws))
 
+    def action_usage(self) -> None:
+        from ptdesk.tui.screens.usage import Usage
+        self.app.push_screen(Usage(self.selected_ws))
+
     def action_collaborators(self) -> None:
         selected = self.table.selected
         self.app.push_screen(Collaborators(self.selected_ws,

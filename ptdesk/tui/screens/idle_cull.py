@@ -1,4 +1,4 @@
-"""`u`: what the idle cull would stop, and when — `ptdesk cull --dry-run` in the dashboard, for the
+"""`I`: what the idle cull would stop, and when — `ptdesk cull --dry-run` in the dashboard, for the
 selected experiment's workstation — with `x` to keep the selected one (as `ptdesk keep NAME`). The
 GPUs are judged by one sample taken now, as the dry run does (the box's watcher by its window)."""
 
