@@ -73,7 +73,8 @@ class JobDesk:
             else:
                 source = Path(typed.code or os.getcwd())
                 taken = snapshot.take(source, tmp, int(parse_bytes(typed.snapshot_limit)))
-            return [self._launch(typed, spec, values, cmd, limit, mounts, tmp, taken, fingerprint, names[0], said)
+            group = typed.name or names[0]  # a sweep's jobs are listed together under it
+            return [self._launch(typed, spec, values, cmd, limit, mounts, tmp, taken, fingerprint, group, said)
                     for spec, (values, cmd) in zip(specs, combos, strict=True)]
         finally:
             tmp.unlink(missing_ok=True)
