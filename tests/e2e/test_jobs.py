@@ -148,3 +148,25 @@ def test_bad_input_says_one_sentence_and_makes_nothing(cli: Ptdesk, engine: Engi
     assert instance_containers(engine, cli.instance) == []
     assert not any((cli.home / "jobs").glob("[!.]*")) if (cli.home / "jobs").exists() else True
     assert os.listdir(code)  # the folder itself untouched
+
+
+def test_a_job_like_an_experiment_sees_what_was_installed_in_it_live(cli: Ptdesk, engine: Engine,
+                                                                     code: Path) -> None:
+    from tests.support.wheels import make_wheel
+
+    notebook = cli.new("jupyter", "--name", "nb")
+    wheel = make_wheel(cli.config.workspaces / "nb")  # that folder is the container's /workspace
+    config = cli.config
+    rc, out = engine.exec(notebook["id"], ["/opt/ptdesk/jupyter/bin/pip", "install", "--no-index", "--no-deps",
+                                           f"/workspace/{wheel.name}"], user=f"{config.uid}:{config.gid}")
+    assert rc == 0, out.decode(errors="replace")
+    live = cli.json("env", "nb")["live_fingerprint"]
+    rc, out, err = cli.run("run", "--name", "likenb", "--like", "nb", "--gpus", "none", "--code", code, "--wait",
+                           "--", "python3", "-c", "import ptdesk_demo; print('demo', ptdesk_demo.V)")
+    assert rc == 0, out + err
+    assert "demo 1.0" in out
+    assert job(cli, "likenb")["env_fingerprint"] == live and job(cli, "likenb")["like"] == "nb"
+    # The experiment was only read: the same container, running, its install still there.
+    after = cli.listed()["nb"]
+    assert (after["id"], after["status"]) == (notebook["id"], "running")
+    assert cli.json("env", "nb")["live_fingerprint"] == live

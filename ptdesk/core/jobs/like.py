@@ -12,6 +12,7 @@ those folders are left out of the copy.
 from __future__ import annotations
 
 import contextlib
+import io
 import posixpath
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -52,10 +53,31 @@ def resolve(site: Site, name: str) -> Like:
 
 
 def copy_environment(site: Site, source: str, target: str) -> int:
-    """Copy the experiment's added and changed files (but its secrets) into the job's container."""
+    """Copy the experiment's added and changed files (but its secrets) into the job's container,
+    and what its tmpfs homes hold (Jupyter's home is one: `pip install --user` lands there)."""
     copied = 0
     for path, changed in layer_roots(site.engine.changes(source)):
-        if any(path == skip or path.startswith(skip + "/") for skip in NOT_COPIED):
+        if _skipped(path):
             continue
         copied += site.engine.copy_path(source, target, path, posixpath.dirname(path) or "/", files_only=changed)
+    tmpfs = (site.engine.inspect(source).get("HostConfig") or {}).get("Tmpfs") or {}
+    for path, options in tmpfs.items():
+        if not _skipped(path):
+            copied += _copy_tmpfs(site, source, target, path, options)
     return copied
+
+
+def _skipped(path: str) -> bool:
+    return any(path == skip or path.startswith(skip + "/") for skip in NOT_COPIED)
+
+
+def _copy_tmpfs(site: Site, source: str, target: str, path: str, options: str) -> int:
+    """A tmpfs is not in the engine's archive view: tar it inside the (running) experiment, as the
+    account that owns it (what it can read is that person's own), and place it in the job."""
+    owner = dict(o.split("=", 1) for o in options.split(",") if "=" in o)
+    user = f"{owner.get('uid', '0')}:{owner.get('gid', '0')}"
+    rc, data = site.engine.exec(source, ["sh", "-c", 'tar -C "$1" -cf - . 2>/dev/null', "sh", path], user=user)
+    if rc != 0 or not data:
+        return 0
+    site.engine.put_archive(target, path, io.BytesIO(data))
+    return 1
