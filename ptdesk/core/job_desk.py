@@ -218,7 +218,9 @@ class JobDesk:
         if record is None or not record.container_id or not self.ws.engine.is_running(record.container_id):
             if record is not None:
                 self.ws.remove(name, force=True)  # queued: never started
-            return records.update(self.ws.config, name, status="cancelled", finished=time.time()) or job
+            job = records.update(self.ws.config, name, status="cancelled", finished=time.time()) or job
+            ending.tell(self.ws, job)
+            return job
         pids = [] if self.ws.is_remote else self.ws.engine.top_pids(record.container_id)
         ending.end_gently(self.ws, record.container_id, job.grace, said)
         job = self.settle(name)

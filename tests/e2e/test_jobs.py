@@ -41,6 +41,11 @@ def code(tmp_path: Path) -> Path:
     return folder
 
 
+def job_containers(engine: Engine, instance: str) -> list[dict]:
+    """The instance's job containers (not the notices' markers, which say each end once per box)."""
+    return [c for c in instance_containers(engine, instance) if c["Labels"].get("ptdesk.kind") == "job"]
+
+
 def job(cli: Ptdesk, name: str) -> dict:
     return {j["name"]: j for j in cli.json("jobs")}[name]
 
@@ -66,7 +71,7 @@ def test_a_job_succeeds_its_output_kept_and_a_failure_keeps_its_exit_code(cli: P
     ok = job(cli, "ok")
     assert (ok["status"], ok["exit_code"], ok["workstation"]) == ("succeeded", 0, "local")
     assert Path(ok["output"], "result").read_text() == "done\n"
-    assert instance_containers(engine, cli.instance) == [] and "ok" not in cli.records()
+    assert job_containers(engine, cli.instance) == [] and "ok" not in cli.records()
     rc, out, err = cli.run("run", "--name", "bad", "--gpus", "none", "--code", code, "--wait", "--",
                            "sh", "-c", "echo about to fail; exit 3")
     assert rc == 3 and "bad failed (exit code 3)" in err
@@ -76,6 +81,11 @@ def test_a_job_succeeds_its_output_kept_and_a_failure_keeps_its_exit_code(cli: P
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700
     assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in folder.iterdir())
     assert cli.ok("logs", "bad").strip() == "about to fail"
+    # Its end is announced (to the person's routes; the journal the dashboard shows): how it ended.
+    said = [json.loads(line) for line in (cli.home / "notify" / "journal.jsonl").read_text().splitlines()]
+    assert [n["title"] for n in said] == ["ptdesk: job 'ok' succeeded (exit code 0)",
+                                          "ptdesk: job 'bad' failed (exit code 3)"]
+    assert "about to fail" in said[1]["body"] and "GPU-hours" in said[1]["body"]
 
 
 def test_a_time_limit_ends_the_job_with_sigint_then_sigterm_then_sigkill(cli: Ptdesk, code: Path) -> None:
@@ -92,7 +102,7 @@ def test_cancel_ends_a_running_job_in_order_and_leaves_no_process(cli: Ptdesk, e
     record = cli.config.home / "jobs" / "long"
     output = Path(json.loads((record / "record.json").read_text())["output"])
     wait_until(lambda: (output / "child").exists(), timeout=30, message="the job's child to start")
-    container = next(c["Id"] for c in instance_containers(engine, cli.instance))
+    container = next(c["Id"] for c in job_containers(engine, cli.instance))
     pids = engine.top_pids(container)
     assert len(pids) >= 3  # init, the script, its stubborn child (and their sleeps)
     out = cli.ok("cancel", "long")
@@ -121,7 +131,7 @@ def test_code_is_frozen_at_submit_and_the_record_outlives_a_closed_ptdesk(cli: P
     (code / "msg").write_text("v2\n")  # edited while the job waits to read it
     (code / "new.py").write_text("print()\n")
     # Nobody's ptdesk runs while the job ends: the next command finds it ended, keeps it, removes it.
-    container = next(c["Id"] for c in instance_containers(engine, cli.instance))
+    container = next(c["Id"] for c in job_containers(engine, cli.instance))
     wait_until(lambda: not engine.is_running(container), timeout=60, message="the job to end")
     assert engine.try_inspect(container) is not None
     listed = job(cli, "frozen")
@@ -145,7 +155,7 @@ def test_bad_input_says_one_sentence_and_makes_nothing(cli: Ptdesk, engine: Engi
                                                        args: tuple[str, ...], said: str) -> None:
     lines = cli.fails("run", "--gpus", "none", "--code", code, *args)
     assert said in lines[0]
-    assert instance_containers(engine, cli.instance) == []
+    assert job_containers(engine, cli.instance) == []
     assert not any((cli.home / "jobs").glob("[!.]*")) if (cli.home / "jobs").exists() else True
     assert os.listdir(code)  # the folder itself untouched
 

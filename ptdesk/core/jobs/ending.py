@@ -24,6 +24,7 @@ from ptdesk.core.base.times import parse_time
 from ptdesk.core.base.units import human_bytes
 from ptdesk.core.jobs import record as records
 from ptdesk.core.jobs.record import JobRecord
+from ptdesk.core.notify import hooks
 from ptdesk.core.store.state import ExperimentRecord
 from ptdesk.errors import PtdeskError
 
@@ -85,7 +86,19 @@ def finish(site: Site, experiment: ExperimentRecord) -> JobRecord | None:
     engine.remove(container_id, force=True)
     if job is not None and experiment.gpus:
         job = records.update(config, job.name, leftover=leftover(site, container_id, experiment.gpus)) or job
+    if job is not None:
+        tell(site, job)
     return job
+
+
+def tell(site: Site, job: JobRecord) -> None:
+    """Announce its end (once per box, whoever noticed it: ptdesk.core.notify)."""
+    try:
+        lines = (records.folder(site.config, job.name) / records.LOG).read_text(errors="replace").splitlines()
+    except OSError:
+        lines = []
+    with contextlib.suppress(PtdeskError, OSError):  # a route that fails is the notify log's to say
+        hooks.job_finished(site, job.name, job.status, job.exit_code, job.duration, job.gpu_hours, tuple(lines[-5:]))
 
 
 def _status(job: JobRecord, code: int, started: float | None, finished: float) -> str:
