@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from ptdesk.commands.common import emit_json, json_option, pass_workstation, table
-from ptdesk.core.job_desk import JobDesk, JobView
+from ptdesk.core.job_desk import JobDesk, JobView, duration_text, ending_line
 from ptdesk.core.jobs.record import JobRecord
 from ptdesk.core.jobs.request import JobRequest
 from ptdesk.core.workstation import Workstation
@@ -82,20 +82,7 @@ def _follow(desk: JobDesk, job: JobRecord, as_json: bool) -> JobRecord:
 
 
 def _ending(job: JobRecord) -> str:
-    said = f"{job.status}" + (f" (exit code {job.exit_code})" if job.exit_code is not None else "")
-    if job.duration is not None:
-        said += f" after {_duration(job.duration)}"
-    if job.leftover:
-        said += f"; still on its GPUs: {', '.join(job.leftover)}"
-    return said
-
-
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    seconds = round(seconds)
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else \
-        f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+    return f"{job.status}" + (f" ({ending_line(job)})" if ending_line(job) != job.status else "")
 
 
 @click.command("jobs")
@@ -130,7 +117,7 @@ def _row(view: JobView) -> list[str]:
     started = time.strftime("%m-%d %H:%M", time.localtime(job.started)) if job.started else "-"
     sweep = " ".join(f"{k}={v}" for k, v in job.sweep_values.items()) if job.sweep else ""
     return [job.name, sweep, view.status, "" if job.exit_code is None else str(job.exit_code), started,
-            _duration(job.duration), ",".join(map(str, job.gpus)) or "-", f"{job.gpu_hours:.2f}",
+            duration_text(job.duration), ",".join(map(str, job.gpus)) or "-", f"{job.gpu_hours:.2f}",
             job.workstation, job.output or "-"]
 
 

@@ -24,7 +24,7 @@ from ptdesk.core.jobs.request import JobRequest
 from ptdesk.errors import Conflict, InvalidInput, NotFound, PtdeskError
 
 if TYPE_CHECKING:
-    from ptdesk.core.base.models import LaunchSpec
+    from ptdesk.core.base.models import Experiment, LaunchSpec
     from ptdesk.core.workstation import Workstation
 
 Said = Callable[[str], None]
@@ -162,6 +162,21 @@ class JobDesk:
             views.append(JobView(job, status, experiment.waiting if experiment else None))
         return views
 
+    def ended_rows(self) -> list[Experiment]:
+        """Ended jobs as rows beside the experiments (their containers are gone): the dashboard's."""
+        from ptdesk.core.base.models import Access, Experiment
+        rows = []
+        for job in records.all_records(self.ws.config):
+            if not job.ended:
+                continue
+            said = ending_line(job)
+            details = (("Command", " ".join(job.command)), ("Ended", said), ("GPU-hours", f"{job.gpu_hours:.2f}"),
+                       ("Output", job.output or "-"), ("Log", f"ptdesk logs {job.name}"))
+            rows.append(Experiment(name=job.name, id="", kind=ending.JOB, owner=job.owner, image=job.image,
+                                   status=job.status, gpus=job.gpus, created=job.submitted, workspace=job.workspace,
+                                   access=Access(connect=said, rows=details, fields={"status": job.status})))
+        return rows
+
     def job(self, name: str) -> JobRecord:
         job = records.load(self.ws.config, name)
         if job is None:
@@ -235,3 +250,23 @@ class JobDesk:
         options = {k: tuple(v) if isinstance(v, list) else v for k, v in job.options.items()}
         typed = replace(JobRequest(**options), name=None, sweep=(), command=job.command)
         return self.submit(typed, said, kept=job)
+
+
+def ending_line(job: JobRecord) -> str:
+    """"exit 3 after 1m20s", "cancelled", and what is left on its GPUs: how a job ended, in one line."""
+    said = "" if job.exit_code is None else f"exit {job.exit_code}"
+    if job.duration is not None:
+        said = f"{said} after {duration_text(job.duration)}".strip()
+    if job.leftover:
+        said += f"; still on its GPUs: {', '.join(job.leftover)}"
+    return said or job.status
+
+
+def duration_text(seconds: float | None) -> str:
+    """1h05m, 3m20s, 12s; "-" when not known."""
+    if seconds is None:
+        return "-"
+    whole = round(seconds)
+    if whole >= 3600:
+        return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
+    return f"{whole // 60}m{whole % 60:02d}s" if whole >= 60 else f"{whole}s"

@@ -143,7 +143,7 @@ def test_a_job_runs_on_the_remote_with_its_snapshot_and_is_kept_there(desk: Ptde
     rc, out, err = desk.run("run", "--on", "box", "--name", "r-job", "--gpus", "none", "--cpus", "1", "--code", code,
                             "--wait", "--", "sh", "-c", "cat msg; exit 4")
     assert rc == 4, err
-    assert "from the laptop" in out and "r-job failed (exit code 4)" in err
+    assert "from the laptop" in out and "r-job failed (exit 4 after" in err
     listed = {j["name"]: j for j in desk.json("jobs", "--on", "box")}
     assert (listed["r-job"]["workstation"], listed["r-job"]["status"]) == ("box", "failed")
     assert "r-job" not in {j["name"] for j in desk.json("jobs")}  # not the local box's
