@@ -214,11 +214,11 @@ class JobDesk:
         record = self.ws.store.experiment(name)
         return record is not None and record.status == "running"
 
-    def settle(self, name: str) -> JobRecord:
+    def settle(self, name: str, pids: list[int] | None = None) -> JobRecord:
         """The job's record once its stopped container was finished (kept, removed, released)."""
         record = self.ws.store.experiment(name)
         if record is not None:
-            ending.finish(self.ws, record)
+            ending.finish(self.ws, record, pids or ())
         with contextlib.suppress(PtdeskError):
             self.ws.reconcile()
         return self.job(name)
@@ -238,7 +238,7 @@ class JobDesk:
             return job
         pids = [] if self.ws.is_remote else self.ws.engine.top_pids(record.container_id)
         ending.end_gently(self.ws, record.container_id, job.grace, said)
-        job = self.settle(name)
+        job = self.settle(name, pids)
         from ptdesk.core.host.processes import pid_alive
         if alive := [f"pid {pid} still alive" for pid in pids if pid_alive(pid)]:
             job = records.update(self.ws.config, name, leftover=job.leftover + tuple(alive)) or job

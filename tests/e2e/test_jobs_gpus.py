@@ -75,3 +75,24 @@ def test_a_two_by_two_sweep_runs_two_at_a_time_on_two_gpus(two_gpus: GpuDesk, tm
     assert "lr=3e-4 bs=64" in desk.ok("logs", "sw-4")
     table = desk.ok("jobs")
     assert "lr=1e-3 bs=32" in table and "succeeded" in table
+
+
+def test_cancel_says_when_a_process_of_the_job_is_still_on_its_gpu(two_gpus: GpuDesk, tmp_path: Path) -> None:
+    """What NVML reports after a cancel is checked: nothing on the GPU, or the job's process that
+    is still there (a pid stuck in the driver), with its memory."""
+    from tests.support.nvml_scenarios import FakeProc, GiB
+
+    desk = two_gpus
+    code = tmp_path / "code"
+    code.mkdir()
+    first = run(desk, "--name", "clean", "--gpus", "0", "--grace", "1", "--code", code, "--", "sleep", "600")[0]
+    assert first["gpus"] == [0]
+    assert "Nothing of it is left on its GPUs." in desk.ok("cancel", "clean")
+    run(desk, "--name", "stuck", "--gpus", "1", "--grace", "1", "--code", code, "--", "sleep", "600")
+    container = next(c["Id"] for c in desk.engine.list_managed(desk.instance)
+                     if c["Labels"].get("ptdesk.name") == "stuck")
+    pid = max(desk.engine.top_pids(container))  # the command (after the container's init)
+    desk.scenario.gpus[1].compute = [FakeProc(pid, 3 * GiB)]  # the driver still lists it after the end
+    said = desk.ok("cancel", "stuck")
+    assert f"still on its GPUs: pid {pid} on GPU 1 (3.0 GiB)" in said
+    assert f"pid {pid} on GPU 1" in desk.ok("jobs")

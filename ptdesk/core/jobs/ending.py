@@ -68,8 +68,9 @@ def collect(site: Site, containers: Iterable[dict]) -> list[str]:
     return done
 
 
-def finish(site: Site, experiment: ExperimentRecord) -> JobRecord | None:
-    """Keep the stopped job's log and end state, check its GPUs, remove its container."""
+def finish(site: Site, experiment: ExperimentRecord, pids: Iterable[int] = ()) -> JobRecord | None:
+    """Keep the stopped job's log and end state, check its GPUs, remove its container. `pids`:
+    the job's host pids when known (a cancel reads them first)."""
     config, engine = site.config, site.engine
     container_id = experiment.container_id
     state = (engine.try_inspect(container_id) or {}).get("State") if container_id else None
@@ -85,7 +86,7 @@ def finish(site: Site, experiment: ExperimentRecord) -> JobRecord | None:
                              started=started, finished=finished, gpus=experiment.gpus)
     engine.remove(container_id, force=True)
     if job is not None and experiment.gpus:
-        job = records.update(config, job.name, leftover=leftover(site, container_id, experiment.gpus)) or job
+        job = records.update(config, job.name, leftover=leftover(site, container_id, experiment.gpus, pids)) or job
     if job is not None:
         tell(site, job)
     return job
@@ -118,13 +119,15 @@ def _log_tail(site: Site, container_id: str) -> bytes:
     return data[-LOG_BYTES:]
 
 
-def leftover(site: Site, container_id: str, gpus: Iterable[int]) -> tuple[str, ...]:
-    """Processes of the ended job still on its GPUs (a process stuck in the driver outlives its
-    container's PID namespace): one line each with its pid and memory. Empty when none."""
+def leftover(site: Site, container_id: str, gpus: Iterable[int], pids: Iterable[int] = ()) -> tuple[str, ...]:
+    """Processes of the ended job that NVML still lists on its GPUs (a process stuck in the driver
+    outlives its container; a dead one's memory may not be given back): one line each, with its
+    pid and memory. Known by the container they are in, or by the job's pids. Empty when none."""
     try:
         snapshot = site.gpu_snapshot()
     except PtdeskError:
         return ()
-    wanted = set(gpus)
+    wanted, known = set(gpus), set(pids)
     return tuple(f"pid {p.pid} on GPU {g.index} ({human_bytes(p.used_memory)})" for g in snapshot.gpus
-                 if g.index in wanted for p in g.processes if p.container and container_id.startswith(p.container[:12]))
+                 if g.index in wanted for p in g.processes
+                 if p.pid in known or (p.container and container_id.startswith(p.container[:12])))
