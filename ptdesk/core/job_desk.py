@@ -12,7 +12,7 @@ import contextlib
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -162,12 +162,14 @@ class JobDesk:
             views.append(JobView(job, status, experiment.waiting if experiment else None))
         return views
 
-    def ended_rows(self) -> list[Experiment]:
-        """Ended jobs as rows beside the experiments (their containers are gone): the dashboard's."""
+    def ended_rows(self, listed: Collection[str] = ()) -> list[Experiment]:
+        """Ended jobs as rows beside the experiments (their containers are gone): the dashboard's.
+        `listed`: the names the experiments' list (read first) has; a job ended a moment ago may
+        still be among them, as the experiment it was: one row each."""
         from ptdesk.core.base.models import Access, Experiment
         rows = []
         for job in records.all_records(self.ws.config):
-            if not job.ended:
+            if not job.ended or job.name in listed:
                 continue
             said = ending_line(job)
             details = (("Command", " ".join(job.command)), ("Ended", said), ("GPU-hours", f"{job.gpu_hours:.2f}"),

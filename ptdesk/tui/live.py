@@ -175,7 +175,8 @@ class LiveFeeds:
                 continue  # the safety refresh only runs while the engine answers
             self._list_wanted.clear()  # before reading: a request from now on reads once more
             try:
-                items = tuple(self.ws.list_experiments(all=True)) + tuple(JobDesk(self.ws).ended_rows())
+                items = tuple(self.ws.list_experiments(all=True))
+                items += tuple(JobDesk(self.ws).ended_rows({e.name for e in items}))  # ended jobs: their records
             except PtdeskError as exc:
                 listed = ExperimentsListed(None, exc, self.name)
             else:

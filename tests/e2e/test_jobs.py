@@ -176,6 +176,8 @@ def test_a_job_like_an_experiment_sees_what_was_installed_in_it_live(cli: Ptdesk
     assert rc == 0, out + err
     assert "demo 1.0" in out
     assert job(cli, "likenb")["env_fingerprint"] == live and job(cli, "likenb")["like"] == "nb"
+    assert cli.json("env", "likenb") == {"name": "likenb", "image": job(cli, "likenb")["image"], "fingerprint": live,
+                                         "like": "nb", "status": "succeeded", "workstation": "local"}
     # The experiment was only read: the same container, running, its install still there.
     after = cli.listed()["nb"]
     assert (after["id"], after["status"]) == (notebook["id"], "running")
