@@ -24,12 +24,14 @@ COMMAND_TOPICS: dict[str, str] = {
     "queue": "sharing", "reserve": "sharing", "reservations": "sharing",
     "vscode": "vscode",
     "report": "report",
+    "run": "jobs", "jobs": "jobs", "cancel": "jobs", "rerun": "jobs",
 }
 TOPICS = tuple(dict.fromkeys(COMMAND_TOPICS.values()))
 # What `ptdesk --help` says of each command, so that it imports no command module (a test keeps
 # these equal to each command's own help). A command missing here is imported to ask it.
 COMMAND_SUMMARIES: dict[str, str] = {
     "audit": "Show the audit log, oldest first.",
+    "cancel": "End job NAME (SIGINT, then SIGTERM and SIGKILL a grace apart), or take it out of the queue.",
     "collab": "People who may log in to your SSH experiments, and their keys.",
     "cull": "Stop idle Jupyter and SSH experiments (workspaces and keys are kept; GPUs free after the hold).",
     "doctor": "Check the engine, GPU runtime, images, NVML, state and keys; exit 0 when ptdesk can launch.",
@@ -38,8 +40,9 @@ COMMAND_SUMMARIES: dict[str, str] = {
     "gpus": "Show every GPU, its load, and the processes on it with their container and owner.",
     "grant": "Let collaborator NAME log in to the SSH experiment EXPERIMENT.",
     "images": "Build and list the images experiments run in.",
+    "jobs": "Your batch jobs: status, exit code, start, duration, GPUs, GPU-hours, output (sweeps grouped).",
     "keep": "Keep NAME from the idle cull for FOR (default 1h, at most the cull's keep_max).",
-    "logs": "Print an experiment's output.",
+    "logs": "Print an experiment's or a job's output (a job's is kept after its container is gone).",
     "ls": "List experiments (of every workstation, asked in parallel; --on NAME for one).",
     "new": "Start a new experiment container (one subcommand per kind).",
     "notify": "Where you hear about your experiments: chat, e-mail and webhook routes (apprise URLs).",
@@ -51,7 +54,9 @@ COMMAND_SUMMARIES: dict[str, str] = {
               "person, workstation and image.",
     "reserve": "Reserve GPUS (indices like 0,2; any:N for a count; all for the whole box) for a time.",
     "revoke": "Take NAME's access to EXPERIMENT away (new logins are refused at once).",
+    "rerun": "Run job NAME again: the same command, code snapshot and options, as a new job.",
     "rm": "Remove an experiment and everything it was given (the workspace stays).",
+    "run": "Run COMMAND as a detached job on a snapshot of this folder: ptdesk run [OPTIONS] -- COMMAND...",
     "serve": "Hold the engine connections and answer ls for this user until Ctrl-C.",
     "ssh": "Open a shell in SSH experiment NAME, or run COMMAND there: ptdesk ssh NAME [-- COMMAND...].",
     "ssh-config": "ptdesk's own OpenSSH config: one Host per SSH experiment, so `ssh NAME` works.",

@@ -12,7 +12,7 @@ from ptdesk.commands.common import emit_json, json_option, pass_workstation
 from ptdesk.config import Limits
 from ptdesk.core.base.models import Experiment, Launched
 from ptdesk.core.gpu_desk import GpuDesk
-from ptdesk.core.kinds import REGISTRY, Kind
+from ptdesk.core.kinds import Kind, door_kinds
 from ptdesk.core.workstation import Workstation
 from ptdesk.errors import InvalidInput
 
@@ -119,7 +119,7 @@ def _new_command(kind: Kind) -> click.Command:
     return new.command(kind.name, help=kind.summary)(launch_options(command))
 
 
-for _kind in REGISTRY.values():
+for _kind in door_kinds():
     _new_command(_kind)
 
 
@@ -129,10 +129,13 @@ for _kind in REGISTRY.values():
 @click.option("--tail", default="100", show_default=True, help="Lines from the end to start with, or 'all'.")
 @pass_workstation(reconcile=True)
 def logs(ws: Workstation, name: str, follow: bool, tail: str) -> None:
-    """Print an experiment's output."""
+    """Print an experiment's or a job's output (a job's is kept after its container is gone)."""
     if tail != "all" and not tail.isdigit():
         raise click.BadParameter("use a number or 'all'", param_hint="--tail")
-    for line in ws.logs(name, tail=tail if tail == "all" else int(tail), follow=follow):
+    from ptdesk.core.job_desk import JobDesk
+    desk = JobDesk(ws)
+    lines = desk.log_lines if desk.is_job(name) else ws.logs
+    for line in lines(name, tail=tail if tail == "all" else int(tail), follow=follow):
         click.echo(line)
 
 

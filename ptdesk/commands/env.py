@@ -39,6 +39,19 @@ def env_group(ctx: click.Context) -> None:
 @pass_workstation(reconcile=True)
 def show(ws: Workstation, name: str, as_json: bool) -> None:
     """The recorded environment of NAME, and what changed inside it since launch (read live)."""
+    from ptdesk.core.job_desk import JobDesk
+    desk = JobDesk(ws)
+    if ws.store.experiment(name) is None and desk.is_job(name):  # a job whose container is gone: its record
+        job = desk.job(name)
+        recorded = {"name": job.name, "image": job.image, "fingerprint": job.env_fingerprint, "like": job.like,
+                    "status": job.status}
+        if as_json:
+            emit_json(recorded)
+        else:
+            click.echo(f"{job.name} (job, {job.status}): {job.image}\n  fingerprint:  "
+                       f"{job.env_fingerprint or 'none recorded'}" + (f"  (the environment of {job.like})"
+                                                                     if job.like else ""))
+        return
     found = ws.environment(name)
     if as_json:
         emit_json(found.to_json())

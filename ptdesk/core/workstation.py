@@ -345,9 +345,9 @@ class Workstation(CollaboratorDoors, EnvironmentDoors):
         return specs.current_user()
 
     def kind_titles(self) -> dict[str, str]:
-        """Kind name -> how people call it ("ssh" -> "SSH"), in the registry's order."""
-        from ptdesk.core.kinds import REGISTRY
-        return {name: kind.title for name, kind in REGISTRY.items()}
+        """Kind name -> how people call it ("ssh" -> "SSH"), in the registry's order (those `new` makes)."""
+        from ptdesk.core.kinds import door_kinds
+        return {kind.name: kind.title for kind in door_kinds()}
 
     def image_for(self, kind: str) -> str:
         """The image a new experiment of `kind` runs unless another is named."""

@@ -60,6 +60,10 @@ ACTIONS: tuple[Action, ...] = (
            "Open a shell"),
     Action("main", "f", "filter_log", "Filter log", "Filter the log: show only the lines that contain some "
            "text (enter applies, escape clears; another experiment starts unfiltered)", "Filter the log"),
+    Action("main", "j", "run_job", "Run job", "Run a batch job: a command on a snapshot of a folder, detached "
+           "(GPUs, an experiment's environment, a time limit)", "Run a batch job", show=False),
+    Action("main", "X", "cancel_job", "Cancel job", "Cancel the selected job (SIGINT, then SIGTERM and SIGKILL "
+           "a grace apart), or take it out of the GPU queue", "Cancel job", show=False),
     Action("main", "p", "pause_log", "Pause", "Pause or resume the log", show=False),
     Action("main", "escape", "back", "Back", "Close the log filter, the full-screen log or the experiments "
            "filter, one at a time", show=False),

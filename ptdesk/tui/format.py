@@ -51,6 +51,10 @@ def bar(fraction: float | None, width: int = 12) -> Text:
 
 STATUS_STYLE = {
     "running": "bold green",
+    "succeeded": "green",  # a batch job's ends
+    "failed": "bold red",
+    "timed out": "bold red",
+    "cancelled": "dim",
     "launching": "bold cyan",
     "queued": "bold yellow",
     "removing": "bold magenta",

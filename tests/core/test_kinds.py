@@ -121,7 +121,19 @@ def test_a_label_naming_no_registered_kind_is_listed_but_never_adopted(ws: Works
     assert listed.kind == "unknown" and listed.orphan and listed.access is None
 
 
-@pytest.mark.parametrize("name", sorted(kinds.REGISTRY))
+def test_the_job_kind_has_no_door_no_image_of_its_own_and_no_new_subcommand(tmp_path: Path) -> None:
+    """A job runs the command it is given in the environment people work in (the SSH kind's image,
+    or job_image); `ptdesk run` makes it, not `ptdesk new`."""
+    job = kinds.get_kind("job")
+    assert not job.has_door and job.container_port is None and "job" not in kinds.kind_names()
+    assert run_cli(["new", "job", "--help"])[0] != 0
+    assert job.image(load_config({"PTDESK_HOME": str(tmp_path)})) == "ptdesk/ssh:latest"
+    config = load_config({"PTDESK_HOME": str(tmp_path), "PTDESK_SSH_IMAGE": "team/ssh:2"})
+    assert job.image(config) == "team/ssh:2"
+    assert job.image(load_config({"PTDESK_HOME": str(tmp_path), "PTDESK_JOB_IMAGE": "team/train:1"})) == "team/train:1"
+
+
+@pytest.mark.parametrize("name", kinds.kind_names())
 def test_every_registered_kind_has_its_image_folder_command_and_setting(name: str, tmp_path: Path) -> None:
     kind = kinds.get_kind(name)
     assert (images_root() / name / "Dockerfile").is_file()

@@ -142,3 +142,28 @@ def test_a_range_that_does_not_parse_is_one_sentence_and_exit_2(tmp_path, since,
     code, out, err = run_cli(["report", "--since", since, *(["--until", until] if until else [])], env)
     assert code == 2 and out == "" and err.splitlines()[0] == f"ptdesk: {says}" and len(err.splitlines()) == 2
     assert not (tmp_path / "home").exists() or not any((tmp_path / "home").rglob("*.ptu"))
+
+
+def test_jobs_run_and_failed_come_from_the_job_records_of_that_workstation(tmp_path, monkeypatch) -> None:
+    """The report's JOBS/FAILED columns count the batch-job records this home keeps (they outlive the
+    containers): jobs that started in the range on that workstation; a cancelled-while-queued one
+    never ran, a cancelled one is not a failure, a timed-out one is."""
+    from types import SimpleNamespace
+
+    from ptdesk.config import load_config
+    from ptdesk.core.jobs import record as records
+    from ptdesk.core.usage.jobs import count_job_records
+
+    monkeypatch.setenv("PTDESK_HOME", str(tmp_path))
+    config = load_config()
+    ended = {"a": ("alice", "succeeded", DAY0 + 60), "b": ("alice", "failed", DAY0 + 120),
+             "c": ("alice", "timed out", DAY0 + 180), "d": ("bob", "cancelled", DAY0 + 240),
+             "e": ("bob", "cancelled", None), "f": ("bob", "failed", DAY0 - 60)}
+    for name, (owner, status, started) in ended.items():
+        records.make_folder(config, name)
+        records.save(config, records.JobRecord(name, owner, ("true",), DAY0 - 600, status=status, started=started))
+    records.make_folder(config, "g")
+    records.save(config, records.JobRecord("g", "alice", ("true",), DAY0, workstation="box", status="failed",
+                                           started=DAY0 + 60))
+    site = SimpleNamespace(name="local", config=config)
+    assert count_job_records(site, DAY0, DAY0 + 86400) == {"alice": (3, 2), "bob": (1, 0)}  # type: ignore[arg-type]

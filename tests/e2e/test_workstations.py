@@ -134,6 +134,24 @@ def test_ssh_experiment_on_the_remote_lists_logs_stops_starts_and_goes(
     assert not (desk.home / "workstations" / "box" / "experiments" / "r-ssh").exists()
 
 
+def test_a_job_runs_on_the_remote_with_its_snapshot_and_is_kept_there(desk: Ptdesk, box_engine: Engine,
+                                                                       engine: Engine, tmp_path: Path) -> None:
+    """`ptdesk run --on box`: the code snapshot travels over the same connection (no shared
+    folder), the job runs there, and its record and log are the box's (jobs --on box)."""
+    code = tmp_path / "remote-code"
+    code.mkdir()
+    (code / "msg").write_text("from the laptop\n")
+    rc, out, err = desk.run("run", "--on", "box", "--name", "r-job", "--gpus", "none", "--cpus", "1", "--code", code,
+                            "--wait", "--", "sh", "-c", "cat msg; exit 4")
+    assert rc == 4, err
+    assert "from the laptop" in out and "r-job failed (exit 4 after" in err
+    listed = {j["name"]: j for j in desk.json("jobs", "--on", "box")}
+    assert (listed["r-job"]["workstation"], listed["r-job"]["status"]) == ("box", "failed")
+    assert "r-job" not in {j["name"] for j in desk.json("jobs")}  # not the local box's
+    assert desk.ok("logs", "r-job", "--on", "box").strip() == "from the laptop"
+    assert not [c for c in box_engine.list_managed(desk.instance) if c["Labels"].get("ptdesk.name") == "r-job"]
+
+
 def test_the_same_name_on_two_workstations_reaches_each_box_by_its_own_alias(
         desk: Ptdesk, tmp_path: Path) -> None:
     """`ssh NAME`, `ptdesk ssh NAME`, the listing and the installed ssh configs all agree on which

@@ -35,6 +35,13 @@ class LaunchSpec:
     queue: bool = False  # no GPU free now: file it in the GPU queue instead of failing
     gpu_memory: str | None = None  # --gpu-memory: free memory each GPU must have (ptdesk.core.gpu.ledger)
     notes: tuple[str, ...] = ()  # what the person should know about the defaults it got (said after the launch)
+    # A batch job's (ptdesk run): its command, the code snapshot (a tar placed before start), extra
+    # binds (host path, container path, "ro" | "rw") and environment.
+    command: tuple[str, ...] = ()
+    snapshot: Path | None = None
+    mounts: tuple[tuple[str, str, str], ...] = ()
+    environment: tuple[tuple[str, str], ...] = ()
+    layer_from: str | None = None  # --like: the experiment container whose writable layer it starts with
 
 
 @dataclass(frozen=True)

@@ -125,13 +125,14 @@ class Engine(ContainerFiles, Volumes):
     # --- containers ------------------------------------------------------------------------
     def create(self, *, name: str, image: str, labels: dict[str, str], host_config: dict[str, Any],
                command: list[str] | None = None, environment: dict[str, str] | None = None,
-               user: str | None = None, exposed: Iterable[str] = (), hostname: str | None = None) -> str:
+               user: str | None = None, exposed: Iterable[str] = (), hostname: str | None = None,
+               entrypoint: list[str] | None = None, working_dir: str | None = None) -> str:
         with translated_errors(f"Creating container {name}", self.where):
             hc = self.api.create_host_config(**host_config)
             result = self.api.create_container(
                 image=image, name=name, labels=labels, host_config=hc, command=command,
                 environment=environment, user=user, ports=list(exposed), hostname=hostname,
-                detach=True,
+                detach=True, entrypoint=entrypoint, working_dir=working_dir,
             )
             return result["Id"]
 
@@ -142,6 +143,17 @@ class Engine(ContainerFiles, Volumes):
     def stop(self, container: str, timeout: int = 10) -> None:
         with translated_errors(f"Stopping {container[:12]}", self.where):
             self.api.stop(container, timeout=timeout)
+
+    def kill(self, container: str, signal: str) -> None:
+        """Send `signal` to the container's init (which passes it on to its child); one that is
+        no longer running is not an error (it ended while we decided)."""
+        import docker
+        with translated_errors(f"Signalling {container[:12]}", self.where):
+            try:
+                self.api.kill(container, signal=signal)
+            except docker.errors.APIError as exc:
+                if exc.status_code not in (404, 409):  # gone, or not running
+                    raise
 
     def remove(self, container: str, force: bool = True) -> None:
         """Remove a container; one that is already gone is not an error."""

@@ -8,7 +8,7 @@ import tarfile
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 
 from ptdesk.core.engine.errors import translated_errors
 from ptdesk.errors import PtdeskError
@@ -58,6 +58,12 @@ class ContainerFiles:
                 tar.addfile(info, io.BytesIO(spec.data))
         with translated_errors(f"Placing files in {container[:12]}", self.where):
             if not self.api.put_archive(container, dest, buffer.getvalue()):
+                raise PtdeskError(f"The engine refused to place files in {container[:12]}:{dest}.")
+
+    def put_archive(self, container: str, dest: str, archive: BinaryIO) -> None:
+        """Extract a tar (a file, streamed: a code snapshot can be large) into the container at `dest`."""
+        with translated_errors(f"Placing files in {container[:12]}", self.where):
+            if not self.api.put_archive(container, dest, archive):
                 raise PtdeskError(f"The engine refused to place files in {container[:12]}:{dest}.")
 
     def read_file(self, container: str, path: str, max_bytes: int = READ_FILE_LIMIT) -> bytes:

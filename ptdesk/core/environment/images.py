@@ -30,7 +30,7 @@ from ptdesk.core.engine.client import Engine
 from ptdesk.core.environment import baseline, recorded
 from ptdesk.core.environment.recorded import ImageSummary, PackageChange
 from ptdesk.core.gpu.sampler_image import SAMPLER_TARGET, program_files, sampler_tag
-from ptdesk.core.kinds import REGISTRY, get_kind, kind_names
+from ptdesk.core.kinds import get_kind, kind_names
 from ptdesk.errors import InvalidInput, PtdeskError
 
 if TYPE_CHECKING:
@@ -115,9 +115,9 @@ def expand_targets(name: str) -> tuple[str, ...]:
     """A kind's name or 'all' -> the targets to build (one per kind), or InvalidInput naming the choices."""
     if name == "all":
         return kind_names()
-    if name in REGISTRY or name == SAMPLER_TARGET:
+    if name in kind_names() or name == SAMPLER_TARGET:  # a kind with an image of its own (not job's)
         return (name,)
-    raise InvalidInput(f"Unknown image {name!r}.", f"Choose one of: {', '.join(REGISTRY)}, {SAMPLER_TARGET}, all.")
+    raise InvalidInput(f"Unknown image {name!r}.", f"Choose one of: {', '.join(kind_names())}, {SAMPLER_TARGET}, all.")
 
 
 def image_tag(config: Config, target: str) -> str:

@@ -39,6 +39,7 @@ from ptdesk.core.base.names import container_name
 from ptdesk.core.engine.locks import machine_gpu_lock
 from ptdesk.core.engine.network import experiments_network
 from ptdesk.core.environment import drift
+from ptdesk.core.experiments.last_words import last_words
 from ptdesk.core.experiments.listing import get as experiment_of
 from ptdesk.core.experiments.spec import renamed, suggest_name, writable_by
 from ptdesk.core.gpu import ledger
@@ -46,6 +47,7 @@ from ptdesk.core.gpu.holds import engine_holds
 from ptdesk.core.gpu.ledger import Hold
 from ptdesk.core.host import workspace
 from ptdesk.core.host.ports import PORT_ATTEMPTS, free_port, port_taken
+from ptdesk.core.jobs import like
 from ptdesk.core.kinds import Kind, Plan, get_kind
 from ptdesk.core.kinds.base import sealed_contents
 from ptdesk.core.sharing import at_launch
@@ -95,7 +97,7 @@ def launch(site: Site, spec: LaunchSpec, progress: Progress = lambda step: None)
         except BaseException as exc:
             if isinstance(exc, LaunchFailed) and attempt.container_id:
                 # The rollback removes the container and its logs: say what it printed while we can.
-                exc.hint = _last_words(site, attempt.container_id, spec.limits.memory) or exc.hint
+                exc.hint = last_words(site, attempt.container_id, spec.limits.memory) or exc.hint
                 if exc.hint and exc.hint.startswith("The memory limit"):
                     exc.field = "memory"  # what to change (a form puts the cursor there)
             rollback(site, attempt.record, attempt.container_id or _sealed_by(site, spec.name, attempt.seal))
@@ -151,9 +153,7 @@ def _create_and_start(site: Site, spec: LaunchSpec, plan: Plan, gpu_lock: contex
         # The image id it really runs (a tag moves with each rebuild) and its fingerprint.
         site.store.update_experiment(spec.name, **drift.at_launch(site, container_id))
         progress("Placing secrets")
-        # One archive for all folders: every put_archive mounts the container's filesystem (~50 ms).
-        engine.put_files(container_id, "/", [replace(f, name=f"{dest.strip('/')}/{f.name}")
-                                             for dest, files in plan.files for f in files])
+        _place(site, container_id, plan, spec.layer_from)
         progress("Starting")
         try:
             engine.start(container_id)
@@ -177,19 +177,38 @@ def _file(site: Site, spec: LaunchSpec, plan: Plan, gpu_lock: contextlib.ExitSta
                                                   queued=at_launch.queue_labels(spec))
     site.store.update_experiment(spec.name, container_id=container_id, **drift.at_launch(site, container_id))
     attempt.record = replace(attempt.record, container_id=container_id)
-    site.engine.put_files(container_id, "/", [replace(f, name=f"{dest.strip('/')}/{f.name}")
-                                            for dest, files in plan.files for f in files])
+    _place(site, container_id, plan, spec.layer_from)
     site.store.update_experiment(spec.name, status=at_launch.QUEUED, launcher_pid=None)  # whole: admission may take it
     gpu_lock.close()
     site.store.audit("queued", spec.name, {"kind": spec.kind, "owner": spec.owner, "gpus": spec.gpus})
 
 
+def _place(site: Site, container_id: str, plan: Plan, layer_from: str | None = None) -> None:
+    """The plan's files, a job's --like experiment's layer (ptdesk.core.jobs.like), then its
+    archives (a job's code snapshot), into the created container."""
+    if layer_from:
+        like.copy_environment(site, layer_from, container_id)
+    # One archive for all folders: every put_archive mounts the container's filesystem (~50 ms).
+    if plan.files:
+        site.engine.put_files(container_id, "/", [replace(f, name=f"{dest.strip('/')}/{f.name}")
+                                                  for dest, files in plan.files for f in files])
+    for dest, path in plan.archives:
+        with open(path, "rb") as archive:
+            site.engine.put_archive(container_id, dest, archive)
+
+
 def _prove_ready(site: Site, spec: LaunchSpec, kind: Kind, plan: Plan, attempt: _Attempt,
                  progress: Progress) -> None:
-    """Wait until a client really gets in, then mark the record running and audit the launch."""
+    """Wait until a client really gets in, then mark the record running and audit the launch.
+    A kind with no door (a job) is running once started."""
     engine, store, config = site.engine, site.store, site.config
     container_id = attempt.container_id
     assert container_id is not None
+    if plan.container_port is None:
+        store.audit("launch", spec.name, {"kind": spec.kind, "owner": spec.owner, "image": spec.image,
+                                           "gpus": list(attempt.record.gpus)})
+        store.update_experiment(spec.name, status="running", launcher_pid=None)
+        return
     bound = engine.published_port(container_id, plan.container_port)
     if bound is None:
         # Exited at once: the engine drops its ports, and may still call it running for a moment.
@@ -284,8 +303,9 @@ def _create(site: Site, spec: LaunchSpec, plan: Plan, attempt: _Attempt, port: i
     try:
         return site.engine.create(
             name=container_name(config, spec.name), image=spec.image, labels=labels,
-            user=plan.user, environment=plan.environment, exposed=[plan.container_port],
-            command=list(plan.command) if plan.command else None,
+            user=plan.user, environment=plan.environment, exposed=[plan.container_port] if plan.container_port else [],
+            command=list(plan.command) if plan.command else None, working_dir=plan.working_dir,
+            entrypoint=list(plan.entrypoint) if plan.entrypoint else None,
             hostname=spec.name,  # a shell prompt inside says which experiment, not a container id
             host_config=host_config)
     except Conflict:
@@ -311,37 +331,6 @@ def rollback(site: Site, record: ExperimentRecord, container_id: str | None) -> 
     if container_id:
         site.engine.remove(container_id, force=True)
     return True
-
-
-def _last_words(site: Site, container_id: str, memory: str) -> str | None:
-    """What a container that failed its launch last printed (and its exit code if it died), or
-    that the memory limit killed it (the kernel's OOM killer leaves no output to quote)."""
-    try:
-        state = site.engine.inspect(container_id)["State"]
-        lines = _tail(site, container_id)
-        # The engine copies a container's output to its log asynchronously: a process that just
-        # died may have its last words on the way still. Give them a moment before saying "none".
-        deadline = time.monotonic() + 1.0
-        while not lines and not state.get("Running") and time.monotonic() < deadline:
-            time.sleep(0.05)
-            lines = _tail(site, container_id)
-    except PtdeskError:
-        return None
-    if state.get("Running"):
-        return f"Its last output was: {lines[-1].strip()}" if lines else None
-    if state.get("OOMKilled"):
-        return (f"The memory limit ({memory}) killed it before it was ready: raise the memory limit "
-                "(give it at least 512m; the default is 16g).")
-    said = f" after printing: {lines[-1].strip()}" if lines else " without any output"
-    return f"It exited with code {state.get('ExitCode')}{said}"
-
-
-def _tail(site: Site, container_id: str) -> list[str]:
-    frames = site.engine.logs(container_id, tail=5)
-    try:
-        return [ln for ln in b"".join(frames).decode(errors="replace").splitlines() if ln.strip()]
-    finally:
-        frames.close()
 
 
 def _ensure_workspace(site: Site, spec: LaunchSpec) -> tuple[LaunchSpec, bool]:
@@ -370,8 +359,9 @@ def _host_config(config: Config, spec: LaunchSpec, plan: Plan, gpus: tuple[int, 
     import docker.types
     limits = spec.limits
     host_config: dict = {
-        "port_bindings": {plan.container_port: (config.bind_address, port)},
-        "binds": {str(spec.workspace): {"bind": WORKSPACE_MOUNT, "mode": "rw"}},
+        "port_bindings": {plan.container_port: (config.bind_address, port)} if plan.container_port else {},
+        "binds": {str(spec.workspace): {"bind": WORKSPACE_MOUNT, "mode": "rw"},
+                  **{host: {"bind": inside, "mode": mode} for host, inside, mode in spec.mounts}},
         "cap_drop": ["ALL"],
         "cap_add": list(plan.cap_add),
         "security_opt": ["no-new-privileges:true"],

@@ -22,6 +22,7 @@ from ptdesk.core.base.text import printable
 from ptdesk.core.collaborators.rotation import finish_pending
 from ptdesk.core.experiments import operations
 from ptdesk.core.experiments.reconcile import ADMIT_LOCK_WAIT, reconcile
+from ptdesk.core.jobs import ending
 from ptdesk.core.sharing import admission
 from ptdesk.core.sharing.gpu_queue import QUEUED
 from ptdesk.errors import EngineUnavailable, PtdeskError
@@ -92,6 +93,8 @@ def apply_event(site: OwnSite, event: ContainerEvent) -> str | None:
         site.store.update_experiment(event.name, status=status)
     if event.action == "start":
         _finish_pending_grants(site, event.name)
+    if event.action == "die" and record.kind == ending.JOB:
+        ending.finish(site, record)  # kept and removed at once: its destroy then releases it
     return status
 
 

@@ -32,6 +32,7 @@ from ptdesk.core.experiments import operations
 from ptdesk.core.experiments.launch import rollback
 from ptdesk.core.gpu.ledger import gpus_from_label
 from ptdesk.core.host.processes import pid_alive
+from ptdesk.core.jobs import ending
 from ptdesk.core.kinds import REGISTRY, Kind, Recovered, get_kind
 from ptdesk.core.sharing import admission, gpu_queue, recreate
 from ptdesk.core.sharing.gpu_queue import QUEUED
@@ -89,6 +90,8 @@ def reconcile(site: Site) -> ReconcileReport:
     """One pass; raises EngineUnavailable if the engine cannot be listed (callers decide)."""
     store = site.store
     recreate.undo_interrupted(site)  # a re-creation cut short: the record's container keeps the name
+    if any(r.kind == ending.JOB for r in store.experiments()):  # jobs that ended: kept, their containers gone
+        ending.collect(site, site.engine.list_managed(site.config.instance))
     records = store.experiments()  # before the list: see the module docstring
     listed = site.engine.list_managed(site.config.instance)
     by_name = {container_key(c): c for c in listed}
@@ -119,7 +122,8 @@ def reconcile(site: Site) -> ReconcileReport:
         if operations.release(site, record.name, if_container=record.container_id):
             store.audit("released", record.name, {"container": (record.container_id or "")[:12],
                                                   "by": "reconcile"}, who="ptdesk-reconcile")
-            released.append(record.name)
+            if record.kind != ending.JOB:  # a job's container going is its ordinary end: kept in its record
+                released.append(record.name)
 
     known = {r.name for r in records}
     for name, container in by_name.items():

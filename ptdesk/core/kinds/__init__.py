@@ -8,12 +8,13 @@ subcommands, the dashboard's form, `images build` targets and the `<name>_image`
 from __future__ import annotations
 
 from ptdesk.core.kinds.base import Kind, Plan, Recovered
+from ptdesk.core.kinds.job import JOB
 from ptdesk.core.kinds.jupyter import JUPYTER
 from ptdesk.core.kinds.ssh import SSH
 from ptdesk.errors import InvalidInput
 
 # One line per kind.
-REGISTRY: dict[str, Kind] = {kind.name: kind for kind in (SSH, JUPYTER)}
+REGISTRY: dict[str, Kind] = {kind.name: kind for kind in (SSH, JUPYTER, JOB)}
 
 
 def get_kind(name: str) -> Kind:
@@ -25,7 +26,13 @@ def get_kind(name: str) -> Kind:
 
 
 def kind_names() -> tuple[str, ...]:
-    return tuple(REGISTRY)
+    """The kinds built from images/<name>/ (`ptdesk images build` targets)."""
+    return tuple(name for name, kind in REGISTRY.items() if kind.own_image)
 
 
-__all__ = ["REGISTRY", "Kind", "Plan", "Recovered", "get_kind", "kind_names"]
+def door_kinds() -> tuple[Kind, ...]:
+    """The kinds `ptdesk new` and the form launch: those a person reaches (a job is `ptdesk run`'s)."""
+    return tuple(kind for kind in REGISTRY.values() if kind.has_door)
+
+
+__all__ = ["REGISTRY", "Kind", "Plan", "Recovered", "door_kinds", "get_kind", "kind_names"]

@@ -16,6 +16,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from ptdesk.config import Config
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
 class Plan:
     """Kind-specific container settings, with the secrets already generated."""
 
-    container_port: str
+    container_port: str | None  # None: a kind with no door (a batch job), nothing published
     cap_add: tuple[str, ...] = ()
     user: str | None = None
     environment: dict[str, str] = field(default_factory=dict)
@@ -40,6 +41,9 @@ class Plan:
     files: tuple[tuple[str, tuple[FileSpec, ...]], ...] = ()  # (destination folder, files)
     host_public_key: str | None = None
     command: tuple[str, ...] | None = None  # the service's command line; None: the image's CMD
+    working_dir: str | None = None  # None: the image's
+    entrypoint: tuple[str, ...] | None = None  # None: the image's
+    archives: tuple[tuple[str, Path], ...] = ()  # (destination folder, tar file) placed before start
 
 
 @dataclass(frozen=True)
@@ -62,7 +66,7 @@ class Kind(ABC):
     name: ClassVar[str]  # the CLI subcommand, the ptdesk.kind label, images/<name>/
     title: ClassVar[str]  # how people call it: "SSH", "Jupyter"
     summary: ClassVar[str]  # one line for `ptdesk new NAME --help` and the form
-    container_port: ClassVar[str]  # e.g. "22/tcp": the port published on bind_address
+    container_port: ClassVar[str | None]  # e.g. "22/tcp": the port published on bind_address
     # Secrets placed before start that never change afterwards (host key, token): the seal covers
     # them (ptdesk.core.access.seal), so a copy of the labels on another container does not verify.
     sealed_paths: ClassVar[tuple[str, ...]]
@@ -72,6 +76,8 @@ class Kind(ABC):
     # says False: the cull never judges, warns or stops it.
     cullable: ClassVar[bool] = True
     mounts_vscode_cache: ClassVar[bool] = False  # the workstation's VS Code Server cache, read-only
+    has_door: ClassVar[bool] = True  # a service people reach (ssh, a URL); False: a batch job, made by `ptdesk run`
+    own_image: ClassVar[bool] = True  # built from images/<name>/ (`ptdesk images build NAME`)
 
     def image(self, config: Config) -> str:
         """The image it runs: `<name>_image` from the config, else ptdesk's own build."""

@@ -34,6 +34,7 @@ EVENTS: dict[str, str] = {
     "reservation": "a reservation starts or ends within minutes, or stops/warns one of your experiments",
     "driver": "the GPU driver changed under running experiments",
     "report": "the weekly usage report: who held and who used the GPUs",
+    "job": "a batch job of yours ended: how, exit code, duration, GPU-hours, last log lines",
 }
 # What a collaborator's route asks for unless told: the warnings that concern them.
 FOR_THEM = ("expiry", "cull", "reservation")

@@ -1,28 +1,26 @@
-"""Jobs run and failed per person, for the usage report, from the job records this home keeps.
-
-Batch jobs are experiments of kind "job" in the person's store; until that kind exists there are no
-such records and every count is 0.
-"""
+"""Jobs run and failed per person, for the usage report, from the batch-job records this home keeps
+(`PTDESK_HOME/jobs/`, which outlive the jobs' containers)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ptdesk.core.jobs import record as records
+
 if TYPE_CHECKING:
     from ptdesk.core.site import Site
 
-JOB_KIND = "job"
-FAILED = frozenset({"failed", "timed-out", "timed_out", "timeout", "error", "oom"})
+# How a job ended that counts as failed; "cancelled" is a person's choice, not a failure.
+FAILED = frozenset({"failed", "timed out"})
 
 
 def count_job_records(site: Site, start: float, end: float) -> dict[str, tuple[int, int]]:
-    """Owner -> (jobs run, jobs failed) among this home's job records created in [start, end)."""
-    if not site.config.state_path.exists():
-        return {}  # nothing was ever launched from this home: no store made just to count
+    """Owner -> (jobs run, jobs failed) among this workstation's job records that started in
+    [start, end); a job that never started (cancelled while queued) did not run."""
     counts: dict[str, tuple[int, int]] = {}
-    for record in site.store.experiments():
-        if record.kind != JOB_KIND or not start <= record.created < end:
+    for job in records.all_records(site.config):
+        if job.workstation != site.name or job.started is None or not start <= job.started < end:
             continue
-        run, failed = counts.get(record.owner, (0, 0))
-        counts[record.owner] = (run + 1, failed + (record.status in FAILED))
+        run, failed = counts.get(job.owner, (0, 0))
+        counts[job.owner] = (run + 1, failed + (job.status in FAILED))
     return counts

@@ -23,6 +23,7 @@ from ptdesk.tui.screens.confirm import Confirm
 from ptdesk.tui.screens.details import Details, stopped_copy_note
 from ptdesk.tui.screens.gpus_gone import GpusGone as GpusGoneDialog
 from ptdesk.tui.screens.idle_cull import IdleCull, keep
+from ptdesk.tui.screens.job_actions import JobActions, kept_log
 from ptdesk.tui.screens.reservations import Reservations
 from ptdesk.tui.shell import open_shell, shell_refusal
 from ptdesk.tui.widgets.experiments_table import ExperimentsTable
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
     from ptdesk.tui.live import LiveFeeds
 
 
-class ExperimentActions(Screen[None]):
+class ExperimentActions(JobActions, Screen[None]):
     """What MainScreen gives these actions."""
 
     ws: Workstation  # the default workstation
@@ -55,6 +56,9 @@ class ExperimentActions(Screen[None]):
         up = bool(self.boxes[ws.name].engine_up)
         if selected is None:
             self.log_pane.follow(ws, None, "", False, up)
+            return
+        if selected.kind == "job" and not selected.id:  # an ended job: its kept log
+            self.log_pane.show_kept(ws, selected.name, kept_log(ws, selected.name))
             return
         self.log_pane.follow(ws, selected.id or None, selected.name, selected.status == "running", up)
 

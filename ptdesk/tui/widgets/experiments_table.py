@@ -51,7 +51,7 @@ def cells(e: Experiment, stats: ContainerStats | None, now: float, where: str = 
     # A stopped experiment's URL or ssh line leads nowhere (its port is gone): none is offered. One
     # on an unreachable workstation keeps its last known line, dimmed (it may well still work).
     connect = Text(e.connect, overflow="ellipsis", no_wrap=True, style="dim" if unreachable else "") \
-        if e.status == "running" or not e.connect else Text("- (stopped)", style="dim")
+        if e.status == "running" or not e.connect or e.kind == "job" else Text("- (stopped)", style="dim")
     if e.waiting is not None:  # queued: why it waits is what there is to know (it starts by itself)
         connect = Text(e.waiting, overflow="ellipsis", no_wrap=True, style="yellow")
     cpu = stats.cpu_percent if stats and running else None

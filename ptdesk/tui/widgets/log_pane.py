@@ -101,6 +101,19 @@ class LogPane(Vertical):
         self.stream = stream.start()
         self._title()
 
+    def show_kept(self, ws: Workstation, name: str, lines: list[str]) -> None:
+        """An ended job's log, kept in the person's home after its container went (ptdesk.core.jobs)."""
+        self.stop()
+        if name != self.name_shown:
+            self.clear_filter()
+        self.ws, self.container, self.name_shown = ws, None, name
+        self.lines.clear()
+        self.lines.extend(lines)
+        self.unseen = self.skipped = 0
+        self.state = "kept log (the job has ended)"
+        self._redraw()
+        self._title()
+
     def stop(self, reason: str | None = None) -> None:
         if self.stream is not None:
             self.stream.close(reason)

@@ -1,0 +1,153 @@
+"""Batch jobs: run (detached, snapshotted, queued, swept), jobs, cancel, rerun (logs: containers.py)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import click
+
+from ptdesk.commands.common import emit_json, json_option, pass_workstation, table
+from ptdesk.core.job_desk import JobDesk, JobView, duration_text, ending_line
+from ptdesk.core.jobs.record import JobRecord
+from ptdesk.core.jobs.request import JobRequest
+from ptdesk.core.workstation import Workstation
+
+
+def _said(as_json: bool) -> Any:
+    return (lambda step: None) if as_json else (lambda step: click.echo(f"  {step}...", err=True))
+
+
+@click.command("run", context_settings={"allow_interspersed_args": False})
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@click.option("--name", help="Job name (default: OWNER-job-N; with --sweep, NAME-1, NAME-2...).")
+@click.option("--gpus", help="none, all, auto, any:N or indices like 0,2 (default: the gpus setting, auto).")
+@click.option("--gpu-memory", "gpu_memory", metavar="SIZE", help="Free memory each GPU must have, like 20G.")
+@click.option("--memory", help="Memory limit, e.g. 32g (default: [limits] memory).")
+@click.option("--cpus", type=float, help="CPU limit, e.g. 8 (default: [limits] cpus).")
+@click.option("--workspace", metavar="DIR", help="Host folder at /workspace; outputs go to DIR/outputs/NAME "
+                                                 "(default: WORKSPACE_ROOT/NAME).")
+@click.option("--time-limit", "time_limit", metavar="DURATION",
+              help="End it after this long (30m, 2h): SIGINT, then SIGTERM and SIGKILL a grace apart.")
+@click.option("--grace", type=float, default=10.0, show_default=True,
+              help="Seconds between SIGINT, SIGTERM and SIGKILL when it is ended.")
+@click.option("--queue", is_flag=True, help="No GPU free: wait in the GPU queue (starts by itself).")
+@click.option("--like", metavar="EXPERIMENT", help="Run in that experiment's environment as it is now.")
+@click.option("--data", multiple=True, metavar="PATH[:ro|rw]",
+              help="Mount a data folder at /data/BASENAME (read-only unless :rw); repeatable.")
+@click.option("--sweep", multiple=True, metavar="NAME=V1,V2",
+              help="One job per combination; {NAME} in the command takes each value; repeatable.")
+@click.option("--code", metavar="DIR", help="The folder to snapshot as /code (default: the current folder).")
+@click.option("--snapshot-limit", "snapshot_limit", default="200M", show_default=True, metavar="SIZE",
+              help="Refuse a code snapshot larger than this.")
+@click.option("--image", help="Image to run (default: job_image, else the SSH kind's).")
+@click.option("--wait", is_flag=True, help="Follow its log until it ends; exit with its exit code.")
+@json_option
+@pass_workstation(reconcile=True, auto=True)
+def run(ws: Workstation, command: tuple[str, ...], wait: bool, as_json: bool, **options: Any) -> None:
+    """Run COMMAND as a detached job on a snapshot of this folder: ptdesk run [OPTIONS] -- COMMAND..."""
+    desk = JobDesk(ws)
+    jobs = desk.submit(JobRequest(command=tuple(command), **options), _said(as_json))
+    if wait and len(jobs) == 1:
+        job = _follow(desk, jobs[0], as_json)
+        if as_json:
+            emit_json(job.to_json())
+        click.get_current_context().exit(job.exit_code if job.exit_code is not None else 1)
+    if as_json:
+        emit_json([j.to_json() for j in jobs])
+        return
+    for job in jobs:
+        values = " ".join(f"{k}={v}" for k, v in job.sweep_values.items())
+        click.echo(f"{job.name} {job.status}{f' ({values})' if values else ''}; output: {job.output}")
+    if len(jobs) == 1:
+        click.echo(f"  log: ptdesk logs -f {jobs[0].name}; cancel: ptdesk cancel {jobs[0].name}")
+
+
+def _follow(desk: JobDesk, job: JobRecord, as_json: bool) -> JobRecord:
+    """Print its log live once it runs (all of it, kept, when it ended before), then its ending."""
+    printed = as_json
+    while not (ended := desk.settle(job.name)).ended:
+        if not printed and desk.running(job.name):
+            for line in desk.log_lines(job.name, tail="all", follow=True):
+                click.echo(line)
+            printed = True
+        else:
+            time.sleep(0.5)
+    if not printed:
+        for line in desk.log_lines(job.name, tail="all"):
+            click.echo(line)
+    if not as_json:
+        click.echo(f"ptdesk: {ended.name} {_ending(ended)}", err=True)
+    return ended
+
+
+def _ending(job: JobRecord) -> str:
+    return f"{job.status}" + (f" ({ending_line(job)})" if ending_line(job) != job.status else "")
+
+
+@click.command("jobs")
+@click.option("--prune", is_flag=True, help="Forget ended jobs (records, logs, snapshots).")
+@json_option
+@pass_workstation(reconcile=True)
+def jobs(ws: Workstation, prune: bool, as_json: bool) -> None:
+    """Your batch jobs: status, exit code, start, duration, GPUs, GPU-hours, output (sweeps grouped)."""
+    desk = JobDesk(ws)
+    if prune:
+        pruned = desk.prune()
+        click.echo(f"Forgot {len(pruned)} ended job(s).", err=as_json)
+    views = desk.jobs()
+    if as_json:
+        emit_json([v.to_json() for v in views])
+        return
+    if not views:
+        click.echo("No jobs. Start one with: ptdesk run -- COMMAND")
+        return
+    # A sweep's jobs together, under their first job's name.
+    views.sort(key=lambda v: (v.record.sweep or v.record.name, v.record.submitted))
+    rows = [_row(v) for v in views]
+    click.echo(table(["NAME", "SWEEP", "STATUS", "EXIT", "STARTED", "DURATION", "GPUS", "GPU-H", "WHERE",
+                      "OUTPUT"], rows))
+    for view in views:
+        if view.record.leftover:
+            click.echo(f"warning: {view.record.name} left processes on its GPUs: {', '.join(view.record.leftover)}")
+
+
+def _row(view: JobView) -> list[str]:
+    job = view.record
+    started = time.strftime("%m-%d %H:%M", time.localtime(job.started)) if job.started else "-"
+    sweep = " ".join(f"{k}={v}" for k, v in job.sweep_values.items()) if job.sweep else ""
+    return [job.name, sweep, view.status, "" if job.exit_code is None else str(job.exit_code), started,
+            duration_text(job.duration), ",".join(map(str, job.gpus)) or "-", f"{job.gpu_hours:.2f}",
+            job.workstation, job.output or "-"]
+
+
+@click.command("cancel")
+@click.argument("name")
+@json_option
+@pass_workstation(reconcile=True)
+def cancel(ws: Workstation, name: str, as_json: bool) -> None:
+    """End job NAME (SIGINT, then SIGTERM and SIGKILL a grace apart), or take it out of the queue."""
+    job = JobDesk(ws).cancel(name, _said(as_json))
+    if as_json:
+        emit_json(job.to_json())
+        return
+    click.echo(f"{job.name} {_ending(job)}.")
+    if job.gpus and not job.leftover:
+        click.echo("  Nothing of it is left on its GPUs.")
+
+
+@click.command("rerun")
+@click.argument("name")
+@json_option
+@pass_workstation(reconcile=True)
+def rerun(ws: Workstation, name: str, as_json: bool) -> None:
+    """Run job NAME again: the same command, code snapshot and options, as a new job."""
+    jobs = JobDesk(ws).rerun(name, _said(as_json))
+    if as_json:
+        emit_json([j.to_json() for j in jobs])
+        return
+    for job in jobs:
+        click.echo(f"{job.name} {job.status} (again {name}); output: {job.output}")
+
+
+COMMANDS = [run, jobs, cancel, rerun]

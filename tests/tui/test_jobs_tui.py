@@ -1,0 +1,51 @@
+"""Batch jobs in the dashboard at 80×24: j opens the job form and submits, the job is a row (kind,
+status, then how it ended), its log follows live and stays readable after the end, X cancels, and
+the end is a notice. Real engine; NVML from a scenario."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual.widgets import Input
+
+from ptdesk.tui.app import PtdeskApp
+from tests.support.tuihelpers import nvml_scenarios, settle
+
+# Prints a line, then waits; on SIGINT says so and exits 5 (a training loop that saves and stops).
+SCRIPT = "echo first-line; trap 'echo got-int; exit 5' INT; while true; do sleep 0.1; done"
+
+
+async def test_a_job_from_the_form_runs_is_cancelled_with_x_and_keeps_its_log(tui_desk, nvml, tmp_path: Path,
+                                                                              engine) -> None:
+    nvml(nvml_scenarios.healthy(gpus=1))
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "job.sh").write_text(SCRIPT + "\n")
+    app = PtdeskApp(tui_desk)
+    async with app.run_test(size=(80, 24)) as pilot:
+        main = app.main
+        await settle(pilot, lambda: main.listed, message="the list")
+        await pilot.press("j")
+        form = app.screen
+        for field, value in (("command", "bash job.sh"), ("gpus", "none"), ("code", str(code))):
+            form.query_one(f"#{field}", Input).value = value
+        form.query_one("#command", Input).focus()
+        await pilot.press("enter")
+        name = "alice-job-1"
+        await settle(pilot, lambda: any(e.name == name and e.status == "running" for e in main.experiments),
+                     timeout=60, message="the job's row, running")
+        await settle(pilot, lambda: main.table.select_name(name), message="the job's row selected")
+        await settle(pilot, lambda: "first-line" in main.log_pane.lines, message="its log, live")
+        row = next(e for e in main.experiments if e.name == name)
+        assert row.kind == "job"
+
+        await pilot.press("X")
+        await settle(pilot, lambda: any(e.name == name and e.status == "cancelled" for e in main.experiments),
+                     message="the row to say cancelled")
+        [ended] = [e for e in main.experiments if e.name == name]  # one row: the job, not its container too
+        assert ended.connect.startswith("exit 5 after")
+        await settle(pilot, lambda: main.table.select_name(name) and "got-int" in main.log_pane.lines,
+                     message="the kept log after the end")
+        assert main.log_pane.state.startswith("kept log")
+        await settle(pilot, lambda: any("job 'alice-job-1' cancelled" in n.title for n in app._notifications),
+                     message="a notice of its end")
