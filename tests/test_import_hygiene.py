@@ -50,12 +50,13 @@ try:
     main()
 except SystemExit:
     pass
-heavy = ("docker", "paramiko", "textual", "requests")
-print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in heavy)), file=sys.stderr)
+heavy = ("docker", "paramiko", "textual", "requests", "cryptography")
+print(json.dumps({{"heavy": sorted(m for m in sys.modules if m.split(".")[0] in heavy),
+                  "kinds": sorted(m for m in sys.modules if m.startswith("ptdesk.core.kinds."))}}), file=sys.stderr)
 """
 
 
-def _heavy_imports_of(args: list[str]) -> list[str]:
+def _imports_of(args: list[str]) -> dict[str, list[str]]:
     proc = subprocess.run([sys.executable, "-c", _HELP_PROBE.format(args=args)], capture_output=True,
                           text=True, cwd=REPO, timeout=120)
     assert proc.returncode == 0, proc.stderr
@@ -63,11 +64,27 @@ def _heavy_imports_of(args: list[str]) -> list[str]:
     return json.loads(proc.stderr.strip().splitlines()[-1])
 
 
+def _heavy_imports_of(args: list[str]) -> list[str]:
+    """The engine's, SSH's and the dashboard's libraries a command imports (cryptography, which keys
+    need, is asked of `new KIND --help` alone)."""
+    return [m for m in _imports_of(args)["heavy"] if m.split(".")[0] != "cryptography"]
+
+
 def test_help_imports_no_engine_ssh_or_dashboard_library() -> None:
-    """A --help starts at once: it imports neither the Docker SDK, paramiko nor textual."""
-    for args in (["--help"], ["new", "ssh", "--help"], ["workstations", "--help"], ["collab", "--help"],
-                 ["ls", "--help"]):
+    """A --help starts at once: it imports neither the Docker SDK, paramiko, textual nor cryptography."""
+    for args in (["--help"], ["workstations", "--help"], ["collab", "--help"], ["ls", "--help"]):
         assert _heavy_imports_of(args) == [], args
+
+
+def test_a_kinds_help_imports_no_kind_module() -> None:
+    """`ptdesk new KIND --help` is read from the kinds registry's entries: neither the kind's module
+    (keys, engine, HTTP) nor anything heavy it uses is imported to print it."""
+    from ptdesk.core.kinds import REGISTRY
+
+    assert {"ssh", "jupyter"} <= set(REGISTRY)
+    for name in REGISTRY:
+        imported = _imports_of(["new", name, "--help"])
+        assert imported == {"heavy": [], "kinds": ["ptdesk.core.kinds.registry"]}, name
 
 
 def test_command_summaries_say_what_each_command_says() -> None:

@@ -123,7 +123,10 @@ def test_a_label_naming_no_registered_kind_is_listed_but_never_adopted(ws: Works
 
 @pytest.mark.parametrize("name", sorted(kinds.REGISTRY))
 def test_every_registered_kind_has_its_image_folder_command_and_setting(name: str, tmp_path: Path) -> None:
-    kind = kinds.get_kind(name)
+    kind, entry = kinds.get_kind(name), kinds.REGISTRY.entry(name)
+    # The entry `--help` and the form read (without importing the kind) says what the kind says.
+    assert entry is not None and (entry.name, entry.title, entry.summary, entry.accepts_pubkeys, entry.grants_logins) \
+        == (kind.name, kind.title, kind.summary, kind.accepts_pubkeys, kind.grants_logins)
     assert (images_root() / name / "Dockerfile").is_file()
     assert name in expand_targets("all") and expand_targets(name) == (name,)
     code, out, _ = run_cli(["new", name, "--help"])
