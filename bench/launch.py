@@ -14,7 +14,8 @@ Each round cleans up after itself (untimed). Prints per-round times, the medians
 
     .venv/bin/python bench/launch.py [--rounds 5] [--kinds ssh,jupyter]
 
-Needs the Docker engine and the ptdesk/ssh + ptdesk/jupyter images (scripts/test builds them).
+Needs the Docker engine and the ptdesk/ssh + ptdesk/jupyter images (`ptdesk images build`), or others
+named by PTDESK_SSH_IMAGE / PTDESK_JUPYTER_IMAGE (e.g. the test images scripts/test builds).
 Everything it creates carries a unique label/instance and is removed at the end, even on Ctrl-C.
 """
 
@@ -67,8 +68,7 @@ class Bench:
         self.root = root
         self.instance = f"bench-{uuid.uuid4().hex[:8]}"
         self.env = {**os.environ, "PTDESK_HOME": str(root / "home"), "PTDESK_INSTANCE": self.instance}
-        for key in ("PTDESK_BIND_ADDRESS", "PTDESK_SSH_IMAGE", "PTDESK_JUPYTER_IMAGE"):
-            self.env.pop(key, None)
+        self.env.pop("PTDESK_BIND_ADDRESS", None)  # the images: PTDESK_SSH_IMAGE etc. if set, else ptdesk's own
         self.config: Config = load_config(self.env)
         self.ws = Workstation(self.config)
         self.label = f"ptdesk-bench={self.instance}"  # on the raw containers

@@ -25,9 +25,10 @@ def translated_errors(what: str, where: str | None = None) -> Iterator[None]:
 
     docker = docker_sdk()
     # paramiko's errors: an ssh:// engine whose SSH session could not be opened or broke
-    # (ptdesk.core.engine.remote). Without paramiko imported there is no such engine in this process.
-    paramiko = sys.modules.get("paramiko")
-    ssh_errors: tuple[type[Exception], ...] = (paramiko.SSHException,) if paramiko else ()
+    # (ptdesk.core.engine.remote). Without paramiko imported (or while another thread still imports
+    # it) there is no such engine in this process.
+    ssh_error = getattr(sys.modules.get("paramiko"), "SSHException", None)
+    ssh_errors: tuple[type[Exception], ...] = (ssh_error,) if ssh_error else ()
 
     try:
         yield
