@@ -7,10 +7,7 @@ of a key rotation: the new key works, the old one is refused.
 from __future__ import annotations
 
 import base64
-import importlib
 import logging
-import sys
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,15 +24,6 @@ if TYPE_CHECKING:
 # the outcome is reported through LoginResult instead.
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
 logging.getLogger("paramiko").propagate = False
-
-
-def preload() -> None:
-    """Import paramiko in a thread of its own now: a launch calls this before the engine creates and
-    starts the container, which leaves this process waiting long enough for the import (a tenth of
-    a second) to be done by the first login proof instead of delaying it."""
-    if "paramiko" not in sys.modules:
-        threading.Thread(target=importlib.import_module, args=("paramiko",), name="paramiko-import",
-                         daemon=True).start()
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from ptdesk.config import Config
-from ptdesk.core.access import ssh_config, ssh_include, sshcheck
+from ptdesk.core.access import ssh_config, ssh_include
 from ptdesk.core.access.authorized_keys import (
     AUTHORIZED_KEYS_DIR,
     CONTAINER_USER,
@@ -68,7 +68,6 @@ class SshKind(Kind):
     grants_logins = True
 
     def plan(self, config: Config, spec: LaunchSpec) -> Plan:
-        sshcheck.preload()  # wait_ready's client, imported while the engine creates and starts it
         _, owner_public = owner_key(config, spec.owner)
         host = keys.generate(comment=f"{spec.name}@ptdesk")
         # Only the public half stays on the host: it is what clients pin.
