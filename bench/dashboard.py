@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -130,6 +131,54 @@ def idle_cpu(env: dict[str, str], seconds: float) -> tuple[float, float, float, 
         subprocess.run(["tmux", "-L", socket, "kill-server"], capture_output=True)
 
 
+# The floor: a bare Textual app that paints the same word, in the same terminal (Python + Textual).
+BARE_TEXTUAL = ("from textual.app import App\nfrom textual.widgets import Static\n"
+                "class Bare(App):\n    def compose(self):\n        yield Static('Experiments')\nBare().run()\n")
+
+
+def startup_times(env: dict[str, str], code: str | None = None, bare: bool = False) -> tuple[float, float]:
+    """(first paint s, all 20 containers listed s) of the real `ptdesk` in a fresh tmux terminal;
+    `code`: run that checkout's ptdesk instead (PYTHONPATH); `bare`: the bare Textual app (listed 0)."""
+    socket = f"ptdesk-bench-{uuid.uuid4().hex[:6]}"
+    exe = f"{sys.executable} -c {shlex.quote(BARE_TEXTUAL)}" if bare else str(Path(sys.executable).parent / "ptdesk")
+    command = (f"exec env -u COLUMNS -u LINES PYTHONPATH={code or ROOT} PTDESK_HOME={env['PTDESK_HOME']} "
+               f"PTDESK_INSTANCE={env['PTDESK_INSTANCE']} TERM=xterm-256color {exe}")
+    started = time.monotonic()
+    tmux("new-session", "-d", "-s", "bench", "-x", "160", "-y", "48", command, socket=socket)
+    try:
+        first_paint = listed = 0.0
+        while not (first_paint and (listed or bare)):
+            text = tmux("capture-pane", "-p", "-t", "bench", socket=socket)
+            if not first_paint and "Experiments" in text:
+                first_paint = time.monotonic() - started
+            if not listed and "bench-19" in text:
+                listed = time.monotonic() - started
+            if time.monotonic() - started > 30:
+                raise RuntimeError("the dashboard did not show the containers")
+            time.sleep(0.005)
+        return first_paint, listed
+    finally:
+        subprocess.run(["tmux", "-L", socket, "kill-server"], capture_output=True)
+
+
+def startup_rounds(env: dict[str, str], rounds: int, before: str | None) -> None:
+    """Alternating rounds: the bare Textual app, this ptdesk, and (--before) another checkout's."""
+    series: dict[str, list[tuple[float, float]]] = {"bare Textual app": [], "ptdesk": []}
+    if before:
+        series["ptdesk before"] = []
+    for _ in range(rounds):
+        series["bare Textual app"].append(startup_times(env, bare=True))
+        series["ptdesk"].append(startup_times(env))
+        if before:
+            series["ptdesk before"].append(startup_times(env, before))
+    floor = statistics.median(p for p, _ in series["bare Textual app"])
+    for label, times in series.items():
+        paint, listed = statistics.median(p for p, _ in times), statistics.median(row for _, row in times)
+        rows = f", 20 rows listed {listed:.3f} s" if listed else ""
+        print(f"   {label:<17} median first paint {paint:.3f} s ({paint / floor:.2f}x the bare app){rows} "
+              f"[paint {min(p for p, _ in times):.3f}-{max(p for p, _ in times):.3f} s]")
+
+
 def rss_mib() -> float:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -184,6 +233,10 @@ def main() -> int:
     parser.add_argument("--idle-seconds", type=float, default=30.0)
     parser.add_argument("--flood-seconds", type=float, default=15.0)
     parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--startup-rounds", type=int, default=0,
+                        help="Only the dashboard's start-up with 20 containers, this many alternating rounds.")
+    parser.add_argument("--before", metavar="DIR", help="With --startup-rounds: also another checkout's ptdesk "
+                        "(its root, as PYTHONPATH), in the same rounds.")
     args = parser.parse_args()
 
     # Reconciliation warns about the bench's containers (not adoptable): not what is measured here.
@@ -206,6 +259,12 @@ def main() -> int:
                 ws.__dict__.pop("gpus", None)
             print(f"machine: {os.cpu_count()} cores; GPU sample: "
                   f"{'real NVML' if real_nvml else 'NVML scenario fixtures (no GPU here)'}")
+            if args.startup_rounds:
+                while len(ids) < 20:
+                    ids.append(start_container(engine, instance, f"bench-{len(ids):02d}"))
+                print(f"\ndashboard start-up in tmux with 20 containers, {args.startup_rounds} alternating rounds")
+                startup_rounds(env, args.startup_rounds, args.before)
+                return 0
             print("\n1. one full refresh (list + cgroup CPU/memory + GPU sample) vs docker stats --no-stream")
             results = {}
             for count in (10, 50):

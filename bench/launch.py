@@ -14,7 +14,8 @@ Each round cleans up after itself (untimed). Prints per-round times, the medians
 
     .venv/bin/python bench/launch.py [--rounds 5] [--kinds ssh,jupyter]
 
-Needs the Docker engine and the ptdesk/ssh + ptdesk/jupyter images (scripts/test builds them).
+Needs the Docker engine and the ptdesk/ssh + ptdesk/jupyter images (`ptdesk images build`), or others
+named by PTDESK_SSH_IMAGE / PTDESK_JUPYTER_IMAGE (e.g. the test images scripts/test builds).
 Everything it creates carries a unique label/instance and is removed at the end, even on Ctrl-C.
 """
 
@@ -67,17 +68,18 @@ class Bench:
         self.root = root
         self.instance = f"bench-{uuid.uuid4().hex[:8]}"
         self.env = {**os.environ, "PTDESK_HOME": str(root / "home"), "PTDESK_INSTANCE": self.instance}
-        for key in ("PTDESK_BIND_ADDRESS", "PTDESK_SSH_IMAGE", "PTDESK_JUPYTER_IMAGE"):
-            self.env.pop(key, None)
+        self.env.pop("PTDESK_BIND_ADDRESS", None)  # the images: PTDESK_SSH_IMAGE etc. if set, else ptdesk's own
         self.config: Config = load_config(self.env)
         self.ws = Workstation(self.config)
         self.label = f"ptdesk-bench={self.instance}"  # on the raw containers
 
     # --- (a) ptdesk ------------------------------------------------------------------------
-    def ptdesk_round(self, kind: str, n: int) -> float:
-        name = f"{kind}-{n}"
+    def ptdesk_round(self, kind: str, n: int, code: str | None = None) -> float:
+        """`code`: another checkout's root (PYTHONPATH) whose CLI runs instead of this one's."""
+        name = f"{kind}-{n}" if code is None else f"{kind}-before-{n}"
+        env = self.env if code is None else {**self.env, "PYTHONPATH": code}
         started = time.perf_counter()
-        proc = subprocess.run([PTDESK, "new", kind, "--name", name, "--json"], env=self.env,
+        proc = subprocess.run([PTDESK, "new", kind, "--name", name, "--json"], env=env,
                               capture_output=True, text=True, timeout=TIMEOUT)
         elapsed = time.perf_counter() - started
         if proc.returncode != 0:
@@ -168,12 +170,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--kinds", default="ssh,jupyter")
+    parser.add_argument("--before", metavar="DIR", help="also another checkout's CLI (its root, as PYTHONPATH), "
+                        "in the same rounds")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="ptdesk-bench-") as tmp:
         bench = Bench(Path(tmp))
         raw = {"ssh": bench.raw_ssh_round, "jupyter": bench.raw_jupyter_round}
         arms: dict[str, Callable[[str, int], float]] = {
             "ptdesk": bench.ptdesk_round, "raw": lambda kind, n: raw[kind](n), "core": bench.core_round}
+        if args.before:
+            arms["before"] = lambda kind, n: bench.ptdesk_round(kind, n, args.before)
         print(f"launch benchmark: {args.rounds} alternating rounds per kind, {os.cpu_count()} CPUs")
         worst = 0.0
         try:
@@ -191,6 +197,9 @@ def main() -> int:
                 print(f"{kind:8s} median: ptdesk CLI {median['ptdesk']:.2f} s, raw docker run {median['raw']:.2f} s"
                       f" -> ratio ptdesk/raw {ratio:.2f}x   (in-process core {median['core']:.2f} s, "
                       f"core/raw {median['core'] / median['raw']:.2f}x)")
+                if args.before:
+                    print(f"{kind:8s} median: before's CLI {median['before']:.2f} s -> ratio before/raw "
+                          f"{median['before'] / median['raw']:.2f}x")
         finally:
             bench.cleanup()
             bench.ws.close()

@@ -5,7 +5,9 @@
 Paired with the docker CLI in the same run (alternating rounds, so a busy machine slows both
 alike): `ptdesk --help` and `ptdesk new ssh --help` against `docker --help`, `ptdesk ls --on local`
 (no `ptdesk serve` running, a fresh PTDESK_HOME) against `docker ps`. Prints medians and ratios.
-Needs the engine for the `ls` pair.
+Needs the engine for the `ls` pair. ptdesk's modules are compiled first (as an install does), so
+an environment with PYTHONDONTWRITEBYTECODE does not time Python compiling them every run.
+`--before DIR` also times another checkout's ptdesk (DIR on PYTHONPATH) in the same rounds.
 """
 
 from __future__ import annotations
@@ -38,19 +40,34 @@ def timed(argv: list[str], env: dict[str, str]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--before", metavar="DIR", help="another checkout's root, timed in the same rounds")
     args = parser.parse_args()
+    codes = {"ptdesk": str(ROOT), **({"before": args.before} if args.before else {})}
+    for code in codes.values():
+        subprocess.run([sys.executable, "-m", "compileall", "-q", f"{code}/ptdesk"], check=True)
     with tempfile.TemporaryDirectory(prefix="ptdesk-bench-startup-") as home:
         env = {**os.environ, "PTDESK_HOME": home, "PTDESK_INSTANCE": "bench-startup"}
+        envs = {label: {**env, "PYTHONPATH": code} for label, code in codes.items()}
         for ours, theirs in PAIRS.values():  # warm the page cache once
-            timed(ours, env), timed(theirs, env)
-        print(f"{'command':<24} {'ptdesk':>9} {'baseline':>9} {'ratio':>7}   baseline")
+            for each in envs.values():
+                timed(ours, each)
+            timed(theirs, env)
+        print(f"{'command':<24} {'ptdesk':>9} {'before':>9} {'baseline':>9} {'ratio':>7} {'before':>7}   baseline"
+              if args.before else f"{'command':<24} {'ptdesk':>9} {'baseline':>9} {'ratio':>7}   baseline")
         for label, (ours, theirs) in PAIRS.items():
-            a, b = [], []
+            times: dict[str, list[float]] = {name: [] for name in (*envs, "baseline")}
             for _ in range(args.rounds):
-                a.append(timed(ours, env))
-                b.append(timed(theirs, env))
-            mine, base = statistics.median(a), statistics.median(b)
-            print(f"{label:<24} {mine:8.3f}s {base:8.3f}s {mine / base:6.1f}x   {' '.join(theirs)}")
+                for name, each in envs.items():
+                    times[name].append(timed(ours, each))
+                times["baseline"].append(timed(theirs, env))
+            median = {name: statistics.median(values) for name, values in times.items()}
+            mine, base = median["ptdesk"], median["baseline"]
+            if args.before:
+                was = median["before"]
+                print(f"{label:<24} {mine:8.3f}s {was:8.3f}s {base:8.3f}s {mine / base:6.1f}x {was / base:6.1f}x   "
+                      f"{' '.join(theirs)}")
+            else:
+                print(f"{label:<24} {mine:8.3f}s {base:8.3f}s {mine / base:6.1f}x   {' '.join(theirs)}")
 
 
 if __name__ == "__main__":

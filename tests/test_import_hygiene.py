@@ -6,8 +6,12 @@ Runs in a fresh interpreter: inside pytest, other tests may already have importe
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
 
 from tests.support.helpers import REPO
 
@@ -50,24 +54,42 @@ try:
     main()
 except SystemExit:
     pass
-heavy = ("docker", "paramiko", "textual", "requests")
-print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in heavy)), file=sys.stderr)
+heavy = ("docker", "paramiko", "textual", "requests", "cryptography", "pynvml")
+print(json.dumps({{"heavy": sorted(m for m in sys.modules if m.split(".")[0] in heavy),
+                  "kinds": sorted(m for m in sys.modules if m.startswith("ptdesk.core.kinds."))}}), file=sys.stderr)
 """
 
 
-def _heavy_imports_of(args: list[str]) -> list[str]:
+def _imports_of(args: list[str], env: dict[str, str] | None = None) -> dict[str, list[str]]:
     proc = subprocess.run([sys.executable, "-c", _HELP_PROBE.format(args=args)], capture_output=True,
-                          text=True, cwd=REPO, timeout=120)
+                          text=True, cwd=REPO, timeout=120, env=env)
     assert proc.returncode == 0, proc.stderr
-    assert "Usage:" in proc.stdout  # the help was really printed
+    if "--help" in args:
+        assert "Usage:" in proc.stdout  # the help was really printed
     return json.loads(proc.stderr.strip().splitlines()[-1])
 
 
+def _heavy_imports_of(args: list[str]) -> list[str]:
+    """The engine's, SSH's and the dashboard's libraries a command imports (cryptography, which keys
+    need, is asked of `new KIND --help` alone)."""
+    return [m for m in _imports_of(args)["heavy"] if m.split(".")[0] not in ("cryptography", "pynvml")]
+
+
 def test_help_imports_no_engine_ssh_or_dashboard_library() -> None:
-    """A --help starts at once: it imports neither the Docker SDK, paramiko nor textual."""
-    for args in (["--help"], ["new", "ssh", "--help"], ["workstations", "--help"], ["collab", "--help"],
-                 ["ls", "--help"]):
+    """A --help starts at once: it imports neither the Docker SDK, paramiko, textual nor cryptography."""
+    for args in (["--help"], ["workstations", "--help"], ["collab", "--help"], ["ls", "--help"]):
         assert _heavy_imports_of(args) == [], args
+
+
+def test_a_kinds_help_imports_no_kind_module() -> None:
+    """`ptdesk new KIND --help` is read from the kinds registry's entries: neither the kind's module
+    (keys, engine, HTTP) nor anything heavy it uses is imported to print it."""
+    from ptdesk.core.kinds import door_kinds
+
+    assert {"ssh", "jupyter"} <= {entry.name for entry in door_kinds()}
+    for name in (entry.name for entry in door_kinds()):  # a job has no `new` subcommand: `ptdesk run` makes it
+        imported = _imports_of(["new", name, "--help"])
+        assert imported == {"heavy": [], "kinds": ["ptdesk.core.kinds.registry"]}, name
 
 
 def test_command_summaries_say_what_each_command_says() -> None:
@@ -79,3 +101,13 @@ def test_command_summaries_say_what_each_command_says() -> None:
     for name, summary in COMMAND_SUMMARIES.items():
         command = load_command(name)
         assert command is not None and summary == command.get_short_help_str(limit=1000), name
+
+
+@pytest.mark.engine
+def test_a_local_listing_imports_no_ssh_key_or_gpu_library(tmp_path: Path) -> None:
+    """`ptdesk ls` without a resident, on the local engine: docker-py without its SSH transport
+    (paramiko is for ssh:// engines), no key library (nothing is made or parsed) and no NVML."""
+    env = {**os.environ, "PTDESK_HOME": str(tmp_path), "PTDESK_INSTANCE": f"hygiene-{tmp_path.name}"}
+    heavy = _imports_of(["ls", "--on", "local"], env)["heavy"]
+    assert "docker" in heavy  # it really asked the engine
+    assert {m.split(".")[0] for m in heavy} <= {"docker", "requests"}, heavy

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from ptdesk.commands.common import emit_json, json_option, pass_workstation
 from ptdesk.config import Limits
-from ptdesk.core.base.models import Experiment, Launched
-from ptdesk.core.gpu_desk import GpuDesk
-from ptdesk.core.kinds import Kind, door_kinds
-from ptdesk.core.workstation import Workstation
+from ptdesk.core.kinds import KindEntry, door_kinds
 from ptdesk.errors import InvalidInput
+
+if TYPE_CHECKING:  # `ptdesk new KIND --help` imports none of these
+    from ptdesk.core.base.models import Experiment, Launched
+    from ptdesk.core.workstation import Workstation
 
 _DEFAULTS = Limits()  # what config.toml's [limits] starts from
 
@@ -77,12 +78,16 @@ def _launch(ws: Workstation, kind: str, as_json: bool, wait: bool = False, **opt
 
 def _queued(ws: Workstation, launched: Launched, wait: bool, as_json: bool) -> Launched | None:
     """Say where it waits; with --wait, block until it runs (the launch's own output then)."""
+    from ptdesk.core.base.models import Launched
+
     experiment = _waited(ws, launched.experiment, wait, as_json)
     return Launched(experiment) if experiment else None
 
 
 def _waited(ws: Workstation, experiment: Experiment, wait: bool, as_json: bool) -> Experiment | None:
     """A queued experiment: say where it waits (None: said); with --wait, block until it runs."""
+    from ptdesk.core.gpu_desk import GpuDesk
+
     name = experiment.name
     entry = next((e for e in GpuDesk(ws).queue() if e.name == name), None)
     if not wait:
@@ -106,8 +111,9 @@ def _print_access(experiment: Experiment) -> None:
         click.echo(f"  {'gpus:':<12} {', '.join(map(str, experiment.gpus))}")
 
 
-def _new_command(kind: Kind) -> click.Command:
-    """`ptdesk new KIND`: the shared launch options, plus --pubkey for kinds that take one."""
+def _new_command(kind: KindEntry) -> click.Command:
+    """`ptdesk new KIND`: the shared launch options, plus --pubkey for kinds that take one (from the
+    registry's entry: the kind's own module is imported by the launch, not by its --help)."""
 
     def launch_kind(ws: Workstation, as_json: bool, wait: bool, **options: Any) -> None:
         _launch(ws, kind.name, as_json, wait, **options)

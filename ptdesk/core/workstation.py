@@ -104,11 +104,13 @@ class Workstation(CollaboratorDoors, EnvironmentDoors):
     @property
     def engine(self) -> Engine:
         """The connected engine; raises EngineUnavailable (one clear sentence) when it is down."""
-        from ptdesk.core.engine import remote
         from ptdesk.core.engine.client import Engine
         with self._engine_lock:
-            if self._engine is None:
-                self._engine = remote.connect(self.home_config, self.entry) if self.entry else Engine.connect()
+            if self._engine is None and self.entry:  # only an ssh:// one imports paramiko (engine.sdk)
+                from ptdesk.core.engine import remote
+                self._engine = remote.connect(self.home_config, self.entry)
+            elif self._engine is None:
+                self._engine = Engine.connect()
             return self._engine
 
     @property

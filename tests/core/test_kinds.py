@@ -125,6 +125,7 @@ def test_the_job_kind_has_no_door_no_image_of_its_own_and_no_new_subcommand(tmp_
     """A job runs the command it is given in the environment people work in (the SSH kind's image,
     or job_image); `ptdesk run` makes it, not `ptdesk new`."""
     job = kinds.get_kind("job")
+    assert entry_agrees("job")
     assert not job.has_door and job.container_port is None and "job" not in kinds.kind_names()
     assert run_cli(["new", "job", "--help"])[0] != 0
     assert job.image(load_config({"PTDESK_HOME": str(tmp_path)})) == "ptdesk/ssh:latest"
@@ -133,9 +134,19 @@ def test_the_job_kind_has_no_door_no_image_of_its_own_and_no_new_subcommand(tmp_
     assert job.image(load_config({"PTDESK_HOME": str(tmp_path), "PTDESK_JOB_IMAGE": "team/train:1"})) == "team/train:1"
 
 
+def entry_agrees(name: str) -> bool:
+    """The entry `--help`, the form and `images build` read (without importing the kind) says what
+    the kind says."""
+    kind, entry = kinds.get_kind(name), kinds.REGISTRY.entry(name)
+    fields = ("name", "title", "summary", "accepts_pubkeys", "grants_logins", "has_door", "own_image")
+    return entry is not None and all(getattr(entry, f) == getattr(kind, f) for f in fields)
+
+
 @pytest.mark.parametrize("name", kinds.kind_names())
 def test_every_registered_kind_has_its_image_folder_command_and_setting(name: str, tmp_path: Path) -> None:
     kind = kinds.get_kind(name)
+    # The entry `--help` and the form read (without importing the kind) says what the kind says.
+    assert entry_agrees(name)
     assert (images_root() / name / "Dockerfile").is_file()
     assert name in expand_targets("all") and expand_targets(name) == (name,)
     code, out, _ = run_cli(["new", name, "--help"])

@@ -8,17 +8,21 @@ from __future__ import annotations
 
 import base64
 import fcntl
+import hashlib
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519
+from typing import TYPE_CHECKING
 
 from ptdesk.core.base.private_files import check_private_file, ensure_private_dir, write_secret
 from ptdesk.errors import BadKey, NotFound
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+# cryptography (a tenth of a second to import) is imported by the functions that make or parse a key,
+# not here: many modules name a fingerprint or a key file and never touch one (a listing, a --help).
 
 # Where forwards may go: the container's own loopback only. The same list as PermitOpen in
 # images/ssh/sshd_config (a test compares them); sshd compares the names literally.
@@ -38,6 +42,9 @@ class KeyPair:
 
 
 def generate(comment: str = "") -> KeyPair:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
     key = ed25519.Ed25519PrivateKey.generate()
     private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
                                 serialization.NoEncryption())
@@ -46,6 +53,8 @@ def generate(comment: str = "") -> KeyPair:
 
 
 def _public_line(key: ed25519.Ed25519PrivateKey, comment: str) -> str:
+    from cryptography.hazmat.primitives import serialization
+
     public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
     return public.decode() + (f" {comment}" if comment else "")
 
@@ -59,9 +68,7 @@ def fingerprint(public_line: str) -> str:
         blob = base64.b64decode(parts[1], validate=True)
     except ValueError:
         raise BadKey("The public key's base64 part is malformed.", "Copy the whole line from the .pub file.") from None
-    digest = hashes.Hash(hashes.SHA256())
-    digest.update(blob)
-    return "SHA256:" + base64.b64encode(digest.finalize()).decode().rstrip("=")
+    return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
 
 
 # What an OpenSSH key type looks like (ssh-rsa, ecdsa-sha2-nistp256, sk-ssh-ed25519@openssh.com, ...).
@@ -81,6 +88,9 @@ def parse_public_key(text: str) -> str:
     if kind not in ACCEPTED_KEY_TYPES:
         raise BadKey(f"Key type {kind!r} is not accepted; ptdesk's servers take Ed25519 keys only.",
                      "Make one with: ssh-keygen -t ed25519")
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+
     try:
         serialization.load_ssh_public_key(" ".join(line.split()[:2]).encode())
     except (ValueError, UnsupportedAlgorithm):
@@ -160,6 +170,10 @@ def load_or_create(folder: Path, comment: str, stem: str = "id_ed25519") -> tupl
 
 def public_line_of(private: Path, comment: str = "") -> str:
     """The OpenSSH public key line of an unencrypted OpenSSH private key file."""
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
     try:
         key = serialization.load_ssh_private_key(private.read_bytes(), password=None)
     except (ValueError, TypeError, UnsupportedAlgorithm):  # TypeError: it is encrypted

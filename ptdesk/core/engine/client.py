@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from ptdesk.core.base.models import LABEL_INSTANCE, LABEL_MANAGED
 from ptdesk.core.engine.errors import explain, local_engine_address, translated_errors
 from ptdesk.core.engine.files import ContainerFiles
+from ptdesk.core.engine.sdk import docker_sdk
 from ptdesk.core.engine.volumes import Volumes
 from ptdesk.errors import NotFound, PtdeskError
 
@@ -40,7 +41,7 @@ class ClosableStream:
         return next(self._stream)
 
     def close(self) -> None:
-        import docker  # the SDK is imported by the first call that talks to an engine
+        docker = docker_sdk()  # the SDK is imported by the first call that talks to an engine
         try:
             self._stream.close()
         except docker.errors.DockerException:
@@ -59,7 +60,7 @@ class Engine(ContainerFiles, Volumes):
 
     @classmethod
     def connect(cls, timeout: float = 30.0) -> Engine:
-        import docker  # the SDK is imported by the first call that talks to an engine
+        docker = docker_sdk()  # the SDK is imported by the first call that talks to an engine
         with translated_errors("Connecting to Docker"):
             client = docker.from_env(timeout=int(timeout))
             client.ping()
@@ -72,7 +73,7 @@ class Engine(ContainerFiles, Volumes):
     def stats_once(self, container: str) -> dict | None:
         """The engine's one-shot figures of a running container (no wait for a CPU delta); None
         when it is gone."""
-        import docker  # the SDK is imported by the first call that talks to an engine
+        docker = docker_sdk()  # the SDK is imported by the first call that talks to an engine
         with translated_errors(f"Reading the figures of {container[:12]}", self.where):
             try:
                 return self.api.stats(container, stream=False, one_shot=True)
@@ -92,7 +93,7 @@ class Engine(ContainerFiles, Volumes):
 
     def image_info(self, ref: str) -> dict | None:
         """The engine's inspect document of an image (Id, Created, Size, Config.Labels), or None."""
-        import docker  # the SDK is imported by the first call that talks to an engine
+        docker = docker_sdk()  # the SDK is imported by the first call that talks to an engine
         with translated_errors(f"Looking up image {ref}", self.where):
             try:
                 return self.api.inspect_image(ref)
@@ -157,7 +158,7 @@ class Engine(ContainerFiles, Volumes):
 
     def remove(self, container: str, force: bool = True) -> None:
         """Remove a container; one that is already gone is not an error."""
-        import docker  # the SDK is imported by the first call that talks to an engine
+        docker = docker_sdk()  # the SDK is imported by the first call that talks to an engine
         with translated_errors(f"Removing {container[:12]}", self.where):
             try:
                 self.api.remove_container(container, force=force, v=True)
@@ -233,7 +234,7 @@ class Engine(ContainerFiles, Volumes):
 
     def create_network(self, name: str, options: dict[str, str], labels: dict[str, str]) -> str | None:
         """A new bridge network's id; None when the engine says one of that name exists already."""
-        import docker  # the SDK is imported by the first call that talks to an engine
+        docker = docker_sdk()  # the SDK is imported by the first call that talks to an engine
         with translated_errors(f"Creating network {name}", self.where):
             try:
                 return self.api.create_network(name, driver="bridge", options=options, labels=labels,
@@ -244,7 +245,7 @@ class Engine(ContainerFiles, Volumes):
                 raise
 
     def remove_network(self, network: str) -> None:
-        import docker  # the SDK is imported by the first call that talks to an engine
+        docker = docker_sdk()  # the SDK is imported by the first call that talks to an engine
         with translated_errors(f"Removing network {network[:12]}", self.where):
             try:
                 self.api.remove_network(network)

@@ -4,9 +4,11 @@ SDK's exceptions (ptdesk.core.engine.client wraps every call in `translated_erro
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from ptdesk.core.engine.sdk import docker_sdk
 from ptdesk.errors import Conflict, EngineUnavailable, GpuUnavailable, ImageMissing, NotFound, PtdeskError
 
 ENGINE_HINT = "Start the Docker engine (sudo systemctl start docker) and try again."
@@ -17,11 +19,16 @@ def translated_errors(what: str, where: str | None = None) -> Iterator[None]:
     """Turn docker-py/requests failures into one-sentence PtdeskErrors; `where`: the engine's
     address, as the sentence names it (default: DOCKER_HOST, else the local socket)."""
     # Imported here, not at the top: only a call that talks to an engine pays for the SDK (which
-    # imports requests and paramiko itself, so these cost nothing more then).
-    import docker.errors
-    import paramiko
+    # imports requests itself, so these cost nothing more then).
     import requests
     import urllib3.exceptions
+
+    docker = docker_sdk()
+    # paramiko's errors: an ssh:// engine whose SSH session could not be opened or broke
+    # (ptdesk.core.engine.remote). Without paramiko imported (or while another thread still imports
+    # it) there is no such engine in this process.
+    ssh_error = getattr(sys.modules.get("paramiko"), "SSHException", None)
+    ssh_errors: tuple[type[Exception], ...] = (ssh_error,) if ssh_error else ()
 
     try:
         yield
@@ -49,15 +56,14 @@ def translated_errors(what: str, where: str | None = None) -> Iterator[None]:
     except docker.errors.DockerException as exc:
         raise _unavailable(what, exc, where) from None
     except (requests.exceptions.ConnectionError, requests.exceptions.Timeout, ConnectionError,
-            urllib3.exceptions.HTTPError, paramiko.SSHException) as exc:
-        # paramiko's: an ssh:// engine whose SSH session could not be opened or broke (ptdesk.core.engine.remote).
+            urllib3.exceptions.HTTPError, *ssh_errors) as exc:
         # urllib3's errors are how a stream (logs, events) breaks when the engine goes away mid-read.
         raise _unavailable(what, exc, where) from None
 
 
 # Go's os.FileMode type bits, as the engine reports them in the archive stat (a regular file has none).
 def explain(exc: Exception) -> str:
-    import docker.errors
+    docker = docker_sdk()
 
     if isinstance(exc, docker.errors.APIError) and exc.explanation:
         text = exc.explanation

@@ -19,7 +19,10 @@ from pathlib import Path
 
 import docker
 import paramiko
-from docker.transport import SSHHTTPAdapter
+
+# From its own module: docker.transport leaves it out when the SDK was first imported for a local
+# engine (ptdesk.core.engine.sdk).
+from docker.transport.sshconn import SSHHTTPAdapter
 
 from ptdesk.config import Config, WorkstationEntry
 from ptdesk.core.base import keys, private_files

@@ -38,6 +38,7 @@ from ptdesk.core.base.models import (
 from ptdesk.core.base.names import container_name
 from ptdesk.core.engine.locks import machine_gpu_lock
 from ptdesk.core.engine.network import experiments_network
+from ptdesk.core.engine.sdk import docker_sdk
 from ptdesk.core.environment import drift
 from ptdesk.core.experiments.last_words import last_words
 from ptdesk.core.experiments.listing import get as experiment_of
@@ -356,7 +357,7 @@ def _labels(config: Config, spec: LaunchSpec, gpus: tuple[int, ...]) -> dict[str
 
 def _host_config(config: Config, spec: LaunchSpec, plan: Plan, gpus: tuple[int, ...], port: int) -> dict:
     """The hardening every container gets (the README's security model)."""
-    import docker.types
+    docker = docker_sdk()
     limits = spec.limits
     host_config: dict = {
         "port_bindings": {plan.container_port: (config.bind_address, port)} if plan.container_port else {},

@@ -12,7 +12,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from ptdesk.core.access import sessions
 from ptdesk.core.access.authorized_keys import CONTAINER_USER
 from ptdesk.core.access.ownership import find_container, foreign_owner, instance_containers
 from ptdesk.core.base.models import LABEL_GPUS, LABEL_KIND, LABEL_OWNER, Experiment
@@ -21,7 +20,6 @@ from ptdesk.core.base.text import printable
 from ptdesk.core.environment.drift import marked
 from ptdesk.core.gpu.ledger import gpus_from_label
 from ptdesk.core.kinds import REGISTRY, get_kind
-from ptdesk.core.sharing import queue_view
 from ptdesk.core.sharing.gpu_queue import entries, fair_order
 from ptdesk.core.store.state import ExperimentRecord
 from ptdesk.errors import NotFound
@@ -76,6 +74,7 @@ def list_experiments(site: Site, all: bool = True, driver: str | None = None) ->
     queued = queue_positions(containers.values())
     out = [_experiment(site, records.get(n), containers.get(n), queued) for n in names if n]
     if queued:  # why each waits: asked only while something is queued (holds, GPUs, reservations)
+        from ptdesk.core.sharing import queue_view
         why = {e.name: e.reason for e in queue_view.queue(site, containers.values())}
         out = [replace(e, waiting=why.get(e.name)) if e.status.startswith("queued") else e for e in out]
     out = out if all else [e for e in out if e.status == "running"]
@@ -93,6 +92,7 @@ def get(site: Site, name: str, driver: str | None = None) -> Experiment:
     queued = queue_positions(listed)
     found = _experiment(site, record, container, queued)
     if found.status.startswith("queued"):
+        from ptdesk.core.sharing import queue_view
         found = replace(found, waiting=next((e.reason for e in queue_view.queue(site, listed) if e.name == name), None))
     return with_logins(marked(site, [found], {name: container} if container else {},
                               {name: record} if record else {}, driver), {name: record} if record else {})[0]
@@ -105,6 +105,7 @@ def with_logins(experiments: list[Experiment], records: dict[str, ExperimentReco
             and get_kind(e.kind).grants_logins}
     if not ours:
         return experiments
+    from ptdesk.core.access import sessions  # (imported by a listing with logins to show, only)
     found = sessions.scan(ours)
 
     def named(e: Experiment) -> Experiment:

@@ -19,29 +19,29 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ptdesk.core.access import accounts, ownership
-from ptdesk.core.access.authorized_keys import GrantedKey
-from ptdesk.core.access.seal import sealed_container
+from ptdesk.core.access import ownership
 from ptdesk.core.base import keys
 from ptdesk.core.base.models import LABEL_GPUS, LABEL_KIND, LABEL_NAME, LABEL_OWNER, LABEL_WORKSPACE
 from ptdesk.core.base.names import NAME_RE, OWNER_RE, container_key
 from ptdesk.core.base.text import printable
 from ptdesk.core.collaborators import expiry
-from ptdesk.core.collaborators.grants import PRIVATE, container_lock, key_dir, reinstall
-from ptdesk.core.experiments import operations
-from ptdesk.core.experiments.launch import rollback
 from ptdesk.core.gpu.ledger import gpus_from_label
 from ptdesk.core.host.processes import pid_alive
-from ptdesk.core.jobs import ending
-from ptdesk.core.kinds import REGISTRY, Kind, Recovered, get_kind
-from ptdesk.core.sharing import admission, gpu_queue, recreate
+from ptdesk.core.jobs.record import JOB_KIND
+from ptdesk.core.kinds import REGISTRY, get_kind
+from ptdesk.core.sharing import gpu_queue, recreate
 from ptdesk.core.sharing.gpu_queue import QUEUED
 from ptdesk.core.store import experiment_files
 from ptdesk.core.store.state import CollaboratorRecord, ExperimentRecord
 from ptdesk.errors import EngineUnavailable, PtdeskError
 
 if TYPE_CHECKING:
+    from ptdesk.core.access.authorized_keys import GrantedKey
+    from ptdesk.core.kinds.base import Kind, Recovered
     from ptdesk.core.site import Site
+
+# What only a pass with something to do needs (releasing, rolling back, admitting, adopting) is
+# imported where it is done: every `ptdesk ls` reconciles first, and mostly nothing has changed.
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,8 @@ def reconcile(site: Site) -> ReconcileReport:
     """One pass; raises EngineUnavailable if the engine cannot be listed (callers decide)."""
     store = site.store
     recreate.undo_interrupted(site)  # a re-creation cut short: the record's container keeps the name
-    if any(r.kind == ending.JOB for r in store.experiments()):  # jobs that ended: kept, their containers gone
+    if any(r.kind == JOB_KIND for r in store.experiments()):  # jobs that ended: kept, their containers gone
+        from ptdesk.core.jobs import ending
         ending.collect(site, site.engine.list_managed(site.config.instance))
     records = store.experiments()  # before the list: see the module docstring
     listed = site.engine.list_managed(site.config.instance)
@@ -117,13 +118,10 @@ def reconcile(site: Site) -> ReconcileReport:
             continue
         if record.container_id in listed_ids:
             continue
-        if record.status == QUEUED and admission.follow(site, record, listed):
+        if record.status == QUEUED and _followed(site, record, listed):
             continue  # admitted by someone's ptdesk while this one looked away: it runs now
-        if operations.release(site, record.name, if_container=record.container_id):
-            store.audit("released", record.name, {"container": (record.container_id or "")[:12],
-                                                  "by": "reconcile"}, who="ptdesk-reconcile")
-            if record.kind != ending.JOB:  # a job's container going is its ordinary end: kept in its record
-                released.append(record.name)
+        if _release(site, record) and record.kind != JOB_KIND:
+            released.append(record.name)  # a job's container going is its ordinary end: kept in its record
 
     known = {r.name for r in records}
     for name, container in by_name.items():
@@ -148,11 +146,27 @@ def reconcile(site: Site) -> ReconcileReport:
                            orphans=tuple(orphans), unverified=tuple(unverified), ended=tuple(ended))
 
 
+def _release(site: Site, record: ExperimentRecord) -> bool:
+    """Free what a gone container held (secrets, port, GPUs); False if another pass did already."""
+    from ptdesk.core.experiments import operations
+    if not operations.release(site, record.name, if_container=record.container_id):
+        return False
+    site.store.audit("released", record.name, {"container": (record.container_id or "")[:12], "by": "reconcile"},
+                     who="ptdesk-reconcile")
+    return True
+
+
+def _followed(site: Site, record: ExperimentRecord, listed: list[dict]) -> bool:
+    from ptdesk.core.sharing import admission
+    return admission.follow(site, record, listed)
+
+
 def _admit_quietly(site: Site, listed: Iterable[dict]) -> None:
     """Every ptdesk that reconciles admits the queue's head when GPUs are free (the box's service
     does it too); a failed round is the next one's to retry, never this pass's failure."""
     if not gpu_queue.entries(listed):
         return
+    from ptdesk.core.sharing import admission
     try:
         # A command must not wait long behind someone's launch: the next round (or the box's
         # service) admits if the lock is busy now.
@@ -171,6 +185,8 @@ def _roll_back(site: Site, record: ExperimentRecord, container: dict | None) -> 
     the launch's only if its owner label says so (the launcher may have died before recording
     its id); a container is never removed by name.
     """
+    from ptdesk.core.experiments.launch import rollback
+
     labels = (container or {}).get("Labels") or {}
     container_id = record.container_id or (container["Id"] if container and
                                            labels.get(LABEL_OWNER) == record.owner else None)
@@ -246,6 +262,9 @@ def _restore_collaborators(site: Site, experiment: str, recovered: Recovered) ->
 
 def _recreate_collaborator(site: Site, found: GrantedKey, fingerprint: str,
                            uids: dict[str, int]) -> CollaboratorRecord:
+    from ptdesk.core.access import accounts
+    from ptdesk.core.collaborators.grants import PRIVATE, key_dir
+
     private = key_dir(site.config, found.collaborator) / PRIVATE
     try:
         ours = keys.fingerprint(keys.public_line_of(private)) == fingerprint
@@ -270,6 +289,7 @@ def _dropped(site: Site, experiment: str, why: str) -> None:
 
 def _sealed_here(site: Site, kind: Kind, container_id: str, labels: dict[str, str]) -> bool:
     """Does the seal label verify against this home's secret and the sealed files inside?"""
+    from ptdesk.core.access.seal import sealed_container
     return sealed_container(site.config, labels, lambda path: site.engine.read_file(container_id, path),
                             kind.sealed_paths)
 
@@ -281,6 +301,7 @@ def _authorize_this_owner_key(site: Site, name: str) -> None:
     the printed ssh command names could be missing from it; the keys already there were kept as
     extra keys, so this only adds access, never removes it.
     """
+    from ptdesk.core.collaborators.grants import container_lock, reinstall
     try:
         with container_lock(site.config, name):
             reinstall(site, name)

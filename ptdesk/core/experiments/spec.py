@@ -14,14 +14,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from docker.utils import parse_bytes
-
 from ptdesk.config import Config, check_size
 from ptdesk.core.access.ownership import instance_containers
 from ptdesk.core.base.keys import read_public_key_file
 from ptdesk.core.base.models import LaunchSpec, Limits
 from ptdesk.core.base.names import current_user, validate_name, validate_owner
 from ptdesk.core.base.units import human_bytes
+from ptdesk.core.engine.sdk import docker_sdk
 from ptdesk.core.gpu import ledger
 from ptdesk.core.host import workspace
 from ptdesk.core.host.workspace import docker_root
@@ -136,7 +135,7 @@ def _limits(defaults: Limits, memory: str | None, cpus: float | None, pids: int 
         # The configured default is a ceiling, not a demand: small machines get what they have.
         notes.append(f"CPU limit {available} (the default {limits.cpus:g} is more than this workstation has).")
         limits = replace(limits, cpus=float(available))
-    if total and parse_bytes(limits.memory) > total:
+    if total and docker_sdk().utils.parse_bytes(limits.memory) > total:
         if memory is not None:
             raise InvalidInput(f"This workstation has only {human_bytes(total)} of memory; {memory} is more than "
                                "that.", f"Use {total // 1024**3}g or less.", field="memory")

@@ -19,6 +19,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from ptdesk.core.base.models import LABEL_INSTANCE, LABEL_NAME, LABEL_OWNER, GpuInventory, GpuSnapshot
+from ptdesk.core.engine.sdk import docker_sdk
 from ptdesk.core.gpu import wire
 from ptdesk.core.gpu.nvml import inventory_of
 from ptdesk.core.gpu.sampler_image import sampler_tag
@@ -34,7 +35,7 @@ FIRST_SAMPLE_TIMEOUT = 10.0  # container start + NVML init (~1.5 s without persi
 
 def sampler_host_config(gpus: bool) -> dict[str, Any]:
     """Nothing but what reading NVML and /proc/<pid>/cgroup needs."""
-    import docker.types
+    docker = docker_sdk()
 
     config: dict[str, Any] = {
         "auto_remove": True, "read_only": True, "cap_drop": ["ALL"], "security_opt": ["no-new-privileges"],

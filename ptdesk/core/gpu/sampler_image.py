@@ -9,9 +9,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import platformdirs
-import pynvml
-
 import ptdesk
 from ptdesk.config import Config
 
@@ -31,6 +28,9 @@ def sampler_tag(config: Config) -> str:
 
 def program_files() -> dict[str, bytes]:
     """Context files under app/: the sampler's Python modules, keyed by their path in the context."""
+    import platformdirs  # imported here: a Workstation reads SAMPLER_TARGET and builds no image
+    import pynvml
+
     package = Path(ptdesk.__file__).resolve().parent
     files = {f"app/ptdesk/{name}": (package / name).read_bytes() for name in MODULES}
     files["app/pynvml.py"] = Path(pynvml.__file__).read_bytes()

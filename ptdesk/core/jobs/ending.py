@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 LOG_LINES = 20_000  # the kept log: its last lines, at most LOG_BYTES
 LOG_BYTES = 4 * 1024**2
 SIGNALS = ("SIGINT", "SIGTERM", "SIGKILL")
-JOB = "job"
+JOB = records.JOB_KIND
 
 
 def end_gently(site: Site, container_id: str, grace: float, said: Callable[[str], None] = lambda s: None) -> str:

@@ -1,38 +1,57 @@
 """The experiment kinds ptdesk can launch: one module each behind ONE interface (kinds.base.Kind).
 
-Everything that differs by kind is the kind's: adding one is a module here, a line below,
-images/<name>/ with its Dockerfile, and its tests. The registry feeds the CLI's `new`
-subcommands, the dashboard's form, `images build` targets and the `<name>_image` settings.
+Everything that differs by kind is the kind's: adding one is a module here, an entry in REGISTRY
+below, images/<name>/ with its Dockerfile, and its tests. The registry feeds the CLI's `new`
+subcommands, the dashboard's form, `images build` targets and the `<name>_image` settings. Its
+entries are plain text, so `ptdesk new KIND --help` imports no kind module (ptdesk.core.kinds.registry).
 """
 
 from __future__ import annotations
 
-from ptdesk.core.kinds.base import Kind, Plan, Recovered
-from ptdesk.core.kinds.job import JOB
-from ptdesk.core.kinds.jupyter import JUPYTER
-from ptdesk.core.kinds.ssh import SSH
+from typing import TYPE_CHECKING, Any
+
+from ptdesk.core.kinds.registry import KindEntry, KindRegistry
 from ptdesk.errors import InvalidInput
 
-# One line per kind.
-REGISTRY: dict[str, Kind] = {kind.name: kind for kind in (SSH, JUPYTER, JOB)}
+if TYPE_CHECKING:
+    from ptdesk.core.kinds.base import Kind, Plan, Recovered
+
+# One entry per kind.
+REGISTRY = KindRegistry(
+    KindEntry("ssh", "ptdesk.core.kinds.ssh:SSH", title="SSH",
+              summary="A hardened SSH server: key-only login, pinned host key, non-root user.",
+              accepts_pubkeys=True, grants_logins=True),
+    KindEntry("jupyter", "ptdesk.core.kinds.jupyter:JUPYTER", title="Jupyter",
+              summary="JupyterLab as your user, with a token only you can read."),
+    KindEntry("job", "ptdesk.core.kinds.job:JOB", title="Job",
+              summary="A batch job: one command, detached, on code frozen at submit (ptdesk run).",
+              has_door=False, own_image=False),
+)
 
 
 def get_kind(name: str) -> Kind:
-    """The kind called `name`; InvalidInput naming the kinds there are otherwise."""
-    kind = REGISTRY.get(name)
-    if kind is None:
+    """The kind called `name` (its module imported now); InvalidInput naming the kinds there are otherwise."""
+    if name not in REGISTRY:
         raise InvalidInput(f"Unknown kind {name!r}.", f"Use one of: {', '.join(REGISTRY)}.")
-    return kind
+    return REGISTRY[name]
 
 
 def kind_names() -> tuple[str, ...]:
     """The kinds built from images/<name>/ (`ptdesk images build` targets)."""
-    return tuple(name for name, kind in REGISTRY.items() if kind.own_image)
+    return tuple(entry.name for entry in REGISTRY.entries() if entry.own_image)
 
 
-def door_kinds() -> tuple[Kind, ...]:
+def door_kinds() -> tuple[KindEntry, ...]:
     """The kinds `ptdesk new` and the form launch: those a person reaches (a job is `ptdesk run`'s)."""
-    return tuple(kind for kind in REGISTRY.values() if kind.has_door)
+    return tuple(entry for entry in REGISTRY.entries() if entry.has_door)
 
 
-__all__ = ["REGISTRY", "Kind", "Plan", "Recovered", "door_kinds", "get_kind", "kind_names"]
+def __getattr__(name: str) -> Any:
+    """Kind, Plan and Recovered on first use: the interface imports the engine's and keys' code."""
+    if name in ("Kind", "Plan", "Recovered"):
+        from ptdesk.core.kinds import base
+        return getattr(base, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["REGISTRY", "Kind", "KindEntry", "Plan", "Recovered", "door_kinds", "get_kind", "kind_names"]

@@ -103,12 +103,17 @@ class MainScreen(ExperimentActions):
         self._top_bar()
         self._empty_line()
         self.table.focus()
-        # Only the list reads at once (its rows are what a person waits for); the other feeds wait
-        # for it (tui.live), so the first paint competes with one thread, not five.
-        for feeds in self.feeds.values():
-            feeds.start()
+        # The feeds start once the first frame is on the screen: their first calls import the Docker
+        # SDK and wait for the engine, and a thread doing that would compete with painting it (one
+        # GIL). Then the list reads at once (its rows are what a person waits for); the other feeds
+        # wait for it (tui.live).
+        self.call_after_refresh(self._start_feeds)
         self.notice_feed = NoticeFeed(self, self.ws)  # what ptdesk watch said to this person
         self.set_interval(POLL_EVERY, self.notice_feed.poll)
+
+    def _start_feeds(self) -> None:
+        for feeds in self.feeds.values():
+            feeds.start()
 
     def on_unmount(self) -> None:
         for feeds in self.feeds.values():
