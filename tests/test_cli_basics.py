@@ -152,3 +152,12 @@ def test_a_home_that_cannot_be_a_folder_is_one_line_not_a_traceback(ptdesk_env: 
     lines = err.splitlines()
     assert lines[0].startswith("ptdesk: Not a directory") and str(blocker) in lines[0]
     assert lines[1].startswith("  hint:")
+
+
+def test_ls_with_an_ssh_engine_nobody_answers_is_one_sentence(ptdesk_env: dict[str, str]) -> None:
+    """DOCKER_HOST=ssh://… where nothing listens: paramiko's "no valid connections" is a socket
+    error, not an SSHException; it must still read as the engine not being reachable."""
+    engine = "ssh://nobody@127.0.0.1:1"
+    code, out, err = run_cli(["ls"], {**ptdesk_env, "DOCKER_HOST": engine}, subprocess_=True)
+    assert code == 3 and "Traceback" not in out + err
+    assert f"the Docker engine at {engine} is not reachable." in err.splitlines()[0]

@@ -27,8 +27,10 @@ def translated_errors(what: str, where: str | None = None) -> Iterator[None]:
     # paramiko's errors: an ssh:// engine whose SSH session could not be opened or broke
     # (ptdesk.core.engine.remote). Without paramiko imported (or while another thread still imports
     # it) there is no such engine in this process.
-    ssh_error = getattr(sys.modules.get("paramiko"), "SSHException", None)
-    ssh_errors: tuple[type[Exception], ...] = (ssh_error,) if ssh_error else ()
+    # NoValidConnectionsError (nothing answers at the address) is a socket error, not an SSHException.
+    raised = getattr(sys.modules.get("paramiko"), "ssh_exception", None)
+    ssh_errors: tuple[type[Exception], ...] = tuple(
+        getattr(raised, name) for name in ("SSHException", "NoValidConnectionsError") if hasattr(raised, name))
 
     try:
         yield
