@@ -32,3 +32,22 @@ def reservation_starting(site: Site, gpus: tuple[int, ...], starts: float, ends:
     return announce(site, f"reservation:{ids}:{starts}", Notice(
         "reservation", f"ptdesk: your reservation of GPU {ids} starts at {at}",
         f"Your reservation of GPU {ids} on '{site.name}' runs {at}-{until}."))
+
+
+def reservation_displaces(site: Site, name: str, gpus: tuple[int, ...], reservation: str, deadline: str | None,
+                          stopped: bool, key: str) -> Said | None:
+    """Someone else's reservation started on GPUs this person's experiment `name` uses: it is
+    stopped at `deadline` (None: warn only), or `stopped` already. `reservation`: "ann 14:00–18:00
+    UTC"; `deadline`: a clock time with its zone; `key`: the reservation and container, said once each."""
+    ids = ",".join(map(str, gpus))
+    if stopped:
+        return announce(site, f"displaced-stopped:{key}", Notice(
+            "reservation", f"ptdesk: '{name}' was stopped for a reservation",
+            f"Your experiment '{name}' on '{site.name}' was stopped: GPU {ids} is reserved by {reservation}. "
+            f"Nothing in it is lost. Start it after the reservation, or now on other GPUs: "
+            f"ptdesk start {name} --gpus any:{len(gpus)} (or --queue)."))
+    then = f"it will be stopped at {deadline}" if deadline else "it will not be stopped, but give the GPU back"
+    return announce(site, f"displaced:{key}", Notice(
+        "reservation", f"ptdesk: GPU {ids} reserved by someone else has started: save '{name}'",
+        f"GPU {ids} on '{site.name}', which your experiment '{name}' uses, is reserved by {reservation} "
+        f"and the reservation has started: save your work ({then})."))
