@@ -22,6 +22,7 @@ from ptdesk.tui.app import PtdeskApp
 from ptdesk.tui.screens.gpus_gone import GpusGone as GpusGoneDialog
 from tests.support.gpu_engine import GpuDesk
 from tests.support.helpers import BASE_IMAGE, JUPYTER_IMAGE, SSH_IMAGE, settle
+from tests.support.tuihelpers import screen_text
 from tests.support.wheels import make_wheel
 
 HOLD = 600.0  # gpu_hold_after_stop = "10m"
@@ -150,8 +151,9 @@ def _imports_demo(desk: GpuDesk, container: str, user: str) -> bool:
     return True
 
 
+@pytest.mark.parametrize("size", [(80, 24), (160, 45)], ids=["80x24", "160x45"])
 async def test_s_on_a_stopped_experiment_whose_gpus_were_taken_asks_then_moves_it(
-        gpu_desk: GpuDesk, monkeypatch: pytest.MonkeyPatch) -> None:
+        gpu_desk: GpuDesk, monkeypatch: pytest.MonkeyPatch, size: tuple[int, int]) -> None:
     _write_config(gpu_desk, 'gpu_hold_after_stop = "10m"\n')
     g1 = gpu_desk.new("--name", "g1", "--gpus", "0")
     gpu_desk.ok("stop", "g1")
@@ -160,7 +162,7 @@ async def test_s_on_a_stopped_experiment_whose_gpus_were_taken_asks_then_moves_i
     ws = gpu_desk.workstation()
     app = PtdeskApp(ws, watch_events=False)
     try:
-        async with app.run_test(size=(80, 24)) as pilot:  # the dialog fits the smallest terminal
+        async with app.run_test(size=size) as pilot:  # the dialog fits the smallest terminal too
             await settle(pilot, lambda: app.main.table.selected is not None, message="the rows")
             for _ in range(2):
                 if app.main.table.selected.name == "g1":
@@ -170,6 +172,9 @@ async def test_s_on_a_stopped_experiment_whose_gpus_were_taken_asks_then_moves_i
             await pilot.press("s")
             await settle(pilot, lambda: isinstance(app.screen, GpusGoneDialog), message="the question")
             assert "let go of GPU 0" in app.screen.why and "'g2'" in app.screen.why
+            await pilot.pause()
+            shown = screen_text(app)  # every choice drawn, at this size too
+            assert all(label in shown for label in ("Other GPUs (a)", "No GPU (n)", "Queue (w)", "Cancel (c)")), shown
             await pilot.press("a")  # other free GPUs
             await settle(pilot, lambda: gpu_desk.json("ls", "--all") and
                          {e["name"]: e for e in gpu_desk.json("ls", "--all")}["g1"]["status"] == "running",

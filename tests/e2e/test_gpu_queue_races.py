@@ -4,6 +4,7 @@ admission that died half-way is finished or undone."""
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 
@@ -37,7 +38,8 @@ def assert_each_gpu_once(desk: GpuDesk) -> None:
     assert len(given) == len(set(given)), f"a GPU was given twice: {sorted(given)}"
 
 
-@pytest.mark.parametrize("round_", range(2))
+# Twice in every run; PTDESK_RACE_ROUNDS=20 repeats it more (each round is a fresh box and queue).
+@pytest.mark.parametrize("round_", range(int(os.environ.get("PTDESK_RACE_ROUNDS", "2"))))
 def test_many_queued_requests_two_admitters_and_two_racing_launches(gpu_desk: GpuDesk, tmp_path: Path,
                                                                      round_: int) -> None:
     desks = {u: person(gpu_desk, tmp_path, u) for u in (*PEOPLE, "dan")}
