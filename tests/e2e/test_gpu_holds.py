@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -113,6 +114,25 @@ def test_start_within_the_hold_gets_the_same_gpus_and_start_without_a_gpu_keeps_
     cpu = next(e for e in gpu_desk.json("ls") if e["name"] == "g1")
     assert cpu["gpus"] == [] and gpu_desk.device_ids(cpu["id"]) is None and cpu["status"] == "running"
     assert gpu_desk.fails("start", "g1", "--gpus", "any:0")[0].startswith("ptdesk: ")
+
+
+def test_start_within_the_hold_gets_its_gpu_back_though_a_request_waits_in_the_queue(
+        gpu_desk: GpuDesk, tmp_path: Path) -> None:
+    """The hold is for a quick restart: the queue does not claim a stopped experiment's GPUs while
+    it lasts (admission would not give them either), so its owner's start is not refused for it."""
+    from e2e.test_gpu_queue import person
+
+    from tests.support.nvml_scenarios import idle
+
+    gpu_desk.install(idle(1))
+    g1 = gpu_desk.new("--name", "g1", "--gpus", "0")
+    gpu_desk.ok("stop", "g1")
+    ann = person(gpu_desk, tmp_path, "ann")
+    queued = ann.json("new", "ssh", "--cpus", "1", "--name", "waits", "--gpus", "auto", "--queue")
+    assert queued["status"] == "queued #1"
+    again = gpu_desk.json("start", "g1")
+    assert again["id"] == g1["id"] and again["gpus"] == [0] and again["status"] == "running"
+    assert "GPU 0 held by 'g1'" in ann.json("queue")["queue"][0]["reason"]
 
 
 def test_moving_a_jupyter_experiment_keeps_a_pip_installed_package_and_its_token(

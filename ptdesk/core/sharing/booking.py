@@ -24,13 +24,13 @@ from ptdesk.core.sharing.reservations import (
     LABEL_RESERVATION,
     PAST_KEPT,
     Reservation,
+    moment_text,
     of,
     overlapping,
     parse_end,
     parse_when,
     record_labels,
     record_name,
-    span,
 )
 from ptdesk.errors import Conflict, GpuUnavailable, ImageMissing, InvalidInput, NotFound
 
@@ -75,10 +75,10 @@ def reserve(site: Site, gpus: str, start: str, end: str, owner: str | None = Non
     begin = now if (start or "now").strip().lower() == "now" else parse_when(start, now, "a start time", tz)
     finish = parse_end(end, begin, now, tz)
     if finish <= begin:
-        raise InvalidInput(f"The end ({span(finish, finish, tz)}) is not after the start ({span(begin, begin, tz)}).",
+        raise InvalidInput(f"The end ({moment_text(finish, tz)}) is not after the start ({moment_text(begin, tz)}).",
                            "Give an end later than the start, or a length such as 4h.")
     if begin < now - 60:
-        raise InvalidInput(f"The start ({span(begin, begin, tz)}) is in the past: the past cannot be booked.",
+        raise InvalidInput(f"The start ({moment_text(begin, tz)}) is in the past: the past cannot be booked.",
                            "Start now or later (--from now).")
     begin = max(begin, now)
     inventory = site.gpu_inventory()

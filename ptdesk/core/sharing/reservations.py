@@ -95,6 +95,11 @@ def zone(moment: float | None = None, tz: tzinfo | None = None) -> str:
     return local_time(time.time() if moment is None else moment, tz).strftime("%Z")
 
 
+def moment_text(moment: float, tz: tzinfo | None = None) -> str:
+    """One moment with its zone: 'Tue 09:00 UTC'."""
+    return f"{clock_text(moment, tz=tz)} {zone(moment, tz)}"
+
+
 def span(start: float, end: float, tz: tzinfo | None = None) -> str:
     return f"{clock_text(start, tz=tz)}–{clock_text(end, tz=tz)} {zone(start, tz)}"
 
