@@ -173,11 +173,13 @@ def test_the_owner_hears_in_ptdesk_that_a_reservation_displaces_their_experiment
     with webhook_server() as (url, posts):
         code, _, err = run_cli(["notify", "add", "hook", "--events", "reservation"], bob.env, input=url + "\n")
         assert code == 0, err
-        own.enforce_reservations(set(), now=start - 1)
+        bobs: set[tuple[str, str]] = set()  # what Bob's watcher remembers having warned
+        own.enforce_reservations(bobs, now=start - 1)
         assert posts == []  # not started yet: nothing to say
         assert [h.action for h in service.enforce_reservations(set(), now=start + 1)] == ["warned"]
-        own.enforce_reservations(set(), now=start + 2)  # Bob's watcher: says it to Bob
-        own.enforce_reservations(set(), now=start + 3)  # once
+        told = own.enforce_reservations(bobs, now=start + 2)  # Bob's own watcher: says it to Bob...
+        assert [(h.experiment, h.action) for h in told] == [("b0", "warned"), ("b0", "notified")]
+        assert own.enforce_reservations(bobs, now=start + 3) == []  # ...once
         wait_until(lambda: len(posts) == 1, timeout=30, message="the warning on Bob's route")
         deadline = clock_text(start + 300) + " " + zone(start + 300)
         assert "'b0'" in posts[0]["message"] and "GPU 0" in posts[0]["message"]
@@ -185,8 +187,8 @@ def test_the_owner_hears_in_ptdesk_that_a_reservation_displaces_their_experiment
         assert f"it will be stopped at {deadline}" in posts[0]["message"]
         assert [h.action for h in service.enforce_reservations(set(), now=start + 301)] == ["stopped"]
         assert not bob.engine.is_running(b0["id"])
-        own.enforce_reservations(set(), now=start + 302)
-        own.enforce_reservations(set(), now=start + 303)
+        assert [h.action for h in own.enforce_reservations(bobs, now=start + 302)] == ["notified"]
+        assert own.enforce_reservations(bobs, now=start + 303) == []
         wait_until(lambda: len(posts) == 2, timeout=30, message="the stop on Bob's route")
         assert posts[1]["title"] == "ptdesk: 'b0' was stopped for a reservation"
         assert "ptdesk start b0 --gpus any:1" in posts[1]["message"]

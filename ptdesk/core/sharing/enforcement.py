@@ -44,7 +44,9 @@ class Enforced:
     owner: str
     gpus: tuple[int, ...]
     reservation: Reservation
-    action: str  # "warned" | "stopped" | "reported" (use outside ptdesk: never touched)
+    # "warned" | "stopped" | "reported" (use outside ptdesk: never touched) | "notified" (this
+    # home's own experiment: its owner was told in ptdesk, on their routes and dashboard)
+    action: str
 
     def summary(self) -> str:
         r = self.reservation
@@ -84,14 +86,14 @@ def enforce(site: Site, warned: MutableSet[tuple[str, str]], now: float | None =
                 warned.add((r.id, container["Id"]))
                 done.append(_record(site, hit, "warned"))
     with contextlib.suppress(OSError):  # a route's trouble (or a full disk) never stops the enforcing
-        tell_owner(site, active, now)
+        done += tell_owner(site, active, now)
     return done + _host_use(site, active, warned)
 
 
-def tell_owner(site: Site, active: list[Reservation], now: float) -> list[str]:
+def tell_owner(site: Site, active: list[Reservation], now: float) -> list[Enforced]:
     """This home's experiments on GPUs of someone else's started reservation: their owner hears it
     in ptdesk, once per reservation and experiment while it runs (warned, with when it is stopped)
-    and once when it was stopped. The names said here (another watcher of the same person says
+    and once when it was stopped. What this process said (another watcher of the same person says
     nothing)."""
     grace, said = site.config.reservation_grace, []
     for record in site.store.experiments():
@@ -112,7 +114,7 @@ def tell_owner(site: Site, active: list[Reservation], now: float) -> list[str]:
             when = None if deadline is None else f"{r.clock(deadline)} {zone(deadline, r.tz)}"
             if hooks.reservation_displaces(site, record.name, clash, r.describe(), when, stopped,
                                            f"{r.id[:12]}:{record.container_id[:12]}") is not None:
-                said.append(record.name)
+                said.append(_record(site, Enforced(record.name, record.owner, clash, r, ""), "notified"))
     return said
 
 
