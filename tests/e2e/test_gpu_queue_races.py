@@ -11,12 +11,13 @@ from pathlib import Path
 import pytest
 from e2e.test_gpu_queue import core, person
 
+from ptdesk.core.engine.locks import GpuLockBusy
 from ptdesk.core.gpu_desk import GpuDesk as Desk
 from ptdesk.core.sharing import records
 from ptdesk.core.sharing.admission import ADMIT_SUFFIX
 from ptdesk.core.sharing.gpu_queue import ADMITTED, LABEL_FROM, LABEL_QUEUE
 from ptdesk.core.sharing.recreate import copy_layer
-from ptdesk.errors import GpuLockBusy, PtdeskError
+from ptdesk.errors import PtdeskError
 from tests.support.gpu_engine import GpuDesk
 from tests.support.helpers import wait_until
 
