@@ -66,6 +66,7 @@ async def _add(pilot, app, gpus: str, start: str, end: str) -> None:
 @pytest.mark.parametrize("size", [(80, 24), (160, 45)])
 async def test_reservations_view_add_end_cancel_and_an_overlap_said_in_the_dialog(tui_desk, engine, nvml,
                                                                                   size) -> None:
+    from ptdesk.core.sharing.reservations import zone
     from ptdesk.tui.screens.reservations import Reservations
 
     require_image(engine, SSH_IMAGE)
@@ -76,6 +77,7 @@ async def test_reservations_view_add_end_cancel_and_an_overlap_said_in_the_dialo
         await pilot.press("r")
         screen = await settle(pilot, lambda: isinstance(app.screen, Reservations) and app.screen)
         await settle(pilot, lambda: "free" in screen_text(app), message="the timeline")
+        assert f"next 48 h (times in {zone()})" in screen_text(app)  # the workstation's zone, said
         first = await _add(pilot, app, "0", "now", "1h")
         try:
             await settle(pilot, lambda: app.screen is screen and "active" in screen_text(app), message="a started one")
