@@ -202,3 +202,42 @@ def test_the_owner_hears_in_ptdesk_that_a_reservation_displaces_their_experiment
                     "ptdesk: 'b0' was stopped for a reservation"]
     assert not (ann.home / "notify" / "journal.jsonl").exists()
     assert len(posts) == 2
+
+
+def test_two_people_reserving_the_same_slot_at_once_one_gets_it(two_gpus: GpuDesk, tmp_path: Path) -> None:  # noqa: F811
+    """The overlap check and the booking are one step under the engine's GPU lock: of two people
+    booking GPU 0 for the same hour at the same moment, exactly one has it and the other is told
+    who does; never two records (several rounds, each started together)."""
+    import threading
+
+    from ptdesk.core.sharing import booking
+    from ptdesk.errors import Conflict
+
+    people = {u: core(person(two_gpus, tmp_path, u)) for u in ("ann", "bob")}
+
+    def book(who: str, gate: threading.Barrier, start: str, end: str, results: dict[str, str]) -> None:
+        gate.wait()
+        try:
+            results[who] = booking.reserve(people[who], "0", start, end, owner=who).owner
+        except Conflict as exc:
+            results[who] = exc.message
+
+    try:
+        for hours in (2, 4, 6, 8):
+            gate, results = threading.Barrier(2), {}
+            threads = [threading.Thread(target=book, args=(u, gate, at(hours), at(hours + 1), results))
+                       for u in people]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(timeout=120)
+            winners = [who for who, said in results.items() if said == who]
+            assert len(winners) == 1, results
+            loser = next(who for who in people if who not in winners)
+            assert results[loser].startswith(f"GPU 0 is reserved by {winners[0]} "), results
+            slot = [r for r in booking.reservations(people["ann"]) if r.start > time.time() + 3600 * (hours - 0.5)
+                    and r.start < time.time() + 3600 * (hours + 0.5)]
+            assert [(r.owner, r.gpus) for r in slot] == [(winners[0], (0,))]
+    finally:
+        for ws in people.values():
+            ws.close()
