@@ -95,8 +95,13 @@ def tell_owner(site: Site, active: list[Reservation], now: float) -> list[Enforc
     in ptdesk, once per reservation and experiment while it runs (warned, with when it is stopped)
     and once when it was stopped. What this process said (another watcher of the same person says
     nothing)."""
+    # The deadline said is this home's reservation_grace: the same as the stopping watcher's when
+    # the team keeps one setting (the engine records no grace).
     grace, said = site.config.reservation_grace, []
+    reserved = {g for r in active for g in r.gpus}
     for record in site.store.experiments():
+        if not reserved & set(record.gpus or ()):
+            continue  # recorded on other GPUs (or none): no inspect every round for it
         document = site.engine.try_inspect(record.container_id) if record.container_id else None
         if document is None:
             continue
