@@ -13,7 +13,8 @@ and reservations cost one dashboard refresh — each against a baseline measured
 
     .venv/bin/python bench/gpu_queue.py [--rounds 3] [--queued 5] [--reservations 3]
 
-Needs root (the test engine), the main engine's ptdesk/ssh image. Everything it makes is removed.
+Needs root (the test engine), the main engine's ptdesk/ssh image (or the one PTDESK_SSH_IMAGE names,
+which ptdesk then launches too). Everything it makes is removed.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from ptdesk.core.workstation import Workstation  # noqa: E402
 from tests.support import nvml_scenarios  # noqa: E402
 
 SCRIPT = str(ROOT / "scripts" / "second-engine")
-IMAGE = "ptdesk/ssh:latest"
+IMAGE = os.environ.get("PTDESK_SSH_IMAGE", "ptdesk/ssh:latest")  # a test box's build: ptdesk-test/ssh:latest
 
 
 def start_engine(folder: str, bridge: str) -> str:

@@ -10,7 +10,7 @@ from ptdesk.commands.common import FleetDoor, emit_json, json_option, pass_works
 from ptdesk.core.fleet import Answer
 from ptdesk.core.gpu_desk import Admitter, GpuDesk
 from ptdesk.core.sharing.gpu_queue import QueueEntry
-from ptdesk.core.sharing.reservations import Reservation, clock_text, span, zone
+from ptdesk.core.sharing.reservations import Reservation, zone
 from ptdesk.core.workstation import Workstation
 
 HOURS_SHOWN = 48.0
@@ -94,7 +94,7 @@ def reserve(ws: Workstation, gpus: str, start: str, end: str, as_json: bool) -> 
         emit_json(found.to_json(time.time()))
         return
     click.echo(f"Reserved GPU{'s' if len(found.gpus) > 1 else ''} {','.join(map(str, found.gpus))} "
-               f"{span(found.start, found.end)} for {found.owner} (id {found.short_id}).")
+               f"{found.when()} for {found.owner} (id {found.short_id}).")
 
 
 @click.group("reservations", invoke_without_command=True)
@@ -108,10 +108,11 @@ def reservations(ctx: click.Context, ws: Workstation, hours: float, as_json: boo
         return
     desk, now = GpuDesk(ws), time.time()
     shown = [r for r in desk.reservations() if r.end > now and r.start < now + hours * 3600]
+    where = zone(now, desk.time_zone())
     if as_json:
-        emit_json({"zone": zone(now), "reservations": [r.to_json(now) for r in shown]})
+        emit_json({"zone": where, "reservations": [r.to_json(now) for r in shown]})
         return
-    click.echo(f"GPU reservations, next {hours:g} h (times in {zone(now)}):")
+    click.echo(f"GPU reservations, next {hours:g} h (times in {where}):")
     for index in desk.gpu_indices():
         mine = [r for r in shown if index in r.gpus]
         slots = "; ".join(_slot(r, now) for r in mine) or "free"
@@ -120,7 +121,7 @@ def reservations(ctx: click.Context, ws: Workstation, hours: float, as_json: boo
 
 def _slot(r: Reservation, now: float) -> str:
     state = " (now)" if r.active(now) else ""
-    return f"{clock_text(r.start)}–{clock_text(r.end)} {r.owner}{state} [{r.short_id}]"
+    return f"{r.clock(r.start)}–{r.clock(r.end)} {r.owner}{state} [{r.short_id}]"
 
 
 @reservations.command("cancel")
@@ -129,7 +130,7 @@ def _slot(r: Reservation, now: float) -> str:
 def reservations_cancel(ws: Workstation, reservation_id: str) -> None:
     """Cancel your reservation that has not started yet."""
     found = GpuDesk(ws).cancel_reservation(reservation_id)
-    click.echo(f"Cancelled reservation {found.short_id} ({span(found.start, found.end)}).")
+    click.echo(f"Cancelled reservation {found.short_id} ({found.when()}).")
 
 
 @reservations.command("end")

@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator, MutableSet
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import tzinfo
 from typing import TYPE_CHECKING
 
 from ptdesk.core.base.models import LABEL_INSTANCE
@@ -124,6 +125,11 @@ class GpuDesk:
     def reservations(self) -> list[Reservation]:
         from ptdesk.core.sharing import booking
         return booking.reservations(self.ws)
+
+    def time_zone(self) -> tzinfo | None:
+        """The workstation's zone, in which reservation times are typed and shown (None: this machine's)."""
+        from ptdesk.core.sharing import booking
+        return booking.zone_of(self.ws)
 
     def reserve(self, gpus: str, start: str, end: str, now: float | None = None) -> Reservation:
         from ptdesk.core.sharing import booking

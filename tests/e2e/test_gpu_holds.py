@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -22,6 +23,7 @@ from ptdesk.tui.app import PtdeskApp
 from ptdesk.tui.screens.gpus_gone import GpusGone as GpusGoneDialog
 from tests.support.gpu_engine import GpuDesk
 from tests.support.helpers import BASE_IMAGE, JUPYTER_IMAGE, SSH_IMAGE, settle
+from tests.support.tuihelpers import screen_text
 from tests.support.wheels import make_wheel
 
 HOLD = 600.0  # gpu_hold_after_stop = "10m"
@@ -114,6 +116,25 @@ def test_start_within_the_hold_gets_the_same_gpus_and_start_without_a_gpu_keeps_
     assert gpu_desk.fails("start", "g1", "--gpus", "any:0")[0].startswith("ptdesk: ")
 
 
+def test_start_within_the_hold_gets_its_gpu_back_though_a_request_waits_in_the_queue(
+        gpu_desk: GpuDesk, tmp_path: Path) -> None:
+    """The hold is for a quick restart: the queue does not claim a stopped experiment's GPUs while
+    it lasts (admission would not give them either), so its owner's start is not refused for it."""
+    from e2e.test_gpu_queue import person
+
+    from tests.support.nvml_scenarios import idle
+
+    gpu_desk.install(idle(1))
+    g1 = gpu_desk.new("--name", "g1", "--gpus", "0")
+    gpu_desk.ok("stop", "g1")
+    ann = person(gpu_desk, tmp_path, "ann")
+    queued = ann.json("new", "ssh", "--cpus", "1", "--name", "waits", "--gpus", "auto", "--queue")
+    assert queued["status"] == "queued #1"
+    again = gpu_desk.json("start", "g1")
+    assert again["id"] == g1["id"] and again["gpus"] == [0] and again["status"] == "running"
+    assert "GPU 0 held by 'g1'" in ann.json("queue")["queue"][0]["reason"]
+
+
 def test_moving_a_jupyter_experiment_keeps_a_pip_installed_package_and_its_token(
         gpu_desk: GpuDesk, monkeypatch: pytest.MonkeyPatch) -> None:
     gpu_desk.gpu.ensure_image(JUPYTER_IMAGE)
@@ -150,8 +171,9 @@ def _imports_demo(desk: GpuDesk, container: str, user: str) -> bool:
     return True
 
 
+@pytest.mark.parametrize("size", [(80, 24), (160, 45)], ids=["80x24", "160x45"])
 async def test_s_on_a_stopped_experiment_whose_gpus_were_taken_asks_then_moves_it(
-        gpu_desk: GpuDesk, monkeypatch: pytest.MonkeyPatch) -> None:
+        gpu_desk: GpuDesk, monkeypatch: pytest.MonkeyPatch, size: tuple[int, int]) -> None:
     _write_config(gpu_desk, 'gpu_hold_after_stop = "10m"\n')
     g1 = gpu_desk.new("--name", "g1", "--gpus", "0")
     gpu_desk.ok("stop", "g1")
@@ -160,7 +182,7 @@ async def test_s_on_a_stopped_experiment_whose_gpus_were_taken_asks_then_moves_i
     ws = gpu_desk.workstation()
     app = PtdeskApp(ws, watch_events=False)
     try:
-        async with app.run_test(size=(80, 24)) as pilot:  # the dialog fits the smallest terminal
+        async with app.run_test(size=size) as pilot:  # the dialog fits the smallest terminal too
             await settle(pilot, lambda: app.main.table.selected is not None, message="the rows")
             for _ in range(2):
                 if app.main.table.selected.name == "g1":
@@ -170,6 +192,9 @@ async def test_s_on_a_stopped_experiment_whose_gpus_were_taken_asks_then_moves_i
             await pilot.press("s")
             await settle(pilot, lambda: isinstance(app.screen, GpusGoneDialog), message="the question")
             assert "let go of GPU 0" in app.screen.why and "'g2'" in app.screen.why
+            await pilot.pause()
+            shown = screen_text(app)  # every choice drawn, at this size too
+            assert all(label in shown for label in ("Other GPUs (a)", "No GPU (n)", "Queue (w)", "Cancel (c)")), shown
             await pilot.press("a")  # other free GPUs
             await settle(pilot, lambda: gpu_desk.json("ls", "--all") and
                          {e["name"]: e for e in gpu_desk.json("ls", "--all")}["g1"]["status"] == "running",

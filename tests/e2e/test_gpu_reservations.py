@@ -13,8 +13,9 @@ from e2e.test_gpu_queue import core, person, two_gpus  # noqa: F401 - the fixtur
 
 from ptdesk.core.base import clock
 from ptdesk.core.gpu_desk import GpuDesk as Desk
-from ptdesk.core.sharing.reservations import PAST_KEPT
+from ptdesk.core.sharing.reservations import PAST_KEPT, clock_text, zone
 from tests.support.gpu_engine import GpuDesk
+from tests.support.helpers import wait_until
 
 
 def at(hours: float) -> str:
@@ -150,3 +151,93 @@ def test_ended_reservations_leave_the_engine_a_day_after_they_end(
     monkeypatch.setattr(clock, "now", lambda: time.time() + PAST_KEPT + 60)
     bob.json("reservations")  # anyone's listing removes what ended over a day ago; the other stays
     assert records() == {later["id"]}
+
+
+def test_the_owner_hears_in_ptdesk_that_a_reservation_displaces_their_experiment(
+        two_gpus: GpuDesk, tmp_path: Path) -> None:  # noqa: F811
+    """Not only in the terminals inside the container: Bob's own ptdesk says it (his dashboard's
+    journal and his route, a real webhook), once when warned, with when it stops, and once when stopped,
+    though another person's watcher is the one that warns and stops."""
+    from tests.support.helpers import run_cli
+    from tests.support.receivers import webhook_server
+
+    ann, bob, box = (person(two_gpus, tmp_path, u) for u in ("ann", "bob", "service"))
+    for who in (bob, box):
+        who.home.mkdir(parents=True, exist_ok=True)
+        (who.home / "config.toml").write_text("reservation_grace = 300\n")
+    b0 = bob.new("--name", "b0", "--gpus", "0")
+    bob.new("--name", "b1", "--gpus", "1")
+    booked = ann.json("reserve", "0", "--to", "2h")  # from now: b0 runs on it
+    start = booked["start"]
+    service, own = Desk(core(box)), Desk(core(bob))
+    with webhook_server() as (url, posts):
+        code, _, err = run_cli(["notify", "add", "hook", "--events", "reservation"], bob.env, input=url + "\n")
+        assert code == 0, err
+        bobs: set[tuple[str, str]] = set()  # what Bob's watcher remembers having warned
+        own.enforce_reservations(bobs, now=start - 1)
+        assert posts == []  # not started yet: nothing to say
+        assert [h.action for h in service.enforce_reservations(set(), now=start + 1)] == ["warned"]
+        told = own.enforce_reservations(bobs, now=start + 2)  # Bob's own watcher: says it to Bob...
+        assert [(h.experiment, h.action) for h in told] == [("b0", "warned"), ("b0", "notified")]
+        assert own.enforce_reservations(bobs, now=start + 3) == []  # ...once
+        wait_until(lambda: len(posts) == 1, timeout=30, message="the warning on Bob's route")
+        deadline = clock_text(start + 300) + " " + zone(start + 300)
+        assert "'b0'" in posts[0]["message"] and "GPU 0" in posts[0]["message"]
+        assert f"reserved by ann {clock_text(start)}" in posts[0]["message"]
+        assert f"it will be stopped at {deadline}" in posts[0]["message"]
+        assert [h.action for h in service.enforce_reservations(set(), now=start + 301)] == ["stopped"]
+        assert not bob.engine.is_running(b0["id"])
+        assert [h.action for h in own.enforce_reservations(bobs, now=start + 302)] == ["notified"]
+        assert own.enforce_reservations(bobs, now=start + 303) == []
+        wait_until(lambda: len(posts) == 2, timeout=30, message="the stop on Bob's route")
+        assert posts[1]["title"] == "ptdesk: 'b0' was stopped for a reservation"
+        assert "ptdesk start b0 --gpus any:1" in posts[1]["message"]
+    # The dashboard shows what Bob's ptdesk said (its journal); b1 and Ann heard nothing.
+    ws = core(bob)
+    try:
+        said = [e["title"] for e in ws.notices(0.0)]
+    finally:
+        ws.close()
+    assert said == ["ptdesk: GPU 0 reserved by someone else has started: save 'b0'",
+                    "ptdesk: 'b0' was stopped for a reservation"]
+    assert not (ann.home / "notify" / "journal.jsonl").exists()
+    assert len(posts) == 2
+
+
+def test_two_people_reserving_the_same_slot_at_once_one_gets_it(two_gpus: GpuDesk, tmp_path: Path) -> None:  # noqa: F811
+    """The overlap check and the booking are one step under the engine's GPU lock: of two people
+    booking GPU 0 for the same hour at the same moment, exactly one has it and the other is told
+    who does; never two records (several rounds, each started together)."""
+    import threading
+
+    from ptdesk.core.sharing import booking
+    from ptdesk.errors import Conflict
+
+    people = {u: core(person(two_gpus, tmp_path, u)) for u in ("ann", "bob")}
+
+    def book(who: str, gate: threading.Barrier, start: str, end: str, results: dict[str, str]) -> None:
+        gate.wait()
+        try:
+            results[who] = booking.reserve(people[who], "0", start, end, owner=who).owner
+        except Conflict as exc:
+            results[who] = exc.message
+
+    try:
+        for hours in (2, 4, 6, 8):
+            gate, results = threading.Barrier(2), {}
+            threads = [threading.Thread(target=book, args=(u, gate, at(hours), at(hours + 1), results))
+                       for u in people]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(timeout=120)
+            winners = [who for who, said in results.items() if said == who]
+            assert len(winners) == 1, results
+            loser = next(who for who in people if who not in winners)
+            assert results[loser].startswith(f"GPU 0 is reserved by {winners[0]} "), results
+            slot = [r for r in booking.reservations(people["ann"]) if r.start > time.time() + 3600 * (hours - 0.5)
+                    and r.start < time.time() + 3600 * (hours + 0.5)]
+            assert [(r.owner, r.gpus) for r in slot] == [(winners[0], (0,))]
+    finally:
+        for ws in people.values():
+            ws.close()

@@ -161,21 +161,3 @@ def test_a_driver_changed_under_a_running_experiment_is_said_once(cli, gpus) -> 
     finally:
         first.close()
         second.close()
-
-
-def test_an_experiment_stopped_for_a_reservation_is_said_to_its_owner(cli, gpus, engine) -> None:
-    cli.home.mkdir(parents=True, exist_ok=True)
-    (cli.home / "config.toml").write_text("reservation_grace = 0\n")  # stopped as the reservation starts
-    cli.new("ssh", "--name", "gone", "--gpus", "none")
-    hold_gpus(cli.home, "gone", [1])
-    first = Workstation(cli.config)
-    try:
-        with webhook_server() as (url, posts):
-            add_route(cli, url, "hook", "--events", "reservation")
-            booking.reserve(first, "1", "now", "1h", owner="ann")
-            first.stop("gone")  # what the box's service does then (enforcement.py)
-            said = [*GpuDesk(first).heads_up(), *GpuDesk(first).heads_up()]
-            assert [s.notice.title for s in said] == ["ptdesk: 'gone' was stopped: GPU 1 is reserved by ann"]
-            assert len(posts) == 1 and "its disk and everything in it are kept" in posts[0]["message"]
-    finally:
-        first.close()

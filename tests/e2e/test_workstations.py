@@ -36,11 +36,12 @@ if TYPE_CHECKING:
     from conftest import Ptdesk  # tests/e2e/conftest.py
 
 pytestmark = pytest.mark.engine
+BOX_TZ = "Asia/Kolkata"  # UTC+05:30 all year (no daylight saving to make the test depend on the date)
 
 
 @pytest.fixture(scope="module")
 def box() -> Iterator[RemoteBox]:
-    remote = RemoteBox().start()
+    remote = RemoteBox(tz=BOX_TZ).start()  # another zone than this machine's: its times are the box's
     yield remote
     remote.stop()
 
@@ -621,3 +622,24 @@ def test_hints_about_a_remote_box_say_on_which(desk: Ptdesk, box_engine: Engine,
         assert "ptdesk images build sampler --on box" in reason and "No such image" not in reason, reason
     rc, out, err = desk.run("ls", extra_env={"DOCKER_HOST": f"unix://{tmp_path}/none.sock"})
     assert rc == 3 and "ptdesk: Workstation local: " in err, err
+
+
+def test_reservation_times_on_the_box_are_its_own_and_shown_with_its_zone(desk: Ptdesk) -> None:
+    """The box runs in India; this machine does not: times typed for it are read on its clock, and
+    every time shown for it says so (its engine's SystemTime gives the offset)."""
+    from datetime import datetime, timedelta, timezone
+
+    india = timezone(timedelta(hours=5, minutes=30))
+    if datetime.now().astimezone().utcoffset() == india.utcoffset(None):
+        pytest.skip("this machine is in the box's zone: nothing tells the two apart")
+    assert desk.json("reservations", "--on", "box")["zone"] == "UTC+05:30"
+    assert desk.json("reservations", "--on", "local")["zone"] == datetime.now().astimezone().strftime("%Z")
+    # Parsed and shown on the box's clock: 09:00 typed is 09:00 shown, in its zone (read on this
+    # machine's clock, one of the two would be 5 h 30 off).
+    line = desk.fails("reserve", "0", "--on", "box", "--from", "tomorrow 9:00", "--to", "tomorrow 8:00")[0]
+    assert "08:00 UTC+05:30) is not after the start (" in line and "09:00 UTC+05:30)" in line, line
+    assert "The end (" in desk.fails("reserve", "0", "--on", "local", "--from", "tomorrow 9:00",
+                                     "--to", "tomorrow 8:00")[0]
+    # A start the box's clock has passed is in the past there (its 00:00 today is hours ago).
+    past = desk.fails("reserve", "0", "--on", "box", "--from", "00:00", "--to", "1h")[0]
+    assert "00:00 UTC+05:30) is in the past" in past, past

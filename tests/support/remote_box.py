@@ -52,6 +52,9 @@ class RemoteBox:
     port: int = field(default_factory=_free_port)
     dockerd: subprocess.Popen | None = None
     sshd: subprocess.Popen | None = None
+    # The box's time zone (dockerd's TZ, e.g. "Asia/Kolkata"): a workstation in another zone than
+    # the laptop's. None: this machine's.
+    tz: str | None = None
 
     @property
     def user(self) -> str:
@@ -123,7 +126,8 @@ class RemoteBox:
             # No --default-address-pool here: a dockerd started again on its old data root with
             # that flag deletes the interface named docker0 (the machine's own engine's bridge) as
             # it clears its stale default network. Its networks are pruned when it stops instead.
-            stdout=log, stderr=log, start_new_session=True)
+            stdout=log, stderr=log, start_new_session=True,
+            env={**os.environ, "TZ": self.tz} if self.tz else None)
         log.close()
         _wait(self.engine_answers, 60, "the second dockerd")
 

@@ -1,5 +1,5 @@
 """The GPU queue in the dashboard: the form's "Wait for GPUs" files the launch in the queue, and
-its row says `queued #1` with why it waits as its connect text, wide and at 80×24."""
+its row says `queued #2` (one waits before it) with why it waits as its connect text, wide and at 80×24."""
 
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ async def test_wait_for_gpus_queues_the_launch_and_the_row_says_why(tui_desk, en
     require_image(engine, SSH_IMAGE)
     nvml(nvml_scenarios.idle(1))
     sleeper("bob-train", owner="bob", devices=("0",))  # holds the only GPU
+    # One request waits already: the form's is the second in the queue.
+    tui_desk.launch(tui_desk.make_spec("ssh", name="first", gpus="0", cpus=1, queue=True))
     app = PtdeskApp(tui_desk)
     async with app.run_test(size=(160, 45)) as pilot:
         await settle(pilot, lambda: app.main.listed, message="the first list")
@@ -34,17 +36,19 @@ async def test_wait_for_gpus_queues_the_launch_and_the_row_says_why(tui_desk, en
         await settle(pilot, lambda: form.result is not None or (not form.busy and form._steps), timeout=120,
                      message="the launch")
         assert form.result is not None, str(form.query_one("#steps").render())
-        await settle(pilot, lambda: "is queued #1" in screen_text(app), message="the result drawn")
+        await settle(pilot, lambda: "is queued #2" in screen_text(app), message="the result drawn")
         text = " ".join(screen_text(app).split())
-        assert "waits is queued #1: needs GPU 0: 0 free; GPU 0 held by 'bob-train'" in text, text
+        assert "waits is queued #2: needs GPU 0: 0 free; GPU 0 held by 'bob-train'" in text, text
         await pilot.press("escape")
         await settle(pilot, lambda: app.screen is app.main)
-        await settle(pilot, lambda: "queued #1" in screen_text(app), timeout=30, message="the queued row")
-        assert "GPU 0 held by 'bob-train'" in screen_text(app)
+        await settle(pilot, lambda: "queued #2" in screen_text(app), timeout=30, message="the queued rows")
+        rows = [line for line in screen_text(app).splitlines() if "queued #" in line]
+        assert any("first" in r and "queued #1" in r and "GPU 0 held by 'bob-train'" in r for r in rows), rows
+        assert any("waits" in r and "queued #2" in r and "GPU 0 held by 'bob-train'" in r for r in rows), rows
         await pilot.resize_terminal(80, 24)
         await settle(pilot, lambda: app.size.width == 80 and len(screen_text(app).splitlines()) <= 24)
         await pilot.pause()
-        assert "queued #1" in screen_text(app)
+        assert "queued #1" in screen_text(app) and "queued #2" in screen_text(app)
 
 
 async def _add(pilot, app, gpus: str, start: str, end: str) -> None:
@@ -62,6 +66,7 @@ async def _add(pilot, app, gpus: str, start: str, end: str) -> None:
 @pytest.mark.parametrize("size", [(80, 24), (160, 45)])
 async def test_reservations_view_add_end_cancel_and_an_overlap_said_in_the_dialog(tui_desk, engine, nvml,
                                                                                   size) -> None:
+    from ptdesk.core.sharing.reservations import zone
     from ptdesk.tui.screens.reservations import Reservations
 
     require_image(engine, SSH_IMAGE)
@@ -72,6 +77,7 @@ async def test_reservations_view_add_end_cancel_and_an_overlap_said_in_the_dialo
         await pilot.press("r")
         screen = await settle(pilot, lambda: isinstance(app.screen, Reservations) and app.screen)
         await settle(pilot, lambda: "free" in screen_text(app), message="the timeline")
+        assert f"next 48 h (times in {zone()})" in screen_text(app)  # the workstation's zone, said
         first = await _add(pilot, app, "0", "now", "1h")
         try:
             await settle(pilot, lambda: app.screen is screen and "active" in screen_text(app), message="a started one")

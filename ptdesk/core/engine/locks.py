@@ -115,9 +115,10 @@ def _acquire(engine: Engine, lock: EngineLock, image: str, wait: float) -> str:
             engine.remove(holder.container_id, force=True)  # by id: never a newer holder's lock
             continue
         if time.monotonic() >= deadline:
+            # Its holder may have changed meanwhile (several took turns): say how long this waited.
             raise GpuLockBusy(
-                f"{lock.title} has been held by {holder.describe(time.time())}, longer than "
-                f"the {wait:.0f} s a launch waits.",
+                f"{lock.title} has been busy for the {wait:.0f} s a launch waits (held now by "
+                f"{holder.describe(time.time())}).",
                 f"Try again when their launch is done. If that process is gone, remove the lock: "
                 f"docker rm -f {lock.name}")
         time.sleep(next_delay(time.monotonic() - started))  # wait for the holder's remove

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from ptdesk.core.base.models import LABEL_KIND, LABEL_NAME, LABEL_OWNER
 from ptdesk.core.base.text import printable
 from ptdesk.core.collaborators.rotation import finish_pending
+from ptdesk.core.engine.locks import GpuLockBusy
 from ptdesk.core.experiments import operations
 from ptdesk.core.experiments.reconcile import ADMIT_LOCK_WAIT, reconcile
 from ptdesk.core.jobs import ending
@@ -198,6 +199,8 @@ class EventWatcher:
             own = self.site.fork()
             try:
                 admission.admit(own, wait=ADMIT_LOCK_WAIT)
+            except GpuLockBusy:
+                pass  # another round holds it (this watcher's own loop, anyone's ptdesk): it admits meanwhile
             except Exception:  # noqa: BLE001 - the next destroy, reconcile or the box's service retries
                 log.warning("admitting after a container went away failed", exc_info=True)
             finally:

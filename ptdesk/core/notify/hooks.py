@@ -28,32 +28,22 @@ def reservation_ending(site: Site, gpus: tuple[int, ...], ends: float) -> Said |
 
 
 def reservation_clash(site: Site, name: str, container_id: str, gpus: tuple[int, ...], by: str,
-                      stops: float | None, moment: float) -> Said | None:
-    """One of this person's experiments runs on GPUs someone else reserved from soon (or now): its
-    owner hears it here (dashboard, routes), everyone working in it in their terminals and on
-    their own routes. `stops`: when it will be stopped (None: warned only)."""
+                      stops: float | None, stops_text: str | None, moment: float) -> Said | None:
+    """One of this person's experiments runs on GPUs someone else reserved from soon: its owner
+    hears it here (dashboard, routes), everyone working in it in their terminals and on their own
+    routes. `stops`: when it will be stopped (None: warned only); `stops_text`: that time as the
+    workstation's clock shows it, with its zone."""
     from ptdesk.core.notify.people import warn_everyone  # it says through herald, as this does
 
     ids = ", ".join(map(str, gpus))
     then = "it will not be stopped, but " if stops is None else \
-        f"it will be stopped at {datetime.fromtimestamp(stops).strftime('%H:%M')} (its disk is kept), so "
+        f"it will be stopped at {stops_text} (its disk is kept), so "
     notice = Notice("reservation", f"ptdesk: '{name}' runs on GPU {ids}, reserved by {by}",
                     f"'{name}' runs on GPU {ids} on '{site.name}', which {by} has reserved: {then}save your "
                     f"work and give the GPU back. Start it again later, or on other GPUs: "
                     f"ptdesk start {name} --gpus auto")
     said = announce(site, f"clash:{container_id}:{by}:{stops}", notice)
     return warn_everyone(site, name, notice, moment, said) if said is not None else None
-
-
-def reservation_stopped(site: Site, name: str, container_id: str, gpus: tuple[int, ...], by: str,
-                        until: float) -> Said | None:
-    """One of this person's experiments was stopped for someone else's reservation (disk kept)."""
-    ids = ", ".join(map(str, gpus))
-    at = datetime.fromtimestamp(until).strftime("%H:%M")
-    return announce(site, f"clash-stopped:{container_id}:{by}:{until}", Notice(
-        "reservation", f"ptdesk: '{name}' was stopped: GPU {ids} is reserved by {by}",
-        f"'{name}' on '{site.name}' was stopped because {by} reserved GPU {ids} until {at}; its disk and "
-        f"everything in it are kept. Start it after {at}, or now on other GPUs: ptdesk start {name} --gpus auto"))
 
 
 def gpu_freed(site: Site, gpus: tuple[int, ...], waited_since: float) -> Said | None:
@@ -84,3 +74,22 @@ def job_finished(site: Site, name: str, status: str, exit_code: int | None, dura
         "job", f"ptdesk: job '{name}' {status}{code}",
         f"Job '{name}' on '{site.name}' {status}{code}{took}, {gpu_hours:.2f} GPU-hours."
         + (f" Last lines:\n{tail}" if tail else "") + f"\nLog: ptdesk logs {name}"))
+
+
+def reservation_displaces(site: Site, name: str, gpus: tuple[int, ...], reservation: str, deadline: str | None,
+                          stopped: bool, key: str) -> Said | None:
+    """Someone else's reservation started on GPUs this person's experiment `name` uses: it is
+    stopped at `deadline` (None: warn only), or `stopped` already. `reservation`: "ann 14:00–18:00
+    UTC"; `deadline`: a clock time with its zone; `key`: the reservation and container, said once each."""
+    ids = ",".join(map(str, gpus))
+    if stopped:
+        return announce(site, f"displaced-stopped:{key}", Notice(
+            "reservation", f"ptdesk: '{name}' was stopped for a reservation",
+            f"Your experiment '{name}' on '{site.name}' was stopped: GPU {ids} is reserved by {reservation}. "
+            f"Nothing in it is lost. Start it after the reservation, or now on other GPUs: "
+            f"ptdesk start {name} --gpus any:{len(gpus)} (or --queue)."))
+    then = f"it will be stopped at {deadline}" if deadline else "it will not be stopped, but give the GPU back"
+    return announce(site, f"displaced:{key}", Notice(
+        "reservation", f"ptdesk: GPU {ids} reserved by someone else has started: save '{name}'",
+        f"GPU {ids} on '{site.name}', which your experiment '{name}' uses, is reserved by {reservation} "
+        f"and the reservation has started: save your work ({then})."))

@@ -17,7 +17,7 @@ from ptdesk.core.base.models import GpuInventory, LaunchSpec
 from ptdesk.core.gpu import ledger
 from ptdesk.core.gpu.ledger import Hold
 from ptdesk.core.sharing import booking, gpu_queue
-from ptdesk.core.sharing.reservations import Reservation, blocking, clock_text, upcoming, zone
+from ptdesk.core.sharing.reservations import Reservation, blocking, upcoming, zone
 from ptdesk.errors import Conflict, GpuUnavailable
 
 if TYPE_CHECKING:
@@ -85,7 +85,7 @@ def warnings(site: Site, owner: str, gpus: Sequence[int], now: float | None = No
     for index in gpus:
         later = upcoming(found, index, owner, now)
         if later is not None:
-            when = f"{clock_text(later.start)} {zone(later.start)}"
+            when = f"{later.clock(later.start)} {zone(later.start, later.tz)}"
             out.append(f"GPU {index} is reserved by {later.owner} from {when}: give it back by then "
                        "(the experiment is stopped when the reservation starts).")
     return out

@@ -9,11 +9,13 @@ never moved or cancelled.
 
 from __future__ import annotations
 
+from datetime import tzinfo
 from typing import TYPE_CHECKING
 
 from ptdesk.core.base import clock
 from ptdesk.core.base.models import LABEL_INSTANCE
 from ptdesk.core.base.names import current_user
+from ptdesk.core.engine.box_zone import box_zone
 from ptdesk.core.engine.locks import machine_gpu_lock
 from ptdesk.core.gpu.ledger import parse_request
 from ptdesk.core.kinds import get_kind
@@ -22,13 +24,13 @@ from ptdesk.core.sharing.reservations import (
     LABEL_RESERVATION,
     PAST_KEPT,
     Reservation,
+    moment_text,
     of,
     overlapping,
     parse_end,
     parse_when,
     record_labels,
     record_name,
-    span,
 )
 from ptdesk.errors import Conflict, GpuUnavailable, ImageMissing, InvalidInput, NotFound
 
@@ -38,13 +40,19 @@ if TYPE_CHECKING:
 GPUS_HINT = "Name GPU indices (0,2), a count (any:2) or the whole box (all)."
 
 
+def zone_of(site: Site) -> tzinfo | None:
+    """The workstation's time zone: this machine's for the local engine (None), the box's over ssh://."""
+    return box_zone(site.engine) if site.is_remote else None
+
+
 def reservations(site: Site, now: float | None = None) -> list[Reservation]:
     """Every reservation on this workstation (every person's), by start time. Those that ended
     more than PAST_KEPT ago are removed on the way, by whoever lists (ptdesk watch does every few
     seconds): they decide nothing any more (no lock needed), and would pile up on the engine."""
     now = clock.now() if now is None else now
     labels = {LABEL_RESERVATION: "1", LABEL_INSTANCE: site.config.instance}
-    found = [r for r in (of(c) for c in records.list_labelled(site.engine, labels)) if r is not None]
+    tz = zone_of(site)
+    found = [r for r in (of(c, tz) for c in records.list_labelled(site.engine, labels)) if r is not None]
     for old in [r for r in found if r.end <= now - PAST_KEPT]:
         site.engine.remove(old.id, force=True)  # one someone else's ptdesk removed first is no error
     return sorted((r for r in found if r.end > now - PAST_KEPT), key=lambda r: (r.start, r.gpus))
@@ -63,14 +71,14 @@ def reserve(site: Site, gpus: str, start: str, end: str, owner: str | None = Non
             now: float | None = None) -> Reservation:
     """Book GPUs from `start` to `end` as typed; one sentence (and nothing made) for bad input."""
     now = clock.now() if now is None else now
-    owner = owner or current_user()
-    begin = now if (start or "now").strip().lower() == "now" else parse_when(start, now, "a start time")
-    finish = parse_end(end, begin, now)
+    owner, tz = owner or current_user(), zone_of(site)
+    begin = now if (start or "now").strip().lower() == "now" else parse_when(start, now, "a start time", tz)
+    finish = parse_end(end, begin, now, tz)
     if finish <= begin:
-        raise InvalidInput(f"The end ({span(finish, finish)}) is not after the start ({span(begin, begin)}).",
+        raise InvalidInput(f"The end ({moment_text(finish, tz)}) is not after the start ({moment_text(begin, tz)}).",
                            "Give an end later than the start, or a length such as 4h.")
     if begin < now - 60:
-        raise InvalidInput(f"The start ({span(begin, begin)}) is in the past: the past cannot be booked.",
+        raise InvalidInput(f"The start ({moment_text(begin, tz)}) is in the past: the past cannot be booked.",
                            "Start now or later (--from now).")
     begin = max(begin, now)
     inventory = site.gpu_inventory()
@@ -135,7 +143,7 @@ def cancel(site: Site, ident: str, owner: str | None = None, now: float | None =
         found = _find(site, ident)
         _own(found, owner or current_user())
         if found.end <= now:
-            raise Conflict(f"Reservation {found.short_id} ({span(found.start, found.end)}) is over: "
+            raise Conflict(f"Reservation {found.short_id} ({found.when()}) is over: "
                            "the past cannot be edited.")
         if found.start <= now:
             raise Conflict(f"Reservation {found.short_id} has started: it can be ended now, not cancelled.",
@@ -160,7 +168,7 @@ def end_now(site: Site, ident: str, owner: str | None = None, now: float | None 
             site.config.instance, found.gpus, found.start, now, found.owner), command=["true"],
             host_config={"network_mode": "none"})
         site.engine.remove(found.id, force=True)
-    return Reservation(id=found.id, gpus=found.gpus, start=found.start, end=now, owner=found.owner)
+    return Reservation(id=found.id, gpus=found.gpus, start=found.start, end=now, owner=found.owner, tz=found.tz)
 
 
 def _list(devices: list[int]) -> str:

@@ -7,6 +7,12 @@ into every terminal session inside the container, so the person working there re
 `reservation_grace` seconds (config) the container is stopped; a negative grace only warns.
 A stopped experiment keeps its workspace and everything made inside it: its owner starts it again
 when the reservation is over.
+
+The owner hears it in ptdesk too (the dashboard's notices and their notification routes), from
+their own ptdesk: whoever's watcher warns or stops an experiment, the watcher of the home that made
+it finds its own experiments on a started reservation's GPUs and says so once (warned, then
+stopped), as the owner's ptdesk says a queued experiment started. Routes are each person's own, so
+no one else's process could reach them.
 """
 
 from __future__ import annotations
@@ -19,9 +25,11 @@ from typing import TYPE_CHECKING
 from ptdesk.core.access.sessions import tell_everyone
 from ptdesk.core.base import clock
 from ptdesk.core.base.models import LABEL_NAME, LABEL_OWNER
+from ptdesk.core.base.times import parse_time
 from ptdesk.core.gpu import ledger
+from ptdesk.core.notify import hooks
 from ptdesk.core.sharing import booking, claims
-from ptdesk.core.sharing.reservations import Reservation, clock_text, span
+from ptdesk.core.sharing.reservations import Reservation, zone
 from ptdesk.errors import PtdeskError
 
 if TYPE_CHECKING:
@@ -34,7 +42,9 @@ class Enforced:
     owner: str
     gpus: tuple[int, ...]
     reservation: Reservation
-    action: str  # "warned" | "stopped" | "reported" (use outside ptdesk: never touched)
+    # "warned" | "stopped" | "reported" (use outside ptdesk: never touched) | "notified" (this
+    # home's own experiment: its owner was told in ptdesk, on their routes and dashboard)
+    action: str
 
     def summary(self) -> str:
         r = self.reservation
@@ -73,7 +83,42 @@ def enforce(site: Site, warned: MutableSet[tuple[str, str]], now: float | None =
                 _tell(site, container["Id"], r, grace)
                 warned.add((r.id, container["Id"]))
                 done.append(_record(site, hit, "warned"))
+    with contextlib.suppress(OSError):  # a route's trouble (or a full disk) never stops the enforcing
+        done += tell_owner(site, active, now)
     return done + _host_use(site, active, warned)
+
+
+def tell_owner(site: Site, active: list[Reservation], now: float) -> list[Enforced]:
+    """This home's experiments on GPUs of someone else's started reservation: their owner hears it
+    in ptdesk, once per reservation and experiment while it runs (warned, with when it is stopped)
+    and once when it was stopped. What this process said (another watcher of the same person says
+    nothing)."""
+    # The deadline said is this home's reservation_grace: the same as the stopping watcher's when
+    # the team keeps one setting (the engine records no grace).
+    grace, said = site.config.reservation_grace, []
+    reserved = {g for r in active for g in r.gpus}
+    for record in site.store.experiments():
+        if not reserved & set(record.gpus or ()):
+            continue  # recorded on other GPUs (or none): no inspect every round for it
+        document = site.engine.try_inspect(record.container_id) if record.container_id else None
+        if document is None:
+            continue
+        holds, state = set(ledger.held_by_devices({"it": document}, ())), document.get("State") or {}
+        for r in active:
+            clash = tuple(sorted(holds & set(r.gpus)))
+            if not clash or r.owner == record.owner:
+                continue
+            deadline = None if grace < 0 else r.start + grace
+            finished = parse_time(state.get("FinishedAt"))
+            stopped = (not state.get("Running") and deadline is not None and now >= deadline
+                       and finished is not None and finished >= r.start)
+            if not state.get("Running") and not stopped:
+                continue  # stopped before the reservation (or by its owner during the grace)
+            when = None if deadline is None else f"{r.clock(deadline)} {zone(deadline, r.tz)}"
+            if hooks.reservation_displaces(site, record.name, clash, r.describe(), when, stopped,
+                                           f"{r.id[:12]}:{record.container_id[:12]}") is not None:
+                said.append(_record(site, Enforced(record.name, record.owner, clash, r, ""), "notified"))
+    return said
 
 
 def _host_use(site: Site, active: list[Reservation], warned: MutableSet[tuple[str, str]]) -> list[Enforced]:
@@ -95,8 +140,8 @@ def _record(site: Site, hit: Enforced, action: str) -> Enforced:
 
 
 def _tell(site: Site, container: str, r: Reservation, grace: float) -> None:
-    when = "it will not be stopped" if grace < 0 else f"it is stopped at {clock_text(r.start + grace)}"
-    message = (f"ptdesk: GPU {','.join(map(str, r.gpus))} reserved by {r.owner} {span(r.start, r.end)} "
+    when = "it will not be stopped" if grace < 0 else f"it is stopped at {r.clock(r.start + grace)}"
+    message = (f"ptdesk: GPU {','.join(map(str, r.gpus))} reserved by {r.describe()} "
                f"has started: save your work and give the GPU back ({when}).")
     # A container without a shell still gets stopped on time; the audit log says it was warned.
     with contextlib.suppress(PtdeskError):

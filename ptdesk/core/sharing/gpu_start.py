@@ -19,7 +19,7 @@ from ptdesk.core.base.names import current_user
 from ptdesk.core.base.times import parse_time
 from ptdesk.core.engine.locks import machine_gpu_lock
 from ptdesk.core.gpu import ledger
-from ptdesk.core.gpu.holds import engine_holds
+from ptdesk.core.gpu.holds import engine_holds, hold_seconds
 from ptdesk.core.gpu.ledger import Hold
 from ptdesk.core.sharing import at_launch, gpu_queue
 from ptdesk.core.sharing.recreate import recreate
@@ -133,10 +133,13 @@ def _holds(site: Site, name: str, inventory: GpuInventory, request: str) -> dict
     every = [g.index for g in inventory.gpus]
     on_engine = instance_containers(site)
     held: dict[int, Hold | str] = {i: n for i, n in site.store.held_gpus().items() if n != name and n not in on_engine}
-    held.update(engine_holds(site, on_engine, every, exclude=(name,)))
+    everyone = engine_holds(site, on_engine, every)
+    held.update({i: h for i, h in everyone.items() if h.experiment != name})
     record = site.store.experiment(name)
     others = {n: c for n, c in on_engine.items() if n != name}
-    claimed = at_launch.claims(site, record.owner if record else current_user(), request, others, held, inventory)
+    # The queue is planned with this experiment's own hold counted: within it, its GPUs are no
+    # more the queue's than admission would make them (a quick restart gets them back).
+    claimed = at_launch.claims(site, record.owner if record else current_user(), request, others, everyone, inventory)
     return {**claimed, **held}
 
 
@@ -154,8 +157,11 @@ def _gone(site: Site, name: str, document: dict, own: tuple[int, ...],
     since = f" (stopped {(clock.now() - finished) / 60:.0f} min ago)" if finished and finished > 0 else ""
     # As many as it had (auto is one GPU), as the dashboard's "Other GPUs" does.
     other = f"any:{len(own)} (or ids)" if len(own) > 1 else "auto (or an id)"
+    gpus = f"GPU{'s' if len(own) > 1 else ''} {', '.join(map(str, own))}"
+    over = finished is None or clock.now() >= finished + hold_seconds(site)
     return GpusGone(
-        f"{name!r}{since} let go of GPU{'s' if len(own) > 1 else ''} {', '.join(map(str, own))} after the "
-        f"hold (gpu_hold_after_stop = {site.config.gpu_hold_after_stop}), and {who}",
+        (f"{name!r}{since} let go of {gpus} after the hold (gpu_hold_after_stop = "
+         f"{site.config.gpu_hold_after_stop}), and {who}") if over else
+        f"{name!r}{since} cannot have {gpus} back: {who}",
         f"Start it on other free GPUs: ptdesk start {name} --gpus {other}; "
         f"without a GPU: --gpus none; or wait in the GPU queue (it starts by itself): --queue.", field="gpus")

@@ -1,9 +1,9 @@
 """Ten minutes' notice about reservations, said by the person's own ptdesk (their `ptdesk watch`):
 their reservation starts or ends soon; and one of their experiments runs on GPUs someone else
-reserved from soon (or now), so it will be warned and stopped by the box's service
-(enforcement.py) — its owner hears it in ptdesk (dashboard, routes), everyone working in it in
-their terminals and on their own routes; and, when the service has stopped it, that it was and
-until when the GPU is reserved. Each said once per box (ptdesk.core.notify.once).
+reserved from soon, so it will be warned and stopped by the box's service (enforcement.py) — its
+owner hears it in ptdesk (dashboard, routes), everyone working in it in their terminals and on their
+own routes. From the reservation's start the service's pass says the rest (enforcement.tell_owner).
+Each said once per box (ptdesk.core.notify.once).
 """
 
 from __future__ import annotations
@@ -12,11 +12,10 @@ from typing import TYPE_CHECKING
 
 from ptdesk.core.base import clock
 from ptdesk.core.base.names import current_user
-from ptdesk.core.base.times import parse_time
 from ptdesk.core.notify import hooks
 from ptdesk.core.notify.herald import Said
 from ptdesk.core.sharing import booking
-from ptdesk.core.sharing.reservations import Reservation
+from ptdesk.core.sharing.reservations import Reservation, zone
 
 if TYPE_CHECKING:
     from ptdesk.core.site import Site
@@ -40,31 +39,23 @@ def heads_up(site: Site, now: float | None = None) -> list[Said]:
 
 
 def _clashes(site: Site, soon: list[Reservation], now: float) -> list[Said | None]:
-    """This person's running experiments on GPUs another person reserved from within AHEAD."""
-    if not soon:
+    """This person's running experiments on GPUs another person reserved from within AHEAD, said
+    before the reservation starts. From its start on, the box's enforcement pass tells the owner
+    (warned, then stopped: enforcement.tell_owner), so nothing here says it twice."""
+    ahead = [r for r in soon if now < r.start]
+    if not ahead:
         return []
     grace = site.config.reservation_grace
     out: list[Said | None] = []
     for record in site.store.experiments():
-        if not record.gpus or not record.container_id:
+        if not record.gpus or not record.container_id or record.status != "running":
             continue
-        for r in soon:
+        for r in ahead:
             clash = tuple(sorted(set(record.gpus) & set(r.gpus)))
             if not clash or r.owner == record.owner:
                 continue
             stops = None if grace < 0 else r.start + grace
-            if record.status == "running":
-                out.append(hooks.reservation_clash(site, record.name, record.container_id, clash, r.owner,
-                                                   stops, now))
-            elif stops is not None and now >= stops and _stopped_since(site, record.container_id, stops):
-                out.append(hooks.reservation_stopped(site, record.name, record.container_id, clash, r.owner, r.end))
+            when = None if stops is None else f"{r.clock(stops)} {zone(stops, r.tz)}"
+            out.append(hooks.reservation_clash(site, record.name, record.container_id, clash, r.owner,
+                                               stops, when, now))
     return out
-
-
-def _stopped_since(site: Site, container_id: str, moment: float) -> bool:
-    """The container stopped at or after `moment` (when the reservation's grace ended): stopped for
-    it, not by its owner before."""
-    document = site.engine.try_inspect(container_id)
-    state = (document or {}).get("State") or {}
-    finished = parse_time(state.get("FinishedAt"))
-    return not state.get("Running") and finished is not None and finished >= moment - 5

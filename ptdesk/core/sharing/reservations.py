@@ -8,7 +8,9 @@ under the GPU lock: there is never a moment with neither). Every change to reser
 under the engine's GPU lock, which is what makes an overlap check and the booking one step for
 two people reserving at once.
 
-Times are the workstation's (this process's local time zone) and are always shown with it.
+Times are the workstation's and are always shown with its zone: this process's local zone for the
+local engine, the zone an ssh:// box's engine reports (ptdesk.core.engine.box_zone) for a remote one.
+A `tz` of None below means this machine's zone.
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ import re
 import secrets
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, tzinfo
 
 from ptdesk.core.base.durations import seconds
 from ptdesk.core.base.models import LABEL_INSTANCE
@@ -44,6 +46,7 @@ class Reservation:
     start: float
     end: float
     owner: str
+    tz: tzinfo | None = field(default=None, compare=False)  # the workstation's zone (None: this machine's)
 
     @property
     def short_id(self) -> str:
@@ -52,20 +55,34 @@ class Reservation:
     def active(self, now: float) -> bool:
         return self.start <= now < self.end
 
+    def when(self) -> str:
+        """"14:00–18:00 UTC": its span on the workstation's clock, with the zone."""
+        return span(self.start, self.end, self.tz)
+
+    def clock(self, moment: float) -> str:
+        """A moment on the workstation's clock ('14:00', 'Tue 09:00'), without the zone."""
+        return clock_text(moment, tz=self.tz)
+
     def describe(self) -> str:
         """"ann 14:00–18:00 UTC" (the day too when it is not today's)."""
-        return f"{self.owner} {span(self.start, self.end)}"
+        return f"{self.owner} {self.when()}"
 
     def to_json(self, now: float) -> dict:
         return {"id": self.short_id, "gpus": list(self.gpus), "start": self.start, "end": self.end,
-                "owner": self.owner, "start_text": clock_text(self.start), "end_text": clock_text(self.end),
+                "owner": self.owner, "start_text": clock_text(self.start, tz=self.tz),
+                "end_text": clock_text(self.end, tz=self.tz), "zone": zone(self.start, self.tz),
                 "state": "past" if self.end <= now else "active" if self.active(now) else "future"}
 
 
-def clock_text(moment: float, today: float | None = None) -> str:
+def local_time(moment: float, tz: tzinfo | None = None) -> datetime:
+    """`moment` as the workstation's clock reads it (tz None: this machine's zone)."""
+    return datetime.fromtimestamp(moment, tz) if tz is not None else datetime.fromtimestamp(moment).astimezone()
+
+
+def clock_text(moment: float, today: float | None = None, tz: tzinfo | None = None) -> str:
     """A moment in the workstation's time zone: '14:00' today, 'Tue 09:00' in the week, else the date."""
-    when = datetime.fromtimestamp(moment).astimezone()
-    base = datetime.fromtimestamp(time.time() if today is None else today).astimezone()
+    when = local_time(moment, tz)
+    base = local_time(time.time() if today is None else today, tz)
     if when.date() == base.date():
         return when.strftime("%H:%M")
     if abs((when.date() - base.date()).days) < 7:
@@ -73,18 +90,24 @@ def clock_text(moment: float, today: float | None = None) -> str:
     return when.strftime("%Y-%m-%d %H:%M")
 
 
-def zone(moment: float | None = None) -> str:
-    return datetime.fromtimestamp(time.time() if moment is None else moment).astimezone().strftime("%Z")
+def zone(moment: float | None = None, tz: tzinfo | None = None) -> str:
+    """The zone's name at `moment` ('CET', 'UTC', or 'UTC+05:30' for a box known by its offset)."""
+    return local_time(time.time() if moment is None else moment, tz).strftime("%Z")
 
 
-def span(start: float, end: float) -> str:
-    return f"{clock_text(start)}–{clock_text(end)} {zone(start)}"
+def moment_text(moment: float, tz: tzinfo | None = None) -> str:
+    """One moment with its zone: 'Tue 09:00 UTC'."""
+    return f"{clock_text(moment, tz=tz)} {zone(moment, tz)}"
 
 
-def parse_when(text: str, now: float, what: str = "a time") -> float:
+def span(start: float, end: float, tz: tzinfo | None = None) -> str:
+    return f"{clock_text(start, tz=tz)}–{clock_text(end, tz=tz)} {zone(start, tz)}"
+
+
+def parse_when(text: str, now: float, what: str = "a time", tz: tzinfo | None = None) -> float:
     """A moment people type, in the workstation's time zone; InvalidInput naming the forms."""
     value = " ".join((text or "").strip().lower().split())
-    base = datetime.fromtimestamp(now).astimezone()
+    base = local_time(now, tz)
     if not value:
         raise InvalidInput(f"No {what.split(' ', 1)[-1]} was given.", f"Use {TIME_FORMS}.")
     if value == "now":
@@ -103,22 +126,24 @@ def parse_when(text: str, now: float, what: str = "a time") -> float:
         parsed = datetime.fromisoformat(value.upper().replace(" ", "T"))
     except ValueError:
         raise InvalidInput(f"{text.strip()!r} is not {what} ptdesk understands.", f"Use {TIME_FORMS}.") from None
-    return (parsed if parsed.tzinfo else parsed.astimezone()).timestamp()
+    if parsed.tzinfo is None:  # as typed: on the workstation's clock
+        parsed = parsed.replace(tzinfo=tz) if tz is not None else parsed.astimezone()
+    return parsed.timestamp()
 
 
-def parse_end(text: str, start: float, now: float) -> float:
+def parse_end(text: str, start: float, now: float, tz: tzinfo | None = None) -> float:
     """An end time, or a duration after the start ('4h')."""
     length = seconds(text or "")
     if length is not None and length > 0:
         return start + length
     try:
-        return parse_when(text, now, "an end time")
+        return parse_when(text, now, "an end time", tz)
     except InvalidInput as exc:
         exc.hint = f"{exc.hint[:-1]}, or a length such as 4h." if exc.hint else exc.hint
         raise
 
 
-def of(container: Mapping) -> Reservation | None:
+def of(container: Mapping, tz: tzinfo | None = None) -> Reservation | None:
     """The reservation a listed record container is; None when its labels make no sense."""
     labels = container.get("Labels") or {}
     try:
@@ -128,7 +153,7 @@ def of(container: Mapping) -> Reservation | None:
         return None
     if not gpus or end <= start or not labels.get(LABEL_OWNER):
         return None
-    return Reservation(id=container["Id"], gpus=gpus, start=start, end=end, owner=labels[LABEL_OWNER])
+    return Reservation(id=container["Id"], gpus=gpus, start=start, end=end, owner=labels[LABEL_OWNER], tz=tz)
 
 
 def overlapping(reservations: Iterable[Reservation], gpus: Iterable[int], start: float,

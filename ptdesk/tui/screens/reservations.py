@@ -16,7 +16,7 @@ from textual.widgets import DataTable, Footer, Static
 
 from ptdesk.core.base import clock
 from ptdesk.core.gpu_desk import GpuDesk
-from ptdesk.core.sharing.reservations import Reservation, clock_text, span, zone
+from ptdesk.core.sharing.reservations import Reservation, zone
 from ptdesk.core.workstation import Workstation
 from ptdesk.tui.actions import bindings
 from ptdesk.tui.errors import notify_error
@@ -41,7 +41,9 @@ class Reservations(Screen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="reservations"):
-            yield Static(f"GPU reservations on {self.ws.name}, next 48 h ({zone()})", classes="dialog-title")
+            # The zone is the workstation's (asked of its engine in the load job, not here on the UI thread).
+            yield Static(f"GPU reservations on {self.ws.name}, next 48 h", classes="dialog-title",
+                         id="reservations-title")
             yield DataTable(cursor_type="row", zebra_stripes=True, id="reservations-table")
             yield Static(id="reservations-note")
         yield Footer(compact=True, show_command_palette=False)
@@ -59,13 +61,16 @@ class Reservations(Screen[None]):
     def action_reload(self) -> None:
         self._loads += 1
         number = self._loads
-        run_job(self, lambda: (number, self.desk.gpu_indices(), self.desk.reservations()),
+        run_job(self, lambda: (number, self.desk.gpu_indices(), self.desk.reservations(),
+                               zone(clock.now(), self.desk.time_zone())),
                 title="Loading reservations", on_done=self._loaded, group="reserve-load")
 
-    def _loaded(self, loaded: tuple[int, list[int], list[Reservation]]) -> None:
-        number, gpus, found = loaded
+    def _loaded(self, loaded: tuple[int, list[int], list[Reservation], str]) -> None:
+        number, gpus, found, where = loaded
         if number != self._loads:
             return  # a newer load (after a change) is on its way: this one may predate the change
+        self.query_one("#reservations-title", Static).update(
+            f"GPU reservations on {self.ws.name}, next 48 h (times in {where})")
         now = clock.now()
         shown = [r for r in found if r.end > now and r.start < now + HORIZON]
         self.items = {r.short_id: r for r in shown}
@@ -76,7 +81,7 @@ class Reservations(Screen[None]):
                 mine = [r for r in shown if index in r.gpus]
                 for r in mine:
                     state = "active" if r.active(now) else "future"
-                    table.add_row(Text(str(index)), Text(f"{clock_text(r.start)}–{clock_text(r.end)}"),
+                    table.add_row(Text(str(index)), Text(f"{r.clock(r.start)}–{r.clock(r.end)}"),
                                   Text(r.owner), Text(state, style=STATE_STYLE[state]), Text(r.short_id),
                                   key=f"{index}/{r.short_id}")
                 if not mine:
@@ -115,7 +120,7 @@ class Reservations(Screen[None]):
 
         def done(result: Reservation | None) -> None:
             if result is not None:
-                self.notify(f"Reserved GPU {','.join(map(str, result.gpus))} {span(result.start, result.end)}.")
+                self.notify(f"Reserved GPU {','.join(map(str, result.gpus))} {result.when()}.")
             self.action_reload()
 
         self.app.push_screen(Prompt("Reserve GPUs", fields=fields, submit=reserve), done)
@@ -129,10 +134,10 @@ class Reservations(Screen[None]):
         def confirmed(yes: bool | None) -> None:
             if yes:
                 self._run("Cancel reservation", lambda: self.desk.cancel_reservation(chosen.short_id),
-                          lambda r: f"Cancelled {r.short_id} ({span(r.start, r.end)}).")
+                          lambda r: f"Cancelled {r.short_id} ({r.when()}).")
 
         self.app.push_screen(Confirm(f"Cancel reservation {chosen.short_id}?",
-                                     f"GPU {','.join(map(str, chosen.gpus))} {span(chosen.start, chosen.end)} "
+                                     f"GPU {','.join(map(str, chosen.gpus))} {chosen.when()} "
                                      f"({chosen.owner}).", yes="Cancel it"), confirmed)
 
     def action_end_reservation(self) -> None:
