@@ -32,6 +32,9 @@ class PtdeskApp(App[None]):
     CSS_PATH = "app.tcss"
     TITLE = "ptdesk"
     BINDINGS = bindings("app")
+    # The GPU panel's cells by width (app.tcss): below 100 columns only index, load and holder; the
+    # sparkline from 140.
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-medium"), (140, "-wide")]
 
     def __init__(self, ws: Workstation | Sequence[Workstation], *, clock: Callable[[], float] = time.time,
                  hostname: str | None = None, watch_events: bool = True,

@@ -103,13 +103,30 @@ async def test_gpu_panel_shows_who_uses_each_gpu(tui_desk, engine, sleeper, nvml
         await settle(pilot, lambda: "bob-train (bob)" in str(panel.query(GpuRow).first().query_one(".gpu-users")
                                                                 .render()), message="the owner on GPU 0")
         assert "2 GPUs" in str(app.query_one("#topbar").render())
-        figures = str(panel.query(GpuRow).first().query_one(".gpu-figures").render())
-        assert "37%" in figures and "45°C" in figures and "120/700 W" in figures
+        row = panel.query(GpuRow).first()
+        figures, heat = (str(row.query_one(cell).render()) for cell in (".gpu-figures", ".gpu-heat"))
+        assert "37%" in figures and "45°C" in heat and "120/700 W" in heat
         # The sparkline keeps the history the sampler recorded (data reassigned each sample).
         before = app.main.gpu_samples
         await settle(pilot, lambda: app.main.gpu_samples >= before + 2, message="more samples")
         spark = panel.query(GpuRow).first().query_one(".gpu-spark")
         assert len(spark.data) >= 3
+
+
+async def test_at_80_columns_the_gpu_panel_still_says_who_uses_each_gpu(tui_desk, engine, sleeper, nvml):
+    """On a narrow terminal the model, temperature, power and sparkline give way; the holder stays
+    on screen (at 80 columns the fixed figures used to fill the whole row)."""
+    cid = sleeper("bob-train", owner="bob")
+    nvml(nvml_scenarios.healthy(pids=(engine.top_pids(cid)[0],), gpus=2))
+    app = PtdeskApp(tui_desk)
+    async with app.run_test(size=(80, 24)) as pilot:
+        panel = app.query_one(GpuPanel)
+        await settle(pilot, lambda: len(panel.query(".gpu-users")) == 2, message="two GPU rows")
+        users = panel.query(GpuRow).first().query_one(".gpu-users")
+        await settle(pilot, lambda: "bob-train (bob)" in str(users.render()), message="the owner on GPU 0")
+        await pilot.pause()
+        assert users.region.width >= len("bob-train (bob)") and users.region.right <= panel.region.right
+        assert not any(cell.display for cell in panel.query(".gpu-heat, .gpu-spark, .gpu-name"))
 
 
 async def test_no_gpu_is_one_calm_line_and_the_rest_works(tui_desk, sleeper, nvml):

@@ -44,24 +44,30 @@ def users(processes: tuple[GpuProcess, ...]) -> str:
     return ", ".join(seen) or "idle"
 
 
-def gpu_figures(gpu: GpuSample) -> Text:
-    """The fixed-width part of a row: name, utilisation and memory bars, temperature, power."""
+def gpu_name(gpu: GpuSample) -> Text:
+    """The row's first cell: index (or MIG label) and model; on a narrow terminal only the index shows."""
     label = f" {gpu.label}" if gpu.is_mig else gpu.label
-    name = gpu.name.replace("NVIDIA ", "")
-    head = Text.assemble((f"{label:>4} ", "bold"), (f"{name[:18]:<18} ", ""))
+    return Text.assemble((f"{label:>4} ", "bold"), (f"{gpu.name.replace('NVIDIA ', '')[:18]:<18} ", ""))
+
+
+def gpu_figures(gpu: GpuSample) -> Text:
+    """The fixed-width load of a row: utilisation and memory bars (what every width shows)."""
     if gpu.error:
-        return head.append(f"cannot be read ({gpu.error})", style="bold red")
+        return Text(f"cannot be read ({gpu.error})", style="bold red")
     util = gpu.utilization / 100 if gpu.utilization is not None else None
-    mem = gpu.memory_fraction
     used = fmt.size_pair(gpu.memory_used, gpu.memory_total)
+    return Text.assemble("util ", fmt.bar(util, 8), f" {fmt.percent(gpu.utilization):>4}  ",
+                         "mem ", fmt.bar(gpu.memory_fraction, 8), f" {used:<15} ")
+
+
+def gpu_heat(gpu: GpuSample) -> Text:
+    """Temperature and power, which a narrow terminal leaves out for the holder's name."""
+    if gpu.error:
+        return Text("")
     temp = f"{gpu.temperature}°C" if gpu.temperature is not None else fmt.NA
     power = (f"{gpu.power:.0f}/{gpu.power_limit:.0f} W" if gpu.power is not None and gpu.power_limit
              else f"{gpu.power:.0f} W" if gpu.power is not None else fmt.NA)
-    return head.append_text(Text.assemble(
-        "util ", fmt.bar(util, 8), f" {fmt.percent(gpu.utilization):>4}  ",
-        "mem ", fmt.bar(mem, 8), f" {used:<15} ",
-        (f"{temp:>5} ", ""), (f"{power:>10}", ""),
-    ))
+    return Text(f"{temp:>5} {power:>10}")
 
 
 class GpuRow(Horizontal):
@@ -75,7 +81,9 @@ class GpuRow(Horizontal):
 
     def compose(self) -> ComposeResult:
         gpu, history, idle, claim = self._initial
+        yield Static(gpu_name(gpu), classes="gpu-name")
         yield Static(gpu_figures(gpu), classes="gpu-figures")
+        yield Static(gpu_heat(gpu), classes="gpu-heat")
         yield Sparkline(_points(history), classes="gpu-spark")
         yield Static(_users_text(gpu, idle, claim), classes="gpu-users")
 
@@ -84,7 +92,9 @@ class GpuRow(Horizontal):
         if not self.children:  # mounted but not composed yet: compose shows the newest
             self._initial = (gpu, history, idle, claim)
             return
+        self.query_one(".gpu-name", Static).update(gpu_name(gpu))
         self.query_one(".gpu-figures", Static).update(gpu_figures(gpu))
+        self.query_one(".gpu-heat", Static).update(gpu_heat(gpu))
         # Sparkline only redraws when `data` is assigned a new list.
         self.query_one(".gpu-spark", Sparkline).data = _points(history)
         self.query_one(".gpu-users", Static).update(_users_text(gpu, idle, claim))
