@@ -45,6 +45,9 @@ async def test_wait_for_gpus_queues_the_launch_and_the_row_says_why(tui_desk, en
         rows = [line for line in screen_text(app).splitlines() if "queued #" in line]
         assert any("first" in r and "queued #1" in r and "GPU 0 held by 'bob-train'" in r for r in rows), rows
         assert any("waits" in r and "queued #2" in r and "GPU 0 held by 'bob-train'" in r for r in rows), rows
+        app.main.table.select_name("waits")
+        # A queued request never ran: its log pane says so, not that a log "ended".
+        await settle(pilot, lambda: "queued: its log starts when it does" in screen_text(app), message="the log pane")
         await pilot.resize_terminal(80, 24)
         await settle(pilot, lambda: app.size.width == 80 and len(screen_text(app).splitlines()) <= 24)
         await pilot.pause()

@@ -57,6 +57,9 @@ class ExperimentActions(JobActions, Screen[None]):
         if selected is None:
             self.log_pane.follow(ws, None, "", False, up)
             return
+        if selected.status.startswith("queued"):  # never started: no log yet (a stream would say it "ended")
+            self.log_pane.show_kept(ws, selected.name, [], state="queued: its log starts when it does")
+            return
         if selected.kind == "job" and not selected.id:  # an ended job: its kept log
             self.log_pane.show_kept(ws, selected.name, kept_log(ws, selected.name))
             return

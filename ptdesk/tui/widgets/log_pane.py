@@ -101,8 +101,10 @@ class LogPane(Vertical):
         self.stream = stream.start()
         self._title()
 
-    def show_kept(self, ws: Workstation, name: str, lines: list[str]) -> None:
-        """An ended job's log, kept in the person's home after its container went (ptdesk.core.jobs)."""
+    def show_kept(self, ws: Workstation, name: str, lines: list[str],
+                  state: str = "kept log (the job has ended)") -> None:
+        """Lines that come from no stream: an ended job's log, kept in the person's home after its
+        container went (ptdesk.core.jobs), or none yet for a queued request (`state` says which)."""
         self.stop()
         if name != self.name_shown:
             self.clear_filter()
@@ -110,7 +112,7 @@ class LogPane(Vertical):
         self.lines.clear()
         self.lines.extend(lines)
         self.unseen = self.skipped = 0
-        self.state = "kept log (the job has ended)"
+        self.state = state
         self._redraw()
         self._title()
 
