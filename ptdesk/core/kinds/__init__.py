@@ -8,12 +8,13 @@ subcommands, the dashboard's form, `images build` targets and the `<name>_image`
 from __future__ import annotations
 
 from ptdesk.core.kinds.base import Kind, Plan, Recovered
+from ptdesk.core.kinds.code import CODE
 from ptdesk.core.kinds.jupyter import JUPYTER
 from ptdesk.core.kinds.ssh import SSH
 from ptdesk.errors import InvalidInput
 
 # One line per kind.
-REGISTRY: dict[str, Kind] = {kind.name: kind for kind in (SSH, JUPYTER)}
+REGISTRY: dict[str, Kind] = {kind.name: kind for kind in (SSH, JUPYTER, CODE)}
 
 
 def get_kind(name: str) -> Kind:
