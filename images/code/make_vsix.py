@@ -14,8 +14,10 @@ from xml.sax.saxutils import escape
 
 CONTENT_TYPES = """<?xml version="1.0" encoding="utf-8"?>
 <Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">
-<Default Extension=".json" ContentType="application/json"/><Default Extension=".js" ContentType="application/javascript"/>
-<Default Extension=".vsixmanifest" ContentType="text/xml"/><Default Extension="" ContentType="application/octet-stream"/>
+<Default Extension=".json" ContentType="application/json"/>
+<Default Extension=".js" ContentType="application/javascript"/>
+<Default Extension=".vsixmanifest" ContentType="text/xml"/>
+<Default Extension="" ContentType="application/octet-stream"/>
 </Types>
 """
 

@@ -64,7 +64,8 @@ def test_beyond_loopback_it_serves_tls_with_a_pinned_certificate(tmp_path: Path)
     assert access is not None and access.connect == "https://10.0.0.5:41000/?folder=/workspace"
     rows = dict(access.rows)
     assert rows["Password"] == experiment_files.read(config, "ed", PASSWORD_FILE)
-    assert rows["Certificate"].startswith("SHA256:") and "10.0.0.5" in json.loads(placed[f"{SECRET_DIR}/{HOSTS_FILE}"].data)
+    assert rows["Certificate"].startswith("SHA256:")
+    assert "10.0.0.5" in json.loads(placed[f"{SECRET_DIR}/{HOSTS_FILE}"].data)
 
 
 def _vsix(path: Path, manifest: object | None) -> Path:

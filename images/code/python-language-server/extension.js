@@ -1,34 +1,23 @@
 // ptdesk's Python language server extension: starts pyright's language server (from npm, MIT,
 // usable in any editor, unlike Pylance) in the extension host's own Node and connects it to the
 // editor through vscode-languageclient. Everything it needs is inside the extension: no download.
+// pyright finds the experiment's Python itself (python3 on the container's PATH: the Jupyter
+// image's environment), so no interpreter setting is needed.
 "use strict";
 const path = require("path");
-const vscode = require("vscode");
 const { LanguageClient, TransportKind } = require("vscode-languageclient/node");
 
 let client;
 
 function activate(context) {
   const server = path.join(context.extensionPath, "node_modules", "pyright", "langserver.index.js");
-  const run = { module: server, transport: TransportKind.ipc };
-  const pythonPath = vscode.workspace.getConfiguration("ptdeskPython").get("pythonPath") || "python3";
+  const run = { module: server, transport: TransportKind.stdio };
   client = new LanguageClient("ptdeskPython", "Python language server (pyright)",
     { run, debug: run },
     {
       documentSelector: [{ scheme: "file", language: "python" }, { scheme: "untitled", language: "python" }],
-      // pyright asks for python.* settings; answer with the experiment's interpreter.
-      middleware: {
-        workspace: {
-          configuration: (params, token, next) => {
-            const answers = next(params, token);
-            return Promise.resolve(answers).then((values) => params.items.map((item, i) => {
-              const value = Array.isArray(values) ? values[i] : undefined;
-              if (item.section === "python") return Object.assign({}, value || {}, { pythonPath });
-              return value;
-            }));
-          },
-        },
-      },
+      // pyright reads its settings only once told they changed (as pyright's own VS Code client does).
+      synchronize: { configurationSection: ["python", "pyright"] },
     });
   context.subscriptions.push({ dispose: () => client && client.stop() });
   return client.start();

@@ -63,7 +63,7 @@ def _url_host(host: str) -> str:
 class CodeKind(Kind):
     name = "code"
     title = "VS Code"
-    summary = "VS Code in the browser (code-server) as your user, with a password only you can read."
+    summary = "VS Code in the browser as your user, with a password only you can read."
     container_port = f"{PORT}/tcp"
     sealed_paths = (f"{SECRET_DIR}/{CONFIG_FILE}",)
 
