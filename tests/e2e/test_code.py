@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
+import subprocess
 import time
+import uuid
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -18,12 +22,13 @@ from conftest import Ptdesk
 
 from ptdesk.core.engine.client import Engine
 from ptdesk.core.environment.recorded import LABEL_FINGERPRINT
-from ptdesk.core.kinds import code_http
+from ptdesk.core.kinds import code_http, jupyter_tls
 from ptdesk.core.kinds.code import CODE
 from ptdesk.core.workstation import Workstation
 from tests.support.helpers import CODE_IMAGE, JUPYTER_IMAGE, require_image, wait_until
 
 CHROMIUM = "/usr/bin/chromium"
+HOST_CA = "/etc/ssl/certs/ca-certificates.crt"  # what scripts/test-images builds with (cache hits)
 CODE_FIELDS = {"url", "host", "port", "password", "tunnel"}
 MARK = "saved from the browser by ptdesk's test"
 EDITOR = ".editor-group-container .monaco-editor"  # the file's editor (the chat box is an editor too)
@@ -175,3 +180,54 @@ def test_the_code_image_has_the_jupyter_images_python_environment(engine: Engine
         return (info.get("Config") or {}).get("Labels", {}).get(LABEL_FINGERPRINT)
 
     assert fingerprint(CODE_IMAGE) and fingerprint(CODE_IMAGE) == fingerprint(JUPYTER_IMAGE)
+
+
+def test_beyond_loopback_it_serves_https_with_its_pinned_certificate(cli: Ptdesk, engine: Engine) -> None:
+    require_image(engine, CODE_IMAGE)
+    out = subprocess.run(["ip", "-4", "-o", "addr", "show", "scope", "global"], capture_output=True, text=True).stdout
+    addresses = [line.split()[3].split("/")[0] for line in out.splitlines()]
+    if not addresses:
+        pytest.skip("this machine has no non-loopback IPv4 address")
+    address = addresses[0]
+    access = cli.new("code", "--name", "tls", extra_env={"PTDESK_BIND_ADDRESS": address})["code"]
+    port, cert = access["port"], Path(access["certificate"]).read_text()
+    assert access["url"] == f"https://{address}:{port}/?folder=/workspace"
+    served = ssl.PEM_cert_to_DER_cert(ssl.get_server_certificate((address, port)))
+    assert served == ssl.PEM_cert_to_DER_cert(cert)
+    assert access["certificate_fingerprint"] == jupyter_tls.fingerprint(cert)
+    cookie = code_http.login(address, port, access["password"], cert)
+    assert cookie and code_http.workbench(address, port, cookie, cert).status == 200
+    assert code_http.websocket_round_trip(address, port, cookie, cert) is None
+    assert code_http.call(address, port, "GET", "/login", cert, headers={"Host": f"evil.example:{port}"}).status == 403
+    assert code_http.login(address, port, access["password"], None) is None  # no plain http on that port
+
+
+def test_a_missing_image_says_how_to_build_it(cli: Ptdesk) -> None:
+    missing = f"ptdesk-test-missing-{uuid.uuid4().hex[:8]}/code:latest"
+    code, _, err = cli.run("new", "code", "--name", "nope", extra_env={"PTDESK_CODE_IMAGE": missing})
+    assert code == 1 and missing in err and "ptdesk images build code" in err and "Traceback" not in err
+    assert "nope" not in cli.listed()
+
+
+def test_an_extension_that_does_not_install_fails_the_build_and_tags_nothing(cli: Ptdesk, engine: Engine,
+                                                                             tmp_path: Path) -> None:
+    """code-server refuses an extension made for a newer VS Code: one sentence naming the file, and
+    no image under the tag (the layers before the extensions come from the test image's cache)."""
+    require_image(engine, CODE_IMAGE)
+    vsix = tmp_path / "future.vsix"
+    with zipfile.ZipFile(vsix, "w") as archive:
+        archive.writestr("extension/package.json", json.dumps(
+            {"name": "future", "version": "1.0.0", "publisher": "team", "engines": {"vscode": "^99.0.0"}}))
+    cli.home.mkdir(parents=True, exist_ok=True)
+    (cli.home / "config.toml").write_text(f'code_extensions = ["{vsix}"]\n')
+    tag = f"ptdesk-test-{uuid.uuid4().hex[:8]}/code:latest"
+    ca = ["--ca-bundle", HOST_CA] if Path(HOST_CA).is_file() and Path(HOST_CA).stat().st_size else []
+    try:
+        code, _, err = cli.run("images", "build", "code", *ca, extra_env={"PTDESK_CODE_IMAGE": tag})
+        last = err.strip().splitlines()[-2:]
+        assert code == 1 and "the extension file future.vsix (code_extensions entry 1) does not install" in last[0], \
+            err[-2000:]
+        assert "Nothing was tagged" in last[1] and not engine.image_exists(tag)
+    finally:
+        if engine.image_exists(tag):
+            subprocess.run(["docker", "rmi", "-f", tag], capture_output=True)

@@ -43,6 +43,7 @@ LABEL_CONTEXT_HASH = "ptdesk.context-hash"
 LABEL_BASE = "ptdesk.base"
 # pip reads these env variables / requests honours them: each can name the proxy's CA bundle.
 _CA_ENV_AFTER_PIP_CONF = ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 @dataclass(frozen=True)
@@ -291,9 +292,19 @@ def build_image(engine: Engine, target: str, tag: str, base: str, ca: CaBundle,
     if base_info is None:
         on_line(f"The base image {base} is not on this engine yet: the build pulls it first (a few GB for "
                 "CUDA images).")
+    said: list[str] = []  # "ptdesk: ..." lines: a build step's own one-sentence reason for failing
+
+    def watch(line: str) -> None:
+        text = _ANSI.sub("", line).strip()  # the engine colours a step's stderr
+        if text.startswith("ptdesk: "):
+            said.append(text.removeprefix("ptdesk: "))
+        on_line(line)
     try:
-        engine.build(build_context(files, ca), tag, buildargs, on_line, labels=labels)
+        engine.build(build_context(files, ca), tag, buildargs, watch, labels=labels)
     except PtdeskError as exc:
+        if said:
+            raise PtdeskError(f"Building {tag} failed: {said[-1]}",
+                              f"Nothing was tagged: {tag} is what it was before the build.") from None
         if base_info is None and engine.image_info(base) is None:
             # The usual cause on an offline or registry-less machine: say so, not "read the output".
             raise PtdeskError(f"Building {tag} failed: the base image {base} could not be pulled "
