@@ -20,5 +20,5 @@ setup(
     package_dir={"ptdesk._images": "images"},
     # images/env-probe: the environment probe every image build adds to its context.
     package_data={"ptdesk.tui": ["*.tcss"], "ptdesk._images": ["env-probe"],
-                  **{f"ptdesk._images.{name}": ["*"] for name in IMAGES}},
+                  **{f"ptdesk._images.{name}": ["*", "*/*"] for name in IMAGES}},
 )

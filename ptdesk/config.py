@@ -98,6 +98,8 @@ class Config:
     connect_address: str | None = None
     # Debian packages the SSH image gets besides its workbench (git, tmux, rsync, ...).
     ssh_packages: tuple[str, ...] = ()
+    # VS Code extensions (.vsix files) the code image gets at build time: no marketplace at run time.
+    code_extensions: tuple[Path, ...] = ()
     # The team's pinned image baseline (`ptdesk images pin`): a JSON file, default PTDESK_HOME/baseline.json;
     # point it at a shared file (a team repository) so every workstation checks its builds against one pin.
     baseline: Path | None = None
@@ -224,6 +226,11 @@ def _apply(config: Config, data: dict, origin: str) -> Config:
             changes[key] = _packages(key, value, origin)
         elif key == "notify_events":
             changes[key] = _names(key, value, origin)
+        elif key == "code_extensions":
+            if not isinstance(value, list):
+                raise ConfigError(f"code_extensions in {origin} must be a list of .vsix files.",
+                                  'Write it as code_extensions = ["/srv/team/ext.vsix"].')
+            changes[key] = tuple(_absolute_path(key, v, origin) for v in value)
         else:
             changes[key] = str(value)
     config = replace(config, **changes)

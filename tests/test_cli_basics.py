@@ -15,8 +15,8 @@ from ptdesk.core.engine.client import Engine
 from ptdesk.core.environment.images import LABEL_SOURCE_HASH, CaBundle, build_context
 from tests.support.helpers import BASE_IMAGE, JUPYTER_IMAGE, SSH_IMAGE, require_image, run_cli
 
-CHECKS = {"config", "engine", "gpu-runtime", "image-ssh", "image-jupyter", "nvml", "bind-address", "state", "keys",
-          "unverified"}
+CHECKS = {"config", "engine", "gpu-runtime", "image-ssh", "image-jupyter", "image-code", "nvml", "bind-address",
+          "state", "keys", "unverified"}
 NO_ENGINE = "unix:///nonexistent.sock"
 
 

@@ -33,7 +33,7 @@ COMMAND_SUMMARIES: dict[str, str] = {
     "audit": "Show the audit log, oldest first.",
     "cancel": "End job NAME (SIGINT, then SIGTERM and SIGKILL a grace apart), or take it out of the queue.",
     "collab": "People who may log in to your SSH experiments, and their keys.",
-    "cull": "Stop idle Jupyter and SSH experiments (workspaces and keys are kept; GPUs free after the hold).",
+    "cull": "Stop idle experiments (workspaces and keys are kept; GPUs free after the hold).",
     "doctor": "Check the engine, GPU runtime, images, NVML, state and keys; exit 0 when ptdesk can launch.",
     "env": "What an experiment runs (ptdesk env NAME), changes since launch, and differences (env diff A B).",
     "forward": "Reach a server NAME runs on its own 127.0.0.1:PORT at 127.0.0.1:LOCAL here, until Ctrl-C.",

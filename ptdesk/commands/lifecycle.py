@@ -244,7 +244,7 @@ def _clock(moment: float | None) -> str:
 @json_option
 @pass_workstation(reconcile=True)
 def cull(ws: Workstation, idle: str | None, dry_run: bool, as_json: bool) -> None:
-    """Stop idle Jupyter and SSH experiments (workspaces and keys are kept; GPUs free after the hold)."""
+    """Stop idle experiments (workspaces and keys are kept; GPUs free after the hold)."""
     if idle is None and (ws.config.cull or ws.config.idle_cull_seconds > 0):
         _policy_cull(ws, dry_run, as_json)
         return

@@ -158,7 +158,7 @@ def test_context_hash_follows_inputs_that_matter_only() -> None:
 
 
 def test_targets() -> None:
-    assert expand_targets("all") == ("ssh", "jupyter")
+    assert expand_targets("all") == ("ssh", "jupyter", "code")  # code after jupyter: it is built FROM it
     assert expand_targets("ssh") == ("ssh",)
     with pytest.raises(InvalidInput, match="Unknown image 'cuda'"):
         expand_targets("cuda")

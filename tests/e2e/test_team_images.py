@@ -1,6 +1,6 @@
 """The test suite beside a team's real images and experiments (issue 20, finding 9).
 
-On a workstation in use, ptdesk/ssh:latest, ptdesk/jupyter:latest and ptdesk/gpu-sampler:latest are
+On a workstation in use, ptdesk/ssh:latest, ptdesk/jupyter:latest, ptdesk/code:latest and ptdesk/gpu-sampler:latest are
 the team's images and experiments run from them. The suite's own build path (scripts/test-images) and
 run path (a launch under the test environment, then the per-instance cleanup) must leave them, and a
 team experiment, exactly as they were. The proof runs on a private engine, so the real team tags of
@@ -23,6 +23,7 @@ from ptdesk.core.engine.client import Engine
 from ptdesk.core.engine.network import ICC, LABEL_NETWORK, NETWORK_NAME
 from tests.support.helpers import (
     BASE_IMAGE,
+    CODE_IMAGE,
     JUPYTER_IMAGE,
     REPO,
     SAMPLER_IMAGE,
@@ -34,7 +35,7 @@ from tests.support.helpers import (
 )
 from tests.support.lifecycle_support import private_engine, private_engine_available
 
-TEAM_TAGS = ("ptdesk/ssh:latest", "ptdesk/jupyter:latest", "ptdesk/gpu-sampler:latest")
+TEAM_TAGS = ("ptdesk/ssh:latest", "ptdesk/jupyter:latest", "ptdesk/code:latest", "ptdesk/gpu-sampler:latest")
 
 
 def _docker(env: dict[str, str], *args: str, stdin: str | None = None) -> str:
@@ -53,11 +54,11 @@ def _team_state(env: dict[str, str], container: str) -> dict[str, str]:
 @pytest.mark.skipif(private_engine_available() is not None, reason=str(private_engine_available()))
 def test_the_suites_build_and_run_path_leave_the_teams_images_and_experiments_alone(
         engine: Engine, tmp_path: Path) -> None:
-    for image in (BASE_IMAGE, SSH_IMAGE, JUPYTER_IMAGE, SAMPLER_IMAGE):
+    for image in (BASE_IMAGE, SSH_IMAGE, JUPYTER_IMAGE, CODE_IMAGE, SAMPLER_IMAGE):
         require_image(engine, image)
     # The images under test come along (built by scripts/test-images here), so the build path finds
     # them up to date, exactly as on a warm workstation.
-    with private_engine((BASE_IMAGE, SSH_IMAGE, JUPYTER_IMAGE, SAMPLER_IMAGE)) as private:
+    with private_engine((BASE_IMAGE, SSH_IMAGE, JUPYTER_IMAGE, CODE_IMAGE, SAMPLER_IMAGE)) as private:
         env = private.env
         build = uuid.uuid4().hex
         for tag in TEAM_TAGS:  # the team's images: another build under ptdesk's own tags

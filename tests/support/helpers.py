@@ -31,8 +31,9 @@ BASE_IMAGE = "ptdesk-test/debian-base:bookworm"
 SSH_IMAGE = os.environ.get("PTDESK_TEST_SSH_IMAGE") or "ptdesk-test/ssh:latest"
 JUPYTER_IMAGE = os.environ.get("PTDESK_TEST_JUPYTER_IMAGE") or "ptdesk-test/jupyter:latest"
 SAMPLER_IMAGE = os.environ.get("PTDESK_TEST_SAMPLER_IMAGE") or "ptdesk-test/gpu-sampler:latest"
+CODE_IMAGE = os.environ.get("PTDESK_TEST_CODE_IMAGE") or "ptdesk-test/code:latest"
 # What a test's ptdesk runs with: the images under test, whatever the developer's own settings say.
-TEST_IMAGE_ENV = {"PTDESK_SSH_IMAGE": SSH_IMAGE, "PTDESK_JUPYTER_IMAGE": JUPYTER_IMAGE,
+TEST_IMAGE_ENV = {"PTDESK_SSH_IMAGE": SSH_IMAGE, "PTDESK_JUPYTER_IMAGE": JUPYTER_IMAGE, "PTDESK_CODE_IMAGE": CODE_IMAGE,
                   "PTDESK_SAMPLER_IMAGE": SAMPLER_IMAGE}
 
 T = TypeVar("T")

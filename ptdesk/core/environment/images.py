@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 import ptdesk
 from ptdesk.config import Config
 from ptdesk.core.engine.client import Engine
-from ptdesk.core.environment import baseline, recorded
+from ptdesk.core.environment import baseline, code_image, recorded
 from ptdesk.core.environment.recorded import ImageSummary, PackageChange
 from ptdesk.core.gpu.sampler_image import SAMPLER_TARGET, program_files, sampler_tag
 from ptdesk.core.kinds import get_kind, kind_names
@@ -43,6 +43,7 @@ LABEL_CONTEXT_HASH = "ptdesk.context-hash"
 LABEL_BASE = "ptdesk.base"
 # pip reads these env variables / requests honours them: each can name the proxy's CA bundle.
 _CA_ENV_AFTER_PIP_CONF = ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 @dataclass(frozen=True)
@@ -271,10 +272,12 @@ def context_hash(files: Mapping[str, bytes], ca: CaBundle, buildargs: Mapping[st
 
 def build_image(engine: Engine, target: str, tag: str, base: str, ca: CaBundle,
                 on_line: Callable[[str], None] = lambda _line: None, force: bool = False,
-                extra_args: Mapping[str, str] | None = None) -> BuildResult:
-    """Build images/<target> as `tag` FROM `base`; reuse the existing image when no input changed."""
+                extra_args: Mapping[str, str] | None = None,
+                extra_files: Mapping[str, bytes] | None = None) -> BuildResult:
+    """Build images/<target> (plus extra_files in its context) as `tag` FROM `base`; reuse the
+    existing image when no input changed."""
     started = time.monotonic()
-    files = source_files(target)
+    files = {**source_files(target), **(extra_files or {})}
     buildargs = {"BASE": base, **(extra_args or {})}
     base_info = engine.image_info(base)
     # A base that is not present yet is pulled by the build; its id joins the hash on the next run.
@@ -289,9 +292,19 @@ def build_image(engine: Engine, target: str, tag: str, base: str, ca: CaBundle,
     if base_info is None:
         on_line(f"The base image {base} is not on this engine yet: the build pulls it first (a few GB for "
                 "CUDA images).")
+    said: list[str] = []  # "ptdesk: ..." lines: a build step's own one-sentence reason for failing
+
+    def watch(line: str) -> None:
+        text = _ANSI.sub("", line).strip()  # the engine colours a step's stderr
+        if text.startswith("ptdesk: "):
+            said.append(text.removeprefix("ptdesk: "))
+        on_line(line)
     try:
-        engine.build(build_context(files, ca), tag, buildargs, on_line, labels=labels)
+        engine.build(build_context(files, ca), tag, buildargs, watch, labels=labels)
     except PtdeskError as exc:
+        if said:
+            raise PtdeskError(f"Building {tag} failed: {said[-1]}",
+                              f"Nothing was tagged: {tag} is what it was before the build.") from None
         if base_info is None and engine.image_info(base) is None:
             # The usual cause on an offline or registry-less machine: say so, not "read the output".
             raise PtdeskError(f"Building {tag} failed: the base image {base} could not be pulled "
@@ -331,6 +344,8 @@ def build(site: Site, targets: Iterable[str], base: str | None = None, ca_bundle
     for target in targets:
         expand_targets(target)  # validate everything before touching the engine
     ca = resolve_ca_bundle(ca_bundle, site.config)
+    # A bad extension file stops the build before it starts (and before the engine is asked anything).
+    extensions = code_image.extension_files(site.config) if code_image.TARGET in targets else {}
     base = base or site.config.base_image
     engine = site.engine
     if ca.path and on_line:
@@ -339,12 +354,22 @@ def build(site: Site, targets: Iterable[str], base: str | None = None, ca_bundle
     results = []
     for target in targets:
         tag = image_tag(site.config, target)
+        target_base, extra = (_code_base(site), extensions) if target == code_image.TARGET else (base, None)
         if on_start:
-            on_start(tag, base)
-        result = build_image(engine, target, tag, base, ca, on_line=on_line or (lambda _line: None),
-                             force=force, extra_args=build_args(site.config, target))
+            on_start(tag, target_base)
+        result = build_image(engine, target, tag, target_base, ca, on_line=on_line or (lambda _line: None),
+                             force=force, extra_args=build_args(site.config, target), extra_files=extra)
         results.append(against_baseline(engine, result, pins.get(target)))
     return results
+
+
+def _code_base(site: Site) -> str:
+    """The code image's base: the Jupyter image, which must be there (`all` builds it just before)."""
+    jupyter = code_image.base_of(site.config)
+    if site.engine.image_info(jupyter) is None:
+        raise PtdeskError(f"The code image is built FROM the Jupyter image {jupyter}, which is not on this engine.",
+                          "Build it first: ptdesk images build jupyter (or build all).")
+    return jupyter
 
 
 def build_args(config: Config, target: str) -> dict[str, str]:

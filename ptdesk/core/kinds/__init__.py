@@ -23,6 +23,8 @@ REGISTRY = KindRegistry(
               accepts_pubkeys=True, grants_logins=True),
     KindEntry("jupyter", "ptdesk.core.kinds.jupyter:JUPYTER", title="Jupyter",
               summary="JupyterLab as your user, with a token only you can read."),
+    KindEntry("code", "ptdesk.core.kinds.code:CODE", title="VS Code",
+              summary="VS Code in the browser as your user, with a password only you can read."),
     KindEntry("job", "ptdesk.core.kinds.job:JOB", title="Job",
               summary="A batch job: one command, detached, on code frozen at submit (ptdesk run).",
               has_door=False, own_image=False),

@@ -126,11 +126,9 @@ def _is_ip(text: str) -> bool:
     return True
 
 
-def request(host: str, port: int, path: str, token: str | None, cert_pem: str | None,
-            timeout: float = 3.0) -> tuple[int, bytes | None]:
-    """GET `path`: (HTTP status, body); 0 when nothing answered, or when TLS did not present
-    exactly the pinned certificate. cert_pem None: plain HTTP."""
-    headers = {"Authorization": f"token {token}"} if token else {}
+def connect(host: str, port: int, cert_pem: str | None, timeout: float = 3.0) -> http.client.HTTPConnection:
+    """A connected HTTP(S) connection; with cert_pem, TLS that presented exactly that certificate.
+    Raises OSError (ssl.SSLError included) when nothing answered or another certificate came."""
     conn: http.client.HTTPConnection
     if cert_pem is None:
         conn = http.client.HTTPConnection(host, port, timeout=timeout)
@@ -144,7 +142,23 @@ def request(host: str, port: int, path: str, token: str | None, cert_pem: str | 
             presented = conn.sock.getpeercert(binary_form=True)  # type: ignore[union-attr]
             if not presented or hashlib.sha256(presented).digest() != \
                     hashlib.sha256(ssl.PEM_cert_to_DER_cert(cert_pem)).digest():
-                return 0, None
+                raise ssl.SSLError("the server presented another certificate than the pinned one")
+    except (OSError, ValueError) as exc:
+        conn.close()
+        raise OSError(str(exc)) from None
+    return conn
+
+
+def request(host: str, port: int, path: str, token: str | None, cert_pem: str | None,
+            timeout: float = 3.0) -> tuple[int, bytes | None]:
+    """GET `path`: (HTTP status, body); 0 when nothing answered, or when TLS did not present
+    exactly the pinned certificate. cert_pem None: plain HTTP."""
+    headers = {"Authorization": f"token {token}"} if token else {}
+    try:
+        conn = connect(host, port, cert_pem, timeout)
+    except OSError:
+        return 0, None
+    try:
         conn.request("GET", path, headers=headers)
         response = conn.getresponse()
         return response.status, response.read()
