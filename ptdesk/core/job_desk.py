@@ -51,11 +51,10 @@ class JobDesk:
                ) -> list[JobRecord]:
         """One job per sweep combination (one without a sweep); nothing is made on a mistake.
         `kept`: a job whose snapshot this one runs again (rerun) instead of the working folder's."""
-        from docker.utils import parse_bytes
-
         from ptdesk.core.jobs import snapshot
         command = request.check_command(typed.command)
         limit = request.time_limit(typed.time_limit)
+        snapshot_limit = request.snapshot_limit(typed.snapshot_limit)
         if typed.grace < 0:
             raise InvalidInput(f"The grace must not be negative (got {typed.grace:g}).", "Use e.g. --grace 10.")
         combos = request.sweep_combinations(command, typed.sweep)
@@ -72,7 +71,7 @@ class JobDesk:
                 taken: snapshot.Snapshot | dict = kept.snapshot
             else:
                 source = Path(typed.code or os.getcwd())
-                taken = snapshot.take(source, tmp, int(parse_bytes(typed.snapshot_limit)))
+                taken = snapshot.take(source, tmp, snapshot_limit)
             group = typed.name or names[0]  # a sweep's jobs are listed together under it
             return [self._launch(typed, spec, values, cmd, limit, mounts, tmp, taken, fingerprint, group, said)
                     for spec, (values, cmd) in zip(specs, combos, strict=True)]
