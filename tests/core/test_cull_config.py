@@ -61,4 +61,5 @@ def test_a_batch_job_gets_no_cull_policy_and_keep_says_it_needs_none(tmp_path: P
     store = SimpleNamespace(experiment=lambda name: SimpleNamespace(name=name, kind="job"))
     with pytest.raises(PtdeskError) as refused:
         keep(SimpleNamespace(config=config, store=store), "train-1")  # type: ignore[arg-type]
-    assert refused.value.message == "The idle cull never stops 'train-1' (a job: it ends by itself), so it needs no keeping."
+    assert refused.value.message == ("The idle cull never stops 'train-1' (a job: it ends by itself), "
+                                     "so it needs no keeping.")
