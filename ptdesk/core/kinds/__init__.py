@@ -7,6 +7,7 @@ subcommands, the dashboard's form, `images build` targets and the `<name>_image`
 
 from __future__ import annotations
 
+from ptdesk.config import Config
 from ptdesk.core.kinds.base import Kind, Plan, Recovered
 from ptdesk.core.kinds.job import JOB
 from ptdesk.core.kinds.jupyter import JUPYTER
@@ -30,9 +31,14 @@ def kind_names() -> tuple[str, ...]:
     return tuple(name for name, kind in REGISTRY.items() if kind.own_image)
 
 
+def build_target(config: Config, image: str) -> str | None:
+    """The `ptdesk images build` target that makes `image` (a job runs the SSH kind's), if one does."""
+    return next((name for name in kind_names() if REGISTRY[name].image(config) == image), None)
+
+
 def door_kinds() -> tuple[Kind, ...]:
     """The kinds `ptdesk new` and the form launch: those a person reaches (a job is `ptdesk run`'s)."""
     return tuple(kind for kind in REGISTRY.values() if kind.has_door)
 
 
-__all__ = ["REGISTRY", "Kind", "Plan", "Recovered", "door_kinds", "get_kind", "kind_names"]
+__all__ = ["REGISTRY", "Kind", "Plan", "Recovered", "build_target", "door_kinds", "get_kind", "kind_names"]
