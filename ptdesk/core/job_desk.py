@@ -136,7 +136,14 @@ class JobDesk:
         from ptdesk.core.host.workspace import docker_root
         out = []
         for path, mode in request.data_mounts(data):
-            folder = check_workspace(self.ws.config, Path(path).expanduser(), docker_root(self.ws.engine))
+            typed = Path(path).expanduser()
+            if not typed.exists():  # the workspace rule's own sentence would call it a workspace
+                raise NotFound(f"The --data folder {typed} does not exist.", "Check the path: --data PATH[:ro|rw].")
+            try:
+                folder = check_workspace(self.ws.config, typed, docker_root(self.ws.engine))
+            except InvalidInput as exc:
+                raise InvalidInput(exc.message.replace("cannot be a workspace", "cannot be mounted with --data"),
+                                   exc.hint) from None
             out.append((str(folder), f"{request.DATA_MOUNT}/{folder.name}", mode))
         return out
 
