@@ -188,6 +188,10 @@ class JobDesk:
     def job(self, name: str) -> JobRecord:
         job = records.load(self.ws.config, name)
         if job is None:
+            other = self.ws.store.experiment(name)
+            if other is not None and other.kind != ending.JOB:  # cancel/rerun NOTEBOOK: say what it is
+                raise NotFound(f"{name!r} is not a job but an experiment ({other.kind}).",
+                               f"Stop it with: ptdesk stop {name} (ptdesk jobs lists your jobs).")
             raise NotFound(f"No job named {name!r}.", "See your jobs with: ptdesk jobs")
         return job
 

@@ -185,3 +185,5 @@ def test_a_job_like_an_experiment_sees_what_was_installed_in_it_live(cli: Ptdesk
     after = cli.listed()["nb"]
     assert (after["id"], after["status"]) == (notebook["id"], "running")
     assert cli.json("env", "nb")["live_fingerprint"] == live
+    # Cancelling the notebook by mistake says what it is ("No job named 'nb'" sent people to ptdesk jobs).
+    assert "'nb' is not a job but an experiment (jupyter)." in cli.fails("cancel", "nb")[0]
