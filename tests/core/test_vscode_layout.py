@@ -107,3 +107,10 @@ def test_a_download_mirror_that_is_not_an_http_url_is_one_sentence() -> None:
     with pytest.raises(PtdeskError) as refused:
         download_url(COMMIT, {"PTDESK_VSCODE_DOWNLOAD": "notaurl"})
     assert refused.value.message == "PTDESK_VSCODE_DOWNLOAD 'notaurl' is not an http(s) URL."
+
+
+def test_a_missing_file_or_a_folder_says_what_to_give_instead(tmp_path: Path) -> None:
+    for path, said in ((tmp_path / "nope.tar.gz", "There is no file"), (tmp_path, "is a folder, not a tarball")):
+        with pytest.raises(PtdeskError) as refused:
+            inspect_tarball(path)
+        assert said in refused.value.message and "vscode-server-linux-x64.tar.gz" in (refused.value.hint or "")
