@@ -9,9 +9,11 @@ import click
 
 from ptdesk.commands.common import emit_json, json_option, pass_workstation, table
 from ptdesk.core.job_desk import JobDesk, JobView, duration_text, ending_line
+from ptdesk.core.jobs import request
 from ptdesk.core.jobs.record import JobRecord
 from ptdesk.core.jobs.request import JobRequest
 from ptdesk.core.workstation import Workstation
+from ptdesk.errors import InvalidInput
 
 
 def _said(as_json: bool) -> Any:
@@ -46,6 +48,9 @@ def _said(as_json: bool) -> Any:
 @pass_workstation(reconcile=True, auto=True)
 def run(ws: Workstation, command: tuple[str, ...], wait: bool, as_json: bool, **options: Any) -> None:
     """Run COMMAND as a detached job on a snapshot of this folder: ptdesk run [OPTIONS] -- COMMAND..."""
+    if wait and (count := len(request.sweep_combinations(request.check_command(tuple(command)), options["sweep"]))) > 1:
+        raise InvalidInput(f"--wait follows one job, and this sweep makes {count}.",
+                           "Leave out --wait; then follow each with: ptdesk logs -f NAME (ptdesk jobs lists them).")
     desk = JobDesk(ws)
     jobs = desk.submit(JobRequest(command=tuple(command), **options), _said(as_json))
     if wait and len(jobs) == 1:

@@ -80,10 +80,18 @@ def add(name: str, events: str | None, person: str | None) -> None:
     if sys.stdin.isatty():
         url = click.prompt("Route URL (not shown)", hide_input=True, err=True)
     else:
-        url = sys.stdin.readline()
+        lines = [line for line in sys.stdin.read().splitlines() if line.strip()]
+        if len(lines) > 1:  # only the first was kept, silently
+            raise InvalidInput(f"stdin holds {len(lines)} lines, and a route takes one URL.",
+                               f"Put one URL in the file, and add each other as its own route: ptdesk notify add "
+                               f"{name}-2 < FILE")
+        url = lines[0] if lines else ""
     if not url.strip():
         raise InvalidInput("No URL was given on stdin.", f"Run: ptdesk notify add {name} < FILE-WITH-THE-URL")
+    before = next((r for r in routing.load_routes(config.home) if r.name == name), None)
     route = routing.add_route(config.home, name, url, chosen, person)
+    if before is not None:  # add replaces a route of that name: say so, with what it was
+        click.echo(f"Replaced route '{name}' (it was {routing.masked(before.url)}).")
     whose = f"{person}'s route" if person else "Route"
     click.echo(f"{whose} '{route.name}' ({routing.masked(route.url)}) gets: {', '.join(route.events)}. "
                f"Try it: ptdesk notify test")

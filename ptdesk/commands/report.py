@@ -18,18 +18,22 @@ from ptdesk.errors import PtdeskError
 @click.option("--since", metavar="WHEN",
               help="Start: 7d, 2026-12-01, yesterday, monday, last week (default: 7 days ago).")
 @click.option("--until", metavar="WHEN", help="End (that day included for a date or a weekday; default: now).")
-@click.option("--csv", "fmt", flag_value="csv", help="Print CSV (one table, a section column).")
-@click.option("--markdown", "fmt", flag_value="markdown", help="Print Markdown tables.")
-@click.option("--json", "fmt", flag_value="json", help="Print machine-readable JSON.")
+@click.option("--csv", "formats", flag_value="csv", multiple=True, help="Print CSV (one table, a section column).")
+@click.option("--markdown", "formats", flag_value="markdown", multiple=True, help="Print Markdown tables.")
+@click.option("--json", "formats", flag_value="json", multiple=True, help="Print machine-readable JSON.")
 @click.option("--send", is_flag=True, help="Also send it to your routes that take the report event.")
 @pass_workstation(fleet=True)
-def report(door: FleetDoor, since: str | None, until: str | None, fmt: str | None, send: bool) -> None:
+def report(door: FleetDoor, since: str | None, until: str | None, formats: tuple[str, ...], send: bool) -> None:
     """Who held and who used the GPUs: GPU-hours held, busy, held while idle, reserved but unused, per
     person, workstation and image.
 
     From the history the box's service (`ptdesk watch`) records; --on NAME for one workstation
     (default, or --on all: every one).
     """
+    if len(set(formats)) > 1:  # the last one typed silently won
+        asked = ", ".join(f"--{f}" for f in sorted(set(formats)))
+        raise click.UsageError(f"{asked} ask for different formats: pick one.")
+    fmt = formats[0] if formats else None
     start, end = report_range(since, until, clock.now())  # a range that does not parse: exit 2, nothing asked
     if door.on == "all":
         door.on = None
@@ -38,7 +42,7 @@ def report(door: FleetDoor, since: str | None, until: str | None, fmt: str | Non
     result = document(got, start, end)
     if fmt == "json":
         emit_json(result)
-    else:
+    elif got or not answers:  # when nothing answered, no empty tables that read "nothing recorded"
         click.echo({"csv": render.csv_text, "markdown": render.markdown}.get(fmt or "", render.text)(result).rstrip())
     for answer in answers:
         if answer.error:

@@ -51,11 +51,10 @@ class JobDesk:
                ) -> list[JobRecord]:
         """One job per sweep combination (one without a sweep); nothing is made on a mistake.
         `kept`: a job whose snapshot this one runs again (rerun) instead of the working folder's."""
-        from docker.utils import parse_bytes
-
         from ptdesk.core.jobs import snapshot
         command = request.check_command(typed.command)
         limit = request.time_limit(typed.time_limit)
+        snapshot_limit = request.snapshot_limit(typed.snapshot_limit)
         if typed.grace < 0:
             raise InvalidInput(f"The grace must not be negative (got {typed.grace:g}).", "Use e.g. --grace 10.")
         combos = request.sweep_combinations(command, typed.sweep)
@@ -72,7 +71,7 @@ class JobDesk:
                 taken: snapshot.Snapshot | dict = kept.snapshot
             else:
                 source = Path(typed.code or os.getcwd())
-                taken = snapshot.take(source, tmp, int(parse_bytes(typed.snapshot_limit)))
+                taken = snapshot.take(source, tmp, snapshot_limit)
             group = typed.name or names[0]  # a sweep's jobs are listed together under it
             return [self._launch(typed, spec, values, cmd, limit, mounts, tmp, taken, fingerprint, group, said)
                     for spec, (values, cmd) in zip(specs, combos, strict=True)]
@@ -137,7 +136,14 @@ class JobDesk:
         from ptdesk.core.host.workspace import docker_root
         out = []
         for path, mode in request.data_mounts(data):
-            folder = check_workspace(self.ws.config, Path(path).expanduser(), docker_root(self.ws.engine))
+            typed = Path(path).expanduser()
+            if not typed.exists():  # the workspace rule's own sentence would call it a workspace
+                raise NotFound(f"The --data folder {typed} does not exist.", "Check the path: --data PATH[:ro|rw].")
+            try:
+                folder = check_workspace(self.ws.config, typed, docker_root(self.ws.engine))
+            except InvalidInput as exc:
+                raise InvalidInput(exc.message.replace("cannot be a workspace", "cannot be mounted with --data"),
+                                   exc.hint) from None
             out.append((str(folder), f"{request.DATA_MOUNT}/{folder.name}", mode))
         return out
 
@@ -182,6 +188,10 @@ class JobDesk:
     def job(self, name: str) -> JobRecord:
         job = records.load(self.ws.config, name)
         if job is None:
+            other = self.ws.store.experiment(name)
+            if other is not None and other.kind != ending.JOB:  # cancel/rerun NOTEBOOK: say what it is
+                raise NotFound(f"{name!r} is not a job but an experiment ({other.kind}).",
+                               f"Stop it with: ptdesk stop {name} (ptdesk jobs lists your jobs).")
             raise NotFound(f"No job named {name!r}.", "See your jobs with: ptdesk jobs")
         return job
 

@@ -45,3 +45,21 @@ def test_a_kind_that_ends_by_itself_is_never_culled(tmp_path: Path, monkeypatch:
     assert policy_for(config, "ssh") is not None
     monkeypatch.setattr(type(REGISTRY["ssh"]), "cullable", False)
     assert policy_for(config, "ssh") is None and policy_for(config, "jupyter") is not None
+
+
+
+def test_a_batch_job_gets_no_cull_policy_and_keep_says_it_needs_none(tmp_path: Path) -> None:
+    """The job kind ends by itself: no policy even with [cull] set, and `ptdesk keep JOB` is refused
+    in one sentence (it was accepted, and `cull --dry-run` then listed the job as kept)."""
+    from types import SimpleNamespace
+
+    from ptdesk.core.experiments.culling import keep
+    from ptdesk.errors import PtdeskError
+
+    config = _config(tmp_path, '[cull]\nidle = "1h"\n')
+    assert policy_for(config, "job") is None and policy_for(config, "ssh") is not None
+    store = SimpleNamespace(experiment=lambda name: SimpleNamespace(name=name, kind="job"))
+    with pytest.raises(PtdeskError) as refused:
+        keep(SimpleNamespace(config=config, store=store), "train-1")  # type: ignore[arg-type]
+    assert refused.value.message == ("The idle cull never stops 'train-1' (a job: it ends by itself), "
+                                     "so it needs no keeping.")

@@ -28,3 +28,11 @@ def test_anything_else_is_refused_with_the_accepted_forms(text: str) -> None:
 def test_idle_and_expires_read_a_duration_alike(text: str) -> None:
     now = 1_800_000_000.0
     assert durations.parse_duration(text) == grants.parse_expires(text, now=now) - now  # type: ignore[operator]
+
+
+@pytest.mark.parametrize("text", ["0s", "0.0h", "0m"])
+def test_a_zero_duration_is_said_as_zero_not_as_a_spelling_mistake(text: str) -> None:
+    """'0s' is a duration in the grammar; "'0s' is not a duration" sent people looking for another spelling."""
+    with pytest.raises(InvalidInput) as caught:
+        durations.parse_duration(text)
+    assert caught.value.message == f"{text!r} is no time at all: give a duration longer than zero."

@@ -114,3 +114,15 @@ def test_re_creation_copies_the_fewest_paths_that_carry_every_change() -> None:
                {"Path": "/usr/sbin/docker-init", "Kind": 1}, {"Path": "/opt", "Kind": 0}]
     assert layer_roots(changes) == [("/etc/passwd", True), ("/home/ann/.local", False),
                                     ("/home/ann/notes.txt", False), ("/opt", True)]
+
+
+def test_when_free_with_a_malformed_request_hints_its_own_forms_not_gpus() -> None:
+    """The hint was --gpus's (none, all, auto ...), which `ptdesk notify --when-free` refuses."""
+    from types import SimpleNamespace
+
+    from ptdesk.core.sharing.when_free import wish
+
+    for typed in ("abc", "any:0"):
+        with pytest.raises(InvalidInput) as refused:
+            wish(SimpleNamespace(name="local"), typed)  # type: ignore[arg-type]  # refused before it is asked
+        assert (refused.value.hint or "").startswith("For example: ptdesk notify --when-free")

@@ -28,11 +28,20 @@ def test_a_sweep_makes_one_command_per_combination_in_order() -> None:
     (("lr=1", "bs="), "--sweep 'bs=' is not NAME=VALUE,VALUE."),
     (("lr=1", "bs=2", "x=3"), "--sweep x is not used in the command."),
     (("lr",), "--sweep 'lr' is not NAME=VALUE,VALUE."),
+    (("lr=1,2", "bs=3", "lr=4"), "--sweep lr is given twice."),  # the second silently won
 ])
 def test_a_sweep_that_cannot_work_is_one_sentence(sweeps: tuple[str, ...], said: str) -> None:
     with pytest.raises(InvalidInput) as raised:
         request.sweep_combinations(("t", "{lr}", "{bs}"), sweeps)
     assert raised.value.message == said
+
+
+def test_a_snapshot_limit_is_a_size_or_one_sentence() -> None:
+    assert request.snapshot_limit("200M") == 200 * 1024**2 and request.snapshot_limit("1.5g") == 1536 * 1024**2
+    assert request.snapshot_limit("4096") == 4096 and request.snapshot_limit("10MiB") == 10 * 1024**2
+    with pytest.raises(InvalidInput) as raised:  # a traceback from Docker's parser before
+        request.snapshot_limit("abc")
+    assert raised.value.message == "--snapshot-limit 'abc' is not a size."
 
 
 def test_time_limits_and_data_mounts_parse_as_typed() -> None:

@@ -176,3 +176,13 @@ def test_the_readme_names_what_a_new_kind_touches() -> None:
     # Every abstract method the section tells a newcomer to write is one the interface really has.
     for method in Kind.__abstractmethods__:
         assert f"`{method}`" in section, method
+
+
+def test_a_missing_image_is_built_by_the_kind_that_owns_it_never_by_job(tmp_path: Path) -> None:
+    """A job runs the SSH kind's image: its missing image said `ptdesk images build job`, which is refused."""
+    config = load_config({"PTDESK_HOME": str(tmp_path), "PTDESK_SSH_IMAGE": "team/ssh:1",
+                          "PTDESK_JUPYTER_IMAGE": "team/jupyter:1"})
+    assert kinds.REGISTRY["job"].image(config) == "team/ssh:1"
+    assert kinds.build_target(config, "team/ssh:1") == "ssh"
+    assert kinds.build_target(config, "team/jupyter:1") == "jupyter"
+    assert kinds.build_target(config, "someone/else:2") is None

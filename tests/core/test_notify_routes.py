@@ -65,6 +65,18 @@ def test_bad_routes_are_one_sentence_and_leave_nothing(tmp_path: Path) -> None:
     code, _, err = _add(env, "hook", "json://127.0.0.1/x", "--events", "oom,bogus")
     assert code == 2 and "'bogus' is not an event" in err
     assert not routes_path(Path(env["PTDESK_HOME"])).exists()
+    code, _, err = run_cli(["notify", "add", "two"], env, input="json://127.0.0.1/a\njson://127.0.0.1/b\n")
+    assert code == 2 and "stdin holds 2 lines, and a route takes one URL." in err  # the second was dropped silently
+    assert not routes_path(Path(env["PTDESK_HOME"])).exists()
+
+
+def test_adding_a_route_of_a_name_that_exists_says_it_replaced_it(tmp_path: Path) -> None:
+    env = _env(tmp_path)
+    assert _add(env, "hook", "json://127.0.0.1:9/first")[0] == 0
+    code, out, _ = _add(env, "hook", "json://127.0.0.1:9/second")
+    assert code == 0 and out.startswith("Replaced route 'hook' (it was json://127.0.0.1:9/first")
+    listed = json.loads(run_cli(["notify", "ls", "--json"], env)[1])
+    assert [r["name"] for r in listed] == ["hook"] and "second" in json.dumps(listed)
 
 
 def test_events_go_only_where_asked_and_a_failing_route_is_said_once(tmp_path: Path) -> None:

@@ -96,3 +96,21 @@ def test_the_login_script_links_each_cached_build_silently_and_drops_links_to_re
     assert not (home / f".vscode-server/cli/servers/Stable-{COMMIT}").exists()
     assert not (home / f".vscode-server/bin/{COMMIT}").is_symlink()
     assert mine.is_dir()
+
+
+def test_a_download_mirror_that_is_not_an_http_url_is_one_sentence() -> None:
+    """PTDESK_VSCODE_DOWNLOAD=notaurl made `ptdesk vscode fetch` end in urllib's traceback."""
+    from ptdesk.core.vscode.fetch import download_url
+
+    assert download_url(COMMIT, {"PTDESK_VSCODE_DOWNLOAD": "http://m/{commit}.tgz"}) == f"http://m/{COMMIT}.tgz"
+    assert download_url(COMMIT, {}).startswith("https://update.code.visualstudio.com/")
+    with pytest.raises(PtdeskError) as refused:
+        download_url(COMMIT, {"PTDESK_VSCODE_DOWNLOAD": "notaurl"})
+    assert refused.value.message == "PTDESK_VSCODE_DOWNLOAD 'notaurl' is not an http(s) URL."
+
+
+def test_a_missing_file_or_a_folder_says_what_to_give_instead(tmp_path: Path) -> None:
+    for path, said in ((tmp_path / "nope.tar.gz", "There is no file"), (tmp_path, "is a folder, not a tarball")):
+        with pytest.raises(PtdeskError) as refused:
+            inspect_tarball(path)
+        assert said in refused.value.message and "vscode-server-linux-x64.tar.gz" in (refused.value.hint or "")

@@ -150,6 +150,9 @@ def test_code_is_frozen_at_submit_and_the_record_outlives_a_closed_ptdesk(cli: P
     (("--sweep", "lr=1,2", "--", "echo", "{lr}", "{bs}"), "The placeholder {bs} in the command has no values."),
     (("--snapshot-limit", "100", "--", "true"), "over the limit of 100 B; the biggest: stubborn.sh"),
     (("--like", "nosuch", "--", "true"), "No experiment named 'nosuch'"),
+    (("--snapshot-limit", "lots", "--", "true"), "--snapshot-limit 'lots' is not a size."),  # was a traceback
+    (("--data", "/nonexistent-data", "--", "true"), "The --data folder /nonexistent-data does not exist."),
+    (("--data", "/etc", "--", "true"), "/etc cannot be mounted with --data: it is the system folder /etc."),
 ])
 def test_bad_input_says_one_sentence_and_makes_nothing(cli: Ptdesk, engine: Engine, code: Path,
                                                        args: tuple[str, ...], said: str) -> None:
@@ -182,3 +185,5 @@ def test_a_job_like_an_experiment_sees_what_was_installed_in_it_live(cli: Ptdesk
     after = cli.listed()["nb"]
     assert (after["id"], after["status"]) == (notebook["id"], "running")
     assert cli.json("env", "nb")["live_fingerprint"] == live
+    # Cancelling the notebook by mistake says what it is ("No job named 'nb'" sent people to ptdesk jobs).
+    assert "'nb' is not a job but an experiment (jupyter)." in cli.fails("cancel", "nb")[0]

@@ -40,6 +40,8 @@ async def test_a_job_from_the_form_runs_is_cancelled_with_x_and_keeps_its_log(tu
         assert row.kind == "job"
 
         await pilot.press("X")
+        # Said at once: the SIGINT..SIGKILL grace can keep the row running for a while.
+        assert any(f"Cancelling {name}" in n.message for n in app._notifications)
         await settle(pilot, lambda: any(e.name == name and e.status == "cancelled" for e in main.experiments),
                      message="the row to say cancelled")
         [ended] = [e for e in main.experiments if e.name == name]  # one row: the job, not its container too

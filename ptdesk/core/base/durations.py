@@ -32,8 +32,10 @@ def seconds(text: str) -> float | None:
 def parse_duration(text: str) -> float:
     """A positive duration in seconds; InvalidInput (with the accepted forms) otherwise."""
     value = seconds(text or "")
-    if value is None or value <= 0:
+    if value is None:
         raise InvalidInput(f"{text!r} is not a duration.", f"Use {FORMS}.")
+    if value <= 0:  # it is one, so "not a duration" would send people looking for another spelling
+        raise InvalidInput(f"{text!r} is no time at all: give a duration longer than zero.", f"Use {FORMS}.")
     return value
 
 

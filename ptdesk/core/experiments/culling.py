@@ -196,6 +196,10 @@ def keep(site: Site, name: str, seconds: float | None = None, now: float | None 
     record = site.store.experiment(name)
     if record is None:
         raise NotFound(f"There is no experiment named '{name}'.", "See them with: ptdesk ls")
+    if not _cullable(record.kind):
+        raise PtdeskError(f"The idle cull never stops '{name}' (a {record.kind}: it ends by itself), so it needs "
+                          "no keeping.", "A job ends at its --time-limit; end it sooner with: ptdesk cancel "
+                          f"{name}")
     policy = policy_for(site.config, record.kind)
     if policy is None:
         raise PtdeskError(f"Nothing culls {record.kind} experiments here, so '{name}' needs no keeping.",

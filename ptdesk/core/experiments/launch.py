@@ -49,7 +49,7 @@ from ptdesk.core.gpu.ledger import Hold
 from ptdesk.core.host import workspace
 from ptdesk.core.host.ports import PORT_ATTEMPTS, free_port, port_taken
 from ptdesk.core.jobs import like
-from ptdesk.core.kinds import Kind, Plan, get_kind
+from ptdesk.core.kinds import Kind, Plan, build_target, get_kind
 from ptdesk.core.kinds.base import sealed_contents
 from ptdesk.core.sharing import at_launch
 from ptdesk.core.store import experiment_files
@@ -134,11 +134,13 @@ def _sealed_by(site: Site, name: str, seal_label: str | None) -> str | None:
 def _check_image(site: Site, spec: LaunchSpec, kind: Kind) -> None:
     if site.engine.image_exists(spec.image):
         return
-    ours = spec.image == kind.image(site.config)
+    # A job has no image of its own: it runs the SSH kind's, built with `images build ssh`.
+    if target := build_target(site.config, spec.image):
+        raise ImageMissing(f"Image {spec.image} is not on this engine.", f"Build it with: ptdesk images build {target}")
+    own = build_target(site.config, kind.image(site.config))
     raise ImageMissing(f"Image {spec.image} is not on this engine.",
-                       f"Build it with: ptdesk images build {spec.kind}" if ours else
-                       "Pull or build it first (docker pull / docker build), or leave out --image "
-                       f"to use ptdesk's own (ptdesk images build {spec.kind}).")
+                       "Pull or build it first (docker pull / docker build)"
+                       + (f", or leave out --image to use ptdesk's own (ptdesk images build {own})." if own else "."))
 
 
 def _create_and_start(site: Site, spec: LaunchSpec, plan: Plan, gpu_lock: contextlib.ExitStack,

@@ -12,6 +12,7 @@ from ptdesk.core.base.durations import parse_duration
 from ptdesk.errors import InvalidInput
 
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?", re.IGNORECASE)
 DATA_MOUNT = "/data"
 
 
@@ -55,6 +56,14 @@ def time_limit(text: str | None) -> int | None:
     return math.ceil(parse_duration(text))
 
 
+def snapshot_limit(text: str) -> int:
+    """Bytes of --snapshot-limit (200M, 1.5G, 4096), counted in 1024s as Docker's sizes are."""
+    match = SIZE.fullmatch(text.strip())
+    if not match:
+        raise InvalidInput(f"--snapshot-limit {text!r} is not a size.", "Use a number and a unit, like 200M or 1G.")
+    return int(float(match.group(1)) * 1024 ** "_kmgt".index(match.group(2).lower() or "_"))
+
+
 def sweep_combinations(command: tuple[str, ...],
                        sweeps: tuple[str, ...]) -> list[tuple[dict[str, str], tuple[str, ...]]]:
     """One (values, command) per combination of the --sweep values, placeholders filled in; the
@@ -67,6 +76,9 @@ def sweep_combinations(command: tuple[str, ...],
         items = [v.strip() for v in values.split(",") if v.strip()]
         if not sep or not PLACEHOLDER.fullmatch("{" + key.strip() + "}") or not items:
             raise InvalidInput(f"--sweep {text!r} is not NAME=VALUE,VALUE.", "Use e.g. --sweep lr=1e-3,3e-4")
+        if key.strip() in axes:  # the later one would silently replace the earlier's values
+            raise InvalidInput(f"--sweep {key.strip()} is given twice.",
+                               f"Give its values once: --sweep {key.strip()}={','.join(axes[key.strip()] + items)}")
         axes[key.strip()] = items
     used = {m.group(1) for arg in command for m in PLACEHOLDER.finditer(arg)}
     if missing := sorted(used - set(axes)):

@@ -14,6 +14,7 @@ from ptdesk.core.kinds.registry import KindEntry, KindRegistry
 from ptdesk.errors import InvalidInput
 
 if TYPE_CHECKING:
+    from ptdesk.config import Config
     from ptdesk.core.kinds.base import Kind, Plan, Recovered
 
 # One entry per kind.
@@ -43,6 +44,11 @@ def kind_names() -> tuple[str, ...]:
     return tuple(entry.name for entry in REGISTRY.entries() if entry.own_image)
 
 
+def build_target(config: Config, image: str) -> str | None:
+    """The `ptdesk images build` target that makes `image` (a job runs the SSH kind's), if one does."""
+    return next((name for name in kind_names() if REGISTRY[name].image(config) == image), None)
+
+
 def door_kinds() -> tuple[KindEntry, ...]:
     """The kinds `ptdesk new` and the form launch: those a person reaches (a job is `ptdesk run`'s)."""
     return tuple(entry for entry in REGISTRY.entries() if entry.has_door)
@@ -56,4 +62,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["REGISTRY", "Kind", "KindEntry", "Plan", "Recovered", "door_kinds", "get_kind", "kind_names"]
+__all__ = ["REGISTRY", "Kind", "KindEntry", "Plan", "Recovered", "build_target", "door_kinds", "get_kind", "kind_names"]

@@ -49,6 +49,7 @@ class JobKind(Kind):
     sealed_paths = ()
     has_door = False
     own_image = False
+    cullable = False  # it ends by itself, or at its --time-limit: the idle cull never judges it
 
     def image(self, config: Config) -> str:
         """`job_image` if set, else the SSH kind's image: the environment people work in."""

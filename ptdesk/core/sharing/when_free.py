@@ -59,7 +59,11 @@ def _save(home: Path, found: list[Wish]) -> None:
 def wish(site: Site, gpus: str) -> Wish:
     """Remember that this person wants to hear when `gpus` are free here (checked first)."""
     gpus = "any:1" if gpus.strip().lower() in ("auto", "any") else gpus.strip()
-    request = parse_request(gpus)
+    try:
+        request = parse_request(gpus)
+    except InvalidInput as exc:  # its hint is --gpus's (none, all, auto ...), which --when-free does not take
+        raise InvalidInput(exc.message, "For example: ptdesk notify --when-free 2, --when-free 0,1 or "
+                                        "--when-free any:2") from None
     if request.mode not in ("ids", "count"):
         raise InvalidInput(f"--when-free takes GPU indices or any:N, not {gpus!r}.",
                            "For example: ptdesk notify --when-free 2, or --when-free any:2")

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from ptdesk.core.vscode import cache
 from ptdesk.core.vscode.layout import DOWNLOAD_URL, ServerBuild, check_commit
-from ptdesk.errors import PtdeskError
+from ptdesk.errors import ConfigError, PtdeskError
 
 if TYPE_CHECKING:
     from ptdesk.core.site import Site
@@ -28,6 +28,10 @@ TIMEOUT = 30.0
 
 def download_url(commit: str, env: dict[str, str] | None = None) -> str:
     template = (env if env is not None else os.environ).get("PTDESK_VSCODE_DOWNLOAD") or DOWNLOAD_URL
+    if urllib.parse.urlsplit(template).scheme not in ("http", "https"):  # urllib would raise ValueError
+        raise ConfigError(f"PTDESK_VSCODE_DOWNLOAD {template!r} is not an http(s) URL.",
+                          "Name a mirror like https://mirror.example.org/vscode/{commit}/server-linux-x64.tar.gz, "
+                          "or unset it to download from Microsoft's host.")
     return template.replace("{commit}", commit)
 
 

@@ -176,9 +176,11 @@ class _reading:
         try:
             self.tar = tarfile.open(self.path, mode="r:*")
         except FileNotFoundError:
-            raise PtdeskError(f"There is no file {self.path}.") from None
+            raise PtdeskError(f"There is no file {self.path}.",
+                              "Give the path of the vscode-server-linux-x64.tar.gz you downloaded.") from None
         except IsADirectoryError:
-            raise PtdeskError(f"{self.path} is a folder, not a tarball.") from None
+            raise PtdeskError(f"{self.path} is a folder, not a tarball.",
+                              "Give the vscode-server-linux-x64.tar.gz file itself, as downloaded.") from None
         except (tarfile.TarError, OSError, EOFError, zlib.error):
             raise PtdeskError(f"{self.path} is not a tar archive (nor a compressed one).",
                               "Bring vscode-server-linux-x64.tar.gz as downloaded.") from None

@@ -1,4 +1,4 @@
-"""The main screen's batch-job actions: run a job from a small form (j), cancel the selected one (x).
+"""The main screen's batch-job actions: run a job from a small form (j), cancel the selected one (X).
 
 A job is a row of the experiments table like any experiment while its container exists (kind
 `job`: queued, running) and after it ended (its record: succeeded, failed, timed out, cancelled,
@@ -66,7 +66,7 @@ class JobActions:
         experiments = tuple(r.name for r in ws.store.experiments() if r.kind != "job")
         fields = (Field("command", "Command", placeholder="python train.py --lr 3e-4"),
                   Field("gpus", "GPUs", ws.config.gpus, "none, auto, any:2, 0,2"),
-                  Field("like", "In the environment of (an experiment; empty: the SSH kind's image)",
+                  Field("like", "Environment of experiment (empty: the SSH image)",
                         suggestions=experiments),
                   Field("time_limit", "Time limit", placeholder="e.g. 2h (empty: none)"),
                   Field("code", "Code folder (snapshot taken now, read-only at /code)", folder))
@@ -88,5 +88,7 @@ class JobActions:
             self.notify("Select a job to cancel (X cancels jobs; s stops experiments).", severity="warning")
             return
         ws, name = self.selected_ws, selected.name  # type: ignore[attr-defined]
+        # Said at once: the grace between the signals can keep the row "running" for tens of seconds.
+        self.notify(f"Cancelling {name} (SIGINT, then SIGTERM and SIGKILL a grace apart)…", markup=False)
         self._act(ws, f"Cancel {name}", lambda: JobDesk(ws).cancel(name),  # type: ignore[attr-defined]
                   lambda job: f"{name} {job.status}: {ending_line(job)}")  # type: ignore[attr-defined]
