@@ -7,6 +7,8 @@ import json
 import stat
 from pathlib import Path
 
+import pytest
+
 from ptdesk.core.notify.deliver import Notice, deliver
 from ptdesk.core.notify.routes import routes_path
 from ptdesk.core.notify.terminal import alert_sequence
@@ -162,3 +164,16 @@ def test_the_desktop_route_runs_notify_send_and_is_refused_without_it(tmp_path: 
     code, out, _ = run_cli(["notify", "test"], env)
     assert code == 0 and "desk: sent" in out
     assert shown.read_text() == "--app-name=ptdesk|--|ptdesk: test|A test from ptdesk notify test: this route works.|"
+
+
+@pytest.mark.engine
+def test_removing_a_collaborator_removes_the_routes_set_up_for_them(tmp_path: Path) -> None:
+    """A later, different person with the same name must not inherit bob's chat route."""
+    env = _env(tmp_path)
+    home = Path(env["PTDESK_HOME"])
+    assert run_cli(["collab", "add", "bob"], env)[0] == 0
+    assert _add(env, "bob-chat", "json://127.0.0.1/bob", "--for", "bob")[0] == 0
+    assert _add(env, "mine", "json://127.0.0.1/me")[0] == 0
+    code, _, err = run_cli(["collab", "rm", "bob"], env)
+    assert code == 0, err
+    assert [r["name"] for r in json.loads(routes_path(home).read_text())["routes"]] == ["mine"]

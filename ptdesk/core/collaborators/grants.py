@@ -42,6 +42,7 @@ from ptdesk.core.base import durations, keys, names, private_files
 from ptdesk.core.base.models import Collaborator
 from ptdesk.core.base.names import validate_name as validate_experiment_name
 from ptdesk.core.kinds import REGISTRY, get_kind
+from ptdesk.core.notify.routes import remove_routes_for
 from ptdesk.core.store.state import CollaboratorRecord, ExperimentRecord, GrantRecord
 from ptdesk.errors import Conflict, InvalidInput, NotFound, PtdeskError
 
@@ -376,6 +377,7 @@ def remove(site: Site, name: str) -> list[Ended]:
             ended.append(_revoke(site, existing))  # stops at the first container that cannot be changed
         site.store.delete_collaborator(name)
         shutil.rmtree(key_dir(site.config, name), ignore_errors=True)
+        routes = remove_routes_for(site.config.home, name)
     site.store.audit("collab-remove", name, {"fingerprint": record.fingerprint,
-                                           "ended": sum(e.count for e in ended)})
+                                           "ended": sum(e.count for e in ended), "routes": routes})
     return ended

@@ -180,3 +180,13 @@ def remove_route(home: Path, name: str) -> None:
     if not any(r.name == name for r in routes):
         raise NotFound(f"There is no route named '{name}'.", "See them with: ptdesk notify ls")
     _save(home, [r for r in routes if r.name != name])
+
+
+def remove_routes_for(home: Path, person: str) -> list[str]:
+    """Forget the routes the owner set up for collaborator `person` (when they are removed: a later,
+    different person of that name must not get them); the names removed."""
+    routes = load_routes(home)
+    gone = [r.name for r in routes if r.person == person]
+    if gone:
+        _save(home, [r for r in routes if r.person != person])
+    return gone
