@@ -156,7 +156,7 @@ def test(as_json: bool) -> None:
     elif not results:
         click.echo("No routes to test: add one with ptdesk notify add NAME < FILE-WITH-THE-URL")
     for d in [] if as_json else results:
-        click.echo(f"{d.route}: " + ("sent" if d.ok else "FAILED (check the URL: ptdesk notify ls)"))
+        click.echo(f"{d.route}: " + ("sent" if d.ok else f"FAILED: {d.reason} (check the URL: ptdesk notify ls)"))
     if any(not d.ok for d in results):
         sys.exit(1)
 

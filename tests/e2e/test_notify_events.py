@@ -107,7 +107,7 @@ def test_ptdesk_watch_says_an_oom_kill_and_a_failing_route_once(ptdesk_env: dict
         watch.stop()
         watch.wait_for(lambda line: line.get("type") == "stop", what="its last line")  # everything it said
     assert said["event"] == "oom" and "(limit 64m)" in said["body"] and said["routes"] == [
-        {"route": "dead", "ok": False}]
+        {"route": "dead", "ok": False, "reason": "A Connection error occurred sending JSON notification to 127.0.0.1."}]
     assert failed["route"] == "dead" and dead not in json.dumps(watch.seen)
     assert [line["type"] for line in watch.seen].count("route-failed") == 1
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ptdesk.core.base.private_files import write_secret
-from ptdesk.core.notify.routes import DESKTOP, Route, load_routes, quiet_apprise
+from ptdesk.core.notify.routes import DESKTOP, Route, apprise_warnings, load_routes, quiet_apprise
 
 
 @dataclass(frozen=True)
@@ -34,23 +34,27 @@ class Delivery:
     route: str
     ok: bool
     first_failure: bool = False  # it worked (or was never tried) before: say it, this once
+    reason: str = ""  # why it failed, as the sender said it (apprise's own warning: no URL in it)
 
     def to_json(self) -> dict[str, object]:
-        return {"route": self.route, "ok": self.ok}
+        return {"route": self.route, "ok": self.ok, **({"reason": self.reason} if self.reason else {})}
 
 
-def send_to(route: Route, notice: Notice) -> bool:
-    """Send through apprise (desktop://: notify-send); True when the receiver took it."""
+def send_to(route: Route, notice: Notice) -> tuple[bool, str]:
+    """Send through apprise (desktop://: notify-send): whether the receiver took it, and if not why."""
     if route.url == DESKTOP:
-        return _desktop(notice)
+        return (True, "") if _desktop(notice) else (False, "notify-send did not show it (no desktop session?)")
     apprise = quiet_apprise()
     sender = apprise.Apprise()
     if not sender.add(route.url):
-        return False
-    try:
-        return bool(sender.notify(title=notice.title, body=notice.body))
-    except Exception:  # noqa: BLE001 - a plugin's own failure is a failed route, never a crash
-        return False
+        return False, "apprise does not accept this URL"
+    with apprise_warnings() as said:
+        try:
+            if sender.notify(title=notice.title, body=notice.body):
+                return True, ""
+        except Exception as exc:  # noqa: BLE001 - a plugin's own failure is a failed route, never a crash
+            said.append(type(exc).__name__)
+    return False, "; ".join(dict.fromkeys(said)) or "the receiver did not take it"
 
 
 def _desktop(notice: Notice) -> bool:
@@ -72,8 +76,8 @@ def deliver(home: Path, notice: Notice, everyone: bool = False, person: str | No
     failing = _failing(home)
     out = []
     for route in routes:
-        ok = send_to(route, notice)
-        out.append(Delivery(route.name, ok, first_failure=not ok and route.name not in failing))
+        ok, reason = send_to(route, notice)
+        out.append(Delivery(route.name, ok, first_failure=not ok and route.name not in failing, reason=reason))
     now_failing = ({d.route for d in out if not d.ok} | (set(failing) - {r.name for r in routes})) - {
         d.route for d in out if d.ok}
     if now_failing != set(failing):

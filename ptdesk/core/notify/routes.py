@@ -17,6 +17,8 @@ import json
 import logging
 import re
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -67,6 +69,30 @@ def quiet_apprise():
     if not logger.handlers:
         logger.addHandler(logging.NullHandler())
     return apprise
+
+
+@contextmanager
+def apprise_warnings() -> Iterator[list[str]]:
+    """What apprise warns of while in the block ("A Connection error occurred sending JSON
+    notification to 127.0.0.1."), so `notify test` can say why a route failed. Its warnings name the
+    host, never the URL's secret part (its URL privacy); debug lines, which may, are not kept."""
+    said: list[str] = []
+    handler = _Collect(said)
+    logger = logging.getLogger("apprise")
+    logger.addHandler(handler)
+    try:
+        yield said
+    finally:
+        logger.removeHandler(handler)
+
+
+class _Collect(logging.Handler):
+    def __init__(self, into: list[str]) -> None:
+        super().__init__(logging.WARNING)
+        self.into = into
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.into.append(" ".join(record.getMessage().split())[:200])
 
 
 def check_url(url: str) -> str:
