@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from ptdesk.commands.common import emit_json, json_option, pass_workstation, table
+from ptdesk.core.base.units import human_bytes
 from ptdesk.core.job_desk import JobDesk, JobView, duration_text, ending_line
 from ptdesk.core.jobs.record import JobRecord
 from ptdesk.core.jobs.request import JobRequest
@@ -90,7 +91,7 @@ def _ending(job: JobRecord) -> str:
 @json_option
 @pass_workstation(reconcile=True)
 def jobs(ws: Workstation, prune: bool, as_json: bool) -> None:
-    """Your batch jobs: status, exit code, start, duration, GPUs, GPU-hours, output (sweeps grouped)."""
+    """Your batch jobs: status, exit code, start, duration, GPUs, GPU-hours, peak GPU memory (sweeps grouped)."""
     desk = JobDesk(ws)
     if prune:
         pruned = desk.prune()
@@ -105,8 +106,8 @@ def jobs(ws: Workstation, prune: bool, as_json: bool) -> None:
     # A sweep's jobs together, under their first job's name.
     views.sort(key=lambda v: (v.record.sweep or v.record.name, v.record.submitted))
     rows = [_row(v) for v in views]
-    click.echo(table(["NAME", "SWEEP", "STATUS", "EXIT", "STARTED", "DURATION", "GPUS", "GPU-H", "WHERE",
-                      "OUTPUT"], rows))
+    click.echo(table(["NAME", "SWEEP", "STATUS", "EXIT", "STARTED", "DURATION", "GPUS", "GPU-H", "PEAK MEM",
+                      "WHERE", "OUTPUT"], rows))
     for view in views:
         if view.record.leftover:
             click.echo(f"warning: {view.record.name} left processes on its GPUs: {', '.join(view.record.leftover)}")
@@ -118,7 +119,7 @@ def _row(view: JobView) -> list[str]:
     sweep = " ".join(f"{k}={v}" for k, v in job.sweep_values.items()) if job.sweep else ""
     return [job.name, sweep, view.status, "" if job.exit_code is None else str(job.exit_code), started,
             duration_text(job.duration), ",".join(map(str, job.gpus)) or "-", f"{job.gpu_hours:.2f}",
-            job.workstation, job.output or "-"]
+            human_bytes(job.peak_gpu_memory) if job.peak_gpu_memory else "-", job.workstation, job.output or "-"]
 
 
 @click.command("cancel")

@@ -154,6 +154,9 @@ class JobDesk:
 
     # --- listing ------------------------------------------------------------------------------
     def jobs(self) -> list[JobView]:
+        from ptdesk.core.jobs import peaks
+        with contextlib.suppress(PtdeskError):  # no GPU to read: the peaks noted so far stand
+            peaks.note(self.ws)
         live = {e.name: e for e in self.ws.list_experiments(all=True) if e.kind == ending.JOB}
         views = []
         for job in records.all_records(self.ws.config):
