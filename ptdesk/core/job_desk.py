@@ -154,16 +154,25 @@ class JobDesk:
 
     # --- listing ------------------------------------------------------------------------------
     def jobs(self) -> list[JobView]:
+        """This workstation's jobs (their records are in its part of the person's home)."""
         from ptdesk.core.jobs import peaks
         with contextlib.suppress(PtdeskError):  # no GPU to read: the peaks noted so far stand
             peaks.note(self.ws)
         live = {e.name: e for e in self.ws.list_experiments(all=True) if e.kind == ending.JOB}
         views = []
-        for job in records.all_records(self.ws.config):
+        for job in self._records():
             experiment = live.get(job.name)
             status = job.status if job.ended or experiment is None else experiment.status
             views.append(JobView(job, status, experiment.waiting if experiment else None))
         return views
+
+    def unreachable(self) -> list[JobView]:
+        """This workstation's jobs as their records last said, when its engine does not answer: an
+        ended one as it ended, the others `unreachable` (they may well still run)."""
+        return [JobView(job, job.status if job.ended else "unreachable") for job in self._records()]
+
+    def _records(self) -> list[JobRecord]:
+        return records.all_records(self.ws.config)
 
     def ended_rows(self, listed: Collection[str] = ()) -> list[Experiment]:
         """Ended jobs as rows beside the experiments (their containers are gone): the dashboard's.
@@ -171,7 +180,7 @@ class JobDesk:
         still be among them, as the experiment it was: one row each."""
         from ptdesk.core.base.models import Access, Experiment
         rows = []
-        for job in records.all_records(self.ws.config):
+        for job in self._records():
             if not job.ended or job.name in listed:
                 continue
             said = ending_line(job)

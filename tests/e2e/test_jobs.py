@@ -182,3 +182,28 @@ def test_a_job_like_an_experiment_sees_what_was_installed_in_it_live(cli: Ptdesk
     after = cli.listed()["nb"]
     assert (after["id"], after["status"]) == (notebook["id"], "running")
     assert cli.json("env", "nb")["live_fingerprint"] == live
+
+
+def test_jobs_lists_a_workstation_that_does_not_answer_as_its_records_last_said(cli: Ptdesk) -> None:
+    """`ptdesk jobs` asks every workstation; one that does not answer is named on stderr (exit 3) and
+    its jobs are still listed from their records: an ended one as it ended, a running one unreachable."""
+    from ptdesk.config import for_workstation, load_config
+    from ptdesk.core.jobs import record as records
+
+    config_file = cli.home / "config.toml"
+    config_file.parent.mkdir(parents=True, exist_ok=True)
+    with config_file.open("a") as out:
+        out.write('\n[workstations.gone]\nengine = "ssh://nobody@127.0.0.1:1"\n')
+    config = load_config(cli.env)
+    there = for_workstation(config, config.workstations["gone"])
+    for name, status in (("far-done", "succeeded"), ("far-running", "running")):
+        records.make_folder(there, name)
+        records.save(there, records.JobRecord(name=name, owner="me", command=("true",), submitted=1.0,
+                                              workstation="gone", status=status))
+    rc, out, err = cli.run("jobs")
+    assert rc == 3 and "gone" in err
+    lines = out.splitlines()
+    assert lines[0].split()[0] == "WORKSTATION"
+    assert next(line for line in lines if "far-done" in line).split()[:3] == ["gone", "far-done", "succeeded"]
+    assert next(line for line in lines if "far-running" in line).split()[:3] == ["gone", "far-running", "unreachable"]
+    assert cli.ok("jobs", "--on", "local").startswith("No jobs.")  # the local box has none
