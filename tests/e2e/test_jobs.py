@@ -178,6 +178,14 @@ def test_a_job_like_an_experiment_sees_what_was_installed_in_it_live(cli: Ptdesk
     assert job(cli, "likenb")["env_fingerprint"] == live and job(cli, "likenb")["like"] == "nb"
     assert cli.json("env", "likenb") == {"name": "likenb", "image": job(cli, "likenb")["image"], "fingerprint": live,
                                          "like": "nb", "status": "succeeded", "workstation": "local"}
+    # After its end, env diff compares the environment it ran in (kept with its record): the same as nb's.
+    rc, out, err = cli.run("env", "diff", "likenb", "nb")
+    assert rc == 0 and "Same environment" in out, out + err
+    # A job in the kind's image: what that image recorded, also after the end.
+    rc, out, err = cli.run("run", "--name", "plain", "--gpus", "none", "--code", code, "--wait", "--", "true")
+    assert rc == 0, err
+    rc, out, err = cli.run("env", "diff", "plain", "nb")
+    assert rc == 1 and "plain (job, succeeded)" in out and "ptdesk-demo" in out, out + err
     # The experiment was only read: the same container, running, its install still there.
     after = cli.listed()["nb"]
     assert (after["id"], after["status"]) == (notebook["id"], "running")

@@ -22,6 +22,7 @@ from ptdesk.core.base.models import LABEL_KIND, LABEL_NAME
 from ptdesk.core.base.private_files import write_secret
 from ptdesk.core.base.times import parse_time
 from ptdesk.core.base.units import human_bytes
+from ptdesk.core.jobs import environment as kept_environment
 from ptdesk.core.jobs import record as records
 from ptdesk.core.jobs.record import JobRecord
 from ptdesk.core.notify import hooks
@@ -79,6 +80,8 @@ def finish(site: Site, experiment: ExperimentRecord, pids: Iterable[int] = ()) -
     job = records.load(config, experiment.name)
     if job is not None and not job.ended:
         write_secret(records.folder(config, job.name) / records.LOG, _log_tail(site, container_id))
+        with contextlib.suppress(PtdeskError):  # env diff JOB after its end; nothing recorded: it says so
+            kept_environment.keep_from_image(config, engine, job.name, container_id)
         started = parse_time(state.get("StartedAt")) or job.started
         finished = parse_time(state.get("FinishedAt")) or time.time()
         code = int(state.get("ExitCode") or 0)
