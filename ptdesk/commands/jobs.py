@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from ptdesk.commands.common import FleetDoor, emit_json, json_option, pass_workstation, reconcile_quietly, table
+from ptdesk.config_workstations import AUTO
 from ptdesk.core.base.units import human_bytes
 from ptdesk.core.job_desk import JobDesk, JobView, duration_text, ending_line
 from ptdesk.core.jobs.record import JobRecord
@@ -49,6 +50,10 @@ def run(ws: Workstation, command: tuple[str, ...], wait: bool, as_json: bool, **
     """Run COMMAND as a detached job on a snapshot of this folder: ptdesk run [OPTIONS] -- COMMAND..."""
     desk = JobDesk(ws)
     jobs = desk.submit(JobRequest(command=tuple(command), **options), _said(as_json))
+    if len(jobs) > 1 and click.get_current_context().params.get("on") == AUTO:
+        # --on auto chooses once, for the whole sweep (not yet per job): said, so nobody expects a spread
+        click.echo(f"ptdesk: all {len(jobs)} jobs of the sweep are on {ws.name} (--on auto chooses once per "
+                   "sweep; run one sweep per workstation with --on NAME to spread one).", err=True)
     if wait and len(jobs) == 1:
         job = _follow(desk, jobs[0], as_json)
         if as_json:

@@ -215,3 +215,12 @@ def test_jobs_lists_a_workstation_that_does_not_answer_as_its_records_last_said(
     assert next(line for line in lines if "far-done" in line).split()[:3] == ["gone", "far-done", "succeeded"]
     assert next(line for line in lines if "far-running" in line).split()[:3] == ["gone", "far-running", "unreachable"]
     assert cli.ok("jobs", "--on", "local").startswith("No jobs.")  # the local box has none
+
+
+def test_a_sweep_on_auto_says_it_stays_on_the_one_workstation_chosen(cli: Ptdesk, code: Path) -> None:
+    """--on auto chooses once per sweep (spreading one across workstations is not done): said on stderr."""
+    rc, out, err = cli.run("run", "--on", "auto", "--gpus", "none", "--name", "au", "--code", code,
+                           "--sweep", "x=1,2", "--", "echo", "{x}")
+    assert rc == 0, err
+    assert "all 2 jobs of the sweep are on local (--on auto chooses once per sweep" in err
+    assert {j["name"]: j["workstation"] for j in cli.json("jobs")} == {"au-1": "local", "au-2": "local"}
