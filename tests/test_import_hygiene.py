@@ -79,3 +79,13 @@ def test_command_summaries_say_what_each_command_says() -> None:
     for name, summary in COMMAND_SUMMARIES.items():
         command = load_command(name)
         assert command is not None and summary == command.get_short_help_str(limit=1000), name
+
+
+def test_a_command_that_uses_the_engine_does_not_import_invoke() -> None:
+    """paramiko (imported by docker-py) imports invoke only for ~/.ssh/config's `Match exec`, which
+    ptdesk never reads; invoke's import is a third of a command's start-up, so the CLI skips it."""
+    probe = ("import sys; import ptdesk.cli, docker, paramiko; "
+             "print(sorted(m for m in sys.modules if m.split('.')[0] == 'invoke' and sys.modules[m] is not None))")
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
