@@ -224,3 +224,12 @@ def test_a_sweep_on_auto_says_it_stays_on_the_one_workstation_chosen(cli: Ptdesk
     assert rc == 0, err
     assert "all 2 jobs of the sweep are on local (--on auto chooses once per sweep" in err
     assert {j["name"]: j["workstation"] for j in cli.json("jobs")} == {"au-1": "local", "au-2": "local"}
+
+
+def test_a_missing_image_names_the_build_that_makes_it(cli: Ptdesk, engine: Engine, code: Path) -> None:
+    """A job runs the SSH kind's image: when it is missing, the hint builds that one (there is no job image)."""
+    rc, _, err = cli.run("run", "--gpus", "none", "--code", code, "--", "true",
+                         extra_env={"PTDESK_SSH_IMAGE": "ptdesk-test/not-built-here:latest"})
+    assert rc != 0 and "Image ptdesk-test/not-built-here:latest is not on this engine." in err
+    assert "hint: Build it with: ptdesk images build ssh" in err, err
+    assert job_containers(engine, cli.instance) == [] and not list((cli.home / "jobs").glob("[!.]*"))

@@ -135,9 +135,9 @@ def _check_image(site: Site, spec: LaunchSpec, kind: Kind) -> None:
         return
     ours = spec.image == kind.image(site.config)
     raise ImageMissing(f"Image {spec.image} is not on this engine.",
-                       f"Build it with: ptdesk images build {spec.kind}" if ours else
+                       f"Build it with: ptdesk images build {kind.build_name}" if ours else
                        "Pull or build it first (docker pull / docker build), or leave out --image "
-                       f"to use ptdesk's own (ptdesk images build {spec.kind}).")
+                       f"to use ptdesk's own (ptdesk images build {kind.build_name}).")
 
 
 def _create_and_start(site: Site, spec: LaunchSpec, plan: Plan, gpu_lock: contextlib.ExitStack,

@@ -78,6 +78,12 @@ class Kind(ABC):
     mounts_vscode_cache: ClassVar[bool] = False  # the workstation's VS Code Server cache, read-only
     has_door: ClassVar[bool] = True  # a service people reach (ssh, a URL); False: a batch job, made by `ptdesk run`
     own_image: ClassVar[bool] = True  # built from images/<name>/ (`ptdesk images build NAME`)
+    runs_image_of: ClassVar[str | None] = None  # without one of its own: the kind whose image it runs
+
+    @property
+    def build_name(self) -> str:
+        """What `ptdesk images build NAME` builds its default image as."""
+        return self.name if self.own_image or not self.runs_image_of else self.runs_image_of
 
     def image(self, config: Config) -> str:
         """The image it runs: `<name>_image` from the config, else ptdesk's own build."""

@@ -49,6 +49,7 @@ class JobKind(Kind):
     sealed_paths = ()
     has_door = False
     own_image = False
+    runs_image_of = "ssh"
 
     def image(self, config: Config) -> str:
         """`job_image` if set, else the SSH kind's image: the environment people work in."""
