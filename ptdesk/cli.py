@@ -10,12 +10,18 @@ import os
 import sqlite3
 import sys
 
-import click
+# paramiko (which docker-py imports for ssh:// engines, also when only the local engine is used)
+# imports `invoke` only to run `Match exec` lines of an ~/.ssh/config; ptdesk reads no SSH config
+# (ptdesk.core.engine.remote: its own pinned key and identity), and invoke's import is a third of a
+# command's start-up (unittest.mock, asyncio, yaml): paramiko is told it is not there.
+sys.modules.setdefault("invoke", None)  # type: ignore[arg-type]
 
-from ptdesk import __version__
-from ptdesk.commands import COMMAND_SUMMARIES, COMMAND_TOPICS, load_command
-from ptdesk.config import unknown_env_settings
-from ptdesk.errors import PtdeskError, from_system_error
+import click  # noqa: E402
+
+from ptdesk import __version__  # noqa: E402
+from ptdesk.commands import COMMAND_SUMMARIES, COMMAND_TOPICS, load_command  # noqa: E402
+from ptdesk.config import unknown_env_settings  # noqa: E402
+from ptdesk.errors import PtdeskError, from_system_error  # noqa: E402
 
 
 class PtdeskGroup(click.Group):

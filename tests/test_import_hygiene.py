@@ -111,3 +111,13 @@ def test_a_local_listing_imports_no_ssh_key_or_gpu_library(tmp_path: Path) -> No
     heavy = _imports_of(["ls", "--on", "local"], env)["heavy"]
     assert "docker" in heavy  # it really asked the engine
     assert {m.split(".")[0] for m in heavy} <= {"docker", "requests"}, heavy
+
+
+def test_a_command_that_uses_the_engine_does_not_import_invoke() -> None:
+    """paramiko (imported by docker-py) imports invoke only for ~/.ssh/config's `Match exec`, which
+    ptdesk never reads; invoke's import is a third of a command's start-up, so the CLI skips it."""
+    probe = ("import sys; import ptdesk.cli, docker, paramiko; "
+             "print(sorted(m for m in sys.modules if m.split('.')[0] == 'invoke' and sys.modules[m] is not None))")
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"

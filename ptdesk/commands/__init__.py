@@ -40,7 +40,7 @@ COMMAND_SUMMARIES: dict[str, str] = {
     "gpus": "Show every GPU, its load, and the processes on it with their container and owner.",
     "grant": "Let collaborator NAME log in to the SSH experiment EXPERIMENT.",
     "images": "Build and list the images experiments run in.",
-    "jobs": "Your batch jobs: status, exit code, start, duration, GPUs, GPU-hours, output (sweeps grouped).",
+    "jobs": "Your batch jobs: status, exit code, start, duration, GPUs, GPU-hours, peak GPU memory (sweeps grouped).",
     "keep": "Keep NAME from the idle cull for FOR (default 1h, at most the cull's keep_max).",
     "logs": "Print an experiment's or a job's output (a job's is kept after its container is gone).",
     "ls": "List experiments (of every workstation, asked in parallel; --on NAME for one).",

@@ -112,8 +112,10 @@ def check_all(ws: Workstation, as_json: bool = False) -> None:
 @pass_workstation(reconcile=True)
 def diff(ws: Workstation, a: str, b: str, as_json: bool) -> None:
     """Differences between experiments A and B, package by package (B may be image:ssh or image:jupyter,
-    the current build). Running experiments are read live. Exits 1 when they differ, as diff does."""
-    result = ws.environment_diff(a, b)
+    the current build; a job after its end: the environment it ran in). Running experiments are read
+    live. Exits 1 when they differ, as diff does."""
+    from ptdesk.core.job_desk import JobDesk
+    result = JobDesk(ws).environment_diff(a, b)  # a job after its end: the environment it ran in
     if as_json:
         emit_json(result.to_json())
     else:

@@ -7,7 +7,9 @@ from typing import Any
 
 import click
 
-from ptdesk.commands.common import emit_json, json_option, pass_workstation, table
+from ptdesk.commands.common import FleetDoor, emit_json, json_option, pass_workstation, reconcile_quietly, table
+from ptdesk.config_workstations import AUTO
+from ptdesk.core.base.units import human_bytes
 from ptdesk.core.job_desk import JobDesk, JobView, duration_text, ending_line
 from ptdesk.core.jobs import request
 from ptdesk.core.jobs.record import JobRecord
@@ -53,6 +55,10 @@ def run(ws: Workstation, command: tuple[str, ...], wait: bool, as_json: bool, **
                            "Leave out --wait; then follow each with: ptdesk logs -f NAME (ptdesk jobs lists them).")
     desk = JobDesk(ws)
     jobs = desk.submit(JobRequest(command=tuple(command), **options), _said(as_json))
+    if len(jobs) > 1 and click.get_current_context().params.get("on") == AUTO:
+        # --on auto chooses once, for the whole sweep (not yet per job): said, so nobody expects a spread
+        click.echo(f"ptdesk: all {len(jobs)} jobs of the sweep are on {ws.name} (--on auto chooses once per "
+                   "sweep; run one sweep per workstation with --on NAME to spread one).", err=True)
     if wait and len(jobs) == 1:
         job = _follow(desk, jobs[0], as_json)
         if as_json:
@@ -93,25 +99,43 @@ def _ending(job: JobRecord) -> str:
 @click.command("jobs")
 @click.option("--prune", is_flag=True, help="Forget ended jobs (records, logs, snapshots).")
 @json_option
-@pass_workstation(reconcile=True)
-def jobs(ws: Workstation, prune: bool, as_json: bool) -> None:
-    """Your batch jobs: status, exit code, start, duration, GPUs, GPU-hours, output (sweeps grouped)."""
-    desk = JobDesk(ws)
-    if prune:
-        pruned = desk.prune()
+@pass_workstation(fleet=True)
+def jobs(door: FleetDoor, prune: bool, as_json: bool) -> None:
+    """Your batch jobs: status, exit code, start, duration, GPUs, GPU-hours, peak GPU memory (sweeps grouped)."""
+    fleet = door.open()
+    if prune:  # records only: a workstation that does not answer has its ended jobs forgotten too
+        pruned = [n for name in fleet.names for n in JobDesk(fleet.workstation(name)).prune()]
         click.echo(f"Forgot {len(pruned)} ended job(s).", err=as_json)
-    views = desk.jobs()
+
+    def listing(ws: Workstation) -> list[JobView]:
+        reconcile_quietly(ws)
+        return JobDesk(ws).jobs()
+
+    views: list[JobView] = []
+    answers = fleet.each(listing)
+    for answer in answers:
+        if answer.ok:
+            views += answer.value or []
+            continue
+        click.echo(f"ptdesk: {answer.error.message if answer.error else 'no answer'}", err=True)
+        views += JobDesk(fleet.workstation(answer.workstation)).unreachable()
+    _show(views, as_json, several=len(fleet.names) > 1)
+    if not all(a.ok for a in answers):
+        raise click.exceptions.Exit(3)  # what could be listed was; the exit status says not everything
+
+
+def _show(views: list[JobView], as_json: bool, several: bool) -> None:
     if as_json:
         emit_json([v.to_json() for v in views])
         return
     if not views:
         click.echo("No jobs. Start one with: ptdesk run -- COMMAND")
         return
-    # A sweep's jobs together, under their first job's name.
+    # A sweep's jobs together, under their first job's name (across workstations too).
     views.sort(key=lambda v: (v.record.sweep or v.record.name, v.record.submitted))
-    rows = [_row(v) for v in views]
-    click.echo(table(["NAME", "SWEEP", "STATUS", "EXIT", "STARTED", "DURATION", "GPUS", "GPU-H", "WHERE",
-                      "OUTPUT"], rows))
+    headers = ["NAME", "SWEEP", "STATUS", "EXIT", "STARTED", "DURATION", "GPUS", "GPU-H", "PEAK MEM", "OUTPUT"]
+    rows = [([v.record.workstation] if several else []) + _row(v) for v in views]
+    click.echo(table(["WORKSTATION", *headers] if several else headers, rows))
     for view in views:
         if view.record.leftover:
             click.echo(f"warning: {view.record.name} left processes on its GPUs: {', '.join(view.record.leftover)}")
@@ -123,7 +147,7 @@ def _row(view: JobView) -> list[str]:
     sweep = " ".join(f"{k}={v}" for k, v in job.sweep_values.items()) if job.sweep else ""
     return [job.name, sweep, view.status, "" if job.exit_code is None else str(job.exit_code), started,
             duration_text(job.duration), ",".join(map(str, job.gpus)) or "-", f"{job.gpu_hours:.2f}",
-            job.workstation, job.output or "-"]
+            human_bytes(job.peak_gpu_memory) if job.peak_gpu_memory else "-", job.output or "-"]
 
 
 @click.command("cancel")

@@ -172,6 +172,7 @@ def _usage_loop(ws: Workstation, stop: threading.Event, as_json: bool) -> None:
     """Who used the GPUs: a sample every USAGE_EVERY seconds into the box's usage history, and last
     week's report to the routes once a week (one watcher of the box sends it)."""
     from ptdesk.core.gpu.holds import HoldReader
+    from ptdesk.core.jobs import peaks
     from ptdesk.core.usage.recorder import UsageRecorder
     from ptdesk.core.usage.weekly import last_week, send_if_due
     own = ws.fork()
@@ -180,6 +181,7 @@ def _usage_loop(ws: Workstation, stop: threading.Event, as_json: bool) -> None:
         while not stop.wait(USAGE_EVERY):
             try:
                 recorder.sample(own, reader, every=USAGE_EVERY)
+                peaks.note(own)  # running jobs' peak GPU memory, kept in their records
                 recorder.flush(own)
                 week = last_week(time.time())[0]
                 if week != reported:

@@ -60,7 +60,7 @@ class JobDesk:
         combos = request.sweep_combinations(command, typed.sweep)
         mounts = self._data_mounts(typed.data)
         names = self._names(typed.name, len(combos))
-        image, fingerprint, layer_from = self._environment(typed)
+        image, fingerprint, layer_from, lived = self._environment(typed)
         # Every option checked before anything is made.
         specs = [replace(self._spec(typed, name, image), layer_from=layer_from) for name in names]
         tmp = self.ws.config.home / "jobs" / f".snapshot-{os.getpid()}.tar"
@@ -73,15 +73,16 @@ class JobDesk:
                 source = Path(typed.code or os.getcwd())
                 taken = snapshot.take(source, tmp, snapshot_limit)
             group = typed.name or names[0]  # a sweep's jobs are listed together under it
-            return [self._launch(typed, spec, values, cmd, limit, mounts, tmp, taken, fingerprint, group, said)
-                    for spec, (values, cmd) in zip(specs, combos, strict=True)]
+            return [self._launch(typed, spec, values, cmd, limit, mounts, tmp, taken, (fingerprint, lived), group,
+                                 said) for spec, (values, cmd) in zip(specs, combos, strict=True)]
         finally:
             tmp.unlink(missing_ok=True)
 
     def _launch(self, typed: JobRequest, spec: LaunchSpec, values: dict, command: tuple[str, ...],
-                limit: int | None, mounts: list, tmp: Path, taken: Any, fingerprint: str | None,
+                limit: int | None, mounts: list, tmp: Path, taken: Any, environment: tuple[str | None, Any],
                 group: str, said: Said) -> JobRecord:
         config, name = self.ws.config, spec.name
+        fingerprint, lived = environment
         folder = records.make_folder(config, name)
         code = folder / records.SNAPSHOT
         if not code.exists():
@@ -97,6 +98,9 @@ class JobDesk:
                         sweep=group if typed.sweep else None, sweep_values=values, like=typed.like,
                         env_fingerprint=fingerprint)
         records.save(config, job)
+        if lived is not None:  # --like: the experiment's environment as read now, kept for env diff
+            from ptdesk.core.jobs import environment as kept_environment
+            kept_environment.save(config, name, lived)
         try:
             launched = self.ws.launch(spec, said)
         except BaseException:
@@ -147,26 +151,38 @@ class JobDesk:
             out.append((str(folder), f"{request.DATA_MOUNT}/{folder.name}", mode))
         return out
 
-    def _environment(self, typed: JobRequest) -> tuple[str | None, str | None, str | None]:
-        """(image, fingerprint, container whose layer it copies) for --like (ptdesk.core.jobs.like);
-        the kind's default image otherwise (its fingerprint recorded at launch)."""
+    def _environment(self, typed: JobRequest) -> tuple[str | None, str | None, str | None, Any]:
+        """(image, fingerprint, container whose layer it copies, its live Environment) for --like
+        (ptdesk.core.jobs.like); the kind's default image otherwise (its fingerprint recorded at launch)."""
         if typed.like is None:
-            return typed.image, None, None
+            return typed.image, None, None, None
         if typed.image:
             raise InvalidInput("--like and --image both name the environment.", "Use one of them.")
         from ptdesk.core.jobs import like
         found = like.resolve(self.ws, typed.like)
-        return found.image, found.fingerprint, found.container_id
+        return found.image, found.fingerprint, found.container_id, found.environment
 
     # --- listing ------------------------------------------------------------------------------
     def jobs(self) -> list[JobView]:
+        """This workstation's jobs (their records are in its part of the person's home)."""
+        from ptdesk.core.jobs import peaks
+        with contextlib.suppress(PtdeskError):  # no GPU to read: the peaks noted so far stand
+            peaks.note(self.ws)
         live = {e.name: e for e in self.ws.list_experiments(all=True) if e.kind == ending.JOB}
         views = []
-        for job in records.all_records(self.ws.config):
+        for job in self._records():
             experiment = live.get(job.name)
             status = job.status if job.ended or experiment is None else experiment.status
             views.append(JobView(job, status, experiment.waiting if experiment else None))
         return views
+
+    def unreachable(self) -> list[JobView]:
+        """This workstation's jobs as their records last said, when its engine does not answer: an
+        ended one as it ended, the others `unreachable` (they may well still run)."""
+        return [JobView(job, job.status if job.ended else "unreachable") for job in self._records()]
+
+    def _records(self) -> list[JobRecord]:
+        return records.all_records(self.ws.config)
 
     def ended_rows(self, listed: Collection[str] = ()) -> list[Experiment]:
         """Ended jobs as rows beside the experiments (their containers are gone): the dashboard's.
@@ -174,7 +190,7 @@ class JobDesk:
         still be among them, as the experiment it was: one row each."""
         from ptdesk.core.base.models import Access, Experiment
         rows = []
-        for job in records.all_records(self.ws.config):
+        for job in self._records():
             if not job.ended or job.name in listed:
                 continue
             said = ending_line(job)
@@ -194,6 +210,22 @@ class JobDesk:
                                f"Stop it with: ptdesk stop {name} (ptdesk jobs lists your jobs).")
             raise NotFound(f"No job named {name!r}.", "See your jobs with: ptdesk jobs")
         return job
+
+    def environment_diff(self, a: str, b: str) -> Any:
+        """`env diff A B` where A or B may be a job whose container is gone: the environment it ran in,
+        kept with its record (ptdesk.core.jobs.environment); a running one is read live as any."""
+        from ptdesk.core.jobs import environment as kept_environment
+        known = {}
+        for name in (a, b):
+            if self.ws.store.experiment(name) is not None or not self.is_job(name):
+                continue
+            env = kept_environment.load(self.ws.config, name)
+            if env is None:
+                raise NotFound(f"Job {name!r} kept no record of its environment (its image recorded none, or it "
+                               "never started).", "Compare images built by `ptdesk images build` (image:KIND).")
+            job = self.job(name)
+            known[name] = (f"{name} (job, {job.status})", env, job.env_fingerprint or env.fingerprint())
+        return self.ws.environment_diff(a, b, known)
 
     def is_job(self, name: str) -> bool:
         return records.load(self.ws.config, name) is not None

@@ -19,6 +19,8 @@ from ptdesk.tui.format import count
 if TYPE_CHECKING:
     from ptdesk.core.host.cgroups import ContainerStats
 
+JOB = "job"  # the job kind's rows (ptdesk.core.kinds.job): running, queued, or ended (their records)
+
 
 @dataclass
 class BoxState:
@@ -67,8 +69,9 @@ class Boxes:
         return any(s.listed for s in self.states.values())
 
     def top_bar(self, hostname: str, instance: str, default: str) -> Text:
-        """Host, engine(s), experiments, GPUs."""
-        items = self.experiments()
+        """Host, engine(s), experiments, jobs (their rows, ended ones too, are not experiments), GPUs."""
+        items = [e for e in self.experiments() if e.kind != JOB]
+        jobs = [e for e in self.experiments() if e.kind == JOB]
         running = sum(1 for e in items if e.status == "running")
         counts = [s.gpu_count for s in self.states.values() if s.gpu_count is not None]
         gpus = count(sum(counts), "GPU") if counts else "GPUs: N/A"
@@ -79,6 +82,8 @@ class Boxes:
             state = self.states[default]
             engine = (f"Docker {state.version}" if state.version and state.engine_up
                       else "Docker: unreachable" if state.engine_up is False else "Docker: connecting…")
+        working = sum(1 for e in jobs if e.status == "running")
         return Text.assemble(("ptdesk ", "bold"), f"· {hostname} · {engine} · ",
-                             f"{count(len(items), 'experiment')} ({running} running) · {gpus}",
+                             f"{count(len(items), 'experiment')} ({running} running) · "
+                             + (f"{count(len(jobs), 'job')} ({working} running) · " if jobs else "") + gpus,
                              (f" · instance {instance}" if instance != "default" else "", "dim"))

@@ -88,3 +88,30 @@ def test_a_snapshot_over_the_limit_names_the_biggest_and_writes_nothing(tmp_path
     assert "the biggest: data/ (6 KiB), model.pt (2 KiB), train.py (8 B)" in raised.value.message
     assert ".ptdeskignore" in (raised.value.hint or "")
     assert not (tmp_path / "code.tar").exists()
+
+
+def test_gnu_tar_and_tarfile_write_the_same_snapshot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The snapshot is written by GNU tar where there is one (fast), by Python's tarfile elsewhere:
+    the same entries, root-owned, with the same modes, links kept as links, odd names intact."""
+    code = tmp_path / "code"
+    (code / "src" / "deep").mkdir(parents=True)
+    (code / "src" / "deep" / "m.py").write_text("x\n")
+    (code / "odd name\nwith newline.py").write_text("y\n")
+    (code / "-dash.py").write_text("z\n")
+    (code / "run.sh").write_text("#!/bin/sh\n")
+    (code / "run.sh").chmod(0o4755)  # setuid is not carried into a job
+    (code / "link").symlink_to("src/deep/m.py")
+
+    def written(gnu: bool) -> dict[str, tuple]:
+        monkeypatch.setattr(snapshot, "_gnu_tar", lambda: gnu)
+        snapshot.take(code, tmp_path / f"{gnu}.tar", 10_000)
+        with tarfile.open(tmp_path / f"{gnu}.tar") as tar:
+            return {m.name: (m.type, m.mode, m.uid, m.gid, m.linkname, tar.extractfile(m).read() if m.isfile() else b"")
+                    for m in tar.getmembers()}
+
+    assert snapshot._gnu_tar.__wrapped__()  # this machine has GNU tar: the fast path is the one tested
+    gnu, plain = written(True), written(False)
+    assert gnu == plain
+    assert gnu["code/run.sh"][1] == 0o755 and gnu["code/link"][4] == "src/deep/m.py"
+    assert set(gnu) == {"code", "code/src", "code/src/deep", "code/src/deep/m.py", "code/odd name\nwith newline.py",
+                        "code/-dash.py", "code/run.sh", "code/link"}

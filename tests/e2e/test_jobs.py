@@ -181,9 +181,60 @@ def test_a_job_like_an_experiment_sees_what_was_installed_in_it_live(cli: Ptdesk
     assert job(cli, "likenb")["env_fingerprint"] == live and job(cli, "likenb")["like"] == "nb"
     assert cli.json("env", "likenb") == {"name": "likenb", "image": job(cli, "likenb")["image"], "fingerprint": live,
                                          "like": "nb", "status": "succeeded", "workstation": "local"}
+    # After its end, env diff compares the environment it ran in (kept with its record): the same as nb's.
+    rc, out, err = cli.run("env", "diff", "likenb", "nb")
+    assert rc == 0 and "Same environment" in out, out + err
+    # A job in the kind's image: what that image recorded, also after the end.
+    rc, out, err = cli.run("run", "--name", "plain", "--gpus", "none", "--code", code, "--wait", "--", "true")
+    assert rc == 0, err
+    rc, out, err = cli.run("env", "diff", "plain", "nb")
+    assert rc == 1 and "plain (job, succeeded)" in out and "ptdesk-demo" in out, out + err
     # The experiment was only read: the same container, running, its install still there.
     after = cli.listed()["nb"]
     assert (after["id"], after["status"]) == (notebook["id"], "running")
     assert cli.json("env", "nb")["live_fingerprint"] == live
     # Cancelling the notebook by mistake says what it is ("No job named 'nb'" sent people to ptdesk jobs).
     assert "'nb' is not a job but an experiment (jupyter)." in cli.fails("cancel", "nb")[0]
+
+
+def test_jobs_lists_a_workstation_that_does_not_answer_as_its_records_last_said(cli: Ptdesk) -> None:
+    """`ptdesk jobs` asks every workstation; one that does not answer is named on stderr (exit 3) and
+    its jobs are still listed from their records: an ended one as it ended, a running one unreachable."""
+    from ptdesk.config import for_workstation, load_config
+    from ptdesk.core.jobs import record as records
+
+    config_file = cli.home / "config.toml"
+    config_file.parent.mkdir(parents=True, exist_ok=True)
+    with config_file.open("a") as out:
+        out.write('\n[workstations.gone]\nengine = "ssh://nobody@127.0.0.1:1"\n')
+    config = load_config(cli.env)
+    there = for_workstation(config, config.workstations["gone"])
+    for name, status in (("far-done", "succeeded"), ("far-running", "running")):
+        records.make_folder(there, name)
+        records.save(there, records.JobRecord(name=name, owner="me", command=("true",), submitted=1.0,
+                                              workstation="gone", status=status))
+    rc, out, err = cli.run("jobs")
+    assert rc == 3 and "gone" in err
+    lines = out.splitlines()
+    assert lines[0].split()[0] == "WORKSTATION"
+    assert next(line for line in lines if "far-done" in line).split()[:3] == ["gone", "far-done", "succeeded"]
+    assert next(line for line in lines if "far-running" in line).split()[:3] == ["gone", "far-running", "unreachable"]
+    assert cli.ok("jobs", "--on", "local").startswith("No jobs.")  # the local box has none
+
+
+def test_a_sweep_on_auto_says_it_stays_on_the_one_workstation_chosen(cli: Ptdesk, code: Path) -> None:
+    """--on auto chooses once per sweep (spreading one across workstations is not done): said on stderr."""
+    rc, out, err = cli.run("run", "--on", "auto", "--gpus", "none", "--name", "au", "--code", code,
+                           "--sweep", "x=1,2", "--", "echo", "{x}")
+    assert rc == 0, err
+    assert "all 2 jobs of the sweep are on local (--on auto chooses once per sweep" in err
+    assert {j["name"]: j["workstation"] for j in cli.json("jobs")} == {"au-1": "local", "au-2": "local"}
+
+
+def test_a_missing_image_names_the_build_that_makes_it(cli: Ptdesk, engine: Engine, code: Path) -> None:
+    """A job runs the SSH kind's image: when it is missing, the hint builds that one (there is no job image)."""
+    rc, _, err = cli.run("run", "--gpus", "none", "--code", code, "--", "true",
+                         extra_env={"PTDESK_SSH_IMAGE": "ptdesk-test/not-built-here:latest"})
+    assert rc != 0 and "Image ptdesk-test/not-built-here:latest is not on this engine." in err
+    assert "hint: Build it with: ptdesk images build ssh" in err, err
+    assert job_containers(engine, cli.instance) == [] and not list((cli.home / "jobs").glob("[!.]*"))

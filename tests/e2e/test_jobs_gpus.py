@@ -96,3 +96,27 @@ def test_cancel_says_when_a_process_of_the_job_is_still_on_its_gpu(two_gpus: Gpu
     said = desk.ok("cancel", "stuck")
     assert f"still on its GPUs: pid {pid} on GPU 1 (3.0 GiB)" in said
     assert f"pid {pid} on GPU 1" in desk.ok("jobs")
+
+
+def test_jobs_keeps_the_peak_gpu_memory_the_sampler_saw_while_it_ran(two_gpus: GpuDesk, tmp_path: Path) -> None:
+    """NVML's per-process memory, attributed to the job's container, becomes the record's peak: it
+    grows with a bigger sample, stays when the use drops, and is still there after the job ended."""
+    from tests.support.nvml_scenarios import FakeProc, GiB
+
+    desk = two_gpus
+    code = tmp_path / "code"
+    code.mkdir()
+    run(desk, "--name", "big", "--gpus", "0", "--grace", "1", "--code", code, "--", "sleep", "600")
+    container = next(c["Id"] for c in desk.engine.list_managed(desk.instance)
+                     if c["Labels"].get("ptdesk.name") == "big")
+    pid = max(desk.engine.top_pids(container))
+    assert listed(desk)["big"]["peak_gpu_memory"] is None  # nothing on its GPU yet
+    desk.scenario.gpus[0].compute = [FakeProc(pid, 5 * GiB)]
+    assert listed(desk)["big"]["peak_gpu_memory"] == 5 * GiB
+    desk.scenario.gpus[0].compute = [FakeProc(pid, 2 * GiB)]
+    assert listed(desk)["big"]["peak_gpu_memory"] == 5 * GiB  # a peak: a smaller sample does not lower it
+    desk.scenario.gpus[0].compute = []
+    desk.ok("cancel", "big")
+    ended = listed(desk)["big"]
+    assert ended["status"] == "cancelled" and ended["peak_gpu_memory"] == 5 * GiB
+    assert "5.0 GiB" in desk.ok("jobs")

@@ -138,7 +138,8 @@ def test_ssh_experiment_on_the_remote_lists_logs_stops_starts_and_goes(
 def test_a_job_runs_on_the_remote_with_its_snapshot_and_is_kept_there(desk: Ptdesk, box_engine: Engine,
                                                                        engine: Engine, tmp_path: Path) -> None:
     """`ptdesk run --on box`: the code snapshot travels over the same connection (no shared
-    folder), the job runs there, and its record and log are the box's (jobs --on box)."""
+    folder), the job runs there, and its record and log are the box's (jobs --on box), listed by a
+    plain `ptdesk jobs` with every workstation's."""
     code = tmp_path / "remote-code"
     code.mkdir()
     (code / "msg").write_text("from the laptop\n")
@@ -148,7 +149,14 @@ def test_a_job_runs_on_the_remote_with_its_snapshot_and_is_kept_there(desk: Ptde
     assert "from the laptop" in out and "r-job failed (exit 4 after" in err
     listed = {j["name"]: j for j in desk.json("jobs", "--on", "box")}
     assert (listed["r-job"]["workstation"], listed["r-job"]["status"]) == ("box", "failed")
-    assert "r-job" not in {j["name"] for j in desk.json("jobs")}  # not the local box's
+    assert "r-job" not in {j["name"] for j in desk.json("jobs", "--on", "local")}  # not the local box's
+    # Without --on, every workstation's jobs, each said where it ran (as `ptdesk ls` does).
+    everywhere = {j["name"]: j for j in desk.json("jobs")}
+    assert everywhere["r-job"]["workstation"] == "box" and everywhere["r-job"]["exit_code"] == 4
+    table = desk.ok("jobs").splitlines()
+    assert table[0].split()[0] == "WORKSTATION"
+    assert next(line for line in table if " r-job " in f" {line} ").split()[:2] == ["box", "r-job"]
+    assert "WORKSTATION" not in desk.ok("jobs", "--on", "box")  # one workstation: no column for it
     assert desk.ok("logs", "r-job", "--on", "box").strip() == "from the laptop"
     assert not [c for c in box_engine.list_managed(desk.instance) if c["Labels"].get("ptdesk.name") == "r-job"]
 

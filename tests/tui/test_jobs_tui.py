@@ -49,5 +49,9 @@ async def test_a_job_from_the_form_runs_is_cancelled_with_x_and_keeps_its_log(tu
         await settle(pilot, lambda: main.table.select_name(name) and "got-int" in main.log_pane.lines,
                      message="the kept log after the end")
         assert main.log_pane.state.startswith("kept log")
+        # The top bar counts the ended job's row as a job, not as an experiment.
+        await settle(pilot, lambda: "1 job (0 running)" in str(app.query_one("#topbar").render()),
+                     message="the top bar to count the job")
+        assert "0 experiments (0 running)" in str(app.query_one("#topbar").render())
         await settle(pilot, lambda: any("job 'alice-job-1' cancelled" in n.title for n in app._notifications),
                      message="a notice of its end")

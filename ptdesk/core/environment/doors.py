@@ -7,7 +7,7 @@ use and hands it the Workstation as the Site it is.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from ptdesk.core.environment.archive import ArchiveReport
     from ptdesk.core.environment.drift import EnvironmentDiff, ExperimentEnvironment
     from ptdesk.core.environment.images import BuildResult, ImageStatus
+    from ptdesk.core.environment.recorded import Environment
     from ptdesk.core.site import Site
 
 Progress = Callable[[str], None]
@@ -43,10 +44,12 @@ class EnvironmentDoors:
         from ptdesk.core.environment import drift
         return drift.environment(self, name)
 
-    def environment_diff(self: Site, a: str, b: str) -> EnvironmentDiff:
-        """Package by package between two experiments, or an experiment and `image:KIND`."""
+    def environment_diff(self: Site, a: str, b: str,
+                         known: Mapping[str, tuple[str, Environment, str | None]] | None = None) -> EnvironmentDiff:
+        """Package by package between two experiments, or an experiment and `image:KIND` (`known`:
+        sides read elsewhere, by name: an ended job's kept environment)."""
         from ptdesk.core.environment import drift
-        return drift.diff(self, a, b)
+        return drift.diff(self, a, b, known)
 
     def save_images(self: Site, kinds: Iterable[str], path: Path) -> ArchiveReport:
         from ptdesk.core.environment import archive

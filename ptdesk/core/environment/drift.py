@@ -338,9 +338,11 @@ def side(site: Site, ref: str) -> tuple[str, Environment, str | None]:
     return (f"{ref} (live)" if found.live else ref), env, found.live_fingerprint or found.fingerprint
 
 
-def diff(site: Site, a: str, b: str) -> EnvironmentDiff:
-    a_label, a_env, a_fp = side(site, a)
-    b_label, b_env, b_fp = side(site, b)
+def diff(site: Site, a: str, b: str,
+         known: Mapping[str, tuple[str, Environment, str | None]] | None = None) -> EnvironmentDiff:
+    """`known`: sides read elsewhere (an ended job's kept environment: ptdesk.core.jobs), by name."""
+    a_label, a_env, a_fp = (known or {}).get(a) or side(site, a)
+    b_label, b_env, b_fp = (known or {}).get(b) or side(site, b)
     fields = tuple((f, getattr(a_env, f), getattr(b_env, f)) for f in ("os", "python", "cuda", "cudnn")
                    if getattr(a_env, f) != getattr(b_env, f) and getattr(a_env, f) and getattr(b_env, f))
     a_versions, b_versions = a_env.versions, b_env.versions

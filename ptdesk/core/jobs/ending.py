@@ -24,7 +24,6 @@ from ptdesk.core.base.times import parse_time
 from ptdesk.core.base.units import human_bytes
 from ptdesk.core.jobs import record as records
 from ptdesk.core.jobs.record import JobRecord
-from ptdesk.core.notify import hooks
 from ptdesk.core.store.state import ExperimentRecord
 from ptdesk.errors import PtdeskError
 
@@ -79,6 +78,9 @@ def finish(site: Site, experiment: ExperimentRecord, pids: Iterable[int] = ()) -
     job = records.load(config, experiment.name)
     if job is not None and not job.ended:
         write_secret(records.folder(config, job.name) / records.LOG, _log_tail(site, container_id))
+        from ptdesk.core.jobs import environment as kept_environment  # imported by who finishes, not who submits
+        with contextlib.suppress(PtdeskError):  # env diff JOB after its end; nothing recorded: it says so
+            kept_environment.keep_from_image(config, engine, job.name, container_id)
         started = parse_time(state.get("StartedAt")) or job.started
         finished = parse_time(state.get("FinishedAt")) or time.time()
         code = int(state.get("ExitCode") or 0)
@@ -98,6 +100,7 @@ def tell(site: Site, job: JobRecord) -> None:
         lines = (records.folder(site.config, job.name) / records.LOG).read_text(errors="replace").splitlines()
     except OSError:
         lines = []
+    from ptdesk.core.notify import hooks  # the notices' routes: imported only once a job ended
     with contextlib.suppress(PtdeskError, OSError):  # a route that fails is the notify log's to say
         hooks.job_finished(site, job.name, job.status, job.exit_code, job.duration, job.gpu_hours, tuple(lines[-5:]))
 

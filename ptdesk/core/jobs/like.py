@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ptdesk.core.environment import drift
+from ptdesk.core.environment.recorded import Environment
 from ptdesk.core.sharing.recreate import layer_roots
 from ptdesk.errors import InvalidInput, NotFound, PtdeskError
 
@@ -33,6 +34,7 @@ class Like:
     container_id: str
     image: str  # the image id the experiment runs
     fingerprint: str | None  # its live environment's
+    environment: Environment | None = None  # read live now (kept on the job: env diff after its end)
 
 
 def resolve(site: Site, name: str) -> Like:
@@ -46,10 +48,11 @@ def resolve(site: Site, name: str) -> Like:
     if record.status == "queued":
         raise InvalidInput(f"Experiment {name!r} waits in the GPU queue: it has no environment to copy yet.",
                            "Run --like it once it has started.")
-    fingerprint = None
+    fingerprint, live = None, None
     with contextlib.suppress(PtdeskError):  # a probe that cannot run leaves the image's fingerprint
-        fingerprint = drift.environment(site, name).live_fingerprint
-    return Like(found["Id"], found["Image"], fingerprint or record.env_fingerprint)
+        now = drift.environment(site, name)
+        fingerprint, live = now.live_fingerprint, now.live
+    return Like(found["Id"], found["Image"], fingerprint or record.env_fingerprint, live)
 
 
 def copy_environment(site: Site, source: str, target: str) -> int:

@@ -3,7 +3,7 @@ container is gone (PTDESK_HOME/jobs/NAME/record.json, 0600 in 0700 folders), unt
 
 The container is the job while it lives (queued, running: the store's experiment record and the
 engine say so); the record keeps what a person asks afterwards: status, exit code, times, GPUs,
-GPU-hours, the log, and everything `ptdesk rerun` needs (the snapshot and the options).
+GPU-hours, peak GPU memory, the log, and everything `ptdesk rerun` needs (the snapshot and the options).
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ class JobRecord:
     gpus: tuple[int, ...] = ()
     cancel_requested: bool = False
     leftover: tuple[str, ...] = ()  # processes of the job still on its GPUs after it ended
+    peak_gpu_memory: int | None = None  # bytes: the most its processes held at once, as sampled while it ran
 
     @property
     def duration(self) -> float | None:
