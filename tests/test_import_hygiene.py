@@ -121,3 +121,14 @@ def test_a_command_that_uses_the_engine_does_not_import_invoke() -> None:
     proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+def test_the_dashboard_imports_what_its_first_frame_needs_and_no_screen_a_key_opens() -> None:
+    """The screens a key opens (the form, collaborators, reservations, the idle cull, usage) and the
+    batch-job code are imported when used: before the first frame they would only delay it."""
+    later = ("ptdesk.tui.screens.new_experiment", "ptdesk.tui.screens.collaborators", "ptdesk.tui.screens.reservations",
+             "ptdesk.tui.screens.idle_cull", "ptdesk.tui.screens.usage", "ptdesk.core.job_desk", "ptdesk.core.jobs")
+    probe = f"import sys, ptdesk.tui.app; print(sorted(m for m in sys.modules if m.startswith({later!r})))"
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"

@@ -30,7 +30,6 @@ from typing import TYPE_CHECKING
 from textual.message import Message
 from textual.widget import Widget
 
-from ptdesk.core.job_desk import JobDesk
 from ptdesk.core.workstation import Workstation
 from ptdesk.errors import PtdeskError
 from ptdesk.tui.feeds import HoldReader, IdleGpus, sample_gpus
@@ -176,6 +175,7 @@ class LiveFeeds:
             self._list_wanted.clear()  # before reading: a request from now on reads once more
             try:
                 items = tuple(self.ws.list_experiments(all=True))
+                from ptdesk.core.job_desk import JobDesk  # the batch-job code, once there are job rows
                 items += tuple(JobDesk(self.ws).ended_rows({e.name for e in items}))  # ended jobs: their records
             except PtdeskError as exc:
                 listed = ExperimentsListed(None, exc, self.name)

@@ -1,7 +1,8 @@
 """The main screen's actions on the selected experiment: details, copy, shell, stop/start, remove,
 collaborators. Each goes to the selected experiment's own workstation (the rows of every
 workstation share one table), in a background job (tui.jobs), and reads that workstation's list
-again when done. A base class of MainScreen, which owns the table, the log pane and the feeds."""
+again when done. A base class of MainScreen, which owns the table, the log pane and the feeds.
+The screens a key opens are imported when it is pressed: not before the dashboard's first frame."""
 
 from __future__ import annotations
 
@@ -18,13 +19,9 @@ from ptdesk.errors import GpusGone
 from ptdesk.tui.errors import notify_error
 from ptdesk.tui.format import removal_note
 from ptdesk.tui.jobs import run_job
-from ptdesk.tui.screens.collaborators import Collaborators
 from ptdesk.tui.screens.confirm import Confirm
 from ptdesk.tui.screens.details import Details, stopped_copy_note
-from ptdesk.tui.screens.gpus_gone import GpusGone as GpusGoneDialog
-from ptdesk.tui.screens.idle_cull import IdleCull, keep
 from ptdesk.tui.screens.job_actions import JobActions, kept_log
-from ptdesk.tui.screens.reservations import Reservations
 from ptdesk.tui.shell import open_shell, shell_refusal
 from ptdesk.tui.widgets.experiments_table import ExperimentsTable
 from ptdesk.tui.widgets.log_pane import LogPane
@@ -165,6 +162,8 @@ class ExperimentActions(JobActions, Screen[None]):
                       lambda started: f"{name} waits for GPUs ({started.status})."
                       if started.status.startswith("queued") else f"{name} is running{'' if queue else ' ' + where}.")
 
+        from ptdesk.tui.screens.gpus_gone import GpusGone as GpusGoneDialog
+
         self.app.push_screen(GpusGoneDialog(name, error.message), chosen)
         return True
 
@@ -182,12 +181,15 @@ class ExperimentActions(JobActions, Screen[None]):
 
     def action_keep(self) -> None:
         if (selected := self._need_selected()) is not None:
+            from ptdesk.tui.screens.idle_cull import keep
             keep(self, self.selected_ws, selected.name)
 
     def action_idle_cull(self) -> None:
+        from ptdesk.tui.screens.idle_cull import IdleCull
         self.app.push_screen(IdleCull(self.selected_ws))
 
     def action_reservations(self) -> None:
+        from ptdesk.tui.screens.reservations import Reservations
         self.app.push_screen(Reservations(self.selected_ws))
 
     def action_usage(self) -> None:
@@ -195,6 +197,8 @@ class ExperimentActions(JobActions, Screen[None]):
         self.app.push_screen(Usage(self.selected_ws))
 
     def action_collaborators(self) -> None:
+        from ptdesk.tui.screens.collaborators import Collaborators
+
         selected = self.table.selected
         self.app.push_screen(Collaborators(self.selected_ws,
                                            selected.name if selected and selected.kind == "ssh" else None))

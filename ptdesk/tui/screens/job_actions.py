@@ -13,8 +13,6 @@ import shlex
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from ptdesk.core.job_desk import JobDesk, ending_line
-from ptdesk.core.jobs.request import JobRequest
 from ptdesk.errors import InvalidInput, PtdeskError
 from ptdesk.tui.screens.prompt import Field, Prompt, Values
 
@@ -27,6 +25,7 @@ LOG_TAIL = 2000  # kept lines shown (the pane keeps at most its own MAX_LINES)
 
 def kept_log(ws: Workstation, name: str) -> list[str]:
     try:
+        from ptdesk.core.job_desk import JobDesk
         return list(JobDesk(ws).log_lines(name, tail=LOG_TAIL))
     except (PtdeskError, OSError):
         return []
@@ -34,6 +33,9 @@ def kept_log(ws: Workstation, name: str) -> list[str]:
 
 def submit_from_form(ws: Workstation, values: Values, folder: str) -> list[JobRecord]:
     """The form's fields as `ptdesk run` takes them; queued when no GPU is free (it starts by itself)."""
+    from ptdesk.core.job_desk import JobDesk
+    from ptdesk.core.jobs.request import JobRequest
+
     try:
         command = tuple(shlex.split(values["command"]))
     except ValueError as exc:
@@ -90,5 +92,7 @@ class JobActions:
         ws, name = self.selected_ws, selected.name  # type: ignore[attr-defined]
         # Said at once: the grace between the signals can keep the row "running" for tens of seconds.
         self.notify(f"Cancelling {name} (SIGINT, then SIGTERM and SIGKILL a grace apart)…", markup=False)
+        from ptdesk.core.job_desk import JobDesk, ending_line
+
         self._act(ws, f"Cancel {name}", lambda: JobDesk(ws).cancel(name),  # type: ignore[attr-defined]
                   lambda job: f"{name} {job.status}: {ending_line(job)}")  # type: ignore[attr-defined]

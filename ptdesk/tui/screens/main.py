@@ -40,7 +40,6 @@ from ptdesk.tui.messages import (
 )
 from ptdesk.tui.notices import POLL_EVERY, NoticeFeed
 from ptdesk.tui.screens.experiment_actions import ExperimentActions
-from ptdesk.tui.screens.new_experiment import NewExperiment
 from ptdesk.tui.widgets.experiments_table import ExperimentsTable
 from ptdesk.tui.widgets.gpu_panel import GpuPanel
 from ptdesk.tui.widgets.log_pane import LogPane
@@ -308,6 +307,8 @@ class MainScreen(ExperimentActions):
 
     # --- the actions (tui.actions, scope "main") ---------------------------------------------------
     def action_new(self) -> None:
+        from ptdesk.tui.screens.new_experiment import NewExperiment  # on `n`: not before the first frame
+
         form = NewExperiment(self.ws, workstations=self.workstations, choose=self.choose)
 
         def closed(experiment: Experiment | None) -> None:
