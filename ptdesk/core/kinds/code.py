@@ -104,9 +104,9 @@ class CodeKind(Kind):
         if not record.port or not password:
             return None
         cert = self.certificate(config, record.name)
-        url = f"{'https' if cert else 'http'}://{served.url_host(host)}:{record.port}/?folder=/workspace"
-        return served.access(config, record, host, record.port, url, secret_rows=(("Password", password),),
-                             secret_fields={"password": password}, cert=cert, cert_file=CERT_FILE)
+        return served.access(config, record, host, record.port, "/?folder=/workspace",
+                             secret_rows=(("Password", password),), secret_fields={"password": password},
+                             cert=cert, cert_file=CERT_FILE)
 
     def idle(self, site: Site, record: ExperimentRecord, container_id: str,
              now: float) -> tuple[float | None, str]:

@@ -102,9 +102,8 @@ class JupyterKind(Kind):
         if not record.port or not token:
             return None
         cert = self.certificate(config, record.name)
-        url = f"{'https' if cert else 'http'}://{served.url_host(host)}:{record.port}/lab?token={token}"
-        return served.access(config, record, host, record.port, url, secret_rows=(), secret_fields={"token": token},
-                             cert=cert, cert_file=jupyter_tls.CERT_FILE)
+        return served.access(config, record, host, record.port, f"/lab?token={token}", secret_rows=(),
+                             secret_fields={"token": token}, cert=cert, cert_file=jupyter_tls.CERT_FILE)
 
     def idle(self, site: Site, record: ExperimentRecord, container_id: str,
              now: float) -> tuple[float | None, str]:

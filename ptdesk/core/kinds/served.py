@@ -77,11 +77,12 @@ def wait_until_ready(probe: Callable[[], str | None], is_alive: Callable[[], boo
     raise LaunchFailed(too_late(last), "Check `ptdesk logs NAME`; raise ready_timeout if the host is slow.")
 
 
-def access(config: Config, record: ExperimentRecord, host: str, port: int, url: str, *,
+def access(config: Config, record: ExperimentRecord, host: str, port: int, path: str, *,
            secret_rows: tuple[tuple[str, str], ...], secret_fields: dict[str, object],
            cert: str | None, cert_file: str) -> Access:
-    """How to open the server: its URL, the secret, how to reach it from a laptop, and the
-    certificate to compare when it serves https."""
+    """How to open the server: its URL (https when it has a certificate; `path` after the port),
+    the secret, how to reach it from a laptop, and the certificate to compare."""
+    url = f"{'https' if cert else 'http'}://{url_host(host)}:{port}{path}"
     rows = (("Open", url), *secret_rows, ("Host", f"{host}:{port}"))
     fields: dict[str, object] = {"url": url, "host": host, "port": port, **secret_fields}
     laptop = tunnel.laptop_line(config, port)
