@@ -6,6 +6,8 @@ import html
 import re
 from collections import defaultdict
 
+from ptdesk.tui.screens.new_experiment import NewExperiment
+
 # The dashboard tests reuse the NVML scenarios, and wait the way every test does.
 from tests.support import nvml_scenarios  # noqa: F401
 from tests.support.helpers import settle  # noqa: F401
@@ -41,6 +43,13 @@ def screen_text(app) -> str:
     return "\n".join(screen_lines(app))
 
 
-__all__ = ["nvml_scenarios", "screen_lines", "screen_text", "settle"]
+async def open_form(pilot, app):
+    """Press `n` once the first list is in, as a person would: the new-experiment form, open."""
+    await settle(pilot, lambda: app.main.listed, message="the first list")
+    await pilot.press("n")
+    return await settle(pilot, lambda: isinstance(app.screen, NewExperiment) and app.screen)
+
+
+__all__ = ["nvml_scenarios", "open_form", "screen_lines", "screen_text", "settle"]
 
 

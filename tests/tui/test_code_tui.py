@@ -8,9 +8,8 @@ from textual.widgets import Input, Select
 from ptdesk.core.base.models import Access, Experiment, Limits
 from ptdesk.tui.app import PtdeskApp
 from ptdesk.tui.screens.details import Details
-from ptdesk.tui.screens.new_experiment import NewExperiment
 from tests.support.helpers import CODE_IMAGE
-from tests.support.tuihelpers import nvml_scenarios, screen_lines, screen_text, settle
+from tests.support.tuihelpers import nvml_scenarios, open_form, screen_lines, screen_text, settle
 
 SMALL = (80, 24)
 URL = "https://workstation-7.lab.example.org:49211/?folder=/workspace"
@@ -21,9 +20,7 @@ async def test_the_form_offers_vs_code_with_its_image(tui_desk, nvml):
     nvml(nvml_scenarios.no_driver())
     app = PtdeskApp(tui_desk)
     async with app.run_test(size=SMALL) as pilot:
-        await settle(pilot, lambda: app.main.listed)
-        await pilot.press("n")
-        form = await settle(pilot, lambda: isinstance(app.screen, NewExperiment) and app.screen)
+        form = await open_form(pilot, app)
         kinds = form.query_one("#kind", Select)
         assert ("VS Code", "code") in [(str(label), value) for label, value in kinds._options]
         kinds.value = "code"

@@ -11,7 +11,7 @@ from ptdesk.tui.screens.details import Details
 from ptdesk.tui.screens.new_experiment import NewExperiment
 from ptdesk.tui.screens.prompt import Prompt, Report
 from tests.support.helpers import JUPYTER_IMAGE, SSH_IMAGE, require_image
-from tests.support.tuihelpers import nvml_scenarios, screen_text, settle
+from tests.support.tuihelpers import nvml_scenarios, open_form, screen_text, settle
 
 SIZE = (160, 45)
 
@@ -23,9 +23,7 @@ async def drawn(pilot, app: PtdeskApp, needle: str) -> str:
 
 
 async def _form(pilot, app: PtdeskApp, kind: str) -> NewExperiment:
-    await settle(pilot, lambda: app.main.listed, message="the first list")
-    await pilot.press("n")
-    form = await settle(pilot, lambda: isinstance(app.screen, NewExperiment) and app.screen)
+    form = await open_form(pilot, app)
     if kind != form.kind:
         form.query_one("#kind", Select).value = kind
     await settle(pilot, lambda: form.query_one("#name", Input).value.startswith(f"alice-{kind}"),

@@ -10,8 +10,7 @@ from textual.widgets import DataTable
 from ptdesk.core.base.models import Access, Experiment, Limits
 from ptdesk.tui.app import PtdeskApp
 from ptdesk.tui.screens.details import Details
-from ptdesk.tui.screens.new_experiment import NewExperiment
-from tests.support.tuihelpers import nvml_scenarios, screen_lines, screen_text, settle
+from tests.support.tuihelpers import nvml_scenarios, open_form, screen_lines, screen_text, settle
 
 SMALL = (80, 24)
 HOST_KEY = "SHA256:abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
@@ -77,9 +76,7 @@ async def test_80x24_form_shows_launch_and_cancel(tui_desk, nvml):
     nvml(nvml_scenarios.no_driver())
     app = PtdeskApp(tui_desk)
     async with app.run_test(size=SMALL) as pilot:
-        await settle(pilot, lambda: app.main.listed)
-        await pilot.press("n")
-        form = await settle(pilot, lambda: isinstance(app.screen, NewExperiment) and app.screen)
+        form = await open_form(pilot, app)
         await settle(pilot, lambda: "Cancel (esc)" in screen_text(app), message="the form drawn")
         text = screen_text(app)
         print(text)

@@ -15,20 +15,17 @@ from __future__ import annotations
 import json
 import re
 import secrets
-import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
-from ptdesk.config import LOCAL, Config
-from ptdesk.core.access import tunnel
+from ptdesk.config import Config
 from ptdesk.core.base.models import Access, LaunchSpec
-from ptdesk.core.base.waiting import next_delay
 from ptdesk.core.engine.files import FileSpec
-from ptdesk.core.kinds import code_http, jupyter_tls
+from ptdesk.core.kinds import code_http, jupyter_tls, served
 from ptdesk.core.kinds.base import Kind, Plan, Recovered
 from ptdesk.core.store import experiment_files
 from ptdesk.core.store.state import ExperimentRecord
-from ptdesk.errors import LaunchFailed, NotFound, PtdeskError
+from ptdesk.errors import NotFound, PtdeskError
 
 if TYPE_CHECKING:
     from ptdesk.core.site import Site
@@ -39,7 +36,7 @@ KEY_FILE = "code_tls.key"  # in the container only
 CONFIG_FILE = "code-server.yaml"
 HOSTS_FILE = "code_hosts.json"  # read by images/code/host-check.js
 SECRET_DIR = "/etc/ptdesk"
-HOME = "/home/ptdesk"
+HOME = served.HOME
 PORT = 8080
 COMMAND = ("/opt/ptdesk/code/bin/code-server", "--config", f"{SECRET_DIR}/{CONFIG_FILE}", "/workspace")
 _PASSWORD_LINE = re.compile(r'^password: "([A-Za-z0-9_-]+)"$', re.MULTILINE)
@@ -56,10 +53,6 @@ def server_config(password: str, tls_dir: str | None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _url_host(host: str) -> str:
-    return f"[{host}]" if ":" in host else host
-
-
 class CodeKind(Kind):
     name = "code"
     title = "VS Code"
@@ -70,26 +63,14 @@ class CodeKind(Kind):
     def plan(self, config: Config, spec: LaunchSpec) -> Plan:
         password = secrets.token_urlsafe(32)
         experiment_files.write(config, spec.name, PASSWORD_FILE, password, 0o600)
-        owned = {"uid": config.uid, "gid": config.gid}
         tls = jupyter_tls.use_tls(config)
         files = [FileSpec(CONFIG_FILE, server_config(password, SECRET_DIR if tls else None).encode(),
-                          mode=0o400, **owned)]
+                          mode=0o400, **served.owned_by_user(config))]
         if tls:
-            cert = jupyter_tls.make_certificate(config, spec.name)
-            # Only the certificate stays on the host: it is what clients pin. The key is the server's.
-            experiment_files.write(config, spec.name, CERT_FILE, cert.pem, 0o644)
-            files += [FileSpec(CERT_FILE, cert.pem.encode(), mode=0o444),
-                      FileSpec(KEY_FILE, cert.key_pem, mode=0o400, **owned)]
+            files += served.tls_files(config, spec.name, CERT_FILE, KEY_FILE)
         # Root-owned and read-only: the server cannot widen its own Host check.
         files.append(FileSpec(HOSTS_FILE, json.dumps(list(jupyter_tls.known_names(config))).encode(), mode=0o444))
-        return Plan(
-            container_port=self.container_port,
-            user=f"{config.uid}:{config.gid}",  # straight as the host user: no root step, no capabilities
-            environment={"HOME": HOME},
-            tmpfs={HOME: f"uid={config.uid},gid={config.gid},mode=0700,size=1g"},
-            files=((SECRET_DIR, tuple(files)),),
-            command=COMMAND,
-        )
+        return served.host_user_plan(config, self.container_port, SECRET_DIR, files, COMMAND)
 
     def password(self, config: Config, name: str) -> str | None:
         return experiment_files.read(config, name, PASSWORD_FILE)
@@ -103,47 +84,29 @@ class CodeKind(Kind):
         """Ready when a person would get in: the password logs in, the workbench page loads with the
         session cookie, and the editor's WebSocket answers its first message."""
         password, cert = self.password(config, record.name) or "", self.certificate(config, record.name)
-        started = time.monotonic()
-        deadline, last = started + timeout, "nothing answered"
-        while time.monotonic() < deadline:
+
+        def probe() -> str | None:
             cookie = code_http.login(host, port, password, cert)
             if cookie is None:
-                last = "the password did not log in (not up yet?)"
-            elif (page := code_http.workbench(host, port, cookie, cert)).status != 200:
-                last = f"the workbench answered HTTP {page.status}"
-            elif (problem := code_http.websocket_round_trip(host, port, cookie, cert)) is not None:
-                last = problem
-            else:
-                return
-            if not is_alive():
-                raise LaunchFailed("The VS Code container stopped before the editor answered.",
-                                   "Read its output with: ptdesk logs NAME")
-            time.sleep(next_delay(time.monotonic() - started))
-        raise LaunchFailed(f"VS Code (code-server) on port {port} was not ready within {timeout:.0f} s ({last}).",
-                           "Check `ptdesk logs NAME`; raise ready_timeout if the host is slow.")
+                return "the password did not log in (not up yet?)"
+            if (page := code_http.workbench(host, port, cookie, cert)).status != 200:
+                return f"the workbench answered HTTP {page.status}"
+            return code_http.websocket_round_trip(host, port, cookie, cert)
+
+        served.wait_until_ready(
+            probe, is_alive, timeout, last="nothing answered",
+            stopped="The VS Code container stopped before the editor answered.",
+            too_late=lambda last: f"VS Code (code-server) on port {port} was not ready within {timeout:.0f} s "
+                                  f"({last}).")
 
     def access(self, config: Config, record: ExperimentRecord, host: str) -> Access | None:
         password = self.password(config, record.name)
         if not record.port or not password:
             return None
         cert = self.certificate(config, record.name)
-        url = f"{'https' if cert else 'http'}://{_url_host(host)}:{record.port}/?folder=/workspace"
-        rows: tuple[tuple[str, str], ...] = (("Open", url), ("Password", password),
-                                             ("Host", f"{host}:{record.port}"))
-        fields: dict[str, object] = {"url": url, "host": host, "port": record.port, "password": password}
-        laptop = tunnel.laptop_line(config, record.port)
-        if laptop:  # the URL opens only on the box: say what opens it in the person's own browser
-            rows += (("From your laptop", f"{laptop}  (then open the URL there)"),)
-            fields["tunnel"] = laptop
-        elif config.workstation != LOCAL and tunnel.loopback(config.bind_address):
-            forward = f"ptdesk forward {record.name} --on {config.workstation}"
-            rows += (("Open it here", f"{forward}  (its port is on {config.workstation}'s loopback)"),)
-            fields["forward"] = forward
-        if cert:  # compared by people like an SSH host key; the file is for clients that pin it
-            where = str(experiment_files.folder(config, record.name) / CERT_FILE)
-            rows += (("Certificate", jupyter_tls.fingerprint(cert)), ("Certificate file", where))
-            fields |= {"certificate_fingerprint": jupyter_tls.fingerprint(cert), "certificate": where}
-        return Access(connect=url, rows=rows, fields=fields)
+        return served.access(config, record, host, record.port, "/?folder=/workspace",
+                             secret_rows=(("Password", password),), secret_fields={"password": password},
+                             cert=cert, cert_file=CERT_FILE)
 
     def idle(self, site: Site, record: ExperimentRecord, container_id: str,
              now: float) -> tuple[float | None, str]:
@@ -172,10 +135,7 @@ class CodeKind(Kind):
             raise PtdeskError("The VS Code settings or certificate in the container are not text.") from None
         match = _PASSWORD_LINE.search(text)
         files = ((PASSWORD_FILE, match.group(1), 0o600),) if match else ()
-        if cert:
-            jupyter_tls.fingerprint(cert)  # ValueError for garbage: caught by adoption as unreadable
-            files += ((CERT_FILE, cert, 0o644),)
-        return Recovered(files=files)
+        return Recovered(files=files + served.recovered_certificate(cert, CERT_FILE))
 
 
 CODE = CodeKind()

@@ -9,29 +9,25 @@ from __future__ import annotations
 
 import json
 import secrets
-import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
-from ptdesk.config import LOCAL, Config
-from ptdesk.core.access import tunnel
+from ptdesk.config import Config
 from ptdesk.core.base.models import Access, LaunchSpec
 from ptdesk.core.base.times import parse_time
-from ptdesk.core.base.waiting import next_delay
 from ptdesk.core.engine.client import Engine
 from ptdesk.core.engine.files import FileSpec
-from ptdesk.core.kinds import jupyter_tls
+from ptdesk.core.kinds import jupyter_tls, served
 from ptdesk.core.kinds.base import Kind, Plan, Recovered
 from ptdesk.core.store import experiment_files
 from ptdesk.core.store.state import ExperimentRecord
-from ptdesk.errors import LaunchFailed, NotFound, PtdeskError
+from ptdesk.errors import NotFound, PtdeskError
 
 if TYPE_CHECKING:
     from ptdesk.core.site import Site
 
 TOKEN_FILE = "jupyter_token"
 TOKEN_DIR = "/etc/ptdesk"
-HOME = "/home/ptdesk"
 COMMAND = ("jupyter", "lab", "--ip=0.0.0.0", "--port=8888", "--no-browser", "--ServerApp.root_dir=/workspace",
            "--ServerApp.password=", "--ServerApp.open_browser=False",
            f"--config={TOKEN_DIR}/{jupyter_tls.CONFIG_FILE}")
@@ -60,10 +56,6 @@ def api_status(host: str, port: int, token: str | None, timeout: float = 3.0,
     return status, body if isinstance(body, dict) else None
 
 
-def _url_host(host: str) -> str:
-    return f"[{host}]" if ":" in host else host
-
-
 class JupyterKind(Kind):
     name = "jupyter"
     title = "Jupyter"
@@ -74,30 +66,15 @@ class JupyterKind(Kind):
     def plan(self, config: Config, spec: LaunchSpec) -> Plan:
         token = secrets.token_urlsafe(32)
         experiment_files.write(config, spec.name, TOKEN_FILE, token, 0o600)
-        owned = {"uid": config.uid, "gid": config.gid}
-        files = [FileSpec(TOKEN_FILE, token.encode(), mode=0o400, **owned)]
+        files = [FileSpec(TOKEN_FILE, token.encode(), mode=0o400, **served.owned_by_user(config))]
         tls = jupyter_tls.use_tls(config)
         if tls:
-            cert = jupyter_tls.make_certificate(config, spec.name)
-            # Only the certificate stays on the host: it is what clients pin. The key is the server's.
-            experiment_files.write(config, spec.name, jupyter_tls.CERT_FILE, cert.pem, 0o644)
-            files += [FileSpec(jupyter_tls.CERT_FILE, cert.pem.encode(), mode=0o444),
-                      FileSpec(jupyter_tls.KEY_FILE, cert.key_pem, mode=0o400, **owned)]
+            files += served.tls_files(config, spec.name, jupyter_tls.CERT_FILE, jupyter_tls.KEY_FILE)
         # Root-owned and read-only: the server cannot rewrite its own Host check or transport.
         files.append(FileSpec(jupyter_tls.CONFIG_FILE,
                               jupyter_tls.server_config(config, TOKEN_DIR if tls else None).encode(), mode=0o444))
-        return Plan(
-            container_port=self.container_port,
-            # Run straight as the host user: no root step, no capabilities at all.
-            user=f"{config.uid}:{config.gid}",
-            environment={"HOME": HOME},
-            # A private home for the host uid (which may not match the image's user).
-            tmpfs={HOME: f"uid={config.uid},gid={config.gid},mode=0700,size=1g"},
-            files=((TOKEN_DIR, tuple(files)),),
-            # ptdesk's own command line, not the image's CMD (which turned the Host check off):
-            # the placed config file sets the Host check and TLS.
-            command=COMMAND,
-        )
+        # Not the image's CMD (which turned the Host check off): the placed config sets it and TLS.
+        return served.host_user_plan(config, self.container_port, TOKEN_DIR, files, COMMAND)
 
     def token(self, config: Config, name: str) -> str | None:
         return experiment_files.read(config, name, TOKEN_FILE)
@@ -109,41 +86,24 @@ class JupyterKind(Kind):
     def wait_ready(self, config: Config, record: ExperimentRecord, host: str, port: int,
                    timeout: float, is_alive: Callable[[], bool]) -> None:
         token, cert = self.token(config, record.name), self.certificate(config, record.name)
-        started = time.monotonic()
-        deadline, last = started + timeout, 0
-        while time.monotonic() < deadline:
-            last, _ = api_status(host, port, token, cert_pem=cert)
-            if last == 200:
-                return
-            if not is_alive():
-                raise LaunchFailed("The Jupyter container stopped before the server answered.",
-                                   "Read its output with: ptdesk logs NAME")
-            time.sleep(next_delay(time.monotonic() - started))
-        raise LaunchFailed(f"JupyterLab on port {port} did not answer within {timeout:.0f} s "
-                           f"(last HTTP status {last}).",
-                           "Check `ptdesk logs NAME`; raise ready_timeout if the host is slow.")
+
+        def probe() -> str | None:
+            status, _ = api_status(host, port, token, cert_pem=cert)
+            return None if status == 200 else str(status)
+
+        served.wait_until_ready(
+            probe, is_alive, timeout, last="0",
+            stopped="The Jupyter container stopped before the server answered.",
+            too_late=lambda last: f"JupyterLab on port {port} did not answer within {timeout:.0f} s "
+                                  f"(last HTTP status {last}).")
 
     def access(self, config: Config, record: ExperimentRecord, host: str) -> Access | None:
         token = self.token(config, record.name)
         if not record.port or not token:
             return None
         cert = self.certificate(config, record.name)
-        url = f"{'https' if cert else 'http'}://{_url_host(host)}:{record.port}/lab?token={token}"
-        rows: tuple[tuple[str, str], ...] = (("Open", url), ("Host", f"{host}:{record.port}"))
-        fields: dict[str, object] = {"url": url, "host": host, "port": record.port, "token": token}
-        laptop = tunnel.laptop_line(config, record.port)
-        if laptop:  # the URL opens only on the box: say what opens it in the person's own browser
-            rows += (("From your laptop", f"{laptop}  (then open the URL there)"),)
-            fields["tunnel"] = laptop
-        elif config.workstation != LOCAL and tunnel.loopback(config.bind_address):
-            forward = f"ptdesk forward {record.name} --on {config.workstation}"
-            rows += (("Open it here", f"{forward}  (its port is on {config.workstation}'s loopback)"),)
-            fields["forward"] = forward
-        if cert:  # compared by people like an SSH host key; the file is for clients that pin it
-            where = str(experiment_files.folder(config, record.name) / jupyter_tls.CERT_FILE)
-            rows += (("Certificate", jupyter_tls.fingerprint(cert)), ("Certificate file", where))
-            fields |= {"certificate_fingerprint": jupyter_tls.fingerprint(cert), "certificate": where}
-        return Access(connect=url, rows=rows, fields=fields)
+        return served.access(config, record, host, record.port, f"/lab?token={token}", secret_rows=(),
+                             secret_fields={"token": token}, cert=cert, cert_file=jupyter_tls.CERT_FILE)
 
     def idle(self, site: Site, record: ExperimentRecord, container_id: str,
              now: float) -> tuple[float | None, str]:
@@ -181,10 +141,7 @@ class JupyterKind(Kind):
         except UnicodeDecodeError:
             raise PtdeskError("The Jupyter token or certificate in the container is not text.") from None
         files = ((TOKEN_FILE, token, 0o600),) if token else ()
-        if cert:
-            jupyter_tls.fingerprint(cert)  # ValueError for garbage: caught below as unreadable
-            files += ((jupyter_tls.CERT_FILE, cert, 0o644),)
-        return Recovered(files=files)
+        return Recovered(files=files + served.recovered_certificate(cert, jupyter_tls.CERT_FILE))
 
 
 def _has_tls(engine: Engine, container_id: str) -> bool:

@@ -31,6 +31,7 @@ from ptdesk.tui.errors import notify_error
 from ptdesk.tui.jobs import JobDone, run_job
 from ptdesk.tui.screens.confirm import Choose, Confirm
 from ptdesk.tui.screens.prompt import Field, Prompt, Report, Values
+from ptdesk.tui.widgets.columns import add_keyed_columns
 
 
 def export_report(name: str, exported: Exported) -> Text:
@@ -78,10 +79,9 @@ class Collaborators(Screen[None]):
         yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
-        table = self.query_one(DataTable)
-        for key, label in (("name", "Name"), ("fingerprint", "Fingerprint"), ("age", "Age"),
-                           ("expires", "Expires"), ("grants", "Access to")):
-            table.add_column(label, key=key)
+        add_keyed_columns(self.query_one(DataTable), (
+            ("name", "Name"), ("fingerprint", "Fingerprint"), ("age", "Age"), ("expires", "Expires"),
+            ("grants", "Access to")))
         self.action_reload()
 
     @on(JobDone)

@@ -18,6 +18,7 @@ from ptdesk.core.workstation import Workstation
 from ptdesk.tui.actions import bindings
 from ptdesk.tui.errors import notify_error
 from ptdesk.tui.jobs import JobDone, run_job
+from ptdesk.tui.widgets.columns import add_keyed_columns
 
 WORDS = {"warn": "would warn now", "warned": "warned", "stop": "would stop now", "kept": "kept", "-": "-"}
 STYLE = {"warn": "yellow", "warned": "bold yellow", "stop": "bold red", "kept": "green", "-": "dim"}
@@ -54,10 +55,9 @@ class IdleCull(Screen[None]):
         yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
-        table = self.query_one(DataTable)
-        for key, label in (("name", "Name"), ("kind", "Kind"), ("idle", "Idle"), ("action", "Cull"),
-                           ("when", "When"), ("how", "How")):
-            table.add_column(label, key=key)
+        add_keyed_columns(self.query_one(DataTable), (
+            ("name", "Name"), ("kind", "Kind"), ("idle", "Idle"), ("action", "Cull"), ("when", "When"),
+            ("how", "How")))
         self.action_reload()
 
     @on(JobDone)

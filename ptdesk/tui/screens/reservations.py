@@ -23,6 +23,7 @@ from ptdesk.tui.errors import notify_error
 from ptdesk.tui.jobs import JobDone, run_job
 from ptdesk.tui.screens.confirm import Confirm
 from ptdesk.tui.screens.prompt import Field, Prompt, Values
+from ptdesk.tui.widgets.columns import add_keyed_columns
 
 HORIZON = 48 * 3600.0
 STATE_STYLE = {"active": "bold green", "future": "cyan"}
@@ -49,9 +50,8 @@ class Reservations(Screen[None]):
         yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
-        table = self.query_one(DataTable)
-        for key, label in (("gpu", "GPU"), ("when", "When"), ("owner", "Owner"), ("state", "State"), ("id", "Id")):
-            table.add_column(label, key=key)
+        add_keyed_columns(self.query_one(DataTable), (
+            ("gpu", "GPU"), ("when", "When"), ("owner", "Owner"), ("state", "State"), ("id", "Id")))
         self.action_reload()
 
     @on(JobDone)

@@ -19,6 +19,7 @@ from ptdesk.core.workstation import Workstation
 from ptdesk.tui.actions import bindings
 from ptdesk.tui.errors import notify_error
 from ptdesk.tui.jobs import JobDone, run_job
+from ptdesk.tui.widgets.columns import add_keyed_columns
 
 BAR = 30  # columns of the longest bar (fits 80 with the name and the figures)
 NAME = 12
@@ -65,10 +66,9 @@ class Usage(Screen[None]):
         yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
-        table = self.query_one(DataTable)
-        for key, label in (("person", "Person"), ("held", "Held h"), ("busy", "Busy h"), ("idle", "Idle h"),
-                           ("unused", "Resv unused h"), ("jobs", "Jobs"), ("peak", "Peak GiB")):
-            table.add_column(label, key=key)
+        add_keyed_columns(self.query_one(DataTable), (
+            ("person", "Person"), ("held", "Held h"), ("busy", "Busy h"), ("idle", "Idle h"),
+            ("unused", "Resv unused h"), ("jobs", "Jobs"), ("peak", "Peak GiB")))
         self.action_reload()
 
     @on(JobDone)

@@ -22,6 +22,7 @@ from ptdesk.config import LOCAL
 from ptdesk.core.base.models import Experiment, listing_mark
 from ptdesk.core.base.units import human_bytes
 from ptdesk.tui import format as fmt
+from ptdesk.tui.widgets.columns import add_keyed_columns
 
 if TYPE_CHECKING:
     from ptdesk.core.host.cgroups import ContainerStats
@@ -122,8 +123,7 @@ class ExperimentsTable(DataTable):
             self._sync()
 
     def _add_columns(self) -> None:
-        for key, label in self.columns_shown:
-            self.add_column(label, key=key)
+        add_keyed_columns(self, self.columns_shown)
 
     def matches(self, e: Experiment, where: str = "") -> bool:
         """Whether `e` (on workstation `where`) passes the filter."""
