@@ -9,6 +9,7 @@ import json
 import os
 import stat
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -86,6 +87,15 @@ def test_a_job_succeeds_its_output_kept_and_a_failure_keeps_its_exit_code(cli: P
     assert [n["title"] for n in said] == ["ptdesk: job 'ok' succeeded (exit code 0)",
                                           "ptdesk: job 'bad' failed (exit code 3)"]
     assert "about to fail" in said[1]["body"] and "GPU-hours" in said[1]["body"]
+    # Each end left a marker (said once per box) that lasts a day, not a month; forgetting the jobs
+    # removes theirs, and a new job of a forgotten name is said again.
+    markers = [c for c in instance_containers(engine, cli.instance) if "ptdesk.said" in c["Labels"]]
+    assert len(markers) == 2
+    assert all(int(m["Labels"]["ptdesk.said.until"]) <= time.time() + 86400 for m in markers)
+    cli.ok("jobs", "--prune")
+    assert [c for c in instance_containers(engine, cli.instance) if "ptdesk.said" in c["Labels"]] == []
+    assert cli.run("run", "--name", "ok", "--gpus", "none", "--code", code, "--wait", "--", "true")[0] == 0
+    assert (cli.home / "notify" / "journal.jsonl").read_text().count("job 'ok' succeeded") == 2
 
 
 def test_a_time_limit_ends_the_job_with_sigint_then_sigterm_then_sigkill(cli: Ptdesk, code: Path) -> None:
