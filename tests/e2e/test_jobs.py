@@ -158,7 +158,7 @@ def test_code_is_frozen_at_submit_and_the_record_outlives_a_closed_ptdesk(cli: P
     ((), "There is no command to run."),
     (("--time-limit", "soon", "--", "true"), "'soon' is not a duration."),
     (("--sweep", "lr=1,2", "--", "echo", "{lr}", "{bs}"), "The placeholder {bs} in the command has no values."),
-    (("--snapshot-limit", "100", "--", "true"), "over the limit of 100 B; the biggest: stubborn.sh"),
+    (("--snapshot-limit", "100", "--", "true"), "(235 B counted before stopping); the biggest so far: stubborn.sh"),
     (("--like", "nosuch", "--", "true"), "No experiment named 'nosuch'"),
     (("--snapshot-limit", "lots", "--", "true"), "--snapshot-limit 'lots' is not a size."),  # was a traceback
     (("--data", "/nonexistent-data", "--", "true"), "The --data folder /nonexistent-data does not exist."),
