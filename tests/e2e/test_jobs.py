@@ -68,6 +68,8 @@ def test_a_job_succeeds_its_output_kept_and_a_failure_keeps_its_exit_code(cli: P
                            "sh", "-c", 'cat msg; echo done > "$PTDESK_OUTPUT/result"; touch /code/x || echo ro')
     assert rc == 0, err
     assert "v1" in out and "ro" in out  # ran in the snapshot, which the job cannot change
+    # Only the steps a job takes are said: it has no keys or secrets.
+    assert "Placing the code snapshot" in err and "secrets" not in err
     assert "ok succeeded (exit 0 after" in err
     ok = job(cli, "ok")
     assert (ok["status"], ok["exit_code"], ok["workstation"]) == ("succeeded", 0, "local")
