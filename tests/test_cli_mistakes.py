@@ -20,6 +20,14 @@ def test_run_wait_with_a_sweep_of_several_jobs_is_refused_before_anything_is_mad
     assert not (Path(env["PTDESK_HOME"]) / "jobs").exists()
 
 
+def test_cancel_or_rerun_of_a_malformed_name_is_a_usage_error(ptdesk_env: dict[str, str]) -> None:
+    """It was exit 1, "No job named 'Bad Name!'", after asking the engine."""
+    for command in ("cancel", "rerun"):
+        code, _, err = run_cli([command, "Bad Name!"], {**ptdesk_env, "DOCKER_HOST": NO_ENGINE})
+        assert code == 2
+        assert err.splitlines()[0] == "ptdesk: 'Bad Name!' is not a valid experiment name."
+
+
 def test_report_with_two_formats_is_a_usage_error(ptdesk_env: dict[str, str]) -> None:
     """The last of --csv / --markdown / --json silently won."""
     code, out, err = run_cli(["report", "--csv", "--markdown"], {**ptdesk_env, "DOCKER_HOST": NO_ENGINE})

@@ -150,8 +150,14 @@ def _row(view: JobView) -> list[str]:
             human_bytes(job.peak_gpu_memory) if job.peak_gpu_memory else "-", job.output or "-"]
 
 
+def _job_name(ctx: click.Context, param: click.Parameter, name: str) -> str:
+    """A malformed name is a usage error (exit 2), said before any engine is asked."""
+    from ptdesk.core.base.names import validate_name
+    return validate_name(name)
+
+
 @click.command("cancel")
-@click.argument("name")
+@click.argument("name", callback=_job_name)
 @json_option
 @pass_workstation(reconcile=True)
 def cancel(ws: Workstation, name: str, as_json: bool) -> None:
@@ -166,7 +172,7 @@ def cancel(ws: Workstation, name: str, as_json: bool) -> None:
 
 
 @click.command("rerun")
-@click.argument("name")
+@click.argument("name", callback=_job_name)
 @json_option
 @pass_workstation(reconcile=True)
 def rerun(ws: Workstation, name: str, as_json: bool) -> None:

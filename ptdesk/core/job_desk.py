@@ -231,11 +231,16 @@ class JobDesk:
         return records.load(self.ws.config, name) is not None
 
     def prune(self) -> list[str]:
-        """Forget every ended job (record, log, snapshot); running and queued ones stay."""
+        """Forget every ended job (record, log, snapshot, the marker that its end was said); running
+        and queued ones stay."""
+        from ptdesk.core.notify.hooks import job_key  # only a prune needs the notices' markers
+        from ptdesk.core.notify.once import forget_marker
         pruned = []
         for job in records.all_records(self.ws.config):
             if job.ended:
                 records.discard(self.ws.config, job.name)
+                with contextlib.suppress(PtdeskError):  # the engine is down: it expires by itself
+                    forget_marker(self.ws, job_key(self.ws, job.name))
                 pruned.append(job.name)
         return pruned
 

@@ -85,9 +85,20 @@ def test_a_snapshot_over_the_limit_names_the_biggest_and_writes_nothing(tmp_path
     (code / "train.py").write_text("print()\n")
     with pytest.raises(InvalidInput) as raised:
         snapshot.take(code, tmp_path / "code.tar", 1000)
-    assert "the biggest: data/ (6 KiB), model.pt (2 KiB), train.py (8 B)" in raised.value.message
+    # Counting stops at the first file past the limit (from / that walk took 43 s): data/ is never read.
+    assert "over the limit of 1000 B (2 KiB counted before stopping); the biggest so far: model.pt (2 KiB)." \
+        in raised.value.message
     assert ".ptdeskignore" in (raised.value.hint or "")
     assert not (tmp_path / "code.tar").exists()
+
+
+def test_a_snapshot_of_the_home_folder_says_to_run_it_from_the_code(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "big.bin").write_bytes(b"x" * 2000)
+    with pytest.raises(InvalidInput) as raised:
+        snapshot.take(tmp_path, tmp_path.parent / f"{tmp_path.name}.tar", 1000)
+    assert raised.value.hint == "That is not a code folder: run it from your code's folder or pass --code DIR."
 
 
 def test_gnu_tar_and_tarfile_write_the_same_snapshot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

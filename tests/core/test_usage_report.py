@@ -141,6 +141,8 @@ def test_a_range_that_does_not_parse_is_one_sentence_and_exit_2(tmp_path, since,
     env = {**os.environ, "PTDESK_HOME": str(tmp_path / "home"), "DOCKER_HOST": "unix:///nonexistent.sock"}
     code, out, err = run_cli(["report", "--since", since, *(["--until", until] if until else [])], env)
     assert code == 2 and out == "" and err.splitlines()[0] == f"ptdesk: {says}" and len(err.splitlines()) == 2
+    if "understands" in says:  # the hint names every form, the ISO time the README promises too
+        assert "an ISO time (2026-12-01T09:00)" in err.splitlines()[1]
     assert not (tmp_path / "home").exists() or not any((tmp_path / "home").rglob("*.ptu"))
 
 

@@ -9,6 +9,7 @@ import json
 import os
 import stat
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -67,6 +68,8 @@ def test_a_job_succeeds_its_output_kept_and_a_failure_keeps_its_exit_code(cli: P
                            "sh", "-c", 'cat msg; echo done > "$PTDESK_OUTPUT/result"; touch /code/x || echo ro')
     assert rc == 0, err
     assert "v1" in out and "ro" in out  # ran in the snapshot, which the job cannot change
+    # Only the steps a job takes are said: it has no keys or secrets.
+    assert "Placing the code snapshot" in err and "secrets" not in err
     assert "ok succeeded (exit 0 after" in err
     ok = job(cli, "ok")
     assert (ok["status"], ok["exit_code"], ok["workstation"]) == ("succeeded", 0, "local")
@@ -86,6 +89,15 @@ def test_a_job_succeeds_its_output_kept_and_a_failure_keeps_its_exit_code(cli: P
     assert [n["title"] for n in said] == ["ptdesk: job 'ok' succeeded (exit code 0)",
                                           "ptdesk: job 'bad' failed (exit code 3)"]
     assert "about to fail" in said[1]["body"] and "GPU-hours" in said[1]["body"]
+    # Each end left a marker (said once per box) that lasts a day, not a month; forgetting the jobs
+    # removes theirs, and a new job of a forgotten name is said again.
+    markers = [c for c in instance_containers(engine, cli.instance) if "ptdesk.said" in c["Labels"]]
+    assert len(markers) == 2
+    assert all(int(m["Labels"]["ptdesk.said.until"]) <= time.time() + 86400 for m in markers)
+    cli.ok("jobs", "--prune")
+    assert [c for c in instance_containers(engine, cli.instance) if "ptdesk.said" in c["Labels"]] == []
+    assert cli.run("run", "--name", "ok", "--gpus", "none", "--code", code, "--wait", "--", "true")[0] == 0
+    assert (cli.home / "notify" / "journal.jsonl").read_text().count("job 'ok' succeeded") == 2
 
 
 def test_a_time_limit_ends_the_job_with_sigint_then_sigterm_then_sigkill(cli: Ptdesk, code: Path) -> None:
@@ -148,7 +160,7 @@ def test_code_is_frozen_at_submit_and_the_record_outlives_a_closed_ptdesk(cli: P
     ((), "There is no command to run."),
     (("--time-limit", "soon", "--", "true"), "'soon' is not a duration."),
     (("--sweep", "lr=1,2", "--", "echo", "{lr}", "{bs}"), "The placeholder {bs} in the command has no values."),
-    (("--snapshot-limit", "100", "--", "true"), "over the limit of 100 B; the biggest: stubborn.sh"),
+    (("--snapshot-limit", "100", "--", "true"), "(235 B counted before stopping); the biggest so far: stubborn.sh"),
     (("--like", "nosuch", "--", "true"), "No experiment named 'nosuch'"),
     (("--snapshot-limit", "lots", "--", "true"), "--snapshot-limit 'lots' is not a size."),  # was a traceback
     (("--data", "/nonexistent-data", "--", "true"), "The --data folder /nonexistent-data does not exist."),

@@ -19,6 +19,9 @@ from rich.console import Console
 from ptdesk.config import load_config
 from ptdesk.core.base import clock
 from ptdesk.core.engine.client import Engine
+from ptdesk.core.notify import once
+from ptdesk.core.notify.deliver import Notice
+from ptdesk.core.notify.herald import announce
 from ptdesk.core.workstation import Workstation
 from ptdesk.tui.screens.details import details_table
 from ptdesk.tui.widgets.experiments_table import cells
@@ -65,6 +68,20 @@ def test_an_oom_kill_inside_a_running_experiment_is_said_once_naming_its_limit(
     console.print(details_table(experiment, stats.oom_kills))
     details = console.export_text()
     assert "Out of memory" in details and "killed: out of memory (limit 64m)" in details
+
+
+def test_markers_past_their_time_go_when_any_event_is_said(two_watchers, monkeypatch) -> None:
+    """No `ptdesk watch` running: the markers of job ends (a day) still do not pile up."""
+    first, second = two_watchers
+    now = time.time()
+    monkeypatch.setattr(clock, "now", lambda: now - 2 * 86400)
+    assert once.first_to_say(first, "job:local:old") and once.first_to_say(first, "oom:c:1")
+    monkeypatch.setattr(clock, "now", lambda: now)
+    said = announce(second, "job:local:new", Notice("job", "ptdesk: job 'new' succeeded", "body"))
+    assert said is not None and announce(first, "job:local:new", said.notice) is None
+    left = {c["Names"][0] for c in first.engine.labelled(once.LABEL_SAID)}
+    assert "/" + once.marker_name(first, "job:local:old") not in left  # a day old: gone
+    assert "/" + once.marker_name(first, "oom:c:1") in left  # kept a month: still there
 
 
 def test_an_access_expiring_tomorrow_is_said_once_and_not_before(

@@ -3,16 +3,18 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from textual.widgets import DataTable
 
 from ptdesk.config import load_config
+from ptdesk.core.experiments.culling import CullPlan
 from ptdesk.core.workstation import Workstation
 from ptdesk.tui.app import PtdeskApp
 from ptdesk.tui.screens.idle_cull import IdleCull
 from tests.support.helpers import run_cli
-from tests.support.tuihelpers import nvml_scenarios, settle
+from tests.support.tuihelpers import nvml_scenarios, screen_lines, screen_text, settle
 
 
 def _shown(app) -> str:
@@ -35,7 +37,7 @@ async def test_the_idle_view_shows_the_cull_and_x_keeps_an_experiment(ptdesk_env
     ws = Workstation(load_config(ptdesk_env))
     app = PtdeskApp(ws)
     try:
-        async with app.run_test(size=(140, 40)) as pilot:
+        async with app.run_test(size=(80, 24)) as pilot:
             await settle(pilot, lambda: app.main.listed and app.main.table.selected, message="the list")
             await pilot.press("I")
             screen = await settle(pilot, lambda: isinstance(app.screen, IdleCull) and app.screen, message="the view")
@@ -45,6 +47,16 @@ async def test_the_idle_view_shows_the_cull_and_x_keeps_an_experiment(ptdesk_env
             await settle(pilot, lambda: "lab is kept until" in _shown(app), message="the keep")
             await settle(pilot, lambda: _cells(screen)[3] == "kept", message="the row kept")
             assert _cells(screen)[4].startswith("kept until ")
+            # At 80 columns How wraps within the screen: none of it is cut off (it was).
+            long = CullPlan("a-long-experiment-name", "jupyter", "alice", 7300.0, "warned", deadline=time.time(),
+                            detail="a GPU at 5 % or more within 30m (or not read yet)")
+            screen._loaded([long])
+            await settle(pilot, lambda: "a-long-experiment-name" in screen_text(app), message="the long row drawn")
+            shown = " ".join(" ".join(screen_text(app).split()).split("│"))
+            assert all(word in shown.split() for word in long.detail.split()), screen_text(app)
+            assert all(len(line) <= 80 for line in screen_lines(app))
+            screen.action_reload()
+            await settle(pilot, lambda: _cells(screen) and _cells(screen)[0] == "lab", message="its row again")
             await pilot.press("escape")
             await settle(pilot, lambda: app.screen is app.main, message="the main screen")
             app.clear_notifications()

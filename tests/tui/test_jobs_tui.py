@@ -27,6 +27,18 @@ async def test_a_job_from_the_form_runs_is_cancelled_with_x_and_keeps_its_log(tu
         await settle(pilot, lambda: main.listed, message="the list")
         await pilot.press("j")
         form = app.screen
+        error = form.query_one("#prompt-error")
+        # A mistake is said; Enter with the command emptied says that instead (it did nothing, the
+        # older error stayed on screen).
+        form.query_one("#time_limit", Input).value = "soon"
+        form.query_one("#command", Input).value = "true"
+        await pilot.press("enter")
+        await settle(pilot, lambda: "'soon' is not a duration" in str(error.render()), message="the error")
+        form.query_one("#command", Input).value = ""
+        await pilot.press("enter")
+        await settle(pilot, lambda: "The command is empty" in str(error.render())
+                     and "soon" not in str(error.render()), message="the empty command said")
+        form.query_one("#time_limit", Input).value = ""
         for field, value in (("command", "bash job.sh"), ("gpus", "none"), ("code", str(code))):
             form.query_one(f"#{field}", Input).value = value
         form.query_one("#command", Input).focus()

@@ -86,7 +86,8 @@ def launch(site: Site, spec: LaunchSpec, progress: Progress = lambda step: None)
         made_workspace = False
         try:
             spec, made_workspace = _ensure_workspace(site, spec)
-            progress("Generating keys and secrets")
+            if kind.has_door:  # a batch job has no keys or secrets: no step to say
+                progress("Generating keys and secrets")
             plan = kind.plan(site.config, spec)
             if plan.host_public_key:
                 site.store.update_experiment(spec.name, host_public_key=plan.host_public_key)
@@ -155,7 +156,8 @@ def _create_and_start(site: Site, spec: LaunchSpec, plan: Plan, gpu_lock: contex
         site.store.update_experiment(spec.name, container_id=container_id)
         # The image id it really runs (a tag moves with each rebuild) and its fingerprint.
         site.store.update_experiment(spec.name, **drift.at_launch(site, container_id))
-        progress("Placing secrets")
+        for step in _placing(plan, spec.layer_from):
+            progress(step)
         _place(site, container_id, plan, spec.layer_from)
         progress("Starting")
         try:
@@ -184,6 +186,12 @@ def _file(site: Site, spec: LaunchSpec, plan: Plan, gpu_lock: contextlib.ExitSta
     site.store.update_experiment(spec.name, status=at_launch.QUEUED, launcher_pid=None)  # whole: admission may take it
     gpu_lock.close()
     site.store.audit("queued", spec.name, {"kind": spec.kind, "owner": spec.owner, "gpus": spec.gpus})
+
+
+def _placing(plan: Plan, layer_from: str | None) -> list[str]:
+    """The steps _place really takes, as said to the person (only those that happen)."""
+    return ([f"Copying the environment of '{layer_from}'"] if layer_from else []) \
+        + (["Placing secrets"] if plan.files else []) + (["Placing the code snapshot"] if plan.archives else [])
 
 
 def _place(site: Site, container_id: str, plan: Plan, layer_from: str | None = None) -> None:

@@ -15,7 +15,7 @@ import functools
 import os
 import subprocess
 import tarfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -47,13 +47,16 @@ def take(source: Path, archive: Path, limit: int) -> Snapshot:
         raise NotFound(f"{source} is not a folder to snapshot.", "Run it from your code's folder, or pass --code DIR.")
     commit, dirty, listed = _git(source)
     patterns = _patterns(source)  # read once (not once per file)
-    paths = [p for p in (listed if listed is not None else _walk(source)) if not patterns or not _ignored(p, patterns)]
-    sizes = {p: _size(source / p) for p in paths}
-    total = sum(sizes.values())
-    if total > limit:
-        raise InvalidInput(f"The code snapshot of {source} would be {human_bytes(total)}, over the limit of "
-                           f"{human_bytes(limit)}; the biggest: {_offenders(sizes)}.",
-                           f"List them in {source / IGNORE_FILE} (or .gitignore), or raise --snapshot-limit.")
+    sizes: dict[str, int] = {}
+    total = 0
+    for path in listed if listed is not None else _walk(source):
+        if patterns and _ignored(path, patterns):
+            continue
+        sizes[path] = _size(source / path)
+        total += sizes[path]
+        if total > limit:  # stop here: walking all of / or a home folder takes minutes for nothing
+            raise _over_limit(source, total, limit, sizes)
+    paths = list(sizes)
     _write(source, paths, archive)
     return Snapshot(str(source), len(paths), total, commit, dirty)
 
@@ -129,13 +132,23 @@ def _git(source: Path) -> tuple[str | None, bool | None, list[str] | None]:
     return commit, bool(status.strip()) if status is not None else None, files
 
 
-def _walk(source: Path) -> list[str]:
-    found = []
+def _walk(source: Path) -> Iterator[str]:
+    """Every file under `source`, as they are found (the caller may stop early)."""
     for folder, dirs, files in os.walk(source):
         dirs[:] = sorted(d for d in dirs if d != ".git")
         rel = os.path.relpath(folder, source)
-        found += [name if rel == "." else f"{rel}/{name}" for name in sorted(files)]
-    return found
+        yield from (name if rel == "." else f"{rel}/{name}" for name in sorted(files))
+
+
+def _over_limit(source: Path, total: int, limit: int, sizes: dict[str, int]) -> InvalidInput:
+    """Over the limit: what was counted before stopping, and what to do (a home or / is no code folder)."""
+    if source in (Path("/"), Path.home().resolve()):
+        hint = "That is not a code folder: run it from your code's folder or pass --code DIR."
+    else:
+        hint = f"List them in {source / IGNORE_FILE} (or .gitignore), or raise --snapshot-limit."
+    return InvalidInput(f"The code snapshot of {source} would be over the limit of {human_bytes(limit)} "
+                        f"({human_bytes(total)} counted before stopping); the biggest so far: "
+                        f"{_offenders(sizes)}.", hint)
 
 
 def _patterns(source: Path) -> tuple[str, ...]:

@@ -52,6 +52,8 @@ def announce(site: Site, key: str, notice: Notice) -> Said | None:
     None when another watcher said it already. The queue and reservations call this."""
     if not first_to_say(site, key):
         return None
+    with contextlib.suppress(PtdeskError):  # markers past their time go with each event said (once.py)
+        forget_old_markers(site)
     return _say(person_home(site.config), notice)
 
 

@@ -64,13 +64,18 @@ def reservation_starting(site: Site, gpus: tuple[int, ...], starts: float, ends:
         f"Your reservation of GPU {ids} on '{site.name}' runs {at}-{until}."))
 
 
+def job_key(site: Site, name: str) -> str:
+    """What a job's end is said once as (its marker goes when `ptdesk jobs --prune` forgets the job)."""
+    return f"job:{site.name}:{name}"
+
+
 def job_finished(site: Site, name: str, status: str, exit_code: int | None, duration: float | None,
                  gpu_hours: float, last_lines: tuple[str, ...] = ()) -> Said | None:
     """A batch job of this person's ended (succeeded, failed, timed out, cancelled): how, and how it ended."""
     took = "" if duration is None else f" after {int(duration) // 60}m{int(duration) % 60:02d}s"
     code = "" if exit_code is None else f" (exit code {exit_code})"
     tail = "\n".join(last_lines[-5:])
-    return announce(site, f"job:{site.name}:{name}", Notice(
+    return announce(site, job_key(site, name), Notice(
         "job", f"ptdesk: job '{name}' {status}{code}",
         f"Job '{name}' on '{site.name}' {status}{code}{took}, {gpu_hours:.2f} GPU-hours."
         + (f" Last lines:\n{tail}" if tail else "") + f"\nLog: ptdesk logs {name}"))

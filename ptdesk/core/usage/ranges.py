@@ -1,4 +1,4 @@
-"""The report's range, as people type it: `7d`, `2026-12-01`, `last week`, `monday`, `yesterday`.
+"""The report's range, as people type it: `7d`, `2026-12-01`, `2026-12-01T09:00`, `last week`, `monday`.
 
 Each phrase names a period in the workstation's time zone (a date: that day; `last week`: Monday to
 Monday; `monday`: the latest Monday; `7d`: the moment seven days ago). `--since` takes the start of
@@ -14,8 +14,8 @@ from ptdesk.core.base.durations import seconds
 from ptdesk.errors import InvalidInput
 
 DEFAULT_SPAN = 7 * 86400.0
-FORMS = ("Use a length back from now (7d, 12h, 2w), a date (2026-12-01), today, yesterday, a weekday (monday), "
-         "this week, last week, this month or last month.")
+FORMS = ("Use a length back from now (7d, 12h, 2w), a date (2026-12-01), an ISO time (2026-12-01T09:00), today, "
+         "yesterday, a weekday (monday), this week, last week, this month or last month.")
 _DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
 

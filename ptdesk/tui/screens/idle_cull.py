@@ -18,8 +18,9 @@ from ptdesk.core.workstation import Workstation
 from ptdesk.tui.actions import bindings
 from ptdesk.tui.errors import notify_error
 from ptdesk.tui.jobs import JobDone, run_job
-from ptdesk.tui.widgets.columns import add_keyed_columns
 
+COLUMNS = ("Name", "Kind", "Idle", "Cull", "When")  # and How, which takes what they leave
+MIN_HOW = 16  # narrower, How would wrap a word a line
 WORDS = {"warn": "would warn now", "warned": "warned", "stop": "would stop now", "kept": "kept", "-": "-"}
 STYLE = {"warn": "yellow", "warned": "bold yellow", "stop": "bold red", "kept": "green", "-": "dim"}
 
@@ -36,6 +37,13 @@ def idle_text(plan: CullPlan) -> str:
     if plan.idle_seconds is None:
         return "?"
     return f"{plan.idle_seconds / 60:.0f}m" if plan.idle_seconds < 7200 else f"{plan.idle_seconds / 3600:.1f}h"
+
+
+def how_width(rows: list[tuple[Text, ...]], room: int) -> int:
+    """The How column's width: what the other columns (at their widest, headers included) leave."""
+    others = sum(max([len(label), *(row[i].cell_len for row in rows)])
+                 for i, label in enumerate(COLUMNS))
+    return max(MIN_HOW, room - others - 2 * 6)  # a cell's padding each side
 
 
 class IdleCull(Screen[None]):
@@ -55,9 +63,6 @@ class IdleCull(Screen[None]):
         yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
-        add_keyed_columns(self.query_one(DataTable), (
-            ("name", "Name"), ("kind", "Kind"), ("idle", "Idle"), ("action", "Cull"), ("when", "When"),
-            ("how", "How")))
         self.action_reload()
 
     @on(JobDone)
@@ -75,12 +80,18 @@ class IdleCull(Screen[None]):
     def _loaded(self, plans: list[CullPlan]) -> None:
         self.plans = {p.name: p for p in plans}
         table = self.query_one(DataTable)
+        rows = [(Text(p.name), Text(p.kind), Text(idle_text(p)), Text(WORDS[p.action], style=STYLE[p.action]),
+                 Text(when_text(p))) for p in plans]
         with self.app.batch_update():
-            table.clear()
-            for p in plans:
-                table.add_row(Text(p.name), Text(p.kind), Text(idle_text(p)),
-                              Text(WORDS[p.action], style=STYLE[p.action]), Text(when_text(p)),
-                              Text(p.detail, style="dim"), key=p.name)
+            # The columns afresh each time (they would keep an earlier row's width): How ("a GPU at 5 %
+            # or more within 30m (or not read yet)") takes the width the others leave and wraps
+            # within it; at 80 columns it was cut off.
+            table.clear(columns=True)
+            for key, label in zip(("name", "kind", "idle", "action", "when"), COLUMNS, strict=True):
+                table.add_column(label, key=key)
+            table.add_column("How", key="how", width=how_width(rows, table.scrollable_content_region.width))
+            for p, row in zip(plans, rows, strict=True):
+                table.add_row(*row, Text(p.detail, style="dim"), key=p.name, height=None)
         self.query_one("#idle-cull-note", Static).update(Text(
             "x keep the selected one for an hour · R read again · escape back" if plans else
             "No running experiments here.", style="dim"))

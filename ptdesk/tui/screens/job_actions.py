@@ -82,7 +82,8 @@ class JobActions:
         self.app.push_screen(  # type: ignore[attr-defined]
             Prompt("Run a batch job", fields=fields, submit=lambda v: submit_from_form(ws, v, folder),
                    note="Detached: it runs on its own and its log stays after it ends. Waits for GPUs when none "
-                        "is free."), done)
+                        "is free.", empty="The command is empty: type what the job runs, e.g. python train.py."),
+            done)
 
     def action_cancel_job(self) -> None:
         selected = self.table.selected  # type: ignore[attr-defined]

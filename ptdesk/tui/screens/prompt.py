@@ -20,6 +20,7 @@ from textual.screen import ModalScreen
 from textual.suggester import SuggestFromList
 from textual.widgets import Button, Input, Label, Static
 
+from ptdesk.errors import InvalidInput
 from ptdesk.tui.errors import describe
 from ptdesk.tui.jobs import JobDone, run_job
 
@@ -42,9 +43,10 @@ class Prompt(ModalScreen[Any]):
 
     def __init__(self, question: str, value: str = "", placeholder: str = "", *,
                  fields: Sequence[Field] = (), submit: Callable[[Values], object] | None = None,
-                 note: str = "") -> None:
+                 note: str = "", empty: str = "") -> None:
         super().__init__(classes="modal")
         self.question, self.note, self.submit = question, note, submit
+        self.empty = empty  # said when the first input is empty; "": nothing typed, nothing to do
         self.fields = tuple(fields) or (Field("answer", "", value, placeholder),)
         self.busy = False
 
@@ -83,8 +85,12 @@ class Prompt(ModalScreen[Any]):
 
     def _ok(self) -> None:
         values = self.values()
-        if self.busy or not values[self.fields[0].id]:
-            return  # the first input is what is asked for: nothing typed, nothing to do
+        if self.busy:
+            return
+        if not values[self.fields[0].id]:  # the first input is what is asked for
+            if self.empty:  # said, and an older error (about what was typed before) goes
+                self._failed(InvalidInput(self.empty, field=self.fields[0].id))
+            return
         if self.submit is None:
             self.dismiss(values[self.fields[0].id] if len(self.fields) == 1 else values)
             return
