@@ -211,7 +211,7 @@ def _apply(config: Config, data: dict, origin: str) -> Config:
         if key == "limits":
             changes[key] = _limits(config.limits, value, origin)
         elif key in ("workspace_root", "ca_bundle", "baseline"):
-            changes[key] = _absolute_path(key, value, origin)
+            changes[key] = _absolute_path(key, value, origin, _PATH_EXAMPLES[key])
         elif key in ("uid", "gid", "idle_cull_seconds"):
             changes[key] = _int(key, value, origin)
         elif key == "jupyter_tls" and isinstance(value, bool):  # TOML's true/false read as on/off
@@ -230,7 +230,7 @@ def _apply(config: Config, data: dict, origin: str) -> Config:
             if not isinstance(value, list):
                 raise ConfigError(f"code_extensions in {origin} must be a list of .vsix files.",
                                   'Write it as code_extensions = ["/srv/team/ext.vsix"].')
-            changes[key] = tuple(_absolute_path(key, v, origin) for v in value)
+            changes[key] = tuple(_absolute_path(key, v, origin, _PATH_EXAMPLES[key]) for v in value)
         else:
             changes[key] = str(value)
     config = replace(config, **changes)
@@ -272,12 +272,21 @@ def check_size(name: str, value: str, origin: str | None = None) -> str:
     return value.strip()
 
 
-def _absolute_path(key: str, value: object, origin: str) -> Path:
+# What each path setting names, as the hint writes it: a file's hint must not ask for a folder.
+_PATH_EXAMPLES = {
+    "workspace_root": "/path/to/folder or ~/folder",
+    "ca_bundle": "/path/to/ca-bundle.pem or ~/ca-bundle.pem",
+    "baseline": "/srv/team/baseline.json or ~/baseline.json",
+    "code_extensions": "/srv/team/vscode/ext.vsix or ~/ext.vsix",
+}
+
+
+def _absolute_path(key: str, value: object, origin: str, example: str) -> Path:
     path = Path(str(value)).expanduser()
     if not str(value).strip() or not path.is_absolute():
         # A relative bind source would become a Docker named volume, not a folder.
         raise ConfigError(f"{key} in {origin} must be an absolute path, not {value!r}.",
-                          "Write it as /path/to/folder or ~/folder.")
+                          f"Write it as {example}.")
     return path
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ptdesk.core.base.times import parse_time
 from ptdesk.core.jobs import ending, request
 from ptdesk.core.jobs import record as records
 from ptdesk.core.jobs.record import JobRecord
@@ -173,8 +174,19 @@ class JobDesk:
         for job in self._records():
             experiment = live.get(job.name)
             status = job.status if job.ended or experiment is None else experiment.status
+            if status == "running" and job.started is None:
+                job = self._note_start(job)
             views.append(JobView(job, status, experiment.waiting if experiment else None))
         return views
+
+    def _note_start(self, job: JobRecord) -> JobRecord:
+        """A running job's start, read once from its container (its record had it only at the end, so
+        `ptdesk jobs` listed a running job as never started)."""
+        record = self.ws.store.experiment(job.name)
+        state = (self.ws.engine.try_inspect(record.container_id) or {}).get("State") \
+            if record and record.container_id else None
+        started = parse_time(state.get("StartedAt")) if state and state.get("Running") else None
+        return (records.update(self.ws.config, job.name, started=started) or job) if started else job
 
     def unreachable(self) -> list[JobView]:
         """This workstation's jobs as their records last said, when its engine does not answer: an

@@ -103,6 +103,7 @@ def test_code_extensions_must_be_a_list_of_absolute_paths(tmp_path: Path, value:
     with pytest.raises(ConfigError) as caught:
         _config(tmp_path, f"code_extensions = {value}\n")
     assert "code_extensions" in caught.value.message
+    assert ".vsix" in caught.value.hint and "folder" not in caught.value.hint  # a file, not a folder
 
 
 def test_the_cli_says_one_sentence_for_a_bad_extension_file(tmp_path: Path) -> None:

@@ -117,6 +117,9 @@ def test_cancel_ends_a_running_job_in_order_and_leaves_no_process(cli: Ptdesk, e
     container = next(c["Id"] for c in job_containers(engine, cli.instance))
     pids = engine.top_pids(container)
     assert len(pids) >= 3  # init, the script, its stubborn child (and their sleeps)
+    running = job(cli, "long")  # listed while it runs: when it started and how long so far, not "-"
+    assert running["status"] == "running" and running["started"] is not None
+    wait_until(lambda: job(cli, "long")["duration"] > 0, timeout=30, message="its duration so far")
     out = cli.ok("cancel", "long")
     assert "long cancelled (exit 137 after" in out
     assert signals(cli, "long") == ["INT", "TERM"]

@@ -9,7 +9,7 @@ from pathlib import Path
 from textual.widgets import Input
 
 from ptdesk.tui.app import PtdeskApp
-from tests.support.tuihelpers import nvml_scenarios, settle
+from tests.support.tuihelpers import nvml_scenarios, screen_text, settle
 
 # Prints a line, then waits; on SIGINT says so and exits 5 (a training loop that saves and stops).
 SCRIPT = "echo first-line; trap 'echo got-int; exit 5' INT; while true; do sleep 0.1; done"
@@ -67,3 +67,20 @@ async def test_a_job_from_the_form_runs_is_cancelled_with_x_and_keeps_its_log(tu
         assert "0 experiments (0 running)" in str(app.query_one("#topbar").render())
         await settle(pilot, lambda: any("job 'alice-job-1' cancelled" in n.title for n in app._notifications),
                      message="a notice of its end")
+
+
+async def test_the_job_forms_error_is_in_view_at_80x24(tui_desk, nvml, tmp_path: Path, engine) -> None:
+    # The form is taller than 24 rows: its error is below the last field, and Enter seemed to do nothing.
+    nvml(nvml_scenarios.healthy(gpus=1))
+    app = PtdeskApp(tui_desk)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot, lambda: app.main.listed, message="the list")
+        await pilot.press("j")
+        form = app.screen
+        for field, value in (("command", "true"), ("gpus", "none"), ("like", "nosuch"), ("code", str(tmp_path))):
+            form.query_one(f"#{field}", Input).value = value
+        form.query_one("#command", Input).focus()
+        await pilot.press("enter")
+        await settle(pilot, lambda: "No experiment named 'nosuch'" in screen_text(app),
+                     message="the error, on the screen")
+        assert form.focused is form.query_one("#like", Input)  # the field at fault keeps the cursor

@@ -7,7 +7,7 @@ import time
 
 from ptdesk.core.usage.recorder import UsageRecorder
 from ptdesk.tui.app import PtdeskApp
-from ptdesk.tui.screens.usage import Usage
+from ptdesk.tui.screens.usage import Usage, bars
 from tests.core.test_usage_report import held, snapshot
 from tests.support.helpers import SSH_IMAGE, require_image
 from tests.support.tuihelpers import screen_lines, screen_text, settle
@@ -36,3 +36,10 @@ async def test_the_usage_view_shows_the_weeks_figures_with_a_bar_per_person(tui_
         assert "█ busy  ▒ held, rest of it  ░ held while idle" in text and "Back" in text  # the key to the chart
         await pilot.press("escape")
         await settle(pilot, lambda: app.screen is app.main)
+
+
+def test_a_week_of_jobs_without_gpu_time_is_not_said_as_nothing_recorded() -> None:
+    person = {"person": "root", "held_gpu_hours": 0.0, "busy_gpu_hours": 0.0, "idle_held_gpu_hours": 0.0,
+              "reserved_unused_gpu_hours": 0.0, "jobs": 1}
+    said = bars([person]).plain
+    assert "No GPU time held" in said and "Nothing recorded" not in said  # the row below counts the job

@@ -125,8 +125,10 @@ def plan(site: Site, window: GpuWindow, now: float | None = None, whole_window: 
         record, policy = records.get(state.name), policy_for(site.config, state.kind)
         base = dict(name=state.name, kind=state.kind, owner=state.owner, idle_seconds=state.idle_seconds)
         if record is None or policy is None:
-            why = "never culled (it ends by itself)" if not _cullable(state.kind) else "no idle limit"
-            out.append(CullPlan(**base, action="-", detail=f"{why} for {state.kind} experiments"))
+            # Short: the view's last column at 80 columns ("a job experiments" read oddly, and was cut).
+            why = f"never culled: a {state.kind} ends by itself" if not _cullable(state.kind) \
+                else f"no idle limit for {state.kind} experiments"
+            out.append(CullPlan(**base, action="-", detail=why))
             continue
         kept, deadline = _meta_time(site, KEPT + state.name), _meta_time(site, DEADLINE + state.name)
         span = policy.gpu_window if whole_window else now - (window.samples[0][0] if window.samples else now)

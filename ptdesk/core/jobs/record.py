@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from ptdesk.config import Config
+from ptdesk.core.base import clock
 from ptdesk.core.base.private_files import ensure_private_dir, write_secret
 
 JOB_KIND = "job"  # the kind's name (ptdesk.core.kinds.job), as records and labels carry it
@@ -57,6 +58,8 @@ class JobRecord:
     def duration(self) -> float | None:
         if self.started is None:
             return None
+        if self.finished is None and not self.ended:
+            return max(0.0, clock.now() - self.started)  # running: so far
         return max(0.0, (self.finished or self.started) - self.started)
 
     @property

@@ -108,6 +108,9 @@ class Prompt(ModalScreen[Any]):
         target = next((i for i in self.query(Input) if i.id == wanted), None) or self.query(Input).first()
         target.focus()
         target.cursor_position = len(target.value)
+        # A form taller than the terminal (the job form at 80x24) has its error below the last field:
+        # brought into view after focus has scrolled to the field, or Enter seems to do nothing.
+        self.call_after_refresh(self.query_one("#prompt-error", Static).scroll_visible, animate=False)
 
     def action_cancel(self) -> None:
         self.dismiss(None)

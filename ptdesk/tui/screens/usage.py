@@ -43,7 +43,8 @@ def bars(people: list[dict]) -> Text:
         out.append(" " * (BAR - held))
         out.append(f" {p['held_gpu_hours']:.1f} h held, {p['busy_gpu_hours']:.1f} busy\n")
     if not out:
-        out.append("Nothing recorded in the last 7 days: the box's service (ptdesk watch) records GPU use.",
+        # Not "nothing recorded": the table below may still count jobs that held no GPU.
+        out.append("No GPU time held in the last 7 days (the box's service, ptdesk watch, records it).",
                    style="dim")
     return out
 
