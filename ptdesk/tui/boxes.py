@@ -18,6 +18,7 @@ from ptdesk.tui.format import count
 
 if TYPE_CHECKING:
     from ptdesk.core.host.cgroups import ContainerStats
+    from ptdesk.core.workstation import Workstation
 
 JOB = "job"  # the job kind's rows (ptdesk.core.kinds.job): running, queued, or ended (their records)
 
@@ -87,3 +88,18 @@ class Boxes:
                              f"{count(len(items), 'experiment')} ({running} running) · "
                              + (f"{count(len(jobs), 'job')} ({working} running) · " if jobs else "") + gpus,
                              (f" · instance {instance}" if instance != "default" else "", "dim"))
+
+
+def remembered(ws: Workstation) -> tuple[Experiment, ...]:
+    """What this home recorded on a workstation whose engine does not answer (read from its store:
+    no engine asked), so that a dashboard opened while the engine is down shows the experiments as
+    unreachable, as `ptdesk ls` lists them, instead of an empty table that reads as "all gone"."""
+    if not ws.config.state_path.exists():
+        return ()
+    try:
+        records = ws.store.experiments()
+    except Exception:  # noqa: BLE001 - an unreadable store leaves the table as it was, never the dashboard
+        return ()
+    return tuple(Experiment(r.name, r.container_id or "", r.kind, r.owner, r.image, r.status, r.gpus, r.created,
+                            r.workspace) for r in records)
+

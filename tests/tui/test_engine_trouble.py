@@ -38,3 +38,22 @@ async def test_engine_unreachable_then_back(tui_desk, sleeper, nvml, monkeypatch
         await settle(pilot, lambda: app.main.engine_up and not banner.display, timeout=30, message="second recovery")
         assert app.is_running
     proxy.stop()
+
+
+async def test_a_dashboard_opened_while_the_engine_is_down_shows_what_this_home_knows(tui_desk, nvml, monkeypatch,
+                                                                                       tmp_path):
+    """Not an empty table that reads as "everything is gone": the experiments this home recorded are
+    listed as unreachable (as `ptdesk ls` lists them), from its own store, no engine asked."""
+    from ptdesk.core.store.state import ExperimentRecord
+
+    with tui_desk.store.tx() as conn:
+        tui_desk.store.insert_experiment(conn, ExperimentRecord("kept-nb", "jupyter", "ann", "img", "running", 1.0,
+                                                                container_id="c0ffee", gpus=(0,)))
+    monkeypatch.setenv("DOCKER_HOST", EngineProxy(tmp_path / "docker.sock").url)  # nothing answers there
+    nvml(nvml_scenarios.no_driver())
+    app = PtdeskApp(tui_desk)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await settle(pilot, lambda: app.main.engine_up is False, message="the engine seen down")
+        await settle(pilot, lambda: [e.name for e in app.main.experiments] == ["kept-nb"], message="the kept row")
+        assert "kept-nb" in str(app.main.table.get_row_at(0)[0])
+

@@ -26,7 +26,7 @@ from textual.worker import Worker, WorkerState
 from ptdesk.core.base.models import Experiment, status_word
 from ptdesk.core.workstation import Workstation
 from ptdesk.tui.actions import bindings
-from ptdesk.tui.boxes import Boxes
+from ptdesk.tui.boxes import Boxes, remembered
 from ptdesk.tui.errors import ErrorNotices, describe, notify_error
 from ptdesk.tui.jobs import JobDone
 from ptdesk.tui.live import LiveFeeds
@@ -186,6 +186,9 @@ class MainScreen(ExperimentActions):
         else:
             self._banner(None if message.up else f"Docker engine unreachable: {state.reason} Retrying by itself; "
                          "the GPU panel stays live and the table shows the last known state.")
+        if not message.up and not state.listed and not state.experiments:  # down from the start
+            state.experiments = remembered(self.workstations[message.workstation])
+            self._show_rows()
         if not message.up and self.log_pane.ws.name == message.workstation:
             self.log_pane.stop("the engine went away")
         self._top_bar()
