@@ -98,6 +98,7 @@ def _spread(first: Workstation, typed: JobRequest, as_json: bool) -> list[JobRec
     gpus = typed.gpus or fleet.config.gpus
     choice = click.get_current_context().meta.get(AUTO_CHOICE) or fleet.choose(gpus, typed.gpu_memory, typed.queue)
     jobs: list[JobRecord] = []
+    code = click.get_current_context().with_resource(JobDesk(first).frozen_code(typed))
     for index, name in enumerate(names):
         where = None
         try:
@@ -106,7 +107,7 @@ def _spread(first: Workstation, typed: JobRequest, as_json: bool) -> list[JobRec
             where = choice.workstation
             ws = first if where == first.name else fleet.workstation(where)
             click.echo(f"ptdesk: {name} on {where} ({choice.reason.rstrip('. ')}).", err=True)
-            jobs += JobDesk(ws).submit(typed, _said(as_json), slot=Slot(index, name, group))
+            jobs += JobDesk(ws).submit(typed, _said(as_json), slot=Slot(index, name, group, code))
         except PtdeskError as exc:
             if not jobs:
                 raise

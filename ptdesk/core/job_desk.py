@@ -50,6 +50,7 @@ class Slot:
     index: int
     name: str
     group: str
+    code: tuple[Path, Any] | None = None  # the sweep's one code snapshot (file, what it holds): frozen once
 
 
 class JobDesk:
@@ -80,9 +81,12 @@ class JobDesk:
         tmp = self.ws.config.home / "jobs" / f".snapshot-{os.getpid()}.tar"
         records.make_folder(self.ws.config, "")  # the 0700 jobs folder
         try:
-            if kept is not None:
+            if slot is not None and slot.code is not None:
+                shutil.copyfile(slot.code[0], tmp)
+                taken: snapshot.Snapshot | dict = slot.code[1]
+            elif kept is not None:
                 shutil.copyfile(records.folder(self.ws.config, kept.name) / records.SNAPSHOT, tmp)
-                taken: snapshot.Snapshot | dict = kept.snapshot
+                taken = kept.snapshot
             else:
                 source = Path(typed.code or os.getcwd())
                 taken = snapshot.take(source, tmp, snapshot_limit)
@@ -129,6 +133,19 @@ class JobDesk:
     def _spec(self, typed: JobRequest, name: str, image: str | None) -> LaunchSpec:
         return self.ws.make_spec("job", name=name, gpus=typed.gpus, gpu_memory=typed.gpu_memory, memory=typed.memory,
                                  cpus=typed.cpus, workspace=typed.workspace, queue=typed.queue, image=image)
+
+    @contextlib.contextmanager
+    def frozen_code(self, typed: JobRequest) -> Iterator[tuple[Path, Any]]:
+        """The working folder's snapshot taken once for a sweep placed job by job (each job copies it
+        to its own workstation); removed afterwards."""
+        from ptdesk.core.jobs import snapshot
+        limit = request.snapshot_limit(typed.snapshot_limit)
+        records.make_folder(self.ws.config, "")
+        path = self.ws.config.home / "jobs" / f".sweep-{os.getpid()}.tar"
+        try:
+            yield path, snapshot.take(Path(typed.code or os.getcwd()), path, limit)
+        finally:
+            path.unlink(missing_ok=True)
 
     def taken_names(self) -> set[str]:
         """Names in use here: in the store, on the engine and among the kept job records."""

@@ -686,6 +686,7 @@ def test_a_sweep_on_auto_places_each_job_where_the_gpus_are_after_the_jobs_befor
     jobs = json.loads(out)
     assert [(j["name"], j["workstation"]) for j in jobs] == [("sp-1", "local"), ("sp-2", "box")]
     assert jobs[0]["gpus"] == [0] and jobs[1]["gpus"] == []
+    assert jobs[0]["snapshot"] == jobs[1]["snapshot"]  # the code frozen once, for every box
     # Said per job, where and why (as --on auto does for one launch); the old once-per-sweep warning is gone.
     assert "ptdesk: sp-1 on local (GPU 0: " in err, err
     assert "ptdesk: sp-2 on box (no free GPU anywhere, so the default workstation, without a GPU: local: " in err
