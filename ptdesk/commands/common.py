@@ -65,7 +65,8 @@ def pass_workstation(func: Callable[..., Any] | None = None, *, reconcile: bool 
 
         ws = ctx.find_object(Workstation)
         if ws is None:
-            ws = _open_workstation(on, auto, kwargs.get("gpus"), kwargs.get("gpu_memory"))
+            ws = _open_workstation(on, auto, kwargs.get("gpus"), kwargs.get("gpu_memory"), bool(kwargs.get("queue")),
+                                   said=not kwargs.get("sweep"))
             ctx.obj = ws
             ctx.call_on_close(ws.close)
         if reconcile:
@@ -88,7 +89,11 @@ _ON_HELP = {
 }
 
 
-def _open_workstation(on: str | None, auto: bool, gpus: str | None, gpu_memory: str | None = None) -> Workstation:
+AUTO_CHOICE = "ptdesk.auto_choice"  # ctx.meta: the Choice `--on auto` made (a sweep says it per job)
+
+
+def _open_workstation(on: str | None, auto: bool, gpus: str | None, gpu_memory: str | None = None,
+                      queue: bool = False, said: bool = True) -> Workstation:
     from ptdesk.core.fleet import Fleet
     from ptdesk.core.workstation import Workstation
 
@@ -100,10 +105,12 @@ def _open_workstation(on: str | None, auto: bool, gpus: str | None, gpu_memory: 
             raise InvalidInput("--on auto only chooses where to launch.", "Name the workstation: --on NAME.")
         fleet = Fleet(config)
         try:
-            choice = fleet.choose(gpus, gpu_memory)
+            choice = fleet.choose(gpus, gpu_memory, queue)
         finally:
             fleet.close()
-        click.echo(f"ptdesk: --on auto chose {choice.workstation} ({choice.reason.rstrip('. ')}).", err=True)
+        click.get_current_context().meta[AUTO_CHOICE] = choice
+        if said:
+            click.echo(f"ptdesk: --on auto chose {choice.workstation} ({choice.reason.rstrip('. ')}).", err=True)
         name = choice.workstation
     if name != LOCAL and name not in config.workstations:
         raise InvalidInput(f"There is no workstation {name!r}.",

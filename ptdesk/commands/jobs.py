@@ -7,15 +7,24 @@ from typing import Any
 
 import click
 
-from ptdesk.commands.common import FleetDoor, emit_json, json_option, pass_workstation, reconcile_quietly, table
+from ptdesk.commands.common import (
+    AUTO_CHOICE,
+    FleetDoor,
+    emit_json,
+    json_option,
+    pass_workstation,
+    reconcile_quietly,
+    table,
+)
+from ptdesk.config import load_config
 from ptdesk.config_workstations import AUTO
 from ptdesk.core.base.units import human_bytes
-from ptdesk.core.job_desk import JobDesk, JobView, duration_text, ending_line
+from ptdesk.core.job_desk import JobDesk, JobView, Slot, duration_text, ending_line
 from ptdesk.core.jobs import request
 from ptdesk.core.jobs.record import JobRecord
 from ptdesk.core.jobs.request import JobRequest
 from ptdesk.core.workstation import Workstation
-from ptdesk.errors import InvalidInput
+from ptdesk.errors import InvalidInput, PtdeskError
 
 
 def _said(as_json: bool) -> Any:
@@ -54,11 +63,11 @@ def run(ws: Workstation, command: tuple[str, ...], wait: bool, as_json: bool, **
         raise InvalidInput(f"--wait follows one job, and this sweep makes {count}.",
                            "Leave out --wait; then follow each with: ptdesk logs -f NAME (ptdesk jobs lists them).")
     desk = JobDesk(ws)
-    jobs = desk.submit(JobRequest(command=tuple(command), **options), _said(as_json))
-    if len(jobs) > 1 and click.get_current_context().params.get("on") == AUTO:
-        # --on auto chooses once, for the whole sweep (not yet per job): said, so nobody expects a spread
-        click.echo(f"ptdesk: all {len(jobs)} jobs of the sweep are on {ws.name} (--on auto chooses once per "
-                   "sweep; run one sweep per workstation with --on NAME to spread one).", err=True)
+    typed = JobRequest(command=tuple(command), **options)
+    if typed.sweep and click.get_current_context().params.get("on") == AUTO:
+        jobs = _spread(ws, typed, as_json)
+    else:
+        jobs = desk.submit(typed, _said(as_json))
     if wait and len(jobs) == 1:
         job = _follow(desk, jobs[0], as_json)
         if as_json:
@@ -72,6 +81,49 @@ def run(ws: Workstation, command: tuple[str, ...], wait: bool, as_json: bool, **
         click.echo(f"{job.name} {job.status}{f' ({values})' if values else ''}; output: {job.output}")
     if len(jobs) == 1:
         click.echo(f"  log: ptdesk logs -f {jobs[0].name}; cancel: ptdesk cancel {jobs[0].name}")
+
+
+def _spread(first: Workstation, typed: JobRequest, as_json: bool) -> list[JobRecord]:
+    """A sweep on `--on auto`: each job where GPUs are free once the jobs before it took theirs (the
+    first where --on auto chose), said per job; names free on every workstation."""
+    from ptdesk.core.fleet import Fleet, naming
+    fleet = Fleet(load_config())
+    click.get_current_context().call_on_close(fleet.close)
+    count = len(request.sweep_combinations(request.check_command(typed.command), typed.sweep))
+    taken: set[str] = set()
+    for answer in fleet.each(lambda ws: JobDesk(ws).taken_names()):
+        taken |= answer.value or set()
+    names = JobDesk(first).names(typed.name, count, taken)
+    group = typed.name or names[0]
+    gpus = typed.gpus or fleet.config.gpus
+    choice = click.get_current_context().meta.get(AUTO_CHOICE) or fleet.choose(gpus, typed.gpu_memory, typed.queue)
+    jobs: list[JobRecord] = []
+    code = click.get_current_context().with_resource(JobDesk(first).frozen_code(typed))
+    for index, name in enumerate(names):
+        where = None
+        try:
+            if index:
+                choice = fleet.choose(gpus, typed.gpu_memory, typed.queue)
+            where = choice.workstation
+            ws = first if where == first.name else fleet.workstation(where)
+            click.echo(f"ptdesk: {name} on {where} ({choice.reason.rstrip('. ')}).", err=True)
+            jobs += JobDesk(ws).submit(typed, _said(as_json), slot=Slot(index, name, group, code))
+        except PtdeskError as exc:
+            if not jobs:
+                raise
+            raise _kept_before(naming(exc, where) if where else exc, jobs) from None
+    return jobs
+
+
+def _kept_before(exc: PtdeskError, jobs: list[JobRecord]) -> PtdeskError:
+    """A later job of a sweep could not be placed: the jobs placed before it stay (they are the
+    person's, maybe running), named in the same sentence with how to end them."""
+    made = ", ".join(f"{j.name} on {j.workstation}" for j in jobs)
+    said = type(exc)(f"{exc.message.rstrip('.')} (the sweep's jobs before it are kept: {made}).",
+                     f"{exc.hint} Cancel those with: ptdesk cancel NAME --on WORKSTATION." if exc.hint
+                     else "Cancel those with: ptdesk cancel NAME --on WORKSTATION.")
+    said.exit_code = exc.exit_code
+    return said
 
 
 def _follow(desk: JobDesk, job: JobRecord, as_json: bool) -> JobRecord:

@@ -106,9 +106,10 @@ class Fleet:
             ws.close()
 
     # --- launch where a GPU is free -----------------------------------------------------------
-    def choose(self, gpus: str, gpu_memory: str | None = None) -> Choice:
+    def choose(self, gpus: str, gpu_memory: str | None = None, queue: bool = False) -> Choice:
         """The workstation with the most free GPU capacity for `--gpus` (and `--gpu-memory`: GPUs with
-        less free count for nothing; none: the configured default)."""
+        less free count for nothing; none: the configured default). Nothing free anywhere and `queue`:
+        the workstation with that many GPUs whose GPU queue is shortest."""
         request = parse_request(gpus, gpu_memory)  # bad input is refused before any box is asked
         if request.mode == "none":
             return Choice(self.config.default_workstation, "no GPU asked for: the default workstation")
@@ -124,6 +125,8 @@ class Fleet:
             # Each reason is a sentence of its own: joined inside one, without their full stops.
             trouble = "; ".join(_why_not(a).rstrip(". ") for a in answers)
             # auto launches without a GPU when none is free; so does auto-on-auto
+            if queue and (shortest := self._shortest_queue(answers, wanted)):
+                return shortest
             if gpus == "auto" and not request.min_free:
                 return Choice(self.config.default_workstation,
                               f"no free GPU anywhere, so the default workstation, without a GPU: {trouble}")
@@ -131,6 +134,19 @@ class Fleet:
                                "See them with: ptdesk gpus; or launch with --gpus none.")
         free, _, name, why = max(offers)
         return Choice(name, why)
+
+    def _shortest_queue(self, answers: list[Answer[GpuSnapshot]], wanted: int) -> Choice | None:
+        """Among the workstations that have `wanted` GPUs at all, the one whose queue is shortest
+        (config order breaks a tie); None when none has that many."""
+        having = [a.workstation for a in answers if a.ok and a.value is not None and a.value.available
+                  and len([g for g in a.value.physical if g.error is None]) >= wanted]
+        lengths = self.each(lambda ws: sum(e.status.startswith("queued") for e in ws.list_experiments(all=True)),
+                            names=having) if having else []
+        known = [(a.value, a.workstation) for a in lengths if a.ok and a.value is not None]
+        if not known:
+            return None
+        waiting, name = min(known, key=lambda k: k[0])
+        return Choice(name, f"no GPU free anywhere; queued where the queue is shortest: {waiting} waiting there")
 
 
 def naming(exc: PtdeskError, workstation: str) -> PtdeskError:

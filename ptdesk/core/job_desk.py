@@ -43,15 +43,27 @@ class JobView:
         return {**self.record.to_json(), "status": self.status, "waiting": self.waiting}
 
 
+@dataclass(frozen=True)
+class Slot:
+    """One job of a sweep spread over workstations (`--on auto`): which combination, its name (chosen
+    free on every workstation), and the sweep it is listed under."""
+
+    index: int
+    name: str
+    group: str
+    code: tuple[Path, Any] | None = None  # the sweep's one code snapshot (file, what it holds): frozen once
+
+
 class JobDesk:
     def __init__(self, ws: Workstation) -> None:
         self.ws = ws
 
     # --- submitting ---------------------------------------------------------------------------
-    def submit(self, typed: JobRequest, said: Said = lambda s: None, kept: JobRecord | None = None
-               ) -> list[JobRecord]:
+    def submit(self, typed: JobRequest, said: Said = lambda s: None, kept: JobRecord | None = None,
+               slot: Slot | None = None) -> list[JobRecord]:
         """One job per sweep combination (one without a sweep); nothing is made on a mistake.
-        `kept`: a job whose snapshot this one runs again (rerun) instead of the working folder's."""
+        `kept`: a job whose snapshot this one runs again (rerun) instead of the working folder's;
+        `slot`: only that one job of the sweep, here."""
         from ptdesk.core.jobs import snapshot
         command = request.check_command(typed.command)
         limit = request.time_limit(typed.time_limit)
@@ -60,20 +72,26 @@ class JobDesk:
             raise InvalidInput(f"The grace must not be negative (got {typed.grace:g}).", "Use e.g. --grace 10.")
         combos = request.sweep_combinations(command, typed.sweep)
         mounts = self._data_mounts(typed.data)
-        names = self._names(typed.name, len(combos))
+        if slot is not None:
+            combos, names = [combos[slot.index]], [slot.name]
+        else:
+            names = self.names(typed.name, len(combos))
         image, fingerprint, layer_from, lived = self._environment(typed)
         # Every option checked before anything is made.
         specs = [replace(self._spec(typed, name, image), layer_from=layer_from) for name in names]
         tmp = self.ws.config.home / "jobs" / f".snapshot-{os.getpid()}.tar"
         records.make_folder(self.ws.config, "")  # the 0700 jobs folder
         try:
-            if kept is not None:
+            if slot is not None and slot.code is not None:
+                shutil.copyfile(slot.code[0], tmp)
+                taken: snapshot.Snapshot | dict = slot.code[1]
+            elif kept is not None:
                 shutil.copyfile(records.folder(self.ws.config, kept.name) / records.SNAPSHOT, tmp)
-                taken: snapshot.Snapshot | dict = kept.snapshot
+                taken = kept.snapshot
             else:
                 source = Path(typed.code or os.getcwd())
                 taken = snapshot.take(source, tmp, snapshot_limit)
-            group = typed.name or names[0]  # a sweep's jobs are listed together under it
+            group = slot.group if slot else typed.name or names[0]  # a sweep's jobs are listed together under it
             return [self._launch(typed, spec, values, cmd, limit, mounts, tmp, taken, (fingerprint, lived), group,
                                  said) for spec, (values, cmd) in zip(specs, combos, strict=True)]
         finally:
@@ -117,12 +135,30 @@ class JobDesk:
         return self.ws.make_spec("job", name=name, gpus=typed.gpus, gpu_memory=typed.gpu_memory, memory=typed.memory,
                                  cpus=typed.cpus, workspace=typed.workspace, queue=typed.queue, image=image)
 
-    def _names(self, typed: str | None, count: int) -> list[str]:
-        """The given name (NAME-1..N for a sweep), else OWNER-job-N: free in the store, on the engine
-        and among the kept job records."""
-        from ptdesk.core.base.names import validate_name
+    @contextlib.contextmanager
+    def frozen_code(self, typed: JobRequest) -> Iterator[tuple[Path, Any]]:
+        """The working folder's snapshot taken once for a sweep placed job by job (each job copies it
+        to its own workstation); removed afterwards."""
+        from ptdesk.core.jobs import snapshot
+        limit = request.snapshot_limit(typed.snapshot_limit)
+        records.make_folder(self.ws.config, "")
+        path = self.ws.config.home / "jobs" / f".sweep-{os.getpid()}.tar"
+        try:
+            yield path, snapshot.take(Path(typed.code or os.getcwd()), path, limit)
+        finally:
+            path.unlink(missing_ok=True)
+
+    def taken_names(self) -> set[str]:
+        """Names in use here: in the store, on the engine and among the kept job records."""
         taken = {r.name for r in self.ws.store.experiments()} | {r.name for r in records.all_records(self.ws.config)}
-        taken |= {c.get("Labels", {}).get("ptdesk.name") for c in self.ws.engine.list_managed(self.ws.config.instance)}
+        managed = self.ws.engine.list_managed(self.ws.config.instance)
+        return taken | {c.get("Labels", {}).get("ptdesk.name") for c in managed}
+
+    def names(self, typed: str | None, count: int, taken: set[str] | None = None) -> list[str]:
+        """The given name (NAME-1..N for a sweep), else OWNER-job-N: free here (and not in `taken`,
+        the names in use on the other workstations when a sweep spreads)."""
+        from ptdesk.core.base.names import validate_name
+        taken = self.taken_names() | (taken or set())
         if typed is not None:
             names = [validate_name(typed if count == 1 else f"{typed}-{i}") for i in range(1, count + 1)]
             if clash := [n for n in names if n in taken]:

@@ -237,12 +237,15 @@ def test_jobs_lists_a_workstation_that_does_not_answer_as_its_records_last_said(
     assert cli.ok("jobs", "--on", "local").startswith("No jobs.")  # the local box has none
 
 
-def test_a_sweep_on_auto_says_it_stays_on_the_one_workstation_chosen(cli: Ptdesk, code: Path) -> None:
-    """--on auto chooses once per sweep (spreading one across workstations is not done): said on stderr."""
+def test_a_sweep_on_auto_says_per_job_where_it_went(cli: Ptdesk, code: Path) -> None:
+    """--on auto places a sweep job by job (tests/e2e/test_workstations.py spreads one over two
+    boxes): each job's line says where and why; with no GPU asked for, the default workstation."""
     rc, out, err = cli.run("run", "--on", "auto", "--gpus", "none", "--name", "au", "--code", code,
                            "--sweep", "x=1,2", "--", "echo", "{x}")
     assert rc == 0, err
-    assert "all 2 jobs of the sweep are on local (--on auto chooses once per sweep" in err
+    for name in ("au-1", "au-2"):
+        assert f"ptdesk: {name} on local (no GPU asked for: the default workstation)." in err, err
+    assert "once per sweep" not in err
     assert {j["name"]: j["workstation"] for j in cli.json("jobs")} == {"au-1": "local", "au-2": "local"}
 
 

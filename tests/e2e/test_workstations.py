@@ -27,6 +27,7 @@ import pytest
 from ptdesk.config import load_config
 from ptdesk.core.engine.client import Engine
 from ptdesk.core.workstation import Workstation
+from tests.support.gpu_engine import GpuDesk
 from tests.support.helpers import SAMPLER_IMAGE, remove_instance_containers, require_image, settle, wait_until
 from tests.support.remote_box import RemoteBox
 from tests.support.vscode_support import server_tarball
@@ -651,3 +652,73 @@ def test_reservation_times_on_the_box_are_its_own_and_shown_with_its_zone(desk: 
     # A start the box's clock has passed is in the past there (its 00:00 today is hours ago).
     past = desk.fails("reserve", "0", "--on", "box", "--from", "00:00", "--to", "1h")[0]
     assert "00:00 UTC+05:30) is in the past" in past, past
+
+
+@pytest.fixture
+def two_boxes(gpu_desk: GpuDesk, box: RemoteBox, box_engine: Engine, engine: Engine) -> Iterator[GpuDesk]:
+    """Another home of its own: local is the GPU engine with one idle GPU (an NVML scenario); box is
+    the remote, its default workstation. The box has no GPU to show: its GPU truth comes from the
+    sampler there, which finds no NVML (NVML is replaced only in this process)."""
+    from tests.support.nvml_scenarios import idle
+
+    require_image(engine, SAMPLER_IMAGE)
+    box.load_images(SAMPLER_IMAGE)
+    gpu_desk.install(idle(1))
+    out = gpu_desk.ok("workstations", "add", "box", box.engine_url, "--identity", box.client_key, "--yes",
+                      "--default")
+    assert "connected: Docker" in out, out
+    yield gpu_desk
+    remove_instance_containers(box_engine, gpu_desk.instance)
+
+
+def test_a_sweep_on_auto_places_each_job_where_the_gpus_are_after_the_jobs_before_it(
+        two_boxes: GpuDesk, tmp_path: Path) -> None:
+    """The spread a GPU-less default box makes fair: the first job takes local's only GPU, the second
+    job's choice sees it taken (no free GPU anywhere) and goes to the default workstation without one;
+    chosen once per sweep, both would have landed on local. With --queue, each queues where the
+    queue is shortest. Names stay free on every workstation."""
+    desk = two_boxes
+    code = tmp_path / "code"
+    code.mkdir()
+    rc, out, err = desk.run("run", "--json", "--on", "auto", "--gpus", "auto", "--cpus", "1", "--name", "sp",
+                            "--code", code, "--sweep", "x=1,2", "--", "sleep", "6{x}")
+    assert rc == 0, err
+    jobs = json.loads(out)
+    assert [(j["name"], j["workstation"]) for j in jobs] == [("sp-1", "local"), ("sp-2", "box")]
+    assert jobs[0]["gpus"] == [0] and jobs[1]["gpus"] == []
+    assert jobs[0]["snapshot"] == jobs[1]["snapshot"]  # the code frozen once, for every box
+    # Said per job, where and why (as --on auto does for one launch); the old once-per-sweep warning is gone.
+    assert "ptdesk: sp-1 on local (GPU 0: " in err, err
+    assert "ptdesk: sp-2 on box (no free GPU anywhere, so the default workstation, without a GPU: local: " in err
+    assert "once per sweep" not in err and "--on auto chose" not in err
+    # Listed together, each with its workstation; names stay unique across the boxes.
+    listed = {j["name"]: j for j in desk.json("jobs")}
+    assert {n: (j["workstation"], j["sweep"]) for n, j in listed.items()} == {
+        "sp-1": ("local", "sp"), "sp-2": ("box", "sp")}
+    # Nothing free anywhere, --queue: each queues where the queue is shortest among boxes with a GPU.
+    rc, out, err = desk.run("run", "--json", "--on", "auto", "--gpus", "any:1", "--queue", "--cpus", "1",
+                            "--name", "q", "--code", code, "--sweep", "x=1,2", "--", "echo", "{x}")
+    assert rc == 0, err
+    assert [(j["name"], j["workstation"], j["status"].split(" #")[0]) for j in json.loads(out)] == [
+        ("q-1", "local", "queued"), ("q-2", "local", "queued")]
+    assert "ptdesk: q-2 on local (no GPU free anywhere; queued where the queue is shortest: 1 waiting there)" in err
+    for name in ("q-1", "q-2", "sp-1"):
+        desk.ok("cancel", name, "--on", "local")
+    # A later job that can be placed nowhere (no --queue): said, and the jobs before it are kept, named.
+    rc, _, err = desk.run("run", "--on", "auto", "--gpus", "any:1", "--cpus", "1", "--name", "m", "--code", code,
+                          "--sweep", "x=1,2", "--", "sleep", "6{x}")
+    assert rc == 2 and "ptdesk: No workstation can give any GPU now (local: " in err, err
+    assert "(the sweep's jobs before it are kept: m-1 on local)." in err and "Traceback" not in err, err
+    assert [j["name"] for j in desk.json("jobs", "--on", "local") if j["status"] == "running"] == ["m-1"]
+    desk.ok("cancel", "m-1", "--on", "local")
+    # Names are free on every workstation: with local's sp-1 forgotten, box's sp-2 still takes its name.
+    desk.ok("jobs", "--prune", "--on", "local")
+    rc, _, err = desk.run("run", "--on", "auto", "--gpus", "auto", "--name", "sp", "--code", code,
+                          "--sweep", "x=1,2", "--", "echo", "{x}")
+    assert rc != 0 and "A job or experiment named 'sp-2' exists already." in err, err
+    assert set(_listed_names(desk)) == {"sp-2"}  # nothing made
+    desk.ok("cancel", "sp-2", "--on", "box")
+
+
+def _listed_names(desk: GpuDesk) -> list[str]:
+    return [j["name"] for j in desk.json("jobs")]
