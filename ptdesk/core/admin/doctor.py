@@ -22,7 +22,7 @@ from ptdesk.core.fleet import Fleet
 from ptdesk.core.gpu.driver_compat import driver_warning
 from ptdesk.core.gpu.nvml import GpuSampler
 from ptdesk.core.host.ports import free_port
-from ptdesk.core.kinds import kind_names
+from ptdesk.core.kinds import REGISTRY, kind_names
 from ptdesk.core.store.state import integrity_problems
 from ptdesk.core.workstation import Workstation
 from ptdesk.errors import PtdeskError
@@ -99,7 +99,9 @@ def check_images(engine: Engine, config: Config) -> list[Check]:
             checks.append(Check(f"image-{target}", "fail", exc.message, exc.hint))
             continue
         if not status.present:
-            checks.append(Check(f"image-{target}", "fail", f"{tag} is missing",
+            optional = REGISTRY.entry(target).optional_image  # type: ignore[union-attr]
+            checks.append(Check(f"image-{target}", "warn" if optional else "fail",
+                                f"{tag} is missing" + (f" (only `ptdesk new {target}` needs it)" if optional else ""),
                                 f"Build it with: ptdesk images build {target}{on}"))
         elif status.up_to_date is False:
             checks.append(Check(f"image-{target}", "warn",

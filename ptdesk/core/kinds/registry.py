@@ -29,6 +29,9 @@ class KindEntry:
     grants_logins: bool = False  # collaborators can be granted logins to it
     has_door: bool = True  # a service people reach (ssh, a URL); False: a batch job, made by `ptdesk run`
     own_image: bool = True  # built from images/<name>/ (`ptdesk images build NAME`)
+    # Its image is built only by teams that use it (a large, slow build): `doctor` warns when it is
+    # missing instead of failing, since nothing but this kind's own launches needs it.
+    optional_image: bool = False
 
     def load(self) -> Kind:
         module, _, attribute = self.where.partition(":")
