@@ -160,6 +160,9 @@ def test_a_job_runs_on_the_remote_with_its_snapshot_and_is_kept_there(desk: Ptde
     assert "WORKSTATION" not in desk.ok("jobs", "--on", "box")  # one workstation: no column for it
     assert desk.ok("logs", "r-job", "--on", "box").strip() == "from the laptop"
     assert not [c for c in box_engine.list_managed(desk.instance) if c["Labels"].get("ptdesk.name") == "r-job"]
+    # Forgotten, it leaves nothing for the module's later tests (an ended job is a dashboard row).
+    assert "Forgot 1" in desk.ok("jobs", "--prune", "--on", "box")
+    assert desk.json("jobs", "--on", "box") == []
 
 
 def test_the_same_name_on_two_workstations_reaches_each_box_by_its_own_alias(
