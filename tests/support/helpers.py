@@ -130,5 +130,16 @@ async def settle(pilot, predicate: Callable[[], object], timeout: float = 30.0, 
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {message}")
+            raise AssertionError(f"timed out after {timeout} s waiting for {message}; {_app_said(pilot.app)}")
         await pilot.pause(0.05)
+
+
+def _app_said(app) -> str:
+    """What the app showed when a wait timed out: its screen and its notices (a CI log is all there is)."""
+    try:
+        notices = [f"{n.title}: {n.message}" for n in getattr(app, "_notifications", ())]
+        rows = [f"{e.name} {e.kind} {e.status}" for e in getattr(getattr(app, "main", None), "experiments", ())]
+        errors = [str(w.render()) for w in app.screen.query("#prompt-error")]
+    except Exception as exc:  # noqa: BLE001 - the timeout is the failure to report, not this
+        return f"(the app's state unreadable: {exc!r})"
+    return f"screen {type(app.screen).__name__} {errors}, rows {rows}, notices {notices}"
