@@ -1,24 +1,20 @@
 """Settings, resolved once: defaults, then `PTDESK_HOME/config.toml`, then environment variables.
 
-PTDESK_HOME (default: the platformdirs user data dir) holds config.toml, the SQLite state database,
-the 0700 `keys/` folder and the default workspaces.
+PTDESK_HOME (default: `$XDG_DATA_HOME/ptdesk`, else `~/.local/share/ptdesk`) holds config.toml, the
+SQLite state database, the 0700 `keys/` folder and the default workspaces.
 """
 
 from __future__ import annotations
 
-import difflib
 import functools
 import ipaddress
 import math
 import os
 import re
 import socket
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-
-from platformdirs import user_data_dir
 
 from ptdesk.config_cull import parse_cull
 from ptdesk.config_workstations import LOCAL, WorkstationEntry, check_address, parse_workstations
@@ -141,7 +137,10 @@ def _host_name() -> str:
 
 
 def default_home() -> Path:
-    return Path(user_data_dir("ptdesk", appauthor=False))
+    """The XDG base directory rule for user data (what platformdirs answered on Linux, without
+    importing it at every start): $XDG_DATA_HOME unless unset or blank, else ~/.local/share."""
+    data = os.environ.get("XDG_DATA_HOME", "")
+    return Path(data if data.strip() else os.path.expanduser("~/.local/share")) / "ptdesk"
 
 
 def _default_ids() -> tuple[int, int]:
@@ -166,6 +165,8 @@ def unknown_env_settings(env: Mapping[str, str]) -> list[tuple[str, str | None]]
         if (not name.startswith("PTDESK_") or name in ENV_SETTINGS or IMAGE_ENV.fullmatch(name)
                 or name.startswith("PTDESK_TEST_")):
             continue
+        import difflib  # only for a name ptdesk does not read: not imported at every start
+
         close = difflib.get_close_matches(name, [*ENV_SETTINGS, "PTDESK_SSH_IMAGE", "PTDESK_JUPYTER_IMAGE"], n=1)
         out.append((name, close[0] if close else None))
     return out
@@ -179,6 +180,8 @@ def load_config(env: dict[str, str] | None = None) -> Config:
     config = Config(home=home, uid=uid, gid=gid)
     path = config.config_path
     if path.exists():
+        import tomllib  # only where there is a config.toml
+
         try:
             data = tomllib.loads(path.read_text())
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:

@@ -32,9 +32,16 @@ def test_defaults_without_a_config_file(tmp_path: Path) -> None:
 
 
 def test_home_defaults_to_the_platform_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))  # platformdirs reads the real environment
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))  # default_home reads the real environment
     assert default_home() == tmp_path / "data" / "ptdesk"
     assert load_config({}).home == tmp_path / "data" / "ptdesk"
+
+
+def test_home_without_xdg_data_home_is_under_local_share(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for unset in ("", "  "):  # unset or blank: the XDG rule's default
+        monkeypatch.setenv("XDG_DATA_HOME", unset)
+        assert default_home() == tmp_path / ".local" / "share" / "ptdesk"
 
 
 def test_toml_settings_are_applied(tmp_path: Path) -> None:

@@ -1,7 +1,7 @@
 """The GPU sampler's image (images/sampler): not an experiment kind, built by `ptdesk images build`.
 
 Its program is ptdesk's own NVML sampler and PID attribution, so the image carries exactly those
-modules (and their two pure-Python dependencies, pynvml and platformdirs) copied from this ptdesk at
+modules (and their one pure-Python dependency, pynvml) copied from this ptdesk at
 build time: the sampler on a workstation always speaks the wire format of the ptdesk that built it.
 """
 
@@ -28,13 +28,9 @@ def sampler_tag(config: Config) -> str:
 
 def program_files() -> dict[str, bytes]:
     """Context files under app/: the sampler's Python modules, keyed by their path in the context."""
-    import platformdirs  # imported here: a Workstation reads SAMPLER_TARGET and builds no image
-    import pynvml
+    import pynvml  # imported here: a Workstation reads SAMPLER_TARGET and builds no image
 
     package = Path(ptdesk.__file__).resolve().parent
     files = {f"app/ptdesk/{name}": (package / name).read_bytes() for name in MODULES}
     files["app/pynvml.py"] = Path(pynvml.__file__).read_bytes()
-    dirs = Path(platformdirs.__file__).resolve().parent
-    for path in sorted(dirs.rglob("*.py")):
-        files[f"app/platformdirs/{path.relative_to(dirs).as_posix()}"] = path.read_bytes()
     return files
