@@ -62,8 +62,16 @@ class Engine(ContainerFiles, Volumes):
     def connect(cls, timeout: float = 30.0) -> Engine:
         docker = docker_sdk()  # the SDK is imported by the first call that talks to an engine
         with translated_errors("Connecting to Docker"):
-            client = docker.from_env(timeout=int(timeout))
-            client.ping()
+            # The API version is negotiated as the docker CLI does, from the one ping's Api-Version
+            # header: docker-py's own "auto" asks GET /version, which the engine answers only after
+            # asking containerd and runc theirs (5-20 ms, at every command's start).
+            probe = docker.from_env(timeout=int(timeout), version=docker.constants.MINIMUM_DOCKER_API_VERSION)
+            try:
+                reply = probe.api.get(f"{probe.api.base_url}/_ping", timeout=int(timeout))
+            finally:
+                probe.close()
+            version = reply.headers.get("Api-Version") if reply.ok else None
+            client = docker.from_env(timeout=int(timeout), version=version)  # None: docker-py asks /version
         return cls(client)
 
     def close(self) -> None:
