@@ -66,10 +66,13 @@ def end_ungranted(site: Site, now: float | None = None) -> list[Ended]:
     people = {c.name: c for c in store.collaborators()}
     names = {c.uid: c.name for c in people.values() if c.uid is not None}
     out: list[Ended] = []
+    logins = [r for r in store.experiments() if r.container_id and (kind := REGISTRY.get(r.kind)) is not None
+              and kind.grants_logins]
+    if not logins:
+        return out  # nothing here gives logins: nothing to ask the engine
     running = {c["Id"] for c in site.engine.list_managed(site.config.instance, all=False)}  # one request
-    for record in store.experiments():
-        kind = REGISTRY.get(record.kind)
-        if record.container_id not in running or kind is None or not kind.grants_logins:
+    for record in logins:
+        if record.container_id not in running:
             continue
         try:
             uids = site.engine.top_uids(record.container_id)

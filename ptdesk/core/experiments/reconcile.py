@@ -27,7 +27,7 @@ from ptdesk.core.base.text import printable
 from ptdesk.core.collaborators import expiry
 from ptdesk.core.gpu.ledger import gpus_from_label
 from ptdesk.core.host.processes import pid_alive
-from ptdesk.core.jobs.record import JOB_KIND
+from ptdesk.core.jobs import JOB_KIND
 from ptdesk.core.kinds import REGISTRY, get_kind
 from ptdesk.core.sharing import gpu_queue, recreate
 from ptdesk.core.sharing.gpu_queue import QUEUED
@@ -89,12 +89,17 @@ def launcher_alive(record: ExperimentRecord, timeout: float, now: float | None =
 def reconcile(site: Site) -> ReconcileReport:
     """One pass; raises EngineUnavailable if the engine cannot be listed (callers decide)."""
     store = site.store
-    recreate.undo_interrupted(site)  # a re-creation cut short: the record's container keeps the name
-    if any(r.kind == JOB_KIND for r in store.experiments()):  # jobs that ended: kept, their containers gone
-        from ptdesk.core.jobs import ending
-        ending.collect(site, site.engine.list_managed(site.config.instance))
     records = store.experiments()  # before the list: see the module docstring
     listed = site.engine.list_managed(site.config.instance)
+    # An interrupted re-creation and ended jobs are cleaned up from this listing; where that may have
+    # changed something, the records are read and the containers listed again (in that order). A
+    # pass with neither asks the engine once.
+    if recreate.undo_interrupted(site, listed):  # a re-creation cut short: the record's container keeps the name
+        records, listed = store.experiments(), site.engine.list_managed(site.config.instance)
+    if any(r.kind == JOB_KIND for r in records):  # jobs that ended: kept, their containers gone
+        from ptdesk.core.jobs import ending
+        ending.collect(site, listed)
+        records, listed = store.experiments(), site.engine.list_managed(site.config.instance)
     by_name = {container_key(c): c for c in listed}
     # A container being re-created (ptdesk.core.sharing.recreate) has a twin of its name for a moment: the
     # record's own container, whatever its name now, means it is not gone.

@@ -167,13 +167,14 @@ def copy_layer(site: Site, source: str, target: str) -> int:
     return copied
 
 
-def undo_interrupted(site: Site, now: float | None = None) -> list[str]:
+def undo_interrupted(site: Site, listed: Iterable[dict] | None = None, now: float | None = None) -> list[str]:
     """Finish what a re-creation cut short left (this user's only): the container the record
     points at gets the experiment's name back, its twin is removed. A twin whose process may still
-    run (alive on this boot, or made less than STALE_AFTER ago elsewhere) is left alone."""
+    run (alive on this boot, or made less than STALE_AFTER ago elsewhere) is left alone. `listed`:
+    the instance's containers as just listed (default: listed here). The names it changed."""
     now = time.time() if now is None else now
     undone: list[str] = []
-    for container in site.engine.list_managed(site.config.instance):
+    for container in site.engine.list_managed(site.config.instance) if listed is None else listed:
         match = TWIN.fullmatch((container.get("Names") or ["/"])[0].lstrip("/"))
         if match is None or foreign_owner(container) or _in_progress(match, container, now):
             continue
