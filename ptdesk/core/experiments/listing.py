@@ -17,7 +17,6 @@ from ptdesk.core.access.ownership import find_container, foreign_owner, instance
 from ptdesk.core.base.models import LABEL_GPUS, LABEL_KIND, LABEL_OWNER, Experiment
 from ptdesk.core.base.names import container_key
 from ptdesk.core.base.text import printable
-from ptdesk.core.environment.drift import marked
 from ptdesk.core.gpu.ledger import gpus_from_label
 from ptdesk.core.kinds import REGISTRY, get_kind
 from ptdesk.core.sharing.gpu_queue import entries, fair_order
@@ -78,6 +77,9 @@ def list_experiments(site: Site, all: bool = True, driver: str | None = None) ->
         why = {e.name: e.reason for e in queue_view.queue(site, containers.values())}
         out = [replace(e, waiting=why.get(e.name)) if e.status.startswith("queued") else e for e in out]
     out = out if all else [e for e in out if e.status == "running"]
+    if not out:
+        return out  # nothing to mark: the environment's modules are not even imported
+    from ptdesk.core.environment.drift import marked
     # The environment column (ptdesk.core.environment.drift), then who is logged in (ptdesk.core.access.sessions).
     return with_logins(marked(site, out, containers, records, driver), records)
 
@@ -91,6 +93,7 @@ def get(site: Site, name: str, driver: str | None = None) -> Experiment:
     listed = instance_containers(site).values() if waits else ()
     queued = queue_positions(listed)
     found = _experiment(site, record, container, queued)
+    from ptdesk.core.environment.drift import marked
     if found.status.startswith("queued"):
         from ptdesk.core.sharing import queue_view
         found = replace(found, waiting=next((e.reason for e in queue_view.queue(site, listed) if e.name == name), None))

@@ -2,3 +2,5 @@
 
 The kind itself is ptdesk.core.kinds.job; submitting, listing and cancelling: ptdesk.core.job_desk.
 """
+
+JOB_KIND = "job"  # the kind's name (ptdesk.core.kinds.job), as records and labels carry it

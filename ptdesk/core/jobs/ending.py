@@ -22,6 +22,7 @@ from ptdesk.core.base.models import LABEL_KIND, LABEL_NAME
 from ptdesk.core.base.private_files import write_secret
 from ptdesk.core.base.times import parse_time
 from ptdesk.core.base.units import human_bytes
+from ptdesk.core.jobs import JOB_KIND
 from ptdesk.core.jobs import record as records
 from ptdesk.core.jobs.record import JobRecord
 from ptdesk.core.store.state import ExperimentRecord
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
 LOG_LINES = 20_000  # the kept log: its last lines, at most LOG_BYTES
 LOG_BYTES = 4 * 1024**2
 SIGNALS = ("SIGINT", "SIGTERM", "SIGKILL")
-JOB = records.JOB_KIND
+JOB = JOB_KIND
 
 
 def end_gently(site: Site, container_id: str, grace: float, said: Callable[[str], None] = lambda s: None) -> str:

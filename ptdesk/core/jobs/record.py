@@ -17,8 +17,6 @@ from ptdesk.config import Config
 from ptdesk.core.base import clock
 from ptdesk.core.base.private_files import ensure_private_dir, write_secret
 
-JOB_KIND = "job"  # the kind's name (ptdesk.core.kinds.job), as records and labels carry it
-
 RECORD = "record.json"
 LOG = "log"
 SNAPSHOT = "code.tar"

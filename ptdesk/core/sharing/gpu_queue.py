@@ -19,11 +19,17 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from ptdesk.core.base.models import LABEL_KIND, LABEL_NAME, LABEL_OWNER, GpuInventory, GpuLoad
 from ptdesk.core.gpu.ledger import GpuRequest, Hold, load_key, not_usable, parse_request
-from ptdesk.core.sharing.reservations import Reservation, blocking, upcoming
 from ptdesk.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from ptdesk.core.sharing.reservations import Reservation
+
+# Reservations are read where a plan or a reason is worked out (imported there): every listing and
+# reconcile reads the queue's entries, and most find none.
 
 LABEL_QUEUE = "ptdesk.queue"  # "queued" on an entry, "admitted" on the container admission made of it
 LABEL_REQUEST = "ptdesk.queue.request"  # the --gpus text as typed
@@ -114,6 +120,7 @@ class Plan:
 def plan(ordered: Sequence[QueueEntry], held: Mapping[int, str | Hold], inventory: GpuInventory,
          reservations: Sequence[Reservation] = (), now: float = 0.0) -> Plan:
     """Walk the queue in order over the GPUs not `held` (index -> holder)."""
+    from ptdesk.core.sharing.reservations import blocking, upcoming
     taken = {i: h.experiment if isinstance(h, Hold) else h for i, h in held.items()}
     claimed: dict[int, str] = {}
     admit, waiting = [], []
@@ -177,6 +184,7 @@ def describe(request: GpuRequest, devices: Mapping[int, GpuLoad]) -> str:
 def why(request: GpuRequest, usable: Sequence[GpuLoad], devices: Mapping[int, GpuLoad], taken: Mapping[int, str],
         reservations: Sequence[Reservation], owner: str, now: float) -> str:
     """"needs 2 GPUs: 1 free; GPU 0 held by 'train'; GPU 3 reserved by ann 14:00–18:00 UTC"."""
+    from ptdesk.core.sharing.reservations import blocking
     if not devices:
         return "needs GPUs: this workstation has none that can be used"
     relevant = request.ids if request.mode == "ids" else tuple(sorted(devices))
