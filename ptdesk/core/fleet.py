@@ -12,13 +12,15 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from ptdesk.config import LOCAL, Config, load_config
-from ptdesk.core.base.models import GpuSnapshot
 from ptdesk.core.gpu.ledger import parse_request
 from ptdesk.core.workstation import Workstation
 from ptdesk.errors import EngineUnavailable, InvalidInput, PtdeskError
+
+if TYPE_CHECKING:
+    from ptdesk.core.base.models import GpuSnapshot
 
 T = TypeVar("T")
 DEADLINE = 12.0  # SSH connect (5 s) + a request: a dead box is reported, not waited for

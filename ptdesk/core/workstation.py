@@ -23,20 +23,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ptdesk.config import LOCAL, Config, WorkstationEntry, for_workstation, load_config
-from ptdesk.core.base.models import (
-    AuditEntry,
-    Experiment,
-    GpuInventory,
-    GpuSnapshot,
-    Launched,
-    LaunchSpec,
-)
 from ptdesk.core.collaborators.doors import CollaboratorDoors
 from ptdesk.core.environment.doors import EnvironmentDoors
 from ptdesk.errors import ConfigError, PtdeskError
 
 if TYPE_CHECKING:
     from ptdesk.core.access.ssh_include import SshConfigState
+    from ptdesk.core.base.models import AuditEntry, Experiment, GpuInventory, GpuSnapshot, Launched, LaunchSpec
     from ptdesk.core.engine.client import Engine
     from ptdesk.core.engine.logs import LogStream
     from ptdesk.core.engine.stats import EngineStatsSampler

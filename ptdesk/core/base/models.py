@@ -1,13 +1,28 @@
-"""Immutable snapshots that cross from the core into the CLI and the dashboard."""
+"""Immutable snapshots that cross from the core into the CLI and the dashboard.
+
+What every listing builds lives here. The GPU snapshots (ptdesk.core.base.gpu_models) and the
+collaborator, rotation and audit ones (ptdesk.core.base.people_models) are read from here too, but
+their modules are imported on first use of one of their names: creating a dataclass costs about a
+millisecond at import, and `ptdesk ls` uses none of them.
+"""
 
 from __future__ import annotations
 
-import time
+import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING
 
 from ptdesk.config import Limits
+
+if TYPE_CHECKING:  # (for type checkers and readers: the names __getattr__ below gives)
+    from ptdesk.core.base.gpu_models import GpuInventory, GpuLoad, GpuProcess, GpuSample, GpuSnapshot  # noqa: F401
+    from ptdesk.core.base.people_models import (  # noqa: F401
+        AuditEntry,
+        Collaborator,
+        ContainerRotation,
+        RotationResult,
+    )
 
 # Labels every managed container carries (labels cannot change after create).
 LABEL_MANAGED = "ptdesk.managed"
@@ -169,203 +184,20 @@ class Experiment:
         return out
 
 
-# --- GPUs ------------------------------------------------------------------------------------
-# Owned by ptdesk.core.gpu.nvml (sampling), ptdesk.core.gpu.procmap (attribution) and ptdesk.core.gpu.ledger.
+_ELSEWHERE = {
+    **dict.fromkeys(("GpuProcess", "GpuSample", "GpuSnapshot", "GpuLoad", "GpuInventory"),
+                    "ptdesk.core.base.gpu_models"),
+    **dict.fromkeys(("Collaborator", "ContainerRotation", "RotationResult", "AuditEntry"),
+                    "ptdesk.core.base.people_models"),
+}
 
 
-@dataclass(frozen=True)
-class GpuProcess:
-    pid: int  # host PID, as NVML reports it
-    used_memory: int | None  # bytes; None when the driver does not say
-    sm_utilization: int | None = None  # percent; None where per-process sampling is unsupported
-    kind: Literal["compute", "graphics"] = "compute"
-    container: str | None = None  # container id
-    experiment: str | None = None
-    owner: str | None = None  # ptdesk owner, or the host user for host processes
-    host_user: str | None = None
-    # The person whose account runs it: in an SSH experiment of this home, a collaborator's own
-    # account names them (ptdesk.core.access.accounts); otherwise the owner (or the host user).
-    person: str | None = None
-
-    def to_json(self) -> dict:
-        return {
-            "pid": self.pid,
-            "used_memory": self.used_memory,
-            "container": self.container,
-            "experiment": self.experiment,
-            "owner": self.owner,
-            "kind": self.kind,
-            "sm_utilization": self.sm_utilization,
-            "host_user": self.host_user,
-            "person": self.person,
-        }
-
-
-@dataclass(frozen=True)
-class GpuSample:
-    index: int  # NVML device index; on MIG rows the index of the physical GPU
-    uuid: str
-    name: str
-    utilization: int | None = None
-    memory_utilization: int | None = None
-    memory_used: int | None = None
-    memory_total: int | None = None
-    temperature: int | None = None
-    power: float | None = None  # watts
-    power_limit: float | None = None
-    fan: int | None = None
-    clock_sm: int | None = None
-    clock_mem: int | None = None
-    mig_mode: bool | None = None
-    parent: int | None = None  # set on MIG instance rows: the index of the physical GPU
-    mig_index: int | None = None
-    error: str | None = None  # "lost", "no permission"...: the GPU is listed but cannot be read
-    processes: tuple[GpuProcess, ...] = ()
-
-    @property
-    def is_mig(self) -> bool:
-        return self.parent is not None
-
-    @property
-    def label(self) -> str:
-        """How people name it: "0", or "0:1" for MIG instance 1 of GPU 0."""
-        return f"{self.parent}:{self.mig_index}" if self.is_mig else str(self.index)
-
-    @property
-    def memory_fraction(self) -> float | None:
-        if self.memory_used is None or not self.memory_total:
-            return None
-        return self.memory_used / self.memory_total
-
-    def to_json(self) -> dict:
-        return {
-            "index": self.index,
-            "uuid": self.uuid,
-            "name": self.name,
-            "utilization": self.utilization,
-            "memory_used": self.memory_used,
-            "memory_total": self.memory_total,
-            "temperature": self.temperature,
-            "power": self.power,
-            "processes": [p.to_json() for p in self.processes],
-            "memory_utilization": self.memory_utilization,
-            "power_limit": self.power_limit,
-            "fan": self.fan,
-            "clock_sm": self.clock_sm,
-            "clock_mem": self.clock_mem,
-            "mig_mode": self.mig_mode,
-            "parent": self.parent,
-            "mig_index": self.mig_index,
-            "error": self.error,
-        }
-
-
-@dataclass(frozen=True)
-class GpuSnapshot:
-    """Everything NVML said at one moment. MIG instances are rows of their own (parent set),
-    listed right after their physical GPU; a physical GPU in MIG mode carries the union of its
-    instances' processes so a search by PID on physical GPUs finds every process."""
-
-    available: bool
-    reason: str | None  # one calm sentence when available is False
-    driver: str | None
-    gpus: tuple[GpuSample, ...] = field(default_factory=tuple)
-    taken_at: float = 0.0
-
-    @property
-    def physical(self) -> tuple[GpuSample, ...]:
-        return tuple(g for g in self.gpus if not g.is_mig)
-
-    def instances_of(self, index: int) -> tuple[GpuSample, ...]:
-        return tuple(g for g in self.gpus if g.parent == index)
-
-    def to_json(self) -> dict:
-        """The `ptdesk gpus --json` document: physical GPUs, MIG instances nested under them."""
-        gpus = []
-        for gpu in self.physical:
-            data = gpu.to_json()
-            if gpu.mig_mode:
-                data["mig_instances"] = [m.to_json() for m in self.instances_of(gpu.index)]
-            gpus.append(data)
-        return {"available": self.available, "reason": self.reason, "driver": self.driver, "gpus": gpus}
-
-
-@dataclass(frozen=True)
-class GpuLoad:
-    """One physical GPU as the ledger sees it."""
-
-    index: int
-    utilization: float | None  # 0..1
-    memory_used: float | None  # fraction of total, 0..1
-    error: str | None = None  # a GPU that cannot be read is never handed out
-    memory_free: int | None = None  # bytes
-    memory_total: int | None = None  # bytes
-    # Why use outside every ptdesk experiment (a host process, a hand-started container) makes it
-    # not free, when it is above the configured threshold (ptdesk.core.sharing.claims); None otherwise.
-    unclaimed: str | None = None
-
-
-@dataclass(frozen=True)
-class GpuInventory:
-    """The real device list for the ledger, or the reason there is none."""
-
-    available: bool
-    reason: str | None = None
-    gpus: tuple[GpuLoad, ...] = ()
-    driver: str | None = None  # the NVIDIA driver version that reported them
-
-
-@dataclass(frozen=True)
-class Collaborator:
-    name: str
-    fingerprint: str
-    public_key: str
-    identity_file: str | None
-    created: float
-    expires: float | None = None
-    grants: tuple[str, ...] = ()
-
-    def expired(self, now: float | None = None) -> bool:
-        """Their key no longer logs in anywhere (sshd refuses it; ptdesk ended what it ran)."""
-        return self.expires is not None and self.expires <= (time.time() if now is None else now)
-
-
-@dataclass(frozen=True)
-class ContainerRotation:
-    """How a key rotation went in one container (ptdesk.core.collaborators.rotation)."""
-
-    name: str
-    status: Literal["rotated", "pending", "failed"]  # pending: the old key still works there
-    verified: bool  # the new key logged in and the old one was refused
-    detail: str
-
-    def to_json(self) -> dict:
-        return {"name": self.name, "status": self.status, "verified": self.verified, "detail": self.detail}
-
-
-@dataclass(frozen=True)
-class RotationResult:
-    name: str
-    old_fingerprint: str
-    fingerprint: str
-    identity_file: str | None
-    containers: tuple[ContainerRotation, ...]
-    resumed: bool = False  # an unfinished earlier rotation was finished instead of starting a new one
-
-    @property
-    def unfinished(self) -> tuple[ContainerRotation, ...]:
-        return tuple(c for c in self.containers if c.status != "rotated")
-
-    def to_json(self) -> dict:
-        return {"name": self.name, "old_fingerprint": self.old_fingerprint, "fingerprint": self.fingerprint,
-                "identity_file": self.identity_file, "resumed": self.resumed,
-                "containers": [c.to_json() for c in self.containers]}
-
-
-@dataclass(frozen=True)
-class AuditEntry:
-    time: float
-    actor: str
-    action: str
-    target: str
-    detail: dict = field(default_factory=dict)
+def __getattr__(name: str) -> object:
+    """`from ptdesk.core.base.models import GpuSnapshot` and the like: the module that holds it,
+    imported on first use (PEP 562)."""
+    module = _ELSEWHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -15,11 +15,14 @@ import re
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from ptdesk.core.base.models import LABEL_OWNER, GpuInventory, GpuLoad
+from ptdesk.core.base.models import LABEL_OWNER
 from ptdesk.core.base.times import parse_time
 from ptdesk.errors import Conflict, GpuUnavailable, InvalidInput
+
+if TYPE_CHECKING:
+    from ptdesk.core.base.models import GpuInventory, GpuLoad
 
 Mode = Literal["none", "all", "auto", "ids", "count"]
 REQUEST_HINT = ("Use --gpus none, all, auto (one GPU), any:N (any N free GPUs), or a comma-separated list of "
@@ -194,6 +197,7 @@ def allocate(request: str | GpuRequest, held: Mapping[int, str | Hold],
     if req.mode == "none":
         return ()
     if inventory is None:
+        from ptdesk.core.base.models import GpuInventory
         inventory = GpuInventory(False, "The GPUs were not looked at.")
     if not inventory.available:
         if req.mode == "auto" and not req.min_free:

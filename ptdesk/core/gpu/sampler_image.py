@@ -16,8 +16,9 @@ SAMPLER_TARGET = "sampler"
 SAMPLER_IMAGE = "ptdesk/gpu-sampler:latest"
 # What `python3 -m ptdesk.core.gpu.sampler_main` imports, and nothing more (no Docker SDK, no SQLite).
 MODULES = ("__init__.py", "errors.py", "config.py", "config_workstations.py", "config_cull.py", "core/__init__.py",
-           "core/base/__init__.py", "core/base/models.py", "core/base/text.py", "core/gpu/__init__.py",
-           "core/gpu/nvml.py", "core/gpu/procmap.py", "core/gpu/wire.py", "core/gpu/sampler_main.py")
+           "core/base/__init__.py", "core/base/models.py", "core/base/gpu_models.py", "core/base/text.py",
+           "core/gpu/__init__.py", "core/gpu/nvml.py", "core/gpu/procmap.py", "core/gpu/wire.py",
+           "core/gpu/sampler_main.py")
 
 
 def sampler_tag(config: Config) -> str:

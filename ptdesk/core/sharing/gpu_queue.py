@@ -21,11 +21,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from ptdesk.core.base.models import LABEL_KIND, LABEL_NAME, LABEL_OWNER, GpuInventory, GpuLoad
+from ptdesk.core.base.models import LABEL_KIND, LABEL_NAME, LABEL_OWNER
 from ptdesk.core.gpu.ledger import GpuRequest, Hold, load_key, not_usable, parse_request
 from ptdesk.errors import InvalidInput
 
 if TYPE_CHECKING:
+    from ptdesk.core.base.models import GpuInventory, GpuLoad
     from ptdesk.core.sharing.reservations import Reservation
 
 # Reservations are read where a plan or a reason is worked out (imported there): every listing and

@@ -17,10 +17,14 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ptdesk.core.base.models import AuditEntry, Limits
+from ptdesk.core.base.models import Limits
 from ptdesk.core.base.private_files import ensure_private_dir
 from ptdesk.errors import PtdeskError
+
+if TYPE_CHECKING:
+    from ptdesk.core.base.models import AuditEntry
 
 SCHEMA_VERSION = 1
 SCHEMA = """
@@ -365,8 +369,8 @@ class Store:
                          (time.time(), who or actor(), action, target, json.dumps(detail or {}, sort_keys=True)))
 
     def audit_log(self, limit: int | None = None) -> list[AuditEntry]:
-        sql = "SELECT time, actor, action, target, detail FROM audit ORDER BY id"
-        rows = self.conn.execute(sql).fetchall()
+        from ptdesk.core.base.models import AuditEntry
+        rows = self.conn.execute("SELECT time, actor, action, target, detail FROM audit ORDER BY id").fetchall()
         entries = [AuditEntry(r["time"], r["actor"], r["action"], r["target"], json.loads(r["detail"]))
                    for r in rows]
         return entries[-limit:] if limit else entries
