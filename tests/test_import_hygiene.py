@@ -113,6 +113,25 @@ def test_a_local_listing_imports_no_ssh_key_or_gpu_library(tmp_path: Path) -> No
     assert {m.split(".")[0] for m in heavy} <= {"docker", "requests"}, heavy
 
 
+@pytest.mark.engine
+def test_an_empty_listing_imports_no_environment_gpu_or_collaborator_module(tmp_path: Path) -> None:
+    """`ptdesk ls` with no experiment: no environment column to work out and no GPU, collaborator or
+    audit snapshot to build, so their modules (dataclasses cost start-up time) are not imported."""
+    probe = ("import json, sys; sys.argv = ['ptdesk', 'ls', '--on', 'local']\n"
+             "from ptdesk.cli import main\n"
+             "try:\n    main()\nexcept SystemExit:\n    pass\n"
+             "print(json.dumps(sorted(m for m in sys.modules if m.startswith('ptdesk.'))), file=sys.stderr)")
+    env = {**os.environ, "PTDESK_HOME": str(tmp_path), "PTDESK_INSTANCE": f"hygiene-{tmp_path.name}"}
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "No running experiments" in proc.stdout  # it really listed (and reconciled) on the engine
+    imported = set(json.loads(proc.stderr.strip().splitlines()[-1]))
+    assert "ptdesk.core.experiments.reconcile" in imported
+    unneeded = {"ptdesk.core.environment.drift", "ptdesk.core.environment.images", "ptdesk.core.base.gpu_models",
+                "ptdesk.core.base.people_models", "ptdesk.core.jobs.record", "ptdesk.core.sharing.reservations"}
+    assert imported & unneeded == set()
+
+
 def test_a_command_that_uses_the_engine_does_not_import_invoke() -> None:
     """paramiko (imported by docker-py) imports invoke only for ~/.ssh/config's `Match exec`, which
     ptdesk never reads; invoke's import is a third of a command's start-up, so the CLI skips it."""

@@ -18,12 +18,15 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from ptdesk.core.access.accounts import UID_BASE, UID_LAST, Ended, end_in
 from ptdesk.core.kinds import REGISTRY
 from ptdesk.errors import PtdeskError
 
 if TYPE_CHECKING:
+    from ptdesk.core.access.accounts import Ended
     from ptdesk.core.site import Site
+
+# Every reconcile (each `ptdesk ls`) runs both passes, and mostly nobody expired and nothing gives
+# logins: the accounts module (what ends processes) is imported only where there is something to check.
 
 ENFORCED_KEY = "expiry.ended."  # + person + "." + experiment -> the expiry that was enforced there
 
@@ -33,9 +36,11 @@ def end_expired(site: Site, now: float | None = None) -> list[Ended]:
     now = time.time() if now is None else now
     store = site.store
     out: list[Ended] = []
-    for person in store.collaborators():
-        if person.expires is None or person.expires > now:
-            continue
+    expired = [p for p in store.collaborators() if p.expires is not None and p.expires <= now]
+    if not expired:
+        return out
+    from ptdesk.core.access.accounts import Ended, end_in
+    for person in expired:
         for grant in store.grants(collaborator=person.name):
             key = f"{ENFORCED_KEY}{person.name}.{grant.experiment}"
             if store.get_meta(key) == repr(person.expires):
@@ -70,6 +75,7 @@ def end_ungranted(site: Site, now: float | None = None) -> list[Ended]:
               and kind.grants_logins]
     if not logins:
         return out  # nothing here gives logins: nothing to ask the engine
+    from ptdesk.core.access.accounts import UID_BASE, UID_LAST, end_in
     running = {c["Id"] for c in site.engine.list_managed(site.config.instance, all=False)}  # one request
     for record in logins:
         if record.container_id not in running:

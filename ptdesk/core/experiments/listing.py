@@ -12,7 +12,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from ptdesk.core.access.authorized_keys import CONTAINER_USER
 from ptdesk.core.access.ownership import find_container, foreign_owner, instance_containers
 from ptdesk.core.base.models import LABEL_GPUS, LABEL_KIND, LABEL_OWNER, Experiment
 from ptdesk.core.base.names import container_key
@@ -109,6 +108,7 @@ def with_logins(experiments: list[Experiment], records: dict[str, ExperimentReco
     if not ours:
         return experiments
     from ptdesk.core.access import sessions  # (imported by a listing with logins to show, only)
+    from ptdesk.core.access.authorized_keys import CONTAINER_USER
     found = sessions.scan(ours)
 
     def named(e: Experiment) -> Experiment:

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ptdesk.core.access import ownership
-from ptdesk.core.base import keys
 from ptdesk.core.base.models import LABEL_GPUS, LABEL_KIND, LABEL_NAME, LABEL_OWNER, LABEL_WORKSPACE
 from ptdesk.core.base.names import NAME_RE, OWNER_RE, container_key
 from ptdesk.core.base.text import printable
@@ -88,18 +87,7 @@ def launcher_alive(record: ExperimentRecord, timeout: float, now: float | None =
 
 def reconcile(site: Site) -> ReconcileReport:
     """One pass; raises EngineUnavailable if the engine cannot be listed (callers decide)."""
-    store = site.store
-    records = store.experiments()  # before the list: see the module docstring
-    listed = site.engine.list_managed(site.config.instance)
-    # An interrupted re-creation and ended jobs are cleaned up from this listing; where that may have
-    # changed something, the records are read and the containers listed again (in that order). A
-    # pass with neither asks the engine once.
-    if recreate.undo_interrupted(site, listed):  # a re-creation cut short: the record's container keeps the name
-        records, listed = store.experiments(), site.engine.list_managed(site.config.instance)
-    if any(r.kind == JOB_KIND for r in records):  # jobs that ended: kept, their containers gone
-        from ptdesk.core.jobs import ending
-        ending.collect(site, listed)
-        records, listed = store.experiments(), site.engine.list_managed(site.config.instance)
+    records, listed = _records_then_containers(site)
     by_name = {container_key(c): c for c in listed}
     # A container being re-created (ptdesk.core.sharing.recreate) has a twin of its name for a moment: the
     # record's own container, whatever its name now, means it is not gone.
@@ -149,6 +137,24 @@ def reconcile(site: Site) -> ReconcileReport:
     ended = [f"{e.person} in {e.experiment}: {e.count} process(es)" for e in expiry.end_revoked(site) if e.pids]
     return ReconcileReport(released=tuple(released), rolled_back=tuple(rolled_back), adopted=tuple(adopted),
                            orphans=tuple(orphans), unverified=tuple(unverified), ended=tuple(ended))
+
+
+def _records_then_containers(site: Site) -> tuple[list[ExperimentRecord], list[dict]]:
+    """The records, then the instance's containers (in that order: see the module docstring).
+
+    An interrupted re-creation and ended jobs are cleaned up from a first listing; where that may
+    have changed something, the records are read and the containers listed again. A pass with
+    neither asks the engine once."""
+    store = site.store
+    records = store.experiments()
+    listed = site.engine.list_managed(site.config.instance)
+    if recreate.undo_interrupted(site, listed):  # a re-creation cut short: the record's container keeps the name
+        records, listed = store.experiments(), site.engine.list_managed(site.config.instance)
+    if any(r.kind == JOB_KIND for r in records):  # jobs that ended: kept, their containers gone
+        from ptdesk.core.jobs import ending
+        ending.collect(site, listed)
+        records, listed = store.experiments(), site.engine.list_managed(site.config.instance)
+    return records, listed
 
 
 def _release(site: Site, record: ExperimentRecord) -> bool:
@@ -248,6 +254,7 @@ def _restore_collaborators(site: Site, experiment: str, recovered: Recovered) ->
     (the key folder ptdesk made for them, if it is still there, as their identity); a key marked
     for someone this store knows with another key is dropped and said so. Either way the next
     render lists only what the store holds: nothing invisible stays."""
+    from ptdesk.core.base import keys
     store = site.store
     for found in recovered.collaborators:
         fingerprint = keys.fingerprint(found.public_line)
@@ -268,6 +275,7 @@ def _restore_collaborators(site: Site, experiment: str, recovered: Recovered) ->
 def _recreate_collaborator(site: Site, found: GrantedKey, fingerprint: str,
                            uids: dict[str, int]) -> CollaboratorRecord:
     from ptdesk.core.access import accounts
+    from ptdesk.core.base import keys
     from ptdesk.core.collaborators.grants import PRIVATE, key_dir
 
     private = key_dir(site.config, found.collaborator) / PRIVATE

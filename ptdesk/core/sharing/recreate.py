@@ -35,7 +35,6 @@ from typing import TYPE_CHECKING
 from ptdesk.core.access.ownership import foreign_owner
 from ptdesk.core.access.seal import LABEL_SEAL, seal, secret_digest, verifies
 from ptdesk.core.base.models import LABEL_GPUS, LABEL_KIND, LABEL_NAME
-from ptdesk.core.engine.locks import boot_id
 from ptdesk.core.host.processes import pid_alive
 from ptdesk.core.kinds import get_kind
 from ptdesk.errors import Conflict, EngineUnavailable, PtdeskError
@@ -85,6 +84,7 @@ def recreate(site: Site, container_id: str, gpus: Sequence[int], queue: Mapping[
     config = _new_config(site, old, labels, gpus, queue or {}, tuple(gpus if own is None else own))
     name = old["Name"].lstrip("/")
     # Who is re-creating (undo_interrupted leaves a live one alone), and a random part.
+    from ptdesk.core.engine.locks import boot_id
     suffix = f"{os.getpid()}-{boot_id()[:8] or '00000000'}-{secrets.token_hex(3)}"
     new_id = engine.create_from_config(f"{name}.next-{suffix}", config)
     renamed_old = False
@@ -192,6 +192,7 @@ def undo_interrupted(site: Site, listed: Iterable[dict] | None = None, now: floa
 
 
 def _in_progress(match: re.Match[str], container: dict, now: float) -> bool:
+    from ptdesk.core.engine.locks import boot_id  # (only where a twin was found)
     if match["boot"] == (boot_id()[:8] or "00000000"):
         return pid_alive(int(match["pid"]))
     return now - float(container.get("Created") or 0) < STALE_AFTER
