@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import compileall
 import contextlib
 import logging
 import os
@@ -163,6 +164,12 @@ def startup_times(env: dict[str, str], code: str | None = None, bare: bool = Fal
 
 def startup_rounds(env: dict[str, str], rounds: int, before: str | None) -> None:
     """Alternating rounds: the bare Textual app, this ptdesk, and (--before) another checkout's."""
+    # Both checkouts start from their bytecode, as an installed ptdesk does: with
+    # PYTHONDONTWRITEBYTECODE set (as in CI shells) a checkout would otherwise compile every module
+    # at every start, and one with an older __pycache__ would not.
+    for code in (ROOT, Path(before) if before else None):
+        if code is not None:
+            compileall.compile_dir(code / "ptdesk", quiet=1)
     series: dict[str, list[tuple[float, float]]] = {"bare Textual app": [], "ptdesk": []}
     if before:
         series["ptdesk before"] = []
