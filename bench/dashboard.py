@@ -16,12 +16,14 @@ unique instance, all removed at the end. Without a GPU the GPU sample runs on th
 fixtures of the tests (said in the output).
 
     .venv/bin/python bench/dashboard.py [--idle-seconds 30] [--flood-seconds 15]
+    .venv/bin/python bench/dashboard.py --startup-rounds 13 [--before DIR] [--instructions]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import compileall
 import contextlib
 import logging
 import os
@@ -161,8 +163,56 @@ def startup_times(env: dict[str, str], code: str | None = None, bare: bool = Fal
         subprocess.run(["tmux", "-L", socket, "kill-server"], capture_output=True)
 
 
+# Instructions to the first frame: the same start under callgrind, which counts what the CPU executes
+# (on a shared, busy box a wall clock mostly measures the neighbours). It exits at the first write
+# of a frame to the terminal. (-P: the checkout named, not the current folder's.)
+FIRST_FRAME_EXIT = ("import os, sys, textual.app as t\nshow = t.App._display\n"
+                    "def first(app, screen, renderable):\n    show(app, screen, renderable)\n"
+                    "    if renderable is not None:\n        os._exit(0)\n"
+                    "t.App._display = first\n")
+PTDESK_MAIN = "sys.modules.setdefault('invoke', None)\nfrom ptdesk.cli import main\nmain([])\n"
+
+
+def first_frame_instructions(env: dict[str, str], code: str | None = None, bare: bool = False) -> float:
+    """Instructions (G) from the interpreter's start to the first frame, under callgrind, in tmux."""
+    out = Path(tempfile.mkdtemp(prefix="ptdesk-callgrind-")) / "out"
+    script = FIRST_FRAME_EXIT + (BARE_TEXTUAL if bare else PTDESK_MAIN)
+    socket = f"ptdesk-bench-{uuid.uuid4().hex[:6]}"
+    command = (f"exec env -u COLUMNS -u LINES PYTHONHASHSEED=0 PYTHONPATH={code or ROOT} "
+               f"PTDESK_HOME={env['PTDESK_HOME']} PTDESK_INSTANCE={env['PTDESK_INSTANCE']} TERM=xterm-256color "
+               f"valgrind --tool=callgrind --callgrind-out-file={out} {sys.executable} -P -c {shlex.quote(script)}")
+    tmux("new-session", "-d", "-s", "bench", "-x", "160", "-y", "48", command, socket=socket)
+    try:
+        deadline = time.monotonic() + 600
+        while subprocess.run(["tmux", "-L", socket, "has-session"], capture_output=True).returncode == 0:
+            if time.monotonic() > deadline:
+                raise RuntimeError("callgrind did not finish in 10 minutes")
+            time.sleep(0.5)
+        summary = next(line for line in out.read_text().splitlines() if line.startswith("summary:"))
+        return int(summary.split()[1]) / 1e9
+    finally:
+        subprocess.run(["tmux", "-L", socket, "kill-server"], capture_output=True)
+        shutil.rmtree(out.parent, ignore_errors=True)
+
+
+def instruction_counts(env: dict[str, str], before: str | None) -> None:
+    floor = first_frame_instructions(env, bare=True)
+    print(f"   {'bare Textual app':<17} {floor:.3f} G instructions to the first frame")
+    for label, code in (("ptdesk", None), ("ptdesk before", before)):
+        if label == "ptdesk" or code:
+            count = first_frame_instructions(env, code)
+            print(f"   {label:<17} {count:.3f} G ({count / floor:.2f}x the bare app; its own share "
+                  f"{count - floor:.3f} G)")
+
+
 def startup_rounds(env: dict[str, str], rounds: int, before: str | None) -> None:
     """Alternating rounds: the bare Textual app, this ptdesk, and (--before) another checkout's."""
+    # Both checkouts start from their bytecode, as an installed ptdesk does: with
+    # PYTHONDONTWRITEBYTECODE set (as in CI shells) a checkout would otherwise compile every module
+    # at every start, and one with an older __pycache__ would not.
+    for code in (ROOT, Path(before) if before else None):
+        if code is not None:
+            compileall.compile_dir(code / "ptdesk", quiet=1)
     series: dict[str, list[tuple[float, float]]] = {"bare Textual app": [], "ptdesk": []}
     if before:
         series["ptdesk before"] = []
@@ -237,6 +287,8 @@ def main() -> int:
                         help="Only the dashboard's start-up with 20 containers, this many alternating rounds.")
     parser.add_argument("--before", metavar="DIR", help="With --startup-rounds: also another checkout's ptdesk "
                         "(its root, as PYTHONPATH), in the same rounds.")
+    parser.add_argument("--instructions", action="store_true", help="With --startup-rounds: also count the "
+                        "CPU instructions to the first frame under callgrind (valgrind): a busy box leaves them alone.")
     args = parser.parse_args()
 
     # Reconciliation warns about the bench's containers (not adoptable): not what is measured here.
@@ -264,6 +316,9 @@ def main() -> int:
                     ids.append(start_container(engine, instance, f"bench-{len(ids):02d}"))
                 print(f"\ndashboard start-up in tmux with 20 containers, {args.startup_rounds} alternating rounds")
                 startup_rounds(env, args.startup_rounds, args.before)
+                if args.instructions:
+                    print("\ninstructions to the first frame (valgrind --tool=callgrind; one start each)")
+                    instruction_counts(env, args.before)
                 return 0
             print("\n1. one full refresh (list + cgroup CPU/memory + GPU sample) vs docker stats --no-stream")
             results = {}

@@ -151,3 +151,41 @@ def test_the_dashboard_imports_what_its_first_frame_needs_and_no_screen_a_key_op
     proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+_FIRST_FRAME = r"""
+import gc, json, sys
+gc.disable()  # as `ptdesk` does for its dashboard (ptdesk.commands.dashboard)
+from ptdesk.config import load_config
+from ptdesk.core.workstation import Workstation
+from ptdesk.tui.app import PtdeskApp
+from ptdesk.tui.screens import main
+heavy = ("docker", "pynvml", "paramiko", "requests", "ptdesk.core.engine.client", "ptdesk.core.sharing",
+         "ptdesk.core.notify", "ptdesk.core.store", "ptdesk.core.vscode", "ptdesk.tui.screens.details",
+         "ptdesk.tui.screens.confirm", "ptdesk.tui.screens.prompt")
+seen = {}
+
+def feeds_would_start(screen):
+    seen["heavy"] = sorted(m for m in sys.modules if m.startswith(heavy) and sys.modules[m] is not None)
+    seen["collector_on"], seen["frozen"] = gc.isenabled(), gc.get_freeze_count()
+    screen.app.exit()
+
+main.MainScreen._start_feeds = feeds_would_start  # the first frame is up: stop before the feeds' work
+PtdeskApp(Workstation(load_config())).run(headless=True, size=(120, 40))
+print(json.dumps(seen))
+"""
+
+
+def test_the_dashboard_draws_its_first_frame_before_the_engine_nvml_or_the_notices_are_imported(
+        tmp_path: Path) -> None:
+    """The Docker SDK, the engine client, NVML, the GPU sharing rules, the store, the notices and the
+    screens a key opens come after the first frame (the feeds import them in their threads); and the
+    collector, off while the dashboard starts, is on again once that frame is up, with what the
+    start-up made frozen (a dashboard left with it off would never free a reference cycle)."""
+    env = {**os.environ, "PTDESK_HOME": str(tmp_path), "PTDESK_INSTANCE": f"hygiene-{tmp_path.name}"}
+    proc = subprocess.run([sys.executable, "-c", _FIRST_FRAME], capture_output=True, text=True, cwd=REPO,
+                          env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    seen = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert seen["heavy"] == []
+    assert seen["collector_on"] is True and seen["frozen"] > 0

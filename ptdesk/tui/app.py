@@ -8,6 +8,7 @@ help screen all come from the one action table (tui.actions).
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING
@@ -56,6 +57,14 @@ class PtdeskApp(App[None]):
         threads = len(FEEDS) * len(self.main.workstations) + JOB_THREADS
         asyncio.get_running_loop().set_default_executor(
             ThreadPoolExecutor(threads, thread_name_prefix="ptdesk-worker"))
+
+    def first_frame_shown(self) -> None:
+        """The main screen's first frame is on the terminal. A start-up with the collector off
+        (ptdesk.commands.dashboard) turns it on: what the start-up made is frozen first (it lives
+        as long as the app; the collector need not walk it again), what comes after is collected."""
+        if not gc.isenabled():
+            gc.freeze()
+            gc.enable()
 
     def get_default_screen(self) -> Screen:
         """The main screen is the bottom of the stack: closing every other screen comes back to it."""

@@ -10,11 +10,16 @@ import threading
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ptdesk.core.base.models import GpuSnapshot
 from ptdesk.core.gpu.holds import HoldReader
-from ptdesk.core.sharing.claims import GpuClaim
 from ptdesk.core.workstation import Workstation
+
+if TYPE_CHECKING:
+    # A name only: the claims module (the GPU sharing rules, NVML, the engine's SDK below it) is
+    # imported by the first sample's Workstation.gpu_claims, in the feed's thread after the first frame.
+    from ptdesk.core.sharing.claims import GpuClaim
 
 IDLE_KEPT = 4096  # snapshots kept to measure idle runs; past that the oldest run start is forgotten
 IdleKey = tuple[tuple[tuple[str, str], ...], frozenset[str]]  # (uuid, label) of each GPU, labels idle now

@@ -14,10 +14,10 @@ from textual.message import Message
 from ptdesk.config import LOCAL
 from ptdesk.core.base.models import Experiment
 from ptdesk.errors import PtdeskError
-from ptdesk.tui.feeds import GpuView
 
 if TYPE_CHECKING:
     from ptdesk.core.host.cgroups import ContainerStats
+    from ptdesk.tui.feeds import GpuView
 
 M = TypeVar("M")
 

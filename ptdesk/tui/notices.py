@@ -1,5 +1,8 @@
 """The dashboard route: what `ptdesk watch` said to this person shows here as a notice, and the
-terminal raises it too (OSC 9 / OSC 777 / BEL, as `ptdesk notify terminal` chose)."""
+terminal raises it too (OSC 9 / OSC 777 / BEL, as `ptdesk notify terminal` chose).
+
+The notify package (its routes, the journal, who is logged in) is imported by the first poll, a
+poll interval after the dashboard opened: not before its first frame."""
 
 from __future__ import annotations
 
@@ -7,8 +10,6 @@ import os
 from typing import TYPE_CHECKING
 
 from ptdesk.core.base import clock
-from ptdesk.core.notify.herald import person_home
-from ptdesk.core.notify.terminal import alert_sequence, terminal_style
 
 if TYPE_CHECKING:
     from textual.screen import Screen
@@ -26,10 +27,17 @@ class NoticeFeed:
         self.screen = screen
         self.ws = ws
         self.after = clock.now()  # what was said before the dashboard opened is not replayed
-        self.style = terminal_style(person_home(ws.config))
+        self.style: str | None = None  # how the terminal is raised: read by the first poll
         self.alerts: list[str] = []  # the sequences written to the terminal, newest last
 
     def poll(self) -> None:
+        from ptdesk.core.notify.terminal import alert_sequence
+
+        if self.style is None:
+            from ptdesk.core.notify.herald import person_home
+            from ptdesk.core.notify.terminal import terminal_style
+
+            self.style = terminal_style(person_home(self.ws.config))
         for entry in self.ws.notices(self.after):
             self.after = max(self.after, float(entry["time"]))
             title, body = str(entry.get("title", "")), str(entry.get("body", ""))

@@ -13,14 +13,11 @@ from textual.screen import Screen
 
 from ptdesk.core.base.models import Experiment
 from ptdesk.core.kinds import REGISTRY
-from ptdesk.core.vscode.cache import seen_in as vscode_seen_in
 from ptdesk.core.workstation import Workstation
 from ptdesk.errors import GpusGone
 from ptdesk.tui.errors import notify_error
 from ptdesk.tui.format import removal_note
 from ptdesk.tui.jobs import run_job
-from ptdesk.tui.screens.confirm import Confirm
-from ptdesk.tui.screens.details import Details, stopped_copy_note
 from ptdesk.tui.screens.job_actions import JobActions, kept_log
 from ptdesk.tui.shell import open_shell, shell_refusal
 from ptdesk.tui.widgets.experiments_table import ExperimentsTable
@@ -94,6 +91,9 @@ class ExperimentActions(JobActions, Screen[None]):
     def action_details(self) -> None:
         if (selected := self._need_selected()) is not None:
             stats = self.table.stats.get(selected.id)
+            from ptdesk.core.vscode.cache import seen_in as vscode_seen_in
+            from ptdesk.tui.screens.details import Details
+
             ws, kind = self.selected_ws, REGISTRY.get(selected.kind)
             ours = kind is not None and kind.mounts_vscode_cache and not (selected.foreign or selected.unverified)
             builds = (lambda: vscode_seen_in(ws, selected.id)) if ours and selected.id else None
@@ -104,6 +104,8 @@ class ExperimentActions(JobActions, Screen[None]):
         if selected is None:
             return
         if selected.status != "running":
+            from ptdesk.tui.screens.details import stopped_copy_note
+
             self.notify(stopped_copy_note(selected), severity="warning", markup=False)
             return
         if not selected.connect:
@@ -176,6 +178,8 @@ class ExperimentActions(JobActions, Screen[None]):
         def confirmed(yes: bool | None) -> None:
             if yes:
                 self._act(ws, f"Removing {name}", lambda: ws.remove(name, force=True), f"{name} removed.")
+
+        from ptdesk.tui.screens.confirm import Confirm
 
         self.app.push_screen(Confirm(f"Remove {name}?", removal_note(selected)), confirmed)
 

@@ -14,11 +14,11 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ptdesk.errors import InvalidInput, PtdeskError
-from ptdesk.tui.screens.prompt import Field, Prompt, Values
 
 if TYPE_CHECKING:
     from ptdesk.core.jobs.record import JobRecord
     from ptdesk.core.workstation import Workstation
+    from ptdesk.tui.screens.prompt import Values
 
 LOG_TAIL = 2000  # kept lines shown (the pane keeps at most its own MAX_LINES)
 
@@ -63,6 +63,8 @@ class JobActions:
     notify: Callable[..., None]
 
     def action_run_job(self) -> None:
+        from ptdesk.tui.screens.prompt import Field, Prompt  # on `j`: not before the dashboard's first frame
+
         ws = self.ws  # type: ignore[attr-defined]
         folder = os.getcwd()
         experiments = tuple(r.name for r in ws.store.experiments() if r.kind != "job")

@@ -56,6 +56,10 @@ class MainScreen(ExperimentActions):
     # Escape is action_back's (one thing at a time, focus back on the table), not Textual's own
     # minimize, which would leave focus in the log and the log filter open.
     ESCAPE_TO_MINIMIZE = False
+    # The table has the focus from the start. Textual's default focuses the first focusable widget
+    # (the filter, hidden on mount), and moving the focus to the table afterwards restyled both and
+    # rebuilt the footer's keys: two more frames before the feeds could start.
+    AUTO_FOCUS = "#experiments"
     notices: ErrorNotices  # made on mount (it notifies through the app), before any feed starts
 
     def __init__(self, workstations: Sequence[Workstation], *, clock: Callable[[], float] = time.time,
@@ -101,14 +105,17 @@ class MainScreen(ExperimentActions):
         self.query_one("#banner").display = False
         self._top_bar()
         self._empty_line()
-        self.table.focus()
         # The feeds start once the first frame is on the screen: their first calls import the Docker
         # SDK and wait for the engine, and a thread doing that would compete with painting it (one
         # GIL). Then the list reads at once (its rows are what a person waits for); the other feeds
         # wait for it (tui.live).
-        self.call_after_refresh(self._start_feeds)
+        self.call_after_refresh(self._first_frame_shown)
         self.notice_feed = NoticeFeed(self, self.ws)  # what ptdesk watch said to this person
         self.set_interval(POLL_EVERY, self.notice_feed.poll)
+
+    def _first_frame_shown(self) -> None:
+        self.app.first_frame_shown()  # type: ignore[attr-defined]
+        self._start_feeds()
 
     def _start_feeds(self) -> None:
         for feeds in self.feeds.values():

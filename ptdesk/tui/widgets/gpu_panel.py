@@ -14,6 +14,7 @@ the threshold is named by host user and pid ("unclaimed 30.0 GiB by pid 4242 (bo
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -22,9 +23,11 @@ from textual.widgets import Sparkline, Static
 
 from ptdesk.config import LOCAL
 from ptdesk.core.base.models import GpuProcess, GpuSample
-from ptdesk.core.sharing.claims import GpuClaim
 from ptdesk.tui import format as fmt
-from ptdesk.tui.feeds import GpuView
+
+if TYPE_CHECKING:  # names only: the panel is drawn before the first sample (and its claims) exist
+    from ptdesk.core.sharing.claims import GpuClaim
+    from ptdesk.tui.feeds import GpuView
 
 SPARK_POINTS = 60  # the last minute at 1 Hz
 
