@@ -117,10 +117,13 @@ def side_change(change: PackageChange) -> str:
 
 
 # --- at launch ---------------------------------------------------------------------------------
-def at_launch(site: Site, container_id: str) -> dict[str, str | None]:
-    """Store columns for a new experiment: the image id its container really uses, and its fingerprint."""
+def at_launch(site: Site, container_id: str, checked: dict | None = None) -> dict[str, str | None]:
+    """Store columns for a new experiment: the image id its container really uses, and its fingerprint.
+    `checked`: the image's inspect the launch read before creating it, used when the container runs
+    that very image (a tag rebuilt in between is read again)."""
     image_id = site.engine.inspect(container_id).get("Image")
-    summary = summary_of(site.engine.image_info(image_id)) if image_id else None
+    info = checked if checked and checked.get("Id") == image_id else None
+    summary = summary_of(info or site.engine.image_info(image_id)) if image_id else None
     return {"image_id": image_id, "env_fingerprint": summary.fingerprint if summary else None}
 
 
@@ -237,10 +240,12 @@ def check_all(site: Site, experiments: Iterable[Experiment]) -> list[ExperimentE
 
 
 # --- at launch: what the person should know ---------------------------------------------------
-def launch_warnings(site: Site, kind: str, image: str, gpus: tuple[int, ...], driver: str | None) -> list[str]:
+def launch_warnings(site: Site, kind: str, image: str, gpus: tuple[int, ...], driver: str | None,
+                    info: dict | None = None) -> list[str]:
     """The driver sentence (when GPUs were given and NVML answered for the launch: `driver`) and the
-    baseline sentence (when a team baseline is pinned and this image differs from it)."""
-    summary = summary_of(site.engine.image_info(image))
+    baseline sentence (when a team baseline is pinned and this image differs from it). `info`: the
+    image's inspect when the launch has it already (else it is read)."""
+    summary = summary_of(info or site.engine.image_info(image))
     if summary is None:
         return []
     warnings = []

@@ -67,7 +67,7 @@ Progress = Callable[[str], None]
 def launch(site: Site, spec: LaunchSpec, progress: Progress = lambda step: None) -> Launched:
     kind = get_kind(spec.kind)
     progress("Checking the image")
-    _check_image(site, spec, kind)
+    checked = _check_image(site, spec, kind)
     inventory = site.gpu_inventory() if spec.gpus != "none" else None
 
     progress("Reserving name and GPUs")
@@ -82,7 +82,7 @@ def launch(site: Site, spec: LaunchSpec, progress: Progress = lambda step: None)
         held.update(at_launch.claims(site, spec.owner, spec.gpus, on_engine, held, inventory))
         # gpus_wait: filed in the queue instead of started, for want of free GPUs
         spec, launching, gpus_wait = _reserve(site, spec, inventory, on_engine, held)
-        attempt = _Attempt(launching)
+        attempt = _Attempt(launching, image=checked)
         made_workspace = False
         try:
             spec, made_workspace = _ensure_workspace(site, spec)
@@ -107,7 +107,7 @@ def launch(site: Site, spec: LaunchSpec, progress: Progress = lambda step: None)
                 with contextlib.suppress(OSError):  # only if still empty: never lose a file
                     spec.workspace.rmdir()
             raise
-    return Launched(experiment_of(site, spec.name), launch_warnings(site, spec, launching.gpus, inventory),
+    return Launched(experiment_of(site, spec.name), launch_warnings(site, spec, launching.gpus, inventory, checked),
                     ledger.why_chosen(ledger.parse_request(spec.gpus), launching.gpus, inventory))
 
 
@@ -118,6 +118,7 @@ class _Attempt:
     record: ExperimentRecord
     container_id: str | None = None
     seal: str | None = None  # the seal label of the container being created: unique to this launch
+    image: dict | None = None  # the engine's inspect of the image, read by the check (not read twice)
 
 
 def _sealed_by(site: Site, name: str, seal_label: str | None) -> str | None:
@@ -132,9 +133,10 @@ def _sealed_by(site: Site, name: str, seal_label: str | None) -> str | None:
     return None
 
 
-def _check_image(site: Site, spec: LaunchSpec, kind: Kind) -> None:
-    if site.engine.image_exists(spec.image):
-        return
+def _check_image(site: Site, spec: LaunchSpec, kind: Kind) -> dict:
+    """The image's inspect; ImageMissing (with how to get it) when the engine has no such image."""
+    if (info := site.engine.image_info(spec.image)) is not None:
+        return info
     # A job has no image of its own: it runs the SSH kind's, built with `images build ssh`.
     if target := build_target(site.config, spec.image):
         raise ImageMissing(f"Image {spec.image} is not on this engine.", f"Build it with: ptdesk images build {target}")
@@ -155,11 +157,12 @@ def _create_and_start(site: Site, spec: LaunchSpec, plan: Plan, gpu_lock: contex
         container_id = attempt.container_id = _create(site, spec, plan, attempt, free_port(site.config.bind_address))
         site.store.update_experiment(spec.name, container_id=container_id)
         # The image id it really runs (a tag moves with each rebuild) and its fingerprint.
-        site.store.update_experiment(spec.name, **drift.at_launch(site, container_id))
+        site.store.update_experiment(spec.name, **drift.at_launch(site, container_id, attempt.image))
         for step in _placing(plan, spec.layer_from):
             progress(step)
         _place(site, container_id, plan, spec.layer_from)
         progress("Starting")
+        get_kind(spec.kind).warm_up()  # what proving it ready needs loads while the engine starts it
         try:
             engine.start(container_id)
             # Only now: a retry below removes the container whose device request holds the GPUs
@@ -180,7 +183,8 @@ def _file(site: Site, spec: LaunchSpec, plan: Plan, gpu_lock: contextlib.ExitSta
     progress("Filing it in the GPU queue")
     container_id = attempt.container_id = _create(site, spec, plan, attempt, free_port(site.config.bind_address),
                                                   queued=at_launch.queue_labels(spec))
-    site.store.update_experiment(spec.name, container_id=container_id, **drift.at_launch(site, container_id))
+    site.store.update_experiment(spec.name, container_id=container_id,
+                                 **drift.at_launch(site, container_id, attempt.image))
     attempt.record = replace(attempt.record, container_id=container_id)
     _place(site, container_id, plan, spec.layer_from)
     site.store.update_experiment(spec.name, status=at_launch.QUEUED, launcher_pid=None)  # whole: admission may take it
@@ -243,9 +247,10 @@ def _prove_ready(site: Site, spec: LaunchSpec, kind: Kind, plan: Plan, attempt: 
     store.update_experiment(spec.name, status="running", launcher_pid=None)
 
 
-def launch_warnings(site: Site, spec: LaunchSpec, gpus: tuple[int, ...],
-                    inventory: GpuInventory | None) -> tuple[str, ...]:
-    """What the person should know about a launch that worked, one sentence each with its fix."""
+def launch_warnings(site: Site, spec: LaunchSpec, gpus: tuple[int, ...], inventory: GpuInventory | None,
+                    image: dict | None = None) -> tuple[str, ...]:
+    """What the person should know about a launch that worked, one sentence each with its fix.
+    `image`: the image's inspect when the launch read it already."""
     config = site.config
     warnings = []
     if not writable_by(spec.workspace, config.uid, config.gid):
@@ -256,7 +261,8 @@ def launch_warnings(site: Site, spec: LaunchSpec, gpus: tuple[int, ...],
         reason = (inventory.reason if inventory else None) or "every GPU is held by another experiment."
         warnings.append(f"No GPU was given: {reason}")
     warnings += at_launch.warnings(site, spec.owner, gpus)
-    warnings += drift.launch_warnings(site, spec.kind, spec.image, gpus, inventory.driver if inventory else None)
+    warnings += drift.launch_warnings(site, spec.kind, spec.image, gpus, inventory.driver if inventory else None,
+                                      image)
     warnings += spec.notes  # defaults lowered to the box: last, after what needs acting on
     return tuple(warnings)
 

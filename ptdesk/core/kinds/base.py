@@ -87,6 +87,11 @@ class Kind(ABC):
     def plan(self, config: Config, spec: LaunchSpec) -> Plan:
         """Generate this launch's secrets, keep the host-side copies, say how to run the service."""
 
+    def warm_up(self) -> None:
+        """Start loading what `wait_ready` needs, without waiting for it (a thread of its own): the
+        launch calls this as the engine starts the container, so the loading overlaps the start."""
+        return None  # most kinds' proofs need nothing heavy
+
     @abstractmethod
     def wait_ready(self, config: Config, record: ExperimentRecord, host: str, port: int,
                    timeout: float, is_alive: Callable[[], bool]) -> None:
