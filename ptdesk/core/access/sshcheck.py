@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import logging
 import socket
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -89,21 +88,9 @@ def try_login(host: str, port: int, user: str, key_file: Path, host_public_key: 
 
 BANNER_POLL = 0.01  # seconds between looks for the server's banner: a look is one local connect, no SSH
 
-_preloading: threading.Thread | None = None
-
-
-def preload() -> None:
-    """Import paramiko (and the cryptography it loads) in a thread of its own, once: called while
-    the engine creates and starts a container, the import overlaps the engine's work (a socket
-    wait releases the GIL) instead of following it. The first login then finds it imported."""
-    global _preloading
-    if _preloading is None:
-        # Not a daemon: an interpreter exiting mid-import would print noise; the import takes ~0.05 s.
-        _preloading = threading.Thread(target=_import_paramiko, name="ptdesk-preload-paramiko")
-        _preloading.start()
-
-
-def _import_paramiko() -> None:
+def load() -> None:
+    """Import paramiko (and the cryptography it loads), ~0.05 s: a launch calls this in a thread of
+    its own while the engine starts the container, so the first login finds it imported."""
     import paramiko  # noqa: F401
 
 

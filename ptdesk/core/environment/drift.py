@@ -26,7 +26,6 @@ from ptdesk.core.access.ownership import instance_containers, refuse_if_foreign
 from ptdesk.core.base.models import EnvironmentMark, Experiment
 from ptdesk.core.engine.client import SAFE_PATH
 from ptdesk.core.environment import baseline
-from ptdesk.core.environment.images import images_root
 from ptdesk.core.environment.recorded import (
     Environment,
     ImageSummary,
@@ -168,6 +167,8 @@ def probe_live(site: Site, container_id: str, details: Mapping) -> Environment:
     the image's own PATH only where root alone can change it, `python3 -I`, and versions read from
     metadata files (nothing imported). It runs as the experiment's person (the owner's account)
     only because that account's user site is in its 0700 home, which no other user may read."""
+    from ptdesk.core.environment.images import images_root  # the image builder's module: not a launch's
+
     script = probe_source(images_root()).decode()
     image_path = _env(details).get("PATH") or SAFE_PATH
     _, output = site.engine.exec(container_id, ["/usr/bin/env", "-i", "/bin/sh", "-c", script, "env-probe",

@@ -88,8 +88,8 @@ class Kind(ABC):
         """Generate this launch's secrets, keep the host-side copies, say how to run the service."""
 
     def warm_up(self) -> None:
-        """Start loading what `wait_ready` needs, without waiting for it (a thread of its own): the
-        launch calls this as the engine starts the container, so the loading overlaps the start."""
+        """Import what `wait_ready` needs. The launch calls this in a thread of its own while the
+        engine starts the container, so the imports overlap the start instead of following it."""
         return None  # most kinds' proofs need nothing heavy
 
     @abstractmethod
