@@ -85,11 +85,9 @@ class Workstation(CollaboratorDoors, EnvironmentDoors):
     def gpus(self) -> GpuSampler | RemoteGpus:
         """The process's one NVML sampler (NVML is initialised once, lazily); on a remote workstation
         the samples its sampler container streams over the engine connection."""
-        if self.entry:
-            from ptdesk.core.gpu.remote import RemoteGpus
-            return RemoteGpus(self)
         from ptdesk.core.gpu.nvml import GpuSampler
-        return GpuSampler()
+        from ptdesk.core.gpu.remote import RemoteGpus
+        return RemoteGpus(self) if self.entry else GpuSampler()
 
     @property
     def is_remote(self) -> bool:
