@@ -160,6 +160,11 @@ def wait_for_login(host: str, port: int, user: str, key_file: Path, host_public_
         if last.detail.startswith("unreachable"):  # not up yet: try again the moment it answers
             sock, missed = _await_banner(host, port, pause_until)
         if not missed:  # a refusal, or a server that answered all along: back off as before
+            if sock is not None:
+                sock.close()  # not held open through the back-off
+                sock = None
             time.sleep(max(0.0, pause_until - time.monotonic()))
+    if sock is not None:
+        sock.close()  # it answered just as the time ran out
     raise LaunchFailed(f"The SSH server on port {port} did not accept the key within {timeout:.0f} s ({last.detail}).",
                        "Check the container's output with `ptdesk logs NAME`; raise ready_timeout if the host is slow.")
