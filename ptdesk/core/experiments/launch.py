@@ -35,7 +35,6 @@ from ptdesk.core.gpu.holds import engine_holds
 from ptdesk.core.gpu.ledger import Hold
 from ptdesk.core.host import workspace
 from ptdesk.core.host.ports import PORT_ATTEMPTS, free_port, port_taken
-from ptdesk.core.jobs import like
 from ptdesk.core.kinds import Kind, Plan, build_target, get_kind
 from ptdesk.core.kinds.base import sealed_contents
 from ptdesk.core.sharing import at_launch
@@ -203,6 +202,7 @@ def _place(site: Site, container_id: str, plan: Plan, layer_from: str | None = N
     """The plan's files, a job's --like experiment's layer (ptdesk.core.jobs.like), then its
     archives (a job's code snapshot), into the created container."""
     if layer_from:
+        from ptdesk.core.jobs import like  # a job's --like only: not imported by other launches
         like.copy_environment(site, layer_from, container_id)
     # One archive for all folders: every put_archive mounts the container's filesystem (~50 ms).
     if plan.files:
