@@ -3,12 +3,14 @@
 Every engine request of a launch is on the person's wait (each costs the engine 2–20 ms), so what
 cannot change within one launch — the engine's info, the image's inspect — is read once and passed
 along. The requests are counted by watching the real client's transport, not by replacing it.
-The banner look the login proof polls with is tried against real local servers.
+The banner look the login proof polls with is tried against real local servers, and the CLI's
+launch leaves the cyclic collector on, as it found it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import gc
 import socket
 import threading
 from collections.abc import Iterator
@@ -19,6 +21,7 @@ import pytest
 from ptdesk.core.access.sshcheck import answering
 from ptdesk.core.engine.client import Engine
 from ptdesk.core.workstation import Workstation
+from tests.e2e.conftest import Ptdesk
 
 
 def test_a_launch_reads_the_engine_info_and_the_image_once(ws: Workstation, engine: Engine,
@@ -88,3 +91,15 @@ def test_the_banner_look_says_no_server_yet(greeting: bytes | None) -> None:
     port = free.getsockname()[1]
     free.close()
     assert answering("127.0.0.1", port, 1.0) is None  # nothing listens: refused
+
+
+def test_the_collector_is_on_again_after_a_cli_launch_or_a_mistake(cli: Ptdesk) -> None:
+    """`ptdesk new` runs its start-up with the cyclic collector off: it must be on again once the
+    launch returns (a --queue --wait may then wait for hours) and after a command that failed
+    (in-process callers, like the resident or a test run, go on living)."""
+    assert gc.isenabled()
+    code, _, err = cli.run("new", "ssh", "--cpus", "many")
+    assert code == 2 and "many" in err
+    assert gc.isenabled()
+    cli.json("new", "ssh", "--name", "collected")  # in-process, as the dashboard's own process would
+    assert gc.isenabled()
