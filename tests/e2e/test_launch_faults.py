@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from ptdesk.core.engine.client import Engine
+from ptdesk.core.environment import drift
 from ptdesk.core.experiments import launch as launcher
 from ptdesk.core.workstation import Workstation
 from ptdesk.tui.errors import describe
@@ -69,13 +70,13 @@ def test_an_interruption_right_after_the_container_is_created_rolls_it_back(
 
 def test_an_interruption_after_the_record_holds_the_container_rolls_it_back(
         ws: Workstation, engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
-    at_launch = launcher.drift.at_launch
+    at_launch = drift.at_launch
 
     def recorded_then_interrupted(*args: object, **kwargs: object) -> dict:
         at_launch(*args, **kwargs)  # type: ignore[arg-type]
         raise Interrupted()
 
-    monkeypatch.setattr(launcher.drift, "at_launch", recorded_then_interrupted)
+    monkeypatch.setattr(drift, "at_launch", recorded_then_interrupted)
     with pytest.raises(Interrupted):
         ws.launch(ws.make_spec("ssh", name="faulty"))
     assert_nothing_left(ws, engine, "faulty")

@@ -26,7 +26,6 @@ from ptdesk.core.access.ownership import instance_containers, refuse_if_foreign
 from ptdesk.core.base.models import EnvironmentMark, Experiment
 from ptdesk.core.engine.client import SAFE_PATH
 from ptdesk.core.environment import baseline
-from ptdesk.core.environment.images import images_root
 from ptdesk.core.environment.recorded import (
     Environment,
     ImageSummary,
@@ -117,10 +116,13 @@ def side_change(change: PackageChange) -> str:
 
 
 # --- at launch ---------------------------------------------------------------------------------
-def at_launch(site: Site, container_id: str) -> dict[str, str | None]:
-    """Store columns for a new experiment: the image id its container really uses, and its fingerprint."""
+def at_launch(site: Site, container_id: str, checked: dict | None = None) -> dict[str, str | None]:
+    """Store columns for a new experiment: the image id its container really uses, and its fingerprint.
+    `checked`: the image's inspect the launch read before creating it, used when the container runs
+    that very image (a tag rebuilt in between is read again)."""
     image_id = site.engine.inspect(container_id).get("Image")
-    summary = summary_of(site.engine.image_info(image_id)) if image_id else None
+    info = checked if checked and checked.get("Id") == image_id else None
+    summary = summary_of(info or site.engine.image_info(image_id)) if image_id else None
     return {"image_id": image_id, "env_fingerprint": summary.fingerprint if summary else None}
 
 
@@ -165,6 +167,8 @@ def probe_live(site: Site, container_id: str, details: Mapping) -> Environment:
     the image's own PATH only where root alone can change it, `python3 -I`, and versions read from
     metadata files (nothing imported). It runs as the experiment's person (the owner's account)
     only because that account's user site is in its 0700 home, which no other user may read."""
+    from ptdesk.core.environment.images import images_root  # the image builder's module: not a launch's
+
     script = probe_source(images_root()).decode()
     image_path = _env(details).get("PATH") or SAFE_PATH
     _, output = site.engine.exec(container_id, ["/usr/bin/env", "-i", "/bin/sh", "-c", script, "env-probe",
@@ -237,10 +241,12 @@ def check_all(site: Site, experiments: Iterable[Experiment]) -> list[ExperimentE
 
 
 # --- at launch: what the person should know ---------------------------------------------------
-def launch_warnings(site: Site, kind: str, image: str, gpus: tuple[int, ...], driver: str | None) -> list[str]:
+def launch_warnings(site: Site, kind: str, image: str, gpus: tuple[int, ...], driver: str | None,
+                    info: dict | None = None) -> list[str]:
     """The driver sentence (when GPUs were given and NVML answered for the launch: `driver`) and the
-    baseline sentence (when a team baseline is pinned and this image differs from it)."""
-    summary = summary_of(site.engine.image_info(image))
+    baseline sentence (when a team baseline is pinned and this image differs from it). `info`: the
+    image's inspect when the launch has it already (else it is read)."""
+    summary = summary_of(info or site.engine.image_info(image))
     if summary is None:
         return []
     warnings = []

@@ -13,42 +13,28 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from ptdesk.config import Config
 from ptdesk.core.access import ssh_config
 from ptdesk.core.access.ownership import instance_containers
 from ptdesk.core.access.seal import LABEL_SEAL, seal, secret_digest
 from ptdesk.core.base.keys import fingerprint
-from ptdesk.core.base.models import (
-    LABEL_GPUS,
-    LABEL_INSTANCE,
-    LABEL_KIND,
-    LABEL_MANAGED,
-    LABEL_NAME,
-    LABEL_OWNER,
-    LABEL_WORKSPACE,
-    GpuInventory,
-    Launched,
-    LaunchSpec,
-)
+from ptdesk.core.base.models import GpuInventory, Launched, LaunchSpec
 from ptdesk.core.base.names import container_name
 from ptdesk.core.engine.locks import machine_gpu_lock
 from ptdesk.core.engine.network import experiments_network
-from ptdesk.core.engine.sdk import docker_sdk
-from ptdesk.core.environment import drift
+from ptdesk.core.experiments import hardening
 from ptdesk.core.experiments.last_words import last_words
-from ptdesk.core.experiments.listing import get as experiment_of
 from ptdesk.core.experiments.spec import renamed, suggest_name, writable_by
 from ptdesk.core.gpu import ledger
 from ptdesk.core.gpu.holds import engine_holds
 from ptdesk.core.gpu.ledger import Hold
 from ptdesk.core.host import workspace
 from ptdesk.core.host.ports import PORT_ATTEMPTS, free_port, port_taken
-from ptdesk.core.jobs import like
 from ptdesk.core.kinds import Kind, Plan, build_target, get_kind
 from ptdesk.core.kinds.base import sealed_contents
 from ptdesk.core.sharing import at_launch
@@ -60,14 +46,13 @@ from ptdesk.errors import Conflict, ImageMissing, LaunchFailed, NotFound, Ptdesk
 if TYPE_CHECKING:
     from ptdesk.core.site import Site
 
-WORKSPACE_MOUNT = workspace.MOUNT
 Progress = Callable[[str], None]
 
 
 def launch(site: Site, spec: LaunchSpec, progress: Progress = lambda step: None) -> Launched:
     kind = get_kind(spec.kind)
     progress("Checking the image")
-    _check_image(site, spec, kind)
+    checked = _check_image(site, spec, kind)
     inventory = site.gpu_inventory() if spec.gpus != "none" else None
 
     progress("Reserving name and GPUs")
@@ -82,7 +67,7 @@ def launch(site: Site, spec: LaunchSpec, progress: Progress = lambda step: None)
         held.update(at_launch.claims(site, spec.owner, spec.gpus, on_engine, held, inventory))
         # gpus_wait: filed in the queue instead of started, for want of free GPUs
         spec, launching, gpus_wait = _reserve(site, spec, inventory, on_engine, held)
-        attempt = _Attempt(launching)
+        attempt = _Attempt(launching, image=checked)
         made_workspace = False
         try:
             spec, made_workspace = _ensure_workspace(site, spec)
@@ -107,7 +92,8 @@ def launch(site: Site, spec: LaunchSpec, progress: Progress = lambda step: None)
                 with contextlib.suppress(OSError):  # only if still empty: never lose a file
                     spec.workspace.rmdir()
             raise
-    return Launched(experiment_of(site, spec.name), launch_warnings(site, spec, launching.gpus, inventory),
+    from ptdesk.core.experiments.listing import get as experiment_of
+    return Launched(experiment_of(site, spec.name), launch_warnings(site, spec, launching.gpus, inventory, checked),
                     ledger.why_chosen(ledger.parse_request(spec.gpus), launching.gpus, inventory))
 
 
@@ -118,6 +104,7 @@ class _Attempt:
     record: ExperimentRecord
     container_id: str | None = None
     seal: str | None = None  # the seal label of the container being created: unique to this launch
+    image: dict | None = None  # the engine's inspect of the image, read by the check (not read twice)
 
 
 def _sealed_by(site: Site, name: str, seal_label: str | None) -> str | None:
@@ -132,9 +119,10 @@ def _sealed_by(site: Site, name: str, seal_label: str | None) -> str | None:
     return None
 
 
-def _check_image(site: Site, spec: LaunchSpec, kind: Kind) -> None:
-    if site.engine.image_exists(spec.image):
-        return
+def _check_image(site: Site, spec: LaunchSpec, kind: Kind) -> dict:
+    """The image's inspect; ImageMissing (with how to get it) when the engine has no such image."""
+    if (info := site.engine.image_info(spec.image)) is not None:
+        return info
     # A job has no image of its own: it runs the SSH kind's, built with `images build ssh`.
     if target := build_target(site.config, spec.image):
         raise ImageMissing(f"Image {spec.image} is not on this engine.", f"Build it with: ptdesk images build {target}")
@@ -154,17 +142,21 @@ def _create_and_start(site: Site, spec: LaunchSpec, plan: Plan, gpu_lock: contex
         # Known to the rollback before anything else runs: it removes this container by id.
         container_id = attempt.container_id = _create(site, spec, plan, attempt, free_port(site.config.bind_address))
         site.store.update_experiment(spec.name, container_id=container_id)
-        # The image id it really runs (a tag moves with each rebuild) and its fingerprint.
-        site.store.update_experiment(spec.name, **drift.at_launch(site, container_id))
         for step in _placing(plan, spec.layer_from):
             progress(step)
         _place(site, container_id, plan, spec.layer_from)
         progress("Starting")
+        if tries == 0:  # what the rest of the launch needs loads while the engine starts the container
+            threading.Thread(target=_load_the_rest, args=(get_kind(spec.kind),), name="ptdesk-launch-load").start()
         try:
             engine.start(container_id)
             # Only now: a retry below removes the container whose device request holds the GPUs
             # for every user's ledger, and nobody may take them before the next one exists.
             gpu_lock.close()
+            # The image id it really runs (a tag moves with each rebuild) and its fingerprint: asked
+            # while the service in it starts up, when nothing else is to be done.
+            from ptdesk.core.environment import drift
+            site.store.update_experiment(spec.name, **drift.at_launch(site, container_id, attempt.image))
             return
         except PtdeskError as exc:
             if not port_taken(exc) or tries == PORT_ATTEMPTS - 1:
@@ -173,14 +165,26 @@ def _create_and_start(site: Site, spec: LaunchSpec, plan: Plan, gpu_lock: contex
             engine.remove(container_id, force=True)
 
 
+def _load_the_rest(kind: Kind) -> None:
+    """Import what the launch needs after the start (the kind's readiness proof, the environment
+    record, the listing that answers): run in a thread of its own while the engine starts the
+    container, the imports overlap that wait (the socket wait releases the GIL) instead of following it."""
+    kind.warm_up()
+    import ptdesk.core.environment.drift
+    import ptdesk.core.experiments.listing  # noqa: F401
+
+
 def _file(site: Site, spec: LaunchSpec, plan: Plan, gpu_lock: contextlib.ExitStack, attempt: _Attempt,
           progress: Progress) -> None:
     """File the request in the queue: its container made with its secrets placed, no GPU, never
     started (admission starts it on the GPUs it gets; ptdesk.core.sharing.admission)."""
+    from ptdesk.core.environment import drift
+
     progress("Filing it in the GPU queue")
     container_id = attempt.container_id = _create(site, spec, plan, attempt, free_port(site.config.bind_address),
                                                   queued=at_launch.queue_labels(spec))
-    site.store.update_experiment(spec.name, container_id=container_id, **drift.at_launch(site, container_id))
+    site.store.update_experiment(spec.name, container_id=container_id,
+                                 **drift.at_launch(site, container_id, attempt.image))
     attempt.record = replace(attempt.record, container_id=container_id)
     _place(site, container_id, plan, spec.layer_from)
     site.store.update_experiment(spec.name, status=at_launch.QUEUED, launcher_pid=None)  # whole: admission may take it
@@ -198,6 +202,7 @@ def _place(site: Site, container_id: str, plan: Plan, layer_from: str | None = N
     """The plan's files, a job's --like experiment's layer (ptdesk.core.jobs.like), then its
     archives (a job's code snapshot), into the created container."""
     if layer_from:
+        from ptdesk.core.jobs import like  # a job's --like only: not imported by other launches
         like.copy_environment(site, layer_from, container_id)
     # One archive for all folders: every put_archive mounts the container's filesystem (~50 ms).
     if plan.files:
@@ -243,9 +248,10 @@ def _prove_ready(site: Site, spec: LaunchSpec, kind: Kind, plan: Plan, attempt: 
     store.update_experiment(spec.name, status="running", launcher_pid=None)
 
 
-def launch_warnings(site: Site, spec: LaunchSpec, gpus: tuple[int, ...],
-                    inventory: GpuInventory | None) -> tuple[str, ...]:
-    """What the person should know about a launch that worked, one sentence each with its fix."""
+def launch_warnings(site: Site, spec: LaunchSpec, gpus: tuple[int, ...], inventory: GpuInventory | None,
+                    image: dict | None = None) -> tuple[str, ...]:
+    """What the person should know about a launch that worked, one sentence each with its fix.
+    `image`: the image's inspect when the launch read it already."""
     config = site.config
     warnings = []
     if not writable_by(spec.workspace, config.uid, config.gid):
@@ -256,7 +262,9 @@ def launch_warnings(site: Site, spec: LaunchSpec, gpus: tuple[int, ...],
         reason = (inventory.reason if inventory else None) or "every GPU is held by another experiment."
         warnings.append(f"No GPU was given: {reason}")
     warnings += at_launch.warnings(site, spec.owner, gpus)
-    warnings += drift.launch_warnings(site, spec.kind, spec.image, gpus, inventory.driver if inventory else None)
+    from ptdesk.core.environment import drift
+    warnings += drift.launch_warnings(site, spec.kind, spec.image, gpus, inventory.driver if inventory else None,
+                                      image)
     warnings += spec.notes  # defaults lowered to the box: last, after what needs acting on
     return tuple(warnings)
 
@@ -304,11 +312,11 @@ def _create(site: Site, spec: LaunchSpec, plan: Plan, attempt: _Attempt, port: i
     `queued`: the queue's labels, for a request filed instead of started (not sealed: the queue's
     bookkeeping, which admission changes)."""
     config, gpus = site.config, attempt.record.gpus
-    labels = _labels(config, spec, gpus)
+    labels = hardening.labels(config, spec, gpus)
     labels[LABEL_SEAL] = attempt.seal = seal(config, labels, secret_digest(sealed_contents(get_kind(spec.kind), plan)))
     labels.update(queued or {})
     network = experiments_network(site.engine, spec.image)  # no reaching each other; its errors are its own
-    host_config = {**_host_config(config, spec, plan, gpus, port), "network_mode": network}
+    host_config = {**hardening.host_config(config, spec, plan, gpus, port), "network_mode": network}
     if get_kind(spec.kind).mounts_vscode_cache:
         host_config["binds"].update(vscode_cache.binds(site))  # read-only; none until the box has a cache
     try:
@@ -357,37 +365,3 @@ def _ensure_workspace(site: Site, spec: LaunchSpec) -> tuple[LaunchSpec, bool]:
     site.store.update_experiment(spec.name, workspace=str(real))
     return replace(spec, workspace=real), made
 
-
-def _labels(config: Config, spec: LaunchSpec, gpus: tuple[int, ...]) -> dict[str, str]:
-    return {
-        LABEL_MANAGED: "1", LABEL_INSTANCE: config.instance, LABEL_KIND: spec.kind, LABEL_OWNER: spec.owner,
-        LABEL_NAME: spec.name, LABEL_GPUS: ",".join(map(str, gpus)), LABEL_WORKSPACE: str(spec.workspace),
-    }
-
-
-def _host_config(config: Config, spec: LaunchSpec, plan: Plan, gpus: tuple[int, ...], port: int) -> dict:
-    """The hardening every container gets (the README's security model)."""
-    docker = docker_sdk()
-    limits = spec.limits
-    host_config: dict = {
-        "port_bindings": {plan.container_port: (config.bind_address, port)} if plan.container_port else {},
-        "binds": {str(spec.workspace): {"bind": WORKSPACE_MOUNT, "mode": "rw"},
-                  **{host: {"bind": inside, "mode": mode} for host, inside, mode in spec.mounts}},
-        "cap_drop": ["ALL"],
-        "cap_add": list(plan.cap_add),
-        "security_opt": ["no-new-privileges:true"],
-        "privileged": False,
-        "init": True,
-        "pids_limit": limits.pids,
-        "mem_limit": limits.memory,
-        "memswap_limit": limits.memory,  # no swap beyond the memory limit
-        "nano_cpus": int(limits.cpus * 1e9),
-        "shm_size": limits.shm_size,
-        "tmpfs": dict(plan.tmpfs),
-        # Logs stay bounded however chatty the experiment is.
-        "log_config": docker.types.LogConfig(type="json-file", config={"max-size": "20m", "max-file": "3"}),
-    }
-    if gpus:
-        host_config["device_requests"] = [
-            docker.types.DeviceRequest(device_ids=[str(g) for g in gpus], capabilities=[["gpu"]])]
-    return host_config

@@ -23,7 +23,7 @@ from ptdesk.core.base.units import human_bytes
 from ptdesk.core.engine.sdk import docker_sdk
 from ptdesk.core.gpu import ledger
 from ptdesk.core.host import workspace
-from ptdesk.core.host.workspace import docker_root
+from ptdesk.core.host.workspace import INFO_AGE, docker_root
 from ptdesk.core.kinds import REGISTRY, get_kind
 from ptdesk.errors import ConfigError, Conflict, InvalidInput, PtdeskError
 
@@ -101,7 +101,7 @@ def _checked(field: str, check: Callable[..., T], *args: Any) -> T:
 def _box(site: Site) -> tuple[int, int | None]:
     """(CPUs, bytes of memory) of the workstation's engine — not of the machine ptdesk runs on."""
     try:
-        info = site.engine.info()
+        info = site.engine.info(max_age=INFO_AGE)  # the launch's workspace check reads it too
     except PtdeskError:
         return os.cpu_count() or 1, None  # the launch meets the engine's trouble itself, and says it
     return int(info.get("NCPU") or os.cpu_count() or 1), int(info.get("MemTotal") or 0) or None

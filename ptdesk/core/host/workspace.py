@@ -48,13 +48,16 @@ HINT = "Mount a project folder of your own, like ~/projects/NAME."
 
 
 class _HasInfo(Protocol):
-    def info(self) -> dict: ...
+    def info(self, max_age: float = ...) -> dict: ...
+
+
+INFO_AGE = 60.0  # seconds an engine's info may be reused for its data root (fixed while it runs)
 
 
 def docker_root(engine: _HasInfo) -> Path | None:
     """The engine's data root (images, containers' filesystems, volumes), when it says."""
     try:
-        root = engine.info().get("DockerRootDir")
+        root = engine.info(max_age=INFO_AGE).get("DockerRootDir")
     except PtdeskError:
         return None
     return Path(root) if root else None

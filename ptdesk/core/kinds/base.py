@@ -87,6 +87,11 @@ class Kind(ABC):
     def plan(self, config: Config, spec: LaunchSpec) -> Plan:
         """Generate this launch's secrets, keep the host-side copies, say how to run the service."""
 
+    def warm_up(self) -> None:
+        """Import what `wait_ready` needs. The launch calls this in a thread of its own while the
+        engine starts the container, so the imports overlap the start instead of following it."""
+        return None  # most kinds' proofs need nothing heavy
+
     @abstractmethod
     def wait_ready(self, config: Config, record: ExperimentRecord, host: str, port: int,
                    timeout: float, is_alive: Callable[[], bool]) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from ptdesk.config import Config
-from ptdesk.core.access import ssh_config, ssh_include
+from ptdesk.core.access import ssh_config, ssh_include, sshcheck
 from ptdesk.core.access.authorized_keys import (
     AUTHORIZED_KEYS_DIR,
     CONTAINER_USER,
@@ -91,6 +91,9 @@ class SshKind(Kind):
             files=files,
             host_public_key=host.public_line,
         )
+
+    def warm_up(self) -> None:
+        sshcheck.load()  # paramiko, for the login proof
 
     def wait_ready(self, config: Config, record: ExperimentRecord, host: str, port: int,
                    timeout: float, is_alive: Callable[[], bool]) -> None:
