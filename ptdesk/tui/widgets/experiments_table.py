@@ -107,6 +107,15 @@ class ExperimentsTable(DataTable):
 
     def on_mount(self) -> None:
         self._add_columns()
+        # Textual's DataTable works out column widths when idle, after rows came or cells changed,
+        # but keeps the lines it drew before that under cache keys that leave the widths out: a
+        # line drawn in between (on a busy box, the cursor row) kept the narrow widths ("alic",
+        # "runnin") until its next change. New widths change the table's size: drop those lines.
+        self.watch(self, "virtual_size", self._widths_changed, init=False)
+
+    def _widths_changed(self) -> None:
+        self._clear_caches()  # DataTable's own reset of every rendered line and cell
+        self.refresh()
 
     @property
     def columns_shown(self) -> tuple[tuple[str, str], ...]:
