@@ -22,6 +22,7 @@ from ptdesk.core.workstation import Workstation
 from ptdesk.errors import PtdeskError
 
 SHOWN_ACTIONS = frozenset({"create", "start", "die", "oom", "destroy"})
+STOP_GRACE = 5.0  # seconds `ptdesk watch` gives its loops, all together, to finish their round when stopped
 CULL_EVERY = 30.0  # seconds between idle checks (and GPU samples for the cull's window) in `ptdesk watch`
 NOTIFY_EVERY = 3.0  # seconds between looks for out-of-memory kills and expiries (cgroup and store reads)
 ADMIT_EVERY = 2.0  # seconds between admission rounds: a freed GPU goes to the queue's head within seconds
@@ -100,12 +101,13 @@ def watch(ws: Workstation, as_json: bool) -> None:
     _line(as_json, "start", f"watching instance {ws.config.instance!r}"
           + (", culling idle experiments (with a warning first)" if culler else ""), instance=ws.config.instance)
     ws.watch_events(on_event, on_engine, stop, on_reconcile=on_reconcile)
-    if culler:
-        culler.join(timeout=5)
-    expirer.join(timeout=5)
-    admitter.join(timeout=5)
-    notifier.join(timeout=5)
-    recorder.join(timeout=5)
+    # One deadline for all of them, not one each: a loop caught in a slow round (an admission that
+    # waits for the GPU lock) must not add its wait to the others' and hold up a service's stop.
+    # They are daemon threads: what is still running at the deadline ends with the process.
+    deadline = time.monotonic() + STOP_GRACE
+    for thread in (culler, expirer, admitter, notifier, recorder):
+        if thread is not None:
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
     _line(as_json, "stop", "stopped")
 
 

@@ -5,6 +5,7 @@ test may stop and start without disturbing anyone else's containers on the share
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -39,8 +40,16 @@ class Watch:
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.lines: queue.Queue[dict] = queue.Queue()
         self.seen: list[dict] = []
+        self._errors: list[str] = []  # stderr, drained as it comes: a full pipe would block the watcher
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
+        self._error_reader = threading.Thread(target=self._read_errors, daemon=True)
+        self._error_reader.start()
+
+    def _read_errors(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self._errors.append(line)
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
@@ -71,13 +80,24 @@ class Watch:
             self.proc.send_signal(signal.SIGTERM)
         try:
             return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    self.seen.append(self.lines.get_nowait())
+            raise AssertionError(f"ptdesk watch did not stop within {timeout:.0f} s of SIGTERM; it said "
+                                 f"{self.seen[-8:]}; stderr: {self.stderr()[-2000:]!r}") from None
         finally:
             if self.proc.poll() is None:
                 self.proc.kill()
                 self.proc.wait()
 
     def stderr(self) -> str:
-        return self.proc.stderr.read() if self.proc.stderr and self.proc.poll() is not None else ""
+        """What it wrote to stderr (all of it once it has ended)."""
+        if self.proc.poll() is not None:
+            self._error_reader.join(timeout=5)
+        return "".join(self._errors)
 
 
 @contextmanager
