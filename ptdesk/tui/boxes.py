@@ -69,25 +69,41 @@ class Boxes:
         """Some workstation's list arrived (a dead one must not keep the empty-state line away)."""
         return any(s.listed for s in self.states.values())
 
-    def top_bar(self, hostname: str, instance: str, default: str) -> Text:
-        """Host, engine(s), experiments, jobs (their rows, ended ones too, are not experiments), GPUs."""
+    def top_bar(self, hostname: str, instance: str, default: str, width: int | None = None) -> Text:
+        """Host, engine(s), experiments, jobs (their rows, ended ones too, are not experiments), GPUs.
+        `width`: the columns it has; what does not fit gives way, least useful first (the engine's
+        version, the "ptdesk" label, the host name), so the counts are never the part cut off."""
         items = [e for e in self.experiments() if e.kind != JOB]
         jobs = [e for e in self.experiments() if e.kind == JOB]
         running = sum(1 for e in items if e.status == "running")
+        working = sum(1 for e in jobs if e.status == "running")
         counts = [s.gpu_count for s in self.states.values() if s.gpu_count is not None]
         gpus = count(sum(counts), "GPU") if counts else "GPUs: N/A"
+        figures = (f"{count(len(items), 'experiment')} ({running} running) · "
+                   + (f"{count(len(jobs), 'job')} ({working} running) · " if jobs else "") + gpus)
+        label, host, engine, version = "ptdesk ", f"· {hostname} · ", *self._engine(default)
+        extra = f" · instance {instance}" if instance != "default" else ""
+        for shorter in ("version", "label", "host"):
+            if width is None or len(label + host + engine + version + " · " + figures + extra) <= width:
+                break
+            if shorter == "version":
+                version = ""
+            elif shorter == "label":
+                label, host = "", host.removeprefix("· ")
+            else:
+                host = ""
+        return Text.assemble((label, "bold"), f"{host}{engine}{version} · {figures}", (extra, "dim"))
+
+    def _engine(self, default: str) -> tuple[str, str]:
+        """The engine part of the top bar: (what it is, its version or what is wrong)."""
         if self.several:
             down = sorted(self.unreachable())
-            engine = count(len(self.states), "workstation") + (f" ({', '.join(down)} unreachable)" if down else "")
-        else:
-            state = self.states[default]
-            engine = (f"Docker {state.version}" if state.version and state.engine_up
-                      else "Docker: unreachable" if state.engine_up is False else "Docker: connecting…")
-        working = sum(1 for e in jobs if e.status == "running")
-        return Text.assemble(("ptdesk ", "bold"), f"· {hostname} · {engine} · ",
-                             f"{count(len(items), 'experiment')} ({running} running) · "
-                             + (f"{count(len(jobs), 'job')} ({working} running) · " if jobs else "") + gpus,
-                             (f" · instance {instance}" if instance != "default" else "", "dim"))
+            # which ones do not answer is never what gives way
+            return count(len(self.states), "workstation") + (f" ({', '.join(down)} unreachable)" if down else ""), ""
+        state = self.states[default]
+        if state.version and state.engine_up:
+            return "Docker", f" {state.version}"
+        return ("Docker: unreachable" if state.engine_up is False else "Docker: connecting…"), ""
 
 
 def remembered(ws: Workstation) -> tuple[Experiment, ...]:

@@ -142,8 +142,12 @@ class MainScreen(ExperimentActions):
         return self.boxes.listed
 
     def _top_bar(self) -> None:
+        width = (self.size.width or self.app.size.width) - 2  # the bar's padding (app.tcss)
         self.query_one("#topbar", Static).update(self.boxes.top_bar(self.hostname, self.ws.config.instance,
-                                                                    self.ws.name))
+                                                                    self.ws.name, width=width))
+
+    def on_resize(self) -> None:
+        self._top_bar()  # what fits changed
 
     def _banner(self, text: str | None) -> None:
         banner = self.query_one("#banner", Static)
