@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import gc
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import click
 
+from ptdesk import collector
 from ptdesk.commands.common import emit_json, json_option, pass_workstation
 from ptdesk.config import Limits
 from ptdesk.core.kinds import KindEntry, door_kinds
@@ -54,12 +54,8 @@ def launch_options(func: Callable[..., Any]) -> Callable[..., Any]:
 def new(ctx: click.Context) -> None:
     """Start a new experiment container (one subcommand per kind)."""
     # A launch is a burst of imports (the Docker SDK, the launch's own modules, cryptography,
-    # paramiko) that make objects living as long as the command: the collector's passes over them
-    # while they are made are a sixth of its CPU and free nothing. Off until the launch returns
-    # (_launch) or, if it fails, until the command ends.
-    if gc.isenabled():
-        gc.disable()
-        ctx.call_on_close(gc.enable)
+    # paramiko): the collector is paused until it returns (_launch) or, if it fails, the command ends.
+    ctx.with_resource(collector.paused())
 
 
 def _launch(ws: Workstation, kind: str, as_json: bool, wait: bool = False, **options: Any) -> None:
@@ -70,7 +66,7 @@ def _launch(ws: Workstation, kind: str, as_json: bool, wait: bool = False, **opt
     started = time.monotonic()
     progress = (lambda step: None) if as_json else (lambda step: click.echo(f"  {step}...", err=True))
     launched = ws.launch(spec, progress)
-    gc.enable()  # on again (a --queue --wait may wait for hours)
+    collector.start_up_done()  # on again (a --queue --wait may wait for hours)
     for warning in launched.warnings:
         click.echo(f"  warning:     {warning}", err=True)
     if launched.gpu_choice and not as_json:

@@ -7,9 +7,9 @@ def open_dashboard() -> None:
     """Run the dashboard until ctrl+q, over every workstation (the default one first). A bad
     config is reported by the CLI before anything starts; an unreachable engine is not an error
     here (the dashboard shows it on that workstation's rows and waits for it)."""
-    import gc
     import sys
 
+    from ptdesk import collector
     from ptdesk.core.fleet import Fleet
     from ptdesk.errors import PtdeskError
 
@@ -19,17 +19,16 @@ def open_dashboard() -> None:
                           "redirected).", "Run it in a terminal (over ssh: ssh -t), or use a command: ptdesk --help "
                           "lists them, e.g. ptdesk ls.")
     # Until the first frame the start-up only makes objects that live as long as the dashboard
-    # (Textual's modules and classes, the styles, the widgets): the collector walking them again and
-    # again (~150 rounds, one over everything) was a sixth of the time to that frame. The app turns
-    # it on again once the frame is up (PtdeskApp.first_frame_shown).
-    gc.disable()
-    fleet = Fleet()
-    default = fleet.config.default_workstation
-    names = [default, *(name for name in fleet.names if name != default)]
-    try:
-        from ptdesk.tui.app import PtdeskApp
+    # (Textual's modules and classes, the styles, the widgets): ~150 collector rounds, one over
+    # everything. The app says when the frame is up (PtdeskApp.first_frame_shown).
+    with collector.paused():
+        fleet = Fleet()
+        default = fleet.config.default_workstation
+        names = [default, *(name for name in fleet.names if name != default)]
+        try:
+            from ptdesk.tui.app import PtdeskApp
 
-        PtdeskApp([fleet.workstation(name) for name in names], choose=fleet.choose if len(names) > 1 else None).run()
-    finally:
-        gc.enable()
-        fleet.close()
+            PtdeskApp([fleet.workstation(name) for name in names],
+                      choose=fleet.choose if len(names) > 1 else None).run()
+        finally:
+            fleet.close()

@@ -8,7 +8,6 @@ help screen all come from the one action table (tui.actions).
 from __future__ import annotations
 
 import asyncio
-import gc
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING
@@ -16,6 +15,7 @@ from typing import TYPE_CHECKING
 from textual.app import App, SystemCommand
 from textual.screen import Screen
 
+from ptdesk import collector
 from ptdesk.config import LOCAL
 from ptdesk.core.workstation import Workstation
 from ptdesk.tui.actions import bindings, palette_commands
@@ -62,9 +62,7 @@ class PtdeskApp(App[None]):
         """The main screen's first frame is on the terminal. A start-up with the collector off
         (ptdesk.commands.dashboard) turns it on: what the start-up made is frozen first (it lives
         as long as the app; the collector need not walk it again), what comes after is collected."""
-        if not gc.isenabled():
-            gc.freeze()
-            gc.enable()
+        collector.start_up_done()
 
     def get_default_screen(self) -> Screen:
         """The main screen is the bottom of the stack: closing every other screen comes back to it."""
