@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ptdesk.core.base.waiting import next_delay
+from ptdesk.core.host.ports import tcp_connect
 from ptdesk.errors import LaunchFailed
 
 if TYPE_CHECKING:
@@ -63,6 +64,8 @@ def try_login(host: str, port: int, user: str, key_file: Path, host_public_key: 
         raise
     try:
         pkey = paramiko.Ed25519Key.from_private_key_file(str(key_file))
+        if sock is None:
+            sock = tcp_connect(host, port, timeout)  # (not paramiko's own: see tcp_connect)
         client.connect(host, port=port, username=user, pkey=pkey, allow_agent=False, look_for_keys=False,
                        timeout=timeout, banner_timeout=timeout, auth_timeout=timeout, sock=sock)
         output = ""
@@ -104,7 +107,7 @@ def answering(host: str, port: int, timeout: float) -> socket.socket | None:
     proxy closes the connection at once (or the connect is refused).
     """
     try:
-        sock = socket.create_connection((host, port), timeout=timeout)
+        sock = tcp_connect(host, port, timeout)
     except OSError:
         return None
     try:

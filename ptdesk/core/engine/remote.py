@@ -28,6 +28,7 @@ from ptdesk.config import Config, WorkstationEntry
 from ptdesk.core.base import keys, private_files
 from ptdesk.core.engine.client import Engine
 from ptdesk.core.engine.errors import translated_errors
+from ptdesk.core.host.ports import tcp_connect
 from ptdesk.errors import EngineUnavailable, PtdeskError
 
 CONNECT_TIMEOUT = 5.0  # seconds for TCP connect, SSH banner and authentication: a dead box answers fast
@@ -75,7 +76,7 @@ def _where(entry: WorkstationEntry) -> str:
 def scan_host_key(entry: WorkstationEntry, timeout: float = CONNECT_TIMEOUT) -> HostKey:
     """The host key the server offers (no authentication, nothing trusted yet): what `add` shows."""
     try:
-        sock = socket.create_connection((entry.host, entry.port), timeout=timeout)
+        sock = tcp_connect(entry.host, entry.port, timeout)
     except OSError as exc:
         raise unreachable(entry, exc) from None
     transport = paramiko.Transport(sock)
@@ -143,6 +144,17 @@ class PinnedSSHAdapter(SSHHTTPAdapter):
             "key_filename": str(self._identity), "allow_agent": False, "look_for_keys": False,
             "timeout": CONNECT_TIMEOUT, "banner_timeout": CONNECT_TIMEOUT, "auth_timeout": CONNECT_TIMEOUT,
         }
+
+    def _connect(self) -> None:
+        """docker-py's connect (at start and after a lost connection), over a connection of ptdesk's
+        own: with Nagle's algorithm off, an engine request's few small SSH messages are not held back
+        (ptdesk.core.host.ports.tcp_connect)."""
+        sock = tcp_connect(self._entry.host, self._entry.port, CONNECT_TIMEOUT)
+        try:
+            self.ssh_client.connect(**self.ssh_params, sock=sock)
+        except BaseException:
+            sock.close()
+            raise
 
 
 def connect(config: Config, entry: WorkstationEntry, timeout: float = 60.0) -> Engine:
