@@ -9,7 +9,7 @@ from collections.abc import Mapping
 import click
 
 from ptdesk.commands.common import json_option, pass_workstation, table
-from ptdesk.core.base.models import GpuProcess, GpuSample, GpuSnapshot
+from ptdesk.core.base.gpu_models import GpuProcess, GpuSample, GpuSnapshot
 from ptdesk.core.base.units import human_bytes
 from ptdesk.core.sharing.claims import GpuClaim
 from ptdesk.core.workstation import Workstation

@@ -20,7 +20,7 @@ from ptdesk.core.workstation import Workstation
 from ptdesk.errors import EngineUnavailable, InvalidInput, PtdeskError
 
 if TYPE_CHECKING:
-    from ptdesk.core.base.models import GpuSnapshot
+    from ptdesk.core.base.gpu_models import GpuSnapshot
 
 T = TypeVar("T")
 DEADLINE = 12.0  # SSH connect (5 s) + a request: a dead box is reported, not waited for

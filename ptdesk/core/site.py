@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from ptdesk.config import Config
-    from ptdesk.core.base.models import GpuInventory, GpuSnapshot
+    from ptdesk.core.base.gpu_models import GpuInventory, GpuSnapshot
     from ptdesk.core.engine.client import Engine
     from ptdesk.core.store.state import Store
 

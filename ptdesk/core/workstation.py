@@ -29,7 +29,9 @@ from ptdesk.errors import ConfigError, PtdeskError
 
 if TYPE_CHECKING:
     from ptdesk.core.access.ssh_include import SshConfigState
-    from ptdesk.core.base.models import AuditEntry, Experiment, GpuInventory, GpuSnapshot, Launched, LaunchSpec
+    from ptdesk.core.base.gpu_models import GpuInventory, GpuSnapshot
+    from ptdesk.core.base.models import Experiment, Launched, LaunchSpec
+    from ptdesk.core.base.people_models import AuditEntry
     from ptdesk.core.engine.client import Engine
     from ptdesk.core.engine.logs import LogStream
     from ptdesk.core.engine.stats import EngineStatsSampler

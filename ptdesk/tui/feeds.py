@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ptdesk.core.base.models import GpuSnapshot
+from ptdesk.core.base.gpu_models import GpuSnapshot
 from ptdesk.core.gpu.holds import HoldReader
 from ptdesk.core.workstation import Workstation
 

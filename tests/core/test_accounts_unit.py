@@ -10,7 +10,7 @@ import pytest
 from ptdesk.core.access import accounts, sessions
 from ptdesk.core.access.authorized_keys import CONTAINER_USER, GrantedKey, render_account_files, render_authorized_keys
 from ptdesk.core.base import keys
-from ptdesk.core.base.models import GpuProcess, GpuSample, GpuSnapshot
+from ptdesk.core.base.gpu_models import GpuProcess, GpuSample, GpuSnapshot
 from ptdesk.core.gpu.procmap import attribute
 from ptdesk.core.store.state import CollaboratorRecord, ExperimentRecord, Store
 from ptdesk.errors import InvalidInput

@@ -11,7 +11,8 @@ import pytest
 
 from ptdesk.core.access import authorized_keys
 from ptdesk.core.base import keys
-from ptdesk.core.base.models import ContainerRotation, LaunchSpec, Limits, RotationResult
+from ptdesk.core.base.models import LaunchSpec, Limits
+from ptdesk.core.base.people_models import ContainerRotation, RotationResult
 from ptdesk.core.collaborators import export, grants
 from ptdesk.core.kinds.ssh import SSH
 from ptdesk.core.store.state import CollaboratorRecord, ExperimentRecord

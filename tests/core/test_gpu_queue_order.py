@@ -6,7 +6,7 @@ from datetime import datetime
 
 import pytest
 
-from ptdesk.core.base.models import GpuInventory, GpuLoad
+from ptdesk.core.base.gpu_models import GpuInventory, GpuLoad
 from ptdesk.core.sharing.gpu_queue import QueueEntry, fair_order, plan
 from ptdesk.core.sharing.reservations import Reservation, parse_end, parse_when
 from ptdesk.errors import InvalidInput

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ptdesk.core.base.models import GpuInventory, GpuLoad
+from ptdesk.core.base.gpu_models import GpuInventory, GpuLoad
 from ptdesk.core.gpu.ledger import GpuRequest, Hold, allocate, holds_from_devices, parse_request
 from ptdesk.core.sharing.recreate import layer_roots
 from ptdesk.errors import Conflict, GpuUnavailable, InvalidInput

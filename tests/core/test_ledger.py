@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from ptdesk.core.base.models import GpuInventory, GpuLoad
+from ptdesk.core.base.gpu_models import GpuInventory, GpuLoad
 from ptdesk.core.gpu.ledger import GpuRequest, allocate, gpus_from_label, held_by_devices, parse_request
 from ptdesk.core.store.state import ExperimentRecord, Store
 from ptdesk.errors import Conflict, GpuUnavailable, InvalidInput

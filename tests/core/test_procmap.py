@@ -15,16 +15,8 @@ import pytest
 from click.testing import CliRunner
 
 from ptdesk.cli import main
-from ptdesk.core.base.models import (
-    LABEL_INSTANCE,
-    LABEL_KIND,
-    LABEL_MANAGED,
-    LABEL_NAME,
-    LABEL_OWNER,
-    GpuProcess,
-    GpuSample,
-    GpuSnapshot,
-)
+from ptdesk.core.base.gpu_models import GpuProcess, GpuSample, GpuSnapshot
+from ptdesk.core.base.models import LABEL_INSTANCE, LABEL_KIND, LABEL_MANAGED, LABEL_NAME, LABEL_OWNER
 from ptdesk.core.engine.client import Engine
 from ptdesk.core.gpu import procmap
 from ptdesk.core.gpu.procmap import ContainerRef, attribute, container_from_cgroup, resolve_pid, uid_from_status

@@ -9,7 +9,7 @@ from datetime import datetime
 
 import pytest
 
-from ptdesk.core.base.models import GpuSample, GpuSnapshot
+from ptdesk.core.base.gpu_models import GpuSample, GpuSnapshot
 from ptdesk.core.gpu.ledger import Hold
 from ptdesk.core.sharing.claims import GpuClaim
 from ptdesk.core.usage.buckets import RECORD, SLOTS_PER_DAY, decode, encode

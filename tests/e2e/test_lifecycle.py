@@ -19,7 +19,7 @@ import pytest
 from ptdesk.config import load_config
 from ptdesk.core.access.sshcheck import try_login
 from ptdesk.core.base.durations import parse_duration
-from ptdesk.core.base.models import GpuProcess, GpuSample, GpuSnapshot
+from ptdesk.core.base.gpu_models import GpuProcess, GpuSample, GpuSnapshot
 from ptdesk.core.base.names import current_user
 from ptdesk.core.engine.client import Engine
 from ptdesk.core.experiments.cull import idle_gpus

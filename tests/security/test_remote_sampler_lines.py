@@ -12,7 +12,7 @@ import uuid
 
 import pytest
 
-from ptdesk.core.base.models import GpuProcess, GpuSample, GpuSnapshot
+from ptdesk.core.base.gpu_models import GpuProcess, GpuSample, GpuSnapshot
 from ptdesk.core.engine.client import Engine
 from ptdesk.core.gpu import wire
 from ptdesk.core.gpu.remote import SamplerFeed

@@ -13,7 +13,7 @@ import random
 import pytest
 
 import ptdesk.tui.live as live_module
-from ptdesk.core.base.models import GpuProcess, GpuSample, GpuSnapshot
+from ptdesk.core.base.gpu_models import GpuProcess, GpuSample, GpuSnapshot
 from ptdesk.core.experiments.cull import idle_gpus
 from ptdesk.core.gpu.nvml import GpuSampler
 from ptdesk.tui.app import PtdeskApp

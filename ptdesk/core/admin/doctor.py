@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from typing import Literal
 
 from ptdesk.config import LOCAL, Config, load_config
-from ptdesk.core.base.models import GpuSnapshot
+from ptdesk.core.base.gpu_models import GpuSnapshot
 from ptdesk.core.engine.client import Engine
 from ptdesk.core.environment.images import image_status, image_tag
 from ptdesk.core.environment.recorded import summary_of

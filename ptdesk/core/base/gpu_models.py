@@ -1,7 +1,6 @@
 """GPU snapshots: what NVML (or a workstation's sampler) said about each GPU, and the ledger's view of them.
 
-Owned by ptdesk.core.gpu.nvml (sampling), ptdesk.core.gpu.procmap (attribution) and ptdesk.core.gpu.ledger;
-also importable from ptdesk.core.base.models, which loads this module on first use of these names.
+Owned by ptdesk.core.gpu.nvml (sampling), ptdesk.core.gpu.procmap (attribution) and ptdesk.core.gpu.ledger.
 """
 
 from __future__ import annotations

@@ -1,28 +1,16 @@
 """Immutable snapshots that cross from the core into the CLI and the dashboard.
 
-What every listing builds lives here. The GPU snapshots (ptdesk.core.base.gpu_models) and the
-collaborator, rotation and audit ones (ptdesk.core.base.people_models) are read from here too, but
-their modules are imported on first use of one of their names: creating a dataclass costs about a
-millisecond at import, and `ptdesk ls` uses none of them.
+What every listing builds lives here. The GPU snapshots are in ptdesk.core.base.gpu_models and the
+collaborator, rotation and audit ones in ptdesk.core.base.people_models: creating a dataclass costs
+about a millisecond at import, and `ptdesk ls` uses none of them.
 """
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from ptdesk.config import Limits
-
-if TYPE_CHECKING:  # (for type checkers and readers: the names __getattr__ below gives)
-    from ptdesk.core.base.gpu_models import GpuInventory, GpuLoad, GpuProcess, GpuSample, GpuSnapshot  # noqa: F401
-    from ptdesk.core.base.people_models import (  # noqa: F401
-        AuditEntry,
-        Collaborator,
-        ContainerRotation,
-        RotationResult,
-    )
 
 # Labels every managed container carries (labels cannot change after create).
 LABEL_MANAGED = "ptdesk.managed"
@@ -183,21 +171,3 @@ class Experiment:
             out["waiting"] = self.waiting
         return out
 
-
-_ELSEWHERE = {
-    **dict.fromkeys(("GpuProcess", "GpuSample", "GpuSnapshot", "GpuLoad", "GpuInventory"),
-                    "ptdesk.core.base.gpu_models"),
-    **dict.fromkeys(("Collaborator", "ContainerRotation", "RotationResult", "AuditEntry"),
-                    "ptdesk.core.base.people_models"),
-}
-
-
-def __getattr__(name: str) -> object:
-    """`from ptdesk.core.base.models import GpuSnapshot` and the like: the module that holds it,
-    imported on first use (PEP 562)."""
-    module = _ELSEWHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value

@@ -1,7 +1,4 @@
-"""Collaborators, key rotations and the audit log, as the CLI and the dashboard show them.
-
-Also importable from ptdesk.core.base.models, which loads this module on first use of these names.
-"""
+"""Collaborators, key rotations and the audit log, as the CLI and the dashboard show them."""
 
 from __future__ import annotations
 

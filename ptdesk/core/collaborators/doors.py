@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ptdesk.core.access.accounts import Ended
-    from ptdesk.core.base.models import Collaborator, ContainerRotation, RotationResult
+    from ptdesk.core.base.people_models import Collaborator, ContainerRotation, RotationResult
     from ptdesk.core.collaborators.export import Exported
     from ptdesk.core.site import Site
 

@@ -39,8 +39,8 @@ from ptdesk.core.access.authorized_keys import (
 )
 from ptdesk.core.access.ownership import refuse_if_foreign
 from ptdesk.core.base import durations, keys, names, private_files
-from ptdesk.core.base.models import Collaborator
 from ptdesk.core.base.names import validate_name as validate_experiment_name
+from ptdesk.core.base.people_models import Collaborator
 from ptdesk.core.kinds import REGISTRY, get_kind
 from ptdesk.core.notify.routes import remove_routes_for
 from ptdesk.core.store.state import CollaboratorRecord, ExperimentRecord, GrantRecord

@@ -32,7 +32,7 @@ from ptdesk.core.access import accounts
 from ptdesk.core.access.authorized_keys import CONTAINER_USER, read_authorized_keys
 from ptdesk.core.access.sshcheck import LoginResult, try_login
 from ptdesk.core.base import keys
-from ptdesk.core.base.models import ContainerRotation, RotationResult
+from ptdesk.core.base.people_models import ContainerRotation, RotationResult
 from ptdesk.core.base.waiting import next_delay
 from ptdesk.core.collaborators.grants import (
     PREVIOUS,

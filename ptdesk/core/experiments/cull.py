@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ptdesk.core.base.models import GpuSample, GpuSnapshot
+from ptdesk.core.base.gpu_models import GpuSample, GpuSnapshot
 from ptdesk.core.experiments import listing, operations
 from ptdesk.core.kinds import get_kind
 from ptdesk.errors import PtdeskError

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from ptdesk.config import Config
 from ptdesk.core.base import clock
 from ptdesk.core.base.durations import parse_duration
-from ptdesk.core.base.models import GpuSnapshot
+from ptdesk.core.base.gpu_models import GpuSnapshot
 from ptdesk.core.experiments import operations
 from ptdesk.core.experiments.cull import idle_states
 from ptdesk.core.kinds import get_kind

@@ -22,8 +22,9 @@ from typing import TYPE_CHECKING
 from ptdesk.core.access import ssh_config
 from ptdesk.core.access.ownership import instance_containers
 from ptdesk.core.access.seal import LABEL_SEAL, seal, secret_digest
+from ptdesk.core.base.gpu_models import GpuInventory
 from ptdesk.core.base.keys import fingerprint
-from ptdesk.core.base.models import GpuInventory, Launched, LaunchSpec
+from ptdesk.core.base.models import Launched, LaunchSpec
 from ptdesk.core.base.names import container_name
 from ptdesk.core.engine.locks import machine_gpu_lock
 from ptdesk.core.engine.network import experiments_network

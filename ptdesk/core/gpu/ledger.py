@@ -22,7 +22,7 @@ from ptdesk.core.base.times import parse_time
 from ptdesk.errors import Conflict, GpuUnavailable, InvalidInput
 
 if TYPE_CHECKING:
-    from ptdesk.core.base.models import GpuInventory, GpuLoad
+    from ptdesk.core.base.gpu_models import GpuInventory, GpuLoad
 
 Mode = Literal["none", "all", "auto", "ids", "count"]
 REQUEST_HINT = ("Use --gpus none, all, auto (one GPU), any:N (any N free GPUs), or a comma-separated list of "
@@ -197,7 +197,7 @@ def allocate(request: str | GpuRequest, held: Mapping[int, str | Hold],
     if req.mode == "none":
         return ()
     if inventory is None:
-        from ptdesk.core.base.models import GpuInventory
+        from ptdesk.core.base.gpu_models import GpuInventory
         inventory = GpuInventory(False, "The GPUs were not looked at.")
     if not inventory.available:
         if req.mode == "auto" and not req.min_free:

@@ -20,7 +20,7 @@ from typing import Any, Literal, TypeVar
 
 import pynvml
 
-from ptdesk.core.base.models import GpuInventory, GpuLoad, GpuProcess, GpuSample, GpuSnapshot
+from ptdesk.core.base.gpu_models import GpuInventory, GpuLoad, GpuProcess, GpuSample, GpuSnapshot
 
 HISTORY_SAMPLES = 300  # 5 minutes at 1 Hz, what a sparkline shows
 T = TypeVar("T")

@@ -18,7 +18,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from ptdesk.core.base.models import LABEL_NAME, LABEL_OWNER, GpuProcess, GpuSnapshot
+from ptdesk.core.base.gpu_models import GpuProcess, GpuSnapshot
+from ptdesk.core.base.models import LABEL_NAME, LABEL_OWNER
 from ptdesk.core.base.text import printable
 from ptdesk.errors import PtdeskError
 

@@ -18,7 +18,8 @@ import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from ptdesk.core.base.models import LABEL_INSTANCE, LABEL_NAME, LABEL_OWNER, GpuInventory, GpuSnapshot
+from ptdesk.core.base.gpu_models import GpuInventory, GpuSnapshot
+from ptdesk.core.base.models import LABEL_INSTANCE, LABEL_NAME, LABEL_OWNER
 from ptdesk.core.engine.sdk import docker_sdk
 from ptdesk.core.gpu import wire
 from ptdesk.core.gpu.nvml import inventory_of

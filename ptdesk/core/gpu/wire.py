@@ -16,7 +16,7 @@ import math
 from dataclasses import asdict
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
-from ptdesk.core.base.models import GpuProcess, GpuSample, GpuSnapshot
+from ptdesk.core.base.gpu_models import GpuProcess, GpuSample, GpuSnapshot
 from ptdesk.core.base.text import printable
 
 WIRE_VERSION = 1

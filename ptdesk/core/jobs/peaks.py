@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ptdesk.core.base.models import GpuSnapshot
+from ptdesk.core.base.gpu_models import GpuSnapshot
 from ptdesk.core.jobs import record as records
 
 if TYPE_CHECKING:

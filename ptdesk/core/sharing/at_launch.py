@@ -13,7 +13,8 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from ptdesk.core.base import clock
-from ptdesk.core.base.models import GpuInventory, LaunchSpec
+from ptdesk.core.base.gpu_models import GpuInventory
+from ptdesk.core.base.models import LaunchSpec
 from ptdesk.core.gpu import ledger
 from ptdesk.core.gpu.ledger import Hold
 from ptdesk.core.sharing import booking, gpu_queue

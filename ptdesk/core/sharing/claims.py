@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from ptdesk.core.access.ownership import instance_containers
 from ptdesk.core.base import clock
-from ptdesk.core.base.models import GpuInventory, GpuProcess, GpuSample, GpuSnapshot
+from ptdesk.core.base.gpu_models import GpuInventory, GpuProcess, GpuSample, GpuSnapshot
 from ptdesk.core.base.units import human_bytes
 from ptdesk.core.gpu.holds import HoldReader, engine_holds
 from ptdesk.core.gpu.ledger import Hold, parse_gpu_memory

@@ -26,7 +26,7 @@ from ptdesk.core.gpu.ledger import GpuRequest, Hold, load_key, not_usable, parse
 from ptdesk.errors import InvalidInput
 
 if TYPE_CHECKING:
-    from ptdesk.core.base.models import GpuInventory, GpuLoad
+    from ptdesk.core.base.gpu_models import GpuInventory, GpuLoad
     from ptdesk.core.sharing.reservations import Reservation
 
 # Reservations are read where a plan or a reason is worked out (imported there): every listing and

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING
 
 from ptdesk.core.access.ownership import instance_containers
 from ptdesk.core.base import clock
-from ptdesk.core.base.models import LABEL_GPUS, GpuInventory
+from ptdesk.core.base.gpu_models import GpuInventory
+from ptdesk.core.base.models import LABEL_GPUS
 from ptdesk.core.base.names import current_user
 from ptdesk.core.base.times import parse_time
 from ptdesk.core.engine.locks import machine_gpu_lock

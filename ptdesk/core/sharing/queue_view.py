@@ -11,7 +11,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from ptdesk.core.base import clock
-from ptdesk.core.base.models import GpuInventory
+from ptdesk.core.base.gpu_models import GpuInventory
 from ptdesk.core.base.names import container_key
 from ptdesk.core.gpu.holds import engine_holds
 from ptdesk.core.sharing import booking, gpu_queue

@@ -24,7 +24,7 @@ from ptdesk.core.base.private_files import ensure_private_dir
 from ptdesk.errors import PtdeskError
 
 if TYPE_CHECKING:
-    from ptdesk.core.base.models import AuditEntry
+    from ptdesk.core.base.people_models import AuditEntry
 
 SCHEMA_VERSION = 1
 SCHEMA = """
@@ -369,7 +369,7 @@ class Store:
                          (time.time(), who or actor(), action, target, json.dumps(detail or {}, sort_keys=True)))
 
     def audit_log(self, limit: int | None = None) -> list[AuditEntry]:
-        from ptdesk.core.base.models import AuditEntry
+        from ptdesk.core.base.people_models import AuditEntry
         rows = self.conn.execute("SELECT time, actor, action, target, detail FROM audit ORDER BY id").fetchall()
         entries = [AuditEntry(r["time"], r["actor"], r["action"], r["target"], json.loads(r["detail"]))
                    for r in rows]

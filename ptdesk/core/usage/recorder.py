@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ptdesk.core.base import clock
-from ptdesk.core.base.models import GpuSnapshot
+from ptdesk.core.base.gpu_models import GpuSnapshot
 from ptdesk.core.usage.buckets import SLOT, Bucket, DayFile
 
 if TYPE_CHECKING:

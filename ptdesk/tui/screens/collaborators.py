@@ -22,7 +22,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from ptdesk.core.access.accounts import Ended
-from ptdesk.core.base.models import Collaborator, RotationResult
+from ptdesk.core.base.people_models import Collaborator, RotationResult
 from ptdesk.core.collaborators.export import Exported
 from ptdesk.core.workstation import Workstation
 from ptdesk.tui import format as fmt

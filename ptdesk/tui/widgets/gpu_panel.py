@@ -22,7 +22,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Sparkline, Static
 
 from ptdesk.config import LOCAL
-from ptdesk.core.base.models import GpuProcess, GpuSample
+from ptdesk.core.base.gpu_models import GpuProcess, GpuSample
 from ptdesk.tui import format as fmt
 
 if TYPE_CHECKING:  # names only: the panel is drawn before the first sample (and its claims) exist
