@@ -43,17 +43,18 @@ class FleetDoor:
 
 
 def pass_workstation(func: Callable[..., Any] | None = None, *, reconcile: bool = False, fleet: bool = False,
-                     auto: bool = False) -> Any:
+                     auto: bool = False, launches: bool = False) -> Any:
     """Give the command a Workstation (one per process), closed when the command ends, and its
     `--on NAME` option (default: the configured default workstation, else local).
 
     `@pass_workstation(reconcile=True)` is for commands that touch experiments: the store is first brought
     in line with the engine (what gone containers held is released, dead launches are rolled back),
     best effort, so a command never fails or waits because of it. `fleet=True` gives a Fleet of every
-    workstation instead (or only --on's); `auto=True` lets `--on auto` choose where a GPU is free.
+    workstation instead (or only --on's); `auto=True` lets `--on auto` choose where a GPU is free;
+    `launches=True`: the command launches, and the engine's info is read while the reconcile runs.
     """
     if func is None:
-        return functools.partial(pass_workstation, reconcile=reconcile, fleet=fleet, auto=auto)
+        return functools.partial(pass_workstation, reconcile=reconcile, fleet=fleet, auto=auto, launches=launches)
 
     @click.option("--on", "on", metavar="NAME", help=_ON_HELP[fleet, auto])
     @functools.wraps(func)
@@ -69,6 +70,8 @@ def pass_workstation(func: Callable[..., Any] | None = None, *, reconcile: bool 
                                    said=not kwargs.get("sweep"))
             ctx.obj = ws
             ctx.call_on_close(ws.close)
+        if launches:
+            ws.expect_launch()
         if reconcile:
             reconcile_quietly(ws)
         try:

@@ -124,7 +124,7 @@ def _new_command(kind: KindEntry) -> click.Command:
     def launch_kind(ws: Workstation, as_json: bool, wait: bool, **options: Any) -> None:
         _launch(ws, kind.name, as_json, wait, **options)
 
-    command = pass_workstation(reconcile=True, auto=True)(launch_kind)
+    command = pass_workstation(reconcile=True, auto=True, launches=True)(launch_kind)
     if kind.accepts_pubkeys:
         command = click.option("--pubkey", type=click.Path(dir_okay=False, path_type=str),
                                help="Also authorise this public key (your own .pub file).")(command)

@@ -56,7 +56,7 @@ def _said(as_json: bool) -> Any:
 @click.option("--image", help="Image to run (default: job_image, else the SSH kind's).")
 @click.option("--wait", is_flag=True, help="Follow its log until it ends; exit with its exit code.")
 @json_option
-@pass_workstation(reconcile=True, auto=True)
+@pass_workstation(reconcile=True, auto=True, launches=True)
 def run(ws: Workstation, command: tuple[str, ...], wait: bool, as_json: bool, **options: Any) -> None:
     """Run COMMAND as a detached job on a snapshot of this folder: ptdesk run [OPTIONS] -- COMMAND..."""
     if wait and (count := len(request.sweep_combinations(request.check_command(tuple(command)), options["sweep"]))) > 1:

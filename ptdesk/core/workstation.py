@@ -14,6 +14,7 @@ and no operation that command does not use.
 
 from __future__ import annotations
 
+import contextlib
 import shlex
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -107,6 +108,15 @@ class Workstation(CollaboratorDoors, EnvironmentDoors):
             elif self._engine is None:
                 self._engine = Engine.connect()
             return self._engine
+
+    def expect_launch(self) -> None:
+        """A launch follows: connect to a local engine now and have its info read while the work
+        before the launch goes on (ptdesk.core.engine.client.Engine.read_info_ahead). Quiet: an
+        engine that is down is met and said by what follows. Not for a remote workstation, where a
+        failed connect costs seconds that what follows would pay again."""
+        if self.entry is None:
+            with contextlib.suppress(PtdeskError):
+                self.engine.read_info_ahead()
 
     @property
     def engine_connected(self) -> bool:

@@ -46,6 +46,28 @@ def test_a_launch_reads_the_engine_info_and_the_image_once(ws: Workstation, engi
     assert not [path for path in images if "/images/sha256:" in path], images
 
 
+def test_a_cli_launch_has_the_engine_info_read_while_the_reconcile_runs(ws: Workstation,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """`ptdesk new` and `ptdesk run` call expect_launch first: a thread of its own reads the info at
+    once (the engine's ~10 ms to answer overlap the reconcile), and the launch's own reads wait for
+    that answer instead of asking again."""
+    api = ws.engine.api
+    asked: list[tuple[str, str]] = []
+    send = api.send
+
+    def counted(request, **kwargs):  # type: ignore[no-untyped-def]
+        asked.append((threading.current_thread().name, request.path_url.split("?")[0]))
+        return send(request, **kwargs)
+
+    monkeypatch.setattr(api, "send", counted)
+    ws.expect_launch()
+    ws.reconcile()
+    launched = ws.launch(ws.make_spec("ssh", name="ahead"))
+    assert launched.experiment.status == "running"
+    info = [who for who, path in asked if path.endswith("/info")]
+    assert info == ["ptdesk-engine-info"], asked
+
+
 @contextmanager
 def server(greeting: bytes | None) -> Iterator[int]:
     """A local TCP server on a free port that sends `greeting` to each connection (None: closes
