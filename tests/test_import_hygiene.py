@@ -132,6 +132,23 @@ def test_an_empty_listing_imports_no_environment_gpu_or_collaborator_module(tmp_
     assert imported & unneeded == set()
 
 
+def test_the_local_gpus_import_no_remote_sampler_module(tmp_path: Path) -> None:
+    """`ptdesk gpus` on the local workstation asks NVML here: the modules that read a remote box's
+    sampler over its engine connection (and their wire format) are not imported for it, nor for a
+    local launch, which samples the same way."""
+    probe = ("import json, sys; sys.argv = ['ptdesk', 'gpus', '--json']\n"
+             "from ptdesk.cli import main\n"
+             "try:\n    main()\nexcept SystemExit:\n    pass\n"
+             "print(json.dumps(sorted(m for m in sys.modules if m.startswith('ptdesk.'))), file=sys.stderr)")
+    env = {**os.environ, "PTDESK_HOME": str(tmp_path), "PTDESK_INSTANCE": f"hygiene-{tmp_path.name}"}
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["workstation"] == "local"  # it really sampled
+    imported = set(json.loads(proc.stderr.strip().splitlines()[-1]))
+    assert "ptdesk.core.gpu.nvml" in imported
+    assert imported & {"ptdesk.core.gpu.remote", "ptdesk.core.gpu.wire"} == set()
+
+
 def test_a_command_that_uses_the_engine_does_not_import_invoke() -> None:
     """paramiko (imported by docker-py) imports invoke only for ~/.ssh/config's `Match exec`, which
     ptdesk never reads; invoke's import is a third of a command's start-up, so the CLI skips it."""

@@ -81,9 +81,11 @@ class Workstation(CollaboratorDoors, EnvironmentDoors):
     def gpus(self) -> GpuSampler | RemoteGpus:
         """The process's one NVML sampler (NVML is initialised once, lazily); on a remote workstation
         the samples its sampler container streams over the engine connection."""
+        if self.entry:  # (each imports only its own: the remote's wire format is no local launch's concern)
+            from ptdesk.core.gpu.remote import RemoteGpus
+            return RemoteGpus(self)
         from ptdesk.core.gpu.nvml import GpuSampler
-        from ptdesk.core.gpu.remote import RemoteGpus
-        return RemoteGpus(self) if self.entry else GpuSampler()
+        return GpuSampler()
 
     @property
     def is_remote(self) -> bool:
