@@ -1,15 +1,13 @@
 """The Workstation: one Docker engine and what this ptdesk home keeps about it.
 
-It is the one object the CLI and the dashboard talk to, for every operation (list, launch,
-stop/start/rm, logs, GPUs, collaborators, reconcile, images). It holds the resolved config, the
-state store and the engine connection; the engine is connected on first use so that commands that
-do not need it (and the dashboard's GPU panel) keep working while the engine is down.
+The one object the CLI and the dashboard talk to, for every operation (list, launch, stop/start/rm,
+logs, GPUs, collaborators, reconcile, images). It holds the resolved config, the state store and
+the engine connection, made on first use: what does not need the engine works while it is down.
 
-The operations themselves live in the core's modules (experiments, launch, collab, rotation, ...),
-which take a Site (this class is one); this class only opens the door to each of them, once. Like
-docker-py's client, it builds its parts on first use: each door imports its operation when it is
-first called, so importing the Workstation (every command does) costs no Docker SDK, no paramiko
-and no operation that command does not use.
+The operations live in the core's packages and take a Site (this class is one); this class opens
+the door to each. Like docker-py's client it builds its parts on first use, and each door imports
+its operation when first called: importing the Workstation (every command does) costs no Docker
+SDK, no paramiko and no operation that command does not use.
 """
 
 from __future__ import annotations
@@ -65,9 +63,8 @@ class Workstation(CollaboratorDoors, EnvironmentDoors):
         self.config = for_workstation(self.home_config, entry) if entry else self.home_config
         unknown = sorted(set(self.config.images) - set(REGISTRY) - {SAMPLER_TARGET})
         if unknown:  # config.py cannot know the kinds; a typo must not silently launch the default
-            raise ConfigError(f"The setting {unknown[0]}_image names no experiment kind.",
-                              f"Kinds: {', '.join(REGISTRY)} (set e.g. ssh_image; sampler_image names the GPU "
-                              "sampler's).")
+            raise ConfigError(f"The setting {unknown[0]}_image names no experiment kind.", f"Kinds: "
+                              f"{', '.join(REGISTRY)} (set e.g. ssh_image; sampler_image names the GPU sampler's).")
         self._engine: Engine | None = None
         self._engine_lock = threading.Lock()
 
@@ -81,8 +78,8 @@ class Workstation(CollaboratorDoors, EnvironmentDoors):
     def gpus(self) -> GpuSampler | RemoteGpus:
         """The process's one NVML sampler (NVML is initialised once, lazily); on a remote workstation
         the samples its sampler container streams over the engine connection."""
-        if self.entry:  # (each imports only its own: the remote's wire format is no local launch's concern)
-            from ptdesk.core.gpu.remote import RemoteGpus
+        if self.entry:
+            from ptdesk.core.gpu.remote import RemoteGpus  # (only here: a local one needs no wire format)
             return RemoteGpus(self)
         from ptdesk.core.gpu.nvml import GpuSampler
         return GpuSampler()
@@ -112,10 +109,8 @@ class Workstation(CollaboratorDoors, EnvironmentDoors):
             return self._engine
 
     def expect_launch(self) -> None:
-        """A launch follows: connect to a local engine now and have its info read while the work
-        before the launch goes on (ptdesk.core.engine.client.Engine.read_info_ahead). Quiet: an
-        engine that is down is met and said by what follows. Not for a remote workstation, where a
-        failed connect costs seconds that what follows would pay again."""
+        """A launch follows: connect now and have the engine's info read meanwhile (read_info_ahead);
+        quiet (what follows meets a down engine); local only (a dead box's connect costs seconds)."""
         if self.entry is None:
             with contextlib.suppress(PtdeskError):
                 self.engine.read_info_ahead()
@@ -287,10 +282,9 @@ class Workstation(CollaboratorDoors, EnvironmentDoors):
         return claims.claims(self, snapshot, reader, use_engine)
 
     def _engine_or_none(self) -> Engine | None:
-        try:
+        with contextlib.suppress(PtdeskError):
             return self.engine
-        except PtdeskError:
-            return None
+        return None
 
     def _store_or_none(self) -> Store | None:
         """The store names owners while the engine is away; one that cannot be opened means fewer
@@ -298,10 +292,9 @@ class Workstation(CollaboratorDoors, EnvironmentDoors):
         exist yet is not made by looking at GPUs."""
         if "store" not in self.__dict__ and not self.config.state_path.exists():
             return None
-        try:
+        with contextlib.suppress(PtdeskError, OSError):
             return self.store
-        except (PtdeskError, OSError):
-            return None
+        return None
 
     # --- keeping it clean ---------------------------------------------------------------------
     def reconcile(self) -> ReconcileReport:

@@ -478,6 +478,30 @@ def test_many_distinct_requests_stay_within_sshds_sessions(desk: Ptdesk) -> None
         ws.close()
 
 
+def test_the_remote_engines_ssh_connection_has_nagle_off_and_comes_back_so(desk: Ptdesk) -> None:
+    """Every request to a remote engine is a few small SSH messages over one connection: with Nagle's
+    algorithm on, each would wait on the box's delayed ACKs. The connection ptdesk's adapter makes
+    has it off, and so has the one it makes again after losing it."""
+    import socket
+
+    config = load_config(desk.env)
+    ws = Workstation(config, config.workstations["box"])
+    try:
+        adapter = ws.engine.api.get_adapter("http+docker://ssh")
+
+        def transport_socket() -> socket.socket:
+            return adapter.ssh_client.get_transport().sock
+
+        assert transport_socket().getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+        assert ws.engine.try_inspect("ptdesk-none") is None  # it really answers over it
+        adapter.ssh_client.close()  # the connection is lost: the next request connects again
+        adapter.pools.clear()
+        assert ws.engine.try_inspect("ptdesk-none") is None
+        assert transport_socket().getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+    finally:
+        ws.close()
+
+
 def test_watching_a_remote_cleans_up_after_docker_rm_and_stops_when_asked(
         desk: Ptdesk, box_engine: Engine) -> None:
     """The watcher (what `ptdesk watch --on box` and the dashboard run) over SSH: events arrive,
