@@ -5,17 +5,18 @@ For each kind, N alternating rounds of
       service is proven ready (a key login with the host key pinned / an authenticated
       /api/status), so the time is until it returns;
   (b) raw: the same secrets placed the plain way (files written on the host and bind-mounted),
-      `docker run -d -p 127.0.0.1::PORT ...` of the same image with the same hardening flags, on
-      the same isolated network (a bridge with inter-container traffic off: what DESIGN.md asks of
-      every experiment, about 50 ms of each start here), then polling every 50 ms for the same proof
-      (login / authenticated /api/status); `--raw-network bridge` puts it on the default bridge
-      instead, as this benchmark did before. Its login is what a hand-written script does: paramiko's
-      SSHClient.connect on a connection of its own; `--raw-nodelay` gives it ptdesk's connection
-      (Nagle's algorithm off, ptdesk.core.host.ports.tcp_connect) instead;
+      `docker run -d -p 127.0.0.1::PORT ...` of the same image with the same hardening flags, then
+      polling every 50 ms for the same proof (login / authenticated /api/status). Twice per round:
+      "raw" on the same isolated network as every experiment (a bridge with inter-container traffic
+      off, as DESIGN.md asks; about 50 ms of each start here), "bridge" on the engine's default
+      bridge without that isolation (this benchmark's baseline before). Its login is what a
+      hand-written script does: paramiko's SSHClient.connect on a connection of its own;
+      `--raw-nodelay` gives it ptdesk's connection (Nagle's algorithm off,
+      ptdesk.core.host.ports.tcp_connect) instead;
   (c) core: ptdesk's own launch() called in this process (what the dashboard does), to tell
       ptdesk's work apart from the Python interpreter starting and importing for the CLI.
 Each round cleans up after itself (untimed). Prints per-round times, the medians, ptdesk/raw
-(the headline figure) and core/raw.
+(the headline figure), ptdesk/bridge and core/raw.
 
     .venv/bin/python bench/launch.py [--rounds 5] [--kinds ssh,jupyter]
 
@@ -92,7 +93,7 @@ def poll(ready: Callable[[], bool], what: str) -> None:
 
 
 class Bench:
-    def __init__(self, root: Path, raw_network: str, raw_nodelay: bool = False) -> None:
+    def __init__(self, root: Path, raw_nodelay: bool = False) -> None:
         self.root = root
         self.instance = f"bench-{uuid.uuid4().hex[:8]}"
         self.env = {**os.environ, "PTDESK_HOME": str(root / "home"), "PTDESK_INSTANCE": self.instance}
@@ -100,10 +101,9 @@ class Bench:
         self.config: Config = load_config(self.env)
         self.ws = Workstation(self.config)
         self.label = f"ptdesk-bench={self.instance}"  # on the raw containers
-        self.raw_network, self.raw_nodelay = raw_network, raw_nodelay
+        self.raw_nodelay = raw_nodelay
         load_paramiko()  # imported before any timing, for the raw login as for the in-process arm
-        if raw_network == NETWORK_NAME:  # made as a launch makes it, if this engine has none yet
-            experiments_network(self.ws.engine, image_tag(self.config, "ssh"))
+        experiments_network(self.ws.engine, image_tag(self.config, "ssh"))  # made as a launch makes it
 
     # --- (a) ptdesk ------------------------------------------------------------------------
     def ptdesk_round(self, kind: str, n: int, code: str | None = None) -> float:
@@ -130,12 +130,12 @@ class Bench:
         return elapsed
 
     # --- (b) raw docker run ----------------------------------------------------------------
-    def _hardening(self, workspace: Path) -> list[str]:
+    def _hardening(self, workspace: Path, network: str) -> list[str]:
         limits, cpus = self.config.limits, min(self.config.limits.cpus, float(os.cpu_count() or 1))
         return ["--label", self.label, "--cap-drop", "ALL", "--security-opt", "no-new-privileges:true",
                 "--init", "--pids-limit", str(limits.pids), "--memory", limits.memory,
                 "--memory-swap", limits.memory, "--cpus", f"{cpus:g}", "--shm-size", limits.shm_size,
-                "--network", self.raw_network, "-v", f"{workspace}:/workspace"]
+                "--network", network, "-v", f"{workspace}:/workspace"]
 
     def _workspace(self, name: str) -> tuple[Path, Path]:
         folder = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=self.root))
@@ -144,15 +144,15 @@ class Bench:
         os.chown(workspace, self.config.uid, self.config.gid)
         return folder, workspace
 
-    def raw_ssh_round(self, n: int) -> float:
+    def raw_ssh_round(self, n: int, network: str) -> float:
         key_file, owner_public = ssh_owner_key(self.config, "bench")
-        name = f"{self.instance}-raw-ssh-{n}"
+        name = f"{self.instance}-raw-ssh-{network[:6]}-{n}"
         started = time.perf_counter()
         folder, workspace = self._workspace(name)
         host = keys.generate()
         private_files.write_secret(folder / "host_key", host.private_pem, 0o600)
         (folder / "authorized_keys").write_text(keys.authorized_keys_line(owner_public) + "\n")
-        docker("run", "-d", "--name", name, "-p", "127.0.0.1::22", *self._hardening(workspace),
+        docker("run", "-d", "--name", name, "-p", "127.0.0.1::22", *self._hardening(workspace, network),
                *[arg for cap in SSHD_CAPS for arg in ("--cap-add", cap)],
                "-e", f"PTDESK_UID={self.config.uid}", "-e", f"PTDESK_GID={self.config.gid}",
                "-v", f"{folder / 'host_key'}:/etc/ssh/ssh_host_ed25519_key:ro",
@@ -168,8 +168,8 @@ class Bench:
         docker("rm", "-f", name)
         return elapsed
 
-    def raw_jupyter_round(self, n: int) -> float:
-        name = f"{self.instance}-raw-jupyter-{n}"
+    def raw_jupyter_round(self, n: int, network: str) -> float:
+        name = f"{self.instance}-raw-jupyter-{network[:6]}-{n}"
         uid, gid = self.config.uid, self.config.gid
         started = time.perf_counter()
         folder, workspace = self._workspace(name)
@@ -177,7 +177,7 @@ class Bench:
         token_file = folder / "token"
         private_files.write_secret(token_file, token.encode(), 0o400)
         os.chown(token_file, uid, gid)
-        docker("run", "-d", "--name", name, "-p", "127.0.0.1::8888", *self._hardening(workspace),
+        docker("run", "-d", "--name", name, "-p", "127.0.0.1::8888", *self._hardening(workspace, network),
                "--user", f"{uid}:{gid}", "-e", "HOME=/home/ptdesk",
                "--tmpfs", f"/home/ptdesk:uid={uid},gid={gid},mode=0700,size=1g",
                "-v", f"{token_file}:/etc/ptdesk/jupyter_token:ro", image_tag(self.config, "jupyter"))
@@ -207,21 +207,19 @@ def main() -> int:
     parser.add_argument("--kinds", default="ssh,jupyter")
     parser.add_argument("--before", metavar="DIR", help="also another checkout's CLI (its root, as PYTHONPATH), "
                         "in the same rounds")
-    parser.add_argument("--raw-network", default=NETWORK_NAME, metavar="NAME",
-                        help=f"the raw runs' network (default {NETWORK_NAME}, the experiments' own isolated one; "
-                        "bridge: the engine's default, without that isolation)")
     parser.add_argument("--raw-nodelay", action="store_true",
                         help="the raw runs log in over ptdesk's connection (Nagle off) instead of paramiko's own")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="ptdesk-bench-") as tmp:
-        bench = Bench(Path(tmp), args.raw_network, args.raw_nodelay)
+        bench = Bench(Path(tmp), args.raw_nodelay)
         raw = {"ssh": bench.raw_ssh_round, "jupyter": bench.raw_jupyter_round}
         arms: dict[str, Callable[[str, int], float]] = {
-            "ptdesk": bench.ptdesk_round, "raw": lambda kind, n: raw[kind](n), "core": bench.core_round}
+            "ptdesk": bench.ptdesk_round, "raw": lambda kind, n: raw[kind](n, NETWORK_NAME),
+            "bridge": lambda kind, n: raw[kind](n, "bridge"), "core": bench.core_round}
         if args.before:
             arms["before"] = lambda kind, n: bench.ptdesk_round(kind, n, args.before)
         print(f"launch benchmark: {args.rounds} alternating rounds per kind, {os.cpu_count()} CPUs, "
-              f"raw runs on the network {args.raw_network}, logging in "
+              f"raw runs on {NETWORK_NAME} (raw) and on the default bridge (bridge), logging in "
               + ("over ptdesk's connection (Nagle off)" if args.raw_nodelay else "as paramiko does by itself"))
         worst = 0.0
         try:
@@ -239,6 +237,9 @@ def main() -> int:
                 print(f"{kind:8s} median: ptdesk CLI {median['ptdesk']:.2f} s, raw docker run {median['raw']:.2f} s"
                       f" -> ratio ptdesk/raw {ratio:.2f}x   (in-process core {median['core']:.2f} s, "
                       f"core/raw {median['core'] / median['raw']:.2f}x)")
+                print(f"{kind:8s} median: raw docker run on the default bridge {median['bridge']:.2f} s -> ratio "
+                      f"ptdesk/bridge {median['ptdesk'] / median['bridge']:.2f}x, core/bridge "
+                      f"{median['core'] / median['bridge']:.2f}x")
                 if args.before:
                     print(f"{kind:8s} median: before's CLI {median['before']:.2f} s -> ratio before/raw "
                           f"{median['before'] / median['raw']:.2f}x")
