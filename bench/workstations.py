@@ -42,8 +42,8 @@ from ptdesk.core.engine.client import Engine  # noqa: E402
 from ptdesk.core.fleet import Fleet  # noqa: E402
 from ptdesk.core.gpu import wire  # noqa: E402
 from ptdesk.core.gpu.nvml import GpuSampler  # noqa: E402
-from ptdesk.core.gpu.sampler_image import SAMPLER_IMAGE  # noqa: E402
 from tests.support import nvml_scenarios  # noqa: E402
+from tests.support.helpers import SAMPLER_IMAGE, TEST_IMAGE_ENV  # noqa: E402
 from tests.support.remote_box import RemoteBox  # noqa: E402
 
 PTDESK = str(ROOT / ".venv" / "bin" / "ptdesk")
@@ -139,7 +139,8 @@ def main() -> None:
     rounds = parser.parse_args().rounds
     box = RemoteBox().start()
     home = Path(tempfile.mkdtemp(prefix="ptdesk-bench-ws-"))
-    env = {**os.environ, "PTDESK_HOME": str(home), "PTDESK_INSTANCE": f"bench-ws-{os.getpid()}"}
+    # The images scripts/test builds (test tags), as the box was given them (tests.support.remote_box).
+    env = {**os.environ, "PTDESK_HOME": str(home), "PTDESK_INSTANCE": f"bench-ws-{os.getpid()}", **TEST_IMAGE_ENV}
     try:
         box.load_images(SAMPLER_IMAGE)
         run([PTDESK, "workstations", "add", "box", box.engine_url, "--identity", str(box.client_key), "--yes"], env)
