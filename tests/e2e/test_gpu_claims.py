@@ -12,7 +12,10 @@ import os
 import pytest
 
 import ptdesk.tui.live as live_module
+from ptdesk.core.base.gpu_models import GpuSnapshot
 from ptdesk.core.base.names import current_user
+from ptdesk.core.engine.client import Engine
+from ptdesk.core.workstation import Workstation
 from ptdesk.tui.app import PtdeskApp
 from tests.support.gpu_engine import GpuDesk, nvml_scenarios
 from tests.support.helpers import settle
@@ -100,3 +103,13 @@ async def test_the_gpu_panel_says_who_holds_each_gpu_and_names_unclaimed_use(
             assert users(2) == "idle"
     finally:
         ws.close()
+
+
+def test_with_no_gpu_to_claim_the_engine_is_not_asked_for_reservations(ws: Workstation, engine: Engine) -> None:
+    """`ptdesk gpus --watch` and the dashboard ask for the claims every second or two: on a box without
+    a driver (or without GPUs) no reservation can name a GPU, so the engine is not connected for it."""
+    no_driver = GpuSnapshot(available=False, reason="No NVIDIA driver is installed on this machine.", driver=None)
+    no_gpus = GpuSnapshot(available=True, reason=None, driver="550.54")
+    assert engine.version()  # an engine to ask is there: not asking it is the behaviour under test
+    assert ws.gpu_claims(no_driver) == {} and ws.gpu_claims(no_gpus) == {}
+    assert not ws.engine_connected

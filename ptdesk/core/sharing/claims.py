@@ -119,7 +119,9 @@ def claims(site: Site, snapshot: GpuSnapshot, reader: HoldReader | None = None,
         with contextlib.suppress(PtdeskError):  # the engine is away: holds unknown, not an error
             holds = reader.holds(site, every) if reader else engine_holds(site, instance_containers(site), every)
     found = claims_of(snapshot, holds, parse_gpu_memory(site.config.unclaimed_gpu_memory))
-    return with_reservations(site, found) if use_engine else found
+    # No GPU to claim (no driver, or none found): no reservation can name one, the engine is not asked
+    # (`ptdesk gpus --watch` and the dashboard ask every second or two).
+    return with_reservations(site, found) if use_engine and found else found
 
 
 def with_reservations(site: Site, found: dict[int, GpuClaim]) -> dict[int, GpuClaim]:
