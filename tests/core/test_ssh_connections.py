@@ -33,9 +33,12 @@ def banner_server() -> Iterator[int]:
             conn.sendall(b"SSH-2.0-OpenSSH_9.2\r\n")
             held.append(conn)
 
-    threading.Thread(target=serve, daemon=True).start()
+    serving = threading.Thread(target=serve, daemon=True)
+    serving.start()
     yield server.getsockname()[1]
+    server.shutdown(socket.SHUT_RDWR)  # wakes the accept (a close alone leaves it blocked)
     server.close()
+    serving.join(5)
     for conn in held:
         conn.close()
 

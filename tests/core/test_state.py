@@ -30,3 +30,36 @@ def test_a_database_from_before_extra_keys_is_upgraded_in_place(tmp_path: Path) 
             limits=Limits(), extra_keys=("ssh-ed25519 AAAA bob",)))
     assert store.experiment("new").extra_keys == ("ssh-ed25519 AAAA bob",)  # type: ignore[union-attr]
     store.close()
+
+
+def test_closing_waits_for_another_threads_transaction_which_keeps_its_write(tmp_path: Path) -> None:
+    """The dashboard's workers share the store's one connection; closing it under a transaction made
+    SQLite crash the process (seen when a test left the app while a start was still auditing). A close
+    now waits for the transaction, and what it wrote is kept."""
+    import threading
+
+    store = Store(tmp_path / "state.db")
+    inside, go = threading.Event(), threading.Event()
+
+    def audit_slowly() -> None:
+        with store.tx() as conn:
+            inside.set()
+            go.wait(10)
+            conn.execute("INSERT INTO meta VALUES ('written', 'yes')")
+
+    writer = threading.Thread(target=audit_slowly)
+    writer.start()
+    assert inside.wait(10)
+    closer = threading.Thread(target=store.close)
+    closer.start()
+    closer.join(0.3)
+    assert closer.is_alive(), "the connection was closed under the other thread's transaction"
+    go.set()
+    writer.join(10)
+    closer.join(10)
+    assert not closer.is_alive()
+    reopened = Store(tmp_path / "state.db")
+    try:
+        assert reopened.get_meta("written") == "yes"
+    finally:
+        reopened.close()

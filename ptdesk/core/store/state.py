@@ -14,7 +14,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -150,11 +150,8 @@ def integrity_problems(path: Path) -> list[str]:
     """What SQLite's integrity_check says of the database at `path` ([] when sound), read-only:
     looking must not create, migrate or lock the store. Raises sqlite3.DatabaseError when it
     cannot be read at all."""
-    conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=5)
-    try:
+    with closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=5)) as conn:
         result = [row[0] for row in conn.execute("PRAGMA integrity_check").fetchall()]
-    finally:
-        conn.close()
     return [] if result == ["ok"] else result
 
 
@@ -216,7 +213,8 @@ class Store:
                 self.conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
 
     def close(self) -> None:
-        self.conn.close()
+        with self._lock:  # not under a thread's transaction: SQLite would crash, not raise
+            self.conn.close()
 
     @contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:
