@@ -113,19 +113,25 @@ def test_a_local_listing_imports_no_ssh_key_or_gpu_library(tmp_path: Path) -> No
     assert {m.split(".")[0] for m in heavy} <= {"docker", "requests"}, heavy
 
 
+def _ptdesk_modules_after(args: list[str], home: Path) -> tuple[str, set[str]]:
+    """Run `ptdesk ARGS` in a fresh interpreter with its own home: what it printed, and every ptdesk
+    module it imported."""
+    probe = (f"import json, sys; sys.argv = ['ptdesk', *{args!r}]\n"
+             "from ptdesk.cli import main\n"
+             "try:\n    main()\nexcept SystemExit:\n    pass\n"
+             "print(json.dumps(sorted(m for m in sys.modules if m.startswith('ptdesk.'))), file=sys.stderr)")
+    env = {**os.environ, "PTDESK_HOME": str(home), "PTDESK_INSTANCE": f"hygiene-{home.name}"}
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout, set(json.loads(proc.stderr.strip().splitlines()[-1]))
+
+
 @pytest.mark.engine
 def test_an_empty_listing_imports_no_environment_gpu_or_collaborator_module(tmp_path: Path) -> None:
     """`ptdesk ls` with no experiment: no environment column to work out and no GPU, collaborator or
     audit snapshot to build, so their modules (dataclasses cost start-up time) are not imported."""
-    probe = ("import json, sys; sys.argv = ['ptdesk', 'ls', '--on', 'local']\n"
-             "from ptdesk.cli import main\n"
-             "try:\n    main()\nexcept SystemExit:\n    pass\n"
-             "print(json.dumps(sorted(m for m in sys.modules if m.startswith('ptdesk.'))), file=sys.stderr)")
-    env = {**os.environ, "PTDESK_HOME": str(tmp_path), "PTDESK_INSTANCE": f"hygiene-{tmp_path.name}"}
-    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, timeout=120, env=env)
-    assert proc.returncode == 0, proc.stderr
-    assert "No running experiments" in proc.stdout  # it really listed (and reconciled) on the engine
-    imported = set(json.loads(proc.stderr.strip().splitlines()[-1]))
+    out, imported = _ptdesk_modules_after(["ls", "--on", "local"], tmp_path)
+    assert "No running experiments" in out  # it really listed (and reconciled) on the engine
     assert "ptdesk.core.experiments.reconcile" in imported
     unneeded = {"ptdesk.core.environment.drift", "ptdesk.core.environment.images", "ptdesk.core.base.gpu_models",
                 "ptdesk.core.base.people_models", "ptdesk.core.jobs.record", "ptdesk.core.sharing.reservations"}
@@ -136,15 +142,8 @@ def test_the_local_gpus_import_no_remote_sampler_module(tmp_path: Path) -> None:
     """`ptdesk gpus` on the local workstation asks NVML here: the modules that read a remote box's
     sampler over its engine connection (and their wire format) are not imported for it, nor for a
     local launch, which samples the same way."""
-    probe = ("import json, sys; sys.argv = ['ptdesk', 'gpus', '--json']\n"
-             "from ptdesk.cli import main\n"
-             "try:\n    main()\nexcept SystemExit:\n    pass\n"
-             "print(json.dumps(sorted(m for m in sys.modules if m.startswith('ptdesk.'))), file=sys.stderr)")
-    env = {**os.environ, "PTDESK_HOME": str(tmp_path), "PTDESK_INSTANCE": f"hygiene-{tmp_path.name}"}
-    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, timeout=120, env=env)
-    assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout)["workstation"] == "local"  # it really sampled
-    imported = set(json.loads(proc.stderr.strip().splitlines()[-1]))
+    out, imported = _ptdesk_modules_after(["gpus", "--json"], tmp_path)
+    assert json.loads(out)["workstation"] == "local"  # it really sampled
     assert "ptdesk.core.gpu.nvml" in imported
     assert imported & {"ptdesk.core.gpu.remote", "ptdesk.core.gpu.wire"} == set()
 
