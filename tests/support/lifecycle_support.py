@@ -222,6 +222,9 @@ def private_engine(images: tuple[str, ...]) -> Iterator[PrivateEngine]:
         if engine.proc and engine.proc.poll() is None:
             subprocess.run(["docker", "rm", "-f", *docker("ps", "-aq", env=engine.env, check=False).split()],
                            env=engine.env, capture_output=True)
+            # Its networks too: a stopped dockerd leaves their bridges on the host, and a later private
+            # engine's network on the same subnet then lost its traffic to the stale one.
+            subprocess.run(["docker", "network", "prune", "-f"], env=engine.env, capture_output=True)
         engine.stop()
         subprocess.run(["ip", "link", "del", engine.bridge], capture_output=True)
         shutil.rmtree(root, ignore_errors=True)
