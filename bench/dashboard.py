@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import compileall
 import contextlib
 import logging
 import os
@@ -39,6 +38,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bytecode import compile_checkouts  # noqa: E402  (bench/, this script's own folder)
 
 from ptdesk.config import load_config  # noqa: E402
 from ptdesk.core.base.models import LABEL_INSTANCE, LABEL_KIND, LABEL_MANAGED, LABEL_NAME, LABEL_OWNER  # noqa: E402
@@ -207,12 +208,7 @@ def instruction_counts(env: dict[str, str], before: str | None) -> None:
 
 def startup_rounds(env: dict[str, str], rounds: int, before: str | None) -> None:
     """Alternating rounds: the bare Textual app, this ptdesk, and (--before) another checkout's."""
-    # Both checkouts start from their bytecode, as an installed ptdesk does: with
-    # PYTHONDONTWRITEBYTECODE set (as in CI shells) a checkout would otherwise compile every module
-    # at every start, and one with an older __pycache__ would not.
-    for code in (ROOT, Path(before) if before else None):
-        if code is not None:
-            compileall.compile_dir(code / "ptdesk", quiet=1)
+    compile_checkouts(ROOT, before)  # both start from their bytecode, as an installed ptdesk does
     series: dict[str, list[tuple[float, float]]] = {"bare Textual app": [], "ptdesk": []}
     if before:
         series["ptdesk before"] = []

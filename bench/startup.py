@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bytecode import compile_checkouts  # bench/, this script's own folder
+
 ROOT = Path(__file__).resolve().parent.parent
 PTDESK = str(Path(sys.executable).parent / "ptdesk")
 
@@ -43,8 +45,7 @@ def main() -> None:
     parser.add_argument("--before", metavar="DIR", help="another checkout's root, timed in the same rounds")
     args = parser.parse_args()
     codes = {"ptdesk": str(ROOT), **({"before": args.before} if args.before else {})}
-    for code in codes.values():
-        subprocess.run([sys.executable, "-m", "compileall", "-q", f"{code}/ptdesk"], check=True)
+    compile_checkouts(*codes.values())
     with tempfile.TemporaryDirectory(prefix="ptdesk-bench-startup-") as home:
         env = {**os.environ, "PTDESK_HOME": home, "PTDESK_INSTANCE": "bench-startup"}
         envs = {label: {**env, "PYTHONPATH": code} for label, code in codes.items()}

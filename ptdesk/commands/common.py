@@ -97,7 +97,6 @@ AUTO_CHOICE = "ptdesk.auto_choice"  # ctx.meta: the Choice `--on auto` made (a s
 
 def _open_workstation(on: str | None, auto: bool, gpus: str | None, gpu_memory: str | None = None,
                       queue: bool = False, said: bool = True) -> Workstation:
-    from ptdesk.core.fleet import Fleet
     from ptdesk.core.workstation import Workstation
 
     config = load_config()
@@ -106,6 +105,8 @@ def _open_workstation(on: str | None, auto: bool, gpus: str | None, gpu_memory: 
     if name == AUTO:
         if not auto:
             raise InvalidInput("--on auto only chooses where to launch.", "Name the workstation: --on NAME.")
+        from ptdesk.core.fleet import Fleet  # (the other workstations: only for --on auto)
+
         fleet = Fleet(config)
         try:
             choice = fleet.choose(gpus, gpu_memory, queue)
