@@ -79,6 +79,36 @@ def test_one_pass_over_proc_finds_who_is_logged_in_where(tmp_path: Path) -> None
     assert sessions.scan([A, B, "c" * 64], tmp_path) == {A: ("ann", "ptdesk"), B: (), "c" * 64: None}
 
 
+def running(root: Path, pid: int, name: str, uids: tuple[int, int, int, int], cgroup: str | None) -> None:
+    """A process as /proc shows it: its status (name, real/effective/saved/filesystem uid) and cgroup."""
+    folder = root / str(pid)
+    folder.mkdir(parents=True)
+    (folder / "status").write_text(f"Name:\t{name}\nUmask:\t0022\nState:\tS (sleeping)\n"
+                                   f"Uid:\t{uids[0]}\t{uids[1]}\t{uids[2]}\t{uids[3]}\nGid:\t0\t0\t0\t0\n")
+    if cgroup is not None:
+        (folder / "cgroup").write_text(cgroup)
+
+
+def test_one_pass_over_proc_finds_which_accounts_run_anything_where(tmp_path: Path) -> None:
+    """The revocation backstop's look at every experiment (each reconcile): a collaborator uid is
+    seen whichever of its uids it runs as; a container whose sshd is not visible here is unknown
+    (None: the engine is asked), never "nobody runs anything"."""
+    accounts_range = range(accounts.UID_BASE, accounts.UID_LAST + 1)
+    ann, bob, eve = accounts.UID_BASE + 1, accounts.UID_BASE + 2, accounts.UID_BASE + 3
+    c = "c" * 64
+    in_a, in_b, in_c = f"0::/system.slice/docker-{A}.scope\n", f"0::/docker/{B}\n", f"0::/docker/{c}\n"
+    running(tmp_path, 10, "sshd", (0, 0, 0, 0), in_a)  # A's listener: A's processes are visible here
+    running(tmp_path, 11, "sleep", (ann, ann, ann, ann), in_a)  # what a revoked person left running
+    running(tmp_path, 12, "sh", (1000, bob, 1000, bob), in_a)  # an effective uid counts as much
+    running(tmp_path, 13, "python", (1000, 1000, 1000, 1000), in_a)  # the owner's: no collaborator
+    running(tmp_path, 14, "sshd", (0, 0, 0, 0), in_b)  # B: up, nobody's processes in it
+    running(tmp_path, 15, "sleep", (eve, eve, eve, eve), in_c)  # C: its sshd is not seen from here
+    running(tmp_path, 16, "sleep", (eve, eve, eve, eve), "0::/user.slice\n")  # the host's own
+    running(tmp_path, 17, "sleep", (eve, eve, eve, eve), None)  # ended while the pass looked
+    assert sessions.account_uids([A, B, c], accounts_range, tmp_path) == {A: {ann, bob}, B: frozenset(), c: None}
+    assert sessions.account_uids([], accounts_range, tmp_path) == {}
+
+
 def test_a_gpu_process_names_the_person_whose_account_runs_it(tmp_path: Path) -> None:
     proc = tmp_path / "proc"
     store = Store(tmp_path / "state.db")

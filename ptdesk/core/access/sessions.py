@@ -7,6 +7,9 @@ over /proc finds every session of every experiment: no docker exec per container
 the engine. A pass reads each process's short `comm` and opens `cmdline` and `cgroup` only of
 sshd processes, which keeps it to a few milliseconds on a busy host (bench/sessions_scan.py).
 
+The same pass answers which collaborator uids run anything in each experiment (`account_uids`,
+the revocation backstop at every reconcile), where the engine's ps would cost a request each.
+
 It only works where the engine runs on this machine (its containers' processes are in this
 /proc): for a container none of whose sshd processes is visible here (a remote engine, a VM, a
 hidepid /proc) the answer is "unknown" (None), never "nobody".
@@ -62,6 +65,49 @@ def scan(container_ids: Iterable[str], proc_root: Path = PROC) -> dict[str, tupl
         if account:
             found.setdefault(ref.id, set()).add(account)
     return {cid: tuple(sorted(found.get(cid, ()))) if cid in seen else None for cid in wanted}
+
+
+def account_uids(container_ids: Iterable[str], accounts: range,
+                 proc_root: Path = PROC) -> dict[str, frozenset[int] | None]:
+    """container id -> the uids within `accounts` that its processes run as (real, effective, saved
+    or filesystem uid), from one pass over /proc; None where none of its sshd processes is visible
+    from here (the caller then asks the engine). Reads each process's `status` (its name and uids)
+    and the cgroup only of sshd processes and of processes running as one of `accounts`."""
+    wanted = set(container_ids)
+    if not wanted:
+        return {}
+    seen: set[str] = set()
+    found: dict[str, set[int]] = {}
+    try:
+        entries = [e.name for e in os.scandir(proc_root) if e.name.isdigit()]
+    except OSError:
+        entries = []
+    for pid in entries:
+        folder = proc_root / pid
+        name, uids = _name_and_uids(_read(folder / "status") or "")
+        ours = {uid for uid in uids if uid in accounts}
+        if name != "sshd" and not ours:
+            continue
+        cgroup = _read(folder / "cgroup")
+        ref = container_from_cgroup(cgroup) if cgroup else None
+        if ref is None or ref.id not in wanted:
+            continue
+        if name == "sshd":
+            seen.add(ref.id)
+        found.setdefault(ref.id, set()).update(ours)
+    return {cid: frozenset(found.get(cid, ())) if cid in seen else None for cid in wanted}
+
+
+def _name_and_uids(status: str) -> tuple[str, set[int]]:
+    """The process name and its four uids from a /proc/PID/status text (empty when unreadable)."""
+    name, uids = "", set()
+    for line in status.splitlines():
+        if line.startswith("Name:"):
+            name = line[5:].strip()
+        elif line.startswith("Uid:"):
+            uids = {int(field) for field in line[4:].split() if field.isdigit()}
+            break  # Uid comes after Name
+    return name, uids
 
 
 def _account(title: str) -> str | None:
