@@ -47,23 +47,16 @@ def scan(container_ids: Iterable[str], proc_root: Path = PROC) -> dict[str, tupl
     found: dict[str, set[str]] = {}
     if not wanted:
         return {}
-    try:
-        entries = [e.name for e in os.scandir(proc_root) if e.name.isdigit()]
-    except OSError:
-        entries = []
-    for pid in entries:
-        folder = proc_root / pid
+    for folder in _processes(proc_root):
         if (_read(folder / "comm") or "").strip() != "sshd":
             continue
-        cgroup = _read(folder / "cgroup")
-        ref = container_from_cgroup(cgroup) if cgroup else None
-        if ref is None or ref.id not in wanted:
+        if (container := _container(folder, wanted)) is None:
             continue
-        seen.add(ref.id)
+        seen.add(container)
         title = (_read(folder / "cmdline") or "").split("\0", 1)[0]
         account = _account(title)
         if account:
-            found.setdefault(ref.id, set()).add(account)
+            found.setdefault(container, set()).add(account)
     return {cid: tuple(sorted(found.get(cid, ()))) if cid in seen else None for cid in wanted}
 
 
@@ -78,24 +71,32 @@ def account_uids(container_ids: Iterable[str], accounts: range,
         return {}
     seen: set[str] = set()
     found: dict[str, set[int]] = {}
-    try:
-        entries = [e.name for e in os.scandir(proc_root) if e.name.isdigit()]
-    except OSError:
-        entries = []
-    for pid in entries:
-        folder = proc_root / pid
+    for folder in _processes(proc_root):
         name, uids = _name_and_uids(_read(folder / "status") or "")
         ours = {uid for uid in uids if uid in accounts}
         if name != "sshd" and not ours:
             continue
-        cgroup = _read(folder / "cgroup")
-        ref = container_from_cgroup(cgroup) if cgroup else None
-        if ref is None or ref.id not in wanted:
+        if (container := _container(folder, wanted)) is None:
             continue
         if name == "sshd":
-            seen.add(ref.id)
-        found.setdefault(ref.id, set()).update(ours)
+            seen.add(container)
+        found.setdefault(container, set()).update(ours)
     return {cid: frozenset(found.get(cid, ())) if cid in seen else None for cid in wanted}
+
+
+def _processes(proc_root: Path) -> list[Path]:
+    """The /proc folder of every process there now (none when /proc cannot be listed)."""
+    try:
+        return [proc_root / e.name for e in os.scandir(proc_root) if e.name.isdigit()]
+    except OSError:
+        return []
+
+
+def _container(folder: Path, wanted: set[str]) -> str | None:
+    """The id of the container (one of `wanted`) whose cgroup the process at `folder` is in."""
+    cgroup = _read(folder / "cgroup")
+    ref = container_from_cgroup(cgroup) if cgroup else None
+    return ref.id if ref is not None and ref.id in wanted else None
 
 
 def _name_and_uids(status: str) -> tuple[str, set[int]]:
