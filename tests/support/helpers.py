@@ -13,7 +13,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
+import traceback
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TypeVar
@@ -135,11 +137,28 @@ async def settle(pilot, predicate: Callable[[], object], timeout: float = 30.0, 
 
 
 def _app_said(app) -> str:
-    """What the app showed when a wait timed out: its screen and its notices (a CI log is all there is)."""
+    """What the app showed when a wait timed out: its screen and its notices, and the workers still
+    running with where in ptdesk each thread is (a CI log is all there is)."""
     try:
         notices = [f"{n.title}: {n.message}" for n in getattr(app, "_notifications", ())]
         rows = [f"{e.name} {e.kind} {e.status}" for e in getattr(getattr(app, "main", None), "experiments", ())]
         errors = [str(w.render()) for w in app.screen.query("#prompt-error")]
+        workers = [w.name for w in app.workers if w.is_running]
     except Exception as exc:  # noqa: BLE001 - the timeout is the failure to report, not this
         return f"(the app's state unreadable: {exc!r})"
-    return f"screen {type(app.screen).__name__} {errors}, rows {rows}, notices {notices}"
+    return (f"screen {type(app.screen).__name__} {errors}, rows {rows}, notices {notices}, "
+            f"workers running {workers}, threads in ptdesk {_threads_in_ptdesk()}")
+
+
+def _threads_in_ptdesk() -> dict[str, str]:
+    """Each other thread's innermost ptdesk frame (file:line function), for a wait that timed out."""
+    names = {t.ident: t.name for t in threading.enumerate()}
+    found = {}
+    for ident, frame in sys._current_frames().items():
+        if ident == threading.get_ident():
+            continue
+        for entry in reversed(traceback.extract_stack(frame)):
+            if f"{os.sep}ptdesk{os.sep}" in entry.filename:
+                found[names.get(ident, str(ident))] = f"{Path(entry.filename).name}:{entry.lineno} {entry.name}"
+                break
+    return found
